@@ -1,0 +1,50 @@
+"""Build script: the C kernels in csrc/ are compiled through thin Cython wrappers.
+
+Flags are portable: -O3 without -ffast-math, no -march.  (CPU-specific code paths are
+selected at run time inside the C sources.)  Environment switches:
+
+* ``MDFI_SANITIZE=1`` builds with AddressSanitizer + UndefinedBehaviorSanitizer
+  (see docs/hardening.md for how to run the tests under it).
+"""
+
+import os
+import sys
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+CFLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Wextra",
+          "-Wno-unused-function", "-Wno-unused-parameter"]
+LDFLAGS = []
+if os.environ.get("MDFI_SANITIZE") == "1":
+    CFLAGS = [f for f in CFLAGS if f != "-O3"] + [
+        "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=undefined"]
+    LDFLAGS += ["-fsanitize=address,undefined"]
+if sys.platform == "win32":  # MSVC understands neither set
+    CFLAGS, LDFLAGS = ["/O2"], []
+
+
+def ext(name, pyx, csources):
+    return Extension(
+        f"mdfi._ext.{name}",
+        [f"mdfi/_ext/{pyx}"] + [f"csrc/{c}" for c in csources],
+        include_dirs=["csrc", numpy.get_include()],
+        extra_compile_args=CFLAGS,
+        extra_link_args=LDFLAGS,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+
+
+extensions = [
+    ext("_image", "_image.pyx", ["mdfi_image.c"]),
+]
+
+setup(
+    packages=["mdfi", "mdfi._ext", "mdfi.layers", "mdfi.cfg"],
+    # The shipped Darknet cfgs live in the top-level cfg/ folder and install as mdfi.cfg.
+    package_dir={"mdfi.cfg": "cfg"},
+    package_data={"mdfi.cfg": ["*.cfg", "*.names"], "mdfi": ["data/*"]},
+    ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}),
+)
