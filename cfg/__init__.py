@@ -1,0 +1,1 @@
+"""Darknet .cfg and .names files shipped with MDFI (installed as the package ``mdfi.cfg``)."""
