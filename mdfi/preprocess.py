@@ -1,0 +1,58 @@
+"""Network input from an image, exactly as Darknet's ``letterbox_image`` (src/image.c).
+
+1. pixels / 255 in float32 (load_image_color);
+2. resize keeping the aspect ratio (:func:`letterbox_geometry`) with Darknet's two-pass
+   bilinear ``resize_image``;
+3. paste at the integer offset ``((net_w-new_w)/2, (net_h-new_h)/2)`` onto a canvas of 0.5.
+
+Steps 2-3 run in C (csrc/mdfi_image.c) with the same float32 operations as Darknet, so the
+result is bit-identical to Darknet's network input for the same decoded pixels.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from ._ext import _image
+from .errors import ShapeError
+from .image import image_to_chw_float
+
+
+def letterbox_geometry(img_w: int, img_h: int, net_w: int, net_h: int) -> Tuple[int, int]:
+    """(new_w, new_h) of the resized image inside the canvas (letterbox_image)::
+
+        if ((float)w/im.w < (float)h/im.h) { new_w = w; new_h = (im.h*w)/im.w; }
+        else                               { new_h = h; new_w = (im.w*h)/im.h; }
+
+    The comparison is done in float32 like Darknet; the sizes in integer arithmetic.
+    """
+    if img_w < 1 or img_h < 1:
+        raise ShapeError(f"empty image {img_w}x{img_h}")
+    f32 = np.float32
+    if f32(net_w) / f32(img_w) < f32(net_h) / f32(img_h):
+        new_w, new_h = net_w, (img_h * net_w) // img_w
+    else:
+        new_h, new_w = net_h, (img_w * net_h) // img_h
+    # A very elongated image would give 0 rows/columns; keep at least one (Darknet would
+    # crash there).
+    return max(new_w, 1), max(new_h, 1)
+
+
+def letterbox(chw: np.ndarray, net_w: int, net_h: int) -> np.ndarray:
+    """Letterbox a (C,H,W) float32 image into a (C, net_h, net_w) float32 canvas."""
+    chw = np.ascontiguousarray(chw, dtype=np.float32)
+    if chw.ndim != 3:
+        raise ShapeError(f"letterbox expects a (C,H,W) array, got shape {chw.shape}")
+    c, h, w = chw.shape
+    new_w, new_h = letterbox_geometry(w, h, net_w, net_h)
+    part = np.empty((c, h, new_w), dtype=np.float32)
+    out = np.empty((c, net_h, net_w), dtype=np.float32)
+    _image.letterbox_f32(chw, part, out, new_h, new_w)
+    return out
+
+
+def image_to_input(rgb: np.ndarray, net_w: int, net_h: int) -> np.ndarray:
+    """HxWx3 uint8 RGB -> letterboxed (3, net_h, net_w) float32 network input in [0,1]."""
+    return letterbox(image_to_chw_float(rgb), net_w, net_h)
