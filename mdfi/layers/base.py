@@ -1,0 +1,75 @@
+"""Common base of the layer modules.  One module per Darknet section type; see registry in
+:mod:`mdfi.layers`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..cfgfile import Section
+from ..errors import CfgError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..network import Network
+
+Shape = Tuple[int, int, int]  # (C, H, W): Darknet's planar layout, batch 1
+
+
+class Layer:
+    """A layer of a Darknet network, built from its cfg section.
+
+    ``inputs`` are the indices of the layers whose outputs it reads; ``-1`` means the
+    network input.  ``out_shape`` is (C, H, W).
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, index: int, section: Section, inputs: Sequence[int], in_shapes: Sequence[Shape]):
+        self.index = index
+        self.section = section
+        self.inputs: List[int] = list(inputs)
+        self.in_shapes: List[Shape] = list(in_shapes)
+        self.out_shape: Shape = in_shapes[0] if in_shapes else (0, 0, 0)
+
+    # -- construction --------------------------------------------------------------
+    @classmethod
+    def from_section(cls, index: int, section: Section, net: "Network") -> "Layer":
+        """Default: one input, the previous layer (Darknet's params.h/w/c)."""
+        prev = index - 1
+        return cls(index, section, [prev], [net.shape_of(prev)])
+
+    def error(self, message: str, key: Optional[str] = None) -> CfgError:
+        return self.section.error(message, key)
+
+    @property
+    def in_shape(self) -> Shape:
+        return self.in_shapes[0]
+
+    # -- parameters ------------------------------------------------------------------
+    def num_params(self) -> int:
+        """Number of float32 values this layer reads from a ``.weights`` file."""
+        return 0
+
+    def set_params(self, values: np.ndarray) -> None:
+        """Take this layer's ``num_params()`` float32 values, in file order."""
+
+    @property
+    def macs(self) -> int:
+        return 0
+
+    # -- float forward ---------------------------------------------------------------
+    def forward_float(self, xs: List[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.kind
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} #{self.index} {self.in_shapes} -> {self.out_shape}>"
+
+
+def check_positive_shape(layer: Layer, shape: Shape, what: str = "output") -> Shape:
+    if min(shape) < 1:
+        raise layer.error(f"{what} shape {shape} is empty (input {layer.in_shapes})")
+    return shape

@@ -1,0 +1,60 @@
+"""``[maxpool]`` (alias ``[max]``): Darknet's maxpool_layer.c.
+
+Defaults (parse_maxpool): stride=1, size=stride, padding=size-1.
+Output size: ``(w + padding - size)/stride + 1``.  Window origin: ``-padding/2`` (C
+integer division of a negative number truncates toward zero), so with size=2, stride=1,
+padding=1 the extra row/column is on the right/bottom.  Positions outside the input do
+not take part in the max (Darknet uses -FLT_MAX there).
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from ..limits import MAX_KERNEL
+from .base import Layer, check_positive_shape
+
+
+class MaxpoolLayer(Layer):
+    kind = "maxpool"
+
+    @classmethod
+    def from_section(cls, index, section, net):
+        layer = super().from_section(index, section, net)
+        sec = section
+        layer.stride = sec.get_int("stride", 1, minimum=1)
+        layer.size = sec.get_int("size", layer.stride, minimum=1)
+        MAX_KERNEL.check(layer.size, f"{sec.path}:{sec.line}: [maxpool] size")
+        layer.padding = sec.get_int("padding", layer.size - 1, minimum=0)
+        if (layer.padding + 1) // 2 > layer.size - 1:
+            # Some window would then lie entirely in the padding (Darknet outputs -FLT_MAX
+            # there); no real network does this.
+            raise sec.error(f"padding={layer.padding} is too large for size={layer.size} "
+                            f"(at most {2 * (layer.size - 1)})", "padding" if sec.has("padding") else None)
+        c, h, w = layer.in_shape
+        oh = (h + layer.padding - layer.size) // layer.stride + 1
+        ow = (w + layer.padding - layer.size) // layer.stride + 1
+        layer.out_shape = check_positive_shape(layer, (c, oh, ow))
+        return layer
+
+    def window_view(self, x: np.ndarray, fill) -> np.ndarray:
+        """(C, OH, OW, size, size) view of ``x`` padded with ``fill`` (any dtype)."""
+        c, h, w = x.shape
+        _, oh, ow = self.out_shape
+        lo = self.padding // 2           # -offset; offset = -padding/2 (truncation)
+        hi_h = max(0, (oh - 1) * self.stride + self.size - lo - h)
+        hi_w = max(0, (ow - 1) * self.stride + self.size - lo - w)
+        xp = np.pad(x, ((0, 0), (lo, hi_h), (lo, hi_w)), constant_values=fill)
+        s0, s1, s2 = xp.strides
+        return np.lib.stride_tricks.as_strided(
+            xp, shape=(c, oh, ow, self.size, self.size),
+            strides=(s0, s1 * self.stride, s2 * self.stride, s1, s2), writeable=False)
+
+    def forward_float(self, xs: List[np.ndarray]) -> np.ndarray:
+        v = self.window_view(xs[0], -np.inf)
+        return v.max(axis=(3, 4)).astype(np.float32)
+
+    def describe(self) -> str:
+        return f"max {self.size}x{self.size}/{self.stride}"

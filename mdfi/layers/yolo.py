@@ -1,0 +1,102 @@
+"""``[yolo]``: Darknet's yolo_layer.c (YOLOv3 detection head).
+
+Defaults (parse_yolo): classes=20, num=1, mask=0..num-1 when absent, anchors all 0.5
+(make_yolo_layer fills biases with .5).  The input must have ``len(mask)*(classes+5)``
+channels.  Layout of input and output: ``[anchor n][entry][h][w]`` with entries
+``x, y, w, h, objectness, class0..``.
+
+Forward (forward_yolo_layer): copy, then logistic on entries 0,1 (x, y) and 4.. (objectness
+and classes); w, h stay raw.
+
+Detections (get_yolo_detections, get_yolo_box): a cell/anchor is kept when
+``objectness > thresh``; ``box.x = (col + x)/lw``, ``box.y = (row + y)/lh``,
+``box.w = exp(w)*anchor_w/net_w``, ``box.h = exp(h)*anchor_h/net_h``;
+``prob[j] = objectness*class_j`` if that is ``> thresh``, else 0.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from .. import activations
+from .base import Layer
+
+
+class YoloLayer(Layer):
+    kind = "yolo"
+
+    @classmethod
+    def from_section(cls, index, section, net):
+        layer = super().from_section(index, section, net)
+        sec = section
+        layer.classes = sec.get_int("classes", 20, minimum=1)
+        layer.total = sec.get_int("num", 1, minimum=1)
+        mask = sec.get_int_list("mask")
+        if mask is None:
+            mask = list(range(layer.total))
+        for m in mask:
+            if not 0 <= m < layer.total:
+                raise sec.error(f"mask: anchor index {m} is outside 0..{layer.total - 1} (num={layer.total})", "mask")
+        layer.mask = mask
+        anchors = sec.get_float_list("anchors")
+        if anchors is None:
+            anchors = [0.5] * (2 * layer.total)
+        if len(anchors) < 2 * layer.total:
+            raise sec.error(f"anchors: {len(anchors)} values given, num={layer.total} needs "
+                            f"{2 * layer.total}", "anchors")
+        layer.anchors = np.asarray(anchors[: 2 * layer.total], dtype=np.float32).reshape(-1, 2)
+        layer.n = len(mask)
+        c, h, w = layer.in_shape
+        need = layer.n * (layer.classes + 5)
+        if c != need:
+            raise sec.error(f"input has {c} channels, but {layer.n} anchors x ({layer.classes} classes + 5) "
+                            f"needs {need} (check filters= of the layer before)")
+        layer.out_shape = layer.in_shape
+        layer.net_w, layer.net_h = net.width, net.height
+        return layer
+
+    @property
+    def entries(self) -> int:
+        return self.classes + 5
+
+    def logistic_mask(self) -> np.ndarray:
+        """Boolean per channel: True where forward applies the logistic."""
+        m = np.ones((self.n, self.entries), dtype=bool)
+        m[:, 2:4] = False
+        return m.reshape(-1)
+
+    def forward_float(self, xs: List[np.ndarray]) -> np.ndarray:
+        out = xs[0].copy()
+        m = self.logistic_mask()
+        out[m] = activations.logistic(out[m])
+        return out
+
+    def decode(self, out: np.ndarray, thresh: float):
+        """Darknet's get_yolo_detections before correct_yolo_boxes.
+
+        Returns ``boxes`` (N,4) x,y,w,h relative to the network input, ``objectness`` (N,)
+        and ``probs`` (N, classes), in Darknet's order (cell-major, then anchor).
+        """
+        _, lh, lw = self.out_shape
+        p = out.reshape(self.n, self.entries, lh, lw)
+        obj = p[:, 4]                                   # (n, lh, lw)
+        # Darknet loops i over cells, then n over anchors: order (cell, anchor).
+        keep = np.argwhere((obj > np.float32(thresh)).transpose(1, 2, 0))  # rows: (row, col, n)
+        if len(keep) == 0:
+            return (np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                    np.zeros((0, self.classes), np.float32))
+        row, col, n = keep[:, 0], keep[:, 1], keep[:, 2]
+        a = self.anchors[np.asarray(self.mask)[n]]
+        x = (col + p[n, 0, row, col]) / np.float32(lw)
+        y = (row + p[n, 1, row, col]) / np.float32(lh)
+        bw = np.exp(p[n, 2, row, col]) * a[:, 0] / np.float32(self.net_w)
+        bh = np.exp(p[n, 3, row, col]) * a[:, 1] / np.float32(self.net_h)
+        objectness = obj[n, row, col]
+        probs = objectness[:, None] * p[n, 5:, row, col]
+        probs = np.where(probs > np.float32(thresh), probs, np.float32(0))
+        return np.stack([x, y, bw, bh], axis=1).astype(np.float32), objectness, probs.astype(np.float32)
+
+    def describe(self) -> str:
+        return f"yolo mask {','.join(map(str, self.mask))}"
