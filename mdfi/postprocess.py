@@ -1,0 +1,118 @@
+"""Darknet's detection post-processing, reproduced exactly.
+
+* :func:`correct_boxes` is ``correct_yolo_boxes`` / ``correct_region_boxes`` (pjreddie):
+  undo the letterbox.  Note Darknet pastes the image at an *integer* offset but removes a
+  *float* offset ``(net_w - new_w)/2./net_w`` here, so with odd padding its boxes are off
+  by half a letterbox pixel.  MDFI reproduces that, to match Darknet's output.
+* :func:`do_nms_sort` is Darknet's ``do_nms_sort``: per class, sort candidates by that
+  class's probability (descending), and zero the class probability of every later box whose
+  IoU with a kept one is ``> nms``.
+* :func:`to_detections` emits one :class:`~mdfi.detection.Detection` per (box, class)
+  with probability ``> thresh`` (draw_detections prints exactly these).
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+from .detection import Detection
+from .preprocess import letterbox_geometry
+
+Raw = Tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N,4) xywh, objectness (N,), probs (N,K)
+
+
+def correct_boxes(boxes: np.ndarray, img_w: int, img_h: int, net_w: int, net_h: int) -> np.ndarray:
+    """Map x,y,w,h relative to the letterboxed input to x,y,w,h relative to the image."""
+    new_w, new_h = letterbox_geometry(img_w, img_h, net_w, net_h)
+    b = boxes.astype(np.float32).copy()
+    f32 = np.float32
+    # b.x = (b.x - (netw - new_w)/2./netw) / ((float)new_w/netw): double arithmetic with a
+    # float divisor, stored as float.
+    b[:, 0] = ((b[:, 0].astype(np.float64) - (net_w - new_w) / 2.0 / net_w)
+               / np.float64(f32(new_w) / f32(net_w))).astype(np.float32)
+    b[:, 1] = ((b[:, 1].astype(np.float64) - (net_h - new_h) / 2.0 / net_h)
+               / np.float64(f32(new_h) / f32(net_h))).astype(np.float32)
+    b[:, 2] *= f32(net_w) / f32(new_w)
+    b[:, 3] *= f32(net_h) / f32(new_h)
+    return b
+
+
+def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Darknet's box_iou (centre/size boxes, float32) between every a and every b."""
+    f32 = np.float32
+    half = f32(0.5)
+    ax, ay, aw, ah = (a[:, i:i + 1] for i in range(4))
+    bx, by, bw, bh = (b[None, :, i] for i in range(4))
+
+    def overlap(x1, w1, x2, w2):
+        left = np.maximum(x1 - w1 * half, x2 - w2 * half)
+        right = np.minimum(x1 + w1 * half, x2 + w2 * half)
+        return right - left
+
+    w = overlap(ax, aw, bx, bw)
+    h = overlap(ay, ah, by, bh)
+    inter = np.where((w < 0) | (h < 0), f32(0), w * h)
+    union = aw * ah + bw * bh - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = inter / union
+    return np.nan_to_num(iou, nan=0.0).astype(np.float32)
+
+
+def do_nms_sort(boxes: np.ndarray, objectness: np.ndarray, probs: np.ndarray, nms: float) -> np.ndarray:
+    """Return a copy of ``probs`` with suppressed entries set to 0 (Darknet semantics)."""
+    probs = probs.copy()
+    live = objectness != 0          # do_nms_sort first drops objectness == 0 candidates
+    if nms <= 0 or not live.any():
+        return probs
+    idx = np.flatnonzero(live)
+    iou = box_iou_matrix(boxes[idx], boxes[idx])
+    sub = probs[idx]
+    for k in np.flatnonzero((sub > 0).any(axis=0)):
+        col = sub[:, k]
+        cand = np.flatnonzero(col > 0)
+        order = cand[np.argsort(-col[cand], kind="stable")]
+        alive = np.ones(len(order), dtype=bool)
+        sub_iou = iou[np.ix_(order, order)]
+        for i in range(len(order)):
+            if not alive[i]:
+                continue
+            alive[i + 1:] &= ~(sub_iou[i, i + 1:] > np.float32(nms))
+        col[order[~alive]] = 0
+        sub[:, k] = col
+    probs[idx] = sub
+    return probs
+
+
+def to_detections(boxes: np.ndarray, objectness: np.ndarray, probs: np.ndarray, thresh: float,
+                  img_w: int, img_h: int, names: Sequence[str]) -> List[Detection]:
+    """(box, class) pairs with probability > thresh, highest confidence first."""
+    out: List[Detection] = []
+    rows, cls = np.nonzero(probs > np.float32(thresh))
+    for r, k in zip(rows.tolist(), cls.tolist()):
+        x, y, w, h = (float(v) for v in boxes[r])
+        x1 = min(max((x - w / 2) * img_w, 0.0), float(img_w))
+        x2 = min(max((x + w / 2) * img_w, 0.0), float(img_w))
+        y1 = min(max((y - h / 2) * img_h, 0.0), float(img_h))
+        y2 = min(max((y + h / 2) * img_h, 0.0), float(img_h))
+        label = names[k] if k < len(names) else f"class{k}"
+        out.append(Detection(class_id=int(k), label=label, confidence=float(probs[r, k]),
+                             box=(x1, y1, x2, y2), objectness=float(objectness[r]),
+                             rel_box=(x, y, w, h)))
+    out.sort(key=lambda d: (-d.confidence, d.class_id))
+    return out
+
+
+def postprocess(raws: Sequence[Raw], img_w: int, img_h: int, net_w: int, net_h: int,
+                thresh: float, nms: float, names: Sequence[str]) -> List[Detection]:
+    """Concatenate the heads' candidates, undo the letterbox, NMS, and threshold."""
+    raws = [r for r in raws if len(r[0])]
+    if not raws:
+        return []
+    boxes = np.concatenate([r[0] for r in raws])
+    objectness = np.concatenate([r[1] for r in raws])
+    probs = np.concatenate([r[2] for r in raws])
+    boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h)
+    probs = do_nms_sort(boxes, objectness, probs, nms)
+    return to_detections(boxes, objectness, probs, thresh, img_w, img_h, names)
