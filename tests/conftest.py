@@ -1,0 +1,78 @@
+"""Shared test fixtures.
+
+Reference data comes from two places:
+* ``tests/fixtures/darknet/`` (committed): small outputs of the original Darknet;
+* ``../shared/fixtures/darknet/`` beside the checkout (or ``$MDFI_SHARED``): the full
+  per-layer dumps and the demo images.  Tests that need it are skipped when it is absent.
+
+The real yolov3-tiny weights are fetched once into the MDFI cache (``$MDFI_HOME``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE / "fixtures"
+DARKNET = FIXTURES / "darknet"
+REPO = HERE.parent
+SHARED = Path(os.environ.get("MDFI_SHARED", REPO.parent / "shared"))
+SHARED_DARKNET = SHARED / "fixtures" / "darknet"
+SHARED_IMAGES = SHARED / "images"
+
+needs_shared = pytest.mark.skipif(not SHARED_DARKNET.is_dir(),
+                                  reason="../shared reference data not present")
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_path() -> Path:
+    """The official yolov3-tiny weights (fetched and verified by the zoo)."""
+    from mdfi import zoo
+    return zoo.weights_path("yolov3-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_net(tiny_weights_path):
+    from mdfi import zoo
+    from mdfi.network import Network
+    from mdfi.weights import load_weights
+    net = Network.from_cfg(zoo.cfg_path("yolov3-tiny"))
+    load_weights(net, tiny_weights_path)
+    return net
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_weights_path):
+    import mdfi
+    return mdfi.load("yolov3-tiny", precision="float")
+
+
+@pytest.fixture(scope="session")
+def mini_net():
+    from mdfi.network import Network
+    from mdfi.weights import load_weights
+    net = Network.from_cfg(DARKNET / "mini-yolov3" / "mini-yolov3.cfg")
+    load_weights(net, DARKNET / "mini-yolov3" / "mini-yolov3.weights")
+    return net
+
+
+def skimage_image(filename: str) -> np.ndarray:
+    """A real photo from scikit-image's bundled data (a test extra), by its file name."""
+    import skimage.data
+    if filename == "motorcycle_left.png":
+        img = skimage.data.stereo_motorcycle()[0]
+    else:
+        img = getattr(skimage.data, filename.rsplit(".", 1)[0])()
+    return np.ascontiguousarray(img[..., :3])
+
+
+SKIMAGE_FILES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg")
+
+
+def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
+    """max |a - ref| / max |ref| (the issue's per-layer agreement measure)."""
+    return float(np.abs(a.astype(np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30))

@@ -1,0 +1,108 @@
+"""``mdfi detect`` and friends, end to end: output lines, JSON, annotated images, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from mdfi.cli import main
+
+from conftest import skimage_image
+
+
+@pytest.fixture(scope="module")
+def coffee(tmp_path_factory):
+    p = tmp_path_factory.mktemp("img") / "coffee.png"
+    Image.fromarray(skimage_image("coffee.png")).save(p)
+    return p
+
+
+def run_cli(*args, cwd=None):
+    """Run the installed console script (or python -m mdfi when it is not on PATH)."""
+    exe = shutil.which("mdfi")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "mdfi", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_detect_prints_darknet_style_lines_and_writes_image(coffee, tmp_path, tiny_weights_path):
+    r = run_cli("detect", str(coffee), "--float", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"{coffee}: 1 detection")
+    assert lines[1].startswith("cup: 64%  box=(151, 23, 428, 307)")   # Darknet: cup 64%
+    out = tmp_path / "predictions.jpg"
+    with Image.open(out) as im:
+        assert im.size == (600, 400)
+
+
+def test_python_dash_m_is_the_same_program(coffee, tmp_path, tiny_weights_path):
+    r = subprocess.run([sys.executable, "-m", "mdfi", "detect", str(coffee), "--json", "--out", "none",
+                        "--float"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout)
+    assert set(obj) == {"image", "width", "height", "detections"}
+    assert (obj["width"], obj["height"]) == (600, 400)
+    (det,) = obj["detections"]
+    assert set(det) == {"class_id", "label", "confidence", "box"}
+    assert det["label"] == "cup" and det["class_id"] == 41 and abs(det["confidence"] - 0.6404) < 0.001
+    x1, y1, x2, y2 = det["box"]
+    assert abs(x1 - 151.1) < 1 and abs(y2 - 307.0) < 1
+    assert not (tmp_path / "predictions.jpg").exists()
+
+
+def test_several_images_go_to_a_folder_and_json_lines(coffee, tmp_path, capsys, tiny_weights_path):
+    other = tmp_path / "chelsea.png"
+    Image.fromarray(skimage_image("chelsea.png")).save(other)
+    out = tmp_path / "ann"
+    assert main(["detect", str(coffee), str(other), "--json", "--out", str(out), "--float"]) == 0
+    objs = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert [o["image"] for o in objs] == [str(coffee), str(other)]
+    assert sorted(os.listdir(out)) == ["chelsea.jpg", "coffee.jpg"]
+
+
+def test_thresh_changes_output(coffee, capsys, tiny_weights_path):
+    assert main(["detect", str(coffee), "--json", "--out", "none", "--thresh", "0.7", "--float"]) == 0
+    assert json.loads(capsys.readouterr().out)["detections"] == []
+
+
+@pytest.mark.parametrize("args, words", [
+    (["detect", "/nonexistent/x.jpg", "--float"], "x.jpg"),
+    (["detect", "IMG", "--cfg", "CFG", "--weights", "W", "--float"], "bad.cfg:5: unknown section [bogus]"),
+    (["detect", "IMG", "--model", "yolov9000", "--float"], "yolov9000"),
+    (["detect", "IMG", "--cfg", "CFG", "--float"], "--cfg needs --weights"),
+])
+def test_errors_are_one_line_exit_2(args, words, coffee, tmp_path, capsys, tiny_weights_path):
+    cfg = tmp_path / "bad.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n[bogus]\n")
+    args = [str(coffee) if a == "IMG" else str(cfg) if a == "CFG" else
+            str(tiny_weights_path) if a == "W" else a for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mdfi: error: ") and words in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_unreadable_image_via_subprocess_has_no_traceback(tmp_path, tiny_weights_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a jpeg")
+    r = run_cli("detect", str(bad), "--float", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "notes.jpg" in r.stderr
+
+
+def test_bad_threshold_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(["detect", "x.jpg", "--thresh", "1.5"])
+    assert ei.value.code == 2
+    assert "--thresh must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "detect" in capsys.readouterr().err
