@@ -1,0 +1,97 @@
+/* mdfi_fixedpoint.h -- MDFI's integer arithmetic, written once (C twin of mdfi/fixedpoint.py).
+ *
+ * Every kernel in csrc/ calls these helpers instead of shifting, rounding or clamping by
+ * hand.  Formulas and proofs: docs/fixed-point.md (section numbers below).
+ *
+ * Format Q(bits, frac): integer q means q * 2^-frac.  Signed range
+ * [-2^(bits-1), 2^(bits-1)-1] (hls4ml ap_fixed<bits, bits-frac>).
+ *
+ * Rounding of x / 2^s (s > 0), section 2:
+ *   MDFI_ROUND_HALF_UP  (AP_RND): floor(x/2^s + 1/2) = floor((x + 2^(s-1)) / 2^s)
+ *                        ties toward +inf for every sign: -2.5 -> -2, 2.5 -> 3
+ *   MDFI_ROUND_TRUNCATE (AP_TRN): floor(x/2^s), toward -inf: -2.5 -> -3
+ * Saturation (AP_SAT) clamps to the output format's range.
+ *
+ * Portability: C11 leaves >> of a negative value implementation-defined and << of a
+ * negative value undefined, so floor division is written with ~ (exact for every int64),
+ * and left shifts are multiplications by a power of two whose operands are bounded first.
+ * Plain C99/C11, no floating point, no allocation.
+ */
+#ifndef MDFI_FIXEDPOINT_H
+#define MDFI_FIXEDPOINT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { MDFI_ROUND_HALF_UP = 0, MDFI_ROUND_TRUNCATE = 1 };
+enum { MDFI_ACT_LINEAR = 0, MDFI_ACT_LEAKY = 1, MDFI_ACT_RELU = 2 };
+
+/* Leaky slope 0.1 ~= 3277 / 2^15 = 0.100006103515625 (section 4). */
+#define MDFI_LEAKY_MULT  3277
+#define MDFI_LEAKY_SHIFT 15
+
+/* Every requantizing shift lies in [MDFI_MIN_SHIFT, MDFI_MAX_SHIFT] (checked when a model
+ * is loaded); with the leaky shift added it stays <= 62.  Accumulators are at most
+ * MDFI_MAX_ACC_BITS wide, so |acc * 3277| < 2^60 and x + 2^(s-1) never overflows int64. */
+#define MDFI_MIN_SHIFT (-31)
+#define MDFI_MAX_SHIFT 47
+#define MDFI_MAX_ACC_BITS 48
+
+/* Logistic table outputs: unsigned Q1.15 (1.0 == 32768); exp table: unsigned Q15.16 in int32. */
+#define MDFI_PROB_FRAC 15
+#define MDFI_EXP_FRAC  16
+
+static inline int32_t mdfi_qmin(int32_t bits) { return -(int32_t)(((int64_t)1) << (bits - 1)); }
+static inline int32_t mdfi_qmax(int32_t bits) { return (int32_t)((((int64_t)1) << (bits - 1)) - 1); }
+
+/* floor(x / 2^s) for 0 <= s <= 63, exact for every int64 x. */
+static inline int64_t mdfi_floor_shift(int64_t x, int32_t s)
+{
+    return (x >= 0) ? (int64_t)((uint64_t)x >> s) : ~(int64_t)((uint64_t)~x >> s);
+}
+
+/* R(x / 2^s): s > 0 rounds with `mode`; s <= 0 multiplies by 2^-s (caller bounds x). */
+static inline int64_t mdfi_shift_round(int64_t x, int32_t s, int32_t mode)
+{
+    if (s > 0) {
+        if (mode == MDFI_ROUND_HALF_UP) x += ((int64_t)1) << (s - 1);
+        return mdfi_floor_shift(x, s);
+    }
+    return x * (((int64_t)1) << (-s));
+}
+
+/* Clamp to a signed `bits`-wide integer (AP_SAT). */
+static inline int32_t mdfi_saturate(int64_t x, int32_t bits)
+{
+    const int64_t lo = mdfi_qmin(bits), hi = mdfi_qmax(bits);
+    return (int32_t)(x < lo ? lo : (x > hi ? hi : x));
+}
+
+/* The fused requantize / activation / saturate step (sections 3-4):
+ *   linear: sat(R(acc / 2^s))
+ *   relu:   sat(R(max(acc,0) / 2^s))
+ *   leaky:  acc >= 0: sat(R(acc / 2^s));  acc < 0: sat(R(acc * 3277 / 2^(s+15)))
+ * |acc| < 2^47 (accumulator bound), so acc * 3277 < 2^59 fits int64.  For a left shift the
+ * accumulator is first clamped to +-2^bits, beyond which the result saturates anyway. */
+static inline int32_t mdfi_requantize(int64_t acc, int32_t shift, int32_t mode, int32_t bits,
+                                      int32_t act)
+{
+    if (act == MDFI_ACT_RELU && acc < 0) acc = 0;
+    if (act == MDFI_ACT_LEAKY && acc < 0) {
+        acc *= MDFI_LEAKY_MULT;
+        shift += MDFI_LEAKY_SHIFT;
+    }
+    if (shift < 0) {
+        const int64_t lim = ((int64_t)1) << bits;
+        acc = acc < -lim ? -lim : (acc > lim ? lim : acc);
+    }
+    return mdfi_saturate(mdfi_shift_round(acc, shift, mode), bits);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MDFI_FIXEDPOINT_H */
