@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import Dict, Type
 
-from .base import Layer, Shape
-from .convolutional import ConvolutionalLayer
-from .maxpool import MaxpoolLayer
-from .region import RegionLayer
-from .reorg import ReorgLayer
-from .route import RouteLayer
-from .shortcut import ShortcutLayer
-from .upsample import UpsampleLayer
-from .yolo import YoloLayer
+from .base import Layer, QLayer, Shape
+from .convolutional import ConvolutionalLayer, QConvolutional
+from .maxpool import MaxpoolLayer, QMaxpool
+from .region import QRegion, RegionLayer
+from .reorg import QReorg, ReorgLayer
+from .route import QRoute, RouteLayer
+from .shortcut import QShortcut, ShortcutLayer
+from .upsample import QUpsample, UpsampleLayer
+from .yolo import QYolo, YoloLayer
 
 REGISTRY: Dict[str, Type[Layer]] = {
     "convolutional": ConvolutionalLayer,
@@ -30,6 +30,18 @@ REGISTRY: Dict[str, Type[Layer]] = {
     "reorg": ReorgLayer,
 }
 
+#: Layer kind -> its fixed-point class (same module as the float layer).
+QREGISTRY: Dict[str, Type[QLayer]] = {
+    "convolutional": QConvolutional,
+    "maxpool": QMaxpool,
+    "upsample": QUpsample,
+    "route": QRoute,
+    "shortcut": QShortcut,
+    "yolo": QYolo,
+    "region": QRegion,
+    "reorg": QReorg,
+}
+
 #: Sections Darknet knows that MDFI does not implement (a clearer error than "unknown").
 DARKNET_ONLY = frozenset("""
 crop cost detection local deconv deconvolutional activation logistic l2norm crnn gru lstm
@@ -38,6 +50,6 @@ rnn conn connected avg avgpool dropout lrn normalization batchnorm soft softmax
 
 NET_SECTIONS = ("net", "network")
 
-__all__ = ["REGISTRY", "DARKNET_ONLY", "NET_SECTIONS", "Layer", "Shape", "ConvolutionalLayer",
+__all__ = ["REGISTRY", "QREGISTRY", "QLayer", "DARKNET_ONLY", "NET_SECTIONS", "Layer", "Shape", "ConvolutionalLayer",
            "MaxpoolLayer", "UpsampleLayer", "RouteLayer", "ShortcutLayer", "YoloLayer",
            "RegionLayer", "ReorgLayer"]

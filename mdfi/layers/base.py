@@ -73,3 +73,51 @@ def check_positive_shape(layer: Layer, shape: Shape, what: str = "output") -> Sh
     if min(shape) < 1:
         raise layer.error(f"{what} shape {shape} is empty (input {layer.in_shapes})")
     return shape
+
+
+class QLayer:
+    """The fixed-point version of a layer: formats, integer parameters, and the NumPy
+    integer reference forward (the executable specification the C kernels must equal).
+
+    ``out_fmt`` is the :class:`~mdfi.fixedpoint.QFormat` of the output (``None`` for the
+    detection heads, whose entries carry several formats).  Integer tensors flow between
+    layers as int32 NumPy arrays in the reference.
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, layer: Layer, out_fmt, rounding: str = "half_up"):
+        self.layer = layer
+        self.index = layer.index
+        self.out_fmt = out_fmt
+        self.rounding = rounding
+
+    @property
+    def inputs(self) -> List[int]:
+        return self.layer.inputs
+
+    def forward_ref(self, xs: List[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- serialisation (model files and golden exports) ---------------------------------
+    def meta(self) -> dict:
+        """JSON-safe description of this layer's formats and settings."""
+        return {"kind": self.kind, "rounding": self.rounding,
+                "out_fmt": None if self.out_fmt is None else self.out_fmt.to_dict()}
+
+    def arrays(self) -> dict:
+        """Integer arrays of this layer (weights, biases, tables), by name."""
+        return {}
+
+    def param_bits(self) -> int:
+        """Bits of parameters at their declared widths (for model-size reports)."""
+        return 0
+
+    def describe_formats(self) -> str:
+        return "" if self.out_fmt is None else str(self.out_fmt)
+
+
+def meta_format(meta: dict, key: str = "out_fmt"):
+    from ..fixedpoint import QFormat
+    d = meta.get(key)
+    return None if d is None else QFormat.from_dict(d)

@@ -20,8 +20,10 @@ from typing import List
 import numpy as np
 
 from .. import activations
+from .. import fixedpoint as fp
+from ..errors import FormatError, ShapeError
 from ..limits import MAX_DIM, MAX_KERNEL
-from .base import Layer, check_positive_shape
+from .base import Layer, QLayer, check_positive_shape, meta_format
 
 BN_EPS = np.float32(0.000001)  # normalize_cpu: sqrt(variance) + .000001f
 
@@ -160,3 +162,162 @@ def parse_activation(sec, default: str) -> str:
                         f"(supported: {', '.join(activations.SUPPORTED)})", "activation")
     raise sec.error(f"unknown activation '{name}' (supported: {', '.join(activations.SUPPORTED)})",
                     "activation")
+
+
+# -- integer reference (the executable specification of the C kernel) -----------------------------
+def int_matmul(w: np.ndarray, cols: np.ndarray, *, exact_int64: bool = False) -> np.ndarray:
+    """Exact integer ``w @ cols`` as int64.
+
+    By default the product is computed with float64 BLAS, which is *exact* here: every
+    product and every partial sum of a convolution is an integer of magnitude below
+    ``2**47`` (accumulator bound, docs/fixed-point.md section 3.2), and float64 represents
+    every integer below ``2**53`` exactly, so no rounding can occur in any summation order.
+    ``exact_int64=True`` uses NumPy's int64 matmul instead (slow; tests cross-check both).
+    """
+    if exact_int64:
+        return np.asarray(w, dtype=np.int64) @ np.asarray(cols, dtype=np.int64)
+    return (np.asarray(w, dtype=np.float64) @ np.asarray(cols, dtype=np.float64)).astype(np.int64)
+
+
+def conv2d_int_ref(x: np.ndarray, w: np.ndarray, bias: np.ndarray, shift: np.ndarray, *,
+                   size: int, stride: int, padding: int, rounding: str, bits: int,
+                   activation: str, exact_int64: bool = False) -> np.ndarray:
+    """Integer convolution + bias + requantize/activation/saturate (docs sections 3-4).
+
+    ``x``: (C,H,W) integers; ``w``: (M, C, k, k) integers; ``bias``: (M,) integers at the
+    accumulator scale; ``shift``: (M,) requantizing shifts.  Zero padding.  Returns (M,OH,OW)
+    int32 with ``out[m] = requantize(sum_k w[m,k]*col[k] + bias[m], shift[m])``.
+    """
+    m = w.shape[0]
+    _, h, wd = x.shape
+    oh, ow = conv_out_size(h, size, stride, padding), conv_out_size(wd, size, stride, padding)
+    cols = im2col(np.asarray(x), size, stride, padding)
+    acc = int_matmul(w.reshape(m, -1), cols, exact_int64=exact_int64) + np.asarray(bias, np.int64)[:, None]
+    out = fp.requantize(acc, np.asarray(shift, np.int64)[:, None], rounding, bits, activation)
+    return out.reshape(m, oh, ow)
+
+
+class QConvolutional(QLayer):
+    """Fixed-point ``[convolutional]`` (docs/fixed-point.md sections 3-4).
+
+    * weights ``w_q[m]`` at ``Q(wbits, w_frac[m])`` (one frac per layer, or per output
+      channel), batch norm folded in; for the first layer Darknet's ``/255`` too;
+    * ``acc = sum(w_q * x_q) + bias_q`` exactly, in an ``acc_bits``-wide accumulator;
+      ``bias_q`` is the folded bias at the accumulator scale ``2**-(w_frac + in_frac)``;
+    * ``out = requantize(acc, shift[m], rounding, out_bits, activation)`` with
+      ``shift[m] = w_frac[m] + in_frac - out_frac``.
+    """
+
+    kind = "convolutional"
+
+    def __init__(self, layer, in_fmt, out_fmt, weights, w_frac, bias, *, wbits, rounding,
+                 per_channel, bias_clamped=0):
+        super().__init__(layer, out_fmt, rounding)
+        self.in_fmt = in_fmt
+        self.wbits = fp.check_bits(wbits, "weight width")
+        self.weights = np.asarray(weights)
+        self.w_frac = np.asarray(w_frac, dtype=np.int64).reshape(-1)
+        self.bias = np.asarray(bias, dtype=np.int64).reshape(-1)
+        self.per_channel = bool(per_channel)
+        self.bias_clamped = int(bias_clamped)
+        m = layer.filters
+        if self.weights.shape != (m, layer.in_channels, layer.size, layer.size):
+            raise ShapeError(f"layer {layer.index}: weights have shape {self.weights.shape}, "
+                             f"expected {(m, layer.in_channels, layer.size, layer.size)}")
+        if self.w_frac.shape != (m,) or self.bias.shape != (m,):
+            raise ShapeError(f"layer {layer.index}: w_frac/bias must have {m} entries")
+        if self.weights.size and (self.weights.min() < fp.qmin(wbits) or self.weights.max() > fp.qmax(wbits)):
+            raise FormatError(f"layer {layer.index}: weights exceed {wbits} bits")
+        if layer.activation not in ("linear", "leaky", "relu"):
+            raise FormatError(f"layer {layer.index}: activation '{layer.activation}' has no fixed-point "
+                              f"implementation (linear, leaky, relu)")
+        self.acc_bits = fp.accumulator_bits(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
+        if self.acc_bits > fp.MAX_ACC_BITS:
+            raise FormatError(f"layer {layer.index}: accumulator would need {self.acc_bits} bits "
+                              f"(> {fp.MAX_ACC_BITS}); use narrower weights/activations")
+        lim = self.bias_limit
+        if np.any(np.abs(self.bias) > lim):
+            raise FormatError(f"layer {layer.index}: bias exceeds the accumulator bound {lim}")
+        self.shift = (self.w_frac + in_fmt.frac - out_fmt.frac).astype(np.int32)
+        if self.shift.min() < fp.MIN_SHIFT or self.shift.max() > fp.MAX_SHIFT:
+            raise FormatError(f"layer {layer.index}: requantizing shifts {self.shift.min()}..{self.shift.max()} "
+                              f"outside [{fp.MIN_SHIFT}, {fp.MAX_SHIFT}]")
+
+    @property
+    def bias_limit(self) -> int:
+        """|bias| <= 2**(acc_bits-1) - 1 - Pmax keeps every sum inside the accumulator."""
+        pmax = fp.product_bound(self.wbits, self.in_fmt.bits, self.layer.kernel_volume, self.in_fmt.signed)
+        return (1 << (self.acc_bits - 1)) - 1 - pmax
+
+    @property
+    def acc64(self) -> bool:
+        """True when the accumulator does not fit int32."""
+        return self.acc_bits > 32
+
+    # -- quantization ------------------------------------------------------------------
+    @classmethod
+    def quantize(cls, layer: "ConvolutionalLayer", in_fmt, out_fmt, *, wbits: int, rounding: str,
+                 per_channel: bool, weight_method: str = "mse", input_scale: float = 1.0):
+        """Fold batch norm (and ``input_scale``, Darknet's 1/255 for the first layer) and
+        quantize weights and bias.  All float work of the engine happens here."""
+        w, b = layer.folded_float_params()
+        w = w * input_scale
+        m = layer.filters
+        flat = w.reshape(m, -1)
+        if per_channel:
+            lo, hi = flat.min(axis=1), flat.max(axis=1)
+        else:
+            lo, hi = np.full(m, flat.min()), np.full(m, flat.max())
+        f = fp.max_frac(lo, hi, wbits)
+        nonzero = np.abs(flat).max(axis=1) > 0
+        if weight_method == "mse" and nonzero.any():
+            if per_channel:
+                f = np.where(nonzero, fp.mse_frac(flat, wbits, f, axis=1), f)
+            else:
+                f = np.full(m, int(fp.mse_frac(flat.reshape(-1), wbits, f[0])))
+        elif weight_method not in ("max", "mse"):
+            raise FormatError(f"unknown weight method {weight_method!r} (max, mse)")
+        # Keep every requantizing shift in range (a near-zero channel could ask for a huge frac).
+        f = np.clip(f, out_fmt.frac - in_fmt.frac + fp.MIN_SHIFT, out_fmt.frac - in_fmt.frac + fp.MAX_SHIFT)
+        if nonzero.any():
+            f = np.where(nonzero, f, int(np.median(f[nonzero])))
+        w_q = fp.quantize_float(flat, f[:, None], wbits).reshape(w.shape).astype(fp.storage_dtype(wbits))
+        acc_bits = fp.accumulator_bits(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
+        lim = (1 << (acc_bits - 1)) - 1 - fp.product_bound(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
+        b_q = fp.round_half_up_float(b * np.exp2((f + in_fmt.frac).astype(np.float64)))
+        clamped = int(np.count_nonzero(np.abs(b_q) > lim))
+        b_q = np.clip(b_q, -lim, lim).astype(np.int64)
+        return cls(layer, in_fmt, out_fmt, w_q, f, b_q, wbits=wbits, rounding=rounding,
+                   per_channel=per_channel, bias_clamped=clamped)
+
+    # -- reference forward -----------------------------------------------------------------
+    def forward_ref(self, xs):
+        l = self.layer
+        return conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,
+                              padding=l.padding, rounding=self.rounding, bits=self.out_fmt.bits,
+                              activation=l.activation)
+
+    # -- serialisation ---------------------------------------------------------------------
+    def meta(self):
+        d = super().meta()
+        d.update(in_fmt=self.in_fmt.to_dict(), wbits=self.wbits, w_frac=self.w_frac.tolist(),
+                 per_channel=self.per_channel, acc_bits=self.acc_bits, activation=self.layer.activation,
+                 bias_clamped=self.bias_clamped)
+        return d
+
+    def arrays(self):
+        return {"weights": self.weights, "bias": self.bias.astype(np.int64 if self.acc64 else np.int32)}
+
+    @classmethod
+    def from_saved(cls, layer, meta, arrays):
+        return cls(layer, meta_format(meta, "in_fmt"), meta_format(meta), arrays["weights"], meta["w_frac"],
+                   arrays["bias"], wbits=meta["wbits"], rounding=meta["rounding"],
+                   per_channel=meta.get("per_channel", False), bias_clamped=meta.get("bias_clamped", 0))
+
+    def param_bits(self) -> int:
+        return self.weights.size * self.wbits + self.bias.size * self.acc_bits
+
+    def describe_formats(self) -> str:
+        wf = (f"w Q{self.wbits}.{int(self.w_frac.min())}..{int(self.w_frac.max())}" if self.per_channel
+              else f"w {fp.QFormat(self.wbits, int(self.w_frac[0])).ap_type()}")
+        return f"{wf} out {self.out_fmt.ap_type()} acc {self.acc_bits}b"

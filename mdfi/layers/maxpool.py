@@ -14,7 +14,7 @@ from typing import List
 import numpy as np
 
 from ..limits import MAX_KERNEL
-from .base import Layer, check_positive_shape
+from .base import Layer, QLayer, check_positive_shape, meta_format
 
 
 class MaxpoolLayer(Layer):
@@ -58,3 +58,21 @@ class MaxpoolLayer(Layer):
 
     def describe(self) -> str:
         return f"max {self.size}x{self.size}/{self.stride}"
+
+
+class QMaxpool(QLayer):
+    """Integer max pool: exact; output format = input format.  Taps outside the image are
+    ignored (padded with the format's minimum, which never wins over a real tap)."""
+
+    kind = "maxpool"
+
+    def forward_ref(self, xs):
+        return self.layer.window_view(np.asarray(xs[0], np.int32), np.iinfo(np.int32).min).max(axis=(3, 4))
+
+    @classmethod
+    def quantize(cls, layer, in_fmt, rounding):
+        return cls(layer, in_fmt, rounding)
+
+    @classmethod
+    def from_saved(cls, layer, meta, arrays):
+        return cls(layer, meta_format(meta), meta["rounding"])

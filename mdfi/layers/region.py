@@ -20,7 +20,10 @@ from typing import List
 import numpy as np
 
 from .. import activations
-from .base import Layer
+from . import heads
+from .. import fixedpoint as fp
+from ..errors import ShapeError
+from .base import Layer, QLayer, meta_format
 
 
 def softmax_darknet(x: np.ndarray, axis: int) -> np.ndarray:
@@ -100,3 +103,77 @@ class RegionLayer(Layer):
 
     def describe(self) -> str:
         return f"region {self.n} anchors"
+
+
+class QRegion(QLayer):
+    """Integer ``[region]``: logistic/exp tables for x, y, objectness, w, h and an integer
+    softmax over the classes (:func:`.heads.softmax_int`), probabilities in unsigned Q1.15."""
+
+    kind = "region"
+
+    def __init__(self, layer, in_fmt, rounding, logistic=None, exp=None, expneg=None):
+        super().__init__(layer, None, rounding)
+        self.in_fmt = in_fmt
+        self.logistic = heads.logistic_table(in_fmt) if logistic is None else np.asarray(logistic)
+        self.exp = heads.exp_table(in_fmt) if exp is None else np.asarray(exp)
+        self.expneg = heads.expneg_table(in_fmt) if expneg is None else np.asarray(expneg)
+        n = 1 << in_fmt.bits
+        if self.logistic.shape != (n,) or self.exp.shape != (n,) or self.expneg.shape != (n,):
+            raise ShapeError(f"layer {layer.index}: lookup tables must have {n} entries")
+
+    def forward_ref(self, xs):
+        l = self.layer
+        _, h, w = l.in_shape
+        x = np.asarray(xs[0]).reshape(l.n, l.entries, h, w)
+        out = np.empty(x.shape, np.int32)
+        for e in (0, 1, 4):
+            out[:, e] = heads.lookup(self.logistic, x[:, e], self.in_fmt)
+        for e in (2, 3):
+            out[:, e] = heads.lookup(self.exp, x[:, e], self.in_fmt)
+        if l.softmax:
+            out[:, 5:] = heads.softmax_int(x[:, 5:], self.expneg, axis=1)
+        else:
+            out[:, 5:] = heads.lookup(self.logistic, x[:, 5:], self.in_fmt)
+        return out.reshape(l.out_shape)
+
+    def decode_int(self, out: np.ndarray, thresh: float):
+        l = self.layer
+        _, lh, lw = l.out_shape
+        p = np.asarray(out).reshape(l.n, l.entries, lh, lw).transpose(0, 2, 3, 1).reshape(-1, l.entries)
+        idx = np.arange(len(p))
+        n, cell = idx // (lh * lw), idx % (lh * lw)
+        row, col = cell // lw, cell % lw
+        t_obj, t_prob = heads.thresholds(thresh)
+        x = (col + p[:, 0] * 2.0 ** -fp.PROB_FRAC) / lw
+        y = (row + p[:, 1] * 2.0 ** -fp.PROB_FRAC) / lh
+        bw = p[:, 2] * 2.0 ** -fp.EXP_FRAC * l.anchors[n, 0].astype(np.float64) / lw
+        bh = p[:, 3] * 2.0 ** -fp.EXP_FRAC * l.anchors[n, 1].astype(np.float64) / lh
+        scale = p[:, 4].astype(np.int64)
+        obj_q = np.where(scale > t_obj, scale, 0)
+        prob_q = scale[:, None] * p[:, 5:].astype(np.int64)
+        prob_q = np.where((prob_q > t_prob) & (obj_q[:, None] > 0), prob_q, 0)
+        boxes = np.stack([x, y, bw, bh], axis=1).astype(np.float32)
+        return boxes, heads.to_float_prob(obj_q), heads.to_float_prob(prob_q, 2 * fp.PROB_FRAC)
+
+    @classmethod
+    def quantize(cls, layer, in_fmt, rounding):
+        return cls(layer, in_fmt, rounding)
+
+    def meta(self):
+        d = super().meta()
+        d.update(in_fmt=self.in_fmt.to_dict(), prob_frac=fp.PROB_FRAC, exp_frac=fp.EXP_FRAC)
+        return d
+
+    def arrays(self):
+        return {"logistic_lut": self.logistic, "exp_lut": self.exp, "expneg_lut": self.expneg}
+
+    @classmethod
+    def from_saved(cls, layer, meta, arrays):
+        return cls(layer, meta_format(meta, "in_fmt"), meta["rounding"], arrays["logistic_lut"],
+                   arrays["exp_lut"], arrays["expneg_lut"])
+
+    def param_bits(self) -> int:
+        return self.logistic.size * 16 + self.exp.size * 32 + self.expneg.size * 32
+
+    def describe_formats(self) -> str:
+        return f"in {self.in_fmt.ap_type()} -> prob UQ1.15, exp UQ15.16"

@@ -17,7 +17,7 @@ from typing import List
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, QLayer, meta_format
 
 
 class ReorgLayer(Layer):
@@ -66,3 +66,20 @@ class ReorgLayer(Layer):
 
     def describe(self) -> str:
         return f"reorg /{self.stride}"
+
+
+class QReorg(QLayer):
+    """Integer reorg: the same permutation as the float layer; format unchanged."""
+
+    kind = "reorg"
+
+    def forward_ref(self, xs):
+        return self.layer.reorg(np.asarray(xs[0], np.int32))
+
+    @classmethod
+    def quantize(cls, layer, in_fmt, rounding):
+        return cls(layer, in_fmt, rounding)
+
+    @classmethod
+    def from_saved(cls, layer, meta, arrays):
+        return cls(layer, meta_format(meta), meta["rounding"])

@@ -12,7 +12,8 @@ from typing import List
 
 import numpy as np
 
-from .base import Layer
+from .. import fixedpoint as fp
+from .base import Layer, QLayer
 
 
 def resolve_index(sec, key: str, raw: int, index: int) -> int:
@@ -49,3 +50,38 @@ class RouteLayer(Layer):
 
     def describe(self) -> str:
         return "route " + " ".join(str(i) for i in self.inputs)
+
+
+class QRoute(QLayer):
+    """Integer route (docs/fixed-point.md section 5): the output takes the coarsest input
+    format (smallest frac, widest bits); every input is aligned to it by an explicit
+    rounding right shift ``align(x, f_i, f_out)``.  Inputs already in the output format
+    are copied unchanged, so a route of equal formats is a pure concatenation."""
+
+    kind = "route"
+
+    def __init__(self, layer, in_fmts, rounding):
+        out = fp.QFormat(max(f.bits for f in in_fmts), min(f.frac for f in in_fmts),
+                         all(f.signed for f in in_fmts))
+        super().__init__(layer, out, rounding)
+        self.in_fmts = list(in_fmts)
+        self.shifts = [f.frac - out.frac for f in self.in_fmts]
+
+    def forward_ref(self, xs):
+        parts = [np.asarray(x, np.int32) if s == 0 else fp.align(x, f.frac, self.out_fmt.frac, self.rounding,
+                                                                 self.out_fmt.bits)
+                 for x, f, s in zip(xs, self.in_fmts, self.shifts)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    @classmethod
+    def quantize(cls, layer, in_fmts, rounding):
+        return cls(layer, in_fmts, rounding)
+
+    def meta(self):
+        d = super().meta()
+        d.update(in_fmts=[f.to_dict() for f in self.in_fmts], shifts=self.shifts)
+        return d
+
+    @classmethod
+    def from_saved(cls, layer, meta, arrays):
+        return cls(layer, [fp.QFormat.from_dict(f) for f in meta["in_fmts"]], meta["rounding"])

@@ -15,7 +15,9 @@ import numpy as np
 from .. import activations
 from .convolutional import parse_activation
 from .route import resolve_index
-from .base import Layer
+from .. import fixedpoint as fp
+from ..errors import FormatError
+from .base import Layer, QLayer, meta_format
 
 
 class ShortcutLayer(Layer):
@@ -52,3 +54,49 @@ class ShortcutLayer(Layer):
 
     def describe(self) -> str:
         return f"shortcut {self.inputs[1]}"
+
+
+class QShortcut(QLayer):
+    """Integer shortcut (docs/fixed-point.md section 6)::
+
+        s   = a * 2**(fm - fa) + b * 2**(fm - fb)      exact, fm = max(fa, fb)
+        out = requantize(s, fm - f_out, rounding, bits, activation)   (saturates)
+    """
+
+    kind = "shortcut"
+
+    def __init__(self, layer, in_fmts, out_fmt, rounding):
+        super().__init__(layer, out_fmt, rounding)
+        if layer.alpha != 1.0 or layer.beta != 1.0:
+            raise FormatError(f"layer {layer.index}: [shortcut] alpha/beta other than 1 are not supported "
+                              f"in fixed point")
+        if layer.activation not in ("linear", "leaky", "relu"):
+            raise FormatError(f"layer {layer.index}: activation '{layer.activation}' has no fixed-point "
+                              f"implementation")
+        self.in_fmts = list(in_fmts)
+        fa, fb = (f.frac for f in self.in_fmts)
+        if abs(fa - fb) > 16:
+            raise FormatError(f"layer {layer.index}: shortcut inputs differ by {abs(fa - fb)} fractional bits "
+                              f"(at most 16)")
+        self.sum_frac = max(fa, fb)
+        self.shift = self.sum_frac - out_fmt.frac
+        if not fp.MIN_SHIFT <= self.shift <= fp.MAX_SHIFT:
+            raise FormatError(f"layer {layer.index}: shortcut shift {self.shift} out of range")
+
+    def forward_ref(self, xs):
+        (fa, fb) = (f.frac for f in self.in_fmts)
+        s, _ = fp.add_aligned(xs[0], fa, xs[1], fb)
+        return fp.requantize(s, self.shift, self.rounding, self.out_fmt.bits, self.layer.activation)
+
+    @classmethod
+    def quantize(cls, layer, in_fmts, out_fmt, rounding):
+        return cls(layer, in_fmts, out_fmt, rounding)
+
+    def meta(self):
+        d = super().meta()
+        d.update(in_fmts=[f.to_dict() for f in self.in_fmts], shift=self.shift, activation=self.layer.activation)
+        return d
+
+    @classmethod
+    def from_saved(cls, layer, meta, arrays):
+        return cls(layer, [fp.QFormat.from_dict(f) for f in meta["in_fmts"]], meta_format(meta), meta["rounding"])

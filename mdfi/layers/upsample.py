@@ -11,7 +11,8 @@ from typing import List
 import numpy as np
 
 from ..limits import MAX_KERNEL
-from .base import Layer
+from ..errors import FormatError
+from .base import Layer, QLayer, meta_format
 
 
 class UpsampleLayer(Layer):
@@ -39,3 +40,25 @@ class UpsampleLayer(Layer):
 
     def describe(self) -> str:
         return f"upsample x{self.stride}"
+
+
+class QUpsample(QLayer):
+    """Integer nearest-neighbour upsample: exact; output format = input format.
+    Darknet's ``scale`` must be 1 (any other value would need a multiplier)."""
+
+    kind = "upsample"
+
+    def forward_ref(self, xs):
+        s = self.layer.stride
+        return np.repeat(np.repeat(np.asarray(xs[0], np.int32), s, axis=1), s, axis=2)
+
+    @classmethod
+    def quantize(cls, layer, in_fmt, rounding):
+        if layer.scale != 1.0:
+            raise FormatError(f"layer {layer.index}: [upsample] scale={layer.scale} is not supported in "
+                              f"fixed point (only 1)")
+        return cls(layer, in_fmt, rounding)
+
+    @classmethod
+    def from_saved(cls, layer, meta, arrays):
+        return cls(layer, meta_format(meta), meta["rounding"])

@@ -21,7 +21,10 @@ from typing import List
 import numpy as np
 
 from .. import activations
-from .base import Layer
+from . import heads
+from .. import fixedpoint as fp
+from ..errors import ShapeError
+from .base import Layer, QLayer, meta_format
 
 
 class YoloLayer(Layer):
@@ -100,3 +103,75 @@ class YoloLayer(Layer):
 
     def describe(self) -> str:
         return f"yolo mask {','.join(map(str, self.mask))}"
+
+
+class QYolo(QLayer):
+    """Integer ``[yolo]``: logistic and exp through lookup tables (see :mod:`.heads`).
+
+    Output int32 ``[anchor][entry][h][w]``: x, y, objectness and classes in unsigned Q1.15,
+    w and h as exp() in unsigned Q15.16.
+    """
+
+    kind = "yolo"
+
+    def __init__(self, layer, in_fmt, rounding, logistic=None, exp=None):
+        super().__init__(layer, None, rounding)
+        self.in_fmt = in_fmt
+        self.logistic = heads.logistic_table(in_fmt) if logistic is None else np.asarray(logistic)
+        self.exp = heads.exp_table(in_fmt) if exp is None else np.asarray(exp)
+        n = 1 << in_fmt.bits
+        if self.logistic.shape != (n,) or self.exp.shape != (n,):
+            raise ShapeError(f"layer {layer.index}: lookup tables must have {n} entries")
+
+    def forward_ref(self, xs):
+        x = np.asarray(xs[0])
+        m = self.layer.logistic_mask()
+        out = np.empty(x.shape, np.int32)
+        out[m] = heads.lookup(self.logistic, x[m], self.in_fmt)
+        out[~m] = heads.lookup(self.exp, x[~m], self.in_fmt)
+        return out
+
+    def decode_int(self, out: np.ndarray, thresh: float):
+        """Candidates with integer thresholds, then host-side float boxes (same order and
+        semantics as :meth:`YoloLayer.decode`)."""
+        l = self.layer
+        _, lh, lw = l.out_shape
+        p = np.asarray(out).reshape(l.n, l.entries, lh, lw)
+        t_obj, t_prob = heads.thresholds(thresh)
+        obj = p[:, 4]
+        keep = np.argwhere((obj > t_obj).transpose(1, 2, 0))
+        if len(keep) == 0:
+            return (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, l.classes), np.float32))
+        row, col, n = keep[:, 0], keep[:, 1], keep[:, 2]
+        a = l.anchors[np.asarray(l.mask)[n]].astype(np.float64)
+        x = (col + p[n, 0, row, col] * 2.0 ** -fp.PROB_FRAC) / lw
+        y = (row + p[n, 1, row, col] * 2.0 ** -fp.PROB_FRAC) / lh
+        bw = p[n, 2, row, col] * 2.0 ** -fp.EXP_FRAC * a[:, 0] / l.net_w
+        bh = p[n, 3, row, col] * 2.0 ** -fp.EXP_FRAC * a[:, 1] / l.net_h
+        obj_q = obj[n, row, col].astype(np.int64)
+        prob_q = obj_q[:, None] * p[n, 5:, row, col].astype(np.int64)
+        prob_q = np.where(prob_q > t_prob, prob_q, 0)
+        boxes = np.stack([x, y, bw, bh], axis=1).astype(np.float32)
+        return boxes, heads.to_float_prob(obj_q), heads.to_float_prob(prob_q, 2 * fp.PROB_FRAC)
+
+    @classmethod
+    def quantize(cls, layer, in_fmt, rounding):
+        return cls(layer, in_fmt, rounding)
+
+    def meta(self):
+        d = super().meta()
+        d.update(in_fmt=self.in_fmt.to_dict(), prob_frac=fp.PROB_FRAC, exp_frac=fp.EXP_FRAC)
+        return d
+
+    def arrays(self):
+        return {"logistic_lut": self.logistic, "exp_lut": self.exp}
+
+    @classmethod
+    def from_saved(cls, layer, meta, arrays):
+        return cls(layer, meta_format(meta, "in_fmt"), meta["rounding"], arrays["logistic_lut"], arrays["exp_lut"])
+
+    def param_bits(self) -> int:
+        return self.logistic.size * 16 + self.exp.size * 32
+
+    def describe_formats(self) -> str:
+        return f"in {self.in_fmt.ap_type()} -> prob UQ1.15, exp UQ15.16"

@@ -1,0 +1,70 @@
+"""Integer detection heads shared by ``[yolo]`` and ``[region]`` (docs/fixed-point.md section 7).
+
+The head's input is the linear output of the last convolution, ``Q(bits, frac)``.  Every
+entry goes through a lookup table indexed by the input code (``2**bits`` entries, built
+at quantize time in float64 and stored in the model file, so inference never computes a
+transcendental function):
+
+* logistic table: ``round_half_up(1/(1+exp(-q*2**-frac)) * 2**15)``, unsigned Q1.15 (1.0 == 32768);
+* exp table: ``min(round_half_up(exp(q*2**-frac) * 2**16), 2**31-1)``, unsigned Q15.16.
+
+The integer datapath ends with the score threshold applied in integers:
+``objectness_q > floor(thresh * 2**15)`` and ``objectness_q * class_q > floor(thresh * 2**30)``
+(exactly "value > thresh" for the fixed-point values).  Box decoding to image pixels and NMS
+then run on the host in float: they touch only the few surviving candidates, need the
+original image size that an accelerator does not know, and NMS is sort-and-branch work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import fixedpoint as fp
+
+
+def logistic_table(in_fmt: "fp.QFormat") -> np.ndarray:
+    """uint16 table of 2**bits entries, index ``q - qmin``."""
+    q = np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64)
+    with np.errstate(over="ignore"):                      # exp(+large) = inf -> v = 0
+        v = 1.0 / (1.0 + np.exp(-q * 2.0 ** -in_fmt.frac))
+    return np.clip(fp.round_half_up_float(v * fp.PROB_ONE), 0, fp.PROB_ONE).astype(np.uint16)
+
+
+def exp_table(in_fmt: "fp.QFormat") -> np.ndarray:
+    """int32 table of 2**bits entries, index ``q - qmin``: exp in unsigned Q15.16, saturated."""
+    q = np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        v = np.exp(q * 2.0 ** -in_fmt.frac) * 2.0 ** fp.EXP_FRAC
+    v = np.minimum(v, float(fp.EXP_MAX))            # saturate (also maps +inf)
+    return fp.round_half_up_float(v).astype(np.int32)
+
+
+def expneg_table(in_fmt: "fp.QFormat") -> np.ndarray:
+    """Softmax table: ``round_half_up(exp(-d*2**-frac) * 2**16)`` for d = 0 .. 2**bits-1 (int32)."""
+    d = np.arange(0, 1 << in_fmt.bits, dtype=np.float64)
+    return fp.round_half_up_float(np.exp(-d * 2.0 ** -in_fmt.frac) * 2.0 ** fp.EXP_FRAC).astype(np.int32)
+
+
+def lookup(table: np.ndarray, x: np.ndarray, in_fmt: "fp.QFormat") -> np.ndarray:
+    """table[x - qmin] as int32."""
+    return table[np.asarray(x, np.int64) - in_fmt.min].astype(np.int32)
+
+
+def softmax_int(x: np.ndarray, table: np.ndarray, axis: int) -> np.ndarray:
+    """Integer softmax along ``axis``: ``e = table[max - x]``, ``p = round_half_up(e * 2**15 / sum(e))``
+    computed as ``(e * 2**16 + sum) // (2 * sum)`` (all terms non-negative)."""
+    x = np.asarray(x, np.int64)
+    d = x.max(axis=axis, keepdims=True) - x
+    e = table[d].astype(np.int64)
+    total = e.sum(axis=axis, keepdims=True)
+    return ((e << (fp.PROB_FRAC + 1)) + total) // (2 * total)
+
+
+def thresholds(thresh: float):
+    """(objectness threshold in Q1.15, probability threshold in Q2.30)."""
+    t = float(thresh)
+    return int(np.floor(t * 2.0 ** fp.PROB_FRAC)), int(np.floor(t * 2.0 ** (2 * fp.PROB_FRAC)))
+
+
+def to_float_prob(q: np.ndarray, frac: int = fp.PROB_FRAC) -> np.ndarray:
+    return (np.asarray(q, np.float64) * 2.0 ** -frac).astype(np.float32)

@@ -1,0 +1,172 @@
+"""The quantizer and the quantized model.
+
+:func:`quantize_network` turns a float :class:`~mdfi.network.Network` into a
+:class:`QuantizedModel`: every layer gets integer parameters and power-of-two formats
+(docs/fixed-point.md).  All float work (batch-norm folding, rounding of weights, lookup
+tables) happens here; :meth:`QuantizedModel.forward_ref` is integer-only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import fixedpoint as fp
+from .errors import FormatError, ShapeError
+from .layers import QREGISTRY, QLayer
+from .network import Network
+
+#: Methods that choose activation formats from calibration statistics.
+ACT_METHODS = ("max", "percentile", "mse")
+WEIGHT_METHODS = ("max", "mse")
+
+
+class QuantizedModel:
+    """A network with fixed-point parameters: what a ``.mdfi`` file holds.
+
+    ``layers[i]`` is the :class:`~mdfi.layers.QLayer` of ``network.layers[i]``.  The input
+    is the letterboxed image as 8-bit pixels (:data:`mdfi.fixedpoint.INPUT_FORMAT`).
+    """
+
+    def __init__(self, network: Network, cfg_text: str, layers: Sequence[QLayer], options: Mapping,
+                 names: Optional[Sequence[str]] = None):
+        self.network = network
+        self.cfg_text = cfg_text
+        self.layers: List[QLayer] = list(layers)
+        self.options = dict(options)
+        self.names = list(names) if names is not None else None
+        self.input_fmt = fp.INPUT_FORMAT
+        if len(self.layers) != len(network.layers):
+            raise ShapeError("quantized model: layer count differs from its network")
+
+    @property
+    def input_shape(self):
+        return self.network.input_shape
+
+    def output_layers(self) -> List[QLayer]:
+        return [self.layers[l.index] for l in self.network.output_layers()]
+
+    # -- integer reference forward --------------------------------------------------------------
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.shape != self.input_shape:
+            raise ShapeError(f"fixed-point input must have shape {self.input_shape} (C,H,W), got {x.shape}")
+        if x.dtype != np.uint8:
+            raise ShapeError(f"fixed-point input must be uint8 pixels, got {x.dtype}")
+        return np.ascontiguousarray(x)
+
+    def forward_ref(self, x_u8: np.ndarray, *, keep: str = "all",
+                    hook: Optional[Callable[[int, np.ndarray], None]] = None) -> List[Optional[np.ndarray]]:
+        """The NumPy integer reference: every layer's int32 output for a uint8 (C,H,W) input."""
+        x = self.check_input(x_u8).astype(np.int32)
+        last = {}
+        for ql in self.layers:
+            for i in ql.inputs:
+                last[i] = ql.index
+        heads = {l.index for l in self.output_layers()}
+        outs: List[Optional[np.ndarray]] = [None] * len(self.layers)
+        for ql in self.layers:
+            xs = [x if i == -1 else outs[i] for i in ql.inputs]
+            out = ql.forward_ref(xs)
+            outs[ql.index] = out
+            if hook is not None:
+                hook(ql.index, out)
+            if keep == "needed":
+                for i in ql.inputs:
+                    if i >= 0 and last.get(i) == ql.index and i not in heads:
+                        outs[i] = None
+        return outs
+
+    # -- reporting ------------------------------------------------------------------------------
+    def param_bytes(self) -> int:
+        """Bytes of all parameters at their declared widths (bit-packed, as in the file)."""
+        return sum((ql.param_bits() + 7) // 8 for ql in self.layers)
+
+    def describe(self) -> str:
+        o = self.options
+        return (f"w{o.get('wbits')}a{o.get('abits')}"
+                f"{' per-channel' if o.get('per_channel') else ''} {o.get('rounding')}")
+
+
+def input_to_u8(x: np.ndarray) -> np.ndarray:
+    """Letterboxed float input in [0,1] -> 8-bit pixels ``floor(v*255 + 1/2)`` (host side).
+
+    For pixels copied from the image this recovers the original 8-bit value exactly; the
+    0.5 grey border becomes 128 (127.5 rounded half up)."""
+    v = np.asarray(x, dtype=np.float64) * 255.0
+    return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
+
+
+def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_channel: bool = False,
+                     rounding: str = "half_up", calib=None, act_method: str = "mse",
+                     weight_method: str = "mse", layer_rounding: Optional[Mapping[int, str]] = None,
+                     act_fracs: Optional[Mapping[int, int]] = None, cfg_text: Optional[str] = None,
+                     names: Optional[Sequence[str]] = None, progress: bool = False) -> QuantizedModel:
+    """Quantize every layer of ``network`` (which must have its float weights loaded).
+
+    Activation formats come from ``act_fracs`` if given, else from calibration statistics
+    ``calib`` (:class:`mdfi.calibrate.CalibStats`) with ``act_method``, else from a
+    batch-norm estimate.  ``layer_rounding`` overrides the rounding mode per layer index.
+    """
+    calibrate = None
+
+    fp.check_bits(wbits, "weight width")
+    fp.check_bits(abits, "activation width")
+    fp.rounding_code(rounding)
+    if act_method not in ACT_METHODS:
+        raise FormatError(f"unknown activation method {act_method!r} (expected one of {', '.join(ACT_METHODS)})")
+    if weight_method not in WEIGHT_METHODS:
+        raise FormatError(f"unknown weight method {weight_method!r} (expected one of {', '.join(WEIGHT_METHODS)})")
+    layer_rounding = dict(layer_rounding or {})
+    for i, mode in layer_rounding.items():
+        fp.rounding_code(mode)
+        if not 0 <= int(i) < len(network.layers):
+            raise FormatError(f"per-layer rounding for layer {i}: the network has layers 0..{len(network.layers) - 1}")
+    source = "given"
+    if act_fracs is None:
+        from . import calibrate
+        if calib is None:
+            calib = calibrate.estimate_from_batchnorm(network)
+        act_fracs = calibrate.choose_formats(calib, network, abits, act_method)
+        source = calib.meta.get("method", "images") if hasattr(calib, "meta") else "images"
+
+    fmts: Dict[int, fp.QFormat] = {-1: fp.INPUT_FORMAT}
+    pixel_domain = {-1}          # outputs still in pixel units (Darknet's /255 not yet applied)
+    qlayers: List[QLayer] = []
+    for layer in network.layers:
+        i = layer.index
+        mode = layer_rounding.get(i, rounding)
+        in_fmts = [fmts[j] for j in layer.inputs]
+        cls = QREGISTRY[layer.kind]
+        in_pixels = [j in pixel_domain for j in layer.inputs]
+        if layer.kind == "convolutional":
+            if layer.num_params() and layer.weights is None:
+                raise ShapeError(f"layer {i}: no float weights loaded; cannot quantize")
+            out = fp.QFormat(abits, int(act_fracs[i]))
+            ql = cls.quantize(layer, in_fmts[0], out, wbits=wbits, rounding=mode, per_channel=per_channel,
+                              weight_method=weight_method, input_scale=(1.0 / 255.0) if in_pixels[0] else 1.0)
+        elif layer.kind == "shortcut":
+            if any(in_pixels):
+                raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
+            ql = cls.quantize(layer, in_fmts, fp.QFormat(abits, int(act_fracs[i])), mode)
+        elif layer.kind == "route":
+            if any(in_pixels):
+                raise FormatError(f"layer {i}: a route of the raw pixel input is not supported in fixed point")
+            ql = cls.quantize(layer, in_fmts, mode)
+        else:
+            if any(in_pixels) and layer.kind in ("yolo", "region"):
+                raise FormatError(f"layer {i}: a detection head directly on the pixel input is not supported")
+            ql = cls.quantize(layer, in_fmts[0], mode)
+            if any(in_pixels):
+                pixel_domain.add(i)
+        fmts[i] = ql.out_fmt
+        qlayers.append(ql)
+    options = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel), "rounding": rounding,
+               "layer_rounding": {str(k): v for k, v in sorted(layer_rounding.items())},
+               "act_method": act_method, "weight_method": weight_method, "formats_source": source}
+    if cfg_text is None:
+        with open(network.path, "r", encoding="utf-8") as fh:
+            cfg_text = fh.read()
+    return QuantizedModel(network, cfg_text, qlayers, options, names)
