@@ -1,0 +1,1200 @@
+"""Activation statistics and the choice of per-layer fixed-point formats.
+
+Fixed-point inference needs, for every layer output, a format ``Q(bits, frac)``
+(:mod:`mdfi.fixedpoint`).  This module measures what the float network really produces
+and turns those measurements into ``frac`` values:
+
+* :class:`TensorStats` -- statistics of one tensor accumulated over images: exact count,
+  min, max, zeros and two log2-histograms of ``|v|`` (positive and negative values apart).
+* :class:`CalibStats` -- layer index -> :class:`TensorStats` plus metadata, saved as plain
+  JSON (:meth:`CalibStats.to_json`, :meth:`CalibStats.from_json`).
+* :func:`collect` / :func:`collect_from_dir` -- run float forward passes on calibration
+  images and record every layer output.
+* :func:`estimate_from_batchnorm` -- data-free, approximate statistics from the batch-norm
+  parameters (used when no calibration images are given).
+* :func:`choose_frac` / :func:`choose_formats` -- ``frac`` per layer by one of the methods
+  ``"max"``, ``"percentile"`` or ``"mse"``.
+
+Histogram bins
+--------------
+``|v|`` is binned on a log2 scale with :data:`BINS_PER_OCTAVE` = 16 bins per octave from
+``2**LOG2_MIN`` = 2**-32 to ``2**LOG2_MAX`` = 2**32 (:data:`NBINS` = 1024 bins).  Bin ``k``
+holds ``E[k] <= |v| < E[k+1]`` with the float32 edges ``E[k] = float32(2**(-32 + k/16))``;
+values below ``E[1]`` (but non-zero) fall in bin 0, values at or above ``E[NBINS-1]`` in the
+last bin.  Zeros are counted apart.  The binning is exact (float comparisons against the
+edges), so it does not depend on the platform's ``log2``.  NaN and +-Inf are counted in
+``nonfinite`` and are not part of min, max or the histograms.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import fixedpoint as fp
+from .activations import LEAKY_SLOPE
+from .errors import FormatError, MDFIError, ModelFileError, PathLike, ShapeError
+
+__all__ = [
+    "BINS_PER_OCTAVE", "LOG2_MIN", "LOG2_MAX", "NBINS", "SCHEMA", "SCHEMA_VERSION",
+    "GATHER_METHODS", "FRAC_METHODS", "IMAGE_EXTENSIONS",
+    "TensorStats", "CalibStats", "bin_edges", "bin_centres",
+    "collect", "collect_from_dir", "list_images", "estimate_from_batchnorm",
+    "choose_frac", "choose_formats",
+]
+
+# -- histogram geometry ---------------------------------------------------------------------------
+BINS_PER_OCTAVE = 16
+LOG2_MIN, LOG2_MAX = -32, 32
+NBINS = (LOG2_MAX - LOG2_MIN) * BINS_PER_OCTAVE       # 1024
+
+#: Lower edges E[0..NBINS-1] as float32, plus E[NBINS] = +inf; E[0] is taken as 0 when
+#: binning (everything below E[1] is bin 0).
+_EDGES32 = np.exp2(LOG2_MIN + np.arange(NBINS + 1, dtype=np.float64) / BINS_PER_OCTAVE).astype(np.float32)
+_EDGES32[NBINS] = np.float32(np.inf)
+_BIN_LO = _EDGES32.copy()
+_BIN_LO[0] = np.float32(0.0)                     # effective lower edge of bin 0
+
+SCHEMA = "mdfi-calibration"
+SCHEMA_VERSION = 1
+#: How a :class:`CalibStats` was gathered.
+GATHER_METHODS = ("images", "batchnorm-estimate")
+#: Methods of :func:`choose_frac` and their options (with defaults).
+FRAC_METHODS: Dict[str, Dict[str, Any]] = {
+    "max": {"signed": True},
+    "percentile": {"signed": True, "p": 99.99},
+    "mse": {"signed": True, "clip_budget": 0.01},
+}
+#: Extensions :func:`collect_from_dir` reads (case-insensitive).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
+
+#: Largest calibration file :meth:`CalibStats.from_json` reads (a real one is < 1 MB per
+#: hundred layers).
+MAX_FILE_BYTES = 256 << 20
+
+#: fracs are kept inside the range :class:`mdfi.fixedpoint.QFormat` accepts.
+MIN_FRAC, MAX_FRAC = fp.QFormat.MIN_FRAC, fp.QFormat.MAX_FRAC
+
+
+def bin_edges() -> np.ndarray:
+    """The NBINS+1 float32 bin edges ``2**(-32 + k/16)`` (the last one is +inf)."""
+    return _EDGES32.copy()
+
+
+def bin_centres() -> np.ndarray:
+    """Geometric centre of every bin, ``2**(-32 + (k + 1/2)/16)``, float64 (NBINS values)."""
+    return np.exp2(LOG2_MIN + (np.arange(NBINS, dtype=np.float64) + 0.5) / BINS_PER_OCTAVE)
+
+
+#: Values whose scaled log2 lies within this distance of a bin edge are re-binned by exact
+#: comparison with the edges (float32 log2 is accurate to ~5e-4 here, including rounding).
+_EDGE_EPS = 4e-3
+
+
+def _bin_index(a: np.ndarray) -> np.ndarray:
+    """Bin of every ``|v|`` in ``a`` (non-negative, finite; zeros land in bin 0), exactly.
+
+    A log2 gives the bin; the few values whose log2 lies within :data:`_EDGE_EPS` of a bin
+    edge are checked against the exact float32 edges, so the result does not depend on the
+    accuracy of the platform's log2.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if a.dtype == np.float32:
+            lg = np.log2(a)
+            lg += np.float32(-LOG2_MIN)
+            lg *= np.float32(BINS_PER_OCTAVE)
+        else:
+            lg = (np.log2(a) - LOG2_MIN) * BINS_PER_OCTAVE
+        np.clip(lg, 0, NBINS - 1, out=lg)          # -inf (zeros) -> 0
+        fl = np.floor(lg)
+        k = fl.astype(np.int32)
+        lg -= fl                                   # position inside the bin, [0, 1)
+        lg -= lg.dtype.type(0.5)
+        np.abs(lg, out=lg)
+    near = np.flatnonzero(lg > lg.dtype.type(0.5 - _EDGE_EPS))
+    if near.size:
+        an, kn = a[near], k[near]
+        kn += an >= _EDGES32[kn + 1]
+        kn -= an < _BIN_LO[kn]
+        k[near] = kn
+    return k
+
+
+class TensorStats:
+    """Statistics of one tensor (a layer output) accumulated over images.
+
+    Attributes: ``count`` (all values seen, non-finite included), ``min``/``max`` (exact,
+    over finite values; ``None`` while there are none), ``zeros``, ``nonfinite``, and the
+    int64 histograms ``pos`` / ``neg`` of log2|v| for positive and negative values
+    (:data:`NBINS` bins, see the module docstring).  ``update`` and ``merge`` make it
+    mergeable: stats of a concatenation equal the merge of the stats of its parts.
+    """
+
+    __slots__ = ("count", "min", "max", "zeros", "nonfinite", "pos", "neg", "channel_sum", "channel_n")
+
+    def __init__(self) -> None:
+        # Optional per-channel sums of a (C,H,W) tensor over images (for bias correction):
+        # float64 (C,) and the number of values summed per channel.
+        self.channel_sum: Optional[np.ndarray] = None
+        self.channel_n = 0
+        self.count = 0
+        self.min: Optional[float] = None
+        self.max: Optional[float] = None
+        self.zeros = 0
+        self.nonfinite = 0
+        self.pos = np.zeros(NBINS, dtype=np.int64)
+        self.neg = np.zeros(NBINS, dtype=np.int64)
+
+    # -- accumulation --------------------------------------------------------------------------
+    @classmethod
+    def from_array(cls, x: np.ndarray) -> "TensorStats":
+        return cls().update(x)
+
+    def update(self, x: np.ndarray) -> "TensorStats":
+        """Add the values of ``x`` (any shape; float32 is the fast path).  Returns self."""
+        x = np.asarray(x)
+        if x.dtype != np.float32:
+            x = x.astype(np.float64)
+        x = x.reshape(-1)
+        n = x.size
+        self.count += n
+        if n == 0:
+            return self
+        mn, mx = x.min(), x.max()
+        if not (np.isfinite(mn) and np.isfinite(mx)):
+            finite = np.isfinite(x)
+            self.nonfinite += int(n - np.count_nonzero(finite))
+            x = x[finite]
+            if x.size == 0:
+                return self
+            mn, mx = x.min(), x.max()
+        mn, mx = float(mn), float(mx)
+        self.min = mn if self.min is None else min(self.min, mn)
+        self.max = mx if self.max is None else max(self.max, mx)
+        k = _bin_index(np.abs(x))
+        k += (x < 0).view(np.int8) * np.int32(NBINS)          # negatives: bins NBINS..2*NBINS-1
+        counts = np.bincount(k, minlength=2 * NBINS)
+        zeros = x.size - int(np.count_nonzero(x))              # zeros (and -0.0) are in bin 0
+        counts[0] -= zeros
+        self.pos += counts[:NBINS]
+        self.neg += counts[NBINS:]
+        self.zeros += zeros
+        return self
+
+    def update_channels(self, x: np.ndarray) -> "TensorStats":
+        """Accumulate per-channel sums of a (C,H,W) tensor (finite values assumed)."""
+        x = np.asarray(x)
+        sums = x.reshape(x.shape[0], -1).sum(axis=1, dtype=np.float64)
+        if self.channel_sum is None:
+            self.channel_sum = sums
+        elif self.channel_sum.shape == sums.shape:
+            self.channel_sum = self.channel_sum + sums
+        else:
+            raise ShapeError(f"channel statistics: {sums.shape[0]} channels after {self.channel_sum.shape[0]}")
+        self.channel_n += int(x[0].size)
+        return self
+
+    @property
+    def channel_mean(self) -> Optional[np.ndarray]:
+        """Per-channel mean (float64, (C,)), or None when not recorded."""
+        if self.channel_sum is None or self.channel_n == 0:
+            return None
+        return self.channel_sum / self.channel_n
+
+    def merge(self, other: "TensorStats") -> "TensorStats":
+        """Add ``other``'s values to this one (in place).  Returns self."""
+        if self.count == 0 and self.channel_sum is None:
+            self.channel_sum = None if other.channel_sum is None else other.channel_sum.copy()
+            self.channel_n = other.channel_n
+        elif (self.channel_sum is not None and other.channel_sum is not None
+              and self.channel_sum.shape == other.channel_sum.shape):
+            self.channel_sum = self.channel_sum + other.channel_sum
+            self.channel_n += other.channel_n
+        elif other.count:
+            self.channel_sum, self.channel_n = None, 0     # one side lacks them: drop
+        self.count += other.count
+        self.zeros += other.zeros
+        self.nonfinite += other.nonfinite
+        self.pos += other.pos
+        self.neg += other.neg
+        if other.min is not None:
+            self.min = other.min if self.min is None else min(self.min, other.min)
+            self.max = other.max if self.max is None else max(self.max, other.max)
+        return self
+
+    def copy(self) -> "TensorStats":
+        return TensorStats().merge(self)
+
+    # -- derived quantities ----------------------------------------------------------------------
+    @property
+    def finite_count(self) -> int:
+        return self.count - self.nonfinite
+
+    @property
+    def nonzero(self) -> int:
+        return int(self.pos.sum() + self.neg.sum())
+
+    @property
+    def abs_max(self) -> float:
+        if self.min is None:
+            return 0.0
+        return max(abs(self.min), abs(self.max))
+
+    def abs_hist(self) -> np.ndarray:
+        """Histogram of ``|v|`` over non-zero values (pos + neg)."""
+        return self.pos + self.neg
+
+    def abs_percentile(self, p: float) -> float:
+        """An upper bound of the ``p``-th percentile of ``|v|`` (finite values, zeros included).
+
+        The upper edge of the bin where the cumulative count reaches ``p`` %, capped at the
+        exact ``max|v|``: at most ``100 - p`` % of the values exceed it.  If the percentile is
+        a zero, the first non-zero bin is used instead (so the result is 0 only for an
+        all-zero tensor).
+        """
+        n = self.finite_count
+        if n == 0 or self.nonzero == 0:
+            return 0.0
+        target = max(1, math.ceil(p / 100.0 * n - 1e-9))
+        cum = self.zeros + np.cumsum(self.abs_hist())
+        k = int(np.searchsorted(cum, target, side="left"))
+        first = int(np.flatnonzero(self.abs_hist())[0])
+        k = min(max(k, first), NBINS - 1)
+        return min(float(_EDGES32[k + 1]), self.abs_max)
+
+    # -- serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        """Compact JSON-able form: only the non-zero bins, as ``[bin, count]`` pairs."""
+        def sparse(h):
+            nz = np.flatnonzero(h)
+            return [[int(k), int(h[k])] for k in nz]
+        d = {"count": int(self.count), "min": self.min, "max": self.max, "zeros": int(self.zeros),
+             "nonfinite": int(self.nonfinite), "pos": sparse(self.pos), "neg": sparse(self.neg)}
+        if self.channel_mean is not None:
+            d["channel_mean"] = [float(v) for v in self.channel_mean]
+            d["channel_n"] = int(self.channel_n)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "tensor stats") -> "TensorStats":
+        """Inverse of :meth:`to_dict`; raises ``ValueError`` describing what is wrong."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected an object, found {type(d).__name__}")
+        need = ("count", "min", "max", "zeros", "nonfinite", "pos", "neg")
+        missing = [k for k in need if k not in d]
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
+        extra = sorted(set(d) - set(need) - {"channel_mean", "channel_n"})
+        if extra:
+            raise ValueError(f"{where}: unknown field(s) {', '.join(extra)}")
+        s = cls()
+        for key in ("count", "zeros", "nonfinite"):
+            setattr(s, key, _nonneg_int(d[key], f"{where}: {key}"))
+        if ("channel_mean" in d) != ("channel_n" in d):
+            raise ValueError(f"{where}: channel_mean and channel_n go together")
+        if "channel_mean" in d:
+            cm = d["channel_mean"]
+            if not isinstance(cm, list) or not cm:
+                raise ValueError(f"{where}: channel_mean must be a non-empty list")
+            s.channel_n = _nonneg_int(d["channel_n"], f"{where}: channel_n")
+            if s.channel_n == 0:
+                raise ValueError(f"{where}: channel_n must be positive")
+            means = np.array([_finite_float(v, f"{where}: channel_mean") for v in cm], dtype=np.float64)
+            s.channel_sum = means * s.channel_n
+        for key in ("pos", "neg"):
+            h = getattr(s, key)
+            pairs = d[key]
+            if not isinstance(pairs, list):
+                raise ValueError(f"{where}: {key} must be a list of [bin, count] pairs")
+            last = -1
+            for pair in pairs:
+                if not (isinstance(pair, list) and len(pair) == 2):
+                    raise ValueError(f"{where}: {key}: expected [bin, count] pairs, found {pair!r:.40}")
+                k = _nonneg_int(pair[0], f"{where}: {key} bin")
+                c = _nonneg_int(pair[1], f"{where}: {key} count")
+                if k >= NBINS:
+                    raise ValueError(f"{where}: {key}: bin {k} outside 0..{NBINS - 1}")
+                if k <= last:
+                    raise ValueError(f"{where}: {key}: bins must be increasing ({k} after {last})")
+                if c == 0:
+                    raise ValueError(f"{where}: {key}: bin {k} has count 0 (only non-zero bins are stored)")
+                last = k
+                h[k] = c
+        finite = s.count - s.nonfinite
+        if finite < 0:
+            raise ValueError(f"{where}: nonfinite {s.nonfinite} exceeds count {s.count}")
+        total = int(s.pos.sum() + s.neg.sum()) + s.zeros
+        if total != finite:
+            raise ValueError(f"{where}: histograms and zeros hold {total} values but count - nonfinite "
+                             f"is {finite}")
+        lo, hi = d["min"], d["max"]
+        if finite == 0:
+            if lo is not None or hi is not None:
+                raise ValueError(f"{where}: min/max must be null when there are no finite values")
+            return s
+        lo = _finite_float(lo, f"{where}: min")
+        hi = _finite_float(hi, f"{where}: max")
+        if lo > hi:
+            raise ValueError(f"{where}: min {lo!r} > max {hi!r}")
+        # min/max must agree with the histograms (catches edited files).
+        if (s.pos.any() != (hi > 0)) or (s.neg.any() != (lo < 0)) or \
+                (s.zeros > 0 and not lo <= 0 <= hi) or (s.zeros == 0 and 0.0 in (lo, hi)):
+            raise ValueError(f"{where}: min {lo!r} / max {hi!r} disagree with the histograms")
+        if hi > 0 and int(np.flatnonzero(s.pos)[-1]) > int(_bin_index(np.array([hi]))[0]):
+            raise ValueError(f"{where}: the positive histogram has values above max {hi!r}")
+        if lo < 0 and int(np.flatnonzero(s.neg)[-1]) > int(_bin_index(np.array([-lo]))[0]):
+            raise ValueError(f"{where}: the negative histogram has values below min {lo!r}")
+        s.min, s.max = lo, hi
+        return s
+
+    # -- comparison --------------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TensorStats):
+            return NotImplemented
+        return (self.count, self.min, self.max, self.zeros, self.nonfinite) == \
+            (other.count, other.min, other.max, other.zeros, other.nonfinite) and \
+            np.array_equal(self.pos, other.pos) and np.array_equal(self.neg, other.neg)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"TensorStats(count={self.count}, min={self.min}, max={self.max}, zeros={self.zeros}, "
+                f"nonfinite={self.nonfinite}, bins={np.count_nonzero(self.pos) + np.count_nonzero(self.neg)})")
+
+
+def _nonneg_int(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"{what}: expected a non-negative integer, found {v!r:.40}")
+    if v >= 1 << 62:
+        raise ValueError(f"{what}: {v} is too large")
+    return v
+
+
+def _finite_float(v: Any, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{what}: expected a finite number, found {v!r:.40}")
+    return float(v)
+
+
+# =================================================================================================
+# CalibStats
+
+
+class CalibStats:
+    """Statistics of every layer output of a network: ``layers[i]`` is a :class:`TensorStats`.
+
+    ``meta`` holds: ``source`` (where the data came from), ``num_images``, ``input_size``
+    ``[width, height]`` of the network input, ``cfg`` (the cfg file name), ``method``
+    (``"images"`` or ``"batchnorm-estimate"``), ``augment`` (flipped copies used),
+    ``layer_kinds`` (kind of every layer of the network, to check that the statistics
+    belong to it) and ``mdfi_version``.  ``input`` optionally holds the statistics of the
+    network input itself (not a layer; not used by :func:`choose_formats`).
+    """
+
+    def __init__(self, layers: Optional[Mapping[int, TensorStats]] = None, *, source: str = "",
+                 num_images: int = 0, input_size: Sequence[int] = (0, 0), cfg: str = "",
+                 method: str = "images", augment: bool = False,
+                 layer_kinds: Optional[Sequence[str]] = None, input: Optional[TensorStats] = None,
+                 meta: Optional[Mapping[str, Any]] = None):
+        from . import __version__
+        self.layers: Dict[int, TensorStats] = {int(k): v for k, v in (layers or {}).items()}
+        self.input = input
+        self.path: Optional[str] = None      # the file it was read from, if any
+        if method not in GATHER_METHODS:
+            raise FormatError(f"unknown calibration method {method!r} (expected one of "
+                              f"{', '.join(GATHER_METHODS)})")
+        self.meta: Dict[str, Any] = {
+            "source": str(source), "num_images": int(num_images),
+            "input_size": [int(v) for v in input_size], "cfg": str(cfg), "method": method,
+            "augment": bool(augment), "layer_kinds": list(layer_kinds) if layer_kinds is not None else None,
+            "mdfi_version": __version__,
+        }
+        if meta:
+            self.meta.update(meta)
+
+    # -- convenience --------------------------------------------------------------------------
+    source = property(lambda self: self.meta["source"])
+    num_images = property(lambda self: self.meta["num_images"])
+    input_size = property(lambda self: tuple(self.meta["input_size"]))
+    cfg = property(lambda self: self.meta["cfg"])
+    method = property(lambda self: self.meta["method"])
+
+    def __getitem__(self, index: int) -> TensorStats:
+        return self.layers[index]
+
+    def __contains__(self, index: object) -> bool:
+        return index in self.layers
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(sorted(self.layers))
+
+    def items(self):
+        return sorted(self.layers.items())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CalibStats):
+            return NotImplemented
+        return self.meta == other.meta and self.layers == other.layers and self.input == other.input
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"CalibStats({len(self.layers)} layers, method={self.method!r}, "
+                f"num_images={self.num_images}, source={self.source!r})")
+
+    def merge(self, other: "CalibStats") -> "CalibStats":
+        """Add another run on the same network (e.g. a second image folder), in place."""
+        kinds_a, kinds_b = self.meta.get("layer_kinds"), other.meta.get("layer_kinds")
+        if kinds_a is not None and kinds_b is not None and kinds_a != kinds_b:
+            raise MDFIError("cannot merge calibration statistics of different networks")
+        if self.method != other.method:
+            raise MDFIError(f"cannot merge {self.method!r} statistics with {other.method!r} ones")
+        for i, s in other.layers.items():
+            if i in self.layers:
+                self.layers[i].merge(s)
+            else:
+                self.layers[i] = s.copy()
+        if other.input is not None:
+            self.input = other.input.copy() if self.input is None else self.input.merge(other.input)
+        self.meta["num_images"] += other.meta["num_images"]
+        if other.source and other.source != self.source:
+            self.meta["source"] = f"{self.source} + {other.source}" if self.source else other.source
+        self.meta["augment"] = bool(self.meta["augment"] or other.meta["augment"])
+        return self
+
+    def check_network(self, network) -> None:
+        """Raise :class:`~mdfi.errors.ModelFileError` if these statistics do not belong to
+        ``network`` (different layer count or kinds)."""
+        where = self.path or "calibration statistics"
+        kinds = [l.kind for l in network.layers]
+        mine = self.meta.get("layer_kinds")
+        if mine is not None and mine != kinds:
+            if len(mine) != len(kinds):
+                why = f"they were gathered on a network of {len(mine)} layers, this one has {len(kinds)}"
+            else:
+                j = next(j for j, (a, b) in enumerate(zip(mine, kinds)) if a != b)
+                why = f"layer {j} was a {mine[j]} layer there but is a {kinds[j]} layer here"
+            raise ModelFileError(f"{where}: do not match the network {network.path}: {why}")
+        bad = [i for i in self.layers if not 0 <= i < len(kinds)]
+        if bad:
+            raise ModelFileError(f"{where}: layer index {bad[0]} is outside the network's "
+                                 f"layers 0..{len(kinds) - 1}")
+
+    # -- JSON -------------------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        return {"format": SCHEMA, "version": SCHEMA_VERSION,
+                "histogram": {"bins_per_octave": BINS_PER_OCTAVE, "log2_min": LOG2_MIN, "log2_max": LOG2_MAX},
+                "meta": dict(self.meta),
+                "input": None if self.input is None else self.input.to_dict(),
+                "layers": {str(i): s.to_dict() for i, s in sorted(self.layers.items())}}
+
+    def channel_mean(self, index: int) -> Optional[np.ndarray]:
+        """Per-channel mean of layer ``index``'s output (-1: the network input), or None."""
+        st = self.input if index == -1 else self.layers.get(index)
+        return None if st is None else st.channel_mean
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON form (identifies the statistics in cache keys)."""
+        import hashlib
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()
+
+    def to_json(self, path: PathLike) -> None:
+        """Write plain JSON (one line per layer), atomically (temporary file + rename)."""
+        d = self.to_dict()
+        dump = lambda v: json.dumps(v, separators=(",", ":"), allow_nan=False)  # noqa: E731
+        lines = ["{"]
+        for key in ("format", "version", "histogram", "meta", "input"):
+            lines.append(f" {json.dumps(key)}: {dump(d[key])},")
+        items = list(d["layers"].items())
+        if items:
+            lines.append(' "layers": {')
+            for j, (k, v) in enumerate(items):
+                lines.append(f"  {json.dumps(k)}: {dump(v)}{',' if j + 1 < len(items) else ''}")
+            lines.append(" }")
+        else:
+            lines.append(' "layers": {}')
+        lines.append("}")
+        text = "\n".join(lines) + "\n"
+        target = os.fspath(path)
+        tmp = f"{target}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            parent = os.path.dirname(os.path.abspath(target))
+            os.makedirs(parent, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # umask applies
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                os.replace(tmp, target)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError as exc:
+            raise MDFIError(f"{target}: cannot write calibration statistics: "
+                            f"{exc.strerror or exc}") from None
+
+    @classmethod
+    def from_json(cls, path: PathLike) -> "CalibStats":
+        """Read a file written by :meth:`to_json`.
+
+        Raises :class:`~mdfi.errors.ModelFileError` naming the file and the problem for a
+        missing, unreadable, truncated, corrupt or inconsistent file, or one of another
+        schema version.
+        """
+        name = os.fspath(path)
+        try:
+            size = os.path.getsize(name)
+            if size > MAX_FILE_BYTES:
+                raise ModelFileError(f"{name}: {size:,} bytes is too large for a calibration file "
+                                     f"(limit {MAX_FILE_BYTES:,})")
+            with open(name, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            raise ModelFileError(f"{name}: no such calibration file") from None
+        except IsADirectoryError:
+            raise ModelFileError(f"{name}: is a directory, not a calibration file") from None
+        except OSError as exc:
+            raise ModelFileError(f"{name}: cannot read calibration file: {exc.strerror or exc}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelFileError(f"{name}: not a calibration file (not UTF-8 text)") from None
+        if not text.strip():
+            raise ModelFileError(f"{name}: calibration file is empty")
+
+        def reject_constant(c):
+            raise ValueError(f"non-finite number {c}")
+        try:
+            d = json.loads(text, parse_constant=reject_constant)
+        except json.JSONDecodeError as exc:
+            what = "truncated" if exc.pos >= len(text.rstrip()) else "corrupt"
+            raise ModelFileError(f"{name}: {what} calibration file: invalid JSON at line {exc.lineno} "
+                                 f"column {exc.colno} ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:
+            raise ModelFileError(f"{name}: corrupt calibration file: {exc}") from None
+        try:
+            calib = cls._from_dict(d)
+        except ValueError as exc:
+            raise ModelFileError(f"{name}: {exc}") from None
+        calib.path = name
+        return calib
+
+    @classmethod
+    def _from_dict(cls, d: Any) -> "CalibStats":
+        if not isinstance(d, dict) or d.get("format") != SCHEMA:
+            raise ValueError(f"not an MDFI calibration file (expected \"format\": \"{SCHEMA}\")")
+        version = d.get("version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise ValueError(f"missing or invalid schema version {version!r:.40}")
+        if version != SCHEMA_VERSION:
+            newer = " (written by a newer MDFI)" if version > SCHEMA_VERSION else ""
+            raise ValueError(f"calibration schema version {version}{newer}; this MDFI reads "
+                             f"version {SCHEMA_VERSION}")
+        hist = d.get("histogram")
+        want = {"bins_per_octave": BINS_PER_OCTAVE, "log2_min": LOG2_MIN, "log2_max": LOG2_MAX}
+        if hist != want:
+            raise ValueError(f"histogram geometry {hist!r:.80} differs from this MDFI's {want}")
+        for key in ("meta", "layers"):
+            if not isinstance(d.get(key), dict):
+                raise ValueError(f"missing or invalid \"{key}\" object")
+        m = d["meta"]
+        for key, typ in (("source", str), ("num_images", int), ("input_size", list), ("cfg", str),
+                         ("method", str), ("augment", bool)):
+            if key not in m:
+                raise ValueError(f"meta: missing field {key!r}")
+            if not isinstance(m[key], typ) or (typ is int and isinstance(m[key], bool)):
+                raise ValueError(f"meta: {key} has the wrong type ({type(m[key]).__name__})")
+        if m["method"] not in GATHER_METHODS:
+            raise ValueError(f"meta: unknown method {m['method']!r} (expected one of "
+                             f"{', '.join(GATHER_METHODS)})")
+        _nonneg_int(m["num_images"], "meta: num_images")
+        if len(m["input_size"]) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                for v in m["input_size"]):
+            raise ValueError("meta: input_size must be [width, height]")
+        kinds = m.get("layer_kinds")
+        if kinds is not None and not (isinstance(kinds, list) and all(isinstance(k, str) for k in kinds)):
+            raise ValueError("meta: layer_kinds must be a list of layer kinds")
+        layers: Dict[int, TensorStats] = {}
+        for key, v in d["layers"].items():
+            if not (key.isdigit() and key.isascii()) or (len(key) > 1 and key[0] == "0"):
+                raise ValueError(f"layers: invalid layer index {key!r:.40}")
+            i = int(key)
+            if kinds is not None and i >= len(kinds):
+                raise ValueError(f"layers: layer {i} is outside the network's {len(kinds)} layers")
+            layers[i] = TensorStats.from_dict(v, f"layer {i}")
+        inp = d.get("input")
+        calib = cls(layers, method=m["method"],
+                    input=None if inp is None else TensorStats.from_dict(inp, "input"))
+        calib.meta = dict(m)
+        return calib
+
+
+# =================================================================================================
+# collecting statistics from images
+
+
+class _Progress:
+    """``calibrating: 3/12 images, astronaut.png`` on stderr: updated in place on a TTY,
+    one line per image otherwise."""
+
+    def __init__(self, total: Optional[int], enabled: bool):
+        self.total = total
+        self.enabled = enabled
+        self.stream = sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.width = 0
+
+    def update(self, done: int, name: str) -> None:
+        if not self.enabled:
+            return
+        of = f"/{self.total}" if self.total is not None else ""
+        line = f"calibrating: {done}{of} images, {name}"
+        if self.tty:
+            pad = " " * max(0, self.width - len(line))
+            self.width = len(line)
+            self.stream.write("\r" + line + pad)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _image_name(src: Any, index: int) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return os.path.basename(os.fspath(src)) or os.fspath(src)
+    filename = getattr(src, "filename", "")
+    if filename:
+        return os.path.basename(os.fspath(filename))
+    return f"image #{index}"
+
+
+def _describe_sources(names: List[str]) -> str:
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return f"{len(names)} image{'s' if len(names) != 1 else ''}: {shown}"
+
+
+def collect(network, images: Iterable[Any], *, progress: bool = True, augment: bool = False,
+            source: Optional[str] = None) -> CalibStats:
+    """Statistics of every layer output over float forward passes of ``images``.
+
+    ``images``: an iterable of image paths, ``PIL`` images or ``HxWx3`` uint8 arrays (anything
+    :func:`mdfi.image.load_image` takes); each is letterboxed to the network input
+    (:func:`mdfi.preprocess.image_to_input`) exactly as for inference.  The forward pass keeps
+    only the outputs later layers still need (``keep="needed"``), so memory stays that of
+    inference.  Every layer's output (all kinds) and the network input are recorded.
+
+    ``augment=True`` also runs a horizontally mirrored copy of every image (left-right flip
+    before letterboxing): it doubles the data at no cost in images and makes the ranges
+    symmetric in x; ``count`` then grows by two forward passes per image, ``num_images``
+    counts the original images only.
+
+    ``progress``: ``calibrating: 3/12 images, astronaut.png`` on stderr, updated in place on
+    a terminal, one line per image otherwise.  ``source`` describes the data in the metadata
+    (default: the first image names).  Raises :class:`~mdfi.errors.MDFIError` if ``images``
+    is empty; image errors (:class:`~mdfi.errors.ImageError`) propagate.
+    """
+    from .image import load_image
+    from .preprocess import image_to_input
+
+    total = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
+    layer_stats: Dict[int, TensorStats] = {l.index: TensorStats() for l in network.layers}
+    input_stats = TensorStats()
+
+    def hook(i: int, out: np.ndarray) -> None:
+        layer_stats[i].update(out)
+        layer_stats[i].update_channels(out)
+
+    bar = _Progress(total, progress)
+    names: List[str] = []
+    try:
+        for n, src in enumerate(images, 1):
+            name = _image_name(src, n)
+            rgb = load_image(src)
+            variants = [rgb, rgb[:, ::-1]] if augment else [rgb]
+            for img in variants:
+                x = image_to_input(np.ascontiguousarray(img), network.width, network.height)
+                input_stats.update(x)
+                input_stats.update_channels(x)
+                network.forward_float(x, keep="needed", hook=hook)
+            names.append(name)
+            bar.update(n, name)
+    finally:
+        bar.close()
+    if not names:
+        raise MDFIError("calibration needs at least one image, none were given")
+    return CalibStats(layer_stats, source=source if source is not None else _describe_sources(names),
+                      num_images=len(names), input_size=(network.width, network.height),
+                      cfg=os.path.basename(network.path), method="images", augment=augment,
+                      layer_kinds=[l.kind for l in network.layers], input=input_stats)
+
+
+def list_images(folder: PathLike) -> List[str]:
+    """Image files directly in ``folder`` (not recursive), sorted by name; extensions
+    :data:`IMAGE_EXTENSIONS`, case-insensitive."""
+    name = os.fspath(folder)
+    if not os.path.isdir(name):
+        raise MDFIError(f"{name}: calibration image folder not found (or not a directory)")
+    try:
+        entries = sorted(os.listdir(name))
+    except OSError as exc:
+        raise MDFIError(f"{name}: cannot list calibration images: {exc.strerror or exc}") from None
+    files = [os.path.join(name, e) for e in entries
+             if e.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(name, e))]
+    if not files:
+        raise MDFIError(f"{name}: no calibration images in this folder (looked for "
+                        f"{', '.join(x.lstrip('.') for x in IMAGE_EXTENSIONS)} files)")
+    return files
+
+
+def collect_from_dir(network, folder: PathLike, *, progress: bool = True, augment: bool = False) -> CalibStats:
+    """:func:`collect` on every image file in ``folder`` (see :func:`list_images`)."""
+    files = list_images(folder)
+    return collect(network, files, progress=progress, augment=augment, source=os.fspath(folder))
+
+
+# =================================================================================================
+# data-free estimate from batch norm
+#
+# Every tensor is described per channel c as ``y = gain[c] * act[c](x)`` with the
+# pre-activation ``x ~ Normal(mu[c], sigma[c]**2)`` truncated at ``+-zlim[c]`` standard
+# deviations.  Histograms are integrated exactly from the normal CDF over the pre-images of the
+# bins; means and second moments (needed by the next layer) by quadrature.
+
+_ACTS = ("linear", "leaky", "relu", "logistic")
+_LIN, _LEAKY, _RELU, _LOGI = range(4)
+#: Virtual values per channel in synthetic histograms (they hold no real counts).
+_VIRTUAL_PER_CHANNEL = 1 << 20
+#: Extent of the synthetic normals: the max is at mean + 6 std.
+_ZLIM = 6.0
+_SLOPE = float(LEAKY_SLOPE)
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    """Complementary error function, relative error < 1.2e-7 everywhere (Numerical Recipes
+    ``erfcc``, Chebyshev fit), vectorised."""
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    r = t * np.exp(poly)
+    return np.where(x >= 0, r, 2.0 - r)
+
+
+def _interval_probs(z: np.ndarray, zlim: np.ndarray) -> np.ndarray:
+    """P(z[..., j] <= Z < z[..., j+1]) for increasing edges ``z`` (last axis), Z standard
+    normal truncated to [-zlim, zlim].  One erfc per edge: with the tail
+    ``t(z) = P(Z > |z|)``, an interval on one side of 0 has probability ``|t(lo) - t(hi)|``,
+    one across 0 ``1 - t(lo) - t(hi)`` (no cancellation in the tails)."""
+    zc = np.clip(z, -zlim, zlim)
+    t = 0.5 * _erfc(np.abs(zc) / math.sqrt(2.0))
+    lo, hi = zc[..., :-1], zc[..., 1:]
+    tl, th = t[..., :-1], t[..., 1:]
+    p = np.where(lo >= 0, tl - th, np.where(hi <= 0, th - tl, 1.0 - tl - th))
+    mass = 1.0 - _erfc(zlim / math.sqrt(2.0))              # P(-zlim <= Z < zlim)
+    return np.maximum(p, 0.0) / mass
+
+
+class _Dist:
+    """Per-channel description of a tensor (see the comment above)."""
+
+    __slots__ = ("mu", "sigma", "act", "gain", "zlim")
+
+    def __init__(self, mu, sigma, act, gain=1.0, zlim=_ZLIM):
+        self.mu = np.asarray(mu, dtype=np.float64).reshape(-1)
+        c = self.mu.size
+        self.sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (c,)).copy()
+        self.act = np.broadcast_to(np.asarray(act, dtype=np.int8), (c,)).copy()
+        self.gain = np.broadcast_to(np.asarray(gain, dtype=np.float64), (c,)).copy()
+        self.zlim = np.broadcast_to(np.asarray(zlim, dtype=np.float64), (c,)).copy()
+        # a degenerate channel (sigma 0) becomes a very narrow normal
+        self.sigma = np.maximum(np.abs(self.sigma), 1e-9 * np.abs(self.mu) + 1e-30)
+
+    @property
+    def channels(self) -> int:
+        return self.mu.size
+
+    @staticmethod
+    def concat(parts: Sequence["_Dist"]) -> "_Dist":
+        return _Dist(np.concatenate([p.mu for p in parts]), np.concatenate([p.sigma for p in parts]),
+                     np.concatenate([p.act for p in parts]), np.concatenate([p.gain for p in parts]),
+                     np.concatenate([p.zlim for p in parts]))
+
+    def take(self, idx) -> "_Dist":
+        return _Dist(self.mu[idx], self.sigma[idx], self.act[idx], self.gain[idx], self.zlim[idx])
+
+    # -- moments ------------------------------------------------------------------------------
+    def moments(self, points: int = 401) -> Tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and mean square of the values."""
+        t = np.linspace(-1.0, 1.0, points)
+        z = self.zlim[:, None] * t[None, :]
+        w = np.exp(-0.5 * z * z)
+        w /= w.sum(axis=1, keepdims=True)
+        y = _apply_act(self.act[:, None], self.mu[:, None] + self.sigma[:, None] * z) * self.gain[:, None]
+        return (w * y).sum(axis=1), (w * y * y).sum(axis=1)
+
+    def as_gaussian(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Moment-matched normal (mean, std) of every channel's values."""
+        m, e2 = self.moments()
+        return m, np.sqrt(np.maximum(e2 - m * m, 0.0))
+
+    def extremes(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Per-channel smallest and largest value."""
+        a = _apply_act(self.act, self.mu - self.zlim * self.sigma) * self.gain
+        b = _apply_act(self.act, self.mu + self.zlim * self.sigma) * self.gain
+        return np.minimum(a, b), np.maximum(a, b)
+
+    # -- the synthetic TensorStats ----------------------------------------------------------------
+    def stats(self) -> TensorStats:
+        pos = np.zeros(NBINS)
+        neg = np.zeros(NBINS)
+        zeros = 0.0
+        edges = _BIN_LO.astype(np.float64)          # |y| edges: 0, E1, ..., E_{N-1}, inf
+        for code in range(len(_ACTS)):
+            for sign in (1.0, -1.0):
+                sel = (self.act == code) & (np.sign(self.gain) == sign)
+                if not sel.any():
+                    continue
+                mu, sd, g, zl = (self.mu[sel][:, None], self.sigma[sel][:, None],
+                                 np.abs(self.gain[sel])[:, None], self.zlim[sel][:, None])
+                # positive outputs y in [e_k, e_{k+1}): pre-image of y/g
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    u = edges[None, :] / g
+                    if code == _LOGI:       # logit(u) on (0, 1); -inf at 0, +inf from 1 on
+                        x = np.where(u >= 1.0, np.inf, np.log(u) - np.log1p(-np.minimum(u, 1.0)))
+                    else:
+                        x = u
+                    zp = (x - mu) / sd
+                hp = _interval_probs(zp, zl).sum(axis=0)
+                # negative outputs |y| in [e_k, e_{k+1}) <=> x in (-e_{k+1}/(g s), -e_k/(g s)]
+                hn = np.zeros(NBINS)
+                if code in (_LIN, _LEAKY):
+                    s = 1.0 if code == _LIN else _SLOPE
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        zn = (-u[:, ::-1] / s - mu) / sd          # increasing
+                    hn = _interval_probs(zn, zl).sum(axis=0)[::-1]
+                if code == _RELU:
+                    z0 = np.concatenate([np.full_like(mu, -np.inf), -mu / sd], axis=1)
+                    zeros += float(_interval_probs(z0, zl).sum())
+                if sign > 0:
+                    pos += hp
+                    neg += hn
+                else:
+                    pos += hn
+                    neg += hp
+        zero_gain = self.gain == 0
+        zeros += float(zero_gain.sum())
+        st = TensorStats()
+        scale = float(_VIRTUAL_PER_CHANNEL)
+        st.pos = np.floor(pos * scale + 0.5).astype(np.int64)
+        st.neg = np.floor(neg * scale + 0.5).astype(np.int64)
+        st.zeros = int(math.floor(zeros * scale + 0.5))
+        st.count = int(st.pos.sum() + st.neg.sum()) + st.zeros
+        lo, hi = self.extremes()
+        st.min, st.max = _consistent_range(st, float(lo.min()), float(hi.max()))
+        return st
+
+
+def _consistent_range(st: TensorStats, lo: float, hi: float) -> Tuple[Optional[float], Optional[float]]:
+    """Make a synthetic min/max agree with rounded synthetic histograms (the checks of
+    :meth:`TensorStats.from_dict`): a bin rounded to zero count must not leave the max in it."""
+    if st.count == 0:
+        return None, None
+    nz_pos, nz_neg = np.flatnonzero(st.pos), np.flatnonzero(st.neg)
+    if nz_pos.size:
+        top = int(nz_pos[-1])
+        if hi <= 0 or int(_bin_index(np.array([hi]))[0]) < top:
+            hi = float(_EDGES32[top])                  # E[top] lies in bin top (E[0] in bin 0)
+    elif st.zeros:
+        hi = 0.0
+    else:                                              # all negative: max in the lowest bin
+        first = int(nz_neg[0])
+        if hi >= 0 or int(_bin_index(np.array([-hi]))[0]) != first:
+            hi = -float(_EDGES32[first])
+    if nz_neg.size:
+        top = int(nz_neg[-1])
+        if lo >= 0 or int(_bin_index(np.array([-lo]))[0]) < top:
+            lo = -float(_EDGES32[top])
+    elif st.zeros:
+        lo = 0.0
+    else:                                              # all positive: min in the lowest bin
+        first = int(nz_pos[0])
+        if lo <= 0 or int(_bin_index(np.array([lo]))[0]) != first:
+            lo = float(_EDGES32[first])
+    if st.zeros:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    return lo, hi
+
+
+def _apply_act(code: np.ndarray, x: np.ndarray) -> np.ndarray:
+    code = np.broadcast_to(code, x.shape)
+    with np.errstate(over="ignore"):
+        logi = 1.0 / (1.0 + np.exp(-x))
+    return np.select([code == _LEAKY, code == _RELU, code == _LOGI],
+                     [np.where(x > 0, x, _SLOPE * x), np.maximum(x, 0.0), logi], x)
+
+
+def _max_of_n(n: int) -> Tuple[float, float]:
+    """Mean and standard deviation of the maximum of ``n`` independent standard normals."""
+    if n <= 1:
+        return 0.0, 1.0
+    z = np.linspace(-8.0, 8.0, 4001)
+    cdf = 0.5 * _erfc(-z / math.sqrt(2.0))
+    pdf = n * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) * cdf ** (n - 1)
+    pdf /= pdf.sum()
+    m = float((z * pdf).sum())
+    return m, float(math.sqrt(max((z * z * pdf).sum() - m * m, 1e-12)))
+
+
+def _with_activation(d: _Dist, apply: np.ndarray, shift: Optional[np.ndarray] = None) -> _Dist:
+    """Apply the logistic to the channels where ``apply`` is True (detection heads).
+
+    A channel that is ``gain * x`` (linear) becomes ``logistic(gain * x)`` exactly; any other
+    is first replaced by its moment-matched normal.  ``shift`` subtracts from the logits.
+    """
+    mu, sd, act, gain, zl = d.mu.copy(), d.sigma.copy(), d.act.copy(), d.gain.copy(), d.zlim.copy()
+    lin = act == _LIN
+    gm, gs = d.as_gaussian() if not np.all(lin | ~apply) else (mu, sd)
+    sel = apply & lin
+    mu[sel], sd[sel] = mu[sel] * gain[sel], sd[sel] * np.abs(gain[sel])
+    other = apply & ~lin
+    mu[other], sd[other], zl[other] = gm[other], gs[other], _ZLIM
+    if shift is not None:
+        mu[apply] -= shift[apply]
+    act[apply] = _LOGI
+    gain[apply] = 1.0
+    return _Dist(mu, sd, act, gain, zl)
+
+
+def _estimate_layer(layer, ins: List[_Dist]) -> _Dist:
+    kind = layer.kind
+    if kind == "convolutional":
+        code = _ACTS.index(layer.activation)
+        if layer.batch_normalize:
+            # normalised conv output has zero mean and unit variance under the rolling stats
+            return _Dist(layer.biases, np.abs(layer.scales), code)
+        m, e2 = ins[0].moments()
+        w = layer.weights.astype(np.float64)
+        wsq = (w * w).sum(axis=(2, 3))                 # (M, C): ||w_{m,c}||^2
+        std = np.sqrt(wsq @ e2)                        # ||w_m|| * rms(input), per input channel
+        return _Dist(layer.biases, std, code)
+    if kind == "maxpool":
+        e, s = _max_of_n(layer.size * layer.size)
+        d = ins[0]
+        # act is non-decreasing: max commutes with it (gain < 0 turns max into min)
+        sign = np.where(d.gain < 0, -1.0, 1.0)
+        return _Dist(d.mu + sign * e * d.sigma, d.sigma * s, d.act, d.gain, d.zlim)
+    if kind == "upsample":
+        d = ins[0]
+        return _Dist(d.mu, d.sigma, d.act, d.gain * float(layer.scale), d.zlim)
+    if kind == "reorg":
+        s2 = layer.stride * layer.stride
+        return _Dist.concat([ins[0]] * s2) if s2 > 1 else ins[0]
+    if kind == "route":
+        return _Dist.concat(ins)
+    if kind == "shortcut":
+        (ma, sa), (mb, sb) = ins[0].as_gaussian(), ins[1].as_gaussian()
+        mu = layer.alpha * ma + layer.beta * mb
+        sd = np.sqrt((layer.alpha * sa) ** 2 + (layer.beta * sb) ** 2)
+        return _Dist(mu, sd, _ACTS.index(layer.activation))
+    if kind == "yolo":
+        return _with_activation(ins[0], layer.logistic_mask())
+    if kind == "region":
+        d = ins[0]
+        n, e = layer.n, layer.entries
+        mask = np.ones((n, e), dtype=bool)             # logistic on x, y, objectness, classes;
+        mask[:, 2:4] = False                           # w, h stay raw
+        shift = np.zeros((n, e))
+        if layer.softmax:
+            # softmax_j ~ logistic(x_j - log sum_{k != j} E[exp x_k]), E[exp x] lognormal mean
+            m, s = d.as_gaussian()
+            lme = (m + 0.5 * s * s).reshape(n, e)[:, 5:]
+            top = lme.max(axis=1, keepdims=True)
+            ex = np.exp(lme - top)
+            rest = ex.sum(axis=1, keepdims=True) - ex
+            with np.errstate(divide="ignore"):
+                shift[:, 5:] = np.where(rest > 0, top + np.log(np.maximum(rest, 1e-300)), -30.0)
+        return _with_activation(d, mask.reshape(-1), shift.reshape(-1))
+    raise ShapeError(f"layer {layer.index}: no statistics estimate for [{kind}] layers")
+
+
+def estimate_from_batchnorm(network) -> CalibStats:
+    """Data-free, **approximate** statistics for every layer, from the parameters alone.
+
+    Used when no calibration images are available.  Model:
+
+    * network input: the letterboxed image in [0, 1], taken as a normal N(0.5, 0.25**2)
+      truncated to [0, 1];
+    * convolution with batch norm: the pre-activation of channel c is normal with mean
+      ``biases[c]`` and std ``|scales[c]|`` (the normalised conv output has zero mean and
+      unit variance under the rolling training statistics); without batch norm: mean
+      ``biases[c]`` and std ``sqrt(sum_i ||w[c,i]||**2 * E[x_i**2])`` (||w_c|| times the rms
+      of the input, per input channel);
+    * the activation is applied exactly to that normal (leaky: negative side x 0.1; relu;
+      logistic), truncated at +-6 std so that the max is at mean + 6 std;
+    * maxpool: the max of ``size**2`` independent normals (moment-matched); upsample: same
+      values (times ``scale``); reorg: same values; route: union of its inputs; shortcut:
+      normal with the summed means and variances of its inputs (moment-matched), then its
+      activation; [yolo]/[region]: the logistic (softmax approximated per class) of the
+      input.
+
+    Histograms are integrated from the normal CDF per channel over the bins; they hold
+    2**20 *virtual* values per channel (``count`` is not a real count; ``num_images`` is 0,
+    ``method`` is ``"batchnorm-estimate"``).  Real activations have heavier tails and
+    spatial correlation this ignores: calibrating on a few real images is better.
+    """
+    for l in network.layers:
+        if l.num_params() and getattr(l, "weights", None) is None:
+            raise ShapeError(f"layer {l.index} ({l.kind}) has no weights loaded")
+    c = network.channels
+    dists: Dict[int, _Dist] = {-1: _Dist(np.full(c, 0.5), 0.25, _LIN, 1.0, 2.0)}
+    layers: Dict[int, TensorStats] = {}
+    for layer in network.layers:
+        d = _estimate_layer(layer, [dists[i] for i in layer.inputs])
+        if d.channels != layer.out_shape[0]:
+            raise ShapeError(f"layer {layer.index}: estimate has {d.channels} channels, "
+                             f"expected {layer.out_shape[0]}")
+        dists[layer.index] = d
+        layers[layer.index] = _with_channel_means(d.stats(), d)
+    return CalibStats(layers, source="batch-norm parameters", num_images=0,
+                      input_size=(network.width, network.height), cfg=os.path.basename(network.path),
+                      method="batchnorm-estimate", layer_kinds=[l.kind for l in network.layers],
+                      input=_with_channel_means(dists[-1].stats(), dists[-1]))
+
+
+def _with_channel_means(st: TensorStats, d: "_Dist") -> TensorStats:
+    """Attach the model's per-channel means (one virtual value per channel)."""
+    mean, _ = d.moments()
+    st.channel_sum = np.asarray(mean, dtype=np.float64).copy()
+    st.channel_n = 1
+    return st
+
+
+# =================================================================================================
+# choosing formats
+
+
+def _check_options(method: str, options: Mapping[str, Any]) -> Dict[str, Any]:
+    if method not in FRAC_METHODS:
+        raise FormatError(f"unknown format method {method!r} (expected one of: {', '.join(FRAC_METHODS)})")
+    allowed = FRAC_METHODS[method]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise FormatError(f"method {method!r} has no option {', '.join(map(repr, unknown))} "
+                          f"(options: {', '.join(allowed)})")
+    opts = dict(allowed)
+    opts.update(options)
+    if "p" in opts:
+        p = opts["p"]
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 100:
+            raise FormatError(f"percentile p={p!r} must be in (0, 100]")
+    cb = opts.get("clip_budget")
+    if cb is not None and (isinstance(cb, bool) or not isinstance(cb, (int, float)) or not 0 <= cb < 100):
+        raise FormatError(f"clip_budget={cb!r} must be a percentage in [0, 100) or None")
+    return opts
+
+
+def _clamp(f: int) -> int:
+    return int(min(max(f, MIN_FRAC), MAX_FRAC))
+
+
+def _range_frac(lo: float, hi: float, bits: int, signed: bool) -> Optional[int]:
+    """Largest frac at which [lo, hi] fits after round-half-up (None: all zero)."""
+    if not signed:
+        lo = 0.0
+    f = fp.max_frac(min(lo, 0.0), max(hi, 0.0), bits, signed)
+    return None if f is None else _clamp(f)
+
+
+def choose_frac(stats: TensorStats, bits: int, method: str = "mse", **options) -> int:
+    """Fractional bits for a tensor with statistics ``stats`` in a ``bits``-wide format.
+
+    Methods (``options`` in brackets):
+
+    * ``"max"``: the largest frac at which the observed min and max still fit after
+      round-half-up (``floor(v*2**frac + 1/2)`` inside ``[qmin, qmax]``): nothing clips.
+    * ``"percentile"`` (``p``, default 99.99): like ``"max"`` for the ``p``-th percentile
+      ``t`` of ``|v|`` (from the histograms; an upper bound within one bin, so at most
+      ``100 - p`` % of the values clip): the range ``[max(min, -t), min(max, t)]`` must fit.
+    * ``"mse"`` (``clip_budget``, default 0.01 %): among ``fmax - 2 .. fmax + 4`` (``fmax`` the
+      ``"max"`` frac), the one with the smallest expected squared error over the histograms,
+      each bin represented by its geometric centre (clamped to the observed range): a value
+      in range costs ``min(step**2/12, v**2)``, one beyond ``qmax*step`` (``qmin*step``) costs
+      the squared distance to it.  Ties go to the smaller frac (more headroom).  The result
+      is then capped at the ``"percentile"`` frac for ``p = 100 - clip_budget``: at most
+      ``clip_budget`` % of the values may clip, however small their squared error looks.
+      Large activations are the salient ones; docs/quantization.md measures the effect
+      (``clip_budget=None`` gives the pure minimum-error choice).
+
+    All methods take ``signed`` (default True); for an unsigned format negative values clip
+    to 0.  A tensor without non-zero values gets ``bits - 1`` (range [-1, 1)).  The result
+    is kept in ``[QFormat.MIN_FRAC, QFormat.MAX_FRAC]``.  Raises
+    :class:`~mdfi.errors.FormatError` for a width outside 2..16, an unknown method or option.
+    """
+    bits = fp.check_bits(bits, "activation width")
+    opts = _check_options(method, options)
+    signed = bool(opts["signed"])
+    if stats.min is None or stats.nonzero == 0:
+        return _clamp(bits - 1)
+    fmax = _range_frac(stats.min, stats.max, bits, signed)
+    if fmax is None:
+        return _clamp(bits - 1)
+    if method == "max":
+        return fmax
+    if method == "percentile":
+        t = stats.abs_percentile(float(opts["p"]))
+        f = _range_frac(max(stats.min, -t), min(stats.max, t), bits, signed)
+        return fmax if f is None else max(f, fmax)
+    # mse
+    centres = bin_centres()
+    rep_pos = np.minimum(centres, max(stats.max, 0.0))
+    rep_neg = -np.minimum(centres, max(-stats.min, 0.0))
+    vals = np.concatenate([rep_pos[stats.pos > 0], rep_neg[stats.neg > 0]])
+    cnts = np.concatenate([stats.pos[stats.pos > 0], stats.neg[stats.neg > 0]]).astype(np.float64)
+    best_f, best_err = fmax, None
+    for f in range(fmax - 2, fmax + 5):
+        if f != _clamp(f):
+            continue
+        err = _expected_sq_error(vals, cnts, f, bits, signed)
+        if best_err is None or err < best_err * (1 - 1e-12):
+            best_f, best_err = f, err
+    if opts.get("clip_budget") is not None:
+        best_f = min(best_f, choose_frac(stats, bits, "percentile", p=100.0 - float(opts["clip_budget"]),
+                                         signed=signed))
+    return int(best_f)
+
+
+def _expected_sq_error(vals: np.ndarray, cnts: np.ndarray, frac: int, bits: int, signed: bool) -> float:
+    step = 2.0 ** -frac
+    hi = fp.qmax(bits, signed) * step
+    lo = fp.qmin(bits, signed) * step
+    inside = np.minimum(step * step / 12.0, vals * vals)
+    err = np.where(vals > hi, (vals - hi) ** 2, np.where(vals < lo, (vals - lo) ** 2, inside))
+    return float((err * cnts).sum())
+
+
+def choose_formats(calib: CalibStats, network, bits: int, method: str = "mse", **options) -> Dict[int, int]:
+    """``{layer index: frac}`` for every layer that has statistics in ``calib``.
+
+    Checks first that ``calib`` was gathered on a network with the same layers
+    (:meth:`CalibStats.check_network`).  ``method`` and ``options``: see :func:`choose_frac`.
+    """
+    bits = fp.check_bits(bits, "activation width")
+    _check_options(method, options)
+    calib.check_network(network)
+    return {i: choose_frac(s, bits, method, **options) for i, s in sorted(calib.layers.items())}
