@@ -89,8 +89,21 @@ class Model:
                            thresh, nms, self.names)
 
     def layer_outputs(self, x: np.ndarray) -> List[np.ndarray]:
-        """Every layer's float32 output for a (C,H,W) float32 input tensor (float path)."""
-        return self.network.forward_float(x, keep="all")
+        """Every layer's output for a (C,H,W) input tensor.
+
+        Float path: float32 outputs of a float32 input in [0,1].  Fixed point: int32
+        outputs (the integers of each layer's format) of a uint8 pixel input, or of a float
+        input which is first converted to pixels like :meth:`detect` does."""
+        if isinstance(self.engine, FloatEngine):
+            return self.network.forward_float(x, keep="all")
+        from .quantize import input_to_u8
+        x = np.asarray(x)
+        return self.engine.run(x if x.dtype == np.uint8 else input_to_u8(x), keep="all")
+
+    @property
+    def quantized(self):
+        """The :class:`~mdfi.quantize.QuantizedModel` of a fixed-point model (else None)."""
+        return getattr(self.engine, "qmodel", None)
 
     def __repr__(self) -> str:
         return (f"<mdfi.Model {self.name} {self.network.width}x{self.network.height} "
@@ -102,33 +115,93 @@ def _check_unit(name: str, value: float) -> None:
         raise MDFIError(f"{name}={value}: must be between 0 and 1")
 
 
-def load(model: Optional[str] = None, *, cfg: Optional[PathLike] = None,
+#: Backend of the fixed-point engine when none is named.
+DEFAULT_ENGINE = "ref"
+PRECISIONS = ("fixed", "float")
+
+
+def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
          weights: Optional[PathLike] = None, names: Optional[PathLike] = None,
-         precision: str = "float", download: bool = True) -> Model:
+         precision: str = "fixed", bits: Optional[int] = None, wbits: Optional[int] = None,
+         abits: Optional[int] = None, per_channel: Optional[bool] = None,
+         rounding: Optional[str] = None, engine: Optional[str] = None, threads: Optional[int] = None,
+         download: bool = True, cache: bool = True) -> Model:
     """Load a detector.
 
-    * ``load("yolov3-tiny")`` (the default): a zoo model; its weights are fetched into the
-      cache on first use (see :mod:`mdfi.zoo`).
+    * ``load()`` / ``load("yolov3-tiny")``: a zoo model in fixed point (8-bit, formats from
+      its shipped calibration); its float weights are fetched into the cache on first use
+      (see :mod:`mdfi.zoo`).
+    * ``load("model.mdfi")``: a quantized model written by ``mdfi quantize``.
     * ``load(cfg="my.cfg", weights="my.weights")``: any Darknet model.
-    * ``load("yolov3", weights="yolov3.weights")``: a zoo cfg with local weights.
+    * ``precision="float"``: Darknet's float32 path instead of fixed point.
+    * ``bits`` (or ``wbits``/``abits``): fixed-point widths 2..16 (default 8).
+    * ``engine``: ``"c"`` (fast kernels) or ``"ref"`` (NumPy integer reference); both give
+      identical integers.  ``threads`` defaults to ``MDFI_THREADS`` or all CPUs.
 
     ``names`` is a class-name file (one per line; default: COCO).
     """
-    if precision != "float":
-        raise MDFIError(f"precision={precision!r}: expected 'float'")
+    from .engine import FixedEngine
+
+    if precision not in PRECISIONS:
+        raise MDFIError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+    engine = engine or DEFAULT_ENGINE
+    if model is not None and _is_mdfi_file(model):
+        if precision == "float":
+            raise MDFIError(f"{os.fspath(model)} is a quantized model; the float path needs the "
+                            f".cfg and .weights it came from")
+        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights)):
+            raise MDFIError("a .mdfi file fixes its formats; quantize again with `mdfi quantize` "
+                            "to change widths or rounding")
+        from . import modelfile
+        qm = modelfile.load(model)
+        class_names = (zoo.load_names(names) if names is not None else
+                       qm.names or zoo.load_names(zoo.names_path(zoo.DEFAULT_MODEL)))
+        label = getattr(qm, "name", "") or os.path.basename(os.fspath(model))
+        return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
+
+    network, class_names, label, spec_name, weights_file = _float_network(model, cfg, weights, names, download)
+    if precision == "float":
+        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding)):
+            raise MDFIError("bits/rounding/per-channel options apply to the fixed-point path only")
+        return Model(network, class_names, FloatEngine(network), name=label)
+    from . import recipes
+    qm = recipes.quantized_for(network, spec_name, weights_file, names=class_names,
+                               wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
+                               rounding=rounding, cache=cache)
+    return Model(network, class_names, FixedEngine(qm, engine, threads), name=label)
+
+
+def _is_mdfi_file(path: PathLike) -> bool:
+    p = os.fspath(path)
+    if p.endswith(".mdfi"):
+        return True
+    if os.path.isfile(p):
+        try:
+            with open(p, "rb") as fh:
+                from .modelfile import MAGIC
+                return fh.read(len(MAGIC)) == MAGIC
+        except OSError:
+            return False
+    return False
+
+
+def _float_network(model, cfg, weights, names, download):
+    """(network with float weights, class names, label, zoo name or None, weights path)."""
     if cfg is None:
-        spec_name = model or zoo.DEFAULT_MODEL
+        spec_name = os.fspath(model) if model is not None else zoo.DEFAULT_MODEL
         cfg_file = zoo.cfg_path(spec_name)
         weights_file = weights if weights is not None else zoo.weights_path(spec_name, download=download)
         names_file = names if names is not None else zoo.names_path(spec_name)
         label = spec_name
     else:
+        if model is not None:
+            raise MDFIError("give either a model name or cfg=/weights=, not both")
         if weights is None:
             raise MDFIError("a cfg needs its weights: pass weights=PATH (CLI: --weights PATH)")
+        spec_name = None
         cfg_file, weights_file = cfg, weights
         names_file = names if names is not None else zoo.names_path(zoo.DEFAULT_MODEL)
         label = os.path.splitext(os.path.basename(os.fspath(cfg)))[0]
     network = Network.from_cfg(cfg_file)
     load_weights(network, weights_file)
-    class_names = zoo.load_names(names_file)
-    return Model(network, class_names, FloatEngine(network), name=label)
+    return network, zoo.load_names(names_file), label, spec_name, weights_file

@@ -123,8 +123,7 @@ def save(model: QuantizedModel, path: PathLike, *, model_name: Optional[str] = N
             offset += len(data) + pad
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "mdfi_version": __version__,
-        "model_name": model_name or os.path.splitext(os.path.basename(model.network.path))[0],
-        "cfg_name": os.path.basename(model.network.path), "cfg": model.cfg_text,
+        "model_name": model_name or model.name, "cfg_name": model.cfg_name, "cfg": model.cfg_text,
         "names": model.names, "options": model.options, "input_fmt": model.input_fmt.to_dict(),
         "layers": [dict(index=ql.index, **ql.meta()) for ql in model.layers],
         "tensors": tensors, "data_bytes": offset,
@@ -272,7 +271,8 @@ def load(path: PathLike) -> QuantizedModel:
         qlayers.append(ql)
     _check_chain(spath, network, qlayers)
     model = QuantizedModel(network, cfg_text, qlayers, options, names)
-    model.name = str(header.get("model_name", ""))
+    model.name = str(header.get("model_name", "")) or model.name
+    model.cfg_name = cfg_name
     return model
 
 

@@ -38,6 +38,9 @@ class QuantizedModel:
         self.options = dict(options)
         self.names = list(names) if names is not None else None
         self.input_fmt = fp.INPUT_FORMAT
+        # Identity kept across save/load (the network of a loaded file has a synthetic path).
+        self.cfg_name = os.path.basename(network.path)
+        self.name = os.path.splitext(self.cfg_name)[0]
         if len(self.layers) != len(network.layers):
             raise ShapeError("quantized model: layer count differs from its network")
 
@@ -90,6 +93,21 @@ class QuantizedModel:
                 f"{' per-channel' if o.get('per_channel') else ''} {o.get('rounding')}")
 
 
+#: ``bias_correction="auto"`` applies to weights this narrow or narrower.
+BIAS_CORRECTION_AUTO_BITS = 6
+
+
+def _input_mean(calib, network: Network, index: int) -> Optional[np.ndarray]:
+    """Per-channel mean of layer ``index``'s output (-1: the network input) from the
+    calibration statistics, or None when they do not record it."""
+    if calib is None or not hasattr(calib, "channel_mean"):
+        return None
+    m = calib.channel_mean(index)
+    if m is not None and m.shape != (network.shape_of(index)[0],):
+        return None
+    return m
+
+
 def input_to_u8(x: np.ndarray) -> np.ndarray:
     """Letterboxed float input in [0,1] -> 8-bit pixels ``floor(v*255 + 1/2)`` (host side).
 
@@ -102,13 +120,22 @@ def input_to_u8(x: np.ndarray) -> np.ndarray:
 def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_channel: bool = False,
                      rounding: str = "half_up", calib=None, act_method: str = "mse",
                      weight_method: str = "mse", layer_rounding: Optional[Mapping[int, str]] = None,
-                     act_fracs: Optional[Mapping[int, int]] = None, cfg_text: Optional[str] = None,
+                     layer_wbits: Optional[Mapping[int, int]] = None, layer_abits: Optional[Mapping[int, int]] = None,
+                     act_fracs: Optional[Mapping[int, int]] = None, bias_correction="auto",
+                     cfg_text: Optional[str] = None,
                      names: Optional[Sequence[str]] = None, progress: bool = False) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
     ``calib`` (:class:`mdfi.calibrate.CalibStats`) with ``act_method``, else from a
-    batch-norm estimate.  ``layer_rounding`` overrides the rounding mode per layer index.
+    batch-norm estimate.  ``layer_rounding``, ``layer_wbits`` and ``layer_abits`` override the
+    rounding mode, weight width and output width per layer index (mixed precision); with
+    ``act_fracs`` given, a layer whose width is overridden must have its frac there too.
+
+    ``bias_correction``: subtract the expected output shift of weight rounding from each
+    convolution's bias, using per-channel input means from ``calib`` (True, False, or
+    ``"auto"``: for weights of 6 bits or fewer, where docs/quantization.md measured it to
+    help).
     """
     calibrate = None
 
@@ -119,17 +146,26 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         raise FormatError(f"unknown activation method {act_method!r} (expected one of {', '.join(ACT_METHODS)})")
     if weight_method not in WEIGHT_METHODS:
         raise FormatError(f"unknown weight method {weight_method!r} (expected one of {', '.join(WEIGHT_METHODS)})")
-    layer_rounding = dict(layer_rounding or {})
-    for i, mode in layer_rounding.items():
+    layer_rounding = {int(k): v for k, v in (layer_rounding or {}).items()}
+    layer_wbits = {int(k): fp.check_bits(v, "weight width") for k, v in (layer_wbits or {}).items()}
+    layer_abits = {int(k): fp.check_bits(v, "activation width") for k, v in (layer_abits or {}).items()}
+    for what, table in (("rounding", layer_rounding), ("weight width", layer_wbits), ("activation width", layer_abits)):
+        for i in table:
+            if not 0 <= i < len(network.layers):
+                raise FormatError(f"per-layer {what} for layer {i}: the network has layers 0..{len(network.layers) - 1}")
+    for mode in layer_rounding.values():
         fp.rounding_code(mode)
-        if not 0 <= int(i) < len(network.layers):
-            raise FormatError(f"per-layer rounding for layer {i}: the network has layers 0..{len(network.layers) - 1}")
+    if bias_correction not in (True, False, "auto"):
+        raise FormatError(f"bias_correction={bias_correction!r}: expected True, False or 'auto'")
     source = "given"
     if act_fracs is None:
         from . import calibrate
         if calib is None:
             calib = calibrate.estimate_from_batchnorm(network)
         act_fracs = calibrate.choose_formats(calib, network, abits, act_method)
+        for i, b in layer_abits.items():
+            if i in calib:
+                act_fracs[i] = calibrate.choose_frac(calib[i], b, act_method)
         source = calib.meta.get("method", "images") if hasattr(calib, "meta") else "images"
 
     fmts: Dict[int, fp.QFormat] = {-1: fp.INPUT_FORMAT}
@@ -144,13 +180,20 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         if layer.kind == "convolutional":
             if layer.num_params() and layer.weights is None:
                 raise ShapeError(f"layer {i}: no float weights loaded; cannot quantize")
-            out = fp.QFormat(abits, int(act_fracs[i]))
-            ql = cls.quantize(layer, in_fmts[0], out, wbits=wbits, rounding=mode, per_channel=per_channel,
-                              weight_method=weight_method, input_scale=(1.0 / 255.0) if in_pixels[0] else 1.0)
+            out = fp.QFormat(layer_abits.get(i, abits), int(act_fracs[i]))
+            lw = layer_wbits.get(i, wbits)
+            mean = None
+            if bias_correction is True or (bias_correction == "auto" and lw <= BIAS_CORRECTION_AUTO_BITS):
+                mean = _input_mean(calib, network, layer.inputs[0])
+                if mean is not None and in_pixels[0]:
+                    mean = mean * 255.0                     # folded weights multiply pixels
+            ql = cls.quantize(layer, in_fmts[0], out, wbits=lw, rounding=mode, per_channel=per_channel,
+                              weight_method=weight_method, input_scale=(1.0 / 255.0) if in_pixels[0] else 1.0,
+                              input_mean=mean)
         elif layer.kind == "shortcut":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
-            ql = cls.quantize(layer, in_fmts, fp.QFormat(abits, int(act_fracs[i])), mode)
+            ql = cls.quantize(layer, in_fmts, fp.QFormat(layer_abits.get(i, abits), int(act_fracs[i])), mode)
         elif layer.kind == "route":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a route of the raw pixel input is not supported in fixed point")
@@ -165,7 +208,10 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         qlayers.append(ql)
     options = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel), "rounding": rounding,
                "layer_rounding": {str(k): v for k, v in sorted(layer_rounding.items())},
-               "act_method": act_method, "weight_method": weight_method, "formats_source": source}
+               "layer_wbits": {str(k): v for k, v in sorted(layer_wbits.items())},
+               "layer_abits": {str(k): v for k, v in sorted(layer_abits.items())},
+               "act_method": act_method, "weight_method": weight_method, "formats_source": source,
+               "bias_correction": bias_correction}
     if cfg_text is None:
         with open(network.path, "r", encoding="utf-8") as fh:
             cfg_text = fh.read()

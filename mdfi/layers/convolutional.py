@@ -257,9 +257,15 @@ class QConvolutional(QLayer):
     # -- quantization ------------------------------------------------------------------
     @classmethod
     def quantize(cls, layer: "ConvolutionalLayer", in_fmt, out_fmt, *, wbits: int, rounding: str,
-                 per_channel: bool, weight_method: str = "mse", input_scale: float = 1.0):
+                 per_channel: bool, weight_method: str = "mse", input_scale: float = 1.0,
+                 input_mean: "np.ndarray | None" = None):
         """Fold batch norm (and ``input_scale``, Darknet's 1/255 for the first layer) and
-        quantize weights and bias.  All float work of the engine happens here."""
+        quantize weights and bias.  All float work of the engine happens here.
+
+        ``input_mean`` (per input channel, in the units the folded weights multiply) enables
+        bias correction (docs/fixed-point.md section 3.5): the expected output shift of the
+        weight rounding, ``sum_k (w_q - w)[m,k] * E[x_k]``, is subtracted from the bias.
+        """
         w, b = layer.folded_float_params()
         w = w * input_scale
         m = layer.filters
@@ -282,6 +288,10 @@ class QConvolutional(QLayer):
         if nonzero.any():
             f = np.where(nonzero, f, int(np.median(f[nonzero])))
         w_q = fp.quantize_float(flat, f[:, None], wbits).reshape(w.shape).astype(fp.storage_dtype(wbits))
+        if input_mean is not None:
+            w_deq = w_q.reshape(m, -1).astype(np.float64) * np.exp2(-f.astype(np.float64))[:, None]
+            dw = (w_deq - flat).reshape(w.shape).sum(axis=(2, 3))            # (M, C)
+            b = b - dw @ np.asarray(input_mean, dtype=np.float64)
         acc_bits = fp.accumulator_bits(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
         lim = (1 << (acc_bits - 1)) - 1 - fp.product_bound(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
         b_q = fp.round_half_up_float(b * np.exp2((f + in_fmt.frac).astype(np.float64)))

@@ -1,0 +1,69 @@
+"""Inference engines behind :class:`mdfi.Model`.
+
+* :class:`FloatEngine` (in :mod:`mdfi.model`): Darknet's float32 forward.
+* :class:`FixedEngine`: the integer engine.  Backend ``"ref"`` is the NumPy integer
+  reference (:meth:`mdfi.quantize.QuantizedModel.forward_ref`), the executable
+  specification; backend ``"c"`` runs the C kernels, bit-identical to it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from .errors import MDFIError
+from .postprocess import Raw
+from .quantize import QuantizedModel, input_to_u8
+
+BACKENDS = ("c", "ref")
+
+
+def default_threads() -> int:
+    """``MDFI_THREADS`` if set, else the number of CPUs available to this process."""
+    raw = os.environ.get("MDFI_THREADS", "").strip()
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            raise MDFIError(f"MDFI_THREADS={raw!r}: expected a positive integer") from None
+        if n < 1:
+            raise MDFIError(f"MDFI_THREADS={raw!r}: expected a positive integer")
+        return n
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class FixedEngine:
+    """Integer-only inference of a :class:`QuantizedModel`."""
+
+    def __init__(self, qmodel: QuantizedModel, backend: str = "ref", threads: Optional[int] = None):
+        if backend not in BACKENDS:
+            raise MDFIError(f"engine {backend!r}: expected one of {', '.join(BACKENDS)}")
+        self.qmodel = qmodel
+        self.backend = backend
+        self.threads = threads if threads is not None else default_threads()
+        self._runner = None
+        if backend == "c":
+            from .cengine import CRunner
+            self._runner = CRunner(qmodel, self.threads)
+
+    @property
+    def name(self) -> str:
+        return f"fixed-point {self.qmodel.describe()}, {self.backend} engine"
+
+    def run(self, x_u8: np.ndarray, *, keep: str = "all",
+            hook: Optional[Callable[[int, np.ndarray], None]] = None) -> List[Optional[np.ndarray]]:
+        """Every layer's integer output for a uint8 (C,H,W) input."""
+        if self._runner is not None:
+            return self._runner.run(x_u8, keep=keep, hook=hook)
+        return self.qmodel.forward_ref(x_u8, keep=keep, hook=hook)
+
+    def heads(self, x: np.ndarray, thresh: float) -> List[Raw]:
+        """Candidates of every detection head for a float letterboxed input in [0,1]."""
+        x_u8 = x if x.dtype == np.uint8 else input_to_u8(x)
+        outs = self.run(x_u8, keep="needed")
+        return [ql.decode_int(outs[ql.index], thresh) for ql in self.qmodel.output_layers()]
