@@ -28,13 +28,51 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--names", metavar="FILE", help="class names, one per line (default: COCO)")
 
 
-def load_model_from_args(args: argparse.Namespace):
-    from .model import load
+def check_model_args(args: argparse.Namespace) -> None:
     if args.cfg and args.model:
         raise MDFIError("give either --model NAME or --cfg FILE --weights FILE, not both")
     if args.cfg and not args.weights:
         raise MDFIError("--cfg needs --weights FILE")
-    return load(args.model, cfg=args.cfg, weights=args.weights, names=args.names)
+
+
+def load_model_from_args(args: argparse.Namespace, **kw):
+    from .model import load
+    check_model_args(args)
+    return load(args.model, cfg=args.cfg, weights=args.weights, names=args.names, **kw)
+
+
+def bits_arg(text: str) -> int:
+    from .fixedpoint import check_bits
+    try:
+        return check_bits(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bit width must be an integer 2..16, got {text!r}") from None
+    except MDFIError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def layer_rounding_arg(text: str):
+    """``3=truncate,7=half_up`` -> {3: "truncate", 7: "half_up"}."""
+    from .fixedpoint import rounding_code
+    out = {}
+    for item in filter(None, text.split(",")):
+        try:
+            idx, mode = item.split("=", 1)
+            out[int(idx)] = mode.strip()
+            rounding_code(out[int(idx)])
+        except (ValueError, MDFIError) as exc:
+            raise argparse.ArgumentTypeError(f"--layer-rounding expects INDEX=MODE[,INDEX=MODE...] "
+                                             f"with MODE half_up or truncate: {item!r} ({exc})") from None
+    return out
+
+
+def add_precision_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("precision")
+    g.add_argument("--float", action="store_true", help="run the float32 reference path")
+    g.add_argument("--bits", type=bits_arg, default=None, metavar="N",
+                   help="fixed-point width 2..16 for weights and activations (default 8)")
+    g.add_argument("--engine", choices=("c", "ref"), default=None,
+                   help="fixed-point backend: c (fast kernels) or ref (NumPy reference); same integers")
 
 
 def unit_float(name: str):
@@ -56,7 +94,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .detection import detections_to_json
     from .image import load_image, save_image
 
-    model = load_model_from_args(args)
+    model = load_model_from_args(args, **precision_kwargs(args))
     many = len(args.images) > 1
     out = args.out
     if out is None:
@@ -84,6 +122,112 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 target = os.path.join(out, base + ".jpg")
             save_image(draw_detections(rgb, dets, num_classes=max(len(model.names), 1)), target)
             print(f"wrote {target}", file=sys.stderr)
+    return 0
+
+
+def precision_kwargs(args: argparse.Namespace) -> dict:
+    """--float / --bits / --engine -> keyword arguments of mdfi.load."""
+    if args.float:
+        if args.bits is not None:
+            raise MDFIError("--bits applies to the fixed-point engine; drop --float")
+        return {"precision": "float"}
+    kw = {"precision": "fixed", "engine": args.engine}
+    if args.bits is not None:
+        kw["bits"] = args.bits
+    return kw
+
+
+# ------------------------------------------------------------------------------------------
+# mdfi calibrate / quantize / info
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from . import calibrate
+    from .model import _float_network
+    check_model_args(args)
+    network, *_ = _float_network(args.model, args.cfg, args.weights, args.names, True)
+    stats = calibrate.collect_from_dir(network, args.images, progress=True, augment=args.augment)
+    stats.to_json(args.output)
+    print(f"wrote {args.output}: statistics of {len(network.layers)} layers from {args.images}", file=sys.stderr)
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from . import calibrate, modelfile, recipes
+    from .model import _float_network
+    from .quantize import quantize_network
+    check_model_args(args)
+    network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True)
+    if args.calib and args.calib_stats:
+        raise MDFIError("give --calib DIR or --calib-stats FILE, not both")
+    if args.calib:
+        calib = calibrate.collect_from_dir(network, args.calib, progress=True)
+        how = f"calibrated on the images in {args.calib}"
+    elif args.calib_stats:
+        calib = calibrate.CalibStats.from_json(args.calib_stats)
+        how = f"calibration statistics from {args.calib_stats}"
+    else:
+        calib = recipes.shipped_calibration(spec_name)
+        if calib is not None:
+            how = f"shipped calibration statistics of {spec_name} (docs/quantization.md)"
+        else:
+            calib = calibrate.estimate_from_batchnorm(network)
+            how = ("no calibration images: activation formats estimated from batch-norm statistics "
+                   "(pass --calib DIR for better accuracy)")
+    print(f"mdfi quantize: {how}", file=sys.stderr)
+    with open(network.path, "r", encoding="utf-8") as fh:
+        cfg_text = fh.read()
+    qm = quantize_network(network, wbits=args.wbits, abits=args.abits, per_channel=args.per_channel,
+                          rounding=args.rounding, calib=calib, act_method=args.method,
+                          layer_rounding=args.layer_rounding, cfg_text=cfg_text, names=names)
+    size = modelfile.save(qm, args.output, model_name=label)
+    float_bytes = 20 + 4 * network.num_params()
+    clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)
+    print(f"wrote {args.output}: {qm.describe()}, {size:,} bytes ({100 * size / float_bytes:.1f}% of the "
+          f"{float_bytes:,}-byte float weights){f'; {clamped} biases clamped' if clamped else ''}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .info import info_table
+    from .model import _is_mdfi_file
+    if _is_mdfi_file(args.model_or_file):
+        from . import modelfile
+        qm = modelfile.load(args.model_or_file)
+        file_bytes = os.path.getsize(args.model_or_file)
+    else:
+        from .model import load
+        qm = load(args.model_or_file, bits=args.bits, engine="ref").quantized
+        file_bytes = None
+    print(info_table(qm, file_bytes=file_bytes))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# mdfi eval
+def parse_bits_list(text: str):
+    """'16,12,8,w4a8' -> [(16,16), (12,12), (8,8), (4,8)]."""
+    import re
+    out = []
+    for tok in filter(None, (t.strip() for t in text.split(","))):
+        m = re.fullmatch(r"(?:w(\d+)a(\d+)|(\d+))", tok)
+        if not m:
+            raise MDFIError(f"--bits: {tok!r} is not a width (8) or a pair (w4a8)")
+        w, a = (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(3)),) * 2
+        from .fixedpoint import check_bits
+        out.append((check_bits(w, "weight width"), check_bits(a, "activation width")))
+    if not out:
+        raise MDFIError("--bits: empty list")
+    return out
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evalrun import run_eval
+    check_model_args(args)
+    report, text = run_eval(args)
+    if args.json:
+        print(json.dumps(report, indent=1, allow_nan=False))
+    else:
+        print(text)
     return 0
 
 
@@ -115,8 +259,59 @@ def build_parser() -> argparse.ArgumentParser:
                    help="annotated output: a file for one image (default predictions.jpg), a folder "
                         "for several (default predictions/); 'none' to skip")
     d.add_argument("--json", action="store_true", help="print one JSON object per image on stdout")
-    d.add_argument("--float", action="store_true", help="run the float32 reference path")
+    add_precision_args(d)
     d.set_defaults(func=cmd_detect)
+
+    c = sub.add_parser("calibrate", help="record activation statistics on a folder of images",
+                       description="Run the float network on every image of a folder and save per-layer "
+                                   "activation statistics (input of `mdfi quantize --calib-stats`).")
+    add_model_args(c)
+    c.add_argument("--images", required=True, metavar="DIR")
+    c.add_argument("--augment", action="store_true", help="also use horizontally flipped copies")
+    c.add_argument("-o", "--output", required=True, metavar="FILE.json")
+    c.set_defaults(func=cmd_calibrate)
+
+    q = sub.add_parser("quantize", help="write a fixed-point .mdfi model",
+                       description="Quantize a Darknet model to power-of-two fixed point (docs/fixed-point.md).")
+    add_model_args(q)
+    q.add_argument("--calib", metavar="DIR", help="calibrate activation formats on these images")
+    q.add_argument("--calib-stats", metavar="FILE", help="use statistics saved by `mdfi calibrate`")
+    q.add_argument("--wbits", type=bits_arg, default=8, help="weight width 2..16 (default 8)")
+    q.add_argument("--abits", type=bits_arg, default=8, help="activation width 2..16 (default 8)")
+    q.add_argument("--per-channel", action="store_true", help="one weight format per output channel")
+    q.add_argument("--rounding", choices=("half_up", "truncate"), default="half_up",
+                   help="rounding of every requantizing shift (default half_up)")
+    q.add_argument("--layer-rounding", type=layer_rounding_arg, default=None, metavar="I=MODE,...",
+                   help="per-layer rounding overrides, e.g. 5=truncate,7=truncate")
+    q.add_argument("--method", choices=("mse", "max", "percentile"), default="mse",
+                   help="how activation formats are chosen from the statistics (default mse)")
+    q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi")
+    q.set_defaults(func=cmd_quantize)
+
+    i = sub.add_parser("info", help="per-layer formats, MACs and sizes of a model",
+                       description="MODEL is a .mdfi file or a zoo model name (quantized with its recipe).")
+    i.add_argument("model_or_file", metavar="MODEL")
+    i.add_argument("--bits", type=bits_arg, default=None, help="width for a zoo model (default 8)")
+    i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser("eval", help="agreement of fixed point with the float path over images",
+                       description="Compare fixed-point detections with the float path on every image "
+                                   "(agreement mAP@0.5: float detections >= 0.25 are the ground truth).")
+    e.add_argument("--images", required=True, metavar="DIR")
+    add_model_args(e)
+    e.add_argument("--bits", default="8", metavar="LIST",
+                   help="widths to evaluate: e.g. 16,12,10,8,6,4 or pairs w4a8 (default 8)")
+    e.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
+                   help="per-channel weight formats (default: the model's recipe)")
+    e.add_argument("--per-layer", dest="per_channel", action="store_false",
+                   help="one weight format per layer")
+    e.add_argument("--calib", metavar="DIR", help="calibrate on these images (default: shipped statistics)")
+    e.add_argument("--method", choices=("mse", "max", "percentile"), default=None)
+    e.add_argument("--rounding", choices=("half_up", "truncate"), default=None)
+    e.add_argument("--labels", metavar="FILE|DIR", help="COCO JSON or VOC XML ground truth: also plain mAP@0.5")
+    e.add_argument("--engine", choices=("c", "ref"), default=None)
+    e.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    e.set_defaults(func=cmd_eval)
 
     m = sub.add_parser("models", help="list zoo models and whether their weights are cached")
     m.set_defaults(func=cmd_models)

@@ -1,0 +1,90 @@
+"""``mdfi eval``: fixed point against the float path over a folder of images."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Dict, List, Tuple
+
+from .errors import MDFIError
+
+
+def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
+    from . import calibrate, evaluate, recipes
+    from .cli import parse_bits_list
+    from .engine import FixedEngine
+    from .image import load_image
+    from .model import DEFAULT_ENGINE, FloatEngine, Model, _float_network
+    from .quantize import quantize_network
+
+    configs = parse_bits_list(args.bits)
+    network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True)
+    paths = calibrate.list_images(args.images)
+    if args.calib:
+        calib, calib_src = calibrate.collect_from_dir(network, args.calib, progress=True), args.calib
+    else:
+        calib = recipes.shipped_calibration(spec_name)
+        calib_src = "shipped statistics" if calib is not None else None
+        if calib is None:
+            calib = calibrate.estimate_from_batchnorm(network)
+            calib_src = "batch-norm estimate (no calibration images)"
+            print("note: no calibration statistics: activation formats estimated from batch norm", file=sys.stderr)
+    engine = args.engine or DEFAULT_ENGINE
+    with open(network.path, "r", encoding="utf-8") as fh:
+        cfg_text = fh.read()
+
+    # Decode every image once; the float path once.
+    float_model = Model(network, names, FloatEngine(network), name=label)
+    prepared, float_dets = [], []
+    prog = evaluate.Progress(len(paths), "float path")
+    for p in paths:
+        prep = float_model.prepare(load_image(p))
+        prepared.append(prep)
+        float_dets.append(float_model.detect(prep, thresh=0.25))
+        prog.step(os.path.basename(p))
+    prog.done()
+
+    labels = None
+    if args.labels:
+        if os.path.isdir(args.labels) or args.labels.lower().endswith(".xml"):
+            gt = evaluate.load_voc_xml(args.labels, names)
+        else:
+            gt = evaluate.load_coco_json(args.labels, names)
+        labels = evaluate.align_labels(paths, gt)
+
+    results: Dict[str, object] = {}
+    plain: Dict[str, object] = {}
+    for wbits, abits in configs:
+        tag = f"w{wbits}a{abits}"
+        opts = recipes.resolve(spec_name, wbits=wbits, abits=abits, per_channel=args.per_channel,
+                               rounding=args.rounding, act_method=args.method)
+        qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],
+                              rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
+                              weight_method=opts["weight_method"], cfg_text=cfg_text, names=names)
+        fixed = Model(network, names, FixedEngine(qm, engine), name=label)
+        fixed_dets: List = []
+        prog = evaluate.Progress(len(paths), f"fixed point {tag}")
+        for p, prep in zip(paths, prepared):
+            fixed_dets.append(fixed.detect(prep, thresh=0.005))
+            prog.step(os.path.basename(p))
+        prog.done()
+        results[tag] = evaluate.agreement(float_dets, fixed_dets)
+        if labels is not None:
+            plain[tag] = evaluate.evaluate_map([[d for d in ds] for ds in fixed_dets], labels)
+    if labels is not None:
+        plain["float"] = evaluate.evaluate_map(float_dets, labels)
+
+    head = (f"{label}: {len(paths)} images from {args.images}; formats from {calib_src}; "
+            f"weights {'per channel' if opts['per_channel'] else 'per layer'}, {opts['act_method']} activations, "
+            f"{opts['rounding']} rounding, {engine} engine")
+    text = head + "\n" + evaluate.format_agreement_table(results)
+    if plain:
+        text += "\n\nmAP@0.5 against the labels:\n" + "\n".join(
+            f"  {k:<8} {'n/a' if v.map is None else f'{v.map:.4f}'}" for k, v in plain.items())
+    report = {"model": label, "images": len(paths), "calibration": calib_src,
+              "options": {k: v for k, v in opts.items() if k not in ("wbits", "abits")}, "engine": engine,
+              "agreement": evaluate.to_json_dict(results)}
+    if plain:
+        report["map50_labels"] = evaluate.to_json_dict(plain)
+    return report, text
