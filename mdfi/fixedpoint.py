@@ -128,20 +128,32 @@ def requantize(acc: IntArray, shift: ShiftLike, mode: str, bits: int, activation
     larger magnitude saturates anyway), so no intermediate can overflow int64.
     """
     acc = np.asarray(acc, dtype=np.int64)
-    s = np.asarray(shift, dtype=np.int64)
-    if activation == "relu":
-        acc = np.maximum(acc, 0)
-    if activation == "leaky":
-        neg = acc < 0
-        # |acc| < 2**47 by the accumulator bound, so acc*3277 < 2**59.
-        acc = np.where(neg, acc * LEAKY_MULT, acc)
-        s = np.where(neg, s + LEAKY_SHIFT, s)
-    elif activation not in ("linear", "relu"):
-        raise FormatError(f"activation {activation!r} has no integer implementation")
+    acc, extra = pre_shift_activation(acc, activation)
+    s = np.asarray(shift, dtype=np.int64) + extra
     if np.any(s < 0):
         lim = np.int64(1) << np.int64(bits)
         acc = np.where(s < 0, np.clip(acc, -lim, lim), acc)
     return saturate(shift_round(acc, s, mode), bits, signed).astype(np.int32)
+
+
+def pre_shift_activation(acc: IntArray, activation: str):
+    """The activation as applied to the accumulator, before the requantizing shift (section 4).
+
+    Returns ``(value, extra_shift)``: linear ``(acc, 0)``; relu ``(max(acc, 0), 0)``; leaky
+    ``(acc, 0)`` where ``acc >= 0`` and ``(acc * LEAKY_MULT, LEAKY_SHIFT)`` where ``acc < 0``.
+    The output is then ``sat(R(value / 2**(shift + extra_shift)))``.  ``value`` is the
+    golden model's ``act`` stage.
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    if activation == "linear":
+        return acc, np.zeros_like(acc)
+    if activation == "relu":
+        return np.maximum(acc, 0), np.zeros_like(acc)
+    if activation == "leaky":
+        neg = acc < 0
+        # |acc| < 2**47 by the accumulator bound, so acc*3277 < 2**59.
+        return np.where(neg, acc * LEAKY_MULT, acc), np.where(neg, LEAKY_SHIFT, 0)
+    raise FormatError(f"activation {activation!r} has no integer implementation")
 
 
 def align(x: IntArray, from_frac: int, to_frac: int, mode: str, bits: int) -> IntArray:

@@ -301,6 +301,26 @@ class QConvolutional(QLayer):
                    per_channel=per_channel, bias_clamped=clamped)
 
     # -- reference forward -----------------------------------------------------------------
+    def stages_ref(self, xs) -> dict:
+        """The golden model's stages (docs/golden-format.md): ``acc`` (int64, Σ w·x + bias),
+        ``act`` (the activation applied to the accumulator before the shift) and ``out``."""
+        l = self.layer
+        m, oh, ow = l.out_shape
+        cols = im2col(np.asarray(xs[0]), l.size, l.stride, l.padding)
+        acc = (int_matmul(self.weights.reshape(m, -1), cols) + self.bias[:, None]).reshape(m, oh, ow)
+        act, _ = fp.pre_shift_activation(acc, l.activation)
+        out = fp.requantize(acc, self.shift[:, None, None].astype(np.int64), self.rounding, self.out_fmt.bits,
+                            l.activation)
+        return {"acc": acc, "act": act, "out": out}
+
+    def stage_formats(self) -> dict:
+        """stage -> (bits, signed, frac) with frac an int, a per-channel list, or None."""
+        acc_frac = (self.w_frac + self.in_fmt.frac).tolist()
+        acc_frac = acc_frac[0] if len(set(acc_frac)) == 1 else acc_frac
+        act_bits = self.acc_bits + (12 if self.layer.activation == "leaky" else 0)
+        return {"acc": (self.acc_bits, True, acc_frac), "act": (act_bits, True, None),
+                "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
+
     def forward_ref(self, xs):
         l = self.layer
         return conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,

@@ -83,6 +83,21 @@ class QShortcut(QLayer):
         if not fp.MIN_SHIFT <= self.shift <= fp.MAX_SHIFT:
             raise FormatError(f"layer {layer.index}: shortcut shift {self.shift} out of range")
 
+    def stages_ref(self, xs) -> dict:
+        """Golden stages: ``acc`` (the exact aligned sum), ``act`` (activation before the
+        shift) and ``out``."""
+        (fa, fb) = (f.frac for f in self.in_fmts)
+        acc, _ = fp.add_aligned(xs[0], fa, xs[1], fb)
+        act, _ = fp.pre_shift_activation(acc, self.layer.activation)
+        return {"acc": acc, "act": act, "out": self.forward_ref(xs)}
+
+    def stage_formats(self) -> dict:
+        fa, fb = (f for f in self.in_fmts)
+        acc_bits = max(fa.bits + self.sum_frac - fa.frac, fb.bits + self.sum_frac - fb.frac) + 1
+        act_bits = acc_bits + (12 if self.layer.activation == "leaky" else 0)
+        return {"acc": (acc_bits, True, self.sum_frac), "act": (act_bits, True, None),
+                "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
+
     def forward_ref(self, xs):
         (fa, fb) = (f.frac for f in self.in_fmts)
         s, _ = fp.add_aligned(xs[0], fa, xs[1], fb)
