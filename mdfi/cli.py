@@ -231,6 +231,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------
+# mdfi golden
+def cmd_golden(args: argparse.Namespace) -> int:
+    from . import golden
+    model = load_model_from_args(args, precision="fixed", engine=args.engine,
+                                 **({"bits": args.bits} if args.bits is not None else {}))
+    layers = golden.parse_layers(args.layers, len(model.network.layers))
+    formats = golden.parse_formats(args.format)
+    manifest = golden.export(model, args.image, args.output, layers=sorted(layers), formats=formats,
+                             thresh=args.thresh, nms=args.nms)
+    n_files = len(manifest["files"])
+    print(f"wrote {n_files} files for {len(layers)} layer(s) of {model.name} to {args.output} "
+          f"(manifest.json, model.txt, detections.json)", file=sys.stderr)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from . import zoo
     for name, spec in zoo.MODELS.items():
@@ -312,6 +328,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", choices=("c", "ref"), default=None)
     e.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     e.set_defaults(func=cmd_eval)
+
+    g = sub.add_parser("golden", help="export per-layer golden vectors for RTL verification",
+                       description="Write every layer's integer input, accumulator, pre-shift activation and "
+                                   "output, plus weights, biases, shifts and tables, as $readmemh hex, .npy and "
+                                   "decimal .dat with a manifest (docs/golden-format.md).")
+    g.add_argument("image", metavar="IMAGE")
+    add_model_args(g)
+    g.add_argument("--bits", type=bits_arg, default=None, metavar="N", help="width for a zoo model (default 8)")
+    g.add_argument("--engine", choices=("c", "ref"), default=None)
+    g.add_argument("-o", "--output", required=True, metavar="DIR")
+    g.add_argument("--layers", metavar="LIST", help="layers to export, e.g. 0,5-7 (default all)")
+    g.add_argument("--format", metavar="LIST", help="hex,npy,dat (default all three)")
+    g.add_argument("--thresh", type=unit_float("--thresh"), default=0.25)
+    g.add_argument("--nms", type=unit_float("--nms"), default=0.45)
+    g.set_defaults(func=cmd_golden)
 
     m = sub.add_parser("models", help="list zoo models and whether their weights are cached")
     m.set_defaults(func=cmd_models)

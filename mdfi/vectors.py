@@ -1,0 +1,192 @@
+"""Reading and writing golden vectors: ``.hex`` ($readmemh), ``.dat`` (decimal), ``.npy``.
+
+Formats are defined in docs/golden-format.md: one value per line; hex is two's complement
+at the declared width, lower case, zero-padded to ``ceil(width/4)`` digits.  Writers and
+readers are vectorised (tens of millions of values per second), and the readers accept
+what other tools write too: upper case, fewer digits, ``//`` comments, blank lines, and
+for ``.hex`` the ``@address`` markers of ``$readmemh`` files when they are sequential.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import numpy as np
+
+from .errors import GoldenError
+
+PathLike = Union[str, "os.PathLike[str]"]
+FORMATS = ("hex", "npy", "dat")
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+#: ASCII byte -> hex digit value, 255 for anything else.
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _NIBBLE[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _NIBBLE[_c] = 10 + _i
+
+#: Largest vector file the readers accept (a yolov3 accumulator dump is ~100 MB as hex).
+MAX_VECTOR_BYTES = 2 << 30
+
+
+def hex_digits(bits: int) -> int:
+    return (bits + 3) // 4
+
+
+def npy_dtype(bits: int, signed: bool) -> np.dtype:
+    """Narrowest dtype holding the width (docs/golden-format.md)."""
+    if not signed and bits <= 8:
+        return np.dtype(np.uint8)
+    if not signed and bits <= 16:
+        return np.dtype(np.uint16)
+    for dt, w in ((np.int8, 8), (np.int16, 16), (np.int32, 32), (np.int64, 64)):
+        if bits <= w:
+            return np.dtype(dt)
+    raise GoldenError(f"no dtype holds {bits} bits")
+
+
+def to_hex_bytes(values: np.ndarray, bits: int) -> bytes:
+    """Two's complement at ``bits``, zero-padded hex, one value per line."""
+    v = np.asarray(values).reshape(-1).astype(np.int64)
+    u = v.view(np.uint64) & np.uint64((1 << bits) - 1) if bits < 64 else v.view(np.uint64)
+    nd = hex_digits(bits)
+    out = np.empty((u.size, nd + 1), dtype=np.uint8)
+    for k in range(nd):
+        out[:, k] = _HEX[((u >> np.uint64(4 * (nd - 1 - k))) & np.uint64(0xF)).astype(np.intp)]
+    out[:, nd] = ord("\n")
+    return out.tobytes()
+
+
+def to_dat_bytes(values: np.ndarray) -> bytes:
+    v = np.asarray(values).reshape(-1)
+    if v.size == 0:
+        return b""
+    return ("\n".join(map(str, v.astype(np.int64).tolist())) + "\n").encode("ascii")
+
+
+def write(path: PathLike, values: np.ndarray, fmt: str, bits: int, signed: bool) -> None:
+    """Write ``values`` (any shape; flattened row-major) in format ``fmt``."""
+    p = os.fspath(path)
+    if fmt == "hex":
+        data = to_hex_bytes(values, bits)
+        with open(p, "wb") as fh:
+            fh.write(data)
+    elif fmt == "dat":
+        with open(p, "wb") as fh:
+            fh.write(to_dat_bytes(values))
+    elif fmt == "npy":
+        np.save(p, np.asarray(values).astype(npy_dtype(bits, signed)).astype(
+            npy_dtype(bits, signed).newbyteorder("<")), allow_pickle=False)
+    else:
+        raise GoldenError(f"unknown vector format {fmt!r} (expected one of {', '.join(FORMATS)})")
+
+
+# -- reading --------------------------------------------------------------------------------------------
+def _read_bytes(path: str) -> bytes:
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_VECTOR_BYTES:
+            raise GoldenError(f"{path}: {size:,} bytes is larger than the {MAX_VECTOR_BYTES:,}-byte limit")
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise GoldenError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise GoldenError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise GoldenError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _clean_lines(path: str, data: bytes, hexmode: bool):
+    """Tokens of a text vector file: comments, blank lines and (hex) sequential @addresses removed."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise GoldenError(f"{path}:{line}: not an ASCII text vector file") from None
+    tokens, lines = [], []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        cut = raw.find("//")
+        body = (raw[:cut] if cut >= 0 else raw).split()
+        for tok in body:
+            if hexmode and tok.startswith("@"):
+                try:
+                    addr = int(tok[1:], 16)
+                except ValueError:
+                    raise GoldenError(f"{path}:{lineno}: bad address marker {tok!r}") from None
+                if addr != len(tokens):
+                    raise GoldenError(f"{path}:{lineno}: address @{tok[1:]} is not sequential "
+                                      f"(expected @{len(tokens):x}); only sequential files are supported")
+                continue
+            tokens.append(tok)
+            lines.append(lineno)
+    return tokens, lines
+
+
+def read(path: PathLike, fmt: str, bits: int, signed: bool, count: int) -> np.ndarray:
+    """Read ``count`` values (int64, 1-D) of a ``bits``-wide (signed) stage.
+
+    Errors name the file and line: a value that is not a number, does not fit the width,
+    or a file with too few or too many values.
+    """
+    p = os.fspath(path)
+    if fmt == "npy":
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except FileNotFoundError:
+            raise GoldenError(f"{p}: file not found") from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise GoldenError(f"{p}: not a readable .npy file ({exc})") from None
+        if arr.dtype.kind not in "iu":
+            raise GoldenError(f"{p}: dtype {arr.dtype} is not an integer type")
+        if arr.size != count:
+            raise GoldenError(f"{p}: holds {arr.size:,} values, expected {count:,}")
+        v = arr.reshape(-1).astype(np.int64)
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        bad = np.flatnonzero((v < lo) | (v > hi))
+        if bad.size:
+            raise GoldenError(f"{p}: value {v[bad[0]]} at index {bad[0]} does not fit {bits} "
+                              f"{'signed' if signed else 'unsigned'} bits")
+        return v
+    if fmt not in ("hex", "dat"):
+        raise GoldenError(f"unknown vector format {fmt!r}")
+    data = _read_bytes(p)
+    nd = hex_digits(bits)
+    # Fast path: fixed-width lines as MDFI writes them (any case); anything else falls
+    # through to the tolerant parser, which also reports bad lines.
+    if fmt == "hex" and count > 0 and len(data) == count * (nd + 1):
+        m = np.frombuffer(data, dtype=np.uint8).reshape(count, nd + 1)
+        val = _NIBBLE[m[:, :nd]]
+        if np.all(m[:, nd] == ord("\n")) and not np.any(val == 255):
+            u = np.zeros(count, dtype=np.int64)
+            for k in range(nd):
+                u = (u << 4) | val[:, k].astype(np.int64)
+            return _sign_check(p, u, bits, signed, None)
+    tokens, lines = _clean_lines(p, data, fmt == "hex")
+    if len(tokens) != count:
+        raise GoldenError(f"{p}: holds {len(tokens):,} values, expected {count:,}")
+    out = np.empty(count, dtype=np.int64)
+    for i, (tok, ln) in enumerate(zip(tokens, lines)):
+        try:
+            out[i] = int(tok, 16) if fmt == "hex" else int(tok, 10)
+        except ValueError:
+            raise GoldenError(f"{p}:{ln}: {tok!r} is not a {'hex' if fmt == 'hex' else 'decimal'} number") from None
+    if fmt == "hex":
+        return _sign_check(p, out, bits, signed, lines)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    bad = np.flatnonzero((out < lo) | (out > hi))
+    if bad.size:
+        raise GoldenError(f"{p}:{lines[bad[0]]}: value {out[bad[0]]} does not fit {bits} "
+                          f"{'signed' if signed else 'unsigned'} bits")
+    return out
+
+
+def _sign_check(path: str, u: np.ndarray, bits: int, signed: bool, lines) -> np.ndarray:
+    bad = np.flatnonzero((u < 0) | (u >= (1 << bits)))
+    if bad.size:
+        where = f"{path}:{lines[bad[0]]}" if lines else f"{path} (line {bad[0] + 1})"
+        raise GoldenError(f"{where}: hex value {int(u[bad[0]]):x} is wider than {bits} bits")
+    if signed:
+        u = np.where(u >= (1 << (bits - 1)), u - (1 << bits), u)
+    return u
