@@ -1,0 +1,120 @@
+/* mdfi_fixedpoint_avx2.h -- the AVX2 twin of mdfi_requantize (mdfi_fixedpoint.h).
+ *
+ * The definition of every integer operation stays mdfi_fixedpoint.h (and its Python twin
+ * mdfi/fixedpoint.py); this header computes mdfi_requantize on four int64 lanes at once,
+ * branch-free, for the kernels' epilogues.  It is tested equal to the scalar function over
+ * every int16 accumulator and over random 46-bit accumulators with exact rounding ties,
+ * every shift in [MDFI_MIN_SHIFT, MDFI_MAX_SHIFT], both rounding modes and all activations
+ * (tests/test_kernels.py, tests/test_kernel_conv.py).
+ *
+ * How the formulas map to AVX2 (no 64-bit arithmetic right shift exists before AVX-512):
+ *   floor(x / 2^s) = (x >>> s) | (x < 0 ? ~(~0 >>> s) : 0)     (logical shift + sign fill)
+ *   acc * 3277     = lo32(acc)*3277 + (hi32(acc)*3277 << 32)  (exact modulo 2^64, and the
+ *                    true product fits int64 because |acc| < 2^48)
+ * Compile only inside functions with __attribute__((target("avx2"))), selected at run time. */
+#ifndef MDFI_FIXEDPOINT_AVX2_H
+#define MDFI_FIXEDPOINT_AVX2_H
+#include <immintrin.h>
+#include "mdfi_fixedpoint.h"
+
+#define MDFI_AVX2_FN static inline __attribute__((target("avx2"), always_inline))
+
+MDFI_AVX2_FN __m256i mdfi_max64_avx2(__m256i a, __m256i b)
+{ return _mm256_blendv_epi8(a, b, _mm256_cmpgt_epi64(b, a)); }
+MDFI_AVX2_FN __m256i mdfi_min64_avx2(__m256i a, __m256i b)
+{ return _mm256_blendv_epi8(a, b, _mm256_cmpgt_epi64(a, b)); }
+
+/* Per-channel constants of mdfi_requantize4_avx2 (hoisted out of the pixel loop). */
+typedef struct {
+    int32_t shift, mode, bits, act;
+    __m256i s_pos, s_neg, rc_pos, rc_neg, top_pos, top_neg, qmin, qmax;
+} mdfi_rq_avx2;
+
+MDFI_AVX2_FN void mdfi_rq_init_avx2(mdfi_rq_avx2 *q, int32_t shift, int32_t mode, int32_t bits,
+                                    int32_t act)
+{
+    q->shift = shift; q->mode = mode; q->bits = bits; q->act = act;
+    const int32_t sn = act == MDFI_ACT_LEAKY ? shift + MDFI_LEAKY_SHIFT : shift;
+    const int half = mode == MDFI_ROUND_HALF_UP;
+    q->s_pos = _mm256_set1_epi64x(shift);
+    q->s_neg = _mm256_set1_epi64x(sn);
+    q->rc_pos = _mm256_set1_epi64x(half && shift > 0 ? (int64_t)1 << (shift - 1) : 0);
+    q->rc_neg = _mm256_set1_epi64x(half && sn > 0 ? (int64_t)1 << (sn - 1) : 0);
+    q->top_pos = _mm256_set1_epi64x(shift > 0 ? (int64_t)~(~(uint64_t)0 >> shift) : 0);
+    q->top_neg = _mm256_set1_epi64x(sn > 0 ? (int64_t)~(~(uint64_t)0 >> sn) : 0);
+    q->qmin = _mm256_set1_epi64x(mdfi_qmin(bits));
+    q->qmax = _mm256_set1_epi64x(mdfi_qmax(bits));
+}
+
+/* General lanes (any shift): mdfi_requantize on four int64 lanes (|acc| < 2^48). */
+MDFI_AVX2_FN __m256i mdfi_requantize4_general_avx2(__m256i acc, int32_t shift, int32_t mode,
+                                                    int32_t bits, int32_t act)
+{
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i one = _mm256_set1_epi64x(1);
+    __m256i s = _mm256_set1_epi64x(shift);
+    if (act == MDFI_ACT_RELU)
+        acc = _mm256_andnot_si256(_mm256_cmpgt_epi64(zero, acc), acc);
+    if (act == MDFI_ACT_LEAKY) {
+        const __m256i neg = _mm256_cmpgt_epi64(zero, acc);
+        const __m256i k = _mm256_set1_epi64x(MDFI_LEAKY_MULT);
+        const __m256i lo = _mm256_mul_epu32(acc, k);
+        const __m256i hi = _mm256_mul_epu32(_mm256_srli_epi64(acc, 32), k);
+        const __m256i prod = _mm256_add_epi64(lo, _mm256_slli_epi64(hi, 32));
+        acc = _mm256_blendv_epi8(acc, prod, neg);
+        s = _mm256_add_epi64(s, _mm256_and_si256(neg, _mm256_set1_epi64x(MDFI_LEAKY_SHIFT)));
+    }
+    const __m256i right = _mm256_cmpgt_epi64(s, zero);
+    __m256i x = acc;
+    if (mode == MDFI_ROUND_HALF_UP)
+        x = _mm256_add_epi64(x, _mm256_and_si256(right, _mm256_sllv_epi64(one, _mm256_sub_epi64(s, one))));
+    const __m256i sgn = _mm256_cmpgt_epi64(zero, x);
+    const __m256i ones = _mm256_set1_epi64x(-1);
+    const __m256i r = _mm256_or_si256(_mm256_srlv_epi64(x, s),
+                                      _mm256_andnot_si256(_mm256_srlv_epi64(ones, s), sgn));
+    const __m256i lim = _mm256_set1_epi64x((int64_t)1 << bits);
+    const __m256i cl = mdfi_min64_avx2(mdfi_max64_avx2(acc, _mm256_sub_epi64(zero, lim)), lim);
+    const __m256i l = _mm256_sllv_epi64(cl, _mm256_sub_epi64(zero, s));
+    __m256i v = _mm256_blendv_epi8(l, r, right);
+    v = mdfi_max64_avx2(v, _mm256_set1_epi64x(mdfi_qmin(bits)));
+    return mdfi_min64_avx2(v, _mm256_set1_epi64x(mdfi_qmax(bits)));
+}
+
+/* mdfi_requantize on four int64 lanes; `q` from mdfi_rq_init_avx2 (act, mode constant at
+ * the call site let the compiler drop the unused parts). */
+MDFI_AVX2_FN __m256i mdfi_requantize4_avx2(__m256i acc, const mdfi_rq_avx2 *q, int32_t mode,
+                                            int32_t act)
+{
+    if (q->shift <= 0)
+        return mdfi_requantize4_general_avx2(acc, q->shift, mode, q->bits, act);
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i x, r;
+    if (act == MDFI_ACT_LEAKY) {
+        const __m256i neg = _mm256_cmpgt_epi64(zero, acc);
+        const __m256i k = _mm256_set1_epi64x(MDFI_LEAKY_MULT);
+        const __m256i lo = _mm256_mul_epu32(acc, k);
+        const __m256i hi = _mm256_mul_epu32(_mm256_srli_epi64(acc, 32), k);
+        const __m256i prod = _mm256_add_epi64(lo, _mm256_slli_epi64(hi, 32));
+        x = _mm256_blendv_epi8(acc, prod, neg);
+        if (mode == MDFI_ROUND_HALF_UP) x = _mm256_add_epi64(x, _mm256_blendv_epi8(q->rc_pos, q->rc_neg, neg));
+        const __m256i s = _mm256_blendv_epi8(q->s_pos, q->s_neg, neg);
+        const __m256i top = _mm256_blendv_epi8(q->top_pos, q->top_neg, neg);
+        r = _mm256_or_si256(_mm256_srlv_epi64(x, s), _mm256_and_si256(top, _mm256_cmpgt_epi64(zero, x)));
+    } else {
+        if (act == MDFI_ACT_RELU) acc = _mm256_andnot_si256(_mm256_cmpgt_epi64(zero, acc), acc);
+        x = mode == MDFI_ROUND_HALF_UP ? _mm256_add_epi64(acc, q->rc_pos) : acc;
+        r = _mm256_or_si256(_mm256_srlv_epi64(x, q->s_pos), _mm256_and_si256(q->top_pos, _mm256_cmpgt_epi64(zero, x)));
+    }
+    r = mdfi_max64_avx2(r, q->qmin);
+    return mdfi_min64_avx2(r, q->qmax);
+}
+
+/* Eight results (int64 lanes a: 0-3, b: 4-7, each in int16 range) as 8 x int32. */
+MDFI_AVX2_FN __m256i mdfi_pack64x8_avx2(__m256i a, __m256i b)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    const __m128i lo = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(a, idx));
+    const __m128i hi = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(b, idx));
+    return _mm256_set_m128i(hi, lo);
+}
+#endif
