@@ -26,19 +26,26 @@ if sys.platform == "win32":  # MSVC understands neither set
     CFLAGS, LDFLAGS = ["/O2"], []
 
 
-def ext(name, pyx, csources):
+# Threads of the convolution kernel (csrc/mdfi_conv_pool.c): POSIX threads.
+THREAD_FLAGS = [] if sys.platform == "win32" else ["-pthread"]
+
+
+def ext(name, pyx, csources, cflags=(), ldflags=()):
     return Extension(
         f"mdfi._ext.{name}",
         [f"mdfi/_ext/{pyx}"] + [f"csrc/{c}" for c in csources],
         include_dirs=["csrc", numpy.get_include()],
-        extra_compile_args=CFLAGS,
-        extra_link_args=LDFLAGS,
+        extra_compile_args=CFLAGS + list(cflags),
+        extra_link_args=LDFLAGS + list(ldflags),
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 
 
 extensions = [
     ext("_image", "_image.pyx", ["mdfi_image.c"]),
+    ext("_kernels", "_kernels.pyx", ["mdfi_kernels.c"]),
+    ext("_conv", "_conv.pyx", ["mdfi_conv.c", "mdfi_conv_avx2.c", "mdfi_conv_pool.c"],
+        THREAD_FLAGS, THREAD_FLAGS),
 ]
 
 setup(

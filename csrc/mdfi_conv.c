@@ -1,0 +1,624 @@
+/* mdfi_conv.c -- see mdfi_conv.h (API) and mdfi_conv_internal.h (layouts).
+ *
+ * This file holds the validation, the weight packing, the blocked/threaded GEMM driver and
+ * the portable scalar path.  mdfi_conv_avx2.c supplies the AVX2 versions of the five inner
+ * operations (micro-kernel, B packing, input re-layout, epilogue, widening).
+ *
+ * Driver.  Phase 1 re-lays the input out as X2 (zero-padded, channel pairs interleaved,
+ * int16).  Then, per work item (a block of nb tiles of NR pixels, or a group of panels):
+ *     for each K-pair block (kc2 pairs; nkc blocks)
+ *       pack B [nb][kcl][NR][2] from X2           (im2col fused with packing; 1x1 stride-1
+ *                                                  convolutions read X2 directly)
+ *       for each panel (MR output channels)
+ *         for each tile of the block: C tile (+)= A panel . B tile   (micro-kernel)
+ *                                     last K block -> requantize into out (epilogue)
+ * Large maps are split by pixels (each thread packs its own B blocks); small maps (fewer
+ * than 8 tiles per thread, e.g. 13x13) by output channels, sharing one B packed by all
+ * threads.  Items are handed out dynamically (mdfi_conv_pool.c), but each output element
+ * is always computed by one thread with the same integer operations, so the result never
+ * depends on the thread count or the schedule.
+ */
+#include "mdfi_conv.h"
+#include "mdfi_conv_internal.h"
+#include "mdfi_fixedpoint.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define KC_TARGET 256                 /* K-pairs per block: B tile = 16 KB, A panel = 6 KB */
+#define NB_BYTES (192 * 1024)         /* B block (nb tiles x kc2 pairs) budget, ~L2/2      */
+#define NB_MAX 64
+#define ALIGN 64
+#define LIM47 (((int64_t)1) << 47)
+
+static const char MAGIC[8] = {'M', 'D', 'F', 'I', 'c', 'v', '0', '1'};
+
+/* ---------------------------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------------------------- */
+static int32_t rd32(const unsigned char *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static void wr32(unsigned char *p, int32_t v) { memcpy(p, &v, sizeof v); }
+
+static size_t align_up(size_t n) { return (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1); }
+
+/* uint32 -> int32 modulo 2^32, without implementation-defined conversions. */
+static int32_t wrap_i32(uint32_t u)
+{
+    return (u <= (uint32_t)INT32_MAX) ? (int32_t)u
+                                      : (int32_t)(u - 2147483648u) - INT32_MAX - 1;
+}
+
+static int32_t type_max_abs(int t)  /* max |value| of an element type */
+{
+    return t == MDFI_CONV_U8 ? 255 : (t == MDFI_CONV_S8 ? 128 : 32768);
+}
+
+int32_t mdfi_conv_out_size(int32_t n, int32_t ks, int32_t stride, int32_t pad)
+{
+    if (n < 1 || ks < 1 || stride < 1 || pad < 0) return -1;
+    const int64_t span = (int64_t)n + 2 * (int64_t)pad - ks;
+    if (span < 0) return -1;
+    const int64_t o = span / stride + 1;
+    return o > INT32_MAX ? -1 : (int32_t)o;
+}
+
+/* Packed-weights geometry; 0 or -1. */
+static int packed_geometry(int32_t m, int32_t c, int32_t ks, int32_t *c2, int32_t *k2,
+                           int32_t *np, int64_t *bytes)
+{
+    if (m < 1 || c < 1 || ks < 1) return -1;
+    const int64_t cc2 = ((int64_t)c + 1) / 2;
+    const int64_t kk2 = (int64_t)ks * ks * cc2;
+    const int64_t p = ((int64_t)m + MR - 1) / MR;
+    if (kk2 > INT32_MAX / 64) return -1;            /* K2*MR*2 elements per panel fit int32 */
+    const int64_t per_panel = kk2 * MR * 2 * 2;     /* bytes */
+    if (p > (INT64_MAX / 4) / per_panel) return -1;
+    const int64_t total = MDFI_CONV_HDR + p * per_panel;
+    if ((uint64_t)total > (uint64_t)SIZE_MAX / 2) return -1;
+    if (c2) *c2 = (int32_t)cc2;
+    if (k2) *k2 = (int32_t)kk2;
+    if (np) *np = (int32_t)p;
+    if (bytes) *bytes = total;
+    return 0;
+}
+
+int64_t mdfi_conv_packed_size(int32_t m, int32_t c, int32_t ks)
+{
+    int64_t bytes;
+    return packed_geometry(m, c, ks, NULL, NULL, NULL, &bytes) ? -1 : bytes;
+}
+
+int mdfi_conv_pack_weights(const void *w, int wtype, int32_t m, int32_t c, int32_t ks,
+                           void *packed, int64_t packed_size)
+{
+    int32_t c2, k2, np;
+    int64_t bytes;
+    if (wtype != MDFI_CONV_S8 && wtype != MDFI_CONV_S16) return MDFI_CONV_E_CODE;
+    if (packed_geometry(m, c, ks, &c2, &k2, &np, &bytes)) return MDFI_CONV_E_DIM;
+    if (packed_size != bytes) return MDFI_CONV_E_PACKED;
+
+    unsigned char *hdr = (unsigned char *)packed;
+    int16_t *a = (int16_t *)(void *)(hdr + MDFI_CONV_HDR);
+    const int8_t *w8 = (const int8_t *)w;
+    const int16_t *w16 = (const int16_t *)w;
+    const int32_t taps = ks * ks;
+    int32_t wmax = 0;
+    /* A[p][kp = tap*C2 + cc][r][e] = w[p*MR + r][2*cc + e][tap] */
+    for (int32_t p = 0; p < np; ++p) {
+        for (int32_t tap = 0; tap < taps; ++tap) {
+            for (int32_t cc = 0; cc < c2; ++cc) {
+                int16_t *dst = a + (((size_t)p * k2 + (size_t)tap * c2 + cc) * MR) * 2;
+                for (int32_t r = 0; r < MR; ++r) {
+                    for (int32_t e = 0; e < 2; ++e) {
+                        const int64_t mm = (int64_t)p * MR + r, ch = 2 * (int64_t)cc + e;
+                        int32_t v = 0;
+                        if (mm < m && ch < c) {
+                            const size_t idx = ((size_t)mm * c + (size_t)ch) * (size_t)taps + tap;
+                            v = wtype == MDFI_CONV_S8 ? w8[idx] : w16[idx];
+                        }
+                        const int32_t av = v < 0 ? -v : v;
+                        if (av > wmax) wmax = av;
+                        dst[r * 2 + e] = (int16_t)v;
+                    }
+                }
+            }
+        }
+    }
+    memset(hdr, 0, MDFI_CONV_HDR);
+    memcpy(hdr, MAGIC, sizeof MAGIC);
+    wr32(hdr + 8, m);
+    wr32(hdr + 12, c);
+    wr32(hdr + 16, ks);
+    wr32(hdr + 20, wtype);
+    wr32(hdr + 24, MR);
+    wr32(hdr + 28, c2);
+    wr32(hdr + 32, k2);
+    wr32(hdr + 36, np);
+    wr32(hdr + 40, wmax);
+    return MDFI_CONV_OK;
+}
+
+int mdfi_conv_packed_info(const void *packed, int64_t packed_size, int32_t *m, int32_t *c,
+                          int32_t *ks, int32_t *wtype, int32_t *wmax)
+{
+    const unsigned char *hdr = (const unsigned char *)packed;
+    int32_t c2, k2, np;
+    int64_t bytes;
+    if (packed == NULL || packed_size < MDFI_CONV_HDR) return MDFI_CONV_E_PACKED;
+    if (memcmp(hdr, MAGIC, sizeof MAGIC) != 0) return MDFI_CONV_E_PACKED;
+    const int32_t hm = rd32(hdr + 8), hc = rd32(hdr + 12), hk = rd32(hdr + 16);
+    const int32_t ht = rd32(hdr + 20), hw = rd32(hdr + 40);
+    if (packed_geometry(hm, hc, hk, &c2, &k2, &np, &bytes)) return MDFI_CONV_E_PACKED;
+    if (bytes != packed_size || rd32(hdr + 24) != MR || rd32(hdr + 28) != c2 ||
+        rd32(hdr + 32) != k2 || rd32(hdr + 36) != np)
+        return MDFI_CONV_E_PACKED;
+    if ((ht != MDFI_CONV_S8 && ht != MDFI_CONV_S16) || hw < 0 || hw > type_max_abs(ht))
+        return MDFI_CONV_E_PACKED;
+    if (m) *m = hm;
+    if (c) *c = hc;
+    if (ks) *ks = hk;
+    if (wtype) *wtype = ht;
+    if (wmax) *wmax = hw;
+    return MDFI_CONV_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Geometry, blocking and scratch layout (shared by scratch_size and conv2d)
+ * ------------------------------------------------------------------------------------- */
+static int geometry(conv_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks,
+                    int32_t stride, int32_t pad, int32_t nthreads, size_t *total)
+{
+    memset(g, 0, sizeof *g);
+    if (c < 1 || h < 1 || w < 1 || m < 1 || ks < 1 || stride < 1 || pad < 0)
+        return MDFI_CONV_E_DIM;
+    if (nthreads < 1) return MDFI_CONV_E_THREADS;
+    const int32_t oh = mdfi_conv_out_size(h, ks, stride, pad);
+    const int32_t ow = mdfi_conv_out_size(w, ks, stride, pad);
+    if (oh < 1 || ow < 1) return MDFI_CONV_E_DIM;
+    int64_t pbytes;
+    if (packed_geometry(m, c, ks, &g->c2, &g->k2, &g->npanels, &pbytes)) return MDFI_CONV_E_DIM;
+    const int64_t hp = (int64_t)h + 2 * (int64_t)pad, wp = (int64_t)w + 2 * (int64_t)pad;
+    /* Pixel offsets into one X2 plane are int32 (and gather indices). */
+    if (hp > INT32_MAX || wp > INT32_MAX || hp * wp > INT32_MAX / 2) return MDFI_CONV_E_DIM;
+    const int64_t n = (int64_t)oh * ow;
+    if (n > INT32_MAX - NR) return MDFI_CONV_E_DIM;
+    g->c = c; g->h = h; g->w = w; g->m = m; g->ks = ks; g->stride = stride; g->pad = pad;
+    g->oh = oh; g->ow = ow; g->hp = (int32_t)hp; g->wp = (int32_t)wp;
+    g->n = n; g->plane = hp * wp;
+    g->ntiles = (int32_t)((n + NR - 1) / NR);
+
+    /* K blocking: one block up to 1.5 KC_TARGET, else equal blocks of about KC_TARGET. */
+    int32_t nkc = 1;
+    if (g->k2 > KC_TARGET + KC_TARGET / 2) nkc = (g->k2 + KC_TARGET - 1) / KC_TARGET;
+    g->nkc = nkc;
+    g->kc2 = (g->k2 + nkc - 1) / nkc;
+    int64_t nb = NB_BYTES / ((int64_t)g->kc2 * NR * 4);
+    if (nb < 1) nb = 1;
+    if (nb > NB_MAX) nb = NB_MAX;
+    /* Few tiles (small maps): threads split the channels and share one packed B. */
+    g->msplit = nthreads > 1 && (int64_t)g->ntiles < 8 * (int64_t)nthreads;
+    g->direct = ks == 1 && stride == 1 && pad == 0;
+    /* N split: at least ~4 tile blocks per thread, so that the dynamic schedule can even
+     * out a thread that the OS preempts. */
+    if (!g->msplit && nthreads > 1) {
+        const int64_t cap = (g->ntiles + 4 * (int64_t)nthreads - 1) / (4 * (int64_t)nthreads);
+        if (nb > cap) nb = cap;
+    }
+    if (nb > g->ntiles) nb = g->ntiles;
+    g->nb = (int32_t)nb;
+    /* M split: panels are handed out in groups of ~1/8 of a thread's share. */
+    g->pgroup = nthreads > 1
+        ? (int32_t)((g->npanels + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads))
+        : g->npanels;
+
+    /* Scratch layout (byte sizes; checked against SIZE_MAX through uint64). */
+    const uint64_t x2b = ((uint64_t)g->c2 * (uint64_t)g->plane + NR) * 4u;
+    const uint64_t bsh = g->msplit && !g->direct ? (uint64_t)g->ntiles * (uint64_t)g->k2 * NR * 4u : 0;
+    const uint64_t bpriv = g->msplit || g->direct ? 0 : (uint64_t)g->nb * (uint64_t)g->kc2 * NR * 4u;
+    const uint64_t part = nkc > 1 ? (uint64_t)g->npanels * (uint64_t)g->nb * MR * NR * 8u : 0;
+    const uint64_t tiles = 3u * MR * NR * 8u;      /* tile32, tmp32, tile64 */
+    const uint64_t lim = (uint64_t)(SIZE_MAX / 4 < INT64_MAX / 4 ? SIZE_MAX / 4 : INT64_MAX / 4);
+    if (x2b > lim || bsh > lim || bpriv > lim || part > lim) return MDFI_CONV_E_DIM;
+    const uint64_t tb = align_up((size_t)bpriv) + align_up((size_t)part) + tiles;
+    if (tb > lim / (uint64_t)nthreads) return MDFI_CONV_E_DIM;
+    const uint64_t sum = ALIGN + align_up((size_t)x2b) + align_up((size_t)bsh) + tb * (uint64_t)nthreads;
+    if (sum > lim) return MDFI_CONV_E_DIM;
+    g->bpriv_bytes = (size_t)bpriv;
+    g->part_bytes = (size_t)part;
+    g->tbytes = (size_t)tb;
+    *total = (size_t)sum;
+    return MDFI_CONV_OK;
+}
+
+int64_t mdfi_conv_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks,
+                               int32_t stride, int32_t pad, int32_t nthreads)
+{
+    conv_ctx g;
+    size_t total;
+    if (geometry(&g, c, h, w, m, ks, stride, pad, nthreads, &total)) return -1;
+    return (int64_t)total;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Scalar path
+ * ------------------------------------------------------------------------------------- */
+static void ukr32_scalar(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b,
+                         size_t bstride, int32_t *restrict c, int accumulate)
+{
+    uint32_t acc[MR * NR];
+    for (int i = 0; i < MR * NR; ++i) acc[i] = accumulate ? (uint32_t)c[i] : 0u;
+    for (int32_t i = 0; i < kcl; ++i) {
+        const int16_t *ai = a + (size_t)i * MR * 2;
+        const int16_t *bi = b + (size_t)i * bstride;
+        for (int r = 0; r < MR; ++r) {
+            const int32_t a0 = ai[2 * r], a1 = ai[2 * r + 1];
+            uint32_t *cr = acc + r * NR;
+            /* each product fits int32 (|.| <= 2^30); their sum is taken modulo 2^32 */
+            for (int j = 0; j < NR; ++j)
+                cr[j] += (uint32_t)(a0 * bi[2 * j]) + (uint32_t)(a1 * bi[2 * j + 1]);
+        }
+    }
+    for (int i = 0; i < MR * NR; ++i) c[i] = wrap_i32(acc[i]);
+}
+
+/* c64 += A . B in exact int64 (acc64 on the scalar path, and any path whose int32 chunks
+ * could overflow). */
+static void ukr64_scalar(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b,
+                         size_t bstride, int64_t *restrict c)
+{
+    for (int32_t i = 0; i < kcl; ++i) {
+        const int16_t *ai = a + (size_t)i * MR * 2;
+        const int16_t *bi = b + (size_t)i * bstride;
+        for (int r = 0; r < MR; ++r) {
+            const int64_t a0 = ai[2 * r], a1 = ai[2 * r + 1];
+            int64_t *cr = c + r * NR;
+            for (int j = 0; j < NR; ++j) cr[j] += a0 * bi[2 * j] + a1 * bi[2 * j + 1];
+        }
+    }
+}
+
+static void widen_scalar(int64_t *restrict c64, const int32_t *restrict c32)
+{
+    for (int i = 0; i < MR * NR; ++i) c64[i] += c32[i];
+}
+
+static void pack_scalar(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
+                        int16_t *restrict dst)
+{
+    int32_t off[NR], jb, gap;
+    mdfi_conv_tile_offsets(ctx, t, off, &jb, &gap);
+    int32_t tap = kc0 / ctx->c2, cc = kc0 % ctx->c2;
+    int32_t ky = tap / ctx->ks, kx = tap % ctx->ks;
+    for (int32_t i = 0; i < kcl; ++i) {
+        const int16_t *src = ctx->x2 + ((size_t)cc * (size_t)ctx->plane +
+                                        (size_t)ky * (size_t)ctx->wp + (size_t)kx) * 2;
+        int16_t *d = dst + (size_t)i * NR * 2;
+        for (int j = 0; j < NR; ++j) {
+            d[2 * j] = src[2 * (size_t)off[j]];
+            d[2 * j + 1] = src[2 * (size_t)off[j] + 1];
+        }
+        if (++cc == ctx->c2) {
+            cc = 0;
+            if (++kx == ctx->ks) { kx = 0; ++ky; }
+        }
+    }
+}
+
+static int32_t load_x(const void *x, int t, size_t i)
+{
+    return t == MDFI_CONV_U8 ? ((const uint8_t *)x)[i]
+         : t == MDFI_CONV_S8 ? ((const int8_t *)x)[i] : ((const int16_t *)x)[i];
+}
+
+/* X2 rows r0..r1-1, row r = cc*Hp + y. */
+static void x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1)
+{
+    const int32_t hp = ctx->hp, wp = ctx->wp, pad = ctx->pad, w = ctx->w, h = ctx->h;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t cc = r / hp, y = r % hp;
+        int16_t *d = ctx->x2 + ((size_t)cc * (size_t)ctx->plane + (size_t)y * (size_t)wp) * 2;
+        if (y < pad || y >= (int64_t)pad + h) {
+            memset(d, 0, (size_t)wp * 4);
+            continue;
+        }
+        memset(d, 0, (size_t)pad * 4);
+        memset(d + ((size_t)pad + (size_t)w) * 2, 0, (size_t)pad * 4);
+        const int64_t c0 = 2 * cc, c1 = 2 * cc + 1;
+        const size_t row0 = ((size_t)c0 * (size_t)h + (size_t)(y - pad)) * (size_t)w;
+        const size_t row1 = ((size_t)c1 * (size_t)h + (size_t)(y - pad)) * (size_t)w;
+        int16_t *di = d + (size_t)pad * 2;
+        for (int32_t i = 0; i < w; ++i) {
+            di[2 * i] = (int16_t)load_x(ctx->x, ctx->xtype, row0 + (size_t)i);
+            di[2 * i + 1] = c1 < ctx->c ? (int16_t)load_x(ctx->x, ctx->xtype, row1 + (size_t)i) : 0;
+        }
+    }
+}
+
+static void epi32_scalar(const conv_ctx *ctx, const int32_t *restrict c, int32_t m0, int32_t mv,
+                         int64_t p0, int32_t nv)
+{
+    for (int32_t r = 0; r < mv; ++r) {
+        const int32_t mm = m0 + r;
+        const int64_t b = ctx->bias[mm];
+        const int32_t s = ctx->shift[mm];
+        const size_t o = (size_t)mm * (size_t)ctx->n + (size_t)p0;
+        const int32_t *cr = c + r * NR;
+        if (ctx->otype == MDFI_CONV_S8) {
+            int8_t *out = (int8_t *)ctx->out + o;
+            for (int32_t j = 0; j < nv; ++j)
+                out[j] = (int8_t)mdfi_requantize((int64_t)cr[j] + b, s, ctx->rounding, ctx->bits, ctx->act);
+        } else {
+            int16_t *out = (int16_t *)ctx->out + o;
+            for (int32_t j = 0; j < nv; ++j)
+                out[j] = (int16_t)mdfi_requantize((int64_t)cr[j] + b, s, ctx->rounding, ctx->bits, ctx->act);
+        }
+    }
+}
+
+static void epi64_scalar(const conv_ctx *ctx, const int64_t *restrict c, int32_t m0, int32_t mv,
+                         int64_t p0, int32_t nv)
+{
+    for (int32_t r = 0; r < mv; ++r) {
+        const int32_t mm = m0 + r;
+        const int64_t b = ctx->bias[mm];
+        const int32_t s = ctx->shift[mm];
+        const size_t o = (size_t)mm * (size_t)ctx->n + (size_t)p0;
+        const int64_t *cr = c + r * NR;
+        if (ctx->otype == MDFI_CONV_S8) {
+            int8_t *out = (int8_t *)ctx->out + o;
+            for (int32_t j = 0; j < nv; ++j)
+                out[j] = (int8_t)mdfi_requantize(cr[j] + b, s, ctx->rounding, ctx->bits, ctx->act);
+        } else {
+            int16_t *out = (int16_t *)ctx->out + o;
+            for (int32_t j = 0; j < nv; ++j)
+                out[j] = (int16_t)mdfi_requantize(cr[j] + b, s, ctx->rounding, ctx->bits, ctx->act);
+        }
+    }
+}
+
+static const conv_ops ops_scalar = {ukr32_scalar, pack_scalar, x2_scalar, epi32_scalar,
+                                    epi64_scalar, widen_scalar};
+
+/* ---------------------------------------------------------------------------------------
+ * Path selection
+ * ------------------------------------------------------------------------------------- */
+int32_t mdfi_conv_best_path(void)
+{
+#if MDFI_CONV_X86
+    if (mdfi_conv_cpu_has_avx2()) return MDFI_CONV_PATH_AVX2;
+#endif
+    return MDFI_CONV_PATH_SCALAR;
+}
+
+int32_t mdfi_conv_env_path(void)
+{
+    const int32_t best = mdfi_conv_best_path();
+    const char *v = getenv("MDFI_SIMD");
+    if (v == NULL || v[0] == '\0' || strcmp(v, "auto") == 0 || strcmp(v, "1") == 0) return best;
+    if (strcmp(v, "0") == 0 || strcmp(v, "scalar") == 0 || strcmp(v, "off") == 0)
+        return MDFI_CONV_PATH_SCALAR;
+    if (strcmp(v, "avx2") == 0)
+        return best >= MDFI_CONV_PATH_AVX2 ? MDFI_CONV_PATH_AVX2 : best;
+    return best;
+}
+
+const char *mdfi_conv_path_name(int32_t path)
+{
+    switch (path) {
+    case MDFI_CONV_PATH_SCALAR: return "scalar";
+    case MDFI_CONV_PATH_AVX2: return "avx2";
+    default: return "unknown";
+    }
+}
+
+const char *mdfi_conv_strerror(int code)
+{
+    switch (code) {
+    case MDFI_CONV_OK: return "ok";
+    case MDFI_CONV_E_DIM: return "invalid or too large dimensions";
+    case MDFI_CONV_E_PACKED: return "packed weights are corrupt or do not match the layer";
+    case MDFI_CONV_E_SCRATCH: return "scratch buffer too small";
+    case MDFI_CONV_E_BITS: return "output bit width outside 2..16 or too wide for the output type";
+    case MDFI_CONV_E_SHIFT: return "shift outside [MDFI_MIN_SHIFT, MDFI_MAX_SHIFT]";
+    case MDFI_CONV_E_CODE: return "unknown rounding, activation, element type or acc64 code";
+    case MDFI_CONV_E_RANGE: return "|bias| or K*max|w|*max|x| exceeds 2^47 (accumulator bound)";
+    case MDFI_CONV_E_THREADS: return "nthreads must be >= 1";
+    case MDFI_CONV_E_COUNT: return "buffer element count does not match the shapes";
+    default: return "unknown error";
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Driver
+ * ------------------------------------------------------------------------------------- */
+/* Work counters of one call, shared by its threads.  Items are taken dynamically (a thread
+ * takes the next one when it is done with its last), and a phase that needs the previous
+ * one complete waits for its items to be *done*, not for the other threads to arrive.
+ * Which thread computes an output never changes its value. */
+typedef struct {
+    mdfi_counter x2, x2_done, pack, pack_done, item;
+} conv_work;
+
+/* Panels [p0,p1) x tiles [t0,t1).  B comes from ctx->bshared (msplit) or is packed here. */
+static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p0, int32_t p1,
+                    int32_t t0, int32_t t1)
+{
+    unsigned char *tb = ctx->tbase + (size_t)tid * ctx->tbytes;
+    int16_t *bpriv = (int16_t *)(void *)tb;
+    unsigned char *part = tb + align_up(ctx->bpriv_bytes);
+    int32_t *tile32 = (int32_t *)(void *)(part + align_up(ctx->part_bytes));
+    int32_t *tmp32 = tile32 + 2 * MR * NR;           /* spaced as int64 slots */
+    int64_t *tile64 = (int64_t *)(void *)(tile32 + 4 * MR * NR);
+    const int32_t k2 = ctx->k2, nkc = ctx->nkc;
+    const int simd = ctx->path != MDFI_CONV_PATH_SCALAR;
+
+    for (int32_t tb0 = t0; tb0 < t1; tb0 += ctx->nb) {
+        const int32_t nb = (t1 - tb0) < ctx->nb ? (t1 - tb0) : ctx->nb;
+        for (int32_t kci = 0; kci < nkc; ++kci) {
+            const int32_t kc0 = kci * ctx->kc2;
+            const int32_t kcl = (k2 - kc0) < ctx->kc2 ? (k2 - kc0) : ctx->kc2;
+            const int first = kci == 0, last = kci == nkc - 1;
+            if (!ctx->msplit && !ctx->direct)
+                for (int32_t t = 0; t < nb; ++t)
+                    ops->pack(ctx, tb0 + t, kc0, kcl, bpriv + (size_t)t * kcl * NR * 2);
+            const size_t bstride = ctx->direct ? (size_t)ctx->plane * 2 : (size_t)NR * 2;
+            for (int32_t p = p0; p < p1; ++p) {
+                const int16_t *ap = ctx->a + ((size_t)p * k2 + kc0) * MR * 2;
+                const int32_t m0 = p * MR;
+                const int32_t mv = (ctx->m - m0) < MR ? (ctx->m - m0) : MR;
+                for (int32_t t = 0; t < nb; ++t) {
+                    const int32_t tt = tb0 + t;
+                    const int16_t *bp =
+                        ctx->direct ? ctx->x2 + ((size_t)kc0 * (size_t)ctx->plane + (size_t)tt * NR) * 2
+                        : ctx->msplit ? ctx->bshared + ((size_t)tt * k2 + kc0) * NR * 2
+                        : bpriv + (size_t)t * kcl * NR * 2;
+                    const int64_t px0 = (int64_t)tt * NR;
+                    const int32_t nv = (ctx->n - px0) < NR ? (int32_t)(ctx->n - px0) : NR;
+                    const size_t slot = ((size_t)p * ctx->nb + t) * MR * NR;
+                    if (!ctx->acc64) {
+                        int32_t *ct = nkc > 1 ? (int32_t *)(void *)part + slot : tile32;
+                        ops->ukr32(kcl, ap, bp, bstride, ct, !first);
+                        if (last) ops->epi32(ctx, ct, m0, mv, px0, nv);
+                    } else {
+                        int64_t *ct = nkc > 1 ? (int64_t *)(void *)part + slot : tile64;
+                        if (first) memset(ct, 0, sizeof(int64_t) * MR * NR);
+                        if (simd && ctx->chunk > 0) {
+                            for (int32_t i = 0; i < kcl; i += ctx->chunk) {
+                                const int32_t len = (kcl - i) < ctx->chunk ? (kcl - i) : ctx->chunk;
+                                ops->ukr32(len, ap + (size_t)i * MR * 2, bp + (size_t)i * bstride,
+                                           bstride, tmp32, 0);
+                                ops->widen(ct, tmp32);
+                            }
+                        } else {
+                            ukr64_scalar(kcl, ap, bp, bstride, ct);
+                        }
+                        if (last) ops->epi64(ctx, ct, m0, mv, px0, nv);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#define X2_ITEM_PAIRS 8192          /* ~X2 pairs per work item (32 KB) */
+
+typedef struct {
+    const conv_ctx *ctx;
+    const conv_ops *ops;
+    conv_work *work;
+} conv_job;
+
+static void worker(void *arg, int tid)
+{
+    const conv_ctx *ctx = ((const conv_job *)arg)->ctx;
+    const conv_ops *ops = ((const conv_job *)arg)->ops;
+    conv_work *work = ((const conv_job *)arg)->work;
+    const int64_t rows = (int64_t)ctx->c2 * ctx->hp;
+    const int64_t per = ctx->wp >= X2_ITEM_PAIRS ? 1 : X2_ITEM_PAIRS / ctx->wp;   /* rows */
+    const int64_t nx2 = (rows + per - 1) / per;
+    for (int64_t i; (i = mdfi_pool_next(&work->x2)) < nx2;) {
+        ops->x2(ctx, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
+        mdfi_pool_done(&work->x2_done, nx2);
+    }
+    mdfi_pool_wait(&work->x2_done, nx2);
+    if (ctx->msplit) {
+        const int64_t npack = ctx->direct ? 0 : ctx->ntiles;
+        for (int64_t t; (t = mdfi_pool_next(&work->pack)) < npack;) {
+            ops->pack(ctx, (int32_t)t, 0, ctx->k2, ctx->bshared + (size_t)t * ctx->k2 * NR * 2);
+            mdfi_pool_done(&work->pack_done, npack);
+        }
+        mdfi_pool_wait(&work->pack_done, npack);
+        for (int64_t g; (g = mdfi_pool_next(&work->item)) * ctx->pgroup < ctx->npanels;) {
+            const int64_t p0 = g * ctx->pgroup, p1 = p0 + ctx->pgroup;
+            compute(ctx, ops, tid, (int32_t)p0, (int32_t)(p1 < ctx->npanels ? p1 : ctx->npanels),
+                    0, ctx->ntiles);
+        }
+    } else {
+        for (int64_t g; (g = mdfi_pool_next(&work->item)) * ctx->nb < ctx->ntiles;) {
+            const int64_t t0 = g * ctx->nb, t1 = t0 + ctx->nb;
+            compute(ctx, ops, tid, 0, ctx->npanels, (int32_t)t0,
+                    (int32_t)(t1 < ctx->ntiles ? t1 : ctx->ntiles));
+        }
+    }
+}
+
+int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                const void *packed, int64_t packed_size,
+                const int64_t *bias, const int32_t *shift, int32_t m,
+                void *out, int otype, int64_t out_count,
+                int32_t ks, int32_t stride, int32_t pad,
+                int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size)
+{
+    conv_ctx ctx;
+    size_t total;
+    int rc;
+    if (x == NULL || packed == NULL || bias == NULL || shift == NULL || out == NULL ||
+        scratch == NULL)
+        return MDFI_CONV_E_DIM;
+    if (xtype != MDFI_CONV_U8 && xtype != MDFI_CONV_S8 && xtype != MDFI_CONV_S16)
+        return MDFI_CONV_E_CODE;
+    if (otype != MDFI_CONV_S8 && otype != MDFI_CONV_S16) return MDFI_CONV_E_CODE;
+    if (rounding != MDFI_ROUND_HALF_UP && rounding != MDFI_ROUND_TRUNCATE) return MDFI_CONV_E_CODE;
+    if (act != MDFI_ACT_LINEAR && act != MDFI_ACT_LEAKY && act != MDFI_ACT_RELU)
+        return MDFI_CONV_E_CODE;
+    if (acc64 != 0 && acc64 != 1) return MDFI_CONV_E_CODE;
+    if (out_bits < 2 || out_bits > 16 || (otype == MDFI_CONV_S8 && out_bits > 8))
+        return MDFI_CONV_E_BITS;
+    if ((rc = geometry(&ctx, c, h, w, m, ks, stride, pad, nthreads, &total)) != 0) return rc;
+
+    int32_t pm, pc, pk, wtype, wmax;
+    if (mdfi_conv_packed_info(packed, packed_size, &pm, &pc, &pk, &wtype, &wmax) != 0 ||
+        pm != m || pc != c || pk != ks)
+        return MDFI_CONV_E_PACKED;
+    if (x_count != (int64_t)c * h * w || out_count != (int64_t)m * ctx.n) return MDFI_CONV_E_COUNT;
+    if (scratch_size < 0 || (uint64_t)scratch_size < (uint64_t)total) return MDFI_CONV_E_SCRATCH;
+    for (int32_t i = 0; i < m; ++i) {
+        if (shift[i] < MDFI_MIN_SHIFT || shift[i] > MDFI_MAX_SHIFT) return MDFI_CONV_E_SHIFT;
+        if (bias[i] < -LIM47 || bias[i] > LIM47) return MDFI_CONV_E_RANGE;
+    }
+    /* K * wmax * xmax <= 2^47 (so |sum + bias| <= 2^48, see mdfi_conv.h) */
+    const int64_t kvol = (int64_t)c * ks * ks;
+    const int64_t wx = (int64_t)wmax * type_max_abs(xtype);       /* <= 2^30 */
+    if (wx > 0 && kvol > LIM47 / wx) return MDFI_CONV_E_RANGE;
+
+    const conv_ops *ops = &ops_scalar;
+    ctx.path = MDFI_CONV_PATH_SCALAR;
+#if MDFI_CONV_X86
+    if (path >= MDFI_CONV_PATH_AVX2 && mdfi_conv_cpu_has_avx2()) {
+        ops = &mdfi_conv_ops_avx2;
+        ctx.path = MDFI_CONV_PATH_AVX2;
+    }
+#else
+    (void)path;
+#endif
+
+    ctx.x = x; ctx.xtype = xtype;
+    ctx.a = (const int16_t *)(const void *)((const unsigned char *)packed + MDFI_CONV_HDR);
+    ctx.wmax = wmax;
+    ctx.bias = bias; ctx.shift = shift; ctx.out = out; ctx.otype = otype;
+    ctx.rounding = rounding; ctx.bits = out_bits; ctx.act = act; ctx.acc64 = acc64;
+    /* acc64: K-pairs whose int32 sum cannot overflow: chunk * 2*wmax*xmax <= 2^31 - 1. */
+    ctx.chunk = wx == 0 ? ctx.kc2 : (int32_t)((int64_t)INT32_MAX / (2 * wx));
+    if (ctx.chunk > ctx.kc2) ctx.chunk = ctx.kc2;
+
+    uintptr_t base = (uintptr_t)scratch;
+    unsigned char *s = (unsigned char *)scratch + ((ALIGN - (base % ALIGN)) % ALIGN);
+    ctx.x2 = (int16_t *)(void *)s;
+    /* the NR pairs after the last plane are only read for discarded pixels; keep them 0 */
+    memset(ctx.x2 + (size_t)ctx.c2 * (size_t)ctx.plane * 2, 0, NR * 4);
+    s += align_up(((size_t)ctx.c2 * (size_t)ctx.plane + NR) * 4);
+    ctx.bshared = (int16_t *)(void *)s;
+    if (ctx.msplit && !ctx.direct) s += align_up((size_t)ctx.ntiles * (size_t)ctx.k2 * NR * 4);
+    ctx.tbase = s;
+    conv_work work = {0, 0, 0, 0, 0};
+    conv_job job = {&ctx, ops, &work};
+    mdfi_pool_run(worker, &job, nthreads);
+    return MDFI_CONV_OK;
+}

@@ -1,0 +1,118 @@
+/* mdfi_conv.h -- MDFI's integer convolution kernel (fused im2col + GEMM + requantize).
+ *
+ * Executable specification: mdfi.layers.convolutional.conv2d_int_ref.  For every output
+ * channel m and output pixel p:
+ *
+ *     out[m][p] = mdfi_requantize(sum_k W[m][k] * col[k][p] + bias[m], shift[m],
+ *                                 rounding, out_bits, act)
+ *
+ * with col = Darknet's im2col of the zero-padded input (k = (c*ks + ky)*ks + kx).  The
+ * result is bit-identical to the reference for every input inside the accumulator contract
+ * (below), on every code path (scalar, AVX2) and for every thread count.
+ *
+ * Buffers (all C-contiguous, row-major; nothing is retained after a call):
+ *   x       : [C][H][W]              uint8 | int8 | int16 (xtype), the layer input
+ *   w       : [M][C][ks][ks]         int8 | int16 (wtype), Darknet's weight order
+ *   packed  : opaque bytes            made by mdfi_conv_pack_weights() once at model load
+ *   bias    : [M]                    int64, at the accumulator scale
+ *   shift   : [M]                    int32 requantizing shifts, MDFI_MIN_SHIFT..MDFI_MAX_SHIFT
+ *   out     : [M][OH][OW]            int8 (out_bits <= 8) | int16 (out_bits <= 16)
+ *   scratch : bytes                  mdfi_conv_scratch_size() of them, any alignment
+ * with OH = (H + 2*pad - ks)/stride + 1 and OW likewise (both >= 1).
+ *
+ * Accumulator contract:
+ *   acc64 == 0: the caller (the quantizer) guarantees |sum| + |bias| < 2^31 for every output,
+ *               so the dot products are accumulated in int32 (arithmetic modulo 2^32 on every
+ *               path, so the result is exact whenever the guarantee holds, and identical
+ *               across paths even when it does not); the bias is added in int64.
+ *   acc64 == 1: the sums are exact int64 (slower path, used for widths > 8).
+ *   Always: |bias| <= 2^47 and K * max|W| * max|x-type| <= 2^47 (K = C*ks*ks), so the
+ *   accumulator handed to mdfi_requantize stays below 2^48 (checked: MDFI_CONV_E_RANGE).
+ *
+ * Threads: nthreads workers of a small POSIX-thread pool (mdfi_conv_pool.c; the calling
+ * thread is one of them).  Work is handed out dynamically, but every output element is
+ * computed by exactly one thread with the same integer operations, so results never depend
+ * on the thread count or the schedule.  Safe across fork(); a caller that finds the pool
+ * busy (another thread is convolving) runs on its own thread.  Without POSIX threads the
+ * kernel runs on the calling thread.
+ *
+ * Code paths: MDFI_CONV_PATH_SCALAR (portable C) and MDFI_CONV_PATH_AVX2 (x86-64 with
+ * gcc/clang, chosen at run time by CPU detection).  mdfi_conv_env_path() reads the
+ * environment variable MDFI_SIMD ("0"/"scalar", "avx2", unset/"auto" = best available);
+ * the caller reads it once and passes the path to every call.
+ *
+ * Plain C11, no Python headers, no floating point, no allocation.
+ */
+#ifndef MDFI_CONV_H
+#define MDFI_CONV_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element types of x / w / out. */
+enum { MDFI_CONV_U8 = 0, MDFI_CONV_S8 = 1, MDFI_CONV_S16 = 2 };
+
+/* Code paths. */
+enum { MDFI_CONV_PATH_SCALAR = 0, MDFI_CONV_PATH_AVX2 = 1 };
+
+/* Return codes (0 = success; nothing is written on failure). */
+enum {
+    MDFI_CONV_OK = 0,
+    MDFI_CONV_E_DIM = -1,      /* a dimension < 1 / pad < 0 / empty output / too large  */
+    MDFI_CONV_E_PACKED = -2,   /* packed weights corrupt, wrong size or not matching     */
+    MDFI_CONV_E_SCRATCH = -3,  /* scratch smaller than mdfi_conv_scratch_size()          */
+    MDFI_CONV_E_BITS = -4,     /* out_bits outside 2..16 or too wide for the out type    */
+    MDFI_CONV_E_SHIFT = -5,    /* a shift outside [MDFI_MIN_SHIFT, MDFI_MAX_SHIFT]        */
+    MDFI_CONV_E_CODE = -6,     /* unknown rounding / activation / type / acc64 code      */
+    MDFI_CONV_E_RANGE = -7,    /* |bias| or K*max|w|*max|x| above 2^47                   */
+    MDFI_CONV_E_THREADS = -8,  /* nthreads < 1                                            */
+    MDFI_CONV_E_COUNT = -9     /* x / out element count does not match the shapes        */
+};
+
+/* Register tile of the GEMM: MR output channels x NR output pixels. */
+#define MDFI_CONV_MR 6
+#define MDFI_CONV_NR 16
+
+/* (n + 2*pad - ks)/stride + 1, or -1 if that is < 1 or an argument is out of range. */
+int32_t mdfi_conv_out_size(int32_t n, int32_t ks, int32_t stride, int32_t pad);
+
+/* Bytes of the packed weights of an M x C x ks x ks convolution, or -1 if too large. */
+int64_t mdfi_conv_packed_size(int32_t m, int32_t c, int32_t ks);
+
+/* Pack w ([M][C][ks][ks], wtype MDFI_CONV_S8 or MDFI_CONV_S16) into `packed`
+ * (packed_size bytes, exactly mdfi_conv_packed_size(m, c, ks)).  Call once per model. */
+int mdfi_conv_pack_weights(const void *w, int wtype, int32_t m, int32_t c, int32_t ks,
+                           void *packed, int64_t packed_size);
+
+/* Read the shape stored in a packed buffer (validating it).  Any out pointer may be NULL. */
+int mdfi_conv_packed_info(const void *packed, int64_t packed_size, int32_t *m, int32_t *c,
+                          int32_t *ks, int32_t *wtype, int32_t *wmax);
+
+/* Bytes of scratch one call with these shapes needs, or -1 if the shapes are invalid. */
+int64_t mdfi_conv_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks,
+                               int32_t stride, int32_t pad, int32_t nthreads);
+
+/* The convolution.  x_count / out_count are the element counts of the x and out buffers
+ * (checked against the shapes).  Returns MDFI_CONV_OK or a negative MDFI_CONV_E_* code. */
+int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                const void *packed, int64_t packed_size,
+                const int64_t *bias, const int32_t *shift, int32_t m,
+                void *out, int otype, int64_t out_count,
+                int32_t ks, int32_t stride, int32_t pad,
+                int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size);
+
+/* Best path this CPU supports; the path MDFI_SIMD selects (never above the best);
+ * a path's name ("scalar", "avx2"); a code's message. */
+int32_t mdfi_conv_best_path(void);
+int32_t mdfi_conv_env_path(void);
+const char *mdfi_conv_path_name(int32_t path);
+const char *mdfi_conv_strerror(int code);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MDFI_CONV_H */

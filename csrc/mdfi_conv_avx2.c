@@ -1,0 +1,276 @@
+/* mdfi_conv_avx2.c -- AVX2 versions of the convolution's inner operations.
+ *
+ * Compiled with the normal (baseline x86-64) flags: every function that uses AVX2 carries
+ * __attribute__((target("avx2"))) and is only reached after mdfi_conv_cpu_has_avx2()
+ * returned true.  On other compilers/architectures this file compiles to nothing.
+ *
+ * Exactness of the micro-kernel.  Every operand is an int16 (uint8/int8 inputs and int8
+ * weights are widened exactly).  vpmaddwd multiplies int16 pairs and adds the two int32
+ * products: each product has |p| <= 2^30, so the only pair sum outside int32 is
+ * (-32768)(-32768) + (-32768)(-32768) = 2^31, which the instruction returns as -2^31, i.e.
+ * the right value modulo 2^32.  It needs both operands to be -32768, so it cannot occur
+ * when either the weights or the activations are <= 8 bits wide (|value| <= 255).
+ * vpaddd adds modulo 2^32.  Hence the int32 accumulator is the exact sum modulo 2^32,
+ * which is the exact sum whenever it fits int32 (acc64 == 0: guaranteed by the quantizer);
+ * the scalar path computes the same residue with uint32 arithmetic, so both paths agree
+ * bit for bit in every case.  For acc64 == 1 the driver only sums `chunk` K-pairs in int32
+ * (chunk * 2*max|w|*max|x| <= 2^31 - 1, so no pair sum nor partial sum can wrap) before
+ * widening into int64; vpmaddwd's wrap case is then impossible too (it would need
+ * 2*max|w|*max|x| = 2^31 > 2^31 - 1).  No saturating instruction (vpmaddubsw) is used.
+ */
+#include "mdfi_conv_internal.h"
+#include "mdfi_fixedpoint.h"
+
+#if MDFI_CONV_X86
+
+#include <immintrin.h>
+#include <string.h>
+
+#define AVX2 __attribute__((target("avx2")))
+
+int mdfi_conv_cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+}
+
+static inline int32_t ld32(const int16_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* ---- micro-kernel: C[6][16] (+)= A[kcl][6][2] . B[kcl][16][2] ------------------------ */
+AVX2 static void ukr32_avx2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b,
+                            size_t bstride, int32_t *restrict c, int accumulate)
+{
+    __m256i c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (accumulate) {
+#define LD(r) c##r##0 = _mm256_loadu_si256((const __m256i *)(c + (r) * NR)); \
+              c##r##1 = _mm256_loadu_si256((const __m256i *)(c + (r) * NR + 8));
+        LD(0) LD(1) LD(2) LD(3) LD(4) LD(5)
+#undef LD
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = _mm256_setzero_si256();
+        c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_si256();
+    }
+    for (int32_t i = 0; i < kcl; ++i) {
+        const __m256i b0 = _mm256_loadu_si256((const __m256i *)b);
+        const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 16));
+        __m256i av;
+#define ROW(r) av = _mm256_set1_epi32(ld32(a + 2 * (r)));                        \
+               c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, b0));  \
+               c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, b1));
+        ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+#undef ROW
+        a += MR * 2;
+        b += bstride;
+    }
+#define ST(r) _mm256_storeu_si256((__m256i *)(c + (r) * NR), c##r##0); \
+              _mm256_storeu_si256((__m256i *)(c + (r) * NR + 8), c##r##1);
+    ST(0) ST(1) ST(2) ST(3) ST(4) ST(5)
+#undef ST
+}
+
+/* ---- B packing: B[i][j] = X2[cc][off_j + ky*Wp + kx] (pairs moved as int32) ---------- */
+AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
+                           int16_t *restrict dst)
+{
+    int32_t off[NR], jb, gap;
+    const int kind = mdfi_conv_tile_offsets(ctx, t, off, &jb, &gap);
+    const __m256i o0 = _mm256_loadu_si256((const __m256i *)off);
+    const __m256i o1 = _mm256_loadu_si256((const __m256i *)(off + 8));
+    /* kind 2: lanes j >= jb come from the second run (two loads and a blend) */
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i vjb = _mm256_set1_epi32(jb);
+    const __m256i m0 = _mm256_cmpgt_epi32(vjb, lane);        /* j < jb: first run  */
+    const __m256i m1 = _mm256_cmpgt_epi32(vjb, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
+    const size_t o = 2 * (size_t)off[0], o2 = 2 * ((size_t)off[0] + (size_t)gap);
+    int32_t tap = kc0 / ctx->c2, cc = kc0 % ctx->c2;
+    int32_t ky = tap / ctx->ks, kx = tap % ctx->ks;
+    for (int32_t i = 0; i < kcl; ++i) {
+        const int16_t *src = ctx->x2 + ((size_t)cc * (size_t)ctx->plane +
+                                        (size_t)ky * (size_t)ctx->wp + (size_t)kx) * 2;
+        __m256i v0, v1;
+        if (kind == 1) {
+            v0 = _mm256_loadu_si256((const __m256i *)(src + o));
+            v1 = _mm256_loadu_si256((const __m256i *)(src + o + 16));
+        } else if (kind == 2) {
+            /* every lane read lies between off[0] and off[15] of this tile */
+            v0 = _mm256_blendv_epi8(_mm256_loadu_si256((const __m256i *)(src + o2)),
+                                    _mm256_loadu_si256((const __m256i *)(src + o)), m0);
+            v1 = _mm256_blendv_epi8(_mm256_loadu_si256((const __m256i *)(src + o2 + 16)),
+                                    _mm256_loadu_si256((const __m256i *)(src + o + 16)), m1);
+        } else {
+            v0 = _mm256_i32gather_epi32((const int *)(const void *)src, o0, 4);
+            v1 = _mm256_i32gather_epi32((const int *)(const void *)src, o1, 4);
+        }
+        _mm256_storeu_si256((__m256i *)(dst + (size_t)i * NR * 2), v0);
+        _mm256_storeu_si256((__m256i *)(dst + (size_t)i * NR * 2 + 16), v1);
+        if (++cc == ctx->c2) {
+            cc = 0;
+            if (++kx == ctx->ks) { kx = 0; ++ky; }
+        }
+    }
+}
+
+/* ---- X2 rows: widen two channel rows to int16 and interleave them -------------------- */
+AVX2 static inline void interleave_store(int16_t *d, __m256i e, __m256i o)
+{
+    const __m256i lo = _mm256_unpacklo_epi16(e, o);   /* pixels 0-3 | 8-11  */
+    const __m256i hi = _mm256_unpackhi_epi16(e, o);   /* pixels 4-7 | 12-15 */
+    _mm256_storeu_si256((__m256i *)d, _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256((__m256i *)(d + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+AVX2 static void x2_avx2(const conv_ctx *ctx, int64_t r0, int64_t r1)
+{
+    const int32_t hp = ctx->hp, wp = ctx->wp, pad = ctx->pad, w = ctx->w, h = ctx->h;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t cc = r / hp, y = r % hp;
+        int16_t *d = ctx->x2 + ((size_t)cc * (size_t)ctx->plane + (size_t)y * (size_t)wp) * 2;
+        if (y < pad || y >= (int64_t)pad + h) {
+            memset(d, 0, (size_t)wp * 4);
+            continue;
+        }
+        memset(d, 0, (size_t)pad * 4);
+        memset(d + ((size_t)pad + (size_t)w) * 2, 0, (size_t)pad * 4);
+        const int64_t c0 = 2 * cc, c1 = 2 * cc + 1;
+        const int has1 = c1 < ctx->c;
+        const size_t row0 = ((size_t)c0 * (size_t)h + (size_t)(y - pad)) * (size_t)w;
+        const size_t row1 = has1 ? ((size_t)c1 * (size_t)h + (size_t)(y - pad)) * (size_t)w : row0;
+        int16_t *di = d + (size_t)pad * 2;
+        int32_t i = 0;
+        const __m256i zero = _mm256_setzero_si256();
+        if (ctx->xtype == MDFI_CONV_S16) {
+            const int16_t *s0 = (const int16_t *)ctx->x + row0, *s1 = (const int16_t *)ctx->x + row1;
+            for (; i + 16 <= w; i += 16) {
+                const __m256i e = _mm256_loadu_si256((const __m256i *)(s0 + i));
+                const __m256i o = has1 ? _mm256_loadu_si256((const __m256i *)(s1 + i)) : zero;
+                interleave_store(di + 2 * (size_t)i, e, o);
+            }
+            for (; i < w; ++i) { di[2 * i] = s0[i]; di[2 * i + 1] = has1 ? s1[i] : 0; }
+        } else if (ctx->xtype == MDFI_CONV_S8) {
+            const int8_t *s0 = (const int8_t *)ctx->x + row0, *s1 = (const int8_t *)ctx->x + row1;
+            for (; i + 16 <= w; i += 16) {
+                const __m256i e = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(s0 + i)));
+                const __m256i o = has1 ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(s1 + i))) : zero;
+                interleave_store(di + 2 * (size_t)i, e, o);
+            }
+            for (; i < w; ++i) { di[2 * i] = s0[i]; di[2 * i + 1] = has1 ? s1[i] : 0; }
+        } else {
+            const uint8_t *s0 = (const uint8_t *)ctx->x + row0, *s1 = (const uint8_t *)ctx->x + row1;
+            for (; i + 16 <= w; i += 16) {
+                const __m256i e = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(s0 + i)));
+                const __m256i o = has1 ? _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(s1 + i))) : zero;
+                interleave_store(di + 2 * (size_t)i, e, o);
+            }
+            for (; i < w; ++i) { di[2 * i] = s0[i]; di[2 * i + 1] = has1 ? s1[i] : 0; }
+        }
+    }
+}
+
+/* ---- c64 += c32 ----------------------------------------------------------------------- */
+AVX2 static void widen_avx2(int64_t *restrict c64, const int32_t *restrict c32)
+{
+    for (int i = 0; i < MR * NR; i += 4) {
+        const __m256i v = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(c32 + i)));
+        const __m256i s = _mm256_loadu_si256((const __m256i *)(c64 + i));
+        _mm256_storeu_si256((__m256i *)(c64 + i), _mm256_add_epi64(s, v));
+    }
+}
+
+/* ---- epilogue (PROTOTYPE: vector requantize from mdfi_fixedpoint_avx2.h) ---- */
+#include "mdfi_fixedpoint_avx2.h"
+
+AVX2 static inline __attribute__((always_inline)) void store_row(const conv_ctx *ctx, size_t off,
+                                                                 __m256i v0, __m256i v1, int32_t nv)
+{
+    const __m256i w16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v0, v1), 0xD8);
+    if (ctx->otype == MDFI_CONV_S8) {
+        const __m128i w8 = _mm_packs_epi16(_mm256_castsi256_si128(w16), _mm256_extracti128_si256(w16, 1));
+        int8_t *o = (int8_t *)ctx->out + off;
+        if (nv == 16) _mm_storeu_si128((__m128i *)o, w8);
+        else { int8_t t[16]; _mm_storeu_si128((__m128i *)t, w8); memcpy(o, t, (size_t)nv); }
+    } else {
+        int16_t *o = (int16_t *)ctx->out + off;
+        if (nv == 16) _mm256_storeu_si256((__m256i *)o, w16);
+        else { int16_t t[16]; _mm256_storeu_si256((__m256i *)t, w16); memcpy(o, t, (size_t)nv * 2); }
+    }
+}
+
+#define REQ(a) mdfi_requantize4_avx2(a, s, MODE, bits, ACT)
+#define EPI32_T(NAME, MODE, ACT)                                                              \
+AVX2 static void NAME(const conv_ctx *ctx, const int32_t *restrict c, int32_t m0, int32_t mv, \
+                      int64_t p0, int32_t nv)                                                 \
+{                                                                                             \
+    const int32_t bits = ctx->bits;                                                           \
+    for (int32_t r = 0; r < mv; ++r) {                                                        \
+        const int32_t mm = m0 + r;                                                            \
+        const __m256i b = _mm256_set1_epi64x(ctx->bias[mm]);                                  \
+        mdfi_rq_avx2 q;                                                                       \
+        mdfi_rq_init_avx2(&q, ctx->shift[mm], MODE, bits, ACT);                               \
+        const int32_t *cr = c + r * NR;                                                       \
+        __m256i v[2];                                                                         \
+        for (int g = 0; g < 2; ++g) {                                                         \
+            const __m128i q0 = _mm_loadu_si128((const __m128i *)(cr + 8 * g));               \
+            const __m128i q1 = _mm_loadu_si128((const __m128i *)(cr + 8 * g + 4));           \
+            const __m256i a0 = _mm256_add_epi64(_mm256_cvtepi32_epi64(q0), b);                \
+            const __m256i a1 = _mm256_add_epi64(_mm256_cvtepi32_epi64(q1), b);                \
+            v[g] = mdfi_pack64x8_avx2(mdfi_requantize4_avx2(a0, &q, MODE, ACT), mdfi_requantize4_avx2(a1, &q, MODE, ACT));                                      \
+        }                                                                                     \
+        store_row(ctx, (size_t)mm * (size_t)ctx->n + (size_t)p0, v[0], v[1], nv);            \
+    }                                                                                         \
+}
+#define EPI64_T(NAME, MODE, ACT)                                                              \
+AVX2 static void NAME(const conv_ctx *ctx, const int64_t *restrict c, int32_t m0, int32_t mv, \
+                      int64_t p0, int32_t nv)                                                 \
+{                                                                                             \
+    const int32_t bits = ctx->bits;                                                           \
+    for (int32_t r = 0; r < mv; ++r) {                                                        \
+        const int32_t mm = m0 + r;                                                            \
+        const __m256i b = _mm256_set1_epi64x(ctx->bias[mm]);                                  \
+        mdfi_rq_avx2 q;                                                                       \
+        mdfi_rq_init_avx2(&q, ctx->shift[mm], MODE, bits, ACT);                               \
+        const int64_t *cr = c + r * NR;                                                       \
+        __m256i v[2];                                                                         \
+        for (int g = 0; g < 2; ++g) {                                                         \
+            const __m256i a0 = _mm256_add_epi64(_mm256_loadu_si256((const __m256i *)(cr + 8 * g)), b);     \
+            const __m256i a1 = _mm256_add_epi64(_mm256_loadu_si256((const __m256i *)(cr + 8 * g + 4)), b); \
+            v[g] = mdfi_pack64x8_avx2(mdfi_requantize4_avx2(a0, &q, MODE, ACT), mdfi_requantize4_avx2(a1, &q, MODE, ACT));                                      \
+        }                                                                                     \
+        store_row(ctx, (size_t)mm * (size_t)ctx->n + (size_t)p0, v[0], v[1], nv);            \
+    }                                                                                         \
+}
+EPI32_T(e32_0, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
+EPI32_T(e32_1, MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY)
+EPI32_T(e32_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
+EPI32_T(e32_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
+EPI32_T(e32_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
+EPI32_T(e32_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
+EPI64_T(e64_0, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
+EPI64_T(e64_1, MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY)
+EPI64_T(e64_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
+EPI64_T(e64_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
+EPI64_T(e64_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
+EPI64_T(e64_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
+
+static void epi32_avx2(const conv_ctx *ctx, const int32_t *restrict c, int32_t m0, int32_t mv, int64_t p0, int32_t nv)
+{
+    static const epi32_fn f[6] = {e32_0, e32_1, e32_2, e32_3, e32_4, e32_5};
+    f[ctx->rounding * 3 + ctx->act](ctx, c, m0, mv, p0, nv);
+}
+static void epi64_avx2(const conv_ctx *ctx, const int64_t *restrict c, int32_t m0, int32_t mv, int64_t p0, int32_t nv)
+{
+    static const epi64_fn f[6] = {e64_0, e64_1, e64_2, e64_3, e64_4, e64_5};
+    f[ctx->rounding * 3 + ctx->act](ctx, c, m0, mv, p0, nv);
+}
+
+const conv_ops mdfi_conv_ops_avx2 = {ukr32_avx2, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
+                                     widen_avx2};
+
+#else
+/* ISO C forbids an empty translation unit. */
+typedef int mdfi_conv_avx2_unused;
+#endif /* MDFI_CONV_X86 */

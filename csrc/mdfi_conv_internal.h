@@ -1,0 +1,172 @@
+/* mdfi_conv_internal.h -- data layouts shared by mdfi_conv.c (driver, scalar path) and
+ * mdfi_conv_avx2.c (AVX2 path).  Not part of the public API.
+ *
+ * GEMM view: out[M][N] = A[M][K] * B[K][N], N = OH*OW output pixels, K = C*ks*ks.
+ *
+ * K order.  Both operands use the same order of the reduction index, chosen so that
+ * vpmaddwd's pairs are two *channels* at one kernel tap:
+ *     kp = tap*C2 + cc,  tap = ky*ks + kx,  C2 = ceil(C/2),  pair = channels (2cc, 2cc+1)
+ * (a missing channel 2cc+1 = C is a zero).  Integer sums are exact in any order, so this
+ * permutation of Darknet's k = (c*ks + ky)*ks + kx changes nothing.  K2 = ks*ks*C2 pairs.
+ * Every element is int16 (int8/uint8 data are widened exactly); a "pair" is two int16 at
+ * consecutive addresses, element 0 = the even channel.
+ *
+ * Layouts (int16 units, row-major):
+ *   packed A : header (MDFI_CONV_HDR bytes) + [P][K2][MR][2]   P = ceil(M/MR) panels;
+ *              rows m >= M and channels >= C are zero.
+ *   X2       : [C2][Hp][Wp][2]  the zero-padded input, channel pairs interleaved,
+ *              Hp = H + 2*pad, Wp = W + 2*pad ("plane" = Hp*Wp pairs).
+ *   B tile   : [kcl][NR][2]     pixels t*NR .. t*NR+NR-1 (clamped to N-1 at the end) of
+ *              K-pairs kc0 .. kc0+kcl-1:  B[i][j] = X2[cc][off_j + ky*Wp + kx].
+ *              1x1 stride-1 unpadded convolutions ("direct") read B straight from X2
+ *              (row i = plane cc = kc0 + i, pixels t*NR ..), no packing; X2 then has NR
+ *              pairs of slack after its last plane for the last, partial tile.
+ *   C tile   : [MR][NR]         int32 (or int64) accumulators of one register tile.
+ */
+#ifndef MDFI_CONV_INTERNAL_H
+#define MDFI_CONV_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mdfi_conv.h"
+
+#define MR MDFI_CONV_MR
+#define NR MDFI_CONV_NR
+#define MDFI_CONV_HDR 64          /* bytes of the packed-weights header */
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64)) && !defined(MDFI_NO_SIMD)
+#define MDFI_CONV_X86 1
+#else
+#define MDFI_CONV_X86 0
+#endif
+
+/* Worker threads (mdfi_conv_pool.c): POSIX threads with C11 atomics, else none. */
+#if !defined(MDFI_NO_THREADS) && (defined(__unix__) || defined(__APPLE__)) && \
+    !defined(__STDC_NO_ATOMICS__)
+#define MDFI_POOL 1
+#include <stdatomic.h>
+typedef _Atomic int64_t mdfi_counter;
+#else
+#define MDFI_POOL 0
+typedef int64_t mdfi_counter;
+#endif
+#define MDFI_POOL_MAX_THREADS 256
+
+/* Run fn(arg, tid) on up to nthreads threads: the caller (tid 0) and pool workers that
+ * join while the caller is still busy with the job (tids 1..).  Returns the number of
+ * participants.  fn must hand out its work through counters (mdfi_pool_next), so that it
+ * is complete whoever joins. */
+typedef void (*mdfi_job_fn)(void *arg, int tid);
+int mdfi_pool_run(mdfi_job_fn fn, void *arg, int nthreads);
+/* Atomically return *counter and increment it (the next work item). */
+int64_t mdfi_pool_next(mdfi_counter *counter);
+/* A work item of a phase with `total` items is done / wait until all of them are done. */
+void mdfi_pool_done(mdfi_counter *counter, int64_t total);
+void mdfi_pool_wait(mdfi_counter *counter, int64_t total);
+
+typedef struct conv_ctx {
+    /* input */
+    const void *x;
+    int xtype;
+    int32_t c, h, w;
+    /* weights */
+    const int16_t *a;             /* packed A data: [P][K2][MR][2]                  */
+    int32_t m, ks, stride, pad;
+    int32_t c2, k2, npanels;
+    int32_t wmax;
+    /* epilogue */
+    const int64_t *bias;          /* [M]                                           */
+    const int32_t *shift;         /* [M]                                           */
+    void *out;                    /* [M][N] int8 or int16                          */
+    int otype;
+    int32_t rounding, bits, act, acc64;
+    /* geometry */
+    int32_t oh, ow, hp, wp;
+    int64_t n;                    /* OH*OW                                         */
+    int64_t plane;                /* Hp*Wp (pairs)                                 */
+    int32_t ntiles;               /* ceil(N/NR)                                    */
+    int32_t kc2, nkc;             /* K-pair block length and count                 */
+    int32_t nb;                   /* tiles per N block                             */
+    int32_t msplit;               /* 1: threads split M (panels), 0: split N       */
+    int32_t pgroup;               /* panels per work item (M split)                */
+    int32_t direct;               /* 1x1, stride 1, pad 0: B read from X2          */
+    int32_t chunk;                /* acc64: K-pairs summed in int32 before widening;
+                                     0 = accumulate straight into int64            */
+    int32_t path;
+    /* scratch */
+    int16_t *x2;                  /* [C2][Hp][Wp][2]                               */
+    int16_t *bshared;             /* msplit: [ntiles][K2][NR][2]                   */
+    unsigned char *tbase;         /* per-thread areas, tbytes each                 */
+    size_t tbytes;
+    size_t bpriv_bytes;           /* private B block [nb][kc2][NR][2] (N split)    */
+    size_t part_bytes;            /* partial C tiles                               */
+} conv_ctx;
+
+/* Per-path operations. */
+
+/* C[MR][NR] (=|+=) A[kcl][MR][2] . B[kcl][NR][2], int32 arithmetic modulo 2^32.  Row i of
+ * B starts at b + i*bstride (int16 units): NR*2 for a packed tile, the X2 plane for 1x1. */
+typedef void (*ukr32_fn)(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b,
+                         size_t bstride, int32_t *restrict c, int accumulate);
+/* Pack B tile t, K-pairs kc0 .. kc0+kcl-1 into dst [kcl][NR][2]. */
+typedef void (*pack_fn)(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
+                        int16_t *restrict dst);
+/* Rows r0..r1-1 of X2 (row index = cc*Hp + y). */
+typedef void (*x2_fn)(const conv_ctx *ctx, int64_t r0, int64_t r1);
+/* Requantize a C tile into out: rows m0..m0+mv-1, pixels p0..p0+nv-1. */
+typedef void (*epi32_fn)(const conv_ctx *ctx, const int32_t *restrict c, int32_t m0,
+                         int32_t mv, int64_t p0, int32_t nv);
+typedef void (*epi64_fn)(const conv_ctx *ctx, const int64_t *restrict c, int32_t m0,
+                         int32_t mv, int64_t p0, int32_t nv);
+/* c64[MR*NR] += c32[MR*NR] */
+typedef void (*widen_fn)(int64_t *restrict c64, const int32_t *restrict c32);
+
+typedef struct conv_ops {
+    ukr32_fn ukr32;
+    pack_fn pack;
+    x2_fn x2;
+    epi32_fn epi32;
+    epi64_fn epi64;
+    widen_fn widen;
+} conv_ops;
+
+#if MDFI_CONV_X86
+extern const conv_ops mdfi_conv_ops_avx2;
+int mdfi_conv_cpu_has_avx2(void);
+#endif
+
+/* Pixel offsets (in pairs, relative to a channel plane of X2) of tile t.  Returns
+ *   1 if they are consecutive: off[j] = off[0] + j;
+ *   2 if they are two consecutive runs: off[j] = off[0] + j + (j >= *jb ? *gap : 0);
+ *   0 otherwise (several rows, stride > 1, or the clamped last tile). */
+static inline int mdfi_conv_tile_offsets(const conv_ctx *ctx, int32_t t, int32_t off[NR],
+                                         int32_t *jb, int32_t *gap)
+{
+    int64_t p = (int64_t)t * NR;
+    int64_t oy = p / ctx->ow, ox = p % ctx->ow;
+    int kind = (ctx->stride == 1) ? 1 : 0;
+    *jb = NR;
+    *gap = 0;
+    for (int j = 0; j < NR; ++j) {
+        if (p + j >= ctx->n) {          /* past the end: repeat the last pixel */
+            kind = 0;
+            off[j] = off[j - 1];        /* j >= 1 because p < n */
+            continue;
+        }
+        off[j] = (int32_t)(oy * ctx->stride * ctx->wp + ox * ctx->stride);
+        if (j > 0 && off[j] != off[j - 1] + 1 && kind != 0) {
+            if (kind == 1 && off[j] > off[j - 1] + 1) {
+                kind = 2;
+                *jb = j;
+                *gap = off[j] - off[j - 1] - 1;
+            } else {
+                kind = 0;
+            }
+        }
+        if (++ox == ctx->ow) { ox = 0; ++oy; }
+    }
+    return kind;
+}
+
+#endif /* MDFI_CONV_INTERNAL_H */

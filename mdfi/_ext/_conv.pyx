@@ -1,0 +1,316 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Thin wrapper of csrc/mdfi_conv.c, the integer convolution kernel.
+
+Every shape, dtype, size and code is checked here (raising :class:`mdfi.errors.ShapeError`)
+before a pointer reaches C; the C code re-checks what it can and never touches memory
+outside the buffers described by the sizes it is given.  All arithmetic is in C.
+
+Typical use (model load, then every inference)::
+
+    packed = pack_weights(w)                        # w: (M, C, k, k) int8 / int16
+    scratch = np.empty(scratch_bytes(C, H, W, M, k, stride, pad, nthreads), np.uint8)
+    conv2d(x, packed, bias, shift, out, ksize=k, stride=s, pad=p, rounding=0,
+           out_bits=8, act=1, acc64=0, nthreads=2, scratch=scratch)
+"""
+
+import numpy as np
+
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t
+from mdfi._ext.cconv cimport *
+from mdfi.errors import ShapeError
+
+MIN_BITS, MAX_BITS = 2, 16
+MAX_THREADS = 256
+MIN_SHIFT, MAX_SHIFT = MDFI_MIN_SHIFT, MDFI_MAX_SHIFT
+BIAS_LIMIT = 1 << 47
+MR, NR = MDFI_CONV_MR, MDFI_CONV_NR
+
+_PATHS = {"scalar": MDFI_CONV_PATH_SCALAR, "avx2": MDFI_CONV_PATH_AVX2}
+# MDFI_SIMD is read once, here.
+cdef int32_t _path = mdfi_conv_env_path()
+
+
+def _path_name(int32_t p):
+    return mdfi_conv_path_name(p).decode("ascii")
+
+
+def simd_path():
+    """Name of the code path conv2d uses by default ("avx2" or "scalar")."""
+    return _path_name(_path)
+
+
+def best_simd_path():
+    """Best code path this CPU supports."""
+    return _path_name(mdfi_conv_best_path())
+
+
+def set_simd_path(name):
+    """Select the default code path ("scalar", "avx2" or "auto"); returns the path in effect
+    (a path the CPU lacks falls back to the best one it has)."""
+    global _path
+    _path = _resolve_path(name)
+    return simd_path()
+
+
+cdef int32_t _resolve_path(name) except -1:
+    cdef int32_t best = mdfi_conv_best_path()
+    if name is None:
+        return _path
+    if name == "auto":
+        return best
+    if name not in _PATHS:
+        raise ShapeError(f"unknown SIMD path {name!r} (expected one of: auto, scalar, avx2)")
+    return min(<int32_t>_PATHS[name], best)
+
+
+cdef int _check_int32(value, str what) except -1:
+    if value < 0 or value > 2**31 - 1:
+        raise ShapeError(f"conv: {what} {value} does not fit int32")
+    return 0
+
+
+def _as_int(v, str what):
+    """An integer argument (Python or NumPy int, bool for flags) that fits int32."""
+    if not isinstance(v, (int, np.integer)):
+        raise ShapeError(f"conv: {what} must be an integer, got {type(v).__name__}")
+    v = int(v)
+    if not -2**31 <= v <= 2**31 - 1:
+        raise ShapeError(f"conv: {what} {v} is out of range")
+    return v
+
+
+def _check_array(a, str what, int ndim, dtypes):
+    if not isinstance(a, np.ndarray):
+        raise ShapeError(f"conv: {what} must be a numpy array, got {type(a).__name__}")
+    if a.ndim != ndim:
+        raise ShapeError(f"conv: {what} must have {ndim} dimension(s), got shape {a.shape}")
+    if a.dtype not in dtypes:
+        raise ShapeError(f"conv: {what} has dtype {a.dtype}, expected "
+                         f"{' or '.join(str(np.dtype(d)) for d in dtypes)}")
+    if not a.flags.c_contiguous:
+        raise ShapeError(f"conv: {what} must be C-contiguous")
+    for d in a.shape:
+        if d < 1:
+            raise ShapeError(f"conv: {what} is empty (shape {a.shape})")
+        _check_int32(d, f"{what} dimension")
+
+
+def packed_size(m, c, ksize):
+    """Bytes of the packed weights of an (m, c, ksize, ksize) convolution."""
+    m, c, ksize = _as_int(m, "M"), _as_int(c, "C"), _as_int(ksize, "ksize")
+    cdef int64_t n = mdfi_conv_packed_size(m, c, ksize)
+    if n < 0:
+        raise ShapeError(f"conv: invalid or too large weight shape {(m, c, ksize, ksize)}")
+    return n
+
+
+def pack_weights(w):
+    """Pack (M, C, k, k) int8/int16 weights (Darknet order) into the kernel's opaque layout.
+
+    Returns a 1-D uint8 array; pass it unchanged to :func:`conv2d`."""
+    _check_array(w, "weights", 4, (np.int8, np.int16))
+    if w.shape[2] != w.shape[3]:
+        raise ShapeError(f"conv: weights must be (M, C, k, k) with a square kernel, got {w.shape}")
+    cdef int32_t m = w.shape[0], c = w.shape[1], ks = w.shape[2]
+    cdef int64_t n = mdfi_conv_packed_size(m, c, ks)
+    if n < 0:
+        raise ShapeError(f"conv: weight shape {w.shape} is too large")
+    packed = np.empty(n, dtype=np.uint8)
+    cdef uint8_t[::1] pv = packed
+    cdef const int8_t[:, :, :, ::1] w8
+    cdef const int16_t[:, :, :, ::1] w16
+    cdef const void *wp
+    cdef int wtype
+    if w.dtype == np.int8:
+        w8 = w
+        wp = &w8[0, 0, 0, 0]
+        wtype = MDFI_CONV_S8
+    else:
+        w16 = w
+        wp = &w16[0, 0, 0, 0]
+        wtype = MDFI_CONV_S16
+    cdef int rc
+    with nogil:
+        rc = mdfi_conv_pack_weights(wp, wtype, m, c, ks, &pv[0], n)
+    if rc != 0:
+        raise ShapeError(f"conv: packing weights failed: {mdfi_conv_strerror(rc).decode()}")
+    return packed
+
+
+def packed_info(packed):
+    """(M, C, k, weight dtype, max |w|) stored in a packed-weights buffer."""
+    _check_array(packed, "packed weights", 1, (np.uint8,))
+    cdef const uint8_t[::1] pv = packed
+    cdef int32_t m = 0, c = 0, ks = 0, wtype = 0, wmax = 0
+    if mdfi_conv_packed_info(&pv[0], pv.shape[0], &m, &c, &ks, &wtype, &wmax) != 0:
+        raise ShapeError("conv: packed weights are corrupt (not made by pack_weights, or "
+                         "truncated)")
+    return m, c, ks, np.dtype(np.int8 if wtype == MDFI_CONV_S8 else np.int16), wmax
+
+
+def out_size(n, ksize, stride, pad):
+    """(n + 2*pad - ksize)//stride + 1, the Darknet output size."""
+    n, ksize = _as_int(n, "size"), _as_int(ksize, "ksize")
+    stride, pad = _as_int(stride, "stride"), _as_int(pad, "pad")
+    cdef int32_t o = mdfi_conv_out_size(n, ksize, stride, pad)
+    if o < 1:
+        raise ShapeError(f"conv: input size {n} with kernel {ksize}, stride {stride}, "
+                         f"pad {pad} gives an empty output")
+    return o
+
+
+def scratch_bytes(c, h, w, m, ksize, stride, pad, nthreads):
+    """Bytes of scratch :func:`conv2d` needs for these shapes and thread count."""
+    c, h, w, m = _as_int(c, "C"), _as_int(h, "H"), _as_int(w, "W"), _as_int(m, "M")
+    ksize, stride, pad = _as_int(ksize, "ksize"), _as_int(stride, "stride"), _as_int(pad, "pad")
+    nthreads = _as_int(nthreads, "nthreads")
+    if nthreads < 1 or nthreads > MAX_THREADS:
+        raise ShapeError(f"conv: nthreads must be in 1..{MAX_THREADS}, got {nthreads}")
+    cdef int64_t n = mdfi_conv_scratch_size(c, h, w, m, ksize, stride, pad, nthreads)
+    if n < 0:
+        raise ShapeError(f"conv: invalid or too large convolution: input {(c, h, w)}, "
+                         f"{m} filters {ksize}x{ksize}, stride {stride}, pad {pad}")
+    return n
+
+
+def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bits, act,
+           acc64, nthreads=1, scratch=None, simd=None):
+    """Integer convolution + bias + requantize/activation/saturate, in place into ``out``.
+
+    x: (C, H, W) uint8/int8/int16; packed: from :func:`pack_weights`; bias: (M,) int64;
+    shift: (M,) int32; out: (M, OH, OW) int8 (out_bits <= 8) or int16.  ``rounding`` and
+    ``act`` are the codes of mdfi_fixedpoint.h (mdfi.fixedpoint.rounding_code; activations
+    linear 0, leaky 1, relu 2).  ``acc64``: 0 = int32 accumulation (the caller guarantees
+    |sum| + |bias| < 2**31), 1 = int64.  ``scratch``: 1-D uint8 of at least
+    :func:`scratch_bytes` bytes (allocated per call when None).  ``simd``: None (default
+    path), "auto", "scalar" or "avx2".  Bit-identical to conv2d_int_ref.
+    """
+    # -- codes -------------------------------------------------------------------------
+    ksize = _as_int(ksize, "ksize")
+    stride = _as_int(stride, "stride")
+    pad = _as_int(pad, "pad")
+    rounding = _as_int(rounding, "rounding code")
+    out_bits = _as_int(out_bits, "out_bits")
+    act = _as_int(act, "activation code")
+    acc64 = _as_int(acc64, "acc64")
+    nthreads = _as_int(nthreads, "nthreads")
+    if not MIN_BITS <= out_bits <= MAX_BITS:
+        raise ShapeError(f"conv: out_bits {out_bits} outside {MIN_BITS}..{MAX_BITS}")
+    if rounding not in (MDFI_ROUND_HALF_UP, MDFI_ROUND_TRUNCATE):
+        raise ShapeError(f"conv: unknown rounding code {rounding} (0 = half_up, 1 = truncate)")
+    if act not in (MDFI_ACT_LINEAR, MDFI_ACT_LEAKY, MDFI_ACT_RELU):
+        raise ShapeError(f"conv: unknown activation code {act} (0 = linear, 1 = leaky, 2 = relu)")
+    if acc64 not in (0, 1):
+        raise ShapeError(f"conv: acc64 must be 0 or 1, got {acc64!r}")
+    if nthreads < 1 or nthreads > MAX_THREADS:
+        raise ShapeError(f"conv: nthreads must be in 1..{MAX_THREADS}, got {nthreads}")
+    cdef int32_t path = _resolve_path(simd)
+
+    # -- packed weights ----------------------------------------------------------------
+    _check_array(packed, "packed weights", 1, (np.uint8,))
+    cdef const uint8_t[::1] pv = packed
+    cdef int32_t m = 0, c = 0, pk = 0, wtype = 0, wmax = 0
+    if mdfi_conv_packed_info(&pv[0], pv.shape[0], &m, &c, &pk, &wtype, &wmax) != 0:
+        raise ShapeError("conv: packed weights are corrupt (not made by pack_weights, or "
+                         "truncated)")
+    if ksize != pk:
+        raise ShapeError(f"conv: ksize={ksize} but the packed weights are {pk}x{pk}")
+
+    # -- input -------------------------------------------------------------------------
+    _check_array(x, "input", 3, (np.uint8, np.int8, np.int16))
+    if x.shape[0] != c:
+        raise ShapeError(f"conv: input has {x.shape[0]} channels, the weights expect {c}")
+    cdef int32_t h = x.shape[1], w = x.shape[2]
+    if stride < 1:
+        raise ShapeError(f"conv: stride must be >= 1, got {stride}")
+    if pad < 0:
+        raise ShapeError(f"conv: pad must be >= 0, got {pad}")
+    cdef int32_t oh = mdfi_conv_out_size(h, ksize, stride, pad)
+    cdef int32_t ow = mdfi_conv_out_size(w, ksize, stride, pad)
+    if oh < 1 or ow < 1:
+        raise ShapeError(f"conv: input {x.shape} with kernel {ksize}, stride {stride}, pad {pad} "
+                         f"gives an empty output")
+
+    # -- bias, shift -------------------------------------------------------------------
+    _check_array(bias, "bias", 1, (np.int64,))
+    _check_array(shift, "shift", 1, (np.int32,))
+    if bias.shape[0] != m:
+        raise ShapeError(f"conv: bias has {bias.shape[0]} entries, the weights have {m} filters")
+    if shift.shape[0] != m:
+        raise ShapeError(f"conv: shift has {shift.shape[0]} entries, the weights have {m} filters")
+    cdef const int64_t[::1] bv = bias
+    cdef const int32_t[::1] sv = shift
+    cdef Py_ssize_t i
+    for i in range(m):
+        if sv[i] < MDFI_MIN_SHIFT or sv[i] > MDFI_MAX_SHIFT:
+            raise ShapeError(f"conv: shift[{i}] = {sv[i]} outside [{MDFI_MIN_SHIFT}, {MDFI_MAX_SHIFT}]")
+        if bv[i] < -BIAS_LIMIT or bv[i] > BIAS_LIMIT:
+            raise ShapeError(f"conv: |bias[{i}]| = {abs(bv[i])} exceeds 2**47")
+
+    # -- output ------------------------------------------------------------------------
+    _check_array(out, "output", 3, (np.int8, np.int16))
+    if out.shape != (m, oh, ow):
+        raise ShapeError(f"conv: output must have shape {(m, oh, ow)}, got {out.shape}")
+    if out.dtype == np.int8 and out_bits > 8:
+        raise ShapeError(f"conv: out_bits {out_bits} does not fit an int8 output (use int16)")
+    if not out.flags.writeable:
+        raise ShapeError("conv: output array is read-only")
+
+    # -- scratch -----------------------------------------------------------------------
+    cdef int64_t need = mdfi_conv_scratch_size(c, h, w, m, ksize, stride, pad, nthreads)
+    if need < 0:
+        raise ShapeError(f"conv: convolution too large: input {x.shape}, {m} filters "
+                         f"{ksize}x{ksize}, stride {stride}, pad {pad}")
+    if scratch is None:
+        scratch = np.empty(need, dtype=np.uint8)
+    _check_array(scratch, "scratch", 1, (np.uint8,))
+    if scratch.shape[0] < need:
+        raise ShapeError(f"conv: scratch has {scratch.shape[0]} bytes, needs {need} "
+                         f"(see scratch_bytes)")
+    if not scratch.flags.writeable:
+        raise ShapeError("conv: scratch array is read-only")
+    cdef uint8_t[::1] scv = scratch
+
+    # -- pointers ----------------------------------------------------------------------
+    cdef const uint8_t[:, :, ::1] xu8
+    cdef const int8_t[:, :, ::1] xs8
+    cdef const int16_t[:, :, ::1] xs16
+    cdef int8_t[:, :, ::1] o8
+    cdef int16_t[:, :, ::1] o16
+    cdef const void *xp
+    cdef void *op
+    cdef int xtype, otype
+    if x.dtype == np.uint8:
+        xu8 = x
+        xp = &xu8[0, 0, 0]
+        xtype = MDFI_CONV_U8
+    elif x.dtype == np.int8:
+        xs8 = x
+        xp = &xs8[0, 0, 0]
+        xtype = MDFI_CONV_S8
+    else:
+        xs16 = x
+        xp = &xs16[0, 0, 0]
+        xtype = MDFI_CONV_S16
+    if out.dtype == np.int8:
+        o8 = out
+        op = &o8[0, 0, 0]
+        otype = MDFI_CONV_S8
+    else:
+        o16 = out
+        op = &o16[0, 0, 0]
+        otype = MDFI_CONV_S16
+
+    cdef int64_t x_count = x.size, out_count = out.size, npacked = pv.shape[0]
+    cdef int64_t nscratch = scv.shape[0]
+    cdef int32_t iacc64 = acc64, iks = ksize, istride = stride, ipad = pad
+    cdef int32_t iround = rounding, ibits = out_bits, iact = act, inth = nthreads
+    cdef int rc
+    with nogil:
+        rc = mdfi_conv2d(xp, xtype, c, h, w, x_count, &pv[0], npacked, &bv[0], &sv[0], m,
+                         op, otype, out_count, iks, istride, ipad, iround, ibits, iact,
+                         iacc64, inth, path, &scv[0], nscratch)
+    if rc != 0:
+        raise ShapeError(f"conv: {mdfi_conv_strerror(rc).decode()} (input {x.shape} "
+                         f"{x.dtype}, weights {(m, c, pk, pk)} {'int8' if wtype == MDFI_CONV_S8 else 'int16'})")
+    return out
