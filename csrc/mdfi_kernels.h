@@ -1,0 +1,99 @@
+/* mdfi_kernels.h -- MDFI's integer kernels other than the convolution (see mdfi_conv.h).
+ *
+ * Plain C11, fixed-width types, no floating point, no allocation, no Python headers.
+ * Every rounding/shift/saturation goes through mdfi_fixedpoint.h.  Each function is the
+ * C twin of a NumPy reference in mdfi/layers/ (named in its comment); tests assert equality.
+ *
+ * Element types of activation buffers (enum mdfi_type):
+ *   MDFI_U8  uint8_t  the 8-bit pixel input          (ap_ufixed<8,8>)
+ *   MDFI_S8  int8_t   activations of 2..8 bits
+ *   MDFI_S16 int16_t  activations of 9..16 bits
+ *   MDFI_S32 int32_t  detection-head outputs (Q1.15 / Q15.16 entries)
+ * Layout of every activation buffer: planar [channel][row][column] (Darknet's CHW).
+ *
+ * Functions return 0 on success and a negative value for inconsistent arguments (then
+ * nothing is written).  Callers (the Cython layer) check buffer sizes before the call;
+ * the kernels only touch the elements their size arguments describe.
+ */
+#ifndef MDFI_KERNELS_H
+#define MDFI_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum mdfi_type { MDFI_U8 = 0, MDFI_S8 = 1, MDFI_S16 = 2, MDFI_S32 = 3 };
+
+/* Bytes per element of a type, 0 for an unknown type. */
+size_t mdfi_type_size(int32_t type);
+
+/* 1 when this CPU runs the AVX2 paths (x86-64 with AVX2), else 0. */
+int mdfi_kernels_have_avx2(void);
+
+/* Requantize an int64 accumulator array, per-channel shifts (mdfi.fixedpoint.requantize).
+ *   acc   : [channels][plane] int64, |acc| < 2^47
+ *   shift : [channels]        int32, each in [MDFI_MIN_SHIFT, MDFI_MAX_SHIFT]
+ *   out   : [channels][plane] of out_type (S8/S16/S32 with bits <= 8/16/16)
+ * simd != 0 uses the AVX2 twin (mdfi_fixedpoint_avx2.h) when the CPU has AVX2: the
+ * scalar and vector paths are tested equal through this function. */
+int mdfi_requantize_array(const int64_t *restrict acc, const int32_t *restrict shift,
+                          int64_t channels, int64_t plane, int32_t mode, int32_t bits, int32_t act,
+                          void *restrict out, int32_t out_type, int32_t simd);
+
+/* Max pool, Darknet semantics (QMaxpool.forward_ref): window origin -pad/2 (C truncation),
+ * taps outside the image ignored.  in: [c][h][w], out: [c][oh][ow], same type. */
+int mdfi_maxpool(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                 int32_t size, int32_t stride, int32_t pad,
+                 void *restrict out, int32_t oh, int32_t ow);
+
+/* Nearest-neighbour upsample by `stride` (QUpsample.forward_ref).
+ * in: [c][h][w], out: [c][h*stride][w*stride], same type. */
+int mdfi_upsample(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                  int32_t stride, void *restrict out);
+
+/* Route input copy with format alignment (QRoute.forward_ref / fixedpoint.align):
+ *   out[i] = sat_bits(R(in[i] / 2^shift)),  shift >= 0 (0: plain copy with type change).
+ * in: n elements of in_type, out: n elements of out_type (out_type at least as wide). */
+int mdfi_align_copy(const void *restrict in, int32_t in_type, int64_t n, int32_t shift,
+                    int32_t mode, int32_t bits, void *restrict out, int32_t out_type);
+
+/* Shortcut (QShortcut.forward_ref):
+ *   s = a * 2^(fm - fa) + b * 2^(fm - fb),  fm = max(fa, fb)   (exact, int64)
+ *   out = mdfi_requantize(s, fm - out_frac, mode, bits, act)
+ * a, b, out: n elements; |fa - fb| <= 16. */
+int mdfi_shortcut(const void *restrict a, int32_t a_type, int32_t fa,
+                  const void *restrict b, int32_t b_type, int32_t fb, int64_t n,
+                  int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
+                  void *restrict out, int32_t out_type);
+
+/* Darknet's reorg permutation (QReorg.forward_ref): out[k'] = in[perm(k')], see reorg.py.
+ * in: [c][h][w] (input dims), out: c*h*w elements, same type. */
+int mdfi_reorg(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+               int32_t stride, void *restrict out);
+
+/* Detection-head lookup stage (QYolo / QRegion forward_ref, docs section 7):
+ *   for every channel ch and pixel: q = in[ch][p];
+ *     table_sel[ch] == 0: out = logistic[q - qmin]     (uint16 Q1.15)
+ *     table_sel[ch] == 1: out = exp[q - qmin]          (int32 Q15.16)
+ *     table_sel[ch] == 2: left for mdfi_softmax_int (not written here)
+ * in: [c][plane] of in_type with values in [qmin, qmin + table_len - 1];
+ * out: [c][plane] int32.  Tables have table_len entries. */
+int mdfi_head_lookup(const void *restrict in, int32_t in_type, int32_t c, int64_t plane,
+                     int32_t qmin, const uint16_t *restrict logistic, const int32_t *restrict exp_tab,
+                     int32_t table_len, const uint8_t *restrict table_sel, int32_t *restrict out);
+
+/* Integer softmax over `classes` channels starting at channel `first`, for each of `n`
+ * anchors whose blocks are `stride_anchor` channels apart (heads.softmax_int):
+ *   d = max_c q_c - q_c; e = expneg[d]; S = sum e; p = (e * 2^16 + S) / (2 S)
+ * in: [c][plane], out: [c][plane] int32 (only the class channels are written). */
+int mdfi_softmax_int(const void *restrict in, int32_t in_type, int32_t n, int32_t stride_anchor,
+                     int32_t first, int32_t classes, int64_t plane,
+                     const int32_t *restrict expneg, int32_t table_len, int32_t *restrict out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MDFI_KERNELS_H */

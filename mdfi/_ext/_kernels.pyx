@@ -1,0 +1,240 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Thin wrappers of csrc/mdfi_kernels.c.
+
+Each wrapper checks dtypes, contiguity, shapes and parameter ranges, raising
+mdfi.errors.ShapeError, before a pointer is handed to C; then calls C without the GIL.
+No arithmetic happens here beyond computing the sizes to check.
+"""
+
+import numpy as np
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from mdfi._ext.ckernels cimport *
+from mdfi.errors import ShapeError
+
+# dtype -> mdfi_type code (csrc/mdfi_kernels.h)
+_TYPES = {np.dtype(np.uint8): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.int32): 3}
+_WIDTH = {0: 8, 1: 8, 2: 16, 3: 32}
+
+
+def _code(a, what, allowed=(0, 1, 2)):
+    if not isinstance(a, np.ndarray):
+        raise ShapeError(f"{what}: expected a NumPy array, got {type(a).__name__}")
+    code = _TYPES.get(a.dtype)
+    if code is None or code not in allowed:
+        names = ", ".join(str(d) for d, c in _TYPES.items() if c in allowed)
+        raise ShapeError(f"{what}: dtype {a.dtype} not supported (expected {names})")
+    if not a.flags.c_contiguous:
+        raise ShapeError(f"{what}: array must be C-contiguous")
+    if a.size == 0:
+        raise ShapeError(f"{what}: empty array")
+    return code
+
+
+def _out(a, what, allowed=(1, 2)):
+    code = _code(a, what, allowed)
+    if not a.flags.writeable:
+        raise ShapeError(f"{what}: output array is read-only")
+    return code
+
+
+cdef const unsigned char* _ptr(a):
+    cdef const unsigned char[::1] mv = a.reshape(-1).view(np.uint8)
+    return &mv[0]
+
+
+cdef unsigned char* _wptr(a):
+    cdef unsigned char[::1] mv = a.reshape(-1).view(np.uint8)
+    return &mv[0]
+
+
+def _check_bits(bits, code, what):
+    if not (2 <= bits <= 16) or bits > _WIDTH[code]:
+        raise ShapeError(f"{what}: {bits} bits do not fit its {_WIDTH[code]}-bit elements (2..16)")
+
+
+def _check_mode_act(mode, act):
+    if mode not in (0, 1):
+        raise ShapeError(f"rounding code {mode} (expected 0 half_up or 1 truncate)")
+    if act not in (0, 1, 2):
+        raise ShapeError(f"activation code {act} (expected 0 linear, 1 leaky, 2 relu)")
+
+
+def _rc(int rc, name):
+    if rc != 0:
+        raise ShapeError(f"{name}: the C kernel rejected its arguments (code {rc})")
+
+
+def have_avx2():
+    """True when the AVX2 paths run on this CPU."""
+    return bool(mdfi_kernels_have_avx2())
+
+
+def requantize_array(acc, shift, int mode, int bits, int act, out, *, simd=True):
+    """out[c, p] = mdfi_requantize(acc[c, p], shift[c]) (acc int64 (C,P), shift int32 (C,)).
+
+    ``simd=True`` uses the AVX2 twin of the header where the CPU has AVX2."""
+    if not (isinstance(acc, np.ndarray) and acc.dtype == np.int64 and acc.ndim == 2 and acc.flags.c_contiguous):
+        raise ShapeError("requantize: acc must be a C-contiguous int64 (C, P) array")
+    if acc.size and np.abs(acc).max() >= (1 << 47):
+        raise ShapeError("requantize: |acc| must stay below 2**47 (the accumulator bound)")
+    if not (isinstance(shift, np.ndarray) and shift.dtype == np.int32 and shift.shape == (acc.shape[0],)):
+        raise ShapeError(f"requantize: shift must be int32 of shape ({acc.shape[0]},)")
+    code = _out(out, "requantize output", (1, 2, 3))
+    if out.shape != acc.shape:
+        raise ShapeError(f"requantize: output shape {out.shape} != {acc.shape}")
+    _check_bits(bits, code, "requantize output")
+    _check_mode_act(mode, act)
+    if shift.min() < MDFI_MIN_SHIFT or shift.max() > MDFI_MAX_SHIFT:
+        raise ShapeError(f"requantize: shifts outside [{MDFI_MIN_SHIFT}, {MDFI_MAX_SHIFT}]")
+    cdef const int64_t[:, ::1] a = acc
+    cdef const int32_t[::1] s = shift
+    cdef void *o = _wptr(out)
+    cdef int64_t ch = acc.shape[0], pl = acc.shape[1]
+    cdef int rc, oc = code, use_simd = 1 if simd else 0
+    with nogil:
+        rc = mdfi_requantize_array(&a[0, 0], &s[0], ch, pl, mode, bits, act, o, oc, use_simd)
+    _rc(rc, "requantize")
+
+
+def maxpool(inp, out, int size, int stride, int pad):
+    """Darknet max pool of inp (C,H,W) into out (C,OH,OW) of the same dtype."""
+    code = _code(inp, "maxpool input")
+    if _out(out, "maxpool output", (0, 1, 2)) != code:
+        raise ShapeError("maxpool: output dtype must equal the input dtype")
+    if inp.ndim != 3 or out.ndim != 3 or out.shape[0] != inp.shape[0]:
+        raise ShapeError(f"maxpool: shapes {inp.shape} -> {out.shape} are not (C,H,W) -> (C,OH,OW)")
+    c, h, w = inp.shape
+    if size < 1 or stride < 1 or pad < 0:
+        raise ShapeError("maxpool: size and stride must be >= 1, pad >= 0")
+    if out.shape[1] != (h + pad - size) // stride + 1 or out.shape[2] != (w + pad - size) // stride + 1:
+        raise ShapeError(f"maxpool: output {out.shape} does not match size={size} stride={stride} pad={pad}")
+    cdef const void *ip = _ptr(inp)
+    cdef void *op = _wptr(out)
+    cdef int rc, tc = code
+    cdef int ci = c, hi = h, wi = w, oh = out.shape[1], ow = out.shape[2]
+    with nogil:
+        rc = mdfi_maxpool(ip, tc, ci, hi, wi, size, stride, pad, op, oh, ow)
+    _rc(rc, "maxpool")
+
+
+def upsample(inp, out, int stride):
+    code = _code(inp, "upsample input")
+    if _out(out, "upsample output", (0, 1, 2)) != code:
+        raise ShapeError("upsample: output dtype must equal the input dtype")
+    if stride < 1 or inp.ndim != 3 or out.shape != (inp.shape[0], inp.shape[1] * stride, inp.shape[2] * stride):
+        raise ShapeError(f"upsample: {inp.shape} x{stride} cannot produce {out.shape}")
+    cdef const void *ip = _ptr(inp)
+    cdef void *op = _wptr(out)
+    cdef int rc, tc = code
+    cdef int c = inp.shape[0], h = inp.shape[1], w = inp.shape[2]
+    with nogil:
+        rc = mdfi_upsample(ip, tc, c, h, w, stride, op)
+    _rc(rc, "upsample")
+
+
+def align_copy(inp, out, int shift, int mode, int bits):
+    """out = sat(R(inp / 2**shift)) element-wise (route inputs); same element count."""
+    ic = _code(inp, "route input")
+    oc = _out(out, "route output")
+    if inp.size != out.size:
+        raise ShapeError(f"route: {inp.size} input elements for {out.size} output elements")
+    _check_bits(bits, oc, "route output")
+    _check_mode_act(mode, 0)
+    if not 0 <= shift <= MDFI_MAX_SHIFT:
+        raise ShapeError(f"route: alignment shift {shift} outside [0, {MDFI_MAX_SHIFT}]")
+    cdef const void *ip = _ptr(inp)
+    cdef void *op = _wptr(out)
+    cdef int64_t n = inp.size
+    cdef int rc, ict = ic, oct = oc
+    with nogil:
+        rc = mdfi_align_copy(ip, ict, n, shift, mode, bits, op, oct)
+    _rc(rc, "route")
+
+
+def shortcut(a, int fa, b, int fb, out, int out_frac, int mode, int bits, int act):
+    ac = _code(a, "shortcut input a")
+    bc = _code(b, "shortcut input b")
+    oc = _out(out, "shortcut output")
+    if a.shape != b.shape or a.shape != out.shape:
+        raise ShapeError(f"shortcut: shapes {a.shape}, {b.shape} -> {out.shape} differ")
+    _check_bits(bits, oc, "shortcut output")
+    _check_mode_act(mode, act)
+    fm = max(fa, fb)
+    if fm - min(fa, fb) > 16 or not MDFI_MIN_SHIFT <= fm - out_frac <= MDFI_MAX_SHIFT:
+        raise ShapeError(f"shortcut: formats {fa}, {fb} -> {out_frac} out of range")
+    cdef const void *ap = _ptr(a)
+    cdef const void *bp = _ptr(b)
+    cdef void *op = _wptr(out)
+    cdef int64_t n = a.size
+    cdef int rc, act_t = ac, bct = bc, oct = oc
+    with nogil:
+        rc = mdfi_shortcut(ap, act_t, fa, bp, bct, fb, n, out_frac, mode, bits, act, op, oct)
+    _rc(rc, "shortcut")
+
+
+def reorg(inp, out, int stride):
+    code = _code(inp, "reorg input")
+    if _out(out, "reorg output", (0, 1, 2)) != code:
+        raise ShapeError("reorg: output dtype must equal the input dtype")
+    if inp.ndim != 3 or stride < 1:
+        raise ShapeError("reorg: input must be (C,H,W), stride >= 1")
+    c, h, w = inp.shape
+    if c % (stride * stride) or h % stride or w % stride or \
+            out.shape != (c * stride * stride, h // stride, w // stride):
+        raise ShapeError(f"reorg: {inp.shape} /{stride} cannot produce {out.shape}")
+    cdef const void *ip = _ptr(inp)
+    cdef void *op = _wptr(out)
+    cdef int rc, tc = code
+    cdef int ci = c, hi = h, wi = w
+    with nogil:
+        rc = mdfi_reorg(ip, tc, ci, hi, wi, stride, op)
+    _rc(rc, "reorg")
+
+
+def head_lookup(inp, int qmin, logistic, exp_tab, table_sel, out):
+    """Detection-head tables: out[c] = logistic[inp[c]-qmin] or exp[...] by table_sel[c]."""
+    ic = _code(inp, "head input")
+    if _out(out, "head output", (3,)) != 3 or out.shape != inp.shape or inp.ndim != 2:
+        raise ShapeError(f"head: input {inp.shape} and int32 output {out.shape} must be equal (C, P)")
+    n = 1 << (_WIDTH[ic] if ic != 0 else 8)
+    if not (isinstance(logistic, np.ndarray) and logistic.dtype == np.uint16 and logistic.ndim == 1
+            and isinstance(exp_tab, np.ndarray) and exp_tab.dtype == np.int32 and exp_tab.shape == logistic.shape
+            and 1 <= logistic.size <= 65536):
+        raise ShapeError("head: tables must be uint16 / int32 of equal length 1..65536")
+    if not (isinstance(table_sel, np.ndarray) and table_sel.dtype == np.uint8 and table_sel.shape == (inp.shape[0],)
+            and table_sel.max() <= 2):
+        raise ShapeError(f"head: table_sel must be uint8 values 0..2 of shape ({inp.shape[0]},)")
+    logistic = np.ascontiguousarray(logistic); exp_tab = np.ascontiguousarray(exp_tab)
+    table_sel = np.ascontiguousarray(table_sel)
+    cdef const void *ip = _ptr(inp)
+    cdef const uint16_t[::1] lg = logistic
+    cdef const int32_t[::1] ex = exp_tab
+    cdef const uint8_t[::1] sel = table_sel
+    cdef int32_t[:, ::1] o = out
+    cdef int c = inp.shape[0], tl = logistic.size
+    cdef int64_t plane = inp.shape[1]
+    cdef int rc, ict = ic
+    with nogil:
+        rc = mdfi_head_lookup(ip, ict, c, plane, qmin, &lg[0], &ex[0], tl, &sel[0], &o[0, 0])
+    _rc(rc, "head")
+
+
+def softmax_int(inp, int n, int stride_anchor, int first, int classes, expneg, out):
+    ic = _code(inp, "softmax input")
+    if _out(out, "softmax output", (3,)) != 3 or out.shape != inp.shape or inp.ndim != 2:
+        raise ShapeError("softmax: input and int32 output must both be (C, P)")
+    if n < 0 or classes < 1 or first < 0 or first + classes > stride_anchor or n * stride_anchor > inp.shape[0]:
+        raise ShapeError(f"softmax: {n} anchors x {stride_anchor} channels do not fit {inp.shape[0]} channels")
+    if not (isinstance(expneg, np.ndarray) and expneg.dtype == np.int32 and expneg.ndim == 1
+            and 1 <= expneg.size <= 65536 and expneg.flags.c_contiguous):
+        raise ShapeError("softmax: expneg must be a contiguous int32 table of 1..65536 entries")
+    cdef const void *ip = _ptr(inp)
+    cdef const int32_t[::1] e = expneg
+    cdef int32_t[:, ::1] o = out
+    cdef int64_t plane = inp.shape[1]
+    cdef int tl = expneg.size
+    cdef int rc, ict = ic
+    with nogil:
+        rc = mdfi_softmax_int(ip, ict, n, stride_anchor, first, classes, plane, &e[0], tl, &o[0, 0])
+    _rc(rc, "softmax")

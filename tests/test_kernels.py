@@ -1,0 +1,223 @@
+"""C kernels (csrc/mdfi_kernels.c) equal their NumPy references, exactly.
+
+Random and edge-heavy inputs: extremes of every width, rounding ties, odd shapes.
+The convolution kernel has its own file (test_kernel_conv.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mdfi import fixedpoint as fp
+from mdfi._ext import _kernels as K
+from mdfi.cfgfile import parse_cfg_text
+from mdfi.errors import ShapeError
+from mdfi.layers import heads
+from mdfi.layers.maxpool import QMaxpool
+from mdfi.layers.upsample import QUpsample
+from mdfi.network import Network
+
+RNG = np.random.default_rng(20261123)
+MODES = ("half_up", "truncate")
+ACTS = {"linear": 0, "leaky": 1, "relu": 2}
+
+
+def dtype_for(bits, signed=True):
+    return fp.storage_dtype(bits, signed)
+
+
+def values(shape, bits, rng=RNG, signed=True):
+    """Random integers of a width, with its extremes planted."""
+    lo, hi = fp.qmin(bits, signed), fp.qmax(bits, signed)
+    v = rng.integers(lo, hi + 1, size=shape)
+    flat = v.reshape(-1)
+    flat[: min(4, flat.size)] = [lo, hi, 0, lo + 1][: min(4, flat.size)]
+    return v.astype(dtype_for(bits, signed))
+
+
+# -- requantize (the header's mdfi_requantize, array form) -----------------------------------------
+@pytest.mark.parametrize("bits", [2, 3, 7, 8, 9, 12, 15, 16])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("act", list(ACTS))
+def test_requantize_equals_reference(bits, mode, act):
+    rng = np.random.default_rng(bits * 7 + len(mode) + ACTS[act])
+    shifts = np.array([fp.MIN_SHIFT, -8, -1, 0, 1, 2, 5, 13, 31, fp.MAX_SHIFT], np.int32)
+    c, p = len(shifts), 512
+    acc = rng.integers(-(1 << 46), 1 << 46, size=(c, p), dtype=np.int64)
+    acc[:, :64] = rng.integers(-1000, 1000, size=(c, 64))           # small values
+    for ch, s in enumerate(shifts):                                  # exact ties: k*2^s +- 2^(s-1)
+        if s > 0:
+            lim = min(500, (1 << (45 - int(s))) if s <= 45 else 0)    # stay inside |acc| < 2^47
+            k = rng.integers(-lim, lim + 1, size=64)
+            acc[ch, 64:128] = k * (1 << int(s)) + (1 << int(s - 1))
+            acc[ch, 128:192] = k * (1 << int(s)) - (1 << int(s - 1))
+    acc[:, 192:196] = [(1 << 46) - 1, -(1 << 46), 0, -1]
+    ref = fp.requantize(acc, shifts[:, None], mode, bits, act)
+    for simd in (False, True):                  # the header and its AVX2 twin
+        out = np.empty((c, p), dtype_for(bits))
+        K.requantize_array(acc, shifts, fp.rounding_code(mode), bits, ACTS[act], out, simd=simd)
+        assert np.array_equal(out, ref), f"simd={simd}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("act", list(ACTS))
+def test_requantize_every_int16_accumulator(mode, act):
+    """Exhaustive over all 65536 int16 accumulators for a spread of shifts (every tie)."""
+    acc = np.tile(np.arange(-32768, 32768, dtype=np.int64), (8, 1))
+    shifts = np.array([-3, 0, 1, 2, 5, 9, 15, 20], np.int32)
+    ref = fp.requantize(acc, shifts[:, None], mode, 8, act)
+    for simd in (False, True):
+        out = np.empty(acc.shape, np.int8)
+        K.requantize_array(acc, shifts, fp.rounding_code(mode), 8, ACTS[act], out, simd=simd)
+        assert np.array_equal(out, ref), f"simd={simd}"
+
+
+def test_avx2_is_available_here():
+    """The benchmarks assume it; on a CPU without AVX2 the scalar path is used instead."""
+    import platform
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert isinstance(K.have_avx2(), bool)
+
+
+# -- maxpool / upsample ---------------------------------------------------------------------------------
+def pool_layer(c, h, w, size, stride, padding=None):
+    pad = "" if padding is None else f"padding={padding}\n"
+    text = f"[net]\nwidth={w}\nheight={h}\nchannels={c}\n[maxpool]\nsize={size}\nstride={stride}\n{pad}"
+    return Network(parse_cfg_text(text, "p.cfg"), "p.cfg", warn=False).layers[0]
+
+
+@pytest.mark.parametrize("c, h, w, size, stride, padding", [
+    (3, 8, 8, 2, 2, None), (5, 7, 9, 2, 2, None), (4, 13, 13, 2, 1, None), (2, 16, 16, 5, 1, None),
+    (3, 16, 11, 9, 1, None), (1, 6, 6, 13, 1, None), (2, 9, 7, 3, 2, None), (3, 5, 5, 3, 3, 0),
+    (2, 1, 1, 2, 1, None), (1, 4, 3, 3, 2, 4),
+])
+@pytest.mark.parametrize("bits, signed", [(8, False), (8, True), (5, True), (16, True), (12, True)])
+def test_maxpool_equals_reference(c, h, w, size, stride, padding, bits, signed):
+    layer = pool_layer(c, h, w, size, stride, padding)
+    x = values((c, h, w), bits, signed=signed)
+    out = np.empty(layer.out_shape, x.dtype)
+    K.maxpool(x, out, layer.size, layer.stride, layer.padding)
+    ref = QMaxpool(layer, fp.QFormat(bits, 0, signed)).forward_ref([x])
+    assert np.array_equal(out, ref)
+
+
+@pytest.mark.parametrize("shape, stride, bits", [((3, 5, 7), 2, 8), ((1, 1, 1), 3, 16), ((4, 13, 13), 2, 6)])
+def test_upsample_equals_reference(shape, stride, bits):
+    c, h, w = shape
+    layer = Network(parse_cfg_text(f"[net]\nwidth={w}\nheight={h}\nchannels={c}\n[upsample]\nstride={stride}\n",
+                                   "u.cfg"), "u.cfg", warn=False).layers[0]
+    x = values(shape, bits)
+    out = np.empty(layer.out_shape, x.dtype)
+    K.upsample(x, out, stride)
+    assert np.array_equal(out, QUpsample(layer, fp.QFormat(bits, 0)).forward_ref([x]))
+
+
+# -- route alignment, shortcut ------------------------------------------------------------------------
+@pytest.mark.parametrize("in_bits, out_bits", [(8, 8), (6, 8), (16, 16), (8, 16), (4, 4)])
+@pytest.mark.parametrize("shift", [0, 1, 2, 7, 15])
+@pytest.mark.parametrize("mode", MODES)
+def test_align_copy_equals_reference(in_bits, out_bits, shift, mode):
+    x = values((3, 9, 11), in_bits)
+    out = np.empty(x.shape, dtype_for(out_bits))
+    K.align_copy(x, out, shift, fp.rounding_code(mode), out_bits)
+    assert np.array_equal(out, fp.align(x, shift, 0, mode, out_bits))
+
+
+@pytest.mark.parametrize("fa, fb, fo", [(3, 3, 3), (5, 3, 2), (3, 5, 6), (0, 16, 4), (7, 7, 0), (4, 2, 9)])
+@pytest.mark.parametrize("bits", [8, 5, 16])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("act", ["linear", "leaky"])
+def test_shortcut_equals_reference(fa, fb, fo, bits, mode, act):
+    a, b = values((4, 7, 5), bits), values((4, 7, 5), bits)
+    out = np.empty(a.shape, dtype_for(bits))
+    K.shortcut(a, fa, b, fb, out, fo, fp.rounding_code(mode), bits, ACTS[act])
+    s, fm = fp.add_aligned(a, fa, b, fb)
+    assert np.array_equal(out, fp.requantize(s, fm - fo, mode, bits, act))
+
+
+def test_shortcut_mixed_input_types():
+    a, b = values((2, 3, 3), 8), values((2, 3, 3), 16)
+    out = np.empty(a.shape, np.int16)
+    K.shortcut(a, 4, b, 9, out, 6, 0, 16, 0)
+    s, fm = fp.add_aligned(a, 4, b, 9)
+    assert np.array_equal(out, fp.requantize(s, fm - 6, "half_up", 16))
+
+
+# -- reorg ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("c, h, w, s", [(8, 4, 6, 2), (4, 2, 2, 2), (18, 9, 6, 3), (5, 3, 3, 1)])
+def test_reorg_equals_reference(c, h, w, s):
+    layer = Network(parse_cfg_text(f"[net]\nwidth={w}\nheight={h}\nchannels={c}\n[reorg]\nstride={s}\n", "r.cfg"),
+                    "r.cfg", warn=False).layers[0]
+    x = values((c, h, w), 16)
+    out = np.empty(layer.out_shape, x.dtype)
+    K.reorg(x, out, s)
+    assert np.array_equal(out, layer.reorg(x))
+
+
+# -- detection heads ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits, frac", [(8, 4), (8, -2), (4, 1), (12, 8), (16, 12)])
+def test_head_lookup_equals_reference(bits, frac):
+    f = fp.QFormat(bits, frac)
+    lg, ex = heads.logistic_table(f), heads.exp_table(f)
+    x = values((10, 37), bits)
+    sel = np.array([0, 0, 1, 1, 0, 0, 0, 1, 0, 0], np.uint8)
+    out = np.empty(x.shape, np.int32)
+    K.head_lookup(x, f.min, lg, ex, sel, out)
+    ref = np.where(sel[:, None] == 0, heads.lookup(lg, x, f), heads.lookup(ex, x, f))
+    assert np.array_equal(out, ref)
+
+
+@pytest.mark.parametrize("bits, frac", [(8, 4), (8, 0), (16, 10), (3, 1)])
+def test_softmax_equals_reference(bits, frac):
+    f = fp.QFormat(bits, frac)
+    table = heads.expneg_table(f)
+    n, classes, entries, plane = 3, 20, 25, 17
+    x = values((n * entries, plane), bits)
+    x[5:25, 0] = f.max                                 # ties for the maximum
+    x[30:50, 1] = f.min
+    out = np.zeros(x.shape, np.int32)
+    K.softmax_int(x, n, entries, 5, classes, table, out)
+    ref = heads.softmax_int(x.reshape(n, entries, plane)[:, 5:], table, axis=1)
+    assert np.array_equal(out.reshape(n, entries, plane)[:, 5:], ref)
+
+
+# -- the wrappers refuse inconsistent arguments (C is never reached) -------------------------------
+@pytest.mark.parametrize("call", [
+    lambda: K.maxpool(np.zeros((2, 4, 4), np.int8), np.zeros((2, 3, 3), np.int8), 2, 2, 1),
+    lambda: K.maxpool(np.zeros((2, 4, 4), np.int8), np.zeros((2, 2, 2), np.int16), 2, 2, 1),
+    lambda: K.maxpool(np.zeros((2, 4, 4), np.float32), np.zeros((2, 2, 2), np.float32), 2, 2, 1),
+    lambda: K.maxpool(np.zeros((2, 4, 4), np.int8)[:, ::2], np.zeros((2, 1, 2), np.int8), 2, 2, 1),
+    lambda: K.upsample(np.zeros((1, 2, 2), np.int8), np.zeros((1, 4, 5), np.int8), 2),
+    lambda: K.align_copy(np.zeros(5, np.int16), np.zeros(5, np.int8), 1, 0, 16),
+    lambda: K.align_copy(np.zeros(5, np.int8), np.zeros(4, np.int8), 1, 0, 8),
+    lambda: K.align_copy(np.zeros(5, np.int8), np.zeros(5, np.int8), -1, 0, 8),
+    lambda: K.shortcut(np.zeros(4, np.int8), 0, np.zeros(5, np.int8), 0, np.zeros(4, np.int8), 0, 0, 8, 0),
+    lambda: K.shortcut(np.zeros(4, np.int8), 0, np.zeros(4, np.int8), 30, np.zeros(4, np.int8), 0, 0, 8, 0),
+    lambda: K.shortcut(np.zeros(4, np.int8), 0, np.zeros(4, np.int8), 0, np.zeros(4, np.int8), 0, 2, 8, 0),
+    lambda: K.requantize_array(np.zeros((2, 3), np.int64), np.array([0, 99], np.int32), 0, 8, 0,
+                               np.zeros((2, 3), np.int8)),
+    lambda: K.requantize_array(np.zeros((2, 3), np.int64), np.array([0, 1], np.int32), 0, 12, 0,
+                               np.zeros((2, 3), np.int8)),
+    lambda: K.reorg(np.zeros((3, 4, 4), np.int8), np.zeros((12, 2, 2), np.int8), 2),
+    lambda: K.head_lookup(np.zeros((2, 3), np.int8), -128, np.zeros(256, np.uint16), np.zeros(255, np.int32),
+                          np.zeros(2, np.uint8), np.zeros((2, 3), np.int32)),
+    lambda: K.head_lookup(np.zeros((2, 3), np.int8), -128, np.zeros(256, np.uint16), np.zeros(256, np.int32),
+                          np.full(2, 3, np.uint8), np.zeros((2, 3), np.int32)),
+    lambda: K.softmax_int(np.zeros((10, 3), np.int8), 1, 10, 5, 6, np.ones(256, np.int32), np.zeros((10, 3), np.int32)),
+    lambda: K.maxpool(np.zeros((0, 4, 4), np.int8), np.zeros((0, 2, 2), np.int8), 2, 2, 1),
+    lambda: K.maxpool(np.zeros((2, 4, 4), np.int8), np.zeros((2, 2, 2), np.int8).copy().setflags(write=False) or
+                      np.zeros((2, 2, 2), np.int8)[:, :, ::-1], 2, 2, 1),
+])
+def test_wrappers_reject_bad_arguments(call):
+    with pytest.raises(ShapeError):
+        call()
+
+
+def test_head_lookup_never_reads_outside_the_table():
+    # a value outside the table's input range (impossible from a saturating producer) is clamped
+    f = fp.QFormat(4, 0)
+    x = np.array([[-100, 100, 0]], np.int8)
+    out = np.empty(x.shape, np.int32)
+    K.head_lookup(x, f.min, heads.logistic_table(f), heads.exp_table(f), np.zeros(1, np.uint8), out)
+    assert out[0, 0] == heads.logistic_table(f)[0] and out[0, 1] == heads.logistic_table(f)[-1]
