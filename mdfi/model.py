@@ -116,7 +116,7 @@ def _check_unit(name: str, value: float) -> None:
 
 
 #: Backend of the fixed-point engine when none is named.
-DEFAULT_ENGINE = "ref"
+DEFAULT_ENGINE = "c"
 PRECISIONS = ("fixed", "float")
 
 
@@ -159,16 +159,24 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         label = getattr(qm, "name", "") or os.path.basename(os.fspath(model))
         return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
 
-    network, class_names, label, spec_name, weights_file = _float_network(model, cfg, weights, names, download)
+    cfg_file, weights_file, names_file, label, spec_name = _resolve_files(model, cfg, weights, names, download)
+    class_names = zoo.load_names(names_file)
+
+    def load_network() -> Network:
+        network = Network.from_cfg(cfg_file)
+        load_weights(network, weights_file)
+        return network
+
     if precision == "float":
         if any(v is not None for v in (bits, wbits, abits, per_channel, rounding)):
             raise MDFIError("bits/rounding/per-channel options apply to the fixed-point path only")
+        network = load_network()
         return Model(network, class_names, FloatEngine(network), name=label)
     from . import recipes
-    qm = recipes.quantized_for(network, spec_name, weights_file, names=class_names,
+    qm = recipes.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
                                wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
                                rounding=rounding, cache=cache)
-    return Model(network, class_names, FixedEngine(qm, engine, threads), name=label)
+    return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
 
 
 def _is_mdfi_file(path: PathLike) -> bool:
@@ -185,8 +193,8 @@ def _is_mdfi_file(path: PathLike) -> bool:
     return False
 
 
-def _float_network(model, cfg, weights, names, download):
-    """(network with float weights, class names, label, zoo name or None, weights path)."""
+def _resolve_files(model, cfg, weights, names, download):
+    """(cfg file, weights file, names file, label, zoo name or None)."""
     if cfg is None:
         spec_name = os.fspath(model) if model is not None else zoo.DEFAULT_MODEL
         cfg_file = zoo.cfg_path(spec_name)
@@ -202,6 +210,12 @@ def _float_network(model, cfg, weights, names, download):
         cfg_file, weights_file = cfg, weights
         names_file = names if names is not None else zoo.names_path(zoo.DEFAULT_MODEL)
         label = os.path.splitext(os.path.basename(os.fspath(cfg)))[0]
+    return cfg_file, weights_file, names_file, label, spec_name
+
+
+def _float_network(model, cfg, weights, names, download):
+    """(network with float weights, class names, label, zoo name or None, weights path)."""
+    cfg_file, weights_file, names_file, label, spec_name = _resolve_files(model, cfg, weights, names, download)
     network = Network.from_cfg(cfg_file)
     load_weights(network, weights_file)
     return network, zoo.load_names(names_file), label, spec_name, weights_file

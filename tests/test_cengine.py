@@ -1,0 +1,137 @@
+"""The C engine equals the NumPy integer reference, layer by layer, for whole networks.
+
+Covers yolov3-tiny (real weights), the synthetic mini-yolov3 (stride-2 convs, shortcut,
+SPP max-pools, 4-input route, three heads), yolov2-tiny's region softmax, and a reorg
+network; widths 2..16, both rounding modes, per-layer and per-channel weight formats,
+1/2/3 threads, and SIMD vs the portable scalar path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mdfi import zoo
+from mdfi._ext import _conv
+from mdfi.cfgfile import parse_cfg_text
+from mdfi.cengine import CRunner
+from mdfi.network import Network
+from mdfi.quantize import input_to_u8, quantize_network
+from mdfi.weights import random_weights
+
+from conftest import DARKNET
+
+
+def assert_layers_equal(qm, x, threads=2):
+    ref = qm.forward_ref(x)
+    out = CRunner(qm, threads).run(x)
+    bad = [i for i, (a, b) in enumerate(zip(ref, out)) if a.shape != b.shape or not np.array_equal(a, b)]
+    assert not bad, f"layers differ: {bad}"
+
+
+@pytest.fixture(scope="module")
+def dog_u8():
+    return input_to_u8(np.load(DARKNET / "yolov3-tiny" / "dog_heads.npz")["input"])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_yolov3_tiny_8bit_all_layers(tiny_net, dog_u8, threads):
+    import mdfi
+    qm = mdfi.load("yolov3-tiny", engine="ref").quantized
+    assert_layers_equal(qm, dog_u8, threads)
+
+
+def test_yolov3_tiny_scalar_path_equals_simd(tiny_net, dog_u8):
+    import mdfi
+    qm = mdfi.load("yolov3-tiny", engine="ref").quantized
+    simd = CRunner(qm, 2).run(dog_u8)
+    before = _conv.simd_path()
+    try:
+        assert _conv.set_simd_path("scalar") == "scalar"
+        scalar = CRunner(qm, 2).run(dog_u8)
+    finally:
+        _conv.set_simd_path(before)
+    assert all(np.array_equal(a, b) for a, b in zip(simd, scalar))
+
+
+@pytest.fixture(scope="module")
+def mini_input():
+    return input_to_u8(np.load(DARKNET / "mini-yolov3" / "astronaut_heads.npz")["input"])
+
+
+@pytest.mark.parametrize("wbits, abits, per_channel, rounding", [
+    (8, 8, False, "half_up"), (8, 8, True, "truncate"), (4, 4, True, "half_up"), (2, 2, False, "truncate"),
+    (16, 16, True, "half_up"), (12, 10, False, "truncate"), (4, 8, True, "half_up"), (6, 16, False, "half_up"),
+])
+def test_mini_yolov3_all_layers(mini_net, mini_input, wbits, abits, per_channel, rounding):
+    text = (DARKNET / "mini-yolov3" / "mini-yolov3.cfg").read_text()
+    qm = quantize_network(mini_net, wbits=wbits, abits=abits, per_channel=per_channel, rounding=rounding,
+                          cfg_text=text, layer_rounding={5: "truncate" if rounding == "half_up" else "half_up"})
+    assert_layers_equal(qm, mini_input)
+
+
+def _small(cfg_text, name, seed=0):
+    net = Network(parse_cfg_text(cfg_text, name), name, warn=False)
+    random_weights(net, seed)
+    return net
+
+
+@pytest.mark.parametrize("bits", [8, 5, 16])
+def test_yolov2_tiny_region_softmax(bits):
+    text = zoo.cfg_path("yolov2-tiny").read_text().replace("width=416", "width=96").replace("height=416", "height=64")
+    net = _small(text, "yolov2-tiny-96.cfg")
+    qm = quantize_network(net, wbits=bits, abits=bits, cfg_text=text)
+    x = np.random.default_rng(bits).integers(0, 256, net.input_shape).astype(np.uint8)
+    assert_layers_equal(qm, x)
+
+
+REORG_NET = """[net]
+width=32
+height=32
+channels=3
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+[maxpool]
+size=2
+stride=2
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+[reorg]
+stride=2
+[route]
+layers=-2
+[maxpool]
+size=2
+stride=2
+[route]
+layers=-1,-3
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=30
+activation=linear
+[region]
+anchors=1,1,2,2
+classes=10
+num=2
+softmax=1
+"""
+
+
+@pytest.mark.parametrize("bits", [8, 3, 14])
+def test_reorg_network(bits):
+    net = _small(REORG_NET, "reorg.cfg", seed=bits)
+    qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, cfg_text=REORG_NET)
+    x = np.random.default_rng(bits).integers(0, 256, net.input_shape).astype(np.uint8)
+    assert_layers_equal(qm, x)
