@@ -104,3 +104,30 @@ def test_correct_boxes_undoes_letterbox():
     b = np.array([[0.5, (52 + 156) / 416, 0.5, 312 / 416]], np.float32)
     out = correct_boxes(b, 768, 576, 416, 416)[0]
     assert out == pytest.approx([0.5, 0.5, 0.5, 1.0], abs=1e-6)
+
+
+def _naive_darknet_nms(boxes, obj, probs, nms):
+    """Darknet's do_nms_sort transcribed loop for loop (independent of mdfi's version)."""
+    probs = probs.copy()
+    idx = [i for i in range(len(obj)) if obj[i] != 0]
+    for k in range(probs.shape[1]):
+        order = sorted([i for i in idx if probs[i, k] > 0], key=lambda i: -probs[i, k])
+        for a in range(len(order)):
+            if probs[order[a], k] == 0:
+                continue
+            for c in range(a + 1, len(order)):
+                iou = box_iou_matrix(boxes[order[a]:order[a] + 1], boxes[order[c]:order[c] + 1])[0, 0]
+                if iou > np.float32(nms):
+                    probs[order[c], k] = 0
+    return probs
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_nms_equals_darknets_loop_on_random_cases(seed):
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 60)), int(rng.integers(1, 5))
+    b = np.concatenate([rng.random((n, 2)), 0.05 + 0.3 * rng.random((n, 2))], 1).astype(np.float32)
+    obj = np.where(rng.random(n) < 0.2, 0, rng.random(n)).astype(np.float32)
+    probs = np.where(rng.random((n, k)) < 0.5, 0, rng.random((n, k))).astype(np.float32)
+    probs[:, 0] = np.round(probs[:, 0], 1)          # ties in the sort
+    assert np.array_equal(do_nms_sort(b, obj, probs, 0.45), _naive_darknet_nms(b, obj, probs, 0.45))
