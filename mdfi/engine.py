@@ -62,8 +62,14 @@ class FixedEngine:
             return self._runner.run(x_u8, keep=keep, hook=hook)
         return self.qmodel.forward_ref(x_u8, keep=keep, hook=hook)
 
-    def heads(self, x: np.ndarray, thresh: float) -> List[Raw]:
-        """Candidates of every detection head for a float letterboxed input in [0,1]."""
+    def heads(self, x: np.ndarray, thresh: float, stats: Optional[dict] = None) -> List[Raw]:
+        """Candidates of every detection head for a float letterboxed input in [0,1].
+
+        With ``stats`` (a dict) the NumPy reference runs instead of the C kernels -- the
+        integers are identical -- and accumulates per-layer saturation counts into it."""
         x_u8 = x if x.dtype == np.uint8 else input_to_u8(x)
-        outs = self.run(x_u8, keep="needed")
+        if stats is not None:
+            outs = self.qmodel.forward_ref(x_u8, keep="needed", stats=stats)
+        else:
+            outs = self.run(x_u8, keep="needed")
         return [ql.decode_int(outs[ql.index], thresh) for ql in self.qmodel.output_layers()]

@@ -7,7 +7,6 @@ import os
 import sys
 from typing import Dict, List, Tuple
 
-from .errors import MDFIError
 
 
 def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
@@ -16,7 +15,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     from .engine import FixedEngine
     from .image import load_image
     from .model import DEFAULT_ENGINE, FloatEngine, Model, _float_network
-    from .quantize import quantize_network
+    from .quantize import quantize_network, saturation_report
 
     configs = parse_bits_list(args.bits)
     network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True)
@@ -55,6 +54,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
 
     results: Dict[str, object] = {}
     plain: Dict[str, object] = {}
+    sat: Dict[str, dict] = {}
+    want_stats = getattr(args, "stats", True)
     for wbits, abits in configs:
         tag = f"w{wbits}a{abits}"
         opts = recipes.resolve(spec_name, wbits=wbits, abits=abits, per_channel=args.per_channel,
@@ -62,14 +63,20 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],
                               rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                               weight_method=opts["weight_method"], cfg_text=cfg_text, names=names)
+        # Saturation counts come from the NumPy reference (bit-identical to the C engine), so
+        # with statistics on the reference runs the fixed-point path itself.
         fixed = Model(network, names, FixedEngine(qm, engine), name=label)
         fixed_dets: List = []
+        stats: Dict[int, dict] = {}
         prog = evaluate.Progress(len(paths), f"fixed point {tag}")
         for p, prep in zip(paths, prepared):
-            fixed_dets.append(fixed.detect(prep, thresh=0.005))
+            fixed_dets.append(fixed.detect(prep, thresh=0.005, stats=stats if want_stats else None))
             prog.step(os.path.basename(p))
         prog.done()
         results[tag] = evaluate.agreement(float_dets, fixed_dets)
+        if want_stats:
+            sat[tag] = {"per_layer": {str(i): v for i, v in sorted(stats.items()) if v},
+                        "table": saturation_report(qm, stats, only_nonzero=True)}
         if labels is not None:
             plain[tag] = evaluate.evaluate_map([[d for d in ds] for ds in fixed_dets], labels)
     if labels is not None:
@@ -79,6 +86,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
             f"weights {'per channel' if opts['per_channel'] else 'per layer'}, {opts['act_method']} activations, "
             f"{opts['rounding']} rounding, {engine} engine")
     text = head + "\n" + evaluate.format_agreement_table(results)
+    for tag, d in sat.items():
+        text += f"\n\nsaturated outputs per layer, {tag} (layers with none omitted):\n{d['table']}"
     if plain:
         text += "\n\nmAP@0.5 against the labels:\n" + "\n".join(
             f"  {k:<8} {'n/a' if v.map is None else f'{v.map:.4f}'}" for k, v in plain.items())
@@ -87,4 +96,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
               "agreement": evaluate.to_json_dict(results)}
     if plain:
         report["map50_labels"] = evaluate.to_json_dict(plain)
+    if sat:
+        report["saturation"] = {k: v["per_layer"] for k, v in sat.items()}
     return report, text
+

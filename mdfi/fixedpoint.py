@@ -25,7 +25,7 @@ Saturation (``AP_SAT``): values beyond the format's range become its minimum or 
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -115,7 +115,7 @@ def shift_round(x: IntArray, shift: ShiftLike, mode: str) -> IntArray:
 
 
 def requantize(acc: IntArray, shift: ShiftLike, mode: str, bits: int, activation: str = "linear",
-               signed: bool = True) -> IntArray:
+               signed: bool = True, stats: Optional[dict] = None) -> IntArray:
     """The fused requantize/activate/saturate step of a convolution or shortcut (sections 3-4).
 
     * ``linear``: ``sat(R(acc / 2**s))``
@@ -126,6 +126,8 @@ def requantize(acc: IntArray, shift: ShiftLike, mode: str, bits: int, activation
 
     Returns int32.  Left shifts (``s < 0``) first clamp ``acc`` to ``+-2**bits`` (any
     larger magnitude saturates anyway), so no intermediate can overflow int64.
+    ``stats`` (a dict) accumulates ``saturated`` (results the saturation clamped) and
+    ``total``.
     """
     acc = np.asarray(acc, dtype=np.int64)
     acc, extra = pre_shift_activation(acc, activation)
@@ -133,7 +135,13 @@ def requantize(acc: IntArray, shift: ShiftLike, mode: str, bits: int, activation
     if np.any(s < 0):
         lim = np.int64(1) << np.int64(bits)
         acc = np.where(s < 0, np.clip(acc, -lim, lim), acc)
-    return saturate(shift_round(acc, s, mode), bits, signed).astype(np.int32)
+    unsat = shift_round(acc, s, mode)
+    if stats is not None:
+        # Overflow visibility (docs section 2): how many results the saturation clamped.
+        stats["saturated"] = stats.get("saturated", 0) + int(np.count_nonzero(
+            (unsat < qmin(bits, signed)) | (unsat > qmax(bits, signed))))
+        stats["total"] = stats.get("total", 0) + int(unsat.size)
+    return saturate(unsat, bits, signed).astype(np.int32)
 
 
 def pre_shift_activation(acc: IntArray, activation: str):
@@ -156,9 +164,10 @@ def pre_shift_activation(acc: IntArray, activation: str):
     raise FormatError(f"activation {activation!r} has no integer implementation")
 
 
-def align(x: IntArray, from_frac: int, to_frac: int, mode: str, bits: int) -> IntArray:
+def align(x: IntArray, from_frac: int, to_frac: int, mode: str, bits: int,
+          stats: Optional[dict] = None) -> IntArray:
     """Re-express ``Q(*, from_frac)`` values at ``to_frac`` (route inputs; section 5)."""
-    return requantize(np.asarray(x, dtype=np.int64), from_frac - to_frac, mode, bits)
+    return requantize(np.asarray(x, dtype=np.int64), from_frac - to_frac, mode, bits, stats=stats)
 
 
 def add_aligned(a: IntArray, fa: int, b: IntArray, fb: int) -> (IntArray, int):

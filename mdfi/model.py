@@ -74,17 +74,24 @@ class Model:
         return Prepared(image_to_input(rgb, self.network.width, self.network.height), w, h)
 
     # -- inference -----------------------------------------------------------------------
-    def detect(self, image: ImageLike, *, thresh: float = 0.25, nms: float = 0.45) -> List[Detection]:
+    def detect(self, image: ImageLike, *, thresh: float = 0.25, nms: float = 0.45,
+               stats: Optional[dict] = None) -> List[Detection]:
         """Detections on one image, highest confidence first.
 
         ``thresh`` is Darknet's detection threshold (objectness and objectness x class
         probability must exceed it); ``nms`` the IoU above which a lower-scoring box of
-        the same class is suppressed.
+        the same class is suppressed.  ``stats`` (fixed point only): a dict that receives
+        per-layer saturation counts (see :func:`mdfi.quantize.saturation_report`).
         """
         _check_unit("thresh", thresh)
         _check_unit("nms", nms)
         prep = image if isinstance(image, Prepared) else self.prepare(image)
-        raws = self.engine.heads(prep.tensor, thresh)
+        if stats is not None:
+            if isinstance(self.engine, FloatEngine):
+                raise MDFIError("saturation statistics exist for the fixed-point engine only")
+            raws = self.engine.heads(prep.tensor, thresh, stats=stats)
+        else:
+            raws = self.engine.heads(prep.tensor, thresh)
         return postprocess(raws, prep.width, prep.height, self.network.width, self.network.height,
                            thresh, nms, self.names)
 

@@ -61,8 +61,13 @@ class QuantizedModel:
         return np.ascontiguousarray(x)
 
     def forward_ref(self, x_u8: np.ndarray, *, keep: str = "all",
-                    hook: Optional[Callable[[int, np.ndarray], None]] = None) -> List[Optional[np.ndarray]]:
-        """The NumPy integer reference: every layer's int32 output for a uint8 (C,H,W) input."""
+                    hook: Optional[Callable[[int, np.ndarray], None]] = None,
+                    stats: Optional[Dict[int, dict]] = None) -> List[Optional[np.ndarray]]:
+        """The NumPy integer reference: every layer's int32 output for a uint8 (C,H,W) input.
+
+        ``stats`` (a dict) receives, per layer index that requantizes, ``{"saturated": n,
+        "total": m}`` accumulated over calls: how many outputs the saturation clamped.
+        """
         x = self.check_input(x_u8).astype(np.int32)
         last = {}
         for ql in self.layers:
@@ -72,7 +77,8 @@ class QuantizedModel:
         outs: List[Optional[np.ndarray]] = [None] * len(self.layers)
         for ql in self.layers:
             xs = [x if i == -1 else outs[i] for i in ql.inputs]
-            out = ql.forward_ref(xs)
+            layer_stats = None if stats is None else stats.setdefault(ql.index, {})
+            out = ql.forward_ref(xs, stats=layer_stats)
             outs[ql.index] = out
             if hook is not None:
                 hook(ql.index, out)
@@ -216,3 +222,24 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         with open(network.path, "r", encoding="utf-8") as fh:
             cfg_text = fh.read()
     return QuantizedModel(network, cfg_text, qlayers, options, names)
+
+
+def saturation_report(qm: QuantizedModel, stats: Dict[int, dict], *, only_nonzero: bool = False) -> str:
+    """Per-layer table of ``forward_ref(..., stats=...)`` counts: how many outputs each
+    requantizing layer clamped to its format's range (a format too narrow shows here)."""
+    lines = [f"{'layer':>5}  {'kind':<13} {'format':<24} {'saturated':>12} {'of':>12} {'%':>8}"]
+    tot_s = tot_n = 0
+    for i in sorted(stats):
+        st = stats[i]
+        if not st or "total" not in st:
+            continue
+        s, n = st["saturated"], st["total"]
+        tot_s += s
+        tot_n += n
+        if only_nonzero and s == 0:
+            continue
+        ql = qm.layers[i]
+        fmt = "" if ql.out_fmt is None else f"{ql.out_fmt.ap_type()} {ql.out_fmt.q_notation()}"
+        lines.append(f"{i:>5}  {ql.kind:<13} {fmt:<24} {s:>12,} {n:>12,} {100.0 * s / max(n, 1):>7.3f}%")
+    lines.append(f"{'all':>5}  {'':<13} {'':<24} {tot_s:>12,} {tot_n:>12,} {100.0 * tot_s / max(tot_n, 1):>7.3f}%")
+    return "\n".join(lines)

@@ -96,7 +96,9 @@ class QLayer:
     def inputs(self) -> List[int]:
         return self.layer.inputs
 
-    def forward_ref(self, xs: List[np.ndarray]) -> np.ndarray:
+    def forward_ref(self, xs: List[np.ndarray], stats: Optional[dict] = None) -> np.ndarray:
+        """Integer output; ``stats`` (a dict) accumulates saturation counts where the layer
+        requantizes (``saturated``, ``total``)."""
         raise NotImplementedError
 
     # -- serialisation (model files and golden exports) ---------------------------------

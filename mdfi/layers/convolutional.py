@@ -181,7 +181,7 @@ def int_matmul(w: np.ndarray, cols: np.ndarray, *, exact_int64: bool = False) ->
 
 def conv2d_int_ref(x: np.ndarray, w: np.ndarray, bias: np.ndarray, shift: np.ndarray, *,
                    size: int, stride: int, padding: int, rounding: str, bits: int,
-                   activation: str, exact_int64: bool = False) -> np.ndarray:
+                   activation: str, exact_int64: bool = False, stats=None) -> np.ndarray:
     """Integer convolution + bias + requantize/activation/saturate (docs sections 3-4).
 
     ``x``: (C,H,W) integers; ``w``: (M, C, k, k) integers; ``bias``: (M,) integers at the
@@ -193,7 +193,7 @@ def conv2d_int_ref(x: np.ndarray, w: np.ndarray, bias: np.ndarray, shift: np.nda
     oh, ow = conv_out_size(h, size, stride, padding), conv_out_size(wd, size, stride, padding)
     cols = im2col(np.asarray(x), size, stride, padding)
     acc = int_matmul(w.reshape(m, -1), cols, exact_int64=exact_int64) + np.asarray(bias, np.int64)[:, None]
-    out = fp.requantize(acc, np.asarray(shift, np.int64)[:, None], rounding, bits, activation)
+    out = fp.requantize(acc, np.asarray(shift, np.int64)[:, None], rounding, bits, activation, stats=stats)
     return out.reshape(m, oh, ow)
 
 
@@ -321,11 +321,11 @@ class QConvolutional(QLayer):
         return {"acc": (self.acc_bits, True, acc_frac), "act": (act_bits, True, None),
                 "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
 
-    def forward_ref(self, xs):
+    def forward_ref(self, xs, stats=None):
         l = self.layer
         return conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,
                               padding=l.padding, rounding=self.rounding, bits=self.out_fmt.bits,
-                              activation=l.activation)
+                              activation=l.activation, stats=stats)
 
     # -- serialisation ---------------------------------------------------------------------
     def meta(self):

@@ -66,7 +66,7 @@ class QMaxpool(QLayer):
 
     kind = "maxpool"
 
-    def forward_ref(self, xs):
+    def forward_ref(self, xs, stats=None):
         return self.layer.window_view(np.asarray(xs[0], np.int32), np.iinfo(np.int32).min).max(axis=(3, 4))
 
     @classmethod

@@ -121,7 +121,7 @@ class QRegion(QLayer):
         if self.logistic.shape != (n,) or self.exp.shape != (n,) or self.expneg.shape != (n,):
             raise ShapeError(f"layer {layer.index}: lookup tables must have {n} entries")
 
-    def forward_ref(self, xs):
+    def forward_ref(self, xs, stats=None):
         l = self.layer
         _, h, w = l.in_shape
         x = np.asarray(xs[0]).reshape(l.n, l.entries, h, w)

@@ -73,7 +73,7 @@ class QReorg(QLayer):
 
     kind = "reorg"
 
-    def forward_ref(self, xs):
+    def forward_ref(self, xs, stats=None):
         return self.layer.reorg(np.asarray(xs[0], np.int32))
 
     @classmethod

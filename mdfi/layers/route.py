@@ -67,9 +67,9 @@ class QRoute(QLayer):
         self.in_fmts = list(in_fmts)
         self.shifts = [f.frac - out.frac for f in self.in_fmts]
 
-    def forward_ref(self, xs):
+    def forward_ref(self, xs, stats=None):
         parts = [np.asarray(x, np.int32) if s == 0 else fp.align(x, f.frac, self.out_fmt.frac, self.rounding,
-                                                                 self.out_fmt.bits)
+                                                                 self.out_fmt.bits, stats=stats)
                  for x, f, s in zip(xs, self.in_fmts, self.shifts)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 

@@ -98,10 +98,10 @@ class QShortcut(QLayer):
         return {"acc": (acc_bits, True, self.sum_frac), "act": (act_bits, True, None),
                 "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
 
-    def forward_ref(self, xs):
+    def forward_ref(self, xs, stats=None):
         (fa, fb) = (f.frac for f in self.in_fmts)
         s, _ = fp.add_aligned(xs[0], fa, xs[1], fb)
-        return fp.requantize(s, self.shift, self.rounding, self.out_fmt.bits, self.layer.activation)
+        return fp.requantize(s, self.shift, self.rounding, self.out_fmt.bits, self.layer.activation, stats=stats)
 
     @classmethod
     def quantize(cls, layer, in_fmts, out_fmt, rounding):

@@ -48,7 +48,7 @@ class QUpsample(QLayer):
 
     kind = "upsample"
 
-    def forward_ref(self, xs):
+    def forward_ref(self, xs, stats=None):
         s = self.layer.stride
         return np.repeat(np.repeat(np.asarray(xs[0], np.int32), s, axis=1), s, axis=2)
 

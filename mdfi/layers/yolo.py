@@ -123,7 +123,7 @@ class QYolo(QLayer):
         if self.logistic.shape != (n,) or self.exp.shape != (n,):
             raise ShapeError(f"layer {layer.index}: lookup tables must have {n} entries")
 
-    def forward_ref(self, xs):
+    def forward_ref(self, xs, stats=None):
         x = np.asarray(xs[0])
         m = self.layer.logistic_mask()
         out = np.empty(x.shape, np.int32)
