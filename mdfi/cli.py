@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from . import __version__
 from .errors import MDFIError
@@ -247,6 +247,18 @@ def cmd_golden(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------
+# mdfi verify
+def cmd_verify(args: argparse.Namespace) -> int:
+    from . import verify
+    report = verify.verify(args.golden_dir, args.dut_dir, layers=args.layers, stages=args.stages,
+                           max_report=args.max_report, check_golden=args.check_golden)
+    print(report.to_json() if args.json else report.format_text(), flush=True)
+    if report.message is not None:
+        print(f"mdfi: error: {report.message}", file=sys.stderr)
+    return report.exit_status
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from . import zoo
     for name, spec in zoo.MODELS.items():
@@ -343,6 +355,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--thresh", type=unit_float("--thresh"), default=0.25)
     g.add_argument("--nms", type=unit_float("--nms"), default=0.45)
     g.set_defaults(func=cmd_golden)
+
+    v = sub.add_parser("verify", help="check a device's dumps against golden vectors",
+                       description="Compare the vector files in DUT_DIR (any subset of the golden files, same "
+                                   "names, any of hex/npy/dat) with the golden set `mdfi golden` wrote: exact "
+                                   "comparison, first mismatch in hardware coordinates, hints (rounding mode, "
+                                   "shift, wrap-around, addressing ...). Exit status 0: all compared files match; "
+                                   "1: a file differs or cannot be read; 2: nothing compared or unusable golden set.")
+    v.add_argument("golden_dir", metavar="GOLDEN_DIR")
+    v.add_argument("dut_dir", metavar="DUT_DIR")
+    v.add_argument("--layers", metavar="LIST", help="compare only these layers, e.g. 0,5-7 ('input' for the input)")
+    v.add_argument("--stages", metavar="LIST",
+                   help="compare only these stages, e.g. out,acc (in = every inN, params = weights, bias, ...)")
+    v.add_argument("--max-report", type=int, default=1, metavar="N",
+                   help="mismatches listed per file (default 1; the count is always exact)")
+    v.add_argument("--check-golden", action="store_true",
+                   help="also verify every golden file's sha256 against the manifest")
+    v.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    v.set_defaults(func=cmd_verify)
 
     m = sub.add_parser("models", help="list zoo models and whether their weights are cached")
     m.set_defaults(func=cmd_models)

@@ -220,12 +220,14 @@ def export(model, image, out_dir: str, *, layers: Optional[Iterable[int]] = None
             sf = ql.stage_formats()
             for st in ("acc", "act"):
                 bits, signed, frac = sf[st]
-                w.tensor(f"{name}.{st}", ql.index, st, stages[st], bits, signed, frac, saturation=None)
+                w.tensor(f"{name}.{st}", ql.index, st, stages[st], bits, signed, frac, rounding=ql.rounding,
+                         saturation=None)
         if ql.out_fmt is None:
-            w.tensor(f"{name}.out", ql.index, "out", outs[ql.index], 32, True, None, saturation=None)
+            w.tensor(f"{name}.out", ql.index, "out", outs[ql.index], 32, True, None, rounding=ql.rounding,
+                     saturation=None)
         else:
             f = ql.out_fmt
-            w.tensor(f"{name}.out", ql.index, "out", outs[ql.index], f.bits, f.signed, f.frac)
+            w.tensor(f"{name}.out", ql.index, "out", outs[ql.index], f.bits, f.signed, f.frac, rounding=ql.rounding)
     with open(os.path.join(out_dir, "model.txt"), "w") as fh:
         fh.write(model_txt(qm))
     # Detections decoded from the exported head outputs (the same path as `mdfi detect`).

@@ -1,0 +1,420 @@
+"""``mdfi verify``: golden vs DUT comparison, fault injection and the hints that name each fault.
+
+One golden export of the small mini-yolov3 network (128x128, hex only) is shared by the
+module; every test builds its own DUT folder from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mdfi
+from mdfi import fixedpoint as fp
+from mdfi import golden, vectors, verify
+from mdfi.cli import main
+
+from conftest import DARKNET, skimage_image
+
+CONV = 9          # leaky 3x3 convolution, 128x16x16, with saturated outputs at this image
+CONV_B = 5        # another leaky convolution (64x32x32)
+
+
+@pytest.fixture(scope="module")
+def gold(tmp_path_factory):
+    model = mdfi.load(cfg=str(DARKNET / "mini-yolov3" / "mini-yolov3.cfg"),
+                      weights=str(DARKNET / "mini-yolov3" / "mini-yolov3.weights"))
+    d = tmp_path_factory.mktemp("gold")
+    man = golden.export(model, skimage_image("astronaut.png"), str(d), formats=["hex"], thresh=0.9)
+    return Gold(str(d), man)
+
+
+class Gold:
+    def __init__(self, folder, manifest):
+        self.dir = folder
+        self.m = manifest
+        self.entries = {e["path"]: e for e in manifest["files"]}
+
+    def entry(self, layer, stage):
+        return self.entries[f"l{layer:03d}.{stage}.hex"]
+
+    def read(self, layer, stage):
+        e = self.entry(layer, stage)
+        n = int(np.prod(e["shape"]))
+        v = vectors.read(os.path.join(self.dir, e["path"]), "hex", e["bits"], e["signed"], n)
+        return v.reshape(e["shape"])
+
+    def meta(self, layer):
+        return self.m["layers"][layer]["meta"]
+
+    def write(self, dut, layer, stage, values, fmt="hex"):
+        e = self.entry(layer, stage)
+        os.makedirs(dut, exist_ok=True)
+        path = os.path.join(dut, f"l{layer:03d}.{stage}.{fmt}")
+        vectors.write(path, np.asarray(values), fmt, e["bits"], e["signed"])
+        return path
+
+    def requant(self, layer, mode=None, dshift=0):
+        """The layer's out recomputed from the golden act stage and shift (docs/fixed-point.md s.4)."""
+        meta = self.meta(layer)
+        act = self.read(layer, "act").astype(np.int64)
+        shift = self.read(layer, "shift").astype(np.int64)[:, None, None] + dshift
+        eff = shift + np.where(act < 0, 15, 0) if meta["activation"] == "leaky" else shift
+        return fp.requantize(act, eff, mode or meta["rounding"], meta["out_fmt"]["bits"], "linear")
+
+
+def only_file(report):
+    assert len(report.files) == 1, [f.file for f in report.files]
+    return report.files[0]
+
+
+def hint_text(res):
+    return " | ".join(h.text for h in res.hints)
+
+
+# ------------------------------------------------------------------------------------------
+def test_requant_helper_reproduces_golden(gold):
+    """Sanity of the fault injection itself: the golden rule gives the golden out."""
+    for layer in (CONV, CONV_B):
+        assert np.array_equal(gold.requant(layer), gold.read(layer, "out"))
+
+
+def test_round_shift_modes_match_the_spec():
+    x = np.array([5, -5, 7, -7, 3, -3, 6, -6, 4], dtype=np.int64)      # /2: 2.5 -2.5 3.5 -3.5 1.5 ...
+    s = np.ones_like(x)
+    exp = {"half_up": [3, -2, 4, -3, 2, -1, 3, -3, 2], "truncate": [2, -3, 3, -4, 1, -2, 3, -3, 2],
+           "trn_zero": [2, -2, 3, -3, 1, -1, 3, -3, 2], "half_even": [2, -2, 4, -4, 2, -2, 3, -3, 2],
+           "half_away": [3, -3, 4, -4, 2, -2, 3, -3, 2], "half_zero": [2, -2, 3, -3, 1, -1, 3, -3, 2],
+           "half_down": [2, -3, 3, -4, 1, -2, 3, -3, 2]}
+    for mode, want in exp.items():
+        assert verify.round_shift(x, s, mode).tolist() == want, mode
+    rng = np.random.default_rng(1)
+    v = rng.integers(-2**40, 2**40, 20000)
+    sh = rng.integers(-5, 30, 20000)
+    for mode in ("half_up", "truncate"):
+        assert np.array_equal(verify.round_shift(v, sh, mode), fp.shift_round(v, sh, mode))
+
+
+def test_identical_copy_passes(gold, tmp_path, capsys):
+    dut = tmp_path / "dut"
+    shutil.copytree(gold.dir, dut)
+    rep = verify.verify(gold.dir, dut)
+    assert rep.exit_status == 0
+    assert rep.counts["compared"] == len(gold.m["files"]) and rep.counts["matched"] == rep.counts["compared"]
+    assert not rep.not_in_golden
+    assert main(["verify", gold.dir, str(dut), "--check-golden"]) == 0
+    out = capsys.readouterr().out
+    assert "l009.out.hex" in out and "MISMATCH" not in out and "result: PASS" in out
+    assert "golden checksums: all files match" in out
+
+
+def test_a_single_flipped_value_is_isolated(gold, tmp_path, capsys):
+    out = gold.read(CONV_B, "out")
+    c, y, x = 5, 3, 7
+    assert -100 < out[c, y, x] < 100
+    bad = out.copy()
+    bad[c, y, x] ^= 0x20
+    gold.write(tmp_path, CONV_B, "out", bad)
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    assert res.status == "mismatch" and res.mismatches == 1 and res.total == out.size
+    m = res.first[0]
+    assert m.coords == {"channel": c, "y": y, "x": x}
+    assert (m.expected, m.found) == (int(out[c, y, x]), int(bad[c, y, x]))
+    assert m.index == (c * out.shape[1] + y) * out.shape[2] + x
+    assert {"acc", "act"} <= set(m.golden)                    # earlier stages at that element
+    kinds = [h.kind for h in res.hints]
+    assert "isolated" in kinds and "bitflip" in kinds, hint_text(res)
+    assert "bit 5" in hint_text(res)
+    assert main(["verify", gold.dir, str(tmp_path)]) == 1
+    text = capsys.readouterr().out
+    assert f"l{CONV_B:03d}.out.hex  MISMATCH  1 of {out.size:,} values differ" in text
+    assert f"first at layer {CONV_B} out (channel {c}, y {y}, x {x}" in text
+    assert f"expected {m.expected} ({verify.hex_at(m.expected, 8)}), found {m.found}" in text
+    assert "isolated" in text
+
+
+def test_b_truncation_instead_of_half_up(gold, tmp_path, capsys):
+    trunc = gold.requant(CONV, mode="truncate")
+    golden_out = gold.read(CONV, "out")
+    n = int(np.count_nonzero(trunc != golden_out))
+    assert n > 100
+    gold.write(tmp_path, CONV, "out", trunc)
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    assert res.mismatches == n
+    assert res.hints[0].kind == "rounding", hint_text(res)
+    t = res.hints[0].text
+    assert "truncation" in t and "half up" in t and f"{n:,} of {n:,} mismatches are off by one" in t
+    assert main(["verify", gold.dir, str(tmp_path)]) == 1
+    text = capsys.readouterr().out
+    assert "hint: rounding-mode difference" in text
+
+
+def test_b2_half_even_at_ties(gold, tmp_path):
+    act = gold.read(CONV_B, "act").astype(np.int64)
+    shift = gold.read(CONV_B, "shift").astype(np.int64)[:, None, None] + np.where(act < 0, 15, 0)
+    rne = np.clip(verify.round_shift(act, shift, "half_even"), -128, 127)   # numpy.rint's rule
+    n = int(np.count_nonzero(rne != gold.read(CONV_B, "out")))
+    if n == 0:
+        pytest.skip("no ties with an odd quotient at this image")
+    gold.write(tmp_path, CONV_B, "out", rne)
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    assert res.hints[0].kind == "rounding" and "half to even" in res.hints[0].text, hint_text(res)
+
+
+@pytest.mark.parametrize("k", [1, -1])
+def test_c_shift_off_by_one(gold, tmp_path, k):
+    gold.write(tmp_path, CONV, "out", gold.requant(CONV, dshift=k))
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    assert res.hints[0].kind == "shift", hint_text(res)
+    t = res.hints[0].text
+    assert f"shift off by {k:+d}" in t and "factor 2" in t
+
+
+def test_d_wrap_around_instead_of_saturation(gold, tmp_path):
+    golden_out = gold.read(CONV, "out")
+    sat = np.count_nonzero((golden_out == 127) | (golden_out == -128))
+    assert sat > 10                                            # the layer does saturate at this image
+    meta = gold.meta(CONV)
+    act = gold.read(CONV, "act").astype(np.int64)
+    shift = gold.read(CONV, "shift").astype(np.int64)[:, None, None] + np.where(act < 0, 15, 0)
+    unsat = fp.shift_round(act, shift, meta["rounding"])
+    wrapped = ((unsat + 128) & 255) - 128
+    gold.write(tmp_path, CONV, "out", wrapped)
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    assert res.mismatches == np.count_nonzero(wrapped != golden_out) > 0
+    assert res.hints[0].kind == "wrap", hint_text(res)
+    assert "wraps around instead of saturating" in res.hints[0].text
+
+
+def test_d2_saturation_hint_without_act(gold, tmp_path):
+    """Without the act stage the wrap shows as 'mismatches only where golden saturates'."""
+    g = tmp_path / "gold"
+    shutil.copytree(gold.dir, g)
+    man = json.loads((g / "manifest.json").read_text())
+    man["files"] = [e for e in man["files"] if e["stage"] != "act"]
+    (g / "manifest.json").write_text(json.dumps(man))
+    golden_out = gold.read(CONV, "out")
+    wrapped = golden_out.copy()
+    wrapped[golden_out == 127] = -100
+    gold.write(tmp_path / "dut", CONV, "out", wrapped)
+    res = only_file(verify.verify(g, tmp_path / "dut"))
+    assert res.hints[0].kind == "saturation" and "AP_WRAP vs AP_SAT" in res.hints[0].text, hint_text(res)
+
+
+def test_e_element_shift_is_addressing(gold, tmp_path):
+    out = gold.read(CONV_B, "out")
+    gold.write(tmp_path, CONV_B, "out", np.roll(out.reshape(-1), 1))
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    assert res.hints[0].kind == "addressing", hint_text(res)
+    assert "shifted by 1 element" in res.hints[0].text and "addressing" in res.hints[0].text
+
+
+def test_e2_row_shift_and_hwc_layout(gold, tmp_path):
+    out = gold.read(CONV_B, "out")
+    w = out.shape[2]
+    gold.write(tmp_path / "row", CONV_B, "out", np.roll(out.reshape(-1), -w))
+    res = only_file(verify.verify(gold.dir, tmp_path / "row"))
+    assert res.hints[0].kind == "addressing" and "one row" in res.hints[0].text, hint_text(res)
+    gold.write(tmp_path / "hwc", CONV_B, "out", out.transpose(1, 2, 0))
+    res = only_file(verify.verify(gold.dir, tmp_path / "hwc"))
+    assert res.hints[0].kind == "layout" and "HWC" in res.hints[0].text, hint_text(res)
+
+
+def test_leaky_after_the_shift(gold, tmp_path):
+    meta = gold.meta(CONV_B)
+    acc = gold.read(CONV_B, "acc").astype(np.int64)
+    shift = gold.read(CONV_B, "shift").astype(np.int64)[:, None, None]
+    q1 = fp.shift_round(acc, shift, meta["rounding"])
+    late = np.clip(np.where(acc < 0, fp.shift_round(q1 * 3277, 15, meta["rounding"]), q1), -128, 127)
+    gold.write(tmp_path, CONV_B, "out", late)
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    assert res.hints[0].kind == "activation" and "after the requantizing shift" in res.hints[0].text
+
+
+def test_channel_confinement_and_bias(gold, tmp_path):
+    acc = gold.read(CONV_B, "acc")
+    bias = gold.read(CONV_B, "bias")
+    nob = acc - bias[:, None, None]
+    gold.write(tmp_path / "nobias", CONV_B, "acc", nob)
+    res = only_file(verify.verify(gold.dir, tmp_path / "nobias"))
+    assert res.hints[0].kind == "bias" and "bias not added" in res.hints[0].text, hint_text(res)
+    out = gold.read(CONV_B, "out")
+    bad = out.copy()
+    bad[3] = np.clip(bad[3] + 1, -128, 127)
+    bad[7, :2] = np.clip(bad[7, :2] - 1, -128, 127)
+    gold.write(tmp_path / "chan", CONV_B, "out", bad)
+    res = only_file(verify.verify(gold.dir, tmp_path / "chan"))
+    ch = [h for h in res.hints if h.kind == "channels"]
+    assert ch and "2 of 64 channels: 3" in ch[0].text and ", 7 (" in ch[0].text, hint_text(res)
+
+
+def test_f_unreadable_dut_files_are_errors_not_crashes(gold, tmp_path, capsys):
+    src = os.path.join(gold.dir, f"l{CONV:03d}.out.hex")
+    lines = open(src).read().splitlines()
+    lines[16] = "zz"                                           # line 17: not hex
+    (tmp_path / f"l{CONV:03d}.out.hex").write_text("\n".join(lines) + "\n")
+    (tmp_path / f"l{CONV_B:03d}.out.dat").write_text("1\n2\n3\n")  # wrong count
+    gold.write(tmp_path, CONV_B, "acc", gold.read(CONV_B, "acc"))  # one good file
+    rep = verify.verify(gold.dir, tmp_path)
+    by = {f.file: f for f in rep.files}
+    bad = by[f"l{CONV:03d}.out.hex"]
+    assert bad.status == "error" and f"l{CONV:03d}.out.hex:17:" in bad.error and "'zz'" in bad.error
+    cnt = by[f"l{CONV_B:03d}.out.dat"]
+    assert cnt.status == "error" and "holds 3 values, expected 65,536" in cnt.error
+    assert by[f"l{CONV_B:03d}.acc.hex"].status == "ok"
+    assert rep.counts["errors"] == 2 and rep.exit_status == 1
+    assert main(["verify", gold.dir, str(tmp_path)]) == 1
+    text = capsys.readouterr().out
+    assert "ERROR" in text and ":17:" in text
+
+
+def test_value_wider_than_the_width(gold, tmp_path):
+    out = gold.read(CONV, "out").astype(np.int32)
+    out[0, 0, 1] = 300
+    np.save(tmp_path / f"l{CONV:03d}.out.npy", out)
+    path = tmp_path / f"l{CONV_B:03d}.out.hex"
+    lines = open(os.path.join(gold.dir, path.name)).read().splitlines()
+    lines[4] = "1ff"
+    path.write_text("\n".join(lines) + "\n")
+    rep = verify.verify(gold.dir, tmp_path)
+    errs = {f.file: f.error for f in rep.files if f.status == "error"}
+    assert "does not fit 8 signed bits" in errs[f"l{CONV:03d}.out.npy"]
+    assert f"{path.name}:5" in errs[path.name] and "wider than 8 bits" in errs[path.name]
+
+
+def test_g_other_format_than_golden(gold, tmp_path):
+    out = gold.read(CONV, "out")
+    gold.write(tmp_path, CONV, "out", out, fmt="dat")
+    with open(os.path.join(tmp_path, f"l{CONV:03d}.out.dat"), "a") as fh:
+        fh.write("\r\n")                                       # trailing noise: still the same values
+    gold.write(tmp_path, CONV_B, "act", gold.read(CONV_B, "act"), fmt="npy")
+    rep = verify.verify(gold.dir, tmp_path)
+    assert rep.exit_status == 0 and rep.counts["compared"] == 2
+    by = {f.file: f for f in rep.files}
+    assert by[f"l{CONV:03d}.out.dat"].golden_file == f"l{CONV:03d}.out.hex"
+    bad = out.copy()
+    bad[2, 1, 1] += 1 if bad[2, 1, 1] < 127 else -1
+    gold.write(tmp_path, CONV, "out", bad, fmt="dat")
+    res = [f for f in verify.verify(gold.dir, tmp_path).files if f.format == "dat"][0]
+    assert res.mismatches == 1 and res.first[0].coords == {"channel": 2, "y": 1, "x": 1}
+
+
+def test_h_empty_dut_dir(gold, tmp_path, capsys):
+    assert main(["verify", gold.dir, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing compared" in err
+
+
+def test_i_corrupt_or_missing_manifest(gold, tmp_path, capsys):
+    g = tmp_path / "g"
+    g.mkdir()
+    text = open(os.path.join(gold.dir, "manifest.json")).read()
+    (g / "manifest.json").write_text(text[: len(text) // 2])
+    assert main(["verify", str(g), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json" in err and "not valid JSON" in err and "Traceback" not in err
+    (g / "manifest.json").write_text(json.dumps({"format": "mdfi-golden", "format_version": 7, "files": []}))
+    assert main(["verify", str(g), str(tmp_path)]) == 2
+    assert "format_version 7" in capsys.readouterr().err
+    m = json.loads(text)
+    del m["files"][3]["bits"]
+    (g / "manifest.json").write_text(json.dumps(m))
+    assert main(["verify", str(g), str(tmp_path)]) == 2
+    assert "files[3]" in capsys.readouterr().err
+    (g / "manifest.json").unlink()
+    assert main(["verify", str(g), str(tmp_path)]) == 2
+    assert "manifest.json: file not found" in capsys.readouterr().err
+
+
+def test_filters_unknown_files_and_json(gold, tmp_path, capsys):
+    gold.write(tmp_path, CONV, "out", gold.requant(CONV, mode="truncate"))
+    gold.write(tmp_path, CONV_B, "out", gold.read(CONV_B, "out"))
+    gold.write(tmp_path, CONV_B, "acc", gold.read(CONV_B, "acc"))
+    (tmp_path / "l099.out.hex").write_text("00\n")
+    (tmp_path / "notes.hex").write_text("00\n")
+    (tmp_path / "sim.log").write_text("ignored\n")
+    rep = verify.verify(gold.dir, tmp_path, layers=str(CONV_B))
+    assert [f.file for f in rep.files] == [f"l{CONV_B:03d}.acc.hex", f"l{CONV_B:03d}.out.hex"]
+    assert rep.skipped == [f"l{CONV:03d}.out.hex"] and rep.exit_status == 0
+    assert {n for n, _ in rep.not_in_golden} == {"l099.out.hex", "notes.hex"}
+    rep = verify.verify(gold.dir, tmp_path, stages="out", max_report=3)
+    assert [f.file for f in rep.files] == [f"l{CONV_B:03d}.out.hex", f"l{CONV:03d}.out.hex"]
+    assert len(rep.files[1].first) == 3 and rep.exit_status == 1
+    assert main(["verify", gold.dir, str(tmp_path), "--json", "--max-report", "2"]) == 1
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["exit_status"] == 1 and obj["summary"]["mismatched"] == 1
+    bad = [f for f in obj["files"] if f["status"] == "mismatch"][0]
+    assert bad["layer"] == CONV and len(bad["first"]) == 2 and bad["hints"][0]["kind"] == "rounding"
+    assert bad["first"][0]["expected_hex"].startswith("0x") and "channel" in bad["first"][0]["coords"]
+    assert main(["verify", gold.dir, str(tmp_path), "--stages", "nope"]) == 2
+    assert "--stages" in capsys.readouterr().err
+
+
+def test_check_golden_reports_a_modified_golden_file(gold, tmp_path, capsys):
+    g = tmp_path / "g"
+    shutil.copytree(gold.dir, g)
+    with open(g / "l002.in0.hex", "a") as fh:
+        fh.write("00\n")
+    gold.write(tmp_path / "dut", CONV, "out", gold.read(CONV, "out"))
+    assert main(["verify", str(g), str(tmp_path / "dut")]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(g), str(tmp_path / "dut"), "--check-golden"]) == 2
+    cap = capsys.readouterr()
+    assert "l002.in0.hex" in cap.out and "checksum" in cap.err
+
+
+def test_cli_subprocess_exit_codes_without_traceback(gold, tmp_path):
+    dut = tmp_path / "dut"
+    gold.write(dut, CONV, "out", gold.requant(CONV, mode="truncate"))
+    (dut / f"l{CONV_B:03d}.out.hex").write_text("garbage\n")
+    cmd = [sys.executable, "-m", "mdfi", "verify"]
+    r = subprocess.run(cmd + [gold.dir, str(dut)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "MISMATCH" in r.stdout and "truncation" in r.stdout and "ERROR" in r.stdout
+    assert f"l{CONV_B:03d}.out.hex:1:" in r.stdout
+    r = subprocess.run(cmd + [str(tmp_path), str(dut)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "manifest.json" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = subprocess.run(cmd + [gold.dir, str(tmp_path / "empty")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "nothing compared" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_few_off_by_one_values_are_not_called_a_rounding_mode(gold, tmp_path):
+    out = gold.read(CONV, "out")
+    bad = out.copy().reshape(-1)
+    idx = np.flatnonzero(np.abs(bad) < 100)[[10, 500, 9000]]
+    bad[idx] += 1
+    gold.write(tmp_path, CONV, "out", bad)
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    kinds = [h.kind for h in res.hints]
+    assert res.mismatches == 3 and "isolated" in kinds and "rounding" not in kinds, hint_text(res)
+
+
+def test_border_confinement(gold, tmp_path):
+    out = gold.read(CONV_B, "out")
+    bad = out.copy()
+    bad[:, :, 0] = np.where(bad[:, :, 0] < 127, bad[:, :, 0] + 1, bad[:, :, 0] - 1)
+    gold.write(tmp_path, CONV_B, "out", bad)
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    border = [h for h in res.hints if h.kind == "border"]
+    assert border and "left column x 0" in border[0].text and "padding" in border[0].text, hint_text(res)
+
+
+def test_input_file_and_layer_filter(gold, tmp_path):
+    shutil.copy(os.path.join(gold.dir, "input.hex"), tmp_path / "input.dat")   # wrong format on purpose
+    rep = verify.verify(gold.dir, tmp_path)
+    assert only_file(rep).status == "error"                 # hex text is not decimal: reported, no crash
+    e = gold.entries["input.hex"]
+    x = vectors.read(os.path.join(gold.dir, "input.hex"), "hex", 8, False, int(np.prod(e["shape"])))
+    vectors.write(tmp_path / "input.dat", x, "dat", 8, False)
+    assert verify.verify(gold.dir, tmp_path).exit_status == 0
+    rep = verify.verify(gold.dir, tmp_path, layers="0-3")
+    assert rep.skipped == ["input.dat"] and rep.exit_status == 2 and "nothing compared" in rep.message
+    assert verify.verify(gold.dir, tmp_path, layers="input").exit_status == 0
