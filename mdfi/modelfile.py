@@ -40,7 +40,7 @@ import numpy as np
 from . import __version__
 from . import fixedpoint as fp
 from .cfgfile import parse_cfg_text
-from .errors import CfgError, FormatError, LimitError, MDFIError, ModelFileError, ShapeError
+from .errors import CfgError, LimitError, MDFIError, ModelFileError
 from .layers import QREGISTRY
 from .limits import Limit
 from .network import Network
