@@ -98,7 +98,7 @@ def main(argv=None) -> int:
             cvnet.setInput(blob)
             cvnet.forward(out_names)
 
-        configs = [(f"MDFI fixed 8-bit (C)", mdfi_fixed), ("OpenCV DNN float", opencv)]
+        configs = [("MDFI fixed 8-bit (C)", mdfi_fixed), ("OpenCV DNN float", opencv)]
         if not args.skip_float:
             configs.append(("MDFI float (NumPy)", mdfi_float))
         times = {(label, t): [] for label, _ in configs for t in threads}
