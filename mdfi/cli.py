@@ -73,6 +73,20 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
                    help="fixed-point width 2..16 for weights and activations (default 8)")
     g.add_argument("--engine", choices=("c", "ref"), default=None,
                    help="fixed-point backend: c (fast kernels) or ref (NumPy reference); same integers")
+    g.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="threads of the C kernels (default: MDFI_THREADS or all CPUs)")
+    g.add_argument("--stats", action="store_true",
+                   help="print per-layer saturation counts (how many outputs each format clamped)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1 or v > 256:
+        raise argparse.ArgumentTypeError(f"expected 1..256, got {v}")
+    return v
 
 
 def unit_float(name: str):
@@ -101,11 +115,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
         out = "predictions" if many else "predictions.jpg"
     if many and out != "none":
         os.makedirs(out, exist_ok=True)
+    if args.stats and args.float:
+        raise MDFIError("--stats reports fixed-point saturation; drop --float")
     for path in args.images:
         t0 = time.perf_counter()
         rgb = load_image(path)
-        dets = model.detect(rgb, thresh=args.thresh, nms=args.nms)
+        stats = {} if args.stats else None
+        dets = model.detect(rgb, thresh=args.thresh, nms=args.nms, stats=stats)
         ms = (time.perf_counter() - t0) * 1e3
+        if stats is not None:
+            from .quantize import saturation_report
+            print(f"{path}: saturated outputs per layer (values the format could not hold, clamped):\n"
+                  f"{saturation_report(model.quantized, stats)}", file=sys.stderr)
         h, w = rgb.shape[:2]
         if args.json:
             print(json.dumps(detections_to_json(os.fspath(path), w, h, dets)), flush=True)
@@ -131,7 +152,7 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
         if args.bits is not None:
             raise MDFIError("--bits applies to the fixed-point engine; drop --float")
         return {"precision": "float"}
-    kw = {"precision": "fixed", "engine": args.engine}
+    kw = {"precision": "fixed", "engine": args.engine, "threads": getattr(args, "threads", None)}
     if args.bits is not None:
         kw["bits"] = args.bits
     return kw
