@@ -417,6 +417,8 @@ const char *mdfi_conv_path_name(int32_t path)
     }
 }
 
+void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
+
 const char *mdfi_conv_strerror(int code)
 {
     switch (code) {

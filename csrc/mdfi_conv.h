@@ -112,6 +112,11 @@ int32_t mdfi_conv_env_path(void);
 const char *mdfi_conv_path_name(int32_t path);
 const char *mdfi_conv_strerror(int code);
 
+/* Join the worker threads (they are created on the first multi-threaded call and kept
+ * for the next ones).  Optional: call it before exit for a clean shutdown (e.g. valgrind);
+ * a later mdfi_conv2d starts them again. */
+void mdfi_conv_shutdown(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,6 +59,8 @@ typedef int64_t mdfi_counter;
  * is complete whoever joins. */
 typedef void (*mdfi_job_fn)(void *arg, int tid);
 int mdfi_pool_run(mdfi_job_fn fn, void *arg, int nthreads);
+/* Stop and join every worker (after the running job, if any); the pool restarts lazily. */
+void mdfi_pool_shutdown(void);
 /* Atomically return *counter and increment it (the next work item). */
 int64_t mdfi_pool_next(mdfi_counter *counter);
 /* A work item of a phase with `total` items is done / wait until all of them are done. */

@@ -14,6 +14,7 @@
  *     are running);
  *   - idle workers spin briefly, then sleep on a condition variable;
  *   - the pool is created lazily and re-created in a forked child (pthread_atfork);
+ *     mdfi_conv_shutdown() joins the workers (programs that want a clean exit call it);
  *   - one job runs at a time: a caller that finds the pool busy (another thread is
  *     convolving) runs its job on its own thread instead of waiting.
  * The caller is participant 0.  Without POSIX threads (Windows, or MDFI_NO_THREADS) every
@@ -52,6 +53,8 @@ static struct {
     mdfi_job_fn fn;                 /* current job (valid while the gate is open or */
     void *arg;                      /*  a joined worker runs)                      */
     _Atomic int maxjoin;            /* workers allowed to join                     */
+    _Atomic int quit;               /* set by mdfi_pool_shutdown                   */
+    pthread_t threads[MDFI_POOL_MAX_THREADS];   /* the workers, joined at shutdown  */
 } pool = {.busy = PTHREAD_MUTEX_INITIALIZER, .m = PTHREAD_MUTEX_INITIALIZER,
           .cv = PTHREAD_COND_INITIALIZER};
 
@@ -70,16 +73,21 @@ static void *worker_main(void *unused)
     uint32_t seen = atomic_load(&pool.job_gen);
     for (;;) {
         /* wait for a new job: spin, then sleep */
+        /* A worker may start late (after the job it was created for, or even after a
+         * shutdown bumped the generation it then reads as `seen`), so `quit` is part of the
+         * wait condition; shutdown sets it under pool.m, so it cannot be missed. */
         int spin = 0;
-        while (atomic_load(&pool.job_gen) == seen && spin < SPIN_ITERS) {
+        while (atomic_load(&pool.job_gen) == seen && !atomic_load(&pool.quit) && spin < SPIN_ITERS) {
             CPU_RELAX();
             ++spin;
         }
-        if (atomic_load(&pool.job_gen) == seen) {
+        if (atomic_load(&pool.job_gen) == seen && !atomic_load(&pool.quit)) {
             pthread_mutex_lock(&pool.m);
-            while (atomic_load(&pool.job_gen) == seen) pthread_cond_wait(&pool.cv, &pool.m);
+            while (atomic_load(&pool.job_gen) == seen && !atomic_load(&pool.quit))
+                pthread_cond_wait(&pool.cv, &pool.m);
             pthread_mutex_unlock(&pool.m);
         }
+        if (atomic_load(&pool.quit)) return NULL;
         seen = atomic_load(&pool.job_gen);
         /* join the job if its gate is still open */
         uint64_t g = atomic_load(&pool.gate);
@@ -124,15 +132,7 @@ int mdfi_pool_run(mdfi_job_fn fn, void *arg, int nthreads)
         return 1;
     }
     while (pool.nworkers < nthreads - 1) {
-        pthread_t th;
-        pthread_attr_t attr;
-        int ok = pthread_attr_init(&attr) == 0;
-        if (ok) {
-            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            ok = pthread_create(&th, &attr, worker_main, NULL) == 0;
-            pthread_attr_destroy(&attr);
-        }
-        if (!ok) break;
+        if (pthread_create(&pool.threads[pool.nworkers], NULL, worker_main, NULL) != 0) break;
         pool.nworkers++;
     }
     /* publish: parameters, then an open gate for the new generation, then the generation */
@@ -166,6 +166,21 @@ int mdfi_pool_run(mdfi_job_fn fn, void *arg, int nthreads)
     return joined + 1;
 }
 
+void mdfi_pool_shutdown(void)
+{
+    pthread_once(&pool_once, pool_init_once);
+    pthread_mutex_lock(&pool.busy);                 /* no job is running after this   */
+    pthread_mutex_lock(&pool.m);
+    atomic_store(&pool.quit, 1);
+    atomic_fetch_add(&pool.job_gen, 1);             /* wake every worker              */
+    pthread_cond_broadcast(&pool.cv);
+    pthread_mutex_unlock(&pool.m);
+    for (int i = 0; i < pool.nworkers; ++i) pthread_join(pool.threads[i], NULL);
+    pool.nworkers = 0;
+    atomic_store(&pool.quit, 0);
+    pthread_mutex_unlock(&pool.busy);
+}
+
 int64_t mdfi_pool_next(mdfi_counter *counter) { return atomic_fetch_add(counter, 1); }
 
 void mdfi_pool_done(mdfi_counter *counter, int64_t total)
@@ -188,6 +203,8 @@ void mdfi_pool_wait(mdfi_counter *counter, int64_t total)
 }
 
 #else /* no threads */
+
+void mdfi_pool_shutdown(void) {}
 
 int mdfi_pool_run(mdfi_job_fn fn, void *arg, int nthreads)
 {
