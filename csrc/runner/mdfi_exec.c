@@ -1,0 +1,215 @@
+/* mdfi_exec.c -- see mdfi_exec.h.  Per-layer logic follows mdfi/cengine.py exactly. */
+#define _POSIX_C_SOURCE 200809L   /* clock_gettime */
+
+#include "mdfi_exec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../mdfi_conv.h"
+#include "../mdfi_kernels.h"
+#include "mdfi_hexio.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static const mdfi_tensor_desc *producer(const mdfi_model *m, int32_t i)
+{
+    return i < 0 ? &m->input : &m->layers[i].out;
+}
+
+static int conv_type(int32_t t)   /* enum mdfi_type -> MDFI_CONV_* */
+{
+    return t == MDFI_U8 ? MDFI_CONV_U8 : (t == MDFI_S8 ? MDFI_CONV_S8 : MDFI_CONV_S16);
+}
+
+static int32_t elem_of(int32_t t)  /* enum mdfi_type -> enum mdfi_elem */
+{
+    switch (t) {
+    case MDFI_U8: return MDFI_ELEM_U8;
+    case MDFI_S8: return MDFI_ELEM_I8;
+    case MDFI_S16: return MDFI_ELEM_I16;
+    default: return MDFI_ELEM_I32;
+    }
+}
+
+int mdfi_plan_init(mdfi_plan *plan, const mdfi_model *model, const uint8_t *selected, int32_t nthreads,
+                   int32_t path, mdfi_err *err)
+{
+    memset(plan, 0, sizeof *plan);
+    const int32_t n = model->nlayers;
+    plan->model = model;
+    plan->nthreads = nthreads;
+    plan->path = path;
+    plan->needed = mdfi_alloc(n, 1);
+    plan->last_use = mdfi_alloc((int64_t)n + 1, sizeof *plan->last_use);
+    plan->outs = mdfi_alloc(n, sizeof *plan->outs);
+    if (plan->needed == NULL || plan->last_use == NULL || plan->outs == NULL) {
+        mdfi_plan_free(plan);
+        return mdfi_fail(err, NULL, 0, "out of memory");
+    }
+    /* needed: the selected layers and, backwards, everything they depend on */
+    for (int32_t i = 0; i < n; ++i) {
+        plan->needed[i] = selected == NULL || selected[i] != 0;
+        plan->outs[i] = NULL;
+    }
+    for (int32_t i = n - 1; i >= 0; --i) {
+        if (!plan->needed[i]) continue;
+        const mdfi_layer *l = &model->layers[i];
+        for (int32_t k = 0; k < l->nin; ++k)
+            if (l->in[k] >= 0) plan->needed[l->in[k]] = 1;
+    }
+    for (int32_t i = 0; i <= n; ++i) plan->last_use[i] = -1;
+    int64_t scratch = 0;
+    for (int32_t i = 0; i < n; ++i) {
+        if (!plan->needed[i]) continue;
+        const mdfi_layer *l = &model->layers[i];
+        for (int32_t k = 0; k < l->nin; ++k) plan->last_use[l->in[k] + 1] = i;
+        if (l->kind == MDFI_K_CONV) {
+            const mdfi_tensor_desc *in = producer(model, l->in[0]);
+            const int64_t s = mdfi_conv_scratch_size(in->c, in->h, in->w, l->m, l->k, l->stride, l->pad, nthreads);
+            if (s < 0) {
+                mdfi_plan_free(plan);
+                return mdfi_fail(err, model->txt, l->line, "layer %d: convolution too large for the kernel",
+                                 (int)l->index);
+            }
+            if (s > scratch) scratch = s;
+        }
+    }
+    plan->scratch_size = scratch;
+    plan->scratch = scratch > 0 ? mdfi_alloc(scratch, 1) : NULL;
+    if (scratch > 0 && plan->scratch == NULL) {
+        mdfi_plan_free(plan);
+        return mdfi_fail(err, NULL, 0, "out of memory (%lld bytes of convolution scratch)", (long long)scratch);
+    }
+    return 0;
+}
+
+void mdfi_plan_free(mdfi_plan *plan)
+{
+    if (plan->outs != NULL && plan->model != NULL)
+        for (int32_t i = 0; i < plan->model->nlayers; ++i) free(plan->outs[i]);
+    free(plan->outs);
+    free(plan->needed);
+    free(plan->last_use);
+    free(plan->scratch);
+    memset(plan, 0, sizeof *plan);
+}
+
+/* Run layer l: xs[k] = its inputs (descs ins[k]), out = its output buffer. */
+static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *const *xs,
+                     const mdfi_tensor_desc *const *ins, void *out, mdfi_err *err)
+{
+    const mdfi_tensor_desc *in = ins[0], *o = &l->out;
+    const int64_t in_plane = (int64_t)in->h * in->w;
+    int rc = 0;
+    switch (l->kind) {
+    case MDFI_K_CONV:
+        rc = mdfi_conv2d(xs[0], conv_type(in->type), in->c, in->h, in->w, mdfi_tensor_elems(in), l->packed,
+                         l->packed_size, l->bias, l->shift, l->m, out, conv_type(o->type), mdfi_tensor_elems(o), l->k,
+                         l->stride, l->pad, l->rounding, o->bits, l->act, l->acc64, plan->nthreads, plan->path,
+                         plan->scratch, plan->scratch_size);
+        if (rc) return mdfi_fail(err, plan->model->txt, l->line, "layer %d: convolution failed: %s", (int)l->index,
+                                 mdfi_conv_strerror(rc));
+        return 0;
+    case MDFI_K_MAXPOOL:
+        rc = mdfi_maxpool(xs[0], in->type, in->c, in->h, in->w, l->size, l->stride, l->pad, out, o->h, o->w);
+        break;
+    case MDFI_K_UPSAMPLE:
+        rc = mdfi_upsample(xs[0], in->type, in->c, in->h, in->w, l->stride, out);
+        break;
+    case MDFI_K_REORG:
+        rc = mdfi_reorg(xs[0], in->type, in->c, in->h, in->w, l->stride, out);
+        break;
+    case MDFI_K_ROUTE: {
+        /* each input is aligned into its channel slice of out ([C_total][H][W]) */
+        const size_t es = mdfi_type_size(o->type);
+        unsigned char *dst = out;
+        for (int32_t k = 0; k < l->nin && rc == 0; ++k) {
+            const int64_t n = mdfi_tensor_elems(ins[k]);
+            rc = mdfi_align_copy(xs[k], ins[k]->type, n, l->shifts[k], l->rounding, o->bits, dst, o->type);
+            dst += (size_t)n * es;
+        }
+        break;
+    }
+    case MDFI_K_SHORTCUT:
+        rc = mdfi_shortcut(xs[0], ins[0]->type, l->fa, xs[1], ins[1]->type, l->fb, mdfi_tensor_elems(o), l->out_frac,
+                           l->rounding, o->bits, l->act, out, o->type);
+        break;
+    case MDFI_K_YOLO:
+    case MDFI_K_REGION: {
+        const int32_t len = (int32_t)1 << l->tbits;
+        rc = mdfi_head_lookup(xs[0], in->type, in->c, in_plane, l->qmin, l->logistic, l->exp_tab, len, l->sel,
+                              (int32_t *)out);
+        if (rc == 0 && l->kind == MDFI_K_REGION && l->softmax)
+            rc = mdfi_softmax_int(xs[0], in->type, l->n, l->entries, 5, l->classes, in_plane, l->expneg, len,
+                                  (int32_t *)out);
+        break;
+    }
+    default:
+        rc = -100;
+        break;
+    }
+    if (rc) return mdfi_fail(err, plan->model->txt, l->line, "layer %d (%s): kernel error %d", (int)l->index,
+                             mdfi_kind_name(l->kind), rc);
+    return 0;
+}
+
+int mdfi_plan_run(mdfi_plan *plan, const uint8_t *input, const uint8_t *selected, const char *out_dir,
+                  double *times_ms, mdfi_err *err)
+{
+    const mdfi_model *m = plan->model;
+    int rc = 0;
+    for (int32_t i = 0; i < m->nlayers && rc == 0; ++i) {
+        if (times_ms) times_ms[i] = 0.0;
+        if (!plan->needed[i]) continue;
+        const mdfi_layer *l = &m->layers[i];
+        const void *xs[MDFI_RT_MAX_INPUTS];                 /* input buffers, in order */
+        const mdfi_tensor_desc *ins[MDFI_RT_MAX_INPUTS];
+        for (int32_t k = 0; k < l->nin; ++k) {
+            xs[k] = l->in[k] < 0 ? (const void *)input : plan->outs[l->in[k]];
+            ins[k] = producer(m, l->in[k]);
+        }
+        /* output: [C][H][W] of the layer's storage type */
+        void *out = mdfi_alloc(mdfi_tensor_elems(&l->out), mdfi_type_size(l->out.type));
+        if (out == NULL) {
+            rc = mdfi_fail(err, m->txt, l->line, "layer %d: out of memory for the output", (int)l->index);
+            break;
+        }
+        plan->outs[i] = out;
+        const double t0 = times_ms ? now_ms() : 0.0;
+        rc = run_layer(plan, l, xs, ins, out, err);
+        if (times_ms) times_ms[i] = now_ms() - t0;
+        if (rc == 0 && out_dir != NULL && (selected == NULL || selected[i])) {
+            char name[32], path[MDFI_PATH_LEN];
+            snprintf(name, sizeof name, "l%03d.out.hex", (int)i);
+            rc = mdfi_join_path(path, out_dir, name, err);
+            if (rc == 0)
+                rc = mdfi_hex_write(path, out, (int32_t)elem_of(l->out.type), mdfi_tensor_elems(&l->out), l->out.bits,
+                                    err);
+        }
+        /* free inputs whose last consumer this was, and outputs nobody consumes */
+        for (int32_t k = 0; k < l->nin; ++k) {
+            const int32_t j = l->in[k];
+            if (j >= 0 && plan->last_use[j + 1] == i) {
+                free(plan->outs[j]);
+                plan->outs[j] = NULL;
+            }
+        }
+        if (plan->last_use[i + 1] < 0) {
+            free(plan->outs[i]);
+            plan->outs[i] = NULL;
+        }
+    }
+    for (int32_t i = 0; i < m->nlayers; ++i) {      /* normally all freed already; errors too */
+        free(plan->outs[i]);
+        plan->outs[i] = NULL;
+    }
+    return rc;
+}

@@ -1,0 +1,708 @@
+/* mdfi_model.c -- model.txt parser and parameter loader (see mdfi_model.h). */
+#include "mdfi_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../mdfi_conv.h"
+#include "../mdfi_fixedpoint.h"
+#include "../mdfi_kernels.h"
+#include "mdfi_hexio.h"
+
+#define MAX_TOKENS 64                   /* key=value tokens of one line */
+
+static const char *const KIND_NAMES[MDFI_K_COUNT] = {
+    "conv", "maxpool", "upsample", "reorg", "route", "shortcut", "yolo", "region"};
+
+const char *mdfi_kind_name(int32_t kind)
+{
+    return (kind >= 0 && kind < MDFI_K_COUNT) ? KIND_NAMES[kind] : "unknown";
+}
+
+/* ---- one line's key=value tokens ------------------------------------------------------ */
+typedef struct {
+    const char *key[MAX_TOKENS];        /* NUL-terminated, point into the line */
+    const char *val[MAX_TOKENS];
+    int used[MAX_TOKENS];
+    int n;
+    const char *file;                   /* model.txt path, for messages */
+    int64_t line;
+    int32_t layer;                      /* -1 on the input line */
+} kvline;
+
+static int kv_fail_prefix(const kvline *kv, char *pre, size_t n)
+{
+    if (kv->layer >= 0) return snprintf(pre, n, "layer %d: ", (int)kv->layer);
+    pre[0] = '\0';
+    return 0;
+}
+
+/* The value of `key`, or NULL (error if required). */
+static int kv_get(kvline *kv, const char *key, int required, const char **val, mdfi_err *err)
+{
+    *val = NULL;
+    for (int i = 0; i < kv->n; ++i)
+        if (strcmp(kv->key[i], key) == 0) {
+            kv->used[i] = 1;
+            *val = kv->val[i];
+            return 0;
+        }
+    if (required) {
+        char pre[32];
+        kv_fail_prefix(kv, pre, sizeof pre);
+        return mdfi_fail(err, kv->file, kv->line, "%smissing key '%s'", pre, key);
+    }
+    return 0;
+}
+
+/* Integer value of `key` in [lo, hi].  *present tells whether it was given (optional keys). */
+static int kv_int(kvline *kv, const char *key, int64_t lo, int64_t hi, int required, int32_t *out,
+                  int *present, mdfi_err *err)
+{
+    const char *v;
+    if (present) *present = 0;
+    if (kv_get(kv, key, required, &v, err)) return -1;
+    if (v == NULL) return 0;
+    int64_t x;
+    if (mdfi_parse_int(v, lo, hi, &x)) {
+        char pre[32];
+        kv_fail_prefix(kv, pre, sizeof pre);
+        return mdfi_fail(err, kv->file, kv->line, "%s%s=%.64s: expected an integer in [%lld, %lld]", pre, key, v,
+                         (long long)lo, (long long)hi);
+    }
+    *out = (int32_t)x;
+    if (present) *present = 1;
+    return 0;
+}
+
+/* Value of `key` among names[0..count-1] -> its index. */
+static int kv_enum(kvline *kv, const char *key, const char *const *names, int count, int32_t *out,
+                   int required, int *present, mdfi_err *err)
+{
+    const char *v;
+    if (present) *present = 0;
+    if (kv_get(kv, key, required, &v, err)) return -1;
+    if (v == NULL) return 0;
+    for (int i = 0; i < count; ++i)
+        if (strcmp(v, names[i]) == 0) {
+            *out = i;
+            if (present) *present = 1;
+            return 0;
+        }
+    char pre[32], list[128] = "";
+    size_t used = 0;
+    for (int i = 0; i < count && used < sizeof list; ++i)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", names[i]);
+    kv_fail_prefix(kv, pre, sizeof pre);
+    return mdfi_fail(err, kv->file, kv->line, "%s%s=%.64s: expected one of %s", pre, key, v, list);
+}
+
+/* Comma-separated integers in [lo, hi], at most max of them. */
+static int kv_list(kvline *kv, const char *key, int64_t lo, int64_t hi, int64_t max, int32_t *out,
+                   int64_t *count, mdfi_err *err)
+{
+    const char *v;
+    char pre[32];
+    kv_fail_prefix(kv, pre, sizeof pre);
+    if (kv_get(kv, key, 1, &v, err)) return -1;
+    int64_t n = 0;
+    const char *p = v;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        char item[32];
+        int64_t x;
+        if (len == 0 || len >= sizeof item)
+            return mdfi_fail(err, kv->file, kv->line, "%s%s: item %lld is empty or too long", pre, key,
+                             (long long)n + 1);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (mdfi_parse_int(item, lo, hi, &x))
+            return mdfi_fail(err, kv->file, kv->line, "%s%s: item %lld (%s) is not an integer in [%lld, %lld]",
+                             pre, key, (long long)n + 1, item, (long long)lo, (long long)hi);
+        if (n >= max)
+            return mdfi_fail(err, kv->file, kv->line, "%s%s: more than %lld items", pre, key, (long long)max);
+        out[n++] = (int32_t)x;
+        if (end == NULL) break;
+        p = end + 1;
+    }
+    *count = n;
+    return 0;
+}
+
+/* A parameter file name: a plain name inside MODEL_DIR (no directories). */
+static int kv_name(kvline *kv, const char *key, int required, char *dst, mdfi_err *err)
+{
+    const char *v;
+    dst[0] = '\0';
+    if (kv_get(kv, key, required, &v, err)) return -1;
+    if (v == NULL) return 0;
+    const size_t len = strlen(v);
+    char pre[32];
+    kv_fail_prefix(kv, pre, sizeof pre);
+    if (len == 0 || len > MDFI_RT_MAX_NAME || strchr(v, '/') || strchr(v, '\\') || strcmp(v, ".") == 0 ||
+        strcmp(v, "..") == 0)
+        return mdfi_fail(err, kv->file, kv->line, "%s%s=%.64s: expected a file name inside the model folder",
+                         pre, key, v);
+    memcpy(dst, v, len + 1);
+    return 0;
+}
+
+/* Every token must have been consumed. */
+static int kv_check_all_used(const kvline *kv, const char *what, mdfi_err *err)
+{
+    for (int i = 0; i < kv->n; ++i)
+        if (!kv->used[i]) {
+            char pre[32];
+            kv_fail_prefix(kv, pre, sizeof pre);
+            return mdfi_fail(err, kv->file, kv->line, "%sunknown key '%.64s' for %s", pre, kv->key[i], what);
+        }
+    return 0;
+}
+
+/* Split tokens[first..] ("key=value") into kv. */
+static int kv_split(kvline *kv, char **tokens, int ntok, int first, mdfi_err *err)
+{
+    kv->n = 0;
+    char pre[32];
+    kv_fail_prefix(kv, pre, sizeof pre);
+    for (int i = first; i < ntok; ++i) {
+        char *eq = strchr(tokens[i], '=');
+        if (eq == NULL || eq == tokens[i])
+            return mdfi_fail(err, kv->file, kv->line, "%s'%.64s' is not a key=value token", pre, tokens[i]);
+        *eq = '\0';
+        for (int j = 0; j < kv->n; ++j)
+            if (strcmp(kv->key[j], tokens[i]) == 0)
+                return mdfi_fail(err, kv->file, kv->line, "%skey '%.64s' given twice", pre, tokens[i]);
+        kv->key[kv->n] = tokens[i];
+        kv->val[kv->n] = eq + 1;
+        kv->used[kv->n] = 0;
+        kv->n++;
+    }
+    return 0;
+}
+
+/* ---- shapes and types ----------------------------------------------------------------- */
+static int32_t act_type(int32_t bits) { return bits <= 8 ? MDFI_S8 : MDFI_S16; }
+
+static int32_t ceil_log2(int64_t k)
+{
+    int32_t e = 0;
+    while (((int64_t)1 << e) < k) ++e;
+    return e;
+}
+
+/* Is (c, h, w) a tensor the runner accepts? */
+static int shape_ok(int64_t c, int64_t h, int64_t w)
+{
+    return c >= 1 && h >= 1 && w >= 1 && c <= MDFI_RT_MAX_DIM && h <= MDFI_RT_MAX_DIM && w <= MDFI_RT_MAX_DIM &&
+           c * h * w <= MDFI_RT_MAX_ELEMS;
+}
+
+static const mdfi_tensor_desc *producer(const mdfi_model *m, int32_t i)
+{
+    return i < 0 ? &m->input : &m->layers[i].out;
+}
+
+/* Optional c=/h=/w= keys must equal the input shape. */
+static int check_in_shape(kvline *kv, const mdfi_tensor_desc *in, mdfi_err *err)
+{
+    static const char *const keys[3] = {"c", "h", "w"};
+    const int32_t have[3] = {in->c, in->h, in->w};
+    for (int i = 0; i < 3; ++i) {
+        int32_t v = 0;
+        int present;
+        if (kv_int(kv, keys[i], 1, MDFI_RT_MAX_DIM, 0, &v, &present, err)) return -1;
+        if (present && v != have[i])
+            return mdfi_fail(err, kv->file, kv->line, "layer %d: %s=%d but the input is %dx%dx%d (c x h x w)",
+                             (int)kv->layer, keys[i], (int)v, (int)in->c, (int)in->h, (int)in->w);
+    }
+    return 0;
+}
+
+static int set_out(kvline *kv, mdfi_layer *l, int64_t c, int64_t h, int64_t w, int32_t type, int32_t bits,
+                   mdfi_err *err)
+{
+    if (!shape_ok(c, h, w))
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: output shape %lldx%lldx%lld is empty or too large",
+                         (int)l->index, (long long)c, (long long)h, (long long)w);
+    l->out.c = (int32_t)c;
+    l->out.h = (int32_t)h;
+    l->out.w = (int32_t)w;
+    l->out.type = type;
+    l->out.bits = bits;
+    return 0;
+}
+
+static const char *const ACT_NAMES[] = {"linear", "leaky", "relu"};            /* MDFI_ACT_* order */
+static const char *const ROUND_NAMES[] = {"half_up", "truncate"};               /* MDFI_ROUND_* */
+static const char *const TYPE_NAMES[] = {"u8", "s8", "s16"};                    /* MDFI_U8.. */
+
+/* ---- per-kind line parsers ------------------------------------------------------------ */
+static int parse_conv(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
+{
+    const mdfi_tensor_desc *in = producer(m, l->in[0]);
+    int32_t in_type = 0;
+    int have_type;
+    if (check_in_shape(kv, in, err) || kv_int(kv, "m", 1, MDFI_RT_MAX_DIM, 1, &l->m, NULL, err) ||
+        kv_int(kv, "k", 1, MDFI_RT_MAX_KPARAM, 1, &l->k, NULL, err) ||
+        kv_int(kv, "stride", 1, MDFI_RT_MAX_KPARAM, 1, &l->stride, NULL, err) ||
+        kv_int(kv, "pad", 0, MDFI_RT_MAX_KPARAM, 1, &l->pad, NULL, err) ||
+        kv_enum(kv, "act", ACT_NAMES, 3, &l->act, 1, NULL, err) ||
+        kv_enum(kv, "rounding", ROUND_NAMES, 2, &l->rounding, 1, NULL, err) ||
+        kv_enum(kv, "in_type", TYPE_NAMES, 3, &in_type, 0, &have_type, err) ||
+        kv_int(kv, "wbits", 2, 16, 1, &l->wbits, NULL, err) ||
+        kv_int(kv, "out_bits", 2, 16, 1, &l->out.bits, NULL, err) ||
+        kv_int(kv, "acc64", 0, 1, 1, &l->acc64, NULL, err) || kv_name(kv, "weights", 1, l->file[0], err) ||
+        kv_name(kv, "bias", 1, l->file[1], err) || kv_name(kv, "shift", 1, l->file[2], err))
+        return -1;
+    if (have_type && in_type != in->type)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: in_type=%s but the input is stored as %s", (int)l->index,
+                         TYPE_NAMES[in_type], TYPE_NAMES[in->type]);
+    const int32_t oh = mdfi_conv_out_size(in->h, l->k, l->stride, l->pad);
+    const int32_t ow = mdfi_conv_out_size(in->w, l->k, l->stride, l->pad);
+    if (oh < 1 || ow < 1)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: kernel %d does not fit the padded %dx%d input",
+                         (int)l->index, (int)l->k, (int)in->h, (int)in->w);
+    const int64_t kvol = (int64_t)in->c * l->k * l->k;     /* <= 2^44: no overflow */
+    if (kvol > MDFI_RT_MAX_ELEMS / l->m)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: more than 2^31 weights", (int)l->index);
+    l->acc_bits = l->wbits + (in->type == MDFI_U8 ? in->bits + 1 : in->bits) + ceil_log2(kvol);
+    if (l->acc_bits > MDFI_MAX_ACC_BITS)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: the accumulator needs %d bits (> %d)", (int)l->index,
+                         (int)l->acc_bits, MDFI_MAX_ACC_BITS);
+    if (l->acc64 != (l->acc_bits > 32))
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: acc64=%d but the accumulator has %d bits",
+                         (int)l->index, (int)l->acc64, (int)l->acc_bits);
+    /* Optional checks: acc_bits= (the width of bias.hex values), oh=/ow= (the output size). */
+    int32_t acc_bits = 0, eoh = 0, eow = 0;
+    int have_acc, have_oh, have_ow;
+    if (kv_int(kv, "acc_bits", 2, 64, 0, &acc_bits, &have_acc, err) ||
+        kv_int(kv, "oh", 1, MDFI_RT_MAX_DIM, 0, &eoh, &have_oh, err) ||
+        kv_int(kv, "ow", 1, MDFI_RT_MAX_DIM, 0, &eow, &have_ow, err))
+        return -1;
+    if (have_acc && acc_bits != l->acc_bits)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: acc_bits=%d but the accumulator bound gives %d bits",
+                         (int)l->index, (int)acc_bits, (int)l->acc_bits);
+    if ((have_oh && eoh != oh) || (have_ow && eow != ow))
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: oh/ow=%dx%d but the convolution gives %dx%d",
+                         (int)l->index, (int)(have_oh ? eoh : oh), (int)(have_ow ? eow : ow), (int)oh, (int)ow);
+    if (mdfi_conv_packed_size(l->m, in->c, l->k) < 0)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: weights too large", (int)l->index);
+    return set_out(kv, l, l->m, oh, ow, act_type(l->out.bits), l->out.bits, err);
+}
+
+static int parse_maxpool(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
+{
+    const mdfi_tensor_desc *in = producer(m, l->in[0]);
+    int32_t oh = 0, ow = 0;
+    int have_oh, have_ow;
+    if (check_in_shape(kv, in, err) || kv_int(kv, "size", 1, MDFI_RT_MAX_KPARAM, 1, &l->size, NULL, err) ||
+        kv_int(kv, "stride", 1, MDFI_RT_MAX_KPARAM, 1, &l->stride, NULL, err) ||
+        kv_int(kv, "pad", 0, MDFI_RT_MAX_KPARAM, 1, &l->pad, NULL, err) ||
+        kv_int(kv, "oh", 1, MDFI_RT_MAX_DIM, 0, &oh, &have_oh, err) ||
+        kv_int(kv, "ow", 1, MDFI_RT_MAX_DIM, 0, &ow, &have_ow, err))
+        return -1;
+    if ((l->pad + 1) / 2 > l->size - 1)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: pad=%d is too large for size=%d", (int)l->index,
+                         (int)l->pad, (int)l->size);
+    if ((int64_t)in->h + l->pad < l->size || (int64_t)in->w + l->pad < l->size)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: window %d larger than the padded input",
+                         (int)l->index, (int)l->size);
+    const int32_t eh = (in->h + l->pad - l->size) / l->stride + 1, ew = (in->w + l->pad - l->size) / l->stride + 1;
+    if ((have_oh && oh != eh) || (have_ow && ow != ew))
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: oh/ow=%dx%d but the pooling gives %dx%d",
+                         (int)l->index, (int)(have_oh ? oh : eh), (int)(have_ow ? ow : ew), (int)eh, (int)ew);
+    return set_out(kv, l, in->c, eh, ew, in->type, in->bits, err);
+}
+
+static int parse_upsample(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
+{
+    const mdfi_tensor_desc *in = producer(m, l->in[0]);
+    if (check_in_shape(kv, in, err) || kv_int(kv, "stride", 1, MDFI_RT_MAX_KPARAM, 1, &l->stride, NULL, err))
+        return -1;
+    return set_out(kv, l, in->c, (int64_t)in->h * l->stride, (int64_t)in->w * l->stride, in->type, in->bits, err);
+}
+
+static int parse_reorg(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
+{
+    const mdfi_tensor_desc *in = producer(m, l->in[0]);
+    if (check_in_shape(kv, in, err) || kv_int(kv, "stride", 1, MDFI_RT_MAX_KPARAM, 1, &l->stride, NULL, err))
+        return -1;
+    const int32_t s = l->stride;
+    if (in->h % s || in->w % s || in->c % (s * s))
+        return mdfi_fail(err, kv->file, kv->line,
+                         "layer %d: stride=%d does not divide the input %dx%dx%d (C by stride^2, H and W by stride)",
+                         (int)l->index, (int)s, (int)in->c, (int)in->h, (int)in->w);
+    return set_out(kv, l, (int64_t)in->c * s * s, in->h / s, in->w / s, in->type, in->bits, err);
+}
+
+static int parse_route(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
+{
+    int64_t ns = 0;
+    if (kv_list(kv, "shifts", 0, MDFI_MAX_SHIFT, MDFI_RT_MAX_INPUTS, l->shifts, &ns, err) ||
+        kv_enum(kv, "rounding", ROUND_NAMES, 2, &l->rounding, 1, NULL, err) ||
+        kv_int(kv, "out_bits", 2, 16, 1, &l->out.bits, NULL, err))
+        return -1;
+    if (ns != l->nin)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: %lld shifts for %d inputs", (int)l->index,
+                         (long long)ns, (int)l->nin);
+    const mdfi_tensor_desc *first = producer(m, l->in[0]);
+    int64_t c = 0;
+    int32_t widest = 0;
+    for (int32_t i = 0; i < l->nin; ++i) {
+        const mdfi_tensor_desc *t = producer(m, l->in[i]);
+        if (t->h != first->h || t->w != first->w)
+            return mdfi_fail(err, kv->file, kv->line, "layer %d: input %d is %dx%d but input %d is %dx%d",
+                             (int)l->index, (int)l->in[0], (int)first->h, (int)first->w, (int)l->in[i], (int)t->h,
+                             (int)t->w);
+        c += t->c;
+        if (t->bits > widest) widest = t->bits;
+    }
+    if (l->out.bits != widest)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: out_bits=%d but the widest input has %d bits",
+                         (int)l->index, (int)l->out.bits, (int)widest);
+    return set_out(kv, l, c, first->h, first->w, act_type(l->out.bits), l->out.bits, err);
+}
+
+static int parse_shortcut(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
+{
+    if (kv_int(kv, "fa", -64, 64, 1, &l->fa, NULL, err) || kv_int(kv, "fb", -64, 64, 1, &l->fb, NULL, err) ||
+        kv_int(kv, "out_frac", -64, 64, 1, &l->out_frac, NULL, err) ||
+        kv_enum(kv, "act", ACT_NAMES, 3, &l->act, 1, NULL, err) ||
+        kv_enum(kv, "rounding", ROUND_NAMES, 2, &l->rounding, 1, NULL, err) ||
+        kv_int(kv, "out_bits", 2, 16, 1, &l->out.bits, NULL, err))
+        return -1;
+    const mdfi_tensor_desc *a = producer(m, l->in[0]), *b = producer(m, l->in[1]);
+    if (a->c != b->c || a->h != b->h || a->w != b->w)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: inputs have different shapes %dx%dx%d and %dx%dx%d",
+                         (int)l->index, (int)a->c, (int)a->h, (int)a->w, (int)b->c, (int)b->h, (int)b->w);
+    const int32_t fm = l->fa > l->fb ? l->fa : l->fb;
+    if (fm - l->fa > 16 || fm - l->fb > 16)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: fa=%d and fb=%d differ by more than 16", (int)l->index,
+                         (int)l->fa, (int)l->fb);
+    if (fm - l->out_frac < MDFI_MIN_SHIFT || fm - l->out_frac > MDFI_MAX_SHIFT)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: shift %d outside [%d, %d]", (int)l->index,
+                         (int)(fm - l->out_frac), MDFI_MIN_SHIFT, MDFI_MAX_SHIFT);
+    return set_out(kv, l, a->c, a->h, a->w, act_type(l->out.bits), l->out.bits, err);
+}
+
+static int parse_head(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
+{
+    const mdfi_tensor_desc *in = producer(m, l->in[0]);
+    const int region = l->kind == MDFI_K_REGION;
+    int32_t *sel = NULL;               /* [C] parsed sel= list, copied into l->sel (uint8) */
+    int64_t nsel = 0;
+    if (check_in_shape(kv, in, err) || kv_int(kv, "qmin", -32768, 0, 1, &l->qmin, NULL, err) ||
+        kv_int(kv, "bits", 2, 16, 1, &l->tbits, NULL, err) || kv_name(kv, "logistic", 1, l->file[0], err) ||
+        kv_name(kv, "exp", 1, l->file[1], err))
+        return -1;
+    if (region &&
+        (kv_int(kv, "softmax", 0, 1, 1, &l->softmax, NULL, err) ||
+         kv_int(kv, "n", 1, MDFI_RT_MAX_DIM, 1, &l->n, NULL, err) ||
+         kv_int(kv, "entries", 1, MDFI_RT_MAX_DIM, 1, &l->entries, NULL, err) ||
+         kv_int(kv, "classes", 1, MDFI_RT_MAX_DIM, 1, &l->classes, NULL, err) ||
+         kv_name(kv, "expneg", 0, l->file[2], err)))
+        return -1;
+    if (l->tbits != in->bits || l->qmin != mdfi_qmin(in->bits))
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: qmin=%d bits=%d do not match the %d-bit input",
+                         (int)l->index, (int)l->qmin, (int)l->tbits, (int)in->bits);
+    if (region) {
+        if ((int64_t)l->n * l->entries != in->c || l->entries != l->classes + 5)
+            return mdfi_fail(err, kv->file, kv->line,
+                             "layer %d: n=%d x entries=%d (classes=%d + 5) does not match the %d input channels",
+                             (int)l->index, (int)l->n, (int)l->entries, (int)l->classes, (int)in->c);
+        if (l->softmax && l->file[2][0] == '\0')
+            return mdfi_fail(err, kv->file, kv->line, "layer %d: softmax=1 needs expneg=", (int)l->index);
+    }
+    sel = mdfi_alloc(in->c, sizeof *sel);
+    l->sel = mdfi_alloc(in->c, sizeof *l->sel);
+    if (sel == NULL || l->sel == NULL) {
+        free(sel);
+        return mdfi_fail(err, kv->file, kv->line, "out of memory");
+    }
+    if (kv_list(kv, "sel", 0, region ? 2 : 1, in->c, sel, &nsel, err)) {
+        free(sel);
+        return -1;
+    }
+    int rc = 0;
+    if (nsel != in->c)
+        rc = mdfi_fail(err, kv->file, kv->line, "layer %d: sel has %lld entries for %d channels", (int)l->index,
+                       (long long)nsel, (int)in->c);
+    for (int32_t ch = 0; ch < in->c && rc == 0; ++ch) {
+        l->sel[ch] = (uint8_t)sel[ch];
+        /* softmax channels are exactly the classes of every anchor (what the kernel writes) */
+        const int want2 = region && l->softmax && ch % l->entries >= 5;
+        if ((sel[ch] == 2) != want2)
+            rc = mdfi_fail(err, kv->file, kv->line, "layer %d: sel entry %d (%d) %s", (int)l->index, (int)ch,
+                           (int)sel[ch], want2 ? "must be 2 (softmax class)" : "cannot be 2 here");
+    }
+    free(sel);
+    if (rc) return rc;
+    return set_out(kv, l, in->c, in->h, in->w, MDFI_S32, 32, err);
+}
+
+typedef int (*parse_fn)(mdfi_model *, mdfi_layer *, kvline *, mdfi_err *);
+
+/* Keys each kind accepts (space-separated; c/h/w/oh/ow/in_type are optional checks). */
+static const char *const KIND_KEYS[MDFI_K_COUNT] = {
+    " in c h w m k stride pad act rounding in_type wbits out_bits acc64 acc_bits oh ow weights bias shift ",
+    " in c h w size stride pad oh ow ",
+    " in c h w stride ",
+    " in c h w stride ",
+    " in shifts rounding out_bits ",
+    " in fa fb out_frac act rounding out_bits ",
+    " in c h w qmin bits sel logistic exp ",
+    " in c h w qmin bits sel softmax n entries classes logistic exp expneg "};
+
+/* A key the kind does not know is reported before anything else (typos). */
+static int check_known_keys(const kvline *kv, int32_t kind, mdfi_err *err)
+{
+    for (int i = 0; i < kv->n; ++i) {
+        char pat[72];                                   /* " key " */
+        const size_t len = strlen(kv->key[i]);
+        int known = 0;
+        if (len + 3 <= sizeof pat) {
+            snprintf(pat, sizeof pat, " %s ", kv->key[i]);
+            known = strstr(KIND_KEYS[kind], pat) != NULL;
+        }
+        if (!known)
+            return mdfi_fail(err, kv->file, kv->line, "layer %d: unknown key '%.64s' for a %s layer", (int)kv->layer,
+                             kv->key[i], KIND_NAMES[kind]);
+    }
+    return 0;
+}
+
+/* One "layer" line: tokens[0] = "layer". */
+static int parse_layer_line(mdfi_model *m, char **tokens, int ntok, kvline *kv, mdfi_err *err)
+{
+    static const parse_fn PARSERS[MDFI_K_COUNT] = {parse_conv, parse_maxpool, parse_upsample, parse_reorg,
+                                                   parse_route, parse_shortcut, parse_head, parse_head};
+    int64_t idx;
+    if (ntok < 3) return mdfi_fail(err, kv->file, kv->line, "expected 'layer INDEX KIND key=value ...'");
+    if (mdfi_parse_int(tokens[1], 0, MDFI_RT_MAX_LAYERS - 1, &idx))
+        return mdfi_fail(err, kv->file, kv->line, "layer index '%.32s' is not an integer in [0, %d]", tokens[1],
+                         MDFI_RT_MAX_LAYERS - 1);
+    if (idx != m->nlayers)
+        return mdfi_fail(err, kv->file, kv->line, "layer %lld out of order (expected layer %d)", (long long)idx,
+                         (int)m->nlayers);
+    int32_t kind = -1;
+    for (int32_t k = 0; k < MDFI_K_COUNT; ++k)
+        if (strcmp(tokens[2], KIND_NAMES[k]) == 0) kind = k;
+    if (kind < 0) return mdfi_fail(err, kv->file, kv->line, "layer %lld: unknown kind '%.32s'", (long long)idx, tokens[2]);
+    kv->layer = (int32_t)idx;
+    if (kv_split(kv, tokens, ntok, 3, err) || check_known_keys(kv, kind, err)) return -1;
+
+    /* append a zeroed layer */
+    if (m->nlayers % 64 == 0) {
+        mdfi_layer *nl = realloc(m->layers, sizeof *nl * (size_t)(m->nlayers + 64));
+        if (nl == NULL) return mdfi_fail(err, kv->file, kv->line, "out of memory");
+        m->layers = nl;
+    }
+    mdfi_layer *l = &m->layers[m->nlayers];
+    memset(l, 0, sizeof *l);
+    m->nlayers++;
+    l->index = (int32_t)idx;
+    l->kind = kind;
+    l->line = kv->line;
+
+    int64_t nin = 0;
+    if (kv_list(kv, "in", -1, idx - 1, MDFI_RT_MAX_INPUTS, l->in, &nin, err)) return -1;
+    l->nin = (int32_t)nin;
+    const int64_t want = kind == MDFI_K_ROUTE ? -1 : (kind == MDFI_K_SHORTCUT ? 2 : 1);
+    if (want > 0 && nin != want)
+        return mdfi_fail(err, kv->file, kv->line, "layer %lld: a %s layer takes %lld input%s, got %lld", (long long)idx,
+                         KIND_NAMES[kind], (long long)want, want > 1 ? "s" : "", (long long)nin);
+    /* Like the quantizer: routes, shortcuts and heads take activations, not pixel-domain
+     * (uint8) data; nothing consumes a head's output. */
+    const int needs_act = kind == MDFI_K_ROUTE || kind == MDFI_K_SHORTCUT || kind == MDFI_K_YOLO ||
+                          kind == MDFI_K_REGION;
+    for (int32_t i = 0; i < l->nin; ++i) {
+        const int32_t t = producer(m, l->in[i])->type;
+        if (t == MDFI_S32)
+            return mdfi_fail(err, kv->file, kv->line, "layer %lld: input %d is a detection head's output",
+                             (long long)idx, (int)l->in[i]);
+        if (t == MDFI_U8 && needs_act)
+            return mdfi_fail(err, kv->file, kv->line,
+                             "layer %lld: a %s layer on the raw pixel input (uint8) is not supported", (long long)idx,
+                             KIND_NAMES[kind]);
+    }
+    if (PARSERS[kind](m, l, kv, err)) return -1;
+    char what[32];
+    snprintf(what, sizeof what, "a %s layer", KIND_NAMES[kind]);
+    return kv_check_all_used(kv, what, err);
+}
+
+/* ---- model.txt ------------------------------------------------------------------------ */
+static int parse_model_txt(mdfi_model *m, char *text, int64_t len, mdfi_err *err)
+{
+    if (memchr(text, '\0', (size_t)len) != NULL) return mdfi_fail(err, m->txt, 0, "binary data, not a model.txt");
+    kvline kv;
+    memset(&kv, 0, sizeof kv);
+    kv.file = m->txt;
+    int header = 0, have_input = 0;
+    char *tokens[MAX_TOKENS + 3];
+    char *p = text;
+    for (int64_t lineno = 1; *p; ++lineno) {
+        char *line = p, *nl = strchr(p, '\n');
+        if (nl) {
+            *nl = '\0';
+            p = nl + 1;
+        } else {
+            p += strlen(p);
+        }
+        size_t ll = strlen(line);
+        if (ll > 0 && line[ll - 1] == '\r') line[--ll] = '\0';
+        kv.line = lineno;
+        kv.layer = -1;
+        /* tokens separated by spaces (tabs tolerated) */
+        int ntok = 0;
+        for (char *q = line; *q;) {
+            while (*q == ' ' || *q == '\t') *q++ = '\0';
+            if (*q == '\0') break;
+            if (ntok == MAX_TOKENS + 3) return mdfi_fail(err, m->txt, lineno, "too many tokens on one line");
+            tokens[ntok++] = q;
+            while (*q && *q != ' ' && *q != '\t') ++q;
+        }
+        if (ntok == 0 || tokens[0][0] == '#') continue;                 /* blank line, comment */
+        if (!header) {
+            int64_t ver;
+            if (strcmp(tokens[0], "mdfi-model") != 0 || ntok != 2)
+                return mdfi_fail(err, m->txt, lineno, "not an MDFI model description (expected 'mdfi-model 1' first)");
+            if (mdfi_parse_int(tokens[1], 0, INT32_MAX, &ver) || ver != 1)
+                return mdfi_fail(err, m->txt, lineno, "unsupported model.txt version '%.32s' (this runner reads 1)",
+                                 tokens[1]);
+            header = 1;
+        } else if (strcmp(tokens[0], "input") == 0) {
+            if (have_input) return mdfi_fail(err, m->txt, lineno, "a second 'input' line");
+            if (m->nlayers > 0) return mdfi_fail(err, m->txt, lineno, "'input' must come before the layers");
+            if (kv_split(&kv, tokens, ntok, 1, err) ||
+                kv_int(&kv, "c", 1, MDFI_RT_MAX_DIM, 1, &m->input.c, NULL, err) ||
+                kv_int(&kv, "h", 1, MDFI_RT_MAX_DIM, 1, &m->input.h, NULL, err) ||
+                kv_int(&kv, "w", 1, MDFI_RT_MAX_DIM, 1, &m->input.w, NULL, err) ||
+                kv_check_all_used(&kv, "the input line", err))
+                return -1;
+            if (!shape_ok(m->input.c, m->input.h, m->input.w))
+                return mdfi_fail(err, m->txt, lineno, "input shape too large");
+            m->input.type = MDFI_U8;
+            m->input.bits = 8;
+            have_input = 1;
+        } else if (strcmp(tokens[0], "layer") == 0) {
+            if (!have_input) return mdfi_fail(err, m->txt, lineno, "'layer' before the 'input' line");
+            if (m->nlayers >= MDFI_RT_MAX_LAYERS)
+                return mdfi_fail(err, m->txt, lineno, "more than %d layers", MDFI_RT_MAX_LAYERS);
+            if (parse_layer_line(m, tokens, ntok, &kv, err)) return -1;
+        } else if (strcmp(tokens[0], "mdfi-model") == 0) {
+            return mdfi_fail(err, m->txt, lineno, "a second 'mdfi-model' header");
+        } else {
+            return mdfi_fail(err, m->txt, lineno, "unknown record '%.32s' (expected input or layer)", tokens[0]);
+        }
+    }
+    if (!header) return mdfi_fail(err, m->txt, 0, "empty: no 'mdfi-model 1' header");
+    if (!have_input) return mdfi_fail(err, m->txt, 0, "no 'input' line");
+    if (m->nlayers == 0) return mdfi_fail(err, m->txt, 0, "no layers");
+    return 0;
+}
+
+/* ---- parameters ----------------------------------------------------------------------- */
+static int load_conv(const mdfi_model *m, mdfi_layer *l, mdfi_err *err)
+{
+    const mdfi_tensor_desc *in = producer(m, l->in[0]);
+    char path[MDFI_PATH_LEN];
+    const int64_t nw = (int64_t)l->m * in->c * l->k * l->k;
+    const int wide = l->wbits > 8;
+    void *w = mdfi_alloc(nw, wide ? 2 : 1);     /* [M][C][k][k] int8 or int16, Darknet order */
+    if (w == NULL) return mdfi_fail(err, m->txt, l->line, "layer %d: out of memory", (int)l->index);
+    if (mdfi_join_path(path, m->dir, l->file[0], err) ||
+        mdfi_hex_read(path, nw, l->wbits, 1, w, wide ? MDFI_ELEM_I16 : MDFI_ELEM_I8, err)) {
+        free(w);
+        return -1;
+    }
+    l->packed_size = mdfi_conv_packed_size(l->m, in->c, l->k);
+    l->packed = l->packed_size > 0 ? mdfi_alloc(l->packed_size, 1) : NULL;
+    if (l->packed == NULL) {
+        free(w);
+        return mdfi_fail(err, m->txt, l->line, "layer %d: out of memory for the packed weights", (int)l->index);
+    }
+    const int rc = mdfi_conv_pack_weights(w, wide ? MDFI_CONV_S16 : MDFI_CONV_S8, l->m, in->c, l->k, l->packed,
+                                          l->packed_size);
+    free(w);
+    if (rc != MDFI_CONV_OK)
+        return mdfi_fail(err, m->txt, l->line, "layer %d: packing the weights failed: %s", (int)l->index,
+                         mdfi_conv_strerror(rc));
+    l->bias = mdfi_alloc(l->m, sizeof *l->bias);
+    l->shift = mdfi_alloc(l->m, sizeof *l->shift);
+    if (l->bias == NULL || l->shift == NULL) return mdfi_fail(err, m->txt, l->line, "out of memory");
+    if (mdfi_join_path(path, m->dir, l->file[1], err) ||
+        mdfi_hex_read(path, l->m, l->acc_bits, 1, l->bias, MDFI_ELEM_I64, err))
+        return -1;
+    if (mdfi_join_path(path, m->dir, l->file[2], err) ||
+        mdfi_hex_read(path, l->m, 8, 1, l->shift, MDFI_ELEM_I32, err))
+        return -1;
+    for (int32_t i = 0; i < l->m; ++i)
+        if (l->shift[i] < MDFI_MIN_SHIFT || l->shift[i] > MDFI_MAX_SHIFT)
+            return mdfi_fail(err, path, 0, "channel %d: shift %d outside [%d, %d]", (int)i, (int)l->shift[i],
+                             MDFI_MIN_SHIFT, MDFI_MAX_SHIFT);
+    return 0;
+}
+
+static int load_head(const mdfi_model *m, mdfi_layer *l, mdfi_err *err)
+{
+    char path[MDFI_PATH_LEN];
+    const int64_t len = (int64_t)1 << l->tbits;
+    l->logistic = mdfi_alloc(len, sizeof *l->logistic);
+    l->exp_tab = mdfi_alloc(len, sizeof *l->exp_tab);
+    if (l->logistic == NULL || l->exp_tab == NULL) return mdfi_fail(err, m->txt, l->line, "out of memory");
+    if (mdfi_join_path(path, m->dir, l->file[0], err) ||
+        mdfi_hex_read(path, len, 16, 0, l->logistic, MDFI_ELEM_U16, err) ||
+        mdfi_join_path(path, m->dir, l->file[1], err) ||
+        mdfi_hex_read(path, len, 32, 1, l->exp_tab, MDFI_ELEM_I32, err))
+        return -1;
+    if (l->kind == MDFI_K_REGION && l->softmax) {
+        l->expneg = mdfi_alloc(len, sizeof *l->expneg);
+        if (l->expneg == NULL) return mdfi_fail(err, m->txt, l->line, "out of memory");
+        if (mdfi_join_path(path, m->dir, l->file[2], err) ||
+            mdfi_hex_read(path, len, 32, 1, l->expneg, MDFI_ELEM_I32, err))
+            return -1;
+    }
+    return 0;
+}
+
+int mdfi_model_load(mdfi_model *model, const char *dir, int load_params, mdfi_err *err)
+{
+    memset(model, 0, sizeof *model);
+    const size_t nd = strlen(dir);
+    if (nd == 0 || nd >= sizeof model->dir) return mdfi_fail(err, dir, 0, "invalid model folder");
+    memcpy(model->dir, dir, nd + 1);
+    if (mdfi_join_path(model->txt, dir, "model.txt", err)) return -1;
+    char *text = NULL;
+    int64_t len = 0;
+    if (mdfi_read_file(model->txt, MDFI_RT_MAX_MODEL_TXT, &text, &len, err)) return -1;
+    int rc = parse_model_txt(model, text, len, err);
+    free(text);
+    for (int32_t i = 0; rc == 0 && load_params && i < model->nlayers; ++i) {
+        mdfi_layer *l = &model->layers[i];
+        if (l->kind == MDFI_K_CONV) rc = load_conv(model, l, err);
+        else if (l->kind == MDFI_K_YOLO || l->kind == MDFI_K_REGION) rc = load_head(model, l, err);
+    }
+    if (rc) mdfi_model_free(model);
+    return rc;
+}
+
+void mdfi_model_free(mdfi_model *model)
+{
+    for (int32_t i = 0; i < model->nlayers; ++i) {
+        mdfi_layer *l = &model->layers[i];
+        free(l->packed);
+        free(l->bias);
+        free(l->shift);
+        free(l->sel);
+        free(l->logistic);
+        free(l->exp_tab);
+        free(l->expneg);
+    }
+    free(model->layers);
+    model->layers = NULL;
+    model->nlayers = 0;
+}

@@ -1,0 +1,313 @@
+"""The standalone C model (csrc/Makefile: libmdfi.a + csrc/runner/mdfi_run) reproduces
+`mdfi golden`'s layer outputs byte for byte, without Python.
+
+Each case exports golden vectors (hex only) into a temporary folder, runs the runner on the
+exported model.txt / parameter files / input.hex, and compares every lNNN.out.hex with
+``cmp`` semantics.  Covered: yolov3-tiny (real weights), mini-yolov3 at 8, 4 and 16 bits
+(int16 activations, 64-bit accumulators), a mixed-precision mini-yolov3 (routes and
+shortcuts of int8 and int16 inputs, both rounding modes), yolov2-tiny's region softmax and a
+reorg network (random weights).  Malformed inputs must exit with status 2 and one line
+"mdfi_run: FILE:LINE: message".  The runner is built into a temporary folder
+(``make -C csrc BUILD=...``), so the checkout stays clean; the tests skip without make or a
+C compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import DARKNET, REPO
+
+CSRC = REPO / "csrc"
+MINI = DARKNET / "mini-yolov3"
+NAMES = [f"class{i}" for i in range(80)]
+
+
+def _have_compiler() -> bool:
+    cc = shlex.split(os.environ.get("CC", "cc") or "cc")
+    return bool(cc) and shutil.which(cc[0]) is not None
+
+
+@pytest.fixture(scope="session")
+def c_build(tmp_path_factory):
+    """(build folder, compiler output) of `make -C csrc BUILD=<tmp> runner`."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not available")
+    if not _have_compiler():
+        pytest.skip("no C compiler (cc / $CC) available")
+    build = tmp_path_factory.mktemp("c_runner_build")
+    proc = subprocess.run(["make", "-C", str(CSRC), f"BUILD={build}", "-j4", "runner"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"build failed:\n{proc.stdout}\n{proc.stderr}"
+    return build, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def runner(c_build) -> Path:
+    return c_build[0] / "mdfi_run"
+
+
+def _photo() -> np.ndarray:
+    """A real photo if scikit-image (a test extra) is installed, else a synthetic one."""
+    try:
+        from conftest import skimage_image
+        return skimage_image("astronaut.png")
+    except ImportError:
+        y, x = np.mgrid[0:300, 0:400]
+        return np.stack([(x * 255 // 399), (y * 255 // 299), ((x + y) * 7) % 256], -1).astype(np.uint8)
+
+
+def _export(model, image, folder: Path) -> Path:
+    from mdfi import golden
+    # thresh=1.0: no detections to decode (random-weight nets would produce thousands)
+    golden.export(model, image, str(folder), formats=["hex"], thresh=1.0)
+    return folder
+
+
+def _fixed_model(net, qm):
+    from mdfi.engine import FixedEngine
+    from mdfi.model import Model
+    return Model(net, NAMES, FixedEngine(qm, "c", 1))
+
+
+def _run(runner: Path, model_dir: Path, out_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(runner), str(model_dir), str(out_dir), *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def assert_identical(runner: Path, gold: Path, tmp: Path, *args: str, layers=None) -> int:
+    """Run the runner on `gold` and compare every golden lNNN.out.hex byte for byte."""
+    out = tmp / "c_out"
+    proc = _run(runner, gold, out, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    golden_files = sorted(p.name for p in gold.glob("l*.out.hex"))
+    written = sorted(p.name for p in out.glob("l*.out.hex"))
+    assert golden_files, f"no golden outputs in {gold}"
+    assert written == (golden_files if layers is None else sorted(f"l{i:03d}.out.hex" for i in layers))
+    differ = [name for name in written if (out / name).read_bytes() != (gold / name).read_bytes()]
+    assert not differ, f"outputs differ from golden: {differ}"
+    return len(written)
+
+
+def _random_net(cfg_text: str, name: str, seed: int):
+    from mdfi.cfgfile import parse_cfg_text
+    from mdfi.network import Network
+    from mdfi.weights import random_weights
+    net = Network(parse_cfg_text(cfg_text, name), name, warn=False)
+    random_weights(net, seed)
+    return net
+
+
+# -- build --------------------------------------------------------------------------------------------
+def test_builds_warning_free(c_build):
+    _, log = c_build
+    assert "warning" not in log.lower(), log
+
+
+# -- bit-exactness on whole networks --------------------------------------------------------------
+def test_yolov3_tiny_8bit(runner, tiny_weights_path, tmp_path):
+    import mdfi
+    model = mdfi.load("yolov3-tiny", threads=2)
+    gold = _export(model, _photo(), tmp_path / "gold")
+    assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 24
+
+
+@pytest.mark.parametrize("bits", [8, 4, 16])
+def test_mini_yolov3(runner, tmp_path, bits):
+    import mdfi
+    model = mdfi.load(cfg=MINI / "mini-yolov3.cfg", weights=MINI / "mini-yolov3.weights", bits=bits,
+                      cache=False, threads=1)
+    gold = _export(model, _photo(), tmp_path / "gold")
+    if bits == 16:
+        assert "acc64=1" in (gold / "model.txt").read_text()
+    assert assert_identical(runner, gold, tmp_path) == 35
+
+
+def test_mini_yolov3_mixed_precision(runner, mini_net, tmp_path):
+    """Routes and shortcuts of int8 and int16 inputs, per-layer widths and rounding."""
+    from mdfi.quantize import quantize_network
+    qm = quantize_network(mini_net, wbits=6, abits=8, per_channel=True, rounding="truncate",
+                          cfg_text=(MINI / "mini-yolov3.cfg").read_text(),
+                          layer_abits={3: 11, 10: 12, 22: 5, 29: 12}, layer_wbits={1: 3, 17: 12},
+                          layer_rounding={5: "half_up", 16: "half_up"})
+    gold = _export(_fixed_model(mini_net, qm), _photo(), tmp_path / "gold")
+    text = (gold / "model.txt").read_text()
+    assert "layer 4 shortcut in=3,1" in text and "out_bits=12" in text
+    assert_identical(runner, gold, tmp_path, "--threads", "3")
+
+
+@pytest.mark.parametrize("bits", [8, 16])      # 3 and 14 bits: test_reorg_network (also softmax)
+def test_yolov2_tiny_region_softmax(runner, tmp_path, bits):
+    from mdfi import zoo
+    from mdfi.quantize import quantize_network
+    text = zoo.cfg_path("yolov2-tiny").read_text().replace("width=416", "width=96").replace("height=416", "height=64")
+    net = _random_net(text, "yolov2-tiny-96.cfg", 0)
+    qm = quantize_network(net, wbits=bits, abits=bits, cfg_text=text)
+    image = np.random.default_rng(bits).integers(0, 256, (50, 70, 3)).astype(np.uint8)
+    gold = _export(_fixed_model(net, qm), image, tmp_path / "gold")
+    assert "softmax=1" in (gold / "model.txt").read_text()
+    assert_identical(runner, gold, tmp_path)
+
+
+@pytest.mark.parametrize("bits", [8, 3, 14])
+def test_reorg_network(runner, tmp_path, bits):
+    from mdfi.quantize import quantize_network
+    from test_cengine import REORG_NET
+    net = _random_net(REORG_NET, "reorg.cfg", bits)
+    qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, cfg_text=REORG_NET)
+    image = np.random.default_rng(bits).integers(0, 256, (40, 30, 3)).astype(np.uint8)
+    gold = _export(_fixed_model(net, qm), image, tmp_path / "gold")
+    assert " reorg " in (gold / "model.txt").read_text()
+    assert_identical(runner, gold, tmp_path)
+
+
+# -- a small golden folder for the option and error tests -----------------------------------------
+@pytest.fixture(scope="module")
+def small_gold(tmp_path_factory) -> Path:
+    from mdfi.quantize import quantize_network
+    from test_cengine import REORG_NET
+    net = _random_net(REORG_NET, "reorg.cfg", 1)
+    qm = quantize_network(net, wbits=8, abits=8, per_channel=True, cfg_text=REORG_NET)
+    image = np.random.default_rng(1).integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    return _export(_fixed_model(net, qm), image, tmp_path_factory.mktemp("small_gold"))
+
+
+@pytest.fixture
+def model_copy(small_gold, tmp_path) -> Path:
+    """A writable copy of the small golden model (model.txt, parameters, input)."""
+    dst = tmp_path / "model"
+    shutil.copytree(small_gold, dst)
+    return dst
+
+
+def test_layers_option(runner, small_gold, tmp_path):
+    assert_identical(runner, small_gold, tmp_path, "--layers", "2,4-6", "--threads", "2", layers=[2, 4, 5, 6])
+
+
+def test_input_option_and_timing(runner, small_gold, tmp_path):
+    inp = tmp_path / "pixels.hex"
+    shutil.copy(small_gold / "input.hex", inp)
+    out = tmp_path / "out"
+    proc = _run(runner, small_gold, out, "--input", str(inp), "--time", "--repeat", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "median of 3 run(s)" in proc.stdout and "total" in proc.stdout
+    assert (out / "l008.out.hex").read_bytes() == (small_gold / "l008.out.hex").read_bytes()
+
+
+def test_make_test_target(c_build, small_gold, tmp_path):
+    build, _ = c_build
+    gold = tmp_path / "gold"
+    shutil.copytree(small_gold, gold)
+    ok = subprocess.run(["make", "-C", str(CSRC), f"BUILD={build}", f"TEST_OUT={tmp_path / 'o1'}", "test",
+                         f"GOLDEN={gold}"], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "9 output files byte-identical" in ok.stdout
+    data = (gold / "l003.out.hex").read_bytes()                 # corrupt the first value
+    (gold / "l003.out.hex").write_bytes((b"7f" if data[:2] != b"7f" else b"00") + data[2:])
+    bad = subprocess.run(["make", "-C", str(CSRC), f"BUILD={build}", f"TEST_OUT={tmp_path / 'o2'}", "test",
+                          f"GOLDEN={gold}"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "1 different" in bad.stdout
+
+
+# -- errors: exit status 2, one line naming the file (and line) -------------------------------------
+def _edit_line(path: Path, prefix: str, old: str, new: str) -> int:
+    """Replace `old` by `new` on the line starting with `prefix`; return its 1-based number."""
+    lines = path.read_text().split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(prefix):
+            assert old in line
+            lines[i] = line.replace(old, new, 1)
+            path.write_text("\n".join(lines))
+            return i + 1
+    raise AssertionError(f"no line starts with {prefix!r}")
+
+
+def assert_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    msg = lines[0]
+    assert msg.startswith("mdfi_run: ")
+    for frag in fragments:
+        assert frag in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("prefix, old, new, words", [
+    ("layer 2 conv", "k=3", "k=three", "k=three"),
+    ("layer 2 conv", " stride=1", " strid=1", "unknown key 'strid'"),
+    ("layer 2 conv", " act=leaky", "", "missing key 'act'"),
+    ("layer 2 conv", "c=8", "c=9", "c=9"),
+    ("layer 6 route", "in=5,3", "in=5,9", "in"),
+    ("layer 8 region", "sel=0,0,1", "sel=0,2,1", "sel"),
+    ("mdfi-model", "1", "2", "version"),
+])
+def test_malformed_model_txt(runner, model_copy, tmp_path, prefix, old, new, words):
+    line = _edit_line(model_copy / "model.txt", prefix, old, new)
+    proc = _run(runner, model_copy, tmp_path / "out")
+    assert_error(proc, f"{model_copy / 'model.txt'}:{line}: ", words)
+
+
+def test_truncated_weights(runner, model_copy, tmp_path):
+    wfile = model_copy / "l002.weights.hex"
+    lines = wfile.read_text().splitlines()
+    wfile.write_text("\n".join(lines[:100]) + "\n")
+    proc = _run(runner, model_copy, tmp_path / "out")
+    assert_error(proc, f"{wfile}:", f"after 100 values, {len(lines)} expected")
+
+
+def test_weights_value_too_wide(runner, model_copy, tmp_path):
+    wfile = model_copy / "l000.weights.hex"
+    lines = wfile.read_text().splitlines()
+    lines[6] = "1ff"
+    wfile.write_text("\n".join(lines) + "\n")
+    proc = _run(runner, model_copy, tmp_path / "out")
+    assert_error(proc, f"{wfile}:7: ", "wider than 8 bits")
+
+
+def test_missing_input(runner, model_copy, tmp_path):
+    (model_copy / "input.hex").unlink()
+    proc = _run(runner, model_copy, tmp_path / "out")
+    assert_error(proc, str(model_copy / "input.hex"), "cannot open")
+    missing = tmp_path / "nowhere" / "pixels.hex"
+    proc = _run(runner, model_copy, tmp_path / "out", "--input", str(missing))
+    assert_error(proc, str(missing), "cannot open")
+
+
+def test_missing_parameter_file(runner, model_copy, tmp_path):
+    (model_copy / "l008.expneg_lut.hex").unlink()
+    proc = _run(runner, model_copy, tmp_path / "out")
+    assert_error(proc, "l008.expneg_lut.hex", "cannot open")
+
+
+def test_bad_arguments(runner, small_gold, tmp_path):
+    assert_error(_run(runner, small_gold, tmp_path / "o", "--layers", "99"), "--layers")
+    assert_error(_run(runner, small_gold, tmp_path / "o", "--threads", "0"), "--threads")
+    assert_error(_run(runner, small_gold, tmp_path / "o", "--frobnicate"), "unknown option")
+    proc = subprocess.run([str(runner), str(small_gold)], capture_output=True, text=True)
+    assert_error(proc, "MODEL_DIR and OUT_DIR")
+
+
+# -- CMake (optional) -------------------------------------------------------------------------------
+def test_cmake_build(small_gold, tmp_path):
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not available")
+    if not _have_compiler():
+        pytest.skip("no C compiler (cc / $CC) available")
+    build = tmp_path / "cmake-build"
+    conf = subprocess.run(["cmake", "-S", str(CSRC), "-B", str(build), f"-DMDFI_GOLDEN={small_gold}"],
+                          capture_output=True, text=True, timeout=300)
+    assert conf.returncode == 0, conf.stdout + conf.stderr
+    make = subprocess.run(["cmake", "--build", str(build), "-j", "4"], capture_output=True, text=True, timeout=600)
+    assert make.returncode == 0, make.stdout + make.stderr
+    assert "warning" not in (make.stdout + make.stderr).lower()
+    test = subprocess.run(["ctest", "--output-on-failure"], cwd=build, capture_output=True, text=True, timeout=300)
+    assert test.returncode == 0, test.stdout + test.stderr
