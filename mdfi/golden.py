@@ -114,10 +114,12 @@ def model_txt(qm: QuantizedModel) -> str:
         tag = f"layer {ql.index}"
         c, h, w = l.in_shape
         if ql.kind == "convolutional":
+            _, oh, ow = l.out_shape
             lines.append(f"{tag} conv in={ins} c={c} h={h} w={w} m={l.filters} k={l.size} stride={l.stride} "
                          f"pad={l.padding} act={act[l.activation]} rounding={ql.rounding} "
                          f"in_type={_type_name(fmts[ql.inputs[0]])} wbits={ql.wbits} out_bits={ql.out_fmt.bits} "
-                         f"acc64={int(ql.acc64)} weights=l{ql.index:03d}.weights.hex bias=l{ql.index:03d}.bias.hex "
+                         f"acc64={int(ql.acc64)} acc_bits={ql.acc_bits} oh={oh} ow={ow} "
+                         f"weights=l{ql.index:03d}.weights.hex bias=l{ql.index:03d}.bias.hex "
                          f"shift=l{ql.index:03d}.shift.hex")
         elif ql.kind == "maxpool":
             _, oh, ow = l.out_shape
