@@ -332,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounding of every requantizing shift (default half_up)")
     q.add_argument("--layer-rounding", type=layer_rounding_arg, default=None, metavar="I=MODE,...",
                    help="per-layer rounding overrides, e.g. 5=truncate,7=truncate")
-    q.add_argument("--method", choices=("mse", "max", "percentile"), default="mse",
-                   help="how activation formats are chosen from the statistics (default mse)")
+    q.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
+                   help="how activation formats are chosen from the statistics (default: mse for "
+                        "calibration images, max for the batch-norm estimate)")
     q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi")
     q.set_defaults(func=cmd_quantize)
 

@@ -83,7 +83,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         plain["float"] = evaluate.evaluate_map(float_dets, labels)
 
     head = (f"{label}: {len(paths)} images from {args.images}; formats from {calib_src}; "
-            f"weights {'per channel' if opts['per_channel'] else 'per layer'}, {opts['act_method']} activations, "
+            f"weights {'per channel' if opts['per_channel'] else 'per layer'}, "
+            f"{opts['act_method'] or 'auto (mse for images, max for a batch-norm estimate)'} activations, "
             f"{opts['rounding']} rounding, {engine} engine")
     text = head + "\n" + evaluate.format_agreement_table(results)
     for tag, d in sat.items():

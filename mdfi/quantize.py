@@ -124,7 +124,7 @@ def input_to_u8(x: np.ndarray) -> np.ndarray:
 
 
 def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_channel: bool = False,
-                     rounding: str = "half_up", calib=None, act_method: str = "mse",
+                     rounding: str = "half_up", calib=None, act_method: Optional[str] = None,
                      weight_method: str = "mse", layer_rounding: Optional[Mapping[int, str]] = None,
                      layer_wbits: Optional[Mapping[int, int]] = None, layer_abits: Optional[Mapping[int, int]] = None,
                      act_fracs: Optional[Mapping[int, int]] = None, bias_correction="auto",
@@ -134,7 +134,9 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
     ``calib`` (:class:`mdfi.calibrate.CalibStats`) with ``act_method``, else from a
-    batch-norm estimate.  ``layer_rounding``, ``layer_wbits`` and ``layer_abits`` override the
+    batch-norm estimate.  ``act_method=None`` picks ``"mse"`` for statistics of images and
+    ``"max"`` for the batch-norm estimate, whose tails are lighter than real activations
+    (docs/quantization.md measures both).  ``layer_rounding``, ``layer_wbits`` and ``layer_abits`` override the
     rounding mode, weight width and output width per layer index (mixed precision); with
     ``act_fracs`` given, a layer whose width is overridden must have its frac there too.
 
@@ -148,7 +150,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     fp.check_bits(wbits, "weight width")
     fp.check_bits(abits, "activation width")
     fp.rounding_code(rounding)
-    if act_method not in ACT_METHODS:
+    if act_method is not None and act_method not in ACT_METHODS:
         raise FormatError(f"unknown activation method {act_method!r} (expected one of {', '.join(ACT_METHODS)})")
     if weight_method not in WEIGHT_METHODS:
         raise FormatError(f"unknown weight method {weight_method!r} (expected one of {', '.join(WEIGHT_METHODS)})")
@@ -168,6 +170,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         from . import calibrate
         if calib is None:
             calib = calibrate.estimate_from_batchnorm(network)
+        if act_method is None:
+            act_method = "max" if calib.meta.get("method") == "batchnorm-estimate" else "mse"
         act_fracs = calibrate.choose_formats(calib, network, abits, act_method)
         for i, b in layer_abits.items():
             if i in calib:

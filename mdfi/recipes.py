@@ -28,7 +28,7 @@ RECIPES = {
                     "act_method": "mse", "weight_method": "mse"},
 }
 DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": False,
-            "act_method": "mse", "weight_method": "mse"}
+            "act_method": None, "weight_method": "mse"}       # None: by statistics source
 
 
 def _calib_resource(spec_name: Optional[str]):
