@@ -1,0 +1,145 @@
+"""`mdfi golden`: the manifest is complete and true, the stages are consistent with each
+other and with `mdfi detect`, and export -> standalone C model -> `mdfi verify` matches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mdfi
+from mdfi import fixedpoint as fp
+from mdfi import golden, vectors
+from mdfi.cli import main
+from mdfi.errors import MDFIError
+
+from conftest import DARKNET, skimage_image
+
+MINI_CFG = DARKNET / "mini-yolov3" / "mini-yolov3.cfg"
+MINI_W = DARKNET / "mini-yolov3" / "mini-yolov3.weights"
+REQUIRED = {"path", "layer", "stage", "format", "shape", "layout", "bits", "signed", "frac", "ap_type", "q",
+            "rounding", "saturation", "sha256"}
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return mdfi.load(cfg=MINI_CFG, weights=MINI_W)
+
+
+@pytest.fixture(scope="module")
+def export(mini, tmp_path_factory):
+    out = tmp_path_factory.mktemp("golden")
+    golden.export(mini, skimage_image("astronaut.png"), str(out), thresh=0.95)
+    return out
+
+
+def test_manifest_lists_every_file_with_true_checksums(export):
+    man = json.loads((export / "manifest.json").read_text())
+    assert man["format"] == "mdfi-golden" and man["format_version"] == 1 and man["mdfi_version"] == mdfi.__version__
+    listed = {f["path"] for f in man["files"]}
+    on_disk = {p.name for p in export.iterdir()} - {"manifest.json", "model.txt", "detections.json"}
+    assert listed == on_disk
+    for f in man["files"]:
+        assert REQUIRED <= set(f), f
+        assert hashlib.sha256((export / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+    # every layer of the 35-layer network, in all three formats, with its stages
+    stages = {(f["layer"], f["stage"]) for f in man["files"]}
+    for i, layer in enumerate(man["layers"]):
+        assert (i, "out") in stages and (i, "in0") in stages
+        if layer["kind"] in ("convolutional", "shortcut"):
+            assert (i, "acc") in stages and (i, "act") in stages
+        if layer["kind"] == "convolutional":
+            assert {(i, "weights"), (i, "bias"), (i, "shift")} <= stages
+    assert {f["format"] for f in man["files"]} == {"hex", "npy", "dat"}
+
+
+def test_formats_hold_the_same_values(export):
+    man = json.loads((export / "manifest.json").read_text())
+    by_key = {}
+    for f in man["files"]:
+        n = int(np.prod(f["shape"])) if f["shape"] else 1
+        v = vectors.read(export / f["path"], f["format"], f["bits"], f["signed"], n)
+        by_key.setdefault((f["layer"], f["stage"]), []).append(v)
+    for key, vs in by_key.items():
+        assert all(np.array_equal(vs[0], v) for v in vs[1:]), key
+
+
+def test_stages_are_consistent(export):
+    """out == requantize(acc) with the layer's shifts, and each input is its producer's out."""
+    man = json.loads((export / "manifest.json").read_text())
+    read = lambda name, f: vectors.read(export / name, "npy", f["bits"], f["signed"], int(np.prod(f["shape"])))
+    files = {(f["layer"], f["stage"]): f for f in man["files"] if f["format"] == "npy"}
+    for i, layer in enumerate(man["layers"]):
+        meta = layer["meta"]
+        if layer["kind"] == "convolutional":
+            acc = read(f"l{i:03d}.acc.npy", files[(i, "acc")]).reshape(files[(i, "acc")]["shape"])
+            shift = read(f"l{i:03d}.shift.npy", files[(i, "shift")])
+            out = read(f"l{i:03d}.out.npy", files[(i, "out")]).reshape(acc.shape)
+            ref = fp.requantize(acc, shift[:, None, None], meta["rounding"], meta["out_fmt"]["bits"],
+                                meta["activation"])
+            assert np.array_equal(out, ref), i
+        for k, src in enumerate(layer["inputs"]):
+            x = read(f"l{i:03d}.in{k}.npy", files[(i, f"in{k}")])
+            prod = read("input.npy", files[(-1, "out")]) if src == -1 else read(f"l{src:03d}.out.npy", files[(src, "out")])
+            assert np.array_equal(x, prod), (i, k)
+
+
+def test_detections_match_mdfi_detect(export, mini):
+    rec = json.loads((export / "detections.json").read_text())
+    dets = mini.detect(skimage_image("astronaut.png"), thresh=0.95)
+    assert rec["detections"] == [d.to_dict() for d in dets]
+
+
+def test_layer_and_format_selection(mini, tmp_path):
+    golden.export(mini, skimage_image("astronaut.png"), str(tmp_path), layers=[0, 4], formats=["hex"], thresh=0.95)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "l000.out.hex" in names and "l004.acc.hex" in names and "l001.out.hex" not in names
+    assert "l001.weights.hex" in names            # parameters of every layer (the C model needs them)
+    assert not any(n.endswith(".npy") for n in names)
+    with pytest.raises(MDFIError, match="outside the model's layers"):
+        golden.parse_layers("3,40", 35)
+    with pytest.raises(MDFIError, match="--format"):
+        golden.parse_formats("hex,bin")
+
+
+def test_hex_is_canonical_twos_complement(tmp_path):
+    p = tmp_path / "x.hex"
+    vectors.write(p, np.array([-3, 0, 127, -128]), "hex", 29, True)
+    # 29 bits -> 8 hex digits; -3 and -128 as 29-bit two's complement
+    assert p.read_text() == "1ffffffd\n00000000\n0000007f\n1fffff80\n"
+
+
+def test_float_model_is_refused(tmp_path, tiny_weights_path):
+    with pytest.raises(MDFIError, match="fixed-point"):
+        golden.export(mdfi.load(precision="float"), skimage_image("coffee.png"), str(tmp_path))
+
+
+def test_cli_golden_then_verify_itself(tmp_path, capsys, tiny_weights_path):
+    img = tmp_path / "c.png"
+    from PIL import Image
+    Image.fromarray(skimage_image("coffee.png")).save(img)
+    g = tmp_path / "g"
+    assert main(["golden", str(img), "-o", str(g), "--layers", "13-16", "--format", "hex"]) == 0
+    assert "layer(s) of yolov3-tiny" in capsys.readouterr().err
+    assert main(["verify", str(g), str(g)]) == 0
+
+
+def test_export_c_runner_verify_chain(export, tmp_path):
+    """export -> standalone C model -> mdfi verify: every layer's output matches."""
+    from test_c_runner import _have_compiler
+    if not _have_compiler():
+        pytest.skip("no C compiler / make")
+    build = tmp_path / "build"
+    subprocess.run(["make", "-C", str(DARKNET.parents[2] / "csrc"), f"BUILD={build}", "runner"], check=True,
+                   capture_output=True, timeout=600)
+    out = tmp_path / "dut"
+    subprocess.run([str(build / "mdfi_run"), str(export), str(out), "--threads", "2"], check=True,
+                   capture_output=True, timeout=300)
+    r = subprocess.run([sys.executable, "-m", "mdfi", "verify", str(export), str(out)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "35 file(s) compared: 35 matched" in r.stdout
