@@ -12,6 +12,9 @@ Follows Darknet's ``read_cfg`` (src/parser.c) with stricter error reporting:
   is a malformed line (Darknet: "Config file error").
 * When a key repeats inside one section Darknet's ``option_find`` returns the first one;
   MDFI does the same and warns.
+* Numbers are plain ASCII (sign, digits; for reals a point and an exponent), what Darknet's
+  ``atoi``/``atof`` read: Python-only spellings such as ``1_6`` (Darknet: 1) or non-ASCII
+  digits are errors, not silently different values.  Lines end at ``\n``, ``\r\n`` or ``\r``.
 
 Every value is read through :class:`Section` accessors, which record the line of each key
 so that an error says ``file:line``.  Keys a section never reads are reported as warnings
@@ -21,11 +24,13 @@ so that an error says ``file:line``.  Keys a section never reads are reported as
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import CfgError
+from .limits import MAX_LAYERS
 
 # Keys Darknet reads only for training (or for features MDFI's forward does not need).
 # They are accepted silently.  Source: parse_net_options / parse_yolo / parse_region /
@@ -81,10 +86,11 @@ class Section:
             if required or default is None:
                 raise self.error(f"missing required key '{key}'")
             return default
-        try:
-            value = int(raw, 10)
-        except ValueError:
-            raise self.error(f"{key}={raw}: expected an integer", key) from None
+        if not _INT.fullmatch(raw):
+            raise self.error(f"{key}={_clip(raw)}: expected an integer", key)
+        if len(raw) > MAX_NUMBER_CHARS:
+            raise self.error(f"{key}={_clip(raw)}: integer out of range", key)
+        value = int(raw, 10)
         self._check_range(key, value, minimum, maximum)
         return value
 
@@ -94,12 +100,11 @@ class Section:
             if required or default is None:
                 raise self.error(f"missing required key '{key}'")
             return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise self.error(f"{key}={raw}: expected a number", key) from None
+        if not _FLOAT.fullmatch(raw):
+            raise self.error(f"{key}={_clip(raw)}: expected a number", key)
+        value = float(raw)
         if value != value or value in (float("inf"), float("-inf")):
-            raise self.error(f"{key}={raw}: expected a finite number", key)
+            raise self.error(f"{key}={_clip(raw)}: expected a finite number", key)
         return value
 
     def get_str(self, key: str, default: Optional[str] = None, *, required: bool = False) -> str:
@@ -117,24 +122,22 @@ class Section:
                 raise self.error(f"missing required key '{key}'")
             return None
         items = [s for s in raw.split(",") if s != ""]
-        if not items:
-            raise self.error(f"{key}={raw}: expected a comma-separated list of integers", key)
-        try:
-            return [int(s, 10) for s in items]
-        except ValueError:
-            raise self.error(f"{key}={raw}: expected a comma-separated list of integers", key) from None
+        if not items or not all(_INT.fullmatch(s) for s in items):
+            raise self.error(f"{key}={_clip(raw)}: expected a comma-separated list of integers", key)
+        if any(len(s) > MAX_NUMBER_CHARS for s in items):
+            raise self.error(f"{key}={_clip(raw)}: integer out of range", key)
+        return [int(s, 10) for s in items]
 
     def get_float_list(self, key: str) -> Optional[List[float]]:
         raw = self._raw(key)
         if raw is None:
             return None
         items = [s for s in raw.split(",") if s != ""]
-        try:
-            values = [float(s) for s in items]
-        except ValueError:
-            raise self.error(f"{key}={raw}: expected a comma-separated list of numbers", key) from None
+        if not all(_FLOAT.fullmatch(s) for s in items):
+            raise self.error(f"{key}={_clip(raw)}: expected a comma-separated list of numbers", key)
+        values = [float(s) for s in items]
         if not values or any(v != v or abs(v) == float("inf") for v in values):
-            raise self.error(f"{key}={raw}: expected a comma-separated list of finite numbers", key)
+            raise self.error(f"{key}={_clip(raw)}: expected a comma-separated list of finite numbers", key)
         return values
 
     def _check_range(self, key: str, value: int, minimum: Optional[int], maximum: Optional[int]) -> None:
@@ -147,17 +150,45 @@ class Section:
         return [(k, o) for k, o in self.options.items() if not o.used and k not in IGNORED_KEYS]
 
 
+#: Numbers as Darknet's atoi/atof read them: ASCII digits only.  (Python's int()/float() also
+#: take "1_6" and non-ASCII digits such as "\u0661\u0666", which Darknet reads differently.)
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.I)
+#: Line ends (universal newlines).  str.splitlines() would also split at form feeds,
+#: U+2028 and the like, which makes the line numbers of errors differ from editors'.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+#: Longer integers are refused outright (int() of a megabyte of digits is slow and any
+#: such value is far beyond every limit); longer section names too (they appear in messages).
+MAX_NUMBER_CHARS = 40
+MAX_SECTION_NAME = 64
+#: Warnings of each kind printed per file (a file of a million duplicate keys would print a
+#: million lines).
+MAX_WARNINGS = 20
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` shortened for an error message (a cfg line can be megabytes long)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def parse_cfg_text(text: str, path: str = "<cfg>") -> List[Section]:
     """Split cfg text into sections.  Structural errors name ``path:line``."""
     sections: List[Section] = []
-    for lineno, raw_line in enumerate(text.splitlines(), start=1):
+    max_layers = MAX_LAYERS.value     # checked while parsing: a file of "[maxpool]" lines stays cheap
+    duplicates = 0
+    for lineno, raw_line in enumerate(_LINE_END.split(text), start=1):
         line = "".join(raw_line.split())  # Darknet's strip(): removes all white space
         if not line or line[0] in "#;":
             continue
         if line[0] == "[":
             if not line.endswith("]") or len(line) < 3:
-                raise CfgError(f"malformed section header {raw_line.strip()!r} (expected [name])", path, lineno)
+                raise CfgError(f"malformed section header {_clip(raw_line.strip())!r} (expected [name])", path, lineno)
+            if len(line) > MAX_SECTION_NAME + 2:
+                raise CfgError(f"malformed section header {_clip(raw_line.strip())!r} (name longer than "
+                               f"{MAX_SECTION_NAME} characters)", path, lineno)
             sections.append(Section(name=line[1:-1].lower(), line=lineno, path=path))
+            if len(sections) - 1 > max_layers:
+                MAX_LAYERS.check(len(sections) - 1, f"{path}:{lineno}: number of layers")
             continue
         # Drop an inline comment after the value.
         for mark in "#;":
@@ -165,21 +196,25 @@ def parse_cfg_text(text: str, path: str = "<cfg>") -> List[Section]:
             if cut >= 0:
                 line = line[:cut]
         if "=" not in line:
-            raise CfgError(f"malformed line {raw_line.strip()!r} (expected key=value)", path, lineno)
+            raise CfgError(f"malformed line {_clip(raw_line.strip())!r} (expected key=value)", path, lineno)
         key, value = line.split("=", 1)
         if not key:
-            raise CfgError(f"malformed line {raw_line.strip()!r} (empty key)", path, lineno)
+            raise CfgError(f"malformed line {_clip(raw_line.strip())!r} (empty key)", path, lineno)
         if not sections:
-            raise CfgError(f"option {key!r} before the first [section]", path, lineno)
+            raise CfgError(f"option {_clip(key)!r} before the first [section]", path, lineno)
         sec = sections[-1]
         if key in sec.options:
             # Darknet's option_find returns the first occurrence; keep it.
-            print(f"warning: {path}:{lineno}: duplicate key '{key}' in [{sec.name}] "
-                  f"(first value, line {sec.options[key].line}, is used, as in Darknet)", file=sys.stderr)
+            duplicates += 1
+            if duplicates <= MAX_WARNINGS:
+                print(f"warning: {path}:{lineno}: duplicate key '{_clip(key)}' in [{sec.name}] "
+                      f"(first value, line {sec.options[key].line}, is used, as in Darknet)", file=sys.stderr)
             continue
         if value == "":
-            raise CfgError(f"malformed line {raw_line.strip()!r} (empty value)", path, lineno)
+            raise CfgError(f"malformed line {_clip(raw_line.strip())!r} (empty value)", path, lineno)
         sec.options[key] = Option(value=value, line=lineno)
+    if duplicates > MAX_WARNINGS:
+        print(f"warning: {path}: {duplicates - MAX_WARNINGS:,} more duplicate keys", file=sys.stderr)
     if not sections:
         raise CfgError("no sections found (is this a Darknet .cfg file?)", path, None)
     return sections
@@ -216,6 +251,8 @@ MAX_CFG_BYTES = 4 * 1024 * 1024
 
 def warn_unused(sections: Sequence[Section]) -> None:
     """Print Darknet-style "unused field" warnings for keys nothing read."""
-    for sec in sections:
-        for key, opt in sec.unused_keys():
-            print(f"warning: {sec.path}:{opt.line}: unused key '{key}' in [{sec.name}]", file=sys.stderr)
+    unused = [(sec, key, opt) for sec in sections for key, opt in sec.unused_keys()]
+    for sec, key, opt in unused[:MAX_WARNINGS]:
+        print(f"warning: {sec.path}:{opt.line}: unused key '{_clip(key)}' in [{sec.name}]", file=sys.stderr)
+    if len(unused) > MAX_WARNINGS:
+        print(f"warning: {sections[0].path}: {len(unused) - MAX_WARNINGS:,} more unused keys", file=sys.stderr)

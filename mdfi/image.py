@@ -122,6 +122,10 @@ class _PilLimit:
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow warns about damaged metadata ("Truncated File Read", "Corrupt EXIF data"):
+        # the image then decodes or fails with an ImageError; the warning itself would only
+        # print two lines of Python source to the user's terminal.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -218,7 +222,9 @@ def _load_pil(img: Image.Image, name: str) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - Pillow plugins raise many types
         raise ImageError(f"{name}: cannot decode image data: {_one_line(exc)}") from None
     try:
-        return _pil_to_rgb(img)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+            return _pil_to_rgb(img)
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to convert the "
                          f"{img.size[0]}x{img.size[1]} image") from None

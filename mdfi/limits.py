@@ -48,7 +48,7 @@ class Limit:
 MAX_DIM = Limit("tensor dimension", "MDFI_MAX_DIM", 1 << 15)
 #: Number of layers in a cfg.
 MAX_LAYERS = Limit("layer count", "MDFI_MAX_LAYERS", 4096)
-#: Kernel size of a convolution or pool window.
+#: Kernel size of a convolution or pool window (also bounds strides and convolution padding).
 MAX_KERNEL = Limit("kernel size", "MDFI_MAX_KERNEL", 63)
 #: Float32 parameters of a network (YOLOv3-SPP has 63 M).
 MAX_PARAMS = Limit("parameter count", "MDFI_MAX_PARAMS", 1 << 30)

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import __version__
 from . import fixedpoint as fp
-from .cfgfile import parse_cfg_text
+from .cfgfile import MAX_CFG_BYTES, parse_cfg_text
 from .errors import CfgError, LimitError, MDFIError, ModelFileError
 from .layers import QREGISTRY
 from .limits import Limit
@@ -186,27 +186,38 @@ def read_header(path: PathLike) -> Tuple[dict, bytes]:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _fail(spath, f"header does not describe an {FORMAT}")
     if header.get("format_version") != FORMAT_VERSION:
-        raise _fail(spath, f"format version {header.get('format_version')!r} is not supported "
+        raise _fail(spath, f"format version {_text(repr(header.get('format_version')))} is not supported "
                            f"(this MDFI reads {FORMAT_VERSION})")
     data = blob[_align(PREFIX.size + hlen):]
     return header, data
 
 
+def _text(value, limit: int = 60) -> str:
+    """A string from the header as it may appear in a one-line message."""
+    s = str(value)
+    return s if s.isprintable() and len(s) <= limit else repr(s[:limit])
+
+
 def _tensor(spath: str, t: dict, data: bytes) -> np.ndarray:
     try:
-        name, dtype, shape = str(t["name"]), str(t["dtype"]), [int(s) for s in t["shape"]]
+        name, dtype, shape = _text(t["name"]), str(t["dtype"]), [int(s) for s in t["shape"]]
         offset, nbytes, crc = int(t["offset"]), int(t["nbytes"]), int(t["crc32"])
         bits = t.get("bits")
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):   # OverflowError: int(Infinity)
         raise _fail(spath, f"malformed tensor entry {str(t)[:80]}") from None
     if dtype not in DTYPES:
-        raise _fail(spath, f"tensor {name}: dtype {dtype!r} not allowed")
-    if any(s < 0 for s in shape) or len(shape) > 4:
-        raise _fail(spath, f"tensor {name}: invalid shape {shape}")
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        raise _fail(spath, f"tensor {name}: dtype {_text(dtype)} not allowed")
+    if any(s < 0 for s in shape) or len(shape) > 4 or any(s >= 1 << 40 for s in shape):
+        raise _fail(spath, f"tensor {name}: invalid shape {str(shape)[:80]}")
+    count = 1
+    for s in shape:              # Python integers: np.prod would wrap around (or overflow)
+        count *= s
     if bits is not None:
         if not isinstance(bits, int) or not fp.MIN_BITS <= bits <= fp.MAX_BITS:
-            raise _fail(spath, f"tensor {name}: packed width {bits!r} not in 2..16")
+            raise _fail(spath, f"tensor {name}: packed width {_text(repr(bits))} not in 2..16")
+        if np.dtype(DTYPES[dtype]) != fp.storage_dtype(bits):
+            raise _fail(spath, f"tensor {name}: dtype {dtype} does not hold {bits}-bit values "
+                               f"(expected {fp.storage_dtype(bits)})")
         expect = packed_nbytes(count, bits)
     else:
         expect = count * np.dtype(DTYPES[dtype]).itemsize
@@ -234,15 +245,22 @@ def load(path: PathLike) -> QuantizedModel:
         cfg_text = str(header["cfg"])
         metas = header["layers"]
         tensors = header["tensors"]
-        options = dict(header.get("options") or {})
+        options = header.get("options") or {}
         names = header.get("names")
-        if not isinstance(metas, list) or not isinstance(tensors, list):
+        if not isinstance(metas, list) or not isinstance(tensors, list) or not isinstance(options, dict):
             raise TypeError
         if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise TypeError
     except (KeyError, TypeError):
         raise _fail(spath, "header lacks cfg/layers/tensors or has wrong types") from None
+    if len(cfg_text) > MAX_CFG_BYTES:
+        raise _fail(spath, f"embedded cfg of {len(cfg_text):,} characters is larger than a Darknet cfg can be "
+                           f"({MAX_CFG_BYTES:,} bytes)")
     cfg_name = str(header.get("cfg_name", "model.cfg"))
+    model_name = str(header.get("model_name", ""))
+    for what, value in (("cfg_name", cfg_name), ("model_name", model_name)):
+        if not value.isprintable() or len(value) > 255:     # both appear in messages and reports
+            raise _fail(spath, f"{what} {_text(value)} is not a printable name")
     try:
         network = Network(parse_cfg_text(cfg_text, f"{spath}[{cfg_name}]"), f"{spath}[{cfg_name}]", warn=False)
     except (CfgError, LimitError) as exc:
@@ -256,7 +274,7 @@ def load(path: PathLike) -> QuantizedModel:
         arr = _tensor(spath, t, data)
         layer_i = t.get("layer")
         if not isinstance(layer_i, int) or not 0 <= layer_i < len(network.layers):
-            raise _fail(spath, f"tensor {t.get('name')}: layer {layer_i!r} does not exist")
+            raise _fail(spath, f"tensor {_text(t.get('name'))}: layer {_text(repr(layer_i))} does not exist")
         by_layer.setdefault(layer_i, {})[str(t.get("key"))] = arr
     qlayers = []
     for layer, meta in zip(network.layers, metas):
@@ -265,13 +283,14 @@ def load(path: PathLike) -> QuantizedModel:
         try:
             fp.rounding_code(meta.get("rounding"))
             ql = QREGISTRY[layer.kind].from_saved(layer, meta, by_layer.get(layer.index, {}))
-        except (MDFIError, KeyError, TypeError, ValueError, IndexError) as exc:
+        except (MDFIError, KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            detail = " ".join(detail.split())[:300]         # one line, even for values from the header
             raise _fail(spath, f"layer {layer.index} ({layer.kind}): {detail}") from None
         qlayers.append(ql)
     _check_chain(spath, network, qlayers)
     model = QuantizedModel(network, cfg_text, qlayers, options, names)
-    model.name = str(header.get("model_name", "")) or model.name
+    model.name = model_name or model.name
     model.cfg_name = cfg_name
     return model
 

@@ -10,6 +10,7 @@ for ``.hex`` the ``@address`` markers of ``$readmemh`` files when they are seque
 from __future__ import annotations
 
 import os
+import re
 from typing import Union
 
 import numpy as np
@@ -98,6 +99,14 @@ def _read_bytes(path: str) -> bytes:
         raise GoldenError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def _clip(token: str, limit: int = 40) -> str:
+    """A token as it may appear in an error message (a bad "number" can be megabytes long)."""
+    return token if len(token) <= limit else token[:limit] + "..."
+
+
 def _clean_lines(path: str, data: bytes, hexmode: bool):
     """Tokens of a text vector file: comments, blank lines and (hex) sequential @addresses removed."""
     try:
@@ -106,7 +115,7 @@ def _clean_lines(path: str, data: bytes, hexmode: bool):
         line = data[: exc.start].count(b"\n") + 1
         raise GoldenError(f"{path}:{line}: not an ASCII text vector file") from None
     tokens, lines = [], []
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(_LINE_END.split(text), 1):   # not splitlines(): \f, \x1c.. are no line ends
         cut = raw.find("//")
         body = (raw[:cut] if cut >= 0 else raw).split()
         for tok in body:
@@ -114,9 +123,9 @@ def _clean_lines(path: str, data: bytes, hexmode: bool):
                 try:
                     addr = int(tok[1:], 16)
                 except ValueError:
-                    raise GoldenError(f"{path}:{lineno}: bad address marker {tok!r}") from None
+                    raise GoldenError(f"{path}:{lineno}: bad address marker {_clip(tok)!r}") from None
                 if addr != len(tokens):
-                    raise GoldenError(f"{path}:{lineno}: address @{tok[1:]} is not sequential "
+                    raise GoldenError(f"{path}:{lineno}: address @{_clip(tok[1:])} is not sequential "
                                       f"(expected @{len(tokens):x}); only sequential files are supported")
                 continue
             tokens.append(tok)
@@ -183,6 +192,49 @@ def _fast_text(data: bytes, fmt: str, bits: int, signed: bool, count: int):
     return u
 
 
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
+def _check_npy(p: str, count: int) -> None:
+    """Validate an ``.npy`` header before numpy reads the data: the magic, an integer dtype,
+    ``count`` values and enough bytes for them (a header can declare any shape: numpy
+    would try to allocate it; an ``.npz`` archive would come back as a lazy zip reader)."""
+    try:
+        with open(p, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            try:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:
+                    raise GoldenError(f"{p}: .npy format version {version[0]}.{version[1]} is not "
+                                      f"supported (1.0 or 2.0)")
+            except GoldenError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError,
+                # EOFError, tokenize.TokenError ("{"), ... for damaged headers
+                raise GoldenError(f"{p}: not a readable .npy file ({_one_line(exc)})") from None
+            data_bytes = size - fh.tell()
+    except FileNotFoundError:
+        raise GoldenError(f"{p}: file not found") from None
+    except IsADirectoryError:
+        raise GoldenError(f"{p}: is a directory") from None
+    except OSError as exc:
+        raise GoldenError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if dtype.kind not in "iu" or dtype.hasobject:
+        raise GoldenError(f"{p}: dtype {dtype} is not an integer type")
+    n = 1
+    for d in shape:
+        n *= d
+    if n != count or any(d < 0 for d in shape):
+        raise GoldenError(f"{p}: holds {n:,} values (shape {str(shape)[:60]}), expected {count:,}")
+    if data_bytes < n * dtype.itemsize:
+        raise GoldenError(f"{p}: truncated: {data_bytes:,} data bytes, {n * dtype.itemsize:,} needed")
+
+
 def read(path: PathLike, fmt: str, bits: int, signed: bool, count: int) -> np.ndarray:
     """Read ``count`` values (int64, 1-D) of a ``bits``-wide (signed) stage.
 
@@ -191,16 +243,20 @@ def read(path: PathLike, fmt: str, bits: int, signed: bool, count: int) -> np.nd
     """
     p = os.fspath(path)
     if fmt == "npy":
+        _check_npy(p, count)
         try:
             arr = np.load(p, allow_pickle=False)
         except FileNotFoundError:
             raise GoldenError(f"{p}: file not found") from None
         except (ValueError, OSError, EOFError) as exc:
-            raise GoldenError(f"{p}: not a readable .npy file ({exc})") from None
+            raise GoldenError(f"{p}: not a readable .npy file ({_one_line(exc)})") from None
         if arr.dtype.kind not in "iu":
             raise GoldenError(f"{p}: dtype {arr.dtype} is not an integer type")
         if arr.size != count:
             raise GoldenError(f"{p}: holds {arr.size:,} values, expected {count:,}")
+        if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+            raise GoldenError(f"{p}: value {int(arr.max())} does not fit {bits} "
+                              f"{'signed' if signed else 'unsigned'} bits")   # before int64 wraps it
         v = arr.reshape(-1).astype(np.int64)
         lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
         bad = np.flatnonzero((v < lo) | (v > hi))
@@ -221,7 +277,11 @@ def read(path: PathLike, fmt: str, bits: int, signed: bool, count: int) -> np.nd
         try:
             out[i] = int(tok, 16) if fmt == "hex" else int(tok, 10)
         except ValueError:
-            raise GoldenError(f"{p}:{ln}: {tok!r} is not a {'hex' if fmt == 'hex' else 'decimal'} number") from None
+            raise GoldenError(f"{p}:{ln}: {_clip(tok)!r} is not a {'hex' if fmt == 'hex' else 'decimal'} "
+                              f"number") from None
+        except OverflowError:   # beyond int64, so beyond every width (<= 64 bits)
+            raise GoldenError(f"{p}:{ln}: value {_clip(tok)} does not fit {bits} "
+                              f"{'signed' if signed else 'unsigned'} bits") from None
     if len(tokens) != count:
         raise GoldenError(f"{p}: holds {len(tokens):,} values, expected {count:,}")
     if fmt == "hex":

@@ -36,6 +36,7 @@ import numpy as np
 
 from . import vectors
 from .errors import GoldenError, MDFIError
+from .fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
 
 FORMAT = "mdfi-golden"
 FORMAT_VERSION = 1
@@ -136,6 +137,12 @@ def _fail(path: str, msg: str) -> GoldenError:
     return GoldenError(f"{path}: {msg}")
 
 
+def _show(value, limit: int = 80) -> str:
+    """repr() of a manifest value, clipped: messages stay one short line whatever the file holds."""
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit] + "..."
+
+
 def load_manifest(golden_dir: str) -> dict:
     """Read and validate ``GOLDEN_DIR/manifest.json``; errors name the file (and line/entry)."""
     if not os.path.isdir(golden_dir):
@@ -157,19 +164,28 @@ def load_manifest(golden_dir: str) -> dict:
     if not isinstance(m, dict):
         raise _fail(path, "expected a JSON object")
     if m.get("format") != FORMAT:
-        raise _fail(path, f"format is {m.get('format')!r}, expected {FORMAT!r} (not an MDFI golden manifest)")
+        raise _fail(path, f"format is {_show(m.get('format'))}, expected {FORMAT!r} (not an MDFI golden manifest)")
     if m.get("format_version") != FORMAT_VERSION:
-        raise _fail(path, f"format_version {m.get('format_version')!r} is not supported "
+        raise _fail(path, f"format_version {_show(m.get('format_version'))} is not supported "
                           f"(this mdfi reads version {FORMAT_VERSION})")
     files, layers = m.get("files"), m.get("layers")
     if not isinstance(files, list):
         raise _fail(path, "'files' is missing or not a list")
     if not isinstance(layers, list):
         raise _fail(path, "'layers' is missing or not a list")
+
+    def int_list(v):
+        return isinstance(v, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in v)
+
     for i, L in enumerate(layers):
         if not (isinstance(L, dict) and isinstance(L.get("index"), int) and isinstance(L.get("kind"), str)
                 and isinstance(L.get("meta", {}), dict)):
             raise _fail(path, f"layers[{i}]: expected an object with 'index' (int), 'kind' (str), 'meta' (object)")
+        # Optional fields the report reads (hints, golden context): checked here, not trusted later.
+        if not (int_list(L.get("inputs", [])) and int_list(L.get("out_shape", []))
+                and isinstance(L.get("in_shapes", []), list) and all(int_list(s) and len(s) == 3
+                                                                     for s in L.get("in_shapes", []))):
+            raise _fail(path, f"layers[{i}]: 'inputs', 'out_shape' and 'in_shapes' must be lists of integers")
     seen: Set[str] = set()
     for i, e in enumerate(files):
         where = f"files[{i}]"
@@ -177,8 +193,8 @@ def load_manifest(golden_dir: str) -> dict:
             raise _fail(path, f"{where}: expected an object")
         p = e.get("path")
         if not isinstance(p, str) or not p or os.path.basename(p) != p or p in (".", ".."):
-            raise _fail(path, f"{where}: 'path' must be a plain file name, got {p!r}")
-        where = f"{where} ({p})"
+            raise _fail(path, f"{where}: 'path' must be a plain file name, got {_show(p)}")
+        where = f"{where} ({p if p.isprintable() and len(p) <= 80 else _show(p)})"
         if p in seen:
             raise _fail(path, f"{where}: listed twice")
         seen.add(p)
@@ -197,9 +213,14 @@ def load_manifest(golden_dir: str) -> dict:
             if key not in e:
                 raise _fail(path, f"{where}: field '{key}' is missing")
             if not ok(e[key]):
-                raise _fail(path, f"{where}: field '{key}' must be {what}, got {e[key]!r}")
+                raise _fail(path, f"{where}: field '{key}' must be {what}, got {_show(e[key])}")
         if not p.endswith("." + e["format"]):
             raise _fail(path, f"{where}: name does not end in .{e['format']}")
+        count = 1
+        for d in e["shape"]:
+            count *= d
+        if count > vectors.MAX_VECTOR_BYTES:     # every value takes at least a byte in every format
+            raise _fail(path, f"{where}: shape {str(e['shape'])[:80]} holds more values than a vector file can")
     return m
 
 
@@ -559,7 +580,7 @@ class _Requant:
         self.act = act
         self.base = base_shift            # per element, int64 (no leaky extra)
         self.activation = activation
-        self.mode = mode if mode in _MODES else "half_up"
+        self.mode = mode if isinstance(mode, str) and mode in _MODES else "half_up"
         self.bits = bits
         self.lo, self.hi = _qrange(bits, True)
         self.neg = (act < 0) if activation == "leaky" else None
@@ -806,13 +827,14 @@ class _Analyzer:
                     sh = wf + int(self.meta["in_fmt"]["frac"]) - int(self.meta["out_fmt"]["frac"])
                     if sh.size == 1:
                         sh = np.repeat(sh, c)
-                except (KeyError, TypeError, ValueError):
+                except (KeyError, TypeError, ValueError, OverflowError):   # the manifest is data
                     return None
-            if sh.size != c:
+            if sh.size != c or not np.all((sh >= _MIN_SHIFT) & (sh <= _MAX_SHIFT)):
                 return None
             return np.repeat(sh.astype(np.int64), h * w)
-        if self.kind == "shortcut" and isinstance(self.meta.get("shift"), int):
-            return np.full(n, int(self.meta["shift"]), dtype=np.int64)
+        shift = self.meta.get("shift")
+        if self.kind == "shortcut" and isinstance(shift, int) and _MIN_SHIFT <= shift <= _MAX_SHIFT:
+            return np.full(n, shift, dtype=np.int64)
         return None
 
     def requant(self) -> Optional[_Requant]:

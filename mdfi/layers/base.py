@@ -120,6 +120,9 @@ class QLayer:
 
 
 def meta_format(meta: dict, key: str = "out_fmt"):
+    """The :class:`QFormat` saved under ``key`` (KeyError when it is absent or null)."""
     from ..fixedpoint import QFormat
     d = meta.get(key)
-    return None if d is None else QFormat.from_dict(d)
+    if d is None:
+        raise KeyError(key)
+    return QFormat.from_dict(d)

@@ -65,10 +65,13 @@ class ConvolutionalLayer(Layer):
         layer.size = sec.get_int("size", 1, minimum=1)
         MAX_KERNEL.check(layer.size, f"{sec.path}:{sec.line}: [convolutional] size")
         layer.stride = sec.get_int("stride", 1, minimum=1)
+        MAX_KERNEL.check(layer.stride, f"{sec.path}:{sec.line}: [convolutional] stride")
         pad = sec.get_int("pad", 0, minimum=0)
         layer.padding = sec.get_int("padding", 0, minimum=0)
         if pad:
             layer.padding = layer.size // 2
+        # The forward pads the input: an absurd padding would allocate an absurd tensor.
+        MAX_KERNEL.check(layer.padding, f"{sec.path}:{sec.line}: [convolutional] padding")
         groups = sec.get_int("groups", 1, minimum=1)
         if groups != 1:
             raise sec.error(f"groups={groups}: grouped convolutions are not supported by MDFI", "groups")

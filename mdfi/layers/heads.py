@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import fixedpoint as fp
+from ..errors import ShapeError
 
 
 def logistic_table(in_fmt: "fp.QFormat") -> np.ndarray:
@@ -43,6 +44,18 @@ def expneg_table(in_fmt: "fp.QFormat") -> np.ndarray:
     """Softmax table: ``round_half_up(exp(-d*2**-frac) * 2**16)`` for d = 0 .. 2**bits-1 (int32)."""
     d = np.arange(0, 1 << in_fmt.bits, dtype=np.float64)
     return fp.round_half_up_float(np.exp(-d * 2.0 ** -in_fmt.frac) * 2.0 ** fp.EXP_FRAC).astype(np.int32)
+
+
+def check_table(name: str, table: np.ndarray, n: int, lo: int, hi: int, first=None) -> np.ndarray:
+    """A lookup table read from a file: ``n`` integer entries in ``[lo, hi]`` (the range
+    :func:`logistic_table`/:func:`exp_table`/:func:`expneg_table` produce), else ShapeError."""
+    t = np.asarray(table)
+    if t.shape != (n,) or t.dtype.kind not in "iu":
+        raise ShapeError(f"{name} must have {n} integer entries, got shape {t.shape} of {t.dtype}")
+    if n and (int(t.min()) < lo or int(t.max()) > hi or (first is not None and int(t[0]) != first)):
+        raise ShapeError(f"{name} holds values outside {lo}..{hi}" +
+                         (f" or does not start with {first}" if first is not None else ""))
+    return t
 
 
 def lookup(table: np.ndarray, x: np.ndarray, in_fmt: "fp.QFormat") -> np.ndarray:

@@ -25,6 +25,7 @@ class MaxpoolLayer(Layer):
         layer = super().from_section(index, section, net)
         sec = section
         layer.stride = sec.get_int("stride", 1, minimum=1)
+        MAX_KERNEL.check(layer.stride, f"{sec.path}:{sec.line}: [maxpool] stride")
         layer.size = sec.get_int("size", layer.stride, minimum=1)
         MAX_KERNEL.check(layer.size, f"{sec.path}:{sec.line}: [maxpool] size")
         layer.padding = sec.get_int("padding", layer.size - 1, minimum=0)

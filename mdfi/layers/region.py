@@ -23,6 +23,7 @@ from .. import activations
 from . import heads
 from .. import fixedpoint as fp
 from ..errors import ShapeError
+from ..limits import MAX_DIM
 from .base import Layer, QLayer, meta_format
 
 
@@ -45,6 +46,7 @@ class RegionLayer(Layer):
             raise sec.error(f"coords={layer.coords}: only coords=4 is supported", "coords")
         layer.classes = sec.get_int("classes", 20, minimum=1)
         layer.n = sec.get_int("num", 1, minimum=1)
+        MAX_DIM.check(layer.n, f"{sec.path}:{sec.line}: [region] num")   # before lists of num entries
         layer.softmax = bool(sec.get_int("softmax", 0))
         if sec.get_int("background", 0):
             raise sec.error("background=1 is not supported", "background")
@@ -120,6 +122,11 @@ class QRegion(QLayer):
         n = 1 << in_fmt.bits
         if self.logistic.shape != (n,) or self.exp.shape != (n,) or self.expneg.shape != (n,):
             raise ShapeError(f"layer {layer.index}: lookup tables must have {n} entries")
+        heads.check_table(f"layer {layer.index}: logistic table", self.logistic, n, 0, fp.PROB_ONE)
+        heads.check_table(f"layer {layer.index}: exp table", self.exp, n, 0, fp.EXP_MAX)
+        # expneg[0] = exp(0) = 1.0 keeps every softmax denominator positive.
+        heads.check_table(f"layer {layer.index}: softmax table", self.expneg, n, 0, 1 << fp.EXP_FRAC,
+                          first=1 << fp.EXP_FRAC)
 
     def forward_ref(self, xs, stats=None):
         l = self.layer

@@ -24,6 +24,7 @@ from .. import activations
 from . import heads
 from .. import fixedpoint as fp
 from ..errors import ShapeError
+from ..limits import MAX_DIM
 from .base import Layer, QLayer, meta_format
 
 
@@ -36,6 +37,7 @@ class YoloLayer(Layer):
         sec = section
         layer.classes = sec.get_int("classes", 20, minimum=1)
         layer.total = sec.get_int("num", 1, minimum=1)
+        MAX_DIM.check(layer.total, f"{sec.path}:{sec.line}: [yolo] num")   # before lists of num entries
         mask = sec.get_int_list("mask")
         if mask is None:
             mask = list(range(layer.total))
@@ -122,6 +124,8 @@ class QYolo(QLayer):
         n = 1 << in_fmt.bits
         if self.logistic.shape != (n,) or self.exp.shape != (n,):
             raise ShapeError(f"layer {layer.index}: lookup tables must have {n} entries")
+        heads.check_table(f"layer {layer.index}: logistic table", self.logistic, n, 0, fp.PROB_ONE)
+        heads.check_table(f"layer {layer.index}: exp table", self.exp, n, 0, fp.EXP_MAX)
 
     def forward_ref(self, xs, stats=None):
         x = np.asarray(xs[0])
