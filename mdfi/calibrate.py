@@ -39,6 +39,7 @@ import numpy as np
 from . import fixedpoint as fp
 from .activations import LEAKY_SLOPE
 from .errors import FormatError, MDFIError, ModelFileError, PathLike, ShapeError
+from .limits import require_regular_file
 
 __all__ = [
     "BINS_PER_OCTAVE", "LOG2_MIN", "LOG2_MAX", "NBINS", "SCHEMA", "SCHEMA_VERSION",
@@ -553,6 +554,7 @@ class CalibStats:
         schema version.
         """
         name = os.fspath(path)
+        require_regular_file(name, ModelFileError)
         try:
             size = os.path.getsize(name)
             if size > MAX_FILE_BYTES:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import CfgError
+from .limits import require_regular_file
 from .limits import MAX_LAYERS
 
 # Keys Darknet reads only for training (or for features MDFI's forward does not need).
@@ -224,6 +225,7 @@ def read_cfg(path: "os.PathLike[str] | str") -> List[Section]:
     """Read and split a ``.cfg`` file; I/O and decoding errors become :class:`CfgError`."""
     spath = os.fspath(path)
     try:
+        require_regular_file(spath, CfgError)
         with open(spath, "rb") as fh:
             data = fh.read(MAX_CFG_BYTES + 1)
     except FileNotFoundError:

@@ -51,7 +51,7 @@ from typing import (IO, Any, Dict, Iterable, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from .errors import MDFIError, PathLike
-from .limits import Limit
+from .limits import Limit, require_regular_file
 
 __all__ = [
     "iou_xyxy", "average_precision",
@@ -537,6 +537,10 @@ def _check_on_unknown(on_unknown: str) -> None:
 
 
 def _read_capped(path: str, limit: Limit, kind: str) -> bytes:
+    try:
+        require_regular_file(path, MDFIError)
+    except MDFIError as exc:
+        raise LabelError(path, str(exc).split(": ", 1)[-1]) from None
     try:
         size = os.path.getsize(path)
         limit.check(-(-size // (1 << 20)), path)

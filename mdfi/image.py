@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError, LimitError, PathLike
+from .limits import require_regular_file
 from .limits import Limit
 
 __all__ = [
@@ -239,6 +240,7 @@ def _load_path(path: PathLike) -> np.ndarray:
     limit = max_image_pixels()  # before opening: a bad $MDFI_MAX_IMAGE_PIXELS leaks nothing
     if os.path.isdir(name):
         raise ImageError(f"{name}: is a directory, not an image file")
+    require_regular_file(name, ImageError)
     try:
         fh = open(name, "rb")
     except FileNotFoundError:

@@ -9,6 +9,7 @@ that raises it.  Defaults are far above every classic Darknet detector (YOLOv3-S
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 
 from .errors import LimitError
@@ -54,3 +55,16 @@ MAX_KERNEL = Limit("kernel size", "MDFI_MAX_KERNEL", 63)
 MAX_PARAMS = Limit("parameter count", "MDFI_MAX_PARAMS", 1 << 30)
 #: Bytes of all layer outputs of one forward pass, in float32.
 MAX_ACTIVATION_BYTES = Limit("activation memory", "MDFI_MAX_ACTIVATION_MB", 8192, "MB")
+
+
+def require_regular_file(path, error: type) -> None:
+    """Refuse a FIFO, device or socket before anything opens it: reading one could block
+    forever (a FIFO) or never end (``/dev/zero``).  Missing files and folders are left to
+    the caller, which reports them in its own words."""
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)
+    except OSError:
+        return
+    if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        raise error(f"{p}: not a regular file (a device, FIFO or socket); MDFI reads regular files only")

@@ -190,7 +190,7 @@ def _is_mdfi_file(path: PathLike) -> bool:
     p = os.fspath(path)
     if p.endswith(".mdfi"):
         return True
-    if os.path.isfile(p):
+    if os.path.isfile(p):      # regular files only: a FIFO would block the magic-byte read
         try:
             with open(p, "rb") as fh:
                 from .modelfile import MAGIC

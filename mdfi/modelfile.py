@@ -41,6 +41,7 @@ from . import __version__
 from . import fixedpoint as fp
 from .cfgfile import MAX_CFG_BYTES, parse_cfg_text
 from .errors import CfgError, LimitError, MDFIError, ModelFileError
+from .limits import require_regular_file
 from .layers import QREGISTRY
 from .limits import Limit
 from .network import Network
@@ -157,6 +158,7 @@ def read_header(path: PathLike) -> Tuple[dict, bytes]:
     """Validate the container and return (header dict, data bytes)."""
     spath = os.fspath(path)
     try:
+        require_regular_file(spath, ModelFileError)
         size = os.path.getsize(spath)
         MAX_MODEL_BYTES.check(size >> 20, f"{spath}: model file")
         with open(spath, "rb") as fh:

@@ -16,6 +16,7 @@ from typing import Union
 import numpy as np
 
 from .errors import GoldenError
+from .limits import require_regular_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 FORMATS = ("hex", "npy", "dat")
@@ -85,6 +86,7 @@ def write(path: PathLike, values: np.ndarray, fmt: str, bits: int, signed: bool)
 
 # -- reading --------------------------------------------------------------------------------------------
 def _read_bytes(path: str) -> bytes:
+    require_regular_file(path, GoldenError)
     try:
         size = os.path.getsize(path)
         if size > MAX_VECTOR_BYTES:
@@ -200,6 +202,7 @@ def _check_npy(p: str, count: int) -> None:
     """Validate an ``.npy`` header before numpy reads the data: the magic, an integer dtype,
     ``count`` values and enough bytes for them (a header can declare any shape: numpy
     would try to allocate it; an ``.npz`` archive would come back as a lazy zip reader)."""
+    require_regular_file(p, GoldenError)
     try:
         with open(p, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size

@@ -36,6 +36,7 @@ import numpy as np
 
 from . import vectors
 from .errors import GoldenError, MDFIError
+from .limits import require_regular_file
 from .fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
 
 FORMAT = "mdfi-golden"
@@ -148,7 +149,10 @@ def load_manifest(golden_dir: str) -> dict:
     if not os.path.isdir(golden_dir):
         raise GoldenError(f"{golden_dir}: golden directory not found (write one with `mdfi golden`)")
     path = os.path.join(golden_dir, "manifest.json")
+    require_regular_file(path, GoldenError)
     try:
+        if os.path.getsize(path) > vectors.MAX_VECTOR_BYTES:
+            raise _fail(path, f"larger than {vectors.MAX_VECTOR_BYTES:,} bytes: not a manifest")
         with open(path, "rb") as fh:
             raw = fh.read()
     except FileNotFoundError:

@@ -22,6 +22,7 @@ from typing import Union
 import numpy as np
 
 from .errors import WeightsError
+from .limits import require_regular_file
 from .network import Network
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -62,6 +63,7 @@ def load_weights(network: Network, path: PathLike) -> WeightsHeader:
     spath = os.fspath(path)
     expected_params = network.num_params()
     try:
+        require_regular_file(spath, WeightsError)
         size = os.path.getsize(spath)
         with open(spath, "rb") as fh:
             head = fh.read(20)

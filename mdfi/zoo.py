@@ -74,6 +74,7 @@ except ImportError:  # pragma: no cover - Python < 3.8
     Protocol = object  # type: ignore[assignment,misc]
 
 from .errors import DownloadError, MDFIError, PathLike
+from .limits import require_regular_file
 
 try:  # POSIX
     import fcntl as _fcntl
@@ -279,10 +280,18 @@ def names_path(name: Union[str, ModelSpec]) -> Path:
     return _shipped_file(get_spec(name).names)
 
 
+#: A names file lists class labels (COCO: 625 bytes); anything beyond this is not one.
+MAX_NAMES_BYTES = 1 << 20
+
+
 def load_names(path: PathLike) -> List[str]:
     """Class labels of a Darknet ``.names`` file: one per line, stripped, blank lines skipped."""
     p = os.fspath(path)
+    require_regular_file(p, MDFIError)
     try:
+        if os.path.getsize(p) > MAX_NAMES_BYTES:
+            raise MDFIError(f"{p}: {os.path.getsize(p):,} bytes is too large for a class-names file "
+                            f"(limit {MAX_NAMES_BYTES:,})")
         with open(p, "rb") as f:
             raw = f.read()
     except OSError as exc:

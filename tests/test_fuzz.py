@@ -1528,3 +1528,40 @@ def test_package_never_unpickles_or_evals():
         code = "\n".join(l.split("#", 1)[0] for l in p.read_text().splitlines())
         assert not re.search(r"\bpickle\b|\beval\s*\(|\bexec\s*\(|\bmarshal\b", code), p
         assert "np.load(" not in code or "allow_pickle=False" in code, p
+
+
+# -- special files: never opened, never block ---------------------------------------------------------
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+@pytest.mark.parametrize("kind", ["cfg", "weights", "mdfi", "image", "names", "calib", "vector", "manifest"])
+def test_fifos_and_devices_are_refused_without_blocking(tmp_path, kind):
+    import mdfi.calibrate as calibrate_mod
+    from mdfi import vectors as vec_mod
+    from mdfi import verify as verify_mod
+    from mdfi import zoo as zoo_mod
+    from mdfi.image import load_image
+    from mdfi.modelfile import load as load_mdfi
+    from mdfi.network import Network as Net
+    from mdfi.weights import load_weights as lw
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    mini = Net.from_cfg(MINI_DIR / "mini-yolov3.cfg", warn=False) if kind == "weights" else None
+    calls = {
+        "cfg": lambda p: Net.from_cfg(p),
+        "weights": lambda p: lw(mini, p),
+        "mdfi": lambda p: load_mdfi(p),
+        "image": lambda p: load_image(p),
+        "names": lambda p: zoo_mod.load_names(p),
+        "calib": lambda p: calibrate_mod.CalibStats.from_json(p),
+        "vector": lambda p: vec_mod.read(p, "hex", 8, True, 4),
+    }
+    targets = [fifo, "/dev/zero"] if os.path.exists("/dev/zero") else [fifo]
+    for target in targets:
+        if kind == "manifest":
+            d = tmp_path / f"g{len(str(target))}"
+            d.mkdir()
+            os.symlink(target, d / "manifest.json")
+            with pytest.raises(MDFIError, match="not a regular file"):
+                verify_mod.load_manifest(str(d))
+            continue
+        with pytest.raises(MDFIError, match="not a regular file"):
+            calls[kind](str(target))
