@@ -5,7 +5,9 @@
 
 One process, interleaved: every round times one forward of every (engine, threads)
 configuration in turn, so machine noise hits all of them alike; the median of ``--runs``
-rounds after warm-up is reported.  All at 416x416 from the same cfg/weights:
+rounds after warm-up is reported.  Before each timed forward the machine idles for
+``--settle`` seconds, so that thread pools still spinning from the previous configuration
+(OpenBLAS spins ~0.1 s after a GEMM) do not slow the next one down.  All at 416x416 from the same cfg/weights:
 yolov3-tiny with the official weights, yolov3 with generated weights of the right shape
 (no official yolov3 weights can be fetched here; speed does not depend on the values).
 MDFI fixed point is 8-bit (the default model); its time covers the integer network
@@ -47,7 +49,10 @@ def load_models(name: str, tmp: str):
         weights = os.path.join(tmp, f"{name}-generated.weights")
         write_weights(net, weights)
     fixed = mdfi.load(cfg=cfg, weights=weights, engine="ref") if name != "yolov3-tiny" else mdfi.load(name, engine="ref")
-    return cfg, weights, fixed.network, fixed.quantized
+    from mdfi.weights import load_weights
+    net = Network.from_cfg(cfg, warn=False)          # the float network (a cached .mdfi holds integers only)
+    load_weights(net, weights)
+    return cfg, weights, net, fixed.quantized
 
 
 def main(argv=None) -> int:
@@ -58,6 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--skip-float", action="store_true", help="skip MDFI's NumPy float path (slow on yolov3)")
     ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--settle", type=float, default=0.25,
+                    help="seconds of idle before each timed forward (default 0.25)")
     args = ap.parse_args(argv)
 
     import cv2
@@ -105,6 +112,10 @@ def main(argv=None) -> int:
         for r in range(args.warmup + args.runs):
             for label, fn in configs:
                 for t in threads:
+                    # Thread pools keep spinning after a job (OpenBLAS for ~0.1 s, OpenCV's and
+                    # MDFI's for ~1 ms): let the previous configuration's threads go idle so
+                    # they do not steal the cores of the one being timed.
+                    time.sleep(args.settle)
                     t0 = time.perf_counter()
                     fn(t)
                     dt = time.perf_counter() - t0
