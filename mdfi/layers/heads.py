@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import fixedpoint as fp
 from ..errors import ShapeError
+from .base import QLayer, meta_format
 
 
 def logistic_table(in_fmt: "fp.QFormat") -> np.ndarray:
@@ -81,3 +82,46 @@ def thresholds(thresh: float):
 
 def to_float_prob(q: np.ndarray, frac: int = fp.PROB_FRAC) -> np.ndarray:
     return (np.asarray(q, np.float64) * 2.0 ** -frac).astype(np.float32)
+
+
+class QHead(QLayer):
+    """What ``[yolo]`` and ``[region]`` share: the input format and the logistic and exp
+    tables (built at quantize time, or taken from a model file and range-checked)."""
+
+    TABLES = ("logistic_lut", "exp_lut")
+
+    def __init__(self, layer, in_fmt, rounding, logistic=None, exp=None):
+        super().__init__(layer, None, rounding)
+        self.in_fmt = in_fmt
+        self.n_entries = 1 << in_fmt.bits
+        self.logistic = logistic_table(in_fmt) if logistic is None else np.asarray(logistic)
+        self.exp = exp_table(in_fmt) if exp is None else np.asarray(exp)
+        self._check("logistic table", self.logistic, fp.PROB_ONE)
+        self._check("exp table", self.exp, fp.EXP_MAX)
+
+    def _check(self, what: str, table: np.ndarray, hi: int, first=None) -> None:
+        if table.shape != (self.n_entries,):
+            raise ShapeError(f"layer {self.index}: lookup tables must have {self.n_entries} entries")
+        check_table(f"layer {self.index}: {what}", table, self.n_entries, 0, hi, first=first)
+
+    @classmethod
+    def quantize(cls, layer, in_fmt, rounding):
+        return cls(layer, in_fmt, rounding)
+
+    @classmethod
+    def from_saved(cls, layer, meta, arrays):
+        return cls(layer, meta_format(meta, "in_fmt"), meta["rounding"], *(arrays[t] for t in cls.TABLES))
+
+    def meta(self):
+        d = super().meta()
+        d.update(in_fmt=self.in_fmt.to_dict(), prob_frac=fp.PROB_FRAC, exp_frac=fp.EXP_FRAC)
+        return d
+
+    def arrays(self):
+        return {"logistic_lut": self.logistic, "exp_lut": self.exp}
+
+    def param_bits(self) -> int:
+        return sum(a.size * (16 if k == "logistic_lut" else 32) for k, a in self.arrays().items())
+
+    def describe_formats(self) -> str:
+        return f"in {self.in_fmt.ap_type()} -> prob UQ1.15, exp UQ15.16"

@@ -22,9 +22,8 @@ import numpy as np
 from .. import activations
 from . import heads
 from .. import fixedpoint as fp
-from ..errors import ShapeError
 from ..limits import MAX_DIM
-from .base import Layer, QLayer, meta_format
+from .base import Layer
 
 
 def softmax_darknet(x: np.ndarray, axis: int) -> np.ndarray:
@@ -107,26 +106,19 @@ class RegionLayer(Layer):
         return f"region {self.n} anchors"
 
 
-class QRegion(QLayer):
+class QRegion(heads.QHead):
     """Integer ``[region]``: logistic/exp tables for x, y, objectness, w, h and an integer
     softmax over the classes (:func:`.heads.softmax_int`), probabilities in unsigned Q1.15."""
 
     kind = "region"
 
+    TABLES = ("logistic_lut", "exp_lut", "expneg_lut")
+
     def __init__(self, layer, in_fmt, rounding, logistic=None, exp=None, expneg=None):
-        super().__init__(layer, None, rounding)
-        self.in_fmt = in_fmt
-        self.logistic = heads.logistic_table(in_fmt) if logistic is None else np.asarray(logistic)
-        self.exp = heads.exp_table(in_fmt) if exp is None else np.asarray(exp)
+        super().__init__(layer, in_fmt, rounding, logistic, exp)
         self.expneg = heads.expneg_table(in_fmt) if expneg is None else np.asarray(expneg)
-        n = 1 << in_fmt.bits
-        if self.logistic.shape != (n,) or self.exp.shape != (n,) or self.expneg.shape != (n,):
-            raise ShapeError(f"layer {layer.index}: lookup tables must have {n} entries")
-        heads.check_table(f"layer {layer.index}: logistic table", self.logistic, n, 0, fp.PROB_ONE)
-        heads.check_table(f"layer {layer.index}: exp table", self.exp, n, 0, fp.EXP_MAX)
         # expneg[0] = exp(0) = 1.0 keeps every softmax denominator positive.
-        heads.check_table(f"layer {layer.index}: softmax table", self.expneg, n, 0, 1 << fp.EXP_FRAC,
-                          first=1 << fp.EXP_FRAC)
+        self._check("softmax table", self.expneg, 1 << fp.EXP_FRAC, first=1 << fp.EXP_FRAC)
 
     def forward_ref(self, xs, stats=None):
         l = self.layer
@@ -162,25 +154,5 @@ class QRegion(QLayer):
         boxes = np.stack([x, y, bw, bh], axis=1).astype(np.float32)
         return boxes, heads.to_float_prob(obj_q), heads.to_float_prob(prob_q, 2 * fp.PROB_FRAC)
 
-    @classmethod
-    def quantize(cls, layer, in_fmt, rounding):
-        return cls(layer, in_fmt, rounding)
-
-    def meta(self):
-        d = super().meta()
-        d.update(in_fmt=self.in_fmt.to_dict(), prob_frac=fp.PROB_FRAC, exp_frac=fp.EXP_FRAC)
-        return d
-
     def arrays(self):
-        return {"logistic_lut": self.logistic, "exp_lut": self.exp, "expneg_lut": self.expneg}
-
-    @classmethod
-    def from_saved(cls, layer, meta, arrays):
-        return cls(layer, meta_format(meta, "in_fmt"), meta["rounding"], arrays["logistic_lut"],
-                   arrays["exp_lut"], arrays["expneg_lut"])
-
-    def param_bits(self) -> int:
-        return self.logistic.size * 16 + self.exp.size * 32 + self.expneg.size * 32
-
-    def describe_formats(self) -> str:
-        return f"in {self.in_fmt.ap_type()} -> prob UQ1.15, exp UQ15.16"
+        return {**super().arrays(), "expneg_lut": self.expneg}

@@ -23,9 +23,8 @@ import numpy as np
 from .. import activations
 from . import heads
 from .. import fixedpoint as fp
-from ..errors import ShapeError
 from ..limits import MAX_DIM
-from .base import Layer, QLayer, meta_format
+from .base import Layer
 
 
 class YoloLayer(Layer):
@@ -107,7 +106,7 @@ class YoloLayer(Layer):
         return f"yolo mask {','.join(map(str, self.mask))}"
 
 
-class QYolo(QLayer):
+class QYolo(heads.QHead):
     """Integer ``[yolo]``: logistic and exp through lookup tables (see :mod:`.heads`).
 
     Output int32 ``[anchor][entry][h][w]``: x, y, objectness and classes in unsigned Q1.15,
@@ -115,17 +114,6 @@ class QYolo(QLayer):
     """
 
     kind = "yolo"
-
-    def __init__(self, layer, in_fmt, rounding, logistic=None, exp=None):
-        super().__init__(layer, None, rounding)
-        self.in_fmt = in_fmt
-        self.logistic = heads.logistic_table(in_fmt) if logistic is None else np.asarray(logistic)
-        self.exp = heads.exp_table(in_fmt) if exp is None else np.asarray(exp)
-        n = 1 << in_fmt.bits
-        if self.logistic.shape != (n,) or self.exp.shape != (n,):
-            raise ShapeError(f"layer {layer.index}: lookup tables must have {n} entries")
-        heads.check_table(f"layer {layer.index}: logistic table", self.logistic, n, 0, fp.PROB_ONE)
-        heads.check_table(f"layer {layer.index}: exp table", self.exp, n, 0, fp.EXP_MAX)
 
     def forward_ref(self, xs, stats=None):
         x = np.asarray(xs[0])
@@ -157,25 +145,3 @@ class QYolo(QLayer):
         prob_q = np.where(prob_q > t_prob, prob_q, 0)
         boxes = np.stack([x, y, bw, bh], axis=1).astype(np.float32)
         return boxes, heads.to_float_prob(obj_q), heads.to_float_prob(prob_q, 2 * fp.PROB_FRAC)
-
-    @classmethod
-    def quantize(cls, layer, in_fmt, rounding):
-        return cls(layer, in_fmt, rounding)
-
-    def meta(self):
-        d = super().meta()
-        d.update(in_fmt=self.in_fmt.to_dict(), prob_frac=fp.PROB_FRAC, exp_frac=fp.EXP_FRAC)
-        return d
-
-    def arrays(self):
-        return {"logistic_lut": self.logistic, "exp_lut": self.exp}
-
-    @classmethod
-    def from_saved(cls, layer, meta, arrays):
-        return cls(layer, meta_format(meta, "in_fmt"), meta["rounding"], arrays["logistic_lut"], arrays["exp_lut"])
-
-    def param_bits(self) -> int:
-        return self.logistic.size * 16 + self.exp.size * 32
-
-    def describe_formats(self) -> str:
-        return f"in {self.in_fmt.ap_type()} -> prob UQ1.15, exp UQ15.16"
