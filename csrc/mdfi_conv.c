@@ -419,6 +419,12 @@ const char *mdfi_conv_path_name(int32_t path)
 
 void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
 
+int mdfi_conv_pool_run(void (*job)(void *arg, int tid), void *arg, int nthreads)
+{
+    if (job == NULL) return 0;
+    return mdfi_pool_run(job, arg, nthreads < 1 ? 1 : nthreads);
+}
+
 const char *mdfi_conv_strerror(int code)
 {
     switch (code) {
@@ -581,14 +587,19 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
         return MDFI_CONV_E_PACKED;
     if (x_count != (int64_t)c * h * w || out_count != (int64_t)m * ctx.n) return MDFI_CONV_E_COUNT;
     if (scratch_size < 0 || (uint64_t)scratch_size < (uint64_t)total) return MDFI_CONV_E_SCRATCH;
+    int64_t bmax = 0;
     for (int32_t i = 0; i < m; ++i) {
         if (shift[i] < MDFI_MIN_SHIFT || shift[i] > MDFI_MAX_SHIFT) return MDFI_CONV_E_SHIFT;
         if (bias[i] < -LIM47 || bias[i] > LIM47) return MDFI_CONV_E_RANGE;
+        const int64_t ab = bias[i] < 0 ? -bias[i] : bias[i];
+        if (ab > bmax) bmax = ab;
     }
     /* K * wmax * xmax <= 2^47 (so |sum + bias| <= 2^48, see mdfi_conv.h) */
     const int64_t kvol = (int64_t)c * ks * ks;
     const int64_t wx = (int64_t)wmax * type_max_abs(xtype);       /* <= 2^30 */
     if (wx > 0 && kvol > LIM47 / wx) return MDFI_CONV_E_RANGE;
+    /* every partial sum, and sum + bias, provably inside int32 (<= 2^47 + 2^47 here) */
+    ctx.sum32 = acc64 == 0 && kvol * wx + bmax <= (int64_t)INT32_MAX;
 
     const conv_ops *ops = &ops_scalar;
     ctx.path = MDFI_CONV_PATH_SCALAR;

@@ -112,6 +112,13 @@ int32_t mdfi_conv_env_path(void);
 const char *mdfi_conv_path_name(int32_t path);
 const char *mdfi_conv_strerror(int code);
 
+/* The convolution's thread pool, for other kernels (mdfi_kopts.pool in mdfi_kernels.h):
+ * calls job(arg, tid) on up to nthreads threads -- the caller (tid 0) and the workers that
+ * join while it is busy -- and returns when every call has returned.  job must hand out its
+ * work through an atomic counter (it is complete whoever joins).  Returns the number of
+ * participants. */
+int mdfi_conv_pool_run(void (*job)(void *arg, int tid), void *arg, int nthreads);
+
 /* Join the worker threads (they are created on the first multi-threaded call and kept
  * for the next ones).  Optional: call it before exit for a clean shutdown (e.g. valgrind);
  * a later mdfi_conv2d starts them again. */

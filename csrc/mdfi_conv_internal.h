@@ -83,6 +83,8 @@ typedef struct conv_ctx {
     void *out;                    /* [M][N] int8 or int16                          */
     int otype;
     int32_t rounding, bits, act, acc64;
+    int32_t sum32;                /* 1: K*max|w|*max|x| + max|bias| < 2^31, so every sum and
+                                     sum + bias is an exact int32 (int32-lane epilogue)  */
     /* geometry */
     int32_t oh, ow, hp, wp;
     int64_t n;                    /* OH*OW                                         */

@@ -109,6 +109,63 @@ MDFI_AVX2_FN __m256i mdfi_requantize4_avx2(__m256i acc, const mdfi_rq_avx2 *q, i
     return mdfi_min64_avx2(r, q->qmax);
 }
 
+/* ---- int32 lanes ------------------------------------------------------------------------
+ * mdfi_requantize on eight int32 lanes, for accumulators that are exact int32 values (any
+ * int32) and shifts 1 <= s <= 31 (mdfi_rq32_ok); every other shift takes the int64 lanes
+ * above.  The kernels use it when a layer's bound K*max|w|*max|x| + max|bias| fits int32,
+ * i.e. no sum can leave int32.  Exactness, for every int32 a and 1 <= s <= 31:
+ *   half_up  floor((a + 2^(s-1)) / 2^s) = (a >> s) + bit(s-1) of a
+ *            (a = q*2^s + r with 0 <= r < 2^s; adding 2^(s-1) carries into q iff
+ *            r >= 2^(s-1), i.e. iff bit s-1 of r -- which is bit s-1 of a -- is set);
+ *            nothing is added to a, so nothing can overflow.
+ *   truncate a >> s.
+ *   leaky, a < 0: R(a*3277 / 2^(s+15)).  With a = ah*2^15 + al (ah = a >> 15,
+ *            0 <= al < 2^15) and the rounding constant 2^(s+14) = 2^(s-1)*2^15 (half_up;
+ *            0 for truncate), the nested floors floor(floor(x/2^15)/2^s) = floor(x/2^(s+15))
+ *            give  R(...) = (ah*3277 + ((al*3277) >> 15) + 2^(s-1)) >> s,
+ *            where |ah*3277| < 2^28, al*3277 < 2^27 and 2^(s-1) <= 2^30: every term and
+ *            sum fits int32 (no 64-bit product needed).
+ * `>>` is vpsrad, an arithmetic (flooring) shift; saturation clamps with vpmins/vpmaxsd. */
+typedef struct {
+    __m128i s, s1;                /* shift counts s and s - 1 */
+    __m256i half, qmin, qmax;     /* 2^(s-1) (half_up; else 0), saturation bounds */
+} mdfi_rq32_avx2;
+
+static inline int mdfi_rq32_ok(int32_t shift) { return shift >= 1 && shift <= 31; }
+
+MDFI_AVX2_FN void mdfi_rq32_init_avx2(mdfi_rq32_avx2 *q, int32_t shift, int32_t mode, int32_t bits)
+{
+    q->s = _mm_cvtsi32_si128(shift);
+    q->s1 = _mm_cvtsi32_si128(shift - 1);
+    q->half = _mm256_set1_epi32(mode == MDFI_ROUND_HALF_UP ? (int32_t)1 << (shift - 1) : 0);
+    q->qmin = _mm256_set1_epi32(mdfi_qmin(bits));
+    q->qmax = _mm256_set1_epi32(mdfi_qmax(bits));
+}
+
+/* mdfi_requantize on eight int32 lanes; `q` from mdfi_rq32_init_avx2 with mdfi_rq32_ok(shift). */
+MDFI_AVX2_FN __m256i mdfi_requantize8_i32_avx2(__m256i a, const mdfi_rq32_avx2 *q, int32_t mode,
+                                               int32_t act)
+{
+    if (act == MDFI_ACT_RELU) a = _mm256_max_epi32(a, _mm256_setzero_si256());
+    __m256i r = _mm256_sra_epi32(a, q->s);
+    if (mode == MDFI_ROUND_HALF_UP)
+        r = _mm256_add_epi32(r, _mm256_and_si256(_mm256_srl_epi32(a, q->s1), _mm256_set1_epi32(1)));
+    if (act == MDFI_ACT_LEAKY) {
+        const __m256i k = _mm256_set1_epi32(MDFI_LEAKY_MULT);
+        const __m256i hi = _mm256_mullo_epi32(_mm256_srai_epi32(a, MDFI_LEAKY_SHIFT), k);
+        const __m256i lo = _mm256_srli_epi32(
+            _mm256_mullo_epi32(_mm256_and_si256(a, _mm256_set1_epi32((1 << MDFI_LEAKY_SHIFT) - 1)), k),
+            MDFI_LEAKY_SHIFT);
+        const __m256i t = _mm256_add_epi32(_mm256_add_epi32(hi, lo), q->half);
+        const __m256i n = _mm256_sra_epi32(t, q->s);
+        /* lanes with a < 0 (sign bit set) take the leaky branch */
+        r = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(n),
+                                                 _mm256_castsi256_ps(a)));
+    }
+    r = _mm256_max_epi32(r, q->qmin);
+    return _mm256_min_epi32(r, q->qmax);
+}
+
 /* Eight results (int64 lanes a: 0-3, b: 4-7, each in int16 range) as 8 x int32. */
 MDFI_AVX2_FN __m256i mdfi_pack64x8_avx2(__m256i a, __m256i b)
 {

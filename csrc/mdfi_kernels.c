@@ -96,15 +96,63 @@ static void requantize_array_avx2(const int64_t *restrict acc, const int32_t *re
 }
 #endif
 
+#if MDFI_KERNELS_X86
+/* simd == 2: channels whose shift is 1..31 through the int32-lane twin (eight lanes; every
+ * accumulator must be an int32, checked by the caller), the others as above. */
+__attribute__((target("avx2")))
+static void requantize_array_i32_avx2(const int64_t *restrict acc, const int32_t *restrict shift,
+                                      int64_t channels, int64_t plane, int32_t mode, int32_t bits,
+                                      int32_t act, void *restrict out, int32_t out_type)
+{
+    for (int64_t ch = 0; ch < channels; ++ch) {
+        if (!mdfi_rq32_ok(shift[ch])) {
+            requantize_array_avx2(acc + ch * plane, shift + ch, 1, plane, mode, bits, act,
+                                  (unsigned char *)out + ch * plane * (int64_t)mdfi_type_size(out_type),
+                                  out_type);
+            continue;
+        }
+        mdfi_rq32_avx2 q;
+        mdfi_rq32_init_avx2(&q, shift[ch], mode, bits);
+        const int64_t *a = acc + ch * plane;
+        int64_t i = 0;
+        for (; i + 8 <= plane; i += 8) {
+            int32_t v[8];
+            for (int k = 0; k < 8; ++k) v[k] = (int32_t)a[i + k];
+            __m256i r = _mm256_loadu_si256((const __m256i *)v);
+            switch (mode * 3 + act) {   /* constant mode/act per call, as in the kernels */
+            case 0: r = mdfi_requantize8_i32_avx2(r, &q, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR); break;
+            case 1: r = mdfi_requantize8_i32_avx2(r, &q, MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY); break;
+            case 2: r = mdfi_requantize8_i32_avx2(r, &q, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU); break;
+            case 3: r = mdfi_requantize8_i32_avx2(r, &q, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR); break;
+            case 4: r = mdfi_requantize8_i32_avx2(r, &q, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY); break;
+            default: r = mdfi_requantize8_i32_avx2(r, &q, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU); break;
+            }
+            _mm256_storeu_si256((__m256i *)v, r);
+            for (int k = 0; k < 8; ++k) store(out, out_type, ch * plane + i + k, v[k]);
+        }
+        for (; i < plane; ++i)
+            store(out, out_type, ch * plane + i, mdfi_requantize(a[i], shift[ch], mode, bits, act));
+    }
+}
+#endif
+
 int mdfi_requantize_array(const int64_t *restrict acc, const int32_t *restrict shift,
                           int64_t channels, int64_t plane, int32_t mode, int32_t bits, int32_t act,
                           void *restrict out, int32_t out_type, int32_t simd)
 {
-    if (channels < 0 || plane < 0 || !fits(out_type, bits) || bits > 16 || !valid_mode_act(mode, act))
+    if (channels < 0 || plane < 0 || !fits(out_type, bits) || bits > 16 || !valid_mode_act(mode, act) ||
+        simd < 0 || simd > 2)
         return -1;
     for (int64_t ch = 0; ch < channels; ++ch)
         if (shift[ch] < MDFI_MIN_SHIFT || shift[ch] > MDFI_MAX_SHIFT) return -2;
+    if (simd == 2)
+        for (int64_t i = 0; i < channels * plane; ++i)
+            if (acc[i] < INT32_MIN || acc[i] > INT32_MAX) return -3;
 #if MDFI_KERNELS_X86
+    if (simd == 2 && mdfi_kernels_have_avx2()) {
+        requantize_array_i32_avx2(acc, shift, channels, plane, mode, bits, act, out, out_type);
+        return 0;
+    }
     if (simd && mdfi_kernels_have_avx2()) {
         requantize_array_avx2(acc, shift, channels, plane, mode, bits, act, out, out_type);
         return 0;
@@ -168,66 +216,389 @@ MDFI_MAXPOOL_PLANE(uint8_t, maxpool_u8)
 MDFI_MAXPOOL_PLANE(int8_t, maxpool_s8)
 MDFI_MAXPOOL_PLANE(int16_t, maxpool_s16)
 
-int mdfi_maxpool(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
-                 int32_t size, int32_t stride, int32_t pad,
-                 void *restrict out, int32_t oh, int32_t ow)
+/* ---------------------------------------------------------------------------------------
+ * Work splitting: ranges of items on the threads of opts->pool (see mdfi_kopts)
+ * ------------------------------------------------------------------------------------- */
+#if !defined(MDFI_NO_THREADS) && !defined(__STDC_NO_ATOMICS__)
+#include <stdatomic.h>
+#define MDFI_KATOMIC 1
+typedef _Atomic int64_t kcounter;
+#else
+#define MDFI_KATOMIC 0
+typedef int64_t kcounter;
+#endif
+
+typedef void (*range_fn)(const void *ctx, int64_t i0, int64_t i1);
+
+typedef struct {
+    range_fn fn;
+    const void *ctx;
+    int64_t n, chunk, nchunks;
+    kcounter next;
+} par_job;
+
+static void par_worker(void *arg, int tid)
 {
+    par_job *j = (par_job *)arg;
+    (void)tid;
+    for (;;) {
+#if MDFI_KATOMIC
+        const int64_t k = atomic_fetch_add(&j->next, 1);
+#else
+        const int64_t k = j->next++;
+#endif
+        if (k >= j->nchunks) break;
+        const int64_t i0 = k * j->chunk;
+        j->fn(j->ctx, i0, j->n - i0 < j->chunk ? j->n : i0 + j->chunk);
+    }
+}
+
+static const mdfi_kopts kopts_default = MDFI_KOPTS_DEFAULT;
+
+/* fn(ctx, i0, i1) over the items [0, n), in ranges of at least `grain` items, on up to
+ * opts->nthreads threads (about four ranges per thread, handed out dynamically). */
+static void par_for(const mdfi_kopts *o, int64_t n, int64_t grain, range_fn fn, const void *ctx)
+{
+    const int64_t nt = o->nthreads;
+    if (n <= 0) return;
+    if (!MDFI_KATOMIC || o->pool == NULL || nt <= 1 || n <= grain) {
+        fn(ctx, 0, n);
+        return;
+    }
+    int64_t chunk = (n + 4 * nt - 1) / (4 * nt);
+    if (chunk < grain) chunk = grain;
+    par_job j = {fn, ctx, n, chunk, (n + chunk - 1) / chunk, 0};
+    o->pool(par_worker, &j, (int)nt);
+}
+
+static int use_avx2(const mdfi_kopts *o)
+{
+#if MDFI_KERNELS_X86
+    return o->simd != 0 && mdfi_kernels_have_avx2();
+#else
+    (void)o;
+    return 0;
+#endif
+}
+
+static int valid_opts(const mdfi_kopts *o)
+{
+    return o->nthreads >= 1 && (o->simd == 0 || o->simd == 1);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * AVX2 helpers: eight elements as int32 lanes, and requantizing them through the twin
+ * ------------------------------------------------------------------------------------- */
+#if MDFI_KERNELS_X86
+#define KAVX2 __attribute__((target("avx2")))
+#define KAVX2_INLINE static inline __attribute__((target("avx2"), always_inline))
+
+/* Elements i..i+7 of an U8/S8/S16 buffer, widened exactly. */
+KAVX2_INLINE __m256i ld8(const void *p, int32_t t, int64_t i)
+{
+    switch (t) {
+    case MDFI_U8: return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)((const uint8_t *)p + i)));
+    case MDFI_S8: return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)p + i)));
+    default: return _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)((const int16_t *)p + i)));
+    }
+}
+
+/* Store eight int32 lanes whose values fit the S8/S16/S32 type (the packs never saturate). */
+KAVX2_INLINE void st8(void *p, int32_t t, int64_t i, __m256i v)
+{
+    if (t == MDFI_S32) {
+        _mm256_storeu_si256((__m256i *)((int32_t *)p + i), v);
+        return;
+    }
+    const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    if (t == MDFI_S16) _mm_storeu_si128((__m128i *)((int16_t *)p + i), w16);
+    else _mm_storel_epi64((__m128i *)((int8_t *)p + i), _mm_packs_epi16(w16, w16));
+}
+
+/* Per-call requantizing constants for eight int32 lanes holding exact values. */
+typedef struct {
+    int use32;                    /* shift 1..31: the twin's int32 lanes, else its int64 lanes */
+    mdfi_rq32_avx2 q32;
+    mdfi_rq_avx2 q64;
+} rq8_consts;
+
+KAVX2_INLINE void rq8_init(rq8_consts *k, int32_t shift, int32_t mode, int32_t bits, int32_t act)
+{
+    k->use32 = mdfi_rq32_ok(shift);
+    if (k->use32) mdfi_rq32_init_avx2(&k->q32, shift, mode, bits);
+    mdfi_rq_init_avx2(&k->q64, shift, mode, bits, act);
+}
+
+KAVX2_INLINE __m256i rq8(__m256i v, const rq8_consts *k, int32_t mode, int32_t act)
+{
+    if (k->use32) return mdfi_requantize8_i32_avx2(v, &k->q32, mode, act);
+    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
+    const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1));
+    return mdfi_pack64x8_avx2(mdfi_requantize4_avx2(lo, &k->q64, mode, act),
+                              mdfi_requantize4_avx2(hi, &k->q64, mode, act));
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Max pool: ranges of channels
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const void *in;
+    void *out;
+    int32_t type, h, w, size, stride, off, oh, ow;
+} pool_ctx;
+
+static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
+{
+    const pool_ctx *p = (const pool_ctx *)vctx;
+    const int64_t in_plane = (int64_t)p->h * p->w, out_plane = (int64_t)p->oh * p->ow;
+    for (int64_t k = k0; k < k1; ++k) {
+        switch (p->type) {
+        case MDFI_U8:
+            maxpool_u8((const uint8_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
+                       (uint8_t *)p->out + k * out_plane, p->oh, p->ow);
+            break;
+        case MDFI_S8:
+            maxpool_s8((const int8_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
+                       (int8_t *)p->out + k * out_plane, p->oh, p->ow);
+            break;
+        default:
+            maxpool_s16((const int16_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
+                        (int16_t *)p->out + k * out_plane, p->oh, p->ow);
+            break;
+        }
+    }
+}
+
+int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                    int32_t size, int32_t stride, int32_t pad,
+                    void *restrict out, int32_t oh, int32_t ow, const mdfi_kopts *opts)
+{
+    if (opts == NULL) opts = &kopts_default;
     if (mdfi_type_size(type) == 0 || type == MDFI_S32 || c < 1 || h < 1 || w < 1 || size < 1 ||
-        stride < 1 || pad < 0)
+        stride < 1 || pad < 0 || !valid_opts(opts))
         return -1;
     /* Darknet: out = (w + pad - size)/stride + 1; every window must hold a real tap. */
     if (oh != (h + pad - size) / stride + 1 || ow != (w + pad - size) / stride + 1 || oh < 1 || ow < 1 ||
         (pad + 1) / 2 > size - 1)
         return -2;
-    const int32_t off = -(pad / 2);              /* C: -l.pad/2 truncates toward zero */
-    const int64_t in_plane = (int64_t)h * w, out_plane = (int64_t)oh * ow;
-    for (int32_t k = 0; k < c; ++k) {
-        switch (type) {
-        case MDFI_U8:
-            maxpool_u8((const uint8_t *)in + k * in_plane, h, w, size, stride, off,
-                       (uint8_t *)out + k * out_plane, oh, ow);
-            break;
-        case MDFI_S8:
-            maxpool_s8((const int8_t *)in + k * in_plane, h, w, size, stride, off,
-                       (int8_t *)out + k * out_plane, oh, ow);
-            break;
-        default:
-            maxpool_s16((const int16_t *)in + k * in_plane, h, w, size, stride, off,
-                        (int16_t *)out + k * out_plane, oh, ow);
-            break;
-        }
+    /* C: -l.pad/2 truncates toward zero */
+    const pool_ctx p = {in, out, type, h, w, size, stride, -(pad / 2), oh, ow};
+    const int64_t grain = 1 + 16384 / ((int64_t)h * w);          /* >= ~16K input elements */
+    par_for(opts, c, grain, maxpool_range, &p);
+    return 0;
+}
+
+int mdfi_maxpool(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                 int32_t size, int32_t stride, int32_t pad,
+                 void *restrict out, int32_t oh, int32_t ow)
+{
+    return mdfi_maxpool_ex(in, type, c, h, w, size, stride, pad, out, oh, ow, NULL);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Upsample: ranges of input rows (channel * h + y); each becomes `stride` output rows
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const void *in;
+    void *out;
+    int32_t type, w, stride;
+} up_ctx;
+
+#define MDFI_UPSAMPLE_ROWS(T, NAME)                                                          \
+static void NAME(const T *restrict in, T *restrict out, int64_t r0, int64_t r1, int32_t w,    \
+                 int32_t stride)                                                             \
+{                                                                                            \
+    const int64_t ow = (int64_t)w * stride;                                                  \
+    for (int64_t r = r0; r < r1; ++r) {                                                      \
+        const T *restrict src = in + r * w;                                                  \
+        T *restrict dst = out + r * stride * ow;                                             \
+        if (stride == 2) {                                                                   \
+            for (int32_t x = 0; x < w; ++x) { dst[2 * x] = src[x]; dst[2 * x + 1] = src[x]; } \
+        } else {                                                                             \
+            for (int64_t x = 0; x < ow; ++x) dst[x] = src[x / stride];                       \
+        }                                                                                    \
+        for (int32_t k = 1; k < stride; ++k) memcpy(dst + k * ow, dst, (size_t)ow * sizeof(T)); \
+    }                                                                                        \
+}
+MDFI_UPSAMPLE_ROWS(uint8_t, upsample_u8)
+MDFI_UPSAMPLE_ROWS(int8_t, upsample_s8)
+MDFI_UPSAMPLE_ROWS(int16_t, upsample_s16)
+MDFI_UPSAMPLE_ROWS(int32_t, upsample_s32)
+
+static void upsample_range(const void *vctx, int64_t r0, int64_t r1)
+{
+    const up_ctx *u = (const up_ctx *)vctx;
+    switch (u->type) {
+    case MDFI_U8: upsample_u8(u->in, u->out, r0, r1, u->w, u->stride); break;
+    case MDFI_S8: upsample_s8(u->in, u->out, r0, r1, u->w, u->stride); break;
+    case MDFI_S16: upsample_s16(u->in, u->out, r0, r1, u->w, u->stride); break;
+    default: upsample_s32(u->in, u->out, r0, r1, u->w, u->stride); break;
     }
+}
+
+int mdfi_upsample_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                     int32_t stride, void *restrict out, const mdfi_kopts *opts)
+{
+    if (opts == NULL) opts = &kopts_default;
+    if (mdfi_type_size(type) == 0 || c < 1 || h < 1 || w < 1 || stride < 1 || !valid_opts(opts))
+        return -1;
+    const up_ctx u = {in, out, type, w, stride};
+    par_for(opts, (int64_t)c * h, 1 + 8192 / ((int64_t)w * stride * stride), upsample_range, &u);
     return 0;
 }
 
 int mdfi_upsample(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
                   int32_t stride, void *restrict out)
 {
-    const size_t es = mdfi_type_size(type);
-    if (es == 0 || c < 1 || h < 1 || w < 1 || stride < 1) return -1;
-    const int64_t ow = (int64_t)w * stride;
-    for (int64_t k = 0; k < c; ++k)
-        for (int64_t y = 0; y < (int64_t)h * stride; ++y) {
-            const int64_t src_row = (k * h + y / stride) * w;
-            const int64_t dst_row = (k * h * stride + y) * ow;
-            for (int64_t x = 0; x < ow; ++x)
-                store(out, type, dst_row + x, (int32_t)load(in, type, src_row + x / stride));
-        }
+    return mdfi_upsample_ex(in, type, c, h, w, stride, out, NULL);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Route alignment copy: ranges of elements
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const void *in;
+    void *out;
+    int32_t in_type, out_type, shift, mode, bits, simd;
+} align_ctx;
+
+#if MDFI_KERNELS_X86
+#define MDFI_ALIGN_AVX2(NAME, MODE)                                                          \
+KAVX2 static void NAME(const align_ctx *a, int64_t i0, int64_t i1)                           \
+{                                                                                            \
+    rq8_consts k;                                                                            \
+    rq8_init(&k, a->shift, MODE, a->bits, MDFI_ACT_LINEAR);                                  \
+    int64_t i = i0;                                                                          \
+    for (; i + 8 <= i1; i += 8)                                                              \
+        st8(a->out, a->out_type, i, rq8(ld8(a->in, a->in_type, i), &k, MODE, MDFI_ACT_LINEAR)); \
+    for (; i < i1; ++i)                                                                      \
+        store(a->out, a->out_type, i,                                                        \
+              mdfi_requantize(load(a->in, a->in_type, i), a->shift, MODE, a->bits, MDFI_ACT_LINEAR)); \
+}
+MDFI_ALIGN_AVX2(align_avx2_half, MDFI_ROUND_HALF_UP)
+MDFI_ALIGN_AVX2(align_avx2_trunc, MDFI_ROUND_TRUNCATE)
+#endif
+
+static void align_range(const void *vctx, int64_t i0, int64_t i1)
+{
+    const align_ctx *a = (const align_ctx *)vctx;
+    if (a->shift == 0 && a->in_type == a->out_type && a->in_type != MDFI_U8) {
+        const size_t es = mdfi_type_size(a->in_type);           /* same format: pure copy */
+        memcpy((unsigned char *)a->out + (size_t)i0 * es, (const unsigned char *)a->in + (size_t)i0 * es,
+               (size_t)(i1 - i0) * es);
+        return;
+    }
+#if MDFI_KERNELS_X86
+    if (a->simd) {
+        (a->mode == MDFI_ROUND_HALF_UP ? align_avx2_half : align_avx2_trunc)(a, i0, i1);
+        return;
+    }
+#endif
+    for (int64_t i = i0; i < i1; ++i)
+        store(a->out, a->out_type, i,
+              mdfi_requantize(load(a->in, a->in_type, i), a->shift, a->mode, a->bits, MDFI_ACT_LINEAR));
+}
+
+int mdfi_align_copy_ex(const void *restrict in, int32_t in_type, int64_t n, int32_t shift,
+                       int32_t mode, int32_t bits, void *restrict out, int32_t out_type,
+                       const mdfi_kopts *opts)
+{
+    if (opts == NULL) opts = &kopts_default;
+    if (mdfi_type_size(in_type) == 0 || in_type == MDFI_S32 || !fits(out_type, bits) || bits > 16 ||
+        n < 0 || shift < 0 || shift > MDFI_MAX_SHIFT || !valid_mode_act(mode, MDFI_ACT_LINEAR) ||
+        !valid_opts(opts))
+        return -1;
+    const align_ctx a = {in, out, in_type, out_type, shift, mode, bits, use_avx2(opts)};
+    par_for(opts, n, 32768, align_range, &a);
     return 0;
 }
 
 int mdfi_align_copy(const void *restrict in, int32_t in_type, int64_t n, int32_t shift,
                     int32_t mode, int32_t bits, void *restrict out, int32_t out_type)
 {
-    if (mdfi_type_size(in_type) == 0 || in_type == MDFI_S32 || !fits(out_type, bits) || bits > 16 ||
-        n < 0 || shift < 0 || shift > MDFI_MAX_SHIFT || !valid_mode_act(mode, MDFI_ACT_LINEAR))
-        return -1;
-    if (shift == 0 && in_type == out_type && in_type != MDFI_U8) {
-        memcpy(out, in, (size_t)n * mdfi_type_size(in_type));   /* same format: pure copy */
-        return 0;
+    return mdfi_align_copy_ex(in, in_type, n, shift, mode, bits, out, out_type, NULL);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Shortcut: ranges of elements
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const void *a, *b;
+    void *out;
+    int32_t a_type, b_type, out_type, da, db, s, mode, bits, act;
+    int64_t ma, mb;
+    int32_t simd;                 /* 1: AVX2, the aligned sum provably fits int32 */
+} shortcut_ctx;
+
+#if MDFI_KERNELS_X86
+/* s = (a << da) + (b << db) on int32 lanes: exact, the caller checked that it fits. */
+#define MDFI_SHORTCUT_AVX2(NAME, MODE, ACT)                                                  \
+KAVX2 static void NAME(const shortcut_ctx *k, int64_t i0, int64_t i1)                        \
+{                                                                                            \
+    rq8_consts q;                                                                            \
+    rq8_init(&q, k->s, MODE, k->bits, ACT);                                                  \
+    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);              \
+    int64_t i = i0;                                                                          \
+    for (; i + 8 <= i1; i += 8) {                                                            \
+        const __m256i sum = _mm256_add_epi32(_mm256_sll_epi32(ld8(k->a, k->a_type, i), da),  \
+                                             _mm256_sll_epi32(ld8(k->b, k->b_type, i), db)); \
+        st8(k->out, k->out_type, i, rq8(sum, &q, MODE, ACT));                                \
+    }                                                                                        \
+    for (; i < i1; ++i) {                                                                    \
+        const int64_t sum = load(k->a, k->a_type, i) * k->ma + load(k->b, k->b_type, i) * k->mb; \
+        store(k->out, k->out_type, i, mdfi_requantize(sum, k->s, MODE, k->bits, ACT));       \
+    }                                                                                        \
+}
+MDFI_SHORTCUT_AVX2(shortcut_avx2_0, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
+MDFI_SHORTCUT_AVX2(shortcut_avx2_1, MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY)
+MDFI_SHORTCUT_AVX2(shortcut_avx2_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
+MDFI_SHORTCUT_AVX2(shortcut_avx2_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
+MDFI_SHORTCUT_AVX2(shortcut_avx2_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
+MDFI_SHORTCUT_AVX2(shortcut_avx2_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
+#endif
+
+static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
+{
+    const shortcut_ctx *k = (const shortcut_ctx *)vctx;
+#if MDFI_KERNELS_X86
+    if (k->simd) {
+        typedef void (*fn)(const shortcut_ctx *, int64_t, int64_t);
+        static const fn f[6] = {shortcut_avx2_0, shortcut_avx2_1, shortcut_avx2_2,
+                                shortcut_avx2_3, shortcut_avx2_4, shortcut_avx2_5};
+        f[k->mode * 3 + k->act](k, i0, i1);
+        return;
     }
-    for (int64_t i = 0; i < n; ++i)
-        store(out, out_type, i, mdfi_requantize(load(in, in_type, i), shift, mode, bits, MDFI_ACT_LINEAR));
+#endif
+    for (int64_t i = i0; i < i1; ++i) {
+        const int64_t sum = load(k->a, k->a_type, i) * k->ma + load(k->b, k->b_type, i) * k->mb;
+        store(k->out, k->out_type, i, mdfi_requantize(sum, k->s, k->mode, k->bits, k->act));
+    }
+}
+
+static int64_t type_max_abs(int32_t t)
+{
+    return t == MDFI_U8 ? 255 : (t == MDFI_S8 ? 128 : 32768);
+}
+
+int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
+                     const void *restrict b, int32_t b_type, int32_t fb, int64_t n,
+                     int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
+                     void *restrict out, int32_t out_type, const mdfi_kopts *opts)
+{
+    if (opts == NULL) opts = &kopts_default;
+    if (mdfi_type_size(a_type) == 0 || mdfi_type_size(b_type) == 0 || a_type == MDFI_S32 ||
+        b_type == MDFI_S32 || !fits(out_type, bits) || bits > 16 || n < 0 || !valid_mode_act(mode, act) ||
+        !valid_opts(opts))
+        return -1;
+    const int32_t fm = fa > fb ? fa : fb;
+    const int32_t da = fm - fa, db = fm - fb, s = fm - out_frac;
+    if (da > 16 || db > 16 || s < MDFI_MIN_SHIFT || s > MDFI_MAX_SHIFT) return -2;
+    const int64_t ma = (int64_t)1 << da, mb = (int64_t)1 << db;   /* exact alignment factors */
+    const int fits32 = type_max_abs(a_type) * ma + type_max_abs(b_type) * mb <= (int64_t)INT32_MAX;
+    const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb,
+                            use_avx2(opts) && fits32};
+    par_for(opts, n, 32768, shortcut_range, &k);
     return 0;
 }
 
@@ -236,18 +607,8 @@ int mdfi_shortcut(const void *restrict a, int32_t a_type, int32_t fa,
                   int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
                   void *restrict out, int32_t out_type)
 {
-    if (mdfi_type_size(a_type) == 0 || mdfi_type_size(b_type) == 0 || a_type == MDFI_S32 ||
-        b_type == MDFI_S32 || !fits(out_type, bits) || bits > 16 || n < 0 || !valid_mode_act(mode, act))
-        return -1;
-    const int32_t fm = fa > fb ? fa : fb;
-    const int32_t da = fm - fa, db = fm - fb, s = fm - out_frac;
-    if (da > 16 || db > 16 || s < MDFI_MIN_SHIFT || s > MDFI_MAX_SHIFT) return -2;
-    const int64_t ma = (int64_t)1 << da, mb = (int64_t)1 << db;   /* exact alignment factors */
-    for (int64_t i = 0; i < n; ++i) {
-        const int64_t sum = load(a, a_type, i) * ma + load(b, b_type, i) * mb;
-        store(out, out_type, i, mdfi_requantize(sum, s, mode, bits, act));
-    }
-    return 0;
+    return mdfi_shortcut_ex(a, a_type, fa, b, b_type, fb, n, out_frac, mode, bits, act, out, out_type,
+                            NULL);
 }
 
 int mdfi_reorg(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
@@ -272,24 +633,74 @@ int mdfi_reorg(const void *restrict in, int32_t type, int32_t c, int32_t h, int3
     return 0;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Detection-head lookup: ranges of channels
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const void *in;
+    int32_t *out;
+    int32_t in_type, qmin, table_len;
+    int64_t plane;
+    const uint16_t *logistic;
+    const int32_t *exp_tab;
+    const uint8_t *sel;
+} head_ctx;
+
+#define MDFI_HEAD_PLANE(T, NAME)                                                             \
+static void NAME(const T *restrict in, int64_t plane, int32_t qmin, int32_t table_len, int sel, \
+                 const uint16_t *restrict logistic, const int32_t *restrict exp_tab,        \
+                 int32_t *restrict out)                                                      \
+{                                                                                            \
+    for (int64_t p = 0; p < plane; ++p) {                                                    \
+        int64_t idx = (int64_t)in[p] - qmin;                                                 \
+        /* Valid inputs lie in the table's range (the producer saturates to its width);     \
+         * the clamp only guarantees no out-of-bounds read for any input. */                \
+        idx = idx < 0 ? 0 : (idx >= table_len ? table_len - 1 : idx);                        \
+        out[p] = sel == 0 ? (int32_t)logistic[idx] : exp_tab[idx];                          \
+    }                                                                                        \
+}
+MDFI_HEAD_PLANE(uint8_t, head_u8)
+MDFI_HEAD_PLANE(int8_t, head_s8)
+MDFI_HEAD_PLANE(int16_t, head_s16)
+
+static void head_range(const void *vctx, int64_t c0, int64_t c1)
+{
+    const head_ctx *h = (const head_ctx *)vctx;
+    const size_t es = mdfi_type_size(h->in_type);
+    for (int64_t ch = c0; ch < c1; ++ch) {
+        const int sel = h->sel[ch];
+        if (sel == 2) continue;
+        const void *in = (const unsigned char *)h->in + (size_t)(ch * h->plane) * es;
+        int32_t *out = h->out + ch * h->plane;
+        switch (h->in_type) {
+        case MDFI_U8: head_u8(in, h->plane, h->qmin, h->table_len, sel, h->logistic, h->exp_tab, out); break;
+        case MDFI_S8: head_s8(in, h->plane, h->qmin, h->table_len, sel, h->logistic, h->exp_tab, out); break;
+        default: head_s16(in, h->plane, h->qmin, h->table_len, sel, h->logistic, h->exp_tab, out); break;
+        }
+    }
+}
+
+int mdfi_head_lookup_ex(const void *restrict in, int32_t in_type, int32_t c, int64_t plane,
+                        int32_t qmin, const uint16_t *restrict logistic,
+                        const int32_t *restrict exp_tab, int32_t table_len,
+                        const uint8_t *restrict table_sel, int32_t *restrict out,
+                        const mdfi_kopts *opts)
+{
+    if (opts == NULL) opts = &kopts_default;
+    if (mdfi_type_size(in_type) == 0 || in_type == MDFI_S32 || c < 0 || plane < 0 || table_len < 1 ||
+        !valid_opts(opts))
+        return -1;
+    const head_ctx h = {in, out, in_type, qmin, table_len, plane, logistic, exp_tab, table_sel};
+    par_for(opts, c, 1 + 8192 / (plane > 0 ? plane : 1), head_range, &h);
+    return 0;
+}
+
 int mdfi_head_lookup(const void *restrict in, int32_t in_type, int32_t c, int64_t plane,
                      int32_t qmin, const uint16_t *restrict logistic, const int32_t *restrict exp_tab,
                      int32_t table_len, const uint8_t *restrict table_sel, int32_t *restrict out)
 {
-    if (mdfi_type_size(in_type) == 0 || in_type == MDFI_S32 || c < 0 || plane < 0 || table_len < 1)
-        return -1;
-    for (int32_t ch = 0; ch < c; ++ch) {
-        const int sel = table_sel[ch];
-        if (sel == 2) continue;
-        for (int64_t p = 0; p < plane; ++p) {
-            int64_t idx = load(in, in_type, (int64_t)ch * plane + p) - qmin;
-            /* Valid inputs lie in the table's range (the producer saturates to its width);
-             * the clamp only guarantees no out-of-bounds read for any input. */
-            idx = idx < 0 ? 0 : (idx >= table_len ? table_len - 1 : idx);
-            out[(int64_t)ch * plane + p] = sel == 0 ? (int32_t)logistic[idx] : exp_tab[idx];
-        }
-    }
-    return 0;
+    return mdfi_head_lookup_ex(in, in_type, c, plane, qmin, logistic, exp_tab, table_len, table_sel, out,
+                               NULL);
 }
 
 int mdfi_softmax_int(const void *restrict in, int32_t in_type, int32_t n, int32_t stride_anchor,

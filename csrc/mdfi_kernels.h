@@ -27,6 +27,24 @@ extern "C" {
 
 enum mdfi_type { MDFI_U8 = 0, MDFI_S8 = 1, MDFI_S16 = 2, MDFI_S32 = 3 };
 
+/* How a kernel call may run (the *_ex entry points; the plain ones use MDFI_KOPTS_DEFAULT):
+ *   pool     : NULL (the calling thread only) or a thread pool: pool(job, arg, n) calls
+ *              job(arg, tid) on up to n threads, the caller included, and returns when every
+ *              call has returned.  Jobs hand out their work through an atomic counter, so
+ *              they are complete whichever threads join.  mdfi_conv_pool_run (mdfi_conv.h)
+ *              is such a pool: the convolution's workers.
+ *   nthreads : threads to use (>= 1)
+ *   simd     : 0 = portable C, 1 = the AVX2 paths where the CPU has AVX2
+ * Work is split into ranges of whole elements/channels, each computed by one thread with the
+ * same integer operations: results never depend on the thread count or the path. */
+typedef int (*mdfi_pool_fn)(void (*job)(void *arg, int tid), void *arg, int nthreads);
+typedef struct mdfi_kopts {
+    mdfi_pool_fn pool;
+    int32_t nthreads;
+    int32_t simd;
+} mdfi_kopts;
+#define MDFI_KOPTS_DEFAULT {NULL, 1, 1}
+
 /* Bytes per element of a type, 0 for an unknown type. */
 size_t mdfi_type_size(int32_t type);
 
@@ -38,7 +56,9 @@ int mdfi_kernels_have_avx2(void);
  *   shift : [channels]        int32, each in [MDFI_MIN_SHIFT, MDFI_MAX_SHIFT]
  *   out   : [channels][plane] of out_type (S8/S16/S32 with bits <= 8/16/16)
  * simd != 0 uses the AVX2 twin (mdfi_fixedpoint_avx2.h) when the CPU has AVX2: the
- * scalar and vector paths are tested equal through this function. */
+ * scalar and vector paths are tested equal through this function.  simd == 2 takes the
+ * twin's int32 lanes (mdfi_requantize8_i32_avx2, used by the convolution epilogue) for the
+ * channels whose shift is 1..31; every acc must then fit int32 (else -3). */
 int mdfi_requantize_array(const int64_t *restrict acc, const int32_t *restrict shift,
                           int64_t channels, int64_t plane, int32_t mode, int32_t bits, int32_t act,
                           void *restrict out, int32_t out_type, int32_t simd);
@@ -92,6 +112,26 @@ int mdfi_head_lookup(const void *restrict in, int32_t in_type, int32_t c, int64_
 int mdfi_softmax_int(const void *restrict in, int32_t in_type, int32_t n, int32_t stride_anchor,
                      int32_t first, int32_t classes, int64_t plane,
                      const int32_t *restrict expneg, int32_t table_len, int32_t *restrict out);
+
+/* The same kernels with explicit options (threads through opts->pool, SIMD path).  Same
+ * arguments and results as the plain functions above; opts == NULL means the defaults. */
+int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                    int32_t size, int32_t stride, int32_t pad,
+                    void *restrict out, int32_t oh, int32_t ow, const mdfi_kopts *opts);
+int mdfi_upsample_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                     int32_t stride, void *restrict out, const mdfi_kopts *opts);
+int mdfi_align_copy_ex(const void *restrict in, int32_t in_type, int64_t n, int32_t shift,
+                       int32_t mode, int32_t bits, void *restrict out, int32_t out_type,
+                       const mdfi_kopts *opts);
+int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
+                     const void *restrict b, int32_t b_type, int32_t fb, int64_t n,
+                     int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
+                     void *restrict out, int32_t out_type, const mdfi_kopts *opts);
+int mdfi_head_lookup_ex(const void *restrict in, int32_t in_type, int32_t c, int64_t plane,
+                        int32_t qmin, const uint16_t *restrict logistic,
+                        const int32_t *restrict exp_tab, int32_t table_len,
+                        const uint8_t *restrict table_sel, int32_t *restrict out,
+                        const mdfi_kopts *opts);
 
 #ifdef __cplusplus
 }

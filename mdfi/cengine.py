@@ -4,6 +4,13 @@ Activations are stored at their declared widths (int8 up to 8 bits, int16 up to 
 pixel input as uint8; head outputs int32), so memory traffic matches a hardware datapath.
 Results are bit-identical to :meth:`mdfi.quantize.QuantizedModel.forward_ref` (tested layer
 by layer for whole networks).  Weights are packed once, when the runner is built.
+
+Buffers.  ``run(x, keep="needed")`` (the detection path) writes every intermediate output
+into buffers planned once per runner: a buffer is reused as soon as the last consumer of
+its tensor has run, so memory stays that of the live tensors and no page is faulted in
+again on the next run.  Only the head outputs are returned (fresh arrays; every other entry
+is None).  ``keep="all"`` and ``hook=`` allocate a new array per layer, as the caller keeps
+them.
 """
 
 from __future__ import annotations
@@ -40,6 +47,52 @@ class CRunner:
         self.scratch = np.empty(max(scratch, 1), np.uint8)
         for ql in qmodel.layers:
             self.steps.append(getattr(self, f"_plan_{ql.kind}")(ql))
+        self.out_dtypes = self._out_dtypes()
+        self._plan_buffers()
+
+    def _out_dtypes(self) -> List[np.dtype]:
+        """Storage dtype of every layer's output (pools and copies keep their input's)."""
+        dts: List[np.dtype] = []
+        for ql in self.qmodel.layers:
+            if ql.kind in ("yolo", "region"):
+                dts.append(np.dtype(np.int32))
+            elif ql.kind in ("maxpool", "upsample", "reorg"):
+                i = ql.inputs[0]
+                dts.append(np.dtype(np.uint8) if i == -1 else dts[i])
+            else:
+                dts.append(_dtype(ql.out_fmt))
+        return dts
+
+    def _plan_buffers(self) -> None:
+        """Buffers of run(keep="needed"): one view per non-head layer into a shared pool of
+        byte buffers; a buffer returns to the pool after the last consumer of its tensor."""
+        qls = self.qmodel.layers
+        last = {}
+        for ql in qls:
+            for i in ql.inputs:
+                last[i] = ql.index
+        self._heads = {l.index for l in self.qmodel.network.output_layers()}
+        self._last = last
+        free: List[np.ndarray] = []
+        bufs: List[Optional[np.ndarray]] = [None] * len(qls)
+        self._views: List[Optional[np.ndarray]] = [None] * len(qls)
+        for ql in qls:
+            shape, dt = ql.layer.out_shape, self.out_dtypes[ql.index]
+            if ql.index not in self._heads:
+                nbytes = int(np.prod(shape)) * dt.itemsize
+                fits = [b for b in free if b.size >= nbytes]
+                if fits:
+                    buf = min(fits, key=lambda b: b.size)
+                    free = [b for b in free if b is not buf]
+                else:
+                    buf = np.empty(max(nbytes, 1), np.uint8)
+                bufs[ql.index] = buf
+                self._views[ql.index] = buf[:nbytes].view(dt).reshape(shape)
+                if last.get(ql.index) is None:          # nobody reads it: reusable at once
+                    free.append(buf)
+            for i in set(ql.inputs):
+                if i >= 0 and last.get(i) == ql.index and i not in self._heads:
+                    free.append(bufs[i])
 
     # -- planning: one closure per layer ----------------------------------------------------------
     def _plan_convolutional(self, ql):
@@ -47,87 +100,77 @@ class CRunner:
         packed = _conv.pack_weights(np.ascontiguousarray(ql.weights))
         bias = np.ascontiguousarray(ql.bias, dtype=np.int64)
         shift = np.ascontiguousarray(ql.shift, dtype=np.int32)
-        dt = _dtype(ql.out_fmt)
         kw = dict(ksize=l.size, stride=l.stride, pad=l.padding, rounding=fp.rounding_code(ql.rounding),
                   out_bits=ql.out_fmt.bits, act=ACT_CODES[l.activation], acc64=int(ql.acc64),
                   nthreads=self.threads)
 
-        def step(xs):
-            out = np.empty(l.out_shape, dt)
+        def step(xs, out):
             _conv.conv2d(xs[0], packed, bias, shift, out, scratch=self.scratch, **kw)
-            return out
         return step
 
     def _plan_maxpool(self, ql):
         l = ql.layer
+        nt = self.threads
 
-        def step(xs):
-            out = np.empty(l.out_shape, xs[0].dtype)
-            _kernels.maxpool(xs[0], out, l.size, l.stride, l.padding)
-            return out
+        def step(xs, out):
+            _kernels.maxpool(xs[0], out, l.size, l.stride, l.padding, nthreads=nt)
         return step
 
     def _plan_upsample(self, ql):
         l = ql.layer
+        nt = self.threads
 
-        def step(xs):
-            out = np.empty(l.out_shape, xs[0].dtype)
-            _kernels.upsample(xs[0], out, l.stride)
-            return out
+        def step(xs, out):
+            _kernels.upsample(xs[0], out, l.stride, nthreads=nt)
         return step
 
     def _plan_reorg(self, ql):
         l = ql.layer
 
-        def step(xs):
-            out = np.empty(l.out_shape, xs[0].dtype)
+        def step(xs, out):
             _kernels.reorg(xs[0], out, l.stride)
-            return out
         return step
 
     def _plan_route(self, ql):
         l = ql.layer
-        dt = _dtype(ql.out_fmt)
+        nt = self.threads
         mode = fp.rounding_code(ql.rounding)
         bits = ql.out_fmt.bits
         chans = [s[0] for s in l.in_shapes]
 
-        def step(xs):
-            out = np.empty(l.out_shape, dt)
+        def step(xs, out):
             c0 = 0
             for x, c, shift in zip(xs, chans, ql.shifts):
-                _kernels.align_copy(x, out[c0:c0 + c], shift, mode, bits)
+                _kernels.align_copy(x, out[c0:c0 + c], shift, mode, bits, nthreads=nt)
                 c0 += c
-            return out
         return step
 
     def _plan_shortcut(self, ql):
         l = ql.layer
-        dt = _dtype(ql.out_fmt)
+        nt = self.threads
         fa, fb = (f.frac for f in ql.in_fmts)
         args = (ql.out_fmt.frac, fp.rounding_code(ql.rounding), ql.out_fmt.bits, ACT_CODES[l.activation])
 
-        def step(xs):
-            out = np.empty(l.out_shape, dt)
-            _kernels.shortcut(xs[0], fa, xs[1], fb, out, *args)
-            return out
+        def step(xs, out):
+            _kernels.shortcut(xs[0], fa, xs[1], fb, out, *args, nthreads=nt)
         return step
 
     def _plan_yolo(self, ql):
         l = ql.layer
+        nt = self.threads
         sel = np.where(l.logistic_mask(), 0, 1).astype(np.uint8)
         lg = np.ascontiguousarray(ql.logistic, dtype=np.uint16)
         ex = np.ascontiguousarray(ql.exp, dtype=np.int32)
         c, h, w = l.out_shape
 
-        def step(xs):
-            out = np.empty(l.out_shape, np.int32)
-            _kernels.head_lookup(xs[0].reshape(c, h * w), ql.in_fmt.min, lg, ex, sel, out.reshape(c, h * w))
-            return out
+        def step(xs, out):
+            _kernels.head_lookup(xs[0].reshape(c, h * w), ql.in_fmt.min, lg, ex, sel, out.reshape(c, h * w),
+                                 nthreads=nt)
         return step
 
     def _plan_region(self, ql):
         l = ql.layer
+        nt = self.threads
         per = np.zeros((l.n, l.entries), np.uint8)
         per[:, 2:4] = 1
         if l.softmax:
@@ -138,29 +181,38 @@ class CRunner:
         en = np.ascontiguousarray(ql.expneg, dtype=np.int32)
         c, h, w = l.out_shape
 
-        def step(xs):
+        def step(xs, out):
             x2 = xs[0].reshape(c, h * w)
-            out = np.empty((c, h * w), np.int32)
-            _kernels.head_lookup(x2, ql.in_fmt.min, lg, ex, sel, out)
+            o2 = out.reshape(c, h * w)
+            _kernels.head_lookup(x2, ql.in_fmt.min, lg, ex, sel, o2, nthreads=nt)
             if l.softmax:
-                _kernels.softmax_int(x2, l.n, l.entries, 5, l.classes, en, out)
-            return out.reshape(l.out_shape)
+                _kernels.softmax_int(x2, l.n, l.entries, 5, l.classes, en, o2)
         return step
 
     # -- running ------------------------------------------------------------------------------------
+    def new_output(self, index: int) -> np.ndarray:
+        """A fresh array for layer ``index``'s output."""
+        return np.empty(self.qmodel.layers[index].layer.out_shape, self.out_dtypes[index])
+
     def run(self, x_u8: np.ndarray, *, keep: str = "all",
             hook: Optional[Callable[[int, np.ndarray], None]] = None) -> List[Optional[np.ndarray]]:
+        """Every layer's output (``keep="all"``), or only the heads' (``keep="needed"``:
+        intermediate outputs live in the runner's reused buffers and are not returned)."""
         x = self.qmodel.check_input(x_u8)
         qls = self.qmodel.layers
-        last = {}
-        for ql in qls:
-            for i in ql.inputs:
-                last[i] = ql.index
-        heads = {l.index for l in self.qmodel.network.output_layers()}
         outs: List[Optional[np.ndarray]] = [None] * len(qls)
+        if keep == "needed" and hook is None:
+            views, heads = self._views, self._heads
+            for ql, step in zip(qls, self.steps):
+                i = ql.index
+                out = self.new_output(i) if i in heads else views[i]
+                step([x if j == -1 else outs[j] for j in ql.inputs], out)
+                outs[i] = out
+            return [o if i in heads else None for i, o in enumerate(outs)]
+        last, heads = self._last, self._heads
         for ql, step in zip(qls, self.steps):
-            xs = [x if i == -1 else outs[i] for i in ql.inputs]
-            out = step(xs)
+            out = self.new_output(ql.index)
+            step([x if i == -1 else outs[i] for i in ql.inputs], out)
             outs[ql.index] = out
             if hook is not None:
                 hook(ql.index, out)

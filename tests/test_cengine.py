@@ -135,3 +135,29 @@ def test_reorg_network(bits):
     qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, cfg_text=REORG_NET)
     x = np.random.default_rng(bits).integers(0, 256, net.input_shape).astype(np.uint8)
     assert_layers_equal(qm, x)
+
+
+def test_needed_reuses_buffers_and_returns_heads(mini_net):
+    """run(keep="needed") writes intermediate outputs into planned, reused buffers and
+    returns fresh head arrays: equal to keep="all" run after run (inputs alternating, so a
+    stale buffer would show), for 1 and 2 threads; a hook gets every layer's own array."""
+    text = (DARKNET / "mini-yolov3" / "mini-yolov3.cfg").read_text()
+    qm = quantize_network(mini_net, wbits=8, abits=8, cfg_text=text)
+    rng = np.random.default_rng(5)
+    xs = [rng.integers(0, 256, mini_net.input_shape).astype(np.uint8) for _ in range(2)]
+    heads = {l.index for l in mini_net.output_layers()}
+    for threads in (1, 2):
+        runner = CRunner(qm, threads)
+        full = [runner.run(x) for x in xs]
+        kept = []
+        for rep in range(2):
+            for k, x in enumerate(xs):
+                got = runner.run(x, keep="needed")
+                assert [i for i, o in enumerate(got) if o is not None] == sorted(heads)
+                assert all(np.array_equal(got[i], full[k][i]) for i in heads)
+                kept.append((k, got))
+        for k, got in kept:                                  # earlier results are not overwritten
+            assert all(np.array_equal(got[i], full[k][i]) for i in heads)
+        seen = {}
+        runner.run(xs[0], keep="needed", hook=lambda i, o: seen.__setitem__(i, o))
+        assert all(np.array_equal(seen[i], full[0][i]) for i in range(len(qm.layers)))

@@ -63,14 +63,56 @@ def test_requantize_equals_reference(bits, mode, act):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("act", list(ACTS))
 def test_requantize_every_int16_accumulator(mode, act):
-    """Exhaustive over all 65536 int16 accumulators for a spread of shifts (every tie)."""
+    """Exhaustive over all 65536 int16 accumulators for a spread of shifts (every tie), on
+    the header, its AVX2 twin's int64 lanes and its int32 lanes (simd="i32")."""
     acc = np.tile(np.arange(-32768, 32768, dtype=np.int64), (8, 1))
     shifts = np.array([-3, 0, 1, 2, 5, 9, 15, 20], np.int32)
     ref = fp.requantize(acc, shifts[:, None], mode, 8, act)
-    for simd in (False, True):
+    for simd in (False, True, "i32"):
         out = np.empty(acc.shape, np.int8)
         K.requantize_array(acc, shifts, fp.rounding_code(mode), 8, ACTS[act], out, simd=simd)
         assert np.array_equal(out, ref), f"simd={simd}"
+
+
+@pytest.mark.parametrize("bits", [2, 5, 8, 9, 16])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("act", list(ACTS))
+def test_requantize_int32_lanes_every_shift(bits, mode, act):
+    """The twin's int32 lanes (the convolution epilogue when a layer's sums fit int32):
+    every shift in [MIN_SHIFT, MAX_SHIFT] (1..31 take the int32 lanes, the others the int64
+    ones), every int16 accumulator, the int32 extremes and exact ties over the whole int32
+    range, against the header and mdfi.fixedpoint."""
+    rng = np.random.default_rng(bits * 31 + len(mode) + ACTS[act])
+    shifts = np.arange(fp.MIN_SHIFT, fp.MAX_SHIFT + 1, dtype=np.int32)
+    lo, hi = -(1 << 31), (1 << 31) - 1
+    base = np.concatenate([
+        np.arange(-32768, 32768, dtype=np.int64),
+        np.array([lo, lo + 1, lo + 2, hi, hi - 1, hi - 2, 0, -1, 1], np.int64),
+        rng.integers(lo, hi + 1, size=4096, dtype=np.int64),
+    ])
+    acc = np.tile(base, (len(shifts), 1))
+    for ch, s in enumerate(shifts):                       # ties k*2^s +- 2^(s-1), in int32
+        if 1 <= s <= 31:
+            k = rng.integers(-(1 << (31 - int(s))), 1 << (31 - int(s)), size=2048, dtype=np.int64)
+            t = np.concatenate([k * (1 << int(s)) + (1 << int(s - 1)), k * (1 << int(s)) - (1 << int(s - 1))])
+            acc[ch, -t.size:] = np.clip(t, lo, hi)
+            # leaky's ties: a*3277 == 2^(s+14) modulo 2^(s+15), and their neighbours
+            n = int(s) + 15
+            a0 = ((1 << (n - 1)) * pow(3277, -1, 1 << n)) % (1 << n) - (1 << n)
+            ties = [a0 - j * (1 << n) + d for j in range(8) for d in (-1, 0, 1)]
+            ties = [a for a in ties if lo <= a < 0][:24]
+            acc[ch, 9 + 65536:9 + 65536 + len(ties)] = ties
+    ref = fp.requantize(acc, shifts[:, None], mode, bits, act)
+    for simd in (False, "i32"):
+        out = np.empty(acc.shape, dtype_for(bits))
+        K.requantize_array(acc, shifts, fp.rounding_code(mode), bits, ACTS[act], out, simd=simd)
+        assert np.array_equal(out, ref), f"simd={simd}"
+
+
+def test_requantize_int32_lanes_refuse_wide_accumulators():
+    acc = np.array([[1 << 31]], np.int64)
+    with pytest.raises(ShapeError):
+        K.requantize_array(acc, np.array([3], np.int32), 0, 8, 0, np.empty((1, 1), np.int8), simd="i32")
 
 
 def test_avx2_is_available_here():
@@ -142,6 +184,71 @@ def test_shortcut_mixed_input_types():
     K.shortcut(a, 4, b, 9, out, 6, 0, 16, 0)
     s, fm = fp.add_aligned(a, 4, b, 9)
     assert np.array_equal(out, fp.requantize(s, fm - 6, "half_up", 16))
+
+
+# -- every path and thread count: the AVX2 bodies (int32 lanes of the twin, int64 lanes for
+#    shifts outside 1..31, scalar tails) and ranges split over the convolution's pool ----------------
+OPTS = [(1, False), (1, True), (2, False), (2, True), (3, True)]
+BIG = (37, 41, 43)          # 65231 elements: several ranges per thread, odd tails
+
+
+@pytest.mark.parametrize("nthreads, simd", OPTS)
+@pytest.mark.parametrize("fa, fb, fo", [(3, 3, 3), (5, 3, 2), (3, 5, 6), (0, 16, 4), (7, 7, -30), (4, 2, 9),
+                                        (9, 9, -20), (1, 0, 30)])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_shortcut_paths_and_threads(nthreads, simd, fa, fb, fo, bits):
+    rng = np.random.default_rng(fa * 100 + fb * 10 + bits)
+    a, b = values(BIG, bits, rng), values(BIG, bits, rng)
+    b.reshape(-1)[-9:] = fp.qmin(bits)                        # extremes in the scalar tail too
+    s, fm = fp.add_aligned(a, fa, b, fb)
+    for mode in MODES:
+        for act in ACTS:
+            out = np.empty(a.shape, dtype_for(bits))
+            K.shortcut(a, fa, b, fb, out, fo, fp.rounding_code(mode), bits, ACTS[act], nthreads=nthreads, simd=simd)
+            assert np.array_equal(out, fp.requantize(s, fm - fo, mode, bits, act)), (mode, act)
+
+
+@pytest.mark.parametrize("nthreads, simd", OPTS)
+@pytest.mark.parametrize("in_bits, out_bits, signed", [(8, 8, True), (8, 16, True), (16, 16, True), (8, 8, False),
+                                                       (5, 12, True)])
+def test_align_copy_paths_and_threads(nthreads, simd, in_bits, out_bits, signed):
+    x = values(BIG, in_bits, np.random.default_rng(in_bits + out_bits), signed=signed)
+    for shift in (0, 1, 3, 8, 31, 32, 47):
+        for mode in MODES:
+            out = np.empty(x.shape, dtype_for(out_bits))
+            K.align_copy(x, out, shift, fp.rounding_code(mode), out_bits, nthreads=nthreads, simd=simd)
+            assert np.array_equal(out, fp.align(x, shift, 0, mode, out_bits)), (shift, mode)
+
+
+@pytest.mark.parametrize("nthreads, simd", OPTS)
+def test_pool_upsample_heads_threads(nthreads, simd):
+    for (c, h, w, size, stride), bits, signed in [((64, 52, 53, 2, 2), 8, True), ((40, 27, 26, 2, 2), 16, True),
+                                                  ((24, 13, 13, 2, 1), 8, True), ((16, 30, 31, 3, 2), 8, False)]:
+        layer = pool_layer(c, h, w, size, stride)
+        x = values((c, h, w), bits, signed=signed)
+        out = np.empty(layer.out_shape, x.dtype)
+        K.maxpool(x, out, layer.size, layer.stride, layer.padding, nthreads=nthreads, simd=simd)
+        assert np.array_equal(out, QMaxpool(layer, fp.QFormat(bits, 0, signed)).forward_ref([x]))
+    for (c, h, w), stride, bits in [((128, 26, 26), 2, 8), ((33, 13, 17), 3, 16), ((300, 7, 9), 2, 8)]:
+        layer = Network(parse_cfg_text(f"[net]\nwidth={w}\nheight={h}\nchannels={c}\n[upsample]\n"
+                                       f"stride={stride}\n", "u.cfg"), "u.cfg", warn=False).layers[0]
+        x = values((c, h, w), bits)
+        out = np.empty(layer.out_shape, x.dtype)
+        K.upsample(x, out, stride, nthreads=nthreads, simd=simd)
+        assert np.array_equal(out, QUpsample(layer, fp.QFormat(bits, 0)).forward_ref([x]))
+    f = fp.QFormat(8, 4)
+    lg, ex = heads.logistic_table(f), heads.exp_table(f)
+    x = values((255, 676), 8)
+    sel = (np.arange(255) % 85 % 3 == 2).astype(np.uint8)
+    out = np.empty(x.shape, np.int32)
+    K.head_lookup(x, f.min, lg, ex, sel, out, nthreads=nthreads, simd=simd)
+    assert np.array_equal(out, np.where(sel[:, None] == 0, heads.lookup(lg, x, f), heads.lookup(ex, x, f)))
+
+
+@pytest.mark.parametrize("nthreads", [0, -1, 300, 1.5, "2"])
+def test_kernels_reject_bad_thread_counts(nthreads):
+    with pytest.raises(ShapeError):
+        K.upsample(np.zeros((1, 2, 2), np.int8), np.zeros((1, 4, 4), np.int8), 2, nthreads=nthreads)
 
 
 # -- reorg ----------------------------------------------------------------------------------------------

@@ -108,6 +108,8 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
 {
     const mdfi_tensor_desc *in = ins[0], *o = &l->out;
     const int64_t in_plane = (int64_t)in->h * in->w;
+    /* the other kernels share the convolution's threads and SIMD path */
+    const mdfi_kopts kopts = {mdfi_conv_pool_run, plan->nthreads, plan->path != MDFI_CONV_PATH_SCALAR};
     int rc = 0;
     switch (l->kind) {
     case MDFI_K_CONV:
@@ -119,10 +121,11 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
                                  mdfi_conv_strerror(rc));
         return 0;
     case MDFI_K_MAXPOOL:
-        rc = mdfi_maxpool(xs[0], in->type, in->c, in->h, in->w, l->size, l->stride, l->pad, out, o->h, o->w);
+        rc = mdfi_maxpool_ex(xs[0], in->type, in->c, in->h, in->w, l->size, l->stride, l->pad, out, o->h, o->w,
+                             &kopts);
         break;
     case MDFI_K_UPSAMPLE:
-        rc = mdfi_upsample(xs[0], in->type, in->c, in->h, in->w, l->stride, out);
+        rc = mdfi_upsample_ex(xs[0], in->type, in->c, in->h, in->w, l->stride, out, &kopts);
         break;
     case MDFI_K_REORG:
         rc = mdfi_reorg(xs[0], in->type, in->c, in->h, in->w, l->stride, out);
@@ -133,20 +136,21 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
         unsigned char *dst = out;
         for (int32_t k = 0; k < l->nin && rc == 0; ++k) {
             const int64_t n = mdfi_tensor_elems(ins[k]);
-            rc = mdfi_align_copy(xs[k], ins[k]->type, n, l->shifts[k], l->rounding, o->bits, dst, o->type);
+            rc = mdfi_align_copy_ex(xs[k], ins[k]->type, n, l->shifts[k], l->rounding, o->bits, dst, o->type,
+                                    &kopts);
             dst += (size_t)n * es;
         }
         break;
     }
     case MDFI_K_SHORTCUT:
-        rc = mdfi_shortcut(xs[0], ins[0]->type, l->fa, xs[1], ins[1]->type, l->fb, mdfi_tensor_elems(o), l->out_frac,
-                           l->rounding, o->bits, l->act, out, o->type);
+        rc = mdfi_shortcut_ex(xs[0], ins[0]->type, l->fa, xs[1], ins[1]->type, l->fb, mdfi_tensor_elems(o),
+                              l->out_frac, l->rounding, o->bits, l->act, out, o->type, &kopts);
         break;
     case MDFI_K_YOLO:
     case MDFI_K_REGION: {
         const int32_t len = (int32_t)1 << l->tbits;
-        rc = mdfi_head_lookup(xs[0], in->type, in->c, in_plane, l->qmin, l->logistic, l->exp_tab, len, l->sel,
-                              (int32_t *)out);
+        rc = mdfi_head_lookup_ex(xs[0], in->type, in->c, in_plane, l->qmin, l->logistic, l->exp_tab, len, l->sel,
+                                 (int32_t *)out, &kopts);
         if (rc == 0 && l->kind == MDFI_K_REGION && l->softmax)
             rc = mdfi_softmax_int(xs[0], in->type, l->n, l->entries, 5, l->classes, in_plane, l->expneg, len,
                                   (int32_t *)out);

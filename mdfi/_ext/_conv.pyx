@@ -30,6 +30,15 @@ _PATHS = {"scalar": MDFI_CONV_PATH_SCALAR, "avx2": MDFI_CONV_PATH_AVX2}
 cdef int32_t _path = mdfi_conv_env_path()
 
 
+from cpython.pycapsule cimport PyCapsule_New
+
+
+def pool_capsule():
+    """The convolution's thread pool (mdfi_conv_pool_run) as a PyCapsule named
+    "mdfi_pool_fn", so that the other kernels (mdfi._ext._kernels) share its threads."""
+    return PyCapsule_New(<void *>mdfi_conv_pool_run, b"mdfi_pool_fn", NULL)
+
+
 def _path_name(int32_t p):
     return mdfi_conv_path_name(p).decode("ascii")
 

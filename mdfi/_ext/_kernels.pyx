@@ -8,9 +8,27 @@ No arithmetic happens here beyond computing the sizes to check.
 
 import numpy as np
 
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
 from mdfi._ext.ckernels cimport *
+from mdfi._ext import _conv
 from mdfi.errors import ShapeError
+
+MAX_THREADS = 256
+# The convolution's thread pool (one pool per process: its workers also run these kernels).
+cdef mdfi_pool_fn _pool = <mdfi_pool_fn>PyCapsule_GetPointer(_conv.pool_capsule(), b"mdfi_pool_fn")
+
+
+cdef mdfi_kopts _opts(nthreads, simd) except *:
+    """Options of a kernel call: nthreads (1..MAX_THREADS) on the shared pool; simd None =
+    the convolution's current path (MDFI_SIMD / _conv.set_simd_path), else a bool."""
+    cdef mdfi_kopts o
+    if not isinstance(nthreads, (int, np.integer)) or not 1 <= nthreads <= MAX_THREADS:
+        raise ShapeError(f"nthreads must be an integer in 1..{MAX_THREADS}, got {nthreads!r}")
+    o.pool = _pool
+    o.nthreads = nthreads
+    o.simd = (_conv.simd_path() == "avx2") if simd is None else (1 if simd else 0)
+    return o
 
 # dtype -> mdfi_type code (csrc/mdfi_kernels.h)
 _TYPES = {np.dtype(np.uint8): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.int32): 3}
@@ -73,7 +91,8 @@ def have_avx2():
 def requantize_array(acc, shift, int mode, int bits, int act, out, *, simd=True):
     """out[c, p] = mdfi_requantize(acc[c, p], shift[c]) (acc int64 (C,P), shift int32 (C,)).
 
-    ``simd=True`` uses the AVX2 twin of the header where the CPU has AVX2."""
+    ``simd=True`` uses the AVX2 twin of the header where the CPU has AVX2; ``simd="i32"``
+    its int32 lanes (the convolution epilogue's, for shifts 1..31; every acc must fit int32)."""
     if not (isinstance(acc, np.ndarray) and acc.dtype == np.int64 and acc.ndim == 2 and acc.flags.c_contiguous):
         raise ShapeError("requantize: acc must be a C-contiguous int64 (C, P) array")
     if acc.size and np.abs(acc).max() >= (1 << 47):
@@ -91,14 +110,17 @@ def requantize_array(acc, shift, int mode, int bits, int act, out, *, simd=True)
     cdef const int32_t[::1] s = shift
     cdef void *o = _wptr(out)
     cdef int64_t ch = acc.shape[0], pl = acc.shape[1]
-    cdef int rc, oc = code, use_simd = 1 if simd else 0
+    cdef int rc, oc = code, use_simd = 2 if simd == "i32" else (1 if simd else 0)
+    if use_simd == 2 and acc.size and (acc.min() < -2**31 or acc.max() > 2**31 - 1):
+        raise ShapeError("requantize: simd='i32' needs every acc inside int32")
     with nogil:
         rc = mdfi_requantize_array(&a[0, 0], &s[0], ch, pl, mode, bits, act, o, oc, use_simd)
     _rc(rc, "requantize")
 
 
-def maxpool(inp, out, int size, int stride, int pad):
+def maxpool(inp, out, int size, int stride, int pad, *, nthreads=1, simd=None):
     """Darknet max pool of inp (C,H,W) into out (C,OH,OW) of the same dtype."""
+    cdef mdfi_kopts o = _opts(nthreads, simd)
     code = _code(inp, "maxpool input")
     if _out(out, "maxpool output", (0, 1, 2)) != code:
         raise ShapeError("maxpool: output dtype must equal the input dtype")
@@ -114,11 +136,12 @@ def maxpool(inp, out, int size, int stride, int pad):
     cdef int rc, tc = code
     cdef int ci = c, hi = h, wi = w, oh = out.shape[1], ow = out.shape[2]
     with nogil:
-        rc = mdfi_maxpool(ip, tc, ci, hi, wi, size, stride, pad, op, oh, ow)
+        rc = mdfi_maxpool_ex(ip, tc, ci, hi, wi, size, stride, pad, op, oh, ow, &o)
     _rc(rc, "maxpool")
 
 
-def upsample(inp, out, int stride):
+def upsample(inp, out, int stride, *, nthreads=1, simd=None):
+    cdef mdfi_kopts o = _opts(nthreads, simd)
     code = _code(inp, "upsample input")
     if _out(out, "upsample output", (0, 1, 2)) != code:
         raise ShapeError("upsample: output dtype must equal the input dtype")
@@ -129,12 +152,13 @@ def upsample(inp, out, int stride):
     cdef int rc, tc = code
     cdef int c = inp.shape[0], h = inp.shape[1], w = inp.shape[2]
     with nogil:
-        rc = mdfi_upsample(ip, tc, c, h, w, stride, op)
+        rc = mdfi_upsample_ex(ip, tc, c, h, w, stride, op, &o)
     _rc(rc, "upsample")
 
 
-def align_copy(inp, out, int shift, int mode, int bits):
+def align_copy(inp, out, int shift, int mode, int bits, *, nthreads=1, simd=None):
     """out = sat(R(inp / 2**shift)) element-wise (route inputs); same element count."""
+    cdef mdfi_kopts o = _opts(nthreads, simd)
     ic = _code(inp, "route input")
     oc = _out(out, "route output")
     if inp.size != out.size:
@@ -148,11 +172,13 @@ def align_copy(inp, out, int shift, int mode, int bits):
     cdef int64_t n = inp.size
     cdef int rc, ict = ic, oct = oc
     with nogil:
-        rc = mdfi_align_copy(ip, ict, n, shift, mode, bits, op, oct)
+        rc = mdfi_align_copy_ex(ip, ict, n, shift, mode, bits, op, oct, &o)
     _rc(rc, "route")
 
 
-def shortcut(a, int fa, b, int fb, out, int out_frac, int mode, int bits, int act):
+def shortcut(a, int fa, b, int fb, out, int out_frac, int mode, int bits, int act, *, nthreads=1,
+             simd=None):
+    cdef mdfi_kopts o = _opts(nthreads, simd)
     ac = _code(a, "shortcut input a")
     bc = _code(b, "shortcut input b")
     oc = _out(out, "shortcut output")
@@ -169,7 +195,7 @@ def shortcut(a, int fa, b, int fb, out, int out_frac, int mode, int bits, int ac
     cdef int64_t n = a.size
     cdef int rc, act_t = ac, bct = bc, oct = oc
     with nogil:
-        rc = mdfi_shortcut(ap, act_t, fa, bp, bct, fb, n, out_frac, mode, bits, act, op, oct)
+        rc = mdfi_shortcut_ex(ap, act_t, fa, bp, bct, fb, n, out_frac, mode, bits, act, op, oct, &o)
     _rc(rc, "shortcut")
 
 
@@ -192,8 +218,9 @@ def reorg(inp, out, int stride):
     _rc(rc, "reorg")
 
 
-def head_lookup(inp, int qmin, logistic, exp_tab, table_sel, out):
+def head_lookup(inp, int qmin, logistic, exp_tab, table_sel, out, *, nthreads=1, simd=None):
     """Detection-head tables: out[c] = logistic[inp[c]-qmin] or exp[...] by table_sel[c]."""
+    cdef mdfi_kopts o = _opts(nthreads, simd)
     ic = _code(inp, "head input")
     if _out(out, "head output", (3,)) != 3 or out.shape != inp.shape or inp.ndim != 2:
         raise ShapeError(f"head: input {inp.shape} and int32 output {out.shape} must be equal (C, P)")
@@ -211,12 +238,12 @@ def head_lookup(inp, int qmin, logistic, exp_tab, table_sel, out):
     cdef const uint16_t[::1] lg = logistic
     cdef const int32_t[::1] ex = exp_tab
     cdef const uint8_t[::1] sel = table_sel
-    cdef int32_t[:, ::1] o = out
+    cdef int32_t[:, ::1] ov = out
     cdef int c = inp.shape[0], tl = logistic.size
     cdef int64_t plane = inp.shape[1]
     cdef int rc, ict = ic
     with nogil:
-        rc = mdfi_head_lookup(ip, ict, c, plane, qmin, &lg[0], &ex[0], tl, &sel[0], &o[0, 0])
+        rc = mdfi_head_lookup_ex(ip, ict, c, plane, qmin, &lg[0], &ex[0], tl, &sel[0], &ov[0, 0], &o)
     _rc(rc, "head")
 
 

@@ -31,6 +31,7 @@ cdef extern from "mdfi_conv.h" nogil:
     int32_t mdfi_conv_env_path()
     const char *mdfi_conv_path_name(int32_t path)
     const char *mdfi_conv_strerror(int code)
+    int mdfi_conv_pool_run(void (*job)(void *arg, int tid) noexcept nogil, void *arg, int nthreads)
 
 cdef extern from "mdfi_fixedpoint.h" nogil:
     enum:

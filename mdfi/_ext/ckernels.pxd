@@ -6,6 +6,11 @@ cdef extern from "mdfi_fixedpoint.h" nogil:
     int MDFI_MAX_SHIFT
 
 cdef extern from "mdfi_kernels.h" nogil:
+    ctypedef int (*mdfi_pool_fn)(void (*job)(void *arg, int tid) noexcept nogil, void *arg, int nthreads) noexcept nogil
+    ctypedef struct mdfi_kopts:
+        mdfi_pool_fn pool
+        int32_t nthreads
+        int32_t simd
     int mdfi_kernels_have_avx2()
     int mdfi_requantize_array(const int64_t *acc, const int32_t *shift, int64_t channels, int64_t plane,
                               int32_t mode, int32_t bits, int32_t act, void *out, int32_t out_type,
@@ -26,3 +31,15 @@ cdef extern from "mdfi_kernels.h" nogil:
     int mdfi_softmax_int(const void *inp, int32_t in_type, int32_t n, int32_t stride_anchor, int32_t first,
                          int32_t classes, int64_t plane, const int32_t *expneg, int32_t table_len,
                          int32_t *out)
+    int mdfi_maxpool_ex(const void *inp, int32_t type, int32_t c, int32_t h, int32_t w, int32_t size,
+                        int32_t stride, int32_t pad, void *out, int32_t oh, int32_t ow, const mdfi_kopts *opts)
+    int mdfi_upsample_ex(const void *inp, int32_t type, int32_t c, int32_t h, int32_t w, int32_t stride,
+                         void *out, const mdfi_kopts *opts)
+    int mdfi_align_copy_ex(const void *inp, int32_t in_type, int64_t n, int32_t shift, int32_t mode,
+                           int32_t bits, void *out, int32_t out_type, const mdfi_kopts *opts)
+    int mdfi_shortcut_ex(const void *a, int32_t a_type, int32_t fa, const void *b, int32_t b_type, int32_t fb,
+                         int64_t n, int32_t out_frac, int32_t mode, int32_t bits, int32_t act, void *out,
+                         int32_t out_type, const mdfi_kopts *opts)
+    int mdfi_head_lookup_ex(const void *inp, int32_t in_type, int32_t c, int64_t plane, int32_t qmin,
+                            const uint16_t *logistic, const int32_t *exp_tab, int32_t table_len,
+                            const uint8_t *table_sel, int32_t *out, const mdfi_kopts *opts)
