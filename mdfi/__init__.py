@@ -12,8 +12,21 @@ Python API::
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING  # noqa: E402
+
 from .detection import Detection  # noqa: E402
 from .errors import MDFIError  # noqa: E402
-from .model import Model, load  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import Model, load
 
 __all__ = ["load", "Model", "Detection", "MDFIError", "__version__"]
+
+
+def __getattr__(name: str):
+    # ``load`` and ``Model`` import the engine (and its compiled extensions) on first use, so
+    # ``python -m mdfi`` in an unbuilt source checkout can still report that in one line.
+    if name in ("load", "Model"):
+        from . import model
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

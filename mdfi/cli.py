@@ -415,6 +415,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except MDFIError as exc:
         print(f"mdfi: error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except ImportError as exc:
+        if not str(exc.name or "").startswith("mdfi._ext"):
+            raise
+        print(f"mdfi: error: {exc}", file=sys.stderr)       # a source checkout without a build
+        return 2
     except KeyboardInterrupt:
         print("mdfi: interrupted", file=sys.stderr)
         return 130

@@ -11,6 +11,8 @@ The real yolov3-tiny weights are fetched once into the MDFI cache (``$MDFI_HOME`
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,23 @@ REPO = HERE.parent
 SHARED = Path(os.environ.get("MDFI_SHARED", REPO.parent / "shared"))
 SHARED_DARKNET = SHARED / "fixtures" / "darknet"
 SHARED_IMAGES = SHARED / "images"
+
+def run_python(args, *, cwd, env=None, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python ARGS`` in a child that imports the same ``mdfi`` as this test process.
+
+    A child started in the checkout would import the source tree's ``mdfi/`` (the current
+    directory comes first on ``sys.path`` for ``-m`` and ``-c``), which has no compiled
+    extensions after a plain ``pip install .``: so ``cwd`` must be given (a scratch folder),
+    and ``PYTHONPATH`` leads to the folder holding the package under test."""
+    import mdfi
+    child_env = dict(os.environ if env is None else env)
+    pkg_parent = str(Path(mdfi.__file__).resolve().parent.parent)
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, child_env.get("PYTHONPATH")) if p)
+    kwargs.setdefault("capture_output", True)
+    kwargs.setdefault("text", True)
+    kwargs.setdefault("timeout", 300)
+    return subprocess.run([sys.executable, *args], cwd=str(cwd), env=child_env, **kwargs)
+
 
 needs_shared = pytest.mark.skipif(not SHARED_DARKNET.is_dir(),
                                   reason="../shared reference data not present")

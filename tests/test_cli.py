@@ -7,13 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from mdfi.cli import main
 
-from conftest import skimage_image
+from conftest import run_python, skimage_image
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +24,12 @@ def coffee(tmp_path_factory):
     return p
 
 
-def run_cli(*args, cwd=None):
+def run_cli(*args, cwd):
     """Run the installed console script (or python -m mdfi when it is not on PATH)."""
     exe = shutil.which("mdfi")
-    cmd = [exe, *args] if exe else [sys.executable, "-m", "mdfi", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300)
+    if exe is None:
+        return run_python(["-m", "mdfi", *args], cwd=cwd)
+    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
 def test_detect_prints_darknet_style_lines_and_writes_image(coffee, tmp_path, tiny_weights_path):
@@ -42,8 +44,7 @@ def test_detect_prints_darknet_style_lines_and_writes_image(coffee, tmp_path, ti
 
 
 def test_python_dash_m_is_the_same_program(coffee, tmp_path, tiny_weights_path):
-    r = subprocess.run([sys.executable, "-m", "mdfi", "detect", str(coffee), "--json", "--out", "none",
-                        "--float"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    r = run_python(["-m", "mdfi", "detect", str(coffee), "--json", "--out", "none", "--float"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)
     assert set(obj) == {"image", "width", "height", "detections"}
@@ -106,3 +107,22 @@ def test_bad_threshold_is_a_usage_error(capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "detect" in capsys.readouterr().err
+
+
+def test_unbuilt_source_checkout_gets_one_line_error(tmp_path):
+    """`python -m mdfi` inside a checkout that was never built (the CI failure mode: the
+    checkout's mdfi/ shadows the installed package) says what to do, without a traceback."""
+    import mdfi
+    src = Path(mdfi.__file__).resolve().parent
+    for py in src.rglob("*.py"):
+        dest = tmp_path / "mdfi" / py.relative_to(src)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(py, dest)
+    assert not list((tmp_path / "mdfi").rglob("*.so"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-m", "mdfi", "detect", "x.jpg"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mdfi: error: "), r.stderr
+    assert "not built" in lines[0] and "pip install ." in lines[0]

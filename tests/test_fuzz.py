@@ -22,7 +22,6 @@ import pickle
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import time
 import tokenize
@@ -52,7 +51,7 @@ from mdfi.network import Network
 from mdfi.quantize import quantize_network
 from mdfi.weights import load_weights, random_weights
 
-from conftest import DARKNET, REPO, skimage_image
+from conftest import DARKNET, REPO, run_python, skimage_image
 
 # -- settings ------------------------------------------------------------------------------------
 SCALE = float(os.environ.get("MDFI_FUZZ_SCALE", "1"))
@@ -1452,9 +1451,8 @@ def test_cli_bad_inputs_in_process(bad_inputs, capsys, monkeypatch, tmp_path, ca
 @pytest.mark.parametrize("case", ["cfg filters", "tiff truncated", "mdfi w_frac"])
 def test_cli_bad_inputs_subprocess(bad_inputs, tmp_path, case):
     argv, words = _cli_cases(bad_inputs)[case]
-    env = dict(os.environ, MDFI_HOME=str(tmp_path), PYTHONPATH=str(REPO))
-    r = subprocess.run([sys.executable, "-m", "mdfi", *argv], capture_output=True, text=True, env=env,
-                       timeout=120, cwd=str(tmp_path))
+    env = dict(os.environ, MDFI_HOME=str(tmp_path))
+    r = run_python(["-m", "mdfi", *argv], cwd=tmp_path, env=env, timeout=120)
     assert r.returncode == 2, r.stderr
     _assert_cli_stderr(r.stderr, words)
 

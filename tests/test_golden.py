@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from mdfi import golden, vectors
 from mdfi.cli import main
 from mdfi.errors import MDFIError
 
-from conftest import DARKNET, skimage_image
+from conftest import DARKNET, run_python, skimage_image
 
 MINI_CFG = DARKNET / "mini-yolov3" / "mini-yolov3.cfg"
 MINI_W = DARKNET / "mini-yolov3" / "mini-yolov3.weights"
@@ -139,7 +138,6 @@ def test_export_c_runner_verify_chain(export, tmp_path):
     out = tmp_path / "dut"
     subprocess.run([str(build / "mdfi_run"), str(export), str(out), "--threads", "2"], check=True,
                    capture_output=True, timeout=300)
-    r = subprocess.run([sys.executable, "-m", "mdfi", "verify", str(export), str(out)], capture_output=True,
-                       text=True, timeout=300)
+    r = run_python(["-m", "mdfi", "verify", str(export), str(out)], cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "35 file(s) compared: 35 matched" in r.stdout

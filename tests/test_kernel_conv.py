@@ -5,7 +5,6 @@ and ShapeError (never a crash) on every inconsistent argument."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 from mdfi import fixedpoint as fp
 from mdfi.errors import ShapeError
 from mdfi.layers.convolutional import conv2d_int_ref
+from conftest import run_python
 
 _conv = pytest.importorskip("mdfi._ext._conv")
 
@@ -270,11 +270,10 @@ def test_packed_info_and_paths():
 
 @pytest.mark.parametrize("value,expected", [("0", "scalar"), ("scalar", "scalar"),
                                             ("avx2", None), ("", None)])
-def test_mdfi_simd_environment_switch(value, expected):
+def test_mdfi_simd_environment_switch(value, expected, tmp_path):
     env = dict(os.environ, MDFI_SIMD=value)
-    res = subprocess.run([sys.executable, "-c",
-                          "from mdfi._ext import _conv; print(_conv.simd_path())"],
-                         env=env, capture_output=True, text=True, check=True)
+    res = run_python(["-c", "from mdfi._ext import _conv; print(_conv.simd_path())"], cwd=tmp_path, env=env)
+    assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == (expected or _conv.best_simd_path())
 
 
@@ -381,7 +380,7 @@ def test_bad_sizes_raise_shape_error():
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork")
-def test_threads_survive_fork():
+def test_threads_survive_fork(tmp_path):
     """libgomp's pool does not survive fork(): a child forked after a threaded call must
     still compute (on one thread) instead of hanging."""
     code = """
@@ -400,7 +399,7 @@ if __name__ == "__main__":
         assert pool.map(run, range(3)) == [first] * 3
     print("ok")
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = run_python(["-c", code], cwd=tmp_path, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import skimage_image
+from conftest import run_python, skimage_image
 from mdfi import fixedpoint as fx
 from mdfi import vectors
 
@@ -50,9 +50,9 @@ def golden(tmp_path_factory, tiny_weights_path) -> Path:
     work = tmp_path_factory.mktemp("rtl")
     image = _test_image(work / "coffee.png")
     out = work / "golden"
-    subprocess.run([sys.executable, "-m", "mdfi", "golden", str(image), "-o", str(out),
-                    "--layers", ",".join(map(str, LAYERS)), "--format", "hex"],
-                   check=True, capture_output=True, timeout=300)
+    r = run_python(["-m", "mdfi", "golden", str(image), "-o", str(out),
+                    "--layers", ",".join(map(str, LAYERS)), "--format", "hex"], cwd=work)
+    assert r.returncode == 0, r.stderr
     return out
 
 
@@ -99,8 +99,7 @@ HAVE_VERIFY = importlib.util.find_spec("mdfi.verify") is not None
 
 
 def _mdfi_verify(golden: Path, dut_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mdfi", "verify", str(golden), str(dut_dir)],
-                          capture_output=True, text=True, timeout=120)
+    return run_python(["-m", "mdfi", "verify", str(golden), str(dut_dir)], cwd=dut_dir, timeout=120)
 
 
 def test_golden_layers_are_the_intended_ones(golden):

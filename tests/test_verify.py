@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ from mdfi import fixedpoint as fp
 from mdfi import golden, vectors, verify
 from mdfi.cli import main
 
-from conftest import DARKNET, skimage_image
+from conftest import DARKNET, run_python, skimage_image
 
 CONV = 9          # leaky 3x3 convolution, 128x16x16, with saturated outputs at this image
 CONV_B = 5        # another leaky convolution (64x32x32)
@@ -373,16 +371,16 @@ def test_cli_subprocess_exit_codes_without_traceback(gold, tmp_path):
     dut = tmp_path / "dut"
     gold.write(dut, CONV, "out", gold.requant(CONV, mode="truncate"))
     (dut / f"l{CONV_B:03d}.out.hex").write_text("garbage\n")
-    cmd = [sys.executable, "-m", "mdfi", "verify"]
-    r = subprocess.run(cmd + [gold.dir, str(dut)], capture_output=True, text=True, timeout=120)
+    cmd = ["-m", "mdfi", "verify"]
+    r = run_python(cmd + [gold.dir, str(dut)], cwd=tmp_path, timeout=120)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     assert "MISMATCH" in r.stdout and "truncation" in r.stdout and "ERROR" in r.stdout
     assert f"l{CONV_B:03d}.out.hex:1:" in r.stdout
-    r = subprocess.run(cmd + [str(tmp_path), str(dut)], capture_output=True, text=True, timeout=120)
+    r = run_python(cmd + [str(tmp_path), str(dut)], cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "manifest.json" in r.stderr
     (tmp_path / "empty").mkdir()
-    r = subprocess.run(cmd + [gold.dir, str(tmp_path / "empty")], capture_output=True, text=True, timeout=120)
+    r = run_python(cmd + [gold.dir, str(tmp_path / "empty")], cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and "nothing compared" in r.stderr and "Traceback" not in r.stderr
 
 

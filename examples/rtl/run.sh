@@ -20,17 +20,27 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 PY=${PYTHON:-python3}
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+# Use the installed mdfi; fall back to this checkout only when its extensions are built
+# in place (python setup.py build_ext --inplace).  Python runs from the work dir below, so
+# the checkout's unbuilt mdfi/ never shadows the installed package.
 MODEL=${MDFI_RTL_MODEL:-yolov3-tiny}
 LAYERS=${MDFI_RTL_LAYERS:-13,15}
 WORK=${MDFI_RTL_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/mdfi_rtl.XXXXXX")}
+abspath() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+WORK=$(abspath "$WORK")
+[ -n "${MDFI_RTL_GOLDEN:-}" ] && MDFI_RTL_GOLDEN=$(abspath "$MDFI_RTL_GOLDEN")
+[ -n "${MDFI_GOLDEN_IMAGE:-}" ] && MDFI_GOLDEN_IMAGE=$(abspath "$MDFI_GOLDEN_IMAGE")
 mkdir -p "$WORK"
+cd "$WORK" || exit 1
+if ! "$PY" -c "import mdfi._ext._conv" 2>/dev/null; then
+    export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+fi
 
 die() { echo "FAIL: $*"; exit 1; }
 for tool in iverilog vvp cmp; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install -y iverilog)"
 done
-"$PY" -c "import mdfi" 2>/dev/null || die "cannot import mdfi with $PY"
+"$PY" -c "import mdfi._ext._conv" 2>/dev/null || die "cannot import mdfi (with its compiled extensions) with $PY: pip install ."
 echo "work dir: $WORK"
 
 # ---- 1. golden vectors -------------------------------------------------------------------
