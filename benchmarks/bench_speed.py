@@ -65,7 +65,12 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--settle", type=float, default=0.25,
                     help="seconds of idle before each timed forward (default 0.25)")
+    ap.add_argument("--opencv-avx2", action="store_true",
+                    help="keep OpenCV to its AVX2 code paths (OPENCV_CPU_DISABLE=AVX512-SKX), as on "
+                         "the issue's AVX2-only target machine; MDFI has no AVX-512 path")
     args = ap.parse_args(argv)
+    if args.opencv_avx2:
+        os.environ["OPENCV_CPU_DISABLE"] = "AVX512-SKX"       # read when cv2 is first imported
 
     import cv2
     from threadpoolctl import threadpool_limits
@@ -79,7 +84,8 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     tmp = tempfile.mkdtemp(prefix="mdfi-bench-")
-    log(f"CPU: {os.cpu_count()} cpus; MDFI conv path: {_conv.simd_path()}; OpenCV {cv2.__version__}")
+    log(f"CPU: {os.cpu_count()} cpus; MDFI conv path: {_conv.simd_path()}; OpenCV {cv2.__version__} "
+        f"({cv2.getCPUFeaturesLine()}; '?' = disabled)")
     results = []
     for name in args.models.split(","):
         log(f"[{name}] loading and quantizing ...")

@@ -250,45 +250,17 @@ AVX2 static void NAME(const conv_ctx *ctx, const int64_t *restrict c, int32_t m0
 AVX2 static void NAME(const conv_ctx *ctx, const int32_t *restrict c, int32_t m0, int32_t mv, \
                       int64_t p0, int32_t nv)                                                 \
 {                                                                                             \
-    const int32_t bits = ctx->bits;                                                           \
-    const int64_t *bias = ctx->bias;                                                          \
-    const int32_t *shift = ctx->shift;                                                        \
-    const size_t n = (size_t)ctx->n;                                                          \
-    const __m256i qmin = _mm256_set1_epi32(mdfi_qmin(bits)), qmax = _mm256_set1_epi32(mdfi_qmax(bits)); \
     for (int32_t r = 0; r < mv; ++r) {                                                        \
         const int32_t mm = m0 + r;                                                            \
-        const int32_t s = shift[mm];                                                          \
+        mdfi_rq8_avx2 q;                                                                     \
+        mdfi_rq8_init_avx2(&q, ctx->shift[mm], MODE, ctx->bits, ACT);                        \
+        const __m256i b = _mm256_set1_epi32((int32_t)ctx->bias[mm]);                         \
         const int32_t *cr = c + r * NR;                                                       \
-        __m256i v0, v1;                                                                       \
-        if (mdfi_rq32_ok(s)) {                                                                \
-            mdfi_rq32_avx2 q;                                                                 \
-            q.s = _mm_cvtsi32_si128(s);                                                       \
-            q.s1 = _mm_cvtsi32_si128(s - 1);                                                  \
-            q.half = _mm256_set1_epi32((MODE) == MDFI_ROUND_HALF_UP ? (int32_t)1 << (s - 1) : 0); \
-            q.qmin = qmin;                                                                    \
-            q.qmax = qmax;                                                                    \
-            const __m256i b = _mm256_set1_epi32((int32_t)bias[mm]);                          \
-            v0 = mdfi_requantize8_i32_avx2(                                                   \
-                _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)cr), b), &q, MODE, ACT);  \
-            v1 = mdfi_requantize8_i32_avx2(                                                   \
-                _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(cr + 8)), b), &q, MODE, ACT); \
-        } else {                                                                              \
-            const __m256i b = _mm256_set1_epi64x(bias[mm]);                                   \
-            mdfi_rq_avx2 q;                                                                   \
-            mdfi_rq_init_avx2(&q, s, MODE, bits, ACT);                                        \
-            __m256i v[2];                                                                     \
-            for (int g = 0; g < 2; ++g) {                                                     \
-                const __m128i q0 = _mm_loadu_si128((const __m128i *)(cr + 8 * g));           \
-                const __m128i q1 = _mm_loadu_si128((const __m128i *)(cr + 8 * g + 4));       \
-                const __m256i a0 = _mm256_add_epi64(_mm256_cvtepi32_epi64(q0), b);            \
-                const __m256i a1 = _mm256_add_epi64(_mm256_cvtepi32_epi64(q1), b);            \
-                v[g] = mdfi_pack64x8_avx2(mdfi_requantize4_avx2(a0, &q, MODE, ACT),           \
-                                          mdfi_requantize4_avx2(a1, &q, MODE, ACT));          \
-            }                                                                                 \
-            v0 = v[0];                                                                        \
-            v1 = v[1];                                                                        \
-        }                                                                                     \
-        store_row(ctx, (size_t)mm * n + (size_t)p0, v0, v1, nv);                             \
+        const __m256i v0 = mdfi_requantize8_avx2(                                            \
+            _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)cr), b), &q, MODE, ACT);      \
+        const __m256i v1 = mdfi_requantize8_avx2(                                            \
+            _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(cr + 8)), b), &q, MODE, ACT); \
+        store_row(ctx, (size_t)mm * (size_t)ctx->n + (size_t)p0, v0, v1, nv);                \
     }                                                                                         \
 }
 EPI32I_T(e32i_0, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)

@@ -174,4 +174,31 @@ MDFI_AVX2_FN __m256i mdfi_pack64x8_avx2(__m256i a, __m256i b)
     const __m128i hi = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(b, idx));
     return _mm256_set_m128i(hi, lo);
 }
+
+/* ---- eight exact int32 values, any shift ------------------------------------------------
+ * mdfi_requantize on eight int32 lanes holding exact values: the int32 lanes when the shift
+ * allows (mdfi_rq32_ok), else widened to the int64 lanes.  Used wherever a kernel holds
+ * eight int32 sums (convolution epilogue, route alignment, shortcut). */
+typedef struct {
+    int use32;                    /* shift 1..31: int32 lanes, else int64 lanes */
+    mdfi_rq32_avx2 q32;
+    mdfi_rq_avx2 q64;
+} mdfi_rq8_avx2;
+
+MDFI_AVX2_FN void mdfi_rq8_init_avx2(mdfi_rq8_avx2 *k, int32_t shift, int32_t mode, int32_t bits,
+                                     int32_t act)
+{
+    k->use32 = mdfi_rq32_ok(shift);
+    if (k->use32) mdfi_rq32_init_avx2(&k->q32, shift, mode, bits);
+    mdfi_rq_init_avx2(&k->q64, shift, mode, bits, act);   /* always: keeps k fully defined */
+}
+
+MDFI_AVX2_FN __m256i mdfi_requantize8_avx2(__m256i v, const mdfi_rq8_avx2 *k, int32_t mode, int32_t act)
+{
+    if (k->use32) return mdfi_requantize8_i32_avx2(v, &k->q32, mode, act);
+    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
+    const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1));
+    return mdfi_pack64x8_avx2(mdfi_requantize4_avx2(lo, &k->q64, mode, act),
+                              mdfi_requantize4_avx2(hi, &k->q64, mode, act));
+}
 #endif

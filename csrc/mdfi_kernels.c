@@ -315,28 +315,6 @@ KAVX2_INLINE void st8(void *p, int32_t t, int64_t i, __m256i v)
     else _mm_storel_epi64((__m128i *)((int8_t *)p + i), _mm_packs_epi16(w16, w16));
 }
 
-/* Per-call requantizing constants for eight int32 lanes holding exact values. */
-typedef struct {
-    int use32;                    /* shift 1..31: the twin's int32 lanes, else its int64 lanes */
-    mdfi_rq32_avx2 q32;
-    mdfi_rq_avx2 q64;
-} rq8_consts;
-
-KAVX2_INLINE void rq8_init(rq8_consts *k, int32_t shift, int32_t mode, int32_t bits, int32_t act)
-{
-    k->use32 = mdfi_rq32_ok(shift);
-    if (k->use32) mdfi_rq32_init_avx2(&k->q32, shift, mode, bits);
-    mdfi_rq_init_avx2(&k->q64, shift, mode, bits, act);
-}
-
-KAVX2_INLINE __m256i rq8(__m256i v, const rq8_consts *k, int32_t mode, int32_t act)
-{
-    if (k->use32) return mdfi_requantize8_i32_avx2(v, &k->q32, mode, act);
-    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
-    const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1));
-    return mdfi_pack64x8_avx2(mdfi_requantize4_avx2(lo, &k->q64, mode, act),
-                              mdfi_requantize4_avx2(hi, &k->q64, mode, act));
-}
 #endif
 
 /* ---------------------------------------------------------------------------------------
@@ -467,11 +445,11 @@ typedef struct {
 #define MDFI_ALIGN_AVX2(NAME, MODE)                                                          \
 KAVX2 static void NAME(const align_ctx *a, int64_t i0, int64_t i1)                           \
 {                                                                                            \
-    rq8_consts k;                                                                            \
-    rq8_init(&k, a->shift, MODE, a->bits, MDFI_ACT_LINEAR);                                  \
+    mdfi_rq8_avx2 k;                                                                         \
+    mdfi_rq8_init_avx2(&k, a->shift, MODE, a->bits, MDFI_ACT_LINEAR);                        \
     int64_t i = i0;                                                                          \
     for (; i + 8 <= i1; i += 8)                                                              \
-        st8(a->out, a->out_type, i, rq8(ld8(a->in, a->in_type, i), &k, MODE, MDFI_ACT_LINEAR)); \
+        st8(a->out, a->out_type, i, mdfi_requantize8_avx2(ld8(a->in, a->in_type, i), &k, MODE, MDFI_ACT_LINEAR)); \
     for (; i < i1; ++i)                                                                      \
         store(a->out, a->out_type, i,                                                        \
               mdfi_requantize(load(a->in, a->in_type, i), a->shift, MODE, a->bits, MDFI_ACT_LINEAR)); \
@@ -536,14 +514,14 @@ typedef struct {
 #define MDFI_SHORTCUT_AVX2(NAME, MODE, ACT)                                                  \
 KAVX2 static void NAME(const shortcut_ctx *k, int64_t i0, int64_t i1)                        \
 {                                                                                            \
-    rq8_consts q;                                                                            \
-    rq8_init(&q, k->s, MODE, k->bits, ACT);                                                  \
+    mdfi_rq8_avx2 q;                                                                         \
+    mdfi_rq8_init_avx2(&q, k->s, MODE, k->bits, ACT);                                        \
     const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);              \
     int64_t i = i0;                                                                          \
     for (; i + 8 <= i1; i += 8) {                                                            \
         const __m256i sum = _mm256_add_epi32(_mm256_sll_epi32(ld8(k->a, k->a_type, i), da),  \
                                              _mm256_sll_epi32(ld8(k->b, k->b_type, i), db)); \
-        st8(k->out, k->out_type, i, rq8(sum, &q, MODE, ACT));                                \
+        st8(k->out, k->out_type, i, mdfi_requantize8_avx2(sum, &q, MODE, ACT));              \
     }                                                                                        \
     for (; i < i1; ++i) {                                                                    \
         const int64_t sum = load(k->a, k->a_type, i) * k->ma + load(k->b, k->b_type, i) * k->mb; \
