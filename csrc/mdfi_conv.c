@@ -340,47 +340,28 @@ static void x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1)
     }
 }
 
-static void epi32_scalar(const conv_ctx *ctx, const int32_t *restrict c, int32_t m0, int32_t mv,
-                         int64_t p0, int32_t nv)
-{
-    for (int32_t r = 0; r < mv; ++r) {
-        const int32_t mm = m0 + r;
-        const int64_t b = ctx->bias[mm];
-        const int32_t s = ctx->shift[mm];
-        const size_t o = (size_t)mm * (size_t)ctx->n + (size_t)p0;
-        const int32_t *cr = c + r * NR;
-        if (ctx->otype == MDFI_CONV_S8) {
-            int8_t *out = (int8_t *)ctx->out + o;
-            for (int32_t j = 0; j < nv; ++j)
-                out[j] = (int8_t)mdfi_requantize((int64_t)cr[j] + b, s, ctx->rounding, ctx->bits, ctx->act);
-        } else {
-            int16_t *out = (int16_t *)ctx->out + o;
-            for (int32_t j = 0; j < nv; ++j)
-                out[j] = (int16_t)mdfi_requantize((int64_t)cr[j] + b, s, ctx->rounding, ctx->bits, ctx->act);
-        }
-    }
+/* Epilogue: C tile (element type T: int32 sums, or int64 on the exact path) + bias,
+ * requantized into the S8/S16 output. */
+#define EPI_SCALAR(NAME, T)                                                                   \
+static void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int32_t mv,            \
+                 int64_t p0, int32_t nv)                                                      \
+{                                                                                             \
+    for (int32_t r = 0; r < mv; ++r) {                                                        \
+        const int32_t mm = m0 + r;                                                            \
+        const int64_t b = ctx->bias[mm];                                                      \
+        const int32_t s = ctx->shift[mm];                                                     \
+        const size_t o = (size_t)mm * (size_t)ctx->n + (size_t)p0;                            \
+        const T *cr = c + r * NR;                                                             \
+        for (int32_t j = 0; j < nv; ++j) {                                                    \
+            const int32_t v = mdfi_requantize((int64_t)cr[j] + b, s, ctx->rounding, ctx->bits, \
+                                              ctx->act);                                      \
+            if (ctx->otype == MDFI_CONV_S8) ((int8_t *)ctx->out)[o + (size_t)j] = (int8_t)v;  \
+            else ((int16_t *)ctx->out)[o + (size_t)j] = (int16_t)v;                           \
+        }                                                                                     \
+    }                                                                                         \
 }
-
-static void epi64_scalar(const conv_ctx *ctx, const int64_t *restrict c, int32_t m0, int32_t mv,
-                         int64_t p0, int32_t nv)
-{
-    for (int32_t r = 0; r < mv; ++r) {
-        const int32_t mm = m0 + r;
-        const int64_t b = ctx->bias[mm];
-        const int32_t s = ctx->shift[mm];
-        const size_t o = (size_t)mm * (size_t)ctx->n + (size_t)p0;
-        const int64_t *cr = c + r * NR;
-        if (ctx->otype == MDFI_CONV_S8) {
-            int8_t *out = (int8_t *)ctx->out + o;
-            for (int32_t j = 0; j < nv; ++j)
-                out[j] = (int8_t)mdfi_requantize(cr[j] + b, s, ctx->rounding, ctx->bits, ctx->act);
-        } else {
-            int16_t *out = (int16_t *)ctx->out + o;
-            for (int32_t j = 0; j < nv; ++j)
-                out[j] = (int16_t)mdfi_requantize(cr[j] + b, s, ctx->rounding, ctx->bits, ctx->act);
-        }
-    }
-}
+EPI_SCALAR(epi32_scalar, int32_t)
+EPI_SCALAR(epi64_scalar, int64_t)
 
 static const conv_ops ops_scalar = {ukr32_scalar, pack_scalar, x2_scalar, epi32_scalar,
                                     epi64_scalar, widen_scalar};

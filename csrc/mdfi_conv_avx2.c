@@ -200,49 +200,32 @@ AVX2 static inline __attribute__((always_inline)) void store_row(const conv_ctx 
     }
 }
 
-#define REQ(a) mdfi_requantize4_avx2(a, s, MODE, bits, ACT)
-#define EPI32_T(NAME, MODE, ACT)                                                              \
-AVX2 static void NAME(const conv_ctx *ctx, const int32_t *restrict c, int32_t m0, int32_t mv, \
+/* Sums + bias requantized on int64 lanes: T is the C-tile element (int32_t, or int64_t for
+ * the exact int64 path), LD4(p) loads four of them as int64 lanes. */
+#define EPI_T(NAME, T, LD4, MODE, ACT)                                                        \
+AVX2 static void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int32_t mv,       \
                       int64_t p0, int32_t nv)                                                 \
 {                                                                                             \
-    const int32_t bits = ctx->bits;                                                           \
     for (int32_t r = 0; r < mv; ++r) {                                                        \
         const int32_t mm = m0 + r;                                                            \
         const __m256i b = _mm256_set1_epi64x(ctx->bias[mm]);                                  \
         mdfi_rq_avx2 q;                                                                       \
-        mdfi_rq_init_avx2(&q, ctx->shift[mm], MODE, bits, ACT);                               \
-        const int32_t *cr = c + r * NR;                                                       \
+        mdfi_rq_init_avx2(&q, ctx->shift[mm], MODE, ctx->bits, ACT);                          \
+        const T *cr = c + r * NR;                                                             \
         __m256i v[2];                                                                         \
         for (int g = 0; g < 2; ++g) {                                                         \
-            const __m128i q0 = _mm_loadu_si128((const __m128i *)(cr + 8 * g));               \
-            const __m128i q1 = _mm_loadu_si128((const __m128i *)(cr + 8 * g + 4));           \
-            const __m256i a0 = _mm256_add_epi64(_mm256_cvtepi32_epi64(q0), b);                \
-            const __m256i a1 = _mm256_add_epi64(_mm256_cvtepi32_epi64(q1), b);                \
-            v[g] = mdfi_pack64x8_avx2(mdfi_requantize4_avx2(a0, &q, MODE, ACT), mdfi_requantize4_avx2(a1, &q, MODE, ACT));                                      \
+            const __m256i a0 = _mm256_add_epi64(LD4(cr + 8 * g), b);                          \
+            const __m256i a1 = _mm256_add_epi64(LD4(cr + 8 * g + 4), b);                      \
+            v[g] = mdfi_pack64x8_avx2(mdfi_requantize4_avx2(a0, &q, MODE, ACT),               \
+                                      mdfi_requantize4_avx2(a1, &q, MODE, ACT));              \
         }                                                                                     \
-        store_row(ctx, (size_t)mm * (size_t)ctx->n + (size_t)p0, v[0], v[1], nv);            \
+        store_row(ctx, (size_t)mm * (size_t)ctx->n + (size_t)p0, v[0], v[1], nv);             \
     }                                                                                         \
 }
-#define EPI64_T(NAME, MODE, ACT)                                                              \
-AVX2 static void NAME(const conv_ctx *ctx, const int64_t *restrict c, int32_t m0, int32_t mv, \
-                      int64_t p0, int32_t nv)                                                 \
-{                                                                                             \
-    const int32_t bits = ctx->bits;                                                           \
-    for (int32_t r = 0; r < mv; ++r) {                                                        \
-        const int32_t mm = m0 + r;                                                            \
-        const __m256i b = _mm256_set1_epi64x(ctx->bias[mm]);                                  \
-        mdfi_rq_avx2 q;                                                                       \
-        mdfi_rq_init_avx2(&q, ctx->shift[mm], MODE, bits, ACT);                               \
-        const int64_t *cr = c + r * NR;                                                       \
-        __m256i v[2];                                                                         \
-        for (int g = 0; g < 2; ++g) {                                                         \
-            const __m256i a0 = _mm256_add_epi64(_mm256_loadu_si256((const __m256i *)(cr + 8 * g)), b);     \
-            const __m256i a1 = _mm256_add_epi64(_mm256_loadu_si256((const __m256i *)(cr + 8 * g + 4)), b); \
-            v[g] = mdfi_pack64x8_avx2(mdfi_requantize4_avx2(a0, &q, MODE, ACT), mdfi_requantize4_avx2(a1, &q, MODE, ACT));                                      \
-        }                                                                                     \
-        store_row(ctx, (size_t)mm * (size_t)ctx->n + (size_t)p0, v[0], v[1], nv);            \
-    }                                                                                         \
-}
+#define LD4_I32(p) _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(p)))
+#define LD4_I64(p) _mm256_loadu_si256((const __m256i *)(p))
+#define EPI32_T(NAME, MODE, ACT) EPI_T(NAME, int32_t, LD4_I32, MODE, ACT)
+#define EPI64_T(NAME, MODE, ACT) EPI_T(NAME, int64_t, LD4_I64, MODE, ACT)
 /* Sums provably inside int32 (ctx->sum32): sum + bias is added in int32 and rows whose
  * shift is 1..31 are requantized on eight int32 lanes (mdfi_requantize8_i32_avx2); other
  * rows take the int64 lanes. */
