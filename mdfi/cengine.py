@@ -15,6 +15,7 @@ them.
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -36,6 +37,7 @@ class CRunner:
     def __init__(self, qmodel: QuantizedModel, threads: int = 1):
         self.qmodel = qmodel
         self.threads = int(threads)
+        self._lock = threading.Lock()
         self.steps: List[Callable] = []
         scratch = 0
         for ql in qmodel.layers:
@@ -199,6 +201,14 @@ class CRunner:
         """Every layer's output (``keep="all"``), or only the heads' (``keep="needed"``:
         intermediate outputs live in the runner's reused buffers and are not returned)."""
         x = self.qmodel.check_input(x_u8)
+        # The kernels release the GIL, and the scratch and planned buffers belong to the
+        # runner: one run at a time (a model shared by Python threads stays correct; each
+        # run uses all of the runner's threads anyway).
+        with self._lock:
+            return self._run(x, keep, hook)
+
+    def _run(self, x: np.ndarray, keep: str,
+             hook: Optional[Callable[[int, np.ndarray], None]]) -> List[Optional[np.ndarray]]:
         qls = self.qmodel.layers
         outs: List[Optional[np.ndarray]] = [None] * len(qls)
         if keep == "needed" and hook is None:

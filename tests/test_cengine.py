@@ -161,3 +161,31 @@ def test_needed_reuses_buffers_and_returns_heads(mini_net):
         seen = {}
         runner.run(xs[0], keep="needed", hook=lambda i, o: seen.__setitem__(i, o))
         assert all(np.array_equal(seen[i], full[0][i]) for i in range(len(qm.layers)))
+
+
+def test_one_runner_shared_by_python_threads(mini_net):
+    """A model loaded once and used from several Python threads (a web server's pool): the
+    kernels release the GIL and the runner's scratch and planned buffers are shared, so runs
+    must not interleave.  Every thread's heads equal the sequential result for its input."""
+    import threading
+    text = (DARKNET / "mini-yolov3" / "mini-yolov3.cfg").read_text()
+    qm = quantize_network(mini_net, wbits=8, abits=8, cfg_text=text)
+    rng = np.random.default_rng(11)
+    xs = [rng.integers(0, 256, mini_net.input_shape).astype(np.uint8) for _ in range(4)]
+    heads = sorted(l.index for l in mini_net.output_layers())
+    runner = CRunner(qm, 2)
+    want = [runner.run(x, keep="needed") for x in xs]
+    bad: list = []
+
+    def worker(k: int) -> None:
+        for _ in range(15):
+            got = runner.run(xs[k], keep="needed")
+            if not all(np.array_equal(got[i], want[k][i]) for i in heads):
+                bad.append(k)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad, f"corrupted results in threads {sorted(set(bad))}"
