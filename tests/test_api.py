@@ -75,3 +75,16 @@ def test_bad_arguments(tiny_model, coffee):
         tiny_model.detect(coffee, thresh=1.5)
     with pytest.raises(MDFIError, match="needs its weights"):
         mdfi.load(cfg="x.cfg")
+
+
+def test_one_model_detects_from_several_threads(tiny_weights_path):
+    """Load once, detect from a thread pool (the fixed-point C engine by default): every
+    thread gets the same detections as a sequential call on its image."""
+    from concurrent.futures import ThreadPoolExecutor
+    model = mdfi.load("yolov3-tiny")
+    images = [skimage_image(n) for n in ("coffee.png", "astronaut.png", "chelsea.png", "rocket.jpg")]
+    want = [model.detect(im) for im in images]
+    assert any(want)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(model.detect, images * 3))
+    assert got == want * 3
