@@ -69,10 +69,7 @@ class CRunner:
         """Buffers of run(keep="needed"): one view per non-head layer into a shared pool of
         byte buffers; a buffer returns to the pool after the last consumer of its tensor."""
         qls = self.qmodel.layers
-        last = {}
-        for ql in qls:
-            for i in ql.inputs:
-                last[i] = ql.index
+        last = self.qmodel.network.last_use()
         self._heads = {l.index for l in self.qmodel.network.output_layers()}
         self._last = last
         free: List[np.ndarray] = []
@@ -219,15 +216,12 @@ class CRunner:
                 step([x if j == -1 else outs[j] for j in ql.inputs], out)
                 outs[i] = out
             return [o if i in heads else None for i, o in enumerate(outs)]
-        last, heads = self._last, self._heads
+        net, last = self.qmodel.network, (self._last if keep == "needed" else {})
         for ql, step in zip(qls, self.steps):
             out = self.new_output(ql.index)
             step([x if i == -1 else outs[i] for i in ql.inputs], out)
             outs[ql.index] = out
             if hook is not None:
                 hook(ql.index, out)
-            if keep == "needed":
-                for i in ql.inputs:
-                    if i >= 0 and last.get(i) == ql.index and i not in heads:
-                        outs[i] = None
+            net.release_inputs(outs, ql.index, last)
         return outs

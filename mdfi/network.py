@@ -110,8 +110,7 @@ class Network:
             raise ShapeError(f"network input must have shape {self.input_shape} (C,H,W), got {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ShapeError("network input contains NaN or Inf")
-        last_use = self._last_use() if keep == "needed" else {}
-        heads = {l.index for l in self.output_layers()}
+        last_use = self.last_use() if keep == "needed" else {}
         outs: List[Optional[np.ndarray]] = [None] * len(self.layers)
         for layer in self.layers:
             if layer.num_params() and getattr(layer, "weights", None) is None:
@@ -121,17 +120,24 @@ class Network:
             outs[layer.index] = out
             if hook is not None:
                 hook(layer.index, out)
-            for i in layer.inputs:
-                if i >= 0 and last_use.get(i) == layer.index and i not in heads:
-                    outs[i] = None
+            self.release_inputs(outs, layer.index, last_use)
         return outs
 
-    def _last_use(self) -> Dict[int, int]:
+    def last_use(self) -> Dict[int, int]:
+        """Layer index (-1: network input) -> index of the last layer that reads it.  The
+        quantized layers and the C runner's steps read the same inputs, so all forward
+        passes free (or reuse) outputs by this map."""
         last: Dict[int, int] = {}
         for l in self.layers:
             for i in l.inputs:
                 last[i] = l.index
         return last
+
+    def release_inputs(self, outs: List[Optional[np.ndarray]], index: int, last_use: Dict[int, int]) -> None:
+        """keep="needed": drop the outputs whose last reader was layer ``index`` (heads stay)."""
+        for i in self.layers[index].inputs:
+            if i >= 0 and last_use.get(i) == index and self.layers[i].kind not in ("yolo", "region"):
+                outs[i] = None
 
     def summary(self) -> str:
         lines = [f"{'#':>3} {'layer':<28} {'input':>16} -> {'output':<16} {'MMAC':>8}"]

@@ -69,11 +69,7 @@ class QuantizedModel:
         "total": m}`` accumulated over calls: how many outputs the saturation clamped.
         """
         x = self.check_input(x_u8).astype(np.int32)
-        last = {}
-        for ql in self.layers:
-            for i in ql.inputs:
-                last[i] = ql.index
-        heads = {l.index for l in self.output_layers()}
+        last = self.network.last_use() if keep == "needed" else {}
         outs: List[Optional[np.ndarray]] = [None] * len(self.layers)
         for ql in self.layers:
             xs = [x if i == -1 else outs[i] for i in ql.inputs]
@@ -82,10 +78,7 @@ class QuantizedModel:
             outs[ql.index] = out
             if hook is not None:
                 hook(ql.index, out)
-            if keep == "needed":
-                for i in ql.inputs:
-                    if i >= 0 and last.get(i) == ql.index and i not in heads:
-                        outs[i] = None
+            self.network.release_inputs(outs, ql.index, last)
         return outs
 
     # -- reporting ------------------------------------------------------------------------------
