@@ -34,25 +34,44 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def load_models(name: str, tmp: str):
-    """(cfg path, weights path, float Network, fixed QuantizedModel) for a model name."""
+def load_models(name: str, tmp: str, quantize: bool = True):
+    """(cfg path, weights path, float Network, fixed QuantizedModel or None) for a model name:
+    yolov3-tiny with the official weights (its shipped 8-bit recipe), other zoo models with
+    generated weights of the right shape (seed 1; speed does not depend on the values)."""
     import mdfi
     from mdfi import zoo
     from mdfi.network import Network
-    from mdfi.weights import random_weights, write_weights
+    from mdfi.weights import load_weights, random_weights, write_weights
     cfg = str(zoo.cfg_path(name))
     if name == "yolov3-tiny":
         weights = str(zoo.weights_path(name))
     else:
-        net = Network.from_cfg(cfg, warn=False)
-        random_weights(net, seed=1)
         weights = os.path.join(tmp, f"{name}-generated.weights")
-        write_weights(net, weights)
-    fixed = mdfi.load(cfg=cfg, weights=weights, engine="ref") if name != "yolov3-tiny" else mdfi.load(name, engine="ref")
-    from mdfi.weights import load_weights
+        if not os.path.exists(weights):
+            net = Network.from_cfg(cfg, warn=False)
+            random_weights(net, seed=1)
+            write_weights(net, weights)
     net = Network.from_cfg(cfg, warn=False)          # the float network (a cached .mdfi holds integers only)
     load_weights(net, weights)
+    if not quantize:
+        return cfg, weights, net, None
+    fixed = mdfi.load(name, engine="ref") if name == "yolov3-tiny" else mdfi.load(cfg=cfg, weights=weights, engine="ref")
     return cfg, weights, net, fixed.quantized
+
+
+#: the timing / check photo (scikit-image; not one of onnx_export.CALIB_PHOTOS)
+TIMING_PHOTO = "motorcycle_left"
+
+
+def timing_rgb() -> np.ndarray:
+    from calibration_images import photo
+    return np.ascontiguousarray(photo(TIMING_PHOTO)[..., :3])
+
+
+def check_image(net) -> np.ndarray:
+    """The letterboxed float input of the timing photo."""
+    from mdfi.preprocess import image_to_input
+    return image_to_input(timing_rgb(), net.width, net.height)
 
 
 def main(argv=None) -> int:

@@ -40,6 +40,11 @@
 #else
 #define MDFI_CONV_X86 0
 #endif
+#if defined(__GNUC__) && defined(__aarch64__) && !defined(MDFI_NO_SIMD)
+#define MDFI_CONV_ARM 1
+#else
+#define MDFI_CONV_ARM 0
+#endif
 
 /* Worker threads (mdfi_conv_pool.c): POSIX threads with C11 atomics, else none. */
 #if !defined(MDFI_NO_THREADS) && (defined(__unix__) || defined(__APPLE__)) && \
@@ -125,6 +130,9 @@ typedef void (*epi64_fn)(const conv_ctx *ctx, const int64_t *restrict c, int32_t
                          int32_t mv, int64_t p0, int32_t nv);
 /* c64[MR*NR] += c32[MR*NR] */
 typedef void (*widen_fn)(int64_t *restrict c64, const int32_t *restrict c32);
+/* Two tiles at once (optional): C[2][MR][NR] (=|+=) A . B0 and A . B1. */
+typedef void (*ukr32x2_fn)(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b0,
+                           const int16_t *restrict b1, size_t bstride, int32_t *restrict c, int accumulate);
 
 typedef struct conv_ops {
     ukr32_fn ukr32;
@@ -133,12 +141,34 @@ typedef struct conv_ops {
     epi32_fn epi32;
     epi64_fn epi64;
     widen_fn widen;
+    ukr32x2_fn ukr32x2;           /* NULL: one tile per call */
 } conv_ops;
 
+extern const conv_ops mdfi_conv_ops_scalar;
 #if MDFI_CONV_X86
 extern const conv_ops mdfi_conv_ops_avx2;
-int mdfi_conv_cpu_has_avx2(void);
+extern const conv_ops mdfi_conv_ops_avx512;
+void mdfi_conv_avx512_ukr32(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                            int32_t *restrict c, int accumulate);
+void mdfi_conv_avx512_ukr32x2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b0,
+                              const int16_t *restrict b1, size_t bstride, int32_t *restrict c, int accumulate);
 #endif
+#if MDFI_CONV_ARM
+extern const conv_ops mdfi_conv_ops_neon;
+#endif
+
+/* mdfi_conv_paths.c: the operations of an (available, effective) path: int16-pair ops and
+ * the 8-bit dot-product ops (NULL when the path has none). */
+struct q8_ops;
+void mdfi_conv_path_ops(int32_t path, const conv_ops **pair, const struct q8_ops **q8);
+
+/* mdfi_conv2d on exactly `path` (no availability check, no self-check): the self-check and
+ * mdfi_conv2d call it. */
+int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                   const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
+                   int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
+                   int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size);
 
 /* Pixel offsets (in pairs, relative to a channel plane of X2) of tile t.  Returns
  *   1 if they are consecutive: off[j] = off[0] + j;

@@ -19,7 +19,7 @@ _conv = pytest.importorskip("mdfi._ext._conv")
 
 ACTS = ("linear", "leaky", "relu")
 ROUNDINGS = ("half_up", "truncate")
-PATHS = ["scalar"] + (["avx2"] if _conv.best_simd_path() == "avx2" else [])
+PATHS = _conv.available_simd_paths()
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -264,16 +264,21 @@ def test_packed_info_and_paths():
     m, c, k, dt, wmax = _conv.packed_info(_conv.pack_weights(wt))
     assert (m, c, k, dt) == (4, 3, 2, np.dtype(np.int8))
     assert wmax == int(np.abs(wt.astype(np.int64)).max())
-    assert _conv.simd_path() in ("scalar", "avx2")
-    assert _conv.best_simd_path() in ("scalar", "avx2")
+    assert _conv.simd_path() in _conv.PATHS
+    assert _conv.best_simd_path() in _conv.PATHS
+    assert set(_conv.available_simd_paths()) <= set(_conv.PATHS)
 
 
 @pytest.mark.parametrize("value,expected", [("0", "scalar"), ("scalar", "scalar"),
-                                            ("avx2", None), ("", None)])
+                                            ("avx2", "avx2"), ("avx512vnni", "avx512vnni"),
+                                            ("neondot", "neondot"), ("", None), ("auto", None)])
 def test_mdfi_simd_environment_switch(value, expected, tmp_path):
+    """MDFI_SIMD selects a path; a path this CPU lacks falls back to the best one."""
     env = dict(os.environ, MDFI_SIMD=value)
     res = run_python(["-c", "from mdfi._ext import _conv; print(_conv.simd_path())"], cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr
+    if expected not in _conv.available_simd_paths():
+        expected = None
     assert res.stdout.strip() == (expected or _conv.best_simd_path())
 
 
@@ -376,7 +381,7 @@ def test_bad_sizes_raise_shape_error():
     with pytest.raises(ShapeError):
         _conv.packed_info(np.zeros(10, np.uint8))
     with pytest.raises(ShapeError):
-        _conv.set_simd_path("neon")
+        _conv.set_simd_path("sse9")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork")

@@ -27,7 +27,7 @@ cdef mdfi_kopts _opts(nthreads, simd) except *:
         raise ShapeError(f"nthreads must be an integer in 1..{MAX_THREADS}, got {nthreads!r}")
     o.pool = _pool
     o.nthreads = nthreads
-    o.simd = (_conv.simd_path() == "avx2") if simd is None else (1 if simd else 0)
+    o.simd = (_conv.simd_path() != "scalar") if simd is None else (1 if simd else 0)
     return o
 
 # dtype -> mdfi_type code (csrc/mdfi_kernels.h)

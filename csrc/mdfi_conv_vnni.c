@@ -1,0 +1,182 @@
+/* mdfi_conv_vnni.c -- x86 operations of the 8-bit dot-product convolution (mdfi_conv_q8.h):
+ *
+ *   X4 build (SSE2, baseline x86-64): channel quads interleaved, XOR 0x80 where needed,
+ *     stride-2 phases split with byte de-interleaving;
+ *   register tiles (mdfi_conv_vnni_body.h) compiled three times:
+ *     vnni512  AVX512-VNNI vpdpbusd zmm, compress + masked stores      (tested here)
+ *     vnni256  AVX512-VNNI + VL vpdpbusd ymm (EVEX), AVX2 epilogue    (tested here)
+ *     avxvnni  AVX-VNNI vpdpbusd ymm (VEX), the same source as vnni256  (self-checked where it
+ *              runs: mdfi_conv_paths.c)
+ *
+ * Every function with ISA-specific code carries a target attribute and is reached only after
+ * mdfi_cpu_features() reported the ISA.  Compilers without AVX-VNNI support (gcc < 11, clang
+ * < 12) build the rest and report the avxvnni path as unavailable.
+ */
+#include "mdfi_conv_q8.h"
+#include "mdfi_fixedpoint.h"
+
+#if MDFI_CONV_X86
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "mdfi_fixedpoint_avx2.h"
+#include "mdfi_fixedpoint_avx512.h"
+
+/* ---------------------------------------------------------------------------------------
+ * X4 rows (SSE2)
+ * ------------------------------------------------------------------------------------- */
+/* 16 positions of four channel rows -> 64 bytes of quads. */
+static inline void quads16(uint8_t *d, __m128i r0, __m128i r1, __m128i r2, __m128i r3)
+{
+    const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
+    const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
+    _mm_storeu_si128((__m128i *)(void *)d, _mm_unpacklo_epi16(t0, t2));
+    _mm_storeu_si128((__m128i *)(void *)(d + 16), _mm_unpackhi_epi16(t0, t2));
+    _mm_storeu_si128((__m128i *)(void *)(d + 32), _mm_unpacklo_epi16(t1, t3));
+    _mm_storeu_si128((__m128i *)(void *)(d + 48), _mm_unpackhi_epi16(t1, t3));
+}
+
+/* 16 bytes of a row at input columns x0, x0+s, ... (s = 1 or 2), XOR flip. */
+static inline __m128i row16(const uint8_t *src, int32_t s, __m128i flip)
+{
+    if (s == 1) return _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)src), flip);
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)src);
+    const __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(src + 16));
+    const __m128i ff = _mm_set1_epi16(0x00ff);
+    return _mm_xor_si128(_mm_packus_epi16(_mm_and_si128(lo, ff), _mm_and_si128(hi, ff)), flip);
+}
+
+void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1)
+{
+    const int32_t s = ctx->stride, hps = ctx->hps, wps = ctx->wps;
+    const __m128i flip = _mm_set1_epi8((char)ctx->flip), padv = _mm_set1_epi8((char)ctx->padv);
+    const size_t ebytes = 1;                          /* uint8 and int8 inputs */
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t pr = r % hps, pl = r / hps;
+        const int64_t cq = pl / ((int64_t)s * s), ph = pl % ((int64_t)s * s);
+        const int32_t py = (int32_t)(ph / s), px = (int32_t)(ph % s);
+        uint8_t *d = ctx->x4 + ((size_t)pl * (size_t)ctx->plane + (size_t)pr * (size_t)wps) * 4;
+        const int64_t y = pr * s + py - ctx->pad;
+        /* columns j with 0 <= j*s + px - pad < W */
+        int64_t jlo = 0, jhi = 0;
+        if (y >= 0 && y < ctx->h) {
+            const int64_t a = (int64_t)ctx->pad - px;                 /* j*s >= a */
+            jlo = a <= 0 ? 0 : (a + s - 1) / s;
+            const int64_t b = (int64_t)ctx->w + ctx->pad - px;        /* j*s < b  */
+            jhi = b <= 0 ? 0 : (b + s - 1) / s;
+            if (jhi > wps) jhi = wps;
+            if (jlo > jhi) jlo = jhi;
+        }
+        for (int64_t j = 0; j < jlo; ++j) memset(d + 4 * j, ctx->padv, 4);
+        if (jhi > jlo) {
+            const uint8_t *src[4];
+            for (int e = 0; e < 4; ++e) {
+                const int64_t ch = 4 * cq + e;
+                src[e] = NULL;
+                if (ch < ctx->c) {
+                    src[e] = (const uint8_t *)ctx->x +
+                             (((size_t)ch * (size_t)ctx->h + (size_t)y) * (size_t)ctx->w) * ebytes;
+                }
+            }
+            int64_t j = jlo;
+            const int64_t x0 = jlo * s + px - ctx->pad;
+            /* vector part: every byte read lies inside the row (16*s bytes from x) */
+            if (s <= 2)
+                for (; j + 16 <= jhi && x0 + (j - jlo) * s + 16 * s <= ctx->w; j += 16) {
+                    const int64_t x = x0 + (j - jlo) * s;
+                    __m128i v[4];
+                    for (int e = 0; e < 4; ++e) v[e] = src[e] ? row16(src[e] + x, s, flip) : padv;
+                    quads16(d + 4 * j, v[0], v[1], v[2], v[3]);
+                }
+            for (; j < jhi; ++j) {
+                const int64_t x = j * s + px - ctx->pad;
+                for (int e = 0; e < 4; ++e)
+                    d[4 * j + e] = src[e] ? (uint8_t)(src[e][x] ^ ctx->flip) : ctx->padv;
+            }
+        }
+        for (int64_t j = jhi > jlo ? jhi : jlo; j < wps; ++j) memset(d + 4 * j, ctx->padv, 4);
+        if (pr == hps - 1) {
+            uint8_t *tail = ctx->x4 + ((size_t)pl * (size_t)ctx->plane + (size_t)hps * (size_t)wps) * 4;
+            memset(tail, ctx->padv, ((size_t)ctx->plane - (size_t)hps * (size_t)wps) * 4);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Register tiles
+ * ------------------------------------------------------------------------------------- */
+/* zmm, AVX512-VNNI */
+#define QB_ATTR __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define QB_NAME(x) vnni512_##x
+#define QB_WIDTH 512
+#define QB_DPBUSD(acc, b, a) _mm512_dpbusd_epi32(acc, b, a)
+#include "mdfi_conv_vnni_body.h"
+QB_KERNEL(8, 3)
+QB_KERNEL(16, 1)
+QB_KERNEL(12, 2)
+#undef QB_ATTR
+#undef QB_NAME
+#undef QB_WIDTH
+#undef QB_DPBUSD
+#undef QB_VEC
+#undef QB_LANES
+#undef QB_LOADU
+#undef QB_SET1
+#undef QB_ZERO
+#undef QB_STOREU
+#undef QB_KERNEL
+
+/* ymm, AVX512-VNNI + VL (EVEX) -- the tested twin of the AVX-VNNI build below */
+#define QB_ATTR __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define QB_NAME(x) vnni256_##x
+#define QB_WIDTH 256
+#define QB_DPBUSD(acc, b, a) _mm256_dpbusd_epi32(acc, b, a)
+#include "mdfi_conv_vnni_body.h"
+QB_KERNEL(4, 3)
+QB_KERNEL(8, 1)
+#undef QB_ATTR
+#undef QB_NAME
+#undef QB_WIDTH
+#undef QB_DPBUSD
+#undef QB_VEC
+#undef QB_LANES
+#undef QB_LOADU
+#undef QB_SET1
+#undef QB_ZERO
+#undef QB_STOREU
+#undef QB_KERNEL
+
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define MDFI_HAVE_AVXVNNI_BUILD 1
+/* ymm, AVX-VNNI (VEX): the same text as vnni256 */
+#define QB_ATTR __attribute__((target("avx2,fma,avxvnni")))
+#define QB_NAME(x) avxvnni_##x
+#define QB_WIDTH 256
+#define QB_DPBUSD(acc, b, a) _mm256_dpbusd_avx_epi32(acc, b, a)
+#include "mdfi_conv_vnni_body.h"
+QB_KERNEL(4, 3)
+QB_KERNEL(8, 1)
+#else
+#define MDFI_HAVE_AVXVNNI_BUILD 0
+#endif
+
+int mdfi_q8_have_avxvnni_build(void) { return MDFI_HAVE_AVXVNNI_BUILD; }
+
+const q8_kernel mdfi_q8_kerns_vnni512[] = {{8, 3, 16, vnni512_tile_8x3}, {16, 1, 16, vnni512_tile_16x1},
+                                     {12, 2, 16, vnni512_tile_12x2}};
+const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, mdfi_q8_kerns_vnni512, 3};
+
+static const q8_kernel kerns256[] = {{4, 3, 8, vnni256_tile_4x3}, {8, 1, 8, vnni256_tile_8x1}};
+const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 2};
+
+#if MDFI_HAVE_AVXVNNI_BUILD
+static const q8_kernel kernsvex[] = {{4, 3, 8, avxvnni_tile_4x3}, {8, 1, 8, avxvnni_tile_8x1}};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kernsvex, 2};
+#else
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0};
+#endif
+
+#else
+typedef int mdfi_conv_vnni_unused;
+#endif /* MDFI_CONV_X86 */
