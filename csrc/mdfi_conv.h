@@ -148,6 +148,9 @@ const char *mdfi_conv_strerror(int code);
  * clamped; -1 = automatic) and mode (1 = direct, 0 = packed, -1 = automatic) for every later
  * call in this process. */
 void mdfi_conv_q8_override(int32_t kernel, int32_t direct);
+/* The 8-bit register tiles of a path: writes up to `max` (rows, vectors, lanes) triples into
+ * tiles[3*i..3*i+2] and returns how many the path has (0: no 8-bit kernels). */
+int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max);
 
 /* The convolution's thread pool, for other kernels (mdfi_kopts.pool in mdfi_kernels.h):
  * calls job(arg, tid) on up to nthreads threads -- the caller (tid 0) and the workers that

@@ -71,6 +71,21 @@ void mdfi_conv_path_ops(int32_t path, const conv_ops **pair, const struct q8_ops
     }
 }
 
+int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max)
+{
+    if (path < 0 || path >= MDFI_CONV_NPATHS) return 0;
+    const conv_ops *pair;
+    const q8_ops *q8;
+    mdfi_conv_path_ops(path, &pair, &q8);
+    if (q8 == NULL) return 0;
+    for (int32_t i = 0; i < q8->nkerns && i < max; ++i) {
+        tiles[3 * i] = q8->kerns[i].mr;
+        tiles[3 * i + 1] = q8->kerns[i].nrv;
+        tiles[3 * i + 2] = q8->kerns[i].lanes;
+    }
+    return q8->nkerns;
+}
+
 /* Compiled into this build? */
 static int built(int32_t path)
 {

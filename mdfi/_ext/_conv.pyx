@@ -77,6 +77,15 @@ def _set_q8_override(kernel=-1, direct=-1):
     mdfi_conv_q8_override(int(kernel), int(direct))
 
 
+def q8_tiles(name):
+    """The 8-bit register tiles (rows, vectors, lanes) of a path ([] if it has none)."""
+    if name not in PATHS:
+        raise ShapeError(f"unknown SIMD path {name!r}")
+    cdef int32_t t[48]
+    cdef int32_t n = mdfi_conv_q8_tiles(PATHS.index(name), t, 16)
+    return [(t[3 * i], t[3 * i + 1], t[3 * i + 2]) for i in range(min(n, 16))]
+
+
 cdef int32_t _resolve_path(name) except -1:
     cdef int32_t best = mdfi_conv_best_path()
     if name is None:
