@@ -190,15 +190,18 @@ def quantize_int8(float_path: str, out_path: str, inputs: Sequence[np.ndarray], 
 
 
 def check_float(net, path: str, x: np.ndarray, tol: float = 1e-4) -> float:
-    """Max |ONNX Runtime float - MDFI float| over the heads; raises above ``tol``."""
+    """Max |ONNX Runtime float - MDFI float| over the heads, relative to the largest head
+    value when that exceeds 1 (generated weights give large activations, where float32
+    summation order alone moves values by more than 1e-4 absolute); raises above ``tol``."""
     sess = session(path, 1)
     got = sess.run(None, {"input": x[None].astype(np.float32)})
     outs = net.forward_float(x, keep="needed")
     heads = [l for l in net.layers if l.kind == "yolo"]
     err = max(float(np.abs(g[0] - outs[l.index]).max()) for g, l in zip(got, heads))
-    if not err <= tol:
-        raise ExportError(f"ONNX float differs from MDFI's float path by {err:.3g} (> {tol})")
-    return err
+    scale = max(1.0, max(float(np.abs(outs[l.index]).max()) for l in heads))
+    if not err / scale <= tol:
+        raise ExportError(f"ONNX float differs from MDFI's float path by {err:.3g} (scale {scale:.3g}; > {tol})")
+    return err / scale
 
 
 def export(net, out_dir: str, name: str, *, int8: bool = True, check_image=None, log=print):
@@ -211,7 +214,8 @@ def export(net, out_dir: str, name: str, *, int8: bool = True, check_image=None,
     onnx.save(model, fpath)
     if check_image is not None:
         err = check_float(net, fpath, check_image)
-        log(f"[{name}] ONNX float == MDFI float within {err:.2g} (max abs over the heads)")
+        log(f"[{name}] ONNX float == MDFI float within {err:.2g} (max abs difference over the heads, "
+            f"relative to the largest head value if above 1)")
     if int8:
         quantize_int8(fpath, qpath, calibration_inputs(net), head_nodes(model))
         log(f"[{name}] wrote {qpath} (static QDQ, per-channel u8s8, MinMax on {len(CALIB_PHOTOS)} photos)")

@@ -45,37 +45,34 @@ static inline int32_t QB_NAME(ld32)(const int8_t *p)
     return v;
 }
 
-/* One row's NRV vectors of int32 sums -> requantized outputs of row m. */
-QB_ATTR static void QB_NAME(epi_row)(const q8_ctx *ctx, int32_t m, const int32_t *row, int32_t nrv,
-                                     const uint32_t *mask, const int64_t *start)
+/* One row's NRV vectors of int32 sums -> requantized outputs of row m (mode and act are
+ * constants in each instance, see epi_row). */
+QB_ATTR static inline __attribute__((always_inline)) void
+QB_NAME(epi_row_t)(const q8_ctx *ctx, int32_t m, const int32_t *row, int32_t nrv, const uint32_t *mask,
+                   const int64_t *start, const int32_t mode, const int32_t act)
 {
     const size_t o = (size_t)m * (size_t)ctx->n;
-    if (!mdfi_q8_row_fast(ctx, m)) {
-        for (int32_t v = 0; v < nrv; ++v) {
-            int64_t idx = start[v];
-            for (int l = 0; l < QB_LANES; ++l)
-                if (mask[v] & (1u << l)) mdfi_q8_store_one(ctx, m, idx++, row[v * QB_LANES + l]);
-        }
-        return;
-    }
-    const int32_t mode = ctx->rounding, act = ctx->act;
 #if QB_WIDTH == 512
     mdfi_rq32_avx512 q;
     mdfi_rq32_init_avx512(&q, ctx->shift[m], mode, ctx->bits);
     const __m512i bq = _mm512_set1_epi32(ctx->bq[m]);
+    /* 8-bit outputs of int8 and 16-bit outputs of int16: the narrowing saturates (vpmovsdb,
+     * vpmovsdw), so the clamp is skipped */
+    const int satnarrow = (ctx->otype == MDFI_CONV_S8 && ctx->bits == 8) || ctx->bits == 16;
     for (int32_t v = 0; v < nrv; ++v) {
         if (mask[v] == 0) continue;
-        const __m512i r = mdfi_requantize16_i32_avx512(
-            _mm512_add_epi32(_mm512_loadu_si512((const void *)(row + v * 16)), bq), &q, mode, act);
+        const __m512i a = _mm512_add_epi32(_mm512_loadu_si512((const void *)(row + v * 16)), bq);
+        const __m512i r = satnarrow ? mdfi_requantize16_i32_noclamp_avx512(a, &q, mode, act)
+                                    : mdfi_requantize16_i32_avx512(a, &q, mode, act);
         const size_t at = o + (size_t)start[v];
         if (mask[v] == 0xffffu) {
-            if (ctx->otype == MDFI_CONV_S8) _mm_storeu_si128((__m128i *)(void *)((int8_t *)ctx->out + at), _mm512_cvtepi32_epi8(r));
-            else _mm256_storeu_si256((__m256i *)(void *)((int16_t *)ctx->out + at), _mm512_cvtepi32_epi16(r));
+            if (ctx->otype == MDFI_CONV_S8) _mm_storeu_si128((__m128i *)(void *)((int8_t *)ctx->out + at), _mm512_cvtsepi32_epi8(r));
+            else _mm256_storeu_si256((__m256i *)(void *)((int16_t *)ctx->out + at), _mm512_cvtsepi32_epi16(r));
         } else {
             const __m512i c = _mm512_maskz_compress_epi32((__mmask16)mask[v], r);
             const __mmask16 st = (__mmask16)((1u << __builtin_popcount(mask[v])) - 1u);
-            if (ctx->otype == MDFI_CONV_S8) _mm_mask_storeu_epi8((int8_t *)ctx->out + at, st, _mm512_cvtepi32_epi8(c));
-            else _mm256_mask_storeu_epi16((int16_t *)ctx->out + at, st, _mm512_cvtepi32_epi16(c));
+            if (ctx->otype == MDFI_CONV_S8) _mm_mask_storeu_epi8((int8_t *)ctx->out + at, st, _mm512_cvtsepi32_epi8(c));
+            else _mm256_mask_storeu_epi16((int16_t *)ctx->out + at, st, _mm512_cvtsepi32_epi16(c));
         }
     }
 #else
@@ -103,6 +100,29 @@ QB_ATTR static void QB_NAME(epi_row)(const q8_ctx *ctx, int32_t m, const int32_t
         }
     }
 #endif
+}
+
+QB_ATTR static void QB_NAME(epi_row)(const q8_ctx *ctx, int32_t m, const int32_t *row, int32_t nrv,
+                                     const uint32_t *mask, const int64_t *start)
+{
+    if (!mdfi_q8_row_fast(ctx, m)) {
+        for (int32_t v = 0; v < nrv; ++v) {
+            int64_t idx = start[v];
+            for (int l = 0; l < QB_LANES; ++l)
+                if (mask[v] & (1u << l)) mdfi_q8_store_one(ctx, m, idx++, row[v * QB_LANES + l]);
+        }
+        return;
+    }
+#define QB_EPI(MODE, ACT) QB_NAME(epi_row_t)(ctx, m, row, nrv, mask, start, MODE, ACT); break;
+    switch (ctx->rounding * 3 + ctx->act) {
+    case 0: QB_EPI(MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
+    case 1: QB_EPI(MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY)
+    case 2: QB_EPI(MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
+    case 3: QB_EPI(MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
+    case 4: QB_EPI(MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
+    default: QB_EPI(MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
+    }
+#undef QB_EPI
 }
 
 /* The register tile MRV rows x NRVV vectors. */

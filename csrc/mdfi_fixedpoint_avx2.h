@@ -119,7 +119,8 @@ MDFI_AVX2_FN __m256i mdfi_requantize4_avx2(__m256i acc, const mdfi_rq_avx2 *q, i
  *            r >= 2^(s-1), i.e. iff bit s-1 of r -- which is bit s-1 of a -- is set);
  *            nothing is added to a, so nothing can overflow.
  *   truncate a >> s.
- *   leaky, a < 0: R(a*3277 / 2^(s+15)).  With a = ah*2^15 + al (ah = a >> 15,
+ *   leaky: max(R(a / 2^s), R(a*3277 / 2^(s+15))) -- the second is the larger exactly when
+ *            a < 0 (a*3277/2^15 > a, and R is monotonic).  With a = ah*2^15 + al (ah = a >> 15,
  *            0 <= al < 2^15) and the rounding constant 2^(s+14) = 2^(s-1)*2^15 (half_up;
  *            0 for truncate), the nested floors floor(floor(x/2^15)/2^s) = floor(x/2^(s+15))
  *            give  R(...) = (ah*3277 + ((al*3277) >> 15) + 2^(s-1)) >> s,
@@ -157,10 +158,9 @@ MDFI_AVX2_FN __m256i mdfi_requantize8_i32_avx2(__m256i a, const mdfi_rq32_avx2 *
             _mm256_mullo_epi32(_mm256_and_si256(a, _mm256_set1_epi32((1 << MDFI_LEAKY_SHIFT) - 1)), k),
             MDFI_LEAKY_SHIFT);
         const __m256i t = _mm256_add_epi32(_mm256_add_epi32(hi, lo), q->half);
-        const __m256i n = _mm256_sra_epi32(t, q->s);
-        /* lanes with a < 0 (sign bit set) take the leaky branch */
-        r = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(n),
-                                                 _mm256_castsi256_ps(a)));
+        /* n = R(a*3277 / 2^(s+15)) on every lane: rounding is monotonic and a*3277/2^15 <= a
+         * exactly when a >= 0, so the leaky result is max(r, n) (no sign blend) */
+        r = _mm256_max_epi32(r, _mm256_sra_epi32(t, q->s));
     }
     r = _mm256_max_epi32(r, q->qmin);
     return _mm256_min_epi32(r, q->qmax);

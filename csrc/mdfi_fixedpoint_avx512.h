@@ -3,7 +3,8 @@
  * mdfi_requantize8_i32_avx2 in mdfi_fixedpoint_avx2.h, on twice the lanes).  For exact int32
  * values a and shifts 1 <= s <= 31 (mdfi_rq32_ok):
  *   half_up  (a >> s) + bit(s-1) of a;   truncate  a >> s;
- *   leaky, a < 0:  (ah*3277 + ((al*3277) >> 15) + half) >> s  with a = ah*2^15 + al.
+ *   leaky:  max(that, (ah*3277 + ((al*3277) >> 15) + half) >> s)  with a = ah*2^15 + al
+ *           (the second term is R(a*3277 / 2^(s+15)), which is >= R(a / 2^s) exactly when a < 0).
  * Tested equal to the scalar function through the convolution epilogue over every int16
  * accumulator (tests/test_kernel_conv.py::test_exhaustive_epilogue, every path).
  * Compile only inside functions whose target includes avx512f,avx512bw,avx512vl. */
@@ -28,9 +29,10 @@ MDFI_AVX512_FN void mdfi_rq32_init_avx512(mdfi_rq32_avx512 *q, int32_t shift, in
     q->qmax = _mm512_set1_epi32(mdfi_qmax(bits));
 }
 
-/* mdfi_requantize on sixteen exact int32 lanes (shift 1..31). */
-MDFI_AVX512_FN __m512i mdfi_requantize16_i32_avx512(__m512i a, const mdfi_rq32_avx512 *q, int32_t mode,
-                                                    int32_t act)
+/* The requantize of mdfi_requantize16_i32_avx512 without the final saturation (for callers
+ * whose narrowing saturates to the same range: vpmovsdb for 8 bits, vpmovsdw for 16). */
+MDFI_AVX512_FN __m512i mdfi_requantize16_i32_noclamp_avx512(__m512i a, const mdfi_rq32_avx512 *q, int32_t mode,
+                                                            int32_t act)
 {
     const __m512i zero = _mm512_setzero_si512();
     if (act == MDFI_ACT_RELU) a = _mm512_max_epi32(a, zero);
@@ -38,18 +40,24 @@ MDFI_AVX512_FN __m512i mdfi_requantize16_i32_avx512(__m512i a, const mdfi_rq32_a
     if (mode == MDFI_ROUND_HALF_UP)
         r = _mm512_add_epi32(r, _mm512_and_si512(_mm512_srl_epi32(a, q->s1), _mm512_set1_epi32(1)));
     if (act == MDFI_ACT_LEAKY) {
-        const __mmask16 neg = _mm512_cmplt_epi32_mask(a, zero);
-        if (neg) {
-            const __m512i k = _mm512_set1_epi32(MDFI_LEAKY_MULT);
-            const __m512i hi = _mm512_mullo_epi32(_mm512_srai_epi32(a, MDFI_LEAKY_SHIFT), k);
-            const __m512i lo = _mm512_srli_epi32(
-                _mm512_mullo_epi32(_mm512_and_si512(a, _mm512_set1_epi32((1 << MDFI_LEAKY_SHIFT) - 1)), k),
-                MDFI_LEAKY_SHIFT);
-            const __m512i t = _mm512_add_epi32(_mm512_add_epi32(hi, lo), q->half);
-            r = _mm512_mask_mov_epi32(r, neg, _mm512_sra_epi32(t, q->s));
-        }
+        /* n = R(a*3277 / 2^(s+15)) for every lane; since rounding is monotonic and
+         * a*3277/2^15 <= a exactly when a >= 0, leaky = max(r, n) -- no sign mask, no branch */
+        const __m512i k = _mm512_set1_epi32(MDFI_LEAKY_MULT);
+        const __m512i hi = _mm512_mullo_epi32(_mm512_srai_epi32(a, MDFI_LEAKY_SHIFT), k);
+        const __m512i lo = _mm512_srli_epi32(
+            _mm512_mullo_epi32(_mm512_and_si512(a, _mm512_set1_epi32((1 << MDFI_LEAKY_SHIFT) - 1)), k),
+            MDFI_LEAKY_SHIFT);
+        const __m512i t = _mm512_add_epi32(_mm512_add_epi32(hi, lo), q->half);
+        r = _mm512_max_epi32(r, _mm512_sra_epi32(t, q->s));
     }
-    r = _mm512_max_epi32(r, q->qmin);
-    return _mm512_min_epi32(r, q->qmax);
+    return r;
+}
+
+/* mdfi_requantize on sixteen exact int32 lanes (shift 1..31). */
+MDFI_AVX512_FN __m512i mdfi_requantize16_i32_avx512(__m512i a, const mdfi_rq32_avx512 *q, int32_t mode,
+                                                    int32_t act)
+{
+    const __m512i r = mdfi_requantize16_i32_noclamp_avx512(a, q, mode, act);
+    return _mm512_min_epi32(_mm512_max_epi32(r, q->qmin), q->qmax);
 }
 #endif
