@@ -317,12 +317,12 @@ static void ukr64_scalar(int32_t kcl, const int16_t *restrict a, const int16_t *
     }
 }
 
-static void widen_scalar(int64_t *restrict c64, const int32_t *restrict c32)
+void mdfi_conv_widen_scalar(int64_t *restrict c64, const int32_t *restrict c32)
 {
     for (int i = 0; i < MR * NR; ++i) c64[i] += c32[i];
 }
 
-static void pack_scalar(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
+void mdfi_conv_pack_scalar(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
                         int16_t *restrict dst)
 {
     int32_t off[NR], jb, gap;
@@ -351,7 +351,7 @@ static int32_t load_x(const void *x, int t, size_t i)
 }
 
 /* X2 rows r0..r1-1, row r = cc*Hp + y. */
-static void x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1)
+void mdfi_conv_x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1)
 {
     const int32_t hp = ctx->hp, wp = ctx->wp, pad = ctx->pad, w = ctx->w, h = ctx->h;
     for (int64_t r = r0; r < r1; ++r) {
@@ -377,7 +377,7 @@ static void x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1)
 /* Epilogue: C tile (element type T: int32 sums, or int64 on the exact path) + bias,
  * requantized into the S8/S16 output. */
 #define EPI_SCALAR(NAME, T)                                                                   \
-static void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int32_t mv,            \
+void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int32_t mv,            \
                  int64_t p0, int32_t nv)                                                      \
 {                                                                                             \
     for (int32_t r = 0; r < mv; ++r) {                                                        \
@@ -394,11 +394,11 @@ static void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int32_t m
         }                                                                                     \
     }                                                                                         \
 }
-EPI_SCALAR(epi32_scalar, int32_t)
-EPI_SCALAR(epi64_scalar, int64_t)
+EPI_SCALAR(mdfi_conv_epi32_scalar, int32_t)
+EPI_SCALAR(mdfi_conv_epi64_scalar, int64_t)
 
-const conv_ops mdfi_conv_ops_scalar = {ukr32_scalar, pack_scalar, x2_scalar, epi32_scalar,
-                                    epi64_scalar, widen_scalar, NULL};
+const conv_ops mdfi_conv_ops_scalar = {ukr32_scalar, mdfi_conv_pack_scalar, mdfi_conv_x2_scalar, mdfi_conv_epi32_scalar,
+                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL};
 
 void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
 

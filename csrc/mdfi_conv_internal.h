@@ -145,6 +145,14 @@ typedef struct conv_ops {
 } conv_ops;
 
 extern const conv_ops mdfi_conv_ops_scalar;
+/* the portable operations, for paths that vectorise only some of them */
+void mdfi_conv_pack_scalar(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl, int16_t *restrict dst);
+void mdfi_conv_x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1);
+void mdfi_conv_epi32_scalar(const conv_ctx *ctx, const int32_t *restrict c, int32_t m0, int32_t mv, int64_t p0,
+                            int32_t nv);
+void mdfi_conv_epi64_scalar(const conv_ctx *ctx, const int64_t *restrict c, int32_t m0, int32_t mv, int64_t p0,
+                            int32_t nv);
+void mdfi_conv_widen_scalar(int64_t *restrict c64, const int32_t *restrict c32);
 #if MDFI_CONV_X86
 extern const conv_ops mdfi_conv_ops_avx2;
 extern const conv_ops mdfi_conv_ops_avx512;
