@@ -71,10 +71,16 @@ int32_t mdfi_conv_out_size(int32_t n, int32_t ks, int32_t stride, int32_t pad)
 
 /* Packed-weights geometry; 0 or -1.  Layout: header (MDFI_CONV_HDR bytes), the int16-pair
  * panels A [P][K2][MR][2], then (64-byte aligned) wsum [M] int32 and the 8-bit panels
- * A4 [P16][taps][C4][16][4] (mdfi_conv_q8.h), filled for int8 weights only. */
+ * A4 [P16][taps][C4][16][4] (mdfi_conv_q8.h), filled for int8 weights only; x86 builds add
+ * the AMX tiles AT [P16][taps][C4B][16][16][4] (the same weights, 1 KB per tile). */
+#if MDFI_CONV_X86
+#define PACK_AT 1
+#else
+#define PACK_AT 0
+#endif
 typedef struct {
-    int32_t c2, k2, np, c4, np16;
-    int64_t wsum_off, a4_off, bytes;
+    int32_t c2, k2, np, c4, c4b, np16;
+    int64_t wsum_off, a4_off, at_off, bytes;
 } packed_geom;
 
 static int packed_geometry(int32_t m, int32_t c, int32_t ks, packed_geom *g)
@@ -86,19 +92,23 @@ static int packed_geometry(int32_t m, int32_t c, int32_t ks, packed_geom *g)
     if (kk2 > INT32_MAX / 64) return -1;            /* K2*MR*2 elements per panel fit int32 */
     const int64_t per_panel = kk2 * MR * 2 * 2;     /* bytes */
     if (p > (INT64_MAX / 16) / per_panel) return -1;
-    const int64_t c4 = ((int64_t)c + 3) / 4, np16 = ((int64_t)m + 15) / 16;
+    const int64_t c4 = ((int64_t)c + 3) / 4, c4b = (c4 + 15) / 16, np16 = ((int64_t)m + 15) / 16;
     const int64_t a4 = np16 * (int64_t)ks * ks * c4 * 64;   /* <= 4 * pair bytes */
+    const int64_t at = PACK_AT ? np16 * (int64_t)ks * ks * c4b * 1024 : 0;
     const int64_t wsum_off = (MDFI_CONV_HDR + p * per_panel + 63) & ~(int64_t)63;
     const int64_t a4_off = (wsum_off + (int64_t)m * 4 + 63) & ~(int64_t)63;
-    const int64_t total = a4_off + a4;
+    const int64_t at_off = (a4_off + a4 + 63) & ~(int64_t)63;
+    const int64_t total = at_off + at;
     if ((uint64_t)total > (uint64_t)SIZE_MAX / 2 || total > INT64_MAX / 4) return -1;
     g->c2 = (int32_t)cc2;
     g->k2 = (int32_t)kk2;
     g->np = (int32_t)p;
     g->c4 = (int32_t)c4;
+    g->c4b = (int32_t)c4b;
     g->np16 = (int32_t)np16;
     g->wsum_off = wsum_off;
     g->a4_off = a4_off;
+    g->at_off = PACK_AT ? at_off : 0;
     g->bytes = total;
     return 0;
 }
@@ -156,8 +166,15 @@ int mdfi_conv_pack_weights(const void *w, int wtype, int32_t m, int32_t c, int32
             wsum[mm] = wrap_i32((uint32_t)sum);
             for (int32_t ch = 0; ch < c; ++ch)
                 for (int32_t tap = 0; tap < taps; ++tap)
+                {
+                    const int8_t v = w8[((size_t)mm * c + (size_t)ch) * taps + tap];
                     a4[((((size_t)(mm / 16) * taps + tap) * (size_t)g.c4 + (size_t)(ch / 4)) * 16 + (size_t)(mm % 16)) * 4 +
-                       (size_t)(ch % 4)] = w8[((size_t)mm * c + (size_t)ch) * taps + tap];
+                       (size_t)(ch % 4)] = v;
+                    if (PACK_AT)
+                        ((int8_t *)(void *)(hdr + g.at_off))[((((size_t)(mm / 16) * taps + tap) * (size_t)g.c4b +
+                                                               (size_t)(ch / 64)) * 16 + (size_t)(mm % 16)) * 64 +
+                                                             (size_t)(ch % 64)] = v;
+                }
         }
     }
     memset(hdr, 0, MDFI_CONV_HDR);
@@ -616,6 +633,7 @@ int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, in
     unsigned char *s = (unsigned char *)scratch + ((ALIGN - (base % ALIGN)) % ALIGN);
 
     /* 8-bit layers: the dot-product family (mdfi_conv_q8.c) */
+    if (q8 != NULL && q8->usable != NULL && !q8->usable(c, ks, stride)) q8 = q8->fallback;
     if (q8 != NULL && mdfi_q8_usable(xtype, wtype, acc64, c, h, w, m, ks, stride, pad)) {
         const int64_t need = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
         if (need < 0 || scratch_size < need) return MDFI_CONV_E_SCRATCH;
@@ -623,6 +641,7 @@ int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, in
         (void)packed_geometry(m, c, ks, &pg);
         const unsigned char *pk = (const unsigned char *)packed;
         mdfi_q8_conv(q8, x, xtype, c, h, w, (const int8_t *)(const void *)(pk + pg.a4_off),
+                     PACK_AT ? (const int8_t *)(const void *)(pk + pg.at_off) : NULL,
                      (const int32_t *)(const void *)(pk + pg.wsum_off), bias, shift, m, out, otype, ks, stride,
                      pad, rounding, out_bits, act, ctx.sum32, nthreads, s);
         return MDFI_CONV_OK;

@@ -46,9 +46,10 @@
  *   amx           8-bit layers: tdpbusd (AMX tiles) where channels allow, else avx512vnni
  *   neon          int16 pairs, smlal (aarch64)
  *   neondot       8-bit layers: sdot (aarch64 dot product); other layers: neon
- *   avx512vnni-ymm, scalar8: test paths -- the avxvnni kernels compiled for AVX512-VNNI ymm
- *                 (EVEX; the tested twin of the VEX build) and the 8-bit driver with portable
- *                 arithmetic.
+ *   avx512vnni-ymm, amx-sim, scalar8: test paths -- the avxvnni kernels compiled for
+ *                 AVX512-VNNI ymm (EVEX; the tested twin of the VEX build), the amx kernel on
+ *                 a C model of the tile instructions (its tested twin), and the 8-bit driver
+ *                 with portable arithmetic.
  * "8-bit layers": int8/uint8 activations x int8 weights with int32 accumulation (acc64 == 0);
  * everything else (wider formats, acc64) takes the path's int16-pair kernels.  Every SIMD
  * path runs a small self-check against the scalar path on first use and falls back (one
@@ -82,7 +83,8 @@ enum {
     MDFI_CONV_PATH_NEONDOT = 7,
     MDFI_CONV_PATH_AVX512VNNI_YMM = 8,
     MDFI_CONV_PATH_SCALAR8 = 9,
-    MDFI_CONV_NPATHS = 10
+    MDFI_CONV_PATH_AMX_SIM = 10,
+    MDFI_CONV_NPATHS = 11
 };
 
 /* Return codes (0 = success; nothing is written on failure). */

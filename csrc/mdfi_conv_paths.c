@@ -42,6 +42,7 @@ static const path_info PATHS[MDFI_CONV_NPATHS] = {
     [MDFI_CONV_PATH_AVX512VNNI_YMM] = {"avx512vnni-ymm", MDFI_CPU_AVX512BW | MDFI_CPU_AVX512VNNI,
                                        MDFI_CONV_PATH_AVX512BW},
     [MDFI_CONV_PATH_SCALAR8] = {"scalar8", 0, MDFI_CONV_PATH_SCALAR},
+    [MDFI_CONV_PATH_AMX_SIM] = {"amx-sim", MDFI_CPU_AVX512BW | MDFI_CPU_AVX512VNNI, MDFI_CONV_PATH_AVX512BW},
 };
 
 /* Preference order of the automatic choice. */
@@ -62,6 +63,7 @@ void mdfi_conv_path_ops(int32_t path, const conv_ops **pair, const struct q8_ops
     case MDFI_CONV_PATH_AVX512VNNI: *pair = &mdfi_conv_ops_avx512; *q8 = &mdfi_q8_ops_vnni512; break;
     case MDFI_CONV_PATH_AVX512VNNI_YMM: *pair = &mdfi_conv_ops_avx512; *q8 = &mdfi_q8_ops_vnni256; break;
     case MDFI_CONV_PATH_AMX: *pair = &mdfi_conv_ops_avx512; *q8 = &mdfi_q8_ops_amx; break;
+    case MDFI_CONV_PATH_AMX_SIM: *pair = &mdfi_conv_ops_avx512; *q8 = &mdfi_q8_ops_amxsim; break;
 #endif
 #if MDFI_CONV_ARM
     case MDFI_CONV_PATH_NEON: *pair = &mdfi_conv_ops_neon; break;
@@ -96,8 +98,9 @@ static int built(int32_t path)
     case MDFI_CONV_PATH_AVX2:
     case MDFI_CONV_PATH_AVX512BW:
     case MDFI_CONV_PATH_AVX512VNNI:
-    case MDFI_CONV_PATH_AVX512VNNI_YMM:
-    case MDFI_CONV_PATH_AMX: return 1;
+    case MDFI_CONV_PATH_AVX512VNNI_YMM: return 1;
+    case MDFI_CONV_PATH_AMX:
+    case MDFI_CONV_PATH_AMX_SIM: return mdfi_q8_have_amx_build();
     case MDFI_CONV_PATH_AVXVNNI: return mdfi_q8_have_avxvnni_build();
 #endif
 #if MDFI_CONV_ARM

@@ -56,6 +56,7 @@ static int plane_geometry(q8_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m,
     g->c = c; g->h = h; g->w = w; g->m = m; g->ks = ks; g->stride = stride; g->pad = pad;
     g->taps = ks * ks;
     g->c4 = (int32_t)c4;
+    g->c4b = (int32_t)((c4 + 15) / 16);
     g->np16 = (int32_t)(((int64_t)m + Q8_PANEL - 1) / Q8_PANEL);
     g->oh = oh; g->ow = ow; g->hp = (int32_t)hp; g->wp = (int32_t)wp;
     g->hps = (int32_t)hps; g->wps = (int32_t)wps;
@@ -232,7 +233,7 @@ static void tile_ref(const q8_ctx *ctx, int32_t m0, int32_t t)
 }
 
 static const q8_kernel kerns_ref[] = {{4, 1, 8, tile_ref}};
-const q8_ops mdfi_q8_ops_ref = {"scalar8", 0, mdfi_q8_x4_ref, mdfi_q8_pack_ref, kerns_ref, 1};
+const q8_ops mdfi_q8_ops_ref = {"scalar8", 0, mdfi_q8_x4_ref, mdfi_q8_pack_ref, kerns_ref, 1, NULL, NULL};
 
 /* ---------------------------------------------------------------------------------------
  * Driver
@@ -293,7 +294,7 @@ static void q8_worker(void *arg, int tid)
 }
 
 void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w,
-                  const int8_t *a4, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
+                  const int8_t *a4, const int8_t *at, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
                   void *out, int otype, int32_t ks, int32_t stride, int32_t pad, int32_t rounding,
                   int32_t bits, int32_t act, int32_t sum32, int32_t nthreads, void *scratch)
 {
@@ -313,6 +314,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     }
     ctx.padv = ctx.flip;
     ctx.a = a4;
+    ctx.at = at;
     ctx.wsum = wsum;
     ctx.bias = bias;
     ctx.shift = shift;

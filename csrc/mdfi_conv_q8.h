@@ -39,6 +39,9 @@
  *   B packed (packed mode): [tile][taps][C4][NR][4], the im2col of NR consecutive output
  *                         pixels (the last tile repeats valid data); used when the grid's
  *                         junk columns would cost more than packing (small maps).
+ *   AT (x86 builds: AMX) : [P16][taps][C4B][16][16][4] int8, C4B = ceil(C4/16): the same
+ *                         weights as A4 in 1 KB blocks of 16 rows x 16 quads, each one AMX tile
+ *                         (row r = 64 contiguous bytes: quads 16b .. 16b+15 of channel 16p + r).
  * Every kernel reads B at  base + toff[t] + q4*bcs  for tap t and channel quad q4.
  */
 #ifndef MDFI_CONV_Q8_H
@@ -68,8 +71,9 @@ typedef struct q8_ctx {
     int32_t delta;                    /* value read by the instruction = x + delta       */
     /* weights */
     const int8_t *a;                  /* A4 [P16][taps][C4][16][4]                       */
+    const int8_t *at;                 /* AT [P16][taps][C4B][16][16][4] (AMX) or NULL     */
     const int32_t *wsum;              /* [M]                                             */
-    int32_t m, ks, stride, pad, taps, c4, np16;
+    int32_t m, ks, stride, pad, taps, c4, c4b, np16;
     /* epilogue */
     const int64_t *bias;              /* [M]                                             */
     const int32_t *shift;             /* [M]                                             */
@@ -117,6 +121,9 @@ typedef struct q8_ops {
     void (*pack)(const q8_ctx *ctx, int32_t t, uint8_t *dst); /* packed B of tile t      */
     const q8_kernel *kerns;
     int32_t nkerns;
+    /* optional: layers these ops cannot run go to `fallback` (e.g. AMX needs C % 64 == 0) */
+    int (*usable)(int32_t c, int32_t ks, int32_t stride);
+    const struct q8_ops *fallback;
 } q8_ops;
 
 /* The portable reference ops (mdfi_conv_q8.c) and the SIMD twins. */
@@ -125,9 +132,14 @@ extern const q8_ops mdfi_q8_ops_ref;
 extern const q8_ops mdfi_q8_ops_vnni512;       /* AVX512-VNNI, zmm                      */
 extern const q8_ops mdfi_q8_ops_vnni256;       /* AVX512-VNNI + VL, ymm (EVEX)           */
 extern const q8_ops mdfi_q8_ops_avxvnni;       /* AVX-VNNI, ymm (VEX): same source       */
-extern const q8_ops mdfi_q8_ops_amx;           /* AMX tdpbusd (+ AVX512-VNNI)            */
+extern const q8_ops mdfi_q8_ops_amx;           /* AMX tdpbsud (+ AVX512-VNNI)            */
+extern const q8_ops mdfi_q8_ops_amxsim;        /* the AMX kernel on a C model of the tiles */
 int mdfi_q8_have_avxvnni_build(void);          /* compiler could build the VEX variant   */
 void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1);
+/* the zmm epilogue of `rows` rows x nrv vectors of 16 int32 sums (tmp [rows][nrv*16]) */
+void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nrv, const int32_t *tmp,
+                         const uint32_t *mask, const int64_t *start);
+int mdfi_q8_have_amx_build(void);
 void mdfi_q8_pack_avx2(const q8_ctx *ctx, int32_t t, uint8_t *dst);
 #endif
 #if MDFI_CONV_ARM
@@ -143,7 +155,7 @@ int mdfi_q8_usable(int xtype, int wtype, int32_t acc64, int32_t c, int32_t h, in
 int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
                              int32_t pad, int32_t nthreads);
 void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w,
-                  const int8_t *a4, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
+                  const int8_t *a4, const int8_t *at, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
                   void *out, int otype, int32_t ks, int32_t stride, int32_t pad, int32_t rounding,
                   int32_t bits, int32_t act, int32_t sum32, int32_t nthreads, void *scratch);
 

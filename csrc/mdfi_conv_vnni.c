@@ -163,18 +163,27 @@ QB_KERNEL(8, 1)
 
 int mdfi_q8_have_avxvnni_build(void) { return MDFI_HAVE_AVXVNNI_BUILD; }
 
+/* The zmm epilogue for other tiles (AMX): rows m0.. of tmp [rows][nrv*16]. */
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nrv, const int32_t *tmp,
+                         const uint32_t *mask, const int64_t *start)
+{
+    for (int32_t r = 0; r < rows && m0 + r < ctx->m; ++r)
+        vnni512_epi_row(ctx, m0 + r, tmp + (size_t)r * (size_t)nrv * 16, nrv, mask, start);
+}
+
 const q8_kernel mdfi_q8_kerns_vnni512[] = {{8, 3, 16, vnni512_tile_8x3}, {16, 1, 16, vnni512_tile_16x1},
                                      {12, 2, 16, vnni512_tile_12x2}};
-const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, mdfi_q8_kerns_vnni512, 3};
+const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, mdfi_q8_kerns_vnni512, 3, NULL, NULL};
 
 static const q8_kernel kerns256[] = {{4, 3, 8, vnni256_tile_4x3}, {8, 1, 8, vnni256_tile_8x1}};
-const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 2};
+const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 2, NULL, NULL};
 
 #if MDFI_HAVE_AVXVNNI_BUILD
 static const q8_kernel kernsvex[] = {{4, 3, 8, avxvnni_tile_4x3}, {8, 1, 8, avxvnni_tile_8x1}};
-const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kernsvex, 2};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kernsvex, 2, NULL, NULL};
 #else
-const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0, NULL, NULL};
 #endif
 
 #else

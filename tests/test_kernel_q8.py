@@ -18,7 +18,7 @@ _conv = pytest.importorskip("mdfi._ext._conv")
 FEATURES = {
     "scalar": "nothing", "scalar8": "nothing", "avx2": "x86-64 AVX2",
     "avx512bw": "x86-64 AVX-512 F/BW/VL/DQ", "avx512vnni": "x86-64 AVX512-VNNI",
-    "avx512vnni-ymm": "x86-64 AVX512-VNNI + AVX512-VL",
+    "avx512vnni-ymm": "x86-64 AVX512-VNNI + AVX512-VL", "amx-sim": "x86-64 AVX512-VNNI (the AMX kernel on a C model of the tiles)",
     "avxvnni": "x86-64 AVX-VNNI (VEX vpdpbusd, e.g. Alder Lake / Sapphire Rapids) and gcc >= 11 or clang >= 12",
     "amx": "x86-64 AMX-TILE + AMX-INT8 with the Linux tile-data permission (Sapphire Rapids)",
     "neon": "aarch64 Advanced SIMD", "neondot": "aarch64 dot product (HWCAP_ASIMDDP)",
