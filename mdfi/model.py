@@ -20,7 +20,7 @@ from .errors import MDFIError, ShapeError
 from .image import load_image
 from .network import Network
 from .postprocess import Raw, postprocess
-from .preprocess import image_to_input
+from .preprocess import image_to_input, image_to_pixels
 from .weights import load_weights
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -66,12 +66,16 @@ class Model:
 
     def prepare(self, image: ImageLike) -> Prepared:
         """Load ``image`` (path, PIL image or HxWx3 uint8 array) and letterbox it."""
+        rgb = self._load_rgb(image)
+        h, w = rgb.shape[:2]
+        return Prepared(image_to_input(rgb, self.network.width, self.network.height), w, h)
+
+    def _load_rgb(self, image: ImageLike) -> np.ndarray:
         rgb = load_image(image)
         if self.network.channels != 3:
             raise ShapeError(f"{self.name}: the network takes {self.network.channels} channels; "
                              f"only 3-channel (RGB) networks can run on images")
-        h, w = rgb.shape[:2]
-        return Prepared(image_to_input(rgb, self.network.width, self.network.height), w, h)
+        return rgb
 
     # -- inference -----------------------------------------------------------------------
     def detect(self, image: ImageLike, *, thresh: float = 0.25, nms: float = 0.45,
@@ -85,15 +89,19 @@ class Model:
         """
         _check_unit("thresh", thresh)
         _check_unit("nms", nms)
-        prep = image if isinstance(image, Prepared) else self.prepare(image)
-        if stats is not None:
-            if isinstance(self.engine, FloatEngine):
-                raise MDFIError("saturation statistics exist for the fixed-point engine only")
-            raws = self.engine.heads(prep.tensor, thresh, stats=stats)
+        if stats is not None and isinstance(self.engine, FloatEngine):
+            raise MDFIError("saturation statistics exist for the fixed-point engine only")
+        if isinstance(image, Prepared) or isinstance(self.engine, FloatEngine):
+            prep = image if isinstance(image, Prepared) else self.prepare(image)
+            x, width, height = prep.tensor, prep.width, prep.height
         else:
-            raws = self.engine.heads(prep.tensor, thresh)
-        return postprocess(raws, prep.width, prep.height, self.network.width, self.network.height,
-                           thresh, nms, self.names)
+            # the integer engine takes 8-bit pixels: letterbox them in one C pass (equal to
+            # input_to_u8(prepare(image).tensor), without the float image in between)
+            rgb = self._load_rgb(image)
+            height, width = rgb.shape[:2]
+            x = image_to_pixels(rgb, self.network.width, self.network.height)
+        raws = self.engine.heads(x, thresh, stats=stats) if stats is not None else self.engine.heads(x, thresh)
+        return postprocess(raws, width, height, self.network.width, self.network.height, thresh, nms, self.names)
 
     def layer_outputs(self, x: np.ndarray) -> List[np.ndarray]:
         """Every layer's output for a (C,H,W) input tensor.

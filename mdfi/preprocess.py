@@ -56,3 +56,17 @@ def letterbox(chw: np.ndarray, net_w: int, net_h: int) -> np.ndarray:
 def image_to_input(rgb: np.ndarray, net_w: int, net_h: int) -> np.ndarray:
     """HxWx3 uint8 RGB -> letterboxed (3, net_h, net_w) float32 network input in [0,1]."""
     return letterbox(image_to_chw_float(rgb), net_w, net_h)
+
+
+def image_to_pixels(rgb: np.ndarray, net_w: int, net_h: int) -> np.ndarray:
+    """HxWx3 uint8 RGB -> letterboxed (3, net_h, net_w) uint8 input of the integer engine, in
+    one C pass: equal to ``input_to_u8(image_to_input(rgb, net_w, net_h))`` for every image
+    (the same float32 letterbox operations, then ``floor(255 v + 1/2)``)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if rgb.ndim != 3:
+        raise ShapeError(f"image_to_pixels expects an (H,W,C) array, got shape {rgb.shape}")
+    h, w, c = rgb.shape
+    new_w, new_h = letterbox_geometry(w, h, net_w, net_h)
+    out = np.empty((c, net_h, net_w), dtype=np.uint8)
+    _image.letterbox_u8(rgb, out, new_h, new_w)
+    return out
