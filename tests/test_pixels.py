@@ -36,11 +36,10 @@ def test_every_pixel_value_survives_a_copy():
 def test_detect_path_equals_prepared(tmp_path):
     import mdfi
     from PIL import Image
-    from test_c_runner import _photo
+    skdata = pytest.importorskip("skimage.data")
     model = mdfi.load("yolov3-tiny", threads=2)
-    rgb = _photo()
-    path = tmp_path / "photo.png"
-    Image.fromarray(rgb).save(path)
-    a = model.detect(str(path))
-    b = model.detect(model.prepare(str(path)))
+    path = tmp_path / "coffee.png"
+    Image.fromarray(skdata.coffee()).save(path)
+    a = model.detect(str(path), thresh=0.1)
+    b = model.detect(model.prepare(str(path)), thresh=0.1)
     assert a == b and len(a) > 0
