@@ -12,7 +12,7 @@ from mdfi.preprocess import image_to_input, image_to_pixels
 from mdfi.quantize import input_to_u8
 
 SIZES = [(1, 1), (1, 7), (9, 1), (2, 3), (3, 2), (416, 416), (415, 417), (500, 741), (741, 500),
-         (300, 1000), (1000, 300), (833, 2), (2, 833), (64, 64), (1080, 1920)]
+         (300, 1000), (1000, 300), (833, 2), (2, 833), (64, 64), (270, 480)]
 
 
 @pytest.mark.parametrize("h,w", SIZES)
@@ -22,7 +22,7 @@ def test_pixels_equal_float_letterbox_then_rounding(h, w):
             np.full((h, w, 3), 255, np.uint8), np.zeros((h, w, 3), np.uint8),
             rng.choice(np.array([0, 1, 127, 128, 254, 255], np.uint8), size=(h, w, 3))]
     for rgb in imgs:
-        for net_w, net_h in ((416, 416), (608, 352), (32, 96)):
+        for net_w, net_h in ((416, 416), (608, 352), (32, 96))[:1 if h * w > 100000 else 3]:
             assert np.array_equal(image_to_pixels(rgb, net_w, net_h),
                                   input_to_u8(image_to_input(rgb, net_w, net_h))), (h, w, net_w, net_h)
 
