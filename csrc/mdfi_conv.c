@@ -80,7 +80,7 @@ int32_t mdfi_conv_out_size(int32_t n, int32_t ks, int32_t stride, int32_t pad)
 #endif
 typedef struct {
     int32_t c2, k2, np, c4, c4b, np16;
-    int64_t wsum_off, a4_off, at_off, bytes;
+    int64_t wsum_off, a4_off, at_off, wino_off, bytes;
 } packed_geom;
 
 static int packed_geometry(int32_t m, int32_t c, int32_t ks, packed_geom *g)
@@ -98,7 +98,10 @@ static int packed_geometry(int32_t m, int32_t c, int32_t ks, packed_geom *g)
     const int64_t wsum_off = (MDFI_CONV_HDR + p * per_panel + 63) & ~(int64_t)63;
     const int64_t a4_off = (wsum_off + (int64_t)m * 4 + 63) & ~(int64_t)63;
     const int64_t at_off = (a4_off + a4 + 63) & ~(int64_t)63;
-    const int64_t total = at_off + at;
+    /* x86 builds, 3x3 kernels: the Winograd F(2x2,3x3) weights of the int16-pair paths */
+    const int64_t wino = PACK_AT && ks == 3 ? mdfi_wino_packed_bytes(m, c) : 0;
+    const int64_t wino_off = (at_off + at + 63) & ~(int64_t)63;
+    const int64_t total = wino_off + wino;
     if ((uint64_t)total > (uint64_t)SIZE_MAX / 2 || total > INT64_MAX / 4) return -1;
     g->c2 = (int32_t)cc2;
     g->k2 = (int32_t)kk2;
@@ -109,6 +112,7 @@ static int packed_geometry(int32_t m, int32_t c, int32_t ks, packed_geom *g)
     g->wsum_off = wsum_off;
     g->a4_off = a4_off;
     g->at_off = PACK_AT ? at_off : 0;
+    g->wino_off = wino ? wino_off : 0;
     g->bytes = total;
     return 0;
 }
@@ -177,8 +181,11 @@ int mdfi_conv_pack_weights(const void *w, int wtype, int32_t m, int32_t c, int32
                 }
         }
     }
+    int32_t umax = -1;                              /* no Winograd weights */
+    if (g.wino_off) umax = mdfi_wino_pack(w, wtype, m, c, (int16_t *)(void *)(hdr + g.wino_off));
     memset(hdr, 0, MDFI_CONV_HDR);
     memcpy(hdr, MAGIC, sizeof MAGIC);
+    wr32(hdr + 44, umax);
     wr32(hdr + 8, m);
     wr32(hdr + 12, c);
     wr32(hdr + 16, ks);
@@ -292,8 +299,16 @@ int64_t mdfi_conv_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32
     size_t total;
     if (geometry(&g, c, h, w, m, ks, stride, pad, nthreads, &total)) return -1;
     /* the 8-bit family's scratch, when it could run this layer (for any kernel choice) */
+    int64_t best = (int64_t)total;
     const int64_t q8 = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
-    return q8 > (int64_t)total ? q8 : (int64_t)total;
+    if (q8 > best) best = q8;
+#if MDFI_CONV_X86
+    if (ks == 3 && stride == 1) {
+        const int64_t wn = mdfi_wino_scratch_size(c, h, w, pad, nthreads);
+        if (wn >= 0 && wn + ALIGN > best) best = wn + ALIGN;
+    }
+#endif
+    return best;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -418,6 +433,10 @@ const conv_ops mdfi_conv_ops_scalar = {ukr32_scalar, mdfi_conv_pack_scalar, mdfi
                                        mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL};
 
 void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
+
+int mdfi_conv_winograd = 1;
+
+void mdfi_conv_set_winograd(int32_t enable) { mdfi_conv_winograd = enable != 0; }
 
 int mdfi_conv_pool_run(void (*job)(void *arg, int tid), void *arg, int nthreads)
 {
@@ -647,6 +666,27 @@ int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, in
         return MDFI_CONV_OK;
     }
     ctx.path = ops == &mdfi_conv_ops_scalar ? MDFI_CONV_PATH_SCALAR : path;
+
+#if MDFI_CONV_X86
+    /* 8-bit 3x3 stride-1 layers on the int16-pair SIMD paths: Winograd F(2x2,3x3) when the
+     * layer's bounds make it exact (mdfi_conv_wino.c): int16 transformed weights, |4 S| and
+     * S + bias inside int32 */
+    {
+        packed_geom pg;
+        (void)packed_geometry(m, c, ks, &pg);
+        const int32_t umax = rd32((const unsigned char *)packed + 44);
+        if (mdfi_conv_winograd && (ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512) && pg.wino_off &&
+            ks == 3 && stride == 1 && acc64 == 0 && ctx.sum32 && (xtype == MDFI_CONV_U8 || xtype == MDFI_CONV_S8) &&
+            c >= MDFI_WINO_MIN_C &&
+            umax >= 0 && umax <= 32767 && 4 * kvol * wx <= (int64_t)INT32_MAX) {
+            const int64_t need = mdfi_wino_scratch_size(c, h, w, pad, nthreads);
+            if (need >= 0 && scratch_size >= need + ALIGN)
+                return mdfi_wino_conv(ops, x, xtype, c, h, w,
+                                      (const int16_t *)(const void *)((const unsigned char *)packed + pg.wino_off),
+                                      bias, shift, m, out, otype, pad, rounding, out_bits, act, nthreads, s);
+        }
+    }
+#endif
 
     ctx.x = x; ctx.xtype = xtype;
     ctx.a = (const int16_t *)(const void *)((const unsigned char *)packed + MDFI_CONV_HDR);

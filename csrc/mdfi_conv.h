@@ -150,6 +150,9 @@ const char *mdfi_conv_strerror(int code);
  * clamped; -1 = automatic) and mode (1 = direct, 0 = packed, -1 = automatic) for every later
  * call in this process. */
 void mdfi_conv_q8_override(int32_t kernel, int32_t direct);
+/* Testing only: 0 turns the Winograd F(2x2,3x3) kernels of the int16-pair paths off (the
+ * direct kernels then run every layer), 1 (default) on. */
+void mdfi_conv_set_winograd(int32_t enable);
 /* The 8-bit register tiles of a path: writes up to `max` (rows, vectors, lanes) triples into
  * tiles[3*i..3*i+2] and returns how many the path has (0: no 8-bit kernels). */
 int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max);

@@ -170,6 +170,17 @@ extern const conv_ops mdfi_conv_ops_neon;
 struct q8_ops;
 void mdfi_conv_path_ops(int32_t path, const conv_ops **pair, const struct q8_ops **q8);
 
+/* mdfi_conv_wino.c: Winograd F(2x2,3x3) for 8-bit 3x3 stride-1 layers on the int16-pair SIMD
+ * paths.  mdfi_wino_pack returns max |U| (the layer is eligible when it is <= 32767). */
+int64_t mdfi_wino_packed_bytes(int32_t m, int32_t c);
+int32_t mdfi_wino_pack(const void *w, int wtype, int32_t m, int32_t c, int16_t *u);
+int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int32_t nthreads);
+int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
+                   const int64_t *bias, const int32_t *shift, int32_t m, void *out, int otype, int32_t pad,
+                   int32_t rounding, int32_t bits, int32_t act, int32_t nthreads, void *scratch);
+extern int mdfi_conv_winograd;
+#define MDFI_WINO_MIN_C 32        /* fewer input channels: the transforms cost more than they save */
+
 /* mdfi_conv2d on exactly `path` (no availability check, no self-check): the self-check and
  * mdfi_conv2d call it. */
 int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,

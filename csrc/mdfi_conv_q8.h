@@ -136,11 +136,11 @@ extern const q8_ops mdfi_q8_ops_amx;           /* AMX tdpbsud (+ AVX512-VNNI)   
 extern const q8_ops mdfi_q8_ops_amxsim;        /* the AMX kernel on a C model of the tiles */
 int mdfi_q8_have_avxvnni_build(void);          /* compiler could build the VEX variant   */
 void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1);
+void mdfi_q8_pack_avx512(const q8_ctx *ctx, int32_t t, uint8_t *dst);
 /* the zmm epilogue of `rows` rows x nrv vectors of 16 int32 sums (tmp [rows][nrv*16]) */
 void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nrv, const int32_t *tmp,
                          const uint32_t *mask, const int64_t *start);
 int mdfi_q8_have_amx_build(void);
-void mdfi_q8_pack_avx2(const q8_ctx *ctx, int32_t t, uint8_t *dst);
 #endif
 #if MDFI_CONV_ARM
 extern const q8_ops mdfi_q8_ops_neondot;       /* aarch64 SDOT                          */

@@ -23,6 +23,8 @@
 #include "mdfi_fixedpoint_avx2.h"
 #include "mdfi_fixedpoint_avx512.h"
 
+#define AVX2_ATTR __attribute__((target("avx2,fma")))
+
 /* ---------------------------------------------------------------------------------------
  * X4 rows (SSE2)
  * ------------------------------------------------------------------------------------- */
@@ -104,6 +106,93 @@ void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * Packed B (small maps): masked loads instead of a copy per pixel run
+ * ------------------------------------------------------------------------------------- */
+/* The tile's pixels as segments of destination vectors: vector v, lanes [l0, l1) come from
+ * consecutive X4 positions starting at src (in positions, relative to a plane).  A segment
+ * never crosses a vector; a 16-lane vector holds at most a few (one per output row). */
+typedef struct {
+    int32_t v;
+    uint32_t mask;
+    int64_t src;                   /* X4 position of lane 0 of this segment's vector */
+} pack_seg;
+
+static int32_t pack_segments(const q8_ctx *ctx, int32_t t, int32_t lanes, pack_seg *seg, int32_t maxseg)
+{
+    const int32_t nr = ctx->nr;
+    int32_t ns = 0;
+    int64_t prev = -2;
+    for (int32_t j = 0; j < nr; ++j) {
+        int64_t p = (int64_t)t * nr + j;
+        if (p >= ctx->n) p = ctx->n - 1;
+        const int64_t src = (p / ctx->ow) * ctx->wps + p % ctx->ow;
+        const int32_t v = j / lanes, l = j % lanes;
+        if (ns > 0 && l != 0 && src == prev + 1 && seg[ns - 1].v == v) {
+            seg[ns - 1].mask |= 1u << l;
+        } else {
+            if (ns == maxseg) return -1;
+            seg[ns].v = v;
+            seg[ns].mask = 1u << l;
+            seg[ns].src = src - l;
+            ++ns;
+        }
+        prev = src;
+    }
+    return ns;
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+void mdfi_q8_pack_avx512(const q8_ctx *ctx, int32_t t, uint8_t *dst)
+{
+    pack_seg seg[3 * Q8_MAX_NR / 16 + Q8_MAX_NR];
+    const int32_t ns = pack_segments(ctx, t, 16, seg, (int32_t)(sizeof seg / sizeof seg[0]));
+    if (ns < 0) {
+        mdfi_q8_pack_ref(ctx, t, dst);
+        return;
+    }
+    const int32_t nrv = ctx->nr / 16;
+    for (int32_t tap = 0; tap < ctx->taps; ++tap)
+        for (int32_t q4 = 0; q4 < ctx->c4; ++q4) {
+            const uint8_t *s = ctx->x4 + (size_t)q4 * ctx->xcs + (size_t)ctx->xoff[tap];
+            uint8_t *d = dst + ((size_t)tap * ctx->c4 + (size_t)q4) * (size_t)ctx->nr * 4;
+            int32_t k = 0;
+            for (int32_t v = 0; v < nrv; ++v) {
+                __m512i x = _mm512_setzero_si512();
+                for (; k < ns && seg[k].v == v; ++k)   /* masked lanes are never read */
+                    x = _mm512_mask_loadu_epi32(x, (__mmask16)seg[k].mask,
+                                                (const void *)(s + (intptr_t)seg[k].src * 4));
+                _mm512_storeu_si512((void *)(d + (size_t)v * 64), x);
+            }
+        }
+}
+
+AVX2_ATTR static void pack_avx2(const q8_ctx *ctx, int32_t t, uint8_t *dst)
+{
+    pack_seg seg[3 * Q8_MAX_NR / 8 + Q8_MAX_NR];
+    const int32_t ns = pack_segments(ctx, t, 8, seg, (int32_t)(sizeof seg / sizeof seg[0]));
+    if (ns < 0) {
+        mdfi_q8_pack_ref(ctx, t, dst);
+        return;
+    }
+    const int32_t nrv = ctx->nr / 8;
+    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (int32_t tap = 0; tap < ctx->taps; ++tap)
+        for (int32_t q4 = 0; q4 < ctx->c4; ++q4) {
+            const uint8_t *s = ctx->x4 + (size_t)q4 * ctx->xcs + (size_t)ctx->xoff[tap];
+            uint8_t *d = dst + ((size_t)tap * ctx->c4 + (size_t)q4) * (size_t)ctx->nr * 4;
+            int32_t k = 0;
+            for (int32_t v = 0; v < nrv; ++v) {
+                __m256i x = _mm256_setzero_si256();
+                for (; k < ns && seg[k].v == v; ++k) {
+                    const __m256i m = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)seg[k].mask), lane), lane);
+                    x = _mm256_or_si256(x, _mm256_maskload_epi32((const int *)(const void *)(s + (intptr_t)seg[k].src * 4), m));
+                }
+                _mm256_storeu_si256((__m256i *)(void *)(d + (size_t)v * 32), x);
+            }
+        }
+}
+
+/* ---------------------------------------------------------------------------------------
  * Register tiles
  * ------------------------------------------------------------------------------------- */
 /* zmm, AVX512-VNNI */
@@ -174,14 +263,14 @@ void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nr
 
 const q8_kernel mdfi_q8_kerns_vnni512[] = {{8, 3, 16, vnni512_tile_8x3}, {16, 1, 16, vnni512_tile_16x1},
                                      {12, 2, 16, vnni512_tile_12x2}};
-const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, mdfi_q8_kerns_vnni512, 3, NULL, NULL};
+const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_avx512, mdfi_q8_kerns_vnni512, 3, NULL, NULL};
 
 static const q8_kernel kerns256[] = {{4, 3, 8, vnni256_tile_4x3}, {8, 1, 8, vnni256_tile_8x1}};
-const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 2, NULL, NULL};
+const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, pack_avx2, kerns256, 2, NULL, NULL};
 
 #if MDFI_HAVE_AVXVNNI_BUILD
 static const q8_kernel kernsvex[] = {{4, 3, 8, avxvnni_tile_4x3}, {8, 1, 8, avxvnni_tile_8x1}};
-const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kernsvex, 2, NULL, NULL};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, pack_avx2, kernsvex, 2, NULL, NULL};
 #else
 const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0, NULL, NULL};
 #endif

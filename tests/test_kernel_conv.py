@@ -438,3 +438,39 @@ def test_concurrent_callers():
     for t in threads:
         t.join()
     assert not errors
+
+
+# -- Winograd F(2x2,3x3) of the int16-pair SIMD paths (8-bit 3x3 stride-1 layers) ----------------
+WINO_PATHS = [p for p in ("avx2", "avx512bw") if p in PATHS]
+
+
+@pytest.mark.parametrize("winograd", [True, False])
+@pytest.mark.parametrize("path", WINO_PATHS or ["avx2"])
+def test_winograd_3x3_exact(path, winograd):
+    """Random and edge-heavy 3x3 stride-1 8-bit layers (odd and tiny maps, padding 0-2, uint8
+    and int8 inputs, widths 2..16, per-channel shifts) on the Winograd kernels and, switched
+    off, on the direct int16-pair kernels."""
+    if path not in PATHS:
+        pytest.skip(f"{path} not available on this CPU ({_conv.cpu_features()})")
+    _conv._set_winograd(winograd)
+    try:
+        rng = np.random.default_rng(77 + winograd)
+        for i, (c, h, w, m, p) in enumerate([(32, 13, 13, 7, 1), (33, 1, 1, 6, 1), (64, 2, 3, 13, 1),
+                                             (40, 5, 26, 1, 0), (35, 17, 9, 33, 2), (100, 26, 26, 16, 1),
+                                             (32, 31, 34, 12, 1), (48, 3, 3, 5, 2)]):
+            xkind = "u8" if i % 3 == 0 else "s8"
+            xlo, xhi, xdt = (0, 255, np.uint8) if xkind == "u8" else (-128, 127, np.int8)
+            x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "max", "min", "alt"][i % 5], xdt)
+            wt = fill(rng, (m, c, 3, 3), -128, 127, ["random", "edges", "alt", "max", "min"][i % 5], np.int8)
+            pmax = c * 9 * 128 * max(-xlo, xhi)
+            bias = rng.integers(-pmax, pmax + 1, size=m).astype(np.int64)
+            shift = rng.choice([10, 12, 14, 16, 1, 0, -2, 33], size=m).astype(np.int32)
+            for bits, rounding, act in ((8, "half_up", "leaky"), (5, "truncate", "relu"), (16, "half_up", "linear"),
+                                        (2, "truncate", "leaky")):
+                kw = dict(k=3, s=1, p=p, rounding=rounding, bits=bits, act=act)
+                ref = reference(x, wt, bias, shift, **kw)
+                for nthreads in (1, 2, 3):
+                    out = run_kernel(x, wt, bias, shift, acc64=0, nthreads=nthreads, simd=path, **kw)
+                    assert np.array_equal(out, ref), (path, winograd, i, bits, rounding, act, nthreads)
+    finally:
+        _conv._set_winograd(True)

@@ -77,6 +77,11 @@ def _set_q8_override(kernel=-1, direct=-1):
     mdfi_conv_q8_override(int(kernel), int(direct))
 
 
+def _set_winograd(enable):
+    """Testing only: turn the Winograd kernels of the int16-pair paths off (False) or on."""
+    mdfi_conv_set_winograd(1 if enable else 0)
+
+
 def q8_tiles(name):
     """The 8-bit register tiles (rows, vectors, lanes) of a path ([] if it has none)."""
     if name not in PATHS:

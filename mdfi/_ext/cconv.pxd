@@ -35,6 +35,7 @@ cdef extern from "mdfi_conv.h" nogil:
     int32_t mdfi_conv_effective_path(int32_t path)
     void mdfi_conv_q8_override(int32_t kernel, int32_t direct)
     int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max)
+    void mdfi_conv_set_winograd(int32_t enable)
     const char *mdfi_conv_strerror(int code)
     int mdfi_conv_pool_run(void (*job)(void *arg, int tid) noexcept nogil, void *arg, int nthreads)
 
