@@ -49,59 +49,76 @@ static inline __m128i row16(const uint8_t *src, int32_t s, __m128i flip)
     return _mm_xor_si128(_mm_packus_epi16(_mm_and_si128(lo, ff), _mm_and_si128(hi, ff)), flip);
 }
 
+/* n (>= 16) consecutive positions from four channel rows (NULL: padding) into quads; the last
+ * 16 are redone with an overlapping vector when n is not a multiple of 16. */
+static inline void quads_run(uint8_t *d, const uint8_t *const src[4], int64_t n, int32_t s, __m128i flip,
+                             __m128i padv)
+{
+    for (int64_t j = 0;; j += 16) {
+        if (j + 16 > n) j = n - 16;
+        __m128i v[4];
+        for (int e = 0; e < 4; ++e) v[e] = src[e] ? row16(src[e] + j * s, s, flip) : padv;
+        quads16(d + 4 * j, v[0], v[1], v[2], v[3]);
+        if (j + 16 >= n) break;
+    }
+}
+
 void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1)
 {
     const int32_t s = ctx->stride, hps = ctx->hps, wps = ctx->wps;
     const __m128i flip = _mm_set1_epi8((char)ctx->flip), padv = _mm_set1_epi8((char)ctx->padv);
-    const size_t ebytes = 1;                          /* uint8 and int8 inputs */
-    for (int64_t r = r0; r < r1; ++r) {
-        const int64_t pr = r % hps, pl = r / hps;
-        const int64_t cq = pl / ((int64_t)s * s), ph = pl % ((int64_t)s * s);
+    const int64_t nph = (int64_t)s * s;
+    int64_t pr = r0 % hps, pl = r0 / hps;               /* incremented below: no division per row */
+    for (int64_t r = r0; r < r1;) {
+        const int64_t cq = pl / nph, ph = pl % nph;
         const int32_t py = (int32_t)(ph / s), px = (int32_t)(ph % s);
-        uint8_t *d = ctx->x4 + ((size_t)pl * (size_t)ctx->plane + (size_t)pr * (size_t)wps) * 4;
-        const int64_t y = pr * s + py - ctx->pad;
-        /* columns j with 0 <= j*s + px - pad < W */
-        int64_t jlo = 0, jhi = 0;
-        if (y >= 0 && y < ctx->h) {
-            const int64_t a = (int64_t)ctx->pad - px;                 /* j*s >= a */
-            jlo = a <= 0 ? 0 : (a + s - 1) / s;
-            const int64_t b = (int64_t)ctx->w + ctx->pad - px;        /* j*s < b  */
-            jhi = b <= 0 ? 0 : (b + s - 1) / s;
-            if (jhi > wps) jhi = wps;
-            if (jlo > jhi) jlo = jhi;
+        const uint8_t *src[4];
+        for (int e = 0; e < 4; ++e) {
+            const int64_t ch = 4 * cq + e;
+            src[e] = ch < ctx->c ? (const uint8_t *)ctx->x + (size_t)ch * (size_t)ctx->h * (size_t)ctx->w : NULL;
         }
-        for (int64_t j = 0; j < jlo; ++j) memset(d + 4 * j, ctx->padv, 4);
-        if (jhi > jlo) {
-            const uint8_t *src[4];
-            for (int e = 0; e < 4; ++e) {
-                const int64_t ch = 4 * cq + e;
-                src[e] = NULL;
-                if (ch < ctx->c) {
-                    src[e] = (const uint8_t *)ctx->x +
-                             (((size_t)ch * (size_t)ctx->h + (size_t)y) * (size_t)ctx->w) * ebytes;
+        uint8_t *plane = ctx->x4 + (size_t)pl * (size_t)ctx->plane * 4;
+        /* rows pr .. pe-1 of this plane */
+        const int64_t pe = (r1 - r) < (hps - pr) ? pr + (r1 - r) : hps;
+        if (s == 1 && ctx->pad == 0 && wps == ctx->w && (pe - pr) * wps >= 16) {
+            /* no padding: the plane's rows are the input rows, one contiguous run */
+            const uint8_t *rs[4];
+            for (int e = 0; e < 4; ++e) rs[e] = src[e] ? src[e] + (size_t)pr * (size_t)ctx->w : NULL;
+            quads_run(plane + (size_t)pr * (size_t)wps * 4, rs, (pe - pr) * wps, 1, flip, padv);
+        } else {
+            for (int64_t q = pr; q < pe; ++q) {
+                uint8_t *d = plane + (size_t)q * (size_t)wps * 4;
+                const int64_t y = q * s + py - ctx->pad;
+                int64_t jlo = 0, jhi = 0;
+                if (y >= 0 && y < ctx->h) {
+                    const int64_t a = (int64_t)ctx->pad - px, bb = (int64_t)ctx->w + ctx->pad - px;
+                    jlo = a <= 0 ? 0 : (a + s - 1) / s;
+                    jhi = bb <= 0 ? 0 : (bb + s - 1) / s;
+                    if (jhi > wps) jhi = wps;
+                    if (jlo > jhi) jlo = jhi;
                 }
-            }
-            int64_t j = jlo;
-            const int64_t x0 = jlo * s + px - ctx->pad;
-            /* vector part: every byte read lies inside the row (16*s bytes from x) */
-            if (s <= 2)
-                for (; j + 16 <= jhi && x0 + (j - jlo) * s + 16 * s <= ctx->w; j += 16) {
-                    const int64_t x = x0 + (j - jlo) * s;
-                    __m128i v[4];
-                    for (int e = 0; e < 4; ++e) v[e] = src[e] ? row16(src[e] + x, s, flip) : padv;
-                    quads16(d + 4 * j, v[0], v[1], v[2], v[3]);
+                if (jlo > 0) memset(d, ctx->padv, (size_t)jlo * 4);
+                const int64_t n = jhi - jlo, x0 = jlo * s + px - ctx->pad;
+                const uint8_t *rs[4];
+                for (int e = 0; e < 4; ++e) rs[e] = src[e] ? src[e] + (size_t)y * (size_t)ctx->w + x0 : NULL;
+                /* vectors read 16*s bytes from x0 + j*s: inside the row while x0 + n*s <= W */
+                if (n >= 16 && (s == 1 || (s == 2 && x0 + 2 * n <= ctx->w))) {
+                    quads_run(d + 4 * jlo, rs, n, s, flip, padv);
+                } else {
+                    for (int64_t j = 0; j < n; ++j)
+                        for (int e = 0; e < 4; ++e)
+                            d[4 * (jlo + j) + e] = rs[e] ? (uint8_t)(rs[e][j * s] ^ ctx->flip) : ctx->padv;
                 }
-            for (; j < jhi; ++j) {
-                const int64_t x = j * s + px - ctx->pad;
-                for (int e = 0; e < 4; ++e)
-                    d[4 * j + e] = src[e] ? (uint8_t)(src[e][x] ^ ctx->flip) : ctx->padv;
+                if (jhi < wps) memset(d + 4 * jhi, ctx->padv, (size_t)(wps - jhi) * 4);
             }
         }
-        for (int64_t j = jhi > jlo ? jhi : jlo; j < wps; ++j) memset(d + 4 * j, ctx->padv, 4);
-        if (pr == hps - 1) {
-            uint8_t *tail = ctx->x4 + ((size_t)pl * (size_t)ctx->plane + (size_t)hps * (size_t)wps) * 4;
+        if (pe == hps) {                                /* the plane's slack */
+            uint8_t *tail = plane + (size_t)hps * (size_t)wps * 4;
             memset(tail, ctx->padv, ((size_t)ctx->plane - (size_t)hps * (size_t)wps) * 4);
         }
+        r += pe - pr;
+        pr = 0;
+        ++pl;
     }
 }
 
