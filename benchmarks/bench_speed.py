@@ -151,11 +151,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-time", action="store_true",
                     help="time the calling thread's CPU time (forces --threads 1)")
     ap.add_argument("--opencv-avx2", action="store_true",
-                    help="keep OpenCV to its AVX2 code paths (OPENCV_CPU_DISABLE=AVX512_SKX), as on an "
+                    help="keep OpenCV to its AVX2 code paths (OPENCV_CPU_DISABLE=AVX512-SKX), as on an "
                          "AVX2-only machine")
     args = ap.parse_args(argv)
     if args.opencv_avx2:
-        os.environ["OPENCV_CPU_DISABLE"] = "AVX512_SKX"       # read when cv2 is first imported
+        os.environ["OPENCV_CPU_DISABLE"] = "AVX512-SKX"       # read when cv2 is first imported
     if args.cpu_time:
         args.threads = "1"
     clock = time.thread_time if args.cpu_time else time.perf_counter

@@ -101,14 +101,15 @@ void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1)
                 const int64_t n = jhi - jlo, x0 = jlo * s + px - ctx->pad;
                 const uint8_t *rs[4];
                 for (int e = 0; e < 4; ++e) rs[e] = src[e] ? src[e] + (size_t)y * (size_t)ctx->w + x0 : NULL;
-                /* vectors read 16*s bytes from x0 + j*s: inside the row while x0 + n*s <= W */
-                if (n >= 16 && (s == 1 || (s == 2 && x0 + 2 * n <= ctx->w))) {
-                    quads_run(d + 4 * jlo, rs, n, s, flip, padv);
-                } else {
-                    for (int64_t j = 0; j < n; ++j)
-                        for (int e = 0; e < 4; ++e)
-                            d[4 * (jlo + j) + e] = rs[e] ? (uint8_t)(rs[e][j * s] ^ ctx->flip) : ctx->padv;
-                }
+                /* vectors read 16*s bytes from x0 + j*s: the first nv positions stay inside the
+                 * row (x0 + nv*s <= W); the rest, if any, one by one */
+                int64_t nv = s == 1 ? n : s == 2 ? ((int64_t)ctx->w - x0) / 2 : 0;
+                if (nv > n) nv = n;
+                if (nv < 16) nv = 0;
+                if (nv > 0) quads_run(d + 4 * jlo, rs, nv, s, flip, padv);
+                for (int64_t j = nv; j < n; ++j)
+                    for (int e = 0; e < 4; ++e)
+                        d[4 * (jlo + j) + e] = rs[e] ? (uint8_t)(rs[e][j * s] ^ ctx->flip) : ctx->padv;
                 if (jhi < wps) memset(d + 4 * jhi, ctx->padv, (size_t)(wps - jhi) * 4);
             }
         }
