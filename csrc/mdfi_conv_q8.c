@@ -102,7 +102,7 @@ static double q8_cost(q8_ctx *g, const q8_kernel *k, int direct)
     const double loads = (double)(k->mr + k->nrv) / 2.0;           /* two loads per cycle */
     const double step = dots > loads ? dots : loads;
     double cost = (double)g->ntiles * g->nmt * (k4 * step + 4.0 + dots * 6.0);
-    if (!direct) cost += (double)g->ntiles * k4 * k->nrv * 1.0;      /* packing          */
+    if (!direct) cost += (double)g->ntiles * k4 * k->nrv * 0.25;     /* packing          */
     return cost;
 }
 
