@@ -355,16 +355,20 @@ def test_filters_unknown_files_and_json(gold, tmp_path, capsys):
 
 
 def test_check_golden_reports_a_modified_golden_file(gold, tmp_path, capsys):
+    """The golden checksums are checked by default (issue 13 item 8): an edited golden file
+    makes the verdict NO VERDICT (exit 2) even though the compared file matches."""
     g = tmp_path / "g"
     shutil.copytree(gold.dir, g)
     with open(g / "l002.in0.hex", "a") as fh:
         fh.write("00\n")
     gold.write(tmp_path / "dut", CONV, "out", gold.read(CONV, "out"))
-    assert main(["verify", str(g), str(tmp_path / "dut")]) == 0
-    capsys.readouterr()
-    assert main(["verify", str(g), str(tmp_path / "dut"), "--check-golden"]) == 2
+    assert main(["verify", str(g), str(tmp_path / "dut")]) == 2
     cap = capsys.readouterr()
     assert "l002.in0.hex" in cap.out and "checksum" in cap.err
+    assert main(["verify", str(g), str(tmp_path / "dut"), "--check-golden"]) == 2
+    capsys.readouterr()
+    assert main(["verify", str(g), str(tmp_path / "dut"), "--no-check-golden"]) == 0   # the opt-out
+    assert "golden checksums" not in capsys.readouterr().out
 
 
 def test_cli_subprocess_exit_codes_without_traceback(gold, tmp_path):
