@@ -256,14 +256,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # mdfi golden
 def cmd_golden(args: argparse.Namespace) -> int:
     from . import golden
+    formats = golden.parse_formats(args.format)
+    stages = golden.parse_stages(args.stages)
+    if not args.dry_run:
+        golden.check_output(args.output)            # before the (possibly slow) model load
     model = load_model_from_args(args, precision="fixed", engine=args.engine,
                                  **({"bits": args.bits} if args.bits is not None else {}))
+    qm = getattr(model, "quantized", None)
     layers = golden.parse_layers(args.layers, len(model.network.layers))
-    formats = golden.parse_formats(args.format)
+    if args.dry_run:
+        files = golden.plan(qm, layers, stages)
+        print(golden.describe_plan(files, formats, qm, layers, args.output), file=sys.stderr)
+        return 0
     manifest = golden.export(model, args.image, args.output, layers=sorted(layers), formats=formats,
-                             thresh=args.thresh, nms=args.nms)
+                             stages=stages, thresh=args.thresh, nms=args.nms,
+                             report=lambda text: print(text, file=sys.stderr, flush=True))
     n_files = len(manifest["files"])
-    print(f"wrote {n_files} files for {len(layers)} layer(s) of {model.name} to {args.output} "
+    print(f"wrote {n_files} vector files for {len(layers)} layer(s) of {model.name} to {args.output} "
           f"(manifest.json, model.txt, detections.json)", file=sys.stderr)
     return 0
 
@@ -367,26 +376,45 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     g = sub.add_parser("golden", help="export per-layer golden vectors for RTL verification",
-                       description="Write every layer's integer input, accumulator, pre-shift activation and "
-                                   "output, plus weights, biases, shifts and tables, as $readmemh hex, .npy and "
-                                   "decimal .dat with a manifest (docs/golden-format.md).")
+                       description="Write every layer's integer inputs, accumulator, pre-shift activation and "
+                                   "output, plus weights, biases, shifts and tables, as $readmemh hex (default; "
+                                   "also .npy and decimal .dat on request) with a manifest, the standalone C "
+                                   "model's model.txt and the decoded detections (docs/golden-format.md). The "
+                                   "file count and size are printed before anything is written; the folder is "
+                                   "written whole or not at all.")
     g.add_argument("image", metavar="IMAGE")
     add_model_args(g)
+    for action in g._actions:        # golden takes quantized model files too
+        if "--model" in action.option_strings:
+            action.metavar = "NAME|FILE.mdfi"
+            action.help = ("zoo model name (default yolov3-tiny; see `mdfi models`) or a .mdfi file written "
+                           "by `mdfi quantize`")
     g.add_argument("--bits", type=bits_arg, default=None, metavar="N", help="width for a zoo model (default 8)")
-    g.add_argument("--engine", choices=("c", "ref"), default=None)
-    g.add_argument("-o", "--output", required=True, metavar="DIR")
-    g.add_argument("--layers", metavar="LIST", help="layers to export, e.g. 0,5-7 (default all)")
-    g.add_argument("--format", metavar="LIST", help="hex,npy,dat (default all three)")
-    g.add_argument("--thresh", type=unit_float("--thresh"), default=0.25)
-    g.add_argument("--nms", type=unit_float("--nms"), default=0.45)
+    g.add_argument("--engine", choices=("c", "ref"), default=None,
+                   help="backend computing the outputs (c or ref: the same integers)")
+    g.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder to write (new, empty, or an earlier export, which is replaced)")
+    g.add_argument("--layers", metavar="LIST", help="layers whose tensors to write, e.g. 0,5-7 (default all; "
+                                                     "parameters and model.txt always cover every layer)")
+    g.add_argument("--stages", metavar="LIST", help="tensor stages: in,acc,act,out (default all)")
+    g.add_argument("--format", metavar="LIST", help="hex,npy,dat or all (default hex)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print the file count and size of the export and stop (nothing is written)")
+    g.add_argument("--thresh", type=unit_float("--thresh"), default=0.25,
+                   help="detection threshold for detections.json (default 0.25)")
+    g.add_argument("--nms", type=unit_float("--nms"), default=0.45,
+                   help="NMS IoU threshold for detections.json (default 0.45)")
     g.set_defaults(func=cmd_golden)
 
     v = sub.add_parser("verify", help="check a device's dumps against golden vectors",
                        description="Compare the vector files in DUT_DIR (any subset of the golden files, same "
-                                   "names, any of hex/npy/dat) with the golden set `mdfi golden` wrote: exact "
-                                   "comparison, first mismatch in hardware coordinates, hints (rounding mode, "
-                                   "shift, wrap-around, addressing ...). Exit status 0: all compared files match; "
-                                   "1: a file differs or cannot be read; 2: nothing compared or unusable golden set.")
+                                   "names, any of hex/npy/dat; .hex may be a sparse dump with @address "
+                                   "markers) with the golden set `mdfi golden` wrote: exact comparison with the "
+                                   "golden file of the same format, first mismatch in hardware coordinates, "
+                                   "hints (rounding mode, shift, wrap-around, bias, accumulator width, "
+                                   "addressing ...). The golden files are checked against the manifest's "
+                                   "checksums first. Exit status 0: all compared files match; 1: a file differs "
+                                   "or cannot be read; 2: nothing compared or unusable golden set.")
     v.add_argument("golden_dir", metavar="GOLDEN_DIR")
     v.add_argument("dut_dir", metavar="DUT_DIR")
     v.add_argument("--layers", metavar="LIST", help="compare only these layers, e.g. 0,5-7 ('input' for the input)")
@@ -394,8 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare only these stages, e.g. out,acc (in = every inN, params = weights, bias, ...)")
     v.add_argument("--max-report", type=int, default=1, metavar="N",
                    help="mismatches listed per file (default 1; the count is always exact)")
-    v.add_argument("--check-golden", action="store_true",
-                   help="also verify every golden file's sha256 against the manifest")
+    v.add_argument("--check-golden", dest="check_golden", action="store_true", default=True,
+                   help="verify every golden file's sha256 against the manifest first (the default)")
+    v.add_argument("--no-check-golden", dest="check_golden", action="store_false",
+                   help="skip the golden checksums (faster on huge exports; an edited golden file then goes "
+                        "unnoticed)")
     v.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     v.set_defaults(func=cmd_verify)
 

@@ -32,7 +32,7 @@ def mini():
 @pytest.fixture(scope="module")
 def export(mini, tmp_path_factory):
     out = tmp_path_factory.mktemp("golden")
-    golden.export(mini, skimage_image("astronaut.png"), str(out), thresh=0.95)
+    golden.export(mini, skimage_image("astronaut.png"), str(out), thresh=0.95, formats=["hex", "npy", "dat"])
     return out
 
 
@@ -90,7 +90,10 @@ def test_stages_are_consistent(export):
 def test_detections_match_mdfi_detect(export, mini):
     rec = json.loads((export / "detections.json").read_text())
     dets = mini.detect(skimage_image("astronaut.png"), thresh=0.95)
-    assert rec["detections"] == [d.to_dict() for d in dets]
+    assert [{k: v for k, v in d.items() if k != "exact"} for d in rec["detections"]] == [d.to_dict() for d in dets]
+    # the exact values: float32 confidence and boxes written bit for bit
+    assert [d["exact"]["confidence"] for d in rec["detections"]] == [d.confidence for d in dets]
+    assert [d["exact"]["rel_box"] for d in rec["detections"]] == [list(d.rel_box) for d in dets]
 
 
 def test_layer_and_format_selection(mini, tmp_path):
