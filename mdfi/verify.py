@@ -519,7 +519,11 @@ def compare_file(gs: _GoldenSet, entry: dict, dut_path: str, fmt: str, max_repor
     # Byte-identical to the golden file as the manifest recorded it: equal, nothing to parse.
     if fmt == entry["format"] and entry.get("sha256"):
         try:
-            if _sha256(dut_path) == entry["sha256"]:
+            gsize = os.path.getsize(os.path.join(gs.folder, entry["path"]))
+        except OSError:
+            gsize = -1
+        try:
+            if os.path.getsize(dut_path) == gsize and _sha256(dut_path) == entry["sha256"]:
                 return r
         except OSError as exc:
             r.status, r.error = "error", f"{dut_path}: cannot read: {exc.strerror or exc}"
