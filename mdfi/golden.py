@@ -299,11 +299,15 @@ def estimate_bytes(files: Sequence[Planned], formats: Sequence[str], n_layers: i
 
 def describe_plan(files: Sequence[Planned], formats: Sequence[str], qm: QuantizedModel, selected: Set[int],
                   out_dir: str) -> str:
+    """One line: file count and size (exact for hex and npy, a bound for dat)."""
     nbytes = estimate_bytes(files, formats, len(qm.layers))
-    by_fmt = ", ".join(f"{fmt} {sum(vectors.size_bound(f.count, fmt, f.bits, f.signed) for f in files) / 1e6:,.1f} MB"
+    bound = "dat" in formats
+    by_fmt = ", ".join(f"{fmt} {'<= ' if fmt == 'dat' else ''}"
+                       f"{sum(vectors.size_bound(f.count, fmt, f.bits, f.signed) for f in files) / 1e6:,.1f} MB"
                        for fmt in formats)
-    return (f"mdfi golden: {len(files) * len(formats) + len(META_FILES)} files, about {nbytes / 1e6:,.1f} MB "
-            f"({by_fmt}) for {len(selected)} of {len(qm.layers)} layer(s) of {qm.name} -> {out_dir}")
+    return (f"mdfi golden: {len(files) * len(formats) + len(META_FILES)} files, {'at most' if bound else 'about'} "
+            f"{nbytes / 1e6:,.1f} MB ({by_fmt}) for {len(selected)} of {len(qm.layers)} layer(s) of {qm.name} "
+            f"-> {out_dir}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -473,7 +477,8 @@ def _manifest(model, qm, prep, src, selected, formats, stages, thresh, nms, file
         "letterbox": {"new_w": new_w, "new_h": new_h, "dx": (net.width - new_w) // 2,
                       "dy": (net.height - new_h) // 2, "fill": 128},
         "postprocess": {"thresh": thresh, "nms": nms, "obj_threshold_q15": t_obj, "prob_threshold_q30": t_prob,
-                        "heads": [hl.index for hl in qm.output_layers()], "classes": len(model.names),
+                        "heads": [hl.index for hl in qm.output_layers()],
+                        "classes": int(qm.output_layers()[0].layer.classes) if qm.output_layers() else 0,
                         "names": list(model.names)},
         "formats": list(formats), "stages": list(stages),
         "layers": layer_entries, "files": files, "detections": "detections.json", "model_txt": "model.txt",

@@ -36,7 +36,9 @@ FORMATS = ("hex", "npy", "dat")
 _ORDER = {"npy": 0, "hex": 1, "dat": 2}
 
 
-def _wrap_signed(u: np.ndarray, bits: int, signed: bool) -> np.ndarray:
+def _wrap_signed(u: np.ndarray, bits: int, signed: bool, path: str = "") -> np.ndarray:
+    if u.size and (int(u.min()) < 0 or int(u.max()) >= (1 << bits)):
+        raise ValueError(f"{path}: a hex value is wider than {bits} bits")
     if signed:
         u = np.where(u >= (1 << (bits - 1)), u - (1 << bits), u)
     return u
@@ -50,7 +52,11 @@ def read_vector(path: str, fmt: str, bits: int, signed: bool, shape: Sequence[in
         v = np.load(path, allow_pickle=False).astype(np.int64).reshape(-1)
     elif fmt in ("hex", "dat"):
         with open(path, "rb") as fh:
-            text = fh.read().decode("ascii")
+            data = fh.read()
+        v = _fast_hex(data, count) if fmt == "hex" else None
+        if v is not None:
+            return _checked(path, _wrap_signed(v, bits, signed, path), bits, signed, shape)
+        text = data.decode("ascii")
         toks: List[str] = []
         for line in text.splitlines():
             line = line.split("//", 1)[0].strip()
@@ -59,11 +65,36 @@ def read_vector(path: str, fmt: str, bits: int, signed: bool, shape: Sequence[in
         if fmt == "hex":
             if any(t.startswith("@") for t in toks):
                 raise ValueError(f"{path}: @address markers are not supported by this reader")
-            v = _wrap_signed(np.array([int(t, 16) for t in toks], dtype=np.int64), bits, signed)
+            v = _wrap_signed(np.array([int(t, 16) for t in toks], dtype=np.int64), bits, signed, path)
         else:
             v = np.array([int(t, 10) for t in toks], dtype=np.int64)
     else:
         raise ValueError(f"{path}: unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    return _checked(path, v, bits, signed, shape)
+
+
+def _fast_hex(data: bytes, count: int) -> Optional[np.ndarray]:
+    """The canonical golden .hex (``count`` lines of equal width, LF): vectorised; else None."""
+    if count == 0 or len(data) % count:
+        return None
+    k = len(data) // count - 1
+    if not 1 <= k <= 16:
+        return None
+    m = np.frombuffer(data, dtype=np.uint8).reshape(count, k + 1)
+    if not np.all(m[:, k] == 10):
+        return None
+    d = m[:, :k].astype(np.int64)
+    d = np.where((d >= 48) & (d <= 57), d - 48, np.where((d >= 97) & (d <= 102), d - 87, -1))
+    if np.any(d < 0) or (k == 16 and np.any(d[:, 0] >= 8)):
+        return None
+    v = np.zeros(count, dtype=np.int64)
+    for j in range(k):
+        v = (v << 4) | d[:, j]
+    return v
+
+
+def _checked(path: str, v: np.ndarray, bits: int, signed: bool, shape: Sequence[int]) -> np.ndarray:
+    count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
     if v.size != count:
         raise ValueError(f"{path}: holds {v.size} values, expected {count} (shape {list(shape)})")
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)

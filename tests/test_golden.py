@@ -69,6 +69,20 @@ def test_formats_hold_the_same_values(export):
         assert all(np.array_equal(vs[0], v) for v in vs[1:]), key
 
 
+def test_golden_reader_reads_every_format(export):
+    """mdfi/golden_reader.py (the standalone reader for test benches) agrees with mdfi.vectors."""
+    from mdfi.golden_reader import GoldenSet, read_vector
+    g = GoldenSet(str(export))
+    man = json.loads((export / "manifest.json").read_text())
+    for f in man["files"][::7]:
+        want = vectors.read(export / f["path"], f["format"], f["bits"], f["signed"], int(np.prod(f["shape"])))
+        got = read_vector(str(export / f["path"]), f["format"], f["bits"], f["signed"], f["shape"])
+        assert got.shape == tuple(f["shape"]) and np.array_equal(got.reshape(-1), want), f["path"]
+    assert np.array_equal(g.read(4, "acc", "dat"), g.read(4, "acc", "hex"))
+    assert g.input().shape == (3, 128, 128) and g.layer(4)["kind"] == "shortcut"
+    assert g.detections()["detections"] and g.model_lines()[0]["record"] == "mdfi-model"
+
+
 def test_stages_are_consistent(export):
     """out == requantize(acc) with the layer's shifts, and each input is its producer's out."""
     man = json.loads((export / "manifest.json").read_text())
