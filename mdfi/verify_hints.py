@@ -312,7 +312,7 @@ def _observed(stage: str) -> str:
 def _acc_hyps(pl: _Pipeline, stage: str, n: int, acc_bits: Optional[int], has_bias: bool) -> List[_Hyp]:
     """Changes of the accumulator itself, seen at ``stage`` through the golden later steps."""
     hyps: List[_Hyp] = []
-    later = "" if stage == "acc" else " (then activated and requantized by the golden rule)"
+    later = "" if stage == "acc" else ", then activated and requantized by the golden rule"
     if has_bias:
         hyps.append(_Hyp("bias", 1, "no-bias", _exact(lambda i: pl.predict(stage, i, acc_mod=("bias", -1))),
                          lambda hh: (f"found values equal the golden accumulator without the bias{later}: bias "
@@ -328,9 +328,9 @@ def _acc_hyps(pl: _Pipeline, stage: str, n: int, acc_bits: Optional[int], has_bi
             hyps.append(_Hyp("acc_wrap", 1, f"accwrap{b}",
                              _exact(lambda i, b=b: pl.predict(stage, i, acc_mod=("wrap", b))),
                              lambda hh, b=b: (f"accumulator wraps around at {b} bits: found values equal the golden "
-                                              f"accumulator wrapped to {b} bits (two's complement){later} "
-                                              f"({declared}these values need {need}): an accumulator register "
-                                              f"or adder too narrow? ({hh.explained:,} of {n:,} mismatches)")))
+                                              f"accumulator wrapped to {b} bits (two's complement){later}; "
+                                              f"{declared}these values need {need}: an accumulator register or "
+                                              f"adder too narrow? ({hh.explained:,} of {n:,} mismatches)")))
     return hyps
 
 
@@ -776,6 +776,10 @@ class Analyzer:
                 y = (full // w) % h
                 x = full % w
                 border = (y == 0) | (y == h - 1) | (x == 0) | (x == w - 1)
+                if self.sel is not None:        # a sparse dump: only if it holds values off the border too
+                    py, px = (self.sel // w) % h, self.sel % w
+                    if np.all((py == 0) | (py == h - 1) | (px == 0) | (px == w - 1)):
+                        return out
                 if np.all(border):
                     sides = [nm for nm, m in (("top row y 0", y == 0), (f"bottom row y {h - 1}", y == h - 1),
                                               ("left column x 0", x == 0), (f"right column x {w - 1}", x == w - 1))
