@@ -95,3 +95,45 @@ SKIMAGE_FILES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.
 def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
     """max |a - ref| / max |ref| (the issue's per-layer agreement measure)."""
     return float(np.abs(a.astype(np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+# ------------------------------------------------------------------------------------------
+# golden exports of yolov3-tiny for the RTL examples (tests/test_rtl*.py)
+def rtl_test_image(path: Path) -> Path:
+    """A real photo (skimage's coffee, 600x400) as PNG, or a structured synthetic image
+    without scikit-image."""
+    from PIL import Image
+    try:
+        img = skimage_image("coffee.png")
+    except ImportError:      # scikit-image is a test extra; a structured synthetic image will do
+        y, x = np.mgrid[0:240, 0:320]
+        img = np.stack([x * 255 // 319, y * 255 // 239, (x ^ y) & 255], -1).astype(np.uint8)
+    Image.fromarray(img).save(path)
+    return path
+
+
+def _rtl_export(work: Path, name: str, *args: str) -> Path:
+    image = work / "coffee.png"
+    if not image.exists():
+        rtl_test_image(image)
+    out = work / name
+    r = run_python(["-m", "mdfi", "golden", str(image), "-o", str(out), "--format", "hex", *args], cwd=work)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def rtl_work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("rtl")
+
+
+@pytest.fixture(scope="session")
+def rtl_golden(rtl_work, tiny_weights_path) -> Path:
+    """yolov3-tiny layers 13, 15 (1x1 leaky / linear) and 18 (1x1 leaky): every stage."""
+    return _rtl_export(rtl_work, "golden", "--layers", "13,15,18")
+
+
+@pytest.fixture(scope="session")
+def rtl_golden_conv(rtl_work, tiny_weights_path) -> Path:
+    """yolov3-tiny layers 0, 2, 4 (3x3 convolutions): inputs and outputs only."""
+    return _rtl_export(rtl_work, "golden_conv", "--layers", "0,2,4", "--stages", "in,out")
