@@ -134,6 +134,10 @@ def test_run_sh(golden, tmp_path):
     for i in LAYERS:
         assert f"PASS layer {i}: mdfi_requant bit-exact" in res.stdout
         assert f"PASS layer {i}: fault caught" in res.stdout
+    # the conv engine part (layers 0 and 2 are not in this export: skipped, said so)
+    assert "layer 0: not in the golden export(s): skipped" in res.stdout
+    assert "PASS layer 18: mdfi_conv bit-exact" in res.stdout
+    assert "PASS layer 18: narrow accumulator caught, with the accumulator-wrap hint" in res.stdout
 
 
 def _exact(acc: int, s: int, rounding: str, bits: int, act: str) -> int:

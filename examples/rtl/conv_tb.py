@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run one convolution layer of an MDFI golden export through the Verilog engine (Icarus).
 
-    python3 examples/rtl/conv_tb.py GOLDEN_DIR LAYER DUT_DIR [--rows FIRST:STEP:COUNT] [--narrow BITS]
+    python3 examples/rtl/conv_tb.py GOLDEN_DIR LAYER DUT_DIR [--rows FIRST:STEP:COUNT|edges|all] [--narrow BITS]
                                     [--narrow-auto] [--tm 8 --tp 8] [--build DIR]
 
 Reads the layer's shapes, widths, activation and rounding from GOLDEN_DIR/manifest.json
@@ -11,8 +11,8 @@ the layer's golden ``in0``, ``weights``, ``bias`` and ``shift`` files, and leave
 engine's outputs in DUT_DIR/lNNN.out.hex (a sparse dump when only some rows are computed).
 Check it with ``mdfi verify GOLDEN_DIR DUT_DIR``.
 
-``--rows`` selects output rows ``FIRST + k*STEP`` for ``k < COUNT`` (default: all), each
-row for every output channel: a full set of output tiles.  ``--narrow-auto`` builds the
+``--rows`` selects output rows ``FIRST + k*STEP`` for ``k < COUNT`` (default: all; ``edges``:
+the first and the last), each row for every output channel: a full set of output tiles.  ``--narrow-auto`` builds the
 faulty engine with accumulator registers one bit narrower than this layer's golden
 accumulators need on this image.  Prints one line: ``layer N: ... cycles, ... s``.
 """
@@ -115,6 +115,9 @@ def simulate(cfg: dict, vvp: Path, out: Path, files=None, rows=None, timeout: in
 
 
 def parse_rows(text: str):
+    """``FIRST:STEP:COUNT``, ``edges`` (the first and the last row) or ``all``."""
+    if text in ("edges", "all"):
+        return text
     a, b, c = (int(v) for v in text.split(":"))
     return a, b, c
 
@@ -124,7 +127,7 @@ def main(argv=None) -> int:
     p.add_argument("golden")
     p.add_argument("layer", type=int)
     p.add_argument("dut")
-    p.add_argument("--rows", type=parse_rows, default=None, metavar="FIRST:STEP:COUNT")
+    p.add_argument("--rows", type=parse_rows, default=None, metavar="FIRST:STEP:COUNT|edges|all")
     p.add_argument("--narrow", type=int, default=None, metavar="BITS")
     p.add_argument("--narrow-auto", action="store_true")
     p.add_argument("--tm", type=int, default=8)
@@ -132,6 +135,10 @@ def main(argv=None) -> int:
     p.add_argument("--build", default=None)
     a = p.parse_args(argv)
     cfg = layer_config(a.golden, a.layer)
+    if a.rows == "edges":
+        a.rows = (0, max(cfg["oh"] - 1, 1), 2 if cfg["oh"] > 1 else 1)
+    elif a.rows == "all":
+        a.rows = None
     narrow = needed_acc_bits(cfg, a.rows) - 1 if a.narrow_auto else a.narrow
     build = Path(a.build) if a.build else Path(a.dut).resolve().parent / ".tb_build"
     vvp = compile_tb(cfg, build, narrow=narrow, tm=a.tm, tp=a.tp)

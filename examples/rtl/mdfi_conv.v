@@ -314,18 +314,28 @@ module mdfi_conv #(
         end
     endgenerate
 
+    // one register stage between the drain multiplexer and the requantizer (timing)
     wire signed [ACC_REG_BITS-1:0] dval = dflat[didx*ACC_REG_BITS +: ACC_REG_BITS];
-    wire signed [ACC_BITS-1:0]     dacc = dval;            // sign-extended (a narrow register's wrap shows)
-    wire [7:0]                     dsh  = dshift[di*8 +: 8];
+    reg                            f_valid;
+    reg  signed [ACC_BITS-1:0]     f_acc;                  // sign-extended (a narrow register's wrap shows)
+    reg  [7:0]                     f_shift;
+    reg  [AW-1:0]                  f_addr;
     always @(posedge clk) begin
+        if (!rst_n) f_valid <= 1'b0;
+        else        f_valid <= feed_ok;
+        if (feed_ok) begin
+            f_acc <= dval;
+            f_shift <= dshift[di*8 +: 8];
+            f_addr <= daddr;
+        end
         if (!rst_n) rq_busy <= 1'b0;
-        else        rq_busy <= feed_ok;
-        if (feed_ok) out_addr <= daddr;
+        else        rq_busy <= feed_ok | f_valid;
+        if (f_valid) out_addr <= f_addr;
     end
 
     mdfi_requant #(.ACC_BITS(ACC_BITS), .OUT_BITS(OUT_BITS)) u_requant (
         .clk(clk), .rst_n(rst_n), .cfg_act(cfg_act), .cfg_rnd(cfg_rnd),
-        .in_valid(feed_ok), .in_acc(dacc), .in_shift(dsh),
+        .in_valid(f_valid), .in_acc(f_acc), .in_shift(f_shift),
         .out_valid(out_valid), .out_q(out_data)
     );
 
