@@ -283,3 +283,20 @@ def test_file_size_limit_in_a_child_is_one_line_and_cleans_up(photo, tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("mdfi: error: ") and "file too large" in last and "Traceback" not in r.stderr
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_golden_help_and_model_files(tmp_path, photo, capsys):
+    """`mdfi golden --help` says that --model takes .mdfi files too, and it does."""
+    with pytest.raises(SystemExit) as exc:
+        main(["golden", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--model NAME|FILE.mdfi" in text and ".mdfi file" in text and "--dry-run" in text
+    assert "--stages" in text and "default hex" in text
+    model = tmp_path / "mini.mdfi"
+    assert main(["quantize", *MINI_ARGS, "-o", str(model)]) == 0
+    out = tmp_path / "g"
+    assert main(["golden", str(photo), "--model", str(model), "-o", str(out), "--layers", "0",
+                 "--stages", "out", "--thresh", "0.95"]) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["model"]["name"] == "mini-yolov3" and (out / "l000.out.hex").exists()

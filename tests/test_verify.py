@@ -636,3 +636,30 @@ def test_sparse_dump_compares_only_its_values(gold, tmp_path, capsys):
     (dut / f"l{CONV:03d}.out.hex").write_text("@0\n01\n@0\n02\n")
     f = only_file(verify.verify(gold.dir, dut))
     assert f.status == "error" and "written twice" in f.error and ".hex:4:" in f.error
+
+
+# ------------------------------------------------------------------------------------------
+# issue 13 item 6: the sample report in docs/golden-format.md is a real one
+def test_the_documented_sample_report_is_real(rtl_golden, tmp_path, capsys):
+    """yolov3-tiny's layer 13 (a leaky 1x1 convolution) on skimage's coffee, requantized
+    with truncation: the report printed is the one docs/golden-format.md shows."""
+    from conftest import REPO
+    from mdfi.golden_reader import GoldenSet, write_hex
+    g = GoldenSet(str(rtl_golden))
+    assert g.layer(13)["kind"] == "convolutional" and g.layer(13)["meta"]["activation"] == "leaky"
+    act, shift = g.read(13, "act"), g.read(13, "shift")[:, None, None]
+    trunc = np.clip(np.right_shift(act, shift + np.where(act < 0, 15, 0)), -128, 127)
+    write_hex(str(tmp_path / "l013.out.hex"), trunc.reshape(-1), 8)
+    assert main(["verify", str(rtl_golden), str(tmp_path), "--max-report", "2"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    doc = (REPO / "docs" / "golden-format.md").read_text()
+    block = doc[doc.index("```\nl013.out.hex  MISMATCH") + 4:]
+    block = block[:block.index("```")].rstrip("\n").split("\n")
+    lines = []
+    for line in block:                    # the hint is one line, wrapped in the doc
+        if line.startswith("        ") and lines:
+            lines[-1] += " " + line.strip()
+        else:
+            lines.append(line)
+    start = next(i for i, line in enumerate(out) if line.startswith("l013.out.hex"))
+    assert out[start:start + len(lines)] == lines
