@@ -71,21 +71,18 @@ class ExportFolder:
                 why = owned(self.dest, names)
                 if why:
                     raise self.fail(why)
-        else:
-            # Create missing parents now (cheap), so their errors come before the heavy work.
-            try:
-                os.makedirs(self.parent, exist_ok=True)
-            except FileExistsError:
-                raise self.fail(f"cannot create it: {self.parent} exists and is not a folder") from None
-            except OSError as exc:
-                raise self.fail(f"cannot create its parent folder: {_reason(exc)}") from None
-        if not os.path.isdir(self.parent):
-            raise self.fail(f"cannot create it: {self.parent} is not a folder")
-        if not os.access(self.parent, os.W_OK | os.X_OK):
-            raise self.fail(f"cannot write into {self.parent}: permission denied")
+        # The nearest existing ancestor decides (missing parents are created only when writing).
+        anc = self.parent
+        while not os.path.lexists(anc) and os.path.dirname(anc) != anc:
+            anc = os.path.dirname(anc)
+        if not os.path.isdir(anc):
+            raise self.fail(f"cannot create it: {anc} exists and is not a folder")
+        if not os.access(anc, os.W_OK | os.X_OK):
+            raise self.fail(f"cannot write into {anc}: permission denied")
+        self.free_parent = anc
         if need_bytes > 0:
             try:
-                free = shutil.disk_usage(self.parent).free
+                free = shutil.disk_usage(self.free_parent).free
             except OSError:
                 free = None
             if free is not None and free < need_bytes:
@@ -93,6 +90,10 @@ class ExportFolder:
                                 f"there; write less (fewer layers, stages or formats) or choose another disk")
 
     def __enter__(self) -> str:
+        try:
+            os.makedirs(self.parent, exist_ok=True)
+        except OSError as exc:
+            raise self.fail(f"cannot create its parent folder: {_reason(exc)}") from None
         base = os.path.basename(self.dest) or "export"
         for _ in range(100):
             cand = os.path.join(self.parent, f".{base}.partial-{secrets.token_hex(4)}")

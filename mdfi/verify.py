@@ -366,7 +366,8 @@ class Report:
                    f"the golden set; {c['ignored']} ignored")
         ef = self.earliest_failure()
         if ef is not None:
-            tag = "input" if ef.layer == -1 else f"layer {ef.layer} {ef.stage}"
+            tag = ("not read" if ef.layer is None else "input" if ef.layer == -1
+                   else f"layer {ef.layer} {ef.stage}")
             out.append(f"earliest failure in dataflow order: {ef.file} ({tag})")
         msg = self.message
         verdict = {0: "PASS", 1: "FAIL"}.get(self.exit_status, "NO VERDICT")

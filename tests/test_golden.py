@@ -222,6 +222,9 @@ def test_output_folder_errors_are_one_line(photo, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("mdfi: error: ") and len(err.strip().splitlines()) == 1 and msg in err, err
     assert a_file.read_text() == "keep me\n" and _tree(foreign) == ["notes.txt"]
+    # an error before writing (here: no such image) creates nothing, not even the parents
+    assert main(["golden", str(tmp_path / "nope.png"), "-o", str(tmp_path / "new" / "deep" / "g"), *MINI_ARGS]) == 2
+    assert "nope.png" in capsys.readouterr().err and not (tmp_path / "new").exists()
     if os.geteuid() != 0:                             # root ignores permissions
         ro = tmp_path / "ro"
         ro.mkdir()
