@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
 import numpy as np
@@ -225,28 +225,42 @@ class Planned:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
-def _params(ql) -> List[Planned]:
+def _conv_params(ql) -> List[Planned]:
     name = f"l{ql.index:03d}"
-    out: List[Planned] = []
-    if ql.kind == "convolutional":
-        wf = ql.w_frac.tolist()
-        out.append(Planned(f"{name}.weights", ql.index, "weights", list(ql.weights.shape), ql.wbits, True,
-                           wf[0] if len(set(wf)) == 1 else wf, layout="MCKK", source=ql.weights))
-        bf = (ql.w_frac + ql.in_fmt.frac).tolist()
-        out.append(Planned(f"{name}.bias", ql.index, "bias", list(ql.bias.shape), ql.acc_bits, True,
-                           bf[0] if len(set(bf)) == 1 else bf, layout="M", source=ql.bias))
-        out.append(Planned(f"{name}.shift", ql.index, "shift", list(ql.shift.shape), 8, True, None, layout="M",
-                           source=ql.shift))
-    elif ql.kind in ("yolo", "region"):
-        # Tables: logistic values UQ1.15 in 16 bits; exp values UQ15.16 (ap_ufixed<31,15>) in 31 bits.
-        out.append(Planned(f"{name}.logistic_lut", ql.index, "logistic_lut", list(ql.logistic.shape), 16, False,
-                           fp.PROB_FRAC, layout="TABLE", source=ql.logistic))
-        out.append(Planned(f"{name}.exp_lut", ql.index, "exp_lut", list(ql.exp.shape), 31, False, fp.EXP_FRAC,
-                           layout="TABLE", source=ql.exp))
-        if ql.kind == "region":
-            out.append(Planned(f"{name}.expneg_lut", ql.index, "expneg_lut", list(ql.expneg.shape), 31, False,
-                               fp.EXP_FRAC, layout="TABLE", source=ql.expneg))
+    wf = ql.w_frac.tolist()
+    bf = (ql.w_frac + ql.in_fmt.frac).tolist()
+    return [Planned(f"{name}.weights", ql.index, "weights", list(ql.weights.shape), ql.wbits, True,
+                    wf[0] if len(set(wf)) == 1 else wf, layout="MCKK", source=ql.weights),
+            Planned(f"{name}.bias", ql.index, "bias", list(ql.bias.shape), ql.acc_bits, True,
+                    bf[0] if len(set(bf)) == 1 else bf, layout="M", source=ql.bias),
+            Planned(f"{name}.shift", ql.index, "shift", list(ql.shift.shape), 8, True, None, layout="M",
+                    source=ql.shift)]
+
+
+def _head_params(ql) -> List[Planned]:
+    # Tables: logistic values UQ1.15 in 16 bits; exp values UQ15.16 (ap_ufixed<31,15>) in 31 bits.
+    name = f"l{ql.index:03d}"
+    out = [Planned(f"{name}.logistic_lut", ql.index, "logistic_lut", list(ql.logistic.shape), 16, False,
+                   fp.PROB_FRAC, layout="TABLE", source=ql.logistic),
+           Planned(f"{name}.exp_lut", ql.index, "exp_lut", list(ql.exp.shape), 31, False, fp.EXP_FRAC,
+                   layout="TABLE", source=ql.exp)]
+    if ql.kind == "region":
+        out.append(Planned(f"{name}.expneg_lut", ql.index, "expneg_lut", list(ql.expneg.shape), 31, False,
+                           fp.EXP_FRAC, layout="TABLE", source=ql.expneg))
     return out
+
+
+#: kind -> function(qlayer) -> the layer's parameter files (always exported; the C model needs
+#: them).  A new layer kind with parameters (tables of a new activation, ...) adds its entry,
+#: its stage names to PARAM_STAGES here and in mdfi/verify.py, and its rows to
+#: docs/golden-format.md ("Parameters").
+PARAM_EXPORTERS: Dict[str, Callable] = {"convolutional": _conv_params, "yolo": _head_params,
+                                        "region": _head_params}
+
+
+def _params(ql) -> List[Planned]:
+    f = PARAM_EXPORTERS.get(ql.kind)
+    return f(ql) if f is not None else []
 
 
 def plan(qm: QuantizedModel, layers: Optional[Iterable[int]] = None,
@@ -399,6 +413,10 @@ def export(model, image, out_dir: str, *, layers: Optional[Iterable[int]] = None
     n = len(qm.layers)
     selected = set(range(n)) if layers is None else set(layers)
     formats = list(formats or DEFAULT_FORMATS)
+    bad = [f for f in formats if f not in vectors.FORMATS] + [s for s in (stages or []) if s not in TENSOR_STAGES]
+    if bad:
+        raise MDFIError(f"golden export: {', '.join(map(str, bad))} not among the formats "
+                        f"{', '.join(vectors.FORMATS)} or the stages {', '.join(TENSOR_STAGES)}")
     stages = list(TENSOR_STAGES) if stages is None else [s for s in TENSOR_STAGES if s in stages]
     files = plan(qm, selected, stages)
     need = estimate_bytes(files, formats, n)
