@@ -27,84 +27,13 @@ few channels or to the border.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .fixedpoint import LEAKY_MULT, LEAKY_SHIFT, MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
-
-#: Mismatches used to screen hypotheses before they are tested on every mismatch.
-_SAMPLE = 4096
-#: Mismatch counts up to which "isolated values" is a meaningful diagnosis.
-_ISOLATED_MAX = 16
-#: A hypothesis must be followed by the DUT at this fraction of the elements where it
-#: differs from the golden rule, and explain this fraction of the mismatches.
-_COVERAGE = 0.9
-
-# ----------------------------------------------------------------------------------------------
-# rounding modes (docs/fixed-point.md section 2, plus the ones a device might use by mistake)
-#: mode -> (noun phrase for the DUT, verb phrase for golden)
-_MODES = {
-    "half_up": ("rounding half up (AP_RND)", "rounds half up (AP_RND)"),
-    "truncate": ("truncation (floor, AP_TRN)", "truncates (floor, AP_TRN)"),
-    "trn_zero": ("truncation toward zero (AP_TRN_ZERO, C integer division)",
-                 "truncates toward zero (AP_TRN_ZERO)"),
-    "half_even": ("rounding half to even (AP_RND_CONV, numpy.rint)", "rounds half to even (AP_RND_CONV)"),
-    "half_away": ("rounding half away from zero (AP_RND_INF, C round())", "rounds half away from zero (AP_RND_INF)"),
-    "half_zero": ("rounding half toward zero (AP_RND_ZERO)", "rounds half toward zero (AP_RND_ZERO)"),
-    "half_down": ("rounding half down (AP_RND_MIN_INF)", "rounds half down (AP_RND_MIN_INF)"),
-}
-
-_SHORT = {"half_up": "half-up rounding", "truncate": "truncation", "trn_zero": "truncation toward zero",
-          "half_even": "half-to-even rounding", "half_away": "half-away-from-zero rounding",
-          "half_zero": "half-toward-zero rounding", "half_down": "half-down rounding"}
-
-
-def round_shift(x: np.ndarray, s: np.ndarray, mode: str) -> np.ndarray:
-    """``R(x / 2**s)`` for int64 ``x`` in any of the modes above (``s <= 0``: exact ``x * 2**-s``).
-
-    No saturation, no overflow protection for left shifts (callers bound ``x``).
-    """
-    x = np.asarray(x, dtype=np.int64)
-    s = np.asarray(s, dtype=np.int64)
-    right = np.clip(s, 0, 62)
-    left = np.clip(-s, 0, 62)
-    q = np.right_shift(x, right)
-    if mode != "truncate":
-        r = x - np.left_shift(q, right)
-        inexact = r != 0
-        h = np.left_shift(np.int64(1), np.maximum(right - 1, 0))
-        above, tie = (r > h) & (right > 0), (r == h) & (right > 0)
-        if mode == "half_up":
-            up = above | tie
-        elif mode == "trn_zero":
-            up = inexact & (x < 0)
-        elif mode == "half_even":
-            up = above | (tie & ((q & 1) == 1))
-        elif mode == "half_away":
-            up = above | (tie & (x >= 0))
-        elif mode == "half_zero":
-            up = above | (tie & (x < 0))
-        elif mode == "half_down":
-            up = above
-        else:  # pragma: no cover - internal
-            raise ValueError(mode)
-        q = q + up
-    return np.left_shift(q, left)
-
-
-def wrap(v: np.ndarray, bits: int, signed: bool = True) -> np.ndarray:
-    """Two's-complement wrap-around to ``bits`` (AP_WRAP)."""
-    mask = np.int64((1 << bits) - 1)
-    u = np.asarray(v, dtype=np.int64) & mask
-    if signed:
-        u = np.where(u >= (1 << (bits - 1)), u - (1 << bits), u)
-    return u
-
-
-def qrange(bits: int, signed: bool) -> Tuple[int, int]:
-    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-
+from .fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
+from .verify_rules import (_ISOLATED_MAX, _SAMPLE, Hyp, Pipeline, acc_hyps, act_hyps, best, combo_hyps,  # noqa: F401
+                           exact, out_hyps, qrange, round_shift, sign_note, wrap)
 
 # ----------------------------------------------------------------------------------------------
 # coordinates
@@ -144,298 +73,6 @@ class Hint:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "text": self.text}
-
-
-# ----------------------------------------------------------------------------------------------
-# the golden datapath of a convolution or shortcut, recomputed with changed rules
-_ACT_VARIANTS = ("linear", "relu", "leaky", "slope8")
-
-
-class _Pipeline:
-    """acc -> act -> out of one conv/shortcut layer at a set of elements (all, or those a
-    sparse dump holds), from the golden stages; ``predict`` changes one or two rules."""
-
-    def __init__(self, acc: Optional[np.ndarray], act: Optional[np.ndarray], base_shift: np.ndarray,
-                 bias: Optional[np.ndarray], activation: str, mode: str, bits: int):
-        self.base = base_shift            # per element, int64 (no leaky extra)
-        self.bias = bias                  # per element, or None (shortcut, not exported)
-        self.activation = activation
-        self.mode = mode if isinstance(mode, str) and mode in _MODES else "half_up"
-        self.bits = bits
-        self.lo, self.hi = qrange(bits, True)
-        if acc is None and act is not None and activation in ("leaky", "linear"):
-            acc = np.where(act < 0, act // LEAKY_MULT, act) if activation == "leaky" else act
-        self.acc = acc
-        if act is None and acc is not None:
-            act = self._act(acc, activation)
-        self.act = act
-
-    @staticmethod
-    def _act(a: np.ndarray, variant: str) -> np.ndarray:
-        """The activation applied to the accumulator before the shift (docs/fixed-point.md s.4);
-        ``slope8`` is a slope of 1/8 written as ``acc * 4096`` at the leaky scale 2^-15."""
-        if variant == "linear":
-            return a
-        if variant == "relu":
-            return np.maximum(a, 0)
-        if variant == "leaky":
-            return np.where(a < 0, a * LEAKY_MULT, a)
-        if variant == "slope8":
-            return np.where(a < 0, a * 4096, a)
-        raise ValueError(variant)  # pragma: no cover
-
-    def acc_at(self, idx, acc_mod=None) -> np.ndarray:
-        a = self.acc[idx]
-        if acc_mod is None:
-            return a
-        kind, v = acc_mod
-        if kind == "bias":
-            return a + v * self.bias[idx]
-        if kind == "wrap":
-            return wrap(a, v)
-        raise ValueError(kind)  # pragma: no cover
-
-    def act_at(self, idx, acc_mod=None, act_variant=None) -> np.ndarray:
-        if acc_mod is None and act_variant is None:
-            return self.act[idx]
-        return self._act(self.acc_at(idx, acc_mod), act_variant or self.activation)
-
-    def eff_shift(self, idx, act_variant=None, neg=None):
-        s = self.base[idx]
-        variant = act_variant or self.activation
-        if variant in ("leaky", "slope8"):
-            if neg is None:
-                neg = self.act[idx] < 0
-            s = s + np.where(neg, LEAKY_SHIFT, 0)
-        return s
-
-    def _finish(self, q, wrap_out):
-        return wrap(q, self.bits) if wrap_out else np.clip(q, self.lo, self.hi)
-
-    def out_at(self, idx, acc_mod=None, act_variant=None, mode=None, dshift=0, wrap_out=False) -> np.ndarray:
-        mode = mode or self.mode
-        if act_variant in ("after", "float"):
-            acc = self.acc_at(idx, acc_mod)
-            s0 = self.base[idx] + dshift
-            neg = acc < 0
-            if act_variant == "after":
-                q1 = round_shift(acc, s0, self.mode)
-                q = np.where(neg, round_shift(q1 * LEAKY_MULT, np.full_like(q1, LEAKY_SHIFT), self.mode), q1)
-            else:
-                v = np.floor(acc * 0.1 / np.exp2(s0.astype(np.float64)) + 0.5).astype(np.int64)
-                q = np.where(neg, v, round_shift(acc, s0, self.mode))
-            return self._finish(q, wrap_out)
-        a = self.act_at(idx, acc_mod, act_variant)
-        s = self.eff_shift(idx, act_variant, a < 0) + dshift
-        if wrap_out:
-            a = np.where(s < 0, a & np.int64((1 << self.bits) - 1), a)   # wrap is modular: bound left shifts
-        else:
-            lim = np.int64(1) << np.int64(self.bits)
-            a = np.where(s < 0, np.clip(a, -lim, lim), a)
-        return self._finish(round_shift(a, s, mode), wrap_out)
-
-    def predict(self, stage: str, idx, **change) -> np.ndarray:
-        if stage == "acc":
-            return self.acc_at(idx, change.get("acc_mod"))
-        if stage == "act":
-            return self.act_at(idx, change.get("acc_mod"), change.get("act_variant"))
-        return self.out_at(idx, **change)
-
-
-@dataclass
-class _Hyp:
-    kind: str
-    changes: int                      # how many rules differ from golden
-    label: str
-    pred: object                      # callable(idx) -> (lo, hi) arrays
-    text: object = None               # callable(stats) -> str
-    explained: int = 0
-    covered: int = 0
-    differs: int = 0
-
-
-def _sample(mism: np.ndarray, rng) -> np.ndarray:
-    return mism if mism.size <= _SAMPLE else np.sort(mism[rng.integers(0, mism.size, _SAMPLE)])
-
-
-def _test(h: _Hyp, gold, dut, mism, sample) -> bool:
-    """Does the DUT follow hypothesis ``h`` (screened on a sample of the mismatches, then
-    tested on every mismatch and on every element)?"""
-    n = mism.size
-    lo, hi = h.pred(sample)
-    d = dut[sample]
-    if np.count_nonzero((d >= lo) & (d <= hi)) < _COVERAGE * sample.size:
-        return False
-    if sample is not mism:
-        lo, hi = h.pred(mism)
-        d = dut[mism]
-    h.explained = int(np.count_nonzero((d >= lo) & (d <= hi)))
-    if h.explained < _COVERAGE * n:
-        return False
-    lo, hi = h.pred(slice(None))
-    differs = (gold < lo) | (gold > hi)                     # where the changed rule gives other values
-    h.differs = int(np.count_nonzero(differs))
-    h.covered = int(np.count_nonzero(differs & (dut >= lo) & (dut <= hi)))
-    return h.differs > 0 and h.covered >= _COVERAGE * h.differs
-
-
-def _exact(f):
-    def pred(idx):
-        v = f(idx)
-        return v, v
-    return pred
-
-
-def _fraction_clause(pl: _Pipeline, mism: np.ndarray) -> str:
-    a = pl.act[mism]
-    s = pl.eff_shift(mism)
-    if np.any(s <= 0):
-        return ""
-    q = np.right_shift(a, s)
-    r = a - np.left_shift(q, s)
-    h = np.left_shift(np.int64(1), s - 1)
-    if np.all(r == h):
-        return " at exact ties (fraction = 1/2)"
-    if np.all(r >= h):
-        return " where the fraction x - floor(x) is >= 1/2"
-    if np.all((r > 0) & (r < h)):
-        return " where the fraction x - floor(x) is < 1/2"
-    if np.all(r != 0):
-        return " where the quotient is inexact"
-    return ""
-
-
-def _observed(stage: str) -> str:
-    return {"acc": "the accumulator", "act": "the activation before the shift", "out": "the output"}[stage]
-
-
-def _acc_hyps(pl: _Pipeline, stage: str, n: int, acc_bits: Optional[int], has_bias: bool) -> List[_Hyp]:
-    """Changes of the accumulator itself, seen at ``stage`` through the golden later steps."""
-    hyps: List[_Hyp] = []
-    later = "" if stage == "acc" else ", then activated and requantized by the golden rule"
-    if has_bias:
-        hyps.append(_Hyp("bias", 1, "no-bias", _exact(lambda i: pl.predict(stage, i, acc_mod=("bias", -1))),
-                         lambda hh: (f"found values equal the golden accumulator without the bias{later}: bias "
-                                     f"not added ({hh.explained:,} of {n:,} mismatches)")))
-        hyps.append(_Hyp("bias", 1, "bias-twice", _exact(lambda i: pl.predict(stage, i, acc_mod=("bias", 1))),
-                         lambda hh: (f"found values equal the golden accumulator plus the bias again{later}: "
-                                     f"bias added twice ({hh.explained:,} of {n:,} mismatches)")))
-    if pl.acc is not None and pl.acc.size:
-        need = int(np.abs(pl.acc).max()).bit_length() + 1          # bits these values need (signed)
-        top = need - 1 if acc_bits is None else min(need - 1, acc_bits - 1)
-        for b in range(top, max(2, need - 8) - 1, -1):
-            declared = f"declared acc_bits {acc_bits}, " if acc_bits else ""
-            hyps.append(_Hyp("acc_wrap", 1, f"accwrap{b}",
-                             _exact(lambda i, b=b: pl.predict(stage, i, acc_mod=("wrap", b))),
-                             lambda hh, b=b: (f"accumulator wraps around at {b} bits: found values equal the golden "
-                                              f"accumulator wrapped to {b} bits (two's complement){later}; "
-                                              f"{declared}these values need {need}: an accumulator register or "
-                                              f"adder too narrow? ({hh.explained:,} of {n:,} mismatches)")))
-    return hyps
-
-
-def _act_hyps(pl: _Pipeline, stage: str, n: int) -> List[_Hyp]:
-    if pl.acc is None:
-        return []
-    texts = {
-        "linear": "negative values are not multiplied by the activation slope: the DUT is linear (activation "
-                  "missing)",
-        "relu": "negative values become 0: the DUT applies ReLU",
-        "leaky": "the DUT applies the leaky slope 3277/2^15 to negative values",
-        "slope8": "the DUT uses the leaky slope 1/8 (a shift by 3) instead of 3277/2^15",
-    }
-    variants = [v for v in _ACT_VARIANTS if v != pl.activation and not (v == "slope8" and pl.activation != "leaky")]
-    if stage == "out" and pl.activation == "leaky":
-        texts["after"] = ("DUT applies the leaky slope after the requantizing shift (two roundings) instead of to "
-                          "the accumulator before it (docs/fixed-point.md section 4)")
-        texts["float"] = "the DUT uses the leaky slope 0.1 exactly (float) instead of 3277/2^15 = 0.100006"
-        variants += ["after", "float"]
-    hyps = []
-    for v in variants:
-        txt = texts[v] + ("" if v in ("after", "float") else f" instead of {pl.activation}")
-        hyps.append(_Hyp("activation", 1, v, _exact(lambda i, v=v: pl.predict(stage, i, act_variant=v)),
-                         lambda h, txt=txt: (f"{txt}: {h.explained:,} of {n:,} mismatches explained, at "
-                                             f"{h.covered:,} of {h.differs:,} values affected (seen in "
-                                             f"{_observed(stage)})")))
-    return hyps
-
-
-def _out_hyps(pl: _Pipeline, n: int, mism: np.ndarray) -> List[_Hyp]:
-    hyps: List[_Hyp] = []
-    gm = pl.mode
-
-    def mode_text(mode):
-        def t(h):
-            s = (f"rounding-mode difference: found values equal {_MODES[mode][0]} where golden "
-                 f"{_MODES[gm][1]}: {h.explained:,} of {n:,} mismatches are off by one"
-                 f"{_fraction_clause(pl, mism) if h.explained == n else ''}")
-            if h.covered == h.differs:
-                return s + f"; the DUT follows {_SHORT[mode]} at all {h.differs:,} values where the modes differ"
-            return (s + f"; the DUT follows {_SHORT[mode]} at {h.covered:,} of {h.differs:,} values where the "
-                        f"modes differ")
-        return t
-
-    def shift_text(k):
-        def t(h):
-            how = f"1/{2 ** k} of" if k > 0 else f"{2 ** -k} times"
-            return (f"looks like a requantizing shift off by {k:+d} (DUT shifts by shift{k:+d}): found values "
-                    f"are {how} the golden ones (factor {2 ** abs(k)}), saturated; {h.explained:,} of {n:,} "
-                    f"mismatches explained")
-        return t
-
-    def wrap_text(h):
-        return (f"DUT wraps around instead of saturating (AP_WRAP vs AP_SAT): {h.explained:,} of {n:,} "
-                f"mismatches are where golden saturates at {pl.lo}/{pl.hi} and the found value is the "
-                f"unsaturated result wrapped to {pl.bits} bits")
-
-    for mode in _MODES:
-        if mode != gm:
-            hyps.append(_Hyp("rounding", 1, mode, _exact(lambda i, m=mode: pl.out_at(i, mode=m)), mode_text(mode)))
-    for k in (1, -1, 2, -2, 3, -3, 4, -4):
-        hyps.append(_Hyp("shift", 1, f"shift{k:+d}", _exact(lambda i, k=k: pl.out_at(i, dshift=k)), shift_text(k)))
-    hyps.append(_Hyp("wrap", 1, "wrap", _exact(lambda i: pl.out_at(i, wrap_out=True)), wrap_text))
-    return hyps
-
-
-def _combo_hyps(pl: _Pipeline, n: int) -> List[_Hyp]:
-    gm = pl.mode
-    hyps = []
-    for mode in _MODES:
-        if mode == gm:
-            continue
-        for k in (1, -1, 2, -2):
-            hyps.append(_Hyp("combined", 2, f"{mode}+shift{k:+d}",
-                             _exact(lambda i, m=mode, k=k: pl.out_at(i, mode=m, dshift=k)),
-                             lambda h, m=mode, k=k: (f"two differences: requantizing shift off by {k:+d} (factor "
-                                                     f"{2 ** abs(k)}) and {_MODES[m][0]} instead of golden's "
-                                                     f"{_MODES[gm][0]}: {h.explained:,} of {n:,} mismatches "
-                                                     f"explained")))
-        hyps.append(_Hyp("combined", 2, f"{mode}+wrap", _exact(lambda i, m=mode: pl.out_at(i, mode=m, wrap_out=True)),
-                         lambda h, m=mode: (f"two differences: DUT wraps around instead of saturating (AP_WRAP vs "
-                                            f"AP_SAT) and uses {_MODES[m][0]} instead of golden's {_MODES[gm][0]}: "
-                                            f"{h.explained:,} of {n:,} mismatches explained")))
-    for k in (1, -1, 2, -2):
-        hyps.append(_Hyp("combined", 2, f"wrap+shift{k:+d}",
-                         _exact(lambda i, k=k: pl.out_at(i, dshift=k, wrap_out=True)),
-                         lambda h, k=k: (f"two differences: requantizing shift off by {k:+d} (factor {2 ** abs(k)}) "
-                                         f"and wrap-around instead of saturation (AP_WRAP vs AP_SAT): "
-                                         f"{h.explained:,} of {n:,} mismatches explained")))
-    return hyps
-
-
-def _sign_note(d: np.ndarray) -> str:
-    if np.all(d == 1):
-        return " (found = expected + 1 everywhere)"
-    if np.all(d == -1):
-        return " (found = expected - 1 everywhere)"
-    return ""
-
-
-def _best(hyps: List[_Hyp], gold, dut, mism, rng) -> List[_Hyp]:
-    sample = _sample(mism, rng)
-    ok = [h for h in hyps if _test(h, gold, dut, mism, sample)]
-    ok.sort(key=lambda h: (h.changes, -h.explained, -(h.covered / max(h.differs, 1))))
-    return ok
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,7 +152,7 @@ class Analyzer:
         be = np.repeat(b.astype(np.int64), h * w)
         return be if self.sel is None else be[self.sel]
 
-    def pipeline(self) -> Optional[_Pipeline]:
+    def pipeline(self) -> Optional[Pipeline]:
         """The layer's datapath at the compared elements, when this file is one of its
         stages and the golden set has what recomputing it needs."""
         if self._pl is not False:
@@ -539,7 +176,7 @@ class Analyzer:
             return None
         # The layer's own mode (meta) first: it includes per-layer overrides (--layer-rounding).
         mode = self.meta.get("rounding") or self.e.get("rounding") or "half_up"
-        pl = _Pipeline(acc, act, base, self._bias(), activation, mode, out_bits)
+        pl = Pipeline(acc, act, base, self._bias(), activation, mode, out_bits)
         # The golden file must be what the golden rule gives, or no recomputation is meaningful.
         probe = self.mism if self.mism.size <= _SAMPLE else self.mism[:_SAMPLE]
         if pl.acc is None or not np.array_equal(pl.predict(self.stage, probe), self.gold[probe]):
@@ -670,19 +307,19 @@ class Analyzer:
             return []
         gold, dut, mism, n = self.gold, self.dut, self.mism, self.mism.size
         acc_bits = self.meta.get("acc_bits") if isinstance(self.meta.get("acc_bits"), int) else None
-        hyps: List[_Hyp] = []
+        hyps: List[Hyp] = []
         if self.stage == "out":
-            hyps += _out_hyps(pl, n, mism)
+            hyps += out_hyps(pl, n, mism)
         if self.stage in ("act", "out"):
-            hyps += _act_hyps(pl, self.stage, n)
-        hyps += _acc_hyps(pl, self.stage, n, acc_bits, pl.bias is not None)
-        ok = _best(hyps, gold, dut, mism, self.rng)
+            hyps += act_hyps(pl, self.stage, n)
+        hyps += acc_hyps(pl, self.stage, n, acc_bits, pl.bias is not None)
+        ok = best(hyps, gold, dut, mism, self.rng)
         if not ok and self.stage == "out":
-            ok = _best(_combo_hyps(pl, n), gold, dut, mism, self.rng)
+            ok = best(combo_hyps(pl, n), gold, dut, mism, self.rng)
         if not ok:
             d = dut[mism] - gold[mism]
             if self.stage == "out" and np.all(np.abs(d) == 1):
-                return [Hint("off_by_one", f"all {n:,} mismatches are off by one{_sign_note(d)}, but no "
+                return [Hint("off_by_one", f"all {n:,} mismatches are off by one{sign_note(d)}, but no "
                                            f"rounding mode, shift, activation, bias or accumulator change applied to "
                                            f"the whole tensor reproduces them (an offset in the accumulator, or "
                                            f"rounding in an intermediate step?)")]
@@ -699,28 +336,28 @@ class Analyzer:
         gold, dut, mism, n = self.gold, self.dut, self.mism, self.mism.size
         g, d = gold[mism], dut[mism]
         out: List[Hint] = []
-        hyps: List[_Hyp] = []
+        hyps: List[Hyp] = []
         # a register narrower than the declared width
         for b in range(max(2, self.bits - 24), self.bits):
             blo, bhi = qrange(b, self.signed)
             if np.all(((d - g) & np.int64((1 << b) - 1)) == 0) and np.all((d >= blo) & (d <= bhi)):
-                hyps.append(_Hyp("narrow", 1, f"wrap{b}", _exact(lambda i, b=b: wrap(gold[i], b, self.signed)),
+                hyps.append(Hyp("narrow", 1, f"wrap{b}", exact(lambda i, b=b: wrap(gold[i], b, self.signed)),
                                  lambda hh, b=b: (f"found values equal the golden ones wrapped to {b} bits (declared "
                                                   f"{self.bits}): a register or bus too narrow? ({hh.explained:,} of "
                                                   f"{n:,} mismatches)")))
         # power-of-two scaling (a shift off by k without act/shift information)
         lo_q, hi_q = qrange(self.bits, self.signed)
         for k in range(1, max(1, min(self.bits, 16, 62 - self.bits))):
-            hyps.append(_Hyp("scale", 1, f"x2^{k}", _exact(lambda i, k=k: np.clip(gold[i] << k, lo_q, hi_q)),
+            hyps.append(Hyp("scale", 1, f"x2^{k}", exact(lambda i, k=k: np.clip(gold[i] << k, lo_q, hi_q)),
                              lambda hh, k=k: (f"looks like a requantizing shift off by {-k:+d}: found values are "
                                               f"2^{k} times the golden ones (factor {2 ** k}), {hh.explained:,} of "
                                               f"{n:,} mismatches")))
-            hyps.append(_Hyp("scale", 1, f"/2^{k}",
+            hyps.append(Hyp("scale", 1, f"/2^{k}",
                              lambda i, k=k: (gold[i] >> k, -((-gold[i]) >> k)),
                              lambda hh, k=k: (f"looks like a requantizing shift off by {k:+d}: found values are the "
                                               f"golden ones divided by 2^{k} (factor {2 ** k}), {hh.explained:,} of "
                                               f"{n:,} mismatches")))
-        ok = _best(hyps, gold, dut, mism, self.rng)
+        ok = best(hyps, gold, dut, mism, self.rng)
         if ok:
             return [Hint(ok[0].kind, ok[0].text(ok[0]))]
         # saturation without act: mismatches only where golden sits at qmin/qmax
