@@ -282,6 +282,21 @@ def test_sidecar_avoids_rehash(src: Path, cache: Path, monkeypatch: pytest.Monke
     assert len(hashed) == 2
 
 
+def test_edit_with_restored_mtime_is_caught(src: Path, cache: Path) -> None:
+    """Issue 9 item 12: a cached weights file edited in place with its size and mtime restored
+    (``touch -d``) is re-hashed (its ctime moved) and refused, not trusted from the sidecar."""
+    spec = make_spec([(src / "good.weights").as_uri()])
+    path = zoo.weights_path(spec, progress=False)
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[50] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        zoo.weights_path(spec, download=False)
+
+
 @pytest.mark.parametrize("damage", ["same-size", "truncated"])
 def test_corrupted_cache_is_refetched(src: Path, cache: Path, damage: str) -> None:
     spec = make_spec([(src / "good.weights").as_uri()])
