@@ -285,31 +285,25 @@ def names_path(name: Union[str, ModelSpec]) -> Path:
 MAX_NAMES_BYTES = 1 << 20
 
 
+#: Longest class label kept (longer ones are clipped with "...").
+MAX_LABEL_CHARS = 100
+
+
+def clean_label(name: str) -> str:
+    """A class label as MDFI prints and draws it: control characters and escape sequences
+    (ANSI colours, a forged newline) escaped, clipped to :data:`MAX_LABEL_CHARS`."""
+    from .errors import shown
+    return shown(name, MAX_LABEL_CHARS)
+
+
 def load_names(path: PathLike) -> List[str]:
-    """Class labels of a Darknet ``.names`` file: one per line, stripped, blank lines skipped."""
-    p = os.fspath(path)
-    require_regular_file(p, MDFIError)
-    try:
-        if os.path.getsize(p) > MAX_NAMES_BYTES:
-            raise MDFIError(f"{p}: {os.path.getsize(p):,} bytes is too large for a class-names file "
-                            f"(limit {MAX_NAMES_BYTES:,})")
-        with open(p, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise MDFIError(
-            f"{p}: cannot read class-names file ({exc.strerror or exc}); "
-            f"expected a text file with one label per line"
-        ) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise MDFIError(
-            f"{p}:{line}: not UTF-8 text; expected a class-names file with one label per line"
-        ) from None
-    names = [line.strip() for line in text.splitlines() if line.strip()]
+    """Class labels of a Darknet ``.names`` file: one per line, stripped, blank lines skipped
+    (read through :mod:`mdfi.inputs`; labels cleaned by :func:`clean_label`)."""
+    from .inputs import read_text
+    text = read_text(path, MDFIError, what="class-names file", max_bytes=MAX_NAMES_BYTES)
+    names = [clean_label(line.strip()) for line in text.splitlines() if line.strip()]
     if not names:
-        raise MDFIError(f"{p}: class-names file is empty; expected one label per line")
+        raise MDFIError(f"{os.fspath(path)}: class-names file is empty; expected one label per line")
     return names
 
 

@@ -190,10 +190,10 @@ def test_load_names(tmp_path: Path) -> None:
     p.write_text("\n \n")
     with pytest.raises(MDFIError, match="x.names: class-names file is empty"):
         zoo.load_names(p)
-    with pytest.raises(MDFIError, match="missing.names: cannot read"):
+    with pytest.raises(MDFIError, match="missing.names: file not found"):
         zoo.load_names(tmp_path / "missing.names")
     p.write_bytes(b"cat\n\xff\xfe\n")
-    with pytest.raises(MDFIError, match=r"x.names:2: not UTF-8"):
+    with pytest.raises(MDFIError, match=r"x.names:2: not a text file in UTF-8"):
         zoo.load_names(p)
 
 
