@@ -42,6 +42,10 @@ def as_path(path: object, what: str = "path") -> str:
     return p
 
 
+def _a(what: str) -> str:
+    return ("an " if what[:1].lower() in "aeiou" else "a ") + what
+
+
 def _error(error: Type[MDFIError], path: str, message: str, line: Optional[int] = None) -> MDFIError:
     if issubclass(error, CfgError):
         return error(message, path, line)
@@ -60,20 +64,20 @@ def open_input(path: PathLike, error: Type[MDFIError], *, what: str = "file",
     except FileNotFoundError:
         raise _error(error, p, "file not found") from None
     except IsADirectoryError:
-        raise _error(error, p, f"is a directory, expected a {what}") from None
+        raise _error(error, p, f"is a directory, not {_a(what)}") from None
     except PermissionError:
-        raise _error(error, p, "permission denied") from None
+        raise _error(error, p, "cannot read: permission denied") from None
     except OSError as exc:
-        raise _error(error, p, f"cannot open: {exc.strerror or exc}") from None
+        raise _error(error, p, f"cannot read: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise _error(error, p, f"is a directory, expected a {what}")
+            raise _error(error, p, f"is a directory, not {_a(what)}")
         if not stat.S_ISREG(st.st_mode):
             raise _error(error, p, "not a regular file (a device, FIFO or socket); MDFI reads regular files only")
         if max_bytes is not None and st.st_size > max_bytes:
-            raise _error(error, p, f"{st.st_size:,} bytes is larger than a {what} can be "
-                                   f"(limit {max_bytes:,} bytes{limit_hint})")
+            raise _error(error, p, f"file is larger than {_a(what)} can be ({st.st_size:,} bytes; "
+                                   f"limit {max_bytes:,} bytes{limit_hint})")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return fd, st.st_size
@@ -96,7 +100,7 @@ def read_bytes(path: PathLike, error: Type[MDFIError], *, what: str = "file",
     except OSError as exc:
         raise _error(error, p, f"cannot read: {exc.strerror or exc}") from None
     if max_bytes is not None and len(data) > max_bytes:
-        raise _error(error, p, f"larger than a {what} can be (limit {max_bytes:,} bytes{limit_hint})")
+        raise _error(error, p, f"file is larger than {_a(what)} can be (limit {max_bytes:,} bytes{limit_hint})")
     return data
 
 
@@ -109,7 +113,7 @@ def decode_text(data: bytes, path: str, error: Type[MDFIError], *, what: str = "
     """Strict UTF-8 (a leading UTF-8 byte-order mark is dropped).  UTF-16, other encodings
     and NUL bytes are one-line errors with the line number."""
     if data.startswith(_UTF16_BOMS) or (len(data) >= 4 and data[1:4:2] == b"\0\0" and data[0:4:2] != b"\0\0"):
-        raise _error(error, path, f"is UTF-16 text; save the {what} as UTF-8")
+        raise _error(error, path, f"not a text file in UTF-8 (UTF-16?); save the {what} as UTF-8", 1)
     if data.startswith(_UTF8_BOM):
         data = data[len(_UTF8_BOM):]
     try:
