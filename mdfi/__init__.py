@@ -14,13 +14,21 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING  # noqa: E402
 
-from .detection import Detection  # noqa: E402
+from .detection import Detection, Detections  # noqa: E402
 from .errors import MDFIError  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .draw import draw_detections
     from .model import Model, load
 
-__all__ = ["load", "Model", "Detection", "MDFIError", "__version__"]
+__all__ = ["load", "Model", "Detection", "Detections", "MDFIError", "draw_detections", "sample_image",
+           "__version__"]
+
+
+def sample_image() -> str:
+    """Path of the sample photo shipped with MDFI (public domain; ``mdfi sample`` copies it)."""
+    from importlib.resources import files
+    return str(files("mdfi.data").joinpath("sample.jpg"))
 
 
 def __getattr__(name: str):
@@ -29,4 +37,11 @@ def __getattr__(name: str):
     if name in ("load", "Model"):
         from . import model
         return getattr(model, name)
+    if name == "draw_detections":
+        from .draw import draw_detections
+        return draw_detections
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -220,10 +220,15 @@ def get_spec(name: Union[str, ModelSpec]) -> ModelSpec:
         return name
     try:
         return MODELS[name]
-    except KeyError:
+    except (KeyError, TypeError):
+        import difflib
+        from .errors import shown
+        close = difflib.get_close_matches(str(name).lower(), available_models(), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
         raise MDFIError(
-            f"unknown model {name!r}: expected one of {', '.join(available_models())}; "
-            f"pass cfg=PATH and weights=PATH for a model outside the zoo"
+            f"unknown model {shown(name)!r}: {hint}the zoo has {', '.join(available_models())} "
+            f"(`mdfi models`); a quantized model is a FILE.mdfi, any other Darknet model "
+            f"--cfg FILE --weights FILE (Python: cfg=, weights=)"
         ) from None
 
 
