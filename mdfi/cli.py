@@ -188,7 +188,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         shutil.copyfile(sample_image(), target)
     except OSError as exc:
         raise OutputError(f"{target}: cannot write: {exc.strerror or exc}") from None
-    print(f"wrote {target}: a public-domain sample photo (NASA, CC0 photos; see mdfi/data/SAMPLE.md); "
+    print(f"wrote {target}: a sample photo (public-domain and CC0 photos; examples/make_sample.py); "
           f"next: mdfi detect {target}", file=sys.stderr)
     return 0
 

@@ -135,14 +135,14 @@ def check_trained(network: Network, path: str) -> None:
         else:
             bias = np.abs(layer.biases.astype(np.float64))
         w_max = np.abs(layer.weights.reshape(n, -1)).max(axis=1).astype(np.float64) * k if layer.weights.size else k * 0
-        for what, values, warn_at in (("weight", w_max, WARN_WEIGHT_MAGNITUDE), ("bias", bias, WARN_BIAS_MAGNITUDE)):
+        for what, values, warn_at in (("weights", w_max, WARN_WEIGHT_MAGNITUDE), ("biases", bias, WARN_BIAS_MAGNITUDE)):
             top = float(values.max()) if values.size else 0.0
             if not np.isfinite(top) or top >= MAX_PARAM_MAGNITUDE:
-                raise WeightsError(f"{where}: a {what} of magnitude {top:.3g} (batch norm folded in) is beyond "
+                raise WeightsError(f"{where}: {what} of magnitude {top:.3g} (batch norm folded in) are beyond "
                                    f"every fixed-point format (2^39): not the weights of a trained model")
             if top > warn_at and warned < 5:
                 warned += 1
-                print(f"warning: {where}: {what}s up to {top:.3g} (batch norm folded in); trained Darknet "
+                print(f"warning: {where}: {what} up to {top:.3g} (batch norm folded in); trained Darknet "
                       f"models stay below {warn_at:.0e}: are these the right weights for this cfg?",
                       file=sys.stderr)
 
