@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(c)
     c.add_argument("--images", required=True, metavar="DIR", help="folder of calibration images")
     c.add_argument("--augment", action="store_true", help="also use horizontally flipped copies")
-    c.add_argument("-o", "--output", required=True, metavar="FILE.json")
+    c.add_argument("-o", "--output", required=True, metavar="FILE.json", help="where to write the statistics")
     c.set_defaults(func=cmd_calibrate)
 
     q = sub.add_parser("quantize", help="write a fixed-point .mdfi model",
@@ -240,12 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
                    help="how activation formats are chosen from the statistics (default: the recipe's; "
                         "mse for calibration images, max for the batch-norm estimate)")
-    q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi")
+    q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi", help="the quantized model file to write")
     q.set_defaults(func=cmd_quantize)
 
     i = sub.add_parser("info", help="per-layer formats, MACs and sizes of a model",
                        description="MODEL is a .mdfi file or a zoo model name (quantized with its recipe).")
-    i.add_argument("model_or_file", metavar="MODEL")
+    i.add_argument("model_or_file", metavar="MODEL", help="a .mdfi file or a zoo model name (`mdfi models`)")
     i.add_argument("--bits", type=bits_arg, default=None,
                    help="width for a zoo model (default 8); a .mdfi file has its widths fixed")
     i.set_defaults(func=cmd_info)
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bits", type=bits_arg, default=None, metavar="N", help="width for a zoo model (default 8)")
     g.add_argument("--engine", choices=("c", "ref"), default=None,
                    help="fixed-point backend: c (fast kernels, default) or ref (NumPy reference); same integers")
-    g.add_argument("-o", "--output", required=True, metavar="DIR")
+    g.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the vectors into")
     g.add_argument("--layers", metavar="LIST", help="layers to export, e.g. 0,5-7 (default all)")
     g.add_argument("--format", metavar="LIST", help="hex,npy,dat (default all three)")
     g.add_argument("--thresh", type=unit_float("--thresh"), default=0.25,
@@ -299,8 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "comparison, first mismatch in hardware coordinates, hints (rounding mode, "
                                    "shift, wrap-around, addressing ...). Exit status 0: all compared files match; "
                                    "1: a file differs or cannot be read; 2: nothing compared or unusable golden set.")
-    v.add_argument("golden_dir", metavar="GOLDEN_DIR")
-    v.add_argument("dut_dir", metavar="DUT_DIR")
+    v.add_argument("golden_dir", metavar="GOLDEN_DIR", help="the folder `mdfi golden` wrote")
+    v.add_argument("dut_dir", metavar="DUT_DIR", help="the device's (or the C model's) dumps, same file names")
     v.add_argument("--layers", metavar="LIST", help="compare only these layers, e.g. 0,5-7 ('input' for the input)")
     v.add_argument("--stages", metavar="LIST",
                    help="compare only these stages, e.g. out,acc (in = every inN, params = weights, bias, ...)")

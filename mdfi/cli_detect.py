@@ -76,13 +76,21 @@ def _existing_ancestor(path: str) -> str:
 
 
 def _check_writable_folder(folder: str, what: str) -> None:
-    """``folder`` exists as a folder, or can be created: its first existing ancestor is a
-    writable folder (not a file)."""
+    """``folder`` exists (it is created here) and a file can be created in it: its first
+    existing ancestor must be a folder, not a file; a read-only folder or file system, or
+    one we lack permission for, is refused now rather than after the model is loaded."""
+    import tempfile
     anc = _existing_ancestor(folder)
     if not os.path.isdir(anc):
         raise OutputError(f"{what} {shown(folder, 200)}: {anc} is a file, not a folder")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} {shown(folder, 200)}: cannot write into {anc} (read-only or no permission)")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".mdfi-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{what} {shown(folder, 200)}: cannot write there "
+                          f"({exc.strerror or exc}; read-only or no permission?)") from None
 
 
 def _real(path: str) -> str:
