@@ -30,7 +30,7 @@ def check_model_args(args: argparse.Namespace) -> None:
         if path:
             _check_input_file(path, f"--{opt}")
     model = getattr(args, "model", None)
-    if model and (model.endswith(".mdfi") or os.sep in model or os.path.exists(model)):
+    if model and (model.endswith(".mdfi") or os.sep in model or os.path.isfile(model)):
         _check_input_file(model, "--model")
     elif model:
         from . import zoo

@@ -91,16 +91,18 @@ def read_bytes(path: PathLike, error: Type[MDFIError], *, what: str = "file",
     """The bytes of a regular file no larger than ``max_bytes`` (checked before reading;
     a file growing while read is cut at ``max_bytes + 1`` and refused)."""
     p = as_path(path, what)
-    fd, _ = open_input(p, error, what=what, max_bytes=max_bytes, limit_hint=limit_hint)
+    fd, size = open_input(p, error, what=what, max_bytes=max_bytes, limit_hint=limit_hint)
     try:
         with os.fdopen(fd, "rb") as fh:
-            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+            # read(n) allocates n bytes up front: ask for the size fstat reported, not the limit
+            data = fh.read(size)
+            grew = fh.read(1)
     except MemoryError:
         raise _error(error, p, f"not enough memory to read this {what}") from None
     except OSError as exc:
         raise _error(error, p, f"cannot read: {exc.strerror or exc}") from None
-    if max_bytes is not None and len(data) > max_bytes:
-        raise _error(error, p, f"file is larger than {_a(what)} can be (limit {max_bytes:,} bytes{limit_hint})")
+    if grew:
+        raise _error(error, p, "the file grew while it was read; try again when it is complete")
     return data
 
 
