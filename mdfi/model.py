@@ -15,7 +15,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from . import zoo
-from .detection import Detection, Detections
+from .detection import Detections
 from .errors import ArgumentError, LimitError, MDFIError, MDFIWarning, ShapeError
 from .image import load_image
 from .network import Network

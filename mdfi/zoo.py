@@ -75,7 +75,6 @@ except ImportError:  # pragma: no cover - Python < 3.8
     Protocol = object  # type: ignore[assignment,misc]
 
 from .errors import DownloadError, MDFIError, PathLike
-from .limits import require_regular_file
 
 try:  # POSIX
     import fcntl as _fcntl

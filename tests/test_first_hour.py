@@ -286,7 +286,8 @@ def test_save_txt_crops_and_classes(tmp_path, capsys, tiny_weights_path):
         cls, cx, cy, w, h, conf = int(row[0]), *map(float, row[1:])
         x1, y1, x2, y2 = det["box"]
         assert cls == det["class_id"] and abs(conf - det["confidence"]) < 1e-5
-        assert abs(cx - (x1 + x2) / 2 / 720) < 1e-4 and abs(h - (y2 - y1) / 384) < 1e-4
+        assert abs(cx - (x1 + x2) / 2 / 720) < 1e-4 and abs(cy - (y1 + y2) / 2 / 384) < 1e-4
+        assert abs(w - (x2 - x1) / 720) < 1e-4 and abs(h - (y2 - y1) / 384) < 1e-4
     crops = sorted(str(p.relative_to(tmp_path / "run" / "crops")) for p in (tmp_path / "run" / "crops").rglob("*.jpg"))
     assert crops == ["cup/image.jpg", "cup/image_2.jpg", "person/image.jpg"]
     assert main(["detect", str(img), "--classes", "giraffe,ca", "--out", "none"]) == 2

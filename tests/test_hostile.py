@@ -5,14 +5,12 @@ Each test names the issue's item it covers."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import struct
 import time
 import tracemalloc
-import warnings
 import zlib
 from pathlib import Path
 
@@ -23,8 +21,8 @@ from PIL import Image
 import mdfi
 from mdfi import safejson
 from mdfi.cli import main
-from mdfi.errors import (ArgumentError, CfgError, FormatError, ImageError, LimitError, MDFIError,
-                         MDFIWarning, ModelFileError, OutputError, WeightsError)
+from mdfi.errors import (ArgumentError, CfgError, FormatError, LimitError, MDFIError, MDFIWarning,
+                         ModelFileError, WeightsError)
 from mdfi.network import Network
 from mdfi.weights import load_weights, write_weights
 
