@@ -7,7 +7,8 @@ Python API::
 
     import mdfi
     model = mdfi.load("yolov3-tiny")        # weights fetched and cached on first use
-    detections = model.detect("dog.jpg")    # path, PIL image or HxWx3 uint8 array
+    detections = model.detect("image.jpg")  # path, PIL image or HxWx3 uint8 array (or a list)
+    detections.plot().save("annotated.jpg") # draw them (mdfi.draw_detections)
 """
 
 __version__ = "0.1.0"

@@ -183,7 +183,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if os.path.isdir(target):
         target = os.path.join(target, "image.jpg")
     if os.path.exists(target) and not args.force:
-        raise OutputError(f"{target} exists; pass --force to replace it")
+        try:
+            with open(target, "rb") as a, open(sample_image(), "rb") as b:
+                same = a.read(1 << 20) == b.read(1 << 20)
+        except OSError:
+            same = False
+        if not same:
+            raise OutputError(f"{target} exists; pass --force to replace it")
     try:
         shutil.copyfile(sample_image(), target)
     except OSError as exc:

@@ -331,5 +331,9 @@ def test_api_lists_plot_and_names(tmp_path, tiny_weights_path):
 def test_python_dash_m_sample_and_detect(tmp_path, tiny_weights_path):
     r = run_python(["-m", "mdfi", "sample"], cwd=tmp_path)
     assert r.returncode == 0 and (tmp_path / "image.jpg").read_bytes() == SAMPLE.read_bytes()
+    r = run_python(["-m", "mdfi", "sample"], cwd=tmp_path)             # the README run twice: fine
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "image.jpg").write_bytes(b"my own photo")
     r = run_python(["-m", "mdfi", "sample"], cwd=tmp_path)
     assert r.returncode == 2 and "exists; pass --force" in r.stderr
+    assert (tmp_path / "image.jpg").read_bytes() == b"my own photo"
