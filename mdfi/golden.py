@@ -26,7 +26,7 @@ import numpy as np
 
 from . import __version__
 from . import fixedpoint as fp
-from . import vectors
+from . import safejson, vectors
 from .errors import GoldenError, MDFIError
 from .exportdir import ExportFolder
 from .postprocess import postprocess
@@ -335,11 +335,11 @@ def _owned_by_export(dest: str, names: Iterable[str]) -> Optional[str]:
                 "whole folder, so give a new or empty one")
     path = os.path.join(dest, "manifest.json")
     try:
-        # A size-capped json.loads; mdfi verify validates manifests in full (verify.load_manifest).
+        # Size-capped and parsed by the hardened reader; mdfi verify validates manifests in full.
         if not os.path.isfile(path) or os.path.getsize(path) > (256 << 20):
             raise ValueError("not a regular manifest file")
         with open(path, "rb") as fh:
-            man = json.loads(fh.read().decode("utf-8"))
+            man = safejson.parse(fh.read().decode("utf-8"))
         files = man.get("files") if isinstance(man, dict) and man.get("format") == FORMAT else None
         if not isinstance(files, list):
             raise ValueError("not an MDFI golden manifest")

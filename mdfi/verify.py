@@ -36,7 +36,6 @@ compared or the golden set itself is unusable (corrupt manifest, golden file unr
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import stat as _stat
@@ -44,7 +43,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import numpy as np
 
-from . import vectors
+from . import safejson, vectors
 from .errors import GoldenError, MDFIError
 from .limits import require_regular_file
 from .verify_hints import Analyzer, Hint, coords as _coords, round_shift, where as _where  # noqa: F401
@@ -92,12 +91,7 @@ def load_manifest(golden_dir: str) -> dict:
         raise _fail(path, "file not found: not a golden directory (`mdfi golden IMAGE -o DIR` writes one)") from None
     except OSError as exc:
         raise _fail(path, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        m = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise _fail(path, "not a UTF-8 JSON file") from None
-    except json.JSONDecodeError as exc:
-        raise GoldenError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+    m = safejson.loads(raw, path, error=GoldenError)     # depth, number size and NaN limits; one line
     if not isinstance(m, dict):
         raise _fail(path, "expected a JSON object")
     if m.get("format") != FORMAT:

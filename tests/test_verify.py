@@ -663,3 +663,15 @@ def test_the_documented_sample_report_is_real(rtl_golden, tmp_path, capsys):
             lines.append(line)
     start = next(i for i, line in enumerate(out) if line.startswith("l013.out.hex"))
     assert out[start:start + len(lines)] == lines
+
+
+def test_deeply_nested_or_huge_number_manifest_is_one_line(gold, tmp_path, capsys):
+    """issue 9 item 4 for manifests: the hardened JSON reader (mdfi/safejson.py)."""
+    g = tmp_path / "g"
+    g.mkdir()
+    gold.write(tmp_path / "dut", CONV, "out", gold.read(CONV, "out"))
+    for text, words in (("[" * 100000 + "]" * 100000, "nested deeper"), ('{"format": ' + "7" * 5000 + "}", "digits")):
+        (g / "manifest.json").write_text(text)
+        assert main(["verify", str(g), str(tmp_path / "dut")]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and words in err and "manifest.json" in err, err
