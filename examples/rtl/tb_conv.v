@@ -34,6 +34,7 @@ module tb_conv;
     localparam WBITS = 8, ABITS = 8, AW = 24, DW = 16;
     localparam NIN = C * H * W, NW = M * C * K * K, CKK = C * K * K;
     localparam MT = (M + TM - 1) / TM;
+    localparam [AW-1:0] HW_A = H * W, CKK_A = CKK;       // descriptor constants at the port width
 
     // ---- memories --------------------------------------------------------------------------
     reg  [ABITS-1:0]       act_mem   [0:NIN-1];
@@ -77,9 +78,9 @@ module tb_conv;
     mdfi_conv #(.TM(TM), .TP(TP), .ACC_BITS(ACC_BITS), .OUT_BITS(OUT_BITS), .AW(AW), .DW(DW)) dut (
 `endif
         .clk(clk), .rst_n(rst_n),
-        .cfg_c(C[DW-1:0]), .cfg_h(H[DW-1:0]), .cfg_w(W[DW-1:0]), .cfg_hw(H * W), .cfg_m(M[DW-1:0]),
+        .cfg_c(C[DW-1:0]), .cfg_h(H[DW-1:0]), .cfg_w(W[DW-1:0]), .cfg_hw(HW_A), .cfg_m(M[DW-1:0]),
         .cfg_k(K[3:0]), .cfg_stride(cfg_stride), .cfg_pad(cfg_pad), .cfg_ow(cfg_ow), .cfg_ohw(cfg_ohw),
-        .cfg_ckk(CKK), .cfg_oy_first(cfg_oy_first), .cfg_oy_step(cfg_oy_step), .cfg_oy_count(cfg_oy_count),
+        .cfg_ckk(CKK_A), .cfg_oy_first(cfg_oy_first), .cfg_oy_step(cfg_oy_step), .cfg_oy_count(cfg_oy_count),
         .cfg_iy_first(cfg_iy_first), .cfg_iy_step(cfg_iy_step), .cfg_iyw_first(cfg_iyw_first),
         .cfg_iyw_step(cfg_iyw_step), .cfg_oyw_first(cfg_oyw_first), .cfg_oyw_step(cfg_oyw_step),
         .cfg_act(cfg_act), .cfg_rnd(cfg_rnd), .cfg_in_unsigned(cfg_in_unsigned),
