@@ -361,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", metavar="FILE|DIR", help="COCO JSON or VOC XML ground truth: also plain mAP@0.5")
     e.add_argument("--engine", choices=("c", "ref"), default=None)
     e.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    e.add_argument("--plot", metavar="FILE.png",
+                   help="also plot agreement, kept and bias against model size (needs matplotlib: pip install mdfi[plots])")
     e.add_argument("--no-stats", dest="stats", action="store_false",
                    help="skip the per-layer saturation counts (they run the fixed-point path on the NumPy "
                         "reference, which is slower than the C engine; the integers are identical)")

@@ -25,7 +25,8 @@ from .quantize import QuantizedModel, quantize_network
 #: targets (docs/quantization.md has the measurements behind them).
 RECIPES = {
     "yolov3-tiny": {"calib": "yolov3-tiny.calib.json", "per_channel": True,
-                    "act_method": "mse", "weight_method": "mse"},
+                    "act_method": "mse", "weight_method": "mse",
+                    "decisions": "yolov3-tiny.decisions.json"},
 }
 DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": False,
             "act_method": None, "weight_method": "mse"}       # None: by statistics source
@@ -46,6 +47,36 @@ def shipped_calibration(spec_name: Optional[str]):
     return None if res is None else calibrate.CalibStats.from_json(res)
 
 
+def _decisions_resource(spec_name: Optional[str]):
+    name = RECIPES.get(spec_name or "", {}).get("decisions")
+    if not name:
+        return None
+    res = files("mdfi.data").joinpath(name)
+    return res if res.is_file() else None
+
+
+def shipped_decisions(spec_name: Optional[str], network: Network, opts: dict) -> dict:
+    """``quantize_network`` keyword arguments of the recipe's shipped data-driven decisions
+    (activation formats searched by their effect on the heads, head bias shifts; made by
+    ``benchmarks/bench_accuracy.py --make-decisions`` from the calibration photos) for the
+    widths in ``opts``, or ``{}`` when none were shipped for them."""
+    from .quant.formats import decisions_to_kwargs
+    res = _decisions_resource(spec_name)
+    if res is None:
+        return {}
+    try:
+        doc = json.loads(res.read_text(encoding="utf-8"))
+        configs = doc["configs"]
+    except (ValueError, KeyError, TypeError):
+        raise ModelFileError(f"{res}: damaged recipe decisions file") from None
+    for d in configs:
+        if (d.get("wbits"), d.get("abits"), d.get("per_channel")) == (opts["wbits"], opts["abits"],
+                                                                       bool(opts["per_channel"])) \
+                and opts.get("rounding", "half_up") == "half_up":
+            return decisions_to_kwargs(network, d)
+    return {}
+
+
 def resolve(spec_name: Optional[str], **given) -> dict:
     """Options for a quantization: explicit arguments > the model's recipe > defaults."""
     opts = dict(DEFAULTS)
@@ -64,6 +95,9 @@ def cache_path(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     st = os.stat(os.fspath(weights_file))
     res = _calib_resource(spec_name)
     calib_sha = hashlib.sha256(res.read_bytes()).hexdigest() if res is not None else None
+    dres = _decisions_resource(spec_name)
+    if dres is not None:
+        calib_sha = f"{calib_sha}+{hashlib.sha256(dres.read_bytes()).hexdigest()}"
     key_src = json.dumps({"mdfi": __version__, "cfg": cfg_text,
                           "weights": [os.path.abspath(os.fspath(weights_file)), st.st_size, st.st_mtime_ns],
                           "calib": calib_sha, "opts": opts}, sort_keys=True)
@@ -99,7 +133,8 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
               file=sys.stderr)
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
-                          weight_method=opts["weight_method"], cfg_text=cfg_text, names=names)
+                          weight_method=opts["weight_method"], cfg_text=cfg_text, names=names,
+                          **shipped_decisions(spec_name, network, opts))
     qm.name = label
     if cache:
         try:
