@@ -79,8 +79,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"), help="float-path cache")
     ap.add_argument("--split", default="test", choices=("val", "test"))
     ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument("--method", default="recipe", choices=("recipe", "old"),
-                    help="recipe: the shipped recipe (routes unified, shipped decisions); old: before the bias fixes")
+    ap.add_argument("--method", default="recipe", choices=("recipe", "old", "gptq"),
+                    help="recipe: the shipped recipe (routes unified, shipped decisions); old: before the bias "
+                         "fixes; gptq: decisions, GPTQ weights and empirical bias correction made now from the "
+                         "calib photos (minutes per width)")
     ap.add_argument("--make-decisions", metavar="OUT.json", help="derive the recipe decisions from the calib photos")
     ap.add_argument("--decision-configs", default="w8a8")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
@@ -128,10 +130,18 @@ def main(argv=None) -> int:
         tag = f"w{w}a{a}"
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
         t0 = time.perf_counter()
-        extra = recipes.shipped_decisions("yolov3-tiny", network, opts) if args.method == "recipe" else {}
-        qm = quantize_network(network, wbits=w, abits=a, per_channel=opts["per_channel"], calib=calib,
-                              act_method=opts["act_method"], weight_method=opts["weight_method"], names=names,
-                              unify_routes=args.method == "recipe", **extra)
+        if args.method == "gptq":
+            from mdfi.quant.formats import choose_decisions
+            xs = calib_inputs(network, args.sets)
+            _, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=opts["per_channel"],
+                                     final=dict(weight_rounding="gptq", bias_correction="empirical",
+                                                calib_inputs=xs), with_model=True)
+            extra = {"gptq": True}
+        else:
+            extra = recipes.shipped_decisions("yolov3-tiny", network, opts) if args.method == "recipe" else {}
+            qm = quantize_network(network, wbits=w, abits=a, per_channel=opts["per_channel"], calib=calib,
+                                  act_method=opts["act_method"], weight_method=opts["weight_method"], names=names,
+                                  unify_routes=args.method == "recipe", **extra)
         tq = time.perf_counter() - t0
         fixed = Model(network, names, FixedEngine(qm, "c"))
         dets = [fixed.detect(d[1], thresh=0.005) for d in data]

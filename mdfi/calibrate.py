@@ -763,6 +763,19 @@ def list_images(folder: PathLike) -> List[str]:
     return files
 
 
+def load_inputs(network, folder: PathLike, *, augment: bool = True) -> List[np.ndarray]:
+    """The letterboxed float inputs of the images in ``folder`` (and of their mirror images
+    with ``augment``): the calibration data of the data-driven methods (mdfi.quant)."""
+    from .image import load_image
+    from .preprocess import image_to_input
+    xs = []
+    for p in list_images(folder):
+        rgb = load_image(p)
+        for img in ([rgb, rgb[:, ::-1]] if augment else [rgb]):
+            xs.append(image_to_input(np.ascontiguousarray(img), network.width, network.height))
+    return xs
+
+
 def collect_from_dir(network, folder: PathLike, *, progress: bool = True, augment: bool = False) -> CalibStats:
     """:func:`collect` on every image file in ``folder`` (see :func:`list_images`)."""
     files = list_images(folder)

@@ -79,6 +79,18 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
                    help="print per-layer saturation counts (how many outputs each format clamped)")
 
 
+def percent_arg(text: str) -> float:
+    """'20%' or '20' -> 0.2."""
+    t = text.strip().rstrip("%")
+    try:
+        v = float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage") from None
+    if not 0 < v <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: the budget must be in (0, 100]%")
+    return v / 100.0
+
+
 def positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -196,9 +208,28 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     print(f"mdfi quantize: {how}", file=sys.stderr)
     with open(network.path, "r", encoding="utf-8") as fh:
         cfg_text = fh.read()
-    qm = quantize_network(network, wbits=args.wbits, abits=args.abits, per_channel=args.per_channel,
-                          rounding=args.rounding, calib=calib, act_method=args.method,
-                          layer_rounding=args.layer_rounding, cfg_text=cfg_text, names=names)
+    bias = {"auto": "auto", "empirical": "empirical", "on": True, "off": False}[args.bias_correction]
+    data_methods = args.weight_rounding != "nearest" or bias == "empirical" or args.size_budget is not None
+    kw = {}
+    if data_methods:
+        if not args.calib:
+            raise MDFIError("--weight-rounding gptq, --bias-correction empirical and --size-budget need "
+                            "calibration images (--calib DIR)")
+        kw["calib_inputs"] = calibrate.load_inputs(network, args.calib)
+    common = dict(wbits=args.wbits, abits=args.abits, per_channel=args.per_channel, rounding=args.rounding,
+                  calib=calib, act_method=args.method, layer_rounding=args.layer_rounding, cfg_text=cfg_text,
+                  names=names)
+    if args.size_budget is not None:
+        from .quant.formats import HeadObjective
+        from .quant.mixed import choose_widths
+        objective = HeadObjective(network, kw["calib_inputs"])
+        widths = choose_widths(network, lambda lw: quantize_network(network, layer_wbits=lw, **common),
+                               objective, base_bits=args.wbits, budget=args.size_budget)
+        common["layer_wbits"] = widths
+        print(f"mdfi quantize: size budget {100 * args.size_budget:g}%: weight widths "
+              f"{', '.join(f'{i}:{w}' for i, w in sorted(widths.items())) or 'unchanged'}", file=sys.stderr)
+    qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
+                          progress=data_methods, **common, **kw)
     size = modelfile.save(qm, args.output, model_name=label)
     float_bytes = 20 + 4 * network.num_params()
     clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)
@@ -335,6 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
                    help="how activation formats are chosen from the statistics (default: mse for "
                         "calibration images, max for the batch-norm estimate)")
+    q.add_argument("--weight-rounding", choices=("nearest", "gptq"), default="nearest",
+                   help="gptq: sequential rounding with error feedback on the --calib images (minutes)")
+    q.add_argument("--bias-correction", choices=("auto", "empirical", "on", "off"), default="auto",
+                   help="empirical: cancel the measured mean error per channel on the --calib images")
+    q.add_argument("--size-budget", type=percent_arg, default=None, metavar="P%",
+                   help="mixed precision: narrow the least sensitive layers' weights (measured on the --calib "
+                        "images) until the parameters are at most P%% of the float32 weights")
     q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi")
     q.set_defaults(func=cmd_quantize)
 

@@ -90,7 +90,8 @@ class QuantizedModel:
 
     def describe(self) -> str:
         o = self.options
-        return (f"w{o.get('wbits')}a{o.get('abits')}"
+        mixed = " mixed" if o.get("layer_wbits") or o.get("layer_abits") else ""
+        return (f"w{o.get('wbits')}a{o.get('abits')}{mixed}"
                 f"{' per-channel' if o.get('per_channel') else ''} {o.get('rounding')}")
 
 
@@ -319,18 +320,27 @@ def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_cor
     def build(bias_float):
         return type(ql).from_integers(layer, ql.in_fmt, ql.out_fmt, w_q, ql.w_frac, bias_float, wbits=ql.wbits,
                                       rounding=rounding, per_channel=ql.per_channel, method=method)
-    if recorded_shift is not None:
+    delta = np.zeros(m)
+    if run is not None and bias_correction == "empirical":
+        from .quant.sequential import empirical_bias_shift
+        delta = empirical_bias_shift(layer, run, build(b), w, b, float_input_scale=1.0 / in_scale)
         method["bias"] = "empirical"
-        return build(b + np.asarray(recorded_shift, np.float64))
-    base = build(b)
-    if bias_correction != "empirical":
-        return base
-    from .quant.sequential import empirical_bias_shift
-    delta = empirical_bias_shift(layer, run, base, w, b, float_input_scale=1.0 / in_scale)
+    if recorded_shift is not None:
+        delta = delta + np.asarray(recorded_shift, np.float64)
+        method["bias"] = "empirical"
+    return build(b + delta)
+
+
+def shift_biases(ql, shift: np.ndarray):
+    """``ql`` (a quantized convolution) with ``shift`` (per channel, float units of its
+    output) added to its bias: the integer bias moves by the shift rounded at the
+    accumulator scale; weights and formats are unchanged."""
+    acc = np.exp2((ql.w_frac + ql.in_fmt.frac).astype(np.float64))
+    method = dict(ql.method or {})
     method["bias"] = "empirical"
-    out = build(b + delta)
-    out.bias_shift = delta
-    return out
+    return type(ql).from_integers(ql.layer, ql.in_fmt, ql.out_fmt, ql.weights, ql.w_frac,
+                                  ql.bias.astype(np.float64) / acc + np.asarray(shift, np.float64),
+                                  wbits=ql.wbits, rounding=ql.rounding, per_channel=ql.per_channel, method=method)
 
 
 def saturation_report(qm: QuantizedModel, stats: Dict[int, dict], *, only_nonzero: bool = False) -> str:

@@ -75,9 +75,12 @@ def channel_maxima(network, inputs: Sequence[np.ndarray]) -> Dict[int, np.ndarra
 
 
 def equalization_scales(network, maxima: Dict[int, np.ndarray], abits: int, headroom: float = 1.0,
-                        layer_abits: Optional[Dict[int, int]] = None) -> Dict[int, np.ndarray]:
+                        layer_abits: Optional[Dict[int, int]] = None, alpha: Optional[float] = None
+                        ) -> Dict[int, np.ndarray]:
     """Per rescalable convolution, the factor of each output channel: its calibration
-    maximum goes to ``qmax * 2**-frac / headroom`` of the tensor's own ``max`` format."""
+    maximum goes to ``qmax * 2**-frac / headroom`` of the tensor's own ``max`` format.
+    With ``alpha`` (0..1) instead: ``s = (top / r) ** alpha`` with ``top`` the tensor's
+    largest channel maximum, so no channel's range passes the tensor's (no new clipping)."""
     _, frozen = channel_origins(network)
     scales: Dict[int, np.ndarray] = {}
     for l in network.layers:
@@ -91,7 +94,11 @@ def equalization_scales(network, maxima: Dict[int, np.ndarray], abits: int, head
         bits = (layer_abits or {}).get(i, abits)
         f = fp.max_frac(0.0, top, bits)
         target = fp.qmax(bits) * 2.0 ** -int(f) / headroom
+        if alpha is not None:
+            target = top
         s = np.where(r > 0, target / np.maximum(r, 1e-30), 1.0)
+        if alpha is not None:
+            s = s ** float(alpha)
         scales[i] = np.clip(s, 1.0 / MAX_SCALE, MAX_SCALE)
     return scales
 

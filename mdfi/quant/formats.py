@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -141,7 +141,8 @@ HEAD_SHIFT_STRENGTH = 0.5
 
 
 def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int, abits: int,
-                     per_channel: bool, act_method: str = "mse", progress: bool = True) -> dict:
+                     per_channel: bool, act_method: str = "mse", progress: bool = True,
+                     final: Optional[dict] = None, with_model: bool = False):
     """The data-driven part of a recipe, as small JSON-able data: activation formats
     searched by their effect on the heads (:func:`search_formats`) and the head bias
     shifts (:func:`head_shifts`, times :data:`HEAD_SHIFT_STRENGTH`).  ``inputs``: float
@@ -156,7 +157,12 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
                                 act_fracs=unify_route_formats(network, fr, {}, abits), bias_shifts=shifts)
     fracs = unify_route_formats(network, search_formats(network, base, build, objective, progress=progress),
                                 {}, abits)
-    shifts = head_shifts(build(fracs), objective)
+    if final:                # e.g. GPTQ + empirical bias correction: measure the shifts on it
+        model = quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
+                                 act_fracs=fracs, progress=progress, **final)
+    else:
+        model = build(fracs)
+    shifts = head_shifts(model, objective)
     heads = {}
     for l in network.output_layers():
         if l.kind != "yolo":
@@ -164,9 +170,16 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
         v = shifts[l.inputs[0]].reshape(l.n, l.entries)
         heads[str(l.inputs[0])] = {"objectness": HEAD_SHIFT_STRENGTH * float(v[0, 4]),
                                    "classes": HEAD_SHIFT_STRENGTH * float(v[0, 5])}
-    return {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel),
-            "act_fracs": {str(k): int(v) for k, v in sorted(fracs.items())},
-            "head_shifts": heads, "object_cells": objective.n_cells, "inputs": len(inputs)}
+    conv = {l.index for l in network.layers if l.kind in ("convolutional", "shortcut")}
+    d = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel),
+         "act_fracs": {str(k): int(v) for k, v in sorted(fracs.items()) if k in conv},
+         "head_shifts": heads, "object_cells": objective.n_cells, "inputs": len(inputs)}
+    if not with_model:
+        return d
+    from ..quantize import shift_biases
+    for s, v in shifts.items():
+        model.layers[s] = shift_biases(model.layers[s], HEAD_SHIFT_STRENGTH * v)
+    return d, model
 
 
 def decisions_to_kwargs(network, d: dict) -> dict:
