@@ -574,10 +574,9 @@ class CalibStats:
         if not text.strip():
             raise ModelFileError(f"{name}: calibration file is empty")
 
-        def reject_constant(c):
-            raise ValueError(f"non-finite number {c}")
+        from .safejson import parse
         try:
-            d = json.loads(text, parse_constant=reject_constant)
+            d = parse(text)                 # depth, integer and NaN/Infinity limits
         except json.JSONDecodeError as exc:
             what = "truncated" if exc.pos >= len(text.rstrip()) else "corrupt"
             raise ModelFileError(f"{name}: {what} calibration file: invalid JSON at line {exc.lineno} "

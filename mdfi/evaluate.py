@@ -586,8 +586,11 @@ def load_coco_json(path: PathLike, names: Sequence[str], *, on_unknown: str = "w
     _check_on_unknown(on_unknown)
     p = os.fspath(path)
     raw = _read_capped(p, MAX_COCO_JSON, "COCO annotation file")
+    from .safejson import Refused, parse
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
+        data = parse(raw.decode("utf-8-sig"))          # depth and integer limits (hardening.md)
+    except Refused as exc:
+        raise LabelError(p, f"not usable JSON: {exc}") from None
     except UnicodeDecodeError:
         raise LabelError(p, "not UTF-8 text; expected a COCO instances JSON file") from None
     except json.JSONDecodeError as exc:

@@ -210,6 +210,11 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         i = layer.index
         mode = layer_rounding.get(i, rounding)
         in_fmts = [fmts[j] for j in layer.inputs]
+        for j, f in zip(layer.inputs, in_fmts):
+            if f is None:       # a [yolo]/[region] output: per-entry probability/exp codes, no one format
+                raise FormatError(f"{network.path}: layer {i} ({layer.kind}) reads the output of detection head "
+                                  f"layer {j} ({network.layers[j].kind}): not supported in fixed point "
+                                  f"(the float path, --float, runs it as Darknet does)")
         cls = QREGISTRY[layer.kind]
         in_pixels = [j in pixel_domain for j in layer.inputs]
         if layer.kind == "convolutional":
