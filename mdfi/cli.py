@@ -56,6 +56,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         raise MDFIError("give --calib DIR or --calib-stats FILE, not both")
     if args.calib and not os.path.isdir(args.calib):
         raise MDFIError(f"--calib {args.calib}: not a folder of images")
+    if (args.weight_rounding != "nearest" or args.bias_correction == "empirical"
+            or args.size_budget is not None) and not args.calib:
+        raise MDFIError("--weight-rounding gptq, --bias-correction empirical and --size-budget need "
+                        "calibration images (--calib DIR)")
     network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True)
     # One default everywhere: the model's recipe, as `mdfi detect` and mdfi.load use it
     # (per-channel weights and mse formats for the zoo models), unless an option says otherwise.
@@ -84,9 +88,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     data_methods = args.weight_rounding != "nearest" or bias == "empirical" or args.size_budget is not None
     kw = {}
     if data_methods:
-        if not args.calib:
-            raise MDFIError("--weight-rounding gptq, --bias-correction empirical and --size-budget need "
-                            "calibration images (--calib DIR)")
         kw["calib_inputs"] = calibrate.load_inputs(network, args.calib)
     elif not (args.calib or args.calib_stats or args.method or args.layer_rounding):
         kw = recipes.shipped_decisions(spec_name, network, opts)     # as `mdfi detect` quantizes

@@ -151,3 +151,10 @@ def test_shipped_decisions_fit_yolov3_tiny():
     with pytest.raises(FormatError):
         decisions_to_kwargs(net, {"act_fracs": {"0": 1}})
 
+
+
+def test_quantize_data_methods_need_calib_before_loading(tmp_path, capsys):
+    from mdfi.cli import main
+    rc = main(["quantize", "--model", "yolov3-tiny", "--weight-rounding", "gptq", "-o", str(tmp_path / "m.mdfi")])
+    assert rc == 2 and "need calibration images (--calib DIR)" in capsys.readouterr().err
+    assert not (tmp_path / "m.mdfi").exists()
