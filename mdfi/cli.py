@@ -56,6 +56,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         raise MDFIError("give --calib DIR or --calib-stats FILE, not both")
     if args.calib and not os.path.isdir(args.calib):
         raise MDFIError(f"--calib {args.calib}: not a folder of images")
+    if (args.weight_rounding != "nearest" or args.bias_correction == "empirical"
+            or args.size_budget is not None) and not args.calib:
+        raise MDFIError("--weight-rounding gptq, --bias-correction empirical and --size-budget need "
+                        "calibration images (--calib DIR)")
     network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True)
     # One default everywhere: the model's recipe, as `mdfi detect` and mdfi.load use it
     # (per-channel weights and mse formats for the zoo models), unless an option says otherwise.
@@ -80,10 +84,28 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         opts["act_method"] = None              # chosen by the statistics' source (mse for images)
     print(f"mdfi quantize: {how}", file=sys.stderr)
     cfg_text = read_cfg_text(network.path)
-    qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
-                          rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
-                          weight_method=opts["weight_method"], layer_rounding=args.layer_rounding,
-                          cfg_text=cfg_text, names=names)
+    bias = {"auto": "auto", "empirical": "empirical", "on": True, "off": False}[args.bias_correction]
+    data_methods = args.weight_rounding != "nearest" or bias == "empirical" or args.size_budget is not None
+    kw = {}
+    if data_methods:
+        kw["calib_inputs"] = calibrate.load_inputs(network, args.calib)
+    elif not (args.calib or args.calib_stats or args.method or args.layer_rounding):
+        kw = recipes.shipped_decisions(spec_name, network, opts)     # as `mdfi detect` quantizes
+    common = dict(wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
+                  rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
+                  weight_method=opts["weight_method"], layer_rounding=args.layer_rounding,
+                  cfg_text=cfg_text, names=names)
+    if args.size_budget is not None:
+        from .quant.formats import HeadObjective
+        from .quant.mixed import choose_widths
+        objective = HeadObjective(network, kw["calib_inputs"])
+        widths = choose_widths(network, lambda lw: quantize_network(network, layer_wbits=lw, **common),
+                               objective, base_bits=opts["wbits"], budget=args.size_budget)
+        common["layer_wbits"] = widths
+        print(f"mdfi quantize: size budget {100 * args.size_budget:g}%: weight widths "
+              f"{', '.join(f'{i}:{w}' for i, w in sorted(widths.items())) or 'unchanged'}", file=sys.stderr)
+    qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
+                          progress=data_methods, **common, **kw)
     size = modelfile.save(qm, args.output, model_name=label)
     float_bytes = 20 + 4 * network.num_params()
     clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)
@@ -91,6 +113,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
           f"{float_bytes:,}-byte float weights){f'; {clamped} biases clamped' if clamped else ''}",
           file=sys.stderr)
     return 0
+
+
+def percent_arg(text: str) -> float:
+    """'20%' or '20' -> 0.2 (the --size-budget of `mdfi quantize`)."""
+    t = text.strip().rstrip("%")
+    try:
+        v = float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage") from None
+    if not 0 < v <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: the budget must be in (0, 100]%")
+    return v / 100.0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -255,6 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
                    help="how activation formats are chosen from the statistics (default: the recipe's; "
                         "mse for calibration images, max for the batch-norm estimate)")
+    q.add_argument("--weight-rounding", choices=("nearest", "gptq"), default="nearest",
+                   help="gptq: sequential rounding with error feedback on the --calib images (minutes; "
+                        "docs/quantization.md)")
+    q.add_argument("--bias-correction", choices=("auto", "empirical", "on", "off"), default="auto",
+                   help="empirical: cancel the mean error per channel measured on the --calib images; "
+                        "auto: the analytic correction for weights of 6 bits or fewer")
+    q.add_argument("--size-budget", type=percent_arg, default=None, metavar="P%",
+                   help="mixed precision: narrow the least sensitive layers' weights (measured on the --calib "
+                        "images) until the parameters are at most P%% of the float32 weights")
     q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi", help="the quantized model file to write")
     q.set_defaults(func=cmd_quantize)
 
@@ -285,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--engine", choices=("c", "ref"), default=None,
                    help="fixed-point backend: c (fast kernels, default) or ref (NumPy reference); same integers")
     e.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    e.add_argument("--plot", metavar="FILE.png",
+                   help="also plot agreement, kept and bias against model size (needs matplotlib: "
+                        "pip install mdfi[plots])")
     e.add_argument("--no-stats", dest="stats", action="store_false",
                    help="skip the per-layer saturation counts (they run the fixed-point path on the NumPy "
                         "reference, which is slower than the C engine; the integers are identical)")

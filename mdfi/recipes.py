@@ -25,7 +25,8 @@ from .quantize import QuantizedModel, quantize_network
 #: targets (docs/quantization.md has the measurements behind them).
 RECIPES = {
     "yolov3-tiny": {"calib": "yolov3-tiny.calib.json", "per_channel": True,
-                    "act_method": "mse", "weight_method": "mse"},
+                    "act_method": "mse", "weight_method": "mse",
+                    "decisions": "yolov3-tiny.decisions.json"},
 }
 DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": False,
             "act_method": None, "weight_method": "mse"}       # None: by statistics source
@@ -44,6 +45,36 @@ def shipped_calibration(spec_name: Optional[str]):
     from . import calibrate
     res = _calib_resource(spec_name)
     return None if res is None else calibrate.CalibStats.from_json(res)
+
+
+def _decisions_resource(spec_name: Optional[str]):
+    name = RECIPES.get(spec_name or "", {}).get("decisions")
+    if not name:
+        return None
+    res = files("mdfi.data").joinpath(name)
+    return res if res.is_file() else None
+
+
+def shipped_decisions(spec_name: Optional[str], network: Network, opts: dict) -> dict:
+    """``quantize_network`` keyword arguments of the recipe's shipped data-driven decisions
+    (activation formats searched by their effect on the heads, head bias shifts; made by
+    ``benchmarks/bench_accuracy.py --make-decisions`` from the calibration photos) for the
+    widths in ``opts``, or ``{}`` when none were shipped for them."""
+    from .quant.formats import decisions_to_kwargs
+    res = _decisions_resource(spec_name)
+    if res is None:
+        return {}
+    try:
+        doc = json.loads(res.read_text(encoding="utf-8"))
+        configs = doc["configs"]
+    except (ValueError, KeyError, TypeError):
+        raise ModelFileError(f"{res}: damaged recipe decisions file") from None
+    for d in configs:
+        if (d.get("wbits"), d.get("abits"), d.get("per_channel")) == (opts["wbits"], opts["abits"],
+                                                                       bool(opts["per_channel"])) \
+                and opts.get("rounding", "half_up") == "half_up":
+            return decisions_to_kwargs(network, d)
+    return {}
 
 
 def resolve(spec_name: Optional[str], **given) -> dict:
@@ -79,6 +110,9 @@ def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     cfg_text = read_cfg_text(cfg_file)                  # validated: regular file, size, UTF-8
     res = _calib_resource(spec_name)
     calib_sha = hashlib.sha256(res.read_bytes()).hexdigest() if res is not None else None
+    dres = _decisions_resource(spec_name)
+    if dres is not None:            # the recipe's shipped decisions are part of the calibration
+        calib_sha = f"{calib_sha}+{hashlib.sha256(dres.read_bytes()).hexdigest()}"
     source = {"mdfi": __version__, "cfg_sha256": hashlib.sha256(cfg_text.encode("utf-8")).hexdigest(),
               "weights_sha256": weights_digest(weights_file), "calib_sha256": calib_sha,
               "opts": {k: opts[k] for k in sorted(opts)}}
@@ -124,7 +158,8 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
               file=sys.stderr)
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
-                          weight_method=opts["weight_method"], cfg_text=cfg_text, names=names)
+                          weight_method=opts["weight_method"], cfg_text=cfg_text, names=names,
+                          **shipped_decisions(spec_name, network, opts))
     qm.name = label
     qm.source = source
     if cache:
