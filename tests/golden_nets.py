@@ -127,6 +127,21 @@ def shift_model(seed: int = 3):
     return _model(net, qm), qm
 
 
+def route_shift_model():
+    """(model, quantized model): yolov3-tiny with its shipped statistics but without
+    unified route formats (``unify_routes=False``), so route 20 aligns layer 19 by a
+    one-bit shift -- the alignment path no default model takes any more."""
+    from mdfi import recipes, zoo
+    from mdfi.network import Network
+    from mdfi.quantize import quantize_network
+    from mdfi.weights import load_weights
+    net = Network.from_cfg(zoo.cfg_path("yolov3-tiny"))
+    load_weights(net, zoo.weights_path("yolov3-tiny"))
+    qm = quantize_network(net, wbits=8, abits=8, per_channel=True, calib=recipes.shipped_calibration("yolov3-tiny"),
+                          unify_routes=False)
+    return _model(net, qm), qm
+
+
 def reorg_model(seed: int = 1):
     from mdfi.quantize import quantize_network
     net = _net(REORG_NET, "reorg.cfg", seed)

@@ -42,7 +42,7 @@ import numpy as np
 import mdfi
 from mdfi import golden
 sys.path.insert(0, sys.argv[3])
-from golden_nets import reorg_model, shift_model
+from golden_nets import reorg_model, route_shift_model, shift_model
 out, photo = sys.argv[1], sys.argv[2]
 golden.export(mdfi.load("yolov3-tiny", threads=2), photo, out + "/tiny", stages=["in", "out"], thresh=0.05)
 m, _ = reorg_model()
@@ -50,6 +50,8 @@ golden.export(m, np.random.default_rng(1).integers(0, 256, (50, 70, 3)).astype(n
               thresh=0.1)
 m, _ = shift_model()
 golden.export(m, np.random.default_rng(0).integers(0, 256, (30, 40, 3)).astype(np.uint8), out + "/shifts")
+m, _ = route_shift_model()
+golden.export(m, photo, out + "/routes", layers=[20], stages=["in", "out"])
 mini = sys.argv[3] + "/fixtures/darknet/mini-yolov3/mini-yolov3"
 golden.export(mdfi.load(cfg=mini + ".cfg", weights=mini + ".weights", threads=1), photo, out + "/mini",
               layers=[4], thresh=0.99)
@@ -75,7 +77,7 @@ def exports(tmp_path_factory):
     r = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, str(work), str(photo), str(HERE)], cwd=str(work),
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    return {"photo": photo, **{k: gr.GoldenSet(str(work / k)) for k in ("tiny", "reorg", "shifts", "mini")}}
+    return {"photo": photo, **{k: gr.GoldenSet(str(work / k)) for k in ("tiny", "reorg", "shifts", "mini", "routes")}}
 
 
 def test_imports_nothing_from_mdfi():
@@ -232,15 +234,17 @@ def test_upsample_and_route(exports):
     x = g.read(19, "in0")
     s = int(model_line(g, 19)["stride"])
     assert np.array_equal(g.read(19, "out"), x[:, np.arange(x.shape[1] * s) // s][:, :, np.arange(x.shape[2] * s) // s])
-    for i in (17, 20):
-        ml = model_line(g, i)
+    for gs, i in ((g, 17), (g, 20), (exports["routes"], 20)):
+        ml = model_line(gs, i)
         shifts = [int(v) for v in ml["shifts"].split(",")]
         parts = []
         for k, sh in enumerate(shifts):
-            xk = g.read(i, f"in{k}")
+            xk = gs.read(i, f"in{k}")
             parts.append(xk if sh == 0 else requantize(xk, sh, ml["rounding"], int(ml["out_bits"])))
-        assert np.array_equal(np.concatenate(parts), g.read(i, "out")), i
-    assert model_line(g, 20)["shifts"] == "1,0"          # an alignment shift is exercised
+        assert np.array_equal(np.concatenate(parts), gs.read(i, "out")), i
+    # The default recipe unifies route formats (no shift left); the export without it
+    # exercises the alignment shift.
+    assert model_line(exports["routes"], 20)["shifts"] == "1,0"
 
 
 def test_reorg_index_formula(exports):
