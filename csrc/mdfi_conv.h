@@ -39,8 +39,9 @@
  * Code paths (mdfi_conv_paths.c), chosen at run time from CPUID / getauxval, never from
  * build flags:
  *   scalar        portable C, int16 pairs (the reference every other path is tested against)
- *   avx2          int16 pairs, vpmaddwd ymm
- *   avx512bw      int16 pairs, vpmaddwd zmm
+ *   avx2          int16 pairs, vpmaddwd ymm (8-bit 3x3 stride-1 layers of >= 32 channels:
+ *                 integer Winograd F(2x2,3x3), mdfi_conv_wino.c)
+ *   avx512bw      int16 pairs, vpmaddwd zmm (the same Winograd layers)
  *   avxvnni       8-bit layers: vpdpbusd ymm (VEX, AVX-VNNI); other layers: avx2
  *   avx512vnni    8-bit layers: vpdpbusd zmm; other layers: avx512bw
  *   amx           8-bit layers: tdpbusd (AMX tiles) where channels allow, else avx512vnni
