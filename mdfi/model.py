@@ -19,8 +19,8 @@ from .detection import Detection
 from .errors import MDFIError, ShapeError
 from .image import load_image
 from .network import Network
-from .postprocess import Raw, postprocess
-from .preprocess import image_to_input
+from .postprocess import Raw, postprocess, settings as post_settings
+from .preprocess import network_input
 from .weights import load_weights
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -65,13 +65,14 @@ class Model:
         return self.network.width, self.network.height
 
     def prepare(self, image: ImageLike) -> Prepared:
-        """Load ``image`` (path, PIL image or HxWx3 uint8 array) and letterbox it."""
+        """Load ``image`` (path, PIL image or HxWx3 uint8 array) and make the network input
+        as the model's Darknet does (letterbox, or AlexeyAB's plain resize)."""
         rgb = load_image(image)
         if self.network.channels != 3:
             raise ShapeError(f"{self.name}: the network takes {self.network.channels} channels; "
                              f"only 3-channel (RGB) networks can run on images")
         h, w = rgb.shape[:2]
-        return Prepared(image_to_input(rgb, self.network.width, self.network.height), w, h)
+        return Prepared(network_input(rgb, self.network), w, h)
 
     # -- inference -----------------------------------------------------------------------
     def detect(self, image: ImageLike, *, thresh: float = 0.25, nms: float = 0.45,
@@ -93,7 +94,7 @@ class Model:
         else:
             raws = self.engine.heads(prep.tensor, thresh)
         return postprocess(raws, prep.width, prep.height, self.network.width, self.network.height,
-                           thresh, nms, self.names)
+                           thresh, nms, self.names, **post_settings(self.network))
 
     def layer_outputs(self, x: np.ndarray) -> List[np.ndarray]:
         """Every layer's output for a (C,H,W) input tensor.
@@ -132,7 +133,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
          precision: str = "fixed", bits: Optional[int] = None, wbits: Optional[int] = None,
          abits: Optional[int] = None, per_channel: Optional[bool] = None,
          rounding: Optional[str] = None, engine: Optional[str] = None, threads: Optional[int] = None,
-         download: bool = True, cache: bool = True) -> Model:
+         download: bool = True, cache: bool = True, darknet: Optional[str] = None) -> Model:
     """Load a detector.
 
     * ``load()`` / ``load("yolov3-tiny")``: a zoo model in fixed point (8-bit, formats from
@@ -146,6 +147,8 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
       identical integers.  ``threads`` defaults to ``MDFI_THREADS`` or all CPUs.
 
     ``names`` is a class-name file (one per line; default: COCO).
+    ``darknet``: ``"pjreddie"`` or ``"alexeyab"``, the Darknet lineage whose semantics the
+    model follows (default: detected from the cfg, :mod:`mdfi.lineage`).
     """
     from .engine import FixedEngine
 
@@ -156,7 +159,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         if precision == "float":
             raise MDFIError(f"{os.fspath(model)} is a quantized model; the float path needs the "
                             f".cfg and .weights it came from")
-        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights)):
+        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights, darknet)):
             raise MDFIError("a .mdfi file fixes its formats; quantize again with `mdfi quantize` "
                             "to change widths or rounding")
         from . import modelfile
@@ -170,7 +173,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     class_names = zoo.load_names(names_file)
 
     def load_network() -> Network:
-        network = Network.from_cfg(cfg_file)
+        network = Network.from_cfg(cfg_file, darknet=darknet)
         load_weights(network, weights_file)
         return network
 
@@ -182,7 +185,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     from . import recipes
     qm = recipes.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
                                wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
-                               rounding=rounding, cache=cache)
+                               rounding=rounding, cache=cache, darknet=darknet)
     return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
 
 
@@ -220,9 +223,9 @@ def _resolve_files(model, cfg, weights, names, download):
     return cfg_file, weights_file, names_file, label, spec_name
 
 
-def _float_network(model, cfg, weights, names, download):
+def _float_network(model, cfg, weights, names, download, darknet=None):
     """(network with float weights, class names, label, zoo name or None, weights path)."""
     cfg_file, weights_file, names_file, label, spec_name = _resolve_files(model, cfg, weights, names, download)
-    network = Network.from_cfg(cfg_file)
+    network = Network.from_cfg(cfg_file, darknet=darknet)
     load_weights(network, weights_file)
     return network, zoo.load_names(names_file), label, spec_name, weights_file

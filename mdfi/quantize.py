@@ -214,7 +214,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                "layer_wbits": {str(k): v for k, v in sorted(layer_wbits.items())},
                "layer_abits": {str(k): v for k, v in sorted(layer_abits.items())},
                "act_method": act_method, "weight_method": weight_method, "formats_source": source,
-               "bias_correction": bias_correction}
+               "bias_correction": bias_correction, "darknet": network.darknet}
     if cfg_text is None:
         with open(network.path, "r", encoding="utf-8") as fh:
             cfg_text = fh.read()

@@ -1,9 +1,21 @@
-"""``[shortcut]``: Darknet's shortcut_layer.c.
+"""``[shortcut]``: Darknet's shortcut_layer.c.  The output always has the previous layer's
+shape (both lineages), then ``activation`` (default linear) is applied.
 
-``from=`` one layer index (relative if negative).  Output = ``alpha*prev + beta*from``
-(pjreddie's defaults alpha=1, beta=1), then ``activation`` (default linear).  MDFI requires
-both inputs to have the same shape (Darknet's strided variant for mismatched shapes is
-not used by the YOLO networks).
+pjreddie (parse_shortcut, src/parser.c:539-556; shortcut_cpu, src/blas.c:68-92): one ``from``
+layer (``atoi`` reads the first index only); ``out = alpha*prev + beta*from`` over the
+common channels, with integer resampling ``stride = w_from/w_out``, ``sample = w_out/w_from``
+when the spatial sizes differ; channels beyond the common ones keep ``prev``.
+
+AlexeyAB (parse_shortcut, src/parser.c:915-988; forward_shortcut_layer,
+src/shortcut_layer.c:150-174; shortcut_multilayer_cpu, src/blas.c:77-143): one or more
+``from`` layers, each added **by flat index** for ``i < from.outputs`` (fewer channels: the
+rest are copies of ``prev``; more: the extra ones are ignored; a different H x W
+misaligns -- there is no resampling), in the order listed, in float.  Optional
+``weights_type=per_feature|per_channel`` multiplies ``prev`` and every ``from`` by weights
+read from the weights file (``weights[i]`` or ``weights[c + i*C]``); no alpha/beta.
+
+The two lineages agree when the spatial sizes are equal (alpha = beta = 1); for different
+H x W they do not, so MDFI then requires the lineage to be given explicitly (``--darknet``).
 """
 
 from __future__ import annotations
@@ -27,33 +39,111 @@ class ShortcutLayer(Layer):
     def from_section(cls, index, section, net):
         sec = section
         raw = sec.get_int_list("from", required=True)
-        if len(raw) != 1:
-            raise sec.error(f"from: exactly one layer expected, got {len(raw)}", "from")
         if index == 0:
             raise sec.error("[shortcut] cannot be the first layer")
-        src = resolve_index(sec, "from", raw[0], index)
+        ab = net.darknet == "alexeyab"
+        if not ab and len(raw) != 1:
+            raise sec.error(f"from: {len(raw)} layers, but pjreddie's Darknet reads only the first "
+                            f"(src/parser.c:541-543); several layers are AlexeyAB's: pass --darknet alexeyab", "from")
+        srcs = [resolve_index(sec, "from", r, index) for r in raw]
         prev = index - 1
-        shapes = [net.shape_of(prev), net.shape_of(src)]
-        if shapes[0] != shapes[1]:
-            raise sec.error(f"from: shape mismatch: previous layer {prev} is {shapes[0]} but layer "
-                            f"{src} is {shapes[1]} (C,H,W)", "from")
-        layer = cls(index, section, [prev, src], shapes)
-        layer.alpha = sec.get_float("alpha", 1.0)
-        layer.beta = sec.get_float("beta", 1.0)
-        layer.activation = parse_activation(sec, "linear")
+        shapes = [net.shape_of(prev)] + [net.shape_of(s) for s in srcs]
+        layer = cls(index, section, [prev] + srcs, shapes)
+        layer.darknet = net.darknet
         layer.out_shape = shapes[0]
+        layer.alpha = layer.beta = 1.0
+        layer.weights_type = "none"
+        layer.weights = None
+        if ab:
+            wt = sec.get_str("weights_type", "none") if sec.has("weights_type") else "none"
+            if wt == "per_layer":
+                wt = "per_feature"                      # AB src/parser.c:922
+            if wt not in ("none", "per_feature", "per_channel"):
+                raise sec.error(f"weights_type={wt}: expected none, per_feature or per_channel", "weights_type")
+            layer.weights_type = wt
+        else:
+            layer.alpha = sec.get_float("alpha", 1.0)
+            layer.beta = sec.get_float("beta", 1.0)
+        layer.activation = parse_activation(sec, "linear", net.darknet, "shortcut")
+        if any(s[1:] != shapes[0][1:] for s in shapes[1:]):
+            if not net.darknet_explicit:
+                raise sec.error(f"from: the inputs' sizes differ ({shapes}); pjreddie's Darknet resamples "
+                                f"(src/blas.c:68-92) and AlexeyAB's adds by flat index (src/blas.c:123-140): "
+                                f"pass --darknet pjreddie|alexeyab to say which Darknet the model is from", "from")
+            if not ab:
+                c1, h1, w1 = shapes[1]
+                c2, h2, w2 = shapes[0]
+                stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
+                if w1 // w2 != h1 // h2 or w2 // w1 != h2 // h1:
+                    raise sec.error(f"from: {w1}x{h1} -> {w2}x{h2} fails pjreddie's shortcut_cpu assertions "
+                                    f"(src/blas.c:72-73)", "from")
         return layer
 
+    @property
+    def same_shape(self) -> bool:
+        return all(s == self.out_shape for s in self.in_shapes[1:])
+
+    def num_params(self) -> int:
+        if self.weights_type == "per_feature":
+            return len(self.inputs)
+        if self.weights_type == "per_channel":
+            return len(self.inputs) * self.out_shape[0]
+        return 0
+
+    def set_params(self, values: np.ndarray) -> None:
+        if self.num_params():
+            n = len(self.inputs)
+            self.weights = np.asarray(values[:self.num_params()], np.float32).reshape(n, -1)
+
+    def _weight(self, i: int, c: int):
+        """Weight of input ``i`` (0 = prev) as a (C,1,1) or scalar float32."""
+        w = self.weights[i]
+        return w[0] if self.weights_type == "per_feature" else w[:c, None, None]
+
     def forward_float(self, xs: List[np.ndarray]) -> np.ndarray:
+        if self.darknet == "alexeyab":
+            return self._forward_ab(xs)
         a, b = xs
-        if self.alpha == 1.0 and self.beta == 1.0:
+        if self.alpha == 1.0 and self.beta == 1.0 and self.same_shape:
             out = a + b
-        else:
+        elif self.same_shape:
             out = np.float32(self.alpha) * a + np.float32(self.beta) * b
-        return activations.apply_float(self.activation, out.astype(np.float32, copy=False))
+        else:
+            out = self._pjreddie_resample(a, b)
+        return activations.apply_float(self.activation, out.astype(np.float32, copy=False), self.darknet)
+
+    def _pjreddie_resample(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """pjreddie shortcut_cpu(batch, w1,h1,c1 = from, add, w2,h2,c2 = out, s1, s2, out)."""
+        c1, h1, w1 = b.shape
+        c2, h2, w2 = a.shape
+        stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
+        minw, minh, minc = min(w1, w2), min(h1, h2), min(c1, c2)
+        out = a.copy()
+        ys, xs_ = np.arange(minh), np.arange(minw)
+        dst = out[:minc][:, (ys * sample)[:, None], (xs_ * sample)[None, :]]
+        src = b[:minc][:, (ys * stride)[:, None], (xs_ * stride)[None, :]]
+        out[:minc, (ys * sample)[:, None], (xs_ * sample)[None, :]] = \
+            np.float32(self.alpha) * dst + np.float32(self.beta) * src
+        return out
+
+    def _forward_ab(self, xs: List[np.ndarray]) -> np.ndarray:
+        c = self.out_shape[0]
+        if self.weights_type != "none":
+            out = (xs[0] * self._weight(0, c)).astype(np.float32)
+        else:
+            out = xs[0].astype(np.float32, copy=True)
+        flat = out.reshape(-1)
+        for i, x in enumerate(xs[1:], start=1):
+            n = min(x.size, flat.size)
+            if self.weights_type == "none":
+                flat[:n] += x.reshape(-1)[:n]
+            else:
+                wb = np.broadcast_to(self._weight(i, c), out.shape).reshape(-1)[:n]
+                flat[:n] += x.reshape(-1)[:n] * wb
+        return activations.apply_float(self.activation, out, self.darknet)
 
     def describe(self) -> str:
-        return f"shortcut {self.inputs[1]}"
+        return "shortcut " + ",".join(str(i) for i in self.inputs[1:])
 
 
 class QShortcut(QLayer):
