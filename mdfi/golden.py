@@ -20,12 +20,13 @@ from . import __version__
 from . import fixedpoint as fp
 from . import vectors
 from .errors import GoldenError, MDFIError
-from .postprocess import postprocess
+from .postprocess import postprocess, settings as post_settings
 from .quantize import QuantizedModel, input_to_u8
 
 FORMAT = "mdfi-golden"
 FORMAT_VERSION = 1
-PARAM_STAGES = ("weights", "bias", "shift", "logistic_lut", "exp_lut", "expneg_lut")
+PARAM_STAGES = ("weights", "bias", "shift", "logistic_lut", "exp_lut", "expneg_lut", "act_lut", "xy_lut",
+                "prob_lut", "wh_lut")
 
 
 def parse_layers(spec: Optional[str], n: int) -> Set[int]:
@@ -107,7 +108,12 @@ def model_txt(qm: QuantizedModel) -> str:
     lines = ["mdfi-model 1", f"# {qm.name}: {qm.describe()}",
              f"input c={net.channels} h={net.height} w={net.width}"]
     fmts = {-1: qm.input_fmt}
-    act = {"linear": "linear", "leaky": "leaky", "relu": "relu"}
+    act = {a: a for a in ("linear", "leaky", "relu", "logistic", "mish", "swish", "hard_mish", "relu6")}
+
+    def table(ql) -> str:        # the table activations (docs/golden-format.md)
+        if not getattr(ql, "lut", False):
+            return ""
+        return f" pre_bits={ql.pre_fmt.bits} pre_frac={ql.pre_fmt.frac} lut=l{ql.index:03d}.act_lut.hex"
     for ql in qm.layers:
         l = ql.layer
         ins = ",".join(str(i) for i in ql.inputs)
@@ -120,7 +126,7 @@ def model_txt(qm: QuantizedModel) -> str:
                          f"in_type={_type_name(fmts[ql.inputs[0]])} wbits={ql.wbits} out_bits={ql.out_fmt.bits} "
                          f"acc64={int(ql.acc64)} acc_bits={ql.acc_bits} oh={oh} ow={ow} "
                          f"weights=l{ql.index:03d}.weights.hex bias=l{ql.index:03d}.bias.hex "
-                         f"shift=l{ql.index:03d}.shift.hex")
+                         f"shift=l{ql.index:03d}.shift.hex{table(ql)}")
         elif ql.kind == "maxpool":
             _, oh, ow = l.out_shape
             lines.append(f"{tag} maxpool in={ins} c={c} h={h} w={w} size={l.size} stride={l.stride} "
@@ -130,16 +136,19 @@ def model_txt(qm: QuantizedModel) -> str:
         elif ql.kind == "reorg":
             lines.append(f"{tag} reorg in={ins} c={c} h={h} w={w} stride={l.stride}")
         elif ql.kind == "route":
+            groups = f" groups={l.groups} group_id={l.group_id}" if getattr(l, "groups", 1) > 1 else ""
             lines.append(f"{tag} route in={ins} shifts={','.join(map(str, ql.shifts))} rounding={ql.rounding} "
-                         f"out_bits={ql.out_fmt.bits}")
+                         f"out_bits={ql.out_fmt.bits}{groups}")
         elif ql.kind == "shortcut":
             fa, fb = (f.frac for f in ql.in_fmts)
             lines.append(f"{tag} shortcut in={ins} fa={fa} fb={fb} out_frac={ql.out_fmt.frac} "
-                         f"act={act[l.activation]} rounding={ql.rounding} out_bits={ql.out_fmt.bits}")
+                         f"act={act[l.activation]} rounding={ql.rounding} out_bits={ql.out_fmt.bits}{table(ql)}")
         elif ql.kind == "yolo":
-            sel = ",".join("0" if m else "1" for m in l.logistic_mask())
+            names = ql.table_names
+            sel = ",".join(map(str, ql.table_select()))
+            xy = f" xy=l{ql.index:03d}.{names[2]}.hex" if ql.scaled else ""
             lines.append(f"{tag} yolo in={ins} c={c} h={h} w={w} qmin={ql.in_fmt.min} bits={ql.in_fmt.bits} "
-                         f"sel={sel} logistic=l{ql.index:03d}.logistic_lut.hex exp=l{ql.index:03d}.exp_lut.hex")
+                         f"sel={sel} logistic=l{ql.index:03d}.{names[0]}.hex exp=l{ql.index:03d}.{names[1]}.hex{xy}")
         elif ql.kind == "region":
             per = np.zeros((l.n, l.entries), int)
             per[:, 2:4] = 1
@@ -166,6 +175,18 @@ def _write_params(w: _Writer, ql) -> None:
                  layout="M", rounding=None, saturation=None)
         w.tensor(f"{name}.shift", ql.index, "shift", ql.shift, 8, True, None, layout="M", rounding=None,
                  saturation=None)
+    if getattr(ql, "lut", False):
+        f = ql.out_fmt
+        w.tensor(f"{name}.act_lut", ql.index, "act_lut", ql.act_lut, f.bits, True, f.frac, layout="TABLE",
+                 rounding=None, saturation=None)
+    if ql.kind == "yolo" and ql.scaled:
+        n0, n1, n2 = ql.table_names
+        w.tensor(f"{name}.{n0}", ql.index, n0, ql.logistic, 16, False, fp.PROB_FRAC, layout="TABLE",
+                 rounding=None, saturation=None)
+        w.tensor(f"{name}.{n1}", ql.index, n1, ql.exp, 32, True, fp.EXP_FRAC, layout="TABLE",
+                 rounding=None, saturation=None)
+        w.tensor(f"{name}.{n2}", ql.index, n2, ql.xy, 32, True, fp.PROB_FRAC, layout="TABLE",
+                 rounding=None, saturation=None)
     elif ql.kind in ("yolo", "region"):
         w.tensor(f"{name}.logistic_lut", ql.index, "logistic_lut", ql.logistic, 16, False, fp.PROB_FRAC,
                  layout="TABLE", rounding=None, saturation=None)
@@ -220,7 +241,7 @@ def export(model, image, out_dir: str, *, layers: Optional[Iterable[int]] = None
                 raise GoldenError(f"layer {ql.index}: the engine's output differs from the reference "
                                   f"recomputation (report this as a bug)")
             sf = ql.stage_formats()
-            for st in ("acc", "act"):
+            for st in (k for k in sf if k != "out"):         # acc, act (or pre: table activations)
                 bits, signed, frac = sf[st]
                 w.tensor(f"{name}.{st}", ql.index, st, stages[st], bits, signed, frac, rounding=ql.rounding,
                          saturation=None)
@@ -235,7 +256,7 @@ def export(model, image, out_dir: str, *, layers: Optional[Iterable[int]] = None
     # Detections decoded from the exported head outputs (the same path as `mdfi detect`).
     raws = [hl.decode_int(outs[hl.index], thresh) for hl in qm.output_layers()]
     dets = postprocess(raws, prep.width, prep.height, qm.network.width, qm.network.height, thresh, nms,
-                       model.names)
+                       model.names, **post_settings(qm.network))
     src = image_name or (os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<array>")
     with open(os.path.join(out_dir, "detections.json"), "w") as fh:
         json.dump({"image": src, "width": prep.width, "height": prep.height, "thresh": thresh, "nms": nms,

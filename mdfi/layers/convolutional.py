@@ -29,7 +29,7 @@ from typing import List
 
 import numpy as np
 
-from .. import activations
+from .. import activations, actlut
 from .. import fixedpoint as fp
 from ..errors import FormatError, ShapeError
 from ..limits import MAX_DIM, MAX_KERNEL
@@ -311,14 +311,20 @@ class QConvolutional(QLayer):
     * ``acc = sum(w_q * x_q) + bias_q`` exactly, in an ``acc_bits``-wide accumulator;
       ``bias_q`` is the folded bias at the accumulator scale ``2**-(w_frac + in_frac)``;
     * ``out = requantize(acc, shift[m], rounding, out_bits, activation)`` with
-      ``shift[m] = w_frac[m] + in_frac - out_frac``.
+      ``shift[m] = w_frac[m] + in_frac - out_frac`` (linear, leaky, relu);
+    * table activations (logistic, mish, swish, hard_mish, relu6; :mod:`mdfi.actlut`):
+      ``pre = requantize(acc, w_frac[m] + in_frac - pre_frac, rounding, pre_bits, "linear")``
+      and ``out = act_lut[pre - qmin(pre_bits)]``.
     """
 
     kind = "convolutional"
 
     def __init__(self, layer, in_fmt, out_fmt, weights, w_frac, bias, *, wbits, rounding,
-                 per_channel, bias_clamped=0):
+                 per_channel, bias_clamped=0, pre_fmt=None, act_lut=None):
         super().__init__(layer, out_fmt, rounding)
+        if not layer.plain:
+            raise FormatError(f"layer {layer.index}: stride_x != stride_y or dilation has no fixed-point kernel "
+                              f"(the C convolution takes one stride, csrc/mdfi_conv.h); the float path runs it")
         self.in_fmt = in_fmt
         self.wbits = fp.check_bits(wbits, "weight width")
         self.weights = np.asarray(weights)
@@ -334,9 +340,15 @@ class QConvolutional(QLayer):
             raise ShapeError(f"layer {layer.index}: w_frac/bias must have {m} entries")
         if self.weights.size and (self.weights.min() < fp.qmin(wbits) or self.weights.max() > fp.qmax(wbits)):
             raise FormatError(f"layer {layer.index}: weights exceed {wbits} bits")
-        if layer.activation not in ("linear", "leaky", "relu"):
+        self.lut = layer.activation in actlut.LUT_ACTIVATIONS
+        if layer.activation not in ("linear", "leaky", "relu") and not self.lut:
             raise FormatError(f"layer {layer.index}: activation '{layer.activation}' has no fixed-point "
-                              f"implementation (linear, leaky, relu)")
+                              f"implementation")
+        self.pre_fmt = self.act_lut = None
+        if self.lut:
+            self.pre_fmt = pre_fmt if pre_fmt is not None else actlut.pre_format(layer.activation, out_fmt)
+            self.act_lut = (actlut.build_table(layer.activation, self.pre_fmt, out_fmt, rounding) if act_lut is None
+                            else actlut.check_table(act_lut, self.pre_fmt, out_fmt, f"layer {layer.index}"))
         self.acc_bits = fp.accumulator_bits(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
         if self.acc_bits > fp.MAX_ACC_BITS:
             raise FormatError(f"layer {layer.index}: accumulator would need {self.acc_bits} bits "
@@ -344,10 +356,16 @@ class QConvolutional(QLayer):
         lim = self.bias_limit
         if np.any(np.abs(self.bias) > lim):
             raise FormatError(f"layer {layer.index}: bias exceeds the accumulator bound {lim}")
-        self.shift = (self.w_frac + in_fmt.frac - out_fmt.frac).astype(np.int32)
+        self.shift = (self.w_frac + in_fmt.frac - self.shift_fmt.frac).astype(np.int32)
         if self.shift.min() < fp.MIN_SHIFT or self.shift.max() > fp.MAX_SHIFT:
             raise FormatError(f"layer {layer.index}: requantizing shifts {self.shift.min()}..{self.shift.max()} "
                               f"outside [{fp.MIN_SHIFT}, {fp.MAX_SHIFT}]")
+
+    @property
+    def shift_fmt(self):
+        """The format the accumulator is requantized to: the output, or the pre-activation
+        code of a table activation."""
+        return self.pre_fmt if self.lut else self.out_fmt
 
     @property
     def bias_limit(self) -> int:
@@ -390,7 +408,9 @@ class QConvolutional(QLayer):
         elif weight_method not in ("max", "mse"):
             raise FormatError(f"unknown weight method {weight_method!r} (max, mse)")
         # Keep every requantizing shift in range (a near-zero channel could ask for a huge frac).
-        f = np.clip(f, out_fmt.frac - in_fmt.frac + fp.MIN_SHIFT, out_fmt.frac - in_fmt.frac + fp.MAX_SHIFT)
+        tf = (actlut.pre_format(layer.activation, out_fmt) if layer.activation in actlut.LUT_ACTIVATIONS
+              else out_fmt).frac
+        f = np.clip(f, tf - in_fmt.frac + fp.MIN_SHIFT, tf - in_fmt.frac + fp.MAX_SHIFT)
         if nonzero.any():
             f = np.where(nonzero, f, int(np.median(f[nonzero])))
         w_q = fp.quantize_float(flat, f[:, None], wbits).reshape(w.shape).astype(fp.storage_dtype(wbits))
@@ -414,6 +434,9 @@ class QConvolutional(QLayer):
         m, oh, ow = l.out_shape
         cols = im2col(np.asarray(xs[0]), l.size, l.stride, l.padding)
         acc = (int_matmul(self.weights.reshape(m, -1), cols) + self.bias[:, None]).reshape(m, oh, ow)
+        if self.lut:
+            pre = fp.requantize(acc, self.shift[:, None, None].astype(np.int64), self.rounding, self.pre_fmt.bits)
+            return {"acc": acc, "pre": pre, "out": actlut.lookup(self.act_lut, pre, self.pre_fmt)}
         act, _ = fp.pre_shift_activation(acc, l.activation)
         out = fp.requantize(acc, self.shift[:, None, None].astype(np.int64), self.rounding, self.out_fmt.bits,
                             l.activation)
@@ -423,12 +446,20 @@ class QConvolutional(QLayer):
         """stage -> (bits, signed, frac) with frac an int, a per-channel list, or None."""
         acc_frac = (self.w_frac + self.in_fmt.frac).tolist()
         acc_frac = acc_frac[0] if len(set(acc_frac)) == 1 else acc_frac
+        if self.lut:
+            return {"acc": (self.acc_bits, True, acc_frac), "pre": (self.pre_fmt.bits, True, self.pre_fmt.frac),
+                    "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
         act_bits = self.acc_bits + (12 if self.layer.activation == "leaky" else 0)
         return {"acc": (self.acc_bits, True, acc_frac), "act": (act_bits, True, None),
                 "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
 
     def forward_ref(self, xs, stats=None):
         l = self.layer
+        if self.lut:
+            pre = conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,
+                                 padding=l.padding, rounding=self.rounding, bits=self.pre_fmt.bits,
+                                 activation="linear", stats=stats)
+            return actlut.lookup(self.act_lut, pre, self.pre_fmt)
         return conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,
                               padding=l.padding, rounding=self.rounding, bits=self.out_fmt.bits,
                               activation=l.activation, stats=stats)
@@ -439,21 +470,33 @@ class QConvolutional(QLayer):
         d.update(in_fmt=self.in_fmt.to_dict(), wbits=self.wbits, w_frac=self.w_frac.tolist(),
                  per_channel=self.per_channel, acc_bits=self.acc_bits, activation=self.layer.activation,
                  bias_clamped=self.bias_clamped)
+        if self.lut:
+            d["pre_fmt"] = self.pre_fmt.to_dict()
         return d
 
     def arrays(self):
-        return {"weights": self.weights, "bias": self.bias.astype(np.int64 if self.acc64 else np.int32)}
+        a = {"weights": self.weights, "bias": self.bias.astype(np.int64 if self.acc64 else np.int32)}
+        if self.lut:
+            a["act_lut"] = self.act_lut
+        return a
 
     @classmethod
     def from_saved(cls, layer, meta, arrays):
+        lut = layer.activation in actlut.LUT_ACTIVATIONS
+        if lut and ("pre_fmt" not in meta or "act_lut" not in arrays):
+            raise KeyError("pre_fmt/act_lut")
         return cls(layer, meta_format(meta, "in_fmt"), meta_format(meta), arrays["weights"], meta["w_frac"],
                    arrays["bias"], wbits=meta["wbits"], rounding=meta["rounding"],
-                   per_channel=meta.get("per_channel", False), bias_clamped=meta.get("bias_clamped", 0))
+                   per_channel=meta.get("per_channel", False), bias_clamped=meta.get("bias_clamped", 0),
+                   pre_fmt=meta_format(meta, "pre_fmt") if lut else None,
+                   act_lut=arrays.get("act_lut") if lut else None)
 
     def param_bits(self) -> int:
-        return self.weights.size * self.wbits + self.bias.size * self.acc_bits
+        lut = self.act_lut.size * self.out_fmt.bits if self.lut else 0
+        return self.weights.size * self.wbits + self.bias.size * self.acc_bits + lut
 
     def describe_formats(self) -> str:
         wf = (f"w Q{self.wbits}.{int(self.w_frac.min())}..{int(self.w_frac.max())}" if self.per_channel
               else f"w {fp.QFormat(self.wbits, int(self.w_frac[0])).ap_type()}")
-        return f"{wf} out {self.out_fmt.ap_type()} acc {self.acc_bits}b"
+        pre = f" via {self.layer.activation} table from {self.pre_fmt.ap_type()}" if self.lut else ""
+        return f"{wf} out {self.out_fmt.ap_type()}{pre} acc {self.acc_bits}b"

@@ -24,7 +24,7 @@ from typing import List
 
 import numpy as np
 
-from .. import activations
+from .. import activations, actlut
 from .convolutional import parse_activation
 from .route import resolve_index
 from .. import fixedpoint as fp
@@ -151,46 +151,92 @@ class QShortcut(QLayer):
 
         s   = a * 2**(fm - fa) + b * 2**(fm - fb)      exact, fm = max(fa, fb)
         out = requantize(s, fm - f_out, rounding, bits, activation)   (saturates)
+
+    ``a`` is the previous layer, ``b`` the ``from`` layer.  When ``b`` has fewer channels
+    (same H x W), the elements beyond it take ``b = 0`` (AlexeyAB's flat-index add and
+    pjreddie's common-channel add agree there); with more channels its extra ones are
+    ignored.  Table activations (mish, swish, logistic, hard_mish, relu6) requantize ``s``
+    linearly to the pre-activation code and look the output up (section 4.1).
     """
 
     kind = "shortcut"
 
-    def __init__(self, layer, in_fmts, out_fmt, rounding):
+    def __init__(self, layer, in_fmts, out_fmt, rounding, pre_fmt=None, act_lut=None):
         super().__init__(layer, out_fmt, rounding)
         if layer.alpha != 1.0 or layer.beta != 1.0:
             raise FormatError(f"layer {layer.index}: [shortcut] alpha/beta other than 1 are not supported "
                               f"in fixed point")
-        if layer.activation not in ("linear", "leaky", "relu"):
+        if len(layer.inputs) != 2:
+            raise FormatError(f"layer {layer.index}: [shortcut] with several from= layers has no fixed-point "
+                              f"kernel (the float path runs it)")
+        if layer.weights_type != "none":
+            raise FormatError(f"layer {layer.index}: [shortcut] weights_type={layer.weights_type} has no "
+                              f"fixed-point kernel (the float path runs it)")
+        if any(sh[1:] != layer.out_shape[1:] for sh in layer.in_shapes):
+            raise FormatError(f"layer {layer.index}: [shortcut] between different sizes {layer.in_shapes} has no "
+                              f"fixed-point kernel (the float path runs it)")
+        self.lut = layer.activation in actlut.LUT_ACTIVATIONS
+        if layer.activation not in ("linear", "leaky", "relu") and not self.lut:
             raise FormatError(f"layer {layer.index}: activation '{layer.activation}' has no fixed-point "
                               f"implementation")
+        self.pre_fmt = self.act_lut = None
+        if self.lut:
+            self.pre_fmt = pre_fmt if pre_fmt is not None else actlut.pre_format(layer.activation, out_fmt)
+            self.act_lut = (actlut.build_table(layer.activation, self.pre_fmt, out_fmt, rounding) if act_lut is None
+                            else actlut.check_table(act_lut, self.pre_fmt, out_fmt, f"layer {layer.index}"))
         self.in_fmts = list(in_fmts)
         fa, fb = (f.frac for f in self.in_fmts)
         if abs(fa - fb) > 16:
             raise FormatError(f"layer {layer.index}: shortcut inputs differ by {abs(fa - fb)} fractional bits "
                               f"(at most 16)")
         self.sum_frac = max(fa, fb)
-        self.shift = self.sum_frac - out_fmt.frac
+        self.shift = self.sum_frac - self.shift_fmt.frac
         if not fp.MIN_SHIFT <= self.shift <= fp.MAX_SHIFT:
             raise FormatError(f"layer {layer.index}: shortcut shift {self.shift} out of range")
 
+    @property
+    def shift_fmt(self):
+        return self.pre_fmt if self.lut else self.out_fmt
+
+    @property
+    def common(self) -> int:
+        """Elements of ``a`` that get ``b`` added (flat index; the rest take b = 0)."""
+        return min(int(np.prod(s)) for s in self.layer.in_shapes)
+
+    def _sum(self, xs):
+        (fa, fb) = (f.frac for f in self.in_fmts)
+        a = np.asarray(xs[0])
+        b = np.zeros(a.size, np.int64)
+        n = self.common
+        b[:n] = np.asarray(xs[1]).reshape(-1)[:n]
+        s, _ = fp.add_aligned(a, fa, b.reshape(a.shape), fb)
+        return s
+
     def stages_ref(self, xs) -> dict:
         """Golden stages: ``acc`` (the exact aligned sum), ``act`` (activation before the
-        shift) and ``out``."""
-        (fa, fb) = (f.frac for f in self.in_fmts)
-        acc, _ = fp.add_aligned(xs[0], fa, xs[1], fb)
+        shift; ``pre``, the pre-activation code, for a table activation) and ``out``."""
+        acc = self._sum(xs)
+        if self.lut:
+            pre = fp.requantize(acc, self.shift, self.rounding, self.pre_fmt.bits)
+            return {"acc": acc, "pre": pre, "out": actlut.lookup(self.act_lut, pre, self.pre_fmt)}
         act, _ = fp.pre_shift_activation(acc, self.layer.activation)
         return {"acc": acc, "act": act, "out": self.forward_ref(xs)}
 
     def stage_formats(self) -> dict:
         fa, fb = (f for f in self.in_fmts)
         acc_bits = max(fa.bits + self.sum_frac - fa.frac, fb.bits + self.sum_frac - fb.frac) + 1
+        if self.lut:
+            return {"acc": (acc_bits, True, self.sum_frac), "pre": (self.pre_fmt.bits, True, self.pre_fmt.frac),
+                    "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
         act_bits = acc_bits + (12 if self.layer.activation == "leaky" else 0)
         return {"acc": (acc_bits, True, self.sum_frac), "act": (act_bits, True, None),
                 "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
 
     def forward_ref(self, xs, stats=None):
-        (fa, fb) = (f.frac for f in self.in_fmts)
-        s, _ = fp.add_aligned(xs[0], fa, xs[1], fb)
+        s = self._sum(xs)
+        if self.lut:
+            pre = fp.requantize(s, self.shift, self.rounding, self.pre_fmt.bits, stats=stats)
+            return actlut.lookup(self.act_lut, pre, self.pre_fmt)
         return fp.requantize(s, self.shift, self.rounding, self.out_fmt.bits, self.layer.activation, stats=stats)
 
     @classmethod
@@ -200,8 +246,20 @@ class QShortcut(QLayer):
     def meta(self):
         d = super().meta()
         d.update(in_fmts=[f.to_dict() for f in self.in_fmts], shift=self.shift, activation=self.layer.activation)
+        if self.lut:
+            d["pre_fmt"] = self.pre_fmt.to_dict()
         return d
+
+    def arrays(self):
+        return {"act_lut": self.act_lut} if self.lut else {}
+
+    def param_bits(self) -> int:
+        return self.act_lut.size * self.out_fmt.bits if self.lut else 0
 
     @classmethod
     def from_saved(cls, layer, meta, arrays):
-        return cls(layer, [fp.QFormat.from_dict(f) for f in meta["in_fmts"]], meta_format(meta), meta["rounding"])
+        lut = layer.activation in actlut.LUT_ACTIVATIONS
+        if lut and ("pre_fmt" not in meta or "act_lut" not in arrays):
+            raise KeyError("pre_fmt/act_lut")
+        return cls(layer, [fp.QFormat.from_dict(f) for f in meta["in_fmts"]], meta_format(meta), meta["rounding"],
+                   pre_fmt=meta_format(meta, "pre_fmt") if lut else None, act_lut=arrays.get("act_lut") if lut else None)

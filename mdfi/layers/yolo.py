@@ -36,7 +36,7 @@ from .. import activations
 from . import heads
 from .. import fixedpoint as fp
 from ..limits import MAX_DIM
-from .base import Layer
+from .base import Layer, meta_format
 
 #: nms_kind values AlexeyAB's parse_yolo knows (src/parser.c:494-499).
 NMS_KINDS = ("default", "greedynms", "diounms")
@@ -165,18 +165,76 @@ class QYolo(heads.QHead):
     """Integer ``[yolo]``: logistic and exp through lookup tables (see :mod:`.heads`).
 
     Output int32 ``[anchor][entry][h][w]``: x, y, objectness and classes in unsigned Q1.15,
-    w and h as exp() in unsigned Q15.16.
+    w and h as exp() in unsigned Q15.16.  With AlexeyAB's ``scale_x_y != 1`` or
+    ``new_coords`` a third table gives x and y in signed Q.15 (``xy_lut``, the scale folded
+    in); with ``new_coords`` the objectness/class table is the identity (``prob_lut``,
+    the conv before already applied the logistic) and the w/h table is ``(2t)^2``
+    (``wh_lut``), docs/fixed-point.md section 7.
     """
 
     kind = "yolo"
 
+    def __init__(self, layer, in_fmt, rounding, logistic=None, exp=None, xy=None):
+        if layer.new_coords:
+            logistic = heads.identity_prob_table(in_fmt) if logistic is None else logistic
+            exp = heads.square_table(in_fmt) if exp is None else exp
+        super().__init__(layer, in_fmt, rounding, logistic, exp)
+        self.scaled = layer.scale_x_y != 1.0 or layer.new_coords
+        self.xy = None
+        if self.scaled:
+            self.xy = (heads.xy_table(in_fmt, layer.scale_x_y, layer.new_coords) if xy is None else np.asarray(xy))
+            heads.check_table(f"layer {self.index}: xy table", self.xy, self.n_entries, -heads.XY_MAX, heads.XY_MAX)
+
+    @property
+    def table_names(self):
+        if self.layer.new_coords:
+            return ("prob_lut", "wh_lut", "xy_lut")
+        return ("logistic_lut", "exp_lut", "xy_lut") if self.scaled else ("logistic_lut", "exp_lut")
+
+    def table_select(self) -> np.ndarray:
+        """Per channel: 0 = the Q1.15 table, 1 = the Q15.16 table, 2 = the x/y table."""
+        l = self.layer
+        sel = np.zeros((l.n, l.entries), np.uint8)
+        sel[:, 2:4] = 1
+        if self.scaled:
+            sel[:, 0:2] = 2
+        return sel.reshape(-1)
+
     def forward_ref(self, xs, stats=None):
         x = np.asarray(xs[0])
-        m = self.layer.logistic_mask()
+        sel = self.table_select()
         out = np.empty(x.shape, np.int32)
-        out[m] = heads.lookup(self.logistic, x[m], self.in_fmt)
-        out[~m] = heads.lookup(self.exp, x[~m], self.in_fmt)
+        for code, table in ((0, self.logistic), (1, self.exp), (2, self.xy)):
+            m = sel == code
+            if m.any():
+                out[m] = heads.lookup(table, x[m], self.in_fmt)
         return out
+
+    def arrays(self):
+        tabs = (self.logistic, self.exp, self.xy)
+        return dict(zip(self.table_names, tabs))
+
+    def meta(self):
+        d = super().meta()
+        if self.scaled:
+            d.update(scale_x_y=self.layer.scale_x_y, new_coords=bool(self.layer.new_coords))
+        return d
+
+    def param_bits(self) -> int:
+        return self.logistic.size * 16 + self.exp.size * 32 + (self.xy.size * 32 if self.scaled else 0)
+
+    @classmethod
+    def from_saved(cls, layer, meta, arrays):
+        scaled = layer.scale_x_y != 1.0 or layer.new_coords
+        names = ("prob_lut", "wh_lut", "xy_lut") if layer.new_coords else ("logistic_lut", "exp_lut", "xy_lut")
+        tabs = [arrays[n] for n in names[:3 if scaled else 2]]
+        return cls(layer, meta_format(meta, "in_fmt"), meta["rounding"], *tabs)
+
+    def describe_formats(self) -> str:
+        if not self.scaled:
+            return super().describe_formats()
+        return (f"in {self.in_fmt.ap_type()} -> prob UQ1.15, {'(2t)^2' if self.layer.new_coords else 'exp'} UQ15.16, "
+                f"xy Q.15 (scale_x_y {self.layer.scale_x_y:g})")
 
     def decode_int(self, out: np.ndarray, thresh: float):
         """Candidates with integer thresholds, then host-side float boxes (same order and
