@@ -26,6 +26,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cfg", metavar="FILE", help="Darknet .cfg (with --weights) instead of a zoo model")
     g.add_argument("--weights", metavar="FILE", help="Darknet .weights file")
     g.add_argument("--names", metavar="FILE", help="class names, one per line (default: COCO)")
+    g.add_argument("--darknet", choices=("pjreddie", "alexeyab"), default=None,
+                   help="the Darknet lineage whose semantics the model follows (default: detected from the "
+                        "cfg; see `mdfi info`)")
 
 
 def check_model_args(args: argparse.Namespace) -> None:
@@ -38,7 +41,8 @@ def check_model_args(args: argparse.Namespace) -> None:
 def load_model_from_args(args: argparse.Namespace, **kw):
     from .model import load
     check_model_args(args)
-    return load(args.model, cfg=args.cfg, weights=args.weights, names=args.names, **kw)
+    return load(args.model, cfg=args.cfg, weights=args.weights, names=args.names,
+                darknet=getattr(args, "darknet", None), **kw)
 
 
 def bits_arg(text: str) -> int:
@@ -164,7 +168,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from . import calibrate
     from .model import _float_network
     check_model_args(args)
-    network, *_ = _float_network(args.model, args.cfg, args.weights, args.names, True)
+    network, *_ = _float_network(args.model, args.cfg, args.weights, args.names, True, args.darknet)
     stats = calibrate.collect_from_dir(network, args.images, progress=True, augment=args.augment)
     stats.to_json(args.output)
     print(f"wrote {args.output}: statistics of {len(network.layers)} layers from {args.images}", file=sys.stderr)
@@ -176,7 +180,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from .model import _float_network
     from .quantize import quantize_network
     check_model_args(args)
-    network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True)
+    network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True,
+                                                         args.darknet)
     if args.calib and args.calib_stats:
         raise MDFIError("give --calib DIR or --calib-stats FILE, not both")
     if args.calib:
@@ -217,7 +222,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         file_bytes = os.path.getsize(args.model_or_file)
     else:
         from .model import load
-        qm = load(args.model_or_file, bits=args.bits, engine="ref").quantized
+        qm = load(args.model_or_file, bits=args.bits, engine="ref", darknet=args.darknet).quantized
         file_bytes = None
     print(info_table(qm, file_bytes=file_bytes))
     return 0
@@ -342,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="MODEL is a .mdfi file or a zoo model name (quantized with its recipe).")
     i.add_argument("model_or_file", metavar="MODEL")
     i.add_argument("--bits", type=bits_arg, default=None, help="width for a zoo model (default 8)")
+    i.add_argument("--darknet", choices=("pjreddie", "alexeyab"), default=None,
+                   help="lineage of a zoo model (default: detected from its cfg)")
     i.set_defaults(func=cmd_info)
 
     e = sub.add_parser("eval", help="agreement of fixed point with the float path over images",
@@ -359,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--method", choices=("mse", "max", "percentile"), default=None)
     e.add_argument("--rounding", choices=("half_up", "truncate"), default=None)
     e.add_argument("--labels", metavar="FILE|DIR", help="COCO JSON or VOC XML ground truth: also plain mAP@0.5")
+    e.add_argument("--thresh", type=unit_float("--thresh"), default=0.25,
+                   help="threshold of the float detections taken as ground truth (default 0.25)")
     e.add_argument("--engine", choices=("c", "ref"), default=None)
     e.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     e.add_argument("--no-stats", dest="stats", action="store_false",

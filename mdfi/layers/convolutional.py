@@ -322,9 +322,9 @@ class QConvolutional(QLayer):
     def __init__(self, layer, in_fmt, out_fmt, weights, w_frac, bias, *, wbits, rounding,
                  per_channel, bias_clamped=0, pre_fmt=None, act_lut=None):
         super().__init__(layer, out_fmt, rounding)
-        if not layer.plain:
-            raise FormatError(f"layer {layer.index}: stride_x != stride_y or dilation has no fixed-point kernel "
-                              f"(the C convolution takes one stride, csrc/mdfi_conv.h); the float path runs it")
+        why = self.refusal(layer)
+        if why:
+            raise FormatError(f"layer {layer.index}: {why}")
         self.in_fmt = in_fmt
         self.wbits = fp.check_bits(wbits, "weight width")
         self.weights = np.asarray(weights)
@@ -341,9 +341,6 @@ class QConvolutional(QLayer):
         if self.weights.size and (self.weights.min() < fp.qmin(wbits) or self.weights.max() > fp.qmax(wbits)):
             raise FormatError(f"layer {layer.index}: weights exceed {wbits} bits")
         self.lut = layer.activation in actlut.LUT_ACTIVATIONS
-        if layer.activation not in ("linear", "leaky", "relu") and not self.lut:
-            raise FormatError(f"layer {layer.index}: activation '{layer.activation}' has no fixed-point "
-                              f"implementation")
         self.pre_fmt = self.act_lut = None
         if self.lut:
             self.pre_fmt = pre_fmt if pre_fmt is not None else actlut.pre_format(layer.activation, out_fmt)
@@ -360,6 +357,16 @@ class QConvolutional(QLayer):
         if self.shift.min() < fp.MIN_SHIFT or self.shift.max() > fp.MAX_SHIFT:
             raise FormatError(f"layer {layer.index}: requantizing shifts {self.shift.min()}..{self.shift.max()} "
                               f"outside [{fp.MIN_SHIFT}, {fp.MAX_SHIFT}]")
+
+    @staticmethod
+    def refusal(layer) -> str:
+        """Why this layer has no fixed-point implementation ("" when it has one)."""
+        if not layer.plain:
+            return ("stride_x != stride_y or dilation has no fixed-point kernel (the C convolution takes one "
+                    "stride, csrc/mdfi_conv.h); the float path runs it")
+        if layer.activation not in ("linear", "leaky", "relu") + actlut.LUT_ACTIVATIONS:
+            return f"activation '{layer.activation}' has no fixed-point implementation"
+        return ""
 
     @property
     def shift_fmt(self):

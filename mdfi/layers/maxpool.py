@@ -105,11 +105,17 @@ class QMaxpool(QLayer):
     def forward_ref(self, xs, stats=None):
         return self.layer.window_view(np.asarray(xs[0], np.int32), np.iinfo(np.int32).min).max(axis=(3, 4))
 
+    @staticmethod
+    def refusal(layer) -> str:
+        if not layer.plain:
+            return ("[maxpool] with stride_x != stride_y or maxpool_depth has no fixed-point kernel "
+                    "(the float path runs it)")
+        return ""
+
     @classmethod
     def quantize(cls, layer, in_fmt, rounding):
-        if not layer.plain:
-            raise FormatError(f"layer {layer.index}: [maxpool] with stride_x != stride_y or maxpool_depth has no "
-                              f"fixed-point kernel (the float path runs it)")
+        if cls.refusal(layer):
+            raise FormatError(f"layer {layer.index}: {cls.refusal(layer)}")
         return cls(layer, in_fmt, rounding)
 
     @classmethod

@@ -163,22 +163,10 @@ class QShortcut(QLayer):
 
     def __init__(self, layer, in_fmts, out_fmt, rounding, pre_fmt=None, act_lut=None):
         super().__init__(layer, out_fmt, rounding)
-        if layer.alpha != 1.0 or layer.beta != 1.0:
-            raise FormatError(f"layer {layer.index}: [shortcut] alpha/beta other than 1 are not supported "
-                              f"in fixed point")
-        if len(layer.inputs) != 2:
-            raise FormatError(f"layer {layer.index}: [shortcut] with several from= layers has no fixed-point "
-                              f"kernel (the float path runs it)")
-        if layer.weights_type != "none":
-            raise FormatError(f"layer {layer.index}: [shortcut] weights_type={layer.weights_type} has no "
-                              f"fixed-point kernel (the float path runs it)")
-        if any(sh[1:] != layer.out_shape[1:] for sh in layer.in_shapes):
-            raise FormatError(f"layer {layer.index}: [shortcut] between different sizes {layer.in_shapes} has no "
-                              f"fixed-point kernel (the float path runs it)")
+        why = self.refusal(layer)
+        if why:
+            raise FormatError(f"layer {layer.index}: {why}")
         self.lut = layer.activation in actlut.LUT_ACTIVATIONS
-        if layer.activation not in ("linear", "leaky", "relu") and not self.lut:
-            raise FormatError(f"layer {layer.index}: activation '{layer.activation}' has no fixed-point "
-                              f"implementation")
         self.pre_fmt = self.act_lut = None
         if self.lut:
             self.pre_fmt = pre_fmt if pre_fmt is not None else actlut.pre_format(layer.activation, out_fmt)
@@ -193,6 +181,22 @@ class QShortcut(QLayer):
         self.shift = self.sum_frac - self.shift_fmt.frac
         if not fp.MIN_SHIFT <= self.shift <= fp.MAX_SHIFT:
             raise FormatError(f"layer {layer.index}: shortcut shift {self.shift} out of range")
+
+    @staticmethod
+    def refusal(layer) -> str:
+        """Why this layer has no fixed-point implementation ("" when it has one)."""
+        if layer.alpha != 1.0 or layer.beta != 1.0:
+            return "[shortcut] alpha/beta other than 1 are not supported in fixed point"
+        if len(layer.inputs) != 2:
+            return "[shortcut] with several from= layers has no fixed-point kernel (the float path runs it)"
+        if layer.weights_type != "none":
+            return f"[shortcut] weights_type={layer.weights_type} has no fixed-point kernel (the float path runs it)"
+        if any(sh[1:] != layer.out_shape[1:] for sh in layer.in_shapes):
+            return (f"[shortcut] between different sizes {layer.in_shapes} has no fixed-point kernel "
+                    f"(the float path runs it)")
+        if layer.activation not in ("linear", "leaky", "relu") + actlut.LUT_ACTIVATIONS:
+            return f"activation '{layer.activation}' has no fixed-point implementation"
+        return ""
 
     @property
     def shift_fmt(self):

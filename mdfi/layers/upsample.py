@@ -73,14 +73,18 @@ class QUpsample(QLayer):
         s = self.layer.stride
         return np.repeat(np.repeat(np.asarray(xs[0], np.int32), s, axis=1), s, axis=2)
 
+    @staticmethod
+    def refusal(layer) -> str:
+        if layer.reverse:
+            return "[upsample] with a negative stride (sum-pooling) has no fixed-point kernel (the float path runs it)"
+        if layer.scale != 1.0:
+            return f"[upsample] scale={layer.scale} is not supported in fixed point (only 1)"
+        return ""
+
     @classmethod
     def quantize(cls, layer, in_fmt, rounding):
-        if layer.reverse:
-            raise FormatError(f"layer {layer.index}: [upsample] with a negative stride (sum-pooling) has no "
-                              f"fixed-point kernel (the float path runs it)")
-        if layer.scale != 1.0:
-            raise FormatError(f"layer {layer.index}: [upsample] scale={layer.scale} is not supported in "
-                              f"fixed point (only 1)")
+        if cls.refusal(layer):
+            raise FormatError(f"layer {layer.index}: {cls.refusal(layer)}")
         return cls(layer, in_fmt, rounding)
 
     @classmethod
