@@ -267,3 +267,36 @@ def test_yolov4_tiny_8bit_c_equals_reference_and_detects():
     x = astronaut_input(net)
     _assert_c_equals_ref(qm, input_to_u8(x), threads=2)
     assert [ql.scaled for ql in qm.output_layers()] == [True, True]
+
+
+def test_cli_detect_float_and_8bit(tmp_path):
+    """`mdfi detect --cfg yolov4-tiny-10c.cfg --weights ... --names classes.names IMAGE` in
+    float and in 8-bit (the issue's command), JSON on stdout, lineage reported by `mdfi info`."""
+    import json
+    from alexeyab_data import TINY, tiny_weights
+    from conftest import run_python, skimage_image
+    from PIL import Image
+    weights = tiny_weights()
+    img = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_image("astronaut.png")).save(img)
+    base = ["-m", "mdfi", "detect", str(img), "--cfg", str(TINY / "yolov4-tiny-10c.cfg"), "--weights", str(weights),
+            "--names", str(TINY / "classes.names"), "--thresh", "0.01", "--json", "--out", "none", "--threads", "2"]
+    env = dict(__import__("os").environ, MDFI_HOME=str(tmp_path / "home"))
+    results = {}
+    for mode in ("--float", "--bits=8"):
+        proc = run_python(base + [mode], cwd=tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr
+        results[mode] = json.loads(proc.stdout)
+    fl = results["--float"]["detections"]
+    rec = next(i for i in load_json(TINY / "detections_thresh0.01.json")["images"] if i["image"] == "astronaut.png")
+    got = sorted((d["class_id"], d["confidence"]) for d in fl)
+    want = sorted((r["class_id"], r["prob"]) for r in rec["detections"])             # = Darknet
+    assert [c for c, _ in got] == [c for c, _ in want]
+    assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(got, want))
+    assert results["--bits=8"]["detections"], "8-bit finds nothing"
+    q = tmp_path / "m.mdfi"
+    proc = run_python(["-m", "mdfi", "quantize", "--cfg", str(TINY / "yolov4-tiny-10c.cfg"), "--weights", str(weights),
+                       "-o", str(q)], cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    info = run_python(["-m", "mdfi", "info", str(q)], cwd=tmp_path, env=env)
+    assert "darknet lineage: alexeyab (detected:" in info.stdout and "plain resize" in info.stdout
