@@ -8,8 +8,9 @@ configuration in turn, so machine noise hits all of them alike; the median of ``
 rounds after warm-up is reported.  Before each timed forward the machine idles for
 ``--settle`` seconds, so that thread pools still spinning from the previous configuration
 (OpenBLAS spins ~0.1 s after a GEMM) do not slow the next one down.  All at 416x416 from the same cfg/weights:
-yolov3-tiny with the official weights, yolov3 with generated weights of the right shape
-(no official yolov3 weights can be fetched here; speed does not depend on the values).
+yolov3-tiny with the official weights, yolov3 (and ``--models yolov4-tiny``, AlexeyAB's, 416x416)
+with generated weights of the right shape (no official weights of those can be fetched here;
+speed does not depend on the values).
 MDFI fixed point is 8-bit (the default model); its time covers the integer network
 (conv/pool/route/.../yolo tables), like OpenCV's ``net.forward`` covers its network.
 
