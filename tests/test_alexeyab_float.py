@@ -221,3 +221,121 @@ def test_tiny_every_layer_against_the_full_dump():
     assert worst <= TOL
     # route groups=2 group_id=1: the second half of the channels, bit-exact
     assert np.array_equal(net.layers[3].forward_float([z["layer02"]]), z["layer03"])
+
+
+# -- rules no fixture covers, against loop-for-loop transcriptions of Darknet's C ----------------
+def _net_of(text, darknet="alexeyab", seed=3):
+    from mdfi.cfgfile import parse_cfg_text
+    from mdfi.weights import random_weights
+    net = Network(parse_cfg_text("[net]\nwidth=12\nheight=10\nchannels=3\n" + text, "t.cfg"), "t.cfg", warn=False,
+                  darknet=darknet)
+    random_weights(net, seed)
+    return net
+
+
+def test_conv_stride_xy_and_dilation_equal_im2col_cpu_ext():
+    """AB im2col_cpu_ext (src/im2col.c:53-93) with pad*dilation, then gemm, bias, leaky."""
+    net = _net_of("[convolutional]\nfilters=5\nsize=3\nstride_x=2\nstride_y=1\npad=1\ndilation=2\nactivation=linear\n")
+    l = net.layers[0]
+    x = np.random.default_rng(0).standard_normal((3, 10, 12)).astype(np.float32)
+    k, d, pad, sx, sy = 3, 2, 1 * 2, 2, 1
+    oh = (10 + 2 * pad - (d * (k - 1) + 1)) // sy + 1
+    ow = (12 + 2 * pad - (d * (k - 1) + 1)) // sx + 1
+    want = np.zeros((5, oh, ow), np.float64)
+    w, b = l.fused_params()
+    for m in range(5):
+        for y in range(oh):
+            for xx in range(ow):
+                acc = 0.0
+                for c in range(3):
+                    for ky in range(k):
+                        for kx in range(k):
+                            iy, ix = -pad + ky * d + y * sy, -pad + kx * d + xx * sx
+                            if 0 <= iy < 10 and 0 <= ix < 12:
+                                acc += float(w[m, c, ky, kx]) * float(x[c, iy, ix])
+                want[m, y, xx] = acc + b[m]
+    got = l.forward_float([x])
+    assert got.shape == (5, oh, ow) == l.out_shape
+    assert np.allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_shortcut_several_from_and_weights_equal_shortcut_multilayer_cpu():
+    """AB shortcut_multilayer_cpu (src/blas.c:77-143): prev*w0 + from_i*w_i by flat index,
+    per_channel weights, a from layer with fewer and one with more channels."""
+    net = _net_of("[convolutional]\nfilters=4\nsize=1\nactivation=linear\n"       # 0: 4 ch
+                  "[convolutional]\nfilters=6\nsize=1\nactivation=linear\n"       # 1: 6 ch
+                  "[convolutional]\nfilters=5\nsize=1\nactivation=linear\n"       # 2: 5 ch (prev)
+                  "[shortcut]\nfrom=0,1\nweights_type=per_channel\nactivation=leaky\n")
+    l = net.layers[3]
+    assert l.num_params() == 3 * 5 and l.inputs == [2, 0, 1]
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal(s).astype(np.float32) for s in l.in_shapes]
+    wts = l.weights                                  # (n+1, C): weights[c + i*C]
+    size = 5 * 10 * 12
+    out = np.zeros(size, np.float32)
+    prev = xs[0].reshape(-1)
+    for idx in range(size):
+        c = idx // 120                                # src_i / step, step = outputs / C
+        v = np.float32(prev[idx] * wts[0, c])
+        for i, add in enumerate(xs[1:], start=1):
+            a = add.reshape(-1)
+            if idx < a.size:
+                v = np.float32(v + np.float32(a[idx] * wts[i, c]))
+        out[idx] = v if v > 0 else np.float32(0.1 * np.float64(v))
+    assert np.array_equal(l.forward_float(xs), out.reshape(5, 10, 12))
+
+
+def test_pjreddie_shortcut_resampling_equals_shortcut_cpu():
+    """PJ shortcut_cpu (src/blas.c:68-92): from a larger layer with stride 2, alpha/beta."""
+    net = _net_of("[convolutional]\nfilters=3\nsize=1\nactivation=linear\n"
+                  "[maxpool]\nsize=2\nstride=2\n"
+                  "[convolutional]\nfilters=4\nsize=1\nactivation=linear\n"
+                  "[shortcut]\nfrom=0\nalpha=0.5\nbeta=2\n", darknet="pjreddie")
+    l = net.layers[3]
+    rng = np.random.default_rng(2)
+    a, b = (rng.standard_normal(s).astype(np.float32) for s in l.in_shapes)
+    out = a.copy()
+    c1, h1, w1 = b.shape
+    c2, h2, w2 = a.shape
+    stride, sample = w1 // w2, max(w2 // w1, 1)
+    for k in range(min(c1, c2)):
+        for j in range(min(h1, h2)):
+            for i in range(min(w1, w2)):
+                out[k, j * sample, i * sample] = np.float32(np.float32(0.5) * out[k, j * sample, i * sample]
+                                                            + np.float32(2) * b[k, j * stride, i * stride])
+    assert np.array_equal(l.forward_float([a, b]), out)
+
+
+def test_maxpool_depth_and_downsample_equal_darknet_loops():
+    net = _net_of("[convolutional]\nfilters=7\nsize=1\nactivation=linear\n"
+                  "[maxpool]\nmaxpool_depth=1\nout_channels=3\n"
+                  "[upsample]\nstride=-2\nscale=0.5\n"
+                  "[maxpool]\nsize=3\nstride_x=2\nstride_y=1\n")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((7, 10, 12)).astype(np.float32)
+    # forward_maxpool_layer, maxpool_depth (AB src/maxpool_layer.c:245-273)
+    want = np.full((3, 10, 12), -np.finfo(np.float32).max, np.float32)
+    for g in range(3):
+        for k in range(g, 7, 3):
+            want[g] = np.where(x[k] > want[g], x[k], want[g])
+    got = net.layers[1].forward_float([x])
+    assert np.array_equal(got, want)
+    # upsample_cpu(..., forward=0) (src/blas.c:483-498): in[j/2, i/2] += scale*out[j, i], raster order
+    down = np.zeros((3, 5, 6), np.float32)
+    for k in range(3):
+        for j in range(10):
+            for i in range(12):
+                down[k, j // 2, i // 2] = np.float32(down[k, j // 2, i // 2] + np.float32(0.5) * got[k, j, i])
+    assert np.array_equal(net.layers[2].forward_float([got]), down)
+    # stride_x=2, stride_y=1, size 3, padding 2: window origin -1 (src/maxpool_layer.c:283-303)
+    l = net.layers[3]
+    oh, ow = (5 + 2 - 3) // 1 + 1, (6 + 2 - 3) // 2 + 1
+    assert l.out_shape == (3, oh, ow)
+    want = np.empty((3, oh, ow), np.float32)
+    for k in range(3):
+        for i in range(oh):
+            for j in range(ow):
+                vals = [down[k, -1 + i + n, -1 + j * 2 + m] for n in range(3) for m in range(3)
+                        if 0 <= -1 + i + n < 5 and 0 <= -1 + j * 2 + m < 6]
+                want[k, i, j] = max(vals)
+    assert np.array_equal(l.forward_float([down]), want)
