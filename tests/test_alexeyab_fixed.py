@@ -179,9 +179,12 @@ def test_mini_network_detects_in_float_and_fixed_point(mini):
     net, _ = mini
     img = (np.arange(90 * 120 * 3) % 251).astype(np.uint8).reshape(90, 120, 3)
     qm = quantize_network(net, cfg_text=MINI.read_text())
+    counts = []
     for engine in (FloatEngine(net), FixedEngine(qm, "c", 2), FixedEngine(qm, "ref")):
-        dets = Model(net, ["a", "b"], engine).detect(img, thresh=0.5)
+        dets = Model(net, ["a", "b"], engine).detect(img, thresh=0.9)
         assert all(0 <= d.box[0] <= d.box[2] <= 120 for d in dets)
+        counts.append(len(dets))
+    assert counts[0] > 0 and counts[1] == counts[2]
 
 
 def test_fixed_point_refuses_what_has_no_kernel():
