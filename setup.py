@@ -49,9 +49,9 @@ extensions = [
 ]
 
 setup(
-    packages=["mdfi", "mdfi._ext", "mdfi.layers", "mdfi.cfg", "mdfi.data"],
+    packages=["mdfi", "mdfi._ext", "mdfi.layers", "mdfi.quant", "mdfi.cfg", "mdfi.data"],
     # The shipped Darknet cfgs live in the top-level cfg/ folder and install as mdfi.cfg.
     package_dir={"mdfi.cfg": "cfg"},
-    package_data={"mdfi.cfg": ["*.cfg", "*.names"], "mdfi.data": ["*.json"]},
+    package_data={"mdfi.cfg": ["*.cfg", "*.names"], "mdfi.data": ["*.json", "*.jpg"]},
     ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}),
 )

@@ -55,6 +55,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         labels = evaluate.align_labels(paths, gt)
 
     results: Dict[str, object] = {}
+    sizes: Dict[str, int] = {}
     plain: Dict[str, object] = {}
     sat: Dict[str, dict] = {}
     want_stats = getattr(args, "stats", True)
@@ -62,9 +63,12 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         tag = f"w{wbits}a{abits}"
         opts = recipes.resolve(spec_name, wbits=wbits, abits=abits, per_channel=args.per_channel,
                                rounding=args.rounding, act_method=args.method)
+        # The recipe's shipped decisions apply when the formats come from its statistics.
+        extra = {} if (args.calib or args.method) else recipes.shipped_decisions(spec_name, network, opts)
         qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],
                               rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
-                              weight_method=opts["weight_method"], cfg_text=cfg_text, names=names)
+                              weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **extra)
+        sizes[tag] = qm.param_bytes()
         # Saturation counts come from the NumPy reference (bit-identical to the C engine), so
         # with statistics on the reference runs the fixed-point path itself.
         fixed = Model(network, names, FixedEngine(qm, engine), name=label)
@@ -99,6 +103,14 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
               "calibration": calib_src,
               "options": {k: v for k, v in opts.items() if k not in ("wbits", "abits")}, "engine": engine,
               "agreement": evaluate.to_json_dict(results)}
+    float_bytes = 4 * network.num_params()
+    report["param_bytes"] = sizes
+    report["size_vs_float"] = {k: v / float_bytes for k, v in sizes.items()}
+    text += "\nparameters vs float32: " + ", ".join(f"{k} {100 * v / float_bytes:.1f}%" for k, v in sizes.items())
+    if getattr(args, "plot", None):
+        from .evalplot import write_plot
+        write_plot(args.plot, results, report["size_vs_float"], title=f"{label}: {len(paths)} images")
+        text += f"\nwrote {args.plot}"
     if plain:
         report["map50_labels"] = evaluate.to_json_dict(plain)
     if sat:

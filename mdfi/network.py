@@ -141,11 +141,23 @@ class Network:
             raise ShapeError("network input contains NaN or Inf")
         last_use = self.last_use() if keep == "needed" else {}
         outs: List[Optional[np.ndarray]] = [None] * len(self.layers)
+        warned = False
         for layer in self.layers:
             if layer.num_params() and getattr(layer, "weights", None) is None:
                 raise ShapeError(f"layer {layer.index} ({layer.kind}) has no weights loaded")
             xs = [x if i == -1 else outs[i] for i in layer.inputs]
-            out = np.ascontiguousarray(layer.forward_float(xs), dtype=np.float32)
+            # float32 overflow (weights far beyond a trained model's) is reported once, in one
+            # line, instead of NumPy's RuntimeWarnings with source lines.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                out = np.ascontiguousarray(layer.forward_float(xs), dtype=np.float32)
+            if not warned and not np.isfinite(out).all():
+                import warnings
+                from .errors import MDFIWarning
+                warned = True
+                bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+                warnings.warn(f"{self.path}: layer {layer.index} ({layer.kind}) has {bad:,} non-finite outputs "
+                              f"(float32 overflow): the weights' magnitudes are far beyond a trained model's; "
+                              f"detections are meaningless", MDFIWarning, stacklevel=2)
             outs[layer.index] = out
             if hook is not None:
                 hook(layer.index, out)

@@ -186,6 +186,18 @@ def test_alexeyab_features(runner, tmp_path, bits, rounding):
     assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 18
 
 
+def test_shifts_at_or_below_zero(runner, tmp_path):
+    """Requantizing shifts <= 0 (and leaky effective shifts on both sides of 0): formats no
+    calibrated network gets, forced in tests/golden_nets.py; the C model follows them too."""
+    from golden_nets import shift_model
+    model, qm = shift_model()
+    assert qm.layers[1].shift.min() <= 0 < qm.layers[0].shift.min()
+    assert qm.layers[2].shift.max() < 0 and qm.layers[2].shift.min() < -15 < qm.layers[2].shift.max()
+    image = np.random.default_rng(0).integers(0, 256, (30, 40, 3)).astype(np.uint8)
+    gold = _export(model, image, tmp_path / "gold")
+    assert assert_identical(runner, gold, tmp_path) == 4
+
+
 # -- a small golden folder for the option and error tests -----------------------------------------
 @pytest.fixture(scope="module")
 def small_gold(tmp_path_factory) -> Path:

@@ -270,6 +270,44 @@ def parse_activation(sec, default: str, darknet: str = "pjreddie", layer_kind: s
                     "activation")
 
 
+# -- how the integers were chosen (recorded per layer in the model file) --------------------------
+#: ``method`` of a quantized convolution: key -> allowed values.
+#:
+#: * ``weights``: ``nearest`` (round half up at the channel's format) or ``gptq``
+#:   (sequential rounding with error feedback on calibration data, :mod:`mdfi.quant.gptq`);
+#: * ``weight_format``: how ``w_frac`` was chosen (``max``, ``mse``);
+#: * ``bias``: ``nearest`` (the folded float bias rounded), ``analytic`` (minus the expected
+#:   shift of weight rounding from per-channel input means, Nagel et al. 2019) or
+#:   ``empirical`` (minus the measured mean output shift of the quantized network on
+#:   calibration images, :mod:`mdfi.quant.sequential`).
+METHOD_KEYS = {"weights": ("nearest", "gptq"), "weight_format": ("max", "mse"),
+               "bias": ("nearest", "analytic", "empirical")}
+
+
+def check_method(method, index: int):
+    """Validate a layer's recorded ``method`` (a dict of :data:`METHOD_KEYS`) or None."""
+    if method is None:
+        return None
+    if not isinstance(method, dict) or set(method) - set(METHOD_KEYS):
+        raise FormatError(f"layer {index}: invalid quantization method record {str(method)[:80]}")
+    for k, v in method.items():
+        if v not in METHOD_KEYS[k]:
+            raise FormatError(f"layer {index}: unknown {k} method {str(v)[:40]!r} "
+                              f"(expected one of {', '.join(METHOD_KEYS[k])})")
+    return dict(method)
+
+
+def weight_rounding_shift(w_q: np.ndarray, w_frac: np.ndarray, w_float: np.ndarray, input_mean) -> np.ndarray:
+    """Expected output shift of weight rounding per output channel,
+    ``sum_k (w_q - w)[m,k] * E[x_k]`` with ``E[x]`` per input channel (bias correction,
+    Nagel et al. 2019, "Data-Free Quantization", section 4.2)."""
+    m = w_q.shape[0]
+    mean = np.asarray(input_mean, dtype=np.float64)
+    w_deq = np.asarray(w_q, np.float64).reshape(m, -1) * np.exp2(-np.asarray(w_frac, np.float64))[:, None]
+    dw = (w_deq - np.asarray(w_float, np.float64).reshape(m, -1)).reshape(m, mean.size, -1).sum(axis=2)
+    return dw @ mean
+
+
 # -- integer reference (the executable specification of the C kernel) -----------------------------
 def int_matmul(w: np.ndarray, cols: np.ndarray, *, exact_int64: bool = False) -> np.ndarray:
     """Exact integer ``w @ cols`` as int64.
@@ -320,11 +358,14 @@ class QConvolutional(QLayer):
     kind = "convolutional"
 
     def __init__(self, layer, in_fmt, out_fmt, weights, w_frac, bias, *, wbits, rounding,
-                 per_channel, bias_clamped=0, pre_fmt=None, act_lut=None):
+                 per_channel, bias_clamped=0, method=None, pre_fmt=None, act_lut=None):
         super().__init__(layer, out_fmt, rounding)
         why = self.refusal(layer)
         if why:
             raise FormatError(f"layer {layer.index}: {why}")
+        #: How the integers were chosen (recorded in the model file; None: not recorded,
+        #: a file written before MDFI recorded it).  See :data:`METHOD_KEYS`.
+        self.method = check_method(method, layer.index)
         self.in_fmt = in_fmt
         self.wbits = fp.check_bits(wbits, "weight width")
         self.weights = np.asarray(weights)
@@ -420,18 +461,29 @@ class QConvolutional(QLayer):
         f = np.clip(f, tf - in_fmt.frac + fp.MIN_SHIFT, tf - in_fmt.frac + fp.MAX_SHIFT)
         if nonzero.any():
             f = np.where(nonzero, f, int(np.median(f[nonzero])))
-        w_q = fp.quantize_float(flat, f[:, None], wbits).reshape(w.shape).astype(fp.storage_dtype(wbits))
+        w_q = fp.quantize_float(flat, f[:, None], wbits).reshape(w.shape)
+        method = {"weights": "nearest", "weight_format": weight_method, "bias": "nearest"}
         if input_mean is not None:
-            w_deq = w_q.reshape(m, -1).astype(np.float64) * np.exp2(-f.astype(np.float64))[:, None]
-            dw = (w_deq - flat).reshape(w.shape).sum(axis=(2, 3))            # (M, C)
-            b = b - dw @ np.asarray(input_mean, dtype=np.float64)
+            b = b - weight_rounding_shift(w_q, f, flat, input_mean)
+            method["bias"] = "analytic"
+        return cls.from_integers(layer, in_fmt, out_fmt, w_q, f, b, wbits=wbits, rounding=rounding,
+                                 per_channel=per_channel, method=method)
+
+    @classmethod
+    def from_integers(cls, layer, in_fmt, out_fmt, w_q, w_frac, bias_float, *, wbits, rounding,
+                      per_channel, method):
+        """A layer from chosen integer weights ``w_q`` at ``Q(wbits, w_frac[m])`` and a float
+        bias (in the units of the folded float bias), which is rounded half up to the
+        accumulator scale and clamped to the accumulator bound (docs section 3.2)."""
+        f = np.asarray(w_frac, dtype=np.int64).reshape(-1)
         acc_bits = fp.accumulator_bits(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
         lim = (1 << (acc_bits - 1)) - 1 - fp.product_bound(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
-        b_q = fp.round_half_up_float(b * np.exp2((f + in_fmt.frac).astype(np.float64)))
+        b_q = fp.round_half_up_float(np.asarray(bias_float, np.float64) * np.exp2((f + in_fmt.frac).astype(np.float64)))
         clamped = int(np.count_nonzero(np.abs(b_q) > lim))
         b_q = np.clip(b_q, -lim, lim).astype(np.int64)
-        return cls(layer, in_fmt, out_fmt, w_q, f, b_q, wbits=wbits, rounding=rounding,
-                   per_channel=per_channel, bias_clamped=clamped)
+        w_q = np.asarray(w_q).reshape(layer.filters, layer.in_channels, layer.size, layer.size)
+        return cls(layer, in_fmt, out_fmt, w_q.astype(fp.storage_dtype(wbits)), f, b_q, wbits=wbits,
+                   rounding=rounding, per_channel=per_channel, bias_clamped=clamped, method=method)
 
     # -- reference forward -----------------------------------------------------------------
     def stages_ref(self, xs) -> dict:
@@ -479,6 +531,8 @@ class QConvolutional(QLayer):
                  bias_clamped=self.bias_clamped)
         if self.lut:
             d["pre_fmt"] = self.pre_fmt.to_dict()
+        if self.method is not None:
+            d["method"] = dict(self.method)
         return d
 
     def arrays(self):
@@ -495,7 +549,7 @@ class QConvolutional(QLayer):
         return cls(layer, meta_format(meta, "in_fmt"), meta_format(meta), arrays["weights"], meta["w_frac"],
                    arrays["bias"], wbits=meta["wbits"], rounding=meta["rounding"],
                    per_channel=meta.get("per_channel", False), bias_clamped=meta.get("bias_clamped", 0),
-                   pre_fmt=meta_format(meta, "pre_fmt") if lut else None,
+                   method=meta.get("method"), pre_fmt=meta_format(meta, "pre_fmt") if lut else None,
                    act_lut=arrays.get("act_lut") if lut else None)
 
     def param_bits(self) -> int:
