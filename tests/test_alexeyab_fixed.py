@@ -303,3 +303,24 @@ def test_cli_detect_float_and_8bit(tmp_path):
     assert proc.returncode == 0, proc.stderr
     info = run_python(["-m", "mdfi", "info", str(q)], cwd=tmp_path, env=env)
     assert "darknet lineage: alexeyab (detected:" in info.stdout and "plain resize" in info.stdout
+
+
+def test_golden_export_of_the_new_layers_verifies(mini, tmp_path):
+    """`mdfi golden` on the AlexeyAB features: the new stages (pre) and tables (act_lut,
+    xy_lut, prob_lut, wh_lut) are written and listed, the manifest records the lineage's box
+    correction and NMS, and `mdfi verify` accepts a copy of the export."""
+    import shutil
+    from mdfi import golden
+    from mdfi.cli import main
+    from mdfi.engine import FixedEngine
+    from mdfi.model import Model
+    net, _ = mini
+    qm = quantize_network(net, cfg_text=MINI.read_text())
+    img = (np.arange(90 * 120 * 3) % 251).astype(np.uint8).reshape(90, 120, 3)
+    man = golden.export(Model(net, ["a", "b"], FixedEngine(qm, "c", 1)), img, str(tmp_path / "g"), thresh=0.9)
+    stages = {f["stage"] for f in man["files"]}
+    assert {"pre", "act_lut", "xy_lut", "prob_lut", "wh_lut"} <= stages
+    assert man["postprocess"]["darknet"] == "alexeyab" and man["postprocess"]["correct"] == "none"
+    assert man["postprocess"]["nms_kind"] == "greedynms"              # the last [yolo]'s
+    shutil.copytree(tmp_path / "g", tmp_path / "dut")
+    assert main(["verify", str(tmp_path / "g"), str(tmp_path / "dut")]) == 0
