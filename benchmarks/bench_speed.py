@@ -7,8 +7,9 @@ instruction ceilings of the machine and the per-layer efficiency of the big conv
     python benchmarks/bench_speed.py --models yolov3-tiny --runs 10
     python benchmarks/bench_speed.py --cpu-time --threads 1  # on a busy machine: thread CPU time
 
-Engines (same letterboxed 416x416 input for all; yolov3-tiny with the official weights, yolov3
-with generated weights of the right shape -- speed does not depend on the values):
+Engines (same 416x416 input for all; yolov3-tiny with the official weights, yolov3 and
+``--models yolov4-tiny`` (AlexeyAB's) with generated weights of the right shape -- no official
+weights of those can be fetched here, and speed does not depend on the values):
 
 * MDFI fixed 8-bit (C): ``FixedEngine.run`` from the uint8 input to the yolo tables, on the
   best convolution path of this CPU and, for the AVX2-only comparison, on ``avx2``
@@ -88,9 +89,9 @@ def timing_rgb() -> np.ndarray:
 
 
 def check_image(net) -> np.ndarray:
-    """The letterboxed float input of the timing photo."""
-    from mdfi.preprocess import image_to_input
-    return image_to_input(timing_rgb(), net.width, net.height)
+    """The float input of the timing photo (letterboxed, or resized for AlexeyAB's lineage)."""
+    from mdfi.preprocess import network_input
+    return network_input(timing_rgb(), net)
 
 
 def cpu_name() -> str:

@@ -21,8 +21,11 @@ from .errors import ShapeError
 # deviations.  Histograms are integrated exactly from the normal CDF over the pre-images of the
 # bins; means and second moments (needed by the next layer) by quadrature.
 
-_ACTS = ("linear", "leaky", "relu", "logistic")
-_LIN, _LEAKY, _RELU, _LOGI = range(4)
+_ACTS = ("linear", "leaky", "relu", "logistic", "mish", "swish", "hard_mish", "relu6")
+_LIN, _LEAKY, _RELU, _LOGI, _MISH, _SWISH, _HMISH, _RELU6 = range(8)
+#: Activations whose histograms are integrated numerically (not monotone, or clamped).
+_NUMERIC = (_MISH, _SWISH, _HMISH, _RELU6)
+_NUMERIC_POINTS = 512
 #: Virtual values per channel in synthetic histograms (they hold no real counts).
 _VIRTUAL_PER_CHANNEL = 1 << 20
 #: Extent of the synthetic normals: the max is at mean + 6 std.
@@ -100,10 +103,29 @@ class _Dist:
         return m, np.sqrt(np.maximum(e2 - m * m, 0.0))
 
     def extremes(self) -> Tuple[np.ndarray, np.ndarray]:
-        """Per-channel smallest and largest value."""
+        """Per-channel smallest and largest value (over a grid where the activation is not
+        monotone)."""
         a = _apply_act(self.act, self.mu - self.zlim * self.sigma) * self.gain
         b = _apply_act(self.act, self.mu + self.zlim * self.sigma) * self.gain
-        return np.minimum(a, b), np.maximum(a, b)
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        num = np.isin(self.act, _NUMERIC)
+        if num.any():
+            y = self._grid(num)[0]
+            lo[num] = np.minimum(lo[num], y.min(axis=1))
+            hi[num] = np.maximum(hi[num], y.max(axis=1))
+        return lo, hi
+
+    def _grid(self, sel: np.ndarray):
+        """Values on a grid of the truncated normal of the channels ``sel`` and the grid
+        weights: (values (n, P), weights (n, P), rows sum to 1)."""
+        zl = self.zlim[sel][:, None]
+        k = np.arange(_NUMERIC_POINTS + 1, dtype=np.float64) / _NUMERIC_POINTS
+        edges = -zl + 2.0 * zl * k[None, :]
+        w = _interval_probs(edges, zl)
+        w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+        z = 0.5 * (edges[:, :-1] + edges[:, 1:])
+        x = self.mu[sel][:, None] + self.sigma[sel][:, None] * z
+        return _apply_act(self.act[sel][:, None], x) * self.gain[sel][:, None], w
 
     # -- the synthetic TensorStats ----------------------------------------------------------------
     def stats(self) -> TensorStats:
@@ -111,7 +133,16 @@ class _Dist:
         neg = np.zeros(NBINS)
         zeros = 0.0
         edges = _BIN_LO.astype(np.float64)          # |y| edges: 0, E1, ..., E_{N-1}, inf
-        for code in range(len(_ACTS)):
+        num = np.isin(self.act, _NUMERIC)
+        if num.any():
+            y, w = self._grid(num)
+            y, w = y.reshape(-1), w.reshape(-1)
+            nz = y != 0
+            zeros += float(w[~nz].sum())
+            k = _bin_index(np.abs(y[nz]))
+            pos += np.bincount(k[y[nz] > 0], weights=w[nz][y[nz] > 0], minlength=NBINS)
+            neg += np.bincount(k[y[nz] < 0], weights=w[nz][y[nz] < 0], minlength=NBINS)
+        for code in range(_MISH):
             for sign in (1.0, -1.0):
                 sel = (self.act == code) & (np.sign(self.gain) == sign)
                 if not sel.any():
@@ -191,8 +222,15 @@ def _apply_act(code: np.ndarray, x: np.ndarray) -> np.ndarray:
     code = np.broadcast_to(code, x.shape)
     with np.errstate(over="ignore"):
         logi = 1.0 / (1.0 + np.exp(-x))
-    return np.select([code == _LEAKY, code == _RELU, code == _LOGI],
-                     [np.where(x > 0, x, _SLOPE * x), np.maximum(x, 0.0), logi], x)
+    conds = [code == _LEAKY, code == _RELU, code == _LOGI]
+    vals = [np.where(x > 0, x, _SLOPE * x), np.maximum(x, 0.0), logi]
+    if (code >= _MISH).any():
+        from .activations import reference_float64
+        for c in _NUMERIC:
+            if (code == c).any():
+                conds.append(code == c)
+                vals.append(reference_float64(_ACTS[c], x))
+    return np.select(conds, vals, x)
 
 
 def _max_of_n(n: int) -> Tuple[float, float]:
@@ -239,12 +277,22 @@ def _estimate_layer(layer, ins: List[_Dist]) -> _Dist:
         wsq = (w * w).sum(axis=(2, 3))                 # (M, C): ||w_{m,c}||^2
         std = np.sqrt(wsq @ e2)                        # ||w_m|| * rms(input), per input channel
         return _Dist(layer.biases, std, code)
+    if kind == "maxpool" and getattr(layer, "depth", False):
+        d = ins[0]                                     # max over C/out_channels channels
+        e, s = _max_of_n(max(d.channels // layer.out_channels, 1))
+        f = d.take(slice(0, layer.out_channels))
+        sign = np.where(f.gain < 0, -1.0, 1.0)
+        return _Dist(f.mu + sign * e * f.sigma, f.sigma * s, f.act, f.gain, f.zlim)
     if kind == "maxpool":
         e, s = _max_of_n(layer.size * layer.size)
         d = ins[0]
         # act is non-decreasing: max commutes with it (gain < 0 turns max into min)
         sign = np.where(d.gain < 0, -1.0, 1.0)
         return _Dist(d.mu + sign * e * d.sigma, d.sigma * s, d.act, d.gain, d.zlim)
+    if kind == "upsample" and getattr(layer, "reverse", False):
+        m, sd = ins[0].as_gaussian()                   # sum of stride^2 values
+        n = layer.stride * layer.stride
+        return _Dist(m * n * layer.scale, sd * np.sqrt(n) * abs(layer.scale), _LIN)
     if kind == "upsample":
         d = ins[0]
         return _Dist(d.mu, d.sigma, d.act, d.gain * float(layer.scale), d.zlim)
@@ -252,12 +300,18 @@ def _estimate_layer(layer, ins: List[_Dist]) -> _Dist:
         s2 = layer.stride * layer.stride
         return _Dist.concat([ins[0]] * s2) if s2 > 1 else ins[0]
     if kind == "route":
+        if getattr(layer, "groups", 1) > 1:                # AlexeyAB groups: channel slices
+            ins = [d.take(slice(a, b)) for d, (a, b) in zip(ins, layer.slices())]
         return _Dist.concat(ins)
     if kind == "shortcut":
-        (ma, sa), (mb, sb) = ins[0].as_gaussian(), ins[1].as_gaussian()
-        mu = layer.alpha * ma + layer.beta * mb
-        sd = np.sqrt((layer.alpha * sa) ** 2 + (layer.beta * sb) ** 2)
-        return _Dist(mu, sd, _ACTS.index(layer.activation))
+        ma, sa = ins[0].as_gaussian()
+        mu, var = layer.alpha * ma, (layer.alpha * sa) ** 2
+        for d in ins[1:]:                                  # common channels get the sum
+            mb, sb = d.as_gaussian()
+            k = min(len(mb), len(mu))
+            mu[:k] += layer.beta * mb[:k]
+            var[:k] += (layer.beta * sb[:k]) ** 2
+        return _Dist(mu, np.sqrt(var), _ACTS.index(layer.activation))
     if kind == "yolo":
         return _with_activation(ins[0], layer.logistic_mask())
     if kind == "region":

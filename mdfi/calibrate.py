@@ -694,7 +694,8 @@ def collect(network, images: Iterable[Any], *, progress: bool = True, augment: b
 
     ``images``: an iterable of image paths, ``PIL`` images or ``HxWx3`` uint8 arrays (anything
     :func:`mdfi.image.load_image` takes); each is letterboxed to the network input
-    (:func:`mdfi.preprocess.image_to_input`) exactly as for inference.  The forward pass keeps
+    (:func:`mdfi.preprocess.network_input`: letterboxed or resized as the model's Darknet
+    lineage does) exactly as for inference.  The forward pass keeps
     only the outputs later layers still need (``keep="needed"``), so memory stays that of
     inference.  Every layer's output (all kinds) and the network input are recorded.
 
@@ -709,7 +710,7 @@ def collect(network, images: Iterable[Any], *, progress: bool = True, augment: b
     is empty; image errors (:class:`~mdfi.errors.ImageError`) propagate.
     """
     from .image import load_image
-    from .preprocess import image_to_input
+    from .preprocess import network_input
 
     total = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
     layer_stats: Dict[int, TensorStats] = {l.index: TensorStats() for l in network.layers}
@@ -727,7 +728,7 @@ def collect(network, images: Iterable[Any], *, progress: bool = True, augment: b
             rgb = load_image(src)
             variants = [rgb, rgb[:, ::-1]] if augment else [rgb]
             for img in variants:
-                x = image_to_input(np.ascontiguousarray(img), network.width, network.height)
+                x = network_input(np.ascontiguousarray(img), network)
                 input_stats.update(x)
                 input_stats.update_channels(x)
                 network.forward_float(x, keep="needed", hook=hook)
@@ -762,15 +763,16 @@ def list_images(folder: PathLike) -> List[str]:
 
 
 def load_inputs(network, folder: PathLike, *, augment: bool = True) -> List[np.ndarray]:
-    """The letterboxed float inputs of the images in ``folder`` (and of their mirror images
-    with ``augment``): the calibration data of the data-driven methods (mdfi.quant)."""
+    """The float inputs of the images in ``folder`` (and of their mirror images with
+    ``augment``), made as the model's Darknet lineage makes them (letterbox or plain resize):
+    the calibration data of the data-driven methods (mdfi.quant)."""
     from .image import load_image
-    from .preprocess import image_to_input
+    from .preprocess import network_input
     xs = []
     for p in list_images(folder):
         rgb = load_image(p)
         for img in ([rgb, rgb[:, ::-1]] if augment else [rgb]):
-            xs.append(image_to_input(np.ascontiguousarray(img), network.width, network.height))
+            xs.append(network_input(np.ascontiguousarray(img), network))
     return xs
 
 

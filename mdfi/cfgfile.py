@@ -22,7 +22,8 @@ Follows Darknet's ``read_cfg`` (src/parser.c) with stricter error reporting:
 
 Every value is read through :class:`Section` accessors, which record the line of each key
 so that an error says ``file:line``.  Keys a section never reads are reported as warnings
-(Darknet prints "Unused field"), except the training keys listed in :data:`IGNORED_KEYS`.
+(Darknet prints "Unused field"); the key audit (:mod:`mdfi.cfgkeys`) decides first which keys
+are training-only (accepted silently) and which are refused.
 """
 
 from __future__ import annotations
@@ -36,19 +37,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .errors import CfgError, shown
 from .limits import MAX_LAYERS
 
-# Keys Darknet reads only for training (or for features MDFI's forward does not need).
-# They are accepted silently.  Source: parse_net_options / parse_yolo / parse_region /
-# parse_convolutional in pjreddie/darknet src/parser.c.
-IGNORED_KEYS = frozenset("""
-batch subdivisions momentum decay angle saturation exposure hue learning_rate burn_in
-max_batches policy steps scales power gamma step rate max_crop min_crop aspect
-flip center time_steps notruth random adam B1 B2 eps jitter ignore_thresh truth_thresh
-object_scale noobject_scale class_scale coord_scale thresh rescore bias_match absolute
-sqrt log classfix softmax_tree tree map max num_iteration iou_normalizer
-cls_normalizer iou_loss nms_kind beta_nms scale_x_y label_smooth_eps counters_per_class
-resize max_delta binary xnor flipped dot smooth stopbackward dontload dontloadscales
-learning_scale_scale mask_scale bias_match burn_in_layers track sequential
-""".split())
+# Which keys are implemented, ignored (training only) or refused: mdfi/cfgkeys.py (the key
+# audit against both Darknet parsers); Network marks the ignored ones used after building
+# its layers, so only keys neither Darknet reads are left to warn about.
 
 
 @dataclass
@@ -154,7 +145,7 @@ class Section:
             raise self.error(f"{key}={value}: must be <= {maximum}", key)
 
     def unused_keys(self) -> List[Tuple[str, Option]]:
-        return [(k, o) for k, o in self.options.items() if not o.used and k not in IGNORED_KEYS]
+        return [(k, o) for k, o in self.options.items() if not o.used]
 
 
 #: Numbers as Darknet's atoi/atof read them: ASCII digits only.  (Python's int()/float() also

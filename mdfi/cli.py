@@ -38,7 +38,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .model import _float_network
     check_model_args(args)
     refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model)
-    network, *_ = _float_network(args.model, args.cfg, args.weights, args.names, True)
+    network, *_ = _float_network(args.model, args.cfg, args.weights, args.names, True, args.darknet)
     stats = calibrate.collect_from_dir(network, args.images, progress=True, augment=args.augment)
     stats.to_json(args.output)
     print(f"wrote {args.output}: statistics of {len(network.layers)} layers from {args.images}", file=sys.stderr)
@@ -60,7 +60,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             or args.size_budget is not None) and not args.calib:
         raise MDFIError("--weight-rounding gptq, --bias-correction empirical and --size-budget need "
                         "calibration images (--calib DIR)")
-    network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True)
+    network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True,
+                                                         args.darknet)
     # One default everywhere: the model's recipe, as `mdfi detect` and mdfi.load use it
     # (per-channel weights and mse formats for the zoo models), unless an option says otherwise.
     opts = recipes.resolve(spec_name, wbits=args.wbits, abits=args.abits, per_channel=args.per_channel,
@@ -139,7 +140,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         file_bytes = os.path.getsize(args.model_or_file)
     else:
         from .model import load
-        qm = load(args.model_or_file, bits=args.bits, engine="ref").quantized
+        qm = load(args.model_or_file, bits=args.bits, engine="ref", darknet=args.darknet).quantized
         file_bytes = None
     print(info_table(qm, file_bytes=file_bytes))
     return 0
@@ -306,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("model_or_file", metavar="MODEL", help="a .mdfi file or a zoo model name (`mdfi models`)")
     i.add_argument("--bits", type=bits_arg, default=None,
                    help="width for a zoo model (default 8); a .mdfi file has its widths fixed")
+    i.add_argument("--darknet", choices=("pjreddie", "alexeyab"), default=None,
+                   help="lineage of a zoo model (default: detected from its cfg)")
     i.set_defaults(func=cmd_info)
 
     e = sub.add_parser("eval", help="agreement of fixed point with the float path over images",
@@ -325,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--rounding", choices=("half_up", "truncate"), default=None,
                    help="rounding of every requantizing shift (default half_up)")
     e.add_argument("--labels", metavar="FILE|DIR", help="COCO JSON or VOC XML ground truth: also plain mAP@0.5")
+    e.add_argument("--thresh", type=unit_float("--thresh"), default=0.25,
+                   help="threshold of the float detections taken as ground truth (default 0.25)")
     e.add_argument("--engine", choices=("c", "ref"), default=None,
                    help="fixed-point backend: c (fast kernels, default) or ref (NumPy reference); same integers")
     e.add_argument("--json", action="store_true", help="machine-readable report on stdout")

@@ -16,6 +16,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cfg", metavar="FILE", help="Darknet .cfg (with --weights) instead of a zoo model")
     g.add_argument("--weights", metavar="FILE", help="Darknet .weights file")
     g.add_argument("--names", metavar="FILE", help="class names, one per line (default: COCO)")
+    g.add_argument("--darknet", choices=("pjreddie", "alexeyab"), default=None,
+                   help="the Darknet lineage whose semantics the model follows (default: detected from the "
+                        "cfg; `mdfi info` shows which and why)")
 
 
 def check_model_args(args: argparse.Namespace) -> None:
@@ -54,7 +57,8 @@ def _check_input_file(path: str, opt: str) -> None:
 def load_model_from_args(args: argparse.Namespace, **kw):
     from .model import load
     check_model_args(args)
-    return load(args.model, cfg=args.cfg, weights=args.weights, names=args.names, **kw)
+    return load(args.model, cfg=args.cfg, weights=args.weights, names=args.names,
+                darknet=getattr(args, "darknet", None), **kw)
 
 
 def bits_arg(text: str) -> int:

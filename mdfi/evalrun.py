@@ -18,7 +18,9 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     from .quantize import quantize_network, saturation_report
 
     configs = parse_bits_list(args.bits)
-    network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True)
+    network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True,
+                                                         getattr(args, "darknet", None))
+    gt_thresh = getattr(args, "thresh", 0.25)
     paths = calibrate.list_images(args.images)
     if args.calib:
         calib, calib_src = calibrate.collect_from_dir(network, args.calib, progress=True), args.calib
@@ -40,7 +42,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     for p in paths:
         prep = float_model.prepare(load_image(p))
         prepared.append(prep)
-        float_dets.append(float_model.detect(prep, thresh=0.25))
+        float_dets.append(float_model.detect(prep, thresh=gt_thresh))
         prog.step(os.path.basename(p))
     prog.done()
 
@@ -86,7 +88,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     if labels is not None:
         plain["float"] = evaluate.evaluate_map(float_dets, labels)
 
-    head = (f"{label}: {len(paths)} images from {args.images}; formats from {calib_src}; "
+    head = (f"{label} ({network.darknet} Darknet): {len(paths)} images from {args.images}; float detections "
+            f">= {gt_thresh:g} as ground truth; formats from {calib_src}; "
             f"weights {'per channel' if opts['per_channel'] else 'per layer'}, "
             f"{opts['act_method'] or 'auto (mse for images, max for a batch-norm estimate)'} activations, "
             f"{opts['rounding']} rounding, {engine} engine")
@@ -96,7 +99,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     if plain:
         text += "\n\nmAP@0.5 against the labels:\n" + "\n".join(
             f"  {k:<8} {'n/a' if v.map is None else f'{v.map:.4f}'}" for k, v in plain.items())
-    report = {"model": label, "images": len(paths), "calibration": calib_src,
+    report = {"model": label, "darknet": network.darknet, "gt_thresh": gt_thresh, "images": len(paths),
+              "calibration": calib_src,
               "options": {k: v for k, v in opts.items() if k not in ("wbits", "abits")}, "engine": engine,
               "agreement": evaluate.to_json_dict(results)}
     float_bytes = 4 * network.num_params()

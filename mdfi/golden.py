@@ -29,15 +29,16 @@ from . import fixedpoint as fp
 from . import safejson, vectors
 from .errors import GoldenError, MDFIError
 from .exportdir import ExportFolder
-from .postprocess import postprocess
+from .postprocess import postprocess, settings as post_settings
 from .preprocess import letterbox_geometry
 from .quantize import QuantizedModel, input_to_u8
 
 FORMAT = "mdfi-golden"
 FORMAT_VERSION = 1
-PARAM_STAGES = ("weights", "bias", "shift", "logistic_lut", "exp_lut", "expneg_lut")
+PARAM_STAGES = ("weights", "bias", "shift", "logistic_lut", "exp_lut", "expneg_lut", "act_lut", "xy_lut",
+                "prob_lut", "wh_lut")
 #: Tensor stages ``--stages`` selects (``in`` = every ``inN``); parameters are always written.
-TENSOR_STAGES = ("in", "acc", "act", "out")
+TENSOR_STAGES = ("in", "acc", "act", "pre", "out")     # pre: table activations (docs/fixed-point.md 4.1)
 #: What ``mdfi golden`` writes unless told otherwise: $readmemh hex only (docs/golden-format.md).
 DEFAULT_FORMATS = ("hex",)
 #: Files of an export besides the vector files.
@@ -114,7 +115,12 @@ def model_txt(qm: QuantizedModel) -> str:
     lines = ["mdfi-model 1", f"# {qm.name}: {qm.describe()}",
              f"input c={net.channels} h={net.height} w={net.width}"]
     fmts = {-1: qm.input_fmt}
-    act = {"linear": "linear", "leaky": "leaky", "relu": "relu"}
+    act = {a: a for a in ("linear", "leaky", "relu", "logistic", "mish", "swish", "hard_mish", "relu6")}
+
+    def table(ql) -> str:        # the table activations (docs/golden-format.md)
+        if not getattr(ql, "lut", False):
+            return ""
+        return f" pre_bits={ql.pre_fmt.bits} pre_frac={ql.pre_fmt.frac} lut=l{ql.index:03d}.act_lut.hex"
     for ql in qm.layers:
         l = ql.layer
         ins = ",".join(str(i) for i in ql.inputs)
@@ -127,7 +133,7 @@ def model_txt(qm: QuantizedModel) -> str:
                          f"in_type={_type_name(fmts[ql.inputs[0]])} wbits={ql.wbits} out_bits={ql.out_fmt.bits} "
                          f"acc64={int(ql.acc64)} acc_bits={ql.acc_bits} oh={oh} ow={ow} "
                          f"weights=l{ql.index:03d}.weights.hex bias=l{ql.index:03d}.bias.hex "
-                         f"shift=l{ql.index:03d}.shift.hex")
+                         f"shift=l{ql.index:03d}.shift.hex{table(ql)}")
         elif ql.kind == "maxpool":
             _, oh, ow = l.out_shape
             lines.append(f"{tag} maxpool in={ins} c={c} h={h} w={w} size={l.size} stride={l.stride} "
@@ -137,16 +143,19 @@ def model_txt(qm: QuantizedModel) -> str:
         elif ql.kind == "reorg":
             lines.append(f"{tag} reorg in={ins} c={c} h={h} w={w} stride={l.stride}")
         elif ql.kind == "route":
+            groups = f" groups={l.groups} group_id={l.group_id}" if getattr(l, "groups", 1) > 1 else ""
             lines.append(f"{tag} route in={ins} shifts={','.join(map(str, ql.shifts))} rounding={ql.rounding} "
-                         f"out_bits={ql.out_fmt.bits}")
+                         f"out_bits={ql.out_fmt.bits}{groups}")
         elif ql.kind == "shortcut":
             fa, fb = (f.frac for f in ql.in_fmts)
             lines.append(f"{tag} shortcut in={ins} fa={fa} fb={fb} out_frac={ql.out_fmt.frac} "
-                         f"act={act[l.activation]} rounding={ql.rounding} out_bits={ql.out_fmt.bits}")
+                         f"act={act[l.activation]} rounding={ql.rounding} out_bits={ql.out_fmt.bits}{table(ql)}")
         elif ql.kind == "yolo":
-            sel = ",".join("0" if m else "1" for m in l.logistic_mask())
+            names = ql.table_names
+            sel = ",".join(map(str, ql.table_select()))
+            xy = f" xy=l{ql.index:03d}.{names[2]}.hex" if ql.scaled else ""
             lines.append(f"{tag} yolo in={ins} c={c} h={h} w={w} qmin={ql.in_fmt.min} bits={ql.in_fmt.bits} "
-                         f"sel={sel} logistic=l{ql.index:03d}.logistic_lut.hex exp=l{ql.index:03d}.exp_lut.hex")
+                         f"sel={sel} logistic=l{ql.index:03d}.{names[0]}.hex exp=l{ql.index:03d}.{names[1]}.hex{xy}")
         elif ql.kind == "region":
             per = np.zeros((l.n, l.entries), int)
             per[:, 2:4] = 1
@@ -181,7 +190,11 @@ def _yolo_decode(ql, qm) -> dict:
             "entry_formats": {"x": "UQ1.15", "y": "UQ1.15", "w": "UQ15.16", "h": "UQ15.16",
                               "objectness": "UQ1.15", "classes": "UQ1.15"},
             "candidates": "objectness_q > obj_threshold_q15", "order": "cell-major (row, col), then anchor",
-            "anchor_units": "network input pixels"}
+            "anchor_units": "network input pixels",
+            # AlexeyAB: x/y tables with scale_x_y folded in (signed Q.15), new_coords (2t)^2 for w/h
+            "scale_x_y": float(np.float32(l.scale_x_y)), "new_coords": bool(l.new_coords),
+            **({"entry_formats": {"x": "Q16.15", "y": "Q16.15", "w": "UQ15.16", "h": "UQ15.16",
+                                  "objectness": "UQ1.15", "classes": "UQ1.15"}} if ql.scaled else {})}
 
 
 def _region_decode(ql, qm) -> dict:
@@ -237,9 +250,31 @@ def _conv_params(ql) -> List[Planned]:
                     source=ql.shift)]
 
 
+def _act_table(ql) -> List[Planned]:
+    """The table of a table activation (docs/fixed-point.md 4.1): output codes."""
+    if not getattr(ql, "lut", False):
+        return []
+    f = ql.out_fmt
+    return [Planned(f"l{ql.index:03d}.act_lut", ql.index, "act_lut", list(ql.act_lut.shape), f.bits, True, f.frac,
+                    layout="TABLE", source=ql.act_lut)]
+
+
+def _conv_and_table_params(ql) -> List[Planned]:
+    return _conv_params(ql) + _act_table(ql)
+
+
 def _head_params(ql) -> List[Planned]:
     # Tables: logistic values UQ1.15 in 16 bits; exp values UQ15.16 (ap_ufixed<31,15>) in 31 bits.
     name = f"l{ql.index:03d}"
+    if ql.kind == "yolo" and ql.scaled:
+        # AlexeyAB scale_x_y / new_coords: Q1.15 table, Q15.16 table, signed Q.15 x/y table
+        n0, n1, n2 = ql.table_names
+        return [Planned(f"{name}.{n0}", ql.index, n0, list(ql.logistic.shape), 16, False, fp.PROB_FRAC,
+                        layout="TABLE", source=ql.logistic),
+                Planned(f"{name}.{n1}", ql.index, n1, list(ql.exp.shape), 31, False, fp.EXP_FRAC, layout="TABLE",
+                        source=ql.exp),
+                Planned(f"{name}.{n2}", ql.index, n2, list(ql.xy.shape), 32, True, fp.PROB_FRAC, layout="TABLE",
+                        source=ql.xy)]
     out = [Planned(f"{name}.logistic_lut", ql.index, "logistic_lut", list(ql.logistic.shape), 16, False,
                    fp.PROB_FRAC, layout="TABLE", source=ql.logistic),
            Planned(f"{name}.exp_lut", ql.index, "exp_lut", list(ql.exp.shape), 31, False, fp.EXP_FRAC,
@@ -254,8 +289,8 @@ def _head_params(ql) -> List[Planned]:
 #: them).  A new layer kind with parameters (tables of a new activation, ...) adds its entry,
 #: its stage names to PARAM_STAGES here and in mdfi/verify.py, and its rows to
 #: docs/golden-format.md ("Parameters").
-PARAM_EXPORTERS: Dict[str, Callable] = {"convolutional": _conv_params, "yolo": _head_params,
-                                        "region": _head_params}
+PARAM_EXPORTERS: Dict[str, Callable] = {"convolutional": _conv_and_table_params, "shortcut": _act_table,
+                                        "yolo": _head_params, "region": _head_params}
 
 
 def _params(ql) -> List[Planned]:
@@ -287,7 +322,7 @@ def plan(qm: QuantizedModel, layers: Optional[Iterable[int]] = None,
                                          source=("in", ql.index, k)))
             if hasattr(ql, "stages_ref") and hasattr(ql, "stage_formats"):
                 sf = ql.stage_formats()
-                for st in ("acc", "act"):
+                for st in (k for k in sf if k != "out"):          # acc, act (pre: table activations)
                     if st in stages:
                         bits, signed, frac = sf[st]
                         files.append(Planned(f"{name}.{st}", ql.index, st, list(l.out_shape), bits, signed, frac,
@@ -460,7 +495,7 @@ def export(model, image, out_dir: str, *, layers: Optional[Iterable[int]] = None
         # Detections decoded from the exported head outputs (the same path as `mdfi detect`).
         raws = [hl.decode_int(outs[hl.index], thresh) for hl in qm.output_layers()]
         dets = postprocess(raws, prep.width, prep.height, qm.network.width, qm.network.height, thresh, nms,
-                           model.names)
+                           model.names, **post_settings(qm.network))
         with open(os.path.join(tmp, "detections.json"), "w") as fh:
             json.dump({"image": src, "width": prep.width, "height": prep.height, "thresh": thresh, "nms": nms,
                        "detections": [_exact_detection(d) for d in dets]}, fh, indent=1)
@@ -492,9 +527,13 @@ def _manifest(model, qm, prep, src, selected, formats, stages, thresh, nms, file
                   "decoder": f"Pillow {PIL.__version__} (mdfi.image.load_image: RGB, alpha dropped, EXIF "
                              f"orientation ignored)"},
         "net": {"width": net.width, "height": net.height, "channels": net.channels},
-        "letterbox": {"new_w": new_w, "new_h": new_h, "dx": (net.width - new_w) // 2,
-                      "dy": (net.height - new_h) // 2, "fill": 128},
+        "letterbox": ({"new_w": new_w, "new_h": new_h, "dx": (net.width - new_w) // 2,
+                       "dy": (net.height - new_h) // 2, "fill": 128} if net.letter_box else
+                      {"new_w": net.width, "new_h": net.height, "dx": 0, "dy": 0, "fill": None,
+                       "resize": "AlexeyAB plain resize_image, no letterbox"}),
         "postprocess": {"thresh": thresh, "nms": nms, "obj_threshold_q15": t_obj, "prob_threshold_q30": t_prob,
+                        # the Darknet lineage's box correction and NMS (docs/golden-format.md, Detections)
+                        "darknet": net.darknet, **post_settings(net),
                         "heads": [hl.index for hl in qm.output_layers()],
                         "classes": int(qm.output_layers()[0].layer.classes) if qm.output_layers() else 0,
                         "names": list(model.names)},

@@ -61,6 +61,12 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
     lines.append("-" * len(lines[0]))
     lines.append(f"{len(net.layers)} layers, {net.macs / 1e9:.3f} GMAC per {net.width}x{net.height} image, "
                  f"{net.num_params():,} parameters")
+    reason = qm.options.get("darknet_reason", net.darknet_reason)
+    how = "given explicitly" if reason == "given explicitly" else f"detected: {reason}"
+    pre = "letterbox" if net.letter_box else "plain resize (no letterbox)"
+    nms, beta = net.nms_settings()
+    lines.append(f"darknet lineage: {net.darknet} ({how}); input {pre}; NMS {nms}"
+                 f"{f' beta {beta:g}' if nms == 'diounms' else ''}")
     lines.append(f"quantization: weights {o.get('wbits')} bits "
                  f"({'per channel' if o.get('per_channel') else 'per layer'}), activations {o.get('abits')} bits, "
                  f"rounding {o.get('rounding')}, input {qm.input_fmt.ap_type()}; formats: {o.get('formats_source')}")

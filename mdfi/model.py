@@ -19,8 +19,8 @@ from .detection import Detections
 from .errors import ArgumentError, LimitError, MDFIError, MDFIWarning, ShapeError
 from .image import load_image
 from .network import Network
-from .postprocess import Raw, postprocess
-from .preprocess import image_to_input, image_to_pixels
+from .postprocess import Raw, postprocess, settings as post_settings
+from .preprocess import network_input, network_pixels
 from .weights import load_weights
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -65,11 +65,12 @@ class Model:
         return self.network.width, self.network.height
 
     def prepare(self, image: ImageLike, *, exif: bool = False) -> Prepared:
-        """Load ``image`` (path, PIL image or HxWx3 uint8 array) and letterbox it."""
+        """Load ``image`` (path, PIL image or HxWx3 uint8 array) and make the network input
+        as the model's Darknet does (letterbox, or AlexeyAB's plain resize)."""
         rgb = self._load_rgb(image, exif)
         h, w = rgb.shape[:2]
         try:
-            return Prepared(image_to_input(rgb, self.network.width, self.network.height), w, h)
+            return Prepared(network_input(rgb, self.network), w, h)
         except MemoryError:
             raise LimitError(f"{_image_name(image)}: not enough memory to prepare a {w}x{h} image") from None
 
@@ -105,17 +106,18 @@ class Model:
             prep = image if isinstance(image, Prepared) else self.prepare(image, exif=bool(exif))
             x, width, height = prep.tensor, prep.width, prep.height
         else:
-            # the integer engine takes 8-bit pixels: letterbox them in one C pass (equal to
-            # input_to_u8(prepare(image).tensor), without the float image in between)
+            # the integer engine takes 8-bit pixels: letterbox (or resize) them in one C pass
+            # (equal to input_to_u8(prepare(image).tensor), without the float image in between)
             rgb = self._load_rgb(image, bool(exif))
             height, width = rgb.shape[:2]
             try:
-                x = image_to_pixels(rgb, self.network.width, self.network.height)
+                x = network_pixels(rgb, self.network)
             except MemoryError:
                 raise LimitError(f"{_image_name(image)}: not enough memory to prepare a {width}x{height} "
                                  f"image") from None
         raws = self.engine.heads(x, thresh, stats=stats) if stats is not None else self.engine.heads(x, thresh)
-        dets = postprocess(raws, width, height, self.network.width, self.network.height, thresh, nms, self.names)
+        dets = postprocess(raws, width, height, self.network.width, self.network.height, thresh, nms, self.names,
+                           **post_settings(self.network))
         return Detections(dets, None if isinstance(image, Prepared) else image, exif=bool(exif),
                           num_classes=len(self.names))
 
@@ -209,7 +211,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
          precision: str = "fixed", bits: Optional[int] = None, wbits: Optional[int] = None,
          abits: Optional[int] = None, per_channel: Optional[bool] = None,
          rounding: Optional[str] = None, engine: Optional[str] = None, threads: Optional[int] = None,
-         download: bool = True, cache: bool = True) -> Model:
+         download: bool = True, cache: bool = True, darknet: Optional[str] = None) -> Model:
     """Load a detector.
 
     * ``load()`` / ``load("yolov3-tiny")``: a zoo model in fixed point (8-bit, formats from
@@ -223,6 +225,8 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
       identical integers.  ``threads`` defaults to ``MDFI_THREADS`` or all CPUs.
 
     ``names`` is a class-name file (one per line; default: COCO).
+    ``darknet``: ``"pjreddie"`` or ``"alexeyab"``, the Darknet lineage whose semantics the
+    model follows (default: detected from the cfg, :mod:`mdfi.lineage`).
     """
     from .engine import FixedEngine
 
@@ -235,7 +239,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         if precision == "float":
             raise MDFIError(f"{os.fspath(model)} is a quantized model; the float path needs the "
                             f".cfg and .weights it came from")
-        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights)):
+        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights, darknet)):
             raise MDFIError("a .mdfi file fixes its formats; quantize again with `mdfi quantize` "
                             "to change widths or rounding")
         from . import modelfile
@@ -249,7 +253,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     class_names = zoo.load_names(names_file)
 
     def load_network() -> Network:
-        network = Network.from_cfg(cfg_file)
+        network = Network.from_cfg(cfg_file, darknet=darknet)
         load_weights(network, weights_file)
         return network
 
@@ -262,7 +266,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     _warn_low_bits(wbits or bits, abits or bits)
     qm = recipes.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
                                wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
-                               rounding=rounding, cache=cache)
+                               rounding=rounding, cache=cache, darknet=darknet)
     return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
 
 
@@ -300,9 +304,9 @@ def _resolve_files(model, cfg, weights, names, download):
     return cfg_file, weights_file, names_file, label, spec_name
 
 
-def _float_network(model, cfg, weights, names, download):
+def _float_network(model, cfg, weights, names, download, darknet=None):
     """(network with float weights, class names, label, zoo name or None, weights path)."""
     cfg_file, weights_file, names_file, label, spec_name = _resolve_files(model, cfg, weights, names, download)
-    network = Network.from_cfg(cfg_file)
+    network = Network.from_cfg(cfg_file, darknet=darknet)
     load_weights(network, weights_file)
     return network, zoo.load_names(names_file), label, spec_name, weights_file

@@ -261,8 +261,12 @@ def load(path: PathLike) -> QuantizedModel:
     for what, value in (("cfg_name", cfg_name), ("model_name", model_name)):
         if not value.isprintable() or len(value) > 255:     # both appear in messages and reports
             raise _fail(spath, f"{what} {_text(value)} is not a printable name")
+    darknet = options.get("darknet")
+    if darknet is not None and darknet not in ("pjreddie", "alexeyab"):
+        raise _fail(spath, f"options: darknet={_text(repr(darknet))} is not pjreddie or alexeyab")
     try:
-        network = Network(parse_cfg_text(cfg_text, f"{spath}[{cfg_name}]"), f"{spath}[{cfg_name}]", warn=False)
+        network = Network(parse_cfg_text(cfg_text, f"{spath}[{cfg_name}]"), f"{spath}[{cfg_name}]", warn=False,
+                          darknet=darknet)
     except (CfgError, LimitError) as exc:
         raise _fail(spath, f"embedded cfg: {exc}") from None
     if len(metas) != len(network.layers):

@@ -110,6 +110,16 @@ def _input_mean(calib, network: Network, index: int) -> Optional[np.ndarray]:
     return m
 
 
+def fixed_point_refusal(network: Network) -> str:
+    """Why ``network`` cannot be quantized ("" when every layer has a fixed-point
+    implementation): the first layer whose fixed-point class refuses it."""
+    for layer in network.layers:
+        why = getattr(QREGISTRY[layer.kind], "refusal", lambda l: "")(layer)
+        if why:
+            return f"layer {layer.index} ({layer.kind}): {why}"
+    return ""
+
+
 def input_to_u8(x: np.ndarray) -> np.ndarray:
     """Letterboxed float input in [0,1] -> 8-bit pixels ``floor(v*255 + 1/2)`` (host side).
 
@@ -160,6 +170,9 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     """
     calibrate = None
 
+    why = fixed_point_refusal(network)
+    if why:
+        raise FormatError(f"{network.path}: {why}")
     fp.check_bits(wbits, "weight width")
     fp.check_bits(abits, "activation width")
     fp.rounding_code(rounding)
@@ -257,7 +270,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                "layer_abits": {str(k): v for k, v in sorted(layer_abits.items())},
                "act_method": act_method, "weight_method": weight_method, "formats_source": source,
                "bias_correction": bias_correction, "weight_rounding": weight_rounding,
-               "unify_routes": bool(unify_routes)}
+               "unify_routes": bool(unify_routes), "darknet": network.darknet,
+               "darknet_reason": network.darknet_reason}
     if run is not None:
         options["calib_inputs"] = len(run)
     if cfg_text is None:

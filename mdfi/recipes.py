@@ -131,7 +131,7 @@ def cache_path(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
 
 def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Sequence[str],
                   load_network: Callable[[], Network], wbits=None, abits=None, per_channel=None,
-                  rounding=None, cache: bool = True) -> QuantizedModel:
+                  rounding=None, cache: bool = True, darknet=None) -> QuantizedModel:
     """Quantize a model with its recipe, reusing a cached ``.mdfi`` when it matches.
 
     ``load_network()`` returns the float network with its weights; it is only called when
@@ -139,7 +139,8 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     """
     from . import modelfile
     opts = resolve(spec_name, wbits=wbits, abits=abits, per_channel=per_channel, rounding=rounding)
-    path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, opts)
+    key_opts = dict(opts, darknet=darknet) if darknet is not None else opts
+    path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
     if cache and path.is_file():
         try:
             qm = modelfile.load(path)

@@ -53,7 +53,8 @@ FORMAT = "mdfi-golden"
 FORMAT_VERSION = 1
 #: Names in a golden (or DUT) folder that are not vector files.
 META_FILES = ("manifest.json", "model.txt", "detections.json")
-PARAM_STAGES = ("weights", "bias", "shift", "logistic_lut", "exp_lut", "expneg_lut")
+PARAM_STAGES = ("weights", "bias", "shift", "logistic_lut", "exp_lut", "expneg_lut", "act_lut", "xy_lut",
+                "prob_lut", "wh_lut")
 _NAME_RE = re.compile(r"^(?:(input)|l(\d+)\.([A-Za-z_][A-Za-z0-9_]*))\.(hex|dat|npy)$")
 
 
@@ -180,7 +181,7 @@ def parse_stage_filter(spec: Optional[str], known: Iterable[str]) -> Optional[Se
     """``--stages``: ``out,acc`` (``in`` selects every ``inN``; ``params`` the parameter arrays)."""
     if spec is None:
         return None
-    known = set(known) | {"in0", "acc", "act", "out", *PARAM_STAGES}
+    known = set(known) | {"in0", "acc", "act", "pre", "out", *PARAM_STAGES}
     out: Set[str] = set()
     for t in (t.strip() for t in spec.split(",")):
         if not t:
@@ -298,7 +299,7 @@ def _stage_order(layer: int, stage: str) -> tuple:
     if m:
         k = (0, int(m.group(1)))
     else:
-        k = ({"acc": 1, "act": 2, "out": 3}.get(stage, 4 + (PARAM_STAGES.index(stage) if stage in PARAM_STAGES
+        k = ({"acc": 1, "act": 2, "pre": 2, "out": 3}.get(stage, 4 + (PARAM_STAGES.index(stage) if stage in PARAM_STAGES
                                                                 else len(PARAM_STAGES))), 0)
     return (layer, k)
 

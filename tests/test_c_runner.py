@@ -169,6 +169,23 @@ def test_reorg_network(runner, tmp_path, bits):
     assert_identical(runner, gold, tmp_path)
 
 
+@pytest.mark.parametrize("bits, rounding", [(8, "half_up"), (4, "truncate"), (16, "half_up"), (11, "truncate")])
+def test_alexeyab_features(runner, tmp_path, bits, rounding):
+    """Table activations (mish, swish, hard_mish, relu6, logistic; on convs and a shortcut),
+    route groups, shortcuts between channel counts, [yolo] new_coords and scale_x_y."""
+    from mdfi.quantize import quantize_network
+    cfg = REPO / "tests" / "fixtures" / "darknet-alexeyab" / "mini-alexeyab.cfg"
+    text = cfg.read_text()
+    net = _random_net(text, "mini-alexeyab.cfg", bits)
+    qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, rounding=rounding, cfg_text=text)
+    gold = _export(_fixed_model(net, qm), _photo(), tmp_path / "gold")
+    txt = (gold / "model.txt").read_text()
+    for words in ("act=mish", "act=swish", "act=hard_mish", "act=relu6", "act=logistic", "groups=2 group_id=1",
+                  "lut=l005.act_lut.hex", "xy=l012.xy_lut.hex", "logistic=l012.prob_lut.hex"):
+        assert words in txt, words
+    assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 18
+
+
 def test_shifts_at_or_below_zero(runner, tmp_path):
     """Requantizing shifts <= 0 (and leaky effective shifts on both sides of 0): formats no
     calibrated network gets, forced in tests/golden_nets.py; the C model follows them too."""
