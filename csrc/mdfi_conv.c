@@ -599,72 +599,46 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
 {
     return mdfi_conv2d_on(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
                           ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
-                          mdfi_conv_effective_path(path), scratch, scratch_size);
+                          mdfi_conv_effective_path(path), scratch, scratch_size, NULL);
 }
 
-int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
-                   const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
-                   int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
-                   int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
-                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size)
+int mdfi_conv2d_res(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                    const void *packed, int64_t packed_size,
+                    const int64_t *bias, const int32_t *shift, int32_t m,
+                    void *out, int otype, int64_t out_count,
+                    int32_t ks, int32_t stride, int32_t pad,
+                    int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                    int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                    const mdfi_conv_residual *res)
 {
-    conv_ctx ctx;
-    size_t total;
-    int rc;
-    if (x == NULL || packed == NULL || bias == NULL || shift == NULL || out == NULL ||
-        scratch == NULL)
-        return MDFI_CONV_E_DIM;
-    if (xtype != MDFI_CONV_U8 && xtype != MDFI_CONV_S8 && xtype != MDFI_CONV_S16)
-        return MDFI_CONV_E_CODE;
-    if (otype != MDFI_CONV_S8 && otype != MDFI_CONV_S16) return MDFI_CONV_E_CODE;
-    if (rounding != MDFI_ROUND_HALF_UP && rounding != MDFI_ROUND_TRUNCATE) return MDFI_CONV_E_CODE;
-    if (act != MDFI_ACT_LINEAR && act != MDFI_ACT_LEAKY && act != MDFI_ACT_RELU)
-        return MDFI_CONV_E_CODE;
-    if (acc64 != 0 && acc64 != 1) return MDFI_CONV_E_CODE;
-    if (out_bits < 2 || out_bits > 16 || (otype == MDFI_CONV_S8 && out_bits > 8))
-        return MDFI_CONV_E_BITS;
-    if ((rc = geometry(&ctx, c, h, w, m, ks, stride, pad, nthreads, &total)) != 0) return rc;
+    return mdfi_conv2d_on(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
+                          ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
+                          mdfi_conv_effective_path(path), scratch, scratch_size, res);
+}
 
-    int32_t pm, pc, pk, wtype, wmax;
-    if (mdfi_conv_packed_info(packed, packed_size, &pm, &pc, &pk, &wtype, &wmax) != 0 ||
-        pm != m || pc != c || pk != ks)
-        return MDFI_CONV_E_PACKED;
-    if (x_count != (int64_t)c * h * w || out_count != (int64_t)m * ctx.n) return MDFI_CONV_E_COUNT;
-    if (scratch_size < 0 || (uint64_t)scratch_size < (uint64_t)total) return MDFI_CONV_E_SCRATCH;
-    int64_t bmax = 0;
-    for (int32_t i = 0; i < m; ++i) {
-        if (shift[i] < MDFI_MIN_SHIFT || shift[i] > MDFI_MAX_SHIFT) return MDFI_CONV_E_SHIFT;
-        if (bias[i] < -LIM47 || bias[i] > LIM47) return MDFI_CONV_E_RANGE;
-        const int64_t ab = bias[i] < 0 ? -bias[i] : bias[i];
-        if (ab > bmax) bmax = ab;
-    }
-    /* K * wmax * xmax <= 2^47 (so |sum + bias| <= 2^48, see mdfi_conv.h) */
+static int check_residual(const mdfi_conv_residual *r)
+{
+    if (r->b == NULL || r->out == NULL) return MDFI_CONV_E_DIM;
+    if ((r->b_type != MDFI_CONV_S8 && r->b_type != MDFI_CONV_S16) ||
+        (r->out_type != MDFI_CONV_S8 && r->out_type != MDFI_CONV_S16) ||
+        (r->rounding != MDFI_ROUND_HALF_UP && r->rounding != MDFI_ROUND_TRUNCATE) ||
+        (r->act != MDFI_ACT_LINEAR && r->act != MDFI_ACT_LEAKY && r->act != MDFI_ACT_RELU))
+        return MDFI_CONV_E_CODE;
+    if (r->bits < 2 || r->bits > 16 || (r->out_type == MDFI_CONV_S8 && r->bits > 8)) return MDFI_CONV_E_BITS;
+    if (r->shift < MDFI_MIN_SHIFT || r->shift > MDFI_MAX_SHIFT) return MDFI_CONV_E_SHIFT;
+    if (r->da < 0 || r->da > 16 || r->db < 0 || r->db > 16) return MDFI_CONV_E_RANGE;
+    return MDFI_CONV_OK;
+}
+
+/* The int16-pair family (and its Winograd kernels) of mdfi_conv2d_on, arguments validated. */
+static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const void *x, int xtype, int32_t c,
+                      int32_t h, int32_t w, const void *packed, int32_t wmax, int64_t wx, const int64_t *bias,
+                      const int32_t *shift, int32_t m, void *out, int otype, int32_t ks, int32_t stride, int32_t pad,
+                      int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64, int32_t nthreads,
+                      unsigned char *s, int64_t scratch_size)
+{
+    conv_ctx ctx = *pctx;
     const int64_t kvol = (int64_t)c * ks * ks;
-    const int64_t wx = (int64_t)wmax * type_max_abs(xtype);       /* <= 2^30 */
-    if (wx > 0 && kvol > LIM47 / wx) return MDFI_CONV_E_RANGE;
-    /* every partial sum, and sum + bias, provably inside int32 (<= 2^47 + 2^47 here) */
-    ctx.sum32 = acc64 == 0 && kvol * wx + bmax <= (int64_t)INT32_MAX;
-
-    const conv_ops *ops;
-    const q8_ops *q8;
-    mdfi_conv_path_ops(path, &ops, &q8);
-    uintptr_t base = (uintptr_t)scratch;
-    unsigned char *s = (unsigned char *)scratch + ((ALIGN - (base % ALIGN)) % ALIGN);
-
-    /* 8-bit layers: the dot-product family (mdfi_conv_q8.c) */
-    if (q8 != NULL && q8->usable != NULL && !q8->usable(c, ks, stride)) q8 = q8->fallback;
-    if (q8 != NULL && mdfi_q8_usable(xtype, wtype, acc64, c, h, w, m, ks, stride, pad)) {
-        const int64_t need = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
-        if (need < 0 || scratch_size < need) return MDFI_CONV_E_SCRATCH;
-        packed_geom pg;
-        (void)packed_geometry(m, c, ks, &pg);
-        const unsigned char *pk = (const unsigned char *)packed;
-        mdfi_q8_conv(q8, x, xtype, c, h, w, (const int8_t *)(const void *)(pk + pg.a4_off),
-                     PACK_AT ? (const int8_t *)(const void *)(pk + pg.at_off) : NULL,
-                     (const int32_t *)(const void *)(pk + pg.wsum_off), bias, shift, m, out, otype, ks, stride,
-                     pad, rounding, out_bits, act, ctx.sum32, nthreads, s);
-        return MDFI_CONV_OK;
-    }
     ctx.path = ops == &mdfi_conv_ops_scalar ? MDFI_CONV_PATH_SCALAR : path;
 
 #if MDFI_CONV_X86
@@ -708,4 +682,76 @@ int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, in
     conv_job job = {&ctx, ops, &work};
     mdfi_pool_run(worker, &job, nthreads);
     return MDFI_CONV_OK;
+}
+
+int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                   const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
+                   int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
+                   int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                   const mdfi_conv_residual *res)
+{
+    conv_ctx ctx;
+    size_t total;
+    int rc;
+    if (x == NULL || packed == NULL || bias == NULL || shift == NULL || out == NULL ||
+        scratch == NULL)
+        return MDFI_CONV_E_DIM;
+    if (xtype != MDFI_CONV_U8 && xtype != MDFI_CONV_S8 && xtype != MDFI_CONV_S16)
+        return MDFI_CONV_E_CODE;
+    if (otype != MDFI_CONV_S8 && otype != MDFI_CONV_S16) return MDFI_CONV_E_CODE;
+    if (rounding != MDFI_ROUND_HALF_UP && rounding != MDFI_ROUND_TRUNCATE) return MDFI_CONV_E_CODE;
+    if (act != MDFI_ACT_LINEAR && act != MDFI_ACT_LEAKY && act != MDFI_ACT_RELU)
+        return MDFI_CONV_E_CODE;
+    if (acc64 != 0 && acc64 != 1) return MDFI_CONV_E_CODE;
+    if (out_bits < 2 || out_bits > 16 || (otype == MDFI_CONV_S8 && out_bits > 8))
+        return MDFI_CONV_E_BITS;
+    if ((rc = geometry(&ctx, c, h, w, m, ks, stride, pad, nthreads, &total)) != 0) return rc;
+    if (res != NULL && (rc = check_residual(res)) != 0) return rc;
+
+    int32_t pm, pc, pk, wtype, wmax;
+    if (mdfi_conv_packed_info(packed, packed_size, &pm, &pc, &pk, &wtype, &wmax) != 0 ||
+        pm != m || pc != c || pk != ks)
+        return MDFI_CONV_E_PACKED;
+    if (x_count != (int64_t)c * h * w || out_count != (int64_t)m * ctx.n) return MDFI_CONV_E_COUNT;
+    if (scratch_size < 0 || (uint64_t)scratch_size < (uint64_t)total) return MDFI_CONV_E_SCRATCH;
+    int64_t bmax = 0;
+    for (int32_t i = 0; i < m; ++i) {
+        if (shift[i] < MDFI_MIN_SHIFT || shift[i] > MDFI_MAX_SHIFT) return MDFI_CONV_E_SHIFT;
+        if (bias[i] < -LIM47 || bias[i] > LIM47) return MDFI_CONV_E_RANGE;
+        const int64_t ab = bias[i] < 0 ? -bias[i] : bias[i];
+        if (ab > bmax) bmax = ab;
+    }
+    /* K * wmax * xmax <= 2^47 (so |sum + bias| <= 2^48, see mdfi_conv.h) */
+    const int64_t kvol = (int64_t)c * ks * ks;
+    const int64_t wx = (int64_t)wmax * type_max_abs(xtype);       /* <= 2^30 */
+    if (wx > 0 && kvol > LIM47 / wx) return MDFI_CONV_E_RANGE;
+    /* every partial sum, and sum + bias, provably inside int32 (<= 2^47 + 2^47 here) */
+    ctx.sum32 = acc64 == 0 && kvol * wx + bmax <= (int64_t)INT32_MAX;
+
+    const conv_ops *ops;
+    const q8_ops *q8;
+    mdfi_conv_path_ops(path, &ops, &q8);
+    uintptr_t base = (uintptr_t)scratch;
+    unsigned char *s = (unsigned char *)scratch + ((ALIGN - (base % ALIGN)) % ALIGN);
+
+    /* 8-bit layers: the dot-product family (mdfi_conv_q8.c) */
+    if (q8 != NULL && q8->usable != NULL && !q8->usable(c, ks, stride)) q8 = q8->fallback;
+    if (q8 != NULL && mdfi_q8_usable(xtype, wtype, acc64, c, h, w, m, ks, stride, pad)) {
+        const int64_t need = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
+        if (need < 0 || scratch_size < need) return MDFI_CONV_E_SCRATCH;
+        packed_geom pg;
+        (void)packed_geometry(m, c, ks, &pg);
+        const unsigned char *pk = (const unsigned char *)packed;
+        mdfi_q8_conv(q8, x, xtype, c, h, w, (const int8_t *)(const void *)(pk + pg.a4_off),
+                     PACK_AT ? (const int8_t *)(const void *)(pk + pg.at_off) : NULL,
+                     (const int32_t *)(const void *)(pk + pg.wsum_off), bias, shift, m, out, otype, ks, stride,
+                     pad, rounding, out_bits, act, ctx.sum32, kvol * wx, res, nthreads, s);
+        return MDFI_CONV_OK;
+    }
+    rc = conv_int16(&ctx, ops, path, x, xtype, c, h, w, packed, wmax, wx, bias, shift, m, out, otype, ks,
+                    stride, pad, rounding, out_bits, act, acc64, nthreads, s, scratch_size);
+    if (rc == MDFI_CONV_OK && res != NULL)
+        mdfi_conv_residual_pass(res, out, otype, out_count, ops != &mdfi_conv_ops_scalar, nthreads);
+    return rc;
 }
