@@ -638,10 +638,10 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
                       unsigned char *s, int64_t scratch_size)
 {
     conv_ctx ctx = *pctx;
-    const int64_t kvol = (int64_t)c * ks * ks;
     ctx.path = ops == &mdfi_conv_ops_scalar ? MDFI_CONV_PATH_SCALAR : path;
 
 #if MDFI_CONV_X86
+    const int64_t kvol = (int64_t)c * ks * ks;
     /* 8-bit 3x3 stride-1 layers on the int16-pair SIMD paths: Winograd F(2x2,3x3) when the
      * layer's bounds make it exact (mdfi_conv_wino.c): int16 transformed weights, |4 S| and
      * S + bias inside int32 */
@@ -660,6 +660,8 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
                                       bias, shift, m, out, otype, pad, rounding, out_bits, act, nthreads, s);
         }
     }
+#else
+    (void)h; (void)w; (void)m; (void)ks; (void)stride; (void)pad; (void)scratch_size;
 #endif
 
     ctx.x = x; ctx.xtype = xtype;
