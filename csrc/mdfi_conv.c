@@ -661,7 +661,7 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
         }
     }
 #else
-    (void)h; (void)w; (void)m; (void)ks; (void)stride; (void)pad; (void)scratch_size;
+    (void)c; (void)h; (void)w; (void)m; (void)ks; (void)stride; (void)pad; (void)scratch_size;
 #endif
 
     ctx.x = x; ctx.xtype = xtype;
