@@ -79,6 +79,21 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
                    help="print per-layer saturation counts (how many outputs each format clamped)")
 
 
+def add_scale_args(p: argparse.ArgumentParser, results: bool = True) -> None:
+    g = p.add_argument_group("scale (docs/scale.md)")
+    g.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="worker processes on this machine (default: the available cores; 1: this process), "
+                        "or the size of a --cluster local")
+    g.add_argument("--cluster", metavar="ADDR", default=None,
+                   help="run on a Dask cluster: tcp://host:8786 (default $MDFI_DASK_SCHEDULER), or 'local' "
+                        "for a local one (needs mdfi[cluster])")
+    g.add_argument("--ship-images", action="store_true",
+                   help="send the image bytes to the cluster's workers (when they cannot read the files)")
+    if results:
+        g.add_argument("--results", metavar="FILE.jsonl", default=None,
+                       help="write one JSON line per image as results come; a rerun skips the images done")
+
+
 def positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -161,11 +176,14 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------------------
 # mdfi calibrate / quantize / info
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from . import calibrate
+    from .evalrun import scale_options
+    from .imagejobs import calibrate_images
     from .model import _float_network
     check_model_args(args)
-    network, *_ = _float_network(args.model, args.cfg, args.weights, args.names, True)
-    stats = calibrate.collect_from_dir(network, args.images, progress=True, augment=args.augment)
+    scale = scale_options(args)
+    network, _, _, _, weights_file = _float_network(args.model, args.cfg, args.weights, args.names, True)
+    stats = calibrate_images(network, weights_file, args.images, augment=args.augment, results=args.results,
+                             **scale)
     stats.to_json(args.output)
     print(f"wrote {args.output}: statistics of {len(network.layers)} layers from {args.images}", file=sys.stderr)
     return 0
@@ -256,10 +274,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # mdfi golden
 def cmd_golden(args: argparse.Namespace) -> int:
     from . import golden
+    if (args.image is None) == (args.images is None):
+        raise MDFIError("give one IMAGE or --images DIR|LIST")
+    scale = None
+    if args.images is not None:
+        from .evalrun import scale_options
+        scale = scale_options(args)
     model = load_model_from_args(args, precision="fixed", engine=args.engine,
                                  **({"bits": args.bits} if args.bits is not None else {}))
     layers = golden.parse_layers(args.layers, len(model.network.layers))
     formats = golden.parse_formats(args.format)
+    if scale is not None:
+        from .imagejobs import golden_images
+        index = golden_images(model, args.images, args.output, layers=sorted(layers), formats=formats,
+                              thresh=args.thresh, nms=args.nms, **scale)
+        failed = f"; {index['errors']} failed (listed in index.json)" if index["errors"] else ""
+        print(f"wrote golden vectors of {index['exported']} image(s) of {model.name} to {args.output} "
+              f"(one folder per image, index.json){failed}", file=sys.stderr)
+        return 0 if index["exported"] else 2
     manifest = golden.export(model, args.image, args.output, layers=sorted(layers), formats=formats,
                              thresh=args.thresh, nms=args.nms)
     n_files = len(manifest["files"])
@@ -315,9 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the float network on every image of a folder and save per-layer "
                                    "activation statistics (input of `mdfi quantize --calib-stats`).")
     add_model_args(c)
-    c.add_argument("--images", required=True, metavar="DIR")
+    c.add_argument("--images", required=True, metavar="DIR|LIST",
+                   help="a folder of images, or a text file with one image path per line")
     c.add_argument("--augment", action="store_true", help="also use horizontally flipped copies")
     c.add_argument("-o", "--output", required=True, metavar="FILE.json")
+    add_scale_args(c)
     c.set_defaults(func=cmd_calibrate)
 
     q = sub.add_parser("quantize", help="write a fixed-point .mdfi model",
@@ -347,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="agreement of fixed point with the float path over images",
                        description="Compare fixed-point detections with the float path on every image "
                                    "(agreement mAP@0.5: float detections >= 0.25 are the ground truth).")
-    e.add_argument("--images", required=True, metavar="DIR")
+    e.add_argument("--images", required=True, metavar="DIR|LIST",
+                   help="a folder of images, or a text file with one image path per line")
     add_model_args(e)
     e.add_argument("--bits", default="8", metavar="LIST",
                    help="widths to evaluate: e.g. 16,12,10,8,6,4 or pairs w4a8 (default 8)")
@@ -364,13 +399,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-stats", dest="stats", action="store_false",
                    help="skip the per-layer saturation counts (they run the fixed-point path on the NumPy "
                         "reference, which is slower than the C engine; the integers are identical)")
+    add_scale_args(e)
     e.set_defaults(func=cmd_eval)
 
     g = sub.add_parser("golden", help="export per-layer golden vectors for RTL verification",
                        description="Write every layer's integer input, accumulator, pre-shift activation and "
                                    "output, plus weights, biases, shifts and tables, as $readmemh hex, .npy and "
                                    "decimal .dat with a manifest (docs/golden-format.md).")
-    g.add_argument("image", metavar="IMAGE")
+    g.add_argument("image", metavar="IMAGE", nargs="?", default=None)
+    g.add_argument("--images", metavar="DIR|LIST", default=None,
+                   help="export every image of a folder or list file: one sub-folder per image and "
+                        "an index.json (instead of IMAGE)")
     add_model_args(g)
     g.add_argument("--bits", type=bits_arg, default=None, metavar="N", help="width for a zoo model (default 8)")
     g.add_argument("--engine", choices=("c", "ref"), default=None)
@@ -379,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", metavar="LIST", help="hex,npy,dat (default all three)")
     g.add_argument("--thresh", type=unit_float("--thresh"), default=0.25)
     g.add_argument("--nms", type=unit_float("--nms"), default=0.45)
+    add_scale_args(g, results=False)
     g.set_defaults(func=cmd_golden)
 
     v = sub.add_parser("verify", help="check a device's dumps against golden vectors",
