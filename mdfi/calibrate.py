@@ -383,8 +383,8 @@ class TensorStats:
             if per_channel == "channel_sum":
                 s._csum = [_exact_from_text(v, f"{where}: channel_sum") for v in cm]
             else:
-                means = np.array([_finite_float(v, f"{where}: channel_mean") for v in cm], dtype=np.float64)
-                s.channel_sum = means * s.channel_n
+                means = [_finite_float(v, f"{where}: channel_mean") for v in cm]
+                s._csum = [a * s.channel_n for a in _exact_sums(means)]     # exact: means read back as written
         for key in ("pos", "neg"):
             h = getattr(s, key)
             pairs = d[key]

@@ -100,7 +100,7 @@ def connect(address: str, workers: Optional[int] = None) -> Iterator[Any]:
             if address == "local":
                 cluster = distributed.LocalCluster(
                     n_workers=workers or available_cores(), threads_per_worker=1, processes=True,
-                    host="127.0.0.1", dashboard_address=None, memory_limit=0,
+                    host="127.0.0.1", dashboard_address="127.0.0.1:0", memory_limit=0,
                     silence_logs=logging.ERROR)
                 client = distributed.Client(cluster, timeout=f"{timeout}s")
             else:

@@ -477,10 +477,13 @@ def execute(job: Union[Job, PackedJob], items: Iterable[dict], on_result: Callab
     if workers < 1:
         raise JobError(f"workers={workers}: expected at least 1")
     if workers == 1:
-        header, ctx = worker_context(blob, digest, engine_threads(1))
+        threads = engine_threads(1)
         for batch in batches:
-            for item in batch:
-                sink(item["key"], run_item(header, ctx, item))
+            res = run_batch(blob, digest, batch, threads)
+            if "failure" in res:
+                raise JobError(res["failure"])
+            for key, text in res["results"]:
+                sink(key, text)
         return
     _run_local(blob, digest, batches, sink, workers, split)
 
