@@ -263,7 +263,7 @@ def calibrate_images(network, weights_file, images: str, *, augment: bool = Fals
     cluster: per-image statistics merged exactly as they arrive (identical whichever way
     the images were split).  ``results``: JSON-lines journal of the per-image statistics
     (resumable).  Unreadable images are skipped and reported on stderr."""
-    from .calibrate import CalibStats, TensorStats, _describe_sources
+    from .calibrate import CalibStats, TensorStats
     inputs = list_inputs(images)
     net_w, net_h = network.width, network.height
     job = pipeline.Job(
@@ -317,7 +317,7 @@ def calibrate_images(network, weights_file, images: str, *, augment: bool = Fals
     if not names:
         raise MDFIError(f"{images}: no image could be used for calibration"
                         + (f" (first error: {errors[0][1]})" if errors else ""))
-    return CalibStats(dict(enumerate(layers)), source=_describe_sources(names), num_images=len(names),
+    return CalibStats(dict(enumerate(layers)), source=os.fspath(images), num_images=len(names),
                       input_size=(net_w, net_h), cfg=os.path.basename(network.path), method="images",
                       augment=augment, layer_kinds=[l.kind for l in network.layers], input=inp)
 

@@ -451,7 +451,7 @@ class _Sink:
 
 
 def execute(job: Union[Job, PackedJob], items: Iterable[dict], on_result: Callable[[str, str], None], *,
-            workers: Optional[int] = None, cluster: Optional[str] = None, split: str = "item",
+            workers: Optional[int] = None, cluster: Optional[str] = None, split: Optional[str] = None,
             progress: Optional[RateProgress] = None, total: Optional[int] = None) -> None:
     """Run ``job`` over ``items``; ``on_result(key, text)`` once per item, as results come.
 
@@ -459,9 +459,14 @@ def execute(job: Union[Job, PackedJob], items: Iterable[dict], on_result: Callab
     process), or with ``cluster`` the worker count of a ``"local"`` Dask cluster.
     ``cluster``: ``"local"`` or a scheduler address ``tcp://host:8786``.  ``split``:
     ``"item"`` (each worker runs the whole job on its items, the engine on ``cores // workers``
-    threads) or ``"decode"`` (workers run ``prepare``, this process runs ``infer``).
+    threads) or ``"decode"`` (workers run ``prepare``, this process runs ``infer``); default
+    ``$MDFI_PIPELINE_SPLIT`` or ``"item"`` (docs/scale.md compares the two).
     """
     packed = job if isinstance(job, PackedJob) else pack_job(job)
+    if split is None:
+        split = os.environ.get("MDFI_PIPELINE_SPLIT", "").strip() or "item"
+        if not packed.splittable:
+            split = "item"
     if split not in ("item", "decode"):
         raise JobError(f"split={split!r}: expected 'item' or 'decode'")
     if split == "decode" and not packed.splittable:

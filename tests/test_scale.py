@@ -336,7 +336,8 @@ def calib_reference(images, tmp_path_factory):
 def test_calibrate_matches_sequential_collect(images, calib_reference, mini_net, tmp_path):
     from mdfi import calibrate
     ok = [images / n for n in ("astronaut.png", "chelsea.png", "coffee.png")]
-    calibrate.collect(mini_net, [str(p) for p in ok], progress=False, augment=True).to_json(tmp_path / "seq.json")
+    calibrate.collect(mini_net, [str(p) for p in ok], progress=False, augment=True,
+                      source=str(images)).to_json(tmp_path / "seq.json")
     assert (tmp_path / "seq.json").read_bytes() == calib_reference.read_bytes()
     # what was written is what is read back (the per-channel means included)
     calibrate.CalibStats.from_json(calib_reference).to_json(tmp_path / "again.json")
