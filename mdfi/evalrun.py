@@ -41,6 +41,9 @@ def scale_options(args: argparse.Namespace) -> dict:
     if cluster:
         from .cluster import _distributed, check_address, probe
         cluster = check_address(cluster)
+        if cluster != "local" and getattr(args, "workers", None):
+            print("note: --workers sets the size of a --cluster local; an existing cluster has its own "
+                  "workers", file=sys.stderr)
         _distributed()                     # installed?
         probe(cluster)                     # reachable?  (before any model is loaded)
     return {"workers": getattr(args, "workers", None), "cluster": cluster, "ship": ship}

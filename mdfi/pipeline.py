@@ -497,10 +497,7 @@ def _run_local(blob: bytes, digest: str, batches: Iterator[List[dict]], sink: _S
                split: str) -> None:
     """``workers`` spawned processes, at most 2 batches per worker in flight; a broken pool (a
     worker killed) is replaced and its unfinished batches run again, up to 3 times."""
-    import concurrent.futures as cf
-    import multiprocessing
-    from concurrent.futures.process import BrokenProcessPool
-
+    header = ctx = None
     if split == "decode":
         threads = engine_threads(1)          # inference runs here on every core
         header, ctx = worker_context(blob, digest, threads)
@@ -509,6 +506,26 @@ def _run_local(blob: bytes, digest: str, batches: Iterator[List[dict]], sink: _S
     # Worker processes: one BLAS/OpenMP thread each (their numpy float path must not
     # oversubscribe the cores the other workers use); the engine threads are passed in.
     env = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    # Set here for the whole run (workers are spawned on demand, and a worker importing its
+    # parent's main script may load numpy before the initializer runs); this process's own
+    # numpy is loaded already and keeps its threads.
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        _pool_loop(blob, digest, batches, sink, workers, split, threads, env, header, ctx)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _pool_loop(blob, digest, batches, sink, workers, split, threads, env, header, ctx) -> None:
+    import concurrent.futures as cf
+    import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
+
     ctx_mp = multiprocessing.get_context("spawn")
     pending: Dict[Any, List[dict]] = {}
     retry: List[List[dict]] = []
@@ -520,16 +537,7 @@ def _run_local(blob: bytes, digest: str, batches: Iterator[List[dict]], sink: _S
             ex.submit(_local_run, digest, batch, threads)
         pending[fut] = batch
 
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)                   # inherited by the spawned interpreters
-    try:
-        ex = cf.ProcessPoolExecutor(workers, mp_context=ctx_mp, initializer=_local_init, initargs=(blob, env))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    ex = cf.ProcessPoolExecutor(workers, mp_context=ctx_mp, initializer=_local_init, initargs=(blob, env))
     exhausted = False
     try:
         while True:
@@ -574,7 +582,7 @@ def _run_local(blob: bytes, digest: str, batches: Iterator[List[dict]], sink: _S
                 if restarts > 3:
                     raise JobError("worker processes keep dying (out of memory? a crashing input?); "
                                    "results so far are saved, run again to resume")
-                print(f"note: a worker process died; restarting the workers and running its "
+                print(f"note: a worker process died; restarting the workers and running the "
                       f"{len(retry)} unfinished batch(es) again", file=sys.stderr)
                 ex = cf.ProcessPoolExecutor(workers, mp_context=ctx_mp, initializer=_local_init,
                                             initargs=(blob, env))

@@ -26,3 +26,14 @@ def evaluate(ctx, task):
 def run_with_pid(ctx, item):
     """A ``run`` function: the result names the process that computed it."""
     return {"image": item["key"], "result": evaluate(ctx, item["task"]), "pid": os.getpid()}
+
+
+def run_die_once(ctx, item):
+    """Task 3 kills its worker process the first time it runs."""
+    import signal
+    marker = os.path.join(ctx["dir"], "died")
+    if item["task"] == 3 and not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"image": item["key"], "result": item["task"] * ctx["factor"]}

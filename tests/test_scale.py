@@ -436,3 +436,13 @@ def test_killed_worker_still_gives_every_result_once(tmp_path, deadline):
     rerun = [int(t) for t, p in started if int(p) == killed[0] and by[int(t)] != killed[0]]
     assert rerun, f"the killed worker {killed[0]} was running none of the tasks: {started}"
 
+
+
+def test_local_worker_death_reruns_its_batch(tmp_path, capfd):
+    job = pipeline.Job(name="die", setup="scale_helpers:setup", run="scale_helpers:run_die_once", batch=2,
+                       shared={"factor": b"5"}, params={"dir": str(tmp_path)})
+    got = []
+    pipeline.execute(job, ({"key": str(i), "task": i} for i in range(8)),
+                     lambda key, text: got.append(json.loads(text)), workers=2)
+    assert (tmp_path / "died").exists() and "a worker process died" in capfd.readouterr().err
+    assert sorted((int(r["image"]), r["result"]) for r in got) == [(i, 5 * i) for i in range(8)]
