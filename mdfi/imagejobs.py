@@ -352,15 +352,44 @@ def golden_infer(ctx, item: Mapping[str, Any], rgb: np.ndarray) -> dict:
             n_dets = len(json.loads(fh.read())["detections"])
         with open(os.path.join(tmp, "manifest.json"), "rb") as fh:
             digest = hashlib.sha256(fh.read()).hexdigest()
+        for f in manifest["files"]:
+            if f["stage"] in golden.PARAM_STAGES:
+                _share(os.path.join(tmp, f["path"]), os.path.join(out, SHARED_PARAMS),
+                       f"{f['sha256']}.{f['format']}")
         final = os.path.join(out, folder)
-        if os.path.lexists(final):
-            shutil.rmtree(final)
+        if os.path.islink(final) or os.path.isfile(final):
+            os.unlink(final)
+        elif os.path.lexists(final):
+            shutil.rmtree(final)                       # an earlier export of this image
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"image": key, "folder": folder, "files": len(manifest["files"]), "detections": n_dets,
             "manifest_sha256": digest}
+
+
+#: Parameter files (weights, biases, shifts, tables) are the same for every image: one copy
+#: here, hard-linked into every image's folder.
+SHARED_PARAMS = ".shared-params"
+
+
+def _share(path: str, folder: str, name: str) -> None:
+    """Replace ``path`` by a hard link to ``folder/name`` (its first copy becomes that file).
+    Where hard links are not possible the file simply stays a copy."""
+    target = os.path.join(folder, name)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        try:
+            os.link(path, target)
+            return
+        except FileExistsError:
+            pass
+        link = f"{path}.link"
+        os.link(target, link)
+        os.replace(link, path)
+    except OSError:
+        pass
 
 
 def folder_names(keys: Sequence[str]) -> Dict[str, str]:
@@ -397,6 +426,8 @@ def golden_images(model, images: str, out_dir: str, *, layers: Optional[Sequence
     inputs = list_inputs(images)
     out = os.path.abspath(out_dir)
     journal_path = os.path.join(out, GOLDEN_JOURNAL)
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise MDFIError(f"{out_dir}: exists and is not a folder")
     if os.path.isdir(out) and [e for e in os.listdir(out) if e != ".partial"] and not os.path.exists(journal_path):
         raise MDFIError(f"{out_dir}: exists and is not an `mdfi golden --images` folder; give a new or "
                         f"empty folder")
@@ -410,8 +441,12 @@ def golden_images(model, images: str, out_dir: str, *, layers: Optional[Sequence
                 "layers": None if layers is None else sorted(int(i) for i in layers),
                 "formats": list(formats or vectors.FORMATS), "thresh": float(thresh), "nms": float(nms)})
     job = pipeline.pack_job(job)
-    os.makedirs(out, exist_ok=True)
-    journal = pipeline.ResultsFile(journal_path, {"job": "golden", "digest": job.digest})
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise MDFIError(f"{out_dir}: cannot create the output folder: {exc.strerror or exc}") from None
+    journal = pipeline.ResultsFile(journal_path, {"job": "golden", "digest": job.digest},
+                                   what="output folder")
     records: Dict[str, dict] = {r["image"]: r for r in journal.records()}
     names = folder_names([k for k, _ in inputs])
     names.update({k: r["folder"] for k, r in records.items() if "folder" in r})

@@ -160,8 +160,10 @@ def pack_job(job: Job) -> PackedJob:
 
 def unpack_job(blob: bytes, digest: str) -> Tuple[dict, Dict[str, bytes]]:
     """Inverse of :func:`pack_job`; every part is checked against its sha256."""
+    if not isinstance(blob, bytes):
+        blob = bytes(blob)
     mv = memoryview(blob)
-    end = bytes(mv[:1 << 24]).find(b"\n")
+    end = blob.find(b"\n", 0, 1 << 24)
     if end < 0:
         raise JobError("job blob: no header line")
     head = bytes(mv[:end])
@@ -356,8 +358,9 @@ class ResultsFile:
     the header must match (else :class:`JobError`: never mix two jobs' results), the keys
     already there are :attr:`done`, and a last line cut short by a crash is dropped."""
 
-    def __init__(self, path: str, header: Mapping[str, Any]):
+    def __init__(self, path: str, header: Mapping[str, Any], *, what: str = "results file"):
         self.path = os.fspath(path)
+        self.what = what
         self.header = {"format": RESULTS_FORMAT, "version": RESULTS_VERSION, **header}
         self.done: Set[str] = set()
         head_text = canonical(self.header)
@@ -389,7 +392,7 @@ class ResultsFile:
                     if other.get("format") == RESULTS_FORMAT else "not an MDFI results file"
             except ValueError:
                 what = "not an MDFI results file"
-            raise JobError(f"{self.path}: exists and holds {what}; give another results file "
+            raise JobError(f"{self.path}: exists and holds {what}; give another {self.what} "
                            f"(or delete it to start again)")
         good = fh.tell()
         for line in fh:

@@ -381,7 +381,11 @@ def test_golden_same_bytes_every_way(mode, images, golden_reference, tmp_path, r
         if "folder" in e:
             from mdfi.verify import verify
             assert verify(str(out / e["folder"]), str(out / e["folder"])).exit_status == 0
-    assert sorted(p.name for p in out.iterdir()) == ["astronaut", "chelsea", "coffee", "index.json", "index.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".shared-params", "astronaut", "chelsea", "coffee",
+                                                     "index.json", "index.jsonl"]
+    # the parameter files are one copy, hard-linked into each image's folder
+    w = [out / f / "l000.weights.hex" for f in ("astronaut", "chelsea", "coffee")]
+    assert len({p.stat().st_ino for p in w}) == 1 and w[0].stat().st_nlink == 4
 
 
 def test_golden_refuses_a_foreign_folder(images, tmp_path, capsys):
