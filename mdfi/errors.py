@@ -62,3 +62,8 @@ class LimitError(MDFIError):
 
 class GoldenError(MDFIError):
     """A golden-vector directory (``mdfi golden`` / ``mdfi verify``) that cannot be used."""
+
+
+class JobError(MDFIError):
+    """A dataset-scale job that cannot run, or whose worker failed (mdfi.pipeline, docs/scale.md).
+    A bad input image is not one: it is reported in the results and the job goes on."""

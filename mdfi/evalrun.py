@@ -11,7 +11,6 @@ that file at the end, one width at a time, with the metrics of :mod:`mdfi.evalua
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
