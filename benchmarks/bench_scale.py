@@ -120,8 +120,9 @@ def run_eval(listfile: str, args, env, tmp: str, sample: bool = False):
         sys.exit(f"mdfi eval failed ({p.returncode}): {''.join(err_lines[-5:])}")
     done = [l for l in err_lines if re.match(r"eval: \d+ images in ", l)]
     rate = float(re.search(r"\(([\d.]+) images/s\)", done[-1]).group(1)) if done else float("nan")
+    errors = re.search(r"(\d+) errors?$", done[-1].strip()) if done else None
     mem = {"client": peaks.get(p.pid, 0), "worker": max([v for k, v in peaks.items() if k != p.pid] or [0]),
-           "tree": total, "cpu": cpu}
+           "tree": total, "cpu": cpu, "errors": int(errors.group(1)) if errors else 0}
     return rate, wall, mem, "".join(err_lines[-3:])
 
 
@@ -161,7 +162,8 @@ def memory(a) -> None:
             rate, wall, mem, _ = run_eval(lst, ["--bits", a.bits, "--workers", str(a.workers),
                                                 *([] if a.stats else ["--no-stats"])], {}, tmp, sample=True)
             print(f"{n:>7} {rate:9.2f} {mem['client']:>15} {mem['worker']:>18} {mem['tree']:>17}"
-                  f"   (wall {wall:.0f} s, load {os.getloadavg()[0]:.1f})", flush=True)
+                  f"   (wall {wall:.0f} s, load {os.getloadavg()[0]:.1f}, {mem['errors']} unreadable image(s) "
+                  f"reported)", flush=True)
 
 
 def _cpu() -> str:
