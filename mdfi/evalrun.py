@@ -15,7 +15,8 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 
 class _Det:
@@ -49,7 +50,7 @@ def scale_options(args: argparse.Namespace) -> dict:
 
 
 def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
-    from . import calibrate, evaluate, imagejobs, modelfile, pipeline, recipes
+    from . import calibrate, evaluate, imagejobs, modelfile, recipes
     from .cli import parse_bits_list
     from .model import DEFAULT_ENGINE, _float_network
     from .quantize import quantize_network
@@ -80,63 +81,108 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     engine = args.engine or DEFAULT_ENGINE
     with open(network.path, "r", encoding="utf-8") as fh:
         cfg_text = fh.read()
-
-    shared = imagejobs.float_shared(network, weights_file)
-    tags: List[str] = []
+    models: Dict[str, bytes] = {}
     opts: dict = {}
     for wbits, abits in configs:
         tag = f"w{wbits}a{abits}"
-        if tag in tags:
+        if tag in models:
             continue
         opts = recipes.resolve(spec_name, wbits=wbits, abits=abits, per_channel=args.per_channel,
                                rounding=args.rounding, act_method=args.method)
         qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],
                               rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                               weight_method=opts["weight_method"], cfg_text=cfg_text, names=names)
-        shared[tag] = modelfile.dumps(qm, model_name=label)
-        tags.append(tag)
-    del qm
-    want_stats = getattr(args, "stats", True)
+        models[tag] = modelfile.dumps(qm, model_name=label)
+        del qm
+    cfg_file = network.path
+    del network                            # the workers build their own from the bytes
+    run = evaluate_models(cfg_file, weights_file, models, inputs, names=names, label=label, labels=labels,
+                          stats=getattr(args, "stats", True), engine=engine, results=args.results, **scale)
+    return _report(run, {"label": label, "images": args.images, "calib_src": calib_src, "opts": opts,
+                         "engine": engine, "results": args.results})
+
+
+@dataclass
+class EvalRun:
+    """What :func:`evaluate_models` measured.  ``agreement[tag]``: an
+    :class:`mdfi.evaluate.AgreementResult` against the float path; ``map50[tag]`` (and
+    ``map50["float"]``) against the labels when given; ``saturation[tag]``: ``{layer:
+    {"saturated", "total"}}`` summed over the images; ``errors``: ``[(key, message)]`` of the
+    images that could not be used (not counted); ``keys``: the images counted, in order."""
+
+    agreement: Dict[str, object]
+    map50: Dict[str, object]
+    saturation: Dict[str, Dict[int, dict]]
+    errors: List[Tuple[str, str]]
+    keys: List[str]
+    models: Dict[str, bytes]
+
+
+def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images, *,
+                    names: Optional[Sequence[str]] = None, label: str = "", labels: Optional[dict] = None,
+                    stats: bool = False, engine: str = "c", workers: Optional[int] = None,
+                    cluster: Optional[str] = None, ship: bool = False, results: Optional[str] = None,
+                    progress: bool = True) -> EvalRun:
+    """Fixed-point models against the float path over many images, on every core or a cluster.
+
+    ``models``: ``{tag: QuantizedModel or .mdfi bytes}`` -- widths of a sweep, or the
+    candidates of a search (per-layer widths, rounding modes...): every image is decoded and
+    run through the float network (``cfg_file`` and ``weights_file``, sent to the workers as
+    bytes) once, then through every model; each worker holds all of them.  ``images``: a folder, a list
+    file or ``[(key, path)]`` (:func:`mdfi.imagejobs.list_inputs`).  ``labels``: ``{key:
+    [GroundTruth]}`` for plain mAP@0.5.  ``stats``: saturation counts (NumPy reference path,
+    slower; same integers).  ``results``: keep the per-image results there (resumable);
+    otherwise a temporary file is used.  Memory does not grow with the number of images.
+    """
+    from . import imagejobs, modelfile, pipeline
+    from .cfgfile import parse_cfg_text
+    from .network import Network
+    inputs = imagejobs.list_inputs(images) if isinstance(images, (str, os.PathLike)) else list(images)
+    if names is None:
+        from . import zoo
+        names = zoo.load_names(zoo.names_path(zoo.DEFAULT_MODEL))
+    names = list(names)
+    shared = {"cfg": imagejobs.read_file(cfg_file, "cfg"), "weights": imagejobs.read_file(weights_file, "weights")}
+    network = Network(parse_cfg_text(shared["cfg"].decode("utf-8"), os.fspath(cfg_file)), os.fspath(cfg_file),
+                      warn=False)              # shapes only, no weights
+    for tag, m in models.items():
+        shared[tag] = m if isinstance(m, (bytes, bytearray)) else modelfile.dumps(m, model_name=label or None)
     job = pipeline.Job(
         name="eval", setup="mdfi.imagejobs:eval_setup", prepare="mdfi.imagejobs:eval_prepare",
         infer="mdfi.imagejobs:eval_infer", batch=4, shared=shared,
-        params={"cfg_name": os.path.basename(network.path), "label": label, "names": list(names),
-                "configs": tags, "engine": engine, "stats": bool(want_stats), "gt_thresh": 0.25,
+        params={"cfg_name": os.path.basename(network.path), "label": label, "names": names,
+                "configs": list(models), "engine": engine, "stats": bool(stats), "gt_thresh": 0.25,
                 "min_thresh": 0.005, "nms": 0.45, "net": [network.width, network.height, network.channels]})
     job = pipeline.pack_job(job)            # from here on only the packed bytes are kept
-    digest = job.digest
-    del network, shared
-
+    del shared
     tmpdir = None
-    path = args.results
+    path = results
     if not path:
         tmpdir = tempfile.mkdtemp(prefix="mdfi-eval-")
         path = os.path.join(tmpdir, "results.jsonl")
     try:
-        journal = pipeline.ResultsFile(path, {"job": "eval", "digest": digest})
+        journal = pipeline.ResultsFile(path, {"job": "eval", "digest": job.digest})
         keys = [k for k, _ in inputs]
-        prog = pipeline.RateProgress(len(inputs), "eval")
+        prog = pipeline.RateProgress(len(inputs), "eval", enabled=progress)
         prog.skipped = len(journal.done & set(keys))
         try:
-            pipeline.execute(job, imagejobs.make_items(inputs, skip=journal.done, ship=scale["ship"]),
-                             lambda key, text: journal.write(text), workers=scale["workers"],
-                             cluster=scale["cluster"], progress=prog)
+            pipeline.execute(job, imagejobs.make_items(inputs, skip=journal.done, ship=ship),
+                             lambda key, text: journal.write(text), workers=workers, cluster=cluster,
+                             progress=prog)
         finally:
             journal.close()
         prog.done()
-        return _report(journal, keys, tags, names, labels, job, want_stats, {
-            "label": label, "images": args.images, "calib_src": calib_src, "opts": opts, "engine": engine,
-            "results": args.results})
+        return _aggregate(journal, keys, list(models), names, labels, job, stats)
     finally:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _report(journal, keys: List[str], tags: List[str], names: Sequence[str], labels: Optional[dict],
-            job, want_stats: bool, info: dict) -> Tuple[dict, str]:
-    """The agreement report from the results file, one width at a time."""
-    from . import evaluate, imagejobs, modelfile
-    from .quantize import saturation_report
+def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], labels: Optional[dict],
+               job, want_stats: bool) -> EvalRun:
+    """The metrics from the results file, one model at a time (only the detections of one
+    model are in memory at once)."""
+    from . import evaluate
 
     wanted = set(keys)
     floats: Dict[str, list] = {}
@@ -154,7 +200,7 @@ def _report(journal, keys: List[str], tags: List[str], names: Sequence[str], lab
     gt = [labels[k] for k in order] if labels is not None else None
     results: Dict[str, object] = {}
     plain: Dict[str, object] = {}
-    sat: Dict[str, dict] = {}
+    sat: Dict[str, Dict[int, dict]] = {}
     for tag in tags:
         fixed: Dict[str, list] = {}
         stats: Dict[int, dict] = {}
@@ -167,17 +213,37 @@ def _report(journal, keys: List[str], tags: List[str], names: Sequence[str], lab
                 st["saturated"] += s
                 st["total"] += n
         fixed_dets = [fixed.pop(k) for k in order]
-        results[tag] = evaluate.agreement(float_dets, fixed_dets)
+        if order:
+            results[tag] = evaluate.agreement(float_dets, fixed_dets)
         if want_stats:
-            qm = modelfile.loads(job.shared(tag), f"{info['label']}-{tag}.mdfi")
-            sat[tag] = {"per_layer": {str(i): v for i, v in sorted(stats.items()) if v},
-                        "table": saturation_report(qm, stats, only_nonzero=True)}
-            del qm
-        if gt is not None:
+            sat[tag] = stats
+        if gt is not None and order:
             plain[tag] = evaluate.evaluate_map(fixed_dets, gt)
-    if gt is not None:
+    if gt is not None and order:
         plain["float"] = evaluate.evaluate_map(float_dets, gt)
+    return EvalRun(results, plain, sat, [(k, errors[k]) for k in keys if k in errors], order,
+                   {t: job.shared(t) for t in tags} if want_stats else {})
 
+
+def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
+    """``mdfi eval``'s text and JSON reports."""
+    from . import evaluate, imagejobs, modelfile
+    from .errors import MDFIError
+    from .quantize import saturation_report
+
+    results, plain = run.agreement, run.map50
+    sat = {}
+    for tag, stats in run.saturation.items():
+        qm = modelfile.loads(run.models[tag], f"{info['label']}-{tag}.mdfi")
+        sat[tag] = {"per_layer": {str(i): v for i, v in sorted(stats.items()) if v},
+                    "table": saturation_report(qm, stats, only_nonzero=True)}
+        del qm
+    order = run.keys
+    err_list = [{"image": k, "error": m} for k, m in run.errors]
+    if not order:
+        raise MDFIError(f"{info['images']}: no image could be evaluated (first error: "
+                        f"{err_list[0]['image']}: {err_list[0]['error']})" if err_list else
+                        f"{info['images']}: no image was evaluated")
     opts = info["opts"]
     head = (f"{info['label']}: {len(order)} images from {info['images']}; formats from {info['calib_src']}; "
             f"weights {'per channel' if opts['per_channel'] else 'per layer'}, "
@@ -189,7 +255,6 @@ def _report(journal, keys: List[str], tags: List[str], names: Sequence[str], lab
     if plain:
         text += "\n\nmAP@0.5 against the labels:\n" + "\n".join(
             f"  {k:<8} {'n/a' if v.map is None else f'{v.map:.4f}'}" for k, v in plain.items())
-    err_list = [{"image": k, "error": errors[k]} for k in keys if k in errors]
     if err_list:
         imagejobs.report_errors([(e["image"], e["error"]) for e in err_list], "eval")
         text += (f"\n\n{len(err_list)} image(s) could not be used and are not counted "
@@ -205,9 +270,4 @@ def _report(journal, keys: List[str], tags: List[str], names: Sequence[str], lab
         report["errors"] = err_list
     if info.get("results"):
         report["results"] = info["results"]
-    if not order:
-        from .errors import MDFIError
-        raise MDFIError(f"{info['images']}: no image could be evaluated (first error: "
-                        f"{err_list[0]['image']}: {err_list[0]['error']})" if err_list else
-                        f"{info['images']}: no image was evaluated")
     return report, text

@@ -450,3 +450,19 @@ def test_local_worker_death_reruns_its_batch(tmp_path, capfd):
                      lambda key, text: got.append(json.loads(text)), workers=2)
     assert (tmp_path / "died").exists() and "a worker process died" in capfd.readouterr().err
     assert sorted((int(r["image"]), r["result"]) for r in got) == [(i, 5 * i) for i in range(8)]
+
+
+def test_evaluate_models_api_for_searches(images, tiny160, tmp_path):
+    """Candidates of a search (here: two rounding modes) evaluated in one pass over the images."""
+    from mdfi import calibrate
+    from mdfi.evalrun import evaluate_models
+    from mdfi.model import _float_network
+    from mdfi.quantize import quantize_network
+    cfg, weights = tiny160[1], tiny160[3]
+    net, names, *_ = _float_network(None, cfg, weights, None, True)
+    calib = calibrate.estimate_from_batchnorm(net)
+    models = {r: quantize_network(net, wbits=8, abits=8, rounding=r, calib=calib) for r in ("half_up", "truncate")}
+    run = evaluate_models(cfg, weights, models, str(images), names=names, workers=2, progress=False)
+    assert set(run.agreement) == {"half_up", "truncate"} and run.keys == ["astronaut.png", "chelsea.png", "coffee.png"]
+    assert run.errors[0][0] == "broken.jpg" and run.saturation == {}
+    assert all(r.n_images == 3 for r in run.agreement.values())
