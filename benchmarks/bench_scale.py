@@ -13,7 +13,7 @@ job, worker start-up included, to the last result) and the ratio of each layout 
 
 * ``1 worker``: one process, one engine thread, one BLAS thread (one core's worth);
 * ``2 workers``: ``--workers 2`` (two processes, each one engine and one BLAS thread);
-* ``1 process, all threads``: ``--workers 1`` with the engine's and BLAS's default threads;
+* ``1 process all threads``: ``--workers 1`` with the engine's and BLAS's default threads;
 * ``decode split``: ``--workers 2`` with ``MDFI_PIPELINE_SPLIT=decode`` (the workers decode and
   letterbox; inference runs in the main process on every engine thread).
 
@@ -38,7 +38,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYOUTS = {
     "1 worker": (["--workers", "1"], {"MDFI_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}),
     "2 workers": (["--workers", "2"], {}),
-    "1 process, all threads": (["--workers", "1"], {}),
+    "1 process all threads": (["--workers", "1"], {}),
     "decode split": (["--workers", "2"], {"MDFI_PIPELINE_SPLIT": "decode"}),
 }
 
@@ -136,6 +136,7 @@ def throughput(a) -> None:
         for r in range(a.repeat):
             for name in layouts:
                 args, env = LAYOUTS[name]
+                _wait_idle(a.idle_below)
                 load0 = os.getloadavg()[0]
                 rate, wall, mem, _ = run_eval(lst, ["--bits", a.bits, *([] if a.stats else ["--no-stats"]), *args],
                                               env, tmp)
@@ -166,6 +167,15 @@ def memory(a) -> None:
                   f"reported)", flush=True)
 
 
+def _wait_idle(below, limit: float = 900.0) -> None:
+    """On a shared machine: wait (at most ``limit`` s) until the 1-minute load is below ``below``."""
+    if not below:
+        return
+    t0 = time.monotonic()
+    while os.getloadavg()[0] >= below and time.monotonic() - t0 < limit:
+        time.sleep(5)
+
+
 def _cpu() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -182,6 +192,8 @@ def main(argv=None) -> int:
     t.add_argument("--count", type=int, default=120)
     t.add_argument("--repeat", type=int, default=3)
     t.add_argument("--layouts", help=f"comma-separated, from: {', '.join(LAYOUTS)}")
+    t.add_argument("--idle-below", type=float, default=None, metavar="LOAD",
+                   help="before each run wait (up to 15 min) for the 1-minute load average to drop below LOAD")
     m = sub.add_parser("memory")
     m.add_argument("--images", required=True)
     m.add_argument("--counts", default="100,1000")
