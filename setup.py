@@ -44,14 +44,16 @@ def ext(name, pyx, csources, cflags=(), ldflags=()):
 extensions = [
     ext("_image", "_image.pyx", ["mdfi_image.c"]),
     ext("_kernels", "_kernels.pyx", ["mdfi_kernels.c"]),
-    ext("_conv", "_conv.pyx", ["mdfi_conv.c", "mdfi_conv_avx2.c", "mdfi_conv_pool.c"],
+    ext("_conv", "_conv.pyx", ["mdfi_conv.c", "mdfi_conv_paths.c", "mdfi_conv_pool.c", "mdfi_conv_avx2.c",
+                               "mdfi_conv_avx512.c", "mdfi_conv_q8.c", "mdfi_conv_vnni.c", "mdfi_conv_amx.c",
+                               "mdfi_conv_neon.c", "mdfi_conv_wino.c", "mdfi_cpu.c"],
         THREAD_FLAGS, THREAD_FLAGS),
 ]
 
 setup(
-    packages=["mdfi", "mdfi._ext", "mdfi.layers", "mdfi.cfg", "mdfi.data"],
+    packages=["mdfi", "mdfi._ext", "mdfi.layers", "mdfi.quant", "mdfi.cfg", "mdfi.data"],
     # The shipped Darknet cfgs live in the top-level cfg/ folder and install as mdfi.cfg.
     package_dir={"mdfi.cfg": "cfg"},
-    package_data={"mdfi.cfg": ["*.cfg", "*.names"], "mdfi.data": ["*.json"]},
+    package_data={"mdfi.cfg": ["*.cfg", "*.names"], "mdfi.data": ["*.json", "*.jpg"]},
     ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}),
 )

@@ -1,15 +1,22 @@
-"""Accuracy of MDFI's fixed point against the float path: the bit-width sweep.
+"""Accuracy of MDFI's fixed point against the float path: the bit-width sweep on a strict split.
 
-    pip install ".[bench]"
-    python benchmarks/bench_accuracy.py [--images DIR] [--engine c|ref] [--json OUT]
+    pip install ".[bench]"; pip install --no-deps ultralytics imgaug     # photo sources
+    python benchmarks/bench_accuracy.py                      # the table of docs/quantization.md
+    python benchmarks/bench_accuracy.py --split val          # the method-selection photos
+    python benchmarks/bench_accuracy.py --method old         # before the bias fixes
+    python benchmarks/bench_accuracy.py --make-decisions mdfi/data/yolov3-tiny.decisions.json
 
-Evaluation images: the held-out set of benchmarks/eval_images.py (Darknet's 7 demo photos
-from ../shared/images and 5 flips/crops of each; none was used for calibration: the
-shipped statistics come from scikit-image photos, benchmarks/calibration_images.py).
+Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / val / test,
+see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
+never used to calibrate or to choose anything) unless ``--split val``.  ``--make-decisions``
+derives the recipe's shipped decisions (formats searched by their effect on the heads,
+head bias shifts) from the ``calib`` photos only.
+
 Metric (as ``mdfi eval``): float detections with confidence >= 0.25 are the ground truth,
 fixed-point detections down to 0.005 ranked by confidence, all-point AP per class averaged
-over the classes present (agreement mAP@0.5); kept/extra at confidence 0.25.
-Prints one table row per configuration; progress on stderr.
+over the classes present (agreement mAP@0.5); kept/extra at 0.25; *bias* = mean confidence
+change (fixed - float) over every float detection found at >= 0.005, *lower* = the fraction
+of those whose confidence went down.  Float detections are cached in ``--cache``.
 """
 
 from __future__ import annotations
@@ -17,68 +24,140 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-CONFIGS = [(16, 16), (12, 12), (10, 10), (8, 8), (7, 7), (6, 6), (5, 5), (4, 4), (6, 8), (5, 8), (4, 8)]
+CONFIGS = ["w16a16", "w8a8", "w8a16", "w7a7", "w6a8", "w6a6", "w5a8", "w4a8"]
+
+
+def float_split(network, names, sets: str, split: str, cache: str):
+    """[(name, Prepared, float detections)] of a split, cached on disk."""
+    from mdfi import calibrate
+    from mdfi.image import load_image
+    from mdfi.model import FloatEngine, Model
+    path = os.path.join(cache, f"float-{split}.pkl")
+    paths = calibrate.list_images(os.path.join(sets, split))
+    if os.path.exists(path):
+        with open(path, "rb") as fh:
+            data = pickle.load(fh)
+        if [d[0] for d in data] == [os.path.basename(p) for p in paths]:
+            return data
+    fm = Model(network, names, FloatEngine(network))
+    data = []
+    for n, p in enumerate(paths, 1):
+        prep = fm.prepare(load_image(p))
+        data.append((os.path.basename(p), prep, fm.detect(prep, thresh=0.25)))
+        print(f"float path {split}: {n}/{len(paths)}", file=sys.stderr, flush=True)
+    os.makedirs(cache, exist_ok=True)
+    with open(path, "wb") as fh:
+        pickle.dump(data, fh)
+    return data
+
+
+def calib_inputs(network, sets: str):
+    """Letterboxed inputs of the calibration photos and their mirror images."""
+    import numpy as np
+    from mdfi import calibrate
+    from mdfi.image import load_image
+    from mdfi.preprocess import image_to_input
+    xs = []
+    for p in calibrate.list_images(os.path.join(sets, "calib")):
+        rgb = load_image(p)
+        for v in (rgb, rgb[:, ::-1]):
+            xs.append(image_to_input(np.ascontiguousarray(v), network.width, network.height))
+    return xs
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--images", help="evaluation folder (default: built from ../shared/images)")
-    ap.add_argument("--engine", default=None, choices=("c", "ref"))
-    ap.add_argument("--per-layer", action="store_true", help="per-layer weight formats instead of the recipe")
-    ap.add_argument("--method", default=None, choices=("mse", "max", "percentile"))
-    ap.add_argument("--json", metavar="OUT", help="also write the report as JSON")
+    ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"),
+                    help="where the photo sets are (built by accuracy_images.py if absent)")
+    ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"), help="float-path cache")
+    ap.add_argument("--split", default="test", choices=("val", "test"))
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--method", default="recipe", choices=("recipe", "old", "gptq"),
+                    help="recipe: the shipped recipe (routes unified, shipped decisions); old: before the bias "
+                         "fixes; gptq: decisions, GPTQ weights and empirical bias correction made now from the "
+                         "calib photos (minutes per width)")
+    ap.add_argument("--make-decisions", metavar="OUT.json", help="derive the recipe decisions from the calib photos")
+    ap.add_argument("--decision-configs", default="w8a8")
+    ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
-    from mdfi.cli import main as mdfi_main
-    folder = args.images
-    if folder is None:
-        import eval_images
-        shared = os.path.join(HERE, "..", "..", "shared", "images")
-        if not os.path.isdir(shared):
-            print("need --images DIR (../shared/images not found)", file=sys.stderr)
-            return 2
-        folder = tempfile.mkdtemp(prefix="mdfi-eval-")
-        eval_images.main([shared, folder])
-    bits = ",".join(f"w{w}a{a}" for w, a in CONFIGS)
-    cmd = ["eval", "--images", folder, "--bits", bits, "--json"]
-    if args.engine:
-        cmd += ["--engine", args.engine]
-    if args.per_layer:
-        cmd += ["--per-layer"]
-    if args.method:
-        cmd += ["--method", args.method]
-    out = tempfile.NamedTemporaryFile("w+", suffix=".json", delete=False)
-    t0 = time.perf_counter()
-    saved = sys.stdout
-    sys.stdout = out
-    try:
-        status = mdfi_main(cmd)
-    finally:
-        sys.stdout = saved
-    if status:
-        return status
-    out.seek(0)
-    report = json.load(out)
-    ag = report["agreement"]
-    print(f"yolov3-tiny, {report['images']} held-out images, formats: {report['calibration']}, "
-          f"{report['options']}, {report['engine']} engine ({time.perf_counter() - t0:.0f} s)")
-    print(f"{'weights':>7} {'acts':>5} {'agree mAP@.5':>12} {'kept':>6} {'extra':>6} {'mean dconf':>10} {'|dconf|':>8}")
-    for w, a in CONFIGS:
-        r = ag[f"w{w}a{a}"]
-        fmt = lambda v, f: "n/a" if v is None else format(v, f)
-        print(f"{w:>7} {a:>5} {fmt(r['map'], '.4f'):>12} {fmt(100 * r['kept_fraction'], '.1f'):>5}% "
-              f"{fmt(100 * r['extra_fraction'], '.1f'):>5}% {fmt(r['mean_dconf'], '+.4f'):>10} "
-              f"{fmt(r['mean_abs_dconf'], '.4f'):>8}")
+    from mdfi import evaluate, recipes
+    from mdfi.cli import parse_bits_list
+    from mdfi.engine import FixedEngine
+    from mdfi.model import Model, _float_network
+    from mdfi.quantize import quantize_network
+    import accuracy_images
+
+    if not os.path.isdir(os.path.join(args.sets, "test")):
+        accuracy_images.main([args.sets])
+    network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
+    calib = recipes.shipped_calibration("yolov3-tiny")
+
+    if args.make_decisions:
+        from mdfi.quant.formats import choose_decisions
+        xs = calib_inputs(network, args.sets)
+        configs = []
+        for w, a in parse_bits_list(args.decision_configs):
+            t0 = time.perf_counter()
+            d = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True)
+            d["seconds"] = round(time.perf_counter() - t0)
+            configs.append(d)
+        doc = {"format": "mdfi-recipe-decisions", "version": 1, "model": "yolov3-tiny",
+               "source": "benchmarks/bench_accuracy.py --make-decisions: calib photos of "
+                         "benchmarks/accuracy_images.py and their mirror images", "configs": configs}
+        with open(args.make_decisions, "w") as fh:
+            json.dump(doc, fh, indent=1)
+            fh.write("\n")
+        print(f"wrote {args.make_decisions}", file=sys.stderr)
+        return 0
+
+    data = float_split(network, names, args.sets, args.split, args.cache)
+    float_dets = [d[2] for d in data]
+    float_bytes = 4 * network.num_params()
+    rows = {}
+    print(f"yolov3-tiny on the {args.split} photos: {len(data)} images, "
+          f"{sum(len(x) for x in float_dets)} float detections at 0.25; method {args.method}")
+    print(f"{'config':<8} {'mAP@.5':>7} {'kept':>12} {'extra':>10} {'dconf@.25':>9} {'bias':>8} {'lower':>6} "
+          f"{'|dconf|':>7} {'size':>6} {'quant s':>7}")
+    for w, a in parse_bits_list(args.configs):
+        tag = f"w{w}a{a}"
+        opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
+        t0 = time.perf_counter()
+        if args.method == "gptq":
+            from mdfi.quant.formats import choose_decisions
+            xs = calib_inputs(network, args.sets)
+            _, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=opts["per_channel"],
+                                     final=dict(weight_rounding="gptq", bias_correction="empirical",
+                                                calib_inputs=xs), with_model=True)
+            extra = {"gptq": True}
+        else:
+            extra = recipes.shipped_decisions("yolov3-tiny", network, opts) if args.method == "recipe" else {}
+            qm = quantize_network(network, wbits=w, abits=a, per_channel=opts["per_channel"], calib=calib,
+                                  act_method=opts["act_method"], weight_method=opts["weight_method"], names=names,
+                                  unify_routes=args.method == "recipe", **extra)
+        tq = time.perf_counter() - t0
+        fixed = Model(network, names, FixedEngine(qm, "c"))
+        dets = [fixed.detect(d[1], thresh=0.005) for d in data]
+        r = evaluate.agreement(float_dets, dets)
+        size = qm.param_bytes() / float_bytes
+        rows[tag] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq,
+                         decisions=bool(extra))
+        f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
+        print(f"{tag:<8} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
+              f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "
+              f"{f(r.mean_dconf_ranked, '+.4f'):>8} {f(r.down_fraction_ranked, '.0f', 100):>5}% "
+              f"{f(r.mean_abs_dconf, '.4f'):>7} {100 * size:>5.1f}% {tq:>7.1f}{' *' if extra else ''}", flush=True)
+    print("size: parameters at their declared widths vs float32; * = shipped decisions used")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=1)
+            json.dump({"split": args.split, "method": args.method, "images": len(data), "rows": rows}, fh, indent=1)
     return 0
 
 

@@ -66,6 +66,9 @@ def make_case(L, first: bool, rng, nthreads: int):
     return x, packed, bias, shift, out, scratch, macs
 
 
+CLOCK = time.perf_counter
+
+
 def time_layer(L, case, nthreads, runs, warmup, simd, stat="median"):
     x, packed, bias, shift, out, scratch, _ = case
     kw = dict(ksize=L["k"], stride=L["s"], pad=L["p"], rounding=0, out_bits=8, act=L["act"],
@@ -74,9 +77,9 @@ def time_layer(L, case, nthreads, runs, warmup, simd, stat="median"):
         _conv.conv2d(x, packed, bias, shift, out, **kw)
     ts = []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         _conv.conv2d(x, packed, bias, shift, out, **kw)
-        ts.append(time.perf_counter() - t0)
+        ts.append(CLOCK() - t0)
     return float(np.median(ts) if stat == "median" else np.min(ts))
 
 
@@ -87,15 +90,25 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=20, help="timed runs per layer (median)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
-    ap.add_argument("--simd", default=None, help="scalar | avx2 | auto (default: MDFI_SIMD)")
+    ap.add_argument("--simd", default=None, help="a path name (_conv.PATHS) or auto (default: MDFI_SIMD)")
     ap.add_argument("--stat", default="median", choices=("median", "min"),
                     help="statistic over the timed runs (min is steadier on a busy machine)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time the calling thread's CPU time (1 thread only): steady on a loaded machine")
+    ap.add_argument("--layers", default=None, help="comma-separated layer indices (default: all)")
     args = ap.parse_args(argv)
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.thread_time
+        args.threads = "1"
 
     cfg = Path(args.net)
     if not cfg.exists():
         cfg = REPO / "cfg" / f"{args.net}.cfg"
     layers = conv_layers(cfg, args.size)
+    if args.layers:
+        keep = {int(v) for v in args.layers.split(",")}
+        layers = [L for L in layers if L["index"] in keep]
     path = _conv.set_simd_path(args.simd) if args.simd else _conv.simd_path()
     threads = [int(t) for t in args.threads.split(",")]
     rng = np.random.default_rng(0)

@@ -1,143 +1,329 @@
-"""Forward-pass speed: MDFI fixed point (C kernels), MDFI float (NumPy), OpenCV DNN (float).
+"""Forward-pass speed of MDFI's 8-bit C engine against ONNX Runtime (int8 and float) and OpenCV
+DNN (float), all in one interleaved run, plus the end-to-end ``model.detect(path)`` time, the
+instruction ceilings of the machine and the per-layer efficiency of the big convolutions.
 
     pip install ".[bench]"
-    python benchmarks/bench_speed.py [--runs 20] [--models yolov3-tiny,yolov3] [--skip-float]
+    python benchmarks/bench_speed.py                        # everything, both models, 1 and 2 threads
+    python benchmarks/bench_speed.py --models yolov3-tiny --runs 10
+    python benchmarks/bench_speed.py --cpu-time --threads 1  # on a busy machine: thread CPU time
 
-One process, interleaved: every round times one forward of every (engine, threads)
-configuration in turn, so machine noise hits all of them alike; the median of ``--runs``
-rounds after warm-up is reported.  Before each timed forward the machine idles for
-``--settle`` seconds, so that thread pools still spinning from the previous configuration
-(OpenBLAS spins ~0.1 s after a GEMM) do not slow the next one down.  All at 416x416 from the same cfg/weights:
-yolov3-tiny with the official weights, yolov3 with generated weights of the right shape
-(no official yolov3 weights can be fetched here; speed does not depend on the values).
-MDFI fixed point is 8-bit (the default model); its time covers the integer network
-(conv/pool/route/.../yolo tables), like OpenCV's ``net.forward`` covers its network.
+Engines (same 416x416 input for all; yolov3-tiny with the official weights, yolov3 and
+``--models yolov4-tiny`` (AlexeyAB's) with generated weights of the right shape -- no official
+weights of those can be fetched here, and speed does not depend on the values):
 
-Also measured: a cold ``mdfi detect image.jpg`` (new process, default model cached) and its
-peak memory (max RSS).
+* MDFI fixed 8-bit (C): ``FixedEngine.run`` from the uint8 input to the yolo tables, on the
+  best convolution path of this CPU and, for the AVX2-only comparison, on ``avx2``
+  (``--mdfi-paths``; the path names are printed);
+* ONNX Runtime int8: the same network exported by benchmarks/onnx_export.py and quantized by
+  onnxruntime.quantization (static QDQ, per-channel, u8 activations x s8 weights), and the
+  float export; ``intra_op_num_threads`` = threads;
+* OpenCV DNN float: ``readNetFromDarknet`` on the same cfg/weights (``--opencv-avx2`` holds it to
+  its AVX2 code, as on an AVX2-only machine);
+* MDFI detect: ``model.detect(jpeg path)`` end to end (decode, letterbox, forward, heads, NMS).
+
+One process, interleaved: every round times one call of every (engine, threads) in turn, so
+machine noise hits all alike; medians of ``--runs`` rounds after ``--warmup``.  Before each
+timed call the machine idles ``--settle`` seconds so that thread pools still spinning from the
+previous configuration (ONNX Runtime's, OpenBLAS's) do not steal the cores.  Ratios are taken
+within this run.  ``--cpu-time`` times the calling thread's CPU time instead of the wall clock
+(1 thread only): on a machine shared with other work this measures what one core delivers.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):   # NumPy must not spin
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def load_models(name: str, tmp: str):
-    """(cfg path, weights path, float Network, fixed QuantizedModel) for a model name."""
+def load_models(name: str, tmp: str, quantize: bool = True):
+    """(cfg path, weights path, float Network, fixed QuantizedModel or None) for a model name:
+    yolov3-tiny with the official weights (its shipped 8-bit recipe), other zoo models with
+    generated weights of the right shape (seed 1; speed does not depend on the values)."""
     import mdfi
     from mdfi import zoo
     from mdfi.network import Network
-    from mdfi.weights import random_weights, write_weights
+    from mdfi.weights import load_weights, random_weights, write_weights
     cfg = str(zoo.cfg_path(name))
     if name == "yolov3-tiny":
         weights = str(zoo.weights_path(name))
     else:
-        net = Network.from_cfg(cfg, warn=False)
-        random_weights(net, seed=1)
         weights = os.path.join(tmp, f"{name}-generated.weights")
-        write_weights(net, weights)
-    fixed = mdfi.load(cfg=cfg, weights=weights, engine="ref") if name != "yolov3-tiny" else mdfi.load(name, engine="ref")
-    from mdfi.weights import load_weights
+        if not os.path.exists(weights):
+            net = Network.from_cfg(cfg, warn=False)
+            random_weights(net, seed=1)
+            write_weights(net, weights)
     net = Network.from_cfg(cfg, warn=False)          # the float network (a cached .mdfi holds integers only)
     load_weights(net, weights)
+    if not quantize:
+        return cfg, weights, net, None
+    fixed = mdfi.load(name, engine="ref") if name == "yolov3-tiny" else mdfi.load(cfg=cfg, weights=weights, engine="ref")
     return cfg, weights, net, fixed.quantized
 
 
+#: the timing / check photo (scikit-image; not one of onnx_export.CALIB_PHOTOS)
+TIMING_PHOTO = "motorcycle_left"
+
+
+def timing_rgb() -> np.ndarray:
+    from calibration_images import photo
+    return np.ascontiguousarray(photo(TIMING_PHOTO)[..., :3])
+
+
+def check_image(net) -> np.ndarray:
+    """The float input of the timing photo (letterboxed, or resized for AlexeyAB's lineage)."""
+    from mdfi.preprocess import network_input
+    return network_input(timing_rgb(), net)
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def loadavg() -> str:
+    try:
+        return "%.2f %.2f %.2f" % os.getloadavg()
+    except OSError:
+        return "?"
+
+
+def conv_profile(qm, x_u8, threads: int, runs: int, clock):
+    """Per convolution layer: (index, description, MACs, median seconds) inside a CRunner."""
+    from mdfi.cengine import CRunner
+    runner = CRunner(qm, threads)
+    bufs = [runner.new_output(ql.index) for ql in qm.layers]
+    per = {ql.index: [] for ql in qm.layers}
+    for r in range(runs + 2):
+        outs = [None] * len(qm.layers)
+        for ql, step in zip(qm.layers, runner.steps):
+            xs = [x_u8 if i == -1 else outs[i] for i in ql.inputs]
+            t0 = clock()
+            step(xs, bufs[ql.index])
+            if r >= 2:
+                per[ql.index].append(clock() - t0)
+            outs[ql.index] = bufs[ql.index]
+    net = qm.network
+    return [(ql.index, net.layers[ql.index].describe(), net.layers[ql.index].macs, statistics.median(per[ql.index]))
+            for ql in qm.layers if ql.kind == "convolutional"]
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="MDFI vs OpenCV DNN forward time")
+    ap = argparse.ArgumentParser(description="MDFI vs ONNX Runtime and OpenCV DNN forward time")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--models", default="yolov3-tiny,yolov3")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--skip-float", action="store_true", help="skip MDFI's NumPy float path (slow on yolov3)")
+    ap.add_argument("--mdfi-paths", default=None,
+                    help="convolution paths to time (default: the best one and avx2, when available)")
+    ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
+    ap.add_argument("--no-opencv", action="store_true", help="skip OpenCV DNN")
+    ap.add_argument("--no-detect", action="store_true", help="skip model.detect(path)")
+    ap.add_argument("--numpy-float", action="store_true", help="also time MDFI's NumPy float path (slow)")
+    ap.add_argument("--no-ceiling", action="store_true", help="skip the instruction ceilings")
+    ap.add_argument("--no-profile", action="store_true", help="skip the per-layer profile")
     ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--onnx-dir", default=None, help="reuse/keep the ONNX exports here")
     ap.add_argument("--settle", type=float, default=0.25,
-                    help="seconds of idle before each timed forward (default 0.25)")
+                    help="seconds of idle before each timed call (default 0.25)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time the calling thread's CPU time (forces --threads 1)")
     ap.add_argument("--opencv-avx2", action="store_true",
-                    help="keep OpenCV to its AVX2 code paths (OPENCV_CPU_DISABLE=AVX512-SKX), as on "
-                         "the issue's AVX2-only target machine; MDFI has no AVX-512 path")
+                    help="keep OpenCV to its AVX2 code paths (OPENCV_CPU_DISABLE=AVX512-SKX), as on an "
+                         "AVX2-only machine")
     args = ap.parse_args(argv)
     if args.opencv_avx2:
         os.environ["OPENCV_CPU_DISABLE"] = "AVX512-SKX"       # read when cv2 is first imported
+    if args.cpu_time:
+        args.threads = "1"
+    clock = time.thread_time if args.cpu_time else time.perf_counter
 
-    import cv2
-    from threadpoolctl import threadpool_limits
-
-    from mdfi.engine import FixedEngine
+    sys.path.insert(0, str(REPO))
+    import mdfi
     from mdfi._ext import _conv
+    from mdfi.engine import FixedEngine
     from mdfi.quantize import input_to_u8
-    from mdfi.preprocess import image_to_input
 
     threads = [int(t) for t in args.threads.split(",")]
-    rng = np.random.default_rng(0)
-    rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    avail = _conv.available_simd_paths()
+    best = _conv.simd_path()
+    paths = args.mdfi_paths.split(",") if args.mdfi_paths else [best] + (["avx2"] if best != "avx2" and "avx2" in avail else [])
+    for p in paths:
+        if p not in avail:
+            log(f"--mdfi-paths: {p} is not available on this CPU (available: {', '.join(avail)})")
+            return 2
     tmp = tempfile.mkdtemp(prefix="mdfi-bench-")
-    log(f"CPU: {os.cpu_count()} cpus; MDFI conv path: {_conv.simd_path()}; OpenCV {cv2.__version__} "
-        f"({cv2.getCPUFeaturesLine()}; '?' = disabled)")
+    onnx_dir = args.onnx_dir or os.path.join(tmp, "onnx")
+    cv2 = None
+    if not args.no_opencv:
+        import cv2
+    print(f"# CPU: {cpu_name()}, {os.cpu_count()} logical CPUs; MDFI kernels see: {_conv.cpu_features()}")
+    print(f"# MDFI convolution paths timed: {', '.join(paths)} (best here: {best}); clock: "
+          f"{'thread CPU time' if args.cpu_time else 'wall'}; load average before: {loadavg()}")
+    if cv2 is not None:
+        print(f"# OpenCV {cv2.__version__} ({cv2.getCPUFeaturesLine()}; '?' = disabled)")
+    if not args.no_ort:
+        import onnxruntime
+        print(f"# ONNX Runtime {onnxruntime.__version__}")
     results = []
+    detect_rows = []
+    rgb = timing_rgb()
+    img_path = os.path.join(tmp, "timing.jpg")
+    from PIL import Image
+    Image.fromarray(rgb).save(img_path, quality=95)
+    profiles = {}
     for name in args.models.split(","):
         log(f"[{name}] loading and quantizing ...")
         cfg, weights, net, qm = load_models(name, tmp)
-        x = image_to_input(rgb, net.width, net.height)
+        x = check_image(net)
         x_u8 = input_to_u8(x)
-        blob = x[None].astype(np.float32)                      # OpenCV gets the same letterboxed input
-        cvnet = cv2.dnn.readNetFromDarknet(cfg, weights)
-        cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        cvnet.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        out_names = cvnet.getUnconnectedOutLayersNames()
+        blob = x[None].astype(np.float32)
+        configs = []
         engines = {t: FixedEngine(qm, "c", threads=t) for t in threads}
+        for p in paths:
+            def mdfi_fixed(t, p=p):
+                _conv.set_simd_path(p)
+                engines[t].run(x_u8, keep="needed")
+            configs.append((f"MDFI 8-bit C [{p}]", mdfi_fixed))
+        if not args.no_ort:
+            import onnx_export
+            fpath = os.path.join(onnx_dir, f"{name}.float.onnx")
+            qpath = os.path.join(onnx_dir, f"{name}.int8.onnx")
+            if not (os.path.exists(fpath) and os.path.exists(qpath)):
+                log(f"[{name}] exporting to ONNX and quantizing (int8 QDQ) ...")
+                onnx_export.export(net, onnx_dir, name, check_image=x, log=log)
+            sess = {(k, t): onnx_export.session(pth, t) for k, pth in (("int8", qpath), ("float", fpath))
+                    for t in threads}
 
-        def mdfi_fixed(t):
-            engines[t].run(x_u8, keep="needed")
+            def ort(t, kind):
+                sess[(kind, t)].run(None, {"input": blob})
+            configs.append(("ONNX Runtime int8 (QDQ u8s8)", lambda t: ort(t, "int8")))
+            configs.append(("ONNX Runtime float", lambda t: ort(t, "float")))
+        if cv2 is not None:
+            cvnet = cv2.dnn.readNetFromDarknet(cfg, weights)
+            cvnet.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+            cvnet.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+            out_names = cvnet.getUnconnectedOutLayersNames()
 
-        def mdfi_float(t):
-            with threadpool_limits(limits=t):
-                net.forward_float(x, keep="needed")
+            def opencv(t):
+                cv2.setNumThreads(t)
+                cvnet.setInput(blob)
+                cvnet.forward(out_names)
+            configs.append(("OpenCV DNN float", opencv))
+        if args.numpy_float:
+            from threadpoolctl import threadpool_limits
 
-        def opencv(t):
-            cv2.setNumThreads(t)
-            cvnet.setInput(blob)
-            cvnet.forward(out_names)
-
-        configs = [("MDFI fixed 8-bit (C)", mdfi_fixed), ("OpenCV DNN float", opencv)]
-        if not args.skip_float:
+            def mdfi_float(t):
+                with threadpool_limits(limits=t):
+                    net.forward_float(x, keep="needed")
             configs.append(("MDFI float (NumPy)", mdfi_float))
+        if not args.no_detect and name == "yolov3-tiny":
+            models = {t: mdfi.load(name, threads=t) for t in threads}
+
+            def detect(t):
+                _conv.set_simd_path(paths[0])
+                models[t].detect(img_path)
+            configs.append((f"MDFI detect(path) [{paths[0]}]", detect))
+
         times = {(label, t): [] for label, _ in configs for t in threads}
         for r in range(args.warmup + args.runs):
             for label, fn in configs:
                 for t in threads:
-                    # Thread pools keep spinning after a job (OpenBLAS for ~0.1 s, OpenCV's and
-                    # MDFI's for ~1 ms): let the previous configuration's threads go idle so
-                    # they do not steal the cores of the one being timed.
                     time.sleep(args.settle)
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     fn(t)
-                    dt = time.perf_counter() - t0
+                    dt = clock() - t0
                     if r >= args.warmup:
                         times[(label, t)].append(dt)
             if r % 5 == 4:
                 log(f"[{name}] round {r + 1}/{args.warmup + args.runs}")
+        _conv.set_simd_path(best)
         gmac = net.macs / 1e9
         for t in threads:
-            cv_ms = 1e3 * statistics.median(times[("OpenCV DNN float", t)])
+            med = {label: statistics.median(times[(label, t)]) for label, _ in configs}
+            ort8 = med.get("ONNX Runtime int8 (QDQ u8s8)")
+            ocv = med.get("OpenCV DNN float")
             for label, _ in configs:
-                ms = 1e3 * statistics.median(times[(label, t)])
-                results.append((name, label, t, ms, gmac / (ms / 1e3), ms / cv_ms))
-    print(f"{'model':<12} {'engine':<22} {'threads':>7} {'ms/forward':>11} {'GMAC/s':>8} {'vs OpenCV':>10}")
-    for name, label, t, ms, gs, ratio in results:
-        print(f"{name:<12} {label:<22} {t:>7} {ms:>11.1f} {gs:>8.1f} {ratio:>9.2f}x")
+                ms = 1e3 * med[label]
+                results.append((name, label, t, ms, 1e3 * min(times[(label, t)]), gmac / med[label],
+                                med[label] / ort8 if ort8 else None, med[label] / ocv if ocv else None))
+            det = f"MDFI detect(path) [{paths[0]}]"
+            if det in med:
+                detect_rows.append((name, t, 1e3 * med[det], 1e3 * med[f"MDFI 8-bit C [{paths[0]}]"]))
+        if not args.no_profile:
+            _conv.set_simd_path(best)
+            profiles[name] = {t: conv_profile(qm, x_u8, t, max(3, args.runs // 4), clock) for t in threads}
+
+    print(f"\n# load average after: {loadavg()}")
+    print(f"{'model':<12} {'engine':<32} {'thr':>3} {'median ms':>10} {'min ms':>8} {'GMAC/s':>7} "
+          f"{'/ORT int8':>9} {'/OpenCV':>8}")
+    for name, label, t, ms, mn, gs, r_ort, r_cv in results:
+        fmt = lambda v: f"{v:.2f}x" if v is not None else "-"
+        print(f"{name:<12} {label:<32} {t:>3} {ms:>10.2f} {mn:>8.2f} {gs:>7.1f} {fmt(r_ort):>9} {fmt(r_cv):>8}")
+
+    # targets of issue 12 (ratios within this run)
+    print("\n# targets (issue 12; ratios from this run)")
+    for name, label, t, ms, mn, gs, r_ort, r_cv in results:
+        if label == f"MDFI 8-bit C [{paths[0]}]" and r_ort is not None:
+            print(f"  {name:<12} {t} thr.: MDFI [{paths[0]}] / ONNX Runtime int8 = {r_ort:.2f} (target <= 1.0: "
+                  f"{'met' if r_ort <= 1.0 else 'NOT met'})")
+        if label == "MDFI 8-bit C [avx2]" and r_cv is not None:
+            print(f"  {name:<12} {t} thr.: MDFI [avx2] / OpenCV DNN float = {r_cv:.2f} (target <= 0.5: "
+                  f"{'met' if r_cv <= 0.5 else 'NOT met'}){' (OpenCV held to AVX2)' if args.opencv_avx2 else ''}")
+    for name, t, det, fwd in detect_rows:
+        print(f"  {name:<12} {t} thr.: detect(path) / forward = {det:.1f} / {fwd:.1f} ms = {det / fwd:.2f} "
+              f"(target <= 1.3: {'met' if det / fwd <= 1.3 else 'NOT met'})")
+
+    ceiling = None
+    if not args.no_ceiling:
+        import bench_ceiling
+        log("instruction ceilings ...")
+        text = bench_ceiling.run(args.threads, 0.3, 3)
+        print("\n# instruction ceilings (benchmarks/ceiling.c)")
+        print(text.rstrip())
+        ceiling = bench_ceiling.parse(text)
+    if profiles:
+        key = next((k for k in (ceiling or {}) if k.startswith("vpdpbusd zmm")), None)
+        print(f"\n# per-layer convolution time inside the forward (path {best}); big = 3x3 layers of >= 150 MMAC")
+        for name, per_t in profiles.items():
+            for ti, t in enumerate(threads):
+                rows = per_t[t]
+                big = [(i, d, mac, s) for i, d, mac, s in rows if " 3x3/" in d and mac >= 150e6]
+                tot = sum(s for *_, s in rows)
+                line = f"  {name} {t} thr.: conv layers {1e3 * tot:.1f} ms ({sum(m for _, _, m, _ in rows) / tot / 1e9:.0f} GMAC/s)"
+                if big:
+                    bg = sum(m for _, _, m, _ in big) / sum(s for *_, s in big) / 1e9
+                    line += f"; big 3x3 layers {bg:.0f} GMAC/s"
+                    if key and ti < len(ceiling[key]):
+                        wall, cpu = ceiling[key][ti]
+                        ref = cpu if args.cpu_time else wall
+                        line += f" = {100 * bg / ref:.0f}% of the vpdpbusd zmm ceiling ({ref:.0f}; target >= 60%)"
+                print(line)
+                for i, d, mac, s in rows:
+                    print(f"      {i:4d} {d:32s} {1e3 * s:7.2f} ms {mac / s / 1e9:7.1f} GMAC/s")
 
     if not args.skip_cold:
         cold(tmp)
@@ -167,7 +353,7 @@ def cold(tmp: str) -> None:
             raise RuntimeError(f"mdfi detect failed (status {status})")
         walls.append(float(wall))
         rss.append(int(maxrss) / 1024.0)                               # kB -> MB (Linux)
-    print(f"cold `mdfi detect image.jpg` (new process, cached model): median {statistics.median(walls):.2f} s "
+    print(f"\ncold `mdfi detect image.jpg` (new process, cached model): median {statistics.median(walls):.2f} s "
           f"(min {min(walls):.2f}), peak memory (max RSS) {max(rss):.0f} MB")
 
 

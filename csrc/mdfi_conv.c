@@ -20,6 +20,7 @@
  */
 #include "mdfi_conv.h"
 #include "mdfi_conv_internal.h"
+#include "mdfi_conv_q8.h"
 #include "mdfi_fixedpoint.h"
 
 #include <stdlib.h>
@@ -31,7 +32,7 @@
 #define ALIGN 64
 #define LIM47 (((int64_t)1) << 47)
 
-static const char MAGIC[8] = {'M', 'D', 'F', 'I', 'c', 'v', '0', '1'};
+static const char MAGIC[8] = {'M', 'D', 'F', 'I', 'c', 'v', '0', '2'};
 
 /* ---------------------------------------------------------------------------------------
  * Small helpers
@@ -68,9 +69,21 @@ int32_t mdfi_conv_out_size(int32_t n, int32_t ks, int32_t stride, int32_t pad)
     return o > INT32_MAX ? -1 : (int32_t)o;
 }
 
-/* Packed-weights geometry; 0 or -1. */
-static int packed_geometry(int32_t m, int32_t c, int32_t ks, int32_t *c2, int32_t *k2,
-                           int32_t *np, int64_t *bytes)
+/* Packed-weights geometry; 0 or -1.  Layout: header (MDFI_CONV_HDR bytes), the int16-pair
+ * panels A [P][K2][MR][2], then (64-byte aligned) wsum [M] int32 and the 8-bit panels
+ * A4 [P16][taps][C4][16][4] (mdfi_conv_q8.h), filled for int8 weights only; x86 builds add
+ * the AMX tiles AT [P16][taps][C4B][16][16][4] (the same weights, 1 KB per tile). */
+#if MDFI_CONV_X86
+#define PACK_AT 1
+#else
+#define PACK_AT 0
+#endif
+typedef struct {
+    int32_t c2, k2, np, c4, c4b, np16;
+    int64_t wsum_off, a4_off, at_off, wino_off, bytes;
+} packed_geom;
+
+static int packed_geometry(int32_t m, int32_t c, int32_t ks, packed_geom *g)
 {
     if (m < 1 || c < 1 || ks < 1) return -1;
     const int64_t cc2 = ((int64_t)c + 1) / 2;
@@ -78,30 +91,46 @@ static int packed_geometry(int32_t m, int32_t c, int32_t ks, int32_t *c2, int32_
     const int64_t p = ((int64_t)m + MR - 1) / MR;
     if (kk2 > INT32_MAX / 64) return -1;            /* K2*MR*2 elements per panel fit int32 */
     const int64_t per_panel = kk2 * MR * 2 * 2;     /* bytes */
-    if (p > (INT64_MAX / 4) / per_panel) return -1;
-    const int64_t total = MDFI_CONV_HDR + p * per_panel;
-    if ((uint64_t)total > (uint64_t)SIZE_MAX / 2) return -1;
-    if (c2) *c2 = (int32_t)cc2;
-    if (k2) *k2 = (int32_t)kk2;
-    if (np) *np = (int32_t)p;
-    if (bytes) *bytes = total;
+    if (p > (INT64_MAX / 16) / per_panel) return -1;
+    const int64_t c4 = ((int64_t)c + 3) / 4, c4b = (c4 + 15) / 16, np16 = ((int64_t)m + 15) / 16;
+    const int64_t a4 = np16 * (int64_t)ks * ks * c4 * 64;   /* <= 4 * pair bytes */
+    const int64_t at = PACK_AT ? np16 * (int64_t)ks * ks * c4b * 1024 : 0;
+    const int64_t wsum_off = (MDFI_CONV_HDR + p * per_panel + 63) & ~(int64_t)63;
+    const int64_t a4_off = (wsum_off + (int64_t)m * 4 + 63) & ~(int64_t)63;
+    const int64_t at_off = (a4_off + a4 + 63) & ~(int64_t)63;
+    /* x86 builds, 3x3 kernels: the Winograd F(2x2,3x3) weights of the int16-pair paths */
+    const int64_t wino = PACK_AT && ks == 3 ? mdfi_wino_packed_bytes(m, c) : 0;
+    const int64_t wino_off = (at_off + at + 63) & ~(int64_t)63;
+    const int64_t total = wino_off + wino;
+    if ((uint64_t)total > (uint64_t)SIZE_MAX / 2 || total > INT64_MAX / 4) return -1;
+    g->c2 = (int32_t)cc2;
+    g->k2 = (int32_t)kk2;
+    g->np = (int32_t)p;
+    g->c4 = (int32_t)c4;
+    g->c4b = (int32_t)c4b;
+    g->np16 = (int32_t)np16;
+    g->wsum_off = wsum_off;
+    g->a4_off = a4_off;
+    g->at_off = PACK_AT ? at_off : 0;
+    g->wino_off = wino ? wino_off : 0;
+    g->bytes = total;
     return 0;
 }
 
 int64_t mdfi_conv_packed_size(int32_t m, int32_t c, int32_t ks)
 {
-    int64_t bytes;
-    return packed_geometry(m, c, ks, NULL, NULL, NULL, &bytes) ? -1 : bytes;
+    packed_geom g;
+    return packed_geometry(m, c, ks, &g) ? -1 : g.bytes;
 }
 
 int mdfi_conv_pack_weights(const void *w, int wtype, int32_t m, int32_t c, int32_t ks,
                            void *packed, int64_t packed_size)
 {
-    int32_t c2, k2, np;
-    int64_t bytes;
+    packed_geom g;
     if (wtype != MDFI_CONV_S8 && wtype != MDFI_CONV_S16) return MDFI_CONV_E_CODE;
-    if (packed_geometry(m, c, ks, &c2, &k2, &np, &bytes)) return MDFI_CONV_E_DIM;
-    if (packed_size != bytes) return MDFI_CONV_E_PACKED;
+    if (packed_geometry(m, c, ks, &g)) return MDFI_CONV_E_DIM;
+    if (packed_size != g.bytes) return MDFI_CONV_E_PACKED;
+    const int32_t c2 = g.c2, k2 = g.k2, np = g.np;
 
     unsigned char *hdr = (unsigned char *)packed;
     int16_t *a = (int16_t *)(void *)(hdr + MDFI_CONV_HDR);
@@ -130,8 +159,33 @@ int mdfi_conv_pack_weights(const void *w, int wtype, int32_t m, int32_t c, int32
             }
         }
     }
+    /* the 8-bit layout (int8 weights): wsum and A4, zero-padded */
+    int32_t *wsum = (int32_t *)(void *)(hdr + g.wsum_off);
+    int8_t *a4 = (int8_t *)(void *)(hdr + g.a4_off);
+    memset(hdr + g.wsum_off, 0, (size_t)(g.bytes - g.wsum_off));
+    if (wtype == MDFI_CONV_S8) {
+        for (int32_t mm = 0; mm < m; ++mm) {
+            int64_t sum = 0;                       /* kept modulo 2^32, as it is used */
+            for (int64_t k = 0; k < (int64_t)c * taps; ++k) sum += w8[(size_t)mm * (size_t)c * taps + (size_t)k];
+            wsum[mm] = wrap_i32((uint32_t)sum);
+            for (int32_t ch = 0; ch < c; ++ch)
+                for (int32_t tap = 0; tap < taps; ++tap)
+                {
+                    const int8_t v = w8[((size_t)mm * c + (size_t)ch) * taps + tap];
+                    a4[((((size_t)(mm / 16) * taps + tap) * (size_t)g.c4 + (size_t)(ch / 4)) * 16 + (size_t)(mm % 16)) * 4 +
+                       (size_t)(ch % 4)] = v;
+                    if (PACK_AT)
+                        ((int8_t *)(void *)(hdr + g.at_off))[((((size_t)(mm / 16) * taps + tap) * (size_t)g.c4b +
+                                                               (size_t)(ch / 64)) * 16 + (size_t)(mm % 16)) * 64 +
+                                                             (size_t)(ch % 64)] = v;
+                }
+        }
+    }
+    int32_t umax = -1;                              /* no Winograd weights */
+    if (g.wino_off) umax = mdfi_wino_pack(w, wtype, m, c, (int16_t *)(void *)(hdr + g.wino_off));
     memset(hdr, 0, MDFI_CONV_HDR);
     memcpy(hdr, MAGIC, sizeof MAGIC);
+    wr32(hdr + 44, umax);
     wr32(hdr + 8, m);
     wr32(hdr + 12, c);
     wr32(hdr + 16, ks);
@@ -148,15 +202,14 @@ int mdfi_conv_packed_info(const void *packed, int64_t packed_size, int32_t *m, i
                           int32_t *ks, int32_t *wtype, int32_t *wmax)
 {
     const unsigned char *hdr = (const unsigned char *)packed;
-    int32_t c2, k2, np;
-    int64_t bytes;
+    packed_geom g;
     if (packed == NULL || packed_size < MDFI_CONV_HDR) return MDFI_CONV_E_PACKED;
     if (memcmp(hdr, MAGIC, sizeof MAGIC) != 0) return MDFI_CONV_E_PACKED;
     const int32_t hm = rd32(hdr + 8), hc = rd32(hdr + 12), hk = rd32(hdr + 16);
     const int32_t ht = rd32(hdr + 20), hw = rd32(hdr + 40);
-    if (packed_geometry(hm, hc, hk, &c2, &k2, &np, &bytes)) return MDFI_CONV_E_PACKED;
-    if (bytes != packed_size || rd32(hdr + 24) != MR || rd32(hdr + 28) != c2 ||
-        rd32(hdr + 32) != k2 || rd32(hdr + 36) != np)
+    if (packed_geometry(hm, hc, hk, &g)) return MDFI_CONV_E_PACKED;
+    if (g.bytes != packed_size || rd32(hdr + 24) != MR || rd32(hdr + 28) != g.c2 ||
+        rd32(hdr + 32) != g.k2 || rd32(hdr + 36) != g.np)
         return MDFI_CONV_E_PACKED;
     if ((ht != MDFI_CONV_S8 && ht != MDFI_CONV_S16) || hw < 0 || hw > type_max_abs(ht))
         return MDFI_CONV_E_PACKED;
@@ -181,8 +234,11 @@ static int geometry(conv_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m, int
     const int32_t oh = mdfi_conv_out_size(h, ks, stride, pad);
     const int32_t ow = mdfi_conv_out_size(w, ks, stride, pad);
     if (oh < 1 || ow < 1) return MDFI_CONV_E_DIM;
-    int64_t pbytes;
-    if (packed_geometry(m, c, ks, &g->c2, &g->k2, &g->npanels, &pbytes)) return MDFI_CONV_E_DIM;
+    packed_geom pg;
+    if (packed_geometry(m, c, ks, &pg)) return MDFI_CONV_E_DIM;
+    g->c2 = pg.c2;
+    g->k2 = pg.k2;
+    g->npanels = pg.np;
     const int64_t hp = (int64_t)h + 2 * (int64_t)pad, wp = (int64_t)w + 2 * (int64_t)pad;
     /* Pixel offsets into one X2 plane are int32 (and gather indices). */
     if (hp > INT32_MAX || wp > INT32_MAX || hp * wp > INT32_MAX / 2) return MDFI_CONV_E_DIM;
@@ -242,7 +298,17 @@ int64_t mdfi_conv_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32
     conv_ctx g;
     size_t total;
     if (geometry(&g, c, h, w, m, ks, stride, pad, nthreads, &total)) return -1;
-    return (int64_t)total;
+    /* the 8-bit family's scratch, when it could run this layer (for any kernel choice) */
+    int64_t best = (int64_t)total;
+    const int64_t q8 = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
+    if (q8 > best) best = q8;
+#if MDFI_CONV_X86
+    if (ks == 3 && stride == 1) {
+        const int64_t wn = mdfi_wino_scratch_size(c, h, w, pad, nthreads);
+        if (wn >= 0 && wn + ALIGN > best) best = wn + ALIGN;
+    }
+#endif
+    return best;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -283,12 +349,12 @@ static void ukr64_scalar(int32_t kcl, const int16_t *restrict a, const int16_t *
     }
 }
 
-static void widen_scalar(int64_t *restrict c64, const int32_t *restrict c32)
+void mdfi_conv_widen_scalar(int64_t *restrict c64, const int32_t *restrict c32)
 {
     for (int i = 0; i < MR * NR; ++i) c64[i] += c32[i];
 }
 
-static void pack_scalar(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
+void mdfi_conv_pack_scalar(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
                         int16_t *restrict dst)
 {
     int32_t off[NR], jb, gap;
@@ -317,7 +383,7 @@ static int32_t load_x(const void *x, int t, size_t i)
 }
 
 /* X2 rows r0..r1-1, row r = cc*Hp + y. */
-static void x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1)
+void mdfi_conv_x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1)
 {
     const int32_t hp = ctx->hp, wp = ctx->wp, pad = ctx->pad, w = ctx->w, h = ctx->h;
     for (int64_t r = r0; r < r1; ++r) {
@@ -343,7 +409,7 @@ static void x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1)
 /* Epilogue: C tile (element type T: int32 sums, or int64 on the exact path) + bias,
  * requantized into the S8/S16 output. */
 #define EPI_SCALAR(NAME, T)                                                                   \
-static void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int32_t mv,            \
+void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int32_t mv,            \
                  int64_t p0, int32_t nv)                                                      \
 {                                                                                             \
     for (int32_t r = 0; r < mv; ++r) {                                                        \
@@ -360,45 +426,17 @@ static void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int32_t m
         }                                                                                     \
     }                                                                                         \
 }
-EPI_SCALAR(epi32_scalar, int32_t)
-EPI_SCALAR(epi64_scalar, int64_t)
+EPI_SCALAR(mdfi_conv_epi32_scalar, int32_t)
+EPI_SCALAR(mdfi_conv_epi64_scalar, int64_t)
 
-static const conv_ops ops_scalar = {ukr32_scalar, pack_scalar, x2_scalar, epi32_scalar,
-                                    epi64_scalar, widen_scalar};
-
-/* ---------------------------------------------------------------------------------------
- * Path selection
- * ------------------------------------------------------------------------------------- */
-int32_t mdfi_conv_best_path(void)
-{
-#if MDFI_CONV_X86
-    if (mdfi_conv_cpu_has_avx2()) return MDFI_CONV_PATH_AVX2;
-#endif
-    return MDFI_CONV_PATH_SCALAR;
-}
-
-int32_t mdfi_conv_env_path(void)
-{
-    const int32_t best = mdfi_conv_best_path();
-    const char *v = getenv("MDFI_SIMD");
-    if (v == NULL || v[0] == '\0' || strcmp(v, "auto") == 0 || strcmp(v, "1") == 0) return best;
-    if (strcmp(v, "0") == 0 || strcmp(v, "scalar") == 0 || strcmp(v, "off") == 0)
-        return MDFI_CONV_PATH_SCALAR;
-    if (strcmp(v, "avx2") == 0)
-        return best >= MDFI_CONV_PATH_AVX2 ? MDFI_CONV_PATH_AVX2 : best;
-    return best;
-}
-
-const char *mdfi_conv_path_name(int32_t path)
-{
-    switch (path) {
-    case MDFI_CONV_PATH_SCALAR: return "scalar";
-    case MDFI_CONV_PATH_AVX2: return "avx2";
-    default: return "unknown";
-    }
-}
+const conv_ops mdfi_conv_ops_scalar = {ukr32_scalar, mdfi_conv_pack_scalar, mdfi_conv_x2_scalar, mdfi_conv_epi32_scalar,
+                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL};
 
 void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
+
+int mdfi_conv_winograd = 1;
+
+void mdfi_conv_set_winograd(int32_t enable) { mdfi_conv_winograd = enable != 0; }
 
 int mdfi_conv_pool_run(void (*job)(void *arg, int tid), void *arg, int nthreads)
 {
@@ -463,13 +501,27 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
                 const int32_t mv = (ctx->m - m0) < MR ? (ctx->m - m0) : MR;
                 for (int32_t t = 0; t < nb; ++t) {
                     const int32_t tt = tb0 + t;
-                    const int16_t *bp =
-                        ctx->direct ? ctx->x2 + ((size_t)kc0 * (size_t)ctx->plane + (size_t)tt * NR) * 2
-                        : ctx->msplit ? ctx->bshared + ((size_t)tt * k2 + kc0) * NR * 2
-                        : bpriv + (size_t)t * kcl * NR * 2;
+#define BPTR(T, TT) (ctx->direct ? ctx->x2 + ((size_t)kc0 * (size_t)ctx->plane + (size_t)(TT) * NR) * 2     \
+                     : ctx->msplit ? ctx->bshared + ((size_t)(TT) * k2 + kc0) * NR * 2                       \
+                     : bpriv + (size_t)(T) * kcl * NR * 2)
+                    const int16_t *bp = BPTR(t, tt);
                     const int64_t px0 = (int64_t)tt * NR;
                     const int32_t nv = (ctx->n - px0) < NR ? (int32_t)(ctx->n - px0) : NR;
                     const size_t slot = ((size_t)p * ctx->nb + t) * MR * NR;
+                    if (!ctx->acc64 && ops->ukr32x2 != NULL && t + 1 < nb) {
+                        /* two tiles per call; their C tiles are consecutive (part or tile32) */
+                        int32_t *ct = nkc > 1 ? (int32_t *)(void *)part + slot : tile32;
+                        ops->ukr32x2(kcl, ap, bp, BPTR(t + 1, tt + 1), bstride, ct, !first);
+                        if (last) {
+                            ops->epi32(ctx, ct, m0, mv, px0, nv);
+                            const int64_t px1 = px0 + NR;
+                            ops->epi32(ctx, ct + MR * NR, m0, mv, px1,
+                                       (ctx->n - px1) < NR ? (int32_t)(ctx->n - px1) : NR);
+                        }
+                        ++t;
+                        continue;
+                    }
+#undef BPTR
                     if (!ctx->acc64) {
                         int32_t *ct = nkc > 1 ? (int32_t *)(void *)part + slot : tile32;
                         ops->ukr32(kcl, ap, bp, bstride, ct, !first);
@@ -545,6 +597,17 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
                 int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
                 int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size)
 {
+    return mdfi_conv2d_on(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
+                          ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
+                          mdfi_conv_effective_path(path), scratch, scratch_size);
+}
+
+int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                   const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
+                   int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
+                   int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size)
+{
     conv_ctx ctx;
     size_t total;
     int rc;
@@ -582,15 +645,47 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
     /* every partial sum, and sum + bias, provably inside int32 (<= 2^47 + 2^47 here) */
     ctx.sum32 = acc64 == 0 && kvol * wx + bmax <= (int64_t)INT32_MAX;
 
-    const conv_ops *ops = &ops_scalar;
-    ctx.path = MDFI_CONV_PATH_SCALAR;
-#if MDFI_CONV_X86
-    if (path >= MDFI_CONV_PATH_AVX2 && mdfi_conv_cpu_has_avx2()) {
-        ops = &mdfi_conv_ops_avx2;
-        ctx.path = MDFI_CONV_PATH_AVX2;
+    const conv_ops *ops;
+    const q8_ops *q8;
+    mdfi_conv_path_ops(path, &ops, &q8);
+    uintptr_t base = (uintptr_t)scratch;
+    unsigned char *s = (unsigned char *)scratch + ((ALIGN - (base % ALIGN)) % ALIGN);
+
+    /* 8-bit layers: the dot-product family (mdfi_conv_q8.c) */
+    if (q8 != NULL && q8->usable != NULL && !q8->usable(c, ks, stride)) q8 = q8->fallback;
+    if (q8 != NULL && mdfi_q8_usable(xtype, wtype, acc64, c, h, w, m, ks, stride, pad)) {
+        const int64_t need = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
+        if (need < 0 || scratch_size < need) return MDFI_CONV_E_SCRATCH;
+        packed_geom pg;
+        (void)packed_geometry(m, c, ks, &pg);
+        const unsigned char *pk = (const unsigned char *)packed;
+        mdfi_q8_conv(q8, x, xtype, c, h, w, (const int8_t *)(const void *)(pk + pg.a4_off),
+                     PACK_AT ? (const int8_t *)(const void *)(pk + pg.at_off) : NULL,
+                     (const int32_t *)(const void *)(pk + pg.wsum_off), bias, shift, m, out, otype, ks, stride,
+                     pad, rounding, out_bits, act, ctx.sum32, nthreads, s);
+        return MDFI_CONV_OK;
     }
-#else
-    (void)path;
+    ctx.path = ops == &mdfi_conv_ops_scalar ? MDFI_CONV_PATH_SCALAR : path;
+
+#if MDFI_CONV_X86
+    /* 8-bit 3x3 stride-1 layers on the int16-pair SIMD paths: Winograd F(2x2,3x3) when the
+     * layer's bounds make it exact (mdfi_conv_wino.c): int16 transformed weights, |4 S| and
+     * S + bias inside int32 */
+    {
+        packed_geom pg;
+        (void)packed_geometry(m, c, ks, &pg);
+        const int32_t umax = rd32((const unsigned char *)packed + 44);
+        if (mdfi_conv_winograd && (ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512) && pg.wino_off &&
+            ks == 3 && stride == 1 && acc64 == 0 && ctx.sum32 && (xtype == MDFI_CONV_U8 || xtype == MDFI_CONV_S8) &&
+            c >= MDFI_WINO_MIN_C &&
+            umax >= 0 && umax <= 32767 && 4 * kvol * wx <= (int64_t)INT32_MAX) {
+            const int64_t need = mdfi_wino_scratch_size(c, h, w, pad, nthreads);
+            if (need >= 0 && scratch_size >= need + ALIGN)
+                return mdfi_wino_conv(ops, x, xtype, c, h, w,
+                                      (const int16_t *)(const void *)((const unsigned char *)packed + pg.wino_off),
+                                      bias, shift, m, out, otype, pad, rounding, out_bits, act, nthreads, s);
+        }
+    }
 #endif
 
     ctx.x = x; ctx.xtype = xtype;
@@ -602,8 +697,6 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
     ctx.chunk = wx == 0 ? ctx.kc2 : (int32_t)((int64_t)INT32_MAX / (2 * wx));
     if (ctx.chunk > ctx.kc2) ctx.chunk = ctx.kc2;
 
-    uintptr_t base = (uintptr_t)scratch;
-    unsigned char *s = (unsigned char *)scratch + ((ALIGN - (base % ALIGN)) % ALIGN);
     ctx.x2 = (int16_t *)(void *)s;
     /* the NR pairs after the last plane are only read for discarded pixels; keep them 0 */
     memset(ctx.x2 + (size_t)ctx.c2 * (size_t)ctx.plane * 2, 0, NR * 4);

@@ -36,10 +36,27 @@
  * busy (another thread is convolving) runs on its own thread.  Without POSIX threads the
  * kernel runs on the calling thread.
  *
- * Code paths: MDFI_CONV_PATH_SCALAR (portable C) and MDFI_CONV_PATH_AVX2 (x86-64 with
- * gcc/clang, chosen at run time by CPU detection).  mdfi_conv_env_path() reads the
- * environment variable MDFI_SIMD ("0"/"scalar", "avx2", unset/"auto" = best available);
- * the caller reads it once and passes the path to every call.
+ * Code paths (mdfi_conv_paths.c), chosen at run time from CPUID / getauxval, never from
+ * build flags:
+ *   scalar        portable C, int16 pairs (the reference every other path is tested against)
+ *   avx2          int16 pairs, vpmaddwd ymm (8-bit 3x3 stride-1 layers of >= 32 channels:
+ *                 integer Winograd F(2x2,3x3), mdfi_conv_wino.c)
+ *   avx512bw      int16 pairs, vpmaddwd zmm (the same Winograd layers)
+ *   avxvnni       8-bit layers: vpdpbusd ymm (VEX, AVX-VNNI); other layers: avx2
+ *   avx512vnni    8-bit layers: vpdpbusd zmm; other layers: avx512bw
+ *   amx           8-bit layers: tdpbusd (AMX tiles) where channels allow, else avx512vnni
+ *   neon          int16 pairs, smlal (aarch64)
+ *   neondot       8-bit layers: sdot (aarch64 dot product); other layers: neon
+ *   avx512vnni-ymm, amx-sim, scalar8: test paths -- the avxvnni kernels compiled for
+ *                 AVX512-VNNI ymm (EVEX; the tested twin of the VEX build), the amx kernel on
+ *                 a C model of the tile instructions (its tested twin), and the 8-bit driver
+ *                 with portable arithmetic.
+ * "8-bit layers": int8/uint8 activations x int8 weights with int32 accumulation (acc64 == 0);
+ * everything else (wider formats, acc64) takes the path's int16-pair kernels.  Every SIMD
+ * path runs a small self-check against the scalar path on first use and falls back (one
+ * line on stderr) if it differs.  mdfi_conv_env_path() reads MDFI_SIMD (a path name, "0" =
+ * scalar, unset/"auto" = best available); the caller reads it once and passes the path to
+ * every call.
  *
  * Plain C11, no Python headers, no floating point, no allocation.
  */
@@ -55,8 +72,21 @@ extern "C" {
 /* Element types of x / w / out. */
 enum { MDFI_CONV_U8 = 0, MDFI_CONV_S8 = 1, MDFI_CONV_S16 = 2 };
 
-/* Code paths. */
-enum { MDFI_CONV_PATH_SCALAR = 0, MDFI_CONV_PATH_AVX2 = 1 };
+/* Code paths (see above). */
+enum {
+    MDFI_CONV_PATH_SCALAR = 0,
+    MDFI_CONV_PATH_AVX2 = 1,
+    MDFI_CONV_PATH_AVX512BW = 2,
+    MDFI_CONV_PATH_AVXVNNI = 3,
+    MDFI_CONV_PATH_AVX512VNNI = 4,
+    MDFI_CONV_PATH_AMX = 5,
+    MDFI_CONV_PATH_NEON = 6,
+    MDFI_CONV_PATH_NEONDOT = 7,
+    MDFI_CONV_PATH_AVX512VNNI_YMM = 8,
+    MDFI_CONV_PATH_SCALAR8 = 9,
+    MDFI_CONV_PATH_AMX_SIM = 10,
+    MDFI_CONV_NPATHS = 11
+};
 
 /* Return codes (0 = success; nothing is written on failure). */
 enum {
@@ -105,12 +135,28 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
                 int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
                 int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size);
 
-/* Best path this CPU supports; the path MDFI_SIMD selects (never above the best);
- * a path's name ("scalar", "avx2"); a code's message. */
+/* Best path this CPU supports; the path MDFI_SIMD selects (a path the CPU lacks falls back
+ * to the best one); a path's name ("scalar", "avx2", ...; "unknown"); the path of a name
+ * (-1 if none); whether this CPU and build can run a path; the path a call with `path`
+ * really uses (after the self-check: `path`, or its fallback); a code's message. */
 int32_t mdfi_conv_best_path(void);
 int32_t mdfi_conv_env_path(void);
 const char *mdfi_conv_path_name(int32_t path);
+int32_t mdfi_conv_path_from_name(const char *name);
+int mdfi_conv_path_available(int32_t path);
+int32_t mdfi_conv_effective_path(int32_t path);
 const char *mdfi_conv_strerror(int code);
+
+/* Testing only: force the 8-bit family's register tile (index into the path's kernel list,
+ * clamped; -1 = automatic) and mode (1 = direct, 0 = packed, -1 = automatic) for every later
+ * call in this process. */
+void mdfi_conv_q8_override(int32_t kernel, int32_t direct);
+/* Testing only: 0 turns the Winograd F(2x2,3x3) kernels of the int16-pair paths off (the
+ * direct kernels then run every layer), 1 (default) on. */
+void mdfi_conv_set_winograd(int32_t enable);
+/* The 8-bit register tiles of a path: writes up to `max` (rows, vectors, lanes) triples into
+ * tiles[3*i..3*i+2] and returns how many the path has (0: no 8-bit kernels). */
+int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max);
 
 /* The convolution's thread pool, for other kernels (mdfi_kopts.pool in mdfi_kernels.h):
  * calls job(arg, tid) on up to nthreads threads -- the caller (tid 0) and the workers that

@@ -1,8 +1,8 @@
 /* mdfi_conv_avx2.c -- AVX2 versions of the convolution's inner operations.
  *
  * Compiled with the normal (baseline x86-64) flags: every function that uses AVX2 carries
- * __attribute__((target("avx2"))) and is only reached after mdfi_conv_cpu_has_avx2()
- * returned true.  On other compilers/architectures this file compiles to nothing.
+ * __attribute__((target("avx2"))) and is only reached after mdfi_cpu_features() reported
+ * AVX2 (mdfi_conv_paths.c).  On other compilers/architectures this file compiles to nothing.
  *
  * Exactness of the micro-kernel.  Every operand is an int16 (uint8/int8 inputs and int8
  * weights are widened exactly).  vpmaddwd multiplies int16 pairs and adds the two int32
@@ -27,12 +27,6 @@
 #include <string.h>
 
 #define AVX2 __attribute__((target("avx2")))
-
-int mdfi_conv_cpu_has_avx2(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") ? 1 : 0;
-}
 
 static inline int32_t ld32(const int16_t *p)
 {
@@ -278,7 +272,10 @@ static void epi64_avx2(const conv_ctx *ctx, const int64_t *restrict c, int32_t m
 }
 
 const conv_ops mdfi_conv_ops_avx2 = {ukr32_avx2, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
-                                     widen_avx2};
+                                     widen_avx2, NULL};
+/* AVX-512BW: zmm micro-kernels (mdfi_conv_avx512.c), the rest from AVX2 */
+const conv_ops mdfi_conv_ops_avx512 = {mdfi_conv_avx512_ukr32, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
+                                       widen_avx2, mdfi_conv_avx512_ukr32x2};
 
 #else
 /* ISO C forbids an empty translation unit. */

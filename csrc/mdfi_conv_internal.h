@@ -40,6 +40,11 @@
 #else
 #define MDFI_CONV_X86 0
 #endif
+#if defined(__GNUC__) && defined(__aarch64__) && !defined(MDFI_NO_SIMD)
+#define MDFI_CONV_ARM 1
+#else
+#define MDFI_CONV_ARM 0
+#endif
 
 /* Worker threads (mdfi_conv_pool.c): POSIX threads with C11 atomics, else none. */
 #if !defined(MDFI_NO_THREADS) && (defined(__unix__) || defined(__APPLE__)) && \
@@ -125,6 +130,9 @@ typedef void (*epi64_fn)(const conv_ctx *ctx, const int64_t *restrict c, int32_t
                          int32_t mv, int64_t p0, int32_t nv);
 /* c64[MR*NR] += c32[MR*NR] */
 typedef void (*widen_fn)(int64_t *restrict c64, const int32_t *restrict c32);
+/* Two tiles at once (optional): C[2][MR][NR] (=|+=) A . B0 and A . B1. */
+typedef void (*ukr32x2_fn)(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b0,
+                           const int16_t *restrict b1, size_t bstride, int32_t *restrict c, int accumulate);
 
 typedef struct conv_ops {
     ukr32_fn ukr32;
@@ -133,12 +141,53 @@ typedef struct conv_ops {
     epi32_fn epi32;
     epi64_fn epi64;
     widen_fn widen;
+    ukr32x2_fn ukr32x2;           /* NULL: one tile per call */
 } conv_ops;
 
+extern const conv_ops mdfi_conv_ops_scalar;
+/* the portable operations, for paths that vectorise only some of them */
+void mdfi_conv_pack_scalar(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl, int16_t *restrict dst);
+void mdfi_conv_x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1);
+void mdfi_conv_epi32_scalar(const conv_ctx *ctx, const int32_t *restrict c, int32_t m0, int32_t mv, int64_t p0,
+                            int32_t nv);
+void mdfi_conv_epi64_scalar(const conv_ctx *ctx, const int64_t *restrict c, int32_t m0, int32_t mv, int64_t p0,
+                            int32_t nv);
+void mdfi_conv_widen_scalar(int64_t *restrict c64, const int32_t *restrict c32);
 #if MDFI_CONV_X86
 extern const conv_ops mdfi_conv_ops_avx2;
-int mdfi_conv_cpu_has_avx2(void);
+extern const conv_ops mdfi_conv_ops_avx512;
+void mdfi_conv_avx512_ukr32(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                            int32_t *restrict c, int accumulate);
+void mdfi_conv_avx512_ukr32x2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b0,
+                              const int16_t *restrict b1, size_t bstride, int32_t *restrict c, int accumulate);
 #endif
+#if MDFI_CONV_ARM
+extern const conv_ops mdfi_conv_ops_neon;
+#endif
+
+/* mdfi_conv_paths.c: the operations of an (available, effective) path: int16-pair ops and
+ * the 8-bit dot-product ops (NULL when the path has none). */
+struct q8_ops;
+void mdfi_conv_path_ops(int32_t path, const conv_ops **pair, const struct q8_ops **q8);
+
+/* mdfi_conv_wino.c: Winograd F(2x2,3x3) for 8-bit 3x3 stride-1 layers on the int16-pair SIMD
+ * paths.  mdfi_wino_pack returns max |U| (the layer is eligible when it is <= 32767). */
+int64_t mdfi_wino_packed_bytes(int32_t m, int32_t c);
+int32_t mdfi_wino_pack(const void *w, int wtype, int32_t m, int32_t c, int16_t *u);
+int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int32_t nthreads);
+int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
+                   const int64_t *bias, const int32_t *shift, int32_t m, void *out, int otype, int32_t pad,
+                   int32_t rounding, int32_t bits, int32_t act, int32_t nthreads, void *scratch);
+extern int mdfi_conv_winograd;
+#define MDFI_WINO_MIN_C 32        /* fewer input channels: the transforms cost more than they save */
+
+/* mdfi_conv2d on exactly `path` (no availability check, no self-check): the self-check and
+ * mdfi_conv2d call it. */
+int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                   const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
+                   int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
+                   int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size);
 
 /* Pixel offsets (in pairs, relative to a channel plane of X2) of tile t.  Returns
  *   1 if they are consecutive: off[j] = off[0] + j;

@@ -119,7 +119,8 @@ MDFI_AVX2_FN __m256i mdfi_requantize4_avx2(__m256i acc, const mdfi_rq_avx2 *q, i
  *            r >= 2^(s-1), i.e. iff bit s-1 of r -- which is bit s-1 of a -- is set);
  *            nothing is added to a, so nothing can overflow.
  *   truncate a >> s.
- *   leaky, a < 0: R(a*3277 / 2^(s+15)).  With a = ah*2^15 + al (ah = a >> 15,
+ *   leaky: max(R(a / 2^s), R(a*3277 / 2^(s+15))) -- the second is the larger exactly when
+ *            a < 0 (a*3277/2^15 > a, and R is monotonic).  With a = ah*2^15 + al (ah = a >> 15,
  *            0 <= al < 2^15) and the rounding constant 2^(s+14) = 2^(s-1)*2^15 (half_up;
  *            0 for truncate), the nested floors floor(floor(x/2^15)/2^s) = floor(x/2^(s+15))
  *            give  R(...) = (ah*3277 + ((al*3277) >> 15) + 2^(s-1)) >> s,
@@ -157,10 +158,9 @@ MDFI_AVX2_FN __m256i mdfi_requantize8_i32_avx2(__m256i a, const mdfi_rq32_avx2 *
             _mm256_mullo_epi32(_mm256_and_si256(a, _mm256_set1_epi32((1 << MDFI_LEAKY_SHIFT) - 1)), k),
             MDFI_LEAKY_SHIFT);
         const __m256i t = _mm256_add_epi32(_mm256_add_epi32(hi, lo), q->half);
-        const __m256i n = _mm256_sra_epi32(t, q->s);
-        /* lanes with a < 0 (sign bit set) take the leaky branch */
-        r = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(n),
-                                                 _mm256_castsi256_ps(a)));
+        /* n = R(a*3277 / 2^(s+15)) on every lane: rounding is monotonic and a*3277/2^15 <= a
+         * exactly when a >= 0, so the leaky result is max(r, n) (no sign blend) */
+        r = _mm256_max_epi32(r, _mm256_sra_epi32(t, q->s));
     }
     r = _mm256_max_epi32(r, q->qmin);
     return _mm256_min_epi32(r, q->qmax);
@@ -178,9 +178,18 @@ MDFI_AVX2_FN __m256i mdfi_pack64x8_avx2(__m256i a, __m256i b)
 /* ---- eight exact int32 values, any shift ------------------------------------------------
  * mdfi_requantize on eight int32 lanes holding exact values: the int32 lanes when the shift
  * allows (mdfi_rq32_ok), else widened to the int64 lanes.  Used wherever a kernel holds
- * eight int32 sums (convolution epilogue, route alignment, shortcut). */
+ * eight int32 sums (convolution epilogue, route alignment, shortcut).
+ *
+ * Shifts s <= 0 without leaky (a shortcut whose output keeps its inputs' format has s = 0)
+ * stay on int32 lanes too: mdfi_requantize clamps a to +-2^bits, multiplies by 2^-s and
+ * saturates; here a is clamped to +-2^15 and shifted left by min(-s, 15).  Both give a*2^-s
+ * when that lies inside the output range (then |a| < 2^15, neither clamp acts, and a != 0
+ * implies -s < 15), and otherwise the saturation bound of a's sign (a nonzero value shifted
+ * by 15 exceeds every 16-bit range); no int32 overflow (2^15 * 2^15 = 2^30). */
 typedef struct {
-    int use32;                    /* shift 1..31: int32 lanes, else int64 lanes */
+    int use32;                    /* int32 lanes: shift 1..31, or shift <= 0 without leaky */
+    int left;                     /* shift <= 0 (and not leaky): clamp and shift left      */
+    __m128i lsh;                  /* min(-shift, 15)                                        */
     mdfi_rq32_avx2 q32;
     mdfi_rq_avx2 q64;
 } mdfi_rq8_avx2;
@@ -188,13 +197,22 @@ typedef struct {
 MDFI_AVX2_FN void mdfi_rq8_init_avx2(mdfi_rq8_avx2 *k, int32_t shift, int32_t mode, int32_t bits,
                                      int32_t act)
 {
-    k->use32 = mdfi_rq32_ok(shift);
-    if (k->use32) mdfi_rq32_init_avx2(&k->q32, shift, mode, bits);
+    k->left = shift <= 0 && act != MDFI_ACT_LEAKY;
+    k->use32 = mdfi_rq32_ok(shift) || k->left;
+    k->lsh = _mm_cvtsi32_si128(k->left ? (-shift < 15 ? -shift : 15) : 0);
+    mdfi_rq32_init_avx2(&k->q32, k->left || !k->use32 ? 1 : shift, mode, bits);  /* qmin/qmax always */
     mdfi_rq_init_avx2(&k->q64, shift, mode, bits, act);   /* always: keeps k fully defined */
 }
 
 MDFI_AVX2_FN __m256i mdfi_requantize8_avx2(__m256i v, const mdfi_rq8_avx2 *k, int32_t mode, int32_t act)
 {
+    if (k->left) {
+        if (act == MDFI_ACT_RELU) v = _mm256_max_epi32(v, _mm256_setzero_si256());
+        const __m256i lim = _mm256_set1_epi32(1 << 15);
+        v = _mm256_min_epi32(_mm256_max_epi32(v, _mm256_sub_epi32(_mm256_setzero_si256(), lim)), lim);
+        v = _mm256_sll_epi32(v, k->lsh);
+        return _mm256_min_epi32(_mm256_max_epi32(v, k->q32.qmin), k->q32.qmax);
+    }
     if (k->use32) return mdfi_requantize8_i32_avx2(v, &k->q32, mode, act);
     const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v));
     const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1));

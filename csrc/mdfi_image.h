@@ -31,6 +31,24 @@ int mdfi_letterbox_f32(const float *restrict src, int32_t c, int32_t h, int32_t 
                        float *restrict part, int32_t new_h, int32_t new_w,
                        float *restrict dst, int32_t net_h, int32_t net_w);
 
+/* The same letterbox straight from 8-bit pixels to the 8-bit network input of the integer
+ * engine, in one call: for every byte value and size it equals
+ *     input_to_u8(letterbox_f32(rgb / 255.f))      (mdfi.quantize.input_to_u8)
+ * -- the same float32 operations in the same order (v / 255.f is looked up in a table of the
+ * 256 values where letterbox_f32 reads a pixel), then p = floor(255*(double)v + 1/2) clamped to
+ * 0..255 (v >= 0, so the truncating conversion is the floor; the 0.5 border becomes 128).
+ * Only the source rows that the vertical pass reads are resized horizontally.
+ *
+ *   rgb     : [h][w][c]          uint8, interleaved (as decoded)
+ *   scratch : floats             mdfi_letterbox_u8_scratch(c, h, new_w) of them
+ *   dst     : [c][net_h][net_w]  uint8 output
+ * Returns 0, or -1 on inconsistent sizes / scratch too small (nothing written).
+ */
+int64_t mdfi_letterbox_u8_scratch(int32_t c, int32_t h, int32_t new_w);
+int mdfi_letterbox_u8(const uint8_t *restrict rgb, int32_t c, int32_t h, int32_t w, float *restrict scratch,
+                      int64_t scratch_floats, uint8_t *restrict dst, int32_t new_h, int32_t new_w, int32_t net_h,
+                      int32_t net_w);
+
 #ifdef __cplusplus
 }
 #endif

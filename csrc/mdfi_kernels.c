@@ -681,6 +681,70 @@ int mdfi_head_lookup(const void *restrict in, int32_t in_type, int32_t c, int64_
                                NULL);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Table lookup: ranges of elements
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const void *in;
+    void *out;
+    const int32_t *table;
+    int32_t in_type, out_type, qmin, len;
+} lut_ctx;
+
+#define MDFI_LUT_RANGE(TI, TO, NAME)                                                         \
+static void NAME(const TI *restrict in, TO *restrict out, int64_t i0, int64_t i1, int32_t qmin, \
+                 const int32_t *restrict table, int32_t len)                                 \
+{                                                                                            \
+    for (int64_t i = i0; i < i1; ++i) {                                                      \
+        int32_t idx = (int32_t)in[i] - qmin;                                                 \
+        idx = idx < 0 ? 0 : (idx >= len ? len - 1 : idx);                                   \
+        out[i] = (TO)table[idx];                                                             \
+    }                                                                                        \
+}
+MDFI_LUT_RANGE(uint8_t, int8_t, lut_u8_s8)
+MDFI_LUT_RANGE(uint8_t, int16_t, lut_u8_s16)
+MDFI_LUT_RANGE(uint8_t, int32_t, lut_u8_s32)
+MDFI_LUT_RANGE(int8_t, int8_t, lut_s8_s8)
+MDFI_LUT_RANGE(int8_t, int16_t, lut_s8_s16)
+MDFI_LUT_RANGE(int8_t, int32_t, lut_s8_s32)
+MDFI_LUT_RANGE(int16_t, int8_t, lut_s16_s8)
+MDFI_LUT_RANGE(int16_t, int16_t, lut_s16_s16)
+MDFI_LUT_RANGE(int16_t, int32_t, lut_s16_s32)
+
+static void lut_range(const void *vctx, int64_t i0, int64_t i1)
+{
+    const lut_ctx *k = (const lut_ctx *)vctx;
+    typedef void (*fn)(const void *, void *, int64_t, int64_t, int32_t, const int32_t *, int32_t);
+    static const fn f[3][3] = {
+        {(fn)lut_u8_s8, (fn)lut_u8_s16, (fn)lut_u8_s32},
+        {(fn)lut_s8_s8, (fn)lut_s8_s16, (fn)lut_s8_s32},
+        {(fn)lut_s16_s8, (fn)lut_s16_s16, (fn)lut_s16_s32}};
+    f[k->in_type][k->out_type - MDFI_S8](k->in, k->out, i0, i1, k->qmin, k->table, k->len);
+}
+
+int mdfi_lut_ex(const void *restrict in, int32_t in_type, int64_t n, int32_t qmin,
+                const int32_t *restrict table, int32_t table_len, void *restrict out, int32_t out_type,
+                const mdfi_kopts *opts)
+{
+    if (opts == NULL) opts = &kopts_default;
+    if (mdfi_type_size(in_type) == 0 || in_type == MDFI_S32 || mdfi_type_size(out_type) == 0 ||
+        out_type == MDFI_U8 || n < 0 || table_len < 1 || !valid_opts(opts))
+        return -1;
+    const int64_t lo = out_type == MDFI_S8 ? INT8_MIN : (out_type == MDFI_S16 ? INT16_MIN : INT32_MIN);
+    const int64_t hi = out_type == MDFI_S8 ? INT8_MAX : (out_type == MDFI_S16 ? INT16_MAX : INT32_MAX);
+    for (int32_t i = 0; i < table_len; ++i)
+        if (table[i] < lo || table[i] > hi) return -2;
+    const lut_ctx k = {in, out, table, in_type, out_type, qmin, table_len};
+    par_for(opts, n, 32768, lut_range, &k);
+    return 0;
+}
+
+int mdfi_lut(const void *restrict in, int32_t in_type, int64_t n, int32_t qmin,
+             const int32_t *restrict table, int32_t table_len, void *restrict out, int32_t out_type)
+{
+    return mdfi_lut_ex(in, in_type, n, qmin, table, table_len, out, out_type, NULL);
+}
+
 int mdfi_softmax_int(const void *restrict in, int32_t in_type, int32_t n, int32_t stride_anchor,
                      int32_t first, int32_t classes, int64_t plane,
                      const int32_t *restrict expneg, int32_t table_len, int32_t *restrict out)

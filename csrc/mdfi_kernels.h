@@ -113,6 +113,20 @@ int mdfi_softmax_int(const void *restrict in, int32_t in_type, int32_t n, int32_
                      int32_t first, int32_t classes, int64_t plane,
                      const int32_t *restrict expneg, int32_t table_len, int32_t *restrict out);
 
+/* Table lookup: the table activations (mdfi.actlut.lookup, docs/fixed-point.md section 4.1)
+ * and the detection-head tables of single channels (heads.lookup):
+ *   out[i] = table[clamp(in[i] - qmin, 0, table_len - 1)]
+ * in: n elements of in_type (U8/S8/S16), whose values lie in [qmin, qmin + table_len - 1]
+ * (the producer saturates to its width; the clamp only keeps any input from reading outside
+ * the table); table: table_len int32 values; out: n elements of out_type (S8/S16/S32).
+ * Every table value must fit out_type (else -2, nothing written).  One portable path: it is
+ * memory-bound and a gather does not pay (docs/performance.md); threads split the elements. */
+int mdfi_lut(const void *restrict in, int32_t in_type, int64_t n, int32_t qmin,
+             const int32_t *restrict table, int32_t table_len, void *restrict out, int32_t out_type);
+int mdfi_lut_ex(const void *restrict in, int32_t in_type, int64_t n, int32_t qmin,
+                const int32_t *restrict table, int32_t table_len, void *restrict out, int32_t out_type,
+                const mdfi_kopts *opts);
+
 /* The same kernels with explicit options (threads through opts->pool, SIMD path).  Same
  * arguments and results as the plain functions above; opts == NULL means the defaults. */
 int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,

@@ -32,12 +32,11 @@ import json
 import math
 import os
 import sys
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from . import fixedpoint as fp
-from .activations import LEAKY_SLOPE
 from .errors import FormatError, MDFIError, ModelFileError, PathLike, ShapeError
 from .limits import require_regular_file
 
@@ -653,10 +652,9 @@ class CalibStats:
         if not text.strip():
             raise ModelFileError(f"{name}: calibration file is empty")
 
-        def reject_constant(c):
-            raise ValueError(f"non-finite number {c}")
+        from .safejson import parse
         try:
-            d = json.loads(text, parse_constant=reject_constant)
+            d = parse(text)                 # depth, integer and NaN/Infinity limits
         except json.JSONDecodeError as exc:
             what = "truncated" if exc.pos >= len(text.rstrip()) else "corrupt"
             raise ModelFileError(f"{name}: {what} calibration file: invalid JSON at line {exc.lineno} "
@@ -774,7 +772,8 @@ def collect(network, images: Iterable[Any], *, progress: bool = True, augment: b
 
     ``images``: an iterable of image paths, ``PIL`` images or ``HxWx3`` uint8 arrays (anything
     :func:`mdfi.image.load_image` takes); each is letterboxed to the network input
-    (:func:`mdfi.preprocess.image_to_input`) exactly as for inference.  The forward pass keeps
+    (:func:`mdfi.preprocess.network_input`: letterboxed or resized as the model's Darknet
+    lineage does) exactly as for inference.  The forward pass keeps
     only the outputs later layers still need (``keep="needed"``), so memory stays that of
     inference.  Every layer's output (all kinds) and the network input are recorded.
 
@@ -789,7 +788,7 @@ def collect(network, images: Iterable[Any], *, progress: bool = True, augment: b
     is empty; image errors (:class:`~mdfi.errors.ImageError`) propagate.
     """
     from .image import load_image
-    from .preprocess import image_to_input
+    from .preprocess import network_input
 
     total = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
     layer_stats: Dict[int, TensorStats] = {l.index: TensorStats() for l in network.layers}
@@ -807,7 +806,7 @@ def collect(network, images: Iterable[Any], *, progress: bool = True, augment: b
             rgb = load_image(src)
             variants = [rgb, rgb[:, ::-1]] if augment else [rgb]
             for img in variants:
-                x = image_to_input(np.ascontiguousarray(img), network.width, network.height)
+                x = network_input(np.ascontiguousarray(img), network)
                 input_stats.update(x)
                 input_stats.update_channels(x)
                 network.forward_float(x, keep="needed", hook=hook)
@@ -841,6 +840,20 @@ def list_images(folder: PathLike) -> List[str]:
     return files
 
 
+def load_inputs(network, folder: PathLike, *, augment: bool = True) -> List[np.ndarray]:
+    """The float inputs of the images in ``folder`` (and of their mirror images with
+    ``augment``), made as the model's Darknet lineage makes them (letterbox or plain resize):
+    the calibration data of the data-driven methods (mdfi.quant)."""
+    from .image import load_image
+    from .preprocess import network_input
+    xs = []
+    for p in list_images(folder):
+        rgb = load_image(p)
+        for img in ([rgb, rgb[:, ::-1]] if augment else [rgb]):
+            xs.append(network_input(np.ascontiguousarray(img), network))
+    return xs
+
+
 def collect_from_dir(network, folder: PathLike, *, progress: bool = True, augment: bool = False) -> CalibStats:
     """:func:`collect` on every image file in ``folder`` (see :func:`list_images`)."""
     files = list_images(folder)
@@ -848,321 +861,14 @@ def collect_from_dir(network, folder: PathLike, *, progress: bool = True, augmen
 
 
 # =================================================================================================
-# data-free estimate from batch norm
-#
-# Every tensor is described per channel c as ``y = gain[c] * act[c](x)`` with the
-# pre-activation ``x ~ Normal(mu[c], sigma[c]**2)`` truncated at ``+-zlim[c]`` standard
-# deviations.  Histograms are integrated exactly from the normal CDF over the pre-images of the
-# bins; means and second moments (needed by the next layer) by quadrature.
-
-_ACTS = ("linear", "leaky", "relu", "logistic")
-_LIN, _LEAKY, _RELU, _LOGI = range(4)
-#: Virtual values per channel in synthetic histograms (they hold no real counts).
-_VIRTUAL_PER_CHANNEL = 1 << 20
-#: Extent of the synthetic normals: the max is at mean + 6 std.
-_ZLIM = 6.0
-_SLOPE = float(LEAKY_SLOPE)
-
-
-def _erfc(x: np.ndarray) -> np.ndarray:
-    """Complementary error function, relative error < 1.2e-7 everywhere (Numerical Recipes
-    ``erfcc``, Chebyshev fit), vectorised."""
-    z = np.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
-            -0.82215223 + t * 0.17087277))))))))
-    r = t * np.exp(poly)
-    return np.where(x >= 0, r, 2.0 - r)
-
-
-def _interval_probs(z: np.ndarray, zlim: np.ndarray) -> np.ndarray:
-    """P(z[..., j] <= Z < z[..., j+1]) for increasing edges ``z`` (last axis), Z standard
-    normal truncated to [-zlim, zlim].  One erfc per edge: with the tail
-    ``t(z) = P(Z > |z|)``, an interval on one side of 0 has probability ``|t(lo) - t(hi)|``,
-    one across 0 ``1 - t(lo) - t(hi)`` (no cancellation in the tails)."""
-    zc = np.clip(z, -zlim, zlim)
-    t = 0.5 * _erfc(np.abs(zc) / math.sqrt(2.0))
-    lo, hi = zc[..., :-1], zc[..., 1:]
-    tl, th = t[..., :-1], t[..., 1:]
-    p = np.where(lo >= 0, tl - th, np.where(hi <= 0, th - tl, 1.0 - tl - th))
-    mass = 1.0 - _erfc(zlim / math.sqrt(2.0))              # P(-zlim <= Z < zlim)
-    return np.maximum(p, 0.0) / mass
-
-
-class _Dist:
-    """Per-channel description of a tensor (see the comment above)."""
-
-    __slots__ = ("mu", "sigma", "act", "gain", "zlim")
-
-    def __init__(self, mu, sigma, act, gain=1.0, zlim=_ZLIM):
-        self.mu = np.asarray(mu, dtype=np.float64).reshape(-1)
-        c = self.mu.size
-        self.sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (c,)).copy()
-        self.act = np.broadcast_to(np.asarray(act, dtype=np.int8), (c,)).copy()
-        self.gain = np.broadcast_to(np.asarray(gain, dtype=np.float64), (c,)).copy()
-        self.zlim = np.broadcast_to(np.asarray(zlim, dtype=np.float64), (c,)).copy()
-        # a degenerate channel (sigma 0) becomes a very narrow normal
-        self.sigma = np.maximum(np.abs(self.sigma), 1e-9 * np.abs(self.mu) + 1e-30)
-
-    @property
-    def channels(self) -> int:
-        return self.mu.size
-
-    @staticmethod
-    def concat(parts: Sequence["_Dist"]) -> "_Dist":
-        return _Dist(np.concatenate([p.mu for p in parts]), np.concatenate([p.sigma for p in parts]),
-                     np.concatenate([p.act for p in parts]), np.concatenate([p.gain for p in parts]),
-                     np.concatenate([p.zlim for p in parts]))
-
-    def take(self, idx) -> "_Dist":
-        return _Dist(self.mu[idx], self.sigma[idx], self.act[idx], self.gain[idx], self.zlim[idx])
-
-    # -- moments ------------------------------------------------------------------------------
-    def moments(self, points: int = 401) -> Tuple[np.ndarray, np.ndarray]:
-        """Per-channel mean and mean square of the values."""
-        t = np.linspace(-1.0, 1.0, points)
-        z = self.zlim[:, None] * t[None, :]
-        w = np.exp(-0.5 * z * z)
-        w /= w.sum(axis=1, keepdims=True)
-        y = _apply_act(self.act[:, None], self.mu[:, None] + self.sigma[:, None] * z) * self.gain[:, None]
-        return (w * y).sum(axis=1), (w * y * y).sum(axis=1)
-
-    def as_gaussian(self) -> Tuple[np.ndarray, np.ndarray]:
-        """Moment-matched normal (mean, std) of every channel's values."""
-        m, e2 = self.moments()
-        return m, np.sqrt(np.maximum(e2 - m * m, 0.0))
-
-    def extremes(self) -> Tuple[np.ndarray, np.ndarray]:
-        """Per-channel smallest and largest value."""
-        a = _apply_act(self.act, self.mu - self.zlim * self.sigma) * self.gain
-        b = _apply_act(self.act, self.mu + self.zlim * self.sigma) * self.gain
-        return np.minimum(a, b), np.maximum(a, b)
-
-    # -- the synthetic TensorStats ----------------------------------------------------------------
-    def stats(self) -> TensorStats:
-        pos = np.zeros(NBINS)
-        neg = np.zeros(NBINS)
-        zeros = 0.0
-        edges = _BIN_LO.astype(np.float64)          # |y| edges: 0, E1, ..., E_{N-1}, inf
-        for code in range(len(_ACTS)):
-            for sign in (1.0, -1.0):
-                sel = (self.act == code) & (np.sign(self.gain) == sign)
-                if not sel.any():
-                    continue
-                mu, sd, g, zl = (self.mu[sel][:, None], self.sigma[sel][:, None],
-                                 np.abs(self.gain[sel])[:, None], self.zlim[sel][:, None])
-                # positive outputs y in [e_k, e_{k+1}): pre-image of y/g
-                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                    u = edges[None, :] / g
-                    if code == _LOGI:       # logit(u) on (0, 1); -inf at 0, +inf from 1 on
-                        x = np.where(u >= 1.0, np.inf, np.log(u) - np.log1p(-np.minimum(u, 1.0)))
-                    else:
-                        x = u
-                    zp = (x - mu) / sd
-                hp = _interval_probs(zp, zl).sum(axis=0)
-                # negative outputs |y| in [e_k, e_{k+1}) <=> x in (-e_{k+1}/(g s), -e_k/(g s)]
-                hn = np.zeros(NBINS)
-                if code in (_LIN, _LEAKY):
-                    s = 1.0 if code == _LIN else _SLOPE
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        zn = (-u[:, ::-1] / s - mu) / sd          # increasing
-                    hn = _interval_probs(zn, zl).sum(axis=0)[::-1]
-                if code == _RELU:
-                    z0 = np.concatenate([np.full_like(mu, -np.inf), -mu / sd], axis=1)
-                    zeros += float(_interval_probs(z0, zl).sum())
-                if sign > 0:
-                    pos += hp
-                    neg += hn
-                else:
-                    pos += hn
-                    neg += hp
-        zero_gain = self.gain == 0
-        zeros += float(zero_gain.sum())
-        st = TensorStats()
-        scale = float(_VIRTUAL_PER_CHANNEL)
-        st.pos = np.floor(pos * scale + 0.5).astype(np.int64)
-        st.neg = np.floor(neg * scale + 0.5).astype(np.int64)
-        st.zeros = int(math.floor(zeros * scale + 0.5))
-        st.count = int(st.pos.sum() + st.neg.sum()) + st.zeros
-        lo, hi = self.extremes()
-        st.min, st.max = _consistent_range(st, float(lo.min()), float(hi.max()))
-        return st
-
-
-def _consistent_range(st: TensorStats, lo: float, hi: float) -> Tuple[Optional[float], Optional[float]]:
-    """Make a synthetic min/max agree with rounded synthetic histograms (the checks of
-    :meth:`TensorStats.from_dict`): a bin rounded to zero count must not leave the max in it."""
-    if st.count == 0:
-        return None, None
-    nz_pos, nz_neg = np.flatnonzero(st.pos), np.flatnonzero(st.neg)
-    if nz_pos.size:
-        top = int(nz_pos[-1])
-        if hi <= 0 or int(_bin_index(np.array([hi]))[0]) < top:
-            hi = float(_EDGES32[top])                  # E[top] lies in bin top (E[0] in bin 0)
-    elif st.zeros:
-        hi = 0.0
-    else:                                              # all negative: max in the lowest bin
-        first = int(nz_neg[0])
-        if hi >= 0 or int(_bin_index(np.array([-hi]))[0]) != first:
-            hi = -float(_EDGES32[first])
-    if nz_neg.size:
-        top = int(nz_neg[-1])
-        if lo >= 0 or int(_bin_index(np.array([-lo]))[0]) < top:
-            lo = -float(_EDGES32[top])
-    elif st.zeros:
-        lo = 0.0
-    else:                                              # all positive: min in the lowest bin
-        first = int(nz_pos[0])
-        if lo <= 0 or int(_bin_index(np.array([lo]))[0]) != first:
-            lo = float(_EDGES32[first])
-    if st.zeros:
-        lo, hi = min(lo, 0.0), max(hi, 0.0)
-    return lo, hi
-
-
-def _apply_act(code: np.ndarray, x: np.ndarray) -> np.ndarray:
-    code = np.broadcast_to(code, x.shape)
-    with np.errstate(over="ignore"):
-        logi = 1.0 / (1.0 + np.exp(-x))
-    return np.select([code == _LEAKY, code == _RELU, code == _LOGI],
-                     [np.where(x > 0, x, _SLOPE * x), np.maximum(x, 0.0), logi], x)
-
-
-def _max_of_n(n: int) -> Tuple[float, float]:
-    """Mean and standard deviation of the maximum of ``n`` independent standard normals."""
-    if n <= 1:
-        return 0.0, 1.0
-    z = np.linspace(-8.0, 8.0, 4001)
-    cdf = 0.5 * _erfc(-z / math.sqrt(2.0))
-    pdf = n * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) * cdf ** (n - 1)
-    pdf /= pdf.sum()
-    m = float((z * pdf).sum())
-    return m, float(math.sqrt(max((z * z * pdf).sum() - m * m, 1e-12)))
-
-
-def _with_activation(d: _Dist, apply: np.ndarray, shift: Optional[np.ndarray] = None) -> _Dist:
-    """Apply the logistic to the channels where ``apply`` is True (detection heads).
-
-    A channel that is ``gain * x`` (linear) becomes ``logistic(gain * x)`` exactly; any other
-    is first replaced by its moment-matched normal.  ``shift`` subtracts from the logits.
-    """
-    mu, sd, act, gain, zl = d.mu.copy(), d.sigma.copy(), d.act.copy(), d.gain.copy(), d.zlim.copy()
-    lin = act == _LIN
-    gm, gs = d.as_gaussian() if not np.all(lin | ~apply) else (mu, sd)
-    sel = apply & lin
-    mu[sel], sd[sel] = mu[sel] * gain[sel], sd[sel] * np.abs(gain[sel])
-    other = apply & ~lin
-    mu[other], sd[other], zl[other] = gm[other], gs[other], _ZLIM
-    if shift is not None:
-        mu[apply] -= shift[apply]
-    act[apply] = _LOGI
-    gain[apply] = 1.0
-    return _Dist(mu, sd, act, gain, zl)
-
-
-def _estimate_layer(layer, ins: List[_Dist]) -> _Dist:
-    kind = layer.kind
-    if kind == "convolutional":
-        code = _ACTS.index(layer.activation)
-        if layer.batch_normalize:
-            # normalised conv output has zero mean and unit variance under the rolling stats
-            return _Dist(layer.biases, np.abs(layer.scales), code)
-        m, e2 = ins[0].moments()
-        w = layer.weights.astype(np.float64)
-        wsq = (w * w).sum(axis=(2, 3))                 # (M, C): ||w_{m,c}||^2
-        std = np.sqrt(wsq @ e2)                        # ||w_m|| * rms(input), per input channel
-        return _Dist(layer.biases, std, code)
-    if kind == "maxpool":
-        e, s = _max_of_n(layer.size * layer.size)
-        d = ins[0]
-        # act is non-decreasing: max commutes with it (gain < 0 turns max into min)
-        sign = np.where(d.gain < 0, -1.0, 1.0)
-        return _Dist(d.mu + sign * e * d.sigma, d.sigma * s, d.act, d.gain, d.zlim)
-    if kind == "upsample":
-        d = ins[0]
-        return _Dist(d.mu, d.sigma, d.act, d.gain * float(layer.scale), d.zlim)
-    if kind == "reorg":
-        s2 = layer.stride * layer.stride
-        return _Dist.concat([ins[0]] * s2) if s2 > 1 else ins[0]
-    if kind == "route":
-        return _Dist.concat(ins)
-    if kind == "shortcut":
-        (ma, sa), (mb, sb) = ins[0].as_gaussian(), ins[1].as_gaussian()
-        mu = layer.alpha * ma + layer.beta * mb
-        sd = np.sqrt((layer.alpha * sa) ** 2 + (layer.beta * sb) ** 2)
-        return _Dist(mu, sd, _ACTS.index(layer.activation))
-    if kind == "yolo":
-        return _with_activation(ins[0], layer.logistic_mask())
-    if kind == "region":
-        d = ins[0]
-        n, e = layer.n, layer.entries
-        mask = np.ones((n, e), dtype=bool)             # logistic on x, y, objectness, classes;
-        mask[:, 2:4] = False                           # w, h stay raw
-        shift = np.zeros((n, e))
-        if layer.softmax:
-            # softmax_j ~ logistic(x_j - log sum_{k != j} E[exp x_k]), E[exp x] lognormal mean
-            m, s = d.as_gaussian()
-            lme = (m + 0.5 * s * s).reshape(n, e)[:, 5:]
-            top = lme.max(axis=1, keepdims=True)
-            ex = np.exp(lme - top)
-            rest = ex.sum(axis=1, keepdims=True) - ex
-            with np.errstate(divide="ignore"):
-                shift[:, 5:] = np.where(rest > 0, top + np.log(np.maximum(rest, 1e-300)), -30.0)
-        return _with_activation(d, mask.reshape(-1), shift.reshape(-1))
-    raise ShapeError(f"layer {layer.index}: no statistics estimate for [{kind}] layers")
+# data-free estimate from batch norm: mdfi/calib_estimate.py
 
 
 def estimate_from_batchnorm(network) -> CalibStats:
-    """Data-free, **approximate** statistics for every layer, from the parameters alone.
-
-    Used when no calibration images are available.  Model:
-
-    * network input: the letterboxed image in [0, 1], taken as a normal N(0.5, 0.25**2)
-      truncated to [0, 1];
-    * convolution with batch norm: the pre-activation of channel c is normal with mean
-      ``biases[c]`` and std ``|scales[c]|`` (the normalised conv output has zero mean and
-      unit variance under the rolling training statistics); without batch norm: mean
-      ``biases[c]`` and std ``sqrt(sum_i ||w[c,i]||**2 * E[x_i**2])`` (||w_c|| times the rms
-      of the input, per input channel);
-    * the activation is applied exactly to that normal (leaky: negative side x 0.1; relu;
-      logistic), truncated at +-6 std so that the max is at mean + 6 std;
-    * maxpool: the max of ``size**2`` independent normals (moment-matched); upsample: same
-      values (times ``scale``); reorg: same values; route: union of its inputs; shortcut:
-      normal with the summed means and variances of its inputs (moment-matched), then its
-      activation; [yolo]/[region]: the logistic (softmax approximated per class) of the
-      input.
-
-    Histograms are integrated from the normal CDF per channel over the bins; they hold
-    2**20 *virtual* values per channel (``count`` is not a real count; ``num_images`` is 0,
-    ``method`` is ``"batchnorm-estimate"``).  Real activations have heavier tails and
-    spatial correlation this ignores: calibrating on a few real images is better.
-    """
-    for l in network.layers:
-        if l.num_params() and getattr(l, "weights", None) is None:
-            raise ShapeError(f"layer {l.index} ({l.kind}) has no weights loaded")
-    c = network.channels
-    dists: Dict[int, _Dist] = {-1: _Dist(np.full(c, 0.5), 0.25, _LIN, 1.0, 2.0)}
-    layers: Dict[int, TensorStats] = {}
-    for layer in network.layers:
-        d = _estimate_layer(layer, [dists[i] for i in layer.inputs])
-        if d.channels != layer.out_shape[0]:
-            raise ShapeError(f"layer {layer.index}: estimate has {d.channels} channels, "
-                             f"expected {layer.out_shape[0]}")
-        dists[layer.index] = d
-        layers[layer.index] = _with_channel_means(d.stats(), d)
-    return CalibStats(layers, source="batch-norm parameters", num_images=0,
-                      input_size=(network.width, network.height), cfg=os.path.basename(network.path),
-                      method="batchnorm-estimate", layer_kinds=[l.kind for l in network.layers],
-                      input=_with_channel_means(dists[-1].stats(), dists[-1]))
-
-
-def _with_channel_means(st: TensorStats, d: "_Dist") -> TensorStats:
-    """Attach the model's per-channel means (one virtual value per channel)."""
-    mean, _ = d.moments()
-    st.channel_sum = np.asarray(mean, dtype=np.float64).copy()
-    st.channel_n = 1
-    return st
+    """Data-free, approximate statistics from the batch-norm parameters
+    (:func:`mdfi.calib_estimate.estimate_from_batchnorm`, which documents the model)."""
+    from .calib_estimate import estimate_from_batchnorm as estimate
+    return estimate(network)
 
 
 # =================================================================================================

@@ -47,6 +47,11 @@ class CRunner:
                 scratch = max(scratch, _conv.scratch_bytes(c, h, w, l.filters, l.size, l.stride, l.padding,
                                                            self.threads))
         self.scratch = np.empty(max(scratch, 1), np.uint8)
+        # pre-activation codes of the table activations (docs/fixed-point.md 4.1): one buffer,
+        # used by one layer at a time (runs hold the lock)
+        pre = [int(np.prod(ql.layer.out_shape)) * fp.storage_dtype(ql.pre_fmt.bits).itemsize
+               for ql in qmodel.layers if getattr(ql, "lut", False)]
+        self.pre_scratch = np.empty(max(pre + [1]), np.uint8)
         for ql in qmodel.layers:
             self.steps.append(getattr(self, f"_plan_{ql.kind}")(ql))
         self.out_dtypes = self._out_dtypes()
@@ -94,18 +99,37 @@ class CRunner:
                     free.append(bufs[i])
 
     # -- planning: one closure per layer ----------------------------------------------------------
+    def _pre_view(self, ql):
+        """The pre-activation buffer of a table-activation layer (a view of pre_scratch)."""
+        dt = fp.storage_dtype(ql.pre_fmt.bits)
+        n = int(np.prod(ql.layer.out_shape))
+        return lambda: self.pre_scratch[:n * dt.itemsize].view(dt).reshape(ql.layer.out_shape)
+
+    def _then_table(self, ql, produce):
+        """A step that writes the linear pre-activation code, then looks the output up."""
+        pre_view = self._pre_view(ql)
+        table = np.ascontiguousarray(ql.act_lut, dtype=np.int32)
+        qmin, nt = ql.pre_fmt.min, self.threads
+
+        def step(xs, out):
+            pre = pre_view()
+            produce(xs, pre)
+            _kernels.lut(pre, qmin, table, out, nthreads=nt)
+        return step
+
     def _plan_convolutional(self, ql):
         l = ql.layer
         packed = _conv.pack_weights(np.ascontiguousarray(ql.weights))
         bias = np.ascontiguousarray(ql.bias, dtype=np.int64)
         shift = np.ascontiguousarray(ql.shift, dtype=np.int32)
+        lut = getattr(ql, "lut", False)
         kw = dict(ksize=l.size, stride=l.stride, pad=l.padding, rounding=fp.rounding_code(ql.rounding),
-                  out_bits=ql.out_fmt.bits, act=ACT_CODES[l.activation], acc64=int(ql.acc64),
-                  nthreads=self.threads)
+                  out_bits=ql.pre_fmt.bits if lut else ql.out_fmt.bits,
+                  act=ACT_CODES["linear" if lut else l.activation], acc64=int(ql.acc64), nthreads=self.threads)
 
         def step(xs, out):
             _conv.conv2d(xs[0], packed, bias, shift, out, scratch=self.scratch, **kw)
-        return step
+        return self._then_table(ql, step) if lut else step
 
     def _plan_maxpool(self, ql):
         l = ql.layer
@@ -135,36 +159,54 @@ class CRunner:
         nt = self.threads
         mode = fp.rounding_code(ql.rounding)
         bits = ql.out_fmt.bits
-        chans = [s[0] for s in l.in_shapes]
+        slices = l.slices() if getattr(l, "groups", 1) > 1 else [(0, s[0]) for s in l.in_shapes]
 
         def step(xs, out):
             c0 = 0
-            for x, c, shift in zip(xs, chans, ql.shifts):
-                _kernels.align_copy(x, out[c0:c0 + c], shift, mode, bits, nthreads=nt)
-                c0 += c
+            for x, (a, b), shift in zip(xs, slices, ql.shifts):
+                # a channel slice of a (C,H,W) tensor is contiguous
+                _kernels.align_copy(x[a:b], out[c0:c0 + b - a], shift, mode, bits, nthreads=nt)
+                c0 += b - a
         return step
 
     def _plan_shortcut(self, ql):
         l = ql.layer
         nt = self.threads
         fa, fb = (f.frac for f in ql.in_fmts)
-        args = (ql.out_fmt.frac, fp.rounding_code(ql.rounding), ql.out_fmt.bits, ACT_CODES[l.activation])
+        lut = getattr(ql, "lut", False)
+        sf = ql.pre_fmt if lut else ql.out_fmt
+        args = (sf.frac, fp.rounding_code(ql.rounding), sf.bits, ACT_CODES["linear" if lut else l.activation])
+        n_out = int(np.prod(l.out_shape))
+        n_common = ql.common
+        # elements of the previous layer beyond the from layer take b = 0
+        zeros = np.zeros(max(n_out - n_common, 1), np.int8)
 
         def step(xs, out):
-            _kernels.shortcut(xs[0], fa, xs[1], fb, out, *args, nthreads=nt)
-        return step
+            if n_common == n_out and xs[1].size == n_out:
+                _kernels.shortcut(xs[0], fa, xs[1], fb, out, *args, nthreads=nt)
+                return
+            a, b, o = xs[0].reshape(-1), xs[1].reshape(-1), out.reshape(-1)
+            _kernels.shortcut(a[:n_common], fa, b[:n_common], fb, o[:n_common], *args, nthreads=nt)
+            if n_out > n_common:
+                _kernels.shortcut(a[n_common:], fa, zeros, fb, o[n_common:], *args, nthreads=nt)
+        return self._then_table(ql, step) if lut else step
 
     def _plan_yolo(self, ql):
         l = ql.layer
         nt = self.threads
-        sel = np.where(l.logistic_mask(), 0, 1).astype(np.uint8)
+        sel = np.ascontiguousarray(ql.table_select(), dtype=np.uint8)
         lg = np.ascontiguousarray(ql.logistic, dtype=np.uint16)
         ex = np.ascontiguousarray(ql.exp, dtype=np.int32)
+        xy = None if ql.xy is None else np.ascontiguousarray(ql.xy, dtype=np.int32)
         c, h, w = l.out_shape
+        e = l.entries
 
         def step(xs, out):
-            _kernels.head_lookup(xs[0].reshape(c, h * w), ql.in_fmt.min, lg, ex, sel, out.reshape(c, h * w),
-                                 nthreads=nt)
+            x2, o2 = xs[0].reshape(c, h * w), out.reshape(c, h * w)
+            _kernels.head_lookup(x2, ql.in_fmt.min, lg, ex, sel, o2, nthreads=nt)   # sel 2: left
+            if xy is not None:
+                for a in range(l.n):                # x and y of an anchor: 2 contiguous planes
+                    _kernels.lut(x2[a * e:a * e + 2], ql.in_fmt.min, xy, o2[a * e:a * e + 2], nthreads=nt)
         return step
 
     def _plan_region(self, ql):

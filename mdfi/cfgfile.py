@@ -7,9 +7,13 @@ Follows Darknet's ``read_cfg`` (src/parser.c) with stricter error reporting:
 * Blank lines and lines starting with ``#`` or ``;`` are comments.  MDFI also drops an
   inline comment after a value (``filters=255  # head``); Darknet's ``atoi`` happens to
   ignore such tails for integers, MDFI ignores them for every value.
-* Other lines are ``key = value``; Darknet strips *all* white space from a line
-  (``strip()`` in utils.c), so ``mask = 6, 7,8`` is ``mask=6,7,8``.  A line without ``=``
-  is a malformed line (Darknet: "Config file error").
+* Other lines are ``key = value``; Darknet's ``strip()`` removes every space, tab and
+  newline from a line (pjreddie src/utils.c:302-313; AlexeyAB src/utils.c:424-435 also
+  removes carriage returns), so ``mask = 6, 7,8`` is ``mask=6,7,8``.  Other white space
+  (no-break space, vertical tab, form feed, U+3000 ...) stays in the value, where Darknet's
+  ``atoi`` stops at it (``filters=1<NBSP>6`` is 1 for Darknet): MDFI refuses such a value
+  instead of reading another number.  A line without ``=`` is a malformed line (Darknet:
+  "Config file error").
 * When a key repeats inside one section Darknet's ``option_find`` returns the first one;
   MDFI does the same and warns.
 * Numbers are plain ASCII (sign, digits; for reals a point and an exponent), what Darknet's
@@ -18,7 +22,8 @@ Follows Darknet's ``read_cfg`` (src/parser.c) with stricter error reporting:
 
 Every value is read through :class:`Section` accessors, which record the line of each key
 so that an error says ``file:line``.  Keys a section never reads are reported as warnings
-(Darknet prints "Unused field"), except the training keys listed in :data:`IGNORED_KEYS`.
+(Darknet prints "Unused field"); the key audit (:mod:`mdfi.cfgkeys`) decides first which keys
+are training-only (accepted silently) and which are refused.
 """
 
 from __future__ import annotations
@@ -29,23 +34,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import CfgError
-from .limits import require_regular_file
+from .errors import CfgError, shown
 from .limits import MAX_LAYERS
 
-# Keys Darknet reads only for training (or for features MDFI's forward does not need).
-# They are accepted silently.  Source: parse_net_options / parse_yolo / parse_region /
-# parse_convolutional in pjreddie/darknet src/parser.c.
-IGNORED_KEYS = frozenset("""
-batch subdivisions momentum decay angle saturation exposure hue learning_rate burn_in
-max_batches policy steps scales power gamma step rate max_crop min_crop aspect
-flip center time_steps notruth random adam B1 B2 eps jitter ignore_thresh truth_thresh
-object_scale noobject_scale class_scale coord_scale thresh rescore bias_match absolute
-sqrt log classfix softmax_tree tree map max num_iteration iou_normalizer
-cls_normalizer iou_loss nms_kind beta_nms scale_x_y label_smooth_eps counters_per_class
-resize max_delta binary xnor flipped dot smooth stopbackward dontload dontloadscales
-learning_scale_scale mask_scale bias_match burn_in_layers track sequential
-""".split())
+# Which keys are implemented, ignored (training only) or refused: mdfi/cfgkeys.py (the key
+# audit against both Darknet parsers); Network marks the ignored ones used after building
+# its layers, so only keys neither Darknet reads are left to warn about.
 
 
 @dataclass
@@ -88,7 +82,10 @@ class Section:
                 raise self.error(f"missing required key '{key}'")
             return default
         if not _INT.fullmatch(raw):
-            raise self.error(f"{key}={_clip(raw)}: expected an integer", key)
+            hint = ""
+            if re.match(r"[ \t\n\v\f\r]*[+-]?[0-9]", raw):
+                hint = f" (Darknet's atoi would read {darknet_atoi(raw)}; write the number alone)"
+            raise self.error(f"{key}={_clip(raw)}: expected an integer{hint}", key)
         if len(raw) > MAX_NUMBER_CHARS:
             raise self.error(f"{key}={_clip(raw)}: integer out of range", key)
         value = int(raw, 10)
@@ -148,7 +145,7 @@ class Section:
             raise self.error(f"{key}={value}: must be <= {maximum}", key)
 
     def unused_keys(self) -> List[Tuple[str, Option]]:
-        return [(k, o) for k, o in self.options.items() if not o.used and k not in IGNORED_KEYS]
+        return [(k, o) for k, o in self.options.items() if not o.used]
 
 
 #: Numbers as Darknet's atoi/atof read them: ASCII digits only.  (Python's int()/float() also
@@ -167,9 +164,26 @@ MAX_SECTION_NAME = 64
 MAX_WARNINGS = 20
 
 
+#: Darknet's strip() removes these characters anywhere in a line (CR: AlexeyAB's fork; MDFI
+#: splits lines at CR anyway).
+_STRIP = {ord(" "): None, ord("\t"): None, ord("\n"): None, ord("\r"): None}
+
+
 def _clip(text: str, limit: int = 60) -> str:
-    """``text`` shortened for an error message (a cfg line can be megabytes long)."""
-    return text if len(text) <= limit else text[:limit] + "..."
+    """``text`` for an error message: shortened (a cfg line can be megabytes long) and with
+    control characters and other invisible characters escaped."""
+    return shown(text, limit)
+
+
+def darknet_atoi(text: str) -> int:
+    """What C's ``atoi`` returns for ``text`` (leading white space, sign, digits up to the
+    first other character; 0 when there are none): for messages."""
+    m = re.match(r"[ \t\n\v\f\r]*([+-]?[0-9]*)", text)
+    digits = m.group(1) if m else ""
+    try:
+        return int(digits[:MAX_NUMBER_CHARS]) if digits.strip("+-") else 0
+    except ValueError:
+        return 0
 
 
 def parse_cfg_text(text: str, path: str = "<cfg>") -> List[Section]:
@@ -178,7 +192,7 @@ def parse_cfg_text(text: str, path: str = "<cfg>") -> List[Section]:
     max_layers = MAX_LAYERS.value     # checked while parsing: a file of "[maxpool]" lines stays cheap
     duplicates = 0
     for lineno, raw_line in enumerate(_LINE_END.split(text), start=1):
-        line = "".join(raw_line.split())  # Darknet's strip(): removes all white space
+        line = raw_line.translate(_STRIP)  # Darknet's strip(): space, tab, newline (and CR)
         if not line or line[0] in "#;":
             continue
         if line[0] == "[":
@@ -221,30 +235,16 @@ def parse_cfg_text(text: str, path: str = "<cfg>") -> List[Section]:
     return sections
 
 
+def read_cfg_text(path: "os.PathLike[str] | str") -> str:
+    """The text of a ``.cfg`` file, read through :mod:`mdfi.inputs` (regular file, at most
+    :data:`MAX_CFG_BYTES`, strict UTF-8; a UTF-8 byte-order mark is dropped)."""
+    from .inputs import read_text
+    return read_text(path, CfgError, what="Darknet .cfg file", max_bytes=MAX_CFG_BYTES)
+
+
 def read_cfg(path: "os.PathLike[str] | str") -> List[Section]:
     """Read and split a ``.cfg`` file; I/O and decoding errors become :class:`CfgError`."""
-    spath = os.fspath(path)
-    try:
-        require_regular_file(spath, CfgError)
-        with open(spath, "rb") as fh:
-            data = fh.read(MAX_CFG_BYTES + 1)
-    except FileNotFoundError:
-        raise CfgError("file not found", spath) from None
-    except IsADirectoryError:
-        raise CfgError("is a directory, expected a .cfg file", spath) from None
-    except OSError as exc:
-        raise CfgError(f"cannot read: {exc.strerror or exc}", spath) from None
-    if len(data) > MAX_CFG_BYTES:
-        raise CfgError(f"file is larger than {MAX_CFG_BYTES} bytes; not a Darknet cfg", spath)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise CfgError("not a text file (invalid UTF-8)", spath, line) from None
-    if "\x00" in text:
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise CfgError("not a text file (NUL byte)", spath, line)
-    return parse_cfg_text(text, spath)
+    return parse_cfg_text(read_cfg_text(path), os.fspath(path))
 
 
 #: Real Darknet cfgs are a few tens of kB; refuse anything absurdly large before parsing.

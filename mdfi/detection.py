@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -43,3 +43,45 @@ def detections_to_json(image: str, width: int, height: int, dets: List[Detection
     """One JSON object per image, as ``mdfi detect --json`` prints it."""
     return {"image": image, "width": int(width), "height": int(height),
             "detections": [d.to_dict() for d in dets]}
+
+
+class Detections(list):
+    """What :meth:`mdfi.Model.detect` returns: a list of :class:`Detection` (highest
+    confidence first) that also knows its image, so it can draw itself::
+
+        dets = model.detect("image.jpg")
+        dets.plot().show()                  # a PIL image with boxes and labels
+        dets.save("annotated.jpg")
+
+    ``source`` is what was passed to ``detect`` (a path, a PIL image or an array; a path is
+    read again when plotting, so a list of results does not hold every decoded image).
+    """
+
+    def __init__(self, detections=(), source: Any = None, *, exif: bool = False,
+                 num_classes: int = 80) -> None:
+        super().__init__(detections)
+        self.source = source
+        self.exif = exif
+        self.num_classes = max(int(num_classes), 1)
+
+    def plot(self, image: Optional[Any] = None, *, line_width: Optional[int] = None, labels: bool = True,
+             conf: bool = True):
+        """The annotated image (RGB ``PIL.Image.Image``) of these detections on ``image``
+        (default: the image they were detected on); see :func:`mdfi.draw.draw_detections`."""
+        from .draw import draw_detections
+        from .errors import ArgumentError
+        from .image import load_image
+        src = self.source if image is None else image
+        if src is None:
+            raise ArgumentError("Detections.plot(): these detections do not know their image; pass image=")
+        rgb = load_image(src, exif=self.exif) if image is None else load_image(src)
+        return draw_detections(rgb, self, num_classes=self.num_classes, line_width=line_width,
+                               labels=labels, conf=conf)
+
+    def save(self, path, **kw) -> None:
+        """Write :meth:`plot` to ``path`` (format from the extension, e.g. ``.jpg``)."""
+        from .image import save_image
+        save_image(self.plot(**kw), path)
+
+    def __repr__(self) -> str:
+        return f"Detections({list.__repr__(self)})"

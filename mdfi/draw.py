@@ -1,17 +1,20 @@
-"""Draw detections on an image, in Darknet's colours (``predictions.jpg``).
+"""Draw detections on an image (``predictions.jpg``; :meth:`mdfi.Detections.plot`).
 
-Each detection gets a box outline in its class colour and a label such as
-``dog 57%`` on a filled rectangle of the same colour.  Class colours follow
-Darknet's ``get_color()`` palette so the picture looks like Darknet's; the line
-width and font size scale with the image so the result reads well from ~300 px to
-~4000 px images.  Only Pillow is used (``ImageDraw`` + the default font).
+Like Darknet's ``draw_detections`` (src/image.c), every box gets *one* label listing all
+classes found on it (``car 72%, truck 31%``), in the colour of its first class.  Unlike
+Darknet's ``get_color()`` gradient, where neighbouring classes such as car and truck get
+nearly the same colour, classes take Kelly's 20 colours of maximum contrast in class-id
+order (COCO's vehicles and animals are consecutive ids, so they all differ).  Labels sit
+on their box's top edge and move (below the top edge, to the box's bottom) rather than
+cover a label already drawn, and always stay inside the image.  The line width and font
+size scale with the image (~300 px to ~4000 px).  Only Pillow is used.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Iterable, List, Tuple, Union
+from typing import Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -19,8 +22,8 @@ from PIL import Image, ImageDraw, ImageFont
 from .detection import Detection
 from .image import load_image
 
-__all__ = ["class_color", "draw_detections", "font_size_for", "label_text",
-           "line_width_for", "text_color_for"]
+__all__ = ["class_color", "darknet_color", "draw_detections", "font_size_for", "group_detections",
+           "label_text", "line_width_for", "text_color_for", "PALETTE"]
 
 RGB = Tuple[int, int, int]
 AnyFont = Union[ImageFont.ImageFont, ImageFont.FreeTypeFont]
@@ -29,6 +32,14 @@ AnyFont = Union[ImageFont.ImageFont, ImageFont.FreeTypeFont]
 # draw_detections asks c=2 for red and c=0 for blue, so the columns read "B G R".
 _DARKNET_COLORS = np.array([[1, 0, 1], [0, 0, 1], [0, 1, 1],
                             [0, 1, 0], [1, 1, 0], [1, 0, 0]], dtype=np.float32)
+
+#: Kenneth Kelly's 22 colours of maximum contrast (1965) without white and black, in his
+#: order (each as different as possible from the ones before): class ``c`` gets
+#: ``PALETTE[c % 20]``.
+PALETTE: Tuple[RGB, ...] = tuple(
+    (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)) for h in
+    "F3C300 875692 F38400 A1CAF1 BE0032 C2B280 848482 008856 E68FAC 0067A5 "
+    "F99379 604E97 F6A600 B3446C DCD300 882D17 8DB600 654522 E25822 2B3D26".split())
 
 _BLACK: RGB = (0, 0, 0)
 _WHITE: RGB = (255, 255, 255)
@@ -57,6 +68,14 @@ def _get_color(c: int, x: int, max_: int) -> np.float32:
 
 
 def class_color(class_id: int, num_classes: int = 80) -> RGB:
+    """The colour MDFI draws class ``class_id`` in: ``PALETTE[class_id % 20]`` (``num_classes``
+    must be positive; kept for :func:`darknet_color`'s signature)."""
+    if num_classes <= 0:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    return PALETTE[int(class_id) % len(PALETTE)]
+
+
+def darknet_color(class_id: int, num_classes: int = 80) -> RGB:
     """The 8-bit RGB colour Darknet draws class ``class_id`` in.
 
     ``offset = class*123457 % classes``; red/green/blue are ``get_color(2/1/0, offset,
@@ -118,10 +137,50 @@ def _font(size: int) -> Tuple[AnyFont, bool]:
         return ImageFont.load_default(), False
 
 
-def label_text(det: Detection) -> str:
-    """The label drawn for ``det``, Darknet style: ``"dog 57%"``."""
+def label_text(det: Detection, conf: bool = True) -> str:
+    """The label drawn for ``det``, Darknet style: ``"dog 57%"`` (``"dog"`` without ``conf``)."""
     name = det.label or str(det.class_id)
-    return f"{name} {float(det.confidence) * 100:.0f}%"
+    return f"{name} {float(det.confidence) * 100:.0f}%" if conf else name
+
+
+def group_detections(detections: Iterable[Detection]) -> List[List[Detection]]:
+    """Detections of the same box (one candidate above the threshold for several classes),
+    grouped as Darknet draws them: one box, one label.  Groups in order of first appearance;
+    within a group, classes in id order (Darknet's ``for j < classes`` loop)."""
+    groups: dict = {}
+    for det in detections:
+        try:
+            key = tuple(float(v) for v in det.box)
+        except (TypeError, ValueError):
+            key = ("?", id(det))
+        groups.setdefault(key, []).append(det)
+    return [sorted(g, key=lambda d: int(d.class_id)) for g in groups.values()]
+
+
+def _overlap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> int:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return w * h if w > 0 and h > 0 else 0
+
+
+def _place_label(box: Tuple[int, int, int, int], label_w: int, label_h: int, width: int, height: int,
+                 taken: List[Tuple[int, int, int, int]]) -> Tuple[int, int]:
+    """Top-left corner of a label: on the box's top edge (above it, else just inside), else
+    at the box's bottom edge (below, else inside), shifted to stay in the image; the first
+    spot that covers no label drawn before, else the one covering least."""
+    x1, y1, _x2, y2 = box
+    lx = max(0, min(x1, width - label_w))
+    spots = [y1 - label_h, y1, y2 + 1, y2 - label_h + 1]
+    best, best_cover = None, None
+    for ly in spots:
+        ly = max(0, min(ly, height - label_h))
+        rect = (lx, ly, lx + label_w, ly + label_h)
+        cover = sum(_overlap(rect, t) for t in taken)
+        if best_cover is None or cover < best_cover:
+            best, best_cover = (lx, ly), cover
+        if cover == 0:
+            break
+    return best
 
 
 def _clipped_box(box: Tuple[float, float, float, float], width: int,
@@ -146,7 +205,8 @@ def _clipped_box(box: Tuple[float, float, float, float], width: int,
 
 
 def draw_detections(image: Union[Image.Image, np.ndarray, str], detections: Iterable[Detection],
-                    *, num_classes: int = 80) -> Image.Image:
+                    *, num_classes: int = 80, line_width: Optional[int] = None, labels: bool = True,
+                    conf: bool = True) -> Image.Image:
     """Return an annotated RGB copy of ``image`` with every detection drawn on it.
 
     ``image`` is anything :func:`mdfi.image.load_image` accepts (a PIL image of any
@@ -155,13 +215,15 @@ def draw_detections(image: Union[Image.Image, np.ndarray, str], detections: Iter
     ``class_id``, ``label``, ``confidence`` and ``box`` works), boxes in pixels of
     this image; boxes partly outside are clipped, boxes entirely outside skipped.
 
-    Each box is outlined in Darknet's colour for its class (see :func:`class_color`,
-    ``num_classes`` as in the model) with a width that scales with the image.  Its
-    label (``"dog 57%"``) is drawn on a rectangle of the same colour sitting on the
-    box's top edge, moved inside the box when there is no room above, and shifted
-    to stay inside the image; the text is black or white, whichever contrasts more
-    with the fill.  All boxes are drawn before any label, and labels in increasing
-    confidence, so no outline crosses a label and the most confident label is on top.
+    Detections of the same box are drawn once with one label (``"car 72%, truck 31%"``, see
+    :func:`group_detections`), outlined in the colour of its first class
+    (:func:`class_color`).  ``line_width`` overrides the width that scales with the image;
+    ``labels=False`` draws boxes only, ``conf=False`` labels without percentages.  The
+    label sits on a rectangle of the box's colour on the box's top edge, moved to avoid
+    covering a label drawn before (:func:`_place_label`) and kept inside the image; the
+    text is black or white, whichever contrasts more with the fill.  All boxes are drawn
+    before any label, and labels in decreasing confidence, so no outline crosses a label and
+    the most confident labels get the best spots.
     """
     if num_classes <= 0:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
@@ -172,41 +234,38 @@ def draw_detections(image: Union[Image.Image, np.ndarray, str], detections: Iter
     width, height = canvas.size
     draw = ImageDraw.Draw(canvas)
 
-    line = line_width_for(width, height)
+    line = line_width_for(width, height) if line_width is None else max(1, int(line_width))
     size = font_size_for(width, height)
     font, scalable = _font(size)
     pad = max(1, int(round(size * 0.15))) if scalable else 1
     if size < _ANTIALIAS_MIN_FONT_SIZE:
         draw.fontmode = "1"
 
-    placed: List[Tuple[Detection, Tuple[int, int, int, int], RGB]] = []
-    for det in detections:
-        box = _clipped_box(det.box, width, height)
+    placed: List[Tuple[List[Detection], Tuple[int, int, int, int], RGB]] = []
+    for group in group_detections(detections):
+        box = _clipped_box(group[0].box, width, height)
         if box is None:
             continue
-        color = class_color(det.class_id, num_classes)
+        color = class_color(group[0].class_id, num_classes)
         # PIL draws the outline inwards from the given bounds, like Darknet's
         # draw_box_width (x1+i, y1+i, x2-i, y2-i).
         draw.rectangle(box, outline=color, width=line)
-        placed.append((det, box, color))
+        placed.append((group, box, color))
+    if not labels:
+        return canvas
 
-    placed.sort(key=lambda item: float(item[0].confidence))
-    for det, (x1, y1, _x2, _y2), color in placed:
-        text = label_text(det)
+    placed.sort(key=lambda item: -max(float(d.confidence) for d in item[0]))
+    taken: List[Tuple[int, int, int, int]] = []
+    for group, box, color in placed:
+        text = ", ".join(label_text(d, conf) for d in group)
         if not scalable:
             # The bitmap fallback font only covers Latin-1.
             text = text.encode("latin-1", "replace").decode("latin-1")
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        label_w = (right - left) + 2 * pad
-        label_h = (bottom - top) + 2 * pad
-
-        lx = min(x1, width - label_w)          # shift left to stay inside ...
-        ly = y1 - label_h                      # ... sit on the box's top edge ...
-        if ly < 0:
-            ly = y1                            # ... or inside it at the image top
-        ly = min(ly, height - label_h)
-        lx, ly = max(0, lx), max(0, ly)        # labels larger than the image: clip
-
+        label_w = min((right - left) + 2 * pad, width)
+        label_h = min((bottom - top) + 2 * pad, height)
+        lx, ly = _place_label(box, label_w, label_h, width, height, taken)
+        taken.append((lx, ly, lx + label_w, ly + label_h))
         draw.rectangle((lx, ly, lx + label_w - 1, ly + label_h - 1), fill=color)
         draw.text((lx + pad - left, ly + pad - top), text, fill=text_color_for(color), font=font)
     return canvas

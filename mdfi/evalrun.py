@@ -58,7 +58,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     configs = parse_bits_list(args.bits)
     scale = scale_options(args)
     network, names, label, spec_name, weights_file = _float_network(args.model, args.cfg, args.weights,
-                                                                    args.names, True)
+                                                                    args.names, True, getattr(args, "darknet", None))
+    gt_thresh = getattr(args, "thresh", 0.25)
     inputs = imagejobs.list_inputs(args.images)
     labels = None
     if args.labels:                   # before any heavy work: a missing label is an error
@@ -82,6 +83,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     with open(network.path, "r", encoding="utf-8") as fh:
         cfg_text = fh.read()
     models: Dict[str, bytes] = {}
+    sizes: Dict[str, int] = {}
     opts: dict = {}
     for wbits, abits in configs:
         tag = f"w{wbits}a{abits}"
@@ -89,17 +91,22 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
             continue
         opts = recipes.resolve(spec_name, wbits=wbits, abits=abits, per_channel=args.per_channel,
                                rounding=args.rounding, act_method=args.method)
+        # The recipe's shipped decisions apply when the formats come from its statistics.
+        extra = {} if (args.calib or args.method) else recipes.shipped_decisions(spec_name, network, opts)
         qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],
                               rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
-                              weight_method=opts["weight_method"], cfg_text=cfg_text, names=names)
+                              weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **extra)
+        sizes[tag] = qm.param_bytes()
         models[tag] = modelfile.dumps(qm, model_name=label)
         del qm
-    cfg_file = network.path
+    cfg_file, darknet, float_bytes = network.path, network.darknet, 4 * network.num_params()
     del network                            # the workers build their own from the bytes
     run = evaluate_models(cfg_file, weights_file, models, inputs, names=names, label=label, labels=labels,
-                          stats=getattr(args, "stats", True), engine=engine, results=args.results, **scale)
+                          stats=getattr(args, "stats", True), engine=engine, results=args.results,
+                          darknet=darknet, gt_thresh=gt_thresh, **scale)
     return _report(run, {"label": label, "images": args.images, "calib_src": calib_src, "opts": opts,
-                         "engine": engine, "results": args.results})
+                         "engine": engine, "results": args.results, "darknet": darknet, "gt_thresh": gt_thresh,
+                         "sizes": sizes, "float_bytes": float_bytes, "plot": getattr(args, "plot", None)})
 
 
 @dataclass
@@ -122,7 +129,7 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
                     names: Optional[Sequence[str]] = None, label: str = "", labels: Optional[dict] = None,
                     stats: bool = False, engine: str = "c", workers: Optional[int] = None,
                     cluster: Optional[str] = None, ship: bool = False, results: Optional[str] = None,
-                    progress: bool = True) -> EvalRun:
+                    darknet: Optional[str] = None, gt_thresh: float = 0.25, progress: bool = True) -> EvalRun:
     """Fixed-point models against the float path over many images, on every core or a cluster.
 
     ``models``: ``{tag: QuantizedModel or .mdfi bytes}`` -- widths of a sweep, or the
@@ -132,7 +139,9 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
     file or ``[(key, path)]`` (:func:`mdfi.imagejobs.list_inputs`).  ``labels``: ``{key:
     [GroundTruth]}`` for plain mAP@0.5.  ``stats``: saturation counts (NumPy reference path,
     slower; same integers).  ``results``: keep the per-image results there (resumable);
-    otherwise a temporary file is used.  Memory does not grow with the number of images.
+    otherwise a temporary file is used.  ``darknet``: the float path's lineage (default: as
+    detected from the cfg); ``gt_thresh``: the float detections kept as the reference.
+    Memory does not grow with the number of images.
     """
     from . import imagejobs, modelfile, pipeline
     from .cfgfile import parse_cfg_text
@@ -144,15 +153,15 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
     names = list(names)
     shared = {"cfg": imagejobs.read_file(cfg_file, "cfg"), "weights": imagejobs.read_file(weights_file, "weights")}
     network = Network(parse_cfg_text(shared["cfg"].decode("utf-8"), os.fspath(cfg_file)), os.fspath(cfg_file),
-                      warn=False)              # shapes only, no weights
+                      warn=False, darknet=darknet)      # shapes and lineage only, no weights
     for tag, m in models.items():
         shared[tag] = m if isinstance(m, (bytes, bytearray)) else modelfile.dumps(m, model_name=label or None)
     job = pipeline.Job(
         name="eval", setup="mdfi.imagejobs:eval_setup", prepare="mdfi.imagejobs:eval_prepare",
         infer="mdfi.imagejobs:eval_infer", batch=4, shared=shared,
-        params={"cfg_name": os.path.basename(network.path), "label": label, "names": names,
-                "configs": list(models), "engine": engine, "stats": bool(stats), "gt_thresh": 0.25,
-                "min_thresh": 0.005, "nms": 0.45, "net": [network.width, network.height, network.channels]})
+        params={"label": label, "names": names,
+                "configs": list(models), "engine": engine, "stats": bool(stats), "gt_thresh": float(gt_thresh),
+                "min_thresh": 0.005, "nms": 0.45, **imagejobs.net_params(network)})
     job = pipeline.pack_job(job)            # from here on only the packed bytes are kept
     del shared
     tmpdir = None
@@ -245,7 +254,8 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
                         f"{err_list[0]['image']}: {err_list[0]['error']})" if err_list else
                         f"{info['images']}: no image was evaluated")
     opts = info["opts"]
-    head = (f"{info['label']}: {len(order)} images from {info['images']}; formats from {info['calib_src']}; "
+    head = (f"{info['label']} ({info['darknet']} Darknet): {len(order)} images from {info['images']}; float "
+            f"detections >= {info['gt_thresh']:g} as ground truth; formats from {info['calib_src']}; "
             f"weights {'per channel' if opts['per_channel'] else 'per layer'}, "
             f"{opts['act_method'] or 'auto (mse for images, max for a batch-norm estimate)'} activations, "
             f"{opts['rounding']} rounding, {info['engine']} engine")
@@ -259,9 +269,18 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
         imagejobs.report_errors([(e["image"], e["error"]) for e in err_list], "eval")
         text += (f"\n\n{len(err_list)} image(s) could not be used and are not counted "
                  f"(first: {err_list[0]['image']}: {err_list[0]['error']})")
-    report = {"model": info["label"], "images": len(order), "calibration": info["calib_src"],
+    report = {"model": info["label"], "darknet": info["darknet"], "gt_thresh": info["gt_thresh"],
+              "images": len(order), "calibration": info["calib_src"],
               "options": {k: v for k, v in opts.items() if k not in ("wbits", "abits")}, "engine": info["engine"],
               "agreement": evaluate.to_json_dict(results)}
+    sizes, float_bytes = info["sizes"], info["float_bytes"]
+    report["param_bytes"] = sizes
+    report["size_vs_float"] = {k: v / float_bytes for k, v in sizes.items()}
+    text += "\nparameters vs float32: " + ", ".join(f"{k} {100 * v / float_bytes:.1f}%" for k, v in sizes.items())
+    if info.get("plot"):
+        from .evalplot import write_plot
+        write_plot(info["plot"], results, report["size_vs_float"], title=f"{info['label']}: {len(order)} images")
+        text += f"\nwrote {info['plot']}"
     if plain:
         report["map50_labels"] = evaluate.to_json_dict(plain)
     if sat:

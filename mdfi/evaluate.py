@@ -380,6 +380,10 @@ class AgreementResult:
     extra_fraction: Optional[float]
     mean_dconf: Optional[float]
     mean_abs_dconf: Optional[float]
+    down_fraction: Optional[float]          # matched pairs whose confidence went down
+    n_pairs_ranked: int                     # float detections found at >= min_conf
+    mean_dconf_ranked: Optional[float]      # mean change over those (the bias)
+    down_fraction_ranked: Optional[float]   # fraction of those that went down
     gt_conf: float
     min_conf: float
     iou: float
@@ -441,6 +445,11 @@ def agreement(float_dets: Sequence[Iterable[Any]], fixed_dets: Sequence[Iterable
             cnt[2] -= 1
     matched = len(deltas)
     per_counts = {c: MatchCounts(*counts[c]) for c in sorted(counts)}
+    # The bias over every float detection the fixed point found at all (>= min_conf): the
+    # AP matching's true positives.  Unlike mean_dconf it includes the detections whose
+    # confidence fell below gt_conf, so it is not flattered by the ones that were lost.
+    ranked_deltas = [p.conf - float(g.src.confidence) for p, status, g in matches if status == _TP]
+    nr = len(ranked_deltas)
     return AgreementResult(
         map=res_map.map, per_class=res_map.per_class, counts_per_class=per_counts,
         n_images=len(gt), n_float=n_float, n_fixed=n_fixed,
@@ -450,6 +459,10 @@ def agreement(float_dets: Sequence[Iterable[Any]], fixed_dets: Sequence[Iterable
         extra_fraction=((n_fixed - matched) / n_float) if n_float else None,
         mean_dconf=(math.fsum(deltas) / matched) if matched else None,
         mean_abs_dconf=(math.fsum(abs(d) for d in deltas) / matched) if matched else None,
+        down_fraction=(sum(1 for d in deltas if d < 0) / matched) if matched else None,
+        n_pairs_ranked=nr,
+        mean_dconf_ranked=(math.fsum(ranked_deltas) / nr) if nr else None,
+        down_fraction_ranked=(sum(1 for d in ranked_deltas if d < 0) / nr) if nr else None,
         gt_conf=gt_conf, min_conf=min_conf, iou=thr)
 
 
@@ -573,8 +586,11 @@ def load_coco_json(path: PathLike, names: Sequence[str], *, on_unknown: str = "w
     _check_on_unknown(on_unknown)
     p = os.fspath(path)
     raw = _read_capped(p, MAX_COCO_JSON, "COCO annotation file")
+    from .safejson import Refused, parse
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
+        data = parse(raw.decode("utf-8-sig"))          # depth and integer limits (hardening.md)
+    except Refused as exc:
+        raise LabelError(p, f"not usable JSON: {exc}") from None
     except UnicodeDecodeError:
         raise LabelError(p, "not UTF-8 text; expected a COCO instances JSON file") from None
     except json.JSONDecodeError as exc:
@@ -814,7 +830,10 @@ def format_agreement_table(results: Mapping[str, AgreementResult]) -> str:
     """Plain-text table, one row per configuration label (e.g. "w8a8", "w4a8").
 
     Columns: agreement mAP@IoU, kept %, extra %, matched, missed, extra, mean |dconf| and
-    mean dconf (fixed - float).  Undefined values print as "n/a".  The footer gives the
+    mean dconf (fixed - float) of the pairs matched at gt_conf; *bias* and *lower %*: the
+    mean confidence change and the percentage of confidences that went down over every
+    float detection the fixed point found at ``min_conf`` or above (an unbiased quantizer
+    gives about 0 and 50 %).  Undefined values print as "n/a".  The footer gives the
     number of images and of float detections (confidence >= gt_conf), and the thresholds.
     """
     if not results:
@@ -822,12 +841,13 @@ def format_agreement_table(results: Mapping[str, AgreementResult]) -> str:
     first = next(iter(results.values()))
     map_head = f"mAP@{first.iou:g}"
     head = ["config", map_head, "kept %", "extra %", "matched", "missed", "extra",
-            "mean |dconf|", "mean dconf"]
+            "mean |dconf|", "mean dconf", "bias", "lower %"]
     rows = [head]
     for label, r in results.items():
         rows.append([str(label), _fmt(r.map, ".4f"), _fmt(r.kept_fraction, ".1f", 100.0),
                      _fmt(r.extra_fraction, ".1f", 100.0), str(r.matched), str(r.missed),
-                     str(r.extra), _fmt(r.mean_abs_dconf, ".4f"), _fmt(r.mean_dconf, "+.4f")])
+                     str(r.extra), _fmt(r.mean_abs_dconf, ".4f"), _fmt(r.mean_dconf, "+.4f"),
+                     _fmt(r.mean_dconf_ranked, "+.4f"), _fmt(r.down_fraction_ranked, ".0f", 100.0)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
 
     def line(row: List[str]) -> str:
@@ -887,6 +907,10 @@ def to_json_dict(result: Union[MapResult, AgreementResult, Mapping[str, Any]]) -
                 "extra_fraction": _json_float(r.extra_fraction),
                 "mean_dconf": _json_float(r.mean_dconf),
                 "mean_abs_dconf": _json_float(r.mean_abs_dconf),
+                "down_fraction": _json_float(r.down_fraction),
+                "n_pairs_ranked": r.n_pairs_ranked,
+                "mean_dconf_ranked": _json_float(r.mean_dconf_ranked),
+                "down_fraction_ranked": _json_float(r.down_fraction_ranked),
                 "per_class": per_class}
     if isinstance(result, Mapping):
         return {str(k): to_json_dict(v) for k, v in result.items()}

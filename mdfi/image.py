@@ -29,13 +29,12 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError, LimitError, PathLike
-from .limits import require_regular_file
 from .limits import Limit
 
 __all__ = [
@@ -203,9 +202,64 @@ def _describe_pil(img: Image.Image) -> str:
     return os.fspath(filename) if filename else "<PIL image>"
 
 
-def _load_pil(img: Image.Image, name: str) -> np.ndarray:
+#: Working memory per pixel of preparing an image for the network, measured: the decoded
+#: image (up to 4 bytes), the RGB array (3) and the float32 planes letterboxing reads (12).
+WORK_BYTES_PER_PIXEL = 19
+
+
+def _memory_headroom() -> Tuple[Optional[int], str]:
+    """(bytes this process may still allocate, what limits it) or (None, "") where unknown:
+    the address-space limit (``ulimit -v``) less what is mapped, the cgroup's memory.max
+    less its usage, and MemAvailable, whichever is smallest (Linux; elsewhere unknown)."""
+    best: Tuple[Optional[int], str] = (None, "")
+
+    def take(value: Optional[int], why: str) -> None:
+        nonlocal best
+        if value is not None and (best[0] is None or value < best[0]):
+            best = (max(0, value), why)
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft not in (resource.RLIM_INFINITY, -1):
+            with open("/proc/self/statm") as fh:
+                mapped = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            take(soft - mapped, "the address-space limit (ulimit -v)")
+    except (ImportError, OSError, ValueError, AttributeError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            raw = fh.read().strip()
+        if raw != "max":
+            with open("/sys/fs/cgroup/memory.current") as fh:
+                take(int(raw) - int(fh.read().strip()), "the container's memory limit")
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    take(int(line.split()[1]) * 1024, "the machine's available memory")
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    return best
+
+
+def check_work_memory(name: str, width: int, height: int) -> None:
+    """Refuse, before decoding, an image whose preparation needs more memory than this
+    process can get (:data:`WORK_BYTES_PER_PIXEL` per pixel; a 633-byte JPEG can declare
+    100 megapixels)."""
+    need = int(width) * int(height) * WORK_BYTES_PER_PIXEL
+    room, why = _memory_headroom()
+    if room is not None and need > room:
+        raise LimitError(f"{name}: a {width}x{height} image needs about {need / 2**20:,.0f} MB to decode and "
+                         f"prepare, more than the {room / 2**20:,.0f} MB left by {why}")
+
+
+def _load_pil(img: Image.Image, name: str, exif: bool = False) -> np.ndarray:
     """Size-check, fully decode and convert an opened Pillow image."""
     _check_size(name, *img.size)
+    check_work_memory(name, *img.size)
     limit = max_image_pixels()
     try:
         with _PilLimit(limit):
@@ -215,40 +269,46 @@ def _load_pil(img: Image.Image, name: str) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         raise _bomb_error(name, exc, limit) from None
     except MemoryError:
-        raise ImageError(f"{name}: not enough memory to decode the "
+        raise LimitError(f"{name}: not enough memory to decode the "
                          f"{img.size[0]}x{img.size[1]} image") from None
     except OSError as exc:
         # Pillow says "image file is truncated (N bytes not processed)" etc.
         raise ImageError(f"{name}: corrupt or truncated image data: {_one_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - Pillow plugins raise many types
         raise ImageError(f"{name}: cannot decode image data: {_one_line(exc)}") from None
+    if exif:
+        try:
+            from PIL import ImageOps
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+                img = ImageOps.exif_transpose(img)
+        except MemoryError:
+            raise LimitError(f"{name}: not enough memory to rotate the image") from None
+        except Exception as exc:  # noqa: BLE001 - damaged EXIF data
+            raise ImageError(f"{name}: cannot apply the EXIF orientation: {_one_line(exc)}") from None
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             return _pil_to_rgb(img)
     except MemoryError:
-        raise ImageError(f"{name}: not enough memory to convert the "
+        raise LimitError(f"{name}: not enough memory to convert the "
                          f"{img.size[0]}x{img.size[1]} image") from None
     except Exception as exc:  # noqa: BLE001 - e.g. "conversion from La to RGB not supported"
         raise ImageError(f"{name}: cannot convert image mode {img.mode!r} to RGB: "
                          f"{_one_line(exc)}") from None
 
 
-def _load_path(path: PathLike) -> np.ndarray:
+def _load_path(path: PathLike, exif: bool = False) -> np.ndarray:
     """Open, decode and convert the image file at ``path``."""
     name = os.fspath(path)
     limit = max_image_pixels()  # before opening: a bad $MDFI_MAX_IMAGE_PIXELS leaks nothing
-    if os.path.isdir(name):
-        raise ImageError(f"{name}: is a directory, not an image file")
-    require_regular_file(name, ImageError)
+    from .inputs import open_input
     try:
-        fh = open(name, "rb")
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
-    except OSError as exc:
-        raise ImageError(f"{name}: cannot open: {exc.strerror or _one_line(exc)}") from None
+        fd, _ = open_input(name, ImageError, what="image file")
+    except ImageError as exc:
+        # keep the image wording: "no such file", "is a directory, not an image file"
+        raise ImageError(str(exc).replace(": file not found", ": no such file")) from None
+    fh = os.fdopen(fd, "rb")
     with fh:
         try:
             if os.fstat(fh.fileno()).st_size == 0:
@@ -268,7 +328,7 @@ def _load_path(path: PathLike) -> np.ndarray:
         except Exception as exc:  # noqa: BLE001 - header parsing raises many types
             raise ImageError(f"{name}: corrupt or unreadable image: {_one_line(exc)}") from None
         with img:
-            return _load_pil(img, name)
+            return _load_pil(img, name, exif)
 
 
 # ---------------------------------------------------------------------------------
@@ -322,7 +382,7 @@ def _load_array(arr: np.ndarray) -> np.ndarray:
 # public API
 
 
-def load_image(src: ImageSource) -> np.ndarray:
+def load_image(src: ImageSource, *, exif: bool = False) -> np.ndarray:
     """Load an image as an ``(H, W, 3)`` ``uint8`` C-contiguous RGB array, like Darknet.
 
     ``src`` may be
@@ -343,8 +403,10 @@ def load_image(src: ImageSource) -> np.ndarray:
     16-bit samples (``>> 8``); any other ``I`` or ``F`` image is taken on the 0..255
     scale, rounded half up and clipped to 0..255.
 
-    **EXIF orientation is not applied**, because Darknet does not apply it.  Only
-    the first frame of animated images is read.
+    **EXIF orientation is not applied** (Darknet does not apply it) unless ``exif=True``
+    (files and PIL images).  Only the first frame of animated images is read.  Before
+    decoding, the pixel count and the memory preparing the image needs
+    (:func:`check_work_memory`) are checked.
 
     Raises:
         ImageError: missing file, directory, unreadable or unknown format,
@@ -355,9 +417,9 @@ def load_image(src: ImageSource) -> np.ndarray:
     if isinstance(src, np.ndarray):
         return _load_array(src)
     if isinstance(src, Image.Image):
-        return _load_pil(src, _describe_pil(src))
+        return _load_pil(src, _describe_pil(src), exif)
     if isinstance(src, (str, os.PathLike)):
-        return _load_path(src)
+        return _load_path(src, exif)
     raise ImageError(f"cannot load an image from a {type(src).__name__}; pass a file path, "
                      f"a PIL.Image.Image or a numpy array")
 

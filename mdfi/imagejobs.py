@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import sys
-import uuid
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -134,19 +133,28 @@ def _load_bytes(data: bytes, name: str) -> np.ndarray:
 
 
 def _letterbox(params: Mapping[str, Any], rgb: np.ndarray) -> np.ndarray:
+    """The float network input, as :func:`mdfi.preprocess.network_input` makes it (letterbox,
+    or AlexeyAB's plain resize: ``params["letter_box"]``)."""
     from .preprocess import image_to_input
     w, h, c = params["net"]
     if c != 3:
         raise MDFIError(f"the network takes {c} channels; only 3-channel (RGB) networks run on images")
-    return image_to_input(np.ascontiguousarray(rgb), w, h)
+    return image_to_input(np.ascontiguousarray(rgb), w, h, bool(params.get("letter_box", True)))
 
 
-def float_network(shared: Mapping[str, bytes], cfg_name: str = "model.cfg"):
-    """The float network from the job's ``cfg`` text and ``weights`` bytes."""
+def net_params(network) -> Dict[str, Any]:
+    """What a worker needs to prepare inputs and rebuild ``network``: size, lineage, letterbox."""
+    return {"net": [network.width, network.height, network.channels], "darknet": network.darknet,
+            "letter_box": bool(network.letter_box), "cfg_name": os.path.basename(network.path)}
+
+
+def float_network(shared: Mapping[str, bytes], cfg_name: str = "model.cfg", darknet: Optional[str] = None):
+    """The float network from the job's ``cfg`` text and ``weights`` bytes (``darknet``: the
+    lineage the client resolved, so both sides run the same float path)."""
     from .cfgfile import parse_cfg_text
     from .network import Network
     from .weights import load_weights_bytes
-    net = Network(parse_cfg_text(shared["cfg"].decode("utf-8"), cfg_name), cfg_name, warn=False)
+    net = Network(parse_cfg_text(shared["cfg"].decode("utf-8"), cfg_name), cfg_name, warn=False, darknet=darknet)
     load_weights_bytes(net, shared["weights"], cfg_name.rsplit(".", 1)[0] + ".weights")
     return net
 
@@ -192,7 +200,7 @@ def eval_setup(shared: Mapping[str, bytes], params: Mapping[str, Any], threads: 
     from . import modelfile
     from .engine import FixedEngine
     from .model import FloatEngine, Model
-    net = float_network(shared, params["cfg_name"])
+    net = float_network(shared, params["cfg_name"], params.get("darknet"))
     names = params["names"]
     fixed = {}
     for tag in params["configs"]:
@@ -228,7 +236,7 @@ def eval_infer(ctx, item: Mapping[str, Any], prep) -> dict:
 
 
 def calib_setup(shared: Mapping[str, bytes], params: Mapping[str, Any], threads: int):
-    return float_network(shared, params["cfg_name"])
+    return float_network(shared, params["cfg_name"], params.get("darknet"))
 
 
 def calib_prepare(params: Mapping[str, Any], item: Mapping[str, Any]) -> List[np.ndarray]:
@@ -269,8 +277,7 @@ def calibrate_images(network, weights_file, images: str, *, augment: bool = Fals
     job = pipeline.Job(
         name="calibrate", setup="mdfi.imagejobs:calib_setup", prepare="mdfi.imagejobs:calib_prepare",
         infer="mdfi.imagejobs:calib_infer", batch=2, shared=float_shared(network, weights_file),
-        params={"cfg_name": os.path.basename(network.path), "augment": bool(augment),
-                "net": [net_w, net_h, network.channels]})
+        params={**net_params(network), "augment": bool(augment)})
     job = pipeline.pack_job(job)
     layers = [TensorStats() for _ in network.layers]
     inp = TensorStats()
@@ -339,32 +346,26 @@ def golden_prepare(params: Mapping[str, Any], item: Mapping[str, Any]) -> np.nda
 
 
 def golden_infer(ctx, item: Mapping[str, Any], rgb: np.ndarray) -> dict:
-    """Export into ``OUT/.partial/...`` then rename to ``OUT/<folder>``: a folder is complete
-    or absent, and a batch run again after a worker died rewrites the same bytes."""
+    """:func:`mdfi.golden.export` into ``OUT/<folder>`` (written into a hidden sibling and
+    renamed when complete: a folder is whole or absent, and a batch run again after a worker
+    died replaces it with the same bytes); then its parameter files become hard links to
+    one shared copy."""
     from . import golden
     model, p = ctx
     out, folder, key = item["out"], item["folder"], item["key"]
-    tmp = os.path.join(out, ".partial", f"{folder}-{uuid.uuid4().hex[:12]}")
+    final = os.path.join(out, folder)
+    manifest = golden.export(model, rgb, final, layers=p["layers"], formats=p["formats"], stages=p["stages"],
+                             thresh=p["thresh"], nms=p["nms"], image_name=key)
     try:
-        manifest = golden.export(model, rgb, tmp, layers=p["layers"], formats=p["formats"], thresh=p["thresh"],
-                                 nms=p["nms"], image_name=key)
-        with open(os.path.join(tmp, manifest.get("detections", "detections.json")), "rb") as fh:
+        with open(os.path.join(final, manifest.get("detections", "detections.json")), "rb") as fh:
             n_dets = len(json.loads(fh.read())["detections"])
-        with open(os.path.join(tmp, "manifest.json"), "rb") as fh:
+        with open(os.path.join(final, "manifest.json"), "rb") as fh:
             digest = hashlib.sha256(fh.read()).hexdigest()
-        for f in manifest["files"]:
-            if f["stage"] in golden.PARAM_STAGES:
-                _share(os.path.join(tmp, f["path"]), os.path.join(out, SHARED_PARAMS),
-                       f"{f['sha256']}.{f['format']}")
-        final = os.path.join(out, folder)
-        if os.path.islink(final) or os.path.isfile(final):
-            os.unlink(final)
-        elif os.path.lexists(final):
-            shutil.rmtree(final)                       # an earlier export of this image
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise MDFIError(f"{final}: cannot read back the export: {exc}") from None
+    for f in manifest["files"]:
+        if f["stage"] in golden.PARAM_STAGES:
+            _share(os.path.join(final, f["path"]), os.path.join(out, SHARED_PARAMS), f"{f['sha256']}.{f['format']}")
     return {"image": key, "folder": folder, "files": len(manifest["files"]), "detections": n_dets,
             "manifest_sha256": digest}
 
@@ -402,7 +403,7 @@ def folder_names(keys: Sequence[str]) -> Dict[str, str]:
     count: Dict[str, int] = {}
     for s in stems.values():
         count[s.lower()] = count.get(s.lower(), 0) + 1
-    return {k: s if count[s.lower()] == 1 and s.lower() not in ("index", "_partial")
+    return {k: s if count[s.lower()] == 1 and s.lower() != "index"
             else f"{s}-{hashlib.sha256(k.encode('utf-8')).hexdigest()[:8]}" for k, s in stems.items()}
 
 
@@ -410,25 +411,28 @@ GOLDEN_INDEX = "index.json"
 GOLDEN_JOURNAL = "index.jsonl"
 
 
-def golden_images(model, images: str, out_dir: str, *, layers: Optional[Sequence[int]] = None,
-                  formats: Optional[Sequence[str]] = None, thresh: float = 0.25, nms: float = 0.45,
-                  workers: Optional[int] = None, cluster: Optional[str] = None, ship: bool = False,
-                  progress: bool = True) -> dict:
+def golden_images(model, images, out_dir: str, *, layers: Optional[Sequence[int]] = None,
+                  formats: Optional[Sequence[str]] = None, stages: Optional[Sequence[str]] = None,
+                  thresh: float = 0.25, nms: float = 0.45, workers: Optional[int] = None,
+                  cluster: Optional[str] = None, ship: bool = False, progress: bool = True) -> dict:
     """``mdfi golden --images``: one :func:`mdfi.golden.export` per image into
     ``OUT_DIR/<folder>/``, and ``OUT_DIR/index.json`` listing every image (its folder, file
     count, detections, the sha256 of its manifest, or its error), sorted by key.  The
     journal ``OUT_DIR/index.jsonl`` makes a rerun skip the images already exported.  With a
-    cluster the workers write the folders: ``OUT_DIR`` must be on storage they share."""
-    from . import modelfile, vectors
+    cluster the workers write the folders: ``OUT_DIR`` must be on storage they share.
+    ``images``: a folder, a list file or ``[(key, path)]`` (:func:`list_inputs`); the other
+    options are :func:`mdfi.golden.export`'s."""
+    from . import golden, modelfile
     qm = getattr(model, "quantized", None)
     if qm is None:
         raise MDFIError("golden vectors need a fixed-point model (not the float path)")
-    inputs = list_inputs(images)
+    inputs = list_inputs(images) if isinstance(images, (str, os.PathLike)) else list(images)
     out = os.path.abspath(out_dir)
     journal_path = os.path.join(out, GOLDEN_JOURNAL)
     if os.path.lexists(out) and not os.path.isdir(out):
         raise MDFIError(f"{out_dir}: exists and is not a folder")
-    if os.path.isdir(out) and [e for e in os.listdir(out) if e != ".partial"] and not os.path.exists(journal_path):
+    if os.path.isdir(out) and [e for e in os.listdir(out) if not e.startswith(".")] \
+            and not os.path.exists(journal_path):
         raise MDFIError(f"{out_dir}: exists and is not an `mdfi golden --images` folder; give a new or "
                         f"empty folder")
     engine = getattr(model.engine, "backend", "c")
@@ -439,7 +443,8 @@ def golden_images(model, images: str, out_dir: str, *, layers: Optional[Sequence
         shared={"model": modelfile.dumps(qm, model_name=label)},
         params={"model_file": f"{label}.mdfi", "names": list(model.names), "label": label, "engine": engine,
                 "layers": None if layers is None else sorted(int(i) for i in layers),
-                "formats": list(formats or vectors.FORMATS), "thresh": float(thresh), "nms": float(nms)})
+                "formats": list(formats or golden.DEFAULT_FORMATS),
+                "stages": list(stages) if stages is not None else None, "thresh": float(thresh), "nms": float(nms)})
     job = pipeline.pack_job(job)
     try:
         os.makedirs(out, exist_ok=True)
@@ -469,7 +474,9 @@ def golden_images(model, images: str, out_dir: str, *, layers: Optional[Sequence
         journal.close()
     if prog is not None:
         prog.done()
-    shutil.rmtree(os.path.join(out, ".partial"), ignore_errors=True)
+    for e in os.listdir(out):            # left by a worker killed in the middle of an export
+        if e.startswith(".") and ".partial-" in e and os.path.isdir(os.path.join(out, e)):
+            shutil.rmtree(os.path.join(out, e), ignore_errors=True)
     entries = [records[k] for k in sorted(keys) if k in records]
     errors = [(r["image"], r["error"]) for r in entries if "error" in r]
     report_errors(errors, "golden")

@@ -15,12 +15,12 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 
 from . import zoo
-from .detection import Detection
-from .errors import MDFIError, ShapeError
+from .detection import Detections
+from .errors import ArgumentError, LimitError, MDFIError, MDFIWarning, ShapeError
 from .image import load_image
 from .network import Network
-from .postprocess import Raw, postprocess
-from .preprocess import image_to_input
+from .postprocess import Raw, postprocess, settings as post_settings
+from .preprocess import network_input, network_pixels
 from .weights import load_weights
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -64,36 +64,62 @@ class Model:
         """(width, height) of the network input."""
         return self.network.width, self.network.height
 
-    def prepare(self, image: ImageLike) -> Prepared:
-        """Load ``image`` (path, PIL image or HxWx3 uint8 array) and letterbox it."""
-        rgb = load_image(image)
+    def prepare(self, image: ImageLike, *, exif: bool = False) -> Prepared:
+        """Load ``image`` (path, PIL image or HxWx3 uint8 array) and make the network input
+        as the model's Darknet does (letterbox, or AlexeyAB's plain resize)."""
+        rgb = self._load_rgb(image, exif)
+        h, w = rgb.shape[:2]
+        try:
+            return Prepared(network_input(rgb, self.network), w, h)
+        except MemoryError:
+            raise LimitError(f"{_image_name(image)}: not enough memory to prepare a {w}x{h} image") from None
+
+    def _load_rgb(self, image: ImageLike, exif: bool = False) -> np.ndarray:
+        rgb = load_image(image, exif=exif)
         if self.network.channels != 3:
             raise ShapeError(f"{self.name}: the network takes {self.network.channels} channels; "
                              f"only 3-channel (RGB) networks can run on images")
-        h, w = rgb.shape[:2]
-        return Prepared(image_to_input(rgb, self.network.width, self.network.height), w, h)
+        return rgb
 
     # -- inference -----------------------------------------------------------------------
-    def detect(self, image: ImageLike, *, thresh: float = 0.25, nms: float = 0.45,
-               stats: Optional[dict] = None) -> List[Detection]:
-        """Detections on one image, highest confidence first.
+    def detect(self, image: Union[ImageLike, Sequence[ImageLike]], *, thresh: float = 0.25, nms: float = 0.45,
+               stats: Optional[dict] = None, exif: bool = False):
+        """Detections on one image, highest confidence first (a :class:`~mdfi.Detections`
+        list, which can draw itself: ``.plot()``); for a list or tuple of images, a list of
+        those, one per image.
 
         ``thresh`` is Darknet's detection threshold (objectness and objectness x class
         probability must exceed it); ``nms`` the IoU above which a lower-scoring box of
         the same class is suppressed.  ``stats`` (fixed point only): a dict that receives
         per-layer saturation counts (see :func:`mdfi.quantize.saturation_report`).
+        ``exif=True`` applies the EXIF orientation of photos first (Darknet does not).
         """
-        _check_unit("thresh", thresh)
-        _check_unit("nms", nms)
-        prep = image if isinstance(image, Prepared) else self.prepare(image)
-        if stats is not None:
-            if isinstance(self.engine, FloatEngine):
-                raise MDFIError("saturation statistics exist for the fixed-point engine only")
-            raws = self.engine.heads(prep.tensor, thresh, stats=stats)
+        thresh = _check_unit("thresh", thresh)
+        nms = _check_unit("nms", nms)
+        if stats is not None and not isinstance(stats, dict):
+            raise ArgumentError(f"stats: expected a dict, got {type(stats).__name__}")
+        if isinstance(image, (list, tuple)):
+            return [self.detect(im, thresh=thresh, nms=nms, stats=stats, exif=exif) for im in image]
+        if stats is not None and isinstance(self.engine, FloatEngine):
+            raise MDFIError("saturation statistics exist for the fixed-point engine only")
+        if isinstance(image, Prepared) or isinstance(self.engine, FloatEngine):
+            prep = image if isinstance(image, Prepared) else self.prepare(image, exif=bool(exif))
+            x, width, height = prep.tensor, prep.width, prep.height
         else:
-            raws = self.engine.heads(prep.tensor, thresh)
-        return postprocess(raws, prep.width, prep.height, self.network.width, self.network.height,
-                           thresh, nms, self.names)
+            # the integer engine takes 8-bit pixels: letterbox (or resize) them in one C pass
+            # (equal to input_to_u8(prepare(image).tensor), without the float image in between)
+            rgb = self._load_rgb(image, bool(exif))
+            height, width = rgb.shape[:2]
+            try:
+                x = network_pixels(rgb, self.network)
+            except MemoryError:
+                raise LimitError(f"{_image_name(image)}: not enough memory to prepare a {width}x{height} "
+                                 f"image") from None
+        raws = self.engine.heads(x, thresh, stats=stats) if stats is not None else self.engine.heads(x, thresh)
+        dets = postprocess(raws, width, height, self.network.width, self.network.height, thresh, nms, self.names,
+                           **post_settings(self.network))
+        return Detections(dets, None if isinstance(image, Prepared) else image, exif=bool(exif),
+                          num_classes=len(self.names))
 
     def layer_outputs(self, x: np.ndarray) -> List[np.ndarray]:
         """Every layer's output for a (C,H,W) input tensor.
@@ -117,9 +143,62 @@ class Model:
                 f"{len(self.network.layers)} layers engine={self.engine.name}>")
 
 
-def _check_unit(name: str, value: float) -> None:
+def _image_name(image) -> str:
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"<{type(image).__name__}>"
+
+
+def _check_unit(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ArgumentError(f"{name}={value!r}: expected a number between 0 and 1")
     if not (0.0 <= float(value) <= 1.0):
-        raise MDFIError(f"{name}={value}: must be between 0 and 1")
+        raise ArgumentError(f"{name}={value}: must be between 0 and 1")
+    return float(value)
+
+
+def _check_load_args(model, cfg, weights, names, precision, bits, wbits, abits, per_channel, rounding,
+                     engine, threads) -> None:
+    """API argument types (issue 9: ``load(3)`` raised TypeError from deep inside)."""
+    from .inputs import as_path
+    for what, v in (("model", model), ("cfg", cfg), ("weights", weights), ("names", names)):
+        if v is not None:
+            as_path(v, what)
+    for what, v in (("bits", bits), ("wbits", wbits), ("abits", abits), ("threads", threads)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+            raise ArgumentError(f"{what}={v!r}: expected an integer")
+    if threads is not None and not 1 <= int(threads) <= 1024:
+        raise ArgumentError(f"threads={threads}: expected 1..1024")
+    for what, v in (("precision", precision), ("rounding", rounding), ("engine", engine)):
+        if v is not None and not isinstance(v, str):
+            raise ArgumentError(f"{what}={v!r}: expected a string")
+    if per_channel is not None and not isinstance(per_channel, (bool, np.bool_)):
+        raise ArgumentError(f"per_channel={per_channel!r}: expected True or False")
+
+
+#: Share of the float path's detections kept at confidence 0.25, and extra detections, per
+#: (weight bits, activation bits): yolov3-tiny on the 42 held-out images (101 float
+#: detections), docs/quantization.md.
+MEASURED_KEPT = {(16, 16): (100.0, 1.0), (12, 12): (100.0, 0.0), (10, 10): (99.0, 3.0), (8, 8): (97.0, 5.0),
+                 (7, 7): (89.1, 6.9), (6, 6): (62.4, 20.8), (5, 5): (0.0, 0.0), (4, 4): (0.0, 0.0),
+                 (3, 3): (0.0, 0.0), (2, 2): (0.0, 0.0), (6, 8): (89.1, 9.9), (5, 8): (83.2, 14.9),
+                 (4, 8): (36.6, 8.9), (3, 8): (0.0, 1.0), (2, 8): (8.9, 197859.4), (8, 4): (0.0, 0.0),
+                 (8, 3): (0.0, 0.0), (8, 2): (0.0, 519.8)}
+
+
+def _warn_low_bits(wbits: Optional[int], abits: Optional[int]) -> None:
+    """Warn when the widths lose most detections (measured: activations of 5 bits or fewer,
+    or weights of 4 bits or fewer), quoting the measurement."""
+    import warnings
+    w, a = wbits or 8, abits or 8
+    if a > 5 and w > 4:
+        return
+    if (w, a) in MEASURED_KEPT:
+        kept, extra = MEASURED_KEPT[(w, a)]
+        cost = f"keeps {kept:g} % of the float path's detections ({extra:,.0f} % extra)"
+    else:
+        cost = "was not measured; its neighbours keep almost none of the float path's detections"
+    warnings.warn(f"w{w}a{a} fixed point {cost} (yolov3-tiny, 42 held-out images, docs/quantization.md): "
+                  f"expect missing or wrong detections; 8 bits is the default, activations below 6 bits "
+                  f"and weights below 5 bits lose most detections", MDFIWarning, stacklevel=3)
 
 
 #: Backend of the fixed-point engine when none is named.
@@ -132,7 +211,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
          precision: str = "fixed", bits: Optional[int] = None, wbits: Optional[int] = None,
          abits: Optional[int] = None, per_channel: Optional[bool] = None,
          rounding: Optional[str] = None, engine: Optional[str] = None, threads: Optional[int] = None,
-         download: bool = True, cache: bool = True) -> Model:
+         download: bool = True, cache: bool = True, darknet: Optional[str] = None) -> Model:
     """Load a detector.
 
     * ``load()`` / ``load("yolov3-tiny")``: a zoo model in fixed point (8-bit, formats from
@@ -146,9 +225,13 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
       identical integers.  ``threads`` defaults to ``MDFI_THREADS`` or all CPUs.
 
     ``names`` is a class-name file (one per line; default: COCO).
+    ``darknet``: ``"pjreddie"`` or ``"alexeyab"``, the Darknet lineage whose semantics the
+    model follows (default: detected from the cfg, :mod:`mdfi.lineage`).
     """
     from .engine import FixedEngine
 
+    _check_load_args(model, cfg, weights, names, precision, bits, wbits, abits, per_channel, rounding,
+                     engine, threads)
     if precision not in PRECISIONS:
         raise MDFIError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
     engine = engine or DEFAULT_ENGINE
@@ -156,7 +239,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         if precision == "float":
             raise MDFIError(f"{os.fspath(model)} is a quantized model; the float path needs the "
                             f".cfg and .weights it came from")
-        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights)):
+        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights, darknet)):
             raise MDFIError("a .mdfi file fixes its formats; quantize again with `mdfi quantize` "
                             "to change widths or rounding")
         from . import modelfile
@@ -170,7 +253,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     class_names = zoo.load_names(names_file)
 
     def load_network() -> Network:
-        network = Network.from_cfg(cfg_file)
+        network = Network.from_cfg(cfg_file, darknet=darknet)
         load_weights(network, weights_file)
         return network
 
@@ -180,9 +263,10 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         network = load_network()
         return Model(network, class_names, FloatEngine(network), name=label)
     from . import recipes
+    _warn_low_bits(wbits or bits, abits or bits)
     qm = recipes.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
                                wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
-                               rounding=rounding, cache=cache)
+                               rounding=rounding, cache=cache, darknet=darknet)
     return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
 
 
@@ -220,9 +304,9 @@ def _resolve_files(model, cfg, weights, names, download):
     return cfg_file, weights_file, names_file, label, spec_name
 
 
-def _float_network(model, cfg, weights, names, download):
+def _float_network(model, cfg, weights, names, download, darknet=None):
     """(network with float weights, class names, label, zoo name or None, weights path)."""
     cfg_file, weights_file, names_file, label, spec_name = _resolve_files(model, cfg, weights, names, download)
-    network = Network.from_cfg(cfg_file)
+    network = Network.from_cfg(cfg_file, darknet=darknet)
     load_weights(network, weights_file)
     return network, zoo.load_names(names_file), label, spec_name, weights_file

@@ -41,7 +41,6 @@ from . import __version__
 from . import fixedpoint as fp
 from .cfgfile import MAX_CFG_BYTES, parse_cfg_text
 from .errors import CfgError, LimitError, MDFIError, ModelFileError
-from .limits import require_regular_file
 from .layers import QREGISTRY
 from .limits import Limit
 from .network import Network
@@ -97,10 +96,15 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def save(model: QuantizedModel, path: PathLike, *, model_name: Optional[str] = None) -> int:
-    """Write ``model`` to ``path`` atomically.  Returns the file size in bytes."""
+def save(model: QuantizedModel, path: PathLike, *, model_name: Optional[str] = None,
+         source: Optional[dict] = None) -> int:
+    """Write ``model`` to ``path`` atomically.  Returns the file size in bytes.
+
+    ``source``: what the model was quantized from (digests of cfg, weights, calibration and
+    the options; :func:`mdfi.recipes.cache_source`), stored in the header so that the cache
+    can check a file belongs to its inputs."""
     spath = os.fspath(path)
-    blob = dumps(model, model_name=model_name, name=spath)
+    blob = dumps(model, model_name=model_name, source=source, name=spath)
     tmp = f"{spath}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as fh:
@@ -115,7 +119,8 @@ def save(model: QuantizedModel, path: PathLike, *, model_name: Optional[str] = N
     return len(blob)
 
 
-def dumps(model: QuantizedModel, *, model_name: Optional[str] = None, name: str = "<bytes>") -> bytes:
+def dumps(model: QuantizedModel, *, model_name: Optional[str] = None, source: Optional[dict] = None,
+          name: str = "<bytes>") -> bytes:
     """The bytes :func:`save` writes (``name`` appears in error messages only)."""
     spath = name
     tensors: List[dict] = []
@@ -147,6 +152,8 @@ def dumps(model: QuantizedModel, *, model_name: Optional[str] = None, name: str 
         "layers": [dict(index=ql.index, **ql.meta()) for ql in model.layers],
         "tensors": tensors, "data_bytes": offset,
     }
+    if source is not None:
+        header["source"] = source
     hbytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     prefix = PREFIX.pack(MAGIC, CONTAINER_VERSION, len(hbytes), zlib.crc32(hbytes))
     head = prefix + hbytes
@@ -161,24 +168,16 @@ def _fail(path: str, msg: str) -> ModelFileError:
 
 def read_bytes(path: PathLike) -> bytes:
     """The bytes of a ``.mdfi`` file (regular files only, size-capped); nothing is parsed."""
-    spath = os.fspath(path)
-    try:
-        require_regular_file(spath, ModelFileError)
-        size = os.path.getsize(spath)
-        MAX_MODEL_BYTES.check(size >> 20, f"{spath}: model file")
-        with open(spath, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise _fail(spath, "file not found") from None
-    except IsADirectoryError:
-        raise _fail(spath, "is a directory, expected a .mdfi model file") from None
-    except OSError as exc:
-        raise _fail(spath, f"cannot read: {exc.strerror or exc}") from None
+    from .inputs import as_path, read_bytes as read_input
+    spath = as_path(path, "model file")
+    return read_input(spath, ModelFileError, what="MDFI model file", max_bytes=MAX_MODEL_BYTES.value << 20,
+                      limit_hint=f"; set {MAX_MODEL_BYTES.env} (MB) to raise it")
 
 
 def read_header(path: PathLike) -> Tuple[dict, bytes]:
     """Validate the container and return (header dict, data bytes)."""
-    spath = os.fspath(path)
+    from .inputs import as_path
+    spath = as_path(path, "model file")
     return _parse_container(read_bytes(spath), spath)
 
 
@@ -196,10 +195,8 @@ def _parse_container(blob: bytes, spath: str) -> Tuple[dict, bytes]:
     hbytes = blob[PREFIX.size:PREFIX.size + hlen]
     if zlib.crc32(hbytes) != hcrc:
         raise _fail(spath, "header checksum mismatch (file corrupted)")
-    try:
-        header = json.loads(hbytes.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _fail(spath, f"header is not valid JSON ({exc})") from None
+    from .safejson import loads
+    header = loads(hbytes, f"{spath}: header", error=ModelFileError, allow_constants=True)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _fail(spath, f"header does not describe an {FORMAT}")
     if header.get("format_version") != FORMAT_VERSION:
@@ -256,7 +253,8 @@ def _tensor(spath: str, t: dict, data: bytes) -> np.ndarray:
 
 def load(path: PathLike) -> QuantizedModel:
     """Read a ``.mdfi`` file (never executes code from it)."""
-    spath = os.fspath(path)
+    from .inputs import as_path
+    spath = as_path(path, "model file")
     return loads(read_bytes(spath), spath)
 
 
@@ -275,6 +273,9 @@ def loads(blob: bytes, name: str = "<bytes>") -> QuantizedModel:
             raise TypeError
         if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise TypeError
+        if names is not None:
+            from .zoo import clean_label
+            names = [clean_label(n) for n in names]     # printed and drawn: no escape sequences
     except (KeyError, TypeError):
         raise _fail(spath, "header lacks cfg/layers/tensors or has wrong types") from None
     if len(cfg_text) > MAX_CFG_BYTES:
@@ -285,8 +286,12 @@ def loads(blob: bytes, name: str = "<bytes>") -> QuantizedModel:
     for what, value in (("cfg_name", cfg_name), ("model_name", model_name)):
         if not value.isprintable() or len(value) > 255:     # both appear in messages and reports
             raise _fail(spath, f"{what} {_text(value)} is not a printable name")
+    darknet = options.get("darknet")
+    if darknet is not None and darknet not in ("pjreddie", "alexeyab"):
+        raise _fail(spath, f"options: darknet={_text(repr(darknet))} is not pjreddie or alexeyab")
     try:
-        network = Network(parse_cfg_text(cfg_text, f"{spath}[{cfg_name}]"), f"{spath}[{cfg_name}]", warn=False)
+        network = Network(parse_cfg_text(cfg_text, f"{spath}[{cfg_name}]"), f"{spath}[{cfg_name}]", warn=False,
+                          darknet=darknet)
     except (CfgError, LimitError) as exc:
         raise _fail(spath, f"embedded cfg: {exc}") from None
     if len(metas) != len(network.layers):
@@ -316,6 +321,8 @@ def loads(blob: bytes, name: str = "<bytes>") -> QuantizedModel:
     model = QuantizedModel(network, cfg_text, qlayers, options, names)
     model.name = model_name or model.name
     model.cfg_name = cfg_name
+    source = header.get("source")
+    model.source = source if isinstance(source, dict) else None
     return model
 
 

@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from . import cfgkeys, lineage as lineages
 from .cfgfile import Section, read_cfg, warn_unused
 from .errors import CfgError, ShapeError
 from .layers import DARKNET_ONLY, NET_SECTIONS, REGISTRY, Layer, Shape
@@ -21,10 +22,18 @@ class Network:
 
     ``layers[i].out_shape`` is (C, H, W).  Parameters are attached by
     :func:`mdfi.weights.load_weights`.
+
+    ``darknet`` chooses the lineage whose semantics the float path reproduces
+    (``"pjreddie"`` or ``"alexeyab"``, :mod:`mdfi.lineage`); None detects it from the cfg.
+    ``darknet`` (the lineage used), ``darknet_reason`` (why) and ``darknet_explicit`` are
+    attributes.
     """
 
-    def __init__(self, sections: Sequence[Section], path: str = "<cfg>", *, warn: bool = True):
+    def __init__(self, sections: Sequence[Section], path: str = "<cfg>", *, warn: bool = True,
+                 darknet: Optional[str] = None):
         self.path = path
+        self.darknet, self.darknet_reason = lineages.resolve(sections, darknet)
+        self.darknet_explicit = darknet is not None
         if not sections or sections[0].name not in NET_SECTIONS:
             first = sections[0] if sections else None
             raise CfgError("the first section must be [net] or [network]", path,
@@ -36,6 +45,14 @@ class Network:
         self.channels = net.get_int("channels", required=True, minimum=1)
         for key, v in (("width", self.width), ("height", self.height), ("channels", self.channels)):
             MAX_DIM.check(v, f"{path}:{net.options[key].line}: [net] {key}")
+        inputs = net.get_int("inputs", self.width * self.height * self.channels)
+        if inputs != self.width * self.height * self.channels:
+            raise net.error(f"inputs={inputs}: differs from width*height*channels "
+                            f"({self.width * self.height * self.channels}); only image networks are supported",
+                            "inputs")
+        # AlexeyAB: test_detector letterboxes only with letter_box=1 (src/parser.c:1208,
+        # src/detector.c:1633, :1674); pjreddie always letterboxes (examples/detector.c:587).
+        self.letter_box = bool(net.get_int("letter_box", 0)) if self.darknet == "alexeyab" else True
         MAX_LAYERS.check(len(sections) - 1, f"{path}: number of layers")
         self.layers: List[Layer] = []
         for index, sec in enumerate(sections[1:]):
@@ -53,6 +70,7 @@ class Network:
             self.layers.append(layer)
         if not self.layers:
             raise CfgError("the network has no layers after [net]", path, net.line)
+        cfgkeys.check_sections(sections, self.darknet)
         MAX_PARAMS.check(self.num_params(), f"{path}: parameters")
         MAX_ACTIVATION_BYTES.check(self.activation_bytes() >> 20, f"{path}: float activations of one forward pass")
         if warn:
@@ -60,9 +78,20 @@ class Network:
 
     # -- construction helpers -------------------------------------------------------
     @classmethod
-    def from_cfg(cls, path: PathLike, *, warn: bool = True) -> "Network":
+    def from_cfg(cls, path: PathLike, *, warn: bool = True, darknet: Optional[str] = None) -> "Network":
         spath = os.fspath(path)
-        return cls(read_cfg(spath), spath, warn=warn)
+        return cls(read_cfg(spath), spath, warn=warn, darknet=darknet)
+
+    # -- detection settings of the lineage -------------------------------------------------
+    def nms_settings(self):
+        """``(nms_kind, beta_nms)`` of test_detector: AlexeyAB takes them from the last
+        ``[yolo]``/``[region]`` layer (src/detector.c:1684-1704); pjreddie always uses
+        ``do_nms_sort``."""
+        heads = self.output_layers()
+        if self.darknet != "alexeyab" or not heads:
+            return "default", 0.6
+        last = heads[-1]
+        return getattr(last, "nms_kind", "default"), getattr(last, "beta_nms", 0.6)
 
     def shape_of(self, index: int) -> Shape:
         """Output shape of layer ``index``; -1 is the network input."""
@@ -112,11 +141,23 @@ class Network:
             raise ShapeError("network input contains NaN or Inf")
         last_use = self.last_use() if keep == "needed" else {}
         outs: List[Optional[np.ndarray]] = [None] * len(self.layers)
+        warned = False
         for layer in self.layers:
             if layer.num_params() and getattr(layer, "weights", None) is None:
                 raise ShapeError(f"layer {layer.index} ({layer.kind}) has no weights loaded")
             xs = [x if i == -1 else outs[i] for i in layer.inputs]
-            out = np.ascontiguousarray(layer.forward_float(xs), dtype=np.float32)
+            # float32 overflow (weights far beyond a trained model's) is reported once, in one
+            # line, instead of NumPy's RuntimeWarnings with source lines.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                out = np.ascontiguousarray(layer.forward_float(xs), dtype=np.float32)
+            if not warned and not np.isfinite(out).all():
+                import warnings
+                from .errors import MDFIWarning
+                warned = True
+                bad = int(out.size - np.count_nonzero(np.isfinite(out)))
+                warnings.warn(f"{self.path}: layer {layer.index} ({layer.kind}) has {bad:,} non-finite outputs "
+                              f"(float32 overflow): the weights' magnitudes are far beyond a trained model's; "
+                              f"detections are meaningless", MDFIWarning, stacklevel=2)
             outs[layer.index] = out
             if hook is not None:
                 hook(layer.index, out)

@@ -9,25 +9,64 @@
   IoU with a kept one is ``> nms``.
 * :func:`to_detections` emits one :class:`~mdfi.detection.Detection` per (box, class)
   with probability ``> thresh`` (draw_detections prints exactly these).
+
+AlexeyAB's test_detector (src/detector.c:1620-1720) differs:
+
+* boxes are corrected only when the input was letterboxed (``letter_box=1``), with
+  ``b.w *= 1/ratiow`` (correct_yolo_boxes, AB src/yolo_layer.c:939-992); without letterbox
+  the correction is the identity, so boxes relative to the network input are relative to
+  the image;
+* the NMS is chosen by the last [yolo] layer's ``nms_kind`` (src/detector.c:1702-1704):
+  ``default`` is ``do_nms_sort``; ``greedynms`` and ``diounms`` are ``diounms_sort``
+  (src/box.c:896-947), which suppresses a later box when its DIoU with a kept one is
+  ``> nms``: ``box_diou = IoU - (d^2/c^2)^0.6`` with a **hard-coded 0.6** for greedynms
+  (beta_nms is ignored there, src/box.c:195-212, :916) and ``IoU - (d^2/c^2)^beta_nms`` for
+  diounms (src/box.c:214-231, :920); d = distance of the centres, c = diagonal of the
+  enclosing box; ``pow`` in double, the rest in float.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import List, Sequence, Tuple
 
 import numpy as np
 
 from .detection import Detection
+from .errors import MDFIWarning
+from .limits import Limit
 from .preprocess import letterbox_geometry
 
 Raw = Tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N,4) xywh, objectness (N,), probs (N,K)
 
 
-def correct_boxes(boxes: np.ndarray, img_w: int, img_h: int, net_w: int, net_h: int) -> np.ndarray:
-    """Map x,y,w,h relative to the letterboxed input to x,y,w,h relative to the image."""
+CORRECTIONS = ("pjreddie", "alexeyab-letterbox", "none")
+NMS_KINDS = ("default", "greedynms", "diounms")
+
+
+def correct_boxes(boxes: np.ndarray, img_w: int, img_h: int, net_w: int, net_h: int,
+                  mode: str = "pjreddie") -> np.ndarray:
+    """Map x,y,w,h relative to the network input to x,y,w,h relative to the image.
+
+    ``mode``: ``"pjreddie"`` (pjreddie correct_yolo_boxes, letterboxed input),
+    ``"alexeyab-letterbox"`` (AlexeyAB's with letter=1) or ``"none"`` (AlexeyAB's with
+    letter=0: the identity, since deltaw = 0 and ratiow = 1)."""
+    if mode == "none":
+        return boxes.astype(np.float32).copy()
     new_w, new_h = letterbox_geometry(img_w, img_h, net_w, net_h)
     b = boxes.astype(np.float32).copy()
     f32 = np.float32
+    if mode == "alexeyab-letterbox":
+        # AB src/yolo_layer.c:970-985: deltaw = netw - new_w (float), ratiow = (float)new_w/netw,
+        # b.x = (b.x - deltaw/2./netw)/ratiow in double; b.w *= 1/ratiow in float.
+        rw, rh = f32(new_w) / f32(net_w), f32(new_h) / f32(net_h)
+        b[:, 0] = ((b[:, 0].astype(np.float64) - float(f32(net_w - new_w)) / 2.0 / net_w)
+                   / np.float64(rw)).astype(np.float32)
+        b[:, 1] = ((b[:, 1].astype(np.float64) - float(f32(net_h - new_h)) / 2.0 / net_h)
+                   / np.float64(rh)).astype(np.float32)
+        b[:, 2] *= f32(1) / rw
+        b[:, 3] *= f32(1) / rh
+        return b
     # b.x = (b.x - (netw - new_w)/2./netw) / ((float)new_w/netw): double arithmetic with a
     # float divisor, stored as float.
     b[:, 0] = ((b[:, 0].astype(np.float64) - (net_w - new_w) / 2.0 / net_w)
@@ -60,16 +99,60 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.nan_to_num(iou, nan=0.0).astype(np.float32)
 
 
-def _neighbours(b: np.ndarray, thr: np.float32, block: int = 512):
-    """For every box, the indices of the boxes whose IoU with it is ``> thr`` (itself
-    excluded), in CSR form (``starts``, ``cols``).  Darknet's IoU is symmetric, so one pass
-    serves every class; memory stays O(block * N + pairs)."""
+def box_diou_matrix(a: np.ndarray, b: np.ndarray, beta: float = 0.6) -> np.ndarray:
+    """AlexeyAB's box_diou / box_diounms (src/box.c:195-231) between every a and every b:
+    ``IoU - pow(d/c, beta)`` with d the squared centre distance and c the squared diagonal
+    of the enclosing box (box_c, src/box.c:101-108) in float, ``pow`` in double; the IoU
+    alone where c == 0."""
+    f32 = np.float32
+    two = f32(2)
+    ax, ay, aw, ah = (a[:, i:i + 1] for i in range(4))
+    bx, by, bw, bh = (b[None, :, i] for i in range(4))
+    top = np.minimum(ay - ah / two, by - bh / two)
+    bot = np.maximum(ay + ah / two, by + bh / two)
+    left = np.minimum(ax - aw / two, bx - bw / two)
+    right = np.maximum(ax + aw / two, bx + bw / two)
+    w = right - left
+    h = bot - top
+    c = w * w + h * h
+    iou = box_iou_matrix(a, b)
+    d = (ax - bx) * (ax - bx) + (ay - by) * (ay - by)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.power((d / c).astype(np.float64), float(np.float32(beta))).astype(np.float32)
+    return np.where(c == 0, iou, iou - u).astype(np.float32)
+
+
+#: Most candidates one image's NMS considers (the highest objectness ones; a warning says so
+#: when more come).  Above every classic detector's candidate count (YOLOv3-SPP at 608x608
+#: has 22,743 anchors in all).  Raise with ``MDFI_MAX_NMS_CANDIDATES``.
+MAX_NMS_CANDIDATES = Limit("NMS candidates", "MDFI_MAX_NMS_CANDIDATES", 32768)
+#: IoU values computed at once (rows x candidates): bounds the temporary memory to a few
+#: tens of MB whatever the candidate count.
+_BLOCK_ELEMENTS = 1 << 20
+
+
+#: Most overlapping pairs kept for the one-pass NMS (16 bytes each); beyond, the per-class
+#: greedy pass runs instead (same result, memory linear in the candidates).
+_MAX_PAIRS = 1 << 20
+
+
+def _neighbours(b: np.ndarray, thr: np.float32, block: int = 0, max_pairs: int = _MAX_PAIRS,
+                metric=box_iou_matrix):
+    """For every box, the indices of the boxes whose IoU (or ``metric``, AlexeyAB's DIoU) with
+    it is ``> thr`` (itself excluded), in CSR form (``starts``, ``cols``), or None when there
+    are more than ``max_pairs`` such pairs (boxes piled on each other).  Darknet's IoU and
+    DIoU are symmetric, so one pass serves every class; memory stays O(block * N + pairs)."""
     n = len(b)
+    block = block or max(8, min(512, _BLOCK_ELEMENTS // max(n, 1)))
     rows_all, cols_all = [], []
+    total = 0
     for start in range(0, n, block):
-        iou = box_iou_matrix(b[start:start + block], b)
+        iou = metric(b[start:start + block], b)
         r, c = np.nonzero(iou > thr)
         keep = (r + start) != c
+        total += int(keep.sum())
+        if total > max_pairs:
+            return None
         rows_all.append(r[keep] + start)
         cols_all.append(c[keep])
     rows = np.concatenate(rows_all) if rows_all else np.zeros(0, np.int64)
@@ -79,36 +162,90 @@ def _neighbours(b: np.ndarray, thr: np.float32, block: int = 512):
     return np.cumsum(starts), cols[np.argsort(rows, kind="stable")]
 
 
-def do_nms_sort(boxes: np.ndarray, objectness: np.ndarray, probs: np.ndarray, nms: float) -> np.ndarray:
+def _greedy_keep(b: np.ndarray, thr: np.float32, block: int = 0, metric=box_iou_matrix) -> np.ndarray:
+    """Darknet's inner NMS loop for boxes ``b`` already in score order: box ``i`` still alive
+    suppresses every later box whose IoU with it is ``> thr``.  Returns the alive flags.
+
+    Blocks of ``block`` rows are compared with the boxes still alive after them, so memory is
+    linear in the number of boxes, and a block whose rows are all suppressed costs nothing:
+    16,128 identical boxes take one block (the first row suppresses everything)."""
+    n = len(b)
+    block = block or max(8, min(512, _BLOCK_ELEMENTS // max(n, 1)))
+    alive = np.ones(n, dtype=bool)
+    for s in range(0, n, block):
+        rows = s + np.flatnonzero(alive[s:s + block])
+        if rows.size == 0:
+            continue
+        cols = s + np.flatnonzero(alive[s:])
+        over = metric(b[rows], b[cols]) > thr                   # (rows, cols) booleans
+        for t, r in enumerate(rows.tolist()):
+            if not alive[r]:
+                continue
+            hit = cols[over[t] & (cols > r)]
+            alive[hit] = False
+    return alive
+
+
+def do_nms_sort(boxes: np.ndarray, objectness: np.ndarray, probs: np.ndarray, nms: float,
+                kind: str = "default", beta_nms: float = 0.6) -> np.ndarray:
     """Return a copy of ``probs`` with suppressed entries set to 0 (Darknet semantics).
 
     Per class, candidates with a non-zero probability are visited in descending order
     (stable for ties); each one still alive zeroes the class probability of every later
-    candidate whose IoU with it is ``> nms``.  Only pairs above the threshold can interact,
-    so the pairs are found once (:func:`_neighbours`) and each class walks its candidates
-    over those lists: exact, with time and memory linear in the candidates and pairs, even
-    for the tens of thousands of candidates a random-weight network produces.
+    candidate whose IoU with it is ``> nms``.  Only pairs above the threshold interact: when
+    they are few they are found once for all classes (:func:`_neighbours`) and each class
+    walks its candidates over those lists; when boxes pile up (more than ``_MAX_PAIRS``
+    pairs) each class runs :func:`_greedy_keep` instead.  Both are exact, with memory linear
+    in the candidates.  More than :data:`MAX_NMS_CANDIDATES` candidates: only that many, by
+    objectness, are kept (with a warning); the others are dropped.
+
+    ``kind`` ``"greedynms"``/``"diounms"``: AlexeyAB's diounms_sort, the same loop with the
+    DIoU (exponent 0.6, or ``beta_nms``) in place of the IoU (:func:`box_diou_matrix`).
     """
+    if kind == "default":
+        metric = box_iou_matrix
+    elif kind in ("greedynms", "diounms"):
+        beta = 0.6 if kind == "greedynms" else beta_nms
+        metric = lambda a, b: box_diou_matrix(a, b, beta)   # noqa: E731
+    else:
+        raise ValueError(f"unknown nms kind {kind!r}")
     probs = probs.copy()
     live = objectness != 0          # do_nms_sort first drops objectness == 0 candidates
-    if nms <= 0 or not live.any():
+    if not live.any():
         return probs
     idx = np.flatnonzero(live)
+    cap = MAX_NMS_CANDIDATES.value
+    if len(idx) > cap:
+        order = np.argsort(-objectness[idx], kind="stable")
+        dropped = idx[order[cap:]]
+        probs[dropped] = 0
+        idx = np.sort(idx[order[:cap]])
+        warnings.warn(f"{len(order):,} detection candidates above the threshold: NMS keeps the {cap:,} with "
+                      f"the highest objectness and drops the rest (set {MAX_NMS_CANDIDATES.env} to raise the "
+                      f"limit; a trained model rarely gives more than a few hundred)", MDFIWarning, stacklevel=3)
+    if nms <= 0:
+        return probs
     sub = probs[idx]
-    starts, cols = _neighbours(boxes[idx], np.float32(nms))
+    b = boxes[idx]
+    thr = np.float32(nms)
+    csr = _neighbours(b, thr, metric=metric)
     rank = np.empty(len(idx), np.int64)
     for k in np.flatnonzero((sub > 0).any(axis=0)):
         col = sub[:, k]
         cand = np.flatnonzero(col > 0)
         order = cand[np.argsort(-col[cand], kind="stable")]
-        rank[:] = -1
-        rank[order] = np.arange(len(order))
-        alive = np.ones(len(order), dtype=bool)
-        for r, i in enumerate(order):
-            if not alive[r] or starts[i] == starts[i + 1]:
-                continue
-            nr = rank[cols[starts[i]:starts[i + 1]]]
-            alive[nr[nr > r]] = False
+        if csr is None:
+            alive = _greedy_keep(b[order], thr, metric=metric)
+        else:
+            starts, cols = csr
+            rank[:] = -1
+            rank[order] = np.arange(len(order))
+            alive = np.ones(len(order), dtype=bool)
+            for r, i in enumerate(order):
+                if not alive[r] or starts[i] == starts[i + 1]:
+                    continue
+                nr = rank[cols[starts[i]:starts[i + 1]]]
+                alive[nr[nr > r]] = False
         col[order[~alive]] = 0
         sub[:, k] = col
     probs[idx] = sub
@@ -134,15 +271,27 @@ def to_detections(boxes: np.ndarray, objectness: np.ndarray, probs: np.ndarray, 
     return out
 
 
+def settings(network) -> dict:
+    """Keyword arguments of :func:`postprocess` for ``network``'s Darknet lineage."""
+    kind, beta = network.nms_settings()
+    if network.darknet == "alexeyab":
+        correct = "alexeyab-letterbox" if network.letter_box else "none"
+    else:
+        correct = "pjreddie"
+    return {"correct": correct, "nms_kind": kind, "beta_nms": beta}
+
+
 def postprocess(raws: Sequence[Raw], img_w: int, img_h: int, net_w: int, net_h: int,
-                thresh: float, nms: float, names: Sequence[str]) -> List[Detection]:
-    """Concatenate the heads' candidates, undo the letterbox, NMS, and threshold."""
+                thresh: float, nms: float, names: Sequence[str], *, correct: str = "pjreddie",
+                nms_kind: str = "default", beta_nms: float = 0.6) -> List[Detection]:
+    """Concatenate the heads' candidates, undo the letterbox, NMS, and threshold (see
+    :func:`settings` for the lineage's ``correct``/``nms_kind``/``beta_nms``)."""
     raws = [r for r in raws if len(r[0])]
     if not raws:
         return []
     boxes = np.concatenate([r[0] for r in raws])
     objectness = np.concatenate([r[1] for r in raws])
     probs = np.concatenate([r[2] for r in raws])
-    boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h)
-    probs = do_nms_sort(boxes, objectness, probs, nms)
+    boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h, correct)
+    probs = do_nms_sort(boxes, objectness, probs, nms, nms_kind, beta_nms)
     return to_detections(boxes, objectness, probs, thresh, img_w, img_h, names)

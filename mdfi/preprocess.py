@@ -1,4 +1,5 @@
-"""Network input from an image, exactly as Darknet's ``letterbox_image`` (src/image.c).
+"""Network input from an image, exactly as Darknet's ``letterbox_image`` (src/image.c), or
+``resize_image`` for AlexeyAB models without ``letter_box=1`` (:func:`resize`).
 
 1. pixels / 255 in float32 (load_image_color);
 2. resize keeping the aspect ratio (:func:`letterbox_geometry`) with Darknet's two-pass
@@ -53,6 +54,50 @@ def letterbox(chw: np.ndarray, net_w: int, net_h: int) -> np.ndarray:
     return out
 
 
-def image_to_input(rgb: np.ndarray, net_w: int, net_h: int) -> np.ndarray:
-    """HxWx3 uint8 RGB -> letterboxed (3, net_h, net_w) float32 network input in [0,1]."""
-    return letterbox(image_to_chw_float(rgb), net_w, net_h)
+def resize(chw: np.ndarray, net_w: int, net_h: int) -> np.ndarray:
+    """Darknet's plain ``resize_image(im, net_w, net_h)`` (no aspect ratio kept): what
+    AlexeyAB's test_detector feeds the network unless the cfg sets ``letter_box=1``
+    (AB src/detector.c:1674-1675; resize_image, src/image.c:1399-1443, is pjreddie's
+    two-pass bilinear).  It is the letterbox kernel with the resized size equal to the
+    canvas (no offset, nothing of the grey canvas left)."""
+    chw = np.ascontiguousarray(chw, dtype=np.float32)
+    if chw.ndim != 3:
+        raise ShapeError(f"resize expects a (C,H,W) array, got shape {chw.shape}")
+    c, h, w = chw.shape
+    part = np.empty((c, h, net_w), dtype=np.float32)
+    out = np.empty((c, net_h, net_w), dtype=np.float32)
+    _image.letterbox_f32(chw, part, out, net_h, net_w)
+    return out
+
+
+def image_to_input(rgb: np.ndarray, net_w: int, net_h: int, letterbox_image: bool = True) -> np.ndarray:
+    """HxWx3 uint8 RGB -> (3, net_h, net_w) float32 network input in [0,1]: letterboxed
+    (pjreddie; AlexeyAB with ``letter_box=1``) or plainly resized (AlexeyAB's default)."""
+    chw = image_to_chw_float(rgb)
+    return letterbox(chw, net_w, net_h) if letterbox_image else resize(chw, net_w, net_h)
+
+
+def image_to_pixels(rgb: np.ndarray, net_w: int, net_h: int, letterbox_image: bool = True) -> np.ndarray:
+    """HxWx3 uint8 RGB -> (3, net_h, net_w) uint8 input of the integer engine, in one C pass:
+    equal to ``input_to_u8(image_to_input(rgb, net_w, net_h, letterbox_image))`` for every
+    image (the same float32 letterbox or resize operations, then ``floor(255 v + 1/2)``; a
+    plain resize is the letterbox with the resized size equal to the canvas)."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if rgb.ndim != 3:
+        raise ShapeError(f"image_to_pixels expects an (H,W,C) array, got shape {rgb.shape}")
+    h, w, c = rgb.shape
+    new_w, new_h = letterbox_geometry(w, h, net_w, net_h) if letterbox_image else (net_w, net_h)
+    out = np.empty((c, net_h, net_w), dtype=np.uint8)
+    _image.letterbox_u8(rgb, out, new_h, new_w)
+    return out
+
+
+def network_input(rgb: np.ndarray, network) -> np.ndarray:
+    """The float input of ``network`` for an HxWx3 uint8 image, as its Darknet lineage makes it."""
+    return image_to_input(rgb, network.width, network.height, network.letter_box)
+
+
+def network_pixels(rgb: np.ndarray, network) -> np.ndarray:
+    """The 8-bit input of ``network``'s integer engine for an HxWx3 uint8 image (the rounded
+    :func:`network_input`, computed in one C pass)."""
+    return image_to_pixels(rgb, network.width, network.height, network.letter_box)

@@ -21,6 +21,8 @@ from .network import Network
 #: Methods that choose activation formats from calibration statistics.
 ACT_METHODS = ("max", "percentile", "mse")
 WEIGHT_METHODS = ("max", "mse")
+#: How integer weights are chosen at their formats.
+WEIGHT_ROUNDINGS = ("nearest", "gptq")
 
 
 class QuantizedModel:
@@ -88,7 +90,8 @@ class QuantizedModel:
 
     def describe(self) -> str:
         o = self.options
-        return (f"w{o.get('wbits')}a{o.get('abits')}"
+        mixed = " mixed" if o.get("layer_wbits") or o.get("layer_abits") else ""
+        return (f"w{o.get('wbits')}a{o.get('abits')}{mixed}"
                 f"{' per-channel' if o.get('per_channel') else ''} {o.get('rounding')}")
 
 
@@ -107,6 +110,16 @@ def _input_mean(calib, network: Network, index: int) -> Optional[np.ndarray]:
     return m
 
 
+def fixed_point_refusal(network: Network) -> str:
+    """Why ``network`` cannot be quantized ("" when every layer has a fixed-point
+    implementation): the first layer whose fixed-point class refuses it."""
+    for layer in network.layers:
+        why = getattr(QREGISTRY[layer.kind], "refusal", lambda l: "")(layer)
+        if why:
+            return f"layer {layer.index} ({layer.kind}): {why}"
+    return ""
+
+
 def input_to_u8(x: np.ndarray) -> np.ndarray:
     """Letterboxed float input in [0,1] -> 8-bit pixels ``floor(v*255 + 1/2)`` (host side).
 
@@ -122,7 +135,10 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      layer_wbits: Optional[Mapping[int, int]] = None, layer_abits: Optional[Mapping[int, int]] = None,
                      act_fracs: Optional[Mapping[int, int]] = None, bias_correction="auto",
                      cfg_text: Optional[str] = None,
-                     names: Optional[Sequence[str]] = None, progress: bool = False) -> QuantizedModel:
+                     names: Optional[Sequence[str]] = None, progress: bool = False,
+                     calib_inputs: Optional[Sequence[np.ndarray]] = None, weight_rounding: str = "nearest",
+                     bias_shifts: Optional[Mapping[int, np.ndarray]] = None,
+                     unify_routes: bool = True) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
@@ -136,10 +152,27 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     ``bias_correction``: subtract the expected output shift of weight rounding from each
     convolution's bias, using per-channel input means from ``calib`` (True, False, or
     ``"auto"``: for weights of 6 bits or fewer, where docs/quantization.md measured it to
-    help).
+    help), or ``"empirical"``: with ``calib_inputs`` (float (C,H,W) letterboxed inputs, the
+    calibration images), quantize layer by layer on them and cancel the mean output error
+    the quantized network really makes, per channel (:mod:`mdfi.quant.sequential`).
+    ``bias_shifts`` ({layer: per-channel float}) adds recorded empirical corrections
+    instead of measuring them (how a recipe ships them without shipping images).
+
+    ``unify_routes`` (default True; ignored with ``act_fracs`` given): the producers of a
+    route's inputs get the route's (coarsest) format, so the route is a plain
+    concatenation instead of a requantizing shift by one or two bits, whose round-half-up
+    ties bias the values upward (:func:`unify_route_formats`).
+
+    ``weight_rounding``: ``"nearest"`` (round half up) or ``"gptq"`` (sequential rounding
+    with error feedback on the calibration inputs, :mod:`mdfi.quant.gptq`; needs
+    ``calib_inputs``).  Every convolution records the methods that produced its integers
+    (``QConvolutional.method``, saved in the model file).
     """
     calibrate = None
 
+    why = fixed_point_refusal(network)
+    if why:
+        raise FormatError(f"{network.path}: {why}")
     fp.check_bits(wbits, "weight width")
     fp.check_bits(abits, "activation width")
     fp.rounding_code(rounding)
@@ -156,8 +189,18 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                 raise FormatError(f"per-layer {what} for layer {i}: the network has layers 0..{len(network.layers) - 1}")
     for mode in layer_rounding.values():
         fp.rounding_code(mode)
-    if bias_correction not in (True, False, "auto"):
-        raise FormatError(f"bias_correction={bias_correction!r}: expected True, False or 'auto'")
+    if bias_correction not in (True, False, "auto", "empirical"):
+        raise FormatError(f"bias_correction={bias_correction!r}: expected True, False, 'auto' or 'empirical'")
+    if weight_rounding not in WEIGHT_ROUNDINGS:
+        raise FormatError(f"weight_rounding={weight_rounding!r}: expected one of {', '.join(WEIGHT_ROUNDINGS)}")
+    needs_data = bias_correction == "empirical" or weight_rounding != "nearest"
+    if needs_data and not calib_inputs:
+        raise FormatError(f"bias_correction={bias_correction!r} / weight_rounding={weight_rounding!r} "
+                          f"need calibration images (calib_inputs)")
+    run = None
+    if needs_data:
+        from .quant.sequential import CalibRun
+        run = CalibRun(network, calib_inputs, progress=progress)
     source = "given"
     if act_fracs is None:
         from . import calibrate
@@ -170,6 +213,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
             if i in calib:
                 act_fracs[i] = calibrate.choose_frac(calib[i], b, act_method)
         source = calib.meta.get("method", "images") if hasattr(calib, "meta") else "images"
+        if unify_routes:
+            act_fracs = unify_route_formats(network, act_fracs, layer_abits, abits)
 
     fmts: Dict[int, fp.QFormat] = {-1: fp.INPUT_FORMAT}
     pixel_domain = {-1}          # outputs still in pixel units (Darknet's /255 not yet applied)
@@ -178,6 +223,11 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         i = layer.index
         mode = layer_rounding.get(i, rounding)
         in_fmts = [fmts[j] for j in layer.inputs]
+        for j, f in zip(layer.inputs, in_fmts):
+            if f is None:       # a [yolo]/[region] output: per-entry probability/exp codes, no one format
+                raise FormatError(f"{network.path}: layer {i} ({layer.kind}) reads the output of detection head "
+                                  f"layer {j} ({network.layers[j].kind}): not supported in fixed point "
+                                  f"(the float path, --float, runs it as Darknet does)")
         cls = QREGISTRY[layer.kind]
         in_pixels = [j in pixel_domain for j in layer.inputs]
         if layer.kind == "convolutional":
@@ -190,9 +240,12 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                 mean = _input_mean(calib, network, layer.inputs[0])
                 if mean is not None and in_pixels[0]:
                     mean = mean * 255.0                     # folded weights multiply pixels
+            in_scale = (1.0 / 255.0) if in_pixels[0] else 1.0
             ql = cls.quantize(layer, in_fmts[0], out, wbits=lw, rounding=mode, per_channel=per_channel,
-                              weight_method=weight_method, input_scale=(1.0 / 255.0) if in_pixels[0] else 1.0,
-                              input_mean=mean)
+                              weight_method=weight_method, input_scale=in_scale, input_mean=mean)
+            if run is not None or (bias_shifts and i in bias_shifts):
+                ql = _refine_conv(layer, ql, run, in_scale, weight_rounding, bias_correction,
+                                  None if not bias_shifts else bias_shifts.get(i), rounding=mode)
         elif layer.kind == "shortcut":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
@@ -209,16 +262,104 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                 pixel_domain.add(i)
         fmts[i] = ql.out_fmt
         qlayers.append(ql)
+        if run is not None:
+            run.advance(layer, ql)
     options = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel), "rounding": rounding,
                "layer_rounding": {str(k): v for k, v in sorted(layer_rounding.items())},
                "layer_wbits": {str(k): v for k, v in sorted(layer_wbits.items())},
                "layer_abits": {str(k): v for k, v in sorted(layer_abits.items())},
                "act_method": act_method, "weight_method": weight_method, "formats_source": source,
-               "bias_correction": bias_correction}
+               "bias_correction": bias_correction, "weight_rounding": weight_rounding,
+               "unify_routes": bool(unify_routes), "darknet": network.darknet,
+               "darknet_reason": network.darknet_reason}
+    if run is not None:
+        options["calib_inputs"] = len(run)
     if cfg_text is None:
         with open(network.path, "r", encoding="utf-8") as fh:
             cfg_text = fh.read()
     return QuantizedModel(network, cfg_text, qlayers, options, names)
+
+
+def unify_route_formats(network: Network, act_fracs: Mapping[int, int], layer_abits: Mapping[int, int],
+                        abits: int) -> Dict[int, int]:
+    """Give the convolutions (and shortcuts) whose outputs meet in a route one format: the
+    coarsest (smallest ``frac``) of the route's inputs, followed back through maxpool and
+    upsample layers (which keep their input format).
+
+    A route aligns its inputs by ``R(x / 2**d)`` (docs/fixed-point.md section 5).  For a
+    small ``d`` the round-half-up ties are frequent (half of all values for ``d = 1``) and
+    every tie rounds up: the aligned tensor is biased by ``+2**-(d+1)`` of its step on
+    average, a systematic error that the following convolutions turn into a shift of the
+    detection logits (docs/quantization.md measures it).  Requantizing once, in the
+    producing convolution (shifts of 7 bits and more, ties negligible), to the same coarse
+    format costs no resolution and carries no such bias.  Producers of different widths are
+    left alone."""
+    fr = {int(k): int(v) for k, v in act_fracs.items()}
+
+    def producer(i):
+        while i >= 0 and network.layers[i].kind in ("maxpool", "upsample"):
+            i = network.layers[i].inputs[0]
+        return i if i >= 0 and network.layers[i].kind in ("convolutional", "shortcut") else None
+
+    for _ in range(len(network.layers)):
+        changed = False
+        for l in network.layers:
+            if l.kind != "route" or len(l.inputs) < 2:
+                continue
+            prods = [producer(i) for i in l.inputs]
+            if any(p is None or p not in fr for p in prods):
+                continue
+            if len({layer_abits.get(p, abits) for p in prods}) != 1:
+                continue
+            f = min(fr[p] for p in prods)
+            for p in prods:
+                if fr[p] != f:
+                    fr[p], changed = f, True
+        if not changed:
+            break
+    return fr
+
+
+def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_correction,
+                 recorded_shift, *, rounding: str):
+    """Re-choose a convolution's integers on calibration data (``run``) or with recorded
+    bias shifts: GPTQ weight rounding, then empirical bias correction."""
+    w, b = layer.folded_float_params()
+    m = layer.filters
+    w = (w * in_scale).reshape(m, -1)
+    w_q, method = ql.weights.reshape(m, -1), dict(ql.method or {})
+    if run is not None and weight_rounding == "gptq":
+        from .quant.gptq import gptq_layer
+        w_q = gptq_layer(layer, run, w, ql.w_frac, ql.wbits)
+        method["weights"] = "gptq"
+    # The float bias b is re-rounded from scratch: an analytic correction made by
+    # cls.quantize for round-to-nearest weights is replaced by the empirical one (or
+    # dropped when the weights changed).
+    method["bias"] = "nearest"
+    def build(bias_float):
+        return type(ql).from_integers(layer, ql.in_fmt, ql.out_fmt, w_q, ql.w_frac, bias_float, wbits=ql.wbits,
+                                      rounding=rounding, per_channel=ql.per_channel, method=method)
+    delta = np.zeros(m)
+    if run is not None and bias_correction == "empirical":
+        from .quant.sequential import empirical_bias_shift
+        delta = empirical_bias_shift(layer, run, build(b), w, b, float_input_scale=1.0 / in_scale)
+        method["bias"] = "empirical"
+    if recorded_shift is not None:
+        delta = delta + np.asarray(recorded_shift, np.float64)
+        method["bias"] = "empirical"
+    return build(b + delta)
+
+
+def shift_biases(ql, shift: np.ndarray):
+    """``ql`` (a quantized convolution) with ``shift`` (per channel, float units of its
+    output) added to its bias: the integer bias moves by the shift rounded at the
+    accumulator scale; weights and formats are unchanged."""
+    acc = np.exp2((ql.w_frac + ql.in_fmt.frac).astype(np.float64))
+    method = dict(ql.method or {})
+    method["bias"] = "empirical"
+    return type(ql).from_integers(ql.layer, ql.in_fmt, ql.out_fmt, ql.weights, ql.w_frac,
+                                  ql.bias.astype(np.float64) / acc + np.asarray(shift, np.float64),
+                                  wbits=ql.wbits, rounding=ql.rounding, per_channel=ql.per_channel, method=method)
 
 
 def saturation_report(qm: QuantizedModel, stats: Dict[int, dict], *, only_nonzero: bool = False) -> str:

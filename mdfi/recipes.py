@@ -25,7 +25,8 @@ from .quantize import QuantizedModel, quantize_network
 #: targets (docs/quantization.md has the measurements behind them).
 RECIPES = {
     "yolov3-tiny": {"calib": "yolov3-tiny.calib.json", "per_channel": True,
-                    "act_method": "mse", "weight_method": "mse"},
+                    "act_method": "mse", "weight_method": "mse",
+                    "decisions": "yolov3-tiny.decisions.json"},
 }
 DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": False,
             "act_method": None, "weight_method": "mse"}       # None: by statistics source
@@ -46,6 +47,36 @@ def shipped_calibration(spec_name: Optional[str]):
     return None if res is None else calibrate.CalibStats.from_json(res)
 
 
+def _decisions_resource(spec_name: Optional[str]):
+    name = RECIPES.get(spec_name or "", {}).get("decisions")
+    if not name:
+        return None
+    res = files("mdfi.data").joinpath(name)
+    return res if res.is_file() else None
+
+
+def shipped_decisions(spec_name: Optional[str], network: Network, opts: dict) -> dict:
+    """``quantize_network`` keyword arguments of the recipe's shipped data-driven decisions
+    (activation formats searched by their effect on the heads, head bias shifts; made by
+    ``benchmarks/bench_accuracy.py --make-decisions`` from the calibration photos) for the
+    widths in ``opts``, or ``{}`` when none were shipped for them."""
+    from .quant.formats import decisions_to_kwargs
+    res = _decisions_resource(spec_name)
+    if res is None:
+        return {}
+    try:
+        doc = json.loads(res.read_text(encoding="utf-8"))
+        configs = doc["configs"]
+    except (ValueError, KeyError, TypeError):
+        raise ModelFileError(f"{res}: damaged recipe decisions file") from None
+    for d in configs:
+        if (d.get("wbits"), d.get("abits"), d.get("per_channel")) == (opts["wbits"], opts["abits"],
+                                                                       bool(opts["per_channel"])) \
+                and opts.get("rounding", "half_up") == "half_up":
+            return decisions_to_kwargs(network, d)
+    return {}
+
+
 def resolve(spec_name: Optional[str], **given) -> dict:
     """Options for a quantization: explicit arguments > the model's recipe > defaults."""
     opts = dict(DEFAULTS)
@@ -54,28 +85,53 @@ def resolve(spec_name: Optional[str], **given) -> dict:
     return opts
 
 
-def cache_path(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
-    """Where the quantized model of these inputs is cached.  The key covers the MDFI
-    version, the cfg text, the weights file (path, size, mtime), the calibration file's
-    bytes and the options, so any change quantizes again."""
-    from . import zoo
-    with open(os.fspath(cfg_file), "r", encoding="utf-8") as fh:
-        cfg_text = fh.read()
-    st = os.stat(os.fspath(weights_file))
+def weights_digest(weights_file) -> str:
+    """sha256 of a weights file, read through :mod:`mdfi.inputs` (regular files only)."""
+    from .errors import WeightsError
+    from .inputs import open_input
+    fd, _ = open_input(weights_file, WeightsError, what="Darknet .weights file")
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise WeightsError(f"{os.fspath(weights_file)}: cannot read: {exc.strerror or exc}") from None
+    return h.hexdigest()
+
+
+def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
+    """(source record, cfg text, label) of a quantization: the record names everything the
+    integer model depends on -- MDFI version, sha256 of the cfg text, of the weights file
+    and of the shipped calibration, and the options -- and is stored in the cached file's
+    header, so a cached model is used only when its record is equal (a swapped or stale
+    file is quantized again)."""
+    from .cfgfile import read_cfg_text
+    cfg_text = read_cfg_text(cfg_file)                  # validated: regular file, size, UTF-8
     res = _calib_resource(spec_name)
     calib_sha = hashlib.sha256(res.read_bytes()).hexdigest() if res is not None else None
-    key_src = json.dumps({"mdfi": __version__, "cfg": cfg_text,
-                          "weights": [os.path.abspath(os.fspath(weights_file)), st.st_size, st.st_mtime_ns],
-                          "calib": calib_sha, "opts": opts}, sort_keys=True)
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    dres = _decisions_resource(spec_name)
+    if dres is not None:            # the recipe's shipped decisions are part of the calibration
+        calib_sha = f"{calib_sha}+{hashlib.sha256(dres.read_bytes()).hexdigest()}"
+    source = {"mdfi": __version__, "cfg_sha256": hashlib.sha256(cfg_text.encode("utf-8")).hexdigest(),
+              "weights_sha256": weights_digest(weights_file), "calib_sha256": calib_sha,
+              "opts": {k: opts[k] for k in sorted(opts)}}
     label = spec_name or os.path.splitext(os.path.basename(os.fspath(cfg_file)))[0]
+    return source, cfg_text, label
+
+
+def cache_path(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
+    """(path of the cached quantized model, source record, cfg text, label)."""
+    from . import zoo
+    source, cfg_text, label = cache_source(cfg_file, weights_file, spec_name, opts)
+    key = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
     tag = f"w{opts['wbits']}a{opts['abits']}{'-pc' if opts['per_channel'] else ''}"
-    return zoo.cache_dir() / "quantized" / f"{label}-{tag}-{key}.mdfi", cfg_text, label
+    return zoo.cache_dir() / "quantized" / f"{label}-{tag}-{key}.mdfi", source, cfg_text, label
 
 
 def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Sequence[str],
                   load_network: Callable[[], Network], wbits=None, abits=None, per_channel=None,
-                  rounding=None, cache: bool = True) -> QuantizedModel:
+                  rounding=None, cache: bool = True, darknet=None) -> QuantizedModel:
     """Quantize a model with its recipe, reusing a cached ``.mdfi`` when it matches.
 
     ``load_network()`` returns the float network with its weights; it is only called when
@@ -83,12 +139,16 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     """
     from . import modelfile
     opts = resolve(spec_name, wbits=wbits, abits=abits, per_channel=per_channel, rounding=rounding)
-    path, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, opts)
+    key_opts = dict(opts, darknet=darknet) if darknet is not None else opts
+    path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
     if cache and path.is_file():
         try:
             qm = modelfile.load(path)
-            qm.names = list(names)
-            return qm
+            if getattr(qm, "source", None) == source and qm.cfg_text == cfg_text:
+                qm.names = list(names)
+                return qm
+            print(f"note: {path} does not belong to these inputs (swapped or stale cache entry): "
+                  f"quantizing again", file=sys.stderr)
         except ModelFileError:
             pass                        # damaged cache entry: quantize again below
     network = load_network()
@@ -99,12 +159,14 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
               file=sys.stderr)
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
-                          weight_method=opts["weight_method"], cfg_text=cfg_text, names=names)
+                          weight_method=opts["weight_method"], cfg_text=cfg_text, names=names,
+                          **shipped_decisions(spec_name, network, opts))
     qm.name = label
+    qm.source = source
     if cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            modelfile.save(qm, path, model_name=label)
+            modelfile.save(qm, path, model_name=label, source=source)
         except (OSError, ModelFileError):
             pass                        # a read-only cache only costs speed
     return qm

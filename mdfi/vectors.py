@@ -67,38 +67,78 @@ def to_dat_bytes(values: np.ndarray) -> bytes:
     return ("\n".join(map(str, v.astype(np.int64).tolist())) + "\n").encode("ascii")
 
 
+def encode(values: np.ndarray, fmt: str, bits: int, signed: bool) -> bytes:
+    """The bytes of a vector file of ``values`` (any shape; flattened row-major)."""
+    if fmt == "hex":
+        return to_hex_bytes(values, bits)
+    if fmt == "dat":
+        return to_dat_bytes(values)
+    if fmt == "npy":
+        import io
+        buf = io.BytesIO()
+        dt = npy_dtype(bits, signed)
+        np.save(buf, np.asarray(values).astype(dt).astype(dt.newbyteorder("<")), allow_pickle=False)
+        return buf.getvalue()
+    raise GoldenError(f"unknown vector format {fmt!r} (expected one of {', '.join(FORMATS)})")
+
+
+def size_bound(count: int, fmt: str, bits: int, signed: bool) -> int:
+    """Bytes of a file of ``count`` values: exact for ``hex`` and ``npy`` (header at most
+    128 bytes), an upper bound for ``dat`` (every value as wide as the widest)."""
+    if fmt == "hex":
+        return count * (hex_digits(bits) + 1)
+    if fmt == "npy":
+        return count * npy_dtype(bits, signed).itemsize + 128
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    return count * (max(len(str(lo)), len(str(hi))) + 1)
+
+
 def write(path: PathLike, values: np.ndarray, fmt: str, bits: int, signed: bool) -> None:
     """Write ``values`` (any shape; flattened row-major) in format ``fmt``."""
-    p = os.fspath(path)
-    if fmt == "hex":
-        data = to_hex_bytes(values, bits)
-        with open(p, "wb") as fh:
-            fh.write(data)
-    elif fmt == "dat":
-        with open(p, "wb") as fh:
-            fh.write(to_dat_bytes(values))
-    elif fmt == "npy":
-        np.save(p, np.asarray(values).astype(npy_dtype(bits, signed)).astype(
-            npy_dtype(bits, signed).newbyteorder("<")), allow_pickle=False)
-    else:
-        raise GoldenError(f"unknown vector format {fmt!r} (expected one of {', '.join(FORMATS)})")
+    data = encode(values, fmt, bits, signed)
+    with open(os.fspath(path), "wb") as fh:
+        fh.write(data)
 
 
 # -- reading --------------------------------------------------------------------------------------------
-def _read_bytes(path: str) -> bytes:
+#: Text files are read in pieces of this many bytes (cut at line ends), so memory stays
+#: about ``8 * count`` bytes for the values plus a few pieces, whatever the file holds.
+CHUNK_BYTES = 4 << 20
+#: A line longer than this is not a line of a vector file.
+MAX_LINE_BYTES = 1 << 20
+#: A text vector file of ``count`` values may hold at most this many bytes per value
+#: (plus :data:`SLACK_BYTES`): room for comments and ``@address`` markers, not for a file
+#: of another tensor.  Checked before anything is read.
+MAX_BYTES_PER_VALUE = 128
+SLACK_BYTES = 1 << 20
+
+
+def max_text_bytes(count: int) -> int:
+    """Largest ``.hex``/``.dat`` file accepted for ``count`` values (docs/golden-format.md)."""
+    return min(MAX_VECTOR_BYTES, count * MAX_BYTES_PER_VALUE + SLACK_BYTES)
+
+
+def _open_text(path: str, count: int):
     require_regular_file(path, GoldenError)
     try:
-        size = os.path.getsize(path)
-        if size > MAX_VECTOR_BYTES:
-            raise GoldenError(f"{path}: {size:,} bytes is larger than the {MAX_VECTOR_BYTES:,}-byte limit")
-        with open(path, "rb") as fh:
-            return fh.read()
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise GoldenError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise GoldenError(f"{path}: is a directory") from None
     except OSError as exc:
         raise GoldenError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        size = os.fstat(fh.fileno()).st_size
+    except OSError as exc:
+        fh.close()
+        raise GoldenError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    limit = max_text_bytes(count)
+    if size > limit:
+        fh.close()
+        raise GoldenError(f"{path}: {size:,} bytes is too large for {count:,} values (a text vector file of "
+                          f"{count:,} values may hold at most {limit:,} bytes)")
+    return fh
 
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
@@ -109,75 +149,52 @@ def _clip(token: str, limit: int = 40) -> str:
     return token if len(token) <= limit else token[:limit] + "..."
 
 
-def _clean_lines(path: str, data: bytes, hexmode: bool):
-    """Tokens of a text vector file: comments, blank lines and (hex) sequential @addresses removed."""
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise GoldenError(f"{path}:{line}: not an ASCII text vector file") from None
-    tokens, lines = [], []
-    for lineno, raw in enumerate(_LINE_END.split(text), 1):   # not splitlines(): \f, \x1c.. are no line ends
-        cut = raw.find("//")
-        body = (raw[:cut] if cut >= 0 else raw).split()
-        for tok in body:
-            if hexmode and tok.startswith("@"):
-                try:
-                    addr = int(tok[1:], 16)
-                except ValueError:
-                    raise GoldenError(f"{path}:{lineno}: bad address marker {_clip(tok)!r}") from None
-                if addr != len(tokens):
-                    raise GoldenError(f"{path}:{lineno}: address @{_clip(tok[1:])} is not sequential "
-                                      f"(expected @{len(tokens):x}); only sequential files are supported")
-                continue
-            tokens.append(tok)
-            lines.append(lineno)
-    return tokens, lines
-
-
 _DAT_BYTES = np.zeros(256, dtype=bool)
 _DAT_BYTES[list(b"0123456789-+ \t\r\n")] = True
 _SPACE = np.zeros(256, dtype=bool)
 _SPACE[list(b" \t\r\n")] = True
+_HEX_TOKEN = re.compile(r"[0-9a-fA-F]+")
+_DEC_TOKEN = re.compile(r"[+-]?[0-9]+")
 
 
 def _qrange(bits: int, signed: bool):
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
-def _fast_text(data: bytes, fmt: str, bits: int, signed: bool, count: int):
-    """Vectorised parse of a plain text vector file (decimal with any white space, or hex
-    with fixed-width lines, LF or CRLF), or None when the file needs the careful parser
-    (comments, @addresses, bad tokens, wrong count, out-of-range values: its errors name
-    the line)."""
-    if count == 0:
+def _fast_piece(piece: bytes, fmt: str, bits: int, signed: bool):
+    """Vectorised parse of a piece of plain text lines (decimal with any white space, or hex
+    with fixed-width lines, LF or CRLF), or None when the piece needs the careful parser
+    (comments, @addresses, bad tokens, out-of-range values: its errors name the line)."""
+    b = np.frombuffer(piece, dtype=np.uint8)
+    if b.size == 0:
         return None
-    b = np.frombuffer(data, dtype=np.uint8)
     lo, hi = _qrange(bits, signed)
     if fmt == "dat":
         if not _DAT_BYTES[b].all():
             return None
         sp = _SPACE[b]
-        starts = np.count_nonzero(~sp[1:] & sp[:-1]) + (0 if sp.size == 0 or sp[0] else 1)
-        if starts != count:
+        starts = np.count_nonzero(~sp[1:] & sp[:-1]) + (0 if sp[0] else 1)
+        if starts == 0:
             return None
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             try:
-                v = np.fromstring(data, dtype=np.int64, sep=" ")
+                v = np.fromstring(piece, dtype=np.int64, sep=" ")
             except (ValueError, DeprecationWarning, RuntimeWarning):
                 return None
-        if v.size != count or np.any(v < lo) or np.any(v > hi):
+        if v.size != starts or np.any(v < lo) or np.any(v > hi):
             return None
         return v
-    if b"\r" in data:
+    if b[-1] != ord("\n"):
+        return None
+    if b"\r" in piece:
         b = b[b != ord("\r")]
-    if b.size % count:
+    nl = np.flatnonzero(b == ord("\n"))
+    k = int(nl[0])
+    if not 1 <= k <= 16 or b.size % (k + 1):
         return None
-    k = b.size // count - 1
-    if not 1 <= k <= 16:
-        return None
+    count = b.size // (k + 1)
     m = b.reshape(count, k + 1)
     if not np.all(m[:, k] == ord("\n")):
         return None
@@ -192,6 +209,138 @@ def _fast_text(data: bytes, fmt: str, bits: int, signed: bool, count: int):
     if signed:
         u = np.where(u >= (1 << (bits - 1)), u - (1 << bits), u)
     return u
+
+
+class _Sink:
+    """Where parsed values go: a preallocated array of ``count`` values, written at a
+    position that ``@address`` markers may move (sparse dumps)."""
+
+    def __init__(self, path: str, count: int, sparse: bool):
+        self.path, self.count, self.sparse = path, count, sparse
+        self.out = np.zeros(count, dtype=np.int64)
+        self.present: "np.ndarray | None" = None     # allocated at the first jump
+        self.pos = 0
+        self.values = 0
+
+    def too_many(self, where: str):
+        return GoldenError(f"{where}: more than the {self.count:,} values the stage holds")
+
+    def put(self, v: np.ndarray, where: str) -> None:
+        n = v.size
+        if self.pos + n > self.count:
+            raise self.too_many(where)
+        if self.present is not None:
+            seg = self.present[self.pos:self.pos + n]
+            if seg.any():
+                dup = self.pos + int(np.flatnonzero(seg)[0])
+                raise GoldenError(f"{where}: address {dup:x} (value {dup + 1:,}) is written twice")
+            seg[:] = True
+        self.out[self.pos:self.pos + n] = v
+        self.pos += n
+        self.values += n
+
+    def put1(self, v: int, where: str) -> None:
+        pos = self.pos
+        if pos >= self.count:
+            raise self.too_many(where)
+        if self.present is not None:
+            if self.present[pos]:
+                raise GoldenError(f"{where}: address {pos:x} (value {pos + 1:,}) is written twice")
+            self.present[pos] = True
+        self.out[pos] = v
+        self.pos = pos + 1
+        self.values += 1
+
+    def jump(self, addr: int, where: str, tok: str) -> None:
+        if addr == self.pos:
+            return
+        if not self.sparse:
+            raise GoldenError(f"{where}: address @{_clip(tok[1:])} is not sequential (expected @{self.pos:x}); "
+                              f"only sequential files are supported here")
+        if addr >= self.count:
+            raise GoldenError(f"{where}: address @{_clip(tok[1:])} is beyond the {self.count:,} values of the stage")
+        if self.present is None:
+            self.present = np.zeros(self.count, dtype=bool)
+            self.present[:self.pos] = True
+        self.pos = addr
+
+
+def _careful_piece(sink: _Sink, text_bytes: bytes, first_line: int, fmt: str, bits: int, signed: bool) -> None:
+    """Token by token, errors naming the line (comments, blank lines, @addresses)."""
+    p = sink.path
+    try:
+        text = text_bytes.decode("ascii")
+    except UnicodeDecodeError as exc:
+        line = first_line + len(_LINE_END.findall(text_bytes[: exc.start].decode("ascii", "replace")))
+        raise GoldenError(f"{p}:{line}: not an ASCII text vector file") from None
+    lo, hi = _qrange(bits, signed)
+    hexmode = fmt == "hex"
+    tok_re = _HEX_TOKEN if hexmode else _DEC_TOKEN
+    for k, raw in enumerate(_LINE_END.split(text)):   # not splitlines(): \f, \x1c.. are no line ends
+        cut = raw.find("//")
+        body = (raw[:cut] if cut >= 0 else raw).split()
+        if not body:
+            continue
+        where = f"{p}:{first_line + k}"
+        for tok in body:
+            if hexmode and tok.startswith("@"):
+                if not _HEX_TOKEN.fullmatch(tok[1:]):
+                    raise GoldenError(f"{where}: bad address marker {_clip(tok)!r}")
+                sink.jump(int(tok[1:], 16), where, tok)
+                continue
+            if not tok_re.fullmatch(tok):
+                raise GoldenError(f"{where}: {_clip(tok)!r} is not a {'hex' if hexmode else 'decimal'} number")
+            if len(tok) > 40:
+                raise GoldenError(f"{where}: value {_clip(tok)} does not fit {bits} "
+                                  f"{'signed' if signed else 'unsigned'} bits")
+            v = int(tok, 16 if hexmode else 10)
+            if hexmode:
+                if v >= (1 << bits):
+                    raise GoldenError(f"{where}: hex value {_clip(format(v, 'x'))} is wider than {bits} bits")
+                if signed and v >= (1 << (bits - 1)):
+                    v -= 1 << bits
+            elif not lo <= v <= hi:
+                raise GoldenError(f"{where}: value {_clip(tok)} does not fit {bits} "
+                                  f"{'signed' if signed else 'unsigned'} bits")
+            sink.put1(v, where)
+
+
+def _read_text(path: str, fmt: str, bits: int, signed: bool, count: int, sparse: bool) -> _Sink:
+    sink = _Sink(path, count, sparse)
+    line = 1
+    carry = b""
+    with _open_text(path, count) as fh:
+        while True:
+            try:
+                block = fh.read(CHUNK_BYTES)
+            except OSError as exc:
+                raise GoldenError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            data = carry + block if carry else block
+            if block:
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    cut = data.rfind(b"\r", 0, len(data) - 1)     # old Mac line ends; never split CR LF
+                if cut < 0:
+                    if len(data) > MAX_LINE_BYTES:
+                        raise GoldenError(f"{path}:{line}: line longer than {MAX_LINE_BYTES:,} bytes: not a "
+                                          f"vector file")
+                    carry = data
+                    continue
+                piece, carry = data[:cut + 1], data[cut + 1:]
+            else:
+                piece, carry = data, b""
+                if piece and piece[-1:] not in (b"\n", b"\r"):
+                    piece += b"\n"                       # the last line without its line end
+            if piece:
+                fast = _fast_piece(piece, fmt, bits, signed)
+                if fast is not None:
+                    sink.put(fast, f"{path}:{line}")
+                else:
+                    _careful_piece(sink, piece, line, fmt, bits, signed)
+                line += piece.count(b"\n") + len(re.findall(rb"\r(?!\n)", piece))
+            if not block:
+                break
+    return sink
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -238,70 +387,61 @@ def _check_npy(p: str, count: int) -> None:
         raise GoldenError(f"{p}: truncated: {data_bytes:,} data bytes, {n * dtype.itemsize:,} needed")
 
 
+def _read_npy(p: str, bits: int, signed: bool, count: int) -> np.ndarray:
+    _check_npy(p, count)
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except FileNotFoundError:
+        raise GoldenError(f"{p}: file not found") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise GoldenError(f"{p}: not a readable .npy file ({_one_line(exc)})") from None
+    if arr.dtype.kind not in "iu":
+        raise GoldenError(f"{p}: dtype {arr.dtype} is not an integer type")
+    if arr.size != count:
+        raise GoldenError(f"{p}: holds {arr.size:,} values, expected {count:,}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise GoldenError(f"{p}: value {int(arr.max())} does not fit {bits} "
+                          f"{'signed' if signed else 'unsigned'} bits")   # before int64 wraps it
+    v = arr.reshape(-1).astype(np.int64)
+    lo, hi = _qrange(bits, signed)
+    bad = np.flatnonzero((v < lo) | (v > hi))
+    if bad.size:
+        raise GoldenError(f"{p}: value {v[bad[0]]} at index {bad[0]} does not fit {bits} "
+                          f"{'signed' if signed else 'unsigned'} bits")
+    return v
+
+
 def read(path: PathLike, fmt: str, bits: int, signed: bool, count: int) -> np.ndarray:
     """Read ``count`` values (int64, 1-D) of a ``bits``-wide (signed) stage.
 
     Errors name the file and line: a value that is not a number, does not fit the width,
-    or a file with too few or too many values.
+    or a file with too few or too many values.  Text files are streamed in pieces (memory
+    about ``8 * count`` bytes plus a few MB) after a size check against ``count``.
+    """
+    values, present = read_dut(path, fmt, bits, signed, count, sparse=False)
+    return values
+
+
+def read_dut(path: PathLike, fmt: str, bits: int, signed: bool, count: int, *, sparse: bool = True):
+    """Like :func:`read`, for a device's dump: returns ``(values, present)``.
+
+    ``present`` is None when the file holds every value; for a *sparse* ``.hex`` dump
+    (``@address`` markers that jump, the ``$readmemh`` syntax) it is a boolean mask of the
+    addresses the file gives (values elsewhere are 0).  An address written twice or
+    beyond the stage is an error naming the line.
     """
     p = os.fspath(path)
     if fmt == "npy":
-        _check_npy(p, count)
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except FileNotFoundError:
-            raise GoldenError(f"{p}: file not found") from None
-        except (ValueError, OSError, EOFError) as exc:
-            raise GoldenError(f"{p}: not a readable .npy file ({_one_line(exc)})") from None
-        if arr.dtype.kind not in "iu":
-            raise GoldenError(f"{p}: dtype {arr.dtype} is not an integer type")
-        if arr.size != count:
-            raise GoldenError(f"{p}: holds {arr.size:,} values, expected {count:,}")
-        if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
-            raise GoldenError(f"{p}: value {int(arr.max())} does not fit {bits} "
-                              f"{'signed' if signed else 'unsigned'} bits")   # before int64 wraps it
-        v = arr.reshape(-1).astype(np.int64)
-        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-        bad = np.flatnonzero((v < lo) | (v > hi))
-        if bad.size:
-            raise GoldenError(f"{p}: value {v[bad[0]]} at index {bad[0]} does not fit {bits} "
-                              f"{'signed' if signed else 'unsigned'} bits")
-        return v
+        return _read_npy(p, bits, signed, count), None
     if fmt not in ("hex", "dat"):
         raise GoldenError(f"unknown vector format {fmt!r}")
-    data = _read_bytes(p)
-    fast = _fast_text(data, fmt, bits, signed, count)
-    if fast is not None:
-        return fast
-    # The careful parser: every token checked, errors name the line.
-    tokens, lines = _clean_lines(p, data, fmt == "hex")
-    out = np.empty(len(tokens), dtype=np.int64)
-    for i, (tok, ln) in enumerate(zip(tokens, lines)):
-        try:
-            out[i] = int(tok, 16) if fmt == "hex" else int(tok, 10)
-        except ValueError:
-            raise GoldenError(f"{p}:{ln}: {_clip(tok)!r} is not a {'hex' if fmt == 'hex' else 'decimal'} "
-                              f"number") from None
-        except OverflowError:   # beyond int64, so beyond every width (<= 64 bits)
-            raise GoldenError(f"{p}:{ln}: value {_clip(tok)} does not fit {bits} "
-                              f"{'signed' if signed else 'unsigned'} bits") from None
-    if len(tokens) != count:
-        raise GoldenError(f"{p}: holds {len(tokens):,} values, expected {count:,}")
-    if fmt == "hex":
-        return _sign_check(p, out, bits, signed, lines)
-    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    bad = np.flatnonzero((out < lo) | (out > hi))
-    if bad.size:
-        raise GoldenError(f"{p}:{lines[bad[0]]}: value {out[bad[0]]} does not fit {bits} "
-                          f"{'signed' if signed else 'unsigned'} bits")
-    return out
+    sink = _read_text(p, fmt, bits, signed, count, sparse and fmt == "hex")
+    if sink.present is None:
+        if sink.values != count:
+            raise GoldenError(f"{p}: holds {sink.values:,} values, expected {count:,}")
+        return sink.out, None
+    if sink.values == count:
+        return sink.out, None
+    return sink.out, sink.present
 
 
-def _sign_check(path: str, u: np.ndarray, bits: int, signed: bool, lines) -> np.ndarray:
-    bad = np.flatnonzero((u < 0) | (u >= (1 << bits)))
-    if bad.size:
-        where = f"{path}:{lines[bad[0]]}" if lines else f"{path} (line {bad[0] + 1})"
-        raise GoldenError(f"{where}: hex value {int(u[bad[0]]):x} is wider than {bits} bits")
-    if signed:
-        u = np.where(u >= (1 << (bits - 1)), u - (1 << bits), u)
-    return u

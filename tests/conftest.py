@@ -5,14 +5,20 @@ Reference data comes from two places:
 * ``../shared/fixtures/darknet/`` beside the checkout (or ``$MDFI_SHARED``): the full
   per-layer dumps and the demo images.  Tests that need it are skipped when it is absent.
 
-The real yolov3-tiny weights are fetched once into the MDFI cache (``$MDFI_HOME``).
+Tests never write into the user's weights cache: the whole session (and every child process
+it starts) runs with ``MDFI_HOME`` set to a temporary folder, seeded with the weights the user
+already has (copied, or symlinked when large) so that nothing is downloaded again; weights
+the user does not have are fetched into the temporary folder.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +31,28 @@ REPO = HERE.parent
 SHARED = Path(os.environ.get("MDFI_SHARED", REPO.parent / "shared"))
 SHARED_DARKNET = SHARED / "fixtures" / "darknet"
 SHARED_IMAGES = SHARED / "images"
+
+
+def _private_mdfi_home() -> Path:
+    """A temporary MDFI_HOME for this test session, seeded from the user's cache."""
+    user = Path(os.environ.get("MDFI_HOME") or Path.home() / ".cache" / "mdfi").expanduser()
+    home = Path(tempfile.mkdtemp(prefix="mdfi-test-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    try:
+        cached = [p for p in user.iterdir() if p.name.endswith(".weights") and p.is_file()]
+    except OSError:
+        cached = []
+    for src in cached:
+        if src.stat().st_size <= 64 << 20:
+            shutil.copyfile(src, home / src.name)      # a test may corrupt its copy, never the user's
+        else:
+            (home / src.name).symlink_to(src)            # YOLOv3's 248 MB: read only, never rewritten
+    return home
+
+
+#: Set at import, before any test or child process reads it (session-wide).
+MDFI_TEST_HOME = _private_mdfi_home()
+os.environ["MDFI_HOME"] = str(MDFI_TEST_HOME)
 
 def run_python(args, *, cwd, env=None, **kwargs) -> subprocess.CompletedProcess:
     """Run ``python ARGS`` in a child that imports the same ``mdfi`` as this test process.
@@ -95,3 +123,45 @@ SKIMAGE_FILES = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.
 def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
     """max |a - ref| / max |ref| (the issue's per-layer agreement measure)."""
     return float(np.abs(a.astype(np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30))
+
+
+# ------------------------------------------------------------------------------------------
+# golden exports of yolov3-tiny for the RTL examples (tests/test_rtl*.py)
+def rtl_test_image(path: Path) -> Path:
+    """A real photo (skimage's coffee, 600x400) as PNG, or a structured synthetic image
+    without scikit-image."""
+    from PIL import Image
+    try:
+        img = skimage_image("coffee.png")
+    except ImportError:      # scikit-image is a test extra; a structured synthetic image will do
+        y, x = np.mgrid[0:240, 0:320]
+        img = np.stack([x * 255 // 319, y * 255 // 239, (x ^ y) & 255], -1).astype(np.uint8)
+    Image.fromarray(img).save(path)
+    return path
+
+
+def _rtl_export(work: Path, name: str, *args: str) -> Path:
+    image = work / "coffee.png"
+    if not image.exists():
+        rtl_test_image(image)
+    out = work / name
+    r = run_python(["-m", "mdfi", "golden", str(image), "-o", str(out), "--format", "hex", *args], cwd=work)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def rtl_work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("rtl")
+
+
+@pytest.fixture(scope="session")
+def rtl_golden(rtl_work, tiny_weights_path) -> Path:
+    """yolov3-tiny layers 13, 15 (1x1 leaky / linear) and 18 (1x1 leaky): every stage."""
+    return _rtl_export(rtl_work, "golden", "--layers", "13,15,18")
+
+
+@pytest.fixture(scope="session")
+def rtl_golden_conv(rtl_work, tiny_weights_path) -> Path:
+    """yolov3-tiny layers 0, 2, 4 (3x3 convolutions): inputs and outputs only."""
+    return _rtl_export(rtl_work, "golden_conv", "--layers", "0,2,4", "--stages", "in,out")

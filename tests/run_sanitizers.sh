@@ -20,8 +20,9 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export PYTHONPATH="$work"
 python -c "import mdfi, mdfi._ext._conv as c; assert mdfi.__file__.startswith('$work'), mdfi.__file__; print('sanitized build:', c.__file__)"
 for so in mdfi/_ext/*.so; do
-    ldd "$so" | grep -q libasan && ldd "$so" | grep -q libubsan || { echo "$so is not instrumented" >&2; exit 1; }
+    libs=$(ldd "$so")     # not `ldd | grep -q`: with pipefail an early grep exit fails the pipe (SIGPIPE)
+    grep -q libasan <<<"$libs" && grep -q libubsan <<<"$libs" || { echo "$so is not instrumented" >&2; exit 1; }
 done
 echo "all extensions link libasan and libubsan"
-python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_kernel_conv.py tests/test_cengine.py \
+python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_kernel_conv.py tests/test_kernel_q8.py tests/test_cengine.py tests/test_pixels.py \
     tests/test_overflow.py tests/test_float_darknet.py "$@"

@@ -169,6 +169,35 @@ def test_reorg_network(runner, tmp_path, bits):
     assert_identical(runner, gold, tmp_path)
 
 
+@pytest.mark.parametrize("bits, rounding", [(8, "half_up"), (4, "truncate"), (16, "half_up"), (11, "truncate")])
+def test_alexeyab_features(runner, tmp_path, bits, rounding):
+    """Table activations (mish, swish, hard_mish, relu6, logistic; on convs and a shortcut),
+    route groups, shortcuts between channel counts, [yolo] new_coords and scale_x_y."""
+    from mdfi.quantize import quantize_network
+    cfg = REPO / "tests" / "fixtures" / "darknet-alexeyab" / "mini-alexeyab.cfg"
+    text = cfg.read_text()
+    net = _random_net(text, "mini-alexeyab.cfg", bits)
+    qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, rounding=rounding, cfg_text=text)
+    gold = _export(_fixed_model(net, qm), _photo(), tmp_path / "gold")
+    txt = (gold / "model.txt").read_text()
+    for words in ("act=mish", "act=swish", "act=hard_mish", "act=relu6", "act=logistic", "groups=2 group_id=1",
+                  "lut=l005.act_lut.hex", "xy=l012.xy_lut.hex", "logistic=l012.prob_lut.hex"):
+        assert words in txt, words
+    assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 18
+
+
+def test_shifts_at_or_below_zero(runner, tmp_path):
+    """Requantizing shifts <= 0 (and leaky effective shifts on both sides of 0): formats no
+    calibrated network gets, forced in tests/golden_nets.py; the C model follows them too."""
+    from golden_nets import shift_model
+    model, qm = shift_model()
+    assert qm.layers[1].shift.min() <= 0 < qm.layers[0].shift.min()
+    assert qm.layers[2].shift.max() < 0 and qm.layers[2].shift.min() < -15 < qm.layers[2].shift.max()
+    image = np.random.default_rng(0).integers(0, 256, (30, 40, 3)).astype(np.uint8)
+    gold = _export(model, image, tmp_path / "gold")
+    assert assert_identical(runner, gold, tmp_path) == 4
+
+
 # -- a small golden folder for the option and error tests -----------------------------------------
 @pytest.fixture(scope="module")
 def small_gold(tmp_path_factory) -> Path:

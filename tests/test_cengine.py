@@ -55,6 +55,55 @@ def test_yolov3_tiny_scalar_path_equals_simd(tiny_net, dog_u8):
 
 
 @pytest.fixture(scope="module")
+def tiny_ref(tiny_net, dog_u8):
+    import mdfi
+    qm = mdfi.load("yolov3-tiny", engine="ref").quantized
+    return qm, qm.forward_ref(dog_u8)
+
+
+def _on_path(path, fn):
+    """fn() with every kernel on `path` (skipped, naming the feature, where the CPU lacks it)."""
+    if path not in _conv.available_simd_paths():
+        pytest.skip(f"path {path} not available on this CPU/build ({_conv.cpu_features()})")
+    before = _conv.simd_path()
+    try:
+        assert _conv.set_simd_path(path) == path
+        return fn()
+    finally:
+        _conv.set_simd_path(before)
+
+
+@pytest.mark.parametrize("path", _conv.PATHS)
+def test_yolov3_tiny_every_path(path, tiny_ref, dog_u8):
+    """Every code path, whole network, every layer equal to the NumPy reference."""
+    qm, ref = tiny_ref
+    out = _on_path(path, lambda: CRunner(qm, 2).run(dog_u8))
+    bad = [i for i, (a, b) in enumerate(zip(ref, out)) if not np.array_equal(a, b)]
+    assert not bad, f"{path}: layers differ: {bad}"
+
+
+@pytest.fixture(scope="module")
+def yolov3_small():
+    """yolov3 (every layer kind and channel count of the real network) at 96x96 with generated
+    weights, 8-bit, and its NumPy reference outputs."""
+    text = zoo.cfg_path("yolov3").read_text()
+    for key in ("width", "height"):
+        text = "\n".join(f"{key}=96" if line.strip().startswith(f"{key}=") else line for line in text.splitlines())
+    net = _small(text, "yolov3-96.cfg", seed=1)
+    qm = quantize_network(net, per_channel=True, cfg_text=text)
+    x = np.random.default_rng(3).integers(0, 256, net.input_shape).astype(np.uint8)
+    return qm, x, qm.forward_ref(x)
+
+
+@pytest.mark.parametrize("path", _conv.PATHS)
+def test_yolov3_generated_every_path(path, yolov3_small):
+    qm, x, ref = yolov3_small
+    out = _on_path(path, lambda: CRunner(qm, 3).run(x))
+    bad = [i for i, (a, b) in enumerate(zip(ref, out)) if not np.array_equal(a, b)]
+    assert not bad, f"{path}: layers differ: {bad}"
+
+
+@pytest.fixture(scope="module")
 def mini_input():
     return input_to_u8(np.load(DARKNET / "mini-yolov3" / "astronaut_heads.npz")["input"])
 

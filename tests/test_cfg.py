@@ -150,8 +150,10 @@ def test_duplicate_key_first_wins(capsys):
     ("[route]\n", 5, "missing required key 'layers'"),
     ("[convolutional]\nfilters=4\n[route]\nlayers=-5\n", 8, "resolves to -4"),
     ("[convolutional]\nfilters=4\n[route]\nlayers=1\n", 8, "only layers 0..0"),
-    ("[convolutional]\nfilters=4\n[convolutional]\nfilters=5\n[shortcut]\nfrom=-2\n", 10,
-     "shape mismatch"),
+    # channel counts may differ (both lineages add the common channels); sizes may not
+    # without an explicit lineage (pjreddie resamples, AlexeyAB adds by flat index)
+    ("[convolutional]\nfilters=4\n[maxpool]\nsize=2\nstride=2\n[shortcut]\nfrom=-2\n", 11,
+     "sizes differ"),
     ("[convolutional]\nfilters=4\n[maxpool]\nsize=2\nstride=2\n[route]\nlayers=-1,0\n", 11,
      "shape mismatch"),
     ("[convolutional]\nfilters=10\n[yolo]\nmask=0,1\nclasses=80\nnum=2\n", 7, "needs 170"),

@@ -120,6 +120,7 @@ def test_unbuilt_source_checkout_gets_one_line_error(tmp_path):
         shutil.copyfile(py, dest)
     assert not list((tmp_path / "mdfi").rglob("*.so"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.jpg")      # arguments are checked first
     r = subprocess.run([sys.executable, "-m", "mdfi", "detect", "x.jpg"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr

@@ -1,4 +1,4 @@
-"""Tests for mdfi.draw: Darknet colours, boxes, readable labels, edge cases."""
+"""Tests for mdfi.draw: distinct colours, one label per box, boxes, readable labels, edge cases."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from PIL import Image, ImageFont
 
 import mdfi.draw as draw_mod
 from mdfi.detection import Detection
-from mdfi.draw import (class_color, draw_detections, font_size_for, label_text,
-                       line_width_for, text_color_for)
+from mdfi.draw import (class_color, darknet_color, draw_detections, font_size_for, group_detections,
+                       label_text, line_width_for, text_color_for)
 
 BLACK = (0, 0, 0)
 WHITE = (255, 255, 255)
 
-# Class ids with known colours (80 classes), worked out by hand from Darknet's
-# get_color(): offset = c*123457 % 80, ratio = offset/80*5.
-DOG, BICYCLE, TRUCK, PERSON, BIRD = 16, 1, 7, 0, 14
+# COCO class ids.  BLUE is a class whose colour (Kelly's blue) takes white text.
+DOG, BICYCLE, CAR, TRUCK, PERSON, BIRD, BLUE = 16, 1, 2, 7, 0, 14, 9
 
 
 def det(cls: int, label: str, conf: float, box: Tuple[float, float, float, float]) -> Detection:
@@ -38,17 +37,85 @@ def colours_in(img: Image.Image, x0: int, y0: int, x1: int, y1: int) -> set:
 # colours
 
 def test_darknet_palette() -> None:
-    assert class_color(PERSON) == (255, 0, 255)     # offset 0 -> colors[0]
-    assert class_color(BICYCLE) == (255, 15, 0)     # offset 17: 255*.0625 truncated
-    assert class_color(TRUCK) == (143, 255, 0)      # offset 39: 255*.5625 truncated
-    assert class_color(DOG) == (255, 255, 0)        # offset 32 -> colors[2]
-    assert class_color(BIRD) == (0, 31, 255)
-    assert class_color(0, num_classes=1) == (255, 0, 255)
-    # every class gets a valid colour, also ids outside 0..n-1
+    """darknet_color is Darknet's get_color() gradient (kept for reference), worked out by
+    hand: offset = c*123457 % 80, ratio = offset/80*5."""
+    assert darknet_color(PERSON) == (255, 0, 255)     # offset 0 -> colors[0]
+    assert darknet_color(BICYCLE) == (255, 15, 0)     # offset 17: 255*.0625 truncated
+    assert darknet_color(TRUCK) == (143, 255, 0)      # offset 39: 255*.5625 truncated
+    assert darknet_color(DOG) == (255, 255, 0)        # offset 32 -> colors[2]
+    assert darknet_color(BIRD) == (0, 31, 255)
+    assert darknet_color(0, num_classes=1) == (255, 0, 255)
+    with pytest.raises(ValueError):
+        darknet_color(1, num_classes=0)
+
+
+def _delta_e(a, b) -> float:
+    """CIE76 colour difference (Lab, D65) computed here from the sRGB formulas."""
+    def lab(c):
+        rgb = np.array(c, float) / 255
+        lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+        xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ lin
+        t = xyz / np.array([0.95047, 1.0, 1.08883])
+        f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+        return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+    return float(np.linalg.norm(lab(a) - lab(b)))
+
+
+def test_close_classes_get_distinct_colours() -> None:
+    """Issue 9 item 18: car and truck were nearly the same colour (Darknet's gradient puts
+    them 5/80 apart, CIE76 difference about 30); COCO's vehicles (ids 1-8) and animals (14-23)
+    must all differ clearly."""
+    assert _delta_e(darknet_color(CAR), darknet_color(TRUCK)) < 31      # the problem (two yellow-greens)
+    assert _delta_e(class_color(CAR), class_color(TRUCK)) > 40
+    for group in (range(1, 9), range(14, 24), range(0, 20)):
+        ids = list(group)
+        worst = min(_delta_e(class_color(a), class_color(b)) for a in ids for b in ids if a < b)
+        assert worst > 15, (group, worst)
     for c in list(range(80)) + [80, 1000, -3]:
         assert all(0 <= v <= 255 for v in class_color(c))
     with pytest.raises(ValueError):
         class_color(1, num_classes=0)
+
+
+def test_one_label_per_box_like_darknet() -> None:
+    """Issue 9 item 18: a candidate above the threshold for two classes is one box with one
+    label "car 72%, truck 31%" (Darknet's draw_detections), not two labels on top of each other."""
+    box = (100.0, 120.0, 300.0, 260.0)
+    dets = [det(TRUCK, "truck", 0.31, box), det(CAR, "car", 0.72, box), det(DOG, "dog", 0.5, (10, 10, 50, 50))]
+    groups = group_detections(dets)
+    assert [[d.label for d in g] for g in groups] == [["car", "truck"], ["dog"]]
+    drawn = []
+    real = draw_mod.ImageDraw.ImageDraw.text
+
+    def spy(self, xy, text, *a, **k):
+        drawn.append(text)
+        return real(self, xy, text, *a, **k)
+
+    draw_mod.ImageDraw.ImageDraw.text = spy
+    try:
+        out = draw_detections(np.full((400, 500, 3), 128, np.uint8), dets)
+        draw_detections(np.full((400, 500, 3), 128, np.uint8), dets, conf=False)
+        draw_detections(np.full((400, 500, 3), 128, np.uint8), dets, labels=False)
+    finally:
+        draw_mod.ImageDraw.ImageDraw.text = real
+    assert drawn == ["car 72%, truck 31%", "dog 50%", "car, truck", "dog"]
+    assert px(out, 100, 190) == class_color(CAR)          # the box in its first class's colour
+
+
+def test_overlapping_labels_do_not_cover_each_other() -> None:
+    """Two boxes whose top edges coincide: the second label moves instead of covering the
+    first, and every label stays inside the image."""
+    a = det(PERSON, "person", 0.9, (40.0, 100.0, 200.0, 300.0))
+    b = det(BLUE, "traffic light", 0.8, (60.0, 100.0, 220.0, 280.0))
+    c = det(DOG, "dog", 0.7, (300.0, 0.0, 399.0, 40.0))     # at the top right corner
+    out = np.asarray(draw_detections(np.zeros((320, 400, 3), np.uint8), [a, b, c]))
+    size = font_size_for(400, 320)
+    # a's label (yellow fill) above its box, b's label (blue fill) not on top of it
+    region_a = out[100 - size:100, 40:40 + 3 * size].reshape(-1, 3).tolist()
+    assert list(class_color(PERSON)) in region_a
+    ys, xs = np.nonzero(np.all(out == class_color(BLUE), axis=2))
+    assert ys.size and not np.any((ys < 100) & (xs < 40 + 3 * size) & (xs > 60))   # moved elsewhere
+    assert list(class_color(DOG)) in out[0:2 * size, 300:400].reshape(-1, 3).tolist()
 
 
 def test_text_colour_contrast() -> None:
@@ -112,8 +179,8 @@ def test_boxes_and_labels_on_synthetic_image() -> None:
 @pytest.mark.parametrize("background", [0, 255])
 def test_labels_readable_on_black_and_white(background: int) -> None:
     src = np.full((300, 400, 3), background, np.uint8)
-    dets = [det(DOG, "dog", 0.9, (40, 80, 180, 250)),     # yellow fill -> black text
-            det(BIRD, "bird", 0.7, (220, 80, 380, 250))]  # blue fill -> white text
+    dets = [det(DOG, "dog", 0.9, (40, 80, 180, 250)),     # yellow-green fill -> black text
+            det(BLUE, "light", 0.7, (220, 80, 380, 250))]  # blue fill -> white text
     out = draw_detections(src, dets)
     size = font_size_for(400, 300)
     for d, expected_text in ((dets[0], BLACK), (dets[1], WHITE)):
@@ -187,13 +254,13 @@ def test_box_reversed_corners_and_inside_label_at_top() -> None:
     assert color in seen and text_color_for(color) in seen
 
 
-def test_num_classes_changes_colours() -> None:
+def test_line_width_option() -> None:
     d = [det(1, "b", 0.9, (10, 10, 60, 60))]
     src = np.zeros((100, 100, 3), np.uint8)
-    a = draw_detections(src, d, num_classes=80)
-    b = draw_detections(src, d, num_classes=3)
-    assert px(a, 10, 40) == class_color(1, 80)
-    assert px(b, 10, 40) == class_color(1, 3)
+    thin = np.asarray(draw_detections(src, d, line_width=1, labels=False))
+    thick = np.asarray(draw_detections(src, d, line_width=5, labels=False))
+    assert tuple(thin[40, 10]) == class_color(1) and tuple(thin[40, 11]) == BLACK
+    assert tuple(thick[40, 14]) == class_color(1) and tuple(thick[40, 15]) == BLACK
     with pytest.raises(ValueError):
         draw_detections(src, d, num_classes=0)
 

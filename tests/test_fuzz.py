@@ -142,7 +142,7 @@ def assert_user_error(exc: BaseException, path, allowed=MDFIError) -> str:
 CFG_SOURCES = {p.name: p.read_text() for p in sorted((REPO / "cfg").glob("*.cfg"))}
 CFG_SOURCES["mini-yolov3.cfg"] = MINI_CFG.read_text()
 CFG_NAMES = sorted(CFG_SOURCES)
-assert len(CFG_NAMES) == 5, CFG_NAMES
+assert len(CFG_NAMES) == 8, CFG_NAMES        # the shipped cfgs (pjreddie + AlexeyAB) and mini-yolov3
 
 #: CfgError reasons that are about the whole file, not one line.
 WHOLE_FILE = ("file not found", "is a directory", "cannot read", "file is larger than",
@@ -477,9 +477,39 @@ def weights_verdict(data: bytes, nparams: int):
     expected = hb + 4 * nparams
     if len(data) != expected:
         return "size", expected
-    if not np.isfinite(np.frombuffer(data, "<f4", offset=hb)).all():
+    values = np.frombuffer(data, "<f4", offset=hb)
+    if not np.isfinite(values).all():
         return "non-finite", None
+    if _untrained(_mini_network(), values):
+        return "untrained", None
     return "ok", hb
+
+
+def _untrained(net, values) -> bool:
+    """A negative batch-norm variance, or a folded weight or bias of 2**39 or more (beyond
+    every fixed-point format): issue 9 item 2, written out here independently of
+    mdfi.weights.check_trained."""
+    off = 0
+    for layer in net.layers:
+        n = layer.num_params()
+        if not n:
+            continue
+        f = layer.filters
+        chunk = values[off:off + n].astype(np.float64)
+        off += n
+        bias = np.abs(chunk[:f])
+        if layer.batch_normalize:
+            scale, mean, var, w = chunk[f:2 * f], chunk[2 * f:3 * f], chunk[3 * f:4 * f], chunk[4 * f:]
+            if (var < 0).any():
+                return True
+            k = np.abs(scale) / (np.sqrt(var) + 1e-6)
+            bias = bias + np.abs(mean) * k
+        else:
+            w, k = chunk[f:], np.ones(f)
+        top = max((np.abs(w.reshape(f, -1)).max(axis=1) * k).max(), bias.max())
+        if not np.isfinite(top) or top >= 2.0 ** 39:
+            return True
+    return False
 
 
 def check_weights_bytes(work: Path, data: bytes):
@@ -498,6 +528,8 @@ def check_weights_bytes(work: Path, data: bytes):
         assert f"expected {info:,} bytes" in msg and f"found {len(data):,} bytes" in msg, msg
     elif verdict == "non-finite":
         assert "non-finite" in msg and "NaN" in msg, msg
+    elif verdict == "untrained":
+        assert "not the weights of a trained model" in msg, msg
     elif verdict == "too short":
         assert "too short" in msg, msg
     else:
@@ -1370,7 +1402,8 @@ def _mf(m, stem, **fields):
 #: Targeted manifest mutations the loader must refuse as a whole (the rest are read with care).
 MANIFEST_REFUSED = {"huge shape", "shape wraps int64", "in_shapes garbage", "layers not objects",
                     "files not objects", "path traversal", "huge field value", "huge path", "huge format_version",
-                    "path with newline"}
+                    "path with newline",
+                    "layer meta frac infinite"}       # Infinity is not JSON: the hardened reader (safejson) refuses it
 
 
 @pytest.mark.parametrize("what", sorted(TARGETED_MANIFEST))

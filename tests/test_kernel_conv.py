@@ -19,7 +19,7 @@ _conv = pytest.importorskip("mdfi._ext._conv")
 
 ACTS = ("linear", "leaky", "relu")
 ROUNDINGS = ("half_up", "truncate")
-PATHS = ["scalar"] + (["avx2"] if _conv.best_simd_path() == "avx2" else [])
+PATHS = _conv.available_simd_paths()
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -264,16 +264,21 @@ def test_packed_info_and_paths():
     m, c, k, dt, wmax = _conv.packed_info(_conv.pack_weights(wt))
     assert (m, c, k, dt) == (4, 3, 2, np.dtype(np.int8))
     assert wmax == int(np.abs(wt.astype(np.int64)).max())
-    assert _conv.simd_path() in ("scalar", "avx2")
-    assert _conv.best_simd_path() in ("scalar", "avx2")
+    assert _conv.simd_path() in _conv.PATHS
+    assert _conv.best_simd_path() in _conv.PATHS
+    assert set(_conv.available_simd_paths()) <= set(_conv.PATHS)
 
 
 @pytest.mark.parametrize("value,expected", [("0", "scalar"), ("scalar", "scalar"),
-                                            ("avx2", None), ("", None)])
+                                            ("avx2", "avx2"), ("avx512vnni", "avx512vnni"),
+                                            ("neondot", "neondot"), ("", None), ("auto", None)])
 def test_mdfi_simd_environment_switch(value, expected, tmp_path):
+    """MDFI_SIMD selects a path; a path this CPU lacks falls back to the best one."""
     env = dict(os.environ, MDFI_SIMD=value)
     res = run_python(["-c", "from mdfi._ext import _conv; print(_conv.simd_path())"], cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr
+    if expected not in _conv.available_simd_paths():
+        expected = None
     assert res.stdout.strip() == (expected or _conv.best_simd_path())
 
 
@@ -376,7 +381,7 @@ def test_bad_sizes_raise_shape_error():
     with pytest.raises(ShapeError):
         _conv.packed_info(np.zeros(10, np.uint8))
     with pytest.raises(ShapeError):
-        _conv.set_simd_path("neon")
+        _conv.set_simd_path("sse9")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork")
@@ -433,3 +438,39 @@ def test_concurrent_callers():
     for t in threads:
         t.join()
     assert not errors
+
+
+# -- Winograd F(2x2,3x3) of the int16-pair SIMD paths (8-bit 3x3 stride-1 layers) ----------------
+WINO_PATHS = [p for p in ("avx2", "avx512bw") if p in PATHS]
+
+
+@pytest.mark.parametrize("winograd", [True, False])
+@pytest.mark.parametrize("path", WINO_PATHS or ["avx2"])
+def test_winograd_3x3_exact(path, winograd):
+    """Random and edge-heavy 3x3 stride-1 8-bit layers (odd and tiny maps, padding 0-2, uint8
+    and int8 inputs, widths 2..16, per-channel shifts) on the Winograd kernels and, switched
+    off, on the direct int16-pair kernels."""
+    if path not in PATHS:
+        pytest.skip(f"{path} not available on this CPU ({_conv.cpu_features()})")
+    _conv._set_winograd(winograd)
+    try:
+        rng = np.random.default_rng(77 + winograd)
+        for i, (c, h, w, m, p) in enumerate([(32, 13, 13, 7, 1), (33, 1, 1, 6, 1), (64, 2, 3, 13, 1),
+                                             (40, 5, 26, 1, 0), (35, 17, 9, 33, 2), (100, 26, 26, 16, 1),
+                                             (32, 31, 34, 12, 1), (48, 3, 3, 5, 2)]):
+            xkind = "u8" if i % 3 == 0 else "s8"
+            xlo, xhi, xdt = (0, 255, np.uint8) if xkind == "u8" else (-128, 127, np.int8)
+            x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "max", "min", "alt"][i % 5], xdt)
+            wt = fill(rng, (m, c, 3, 3), -128, 127, ["random", "edges", "alt", "max", "min"][i % 5], np.int8)
+            pmax = c * 9 * 128 * max(-xlo, xhi)
+            bias = rng.integers(-pmax, pmax + 1, size=m).astype(np.int64)
+            shift = rng.choice([10, 12, 14, 16, 1, 0, -2, 33], size=m).astype(np.int32)
+            for bits, rounding, act in ((8, "half_up", "leaky"), (5, "truncate", "relu"), (16, "half_up", "linear"),
+                                        (2, "truncate", "leaky")):
+                kw = dict(k=3, s=1, p=p, rounding=rounding, bits=bits, act=act)
+                ref = reference(x, wt, bias, shift, **kw)
+                for nthreads in (1, 2, 3):
+                    out = run_kernel(x, wt, bias, shift, acc64=0, nthreads=nthreads, simd=path, **kw)
+                    assert np.array_equal(out, ref), (path, winograd, i, bits, rounding, act, nthreads)
+    finally:
+        _conv._set_winograd(True)

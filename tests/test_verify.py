@@ -355,16 +355,20 @@ def test_filters_unknown_files_and_json(gold, tmp_path, capsys):
 
 
 def test_check_golden_reports_a_modified_golden_file(gold, tmp_path, capsys):
+    """The golden checksums are checked by default (issue 13 item 8): an edited golden file
+    makes the verdict NO VERDICT (exit 2) even though the compared file matches."""
     g = tmp_path / "g"
     shutil.copytree(gold.dir, g)
     with open(g / "l002.in0.hex", "a") as fh:
         fh.write("00\n")
     gold.write(tmp_path / "dut", CONV, "out", gold.read(CONV, "out"))
-    assert main(["verify", str(g), str(tmp_path / "dut")]) == 0
-    capsys.readouterr()
-    assert main(["verify", str(g), str(tmp_path / "dut"), "--check-golden"]) == 2
+    assert main(["verify", str(g), str(tmp_path / "dut")]) == 2
     cap = capsys.readouterr()
     assert "l002.in0.hex" in cap.out and "checksum" in cap.err
+    assert main(["verify", str(g), str(tmp_path / "dut"), "--check-golden"]) == 2
+    capsys.readouterr()
+    assert main(["verify", str(g), str(tmp_path / "dut"), "--no-check-golden"]) == 0   # the opt-out
+    assert "golden checksums" not in capsys.readouterr().out
 
 
 def test_cli_subprocess_exit_codes_without_traceback(gold, tmp_path):
@@ -416,3 +420,258 @@ def test_input_file_and_layer_filter(gold, tmp_path):
     rep = verify.verify(gold.dir, tmp_path, layers="0-3")
     assert rep.skipped == ["input.dat"] and rep.exit_status == 2 and "nothing compared" in rep.message
     assert verify.verify(gold.dir, tmp_path, layers="input").exit_status == 0
+
+
+# ------------------------------------------------------------------------------------------
+# issue 13 item 7: every hypothesis at every stage where it is observable
+def _propagate(gold, layer, acc):
+    """act and out of ``layer`` recomputed by the golden rule from a (changed) accumulator."""
+    meta = gold.meta(layer)
+    shift = gold.read(layer, "shift").astype(np.int64)[:, None, None]
+    act, _ = fp.pre_shift_activation(acc, meta["activation"])
+    out = fp.requantize(acc, shift, meta["rounding"], meta["out_fmt"]["bits"], meta["activation"])
+    return act, out
+
+
+@pytest.mark.parametrize("stage", ["acc", "act", "out"])
+def test_missing_bias_is_named_at_every_stage(gold, tmp_path, stage):
+    acc = gold.read(CONV_B, "acc").astype(np.int64)
+    nob = acc - gold.read(CONV_B, "bias")[:, None, None]
+    act, out = _propagate(gold, CONV_B, nob)
+    gold.write(tmp_path, CONV_B, stage, {"acc": nob, "act": act, "out": out}[stage])
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    assert res.status == "mismatch"
+    assert res.hints[0].kind == "bias" and "bias not added" in res.hints[0].text, hint_text(res)
+
+
+def test_missing_bias_from_out_without_acc_dump_in_golden(gold, tmp_path):
+    """A golden set without acc (only act): the accumulator is recovered from act."""
+    g = tmp_path / "gold"
+    shutil.copytree(gold.dir, g)
+    man = json.loads((g / "manifest.json").read_text())
+    man["files"] = [e for e in man["files"] if e["stage"] != "acc"]
+    (g / "manifest.json").write_text(json.dumps(man))
+    acc = gold.read(CONV, "acc").astype(np.int64)
+    _, out = _propagate(gold, CONV, acc + gold.read(CONV, "bias")[:, None, None])
+    gold.write(tmp_path / "dut", CONV, "out", out)
+    res = only_file(verify.verify(g, tmp_path / "dut"))
+    assert res.hints[0].kind == "bias" and "bias added twice" in res.hints[0].text, hint_text(res)
+
+
+@pytest.mark.parametrize("stage", ["act", "out"])
+def test_narrow_accumulator_wrap_is_named(gold, tmp_path, stage):
+    """An accumulator one bit narrower than these values need wraps; seen in act or out."""
+    acc = gold.read(CONV, "acc").astype(np.int64)
+    need = int(np.abs(acc).max()).bit_length() + 1
+    b = need - 1
+    from mdfi.verify_hints import wrap
+    wrapped = wrap(acc, b)
+    assert np.count_nonzero(wrapped != acc) > 0
+    act, out = _propagate(gold, CONV, wrapped)
+    gold.write(tmp_path, CONV, stage, {"act": act, "out": out}[stage])
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    assert res.status == "mismatch"
+    assert res.hints[0].kind == "acc_wrap", hint_text(res)
+    assert f"accumulator wraps around at {b} bits" in res.hints[0].text
+
+
+def test_linear_instead_of_leaky_in_act_dump(gold, tmp_path):
+    acc = gold.read(CONV_B, "acc").astype(np.int64)
+    gold.write(tmp_path, CONV_B, "act", acc)                 # act = acc: the slope was never applied
+    res = only_file(verify.verify(gold.dir, tmp_path))
+    assert res.hints[0].kind == "activation" and "linear" in res.hints[0].text, hint_text(res)
+
+
+# ------------------------------------------------------------------------------------------
+# issue 13 item 8: like with like
+def test_dut_hex_is_compared_with_the_golden_hex(gold, tmp_path):
+    """A golden set whose npy disagrees with its hex (both listed): a DUT hex identical to the
+    golden hex matches; the inconsistency is caught by the (default) checksum check."""
+    g = tmp_path / "gold"
+    shutil.copytree(gold.dir, g)
+    out = gold.read(CONV, "out")
+    e = gold.entry(CONV, "out")
+    bad = out.copy()
+    bad[0, 0, 0] += 1 if bad[0, 0, 0] < 127 else -1
+    vectors.write(g / f"l{CONV:03d}.out.npy", bad, "npy", e["bits"], e["signed"])
+    man = json.loads((g / "manifest.json").read_text())
+    man["files"].append(dict(e, path=f"l{CONV:03d}.out.npy", format="npy", sha256=None))
+    (g / "manifest.json").write_text(json.dumps(man))
+    dut = tmp_path / "dut"
+    dut.mkdir()
+    # not byte-identical (CRLF), so the values are really parsed and compared
+    (dut / f"l{CONV:03d}.out.hex").write_bytes((g / f"l{CONV:03d}.out.hex").read_bytes().replace(b"\n", b"\r\n"))
+    rep = verify.verify(g, dut)
+    assert rep.exit_status == 0 and only_file(rep).golden_file == f"l{CONV:03d}.out.hex"
+    # a .dat DUT has no golden .dat: it is compared with another format (npy first) -- and
+    # the npy written without a checksum is exactly what would go unnoticed, so say which
+    gold.write(dut, CONV, "out", out, fmt="dat")
+    res = [f for f in verify.verify(g, dut).files if f.format == "dat"][0]
+    assert res.golden_file == f"l{CONV:03d}.out.npy" and res.mismatches == 1
+
+
+def test_nul_byte_in_a_manifest_path_is_one_line_error(gold, tmp_path, capsys):
+    """issue 9 item 9: `verify --check-golden` on a NUL byte in a manifest path."""
+    g = tmp_path / "gold"
+    shutil.copytree(gold.dir, g)
+    man = json.loads((g / "manifest.json").read_text())
+    man["files"][2]["path"] = "l000.out\x00.hex"
+    (g / "manifest.json").write_text(json.dumps(man))
+    gold.write(tmp_path / "dut", CONV, "out", gold.read(CONV, "out"))
+    assert main(["verify", str(g), str(tmp_path / "dut"), "--check-golden"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mdfi: error: ") and len(err.strip().splitlines()) == 1, err
+    assert "files[2]" in err and "plain file name" in err and "\x00" not in err
+
+
+# ------------------------------------------------------------------------------------------
+# issue 9 item 7: symbolic links and files unaccounted for
+def test_symlinks_in_the_dut_folder(gold, tmp_path, capsys):
+    dut = tmp_path / "dut"
+    good = gold.write(dut, CONV, "out", gold.read(CONV, "out"))
+    secret = tmp_path / "outside.hex"
+    secret.write_text("SECRET-LINE-1\nSECRET-LINE-2\n")
+    os.symlink(secret, dut / f"l{CONV_B:03d}.out.hex")              # leads outside: refused, never read
+    os.symlink(tmp_path / "nowhere.hex", dut / f"l{CONV_B:03d}.acc.hex")   # dangling
+    os.symlink("/etc/passwd", dut / "notes.txt")                    # not a vector name: listed as ignored
+    rep = verify.verify(gold.dir, dut)
+    by = {f.file: f for f in rep.files}
+    assert by[f"l{CONV_B:03d}.out.hex"].status == "error" and "outside the DUT folder" in by[f"l{CONV_B:03d}.out.hex"].error
+    assert by[f"l{CONV_B:03d}.acc.hex"].status == "error" and "dangling" in by[f"l{CONV_B:03d}.acc.hex"].error
+    assert by[os.path.basename(good)].status == "ok"
+    assert rep.exit_status == 1                                     # never a pass with a file unaccounted for
+    assert ("notes.txt", "a symbolic link to a file outside the DUT folder") in rep.ignored
+    assert main(["verify", gold.dir, str(dut)]) == 1
+    text = capsys.readouterr().out
+    assert "SECRET" not in text and "root:" not in text
+    assert "ignored (not vector files): notes.txt" in text
+    # a link that stays inside the folder is followed
+    os.remove(dut / f"l{CONV_B:03d}.out.hex")
+    os.remove(dut / f"l{CONV_B:03d}.acc.hex")
+    os.rename(good, dut / "real.bin")
+    os.symlink("real.bin", dut / f"l{CONV:03d}.out.hex")
+    rep = verify.verify(gold.dir, dut)
+    assert rep.exit_status == 0 and only_file(rep).status == "ok"
+    assert {n for n, _ in rep.ignored} == {"notes.txt", "real.bin"}
+
+
+def test_every_name_is_accounted_for(gold, tmp_path, capsys):
+    dut = tmp_path / "dut"
+    gold.write(dut, CONV, "out", gold.read(CONV, "out"))
+    (dut / "sim.log").write_text("log\n")
+    (dut / "sub.hex").mkdir()
+    (dut / "manifest.json").write_text("{}")
+    os.mkfifo(dut / f"l{CONV_B:03d}.out.hex")
+    rep = verify.verify(gold.dir, dut)
+    assert {n for n, _ in rep.ignored} == {"sim.log", "sub.hex", "manifest.json"}
+    fifo = [f for f in rep.files if f.file == f"l{CONV_B:03d}.out.hex"][0]
+    assert fifo.status == "error" and "not a regular file" in fifo.error
+    assert rep.exit_status == 1
+    assert main(["verify", gold.dir, str(dut), "--json"]) == 1
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["summary"]["ignored"] == 3 and {i["file"] for i in obj["ignored"]} == {"sim.log", "sub.hex",
+                                                                                        "manifest.json"}
+
+
+# ------------------------------------------------------------------------------------------
+# issue 9 item 8 (DUT part): a huge DUT text file costs no memory
+def test_huge_dut_hex_is_refused_before_reading(gold, tmp_path):
+    e = gold.entry(CONV, "out")
+    n = int(np.prod(e["shape"]))
+    dut = tmp_path / "dut"
+    dut.mkdir()
+    path = dut / f"l{CONV:03d}.out.hex"
+    with open(path, "wb") as fh:                                  # sparse file: size without disk use
+        fh.truncate(300 << 20)
+    rep = verify.verify(gold.dir, dut)
+    f = only_file(rep)
+    assert f.status == "error" and "too large for" in f.error and f"{n:,} values" in f.error
+    assert vectors.max_text_bytes(n) < 300 << 20
+
+
+def test_too_many_values_stop_the_reading_with_bounded_memory(gold, tmp_path):
+    """A dump with far more lines than the stage holds (but within the size limit) fails at
+    the first excess value; memory stays near 8 bytes per expected value plus one piece."""
+    import tracemalloc
+    e = gold.entry(CONV_B, "out")
+    n = int(np.prod(e["shape"]))
+    dut = tmp_path / "dut"
+    dut.mkdir()
+    path = dut / f"l{CONV_B:03d}.out.hex"
+    path.write_bytes(b"7f\n" * (40 * n) + b"// trailer\n")          # 7.9 MB, 2.6 M lines
+    tracemalloc.start()
+    try:
+        rep = verify.verify(gold.dir, dut, check_golden=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    f = only_file(rep)
+    assert f.status == "error" and f"more than the {n:,} values" in f.error
+    assert peak < 60e6, peak
+    # the careful (line by line) parser stops at the first excess value too, naming its line
+    path.write_bytes(b"// header\n" + b"7f\n" * (3 * n))
+    f = only_file(verify.verify(gold.dir, dut, check_golden=False))
+    assert f.status == "error" and f"{path}:{n + 2}: more than the {n:,} values" in f.error
+
+
+def test_sparse_dump_compares_only_its_values(gold, tmp_path, capsys):
+    from mdfi.golden_reader import write_hex
+    out = gold.read(CONV, "out").reshape(-1)
+    e = gold.entry(CONV, "out")
+    idx = np.r_[0:100, 5000:5300, out.size - 10:out.size]
+    dut = tmp_path / "dut"
+    dut.mkdir()
+    write_hex(str(dut / f"l{CONV:03d}.out.hex"), out[idx], e["bits"], addresses=idx)
+    rep = verify.verify(gold.dir, dut)
+    f = only_file(rep)
+    assert f.status == "ok" and f.present == idx.size and rep.exit_status == 0
+    assert main(["verify", gold.dir, str(dut)]) == 0
+    assert f"OK  {idx.size:,} values (sparse dump: {idx.size:,} of {out.size:,} values)" in capsys.readouterr().out
+    bad = out[idx].copy()
+    bad[150] = bad[150] + 1 if bad[150] < 127 else bad[150] - 1
+    write_hex(str(dut / f"l{CONV:03d}.out.hex"), bad, e["bits"], addresses=idx)
+    f = only_file(verify.verify(gold.dir, dut))
+    assert f.status == "mismatch" and f.mismatches == 1 and f.first[0].index == int(idx[150])
+    # an address written twice is an error naming the line
+    (dut / f"l{CONV:03d}.out.hex").write_text("@0\n01\n@0\n02\n")
+    f = only_file(verify.verify(gold.dir, dut))
+    assert f.status == "error" and "written twice" in f.error and ".hex:4:" in f.error
+
+
+# ------------------------------------------------------------------------------------------
+# issue 13 item 6: the sample report in docs/golden-format.md is a real one
+def test_the_documented_sample_report_is_real(rtl_golden, tmp_path, capsys):
+    """yolov3-tiny's layer 13 (a leaky 1x1 convolution) on skimage's coffee, requantized
+    with truncation: the report printed is the one docs/golden-format.md shows."""
+    from conftest import REPO
+    from mdfi.golden_reader import GoldenSet, write_hex
+    g = GoldenSet(str(rtl_golden))
+    assert g.layer(13)["kind"] == "convolutional" and g.layer(13)["meta"]["activation"] == "leaky"
+    act, shift = g.read(13, "act"), g.read(13, "shift")[:, None, None]
+    trunc = np.clip(np.right_shift(act, shift + np.where(act < 0, 15, 0)), -128, 127)
+    write_hex(str(tmp_path / "l013.out.hex"), trunc.reshape(-1), 8)
+    assert main(["verify", str(rtl_golden), str(tmp_path), "--max-report", "2"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    doc = (REPO / "docs" / "golden-format.md").read_text()
+    block = doc[doc.index("```\nl013.out.hex  MISMATCH") + 4:]
+    block = block[:block.index("```")].rstrip("\n").split("\n")
+    lines = []
+    for line in block:                    # the hint is one line, wrapped in the doc
+        if line.startswith("        ") and lines:
+            lines[-1] += " " + line.strip()
+        else:
+            lines.append(line)
+    start = next(i for i, line in enumerate(out) if line.startswith("l013.out.hex"))
+    assert out[start:start + len(lines)] == lines
+
+
+def test_deeply_nested_or_huge_number_manifest_is_one_line(gold, tmp_path, capsys):
+    """issue 9 item 4 for manifests: the hardened JSON reader (mdfi/safejson.py)."""
+    g = tmp_path / "g"
+    g.mkdir()
+    gold.write(tmp_path / "dut", CONV, "out", gold.read(CONV, "out"))
+    for text, words in (("[" * 100000 + "]" * 100000, "nested deeper"), ('{"format": ' + "7" * 5000 + "}", "digits")):
+        (g / "manifest.json").write_text(text)
+        assert main(["verify", str(g), str(tmp_path / "dut")]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and words in err and "manifest.json" in err, err

@@ -190,10 +190,10 @@ def test_load_names(tmp_path: Path) -> None:
     p.write_text("\n \n")
     with pytest.raises(MDFIError, match="x.names: class-names file is empty"):
         zoo.load_names(p)
-    with pytest.raises(MDFIError, match="missing.names: cannot read"):
+    with pytest.raises(MDFIError, match="missing.names: file not found"):
         zoo.load_names(tmp_path / "missing.names")
     p.write_bytes(b"cat\n\xff\xfe\n")
-    with pytest.raises(MDFIError, match=r"x.names:2: not UTF-8"):
+    with pytest.raises(MDFIError, match=r"x.names:2: not a text file in UTF-8"):
         zoo.load_names(p)
 
 
@@ -280,6 +280,21 @@ def test_sidecar_avoids_rehash(src: Path, cache: Path, monkeypatch: pytest.Monke
     (cache / (WEIGHTS + ".sha256")).unlink()
     assert zoo.weights_path(spec, download=False) == path
     assert len(hashed) == 2
+
+
+def test_edit_with_restored_mtime_is_caught(src: Path, cache: Path) -> None:
+    """Issue 9 item 12: a cached weights file edited in place with its size and mtime restored
+    (``touch -d``) is re-hashed (its ctime moved) and refused, not trusted from the sidecar."""
+    spec = make_spec([(src / "good.weights").as_uri()])
+    path = zoo.weights_path(spec, progress=False)
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[50] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
+    with pytest.raises(DownloadError, match="sha256 mismatch"):
+        zoo.weights_path(spec, download=False)
 
 
 @pytest.mark.parametrize("damage", ["same-size", "truncated"])

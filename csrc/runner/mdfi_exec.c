@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "../mdfi_conv.h"
+#include "../mdfi_fixedpoint.h"
 #include "../mdfi_kernels.h"
 #include "mdfi_hexio.h"
 
@@ -66,11 +67,15 @@ int mdfi_plan_init(mdfi_plan *plan, const mdfi_model *model, const uint8_t *sele
             if (l->in[k] >= 0) plan->needed[l->in[k]] = 1;
     }
     for (int32_t i = 0; i <= n; ++i) plan->last_use[i] = -1;
-    int64_t scratch = 0;
+    int64_t scratch = 0, pre = 0;
     for (int32_t i = 0; i < n; ++i) {
         if (!plan->needed[i]) continue;
         const mdfi_layer *l = &model->layers[i];
         for (int32_t k = 0; k < l->nin; ++k) plan->last_use[l->in[k] + 1] = i;
+        if (l->act >= MDFI_RT_ACT_TABLE && (l->kind == MDFI_K_CONV || l->kind == MDFI_K_SHORTCUT)) {
+            const int64_t bytes = mdfi_tensor_elems(&l->out) * (l->pre_bits <= 8 ? 1 : 2);
+            if (bytes > pre) pre = bytes;
+        }
         if (l->kind == MDFI_K_CONV) {
             const mdfi_tensor_desc *in = producer(model, l->in[0]);
             const int64_t s = mdfi_conv_scratch_size(in->c, in->h, in->w, l->m, l->k, l->stride, l->pad, nthreads);
@@ -81,6 +86,11 @@ int mdfi_plan_init(mdfi_plan *plan, const mdfi_model *model, const uint8_t *sele
             }
             if (s > scratch) scratch = s;
         }
+    }
+    plan->pre = pre > 0 ? mdfi_alloc(pre, 1) : NULL;
+    if (pre > 0 && plan->pre == NULL) {
+        mdfi_plan_free(plan);
+        return mdfi_fail(err, NULL, 0, "out of memory (%lld bytes of pre-activation codes)", (long long)pre);
     }
     plan->scratch_size = scratch;
     plan->scratch = scratch > 0 ? mdfi_alloc(scratch, 1) : NULL;
@@ -99,6 +109,7 @@ void mdfi_plan_free(mdfi_plan *plan)
     free(plan->needed);
     free(plan->last_use);
     free(plan->scratch);
+    free(plan->pre);
     memset(plan, 0, sizeof *plan);
 }
 
@@ -111,15 +122,25 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
     /* the other kernels share the convolution's threads and SIMD path */
     const mdfi_kopts kopts = {mdfi_conv_pool_run, plan->nthreads, plan->path != MDFI_CONV_PATH_SCALAR};
     int rc = 0;
+    /* table activations: the kernel writes the linear pre-activation code into plan->pre,
+       then the table gives the output (docs/fixed-point.md section 4.1) */
+    const int table = l->act >= MDFI_RT_ACT_TABLE;
+    void *dst = table ? plan->pre : out;
+    const int32_t dst_bits = table ? l->pre_bits : o->bits;
+    const int32_t dst_type = table ? (l->pre_bits <= 8 ? MDFI_S8 : MDFI_S16) : o->type;
+    const int32_t kact = table ? MDFI_ACT_LINEAR : l->act;
     switch (l->kind) {
     case MDFI_K_CONV:
         rc = mdfi_conv2d(xs[0], conv_type(in->type), in->c, in->h, in->w, mdfi_tensor_elems(in), l->packed,
-                         l->packed_size, l->bias, l->shift, l->m, out, conv_type(o->type), mdfi_tensor_elems(o), l->k,
-                         l->stride, l->pad, l->rounding, o->bits, l->act, l->acc64, plan->nthreads, plan->path,
+                         l->packed_size, l->bias, l->shift, l->m, dst, conv_type(dst_type), mdfi_tensor_elems(o), l->k,
+                         l->stride, l->pad, l->rounding, dst_bits, kact, l->acc64, plan->nthreads, plan->path,
                          plan->scratch, plan->scratch_size);
         if (rc) return mdfi_fail(err, plan->model->txt, l->line, "layer %d: convolution failed: %s", (int)l->index,
                                  mdfi_conv_strerror(rc));
-        return 0;
+        if (table)
+            rc = mdfi_lut_ex(dst, dst_type, mdfi_tensor_elems(o), mdfi_qmin(l->pre_bits), l->lut,
+                             (int32_t)1 << l->pre_bits, out, o->type, &kopts);
+        break;
     case MDFI_K_MAXPOOL:
         rc = mdfi_maxpool_ex(xs[0], in->type, in->c, in->h, in->w, l->size, l->stride, l->pad, out, o->h, o->w,
                              &kopts);
@@ -131,26 +152,50 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
         rc = mdfi_reorg(xs[0], in->type, in->c, in->h, in->w, l->stride, out);
         break;
     case MDFI_K_ROUTE: {
-        /* each input is aligned into its channel slice of out ([C_total][H][W]) */
+        /* each input (its channel slice group_id of groups) is aligned into its channel slice
+           of out ([C_total][H][W]) */
         const size_t es = mdfi_type_size(o->type);
-        unsigned char *dst = out;
+        unsigned char *d = out;
         for (int32_t k = 0; k < l->nin && rc == 0; ++k) {
-            const int64_t n = mdfi_tensor_elems(ins[k]);
-            rc = mdfi_align_copy_ex(xs[k], ins[k]->type, n, l->shifts[k], l->rounding, o->bits, dst, o->type,
-                                    &kopts);
-            dst += (size_t)n * es;
+            const int64_t n = mdfi_tensor_elems(ins[k]) / l->groups;
+            const unsigned char *src = (const unsigned char *)xs[k] +
+                                       (size_t)(n * l->group_id) * mdfi_type_size(ins[k]->type);
+            rc = mdfi_align_copy_ex(src, ins[k]->type, n, l->shifts[k], l->rounding, o->bits, d, o->type, &kopts);
+            d += (size_t)n * es;
         }
         break;
     }
-    case MDFI_K_SHORTCUT:
-        rc = mdfi_shortcut_ex(xs[0], ins[0]->type, l->fa, xs[1], ins[1]->type, l->fb, mdfi_tensor_elems(o),
-                              l->out_frac, l->rounding, o->bits, l->act, out, o->type, &kopts);
+    case MDFI_K_SHORTCUT: {
+        /* b is added to the first min(|a|, |b|) elements; the rest of a takes b = 0 */
+        static const int8_t zero8[4096] = {0};
+        const int64_t na = mdfi_tensor_elems(o), nb = mdfi_tensor_elems(ins[1]);
+        const int64_t nc = na < nb ? na : nb;
+        const int32_t sf = table ? l->pre_frac : l->out_frac;
+        const size_t ea = mdfi_type_size(ins[0]->type), eo = mdfi_type_size(dst_type);
+        rc = mdfi_shortcut_ex(xs[0], ins[0]->type, l->fa, xs[1], ins[1]->type, l->fb, nc, sf, l->rounding,
+                              dst_bits, kact, dst, dst_type, &kopts);
+        for (int64_t i = nc; i < na && rc == 0; i += 4096) {
+            const int64_t len = na - i < 4096 ? na - i : 4096;
+            rc = mdfi_shortcut_ex((const unsigned char *)xs[0] + (size_t)i * ea, ins[0]->type, l->fa, zero8, MDFI_S8,
+                                  l->fb, len, sf, l->rounding, dst_bits, kact, (unsigned char *)dst + (size_t)i * eo,
+                                  dst_type, &kopts);
+        }
+        if (rc == 0 && table)
+            rc = mdfi_lut_ex(dst, dst_type, na, mdfi_qmin(l->pre_bits), l->lut, (int32_t)1 << l->pre_bits, out,
+                             o->type, &kopts);
         break;
+    }
     case MDFI_K_YOLO:
     case MDFI_K_REGION: {
         const int32_t len = (int32_t)1 << l->tbits;
         rc = mdfi_head_lookup_ex(xs[0], in->type, in->c, in_plane, l->qmin, l->logistic, l->exp_tab, len, l->sel,
                                  (int32_t *)out, &kopts);
+        /* yolo with scale_x_y / new_coords: channels with sel 2 go through the x/y table */
+        for (int32_t ch = 0; rc == 0 && l->xy_tab != NULL && ch < in->c; ++ch)
+            if (l->sel[ch] == 2)
+                rc = mdfi_lut_ex((const unsigned char *)xs[0] + (size_t)(ch * in_plane) * mdfi_type_size(in->type),
+                                 in->type, in_plane, l->qmin, l->xy_tab, len, (int32_t *)out + ch * in_plane, MDFI_S32,
+                                 &kopts);
         if (rc == 0 && l->kind == MDFI_K_REGION && l->softmax)
             rc = mdfi_softmax_int(xs[0], in->type, l->n, l->entries, 5, l->classes, in_plane, l->expneg, len,
                                   (int32_t *)out);

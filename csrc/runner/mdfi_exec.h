@@ -24,6 +24,7 @@ typedef struct mdfi_plan {
                                   slot 0 = the network input, slot i + 1 = layer i          */
     void **outs;               /* [nlayers] live layer outputs (NULL when not live)         */
     void *scratch;             /* scratch_size bytes shared by all convolutions             */
+    void *pre;                 /* pre-activation codes of the table activations (largest)  */
     int64_t scratch_size;
 } mdfi_plan;
 

@@ -9,8 +9,10 @@
 #include "../mdfi_fixedpoint.h"
 #include "../mdfi_kernels.h"
 #include "mdfi_hexio.h"
+#include "mdfi_kv.h"
 
-#define MAX_TOKENS 64                   /* key=value tokens of one line */
+_Static_assert(MDFI_KV_MAX_NAME == MDFI_RT_MAX_NAME, "file name limits of mdfi_kv.h and mdfi_model.h");
+
 
 static const char *const KIND_NAMES[MDFI_K_COUNT] = {
     "conv", "maxpool", "upsample", "reorg", "route", "shortcut", "yolo", "region"};
@@ -18,169 +20,6 @@ static const char *const KIND_NAMES[MDFI_K_COUNT] = {
 const char *mdfi_kind_name(int32_t kind)
 {
     return (kind >= 0 && kind < MDFI_K_COUNT) ? KIND_NAMES[kind] : "unknown";
-}
-
-/* ---- one line's key=value tokens ------------------------------------------------------ */
-typedef struct {
-    const char *key[MAX_TOKENS];        /* NUL-terminated, point into the line */
-    const char *val[MAX_TOKENS];
-    int used[MAX_TOKENS];
-    int n;
-    const char *file;                   /* model.txt path, for messages */
-    int64_t line;
-    int32_t layer;                      /* -1 on the input line */
-} kvline;
-
-static int kv_fail_prefix(const kvline *kv, char *pre, size_t n)
-{
-    if (kv->layer >= 0) return snprintf(pre, n, "layer %d: ", (int)kv->layer);
-    pre[0] = '\0';
-    return 0;
-}
-
-/* The value of `key`, or NULL (error if required). */
-static int kv_get(kvline *kv, const char *key, int required, const char **val, mdfi_err *err)
-{
-    *val = NULL;
-    for (int i = 0; i < kv->n; ++i)
-        if (strcmp(kv->key[i], key) == 0) {
-            kv->used[i] = 1;
-            *val = kv->val[i];
-            return 0;
-        }
-    if (required) {
-        char pre[32];
-        kv_fail_prefix(kv, pre, sizeof pre);
-        return mdfi_fail(err, kv->file, kv->line, "%smissing key '%s'", pre, key);
-    }
-    return 0;
-}
-
-/* Integer value of `key` in [lo, hi].  *present tells whether it was given (optional keys). */
-static int kv_int(kvline *kv, const char *key, int64_t lo, int64_t hi, int required, int32_t *out,
-                  int *present, mdfi_err *err)
-{
-    const char *v;
-    if (present) *present = 0;
-    if (kv_get(kv, key, required, &v, err)) return -1;
-    if (v == NULL) return 0;
-    int64_t x;
-    if (mdfi_parse_int(v, lo, hi, &x)) {
-        char pre[32];
-        kv_fail_prefix(kv, pre, sizeof pre);
-        return mdfi_fail(err, kv->file, kv->line, "%s%s=%.64s: expected an integer in [%lld, %lld]", pre, key, v,
-                         (long long)lo, (long long)hi);
-    }
-    *out = (int32_t)x;
-    if (present) *present = 1;
-    return 0;
-}
-
-/* Value of `key` among names[0..count-1] -> its index. */
-static int kv_enum(kvline *kv, const char *key, const char *const *names, int count, int32_t *out,
-                   int required, int *present, mdfi_err *err)
-{
-    const char *v;
-    if (present) *present = 0;
-    if (kv_get(kv, key, required, &v, err)) return -1;
-    if (v == NULL) return 0;
-    for (int i = 0; i < count; ++i)
-        if (strcmp(v, names[i]) == 0) {
-            *out = i;
-            if (present) *present = 1;
-            return 0;
-        }
-    char pre[32], list[128] = "";
-    size_t used = 0;
-    for (int i = 0; i < count && used < sizeof list; ++i)
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", names[i]);
-    kv_fail_prefix(kv, pre, sizeof pre);
-    return mdfi_fail(err, kv->file, kv->line, "%s%s=%.64s: expected one of %s", pre, key, v, list);
-}
-
-/* Comma-separated integers in [lo, hi], at most max of them. */
-static int kv_list(kvline *kv, const char *key, int64_t lo, int64_t hi, int64_t max, int32_t *out,
-                   int64_t *count, mdfi_err *err)
-{
-    const char *v;
-    char pre[32];
-    kv_fail_prefix(kv, pre, sizeof pre);
-    if (kv_get(kv, key, 1, &v, err)) return -1;
-    int64_t n = 0;
-    const char *p = v;
-    for (;;) {
-        const char *end = strchr(p, ',');
-        const size_t len = end ? (size_t)(end - p) : strlen(p);
-        char item[32];
-        int64_t x;
-        if (len == 0 || len >= sizeof item)
-            return mdfi_fail(err, kv->file, kv->line, "%s%s: item %lld is empty or too long", pre, key,
-                             (long long)n + 1);
-        memcpy(item, p, len);
-        item[len] = '\0';
-        if (mdfi_parse_int(item, lo, hi, &x))
-            return mdfi_fail(err, kv->file, kv->line, "%s%s: item %lld (%s) is not an integer in [%lld, %lld]",
-                             pre, key, (long long)n + 1, item, (long long)lo, (long long)hi);
-        if (n >= max)
-            return mdfi_fail(err, kv->file, kv->line, "%s%s: more than %lld items", pre, key, (long long)max);
-        out[n++] = (int32_t)x;
-        if (end == NULL) break;
-        p = end + 1;
-    }
-    *count = n;
-    return 0;
-}
-
-/* A parameter file name: a plain name inside MODEL_DIR (no directories). */
-static int kv_name(kvline *kv, const char *key, int required, char *dst, mdfi_err *err)
-{
-    const char *v;
-    dst[0] = '\0';
-    if (kv_get(kv, key, required, &v, err)) return -1;
-    if (v == NULL) return 0;
-    const size_t len = strlen(v);
-    char pre[32];
-    kv_fail_prefix(kv, pre, sizeof pre);
-    if (len == 0 || len > MDFI_RT_MAX_NAME || strchr(v, '/') || strchr(v, '\\') || strcmp(v, ".") == 0 ||
-        strcmp(v, "..") == 0)
-        return mdfi_fail(err, kv->file, kv->line, "%s%s=%.64s: expected a file name inside the model folder",
-                         pre, key, v);
-    memcpy(dst, v, len + 1);
-    return 0;
-}
-
-/* Every token must have been consumed. */
-static int kv_check_all_used(const kvline *kv, const char *what, mdfi_err *err)
-{
-    for (int i = 0; i < kv->n; ++i)
-        if (!kv->used[i]) {
-            char pre[32];
-            kv_fail_prefix(kv, pre, sizeof pre);
-            return mdfi_fail(err, kv->file, kv->line, "%sunknown key '%.64s' for %s", pre, kv->key[i], what);
-        }
-    return 0;
-}
-
-/* Split tokens[first..] ("key=value") into kv. */
-static int kv_split(kvline *kv, char **tokens, int ntok, int first, mdfi_err *err)
-{
-    kv->n = 0;
-    char pre[32];
-    kv_fail_prefix(kv, pre, sizeof pre);
-    for (int i = first; i < ntok; ++i) {
-        char *eq = strchr(tokens[i], '=');
-        if (eq == NULL || eq == tokens[i])
-            return mdfi_fail(err, kv->file, kv->line, "%s'%.64s' is not a key=value token", pre, tokens[i]);
-        *eq = '\0';
-        for (int j = 0; j < kv->n; ++j)
-            if (strcmp(kv->key[j], tokens[i]) == 0)
-                return mdfi_fail(err, kv->file, kv->line, "%skey '%.64s' given twice", pre, tokens[i]);
-        kv->key[kv->n] = tokens[i];
-        kv->val[kv->n] = eq + 1;
-        kv->used[kv->n] = 0;
-        kv->n++;
-    }
-    return 0;
 }
 
 /* ---- shapes and types ----------------------------------------------------------------- */
@@ -235,11 +74,27 @@ static int set_out(kvline *kv, mdfi_layer *l, int64_t c, int64_t h, int64_t w, i
     return 0;
 }
 
-static const char *const ACT_NAMES[] = {"linear", "leaky", "relu"};            /* MDFI_ACT_* order */
+/* MDFI_ACT_* order, then the table activations (MDFI_RT_ACT_TABLE..) */
+static const char *const ACT_NAMES[] = {"linear", "leaky", "relu", "logistic", "mish", "swish", "hard_mish",
+                                        "relu6"};
 static const char *const ROUND_NAMES[] = {"half_up", "truncate"};               /* MDFI_ROUND_* */
 static const char *const TYPE_NAMES[] = {"u8", "s8", "s16"};                    /* MDFI_U8.. */
 
 /* ---- per-kind line parsers ------------------------------------------------------------ */
+/* Table activations: pre_bits= pre_frac= lut= go with act >= MDFI_RT_ACT_TABLE, never without. */
+static int parse_table_keys(mdfi_layer *l, kvline *kv, mdfi_err *err)
+{
+    int have_bits = 0, have_frac = 0;
+    if (kv_int(kv, "pre_bits", 2, 16, 0, &l->pre_bits, &have_bits, err) ||
+        kv_int(kv, "pre_frac", -64, 64, 0, &l->pre_frac, &have_frac, err) || kv_name(kv, "lut", 0, l->file[3], err))
+        return -1;
+    const int table = l->act >= MDFI_RT_ACT_TABLE, have_lut = l->file[3][0] != '\0';
+    if (table != have_bits || table != have_frac || table != have_lut)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: act=%s %s pre_bits=, pre_frac= and lut=", (int)l->index,
+                         ACT_NAMES[l->act], table ? "needs" : "takes no");
+    return 0;
+}
+
 static int parse_conv(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
 {
     const mdfi_tensor_desc *in = producer(m, l->in[0]);
@@ -249,7 +104,8 @@ static int parse_conv(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
         kv_int(kv, "k", 1, MDFI_RT_MAX_KPARAM, 1, &l->k, NULL, err) ||
         kv_int(kv, "stride", 1, MDFI_RT_MAX_KPARAM, 1, &l->stride, NULL, err) ||
         kv_int(kv, "pad", 0, MDFI_RT_MAX_KPARAM, 1, &l->pad, NULL, err) ||
-        kv_enum(kv, "act", ACT_NAMES, 3, &l->act, 1, NULL, err) ||
+        kv_enum(kv, "act", ACT_NAMES, MDFI_RT_ACT_COUNT, &l->act, 1, NULL, err) ||
+        parse_table_keys(l, kv, err) ||
         kv_enum(kv, "rounding", ROUND_NAMES, 2, &l->rounding, 1, NULL, err) ||
         kv_enum(kv, "in_type", TYPE_NAMES, 3, &in_type, 0, &have_type, err) ||
         kv_int(kv, "wbits", 2, 16, 1, &l->wbits, NULL, err) ||
@@ -290,6 +146,9 @@ static int parse_conv(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
                          (int)l->index, (int)(have_oh ? eoh : oh), (int)(have_ow ? eow : ow), (int)oh, (int)ow);
     if (mdfi_conv_packed_size(l->m, in->c, l->k) < 0)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: weights too large", (int)l->index);
+    if (l->act >= MDFI_RT_ACT_TABLE && l->pre_bits < l->out.bits)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: pre_bits=%d is narrower than out_bits=%d", (int)l->index,
+                         (int)l->pre_bits, (int)l->out.bits);
     return set_out(kv, l, l->m, oh, ow, act_type(l->out.bits), l->out.bits, err);
 }
 
@@ -341,10 +200,18 @@ static int parse_reorg(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
 static int parse_route(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
 {
     int64_t ns = 0;
+    int have_g = 0, have_gid = 0;
+    l->groups = 1;
+    l->group_id = 0;
     if (kv_list(kv, "shifts", 0, MDFI_MAX_SHIFT, MDFI_RT_MAX_INPUTS, l->shifts, &ns, err) ||
         kv_enum(kv, "rounding", ROUND_NAMES, 2, &l->rounding, 1, NULL, err) ||
-        kv_int(kv, "out_bits", 2, 16, 1, &l->out.bits, NULL, err))
+        kv_int(kv, "out_bits", 2, 16, 1, &l->out.bits, NULL, err) ||
+        kv_int(kv, "groups", 1, MDFI_RT_MAX_DIM, 0, &l->groups, &have_g, err) ||
+        kv_int(kv, "group_id", 0, MDFI_RT_MAX_DIM, 0, &l->group_id, &have_gid, err))
         return -1;
+    if (l->group_id >= l->groups)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: group_id=%d must be below groups=%d", (int)l->index,
+                         (int)l->group_id, (int)l->groups);
     if (ns != l->nin)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: %lld shifts for %d inputs", (int)l->index,
                          (long long)ns, (int)l->nin);
@@ -357,7 +224,10 @@ static int parse_route(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
             return mdfi_fail(err, kv->file, kv->line, "layer %d: input %d is %dx%d but input %d is %dx%d",
                              (int)l->index, (int)l->in[0], (int)first->h, (int)first->w, (int)l->in[i], (int)t->h,
                              (int)t->w);
-        c += t->c;
+        if (t->c % l->groups)
+            return mdfi_fail(err, kv->file, kv->line, "layer %d: input %d has %d channels, not divisible by groups=%d",
+                             (int)l->index, (int)l->in[i], (int)t->c, (int)l->groups);
+        c += t->c / l->groups;
         if (t->bits > widest) widest = t->bits;
     }
     if (l->out.bits != widest)
@@ -370,21 +240,26 @@ static int parse_shortcut(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *er
 {
     if (kv_int(kv, "fa", -64, 64, 1, &l->fa, NULL, err) || kv_int(kv, "fb", -64, 64, 1, &l->fb, NULL, err) ||
         kv_int(kv, "out_frac", -64, 64, 1, &l->out_frac, NULL, err) ||
-        kv_enum(kv, "act", ACT_NAMES, 3, &l->act, 1, NULL, err) ||
+        kv_enum(kv, "act", ACT_NAMES, MDFI_RT_ACT_COUNT, &l->act, 1, NULL, err) || parse_table_keys(l, kv, err) ||
         kv_enum(kv, "rounding", ROUND_NAMES, 2, &l->rounding, 1, NULL, err) ||
         kv_int(kv, "out_bits", 2, 16, 1, &l->out.bits, NULL, err))
         return -1;
     const mdfi_tensor_desc *a = producer(m, l->in[0]), *b = producer(m, l->in[1]);
-    if (a->c != b->c || a->h != b->h || a->w != b->w)
-        return mdfi_fail(err, kv->file, kv->line, "layer %d: inputs have different shapes %dx%dx%d and %dx%dx%d",
+    /* the channel counts may differ: b is added to the first min(Ca, Cb) channels of a */
+    if (a->h != b->h || a->w != b->w)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: inputs have different sizes %dx%dx%d and %dx%dx%d",
                          (int)l->index, (int)a->c, (int)a->h, (int)a->w, (int)b->c, (int)b->h, (int)b->w);
     const int32_t fm = l->fa > l->fb ? l->fa : l->fb;
+    const int32_t sf = l->act >= MDFI_RT_ACT_TABLE ? l->pre_frac : l->out_frac;      /* the kernel's target */
     if (fm - l->fa > 16 || fm - l->fb > 16)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: fa=%d and fb=%d differ by more than 16", (int)l->index,
                          (int)l->fa, (int)l->fb);
-    if (fm - l->out_frac < MDFI_MIN_SHIFT || fm - l->out_frac > MDFI_MAX_SHIFT)
+    if (fm - sf < MDFI_MIN_SHIFT || fm - sf > MDFI_MAX_SHIFT)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: shift %d outside [%d, %d]", (int)l->index,
-                         (int)(fm - l->out_frac), MDFI_MIN_SHIFT, MDFI_MAX_SHIFT);
+                         (int)(fm - sf), MDFI_MIN_SHIFT, MDFI_MAX_SHIFT);
+    if (l->act >= MDFI_RT_ACT_TABLE && l->pre_bits < l->out.bits)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: pre_bits=%d is narrower than out_bits=%d", (int)l->index,
+                         (int)l->pre_bits, (int)l->out.bits);
     return set_out(kv, l, a->c, a->h, a->w, act_type(l->out.bits), l->out.bits, err);
 }
 
@@ -396,8 +271,9 @@ static int parse_head(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
     int64_t nsel = 0;
     if (check_in_shape(kv, in, err) || kv_int(kv, "qmin", -32768, 0, 1, &l->qmin, NULL, err) ||
         kv_int(kv, "bits", 2, 16, 1, &l->tbits, NULL, err) || kv_name(kv, "logistic", 1, l->file[0], err) ||
-        kv_name(kv, "exp", 1, l->file[1], err))
+        kv_name(kv, "exp", 1, l->file[1], err) || (!region && kv_name(kv, "xy", 0, l->file[2], err)))
         return -1;
+    const int xy = !region && l->file[2][0] != '\0';
     if (region &&
         (kv_int(kv, "softmax", 0, 1, 1, &l->softmax, NULL, err) ||
          kv_int(kv, "n", 1, MDFI_RT_MAX_DIM, 1, &l->n, NULL, err) ||
@@ -422,7 +298,7 @@ static int parse_head(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
         free(sel);
         return mdfi_fail(err, kv->file, kv->line, "out of memory");
     }
-    if (kv_list(kv, "sel", 0, region ? 2 : 1, in->c, sel, &nsel, err)) {
+    if (kv_list(kv, "sel", 0, (region || xy) ? 2 : 1, in->c, sel, &nsel, err)) {
         free(sel);
         return -1;
     }
@@ -432,9 +308,10 @@ static int parse_head(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
                        (long long)nsel, (int)in->c);
     for (int32_t ch = 0; ch < in->c && rc == 0; ++ch) {
         l->sel[ch] = (uint8_t)sel[ch];
-        /* softmax channels are exactly the classes of every anchor (what the kernel writes) */
+        /* softmax channels are exactly the classes of every anchor (what the kernel writes);
+           on a yolo line with xy= any channel may take the x/y table (sel 2) */
         const int want2 = region && l->softmax && ch % l->entries >= 5;
-        if ((sel[ch] == 2) != want2)
+        if (!xy && (sel[ch] == 2) != want2)
             rc = mdfi_fail(err, kv->file, kv->line, "layer %d: sel entry %d (%d) %s", (int)l->index, (int)ch,
                            (int)sel[ch], want2 ? "must be 2 (softmax class)" : "cannot be 2 here");
     }
@@ -447,13 +324,14 @@ typedef int (*parse_fn)(mdfi_model *, mdfi_layer *, kvline *, mdfi_err *);
 
 /* Keys each kind accepts (space-separated; c/h/w/oh/ow/in_type are optional checks). */
 static const char *const KIND_KEYS[MDFI_K_COUNT] = {
-    " in c h w m k stride pad act rounding in_type wbits out_bits acc64 acc_bits oh ow weights bias shift ",
+    " in c h w m k stride pad act rounding in_type wbits out_bits acc64 acc_bits oh ow weights bias shift "
+    "pre_bits pre_frac lut ",
     " in c h w size stride pad oh ow ",
     " in c h w stride ",
     " in c h w stride ",
-    " in shifts rounding out_bits ",
-    " in fa fb out_frac act rounding out_bits ",
-    " in c h w qmin bits sel logistic exp ",
+    " in shifts rounding out_bits groups group_id ",
+    " in fa fb out_frac act rounding out_bits pre_bits pre_frac lut ",
+    " in c h w qmin bits sel logistic exp xy ",
     " in c h w qmin bits sel softmax n entries classes logistic exp expneg "};
 
 /* A key the kind does not know is reported before anything else (typos). */
@@ -666,6 +544,26 @@ static int load_head(const mdfi_model *m, mdfi_layer *l, mdfi_err *err)
             mdfi_hex_read(path, len, 32, 1, l->expneg, MDFI_ELEM_I32, err))
             return -1;
     }
+    if (l->kind == MDFI_K_YOLO && l->file[2][0] != '\0') {
+        l->xy_tab = mdfi_alloc(len, sizeof *l->xy_tab);
+        if (l->xy_tab == NULL) return mdfi_fail(err, m->txt, l->line, "out of memory");
+        if (mdfi_join_path(path, m->dir, l->file[2], err) ||
+            mdfi_hex_read(path, len, 32, 1, l->xy_tab, MDFI_ELEM_I32, err))
+            return -1;
+    }
+    return 0;
+}
+
+/* The activation table of a table activation: 2^pre_bits output codes of out.bits bits. */
+static int load_act_table(const mdfi_model *m, mdfi_layer *l, mdfi_err *err)
+{
+    char path[MDFI_PATH_LEN];
+    const int64_t len = (int64_t)1 << l->pre_bits;
+    l->lut = mdfi_alloc(len, sizeof *l->lut);
+    if (l->lut == NULL) return mdfi_fail(err, m->txt, l->line, "out of memory");
+    if (mdfi_join_path(path, m->dir, l->file[3], err) ||
+        mdfi_hex_read(path, len, l->out.bits, 1, l->lut, MDFI_ELEM_I32, err))
+        return -1;
     return 0;
 }
 
@@ -685,6 +583,8 @@ int mdfi_model_load(mdfi_model *model, const char *dir, int load_params, mdfi_er
         mdfi_layer *l = &model->layers[i];
         if (l->kind == MDFI_K_CONV) rc = load_conv(model, l, err);
         else if (l->kind == MDFI_K_YOLO || l->kind == MDFI_K_REGION) rc = load_head(model, l, err);
+        if (rc == 0 && (l->kind == MDFI_K_CONV || l->kind == MDFI_K_SHORTCUT) && l->act >= MDFI_RT_ACT_TABLE)
+            rc = load_act_table(model, l, err);
     }
     if (rc) mdfi_model_free(model);
     return rc;
@@ -701,6 +601,8 @@ void mdfi_model_free(mdfi_model *model)
         free(l->logistic);
         free(l->exp_tab);
         free(l->expneg);
+        free(l->xy_tab);
+        free(l->lut);
     }
     free(model->layers);
     model->layers = NULL;

@@ -27,6 +27,10 @@ extern "C" {
 #define MDFI_RT_MAX_NAME 255                     /* parameter file names */
 #define MDFI_RT_MAX_MODEL_TXT ((int64_t)64 << 20)
 
+/* act values of model.txt beyond MDFI_ACT_* (linear, leaky, relu): the table activations,
+ * computed through lut= (docs/golden-format.md). */
+enum { MDFI_RT_ACT_TABLE = 3, MDFI_RT_ACT_COUNT = 8 };
+
 enum mdfi_kind {
     MDFI_K_CONV = 0, MDFI_K_MAXPOOL, MDFI_K_UPSAMPLE, MDFI_K_REORG, MDFI_K_ROUTE,
     MDFI_K_SHORTCUT, MDFI_K_YOLO, MDFI_K_REGION, MDFI_K_COUNT
@@ -57,6 +61,10 @@ typedef struct mdfi_layer {
     int32_t act;                        /* MDFI_ACT_*                                  */
     int32_t stride;                     /* conv, maxpool, upsample, reorg              */
     int32_t pad;                        /* conv (pixels each side), maxpool (total)    */
+    /* table activations (conv, shortcut; act >= MDFI_RT_ACT_TABLE): the kernel writes the
+       linear pre-activation code Q(pre_bits, pre_frac), then out = lut[code - qmin(pre_bits)] */
+    int32_t pre_bits, pre_frac;
+    int32_t *lut;                       /* [2^pre_bits] output codes (int32 copy)         */
     /* conv */
     int32_t m, k, wbits, acc64, acc_bits;
     void *packed;                       /* mdfi_conv_pack_weights() of the [M][C][k][k]
@@ -68,6 +76,8 @@ typedef struct mdfi_layer {
     int32_t size;
     /* route */
     int32_t shifts[MDFI_RT_MAX_INPUTS]; /* alignment right shift of each input         */
+    int32_t groups, group_id;           /* AlexeyAB: copy channel slice group_id of
+                                           groups of every input (1, 0: whole inputs)  */
     /* shortcut */
     int32_t fa, fb, out_frac;
     /* yolo / region */
@@ -79,9 +89,11 @@ typedef struct mdfi_layer {
     int32_t *exp_tab;                   /* [2^tbits] Q15.16, same indexing             */
     int32_t *expneg;                    /* [2^tbits] Q15.16, entry d = max - q; NULL
                                            unless region softmax                       */
+    int32_t *xy_tab;                    /* [2^tbits] signed Q.15 x/y (sel 2, yolo with
+                                           scale_x_y or new_coords); NULL otherwise     */
     /* parameter files named by the line (conv: weights, bias, shift; heads: logistic,
-       exp, expneg), "" if absent */
-    char file[3][MDFI_RT_MAX_NAME + 1];
+       exp, expneg / xy), "" if absent; file[3]: the activation table (lut=) */
+    char file[4][MDFI_RT_MAX_NAME + 1];
 } mdfi_layer;
 
 typedef struct mdfi_model {

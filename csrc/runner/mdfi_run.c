@@ -12,7 +12,8 @@
  * --threads N   convolution threads (default 1; results never depend on it)
  * --time        print each layer's and the total kernel time in ms (stdout)
  * --repeat N    run N times (outputs written once), --time reports medians
- * MDFI_SIMD=scalar|avx2|auto (environment) selects the convolution code path.
+ * MDFI_SIMD=auto|scalar|avx2|avx512bw|avxvnni|avx512vnni|amx|neon|neondot (environment) selects
+ * the convolution code path (default: the best this CPU runs; see mdfi_conv.h).
  *
  * Exit status: 0 on success, 2 on any error, after one line "mdfi_run: FILE:LINE: message"
  * on stderr.  Depends on libc, libm and POSIX threads only.
@@ -45,7 +46,8 @@ static const char USAGE[] =
     "  --layers LIST  write only these layers, e.g. 0,5-7,15 (runs what they need)\n"
     "  --time         print per-layer and total kernel time in ms\n"
     "  --repeat N     run N times (outputs written once); --time prints medians\n"
-    "Environment: MDFI_SIMD=scalar|avx2|auto selects the convolution code path.\n";
+    "Environment: MDFI_SIMD=auto|scalar|avx2|avx512bw|avxvnni|avx512vnni|amx|neon|neondot selects the\n"
+    "convolution code path (default: the best this CPU runs).\n";
 
 /* Command-line options. */
 typedef struct {
@@ -239,7 +241,8 @@ int main(int argc, char **argv)
     }
     if (mdfi_hex_read(in_path, nin, 8, 0, input, MDFI_ELEM_U8, &err)) goto done;
     if (ensure_dir(o.out_dir, &err)) goto done;
-    if (mdfi_plan_init(&plan, &model, sel, o.threads, mdfi_conv_env_path(), &err)) goto done;
+    if (mdfi_plan_init(&plan, &model, sel, o.threads, mdfi_conv_effective_path(mdfi_conv_env_path()), &err))
+        goto done;
     if (o.time) {
         times = mdfi_alloc((int64_t)o.repeat * model.nlayers, sizeof *times);
         if (times == NULL) {

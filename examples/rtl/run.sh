@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# examples/rtl/run.sh -- check the RTL requantize stage against MDFI golden vectors.
+# examples/rtl/run.sh -- check the RTL examples against MDFI golden vectors.
 #
 #   1. export golden vectors (mdfi golden, hex) for the chosen layers
 #   2. simulate tb_requant.v + mdfi_requant.v (Icarus Verilog) on every chosen conv layer
 #   3. check the DUT outputs bit-exactly (mdfi verify when available, and cmp)
 #   4. simulate the faulty mdfi_requant_trunc.v the same way and check that it is caught
-# Exit status 0 only if the correct module matches on every layer and the faulty one is
-# reported as a mismatch on every layer.
+#   5. run whole convolution layers through the engine mdfi_conv.v (conv_tb.py), check them
+#   6. run the faulty engine (narrow accumulators) and check that mdfi verify names the fault
+# Exit status 0 only if the correct modules match on every layer and the faulty ones are
+# reported as mismatches.
 #
 # Environment (all optional):
 #   MDFI_GOLDEN_IMAGE  image to run (default: a generated PNG, skimage's coffee photo)
 #   MDFI_RTL_MODEL     zoo model (default yolov3-tiny)
-#   MDFI_RTL_LAYERS    layers to check (default 13,15: yolov3-tiny's leaky and linear 1x1 convs)
+#   MDFI_RTL_LAYERS    requantizer layers (default 13,15: yolov3-tiny's leaky and linear 1x1 convs)
+#   MDFI_RTL_CONV      conv engine layers (default 0,2,18: 3x3 on pixels, 3x3, 1x1; "none" skips)
+#   MDFI_RTL_FULL=1    simulate every output row of the conv layers (default: first and last row)
 #   MDFI_RTL_GOLDEN    use this existing golden dir (hex) instead of exporting one
 #   MDFI_RTL_WORK      work dir (default: a new temp dir; kept, its path is printed)
 #   MDFI_RTL_SYNTH=1   also synthesize mdfi_requant.v with yosys and print its cell count
@@ -65,9 +69,14 @@ except ImportError:                            # synthetic but structured fallba
 Image.fromarray(np.ascontiguousarray(img[..., :3]).astype(np.uint8)).save(sys.argv[1])
 PYEOF
     fi
-    echo "[1] golden vectors: mdfi golden $IMAGE --model $MODEL --layers $LAYERS --format hex"
-    "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$GOLDEN" --layers "$LAYERS" \
+    echo "[1] golden vectors: mdfi golden $IMAGE --model $MODEL --layers $LAYERS,18 --format hex"
+    "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$GOLDEN" --layers "$LAYERS,18" \
         --format hex || die "mdfi golden failed"
+    if [ "${MDFI_RTL_CONV:-0,2,18}" != none ]; then
+        echo "    mdfi golden $IMAGE --model $MODEL --layers 0,2 --stages in,out -o golden_conv"
+        "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$WORK/golden_conv" --layers 0,2 \
+            --stages in,out --format hex >/dev/null 2>&1 || die "mdfi golden (conv layers) failed"
+    fi
 fi
 [ -f "$GOLDEN/manifest.json" ] || die "$GOLDEN/manifest.json missing"
 
@@ -195,6 +204,47 @@ case $VERIFY_RC in
        STATUS=1;;
 esac
 
+# ---- 5 + 6. the convolution engine ------------------------------------------------------------
+CONV=${MDFI_RTL_CONV:-0,2,18}
+ROWS=edges
+[ "${MDFI_RTL_FULL:-0}" = 1 ] && ROWS=all
+if [ "$CONV" != none ]; then
+    echo "[5] mdfi_conv (8x8 output-stationary MAC array + mdfi_requant) vs golden, rows: $ROWS"
+    NARROW_LAYER=""
+    for i in ${CONV//,/ }; do
+        nnn=$(printf "l%03d" "$i")
+        if [ -f "$GOLDEN/$nnn.in0.hex" ]; then dir=$GOLDEN; dut=$WORK/conv_dut
+        elif [ -f "$WORK/golden_conv/$nnn.in0.hex" ]; then dir=$WORK/golden_conv; dut=$WORK/conv_dut_c
+        else echo "  layer $i: not in the golden export(s): skipped"; continue; fi
+        if "$PY" "$HERE/conv_tb.py" "$dir" "$i" "$dut" --rows "$ROWS" --build "$WORK/build" | sed 's/^/  /' \
+                && [ "${PIPESTATUS[0]}" = 0 ]; then
+            if "$PY" -m mdfi verify "$dir" "$dut" --layers "$i" > "$WORK/conv_verify_$nnn.txt" 2>&1; then
+                echo "PASS layer $i: mdfi_conv bit-exact ($(grep -o 'OK .*' "$WORK/conv_verify_$nnn.txt" | head -1))"
+            else
+                echo "FAIL layer $i: mdfi_conv differs from golden"; sed 's/^/    /' "$WORK/conv_verify_$nnn.txt"
+                STATUS=1
+            fi
+        else
+            echo "FAIL layer $i: conv simulation failed"; STATUS=1
+        fi
+        [ -f "$dir/$nnn.acc.hex" ] && NARROW_LAYER=$i NARROW_DIR=$dir
+    done
+    if [ -n "$NARROW_LAYER" ]; then
+        nnn=$(printf "l%03d" "$NARROW_LAYER")
+        echo "[6] mdfi_conv_narrow (faulty: accumulator one bit narrower than layer $NARROW_LAYER's values need)"
+        "$PY" "$HERE/conv_tb.py" "$NARROW_DIR" "$NARROW_LAYER" "$WORK/conv_dut_narrow" --rows 0:1:1 \
+            --narrow-auto --build "$WORK/build" | sed 's/^/  /'
+        "$PY" -m mdfi verify "$NARROW_DIR" "$WORK/conv_dut_narrow" > "$WORK/conv_verify_narrow.txt" 2>&1
+        rc=$?
+        sed 's/^/    /' "$WORK/conv_verify_narrow.txt"
+        if [ "$rc" = 1 ] && grep -q "accumulator wraps around" "$WORK/conv_verify_narrow.txt"; then
+            echo "PASS layer $NARROW_LAYER: narrow accumulator caught, with the accumulator-wrap hint"
+        else
+            echo "FAIL layer $NARROW_LAYER: the narrow accumulator was not reported as a wrap (exit $rc)"; STATUS=1
+        fi
+    fi
+fi
+
 # ---- optional: synthesis ------------------------------------------------------------------
 if [ "${MDFI_RTL_SYNTH:-0}" = 1 ]; then
     if command -v yosys >/dev/null; then
@@ -210,7 +260,7 @@ if [ "${MDFI_RTL_SYNTH:-0}" = 1 ]; then
 fi
 
 if [ "$STATUS" = 0 ]; then
-    echo "RESULT: PASS (correct module bit-exact on layers $(echo "$PLAN" | awk '{print $1}' | paste -sd,), faulty module caught)"
+    echo "RESULT: PASS (requantizer bit-exact on layers $(echo "$PLAN" | awk '{print $1}' | paste -sd,), conv engine on ${CONV}, faulty modules caught)"
 else
     echo "RESULT: FAIL"
 fi

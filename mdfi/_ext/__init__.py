@@ -18,7 +18,8 @@ def __getattr__(name: str):
     if name in _WRAPPERS and PathFinder.find_spec(f"{__name__}.{name}", __path__) is None:
         raise ImportError(
             f"MDFI's compiled extension {name} is not built in {Path(__file__).parent}: this is a "
-            "source checkout without a build.  Install with `pip install .` and run from another "
-            "directory, or build in place with `python setup.py build_ext --inplace`.",
+            "source checkout without a build, and no built copy is installed.  Install with "
+            "`pip install .` (Python started in the checkout then uses the installed copy), or build "
+            "in place with `python setup.py build_ext --inplace`.",
             name=f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,8 @@ MIN_SHIFT, MAX_SHIFT = MDFI_MIN_SHIFT, MDFI_MAX_SHIFT
 BIAS_LIMIT = 1 << 47
 MR, NR = MDFI_CONV_MR, MDFI_CONV_NR
 
-_PATHS = {"scalar": MDFI_CONV_PATH_SCALAR, "avx2": MDFI_CONV_PATH_AVX2}
+#: every code path of the C kernel, by name (see csrc/mdfi_conv.h)
+PATHS = tuple(mdfi_conv_path_name(p).decode("ascii") for p in range(MDFI_CONV_NPATHS))
 # MDFI_SIMD is read once, here.
 cdef int32_t _path = mdfi_conv_env_path()
 
@@ -44,8 +45,8 @@ def _path_name(int32_t p):
 
 
 def simd_path():
-    """Name of the code path conv2d uses by default ("avx2" or "scalar")."""
-    return _path_name(_path)
+    """Name of the code path conv2d uses by default (after its start-up self-check)."""
+    return _path_name(mdfi_conv_effective_path(_path))
 
 
 def best_simd_path():
@@ -53,12 +54,41 @@ def best_simd_path():
     return _path_name(mdfi_conv_best_path())
 
 
+def available_simd_paths():
+    """Names of the code paths this CPU and build can run (test paths included)."""
+    return [p for i, p in enumerate(PATHS) if mdfi_conv_path_available(i)]
+
+
+def cpu_features():
+    """The CPU features the kernels detected ("avx2 avx512bw ...")."""
+    return mdfi_cpu_describe().decode("ascii")
+
+
 def set_simd_path(name):
-    """Select the default code path ("scalar", "avx2" or "auto"); returns the path in effect
+    """Select the default code path (a name of PATHS or "auto"); returns the path in effect
     (a path the CPU lacks falls back to the best one it has)."""
     global _path
     _path = _resolve_path(name)
     return simd_path()
+
+
+def _set_q8_override(kernel=-1, direct=-1):
+    """Testing only: force the 8-bit kernels' register tile and direct/packed mode."""
+    mdfi_conv_q8_override(int(kernel), int(direct))
+
+
+def _set_winograd(enable):
+    """Testing only: turn the Winograd kernels of the int16-pair paths off (False) or on."""
+    mdfi_conv_set_winograd(1 if enable else 0)
+
+
+def q8_tiles(name):
+    """The 8-bit register tiles (rows, vectors, lanes) of a path ([] if it has none)."""
+    if name not in PATHS:
+        raise ShapeError(f"unknown SIMD path {name!r}")
+    cdef int32_t t[48]
+    cdef int32_t n = mdfi_conv_q8_tiles(PATHS.index(name), t, 16)
+    return [(t[3 * i], t[3 * i + 1], t[3 * i + 2]) for i in range(min(n, 16))]
 
 
 cdef int32_t _resolve_path(name) except -1:
@@ -67,9 +97,10 @@ cdef int32_t _resolve_path(name) except -1:
         return _path
     if name == "auto":
         return best
-    if name not in _PATHS:
-        raise ShapeError(f"unknown SIMD path {name!r} (expected one of: auto, scalar, avx2)")
-    return min(<int32_t>_PATHS[name], best)
+    if name not in PATHS:
+        raise ShapeError(f"unknown SIMD path {name!r} (expected auto or one of: {', '.join(PATHS)})")
+    cdef int32_t p = PATHS.index(name)
+    return p if mdfi_conv_path_available(p) else best
 
 
 cdef int _check_int32(value, str what) except -1:
@@ -192,7 +223,7 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
     linear 0, leaky 1, relu 2).  ``acc64``: 0 = int32 accumulation (the caller guarantees
     |sum| + |bias| < 2**31), 1 = int64.  ``scratch``: 1-D uint8 of at least
     :func:`scratch_bytes` bytes (allocated per call when None).  ``simd``: None (default
-    path), "auto", "scalar" or "avx2".  Bit-identical to conv2d_int_ref.
+    path), "auto" or a name of PATHS.  Bit-identical to conv2d_int_ref.
     """
     # -- codes -------------------------------------------------------------------------
     ksize = _as_int(ksize, "ksize")

@@ -27,7 +27,7 @@ cdef mdfi_kopts _opts(nthreads, simd) except *:
         raise ShapeError(f"nthreads must be an integer in 1..{MAX_THREADS}, got {nthreads!r}")
     o.pool = _pool
     o.nthreads = nthreads
-    o.simd = (_conv.simd_path() == "avx2") if simd is None else (1 if simd else 0)
+    o.simd = (_conv.simd_path() != "scalar") if simd is None else (1 if simd else 0)
     return o
 
 # dtype -> mdfi_type code (csrc/mdfi_kernels.h)
@@ -265,3 +265,27 @@ def softmax_int(inp, int n, int stride_anchor, int first, int classes, expneg, o
     with nogil:
         rc = mdfi_softmax_int(ip, ict, n, stride_anchor, first, classes, plane, &e[0], tl, &o[0, 0])
     _rc(rc, "softmax")
+
+
+def lut(inp, int qmin, table, out, *, nthreads=1, simd=None):
+    """out.flat[i] = table[inp.flat[i] - qmin] (clamped index); table int32; out int8/int16/int32
+    with the same number of elements (table activations and single head tables)."""
+    cdef mdfi_kopts o = _opts(nthreads, simd)
+    ic = _code(inp, "table input")
+    oc = _out(out, "table output", (1, 2, 3))
+    if inp.size != out.size:
+        raise ShapeError(f"table lookup: {inp.size} input elements for {out.size} output elements")
+    if not (isinstance(table, np.ndarray) and table.dtype == np.int32 and table.ndim == 1
+            and 1 <= table.size <= 65536 and table.flags.c_contiguous):
+        raise ShapeError("table lookup: the table must be a contiguous int32 array of 1..65536 entries")
+    lim = {1: (-128, 127), 2: (-32768, 32767), 3: (-2**31, 2**31 - 1)}[oc]
+    if table.min() < lim[0] or table.max() > lim[1]:
+        raise ShapeError(f"table lookup: table values do not fit the {out.dtype} output")
+    cdef const void *ip = _ptr(inp)
+    cdef void *op = _wptr(out)
+    cdef const int32_t[::1] t = table
+    cdef int64_t n = inp.size
+    cdef int rc, ict = ic, oct = oc, tl = table.size
+    with nogil:
+        rc = mdfi_lut_ex(ip, ict, n, qmin, &t[0], tl, op, oct, &o)
+    _rc(rc, "table lookup")

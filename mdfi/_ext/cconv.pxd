@@ -7,7 +7,7 @@ cdef extern from "mdfi_conv.h" nogil:
         MDFI_CONV_S8
         MDFI_CONV_S16
         MDFI_CONV_PATH_SCALAR
-        MDFI_CONV_PATH_AVX2
+        MDFI_CONV_NPATHS
         MDFI_CONV_OK
         MDFI_CONV_MR
         MDFI_CONV_NR
@@ -30,6 +30,12 @@ cdef extern from "mdfi_conv.h" nogil:
     int32_t mdfi_conv_best_path()
     int32_t mdfi_conv_env_path()
     const char *mdfi_conv_path_name(int32_t path)
+    int32_t mdfi_conv_path_from_name(const char *name)
+    int mdfi_conv_path_available(int32_t path)
+    int32_t mdfi_conv_effective_path(int32_t path)
+    void mdfi_conv_q8_override(int32_t kernel, int32_t direct)
+    int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max)
+    void mdfi_conv_set_winograd(int32_t enable)
     const char *mdfi_conv_strerror(int code)
     int mdfi_conv_pool_run(void (*job)(void *arg, int tid) noexcept nogil, void *arg, int nthreads)
 
@@ -42,3 +48,6 @@ cdef extern from "mdfi_fixedpoint.h" nogil:
         MDFI_ACT_RELU
         MDFI_MIN_SHIFT
         MDFI_MAX_SHIFT
+
+cdef extern from "mdfi_cpu.h" nogil:
+    const char *mdfi_cpu_describe()

@@ -1,7 +1,11 @@
 # C declarations of csrc/mdfi_image.h (no code here).
-from libc.stdint cimport int32_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 
 cdef extern from "mdfi_image.h" nogil:
     int mdfi_letterbox_f32(const float *src, int32_t c, int32_t h, int32_t w,
                            float *part, int32_t new_h, int32_t new_w,
                            float *dst, int32_t net_h, int32_t net_w)
+    int64_t mdfi_letterbox_u8_scratch(int32_t c, int32_t h, int32_t new_w)
+    int mdfi_letterbox_u8(const uint8_t *rgb, int32_t c, int32_t h, int32_t w, float *scratch,
+                          int64_t scratch_floats, uint8_t *dst, int32_t new_h, int32_t new_w, int32_t net_h,
+                          int32_t net_w)

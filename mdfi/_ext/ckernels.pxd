@@ -40,6 +40,8 @@ cdef extern from "mdfi_kernels.h" nogil:
     int mdfi_shortcut_ex(const void *a, int32_t a_type, int32_t fa, const void *b, int32_t b_type, int32_t fb,
                          int64_t n, int32_t out_frac, int32_t mode, int32_t bits, int32_t act, void *out,
                          int32_t out_type, const mdfi_kopts *opts)
+    int mdfi_lut_ex(const void *inp, int32_t in_type, int64_t n, int32_t qmin, const int32_t *table,
+                    int32_t table_len, void *out, int32_t out_type, const mdfi_kopts *opts)
     int mdfi_head_lookup_ex(const void *inp, int32_t in_type, int32_t c, int64_t plane, int32_t qmin,
                             const uint16_t *logistic, const int32_t *exp_tab, int32_t table_len,
                             const uint8_t *table_sel, int32_t *out, const mdfi_kopts *opts)

@@ -46,6 +46,8 @@ QREGISTRY: Dict[str, Type[QLayer]] = {
 DARKNET_ONLY = frozenset("""
 crop cost detection local deconv deconvolutional activation logistic l2norm crnn gru lstm
 rnn conn connected avg avgpool dropout lrn normalization batchnorm soft softmax
+scale_channels sam gaussian_yolo local_avg local_avgpool reorg3d empty silence implicit
+implicit_add implicit_mul contrastive conv_lstm history
 """.split())
 
 NET_SECTIONS = ("net", "network")

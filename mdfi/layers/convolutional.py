@@ -8,9 +8,19 @@ Output size (convolutional_out_width): ``(w + 2*padding - size)/stride + 1``.
 Weights file order (load_convolutional_weights): biases[n]; if batch_normalize:
 scales[n], rolling_mean[n], rolling_variance[n]; then weights[n][c][size][size].
 
-Float forward (forward_convolutional_layer): ``out = W x im2col(in)``; with batch norm
-``out = (out - mean)/(sqrt(var) + .000001f)`` (normalize_cpu: note the epsilon is added
-*after* the square root), ``out *= scales``; then ``out += biases``; then activation.
+Float forward, pjreddie (forward_convolutional_layer): ``out = W x im2col(in)``; with batch
+norm ``out = (out - mean)/(sqrt(var) + .000001f)`` (normalize_cpu, pjreddie src/blas.c:154:
+the epsilon is added *after* the square root), ``out *= scales``; then ``out += biases``;
+then activation.
+
+Float forward, AlexeyAB: test_detector first fuses batch norm into the weights
+(fuse_conv_batchnorm, AB src/network.c:1295-1327, in double, stored as float):
+``b' = b - scale*mean/sqrt(var + .00001)``, ``w' = w*scale/sqrt(var + .00001)``; the forward
+is then ``W' x im2col(in) + b'`` and the activation (src/convolutional_layer.c:1390-1404).
+AlexeyAB also has ``stride_x``/``stride_y`` and ``dilation`` (parse_convolutional,
+src/parser.c:176-188; im2col_cpu_ext, src/im2col.c:53-93, called with ``pad*dilation``,
+src/convolutional_layer.c:1370-1378) and ``cbn`` (cross-iteration batch norm, the same as
+batch_normalize=1 outside training).
 """
 
 from __future__ import annotations
@@ -19,13 +29,14 @@ from typing import List
 
 import numpy as np
 
-from .. import activations
+from .. import activations, actlut
 from .. import fixedpoint as fp
 from ..errors import FormatError, ShapeError
 from ..limits import MAX_DIM, MAX_KERNEL
 from .base import Layer, QLayer, check_positive_shape, meta_format
 
-BN_EPS = np.float32(0.000001)  # normalize_cpu: sqrt(variance) + .000001f
+BN_EPS = np.float32(0.000001)  # pjreddie normalize_cpu: sqrt(variance) + .000001f
+AB_BN_EPS = 0.00001            # AlexeyAB fuse_conv_batchnorm: sqrt((double)variance + .00001)
 
 
 def conv_out_size(n: int, size: int, stride: int, padding: int) -> int:
@@ -33,21 +44,31 @@ def conv_out_size(n: int, size: int, stride: int, padding: int) -> int:
     return (n + 2 * padding - size) // stride + 1
 
 
-def im2col(x: np.ndarray, size: int, stride: int, padding: int) -> np.ndarray:
-    """Darknet's im2col_cpu: (C,H,W) -> (C*size*size, OH*OW), zero padding.
+def im2col(x: np.ndarray, size: int, stride: int, padding: int, *, stride_y: "int | None" = None,
+           dilation: int = 1) -> np.ndarray:
+    """Darknet's im2col_cpu / AlexeyAB's im2col_cpu_ext: (C,H,W) -> (C*size*size, OH*OW),
+    zero padding.
 
-    Row index is ``(c*size + ky)*size + kx``, the order of Darknet's weights.  Works for
-    any dtype (float32 here, integers in the fixed-point reference).
+    Row index is ``(c*size + ky)*size + kx``, the order of Darknet's weights.  ``stride`` is
+    the horizontal stride (``stride_y`` defaults to it); with ``dilation`` the taps are
+    ``dilation`` apart and the padding is ``padding*dilation`` (AlexeyAB passes
+    ``l.pad * l.dilation``).  Works for any dtype (float32 here, integers in the
+    fixed-point reference).
     """
     c, h, w = x.shape
-    oh = conv_out_size(h, size, stride, padding)
-    ow = conv_out_size(w, size, stride, padding)
-    if size == 1 and stride == 1 and padding == 0:
+    sy = stride if stride_y is None else stride_y
+    sx = stride
+    d = dilation
+    pad = padding * d
+    ext = d * (size - 1) + 1
+    oh = (h + 2 * pad - ext) // sy + 1
+    ow = (w + 2 * pad - ext) // sx + 1
+    if size == 1 and sx == 1 and sy == 1 and padding == 0:
         return x.reshape(c, h * w)
-    xp = np.pad(x, ((0, 0), (padding, padding), (padding, padding))) if padding else x
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad))) if pad else x
     s0, s1, s2 = xp.strides
     view = np.lib.stride_tricks.as_strided(
-        xp, shape=(c, size, size, oh, ow), strides=(s0, s1, s2, s1 * stride, s2 * stride),
+        xp, shape=(c, size, size, oh, ow), strides=(s0, s1 * d, s2 * d, s1 * sy, s2 * sx),
         writeable=False)
     return view.reshape(c * size * size, oh * ow)
 
@@ -59,33 +80,81 @@ class ConvolutionalLayer(Layer):
     def from_section(cls, index, section, net):
         layer = super().from_section(index, section, net)
         sec = section
+        ab = net.darknet == "alexeyab"
+        layer.darknet = net.darknet
         c, h, w = layer.in_shape
         layer.filters = sec.get_int("filters", 1, minimum=1)
         MAX_DIM.check(layer.filters, f"{sec.path}:{sec.line}: [convolutional] filters")
         layer.size = sec.get_int("size", 1, minimum=1)
         MAX_KERNEL.check(layer.size, f"{sec.path}:{sec.line}: [convolutional] size")
-        layer.stride = sec.get_int("stride", 1, minimum=1)
-        MAX_KERNEL.check(layer.stride, f"{sec.path}:{sec.line}: [convolutional] stride")
+        if ab:
+            # AB src/parser.c:174-188: stride is only read when stride_x or stride_y is missing.
+            sx = sec.get_int("stride_x", -1) if sec.has("stride_x") else -1
+            sy = sec.get_int("stride_y", -1) if sec.has("stride_y") else -1
+            if sx < 1 or sy < 1:
+                stride = sec.get_int("stride", 1)
+                sx = stride if sx < 1 else sx
+                sy = stride if sy < 1 else sy
+            elif sec.has("stride"):
+                sec.get_int("stride", 1)
+            for key, v in (("stride", sx), ("stride", sy)):
+                if v < 1:
+                    raise sec.error(f"{key}={v}: must be >= 1", key)
+            layer.stride, layer.stride_y = sx, sy
+            layer.dilation = sec.get_int("dilation", 1, minimum=1) if sec.has("dilation") else 1
+            if layer.size == 1:
+                layer.dilation = 1                       # AB src/parser.c:188
+        else:
+            layer.stride = layer.stride_y = sec.get_int("stride", 1, minimum=1)
+            layer.dilation = 1
+        for v in (layer.stride, layer.stride_y, layer.dilation):
+            MAX_KERNEL.check(v, f"{sec.path}:{sec.line}: [convolutional] stride/dilation")
         pad = sec.get_int("pad", 0, minimum=0)
         layer.padding = sec.get_int("padding", 0, minimum=0)
         if pad:
             layer.padding = layer.size // 2
         # The forward pads the input: an absurd padding would allocate an absurd tensor.
-        MAX_KERNEL.check(layer.padding, f"{sec.path}:{sec.line}: [convolutional] padding")
-        groups = sec.get_int("groups", 1, minimum=1)
-        if groups != 1:
+        MAX_KERNEL.check(layer.padding * layer.dilation, f"{sec.path}:{sec.line}: [convolutional] padding")
+        groups = sec.get_int("groups", 1)
+        if groups > 1:
             raise sec.error(f"groups={groups}: grouped convolutions are not supported by MDFI", "groups")
         for key in ("binary", "xnor"):
             if sec.has(key) and sec.get_int(key, 0):
                 raise sec.error(f"{key}=1: binary/XNOR convolutions are not supported by MDFI", key)
         layer.batch_normalize = bool(sec.get_int("batch_normalize", 0))
-        layer.activation = parse_activation(sec, "logistic")
-        oh = conv_out_size(h, layer.size, layer.stride, layer.padding)
+        if ab and sec.has("cbn") and sec.get_int("cbn", 0):
+            layer.batch_normalize = True                 # AB src/parser.c:211: batch_normalize = 2
+        layer.activation = parse_activation(sec, "logistic", net.darknet)
+        oh = conv_out_size(h, layer.size, layer.stride_y, layer.padding)
         ow = conv_out_size(w, layer.size, layer.stride, layer.padding)
         layer.out_shape = check_positive_shape(layer, (layer.filters, oh, ow))
+        if layer.dilation > 1:
+            ext = layer.dilation * (layer.size - 1) + 1
+            pd = layer.padding * layer.dilation
+            if ((h + 2 * pd - ext) // layer.stride_y + 1, (w + 2 * pd - ext) // layer.stride + 1) != (oh, ow):
+                raise sec.error(f"dilation={layer.dilation}: Darknet's output size ignores the dilation "
+                                f"(AB src/convolutional_layer.c:78-86) but its im2col_cpu_ext does not "
+                                f"(src/im2col.c:60-63); with size={layer.size} padding={layer.padding} the two "
+                                f"disagree, so Darknet reads past its columns", "dilation")
+        if ab and layer.size == 1 and layer.stride == 1 and layer.stride_y != 1:
+            raise sec.error(f"stride_y={layer.stride_y} with size=1 stride_x=1: AlexeyAB's forward reads "
+                            f"the input unstrided there (src/convolutional_layer.c:1365-1366), which is not "
+                            f"a strided convolution", "stride_y")
         layer.biases = layer.scales = layer.rolling_mean = layer.rolling_variance = None
         layer.weights = None
+        layer._fused = None
         return layer
+
+    @property
+    def strides(self):
+        """(stride_y, stride_x)."""
+        return self.stride_y, self.stride
+
+    @property
+    def plain(self) -> bool:
+        """True when the layer is an ordinary square-stride, undilated convolution (what the
+        fixed-point C kernels implement)."""
+        return self.stride == self.stride_y and self.dilation == 1
 
     # -- parameters --------------------------------------------------------------------
     @property
@@ -116,6 +185,7 @@ class ConvolutionalLayer(Layer):
             self.rolling_mean = take(n)
             self.rolling_variance = take(n)
         self.weights = take(n * self.kernel_volume).reshape(n, self.in_channels, self.size, self.size)
+        self._fused = None
 
     @property
     def macs(self) -> int:
@@ -125,23 +195,44 @@ class ConvolutionalLayer(Layer):
     def folded_float_params(self):
         """Batch norm folded into (weights, bias) in float64, for the quantizer.
 
-        ``y = scale*(conv - mean)/(sqrt(var)+eps) + bias = conv*k + (bias - mean*k)``
-        with ``k = scale/(sqrt(var)+eps)`` per output channel.
+        ``y = conv*k + (bias - mean*k)`` per output channel with ``k = scale/(sqrt(var)+1e-6)``
+        (pjreddie) or ``k = scale/sqrt(var+1e-5)`` (AlexeyAB, as fuse_conv_batchnorm).
         """
         w = self.weights.astype(np.float64)
         b = self.biases.astype(np.float64)
         if self.batch_normalize:
-            k = self.scales.astype(np.float64) / (
-                np.sqrt(self.rolling_variance.astype(np.float64)) + float(BN_EPS))
+            var = self.rolling_variance.astype(np.float64)
+            if self.darknet == "alexeyab":
+                k = self.scales.astype(np.float64) / np.sqrt(var + AB_BN_EPS)
+            else:
+                k = self.scales.astype(np.float64) / (np.sqrt(var) + float(BN_EPS))
             w = w * k[:, None, None, None]
             b = b - self.rolling_mean.astype(np.float64) * k
         return w, b
+
+    def fused_params(self):
+        """AlexeyAB's fuse_conv_batchnorm (src/network.c:1308-1327): float32 (weights, biases)."""
+        if self._fused is None:
+            w, b = self.weights, self.biases
+            if self.batch_normalize:
+                denom = np.sqrt(self.rolling_variance.astype(np.float64) + AB_BN_EPS)
+                b = (b.astype(np.float64) - self.scales.astype(np.float64)
+                     * self.rolling_mean.astype(np.float64) / denom).astype(np.float32)
+                pre = self.scales.astype(np.float64) / denom
+                w = (w.astype(np.float64) * pre[:, None, None, None]).astype(np.float32)
+            self._fused = (np.ascontiguousarray(w, dtype=np.float32), np.asarray(b, dtype=np.float32))
+        return self._fused
 
     # -- float forward -------------------------------------------------------------
     def forward_float(self, xs: List[np.ndarray]) -> np.ndarray:
         x = xs[0]
         n, oh, ow = self.out_shape
-        cols = im2col(x, self.size, self.stride, self.padding)
+        cols = im2col(x, self.size, self.stride, self.padding, stride_y=self.stride_y, dilation=self.dilation)
+        if self.darknet == "alexeyab":
+            w, b = self.fused_params()
+            out = w.reshape(n, -1) @ cols               # float32 GEMM
+            out += b[:, None]                            # add_bias
+            return activations.apply_float(self.activation, out.reshape(n, oh, ow), self.darknet)
         out = self.weights.reshape(n, -1) @ cols  # float32 GEMM, like Darknet's gemm()
         if self.batch_normalize:
             # normalize_cpu computes in double: (x - mean) / (sqrt((double)var) + 1e-6f).
@@ -149,22 +240,72 @@ class ConvolutionalLayer(Layer):
             out = ((out - self.rolling_mean[:, None]).astype(np.float64) / denom[:, None]).astype(np.float32)
             out *= self.scales[:, None]
         out += self.biases[:, None]
-        return activations.apply_float(self.activation, out.reshape(n, oh, ow))
+        return activations.apply_float(self.activation, out.reshape(n, oh, ow), self.darknet)
 
     def describe(self) -> str:
-        return (f"conv {self.filters} {self.size}x{self.size}/{self.stride}"
+        st = f"{self.stride}" if self.stride == self.stride_y else f"{self.stride_y}x{self.stride}"
+        dil = f" d{self.dilation}" if self.dilation > 1 else ""
+        return (f"conv {self.filters} {self.size}x{self.size}/{st}{dil}"
                 f"{' bn' if self.batch_normalize else ''} {self.activation}")
 
 
-def parse_activation(sec, default: str) -> str:
+def parse_activation(sec, default: str, darknet: str = "pjreddie", layer_kind: str = "convolutional") -> str:
+    """The ``activation=`` of a section, checked against the lineage's get_activation."""
     name = sec.get_str("activation", default)
-    if name in activations.SUPPORTED:
+    supported = activations.SUPPORTED[darknet]
+    if layer_kind == "shortcut" and darknet == "alexeyab" and name in ("hard_mish", "relu6"):
+        raise sec.error(f"activation={name} on a [shortcut]: AlexeyAB's CPU build computes 0 there "
+                        f"(shortcut_layer.c:173 -> activate_array_cpu_custom -> activate(), activations.c:86-117, "
+                        f"has no case for it) while its GPU build applies it; refused as ambiguous", "activation")
+    if name in supported:
         return name
+    if darknet == "pjreddie" and name not in activations.PJREDDIE_ACTIVATIONS and name in activations.ALEXEYAB_ACTIVATIONS:
+        raise sec.error(f"activation={name}: pjreddie's Darknet does not know it (its get_activation falls back "
+                        f"to relu, src/activations.c:61); it is an AlexeyAB activation: pass --darknet alexeyab "
+                        f"(mdfi.load(..., darknet='alexeyab'))", "activation")
     if name in activations.DARKNET_ACTIVATIONS:
         raise sec.error(f"activation={name}: a Darknet activation MDFI does not support "
-                        f"(supported: {', '.join(activations.SUPPORTED)})", "activation")
-    raise sec.error(f"unknown activation '{name}' (supported: {', '.join(activations.SUPPORTED)})",
+                        f"(supported: {', '.join(supported)})", "activation")
+    raise sec.error(f"unknown activation '{name}' (supported: {', '.join(supported)})",
                     "activation")
+
+
+# -- how the integers were chosen (recorded per layer in the model file) --------------------------
+#: ``method`` of a quantized convolution: key -> allowed values.
+#:
+#: * ``weights``: ``nearest`` (round half up at the channel's format) or ``gptq``
+#:   (sequential rounding with error feedback on calibration data, :mod:`mdfi.quant.gptq`);
+#: * ``weight_format``: how ``w_frac`` was chosen (``max``, ``mse``);
+#: * ``bias``: ``nearest`` (the folded float bias rounded), ``analytic`` (minus the expected
+#:   shift of weight rounding from per-channel input means, Nagel et al. 2019) or
+#:   ``empirical`` (minus the measured mean output shift of the quantized network on
+#:   calibration images, :mod:`mdfi.quant.sequential`).
+METHOD_KEYS = {"weights": ("nearest", "gptq"), "weight_format": ("max", "mse"),
+               "bias": ("nearest", "analytic", "empirical")}
+
+
+def check_method(method, index: int):
+    """Validate a layer's recorded ``method`` (a dict of :data:`METHOD_KEYS`) or None."""
+    if method is None:
+        return None
+    if not isinstance(method, dict) or set(method) - set(METHOD_KEYS):
+        raise FormatError(f"layer {index}: invalid quantization method record {str(method)[:80]}")
+    for k, v in method.items():
+        if v not in METHOD_KEYS[k]:
+            raise FormatError(f"layer {index}: unknown {k} method {str(v)[:40]!r} "
+                              f"(expected one of {', '.join(METHOD_KEYS[k])})")
+    return dict(method)
+
+
+def weight_rounding_shift(w_q: np.ndarray, w_frac: np.ndarray, w_float: np.ndarray, input_mean) -> np.ndarray:
+    """Expected output shift of weight rounding per output channel,
+    ``sum_k (w_q - w)[m,k] * E[x_k]`` with ``E[x]`` per input channel (bias correction,
+    Nagel et al. 2019, "Data-Free Quantization", section 4.2)."""
+    m = w_q.shape[0]
+    mean = np.asarray(input_mean, dtype=np.float64)
+    w_deq = np.asarray(w_q, np.float64).reshape(m, -1) * np.exp2(-np.asarray(w_frac, np.float64))[:, None]
+    dw = (w_deq - np.asarray(w_float, np.float64).reshape(m, -1)).reshape(m, mean.size, -1).sum(axis=2)
+    return dw @ mean
 
 
 # -- integer reference (the executable specification of the C kernel) -----------------------------
@@ -208,14 +349,23 @@ class QConvolutional(QLayer):
     * ``acc = sum(w_q * x_q) + bias_q`` exactly, in an ``acc_bits``-wide accumulator;
       ``bias_q`` is the folded bias at the accumulator scale ``2**-(w_frac + in_frac)``;
     * ``out = requantize(acc, shift[m], rounding, out_bits, activation)`` with
-      ``shift[m] = w_frac[m] + in_frac - out_frac``.
+      ``shift[m] = w_frac[m] + in_frac - out_frac`` (linear, leaky, relu);
+    * table activations (logistic, mish, swish, hard_mish, relu6; :mod:`mdfi.actlut`):
+      ``pre = requantize(acc, w_frac[m] + in_frac - pre_frac, rounding, pre_bits, "linear")``
+      and ``out = act_lut[pre - qmin(pre_bits)]``.
     """
 
     kind = "convolutional"
 
     def __init__(self, layer, in_fmt, out_fmt, weights, w_frac, bias, *, wbits, rounding,
-                 per_channel, bias_clamped=0):
+                 per_channel, bias_clamped=0, method=None, pre_fmt=None, act_lut=None):
         super().__init__(layer, out_fmt, rounding)
+        why = self.refusal(layer)
+        if why:
+            raise FormatError(f"layer {layer.index}: {why}")
+        #: How the integers were chosen (recorded in the model file; None: not recorded,
+        #: a file written before MDFI recorded it).  See :data:`METHOD_KEYS`.
+        self.method = check_method(method, layer.index)
         self.in_fmt = in_fmt
         self.wbits = fp.check_bits(wbits, "weight width")
         self.weights = np.asarray(weights)
@@ -231,9 +381,12 @@ class QConvolutional(QLayer):
             raise ShapeError(f"layer {layer.index}: w_frac/bias must have {m} entries")
         if self.weights.size and (self.weights.min() < fp.qmin(wbits) or self.weights.max() > fp.qmax(wbits)):
             raise FormatError(f"layer {layer.index}: weights exceed {wbits} bits")
-        if layer.activation not in ("linear", "leaky", "relu"):
-            raise FormatError(f"layer {layer.index}: activation '{layer.activation}' has no fixed-point "
-                              f"implementation (linear, leaky, relu)")
+        self.lut = layer.activation in actlut.LUT_ACTIVATIONS
+        self.pre_fmt = self.act_lut = None
+        if self.lut:
+            self.pre_fmt = pre_fmt if pre_fmt is not None else actlut.pre_format(layer.activation, out_fmt)
+            self.act_lut = (actlut.build_table(layer.activation, self.pre_fmt, out_fmt, rounding) if act_lut is None
+                            else actlut.check_table(act_lut, self.pre_fmt, out_fmt, f"layer {layer.index}"))
         self.acc_bits = fp.accumulator_bits(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
         if self.acc_bits > fp.MAX_ACC_BITS:
             raise FormatError(f"layer {layer.index}: accumulator would need {self.acc_bits} bits "
@@ -241,10 +394,26 @@ class QConvolutional(QLayer):
         lim = self.bias_limit
         if np.any(np.abs(self.bias) > lim):
             raise FormatError(f"layer {layer.index}: bias exceeds the accumulator bound {lim}")
-        self.shift = (self.w_frac + in_fmt.frac - out_fmt.frac).astype(np.int32)
+        self.shift = (self.w_frac + in_fmt.frac - self.shift_fmt.frac).astype(np.int32)
         if self.shift.min() < fp.MIN_SHIFT or self.shift.max() > fp.MAX_SHIFT:
             raise FormatError(f"layer {layer.index}: requantizing shifts {self.shift.min()}..{self.shift.max()} "
                               f"outside [{fp.MIN_SHIFT}, {fp.MAX_SHIFT}]")
+
+    @staticmethod
+    def refusal(layer) -> str:
+        """Why this layer has no fixed-point implementation ("" when it has one)."""
+        if not layer.plain:
+            return ("stride_x != stride_y or dilation has no fixed-point kernel (the C convolution takes one "
+                    "stride, csrc/mdfi_conv.h); the float path runs it")
+        if layer.activation not in ("linear", "leaky", "relu") + actlut.LUT_ACTIVATIONS:
+            return f"activation '{layer.activation}' has no fixed-point implementation"
+        return ""
+
+    @property
+    def shift_fmt(self):
+        """The format the accumulator is requantized to: the output, or the pre-activation
+        code of a table activation."""
+        return self.pre_fmt if self.lut else self.out_fmt
 
     @property
     def bias_limit(self) -> int:
@@ -287,21 +456,34 @@ class QConvolutional(QLayer):
         elif weight_method not in ("max", "mse"):
             raise FormatError(f"unknown weight method {weight_method!r} (max, mse)")
         # Keep every requantizing shift in range (a near-zero channel could ask for a huge frac).
-        f = np.clip(f, out_fmt.frac - in_fmt.frac + fp.MIN_SHIFT, out_fmt.frac - in_fmt.frac + fp.MAX_SHIFT)
+        tf = (actlut.pre_format(layer.activation, out_fmt) if layer.activation in actlut.LUT_ACTIVATIONS
+              else out_fmt).frac
+        f = np.clip(f, tf - in_fmt.frac + fp.MIN_SHIFT, tf - in_fmt.frac + fp.MAX_SHIFT)
         if nonzero.any():
             f = np.where(nonzero, f, int(np.median(f[nonzero])))
-        w_q = fp.quantize_float(flat, f[:, None], wbits).reshape(w.shape).astype(fp.storage_dtype(wbits))
+        w_q = fp.quantize_float(flat, f[:, None], wbits).reshape(w.shape)
+        method = {"weights": "nearest", "weight_format": weight_method, "bias": "nearest"}
         if input_mean is not None:
-            w_deq = w_q.reshape(m, -1).astype(np.float64) * np.exp2(-f.astype(np.float64))[:, None]
-            dw = (w_deq - flat).reshape(w.shape).sum(axis=(2, 3))            # (M, C)
-            b = b - dw @ np.asarray(input_mean, dtype=np.float64)
+            b = b - weight_rounding_shift(w_q, f, flat, input_mean)
+            method["bias"] = "analytic"
+        return cls.from_integers(layer, in_fmt, out_fmt, w_q, f, b, wbits=wbits, rounding=rounding,
+                                 per_channel=per_channel, method=method)
+
+    @classmethod
+    def from_integers(cls, layer, in_fmt, out_fmt, w_q, w_frac, bias_float, *, wbits, rounding,
+                      per_channel, method):
+        """A layer from chosen integer weights ``w_q`` at ``Q(wbits, w_frac[m])`` and a float
+        bias (in the units of the folded float bias), which is rounded half up to the
+        accumulator scale and clamped to the accumulator bound (docs section 3.2)."""
+        f = np.asarray(w_frac, dtype=np.int64).reshape(-1)
         acc_bits = fp.accumulator_bits(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
         lim = (1 << (acc_bits - 1)) - 1 - fp.product_bound(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
-        b_q = fp.round_half_up_float(b * np.exp2((f + in_fmt.frac).astype(np.float64)))
+        b_q = fp.round_half_up_float(np.asarray(bias_float, np.float64) * np.exp2((f + in_fmt.frac).astype(np.float64)))
         clamped = int(np.count_nonzero(np.abs(b_q) > lim))
         b_q = np.clip(b_q, -lim, lim).astype(np.int64)
-        return cls(layer, in_fmt, out_fmt, w_q, f, b_q, wbits=wbits, rounding=rounding,
-                   per_channel=per_channel, bias_clamped=clamped)
+        w_q = np.asarray(w_q).reshape(layer.filters, layer.in_channels, layer.size, layer.size)
+        return cls(layer, in_fmt, out_fmt, w_q.astype(fp.storage_dtype(wbits)), f, b_q, wbits=wbits,
+                   rounding=rounding, per_channel=per_channel, bias_clamped=clamped, method=method)
 
     # -- reference forward -----------------------------------------------------------------
     def stages_ref(self, xs) -> dict:
@@ -311,6 +493,9 @@ class QConvolutional(QLayer):
         m, oh, ow = l.out_shape
         cols = im2col(np.asarray(xs[0]), l.size, l.stride, l.padding)
         acc = (int_matmul(self.weights.reshape(m, -1), cols) + self.bias[:, None]).reshape(m, oh, ow)
+        if self.lut:
+            pre = fp.requantize(acc, self.shift[:, None, None].astype(np.int64), self.rounding, self.pre_fmt.bits)
+            return {"acc": acc, "pre": pre, "out": actlut.lookup(self.act_lut, pre, self.pre_fmt)}
         act, _ = fp.pre_shift_activation(acc, l.activation)
         out = fp.requantize(acc, self.shift[:, None, None].astype(np.int64), self.rounding, self.out_fmt.bits,
                             l.activation)
@@ -320,12 +505,20 @@ class QConvolutional(QLayer):
         """stage -> (bits, signed, frac) with frac an int, a per-channel list, or None."""
         acc_frac = (self.w_frac + self.in_fmt.frac).tolist()
         acc_frac = acc_frac[0] if len(set(acc_frac)) == 1 else acc_frac
+        if self.lut:
+            return {"acc": (self.acc_bits, True, acc_frac), "pre": (self.pre_fmt.bits, True, self.pre_fmt.frac),
+                    "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
         act_bits = self.acc_bits + (12 if self.layer.activation == "leaky" else 0)
         return {"acc": (self.acc_bits, True, acc_frac), "act": (act_bits, True, None),
                 "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
 
     def forward_ref(self, xs, stats=None):
         l = self.layer
+        if self.lut:
+            pre = conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,
+                                 padding=l.padding, rounding=self.rounding, bits=self.pre_fmt.bits,
+                                 activation="linear", stats=stats)
+            return actlut.lookup(self.act_lut, pre, self.pre_fmt)
         return conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,
                               padding=l.padding, rounding=self.rounding, bits=self.out_fmt.bits,
                               activation=l.activation, stats=stats)
@@ -336,21 +529,35 @@ class QConvolutional(QLayer):
         d.update(in_fmt=self.in_fmt.to_dict(), wbits=self.wbits, w_frac=self.w_frac.tolist(),
                  per_channel=self.per_channel, acc_bits=self.acc_bits, activation=self.layer.activation,
                  bias_clamped=self.bias_clamped)
+        if self.lut:
+            d["pre_fmt"] = self.pre_fmt.to_dict()
+        if self.method is not None:
+            d["method"] = dict(self.method)
         return d
 
     def arrays(self):
-        return {"weights": self.weights, "bias": self.bias.astype(np.int64 if self.acc64 else np.int32)}
+        a = {"weights": self.weights, "bias": self.bias.astype(np.int64 if self.acc64 else np.int32)}
+        if self.lut:
+            a["act_lut"] = self.act_lut
+        return a
 
     @classmethod
     def from_saved(cls, layer, meta, arrays):
+        lut = layer.activation in actlut.LUT_ACTIVATIONS
+        if lut and ("pre_fmt" not in meta or "act_lut" not in arrays):
+            raise KeyError("pre_fmt/act_lut")
         return cls(layer, meta_format(meta, "in_fmt"), meta_format(meta), arrays["weights"], meta["w_frac"],
                    arrays["bias"], wbits=meta["wbits"], rounding=meta["rounding"],
-                   per_channel=meta.get("per_channel", False), bias_clamped=meta.get("bias_clamped", 0))
+                   per_channel=meta.get("per_channel", False), bias_clamped=meta.get("bias_clamped", 0),
+                   method=meta.get("method"), pre_fmt=meta_format(meta, "pre_fmt") if lut else None,
+                   act_lut=arrays.get("act_lut") if lut else None)
 
     def param_bits(self) -> int:
-        return self.weights.size * self.wbits + self.bias.size * self.acc_bits
+        lut = self.act_lut.size * self.out_fmt.bits if self.lut else 0
+        return self.weights.size * self.wbits + self.bias.size * self.acc_bits + lut
 
     def describe_formats(self) -> str:
         wf = (f"w Q{self.wbits}.{int(self.w_frac.min())}..{int(self.w_frac.max())}" if self.per_channel
               else f"w {fp.QFormat(self.wbits, int(self.w_frac[0])).ap_type()}")
-        return f"{wf} out {self.out_fmt.ap_type()} acc {self.acc_bits}b"
+        pre = f" via {self.layer.activation} table from {self.pre_fmt.ap_type()}" if self.lut else ""
+        return f"{wf} out {self.out_fmt.ap_type()}{pre} acc {self.acc_bits}b"

@@ -41,6 +41,38 @@ def exp_table(in_fmt: "fp.QFormat") -> np.ndarray:
     return fp.round_half_up_float(v).astype(np.int32)
 
 
+def identity_prob_table(in_fmt: "fp.QFormat") -> np.ndarray:
+    """``new_coords`` objectness/classes (already a logistic from the conv before):
+    ``clip(round_half_up(q*2**-frac * 2**15), 0, 2**15)``, uint16 Q1.15."""
+    q = np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64)
+    return np.clip(fp.round_half_up_float(q * 2.0 ** (fp.PROB_FRAC - in_fmt.frac)), 0, fp.PROB_ONE).astype(np.uint16)
+
+
+def square_table(in_fmt: "fp.QFormat") -> np.ndarray:
+    """``new_coords`` w/h: ``min(round_half_up((2*t)**2 * 2**16), 2**31-1)`` with
+    ``t = q*2**-frac``: int32 Q15.16 (AB get_yolo_box: ``tw*tw*4``, src/yolo_layer.c:140)."""
+    t = np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64) * 2.0 ** -in_fmt.frac
+    v = np.minimum(4.0 * t * t * 2.0 ** fp.EXP_FRAC, float(fp.EXP_MAX))
+    return fp.round_half_up_float(v).astype(np.int32)
+
+
+#: x/y tables hold signed Q.15 values in int32 (|v| < 2**16 for any sensible scale_x_y).
+XY_MAX = (1 << 31) - 1
+
+
+def xy_table(in_fmt: "fp.QFormat", scale: float, new_coords: bool) -> np.ndarray:
+    """x/y with AlexeyAB's ``scale_x_y`` (src/yolo_layer.c:680):
+    ``round_half_up((g(q)*s - (s-1)/2) * 2**15)`` with ``g`` the logistic (or, with
+    ``new_coords``, the identity ``q*2**-frac``), int32 signed Q.15, saturated."""
+    t = np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64) * 2.0 ** -in_fmt.frac
+    if not new_coords:
+        with np.errstate(over="ignore"):
+            t = 1.0 / (1.0 + np.exp(-t))
+    s = float(np.float32(scale))
+    v = (t * s - 0.5 * (s - 1.0)) * 2.0 ** fp.PROB_FRAC
+    return np.clip(fp.round_half_up_float(v), -XY_MAX, XY_MAX).astype(np.int32)
+
+
 def expneg_table(in_fmt: "fp.QFormat") -> np.ndarray:
     """Softmax table: ``round_half_up(exp(-d*2**-frac) * 2**16)`` for d = 0 .. 2**bits-1 (int32)."""
     d = np.arange(0, 1 << in_fmt.bits, dtype=np.float64)

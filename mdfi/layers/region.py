@@ -40,6 +40,10 @@ class RegionLayer(Layer):
     def from_section(cls, index, section, net):
         layer = super().from_section(index, section, net)
         sec = section
+        if net.darknet == "alexeyab":
+            raise sec.error("[region] under AlexeyAB's Darknet is not supported: its forward_region_layer and "
+                            "get_region_detections (AB src/region_layer.c) differ from pjreddie's, which MDFI "
+                            "implements; pass --darknet pjreddie for a pjreddie YOLOv2 model")
         layer.coords = sec.get_int("coords", 4)
         if layer.coords != 4:
             raise sec.error(f"coords={layer.coords}: only coords=4 is supported", "coords")
@@ -74,12 +78,12 @@ class RegionLayer(Layer):
     def forward_float(self, xs: List[np.ndarray]) -> np.ndarray:
         _, h, w = self.in_shape
         out = xs[0].reshape(self.n, self.entries, h, w).copy()
-        out[:, 0:2] = activations.logistic(out[:, 0:2])
-        out[:, 4] = activations.logistic(out[:, 4])
+        out[:, 0:2] = activations.logistic(out[:, 0:2], "pjreddie")
+        out[:, 4] = activations.logistic(out[:, 4], "pjreddie")
         if self.softmax:
             out[:, 5:] = softmax_darknet(out[:, 5:], axis=1)
         else:
-            out[:, 5:] = activations.logistic(out[:, 5:])
+            out[:, 5:] = activations.logistic(out[:, 5:], "pjreddie")
         return out.reshape(self.out_shape)
 
     def decode(self, out: np.ndarray, thresh: float):
@@ -91,8 +95,8 @@ class RegionLayer(Layer):
         idx = np.arange(self.n * lh * lw)
         n, cell = idx // (lh * lw), idx % (lh * lw)
         row, col = cell // lw, cell % lw
-        x = (col + p[:, 0]) / np.float32(lw)
-        y = (row + p[:, 1]) / np.float32(lh)
+        x = (np.float32(col) + p[:, 0]) / np.float32(lw)
+        y = (np.float32(row) + p[:, 1]) / np.float32(lh)
         bw = np.exp(p[:, 2]) * self.anchors[n, 0] / np.float32(lw)
         bh = np.exp(p[:, 3]) * self.anchors[n, 1] / np.float32(lh)
         scale = p[:, 4]

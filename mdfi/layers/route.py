@@ -4,6 +4,13 @@
 (parse_route: ``if (index < 0) index = params.index + index``), a non-negative one is
 absolute.  The output concatenates the inputs along channels, in the order listed.  All
 inputs must have the same height and width.
+
+AlexeyAB adds ``groups``/``group_id`` (AB src/parser.c:1091-1110, src/route_layer.c:80-96):
+from every input, only the ``group_id``-th of ``groups`` equal contiguous chunks of its flat
+output is copied -- channels ``[gid*C/g, (gid+1)*C/g)`` -- and ``out_c = sum(C)/groups``.
+MDFI requires every input's channel count to be divisible by ``groups`` (otherwise the
+chunks are not channel slices) and ``0 <= group_id < groups`` (Darknet reads out of bounds
+otherwise).
 """
 
 from __future__ import annotations
@@ -32,8 +39,15 @@ class RouteLayer(Layer):
     def from_section(cls, index, section, net):
         sec = section
         raw = sec.get_int_list("layers", required=True)
-        if sec.has("groups") and sec.get_int("groups", 1) != 1:
-            raise sec.error("groups: route groups (a later Darknet fork's feature) are not supported", "groups")
+        groups, group_id = 1, 0
+        if net.darknet == "alexeyab":
+            groups = sec.get_int("groups", 1) if sec.has("groups") else 1
+            group_id = sec.get_int("group_id", 0) if sec.has("group_id") else 0
+            if groups < 1:
+                raise sec.error(f"groups={groups}: must be >= 1", "groups")
+            if not 0 <= group_id < groups:
+                raise sec.error(f"group_id={group_id}: must be in 0..{groups - 1} (Darknet would read "
+                                f"outside the input)", "group_id" if sec.has("group_id") else "groups")
         inputs = [resolve_index(sec, "layers", r, index) for r in raw]
         shapes = [net.shape_of(i) for i in inputs]
         h, w = shapes[0][1:]
@@ -41,22 +55,40 @@ class RouteLayer(Layer):
             if s[1:] != (h, w):
                 raise sec.error(f"layers: shape mismatch: layer {inputs[0]} is {h}x{w} but layer {i} "
                                 f"is {s[1]}x{s[2]} (route concatenates along channels)", "layers")
+            if s[0] % groups:
+                raise sec.error(f"groups={groups}: layer {i} has {s[0]} channels, not divisible by {groups} "
+                                f"(Darknet's chunks would not be channel slices)", "groups")
         layer = cls(index, section, inputs, shapes)
-        layer.out_shape = (sum(s[0] for s in shapes), h, w)
+        layer.groups, layer.group_id = groups, group_id
+        layer.out_shape = (sum(s[0] for s in shapes) // groups, h, w)
         return layer
 
+    def slices(self):
+        """Per input, the ``(first, end)`` channels the route copies."""
+        g, gid = self.groups, self.group_id
+        return [(gid * s[0] // g, (gid + 1) * s[0] // g) for s in self.in_shapes]
+
+    def select(self, xs: List[np.ndarray]) -> List[np.ndarray]:
+        """The channel slices of the inputs (the inputs themselves without groups)."""
+        if self.groups == 1:
+            return list(xs)
+        return [x[a:b] for x, (a, b) in zip(xs, self.slices())]
+
     def forward_float(self, xs: List[np.ndarray]) -> np.ndarray:
-        return xs[0] if len(xs) == 1 else np.concatenate(xs, axis=0)
+        parts = self.select(xs)
+        return np.ascontiguousarray(parts[0]) if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def describe(self) -> str:
-        return "route " + " ".join(str(i) for i in self.inputs)
+        g = f" g{self.group_id}/{self.groups}" if self.groups > 1 else ""
+        return "route " + " ".join(str(i) for i in self.inputs) + g
 
 
 class QRoute(QLayer):
     """Integer route (docs/fixed-point.md section 5): the output takes the coarsest input
-    format (smallest frac, widest bits); every input is aligned to it by an explicit
-    rounding right shift ``align(x, f_i, f_out)``.  Inputs already in the output format
-    are copied unchanged, so a route of equal formats is a pure concatenation."""
+    format (smallest frac, widest bits); every input (its channel slice, with AlexeyAB's
+    groups) is aligned to it by an explicit rounding right shift ``align(x, f_i, f_out)``.
+    Inputs already in the output format are copied unchanged, so a route of equal formats is
+    a pure concatenation (of slices)."""
 
     kind = "route"
 
@@ -68,6 +100,7 @@ class QRoute(QLayer):
         self.shifts = [f.frac - out.frac for f in self.in_fmts]
 
     def forward_ref(self, xs, stats=None):
+        xs = self.layer.select(xs)
         parts = [np.asarray(x, np.int32) if s == 0 else fp.align(x, f.frac, self.out_fmt.frac, self.rounding,
                                                                  self.out_fmt.bits, stats=stats)
                  for x, f, s in zip(xs, self.in_fmts, self.shifts)]

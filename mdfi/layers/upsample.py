@@ -1,7 +1,12 @@
 """``[upsample]``: Darknet's upsample_layer.c (nearest neighbour).
 
 Defaults (parse_upsample): stride=2, scale=1.  ``out[c][y][x] = scale*in[c][y/stride][x/stride]``.
-A negative stride (Darknet's down-sampling mode) is not supported.
+
+A negative stride ``-s`` (both lineages: make_upsample_layer, src/upsample_layer.c:19-24;
+forward, :69-77; upsample_cpu, src/blas.c:483-498) down-samples: the output is ``w/s x h/s``
+and ``out[c][y][x] = sum over the s x s block (rows, then columns, in order) of scale*in``,
+accumulated in float.  MDFI requires H and W divisible by ``s`` (Darknet's loop indexes the
+input with the output width times ``s`` otherwise) and runs it in float only.
 """
 
 from __future__ import annotations
@@ -22,24 +27,40 @@ class UpsampleLayer(Layer):
     def from_section(cls, index, section, net):
         layer = super().from_section(index, section, net)
         sec = section
-        layer.stride = sec.get_int("stride", 2)
-        if layer.stride < 1:
-            raise sec.error(f"stride={layer.stride}: only up-sampling (stride >= 1) is supported", "stride")
+        stride = sec.get_int("stride", 2)
+        if stride == 0:
+            raise sec.error("stride=0: must not be 0", "stride")
+        layer.reverse = stride < 0
+        layer.stride = abs(stride)
         MAX_KERNEL.check(layer.stride, f"{sec.path}:{sec.line}: [upsample] stride")
         layer.scale = sec.get_float("scale", 1.0)
         c, h, w = layer.in_shape
-        layer.out_shape = (c, h * layer.stride, w * layer.stride)
+        if layer.reverse:
+            if h % layer.stride or w % layer.stride:
+                raise sec.error(f"stride={stride}: the input {h}x{w} is not divisible by {layer.stride}", "stride")
+            layer.out_shape = (c, h // layer.stride, w // layer.stride)
+        else:
+            layer.out_shape = (c, h * layer.stride, w * layer.stride)
         return layer
 
     def forward_float(self, xs: List[np.ndarray]) -> np.ndarray:
         s = self.stride
+        if self.reverse:
+            c, oh, ow = self.out_shape
+            blocks = xs[0].reshape(c, oh, s, ow, s)
+            out = np.zeros(self.out_shape, np.float32)
+            sc = np.float32(self.scale)
+            for dy in range(s):                 # the order of upsample_cpu's loops
+                for dx in range(s):
+                    out += sc * blocks[:, :, dy, :, dx]
+            return out
         out = np.repeat(np.repeat(xs[0], s, axis=1), s, axis=2)
         if self.scale != 1.0:
             out = out * np.float32(self.scale)
         return out
 
     def describe(self) -> str:
-        return f"upsample x{self.stride}"
+        return f"{'downsample /' if self.reverse else 'upsample x'}{self.stride}"
 
 
 class QUpsample(QLayer):
@@ -52,11 +73,18 @@ class QUpsample(QLayer):
         s = self.layer.stride
         return np.repeat(np.repeat(np.asarray(xs[0], np.int32), s, axis=1), s, axis=2)
 
+    @staticmethod
+    def refusal(layer) -> str:
+        if layer.reverse:
+            return "[upsample] with a negative stride (sum-pooling) has no fixed-point kernel (the float path runs it)"
+        if layer.scale != 1.0:
+            return f"[upsample] scale={layer.scale} is not supported in fixed point (only 1)"
+        return ""
+
     @classmethod
     def quantize(cls, layer, in_fmt, rounding):
-        if layer.scale != 1.0:
-            raise FormatError(f"layer {layer.index}: [upsample] scale={layer.scale} is not supported in "
-                              f"fixed point (only 1)")
+        if cls.refusal(layer):
+            raise FormatError(f"layer {layer.index}: {cls.refusal(layer)}")
         return cls(layer, in_fmt, rounding)
 
     @classmethod

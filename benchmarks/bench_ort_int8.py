@@ -1,0 +1,126 @@
+"""ONNX Runtime int8 (static QDQ, per-channel, float scales) on the same split as
+bench_accuracy.py: the peer MDFI's power-of-two 8-bit is compared with.
+
+    pip install ".[bench]" onnx onnxruntime
+    python benchmarks/bench_ort_int8.py [--split test]
+
+A minimal exporter of yolov3-tiny-style Darknet graphs (convolution with batch norm folded,
+leaky, maxpool, nearest upsample, route) lives here (a fuller one is benchmarks/onnx_export.py
+on the speed work).  The heads' logistic/exp and the box decoding stay in MDFI's float code,
+so both paths share everything after the last convolutions.  Calibration: the ``calib``
+photos and their mirror images (the same inputs as MDFI's decisions), MinMax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def export(network, path: str) -> list:
+    """Write ``network`` (up to its heads) as ONNX; returns the names of the head inputs."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    nodes, inits = [], []
+    name = {-1: "input"}
+    for l in network.layers:
+        i, out = l.index, f"l{l.index}"
+        ins = [name[j] for j in l.inputs]
+        if l.kind == "convolutional":
+            w, b = l.folded_float_params()
+            inits += [numpy_helper.from_array(w.astype(np.float32), f"w{i}"),
+                      numpy_helper.from_array(b.astype(np.float32), f"b{i}")]
+            conv_out = out if l.activation == "linear" else f"c{i}"
+            nodes.append(helper.make_node("Conv", [ins[0], f"w{i}", f"b{i}"], [conv_out],
+                                          kernel_shape=[l.size, l.size], strides=[l.stride, l.stride],
+                                          pads=[l.padding] * 4))
+            if l.activation == "leaky":
+                nodes.append(helper.make_node("LeakyRelu", [conv_out], [out], alpha=0.1))
+            elif l.activation != "linear":
+                raise SystemExit(f"layer {i}: activation {l.activation} not exported")
+        elif l.kind == "maxpool":
+            lo = l.padding // 2
+            hi = l.padding - lo
+            nodes.append(helper.make_node("MaxPool", ins, [out], kernel_shape=[l.size, l.size],
+                                          strides=[l.stride, l.stride], pads=[lo, lo, hi, hi]))
+        elif l.kind == "upsample":
+            inits.append(numpy_helper.from_array(np.array([1, 1, l.stride, l.stride], np.float32), f"s{i}"))
+            nodes.append(helper.make_node("Resize", [ins[0], "", f"s{i}"], [out], mode="nearest",
+                                          coordinate_transformation_mode="asymmetric", nearest_mode="floor"))
+        elif l.kind == "route":
+            nodes.append(helper.make_node("Concat", ins, [out], axis=1) if len(ins) > 1
+                         else helper.make_node("Identity", ins, [out]))
+        elif l.kind == "yolo":
+            out = ins[0]
+        else:
+            raise SystemExit(f"layer {i}: {l.kind} not exported")
+        name[i] = out
+    heads = [name[l.inputs[0]] for l in network.output_layers()]
+    c, h, w = network.input_shape
+    graph = helper.make_graph(nodes, "darknet", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, c, h, w])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in heads], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, path)
+    return heads
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
+    ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
+    ap.add_argument("--split", default="test", choices=("val", "test"))
+    args = ap.parse_args(argv)
+    import onnxruntime as ort
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
+    from mdfi import evaluate
+    from mdfi.model import _float_network
+    from mdfi.postprocess import postprocess
+    from bench_accuracy import calib_inputs, float_split
+
+    network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
+    data = float_split(network, names, args.sets, args.split, args.cache)
+    tmp = tempfile.mkdtemp(prefix="mdfi-ort-")
+    fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
+    heads = export(network, fp32)
+    xs = calib_inputs(network, args.sets)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(xs)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"input": x[None]}
+    t0 = time.perf_counter()
+    quantize_static(fp32, int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    tq = time.perf_counter() - t0
+    yolos = network.output_layers()
+    rows = {}
+    for tag, path in (("ORT fp32", fp32), ("ORT int8", int8)):
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        dets = []
+        for _, prep, _ in data:
+            outs = sess.run(heads, {"input": prep.tensor[None]})
+            raws = [l.decode(l.forward_float([o[0]]), 0.005) for l, o in zip(yolos, outs)]
+            dets.append(postprocess(raws, prep.width, prep.height, network.width, network.height, 0.005, 0.45, names))
+        r = evaluate.agreement([d[2] for d in data], dets)
+        rows[tag] = r
+        print(f"{tag:<9} mAP {r.map:.4f} kept {r.matched}/{r.n_float} ({100 * r.kept_fraction:.1f}%) extra {r.extra} "
+              f"({100 * r.extra_fraction:.1f}%) dconf@.25 {r.mean_dconf:+.4f} bias {r.mean_dconf_ranked:+.4f} "
+              f"lower {100 * r.down_fraction_ranked:.0f}% |dconf| {r.mean_abs_dconf:.4f}", flush=True)
+    print(f"(static QDQ per-channel u8 activations / s8 weights, MinMax on {len(xs)} calibration inputs; "
+          f"quantize_static {tq:.0f} s; {args.split}: {len(data)} images)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Every convolution path this CPU runs, on whole networks at full size, against the NumPy
+integer reference: yolov3-tiny (official weights) and yolov3 (generated weights), 8-bit, on
+the timing photo, with 1, 2 and 3 threads; every layer's output must be equal.
+
+    python benchmarks/check_networks.py [--models yolov3-tiny,yolov3] [--threads 1,2,3]
+
+(The tests run the same check on yolov3-tiny and on yolov3 at 96x96; this is the full-size
+sweep, which takes minutes because the NumPy reference is slow.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="yolov3-tiny,yolov3")
+    ap.add_argument("--threads", default="1,2,3")
+    args = ap.parse_args(argv)
+    from bench_speed import check_image, load_models
+    from mdfi._ext import _conv
+    from mdfi.cengine import CRunner
+    from mdfi.quantize import input_to_u8
+    paths = _conv.available_simd_paths()
+    print(f"CPU features: {_conv.cpu_features()}; paths: {', '.join(paths)}")
+    tmp = tempfile.mkdtemp(prefix="mdfi-check-")
+    bad = 0
+    for name in args.models.split(","):
+        _, _, net, qm = load_models(name, tmp)
+        x = input_to_u8(check_image(net))
+        t0 = time.perf_counter()
+        ref = qm.forward_ref(x)
+        print(f"[{name}] NumPy reference: {time.perf_counter() - t0:.1f} s, {len(ref)} layers")
+        before = _conv.simd_path()
+        for p in paths:
+            _conv.set_simd_path(p)
+            for t in (int(v) for v in args.threads.split(",")):
+                out = CRunner(qm, t).run(x)
+                diff = [i for i, (a, b) in enumerate(zip(ref, out)) if not np.array_equal(a, b)]
+                bad += bool(diff)
+                print(f"  {p:15s} {t} thr.: {'every layer equal' if not diff else f'LAYERS DIFFER: {diff}'}")
+        _conv.set_simd_path(before)
+    print("all equal" if not bad else f"{bad} mismatching runs")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+/* mdfi_conv_amx.c -- the 8-bit convolution on AMX tiles (Intel Sapphire Rapids and later).
+ *
+ * Register tile: 32 output channels x 32 output positions = four int32 C tiles (tmm0-3),
+ * two weight tiles (tmm4-5: 16 channels x 16 channel quads, from the AT layout of the packed
+ * weights, one 1 KB block each) and two activation tiles (tmm6-7: 16 channel quads x 16
+ * positions, loaded straight from X4 -- or the packed B -- with the quad stride as the row
+ * stride).  TDPBSUD multiplies the signed weight bytes by the unsigned activation bytes and
+ * adds four products per int32 lane with wrap-around, like vpdpbusd (so the X4 bytes, delta
+ * and the exactness argument are those of the VNNI kernels, mdfi_conv_q8.h).  The C tiles are
+ * stored to a stack buffer (rows = channels) and go through the zmm epilogue.
+ *
+ * Used for layers whose channel count is a multiple of 64 (whole K tiles); other layers take
+ * the AVX512-VNNI kernels (q8_ops.fallback).  The tile state is configured at the start of
+ * each kernel call and released at its end (no AMX state outlives a call).  The kernel runs
+ * only after mdfi_cpu_features() reported AMX-TILE + AMX-INT8 with the OS tile state and the
+ * Linux permission (arch_prctl), and after the path's start-up self-check
+ * (mdfi_conv_paths.c).  This project's development machine has no AMX: the kernel's source is
+ * shared with "amx-sim" (the same text on a C model of the tile instructions, tested like
+ * every path), and the self-check vouches for the real instructions where they run.
+ */
+#include "mdfi_conv_q8.h"
+
+#if MDFI_CONV_X86 && ((!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11) || \
+                      (defined(__clang__) && __clang_major__ >= 12))
+#define MDFI_HAVE_AMX 1
+#else
+#define MDFI_HAVE_AMX 0
+#endif
+
+#if MDFI_HAVE_AMX
+
+#include <immintrin.h>
+#include <string.h>
+
+#define AMX __attribute__((target("amx-tile,amx-int8,avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+
+typedef struct {
+    uint8_t palette;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((aligned(64))) tilecfg;
+
+/* AT panel of row r (rows past the packed panels read panel 0: dropped). */
+static inline const int8_t *at_panel(const q8_ctx *ctx, int32_t r)
+{
+    if (r >= ctx->np16 * Q8_PANEL) r = 0;
+    return ctx->at + (size_t)(r / Q8_PANEL) * (size_t)ctx->taps * (size_t)ctx->c4b * 1024;
+}
+
+/* The kernel, written once over tile operations (STATE, ZERO, LOAD, DP, STORE, RELEASE) and
+ * compiled twice: on the AMX instructions, and on a C model of them (Intel's pseudo-code of
+ * TILELOADD / TDPBSUD / TILESTORED), the test path "amx-sim" that checks this file's
+ * addressing and layouts on any AVX512-VNNI machine. */
+#define AMX_KERNEL(NAME, ATTR, STATE, CONFIG, ZERO, LOAD, DP, STORE, RELEASE)                     \
+ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                                   \
+{                                                                                                 \
+    STATE;                                                                                        \
+    CONFIG;                                                                                       \
+    ZERO(0); ZERO(1); ZERO(2); ZERO(3);                                                           \
+    const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \
+    const int8_t *a0 = at_panel(ctx, m0), *a1 = at_panel(ctx, m0 + 16);                           \
+    const size_t bcs = ctx->bcs;                                                                  \
+    const int32_t c4b = ctx->c4b;                                                                 \
+    for (int32_t tap = 0; tap < ctx->taps; ++tap) {                                               \
+        const uint8_t *bt = b + ctx->toff[tap];                                                   \
+        for (int32_t blk = 0; blk < c4b; ++blk) {                                                 \
+            const size_t ao = ((size_t)tap * (size_t)c4b + (size_t)blk) * 1024;                   \
+            const uint8_t *bb = bt + (size_t)blk * 16 * bcs;                                      \
+            LOAD(4, a0 + ao, 64);                                                                 \
+            LOAD(5, a1 + ao, 64);                                                                 \
+            LOAD(6, bb, bcs);                                                                     \
+            LOAD(7, bb + 64, bcs);                                                                \
+            DP(0, 4, 6);                                                                          \
+            DP(1, 4, 7);                                                                          \
+            DP(2, 5, 6);                                                                          \
+            DP(3, 5, 7);                                                                          \
+        }                                                                                         \
+    }                                                                                             \
+    int32_t tmp[32][32] __attribute__((aligned(64)));                                             \
+    STORE(0, &tmp[0][0], 128);                                                                    \
+    STORE(1, &tmp[0][16], 128);                                                                   \
+    STORE(2, &tmp[16][0], 128);                                                                   \
+    STORE(3, &tmp[16][16], 128);                                                                  \
+    RELEASE;                                                                                      \
+    uint32_t mask[2];                                                                             \
+    int64_t start[2];                                                                             \
+    const int64_t q0 = (int64_t)t * ctx->nr;                                                      \
+    for (int v = 0; v < 2; ++v) mask[v] = mdfi_q8_lanes(ctx, q0 + 16 * v, 16, &start[v]);        \
+    mdfi_q8_epi_vnni512(ctx, m0, 32, 2, &tmp[0][0], mask, start);                                 \
+}
+
+/* the AMX instructions: every tile 16 rows x 64 bytes */
+static inline __attribute__((always_inline)) void amx_config(tilecfg *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->palette = 1;
+    for (int i = 0; i < 8; ++i) {
+        cfg->colsb[i] = 64;
+        cfg->rows[i] = 16;
+    }
+}
+#define HW_STATE tilecfg cfg_
+#define HW_CONFIG (amx_config(&cfg_), _tile_loadconfig(&cfg_))
+AMX_KERNEL(amx_tile_32x32, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbsud, _tile_stored,
+           _tile_release())
+
+/* the C model (Intel SDM pseudo-code, tiles 16 x 64 bytes) */
+typedef struct {
+    uint8_t d[16][64];
+} simtile;
+
+static void sim_load(simtile *t, const void *base, size_t stride)
+{
+    for (int r = 0; r < 16; ++r) memcpy(t->d[r], (const uint8_t *)base + (size_t)r * stride, 64);
+}
+
+static void sim_store(const simtile *t, void *base, size_t stride)
+{
+    for (int r = 0; r < 16; ++r) memcpy((uint8_t *)base + (size_t)r * stride, t->d[r], 64);
+}
+
+/* TDPBSUD: dst.dword[m][n] += sum_k sum_e s8(a[m][4k+e]) * u8(b[k][4n+e]), modulo 2^32 */
+static void sim_dpbsud(simtile *dst, const simtile *a, const simtile *b)
+{
+    for (int m = 0; m < 16; ++m)
+        for (int n = 0; n < 16; ++n) {
+            uint32_t acc;
+            memcpy(&acc, &dst->d[m][4 * n], 4);
+            for (int k = 0; k < 16; ++k)
+                for (int e = 0; e < 4; ++e)
+                    acc += (uint32_t)((int32_t)(int8_t)a->d[m][4 * k + e] * (int32_t)b->d[k][4 * n + e]);
+            memcpy(&dst->d[m][4 * n], &acc, 4);
+        }
+}
+#define SIM_STATE simtile tiles_[8]
+#define SIM_CONFIG ((void)0)
+#define SIM_ZERO(i) memset(&tiles_[i], 0, sizeof tiles_[i])
+#define SIM_LOAD(i, base, stride) sim_load(&tiles_[i], (base), (stride))
+#define SIM_DP(d, a, b) sim_dpbsud(&tiles_[d], &tiles_[a], &tiles_[b])
+#define SIM_STORE(i, base, stride) sim_store(&tiles_[i], (base), (stride))
+AMX_KERNEL(amxsim_tile_32x32, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DP, SIM_STORE, ((void)0))
+
+/* whole K tiles: channel quads a multiple of 16 */
+static int amx_usable(int32_t c, int32_t ks, int32_t stride)
+{
+    (void)ks;
+    (void)stride;
+    return c % 64 == 0;
+}
+
+static const q8_kernel kerns_amx[] = {{32, 2, 16, amx_tile_32x32}};
+const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_avx512, kerns_amx, 1, amx_usable,
+                                &mdfi_q8_ops_vnni512};
+static const q8_kernel kerns_sim[] = {{32, 2, 16, amxsim_tile_32x32}};
+const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_avx512, kerns_sim, 1, amx_usable,
+                                   &mdfi_q8_ops_vnni512};
+
+int mdfi_q8_have_amx_build(void) { return 1; }
+
+#elif MDFI_CONV_X86
+
+const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512};
+const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL,
+                                   &mdfi_q8_ops_vnni512};
+int mdfi_q8_have_amx_build(void) { return 0; }
+
+#else
+typedef int mdfi_conv_amx_unused;
+#endif

@@ -1,0 +1,376 @@
+/* mdfi_conv_q8.c -- the 8-bit dot-product convolution: driver and portable reference ops
+ * (layouts and exactness argument: mdfi_conv_q8.h).
+ *
+ * Driver.  Phase 1 builds X4 (channel quads interleaved, padded, phase-split, bytes x ^ flip)
+ * in parallel rows.  Phase 2 (packed mode only) packs B for every tile.  Phase 3 hands out
+ * work items: blocks of tiles (large maps; every thread loops over all row tiles), or groups
+ * of row tiles (small maps such as 13x13, where a few tiles could not keep every thread
+ * busy).  Each call of a kernel computes one MR x NR register tile over the whole reduction
+ * (no K blocking: the accumulators stay in registers), then requantizes and stores it.  Every
+ * output element is computed by one kernel call, whatever the thread count or schedule.
+ *
+ * Kernel choice.  Each path offers a few register tiles (MR rows x NRV vectors); the driver
+ * picks the tile shape and direct/packed mode with the smallest estimated cost: padded
+ * positions and rows, loads per dot product, epilogue, packing (q8_cost).
+ */
+#include "mdfi_conv_q8.h"
+#include "mdfi_fixedpoint.h"
+
+#include <string.h>
+
+#define ALIGN 64
+#define L2_BUDGET (256 * 1024)        /* B bytes per work item */
+
+static size_t align_up(size_t n) { return (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1); }
+
+/* ---------------------------------------------------------------------------------------
+ * Geometry
+ * ------------------------------------------------------------------------------------- */
+int mdfi_q8_usable(int xtype, int wtype, int32_t acc64, int32_t c, int32_t h, int32_t w, int32_t m,
+                   int32_t ks, int32_t stride, int32_t pad)
+{
+    if ((xtype != MDFI_CONV_U8 && xtype != MDFI_CONV_S8) || wtype != MDFI_CONV_S8 || acc64 != 0) return 0;
+    if (ks > Q8_MAX_KS || stride > Q8_MAX_STRIDE) return 0;
+    return mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, 1) >= 0;
+}
+
+/* Phase-plane geometry (independent of the kernel); 0 or -1 when too large. */
+static int plane_geometry(q8_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
+                          int32_t pad)
+{
+    if (c < 1 || h < 1 || w < 1 || m < 1 || ks < 1 || ks > Q8_MAX_KS || stride < 1 || stride > Q8_MAX_STRIDE ||
+        pad < 0)
+        return -1;
+    const int32_t oh = mdfi_conv_out_size(h, ks, stride, pad), ow = mdfi_conv_out_size(w, ks, stride, pad);
+    if (oh < 1 || ow < 1) return -1;
+    const int64_t hp = (int64_t)h + 2 * (int64_t)pad, wp = (int64_t)w + 2 * (int64_t)pad;
+    const int64_t hps = (hp + stride - 1) / stride, wps = (wp + stride - 1) / stride;
+    const int64_t span = (int64_t)((ks - 1) / stride) * (wps + 1);
+    int64_t plane = hps * wps + Q8_MAX_NR + span;
+    plane = (plane + 15) & ~(int64_t)15;
+    const int64_t c4 = ((int64_t)c + 3) / 4;
+    /* X4 bytes and every offset into it must fit comfortably (int64 / size_t) */
+    if (hps > INT32_MAX || wps > INT32_MAX || plane > ((int64_t)1 << 40) / 4 ||
+        c4 * stride * stride > ((int64_t)1 << 40) / (plane * 4))
+        return -1;
+    g->c = c; g->h = h; g->w = w; g->m = m; g->ks = ks; g->stride = stride; g->pad = pad;
+    g->taps = ks * ks;
+    g->c4 = (int32_t)c4;
+    g->c4b = (int32_t)((c4 + 15) / 16);
+    g->np16 = (int32_t)(((int64_t)m + Q8_PANEL - 1) / Q8_PANEL);
+    g->oh = oh; g->ow = ow; g->hp = (int32_t)hp; g->wp = (int32_t)wp;
+    g->hps = (int32_t)hps; g->wps = (int32_t)wps;
+    g->plane = plane;
+    g->n = (int64_t)oh * ow;
+    g->xcs = (size_t)stride * (size_t)stride * (size_t)plane * 4;
+    for (int32_t t = 0; t < g->taps; ++t) {
+        const int32_t ky = t / ks, kx = t % ks;
+        g->xoff[t] = ((int64_t)((ky % stride) * stride + (kx % stride)) * plane +
+                      (int64_t)(ky / stride) * wps + kx / stride) * 4;
+    }
+    return 0;
+}
+
+static size_t x4_bytes(const q8_ctx *g) { return (size_t)g->c4 * g->xcs; }
+
+/* Tiles, mode and offsets for kernel k in mode `direct`. */
+static void tile_geometry(q8_ctx *g, const q8_kernel *k, int direct)
+{
+    g->kern = k;
+    g->mr = k->mr;
+    g->nr = k->nrv * k->lanes;
+    g->direct = direct;
+    g->ngrid = direct ? (int64_t)g->oh * g->wps : g->n;
+    g->ntiles = (int32_t)((g->ngrid + g->nr - 1) / g->nr);
+    g->nmt = (g->m + g->mr - 1) / g->mr;
+    g->tile_bytes = (size_t)g->taps * (size_t)g->c4 * (size_t)g->nr * 4;
+    if (direct) {
+        g->bcs = g->xcs;
+        memcpy(g->toff, g->xoff, sizeof(int64_t) * (size_t)g->taps);
+    } else {
+        g->bcs = (size_t)g->nr * 4;
+        for (int32_t t = 0; t < g->taps; ++t) g->toff[t] = (int64_t)t * g->c4 * g->nr * 4;
+    }
+}
+
+/* Estimated cycles (in units of one dot-product instruction of the kernel's width). */
+static double q8_cost(q8_ctx *g, const q8_kernel *k, int direct)
+{
+    tile_geometry(g, k, direct);
+    const double k4 = (double)g->taps * g->c4;
+    const double dots = (double)k->mr * k->nrv;
+    const double loads = (double)(k->mr + k->nrv) / 2.0;           /* two loads per cycle */
+    const double step = dots > loads ? dots : loads;
+    double cost = (double)g->ntiles * g->nmt * (k4 * step + 4.0 + dots * 6.0);
+    if (!direct) cost += (double)g->ntiles * k4 * k->nrv * 0.25;     /* packing          */
+    return cost;
+}
+
+int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
+                             int32_t pad, int32_t nthreads)
+{
+    q8_ctx g;
+    if (nthreads < 1 || plane_geometry(&g, c, h, w, m, ks, stride, pad) != 0) return -1;
+    const uint64_t x4 = x4_bytes(&g);
+    /* packed B for the widest tile: ceil(N / NR) * NR <= N + NR positions */
+    const uint64_t packed = ((uint64_t)g.n + Q8_MAX_NR) * (uint64_t)g.taps * (uint64_t)g.c4 * 4u;
+    const uint64_t bq = (uint64_t)m * 4u;
+    const uint64_t total = ALIGN + align_up(x4) + align_up(packed) + align_up(bq);
+    if (total > (uint64_t)INT64_MAX / 2 || total > (uint64_t)SIZE_MAX / 2) return -1;
+    return (int64_t)total;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Portable reference ops (unsigned x signed, like vpdpbusd)
+ * ------------------------------------------------------------------------------------- */
+static inline uint8_t x_byte(const q8_ctx *ctx, size_t i)
+{
+    return ctx->xtype == MDFI_CONV_U8 ? (uint8_t)(((const uint8_t *)ctx->x)[i] ^ ctx->flip)
+                                      : (uint8_t)((uint8_t)((const int8_t *)ctx->x)[i] ^ ctx->flip);
+}
+
+/* X4 rows r0..r1-1; row r = (cq * S*S + phase) * Hps + pr.  The last row of a plane also
+ * fills the plane's slack. */
+void mdfi_q8_x4_ref(const q8_ctx *ctx, int64_t r0, int64_t r1)
+{
+    const int32_t s = ctx->stride, hps = ctx->hps, wps = ctx->wps;
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t pr = r % hps, pl = r / hps;
+        const int64_t cq = pl / ((int64_t)s * s), ph = pl % ((int64_t)s * s);
+        const int32_t py = (int32_t)(ph / s), px = (int32_t)(ph % s);
+        uint8_t *d = ctx->x4 + ((size_t)pl * (size_t)ctx->plane + (size_t)pr * (size_t)wps) * 4;
+        const int64_t y = pr * s + py - ctx->pad;
+        for (int32_t j = 0; j < wps; ++j) {
+            const int64_t x = (int64_t)j * s + px - ctx->pad;
+            for (int e = 0; e < 4; ++e) {
+                const int64_t ch = 4 * cq + e;
+                uint8_t v = ctx->padv;
+                if (ch < ctx->c && y >= 0 && y < ctx->h && x >= 0 && x < ctx->w)
+                    v = x_byte(ctx, ((size_t)ch * (size_t)ctx->h + (size_t)y) * (size_t)ctx->w + (size_t)x);
+                d[4 * (size_t)j + (size_t)e] = v;
+            }
+        }
+        if (pr == hps - 1) {
+            uint8_t *tail = ctx->x4 + ((size_t)pl * (size_t)ctx->plane + (size_t)hps * (size_t)wps) * 4;
+            memset(tail, ctx->padv, ((size_t)ctx->plane - (size_t)hps * (size_t)wps) * 4);
+        }
+    }
+}
+
+/* Packed B of tile t: [taps][C4][NR][4], pixel j of the tile = output t*NR + j (the last
+ * valid pixel repeated past N).  The tile's pixels are split into runs that are consecutive
+ * in X4 (at most a few: one per output row it touches), copied with memcpy. */
+void mdfi_q8_pack_ref(const q8_ctx *ctx, int32_t t, uint8_t *dst)
+{
+    const int32_t nr = ctx->nr;
+    int32_t run_j[Q8_MAX_NR + 1], run_len[Q8_MAX_NR];
+    int64_t run_src[Q8_MAX_NR];
+    int32_t nruns = 0;
+    for (int32_t j = 0; j < nr; ++j) {
+        int64_t p = (int64_t)t * nr + j;
+        if (p >= ctx->n) p = ctx->n - 1;
+        const int64_t oy = p / ctx->ow, ox = p % ctx->ow;
+        const int64_t src = (oy * ctx->wps + ox) * 4;
+        if (nruns > 0 && run_src[nruns - 1] + 4 * (int64_t)run_len[nruns - 1] == src) {
+            ++run_len[nruns - 1];
+        } else {
+            run_j[nruns] = j;
+            run_len[nruns] = 1;
+            run_src[nruns] = src;
+            ++nruns;
+        }
+    }
+    for (int32_t tap = 0; tap < ctx->taps; ++tap)
+        for (int32_t q4 = 0; q4 < ctx->c4; ++q4) {
+            const uint8_t *s = ctx->x4 + (size_t)q4 * ctx->xcs + (size_t)ctx->xoff[tap];
+            uint8_t *d = dst + ((size_t)tap * ctx->c4 + (size_t)q4) * (size_t)nr * 4;
+            for (int32_t r = 0; r < nruns; ++r)
+                memcpy(d + (size_t)run_j[r] * 4, s + run_src[r], (size_t)run_len[r] * 4);
+        }
+}
+
+void mdfi_q8_store_one(const q8_ctx *ctx, int32_t m, int64_t idx, int32_t acc)
+{
+    /* S = acc - delta*wsum modulo 2^32 (exact when S fits int32), then + bias in int64 */
+    const int32_t s32 = mdfi_q8_wrap((uint32_t)acc - (uint32_t)ctx->delta * (uint32_t)ctx->wsum[m]);
+    const int32_t v = mdfi_requantize((int64_t)s32 + ctx->bias[m], ctx->shift[m], ctx->rounding, ctx->bits,
+                                      ctx->act);
+    const size_t o = (size_t)m * (size_t)ctx->n + (size_t)idx;
+    if (ctx->otype == MDFI_CONV_S8) ((int8_t *)ctx->out)[o] = (int8_t)v;
+    else ((int16_t *)ctx->out)[o] = (int16_t)v;
+}
+
+/* The reference kernel: 4 rows x 8 positions, vpdpbusd's arithmetic in uint32. */
+static void tile_ref(const q8_ctx *ctx, int32_t m0, int32_t t)
+{
+    enum { R = 4, L = 8 };
+    uint32_t acc[R][L];
+    memset(acc, 0, sizeof acc);
+    const uint8_t *b = mdfi_q8_bbase(ctx, t);
+    const int8_t *a = mdfi_q8_agroup(ctx, m0);
+    for (int32_t tap = 0; tap < ctx->taps; ++tap)
+        for (int32_t q4 = 0; q4 < ctx->c4; ++q4) {
+            const uint8_t *bp = b + ctx->toff[tap] + (size_t)q4 * ctx->bcs;
+            const int8_t *ap = a + ((size_t)tap * ctx->c4 + (size_t)q4) * Q8_PANEL * 4;
+            for (int r = 0; r < R; ++r)
+                for (int l = 0; l < L; ++l) {
+                    int32_t d = 0;
+                    for (int e = 0; e < 4; ++e) d += (int32_t)bp[4 * l + e] * ap[4 * r + e];
+                    acc[r][l] += (uint32_t)d;
+                }
+        }
+    int64_t start;
+    const uint32_t mask = mdfi_q8_lanes(ctx, (int64_t)t * ctx->nr, L, &start);
+    for (int r = 0; r < R; ++r) {
+        const int32_t m = m0 + r;
+        if (m >= ctx->m) break;
+        int64_t idx = start;
+        for (int l = 0; l < L; ++l)
+            if (mask & (1u << l)) {
+                mdfi_q8_store_one(ctx, m, idx++, mdfi_q8_wrap(acc[r][l]));
+            }
+    }
+}
+
+static const q8_kernel kerns_ref[] = {{4, 1, 8, tile_ref}};
+const q8_ops mdfi_q8_ops_ref = {"scalar8", 0, mdfi_q8_x4_ref, mdfi_q8_pack_ref, kerns_ref, 1, NULL, NULL};
+
+/* ---------------------------------------------------------------------------------------
+ * Driver
+ * ------------------------------------------------------------------------------------- */
+static int32_t force_kernel = -1, force_direct = -1;     /* testing: mdfi_conv_q8_override */
+
+void mdfi_conv_q8_override(int32_t kernel, int32_t direct)
+{
+    force_kernel = kernel;
+    force_direct = direct;
+}
+
+typedef struct {
+    const q8_ctx *ctx;
+    mdfi_counter x4, x4_done, pack, pack_done, item;
+} q8_job;
+
+#define X4_ITEM_BYTES (32 * 1024)
+
+static void q8_worker(void *arg, int tid)
+{
+    (void)tid;
+    q8_job *job = (q8_job *)arg;
+    const q8_ctx *ctx = job->ctx;
+    const q8_ops *ops = ctx->ops;
+    const int64_t rows = (int64_t)ctx->c4 * ctx->stride * ctx->stride * ctx->hps;
+    const int64_t rb = (int64_t)ctx->wps * 4;
+    const int64_t per = rb >= X4_ITEM_BYTES ? 1 : X4_ITEM_BYTES / rb;
+    const int64_t nx = (rows + per - 1) / per;
+    for (int64_t i; (i = mdfi_pool_next(&job->x4)) < nx;) {
+        ops->x4(ctx, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
+        mdfi_pool_done(&job->x4_done, nx);
+    }
+    mdfi_pool_wait(&job->x4_done, nx);
+    if (!ctx->direct) {
+        for (int64_t t; (t = mdfi_pool_next(&job->pack)) < ctx->ntiles;) {
+            ops->pack(ctx, (int32_t)t, ctx->bpk + (size_t)t * ctx->tile_bytes);
+            mdfi_pool_done(&job->pack_done, ctx->ntiles);
+        }
+        mdfi_pool_wait(&job->pack_done, ctx->ntiles);
+    }
+    const q8_tile_fn fn = ctx->kern->fn;
+    if (ctx->msplit) {
+        for (int64_t g; (g = mdfi_pool_next(&job->item)) * ctx->mgroup < ctx->nmt;) {
+            const int32_t mt0 = (int32_t)(g * ctx->mgroup);
+            const int32_t mt1 = mt0 + ctx->mgroup < ctx->nmt ? mt0 + ctx->mgroup : ctx->nmt;
+            for (int32_t mt = mt0; mt < mt1; ++mt)
+                for (int32_t t = 0; t < ctx->ntiles; ++t) fn(ctx, mt * ctx->mr, t);
+        }
+    } else {
+        for (int64_t g; (g = mdfi_pool_next(&job->item)) * ctx->nb < ctx->ntiles;) {
+            const int32_t t0 = (int32_t)(g * ctx->nb);
+            const int32_t t1 = t0 + ctx->nb < ctx->ntiles ? t0 + ctx->nb : ctx->ntiles;
+            for (int32_t mt = 0; mt < ctx->nmt; ++mt)
+                for (int32_t t = t0; t < t1; ++t) fn(ctx, mt * ctx->mr, t);
+        }
+    }
+}
+
+void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w,
+                  const int8_t *a4, const int8_t *at, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
+                  void *out, int otype, int32_t ks, int32_t stride, int32_t pad, int32_t rounding,
+                  int32_t bits, int32_t act, int32_t sum32, int32_t nthreads, void *scratch)
+{
+    static q8_ctx zero;
+    q8_ctx ctx = zero;
+    (void)plane_geometry(&ctx, c, h, w, m, ks, stride, pad);      /* checked by mdfi_q8_usable */
+    ctx.ops = ops;
+    ctx.x = x;
+    ctx.xtype = xtype;
+    const int unsigned_x = xtype == MDFI_CONV_U8;
+    if (ops->signed_dot) {
+        ctx.flip = unsigned_x ? 0x80 : 0;
+        ctx.delta = unsigned_x ? -128 : 0;
+    } else {
+        ctx.flip = unsigned_x ? 0 : 0x80;
+        ctx.delta = unsigned_x ? 0 : 128;
+    }
+    ctx.padv = ctx.flip;
+    ctx.a = a4;
+    ctx.at = at;
+    ctx.wsum = wsum;
+    ctx.bias = bias;
+    ctx.shift = shift;
+    ctx.out = out;
+    ctx.otype = otype;
+    ctx.rounding = rounding;
+    ctx.bits = bits;
+    ctx.act = act;
+    ctx.sum32 = sum32;
+
+    /* kernel and mode with the smallest estimated cost */
+    const q8_kernel *best = &ops->kerns[0];
+    int best_direct = 1;
+    double best_cost = -1.0;
+    for (int32_t i = 0; i < ops->nkerns; ++i)
+        for (int direct = 1; direct >= 0; --direct) {
+            const double cost = q8_cost(&ctx, &ops->kerns[i], direct);
+            if (best_cost < 0.0 || cost < best_cost * 0.97) {
+                best_cost = cost;
+                best = &ops->kerns[i];
+                best_direct = direct;
+            }
+        }
+    if (force_kernel >= 0) best = &ops->kerns[force_kernel < ops->nkerns ? force_kernel : ops->nkerns - 1];
+    if (force_direct >= 0) best_direct = force_direct != 0;
+    tile_geometry(&ctx, best, best_direct);
+
+    /* work split */
+    ctx.msplit = nthreads > 1 && (int64_t)ctx.ntiles < 4 * (int64_t)nthreads && ctx.nmt >= 2 * nthreads;
+    ctx.mgroup = (int32_t)((ctx.nmt + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
+    if (ctx.mgroup < 1) ctx.mgroup = 1;
+    const double per_tile = ctx.direct ? (double)ctx.c4 * ctx.nr * 4.0 * (ctx.taps < 4 ? ctx.taps : 4)
+                                       : (double)ctx.tile_bytes;
+    int64_t nb = (int64_t)(L2_BUDGET / (per_tile > 1.0 ? per_tile : 1.0));
+    if (nb < 1) nb = 1;
+    if (nthreads > 1) {
+        const int64_t cap = (ctx.ntiles + 4 * (int64_t)nthreads - 1) / (4 * (int64_t)nthreads);
+        if (nb > cap) nb = cap;
+    }
+    if (nb > ctx.ntiles) nb = ctx.ntiles;
+    if (nb < 1) nb = 1;
+    ctx.nb = (int32_t)nb;
+
+    /* scratch: X4, packed B, bq */
+    unsigned char *s = (unsigned char *)scratch;
+    ctx.x4 = s;
+    s += align_up(x4_bytes(&ctx));
+    ctx.bpk = s;
+    if (!ctx.direct) s += align_up((size_t)ctx.ntiles * ctx.tile_bytes);
+    ctx.bq = (int32_t *)(void *)s;
+    if (sum32)
+        for (int32_t i = 0; i < m; ++i)  /* bias - delta*wsum modulo 2^32 */
+            ctx.bq[i] = mdfi_q8_wrap((uint32_t)(uint64_t)bias[i] - (uint32_t)ctx.delta * (uint32_t)wsum[i]);
+
+    q8_job job;
+    memset(&job, 0, sizeof job);
+    job.ctx = &ctx;
+    mdfi_pool_run(q8_worker, &job, nthreads);
+}

@@ -1,0 +1,229 @@
+/* mdfi_conv_q8.h -- the 8-bit dot-product convolution ("q8" family): layouts, context and
+ * per-path operations shared by mdfi_conv_q8.c (driver, portable reference ops) and the
+ * SIMD twins (mdfi_conv_vnni.c: AVX512-VNNI zmm / ymm, AVX-VNNI; mdfi_conv_amx.c: AMX;
+ * mdfi_conv_neon.c: SDOT).  Not part of the public API.
+ *
+ * When.  Activations of at most 8 bits (uint8 pixels or int8) times int8 weights with
+ * int32 accumulation (acc64 == 0); everything else takes the int16-pair family
+ * (mdfi_conv_internal.h).  Exactness: the dot-product instructions multiply 8-bit by 8-bit
+ * and add four products to an int32 lane with wrap-around (vpdpbusd, not the saturating
+ * vpdpbusds; tdpbusd; sdot), so each lane holds the exact sum modulo 2^32.
+ *
+ * Signedness.  vpdpbusd/tdpbusd take unsigned x signed bytes, sdot signed x signed.  The
+ * activations are stored as bytes b = x ^ flip so that the instruction reads value(b) =
+ * x + delta:
+ *     unsigned x signed (VNNI, AMX): int8 x -> flip 0x80, delta +128;  uint8 x -> 0, 0
+ *     signed x signed   (SDOT)     : uint8 x -> flip 0x80, delta -128; int8 x  -> 0, 0
+ * so  sum_k w*value = S + delta*sum_k w,  and  S = acc - delta*wsum[m]  (wsum precomputed
+ * when the weights are packed; a padded position stores 0 ^ flip, i.e. x = 0).  Modulo 2^32
+ * this is exact; the int32 epilogue adds bq[m] = bias[m] - delta*wsum[m] (mod 2^32) when the
+ * layer's bound K*max|w|*max|x| + max|bias| < 2^31 (sum32) proves every S + bias exact;
+ * otherwise S mod 2^32 is widened and the bias added in int64, like the scalar int16 path.
+ *
+ * Layouts (bytes, row-major):
+ *   A4 (packed weights) : [P16][taps][C4][16][4] int8   P16 = ceil(M/16) panels of 16 output
+ *                         channels, C4 = ceil(C/4) channel quads, tap = ky*ks + kx;
+ *                         element [p][t][q][r][e] = w[16p + r][4q + e][ky][kx] (0 outside).
+ *   wsum                : [M] int32, sum over k of w[m][k].
+ *   X4 (input)          : [C4][S*S][plane][4] bytes: channel quads interleaved, zero-padded
+ *                         (0 ^ flip), split into S*S phase planes (S = stride):
+ *                         phase (py, px), position (r, j) holds padded pixel
+ *                         (r*S + py, j*S + px).  Phase planes are Hps x Wps
+ *                         (Hps = ceil(Hp/S), Wps = ceil(Wp/S)) followed by slack.
+ *   Output grid (direct mode): q = oy*Wps + ox, ox < Wps.  The tap (ky, kx) of output q
+ *                         reads phase (ky%S, kx%S) at position q + (ky/S)*Wps + kx/S, so a
+ *                         tile of consecutive q is a contiguous load per tap and channel
+ *                         quad: no im2col at all.  Positions with ox >= OW are computed and
+ *                         discarded (W/Wps of the lanes are useful: 13/15 on a 13x13 map,
+ *                         416/418 on 416x416; none wasted for 1x1 stride-1 convolutions).
+ *   B packed (packed mode): [tile][taps][C4][NR][4], the im2col of NR consecutive output
+ *                         pixels (the last tile repeats valid data); used when the grid's
+ *                         junk columns would cost more than packing (small maps).
+ *   AT (x86 builds: AMX) : [P16][taps][C4B][16][16][4] int8, C4B = ceil(C4/16): the same
+ *                         weights as A4 in 1 KB blocks of 16 rows x 16 quads, each one AMX tile
+ *                         (row r = 64 contiguous bytes: quads 16b .. 16b+15 of channel 16p + r).
+ * Every kernel reads B at  base + toff[t] + q4*bcs  for tap t and channel quad q4.
+ */
+#ifndef MDFI_CONV_Q8_H
+#define MDFI_CONV_Q8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mdfi_conv.h"
+#include "mdfi_conv_internal.h"
+
+#define Q8_MAX_KS 15                 /* kernels up to 15x15 (taps <= 225)  */
+#define Q8_MAX_TAPS (Q8_MAX_KS * Q8_MAX_KS)
+#define Q8_MAX_STRIDE 4
+#define Q8_MAX_NR 128                /* widest register tile (positions)  */
+#define Q8_PANEL 16                  /* rows per A4 panel                 */
+
+struct q8_ops;
+struct q8_kernel;
+
+typedef struct q8_ctx {
+    /* input */
+    const void *x;
+    int xtype;
+    int32_t c, h, w;
+    uint8_t flip, padv;               /* stored byte = x ^ flip; padding = 0 ^ flip      */
+    int32_t delta;                    /* value read by the instruction = x + delta       */
+    /* weights */
+    const int8_t *a;                  /* A4 [P16][taps][C4][16][4]                       */
+    const int8_t *at;                 /* AT [P16][taps][C4B][16][16][4] (AMX) or NULL     */
+    const int32_t *wsum;              /* [M]                                             */
+    int32_t m, ks, stride, pad, taps, c4, c4b, np16;
+    /* epilogue */
+    const int64_t *bias;              /* [M]                                             */
+    const int32_t *shift;             /* [M]                                             */
+    int32_t *bq;                      /* [M] bias - delta*wsum mod 2^32 (sum32 layers)    */
+    void *out;                        /* [M][N] int8 or int16                            */
+    int otype;
+    int32_t rounding, bits, act, sum32;
+    /* geometry */
+    int32_t oh, ow, hp, wp, hps, wps;
+    int64_t plane;                    /* positions per phase plane, slack included       */
+    int64_t n;                        /* OH*OW                                           */
+    int32_t direct;                   /* 1: B read from X4 on the output grid            */
+    int64_t ngrid;                    /* direct: OH*Wps; packed: N                       */
+    int32_t mr, nr;                   /* register tile of the chosen kernel              */
+    int32_t ntiles, nmt;              /* tiles of NR positions; row tiles of MR rows     */
+    int32_t nb;                       /* tiles per work item (N split)                   */
+    int32_t msplit, mgroup;           /* M split: row tiles per work item                */
+    size_t bcs;                       /* bytes between channel quads in B                */
+    int64_t toff[Q8_MAX_TAPS];        /* byte offset of tap t in B                       */
+    size_t xcs;                       /* the same two for X4 itself (direct mode: equal) */
+    int64_t xoff[Q8_MAX_TAPS];
+    /* scratch */
+    uint8_t *x4;                      /* X4                                              */
+    uint8_t *bpk;                     /* packed B                                        */
+    size_t tile_bytes;                /* packed B bytes per tile                         */
+    const struct q8_kernel *kern;
+    const struct q8_ops *ops;
+} q8_ctx;
+
+/* Rows m0 .. m0+MR-1 (rows >= M are computed on other rows' weights and dropped) of tile
+ * t: the full K, the epilogue, the store. */
+typedef void (*q8_tile_fn)(const q8_ctx *ctx, int32_t m0, int32_t t);
+
+typedef struct q8_kernel {
+    int32_t mr;                       /* rows (a multiple of 4)                          */
+    int32_t nrv;                      /* vectors per row                                 */
+    int32_t lanes;                    /* positions per vector                            */
+    q8_tile_fn fn;
+} q8_kernel;
+
+typedef struct q8_ops {
+    const char *name;
+    int signed_dot;                   /* 1: signed x signed (SDOT); 0: unsigned x signed */
+    void (*x4)(const q8_ctx *ctx, int64_t r0, int64_t r1);   /* X4 rows (cq, phase, r)  */
+    void (*pack)(const q8_ctx *ctx, int32_t t, uint8_t *dst); /* packed B of tile t      */
+    const q8_kernel *kerns;
+    int32_t nkerns;
+    /* optional: layers these ops cannot run go to `fallback` (e.g. AMX needs C % 64 == 0) */
+    int (*usable)(int32_t c, int32_t ks, int32_t stride);
+    const struct q8_ops *fallback;
+} q8_ops;
+
+/* The portable reference ops (mdfi_conv_q8.c) and the SIMD twins. */
+extern const q8_ops mdfi_q8_ops_ref;
+#if MDFI_CONV_X86
+extern const q8_ops mdfi_q8_ops_vnni512;       /* AVX512-VNNI, zmm                      */
+extern const q8_ops mdfi_q8_ops_vnni256;       /* AVX512-VNNI + VL, ymm (EVEX)           */
+extern const q8_ops mdfi_q8_ops_avxvnni;       /* AVX-VNNI, ymm (VEX): same source       */
+extern const q8_ops mdfi_q8_ops_amx;           /* AMX tdpbsud (+ AVX512-VNNI)            */
+extern const q8_ops mdfi_q8_ops_amxsim;        /* the AMX kernel on a C model of the tiles */
+int mdfi_q8_have_avxvnni_build(void);          /* compiler could build the VEX variant   */
+void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1);
+void mdfi_q8_pack_avx512(const q8_ctx *ctx, int32_t t, uint8_t *dst);
+/* the zmm epilogue of `rows` rows x nrv vectors of 16 int32 sums (tmp [rows][nrv*16]) */
+void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nrv, const int32_t *tmp,
+                         const uint32_t *mask, const int64_t *start);
+int mdfi_q8_have_amx_build(void);
+#endif
+#if MDFI_CONV_ARM
+extern const q8_ops mdfi_q8_ops_neondot;       /* aarch64 SDOT                          */
+#endif
+
+/* The driver (mdfi_conv_q8.c).  mdfi_q8_usable: can the family run this layer (element
+ * types, acc64, kernel size, stride, and a geometry that fits)?  mdfi_q8_scratch_size: bytes
+ * of scratch for any kernel choice (-1 if unusable).  mdfi_q8_conv: the convolution (all
+ * arguments validated by mdfi_conv2d; scratch 64-byte aligned). */
+int mdfi_q8_usable(int xtype, int wtype, int32_t acc64, int32_t c, int32_t h, int32_t w, int32_t m,
+                   int32_t ks, int32_t stride, int32_t pad);
+int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
+                             int32_t pad, int32_t nthreads);
+void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w,
+                  const int8_t *a4, const int8_t *at, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
+                  void *out, int otype, int32_t ks, int32_t stride, int32_t pad, int32_t rounding,
+                  int32_t bits, int32_t act, int32_t sum32, int32_t nthreads, void *scratch);
+
+/* Generic helpers shared by the kernels. */
+void mdfi_q8_x4_ref(const q8_ctx *ctx, int64_t r0, int64_t r1);
+void mdfi_q8_pack_ref(const q8_ctx *ctx, int32_t t, uint8_t *dst);
+/* Slow exact epilogue of one output element: acc (int32 lane) -> out[m][idx]. */
+void mdfi_q8_store_one(const q8_ctx *ctx, int32_t m, int64_t idx, int32_t acc);
+/* uint32 -> int32 modulo 2^32 (no implementation-defined conversion). */
+static inline int32_t mdfi_q8_wrap(uint32_t u)
+{
+    return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)(u - 2147483648u) - INT32_MAX - 1;
+}
+
+/* Does row m take the int32-lane epilogue (sum32 and a shift of 1..31)? */
+static inline int mdfi_q8_row_fast(const q8_ctx *ctx, int32_t m)
+{
+    return ctx->sum32 && ctx->shift[m] >= 1 && ctx->shift[m] <= 31;
+}
+
+/* B base of tile t (add toff[tap] + q4*bcs). */
+static inline const uint8_t *mdfi_q8_bbase(const q8_ctx *ctx, int32_t t)
+{
+    return ctx->direct ? ctx->x4 + (size_t)t * (size_t)ctx->nr * 4
+                       : ctx->bpk + (size_t)t * ctx->tile_bytes;
+}
+
+/* A4 pointer of the 4-row group containing row r (rows past the packed panels read row
+ * group 0: their results are dropped). */
+static inline const int8_t *mdfi_q8_agroup(const q8_ctx *ctx, int32_t r)
+{
+    if (r >= ctx->np16 * Q8_PANEL) r = 0;
+    return ctx->a + ((size_t)(r / Q8_PANEL) * (size_t)ctx->taps * (size_t)ctx->c4 * Q8_PANEL + (size_t)(r % Q8_PANEL)) * 4;
+}
+
+/* Output positions of `lanes` (<= 16) consecutive grid positions starting at q: returns the
+ * mask of lanes that are real outputs and sets *start to the output index of the first of
+ * them (valid lanes map to consecutive output indices). */
+static inline uint32_t mdfi_q8_lanes(const q8_ctx *ctx, int64_t q, int lanes, int64_t *start)
+{
+    if (!ctx->direct) {
+        *start = q;
+        if (q >= ctx->n) return 0;
+        const int64_t v = ctx->n - q;
+        return v >= lanes ? (1u << lanes) - 1u : (1u << v) - 1u;
+    }
+    const int32_t wps = ctx->wps, ow = ctx->ow;
+    int64_t oy = q / wps;
+    int32_t ox = (int32_t)(q - oy * wps);
+    if (oy >= ctx->oh) {
+        *start = ctx->n;
+        return 0;
+    }
+    *start = oy * ow + (ox < ow ? ox : ow);
+    uint32_t m = 0;
+    int l = 0;
+    while (l < lanes && oy < ctx->oh) {
+        const int32_t valid = ow - ox;            /* lanes of this row that are outputs */
+        if (valid > 0) {
+            int e = l + valid;
+            if (e > lanes) e = lanes;
+            m |= ((1u << e) - 1u) & ~((1u << l) - 1u);
+        }
+        l += wps - ox;
+        ox = 0;
+        ++oy;
+    }
+    return m;
+}
+
+#endif /* MDFI_CONV_Q8_H */

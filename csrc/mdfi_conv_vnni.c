@@ -1,0 +1,298 @@
+/* mdfi_conv_vnni.c -- x86 operations of the 8-bit dot-product convolution (mdfi_conv_q8.h):
+ *
+ *   X4 build (SSE2, baseline x86-64): channel quads interleaved, XOR 0x80 where needed,
+ *     stride-2 phases split with byte de-interleaving;
+ *   register tiles (mdfi_conv_vnni_body.h) compiled three times:
+ *     vnni512  AVX512-VNNI vpdpbusd zmm, compress + masked stores      (tested here)
+ *     vnni256  AVX512-VNNI + VL vpdpbusd ymm (EVEX), AVX2 epilogue    (tested here)
+ *     avxvnni  AVX-VNNI vpdpbusd ymm (VEX), the same source as vnni256  (self-checked where it
+ *              runs: mdfi_conv_paths.c)
+ *
+ * Every function with ISA-specific code carries a target attribute and is reached only after
+ * mdfi_cpu_features() reported the ISA.  Compilers without AVX-VNNI support (gcc < 11, clang
+ * < 12) build the rest and report the avxvnni path as unavailable.
+ */
+#include "mdfi_conv_q8.h"
+#include "mdfi_fixedpoint.h"
+
+#if MDFI_CONV_X86
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "mdfi_fixedpoint_avx2.h"
+#include "mdfi_fixedpoint_avx512.h"
+
+#define AVX2_ATTR __attribute__((target("avx2,fma")))
+
+/* ---------------------------------------------------------------------------------------
+ * X4 rows (SSE2)
+ * ------------------------------------------------------------------------------------- */
+/* 16 positions of four channel rows -> 64 bytes of quads. */
+static inline void quads16(uint8_t *d, __m128i r0, __m128i r1, __m128i r2, __m128i r3)
+{
+    const __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
+    const __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
+    _mm_storeu_si128((__m128i *)(void *)d, _mm_unpacklo_epi16(t0, t2));
+    _mm_storeu_si128((__m128i *)(void *)(d + 16), _mm_unpackhi_epi16(t0, t2));
+    _mm_storeu_si128((__m128i *)(void *)(d + 32), _mm_unpacklo_epi16(t1, t3));
+    _mm_storeu_si128((__m128i *)(void *)(d + 48), _mm_unpackhi_epi16(t1, t3));
+}
+
+/* 16 bytes of a row at input columns x0, x0+s, ... (s = 1 or 2), XOR flip. */
+static inline __m128i row16(const uint8_t *src, int32_t s, __m128i flip)
+{
+    if (s == 1) return _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)src), flip);
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)src);
+    const __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(src + 16));
+    const __m128i ff = _mm_set1_epi16(0x00ff);
+    return _mm_xor_si128(_mm_packus_epi16(_mm_and_si128(lo, ff), _mm_and_si128(hi, ff)), flip);
+}
+
+/* n (>= 16) consecutive positions from four channel rows (NULL: padding) into quads; the last
+ * 16 are redone with an overlapping vector when n is not a multiple of 16. */
+static inline void quads_run(uint8_t *d, const uint8_t *const src[4], int64_t n, int32_t s, __m128i flip,
+                             __m128i padv)
+{
+    for (int64_t j = 0;; j += 16) {
+        if (j + 16 > n) j = n - 16;
+        __m128i v[4];
+        for (int e = 0; e < 4; ++e) v[e] = src[e] ? row16(src[e] + j * s, s, flip) : padv;
+        quads16(d + 4 * j, v[0], v[1], v[2], v[3]);
+        if (j + 16 >= n) break;
+    }
+}
+
+void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1)
+{
+    const int32_t s = ctx->stride, hps = ctx->hps, wps = ctx->wps;
+    const __m128i flip = _mm_set1_epi8((char)ctx->flip), padv = _mm_set1_epi8((char)ctx->padv);
+    const int64_t nph = (int64_t)s * s;
+    int64_t pr = r0 % hps, pl = r0 / hps;               /* incremented below: no division per row */
+    for (int64_t r = r0; r < r1;) {
+        const int64_t cq = pl / nph, ph = pl % nph;
+        const int32_t py = (int32_t)(ph / s), px = (int32_t)(ph % s);
+        const uint8_t *src[4];
+        for (int e = 0; e < 4; ++e) {
+            const int64_t ch = 4 * cq + e;
+            src[e] = ch < ctx->c ? (const uint8_t *)ctx->x + (size_t)ch * (size_t)ctx->h * (size_t)ctx->w : NULL;
+        }
+        uint8_t *plane = ctx->x4 + (size_t)pl * (size_t)ctx->plane * 4;
+        /* rows pr .. pe-1 of this plane */
+        const int64_t pe = (r1 - r) < (hps - pr) ? pr + (r1 - r) : hps;
+        if (s == 1 && ctx->pad == 0 && wps == ctx->w && (pe - pr) * wps >= 16) {
+            /* no padding: the plane's rows are the input rows, one contiguous run */
+            const uint8_t *rs[4];
+            for (int e = 0; e < 4; ++e) rs[e] = src[e] ? src[e] + (size_t)pr * (size_t)ctx->w : NULL;
+            quads_run(plane + (size_t)pr * (size_t)wps * 4, rs, (pe - pr) * wps, 1, flip, padv);
+        } else {
+            for (int64_t q = pr; q < pe; ++q) {
+                uint8_t *d = plane + (size_t)q * (size_t)wps * 4;
+                const int64_t y = q * s + py - ctx->pad;
+                int64_t jlo = 0, jhi = 0;
+                if (y >= 0 && y < ctx->h) {
+                    const int64_t a = (int64_t)ctx->pad - px, bb = (int64_t)ctx->w + ctx->pad - px;
+                    jlo = a <= 0 ? 0 : (a + s - 1) / s;
+                    jhi = bb <= 0 ? 0 : (bb + s - 1) / s;
+                    if (jhi > wps) jhi = wps;
+                    if (jlo > jhi) jlo = jhi;
+                }
+                if (jlo > 0) memset(d, ctx->padv, (size_t)jlo * 4);
+                const int64_t n = jhi - jlo, x0 = jlo * s + px - ctx->pad;
+                const uint8_t *rs[4];
+                for (int e = 0; e < 4; ++e) rs[e] = src[e] ? src[e] + (size_t)y * (size_t)ctx->w + x0 : NULL;
+                /* vectors read 16*s bytes from x0 + j*s: the first nv positions stay inside the
+                 * row (x0 + nv*s <= W); the rest, if any, one by one */
+                int64_t nv = s == 1 ? n : s == 2 ? ((int64_t)ctx->w - x0) / 2 : 0;
+                if (nv > n) nv = n;
+                if (nv < 16) nv = 0;
+                if (nv > 0) quads_run(d + 4 * jlo, rs, nv, s, flip, padv);
+                for (int64_t j = nv; j < n; ++j)
+                    for (int e = 0; e < 4; ++e)
+                        d[4 * (jlo + j) + e] = rs[e] ? (uint8_t)(rs[e][j * s] ^ ctx->flip) : ctx->padv;
+                if (jhi < wps) memset(d + 4 * jhi, ctx->padv, (size_t)(wps - jhi) * 4);
+            }
+        }
+        if (pe == hps) {                                /* the plane's slack */
+            uint8_t *tail = plane + (size_t)hps * (size_t)wps * 4;
+            memset(tail, ctx->padv, ((size_t)ctx->plane - (size_t)hps * (size_t)wps) * 4);
+        }
+        r += pe - pr;
+        pr = 0;
+        ++pl;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Packed B (small maps): masked loads instead of a copy per pixel run
+ * ------------------------------------------------------------------------------------- */
+/* The tile's pixels as segments of destination vectors: vector v, lanes [l0, l1) come from
+ * consecutive X4 positions starting at src (in positions, relative to a plane).  A segment
+ * never crosses a vector; a 16-lane vector holds at most a few (one per output row). */
+typedef struct {
+    int32_t v;
+    uint32_t mask;
+    int64_t src;                   /* X4 position of lane 0 of this segment's vector */
+} pack_seg;
+
+static int32_t pack_segments(const q8_ctx *ctx, int32_t t, int32_t lanes, pack_seg *seg, int32_t maxseg)
+{
+    const int32_t nr = ctx->nr;
+    int32_t ns = 0;
+    int64_t prev = -2;
+    for (int32_t j = 0; j < nr; ++j) {
+        int64_t p = (int64_t)t * nr + j;
+        if (p >= ctx->n) p = ctx->n - 1;
+        const int64_t src = (p / ctx->ow) * ctx->wps + p % ctx->ow;
+        const int32_t v = j / lanes, l = j % lanes;
+        if (ns > 0 && l != 0 && src == prev + 1 && seg[ns - 1].v == v) {
+            seg[ns - 1].mask |= 1u << l;
+        } else {
+            if (ns == maxseg) return -1;
+            seg[ns].v = v;
+            seg[ns].mask = 1u << l;
+            seg[ns].src = src - l;
+            ++ns;
+        }
+        prev = src;
+    }
+    return ns;
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+void mdfi_q8_pack_avx512(const q8_ctx *ctx, int32_t t, uint8_t *dst)
+{
+    pack_seg seg[3 * Q8_MAX_NR / 16 + Q8_MAX_NR];
+    const int32_t ns = pack_segments(ctx, t, 16, seg, (int32_t)(sizeof seg / sizeof seg[0]));
+    if (ns < 0) {
+        mdfi_q8_pack_ref(ctx, t, dst);
+        return;
+    }
+    const int32_t nrv = ctx->nr / 16;
+    for (int32_t tap = 0; tap < ctx->taps; ++tap)
+        for (int32_t q4 = 0; q4 < ctx->c4; ++q4) {
+            const uint8_t *s = ctx->x4 + (size_t)q4 * ctx->xcs + (size_t)ctx->xoff[tap];
+            uint8_t *d = dst + ((size_t)tap * ctx->c4 + (size_t)q4) * (size_t)ctx->nr * 4;
+            int32_t k = 0;
+            for (int32_t v = 0; v < nrv; ++v) {
+                __m512i x = _mm512_setzero_si512();
+                for (; k < ns && seg[k].v == v; ++k)   /* masked lanes are never read */
+                    x = _mm512_mask_loadu_epi32(x, (__mmask16)seg[k].mask,
+                                                (const void *)(s + (intptr_t)seg[k].src * 4));
+                _mm512_storeu_si512((void *)(d + (size_t)v * 64), x);
+            }
+        }
+}
+
+AVX2_ATTR static void pack_avx2(const q8_ctx *ctx, int32_t t, uint8_t *dst)
+{
+    pack_seg seg[3 * Q8_MAX_NR / 8 + Q8_MAX_NR];
+    const int32_t ns = pack_segments(ctx, t, 8, seg, (int32_t)(sizeof seg / sizeof seg[0]));
+    if (ns < 0) {
+        mdfi_q8_pack_ref(ctx, t, dst);
+        return;
+    }
+    const int32_t nrv = ctx->nr / 8;
+    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (int32_t tap = 0; tap < ctx->taps; ++tap)
+        for (int32_t q4 = 0; q4 < ctx->c4; ++q4) {
+            const uint8_t *s = ctx->x4 + (size_t)q4 * ctx->xcs + (size_t)ctx->xoff[tap];
+            uint8_t *d = dst + ((size_t)tap * ctx->c4 + (size_t)q4) * (size_t)ctx->nr * 4;
+            int32_t k = 0;
+            for (int32_t v = 0; v < nrv; ++v) {
+                __m256i x = _mm256_setzero_si256();
+                for (; k < ns && seg[k].v == v; ++k) {
+                    const __m256i m = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)seg[k].mask), lane), lane);
+                    x = _mm256_or_si256(x, _mm256_maskload_epi32((const int *)(const void *)(s + (intptr_t)seg[k].src * 4), m));
+                }
+                _mm256_storeu_si256((__m256i *)(void *)(d + (size_t)v * 32), x);
+            }
+        }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Register tiles
+ * ------------------------------------------------------------------------------------- */
+/* zmm, AVX512-VNNI */
+#define QB_ATTR __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define QB_NAME(x) vnni512_##x
+#define QB_WIDTH 512
+#define QB_DPBUSD(acc, b, a) _mm512_dpbusd_epi32(acc, b, a)
+#include "mdfi_conv_vnni_body.h"
+QB_KERNEL(8, 3)
+QB_KERNEL(16, 1)
+QB_KERNEL(12, 2)
+#undef QB_ATTR
+#undef QB_NAME
+#undef QB_WIDTH
+#undef QB_DPBUSD
+#undef QB_VEC
+#undef QB_LANES
+#undef QB_LOADU
+#undef QB_SET1
+#undef QB_ZERO
+#undef QB_STOREU
+#undef QB_KERNEL
+
+/* ymm, AVX512-VNNI + VL (EVEX) -- the tested twin of the AVX-VNNI build below */
+#define QB_ATTR __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define QB_NAME(x) vnni256_##x
+#define QB_WIDTH 256
+#define QB_DPBUSD(acc, b, a) _mm256_dpbusd_epi32(acc, b, a)
+#include "mdfi_conv_vnni_body.h"
+QB_KERNEL(4, 3)
+QB_KERNEL(8, 1)
+#undef QB_ATTR
+#undef QB_NAME
+#undef QB_WIDTH
+#undef QB_DPBUSD
+#undef QB_VEC
+#undef QB_LANES
+#undef QB_LOADU
+#undef QB_SET1
+#undef QB_ZERO
+#undef QB_STOREU
+#undef QB_KERNEL
+
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define MDFI_HAVE_AVXVNNI_BUILD 1
+/* ymm, AVX-VNNI (VEX): the same text as vnni256 */
+#define QB_ATTR __attribute__((target("avx2,fma,avxvnni")))
+#define QB_NAME(x) avxvnni_##x
+#define QB_WIDTH 256
+#define QB_DPBUSD(acc, b, a) _mm256_dpbusd_avx_epi32(acc, b, a)
+#include "mdfi_conv_vnni_body.h"
+QB_KERNEL(4, 3)
+QB_KERNEL(8, 1)
+#else
+#define MDFI_HAVE_AVXVNNI_BUILD 0
+#endif
+
+int mdfi_q8_have_avxvnni_build(void) { return MDFI_HAVE_AVXVNNI_BUILD; }
+
+/* The zmm epilogue for other tiles (AMX): rows m0.. of tmp [rows][nrv*16]. */
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nrv, const int32_t *tmp,
+                         const uint32_t *mask, const int64_t *start)
+{
+    for (int32_t r = 0; r < rows && m0 + r < ctx->m; ++r)
+        vnni512_epi_row(ctx, m0 + r, tmp + (size_t)r * (size_t)nrv * 16, nrv, mask, start);
+}
+
+const q8_kernel mdfi_q8_kerns_vnni512[] = {{8, 3, 16, vnni512_tile_8x3}, {16, 1, 16, vnni512_tile_16x1},
+                                     {12, 2, 16, vnni512_tile_12x2}};
+const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_avx512, mdfi_q8_kerns_vnni512, 3, NULL, NULL};
+
+static const q8_kernel kerns256[] = {{4, 3, 8, vnni256_tile_4x3}, {8, 1, 8, vnni256_tile_8x1}};
+const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, pack_avx2, kerns256, 2, NULL, NULL};
+
+#if MDFI_HAVE_AVXVNNI_BUILD
+static const q8_kernel kernsvex[] = {{4, 3, 8, avxvnni_tile_4x3}, {8, 1, 8, avxvnni_tile_8x1}};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, pack_avx2, kernsvex, 2, NULL, NULL};
+#else
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0, NULL, NULL};
+#endif
+
+#else
+typedef int mdfi_conv_vnni_unused;
+#endif /* MDFI_CONV_X86 */

@@ -1,0 +1,367 @@
+/* mdfi_conv_wino.c -- 3x3 stride-1 convolutions of 8-bit activations on the int16-pair paths
+ * (AVX2, AVX-512BW) by integer Winograd F(2x2, 3x3): 16 multiplies per 2x2 outputs and
+ * channel instead of 36.
+ *
+ * Arithmetic (all integers, exact).  For a 4x4 input patch d (zero-padded) and the 3x3 kernel
+ * g of one (output, input) channel pair, with
+ *     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G' = [2 0 0; 1 1 1; 1 -1 1; 0 0 2]
+ *     A^T = [1 1 1 0; 0 1 -1 -1],
+ *     V = B^T d B (input transform: sums of 4 inputs, |V| <= 4 max|x|),
+ *     U = G' g G'^T (weights, at load: |U| <= 9 max|w|, stored as int16 when <= 32767),
+ * the identity of Winograd's F(2,3) scaled by 2 per dimension gives, summed over channels,
+ *     Y = A^T (sum_c U_c (.) V_c) A = 4 S
+ * where S is the 2x2 block of the exact convolution sums.  The channel sums are vpmaddwd pairs
+ * (exact int16 products) added modulo 2^32, and the output transform only adds and subtracts,
+ * so Y is computed exactly modulo 2^32.  When the layer's bound gives |4 S| < 2^31
+ * (4 * K * max|w| * max|x| < 2^31), Y is 4 S exactly and S = Y >> 2 exactly; then the bias is
+ * added in int32 (the sum32 bound) and the common requantize twin (mdfi_fixedpoint_avx2.h)
+ * finishes.  Layers outside these bounds (wider formats, acc64, |U| > 32767) take the direct
+ * int16-pair kernels, like everything on the scalar path.
+ *
+ * Layouts (int16 units):
+ *   U      : [16][P][C2][MR][2]   the transformed weights, per Winograd point xi = 4i + j, in the
+ *            int16-pair panel layout of mdfi_conv_internal.h (so the micro-kernels are reused)
+ *   X2     : [C2][Hp + 1][Wp + 1][2]  zero-padded input, channel pairs interleaved, one extra
+ *            zero row and column for the last tiles of odd output sizes
+ *   V block: [16][C2][NR][2]       the transformed inputs of NR = 16 tiles (raster order)
+ *   C tiles: [16][MR][NR] int32    per thread, the 16 products of one panel and block
+ * Tiles: TH x TW = ceil(OH/2) x ceil(OW/2); tile (ty, tx) reads padded rows 2ty..2ty+3,
+ * columns 2tx..2tx+3, and writes outputs (2ty + a, 2tx + b) that exist.
+ */
+#include "mdfi_conv_internal.h"
+#include "mdfi_fixedpoint.h"
+
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------
+ * Weights (at load; portable)
+ * ------------------------------------------------------------------------------------- */
+static const int32_t GP[4][3] = {{2, 0, 0}, {1, 1, 1}, {1, -1, 1}, {0, 0, 2}};
+
+int64_t mdfi_wino_packed_bytes(int32_t m, int32_t c)
+{
+    const int64_t p = ((int64_t)m + MR - 1) / MR, c2 = ((int64_t)c + 1) / 2;
+    return 16 * p * c2 * MR * 2 * 2;
+}
+
+int32_t mdfi_wino_pack(const void *w, int wtype, int32_t m, int32_t c, int16_t *u)
+{
+    const int64_t p = ((int64_t)m + MR - 1) / MR, c2 = ((int64_t)c + 1) / 2;
+    memset(u, 0, (size_t)mdfi_wino_packed_bytes(m, c));
+    int64_t umax = 0;
+    for (int32_t mm = 0; mm < m; ++mm)
+        for (int32_t ch = 0; ch < c; ++ch) {
+            int64_t g[3][3];
+            for (int a = 0; a < 3; ++a)
+                for (int b = 0; b < 3; ++b) {
+                    const size_t idx = (((size_t)mm * (size_t)c + (size_t)ch) * 3 + (size_t)a) * 3 + (size_t)b;
+                    g[a][b] = wtype == MDFI_CONV_S8 ? ((const int8_t *)w)[idx] : ((const int16_t *)w)[idx];
+                }
+            for (int i = 0; i < 4; ++i)
+                for (int j = 0; j < 4; ++j) {
+                    int64_t v = 0;
+                    for (int a = 0; a < 3; ++a)
+                        for (int b = 0; b < 3; ++b) v += GP[i][a] * g[a][b] * GP[j][b];
+                    const int64_t av = v < 0 ? -v : v;
+                    if (av > umax) umax = av;
+                    if (av > 32767) continue;          /* the layer is then not eligible */
+                    const size_t o = (((((size_t)(4 * i + j) * (size_t)p + (size_t)(mm / MR)) * (size_t)c2 +
+                                        (size_t)(ch / 2)) * MR + (size_t)(mm % MR)) * 2) + (size_t)(ch % 2);
+                    u[o] = (int16_t)v;
+                }
+        }
+    return umax > 0x7fffffff ? 0x7fffffff : (int32_t)umax;
+}
+
+#if MDFI_CONV_X86
+
+#include <immintrin.h>
+
+#include "mdfi_fixedpoint_avx2.h"
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define NB 16                                   /* tiles per block = NR */
+#define PG 8                                    /* panels per group */
+#define KC 256                                  /* channel pairs per K block */
+
+typedef struct {
+    const void *x;
+    int xtype;
+    int32_t c, h, w, pad, c2, m, np;
+    int32_t oh, ow, th, tw, hp1, wp1;
+    int64_t ntiles, plane;                      /* tiles; X2 pairs per channel pair */
+    int32_t nblk;                               /* ceil(ntiles / NB)                  */
+    const int16_t *u;                           /* U                                  */
+    const int64_t *bias;
+    const int32_t *shift;
+    void *out;
+    int otype;
+    int32_t rounding, bits, act;
+    ukr32_fn ukr;
+    int32_t msplit, pgroup, nbitem;
+    int16_t *x2;
+    int16_t *vshared;                           /* msplit: [nblk] V blocks            */
+    unsigned char *tbase;
+    size_t tbytes, vbytes;                      /* per thread; one V block            */
+} wino_ctx;
+
+/* X2 rows r0..r1-1 (row = cc*(Hp+1) + y), zero padding, one extra zero row/column. */
+AVX2 static void wino_x2(const wino_ctx *k, int64_t r0, int64_t r1)
+{
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t cc = r / k->hp1, y = r % k->hp1;
+        int16_t *d = k->x2 + ((size_t)cc * (size_t)k->plane + (size_t)y * (size_t)k->wp1) * 2;
+        memset(d, 0, (size_t)k->wp1 * 4);
+        const int64_t iy = y - k->pad;
+        if (iy < 0 || iy >= k->h) continue;
+        for (int e = 0; e < 2; ++e) {
+            const int64_t ch = 2 * cc + e;
+            if (ch >= k->c) break;
+            const size_t row = ((size_t)ch * (size_t)k->h + (size_t)iy) * (size_t)k->w;
+            int16_t *di = d + (size_t)k->pad * 2 + (size_t)e;
+            if (k->xtype == MDFI_CONV_U8) {
+                const uint8_t *s = (const uint8_t *)k->x + row;
+                for (int32_t i = 0; i < k->w; ++i) di[2 * (size_t)i] = s[i];
+            } else {
+                const int8_t *s = (const int8_t *)k->x + row;
+                for (int32_t i = 0; i < k->w; ++i) di[2 * (size_t)i] = s[i];
+            }
+        }
+    }
+}
+
+/* V block b: [16][C2][NB][2] from X2.  Each lane holds a channel pair (two int16), and the
+ * transform is done on both halves at once with 16-bit adds (|V| <= 4*255, no overflow). */
+AVX2 static void wino_vblock(const wino_ctx *k, int32_t blk, int16_t *restrict v)
+{
+    int32_t off[NB];
+    int consecutive = 1;
+    for (int j = 0; j < NB; ++j) {
+        int64_t t = (int64_t)blk * NB + j;
+        if (t >= k->ntiles) t = k->ntiles - 1;
+        const int64_t ty = t / k->tw, tx = t % k->tw;
+        off[j] = (int32_t)(2 * ty * k->wp1 + 2 * tx);
+        if (j > 0 && off[j] != off[j - 1] + 2) consecutive = 0;
+    }
+    const __m256i o0 = _mm256_loadu_si256((const __m256i *)(const void *)off);
+    const __m256i o1 = _mm256_loadu_si256((const __m256i *)(const void *)(off + 8));
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int32_t cc = 0; cc < k->c2; ++cc) {
+        const int32_t *pl = (const int32_t *)(const void *)(k->x2 + (size_t)cc * (size_t)k->plane * 2);
+        __m256i d[4][4][2];                      /* d[row i][col j][half]: 8 tiles each */
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) {
+                const int32_t *p = pl + (size_t)i * (size_t)k->wp1 + (size_t)j;
+                if (consecutive) {
+                    /* tiles 2 pairs apart: take every other pair of 32 consecutive pairs */
+                    const int32_t *q = p + off[0];
+                    for (int hh = 0; hh < 2; ++hh) {
+                        const __m256i a = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(q + 16 * hh)), even);
+                        const __m256i b = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(q + 16 * hh + 8)), even);
+                        d[i][j][hh] = _mm256_permute2x128_si256(a, b, 0x20);
+                    }
+                } else {
+                    d[i][j][0] = _mm256_i32gather_epi32((const int *)(const void *)p, o0, 4);
+                    d[i][j][1] = _mm256_i32gather_epi32((const int *)(const void *)p, o1, 4);
+                }
+            }
+        for (int hh = 0; hh < 2; ++hh) {
+            __m256i t[4][4];
+            for (int j = 0; j < 4; ++j) {         /* rows: B^T d */
+                t[0][j] = _mm256_sub_epi16(d[0][j][hh], d[2][j][hh]);
+                t[1][j] = _mm256_add_epi16(d[1][j][hh], d[2][j][hh]);
+                t[2][j] = _mm256_sub_epi16(d[2][j][hh], d[1][j][hh]);
+                t[3][j] = _mm256_sub_epi16(d[1][j][hh], d[3][j][hh]);
+            }
+            for (int i = 0; i < 4; ++i) {         /* columns: (B^T d) B */
+                const __m256i r[4] = {_mm256_sub_epi16(t[i][0], t[i][2]), _mm256_add_epi16(t[i][1], t[i][2]),
+                                      _mm256_sub_epi16(t[i][2], t[i][1]), _mm256_sub_epi16(t[i][1], t[i][3])};
+                for (int j = 0; j < 4; ++j)
+                    _mm256_storeu_si256((__m256i *)(void *)(v + (((size_t)(4 * i + j) * (size_t)k->c2 + (size_t)cc) * NB + 8 * (size_t)hh) * 2), r[j]);
+            }
+        }
+    }
+}
+
+/* Output transform of one panel and block, bias, requantize, store. */
+AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t m0, int32_t mv, int32_t blk)
+{
+    int32_t ty[NB], tx[NB];
+    for (int j = 0; j < NB; ++j) {
+        const int64_t t = (int64_t)blk * NB + j;
+        ty[j] = t < k->ntiles ? (int32_t)(t / k->tw) : -1;
+        tx[j] = t < k->ntiles ? (int32_t)(t % k->tw) : -1;
+    }
+    /* all 16 tiles in one tile row: two output rows of 32 consecutive columns */
+    const int row = ty[NB - 1] == ty[0] && ty[0] >= 0;
+    for (int32_t r = 0; r < mv; ++r) {
+        const int32_t mm = m0 + r;
+        mdfi_rq8_avx2 q;
+        mdfi_rq8_init_avx2(&q, k->shift[mm], k->rounding, k->bits, k->act);
+        const __m256i b = _mm256_set1_epi32((int32_t)k->bias[mm]);
+        int32_t res[4][NB];
+        for (int hh = 0; hh < 2; ++hh) {
+            __m256i mx[16];
+            for (int xi = 0; xi < 16; ++xi)
+                mx[xi] = _mm256_loadu_si256((const __m256i *)(const void *)(ct + ((size_t)xi * MR + (size_t)r) * NR + 8 * hh));
+            __m256i u0[4], u1[4], y[4];
+            for (int j = 0; j < 4; ++j) {         /* A^T M */
+                u0[j] = _mm256_add_epi32(_mm256_add_epi32(mx[j], mx[4 + j]), mx[8 + j]);
+                u1[j] = _mm256_sub_epi32(_mm256_sub_epi32(mx[4 + j], mx[8 + j]), mx[12 + j]);
+            }
+            y[0] = _mm256_add_epi32(_mm256_add_epi32(u0[0], u0[1]), u0[2]);
+            y[1] = _mm256_sub_epi32(_mm256_sub_epi32(u0[1], u0[2]), u0[3]);
+            y[2] = _mm256_add_epi32(_mm256_add_epi32(u1[0], u1[1]), u1[2]);
+            y[3] = _mm256_sub_epi32(_mm256_sub_epi32(u1[1], u1[2]), u1[3]);
+            for (int a = 0; a < 4; ++a)           /* Y = 4 S exactly: S = Y >> 2 */
+                _mm256_storeu_si256((__m256i *)(void *)&res[a][8 * hh],
+                                    mdfi_requantize8_avx2(_mm256_add_epi32(_mm256_srai_epi32(y[a], 2), b), &q,
+                                                          k->rounding, k->act));
+        }
+        if (row) {
+            for (int a = 0; a < 2; ++a) {
+                const int32_t oy = 2 * ty[0] + a;
+                if (oy >= k->oh) break;
+                const int32_t ox0 = 2 * tx[0];
+                const int32_t n = k->ow - ox0 < 2 * NB ? k->ow - ox0 : 2 * NB;
+                const size_t o = ((size_t)mm * (size_t)k->oh + (size_t)oy) * (size_t)k->ow + (size_t)ox0;
+                if (k->otype == MDFI_CONV_S8) {
+                    int8_t *d = (int8_t *)k->out + o;
+                    for (int i = 0; i < n; ++i) d[i] = (int8_t)res[2 * a + (i & 1)][i >> 1];
+                } else {
+                    int16_t *d = (int16_t *)k->out + o;
+                    for (int i = 0; i < n; ++i) d[i] = (int16_t)res[2 * a + (i & 1)][i >> 1];
+                }
+            }
+            continue;
+        }
+        for (int j = 0; j < NB; ++j) {
+            if (ty[j] < 0) continue;
+            for (int a = 0; a < 4; ++a) {
+                const int32_t oy = 2 * ty[j] + a / 2, ox = 2 * tx[j] + a % 2;
+                if (oy >= k->oh || ox >= k->ow) continue;
+                const size_t o = ((size_t)mm * (size_t)k->oh + (size_t)oy) * (size_t)k->ow + (size_t)ox;
+                if (k->otype == MDFI_CONV_S8) ((int8_t *)k->out)[o] = (int8_t)res[a][j];
+                else ((int16_t *)k->out)[o] = (int16_t)res[a][j];
+            }
+        }
+    }
+}
+
+/* Panels [p0, p1) of V block blk (at vb), PG panels at a time: each V_xi (C2 x NB pairs) is
+ * then read from L1 by PG micro-kernel calls in a row. */
+static void wino_compute(const wino_ctx *k, int tid, int32_t p0, int32_t p1, int32_t blk, const int16_t *vb)
+{
+    int32_t *ct0 = (int32_t *)(void *)(k->tbase + (size_t)tid * k->tbytes);
+    for (int32_t g0 = p0; g0 < p1; g0 += PG) {
+        const int32_t g1 = g0 + PG < p1 ? g0 + PG : p1;
+        for (int32_t c0 = 0; c0 < k->c2; c0 += KC) {
+            const int32_t kcl = (k->c2 - c0) < KC ? (k->c2 - c0) : KC;
+            for (int xi = 0; xi < 16; ++xi) {
+                const int16_t *bv = vb + ((size_t)xi * (size_t)k->c2 + (size_t)c0) * NB * 2;
+                for (int32_t p = g0; p < g1; ++p) {
+                    const int16_t *a = k->u + (((size_t)xi * (size_t)k->np + (size_t)p) * (size_t)k->c2 + (size_t)c0) * MR * 2;
+                    k->ukr(kcl, a, bv, NB * 2, ct0 + ((size_t)(p - g0) * 16 + (size_t)xi) * MR * NR, c0 > 0);
+                }
+            }
+        }
+        for (int32_t p = g0; p < g1; ++p) {
+            const int32_t m0 = p * MR, mv = (k->m - m0) < MR ? (k->m - m0) : MR;
+            wino_out(k, ct0 + (size_t)(p - g0) * 16 * MR * NR, m0, mv, blk);
+        }
+    }
+}
+
+typedef struct {
+    const wino_ctx *k;
+    mdfi_counter x2, x2_done, vb, vb_done, item;
+} wino_job;
+
+static void wino_worker(void *arg, int tid)
+{
+    wino_job *job = (wino_job *)arg;
+    const wino_ctx *k = job->k;
+    const int64_t rows = (int64_t)k->c2 * k->hp1;
+    const int64_t per = k->wp1 >= 8192 ? 1 : 8192 / k->wp1;
+    const int64_t nx = (rows + per - 1) / per;
+    for (int64_t i; (i = mdfi_pool_next(&job->x2)) < nx;) {
+        wino_x2(k, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
+        mdfi_pool_done(&job->x2_done, nx);
+    }
+    mdfi_pool_wait(&job->x2_done, nx);
+    if (k->msplit) {
+        for (int64_t b; (b = mdfi_pool_next(&job->vb)) < k->nblk;) {
+            wino_vblock(k, (int32_t)b, k->vshared + (size_t)b * (k->vbytes / 2));
+            mdfi_pool_done(&job->vb_done, k->nblk);
+        }
+        mdfi_pool_wait(&job->vb_done, k->nblk);
+        for (int64_t g; (g = mdfi_pool_next(&job->item)) * k->pgroup < k->np;) {
+            const int32_t p0 = (int32_t)(g * k->pgroup);
+            const int32_t p1 = p0 + k->pgroup < k->np ? p0 + k->pgroup : k->np;
+            for (int32_t b = 0; b < k->nblk; ++b)
+                wino_compute(k, tid, p0, p1, b, k->vshared + (size_t)b * (k->vbytes / 2));
+        }
+    } else {
+        int16_t *vb = (int16_t *)(void *)(k->tbase + (size_t)tid * k->tbytes + (size_t)PG * 16 * MR * NR * 4);
+        for (int64_t b; (b = mdfi_pool_next(&job->item)) < k->nblk;) {
+            wino_vblock(k, (int32_t)b, vb);
+            wino_compute(k, tid, 0, k->np, (int32_t)b, vb);
+        }
+    }
+}
+
+#define ALIGN 64
+static size_t align_up(size_t n) { return (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1); }
+
+int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int32_t nthreads)
+{
+    if (c < 1 || h < 1 || w < 1 || pad < 0 || nthreads < 1) return -1;
+    const int64_t c2 = ((int64_t)c + 1) / 2, hp1 = (int64_t)h + 2 * pad + 1, wp1 = (int64_t)w + 2 * pad + 1;
+    const int64_t oh = (int64_t)h + 2 * pad - 2, ow = (int64_t)w + 2 * pad - 2;
+    if (oh < 1 || ow < 1 || hp1 * wp1 > INT32_MAX / 4 || c2 > (1 << 20)) return -1;
+    const int64_t ntiles = ((oh + 1) / 2) * ((ow + 1) / 2), nblk = (ntiles + NB - 1) / NB;
+    const uint64_t x2 = (uint64_t)(c2 * hp1 * wp1) * 4u;
+    const uint64_t vblk = 16u * (uint64_t)c2 * NB * 4u;
+    const uint64_t shared = vblk * (uint64_t)nblk;
+    const uint64_t per = align_up((size_t)(PG * 16 * MR * NR * 4)) + align_up((size_t)vblk);
+    const uint64_t total = ALIGN + align_up((size_t)x2) + align_up((size_t)shared) + per * (uint64_t)nthreads;
+    return total > (uint64_t)INT64_MAX / 4 ? -1 : (int64_t)total;
+}
+
+int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
+                   const int64_t *bias, const int32_t *shift, int32_t m, void *out, int otype, int32_t pad,
+                   int32_t rounding, int32_t bits, int32_t act, int32_t nthreads, void *scratch)
+{
+    wino_ctx k;
+    memset(&k, 0, sizeof k);
+    k.x = x; k.xtype = xtype; k.c = c; k.h = h; k.w = w; k.pad = pad; k.m = m;
+    k.c2 = (c + 1) / 2;
+    k.np = (m + MR - 1) / MR;
+    k.oh = h + 2 * pad - 2; k.ow = w + 2 * pad - 2;
+    k.th = (k.oh + 1) / 2; k.tw = (k.ow + 1) / 2;
+    k.hp1 = h + 2 * pad + 1; k.wp1 = w + 2 * pad + 1;
+    k.plane = (int64_t)k.hp1 * k.wp1;
+    k.ntiles = (int64_t)k.th * k.tw;
+    k.nblk = (int32_t)((k.ntiles + NB - 1) / NB);
+    k.u = u; k.bias = bias; k.shift = shift; k.out = out; k.otype = otype;
+    k.rounding = rounding; k.bits = bits; k.act = act;
+    k.ukr = ops->ukr32;
+    k.msplit = nthreads > 1 && (int64_t)k.nblk < 4 * (int64_t)nthreads && k.np >= 2 * nthreads;
+    k.pgroup = (int32_t)((k.np + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
+    if (k.pgroup < 1) k.pgroup = 1;
+    k.vbytes = (size_t)16 * (size_t)k.c2 * NB * 4;
+    k.tbytes = align_up((size_t)(PG * 16 * MR * NR * 4)) + align_up(k.vbytes);
+    unsigned char *s = (unsigned char *)scratch;
+    k.x2 = (int16_t *)(void *)s;
+    s += align_up((size_t)k.c2 * (size_t)k.plane * 4);
+    k.vshared = (int16_t *)(void *)s;
+    s += align_up(k.vbytes * (size_t)k.nblk);
+    k.tbase = s;
+    wino_job job;
+    memset(&job, 0, sizeof job);
+    job.k = &k;
+    mdfi_pool_run(wino_worker, &job, nthreads);
+    return 0;
+}
+
+#endif /* MDFI_CONV_X86 */

@@ -1,0 +1,207 @@
+"""Activation formats chosen by their effect on the detection heads.
+
+A per-tensor histogram method (:func:`mdfi.calibrate.choose_frac`) weighs every value of a
+tensor alike, but detections live in a few cells whose activations are the largest ones:
+one more bit of resolution that clips them costs confidence, one bit of headroom that
+nobody uses costs resolution everywhere.  :func:`search_formats` settles it per layer on the
+calibration inputs by what reaches the heads: starting from the histogram choice, each
+layer's ``frac`` is moved by -1/+1 when that lowers the squared error of the head logits
+that matter -- objectness and the best class at the cells where the float network sees an
+object -- with the rest of the network quantized (coordinate descent, two sweeps at most).
+The integer model of every candidate is run by the C engine (the NumPy reference when the
+extension is not built), so a search takes about a minute for yolov3-tiny.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, Dict, Optional, Sequence
+
+import numpy as np
+
+#: A cell counts as an object cell when the float objectness exceeds this.
+OBJECT_THRESH = 0.1
+
+
+class HeadObjective:
+    """Squared error of the objectness and best-class logits at the float network's object
+    cells, summed over the calibration inputs (the quantity :func:`search_formats` lowers)."""
+
+    def __init__(self, network, inputs: Sequence[np.ndarray]):
+        from ..quantize import input_to_u8
+        self.network = network
+        self.heads = [l for l in network.output_layers() if l.kind == "yolo"]
+        self.srcs = [l.inputs[0] for l in self.heads]
+        self.u8 = [input_to_u8(x) for x in inputs]
+        self.cells = []                  # per input, per head: (idx obj, idx cls, float obj, float cls)
+        for x in inputs:
+            keep = {}
+
+            def hook(i, o):
+                if i in self.srcs:
+                    keep[i] = o.astype(np.float64)
+            network.forward_float(x, keep="needed", hook=hook)
+            per = []
+            for l, s in zip(self.heads, self.srcs):
+                z = keep[s].reshape(l.n, l.entries, *keep[s].shape[1:])
+                obj = 1.0 / (1.0 + np.exp(-z[:, 4]))
+                a, r, c = np.nonzero(obj > OBJECT_THRESH)
+                k = np.argmax(z[a, 5:, r, c], axis=1) if a.size else np.zeros(0, int)
+                per.append((a, r, c, k, z[a, 4, r, c], z[a, 5 + k, r, c]))
+            self.cells.append(per)
+        self.n_cells = sum(len(p[0]) for per in self.cells for p in per)
+
+    def __call__(self, qm, engine: str = "c") -> float:
+        from ..engine import FixedEngine
+        try:
+            eng = FixedEngine(qm, engine, threads=1)
+        except Exception:                 # the C extension is not built: the reference
+            eng = FixedEngine(qm, "ref")
+        err = 0.0
+        for u8, per in zip(self.u8, self.cells):
+            outs = eng.run(u8, keep="all")
+            for (a, r, c, k, zo, zc), l, s in zip(per, self.heads, self.srcs):
+                if a.size == 0:
+                    continue
+                fmt = qm.layers[s].out_fmt
+                zq = np.asarray(outs[s], np.float64)
+                zq = zq.reshape(l.n, l.entries, *zq.shape[1:]) * 2.0 ** -fmt.frac
+                err += float(((zq[a, 4, r, c] - zo) ** 2).sum() + ((zq[a, 5 + k, r, c] - zc) ** 2).sum())
+        return err
+
+
+def search_formats(network, fracs: Dict[int, int], build: Callable[[Dict[int, int]], object],
+                   objective: HeadObjective, *, sweeps: int = 2, progress: bool = True) -> Dict[int, int]:
+    """Coordinate descent on the activation ``frac`` of every convolution output.
+
+    ``build(fracs)`` returns the quantized model for candidate formats (the caller keeps the
+    formats consistent, e.g. unified routes); ``objective(model)`` scores it.  Returns the
+    best formats found.  Progress on stderr.
+    """
+    t0 = time.perf_counter()
+    best = dict(fracs)
+    best_err = objective(build(best))
+    layers = [l.index for l in network.layers if l.kind == "convolutional" and l.index in best]
+    for sweep in range(sweeps):
+        improved = False
+        for i in layers:
+            for d in (-1, 1):
+                cand = dict(best)
+                cand[i] = best[i] + d
+                try:
+                    e = objective(build(cand))
+                except Exception:            # a format out of range: not a candidate
+                    continue
+                if e < best_err * (1 - 1e-9):
+                    best, best_err, improved = cand, e, True
+                    break
+            if progress:
+                print(f"formats: sweep {sweep + 1}, layer {i}: frac {best[i]}, head error {best_err:.1f} "
+                      f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+        if not improved:
+            break
+    return best
+
+
+def head_shifts(qm, objective: HeadObjective, engine: str = "c") -> Dict[int, np.ndarray]:
+    """Per head convolution, the bias shift that cancels the mean error of the objectness
+    and of the class logits at the object cells of the calibration inputs (one value for
+    all objectness channels and one for all class channels of a head: a few hundred object
+    cells do not determine 255 channel-wise values)."""
+    from ..engine import FixedEngine
+    try:
+        eng = FixedEngine(qm, engine, threads=1)
+    except Exception:
+        eng = FixedEngine(qm, "ref")
+    sums = {s: np.zeros(4) for s in objective.srcs}        # d_obj, n_obj, d_cls, n_cls
+    for u8, per in zip(objective.u8, objective.cells):
+        outs = eng.run(u8, keep="all")
+        for (a, r, c, k, zo, zc), l, s in zip(per, objective.heads, objective.srcs):
+            if a.size == 0:
+                continue
+            zq = np.asarray(outs[s], np.float64)
+            zq = zq.reshape(l.n, l.entries, *zq.shape[1:]) * 2.0 ** -qm.layers[s].out_fmt.frac
+            sums[s] += [float((zo - zq[a, 4, r, c]).sum()), a.size, float((zc - zq[a, 5 + k, r, c]).sum()), a.size]
+    out = {}
+    for l, s in zip(objective.heads, objective.srcs):
+        d_obj, n_obj, d_cls, n_cls = sums[s]
+        v = np.zeros((l.n, l.entries))
+        if n_obj:
+            v[:, 4] = d_obj / n_obj
+            v[:, 5:] = d_cls / n_cls
+        out[s] = v.reshape(-1)
+    return out
+
+
+#: Fraction of the measured object-cell logit error that :func:`choose_decisions` cancels
+#: (chosen on the method-selection photos, docs/quantization.md: the full correction also
+#: lifts the many weak object cells of the calibration set and overshoots).
+HEAD_SHIFT_STRENGTH = 0.5
+
+
+def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int, abits: int,
+                     per_channel: bool, act_method: str = "mse", progress: bool = True,
+                     final: Optional[dict] = None, with_model: bool = False):
+    """The data-driven part of a recipe, as small JSON-able data: activation formats
+    searched by their effect on the heads (:func:`search_formats`) and the head bias
+    shifts (:func:`head_shifts`, times :data:`HEAD_SHIFT_STRENGTH`).  ``inputs``: float
+    letterboxed calibration inputs; ``calib``: their statistics (the starting formats)."""
+    from .. import calibrate
+    from ..quantize import quantize_network, unify_route_formats
+    objective = HeadObjective(network, inputs)
+    base = unify_route_formats(network, calibrate.choose_formats(calib, network, abits, act_method), {}, abits)
+
+    def build(fr, shifts=None):
+        return quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
+                                act_fracs=unify_route_formats(network, fr, {}, abits), bias_shifts=shifts)
+    fracs = unify_route_formats(network, search_formats(network, base, build, objective, progress=progress),
+                                {}, abits)
+    if final:                # e.g. GPTQ + empirical bias correction: measure the shifts on it
+        model = quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
+                                 act_fracs=fracs, progress=progress, **final)
+    else:
+        model = build(fracs)
+    shifts = head_shifts(model, objective)
+    heads = {}
+    for l in network.output_layers():
+        if l.kind != "yolo":
+            continue
+        v = shifts[l.inputs[0]].reshape(l.n, l.entries)
+        heads[str(l.inputs[0])] = {"objectness": HEAD_SHIFT_STRENGTH * float(v[0, 4]),
+                                   "classes": HEAD_SHIFT_STRENGTH * float(v[0, 5])}
+    conv = {l.index for l in network.layers if l.kind in ("convolutional", "shortcut")}
+    d = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel),
+         "act_fracs": {str(k): int(v) for k, v in sorted(fracs.items()) if k in conv},
+         "head_shifts": heads, "object_cells": objective.n_cells, "inputs": len(inputs)}
+    if not with_model:
+        return d
+    from ..quantize import shift_biases
+    for s, v in shifts.items():
+        model.layers[s] = shift_biases(model.layers[s], HEAD_SHIFT_STRENGTH * v)
+    return d, model
+
+
+def decisions_to_kwargs(network, d: dict) -> dict:
+    """``quantize_network`` keyword arguments (``act_fracs``, ``bias_shifts``) of
+    :func:`choose_decisions` output (validated against ``network``)."""
+    from ..errors import FormatError
+    try:
+        fracs = {int(k): int(v) for k, v in d["act_fracs"].items()}
+        shifts = {}
+        for k, hv in d.get("head_shifts", {}).items():
+            i = int(k)
+            consumers = [l for l in network.layers if l.kind == "yolo" and l.inputs == [i]]
+            if not consumers:
+                raise ValueError(f"layer {i} does not feed a [yolo] head")
+            l = consumers[0]
+            v = np.zeros((l.n, l.entries))
+            v[:, 4] = float(hv["objectness"])
+            v[:, 5:] = float(hv["classes"])
+            shifts[i] = v.reshape(-1)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FormatError(f"recipe decisions do not fit the network: {exc}") from None
+    missing = [l.index for l in network.layers if l.kind in ("convolutional", "shortcut") and l.index not in fracs]
+    if missing:
+        raise FormatError(f"recipe decisions lack formats of layers {missing[:5]}")
+    return {"act_fracs": fracs, "bias_shifts": shifts}

@@ -1,0 +1,149 @@
+"""Small networks whose golden exports exercise rare paths (used by test_golden_docs.py through
+a child process, and by test_c_runner.py).
+
+* :func:`shift_model`: convolutions whose requantizing shifts are <= 0 in some channels,
+  and a leaky layer whose *effective* shift for negative accumulators (shift + 15) lies on
+  both sides of 0 -- formats no calibrated real network gets, forced through ``act_fracs``.
+* :func:`reorg_model`: conv, maxpool, reorg, a two-input route, a region head with softmax
+  (random weights).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SHIFT_NET = """[net]
+width=24
+height=24
+channels=3
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=12
+size=1
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+filters=6
+size=1
+stride=1
+activation=linear
+"""
+
+REORG_NET = """[net]
+width=32
+height=32
+channels=3
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+[maxpool]
+size=2
+stride=2
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+[reorg]
+stride=2
+[route]
+layers=-2
+[maxpool]
+size=2
+stride=2
+[route]
+layers=-1,-3
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=30
+activation=linear
+[region]
+anchors=1,1,2,2
+classes=10
+num=2
+softmax=1
+"""
+
+NAMES = [f"class{i}" for i in range(80)]
+
+
+def _net(text: str, name: str, seed: int):
+    from mdfi.cfgfile import parse_cfg_text
+    from mdfi.network import Network
+    from mdfi.weights import random_weights
+    net = Network(parse_cfg_text(text, name), name, warn=False)
+    random_weights(net, seed)
+    return net
+
+
+def _model(net, qm):
+    from mdfi.engine import FixedEngine
+    from mdfi.model import Model
+    return Model(net, NAMES, FixedEngine(qm, "c", 1))
+
+
+def shift_model(seed: int = 3):
+    """(model, quantized model): layer 1 has shifts around 0 (some <= 0), layer 2 shifts
+    around -15 (effective leaky shifts on both sides of 0)."""
+    from mdfi import calibrate
+    from mdfi.quantize import quantize_network
+    net = _net(SHIFT_NET, "shifts.cfg", seed)
+    fracs = calibrate.choose_formats(calibrate.estimate_from_batchnorm(net), net, 8, "max")
+
+    def q():
+        return quantize_network(net, wbits=8, abits=8, per_channel=True, act_fracs=dict(fracs), cfg_text=SHIFT_NET)
+    qm = q()
+    l1 = qm.layers[1]
+    fracs[1] = int(np.median(l1.w_frac)) + l1.in_fmt.frac          # shifts w_frac[m] - median: around 0
+    qm = q()
+    l2 = qm.layers[2]
+    fracs[2] = int(np.median(l2.w_frac)) + l2.in_fmt.frac + 15     # shifts around -15
+    qm = q()
+    fracs[3] = min(40, int(np.max(qm.layers[3].w_frac)) + qm.layers[3].in_fmt.frac)
+    qm = q()
+    return _model(net, qm), qm
+
+
+def route_shift_model():
+    """(model, quantized model): yolov3-tiny with its shipped statistics but without
+    unified route formats (``unify_routes=False``), so route 20 aligns layer 19 by a
+    one-bit shift -- the alignment path no default model takes any more."""
+    from mdfi import recipes, zoo
+    from mdfi.network import Network
+    from mdfi.quantize import quantize_network
+    from mdfi.weights import load_weights
+    net = Network.from_cfg(zoo.cfg_path("yolov3-tiny"))
+    load_weights(net, zoo.weights_path("yolov3-tiny"))
+    qm = quantize_network(net, wbits=8, abits=8, per_channel=True, calib=recipes.shipped_calibration("yolov3-tiny"),
+                          unify_routes=False)
+    return _model(net, qm), qm
+
+
+def reorg_model(seed: int = 1):
+    from mdfi.quantize import quantize_network
+    net = _net(REORG_NET, "reorg.cfg", seed)
+    qm = quantize_network(net, wbits=8, abits=8, per_channel=True, cfg_text=REORG_NET)
+    return _model(net, qm), qm

@@ -1,0 +1,97 @@
+"""The NEON paths on aarch64, emulated: csrc/ cross-compiled with Debian's aarch64 GCC and run
+under qemu-aarch64 as a CPU with the dot-product extension (``-cpu max``: neondot) and without
+it (``-cpu cortex-a72``: neon, the smlal path).
+
+* csrc/tests/conv_check.c: every path the emulated CPU runs (every 8-bit register tile, direct
+  and packed) against the portable scalar path, which the x86 tests prove equal to the NumPy
+  reference;
+* the standalone runner on golden exports (NumPy reference, `mdfi golden`): every layer
+  output byte-identical, for yolov3-tiny (real weights) and mini-yolov3 at 8 and 16 bits.
+
+Skipped (with the reason) when the cross compiler or qemu-user is missing; .ci/run installs
+them with apt where it can (packages gcc-aarch64-linux-gnu, qemu-user).  The same steps as a
+script: tests/run_aarch64_qemu.sh.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import DARKNET, REPO
+
+CROSS = os.environ.get("MDFI_AARCH64_CC", "aarch64-linux-gnu-gcc")
+QEMU = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
+SYSROOT = os.environ.get("MDFI_AARCH64_SYSROOT", "/usr/aarch64-linux-gnu")
+CPUS = {"max": "neondot", "cortex-a72": "neon"}
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which(CROSS) is None, reason=f"{CROSS} (Debian gcc-aarch64-linux-gnu) not installed"),
+    pytest.mark.skipif(QEMU is None, reason="qemu-aarch64 (Debian qemu-user) not installed"),
+    pytest.mark.skipif(shutil.which("make") is None, reason="make is not available"),
+]
+
+
+@pytest.fixture(scope="module")
+def arm_build(tmp_path_factory) -> Path:
+    build = tmp_path_factory.mktemp("aarch64_build")
+    prefix = CROSS[:-len("gcc")] if CROSS.endswith("gcc") else "aarch64-linux-gnu-"
+    proc = subprocess.run(["make", "-C", str(REPO / "csrc"), f"BUILD={build}", "-j4", f"CC={CROSS}",
+                           f"AR={prefix}ar", f"STRIP={prefix}strip", "runner", str(build / "conv_check")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"cross build failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "warning" not in (proc.stdout + proc.stderr).lower(), proc.stdout + proc.stderr
+    return build
+
+
+def qemu(cpu: str, *args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([QEMU, "-L", SYSROOT, "-cpu", cpu, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("cpu", list(CPUS))
+def test_conv_paths_equal_scalar(arm_build, cpu):
+    res = qemu(cpu, arm_build / "conv_check", "--cases", "80")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"best path: {CPUS[cpu]}" in res.stdout, res.stdout
+    assert "conv_check: ok" in res.stdout and "identical" in res.stdout, res.stdout
+    tested = [l.split()[0] for l in res.stdout.splitlines() if "identical to the scalar path" in l]
+    assert CPUS[cpu] in tested and "neon" in tested, res.stdout
+
+
+def _gold(tmp_path: Path, model, image) -> Path:
+    from mdfi import golden
+    folder = tmp_path / "gold"
+    golden.export(model, image, str(folder), formats=["hex"], thresh=1.0)
+    return folder
+
+
+def _check_runner(arm_build: Path, gold: Path, tmp_path: Path):
+    for cpu in CPUS:
+        out = tmp_path / f"out-{cpu}"
+        res = qemu(cpu, arm_build / "mdfi_run", gold, out, "--threads", "2")
+        assert res.returncode == 0, res.stderr
+        golden_files = sorted(p.name for p in gold.glob("l*.out.hex"))
+        assert golden_files and sorted(p.name for p in out.glob("l*.out.hex")) == golden_files
+        differ = [n for n in golden_files if (out / n).read_bytes() != (gold / n).read_bytes()]
+        assert not differ, f"{cpu}: outputs differ from the NumPy reference: {differ}"
+
+
+def test_runner_yolov3_tiny(arm_build, tiny_weights_path, tmp_path):
+    import mdfi
+    from test_c_runner import _photo
+    _check_runner(arm_build, _gold(tmp_path, mdfi.load("yolov3-tiny", threads=2), _photo()), tmp_path)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_runner_mini_yolov3(arm_build, mini_net, bits, tmp_path):
+    from mdfi.quantize import quantize_network
+    from test_c_runner import NAMES, _fixed_model, _photo
+    text = (DARKNET / "mini-yolov3" / "mini-yolov3.cfg").read_text()
+    qm = quantize_network(mini_net, wbits=bits, abits=bits, per_channel=True, cfg_text=text)
+    _check_runner(arm_build, _gold(tmp_path, _fixed_model(mini_net, qm), _photo()), tmp_path)
+    assert NAMES

@@ -1,0 +1,432 @@
+"""Issue 9 part A: hostile or broken input gets a one-line typed error (or works), never a
+traceback, a hang, unbounded memory, a silently wrong model or a lost file.
+
+Each test names the issue's item it covers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import struct
+import time
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mdfi
+from mdfi import safejson
+from mdfi.cli import main
+from mdfi.errors import (ArgumentError, CfgError, FormatError, LimitError, MDFIError, MDFIWarning,
+                         ModelFileError, WeightsError)
+from mdfi.network import Network
+from mdfi.weights import load_weights, write_weights
+
+from conftest import DARKNET, REPO, run_python
+
+MINI = DARKNET / "mini-yolov3"
+MINI_CFG, MINI_W = MINI / "mini-yolov3.cfg", MINI / "mini-yolov3.weights"
+
+
+@pytest.fixture
+def alarm():
+    """Fail instead of hanging (a FIFO read would block forever)."""
+    def on_alarm(*_):
+        raise TimeoutError("hung")
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def one_line(exc: BaseException, name: str) -> str:
+    msg = str(exc)
+    assert "\n" not in msg and name in msg and len(msg) < 600, msg
+    return msg
+
+
+def mini_net():
+    net = Network.from_cfg(MINI_CFG)
+    load_weights(net, MINI_W)
+    return net
+
+
+# ---------------------------------------------------------------------------------------------
+# item 1: the default fixed-point path validates --cfg before reading it (recipes.cache_path)
+def _bad_cfg(kind: str, tmp: Path) -> str:
+    if kind in ("/dev/zero", "/dev/urandom"):
+        return kind
+    p = tmp / f"{kind}.cfg"
+    if kind == "fifo":
+        os.mkfifo(p)
+    elif kind == "6GB":
+        with open(p, "wb") as fh:
+            fh.truncate(6 << 30)                # sparse: costs no disk
+    elif kind == "folder":
+        p.mkdir()
+    elif kind == "latin1":
+        p.write_bytes(MINI_CFG.read_bytes().replace(b"[net]", b"# caf\xe9\n[net]", 1))
+    elif kind == "utf16":
+        p.write_bytes(MINI_CFG.read_text().encode("utf-16"))
+    return str(p)
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("/dev/zero", "not a regular file"), ("/dev/urandom", "not a regular file"), ("fifo", "not a regular file"),
+    ("6GB", "file is larger than"), ("folder", "is a directory"), ("latin1", ":5: not a text file in UTF-8 (byte 0xE9"),
+    ("utf16", "UTF-16"),
+])
+def test_default_fixed_path_refuses_bad_cfg_before_reading(kind, words, tmp_path, alarm):
+    cfg = _bad_cfg(kind, tmp_path)
+    tracemalloc.start()
+    with pytest.raises(CfgError) as ei:
+        mdfi.load(cfg=cfg, weights=MINI_W)                    # fixed point: recipes.cache_path first
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert words in one_line(ei.value, os.path.basename(cfg)) and peak < 8 << 20
+    with pytest.raises(CfgError):
+        mdfi.load(cfg=cfg, weights=MINI_W, precision="float")
+
+
+def test_cfg_with_byte_order_mark_is_accepted(tmp_path):
+    p = tmp_path / "bom.cfg"
+    p.write_bytes(b"\xef\xbb\xbf" + MINI_CFG.read_bytes())
+    assert len(mdfi.load(cfg=p, weights=MINI_W, precision="float").network.layers) == 35
+
+
+# ---------------------------------------------------------------------------------------------
+# item 2: weights that cannot be a trained model
+def _write_modified(tmp: Path, change) -> Path:
+    net = mini_net()
+    change(net)
+    out = tmp / "bad.weights"
+    write_weights(net, out)
+    return out
+
+
+def test_negative_batchnorm_variance_is_refused_everywhere(tmp_path, capsys):
+    def negative(net):
+        net.layers[2].rolling_variance = net.layers[2].rolling_variance.copy()
+        net.layers[2].rolling_variance[5] = -0.25
+    w = _write_modified(tmp_path, negative)
+    for kw in ({"precision": "float"}, {}):
+        with pytest.raises(WeightsError) as ei:
+            mdfi.load(cfg=MINI_CFG, weights=w, **kw)
+        msg = one_line(ei.value, "bad.weights")
+        assert "layer 2" in msg and "variance of filter 5 is -0.25" in msg
+    assert main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(w), "-o", str(tmp_path / "q.mdfi")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.weights: layer 2" in err
+    assert not (tmp_path / "q.mdfi").exists()
+
+
+def test_unrepresentable_and_absurd_weights(tmp_path, capsys):
+    def huge(net):
+        net.layers[0].weights = net.layers[0].weights * np.float32(1e13)
+    with pytest.raises(WeightsError, match=r"bad.weights: layer 0 .*beyond every fixed-point format"):
+        mdfi.load(cfg=MINI_CFG, weights=_write_modified(tmp_path, huge), precision="float")
+
+    def absurd(net):
+        net.layers[3].biases = net.layers[3].biases * np.float32(1e6)
+    mdfi.load(cfg=MINI_CFG, weights=_write_modified(tmp_path, absurd), precision="float")
+    err = capsys.readouterr().err
+    assert "warning: " in err and "bad.weights: layer 3" in err and "biases up to" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# item 3: NMS
+def _darknet_nms(boxes, objectness, probs, thresh):
+    """Darknet's do_nms_sort, written out literally (O(n^2) loops): the reference."""
+    from mdfi.postprocess import box_iou_matrix
+    probs = probs.copy()
+    live = [i for i in range(len(boxes)) if objectness[i] != 0]
+    for k in range(probs.shape[1]):
+        order = sorted(live, key=lambda i: -probs[i, k])            # stable, like MDFI
+        for a, i in enumerate(order):
+            if probs[i, k] == 0:
+                continue
+            for j in order[a + 1:]:
+                if box_iou_matrix(boxes[i:i + 1], boxes[j:j + 1])[0, 0] > np.float32(thresh):
+                    probs[j, k] = 0
+    return probs
+
+
+@pytest.mark.parametrize("pairs", ["few pairs", "piled-up boxes"])
+def test_nms_equals_darknet_loops(pairs, monkeypatch):
+    from mdfi import postprocess as pp
+    if pairs == "piled-up boxes":
+        monkeypatch.setattr(pp, "_MAX_PAIRS", 0)              # the per-class greedy path
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        n, k = int(rng.integers(1, 60)), int(rng.integers(1, 4))
+        b = rng.uniform(0, 1, (n, 4)).astype(np.float32)
+        b[:, 2:] *= 0.5
+        b[rng.integers(0, n, n // 3)] = b[rng.integers(0, n, n // 3)]      # identical boxes
+        obj = rng.uniform(0, 1, n).astype(np.float32)
+        obj[rng.random(n) < 0.1] = 0
+        pr = rng.uniform(0, 1, (n, k)).astype(np.float32)
+        pr[rng.random((n, k)) < 0.3] = 0
+        pr[rng.random((n, k)) < 0.2] = 0.5                                # ties
+        assert np.array_equal(pp.do_nms_sort(b, obj, pr, 0.45), _darknet_nms(b, obj, pr, 0.45))
+
+
+def test_nms_of_16128_identical_boxes_is_fast_and_small():
+    """Issue 9 item 3: 16,128 identical candidates took 13 s and 2.7 GB."""
+    from mdfi.postprocess import do_nms_sort
+    n = 16128
+    boxes = np.tile(np.float32([[0.5, 0.5, 0.3, 0.3]]), (n, 1))
+    probs = np.zeros((n, 80), np.float32)
+    probs[:, 0] = probs[:, 3] = 0.9
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    out = do_nms_sort(boxes, np.full(n, 0.9, np.float32), probs, 0.45)
+    dt = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (out[:, 0] > 0).sum() == 1 and (out[:, 3] > 0).sum() == 1
+    assert peak < 200 << 20 and dt < 5, (peak, dt)
+
+
+def test_nms_candidate_cap_warns(monkeypatch):
+    from mdfi.postprocess import do_nms_sort
+    monkeypatch.setenv("MDFI_MAX_NMS_CANDIDATES", "10")
+    n = 30
+    boxes = np.stack([np.linspace(0.05, 0.95, n), np.full(n, 0.5), np.full(n, 0.01), np.full(n, 0.01)], 1)
+    obj = np.linspace(0.3, 0.9, n).astype(np.float32)
+    probs = obj[:, None].copy()
+    with pytest.warns(MDFIWarning, match="30 detection candidates .* keeps the 10 with the highest objectness"):
+        out = do_nms_sort(boxes.astype(np.float32), obj, probs, 0.45)
+    assert np.flatnonzero(out[:, 0]).tolist() == list(range(20, 30))
+
+
+# ---------------------------------------------------------------------------------------------
+# item 4: one hardened JSON reader
+@pytest.mark.parametrize("text, words", [
+    ("[" * 100000 + "]" * 100000, "nested deeper than 64"),
+    ('{"a": [' * 70 + "1" + "]}" * 70, "nested deeper than 64"),
+    ('{"id": ' + "7" * 5000 + "}", "integer of 5,000 digits"),
+    ("[NaN]", "non-finite number NaN"),
+    ('{"a": 1,', ":1: not valid JSON"),
+])
+def test_safejson_refuses(text, words):
+    with pytest.raises(FormatError) as ei:
+        safejson.loads(text, "x.json")
+    assert words in one_line(ei.value, "x.json")
+    assert safejson.loads('{"a": [[[1, 2.5]]], "b": -12345}', "x.json") == {"a": [[[1, 2.5]]], "b": -12345}
+
+
+def _rewrite_header(src: Path, dst: Path, edit) -> None:
+    from mdfi import modelfile as mf
+    blob = src.read_bytes()
+    _, version, hlen, _ = mf.PREFIX.unpack_from(blob)
+    data = blob[mf._align(mf.PREFIX.size + hlen):]
+    header = edit(blob[mf.PREFIX.size:mf.PREFIX.size + hlen])
+    head = mf.PREFIX.pack(mf.MAGIC, version, len(header), zlib.crc32(header)) + header
+    dst.write_bytes(head + b"\0" * (mf._align(len(head)) - len(head)) + data)
+
+
+@pytest.fixture(scope="module")
+def mini_mdfi(tmp_path_factory):
+    p = tmp_path_factory.mktemp("mdfi") / "mini.mdfi"
+    assert main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "-o", str(p)]) == 0
+    return p
+
+
+@pytest.mark.parametrize("what", ["deep", "digits"])
+def test_mdfi_header_json_limits(what, mini_mdfi, tmp_path):
+    bad = tmp_path / "bad.mdfi"
+    extra = b'"x": ' + (b"[" * 5000 + b"]" * 5000 if what == "deep" else b"9" * 5000) + b", "
+    _rewrite_header(mini_mdfi, bad, lambda h: h[:1] + extra + h[1:])
+    with pytest.raises(ModelFileError) as ei:
+        mdfi.load(bad)
+    assert ("nested deeper" if what == "deep" else "5,000 digits") in one_line(ei.value, "bad.mdfi")
+
+
+def test_coco_labels_and_calibration_json_limits(tmp_path):
+    from mdfi.calibrate import CalibStats
+    from mdfi.evaluate import LabelError, load_coco_json
+    p = tmp_path / "coco.json"
+    p.write_text('{"images": [], "annotations": [], "categories": ' + "[" * 3000 + "]" * 3000 + "}")
+    with pytest.raises(LabelError, match="nested deeper"):
+        load_coco_json(p, ["person"])
+    p.write_text('{"images": [{"id": ' + "1" * 5000 + '}], "annotations": [], "categories": []}')
+    with pytest.raises(LabelError, match="5,000 digits"):
+        load_coco_json(p, ["person"])
+    p.write_text("[" * 3000 + "]" * 3000)
+    with pytest.raises(ModelFileError, match="coco.json.*nested deeper"):
+        CalibStats.from_json(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# item 6: [yolo] directly after [yolo]
+def test_yolo_after_yolo(tmp_path):
+    cfg = tmp_path / "yy.cfg"
+    cfg.write_text("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=6\nsize=1\n"
+                   "activation=linear\n" + "[yolo]\nmask=0\nanchors=10,14,23,27\nclasses=1\nnum=2\n" * 2)
+    net = Network.from_cfg(cfg)
+    from mdfi.weights import random_weights
+    random_weights(net)
+    write_weights(net, tmp_path / "yy.weights")
+    model = mdfi.load(cfg=cfg, weights=tmp_path / "yy.weights", precision="float")     # Darknet runs it
+    assert isinstance(model.detect(np.zeros((20, 20, 3), np.uint8)), list)
+    with pytest.raises(FormatError) as ei:
+        mdfi.load(cfg=cfg, weights=tmp_path / "yy.weights")
+    assert "layer 2 (yolo) reads the output of detection head layer 1" in one_line(ei.value, "yy.cfg")
+
+
+# ---------------------------------------------------------------------------------------------
+# item 8: a small JPEG declaring a huge image: memory checked before decoding
+def _jpeg_declaring(path: Path, width: int, height: int) -> None:
+    buf = Path(path)
+    Image.new("RGB", (16, 16), (90, 120, 30)).save(buf, quality=50)
+    data = bytearray(buf.read_bytes())
+    i = data.index(b"\xff\xc0")                 # SOF0: length(2) precision(1) height(2) width(2)
+    data[i + 5:i + 9] = struct.pack(">HH", height, width)
+    buf.write_bytes(bytes(data))
+
+
+def test_jpeg_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    bomb = tmp_path / "bomb.jpg"
+    _jpeg_declaring(bomb, 9999, 10000)
+    assert bomb.stat().st_size < 1000
+    from mdfi import image
+    monkeypatch.setattr(image, "_memory_headroom", lambda: (512 << 20, "the test's limit"))
+    tracemalloc.start()
+    with pytest.raises(LimitError) as ei:
+        image.load_image(bomb)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    msg = one_line(ei.value, "bomb.jpg")
+    assert "9999x10000 image needs about 1,8" in msg and "the test's limit" in msg and peak < 16 << 20
+
+
+def test_jpeg_bomb_under_an_address_space_cap_is_one_line(tmp_path):
+    """The issue's case, end to end: `mdfi detect` under `ulimit -v` (1.6 GB) exits with one
+    line instead of a MemoryError traceback in preprocessing (the image needs about 1.8 GB)."""
+    bomb = tmp_path / "bomb.jpg"
+    _jpeg_declaring(bomb, 9999, 10000)
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1600 << 20, 1600 << 20)); "
+            "from mdfi.cli import main; sys.exit(main(sys.argv[1:]))")
+    r = run_python(["-c", code, "detect", str(bomb), "--float", "--out", "none"], cwd=tmp_path,
+                   env=dict(os.environ, OPENBLAS_NUM_THREADS="1", MDFI_THREADS="1"))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "bomb.jpg" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# item 10: numbers exactly as Darknet reads them, or refused
+@pytest.mark.parametrize("space", ["\u00a0", "\v", "\f", "\x1c", "\u3000"])
+def test_cfg_numbers_with_other_white_space_are_refused(space):
+    from mdfi.cfgfile import parse_cfg_text
+    text = f"[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=1{space}6\nsize=1\n"
+    with pytest.raises(CfgError) as ei:
+        Network(parse_cfg_text(text, "w.cfg"), "w.cfg")
+    msg = one_line(ei.value, "w.cfg:6")
+    assert "expected an integer (Darknet's atoi would read 1" in msg and space not in msg
+
+
+def test_cfg_spaces_and_tabs_are_stripped_like_darknet():
+    from mdfi.cfgfile import parse_cfg_text
+    net = Network(parse_cfg_text("[net]\nwidth = 8\n height\t=\t8 \nchannels=3\n[convolutional]\n"
+                                 "filters = 1 6\nsize=1\n", "s.cfg"), "s.cfg")
+    assert net.layers[0].filters == 16        # Darknet's strip() removes spaces inside: "16"
+
+
+# ---------------------------------------------------------------------------------------------
+# item 11: class names from files are printed and drawn sanitised
+def test_class_names_are_sanitised(mini_mdfi, tmp_path, capsys):
+    from mdfi import modelfile
+    qm = modelfile.load(mini_mdfi)
+    evil = ["\x1b[2J\x1b[31mred", "cat\nfake: 99%", "x" * 5000] + [f"c{i}" for i in range(77)]
+    qm.names = evil
+    modelfile.save(qm, tmp_path / "evil.mdfi")
+    names = mdfi.load(tmp_path / "evil.mdfi").names
+    assert names[0] == "\\x1b[2J\\x1b[31mred" and names[1] == "cat\\nfake: 99%" and len(names[2]) < 110
+    assert all(n.isprintable() for n in names)
+    p = tmp_path / "evil.names"
+    p.write_text("\n".join(evil[:2]) + "\n")
+    assert mdfi.zoo.load_names(p) == ["\\x1b[2J\\x1b[31mred", "cat", "fake: 99%"]   # one name a line
+
+
+# ---------------------------------------------------------------------------------------------
+# item 12: the quantized cache is tied to the weights' digest and the recipe
+def test_swapped_or_stale_cache_entries_are_not_used(tmp_path, monkeypatch, capsys):
+    from mdfi import recipes
+    monkeypatch.setenv("MDFI_HOME", str(tmp_path / "home"))
+    w = tmp_path / "m.weights"
+    shutil.copyfile(MINI_W, w)
+    a = mdfi.load(cfg=MINI_CFG, weights=w)
+    (entry,) = (tmp_path / "home" / "quantized").iterdir()
+    b = mdfi.load(cfg=MINI_CFG, weights=w, bits=6)              # another entry
+    other = [p for p in (tmp_path / "home" / "quantized").iterdir() if p != entry][0]
+    shutil.copyfile(other, entry)                               # swap: a valid file of other inputs
+    c = mdfi.load(cfg=MINI_CFG, weights=w)
+    assert "does not belong to these inputs" in capsys.readouterr().err
+    assert c.quantized.options["wbits"] == 8
+    # weights edited in place, size and mtime restored: a new digest, a new quantization
+    st = w.stat()
+    data = bytearray(w.read_bytes())
+    data[-4:] = np.float32(0.125).tobytes()
+    w.write_bytes(bytes(data))
+    os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns))
+    path_before = recipes.cache_path(MINI_CFG, MINI_W, None, recipes.resolve(None))[0]
+    path_after = recipes.cache_path(MINI_CFG, w, None, recipes.resolve(None))[0]
+    assert path_before != path_after
+    d = mdfi.load(cfg=MINI_CFG, weights=w)
+    assert not np.array_equal(d.quantized.layers[-2].arrays()["weights"], a.quantized.layers[-2].arrays()["weights"]) \
+        or not np.array_equal(d.quantized.layers[-2].arrays()["bias"], a.quantized.layers[-2].arrays()["bias"])
+    assert b.quantized.options["wbits"] == 6
+
+
+# ---------------------------------------------------------------------------------------------
+# item 14: messages
+def test_huge_values_are_clipped_in_messages(tmp_path, capsys):
+    cfg = tmp_path / "act.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=2\nactivation="
+                   + "x" * 3_000_000 + "\n")
+    assert main(["detect", str(REPO / "mdfi" / "data" / "sample.jpg"),
+                 "--cfg", str(cfg), "--weights", str(MINI_W), "--float", "--out", "none"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 600 and "act.cfg:7" in err and "3,000,0" in err
+
+
+def test_numpy_warnings_are_one_line(tmp_path):
+    """Weights whose activations overflow float32: a one-line warning, no NumPy source lines."""
+    def scale(net):
+        for layer in net.layers:
+            if layer.kind == "convolutional":
+                layer.weights = layer.weights * np.float32(3e3)
+    w = _write_modified(tmp_path, scale)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "r.png")
+    r = run_python(["-m", "mdfi", "detect", str(tmp_path / "r.png"), "--cfg", str(MINI_CFG), "--weights", str(w),
+                    "--float", "--out", "none"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "RuntimeWarning" not in r.stderr and "out = " not in r.stderr
+    assert all(line.startswith(("mdfi: warning:", "warning:")) for line in r.stderr.splitlines()), r.stderr
+    assert "non-finite" in r.stderr
+
+
+@pytest.mark.parametrize("call", [
+    lambda: mdfi.load(3), lambda: mdfi.load(cfg=3, weights=MINI_W), lambda: mdfi.load(b"yolov3-tiny"),
+    lambda: mdfi.load("yolov3-tiny", bits="8"), lambda: mdfi.load("yolov3-tiny", precision=3),
+    lambda: mdfi.load("yolov3-tiny", threads=0), lambda: mdfi.load("yolov3-tiny", per_channel="yes"),
+])
+def test_api_argument_types_raise_typed_errors(call):
+    with pytest.raises(ArgumentError) as ei:
+        call()
+    assert isinstance(ei.value, (TypeError, ValueError, MDFIError)) and "\n" not in str(ei.value)
+
+
+def test_detect_argument_types(tiny_weights_path):
+    model = mdfi.load(cfg=MINI_CFG, weights=MINI_W, precision="float")
+    for bad in (dict(image=None), dict(image=3), dict(image=np.zeros(3, np.uint8))):
+        with pytest.raises(MDFIError):
+            model.detect(bad["image"])
+    for kw in ({"thresh": "0.5"}, {"nms": None}, {"thresh": True}, {"thresh": 2}):
+        with pytest.raises(ArgumentError):
+            model.detect(np.zeros((8, 8, 3), np.uint8), **kw)

@@ -1,0 +1,192 @@
+"""The 8-bit dot-product convolution (csrc/mdfi_conv_q8.c and its SIMD twins) against the
+executable specification mdfi.layers.convolutional.conv2d_int_ref: bit-exact for every path
+this machine can run, every register tile and both B modes (direct / packed), on random and
+edge-heavy inputs.  Paths this CPU cannot run are reported as skipped, naming the feature."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mdfi import fixedpoint as fp
+from conftest import run_python
+from test_kernel_conv import ACTS, ROUNDINGS, fill, int_dtype, reference
+
+_conv = pytest.importorskip("mdfi._ext._conv")
+
+#: what each path needs (skip reasons)
+FEATURES = {
+    "scalar": "nothing", "scalar8": "nothing", "avx2": "x86-64 AVX2",
+    "avx512bw": "x86-64 AVX-512 F/BW/VL/DQ", "avx512vnni": "x86-64 AVX512-VNNI",
+    "avx512vnni-ymm": "x86-64 AVX512-VNNI + AVX512-VL", "amx-sim": "x86-64 AVX512-VNNI (the AMX kernel on a C model of the tiles)",
+    "avxvnni": "x86-64 AVX-VNNI (VEX vpdpbusd, e.g. Alder Lake / Sapphire Rapids) and gcc >= 11 or clang >= 12",
+    "amx": "x86-64 AMX-TILE + AMX-INT8 with the Linux tile-data permission (Sapphire Rapids)",
+    "neon": "aarch64 Advanced SIMD", "neondot": "aarch64 dot product (HWCAP_ASIMDDP)",
+}
+AVAILABLE = _conv.available_simd_paths()
+Q8_PATHS = [p for p in _conv.PATHS if _conv.q8_tiles(p)]
+
+
+def need(path):
+    if path not in AVAILABLE:
+        pytest.skip(f"{path}: needs {FEATURES[path]}; this CPU/build has: {_conv.cpu_features()}")
+
+
+@pytest.fixture(autouse=True)
+def _no_override():
+    yield
+    _conv._set_q8_override(-1, -1)
+
+
+def run(x, w, bias, shift, *, k, s, p, rounding, bits, act, simd, nthreads=1, acc64=0):
+    m = w.shape[0]
+    out = np.full((m, _conv.out_size(x.shape[1], k, s, p), _conv.out_size(x.shape[2], k, s, p)), 77,
+                  int_dtype(bits))
+    _conv.conv2d(x, _conv.pack_weights(w), bias, shift, out, ksize=k, stride=s, pad=p,
+                 rounding=fp.rounding_code(rounding), out_bits=bits, act=ACTS.index(act), acc64=acc64,
+                 nthreads=nthreads, simd=simd)
+    return out
+
+
+def case(rng, c, h, w, m, k, s, p, *, xkind=None, style="random", wbits=None, xbits=None):
+    """A random 8-bit problem whose sums fit int32 (acc64 = 0)."""
+    xkind = xkind or rng.choice(["u8", "s8"])
+    if xkind == "u8":
+        xlo, xhi, xdt = 0, 255, np.uint8
+    else:
+        xbits = xbits or int(rng.integers(2, 9))
+        xlo, xhi, xdt = fp.qmin(xbits), fp.qmax(xbits), np.int8
+    wbits = wbits or int(rng.integers(2, 9))
+    x = fill(rng, (c, h, w), xlo, xhi, style if style != "random" else
+             rng.choice(["random"] * 4 + ["max", "min", "alt", "edges"]), xdt)
+    wt = fill(rng, (m, c, k, k), fp.qmin(wbits), fp.qmax(wbits), style if style != "random" else
+              rng.choice(["random"] * 4 + ["max", "min", "alt", "edges"]), np.int8)
+    pmax = c * k * k * (1 << (wbits - 1)) * max(abs(xlo), xhi)
+    blim = min(2**31 - 1 - pmax, 4 * pmax + 1000)
+    bias = rng.integers(-blim, blim + 1, size=m).astype(np.int64)
+    typical = max(int(pmax).bit_length() - 8, 1)
+    # per-channel shifts: typical ones (int32 lanes), and 0, negative, > 31 (exact slow rows)
+    shift = rng.choice([typical, typical + 1, max(typical - 2, 1), 1, 31, 0, -2, 33], size=m).astype(np.int32)
+    if rng.random() < 0.3:
+        shift[:] = typical                                        # per-layer shift
+    bits = int(rng.integers(2, 17))
+    return x, wt, bias, shift, dict(k=k, s=s, p=p, rounding=str(rng.choice(ROUNDINGS)), bits=bits,
+                                    act=str(rng.choice(ACTS)))
+
+
+SHAPES = [  # C, H, W, M, k, stride, pad
+    (3, 17, 19, 16, 3, 1, 1),      # first layer: uint8 pixels, 3 channels
+    (1, 1, 1, 1, 1, 1, 0), (5, 1, 1, 7, 1, 1, 0), (1, 1, 1, 5, 3, 1, 1),
+    (7, 9, 11, 13, 3, 2, 1),       # stride 2, odd everything
+    (13, 13, 13, 33, 3, 1, 1),     # 13x13 map, odd channels
+    (33, 5, 7, 19, 1, 1, 0),       # 1x1
+    (16, 6, 6, 20, 3, 1, 1), (5, 7, 5, 3, 5, 1, 2), (6, 11, 10, 9, 2, 1, 0),
+    (9, 16, 17, 5, 3, 3, 1),       # stride 3
+    (4, 12, 13, 17, 3, 4, 2),      # stride 4
+    (64, 4, 5, 40, 3, 1, 1),       # AMX-sized channel blocks, tiny map
+    (130, 3, 3, 18, 3, 1, 1), (2, 31, 2, 8, 3, 1, 1), (11, 2, 33, 12, 1, 2, 0),
+]
+
+
+@pytest.mark.parametrize("path", Q8_PATHS)
+def test_every_tile_and_mode(path):
+    need(path)
+    tiles = _conv.q8_tiles(path)
+    rng = np.random.default_rng(sum(map(ord, path)))
+    for i, shape in enumerate(SHAPES):
+        x, wt, bias, shift, kw = case(rng, *shape, xkind="u8" if shape[0] == 3 else None)
+        ref = reference(x, wt, bias, shift, **kw)
+        for kern in range(len(tiles)):
+            for direct in (1, 0):
+                _conv._set_q8_override(kern, direct)
+                got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern + direct) % 3, **kw)
+                if not np.array_equal(got, ref):
+                    bad = tuple(np.argwhere(got != ref)[0])
+                    raise AssertionError(f"{path} tile {tiles[kern]} {'direct' if direct else 'packed'}: "
+                                         f"shape {shape} {kw} x {x.dtype}: at {bad} {got[bad]} != {ref[bad]}")
+
+
+@pytest.mark.parametrize("path", Q8_PATHS)
+def test_edges(path):
+    """All-extreme activations and weights (uint8 255, int8 -128/127, alternating), every
+    output width 2..16, both roundings, every activation, shifts 1 and 31 and slow rows."""
+    need(path)
+    rng = np.random.default_rng(4)
+    for xkind, style in [("u8", "max"), ("u8", "alt"), ("s8", "min"), ("s8", "max"), ("s8", "alt"),
+                         ("s8", "edges"), ("u8", "zero")]:
+        for bits in range(2, 17):
+            shape = (int(rng.choice([3, 5, 8, 17])), 7, 9, int(rng.choice([1, 6, 16, 21])), 3,
+                     int(rng.choice([1, 2])), 1)
+            x, wt, bias, shift, kw = case(rng, *shape, xkind=xkind, style=style, wbits=8, xbits=8)
+            kw.update(bits=bits, rounding=ROUNDINGS[bits % 2], act=ACTS[bits % 3])
+            ref = reference(x, wt, bias, shift, **kw)
+            got = run(x, wt, bias, shift, simd=path, nthreads=1 + bits % 3, **kw)
+            assert np.array_equal(got, ref), (path, xkind, style, bits, shape)
+
+
+@pytest.mark.parametrize("path", Q8_PATHS)
+def test_tie_values_through_the_int32_epilogue(path):
+    """1x1 convolution with weight 1 on every int8 value: each accumulator residue modulo 2^s
+    -- every rounding tie -- goes through the path's int32-lane requantize."""
+    need(path)
+    x = np.arange(-128, 128, dtype=np.int16).astype(np.int8)
+    x = np.tile(x, 64).reshape(1, 128, 128)
+    wt = np.array([1, -1, 1, 1, -1, 1, 1, 1, -128, 127], np.int8).reshape(10, 1, 1, 1)
+    shift = np.array([1, 1, 2, 5, 8, 7, 3, 31, 10, 9], np.int32)
+    for bias0, bits in ((0, 8), (3, 16), (-(1 << 12), 5), (1 << 20, 12)):
+        bias = np.array([bias0, -bias0, bias0 + 1, bias0, 7, 0, -bias0, bias0, 1, -1], np.int64)
+        for rounding in ROUNDINGS:
+            for act in ACTS:
+                kw = dict(k=1, s=1, p=0, rounding=rounding, bits=bits, act=act)
+                assert np.array_equal(run(x, wt, bias, shift, simd=path, nthreads=2, **kw),
+                                      reference(x, wt, bias, shift, **kw)), (path, bias0, bits, rounding, act)
+
+
+@pytest.mark.parametrize("path", Q8_PATHS)
+def test_outside_the_int32_contract_equals_scalar(path):
+    """acc64 = 0 with sums that overflow int32 (not a valid request): every path computes the
+    sum modulo 2^32 like the scalar path, so they agree bit for bit anyway."""
+    need(path)
+    rng = np.random.default_rng(9)
+    x = np.full((600, 5, 6), -128, np.int8)
+    x[:, :, ::2] = 127
+    wt = np.full((9, 600, 3, 3), -128, np.int8)
+    wt[1::2] = 127
+    bias = rng.integers(-2**40, 2**40, size=9).astype(np.int64)
+    shift = np.full(9, 30, np.int32)
+    kw = dict(k=3, s=1, p=1, rounding="half_up", bits=16, act="leaky")
+    assert np.array_equal(run(x, wt, bias, shift, simd=path, nthreads=2, **kw),
+                          run(x, wt, bias, shift, simd="scalar", **kw))
+
+
+@pytest.mark.parametrize("path", _conv.PATHS)
+def test_path_runs_or_is_skipped(path):
+    """Every path of the build: run a small 8-bit and a 16-bit problem on it, or skip naming
+    the CPU feature it needs."""
+    need(path)
+    rng = np.random.default_rng(2)
+    x, wt, bias, shift, kw = case(rng, 9, 10, 11, 21, 3, 1, 1)
+    assert np.array_equal(run(x, wt, bias, shift, simd=path, nthreads=2, **kw), reference(x, wt, bias, shift, **kw))
+    x16 = rng.integers(-30000, 30000, size=(5, 7, 6)).astype(np.int16)
+    w16 = rng.integers(-3000, 3000, size=(7, 5, 3, 3)).astype(np.int16)
+    b16 = rng.integers(-2**30, 2**30, size=7).astype(np.int64)
+    s16 = np.full(7, 20, np.int32)
+    kw16 = dict(k=3, s=1, p=1, rounding="truncate", bits=16, act="leaky")
+    assert np.array_equal(run(x16, w16, b16, s16, simd=path, nthreads=2, acc64=1, **kw16),
+                          reference(x16, w16, b16, s16, **kw16))
+
+
+def test_self_check_failure_falls_back_with_one_line(tmp_path):
+    """A path whose start-up self-check fails is not used: one line on stderr, the fallback
+    path computes."""
+    best = _conv.best_simd_path()
+    if best == "scalar":
+        pytest.skip("no SIMD path on this CPU")
+    code = ("import numpy as np\nfrom mdfi._ext import _conv\n"
+            "print(_conv.simd_path())\n")
+    res = run_python(["-c", code], cwd=tmp_path,
+                     env={**__import__("os").environ, "MDFI_SIMD": best, "MDFI_SELFCHECK_FAIL": best})
+    assert res.returncode == 0, res.stderr
+    lines = [l for l in res.stderr.splitlines() if "self-check" in l]
+    assert len(lines) == 1 and best in lines[0], res.stderr
+    assert res.stdout.strip() != best and res.stdout.strip() in _conv.PATHS
