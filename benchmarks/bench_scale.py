@@ -9,7 +9,8 @@ Every run is ``python -m mdfi eval`` in a child process, on the first ``count`` 
 file).  ``throughput`` runs the layouts below interleaved, ``repeat`` rounds, and reports
 the median images/s of the streaming phase (the last progress line: from the start of the
 job, worker start-up included, to the last result) and the ratio of each layout to
-``1 worker``; load averages are printed because the machine may be shared:
+``1 worker``; because the machine may be shared, each run also reports how much CPU other
+jobs took meanwhile (from /proc/stat, minus this run's own processes):
 
 * ``1 worker``: one process, one engine thread, one BLAS thread (one core's worth);
 * ``2 workers``: ``--workers 2`` (two processes, each one engine and one BLAS thread);
@@ -90,6 +91,7 @@ def run_eval(listfile: str, args, env, tmp: str, sample: bool = False):
     res = os.path.join(tmp, f"r{time.monotonic_ns()}.jsonl")
     cmd = [sys.executable, "-m", "mdfi", "eval", "--images", listfile, "--results", res, "--json", *args]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0 = _machine_busy()
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=tmp, env=_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peaks, total = {}, 0
@@ -115,6 +117,7 @@ def run_eval(listfile: str, args, env, tmp: str, sample: bool = False):
     wall = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    others = max(0.0, _machine_busy() - busy0 - cpu)      # CPU seconds of everything else
     os.unlink(res) if os.path.exists(res) else None
     if p.returncode != 0:
         sys.exit(f"mdfi eval failed ({p.returncode}): {''.join(err_lines[-5:])}")
@@ -122,7 +125,8 @@ def run_eval(listfile: str, args, env, tmp: str, sample: bool = False):
     rate = float(re.search(r"\(([\d.]+) images/s\)", done[-1]).group(1)) if done else float("nan")
     errors = re.search(r"(\d+) errors?$", done[-1].strip()) if done else None
     mem = {"client": peaks.get(p.pid, 0), "worker": max([v for k, v in peaks.items() if k != p.pid] or [0]),
-           "tree": total, "cpu": cpu, "errors": int(errors.group(1)) if errors else 0}
+           "tree": total, "cpu": cpu, "errors": int(errors.group(1)) if errors else 0,
+           "others": others / (wall * (os.cpu_count() or 1))}
     return rate, wall, mem, "".join(err_lines[-3:])
 
 
@@ -131,6 +135,7 @@ def throughput(a) -> None:
         lst = image_list(a.images, a.count, tmp)
         layouts = [l.strip() for l in a.layouts.split(",")] if a.layouts else list(LAYOUTS)
         rates = {k: [] for k in layouts}
+        others = {k: [] for k in layouts}
         print(f"CPU: {_cpu()}, {os.cpu_count()} logical CPUs; {a.count} images; mdfi eval --bits {a.bits}"
               f"{' --no-stats' if not a.stats else ''}", flush=True)
         for r in range(a.repeat):
@@ -141,15 +146,27 @@ def throughput(a) -> None:
                 rate, wall, mem, _ = run_eval(lst, ["--bits", a.bits, *([] if a.stats else ["--no-stats"]), *args],
                                               env, tmp)
                 rates[name].append(rate)
+                others[name].append(mem["others"])
                 print(f"round {r + 1}: {name:<24} {rate:6.2f} images/s  (wall {wall:5.1f} s, "
-                      f"{mem['cpu'] / a.count:.3f} CPU s/image in all processes, load "
-                      f"{load0:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
+                      f"{mem['cpu'] / a.count:.3f} CPU s/image in all processes, other jobs used "
+                      f"{100 * mem['others']:4.1f} % of the machine, load {load0:.1f} -> "
+                      f"{os.getloadavg()[0]:.1f})", flush=True)
         base = statistics.median(rates[layouts[0]])
         print(f"\n{'layout':<24} {'median images/s':>16} {'vs ' + layouts[0]:>14}  per round")
         for name in layouts:
             med = statistics.median(rates[name])
             ratios = [x / y for x, y in zip(rates[name], rates[layouts[0]])]
             print(f"{name:<24} {med:16.2f} {med / base:13.2f}x  " + " ".join(f"{x:.2f}" for x in ratios))
+        if a.quiet_below is not None:
+            quiet = [r for r in range(a.repeat)
+                     if all(others[k][r] * 100 < a.quiet_below for k in layouts)]
+            print(f"\nrounds where other jobs used < {a.quiet_below:g} % of the machine in every run: "
+                  f"{len(quiet)} of {a.repeat}")
+            if quiet:
+                for name in layouts[1:]:
+                    rs = [rates[name][r] / rates[layouts[0]][r] for r in quiet]
+                    print(f"  {name} vs {layouts[0]}: median {statistics.median(rs):.2f}x  "
+                          f"(" + " ".join(f"{x:.2f}" for x in rs) + ")")
 
 
 def memory(a) -> None:
@@ -165,6 +182,17 @@ def memory(a) -> None:
             print(f"{n:>7} {rate:9.2f} {mem['client']:>15} {mem['worker']:>18} {mem['tree']:>17}"
                   f"   (wall {wall:.0f} s, load {os.getloadavg()[0]:.1f}, {mem['errors']} unreadable image(s) "
                   f"reported)", flush=True)
+
+
+def _machine_busy() -> float:
+    """CPU seconds all CPUs have spent busy since boot (/proc/stat; 0 where unavailable)."""
+    try:
+        with open("/proc/stat") as fh:
+            f = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return (sum(f[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_idle(below, limit: float = 900.0) -> None:
@@ -192,6 +220,8 @@ def main(argv=None) -> int:
     t.add_argument("--count", type=int, default=120)
     t.add_argument("--repeat", type=int, default=3)
     t.add_argument("--layouts", help=f"comma-separated, from: {', '.join(LAYOUTS)}")
+    t.add_argument("--quiet-below", type=float, default=None, metavar="PCT",
+                   help="also summarise the rounds in which other jobs used less than PCT %% of the machine")
     t.add_argument("--idle-below", type=float, default=None, metavar="LOAD",
                    help="before each run wait (up to 15 min) for the 1-minute load average to drop below LOAD")
     m = sub.add_parser("memory")
