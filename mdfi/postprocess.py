@@ -101,7 +101,7 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 #: greedynms' DIoU exponent: AB box_diou writes ``pow(d / c, 0.6)`` with the *double* literal
-#: 0.6 (src/box.c:207), not float32(0.6) as diounms' float ``beta_nms`` would be.
+#: 0.6 (src/box.c:206), not float32(0.6) as diounms' float ``beta_nms`` would be.
 GREEDY_DIOU_BETA = 0.6
 
 

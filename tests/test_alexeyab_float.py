@@ -145,7 +145,7 @@ def test_random_models_decode_and_nms_equal_darknet(folder, cfg):
 
 
 def test_diou_exponents_as_darknet_writes_them():
-    """greedynms' DIoU is ``pow(d / c, 0.6)`` with the double literal 0.6 (AB src/box.c:207),
+    """greedynms' DIoU is ``pow(d / c, 0.6)`` with the double literal 0.6 (AB src/box.c:206),
     diounms' ``pow(d / c, beta1)`` with the float beta_nms promoted to double (:225).  Recomputed
     here in the C order (float32 terms, one double pow, float32 result) on random boxes; the
     two exponents differ in the last float32 bit of the DIoU term on some pairs, so the test
