@@ -264,16 +264,19 @@ def alexeyab_cfg(nms: str = "greedynms", beta_nms: float = 0.6, letter_box: bool
                          nms=f"nms_kind={nms}\nbeta_nms={beta_nms}" if nms != "default" else "")
 
 
-def alexeyab_model(bits: int = 8, rounding: str = "half_up", seed: int = 4, **cfg):
+def alexeyab_model(bits: int = 8, rounding: str = "half_up", seed: int = 4, layer_abits=None, **cfg):
     """(model, quantized model) of :data:`AB_NET` (``cfg``: :func:`alexeyab_cfg`'s options).
     Formats from the batch-norm estimate, except layer 3's output, one bit finer than the
-    other inputs of route 4, which therefore aligns it by a shift."""
+    other inputs of route 4, which therefore aligns it by a shift.  ``layer_abits``: output
+    widths per layer (mixed precision: int8 and int16 inputs of one route or shortcut)."""
     from mdfi import calibrate
     from mdfi.quantize import quantize_network
     text = alexeyab_cfg(**cfg)
     net = _net(text, "alexeyab.cfg", seed)
     fracs = calibrate.choose_formats(calibrate.estimate_from_batchnorm(net), net, bits, "max")
     fracs[3] = max(fracs[0], fracs[1]) + 1
+    for i, b in (layer_abits or {}).items():
+        fracs[i] += b - bits
     qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, rounding=rounding, act_fracs=fracs,
-                          cfg_text=text)
+                          cfg_text=text, layer_abits=layer_abits)
     return _model(net, qm), qm

@@ -189,17 +189,24 @@ def test_alexeyab_features(runner, tmp_path, bits, rounding):
     assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 18
 
 
-@pytest.mark.parametrize("bits, rounding", [(8, "half_up"), (12, "truncate"), (16, "half_up"), (5, "truncate")])
-def test_alexeyab_every_kind(runner, tmp_path, bits, rounding):
+@pytest.mark.parametrize("bits, rounding, mixed", [(8, "half_up", None), (12, "truncate", None),
+                                                   (16, "half_up", None), (5, "truncate", None),
+                                                   (8, "truncate", {3: 12, 8: 12})])
+def test_alexeyab_every_kind(runner, tmp_path, bits, rounding, mixed):
     """tests/golden_nets.py::alexeyab_model: what mini-alexeyab lacks -- a route with groups
     over three inputs, one aligned by a shift; shortcuts with swish and logistic tables, with
     different input formats, and between fewer and more channels; a 16-bit model
-    (pre_bits = bits, int16 codes); scale_x_y and new_coords heads."""
+    (pre_bits = bits, int16 codes); scale_x_y and new_coords heads; and mixed precision
+    (12-bit layers 3 and 8: a grouped route and table shortcuts over int16 and int8 inputs)."""
     from golden_nets import alexeyab_model
-    model, qm = alexeyab_model(bits=bits, rounding=rounding)
+    model, qm = alexeyab_model(bits=bits, rounding=rounding, layer_abits=mixed)
+    if mixed:
+        assert {qm.layers[i].out_fmt.bits for i in (2, 3, 4)} == {8, 12}
     gold = _export(model, _photo(), tmp_path / "gold")
     txt = (gold / "model.txt").read_text()
-    assert "groups=2 group_id=0" in txt and "shifts=1,0,0" in txt
+    route4 = next(line for line in txt.splitlines() if line.startswith("layer 4 route"))
+    shifts = [int(v) for v in route4.split("shifts=")[1].split()[0].split(",")]
+    assert "groups=2 group_id=0" in route4 and shifts[0] > 0 and shifts[1:] == [0, 0]
     for act in ("swish", "logistic"):
         assert any(line.split()[2] == "shortcut" and f"act={act}" in line for line in txt.splitlines()[2:])
     assert assert_identical(runner, gold, tmp_path, "--threads", "2") == len(qm.layers)

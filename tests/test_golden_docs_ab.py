@@ -12,7 +12,8 @@ write the exports; every check recomputes values with the formulas of
   shortcuts: the pre-activation format from its documented rule, the table from the
   documented float64 function and rounding, the ``pre`` codes from the accumulator and the
   output from the codes, at 8 bits half up, 12 bits truncate and 16 bits (``P = bits``);
-* route with ``groups``/``group_id`` on one and on three inputs, one aligned by a shift;
+* route with ``groups``/``group_id`` on one and on three inputs, one aligned by a shift
+  (also a 12-bit input among 8-bit ones);
 * shortcut between equal, fewer and more channels, with different input formats, linear,
   leaky and table activations;
 * AlexeyAB's [yolo] with ``scale_x_y`` and with ``new_coords`` (xy, prob and wh tables);
@@ -54,7 +55,8 @@ for name, kw, stages in (("ab", {}, None),
                          ("diou", {"nms": "diounms", "beta_nms": 0.8}, ["out"]),
                          ("lb", {"letter_box": True}, ["out"]),
                          ("t12", {"bits": 12, "rounding": "truncate"}, None),
-                         ("h16", {"bits": 16}, None)):
+                         ("h16", {"bits": 16}, None),
+                         ("mix", {"layer_abits": {3: 12, 8: 12}}, None)):
     m, _ = alexeyab_model(**kw)
     golden.export(m, photo, out + "/" + name, stages=stages, thresh=0.4)
 """
@@ -100,7 +102,7 @@ def exports(tmp_path_factory):
     # float32(1/float32(34/80)), differ in float32
     Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[30:103, 200:252, :3])).save(photo)
     _child(EXPORT_SCRIPT, str(work), str(photo), str(HERE), cwd=work)
-    return {"photo": photo, **{k: gr.GoldenSet(str(work / k)) for k in ("ab", "diou", "lb", "t12", "h16")}}
+    return {"photo": photo, **{k: gr.GoldenSet(str(work / k)) for k in ("ab", "diou", "lb", "t12", "h16", "mix")}}
 
 
 @pytest.fixture(scope="module")
@@ -340,8 +342,10 @@ def test_every_new_kind_from_the_docs(exports):
     """Table activations (all five, on convolutions and shortcuts, both roundings, 8/12/16
     bits), route groups, shortcut channel alignment, AlexeyAB heads: every layer."""
     seen: set = set()
-    for name in ("ab", "t12", "h16"):
+    for name in ("ab", "t12", "h16", "mix"):
         assert rebuild_all(exports[name], seen) == 17, name
+    mix = exports["mix"]                         # a 12-bit input in an 8-bit route: the route is 12-bit
+    assert [mix.entry(i, "out")["bits"] for i in (2, 3, 4)] == [8, 12, 12]
     for act in ACTIVATIONS:
         for rounding, bits in (("half_up", 8), ("truncate", 12), ("half_up", 16)):
             assert ("convolutional", act, rounding, bits) in seen, (act, rounding, bits)
