@@ -172,8 +172,6 @@ def model_txt(qm: QuantizedModel) -> str:
     return "\n".join(lines) + "\n"
 
 
-
-
 # ----------------------------------------------------------------------------------------------
 # the plan: every vector file, before anything is computed or written
 @dataclass

@@ -65,7 +65,7 @@ def _region_decode(ql, qm) -> dict:
 
 #: kind -> function(qlayer, quantized model) -> the head's "decode" entry.  A new head kind
 #: (or a new decode of an existing one) adds its function here and its formulas to
-#: docs/golden-format.md ("Detections") and tests/test_golden_docs.py.
+#: docs/golden-format.md ("Detections") and tests/test_golden_docs*.py.
 HEAD_DECODERS: Dict[str, Callable] = {"yolo": _yolo_decode, "region": _region_decode}
 
 
