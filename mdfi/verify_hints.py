@@ -173,15 +173,21 @@ class Analyzer:
         pre_bits = pre.get("bits")
         base = self.base_shift()
         acc = self.gold if self.stage == "acc" else self._other("acc")
+        bias = self._bias()
+        if acc is None and self.stage == "out":
+            # no accumulator exported: the golden codes themselves (shift 0) still test the lookup
+            acc = self._other("pre")
+            base = None if acc is None else np.zeros(acc.size, np.int64)
+            bias = None
         if not isinstance(pre_bits, int) or not 2 <= pre_bits <= 16 or base is None or acc is None:
             return None
         mode = self.meta.get("rounding") or self.e.get("rounding") or "half_up"
         if self.stage != "out":
-            return Pipeline(acc, None, base, self._bias(), "linear", mode, pre_bits)
+            return Pipeline(acc, None, base, bias, "linear", mode, pre_bits)
         table = self.gs.stage(self.layer, "act_lut")
         if table is None or table.size != 1 << pre_bits:
             return None
-        return LutPipeline(acc, base, self._bias(), mode, pre_bits, table)
+        return LutPipeline(acc, base, bias, mode, pre_bits, table)
 
     def pipeline(self) -> Optional[Pipeline]:
         """The layer's datapath at the compared elements, when this file is one of its

@@ -116,3 +116,20 @@ def test_route_groups_ignored(gold, tmp_path):
     dut = np.concatenate(whole)[:L["out_shape"][0]]
     res = _verify(gold, tmp_path / "dut", ROUTE3, "out", dut)
     assert res.hints[0].kind == "route_group" and "groups ignored" in res.hints[0].text, res.hints
+
+
+def test_table_hint_from_pre_codes_alone(gold, tmp_path):
+    """A golden set exported with ``--stages pre,out`` (no accumulator): the lookup hint still
+    comes, from the golden codes."""
+    import json
+    import shutil
+    g2 = tmp_path / "g2"
+    shutil.copytree(gold.folder, g2)
+    man = json.loads((g2 / "manifest.json").read_text())
+    man["files"] = [e for e in man["files"] if not (e["layer"] == SWISH_SC and e["stage"] == "acc")]
+    (g2 / "manifest.json").write_text(json.dumps(man))
+    (g2 / f"l{SWISH_SC:03d}.acc.hex").unlink()
+    g = gr.GoldenSet(str(g2))
+    idx, T, _ = _lut_index(g, SWISH_SC)
+    res = _verify(g, tmp_path / "dut", SWISH_SC, "out", T[np.clip(idx - 2, 0, T.size - 1)])
+    assert res.hints[0].kind == "lut_index" and "off by -2" in res.hints[0].text, res.hints
