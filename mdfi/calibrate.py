@@ -125,6 +125,48 @@ def _bin_index(a: np.ndarray) -> np.ndarray:
     return k
 
 
+#: Per-channel sums are kept as exact integers in units of 2**-1074 (the smallest float64
+#: step): every float64 is such an integer, and integer sums do not depend on the order or
+#: grouping of the additions.  Values are rounded to float64 once, when read.
+_EXACT_BITS = 1074
+_EXACT_ONE = 1 << _EXACT_BITS
+
+
+def _exact_sums(values: Any) -> List[int]:
+    """Finite float64 values as exact integers in units of 2**-1074."""
+    out = []
+    for v in np.asarray(values, dtype=np.float64).reshape(-1).tolist():
+        if not math.isfinite(v):
+            raise ShapeError(f"channel statistics: non-finite sum {v}")
+        num, den = v.as_integer_ratio()                 # den is a power of two <= 2**1074
+        out.append(num << (_EXACT_BITS + 1 - den.bit_length()))
+    return out
+
+
+def _exact_to_text(a: int) -> str:
+    """An exact sum as ``MANTISSAp EXP`` (hex odd mantissa, binary exponent): ``"3p-2"`` is 0.75."""
+    if a == 0:
+        return "0"
+    tz = (a & -a).bit_length() - 1
+    return f"{a >> tz:x}p{tz - _EXACT_BITS}"
+
+
+def _exact_from_text(t: Any, where: str) -> int:
+    """Inverse of :func:`_exact_to_text`; ``ValueError`` for anything else (bounded sizes)."""
+    if not isinstance(t, str) or len(t) > 700:
+        raise ValueError(f"{where}: expected an exact sum like \"3p-2\", found {t!r:.40}")
+    if t == "0":
+        return 0
+    m, _, e = t.partition("p")
+    try:
+        mant, exp = int(m, 16), int(e)
+    except ValueError:
+        raise ValueError(f"{where}: expected an exact sum like \"3p-2\", found {t!r:.40}") from None
+    if not -_EXACT_BITS <= exp <= 1100 or mant == 0:
+        raise ValueError(f"{where}: exact sum {t!r:.40} out of range")
+    return mant << (exp + _EXACT_BITS)
+
+
 class TensorStats:
     """Statistics of one tensor (a layer output) accumulated over images.
 
@@ -132,15 +174,18 @@ class TensorStats:
     over finite values; ``None`` while there are none), ``zeros``, ``nonfinite``, and the
     int64 histograms ``pos`` / ``neg`` of log2|v| for positive and negative values
     (:data:`NBINS` bins, see the module docstring).  ``update`` and ``merge`` make it
-    mergeable: stats of a concatenation equal the merge of the stats of its parts.
+    mergeable: stats of a concatenation equal the merge of the stats of its parts, and the
+    merge is exact (integers, exact min/max with -0.0 taken as 0.0, per-channel sums kept as
+    exact rationals), hence associative and commutative: statistics gathered image by image
+    on any number of workers and merged in any order are identical.
     """
 
-    __slots__ = ("count", "min", "max", "zeros", "nonfinite", "pos", "neg", "channel_sum", "channel_n")
+    __slots__ = ("count", "min", "max", "zeros", "nonfinite", "pos", "neg", "_csum", "channel_n")
 
     def __init__(self) -> None:
-        # Optional per-channel sums of a (C,H,W) tensor over images (for bias correction):
-        # float64 (C,) and the number of values summed per channel.
-        self.channel_sum: Optional[np.ndarray] = None
+        # Optional per-channel sums of a (C,H,W) tensor over images (for bias correction),
+        # kept exactly (see _exact_sums), and the number of values summed per channel.
+        self._csum: Optional[List[int]] = None
         self.channel_n = 0
         self.count = 0
         self.min: Optional[float] = None
@@ -173,7 +218,7 @@ class TensorStats:
             if x.size == 0:
                 return self
             mn, mx = x.min(), x.max()
-        mn, mx = float(mn), float(mx)
+        mn, mx = float(mn) + 0.0, float(mx) + 0.0              # + 0.0: -0.0 -> 0.0
         self.min = mn if self.min is None else min(self.min, mn)
         self.max = mx if self.max is None else max(self.max, mx)
         k = _bin_index(np.abs(x))
@@ -187,44 +232,61 @@ class TensorStats:
         return self
 
     def update_channels(self, x: np.ndarray) -> "TensorStats":
-        """Accumulate per-channel sums of a (C,H,W) tensor (finite values assumed)."""
+        """Accumulate per-channel sums of a (C,H,W) tensor (finite values assumed).
+
+        The sum over one tensor is NumPy's float64 sum (a deterministic function of the
+        tensor); sums over tensors are added exactly."""
         x = np.asarray(x)
-        sums = x.reshape(x.shape[0], -1).sum(axis=1, dtype=np.float64)
-        if self.channel_sum is None:
-            self.channel_sum = sums
-        elif self.channel_sum.shape == sums.shape:
-            self.channel_sum = self.channel_sum + sums
+        sums = _exact_sums(x.reshape(x.shape[0], -1).sum(axis=1, dtype=np.float64))
+        if self._csum is None:
+            self._csum = sums
+        elif len(self._csum) == len(sums):
+            self._csum = [a + b for a, b in zip(self._csum, sums)]
         else:
-            raise ShapeError(f"channel statistics: {sums.shape[0]} channels after {self.channel_sum.shape[0]}")
+            raise ShapeError(f"channel statistics: {len(sums)} channels after {len(self._csum)}")
         self.channel_n += int(x[0].size)
         return self
 
     @property
-    def channel_mean(self) -> Optional[np.ndarray]:
-        """Per-channel mean (float64, (C,)), or None when not recorded."""
-        if self.channel_sum is None or self.channel_n == 0:
+    def channel_sum(self) -> Optional[np.ndarray]:
+        """Per-channel sums (float64, (C,): the exact sums rounded once), or None."""
+        if self._csum is None:
             return None
-        return self.channel_sum / self.channel_n
+        return np.array([a / _EXACT_ONE for a in self._csum], dtype=np.float64)
+
+    @channel_sum.setter
+    def channel_sum(self, values: Optional[np.ndarray]) -> None:
+        self._csum = None if values is None else _exact_sums(values)
+
+    @property
+    def channel_mean(self) -> Optional[np.ndarray]:
+        """Per-channel mean (float64, (C,)): the exact sum over the count, rounded once; or
+        None when not recorded."""
+        if self._csum is None or self.channel_n == 0:
+            return None
+        den = self.channel_n * _EXACT_ONE
+        return np.array([a / den for a in self._csum], dtype=np.float64)
 
     def merge(self, other: "TensorStats") -> "TensorStats":
-        """Add ``other``'s values to this one (in place).  Returns self."""
-        if self.count == 0 and self.channel_sum is None:
-            self.channel_sum = None if other.channel_sum is None else other.channel_sum.copy()
+        """Add ``other``'s values to this one (in place).  Returns self.  Exact: merging is
+        associative and commutative (see the class docstring)."""
+        if self.count == 0 and self._csum is None:
+            self._csum = None if other._csum is None else list(other._csum)
             self.channel_n = other.channel_n
-        elif (self.channel_sum is not None and other.channel_sum is not None
-              and self.channel_sum.shape == other.channel_sum.shape):
-            self.channel_sum = self.channel_sum + other.channel_sum
+        elif (self._csum is not None and other._csum is not None
+              and len(self._csum) == len(other._csum)):
+            self._csum = [a + b for a, b in zip(self._csum, other._csum)]
             self.channel_n += other.channel_n
         elif other.count:
-            self.channel_sum, self.channel_n = None, 0     # one side lacks them: drop
+            self._csum, self.channel_n = None, 0            # one side lacks them: drop
         self.count += other.count
         self.zeros += other.zeros
         self.nonfinite += other.nonfinite
         self.pos += other.pos
         self.neg += other.neg
         if other.min is not None:
-            self.min = other.min if self.min is None else min(self.min, other.min)
-            self.max = other.max if self.max is None else max(self.max, other.max)
+            self.min = (other.min if self.min is None else min(self.min, other.min)) + 0.0
+            self.max = (other.max if self.max is None else max(self.max, other.max)) + 0.0
         return self
 
     def copy(self) -> "TensorStats":
@@ -268,15 +330,23 @@ class TensorStats:
         return min(float(_EDGES32[k + 1]), self.abs_max)
 
     # -- serialisation -----------------------------------------------------------------------
-    def to_dict(self) -> Dict[str, Any]:
-        """Compact JSON-able form: only the non-zero bins, as ``[bin, count]`` pairs."""
+    def to_dict(self, *, exact: bool = False) -> Dict[str, Any]:
+        """Compact JSON-able form: only the non-zero bins, as ``[bin, count]`` pairs.
+
+        Per-channel statistics are written as ``channel_mean`` (float64, rounded once), or
+        with ``exact=True`` as the exact sums ``channel_sum`` (strings, see
+        :func:`_exact_to_text`): that form merges without any rounding (per-image records of
+        distributed calibration, :mod:`mdfi.imagejobs`)."""
         def sparse(h):
             nz = np.flatnonzero(h)
             return [[int(k), int(h[k])] for k in nz]
         d = {"count": int(self.count), "min": self.min, "max": self.max, "zeros": int(self.zeros),
              "nonfinite": int(self.nonfinite), "pos": sparse(self.pos), "neg": sparse(self.neg)}
-        if self.channel_mean is not None:
-            d["channel_mean"] = [float(v) for v in self.channel_mean]
+        if self._csum is not None and self.channel_n:
+            if exact:
+                d["channel_sum"] = [_exact_to_text(a) for a in self._csum]
+            else:
+                d["channel_mean"] = [float(v) for v in self.channel_mean]
             d["channel_n"] = int(self.channel_n)
         return d
 
@@ -289,23 +359,31 @@ class TensorStats:
         missing = [k for k in need if k not in d]
         if missing:
             raise ValueError(f"{where}: missing field(s) {', '.join(missing)}")
-        extra = sorted(set(d) - set(need) - {"channel_mean", "channel_n"})
+        extra = sorted(set(d) - set(need) - {"channel_mean", "channel_sum", "channel_n"})
         if extra:
             raise ValueError(f"{where}: unknown field(s) {', '.join(extra)}")
         s = cls()
         for key in ("count", "zeros", "nonfinite"):
             setattr(s, key, _nonneg_int(d[key], f"{where}: {key}"))
-        if ("channel_mean" in d) != ("channel_n" in d):
-            raise ValueError(f"{where}: channel_mean and channel_n go together")
-        if "channel_mean" in d:
-            cm = d["channel_mean"]
+        if "channel_mean" in d and "channel_sum" in d:
+            raise ValueError(f"{where}: give channel_mean or channel_sum, not both")
+        per_channel = "channel_mean" if "channel_mean" in d else "channel_sum" if "channel_sum" in d else None
+        if (per_channel is not None) != ("channel_n" in d):
+            raise ValueError(f"{where}: {per_channel or 'channel_mean'} and channel_n go together")
+        if per_channel is not None:
+            cm = d[per_channel]
             if not isinstance(cm, list) or not cm:
-                raise ValueError(f"{where}: channel_mean must be a non-empty list")
+                raise ValueError(f"{where}: {per_channel} must be a non-empty list")
+            if len(cm) > 1 << 20:
+                raise ValueError(f"{where}: {per_channel} has {len(cm)} channels")
             s.channel_n = _nonneg_int(d["channel_n"], f"{where}: channel_n")
             if s.channel_n == 0:
                 raise ValueError(f"{where}: channel_n must be positive")
-            means = np.array([_finite_float(v, f"{where}: channel_mean") for v in cm], dtype=np.float64)
-            s.channel_sum = means * s.channel_n
+            if per_channel == "channel_sum":
+                s._csum = [_exact_from_text(v, f"{where}: channel_sum") for v in cm]
+            else:
+                means = [_finite_float(v, f"{where}: channel_mean") for v in cm]
+                s._csum = [a * s.channel_n for a in _exact_sums(means)]     # exact: means read back as written
         for key in ("pos", "neg"):
             h = getattr(s, key)
             pairs = d[key]

@@ -34,12 +34,19 @@ def refuse_overwrite(output: str, *inputs: Optional[str], opt: str = "-o") -> No
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from . import calibrate
+    from .evalrun import scale_options
+    from .imagejobs import calibrate_images
     from .model import _float_network
     check_model_args(args)
     refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model)
-    network, *_ = _float_network(args.model, args.cfg, args.weights, args.names, True, args.darknet)
-    stats = calibrate.collect_from_dir(network, args.images, progress=True, augment=args.augment)
+    if args.results:
+        refuse_overwrite(args.results, args.cfg, args.weights, args.names, args.model, args.output,
+                         opt="--results")
+    scale = scale_options(args)
+    network, _, _, _, weights_file = _float_network(args.model, args.cfg, args.weights, args.names, True,
+                                                    args.darknet)
+    stats = calibrate_images(network, weights_file, args.images, augment=args.augment, results=args.results,
+                             **scale)
     stats.to_json(args.output)
     print(f"wrote {args.output}: statistics of {len(network.layers)} layers from {args.images}", file=sys.stderr)
     return 0
@@ -167,10 +174,13 @@ def parse_bits_list(text: str):
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evalrun import run_eval
     check_model_args(args)
-    if not os.path.isdir(args.images):
-        raise MDFIError(f"--images {args.images}: not a folder of images")
-    if args.calib and not os.path.isdir(args.calib):
-        raise MDFIError(f"--calib {args.calib}: not a folder of images")
+    if not os.path.exists(args.images):
+        raise MDFIError(f"--images {args.images}: no such folder, list file or image")
+    if args.calib and not os.path.exists(args.calib):
+        raise MDFIError(f"--calib {args.calib}: no such folder, list file or image")
+    if args.results:
+        refuse_overwrite(args.results, args.cfg, args.weights, args.names, args.model, args.labels,
+                         opt="--results")
     if args.labels and not (os.path.isdir(args.labels) or os.access(args.labels, os.R_OK)):
         raise MDFIError(f"--labels {args.labels}: no such file or folder (COCO JSON or a VOC XML folder)")
     report, text = run_eval(args)
@@ -185,6 +195,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # mdfi golden
 def cmd_golden(args: argparse.Namespace) -> int:
     from . import golden
+    if (args.image is None) == (args.images is None):
+        raise MDFIError("give one IMAGE or --images DIR|LIST")
+    if args.images is not None:
+        return _golden_images(args)
     if not os.path.isfile(args.image):
         raise MDFIError(f"{args.image}: no such image file")
     formats = golden.parse_formats(args.format)
@@ -206,6 +220,44 @@ def cmd_golden(args: argparse.Namespace) -> int:
     print(f"wrote {n_files} vector files for {len(layers)} layer(s) of {model.name} to {args.output} "
           f"(manifest.json, model.txt, detections.json)", file=sys.stderr)
     return 0
+
+
+def _golden_images(args: argparse.Namespace) -> int:
+    """``mdfi golden --images DIR|LIST -o OUT``: one export per image (docs/scale.md)."""
+    from . import golden
+    from .evalrun import scale_options
+    from .imagejobs import golden_images, list_inputs
+    if args.dry_run:
+        raise MDFIError("--dry-run describes one export: give one IMAGE")
+    formats = golden.parse_formats(args.format)
+    stages = golden.parse_stages(args.stages)
+    inputs = list_inputs(args.images)               # before the model load: a typo fails at once
+    scale = scale_options(args)
+    model = load_model_from_args(args, precision="fixed", engine=args.engine,
+                                 **({"bits": args.bits} if args.bits is not None else {}))
+    layers = golden.parse_layers(args.layers, len(model.network.layers))
+    index = golden_images(model, inputs, args.output, layers=sorted(layers), formats=formats, stages=stages,
+                          thresh=args.thresh, nms=args.nms, **scale)
+    failed = f"; {index['errors']} failed (listed in index.json)" if index["errors"] else ""
+    print(f"wrote golden vectors of {index['exported']} image(s) of {model.name} to {args.output} "
+          f"(one folder per image, index.json){failed}", file=sys.stderr)
+    return 0 if index["exported"] else 2
+
+
+def add_scale_args(p: argparse.ArgumentParser, results: bool = True) -> None:
+    """--workers / --cluster / --ship-images (/ --results) of eval, calibrate and golden."""
+    g = p.add_argument_group("scale (docs/scale.md)")
+    g.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="worker processes on this machine (default: the available cores; 1: this process), "
+                        "or the size of a --cluster local")
+    g.add_argument("--cluster", metavar="ADDR", default=None,
+                   help="run on a Dask cluster: tcp://host:8786 (default $MDFI_DASK_SCHEDULER), or 'local' "
+                        "for a local one (needs mdfi[cluster])")
+    g.add_argument("--ship-images", action="store_true",
+                   help="send the image bytes to the cluster's workers (when they cannot read the files)")
+    if results:
+        g.add_argument("--results", metavar="FILE.jsonl", default=None,
+                       help="write one JSON line per image as results come; a rerun skips the images done")
 
 
 # ------------------------------------------------------------------------------------------
@@ -266,9 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the float network on every image of a folder and save per-layer "
                                    "activation statistics (input of `mdfi quantize --calib-stats`).")
     add_model_args(c)
-    c.add_argument("--images", required=True, metavar="DIR", help="folder of calibration images")
+    c.add_argument("--images", required=True, metavar="DIR|LIST",
+                   help="calibration images: a folder, or a text file with one image path per line")
     c.add_argument("--augment", action="store_true", help="also use horizontally flipped copies")
     c.add_argument("-o", "--output", required=True, metavar="FILE.json", help="where to write the statistics")
+    add_scale_args(c)
     c.set_defaults(func=cmd_calibrate)
 
     q = sub.add_parser("quantize", help="write a fixed-point .mdfi model",
@@ -314,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="agreement of fixed point with the float path over images",
                        description="Compare fixed-point detections with the float path on every image "
                                    "(agreement mAP@0.5: float detections >= 0.25 are the ground truth).")
-    e.add_argument("--images", required=True, metavar="DIR", help="folder of images to compare on")
+    e.add_argument("--images", required=True, metavar="DIR|LIST",
+                   help="images to compare on: a folder, or a text file with one image path per line")
     add_model_args(e)
     e.add_argument("--bits", default="8", metavar="LIST",
                    help="widths to evaluate: e.g. 16,12,10,8,6,4 or pairs w4a8 (default 8)")
@@ -339,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-stats", dest="stats", action="store_false",
                    help="skip the per-layer saturation counts (they run the fixed-point path on the NumPy "
                         "reference, which is slower than the C engine; the integers are identical)")
+    add_scale_args(e)
     e.set_defaults(func=cmd_eval)
 
     g = sub.add_parser("golden", help="export per-layer golden vectors for RTL verification",
@@ -348,7 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model's model.txt and the decoded detections (docs/golden-format.md). The "
                                    "file count and size are printed before anything is written; the folder is "
                                    "written whole or not at all.")
-    g.add_argument("image", metavar="IMAGE", help="the image whose per-layer vectors are exported")
+    g.add_argument("image", metavar="IMAGE", nargs="?", default=None,
+                   help="the image whose per-layer vectors are exported")
+    g.add_argument("--images", metavar="DIR|LIST", default=None,
+                   help="instead of IMAGE, every image of a folder or list file: one sub-folder per image "
+                        "and OUT/index.json (docs/scale.md)")
     add_model_args(g)
     g.add_argument("--bits", type=bits_arg, default=None, metavar="N", help="width for a zoo model (default 8)")
     g.add_argument("--engine", choices=("c", "ref"), default=None,
@@ -365,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detection threshold for detections.json (default 0.25)")
     g.add_argument("--nms", type=unit_float("--nms"), default=0.45,
                    help="NMS IoU threshold for detections.json (default 0.45)")
+    add_scale_args(g, results=False)
     g.set_defaults(func=cmd_golden)
 
     v = sub.add_parser("verify", help="check a device's dumps against golden vectors",

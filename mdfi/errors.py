@@ -116,3 +116,8 @@ def shown(value: object, limit: int = 60) -> str:
     if not s.isprintable():
         s = "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
     return s + ("..." if clipped else "")
+
+
+class JobError(MDFIError):
+    """A dataset-scale job that cannot run, or whose worker failed (mdfi.pipeline, docs/scale.md).
+    A bad input image is not one: it is reported in the results and the job goes on."""

@@ -29,6 +29,7 @@ from . import fixedpoint as fp
 from . import safejson, vectors
 from .errors import GoldenError, MDFIError
 from .exportdir import ExportFolder
+from .golden_describe import HEAD_DECODERS, LAYER_PARAMS
 from .postprocess import postprocess, settings as post_settings
 from .preprocess import letterbox_geometry
 from .quantize import QuantizedModel, input_to_u8
@@ -169,51 +170,6 @@ def model_txt(qm: QuantizedModel) -> str:
             raise GoldenError(f"layer {ql.index}: kind {ql.kind} cannot be exported")
         fmts[ql.index] = ql.out_fmt
     return "\n".join(lines) + "\n"
-
-
-
-
-# ----------------------------------------------------------------------------------------------
-# what a detection head needs to be decoded (manifest "decode"; docs/golden-format.md "Detections")
-def _anchor_list(anchors) -> List[List[float]]:
-    """float32 anchors as exact floats (JSON round-trips them bit for bit)."""
-    return [[float(np.float32(a)) for a in row] for row in np.asarray(anchors, dtype=np.float32)]
-
-
-def _yolo_decode(ql, qm) -> dict:
-    l = ql.layer
-    _, lh, lw = l.out_shape
-    return {"kind": "yolo", "classes": int(l.classes), "n": int(l.n), "entries": int(l.entries),
-            "mask": [int(m) for m in l.mask], "anchors": _anchor_list(l.anchors),
-            "grid": [int(lh), int(lw)], "net": [int(l.net_w), int(l.net_h)],
-            "layout": "[anchor][entry][y][x]", "entry_names": ["x", "y", "w", "h", "objectness", "class0..."],
-            "entry_formats": {"x": "UQ1.15", "y": "UQ1.15", "w": "UQ15.16", "h": "UQ15.16",
-                              "objectness": "UQ1.15", "classes": "UQ1.15"},
-            "candidates": "objectness_q > obj_threshold_q15", "order": "cell-major (row, col), then anchor",
-            "anchor_units": "network input pixels",
-            # AlexeyAB: x/y tables with scale_x_y folded in (signed Q.15), new_coords (2t)^2 for w/h
-            "scale_x_y": float(np.float32(l.scale_x_y)), "new_coords": bool(l.new_coords),
-            **({"entry_formats": {"x": "Q16.15", "y": "Q16.15", "w": "UQ15.16", "h": "UQ15.16",
-                                  "objectness": "UQ1.15", "classes": "UQ1.15"}} if ql.scaled else {})}
-
-
-def _region_decode(ql, qm) -> dict:
-    l = ql.layer
-    _, lh, lw = l.out_shape
-    return {"kind": "region", "classes": int(l.classes), "n": int(l.n), "entries": int(l.entries),
-            "softmax": bool(l.softmax), "anchors": _anchor_list(l.anchors),
-            "grid": [int(lh), int(lw)], "layout": "[anchor][entry][y][x]",
-            "entry_names": ["x", "y", "w", "h", "objectness", "class0..."],
-            "entry_formats": {"x": "UQ1.15", "y": "UQ1.15", "w": "UQ15.16", "h": "UQ15.16",
-                              "objectness": "UQ1.15", "classes": "UQ1.15"},
-            "candidates": "every cell and anchor", "order": "anchor-major (anchor, row, col)",
-            "anchor_units": "grid cells"}
-
-
-#: kind -> function(qlayer, quantized model) -> the head's "decode" entry.  A new head kind
-#: (or a new decode of an existing one) adds its function here and its formulas to
-#: docs/golden-format.md ("Detections") and tests/test_golden_docs.py.
-HEAD_DECODERS: Dict[str, Callable] = {"yolo": _yolo_decode, "region": _region_decode}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -515,6 +471,8 @@ def _manifest(model, qm, prep, src, selected, formats, stages, thresh, nms, file
         entry = {"index": ql.index, "kind": ql.kind, "inputs": list(ql.inputs),
                  "in_shapes": [list(s) for s in l.in_shapes], "out_shape": list(l.out_shape),
                  "exported": ql.index in selected, "meta": ql.meta()}
+        if ql.kind in LAYER_PARAMS:
+            entry["params"] = LAYER_PARAMS[ql.kind](ql)
         if ql.kind in HEAD_DECODERS:
             entry["decode"] = HEAD_DECODERS[ql.kind](ql, qm)
         layer_entries.append(entry)
@@ -527,9 +485,11 @@ def _manifest(model, qm, prep, src, selected, formats, stages, thresh, nms, file
                   "decoder": f"Pillow {PIL.__version__} (mdfi.image.load_image: RGB, alpha dropped, EXIF "
                              f"orientation ignored)"},
         "net": {"width": net.width, "height": net.height, "channels": net.channels},
-        "letterbox": ({"new_w": new_w, "new_h": new_h, "dx": (net.width - new_w) // 2,
+        # the lineage's preprocessing (docs/fixed-point.md section 1): letterbox, or AlexeyAB's
+        # plain resize_image to the network size (no canvas; its box correction is the identity)
+        "letterbox": ({"mode": "letterbox", "new_w": new_w, "new_h": new_h, "dx": (net.width - new_w) // 2,
                        "dy": (net.height - new_h) // 2, "fill": 128} if net.letter_box else
-                      {"new_w": net.width, "new_h": net.height, "dx": 0, "dy": 0, "fill": None,
+                      {"mode": "resize", "new_w": net.width, "new_h": net.height, "dx": 0, "dy": 0, "fill": None,
                        "resize": "AlexeyAB plain resize_image, no letterbox"}),
         "postprocess": {"thresh": thresh, "nms": nms, "obj_threshold_q15": t_obj, "prob_threshold_q30": t_prob,
                         # the Darknet lineage's box correction and NMS (docs/golden-format.md, Detections)

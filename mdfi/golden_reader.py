@@ -13,7 +13,17 @@ this one reads what ``mdfi golden`` writes, and writes what ``mdfi verify`` read
     L = g.layer(13)                                # the manifest's layer entry: kind, shapes, meta
     e = g.entry(13, "out")                         # bits, signed, frac, ap_type, layout, ...
     head = g.layer(16)["decode"]                   # anchors, mask, classes (docs: "Detections")
+    g.model_line(13)                               # model.txt's record of layer 13: {"kind": "conv", ...}
     write_hex("dut/l013.out.hex", values, bits=8)  # the canonical $readmemh format
+    dets = decode_detections(g)                    # = detections.json's "detections"
+    dets = decode_detections(g, {16: dut16, 23: dut23})   # the detections a device's head outputs give
+
+:func:`decode_detections` is the host side of docs/golden-format.md ("Detections") written
+out once in NumPy -- candidates, boxes, the lineage's box correction (pjreddie's letterbox
+correction, AlexeyAB's with ``letter_box=1``, or none after a plain resize), NMS (Darknet's
+``do_nms_sort``, AlexeyAB's ``greedynms`` and ``diounms``) and the final list -- so that a
+test bench can turn a device's head outputs into detections and compare them with the
+golden ``detections.json``, for either Darknet lineage.
 
 Values are returned as ``int64`` NumPy arrays in the stage's shape (planar CHW for
 tensors, ``[M][C][ky][kx]`` for weights).  Errors are ``ValueError`` naming the file.
@@ -29,7 +39,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["GoldenSet", "read_vector", "write_hex", "to_hex_lines", "FORMATS"]
+__all__ = ["GoldenSet", "read_vector", "write_hex", "to_hex_lines", "decode_detections", "FORMATS"]
 
 FORMATS = ("hex", "npy", "dat")
 #: Preference when a stage was written in several formats (fastest to read first).
@@ -193,6 +203,17 @@ class GoldenSet:
                   encoding="utf-8") as fh:
             return json.load(fh)
 
+    def model_line(self, index: int) -> dict:
+        """``model.txt``'s record of layer ``index`` (see :meth:`model_lines`)."""
+        for rec in self.model_lines():
+            if rec["record"] == "layer" and rec["index"] == index:
+                return rec
+        raise KeyError(f"{self.folder}/model.txt: no layer {index}")
+
+    def decode_detections(self, outputs: Optional[Dict[int, np.ndarray]] = None) -> List[dict]:
+        """:func:`decode_detections` of this export."""
+        return decode_detections(self, outputs)
+
     def model_lines(self) -> List[dict]:
         """``model.txt`` as a list of dicts: ``{"record": "layer", "index": 0, "kind": "conv",
         "c": "3", ...}`` (values as strings)."""
@@ -216,3 +237,149 @@ class GoldenSet:
                         rec.setdefault("args", []).append(t)
                 out.append(rec)
         return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the host side: head outputs -> detections (docs/golden-format.md, "Detections")
+_F32 = np.float32
+
+
+def _candidates(dec: dict, p: np.ndarray, t_obj: int, t_prob: int, net_w: int, net_h: int):
+    """Steps 2-4 for one head: boxes (N,4) float32 relative to the network input,
+    objectness (N,) and probabilities (N, classes), in Darknet's candidate order."""
+    n, entries, classes = dec["n"], dec["entries"], dec["classes"]
+    lh, lw = dec["grid"]
+    p = np.asarray(p, np.int64).reshape(n, entries, lh, lw)
+    anchors = np.asarray(dec["anchors"], np.float64)
+    if dec["kind"] == "yolo":
+        rows, cols, a = np.nonzero((p[:, 4] > t_obj).transpose(1, 2, 0))      # cell-major, then anchor
+        anc = anchors[np.asarray(dec["mask"], np.int64)[a]]
+        div_w, div_h = float(net_w), float(net_h)
+    else:
+        a, rows, cols = (g.reshape(-1) for g in np.meshgrid(np.arange(n), np.arange(lh), np.arange(lw),
+                                                             indexing="ij"))
+        anc = anchors[a]
+        div_w, div_h = float(lw), float(lh)
+    v = p[a, :, rows, cols]                                                   # (N, entries)
+    x = (cols + v[:, 0] * 2.0 ** -15) / lw
+    y = (rows + v[:, 1] * 2.0 ** -15) / lh
+    w = v[:, 2] * 2.0 ** -16 * anc[:, 0] / div_w
+    h = v[:, 3] * 2.0 ** -16 * anc[:, 1] / div_h
+    obj_q = v[:, 4] if dec["kind"] == "yolo" else np.where(v[:, 4] > t_obj, v[:, 4], 0)
+    prob_q = obj_q[:, None] * v[:, 5:5 + classes]
+    prob_q = np.where((prob_q > t_prob) & (obj_q[:, None] > 0), prob_q, 0)
+    boxes = np.stack([x, y, w, h], axis=1).astype(_F32)
+    return boxes, (obj_q * 2.0 ** -15).astype(_F32), (prob_q * 2.0 ** -30).astype(_F32)
+
+
+def _correct(boxes: np.ndarray, mode: str, lb: dict, net_w: int, net_h: int) -> np.ndarray:
+    """Step 5: undo the letterbox (pjreddie / AlexeyAB with letter_box=1), or nothing."""
+    b = boxes.astype(_F32).copy()
+    if mode == "none" or len(b) == 0:
+        return b
+    new_w, new_h = lb["new_w"], lb["new_h"]
+    rw, rh = _F32(new_w) / _F32(net_w), _F32(new_h) / _F32(net_h)
+    b[:, 0] = ((b[:, 0].astype(np.float64) - (net_w - new_w) / 2.0 / net_w) / np.float64(rw)).astype(_F32)
+    b[:, 1] = ((b[:, 1].astype(np.float64) - (net_h - new_h) / 2.0 / net_h) / np.float64(rh)).astype(_F32)
+    if mode == "alexeyab-letterbox":
+        b[:, 2] *= _F32(1) / rw
+        b[:, 3] *= _F32(1) / rh
+    elif mode == "pjreddie":
+        b[:, 2] *= _F32(net_w) / _F32(new_w)
+        b[:, 3] *= _F32(net_h) / _F32(new_h)
+    else:
+        raise ValueError(f"unknown box correction {mode!r}")
+    return b
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Darknet's box_iou (float32) of box ``a`` (4,) with every row of ``b`` (N, 4)."""
+    half = _F32(0.5)
+
+    def overlap(x1, w1, x2, w2):
+        return np.minimum(x1 + w1 * half, x2 + w2 * half) - np.maximum(x1 - w1 * half, x2 - w2 * half)
+    ow = overlap(a[0], a[2], b[:, 0], b[:, 2])
+    oh = overlap(a[1], a[3], b[:, 1], b[:, 3])
+    inter = np.where((ow < 0) | (oh < 0), _F32(0), ow * oh)
+    union = a[2] * a[3] + b[:, 2] * b[:, 3] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = inter / union
+    return np.where(np.isnan(v), _F32(0), v).astype(_F32)
+
+
+def _diou(a: np.ndarray, b: np.ndarray, beta: float) -> np.ndarray:
+    """AlexeyAB's box_diou / box_diounms of ``a`` with every row of ``b`` (``beta``: float64)."""
+    two = _F32(2)
+    top = np.minimum(a[1] - a[3] / two, b[:, 1] - b[:, 3] / two)
+    bot = np.maximum(a[1] + a[3] / two, b[:, 1] + b[:, 3] / two)
+    left = np.minimum(a[0] - a[2] / two, b[:, 0] - b[:, 2] / two)
+    right = np.maximum(a[0] + a[2] / two, b[:, 0] + b[:, 2] / two)
+    c = (right - left) * (right - left) + (bot - top) * (bot - top)
+    d = (a[0] - b[:, 0]) * (a[0] - b[:, 0]) + (a[1] - b[:, 1]) * (a[1] - b[:, 1])
+    iou = _iou(a, b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.power((d / c).astype(np.float64), beta).astype(_F32)
+    return np.where(c == 0, iou, iou - u).astype(_F32)
+
+
+def _nms(boxes: np.ndarray, obj: np.ndarray, probs: np.ndarray, nms: float, kind: str, beta_nms: float):
+    """Step 6 (Darknet's do_nms_sort; AlexeyAB's diounms_sort for greedynms/diounms)."""
+    if kind == "default":
+        metric = _iou
+    elif kind == "greedynms":
+        metric = lambda a, b: _diou(a, b, 0.6)                            # noqa: E731  (a double literal)
+    elif kind == "diounms":
+        metric = lambda a, b: _diou(a, b, float(_F32(beta_nms)))          # noqa: E731
+    else:
+        raise ValueError(f"unknown nms_kind {kind!r}")
+    probs = probs.copy()
+    live = np.flatnonzero(obj != 0)
+    thr = _F32(nms)
+    for j in range(probs.shape[1]):
+        col = probs[live, j]
+        order = live[np.argsort(-col, kind="stable")][np.sort(-col, kind="stable") < 0]
+        for r, k in enumerate(order):
+            if probs[k, j] == 0 or r + 1 == len(order):
+                continue
+            later = order[r + 1:]
+            probs[later[metric(boxes[k], boxes[later]) > thr], j] = 0
+    return probs
+
+
+def decode_detections(g: "GoldenSet", outputs: Optional[Dict[int, np.ndarray]] = None) -> List[dict]:
+    """The detections of an export's head outputs (or of ``outputs``: {head layer index: its
+    ``out`` tensor}, e.g. a device's), as ``detections.json`` lists them: ``class_id``,
+    ``label``, ``confidence`` (6 decimals), ``box`` (2 decimals) and ``exact`` (unrounded
+    ``confidence``, ``objectness``, ``rel_box``, ``box``).  docs/golden-format.md,
+    "Detections", steps 1-7, for both Darknet lineages (``postprocess.correct``,
+    ``nms_kind``, ``beta_nms`` in the manifest)."""
+    man = g.manifest
+    pp, lb, img = man["postprocess"], man["letterbox"], man["image"]
+    net_w, net_h = man["net"]["width"], man["net"]["height"]
+    thresh = float(pp["thresh"])
+    t_obj, t_prob = int(np.floor(thresh * 2.0 ** 15)), int(np.floor(thresh * 2.0 ** 30))
+    parts = []
+    for i in pp["heads"]:
+        p = g.read(i, "out") if outputs is None or i not in outputs else np.asarray(outputs[i])
+        parts.append(_candidates(g.layer(i)["decode"], p, t_obj, t_prob, net_w, net_h))
+    if not parts or not sum(len(b) for b, _, _ in parts):
+        return []
+    boxes = np.concatenate([b for b, _, _ in parts])
+    obj = np.concatenate([o for _, o, _ in parts])
+    probs = np.concatenate([q for _, _, q in parts])
+    boxes = _correct(boxes, pp.get("correct", "pjreddie"), lb, net_w, net_h)
+    probs = _nms(boxes, obj, probs, pp["nms"], pp.get("nms_kind", "default"), pp.get("beta_nms", 0.6))
+    W, H = img["width"], img["height"]
+    names = pp.get("names") or []
+    dets = []
+    for k, j in zip(*np.nonzero(probs > _F32(thresh))):
+        x, y, w, h = (float(v) for v in boxes[k])
+        box = [min(max((x - w / 2) * W, 0.0), float(W)), min(max((y - h / 2) * H, 0.0), float(H)),
+               min(max((x + w / 2) * W, 0.0), float(W)), min(max((y + h / 2) * H, 0.0), float(H))]
+        conf = float(probs[k, j])
+        dets.append({"class_id": int(j), "label": names[j] if j < len(names) else f"class{j}",
+                     "confidence": round(conf, 6), "box": [round(v, 2) for v in box],
+                     "exact": {"confidence": conf, "objectness": float(obj[k]),
+                               "rel_box": [float(v) for v in boxes[k]], "box": box}})
+    dets.sort(key=lambda d: (-d["exact"]["confidence"], d["class_id"]))
+    return dets

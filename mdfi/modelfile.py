@@ -104,6 +104,25 @@ def save(model: QuantizedModel, path: PathLike, *, model_name: Optional[str] = N
     the options; :func:`mdfi.recipes.cache_source`), stored in the header so that the cache
     can check a file belongs to its inputs."""
     spath = os.fspath(path)
+    blob = dumps(model, model_name=model_name, source=source, name=spath)
+    tmp = f"{spath}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(blob)
+        os.replace(tmp, spath)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ModelFileError(f"{spath}: cannot write: {exc.strerror or exc}") from None
+    return len(blob)
+
+
+def dumps(model: QuantizedModel, *, model_name: Optional[str] = None, source: Optional[dict] = None,
+          name: str = "<bytes>") -> bytes:
+    """The bytes :func:`save` writes (``name`` appears in error messages only)."""
+    spath = name
     tensors: List[dict] = []
     blobs: List[bytes] = []
     offset = 0
@@ -139,20 +158,7 @@ def save(model: QuantizedModel, path: PathLike, *, model_name: Optional[str] = N
     prefix = PREFIX.pack(MAGIC, CONTAINER_VERSION, len(hbytes), zlib.crc32(hbytes))
     head = prefix + hbytes
     head += b"\0" * (_align(len(head)) - len(head))
-    tmp = f"{spath}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(head)
-            for b in blobs:
-                fh.write(b)
-        os.replace(tmp, spath)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ModelFileError(f"{spath}: cannot write: {exc.strerror or exc}") from None
-    return len(head) + offset
+    return b"".join([head, *blobs])
 
 
 # -- load -------------------------------------------------------------------------------------------
@@ -160,12 +166,23 @@ def _fail(path: str, msg: str) -> ModelFileError:
     return ModelFileError(f"{path}: {msg}")
 
 
+def read_bytes(path: PathLike) -> bytes:
+    """The bytes of a ``.mdfi`` file (regular files only, size-capped); nothing is parsed."""
+    from .inputs import as_path, read_bytes as read_input
+    spath = as_path(path, "model file")
+    return read_input(spath, ModelFileError, what="MDFI model file", max_bytes=MAX_MODEL_BYTES.value << 20,
+                      limit_hint=f"; set {MAX_MODEL_BYTES.env} (MB) to raise it")
+
+
 def read_header(path: PathLike) -> Tuple[dict, bytes]:
     """Validate the container and return (header dict, data bytes)."""
-    from .inputs import as_path, read_bytes
+    from .inputs import as_path
     spath = as_path(path, "model file")
-    blob = read_bytes(spath, ModelFileError, what="MDFI model file", max_bytes=MAX_MODEL_BYTES.value << 20,
-                      limit_hint=f"; set {MAX_MODEL_BYTES.env} (MB) to raise it")
+    return _parse_container(read_bytes(spath), spath)
+
+
+def _parse_container(blob: bytes, spath: str) -> Tuple[dict, bytes]:
+    MAX_MODEL_BYTES.check(len(blob) >> 20, f"{spath}: model file")
     if len(blob) < PREFIX.size:
         raise _fail(spath, f"file is {len(blob)} bytes, too short for an MDFI model")
     magic, version, hlen, hcrc = PREFIX.unpack_from(blob)
@@ -236,8 +253,16 @@ def _tensor(spath: str, t: dict, data: bytes) -> np.ndarray:
 
 def load(path: PathLike) -> QuantizedModel:
     """Read a ``.mdfi`` file (never executes code from it)."""
-    spath = os.fspath(path)
-    header, data = read_header(spath)
+    from .inputs import as_path
+    spath = as_path(path, "model file")
+    return loads(read_bytes(spath), spath)
+
+
+def loads(blob: bytes, name: str = "<bytes>") -> QuantizedModel:
+    """A model from the bytes of a ``.mdfi`` file (e.g. sent to a worker); ``name`` stands
+    for the file in messages.  The same checks as :func:`load`."""
+    spath = str(name)
+    header, data = _parse_container(bytes(blob), spath)
     try:
         cfg_text = str(header["cfg"])
         metas = header["layers"]
@@ -323,4 +348,4 @@ def _check_chain(spath: str, network: Network, qlayers) -> None:
         fmts[ql.index] = ql.out_fmt
 
 
-__all__ = ["save", "load", "read_header", "pack_bits", "unpack_bits", "MAGIC"]
+__all__ = ["save", "dumps", "load", "loads", "read_bytes", "read_header", "pack_bits", "unpack_bits", "MAGIC"]

@@ -20,9 +20,10 @@ AlexeyAB's test_detector (src/detector.c:1620-1720) differs:
   ``default`` is ``do_nms_sort``; ``greedynms`` and ``diounms`` are ``diounms_sort``
   (src/box.c:896-947), which suppresses a later box when its DIoU with a kept one is
   ``> nms``: ``box_diou = IoU - (d^2/c^2)^0.6`` with a **hard-coded 0.6** for greedynms
-  (beta_nms is ignored there, src/box.c:195-212, :916) and ``IoU - (d^2/c^2)^beta_nms`` for
-  diounms (src/box.c:214-231, :920); d = distance of the centres, c = diagonal of the
-  enclosing box; ``pow`` in double, the rest in float.
+  (beta_nms is ignored there, src/box.c:195-212, :916; the exponent is the double literal
+  0.6, ``pow(d / c, 0.6)``) and ``IoU - (d^2/c^2)^beta_nms`` for diounms (src/box.c:214-231,
+  :920; the float ``beta1`` promoted to double); d = distance of the centres, c = diagonal
+  of the enclosing box; ``pow`` in double, the rest in float.
 """
 
 from __future__ import annotations
@@ -99,11 +100,17 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.nan_to_num(iou, nan=0.0).astype(np.float32)
 
 
-def box_diou_matrix(a: np.ndarray, b: np.ndarray, beta: float = 0.6) -> np.ndarray:
+#: greedynms' DIoU exponent: AB box_diou writes ``pow(d / c, 0.6)`` with the *double* literal
+#: 0.6 (src/box.c:206), not float32(0.6) as diounms' float ``beta_nms`` would be.
+GREEDY_DIOU_BETA = 0.6
+
+
+def box_diou_matrix(a: np.ndarray, b: np.ndarray, beta: float = 0.6, *, beta_is_float32: bool = True) -> np.ndarray:
     """AlexeyAB's box_diou / box_diounms (src/box.c:195-231) between every a and every b:
     ``IoU - pow(d/c, beta)`` with d the squared centre distance and c the squared diagonal
     of the enclosing box (box_c, src/box.c:101-108) in float, ``pow`` in double; the IoU
-    alone where c == 0."""
+    alone where c == 0.  The exponent is ``float32(beta)`` (box_diounms' float ``beta1``),
+    or ``beta`` itself with ``beta_is_float32=False`` (box_diou's double literal 0.6)."""
     f32 = np.float32
     two = f32(2)
     ax, ay, aw, ah = (a[:, i:i + 1] for i in range(4))
@@ -118,7 +125,8 @@ def box_diou_matrix(a: np.ndarray, b: np.ndarray, beta: float = 0.6) -> np.ndarr
     iou = box_iou_matrix(a, b)
     d = (ax - bx) * (ax - bx) + (ay - by) * (ay - by)
     with np.errstate(divide="ignore", invalid="ignore"):
-        u = np.power((d / c).astype(np.float64), float(np.float32(beta))).astype(np.float32)
+        u = np.power((d / c).astype(np.float64),
+                     float(np.float32(beta)) if beta_is_float32 else float(beta)).astype(np.float32)
     return np.where(c == 0, iou, iou - u).astype(np.float32)
 
 
@@ -200,13 +208,15 @@ def do_nms_sort(boxes: np.ndarray, objectness: np.ndarray, probs: np.ndarray, nm
     objectness, are kept (with a warning); the others are dropped.
 
     ``kind`` ``"greedynms"``/``"diounms"``: AlexeyAB's diounms_sort, the same loop with the
-    DIoU (exponent 0.6, or ``beta_nms``) in place of the IoU (:func:`box_diou_matrix`).
+    DIoU (exponent: the double 0.6 for greedynms, float32 ``beta_nms`` for diounms) in place
+    of the IoU (:func:`box_diou_matrix`).
     """
     if kind == "default":
         metric = box_iou_matrix
-    elif kind in ("greedynms", "diounms"):
-        beta = 0.6 if kind == "greedynms" else beta_nms
-        metric = lambda a, b: box_diou_matrix(a, b, beta)   # noqa: E731
+    elif kind == "greedynms":
+        metric = lambda a, b: box_diou_matrix(a, b, GREEDY_DIOU_BETA, beta_is_float32=False)   # noqa: E731
+    elif kind == "diounms":
+        metric = lambda a, b: box_diou_matrix(a, b, beta_nms)   # noqa: E731
     else:
         raise ValueError(f"unknown nms kind {kind!r}")
     probs = probs.copy()

@@ -18,7 +18,12 @@ shift off by ±k        ``shift ± k``                            out
 wrap-around            the output wraps instead of saturating  out
 =====================  ======================================  =================
 
-(and two changes at once for the output step).  Files without an earlier golden stage,
+(and two changes at once for the output step).  A table activation (docs/fixed-point.md
+4.1) has the same changes in its pre-activation code (``pre`` dumps, and ``out`` dumps seen
+through the table) plus the table read at the wrong entry (index off by 1 or 2, or the
+code's two's complement used as the index); a route with AlexeyAB's groups is tested for
+the channel slice of another group (for all inputs or one) and for groups ignored.
+Files without an earlier golden stage,
 and other layers, get the generic hints (scaling, narrow register, saturation, off by
 one), addressing and layout hints, isolated values and bit flips, and confinement to a
 few channels or to the border.
@@ -32,8 +37,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
-from .verify_rules import (_ISOLATED_MAX, _SAMPLE, Hyp, Pipeline, acc_hyps, act_hyps, best, combo_hyps,  # noqa: F401
-                           exact, out_hyps, qrange, round_shift, sign_note, wrap)
+from .verify_rules import (_ISOLATED_MAX, _SAMPLE, Hyp, LutPipeline, Pipeline, acc_hyps, act_hyps, best,  # noqa: F401
+                           combo_hyps, exact, lut_hyps, out_hyps, qrange, round_shift, sign_note, wrap)
+
+#: Activations computed through a table (docs/fixed-point.md 4.1; mdfi.actlut.LUT_ACTIVATIONS).
+_TABLE_ACTS = ("logistic", "mish", "swish", "hard_mish", "relu6")
 
 # ----------------------------------------------------------------------------------------------
 # coordinates
@@ -67,8 +75,9 @@ def where(layer: int, stage: str, c: Dict[str, int], idx: int) -> str:
 
 @dataclass
 class Hint:
-    kind: str      # rounding, shift, wrap, activation, acc_wrap, bias, combined, addressing, layout, narrow,
-                   # scale, saturation, off_by_one, isolated, bitflip, channels, border, unknown
+    kind: str      # rounding, shift, wrap, activation, acc_wrap, bias, combined, lut_index, route_group,
+                   # addressing, layout, narrow, scale, saturation, off_by_one, isolated, bitflip, channels,
+                   # border, unknown
     text: str
 
     def to_dict(self) -> dict:
@@ -129,7 +138,8 @@ class Analyzer:
             if sh is None or sh.size != c:
                 try:
                     wf = np.asarray(self.meta["w_frac"], dtype=np.int64)
-                    sh = wf + int(self.meta["in_fmt"]["frac"]) - int(self.meta["out_fmt"]["frac"])
+                    target = self.meta.get("pre_fmt") if self.table_act else self.meta["out_fmt"]
+                    sh = wf + int(self.meta["in_fmt"]["frac"]) - int(target["frac"])
                     if sh.size == 1:
                         sh = np.repeat(sh, c)
                 except (KeyError, TypeError, ValueError, OverflowError):   # the manifest is data
@@ -152,17 +162,51 @@ class Analyzer:
         be = np.repeat(b.astype(np.int64), h * w)
         return be if self.sel is None else be[self.sel]
 
+    @property
+    def table_act(self) -> bool:
+        """A conv/shortcut with a table activation (pre-activation code, then act_lut)."""
+        return self.kind in ("convolutional", "shortcut") and self.meta.get("activation") in _TABLE_ACTS
+
+    def _table_pipeline(self) -> Optional[Pipeline]:
+        """acc -> pre (-> act_lut) of a table activation, for acc, pre and out files."""
+        pre = self.meta.get("pre_fmt") or {}
+        pre_bits = pre.get("bits")
+        base = self.base_shift()
+        acc = self.gold if self.stage == "acc" else self._other("acc")
+        bias = self._bias()
+        if acc is None and self.stage == "out":
+            # no accumulator exported: the golden codes themselves (shift 0) still test the lookup
+            acc = self._other("pre")
+            base = None if acc is None else np.zeros(acc.size, np.int64)
+            bias = None
+        if not isinstance(pre_bits, int) or not 2 <= pre_bits <= 16 or base is None or acc is None:
+            return None
+        mode = self.meta.get("rounding") or self.e.get("rounding") or "half_up"
+        if self.stage != "out":
+            return Pipeline(acc, None, base, bias, "linear", mode, pre_bits)
+        table = self.gs.stage(self.layer, "act_lut")
+        if table is None or table.size != 1 << pre_bits:
+            return None
+        return LutPipeline(acc, base, bias, mode, pre_bits, table)
+
     def pipeline(self) -> Optional[Pipeline]:
         """The layer's datapath at the compared elements, when this file is one of its
         stages and the golden set has what recomputing it needs."""
         if self._pl is not False:
             return self._pl
         self._pl = None
-        if self.stage not in ("acc", "act", "out") or self.kind not in ("convolutional", "shortcut") \
+        if self.stage not in ("acc", "act", "pre", "out") or self.kind not in ("convolutional", "shortcut") \
                 or not self.signed:
             return None
+        if self.table_act:
+            pl = self._table_pipeline()
+            probe = self.mism if self.mism.size <= _SAMPLE else self.mism[:_SAMPLE]
+            if pl is None or not np.array_equal(pl.predict(self._as(self.stage), probe), self.gold[probe]):
+                return None
+            self._pl = pl
+            return pl
         activation = self.meta.get("activation", "linear")
-        if activation not in ("linear", "leaky", "relu"):
+        if self.stage == "pre" or activation not in ("linear", "leaky", "relu"):
             return None
         base = self.base_shift()
         acc = self.gold if self.stage == "acc" else self._other("acc")
@@ -192,7 +236,13 @@ class Analyzer:
             acc = st("acc")
             if acc is not None and acc.size == self.total:
                 g["acc"] = int(acc[i])
-            if self.stage == "out":
+            if self.stage == "out" and self.table_act:
+                pre = st("pre")
+                bits = (self.meta.get("pre_fmt") or {}).get("bits")
+                if pre is not None and pre.size == self.total and isinstance(bits, int):
+                    g["pre"] = int(pre[i])
+                    g["act_lut index"] = int(pre[i]) + (1 << (bits - 1))
+            elif self.stage == "out":
                 act = st("act")
                 base = self.base_shift(full_tensor=True)
                 if act is not None and act.size == self.total:
@@ -221,17 +271,18 @@ class Analyzer:
             ch = coords(i, self.shape, self.layout)["channel"]
             hw = self.shape[1] * self.shape[2]
             start = 0
-            for k, s in enumerate(self.L.get("in_shapes") or []):
-                if ch < start + s[0]:
+            for k, (lo, hi) in enumerate(self._route_slices() or []):
+                if ch < start + hi - lo:
                     x = st(f"in{k}")
                     src = (self.L.get("inputs") or [None] * (k + 1))[k]
+                    c_in = lo + ch - start
                     if x is not None:
-                        j = (ch - start) * hw + i % hw
+                        j = c_in * hw + i % hw
                         if j < x.size:
                             g[f"in{k}"] = int(x[j])
-                    g["note"] = f"from input {k} (layer {src}) channel {ch - start}"
+                    g["note"] = f"from input {k} (layer {src}) channel {c_in}"
                     break
-                start += s[0]
+                start += hi - lo
         return g
 
     # -- hints ---------------------------------------------------------------------------------
@@ -301,20 +352,32 @@ class Analyzer:
                                           + ("" if bad == 0 else f", apart from {bad:,} values"))
         return None
 
+    @staticmethod
+    def _as(stage: str) -> str:
+        """The Pipeline stage a file's stage is: a table activation's ``pre`` is the linear
+        requantizer's output."""
+        return "out" if stage == "pre" else stage
+
     def arithmetic(self) -> List[Hint]:
+        route = self.route_groups()
+        if route:
+            return route
         pl = self.pipeline()
         if pl is None:
             return []
         gold, dut, mism, n = self.gold, self.dut, self.mism, self.mism.size
         acc_bits = self.meta.get("acc_bits") if isinstance(self.meta.get("acc_bits"), int) else None
+        stage = self._as(self.stage)
         hyps: List[Hyp] = []
-        if self.stage == "out":
+        if isinstance(pl, LutPipeline):
+            hyps += lut_hyps(pl, n)
+        if stage == "out":
             hyps += out_hyps(pl, n, mism)
-        if self.stage in ("act", "out"):
-            hyps += act_hyps(pl, self.stage, n)
-        hyps += acc_hyps(pl, self.stage, n, acc_bits, pl.bias is not None)
+        if self.stage in ("act", "out") and not self.table_act:
+            hyps += act_hyps(pl, stage, n)
+        hyps += acc_hyps(pl, stage, n, acc_bits, pl.bias is not None)
         ok = best(hyps, gold, dut, mism, self.rng)
-        if not ok and self.stage == "out":
+        if not ok and stage == "out":
             ok = best(combo_hyps(pl, n), gold, dut, mism, self.rng)
         if not ok:
             d = dut[mism] - gold[mism]
@@ -326,11 +389,97 @@ class Analyzer:
             return []
         top = ok[0]
         txt = top.text(top)
+        if self.table_act and top.kind != "lut_index":
+            txt += (" -- in the pre-activation code" + (", seen through the activation table" if self.stage == "out"
+                                                        else "") + " (docs/fixed-point.md 4.1)")
         same = [h for h in ok[1:] if h.changes == top.changes and h.explained == top.explained
                 and h.covered * max(top.differs, 1) == top.covered * max(h.differs, 1)]
         if same:
             txt += f" (equally consistent with: {', '.join(h.label.replace('_', '-') for h in same[:3])})"
         return [Hint(top.kind, txt)]
+
+    # -- AlexeyAB's route groups -------------------------------------------------------------
+    def _route_groups(self):
+        p = self.L.get("params") or {}
+        g, gid = p.get("groups", 1), p.get("group_id", 0)
+        return (g, gid) if isinstance(g, int) and isinstance(gid, int) and 0 <= gid < g else (1, 0)
+
+    def _route_slices(self):
+        """Per input, the channels ``[first, end)`` the route takes (docs/fixed-point.md 5)."""
+        shapes = self.L.get("in_shapes") or []
+        g, gid = self._route_groups()
+        try:
+            return [(gid * int(s[0]) // g, (gid + 1) * int(s[0]) // g) for s in shapes]
+        except (TypeError, ValueError, IndexError):
+            return None
+
+    def route_groups(self) -> List[Hint]:
+        """A route with groups: the DUT took another group's channel slice (from every input
+        or from one), or ignored the groups (the first channels of the whole inputs)."""
+        if self.kind != "route" or self.stage != "out" or self.layout != "CHW" or len(self.shape) != 3:
+            return []
+        G, gid = self._route_groups()
+        p = self.L.get("params") or {}
+        shifts = p.get("shifts") or (self.meta.get("shifts") or [])
+        shapes = self.L.get("in_shapes") or []
+        if G < 2 or len(shifts) != len(shapes):
+            return []
+        xs = [self.gs.stage(self.layer, f"in{k}", self.e.get("format")) for k in range(len(shapes))]
+        srcs = self.L.get("inputs") or []
+        for k, x in enumerate(xs):              # not exported: the producer's output is the same tensor
+            if x is None and k < len(srcs) and isinstance(srcs[k], int):
+                xs[k] = self.gs.stage(srcs[k], "out", self.e.get("format"))
+        if any(x is None or x.size != int(np.prod(s)) for x, s in zip(xs, shapes)):
+            return []
+        xs = [x.reshape(s) for x, s in zip(xs, shapes)]
+        mode = self.meta.get("rounding") or "half_up"
+        lo_q, hi_q = qrange(self.bits, True)
+
+        def aligned(x, k):
+            sh = int(shifts[k])
+            return x if sh == 0 else np.clip(round_shift(x, np.full(x.shape, sh, np.int64), mode), lo_q, hi_q)
+
+        def slice_of(k, grp):
+            c = shapes[k][0]
+            return aligned(xs[k][grp * c // G:(grp + 1) * c // G], k)
+
+        def at(full):
+            flat = full.reshape(-1)
+            return exact(lambda i: flat[self.full(i)] if self.sel is not None else flat[i])
+
+        n = self.mism.size
+        hyps: List[Hyp] = []
+        nin = len(shapes)
+        for grp in range(G):
+            if grp == gid:
+                continue
+            choices = [None] if nin == 1 else [None] + list(range(nin))
+            for only in choices:
+                parts = [slice_of(k, grp if only in (None, k) else gid) for k in range(nin)]
+                full = np.concatenate(parts)
+                if full.size != self.total:
+                    continue
+                if only is None:
+                    who = "of every input"
+                else:
+                    c = shapes[only][0]
+                    src = srcs[only] if only < len(srcs) else "?"
+                    who = (f"(channels {grp * c // G}..{(grp + 1) * c // G - 1}) of input {only} (layer {src}), "
+                           f"the other inputs right,")
+                hyps.append(Hyp("route_group", 1 if only is None else 2, f"group{grp}-{only}", at(full),
+                                 lambda h, grp=grp, who=who: (
+                                     f"route group slice taken from the wrong group: found values equal the channel "
+                                     f"slice of group {grp} of {G} {who} where golden takes group_id {gid}: "
+                                     f"{h.explained:,} of {n:,} mismatches explained (docs/fixed-point.md section 5)")))
+        whole = np.concatenate([aligned(x, k) for k, x in enumerate(xs)])[:self.shape[0]]
+        if whole.size == self.total:
+            hyps.append(Hyp("route_group", 1, "no-groups", at(whole),
+                             lambda h: (f"route groups ignored: found values equal the first {self.shape[0]} channels "
+                                        f"of the concatenated inputs, where golden takes the group_id {gid} slice of "
+                                        f"{G} from each input, {h.explained:,} of {n:,} mismatches explained "
+                                        f"(docs/fixed-point.md section 5)")))
+        ok = best(hyps, self.gold, self.dut, self.mism, self.rng)
+        return [Hint(ok[0].kind, ok[0].text(ok[0]))] if ok else []
 
     def generic(self) -> List[Hint]:
         gold, dut, mism, n = self.gold, self.dut, self.mism, self.mism.size

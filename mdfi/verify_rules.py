@@ -186,6 +186,47 @@ class Pipeline:
         return self.out_at(idx, **change)
 
 
+class LutPipeline(Pipeline):
+    """A table activation (docs/fixed-point.md 4.1): the pre-activation code is the linear
+    requantization of the accumulator (``Pipeline`` with ``bits`` = P), the output is
+    ``table[pre - qmin(P)]``; every change of the code's rule is seen through the table."""
+
+    def __init__(self, acc, base_shift, bias, mode: str, pre_bits: int, table: np.ndarray):
+        super().__init__(acc, None, base_shift, bias, "linear", mode, pre_bits)
+        self.table = np.asarray(table, dtype=np.int64)
+        self.qmin = -(1 << (pre_bits - 1))
+
+    def pre_at(self, idx, **change) -> np.ndarray:
+        return Pipeline.out_at(self, idx, **change)
+
+    def out_at(self, idx, **change) -> np.ndarray:
+        return self.table[self.pre_at(idx, **change) - self.qmin]
+
+    def lookup_at(self, idx, dindex: int = 0, unsigned_index: bool = False) -> np.ndarray:
+        """The golden codes looked up at ``index + dindex`` (clamped to the table), or with
+        the code's P-bit two's complement taken as the index (``- qmin`` forgotten)."""
+        i = self.pre_at(idx) - self.qmin
+        if unsigned_index:
+            i = (i + self.qmin) & ((1 << self.bits) - 1)
+        return self.table[np.clip(i + dindex, 0, self.table.size - 1)]
+
+
+def lut_hyps(pl: LutPipeline, n: int) -> List[Hyp]:
+    """A table activation's output read at the wrong entry."""
+    hyps = []
+    for k in (1, -1, 2, -2):
+        hyps.append(Hyp("lut_index", 1, f"lut{k:+d}", exact(lambda i, k=k: pl.lookup_at(i, dindex=k)),
+                         lambda h, k=k: (f"activation table read {abs(k)} entr{'y' if abs(k) == 1 else 'ies'} "
+                                         f"{'too far' if k > 0 else 'too early'}: found values equal act_lut[pre - qmin "
+                                         f"{k:+d}] (the lookup index off by {k:+d}; docs/fixed-point.md 4.1), "
+                                         f"{h.explained:,} of {n:,} mismatches explained")))
+    hyps.append(Hyp("lut_index", 1, "lut-unsigned", exact(lambda i: pl.lookup_at(i, unsigned_index=True)),
+                     lambda h: (f"activation table indexed by the pre-activation code's {pl.bits}-bit two's "
+                                f"complement instead of pre - qmin = pre + {-pl.qmin} (sign bit not inverted; "
+                                f"docs/fixed-point.md 4.1): {h.explained:,} of {n:,} mismatches explained")))
+    return hyps
+
+
 @dataclass
 class Hyp:
     kind: str

@@ -67,23 +67,47 @@ def load_weights(network: Network, path: PathLike) -> WeightsHeader:
         with os.fdopen(fd, "rb") as fh:
             head = fh.read(20)
             header = parse_header(head, spath)
-            expected = header.header_bytes + 4 * expected_params
-            if size != expected:
-                found_params = (size - header.header_bytes) / 4
-                what = "truncated" if size < expected else "has extra bytes"
-                raise WeightsError(
-                    f"{spath}: file {what}: expected {expected:,} bytes ({header.header_bytes}-byte header "
-                    f"+ {expected_params:,} float32 values for {os.path.basename(network.path)}), found "
-                    f"{size:,} bytes ({found_params:,.2f} values); wrong cfg for these weights?")
+            _check_size(network, header, size, spath)
             fh.seek(header.header_bytes)
             values = np.fromfile(fh, dtype="<f4", count=expected_params)
     except MemoryError:
         raise WeightsError(f"{spath}: not enough memory to read {expected_params:,} parameters") from None
     except OSError as exc:
         raise WeightsError(f"{spath}: cannot read: {exc.strerror or exc}") from None
+    _attach(network, values, spath)
+    return header
+
+
+def load_weights_bytes(network: Network, data: bytes, name: str = "<bytes>") -> WeightsHeader:
+    """Like :func:`load_weights` for the bytes of a ``.weights`` file (e.g. sent to a
+    worker); ``name`` stands for the file in messages."""
+    header = parse_header(bytes(data[:20]), name)
+    _check_size(network, header, len(data), name)
+    values = np.frombuffer(data, dtype="<f4", count=network.num_params(), offset=header.header_bytes)
+    _attach(network, values, name)
+    return header
+
+
+def _check_size(network: Network, header: WeightsHeader, size: int, spath: str) -> None:
+    expected_params = network.num_params()
+    expected = header.header_bytes + 4 * expected_params
+    if size != expected:
+        found_params = (size - header.header_bytes) / 4
+        what = "truncated" if size < expected else "has extra bytes"
+        raise WeightsError(
+            f"{spath}: file {what}: expected {expected:,} bytes ({header.header_bytes}-byte header "
+            f"+ {expected_params:,} float32 values for {os.path.basename(network.path)}), found "
+            f"{size:,} bytes ({found_params:,.2f} values); wrong cfg for these weights?")
+
+
+def _attach(network: Network, values: np.ndarray, spath: str) -> None:
+    expected_params = network.num_params()
     if values.size != expected_params:  # file changed under us
         raise WeightsError(f"{spath}: expected {expected_params:,} float32 values, read {values.size:,}")
-    values = values.astype(np.float32)  # native byte order
+    try:
+        values = values.astype(np.float32)  # native byte order
+    except MemoryError:
+        raise WeightsError(f"{spath}: not enough memory to read {expected_params:,} parameters") from None
     off = 0
     for layer in network.layers:
         n = layer.num_params()
@@ -97,7 +121,6 @@ def load_weights(network: Network, path: PathLike) -> WeightsHeader:
         layer.set_params(chunk)
         off += n
     check_trained(network, spath)
-    return header
 
 
 #: Largest magnitude a folded weight or bias may have: what the widest fixed-point format

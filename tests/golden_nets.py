@@ -6,6 +6,13 @@ a child process, and by test_c_runner.py).
   both sides of 0 -- formats no calibrated real network gets, forced through ``act_fracs``.
 * :func:`reorg_model`: conv, maxpool, reorg, a two-input route, a region head with softmax
   (random weights).
+* :func:`alexeyab_model`: every layer kind and activation AlexeyAB's models add (issue 11):
+  a convolution with each table activation (mish, swish, hard_mish, relu6, logistic),
+  route groups on one and on three inputs (one of them aligned by a shift), shortcuts
+  between equal, fewer and more channels with leaky, linear and table activations (swish,
+  logistic) and different input formats, a [yolo] with ``new_coords=1`` and
+  ``scale_x_y=2`` and one with ``scale_x_y=1.05``; the NMS kind and the letterbox switch
+  are parameters (random weights).
 """
 
 from __future__ import annotations
@@ -87,6 +94,108 @@ num=2
 softmax=1
 """
 
+# The layer comments give the output channels; the route/shortcut comments the channel counts.
+AB_NET = """[net]
+width=80
+height=48
+channels=3
+{letter_box}
+# 0: 16
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=2
+pad=1
+activation=mish
+# 1: 16
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=swish
+# 2: channels 8..15 of layer 1
+[route]
+layers=-1
+groups=2
+group_id=1
+# 3: 8
+[convolutional]
+batch_normalize=1
+filters=8
+size=1
+activation=hard_mish
+# 4: channels 0..3 of layer 3 (aligned by a shift), 0..3 of layer 2, 0..7 of layer 0
+[route]
+layers=-1,-2,-4
+groups=2
+group_id=0
+# 5: 16 + 16 (layer 0), swish
+[shortcut]
+from=-5
+activation=swish
+# 6: 24
+[convolutional]
+batch_normalize=1
+filters=24
+size=3
+pad=1
+activation=relu6
+# 7: 24 + the 16 of layer 5 (fewer), leaky
+[shortcut]
+from=-2
+activation=leaky
+# 8: 8
+[convolutional]
+batch_normalize=1
+filters=8
+size=1
+activation=logistic
+# 9: 8 + the 24 of layer 7 (more: the extra ones are ignored)
+[shortcut]
+from=-2
+activation=linear
+# 10: 8 + the 24 of layer 6, logistic
+[shortcut]
+from=-4
+activation=logistic
+# 11
+[maxpool]
+size=2
+stride=2
+# 12: 2 anchors x (2 classes + 5)
+[convolutional]
+size=1
+filters=14
+activation=logistic
+# 13
+[yolo]
+mask=0,1
+anchors=10,14, 23,27, 37,58, 81,82
+classes=2
+num=4
+new_coords=1
+scale_x_y=2.0
+# 14
+[route]
+layers=9
+# 15
+[convolutional]
+size=1
+filters=14
+activation=linear
+# 16
+[yolo]
+mask=2,3
+anchors=10,14, 23,27, 37,58, 81,82
+classes=2
+num=4
+scale_x_y=1.05
+{nms}
+"""
+
 NAMES = [f"class{i}" for i in range(80)]
 
 
@@ -146,4 +255,28 @@ def reorg_model(seed: int = 1):
     from mdfi.quantize import quantize_network
     net = _net(REORG_NET, "reorg.cfg", seed)
     qm = quantize_network(net, wbits=8, abits=8, per_channel=True, cfg_text=REORG_NET)
+    return _model(net, qm), qm
+
+
+def alexeyab_cfg(nms: str = "greedynms", beta_nms: float = 0.6, letter_box: bool = False) -> str:
+    """:data:`AB_NET` with the last [yolo]'s ``nms_kind``/``beta_nms`` and ``letter_box``."""
+    return AB_NET.format(letter_box="letter_box=1" if letter_box else "",
+                         nms=f"nms_kind={nms}\nbeta_nms={beta_nms}" if nms != "default" else "")
+
+
+def alexeyab_model(bits: int = 8, rounding: str = "half_up", seed: int = 4, layer_abits=None, **cfg):
+    """(model, quantized model) of :data:`AB_NET` (``cfg``: :func:`alexeyab_cfg`'s options).
+    Formats from the batch-norm estimate, except layer 3's output, one bit finer than the
+    other inputs of route 4, which therefore aligns it by a shift.  ``layer_abits``: output
+    widths per layer (mixed precision: int8 and int16 inputs of one route or shortcut)."""
+    from mdfi import calibrate
+    from mdfi.quantize import quantize_network
+    text = alexeyab_cfg(**cfg)
+    net = _net(text, "alexeyab.cfg", seed)
+    fracs = calibrate.choose_formats(calibrate.estimate_from_batchnorm(net), net, bits, "max")
+    fracs[3] = max(fracs[0], fracs[1]) + 1
+    for i, b in (layer_abits or {}).items():
+        fracs[i] += b - bits
+    qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, rounding=rounding, act_fracs=fracs,
+                          cfg_text=text, layer_abits=layer_abits)
     return _model(net, qm), qm

@@ -144,6 +144,38 @@ def test_random_models_decode_and_nms_equal_darknet(folder, cfg):
     assert len(img["detections"]) != len(img["detections_do_nms_sort"]) or kind == "greedynms"
 
 
+def test_diou_exponents_as_darknet_writes_them():
+    """greedynms' DIoU is ``pow(d / c, 0.6)`` with the double literal 0.6 (AB src/box.c:206),
+    diounms' ``pow(d / c, beta1)`` with the float beta_nms promoted to double (:225).  Recomputed
+    here in the C order (float32 terms, one double pow, float32 result) on random boxes; the
+    two exponents differ in the last float32 bit of the DIoU term on some pairs, so the test
+    tells them apart."""
+    from mdfi.postprocess import box_diou_matrix, box_iou_matrix
+    f32 = np.float32
+    rng = np.random.default_rng(7)
+    a = rng.uniform(0.05, 0.95, (300, 4)).astype(f32)
+    b = rng.uniform(0.05, 0.95, (300, 4)).astype(f32)
+    a[:, 2:] *= f32(0.3)
+    b[:, 2:] *= f32(0.3)
+
+    def darknet(beta64):
+        two = f32(2)
+        ax, ay, aw, ah = (a[:, i:i + 1] for i in range(4))
+        bx, by, bw, bh = (b[None, :, i] for i in range(4))
+        w = np.maximum(ax + aw / two, bx + bw / two) - np.minimum(ax - aw / two, bx - bw / two)
+        h = np.maximum(ay + ah / two, by + bh / two) - np.minimum(ay - ah / two, by - bh / two)
+        c = w * w + h * h
+        d = (ax - bx) * (ax - bx) + (ay - by) * (ay - by)
+        u = np.power((d / c).astype(np.float64), beta64).astype(f32)
+        return (box_iou_matrix(a, b) - u).astype(f32)
+
+    greedy = darknet(0.6)
+    assert np.array_equal(box_diou_matrix(a, b, 0.6, beta_is_float32=False), greedy)
+    assert np.array_equal(box_diou_matrix(a, b, 0.6), darknet(float(f32(0.6))))
+    assert not np.array_equal(darknet(float(f32(0.6))), greedy)       # the exponents are distinguishable
+    assert np.array_equal(box_diou_matrix(a, b, 0.8), darknet(float(f32(0.8))))
+
+
 @pytest.mark.parametrize("fname", ["detections.json", "detections_thresh0.01.json"])
 def test_tiny_decode_and_greedynms_from_darknet_heads(fname):
     net = Network.from_cfg(TINY / "yolov4-tiny-10c.cfg", warn=False)

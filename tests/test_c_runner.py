@@ -5,8 +5,11 @@ Each case exports golden vectors (hex only) into a temporary folder, runs the ru
 exported model.txt / parameter files / input.hex, and compares every lNNN.out.hex with
 ``cmp`` semantics.  Covered: yolov3-tiny (real weights), mini-yolov3 at 8, 4 and 16 bits
 (int16 activations, 64-bit accumulators), a mixed-precision mini-yolov3 (routes and
-shortcuts of int8 and int16 inputs, both rounding modes), yolov2-tiny's region softmax and a
-reorg network (random weights).  Malformed inputs must exit with status 2 and one line
+shortcuts of int8 and int16 inputs, both rounding modes), yolov2-tiny's region softmax, a
+reorg network, and every AlexeyAB kind (mini-alexeyab.cfg and golden_nets.alexeyab_model:
+table activations on convolutions and shortcuts, route groups with alignment, shortcuts
+between channel counts, scale_x_y/new_coords heads; 4 to 16 bits, both roundings; random
+weights).  Malformed inputs must exit with status 2 and one line
 "mdfi_run: FILE:LINE: message".  The runner is built into a temporary folder
 (``make -C csrc BUILD=...``), so the checkout stays clean; the tests skip without make or a
 C compiler.
@@ -184,6 +187,29 @@ def test_alexeyab_features(runner, tmp_path, bits, rounding):
                   "lut=l005.act_lut.hex", "xy=l012.xy_lut.hex", "logistic=l012.prob_lut.hex"):
         assert words in txt, words
     assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 18
+
+
+@pytest.mark.parametrize("bits, rounding, mixed", [(8, "half_up", None), (12, "truncate", None),
+                                                   (16, "half_up", None), (5, "truncate", None),
+                                                   (8, "truncate", {3: 12, 8: 12})])
+def test_alexeyab_every_kind(runner, tmp_path, bits, rounding, mixed):
+    """tests/golden_nets.py::alexeyab_model: what mini-alexeyab lacks -- a route with groups
+    over three inputs, one aligned by a shift; shortcuts with swish and logistic tables, with
+    different input formats, and between fewer and more channels; a 16-bit model
+    (pre_bits = bits, int16 codes); scale_x_y and new_coords heads; and mixed precision
+    (12-bit layers 3 and 8: a grouped route and table shortcuts over int16 and int8 inputs)."""
+    from golden_nets import alexeyab_model
+    model, qm = alexeyab_model(bits=bits, rounding=rounding, layer_abits=mixed)
+    if mixed:
+        assert {qm.layers[i].out_fmt.bits for i in (2, 3, 4)} == {8, 12}
+    gold = _export(model, _photo(), tmp_path / "gold")
+    txt = (gold / "model.txt").read_text()
+    route4 = next(line for line in txt.splitlines() if line.startswith("layer 4 route"))
+    shifts = [int(v) for v in route4.split("shifts=")[1].split()[0].split(",")]
+    assert "groups=2 group_id=0" in route4 and shifts[0] > 0 and shifts[1:] == [0, 0]
+    for act in ("swish", "logistic"):
+        assert any(line.split()[2] == "shortcut" and f"act={act}" in line for line in txt.splitlines()[2:])
+    assert assert_identical(runner, gold, tmp_path, "--threads", "2") == len(qm.layers)
 
 
 def test_shifts_at_or_below_zero(runner, tmp_path):

@@ -120,6 +120,7 @@ def test_unbuilt_source_checkout_gets_one_line_error(tmp_path):
         shutil.copyfile(py, dest)
     assert not list((tmp_path / "mdfi").rglob("*.so"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["MDFI_NO_REDIRECT"] = "1"       # else a copy installed by `pip install .` (CI) is used instead
     Image.new("RGB", (8, 8)).save(tmp_path / "x.jpg")      # arguments are checked first
     r = subprocess.run([sys.executable, "-m", "mdfi", "detect", "x.jpg"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=120)
@@ -127,3 +128,18 @@ def test_unbuilt_source_checkout_gets_one_line_error(tmp_path):
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("mdfi: error: "), r.stderr
     assert "not built" in lines[0] and "pip install ." in lines[0]
+
+
+def test_unbuilt_source_checkout_uses_the_built_copy(tmp_path):
+    """The same unbuilt checkout with a built copy further down sys.path (as `pip install .`
+    leaves it) imports that copy, so the README's commands work where they are run."""
+    import mdfi
+    src = Path(mdfi.__file__).resolve().parent
+    (tmp_path / "mdfi").mkdir()
+    shutil.copyfile(src / "__init__.py", tmp_path / "mdfi" / "__init__.py")
+    env = {k: v for k, v in os.environ.items() if k != "MDFI_NO_REDIRECT"}
+    env["PYTHONPATH"] = str(src.parent)
+    r = subprocess.run([sys.executable, "-c", "import mdfi, mdfi.model; print(mdfi.__file__)"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()).resolve() == (src / "__init__.py").resolve()

@@ -54,7 +54,7 @@ def photos(tmp_path):
     (["detect", "SAMPLE", "--out", "out.xyz"], "cannot write '.xyz' images"),
     (["detect", "SAMPLE", "--names", "missing.names"], "--names missing.names: file not found"),
     (["detect", "SAMPLE", "--model", "yolov3-tin"], "did you mean yolov3-tiny?"),
-    (["eval", "--images", "nodir"], "--images nodir: not a folder"),
+    (["eval", "--images", "nodir"], "--images nodir: no such folder, list file or image"),
     (["eval", "--images", ".", "--labels", "missing.json"], "--labels missing.json: no such file"),
     (["golden", "missing.jpg", "-o", "g"], "missing.jpg: no such image file"),
     (["quantize", "--cfg", "missing.cfg", "--weights", "w", "-o", "m.mdfi"], "--cfg missing.cfg: file not found"),

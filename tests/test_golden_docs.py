@@ -419,6 +419,7 @@ def test_detections_from_the_export(exports):
         rec = g.detections()
         assert len(rec["detections"]) >= 2, (name, rec)
         assert rebuild_detections(g, stats) == rec["detections"], name
+        assert gr.decode_detections(g) == rec["detections"], name      # the reader's host-side decode
     assert stats.get("suppressed", 0) > 0, stats         # NMS did something
 
 
