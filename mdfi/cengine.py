@@ -34,10 +34,11 @@ def _dtype(fmt) -> np.dtype:
 class CRunner:
     """Runs a :class:`QuantizedModel` with the C kernels on ``threads`` threads."""
 
-    def __init__(self, qmodel: QuantizedModel, threads: int = 1, fuse: bool = True):
+    def __init__(self, qmodel: QuantizedModel, threads: int = 1, fuse: bool = False):
         self.qmodel = qmodel
         self.threads = int(threads)
-        # convolution index -> the [shortcut] fused into it (``fuse=False``: none)
+        # convolution index -> the [shortcut] fused into it (``fuse=True``; off by default: it
+        # measured no faster on the development machine, docs/performance.md)
         self.fused = self._plan_fusion() if fuse else {}
         self._fused_steps = {}
         self._lock = threading.Lock()
