@@ -602,34 +602,6 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
                           mdfi_conv_effective_path(path), scratch, scratch_size, NULL);
 }
 
-int mdfi_conv2d_res(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
-                    const void *packed, int64_t packed_size,
-                    const int64_t *bias, const int32_t *shift, int32_t m,
-                    void *out, int otype, int64_t out_count,
-                    int32_t ks, int32_t stride, int32_t pad,
-                    int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
-                    int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
-                    const mdfi_conv_residual *res)
-{
-    return mdfi_conv2d_on(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
-                          ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
-                          mdfi_conv_effective_path(path), scratch, scratch_size, res);
-}
-
-static int check_residual(const mdfi_conv_residual *r)
-{
-    if (r->b == NULL || r->out == NULL) return MDFI_CONV_E_DIM;
-    if ((r->b_type != MDFI_CONV_S8 && r->b_type != MDFI_CONV_S16) ||
-        (r->out_type != MDFI_CONV_S8 && r->out_type != MDFI_CONV_S16) ||
-        (r->rounding != MDFI_ROUND_HALF_UP && r->rounding != MDFI_ROUND_TRUNCATE) ||
-        (r->act != MDFI_ACT_LINEAR && r->act != MDFI_ACT_LEAKY && r->act != MDFI_ACT_RELU))
-        return MDFI_CONV_E_CODE;
-    if (r->bits < 2 || r->bits > 16 || (r->out_type == MDFI_CONV_S8 && r->bits > 8)) return MDFI_CONV_E_BITS;
-    if (r->shift < MDFI_MIN_SHIFT || r->shift > MDFI_MAX_SHIFT) return MDFI_CONV_E_SHIFT;
-    if (r->da < 0 || r->da > 16 || r->db < 0 || r->db > 16) return MDFI_CONV_E_RANGE;
-    return MDFI_CONV_OK;
-}
-
 /* The int16-pair family (and its Winograd kernels) of mdfi_conv2d_on, arguments validated. */
 static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const void *x, int xtype, int32_t c,
                       int32_t h, int32_t w, const void *packed, int32_t wmax, int64_t wx, const int64_t *bias,
@@ -709,7 +681,7 @@ int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, in
     if (out_bits < 2 || out_bits > 16 || (otype == MDFI_CONV_S8 && out_bits > 8))
         return MDFI_CONV_E_BITS;
     if ((rc = geometry(&ctx, c, h, w, m, ks, stride, pad, nthreads, &total)) != 0) return rc;
-    if (res != NULL && (rc = check_residual(res)) != 0) return rc;
+    if (res != NULL && (rc = mdfi_conv_check_residual(res)) != 0) return rc;
 
     int32_t pm, pc, pk, wtype, wmax;
     if (mdfi_conv_packed_info(packed, packed_size, &pm, &pc, &pk, &wtype, &wmax) != 0 ||

@@ -188,6 +188,8 @@ static inline int32_t mdfi_conv_res_value(const mdfi_conv_residual *r, int32_t a
     return mdfi_requantize((int64_t)a * (((int64_t)1) << r->da) + (int64_t)b * (((int64_t)1) << r->db), r->shift,
                            r->rounding, r->bits, r->act);
 }
+/* mdfi_conv_post.c: MDFI_CONV_OK or the error code of an invalid fused shortcut. */
+int mdfi_conv_check_residual(const mdfi_conv_residual *r);
 /* mdfi_conv_post.c: the fused shortcut as a pass over a finished output a ([n] of a_type),
  * elements [0, n) on nthreads threads (AVX2 when simd, the CPU has it and a, b are 8-bit;
  * simd = 0 on the scalar path, which stays portable C). */

@@ -8,7 +8,8 @@
  * aligned sums (|.| <= 2 * 128 * 2^16 = 2^24) are exact int32 lanes requantized by
  * mdfi_requantize8_avx2 (mdfi_fixedpoint_avx2.h: every shift, tested equal to the scalar
  * function) -- the arithmetic of the separate shortcut kernel (mdfi_kernels.c).  Threads split
- * the elements (every element computed by one thread).
+ * the elements (every element computed by one thread).  Also the entry point
+ * mdfi_conv2d_res and the check of its shortcut arguments.
  */
 #include "mdfi_conv_internal.h"
 #include "mdfi_cpu.h"
@@ -112,4 +113,33 @@ void mdfi_conv_residual_pass(const mdfi_conv_residual *res, const void *a, int a
 #endif
     const int64_t items = (n + ITEM - 1) / ITEM;
     mdfi_pool_run(post_worker, &j, items < nthreads ? (int)(items > 0 ? items : 1) : nthreads);
+}
+
+/* ---- the API (mdfi_conv.h) ------------------------------------------------------------ */
+int mdfi_conv2d_res(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                    const void *packed, int64_t packed_size,
+                    const int64_t *bias, const int32_t *shift, int32_t m,
+                    void *out, int otype, int64_t out_count,
+                    int32_t ks, int32_t stride, int32_t pad,
+                    int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                    int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                    const mdfi_conv_residual *res)
+{
+    return mdfi_conv2d_on(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
+                          ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
+                          mdfi_conv_effective_path(path), scratch, scratch_size, res);
+}
+
+int mdfi_conv_check_residual(const mdfi_conv_residual *r)
+{
+    if (r->b == NULL || r->out == NULL) return MDFI_CONV_E_DIM;
+    if ((r->b_type != MDFI_CONV_S8 && r->b_type != MDFI_CONV_S16) ||
+        (r->out_type != MDFI_CONV_S8 && r->out_type != MDFI_CONV_S16) ||
+        (r->rounding != MDFI_ROUND_HALF_UP && r->rounding != MDFI_ROUND_TRUNCATE) ||
+        (r->act != MDFI_ACT_LINEAR && r->act != MDFI_ACT_LEAKY && r->act != MDFI_ACT_RELU))
+        return MDFI_CONV_E_CODE;
+    if (r->bits < 2 || r->bits > 16 || (r->out_type == MDFI_CONV_S8 && r->bits > 8)) return MDFI_CONV_E_BITS;
+    if (r->shift < MDFI_MIN_SHIFT || r->shift > MDFI_MAX_SHIFT) return MDFI_CONV_E_SHIFT;
+    if (r->da < 0 || r->da > 16 || r->db < 0 || r->db > 16) return MDFI_CONV_E_RANGE;
+    return MDFI_CONV_OK;
 }
