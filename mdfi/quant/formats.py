@@ -142,21 +142,29 @@ HEAD_SHIFT_STRENGTH = 0.5
 
 def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int, abits: int,
                      per_channel: bool, act_method: str = "mse", progress: bool = True,
-                     final: Optional[dict] = None, with_model: bool = False):
+                     final: Optional[dict] = None, with_model: bool = False, search: bool = True,
+                     clip_budget: Optional[float] = None, shift_strength: float = HEAD_SHIFT_STRENGTH):
     """The data-driven part of a recipe, as small JSON-able data: activation formats
     searched by their effect on the heads (:func:`search_formats`) and the head bias
-    shifts (:func:`head_shifts`, times :data:`HEAD_SHIFT_STRENGTH`).  ``inputs``: float
-    letterboxed calibration inputs; ``calib``: their statistics (the starting formats)."""
+    shifts (:func:`head_shifts`, times ``shift_strength``, default
+    :data:`HEAD_SHIFT_STRENGTH`).  ``inputs``: float calibration inputs, made as the
+    model's Darknet makes them (:func:`mdfi.preprocess.network_input`); ``calib``: their
+    statistics (the starting formats, ``act_method`` with ``clip_budget`` if given).
+    ``search=False`` keeps the starting formats (routes unified): with few object cells in
+    the calibration photos the search fits them and not unseen photos
+    (docs/quantization.md, yolov4-tiny)."""
     from .. import calibrate
     from ..quantize import quantize_network, unify_route_formats
     objective = HeadObjective(network, inputs)
-    base = unify_route_formats(network, calibrate.choose_formats(calib, network, abits, act_method), {}, abits)
+    opts = {} if clip_budget is None else {"clip_budget": clip_budget}
+    base = unify_route_formats(network, calibrate.choose_formats(calib, network, abits, act_method, **opts),
+                               {}, abits)
 
     def build(fr, shifts=None):
         return quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
                                 act_fracs=unify_route_formats(network, fr, {}, abits), bias_shifts=shifts)
-    fracs = unify_route_formats(network, search_formats(network, base, build, objective, progress=progress),
-                                {}, abits)
+    fracs = base if not search else \
+        unify_route_formats(network, search_formats(network, base, build, objective, progress=progress), {}, abits)
     if final:                # e.g. GPTQ + empirical bias correction: measure the shifts on it
         model = quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
                                  act_fracs=fracs, progress=progress, **final)
@@ -168,17 +176,19 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
         if l.kind != "yolo":
             continue
         v = shifts[l.inputs[0]].reshape(l.n, l.entries)
-        heads[str(l.inputs[0])] = {"objectness": HEAD_SHIFT_STRENGTH * float(v[0, 4]),
-                                   "classes": HEAD_SHIFT_STRENGTH * float(v[0, 5])}
+        heads[str(l.inputs[0])] = {"objectness": shift_strength * float(v[0, 4]),
+                                   "classes": shift_strength * float(v[0, 5])}
     conv = {l.index for l in network.layers if l.kind in ("convolutional", "shortcut")}
     d = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel),
          "act_fracs": {str(k): int(v) for k, v in sorted(fracs.items()) if k in conv},
          "head_shifts": heads, "object_cells": objective.n_cells, "inputs": len(inputs)}
+    if not search or clip_budget is not None or shift_strength != HEAD_SHIFT_STRENGTH:
+        d["options"] = {"search": bool(search), "clip_budget": clip_budget, "shift_strength": float(shift_strength)}
     if not with_model:
         return d
     from ..quantize import shift_biases
     for s, v in shifts.items():
-        model.layers[s] = shift_biases(model.layers[s], HEAD_SHIFT_STRENGTH * v)
+        model.layers[s] = shift_biases(model.layers[s], shift_strength * v)
     return d, model
 
 
