@@ -23,7 +23,7 @@ from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
-from mdfi import zoo
+from mdfi import zoo, zoo_fetch
 from mdfi.errors import DownloadError, MDFIError
 
 PAYLOAD = hashlib.sha256(b"mdfi").digest() * 128  # 4 KiB, deterministic
@@ -478,7 +478,7 @@ def test_concurrent_fetch(src: Path, cache: Path, tmp_path: Path,
     if without_fcntl:
         if "fork" not in multiprocessing.get_all_start_methods():
             pytest.skip("the O_EXCL variant is injected into forked children")
-        monkeypatch.setattr(zoo, "_fcntl", None)
+        monkeypatch.setattr(zoo_fetch, "_fcntl", None)  # where _FileLock looks it up
     ctx = _mp_context()
     log = tmp_path / "fetches.log"
     start = ctx.Event()
@@ -503,8 +503,8 @@ def test_concurrent_fetch(src: Path, cache: Path, tmp_path: Path,
 @pytest.mark.parametrize("without_fcntl", [False, True])
 def test_lock_timeout(cache: Path, monkeypatch: pytest.MonkeyPatch, without_fcntl: bool) -> None:
     if without_fcntl:
-        monkeypatch.setattr(zoo, "_fcntl", None)
-    elif zoo._fcntl is None:
+        monkeypatch.setattr(zoo_fetch, "_fcntl", None)  # where _FileLock looks it up
+    elif zoo_fetch._fcntl is None:
         pytest.skip("no fcntl on this platform")
     cache.mkdir()
     lock = cache / "x.lock"
@@ -592,7 +592,7 @@ def test_pip_download_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         (dest / "fakepkg-1.0.tar.gz").write_bytes(b"x")
         return subprocess.CompletedProcess(cmd, 0, b"", b"")
 
-    monkeypatch.setattr(zoo.subprocess, "run", fake_run)
+    monkeypatch.setattr(zoo_fetch.subprocess, "run", fake_run)
     dest = tmp_path / "d1"
     dest.mkdir()
     assert zoo.pip_download(PKG, dest, progress=False) == dest / "fakepkg-1.0.tar.gz"
@@ -609,7 +609,7 @@ def test_pip_download_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         err = b"Looking in indexes: x\nERROR: Could not find a version that satisfies fakepkg\n"
         return subprocess.CompletedProcess(cmd, 1, b"", err)
 
-    monkeypatch.setattr(zoo.subprocess, "run", failing_run)
+    monkeypatch.setattr(zoo_fetch.subprocess, "run", failing_run)
     dest = tmp_path / "d3"
     dest.mkdir()
     with pytest.raises(DownloadError) as info:
