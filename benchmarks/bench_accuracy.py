@@ -4,7 +4,9 @@
     python benchmarks/bench_accuracy.py                      # the table of docs/quantization.md
     python benchmarks/bench_accuracy.py --split val          # the method-selection photos
     python benchmarks/bench_accuracy.py --method old         # before the bias fixes
-    python benchmarks/bench_accuracy.py --make-decisions mdfi/data/yolov3-tiny.decisions.json
+    python benchmarks/bench_accuracy.py --make-decisions mdfi/data/yolov3-tiny.decisions.json \
+        --layer-abits 0=16,10=16,14=16,21=16          # also the entry of the wide-activation variant
+    python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
 
 Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / val / test,
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
@@ -85,6 +87,9 @@ def main(argv=None) -> int:
                          "calib photos (minutes per width)")
     ap.add_argument("--make-decisions", metavar="OUT.json", help="derive the recipe decisions from the calib photos")
     ap.add_argument("--decision-configs", default="w8a8")
+    ap.add_argument("--layer-abits", default=None, metavar="I=BITS,...",
+                    help="wider activations at these layers' outputs (e.g. 0=16,10=16,14=16,21=16); with "
+                         "--make-decisions: also write the decisions entry of that variant")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -94,6 +99,8 @@ def main(argv=None) -> int:
     from mdfi.model import Model, _float_network
     from mdfi.quantize import quantize_network
     import accuracy_images
+    from mdfi.cli_common import layer_bits_arg
+    wide = layer_bits_arg(args.layer_abits) if args.layer_abits else {}
 
     if not os.path.isdir(os.path.join(args.sets, "test")):
         accuracy_images.main([args.sets])
@@ -109,6 +116,12 @@ def main(argv=None) -> int:
             d = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True)
             d["seconds"] = round(time.perf_counter() - t0)
             configs.append(d)
+            if wide:                # the searched formats are reused; wide formats and head shifts new
+                t0 = time.perf_counter()
+                d2 = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True, layer_abits=wide,
+                                      searched=d["act_fracs"])
+                d2["seconds"] = round(time.perf_counter() - t0)
+                configs.append(d2)
         doc = {"format": "mdfi-recipe-decisions", "version": 1, "model": "yolov3-tiny",
                "source": "benchmarks/bench_accuracy.py --make-decisions: calib photos of "
                          "benchmarks/accuracy_images.py and their mirror images", "configs": configs}
@@ -127,7 +140,7 @@ def main(argv=None) -> int:
     print(f"{'config':<8} {'mAP@.5':>7} {'kept':>12} {'extra':>10} {'dconf@.25':>9} {'bias':>8} {'lower':>6} "
           f"{'|dconf|':>7} {'size':>6} {'quant s':>7}")
     for w, a in parse_bits_list(args.configs):
-        tag = f"w{w}a{a}"
+        tag = f"w{w}a{a}" + ("+" if wide else "")
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
         t0 = time.perf_counter()
         if args.method == "gptq":
@@ -135,26 +148,32 @@ def main(argv=None) -> int:
             xs = calib_inputs(network, args.sets)
             _, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=opts["per_channel"],
                                      final=dict(weight_rounding="gptq", bias_correction="empirical",
-                                                calib_inputs=xs), with_model=True)
+                                                calib_inputs=xs), with_model=True, layer_abits=wide)
             extra = {"gptq": True}
         else:
-            extra = recipes.shipped_decisions("yolov3-tiny", network, opts) if args.method == "recipe" else {}
+            extra = recipes.shipped_decisions("yolov3-tiny", network, opts, layer_abits=wide, calib=calib) \
+                if args.method == "recipe" else {}
+            if wide and args.method == "recipe" and not extra:
+                print(f"{tag}: no shipped decisions for these widths", file=sys.stderr)
+            kw = dict(extra)
+            kw.setdefault("layer_abits", wide)
             qm = quantize_network(network, wbits=w, abits=a, per_channel=opts["per_channel"], calib=calib,
                                   act_method=opts["act_method"], weight_method=opts["weight_method"], names=names,
-                                  unify_routes=args.method == "recipe", **extra)
+                                  unify_routes=args.method == "recipe", **kw)
         tq = time.perf_counter() - t0
         fixed = Model(network, names, FixedEngine(qm, "c"))
         dets = [fixed.detect(d[1], thresh=0.005) for d in data]
         r = evaluate.agreement(float_dets, dets)
         size = qm.param_bytes() / float_bytes
         rows[tag] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq,
-                         decisions=bool(extra))
+                         decisions=bool(extra), model=qm.describe())
         f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
         print(f"{tag:<8} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
               f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "
               f"{f(r.mean_dconf_ranked, '+.4f'):>8} {f(r.down_fraction_ranked, '.0f', 100):>5}% "
               f"{f(r.mean_abs_dconf, '.4f'):>7} {100 * size:>5.1f}% {tq:>7.1f}{' *' if extra else ''}", flush=True)
-    print("size: parameters at their declared widths vs float32; * = shipped decisions used")
+    print("size: parameters at their declared widths vs float32; * = shipped decisions used"
+          + (f"; + = activations of layers {args.layer_abits} wider" if wide else ""))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"split": args.split, "method": args.method, "images": len(data), "rows": rows}, fh, indent=1)

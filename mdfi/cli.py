@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from . import __version__
 from .errors import MDFIError, OutputError
 from .cli_common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
-                         layer_rounding_arg, load_model_from_args, positive_int, precision_kwargs,
+                         layer_bits_arg, layer_rounding_arg, load_model_from_args, positive_int, precision_kwargs,
                          unit_float)
 from .cli_detect import add_detect_parser, cmd_detect  # noqa: F401
 
@@ -98,11 +98,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if data_methods:
         kw["calib_inputs"] = calibrate.load_inputs(network, args.calib)
     elif not (args.calib or args.calib_stats or args.method or args.layer_rounding):
-        kw = recipes.shipped_decisions(spec_name, network, opts)     # as `mdfi detect` quantizes
+        # as `mdfi detect` quantizes (with --layer-abits: the wide layers' formats at their width)
+        kw = recipes.shipped_decisions(spec_name, network, opts, layer_abits=args.layer_abits, calib=calib)
+        kw.pop("layer_abits", None)
     common = dict(wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                   rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                   weight_method=opts["weight_method"], layer_rounding=args.layer_rounding,
-                  cfg_text=cfg_text, names=names)
+                  layer_abits=args.layer_abits, cfg_text=cfg_text, names=names)
     if args.size_budget is not None:
         from .quant.formats import HeadObjective
         from .quant.mixed import choose_widths
@@ -341,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounding of every requantizing shift (default half_up)")
     q.add_argument("--layer-rounding", type=layer_rounding_arg, default=None, metavar="I=MODE,...",
                    help="per-layer rounding overrides, e.g. 5=truncate,7=truncate")
+    q.add_argument("--layer-abits", type=layer_bits_arg, default=None, metavar="I=BITS,...",
+                   help="wider activations for some layers' outputs, e.g. 0=16,10=16,14=16,21=16 (weights keep "
+                        "--wbits; docs/quantization.md measures it for yolov3-tiny)")
     q.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
                    help="how activation formats are chosen from the statistics (default: the recipe's; "
                         "mse for calibration images, max for the batch-norm estimate)")

@@ -86,6 +86,24 @@ def layer_rounding_arg(text: str):
     return out
 
 
+def layer_bits_arg(text: str):
+    """``0=16,10=16`` -> {0: 16, 10: 16} (per-layer activation widths, ``--layer-abits``)."""
+    from .fixedpoint import check_bits
+    out = {}
+    for item in filter(None, text.split(",")):
+        try:
+            idx, bits = item.split("=", 1)
+            if int(idx) < 0:
+                raise ValueError("negative layer index")
+            out[int(idx)] = check_bits(int(bits), "activation width")
+        except (ValueError, MDFIError) as exc:
+            raise argparse.ArgumentTypeError(f"--layer-abits expects INDEX=BITS[,INDEX=BITS...] with BITS "
+                                             f"2..16: {item!r} ({exc})") from None
+    if not out:
+        raise argparse.ArgumentTypeError("--layer-abits: empty list")
+    return out
+
+
 def add_precision_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("precision")
     g.add_argument("--float", action="store_true", help="run the float32 reference path")
