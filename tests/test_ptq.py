@@ -227,3 +227,15 @@ def test_quantize_wide_activation_variant_with_shipped_decisions(tmp_path, capsy
     assert qm.layers[15].method["bias"] == "empirical"          # the wide entry's head shifts
     assert main(["info", str(out)]) == 0
     assert "activation widths 0:16, 10:16, 14:16, 21:16 (the other layers 8 bits" in capsys.readouterr().out
+
+
+def test_quantize_layer_wbits(tmp_path, capsys, tiny_weights_path):
+    from mdfi.cli import main
+    out = tmp_path / "w4.mdfi"
+    assert main(["quantize", "--model", "yolov3-tiny", "--wbits", "4", "--layer-wbits", "0=8", "-o", str(out)]) == 0
+    assert "w4a8 mixed w8@0 per-channel" in capsys.readouterr().err
+    qm = modelfile.load(out)
+    assert [ql.wbits for ql in qm.layers if ql.kind == "convolutional"][:2] == [8, 4]
+    rc = main(["quantize", "--model", "yolov3-tiny", "--layer-wbits", "0=8", "--size-budget", "20%", "--calib",
+               str(tmp_path), "-o", str(tmp_path / "x.mdfi")])
+    assert rc == 2 and "not both" in capsys.readouterr().err

@@ -162,7 +162,8 @@ def widen_formats(network, calib, fracs: Dict[int, int], layer_abits: Dict[int, 
 def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int, abits: int,
                      per_channel: bool, act_method: str = "mse", progress: bool = True,
                      final: Optional[dict] = None, with_model: bool = False,
-                     layer_abits: Optional[Dict[int, int]] = None, searched: Optional[Dict[int, int]] = None):
+                     layer_abits: Optional[Dict[int, int]] = None, searched: Optional[Dict[int, int]] = None,
+                     layer_wbits: Optional[Dict[int, int]] = None):
     """The data-driven part of a recipe, as small JSON-able data: activation formats
     searched by their effect on the heads (:func:`search_formats`) and the head bias
     shifts (:func:`head_shifts`, times :data:`HEAD_SHIFT_STRENGTH`).  ``inputs``: float
@@ -171,15 +172,18 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
     ``layer_abits`` ({layer: width}): some layers' outputs wider than ``abits``.  The search
     runs at the uniform width (or ``searched`` gives its result, from an earlier call); the
     wide layers then get their histogram format (:func:`widen_formats`), and the head shifts
-    are measured on that model.  The widths are recorded in the result."""
+    are measured on that model.  The widths are recorded in the result.  ``layer_wbits``
+    ({layer: width}): per-layer weight widths, used throughout (search included)."""
     from .. import calibrate
     from ..quantize import quantize_network, unify_route_formats
     layer_abits = {int(k): int(v) for k, v in (layer_abits or {}).items() if int(v) != abits}
+    layer_wbits = {int(k): int(v) for k, v in (layer_wbits or {}).items() if int(v) != wbits}
     objective = HeadObjective(network, inputs)
 
     def build(fr, shifts=None):
         return quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
-                                act_fracs=unify_route_formats(network, fr, {}, abits), bias_shifts=shifts)
+                                act_fracs=unify_route_formats(network, fr, {}, abits), bias_shifts=shifts,
+                                layer_wbits=layer_wbits)
     if searched is None:
         base = unify_route_formats(network, calibrate.choose_formats(calib, network, abits, act_method), {}, abits)
         searched = search_formats(network, base, build, objective, progress=progress)
@@ -188,7 +192,8 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
         fracs = widen_formats(network, calib, fracs, layer_abits, abits, act_method)
     if final or layer_abits:  # e.g. GPTQ + empirical bias correction: measure the shifts on it
         model = quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
-                                 act_fracs=fracs, progress=progress, layer_abits=layer_abits, **(final or {}))
+                                 act_fracs=fracs, progress=progress, layer_abits=layer_abits,
+                                 layer_wbits=layer_wbits, **(final or {}))
     else:
         model = build(fracs)
     shifts = head_shifts(model, objective)
@@ -203,6 +208,7 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
     d = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel),
          "act_fracs": {str(k): int(v) for k, v in sorted(fracs.items()) if k in conv},
          **({"layer_abits": {str(k): v for k, v in sorted(layer_abits.items())}} if layer_abits else {}),
+         **({"layer_wbits": {str(k): v for k, v in sorted(layer_wbits.items())}} if layer_wbits else {}),
          "head_shifts": heads, "object_cells": objective.n_cells, "inputs": len(inputs)}
     if not with_model:
         return d
