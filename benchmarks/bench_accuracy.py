@@ -10,7 +10,8 @@
 
 Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / val / test,
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
-never used to calibrate or to choose anything) unless ``--split val``.  ``--make-decisions``
+never used to calibrate or to choose anything) unless ``--split val`` (or ``val,test``: each
+model built once, evaluated on both).  ``--make-decisions``
 derives the recipe's shipped decisions (formats searched by their effect on the heads,
 head bias shifts) from the ``calib`` photos only.
 
