@@ -45,7 +45,11 @@ def channel_origins(network) -> Tuple[Dict[int, Optional[List[Tuple[int, int]]]]
         elif l.kind in ("maxpool", "upsample"):
             origin[l.index] = ins[0]
         elif l.kind == "route":
-            origin[l.index] = None if any(s is None for s in ins) else [x for s in ins for x in s]
+            # AlexeyAB's groups/group_id: the group_id-th of `groups` equal chunks of every
+            # input (mdfi/layers/route.py); plain routes have groups = 1.
+            g, gid = getattr(l, "groups", 1), getattr(l, "group_id", 0)
+            origin[l.index] = None if any(s is None for s in ins) else \
+                [x for s in ins for x in s[gid * len(s) // g:(gid + 1) * len(s) // g]]
             if origin[l.index] is None:
                 for s in ins:
                     freeze(s)
@@ -125,4 +129,6 @@ def apply_scales(network, scales: Dict[int, np.ndarray]):
                 w = w * s[:, None, None, None]
             l.biases = (l.biases.astype(np.float64) * s).astype(np.float32)
         l.weights = w.astype(np.float32)
+        if hasattr(l, "_fused"):
+            l._fused = None                     # AlexeyAB's fused (weights, biases), cached
     return net

@@ -161,13 +161,19 @@ def widen_formats(network, calib, fracs: Dict[int, int], layer_abits: Dict[int, 
 
 def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int, abits: int,
                      per_channel: bool, act_method: str = "mse", progress: bool = True,
-                     final: Optional[dict] = None, with_model: bool = False,
+                     final: Optional[dict] = None, with_model: bool = False, search: bool = True,
+                     clip_budget: Optional[float] = None, shift_strength: float = HEAD_SHIFT_STRENGTH,
                      layer_abits: Optional[Dict[int, int]] = None, searched: Optional[Dict[int, int]] = None,
                      layer_wbits: Optional[Dict[int, int]] = None):
     """The data-driven part of a recipe, as small JSON-able data: activation formats
     searched by their effect on the heads (:func:`search_formats`) and the head bias
-    shifts (:func:`head_shifts`, times :data:`HEAD_SHIFT_STRENGTH`).  ``inputs``: float
-    letterboxed calibration inputs; ``calib``: their statistics (the starting formats).
+    shifts (:func:`head_shifts`, times ``shift_strength``, default
+    :data:`HEAD_SHIFT_STRENGTH`).  ``inputs``: float calibration inputs, made as the
+    model's Darknet makes them (:func:`mdfi.preprocess.network_input`); ``calib``: their
+    statistics (the starting formats, ``act_method`` with ``clip_budget`` if given).
+    ``search=False`` keeps the starting formats (routes unified): with few object cells in
+    the calibration photos the search fits them and not unseen photos
+    (docs/quantization.md, yolov4-tiny).
 
     ``layer_abits`` ({layer: width}): some layers' outputs wider than ``abits``.  The search
     runs at the uniform width (or ``searched`` gives its result, from an earlier call); the
@@ -179,14 +185,16 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
     layer_abits = {int(k): int(v) for k, v in (layer_abits or {}).items() if int(v) != abits}
     layer_wbits = {int(k): int(v) for k, v in (layer_wbits or {}).items() if int(v) != wbits}
     objective = HeadObjective(network, inputs)
+    opts = {} if clip_budget is None else {"clip_budget": clip_budget}
 
     def build(fr, shifts=None):
         return quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
                                 act_fracs=unify_route_formats(network, fr, {}, abits), bias_shifts=shifts,
                                 layer_wbits=layer_wbits)
     if searched is None:
-        base = unify_route_formats(network, calibrate.choose_formats(calib, network, abits, act_method), {}, abits)
-        searched = search_formats(network, base, build, objective, progress=progress)
+        base = unify_route_formats(network, calibrate.choose_formats(calib, network, abits, act_method, **opts),
+                                   {}, abits)
+        searched = base if not search else search_formats(network, base, build, objective, progress=progress)
     fracs = unify_route_formats(network, {int(k): int(v) for k, v in searched.items()}, {}, abits)
     if layer_abits:
         fracs = widen_formats(network, calib, fracs, layer_abits, abits, act_method)
@@ -202,19 +210,21 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
         if l.kind != "yolo":
             continue
         v = shifts[l.inputs[0]].reshape(l.n, l.entries)
-        heads[str(l.inputs[0])] = {"objectness": HEAD_SHIFT_STRENGTH * float(v[0, 4]),
-                                   "classes": HEAD_SHIFT_STRENGTH * float(v[0, 5])}
+        heads[str(l.inputs[0])] = {"objectness": shift_strength * float(v[0, 4]),
+                                   "classes": shift_strength * float(v[0, 5])}
     conv = {l.index for l in network.layers if l.kind in ("convolutional", "shortcut")}
     d = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel),
          "act_fracs": {str(k): int(v) for k, v in sorted(fracs.items()) if k in conv},
          **({"layer_abits": {str(k): v for k, v in sorted(layer_abits.items())}} if layer_abits else {}),
          **({"layer_wbits": {str(k): v for k, v in sorted(layer_wbits.items())}} if layer_wbits else {}),
          "head_shifts": heads, "object_cells": objective.n_cells, "inputs": len(inputs)}
+    if not search or clip_budget is not None or shift_strength != HEAD_SHIFT_STRENGTH:
+        d["options"] = {"search": bool(search), "clip_budget": clip_budget, "shift_strength": float(shift_strength)}
     if not with_model:
         return d
     from ..quantize import shift_biases
     for s, v in shifts.items():
-        model.layers[s] = shift_biases(model.layers[s], HEAD_SHIFT_STRENGTH * v)
+        model.layers[s] = shift_biases(model.layers[s], shift_strength * v)
     return d, model
 
 
