@@ -46,7 +46,7 @@ extensions = [
     ext("_kernels", "_kernels.pyx", ["mdfi_kernels.c"]),
     ext("_conv", "_conv.pyx", ["mdfi_conv.c", "mdfi_conv_paths.c", "mdfi_conv_pool.c", "mdfi_conv_avx2.c",
                                "mdfi_conv_avx512.c", "mdfi_conv_q8.c", "mdfi_conv_vnni.c", "mdfi_conv_amx.c",
-                               "mdfi_conv_neon.c", "mdfi_conv_wino.c", "mdfi_cpu.c"],
+                               "mdfi_conv_neon.c", "mdfi_conv_wino.c", "mdfi_conv_post.c", "mdfi_cpu.c"],
         THREAD_FLAGS, THREAD_FLAGS),
 ]
 

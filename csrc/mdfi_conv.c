@@ -599,14 +599,71 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
 {
     return mdfi_conv2d_on(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
                           ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
-                          mdfi_conv_effective_path(path), scratch, scratch_size);
+                          mdfi_conv_effective_path(path), scratch, scratch_size, NULL);
+}
+
+/* The int16-pair family (and its Winograd kernels) of mdfi_conv2d_on, arguments validated. */
+static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const void *x, int xtype, int32_t c,
+                      int32_t h, int32_t w, const void *packed, int32_t wmax, int64_t wx, const int64_t *bias,
+                      const int32_t *shift, int32_t m, void *out, int otype, int32_t ks, int32_t stride, int32_t pad,
+                      int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64, int32_t nthreads,
+                      unsigned char *s, int64_t scratch_size)
+{
+    conv_ctx ctx = *pctx;
+    ctx.path = ops == &mdfi_conv_ops_scalar ? MDFI_CONV_PATH_SCALAR : path;
+
+#if MDFI_CONV_X86
+    const int64_t kvol = (int64_t)c * ks * ks;
+    /* 8-bit 3x3 stride-1 layers on the int16-pair SIMD paths: Winograd F(2x2,3x3) when the
+     * layer's bounds make it exact (mdfi_conv_wino.c): int16 transformed weights, |4 S| and
+     * S + bias inside int32 */
+    {
+        packed_geom pg;
+        (void)packed_geometry(m, c, ks, &pg);
+        const int32_t umax = rd32((const unsigned char *)packed + 44);
+        if (mdfi_conv_winograd && (ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512) && pg.wino_off &&
+            ks == 3 && stride == 1 && acc64 == 0 && ctx.sum32 && (xtype == MDFI_CONV_U8 || xtype == MDFI_CONV_S8) &&
+            c >= MDFI_WINO_MIN_C &&
+            umax >= 0 && umax <= 32767 && 4 * kvol * wx <= (int64_t)INT32_MAX) {
+            const int64_t need = mdfi_wino_scratch_size(c, h, w, pad, nthreads);
+            if (need >= 0 && scratch_size >= need + ALIGN)
+                return mdfi_wino_conv(ops, x, xtype, c, h, w,
+                                      (const int16_t *)(const void *)((const unsigned char *)packed + pg.wino_off),
+                                      bias, shift, m, out, otype, pad, rounding, out_bits, act, nthreads, s);
+        }
+    }
+#else
+    (void)c; (void)h; (void)w; (void)m; (void)ks; (void)stride; (void)pad; (void)scratch_size;
+#endif
+
+    ctx.x = x; ctx.xtype = xtype;
+    ctx.a = (const int16_t *)(const void *)((const unsigned char *)packed + MDFI_CONV_HDR);
+    ctx.wmax = wmax;
+    ctx.bias = bias; ctx.shift = shift; ctx.out = out; ctx.otype = otype;
+    ctx.rounding = rounding; ctx.bits = out_bits; ctx.act = act; ctx.acc64 = acc64;
+    /* acc64: K-pairs whose int32 sum cannot overflow: chunk * 2*wmax*xmax <= 2^31 - 1. */
+    ctx.chunk = wx == 0 ? ctx.kc2 : (int32_t)((int64_t)INT32_MAX / (2 * wx));
+    if (ctx.chunk > ctx.kc2) ctx.chunk = ctx.kc2;
+
+    ctx.x2 = (int16_t *)(void *)s;
+    /* the NR pairs after the last plane are only read for discarded pixels; keep them 0 */
+    memset(ctx.x2 + (size_t)ctx.c2 * (size_t)ctx.plane * 2, 0, NR * 4);
+    s += align_up(((size_t)ctx.c2 * (size_t)ctx.plane + NR) * 4);
+    ctx.bshared = (int16_t *)(void *)s;
+    if (ctx.msplit && !ctx.direct) s += align_up((size_t)ctx.ntiles * (size_t)ctx.k2 * NR * 4);
+    ctx.tbase = s;
+    conv_work work = {0, 0, 0, 0, 0};
+    conv_job job = {&ctx, ops, &work};
+    mdfi_pool_run(worker, &job, nthreads);
+    return MDFI_CONV_OK;
 }
 
 int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
                    const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
                    int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
                    int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
-                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size)
+                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                   const mdfi_conv_residual *res)
 {
     conv_ctx ctx;
     size_t total;
@@ -624,6 +681,7 @@ int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, in
     if (out_bits < 2 || out_bits > 16 || (otype == MDFI_CONV_S8 && out_bits > 8))
         return MDFI_CONV_E_BITS;
     if ((rc = geometry(&ctx, c, h, w, m, ks, stride, pad, nthreads, &total)) != 0) return rc;
+    if (res != NULL && (rc = mdfi_conv_check_residual(res)) != 0) return rc;
 
     int32_t pm, pc, pk, wtype, wmax;
     if (mdfi_conv_packed_info(packed, packed_size, &pm, &pc, &pk, &wtype, &wmax) != 0 ||
@@ -662,50 +720,12 @@ int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, in
         mdfi_q8_conv(q8, x, xtype, c, h, w, (const int8_t *)(const void *)(pk + pg.a4_off),
                      PACK_AT ? (const int8_t *)(const void *)(pk + pg.at_off) : NULL,
                      (const int32_t *)(const void *)(pk + pg.wsum_off), bias, shift, m, out, otype, ks, stride,
-                     pad, rounding, out_bits, act, ctx.sum32, nthreads, s);
+                     pad, rounding, out_bits, act, ctx.sum32, kvol * wx, res, nthreads, s);
         return MDFI_CONV_OK;
     }
-    ctx.path = ops == &mdfi_conv_ops_scalar ? MDFI_CONV_PATH_SCALAR : path;
-
-#if MDFI_CONV_X86
-    /* 8-bit 3x3 stride-1 layers on the int16-pair SIMD paths: Winograd F(2x2,3x3) when the
-     * layer's bounds make it exact (mdfi_conv_wino.c): int16 transformed weights, |4 S| and
-     * S + bias inside int32 */
-    {
-        packed_geom pg;
-        (void)packed_geometry(m, c, ks, &pg);
-        const int32_t umax = rd32((const unsigned char *)packed + 44);
-        if (mdfi_conv_winograd && (ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512) && pg.wino_off &&
-            ks == 3 && stride == 1 && acc64 == 0 && ctx.sum32 && (xtype == MDFI_CONV_U8 || xtype == MDFI_CONV_S8) &&
-            c >= MDFI_WINO_MIN_C &&
-            umax >= 0 && umax <= 32767 && 4 * kvol * wx <= (int64_t)INT32_MAX) {
-            const int64_t need = mdfi_wino_scratch_size(c, h, w, pad, nthreads);
-            if (need >= 0 && scratch_size >= need + ALIGN)
-                return mdfi_wino_conv(ops, x, xtype, c, h, w,
-                                      (const int16_t *)(const void *)((const unsigned char *)packed + pg.wino_off),
-                                      bias, shift, m, out, otype, pad, rounding, out_bits, act, nthreads, s);
-        }
-    }
-#endif
-
-    ctx.x = x; ctx.xtype = xtype;
-    ctx.a = (const int16_t *)(const void *)((const unsigned char *)packed + MDFI_CONV_HDR);
-    ctx.wmax = wmax;
-    ctx.bias = bias; ctx.shift = shift; ctx.out = out; ctx.otype = otype;
-    ctx.rounding = rounding; ctx.bits = out_bits; ctx.act = act; ctx.acc64 = acc64;
-    /* acc64: K-pairs whose int32 sum cannot overflow: chunk * 2*wmax*xmax <= 2^31 - 1. */
-    ctx.chunk = wx == 0 ? ctx.kc2 : (int32_t)((int64_t)INT32_MAX / (2 * wx));
-    if (ctx.chunk > ctx.kc2) ctx.chunk = ctx.kc2;
-
-    ctx.x2 = (int16_t *)(void *)s;
-    /* the NR pairs after the last plane are only read for discarded pixels; keep them 0 */
-    memset(ctx.x2 + (size_t)ctx.c2 * (size_t)ctx.plane * 2, 0, NR * 4);
-    s += align_up(((size_t)ctx.c2 * (size_t)ctx.plane + NR) * 4);
-    ctx.bshared = (int16_t *)(void *)s;
-    if (ctx.msplit && !ctx.direct) s += align_up((size_t)ctx.ntiles * (size_t)ctx.k2 * NR * 4);
-    ctx.tbase = s;
-    conv_work work = {0, 0, 0, 0, 0};
-    conv_job job = {&ctx, ops, &work};
-    mdfi_pool_run(worker, &job, nthreads);
-    return MDFI_CONV_OK;
+    rc = conv_int16(&ctx, ops, path, x, xtype, c, h, w, packed, wmax, wx, bias, shift, m, out, otype, ks,
+                    stride, pad, rounding, out_bits, act, acc64, nthreads, s, scratch_size);
+    if (rc == MDFI_CONV_OK && res != NULL)
+        mdfi_conv_residual_pass(res, out, otype, out_count, ops != &mdfi_conv_ops_scalar, nthreads);
+    return rc;
 }

@@ -135,6 +135,32 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
                 int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
                 int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size);
 
+/* A shortcut fused into the convolution (mdfi_conv2d_res): with a = the convolution's output
+ * element (as stored: out_bits wide) and b the element of `b` at the same [M][OH][OW] index,
+ *     res_out = mdfi_requantize(a * 2^da + b * 2^db, shift, rounding, bits, act)
+ * computed exactly (int64) -- the shortcut of docs/fixed-point.md section 6 with da = fm - fa,
+ * db = fm - fb, shift = fm - f_out.  The convolution's own output is written as well. */
+typedef struct mdfi_conv_residual {
+    const void *b;                    /* [M][OH][OW], b_type (MDFI_CONV_S8 | MDFI_CONV_S16)   */
+    int32_t b_type;
+    int32_t da, db;                   /* 0..16                                                 */
+    int32_t shift, rounding, bits, act;   /* shift in [MDFI_MIN_SHIFT, MDFI_MAX_SHIFT], bits 2..16 */
+    void *out;                        /* [M][OH][OW], out_type (S8 for bits <= 8, else S16)    */
+    int32_t out_type;
+} mdfi_conv_residual;
+
+/* mdfi_conv2d followed by the fused shortcut `res` (NULL: plain mdfi_conv2d).  res->b and
+ * res->out hold out_count elements and must not overlap x, out or each other.  Paths whose
+ * kernels cannot apply it in their epilogue run it as a pass over the output (same result). */
+int mdfi_conv2d_res(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                    const void *packed, int64_t packed_size,
+                    const int64_t *bias, const int32_t *shift, int32_t m,
+                    void *out, int otype, int64_t out_count,
+                    int32_t ks, int32_t stride, int32_t pad,
+                    int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                    int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                    const mdfi_conv_residual *res);
+
 /* Best path this CPU supports; the path MDFI_SIMD selects (a path the CPU lacks falls back
  * to the best one); a path's name ("scalar", "avx2", ...; "unknown"); the path of a name
  * (-1 if none); whether this CPU and build can run a path; the path a call with `path`

@@ -7,7 +7,8 @@
  * stride).  TDPBSUD multiplies the signed weight bytes by the unsigned activation bytes and
  * adds four products per int32 lane with wrap-around, like vpdpbusd (so the X4 bytes, delta
  * and the exactness argument are those of the VNNI kernels, mdfi_conv_q8.h).  The C tiles are
- * stored to a stack buffer (rows = channels) and go through the zmm epilogue.
+ * stored to a stack buffer (rows = channels) and go through the zmm epilogue (with a fused
+ * shortcut, if any).
  *
  * Used for layers whose channel count is a multiple of 64 (whole K tiles); other layers take
  * the AVX512-VNNI kernels (q8_ops.fallback).  The tile state is configured at the start of
@@ -84,11 +85,7 @@ ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                 
     STORE(2, &tmp[16][0], 128);                                                                   \
     STORE(3, &tmp[16][16], 128);                                                                  \
     RELEASE;                                                                                      \
-    uint32_t mask[2];                                                                             \
-    int64_t start[2];                                                                             \
-    const int64_t q0 = (int64_t)t * ctx->nr;                                                      \
-    for (int v = 0; v < 2; ++v) mask[v] = mdfi_q8_lanes(ctx, q0 + 16 * v, 16, &start[v]);        \
-    mdfi_q8_epi_vnni512(ctx, m0, 32, 2, &tmp[0][0], mask, start);                                 \
+    mdfi_q8_epi_vnni512(ctx, m0, 32, 2, &tmp[0][0], ctx->vinfo + (size_t)t * 2);                   \
 }
 
 /* the AMX instructions: every tile 16 rows x 64 bytes */
@@ -152,18 +149,18 @@ static int amx_usable(int32_t c, int32_t ks, int32_t stride)
 
 static const q8_kernel kerns_amx[] = {{32, 2, 16, amx_tile_32x32}};
 const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_avx512, kerns_amx, 1, amx_usable,
-                                &mdfi_q8_ops_vnni512};
+                                &mdfi_q8_ops_vnni512, 1, 1};
 static const q8_kernel kerns_sim[] = {{32, 2, 16, amxsim_tile_32x32}};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_avx512, kerns_sim, 1, amx_usable,
-                                   &mdfi_q8_ops_vnni512};
+                                   &mdfi_q8_ops_vnni512, 1, 1};
 
 int mdfi_q8_have_amx_build(void) { return 1; }
 
 #elif MDFI_CONV_X86
 
-const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512};
+const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL,
-                                   &mdfi_q8_ops_vnni512};
+                                   &mdfi_q8_ops_vnni512, 0, 0};
 int mdfi_q8_have_amx_build(void) { return 0; }
 
 #else

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "mdfi_conv.h"
+#include "mdfi_fixedpoint.h"
 
 #define MR MDFI_CONV_MR
 #define NR MDFI_CONV_NR
@@ -181,13 +182,28 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
 extern int mdfi_conv_winograd;
 #define MDFI_WINO_MIN_C 32        /* fewer input channels: the transforms cost more than they save */
 
+/* The fused shortcut of one element (mdfi_conv.h): exact, int64. */
+static inline int32_t mdfi_conv_res_value(const mdfi_conv_residual *r, int32_t a, int32_t b)
+{
+    return mdfi_requantize((int64_t)a * (((int64_t)1) << r->da) + (int64_t)b * (((int64_t)1) << r->db), r->shift,
+                           r->rounding, r->bits, r->act);
+}
+/* mdfi_conv_post.c: MDFI_CONV_OK or the error code of an invalid fused shortcut. */
+int mdfi_conv_check_residual(const mdfi_conv_residual *r);
+/* mdfi_conv_post.c: the fused shortcut as a pass over a finished output a ([n] of a_type),
+ * elements [0, n) on nthreads threads (AVX2 when simd, the CPU has it and a, b are 8-bit;
+ * simd = 0 on the scalar path, which stays portable C). */
+void mdfi_conv_residual_pass(const mdfi_conv_residual *res, const void *a, int a_type, int64_t n, int simd,
+                             int32_t nthreads);
+
 /* mdfi_conv2d on exactly `path` (no availability check, no self-check): the self-check and
  * mdfi_conv2d call it. */
 int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
                    const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
                    int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
                    int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
-                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size);
+                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                   const mdfi_conv_residual *res);
 
 /* Pixel offsets (in pairs, relative to a channel plane of X2) of tile t.  Returns
  *   1 if they are consecutive: off[j] = off[0] + j;

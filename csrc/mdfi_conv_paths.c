@@ -5,7 +5,7 @@
  * Self-check.  The first time a SIMD path is used, it convolves a few small deterministic
  * problems (uint8 pixels and int8 activations with extreme values, 3x3/1x1, stride 1 and 2,
  * odd sizes, a tile that needs packing, 64 channels for AMX, int16 operands for the pair
- * kernels) and compares every output byte with the scalar path.  A path that differs is
+ * kernels, a fused shortcut) and compares every output byte with the scalar path.  A path that differs is
  * never used again in this process: calls fall back along fallback[] (e.g. amx ->
  * avx512vnni -> avx512bw -> avx2 -> scalar) and one line goes to stderr.  This is what lets
  * paths that the development machines cannot execute (AVX-VNNI's VEX encoding, AMX) ship:
@@ -154,21 +154,22 @@ int32_t mdfi_conv_env_path(void)
 typedef struct {
     int xtype, wtype, otype;
     int32_t c, h, w, m, ks, stride, pad, rounding, bits, act, acc64;
+    int32_t res;                    /* 1: with a fused shortcut (shift 1, leaky), 2: shift 0 */
 } check_case;
 
 static const check_case CASES[] = {
     /* uint8 pixels, 3 channels (first layer) */
-    {MDFI_CONV_U8, MDFI_CONV_S8, MDFI_CONV_S8, 3, 9, 11, 5, 3, 1, 1, MDFI_ROUND_HALF_UP, 8, MDFI_ACT_LEAKY, 0},
+    {MDFI_CONV_U8, MDFI_CONV_S8, MDFI_CONV_S8, 3, 9, 11, 5, 3, 1, 1, MDFI_ROUND_HALF_UP, 8, MDFI_ACT_LEAKY, 0, 0},
     /* int8, stride 2, odd sizes, narrow output */
-    {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S8, 13, 7, 6, 21, 3, 2, 1, MDFI_ROUND_TRUNCATE, 6, MDFI_ACT_LINEAR, 0},
+    {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S8, 13, 7, 6, 21, 3, 2, 1, MDFI_ROUND_TRUNCATE, 6, MDFI_ACT_LINEAR, 0, 0},
     /* 1x1, relu, int16 output */
-    {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S16, 9, 5, 5, 17, 1, 1, 0, MDFI_ROUND_HALF_UP, 12, MDFI_ACT_RELU, 0},
+    {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S16, 9, 5, 5, 17, 1, 1, 0, MDFI_ROUND_HALF_UP, 12, MDFI_ACT_RELU, 0, 0},
     /* small map, many channels (packed tiles; AMX-sized channel blocks) */
-    {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S8, 128, 3, 4, 40, 3, 1, 1, MDFI_ROUND_HALF_UP, 8, MDFI_ACT_LEAKY, 0},
-    {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S8, 64, 6, 7, 33, 3, 1, 1, MDFI_ROUND_TRUNCATE, 8, MDFI_ACT_LEAKY, 0},
+    {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S8, 128, 3, 4, 40, 3, 1, 1, MDFI_ROUND_HALF_UP, 8, MDFI_ACT_LEAKY, 0, 1},
+    {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S8, 64, 6, 7, 33, 3, 1, 1, MDFI_ROUND_TRUNCATE, 8, MDFI_ACT_LEAKY, 0, 2},
     /* int16 operands: the int16-pair kernels, int64 accumulation */
-    {MDFI_CONV_S16, MDFI_CONV_S16, MDFI_CONV_S16, 5, 6, 5, 7, 3, 1, 1, MDFI_ROUND_HALF_UP, 16, MDFI_ACT_LEAKY, 1},
-    {MDFI_CONV_S16, MDFI_CONV_S8, MDFI_CONV_S16, 6, 5, 9, 13, 3, 1, 1, MDFI_ROUND_TRUNCATE, 10, MDFI_ACT_RELU, 0},
+    {MDFI_CONV_S16, MDFI_CONV_S16, MDFI_CONV_S16, 5, 6, 5, 7, 3, 1, 1, MDFI_ROUND_HALF_UP, 16, MDFI_ACT_LEAKY, 1, 0},
+    {MDFI_CONV_S16, MDFI_CONV_S8, MDFI_CONV_S16, 6, 5, 9, 13, 3, 1, 1, MDFI_ROUND_TRUNCATE, 10, MDFI_ACT_RELU, 0, 0},
 };
 
 static uint32_t lcg(uint32_t *s)
@@ -208,7 +209,8 @@ static int selfcheck(int32_t path)
         unsigned char *o1 = malloc((size_t)no * os), *o2 = malloc((size_t)no * os), *sc = malloc((size_t)ns);
         int64_t *bias = malloc(sizeof(int64_t) * (size_t)k->m);
         int32_t *shift = malloc(sizeof(int32_t) * (size_t)k->m);
-        if (!x || !wt || !pk || !o1 || !o2 || !sc || !bias || !shift) {
+        int8_t *rb = malloc((size_t)no), *r1 = malloc((size_t)no), *r2 = malloc((size_t)no);
+        if (!x || !wt || !pk || !o1 || !o2 || !sc || !bias || !shift || !rb || !r1 || !r2) {
             ok = 0;                     /* out of memory: do not trust what was not checked */
         } else {
             const int xbits = k->xtype == MDFI_CONV_S16 ? 16 : 8, wbits = k->wtype == MDFI_CONV_S16 ? 12 : 8;
@@ -229,18 +231,27 @@ static int selfcheck(int32_t path)
                 bias[i] = (int64_t)(lcg(&seed) % 200001u) - 100000;
                 shift[i] = base + (int32_t)(lcg(&seed) % 4u) - (i == 1 ? base + 2 : 0);   /* row 1: shift <= 0 */
             }
+            for (int64_t i = 0; i < no; ++i) rb[i] = (int8_t)draw(&seed, MDFI_CONV_S8, 8);
             ok = mdfi_conv_pack_weights(wt, k->wtype, k->m, k->c, k->ks, pk, np) == MDFI_CONV_OK;
             memset(o1, 0x5a, (size_t)no * os);
             memset(o2, 0xa5, (size_t)no * os);
+            memset(r1, 0x5a, (size_t)no);
+            memset(r2, 0xa5, (size_t)no);
+            mdfi_conv_residual res1 = {rb, MDFI_CONV_S8, 1, 0, k->res == 1 ? 1 : 0, MDFI_ROUND_HALF_UP, 8,
+                                       k->res == 1 ? MDFI_ACT_LEAKY : MDFI_ACT_LINEAR, r1, MDFI_CONV_S8};
+            mdfi_conv_residual res2 = res1;
+            res2.out = r2;
             ok = ok && mdfi_conv2d_on(x, k->xtype, k->c, k->h, k->w, nx, pk, np, bias, shift, k->m, o1, k->otype, no,
                                       k->ks, k->stride, k->pad, k->rounding, k->bits, k->act, k->acc64, 1, path, sc,
-                                      ns) == MDFI_CONV_OK;
+                                      ns, k->res ? &res1 : NULL) == MDFI_CONV_OK;
             ok = ok && mdfi_conv2d_on(x, k->xtype, k->c, k->h, k->w, nx, pk, np, bias, shift, k->m, o2, k->otype, no,
                                       k->ks, k->stride, k->pad, k->rounding, k->bits, k->act, k->acc64, 1,
-                                      MDFI_CONV_PATH_SCALAR, sc, ns) == MDFI_CONV_OK;
+                                      MDFI_CONV_PATH_SCALAR, sc, ns, k->res ? &res2 : NULL) == MDFI_CONV_OK;
             ok = ok && memcmp(o1, o2, (size_t)no * os) == 0;
+            ok = ok && (!k->res || memcmp(r1, r2, (size_t)no) == 0);
         }
         free(x); free(wt); free(pk); free(o1); free(o2); free(sc); free(bias); free(shift);
+        free(rb); free(r1); free(r2);
     }
     return ok;
 }

@@ -115,7 +115,12 @@ int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t
     /* packed B for the widest tile: ceil(N / NR) * NR <= N + NR positions */
     const uint64_t packed = ((uint64_t)g.n + Q8_MAX_NR) * (uint64_t)g.taps * (uint64_t)g.c4 * 4u;
     const uint64_t bq = (uint64_t)m * 4u;
-    const uint64_t total = ALIGN + align_up(x4) + align_up(packed) + align_up(bq);
+    const uint64_t rowc = (uint64_t)m * sizeof(q8_rowc);
+    /* lane info: one entry per vector of >= 8 lanes over the grid (direct) or N (packed) */
+    const uint64_t grid = (uint64_t)g.oh * (uint64_t)g.wps > (uint64_t)g.n ? (uint64_t)g.oh * (uint64_t)g.wps
+                                                                            : (uint64_t)g.n;
+    const uint64_t vinfo = ((grid + Q8_MAX_NR) / 8u + 2u) * 8u;
+    const uint64_t total = ALIGN + align_up(x4) + align_up(packed) + align_up(bq) + align_up(rowc) + align_up(vinfo);
     if (total > (uint64_t)INT64_MAX / 2 || total > (uint64_t)SIZE_MAX / 2) return -1;
     return (int64_t)total;
 }
@@ -198,6 +203,13 @@ void mdfi_q8_store_one(const q8_ctx *ctx, int32_t m, int64_t idx, int32_t acc)
     const size_t o = (size_t)m * (size_t)ctx->n + (size_t)idx;
     if (ctx->otype == MDFI_CONV_S8) ((int8_t *)ctx->out)[o] = (int8_t)v;
     else ((int16_t *)ctx->out)[o] = (int16_t)v;
+    if (ctx->res_fast) {
+        const mdfi_conv_residual *r = ctx->res;
+        const int32_t b = r->b_type == MDFI_CONV_S8 ? ((const int8_t *)r->b)[o] : ((const int16_t *)r->b)[o];
+        const int32_t y = mdfi_conv_res_value(r, v, b);
+        if (r->out_type == MDFI_CONV_S8) ((int8_t *)r->out)[o] = (int8_t)y;
+        else ((int16_t *)r->out)[o] = (int16_t)y;
+    }
 }
 
 /* The reference kernel: 4 rows x 8 positions, vpdpbusd's arithmetic in uint32. */
@@ -233,7 +245,7 @@ static void tile_ref(const q8_ctx *ctx, int32_t m0, int32_t t)
 }
 
 static const q8_kernel kerns_ref[] = {{4, 1, 8, tile_ref}};
-const q8_ops mdfi_q8_ops_ref = {"scalar8", 0, mdfi_q8_x4_ref, mdfi_q8_pack_ref, kerns_ref, 1, NULL, NULL};
+const q8_ops mdfi_q8_ops_ref = {"scalar8", 0, mdfi_q8_x4_ref, mdfi_q8_pack_ref, kerns_ref, 1, NULL, NULL, 0, 0};
 
 /* ---------------------------------------------------------------------------------------
  * Driver
@@ -250,6 +262,69 @@ typedef struct {
     const q8_ctx *ctx;
     mdfi_counter x4, x4_done, pack, pack_done, item;
 } q8_job;
+
+/* Per-row constants of the int32-lane epilogue (q8_rowc, mdfi_conv_q8.h). */
+static void prepare_rows(const q8_ctx *ctx, q8_rowc *rowc)
+{
+    for (int32_t m = 0; m < ctx->m; ++m) {
+        const int32_t s = ctx->shift[m];
+        rowc[m].s = 0;
+        rowc[m].bq = rowc[m].c = rowc[m].kd = 0;
+        if (!ctx->sum32 || s < 1 || s > 31) continue;
+        const mdfi_rqf k = mdfi_rqf_init(s, ctx->rounding);
+        const int64_t ab = ctx->bias[m] < 0 ? -ctx->bias[m] : ctx->bias[m];
+        if (ctx->bound + ab + k.half > (int64_t)INT32_MAX) continue;
+        rowc[m].bq = mdfi_q8_wrap((uint32_t)(uint64_t)ctx->bias[m] - (uint32_t)ctx->delta * (uint32_t)ctx->wsum[m] +
+                                  (uint32_t)k.half);
+        rowc[m].c = k.c;
+        rowc[m].kd = k.kd;
+        rowc[m].s = s;
+    }
+}
+
+/* Output index and lane mask of every vector of `lanes` grid positions (the mdfi_q8_lanes of
+ * each, walked without divisions): vi[g] = start | mask << 48. */
+static void prepare_vinfo(const q8_ctx *ctx, int32_t lanes, uint64_t *vi)
+{
+    const int64_t nv = (int64_t)ctx->ntiles * (ctx->nr / lanes);
+    const uint32_t full = (1u << lanes) - 1u;
+    if (!ctx->direct) {
+        for (int64_t g = 0; g < nv; ++g) {
+            const int64_t q = g * lanes, v = ctx->n - q;
+            const uint32_t mask = q >= ctx->n ? 0 : v >= lanes ? full : (1u << v) - 1u;
+            vi[g] = (uint64_t)(q < ctx->n ? q : ctx->n) | (uint64_t)mask << 48;
+        }
+        return;
+    }
+    const int32_t wps = ctx->wps, ow = ctx->ow;
+    int64_t oy = 0;
+    int32_t ox = 0;                       /* grid position of lane 0 of vector g */
+    for (int64_t g = 0; g < nv; ++g) {
+        uint32_t mask = 0;
+        int64_t start = ctx->n;
+        if (oy < ctx->oh) {
+            start = oy * ow + (ox < ow ? ox : ow);
+            int64_t y = oy;
+            int32_t x = ox;
+            for (int32_t l = 0; l < lanes && y < ctx->oh;) {
+                const int32_t valid = ow - x;
+                if (valid > 0) {
+                    const int32_t e = l + valid < lanes ? l + valid : lanes;
+                    mask |= (full >> (lanes - e)) & ~((1u << l) - 1u);
+                }
+                l += wps - x;
+                x = 0;
+                ++y;
+            }
+        }
+        vi[g] = (uint64_t)start | (uint64_t)mask << 48;
+        ox += lanes;
+        while (ox >= wps) {
+            ox -= wps;
+            ++oy;
+        }
+    }
+}
 
 #define X4_ITEM_BYTES (32 * 1024)
 
@@ -296,7 +371,8 @@ static void q8_worker(void *arg, int tid)
 void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w,
                   const int8_t *a4, const int8_t *at, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
                   void *out, int otype, int32_t ks, int32_t stride, int32_t pad, int32_t rounding,
-                  int32_t bits, int32_t act, int32_t sum32, int32_t nthreads, void *scratch)
+                  int32_t bits, int32_t act, int32_t sum32, int64_t bound, const mdfi_conv_residual *res,
+                  int32_t nthreads, void *scratch)
 {
     static q8_ctx zero;
     q8_ctx ctx = zero;
@@ -324,6 +400,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     ctx.bits = bits;
     ctx.act = act;
     ctx.sum32 = sum32;
+    ctx.bound = bound;
 
     /* kernel and mode with the smallest estimated cost */
     const q8_kernel *best = &ops->kerns[0];
@@ -368,9 +445,34 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     if (sum32)
         for (int32_t i = 0; i < m; ++i)  /* bias - delta*wsum modulo 2^32 */
             ctx.bq[i] = mdfi_q8_wrap((uint32_t)(uint64_t)bias[i] - (uint32_t)ctx.delta * (uint32_t)wsum[i]);
+    s += align_up((size_t)m * 4);
+    if (ops->fast_epi) {
+        q8_rowc *rowc = (q8_rowc *)(void *)s;
+        s += align_up((size_t)m * sizeof(q8_rowc));
+        prepare_rows(&ctx, rowc);
+        ctx.rowc = rowc;
+        uint64_t *vi = (uint64_t *)(void *)s;
+        prepare_vinfo(&ctx, best->lanes, vi);
+        ctx.vinfo = vi;
+    }
+    /* the epilogue's clamp: unless the narrowing saturates to the same range */
+    ctx.clamp = !((otype == MDFI_CONV_S8 && bits == 8) || bits == 16);
+    /* a fused shortcut: in the kernels' epilogue (8-bit a and b, shifts the int32 lanes take),
+     * else as a pass over the output afterwards */
+    ctx.res = res;
+    if (res != NULL && ops->native_res && ops->fast_epi && otype == MDFI_CONV_S8 && res->b_type == MDFI_CONV_S8 &&
+        ((res->shift >= 1 && res->shift <= 31) || (res->shift <= 0 && res->act != MDFI_ACT_LEAKY))) {
+        ctx.res_fast = 1;
+        ctx.clamp = 1;                    /* a is the stored (saturated) value */
+        ctx.res_left = res->shift <= 0;
+        ctx.res_lsh = ctx.res_left ? (-res->shift < 15 ? -res->shift : 15) : 0;
+        if (!ctx.res_left) ctx.resk = mdfi_rqf_init(res->shift, res->rounding);
+    }
 
     q8_job job;
     memset(&job, 0, sizeof job);
     job.ctx = &ctx;
     mdfi_pool_run(q8_worker, &job, nthreads);
+    if (res != NULL && !ctx.res_fast)
+        mdfi_conv_residual_pass(res, out, otype, (int64_t)m * ctx.n, ops != &mdfi_q8_ops_ref, nthreads);
 }

@@ -52,6 +52,7 @@
 
 #include "mdfi_conv.h"
 #include "mdfi_conv_internal.h"
+#include "mdfi_fixedpoint.h"
 
 #define Q8_MAX_KS 15                 /* kernels up to 15x15 (taps <= 225)  */
 #define Q8_MAX_TAPS (Q8_MAX_KS * Q8_MAX_KS)
@@ -61,6 +62,16 @@
 
 struct q8_ops;
 struct q8_kernel;
+
+/* Per output channel constants of the int32-lane epilogue (mdfi_fixedpoint.h, folded form):
+ *   bq = bias - delta*wsum + half (mod 2^32)     s = shift, or 0: the row takes the exact
+ *   c, kd: mdfi_rqf_init(s, rounding)               scalar store (mdfi_q8_store_one)
+ * A row is fast when sum32 holds, 1 <= s <= 31 and K*max|w|*max|x| + |bias| + half fits
+ * int32, so that t = acc + bq is the exact value S + bias + half.  The register tiles start
+ * their accumulators at bq (slow rows: 0), so they end holding t. */
+typedef struct {
+    int32_t bq, s, c, kd;
+} q8_rowc;
 
 typedef struct q8_ctx {
     /* input */
@@ -95,6 +106,16 @@ typedef struct q8_ctx {
     int64_t toff[Q8_MAX_TAPS];        /* byte offset of tap t in B                       */
     size_t xcs;                       /* the same two for X4 itself (direct mode: equal) */
     int64_t xoff[Q8_MAX_TAPS];
+    /* the int32-lane epilogue (filled by the driver when ops->fast_epi) */
+    const q8_rowc *rowc;              /* [M]                                             */
+    const uint64_t *vinfo;            /* [ntiles][NR / lanes]: output index | mask << 48  */
+    int32_t clamp;                    /* 1: clamp to [qmin, qmax] before narrowing        */
+    int64_t bound;                    /* K * max|w| * max|x|                             */
+    /* a fused shortcut (mdfi_conv2d_res), or NULL */
+    const mdfi_conv_residual *res;
+    int32_t res_fast;                 /* 1: the kernels' epilogue applies it              */
+    int32_t res_left, res_lsh;        /* shift <= 0 (not leaky): clamp to +-2^15, << lsh  */
+    mdfi_rqf resk;                    /* shift >= 1: folded constants                     */
     /* scratch */
     uint8_t *x4;                      /* X4                                              */
     uint8_t *bpk;                     /* packed B                                        */
@@ -124,6 +145,8 @@ typedef struct q8_ops {
     /* optional: layers these ops cannot run go to `fallback` (e.g. AMX needs C % 64 == 0) */
     int (*usable)(int32_t c, int32_t ks, int32_t stride);
     const struct q8_ops *fallback;
+    int32_t fast_epi;                 /* kernels use ctx->rowc / ctx->vinfo              */
+    int32_t native_res;               /* kernels apply ctx->res when ctx->res_fast        */
 } q8_ops;
 
 /* The portable reference ops (mdfi_conv_q8.c) and the SIMD twins. */
@@ -137,9 +160,10 @@ extern const q8_ops mdfi_q8_ops_amxsim;        /* the AMX kernel on a C model of
 int mdfi_q8_have_avxvnni_build(void);          /* compiler could build the VEX variant   */
 void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1);
 void mdfi_q8_pack_avx512(const q8_ctx *ctx, int32_t t, uint8_t *dst);
-/* the zmm epilogue of `rows` rows x nrv vectors of 16 int32 sums (tmp [rows][nrv*16]) */
+/* the zmm epilogue of `rows` rows x nrv vectors of 16 int32 sums (tmp [rows][nrv*16]); vi: the
+ * tile's ctx->vinfo entries */
 void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nrv, const int32_t *tmp,
-                         const uint32_t *mask, const int64_t *start);
+                         const uint64_t *vi);
 int mdfi_q8_have_amx_build(void);
 #endif
 #if MDFI_CONV_ARM
@@ -157,12 +181,14 @@ int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t
 void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w,
                   const int8_t *a4, const int8_t *at, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
                   void *out, int otype, int32_t ks, int32_t stride, int32_t pad, int32_t rounding,
-                  int32_t bits, int32_t act, int32_t sum32, int32_t nthreads, void *scratch);
+                  int32_t bits, int32_t act, int32_t sum32, int64_t bound, const mdfi_conv_residual *res,
+                  int32_t nthreads, void *scratch);
 
 /* Generic helpers shared by the kernels. */
 void mdfi_q8_x4_ref(const q8_ctx *ctx, int64_t r0, int64_t r1);
 void mdfi_q8_pack_ref(const q8_ctx *ctx, int32_t t, uint8_t *dst);
-/* Slow exact epilogue of one output element: acc (int32 lane) -> out[m][idx]. */
+/* Slow exact epilogue of one output element: acc (int32 lane) -> out[m][idx] (and the fused
+ * shortcut's output when ctx->res_fast). */
 void mdfi_q8_store_one(const q8_ctx *ctx, int32_t m, int64_t idx, int32_t acc);
 /* uint32 -> int32 modulo 2^32 (no implementation-defined conversion). */
 static inline int32_t mdfi_q8_wrap(uint32_t u)

@@ -231,8 +231,10 @@ QB_KERNEL(12, 2)
 #undef QB_LOADU
 #undef QB_SET1
 #undef QB_ZERO
+#undef QB_ADD
 #undef QB_STOREU
 #undef QB_KERNEL
+#undef QB_UNROLL
 
 /* ymm, AVX512-VNNI + VL (EVEX) -- the tested twin of the AVX-VNNI build below */
 #define QB_ATTR __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
@@ -251,8 +253,10 @@ QB_KERNEL(8, 1)
 #undef QB_LOADU
 #undef QB_SET1
 #undef QB_ZERO
+#undef QB_ADD
 #undef QB_STOREU
 #undef QB_KERNEL
+#undef QB_UNROLL
 
 #if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
 #define MDFI_HAVE_AVXVNNI_BUILD 1
@@ -273,24 +277,24 @@ int mdfi_q8_have_avxvnni_build(void) { return MDFI_HAVE_AVXVNNI_BUILD; }
 /* The zmm epilogue for other tiles (AMX): rows m0.. of tmp [rows][nrv*16]. */
 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nrv, const int32_t *tmp,
-                         const uint32_t *mask, const int64_t *start)
+                         const uint64_t *vi)
 {
-    for (int32_t r = 0; r < rows && m0 + r < ctx->m; ++r)
-        vnni512_epi_row(ctx, m0 + r, tmp + (size_t)r * (size_t)nrv * 16, nrv, mask, start);
+    vnni512_epi_tmp(ctx, m0, rows, nrv, tmp, vi, 1);
 }
 
 const q8_kernel mdfi_q8_kerns_vnni512[] = {{8, 3, 16, vnni512_tile_8x3}, {16, 1, 16, vnni512_tile_16x1},
                                      {12, 2, 16, vnni512_tile_12x2}};
-const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_avx512, mdfi_q8_kerns_vnni512, 3, NULL, NULL};
+const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_avx512, mdfi_q8_kerns_vnni512, 3, NULL, NULL,
+                                     1, 1};
 
 static const q8_kernel kerns256[] = {{4, 3, 8, vnni256_tile_4x3}, {8, 1, 8, vnni256_tile_8x1}};
-const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, pack_avx2, kerns256, 2, NULL, NULL};
+const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, pack_avx2, kerns256, 2, NULL, NULL, 1, 0};
 
 #if MDFI_HAVE_AVXVNNI_BUILD
 static const q8_kernel kernsvex[] = {{4, 3, 8, avxvnni_tile_4x3}, {8, 1, 8, avxvnni_tile_8x1}};
-const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, pack_avx2, kernsvex, 2, NULL, NULL};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, pack_avx2, kernsvex, 2, NULL, NULL, 1, 0};
 #else
-const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0, NULL, NULL};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0, NULL, NULL, 0, 0};
 #endif
 
 #else

@@ -22,6 +22,7 @@
 #define QB_LOADU(p) _mm512_loadu_si512((const void *)(p))
 #define QB_SET1(v) _mm512_set1_epi32(v)
 #define QB_ZERO() _mm512_setzero_si512()
+#define QB_ADD(a, b) _mm512_add_epi32(a, b)
 #define QB_STOREU(p, v) _mm512_storeu_si512((void *)(p), v)
 #else
 #define QB_VEC __m256i
@@ -29,6 +30,7 @@
 #define QB_LOADU(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define QB_SET1(v) _mm256_set1_epi32(v)
 #define QB_ZERO() _mm256_setzero_si256()
+#define QB_ADD(a, b) _mm256_add_epi32(a, b)
 #define QB_STOREU(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), v)
 #endif
 
@@ -45,84 +47,147 @@ static inline int32_t QB_NAME(ld32)(const int8_t *p)
     return v;
 }
 
-/* One row's NRV vectors of int32 sums -> requantized outputs of row m (mode and act are
- * constants in each instance, see epi_row). */
-QB_ATTR static inline __attribute__((always_inline)) void
-QB_NAME(epi_row_t)(const q8_ctx *ctx, int32_t m, const int32_t *row, int32_t nrv, const uint32_t *mask,
-                   const int64_t *start, const int32_t mode, const int32_t act)
-{
-    const size_t o = (size_t)m * (size_t)ctx->n;
+/* The epilogue, from registers (mdfi_fixedpoint.h, folded form): for a fast row (q8_rowc)
+ * t = acc + bq is the exact S + bias + half, requantized on int32 lanes, saturated by the
+ * narrowing (or clamped first), stored to the output lanes only (vinfo).  Slow rows go through
+ * the exact scalar store.  With a fused shortcut (ctx->res_fast, zmm only) the stored value a
+ * and b give a * 2^da + b * 2^db (|.| <= 2^24), requantized the same way (or, for shifts
+ * <= 0, clamped to +-2^15 and shifted left: see mdfi_requantize8_avx2). */
+typedef struct {
+    QB_VEC bq, c, kd;
+    __m128i s;
+} QB_NAME(rowk);
+
 #if QB_WIDTH == 512
-    mdfi_rq32_avx512 q;
-    mdfi_rq32_init_avx512(&q, ctx->shift[m], mode, ctx->bits);
-    const __m512i bq = _mm512_set1_epi32(ctx->bq[m]);
-    /* 8-bit outputs of int8 and 16-bit outputs of int16: the narrowing saturates (vpmovsdb,
-     * vpmovsdw), so the clamp is skipped */
-    const int satnarrow = (ctx->otype == MDFI_CONV_S8 && ctx->bits == 8) || ctx->bits == 16;
-    for (int32_t v = 0; v < nrv; ++v) {
-        if (mask[v] == 0) continue;
-        const __m512i a = _mm512_add_epi32(_mm512_loadu_si512((const void *)(row + v * 16)), bq);
-        const __m512i r = satnarrow ? mdfi_requantize16_i32_noclamp_avx512(a, &q, mode, act)
-                                    : mdfi_requantize16_i32_avx512(a, &q, mode, act);
-        const size_t at = o + (size_t)start[v];
-        if (mask[v] == 0xffffu) {
-            if (ctx->otype == MDFI_CONV_S8) _mm_storeu_si128((__m128i *)(void *)((int8_t *)ctx->out + at), _mm512_cvtsepi32_epi8(r));
-            else _mm256_storeu_si256((__m256i *)(void *)((int16_t *)ctx->out + at), _mm512_cvtsepi32_epi16(r));
-        } else {
-            const __m512i c = _mm512_maskz_compress_epi32((__mmask16)mask[v], r);
-            const __mmask16 st = (__mmask16)((1u << __builtin_popcount(mask[v])) - 1u);
-            if (ctx->otype == MDFI_CONV_S8) _mm_mask_storeu_epi8((int8_t *)ctx->out + at, st, _mm512_cvtsepi32_epi8(c));
-            else _mm256_mask_storeu_epi16((int16_t *)ctx->out + at, st, _mm512_cvtsepi32_epi16(c));
-        }
+QB_ATTR static inline __attribute__((always_inline)) void
+QB_NAME(res_vec)(const q8_ctx *ctx, size_t at, __m512i a, __mmask16 st)
+{
+    const mdfi_conv_residual *rs = ctx->res;
+    const __m512i b = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(st, (const int8_t *)rs->b + at));
+    __m512i v = _mm512_add_epi32(_mm512_sll_epi32(a, _mm_cvtsi32_si128(rs->da)),
+                                 _mm512_sll_epi32(b, _mm_cvtsi32_si128(rs->db)));
+    if (ctx->res_left) {
+        if (rs->act == MDFI_ACT_RELU) v = _mm512_max_epi32(v, _mm512_setzero_si512());
+        v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(-(1 << 15))), _mm512_set1_epi32(1 << 15));
+        v = _mm512_sll_epi32(v, _mm_cvtsi32_si128(ctx->res_lsh));
+    } else {
+        const __m512i t = _mm512_add_epi32(v, _mm512_set1_epi32(ctx->resk.half));
+        const __m128i s = _mm_cvtsi32_si128(rs->shift);
+        const __m512i c = _mm512_set1_epi32(ctx->resk.c), kd = _mm512_set1_epi32(ctx->resk.kd);
+        v = rs->act == MDFI_ACT_LEAKY ? mdfi_rqf16_avx512(t, s, c, kd, MDFI_ACT_LEAKY)
+          : rs->act == MDFI_ACT_RELU ? mdfi_rqf16_avx512(t, s, c, kd, MDFI_ACT_RELU)
+                                     : mdfi_rqf16_avx512(t, s, c, kd, MDFI_ACT_LINEAR);
     }
+    v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(mdfi_qmin(rs->bits))),
+                         _mm512_set1_epi32(mdfi_qmax(rs->bits)));
+    if (rs->out_type == MDFI_CONV_S8) _mm_mask_storeu_epi8((int8_t *)rs->out + at, st, _mm512_cvtepi32_epi8(v));
+    else _mm256_mask_storeu_epi16((int16_t *)rs->out + at, st, _mm512_cvtepi32_epi16(v));
+}
+#endif
+
+QB_ATTR static inline __attribute__((always_inline)) void
+QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, uint64_t info, const int32_t act)
+{
+    const uint32_t mask = (uint32_t)(info >> 48);
+    if (mask == 0) return;
+    const size_t at = o + (size_t)(info & (((uint64_t)1 << 48) - 1));
+#if QB_WIDTH == 512
+    __m512i r = mdfi_rqf16_avx512(t, k->s, k->c, k->kd, act);
+    __mmask16 st = 0xffff;
+    if (mask != 0xffffu) {
+        r = _mm512_maskz_compress_epi32((__mmask16)mask, r);
+        st = (__mmask16)((1u << __builtin_popcount(mask)) - 1u);
+    }
+    if (ctx->clamp)
+        r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(mdfi_qmin(ctx->bits))),
+                             _mm512_set1_epi32(mdfi_qmax(ctx->bits)));
+    if (ctx->otype == MDFI_CONV_S8) {
+        if (st == 0xffff) _mm_storeu_si128((__m128i *)(void *)((int8_t *)ctx->out + at), _mm512_cvtsepi32_epi8(r));
+        else _mm_mask_storeu_epi8((int8_t *)ctx->out + at, st, _mm512_cvtsepi32_epi8(r));
+    } else {
+        if (st == 0xffff) _mm256_storeu_si256((__m256i *)(void *)((int16_t *)ctx->out + at), _mm512_cvtsepi32_epi16(r));
+        else _mm256_mask_storeu_epi16((int16_t *)ctx->out + at, st, _mm512_cvtsepi32_epi16(r));
+    }
+    if (ctx->res_fast) QB_NAME(res_vec)(ctx, at, r, st);
 #else
-    mdfi_rq32_avx2 q;
-    mdfi_rq32_init_avx2(&q, ctx->shift[m], mode, ctx->bits);
-    const __m256i bq = _mm256_set1_epi32(ctx->bq[m]);
-    for (int32_t v = 0; v < nrv; ++v) {
-        if (mask[v] == 0) continue;
-        const __m256i r = mdfi_requantize8_i32_avx2(
-            _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(row + v * 8)), bq), &q, mode, act);
-        const size_t at = o + (size_t)start[v];
-        const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-        if (mask[v] == 0xffu) {
-            if (ctx->otype == MDFI_CONV_S8) _mm_storel_epi64((__m128i *)(void *)((int8_t *)ctx->out + at), _mm_packs_epi16(w, w));
-            else _mm_storeu_si128((__m128i *)(void *)((int16_t *)ctx->out + at), w);
-        } else {
-            int16_t tv[8];
-            _mm_storeu_si128((__m128i *)(void *)tv, w);
-            size_t k = at;
-            for (int l = 0; l < 8; ++l)
-                if (mask[v] & (1u << l)) {
-                    if (ctx->otype == MDFI_CONV_S8) ((int8_t *)ctx->out)[k++] = (int8_t)tv[l];
-                    else ((int16_t *)ctx->out)[k++] = tv[l];
-                }
-        }
+    __m256i r = mdfi_rqf8_avx2(t, k->s, k->c, k->kd, act);
+    if (ctx->clamp)
+        r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(mdfi_qmin(ctx->bits))),
+                             _mm256_set1_epi32(mdfi_qmax(ctx->bits)));
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    if (mask == 0xffu) {
+        if (ctx->otype == MDFI_CONV_S8) _mm_storel_epi64((__m128i *)(void *)((int8_t *)ctx->out + at), _mm_packs_epi16(w, w));
+        else _mm_storeu_si128((__m128i *)(void *)((int16_t *)ctx->out + at), w);
+    } else {
+        /* without the clamp, the narrowing saturates: int32 -> int16 (w), int16 -> int8 (tb) */
+        int16_t tv[8];
+        int8_t tb[16];
+        _mm_storeu_si128((__m128i *)(void *)tv, w);
+        _mm_storeu_si128((__m128i *)(void *)tb, _mm_packs_epi16(w, w));
+        size_t kk = at;
+        for (int l = 0; l < 8; ++l)
+            if (mask & (1u << l)) {
+                if (ctx->otype == MDFI_CONV_S8) ((int8_t *)ctx->out)[kk++] = tb[l];
+                else ((int16_t *)ctx->out)[kk++] = tv[l];
+            }
     }
 #endif
 }
 
-QB_ATTR static void QB_NAME(epi_row)(const q8_ctx *ctx, int32_t m, const int32_t *row, int32_t nrv,
-                                     const uint32_t *mask, const int64_t *start)
+/* A slow row (its sums are raw: bq = 0): the exact scalar store of every output lane. */
+QB_ATTR static void QB_NAME(epi_slow)(const q8_ctx *ctx, int32_t m, const int32_t *row, int32_t nrv,
+                                      const uint64_t *vi)
 {
-    if (!mdfi_q8_row_fast(ctx, m)) {
-        for (int32_t v = 0; v < nrv; ++v) {
-            int64_t idx = start[v];
-            for (int l = 0; l < QB_LANES; ++l)
-                if (mask[v] & (1u << l)) mdfi_q8_store_one(ctx, m, idx++, row[v * QB_LANES + l]);
+    for (int32_t v = 0; v < nrv; ++v) {
+        const uint32_t mask = (uint32_t)(vi[v] >> 48);
+        int64_t idx = (int64_t)(vi[v] & (((uint64_t)1 << 48) - 1));
+        for (int l = 0; l < QB_LANES; ++l)
+            if (mask & (1u << l)) mdfi_q8_store_one(ctx, m, idx++, row[v * QB_LANES + l]);
+    }
+}
+
+/* The epilogue of rows m0 .. m0+R-1 whose sums are in tmp [R][V * LANES] (the register tiles
+ * store their accumulators there, to L1: a few stores per vector, and a compact epilogue).
+ * addbq: the sums are raw (AMX), else they started at bq (the register tiles). */
+QB_ATTR static inline __attribute__((always_inline)) void
+QB_NAME(epi_tmp_t)(const q8_ctx *ctx, int32_t m0, int32_t R, int32_t V, const int32_t *tmp, const uint64_t *vi,
+                   const int32_t act, const int addbq)
+{
+    for (int32_t r = 0; r < R; ++r) {
+        const int32_t m = m0 + r;
+        if (m >= ctx->m) break;
+        const int32_t *row = tmp + (size_t)r * (size_t)V * QB_LANES;
+        const q8_rowc *rc = ctx->rowc + m;
+        if (rc->s == 0) {
+            QB_NAME(epi_slow)(ctx, m, row, V, vi);
+            continue;
         }
-        return;
+        QB_NAME(rowk) k;
+        k.bq = QB_SET1(rc->bq);
+        k.c = QB_SET1(rc->c);
+        k.kd = QB_SET1(rc->kd);
+        k.s = _mm_cvtsi32_si128(rc->s);
+        const size_t o = (size_t)m * (size_t)ctx->n;
+        for (int32_t v = 0; v < V; ++v) {
+            QB_VEC t = QB_LOADU(row + v * QB_LANES);
+            if (addbq) t = QB_ADD(t, k.bq);
+            QB_NAME(epi_vec)(ctx, o, t, &k, vi[v], act);
+        }
     }
-#define QB_EPI(MODE, ACT) QB_NAME(epi_row_t)(ctx, m, row, nrv, mask, start, MODE, ACT); break;
-    switch (ctx->rounding * 3 + ctx->act) {
-    case 0: QB_EPI(MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
-    case 1: QB_EPI(MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY)
-    case 2: QB_EPI(MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
-    case 3: QB_EPI(MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
-    case 4: QB_EPI(MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
-    default: QB_EPI(MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
+}
+
+QB_ATTR static void QB_NAME(epi_tmp)(const q8_ctx *ctx, int32_t m0, int32_t R, int32_t V, const int32_t *tmp,
+                                     const uint64_t *vi, const int addbq)
+{
+    if (addbq) {
+        if (ctx->act == MDFI_ACT_LEAKY) QB_NAME(epi_tmp_t)(ctx, m0, R, V, tmp, vi, MDFI_ACT_LEAKY, 1);
+        else if (ctx->act == MDFI_ACT_RELU) QB_NAME(epi_tmp_t)(ctx, m0, R, V, tmp, vi, MDFI_ACT_RELU, 1);
+        else QB_NAME(epi_tmp_t)(ctx, m0, R, V, tmp, vi, MDFI_ACT_LINEAR, 1);
+    } else {
+        if (ctx->act == MDFI_ACT_LEAKY) QB_NAME(epi_tmp_t)(ctx, m0, R, V, tmp, vi, MDFI_ACT_LEAKY, 0);
+        else if (ctx->act == MDFI_ACT_RELU) QB_NAME(epi_tmp_t)(ctx, m0, R, V, tmp, vi, MDFI_ACT_RELU, 0);
+        else QB_NAME(epi_tmp_t)(ctx, m0, R, V, tmp, vi, MDFI_ACT_LINEAR, 0);
     }
-#undef QB_EPI
 }
 
 /* The register tile MRV rows x NRVV vectors. */
@@ -131,8 +196,10 @@ QB_ATTR static void QB_NAME(tile_##MRV##x##NRVV)(const q8_ctx *ctx, int32_t m0, 
 {                                                                                                 \
     enum { R = MRV, V = NRVV, G = MRV / 4 };                                                      \
     QB_VEC acc[R][V];                                                                             \
-    QB_UNROLL for (int r = 0; r < R; ++r)                                                         \
-        QB_UNROLL for (int v = 0; v < V; ++v) acc[r][v] = QB_ZERO();                              \
+    QB_UNROLL for (int r = 0; r < R; ++r) {                                                       \
+        const QB_VEC bq0 = QB_SET1(m0 + r < ctx->m ? ctx->rowc[m0 + r].bq : 0);                   \
+        QB_UNROLL for (int v = 0; v < V; ++v) acc[r][v] = bq0;                                    \
+    }                                                                                             \
     const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \
     const int8_t *ag[G];                                                                          \
     QB_UNROLL for (int g = 0; g < G; ++g) ag[g] = mdfi_q8_agroup(ctx, m0 + 4 * g);               \
@@ -153,12 +220,8 @@ QB_ATTR static void QB_NAME(tile_##MRV##x##NRVV)(const q8_ctx *ctx, int32_t m0, 
                 }                                                                                 \
         }                                                                                         \
     }                                                                                             \
-    int32_t tmp[R][V * QB_LANES];                                                                 \
+    int32_t tmp[R][V * QB_LANES] __attribute__((aligned(64)));                                    \
     QB_UNROLL for (int r = 0; r < R; ++r)                                                         \
         QB_UNROLL for (int v = 0; v < V; ++v) QB_STOREU(&tmp[r][v * QB_LANES], acc[r][v]);        \
-    uint32_t mask[V];                                                                             \
-    int64_t start[V];                                                                             \
-    const int64_t q0 = (int64_t)t * ctx->nr;                                                      \
-    for (int v = 0; v < V; ++v) mask[v] = mdfi_q8_lanes(ctx, q0 + v * QB_LANES, QB_LANES, &start[v]); \
-    for (int r = 0; r < R && m0 + r < ctx->m; ++r) QB_NAME(epi_row)(ctx, m0 + r, tmp[r], V, mask, start); \
+    QB_NAME(epi_tmp)(ctx, m0, R, V, &tmp[0][0], ctx->vinfo + (size_t)t * V, 0);                                              \
 }

@@ -91,6 +91,39 @@ static inline int32_t mdfi_requantize(int64_t acc, int32_t shift, int32_t mode, 
     return mdfi_saturate(mdfi_shift_round(acc, shift, mode), bits);
 }
 
+/* ---- the folded int32-lane form (SIMD epilogues) -----------------------------------------
+ * For a shift 1 <= s <= 31 and an exact int32 t = a + half, where half = 2^(s-1) (half_up) or
+ * 0 (truncate) -- the caller adds half to the bias once per channel, and checks that
+ * |a| + half fits int32 --, the SIMD twins (mdfi_rqf16_avx512, mdfi_rqf8_avx2) compute
+ * mdfi_requantize(a, s, mode, bits, act) before saturation with int32 operations only:
+ *   R(a / 2^s) = t >> s                                         (floor((a + half) / 2^s))
+ *   relu:  max(t >> s, 0)            (R is monotonic and R(0) = 0, so R(max(a,0)/2^s) = max(R(a/2^s), 0))
+ *   leaky: max(t >> s, n), n = R(3277 a / 2^(s+15)) = floor((3277 a + H) / 2^(s+15)) with
+ *          H = 2^(s+14) (half_up) or 0.  With t = th*2^16 + tl (th = t >> 16, 0 <= tl < 2^16,
+ *          tl' = tl - 2^15 in [-2^15, 2^15)) and E = H - 3277 half = 29491*2^(s-1) (half_up)
+ *          or 0:  3277 a + H = 3277 t + E = 2^15 (6554 th + c) + (3277 tl' + d), where
+ *          E + 3277*2^15 = c*2^15 + d (0 <= d < 2^15), so by nested floors
+ *              n = ((6554 th + c) + ((3277 tl' + d) >> 15)) >> s             (exact)
+ *          |6554 th| <= 6554*2^15 < 2^28, 3277 <= c < 2^30, |(3277 tl' + d) >> 15| <= 3277:
+ *          no int32 overflow.  th and tl' are int16 halves of t (tl' = low half XOR 0x8000), so
+ *          both products are vpmaddwd lanes: (tl, th) . (0, 6554) and (tl', 1) . (3277, d).
+ *          max(r, n) is the leaky result because 3277 a / 2^15 <= a exactly when a >= 0.
+ * mdfi_rqf_init gives half, c and kd = 3277 | d << 16 (the vpmaddwd multiplier pair (3277, d)). */
+typedef struct {
+    int32_t half, c, kd;
+} mdfi_rqf;
+
+static inline mdfi_rqf mdfi_rqf_init(int32_t s, int32_t mode)
+{
+    mdfi_rqf k;
+    const int half_up = mode == MDFI_ROUND_HALF_UP;
+    const int64_t e = half_up ? (int64_t)29491 * (((int64_t)1) << (s - 1)) : 0;   /* < 2^45 */
+    k.half = half_up ? (int32_t)(((int64_t)1) << (s - 1)) : 0;
+    k.c = (int32_t)(e >> 15) + MDFI_LEAKY_MULT;                 /* e >= 0: a plain shift */
+    k.kd = MDFI_LEAKY_MULT | (int32_t)((e & 0x7fff) << 16);
+    return k;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,9 +34,13 @@ def _dtype(fmt) -> np.dtype:
 class CRunner:
     """Runs a :class:`QuantizedModel` with the C kernels on ``threads`` threads."""
 
-    def __init__(self, qmodel: QuantizedModel, threads: int = 1):
+    def __init__(self, qmodel: QuantizedModel, threads: int = 1, fuse: bool = False):
         self.qmodel = qmodel
         self.threads = int(threads)
+        # convolution index -> the [shortcut] fused into it (``fuse=True``; off by default: it
+        # measured no faster on the development machine, docs/performance.md)
+        self.fused = self._plan_fusion() if fuse else {}
+        self._fused_steps = {}
         self._lock = threading.Lock()
         self.steps: List[Callable] = []
         scratch = 0
@@ -56,6 +60,33 @@ class CRunner:
             self.steps.append(getattr(self, f"_plan_{ql.kind}")(ql))
         self.out_dtypes = self._out_dtypes()
         self._plan_buffers()
+
+    def _plan_fusion(self) -> dict:
+        """Convolutions whose output only a directly following [shortcut] reads (its first
+        input, same shape as its other input and output, no table activation on either,
+        activations of at most 16 bits): the convolution computes the shortcut in its
+        epilogue (``_conv.conv2d(residual=...)``, mdfi_conv2d_res), whose value is that of the
+        separate shortcut kernel -- the same requantize of the same exact aligned sum.  The
+        convolution's own output is still written (hooks and keep="all" see it)."""
+        qls = self.qmodel.layers
+        readers = self.qmodel.network.consumers()
+        heads = {l.index for l in self.qmodel.network.output_layers()}
+        fused = {}
+        for ql in qls[:-1]:
+            i = ql.index
+            sc = qls[i + 1]
+            if ql.kind != "convolutional" or sc.kind != "shortcut" or getattr(ql, "lut", False) or \
+                    getattr(sc, "lut", False) or i in heads or readers.get(i) != [i + 1]:
+                continue
+            l = sc.layer
+            if list(sc.inputs[:1]) != [i] or len(sc.inputs) != 2 or sc.inputs[1] in (i, -1) or \
+                    any(tuple(shp) != tuple(l.out_shape) for shp in l.in_shapes) or \
+                    tuple(ql.layer.out_shape) != tuple(l.out_shape):
+                continue
+            if any(f.bits > 16 or not f.signed for f in list(sc.in_fmts) + [sc.out_fmt, ql.out_fmt]):
+                continue
+            fused[i] = i + 1
+        return fused
 
     def _out_dtypes(self) -> List[np.dtype]:
         """Storage dtype of every layer's output (pools and copies keep their input's)."""
@@ -77,6 +108,13 @@ class CRunner:
         last = self.qmodel.network.last_use()
         self._heads = {l.index for l in self.qmodel.network.output_layers()}
         self._last = last
+        # a fused convolution writes its shortcut's output while it reads its own input: that
+        # input stays allocated until the shortcut's output has its buffer
+        last = dict(last)
+        for i, j in self.fused.items():
+            for k in qls[i].inputs:
+                if last.get(k) == i:
+                    last[k] = j
         free: List[np.ndarray] = []
         bufs: List[Optional[np.ndarray]] = [None] * len(qls)
         self._views: List[Optional[np.ndarray]] = [None] * len(qls)
@@ -129,6 +167,17 @@ class CRunner:
 
         def step(xs, out):
             _conv.conv2d(xs[0], packed, bias, shift, out, scratch=self.scratch, **kw)
+        j = self.fused.get(ql.index)
+        if j is not None:
+            sc = self.qmodel.layers[j]
+            fa, fb = (f.frac for f in sc.in_fmts)
+            rargs = (sc.sum_frac - fa, sc.sum_frac - fb, sc.shift, fp.rounding_code(sc.rounding), sc.out_fmt.bits,
+                     ACT_CODES[sc.layer.activation])
+
+            def fstep(xs, out, b, rout):
+                _conv.conv2d(xs[0], packed, bias, shift, out, scratch=self.scratch, residual=(b, rout) + rargs,
+                             **kw)
+            self._fused_steps[ql.index] = fstep
         return self._then_table(ql, step) if lut else step
 
     def _plan_maxpool(self, ql):
@@ -250,18 +299,39 @@ class CRunner:
              hook: Optional[Callable[[int, np.ndarray], None]]) -> List[Optional[np.ndarray]]:
         qls = self.qmodel.layers
         outs: List[Optional[np.ndarray]] = [None] * len(qls)
+        fused, fsteps = self.fused, self._fused_steps
         if keep == "needed" and hook is None:
             views, heads = self._views, self._heads
             for ql, step in zip(qls, self.steps):
                 i = ql.index
+                if outs[i] is not None:             # a shortcut its convolution computed
+                    continue
                 out = self.new_output(i) if i in heads else views[i]
-                step([x if j == -1 else outs[j] for j in ql.inputs], out)
+                xs = [x if j == -1 else outs[j] for j in ql.inputs]
+                j = fused.get(i)
+                if j is None:
+                    step(xs, out)
+                else:
+                    rout = self.new_output(j) if j in heads else views[j]
+                    fsteps[i](xs, out, outs[qls[j].inputs[1]], rout)
+                    outs[j] = rout
                 outs[i] = out
             return [o if i in heads else None for i, o in enumerate(outs)]
         net, last = self.qmodel.network, (self._last if keep == "needed" else {})
+        pending = {}
         for ql, step in zip(qls, self.steps):
-            out = self.new_output(ql.index)
-            step([x if i == -1 else outs[i] for i in ql.inputs], out)
+            i = ql.index
+            if i in pending:
+                out = pending.pop(i)
+            else:
+                out = self.new_output(i)
+                xs = [x if k == -1 else outs[k] for k in ql.inputs]
+                j = fused.get(i)
+                if j is None:
+                    step(xs, out)
+                else:
+                    pending[j] = self.new_output(j)
+                    fsteps[i](xs, out, outs[qls[j].inputs[1]], pending[j])
             outs[ql.index] = out
             if hook is not None:
                 hook(ql.index, out)

@@ -24,5 +24,5 @@ for so in mdfi/_ext/*.so; do
     grep -q libasan <<<"$libs" && grep -q libubsan <<<"$libs" || { echo "$so is not instrumented" >&2; exit 1; }
 done
 echo "all extensions link libasan and libubsan"
-python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_kernel_conv.py tests/test_kernel_q8.py tests/test_cengine.py tests/test_pixels.py \
+python -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_kernel_conv.py tests/test_kernel_q8.py tests/test_conv_residual.py tests/test_cengine.py tests/test_pixels.py \
     tests/test_overflow.py tests/test_float_darknet.py "$@"

@@ -98,9 +98,29 @@ def yolov3_small():
 @pytest.mark.parametrize("path", _conv.PATHS)
 def test_yolov3_generated_every_path(path, yolov3_small):
     qm, x, ref = yolov3_small
-    out = _on_path(path, lambda: CRunner(qm, 3).run(x))
+    # with the 23 shortcuts fused into their convolutions (the unfused steps: every other test)
+    out = _on_path(path, lambda: CRunner(qm, 3, fuse=True).run(x))
     bad = [i for i, (a, b) in enumerate(zip(ref, out)) if not np.array_equal(a, b)]
     assert not bad, f"{path}: layers differ: {bad}"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_yolov3_fused_shortcuts(yolov3_small, threads):
+    """With fuse=True each of yolov3's 23 shortcuts runs in its convolution's epilogue
+    (CRunner.fused); the planned buffers of keep="needed" (twice: reused) and the hook path
+    give the reference."""
+    qm, x, ref = yolov3_small
+    runner = CRunner(qm, threads, fuse=True)
+    assert len(runner.fused) == 23 and all(qm.layers[j].kind == "shortcut" for j in runner.fused.values())
+    assert CRunner(qm, threads).fused == {}
+    heads = [l.index for l in qm.network.output_layers()]
+    for _ in range(2):
+        out = runner.run(x, keep="needed")
+        assert all(np.array_equal(out[i], ref[i]) for i in heads)
+    seen = {}
+    runner.run(x, keep="needed", hook=lambda i, o: seen.__setitem__(i, o.copy()))
+    assert sorted(seen) == list(range(len(ref)))
+    assert not [i for i in seen if not np.array_equal(seen[i], ref[i])]
 
 
 @pytest.fixture(scope="module")

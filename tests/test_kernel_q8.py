@@ -30,6 +30,12 @@ Q8_PATHS = [p for p in _conv.PATHS if _conv.q8_tiles(p)]
 def need(path):
     if path not in AVAILABLE:
         pytest.skip(f"{path}: needs {FEATURES[path]}; this CPU/build has: {_conv.cpu_features()}")
+    # a path that fails its start-up self-check would silently run another one
+    before = _conv.simd_path()
+    try:
+        assert _conv.set_simd_path(path) == path, f"{path} failed its start-up self-check"
+    finally:
+        _conv.set_simd_path(before)
 
 
 @pytest.fixture(autouse=True)

@@ -213,8 +213,55 @@ def scratch_bytes(c, h, w, m, ksize, stride, pad, nthreads):
     return n
 
 
+cdef int _residual_arg(residual, out, mdfi_conv_residual *r) except -1:
+    """Check the fused shortcut (b, res_out, da, db, shift, rounding, bits, act) against out."""
+    if not isinstance(residual, tuple) or len(residual) != 8:
+        raise ShapeError("conv: residual must be (b, out, da, db, shift, rounding, bits, act)")
+    b, o2, da, db, sh, rnd, bits, act = residual
+    _check_array(b, "residual input", 3, (np.int8, np.int16))
+    _check_array(o2, "residual output", 3, (np.int8, np.int16))
+    if b.shape != out.shape or o2.shape != out.shape:
+        raise ShapeError(f"conv: residual arrays must have the output's shape {out.shape}, got {b.shape} and {o2.shape}")
+    if not o2.flags.writeable:
+        raise ShapeError("conv: residual output is read-only")
+    if np.shares_memory(o2, out) or np.shares_memory(o2, b) or np.shares_memory(b, out):
+        raise ShapeError("conv: residual input, residual output and output must not overlap")
+    da, db, sh = _as_int(da, "residual da"), _as_int(db, "residual db"), _as_int(sh, "residual shift")
+    rnd, bits, act = _as_int(rnd, "residual rounding"), _as_int(bits, "residual bits"), _as_int(act, "residual act")
+    if not (0 <= da <= 16 and 0 <= db <= 16):
+        raise ShapeError(f"conv: residual alignment shifts {da}, {db} outside 0..16")
+    if not MDFI_MIN_SHIFT <= sh <= MDFI_MAX_SHIFT:
+        raise ShapeError(f"conv: residual shift {sh} outside [{MDFI_MIN_SHIFT}, {MDFI_MAX_SHIFT}]")
+    if not MIN_BITS <= bits <= MAX_BITS or (o2.dtype == np.int8 and bits > 8):
+        raise ShapeError(f"conv: residual bits {bits} do not fit a {o2.dtype} output")
+    if rnd not in (MDFI_ROUND_HALF_UP, MDFI_ROUND_TRUNCATE) or act not in (MDFI_ACT_LINEAR, MDFI_ACT_LEAKY, MDFI_ACT_RELU):
+        raise ShapeError("conv: unknown residual rounding or activation code")
+    cdef const int8_t[:, :, ::1] b8
+    cdef const int16_t[:, :, ::1] b16
+    cdef int8_t[:, :, ::1] o8
+    cdef int16_t[:, :, ::1] o16
+    if b.dtype == np.int8:
+        b8 = b
+        r.b = &b8[0, 0, 0]
+        r.b_type = MDFI_CONV_S8
+    else:
+        b16 = b
+        r.b = &b16[0, 0, 0]
+        r.b_type = MDFI_CONV_S16
+    if o2.dtype == np.int8:
+        o8 = o2
+        r.out = &o8[0, 0, 0]
+        r.out_type = MDFI_CONV_S8
+    else:
+        o16 = o2
+        r.out = &o16[0, 0, 0]
+        r.out_type = MDFI_CONV_S16
+    r.da, r.db, r.shift, r.rounding, r.bits, r.act = da, db, sh, rnd, bits, act
+    return 0
+
+
 def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bits, act,
-           acc64, nthreads=1, scratch=None, simd=None):
+           acc64, nthreads=1, scratch=None, simd=None, residual=None):
     """Integer convolution + bias + requantize/activation/saturate, in place into ``out``.
 
     x: (C, H, W) uint8/int8/int16; packed: from :func:`pack_weights`; bias: (M,) int64;
@@ -223,7 +270,10 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
     linear 0, leaky 1, relu 2).  ``acc64``: 0 = int32 accumulation (the caller guarantees
     |sum| + |bias| < 2**31), 1 = int64.  ``scratch``: 1-D uint8 of at least
     :func:`scratch_bytes` bytes (allocated per call when None).  ``simd``: None (default
-    path), "auto" or a name of PATHS.  Bit-identical to conv2d_int_ref.
+    path), "auto" or a name of PATHS.  Bit-identical to conv2d_int_ref.  ``residual``: a
+    shortcut fused into the convolution, ``(b, res_out, da, db, shift, rounding, bits, act)``:
+    res_out (the output's shape, int8/int16) receives ``requantize(out * 2**da + b * 2**db,
+    shift, ...)`` with ``out`` as stored (docs/fixed-point.md section 6); ``out`` is written too.
     """
     # -- codes -------------------------------------------------------------------------
     ksize = _as_int(ksize, "ksize")
@@ -341,15 +391,23 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
         op = &o16[0, 0, 0]
         otype = MDFI_CONV_S16
 
+    cdef mdfi_conv_residual res
+    cdef const mdfi_conv_residual *resp = NULL
+    if residual is not None:
+        _residual_arg(residual, out, &res)
+        resp = &res
+        if np.shares_memory(residual[1], x) or np.shares_memory(out, x):
+            raise ShapeError("conv: outputs must not overlap the input")
+
     cdef int64_t x_count = x.size, out_count = out.size, npacked = pv.shape[0]
     cdef int64_t nscratch = scv.shape[0]
     cdef int32_t iacc64 = acc64, iks = ksize, istride = stride, ipad = pad
     cdef int32_t iround = rounding, ibits = out_bits, iact = act, inth = nthreads
     cdef int rc
     with nogil:
-        rc = mdfi_conv2d(xp, xtype, c, h, w, x_count, &pv[0], npacked, &bv[0], &sv[0], m,
-                         op, otype, out_count, iks, istride, ipad, iround, ibits, iact,
-                         iacc64, inth, path, &scv[0], nscratch)
+        rc = mdfi_conv2d_res(xp, xtype, c, h, w, x_count, &pv[0], npacked, &bv[0], &sv[0], m,
+                             op, otype, out_count, iks, istride, ipad, iround, ibits, iact,
+                             iacc64, inth, path, &scv[0], nscratch, resp)
     if rc != 0:
         raise ShapeError(f"conv: {mdfi_conv_strerror(rc).decode()} (input {x.shape} "
                          f"{x.dtype}, weights {(m, c, pk, pk)} {'int8' if wtype == MDFI_CONV_S8 else 'int16'})")
