@@ -4,11 +4,14 @@
     python benchmarks/bench_accuracy.py                      # the table of docs/quantization.md
     python benchmarks/bench_accuracy.py --split val          # the method-selection photos
     python benchmarks/bench_accuracy.py --method old         # before the bias fixes
-    python benchmarks/bench_accuracy.py --make-decisions mdfi/data/yolov3-tiny.decisions.json
+    python benchmarks/bench_accuracy.py --make-decisions mdfi/data/yolov3-tiny.decisions.json \
+        --layer-abits 0=16,10=16,14=16,21=16          # also the entry of the wide-activation variant
+    python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
 
 Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / val / test,
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
-never used to calibrate or to choose anything) unless ``--split val``.  ``--make-decisions``
+never used to calibrate or to choose anything) unless ``--split val`` (or ``val,test``: each
+model built once, evaluated on both).  ``--make-decisions``
 derives the recipe's shipped decisions (formats searched by their effect on the heads,
 head bias shifts) from the ``calib`` photos only.
 
@@ -77,7 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"),
                     help="where the photo sets are (built by accuracy_images.py if absent)")
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"), help="float-path cache")
-    ap.add_argument("--split", default="test", choices=("val", "test"))
+    ap.add_argument("--split", default="test", choices=("val", "test", "val,test"),
+                    help="val,test: each model (built once) evaluated on both")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--method", default="recipe", choices=("recipe", "old", "gptq"),
                     help="recipe: the shipped recipe (routes unified, shipped decisions); old: before the bias "
@@ -85,6 +89,12 @@ def main(argv=None) -> int:
                          "calib photos (minutes per width)")
     ap.add_argument("--make-decisions", metavar="OUT.json", help="derive the recipe decisions from the calib photos")
     ap.add_argument("--decision-configs", default="w8a8")
+    ap.add_argument("--layer-abits", default=None, metavar="I=BITS,...",
+                    help="wider activations at these layers' outputs (e.g. 0=16,10=16,14=16,21=16); with "
+                         "--make-decisions: also write the decisions entry of that variant")
+    ap.add_argument("--layer-wbits", default=None, metavar="I=BITS,...",
+                    help="per-layer weight widths (e.g. 0=8: the first layer's 432 weights at 8 bits); "
+                         "--method gptq and old only")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -94,6 +104,9 @@ def main(argv=None) -> int:
     from mdfi.model import Model, _float_network
     from mdfi.quantize import quantize_network
     import accuracy_images
+    from mdfi.cli_common import layer_bits_arg
+    wide = layer_bits_arg(args.layer_abits) if args.layer_abits else {}
+    lw = layer_bits_arg(args.layer_wbits) if args.layer_wbits else {}
 
     if not os.path.isdir(os.path.join(args.sets, "test")):
         accuracy_images.main([args.sets])
@@ -109,6 +122,12 @@ def main(argv=None) -> int:
             d = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True)
             d["seconds"] = round(time.perf_counter() - t0)
             configs.append(d)
+            if wide:                # the searched formats are reused; wide formats and head shifts new
+                t0 = time.perf_counter()
+                d2 = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True, layer_abits=wide,
+                                      searched=d["act_fracs"])
+                d2["seconds"] = round(time.perf_counter() - t0)
+                configs.append(d2)
         doc = {"format": "mdfi-recipe-decisions", "version": 1, "model": "yolov3-tiny",
                "source": "benchmarks/bench_accuracy.py --make-decisions: calib photos of "
                          "benchmarks/accuracy_images.py and their mirror images", "configs": configs}
@@ -118,16 +137,17 @@ def main(argv=None) -> int:
         print(f"wrote {args.make_decisions}", file=sys.stderr)
         return 0
 
-    data = float_split(network, names, args.sets, args.split, args.cache)
-    float_dets = [d[2] for d in data]
+    splits = args.split.split(",")
+    datas = {sp: float_split(network, names, args.sets, sp, args.cache) for sp in splits}
     float_bytes = 4 * network.num_params()
     rows = {}
-    print(f"yolov3-tiny on the {args.split} photos: {len(data)} images, "
-          f"{sum(len(x) for x in float_dets)} float detections at 0.25; method {args.method}")
+    for sp, data in datas.items():
+        print(f"yolov3-tiny on the {sp} photos: {len(data)} images, "
+              f"{sum(len(d[2]) for d in data)} float detections at 0.25; method {args.method}")
     print(f"{'config':<8} {'mAP@.5':>7} {'kept':>12} {'extra':>10} {'dconf@.25':>9} {'bias':>8} {'lower':>6} "
           f"{'|dconf|':>7} {'size':>6} {'quant s':>7}")
     for w, a in parse_bits_list(args.configs):
-        tag = f"w{w}a{a}"
+        tag = f"w{w}a{a}" + ("+" if wide else "") + ("".join(f"/w{b}@{i}" for i, b in sorted(lw.items())))
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
         t0 = time.perf_counter()
         if args.method == "gptq":
@@ -135,29 +155,44 @@ def main(argv=None) -> int:
             xs = calib_inputs(network, args.sets)
             _, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=opts["per_channel"],
                                      final=dict(weight_rounding="gptq", bias_correction="empirical",
-                                                calib_inputs=xs), with_model=True)
+                                                calib_inputs=xs), with_model=True, layer_abits=wide,
+                                     layer_wbits=lw)
             extra = {"gptq": True}
         else:
-            extra = recipes.shipped_decisions("yolov3-tiny", network, opts) if args.method == "recipe" else {}
+            extra = recipes.shipped_decisions("yolov3-tiny", network, opts, layer_abits=wide, calib=calib) \
+                if args.method == "recipe" else {}
+            if wide and args.method == "recipe" and not extra:
+                print(f"{tag}: no shipped decisions for these widths", file=sys.stderr)
+            if lw and args.method == "recipe":
+                raise SystemExit("--layer-wbits: no shipped decisions for per-layer weight widths (use --method "
+                                 "gptq or old)")
+            kw = dict(extra)
+            kw.setdefault("layer_abits", wide)
+            kw["layer_wbits"] = lw
             qm = quantize_network(network, wbits=w, abits=a, per_channel=opts["per_channel"], calib=calib,
                                   act_method=opts["act_method"], weight_method=opts["weight_method"], names=names,
-                                  unify_routes=args.method == "recipe", **extra)
+                                  unify_routes=args.method == "recipe", **kw)
         tq = time.perf_counter() - t0
         fixed = Model(network, names, FixedEngine(qm, "c"))
-        dets = [fixed.detect(d[1], thresh=0.005) for d in data]
-        r = evaluate.agreement(float_dets, dets)
-        size = qm.param_bytes() / float_bytes
-        rows[tag] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq,
-                         decisions=bool(extra))
-        f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
-        print(f"{tag:<8} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
-              f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "
-              f"{f(r.mean_dconf_ranked, '+.4f'):>8} {f(r.down_fraction_ranked, '.0f', 100):>5}% "
-              f"{f(r.mean_abs_dconf, '.4f'):>7} {100 * size:>5.1f}% {tq:>7.1f}{' *' if extra else ''}", flush=True)
-    print("size: parameters at their declared widths vs float32; * = shipped decisions used")
+        for sp, data in datas.items():
+            dets = [fixed.detect(d[1], thresh=0.005) for d in data]
+            r = evaluate.agreement([d[2] for d in data], dets)
+            size = qm.param_bytes() / float_bytes
+            key = tag if len(splits) == 1 else f"{tag} {sp}"
+            rows[key] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq,
+                             decisions=bool(extra), model=qm.describe(), split=sp)
+            f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
+            print(f"{key:<8} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
+                  f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "
+                  f"{f(r.mean_dconf_ranked, '+.4f'):>8} {f(r.down_fraction_ranked, '.0f', 100):>5}% "
+                  f"{f(r.mean_abs_dconf, '.4f'):>7} {100 * size:>5.1f}% {tq:>7.1f}{' *' if extra else ''}",
+                  flush=True)
+    print("size: parameters at their declared widths vs float32; * = shipped decisions used"
+          + (f"; + = activations of layers {args.layer_abits} wider" if wide else ""))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"split": args.split, "method": args.method, "images": len(data), "rows": rows}, fh, indent=1)
+            json.dump({"split": args.split, "method": args.method,
+                       "images": {sp: len(d) for sp, d in datas.items()}, "rows": rows}, fh, indent=1)
     return 0
 
 

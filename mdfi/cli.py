@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from . import __version__
 from .errors import MDFIError, OutputError
 from .cli_common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
-                         layer_rounding_arg, load_model_from_args, positive_int, precision_kwargs,
+                         layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
                          unit_float)
 from .cli_detect import add_detect_parser, cmd_detect  # noqa: F401
 
@@ -67,6 +67,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             or args.size_budget is not None) and not args.calib:
         raise MDFIError("--weight-rounding gptq, --bias-correction empirical and --size-budget need "
                         "calibration images (--calib DIR)")
+    if args.size_budget is not None and args.layer_wbits:
+        raise MDFIError("give --size-budget (chooses the weight widths) or --layer-wbits, not both")
     network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True,
                                                          args.darknet)
     # One default everywhere: the model's recipe, as `mdfi detect` and mdfi.load use it
@@ -97,17 +99,19 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     kw = {}
     if data_methods:
         kw["calib_inputs"] = calibrate.load_inputs(network, args.calib)
-    elif not (args.calib or args.calib_stats or args.method or args.layer_rounding):
-        kw = recipes.shipped_decisions(spec_name, network, opts)     # as `mdfi detect` quantizes
+    elif not (args.calib or args.calib_stats or args.method or args.layer_rounding or args.layer_wbits):
+        # as `mdfi detect` quantizes (with --layer-abits: the wide layers' formats at their width)
+        kw = recipes.shipped_decisions(spec_name, network, opts, layer_abits=args.layer_abits, calib=calib)
+        kw.pop("layer_abits", None)
     common = dict(wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                   rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                   weight_method=opts["weight_method"], layer_rounding=args.layer_rounding,
-                  cfg_text=cfg_text, names=names)
+                  layer_abits=args.layer_abits, layer_wbits=args.layer_wbits, cfg_text=cfg_text, names=names)
     if args.size_budget is not None:
         from .quant.formats import HeadObjective
         from .quant.mixed import choose_widths
         objective = HeadObjective(network, kw["calib_inputs"])
-        widths = choose_widths(network, lambda lw: quantize_network(network, layer_wbits=lw, **common),
+        widths = choose_widths(network, lambda lw: quantize_network(network, **dict(common, layer_wbits=lw)),
                                objective, base_bits=opts["wbits"], budget=args.size_budget)
         common["layer_wbits"] = widths
         print(f"mdfi quantize: size budget {100 * args.size_budget:g}%: weight widths "
@@ -341,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounding of every requantizing shift (default half_up)")
     q.add_argument("--layer-rounding", type=layer_rounding_arg, default=None, metavar="I=MODE,...",
                    help="per-layer rounding overrides, e.g. 5=truncate,7=truncate")
+    q.add_argument("--layer-abits", type=layer_bits_arg, default=None, metavar="I=BITS,...",
+                   help="wider activations for some layers' outputs, e.g. 0=16,10=16,14=16,21=16 (weights keep "
+                        "--wbits; docs/quantization.md measures it for yolov3-tiny)")
+    q.add_argument("--layer-wbits", type=layer_wbits_arg, default=None, metavar="I=BITS,...",
+                   help="per-layer weight widths, e.g. 0=8 (the first layer's 432 weights at 8 bits in a "
+                        "--wbits 4 model; docs/quantization.md)")
     q.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
                    help="how activation formats are chosen from the statistics (default: the recipe's; "
                         "mse for calibration images, max for the batch-norm estimate)")

@@ -86,6 +86,28 @@ def layer_rounding_arg(text: str):
     return out
 
 
+def layer_bits_arg(text: str, opt: str = "--layer-abits", what: str = "activation width"):
+    """``0=16,10=16`` -> {0: 16, 10: 16} (per-layer widths: ``--layer-abits``, ``--layer-wbits``)."""
+    from .fixedpoint import check_bits
+    out = {}
+    for item in filter(None, text.split(",")):
+        try:
+            idx, bits = item.split("=", 1)
+            if int(idx) < 0:
+                raise ValueError("negative layer index")
+            out[int(idx)] = check_bits(int(bits), what)
+        except (ValueError, MDFIError) as exc:
+            raise argparse.ArgumentTypeError(f"{opt} expects INDEX=BITS[,INDEX=BITS...] with BITS "
+                                             f"2..16: {item!r} ({exc})") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"{opt}: empty list")
+    return out
+
+
+def layer_wbits_arg(text: str):
+    return layer_bits_arg(text, "--layer-wbits", "weight width")
+
+
 def add_precision_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("precision")
     g.add_argument("--float", action="store_true", help="run the float32 reference path")

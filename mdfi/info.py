@@ -74,6 +74,13 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
     if len(widths) > 1:
         lines.append("mixed precision: weight widths " + ", ".join(
             f"{ql.index}:{ql.wbits}" for ql in qm.layers if ql.kind == "convolutional"))
+    abits = {ql.index: ql.out_fmt.bits for ql in qm.layers
+             if ql.kind in ("convolutional", "shortcut") and ql.out_fmt is not None}
+    if len(set(abits.values())) > 1:
+        base = o.get("abits")
+        wide = [f"{i}:{b}" for i, b in abits.items() if b != base]
+        lines.append(f"mixed precision: activation widths {', '.join(wide)} (the other layers {base} bits; "
+                     f"weights as listed): {qm.describe()}")
     lines.append("rounding/bias: how each layer's integers were chosen (nearest or gptq weights; bias nearest, "
                  "analytic or empirical correction; ? = not recorded)")
     size = f"parameters {param_bytes:,} bytes at their declared widths"

@@ -90,7 +90,14 @@ class QuantizedModel:
 
     def describe(self) -> str:
         o = self.options
-        mixed = " mixed" if o.get("layer_wbits") or o.get("layer_abits") else ""
+        mixed = ""
+        for key, what in (("layer_wbits", "w"), ("layer_abits", "a")):
+            by_width: Dict[int, List[str]] = {}
+            for k, v in sorted((o.get(key) or {}).items(), key=lambda kv: int(kv[0])):
+                by_width.setdefault(int(v), []).append(str(k))
+            mixed += "".join(f" {what}{b}@{','.join(ls)}" for b, ls in sorted(by_width.items()))
+        if mixed:
+            mixed = " mixed" + mixed
         return (f"w{o.get('wbits')}a{o.get('abits')}{mixed}"
                 f"{' per-channel' if o.get('per_channel') else ''} {o.get('rounding')}")
 

@@ -55,26 +55,45 @@ def _decisions_resource(spec_name: Optional[str]):
     return res if res.is_file() else None
 
 
-def shipped_decisions(spec_name: Optional[str], network: Network, opts: dict) -> dict:
+def shipped_decisions(spec_name: Optional[str], network: Network, opts: dict, layer_abits=None,
+                      calib=None) -> dict:
     """``quantize_network`` keyword arguments of the recipe's shipped data-driven decisions
     (activation formats searched by their effect on the heads, head bias shifts; made by
     ``benchmarks/bench_accuracy.py --make-decisions`` from the calibration photos) for the
-    widths in ``opts``, or ``{}`` when none were shipped for them."""
-    from .quant.formats import decisions_to_kwargs
+    widths in ``opts``, or ``{}`` when none were shipped for them.
+
+    ``layer_abits`` ({layer: width}, some activations wider than ``opts["abits"]``): the
+    entry made for exactly those widths, else (with ``calib``, the statistics) the uniform
+    entry with the wide layers' formats chosen at their width
+    (:func:`mdfi.quant.formats.widen_formats`; head shifts as shipped).  The result then
+    holds ``layer_abits`` too."""
+    from .quant.formats import decision_layer_abits, decisions_to_kwargs, widen_formats
     res = _decisions_resource(spec_name)
     if res is None:
         return {}
+    want = {int(k): int(v) for k, v in (layer_abits or {}).items() if int(v) != opts["abits"]}
     try:
         doc = json.loads(res.read_text(encoding="utf-8"))
         configs = doc["configs"]
     except (ValueError, KeyError, TypeError):
         raise ModelFileError(f"{res}: damaged recipe decisions file") from None
+    uniform = None
     for d in configs:
         if (d.get("wbits"), d.get("abits"), d.get("per_channel")) == (opts["wbits"], opts["abits"],
                                                                        bool(opts["per_channel"])) \
                 and opts.get("rounding", "half_up") == "half_up":
-            return decisions_to_kwargs(network, d)
-    return {}
+            la = decision_layer_abits(d)
+            if la == want:
+                return decisions_to_kwargs(network, d)
+            if not la:
+                uniform = d
+    if uniform is None or calib is None:
+        return {}
+    kw = decisions_to_kwargs(network, uniform)
+    kw["act_fracs"] = widen_formats(network, calib, kw["act_fracs"], want, opts["abits"],
+                                    opts.get("act_method") or "mse")
+    kw["layer_abits"] = want
+    return kw
 
 
 def resolve(spec_name: Optional[str], **given) -> dict:

@@ -14,7 +14,7 @@ from mdfi.evaluate import agreement
 from mdfi.detection import Detection
 from mdfi.network import Network
 from mdfi.quant.gptq import gptq_round
-from mdfi.quantize import quantize_network, unify_route_formats
+from mdfi.quantize import input_to_u8, quantize_network, unify_route_formats
 from mdfi.weights import random_weights
 
 HEAD = "[net]\nwidth=16\nheight=16\nchannels=3\n"
@@ -158,3 +158,84 @@ def test_quantize_data_methods_need_calib_before_loading(tmp_path, capsys):
     rc = main(["quantize", "--model", "yolov3-tiny", "--weight-rounding", "gptq", "-o", str(tmp_path / "m.mdfi")])
     assert rc == 2 and "need calibration images (--calib DIR)" in capsys.readouterr().err
     assert not (tmp_path / "m.mdfi").exists()
+
+
+def test_wide_activation_decisions_are_shipped_and_derived():
+    from mdfi import calibrate, recipes, zoo
+    net = Network.from_cfg(zoo.cfg_path("yolov3-tiny"))
+    calib = recipes.shipped_calibration("yolov3-tiny")
+    opts = recipes.resolve("yolov3-tiny")
+    uni = recipes.shipped_decisions("yolov3-tiny", net, opts)
+    assert "layer_abits" not in uni
+    wide = {0: 16, 10: 16, 14: 16, 21: 16}
+    kw = recipes.shipped_decisions("yolov3-tiny", net, opts, layer_abits=wide)      # the shipped entry
+    assert kw["layer_abits"] == wide
+    for i, f in uni["act_fracs"].items():
+        # 8-bit layers keep the searched formats; wide ones get the histogram choice at 16 bits
+        assert kw["act_fracs"][i] == (calibrate.choose_frac(calib[i], 16, "mse") if i in wide else f)
+    assert kw["act_fracs"][0] > uni["act_fracs"][0] + 5
+    # its head shifts were measured on the wide model (not the 8-bit one's)
+    assert not np.allclose(kw["bias_shifts"][15], uni["bias_shifts"][15])
+    # widths without an entry: derived from the uniform entry when the statistics are given
+    assert recipes.shipped_decisions("yolov3-tiny", net, opts, layer_abits={14: 12}) == {}
+    kw = recipes.shipped_decisions("yolov3-tiny", net, opts, layer_abits={14: 12}, calib=calib)
+    assert kw["layer_abits"] == {14: 12}
+    assert kw["act_fracs"][14] == calibrate.choose_frac(calib[14], 12, "mse")
+    assert {i: f for i, f in kw["act_fracs"].items() if i != 14} == \
+        {i: f for i, f in uni["act_fracs"].items() if i != 14}
+    assert all(np.array_equal(kw["bias_shifts"][i], uni["bias_shifts"][i]) for i in (15, 22))
+    with pytest.raises(FormatError, match="layer_abits"):
+        from mdfi.quant.formats import decision_layer_abits
+        decision_layer_abits({"layer_abits": {"x": 16}})
+
+
+def test_wide_activations_are_named_and_round_trip(tmp_path):
+    from mdfi.info import info_table
+    net = small(TOY, seed=5)
+    qm = quantize_network(net, wbits=8, abits=8, per_channel=True, layer_abits={1: 16},
+                          act_fracs={0: 3, 1: 11, 2: 3}, cfg_text=HEAD + TOY)
+    assert [ql.out_fmt.bits for ql in qm.layers] == [8, 16, 8]
+    assert qm.describe().startswith("w8a8 mixed a16@1 ")
+    text = info_table(qm)
+    assert "activation widths 1:16 (the other layers 8 bits" in text
+    modelfile.save(qm, tmp_path / "m.mdfi")
+    back = modelfile.load(tmp_path / "m.mdfi")
+    assert [ql.out_fmt for ql in back.layers] == [ql.out_fmt for ql in qm.layers]
+    assert back.describe() == qm.describe()
+    x = input_to_u8(_inputs(1)[0])
+    assert all(np.array_equal(a, b) for a, b in zip(qm.forward_ref(x), back.forward_ref(x)))
+
+
+def test_layer_abits_argument():
+    import argparse
+    from mdfi.cli_common import layer_bits_arg
+    assert layer_bits_arg("0=16,10=12") == {0: 16, 10: 12}
+    for bad in ("0=17", "x=8", "3", "", "-1=16"):
+        with pytest.raises(argparse.ArgumentTypeError, match="layer-abits"):
+            layer_bits_arg(bad)
+
+
+def test_quantize_wide_activation_variant_with_shipped_decisions(tmp_path, capsys, tiny_weights_path):
+    from mdfi.cli import main
+    out = tmp_path / "wide.mdfi"
+    assert main(["quantize", "--model", "yolov3-tiny", "--layer-abits", "0=16,10=16,14=16,21=16",
+                 "-o", str(out)]) == 0
+    assert "w8a8 mixed a16@0,10,14,21 per-channel" in capsys.readouterr().err
+    qm = modelfile.load(out)
+    assert {ql.index for ql in qm.layers if ql.kind == "convolutional" and ql.out_fmt.bits == 16} == {0, 10, 14, 21}
+    assert all(ql.wbits == 8 for ql in qm.layers if ql.kind == "convolutional")
+    assert qm.layers[15].method["bias"] == "empirical"          # the wide entry's head shifts
+    assert main(["info", str(out)]) == 0
+    assert "activation widths 0:16, 10:16, 14:16, 21:16 (the other layers 8 bits" in capsys.readouterr().out
+
+
+def test_quantize_layer_wbits(tmp_path, capsys, tiny_weights_path):
+    from mdfi.cli import main
+    out = tmp_path / "w4.mdfi"
+    assert main(["quantize", "--model", "yolov3-tiny", "--wbits", "4", "--layer-wbits", "0=8", "-o", str(out)]) == 0
+    assert "w4a8 mixed w8@0 per-channel" in capsys.readouterr().err
+    qm = modelfile.load(out)
+    assert [ql.wbits for ql in qm.layers if ql.kind == "convolutional"][:2] == [8, 4]
+    rc = main(["quantize", "--model", "yolov3-tiny", "--layer-wbits", "0=8", "--size-budget", "20%", "--calib",
+               str(tmp_path), "-o", str(tmp_path / "x.mdfi")])
+    assert rc == 2 and "not both" in capsys.readouterr().err

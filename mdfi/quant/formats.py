@@ -140,10 +140,31 @@ def head_shifts(qm, objective: HeadObjective, engine: str = "c") -> Dict[int, np
 HEAD_SHIFT_STRENGTH = 0.5
 
 
+def widen_formats(network, calib, fracs: Dict[int, int], layer_abits: Dict[int, int], abits: int,
+                  act_method: str = "mse") -> Dict[int, int]:
+    """``fracs`` (formats at the uniform width ``abits``) with the layers of ``layer_abits``
+    given the histogram choice at their own width; routes are unified again where their
+    producers still share a width."""
+    from .. import calibrate
+    from ..errors import FormatError
+    from ..quantize import unify_route_formats
+    out = dict(fracs)
+    for i, b in layer_abits.items():
+        if b == abits:
+            continue
+        if i not in calib:
+            raise FormatError(f"per-layer activation width for layer {i}: the calibration statistics do not "
+                              f"cover that layer")
+        out[i] = calibrate.choose_frac(calib[i], b, act_method)
+    return unify_route_formats(network, out, layer_abits, abits)
+
+
 def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int, abits: int,
                      per_channel: bool, act_method: str = "mse", progress: bool = True,
                      final: Optional[dict] = None, with_model: bool = False, search: bool = True,
-                     clip_budget: Optional[float] = None, shift_strength: float = HEAD_SHIFT_STRENGTH):
+                     clip_budget: Optional[float] = None, shift_strength: float = HEAD_SHIFT_STRENGTH,
+                     layer_abits: Optional[Dict[int, int]] = None, searched: Optional[Dict[int, int]] = None,
+                     layer_wbits: Optional[Dict[int, int]] = None):
     """The data-driven part of a recipe, as small JSON-able data: activation formats
     searched by their effect on the heads (:func:`search_formats`) and the head bias
     shifts (:func:`head_shifts`, times ``shift_strength``, default
@@ -152,22 +173,35 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
     statistics (the starting formats, ``act_method`` with ``clip_budget`` if given).
     ``search=False`` keeps the starting formats (routes unified): with few object cells in
     the calibration photos the search fits them and not unseen photos
-    (docs/quantization.md, yolov4-tiny)."""
+    (docs/quantization.md, yolov4-tiny).
+
+    ``layer_abits`` ({layer: width}): some layers' outputs wider than ``abits``.  The search
+    runs at the uniform width (or ``searched`` gives its result, from an earlier call); the
+    wide layers then get their histogram format (:func:`widen_formats`), and the head shifts
+    are measured on that model.  The widths are recorded in the result.  ``layer_wbits``
+    ({layer: width}): per-layer weight widths, used throughout (search included)."""
     from .. import calibrate
     from ..quantize import quantize_network, unify_route_formats
+    layer_abits = {int(k): int(v) for k, v in (layer_abits or {}).items() if int(v) != abits}
+    layer_wbits = {int(k): int(v) for k, v in (layer_wbits or {}).items() if int(v) != wbits}
     objective = HeadObjective(network, inputs)
     opts = {} if clip_budget is None else {"clip_budget": clip_budget}
-    base = unify_route_formats(network, calibrate.choose_formats(calib, network, abits, act_method, **opts),
-                               {}, abits)
 
     def build(fr, shifts=None):
         return quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
-                                act_fracs=unify_route_formats(network, fr, {}, abits), bias_shifts=shifts)
-    fracs = base if not search else \
-        unify_route_formats(network, search_formats(network, base, build, objective, progress=progress), {}, abits)
-    if final:                # e.g. GPTQ + empirical bias correction: measure the shifts on it
+                                act_fracs=unify_route_formats(network, fr, {}, abits), bias_shifts=shifts,
+                                layer_wbits=layer_wbits)
+    if searched is None:
+        base = unify_route_formats(network, calibrate.choose_formats(calib, network, abits, act_method, **opts),
+                                   {}, abits)
+        searched = base if not search else search_formats(network, base, build, objective, progress=progress)
+    fracs = unify_route_formats(network, {int(k): int(v) for k, v in searched.items()}, {}, abits)
+    if layer_abits:
+        fracs = widen_formats(network, calib, fracs, layer_abits, abits, act_method)
+    if final or layer_abits:  # e.g. GPTQ + empirical bias correction: measure the shifts on it
         model = quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
-                                 act_fracs=fracs, progress=progress, **final)
+                                 act_fracs=fracs, progress=progress, layer_abits=layer_abits,
+                                 layer_wbits=layer_wbits, **(final or {}))
     else:
         model = build(fracs)
     shifts = head_shifts(model, objective)
@@ -181,6 +215,8 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
     conv = {l.index for l in network.layers if l.kind in ("convolutional", "shortcut")}
     d = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel),
          "act_fracs": {str(k): int(v) for k, v in sorted(fracs.items()) if k in conv},
+         **({"layer_abits": {str(k): v for k, v in sorted(layer_abits.items())}} if layer_abits else {}),
+         **({"layer_wbits": {str(k): v for k, v in sorted(layer_wbits.items())}} if layer_wbits else {}),
          "head_shifts": heads, "object_cells": objective.n_cells, "inputs": len(inputs)}
     if not search or clip_budget is not None or shift_strength != HEAD_SHIFT_STRENGTH:
         d["options"] = {"search": bool(search), "clip_budget": clip_budget, "shift_strength": float(shift_strength)}
@@ -214,4 +250,17 @@ def decisions_to_kwargs(network, d: dict) -> dict:
     missing = [l.index for l in network.layers if l.kind in ("convolutional", "shortcut") and l.index not in fracs]
     if missing:
         raise FormatError(f"recipe decisions lack formats of layers {missing[:5]}")
-    return {"act_fracs": fracs, "bias_shifts": shifts}
+    out = {"act_fracs": fracs, "bias_shifts": shifts}
+    la = decision_layer_abits(d)
+    if la:
+        out["layer_abits"] = la
+    return out
+
+
+def decision_layer_abits(d: dict) -> Dict[int, int]:
+    """The per-layer activation widths a decisions entry was made for ({} when uniform)."""
+    from ..errors import FormatError
+    try:
+        return {int(k): int(v) for k, v in (d.get("layer_abits") or {}).items()}
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise FormatError(f"recipe decisions: bad layer_abits: {exc}") from None
