@@ -191,11 +191,12 @@ def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], 
                job, want_stats: bool) -> EvalRun:
     """The metrics from the results file, one model at a time (only the detections of one
     model are in memory at once)."""
-    from . import evaluate
+    from . import evaluate, imagejobs
 
     wanted = set(keys)
     floats: Dict[str, list] = {}
     errors: Dict[str, str] = {}
+    capped: Dict[str, int] = {}
     for rec in journal.records():
         k = rec["image"]
         if k not in wanted:
@@ -204,6 +205,11 @@ def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], 
             errors[k] = rec["error"]
         else:
             floats[k] = [_Det(r, names) for r in rec["float"]]
+            for tag in rec.get("dropped", {}):
+                capped[tag] = capped.get(tag, 0) + 1
+    for tag, n in sorted(capped.items()):
+        print(f"eval: {tag}: {n} image(s) had more than {imagejobs.MAX_EVAL_DETECTIONS} detections; "
+              f"the most confident {imagejobs.MAX_EVAL_DETECTIONS} of each were evaluated", file=sys.stderr)
     order = [k for k in keys if k in floats]
     float_dets = [floats.pop(k) for k in order]
     gt = [labels[k] for k in order] if labels is not None else None

@@ -216,19 +216,41 @@ def eval_prepare(params: Mapping[str, Any], item: Mapping[str, Any]):
     return Prepared(_letterbox(params, rgb), rgb.shape[1], rgb.shape[0])
 
 
+#: Detections of one image and one model kept for the evaluation (the most confident ones; as
+#: COCO's evaluation keeps at most 100). A trained model at a sane width finds far fewer; a
+#: width that has lost the model (w2a2) finds tens of thousands per image, which would make
+#: the agreement ranking hold gigabytes. The record says how many were dropped.
+MAX_EVAL_DETECTIONS = 1000
+
+
+def top_detections(dets: Sequence[Any], limit: int = 0) -> Tuple[List[Any], int]:
+    """The ``limit`` (default MAX_EVAL_DETECTIONS) most confident detections, in their
+    original order when nothing is dropped, and how many were dropped."""
+    limit = limit or MAX_EVAL_DETECTIONS
+    dets = list(dets)
+    if len(dets) <= limit:
+        return dets, 0
+    order = sorted(range(len(dets)), key=lambda i: (-float(dets[i].confidence), i))[:limit]
+    return [dets[i] for i in sorted(order)], len(dets) - limit
+
+
 def eval_infer(ctx, item: Mapping[str, Any], prep) -> dict:
     p = ctx["params"]
-    rec: Dict[str, Any] = {"image": item["key"], "size": [prep.width, prep.height],
-                           "float": dets_json(ctx["float"].detect(prep, thresh=p["gt_thresh"], nms=p["nms"])),
-                           "fixed": {}}
+    rec: Dict[str, Any] = {"image": item["key"], "size": [prep.width, prep.height], "float": [], "fixed": {}}
+    dropped: Dict[str, int] = {}
+    kept, dropped["float"] = top_detections(ctx["float"].detect(prep, thresh=p["gt_thresh"], nms=p["nms"]))
+    rec["float"] = dets_json(kept)
     if p["stats"]:
         rec["saturation"] = {}
     for tag, model in ctx["fixed"].items():
         stats: Optional[dict] = {} if p["stats"] else None
-        rec["fixed"][tag] = dets_json(model.detect(prep, thresh=p["min_thresh"], nms=p["nms"], stats=stats))
+        kept, dropped[tag] = top_detections(model.detect(prep, thresh=p["min_thresh"], nms=p["nms"], stats=stats))
+        rec["fixed"][tag] = dets_json(kept)
         if stats is not None:
             rec["saturation"][tag] = [[i, int(v["saturated"]), int(v["total"])]
                                       for i, v in sorted(stats.items()) if v]
+    if any(dropped.values()):
+        rec["dropped"] = {k: v for k, v in dropped.items() if v}
     return rec
 
 

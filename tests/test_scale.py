@@ -466,3 +466,30 @@ def test_evaluate_models_api_for_searches(images, tiny160, tmp_path):
     assert set(run.agreement) == {"half_up", "truncate"} and run.keys == ["astronaut.png", "chelsea.png", "coffee.png"]
     assert run.errors[0][0] == "broken.jpg" and run.saturation == {}
     assert all(r.n_images == 3 for r in run.agreement.values())
+
+
+def test_eval_keeps_the_most_confident_detections_per_image():
+    """A width that has lost the model finds tens of thousands of boxes per image: the eval
+    record keeps the most confident MAX_EVAL_DETECTIONS (bounded memory) and says how many
+    were dropped; below the cap nothing changes."""
+    from types import SimpleNamespace
+    from mdfi import imagejobs
+    dets = [SimpleNamespace(confidence=c) for c in (0.1, 0.9, 0.5, 0.9, 0.3)]
+    kept, dropped = imagejobs.top_detections(dets, 3)
+    assert dropped == 2 and [d.confidence for d in kept] == [0.9, 0.5, 0.9]   # original order
+    kept, dropped = imagejobs.top_detections(dets, 5)
+    assert dropped == 0 and kept == dets
+    assert imagejobs.MAX_EVAL_DETECTIONS >= 100                               # COCO keeps 100
+
+
+def test_eval_record_reports_dropped_detections(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+    from mdfi import imagejobs
+    monkeypatch.setattr(imagejobs, "MAX_EVAL_DETECTIONS", 2)
+    many = [SimpleNamespace(class_id=0, confidence=c, box=(0.0, 0.0, 1.0, 1.0)) for c in (0.2, 0.8, 0.6)]
+    model = SimpleNamespace(detect=lambda prep, **kw: list(many))
+    ctx = {"params": {"gt_thresh": 0.25, "min_thresh": 0.005, "nms": 0.45, "stats": False},
+           "float": SimpleNamespace(detect=lambda prep, **kw: many[1:2]), "fixed": {"w2a2": model}}
+    rec = imagejobs.eval_infer(ctx, {"key": "a.jpg"}, SimpleNamespace(width=10, height=10))
+    assert [d[1] for d in rec["fixed"]["w2a2"]] == [0.8, 0.6]
+    assert rec["dropped"] == {"w2a2": 1} and len(rec["float"]) == 1
