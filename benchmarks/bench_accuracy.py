@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
-    from mdfi import evaluate, recipes
+    from mdfi import evaluate, imagejobs, recipes
     from mdfi.cli import parse_bits_list
     from mdfi.engine import FixedEngine
     from mdfi.model import Model, _float_network
@@ -175,7 +175,8 @@ def main(argv=None) -> int:
         tq = time.perf_counter() - t0
         fixed = Model(network, names, FixedEngine(qm, "c"))
         for sp, data in datas.items():
-            dets = [fixed.detect(d[1], thresh=0.005) for d in data]
+            # as mdfi eval: the most confident MAX_EVAL_DETECTIONS per image (w2a2 finds tens of thousands)
+            dets = [imagejobs.top_detections(fixed.detect(d[1], thresh=0.005))[0] for d in data]
             r = evaluate.agreement([d[2] for d in data], dets)
             size = qm.param_bytes() / float_bytes
             key = tag if len(splits) == 1 else f"{tag} {sp}"
