@@ -226,15 +226,6 @@ QB_KERNEL(12, 2)
 #undef QB_NAME
 #undef QB_WIDTH
 #undef QB_DPBUSD
-#undef QB_VEC
-#undef QB_LANES
-#undef QB_LOADU
-#undef QB_SET1
-#undef QB_ZERO
-#undef QB_ADD
-#undef QB_STOREU
-#undef QB_KERNEL
-#undef QB_UNROLL
 
 /* ymm, AVX512-VNNI + VL (EVEX) -- the tested twin of the AVX-VNNI build below */
 #define QB_ATTR __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
@@ -248,15 +239,6 @@ QB_KERNEL(8, 1)
 #undef QB_NAME
 #undef QB_WIDTH
 #undef QB_DPBUSD
-#undef QB_VEC
-#undef QB_LANES
-#undef QB_LOADU
-#undef QB_SET1
-#undef QB_ZERO
-#undef QB_ADD
-#undef QB_STOREU
-#undef QB_KERNEL
-#undef QB_UNROLL
 
 #if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
 #define MDFI_HAVE_AVXVNNI_BUILD 1

@@ -16,6 +16,17 @@
  * and shift allow: bias - delta*wsum added in int32, requantize, saturate, narrow, store only
  * the lanes that are outputs; otherwise the exact scalar store).
  */
+/* Included once per target: drop the previous inclusion's own macros first. */
+#undef QB_VEC
+#undef QB_LANES
+#undef QB_LOADU
+#undef QB_SET1
+#undef QB_ZERO
+#undef QB_ADD
+#undef QB_STOREU
+#undef QB_KERNEL
+#undef QB_UNROLL
+
 #if QB_WIDTH == 512
 #define QB_VEC __m512i
 #define QB_LANES 16
