@@ -20,6 +20,7 @@ from mdfi.quantize import input_to_u8, quantize_network
 from mdfi.weights import random_weights
 
 from conftest import DARKNET
+from golden_nets import REORG_NET
 
 
 def assert_layers_equal(qm, x, threads=2):
@@ -152,50 +153,6 @@ def test_yolov2_tiny_region_softmax(bits):
     qm = quantize_network(net, wbits=bits, abits=bits, cfg_text=text)
     x = np.random.default_rng(bits).integers(0, 256, net.input_shape).astype(np.uint8)
     assert_layers_equal(qm, x)
-
-
-REORG_NET = """[net]
-width=32
-height=32
-channels=3
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-stride=1
-pad=1
-activation=leaky
-[maxpool]
-size=2
-stride=2
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=1
-pad=1
-activation=leaky
-[reorg]
-stride=2
-[route]
-layers=-2
-[maxpool]
-size=2
-stride=2
-[route]
-layers=-1,-3
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=30
-activation=linear
-[region]
-anchors=1,1,2,2
-classes=10
-num=2
-softmax=1
-"""
 
 
 @pytest.mark.parametrize("bits", [8, 3, 14])
