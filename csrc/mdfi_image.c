@@ -67,32 +67,154 @@ int mdfi_letterbox_f32(const float *restrict src, int32_t c, int32_t h, int32_t 
 
 /* ---------------------------------------------------------------------------------------
  * 8-bit pixels in, 8-bit network input out (see mdfi_image.h)
+ *
+ * One pass over the canvas rows: every canvas row y inside the pasted image needs the
+ * horizontally resized source rows iy and iy+1 (mdfi_letterbox_f32's vertical pass); they are
+ * computed on demand into a two-row ring per thread (iy never decreases along y), so the
+ * horizontal pass runs only on the rows the vertical pass reads and its output stays in L1.
+ * Threads take chunks of canvas rows; a row at a chunk boundary may be resized by two
+ * threads, each into its own ring, with the same operations: the result does not depend on
+ * the thread count or the schedule.
  * ------------------------------------------------------------------------------------- */
-int64_t mdfi_letterbox_u8_scratch(int32_t c, int32_t h, int32_t new_w)
+#if !defined(MDFI_NO_THREADS) && !defined(__STDC_NO_ATOMICS__)
+#include <stdatomic.h>
+#define MDFI_IMG_ATOMIC 1
+typedef _Atomic int64_t img_counter;
+#else
+#define MDFI_IMG_ATOMIC 0
+typedef int64_t img_counter;
+#endif
+
+int64_t mdfi_letterbox_u8_scratch(int32_t c, int32_t new_w, int32_t nthreads)
 {
-    if (c < 1 || h < 1 || new_w < 1) return -1;
-    /* part [c][h][new_w], the 256 pixel values, dx [new_w], ix [new_w], needed rows [h] */
-    return (int64_t)c * h * new_w + 256 + 2 * (int64_t)new_w + h;
+    if (c < 1 || new_w < 1 || nthreads < 1) return -1;
+    /* the 256 pixel values, dx [new_w], ix [new_w], a ring [2][c][new_w] per thread */
+    return 256 + 2 * (int64_t)new_w + (int64_t)nthreads * 2 * c * new_w;
 }
 
+/* floor(255 v + 1/2) clamped to 0..255, for 0 <= v (v <= 1 + 2^-22 here: a convex
+ * combination of values in [0, 1]).  (double)v * 255 + 0.5 is exact (v has 24 significant
+ * bits), and for d >= 0 the truncating conversion is the floor. */
 static inline uint8_t to_pixel(float v)
 {
-    const double d = (double)v * 255.0 + 0.5;        /* exact: v has 24 significant bits */
-    return d >= 255.0 ? 255 : (uint8_t)(int32_t)d;   /* v >= 0: truncation is the floor  */
+    double d = (double)v * 255.0 + 0.5;
+    d = d < 255.0 ? d : 255.0;
+    return (uint8_t)(int32_t)d;
 }
 
-int mdfi_letterbox_u8(const uint8_t *restrict rgb, int32_t c, int32_t h, int32_t w, float *restrict scratch,
-                      int64_t scratch_floats, uint8_t *restrict dst, int32_t new_h, int32_t new_w, int32_t net_h,
-                      int32_t net_w)
+typedef struct {
+    const uint8_t *rgb;          /* [h] rows of row_stride bytes, pixel_stride bytes a pixel */
+    int64_t row_stride;
+    int32_t pix, c, h, w;
+    const float *val;            /* [256]   (float)p / 255.f                              */
+    const float *dxs;            /* [new_w] dx of each output column                      */
+    const int32_t *ixs;          /* [new_w] left source column, -1: the last column       */
+    float *rings;                /* [nthreads][2][c][new_w]                               */
+    uint8_t *dst;                /* [c][net_h][net_w]                                     */
+    int32_t new_h, new_w, net_h, net_w, off_x, off_y, nthreads;
+    float h_scale;
+    int64_t chunk, nchunks;
+    img_counter next;
+} lb_job;
+
+/* mdfi_letterbox_f32's horizontal pass of source row r, every channel: out [c][new_w]. */
+static void lb_hrow(const lb_job *j, int32_t r, float *restrict out)
+{
+    const uint8_t *restrict row = j->rgb + (int64_t)r * j->row_stride;
+    const float *restrict val = j->val;
+    const int32_t c = j->c, pix = j->pix, new_w = j->new_w;
+    for (int32_t k = 0; k < c; ++k) {
+        float *restrict o = out + (size_t)k * (size_t)new_w;
+        const float last = val[row[(size_t)(j->w - 1) * (size_t)pix + (size_t)k]];
+        for (int32_t col = 0; col < new_w; ++col) {
+            const int32_t ix = j->ixs[col];
+            if (ix < 0) {
+                o[col] = last;
+            } else {
+                const float dx = j->dxs[col];
+                const uint8_t *a = row + (size_t)ix * (size_t)pix + (size_t)k;
+                o[col] = (1.0f - dx) * val[a[0]] + dx * val[a[pix]];
+            }
+        }
+    }
+}
+
+static void lb_rows(lb_job *j, int64_t y0, int64_t y1, float *ring)
+{
+    const int32_t c = j->c, new_w = j->new_w, net_w = j->net_w, h = j->h;
+    const size_t plane = (size_t)j->net_h * (size_t)net_w, row_floats = (size_t)c * (size_t)new_w;
+    int32_t tag[2] = {-1, -1};                   /* source row held by each ring slot */
+    for (int64_t y = y0; y < y1; ++y) {
+        const int32_t r = (int32_t)y - j->off_y;
+        if (r < 0 || r >= j->new_h) {            /* the 0.5 border: 127.5 -> 128 */
+            for (int32_t k = 0; k < c; ++k) memset(j->dst + (size_t)k * plane + (size_t)y * net_w, 128, (size_t)net_w);
+            continue;
+        }
+        const float sy = (float)r * j->h_scale;
+        int32_t iy = (int32_t)sy;
+        const float dy = sy - (float)iy;
+        if (iy > h - 1) iy = h - 1;
+        const int one = (r == j->new_h - 1 || h == 1 || iy >= h - 1);
+        /* slots: s0 holds iy, s1 holds iy + 1 (when read) */
+        int s0 = tag[0] == iy ? 0 : tag[1] == iy ? 1 : -1;
+        if (s0 < 0) {
+            s0 = (!one && tag[0] == iy + 1) ? 1 : 0;
+            lb_hrow(j, iy, ring + (size_t)s0 * row_floats);
+            tag[s0] = iy;
+        }
+        const int s1 = 1 - s0;
+        if (!one && tag[s1] != iy + 1) {
+            lb_hrow(j, iy + 1, ring + (size_t)s1 * row_floats);
+            tag[s1] = iy + 1;
+        }
+        for (int32_t k = 0; k < c; ++k) {
+            uint8_t *restrict out = j->dst + (size_t)k * plane + (size_t)y * net_w;
+            memset(out, 128, (size_t)j->off_x);
+            memset(out + j->off_x + new_w, 128, (size_t)(net_w - j->off_x - new_w));
+            uint8_t *restrict o = out + j->off_x;
+            const float *restrict p0 = ring + (size_t)s0 * row_floats + (size_t)k * new_w;
+            if (one) {
+                for (int32_t col = 0; col < new_w; ++col) o[col] = to_pixel((1.0f - dy) * p0[col]);
+            } else {
+                const float *restrict p1 = ring + (size_t)s1 * row_floats + (size_t)k * new_w;
+                for (int32_t col = 0; col < new_w; ++col) {
+                    const float t = (1.0f - dy) * p0[col];
+                    o[col] = to_pixel(t + dy * p1[col]);
+                }
+            }
+        }
+    }
+}
+
+static void lb_worker(void *arg, int tid)
+{
+    lb_job *j = (lb_job *)arg;
+    if (tid < 0 || tid >= j->nthreads) return;  /* (never: the pool numbers its threads 0..n-1) */
+    float *ring = j->rings + (size_t)tid * 2 * (size_t)j->c * (size_t)j->new_w;
+    for (;;) {
+#if MDFI_IMG_ATOMIC
+        const int64_t k = atomic_fetch_add(&j->next, 1);
+#else
+        const int64_t k = j->next++;
+#endif
+        if (k >= j->nchunks) break;
+        const int64_t y0 = k * j->chunk, y1 = y0 + j->chunk < j->net_h ? y0 + j->chunk : j->net_h;
+        lb_rows(j, y0, y1, ring);
+    }
+}
+
+int mdfi_letterbox_u8(const uint8_t *restrict rgb, int32_t c, int32_t h, int32_t w, int32_t pixel_stride,
+                      int64_t row_stride, float *restrict scratch, int64_t scratch_floats, uint8_t *restrict dst,
+                      int32_t new_h, int32_t new_w, int32_t net_h, int32_t net_w, mdfi_image_pool_fn pool,
+                      int32_t nthreads)
 {
     if (c < 1 || h < 1 || w < 1 || new_w < 1 || new_h < 1 || new_w > net_w || new_h > net_h ||
-        scratch_floats < mdfi_letterbox_u8_scratch(c, h, new_w))
+        pixel_stride < c || row_stride < (int64_t)w * pixel_stride || nthreads < 1 ||
+        scratch_floats < mdfi_letterbox_u8_scratch(c, new_w, nthreads))
         return -1;
-    float *part = scratch;
-    float *val = part + (size_t)c * h * new_w;          /* val[p] = (float)p / 255.f      */
+    float *val = scratch;                                /* val[p] = (float)p / 255.f */
     float *dxs = val + 256;
-    int32_t *ixs = (int32_t *)(void *)(dxs + new_w);    /* -1: the last column            */
-    unsigned char *need = (unsigned char *)(void *)(ixs + new_w);
+    int32_t *ixs = (int32_t *)(void *)(dxs + new_w);     /* -1: the last column       */
     for (int p = 0; p < 256; ++p) val[p] = (float)p / 255.0f;
 
     /* columns: the source positions of mdfi_letterbox_f32's horizontal pass */
@@ -107,63 +229,36 @@ int mdfi_letterbox_u8(const uint8_t *restrict rgb, int32_t c, int32_t h, int32_t
         ixs[col] = ix;
         dxs[col] = sx - (float)ix;
     }
-    /* rows the vertical pass reads */
-    const float h_scale = (new_h > 1) ? (float)(h - 1) / (float)(new_h - 1) : 0.0f;
-    for (int32_t r = 0; r < h; ++r) need[r] = 0;
-    for (int32_t r = 0; r < new_h; ++r) {
-        const float sy = (float)r * h_scale;
-        int32_t iy = (int32_t)sy;
-        if (iy > h - 1) iy = h - 1;
-        need[iy] = 1;
-        if (!(r == new_h - 1 || h == 1 || iy >= h - 1)) need[iy + 1] = 1;
-    }
-    /* horizontal pass on the needed rows */
-    for (int32_t r = 0; r < h; ++r) {
-        if (!need[r]) continue;
-        const uint8_t *row = rgb + (size_t)r * (size_t)w * (size_t)c;
-        for (int32_t k = 0; k < c; ++k) {
-            float *out = part + ((size_t)k * h + r) * (size_t)new_w;
-            const float last = val[row[(size_t)(w - 1) * c + k]];
-            for (int32_t col = 0; col < new_w; ++col) {
-                const int32_t ix = ixs[col];
-                if (ix < 0) {
-                    out[col] = last;
-                } else {
-                    const float dx = dxs[col];
-                    out[col] = (1.0f - dx) * val[row[(size_t)ix * c + k]] + dx * val[row[(size_t)(ix + 1) * c + k]];
-                }
-            }
-        }
-    }
-    /* vertical pass into the canvas, then to pixels */
-    const int32_t off_x = (net_w - new_w) / 2, off_y = (net_h - new_h) / 2;
-    const size_t plane = (size_t)net_h * (size_t)net_w;
-    for (int32_t k = 0; k < c; ++k) {
-        for (int32_t y = 0; y < net_h; ++y) {
-            uint8_t *out = dst + (size_t)k * plane + (size_t)y * (size_t)net_w;
-            const int32_t r = y - off_y;
-            if (r < 0 || r >= new_h) {                  /* the 0.5 border: 127.5 -> 128 */
-                memset(out, 128, (size_t)net_w);
-                continue;
-            }
-            memset(out, 128, (size_t)off_x);
-            memset(out + off_x + new_w, 128, (size_t)(net_w - off_x - new_w));
-            const float sy = (float)r * h_scale;
-            int32_t iy = (int32_t)sy;
-            const float dy = sy - (float)iy;
-            if (iy > h - 1) iy = h - 1;
-            const float *p0 = part + ((size_t)k * h + iy) * (size_t)new_w;
-            uint8_t *o = out + off_x;
-            if (r == new_h - 1 || h == 1 || iy >= h - 1) {
-                for (int32_t col = 0; col < new_w; ++col) o[col] = to_pixel((1.0f - dy) * p0[col]);
-            } else {
-                const float *p1 = p0 + new_w;
-                for (int32_t col = 0; col < new_w; ++col) {
-                    const float t = (1.0f - dy) * p0[col];
-                    o[col] = to_pixel(t + dy * p1[col]);
-                }
-            }
-        }
+    lb_job j;
+    j.rgb = rgb;
+    j.row_stride = row_stride;
+    j.pix = pixel_stride;
+    j.c = c;
+    j.h = h;
+    j.w = w;
+    j.val = val;
+    j.dxs = dxs;
+    j.ixs = ixs;
+    j.rings = (float *)(void *)(ixs + new_w);
+    j.dst = dst;
+    j.new_h = new_h;
+    j.new_w = new_w;
+    j.net_h = net_h;
+    j.net_w = net_w;
+    j.off_x = (net_w - new_w) / 2;
+    j.off_y = (net_h - new_h) / 2;
+    j.h_scale = (new_h > 1) ? (float)(h - 1) / (float)(new_h - 1) : 0.0f;
+    j.nthreads = (MDFI_IMG_ATOMIC && pool != NULL) ? nthreads : 1;
+    /* about four chunks a thread, of at least 8 rows */
+    int64_t chunk = (net_h + 4 * (int64_t)j.nthreads - 1) / (4 * (int64_t)j.nthreads);
+    j.chunk = chunk < 8 ? 8 : chunk;
+    j.nchunks = (net_h + j.chunk - 1) / j.chunk;
+    j.next = 0;
+    if (j.nthreads <= 1 || j.nchunks <= 1) {
+        j.nthreads = 1;
+        lb_rows(&j, 0, net_h, j.rings);
+    } else {
+        pool(lb_worker, &j, (int)j.nthreads);
     }
     return 0;
 }

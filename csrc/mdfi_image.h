@@ -5,7 +5,8 @@
  * bit-identical to Darknet's.  Compile without -ffast-math and with -ffp-contract=off
  * (no fused multiply-add): Darknet's build does not contract these expressions either.
  *
- * Plain C99, no allocation, no Python headers.
+ * Plain C11 (C11 atomics for the thread split of the 8-bit letterbox, when available), no
+ * allocation, no Python headers.
  */
 #ifndef MDFI_IMAGE_H
 #define MDFI_IMAGE_H
@@ -31,23 +32,35 @@ int mdfi_letterbox_f32(const float *restrict src, int32_t c, int32_t h, int32_t 
                        float *restrict part, int32_t new_h, int32_t new_w,
                        float *restrict dst, int32_t net_h, int32_t net_w);
 
+/* A thread pool: pool(job, arg, n) calls job(arg, tid) on up to n threads (tid 0..n-1, the
+ * caller included) and returns when every call has returned; job takes its work from an
+ * atomic counter, so it is complete whichever threads join.  mdfi_conv_pool_run (mdfi_conv.h)
+ * is one (the same type as mdfi_pool_fn in mdfi_kernels.h). */
+typedef int (*mdfi_image_pool_fn)(void (*job)(void *arg, int tid), void *arg, int nthreads);
+
 /* The same letterbox straight from 8-bit pixels to the 8-bit network input of the integer
  * engine, in one call: for every byte value and size it equals
  *     input_to_u8(letterbox_f32(rgb / 255.f))      (mdfi.quantize.input_to_u8)
  * -- the same float32 operations in the same order (v / 255.f is looked up in a table of the
  * 256 values where letterbox_f32 reads a pixel), then p = floor(255*(double)v + 1/2) clamped to
  * 0..255 (v >= 0, so the truncating conversion is the floor; the 0.5 border becomes 128).
- * Only the source rows that the vertical pass reads are resized horizontally.
+ * Only the source rows that the vertical pass reads are resized horizontally, each into a
+ * small per-thread ring of two rows (no [c][h][new_w] intermediate).
  *
- *   rgb     : [h][w][c]          uint8, interleaved (as decoded)
- *   scratch : floats             mdfi_letterbox_u8_scratch(c, h, new_w) of them
+ *   rgb     : [h] rows of row_stride bytes; pixel x of row y at rgb + y*row_stride +
+ *             x*pixel_stride, its c channels consecutive (pixel_stride >= c: 3 for packed
+ *             RGB, 4 for Pillow's RGBX storage)
+ *   scratch : floats             mdfi_letterbox_u8_scratch(c, new_w, nthreads) of them
  *   dst     : [c][net_h][net_w]  uint8 output
+ *   pool    : NULL (this thread only) or a pool (above) running the canvas rows on up to
+ *             nthreads threads; the result does not depend on the thread count
  * Returns 0, or -1 on inconsistent sizes / scratch too small (nothing written).
  */
-int64_t mdfi_letterbox_u8_scratch(int32_t c, int32_t h, int32_t new_w);
-int mdfi_letterbox_u8(const uint8_t *restrict rgb, int32_t c, int32_t h, int32_t w, float *restrict scratch,
-                      int64_t scratch_floats, uint8_t *restrict dst, int32_t new_h, int32_t new_w, int32_t net_h,
-                      int32_t net_w);
+int64_t mdfi_letterbox_u8_scratch(int32_t c, int32_t new_w, int32_t nthreads);
+int mdfi_letterbox_u8(const uint8_t *restrict rgb, int32_t c, int32_t h, int32_t w, int32_t pixel_stride,
+                      int64_t row_stride, float *restrict scratch, int64_t scratch_floats, uint8_t *restrict dst,
+                      int32_t new_h, int32_t new_w, int32_t net_h, int32_t net_w, mdfi_image_pool_fn pool,
+                      int32_t nthreads);
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,7 @@ __all__ = [
     "IMAGE_PIXELS_LIMIT",
     "ImageSource",
     "MAX_PIXELS_ENV",
+    "decode_image",
     "image_to_chw_float",
     "load_image",
     "max_image_pixels",
@@ -256,8 +257,9 @@ def check_work_memory(name: str, width: int, height: int) -> None:
                          f"prepare, more than the {room / 2**20:,.0f} MB left by {why}")
 
 
-def _load_pil(img: Image.Image, name: str, exif: bool = False) -> np.ndarray:
-    """Size-check, fully decode and convert an opened Pillow image."""
+def _load_pil(img: Image.Image, name: str, exif: bool = False, keep_rgb: bool = False):
+    """Size-check, fully decode and convert an opened Pillow image (``keep_rgb``: an image of
+    mode RGB is returned as the loaded Pillow image, see :func:`decode_image`)."""
     _check_size(name, *img.size)
     check_work_memory(name, *img.size)
     limit = max_image_pixels()
@@ -286,6 +288,8 @@ def _load_pil(img: Image.Image, name: str, exif: bool = False) -> np.ndarray:
             raise LimitError(f"{name}: not enough memory to rotate the image") from None
         except Exception as exc:  # noqa: BLE001 - damaged EXIF data
             raise ImageError(f"{name}: cannot apply the EXIF orientation: {_one_line(exc)}") from None
+    if keep_rgb and img.mode == "RGB":
+        return img
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
@@ -298,7 +302,7 @@ def _load_pil(img: Image.Image, name: str, exif: bool = False) -> np.ndarray:
                          f"{_one_line(exc)}") from None
 
 
-def _load_path(path: PathLike, exif: bool = False) -> np.ndarray:
+def _load_path(path: PathLike, exif: bool = False, keep_rgb: bool = False):
     """Open, decode and convert the image file at ``path``."""
     name = os.fspath(path)
     limit = max_image_pixels()  # before opening: a bad $MDFI_MAX_IMAGE_PIXELS leaks nothing
@@ -328,7 +332,7 @@ def _load_path(path: PathLike, exif: bool = False) -> np.ndarray:
         except Exception as exc:  # noqa: BLE001 - header parsing raises many types
             raise ImageError(f"{name}: corrupt or unreadable image: {_one_line(exc)}") from None
         with img:
-            return _load_pil(img, name, exif)
+            return _load_pil(img, name, exif, keep_rgb)
 
 
 # ---------------------------------------------------------------------------------
@@ -420,6 +424,22 @@ def load_image(src: ImageSource, *, exif: bool = False) -> np.ndarray:
         return _load_pil(src, _describe_pil(src), exif)
     if isinstance(src, (str, os.PathLike)):
         return _load_path(src, exif)
+    raise ImageError(f"cannot load an image from a {type(src).__name__}; pass a file path, "
+                     f"a PIL.Image.Image or a numpy array")
+
+
+def decode_image(src: ImageSource, *, exif: bool = False) -> Union[np.ndarray, Image.Image]:
+    """:func:`load_image`, except that an image Pillow decodes to 8-bit RGB (a JPEG photo, an RGB
+    PNG; a file or a Pillow image) is returned as the loaded Pillow image of mode ``"RGB"``,
+    whose ``np.asarray`` is :func:`load_image`'s array: the 8-bit letterbox
+    (:func:`mdfi.preprocess.image_to_pixels`) reads its pixels in place, without the copy
+    into an array.  Everything else is :func:`load_image`'s array.  Same checks and errors."""
+    if isinstance(src, np.ndarray):
+        return _load_array(src)
+    if isinstance(src, Image.Image):
+        return _load_pil(src, _describe_pil(src), exif, keep_rgb=True)
+    if isinstance(src, (str, os.PathLike)):
+        return _load_path(src, exif, keep_rgb=True)
     raise ImageError(f"cannot load an image from a {type(src).__name__}; pass a file path, "
                      f"a PIL.Image.Image or a numpy array")
 

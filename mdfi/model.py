@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
 import numpy as np
+from PIL import Image
 
 from . import zoo
 from .detection import Detections
 from .errors import ArgumentError, LimitError, MDFIError, MDFIWarning, ShapeError
-from .image import load_image
+from .image import decode_image, load_image
 from .network import Network
 from .postprocess import Raw, postprocess, settings as post_settings
 from .preprocess import network_input, network_pixels
@@ -74,8 +75,9 @@ class Model:
         except MemoryError:
             raise LimitError(f"{_image_name(image)}: not enough memory to prepare a {w}x{h} image") from None
 
-    def _load_rgb(self, image: ImageLike, exif: bool = False) -> np.ndarray:
-        rgb = load_image(image, exif=exif)
+    def _load_rgb(self, image: ImageLike, exif: bool = False, decoded: bool = False):
+        """load_image's HxWx3 array; with ``decoded``, decode_image's array or RGB Pillow image."""
+        rgb = decode_image(image, exif=exif) if decoded else load_image(image, exif=exif)
         if self.network.channels != 3:
             raise ShapeError(f"{self.name}: the network takes {self.network.channels} channels; "
                              f"only 3-channel (RGB) networks can run on images")
@@ -107,11 +109,12 @@ class Model:
             x, width, height = prep.tensor, prep.width, prep.height
         else:
             # the integer engine takes 8-bit pixels: letterbox (or resize) them in one C pass
-            # (equal to input_to_u8(prepare(image).tensor), without the float image in between)
-            rgb = self._load_rgb(image, bool(exif))
-            height, width = rgb.shape[:2]
+            # (equal to input_to_u8(prepare(image).tensor), without the float image in between),
+            # on the engine's threads, reading a decoded RGB photo where Pillow holds it
+            rgb = self._load_rgb(image, bool(exif), decoded=True)
+            width, height = rgb.size if isinstance(rgb, Image.Image) else (rgb.shape[1], rgb.shape[0])
             try:
-                x = network_pixels(rgb, self.network)
+                x = network_pixels(rgb, self.network, nthreads=_pixel_threads(self.engine))
             except MemoryError:
                 raise LimitError(f"{_image_name(image)}: not enough memory to prepare a {width}x{height} "
                                  f"image") from None
@@ -141,6 +144,12 @@ class Model:
     def __repr__(self) -> str:
         return (f"<mdfi.Model {self.name} {self.network.width}x{self.network.height} "
                 f"{len(self.network.layers)} layers engine={self.engine.name}>")
+
+
+def _pixel_threads(engine) -> int:
+    """Threads of the 8-bit letterbox: the engine's (its pool runs it), at most 256."""
+    from ._ext._image import MAX_THREADS
+    return max(1, min(int(getattr(engine, "threads", 1) or 1), MAX_THREADS))
 
 
 def _image_name(image) -> str:

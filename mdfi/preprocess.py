@@ -77,18 +77,52 @@ def image_to_input(rgb: np.ndarray, net_w: int, net_h: int, letterbox_image: boo
     return letterbox(chw, net_w, net_h) if letterbox_image else resize(chw, net_w, net_h)
 
 
-def image_to_pixels(rgb: np.ndarray, net_w: int, net_h: int, letterbox_image: bool = True) -> np.ndarray:
+def image_to_pixels(rgb, net_w: int, net_h: int, letterbox_image: bool = True, *,
+                    nthreads: int = 1) -> np.ndarray:
     """HxWx3 uint8 RGB -> (3, net_h, net_w) uint8 input of the integer engine, in one C pass:
     equal to ``input_to_u8(image_to_input(rgb, net_w, net_h, letterbox_image))`` for every
     image (the same float32 letterbox or resize operations, then ``floor(255 v + 1/2)``; a
-    plain resize is the letterbox with the resized size equal to the canvas)."""
+    plain resize is the letterbox with the resized size equal to the canvas).
+
+    ``rgb`` may also be a loaded Pillow image of mode ``"RGB"`` (what
+    :func:`mdfi.image.decode_image` returns): its pixels are those of ``np.asarray(rgb)``, read
+    in place through the Arrow C data interface where Pillow offers it (Pillow >= 11.2, an
+    image in one memory block), else copied.  ``nthreads``: threads of the engine's pool the
+    pass may use (the result does not depend on them)."""
+    if not isinstance(rgb, np.ndarray):
+        return _pil_to_pixels(rgb, net_w, net_h, letterbox_image, nthreads)
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     if rgb.ndim != 3:
         raise ShapeError(f"image_to_pixels expects an (H,W,C) array, got shape {rgb.shape}")
     h, w, c = rgb.shape
     new_w, new_h = letterbox_geometry(w, h, net_w, net_h) if letterbox_image else (net_w, net_h)
     out = np.empty((c, net_h, net_w), dtype=np.uint8)
-    _image.letterbox_u8(rgb, out, new_h, new_w)
+    _image.letterbox_u8(rgb, out, new_h, new_w, nthreads=nthreads)
+    return out
+
+
+def _pil_to_pixels(img, net_w: int, net_h: int, letterbox_image: bool, nthreads: int) -> np.ndarray:
+    """:func:`image_to_pixels` of a Pillow image of mode RGB (read in place when possible)."""
+    if getattr(img, "mode", None) != "RGB":
+        raise ShapeError(f"image_to_pixels expects an (H,W,3) uint8 array or a Pillow RGB image, got "
+                         f"{type(img).__name__}{' of mode ' + repr(img.mode) if hasattr(img, 'mode') else ''}")
+    w, h = img.size
+    new_w, new_h = letterbox_geometry(w, h, net_w, net_h) if letterbox_image else (net_w, net_h)
+    out = np.empty((3, net_h, net_w), dtype=np.uint8)
+    export = getattr(img, "__arrow_c_array__", None)
+    if export is not None:
+        try:
+            schema, array = export()
+        except Exception:  # noqa: BLE001 - e.g. "Image rows are not contiguous in memory": copy instead
+            pass
+        else:
+            try:
+                _image.letterbox_u8_arrow(schema, array, h, w, out, new_h, new_w, nthreads=nthreads)
+                return out
+            except (ShapeError, ValueError):
+                pass                                   # not the layout expected: copy instead
+    rgb = np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+    _image.letterbox_u8(rgb, out, new_h, new_w, nthreads=nthreads)
     return out
 
 
@@ -97,7 +131,7 @@ def network_input(rgb: np.ndarray, network) -> np.ndarray:
     return image_to_input(rgb, network.width, network.height, network.letter_box)
 
 
-def network_pixels(rgb: np.ndarray, network) -> np.ndarray:
-    """The 8-bit input of ``network``'s integer engine for an HxWx3 uint8 image (the rounded
-    :func:`network_input`, computed in one C pass)."""
-    return image_to_pixels(rgb, network.width, network.height, network.letter_box)
+def network_pixels(rgb, network, *, nthreads: int = 1) -> np.ndarray:
+    """The 8-bit input of ``network``'s integer engine for an HxWx3 uint8 image or a Pillow RGB
+    image (the rounded :func:`network_input`, computed in one C pass on ``nthreads`` threads)."""
+    return image_to_pixels(rgb, network.width, network.height, network.letter_box, nthreads=nthreads)
