@@ -54,13 +54,16 @@ typedef int (*mdfi_image_pool_fn)(void (*job)(void *arg, int tid), void *arg, in
  *   dst     : [c][net_h][net_w]  uint8 output
  *   pool    : NULL (this thread only) or a pool (above) running the canvas rows on up to
  *             nthreads threads; the result does not depend on the thread count
+ *   simd    : 0 = portable C; 1 = the AVX2 twins of both passes where the CPU has AVX2 (and
+ *             c == 3, w >= 2): the same float32/double operations in the same order, equal
  * Returns 0, or -1 on inconsistent sizes / scratch too small (nothing written).
  */
+int mdfi_image_have_avx2(void);
 int64_t mdfi_letterbox_u8_scratch(int32_t c, int32_t new_w, int32_t nthreads);
 int mdfi_letterbox_u8(const uint8_t *restrict rgb, int32_t c, int32_t h, int32_t w, int32_t pixel_stride,
                       int64_t row_stride, float *restrict scratch, int64_t scratch_floats, uint8_t *restrict dst,
                       int32_t new_h, int32_t new_w, int32_t net_h, int32_t net_w, mdfi_image_pool_fn pool,
-                      int32_t nthreads);
+                      int32_t nthreads, int32_t simd);
 
 #ifdef __cplusplus
 }

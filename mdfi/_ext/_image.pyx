@@ -4,8 +4,8 @@
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport int64_t, uint8_t
 import numpy as np
-from mdfi._ext.cimage cimport (mdfi_image_pool_fn, mdfi_letterbox_f32, mdfi_letterbox_u8_scratch,
-                              mdfi_letterbox_u8)
+from mdfi._ext.cimage cimport (mdfi_image_have_avx2, mdfi_image_pool_fn, mdfi_letterbox_f32,
+                              mdfi_letterbox_u8_scratch, mdfi_letterbox_u8)
 from mdfi._ext import _conv
 from mdfi.errors import ShapeError
 
@@ -91,8 +91,19 @@ cdef int _check_letterbox(Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, dst, int new
     return 0
 
 
+def have_avx2():
+    """True when the 8-bit letterbox can take its AVX2 path on this CPU."""
+    return bool(mdfi_image_have_avx2())
+
+
+cdef int _simd(simd) except -1:
+    """simd None: the convolution's current choice (MDFI_SIMD / _conv.set_simd_path; "scalar"
+    turns the AVX2 twins off), else a bool."""
+    return (_conv.simd_path() != "scalar") if simd is None else (1 if simd else 0)
+
+
 cdef _letterbox_u8_ptr(const uint8_t *src, int c, int h, int w, int pixel_stride, int64_t row_stride,
-                       uint8_t[:, :, ::1] dst, int new_h, int new_w, int nthreads):
+                       uint8_t[:, :, ::1] dst, int new_h, int new_w, int nthreads, int simd):
     cdef int64_t n = mdfi_letterbox_u8_scratch(c, new_w, nthreads)
     scratch = np.empty(n, dtype=np.float32)
     cdef float[::1] sv = scratch
@@ -100,24 +111,25 @@ cdef _letterbox_u8_ptr(const uint8_t *src, int c, int h, int w, int pixel_stride
     cdef int net_h = <int>dst.shape[1], net_w = <int>dst.shape[2]
     with nogil:
         rc = mdfi_letterbox_u8(src, c, h, w, pixel_stride, row_stride, &sv[0], n, &dst[0, 0, 0], new_h, new_w,
-                               net_h, net_w, _pool, nthreads)
+                               net_h, net_w, _pool, nthreads, simd)
     if rc != 0:
         raise ShapeError("letterbox: C kernel rejected the sizes")
 
 
 def letterbox_u8(const uint8_t[:, :, ::1] rgb not None, uint8_t[:, :, ::1] dst not None,
-                 int new_h, int new_w, nthreads=1):
+                 int new_h, int new_w, nthreads=1, simd=None):
     """Darknet letterbox of 8-bit pixels ``rgb`` (H,W,C) straight into the 8-bit network input
     ``dst`` (C,net_h,net_w): equal to ``input_to_u8(letterbox_f32(rgb/255))``, on up to
-    ``nthreads`` threads of the convolution's pool (the result does not depend on them)."""
+    ``nthreads`` threads of the convolution's pool, with the AVX2 twins where the CPU has them
+    unless ``simd`` is False (None: unless MDFI_SIMD=scalar); the result depends on neither."""
     cdef Py_ssize_t h = rgb.shape[0], w = rgb.shape[1], c = rgb.shape[2]
     _check_letterbox(c, h, w, dst, new_h, new_w, nthreads)
     _letterbox_u8_ptr(&rgb[0, 0, 0], <int>c, <int>h, <int>w, <int>c, <int64_t>(w * c), dst, new_h, new_w,
-                      nthreads)
+                      nthreads, _simd(simd))
 
 
 def letterbox_u8_arrow(schema not None, array not None, int h, int w, uint8_t[:, :, ::1] dst not None,
-                       int new_h, int new_w, nthreads=1):
+                       int new_h, int new_w, nthreads=1, simd=None):
     """:func:`letterbox_u8` of an 8-bit RGB image of ``h`` rows and ``w`` columns exported
     through the Arrow C data interface as Pillow (>= 11.2) does it: ``image.__arrow_c_array__()``
     = (schema, array) capsules of ``h*w`` pixels, a fixed-size list of 4 uint8 each (R, G, B and
@@ -139,4 +151,5 @@ def letterbox_u8_arrow(schema not None, array not None, int h, int w, uint8_t[:,
     if child.length != 4 * <int64_t>h * w or child.offset != 0 or child.null_count != 0 or \
             child.n_buffers != 2 or child.buffers[1] == NULL:
         raise ShapeError("letterbox: the Arrow array's bytes are not one contiguous buffer")
-    _letterbox_u8_ptr(<const uint8_t *>child.buffers[1], 3, h, w, 4, 4 * <int64_t>w, dst, new_h, new_w, nthreads)
+    _letterbox_u8_ptr(<const uint8_t *>child.buffers[1], 3, h, w, 4, 4 * <int64_t>w, dst, new_h, new_w, nthreads,
+                      _simd(simd))
