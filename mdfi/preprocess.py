@@ -12,7 +12,7 @@ result is bit-identical to Darknet's network input for the same decoded pixels.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def image_to_input(rgb: np.ndarray, net_w: int, net_h: int, letterbox_image: boo
 
 
 def image_to_pixels(rgb, net_w: int, net_h: int, letterbox_image: bool = True, *,
-                    nthreads: int = 1) -> np.ndarray:
+                    nthreads: int = 1, simd: Optional[bool] = None) -> np.ndarray:
     """HxWx3 uint8 RGB -> (3, net_h, net_w) uint8 input of the integer engine, in one C pass:
     equal to ``input_to_u8(image_to_input(rgb, net_w, net_h, letterbox_image))`` for every
     image (the same float32 letterbox or resize operations, then ``floor(255 v + 1/2)``; a
@@ -88,20 +88,22 @@ def image_to_pixels(rgb, net_w: int, net_h: int, letterbox_image: bool = True, *
     :func:`mdfi.image.decode_image` returns): its pixels are those of ``np.asarray(rgb)``, read
     in place through the Arrow C data interface where Pillow offers it (Pillow >= 11.2, an
     image in one memory block), else copied.  ``nthreads``: threads of the engine's pool the
-    pass may use (the result does not depend on them)."""
+    pass may use; ``simd``: False for the portable C, True for the AVX2 twins where the CPU has
+    them, None as the convolution (``MDFI_SIMD``).  The result depends on neither."""
     if not isinstance(rgb, np.ndarray):
-        return _pil_to_pixels(rgb, net_w, net_h, letterbox_image, nthreads)
+        return _pil_to_pixels(rgb, net_w, net_h, letterbox_image, nthreads, simd)
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     if rgb.ndim != 3:
         raise ShapeError(f"image_to_pixels expects an (H,W,C) array, got shape {rgb.shape}")
     h, w, c = rgb.shape
     new_w, new_h = letterbox_geometry(w, h, net_w, net_h) if letterbox_image else (net_w, net_h)
     out = np.empty((c, net_h, net_w), dtype=np.uint8)
-    _image.letterbox_u8(rgb, out, new_h, new_w, nthreads=nthreads)
+    _image.letterbox_u8(rgb, out, new_h, new_w, nthreads=nthreads, simd=simd)
     return out
 
 
-def _pil_to_pixels(img, net_w: int, net_h: int, letterbox_image: bool, nthreads: int) -> np.ndarray:
+def _pil_to_pixels(img, net_w: int, net_h: int, letterbox_image: bool, nthreads: int,
+                   simd: Optional[bool]) -> np.ndarray:
     """:func:`image_to_pixels` of a Pillow image of mode RGB (read in place when possible)."""
     if getattr(img, "mode", None) != "RGB":
         raise ShapeError(f"image_to_pixels expects an (H,W,3) uint8 array or a Pillow RGB image, got "
@@ -117,12 +119,12 @@ def _pil_to_pixels(img, net_w: int, net_h: int, letterbox_image: bool, nthreads:
             pass
         else:
             try:
-                _image.letterbox_u8_arrow(schema, array, h, w, out, new_h, new_w, nthreads=nthreads)
+                _image.letterbox_u8_arrow(schema, array, h, w, out, new_h, new_w, nthreads=nthreads, simd=simd)
                 return out
             except (ShapeError, ValueError):
                 pass                                   # not the layout expected: copy instead
     rgb = np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
-    _image.letterbox_u8(rgb, out, new_h, new_w, nthreads=nthreads)
+    _image.letterbox_u8(rgb, out, new_h, new_w, nthreads=nthreads, simd=simd)
     return out
 
 

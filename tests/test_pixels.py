@@ -10,8 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mdfi._ext import _image
 from mdfi.preprocess import image_to_input, image_to_pixels
 from mdfi.quantize import input_to_u8
+
+#: the letterbox paths this CPU runs: portable C, and the AVX2 twins where the CPU has AVX2
+SIMD = (False, True) if _image.have_avx2() else (False,)
+
+
+def test_simd_paths_ran_or_skipped():
+    """Says which paths the tests of this file ran (the portable C always)."""
+    if not _image.have_avx2():
+        pytest.skip("no AVX2 on this CPU: only the portable C letterbox was tested")
 
 SIZES = [(1, 1), (1, 7), (9, 1), (2, 3), (3, 2), (416, 416), (415, 417), (500, 741), (741, 500),
          (300, 1000), (1000, 300), (833, 2), (2, 833), (64, 64), (270, 480)]
@@ -27,8 +37,9 @@ def test_pixels_equal_float_letterbox_then_rounding(h, w):
         for net_w, net_h in ((416, 416), (608, 352), (32, 96))[:1 if h * w > 100000 else 3]:
             ref = input_to_u8(image_to_input(rgb, net_w, net_h))
             for nthreads in (1, 2, 3):
-                assert np.array_equal(image_to_pixels(rgb, net_w, net_h, nthreads=nthreads), ref), \
-                    (h, w, net_w, net_h, nthreads)
+                for simd in SIMD:
+                    assert np.array_equal(image_to_pixels(rgb, net_w, net_h, nthreads=nthreads, simd=simd), ref), \
+                        (h, w, net_w, net_h, nthreads, simd)
 
 
 # odd widths, single pixels, very wide and very tall images, up- and down-scaling
@@ -64,9 +75,11 @@ def test_pixels_threads_and_pillow_storage_equal_reference(h, w):
         for letterbox in (True, False):
             ref = input_to_u8(image_to_input(rgb, net_w, net_h, letterbox))
             for nthreads in (1, 2, 5):
-                for src in (rgb, pil, no_arrow):
-                    got = image_to_pixels(src, net_w, net_h, letterbox, nthreads=nthreads)
-                    assert np.array_equal(got, ref), (h, w, net_w, net_h, letterbox, nthreads, type(src).__name__)
+                for simd in SIMD:
+                    for src in (rgb, pil, no_arrow):
+                        got = image_to_pixels(src, net_w, net_h, letterbox, nthreads=nthreads, simd=simd)
+                        assert np.array_equal(got, ref), \
+                            (h, w, net_w, net_h, letterbox, nthreads, simd, type(src).__name__)
 
 
 def test_pillow_in_place_path_ran_or_skipped():
@@ -74,7 +87,6 @@ def test_pillow_in_place_path_ran_or_skipped():
     if not _pil_has_arrow():
         pytest.skip("this Pillow has no Arrow export (before 11.2): only the copy path was tested")
     from PIL import Image
-    from mdfi._ext import _image
     rgb = np.random.default_rng(5).integers(0, 256, (37, 53, 3), dtype=np.uint8)
     schema, array = Image.fromarray(rgb).__arrow_c_array__()
     out = np.empty((3, 64, 64), np.uint8)
@@ -96,7 +108,9 @@ def test_pillow_image_in_several_blocks_is_copied():
     rgb = np.random.default_rng(3).integers(0, 256, (2100, 2101, 3), dtype=np.uint8)
     pil = Image.fromarray(rgb)
     for nthreads in (1, 2):
-        assert np.array_equal(image_to_pixels(pil, 416, 416, nthreads=nthreads), image_to_pixels(rgb, 416, 416))
+        for simd in SIMD:
+            assert np.array_equal(image_to_pixels(pil, 416, 416, nthreads=nthreads, simd=simd),
+                                  image_to_pixels(rgb, 416, 416, simd=False))
 
 
 def test_decode_image_keeps_rgb_pillow_images(tmp_path):
@@ -140,3 +154,33 @@ def test_detect_path_equals_prepared(tmp_path):
     a = model.detect(str(path), thresh=0.1)
     b = model.detect(model.prepare(str(path)), thresh=0.1)
     assert a == b and len(a) > 0
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 2), (3, 5), (2, 741), (500, 741), (7, 1000)])
+def test_letterbox_reads_nothing_past_the_image(h, w):
+    """The image's last byte is the last byte before an inaccessible page: a vector gather that
+    read past the pixels would crash the process (Linux; the AVX2 twins read 4 bytes a pixel)."""
+    import ctypes
+    import mmap
+    import sys
+    if not sys.platform.startswith("linux"):
+        pytest.skip("guard pages via mprotect: Linux only")
+    page = mmap.PAGESIZE
+    n = h * w * 3
+    span = (n + page - 1) // page * page
+    buf = mmap.mmap(-1, span + page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    assert libc.mprotect(ctypes.c_void_p(base + span), page, 0) == 0     # PROT_NONE guard page
+    try:
+        rgb = np.frombuffer(buf, np.uint8, count=n, offset=span - n).reshape(h, w, 3)
+        rgb[...] = np.random.default_rng(h + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        ref = input_to_u8(image_to_input(np.array(rgb), 416, 416))
+        for simd in SIMD:
+            for nthreads in (1, 2):
+                assert np.array_equal(image_to_pixels(rgb, 416, 416, nthreads=nthreads, simd=simd), ref)
+    finally:
+        libc.mprotect(ctypes.c_void_p(base + span), page, mmap.PROT_READ | mmap.PROT_WRITE)
+        del rgb
+        buf.close()
