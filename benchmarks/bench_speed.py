@@ -6,6 +6,7 @@ instruction ceilings of the machine and the per-layer efficiency of the big conv
     python benchmarks/bench_speed.py                        # everything, both models, 1 and 2 threads
     python benchmarks/bench_speed.py --models yolov3-tiny --runs 10
     python benchmarks/bench_speed.py --cpu-time --threads 1  # on a busy machine: thread CPU time
+    python benchmarks/bench_speed.py --only-detect --runs 40 # detect(path) / forward, yolov3-tiny, 1 and 2 threads
 
 Engines (same 416x416 input for all; yolov3-tiny with the official weights, yolov3 and
 ``--models yolov4-tiny`` (AlexeyAB's) with generated weights of the right shape -- no official
@@ -20,6 +21,8 @@ weights of those can be fetched here, and speed does not depend on the values):
 * OpenCV DNN float: ``readNetFromDarknet`` on the same cfg/weights (``--opencv-avx2`` holds it to
   its AVX2 code, as on an AVX2-only machine);
 * MDFI detect: ``model.detect(jpeg path)`` end to end (decode, letterbox, forward, heads, NMS).
+  ``--only-detect`` times just this and the MDFI forward it contains (yolov3-tiny, best path;
+  a minute on 2 cores) and prints their ratio per thread count.
 
 One process, interleaved: every round times one call of every (engine, threads) in turn, so
 machine noise hits all alike; medians of ``--runs`` rounds after ``--warmup``.  Before each
@@ -135,26 +138,38 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="MDFI vs ONNX Runtime and OpenCV DNN forward time")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--models", default="yolov3-tiny,yolov3")
+    ap.add_argument("--models", default=None, help="default: yolov3-tiny,yolov3 (--only-detect: yolov3-tiny)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--mdfi-paths", default=None,
                     help="convolution paths to time (default: the best one and avx2, when available)")
     ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
     ap.add_argument("--no-opencv", action="store_true", help="skip OpenCV DNN")
     ap.add_argument("--no-detect", action="store_true", help="skip model.detect(path)")
+    ap.add_argument("--only-detect", action="store_true",
+                    help="only model.detect(path) and the MDFI forward (best path), interleaved: their ratio "
+                         "(implies --no-ort --no-opencv --no-ceiling --no-profile --skip-cold; --settle 0.05)")
     ap.add_argument("--numpy-float", action="store_true", help="also time MDFI's NumPy float path (slow)")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the instruction ceilings")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-layer profile")
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--onnx-dir", default=None, help="reuse/keep the ONNX exports here")
-    ap.add_argument("--settle", type=float, default=0.25,
-                    help="seconds of idle before each timed call (default 0.25)")
+    ap.add_argument("--settle", type=float, default=None,
+                    help="seconds of idle before each timed call (default 0.25; --only-detect: 0.05)")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time the calling thread's CPU time (forces --threads 1)")
     ap.add_argument("--opencv-avx2", action="store_true",
                     help="keep OpenCV to its AVX2 code paths (OPENCV_CPU_DISABLE=AVX512-SKX), as on an "
                          "AVX2-only machine")
     args = ap.parse_args(argv)
+    if args.only_detect:
+        if args.no_detect:
+            ap.error("--only-detect and --no-detect exclude each other")
+        args.no_ort = args.no_opencv = args.no_ceiling = args.no_profile = args.skip_cold = True
+        args.numpy_float = False
+    if args.models is None:
+        args.models = "yolov3-tiny" if args.only_detect else "yolov3-tiny,yolov3"
+    if args.settle is None:
+        args.settle = 0.05 if args.only_detect else 0.25
     if args.opencv_avx2:
         os.environ["OPENCV_CPU_DISABLE"] = "AVX512-SKX"       # read when cv2 is first imported
     if args.cpu_time:
@@ -170,7 +185,8 @@ def main(argv=None) -> int:
     threads = [int(t) for t in args.threads.split(",")]
     avail = _conv.available_simd_paths()
     best = _conv.simd_path()
-    paths = args.mdfi_paths.split(",") if args.mdfi_paths else [best] + (["avx2"] if best != "avx2" and "avx2" in avail else [])
+    paths = args.mdfi_paths.split(",") if args.mdfi_paths else \
+        [best] + (["avx2"] if best != "avx2" and "avx2" in avail and not args.only_detect else [])
     for p in paths:
         if p not in avail:
             log(f"--mdfi-paths: {p} is not available on this CPU (available: {', '.join(avail)})")
@@ -294,8 +310,11 @@ def main(argv=None) -> int:
             print(f"  {name:<12} {t} thr.: MDFI [avx2] / OpenCV DNN float = {r_cv:.2f} (target <= 0.5: "
                   f"{'met' if r_cv <= 0.5 else 'NOT met'}){' (OpenCV held to AVX2)' if args.opencv_avx2 else ''}")
     for name, t, det, fwd in detect_rows:
-        print(f"  {name:<12} {t} thr.: detect(path) / forward = {det:.1f} / {fwd:.1f} ms = {det / fwd:.2f} "
+        print(f"  {name:<12} {t} thr.: detect(path) / forward = {det:.1f} / {fwd:.1f} ms = {det / fwd:.3f} "
               f"(target <= 1.3: {'met' if det / fwd <= 1.3 else 'NOT met'})")
+    if detect_rows:
+        print(f"  (timing photo: {TIMING_PHOTO} {rgb.shape[1]}x{rgb.shape[0]} as a quality-95 JPEG; medians of "
+              f"{args.runs} interleaved rounds; load average after: {loadavg()})")
 
     ceiling = None
     if not args.no_ceiling:
