@@ -249,12 +249,13 @@ class QYolo(heads.QHead):
             return (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, l.classes), np.float32))
         row, col, n = keep[:, 0], keep[:, 1], keep[:, 2]
         a = l.anchors[np.asarray(l.mask)[n]].astype(np.float64)
-        x = (col + p[n, 0, row, col] * 2.0 ** -fp.PROB_FRAC) / lw
-        y = (row + p[n, 1, row, col] * 2.0 ** -fp.PROB_FRAC) / lh
-        bw = p[n, 2, row, col] * 2.0 ** -fp.EXP_FRAC * a[:, 0] / l.net_w
-        bh = p[n, 3, row, col] * 2.0 ** -fp.EXP_FRAC * a[:, 1] / l.net_h
-        obj_q = obj[n, row, col].astype(np.int64)
-        prob_q = obj_q[:, None] * p[n, 5:, row, col].astype(np.int64)
+        ent = p[n, :, row, col]                     # (candidates, entries): one gather
+        x = (col + ent[:, 0] * 2.0 ** -fp.PROB_FRAC) / lw
+        y = (row + ent[:, 1] * 2.0 ** -fp.PROB_FRAC) / lh
+        bw = ent[:, 2] * 2.0 ** -fp.EXP_FRAC * a[:, 0] / l.net_w
+        bh = ent[:, 3] * 2.0 ** -fp.EXP_FRAC * a[:, 1] / l.net_h
+        obj_q = ent[:, 4].astype(np.int64)
+        prob_q = obj_q[:, None] * ent[:, 5:].astype(np.int64)
         prob_q = np.where(prob_q > t_prob, prob_q, 0)
         boxes = np.stack([x, y, bw, bh], axis=1).astype(np.float32)
         return boxes, heads.to_float_prob(obj_q), heads.to_float_prob(prob_q, 2 * fp.PROB_FRAC)
