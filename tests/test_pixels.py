@@ -144,16 +144,24 @@ def test_every_pixel_value_survives_a_copy():
     assert np.array_equal(image_to_pixels(rgb, 416, 416), rgb.transpose(2, 0, 1))
 
 
-def test_detect_path_equals_prepared(tmp_path):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_detect_path_equals_prepared(tmp_path, threads):
+    """detect() on a file or a Pillow image (the 8-bit letterbox, in place, on the engine's
+    threads) equals detect() on the float input prepared like Darknet's."""
     import mdfi
     from PIL import Image
     skdata = pytest.importorskip("skimage.data")
-    model = mdfi.load("yolov3-tiny", threads=2)
-    path = tmp_path / "coffee.png"
-    Image.fromarray(skdata.coffee()).save(path)
-    a = model.detect(str(path), thresh=0.1)
-    b = model.detect(model.prepare(str(path)), thresh=0.1)
-    assert a == b and len(a) > 0
+    model = mdfi.load("yolov3-tiny", threads=threads)
+    png, jpg = tmp_path / "coffee.png", tmp_path / "coffee.jpg"
+    Image.fromarray(skdata.coffee()).save(png)
+    Image.fromarray(skdata.coffee()[:, 37:]).save(jpg, quality=90)       # an odd width
+    for path in (png, jpg):
+        b = model.detect(model.prepare(str(path)), thresh=0.1)
+        assert len(b) > 0
+        assert model.detect(str(path), thresh=0.1) == b
+        with Image.open(path) as im:
+            assert model.detect(im, thresh=0.1) == b
+        assert model.detect(np.asarray(Image.open(path).convert("RGB")), thresh=0.1) == b
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 2), (3, 5), (2, 741), (500, 741), (7, 1000)])
