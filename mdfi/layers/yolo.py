@@ -241,21 +241,19 @@ class QYolo(heads.QHead):
         semantics as :meth:`YoloLayer.decode`)."""
         l = self.layer
         _, lh, lw = l.out_shape
-        p = np.asarray(out).reshape(l.n, l.entries, lh, lw)
+        p = np.asarray(out).reshape(l.n, l.entries, lh * lw)
         t_obj, t_prob = heads.thresholds(thresh)
-        obj = p[:, 4]
-        keep = np.argwhere((obj > t_obj).transpose(1, 2, 0))
-        if len(keep) == 0:
+        cell, n = np.nonzero((p[:, 4] > t_obj).T)   # in (row, col, anchor) order, as Darknet's loops
+        if len(n) == 0:
             return (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, l.classes), np.float32))
-        row, col, n = keep[:, 0], keep[:, 1], keep[:, 2]
+        ent = p[n, :, cell].astype(np.int64)        # (candidates, entries): one gather
         a = l.anchors[np.asarray(l.mask)[n]].astype(np.float64)
-        ent = p[n, :, row, col]                     # (candidates, entries): one gather
-        x = (col + ent[:, 0] * 2.0 ** -fp.PROB_FRAC) / lw
-        y = (row + ent[:, 1] * 2.0 ** -fp.PROB_FRAC) / lh
-        bw = ent[:, 2] * 2.0 ** -fp.EXP_FRAC * a[:, 0] / l.net_w
-        bh = ent[:, 3] * 2.0 ** -fp.EXP_FRAC * a[:, 1] / l.net_h
-        obj_q = ent[:, 4].astype(np.int64)
-        prob_q = obj_q[:, None] * ent[:, 5:].astype(np.int64)
+        row, col = np.divmod(cell, lw)
+        # x = (col + tx) / lw, y = (row + ty) / lh; w = ew * anchor_w / net_w, h likewise (float64)
+        xy = (np.stack([col, row], axis=1) + ent[:, 0:2] * 2.0 ** -fp.PROB_FRAC) / (lw, lh)
+        wh = ent[:, 2:4] * 2.0 ** -fp.EXP_FRAC * a / (l.net_w, l.net_h)
+        obj_q = ent[:, 4]
+        prob_q = obj_q[:, None] * ent[:, 5:]
         prob_q = np.where(prob_q > t_prob, prob_q, 0)
-        boxes = np.stack([x, y, bw, bh], axis=1).astype(np.float32)
+        boxes = np.concatenate([xy, wh], axis=1).astype(np.float32)
         return boxes, heads.to_float_prob(obj_q), heads.to_float_prob(prob_q, 2 * fp.PROB_FRAC)
