@@ -88,10 +88,10 @@ def main(argv=None) -> int:
     from mdfi import calibrate, evaluate, zoo
     from mdfi.engine import FixedEngine
     from mdfi.model import Model
-    from mdfi.network import Network
+    from mdfi.darknet.network import Network
     from mdfi.quant.formats import choose_decisions, decisions_to_kwargs
     from mdfi.quantize import quantize_network
-    from mdfi.weights import load_weights
+    from mdfi.darknet.weights import load_weights
     import accuracy_images
     from bench_accuracy import float_split
 

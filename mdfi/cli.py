@@ -54,7 +54,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from . import calibrate, modelfile, recipes
-    from .cfgfile import read_cfg_text
+    from .darknet.cfgfile import read_cfg_text
     from .model import _float_network, _warn_low_bits
     from .quantize import quantize_network
     check_model_args(args)

@@ -144,8 +144,8 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
     Memory does not grow with the number of images.
     """
     from . import imagejobs, modelfile, pipeline
-    from .cfgfile import parse_cfg_text
-    from .network import Network
+    from .darknet.cfgfile import parse_cfg_text
+    from .darknet.network import Network
     inputs = imagejobs.list_inputs(images) if isinstance(images, (str, os.PathLike)) else list(images)
     if names is None:
         from . import zoo

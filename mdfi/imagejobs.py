@@ -151,9 +151,9 @@ def net_params(network) -> Dict[str, Any]:
 def float_network(shared: Mapping[str, bytes], cfg_name: str = "model.cfg", darknet: Optional[str] = None):
     """The float network from the job's ``cfg`` text and ``weights`` bytes (``darknet``: the
     lineage the client resolved, so both sides run the same float path)."""
-    from .cfgfile import parse_cfg_text
-    from .network import Network
-    from .weights import load_weights_bytes
+    from .darknet.cfgfile import parse_cfg_text
+    from .darknet.network import Network
+    from .darknet.weights import load_weights_bytes
     net = Network(parse_cfg_text(shared["cfg"].decode("utf-8"), cfg_name), cfg_name, warn=False, darknet=darknet)
     load_weights_bytes(net, shared["weights"], cfg_name.rsplit(".", 1)[0] + ".weights")
     return net

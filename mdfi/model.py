@@ -18,10 +18,10 @@ from . import zoo
 from .detection import Detections
 from .errors import ArgumentError, LimitError, MDFIError, MDFIWarning, ShapeError
 from .image import load_image
-from .network import Network
+from .darknet.network import Network
 from .postprocess import Raw, postprocess, settings as post_settings
 from .preprocess import network_input, network_pixels
-from .weights import load_weights
+from .darknet.weights import load_weights
 
 PathLike = Union[str, "os.PathLike[str]"]
 ImageLike = Union[PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821

@@ -39,11 +39,11 @@ import numpy as np
 
 from . import __version__
 from . import fixedpoint as fp
-from .cfgfile import MAX_CFG_BYTES, parse_cfg_text
+from .darknet.cfgfile import MAX_CFG_BYTES, parse_cfg_text
 from .errors import CfgError, LimitError, MDFIError, ModelFileError
 from .layers import QREGISTRY
 from .limits import Limit
-from .network import Network
+from .darknet.network import Network
 from .quantize import QuantizedModel
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -16,7 +16,7 @@ import numpy as np
 from . import fixedpoint as fp
 from .errors import FormatError, ShapeError
 from .layers import QREGISTRY, QLayer
-from .network import Network
+from .darknet.network import Network
 
 #: Methods that choose activation formats from calibration statistics.
 ACT_METHODS = ("max", "percentile", "mse")

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from . import __version__
 from .errors import ModelFileError
-from .network import Network
+from .darknet.network import Network
 from .quantize import QuantizedModel, quantize_network
 
 #: Per zoo model: shipped calibration statistics and the settings that meet the accuracy
@@ -125,7 +125,7 @@ def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     and of the shipped calibration, and the options -- and is stored in the cached file's
     header, so a cached model is used only when its record is equal (a swapped or stale
     file is quantized again)."""
-    from .cfgfile import read_cfg_text
+    from .darknet.cfgfile import read_cfg_text
     cfg_text = read_cfg_text(cfg_file)                  # validated: regular file, size, UTF-8
     res = _calib_resource(spec_name)
     calib_sha = hashlib.sha256(res.read_bytes()).hexdigest() if res is not None else None

@@ -200,9 +200,9 @@ NAMES = [f"class{i}" for i in range(80)]
 
 
 def _net(text: str, name: str, seed: int):
-    from mdfi.cfgfile import parse_cfg_text
-    from mdfi.network import Network
-    from mdfi.weights import random_weights
+    from mdfi.darknet.cfgfile import parse_cfg_text
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import random_weights
     net = Network(parse_cfg_text(text, name), name, warn=False)
     random_weights(net, seed)
     return net
@@ -241,9 +241,9 @@ def route_shift_model():
     unified route formats (``unify_routes=False``), so route 20 aligns layer 19 by a
     one-bit shift -- the alignment path no default model takes any more."""
     from mdfi import recipes, zoo
-    from mdfi.network import Network
+    from mdfi.darknet.network import Network
     from mdfi.quantize import quantize_network
-    from mdfi.weights import load_weights
+    from mdfi.darknet.weights import load_weights
     net = Network.from_cfg(zoo.cfg_path("yolov3-tiny"))
     load_weights(net, zoo.weights_path("yolov3-tiny"))
     qm = quantize_network(net, wbits=8, abits=8, per_channel=True, calib=recipes.shipped_calibration("yolov3-tiny"),

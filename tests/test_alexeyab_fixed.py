@@ -28,9 +28,9 @@ from mdfi._ext import _conv
 from mdfi._ext import _kernels as K
 from mdfi.cengine import CRunner
 from mdfi.errors import FormatError
-from mdfi.network import Network
+from mdfi.darknet.network import Network
 from mdfi.quantize import input_to_u8, quantize_network
-from mdfi.weights import random_weights
+from mdfi.darknet.weights import random_weights
 
 MINI = AB / "mini-alexeyab.cfg"
 OPTS = [(1, False), (1, True), (2, False), (2, True), (3, True)]
@@ -196,7 +196,7 @@ def test_fixed_point_refuses_what_has_no_kernel():
         "negative stride": base + "[upsample]\nstride=-2\n",
         "several from": base + "[convolutional]\nfilters=4\nsize=1\nactivation=leaky\n[shortcut]\nfrom=-1,-2\n",
     }
-    from mdfi.cfgfile import parse_cfg_text
+    from mdfi.darknet.cfgfile import parse_cfg_text
     for what, text in cases.items():
         net = Network(parse_cfg_text(text, what), what, warn=False)
         random_weights(net, 1)

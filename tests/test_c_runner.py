@@ -101,9 +101,9 @@ def assert_identical(runner: Path, gold: Path, tmp: Path, *args: str, layers=Non
 
 
 def _random_net(cfg_text: str, name: str, seed: int):
-    from mdfi.cfgfile import parse_cfg_text
-    from mdfi.network import Network
-    from mdfi.weights import random_weights
+    from mdfi.darknet.cfgfile import parse_cfg_text
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import random_weights
     net = Network(parse_cfg_text(cfg_text, name), name, warn=False)
     random_weights(net, seed)
     return net

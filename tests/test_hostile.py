@@ -23,8 +23,8 @@ from mdfi import safejson
 from mdfi.cli import main
 from mdfi.errors import (ArgumentError, CfgError, FormatError, LimitError, MDFIError, MDFIWarning,
                          ModelFileError, WeightsError)
-from mdfi.network import Network
-from mdfi.weights import load_weights, write_weights
+from mdfi.darknet.network import Network
+from mdfi.darknet.weights import load_weights, write_weights
 
 from conftest import DARKNET, REPO, run_python
 
@@ -269,7 +269,7 @@ def test_yolo_after_yolo(tmp_path):
     cfg.write_text("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=6\nsize=1\n"
                    "activation=linear\n" + "[yolo]\nmask=0\nanchors=10,14,23,27\nclasses=1\nnum=2\n" * 2)
     net = Network.from_cfg(cfg)
-    from mdfi.weights import random_weights
+    from mdfi.darknet.weights import random_weights
     random_weights(net)
     write_weights(net, tmp_path / "yy.weights")
     model = mdfi.load(cfg=cfg, weights=tmp_path / "yy.weights", precision="float")     # Darknet runs it
@@ -322,7 +322,7 @@ def test_jpeg_bomb_under_an_address_space_cap_is_one_line(tmp_path):
 # item 10: numbers exactly as Darknet reads them, or refused
 @pytest.mark.parametrize("space", ["\u00a0", "\v", "\f", "\x1c", "\u3000"])
 def test_cfg_numbers_with_other_white_space_are_refused(space):
-    from mdfi.cfgfile import parse_cfg_text
+    from mdfi.darknet.cfgfile import parse_cfg_text
     text = f"[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=1{space}6\nsize=1\n"
     with pytest.raises(CfgError) as ei:
         Network(parse_cfg_text(text, "w.cfg"), "w.cfg")
@@ -331,7 +331,7 @@ def test_cfg_numbers_with_other_white_space_are_refused(space):
 
 
 def test_cfg_spaces_and_tabs_are_stripped_like_darknet():
-    from mdfi.cfgfile import parse_cfg_text
+    from mdfi.darknet.cfgfile import parse_cfg_text
     net = Network(parse_cfg_text("[net]\nwidth = 8\n height\t=\t8 \nchannels=3\n[convolutional]\n"
                                  "filters = 1 6\nsize=1\n", "s.cfg"), "s.cfg")
     assert net.layers[0].filters == 16        # Darknet's strip() removes spaces inside: "16"

@@ -8,14 +8,14 @@ import pytest
 
 from mdfi import fixedpoint as fp
 from mdfi import modelfile
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import FormatError, ModelFileError
 from mdfi.evaluate import agreement
 from mdfi.detection import Detection
-from mdfi.network import Network
+from mdfi.darknet.network import Network
 from mdfi.quant.gptq import gptq_round
 from mdfi.quantize import input_to_u8, quantize_network, unify_route_formats
-from mdfi.weights import random_weights
+from mdfi.darknet.weights import random_weights
 
 HEAD = "[net]\nwidth=16\nheight=16\nchannels=3\n"
 

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .. import fixedpoint as fp
-from ..activations import LEAKY_SLOPE
+from ..darknet.activations import LEAKY_SLOPE
 
 #: At most this many output pixels per image and layer are kept as samples for the
 #: post-activation matching (every k-th pixel); the means themselves use all pixels.

@@ -21,7 +21,7 @@ from typing import Union
 
 import numpy as np
 
-from .errors import WeightsError
+from ..errors import WeightsError
 from .network import Network
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -59,7 +59,7 @@ def parse_header(data: bytes, path: str) -> WeightsHeader:
 
 def load_weights(network: Network, path: PathLike) -> WeightsHeader:
     """Read ``path`` and attach every layer's parameters to ``network``."""
-    from .inputs import as_path, open_input
+    from ..inputs import as_path, open_input
     spath = as_path(path, "weights file")
     expected_params = network.num_params()
     fd, size = open_input(spath, WeightsError, what="Darknet .weights file")

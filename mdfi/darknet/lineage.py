@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple
 
 from . import cfgkeys
-from .errors import CfgError
+from ..errors import CfgError
 
 LINEAGES = ("pjreddie", "alexeyab")
 

@@ -34,8 +34,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import CfgError, shown
-from .limits import MAX_LAYERS
+from ..errors import CfgError, shown
+from ..limits import MAX_LAYERS
 
 # Which keys are implemented, ignored (training only) or refused: mdfi/cfgkeys.py (the key
 # audit against both Darknet parsers); Network marks the ignored ones used after building
@@ -238,7 +238,7 @@ def parse_cfg_text(text: str, path: str = "<cfg>") -> List[Section]:
 def read_cfg_text(path: "os.PathLike[str] | str") -> str:
     """The text of a ``.cfg`` file, read through :mod:`mdfi.inputs` (regular file, at most
     :data:`MAX_CFG_BYTES`, strict UTF-8; a UTF-8 byte-order mark is dropped)."""
-    from .inputs import read_text
+    from ..inputs import read_text
     return read_text(path, CfgError, what="Darknet .cfg file", max_bytes=MAX_CFG_BYTES)
 
 

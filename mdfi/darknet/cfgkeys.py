@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from .errors import CfgError
+from ..errors import CfgError
 
 AB_PARSER = "AB src/parser.c"
 PJ_PARSER = "PJ src/parser.c"

@@ -10,9 +10,9 @@ import numpy as np
 
 from . import cfgkeys, lineage as lineages
 from .cfgfile import Section, read_cfg, warn_unused
-from .errors import CfgError, ShapeError
-from .layers import DARKNET_ONLY, NET_SECTIONS, REGISTRY, Layer, Shape
-from .limits import MAX_ACTIVATION_BYTES, MAX_DIM, MAX_LAYERS, MAX_PARAMS
+from ..errors import CfgError, ShapeError
+from ..layers import DARKNET_ONLY, NET_SECTIONS, REGISTRY, Layer, Shape
+from ..limits import MAX_ACTIVATION_BYTES, MAX_DIM, MAX_LAYERS, MAX_PARAMS
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -152,7 +152,7 @@ class Network:
                 out = np.ascontiguousarray(layer.forward_float(xs), dtype=np.float32)
             if not warned and not np.isfinite(out).all():
                 import warnings
-                from .errors import MDFIWarning
+                from ..errors import MDFIWarning
                 warned = True
                 bad = int(out.size - np.count_nonzero(np.isfinite(out)))
                 warnings.warn(f"{self.path}: layer {layer.index} ({layer.kind}) has {bad:,} non-finite outputs "
