@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     import mdfi
     from mdfi._ext import _conv
     from mdfi.engine import FixedEngine
-    from mdfi.quantize import input_to_u8
+    from mdfi.quant.quantize import input_to_u8
 
     threads = [int(t) for t in args.threads.split(",")]
     avail = _conv.available_simd_paths()

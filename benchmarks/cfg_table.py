@@ -20,7 +20,7 @@ import re
 from mdfi.darknet.cfgfile import read_cfg
 from mdfi.errors import MDFIError
 from mdfi.darknet.network import Network
-from mdfi.quantize import fixed_point_refusal
+from mdfi.quant.quantize import fixed_point_refusal
 
 UNCOVERED = ("swish", "relu6", "hard_mish")      # activations no Darknet fixture covers
 

@@ -53,10 +53,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from . import calibrate, modelfile, recipes
+    from .quant import calibrate, modelfile, recipes
     from .darknet.cfgfile import read_cfg_text
     from .model import _float_network, _warn_low_bits
-    from .quantize import quantize_network
+    from .quant.quantize import quantize_network
     check_model_args(args)
     refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model, args.calib_stats)
     if args.calib and args.calib_stats:
@@ -143,7 +143,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .info import info_table
     from .model import _is_mdfi_file
     if _is_mdfi_file(args.model_or_file):
-        from . import modelfile
+        from .quant import modelfile
         if args.bits is not None:
             raise MDFIError(f"--bits applies to zoo models; {args.model_or_file} has its widths fixed "
                             f"(`mdfi quantize` writes another width)")

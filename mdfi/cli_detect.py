@@ -377,7 +377,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             continue
         ms = (time.perf_counter() - t0) * 1e3
         if stats is not None:
-            from .quantize import saturation_report
+            from .quant.quantize import saturation_report
             print(f"{src.path}: saturated outputs per layer (values the format could not hold, clamped):\n"
                   f"{saturation_report(model.quantized, stats)}", file=sys.stderr)
         report(src.path, rgb, dets, ms)

@@ -50,10 +50,11 @@ def scale_options(args: argparse.Namespace) -> dict:
 
 
 def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
-    from . import calibrate, evaluate, imagejobs, modelfile, recipes
+    from .quant import calibrate, modelfile, recipes
+    from . import evaluate, imagejobs
     from .cli import parse_bits_list
     from .model import DEFAULT_ENGINE, _float_network
-    from .quantize import quantize_network
+    from .quant.quantize import quantize_network
 
     configs = parse_bits_list(args.bits)
     scale = scale_options(args)
@@ -143,7 +144,8 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
     detected from the cfg); ``gt_thresh``: the float detections kept as the reference.
     Memory does not grow with the number of images.
     """
-    from . import imagejobs, modelfile, pipeline
+    from . import imagejobs, pipeline
+    from .quant import modelfile
     from .darknet.cfgfile import parse_cfg_text
     from .darknet.network import Network
     inputs = imagejobs.list_inputs(images) if isinstance(images, (str, os.PathLike)) else list(images)
@@ -242,9 +244,10 @@ def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], 
 
 def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
     """``mdfi eval``'s text and JSON reports."""
-    from . import evaluate, imagejobs, modelfile
+    from . import evaluate, imagejobs
+    from .quant import modelfile
     from .errors import MDFIError
-    from .quantize import saturation_report
+    from .quant.quantize import saturation_report
 
     results, plain = run.agreement, run.map50
     sat = {}

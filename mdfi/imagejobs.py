@@ -38,7 +38,7 @@ MAX_LIST_BYTES = 64 << 20
 
 def list_inputs(spec: str) -> List[Tuple[str, str]]:
     """``[(key, path)]`` of a folder, a list file or a single image (see the module docstring)."""
-    from .calibrate import IMAGE_EXTENSIONS
+    from .quant.calibrate import IMAGE_EXTENSIONS
     from .limits import require_regular_file
     name = os.fspath(spec)
     if os.path.isdir(name):
@@ -197,7 +197,7 @@ def report_errors(errors: Sequence[Tuple[str, str]], what: str) -> None:
 
 
 def eval_setup(shared: Mapping[str, bytes], params: Mapping[str, Any], threads: int):
-    from . import modelfile
+    from .quant import modelfile
     from .engine import FixedEngine
     from .model import FloatEngine, Model
     net = float_network(shared, params["cfg_name"], params.get("darknet"))
@@ -270,7 +270,7 @@ def calib_prepare(params: Mapping[str, Any], item: Mapping[str, Any]) -> List[np
 def calib_infer(network, item: Mapping[str, Any], xs: List[np.ndarray]) -> dict:
     """Per-image statistics in their exact form (:meth:`TensorStats.to_dict`), as
     :func:`mdfi.calibrate.collect` gathers them."""
-    from .calibrate import TensorStats
+    from .quant.calibrate import TensorStats
     stats = [TensorStats() for _ in network.layers]
     inp = TensorStats()
 
@@ -293,7 +293,7 @@ def calibrate_images(network, weights_file, images: str, *, augment: bool = Fals
     cluster: per-image statistics merged exactly as they arrive (identical whichever way
     the images were split).  ``results``: JSON-lines journal of the per-image statistics
     (resumable).  Unreadable images are skipped and reported on stderr."""
-    from .calibrate import CalibStats, TensorStats
+    from .quant.calibrate import CalibStats, TensorStats
     inputs = list_inputs(images)
     net_w, net_h = network.width, network.height
     job = pipeline.Job(
@@ -355,7 +355,7 @@ def calibrate_images(network, weights_file, images: str, *, augment: bool = Fals
 
 
 def golden_setup(shared: Mapping[str, bytes], params: Mapping[str, Any], threads: int):
-    from . import modelfile
+    from .quant import modelfile
     from .engine import FixedEngine
     from .model import Model
     qm = modelfile.loads(shared["model"], params["model_file"])
@@ -444,7 +444,8 @@ def golden_images(model, images, out_dir: str, *, layers: Optional[Sequence[int]
     cluster the workers write the folders: ``OUT_DIR`` must be on storage they share.
     ``images``: a folder, a list file or ``[(key, path)]`` (:func:`list_inputs`); the other
     options are :func:`mdfi.golden.export`'s."""
-    from . import golden, modelfile
+    from . import golden
+    from .quant import modelfile
     qm = getattr(model, "quantized", None)
     if qm is None:
         raise MDFIError("golden vectors need a fixed-point model (not the float path)")

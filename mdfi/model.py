@@ -129,7 +129,7 @@ class Model:
         input which is first converted to pixels like :meth:`detect` does."""
         if isinstance(self.engine, FloatEngine):
             return self.network.forward_float(x, keep="all")
-        from .quantize import input_to_u8
+        from .quant.quantize import input_to_u8
         x = np.asarray(x)
         return self.engine.run(x if x.dtype == np.uint8 else input_to_u8(x), keep="all")
 
@@ -244,7 +244,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights, darknet)):
             raise MDFIError("a .mdfi file fixes its formats; quantize again with `mdfi quantize` "
                             "to change widths or rounding")
-        from . import modelfile
+        from .quant import modelfile
         qm = modelfile.load(model)
         class_names = (zoo.load_names(names) if names is not None else
                        qm.names or zoo.load_names(zoo.names_path(zoo.DEFAULT_MODEL)))
@@ -264,7 +264,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
             raise MDFIError("bits/rounding/per-channel options apply to the fixed-point path only")
         network = load_network()
         return Model(network, class_names, FloatEngine(network), name=label)
-    from . import recipes
+    from .quant import recipes
     _warn_low_bits(wbits or bits, abits or bits)
     qm = recipes.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
                                wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
@@ -279,7 +279,7 @@ def _is_mdfi_file(path: PathLike) -> bool:
     if os.path.isfile(p):      # regular files only: a FIFO would block the magic-byte read
         try:
             with open(p, "rb") as fh:
-                from .modelfile import MAGIC
+                from .quant.modelfile import MAGIC
                 return fh.read(len(MAGIC)) == MAGIC
         except OSError:
             return False

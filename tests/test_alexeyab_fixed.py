@@ -29,7 +29,7 @@ from mdfi._ext import _kernels as K
 from mdfi.cengine import CRunner
 from mdfi.errors import FormatError
 from mdfi.darknet.network import Network
-from mdfi.quantize import input_to_u8, quantize_network
+from mdfi.quant.quantize import input_to_u8, quantize_network
 from mdfi.darknet.weights import random_weights
 
 MINI = AB / "mini-alexeyab.cfg"
@@ -160,7 +160,7 @@ def test_mini_network_threads_and_scalar_path(mini, threads):
 
 
 def test_mini_network_model_file_round_trip(mini, tmp_path):
-    from mdfi import modelfile
+    from mdfi.quant import modelfile
     net, x = mini
     qm = quantize_network(net, wbits=6, abits=9, cfg_text=MINI.read_text())
     path = tmp_path / "m.mdfi"
@@ -208,7 +208,7 @@ def test_fixed_point_refuses_what_has_no_kernel():
 def test_batchnorm_estimate_covers_groups_and_new_activations(mini):
     """The data-free estimate handles route groups (it used to fail with "estimate has 64
     channels, expected 32"), channel-mismatched shortcuts and the table activations."""
-    from mdfi import calibrate
+    from mdfi.quant import calibrate
     net, x = mini
     est = calibrate.estimate_from_batchnorm(net)
     assert len(est) == len(net.layers)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdfi import calibrate as C
+from mdfi.quant import calibrate as C
 from mdfi import fixedpoint as fp
 from mdfi import zoo
 from mdfi.darknet.cfgfile import parse_cfg_text

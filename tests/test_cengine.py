@@ -16,7 +16,7 @@ from mdfi._ext import _conv
 from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.cengine import CRunner
 from mdfi.darknet.network import Network
-from mdfi.quantize import input_to_u8, quantize_network
+from mdfi.quant.quantize import input_to_u8, quantize_network
 from mdfi.darknet.weights import random_weights
 
 from conftest import DARKNET

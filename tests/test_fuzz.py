@@ -36,7 +36,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mdfi import golden, modelfile, vectors, verify
+from mdfi import golden, vectors, verify
+from mdfi.quant import modelfile
 from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.cli import main
 from mdfi.engine import FixedEngine
@@ -48,7 +49,7 @@ from mdfi.layers import DARKNET_ONLY, REGISTRY
 from mdfi.limits import MAX_ACTIVATION_BYTES, MAX_DIM
 from mdfi.model import Model
 from mdfi.darknet.network import Network
-from mdfi.quantize import quantize_network
+from mdfi.quant.quantize import quantize_network
 from mdfi.darknet.weights import load_weights, random_weights
 
 from conftest import DARKNET, REPO, run_python, skimage_image
@@ -1565,12 +1566,12 @@ def test_package_never_unpickles_or_evals():
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
 @pytest.mark.parametrize("kind", ["cfg", "weights", "mdfi", "image", "names", "calib", "vector", "manifest"])
 def test_fifos_and_devices_are_refused_without_blocking(tmp_path, kind):
-    import mdfi.calibrate as calibrate_mod
+    import mdfi.quant.calibrate as calibrate_mod
     from mdfi import vectors as vec_mod
     from mdfi import verify as verify_mod
     from mdfi import zoo as zoo_mod
     from mdfi.image import load_image
-    from mdfi.modelfile import load as load_mdfi
+    from mdfi.quant.modelfile import load as load_mdfi
     from mdfi.darknet.network import Network as Net
     from mdfi.darknet.weights import load_weights as lw
     fifo = tmp_path / "pipe"

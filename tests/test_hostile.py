@@ -221,7 +221,7 @@ def test_safejson_refuses(text, words):
 
 
 def _rewrite_header(src: Path, dst: Path, edit) -> None:
-    from mdfi import modelfile as mf
+    from mdfi.quant import modelfile as mf
     blob = src.read_bytes()
     _, version, hlen, _ = mf.PREFIX.unpack_from(blob)
     data = blob[mf._align(mf.PREFIX.size + hlen):]
@@ -248,7 +248,7 @@ def test_mdfi_header_json_limits(what, mini_mdfi, tmp_path):
 
 
 def test_coco_labels_and_calibration_json_limits(tmp_path):
-    from mdfi.calibrate import CalibStats
+    from mdfi.quant.calibrate import CalibStats
     from mdfi.evaluate import LabelError, load_coco_json
     p = tmp_path / "coco.json"
     p.write_text('{"images": [], "annotations": [], "categories": ' + "[" * 3000 + "]" * 3000 + "}")
@@ -340,7 +340,7 @@ def test_cfg_spaces_and_tabs_are_stripped_like_darknet():
 # ---------------------------------------------------------------------------------------------
 # item 11: class names from files are printed and drawn sanitised
 def test_class_names_are_sanitised(mini_mdfi, tmp_path, capsys):
-    from mdfi import modelfile
+    from mdfi.quant import modelfile
     qm = modelfile.load(mini_mdfi)
     evil = ["\x1b[2J\x1b[31mred", "cat\nfake: 99%", "x" * 5000] + [f"c{i}" for i in range(77)]
     qm.names = evil
@@ -356,7 +356,7 @@ def test_class_names_are_sanitised(mini_mdfi, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # item 12: the quantized cache is tied to the weights' digest and the recipe
 def test_swapped_or_stale_cache_entries_are_not_used(tmp_path, monkeypatch, capsys):
-    from mdfi import recipes
+    from mdfi.quant import recipes
     monkeypatch.setenv("MDFI_HOME", str(tmp_path / "home"))
     w = tmp_path / "m.weights"
     shutil.copyfile(MINI_W, w)

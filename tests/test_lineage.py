@@ -17,7 +17,7 @@ from mdfi.darknet import cfgkeys
 from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import CfgError
 from mdfi.darknet.network import Network
-from mdfi.quantize import fixed_point_refusal
+from mdfi.quant.quantize import fixed_point_refusal
 
 SHIPPED = sorted((REPO / "cfg").glob("*.cfg"))
 FIXTURE_CFGS = sorted(FIXTURES.rglob("*.cfg"))

@@ -18,7 +18,7 @@ from mdfi import zoo
 from mdfi._ext import _conv
 from mdfi.cengine import ACT_CODES
 from mdfi.darknet.network import Network
-from mdfi.quantize import quantize_network
+from mdfi.quant.quantize import quantize_network
 from mdfi.darknet.weights import random_weights
 
 

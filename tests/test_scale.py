@@ -16,7 +16,7 @@ from PIL import Image
 
 from conftest import DARKNET, skimage_image
 from mdfi import pipeline
-from mdfi.calibrate import TensorStats, _exact_from_text, _exact_to_text
+from mdfi.quant.calibrate import TensorStats, _exact_from_text, _exact_to_text
 from mdfi.cli import main
 from mdfi.errors import MDFIError
 from mdfi.imagejobs import folder_names, list_inputs
@@ -334,7 +334,7 @@ def calib_reference(images, tmp_path_factory):
 
 
 def test_calibrate_matches_sequential_collect(images, calib_reference, mini_net, tmp_path):
-    from mdfi import calibrate
+    from mdfi.quant import calibrate
     ok = [images / n for n in ("astronaut.png", "chelsea.png", "coffee.png")]
     calibrate.collect(mini_net, [str(p) for p in ok], progress=False, augment=True,
                       source=str(images)).to_json(tmp_path / "seq.json")
@@ -454,10 +454,10 @@ def test_local_worker_death_reruns_its_batch(tmp_path, capfd):
 
 def test_evaluate_models_api_for_searches(images, tiny160, tmp_path):
     """Candidates of a search (here: two rounding modes) evaluated in one pass over the images."""
-    from mdfi import calibrate
+    from mdfi.quant import calibrate
     from mdfi.evalrun import evaluate_models
     from mdfi.model import _float_network
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     cfg, weights = tiny160[1], tiny160[3]
     net, names, *_ = _float_network(None, cfg, weights, None, True)
     calib = calibrate.estimate_from_batchnorm(net)

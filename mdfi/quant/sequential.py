@@ -42,7 +42,7 @@ class CalibRun:
     """
 
     def __init__(self, network, inputs: Sequence[np.ndarray], progress: bool = False):
-        from ..quantize import input_to_u8
+        from .quantize import input_to_u8
         self.network = network
         self.last = network.last_use()
         self.fl: List[Dict[int, np.ndarray]] = [{-1: np.ascontiguousarray(x, np.float32)} for x in inputs]

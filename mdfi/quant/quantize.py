@@ -13,10 +13,10 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import fixedpoint as fp
-from .errors import FormatError, ShapeError
-from .layers import QREGISTRY, QLayer
-from .darknet.network import Network
+from .. import fixedpoint as fp
+from ..errors import FormatError, ShapeError
+from ..layers import QREGISTRY, QLayer
+from ..darknet.network import Network
 
 #: Methods that choose activation formats from calibration statistics.
 ACT_METHODS = ("max", "percentile", "mse")
@@ -206,7 +206,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                           f"need calibration images (calib_inputs)")
     run = None
     if needs_data:
-        from .quant.sequential import CalibRun
+        from .sequential import CalibRun
         run = CalibRun(network, calib_inputs, progress=progress)
     source = "given"
     if act_fracs is None:
@@ -336,7 +336,7 @@ def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_cor
     w = (w * in_scale).reshape(m, -1)
     w_q, method = ql.weights.reshape(m, -1), dict(ql.method or {})
     if run is not None and weight_rounding == "gptq":
-        from .quant.gptq import gptq_layer
+        from .gptq import gptq_layer
         w_q = gptq_layer(layer, run, w, ql.w_frac, ql.wbits)
         method["weights"] = "gptq"
     # The float bias b is re-rounded from scratch: an analytic correction made by
@@ -348,7 +348,7 @@ def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_cor
                                       rounding=rounding, per_channel=ql.per_channel, method=method)
     delta = np.zeros(m)
     if run is not None and bias_correction == "empirical":
-        from .quant.sequential import empirical_bias_shift
+        from .sequential import empirical_bias_shift
         delta = empirical_bias_shift(layer, run, build(b), w, b, float_input_scale=1.0 / in_scale)
         method["bias"] = "empirical"
     if recorded_shift is not None:

@@ -12,9 +12,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .darknet.activations import LEAKY_SLOPE
+from ..darknet.activations import LEAKY_SLOPE
 from .calibrate import _BIN_LO, _EDGES32, NBINS, CalibStats, TensorStats, _bin_index
-from .errors import ShapeError
+from ..errors import ShapeError
 
 # Every tensor is described per channel c as ``y = gain[c] * act[c](x)`` with the
 # pre-activation ``x ~ Normal(mu[c], sigma[c]**2)`` truncated at ``+-zlim[c]`` standard
@@ -225,7 +225,7 @@ def _apply_act(code: np.ndarray, x: np.ndarray) -> np.ndarray:
     conds = [code == _LEAKY, code == _RELU, code == _LOGI]
     vals = [np.where(x > 0, x, _SLOPE * x), np.maximum(x, 0.0), logi]
     if (code >= _MISH).any():
-        from .darknet.activations import reference_float64
+        from ..darknet.activations import reference_float64
         for c in _NUMERIC:
             if (code == c).any():
                 conds.append(code == c)

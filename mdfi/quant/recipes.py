@@ -16,9 +16,9 @@ import sys
 from importlib.resources import files
 from typing import Callable, Optional, Sequence
 
-from . import __version__
-from .errors import ModelFileError
-from .darknet.network import Network
+from .. import __version__
+from ..errors import ModelFileError
+from ..darknet.network import Network
 from .quantize import QuantizedModel, quantize_network
 
 #: Per zoo model: shipped calibration statistics and the settings that meet the accuracy
@@ -67,7 +67,7 @@ def shipped_decisions(spec_name: Optional[str], network: Network, opts: dict, la
     entry with the wide layers' formats chosen at their width
     (:func:`mdfi.quant.formats.widen_formats`; head shifts as shipped).  The result then
     holds ``layer_abits`` too."""
-    from .quant.formats import decision_layer_abits, decisions_to_kwargs, widen_formats
+    from .formats import decision_layer_abits, decisions_to_kwargs, widen_formats
     res = _decisions_resource(spec_name)
     if res is None:
         return {}
@@ -106,8 +106,8 @@ def resolve(spec_name: Optional[str], **given) -> dict:
 
 def weights_digest(weights_file) -> str:
     """sha256 of a weights file, read through :mod:`mdfi.inputs` (regular files only)."""
-    from .errors import WeightsError
-    from .inputs import open_input
+    from ..errors import WeightsError
+    from ..inputs import open_input
     fd, _ = open_input(weights_file, WeightsError, what="Darknet .weights file")
     h = hashlib.sha256()
     try:
@@ -125,7 +125,7 @@ def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     and of the shipped calibration, and the options -- and is stored in the cached file's
     header, so a cached model is used only when its record is equal (a swapped or stale
     file is quantized again)."""
-    from .darknet.cfgfile import read_cfg_text
+    from ..darknet.cfgfile import read_cfg_text
     cfg_text = read_cfg_text(cfg_file)                  # validated: regular file, size, UTF-8
     res = _calib_resource(spec_name)
     calib_sha = hashlib.sha256(res.read_bytes()).hexdigest() if res is not None else None
@@ -141,7 +141,7 @@ def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
 
 def cache_path(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     """(path of the cached quantized model, source record, cfg text, label)."""
-    from . import zoo
+    from .. import zoo
     source, cfg_text, label = cache_source(cfg_file, weights_file, spec_name, opts)
     key = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
     tag = f"w{opts['wbits']}a{opts['abits']}{'-pc' if opts['per_channel'] else ''}"

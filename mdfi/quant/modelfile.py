@@ -37,13 +37,13 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from . import __version__
-from . import fixedpoint as fp
-from .darknet.cfgfile import MAX_CFG_BYTES, parse_cfg_text
-from .errors import CfgError, LimitError, MDFIError, ModelFileError
-from .layers import QREGISTRY
-from .limits import Limit
-from .darknet.network import Network
+from .. import __version__
+from .. import fixedpoint as fp
+from ..darknet.cfgfile import MAX_CFG_BYTES, parse_cfg_text
+from ..errors import CfgError, LimitError, MDFIError, ModelFileError
+from ..layers import QREGISTRY
+from ..limits import Limit
+from ..darknet.network import Network
 from .quantize import QuantizedModel
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -168,7 +168,7 @@ def _fail(path: str, msg: str) -> ModelFileError:
 
 def read_bytes(path: PathLike) -> bytes:
     """The bytes of a ``.mdfi`` file (regular files only, size-capped); nothing is parsed."""
-    from .inputs import as_path, read_bytes as read_input
+    from ..inputs import as_path, read_bytes as read_input
     spath = as_path(path, "model file")
     return read_input(spath, ModelFileError, what="MDFI model file", max_bytes=MAX_MODEL_BYTES.value << 20,
                       limit_hint=f"; set {MAX_MODEL_BYTES.env} (MB) to raise it")
@@ -176,7 +176,7 @@ def read_bytes(path: PathLike) -> bytes:
 
 def read_header(path: PathLike) -> Tuple[dict, bytes]:
     """Validate the container and return (header dict, data bytes)."""
-    from .inputs import as_path
+    from ..inputs import as_path
     spath = as_path(path, "model file")
     return _parse_container(read_bytes(spath), spath)
 
@@ -195,7 +195,7 @@ def _parse_container(blob: bytes, spath: str) -> Tuple[dict, bytes]:
     hbytes = blob[PREFIX.size:PREFIX.size + hlen]
     if zlib.crc32(hbytes) != hcrc:
         raise _fail(spath, "header checksum mismatch (file corrupted)")
-    from .safejson import loads
+    from ..safejson import loads
     header = loads(hbytes, f"{spath}: header", error=ModelFileError, allow_constants=True)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _fail(spath, f"header does not describe an {FORMAT}")
@@ -253,7 +253,7 @@ def _tensor(spath: str, t: dict, data: bytes) -> np.ndarray:
 
 def load(path: PathLike) -> QuantizedModel:
     """Read a ``.mdfi`` file (never executes code from it)."""
-    from .inputs import as_path
+    from ..inputs import as_path
     spath = as_path(path, "model file")
     return loads(read_bytes(spath), spath)
 
@@ -274,7 +274,7 @@ def loads(blob: bytes, name: str = "<bytes>") -> QuantizedModel:
         if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
             raise TypeError
         if names is not None:
-            from .zoo import clean_label
+            from ..zoo import clean_label
             names = [clean_label(n) for n in names]     # printed and drawn: no escape sequences
     except (KeyError, TypeError):
         raise _fail(spath, "header lacks cfg/layers/tensors or has wrong types") from None

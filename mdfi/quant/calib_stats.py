@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .errors import ShapeError
+from ..errors import ShapeError
 
 __all__ = ["BINS_PER_OCTAVE", "LOG2_MIN", "LOG2_MAX", "NBINS", "TensorStats", "bin_edges",
            "bin_centres"]

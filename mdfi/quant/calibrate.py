@@ -29,15 +29,15 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import fixedpoint as fp
+from .. import fixedpoint as fp
 # One tensor's statistics live in mdfi.calib_stats; re-exported here (calib_estimate and
 # user code import them from this module).
 from .calib_stats import (  # noqa: F401  (re-exported)
     _BIN_LO, _EDGES32, BINS_PER_OCTAVE, LOG2_MAX, LOG2_MIN, NBINS, TensorStats, _bin_index,
     _exact_from_text, _exact_to_text, _nonneg_int, bin_centres, bin_edges,
 )
-from .errors import FormatError, MDFIError, ModelFileError, PathLike
-from .limits import require_regular_file
+from ..errors import FormatError, MDFIError, ModelFileError, PathLike
+from ..limits import require_regular_file
 
 __all__ = [
     "BINS_PER_OCTAVE", "LOG2_MIN", "LOG2_MAX", "NBINS", "SCHEMA", "SCHEMA_VERSION",
@@ -88,7 +88,7 @@ class CalibStats:
                  method: str = "images", augment: bool = False,
                  layer_kinds: Optional[Sequence[str]] = None, input: Optional[TensorStats] = None,
                  meta: Optional[Mapping[str, Any]] = None):
-        from . import __version__
+        from .. import __version__
         self.layers: Dict[int, TensorStats] = {int(k): v for k, v in (layers or {}).items()}
         self.input = input
         self.path: Optional[str] = None      # the file it was read from, if any
@@ -261,7 +261,7 @@ class CalibStats:
         if not text.strip():
             raise ModelFileError(f"{name}: calibration file is empty")
 
-        from .safejson import parse
+        from ..safejson import parse
         try:
             d = parse(text)                 # depth, integer and NaN/Infinity limits
         except json.JSONDecodeError as exc:
@@ -396,8 +396,8 @@ def collect(network, images: Iterable[Any], *, progress: bool = True, augment: b
     (default: the first image names).  Raises :class:`~mdfi.errors.MDFIError` if ``images``
     is empty; image errors (:class:`~mdfi.errors.ImageError`) propagate.
     """
-    from .image import load_image
-    from .preprocess import network_input
+    from ..image import load_image
+    from ..preprocess import network_input
 
     total = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
     layer_stats: Dict[int, TensorStats] = {l.index: TensorStats() for l in network.layers}
@@ -453,8 +453,8 @@ def load_inputs(network, folder: PathLike, *, augment: bool = True) -> List[np.n
     """The float inputs of the images in ``folder`` (and of their mirror images with
     ``augment``), made as the model's Darknet lineage makes them (letterbox or plain resize):
     the calibration data of the data-driven methods (mdfi.quant)."""
-    from .image import load_image
-    from .preprocess import network_input
+    from ..image import load_image
+    from ..preprocess import network_input
     xs = []
     for p in list_images(folder):
         rgb = load_image(p)
