@@ -198,7 +198,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------
 # mdfi golden
 def cmd_golden(args: argparse.Namespace) -> int:
-    from . import golden
+    from .hw import golden
     if (args.image is None) == (args.images is None):
         raise MDFIError("give one IMAGE or --images DIR|LIST")
     if args.images is not None:
@@ -228,7 +228,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 def _golden_images(args: argparse.Namespace) -> int:
     """``mdfi golden --images DIR|LIST -o OUT``: one export per image (docs/scale.md)."""
-    from . import golden
+    from .hw import golden
     from .evalrun import scale_options
     from .imagejobs import golden_images, list_inputs
     if args.dry_run:
@@ -267,7 +267,7 @@ def add_scale_args(p: argparse.ArgumentParser, results: bool = True) -> None:
 # ------------------------------------------------------------------------------------------
 # mdfi verify
 def cmd_verify(args: argparse.Namespace) -> int:
-    from . import verify
+    from .hw import verify
     report = verify.verify(args.golden_dir, args.dut_dir, layers=args.layers, stages=args.stages,
                            max_report=args.max_report, check_golden=args.check_golden)
     print(report.to_json() if args.json else report.format_text(), flush=True)

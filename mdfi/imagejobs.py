@@ -372,7 +372,7 @@ def golden_infer(ctx, item: Mapping[str, Any], rgb: np.ndarray) -> dict:
     renamed when complete: a folder is whole or absent, and a batch run again after a worker
     died replaces it with the same bytes); then its parameter files become hard links to
     one shared copy."""
-    from . import golden
+    from .hw import golden
     model, p = ctx
     out, folder, key = item["out"], item["folder"], item["key"]
     final = os.path.join(out, folder)
@@ -444,7 +444,7 @@ def golden_images(model, images, out_dir: str, *, layers: Optional[Sequence[int]
     cluster the workers write the folders: ``OUT_DIR`` must be on storage they share.
     ``images``: a folder, a list file or ``[(key, path)]`` (:func:`list_inputs`); the other
     options are :func:`mdfi.golden.export`'s."""
-    from . import golden
+    from .hw import golden
     from .quant import modelfile
     qm = getattr(model, "quantized", None)
     if qm is None:

@@ -64,7 +64,7 @@ def test_conv_paths_equal_scalar(arm_build, cpu):
 
 
 def _gold(tmp_path: Path, model, image) -> Path:
-    from mdfi import golden
+    from mdfi.hw import golden
     folder = tmp_path / "gold"
     golden.export(model, image, str(folder), formats=["hex"], thresh=1.0)
     return folder

@@ -310,7 +310,7 @@ def test_golden_export_of_the_new_layers_verifies(mini, tmp_path):
     xy_lut, prob_lut, wh_lut) are written and listed, the manifest records the lineage's box
     correction and NMS, and `mdfi verify` accepts a copy of the export."""
     import shutil
-    from mdfi import golden
+    from mdfi.hw import golden
     from mdfi.cli import main
     from mdfi.engine import FixedEngine
     from mdfi.model import Model

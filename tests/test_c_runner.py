@@ -68,7 +68,7 @@ def _photo() -> np.ndarray:
 
 
 def _export(model, image, folder: Path) -> Path:
-    from mdfi import golden
+    from mdfi.hw import golden
     # thresh=1.0: no detections to decode (random-weight nets would produce thousands)
     golden.export(model, image, str(folder), formats=["hex"], thresh=1.0)
     return folder

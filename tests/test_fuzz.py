@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mdfi import golden, vectors, verify
+from mdfi.hw import golden, vectors, verify
 from mdfi.quant import modelfile
 from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.cli import main
@@ -1567,8 +1567,8 @@ def test_package_never_unpickles_or_evals():
 @pytest.mark.parametrize("kind", ["cfg", "weights", "mdfi", "image", "names", "calib", "vector", "manifest"])
 def test_fifos_and_devices_are_refused_without_blocking(tmp_path, kind):
     import mdfi.quant.calibrate as calibrate_mod
-    from mdfi import vectors as vec_mod
-    from mdfi import verify as verify_mod
+    from mdfi.hw import vectors as vec_mod
+    from mdfi.hw import verify as verify_mod
     from mdfi import zoo as zoo_mod
     from mdfi.image import load_image
     from mdfi.quant.modelfile import load as load_mdfi

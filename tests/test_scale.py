@@ -379,7 +379,7 @@ def test_golden_same_bytes_every_way(mode, images, golden_reference, tmp_path, r
     assert index["exported"] == 3 and index["errors"] == 1
     for e in index["images"]:
         if "folder" in e:
-            from mdfi.verify import verify
+            from mdfi.hw.verify import verify
             assert verify(str(out / e["folder"]), str(out / e["folder"])).exit_status == 0
     assert sorted(p.name for p in out.iterdir()) == [".shared-params", "astronaut", "chelsea", "coffee",
                                                      "index.json", "index.jsonl"]

@@ -16,7 +16,7 @@ import secrets
 import shutil
 from typing import Callable, Iterable, Optional, Type
 
-from .errors import MDFIError
+from ..errors import MDFIError
 
 
 def _reason(exc: OSError) -> str:

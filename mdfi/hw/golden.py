@@ -24,15 +24,16 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
 import numpy as np
 
-from . import __version__
-from . import fixedpoint as fp
-from . import safejson, vectors
-from .errors import GoldenError, MDFIError
+from .. import __version__
+from .. import fixedpoint as fp
+from .. import safejson
+from . import vectors
+from ..errors import GoldenError, MDFIError
 from .exportdir import ExportFolder
 from .golden_describe import HEAD_DECODERS, LAYER_PARAMS
-from .postprocess import postprocess, settings as post_settings
-from .preprocess import letterbox_geometry
-from .quant.quantize import QuantizedModel, input_to_u8
+from ..postprocess import postprocess, settings as post_settings
+from ..preprocess import letterbox_geometry
+from ..quant.quantize import QuantizedModel, input_to_u8
 
 FORMAT = "mdfi-golden"
 FORMAT_VERSION = 1

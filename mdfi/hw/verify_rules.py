@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .fixedpoint import LEAKY_MULT, LEAKY_SHIFT
+from ..fixedpoint import LEAKY_MULT, LEAKY_SHIFT
 
 #: Mismatches used to screen hypotheses before they are tested on every mismatch.
 _SAMPLE = 4096

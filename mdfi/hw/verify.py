@@ -43,9 +43,10 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import numpy as np
 
-from . import safejson, vectors
-from .errors import GoldenError, MDFIError
-from .limits import require_regular_file
+from .. import safejson
+from . import vectors
+from ..errors import GoldenError, MDFIError
+from ..limits import require_regular_file
 from .verify_hints import Analyzer, Hint, coords as _coords, round_shift, where as _where  # noqa: F401
 from .verify_report import FileResult, Mismatch, Report, hex_at  # noqa: F401
 

@@ -15,8 +15,8 @@ from typing import Union
 
 import numpy as np
 
-from .errors import GoldenError
-from .limits import require_regular_file
+from ..errors import GoldenError
+from ..limits import require_regular_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 FORMATS = ("hex", "npy", "dat")

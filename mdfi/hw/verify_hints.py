@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
+from ..fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
 from .verify_rules import (_ISOLATED_MAX, _SAMPLE, Hyp, LutPipeline, Pipeline, acc_hyps, act_hyps, best,  # noqa: F401
                            combo_hyps, exact, lut_hyps, out_hyps, qrange, round_shift, sign_note, wrap)
 
