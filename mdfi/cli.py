@@ -35,7 +35,7 @@ def refuse_overwrite(output: str, *inputs: Optional[str], opt: str = "-o") -> No
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .evalrun import scale_options
-    from .imagejobs import calibrate_images
+    from .scale.imagejobs import calibrate_images
     from .model import _float_network
     check_model_args(args)
     refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model)
@@ -230,7 +230,7 @@ def _golden_images(args: argparse.Namespace) -> int:
     """``mdfi golden --images DIR|LIST -o OUT``: one export per image (docs/scale.md)."""
     from .hw import golden
     from .evalrun import scale_options
-    from .imagejobs import golden_images, list_inputs
+    from .scale.imagejobs import golden_images, list_inputs
     if args.dry_run:
         raise MDFIError("--dry-run describes one export: give one IMAGE")
     formats = golden.parse_formats(args.format)

@@ -33,13 +33,13 @@ class _Det:
 
 def scale_options(args: argparse.Namespace) -> dict:
     """workers / cluster / ship of the eval, calibrate and golden subcommands."""
-    from .pipeline import JobError
+    from .scale.pipeline import JobError
     cluster = getattr(args, "cluster", None) or os.environ.get("MDFI_DASK_SCHEDULER", "").strip() or None
     ship = bool(getattr(args, "ship_images", False))
     if ship and not cluster:
         raise JobError("--ship-images sends image bytes to Dask workers; it needs --cluster")
     if cluster:
-        from .cluster import _distributed, check_address, probe
+        from .scale.cluster import _distributed, check_address, probe
         cluster = check_address(cluster)
         if cluster != "local" and getattr(args, "workers", None):
             print("note: --workers sets the size of a --cluster local; an existing cluster has its own "
@@ -51,7 +51,8 @@ def scale_options(args: argparse.Namespace) -> dict:
 
 def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     from .quant import calibrate, modelfile, recipes
-    from . import evaluate, imagejobs
+    from . import evaluate
+    from .scale import imagejobs
     from .cli import parse_bits_list
     from .model import DEFAULT_ENGINE, _float_network
     from .quant.quantize import quantize_network
@@ -144,7 +145,7 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
     detected from the cfg); ``gt_thresh``: the float detections kept as the reference.
     Memory does not grow with the number of images.
     """
-    from . import imagejobs, pipeline
+    from .scale import imagejobs, pipeline
     from .quant import modelfile
     from .darknet.cfgfile import parse_cfg_text
     from .darknet.network import Network
@@ -159,8 +160,8 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
     for tag, m in models.items():
         shared[tag] = m if isinstance(m, (bytes, bytearray)) else modelfile.dumps(m, model_name=label or None)
     job = pipeline.Job(
-        name="eval", setup="mdfi.imagejobs:eval_setup", prepare="mdfi.imagejobs:eval_prepare",
-        infer="mdfi.imagejobs:eval_infer", batch=4, shared=shared,
+        name="eval", setup="mdfi.scale.imagejobs:eval_setup", prepare="mdfi.scale.imagejobs:eval_prepare",
+        infer="mdfi.scale.imagejobs:eval_infer", batch=4, shared=shared,
         params={"label": label, "names": names,
                 "configs": list(models), "engine": engine, "stats": bool(stats), "gt_thresh": float(gt_thresh),
                 "min_thresh": 0.005, "nms": 0.45, **imagejobs.net_params(network)})
@@ -193,7 +194,8 @@ def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], 
                job, want_stats: bool) -> EvalRun:
     """The metrics from the results file, one model at a time (only the detections of one
     model are in memory at once)."""
-    from . import evaluate, imagejobs
+    from . import evaluate
+    from .scale import imagejobs
 
     wanted = set(keys)
     floats: Dict[str, list] = {}
@@ -244,7 +246,8 @@ def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], 
 
 def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
     """``mdfi eval``'s text and JSON reports."""
-    from . import evaluate, imagejobs
+    from . import evaluate
+    from .scale import imagejobs
     from .quant import modelfile
     from .errors import MDFIError
     from .quant.quantize import saturation_report

@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 
 from conftest import DARKNET, skimage_image
-from mdfi import pipeline
+from mdfi.scale import pipeline
 from mdfi.quant.calibrate import TensorStats, _exact_from_text, _exact_to_text
 from mdfi.cli import main
 from mdfi.errors import MDFIError
-from mdfi.imagejobs import folder_names, list_inputs
+from mdfi.scale.imagejobs import folder_names, list_inputs
 
 MINI = DARKNET / "mini-yolov3"
 MINI_ARGS = ["--cfg", str(MINI / "mini-yolov3.cfg"), "--weights", str(MINI / "mini-yolov3.weights")]
@@ -473,7 +473,7 @@ def test_eval_keeps_the_most_confident_detections_per_image():
     record keeps the most confident MAX_EVAL_DETECTIONS (bounded memory) and says how many
     were dropped; below the cap nothing changes."""
     from types import SimpleNamespace
-    from mdfi import imagejobs
+    from mdfi.scale import imagejobs
     dets = [SimpleNamespace(confidence=c) for c in (0.1, 0.9, 0.5, 0.9, 0.3)]
     kept, dropped = imagejobs.top_detections(dets, 3)
     assert dropped == 2 and [d.confidence for d in kept] == [0.9, 0.5, 0.9]   # original order
@@ -484,7 +484,7 @@ def test_eval_keeps_the_most_confident_detections_per_image():
 
 def test_eval_record_reports_dropped_detections(monkeypatch, tmp_path):
     from types import SimpleNamespace
-    from mdfi import imagejobs
+    from mdfi.scale import imagejobs
     monkeypatch.setattr(imagejobs, "MAX_EVAL_DETECTIONS", 2)
     many = [SimpleNamespace(class_id=0, confidence=c, box=(0.0, 0.0, 1.0, 1.0)) for c in (0.2, 0.8, 0.6)]
     model = SimpleNamespace(detect=lambda prep, **kw: list(many))

@@ -27,7 +27,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Optional
 
-from .errors import MDFIError
+from ..errors import MDFIError
 from .pipeline import JobError, available_cores, run_batch
 
 #: Seconds to wait for a scheduler before giving up (``$MDFI_DASK_TIMEOUT`` overrides).
@@ -132,7 +132,7 @@ def _dask_task(blob: bytes, digest: str, items: List[dict]) -> dict:
         nthreads = getattr(getattr(w, "state", w), "nthreads", 1) or 1
     except (ImportError, ValueError):
         nthreads = 1
-    from .engine import default_threads
+    from ..engine import default_threads
     return run_batch(blob, digest, items, max(1, default_threads() // int(nthreads)))
 
 

@@ -39,7 +39,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .errors import JobError, MDFIError
+from ..errors import JobError, MDFIError
 from .results import RateProgress, ResultsFile, canonical  # noqa: F401 - ResultsFile re-exported
 
 __all__ = ["Job", "PackedJob", "JobError", "ResultsFile", "RateProgress", "canonical", "execute", "map_evaluations",
@@ -59,7 +59,7 @@ def available_cores() -> int:
 def engine_threads(workers_here: int) -> int:
     """Engine threads of each of ``workers_here`` worker processes on one machine: the
     engine's default (``MDFI_THREADS`` or the available cores) shared between them."""
-    from .engine import default_threads
+    from ..engine import default_threads
     return max(1, default_threads() // max(1, workers_here))
 
 
@@ -498,7 +498,7 @@ def map_evaluations(setup: Union[str, Callable], evaluate: Union[str, Callable],
     (:class:`JobError`).  A progress line is written on stderr unless ``label`` is None.
     """
     tasks = list(tasks)
-    job = Job(name="map", setup="mdfi.pipeline:_map_setup", run="mdfi.pipeline:_map_run", batch=1,
+    job = Job(name="map", setup="mdfi.scale.pipeline:_map_setup", run="mdfi.scale.pipeline:_map_run", batch=1,
               params={"setup": function_ref(setup), "evaluate": function_ref(evaluate),
                       "params": dict(params or {})},
               shared=dict(shared or {}))

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from . import pipeline
-from .errors import ImageError, MDFIError
+from ..errors import ImageError, MDFIError
 
 #: Largest list file read (one path per line).
 MAX_LIST_BYTES = 64 << 20
@@ -38,8 +38,8 @@ MAX_LIST_BYTES = 64 << 20
 
 def list_inputs(spec: str) -> List[Tuple[str, str]]:
     """``[(key, path)]`` of a folder, a list file or a single image (see the module docstring)."""
-    from .quant.calibrate import IMAGE_EXTENSIONS
-    from .limits import require_regular_file
+    from ..quant.calibrate import IMAGE_EXTENSIONS
+    from ..limits import require_regular_file
     name = os.fspath(spec)
     if os.path.isdir(name):
         try:
@@ -107,7 +107,7 @@ def make_items(inputs: Sequence[Tuple[str, str]], *, skip: Sequence[str] = (), s
 
 def decode(item: Mapping[str, Any]) -> np.ndarray:
     """The item's image as HxWx3 uint8 (:func:`mdfi.image.load_image` rules)."""
-    from .image import load_image
+    from ..image import load_image
     if "path" in item:
         return load_image(item["path"])
     return _load_bytes(item["data"], item["key"])
@@ -115,7 +115,7 @@ def decode(item: Mapping[str, Any]) -> np.ndarray:
 
 def _load_bytes(data: bytes, name: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
-    from .image import _PilLimit, _bomb_error, _load_pil, _one_line, max_image_pixels
+    from ..image import _PilLimit, _bomb_error, _load_pil, _one_line, max_image_pixels
     limit = max_image_pixels()
     if not data:
         raise ImageError(f"{name}: file is empty, not an image")
@@ -135,7 +135,7 @@ def _load_bytes(data: bytes, name: str) -> np.ndarray:
 def _letterbox(params: Mapping[str, Any], rgb: np.ndarray) -> np.ndarray:
     """The float network input, as :func:`mdfi.preprocess.network_input` makes it (letterbox,
     or AlexeyAB's plain resize: ``params["letter_box"]``)."""
-    from .preprocess import image_to_input
+    from ..preprocess import image_to_input
     w, h, c = params["net"]
     if c != 3:
         raise MDFIError(f"the network takes {c} channels; only 3-channel (RGB) networks run on images")
@@ -151,9 +151,9 @@ def net_params(network) -> Dict[str, Any]:
 def float_network(shared: Mapping[str, bytes], cfg_name: str = "model.cfg", darknet: Optional[str] = None):
     """The float network from the job's ``cfg`` text and ``weights`` bytes (``darknet``: the
     lineage the client resolved, so both sides run the same float path)."""
-    from .darknet.cfgfile import parse_cfg_text
-    from .darknet.network import Network
-    from .darknet.weights import load_weights_bytes
+    from ..darknet.cfgfile import parse_cfg_text
+    from ..darknet.network import Network
+    from ..darknet.weights import load_weights_bytes
     net = Network(parse_cfg_text(shared["cfg"].decode("utf-8"), cfg_name), cfg_name, warn=False, darknet=darknet)
     load_weights_bytes(net, shared["weights"], cfg_name.rsplit(".", 1)[0] + ".weights")
     return net
@@ -197,9 +197,9 @@ def report_errors(errors: Sequence[Tuple[str, str]], what: str) -> None:
 
 
 def eval_setup(shared: Mapping[str, bytes], params: Mapping[str, Any], threads: int):
-    from .quant import modelfile
-    from .engine import FixedEngine
-    from .model import FloatEngine, Model
+    from ..quant import modelfile
+    from ..engine import FixedEngine
+    from ..model import FloatEngine, Model
     net = float_network(shared, params["cfg_name"], params.get("darknet"))
     names = params["names"]
     fixed = {}
@@ -211,7 +211,7 @@ def eval_setup(shared: Mapping[str, bytes], params: Mapping[str, Any], threads: 
 
 
 def eval_prepare(params: Mapping[str, Any], item: Mapping[str, Any]):
-    from .model import Prepared
+    from ..model import Prepared
     rgb = decode(item)
     return Prepared(_letterbox(params, rgb), rgb.shape[1], rgb.shape[0])
 
@@ -270,7 +270,7 @@ def calib_prepare(params: Mapping[str, Any], item: Mapping[str, Any]) -> List[np
 def calib_infer(network, item: Mapping[str, Any], xs: List[np.ndarray]) -> dict:
     """Per-image statistics in their exact form (:meth:`TensorStats.to_dict`), as
     :func:`mdfi.calibrate.collect` gathers them."""
-    from .quant.calibrate import TensorStats
+    from ..quant.calibrate import TensorStats
     stats = [TensorStats() for _ in network.layers]
     inp = TensorStats()
 
@@ -293,12 +293,12 @@ def calibrate_images(network, weights_file, images: str, *, augment: bool = Fals
     cluster: per-image statistics merged exactly as they arrive (identical whichever way
     the images were split).  ``results``: JSON-lines journal of the per-image statistics
     (resumable).  Unreadable images are skipped and reported on stderr."""
-    from .quant.calibrate import CalibStats, TensorStats
+    from ..quant.calibrate import CalibStats, TensorStats
     inputs = list_inputs(images)
     net_w, net_h = network.width, network.height
     job = pipeline.Job(
-        name="calibrate", setup="mdfi.imagejobs:calib_setup", prepare="mdfi.imagejobs:calib_prepare",
-        infer="mdfi.imagejobs:calib_infer", batch=2, shared=float_shared(network, weights_file),
+        name="calibrate", setup="mdfi.scale.imagejobs:calib_setup", prepare="mdfi.scale.imagejobs:calib_prepare",
+        infer="mdfi.scale.imagejobs:calib_infer", batch=2, shared=float_shared(network, weights_file),
         params={**net_params(network), "augment": bool(augment)})
     job = pipeline.pack_job(job)
     layers = [TensorStats() for _ in network.layers]
@@ -355,9 +355,9 @@ def calibrate_images(network, weights_file, images: str, *, augment: bool = Fals
 
 
 def golden_setup(shared: Mapping[str, bytes], params: Mapping[str, Any], threads: int):
-    from .quant import modelfile
-    from .engine import FixedEngine
-    from .model import Model
+    from ..quant import modelfile
+    from ..engine import FixedEngine
+    from ..model import Model
     qm = modelfile.loads(shared["model"], params["model_file"])
     model = Model(qm.network, params["names"], FixedEngine(qm, params["engine"], threads), name=params["label"])
     return model, dict(params)
@@ -372,7 +372,7 @@ def golden_infer(ctx, item: Mapping[str, Any], rgb: np.ndarray) -> dict:
     renamed when complete: a folder is whole or absent, and a batch run again after a worker
     died replaces it with the same bytes); then its parameter files become hard links to
     one shared copy."""
-    from .hw import golden
+    from ..hw import golden
     model, p = ctx
     out, folder, key = item["out"], item["folder"], item["key"]
     final = os.path.join(out, folder)
@@ -444,8 +444,8 @@ def golden_images(model, images, out_dir: str, *, layers: Optional[Sequence[int]
     cluster the workers write the folders: ``OUT_DIR`` must be on storage they share.
     ``images``: a folder, a list file or ``[(key, path)]`` (:func:`list_inputs`); the other
     options are :func:`mdfi.golden.export`'s."""
-    from .hw import golden
-    from .quant import modelfile
+    from ..hw import golden
+    from ..quant import modelfile
     qm = getattr(model, "quantized", None)
     if qm is None:
         raise MDFIError("golden vectors need a fixed-point model (not the float path)")
@@ -461,8 +461,8 @@ def golden_images(model, images, out_dir: str, *, layers: Optional[Sequence[int]
     engine = getattr(model.engine, "backend", "c")
     label = model.name
     job = pipeline.Job(
-        name="golden", setup="mdfi.imagejobs:golden_setup", prepare="mdfi.imagejobs:golden_prepare",
-        infer="mdfi.imagejobs:golden_infer", batch=1,
+        name="golden", setup="mdfi.scale.imagejobs:golden_setup", prepare="mdfi.scale.imagejobs:golden_prepare",
+        infer="mdfi.scale.imagejobs:golden_infer", batch=1,
         shared={"model": modelfile.dumps(qm, model_name=label)},
         params={"model_file": f"{label}.mdfi", "names": list(model.names), "label": label, "engine": engine,
                 "layers": None if layers is None else sorted(int(i) for i in layers),

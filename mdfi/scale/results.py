@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Iterator, Mapping, Optional, Set
 
-from .errors import JobError
+from ..errors import JobError
 
 __all__ = ["canonical", "ResultsFile", "RateProgress", "RESULTS_FORMAT", "RESULTS_VERSION"]
 
@@ -118,7 +118,7 @@ class ResultsFile:
                 raise JobError(f"{self.path}: cannot create the results file: {exc.strerror or exc}") from None
 
     def _resume(self, head_text: str) -> None:
-        from .limits import require_regular_file
+        from ..limits import require_regular_file
         require_regular_file(self.path, JobError)
         try:
             fh = open(self.path, "r+b")
