@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
-    from mdfi import evaluate
+    from mdfi.eval import evaluate
     from mdfi.scale import imagejobs
     from mdfi.quant import recipes
     from mdfi.cli import parse_bits_list

@@ -86,7 +86,8 @@ def main(argv=None) -> int:
         ap.error(f"unknown configs {bad} (known: {', '.join(sorted(known))})")
 
     from mdfi.quant import calibrate
-    from mdfi import evaluate, zoo
+    from mdfi.eval import evaluate
+    from mdfi import zoo
     from mdfi.engine import FixedEngine
     from mdfi.model import Model
     from mdfi.darknet.network import Network

@@ -34,7 +34,7 @@ def refuse_overwrite(output: str, *inputs: Optional[str], opt: str = "-o") -> No
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .evalrun import scale_options
+    from .eval.run import scale_options
     from .scale.imagejobs import calibrate_images
     from .model import _float_network
     check_model_args(args)
@@ -176,7 +176,7 @@ def parse_bits_list(text: str):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evalrun import run_eval
+    from .eval.run import run_eval
     check_model_args(args)
     if not os.path.exists(args.images):
         raise MDFIError(f"--images {args.images}: no such folder, list file or image")
@@ -229,7 +229,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
 def _golden_images(args: argparse.Namespace) -> int:
     """``mdfi golden --images DIR|LIST -o OUT``: one export per image (docs/scale.md)."""
     from .hw import golden
-    from .evalrun import scale_options
+    from .eval.run import scale_options
     from .scale.imagejobs import golden_images, list_inputs
     if args.dry_run:
         raise MDFIError("--dry-run describes one export: give one IMAGE")

@@ -249,7 +249,7 @@ def test_mdfi_header_json_limits(what, mini_mdfi, tmp_path):
 
 def test_coco_labels_and_calibration_json_limits(tmp_path):
     from mdfi.quant.calibrate import CalibStats
-    from mdfi.evaluate import LabelError, load_coco_json
+    from mdfi.eval.evaluate import LabelError, load_coco_json
     p = tmp_path / "coco.json"
     p.write_text('{"images": [], "annotations": [], "categories": ' + "[" * 3000 + "]" * 3000 + "}")
     with pytest.raises(LabelError, match="nested deeper"):

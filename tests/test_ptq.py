@@ -10,7 +10,7 @@ from mdfi import fixedpoint as fp
 from mdfi.quant import modelfile
 from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import FormatError, ModelFileError
-from mdfi.evaluate import agreement
+from mdfi.eval.evaluate import agreement
 from mdfi.detection import Detection
 from mdfi.darknet.network import Network
 from mdfi.quant.gptq import gptq_round

@@ -455,7 +455,7 @@ def test_local_worker_death_reruns_its_batch(tmp_path, capfd):
 def test_evaluate_models_api_for_searches(images, tiny160, tmp_path):
     """Candidates of a search (here: two rounding modes) evaluated in one pass over the images."""
     from mdfi.quant import calibrate
-    from mdfi.evalrun import evaluate_models
+    from mdfi.eval.run import evaluate_models
     from mdfi.model import _float_network
     from mdfi.quant.quantize import quantize_network
     cfg, weights = tiny160[1], tiny160[3]

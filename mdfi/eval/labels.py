@@ -20,8 +20,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .errors import MDFIError, PathLike
-from .limits import Limit, require_regular_file
+from ..errors import MDFIError, PathLike
+from ..limits import Limit, require_regular_file
 
 __all__ = [
     "GroundTruth", "LabelError", "LabelWarning", "NAME_ALIASES", "class_index_for",
@@ -161,7 +161,7 @@ def load_coco_json(path: PathLike, names: Sequence[str], *, on_unknown: str = "w
     _check_on_unknown(on_unknown)
     p = os.fspath(path)
     raw = _read_capped(p, MAX_COCO_JSON, "COCO annotation file")
-    from .safejson import Refused, parse
+    from ..safejson import Refused, parse
     try:
         data = parse(raw.decode("utf-8-sig"))          # depth and integer limits (hardening.md)
     except Refused as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .errors import MDFIError
+from ..errors import MDFIError
 
 
 def write_plot(path: str, results: Mapping[str, object], size_vs_float: Mapping[str, float], *,

@@ -33,13 +33,13 @@ class _Det:
 
 def scale_options(args: argparse.Namespace) -> dict:
     """workers / cluster / ship of the eval, calibrate and golden subcommands."""
-    from .scale.pipeline import JobError
+    from ..scale.pipeline import JobError
     cluster = getattr(args, "cluster", None) or os.environ.get("MDFI_DASK_SCHEDULER", "").strip() or None
     ship = bool(getattr(args, "ship_images", False))
     if ship and not cluster:
         raise JobError("--ship-images sends image bytes to Dask workers; it needs --cluster")
     if cluster:
-        from .scale.cluster import _distributed, check_address, probe
+        from ..scale.cluster import _distributed, check_address, probe
         cluster = check_address(cluster)
         if cluster != "local" and getattr(args, "workers", None):
             print("note: --workers sets the size of a --cluster local; an existing cluster has its own "
@@ -50,12 +50,12 @@ def scale_options(args: argparse.Namespace) -> dict:
 
 
 def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
-    from .quant import calibrate, modelfile, recipes
+    from ..quant import calibrate, modelfile, recipes
     from . import evaluate
-    from .scale import imagejobs
-    from .cli import parse_bits_list
-    from .model import DEFAULT_ENGINE, _float_network
-    from .quant.quantize import quantize_network
+    from ..scale import imagejobs
+    from ..cli import parse_bits_list
+    from ..model import DEFAULT_ENGINE, _float_network
+    from ..quant.quantize import quantize_network
 
     configs = parse_bits_list(args.bits)
     scale = scale_options(args)
@@ -145,13 +145,13 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
     detected from the cfg); ``gt_thresh``: the float detections kept as the reference.
     Memory does not grow with the number of images.
     """
-    from .scale import imagejobs, pipeline
-    from .quant import modelfile
-    from .darknet.cfgfile import parse_cfg_text
-    from .darknet.network import Network
+    from ..scale import imagejobs, pipeline
+    from ..quant import modelfile
+    from ..darknet.cfgfile import parse_cfg_text
+    from ..darknet.network import Network
     inputs = imagejobs.list_inputs(images) if isinstance(images, (str, os.PathLike)) else list(images)
     if names is None:
-        from . import zoo
+        from .. import zoo
         names = zoo.load_names(zoo.names_path(zoo.DEFAULT_MODEL))
     names = list(names)
     shared = {"cfg": imagejobs.read_file(cfg_file, "cfg"), "weights": imagejobs.read_file(weights_file, "weights")}
@@ -195,7 +195,7 @@ def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], 
     """The metrics from the results file, one model at a time (only the detections of one
     model are in memory at once)."""
     from . import evaluate
-    from .scale import imagejobs
+    from ..scale import imagejobs
 
     wanted = set(keys)
     floats: Dict[str, list] = {}
@@ -247,10 +247,10 @@ def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], 
 def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
     """``mdfi eval``'s text and JSON reports."""
     from . import evaluate
-    from .scale import imagejobs
-    from .quant import modelfile
-    from .errors import MDFIError
-    from .quant.quantize import saturation_report
+    from ..scale import imagejobs
+    from ..quant import modelfile
+    from ..errors import MDFIError
+    from ..quant.quantize import saturation_report
 
     results, plain = run.agreement, run.map50
     sat = {}
@@ -290,7 +290,7 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
     report["size_vs_float"] = {k: v / float_bytes for k, v in sizes.items()}
     text += "\nparameters vs float32: " + ", ".join(f"{k} {100 * v / float_bytes:.1f}%" for k, v in sizes.items())
     if info.get("plot"):
-        from .evalplot import write_plot
+        from .plot import write_plot
         write_plot(info["plot"], results, report["size_vs_float"], title=f"{info['label']}: {len(order)} images")
         text += f"\nwrote {info['plot']}"
     if plain:

@@ -47,7 +47,7 @@ from typing import IO, Any, Dict, Iterable, List, Mapping, Optional, Sequence, T
 import numpy as np
 
 # The label loaders (and GroundTruth) live in mdfi.evallabels; re-exported here.
-from .evallabels import (  # noqa: F401  (re-exported)
+from .labels import (  # noqa: F401  (re-exported)
     MAX_COCO_JSON, MAX_VOC_XML, NAME_ALIASES, Box, GroundTruth, LabelError, LabelWarning,
     align_labels, class_index_for, load_coco_json, load_voc_xml,
 )
