@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     from mdfi.model import Model, _float_network
     from mdfi.quant.quantize import quantize_network
     import accuracy_images
-    from mdfi.cli_common import layer_bits_arg
+    from mdfi.cli.common import layer_bits_arg
     wide = layer_bits_arg(args.layer_abits) if args.layer_abits else {}
     lw = layer_bits_arg(args.layer_wbits) if args.layer_wbits else {}
 

@@ -44,7 +44,7 @@ from mdfi.engine import FixedEngine
 from mdfi.errors import (CfgError, GoldenError, ImageError, LimitError, MDFIError, ModelFileError,
                          WeightsError)
 from mdfi.image import load_image
-from mdfi.info import info_table
+from mdfi.cli.info import info_table
 from mdfi.layers import DARKNET_ONLY, REGISTRY
 from mdfi.limits import MAX_ACTIVATION_BYTES, MAX_DIM
 from mdfi.model import Model

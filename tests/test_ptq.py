@@ -192,7 +192,7 @@ def test_wide_activation_decisions_are_shipped_and_derived():
 
 
 def test_wide_activations_are_named_and_round_trip(tmp_path):
-    from mdfi.info import info_table
+    from mdfi.cli.info import info_table
     net = small(TOY, seed=5)
     qm = quantize_network(net, wbits=8, abits=8, per_channel=True, layer_abits={1: 16},
                           act_fracs={0: 3, 1: 11, 2: 3}, cfg_text=HEAD + TOY)
@@ -210,7 +210,7 @@ def test_wide_activations_are_named_and_round_trip(tmp_path):
 
 def test_layer_abits_argument():
     import argparse
-    from mdfi.cli_common import layer_bits_arg
+    from mdfi.cli.common import layer_bits_arg
     assert layer_bits_arg("0=16,10=12") == {0: 16, 10: 12}
     for bad in ("0=17", "x=8", "3", "", "-1=16"):
         with pytest.raises(argparse.ArgumentTypeError, match="layer-abits"):

@@ -12,12 +12,12 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from . import __version__
-from .errors import MDFIError, OutputError
-from .cli_common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
+from .. import __version__
+from ..errors import MDFIError, OutputError
+from .common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
                          layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
                          unit_float)
-from .cli_detect import add_detect_parser, cmd_detect  # noqa: F401
+from .detect import add_detect_parser, cmd_detect  # noqa: F401
 
 
 # ------------------------------------------------------------------------------------------
@@ -34,9 +34,9 @@ def refuse_overwrite(output: str, *inputs: Optional[str], opt: str = "-o") -> No
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .eval.run import scale_options
-    from .scale.imagejobs import calibrate_images
-    from .model import _float_network
+    from ..eval.run import scale_options
+    from ..scale.imagejobs import calibrate_images
+    from ..model import _float_network
     check_model_args(args)
     refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model)
     if args.results:
@@ -53,10 +53,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from .quant import calibrate, modelfile, recipes
-    from .darknet.cfgfile import read_cfg_text
-    from .model import _float_network, _warn_low_bits
-    from .quant.quantize import quantize_network
+    from ..quant import calibrate, modelfile, recipes
+    from ..darknet.cfgfile import read_cfg_text
+    from ..model import _float_network, _warn_low_bits
+    from ..quant.quantize import quantize_network
     check_model_args(args)
     refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model, args.calib_stats)
     if args.calib and args.calib_stats:
@@ -108,8 +108,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                   weight_method=opts["weight_method"], layer_rounding=args.layer_rounding,
                   layer_abits=args.layer_abits, layer_wbits=args.layer_wbits, cfg_text=cfg_text, names=names)
     if args.size_budget is not None:
-        from .quant.formats import HeadObjective
-        from .quant.mixed import choose_widths
+        from ..quant.formats import HeadObjective
+        from ..quant.mixed import choose_widths
         objective = HeadObjective(network, kw["calib_inputs"])
         widths = choose_widths(network, lambda lw: quantize_network(network, **dict(common, layer_wbits=lw)),
                                objective, base_bits=opts["wbits"], budget=args.size_budget)
@@ -141,16 +141,16 @@ def percent_arg(text: str) -> float:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .info import info_table
-    from .model import _is_mdfi_file
+    from ..model import _is_mdfi_file
     if _is_mdfi_file(args.model_or_file):
-        from .quant import modelfile
+        from ..quant import modelfile
         if args.bits is not None:
             raise MDFIError(f"--bits applies to zoo models; {args.model_or_file} has its widths fixed "
                             f"(`mdfi quantize` writes another width)")
         qm = modelfile.load(args.model_or_file)
         file_bytes = os.path.getsize(args.model_or_file)
     else:
-        from .model import load
+        from ..model import load
         qm = load(args.model_or_file, bits=args.bits, engine="ref", darknet=args.darknet).quantized
         file_bytes = None
     print(info_table(qm, file_bytes=file_bytes))
@@ -168,7 +168,7 @@ def parse_bits_list(text: str):
         if not m:
             raise MDFIError(f"--bits: {tok!r} is not a width (8) or a pair (w4a8)")
         w, a = (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(3)),) * 2
-        from .fixedpoint import check_bits
+        from ..fixedpoint import check_bits
         out.append((check_bits(w, "weight width"), check_bits(a, "activation width")))
     if not out:
         raise MDFIError("--bits: empty list")
@@ -176,7 +176,7 @@ def parse_bits_list(text: str):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .eval.run import run_eval
+    from ..eval.run import run_eval
     check_model_args(args)
     if not os.path.exists(args.images):
         raise MDFIError(f"--images {args.images}: no such folder, list file or image")
@@ -198,7 +198,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------
 # mdfi golden
 def cmd_golden(args: argparse.Namespace) -> int:
-    from .hw import golden
+    from ..hw import golden
     if (args.image is None) == (args.images is None):
         raise MDFIError("give one IMAGE or --images DIR|LIST")
     if args.images is not None:
@@ -228,9 +228,9 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 def _golden_images(args: argparse.Namespace) -> int:
     """``mdfi golden --images DIR|LIST -o OUT``: one export per image (docs/scale.md)."""
-    from .hw import golden
-    from .eval.run import scale_options
-    from .scale.imagejobs import golden_images, list_inputs
+    from ..hw import golden
+    from ..eval.run import scale_options
+    from ..scale.imagejobs import golden_images, list_inputs
     if args.dry_run:
         raise MDFIError("--dry-run describes one export: give one IMAGE")
     formats = golden.parse_formats(args.format)
@@ -267,7 +267,7 @@ def add_scale_args(p: argparse.ArgumentParser, results: bool = True) -> None:
 # ------------------------------------------------------------------------------------------
 # mdfi verify
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .hw import verify
+    from ..hw import verify
     report = verify.verify(args.golden_dir, args.dut_dir, layers=args.layers, stages=args.stages,
                            max_report=args.max_report, check_golden=args.check_golden)
     print(report.to_json() if args.json else report.format_text(), flush=True)
@@ -278,7 +278,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     import shutil
-    from . import sample_image
+    from .. import sample_image
     target = args.path
     if os.path.isdir(target):
         target = os.path.join(target, "image.jpg")
@@ -300,7 +300,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from . import zoo
+    from .. import zoo
     for name, spec in zoo.MODELS.items():
         cached = zoo.cache_dir() / spec.weights
         state = "cached" if cached.exists() else (
@@ -478,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one ``mdfi: warning: ...`` line (Python's default prints a source line)."""
-    from .errors import MDFIWarning, tidy_message
+    from ..errors import MDFIWarning, tidy_message
     kind = "" if issubclass(category, MDFIWarning) else f"{category.__name__}: "
     try:
         print(f"mdfi: warning: {kind}{tidy_message(str(message))}", file=sys.stderr if file is None else file)

@@ -19,9 +19,9 @@ from typing import Dict, List, Optional, Set
 
 import numpy as np
 
-from .cli_common import add_model_args, add_precision_args, check_model_args, load_model_from_args, \
+from .common import add_model_args, add_precision_args, check_model_args, load_model_from_args, \
     positive_int, precision_kwargs, unit_float
-from .errors import ImageError, LimitError, MDFIError, OutputError, shown
+from ..errors import ImageError, LimitError, MDFIError, OutputError, shown
 from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Source, expand_sources
 
 __all__ = ["add_detect_parser", "cmd_detect"]
@@ -151,7 +151,7 @@ def plan_outputs(sources: List[Source], out: Optional[str], side: bool) -> Outpu
     ``predictions.jpg`` (``predictions.mp4`` for a video).  Several inputs, a folder or a
     list: ``--out`` is a folder, default ``predictions/``.  ``side``: labels or crops are
     written too (into the output folder; with ``--out none`` into ``predictions/``)."""
-    from .image import _save_format
+    from ..image import _save_format
     inputs = {_real(s.path) for s in sources if s.kind != "stream"}
     many = len(sources) > 1 or any(s.origin for s in sources)
     video = len(sources) == 1 and sources[0].is_video
@@ -239,7 +239,7 @@ class SideOutputs:
                     fh.write(text)
             _write_atomic(target, write_txt)
         if self.crops:
-            from .image import save_image
+            from ..image import save_image
             h, w = rgb.shape[:2]
             for d in dets:
                 x1, y1 = max(0, int(d.box[0])), max(0, int(d.box[1]))
@@ -310,8 +310,8 @@ def parse_classes(text: Optional[str], names: List[str]) -> Optional[Set[int]]:
 
 # ------------------------------------------------------------------------------------------
 def cmd_detect(args: argparse.Namespace) -> int:
-    from .detection import detections_to_json
-    from .draw import draw_detections
+    from ..detection import detections_to_json
+    from ..draw import draw_detections
 
     # 1. everything cheap first: options, inputs, outputs
     check_model_args(args)
@@ -365,7 +365,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             continue
         t0 = time.perf_counter()
         try:
-            from .image import load_image
+            from ..image import load_image
             rgb = load_image(src.path, exif=args.exif)
             dets, stats = run(rgb)
         except (ImageError, LimitError) as exc:
@@ -377,13 +377,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
             continue
         ms = (time.perf_counter() - t0) * 1e3
         if stats is not None:
-            from .quant.quantize import saturation_report
+            from ..quant.quantize import saturation_report
             print(f"{src.path}: saturated outputs per layer (values the format could not hold, clamped):\n"
                   f"{saturation_report(model.quantized, stats)}", file=sys.stderr)
         report(src.path, rgb, dets, ms)
         target = plan.image_target(stem)
         if target is not None:
-            from .image import save_image
+            from ..image import save_image
             annotated = draw_detections(rgb, dets, **draw_kw)
             _write_atomic(target, lambda tmp: save_image(annotated, tmp))
             if len(images) <= 20:

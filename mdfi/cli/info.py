@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from . import fixedpoint as fp
-from .quant.quantize import QuantizedModel
+from .. import fixedpoint as fp
+from ..quant.quantize import QuantizedModel
 
 
 def _shape(s) -> str:

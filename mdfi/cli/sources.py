@@ -26,7 +26,7 @@ from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import ImageError, MDFIError, shown
+from ..errors import ImageError, MDFIError, shown
 
 __all__ = ["Source", "expand_sources", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "open_video",
            "VideoWriter", "require_video"]
@@ -68,7 +68,7 @@ def _folder_images(folder: str) -> List[str]:
 
 
 def _list_file(path: str) -> List[str]:
-    from .inputs import read_text
+    from ..inputs import read_text
     text = read_text(path, ImageError, what="list of images", max_bytes=MAX_LIST_BYTES)
     base = os.path.dirname(path)
     out = []
@@ -159,7 +159,7 @@ def open_video(src: Source):
 def iter_frames(src: Source) -> Iterator[Tuple[int, np.ndarray, Optional[float]]]:
     """(frame index, HxWx3 uint8 RGB, frames/s of the source) for every frame, decoded as it
     comes (a stream is never read ahead).  Decoding errors are one-line ImageErrors."""
-    from .image import max_image_pixels
+    from ..image import max_image_pixels
     container, stream, fps = open_video(src)
     try:
         index = 0
@@ -202,7 +202,7 @@ class VideoWriter:
 
     def _open(self, width: int, height: int) -> None:
         from fractions import Fraction
-        from .errors import OutputError
+        from ..errors import OutputError
         try:
             self.container = self.av.open(self.tmp, mode="w")
         except Exception as exc:  # noqa: BLE001
@@ -220,7 +220,7 @@ class VideoWriter:
         self.stream.pix_fmt = "yuv420p"
 
     def write(self, rgb: np.ndarray) -> None:
-        from .errors import OutputError
+        from ..errors import OutputError
         h, w = rgb.shape[:2]
         rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")   # yuv420p: even sizes
         if self.container is None:
@@ -234,7 +234,7 @@ class VideoWriter:
         self.frames += 1
 
     def close(self, keep: bool = True) -> None:
-        from .errors import OutputError
+        from ..errors import OutputError
         if self.container is None:
             return
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .errors import MDFIError, shown
+from ..errors import MDFIError, shown
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def check_model_args(args: argparse.Namespace) -> None:
     if model and (model.endswith(".mdfi") or os.sep in model or os.path.isfile(model)):
         _check_input_file(model, "--model")
     elif model:
-        from . import zoo
+        from .. import zoo
         zoo.get_spec(model)                 # unknown name: "did you mean ...?" now, not later
 
 
@@ -55,14 +55,14 @@ def _check_input_file(path: str, opt: str) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace, **kw):
-    from .model import load
+    from ..model import load
     check_model_args(args)
     return load(args.model, cfg=args.cfg, weights=args.weights, names=args.names,
                 darknet=getattr(args, "darknet", None), **kw)
 
 
 def bits_arg(text: str) -> int:
-    from .fixedpoint import check_bits
+    from ..fixedpoint import check_bits
     try:
         return check_bits(int(text))
     except ValueError:
@@ -73,7 +73,7 @@ def bits_arg(text: str) -> int:
 
 def layer_rounding_arg(text: str):
     """``3=truncate,7=half_up`` -> {3: "truncate", 7: "half_up"}."""
-    from .fixedpoint import rounding_code
+    from ..fixedpoint import rounding_code
     out = {}
     for item in filter(None, text.split(",")):
         try:
@@ -88,7 +88,7 @@ def layer_rounding_arg(text: str):
 
 def layer_bits_arg(text: str, opt: str = "--layer-abits", what: str = "activation width"):
     """``0=16,10=16`` -> {0: 16, 10: 16} (per-layer widths: ``--layer-abits``, ``--layer-wbits``)."""
-    from .fixedpoint import check_bits
+    from ..fixedpoint import check_bits
     out = {}
     for item in filter(None, text.split(",")):
         try:
