@@ -91,7 +91,7 @@ class Model:
         ``thresh`` is Darknet's detection threshold (objectness and objectness x class
         probability must exceed it); ``nms`` the IoU above which a lower-scoring box of
         the same class is suppressed.  ``stats`` (fixed point only): a dict that receives
-        per-layer saturation counts (see :func:`mdfi.quantize.saturation_report`).
+        per-layer saturation counts (see :func:`mdfi.quant.quantize.saturation_report`).
         ``exif=True`` applies the EXIF orientation of photos first (Darknet does not).
         """
         thresh = _check_unit("thresh", thresh)
@@ -135,7 +135,7 @@ class Model:
 
     @property
     def quantized(self):
-        """The :class:`~mdfi.quantize.QuantizedModel` of a fixed-point model (else None)."""
+        """The :class:`~mdfi.quant.quantize.QuantizedModel` of a fixed-point model (else None)."""
         return getattr(self.engine, "qmodel", None)
 
     def __repr__(self) -> str:
@@ -228,7 +228,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
 
     ``names`` is a class-name file (one per line; default: COCO).
     ``darknet``: ``"pjreddie"`` or ``"alexeyab"``, the Darknet lineage whose semantics the
-    model follows (default: detected from the cfg, :mod:`mdfi.lineage`).
+    model follows (default: detected from the cfg, :mod:`mdfi.darknet.lineage`).
     """
     from .engine import FixedEngine
 

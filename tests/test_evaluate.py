@@ -18,9 +18,9 @@ import pytest
 from mdfi.detection import Detection
 from mdfi.errors import MDFIError
 from mdfi.eval.evaluate import (GroundTruth, LabelError, LabelWarning, Progress, agreement,
-                           align_labels, average_precision, class_index_for, evaluate_map,
-                           format_agreement_table, iou_xyxy, load_coco_json, load_voc_xml,
-                           to_json_dict)
+                                align_labels, average_precision, class_index_for, evaluate_map,
+                                format_agreement_table, iou_xyxy, load_coco_json, load_voc_xml,
+                                to_json_dict)
 
 A = (0.0, 0.0, 10.0, 10.0)
 B = (20.0, 20.0, 40.0, 40.0)

@@ -15,8 +15,8 @@ from typing import Optional, Sequence
 from .. import __version__
 from ..errors import MDFIError, OutputError
 from .common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
-                         layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
-                         unit_float)
+                     layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
+                     unit_float)
 from .detect import add_detect_parser, cmd_detect  # noqa: F401
 
 
@@ -521,7 +521,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     finally:
         warnings.showwarning = saved
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Argument helpers shared by the ``mdfi`` subcommands (:mod:`mdfi.cli`, :mod:`mdfi.cli_detect`)."""
+"""Argument helpers shared by the ``mdfi`` subcommands (:mod:`mdfi.cli`, :mod:`mdfi.cli.detect`)."""
 
 from __future__ import annotations
 

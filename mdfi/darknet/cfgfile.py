@@ -22,7 +22,7 @@ Follows Darknet's ``read_cfg`` (src/parser.c) with stricter error reporting:
 
 Every value is read through :class:`Section` accessors, which record the line of each key
 so that an error says ``file:line``.  Keys a section never reads are reported as warnings
-(Darknet prints "Unused field"); the key audit (:mod:`mdfi.cfgkeys`) decides first which keys
+(Darknet prints "Unused field"); the key audit (:mod:`mdfi.darknet.cfgkeys`) decides first which keys
 are training-only (accepted silently) and which are refused.
 """
 
@@ -37,7 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..errors import CfgError, shown
 from ..limits import MAX_LAYERS
 
-# Which keys are implemented, ignored (training only) or refused: mdfi/cfgkeys.py (the key
+# Which keys are implemented, ignored (training only) or refused: mdfi/darknet/cfgkeys.py (the key
 # audit against both Darknet parsers); Network marks the ignored ones used after building
 # its layers, so only keys neither Darknet reads are left to warn about.
 

@@ -6,7 +6,7 @@ float or double, letterbox or plain resize, box correction, NMS.  MDFI follows t
 the model comes from.
 
 Detection: a cfg is AlexeyAB's when it uses anything only AlexeyAB's parser knows -- a key
-of :mod:`mdfi.cfgkeys` read by AlexeyAB's ``src/parser.c`` and not by pjreddie's, a section
+of :mod:`mdfi.darknet.cfgkeys` read by AlexeyAB's ``src/parser.c`` and not by pjreddie's, a section
 type only AlexeyAB has, an activation only AlexeyAB's ``get_activation`` knows, or a
 ``[shortcut]`` with several ``from`` layers.  Anything else is pjreddie's (the classic
 YOLOv2/v3 cfgs, which both forks ship unchanged, keep the behaviour and the reference

@@ -21,10 +21,10 @@ class Network:
     """Layers and shapes of a Darknet cfg (batch 1).
 
     ``layers[i].out_shape`` is (C, H, W).  Parameters are attached by
-    :func:`mdfi.weights.load_weights`.
+    :func:`mdfi.darknet.weights.load_weights`.
 
     ``darknet`` chooses the lineage whose semantics the float path reproduces
-    (``"pjreddie"`` or ``"alexeyab"``, :mod:`mdfi.lineage`); None detects it from the cfg.
+    (``"pjreddie"`` or ``"alexeyab"``, :mod:`mdfi.darknet.lineage`); None detects it from the cfg.
     ``darknet`` (the lineage used), ``darknet_reason`` (why) and ``darknet_explicit`` are
     attributes.
     """

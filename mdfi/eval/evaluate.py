@@ -33,7 +33,7 @@ Undefined values (no ground truth, no matched pair, division by zero) are ``None
 result objects, "n/a" in tables and ``null`` in JSON.
 
 The label loaders (:class:`GroundTruth`, :func:`load_coco_json`, :func:`load_voc_xml`,
-:func:`align_labels`, ...) live in :mod:`mdfi.evallabels` and are re-exported here.
+:func:`align_labels`, ...) live in :mod:`mdfi.eval.labels` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from typing import IO, Any, Dict, Iterable, List, Mapping, Optional, Sequence, T
 
 import numpy as np
 
-# The label loaders (and GroundTruth) live in mdfi.evallabels; re-exported here.
+# The label loaders (and GroundTruth) live in mdfi.eval.labels; re-exported here.
 from .labels import (  # noqa: F401  (re-exported)
     MAX_COCO_JSON, MAX_VOC_XML, NAME_ALIASES, Box, GroundTruth, LabelError, LabelWarning,
     align_labels, class_index_for, load_coco_json, load_voc_xml,

@@ -4,7 +4,7 @@
 class-name list (:data:`NAME_ALIASES`, :func:`class_index_for`) and return
 ``{image file name: [GroundTruth, ...]}``; :func:`align_labels` orders them like a list of
 image paths.  Malformed, oversized or unsafe files raise :class:`LabelError` naming the file.
-The metrics that consume these boxes are in :mod:`mdfi.evaluate`, which re-exports every
+The metrics that consume these boxes are in :mod:`mdfi.eval.evaluate`, which re-exports every
 public name of this module.
 """
 

@@ -1,11 +1,11 @@
 """``mdfi eval``: fixed point against the float path over a folder or list of images.
 
-The images are streamed through :mod:`mdfi.pipeline` (this process, local worker processes
-or a Dask cluster; the job is :func:`mdfi.imagejobs.eval_infer`): each result -- the float
+The images are streamed through :mod:`mdfi.scale.pipeline` (this process, local worker processes
+or a Dask cluster; the job is :func:`mdfi.scale.imagejobs.eval_infer`): each result -- the float
 detections and, per width, the fixed-point detections and saturation counts of one image --
 is appended to a JSON-lines results file as it arrives (``--results FILE`` keeps it and
 makes the run resumable; otherwise a temporary file is used).  The report is computed from
-that file at the end, one width at a time, with the metrics of :mod:`mdfi.evaluate`.
+that file at the end, one width at a time, with the metrics of :mod:`mdfi.eval.evaluate`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 
 class _Det:
-    """A detection read back from the results file (what :mod:`mdfi.evaluate` reads)."""
+    """A detection read back from the results file (what :mod:`mdfi.eval.evaluate` reads)."""
 
     __slots__ = ("class_id", "label", "confidence", "box")
 
@@ -114,7 +114,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
 @dataclass
 class EvalRun:
     """What :func:`evaluate_models` measured.  ``agreement[tag]``: an
-    :class:`mdfi.evaluate.AgreementResult` against the float path; ``map50[tag]`` (and
+    :class:`mdfi.eval.evaluate.AgreementResult` against the float path; ``map50[tag]`` (and
     ``map50["float"]``) against the labels when given; ``saturation[tag]``: ``{layer:
     {"saturated", "total"}}`` summed over the images; ``errors``: ``[(key, message)]`` of the
     images that could not be used (not counted); ``keys``: the images counted, in order."""
@@ -138,7 +138,7 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
     candidates of a search (per-layer widths, rounding modes...): every image is decoded and
     run through the float network (``cfg_file`` and ``weights_file``, sent to the workers as
     bytes) once, then through every model; each worker holds all of them.  ``images``: a folder, a list
-    file or ``[(key, path)]`` (:func:`mdfi.imagejobs.list_inputs`).  ``labels``: ``{key:
+    file or ``[(key, path)]`` (:func:`mdfi.scale.imagejobs.list_inputs`).  ``labels``: ``{key:
     [GroundTruth]}`` for plain mAP@0.5.  ``stats``: saturation counts (NumPy reference path,
     slower; same integers).  ``results``: keep the per-image results there (resumable);
     otherwise a temporary file is used.  ``darknet``: the float path's lineage (default: as

@@ -7,7 +7,7 @@ before anything is written, so every exported stage is consistent with every oth
 
 The export is planned first (every file, its shape and size: :func:`plan`), the plan's
 size is reported and checked against the free space, and the files are written into a
-temporary sibling folder renamed into place at the end (:mod:`mdfi.exportdir`): an error
+temporary sibling folder renamed into place at the end (:mod:`mdfi.hw.exportdir`): an error
 or a full disk never leaves a half-written export.  The manifest also carries what is
 needed to turn the head outputs into the final detections (``decode`` per head,
 ``postprocess``): docs/golden-format.md, "Detections".
@@ -244,7 +244,7 @@ def _head_params(ql) -> List[Planned]:
 
 #: kind -> function(qlayer) -> the layer's parameter files (always exported; the C model needs
 #: them).  A new layer kind with parameters (tables of a new activation, ...) adds its entry,
-#: its stage names to PARAM_STAGES here and in mdfi/verify.py, and its rows to
+#: its stage names to PARAM_STAGES here and in mdfi/hw/verify.py, and its rows to
 #: docs/golden-format.md ("Parameters").
 PARAM_EXPORTERS: Dict[str, Callable] = {"convolutional": _conv_and_table_params, "shortcut": _act_table,
                                         "yolo": _head_params, "region": _head_params}

@@ -5,7 +5,7 @@ pre-activation code) and, for detection heads, ``decode`` (anchors, masks, grid,
 each entry goes through, AlexeyAB's ``scale_x_y``/``new_coords`` and NMS keys).
 
 A new layer kind adds its entry to :data:`LAYER_PARAMS` (and its ``model.txt`` keys to
-:func:`mdfi.golden.model_txt`); a new head kind or decode its function to
+:func:`mdfi.hw.golden.model_txt`); a new head kind or decode its function to
 :data:`HEAD_DECODERS`; both go into docs/golden-format.md and tests/test_golden_docs*.py.
 """
 

@@ -2,11 +2,11 @@
 
 For test benches (cocotb, plain Python, notebooks): it needs only the Python standard
 library and NumPy, imports nothing else from MDFI, and can be copied on its own into a
-verification project (``cp mdfi/golden_reader.py tb/``).  ``mdfi verify`` does the
-checking with its own, more tolerant and more defensive reader (:mod:`mdfi.vectors`);
+verification project (``cp mdfi/hw/golden_reader.py tb/``).  ``mdfi verify`` does the
+checking with its own, more tolerant and more defensive reader (:mod:`mdfi.hw.vectors`);
 this one reads what ``mdfi golden`` writes, and writes what ``mdfi verify`` reads.
 
-    from golden_reader import GoldenSet            # or: from mdfi.golden_reader import GoldenSet
+    from golden_reader import GoldenSet            # or: from mdfi.hw.golden_reader import GoldenSet
     g = GoldenSet("golden/")                       # reads golden/manifest.json
     acc = g.read(13, "acc")                        # int64 array of shape (256, 13, 13)
     w = g.read(13, "weights")                      # (M, C, ky, kx)

@@ -13,7 +13,7 @@ Every name in ``DUT_DIR`` is accounted for: compared, excluded by the filters, n
 golden set, or ignored (not a vector file) -- and listed.  Symbolic links are followed only
 when they stay inside ``DUT_DIR``; a link leading outside (or nowhere) is an error, and
 nothing outside the folder is ever read.  Text files are streamed with a size limit tied
-to the stage's value count (:func:`mdfi.vectors.read_dut`), so a huge file costs no memory.
+to the stage's value count (:func:`mdfi.hw.vectors.read_dut`), so a huge file costs no memory.
 
 Every comparison is exact and vectorised.  For a file that differs the report gives the
 number of differing values, the first one(s) in hardware coordinates (layer, stage,
@@ -22,10 +22,10 @@ element, and *hints*: the arithmetic patterns that explain the differences (roun
 requantizing shift, wrap-around instead of saturation, leaky slope, addressing offsets,
 layout, narrow registers, missing bias, isolated bit flips, channel or border confinement).
 
-Hints are computed by :mod:`mdfi.verify_hints` (with the arithmetic hypotheses of
-:mod:`mdfi.verify_rules`): each change (bias, accumulator width, activation, rounding,
+Hints are computed by :mod:`mdfi.hw.verify_hints` (with the arithmetic hypotheses of
+:mod:`mdfi.hw.verify_rules`): each change (bias, accumulator width, activation, rounding,
 shift, saturation) is a hypothesis tested on the whole tensor at every stage where it is
-observable (``acc``, ``act`` or ``out``).  The report is :mod:`mdfi.verify_report`.
+observable (``acc``, ``act`` or ``out``).  The report is :mod:`mdfi.hw.verify_report`.
 
 Exit status (``Report.exit_status``): 0 when at least one file was compared and every
 compared file matches; 1 when a DUT file differs or cannot be read; 2 when nothing was
@@ -62,7 +62,7 @@ _NAME_RE = re.compile(r"^(?:(input)|l(\d+)\.([A-Za-z_][A-Za-z0-9_]*))\.(hex|dat|
 # ----------------------------------------------------------------------------------------------
 # fast reading of text files vectors.read takes its tolerant (per-value) path for
 def read_values(path: str, fmt: str, bits: int, signed: bool, count: int) -> np.ndarray:
-    """Kept for callers of earlier versions: :func:`mdfi.vectors.read`."""
+    """Kept for callers of earlier versions: :func:`mdfi.hw.vectors.read`."""
     return vectors.read(path, fmt, bits, signed, count)
 
 

@@ -1,4 +1,4 @@
-"""The arithmetic hypotheses of ``mdfi verify`` (used by :mod:`mdfi.verify_hints`).
+"""The arithmetic hypotheses of ``mdfi verify`` (used by :mod:`mdfi.hw.verify_hints`).
 
 :class:`Pipeline` recomputes a convolution's or shortcut's ``acc -> act -> out`` from the
 golden stages with one or two rules changed (bias, accumulator width, activation, rounding

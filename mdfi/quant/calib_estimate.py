@@ -1,6 +1,6 @@
 """Data-free, approximate activation statistics from batch-norm parameters.
 
-Split out of :mod:`mdfi.calibrate` (which re-exports :func:`estimate_from_batchnorm`); used
+Split out of :mod:`mdfi.quant.calibrate` (which re-exports :func:`estimate_from_batchnorm`); used
 when no calibration images are available.  See :func:`estimate_from_batchnorm`.
 """
 

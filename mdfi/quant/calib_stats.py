@@ -2,8 +2,8 @@
 
 :class:`TensorStats` accumulates, over images, the exact count, min, max, zeros and two
 log2-histograms of ``|v|`` (positive and negative values apart) of one tensor, plus optional
-exact per-channel sums; statistics merge exactly.  :mod:`mdfi.calibrate` builds the
-per-network :class:`~mdfi.calibrate.CalibStats` from them and re-exports every public name
+exact per-channel sums; statistics merge exactly.  :mod:`mdfi.quant.calibrate` builds the
+per-network :class:`~mdfi.quant.calibrate.CalibStats` from them and re-exports every public name
 of this module.
 
 Histogram bins
@@ -297,7 +297,7 @@ class TensorStats:
         Per-channel statistics are written as ``channel_mean`` (float64, rounded once), or
         with ``exact=True`` as the exact sums ``channel_sum`` (strings, see
         :func:`_exact_to_text`): that form merges without any rounding (per-image records of
-        distributed calibration, :mod:`mdfi.imagejobs`)."""
+        distributed calibration, :mod:`mdfi.scale.imagejobs`)."""
         def sparse(h):
             nz = np.flatnonzero(h)
             return [[int(k), int(h[k])] for k in nz]

@@ -16,7 +16,7 @@ and turns those measurements into ``frac`` values:
   ``"max"``, ``"percentile"`` or ``"mse"``.
 
 The histogram geometry, the exact sums and :class:`TensorStats` live in
-:mod:`mdfi.calib_stats` (its module docstring describes the bins); every public name of it
+:mod:`mdfi.quant.calib_stats` (its module docstring describes the bins); every public name of it
 is re-exported here.
 """
 
@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .. import fixedpoint as fp
-# One tensor's statistics live in mdfi.calib_stats; re-exported here (calib_estimate and
+# One tensor's statistics live in mdfi.quant.calib_stats; re-exported here (calib_estimate and
 # user code import them from this module).
 from .calib_stats import (  # noqa: F401  (re-exported)
     _BIN_LO, _EDGES32, BINS_PER_OCTAVE, LOG2_MAX, LOG2_MIN, NBINS, TensorStats, _bin_index,
@@ -470,12 +470,12 @@ def collect_from_dir(network, folder: PathLike, *, progress: bool = True, augmen
 
 
 # =================================================================================================
-# data-free estimate from batch norm: mdfi/calib_estimate.py
+# data-free estimate from batch norm: mdfi/quant/calib_estimate.py
 
 
 def estimate_from_batchnorm(network) -> CalibStats:
     """Data-free, approximate statistics from the batch-norm parameters
-    (:func:`mdfi.calib_estimate.estimate_from_batchnorm`, which documents the model)."""
+    (:func:`mdfi.quant.calib_estimate.estimate_from_batchnorm`, which documents the model)."""
     from .calib_estimate import estimate_from_batchnorm as estimate
     return estimate(network)
 

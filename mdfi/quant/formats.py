@@ -1,6 +1,6 @@
 """Activation formats chosen by their effect on the detection heads.
 
-A per-tensor histogram method (:func:`mdfi.calibrate.choose_frac`) weighs every value of a
+A per-tensor histogram method (:func:`mdfi.quant.calibrate.choose_frac`) weighs every value of a
 tensor alike, but detections live in a few cells whose activations are the largest ones:
 one more bit of resolution that clips them costs confidence, one bit of headroom that
 nobody uses costs resolution everywhere.  :func:`search_formats` settles it per layer on the

@@ -1,6 +1,6 @@
 """The quantizer and the quantized model.
 
-:func:`quantize_network` turns a float :class:`~mdfi.network.Network` into a
+:func:`quantize_network` turns a float :class:`~mdfi.darknet.network.Network` into a
 :class:`QuantizedModel`: every layer gets integer parameters and power-of-two formats
 (docs/fixed-point.md).  All float work (batch-norm folding, rounding of weights, lookup
 tables) happens here; :meth:`QuantizedModel.forward_ref` is integer-only.
@@ -149,7 +149,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
-    ``calib`` (:class:`mdfi.calibrate.CalibStats`) with ``act_method``, else from a
+    ``calib`` (:class:`mdfi.quant.calibrate.CalibStats`) with ``act_method``, else from a
     batch-norm estimate.  ``act_method=None`` picks ``"mse"`` for statistics of images and
     ``"max"`` for the batch-norm estimate, whose tails are lighter than real activations
     (docs/quantization.md measures both).  ``layer_rounding``, ``layer_wbits`` and ``layer_abits`` override the

@@ -41,7 +41,7 @@ def _calib_resource(spec_name: Optional[str]):
 
 
 def shipped_calibration(spec_name: Optional[str]):
-    """The shipped :class:`~mdfi.calibrate.CalibStats` of a zoo model, or None."""
+    """The shipped :class:`~mdfi.quant.calibrate.CalibStats` of a zoo model, or None."""
     from . import calibrate
     res = _calib_resource(spec_name)
     return None if res is None else calibrate.CalibStats.from_json(res)

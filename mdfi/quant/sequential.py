@@ -1,7 +1,7 @@
 """Layer-by-layer quantization on calibration inputs, and empirical bias correction.
 
 :class:`CalibRun` holds, for every calibration input, the float network's activations and
-the activations of the network quantized *so far*.  :func:`mdfi.quantize.quantize_network`
+the activations of the network quantized *so far*.  :func:`mdfi.quant.quantize.quantize_network`
 advances it layer by layer, so each convolution is quantized knowing the integer inputs it
 will really receive (including every error made upstream).
 

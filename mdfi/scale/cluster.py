@@ -1,4 +1,4 @@
-"""Dask distributed backend of :func:`mdfi.pipeline.execute` (the ``mdfi[cluster]`` extra).
+"""Dask distributed backend of :func:`mdfi.scale.pipeline.execute` (the ``mdfi[cluster]`` extra).
 
 ``cluster="tcp://host:8786"`` (or ``$MDFI_DASK_SCHEDULER``) connects to a running scheduler;
 ``cluster="local"`` starts a ``LocalCluster`` of worker processes on 127.0.0.1 for the

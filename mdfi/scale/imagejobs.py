@@ -1,10 +1,10 @@
 """The per-image jobs of ``mdfi eval``, ``mdfi calibrate`` and ``mdfi golden --images``.
 
-Each job is a set of module-level functions run by :mod:`mdfi.pipeline` in this process,
+Each job is a set of module-level functions run by :mod:`mdfi.scale.pipeline` in this process,
 in local worker processes or on Dask workers: ``*_setup`` builds the models from the job's
 shared bytes (never from a pickled object), ``*_prepare`` decodes and letterboxes one image,
 ``*_infer`` runs the networks and returns the image's result as a JSON object.  The drivers
-(:func:`calibrate_images`, :func:`golden_images`, and :func:`mdfi.evalrun.run_eval`) run on
+(:func:`calibrate_images`, :func:`golden_images`, and :func:`mdfi.eval.run.run_eval`) run on
 the client: they list the inputs, build the job, and consume the results as they arrive.
 
 Inputs (:func:`list_inputs`): a folder (its image files, sorted by name, not recursive), a
@@ -85,7 +85,7 @@ def list_inputs(spec: str) -> List[Tuple[str, str]]:
 
 def make_items(inputs: Sequence[Tuple[str, str]], *, skip: Sequence[str] = (), ship: bool = False,
                extra: Optional[Callable[[str], Mapping[str, Any]]] = None) -> Iterator[dict]:
-    """Items for :func:`mdfi.pipeline.execute`, read lazily: ``{"key", "path"}``, or with
+    """Items for :func:`mdfi.scale.pipeline.execute`, read lazily: ``{"key", "path"}``, or with
     ``ship`` the file's bytes as ``"data"`` (workers that do not see this machine's files)."""
     skip = set(skip)
     for key, path in inputs:
@@ -269,7 +269,7 @@ def calib_prepare(params: Mapping[str, Any], item: Mapping[str, Any]) -> List[np
 
 def calib_infer(network, item: Mapping[str, Any], xs: List[np.ndarray]) -> dict:
     """Per-image statistics in their exact form (:meth:`TensorStats.to_dict`), as
-    :func:`mdfi.calibrate.collect` gathers them."""
+    :func:`mdfi.quant.calibrate.collect` gathers them."""
     from ..quant.calibrate import TensorStats
     stats = [TensorStats() for _ in network.layers]
     inp = TensorStats()
@@ -289,7 +289,7 @@ def calib_infer(network, item: Mapping[str, Any], xs: List[np.ndarray]) -> dict:
 def calibrate_images(network, weights_file, images: str, *, augment: bool = False,
                      workers: Optional[int] = None, cluster: Optional[str] = None,
                      results: Optional[str] = None, ship: bool = False, progress: bool = True):
-    """:func:`mdfi.calibrate.collect` over a folder or list of images on every core or a
+    """:func:`mdfi.quant.calibrate.collect` over a folder or list of images on every core or a
     cluster: per-image statistics merged exactly as they arrive (identical whichever way
     the images were split).  ``results``: JSON-lines journal of the per-image statistics
     (resumable).  Unreadable images are skipped and reported on stderr."""
@@ -368,7 +368,7 @@ def golden_prepare(params: Mapping[str, Any], item: Mapping[str, Any]) -> np.nda
 
 
 def golden_infer(ctx, item: Mapping[str, Any], rgb: np.ndarray) -> dict:
-    """:func:`mdfi.golden.export` into ``OUT/<folder>`` (written into a hidden sibling and
+    """:func:`mdfi.hw.golden.export` into ``OUT/<folder>`` (written into a hidden sibling and
     renamed when complete: a folder is whole or absent, and a batch run again after a worker
     died replaces it with the same bytes); then its parameter files become hard links to
     one shared copy."""
@@ -437,13 +437,13 @@ def golden_images(model, images, out_dir: str, *, layers: Optional[Sequence[int]
                   formats: Optional[Sequence[str]] = None, stages: Optional[Sequence[str]] = None,
                   thresh: float = 0.25, nms: float = 0.45, workers: Optional[int] = None,
                   cluster: Optional[str] = None, ship: bool = False, progress: bool = True) -> dict:
-    """``mdfi golden --images``: one :func:`mdfi.golden.export` per image into
+    """``mdfi golden --images``: one :func:`mdfi.hw.golden.export` per image into
     ``OUT_DIR/<folder>/``, and ``OUT_DIR/index.json`` listing every image (its folder, file
     count, detections, the sha256 of its manifest, or its error), sorted by key.  The
     journal ``OUT_DIR/index.jsonl`` makes a rerun skip the images already exported.  With a
     cluster the workers write the folders: ``OUT_DIR`` must be on storage they share.
     ``images``: a folder, a list file or ``[(key, path)]`` (:func:`list_inputs`); the other
-    options are :func:`mdfi.golden.export`'s."""
+    options are :func:`mdfi.hw.golden.export`'s."""
     from ..hw import golden
     from ..quant import modelfile
     qm = getattr(model, "quantized", None)

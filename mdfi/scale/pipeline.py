@@ -1,5 +1,5 @@
 """Dataset-scale jobs: one function mapped over many inputs, streamed, on every core or on a
-Dask cluster (:mod:`mdfi.cluster`).  ``docs/scale.md`` is the user's guide.
+Dask cluster (:mod:`mdfi.scale.cluster`).  ``docs/scale.md`` is the user's guide.
 
 A **job** is plain data, never a pickled Python object:
 
@@ -490,7 +490,7 @@ def map_evaluations(setup: Union[str, Callable], evaluate: Union[str, Callable],
     process (load the float network, the calibration statistics, the evaluation images from
     ``shared`` bytes, e.g. ``{"cfg": ..., "weights": ..., "calib": ...}``); ``evaluate(context,
     task) -> result`` runs once per task.  Both must be module-level functions (workers
-    import them by name, e.g. ``"mdfi.quantize:sensitivity_eval"``); ``tasks`` and results
+    import them by name, e.g. ``"mdfi.quant.quantize:sensitivity_eval"``); ``tasks`` and results
     must be JSON values (a task is a small description such as ``{"layer": 5, "wbits": 6}``,
     not a model).  Results come back in task order, identical whichever way the job ran
     (``workers=1`` runs here; ``workers=N`` local processes; ``cluster="local"`` or

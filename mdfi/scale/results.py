@@ -1,5 +1,5 @@
 """Results of dataset-scale jobs: canonical JSON text, the resumable JSON-lines results file,
-and the progress line with rate and ETA (used by :mod:`mdfi.pipeline`)."""
+and the progress line with rate and ETA (used by :mod:`mdfi.scale.pipeline`)."""
 
 from __future__ import annotations
 
