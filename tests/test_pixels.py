@@ -12,7 +12,7 @@ import pytest
 
 from mdfi._ext import _image
 from mdfi.preprocess import image_to_input, image_to_pixels
-from mdfi.quantize import input_to_u8
+from mdfi.quant.quantize import input_to_u8
 
 #: the letterbox paths this CPU runs: portable C, and the AVX2 twins where the CPU has AVX2
 SIMD = (False, True) if _image.have_avx2() else (False,)
