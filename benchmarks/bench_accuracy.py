@@ -62,16 +62,22 @@ def float_split(network, names, sets: str, split: str, cache: str):
     return data
 
 
-def calib_inputs(network, sets: str):
-    """Letterboxed inputs of the calibration photos and their mirror images."""
+def calib_inputs(network, sets: str, crops: bool = False):
+    """Letterboxed inputs of the calibration photos and their mirror images (``crops``: also
+    the four 75 % corner crops of accuracy_images.variants, six inputs per photo)."""
     import numpy as np
+    from PIL import Image
     from mdfi import calibrate
     from mdfi.image import load_image
     from mdfi.preprocess import image_to_input
+    import accuracy_images
     xs = []
     for p in calibrate.list_images(os.path.join(sets, "calib")):
         rgb = load_image(p)
-        for v in (rgb, rgb[:, ::-1]):
+        vs = [rgb, rgb[:, ::-1]]
+        if crops:
+            vs = [np.asarray(im.convert("RGB")) for _, im in accuracy_images.variants(Image.fromarray(rgb))]
+        for v in vs:
             xs.append(image_to_input(np.ascontiguousarray(v), network.width, network.height))
     return xs
 
@@ -119,6 +125,10 @@ def main(argv=None) -> int:
     ap.add_argument("--layer-wbits", default=None, metavar="I=BITS,...",
                     help="per-layer weight widths (e.g. 0=8: the first layer's 432 weights at 8 bits); "
                          "--method gptq, adaround, nearest-data and old only")
+    ap.add_argument("--calib-crops", action="store_true",
+                    help="data-driven methods: the calib photos' four corner crops as well (66 inputs instead of "
+                         "22) for the weight rounding, the empirical bias and the head shifts (not for the format "
+                         "search, which --search-cache may reuse)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -176,7 +186,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         if args.method in ("gptq", "adaround", "nearest-data"):
             from mdfi.quant.formats import choose_decisions
-            xs = calib_inputs(network, args.sets)
+            xs = calib_inputs(network, args.sets, crops=args.calib_crops)
             final = dict(weight_rounding=args.method if args.method != "nearest-data" else "nearest",
                          bias_correction="empirical", calib_inputs=xs)
             if args.method == "adaround":
