@@ -214,6 +214,8 @@ QB_ATTR static void QB_NAME(tile_##MRV##x##NRVV)(const q8_ctx *ctx, int32_t m0, 
     const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \
     const int8_t *ag[G];                                                                          \
     QB_UNROLL for (int g = 0; g < G; ++g) ag[g] = mdfi_q8_agroup(ctx, m0 + 4 * g);               \
+    /* the next panel's weights (used after this row tile), fetched into L2 on the way */        \
+    const int8_t *an = mdfi_q8_agroup(ctx, m0 + Q8_PANEL);    /* past the end: panel 0 */ \
     const int32_t c4 = ctx->c4, taps = ctx->taps;                                                 \
     const size_t bcs = ctx->bcs;                                                                  \
     size_t ak = 0;                                                                                \
@@ -221,6 +223,7 @@ QB_ATTR static void QB_NAME(tile_##MRV##x##NRVV)(const q8_ctx *ctx, int32_t m0, 
         const uint8_t *bt = b + ctx->toff[tap];                                                   \
         for (int32_t q4 = 0; q4 < c4; ++q4, ak += Q8_PANEL * 4) {                                 \
             const uint8_t *bp = bt + (size_t)q4 * bcs;                                            \
+            _mm_prefetch((const char *)(an + ak), _MM_HINT_T1);                                   \
             QB_VEC bv[V];                                                                         \
             QB_UNROLL for (int v = 0; v < V; ++v) bv[v] = QB_LOADU(bp + v * QB_LANES * 4);        \
             QB_UNROLL for (int g = 0; g < G; ++g)                                                 \
