@@ -264,8 +264,9 @@ typedef struct {
 } q8_job;
 
 /* Per-row constants of the int32-lane epilogue (q8_rowc, mdfi_conv_q8.h). */
-static void prepare_rows(const q8_ctx *ctx, q8_rowc *rowc)
+static int prepare_rows(const q8_ctx *ctx, q8_rowc *rowc)
 {
+    int32_t nfast = 0;
     for (int32_t m = 0; m < ctx->m; ++m) {
         const int32_t s = ctx->shift[m];
         rowc[m].s = 0;
@@ -279,7 +280,9 @@ static void prepare_rows(const q8_ctx *ctx, q8_rowc *rowc)
         rowc[m].c = k.c;
         rowc[m].kd = k.kd;
         rowc[m].s = s;
+        ++nfast;
     }
+    return nfast == ctx->m;                   /* every row fast */
 }
 
 /* Output index and lane mask of every vector of `lanes` grid positions (the mdfi_q8_lanes of
@@ -449,7 +452,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     if (ops->fast_epi) {
         q8_rowc *rowc = (q8_rowc *)(void *)s;
         s += align_up((size_t)m * sizeof(q8_rowc));
-        prepare_rows(&ctx, rowc);
+        ctx.regs_epi = prepare_rows(&ctx, rowc);
         ctx.rowc = rowc;
         uint64_t *vi = (uint64_t *)(void *)s;
         prepare_vinfo(&ctx, best->lanes, vi);
@@ -467,6 +470,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
         ctx.res_left = res->shift <= 0;
         ctx.res_lsh = ctx.res_left ? (-res->shift < 15 ? -res->shift : 15) : 0;
         if (!ctx.res_left) ctx.resk = mdfi_rqf_init(res->shift, res->rounding);
+        ctx.regs_epi = 0;
     }
 
     q8_job job;
