@@ -161,6 +161,7 @@ extern const q8_ops mdfi_q8_ops_amx;           /* AMX tdpbsud (+ AVX512-VNNI)   
 extern const q8_ops mdfi_q8_ops_amxsim;        /* the AMX kernel on a C model of the tiles */
 int mdfi_q8_have_avxvnni_build(void);          /* compiler could build the VEX variant   */
 void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1);
+void mdfi_q8_x4_avx512(const q8_ctx *ctx, int64_t r0, int64_t r1);   /* AVX-512BW */
 void mdfi_q8_pack_avx512(const q8_ctx *ctx, int32_t t, uint8_t *dst);
 /* the zmm epilogue of `rows` rows x nrv vectors of 16 int32 sums (tmp [rows][nrv*16]); vi: the
  * tile's ctx->vinfo entries */
