@@ -39,6 +39,13 @@
  *   B packed (packed mode): [tile][taps][C4][NR][4], the im2col of NR consecutive output
  *                         pixels (the last tile repeats valid data); used when the grid's
  *                         junk columns would cost more than packing (small maps).
+ *   B compact (compact mode, stride 1, ks >= 2): [C4][ks][cplane][4], one copy of X4 per
+ *                         kernel column kx without the junk columns: copy kx, position
+ *                         r*OW + j holds X4 position (r, j + kx) (r < Hp, j < OW), then padding
+ *                         (cplane = Hp*OW + NR max, rounded to 16).  Output q = oy*OW + ox reads
+ *                         tap (ky, kx) at copy kx, position q + ky*OW: contiguous per tap, like
+ *                         direct mode, but no lane is wasted on junk columns and the copies
+ *                         cost ks X4 reads instead of the taps of the im2col.
  *   AT (x86 builds: AMX) : [P16][taps][C4B][16][16][4] int8, C4B = ceil(C4/16): the same
  *                         weights as A4 in 1 KB blocks of 16 rows x 16 quads, each one AMX tile
  *                         (row r = 64 contiguous bytes: quads 16b .. 16b+15 of channel 16p + r).
@@ -97,6 +104,8 @@ typedef struct q8_ctx {
     int64_t plane;                    /* positions per phase plane, slack included       */
     int64_t n;                        /* OH*OW                                           */
     int32_t direct;                   /* 1: B read from X4 on the output grid            */
+    int32_t compact;                  /* 1 (direct 0): B read from the compact copies     */
+    int64_t cplane;                   /* compact: positions per copy (0: no compact mode) */
     int64_t ngrid;                    /* direct: OH*Wps; packed: N                       */
     int32_t mr, nr;                   /* register tile of the chosen kernel              */
     int32_t ntiles, nmt;              /* tiles of NR positions; row tiles of MR rows     */
@@ -209,7 +218,8 @@ static inline int mdfi_q8_row_fast(const q8_ctx *ctx, int32_t m)
 static inline const uint8_t *mdfi_q8_bbase(const q8_ctx *ctx, int32_t t)
 {
     return ctx->direct ? ctx->x4 + (size_t)t * (size_t)ctx->nr * 4
-                       : ctx->bpk + (size_t)t * ctx->tile_bytes;
+         : ctx->compact ? ctx->bpk + (size_t)t * (size_t)ctx->nr * 4
+                        : ctx->bpk + (size_t)t * ctx->tile_bytes;
 }
 
 /* A4 pointer of the 4-row group containing row r (rows past the packed panels read row

@@ -98,6 +98,7 @@ SHAPES = [  # C, H, W, M, k, stride, pad
 
 @pytest.mark.parametrize("path", Q8_PATHS)
 def test_every_tile_and_mode(path):
+    """Every register tile in every B mode (direct, packed, compact) on the shapes above."""
     need(path)
     tiles = _conv.q8_tiles(path)
     rng = np.random.default_rng(sum(map(ord, path)))
@@ -105,12 +106,12 @@ def test_every_tile_and_mode(path):
         x, wt, bias, shift, kw = case(rng, *shape, xkind="u8" if shape[0] == 3 else None)
         ref = reference(x, wt, bias, shift, **kw)
         for kern in range(len(tiles)):
-            for direct in (1, 0):
+            for direct in (1, 0, 2):
                 _conv._set_q8_override(kern, direct)
                 got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern + direct) % 3, **kw)
                 if not np.array_equal(got, ref):
                     bad = tuple(np.argwhere(got != ref)[0])
-                    raise AssertionError(f"{path} tile {tiles[kern]} {'direct' if direct else 'packed'}: "
+                    raise AssertionError(f"{path} tile {tiles[kern]} {('packed', 'direct', 'compact')[direct]}: "
                                          f"shape {shape} {kw} x {x.dtype}: at {bad} {got[bad]} != {ref[bad]}")
 
 
@@ -137,7 +138,7 @@ def test_register_epilogue(path):
             kw.update(bits=bits, rounding=ROUNDINGS[(i + j) % 2], act=ACTS[(i + j) % 3])
             ref = reference(x, wt, bias, shift, **kw)
             for kern in range(len(tiles)):
-                for direct in (1, 0):
+                for direct in (1, 0, 2):
                     _conv._set_q8_override(kern, direct)
                     got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern) % 2, **kw)
                     assert np.array_equal(got, ref), (path, tiles[kern], direct, shape, kw)
