@@ -65,9 +65,9 @@ static int plane_geometry(q8_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m,
     g->n = (int64_t)oh * ow;
     g->xcs = (size_t)stride * (size_t)stride * (size_t)plane * 4;
     g->cplane = 0;
-    if (stride == 1 && ks >= 2) {
-        g->cplane = ((hp * (int64_t)ow + Q8_MAX_NR) + 15) & ~(int64_t)15;
-        if (c4 * ks > ((int64_t)1 << 40) / (g->cplane * 4)) g->cplane = 0;    /* too large: no compact mode */
+    if (ks >= 2) {
+        g->cplane = ((hps * (int64_t)ow + Q8_MAX_NR) + 15) & ~(int64_t)15;
+        if (c4 * stride * ks > ((int64_t)1 << 40) / (g->cplane * 4)) g->cplane = 0;   /* too large: none */
     }
     for (int32_t t = 0; t < g->taps; ++t) {
         const int32_t ky = t / ks, kx = t % ks;
@@ -82,7 +82,11 @@ static size_t x4_bytes(const q8_ctx *g) { return (size_t)g->c4 * g->xcs; }
 /* B modes */
 enum { MODE_PACKED = 0, MODE_DIRECT = 1, MODE_COMPACT = 2 };
 
-static size_t compact_bytes(const q8_ctx *g) { return (size_t)g->c4 * (size_t)g->ks * (size_t)g->cplane * 4; }
+/* copies per channel quad: one per phase row py and kernel column kx */
+static size_t compact_bytes(const q8_ctx *g)
+{
+    return (size_t)g->c4 * (size_t)g->stride * (size_t)g->ks * (size_t)g->cplane * 4;
+}
 
 /* Tiles, mode and offsets for kernel k in B mode `mode` (compact only when g->cplane). */
 static void tile_geometry(q8_ctx *g, const q8_kernel *k, int mode)
@@ -100,9 +104,11 @@ static void tile_geometry(q8_ctx *g, const q8_kernel *k, int mode)
         g->bcs = g->xcs;
         memcpy(g->toff, g->xoff, sizeof(int64_t) * (size_t)g->taps);
     } else if (g->compact) {
-        g->bcs = (size_t)g->ks * (size_t)g->cplane * 4;
-        for (int32_t t = 0; t < g->taps; ++t)
-            g->toff[t] = ((int64_t)(t % g->ks) * g->cplane + (int64_t)(t / g->ks) * g->ow) * 4;
+        g->bcs = (size_t)g->stride * (size_t)g->ks * (size_t)g->cplane * 4;
+        for (int32_t t = 0; t < g->taps; ++t) {
+            const int32_t ky = t / g->ks, kx = t % g->ks;
+            g->toff[t] = ((int64_t)((ky % g->stride) * g->ks + kx) * g->cplane + (int64_t)(ky / g->stride) * g->ow) * 4;
+        }
     } else {
         g->bcs = (size_t)g->nr * 4;
         for (int32_t t = 0; t < g->taps; ++t) g->toff[t] = (int64_t)t * g->c4 * g->nr * 4;
@@ -119,7 +125,7 @@ static double q8_cost(q8_ctx *g, const q8_kernel *k, int mode)
     const double step = dots > loads ? dots : loads;
     double cost = (double)g->ntiles * g->nmt * (k4 * step + 4.0 + dots * 6.0);
     if (mode == MODE_PACKED) cost += (double)g->ntiles * k4 * k->nrv * 0.25;     /* packing */
-    if (mode == MODE_COMPACT) cost += (double)g->c4 * g->ks * g->hp * g->ow / 16.0 * COMPACT_COST;
+    if (mode == MODE_COMPACT) cost += (double)g->c4 * g->stride * g->ks * g->hps * g->ow / 16.0 * COMPACT_COST;
     return cost;
 }
 
@@ -349,17 +355,19 @@ static void prepare_vinfo(const q8_ctx *ctx, int32_t lanes, uint64_t *vi)
 
 #define X4_ITEM_BYTES (32 * 1024)
 
-/* Compact copy `item` = (channel quad, kernel column kx) from X4 (stride 1: one phase plane
- * of Hp rows of Wp positions). */
+/* Compact copy `item` = (channel quad, phase row py, kernel column kx): rows r < Hps of the
+ * X4 phase plane (py, kx % S), positions kx / S .. kx / S + OW - 1 (all inside the plane's
+ * Wps: (kx / S) + OW - 1 <= (Wp - 1) / S). */
 static void compact_copy(const q8_ctx *ctx, int64_t item)
 {
-    const int32_t ks = ctx->ks, ow = ctx->ow, hp = ctx->hp, wps = ctx->wps;
-    const int64_t q4 = item / ks, kx = item % ks;
-    const uint8_t *src = ctx->x4 + (size_t)q4 * ctx->xcs + (size_t)kx * 4;
+    const int32_t ks = ctx->ks, s = ctx->stride, ow = ctx->ow, hps = ctx->hps, wps = ctx->wps;
+    const int64_t q4 = item / ((int64_t)s * ks), py = item / ks % s, kx = item % ks;
+    const uint8_t *src = ctx->x4 + (size_t)q4 * ctx->xcs +
+                         ((size_t)(py * s + kx % s) * (size_t)ctx->plane + (size_t)(kx / s)) * 4;
     uint8_t *dst = ctx->bpk + (size_t)item * (size_t)ctx->cplane * 4;
-    for (int32_t r = 0; r < hp; ++r)
+    for (int32_t r = 0; r < hps; ++r)
         memcpy(dst + (size_t)r * (size_t)ow * 4, src + (size_t)r * (size_t)wps * 4, (size_t)ow * 4);
-    memset(dst + (size_t)hp * (size_t)ow * 4, ctx->padv, ((size_t)ctx->cplane - (size_t)hp * (size_t)ow) * 4);
+    memset(dst + (size_t)hps * (size_t)ow * 4, ctx->padv, ((size_t)ctx->cplane - (size_t)hps * (size_t)ow) * 4);
 }
 
 static void q8_worker(void *arg, int tid)
@@ -378,7 +386,7 @@ static void q8_worker(void *arg, int tid)
     }
     mdfi_pool_wait(&job->x4_done, nx);
     if (ctx->compact) {
-        const int64_t ncopies = (int64_t)ctx->c4 * ctx->ks;
+        const int64_t ncopies = (int64_t)ctx->c4 * ctx->stride * ctx->ks;
         for (int64_t i; (i = mdfi_pool_next(&job->pack)) < ncopies;) {
             compact_copy(ctx, i);
             mdfi_pool_done(&job->pack_done, ncopies);
@@ -447,9 +455,11 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     const q8_kernel *best = &ops->kerns[0];
     int best_mode = MODE_DIRECT;
     double best_cost = -1.0;
-    /* compact mode where the layer has it (stride 1): it replaces packed mode, which it beat
-     * on every yolov3 layer shape measured (2 to 4%, docs/performance.md) */
-    const int modes[2] = {MODE_DIRECT, ctx.cplane ? MODE_COMPACT : MODE_PACKED};
+    /* stride 1: compact mode replaces packed mode, which it beat on every yolov3 layer shape
+     * measured; stride 2 keeps packed mode (compact was 1-2% slower there: S*ks copies and the
+     * X4 pass against ks*ks packed taps; docs/performance.md).  Forced compact mode runs at
+     * every stride (tests). */
+    const int modes[2] = {MODE_DIRECT, ctx.cplane && stride == 1 ? MODE_COMPACT : MODE_PACKED};
     for (int32_t i = 0; i < ops->nkerns; ++i)
         for (int j = 0; j < 2; ++j) {
             const double cost = q8_cost(&ctx, &ops->kerns[i], modes[j]);

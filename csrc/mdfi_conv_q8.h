@@ -39,16 +39,15 @@
  *   B packed (packed mode): [tile][taps][C4][NR][4], the im2col of NR consecutive output
  *                         pixels (the last tile repeats valid data); used when the grid's
  *                         junk columns would cost more than packing (small maps).
- *   B compact (compact mode, stride 1, ks >= 2): [C4][ks][cplane][4], one copy of X4 per
- *                         kernel column kx without the junk columns: copy kx, position
- *                         r*OW + j holds X4 position (r, j + kx) (r < Hp, j < OW), then padding
- *                         (cplane = Hp*OW + NR max, rounded to 16).  Output q = oy*OW + ox reads
- *                         tap (ky, kx) at copy kx, position q + ky*OW: contiguous per tap, like
- *                         direct mode, but no lane is wasted on junk columns and the copies
- *                         cost ks X4 reads instead of the taps of the im2col.
- *   AT (x86 builds: AMX) : [P16][taps][C4B][16][16][4] int8, C4B = ceil(C4/16): the same
- *                         weights as A4 in 1 KB blocks of 16 rows x 16 quads, each one AMX tile
- *                         (row r = 64 contiguous bytes: quads 16b .. 16b+15 of channel 16p + r).
+ *   B compact (compact mode, kernels of 2x2 and more): [C4][S][ks][cplane][4], one copy
+ *                         of X4 per phase row py and kernel column kx without the junk
+ *                         columns: copy (py, kx), position r*OW + j holds position
+ *                         (r, j + kx/S) of phase plane (py, kx%S) (r < Hps, j < OW), then
+ *                         padding (cplane = Hps*OW + NR max, rounded to 16).  Output
+ *                         q = oy*OW + ox reads tap (ky, kx) at copy (ky%S, kx), position
+ *                         q + (ky/S)*OW: contiguous per tap, like direct mode, but no lane is
+ *                         spent on junk columns and the copies cost S*ks reads of X4 instead
+ *                         of the taps of the im2col.
  * Every kernel reads B at  base + toff[t] + q4*bcs  for tap t and channel quad q4.
  */
 #ifndef MDFI_CONV_Q8_H
