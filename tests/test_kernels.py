@@ -11,12 +11,12 @@ import pytest
 
 from mdfi import fixedpoint as fp
 from mdfi._ext import _kernels as K
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import ShapeError
 from mdfi.layers import heads
 from mdfi.layers.maxpool import QMaxpool
 from mdfi.layers.upsample import QUpsample
-from mdfi.network import Network
+from mdfi.darknet.network import Network
 
 RNG = np.random.default_rng(20261123)
 MODES = ("half_up", "truncate")
