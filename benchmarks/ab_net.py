@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     import mdfi.cengine as ce
     from mdfi._ext import _conv as conv_new
     from mdfi.preprocess import image_to_input
-    from mdfi.quantize import input_to_u8
+    from mdfi.quant.quantize import input_to_u8
 
     mods = {"base": load_base(args.base), "new": conv_new}
     qm = load_quantized(args.model)
