@@ -408,9 +408,10 @@ static void q8_worker(void *arg, int tid)
                 for (int32_t t = 0; t < ctx->ntiles; ++t) fn(ctx, mt * ctx->mr, t);
         }
     } else {
-        for (int64_t g; (g = mdfi_pool_next(&job->item)) * ctx->nb < ctx->ntiles;) {
-            const int32_t t0 = (int32_t)(g * ctx->nb);
-            const int32_t t1 = t0 + ctx->nb < ctx->ntiles ? t0 + ctx->nb : ctx->ntiles;
+        for (int64_t g; (g = mdfi_pool_next(&job->item)) < ctx->nitems;) {
+            /* item g: tiles [g*T/I, (g+1)*T/I), sizes differ by at most one tile */
+            const int32_t t0 = (int32_t)(g * ctx->ntiles / ctx->nitems);
+            const int32_t t1 = (int32_t)((g + 1) * ctx->ntiles / ctx->nitems);
             for (int32_t mt = 0; mt < ctx->nmt; ++mt)
                 for (int32_t t = t0; t < t1; ++t) fn(ctx, mt * ctx->mr, t);
         }
@@ -489,6 +490,12 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     if (nb > ctx.ntiles) nb = ctx.ntiles;
     if (nb < 1) nb = 1;
     ctx.nb = (int32_t)nb;
+    /* items of nb tiles or slightly fewer, as many as a multiple of the thread count: equal
+     * shares (a last, short item would leave a thread idle at the end of the layer) */
+    int64_t nitems = (ctx.ntiles + nb - 1) / nb;
+    nitems = (nitems + nthreads - 1) / nthreads * nthreads;
+    if (nitems > ctx.ntiles) nitems = ctx.ntiles;
+    ctx.nitems = nitems;
 
     /* scratch: X4, packed B, bq */
     unsigned char *s = (unsigned char *)scratch;

@@ -108,7 +108,8 @@ typedef struct q8_ctx {
     int64_t ngrid;                    /* direct: OH*Wps; packed: N                       */
     int32_t mr, nr;                   /* register tile of the chosen kernel              */
     int32_t ntiles, nmt;              /* tiles of NR positions; row tiles of MR rows     */
-    int32_t nb;                       /* tiles per work item (N split)                   */
+    int32_t nb;                       /* tiles per work item (N split), at most          */
+    int64_t nitems;                   /* work items of the N split                       */
     int32_t msplit, mgroup;           /* M split: row tiles per work item                */
     size_t bcs;                       /* bytes between channel quads in B                */
     int64_t toff[Q8_MAX_TAPS];        /* byte offset of tap t in B                       */
