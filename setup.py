@@ -12,7 +12,7 @@ import sys
 
 import numpy
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 CFLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Wextra",
           "-Wno-unused-function", "-Wno-unused-parameter"]
@@ -51,7 +51,8 @@ extensions = [
 ]
 
 setup(
-    packages=["mdfi", "mdfi._ext", "mdfi.layers", "mdfi.quant", "mdfi.cfg", "mdfi.data"],
+    # mdfi and every subpackage (docs: README's Layout), plus the cfgs installed as mdfi.cfg.
+    packages=find_packages(include=["mdfi", "mdfi.*"]) + ["mdfi.cfg"],
     # The shipped Darknet cfgs live in the top-level cfg/ folder and install as mdfi.cfg.
     package_dir={"mdfi.cfg": "cfg"},
     package_data={"mdfi.cfg": ["*.cfg", "*.names"], "mdfi.data": ["*.json", "*.jpg"]},

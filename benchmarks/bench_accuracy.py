@@ -40,7 +40,7 @@ CONFIGS = ["w16a16", "w8a8", "w8a16", "w7a7", "w6a8", "w6a6", "w5a8", "w4a8"]
 
 def float_split(network, names, sets: str, split: str, cache: str):
     """[(name, Prepared, float detections)] of a split, cached on disk."""
-    from mdfi import calibrate
+    from mdfi.quant import calibrate
     from mdfi.image import load_image
     from mdfi.model import FloatEngine, Model
     path = os.path.join(cache, f"float-{split}.pkl")
@@ -67,7 +67,7 @@ def calib_inputs(network, sets: str, crops: bool = False):
     the four 75 % corner crops of accuracy_images.variants, six inputs per photo)."""
     import numpy as np
     from PIL import Image
-    from mdfi import calibrate
+    from mdfi.quant import calibrate
     from mdfi.image import load_image
     from mdfi.preprocess import image_to_input
     import accuracy_images
@@ -132,13 +132,15 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
-    from mdfi import evaluate, imagejobs, recipes
+    from mdfi.eval import evaluate
+    from mdfi.scale import imagejobs
+    from mdfi.quant import recipes
     from mdfi.cli import parse_bits_list
     from mdfi.engine import FixedEngine
     from mdfi.model import Model, _float_network
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     import accuracy_images
-    from mdfi.cli_common import layer_bits_arg
+    from mdfi.cli.common import layer_bits_arg
     wide = layer_bits_arg(args.layer_abits) if args.layer_abits else {}
     lw = layer_bits_arg(args.layer_wbits) if args.layer_wbits else {}
 

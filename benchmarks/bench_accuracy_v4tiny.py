@@ -57,7 +57,7 @@ def calib_inputs(network, sets: str):
     """Network inputs (as the model's Darknet makes them) of the calibration photos and their
     mirror images."""
     import numpy as np
-    from mdfi import calibrate
+    from mdfi.quant import calibrate
     from mdfi.image import load_image
     from mdfi.preprocess import network_input
     xs = []
@@ -85,13 +85,15 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"unknown configs {bad} (known: {', '.join(sorted(known))})")
 
-    from mdfi import calibrate, evaluate, zoo
+    from mdfi.quant import calibrate
+    from mdfi.eval import evaluate
+    from mdfi import zoo
     from mdfi.engine import FixedEngine
     from mdfi.model import Model
-    from mdfi.network import Network
+    from mdfi.darknet.network import Network
     from mdfi.quant.formats import choose_decisions, decisions_to_kwargs
-    from mdfi.quantize import quantize_network
-    from mdfi.weights import load_weights
+    from mdfi.quant.quantize import quantize_network
+    from mdfi.darknet.weights import load_weights
     import accuracy_images
     from bench_accuracy import float_split
 

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from mdfi._ext import _conv  # noqa: E402
-from mdfi.network import Network  # noqa: E402
+from mdfi.darknet.network import Network  # noqa: E402
 
 ACT = {"linear": 0, "leaky": 1, "relu": 2}
 

@@ -88,10 +88,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
     args = ap.parse_args(argv)
 
-    from mdfi import calibrate, recipes
+    from mdfi.quant import calibrate, recipes
     from mdfi.model import _float_network
     from mdfi.quant.formats import HeadObjective, widen_formats
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     import accuracy_images
     import bench_accuracy as ba
 

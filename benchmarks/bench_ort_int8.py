@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
-    from mdfi import evaluate
+    from mdfi.eval import evaluate
     from mdfi.model import _float_network
     from mdfi.postprocess import postprocess
     from bench_accuracy import calib_inputs, float_split

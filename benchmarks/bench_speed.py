@@ -60,8 +60,8 @@ def load_models(name: str, tmp: str, quantize: bool = True):
     generated weights of the right shape (seed 1; speed does not depend on the values)."""
     import mdfi
     from mdfi import zoo
-    from mdfi.network import Network
-    from mdfi.weights import load_weights, random_weights, write_weights
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import load_weights, random_weights, write_weights
     cfg = str(zoo.cfg_path(name))
     if name == "yolov3-tiny":
         weights = str(zoo.weights_path(name))
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     import mdfi
     from mdfi._ext import _conv
     from mdfi.engine import FixedEngine
-    from mdfi.quantize import input_to_u8
+    from mdfi.quant.quantize import input_to_u8
 
     threads = [int(t) for t in args.threads.split(",")]
     avail = _conv.available_simd_paths()

@@ -17,10 +17,10 @@ import io
 import os
 import re
 
-from mdfi.cfgfile import read_cfg
+from mdfi.darknet.cfgfile import read_cfg
 from mdfi.errors import MDFIError
-from mdfi.network import Network
-from mdfi.quantize import fixed_point_refusal
+from mdfi.darknet.network import Network
+from mdfi.quant.quantize import fixed_point_refusal
 
 UNCOVERED = ("swish", "relu6", "hard_mish")      # activations no Darknet fixture covers
 

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     from bench_speed import check_image, load_models
     from mdfi._ext import _conv
     from mdfi.cengine import CRunner
-    from mdfi.quantize import input_to_u8
+    from mdfi.quant.quantize import input_to_u8
     paths = _conv.available_simd_paths()
     print(f"CPU features: {_conv.cpu_features()}; paths: {', '.join(paths)}")
     tmp = tempfile.mkdtemp(prefix="mdfi-check-")

@@ -1,4 +1,4 @@
-"""Export a Darknet network (mdfi.network.Network) to ONNX, float and int8 (static QDQ), for
+"""Export a Darknet network (mdfi.darknet.network.Network) to ONNX, float and int8 (static QDQ), for
 the ONNX Runtime columns of benchmarks/bench_speed.py.
 
     pip install ".[bench]"

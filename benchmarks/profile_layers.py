@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     from mdfi._ext import _conv
     from mdfi.cengine import CRunner
     from mdfi.preprocess import image_to_input
-    from mdfi.quantize import input_to_u8
+    from mdfi.quant.quantize import input_to_u8
 
     qm = load_quantized(args.model)
     net = qm.network

@@ -33,7 +33,7 @@ int mdfi_letterbox_f32(const float *restrict src, int32_t c, int32_t h, int32_t 
 
 /* The same letterbox straight from 8-bit pixels to the 8-bit network input of the integer
  * engine, in one call: for every byte value and size it equals
- *     input_to_u8(letterbox_f32(rgb / 255.f))      (mdfi.quantize.input_to_u8)
+ *     input_to_u8(letterbox_f32(rgb / 255.f))      (mdfi.quant.quantize.input_to_u8)
  * -- the same float32 operations in the same order (v / 255.f is looked up in a table of the
  * 256 values where letterbox_f32 reads a pixel), then p = floor(255*(double)v + 1/2) clamped to
  * 0..255 (v >= 0, so the truncating conversion is the floor; the 0.5 border becomes 128).

@@ -28,7 +28,7 @@ from typing import Tuple
 import numpy as np
 
 from . import fixedpoint as fp
-from .activations import reference_float64
+from .darknet.activations import reference_float64
 from .errors import FormatError, ShapeError
 
 #: Activations computed through a table (the others are fused into the shift).

@@ -2,7 +2,7 @@
 
 Activations are stored at their declared widths (int8 up to 8 bits, int16 up to 16, the
 pixel input as uint8; head outputs int32), so memory traffic matches a hardware datapath.
-Results are bit-identical to :meth:`mdfi.quantize.QuantizedModel.forward_ref` (tested layer
+Results are bit-identical to :meth:`mdfi.quant.quantize.QuantizedModel.forward_ref` (tested layer
 by layer for whole networks).  Weights are packed once, when the runner is built.
 
 Buffers.  ``run(x, keep="needed")`` (the detection path) writes every intermediate output
@@ -22,7 +22,7 @@ import numpy as np
 
 from . import fixedpoint as fp
 from ._ext import _conv, _kernels
-from .quantize import QuantizedModel
+from .quant.quantize import QuantizedModel
 
 ACT_CODES = {"linear": 0, "leaky": 1, "relu": 2}
 

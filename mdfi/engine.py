@@ -2,7 +2,7 @@
 
 * :class:`FloatEngine` (in :mod:`mdfi.model`): Darknet's float32 forward.
 * :class:`FixedEngine`: the integer engine.  Backend ``"ref"`` is the NumPy integer
-  reference (:meth:`mdfi.quantize.QuantizedModel.forward_ref`), the executable
+  reference (:meth:`mdfi.quant.quantize.QuantizedModel.forward_ref`), the executable
   specification; backend ``"c"`` runs the C kernels, bit-identical to it.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import MDFIError
 from .postprocess import Raw
-from .quantize import QuantizedModel, input_to_u8
+from .quant.quantize import QuantizedModel, input_to_u8
 
 BACKENDS = ("c", "ref")
 

@@ -119,5 +119,5 @@ def shown(value: object, limit: int = 60) -> str:
 
 
 class JobError(MDFIError):
-    """A dataset-scale job that cannot run, or whose worker failed (mdfi.pipeline, docs/scale.md).
+    """A dataset-scale job that cannot run, or whose worker failed (mdfi.scale.pipeline, docs/scale.md).
     A bad input image is not one: it is reported in the results and the job goes on."""

@@ -88,7 +88,7 @@ def random_params(cfg: Path, wanted: Iterable[int]) -> Dict[int, np.ndarray]:
 
 def random_network(folder: Path, cfg_name: str, layers: Iterable[int]):
     """The fixture network with the random parameters of ``layers`` set."""
-    from mdfi.network import Network
+    from mdfi.darknet.network import Network
     net = Network.from_cfg(folder / cfg_name, warn=False)
     for i, v in random_params(folder / cfg_name, layers).items():
         net.layers[i].set_params(v)
@@ -110,8 +110,8 @@ def tiny_weights() -> Path:
 
 
 def tiny_network(darknet=None):
-    from mdfi.network import Network
-    from mdfi.weights import load_weights
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import load_weights
     net = Network.from_cfg(TINY / "yolov4-tiny-10c.cfg", warn=False, darknet=darknet)
     load_weights(net, tiny_weights())
     return net

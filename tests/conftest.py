@@ -85,8 +85,8 @@ def tiny_weights_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_net(tiny_weights_path):
     from mdfi import zoo
-    from mdfi.network import Network
-    from mdfi.weights import load_weights
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import load_weights
     net = Network.from_cfg(zoo.cfg_path("yolov3-tiny"))
     load_weights(net, tiny_weights_path)
     return net
@@ -100,8 +100,8 @@ def tiny_model(tiny_weights_path):
 
 @pytest.fixture(scope="session")
 def mini_net():
-    from mdfi.network import Network
-    from mdfi.weights import load_weights
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import load_weights
     net = Network.from_cfg(DARKNET / "mini-yolov3" / "mini-yolov3.cfg")
     load_weights(net, DARKNET / "mini-yolov3" / "mini-yolov3.weights")
     return net

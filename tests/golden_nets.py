@@ -200,9 +200,9 @@ NAMES = [f"class{i}" for i in range(80)]
 
 
 def _net(text: str, name: str, seed: int):
-    from mdfi.cfgfile import parse_cfg_text
-    from mdfi.network import Network
-    from mdfi.weights import random_weights
+    from mdfi.darknet.cfgfile import parse_cfg_text
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import random_weights
     net = Network(parse_cfg_text(text, name), name, warn=False)
     random_weights(net, seed)
     return net
@@ -217,8 +217,8 @@ def _model(net, qm):
 def shift_model(seed: int = 3):
     """(model, quantized model): layer 1 has shifts around 0 (some <= 0), layer 2 shifts
     around -15 (effective leaky shifts on both sides of 0)."""
-    from mdfi import calibrate
-    from mdfi.quantize import quantize_network
+    from mdfi.quant import calibrate
+    from mdfi.quant.quantize import quantize_network
     net = _net(SHIFT_NET, "shifts.cfg", seed)
     fracs = calibrate.choose_formats(calibrate.estimate_from_batchnorm(net), net, 8, "max")
 
@@ -240,10 +240,11 @@ def route_shift_model():
     """(model, quantized model): yolov3-tiny with its shipped statistics but without
     unified route formats (``unify_routes=False``), so route 20 aligns layer 19 by a
     one-bit shift -- the alignment path no default model takes any more."""
-    from mdfi import recipes, zoo
-    from mdfi.network import Network
-    from mdfi.quantize import quantize_network
-    from mdfi.weights import load_weights
+    from mdfi.quant import recipes
+    from mdfi import zoo
+    from mdfi.darknet.network import Network
+    from mdfi.quant.quantize import quantize_network
+    from mdfi.darknet.weights import load_weights
     net = Network.from_cfg(zoo.cfg_path("yolov3-tiny"))
     load_weights(net, zoo.weights_path("yolov3-tiny"))
     qm = quantize_network(net, wbits=8, abits=8, per_channel=True, calib=recipes.shipped_calibration("yolov3-tiny"),
@@ -252,7 +253,7 @@ def route_shift_model():
 
 
 def reorg_model(seed: int = 1):
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     net = _net(REORG_NET, "reorg.cfg", seed)
     qm = quantize_network(net, wbits=8, abits=8, per_channel=True, cfg_text=REORG_NET)
     return _model(net, qm), qm
@@ -269,8 +270,8 @@ def alexeyab_model(bits: int = 8, rounding: str = "half_up", seed: int = 4, laye
     Formats from the batch-norm estimate, except layer 3's output, one bit finer than the
     other inputs of route 4, which therefore aligns it by a shift.  ``layer_abits``: output
     widths per layer (mixed precision: int8 and int16 inputs of one route or shortcut)."""
-    from mdfi import calibrate
-    from mdfi.quantize import quantize_network
+    from mdfi.quant import calibrate
+    from mdfi.quant.quantize import quantize_network
     text = alexeyab_cfg(**cfg)
     net = _net(text, "alexeyab.cfg", seed)
     fracs = calibrate.choose_formats(calibrate.estimate_from_batchnorm(net), net, bits, "max")

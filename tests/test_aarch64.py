@@ -64,7 +64,7 @@ def test_conv_paths_equal_scalar(arm_build, cpu):
 
 
 def _gold(tmp_path: Path, model, image) -> Path:
-    from mdfi import golden
+    from mdfi.hw import golden
     folder = tmp_path / "gold"
     golden.export(model, image, str(folder), formats=["hex"], thresh=1.0)
     return folder
@@ -89,7 +89,7 @@ def test_runner_yolov3_tiny(arm_build, tiny_weights_path, tmp_path):
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_runner_mini_yolov3(arm_build, mini_net, bits, tmp_path):
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     from test_c_runner import NAMES, _fixed_model, _photo
     text = (DARKNET / "mini-yolov3" / "mini-yolov3.cfg").read_text()
     qm = quantize_network(mini_net, wbits=bits, abits=bits, per_channel=True, cfg_text=text)

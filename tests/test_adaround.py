@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from mdfi import fixedpoint as fp
-from mdfi import modelfile
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.quant import modelfile
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import FormatError
-from mdfi.network import Network
-from mdfi.quantize import input_to_u8, quantize_network
-from mdfi.weights import random_weights
+from mdfi.darknet.network import Network
+from mdfi.quant.quantize import input_to_u8, quantize_network
+from mdfi.darknet.weights import random_weights
 
 HEAD = "[net]\nwidth=16\nheight=16\nchannels=3\n"
 TOY = ("[convolutional]\nfilters=8\nsize=3\npad=1\nactivation=leaky\n"

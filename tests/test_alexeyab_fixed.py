@@ -28,9 +28,9 @@ from mdfi._ext import _conv
 from mdfi._ext import _kernels as K
 from mdfi.cengine import CRunner
 from mdfi.errors import FormatError
-from mdfi.network import Network
-from mdfi.quantize import input_to_u8, quantize_network
-from mdfi.weights import random_weights
+from mdfi.darknet.network import Network
+from mdfi.quant.quantize import input_to_u8, quantize_network
+from mdfi.darknet.weights import random_weights
 
 MINI = AB / "mini-alexeyab.cfg"
 OPTS = [(1, False), (1, True), (2, False), (2, True), (3, True)]
@@ -160,7 +160,7 @@ def test_mini_network_threads_and_scalar_path(mini, threads):
 
 
 def test_mini_network_model_file_round_trip(mini, tmp_path):
-    from mdfi import modelfile
+    from mdfi.quant import modelfile
     net, x = mini
     qm = quantize_network(net, wbits=6, abits=9, cfg_text=MINI.read_text())
     path = tmp_path / "m.mdfi"
@@ -196,7 +196,7 @@ def test_fixed_point_refuses_what_has_no_kernel():
         "negative stride": base + "[upsample]\nstride=-2\n",
         "several from": base + "[convolutional]\nfilters=4\nsize=1\nactivation=leaky\n[shortcut]\nfrom=-1,-2\n",
     }
-    from mdfi.cfgfile import parse_cfg_text
+    from mdfi.darknet.cfgfile import parse_cfg_text
     for what, text in cases.items():
         net = Network(parse_cfg_text(text, what), what, warn=False)
         random_weights(net, 1)
@@ -208,7 +208,7 @@ def test_fixed_point_refuses_what_has_no_kernel():
 def test_batchnorm_estimate_covers_groups_and_new_activations(mini):
     """The data-free estimate handles route groups (it used to fail with "estimate has 64
     channels, expected 32"), channel-mismatched shortcuts and the table activations."""
-    from mdfi import calibrate
+    from mdfi.quant import calibrate
     net, x = mini
     est = calibrate.estimate_from_batchnorm(net)
     assert len(est) == len(net.layers)
@@ -310,7 +310,7 @@ def test_golden_export_of_the_new_layers_verifies(mini, tmp_path):
     xy_lut, prob_lut, wh_lut) are written and listed, the manifest records the lineage's box
     correction and NMS, and `mdfi verify` accepts a copy of the export."""
     import shutil
-    from mdfi import golden
+    from mdfi.hw import golden
     from mdfi.cli import main
     from mdfi.engine import FixedEngine
     from mdfi.model import Model

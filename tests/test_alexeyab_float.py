@@ -21,7 +21,7 @@ import pytest
 from alexeyab_data import (TINY, V4, V7, astronaut_input, load_json, match_detections, random_network,
                            rel_err, tiny_network)
 from conftest import SHARED, FIXTURES
-from mdfi.network import Network
+from mdfi.darknet.network import Network
 from mdfi.postprocess import postprocess, settings
 
 TOL = 1e-4
@@ -84,7 +84,7 @@ def test_yolov7_random_weights_regenerate_bit_identically(tmp_path):
     """The fixture's generator (darknet_cfg.py + the BN statistics) reproduces the weights
     file whose sha256 the fixture README records; MDFI reads it at its exact size."""
     from alexeyab_data import darknet_cfg
-    from mdfi.weights import load_weights
+    from mdfi.darknet.weights import load_weights
     out = tmp_path / "w.weights"
     size = darknet_cfg().random_weights(str(V7 / "yolov7-tiny-192.cfg"), str(out), seed=2025)
     raw = out.read_bytes()
@@ -257,8 +257,8 @@ def test_tiny_every_layer_against_the_full_dump():
 
 # -- rules no fixture covers, against loop-for-loop transcriptions of Darknet's C ----------------
 def _net_of(text, darknet="alexeyab", seed=3):
-    from mdfi.cfgfile import parse_cfg_text
-    from mdfi.weights import random_weights
+    from mdfi.darknet.cfgfile import parse_cfg_text
+    from mdfi.darknet.weights import random_weights
     net = Network(parse_cfg_text("[net]\nwidth=12\nheight=10\nchannels=3\n" + text, "t.cfg"), "t.cfg", warn=False,
                   darknet=darknet)
     random_weights(net, seed)

@@ -68,7 +68,7 @@ def _photo() -> np.ndarray:
 
 
 def _export(model, image, folder: Path) -> Path:
-    from mdfi import golden
+    from mdfi.hw import golden
     # thresh=1.0: no detections to decode (random-weight nets would produce thousands)
     golden.export(model, image, str(folder), formats=["hex"], thresh=1.0)
     return folder
@@ -101,9 +101,9 @@ def assert_identical(runner: Path, gold: Path, tmp: Path, *args: str, layers=Non
 
 
 def _random_net(cfg_text: str, name: str, seed: int):
-    from mdfi.cfgfile import parse_cfg_text
-    from mdfi.network import Network
-    from mdfi.weights import random_weights
+    from mdfi.darknet.cfgfile import parse_cfg_text
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import random_weights
     net = Network(parse_cfg_text(cfg_text, name), name, warn=False)
     random_weights(net, seed)
     return net
@@ -136,7 +136,7 @@ def test_mini_yolov3(runner, tmp_path, bits):
 
 def test_mini_yolov3_mixed_precision(runner, mini_net, tmp_path):
     """Routes and shortcuts of int8 and int16 inputs, per-layer widths and rounding."""
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     qm = quantize_network(mini_net, wbits=6, abits=8, per_channel=True, rounding="truncate",
                           cfg_text=(MINI / "mini-yolov3.cfg").read_text(),
                           layer_abits={3: 11, 10: 12, 22: 5, 29: 12}, layer_wbits={1: 3, 17: 12},
@@ -150,7 +150,7 @@ def test_mini_yolov3_mixed_precision(runner, mini_net, tmp_path):
 @pytest.mark.parametrize("bits", [8, 16])      # 3 and 14 bits: test_reorg_network (also softmax)
 def test_yolov2_tiny_region_softmax(runner, tmp_path, bits):
     from mdfi import zoo
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     text = zoo.cfg_path("yolov2-tiny").read_text().replace("width=416", "width=96").replace("height=416", "height=64")
     net = _random_net(text, "yolov2-tiny-96.cfg", 0)
     qm = quantize_network(net, wbits=bits, abits=bits, cfg_text=text)
@@ -162,7 +162,7 @@ def test_yolov2_tiny_region_softmax(runner, tmp_path, bits):
 
 @pytest.mark.parametrize("bits", [8, 3, 14])
 def test_reorg_network(runner, tmp_path, bits):
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     from test_cengine import REORG_NET
     net = _random_net(REORG_NET, "reorg.cfg", bits)
     qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, cfg_text=REORG_NET)
@@ -176,7 +176,7 @@ def test_reorg_network(runner, tmp_path, bits):
 def test_alexeyab_features(runner, tmp_path, bits, rounding):
     """Table activations (mish, swish, hard_mish, relu6, logistic; on convs and a shortcut),
     route groups, shortcuts between channel counts, [yolo] new_coords and scale_x_y."""
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     cfg = REPO / "tests" / "fixtures" / "darknet-alexeyab" / "mini-alexeyab.cfg"
     text = cfg.read_text()
     net = _random_net(text, "mini-alexeyab.cfg", bits)
@@ -227,7 +227,7 @@ def test_shifts_at_or_below_zero(runner, tmp_path):
 # -- a small golden folder for the option and error tests -----------------------------------------
 @pytest.fixture(scope="module")
 def small_gold(tmp_path_factory) -> Path:
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     from test_cengine import REORG_NET
     net = _random_net(REORG_NET, "reorg.cfg", 1)
     qm = quantize_network(net, wbits=8, abits=8, per_channel=True, cfg_text=REORG_NET)

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mdfi import calibrate as C
+from mdfi.quant import calibrate as C
 from mdfi import fixedpoint as fp
 from mdfi import zoo
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import FormatError, MDFIError, ModelFileError
-from mdfi.network import Network
+from mdfi.darknet.network import Network
 from mdfi.preprocess import image_to_input
-from mdfi.weights import random_weights
+from mdfi.darknet.weights import random_weights
 
 # A small network with every layer kind except [region] (all cheap at 32x32).
 TINY_CFG = """

@@ -13,11 +13,11 @@ import pytest
 
 from mdfi import zoo
 from mdfi._ext import _conv
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.cengine import CRunner
-from mdfi.network import Network
-from mdfi.quantize import input_to_u8, quantize_network
-from mdfi.weights import random_weights
+from mdfi.darknet.network import Network
+from mdfi.quant.quantize import input_to_u8, quantize_network
+from mdfi.darknet.weights import random_weights
 
 from conftest import DARKNET
 from golden_nets import REORG_NET

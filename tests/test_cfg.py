@@ -7,9 +7,9 @@ import json
 import pytest
 
 from mdfi import zoo
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import CfgError, LimitError
-from mdfi.network import Network
+from mdfi.darknet.network import Network
 
 from conftest import DARKNET
 

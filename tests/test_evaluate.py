@@ -1,4 +1,4 @@
-"""Tests of mdfi.evaluate: IoU, AP, mAP matching, fixed/float agreement, label loaders, reports.
+"""Tests of mdfi.eval.evaluate: IoU, AP, mAP matching, fixed/float agreement, label loaders, reports.
 
 Expected values are derived by hand in the comments (precision p_k = TP_k / k and recall
 r_k = TP_k / npos after the k-th ranked prediction; AP = sum over recall steps of
@@ -17,10 +17,10 @@ import pytest
 
 from mdfi.detection import Detection
 from mdfi.errors import MDFIError
-from mdfi.evaluate import (GroundTruth, LabelError, LabelWarning, Progress, agreement,
-                           align_labels, average_precision, class_index_for, evaluate_map,
-                           format_agreement_table, iou_xyxy, load_coco_json, load_voc_xml,
-                           to_json_dict)
+from mdfi.eval.evaluate import (GroundTruth, LabelError, LabelWarning, Progress, agreement,
+                                align_labels, average_precision, class_index_for, evaluate_map,
+                                format_agreement_table, iou_xyxy, load_coco_json, load_voc_xml,
+                                to_json_dict)
 
 A = (0.0, 0.0, 10.0, 10.0)
 B = (20.0, 20.0, 40.0, 40.0)

@@ -11,7 +11,7 @@ import pytest
 
 from mdfi import fixedpoint as fp
 from mdfi.errors import FormatError
-from mdfi.modelfile import pack_bits, unpack_bits
+from mdfi.quant.modelfile import pack_bits, unpack_bits
 
 R = fp.requantize
 

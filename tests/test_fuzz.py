@@ -36,20 +36,21 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mdfi import golden, modelfile, vectors, verify
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.hw import golden, vectors, verify
+from mdfi.quant import modelfile
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.cli import main
 from mdfi.engine import FixedEngine
 from mdfi.errors import (CfgError, GoldenError, ImageError, LimitError, MDFIError, ModelFileError,
                          WeightsError)
 from mdfi.image import load_image
-from mdfi.info import info_table
+from mdfi.cli.info import info_table
 from mdfi.layers import DARKNET_ONLY, REGISTRY
 from mdfi.limits import MAX_ACTIVATION_BYTES, MAX_DIM
 from mdfi.model import Model
-from mdfi.network import Network
-from mdfi.quantize import quantize_network
-from mdfi.weights import load_weights, random_weights
+from mdfi.darknet.network import Network
+from mdfi.quant.quantize import quantize_network
+from mdfi.darknet.weights import load_weights, random_weights
 
 from conftest import DARKNET, REPO, run_python, skimage_image
 
@@ -488,7 +489,7 @@ def weights_verdict(data: bytes, nparams: int):
 def _untrained(net, values) -> bool:
     """A negative batch-norm variance, or a folded weight or bias of 2**39 or more (beyond
     every fixed-point format): issue 9 item 2, written out here independently of
-    mdfi.weights.check_trained."""
+    mdfi.darknet.weights.check_trained."""
     off = 0
     for layer in net.layers:
         n = layer.num_params()
@@ -1565,14 +1566,14 @@ def test_package_never_unpickles_or_evals():
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
 @pytest.mark.parametrize("kind", ["cfg", "weights", "mdfi", "image", "names", "calib", "vector", "manifest"])
 def test_fifos_and_devices_are_refused_without_blocking(tmp_path, kind):
-    import mdfi.calibrate as calibrate_mod
-    from mdfi import vectors as vec_mod
-    from mdfi import verify as verify_mod
+    import mdfi.quant.calibrate as calibrate_mod
+    from mdfi.hw import vectors as vec_mod
+    from mdfi.hw import verify as verify_mod
     from mdfi import zoo as zoo_mod
     from mdfi.image import load_image
-    from mdfi.modelfile import load as load_mdfi
-    from mdfi.network import Network as Net
-    from mdfi.weights import load_weights as lw
+    from mdfi.quant.modelfile import load as load_mdfi
+    from mdfi.darknet.network import Network as Net
+    from mdfi.darknet.weights import load_weights as lw
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     mini = Net.from_cfg(MINI_DIR / "mini-yolov3.cfg", warn=False) if kind == "weights" else None

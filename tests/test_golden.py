@@ -14,7 +14,7 @@ import pytest
 
 import mdfi
 from mdfi import fixedpoint as fp
-from mdfi import golden, vectors
+from mdfi.hw import golden, vectors
 from mdfi.cli import main
 from mdfi.errors import MDFIError
 
@@ -70,8 +70,8 @@ def test_formats_hold_the_same_values(export):
 
 
 def test_golden_reader_reads_every_format(export):
-    """mdfi/golden_reader.py (the standalone reader for test benches) agrees with mdfi.vectors."""
-    from mdfi.golden_reader import GoldenSet, read_vector
+    """mdfi/hw/golden_reader.py (the standalone reader for test benches) agrees with mdfi.hw.vectors."""
+    from mdfi.hw.golden_reader import GoldenSet, read_vector
     g = GoldenSet(str(export))
     man = json.loads((export / "manifest.json").read_text())
     for f in man["files"][::7]:

@@ -1,7 +1,7 @@
 """Rebuild golden exports from the documentation alone (issue 13, items 1-6).
 
 This file imports **nothing from MDFI** except the golden-file reader, loaded from its path
-(``mdfi/golden_reader.py`` needs only NumPy; ``test_imports_nothing_from_mdfi`` checks).
+(``mdfi/hw/golden_reader.py`` needs only NumPy; ``test_imports_nothing_from_mdfi`` checks).
 The exports are produced by a child Python that uses MDFI as a tool (``EXPORT_SCRIPT``);
 every check then recomputes values with the formulas written in ``docs/fixed-point.md`` and
 ``docs/golden-format.md`` -- convolution and the requantizing step for every shift (also
@@ -30,7 +30,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-_spec = importlib.util.spec_from_file_location("golden_reader_standalone", REPO / "mdfi" / "golden_reader.py")
+_spec = importlib.util.spec_from_file_location("golden_reader_standalone", REPO / "mdfi" / "hw" / "golden_reader.py")
 gr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gr)
 
@@ -40,7 +40,7 @@ EXPORT_SCRIPT = r"""
 import sys
 import numpy as np
 import mdfi
-from mdfi import golden
+from mdfi.hw import golden
 sys.path.insert(0, sys.argv[3])
 from golden_nets import reorg_model, route_shift_model, shift_model
 out, photo = sys.argv[1], sys.argv[2]

@@ -2,7 +2,7 @@
 last "Done when" bullet: the kinds issue 11 added).
 
 Like ``test_golden_docs.py`` (whose doc-derived helpers it reuses), this file imports
-**nothing from MDFI** except the golden-file reader (``mdfi/golden_reader.py``, loaded from
+**nothing from MDFI** except the golden-file reader (``mdfi/hw/golden_reader.py``, loaded from
 its path; ``test_imports_nothing_from_mdfi`` checks).  A child Python uses MDFI as a tool to
 write the exports; every check recomputes values with the formulas of
 ``docs/fixed-point.md`` (sections 1, 4.1, 5, 6, 7) and ``docs/golden-format.md``
@@ -47,7 +47,7 @@ from test_golden_docs import (HERE, F32, _package_parent, candidates, conv_acc, 
 
 EXPORT_SCRIPT = r"""
 import sys
-from mdfi import golden
+from mdfi.hw import golden
 sys.path.insert(0, sys.argv[3])
 from golden_nets import alexeyab_model
 out, photo = sys.argv[1], sys.argv[2]
@@ -73,7 +73,7 @@ except BaseException as exc:             # pytest.skip inside tiny_weights: the 
     print("SKIP", exc)
     sys.exit(0)
 import mdfi
-from mdfi import golden
+from mdfi.hw import golden
 m = mdfi.load(cfg=str(TINY / "yolov4-tiny-10c.cfg"), weights=str(weights), names=str(TINY / "classes.names"),
               threads=2)
 golden.export(m, sys.argv[2], sys.argv[1], stages=["in", "out"], thresh=0.01)

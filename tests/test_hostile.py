@@ -23,8 +23,8 @@ from mdfi import safejson
 from mdfi.cli import main
 from mdfi.errors import (ArgumentError, CfgError, FormatError, LimitError, MDFIError, MDFIWarning,
                          ModelFileError, WeightsError)
-from mdfi.network import Network
-from mdfi.weights import load_weights, write_weights
+from mdfi.darknet.network import Network
+from mdfi.darknet.weights import load_weights, write_weights
 
 from conftest import DARKNET, REPO, run_python
 
@@ -221,7 +221,7 @@ def test_safejson_refuses(text, words):
 
 
 def _rewrite_header(src: Path, dst: Path, edit) -> None:
-    from mdfi import modelfile as mf
+    from mdfi.quant import modelfile as mf
     blob = src.read_bytes()
     _, version, hlen, _ = mf.PREFIX.unpack_from(blob)
     data = blob[mf._align(mf.PREFIX.size + hlen):]
@@ -248,8 +248,8 @@ def test_mdfi_header_json_limits(what, mini_mdfi, tmp_path):
 
 
 def test_coco_labels_and_calibration_json_limits(tmp_path):
-    from mdfi.calibrate import CalibStats
-    from mdfi.evaluate import LabelError, load_coco_json
+    from mdfi.quant.calibrate import CalibStats
+    from mdfi.eval.evaluate import LabelError, load_coco_json
     p = tmp_path / "coco.json"
     p.write_text('{"images": [], "annotations": [], "categories": ' + "[" * 3000 + "]" * 3000 + "}")
     with pytest.raises(LabelError, match="nested deeper"):
@@ -269,7 +269,7 @@ def test_yolo_after_yolo(tmp_path):
     cfg.write_text("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=6\nsize=1\n"
                    "activation=linear\n" + "[yolo]\nmask=0\nanchors=10,14,23,27\nclasses=1\nnum=2\n" * 2)
     net = Network.from_cfg(cfg)
-    from mdfi.weights import random_weights
+    from mdfi.darknet.weights import random_weights
     random_weights(net)
     write_weights(net, tmp_path / "yy.weights")
     model = mdfi.load(cfg=cfg, weights=tmp_path / "yy.weights", precision="float")     # Darknet runs it
@@ -322,7 +322,7 @@ def test_jpeg_bomb_under_an_address_space_cap_is_one_line(tmp_path):
 # item 10: numbers exactly as Darknet reads them, or refused
 @pytest.mark.parametrize("space", ["\u00a0", "\v", "\f", "\x1c", "\u3000"])
 def test_cfg_numbers_with_other_white_space_are_refused(space):
-    from mdfi.cfgfile import parse_cfg_text
+    from mdfi.darknet.cfgfile import parse_cfg_text
     text = f"[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nfilters=1{space}6\nsize=1\n"
     with pytest.raises(CfgError) as ei:
         Network(parse_cfg_text(text, "w.cfg"), "w.cfg")
@@ -331,7 +331,7 @@ def test_cfg_numbers_with_other_white_space_are_refused(space):
 
 
 def test_cfg_spaces_and_tabs_are_stripped_like_darknet():
-    from mdfi.cfgfile import parse_cfg_text
+    from mdfi.darknet.cfgfile import parse_cfg_text
     net = Network(parse_cfg_text("[net]\nwidth = 8\n height\t=\t8 \nchannels=3\n[convolutional]\n"
                                  "filters = 1 6\nsize=1\n", "s.cfg"), "s.cfg")
     assert net.layers[0].filters == 16        # Darknet's strip() removes spaces inside: "16"
@@ -340,7 +340,7 @@ def test_cfg_spaces_and_tabs_are_stripped_like_darknet():
 # ---------------------------------------------------------------------------------------------
 # item 11: class names from files are printed and drawn sanitised
 def test_class_names_are_sanitised(mini_mdfi, tmp_path, capsys):
-    from mdfi import modelfile
+    from mdfi.quant import modelfile
     qm = modelfile.load(mini_mdfi)
     evil = ["\x1b[2J\x1b[31mred", "cat\nfake: 99%", "x" * 5000] + [f"c{i}" for i in range(77)]
     qm.names = evil
@@ -356,7 +356,7 @@ def test_class_names_are_sanitised(mini_mdfi, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # item 12: the quantized cache is tied to the weights' digest and the recipe
 def test_swapped_or_stale_cache_entries_are_not_used(tmp_path, monkeypatch, capsys):
-    from mdfi import recipes
+    from mdfi.quant import recipes
     monkeypatch.setenv("MDFI_HOME", str(tmp_path / "home"))
     w = tmp_path / "m.weights"
     shutil.copyfile(MINI_W, w)

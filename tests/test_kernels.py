@@ -11,12 +11,12 @@ import pytest
 
 from mdfi import fixedpoint as fp
 from mdfi._ext import _kernels as K
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import ShapeError
 from mdfi.layers import heads
 from mdfi.layers.maxpool import QMaxpool
 from mdfi.layers.upsample import QUpsample
-from mdfi.network import Network
+from mdfi.darknet.network import Network
 
 RNG = np.random.default_rng(20261123)
 MODES = ("half_up", "truncate")
@@ -188,7 +188,7 @@ def test_shortcut_mixed_input_types():
 
 # -- every path and thread count: the AVX2 bodies (int32 lanes of the twin, int64 lanes for
 #    shifts outside 1..31, scalar tails) and ranges split over the convolution's pool ----------------
-OPTS = [(1, False), (1, True), (2, False), (2, True), (3, True)]
+OPTS = [(1, False), (1, True), (2, False), (2, True), (3, True), (1, "avx512"), (2, "avx512")]
 BIG = (37, 41, 43)          # 65231 elements: several ranges per thread, odd tails
 
 

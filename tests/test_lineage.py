@@ -1,4 +1,4 @@
-"""Darknet lineages and the cfg key audit (mdfi/lineage.py, mdfi/cfgkeys.py, docs/darknet.md).
+"""Darknet lineages and the cfg key audit (mdfi/darknet/lineage.py, mdfi/darknet/cfgkeys.py, docs/darknet.md).
 
 * every shipped and fixture cfg parses, with the expected lineage, without a key left
   unread (no "unused key" warning) and with a fixed-point implementation of every layer;
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REPO
-from mdfi import cfgkeys
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.darknet import cfgkeys
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import CfgError
-from mdfi.network import Network
-from mdfi.quantize import fixed_point_refusal
+from mdfi.darknet.network import Network
+from mdfi.quant.quantize import fixed_point_refusal
 
 SHIPPED = sorted((REPO / "cfg").glob("*.cfg"))
 FIXTURE_CFGS = sorted(FIXTURES.rglob("*.cfg"))
@@ -62,7 +62,7 @@ def test_audit_covers_every_key_the_layers_read():
     in the audit as implemented (so the audit cannot silently miss a key MDFI uses)."""
     for path in SHIPPED + FIXTURE_CFGS:
         net = Network.from_cfg(path, warn=False)
-        from mdfi.cfgfile import read_cfg
+        from mdfi.darknet.cfgfile import read_cfg
         secs = read_cfg(path)
         Network(secs, str(path), warn=False)
         for sec in secs:
@@ -150,7 +150,7 @@ def test_training_keys_are_ignored_silently(capsys):
 def test_float_semantics_differ_where_darknet_does():
     """The same cfg and weights give pjreddie's or AlexeyAB's numbers by lineage: BN epsilon
     after vs inside the root (and AB's fused BN) and the logistic in double vs float."""
-    from mdfi.weights import random_weights
+    from mdfi.darknet.weights import random_weights
     body = "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\npad=1\nactivation=logistic\n"
     a, b = _net(body, "pjreddie"), _net(body, "alexeyab")
     random_weights(a, 3)

@@ -17,9 +17,9 @@ from mdfi import fixedpoint as fp
 from mdfi import zoo
 from mdfi._ext import _conv
 from mdfi.cengine import ACT_CODES
-from mdfi.network import Network
-from mdfi.quantize import quantize_network
-from mdfi.weights import random_weights
+from mdfi.darknet.network import Network
+from mdfi.quant.quantize import quantize_network
+from mdfi.darknet.weights import random_weights
 
 
 def worst_inputs(ql, m, sign):
@@ -92,7 +92,7 @@ def test_yolov3_widest_kernels_at_16_bits():
 def test_extreme_weights_and_inputs_int16():
     """All weights -32768 and all inputs -32768: the one case where a pair of int16 products
     overflows int32 (vpmaddwd); the kernel must take its exact int64 path."""
-    from mdfi.cfgfile import parse_cfg_text
+    from mdfi.darknet.cfgfile import parse_cfg_text
     text = ("[net]\nwidth=3\nheight=3\nchannels=3\n[convolutional]\nfilters=4\nsize=1\nactivation=linear\n"
             "[convolutional]\nfilters=2\nsize=3\nactivation=linear\n")
     net = Network(parse_cfg_text(text, "x.cfg"), "x.cfg", warn=False)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mdfi.preprocess import image_to_input, image_to_pixels
-from mdfi.quantize import input_to_u8
+from mdfi.quant.quantize import input_to_u8
 
 SIZES = [(1, 1), (1, 7), (9, 1), (2, 3), (3, 2), (416, 416), (415, 417), (500, 741), (741, 500),
          (300, 1000), (1000, 300), (833, 2), (2, 833), (64, 64), (270, 480)]

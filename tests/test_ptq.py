@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from mdfi import fixedpoint as fp
-from mdfi import modelfile
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.quant import modelfile
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import FormatError, ModelFileError
-from mdfi.evaluate import agreement
+from mdfi.eval.evaluate import agreement
 from mdfi.detection import Detection
-from mdfi.network import Network
+from mdfi.darknet.network import Network
 from mdfi.quant.gptq import gptq_round
-from mdfi.quantize import input_to_u8, quantize_network, unify_route_formats
-from mdfi.weights import random_weights
+from mdfi.quant.quantize import input_to_u8, quantize_network, unify_route_formats
+from mdfi.darknet.weights import random_weights
 
 HEAD = "[net]\nwidth=16\nheight=16\nchannels=3\n"
 
@@ -51,7 +51,7 @@ def _inputs(n, seed=1):
 
 
 def _mean_error(net, qm, xs, layer):
-    from mdfi.quantize import input_to_u8
+    from mdfi.quant.quantize import input_to_u8
     errs = []
     for x in xs:
         f = net.forward_float(x)[layer]
@@ -139,7 +139,8 @@ def test_agreement_reports_the_bias_including_lost_detections():
 
 
 def test_shipped_decisions_fit_yolov3_tiny():
-    from mdfi import recipes, zoo
+    from mdfi.quant import recipes
+    from mdfi import zoo
     from mdfi.quant.formats import decisions_to_kwargs
     net = Network.from_cfg(zoo.cfg_path("yolov3-tiny"))
     kw = recipes.shipped_decisions("yolov3-tiny", net, recipes.resolve("yolov3-tiny"))
@@ -161,7 +162,8 @@ def test_quantize_data_methods_need_calib_before_loading(tmp_path, capsys):
 
 
 def test_wide_activation_decisions_are_shipped_and_derived():
-    from mdfi import calibrate, recipes, zoo
+    from mdfi.quant import calibrate, recipes
+    from mdfi import zoo
     net = Network.from_cfg(zoo.cfg_path("yolov3-tiny"))
     calib = recipes.shipped_calibration("yolov3-tiny")
     opts = recipes.resolve("yolov3-tiny")
@@ -190,7 +192,7 @@ def test_wide_activation_decisions_are_shipped_and_derived():
 
 
 def test_wide_activations_are_named_and_round_trip(tmp_path):
-    from mdfi.info import info_table
+    from mdfi.cli.info import info_table
     net = small(TOY, seed=5)
     qm = quantize_network(net, wbits=8, abits=8, per_channel=True, layer_abits={1: 16},
                           act_fracs={0: 3, 1: 11, 2: 3}, cfg_text=HEAD + TOY)
@@ -208,7 +210,7 @@ def test_wide_activations_are_named_and_round_trip(tmp_path):
 
 def test_layer_abits_argument():
     import argparse
-    from mdfi.cli_common import layer_bits_arg
+    from mdfi.cli.common import layer_bits_arg
     assert layer_bits_arg("0=16,10=12") == {0: 16, 10: 12}
     for bad in ("0=17", "x=8", "3", "", "-1=16"):
         with pytest.raises(argparse.ArgumentTypeError, match="layer-abits"):

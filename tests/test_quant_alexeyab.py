@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdfi import calibrate
-from mdfi.cfgfile import parse_cfg_text
-from mdfi.network import Network
+from mdfi.quant import calibrate
+from mdfi.darknet.cfgfile import parse_cfg_text
+from mdfi.darknet.network import Network
 from mdfi.quant import equalize
 from mdfi.quant.formats import HEAD_SHIFT_STRENGTH, HeadObjective, choose_decisions, decisions_to_kwargs
-from mdfi.quantize import quantize_network, unify_route_formats
-from mdfi.weights import random_weights
+from mdfi.quant.quantize import quantize_network, unify_route_formats
+from mdfi.darknet.weights import random_weights
 
 # A yolov4-tiny CSP block (layers 1-6) and a scale_x_y head, at 32x32.
 CSP_CFG = """

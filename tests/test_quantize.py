@@ -12,14 +12,14 @@ from PIL import Image
 
 import mdfi
 from mdfi import fixedpoint as fp
-from mdfi import modelfile
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.quant import modelfile
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.cli import main
 from mdfi.errors import FormatError, ModelFileError
 from mdfi.layers import heads
-from mdfi.network import Network
-from mdfi.quantize import input_to_u8, quantize_network
-from mdfi.weights import random_weights
+from mdfi.darknet.network import Network
+from mdfi.quant.quantize import input_to_u8, quantize_network
+from mdfi.darknet.weights import random_weights
 
 from conftest import DARKNET, skimage_image
 

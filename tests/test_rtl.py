@@ -22,7 +22,7 @@ import pytest
 
 from conftest import run_python
 from mdfi import fixedpoint as fx
-from mdfi import vectors
+from mdfi.hw import vectors
 
 REPO = Path(__file__).resolve().parent.parent
 RTL = REPO / "examples" / "rtl"
@@ -78,7 +78,7 @@ def _run_layer(golden: Path, work: Path, module: str, index: int) -> Path:
     return out
 
 
-HAVE_VERIFY = importlib.util.find_spec("mdfi.verify") is not None
+HAVE_VERIFY = importlib.util.find_spec("mdfi.hw.verify") is not None
 
 
 def _mdfi_verify(golden: Path, dut_dir: Path) -> subprocess.CompletedProcess:

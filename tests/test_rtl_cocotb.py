@@ -1,7 +1,7 @@
 """The cocotb test bench of the convolution engine (examples/rtl/cocotb/), with Icarus.
 
 cocotb drives mdfi_conv.v from Python and checks every output against the golden export,
-read through mdfi/golden_reader.py: a 3x3 layer (yolov3-tiny's layer 4, an interior row,
+read through mdfi/hw/golden_reader.py: a 3x3 layer (yolov3-tiny's layer 4, an interior row,
 all 64 channels) and a 1x1 layer (layer 18, one row, all 128 channels) pass, and the same
 bench fails on the faulty engine (narrow accumulators).  The dumps it writes pass or fail
 ``mdfi verify`` accordingly.  Skipped without cocotb (the ``rtl``/``test`` extras) or

@@ -126,7 +126,7 @@ def _reference(x, w, bias, shift, stride, pad, act, rounding, out_bits):
 
 
 def _write_case(d: Path, x, w, bias, shift, acc_bits):
-    from mdfi import vectors
+    from mdfi.hw import vectors
     d.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, v, bits in (("in", x, 8), ("weights", w, 8), ("bias", bias, acc_bits), ("shift", shift, 8)):

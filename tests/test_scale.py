@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 
 from conftest import DARKNET, skimage_image
-from mdfi import pipeline
-from mdfi.calibrate import TensorStats, _exact_from_text, _exact_to_text
+from mdfi.scale import pipeline
+from mdfi.quant.calibrate import TensorStats, _exact_from_text, _exact_to_text
 from mdfi.cli import main
 from mdfi.errors import MDFIError
-from mdfi.imagejobs import folder_names, list_inputs
+from mdfi.scale.imagejobs import folder_names, list_inputs
 
 MINI = DARKNET / "mini-yolov3"
 MINI_ARGS = ["--cfg", str(MINI / "mini-yolov3.cfg"), "--weights", str(MINI / "mini-yolov3.weights")]
@@ -334,7 +334,7 @@ def calib_reference(images, tmp_path_factory):
 
 
 def test_calibrate_matches_sequential_collect(images, calib_reference, mini_net, tmp_path):
-    from mdfi import calibrate
+    from mdfi.quant import calibrate
     ok = [images / n for n in ("astronaut.png", "chelsea.png", "coffee.png")]
     calibrate.collect(mini_net, [str(p) for p in ok], progress=False, augment=True,
                       source=str(images)).to_json(tmp_path / "seq.json")
@@ -379,7 +379,7 @@ def test_golden_same_bytes_every_way(mode, images, golden_reference, tmp_path, r
     assert index["exported"] == 3 and index["errors"] == 1
     for e in index["images"]:
         if "folder" in e:
-            from mdfi.verify import verify
+            from mdfi.hw.verify import verify
             assert verify(str(out / e["folder"]), str(out / e["folder"])).exit_status == 0
     assert sorted(p.name for p in out.iterdir()) == [".shared-params", "astronaut", "chelsea", "coffee",
                                                      "index.json", "index.jsonl"]
@@ -454,10 +454,10 @@ def test_local_worker_death_reruns_its_batch(tmp_path, capfd):
 
 def test_evaluate_models_api_for_searches(images, tiny160, tmp_path):
     """Candidates of a search (here: two rounding modes) evaluated in one pass over the images."""
-    from mdfi import calibrate
-    from mdfi.evalrun import evaluate_models
+    from mdfi.quant import calibrate
+    from mdfi.eval.run import evaluate_models
     from mdfi.model import _float_network
-    from mdfi.quantize import quantize_network
+    from mdfi.quant.quantize import quantize_network
     cfg, weights = tiny160[1], tiny160[3]
     net, names, *_ = _float_network(None, cfg, weights, None, True)
     calib = calibrate.estimate_from_batchnorm(net)
@@ -473,7 +473,7 @@ def test_eval_keeps_the_most_confident_detections_per_image():
     record keeps the most confident MAX_EVAL_DETECTIONS (bounded memory) and says how many
     were dropped; below the cap nothing changes."""
     from types import SimpleNamespace
-    from mdfi import imagejobs
+    from mdfi.scale import imagejobs
     dets = [SimpleNamespace(confidence=c) for c in (0.1, 0.9, 0.5, 0.9, 0.3)]
     kept, dropped = imagejobs.top_detections(dets, 3)
     assert dropped == 2 and [d.confidence for d in kept] == [0.9, 0.5, 0.9]   # original order
@@ -484,7 +484,7 @@ def test_eval_keeps_the_most_confident_detections_per_image():
 
 def test_eval_record_reports_dropped_detections(monkeypatch, tmp_path):
     from types import SimpleNamespace
-    from mdfi import imagejobs
+    from mdfi.scale import imagejobs
     monkeypatch.setattr(imagejobs, "MAX_EVAL_DETECTIONS", 2)
     many = [SimpleNamespace(class_id=0, confidence=c, box=(0.0, 0.0, 1.0, 1.0)) for c in (0.2, 0.8, 0.6)]
     model = SimpleNamespace(detect=lambda prep, **kw: list(many))

@@ -15,7 +15,7 @@ import pytest
 
 import mdfi
 from mdfi import fixedpoint as fp
-from mdfi import golden, vectors, verify
+from mdfi.hw import golden, vectors, verify
 from mdfi.cli import main
 
 from conftest import DARKNET, run_python, skimage_image
@@ -464,7 +464,7 @@ def test_narrow_accumulator_wrap_is_named(gold, tmp_path, stage):
     acc = gold.read(CONV, "acc").astype(np.int64)
     need = int(np.abs(acc).max()).bit_length() + 1
     b = need - 1
-    from mdfi.verify_hints import wrap
+    from mdfi.hw.verify_hints import wrap
     wrapped = wrap(acc, b)
     assert np.count_nonzero(wrapped != acc) > 0
     act, out = _propagate(gold, CONV, wrapped)
@@ -615,7 +615,7 @@ def test_too_many_values_stop_the_reading_with_bounded_memory(gold, tmp_path):
 
 
 def test_sparse_dump_compares_only_its_values(gold, tmp_path, capsys):
-    from mdfi.golden_reader import write_hex
+    from mdfi.hw.golden_reader import write_hex
     out = gold.read(CONV, "out").reshape(-1)
     e = gold.entry(CONV, "out")
     idx = np.r_[0:100, 5000:5300, out.size - 10:out.size]
@@ -644,7 +644,7 @@ def test_the_documented_sample_report_is_real(rtl_golden, tmp_path, capsys):
     """yolov3-tiny's layer 13 (a leaky 1x1 convolution) on skimage's coffee, requantized
     with truncation: the report printed is the one docs/golden-format.md shows."""
     from conftest import REPO
-    from mdfi.golden_reader import GoldenSet, write_hex
+    from mdfi.hw.golden_reader import GoldenSet, write_hex
     g = GoldenSet(str(rtl_golden))
     assert g.layer(13)["kind"] == "convolutional" and g.layer(13)["meta"]["activation"] == "leaky"
     act, shift = g.read(13, "act"), g.read(13, "shift")[:, None, None]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdfi import golden_reader as gr
-from mdfi import verify
+from mdfi.hw import golden_reader as gr
+from mdfi.hw import verify
 
 from golden_nets import alexeyab_model
 
@@ -21,7 +21,7 @@ ROUTE1, ROUTE3 = 2, 4                          # groups=2 on one input; on three
 
 @pytest.fixture(scope="module")
 def gold(tmp_path_factory):
-    from mdfi import golden
+    from mdfi.hw import golden
     from conftest import skimage_image
     model, _ = alexeyab_model()
     d = tmp_path_factory.mktemp("gold_ab")

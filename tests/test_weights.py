@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdfi.cfgfile import parse_cfg_text
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.errors import WeightsError
-from mdfi.network import Network
-from mdfi.weights import load_weights, random_weights, write_weights
+from mdfi.darknet.network import Network
+from mdfi.darknet.weights import load_weights, random_weights, write_weights
 
 CFG = "[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\n" \
       "pad=1\nactivation=leaky\n[convolutional]\nfilters=2\nsize=1\nactivation=linear\n"

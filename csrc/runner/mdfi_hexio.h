@@ -2,7 +2,7 @@
  *
  * One value per line, lower-case hex, two's complement at the declared width
  * (value & (2^width - 1)), zero-padded to ceil(width/4) digits.  The writer produces exactly
- * that.  The reader also accepts what other tools write (like mdfi/vectors.py): upper case,
+ * that.  The reader also accepts what other tools write (like mdfi/hw/vectors.py): upper case,
  * fewer digits, several values per line, blank lines, "//" comments and sequential
  * "@address" markers; it refuses values wider than the declared width, a wrong value count
  * and any other character, naming the file and line.

@@ -112,7 +112,7 @@ static int parse_args(int argc, char **argv, options *o, mdfi_err *err)
     return 0;
 }
 
-/* "0,5-7,15" -> sel[nlayers] flags (docs: mdfi.golden.parse_layers). */
+/* "0,5-7,15" -> sel[nlayers] flags (docs: mdfi.hw.golden.parse_layers). */
 static int parse_layers(const char *spec, int32_t n, uint8_t *sel, mdfi_err *err)
 {
     memset(sel, 0, (size_t)n);

@@ -5,7 +5,7 @@
                                     [--narrow-auto] [--tm 8 --tp 8] [--build DIR]
 
 Reads the layer's shapes, widths, activation and rounding from GOLDEN_DIR/manifest.json
-and model.txt (through mdfi/golden_reader.py, which needs only NumPy), compiles
+and model.txt (through mdfi/hw/golden_reader.py, which needs only NumPy), compiles
 tb_conv.v + mdfi_conv.v (+ mdfi_conv_narrow.v with ``--narrow``) with iverilog, runs it on
 the layer's golden ``in0``, ``weights``, ``bias`` and ``shift`` files, and leaves the
 engine's outputs in DUT_DIR/lNNN.out.hex (a sparse dump when only some rows are computed).
@@ -32,7 +32,7 @@ REPO = HERE.parent.parent
 
 
 def _reader():
-    spec = importlib.util.spec_from_file_location("golden_reader", REPO / "mdfi" / "golden_reader.py")
+    spec = importlib.util.spec_from_file_location("golden_reader", REPO / "mdfi" / "hw" / "golden_reader.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -106,7 +106,7 @@ PYEOF
 
 # mdfi verify, once the package has it; cmp is exact anyway (the .hex format is canonical)
 HAVE_VERIFY=0
-"$PY" -c "import mdfi.verify" 2>/dev/null && HAVE_VERIFY=1
+"$PY" -c "import mdfi.hw.verify" 2>/dev/null && HAVE_VERIFY=1
 
 # count / locate differing values of two canonical .hex files
 hexdiff() {  # golden dut bits H W

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, ClassVar, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..cfgfile import Section
+from ..darknet.cfgfile import Section
 from ..errors import CfgError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..network import Network
+    from ..darknet.network import Network
 
 Shape = Tuple[int, int, int]  # (C, H, W): Darknet's planar layout, batch 1
 

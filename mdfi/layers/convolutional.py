@@ -29,7 +29,8 @@ from typing import List
 
 import numpy as np
 
-from .. import activations, actlut
+from ..darknet import activations
+from .. import actlut
 from .. import fixedpoint as fp
 from ..errors import FormatError, ShapeError
 from ..limits import MAX_DIM, MAX_KERNEL

@@ -24,7 +24,8 @@ from typing import List
 
 import numpy as np
 
-from .. import activations, actlut
+from ..darknet import activations
+from .. import actlut
 from .convolutional import parse_activation
 from .route import resolve_index
 from .. import fixedpoint as fp

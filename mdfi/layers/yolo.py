@@ -32,7 +32,7 @@ from typing import List
 
 import numpy as np
 
-from .. import activations
+from ..darknet import activations
 from . import heads
 from .. import fixedpoint as fp
 from ..limits import MAX_DIM

@@ -39,7 +39,7 @@ from typing import Optional
 import numpy as np
 
 from .. import fixedpoint as fp
-from ..activations import LEAKY_SLOPE
+from ..darknet.activations import LEAKY_SLOPE
 
 ZETA, GAMMA = 1.1, -0.1
 

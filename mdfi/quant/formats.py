@@ -1,6 +1,6 @@
 """Activation formats chosen by their effect on the detection heads.
 
-A per-tensor histogram method (:func:`mdfi.calibrate.choose_frac`) weighs every value of a
+A per-tensor histogram method (:func:`mdfi.quant.calibrate.choose_frac`) weighs every value of a
 tensor alike, but detections live in a few cells whose activations are the largest ones:
 one more bit of resolution that clips them costs confidence, one bit of headroom that
 nobody uses costs resolution everywhere.  :func:`search_formats` settles it per layer on the
@@ -29,7 +29,7 @@ class HeadObjective:
     cells, summed over the calibration inputs (the quantity :func:`search_formats` lowers)."""
 
     def __init__(self, network, inputs: Sequence[np.ndarray]):
-        from ..quantize import input_to_u8
+        from .quantize import input_to_u8
         self.network = network
         self.heads = [l for l in network.output_layers() if l.kind == "yolo"]
         self.srcs = [l.inputs[0] for l in self.heads]
@@ -145,9 +145,9 @@ def widen_formats(network, calib, fracs: Dict[int, int], layer_abits: Dict[int, 
     """``fracs`` (formats at the uniform width ``abits``) with the layers of ``layer_abits``
     given the histogram choice at their own width; routes are unified again where their
     producers still share a width."""
-    from .. import calibrate
+    from . import calibrate
     from ..errors import FormatError
-    from ..quantize import unify_route_formats
+    from .quantize import unify_route_formats
     out = dict(fracs)
     for i, b in layer_abits.items():
         if b == abits:
@@ -180,8 +180,8 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
     wide layers then get their histogram format (:func:`widen_formats`), and the head shifts
     are measured on that model.  The widths are recorded in the result.  ``layer_wbits``
     ({layer: width}): per-layer weight widths, used throughout (search included)."""
-    from .. import calibrate
-    from ..quantize import quantize_network, unify_route_formats
+    from . import calibrate
+    from .quantize import quantize_network, unify_route_formats
     layer_abits = {int(k): int(v) for k, v in (layer_abits or {}).items() if int(v) != abits}
     layer_wbits = {int(k): int(v) for k, v in (layer_wbits or {}).items() if int(v) != wbits}
     objective = HeadObjective(network, inputs)
@@ -222,7 +222,7 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
         d["options"] = {"search": bool(search), "clip_budget": clip_budget, "shift_strength": float(shift_strength)}
     if not with_model:
         return d
-    from ..quantize import shift_biases
+    from .quantize import shift_biases
     for s, v in shifts.items():
         model.layers[s] = shift_biases(model.layers[s], shift_strength * v)
     return d, model

@@ -1,7 +1,7 @@
 """Layer-by-layer quantization on calibration inputs, and empirical bias correction.
 
 :class:`CalibRun` holds, for every calibration input, the float network's activations and
-the activations of the network quantized *so far*.  :func:`mdfi.quantize.quantize_network`
+the activations of the network quantized *so far*.  :func:`mdfi.quant.quantize.quantize_network`
 advances it layer by layer, so each convolution is quantized knowing the integer inputs it
 will really receive (including every error made upstream).
 
@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .. import fixedpoint as fp
-from ..activations import LEAKY_SLOPE
+from ..darknet.activations import LEAKY_SLOPE
 
 #: At most this many output pixels per image and layer are kept as samples for the
 #: post-activation matching (every k-th pixel); the means themselves use all pixels.
@@ -42,7 +42,7 @@ class CalibRun:
     """
 
     def __init__(self, network, inputs: Sequence[np.ndarray], progress: bool = False):
-        from ..quantize import input_to_u8
+        from .quantize import input_to_u8
         self.network = network
         self.last = network.last_use()
         self.fl: List[Dict[int, np.ndarray]] = [{-1: np.ascontiguousarray(x, np.float32)} for x in inputs]

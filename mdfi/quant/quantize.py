@@ -1,0 +1,407 @@
+"""The quantizer and the quantized model.
+
+:func:`quantize_network` turns a float :class:`~mdfi.darknet.network.Network` into a
+:class:`QuantizedModel`: every layer gets integer parameters and power-of-two formats
+(docs/fixed-point.md).  All float work (batch-norm folding, rounding of weights, lookup
+tables) happens here; :meth:`QuantizedModel.forward_ref` is integer-only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .. import fixedpoint as fp
+from ..errors import FormatError, ShapeError
+from ..layers import QREGISTRY, QLayer
+from ..darknet.network import Network
+
+#: Methods that choose activation formats from calibration statistics.
+ACT_METHODS = ("max", "percentile", "mse")
+WEIGHT_METHODS = ("max", "mse")
+#: How integer weights are chosen at their formats.
+WEIGHT_ROUNDINGS = ("nearest", "gptq", "adaround")
+
+
+class QuantizedModel:
+    """A network with fixed-point parameters: what a ``.mdfi`` file holds.
+
+    ``layers[i]`` is the :class:`~mdfi.layers.QLayer` of ``network.layers[i]``.  The input
+    is the letterboxed image as 8-bit pixels (:data:`mdfi.fixedpoint.INPUT_FORMAT`).
+    """
+
+    def __init__(self, network: Network, cfg_text: str, layers: Sequence[QLayer], options: Mapping,
+                 names: Optional[Sequence[str]] = None):
+        self.network = network
+        self.cfg_text = cfg_text
+        self.layers: List[QLayer] = list(layers)
+        self.options = dict(options)
+        self.names = list(names) if names is not None else None
+        self.input_fmt = fp.INPUT_FORMAT
+        # Identity kept across save/load (the network of a loaded file has a synthetic path).
+        self.cfg_name = os.path.basename(network.path)
+        self.name = os.path.splitext(self.cfg_name)[0]
+        if len(self.layers) != len(network.layers):
+            raise ShapeError("quantized model: layer count differs from its network")
+
+    @property
+    def input_shape(self):
+        return self.network.input_shape
+
+    def output_layers(self) -> List[QLayer]:
+        return [self.layers[l.index] for l in self.network.output_layers()]
+
+    # -- integer reference forward --------------------------------------------------------------
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.shape != self.input_shape:
+            raise ShapeError(f"fixed-point input must have shape {self.input_shape} (C,H,W), got {x.shape}")
+        if x.dtype != np.uint8:
+            raise ShapeError(f"fixed-point input must be uint8 pixels, got {x.dtype}")
+        return np.ascontiguousarray(x)
+
+    def forward_ref(self, x_u8: np.ndarray, *, keep: str = "all",
+                    hook: Optional[Callable[[int, np.ndarray], None]] = None,
+                    stats: Optional[Dict[int, dict]] = None) -> List[Optional[np.ndarray]]:
+        """The NumPy integer reference: every layer's int32 output for a uint8 (C,H,W) input.
+
+        ``stats`` (a dict) receives, per layer index that requantizes, ``{"saturated": n,
+        "total": m}`` accumulated over calls: how many outputs the saturation clamped.
+        """
+        x = self.check_input(x_u8).astype(np.int32)
+        last = self.network.last_use() if keep == "needed" else {}
+        outs: List[Optional[np.ndarray]] = [None] * len(self.layers)
+        for ql in self.layers:
+            xs = [x if i == -1 else outs[i] for i in ql.inputs]
+            layer_stats = None if stats is None else stats.setdefault(ql.index, {})
+            out = ql.forward_ref(xs, stats=layer_stats)
+            outs[ql.index] = out
+            if hook is not None:
+                hook(ql.index, out)
+            self.network.release_inputs(outs, ql.index, last)
+        return outs
+
+    # -- reporting ------------------------------------------------------------------------------
+    def param_bytes(self) -> int:
+        """Bytes of all parameters at their declared widths (bit-packed, as in the file)."""
+        return sum((ql.param_bits() + 7) // 8 for ql in self.layers)
+
+    def describe(self) -> str:
+        o = self.options
+        mixed = ""
+        for key, what in (("layer_wbits", "w"), ("layer_abits", "a")):
+            by_width: Dict[int, List[str]] = {}
+            for k, v in sorted((o.get(key) or {}).items(), key=lambda kv: int(kv[0])):
+                by_width.setdefault(int(v), []).append(str(k))
+            mixed += "".join(f" {what}{b}@{','.join(ls)}" for b, ls in sorted(by_width.items()))
+        if mixed:
+            mixed = " mixed" + mixed
+        return (f"w{o.get('wbits')}a{o.get('abits')}{mixed}"
+                f"{' per-channel' if o.get('per_channel') else ''} {o.get('rounding')}")
+
+
+#: ``bias_correction="auto"`` applies to weights this narrow or narrower.
+BIAS_CORRECTION_AUTO_BITS = 6
+
+
+def _input_mean(calib, network: Network, index: int) -> Optional[np.ndarray]:
+    """Per-channel mean of layer ``index``'s output (-1: the network input) from the
+    calibration statistics, or None when they do not record it."""
+    if calib is None or not hasattr(calib, "channel_mean"):
+        return None
+    m = calib.channel_mean(index)
+    if m is not None and m.shape != (network.shape_of(index)[0],):
+        return None
+    return m
+
+
+def fixed_point_refusal(network: Network) -> str:
+    """Why ``network`` cannot be quantized ("" when every layer has a fixed-point
+    implementation): the first layer whose fixed-point class refuses it."""
+    for layer in network.layers:
+        why = getattr(QREGISTRY[layer.kind], "refusal", lambda l: "")(layer)
+        if why:
+            return f"layer {layer.index} ({layer.kind}): {why}"
+    return ""
+
+
+def input_to_u8(x: np.ndarray) -> np.ndarray:
+    """Letterboxed float input in [0,1] -> 8-bit pixels ``floor(v*255 + 1/2)`` (host side).
+
+    For pixels copied from the image this recovers the original 8-bit value exactly; the
+    0.5 grey border becomes 128 (127.5 rounded half up)."""
+    v = np.asarray(x, dtype=np.float64) * 255.0
+    return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
+
+
+def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_channel: bool = False,
+                     rounding: str = "half_up", calib=None, act_method: Optional[str] = None,
+                     weight_method: str = "mse", layer_rounding: Optional[Mapping[int, str]] = None,
+                     layer_wbits: Optional[Mapping[int, int]] = None, layer_abits: Optional[Mapping[int, int]] = None,
+                     act_fracs: Optional[Mapping[int, int]] = None, bias_correction="auto",
+                     cfg_text: Optional[str] = None,
+                     names: Optional[Sequence[str]] = None, progress: bool = False,
+                     calib_inputs: Optional[Sequence[np.ndarray]] = None, weight_rounding: str = "nearest",
+                     bias_shifts: Optional[Mapping[int, np.ndarray]] = None,
+                     unify_routes: bool = True, adaround: Optional[Mapping] = None) -> QuantizedModel:
+    """Quantize every layer of ``network`` (which must have its float weights loaded).
+
+    Activation formats come from ``act_fracs`` if given, else from calibration statistics
+    ``calib`` (:class:`mdfi.quant.calibrate.CalibStats`) with ``act_method``, else from a
+    batch-norm estimate.  ``act_method=None`` picks ``"mse"`` for statistics of images and
+    ``"max"`` for the batch-norm estimate, whose tails are lighter than real activations
+    (docs/quantization.md measures both).  ``layer_rounding``, ``layer_wbits`` and ``layer_abits`` override the
+    rounding mode, weight width and output width per layer index (mixed precision); with
+    ``act_fracs`` given, a layer whose width is overridden must have its frac there too.
+
+    ``bias_correction``: subtract the expected output shift of weight rounding from each
+    convolution's bias, using per-channel input means from ``calib`` (True, False, or
+    ``"auto"``: for weights of 6 bits or fewer, where docs/quantization.md measured it to
+    help), or ``"empirical"``: with ``calib_inputs`` (float (C,H,W) letterboxed inputs, the
+    calibration images), quantize layer by layer on them and cancel the mean output error
+    the quantized network really makes, per channel (:mod:`mdfi.quant.sequential`).
+    ``bias_shifts`` ({layer: per-channel float}) adds recorded empirical corrections
+    instead of measuring them (how a recipe ships them without shipping images).
+
+    ``unify_routes`` (default True; ignored with ``act_fracs`` given): the producers of a
+    route's inputs get the route's (coarsest) format, so the route is a plain
+    concatenation instead of a requantizing shift by one or two bits, whose round-half-up
+    ties bias the values upward (:func:`unify_route_formats`).
+
+    ``weight_rounding``: ``"nearest"`` (round half up), ``"gptq"`` (sequential rounding
+    with error feedback on the calibration inputs, :mod:`mdfi.quant.gptq`) or
+    ``"adaround"`` (up/down rounding learned per layer on the calibration inputs,
+    :mod:`mdfi.quant.adaround`; ``adaround``: its settings, the fields of
+    :class:`~mdfi.quant.adaround.AdaRoundSettings`); both need ``calib_inputs``.  Every
+    convolution records the methods that produced its integers (``QConvolutional.method``,
+    saved in the model file).
+    """
+    calibrate = None
+
+    why = fixed_point_refusal(network)
+    if why:
+        raise FormatError(f"{network.path}: {why}")
+    fp.check_bits(wbits, "weight width")
+    fp.check_bits(abits, "activation width")
+    fp.rounding_code(rounding)
+    if act_method is not None and act_method not in ACT_METHODS:
+        raise FormatError(f"unknown activation method {act_method!r} (expected one of {', '.join(ACT_METHODS)})")
+    if weight_method not in WEIGHT_METHODS:
+        raise FormatError(f"unknown weight method {weight_method!r} (expected one of {', '.join(WEIGHT_METHODS)})")
+    layer_rounding = {int(k): v for k, v in (layer_rounding or {}).items()}
+    layer_wbits = {int(k): fp.check_bits(v, "weight width") for k, v in (layer_wbits or {}).items()}
+    layer_abits = {int(k): fp.check_bits(v, "activation width") for k, v in (layer_abits or {}).items()}
+    for what, table in (("rounding", layer_rounding), ("weight width", layer_wbits), ("activation width", layer_abits)):
+        for i in table:
+            if not 0 <= i < len(network.layers):
+                raise FormatError(f"per-layer {what} for layer {i}: the network has layers 0..{len(network.layers) - 1}")
+    for mode in layer_rounding.values():
+        fp.rounding_code(mode)
+    if bias_correction not in (True, False, "auto", "empirical"):
+        raise FormatError(f"bias_correction={bias_correction!r}: expected True, False, 'auto' or 'empirical'")
+    if weight_rounding not in WEIGHT_ROUNDINGS:
+        raise FormatError(f"weight_rounding={weight_rounding!r}: expected one of {', '.join(WEIGHT_ROUNDINGS)}")
+    ada = None
+    if weight_rounding == "adaround":
+        from .adaround import settings_from
+        ada = settings_from(adaround)
+    elif adaround:
+        raise FormatError("adaround settings given but weight_rounding is not 'adaround'")
+    needs_data = bias_correction == "empirical" or weight_rounding != "nearest"
+    if needs_data and not calib_inputs:
+        raise FormatError(f"bias_correction={bias_correction!r} / weight_rounding={weight_rounding!r} "
+                          f"need calibration images (calib_inputs)")
+    run = None
+    if needs_data:
+        from .sequential import CalibRun
+        run = CalibRun(network, calib_inputs, progress=progress)
+    source = "given"
+    if act_fracs is None:
+        from . import calibrate
+        if calib is None:
+            calib = calibrate.estimate_from_batchnorm(network)
+        if act_method is None:
+            act_method = "max" if calib.meta.get("method") == "batchnorm-estimate" else "mse"
+        act_fracs = calibrate.choose_formats(calib, network, abits, act_method)
+        for i, b in layer_abits.items():
+            if i in calib:
+                act_fracs[i] = calibrate.choose_frac(calib[i], b, act_method)
+        source = calib.meta.get("method", "images") if hasattr(calib, "meta") else "images"
+        if unify_routes:
+            act_fracs = unify_route_formats(network, act_fracs, layer_abits, abits)
+
+    fmts: Dict[int, fp.QFormat] = {-1: fp.INPUT_FORMAT}
+    pixel_domain = {-1}          # outputs still in pixel units (Darknet's /255 not yet applied)
+    qlayers: List[QLayer] = []
+    for layer in network.layers:
+        i = layer.index
+        mode = layer_rounding.get(i, rounding)
+        in_fmts = [fmts[j] for j in layer.inputs]
+        for j, f in zip(layer.inputs, in_fmts):
+            if f is None:       # a [yolo]/[region] output: per-entry probability/exp codes, no one format
+                raise FormatError(f"{network.path}: layer {i} ({layer.kind}) reads the output of detection head "
+                                  f"layer {j} ({network.layers[j].kind}): not supported in fixed point "
+                                  f"(the float path, --float, runs it as Darknet does)")
+        cls = QREGISTRY[layer.kind]
+        in_pixels = [j in pixel_domain for j in layer.inputs]
+        if layer.kind == "convolutional":
+            if layer.num_params() and layer.weights is None:
+                raise ShapeError(f"layer {i}: no float weights loaded; cannot quantize")
+            out = fp.QFormat(layer_abits.get(i, abits), int(act_fracs[i]))
+            lw = layer_wbits.get(i, wbits)
+            mean = None
+            if bias_correction is True or (bias_correction == "auto" and lw <= BIAS_CORRECTION_AUTO_BITS):
+                mean = _input_mean(calib, network, layer.inputs[0])
+                if mean is not None and in_pixels[0]:
+                    mean = mean * 255.0                     # folded weights multiply pixels
+            in_scale = (1.0 / 255.0) if in_pixels[0] else 1.0
+            ql = cls.quantize(layer, in_fmts[0], out, wbits=lw, rounding=mode, per_channel=per_channel,
+                              weight_method=weight_method, input_scale=in_scale, input_mean=mean)
+            if run is not None or (bias_shifts and i in bias_shifts):
+                ql = _refine_conv(layer, ql, run, in_scale, weight_rounding, bias_correction,
+                                  None if not bias_shifts else bias_shifts.get(i), rounding=mode, adaround=ada)
+        elif layer.kind == "shortcut":
+            if any(in_pixels):
+                raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
+            ql = cls.quantize(layer, in_fmts, fp.QFormat(layer_abits.get(i, abits), int(act_fracs[i])), mode)
+        elif layer.kind == "route":
+            if any(in_pixels):
+                raise FormatError(f"layer {i}: a route of the raw pixel input is not supported in fixed point")
+            ql = cls.quantize(layer, in_fmts, mode)
+        else:
+            if any(in_pixels) and layer.kind in ("yolo", "region"):
+                raise FormatError(f"layer {i}: a detection head directly on the pixel input is not supported")
+            ql = cls.quantize(layer, in_fmts[0], mode)
+            if any(in_pixels):
+                pixel_domain.add(i)
+        fmts[i] = ql.out_fmt
+        qlayers.append(ql)
+        if run is not None:
+            run.advance(layer, ql)
+    options = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel), "rounding": rounding,
+               "layer_rounding": {str(k): v for k, v in sorted(layer_rounding.items())},
+               "layer_wbits": {str(k): v for k, v in sorted(layer_wbits.items())},
+               "layer_abits": {str(k): v for k, v in sorted(layer_abits.items())},
+               "act_method": act_method, "weight_method": weight_method, "formats_source": source,
+               "bias_correction": bias_correction, "weight_rounding": weight_rounding,
+               "unify_routes": bool(unify_routes), "darknet": network.darknet,
+               "darknet_reason": network.darknet_reason}
+    if run is not None:
+        options["calib_inputs"] = len(run)
+    if ada is not None:
+        from dataclasses import asdict
+        options["adaround"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(ada).items()}
+    if cfg_text is None:
+        with open(network.path, "r", encoding="utf-8") as fh:
+            cfg_text = fh.read()
+    return QuantizedModel(network, cfg_text, qlayers, options, names)
+
+
+def unify_route_formats(network: Network, act_fracs: Mapping[int, int], layer_abits: Mapping[int, int],
+                        abits: int) -> Dict[int, int]:
+    """Give the convolutions (and shortcuts) whose outputs meet in a route one format: the
+    coarsest (smallest ``frac``) of the route's inputs, followed back through maxpool and
+    upsample layers (which keep their input format).
+
+    A route aligns its inputs by ``R(x / 2**d)`` (docs/fixed-point.md section 5).  For a
+    small ``d`` the round-half-up ties are frequent (half of all values for ``d = 1``) and
+    every tie rounds up: the aligned tensor is biased by ``+2**-(d+1)`` of its step on
+    average, a systematic error that the following convolutions turn into a shift of the
+    detection logits (docs/quantization.md measures it).  Requantizing once, in the
+    producing convolution (shifts of 7 bits and more, ties negligible), to the same coarse
+    format costs no resolution and carries no such bias.  Producers of different widths are
+    left alone."""
+    fr = {int(k): int(v) for k, v in act_fracs.items()}
+
+    def producer(i):
+        while i >= 0 and network.layers[i].kind in ("maxpool", "upsample"):
+            i = network.layers[i].inputs[0]
+        return i if i >= 0 and network.layers[i].kind in ("convolutional", "shortcut") else None
+
+    for _ in range(len(network.layers)):
+        changed = False
+        for l in network.layers:
+            if l.kind != "route" or len(l.inputs) < 2:
+                continue
+            prods = [producer(i) for i in l.inputs]
+            if any(p is None or p not in fr for p in prods):
+                continue
+            if len({layer_abits.get(p, abits) for p in prods}) != 1:
+                continue
+            f = min(fr[p] for p in prods)
+            for p in prods:
+                if fr[p] != f:
+                    fr[p], changed = f, True
+        if not changed:
+            break
+    return fr
+
+
+def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_correction,
+                 recorded_shift, *, rounding: str, adaround=None):
+    """Re-choose a convolution's integers on calibration data (``run``) or with recorded
+    bias shifts: GPTQ or AdaRound weight rounding, then empirical bias correction."""
+    w, b = layer.folded_float_params()
+    m = layer.filters
+    w = (w * in_scale).reshape(m, -1)
+    w_q, method = ql.weights.reshape(m, -1), dict(ql.method or {})
+    if run is not None and weight_rounding == "gptq":
+        from .gptq import gptq_layer
+        w_q = gptq_layer(layer, run, w, ql.w_frac, ql.wbits)
+        method["weights"] = "gptq"
+    elif run is not None and weight_rounding == "adaround":
+        from .adaround import adaround_layer
+        w_q = adaround_layer(layer, run, w, b, ql.w_frac, ql.wbits, ql.in_fmt.frac,
+                             float_input_scale=1.0 / in_scale, settings=adaround)
+        method["weights"] = "adaround"
+    # The float bias b is re-rounded from scratch: an analytic correction made by
+    # cls.quantize for round-to-nearest weights is replaced by the empirical one (or
+    # dropped when the weights changed).
+    method["bias"] = "nearest"
+    def build(bias_float):
+        return type(ql).from_integers(layer, ql.in_fmt, ql.out_fmt, w_q, ql.w_frac, bias_float, wbits=ql.wbits,
+                                      rounding=rounding, per_channel=ql.per_channel, method=method)
+    delta = np.zeros(m)
+    if run is not None and bias_correction == "empirical":
+        from .sequential import empirical_bias_shift
+        delta = empirical_bias_shift(layer, run, build(b), w, b, float_input_scale=1.0 / in_scale)
+        method["bias"] = "empirical"
+    if recorded_shift is not None:
+        delta = delta + np.asarray(recorded_shift, np.float64)
+        method["bias"] = "empirical"
+    return build(b + delta)
+
+
+def shift_biases(ql, shift: np.ndarray):
+    """``ql`` (a quantized convolution) with ``shift`` (per channel, float units of its
+    output) added to its bias: the integer bias moves by the shift rounded at the
+    accumulator scale; weights and formats are unchanged."""
+    acc = np.exp2((ql.w_frac + ql.in_fmt.frac).astype(np.float64))
+    method = dict(ql.method or {})
+    method["bias"] = "empirical"
+    return type(ql).from_integers(ql.layer, ql.in_fmt, ql.out_fmt, ql.weights, ql.w_frac,
+                                  ql.bias.astype(np.float64) / acc + np.asarray(shift, np.float64),
+                                  wbits=ql.wbits, rounding=ql.rounding, per_channel=ql.per_channel, method=method)
+
+
+def saturation_report(qm: QuantizedModel, stats: Dict[int, dict], *, only_nonzero: bool = False) -> str:
+    """Per-layer table of ``forward_ref(..., stats=...)`` counts: how many outputs each
+    requantizing layer clamped to its format's range (a format too narrow shows here)."""
+    lines = [f"{'layer':>5}  {'kind':<13} {'format':<24} {'saturated':>12} {'of':>12} {'%':>8}"]
+    tot_s = tot_n = 0
+    for i in sorted(stats):
+        st = stats[i]
+        if not st or "total" not in st:
+            continue
+        s, n = st["saturated"], st["total"]
+        tot_s += s
+        tot_n += n
+        if only_nonzero and s == 0:
+            continue
+        ql = qm.layers[i]
+        fmt = "" if ql.out_fmt is None else f"{ql.out_fmt.ap_type()} {ql.out_fmt.q_notation()}"
+        lines.append(f"{i:>5}  {ql.kind:<13} {fmt:<24} {s:>12,} {n:>12,} {100.0 * s / max(n, 1):>7.3f}%")
+    lines.append(f"{'all':>5}  {'':<13} {'':<24} {tot_s:>12,} {tot_n:>12,} {100.0 * tot_s / max(tot_n, 1):>7.3f}%")
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""Shipped quantization recipes and the cache of quantized zoo models.
+
+A *recipe* says how a zoo model is quantized by default: which calibration statistics
+(shipped in ``mdfi/data/``, reproducible by the command in ``docs/quantization.md``), whether
+weights get per-channel formats, and the format-selection methods.  Weights themselves are
+never shipped: the integer model is derived from the official float weights on first use
+and cached as a ``.mdfi`` file in ``$MDFI_HOME/quantized/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from importlib.resources import files
+from typing import Callable, Optional, Sequence
+
+from .. import __version__
+from ..errors import ModelFileError
+from ..darknet.network import Network
+from .quantize import QuantizedModel, quantize_network
+
+#: Per zoo model: shipped calibration statistics and the settings that meet the accuracy
+#: targets (docs/quantization.md has the measurements behind them).
+RECIPES = {
+    "yolov3-tiny": {"calib": "yolov3-tiny.calib.json", "per_channel": True,
+                    "act_method": "mse", "weight_method": "mse",
+                    "decisions": "yolov3-tiny.decisions.json"},
+}
+DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": False,
+            "act_method": None, "weight_method": "mse"}       # None: by statistics source
+
+
+def _calib_resource(spec_name: Optional[str]):
+    recipe = RECIPES.get(spec_name or "")
+    if not recipe:
+        return None
+    res = files("mdfi.data").joinpath(recipe["calib"])
+    return res if res.is_file() else None
+
+
+def shipped_calibration(spec_name: Optional[str]):
+    """The shipped :class:`~mdfi.quant.calibrate.CalibStats` of a zoo model, or None."""
+    from . import calibrate
+    res = _calib_resource(spec_name)
+    return None if res is None else calibrate.CalibStats.from_json(res)
+
+
+def _decisions_resource(spec_name: Optional[str]):
+    name = RECIPES.get(spec_name or "", {}).get("decisions")
+    if not name:
+        return None
+    res = files("mdfi.data").joinpath(name)
+    return res if res.is_file() else None
+
+
+def shipped_decisions(spec_name: Optional[str], network: Network, opts: dict, layer_abits=None,
+                      calib=None) -> dict:
+    """``quantize_network`` keyword arguments of the recipe's shipped data-driven decisions
+    (activation formats searched by their effect on the heads, head bias shifts; made by
+    ``benchmarks/bench_accuracy.py --make-decisions`` from the calibration photos) for the
+    widths in ``opts``, or ``{}`` when none were shipped for them.
+
+    ``layer_abits`` ({layer: width}, some activations wider than ``opts["abits"]``): the
+    entry made for exactly those widths, else (with ``calib``, the statistics) the uniform
+    entry with the wide layers' formats chosen at their width
+    (:func:`mdfi.quant.formats.widen_formats`; head shifts as shipped).  The result then
+    holds ``layer_abits`` too."""
+    from .formats import decision_layer_abits, decisions_to_kwargs, widen_formats
+    res = _decisions_resource(spec_name)
+    if res is None:
+        return {}
+    want = {int(k): int(v) for k, v in (layer_abits or {}).items() if int(v) != opts["abits"]}
+    try:
+        doc = json.loads(res.read_text(encoding="utf-8"))
+        configs = doc["configs"]
+    except (ValueError, KeyError, TypeError):
+        raise ModelFileError(f"{res}: damaged recipe decisions file") from None
+    uniform = None
+    for d in configs:
+        if (d.get("wbits"), d.get("abits"), d.get("per_channel")) == (opts["wbits"], opts["abits"],
+                                                                       bool(opts["per_channel"])) \
+                and opts.get("rounding", "half_up") == "half_up":
+            la = decision_layer_abits(d)
+            if la == want:
+                return decisions_to_kwargs(network, d)
+            if not la:
+                uniform = d
+    if uniform is None or calib is None:
+        return {}
+    kw = decisions_to_kwargs(network, uniform)
+    kw["act_fracs"] = widen_formats(network, calib, kw["act_fracs"], want, opts["abits"],
+                                    opts.get("act_method") or "mse")
+    kw["layer_abits"] = want
+    return kw
+
+
+def resolve(spec_name: Optional[str], **given) -> dict:
+    """Options for a quantization: explicit arguments > the model's recipe > defaults."""
+    opts = dict(DEFAULTS)
+    opts.update({k: v for k, v in RECIPES.get(spec_name or "", {}).items() if k in DEFAULTS})
+    opts.update({k: v for k, v in given.items() if v is not None})
+    return opts
+
+
+def weights_digest(weights_file) -> str:
+    """sha256 of a weights file, read through :mod:`mdfi.inputs` (regular files only)."""
+    from ..errors import WeightsError
+    from ..inputs import open_input
+    fd, _ = open_input(weights_file, WeightsError, what="Darknet .weights file")
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise WeightsError(f"{os.fspath(weights_file)}: cannot read: {exc.strerror or exc}") from None
+    return h.hexdigest()
+
+
+def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
+    """(source record, cfg text, label) of a quantization: the record names everything the
+    integer model depends on -- MDFI version, sha256 of the cfg text, of the weights file
+    and of the shipped calibration, and the options -- and is stored in the cached file's
+    header, so a cached model is used only when its record is equal (a swapped or stale
+    file is quantized again)."""
+    from ..darknet.cfgfile import read_cfg_text
+    cfg_text = read_cfg_text(cfg_file)                  # validated: regular file, size, UTF-8
+    res = _calib_resource(spec_name)
+    calib_sha = hashlib.sha256(res.read_bytes()).hexdigest() if res is not None else None
+    dres = _decisions_resource(spec_name)
+    if dres is not None:            # the recipe's shipped decisions are part of the calibration
+        calib_sha = f"{calib_sha}+{hashlib.sha256(dres.read_bytes()).hexdigest()}"
+    source = {"mdfi": __version__, "cfg_sha256": hashlib.sha256(cfg_text.encode("utf-8")).hexdigest(),
+              "weights_sha256": weights_digest(weights_file), "calib_sha256": calib_sha,
+              "opts": {k: opts[k] for k in sorted(opts)}}
+    label = spec_name or os.path.splitext(os.path.basename(os.fspath(cfg_file)))[0]
+    return source, cfg_text, label
+
+
+def cache_path(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
+    """(path of the cached quantized model, source record, cfg text, label)."""
+    from .. import zoo
+    source, cfg_text, label = cache_source(cfg_file, weights_file, spec_name, opts)
+    key = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:16]
+    tag = f"w{opts['wbits']}a{opts['abits']}{'-pc' if opts['per_channel'] else ''}"
+    return zoo.cache_dir() / "quantized" / f"{label}-{tag}-{key}.mdfi", source, cfg_text, label
+
+
+def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Sequence[str],
+                  load_network: Callable[[], Network], wbits=None, abits=None, per_channel=None,
+                  rounding=None, cache: bool = True, darknet=None) -> QuantizedModel:
+    """Quantize a model with its recipe, reusing a cached ``.mdfi`` when it matches.
+
+    ``load_network()`` returns the float network with its weights; it is only called when
+    the cache misses (reading a 35-250 MB weights file is most of a cold start).
+    """
+    from . import modelfile
+    opts = resolve(spec_name, wbits=wbits, abits=abits, per_channel=per_channel, rounding=rounding)
+    key_opts = dict(opts, darknet=darknet) if darknet is not None else opts
+    path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
+    if cache and path.is_file():
+        try:
+            qm = modelfile.load(path)
+            if getattr(qm, "source", None) == source and qm.cfg_text == cfg_text:
+                qm.names = list(names)
+                return qm
+            print(f"note: {path} does not belong to these inputs (swapped or stale cache entry): "
+                  f"quantizing again", file=sys.stderr)
+        except ModelFileError:
+            pass                        # damaged cache entry: quantize again below
+    network = load_network()
+    calib = shipped_calibration(spec_name)
+    if calib is None:
+        print(f"note: no calibration statistics for {label}: activation formats are estimated from "
+              f"batch-norm statistics (less accurate; `mdfi quantize --calib DIR` calibrates on images)",
+              file=sys.stderr)
+    qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
+                          rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
+                          weight_method=opts["weight_method"], cfg_text=cfg_text, names=names,
+                          **shipped_decisions(spec_name, network, opts))
+    qm.name = label
+    qm.source = source
+    if cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            modelfile.save(qm, path, model_name=label, source=source)
+        except (OSError, ModelFileError):
+            pass                        # a read-only cache only costs speed
+    return qm
