@@ -7,6 +7,7 @@
     python benchmarks/bench_accuracy.py --make-decisions mdfi/data/yolov3-tiny.decisions.json \
         --layer-abits 0=16,10=16,14=16,21=16          # also the entry of the wide-activation variant
     python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
+    python benchmarks/bench_accuracy.py --method adaround --configs w4a8 --layer-wbits 0=8
 
 Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / val / test,
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
@@ -61,18 +62,40 @@ def float_split(network, names, sets: str, split: str, cache: str):
     return data
 
 
-def calib_inputs(network, sets: str):
-    """Letterboxed inputs of the calibration photos and their mirror images."""
+def calib_inputs(network, sets: str, crops: bool = False):
+    """Letterboxed inputs of the calibration photos and their mirror images (``crops``: also
+    the four 75 % corner crops of accuracy_images.variants, six inputs per photo)."""
     import numpy as np
+    from PIL import Image
     from mdfi.quant import calibrate
     from mdfi.image import load_image
     from mdfi.preprocess import image_to_input
+    import accuracy_images
     xs = []
     for p in calibrate.list_images(os.path.join(sets, "calib")):
         rgb = load_image(p)
-        for v in (rgb, rgb[:, ::-1]):
+        vs = [rgb, rgb[:, ::-1]]
+        if crops:
+            vs = [np.asarray(im.convert("RGB")) for _, im in accuracy_images.variants(Image.fromarray(rgb))]
+        for v in vs:
             xs.append(image_to_input(np.ascontiguousarray(v), network.width, network.height))
     return xs
+
+
+def adaround_settings(text):
+    """``iters=1000,reg=0.1,mode=pre`` -> dict for ``quantize_network(adaround=...)``."""
+    out = {}
+    for part in (text or "").split(","):
+        if not part:
+            continue
+        k, _, v = part.partition("=")
+        if k == "mode":
+            out[k] = v
+        elif k == "beta":
+            out[k] = [float(b) for b in v.split(":")]
+        else:
+            out[k] = int(v) if k in ("iters", "batch", "seed") else float(v)
+    return out
 
 
 def main(argv=None) -> int:
@@ -83,10 +106,17 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="test", choices=("val", "test", "val,test"),
                     help="val,test: each model (built once) evaluated on both")
     ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument("--method", default="recipe", choices=("recipe", "old", "gptq"),
+    ap.add_argument("--method", default="recipe", choices=("recipe", "old", "gptq", "adaround", "nearest-data"),
                     help="recipe: the shipped recipe (routes unified, shipped decisions); old: before the bias "
-                         "fixes; gptq: decisions, GPTQ weights and empirical bias correction made now from the "
-                         "calib photos (minutes per width)")
+                         "fixes; gptq / adaround: decisions, GPTQ / AdaRound weights and empirical bias correction "
+                         "made now from the calib photos (minutes per width); nearest-data: the same with "
+                         "round-to-nearest weights (the peer of gptq and adaround)")
+    ap.add_argument("--adaround", default=None, metavar="KEY=VALUE,...",
+                    help="AdaRound settings (mdfi.quant.adaround.AdaRoundSettings), e.g. iters=1000,reg=0.1,mode=pre")
+    ap.add_argument("--search-cache", action="store_true",
+                    help="reuse the activation formats searched for the same widths by an earlier data-driven "
+                         "run (stored in --cache; the search uses nearest weights, so it is the same for "
+                         "gptq, adaround and nearest-data)")
     ap.add_argument("--make-decisions", metavar="OUT.json", help="derive the recipe decisions from the calib photos")
     ap.add_argument("--decision-configs", default="w8a8")
     ap.add_argument("--layer-abits", default=None, metavar="I=BITS,...",
@@ -94,7 +124,11 @@ def main(argv=None) -> int:
                          "--make-decisions: also write the decisions entry of that variant")
     ap.add_argument("--layer-wbits", default=None, metavar="I=BITS,...",
                     help="per-layer weight widths (e.g. 0=8: the first layer's 432 weights at 8 bits); "
-                         "--method gptq and old only")
+                         "--method gptq, adaround, nearest-data and old only")
+    ap.add_argument("--calib-crops", action="store_true",
+                    help="data-driven methods: the calib photos' four corner crops as well (66 inputs instead of "
+                         "22) for the weight rounding, the empirical bias and the head shifts (not for the format "
+                         "search, which --search-cache may reuse)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -152,14 +186,28 @@ def main(argv=None) -> int:
         tag = f"w{w}a{a}" + ("+" if wide else "") + ("".join(f"/w{b}@{i}" for i, b in sorted(lw.items())))
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
         t0 = time.perf_counter()
-        if args.method == "gptq":
+        if args.method in ("gptq", "adaround", "nearest-data"):
             from mdfi.quant.formats import choose_decisions
-            xs = calib_inputs(network, args.sets)
-            _, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=opts["per_channel"],
-                                     final=dict(weight_rounding="gptq", bias_correction="empirical",
-                                                calib_inputs=xs), with_model=True, layer_abits=wide,
-                                     layer_wbits=lw)
-            extra = {"gptq": True}
+            xs = calib_inputs(network, args.sets, crops=args.calib_crops)
+            final = dict(weight_rounding=args.method if args.method != "nearest-data" else "nearest",
+                         bias_correction="empirical", calib_inputs=xs)
+            if args.method == "adaround":
+                final["adaround"] = adaround_settings(args.adaround)
+            skey = f"{w}/{a}/{sorted(lw.items())}"
+            spath = os.path.join(args.cache, "searched-formats.json")
+            known = {}
+            if args.search_cache and os.path.exists(spath):
+                with open(spath) as fh:
+                    known = json.load(fh)
+            d, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=opts["per_channel"],
+                                     final=final, with_model=True, layer_abits=wide, layer_wbits=lw,
+                                     searched={int(k): v for k, v in known[skey].items()} if skey in known else None)
+            if args.search_cache and not wide and skey not in known:
+                known[skey] = d["act_fracs"]
+                os.makedirs(args.cache, exist_ok=True)
+                with open(spath, "w") as fh:
+                    json.dump(known, fh)
+            extra = {args.method: True}
         else:
             extra = recipes.shipped_decisions("yolov3-tiny", network, opts, layer_abits=wide, calib=calib) \
                 if args.method == "recipe" else {}
@@ -167,7 +215,7 @@ def main(argv=None) -> int:
                 print(f"{tag}: no shipped decisions for these widths", file=sys.stderr)
             if lw and args.method == "recipe":
                 raise SystemExit("--layer-wbits: no shipped decisions for per-layer weight widths (use --method "
-                                 "gptq or old)")
+                                 "gptq, adaround, nearest-data or old)")
             kw = dict(extra)
             kw.setdefault("layer_abits", wide)
             kw["layer_wbits"] = lw
@@ -194,7 +242,7 @@ def main(argv=None) -> int:
           + (f"; + = activations of layers {args.layer_abits} wider" if wide else ""))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"split": args.split, "method": args.method,
+            json.dump({"split": args.split, "method": args.method, "adaround": adaround_settings(args.adaround),
                        "images": {sp: len(d) for sp, d in datas.items()}, "rows": rows}, fh, indent=1)
     return 0
 

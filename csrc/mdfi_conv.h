@@ -174,7 +174,7 @@ int32_t mdfi_conv_effective_path(int32_t path);
 const char *mdfi_conv_strerror(int code);
 
 /* Testing only: force the 8-bit family's register tile (index into the path's kernel list,
- * clamped; -1 = automatic) and mode (1 = direct, 0 = packed, -1 = automatic) for every later
+ * clamped; -1 = automatic) and B mode (1 = direct, 0 = packed, 2 = compact for kernels of 2x2 and more, else packed, -1 = automatic) for every later
  * call in this process. */
 void mdfi_conv_q8_override(int32_t kernel, int32_t direct);
 /* Testing only: 0 turns the Winograd F(2x2,3x3) kernels of the int16-pair paths off (the

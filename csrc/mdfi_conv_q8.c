@@ -10,8 +10,8 @@
  * output element is computed by one kernel call, whatever the thread count or schedule.
  *
  * Kernel choice.  Each path offers a few register tiles (MR rows x NRV vectors); the driver
- * picks the tile shape and direct/packed mode with the smallest estimated cost: padded
- * positions and rows, loads per dot product, epilogue, packing (q8_cost).
+ * picks the tile shape and B mode (direct / packed / compact) with the smallest estimated
+ * cost: padded positions and rows, loads per dot product, epilogue, packing or copies (q8_cost).
  */
 #include "mdfi_conv_q8.h"
 #include "mdfi_fixedpoint.h"
@@ -20,6 +20,7 @@
 
 #define ALIGN 64
 #define L2_BUDGET (256 * 1024)        /* B bytes per work item */
+#define COMPACT_COST 0.25             /* cost units per 16 positions of a compact copy */
 
 static size_t align_up(size_t n) { return (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1); }
 
@@ -63,6 +64,11 @@ static int plane_geometry(q8_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m,
     g->plane = plane;
     g->n = (int64_t)oh * ow;
     g->xcs = (size_t)stride * (size_t)stride * (size_t)plane * 4;
+    g->cplane = 0;
+    if (ks >= 2) {
+        g->cplane = ((hps * (int64_t)ow + Q8_MAX_NR) + 15) & ~(int64_t)15;
+        if (c4 * stride * ks > ((int64_t)1 << 40) / (g->cplane * 4)) g->cplane = 0;   /* too large: none */
+    }
     for (int32_t t = 0; t < g->taps; ++t) {
         const int32_t ky = t / ks, kx = t % ks;
         g->xoff[t] = ((int64_t)((ky % stride) * stride + (kx % stride)) * plane +
@@ -73,20 +79,36 @@ static int plane_geometry(q8_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m,
 
 static size_t x4_bytes(const q8_ctx *g) { return (size_t)g->c4 * g->xcs; }
 
-/* Tiles, mode and offsets for kernel k in mode `direct`. */
-static void tile_geometry(q8_ctx *g, const q8_kernel *k, int direct)
+/* B modes */
+enum { MODE_PACKED = 0, MODE_DIRECT = 1, MODE_COMPACT = 2 };
+
+/* copies per channel quad: one per phase row py and kernel column kx */
+static size_t compact_bytes(const q8_ctx *g)
+{
+    return (size_t)g->c4 * (size_t)g->stride * (size_t)g->ks * (size_t)g->cplane * 4;
+}
+
+/* Tiles, mode and offsets for kernel k in B mode `mode` (compact only when g->cplane). */
+static void tile_geometry(q8_ctx *g, const q8_kernel *k, int mode)
 {
     g->kern = k;
     g->mr = k->mr;
     g->nr = k->nrv * k->lanes;
-    g->direct = direct;
-    g->ngrid = direct ? (int64_t)g->oh * g->wps : g->n;
+    g->direct = mode == MODE_DIRECT;
+    g->compact = mode == MODE_COMPACT;
+    g->ngrid = g->direct ? (int64_t)g->oh * g->wps : g->n;
     g->ntiles = (int32_t)((g->ngrid + g->nr - 1) / g->nr);
     g->nmt = (g->m + g->mr - 1) / g->mr;
     g->tile_bytes = (size_t)g->taps * (size_t)g->c4 * (size_t)g->nr * 4;
-    if (direct) {
+    if (g->direct) {
         g->bcs = g->xcs;
         memcpy(g->toff, g->xoff, sizeof(int64_t) * (size_t)g->taps);
+    } else if (g->compact) {
+        g->bcs = (size_t)g->stride * (size_t)g->ks * (size_t)g->cplane * 4;
+        for (int32_t t = 0; t < g->taps; ++t) {
+            const int32_t ky = t / g->ks, kx = t % g->ks;
+            g->toff[t] = ((int64_t)((ky % g->stride) * g->ks + kx) * g->cplane + (int64_t)(ky / g->stride) * g->ow) * 4;
+        }
     } else {
         g->bcs = (size_t)g->nr * 4;
         for (int32_t t = 0; t < g->taps; ++t) g->toff[t] = (int64_t)t * g->c4 * g->nr * 4;
@@ -94,15 +116,16 @@ static void tile_geometry(q8_ctx *g, const q8_kernel *k, int direct)
 }
 
 /* Estimated cycles (in units of one dot-product instruction of the kernel's width). */
-static double q8_cost(q8_ctx *g, const q8_kernel *k, int direct)
+static double q8_cost(q8_ctx *g, const q8_kernel *k, int mode)
 {
-    tile_geometry(g, k, direct);
+    tile_geometry(g, k, mode);
     const double k4 = (double)g->taps * g->c4;
     const double dots = (double)k->mr * k->nrv;
     const double loads = (double)(k->mr + k->nrv) / 2.0;           /* two loads per cycle */
     const double step = dots > loads ? dots : loads;
     double cost = (double)g->ntiles * g->nmt * (k4 * step + 4.0 + dots * 6.0);
-    if (!direct) cost += (double)g->ntiles * k4 * k->nrv * 0.25;     /* packing          */
+    if (mode == MODE_PACKED) cost += (double)g->ntiles * k4 * k->nrv * 0.25;     /* packing */
+    if (mode == MODE_COMPACT) cost += (double)g->c4 * g->stride * g->ks * g->hps * g->ow / 16.0 * COMPACT_COST;
     return cost;
 }
 
@@ -113,7 +136,8 @@ int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t
     if (nthreads < 1 || plane_geometry(&g, c, h, w, m, ks, stride, pad) != 0) return -1;
     const uint64_t x4 = x4_bytes(&g);
     /* packed B for the widest tile: ceil(N / NR) * NR <= N + NR positions */
-    const uint64_t packed = ((uint64_t)g.n + Q8_MAX_NR) * (uint64_t)g.taps * (uint64_t)g.c4 * 4u;
+    uint64_t packed = ((uint64_t)g.n + Q8_MAX_NR) * (uint64_t)g.taps * (uint64_t)g.c4 * 4u;
+    if (compact_bytes(&g) > packed) packed = compact_bytes(&g);     /* the same buffer */
     const uint64_t bq = (uint64_t)m * 4u;
     const uint64_t rowc = (uint64_t)m * sizeof(q8_rowc);
     /* lane info: one entry per vector of >= 8 lanes over the grid (direct) or N (packed) */
@@ -264,8 +288,9 @@ typedef struct {
 } q8_job;
 
 /* Per-row constants of the int32-lane epilogue (q8_rowc, mdfi_conv_q8.h). */
-static void prepare_rows(const q8_ctx *ctx, q8_rowc *rowc)
+static int prepare_rows(const q8_ctx *ctx, q8_rowc *rowc)
 {
+    int32_t nfast = 0;
     for (int32_t m = 0; m < ctx->m; ++m) {
         const int32_t s = ctx->shift[m];
         rowc[m].s = 0;
@@ -279,7 +304,9 @@ static void prepare_rows(const q8_ctx *ctx, q8_rowc *rowc)
         rowc[m].c = k.c;
         rowc[m].kd = k.kd;
         rowc[m].s = s;
+        ++nfast;
     }
+    return nfast == ctx->m;                   /* every row fast */
 }
 
 /* Output index and lane mask of every vector of `lanes` grid positions (the mdfi_q8_lanes of
@@ -328,6 +355,21 @@ static void prepare_vinfo(const q8_ctx *ctx, int32_t lanes, uint64_t *vi)
 
 #define X4_ITEM_BYTES (32 * 1024)
 
+/* Compact copy `item` = (channel quad, phase row py, kernel column kx): rows r < Hps of the
+ * X4 phase plane (py, kx % S), positions kx / S .. kx / S + OW - 1 (all inside the plane's
+ * Wps: (kx / S) + OW - 1 <= (Wp - 1) / S). */
+static void compact_copy(const q8_ctx *ctx, int64_t item)
+{
+    const int32_t ks = ctx->ks, s = ctx->stride, ow = ctx->ow, hps = ctx->hps, wps = ctx->wps;
+    const int64_t q4 = item / ((int64_t)s * ks), py = item / ks % s, kx = item % ks;
+    const uint8_t *src = ctx->x4 + (size_t)q4 * ctx->xcs +
+                         ((size_t)(py * s + kx % s) * (size_t)ctx->plane + (size_t)(kx / s)) * 4;
+    uint8_t *dst = ctx->bpk + (size_t)item * (size_t)ctx->cplane * 4;
+    for (int32_t r = 0; r < hps; ++r)
+        memcpy(dst + (size_t)r * (size_t)ow * 4, src + (size_t)r * (size_t)wps * 4, (size_t)ow * 4);
+    memset(dst + (size_t)hps * (size_t)ow * 4, ctx->padv, ((size_t)ctx->cplane - (size_t)hps * (size_t)ow) * 4);
+}
+
 static void q8_worker(void *arg, int tid)
 {
     (void)tid;
@@ -343,7 +385,14 @@ static void q8_worker(void *arg, int tid)
         mdfi_pool_done(&job->x4_done, nx);
     }
     mdfi_pool_wait(&job->x4_done, nx);
-    if (!ctx->direct) {
+    if (ctx->compact) {
+        const int64_t ncopies = (int64_t)ctx->c4 * ctx->stride * ctx->ks;
+        for (int64_t i; (i = mdfi_pool_next(&job->pack)) < ncopies;) {
+            compact_copy(ctx, i);
+            mdfi_pool_done(&job->pack_done, ncopies);
+        }
+        mdfi_pool_wait(&job->pack_done, ncopies);
+    } else if (!ctx->direct) {
         for (int64_t t; (t = mdfi_pool_next(&job->pack)) < ctx->ntiles;) {
             ops->pack(ctx, (int32_t)t, ctx->bpk + (size_t)t * ctx->tile_bytes);
             mdfi_pool_done(&job->pack_done, ctx->ntiles);
@@ -359,9 +408,10 @@ static void q8_worker(void *arg, int tid)
                 for (int32_t t = 0; t < ctx->ntiles; ++t) fn(ctx, mt * ctx->mr, t);
         }
     } else {
-        for (int64_t g; (g = mdfi_pool_next(&job->item)) * ctx->nb < ctx->ntiles;) {
-            const int32_t t0 = (int32_t)(g * ctx->nb);
-            const int32_t t1 = t0 + ctx->nb < ctx->ntiles ? t0 + ctx->nb : ctx->ntiles;
+        for (int64_t g; (g = mdfi_pool_next(&job->item)) < ctx->nitems;) {
+            /* item g: tiles [g*T/I, (g+1)*T/I), sizes differ by at most one tile */
+            const int32_t t0 = (int32_t)(g * ctx->ntiles / ctx->nitems);
+            const int32_t t1 = (int32_t)((g + 1) * ctx->ntiles / ctx->nitems);
             for (int32_t mt = 0; mt < ctx->nmt; ++mt)
                 for (int32_t t = t0; t < t1; ++t) fn(ctx, mt * ctx->mr, t);
         }
@@ -404,27 +454,33 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
 
     /* kernel and mode with the smallest estimated cost */
     const q8_kernel *best = &ops->kerns[0];
-    int best_direct = 1;
+    int best_mode = MODE_DIRECT;
     double best_cost = -1.0;
+    /* stride 1: compact mode replaces packed mode, which it beat on every yolov3 layer shape
+     * measured; stride 2 keeps packed mode (compact was 1-2% slower there: S*ks copies and the
+     * X4 pass against ks*ks packed taps; docs/performance.md).  Forced compact mode runs at
+     * every stride (tests). */
+    const int modes[2] = {MODE_DIRECT, ctx.cplane && stride == 1 ? MODE_COMPACT : MODE_PACKED};
     for (int32_t i = 0; i < ops->nkerns; ++i)
-        for (int direct = 1; direct >= 0; --direct) {
-            const double cost = q8_cost(&ctx, &ops->kerns[i], direct);
+        for (int j = 0; j < 2; ++j) {
+            const double cost = q8_cost(&ctx, &ops->kerns[i], modes[j]);
             if (best_cost < 0.0 || cost < best_cost * 0.97) {
                 best_cost = cost;
                 best = &ops->kerns[i];
-                best_direct = direct;
+                best_mode = modes[j];
             }
         }
     if (force_kernel >= 0) best = &ops->kerns[force_kernel < ops->nkerns ? force_kernel : ops->nkerns - 1];
-    if (force_direct >= 0) best_direct = force_direct != 0;
-    tile_geometry(&ctx, best, best_direct);
+    if (force_direct >= 0)      /* 2 (compact) where the layer has no compact mode: packed */
+        best_mode = force_direct == 1 ? MODE_DIRECT : force_direct == 2 && ctx.cplane ? MODE_COMPACT : MODE_PACKED;
+    tile_geometry(&ctx, best, best_mode);
 
     /* work split */
     ctx.msplit = nthreads > 1 && (int64_t)ctx.ntiles < 4 * (int64_t)nthreads && ctx.nmt >= 2 * nthreads;
     ctx.mgroup = (int32_t)((ctx.nmt + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
     if (ctx.mgroup < 1) ctx.mgroup = 1;
-    const double per_tile = ctx.direct ? (double)ctx.c4 * ctx.nr * 4.0 * (ctx.taps < 4 ? ctx.taps : 4)
-                                       : (double)ctx.tile_bytes;
+    const double per_tile = ctx.direct || ctx.compact ? (double)ctx.c4 * ctx.nr * 4.0 * (ctx.taps < 4 ? ctx.taps : 4)
+                                                      : (double)ctx.tile_bytes;
     int64_t nb = (int64_t)(L2_BUDGET / (per_tile > 1.0 ? per_tile : 1.0));
     if (nb < 1) nb = 1;
     if (nthreads > 1) {
@@ -434,13 +490,20 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     if (nb > ctx.ntiles) nb = ctx.ntiles;
     if (nb < 1) nb = 1;
     ctx.nb = (int32_t)nb;
+    /* items of nb tiles or slightly fewer, as many as a multiple of the thread count: equal
+     * shares (a last, short item would leave a thread idle at the end of the layer) */
+    int64_t nitems = (ctx.ntiles + nb - 1) / nb;
+    nitems = (nitems + nthreads - 1) / nthreads * nthreads;
+    if (nitems > ctx.ntiles) nitems = ctx.ntiles;
+    ctx.nitems = nitems;
 
     /* scratch: X4, packed B, bq */
     unsigned char *s = (unsigned char *)scratch;
     ctx.x4 = s;
     s += align_up(x4_bytes(&ctx));
     ctx.bpk = s;
-    if (!ctx.direct) s += align_up((size_t)ctx.ntiles * ctx.tile_bytes);
+    if (ctx.compact) s += align_up(compact_bytes(&ctx));
+    else if (!ctx.direct) s += align_up((size_t)ctx.ntiles * ctx.tile_bytes);
     ctx.bq = (int32_t *)(void *)s;
     if (sum32)
         for (int32_t i = 0; i < m; ++i)  /* bias - delta*wsum modulo 2^32 */
@@ -449,7 +512,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     if (ops->fast_epi) {
         q8_rowc *rowc = (q8_rowc *)(void *)s;
         s += align_up((size_t)m * sizeof(q8_rowc));
-        prepare_rows(&ctx, rowc);
+        ctx.regs_epi = prepare_rows(&ctx, rowc);
         ctx.rowc = rowc;
         uint64_t *vi = (uint64_t *)(void *)s;
         prepare_vinfo(&ctx, best->lanes, vi);
@@ -467,6 +530,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
         ctx.res_left = res->shift <= 0;
         ctx.res_lsh = ctx.res_left ? (-res->shift < 15 ? -res->shift : 15) : 0;
         if (!ctx.res_left) ctx.resk = mdfi_rqf_init(res->shift, res->rounding);
+        ctx.regs_epi = 0;
     }
 
     q8_job job;

@@ -39,9 +39,15 @@
  *   B packed (packed mode): [tile][taps][C4][NR][4], the im2col of NR consecutive output
  *                         pixels (the last tile repeats valid data); used when the grid's
  *                         junk columns would cost more than packing (small maps).
- *   AT (x86 builds: AMX) : [P16][taps][C4B][16][16][4] int8, C4B = ceil(C4/16): the same
- *                         weights as A4 in 1 KB blocks of 16 rows x 16 quads, each one AMX tile
- *                         (row r = 64 contiguous bytes: quads 16b .. 16b+15 of channel 16p + r).
+ *   B compact (compact mode, kernels of 2x2 and more): [C4][S][ks][cplane][4], one copy
+ *                         of X4 per phase row py and kernel column kx without the junk
+ *                         columns: copy (py, kx), position r*OW + j holds position
+ *                         (r, j + kx/S) of phase plane (py, kx%S) (r < Hps, j < OW), then
+ *                         padding (cplane = Hps*OW + NR max, rounded to 16).  Output
+ *                         q = oy*OW + ox reads tap (ky, kx) at copy (ky%S, kx), position
+ *                         q + (ky/S)*OW: contiguous per tap, like direct mode, but no lane is
+ *                         spent on junk columns and the copies cost S*ks reads of X4 instead
+ *                         of the taps of the im2col.
  * Every kernel reads B at  base + toff[t] + q4*bcs  for tap t and channel quad q4.
  */
 #ifndef MDFI_CONV_Q8_H
@@ -97,10 +103,13 @@ typedef struct q8_ctx {
     int64_t plane;                    /* positions per phase plane, slack included       */
     int64_t n;                        /* OH*OW                                           */
     int32_t direct;                   /* 1: B read from X4 on the output grid            */
+    int32_t compact;                  /* 1 (direct 0): B read from the compact copies     */
+    int64_t cplane;                   /* compact: positions per copy (0: no compact mode) */
     int64_t ngrid;                    /* direct: OH*Wps; packed: N                       */
     int32_t mr, nr;                   /* register tile of the chosen kernel              */
     int32_t ntiles, nmt;              /* tiles of NR positions; row tiles of MR rows     */
-    int32_t nb;                       /* tiles per work item (N split)                   */
+    int32_t nb;                       /* tiles per work item (N split), at most          */
+    int64_t nitems;                   /* work items of the N split                       */
     int32_t msplit, mgroup;           /* M split: row tiles per work item                */
     size_t bcs;                       /* bytes between channel quads in B                */
     int64_t toff[Q8_MAX_TAPS];        /* byte offset of tap t in B                       */
@@ -110,6 +119,8 @@ typedef struct q8_ctx {
     const q8_rowc *rowc;              /* [M]                                             */
     const uint64_t *vinfo;            /* [ntiles][NR / lanes]: output index | mask << 48  */
     int32_t clamp;                    /* 1: clamp to [qmin, qmax] before narrowing        */
+    int32_t regs_epi;                 /* 1: every row fast, no fused shortcut: the tiles'
+                                         epilogue works on the accumulator registers      */
     int64_t bound;                    /* K * max|w| * max|x|                             */
     /* a fused shortcut (mdfi_conv2d_res), or NULL */
     const mdfi_conv_residual *res;
@@ -159,6 +170,7 @@ extern const q8_ops mdfi_q8_ops_amx;           /* AMX tdpbsud (+ AVX512-VNNI)   
 extern const q8_ops mdfi_q8_ops_amxsim;        /* the AMX kernel on a C model of the tiles */
 int mdfi_q8_have_avxvnni_build(void);          /* compiler could build the VEX variant   */
 void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1);
+void mdfi_q8_x4_avx512(const q8_ctx *ctx, int64_t r0, int64_t r1);   /* AVX-512BW */
 void mdfi_q8_pack_avx512(const q8_ctx *ctx, int32_t t, uint8_t *dst);
 /* the zmm epilogue of `rows` rows x nrv vectors of 16 int32 sums (tmp [rows][nrv*16]); vi: the
  * tile's ctx->vinfo entries */
@@ -206,7 +218,8 @@ static inline int mdfi_q8_row_fast(const q8_ctx *ctx, int32_t m)
 static inline const uint8_t *mdfi_q8_bbase(const q8_ctx *ctx, int32_t t)
 {
     return ctx->direct ? ctx->x4 + (size_t)t * (size_t)ctx->nr * 4
-                       : ctx->bpk + (size_t)t * ctx->tile_bytes;
+         : ctx->compact ? ctx->bpk + (size_t)t * (size_t)ctx->nr * 4
+                        : ctx->bpk + (size_t)t * ctx->tile_bytes;
 }
 
 /* A4 pointer of the 4-row group containing row r (rows past the packed panels read row

@@ -124,6 +124,128 @@ void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * X4 rows (AVX-512BW): 64 positions per step, masked loads and stores for any run length
+ * ------------------------------------------------------------------------------------- */
+#define X4_ATTR __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+
+/* cnt (1..64) positions of a row at x0, x0+s, ... (s = 1 or 2), XOR flip; the bytes past the
+ * last position are never read (masked loads; lanes >= cnt hold flip). */
+X4_ATTR static inline __m512i row64(const uint8_t *src, int32_t s, int32_t cnt, __m512i flip)
+{
+    if (s == 1) {
+        const __mmask64 m = cnt >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << cnt) - 1);
+        return _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, (const void *)src), flip);
+    }
+    const int32_t nb = 2 * cnt - 1;                       /* bytes x0 .. x0 + 2(cnt-1) */
+    const __mmask64 m0 = nb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nb) - 1);
+    const __mmask64 m1 = nb > 64 ? (((__mmask64)1 << (nb - 64)) - 1) : 0;
+    const __m512i ff = _mm512_set1_epi16(0x00ff);
+    const __m512i lo = _mm512_and_si512(_mm512_maskz_loadu_epi8(m0, (const void *)src), ff);
+    const __m512i hi = _mm512_and_si512(_mm512_maskz_loadu_epi8(m1, (const void *)(src + 64)), ff);
+    /* per 128-bit lane L: positions 8L..8L+7 (from lo), then 32+8L.. (from hi) */
+    const __m512i p = _mm512_packus_epi16(lo, hi);
+    return _mm512_xor_si512(_mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), p), flip);
+}
+
+/* cnt (1..64) positions of four channel rows -> quads at d (only the cnt quads are written). */
+X4_ATTR static inline void quads64(uint8_t *d, __m512i r0, __m512i r1, __m512i r2, __m512i r3, int32_t cnt)
+{
+    const __m512i t0 = _mm512_unpacklo_epi8(r0, r1), t1 = _mm512_unpackhi_epi8(r0, r1);
+    const __m512i t2 = _mm512_unpacklo_epi8(r2, r3), t3 = _mm512_unpackhi_epi8(r2, r3);
+    /* qk, 128-bit lane L: the quads of positions 16L + 4k .. 16L + 4k + 3 */
+    const __m512i q0 = _mm512_unpacklo_epi16(t0, t2), q1 = _mm512_unpackhi_epi16(t0, t2);
+    const __m512i q2 = _mm512_unpacklo_epi16(t1, t3), q3 = _mm512_unpackhi_epi16(t1, t3);
+    /* 4x4 transpose of 128-bit blocks: o_L = (q0.L, q1.L, q2.L, q3.L) = positions 16L .. 16L+15 */
+    const __m512i u0 = _mm512_shuffle_i32x4(q0, q1, 0x44), u1 = _mm512_shuffle_i32x4(q0, q1, 0xEE);
+    const __m512i u2 = _mm512_shuffle_i32x4(q2, q3, 0x44), u3 = _mm512_shuffle_i32x4(q2, q3, 0xEE);
+    __m512i o[4];
+    o[0] = _mm512_shuffle_i32x4(u0, u2, 0x88);
+    o[1] = _mm512_shuffle_i32x4(u0, u2, 0xDD);
+    o[2] = _mm512_shuffle_i32x4(u1, u3, 0x88);
+    o[3] = _mm512_shuffle_i32x4(u1, u3, 0xDD);
+    if (cnt == 64) {
+        for (int k = 0; k < 4; ++k) _mm512_storeu_si512((void *)(d + 64 * k), o[k]);
+        return;
+    }
+    for (int k = 0; k < 4 && 16 * k < cnt; ++k) {
+        const int32_t v = cnt - 16 * k;
+        const __mmask16 m = v >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << v) - 1u);
+        _mm512_mask_storeu_epi32((void *)(d + 64 * k), m, o[k]);
+    }
+}
+
+/* n (>= 1) consecutive positions from four channel rows (NULL: padding) into quads. */
+X4_ATTR static void quads_run512(uint8_t *d, const uint8_t *const src[4], int64_t n, int32_t s, uint8_t flip8,
+                                 uint8_t pad8)
+{
+    const __m512i flip = _mm512_set1_epi8((char)flip8), padv = _mm512_set1_epi8((char)pad8);
+    for (int64_t j = 0; j < n; j += 64) {
+        const int32_t cnt = n - j >= 64 ? 64 : (int32_t)(n - j);
+        __m512i v[4];
+        for (int e = 0; e < 4; ++e) v[e] = src[e] ? row64(src[e] + j * s, s, cnt, flip) : padv;
+        quads64(d + 4 * j, v[0], v[1], v[2], v[3], cnt);
+    }
+}
+
+X4_ATTR void mdfi_q8_x4_avx512(const q8_ctx *ctx, int64_t r0, int64_t r1)
+{
+    const int32_t s = ctx->stride, hps = ctx->hps, wps = ctx->wps;
+    const int64_t nph = (int64_t)s * s;
+    int64_t pr = r0 % hps, pl = r0 / hps;               /* incremented below: no division per row */
+    for (int64_t r = r0; r < r1;) {
+        const int64_t cq = pl / nph, ph = pl % nph;
+        const int32_t py = (int32_t)(ph / s), px = (int32_t)(ph % s);
+        const uint8_t *src[4];
+        for (int e = 0; e < 4; ++e) {
+            const int64_t ch = 4 * cq + e;
+            src[e] = ch < ctx->c ? (const uint8_t *)ctx->x + (size_t)ch * (size_t)ctx->h * (size_t)ctx->w : NULL;
+        }
+        uint8_t *plane = ctx->x4 + (size_t)pl * (size_t)ctx->plane * 4;
+        /* rows pr .. pe-1 of this plane */
+        const int64_t pe = (r1 - r) < (hps - pr) ? pr + (r1 - r) : hps;
+        if (s == 1 && ctx->pad == 0 && wps == ctx->w) {
+            /* no padding: the plane's rows are the input rows, one contiguous run */
+            const uint8_t *rs[4];
+            for (int e = 0; e < 4; ++e) rs[e] = src[e] ? src[e] + (size_t)pr * (size_t)ctx->w : NULL;
+            quads_run512(plane + (size_t)pr * (size_t)wps * 4, rs, (pe - pr) * wps, 1, ctx->flip, ctx->padv);
+        } else {
+            for (int64_t q = pr; q < pe; ++q) {
+                uint8_t *d = plane + (size_t)q * (size_t)wps * 4;
+                const int64_t y = q * s + py - ctx->pad;
+                int64_t jlo = 0, jhi = 0;
+                if (y >= 0 && y < ctx->h) {
+                    const int64_t a = (int64_t)ctx->pad - px, bb = (int64_t)ctx->w + ctx->pad - px;
+                    jlo = a <= 0 ? 0 : (a + s - 1) / s;
+                    jhi = bb <= 0 ? 0 : (bb + s - 1) / s;
+                    if (jhi > wps) jhi = wps;
+                    if (jlo > jhi) jlo = jhi;
+                }
+                if (jlo > 0) memset(d, ctx->padv, (size_t)jlo * 4);
+                const int64_t n = jhi - jlo, x0 = jlo * s + px - ctx->pad;
+                const uint8_t *rs[4];
+                for (int e = 0; e < 4; ++e) rs[e] = src[e] ? src[e] + (size_t)y * (size_t)ctx->w + x0 : NULL;
+                /* position j reads input column x0 + j*s <= W - 1 (jhi): inside the row */
+                if (n > 0 && s <= 2) {
+                    quads_run512(d + 4 * jlo, rs, n, s, ctx->flip, ctx->padv);
+                } else {
+                    for (int64_t j = 0; j < n; ++j)
+                        for (int e = 0; e < 4; ++e)
+                            d[4 * (jlo + j) + e] = rs[e] ? (uint8_t)(rs[e][j * s] ^ ctx->flip) : ctx->padv;
+                }
+                if (jhi < wps) memset(d + 4 * jhi, ctx->padv, (size_t)(wps - jhi) * 4);
+            }
+        }
+        if (pe == hps) {                                /* the plane's slack */
+            uint8_t *tail = plane + (size_t)hps * (size_t)wps * 4;
+            memset(tail, ctx->padv, ((size_t)ctx->plane - (size_t)hps * (size_t)wps) * 4);
+        }
+        r += pe - pr;
+        pr = 0;
+        ++pl;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
  * Packed B (small maps): masked loads instead of a copy per pixel run
  * ------------------------------------------------------------------------------------- */
 /* The tile's pixels as segments of destination vectors: vector v, lanes [l0, l1) come from
@@ -266,7 +388,7 @@ void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nr
 
 const q8_kernel mdfi_q8_kerns_vnni512[] = {{8, 3, 16, vnni512_tile_8x3}, {16, 1, 16, vnni512_tile_16x1},
                                      {12, 2, 16, vnni512_tile_12x2}};
-const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_avx512, mdfi_q8_kerns_vnni512, 3, NULL, NULL,
+const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, mdfi_q8_kerns_vnni512, 3, NULL, NULL,
                                      1, 1};
 
 static const q8_kernel kerns256[] = {{4, 3, 8, vnni256_tile_4x3}, {8, 1, 8, vnni256_tile_8x1}};

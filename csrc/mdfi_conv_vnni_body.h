@@ -97,7 +97,8 @@ QB_NAME(res_vec)(const q8_ctx *ctx, size_t at, __m512i a, __mmask16 st)
 #endif
 
 QB_ATTR static inline __attribute__((always_inline)) void
-QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, uint64_t info, const int32_t act)
+QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, uint64_t info, const int32_t act,
+                 const int withres)
 {
     const uint32_t mask = (uint32_t)(info >> 48);
     if (mask == 0) return;
@@ -119,8 +120,9 @@ QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, 
         if (st == 0xffff) _mm256_storeu_si256((__m256i *)(void *)((int16_t *)ctx->out + at), _mm512_cvtsepi32_epi16(r));
         else _mm256_mask_storeu_epi16((int16_t *)ctx->out + at, st, _mm512_cvtsepi32_epi16(r));
     }
-    if (ctx->res_fast) QB_NAME(res_vec)(ctx, at, r, st);
+    if (withres && ctx->res_fast) QB_NAME(res_vec)(ctx, at, r, st);
 #else
+    (void)withres;                        /* the fused shortcut runs in the zmm epilogue only */
     __m256i r = mdfi_rqf8_avx2(t, k->s, k->c, k->kd, act);
     if (ctx->clamp)
         r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(mdfi_qmin(ctx->bits))),
@@ -182,7 +184,7 @@ QB_NAME(epi_tmp_t)(const q8_ctx *ctx, int32_t m0, int32_t R, int32_t V, const in
         for (int32_t v = 0; v < V; ++v) {
             QB_VEC t = QB_LOADU(row + v * QB_LANES);
             if (addbq) t = QB_ADD(t, k.bq);
-            QB_NAME(epi_vec)(ctx, o, t, &k, vi[v], act);
+            QB_NAME(epi_vec)(ctx, o, t, &k, vi[v], act, 1);
         }
     }
 }
@@ -201,9 +203,27 @@ QB_ATTR static void QB_NAME(epi_tmp)(const q8_ctx *ctx, int32_t m0, int32_t R, i
     }
 }
 
-/* The register tile MRV rows x NRVV vectors. */
+/* The epilogue of one fast row straight from the accumulator registers (no fused shortcut):
+ * the same per-vector code as epi_tmp_t without the round trip through L1. */
+QB_ATTR static inline __attribute__((always_inline)) void
+QB_NAME(epi_row_regs)(const q8_ctx *ctx, int32_t m, const QB_VEC *accr, int32_t V, const uint64_t *vi,
+                      const int32_t act)
+{
+    const q8_rowc *rc = ctx->rowc + m;
+    QB_NAME(rowk) k;
+    k.c = QB_SET1(rc->c);
+    k.kd = QB_SET1(rc->kd);
+    k.s = _mm_cvtsi32_si128(rc->s);
+    const size_t o = (size_t)m * (size_t)ctx->n;
+    QB_UNROLL for (int32_t v = 0; v < V; ++v) QB_NAME(epi_vec)(ctx, o, accr[v], &k, vi[v], act, 0);
+}
+
+/* The register tile MRV rows x NRVV vectors: the reduction (tile_..._t, inlined once per
+ * activation), then the epilogue from the registers when every row is fast and no shortcut
+ * is fused (ctx->regs_epi), else through tmp. */
 #define QB_KERNEL(MRV, NRVV)                                                                      \
-QB_ATTR static void QB_NAME(tile_##MRV##x##NRVV)(const q8_ctx *ctx, int32_t m0, int32_t t)        \
+QB_ATTR static inline __attribute__((always_inline)) void                                         \
+QB_NAME(tile_##MRV##x##NRVV##_t)(const q8_ctx *ctx, int32_t m0, int32_t t, const int32_t act)    \
 {                                                                                                 \
     enum { R = MRV, V = NRVV, G = MRV / 4 };                                                      \
     QB_VEC acc[R][V];                                                                             \
@@ -214,6 +234,8 @@ QB_ATTR static void QB_NAME(tile_##MRV##x##NRVV)(const q8_ctx *ctx, int32_t m0, 
     const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \
     const int8_t *ag[G];                                                                          \
     QB_UNROLL for (int g = 0; g < G; ++g) ag[g] = mdfi_q8_agroup(ctx, m0 + 4 * g);               \
+    /* the next panel's weights (used after this row tile), fetched into L2 on the way */        \
+    const int8_t *an = mdfi_q8_agroup(ctx, m0 + Q8_PANEL);    /* past the end: panel 0 */       \
     const int32_t c4 = ctx->c4, taps = ctx->taps;                                                 \
     const size_t bcs = ctx->bcs;                                                                  \
     size_t ak = 0;                                                                                \
@@ -221,6 +243,7 @@ QB_ATTR static void QB_NAME(tile_##MRV##x##NRVV)(const q8_ctx *ctx, int32_t m0, 
         const uint8_t *bt = b + ctx->toff[tap];                                                   \
         for (int32_t q4 = 0; q4 < c4; ++q4, ak += Q8_PANEL * 4) {                                 \
             const uint8_t *bp = bt + (size_t)q4 * bcs;                                            \
+            _mm_prefetch((const char *)(an + ak), _MM_HINT_T1);                                   \
             QB_VEC bv[V];                                                                         \
             QB_UNROLL for (int v = 0; v < V; ++v) bv[v] = QB_LOADU(bp + v * QB_LANES * 4);        \
             QB_UNROLL for (int g = 0; g < G; ++g)                                                 \
@@ -231,8 +254,20 @@ QB_ATTR static void QB_NAME(tile_##MRV##x##NRVV)(const q8_ctx *ctx, int32_t m0, 
                 }                                                                                 \
         }                                                                                         \
     }                                                                                             \
+    const uint64_t *vi = ctx->vinfo + (size_t)t * V;                                              \
+    if (ctx->regs_epi) {                                                                          \
+        QB_UNROLL for (int r = 0; r < R; ++r)                                                     \
+            if (m0 + r < ctx->m) QB_NAME(epi_row_regs)(ctx, m0 + r, acc[r], V, vi, act);         \
+        return;                                                                                   \
+    }                                                                                             \
     int32_t tmp[R][V * QB_LANES] __attribute__((aligned(64)));                                    \
     QB_UNROLL for (int r = 0; r < R; ++r)                                                         \
         QB_UNROLL for (int v = 0; v < V; ++v) QB_STOREU(&tmp[r][v * QB_LANES], acc[r][v]);        \
-    QB_NAME(epi_tmp)(ctx, m0, R, V, &tmp[0][0], ctx->vinfo + (size_t)t * V, 0);                                              \
+    QB_NAME(epi_tmp)(ctx, m0, R, V, &tmp[0][0], vi, 0);                                           \
+}                                                                                                 \
+QB_ATTR static void QB_NAME(tile_##MRV##x##NRVV)(const q8_ctx *ctx, int32_t m0, int32_t t)        \
+{                                                                                                 \
+    if (ctx->act == MDFI_ACT_LEAKY) QB_NAME(tile_##MRV##x##NRVV##_t)(ctx, m0, t, MDFI_ACT_LEAKY); \
+    else if (ctx->act == MDFI_ACT_RELU) QB_NAME(tile_##MRV##x##NRVV##_t)(ctx, m0, t, MDFI_ACT_RELU); \
+    else QB_NAME(tile_##MRV##x##NRVV##_t)(ctx, m0, t, MDFI_ACT_LINEAR);                          \
 }

@@ -8,6 +8,7 @@
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define MDFI_KERNELS_X86 1
 #include "mdfi_fixedpoint_avx2.h"
+#include "mdfi_fixedpoint_avx512.h"
 #else
 #define MDFI_KERNELS_X86 0
 #endif
@@ -17,6 +18,20 @@ int mdfi_kernels_have_avx2(void)
 #if MDFI_KERNELS_X86
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+/* AVX-512 F/BW/VL/DQ (the shortcut's 16-lane body with simd == 2). */
+static int have_avx512bw(void)
+{
+#if MDFI_KERNELS_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+               ? 1
+               : 0;
 #else
     return 0;
 #endif
@@ -283,7 +298,7 @@ static int use_avx2(const mdfi_kopts *o)
 
 static int valid_opts(const mdfi_kopts *o)
 {
-    return o->nthreads >= 1 && (o->simd == 0 || o->simd == 1);
+    return o->nthreads >= 1 && o->simd >= 0 && o->simd <= 2;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -506,7 +521,8 @@ typedef struct {
     void *out;
     int32_t a_type, b_type, out_type, da, db, s, mode, bits, act;
     int64_t ma, mb;
-    int32_t simd;                 /* 1: AVX2, the aligned sum provably fits int32 */
+    int32_t simd;                 /* 1: AVX2, the aligned sum provably fits int32; 2: AVX-512,
+                                     int8 + int8 -> int8 and a shift of 1..31 as well */
 } shortcut_ctx;
 
 #if MDFI_KERNELS_X86
@@ -534,14 +550,47 @@ MDFI_SHORTCUT_AVX2(shortcut_avx2_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
 MDFI_SHORTCUT_AVX2(shortcut_avx2_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
 MDFI_SHORTCUT_AVX2(shortcut_avx2_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
 MDFI_SHORTCUT_AVX2(shortcut_avx2_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
+
+/* int8 a, b -> int8 out on sixteen int32 lanes (mdfi_requantize16_i32_avx512: the formulas of
+ * the AVX2 twin), the tail with masked loads and stores. */
+#define MDFI_SHORTCUT_AVX512(NAME, MODE, ACT)                                                \
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))                       \
+static void NAME(const shortcut_ctx *k, int64_t i0, int64_t i1)                              \
+{                                                                                            \
+    mdfi_rq32_avx512 q;                                                                      \
+    mdfi_rq32_init_avx512(&q, k->s, MODE, k->bits);                                          \
+    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);              \
+    const int8_t *a = (const int8_t *)k->a, *b = (const int8_t *)k->b;                       \
+    int8_t *o = (int8_t *)k->out;                                                            \
+    for (int64_t i = i0; i < i1; i += 16) {                                                  \
+        const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1u); \
+        const __m512i va = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i))); \
+        const __m512i vb = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i))); \
+        const __m512i sum = _mm512_add_epi32(_mm512_sll_epi32(va, da), _mm512_sll_epi32(vb, db)); \
+        const __m512i r = mdfi_requantize16_i32_avx512(sum, &q, MODE, ACT);                  \
+        _mm_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi32_epi8(r));                   \
+    }                                                                                        \
+}
+MDFI_SHORTCUT_AVX512(shortcut_avx512_0, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
+MDFI_SHORTCUT_AVX512(shortcut_avx512_1, MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY)
+MDFI_SHORTCUT_AVX512(shortcut_avx512_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
+MDFI_SHORTCUT_AVX512(shortcut_avx512_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
+MDFI_SHORTCUT_AVX512(shortcut_avx512_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
+MDFI_SHORTCUT_AVX512(shortcut_avx512_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
 #endif
 
 static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
 {
     const shortcut_ctx *k = (const shortcut_ctx *)vctx;
 #if MDFI_KERNELS_X86
+    typedef void (*fn)(const shortcut_ctx *, int64_t, int64_t);
+    if (k->simd == 2) {
+        static const fn f[6] = {shortcut_avx512_0, shortcut_avx512_1, shortcut_avx512_2,
+                                shortcut_avx512_3, shortcut_avx512_4, shortcut_avx512_5};
+        f[k->mode * 3 + k->act](k, i0, i1);
+        return;
+    }
     if (k->simd) {
-        typedef void (*fn)(const shortcut_ctx *, int64_t, int64_t);
         static const fn f[6] = {shortcut_avx2_0, shortcut_avx2_1, shortcut_avx2_2,
                                 shortcut_avx2_3, shortcut_avx2_4, shortcut_avx2_5};
         f[k->mode * 3 + k->act](k, i0, i1);
@@ -574,8 +623,11 @@ int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
     if (da > 16 || db > 16 || s < MDFI_MIN_SHIFT || s > MDFI_MAX_SHIFT) return -2;
     const int64_t ma = (int64_t)1 << da, mb = (int64_t)1 << db;   /* exact alignment factors */
     const int fits32 = type_max_abs(a_type) * ma + type_max_abs(b_type) * mb <= (int64_t)INT32_MAX;
-    const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb,
-                            use_avx2(opts) && fits32};
+    int32_t simd = use_avx2(opts) && fits32;
+    if (simd && opts->simd == 2 && a_type == MDFI_S8 && b_type == MDFI_S8 && out_type == MDFI_S8 &&
+        s >= 1 && s <= 31 && have_avx512bw())
+        simd = 2;
+    const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb, simd};
     par_for(opts, n, 32768, shortcut_range, &k);
     return 0;
 }

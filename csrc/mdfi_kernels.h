@@ -34,7 +34,9 @@ enum mdfi_type { MDFI_U8 = 0, MDFI_S8 = 1, MDFI_S16 = 2, MDFI_S32 = 3 };
  *              they are complete whichever threads join.  mdfi_conv_pool_run (mdfi_conv.h)
  *              is such a pool: the convolution's workers.
  *   nthreads : threads to use (>= 1)
- *   simd     : 0 = portable C, 1 = the AVX2 paths where the CPU has AVX2
+ *   simd     : 0 = portable C, 1 = the AVX2 paths where the CPU has AVX2, 2 = as 1, and
+ *              the AVX-512 bodies where the CPU has AVX-512 F/BW/VL/DQ (today: the int8
+ *              shortcut)
  * Work is split into ranges of whole elements/channels, each computed by one thread with the
  * same integer operations: results never depend on the thread count or the path. */
 typedef int (*mdfi_pool_fn)(void (*job)(void *arg, int tid), void *arg, int nthreads);

@@ -91,11 +91,14 @@ SHAPES = [  # C, H, W, M, k, stride, pad
     (4, 12, 13, 17, 3, 4, 2),      # stride 4
     (64, 4, 5, 40, 3, 1, 1),       # AMX-sized channel blocks, tiny map
     (130, 3, 3, 18, 3, 1, 1), (2, 31, 2, 8, 3, 1, 1), (11, 2, 33, 12, 1, 2, 0),
+    # rows of more than 64 positions (the AVX-512 input re-layout: 64 per step and a tail)
+    (3, 4, 150, 9, 3, 2, 1), (6, 3, 133, 7, 1, 1, 0), (5, 3, 129, 8, 3, 1, 1), (2, 3, 257, 4, 3, 2, 0),
 ]
 
 
 @pytest.mark.parametrize("path", Q8_PATHS)
 def test_every_tile_and_mode(path):
+    """Every register tile in every B mode (direct, packed, compact) on the shapes above."""
     need(path)
     tiles = _conv.q8_tiles(path)
     rng = np.random.default_rng(sum(map(ord, path)))
@@ -103,13 +106,42 @@ def test_every_tile_and_mode(path):
         x, wt, bias, shift, kw = case(rng, *shape, xkind="u8" if shape[0] == 3 else None)
         ref = reference(x, wt, bias, shift, **kw)
         for kern in range(len(tiles)):
-            for direct in (1, 0):
+            for direct in (1, 0, 2):
                 _conv._set_q8_override(kern, direct)
                 got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern + direct) % 3, **kw)
                 if not np.array_equal(got, ref):
                     bad = tuple(np.argwhere(got != ref)[0])
-                    raise AssertionError(f"{path} tile {tiles[kern]} {'direct' if direct else 'packed'}: "
+                    raise AssertionError(f"{path} tile {tiles[kern]} {('packed', 'direct', 'compact')[direct]}: "
                                          f"shape {shape} {kw} x {x.dtype}: at {bad} {got[bad]} != {ref[bad]}")
+
+
+@pytest.mark.parametrize("path", Q8_PATHS)
+def test_register_epilogue(path):
+    """Every row on the int32 lanes (shifts 1..31, small biases): the tiles requantize straight
+    from their accumulator registers.  Every tile and mode, row counts that are not multiples
+    of the tile's rows, per-layer and per-channel shifts, every activation, both roundings,
+    output widths that saturate in the narrowing (8, 16) and that clamp first (3, 5, 12)."""
+    need(path)
+    tiles = _conv.q8_tiles(path)
+    rng = np.random.default_rng(11 + sum(map(ord, path)))
+    shapes = [(3, 9, 21, 7, 3, 1, 1), (5, 6, 40, 20, 1, 1, 0), (17, 7, 9, 13, 3, 2, 1), (40, 5, 5, 33, 3, 1, 1),
+              (8, 13, 13, 16, 3, 1, 1), (12, 3, 50, 1, 1, 1, 0)]
+    for i, shape in enumerate(shapes):
+        for j, bits in enumerate((8, 16, 3, 5, 12)):
+            x, wt, _, _, kw = case(rng, *shape, xkind="u8" if i % 2 == 0 else "s8", wbits=8, xbits=8)
+            m = shape[3]
+            pmax = shape[0] * shape[4] ** 2 * 128 * 255
+            typical = max(pmax.bit_length() - 8, 1)
+            shift = (np.full(m, typical, np.int32) if j % 2 == 0 else
+                     rng.choice([1, 2, typical - 1, typical, typical + 3, 31], size=m).astype(np.int32))
+            bias = rng.integers(-1000, 1001, size=m).astype(np.int64)
+            kw.update(bits=bits, rounding=ROUNDINGS[(i + j) % 2], act=ACTS[(i + j) % 3])
+            ref = reference(x, wt, bias, shift, **kw)
+            for kern in range(len(tiles)):
+                for direct in (1, 0, 2):
+                    _conv._set_q8_override(kern, direct)
+                    got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern) % 2, **kw)
+                    assert np.array_equal(got, ref), (path, tiles[kern], direct, shape, kw)
 
 
 @pytest.mark.parametrize("path", Q8_PATHS)

@@ -188,7 +188,7 @@ def test_shortcut_mixed_input_types():
 
 # -- every path and thread count: the AVX2 bodies (int32 lanes of the twin, int64 lanes for
 #    shifts outside 1..31, scalar tails) and ranges split over the convolution's pool ----------------
-OPTS = [(1, False), (1, True), (2, False), (2, True), (3, True)]
+OPTS = [(1, False), (1, True), (2, False), (2, True), (3, True), (1, "avx512"), (2, "avx512")]
 BIG = (37, 41, 43)          # 65231 elements: several ranges per thread, odd tails
 
 

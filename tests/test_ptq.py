@@ -121,7 +121,7 @@ def test_data_methods_need_images():
     with pytest.raises(FormatError, match="need calibration images"):
         quantize_network(net, weight_rounding="gptq", act_fracs={0: 3, 1: 3, 2: 3}, cfg_text="x")
     with pytest.raises(FormatError, match="weight_rounding"):
-        quantize_network(net, weight_rounding="adaround", act_fracs={0: 3, 1: 3, 2: 3}, cfg_text="x")
+        quantize_network(net, weight_rounding="magic", act_fracs={0: 3, 1: 3, 2: 3}, cfg_text="x")
 
 
 def _d(conf, x=0.0):

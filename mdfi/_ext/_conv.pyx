@@ -73,7 +73,8 @@ def set_simd_path(name):
 
 
 def _set_q8_override(kernel=-1, direct=-1):
-    """Testing only: force the 8-bit kernels' register tile and direct/packed mode."""
+    """Testing only: force the 8-bit kernels' register tile and B mode (direct 1, packed 0,
+    compact 2: kernels of at least 2x2, else packed)."""
     mdfi_conv_q8_override(int(kernel), int(direct))
 
 

@@ -19,15 +19,25 @@ MAX_THREADS = 256
 cdef mdfi_pool_fn _pool = <mdfi_pool_fn>PyCapsule_GetPointer(_conv.pool_capsule(), b"mdfi_pool_fn")
 
 
+# convolution paths of AVX-512 CPUs: the kernels may use their AVX-512 bodies (simd 2)
+_AVX512_PATHS = ("avx512bw", "avx512vnni", "avx512vnni-ymm", "amx", "amx-sim")
+
+
 cdef mdfi_kopts _opts(nthreads, simd) except *:
     """Options of a kernel call: nthreads (1..MAX_THREADS) on the shared pool; simd None =
-    the convolution's current path (MDFI_SIMD / _conv.set_simd_path), else a bool."""
+    the convolution's current path (MDFI_SIMD / _conv.set_simd_path: portable C, AVX2, or AVX2
+    and AVX-512 on an AVX-512 path), "avx512" (AVX2 and AVX-512 where the CPU has them), else
+    a bool (AVX2 or portable C)."""
     cdef mdfi_kopts o
     if not isinstance(nthreads, (int, np.integer)) or not 1 <= nthreads <= MAX_THREADS:
         raise ShapeError(f"nthreads must be an integer in 1..{MAX_THREADS}, got {nthreads!r}")
     o.pool = _pool
     o.nthreads = nthreads
-    o.simd = (_conv.simd_path() != "scalar") if simd is None else (1 if simd else 0)
+    if simd is None:
+        path = _conv.simd_path()
+        o.simd = 2 if path in _AVX512_PATHS else (0 if path == "scalar" else 1)
+    else:
+        o.simd = 2 if simd == "avx512" else (1 if simd else 0)
     return o
 
 # dtype -> mdfi_type code (csrc/mdfi_kernels.h)

@@ -65,7 +65,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         raise MDFIError(f"--calib {args.calib}: not a folder of images")
     if (args.weight_rounding != "nearest" or args.bias_correction == "empirical"
             or args.size_budget is not None) and not args.calib:
-        raise MDFIError("--weight-rounding gptq, --bias-correction empirical and --size-budget need "
+        raise MDFIError("--weight-rounding gptq/adaround, --bias-correction empirical and --size-budget need "
                         "calibration images (--calib DIR)")
     if args.size_budget is not None and args.layer_wbits:
         raise MDFIError("give --size-budget (chooses the weight widths) or --layer-wbits, not both")
@@ -354,9 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
                    help="how activation formats are chosen from the statistics (default: the recipe's; "
                         "mse for calibration images, max for the batch-norm estimate)")
-    q.add_argument("--weight-rounding", choices=("nearest", "gptq"), default="nearest",
-                   help="gptq: sequential rounding with error feedback on the --calib images (minutes; "
-                        "docs/quantization.md)")
+    q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround"), default="nearest",
+                   help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
+                        "up/down rounding learned per layer on them (minutes each; docs/quantization.md)")
     q.add_argument("--bias-correction", choices=("auto", "empirical", "on", "off"), default="auto",
                    help="empirical: cancel the mean error per channel measured on the --calib images; "
                         "auto: the analytic correction for weights of 6 bits or fewer")

@@ -81,7 +81,7 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
         wide = [f"{i}:{b}" for i, b in abits.items() if b != base]
         lines.append(f"mixed precision: activation widths {', '.join(wide)} (the other layers {base} bits; "
                      f"weights as listed): {qm.describe()}")
-    lines.append("rounding/bias: how each layer's integers were chosen (nearest or gptq weights; bias nearest, "
+    lines.append("rounding/bias: how each layer's integers were chosen (nearest, gptq or adaround weights; bias nearest, "
                  "analytic or empirical correction; ? = not recorded)")
     size = f"parameters {param_bytes:,} bytes at their declared widths"
     if file_bytes is not None:

@@ -274,14 +274,15 @@ def parse_activation(sec, default: str, darknet: str = "pjreddie", layer_kind: s
 # -- how the integers were chosen (recorded per layer in the model file) --------------------------
 #: ``method`` of a quantized convolution: key -> allowed values.
 #:
-#: * ``weights``: ``nearest`` (round half up at the channel's format) or ``gptq``
-#:   (sequential rounding with error feedback on calibration data, :mod:`mdfi.quant.gptq`);
+#: * ``weights``: ``nearest`` (round half up at the channel's format), ``gptq``
+#:   (sequential rounding with error feedback on calibration data, :mod:`mdfi.quant.gptq`) or
+#:   ``adaround`` (up/down rounding learned on calibration data, :mod:`mdfi.quant.adaround`);
 #: * ``weight_format``: how ``w_frac`` was chosen (``max``, ``mse``);
 #: * ``bias``: ``nearest`` (the folded float bias rounded), ``analytic`` (minus the expected
 #:   shift of weight rounding from per-channel input means, Nagel et al. 2019) or
 #:   ``empirical`` (minus the measured mean output shift of the quantized network on
 #:   calibration images, :mod:`mdfi.quant.sequential`).
-METHOD_KEYS = {"weights": ("nearest", "gptq"), "weight_format": ("max", "mse"),
+METHOD_KEYS = {"weights": ("nearest", "gptq", "adaround"), "weight_format": ("max", "mse"),
                "bias": ("nearest", "analytic", "empirical")}
 
 

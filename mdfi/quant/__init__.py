@@ -16,6 +16,8 @@ Post-training quantization methods that use calibration images (data-driven).
   will see at inference; empirical bias correction.
 * :mod:`mdfi.quant.gptq` -- weight rounding with error feedback (GPTQ / OBQ) at the
   power-of-two formats MDFI uses.
+* :mod:`mdfi.quant.adaround` -- up/down rounding of each weight learned per layer on
+  calibration data (AdaRound), at the same formats.
 
 The integer semantics (docs/fixed-point.md) are untouched: these modules only choose the
 integers and formats :func:`mdfi.quant.quantize.quantize_network` stores.

@@ -22,7 +22,7 @@ from ..darknet.network import Network
 ACT_METHODS = ("max", "percentile", "mse")
 WEIGHT_METHODS = ("max", "mse")
 #: How integer weights are chosen at their formats.
-WEIGHT_ROUNDINGS = ("nearest", "gptq")
+WEIGHT_ROUNDINGS = ("nearest", "gptq", "adaround")
 
 
 class QuantizedModel:
@@ -145,7 +145,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      names: Optional[Sequence[str]] = None, progress: bool = False,
                      calib_inputs: Optional[Sequence[np.ndarray]] = None, weight_rounding: str = "nearest",
                      bias_shifts: Optional[Mapping[int, np.ndarray]] = None,
-                     unify_routes: bool = True) -> QuantizedModel:
+                     unify_routes: bool = True, adaround: Optional[Mapping] = None) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
@@ -170,10 +170,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     concatenation instead of a requantizing shift by one or two bits, whose round-half-up
     ties bias the values upward (:func:`unify_route_formats`).
 
-    ``weight_rounding``: ``"nearest"`` (round half up) or ``"gptq"`` (sequential rounding
-    with error feedback on the calibration inputs, :mod:`mdfi.quant.gptq`; needs
-    ``calib_inputs``).  Every convolution records the methods that produced its integers
-    (``QConvolutional.method``, saved in the model file).
+    ``weight_rounding``: ``"nearest"`` (round half up), ``"gptq"`` (sequential rounding
+    with error feedback on the calibration inputs, :mod:`mdfi.quant.gptq`) or
+    ``"adaround"`` (up/down rounding learned per layer on the calibration inputs,
+    :mod:`mdfi.quant.adaround`; ``adaround``: its settings, the fields of
+    :class:`~mdfi.quant.adaround.AdaRoundSettings`); both need ``calib_inputs``.  Every
+    convolution records the methods that produced its integers (``QConvolutional.method``,
+    saved in the model file).
     """
     calibrate = None
 
@@ -200,6 +203,12 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         raise FormatError(f"bias_correction={bias_correction!r}: expected True, False, 'auto' or 'empirical'")
     if weight_rounding not in WEIGHT_ROUNDINGS:
         raise FormatError(f"weight_rounding={weight_rounding!r}: expected one of {', '.join(WEIGHT_ROUNDINGS)}")
+    ada = None
+    if weight_rounding == "adaround":
+        from .adaround import settings_from
+        ada = settings_from(adaround)
+    elif adaround:
+        raise FormatError("adaround settings given but weight_rounding is not 'adaround'")
     needs_data = bias_correction == "empirical" or weight_rounding != "nearest"
     if needs_data and not calib_inputs:
         raise FormatError(f"bias_correction={bias_correction!r} / weight_rounding={weight_rounding!r} "
@@ -252,7 +261,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                               weight_method=weight_method, input_scale=in_scale, input_mean=mean)
             if run is not None or (bias_shifts and i in bias_shifts):
                 ql = _refine_conv(layer, ql, run, in_scale, weight_rounding, bias_correction,
-                                  None if not bias_shifts else bias_shifts.get(i), rounding=mode)
+                                  None if not bias_shifts else bias_shifts.get(i), rounding=mode, adaround=ada)
         elif layer.kind == "shortcut":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
@@ -281,6 +290,9 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                "darknet_reason": network.darknet_reason}
     if run is not None:
         options["calib_inputs"] = len(run)
+    if ada is not None:
+        from dataclasses import asdict
+        options["adaround"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(ada).items()}
     if cfg_text is None:
         with open(network.path, "r", encoding="utf-8") as fh:
             cfg_text = fh.read()
@@ -328,9 +340,9 @@ def unify_route_formats(network: Network, act_fracs: Mapping[int, int], layer_ab
 
 
 def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_correction,
-                 recorded_shift, *, rounding: str):
+                 recorded_shift, *, rounding: str, adaround=None):
     """Re-choose a convolution's integers on calibration data (``run``) or with recorded
-    bias shifts: GPTQ weight rounding, then empirical bias correction."""
+    bias shifts: GPTQ or AdaRound weight rounding, then empirical bias correction."""
     w, b = layer.folded_float_params()
     m = layer.filters
     w = (w * in_scale).reshape(m, -1)
@@ -339,6 +351,11 @@ def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_cor
         from .gptq import gptq_layer
         w_q = gptq_layer(layer, run, w, ql.w_frac, ql.wbits)
         method["weights"] = "gptq"
+    elif run is not None and weight_rounding == "adaround":
+        from .adaround import adaround_layer
+        w_q = adaround_layer(layer, run, w, b, ql.w_frac, ql.wbits, ql.in_fmt.frac,
+                             float_input_scale=1.0 / in_scale, settings=adaround)
+        method["weights"] = "adaround"
     # The float bias b is re-rounded from scratch: an analytic correction made by
     # cls.quantize for round-to-nearest weights is replaced by the empirical one (or
     # dropped when the weights changed).
