@@ -124,6 +124,7 @@ def test_yolov3_tiny_8bit(runner, tiny_weights_path, tmp_path):
 
 
 @pytest.mark.parametrize("bits", [8, 4, 16])
+@pytest.mark.filterwarnings("ignore:w4a4 fixed point keeps:UserWarning")
 def test_mini_yolov3(runner, tmp_path, bits):
     import mdfi
     model = mdfi.load(cfg=MINI / "mini-yolov3.cfg", weights=MINI / "mini-yolov3.weights", bits=bits,
