@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     from mdfi.eval import evaluate
     from mdfi.scale import imagejobs
     from mdfi.quant import recipes
-    from mdfi.cli import parse_bits_list
+    from mdfi.fixedpoint import parse_bits_list
     from mdfi.engine import FixedEngine
     from mdfi.model import Model, _float_network
     from mdfi.quant.quantize import quantize_network

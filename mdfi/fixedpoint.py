@@ -78,6 +78,21 @@ def check_bits(bits: int, what: str = "bit width") -> int:
     return int(bits)
 
 
+def parse_bits_list(text: str):
+    """'16,12,8,w4a8' -> [(16,16), (12,12), (8,8), (4,8)]."""
+    import re
+    out = []
+    for tok in filter(None, (t.strip() for t in text.split(","))):
+        m = re.fullmatch(r"(?:w(\d+)a(\d+)|(\d+))", tok)
+        if not m:
+            raise FormatError(f"--bits: {tok!r} is not a width (8) or a pair (w4a8)")
+        w, a = (int(m.group(1)), int(m.group(2))) if m.group(1) else (int(m.group(3)),) * 2
+        out.append((check_bits(w, "weight width"), check_bits(a, "activation width")))
+    if not out:
+        raise FormatError("--bits: empty list")
+    return out
+
+
 def qmin(bits: int, signed: bool = True) -> int:
     return -(1 << (bits - 1)) if signed else 0
 

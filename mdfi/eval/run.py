@@ -53,7 +53,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     from ..quant import calibrate, modelfile, recipes
     from . import evaluate
     from ..scale import imagejobs
-    from ..cli import parse_bits_list
+    from ..fixedpoint import parse_bits_list
     from ..model import DEFAULT_ENGINE, _float_network
     from ..quant.quantize import quantize_network
 
