@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--base", required=True, help="directory with the other build's _conv*.so")
     ap.add_argument("--model", default="yolov3")
     ap.add_argument("--runs", type=int, default=11)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="engine threads; above 1 the clock is wall time (a quiet machine is needed)")
     ap.add_argument("--layers", action="store_true", help="print every convolution layer")
     args = ap.parse_args(argv)
 
@@ -62,8 +64,9 @@ def main(argv=None) -> int:
     runners, bufs = {}, {}
     for name, mod in mods.items():
         ce._conv = mod
-        runners[name] = ce.CRunner(qm, 1)
+        runners[name] = ce.CRunner(qm, args.threads)
         bufs[name] = [runners[name].new_output(ql.index) for ql in qm.layers]
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
     per_layer = {k: defaultdict(list) for k in mods}
     totals = {k: [] for k in mods}
     finals = {}
@@ -75,9 +78,9 @@ def main(argv=None) -> int:
         for ql, step in zip(qm.layers, runner.steps):
             xs = [x if i == -1 else outs[i] for i in ql.inputs]
             out = bufs[name][ql.index]
-            t0 = time.thread_time()
+            t0 = clock()
             step(xs, out)
-            dt = time.thread_time() - t0
+            dt = clock() - t0
             tot += dt
             per_layer[name][ql.index].append(dt)
             outs[ql.index] = out
@@ -101,7 +104,8 @@ def main(argv=None) -> int:
     load1 = os.getloadavg()[0]
     med = {k: {i: statistics.median(v) for i, v in per_layer[k].items()} for k in mods}
     kinds = {k: defaultdict(float) for k in mods}
-    print(f"{args.model}, 1 thread, path {conv_new.simd_path()}, thread CPU time, medians of {args.runs} "
+    print(f"{args.model}, {args.threads} thread(s), path {conv_new.simd_path()}, "
+          f"{'thread CPU time' if args.threads == 1 else 'wall clock'}, medians of {args.runs} "
           f"interleaved forwards; load average {load0:.2f} before, {load1:.2f} after")
     for ql in qm.layers:
         layer = net.layers[ql.index]

@@ -476,7 +476,13 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     tile_geometry(&ctx, best, best_mode);
 
     /* work split */
-    ctx.msplit = nthreads > 1 && (int64_t)ctx.ntiles < 4 * (int64_t)nthreads && ctx.nmt >= 2 * nthreads;
+    /* split the output channels (each thread streams only its own weight panels, the shared
+     * input stays in cache) when the pixels give few tiles per thread, or when the weights
+     * outweigh the layer's input (the 13x13 and 26x26 layers of deep networks) */
+    const double wbytes = (double)ctx.m * ctx.c4 * 4.0 * ctx.taps;
+    const double xbytes = (double)ctx.c4 * 4.0 * ctx.ntiles * ctx.nr;
+    ctx.msplit = nthreads > 1 && ctx.nmt >= 2 * nthreads &&
+                 ((int64_t)ctx.ntiles < 4 * (int64_t)nthreads || wbytes > xbytes);
     ctx.mgroup = (int32_t)((ctx.nmt + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
     if (ctx.mgroup < 1) ctx.mgroup = 1;
     const double per_tile = ctx.direct || ctx.compact ? (double)ctx.c4 * ctx.nr * 4.0 * (ctx.taps < 4 ? ctx.taps : 4)
