@@ -173,15 +173,8 @@ static void x4_neon(const q8_ctx *ctx, int64_t r0, int64_t r1)
         const int64_t cq = pl / ((int64_t)s * s), ph = pl % ((int64_t)s * s);
         const int32_t py = (int32_t)(ph / s), px = (int32_t)(ph % s);
         uint8_t *d = ctx->x4 + ((size_t)pl * (size_t)ctx->plane + (size_t)pr * (size_t)wps) * 4;
-        const int64_t y = pr * s + py - ctx->pad;
-        int64_t jlo = 0, jhi = 0;
-        if (y >= 0 && y < ctx->h) {
-            const int64_t a = (int64_t)ctx->pad - px, b = (int64_t)ctx->w + ctx->pad - px;
-            jlo = a <= 0 ? 0 : (a + s - 1) / s;
-            jhi = b <= 0 ? 0 : (b + s - 1) / s;
-            if (jhi > wps) jhi = wps;
-            if (jlo > jhi) jlo = jhi;
-        }
+        int64_t jlo, jhi;
+        const int64_t y = mdfi_q8_x4_row(ctx, pr, py, px, &jlo, &jhi);
         for (int64_t j = 0; j < jlo; ++j) memset(d + 4 * j, ctx->padv, 4);
         if (jhi > jlo) {
             const uint8_t *src[4];

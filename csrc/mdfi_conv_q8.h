@@ -203,6 +203,23 @@ void mdfi_q8_pack_ref(const q8_ctx *ctx, int32_t t, uint8_t *dst);
  * shortcut's output when ctx->res_fast). */
 void mdfi_q8_store_one(const q8_ctx *ctx, int32_t m, int64_t idx, int32_t acc);
 /* uint32 -> int32 modulo 2^32 (no implementation-defined conversion). */
+/* X4 row q of the phase plane (py, px): its input row y (outside [0, H): all padding) and the
+ * output columns [jlo, jhi) that read input columns (jlo*s + px - pad ...), the rest padding */
+static inline int64_t mdfi_q8_x4_row(const q8_ctx *ctx, int64_t q, int32_t py, int32_t px, int64_t *jlo,
+                                     int64_t *jhi)
+{
+    const int64_t s = ctx->stride, y = q * s + py - ctx->pad;
+    *jlo = *jhi = 0;
+    if (y >= 0 && y < ctx->h) {
+        const int64_t a = (int64_t)ctx->pad - px, b = (int64_t)ctx->w + ctx->pad - px;
+        *jlo = a <= 0 ? 0 : (a + s - 1) / s;
+        *jhi = b <= 0 ? 0 : (b + s - 1) / s;
+        if (*jhi > ctx->wps) *jhi = ctx->wps;
+        if (*jlo > *jhi) *jlo = *jhi;
+    }
+    return y;
+}
+
 static inline int32_t mdfi_q8_wrap(uint32_t u)
 {
     return u <= (uint32_t)INT32_MAX ? (int32_t)u : (int32_t)(u - 2147483648u) - INT32_MAX - 1;

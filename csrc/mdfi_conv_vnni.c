@@ -88,15 +88,8 @@ void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1)
         } else {
             for (int64_t q = pr; q < pe; ++q) {
                 uint8_t *d = plane + (size_t)q * (size_t)wps * 4;
-                const int64_t y = q * s + py - ctx->pad;
-                int64_t jlo = 0, jhi = 0;
-                if (y >= 0 && y < ctx->h) {
-                    const int64_t a = (int64_t)ctx->pad - px, bb = (int64_t)ctx->w + ctx->pad - px;
-                    jlo = a <= 0 ? 0 : (a + s - 1) / s;
-                    jhi = bb <= 0 ? 0 : (bb + s - 1) / s;
-                    if (jhi > wps) jhi = wps;
-                    if (jlo > jhi) jlo = jhi;
-                }
+                int64_t jlo, jhi;
+                const int64_t y = mdfi_q8_x4_row(ctx, q, py, px, &jlo, &jhi);
                 if (jlo > 0) memset(d, ctx->padv, (size_t)jlo * 4);
                 const int64_t n = jhi - jlo, x0 = jlo * s + px - ctx->pad;
                 const uint8_t *rs[4];
@@ -211,15 +204,8 @@ X4_ATTR void mdfi_q8_x4_avx512(const q8_ctx *ctx, int64_t r0, int64_t r1)
         } else {
             for (int64_t q = pr; q < pe; ++q) {
                 uint8_t *d = plane + (size_t)q * (size_t)wps * 4;
-                const int64_t y = q * s + py - ctx->pad;
-                int64_t jlo = 0, jhi = 0;
-                if (y >= 0 && y < ctx->h) {
-                    const int64_t a = (int64_t)ctx->pad - px, bb = (int64_t)ctx->w + ctx->pad - px;
-                    jlo = a <= 0 ? 0 : (a + s - 1) / s;
-                    jhi = bb <= 0 ? 0 : (bb + s - 1) / s;
-                    if (jhi > wps) jhi = wps;
-                    if (jlo > jhi) jlo = jhi;
-                }
+                int64_t jlo, jhi;
+                const int64_t y = mdfi_q8_x4_row(ctx, q, py, px, &jlo, &jhi);
                 if (jlo > 0) memset(d, ctx->padv, (size_t)jlo * 4);
                 const int64_t n = jhi - jlo, x0 = jlo * s + px - ctx->pad;
                 const uint8_t *rs[4];
