@@ -203,6 +203,21 @@ void mdfi_q8_pack_ref(const q8_ctx *ctx, int32_t t, uint8_t *dst);
  * shortcut's output when ctx->res_fast). */
 void mdfi_q8_store_one(const q8_ctx *ctx, int32_t m, int64_t idx, int32_t acc);
 /* uint32 -> int32 modulo 2^32 (no implementation-defined conversion). */
+/* X4 plane pl (channel quad pl / s^2, phase (py, px) = its remainder): its first byte, and the
+ * four input channels of the quad (NULL past C: padding) */
+static inline uint8_t *mdfi_q8_x4_plane(const q8_ctx *ctx, int64_t pl, const uint8_t *src[4], int32_t *py,
+                                        int32_t *px)
+{
+    const int64_t s = ctx->stride, cq = pl / (s * s), ph = pl % (s * s);
+    *py = (int32_t)(ph / s);
+    *px = (int32_t)(ph % s);
+    for (int e = 0; e < 4; ++e) {
+        const int64_t ch = 4 * cq + e;
+        src[e] = ch < ctx->c ? (const uint8_t *)ctx->x + (size_t)ch * (size_t)ctx->h * (size_t)ctx->w : NULL;
+    }
+    return ctx->x4 + (size_t)pl * (size_t)ctx->plane * 4;
+}
+
 /* X4 row q of the phase plane (py, px): its input row y (outside [0, H): all padding) and the
  * output columns [jlo, jhi) that read input columns (jlo*s + px - pad ...), the rest padding */
 static inline int64_t mdfi_q8_x4_row(const q8_ctx *ctx, int64_t q, int32_t py, int32_t px, int64_t *jlo,

@@ -67,17 +67,11 @@ void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1)
 {
     const int32_t s = ctx->stride, hps = ctx->hps, wps = ctx->wps;
     const __m128i flip = _mm_set1_epi8((char)ctx->flip), padv = _mm_set1_epi8((char)ctx->padv);
-    const int64_t nph = (int64_t)s * s;
     int64_t pr = r0 % hps, pl = r0 / hps;               /* incremented below: no division per row */
     for (int64_t r = r0; r < r1;) {
-        const int64_t cq = pl / nph, ph = pl % nph;
-        const int32_t py = (int32_t)(ph / s), px = (int32_t)(ph % s);
         const uint8_t *src[4];
-        for (int e = 0; e < 4; ++e) {
-            const int64_t ch = 4 * cq + e;
-            src[e] = ch < ctx->c ? (const uint8_t *)ctx->x + (size_t)ch * (size_t)ctx->h * (size_t)ctx->w : NULL;
-        }
-        uint8_t *plane = ctx->x4 + (size_t)pl * (size_t)ctx->plane * 4;
+        int32_t py, px;
+        uint8_t *plane = mdfi_q8_x4_plane(ctx, pl, src, &py, &px);
         /* rows pr .. pe-1 of this plane */
         const int64_t pe = (r1 - r) < (hps - pr) ? pr + (r1 - r) : hps;
         if (s == 1 && ctx->pad == 0 && wps == ctx->w && (pe - pr) * wps >= 16) {
@@ -183,17 +177,11 @@ X4_ATTR static void quads_run512(uint8_t *d, const uint8_t *const src[4], int64_
 X4_ATTR void mdfi_q8_x4_avx512(const q8_ctx *ctx, int64_t r0, int64_t r1)
 {
     const int32_t s = ctx->stride, hps = ctx->hps, wps = ctx->wps;
-    const int64_t nph = (int64_t)s * s;
     int64_t pr = r0 % hps, pl = r0 / hps;               /* incremented below: no division per row */
     for (int64_t r = r0; r < r1;) {
-        const int64_t cq = pl / nph, ph = pl % nph;
-        const int32_t py = (int32_t)(ph / s), px = (int32_t)(ph % s);
         const uint8_t *src[4];
-        for (int e = 0; e < 4; ++e) {
-            const int64_t ch = 4 * cq + e;
-            src[e] = ch < ctx->c ? (const uint8_t *)ctx->x + (size_t)ch * (size_t)ctx->h * (size_t)ctx->w : NULL;
-        }
-        uint8_t *plane = ctx->x4 + (size_t)pl * (size_t)ctx->plane * 4;
+        int32_t py, px;
+        uint8_t *plane = mdfi_q8_x4_plane(ctx, pl, src, &py, &px);
         /* rows pr .. pe-1 of this plane */
         const int64_t pe = (r1 - r) < (hps - pr) ? pr + (r1 - r) : hps;
         if (s == 1 && ctx->pad == 0 && wps == ctx->w) {
