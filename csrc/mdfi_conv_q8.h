@@ -55,6 +55,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mdfi_conv.h"
 #include "mdfi_conv_internal.h"
@@ -216,6 +217,22 @@ static inline uint8_t *mdfi_q8_x4_plane(const q8_ctx *ctx, int64_t pl, const uin
         src[e] = ch < ctx->c ? (const uint8_t *)ctx->x + (size_t)ch * (size_t)ctx->h * (size_t)ctx->w : NULL;
     }
     return ctx->x4 + (size_t)pl * (size_t)ctx->plane * 4;
+}
+
+/* X4 positions [j0, n) of a row, one byte at a time: rs[e][j*s] ^ flip, padding where the
+ * quad has no channel e.  d: the row's first real position (output column jlo). */
+static inline void mdfi_q8_x4_bytes(uint8_t *d, const uint8_t *const rs[4], int64_t j0, int64_t n, int32_t s,
+                                    uint8_t flip, uint8_t padv)
+{
+    for (int64_t j = j0; j < n; ++j)
+        for (int e = 0; e < 4; ++e) d[4 * j + e] = rs[e] ? (uint8_t)(rs[e][j * s] ^ flip) : padv;
+}
+
+/* The slack after the last row of an X4 plane (positions hps*wps .. plane-1): padding. */
+static inline void mdfi_q8_x4_slack(const q8_ctx *ctx, uint8_t *plane)
+{
+    const size_t used = (size_t)ctx->hps * (size_t)ctx->wps;
+    memset(plane + used * 4, ctx->padv, ((size_t)ctx->plane - used) * 4);
 }
 
 /* X4 row q of the phase plane (py, px): its input row y (outside [0, H): all padding) and the

@@ -94,16 +94,11 @@ void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1)
                 if (nv > n) nv = n;
                 if (nv < 16) nv = 0;
                 if (nv > 0) quads_run(d + 4 * jlo, rs, nv, s, flip, padv);
-                for (int64_t j = nv; j < n; ++j)
-                    for (int e = 0; e < 4; ++e)
-                        d[4 * (jlo + j) + e] = rs[e] ? (uint8_t)(rs[e][j * s] ^ ctx->flip) : ctx->padv;
+                mdfi_q8_x4_bytes(d + 4 * jlo, rs, nv, n, s, ctx->flip, ctx->padv);
                 if (jhi < wps) memset(d + 4 * jhi, ctx->padv, (size_t)(wps - jhi) * 4);
             }
         }
-        if (pe == hps) {                                /* the plane's slack */
-            uint8_t *tail = plane + (size_t)hps * (size_t)wps * 4;
-            memset(tail, ctx->padv, ((size_t)ctx->plane - (size_t)hps * (size_t)wps) * 4);
-        }
+        if (pe == hps) mdfi_q8_x4_slack(ctx, plane);
         r += pe - pr;
         pr = 0;
         ++pl;
@@ -202,17 +197,12 @@ X4_ATTR void mdfi_q8_x4_avx512(const q8_ctx *ctx, int64_t r0, int64_t r1)
                 if (n > 0 && s <= 2) {
                     quads_run512(d + 4 * jlo, rs, n, s, ctx->flip, ctx->padv);
                 } else {
-                    for (int64_t j = 0; j < n; ++j)
-                        for (int e = 0; e < 4; ++e)
-                            d[4 * (jlo + j) + e] = rs[e] ? (uint8_t)(rs[e][j * s] ^ ctx->flip) : ctx->padv;
+                    mdfi_q8_x4_bytes(d + 4 * jlo, rs, 0, n, s, ctx->flip, ctx->padv);
                 }
                 if (jhi < wps) memset(d + 4 * jhi, ctx->padv, (size_t)(wps - jhi) * 4);
             }
         }
-        if (pe == hps) {                                /* the plane's slack */
-            uint8_t *tail = plane + (size_t)hps * (size_t)wps * 4;
-            memset(tail, ctx->padv, ((size_t)ctx->plane - (size_t)hps * (size_t)wps) * 4);
-        }
+        if (pe == hps) mdfi_q8_x4_slack(ctx, plane);
         r += pe - pr;
         pr = 0;
         ++pl;
