@@ -14,9 +14,13 @@ and weights every engine of the benchmark runs):
 * ``[maxpool]``: MaxPool with Darknet's asymmetric padding (origin ``-padding/2``, the rest
   at the bottom/right; padded taps do not take part, as in ONNX);
 * ``[upsample]``: Resize nearest (asymmetric, floor) by the stride; ``[route]``: Concat;
+  AlexeyAB's ``[route] groups``/``group_id``: a Slice of every input on the channel axis (the
+  ``group_id``-th of ``groups`` equal slices, ``mdfi.layers.route.Route.slices``), then Concat;
   ``[shortcut]``: Add (+ activation);
 * ``[yolo]``: the logistic on x, y, objectness and classes (Where over a constant channel
-  mask), so the graph ends where MDFI's integer network ends (its yolo tables).
+  mask), and in AlexeyAB's lineage ``x*scale_x_y - (scale_x_y-1)/2`` on x, y (Mul and Add by
+  per-channel constants, 1 and 0 elsewhere), so the graph ends where MDFI's integer network
+  ends (its yolo tables).
 
 Check: the float graph (ONNX Runtime) must equal MDFI's float forward within 1e-4 on a real
 photo (``--check``, on by default); the export refuses a network it cannot express.
@@ -113,11 +117,22 @@ def to_onnx(net, opset: int = 13):
                 [y], name=y, mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"))
             names.append(y)
         elif l.kind == "route":
-            if len(l.inputs) == 1:
-                names.append(inp(l.inputs[0]))
+            parts = [inp(i) for i in l.inputs]
+            if getattr(l, "groups", 1) > 1:       # AlexeyAB: the group_id-th of `groups` channel slices
+                sliced = []
+                for k, (src, (a, b)) in enumerate(zip(parts, l.slices())):
+                    y = f"{base}_slice{k}"
+                    nodes.append(helper.make_node(
+                        "Slice", [src, const(f"{y}_starts", np.array([a], np.int64)),
+                                  const(f"{y}_ends", np.array([b], np.int64)),
+                                  const(f"{y}_axes", np.array([1], np.int64))], [y], name=y))
+                    sliced.append(y)
+                parts = sliced
+            if len(parts) == 1:
+                names.append(parts[0])
             else:
                 y = f"{base}_route"
-                nodes.append(helper.make_node("Concat", [inp(i) for i in l.inputs], [y], name=y, axis=1))
+                nodes.append(helper.make_node("Concat", parts, [y], name=y, axis=1))
                 names.append(y)
         elif l.kind == "shortcut":
             if l.alpha != 1.0 or l.beta != 1.0:
@@ -132,7 +147,17 @@ def to_onnx(net, opset: int = 13):
             nodes.append(helper.make_node("Sigmoid", [x], [s], name=s))
             mask = const(f"{base}_mask", l.logistic_mask().reshape(1, c, 1, 1))
             y = f"head{l.index}"
-            nodes.append(helper.make_node("Where", [mask, s, x], [y], name=f"{base}_where"))
+            if net.darknet == "alexeyab":       # x, y <- x*scale_x_y + shift (layers/yolo.py, scal_add_cpu)
+                xy = l.xy_mask().reshape(1, c, 1, 1)
+                wy = f"{base}_where"
+                nodes.append(helper.make_node("Where", [mask, s, x], [wy], name=wy))
+                my = f"{base}_scale"
+                nodes.append(helper.make_node("Mul", [wy, const(f"{my}_k", np.where(
+                    xy, np.float32(l.scale_x_y), np.float32(1)).astype(np.float32))], [my], name=my))
+                nodes.append(helper.make_node("Add", [my, const(f"{base}_shift_b", np.where(
+                    xy, l.xy_shift, np.float32(0)).astype(np.float32))], [y], name=f"{base}_shift"))
+            else:
+                nodes.append(helper.make_node("Where", [mask, s, x], [y], name=f"{base}_where"))
             names.append(y)
         else:
             raise ExportError(f"layer {l.index}: [{l.kind}] has no ONNX export here")
@@ -152,7 +177,7 @@ def to_onnx(net, opset: int = 13):
 
 def head_nodes(model) -> List[str]:
     """Names of the yolo head nodes (kept in float by the quantizer)."""
-    return [n.name for n in model.graph.node if n.name.endswith(("_sigmoid", "_where"))]
+    return [n.name for n in model.graph.node if n.name.endswith(("_sigmoid", "_where", "_scale", "_shift"))]
 
 
 def session(path: str, threads: int):
