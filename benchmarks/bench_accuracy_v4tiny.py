@@ -148,6 +148,25 @@ def cpu_ratio(qm, base, x_u8, runs: int = 15) -> float:
     return statistics.median(te) / statistics.median(tb)
 
 
+def bootstrap_sd(data, dets, n: int, seed: int = 0) -> float:
+    """Standard deviation of the agreement mAP when the photos (each with all its variants:
+    the image name up to its last ``_``) are resampled with replacement ``n`` times."""
+    import numpy as np
+    from mdfi.eval import evaluate
+    groups = {}
+    for k, d in enumerate(data):
+        groups.setdefault(d[0].rsplit("_", 1)[0], []).append(k)
+    keys = sorted(groups)
+    rng = np.random.default_rng(seed)
+    maps = []
+    for _ in range(n):
+        idx = [k for g in rng.choice(len(keys), len(keys)) for k in groups[keys[g]]]
+        r = evaluate.agreement([data[k][2] for k in idx], [dets[k] for k in idx])
+        if r.map is not None:
+            maps.append(r.map)
+    return float(np.std(maps))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"),
@@ -167,6 +186,9 @@ def main(argv=None) -> int:
     ap.add_argument("--greedy-abits", type=int, default=0, metavar="N",
                     help="choose N layers for --abits-wide activations greedily on the first split (val4)")
     ap.add_argument("--abits-wide", type=int, default=10)
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="also the spread of the agreement mAP over N resamplings of the photos (a photo's "
+                         "variants together)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
     configs = args.configs.split(",")
@@ -260,7 +282,7 @@ def main(argv=None) -> int:
             best = None
             before = wide_macs(build(configs[0], chosen)[0], macs)
             for i in cands:
-                trial = dict(chosen, **{i: args.abits_wide})
+                trial = {**chosen, i: args.abits_wide}
                 try:
                     qm = build(configs[0], trial)[0]
                 except Exception as exc:         # noqa: BLE001 - a width the graph cannot take
@@ -289,7 +311,8 @@ def main(argv=None) -> int:
     for sp, data in datas.items():
         print(f"yolov4-tiny-10c ({network.darknet}) on the {sp} photos: {len(data)} images, "
               f"{sum(len(d[2]) for d in data)} float detections at 0.25; calibration {args.calib_set}"
-              f"{' + crops' if args.calib_crops else ''}{'; activations ' + args.layer_abits if wide else ''}")
+              f"{' + crops' if args.calib_crops else ''}"
+              f"{'; activations ' + ','.join(f'{i}={b}' for i, b in sorted(wide.items())) if wide else ''}")
     print(f"{'config':<14} {'mAP@.5':>7} {'kept':>12} {'extra':>10} {'dconf@.25':>9} {'bias':>8} {'lower':>6} "
           f"{'|dconf|':>7} {'size':>6} {'quant s':>7}{'  head err' if objective else ''}")
     for tag in configs:
@@ -305,6 +328,10 @@ def main(argv=None) -> int:
             key = tag if len(splits) == 1 else f"{tag} {sp}"
             rows[key] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq, decisions=dec,
                              split=sp, model=qm.describe(), head_error=herr if sp == splits[0] else None)
+            if args.bootstrap:
+                rows[key]["bootstrap_sd"] = boot = bootstrap_sd(data, dets, args.bootstrap)
+                print(f"  {key}: agreement mAP over {args.bootstrap} resamplings of the photos: sd {boot:.4f}",
+                      file=sys.stderr, flush=True)
             f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
             print(f"{key:<14} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
                   f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "

@@ -9,6 +9,13 @@ leaky, maxpool, nearest upsample, route) lives here (a fuller one is benchmarks/
 on the speed work).  The heads' logistic/exp and the box decoding stay in MDFI's float code,
 so both paths share everything after the last convolutions.  Calibration: the ``calib``
 photos and their mirror images (the same inputs as MDFI's decisions), MinMax.
+
+``--model yolov4-tiny-10c``: AlexeyAB's yolov4-tiny with the real 10-class weights of
+benchmarks/bench_accuracy_v4tiny.py, exported by benchmarks/onnx_export.py (route groups as
+channel Slices; the yolo logistic and scale_x_y stay in float, excluded from quantization),
+calibrated on the same ``calib`` photos and mirror images as that benchmark (AlexeyAB's
+resize, no letterbox; ``--calib-set calib4`` adds person_images.py's calib4), and evaluated
+on ``--split test``, ``val`` or ``val4`` (comma-separated for several).
 """
 
 from __future__ import annotations
@@ -76,8 +83,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
-    ap.add_argument("--split", default="test", choices=("val", "test"))
+    ap.add_argument("--split", default="test", help="val, test (yolov4-tiny-10c also val4), comma-separated")
+    ap.add_argument("--model", default="yolov3-tiny", choices=("yolov3-tiny", "yolov4-tiny-10c"))
+    ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
+    ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"))
     args = ap.parse_args(argv)
+    if args.model == "yolov4-tiny-10c":
+        return v4tiny(args)
     import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
     from mdfi.eval import evaluate
@@ -119,6 +131,69 @@ def main(argv=None) -> int:
               f"lower {100 * r.down_fraction_ranked:.0f}% |dconf| {r.mean_abs_dconf:.4f}", flush=True)
     print(f"(static QDQ per-channel u8 activations / s8 weights, MinMax on {len(xs)} calibration inputs; "
           f"quantize_static {tq:.0f} s; {args.split}: {len(data)} images)")
+    return 0
+
+
+def v4tiny(args) -> int:
+    """The ONNX Runtime int8 peer of benchmarks/bench_accuracy_v4tiny.py."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from mdfi import zoo
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import load_weights
+    from mdfi.eval import evaluate
+    from mdfi.postprocess import postprocess, settings as post_settings
+    import onnx_export
+    import bench_accuracy_v4tiny as v4
+    from bench_accuracy import float_split
+
+    network = Network.from_cfg(os.path.join(v4.FIXTURE, v4.SPEC["cfg"]), warn=False)
+    load_weights(network, str(zoo.weights_path(zoo.ModelSpec(**v4.SPEC))))
+    names = zoo.load_names(os.path.join(v4.FIXTURE, v4.SPEC["names"]))
+    cache = os.path.join(args.cache, "yolov4-tiny-10c")
+    splits = args.split.split(",")
+    datas = {sp: float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp, cache)
+             for sp in splits}
+    tmp = tempfile.mkdtemp(prefix="mdfi-ort-v4-")
+    fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
+    model = onnx_export.to_onnx(network)
+    onnx.save(model, fp32)
+    err = onnx_export.check_float(network, fp32, datas[splits[0]][0][1].tensor)
+    dirs = [os.path.join(args.sets, "calib")] + ([os.path.join(args.person_sets, "calib4")]
+                                                 if args.calib_set == "calib4" else [])
+    xs = v4.calib_inputs(network, dirs)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(xs)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {"input": x[None].astype(np.float32)}
+    t0 = time.perf_counter()
+    quantize_static(fp32, int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    nodes_to_exclude=onnx_export.head_nodes(model))
+    tq = time.perf_counter() - t0
+    yolos = [l for l in network.layers if l.kind == "yolo"]
+    print(f"yolov4-tiny-10c: ONNX float = MDFI float within {err:.1g}; static QDQ per-channel u8 activations / "
+          f"s8 weights, MinMax on {len(xs)} calibration inputs ({args.calib_set} + mirror images), "
+          f"quantize_static {tq:.0f} s")
+    for tag, path in (("ORT fp32", fp32), ("ORT int8", int8)):
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        for sp, data in datas.items():
+            dets = []
+            for _, prep, _ in data:
+                outs = sess.run([f"head{l.index}" for l in yolos], {"input": prep.tensor[None].astype(np.float32)})
+                raws = [l.decode(o[0], 0.005) for l, o in zip(yolos, outs)]
+                dets.append(postprocess(raws, prep.width, prep.height, network.width, network.height, 0.005, 0.45,
+                                        names, **post_settings(network)))
+            r = evaluate.agreement([d[2] for d in data], dets)
+            print(f"{tag:<9} {sp:<5} mAP {r.map:.4f} kept {r.matched}/{r.n_float} ({100 * r.kept_fraction:.1f}%) "
+                  f"extra {r.extra} ({100 * r.extra_fraction:.1f}%) dconf@.25 {r.mean_dconf:+.4f} bias "
+                  f"{r.mean_dconf_ranked:+.4f} lower {100 * r.down_fraction_ranked:.0f}% |dconf| "
+                  f"{r.mean_abs_dconf:.4f}", flush=True)
     return 0
 
 
