@@ -8,6 +8,7 @@
         --layer-abits 0=16,10=16,14=16,21=16          # also the entry of the wide-activation variant
     python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
     python benchmarks/bench_accuracy.py --method adaround --configs w4a8 --layer-wbits 0=8
+    python benchmarks/bench_accuracy.py --method gptq --align max --configs w4a8 --layer-wbits 0=8
 
 Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / val / test,
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
@@ -129,6 +130,10 @@ def main(argv=None) -> int:
                     help="data-driven methods: the calib photos' four corner crops as well (66 inputs instead of "
                          "22) for the weight rounding, the empirical bias and the head shifts (not for the format "
                          "search, which --search-cache may reuse)")
+    ap.add_argument("--align", choices=("max", "mse"), default=None,
+                    help="data-driven methods: mantissa alignment (mdfi.quant.align) of the float network first, "
+                         "recalibrated on the calib photos; the format search then runs on the aligned network")
+    ap.add_argument("--align-direction", choices=("fit", "nearest", "down"), default="fit")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -184,8 +189,12 @@ def main(argv=None) -> int:
           f"{'|dconf|':>7} {'size':>6} {'quant s':>7}")
     for w, a in parse_bits_list(args.configs):
         tag = f"w{w}a{a}" + ("+" if wide else "") + ("".join(f"/w{b}@{i}" for i, b in sorted(lw.items())))
+        if args.align:
+            tag += f"/al-{args.align}-{args.align_direction}"
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
         t0 = time.perf_counter()
+        if args.align and args.method not in ("gptq", "adaround", "nearest-data"):
+            raise SystemExit("--align: with --method gptq, adaround or nearest-data only")
         if args.method in ("gptq", "adaround", "nearest-data"):
             from mdfi.quant.formats import choose_decisions
             xs = calib_inputs(network, args.sets, crops=args.calib_crops)
@@ -193,7 +202,12 @@ def main(argv=None) -> int:
                          bias_correction="empirical", calib_inputs=xs)
             if args.method == "adaround":
                 final["adaround"] = adaround_settings(args.adaround)
-            skey = f"{w}/{a}/{sorted(lw.items())}"
+            al = None
+            if args.align:
+                from mdfi.quant.align import prepare
+                al = prepare(network, args.align, direction=args.align_direction, wbits=w, layer_wbits=lw, abits=a,
+                             layer_abits=wide, per_channel=opts["per_channel"], inputs=xs, progress=True)
+            skey = f"{w}/{a}/{sorted(lw.items())}" + (f"/align={args.align}/{args.align_direction}" if al else "")
             spath = os.path.join(args.cache, "searched-formats.json")
             known = {}
             if args.search_cache and os.path.exists(spath):
@@ -201,7 +215,8 @@ def main(argv=None) -> int:
                     known = json.load(fh)
             d, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=opts["per_channel"],
                                      final=final, with_model=True, layer_abits=wide, layer_wbits=lw,
-                                     searched={int(k): v for k, v in known[skey].items()} if skey in known else None)
+                                     searched={int(k): v for k, v in known[skey].items()} if skey in known else None,
+                                     align=al)
             if args.search_cache and not wide and skey not in known:
                 known[skey] = d["act_fracs"]
                 os.makedirs(args.cache, exist_ok=True)
@@ -242,7 +257,8 @@ def main(argv=None) -> int:
           + (f"; + = activations of layers {args.layer_abits} wider" if wide else ""))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"split": args.split, "method": args.method, "adaround": adaround_settings(args.adaround),
+            json.dump({"split": args.split, "method": args.method, "align": args.align,
+                       "align_direction": args.align_direction, "adaround": adaround_settings(args.adaround),
                        "images": {sp: len(d) for sp, d in datas.items()}, "rows": rows}, fh, indent=1)
     return 0
 
