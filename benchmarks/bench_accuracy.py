@@ -130,7 +130,7 @@ def main(argv=None) -> int:
                     help="data-driven methods: the calib photos' four corner crops as well (66 inputs instead of "
                          "22) for the weight rounding, the empirical bias and the head shifts (not for the format "
                          "search, which --search-cache may reuse)")
-    ap.add_argument("--align", choices=("max", "mse"), default=None,
+    ap.add_argument("--align", choices=("max", "mse", "output"), default=None,
                     help="data-driven methods: mantissa alignment (mdfi.quant.align) of the float network first, "
                          "recalibrated on the calib photos; the format search then runs on the aligned network")
     ap.add_argument("--align-direction", choices=("fit", "nearest", "down"), default="fit")

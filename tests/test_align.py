@@ -52,7 +52,7 @@ def _same_function(net, al_net, xs):
     return worst
 
 
-@pytest.mark.parametrize("step,direction", [("max", "fit"), ("mse", "nearest"), ("max", "down")])
+@pytest.mark.parametrize("step,direction", [("max", "fit"), ("mse", "nearest"), ("output", "down")])
 def test_rescaled_network_computes_the_same_function(step, direction):
     net = _net(HEAD + GRAPH)
     xs = _inputs()
@@ -188,3 +188,23 @@ def test_real_steps_mse_is_never_worse_than_max():
             q = np.clip(np.round(v / t[:, None]), fp.qmin(bits), fp.qmax(bits))
             return ((q * t[:, None] - v) ** 2).sum(axis=1)
         assert np.all(err(align.real_steps(v, bits, "mse")) <= err(align.real_steps(v, bits, "max")) + 1e-12)
+    assert np.array_equal(align.real_steps(v, 4, "output", col_weight=np.full(64, 3.0)), align.real_steps(v, 4, "mse"))
+    # all the output weight on column 0: its error is the least of all candidate steps
+    cw = np.zeros(64)
+    cw[0] = 1.0
+    t = align.real_steps(v, 4, "output", col_weight=cw)
+    cand = align.MSE_RATIOS[None, :] * align.real_steps(v, 4, "max")[:, None]
+    e0 = np.abs(np.clip(np.round(v[:, :1] / cand), -8, 7) * cand - v[:, :1])
+    got = np.abs(np.clip(np.round(v[:, 0] / t), -8, 7) * t - v[:, 0])
+    assert np.allclose(got, e0.min(axis=1))
+
+
+def test_cli_refuses_align_without_calibration_images(tmp_path, capsys):
+    from mdfi.cli import main
+    out = tmp_path / "m.mdfi"
+    rc = main(["quantize", "--model", "yolov3-tiny", "--align", "mse", "-o", str(out)])
+    assert rc == 2 and "--align needs calibration images (--calib DIR)" in capsys.readouterr().err
+    rc = main(["quantize", "--model", "yolov3-tiny", "--align", "max", "--calib", str(tmp_path), "--per-layer",
+               "-o", str(out)])
+    assert rc == 2 and "--align needs per-channel weight formats" in capsys.readouterr().err
+    assert not out.exists()

@@ -355,10 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--size-budget", type=percent_arg, default=None, metavar="P%",
                    help="mixed precision: narrow the least sensitive layers' weights (measured on the --calib "
                         "images) until the parameters are at most P%% of the float32 weights")
-    q.add_argument("--align", choices=("max", "mse"), default=None,
+    q.add_argument("--align", choices=("max", "mse", "output"), default=None,
                    help="mantissa alignment (opt-in): rescale the float channels (real factors in [1/2, 2], the "
                         "readers compensate) so that each channel's ideal weight step, by max-abs or least squared "
-                        "error, is a power of two; needs --calib and per-channel weights (docs/quantization.md)")
+                        "error, is a power of two (output: squared error weighted by the inputs' mean squares); "
+                        "needs --calib and per-channel weights (docs/quantization.md)")
     q.add_argument("--align-direction", choices=("fit", "nearest", "down"), default="fit",
                    help="with --align: fit (default) enlarges a channel where its range still fits the tensor's "
                         "activation format, else shrinks it; nearest: the nearer power of two; down: never enlarge")

@@ -286,7 +286,8 @@ def parse_activation(sec, default: str, darknet: str = "pjreddie", layer_kind: s
 #:   ``STEP/DIRECTION`` (:mod:`mdfi.quant.align`).
 METHOD_KEYS = {"weights": ("nearest", "gptq", "adaround"), "weight_format": ("max", "mse"),
                "bias": ("nearest", "analytic", "empirical"),
-               "align": tuple(f"{s}/{d}" for s in ("max", "mse") for d in ("fit", "nearest", "down"))}
+               "align": tuple(f"{s}/{d}" for s in ("max", "mse", "output")
+                         for d in ("fit", "nearest", "down"))}
 
 
 def check_method(method, index: int):

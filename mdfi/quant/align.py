@@ -11,8 +11,10 @@ it by ``s[c]`` leaves the float network's function unchanged (leaky/relu, max-po
 nearest upsampling and route concatenation commute with positive per-channel factors;
 :func:`mdfi.quant.equalize.channel_origins` says which channels may move).  Here ``s[c]``
 is *real-valued* (not a power of two, which could not change a mantissa): it is chosen so
-that the channel's ideal real step -- ``max|w| / qmax`` (``step="max"``) or the step of
-least squared weight error at the width (``step="mse"``) -- becomes exactly a power of
+that the channel's ideal real step -- ``max|w| / qmax`` (``step="max"``), the step of
+least squared weight error at the width (``step="mse"``) or of least expected squared
+output error (``step="output"``: each weight's error weighted by the mean square of the
+input it multiplies, measured on the calibration inputs) -- becomes exactly a power of
 two.  The channel then gets, in the shift-only arithmetic, the weight resolution a
 per-channel *real* scale would give it; the integer semantics and the golden model are
 unchanged, only the float weights before quantization differ.
@@ -40,7 +42,7 @@ from ..errors import FormatError
 from .equalize import apply_scales, channel_origins
 
 #: How a channel's ideal real-valued weight step is estimated.
-ALIGN_STEPS = ("max", "mse")
+ALIGN_STEPS = ("max", "mse", "output")
 #: Which neighbouring power of two the step is aligned to.
 ALIGN_DIRECTIONS = ("fit", "nearest", "down")
 #: Clipping ratios of the largest weight tried by ``step="mse"`` (the step is
@@ -59,12 +61,16 @@ def check_settings(step, direction, per_channel: bool) -> None:
                           "format per layer a channel's step cannot be aligned on its own")
 
 
-def real_steps(flat: np.ndarray, bits: int, step: str = "max") -> np.ndarray:
+def real_steps(flat: np.ndarray, bits: int, step: str = "max",
+               col_weight: Optional[np.ndarray] = None) -> np.ndarray:
     """Per row of ``flat`` (M, K): the ideal real-valued quantization step at ``bits``.
 
     ``max``: the smallest step holding the row's extremes (``max(hi/qmax, -lo/(qmax+1))``);
     ``mse``: among ``MSE_RATIOS`` times that, the step of least squared error of
-    round-half-up with clipping to the width.  All-zero rows get 0."""
+    round-half-up with clipping to the width; ``output``: the same with each column's
+    squared error weighted by ``col_weight`` (K,: the mean square of the input it
+    multiplies, so the error is the expected squared output error, the diagonal of the
+    layer's Hessian).  All-zero rows get 0."""
     v = np.asarray(flat, np.float64)
     qmx, qmn = fp.qmax(bits), fp.qmin(bits)
     t = np.maximum(v.max(axis=1) / qmx, -v.min(axis=1) / -qmn)
@@ -73,10 +79,12 @@ def real_steps(flat: np.ndarray, bits: int, step: str = "max") -> np.ndarray:
         return t
     best_t, best_e = t.copy(), None
     safe = np.where(t > 0, t, 1.0)
+    cw = np.ones((1, v.shape[1])) if step == "mse" or col_weight is None else \
+        np.asarray(col_weight, np.float64).reshape(1, -1)
     for r in MSE_RATIOS:
         s = (r * safe)[:, None]
         q = np.clip(fp.round_half_up_float(v / s), qmn, qmx)
-        e = ((q * s - v) ** 2).sum(axis=1)
+        e = (((q * s - v) ** 2) * cw).sum(axis=1)
         if best_e is None:
             best_t, best_e = r * safe, e
         else:
@@ -86,17 +94,28 @@ def real_steps(flat: np.ndarray, bits: int, step: str = "max") -> np.ndarray:
     return np.where(t > 0, best_t, 0.0)
 
 
-def channel_absmax(network, inputs: Sequence[np.ndarray]) -> Dict[int, np.ndarray]:
-    """Per convolution: the largest |output| of every channel over the float ``inputs``."""
+def channel_absmax(network, inputs: Sequence[np.ndarray], meansq: Optional[Dict[int, np.ndarray]] = None
+                   ) -> Dict[int, np.ndarray]:
+    """Per convolution: the largest |output| of every channel over the float ``inputs``.
+    ``meansq`` (a dict), if given, receives every layer output's (and the input's, -1)
+    per-channel mean square."""
     conv = {l.index for l in network.layers if l.kind == "convolutional"}
     mx: Dict[int, np.ndarray] = {}
+    sq: Dict[int, np.ndarray] = {}
 
     def hook(i, out):
+        flat = out.reshape(out.shape[0], -1).astype(np.float64)
         if i in conv:
-            m = np.abs(out.reshape(out.shape[0], -1)).max(axis=1).astype(np.float64)
+            m = np.abs(flat).max(axis=1)
             mx[i] = m if i not in mx else np.maximum(mx[i], m)
+        if meansq is not None and out.ndim == 3:
+            sq[i] = sq.get(i, 0.0) + (flat ** 2).mean(axis=1)
     for x in inputs:
+        if meansq is not None:
+            hook(-1, np.asarray(x))
         network.forward_float(x, keep="needed", hook=hook)
+    if meansq is not None:
+        meansq.update({k: v / len(inputs) for k, v in sq.items()})
     return mx
 
 
@@ -111,14 +130,18 @@ def pixel_inputs(network) -> set:
 
 def alignment_scales(network, *, wbits: int, layer_wbits: Optional[Dict[int, int]] = None, abits: int = 8,
                      layer_abits: Optional[Dict[int, int]] = None, step: str = "max", direction: str = "fit",
-                     absmax: Optional[Dict[int, np.ndarray]] = None) -> Dict[int, np.ndarray]:
+                     absmax: Optional[Dict[int, np.ndarray]] = None,
+                     meansq: Optional[Dict[int, np.ndarray]] = None) -> Dict[int, np.ndarray]:
     """The factor of every output channel of every rescalable convolution (layers whose
     outputs must keep their scale, and all-zero channels, get none / 1).
 
     ``absmax`` (per convolution, per channel: the largest |output| on calibration data) is
-    needed by ``direction="fit"``."""
+    needed by ``direction="fit"``, ``meansq`` (per layer output and the input -1, per
+    channel: the mean square on calibration data) by ``step="output"``."""
     if direction == "fit" and absmax is None:
         raise FormatError("align_direction='fit' needs the channels' calibration maxima (calibration inputs)")
+    if step == "output" and meansq is None:
+        raise FormatError("align='output' needs the inputs' mean squares (calibration inputs)")
     origin, frozen = channel_origins(network)
     pix = pixel_inputs(network)
     layer_wbits = layer_wbits or {}
@@ -133,10 +156,16 @@ def alignment_scales(network, *, wbits: int, layer_wbits: Optional[Dict[int, int
         if l.inputs[0] in pix:
             w = w / 255.0
         src = origin[l.inputs[0]]
+        cw = None
         if src is not None:
             inv = np.array([1.0 / scales[k][c] if k in scales else 1.0 for k, c in src])
             w = w * inv[None, :, None, None]
-        t = real_steps(w.reshape(m, -1), layer_wbits.get(i, wbits), step)
+        if step == "output":          # the rescaled input's mean square: s**2 times the original's
+            cw = np.asarray(meansq[l.inputs[0]], np.float64)
+            if src is not None:
+                cw = cw / inv ** 2
+            cw = np.repeat(cw, w.shape[2] * w.shape[3])
+        t = real_steps(w.reshape(m, -1), layer_wbits.get(i, wbits), step, col_weight=cw)
         live = t > 0
         safe = np.where(live, t, 1.0)
         down = np.exp2(np.floor(np.log2(safe))) / safe          # (1/2, 1]: step -> the power below
@@ -215,9 +244,10 @@ def prepare(network, step: str, *, direction: str = "fit", wbits: int, layer_wbi
                           "statistics must be gathered again on the rescaled network")
     layer_wbits = {int(k): int(v) for k, v in (layer_wbits or {}).items()}
     layer_abits = {int(k): int(v) for k, v in (layer_abits or {}).items()}
-    absmax = channel_absmax(network, inputs) if direction == "fit" else None
-    scales = alignment_scales(network, wbits=wbits, layer_wbits=layer_wbits, abits=abits,
-                              layer_abits=layer_abits, step=step, direction=direction, absmax=absmax)
+    meansq: Optional[Dict[int, np.ndarray]] = {} if step == "output" else None
+    absmax = channel_absmax(network, inputs, meansq)
+    scales = alignment_scales(network, wbits=wbits, layer_wbits=layer_wbits, abits=abits, layer_abits=layer_abits,
+                              step=step, direction=direction, absmax=absmax, meansq=meansq)
     net = apply_scales(network, scales)
     calib = collect_inputs(net, inputs, source=f"{len(inputs)} calibration inputs, aligned network")
     al = Alignment(network, net, scales, step, direction, int(wbits), layer_wbits, calib)
