@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     ap.add_argument("--align", choices=("max", "mse", "output"), default=None,
                     help="data-driven methods: mantissa alignment (mdfi.quant.align) of the float network first, "
                          "recalibrated on the calib photos; the format search then runs on the aligned network")
-    ap.add_argument("--align-direction", choices=("fit", "nearest", "down"), default="fit")
+    ap.add_argument("--align-direction", choices=("fit", "keep", "nearest", "down"), default="fit")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 

@@ -52,7 +52,8 @@ def _same_function(net, al_net, xs):
     return worst
 
 
-@pytest.mark.parametrize("step,direction", [("max", "fit"), ("mse", "nearest"), ("output", "down")])
+@pytest.mark.parametrize("step,direction", [("max", "fit"), ("mse", "nearest"), ("output", "down"),
+                                                    ("mse", "keep")])
 def test_rescaled_network_computes_the_same_function(step, direction):
     net = _net(HEAD + GRAPH)
     xs = _inputs()

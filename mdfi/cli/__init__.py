@@ -360,9 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "readers compensate) so that each channel's ideal weight step, by max-abs or least squared "
                         "error, is a power of two (output: squared error weighted by the inputs' mean squares); "
                         "needs --calib and per-channel weights (docs/quantization.md)")
-    q.add_argument("--align-direction", choices=("fit", "nearest", "down"), default="fit",
+    q.add_argument("--align-direction", choices=("fit", "keep", "nearest", "down"), default="fit",
                    help="with --align: fit (default) enlarges a channel where its range still fits the tensor's "
-                        "activation format, else shrinks it; nearest: the nearer power of two; down: never enlarge")
+                        "activation format, else shrinks it; keep: the same against the tensor's calibrated (mse) "
+                        "format; nearest: the nearer power of two; down: never enlarge")
     q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi", help="the quantized model file to write")
     q.set_defaults(func=cmd_quantize)
 

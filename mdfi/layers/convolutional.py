@@ -287,7 +287,7 @@ def parse_activation(sec, default: str, darknet: str = "pjreddie", layer_kind: s
 METHOD_KEYS = {"weights": ("nearest", "gptq", "adaround"), "weight_format": ("max", "mse"),
                "bias": ("nearest", "analytic", "empirical"),
                "align": tuple(f"{s}/{d}" for s in ("max", "mse", "output")
-                         for d in ("fit", "nearest", "down"))}
+                         for d in ("fit", "keep", "nearest", "down"))}
 
 
 def check_method(method, index: int):

@@ -24,7 +24,9 @@ per-tensor format.  Each channel's step is aligned to one of its two neighbourin
 two, ``s`` in ``(1/2, 1]`` (``down``) or ``(1, 2]`` (``up``): ``direction="fit"`` (default)
 goes up where the channel's calibration maximum times ``s`` still fits the tensor's current
 ``max`` activation format (no new clipping, finer activation steps for that channel) and
-down elsewhere; ``"nearest"`` takes the nearer power of two (``s`` in ``[2**-0.5,
+down elsewhere; ``"keep"`` does the same against the format the calibration method
+(``mse`` with its clip budget) chose for the original tensor, so that the tensor's upper
+tail does not grow and its format is not made coarser; ``"nearest"`` takes the nearer power of two (``s`` in ``[2**-0.5,
 2**0.5]``); ``"down"`` never enlarges a channel.  Convolutions are processed in network
 order, each on weights that already absorbed its producers' factors.  Activation
 statistics are then gathered again on the rescaled network.
@@ -44,7 +46,7 @@ from .equalize import apply_scales, channel_origins
 #: How a channel's ideal real-valued weight step is estimated.
 ALIGN_STEPS = ("max", "mse", "output")
 #: Which neighbouring power of two the step is aligned to.
-ALIGN_DIRECTIONS = ("fit", "nearest", "down")
+ALIGN_DIRECTIONS = ("fit", "keep", "nearest", "down")
 #: Clipping ratios of the largest weight tried by ``step="mse"`` (the step is
 #: ``ratio * max|w| / qmax``).
 MSE_RATIOS = np.linspace(0.5, 1.0, 51)
@@ -131,13 +133,17 @@ def pixel_inputs(network) -> set:
 def alignment_scales(network, *, wbits: int, layer_wbits: Optional[Dict[int, int]] = None, abits: int = 8,
                      layer_abits: Optional[Dict[int, int]] = None, step: str = "max", direction: str = "fit",
                      absmax: Optional[Dict[int, np.ndarray]] = None,
-                     meansq: Optional[Dict[int, np.ndarray]] = None) -> Dict[int, np.ndarray]:
+                     meansq: Optional[Dict[int, np.ndarray]] = None,
+                     tops: Optional[Dict[int, float]] = None) -> Dict[int, np.ndarray]:
     """The factor of every output channel of every rescalable convolution (layers whose
     outputs must keep their scale, and all-zero channels, get none / 1).
 
     ``absmax`` (per convolution, per channel: the largest |output| on calibration data) is
     needed by ``direction="fit"``, ``meansq`` (per layer output and the input -1, per
-    channel: the mean square on calibration data) by ``step="output"``."""
+    channel: the mean square on calibration data) by ``step="output"``, ``tops`` (per
+    convolution: the largest value of its calibrated activation format) by ``"keep"``."""
+    if direction == "keep" and (tops is None or absmax is None):
+        raise FormatError("align_direction='keep' needs the calibrated formats (calibration inputs)")
     if direction == "fit" and absmax is None:
         raise FormatError("align_direction='fit' needs the channels' calibration maxima (calibration inputs)")
     if step == "output" and meansq is None:
@@ -180,6 +186,8 @@ def alignment_scales(network, *, wbits: int, layer_wbits: Optional[Dict[int, int
             top_r = float(r.max())
             f = fp.max_frac(0.0, top_r, bits) if top_r > 0 else None
             top = fp.qmax(bits) * 2.0 ** -f if f is not None else 0.0
+            if direction == "keep":
+                top = tops[i]
             s = np.where(r * up <= top, up, down)
         scales[i] = np.where(live, s, 1.0)
     return scales
@@ -246,8 +254,16 @@ def prepare(network, step: str, *, direction: str = "fit", wbits: int, layer_wbi
     layer_abits = {int(k): int(v) for k, v in (layer_abits or {}).items()}
     meansq: Optional[Dict[int, np.ndarray]] = {} if step == "output" else None
     absmax = channel_absmax(network, inputs, meansq)
+    tops = None
+    if direction == "keep":
+        from .calibrate import choose_frac
+        orig = collect_inputs(network, inputs)
+        tops = {}
+        for i in absmax:
+            bits = layer_abits.get(i, abits)
+            tops[i] = fp.qmax(bits) * 2.0 ** -int(choose_frac(orig[i], bits, "mse"))
     scales = alignment_scales(network, wbits=wbits, layer_wbits=layer_wbits, abits=abits, layer_abits=layer_abits,
-                              step=step, direction=direction, absmax=absmax, meansq=meansq)
+                              step=step, direction=direction, absmax=absmax, meansq=meansq, tops=tops)
     net = apply_scales(network, scales)
     calib = collect_inputs(net, inputs, source=f"{len(inputs)} calibration inputs, aligned network")
     al = Alignment(network, net, scales, step, direction, int(wbits), layer_wbits, calib)
