@@ -522,7 +522,8 @@ typedef struct {
     int32_t a_type, b_type, out_type, da, db, s, mode, bits, act;
     int64_t ma, mb;
     int32_t simd;                 /* 1: AVX2, the aligned sum provably fits int32; 2: AVX-512,
-                                     int8 + int8 -> int8 and a shift of 1..31 as well */
+                                     int8 + int8 -> int8 and a shift of 1..31 as well; 3:
+                                     AVX-512, int8 + int8 -> int8, a shift <= 0, not leaky */
 } shortcut_ctx;
 
 #if MDFI_KERNELS_X86
@@ -577,6 +578,48 @@ MDFI_SHORTCUT_AVX512(shortcut_avx512_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
 MDFI_SHORTCUT_AVX512(shortcut_avx512_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
 MDFI_SHORTCUT_AVX512(shortcut_avx512_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
 MDFI_SHORTCUT_AVX512(shortcut_avx512_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
+
+/* int8 a, b -> int8 out, shift s <= 0, linear or relu (mdfi_requantize: sat(x * 2^-s) of the
+ * aligned sum x, |x| <= 2^24 after relu, clamped first to +-2^bits there).  The rounding mode
+ * plays no part.  da = db = s = 0: sat(a + b) is the saturating byte add (the sum lies in
+ * [-256, 254]; relu and the clamp to a narrower width commute with the saturation to 8 bits),
+ * 64 lanes per step.  Otherwise 16 int32 lanes: clamp to +-2^15 and shift left by min(-s, 15)
+ * -- every nonzero x that either clamp or the smaller shift changes saturates both ways, with
+ * the same sign, since |result| >= 2^15 > qmax(bits) for bits <= 16 -- then saturate. */
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+static void shortcut_avx512_left(const shortcut_ctx *k, int64_t i0, int64_t i1)
+{
+    const int8_t *a = (const int8_t *)k->a, *b = (const int8_t *)k->b;
+    int8_t *o = (int8_t *)k->out;
+    const int relu = k->act == MDFI_ACT_RELU;
+    if (k->da == 0 && k->db == 0 && k->s == 0) {
+        const __m512i lo = _mm512_set1_epi8((char)mdfi_qmin(k->bits)), hi = _mm512_set1_epi8((char)mdfi_qmax(k->bits));
+        const __m512i zero = _mm512_setzero_si512();
+        for (int64_t i = i0; i < i1; i += 64) {
+            const __mmask64 m = i1 - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (i1 - i)) - 1);
+            __m512i r = _mm512_adds_epi8(_mm512_maskz_loadu_epi8(m, (const void *)(a + i)),
+                                         _mm512_maskz_loadu_epi8(m, (const void *)(b + i)));
+            if (relu) r = _mm512_max_epi8(r, zero);
+            r = _mm512_min_epi8(_mm512_max_epi8(r, lo), hi);
+            _mm512_mask_storeu_epi8((void *)(o + i), m, r);
+        }
+        return;
+    }
+    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);
+    const __m128i lsh = _mm_cvtsi32_si128(-k->s < 15 ? -k->s : 15);
+    const __m512i lim_lo = _mm512_set1_epi32(-(1 << 15)), lim_hi = _mm512_set1_epi32(1 << 15);
+    const __m512i qmin = _mm512_set1_epi32(mdfi_qmin(k->bits)), qmax = _mm512_set1_epi32(mdfi_qmax(k->bits));
+    for (int64_t i = i0; i < i1; i += 16) {
+        const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1u);
+        const __m512i va = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i)));
+        const __m512i vb = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i)));
+        __m512i x = _mm512_add_epi32(_mm512_sll_epi32(va, da), _mm512_sll_epi32(vb, db));
+        if (relu) x = _mm512_max_epi32(x, _mm512_setzero_si512());
+        x = _mm512_sll_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lim_lo), lim_hi), lsh);
+        x = _mm512_min_epi32(_mm512_max_epi32(x, qmin), qmax);
+        _mm_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi32_epi8(x));
+    }
+}
 #endif
 
 static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
@@ -584,6 +627,10 @@ static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
     const shortcut_ctx *k = (const shortcut_ctx *)vctx;
 #if MDFI_KERNELS_X86
     typedef void (*fn)(const shortcut_ctx *, int64_t, int64_t);
+    if (k->simd == 3) {
+        shortcut_avx512_left(k, i0, i1);
+        return;
+    }
     if (k->simd == 2) {
         static const fn f[6] = {shortcut_avx512_0, shortcut_avx512_1, shortcut_avx512_2,
                                 shortcut_avx512_3, shortcut_avx512_4, shortcut_avx512_5};
@@ -625,8 +672,10 @@ int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
     const int fits32 = type_max_abs(a_type) * ma + type_max_abs(b_type) * mb <= (int64_t)INT32_MAX;
     int32_t simd = use_avx2(opts) && fits32;
     if (simd && opts->simd == 2 && a_type == MDFI_S8 && b_type == MDFI_S8 && out_type == MDFI_S8 &&
-        s >= 1 && s <= 31 && have_avx512bw())
-        simd = 2;
+        have_avx512bw()) {
+        if (s >= 1 && s <= 31) simd = 2;
+        else if (s <= 0 && act != MDFI_ACT_LEAKY) simd = 3;
+    }
     const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb, simd};
     par_for(opts, n, 32768, shortcut_range, &k);
     return 0;

@@ -208,6 +208,33 @@ def test_shortcut_paths_and_threads(nthreads, simd, fa, fb, fo, bits):
             assert np.array_equal(out, fp.requantize(s, fm - fo, mode, bits, act)), (mode, act)
 
 
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_shortcut_left_shift_avx512(nthreads):
+    """int8 + int8 -> int8 with a shift <= 0 (yolov3's shortcuts: equal formats, shift 0) on the
+    AVX-512 body: the saturating byte add (da = db = shift = 0) and the 16-lane left shift,
+    every output width 2..8, every activation (leaky takes the AVX2 body), full-range and
+    extreme inputs, lengths with tails of both loops."""
+    from mdfi._ext import _conv
+    if "avx512bw" not in _conv.cpu_features().split():
+        pytest.skip(f"needs x86-64 AVX-512 F/BW/VL/DQ; this CPU/build has: {_conv.cpu_features()}")
+    rng = np.random.default_rng(77 + nthreads)
+    for n in (1, 15, 17, 63, 64, 65, 130, 70001):
+        a = rng.integers(-128, 128, n).astype(np.int8)
+        b = rng.integers(-128, 128, n).astype(np.int8)
+        a[:n // 4], b[:n // 8] = 127, -128                       # extremes, both signs
+        b[n // 8:n // 4] = 127
+        for fa, fb, fo in [(3, 3, 3), (5, 5, 5), (3, 5, 6), (4, 2, 9), (1, 0, 30), (6, 6, 36), (0, 0, 1), (2, 2, 2),
+                           (0, 10, 26), (0, 16, 31), (16, 0, 20)]:
+            s, fm = fp.add_aligned(a, fa, b, fb)
+            for bits in range(2, 9):
+                for act in ACTS:
+                    mode = MODES[(bits + len(act)) % 2]
+                    out = np.empty(n, np.int8)
+                    K.shortcut(a, fa, b, fb, out, fo, fp.rounding_code(mode), bits, ACTS[act], nthreads=nthreads,
+                               simd="avx512")
+                    assert np.array_equal(out, fp.requantize(s, fm - fo, mode, bits, act)), (n, fa, fb, fo, bits, act)
+
+
 @pytest.mark.parametrize("nthreads, simd", OPTS)
 @pytest.mark.parametrize("in_bits, out_bits, signed", [(8, 8, True), (8, 16, True), (16, 16, True), (8, 8, False),
                                                        (5, 12, True)])
