@@ -523,7 +523,8 @@ typedef struct {
     int64_t ma, mb;
     int32_t simd;                 /* 1: AVX2, the aligned sum provably fits int32; 2: AVX-512,
                                      int8 + int8 -> int8 and a shift of 1..31 as well; 3:
-                                     AVX-512, int8 + int8 -> int8, a shift <= 0, not leaky */
+                                     AVX-512, int8 + int8 -> int8, not leaky, a shift <= 0 or
+                                     a shift of 1 with da, db <= 1 */
 } shortcut_ctx;
 
 #if MDFI_KERNELS_X86
@@ -586,6 +587,37 @@ MDFI_SHORTCUT_AVX512(shortcut_avx512_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
  * 64 lanes per step.  Otherwise 16 int32 lanes: clamp to +-2^15 and shift left by min(-s, 15)
  * -- every nonzero x that either clamp or the smaller shift changes saturates both ways, with
  * the same sign, since |result| >= 2^15 > qmax(bits) for bits <= 16 -- then saturate. */
+/* s = 1 with da, db <= 1 (formats one bit apart), linear or relu: 64 byte lanes as well.
+ *   da = db = 0:  R((a + b) / 2): half_up floor((a + b + 1) / 2) is the unsigned byte average
+ *                 of a ^ 0x80 and b ^ 0x80, XOR 0x80; truncate subtracts 1 where a + b is odd
+ *                 ((a ^ b) & 1); both lie in [-128, 127].
+ *   db = 1:       R((a + 2b) / 2) = b + R(a / 2) (2b is even), R(a / 2) in [-64, 64] as above
+ *                 with b = 0; b + R(a / 2) in [-192, 191], saturated by the saturating add.
+ *   da = 1:       the same with a and b exchanged.
+ * relu: max(R(x / 2), 0) = R(max(x, 0) / 2); then the clamp to the output width. */
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+static void shortcut_avx512_half(const shortcut_ctx *k, int64_t i0, int64_t i1)
+{
+    const int8_t *a = (const int8_t *)(k->da == 1 ? k->b : k->a), *b = (const int8_t *)(k->da == 1 ? k->a : k->b);
+    const int both = k->da == 0 && k->db == 0;      /* else: b is the operand shifted by one */
+    const int trunc = k->mode == MDFI_ROUND_TRUNCATE, relu = k->act == MDFI_ACT_RELU;
+    int8_t *o = (int8_t *)k->out;
+    const __m512i lo = _mm512_set1_epi8((char)mdfi_qmin(k->bits)), hi = _mm512_set1_epi8((char)mdfi_qmax(k->bits));
+    const __m512i s80 = _mm512_set1_epi8((char)0x80), one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+    for (int64_t i = i0; i < i1; i += 64) {
+        const __mmask64 m = i1 - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (i1 - i)) - 1);
+        const __m512i va = _mm512_maskz_loadu_epi8(m, (const void *)(a + i));
+        const __m512i vb = _mm512_maskz_loadu_epi8(m, (const void *)(b + i));
+        const __m512i c = both ? vb : zero;           /* the averaged partner of a */
+        __m512i r = _mm512_xor_si512(_mm512_avg_epu8(_mm512_xor_si512(va, s80), _mm512_xor_si512(c, s80)), s80);
+        if (trunc) r = _mm512_sub_epi8(r, _mm512_and_si512(_mm512_xor_si512(va, c), one));
+        if (!both) r = _mm512_adds_epi8(r, vb);
+        if (relu) r = _mm512_max_epi8(r, zero);
+        r = _mm512_min_epi8(_mm512_max_epi8(r, lo), hi);
+        _mm512_mask_storeu_epi8((void *)(o + i), m, r);
+    }
+}
+
 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
 static void shortcut_avx512_left(const shortcut_ctx *k, int64_t i0, int64_t i1)
 {
@@ -628,7 +660,8 @@ static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
 #if MDFI_KERNELS_X86
     typedef void (*fn)(const shortcut_ctx *, int64_t, int64_t);
     if (k->simd == 3) {
-        shortcut_avx512_left(k, i0, i1);
+        if (k->s == 1) shortcut_avx512_half(k, i0, i1);
+        else shortcut_avx512_left(k, i0, i1);
         return;
     }
     if (k->simd == 2) {
@@ -673,8 +706,8 @@ int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
     int32_t simd = use_avx2(opts) && fits32;
     if (simd && opts->simd == 2 && a_type == MDFI_S8 && b_type == MDFI_S8 && out_type == MDFI_S8 &&
         have_avx512bw()) {
-        if (s >= 1 && s <= 31) simd = 2;
-        else if (s <= 0 && act != MDFI_ACT_LEAKY) simd = 3;
+        if (act != MDFI_ACT_LEAKY && (s <= 0 || (s == 1 && da <= 1 && db <= 1))) simd = 3;
+        else if (s >= 1 && s <= 31) simd = 2;
     }
     const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb, simd};
     par_for(opts, n, 32768, shortcut_range, &k);

@@ -209,10 +209,11 @@ def test_shortcut_paths_and_threads(nthreads, simd, fa, fb, fo, bits):
 
 
 @pytest.mark.parametrize("nthreads", [1, 2, 3])
-def test_shortcut_left_shift_avx512(nthreads):
-    """int8 + int8 -> int8 with a shift <= 0 (yolov3's shortcuts: equal formats, shift 0) on the
-    AVX-512 body: the saturating byte add (da = db = shift = 0) and the 16-lane left shift,
-    every output width 2..8, every activation (leaky takes the AVX2 body), full-range and
+def test_shortcut_int8_bodies_avx512(nthreads):
+    """int8 + int8 -> int8 with a shift <= 0 (yolov3's shortcuts: equal formats, shift 0) or
+    a shift of 1 with formats at most one bit apart on the AVX-512 bodies: the saturating byte
+    add (da = db = shift = 0), the byte average (shift 1), the 16-lane left shift, every output
+    width 2..8, both roundings, every activation (leaky takes the other bodies), full-range and
     extreme inputs, lengths with tails of both loops."""
     from mdfi._ext import _conv
     if "avx512bw" not in _conv.cpu_features().split():
@@ -224,15 +225,16 @@ def test_shortcut_left_shift_avx512(nthreads):
         a[:n // 4], b[:n // 8] = 127, -128                       # extremes, both signs
         b[n // 8:n // 4] = 127
         for fa, fb, fo in [(3, 3, 3), (5, 5, 5), (3, 5, 6), (4, 2, 9), (1, 0, 30), (6, 6, 36), (0, 0, 1), (2, 2, 2),
-                           (0, 10, 26), (0, 16, 31), (16, 0, 20)]:
+                           (0, 10, 26), (0, 16, 31), (16, 0, 20), (3, 3, 2), (4, 3, 3), (3, 4, 3), (5, 6, 5)]:
             s, fm = fp.add_aligned(a, fa, b, fb)
             for bits in range(2, 9):
                 for act in ACTS:
-                    mode = MODES[(bits + len(act)) % 2]
-                    out = np.empty(n, np.int8)
-                    K.shortcut(a, fa, b, fb, out, fo, fp.rounding_code(mode), bits, ACTS[act], nthreads=nthreads,
-                               simd="avx512")
-                    assert np.array_equal(out, fp.requantize(s, fm - fo, mode, bits, act)), (n, fa, fb, fo, bits, act)
+                    for mode in MODES:
+                        out = np.empty(n, np.int8)
+                        K.shortcut(a, fa, b, fb, out, fo, fp.rounding_code(mode), bits, ACTS[act], nthreads=nthreads,
+                                   simd="avx512")
+                        assert np.array_equal(out, fp.requantize(s, fm - fo, mode, bits, act)), \
+                            (n, fa, fb, fo, bits, act, mode)
 
 
 @pytest.mark.parametrize("nthreads, simd", OPTS)
