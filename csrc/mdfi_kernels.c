@@ -778,6 +778,27 @@ MDFI_HEAD_PLANE(int16_t, head_s16)
 static void head_range(const void *vctx, int64_t c0, int64_t c1)
 {
     const head_ctx *h = (const head_ctx *)vctx;
+    if (h->in_type == MDFI_U8 || h->in_type == MDFI_S8) {
+        /* 8-bit inputs: both tables re-indexed by the input byte once (the offset and the
+         * clamp of head_u8 / head_s8 folded in), then one table load per element */
+        int32_t t[2][256];
+        for (int32_t v = 0; v < 256; ++v) {
+            const int32_t x = h->in_type == MDFI_U8 || v < 128 ? v : v - 256;
+            int64_t idx = (int64_t)x - h->qmin;
+            idx = idx < 0 ? 0 : (idx >= h->table_len ? h->table_len - 1 : idx);
+            t[0][v] = (int32_t)h->logistic[idx];
+            t[1][v] = h->exp_tab[idx];
+        }
+        for (int64_t ch = c0; ch < c1; ++ch) {
+            const int sel = h->sel[ch];
+            if (sel == 2) continue;
+            const uint8_t *restrict in = (const uint8_t *)h->in + (size_t)(ch * h->plane);
+            int32_t *restrict out = h->out + ch * h->plane;
+            const int32_t *restrict tt = t[sel];
+            for (int64_t p = 0; p < h->plane; ++p) out[p] = tt[in[p]];
+        }
+        return;
+    }
     const size_t es = mdfi_type_size(h->in_type);
     for (int64_t ch = c0; ch < c1; ++ch) {
         const int sel = h->sel[ch];

@@ -350,6 +350,26 @@ def test_wrappers_reject_bad_arguments(call):
         call()
 
 
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_head_lookup_every_byte(nthreads):
+    """8-bit head inputs (the byte-indexed tables of mdfi_kernels.c): every int8 and uint8
+    value, tables shorter and as long as the byte range (values outside clamp to the ends),
+    both tables and the untouched third selector, channels split over 1-3 threads."""
+    rng = np.random.default_rng(5 + nthreads)
+    for dt, qmin, tlen in [(np.int8, -128, 256), (np.int8, -8, 16), (np.int8, -20, 300), (np.uint8, 0, 256),
+                           (np.uint8, 3, 40), (np.int8, 100, 7)]:
+        lg = rng.integers(0, 2**16, tlen).astype(np.uint16)
+        ex = rng.integers(-2**31, 2**31, tlen).astype(np.int32)
+        vals = np.arange(256, dtype=np.int16) + (-128 if dt == np.int8 else 0)
+        x = np.stack([rng.permutation(vals) for _ in range(37)]).astype(dt)
+        sel = (np.arange(37) % 3).astype(np.uint8)
+        out = np.full(x.shape, 12345, np.int32)
+        K.head_lookup(x, qmin, lg, ex, sel, out, nthreads=nthreads)
+        idx = np.clip(x.astype(np.int64) - qmin, 0, tlen - 1)
+        ref = np.where(sel[:, None] == 0, lg[idx].astype(np.int32), np.where(sel[:, None] == 1, ex[idx], 12345))
+        assert np.array_equal(out, ref), (dt, qmin, tlen)
+
+
 def test_head_lookup_never_reads_outside_the_table():
     # a value outside the table's input range (impossible from a saturating producer) is clamped
     f = fp.QFormat(4, 0)
