@@ -249,6 +249,28 @@ def test_align_copy_paths_and_threads(nthreads, simd, in_bits, out_bits, signed)
             assert np.array_equal(out, fp.align(x, shift, 0, mode, out_bits)), (shift, mode)
 
 
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_maxpool_2x2_8bit_avx512(nthreads):
+    """2x2 stride-2 max pools of 8-bit maps wide enough for the AVX-512BW rows (64 outputs per
+    step, the rest of the row and odd last rows in portable C): int8 and uint8, random and
+    extreme values, widths with and without a tail, padding as Darknet sets it."""
+    from mdfi._ext import _conv
+    if "avx512bw" not in _conv.cpu_features().split():
+        pytest.skip(f"needs x86-64 AVX-512 F/BW/VL/DQ; this CPU/build has: {_conv.cpu_features()}")
+    rng = np.random.default_rng(31 + nthreads)
+    for c, h, w in [(3, 4, 128), (2, 5, 131), (4, 7, 416), (1, 2, 257), (5, 3, 255)]:
+        for signed in (True, False):
+            layer = pool_layer(c, h, w, 2, 2)
+            lo, hi = (-128, 128) if signed else (0, 256)
+            x = rng.integers(lo, hi, (c, h, w)).astype(np.int8 if signed else np.uint8)
+            x[0, 0, ::3] = lo
+            x[-1, -1, 1::5] = hi - 1
+            out = np.empty(layer.out_shape, x.dtype)
+            K.maxpool(x, out, layer.size, layer.stride, layer.padding, nthreads=nthreads, simd="avx512")
+            ref = QMaxpool(layer, fp.QFormat(8, 0, signed=signed)).forward_ref([x])
+            assert np.array_equal(out, ref), (c, h, w, signed)
+
+
 @pytest.mark.parametrize("nthreads, simd", OPTS)
 def test_pool_upsample_heads_threads(nthreads, simd):
     for (c, h, w, size, stride), bits, signed in [((64, 52, 53, 2, 2), 8, True), ((40, 27, 26, 2, 2), 16, True),
