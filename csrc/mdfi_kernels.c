@@ -185,24 +185,26 @@ int mdfi_requantize_array(const int64_t *restrict acc, const int32_t *restrict s
 /* Typed max pool of one channel.  Border windows clip to the image (Darknet ignores taps
  * outside it); the 2x2 stride-2 interior -- most of YOLO's pooling work -- takes a
  * branch-free path the compiler vectorizes (as does 2x2 stride 1, YOLOv3-tiny's 13x13 pool). */
-/* 2x2 stride-2 windows of two 8-bit rows, outputs [0, n) with n <= w/2, 64 per step
- * (AVX-512BW): the vertical max of 128 bytes of each row, then of each byte pair as 16-bit
- * lanes (even bytes: the low one sign- or zero-extended, odd: the high one), packed back
- * (the values fit, nothing saturates) and put back in order.  Returns the outputs done (a
- * multiple of 64); the caller finishes the row.  Reads only bytes < 2n of each row. */
+/* 2x2 stride-2 windows of two 8-bit rows (r1 = r0: one row), outputs [0, n) with n <= w/2,
+ * 64 per step (AVX-512BW; the last step with masked loads and stores): the vertical max of
+ * 128 bytes of each row, then of each byte pair as 16-bit lanes (even bytes: the low one
+ * sign- or zero-extended, odd: the high one), packed back (the values fit, nothing
+ * saturates) and put back in order.  Reads only bytes < 2n of each row. */
 #if MDFI_KERNELS_X86
 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
-static int32_t maxpool2_row8_avx512(const void *r0v, const void *r1v, void *ov, int32_t n, int is_signed)
+static void maxpool2_row8_avx512(const void *r0v, const void *r1v, void *ov, int32_t n, int is_signed)
 {
     const uint8_t *r0 = (const uint8_t *)r0v, *r1 = (const uint8_t *)r1v;
     uint8_t *o = (uint8_t *)ov;
     const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), lo8 = _mm512_set1_epi16(0x00ff);
-    int32_t j = 0;
-    for (; j + 64 <= n; j += 64) {
-        const __m512i a0 = _mm512_loadu_si512((const void *)(r0 + 2 * j));
-        const __m512i a1 = _mm512_loadu_si512((const void *)(r0 + 2 * j + 64));
-        const __m512i b0 = _mm512_loadu_si512((const void *)(r1 + 2 * j));
-        const __m512i b1 = _mm512_loadu_si512((const void *)(r1 + 2 * j + 64));
+    for (int32_t j = 0; j < n; j += 64) {
+        const int32_t cnt = n - j >= 64 ? 64 : n - j, nb = 2 * cnt;
+        const __mmask64 k0 = nb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nb) - 1);
+        const __mmask64 k1 = nb >= 128 ? ~(__mmask64)0 : nb > 64 ? (((__mmask64)1 << (nb - 64)) - 1) : 0;
+        const __m512i a0 = _mm512_maskz_loadu_epi8(k0, (const void *)(r0 + 2 * j));
+        const __m512i a1 = _mm512_maskz_loadu_epi8(k1, (const void *)(r0 + 2 * j + 64));
+        const __m512i b0 = _mm512_maskz_loadu_epi8(k0, (const void *)(r1 + 2 * j));
+        const __m512i b1 = _mm512_maskz_loadu_epi8(k1, (const void *)(r1 + 2 * j + 64));
         __m512i p;
         if (is_signed) {
             const __m512i m0 = _mm512_max_epi8(a0, b0), m1 = _mm512_max_epi8(a1, b1);
@@ -215,27 +217,43 @@ static int32_t maxpool2_row8_avx512(const void *r0v, const void *r1v, void *ov, 
             const __m512i q1 = _mm512_max_epu16(_mm512_and_si512(m1, lo8), _mm512_srli_epi16(m1, 8));
             p = _mm512_packus_epi16(q0, q1);
         }
-        _mm512_storeu_si512((void *)(o + j), _mm512_permutexvar_epi64(perm, p));
+        const __mmask64 ks = cnt >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << cnt) - 1);
+        _mm512_mask_storeu_epi8((void *)(o + j), ks, _mm512_permutexvar_epi64(perm, p));
     }
-    return j;
 }
 #endif
 
-/* The row hook of MDFI_MAXPOOL_PLANE: simd 2 and an 8-bit type on x86 (else nothing done). */
-static inline int32_t maxpool2_row8(const void *r0, const void *r1, void *o, int32_t n, int is_signed, int simd,
-                                    size_t es)
-{
 #if MDFI_KERNELS_X86
-    if (simd == 2 && es == 1) return maxpool2_row8_avx512(r0, r1, o, n, is_signed);
-#else
-    (void)r0; (void)r1; (void)o; (void)n; (void)is_signed; (void)simd; (void)es;
-#endif
-    return 0;
+/* A 2x2 stride-2 pool (no offset) of one 8-bit plane with the AVX-512BW rows: every output
+ * row takes maxpool2_row8_avx512 for its whole windows (a last single input row as both rows),
+ * a last window cut by the right edge (odd W with padding) the window maximum in C. */
+#define MDFI_MAXPOOL2_PLANE8(T, NAME, SIGNED)                                                 \
+static void NAME(const T *restrict in, int32_t h, int32_t w, T *restrict out, int32_t oh, int32_t ow) \
+{                                                                                            \
+    for (int32_t i = 0; i < oh; ++i) {                                                       \
+        const int32_t ya = 2 * i, yb = ya + 2 > h ? h : ya + 2;                              \
+        T *restrict orow = out + (int64_t)i * ow;                                            \
+        const int32_t full = w / 2 < ow ? w / 2 : ow;                                        \
+        maxpool2_row8_avx512(in + (int64_t)ya * w, in + (int64_t)(yb - 1) * w, orow, full, SIGNED); \
+        for (int32_t j = full; j < ow; ++j) {                                                \
+            const int32_t xa = 2 * j, xb = xa + 2 > w ? w : xa + 2;                          \
+            T best = in[(int64_t)ya * w + xa];                                               \
+            for (int32_t y = ya; y < yb; ++y)                                                \
+                for (int32_t x = xa; x < xb; ++x) {                                          \
+                    const T v = in[(int64_t)y * w + x];                                      \
+                    best = v > best ? v : best;                                              \
+                }                                                                            \
+            orow[j] = best;                                                                  \
+        }                                                                                    \
+    }                                                                                        \
 }
+MDFI_MAXPOOL2_PLANE8(uint8_t, maxpool2_u8_avx512, 0)
+MDFI_MAXPOOL2_PLANE8(int8_t, maxpool2_s8_avx512, 1)
+#endif
 
-#define MDFI_MAXPOOL_PLANE(T, NAME, SIGNED)                                                  \
+#define MDFI_MAXPOOL_PLANE(T, NAME)                                                          \
 static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32_t stride,   \
-                 int32_t off, T *restrict out, int32_t oh, int32_t ow, int simd)             \
+                 int32_t off, T *restrict out, int32_t oh, int32_t ow)                       \
 {                                                                                            \
     for (int32_t i = 0; i < oh; ++i) {                                                       \
         const int32_t y0 = off + i * stride;                                                 \
@@ -246,7 +264,6 @@ static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32
         if (size == 2 && stride == 2 && off == 0 && yb - ya == 2) {                         \
             const T *restrict r0 = in + (int64_t)ya * w, *restrict r1 = r0 + w;             \
             const int32_t full = w / 2 < ow ? w / 2 : ow;                                    \
-            j = maxpool2_row8(r0, r1, orow, full, SIGNED, simd, sizeof(T));                  \
             for (; j < full; ++j) {                                                          \
                 const T a = r0[2 * j] > r0[2 * j + 1] ? r0[2 * j] : r0[2 * j + 1];           \
                 const T b = r1[2 * j] > r1[2 * j + 1] ? r1[2 * j] : r1[2 * j + 1];           \
@@ -276,9 +293,9 @@ static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32
         }                                                                                    \
     }                                                                                        \
 }
-MDFI_MAXPOOL_PLANE(uint8_t, maxpool_u8, 0)
-MDFI_MAXPOOL_PLANE(int8_t, maxpool_s8, 1)
-MDFI_MAXPOOL_PLANE(int16_t, maxpool_s16, 1)
+MDFI_MAXPOOL_PLANE(uint8_t, maxpool_u8)
+MDFI_MAXPOOL_PLANE(int8_t, maxpool_s8)
+MDFI_MAXPOOL_PLANE(int16_t, maxpool_s16)
 
 /* ---------------------------------------------------------------------------------------
  * Work splitting: ranges of items on the threads of opts->pool (see mdfi_kopts)
@@ -395,19 +412,32 @@ static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
 {
     const pool_ctx *p = (const pool_ctx *)vctx;
     const int64_t in_plane = (int64_t)p->h * p->w, out_plane = (int64_t)p->oh * p->ow;
+#if MDFI_KERNELS_X86
+    if (p->simd == 2 && p->size == 2 && p->stride == 2 && p->off == 0 && p->type != MDFI_S16) {
+        for (int64_t k = k0; k < k1; ++k) {
+            if (p->type == MDFI_U8)
+                maxpool2_u8_avx512((const uint8_t *)p->in + k * in_plane, p->h, p->w,
+                                   (uint8_t *)p->out + k * out_plane, p->oh, p->ow);
+            else
+                maxpool2_s8_avx512((const int8_t *)p->in + k * in_plane, p->h, p->w,
+                                   (int8_t *)p->out + k * out_plane, p->oh, p->ow);
+        }
+        return;
+    }
+#endif
     for (int64_t k = k0; k < k1; ++k) {
         switch (p->type) {
         case MDFI_U8:
             maxpool_u8((const uint8_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
-                       (uint8_t *)p->out + k * out_plane, p->oh, p->ow, p->simd);
+                       (uint8_t *)p->out + k * out_plane, p->oh, p->ow);
             break;
         case MDFI_S8:
             maxpool_s8((const int8_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
-                       (int8_t *)p->out + k * out_plane, p->oh, p->ow, p->simd);
+                       (int8_t *)p->out + k * out_plane, p->oh, p->ow);
             break;
         default:
             maxpool_s16((const int16_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
-                        (int16_t *)p->out + k * out_plane, p->oh, p->ow, p->simd);
+                        (int16_t *)p->out + k * out_plane, p->oh, p->ow);
             break;
         }
     }

@@ -252,13 +252,14 @@ def test_align_copy_paths_and_threads(nthreads, simd, in_bits, out_bits, signed)
 @pytest.mark.parametrize("nthreads", [1, 2, 3])
 def test_maxpool_2x2_8bit_avx512(nthreads):
     """2x2 stride-2 max pools of 8-bit maps wide enough for the AVX-512BW rows (64 outputs per
-    step, the rest of the row and odd last rows in portable C): int8 and uint8, random and
+    step, masked tails, a last single row, the cut last window in portable C): int8 and uint8, random and
     extreme values, widths with and without a tail, padding as Darknet sets it."""
     from mdfi._ext import _conv
     if "avx512bw" not in _conv.cpu_features().split():
         pytest.skip(f"needs x86-64 AVX-512 F/BW/VL/DQ; this CPU/build has: {_conv.cpu_features()}")
     rng = np.random.default_rng(31 + nthreads)
-    for c, h, w in [(3, 4, 128), (2, 5, 131), (4, 7, 416), (1, 2, 257), (5, 3, 255)]:
+    for c, h, w in [(3, 4, 128), (2, 5, 131), (4, 7, 416), (1, 2, 257), (5, 3, 255), (3, 6, 52), (2, 3, 2), (1, 1, 5),
+                    (2, 9, 129)]:
         for signed in (True, False):
             layer = pool_layer(c, h, w, 2, 2)
             lo, hi = (-128, 128) if signed else (0, 256)
