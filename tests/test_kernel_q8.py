@@ -93,6 +93,8 @@ SHAPES = [  # C, H, W, M, k, stride, pad
     (130, 3, 3, 18, 3, 1, 1), (2, 31, 2, 8, 3, 1, 1), (11, 2, 33, 12, 1, 2, 0),
     # rows of more than 64 positions (the AVX-512 input re-layout: 64 per step and a tail)
     (3, 4, 150, 9, 3, 2, 1), (6, 3, 133, 7, 1, 1, 0), (5, 3, 129, 8, 3, 1, 1), (2, 3, 257, 4, 3, 2, 0),
+    # stride 2 (both column phases from one read of a row): a 1x1 map, odd rows past 128 bytes, pad 2
+    (3, 1, 1, 5, 3, 2, 1), (5, 2, 131, 6, 2, 2, 0), (1, 3, 65, 4, 3, 2, 2),
 ]
 
 
