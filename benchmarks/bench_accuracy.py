@@ -63,6 +63,24 @@ def float_split(network, names, sets: str, split: str, cache: str):
     return data
 
 
+VARIANTS = ("orig", "flip", "tl", "tr", "bl", "br")   # accuracy_images.variants: file name suffixes
+
+
+def keep_variants(data, text):
+    """The images of a split whose variant (``NAME_TAG.png``) is in ``text`` (comma-separated
+    tags of accuracy_images.variants, or ``crops`` for the four corner crops); all when None.
+    A reporting breakdown only: nothing may be chosen on a subset of ``test`` either."""
+    if not text:
+        return data
+    tags = set()
+    for t in text.split(","):
+        tags.update(VARIANTS[2:] if t == "crops" else [t])
+    bad = tags - set(VARIANTS)
+    if bad:
+        raise SystemExit(f"--variants: unknown {sorted(bad)} (known: {', '.join(VARIANTS)}, crops)")
+    return [d for d in data if os.path.splitext(d[0])[0].rsplit("_", 1)[-1] in tags]
+
+
 def calib_inputs(network, sets: str, crops: bool = False):
     """Letterboxed inputs of the calibration photos and their mirror images (``crops``: also
     the four 75 % corner crops of accuracy_images.variants, six inputs per photo)."""
@@ -107,6 +125,9 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="test", choices=("val", "test", "val,test"),
                     help="val,test: each model (built once) evaluated on both")
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--variants", default=None, metavar="TAG,...",
+                    help="report only these variants of each photo (orig, flip, tl, tr, bl, br, or crops): "
+                         "a breakdown of the same split, not a different one")
     ap.add_argument("--method", default="recipe", choices=("recipe", "old", "gptq", "adaround", "nearest-data"),
                     help="recipe: the shipped recipe (routes unified, shipped decisions); old: before the bias "
                          "fixes; gptq / adaround: decisions, GPTQ / AdaRound weights and empirical bias correction "
@@ -179,7 +200,8 @@ def main(argv=None) -> int:
         return 0
 
     splits = args.split.split(",")
-    datas = {sp: float_split(network, names, args.sets, sp, args.cache) for sp in splits}
+    datas = {sp: keep_variants(float_split(network, names, args.sets, sp, args.cache), args.variants)
+             for sp in splits}
     float_bytes = 4 * network.num_params()
     rows = {}
     for sp, data in datas.items():

@@ -77,16 +77,18 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
     ap.add_argument("--split", default="test", choices=("val", "test"))
+    ap.add_argument("--variants", default=None, metavar="TAG,...",
+                    help="report only these variants (as bench_accuracy.py --variants)")
     args = ap.parse_args(argv)
     import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
     from mdfi.eval import evaluate
     from mdfi.model import _float_network
     from mdfi.postprocess import postprocess
-    from bench_accuracy import calib_inputs, float_split
+    from bench_accuracy import calib_inputs, float_split, keep_variants
 
     network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
-    data = float_split(network, names, args.sets, args.split, args.cache)
+    data = keep_variants(float_split(network, names, args.sets, args.split, args.cache), args.variants)
     tmp = tempfile.mkdtemp(prefix="mdfi-ort-")
     fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
     heads = export(network, fp32)
