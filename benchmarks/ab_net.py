@@ -8,11 +8,16 @@ step by the calling thread's CPU time; prints per-layer medians of the convoluti
 per kind, the whole-forward medians and the ratio, and checks the outputs are equal.
 
     python benchmarks/ab_net.py --base /tmp/base --model yolov3 --runs 11
+
+When the base folder also holds a ``_kernels*.so`` (the other build's pools, shortcuts,
+routes ...), the base runner uses it too; otherwise both use this tree's ``_kernels``.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import importlib.util
 import os
 import statistics
 import sys
@@ -57,13 +62,20 @@ def main(argv=None) -> int:
     from mdfi.quant.quantize import input_to_u8
 
     mods = {"base": load_base(args.base), "new": conv_new}
+    kfiles = glob.glob(os.path.join(args.base, "_kernels*.so"))
+    kmods = {"base": ce._kernels, "new": ce._kernels}
+    if kfiles:
+        spec = importlib.util.spec_from_file_location("mdfi._ext._kernels", kfiles[0])
+        kmods["base"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(kmods["base"])
+        print(f"base _kernels: {kfiles[0]}")
     qm = load_quantized(args.model)
     net = qm.network
     rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     x = input_to_u8(image_to_input(rgb, net.width, net.height))
     runners, bufs = {}, {}
     for name, mod in mods.items():
-        ce._conv = mod
+        ce._conv, ce._kernels = mod, kmods[name]
         runners[name] = ce.CRunner(qm, args.threads)
         bufs[name] = [runners[name].new_output(ql.index) for ql in qm.layers]
     clock = time.thread_time if args.threads == 1 else time.perf_counter
@@ -72,7 +84,7 @@ def main(argv=None) -> int:
     finals = {}
 
     def forward(name):
-        ce._conv = mods[name]
+        ce._conv, ce._kernels = mods[name], kmods[name]
         runner, outs = runners[name], [None] * len(qm.layers)
         tot = 0.0
         for ql, step in zip(qm.layers, runner.steps):

@@ -8,6 +8,7 @@
         --layer-abits 0=16,10=16,14=16,21=16          # also the entry of the wide-activation variant
     python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
     python benchmarks/bench_accuracy.py --method adaround --configs w4a8 --layer-wbits 0=8
+    python benchmarks/bench_accuracy.py --method gptq --align max --configs w4a8 --layer-wbits 0=8
 
 Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / val / test,
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
@@ -62,6 +63,24 @@ def float_split(network, names, sets: str, split: str, cache: str):
     return data
 
 
+VARIANTS = ("orig", "flip", "tl", "tr", "bl", "br")   # accuracy_images.variants: file name suffixes
+
+
+def keep_variants(data, text):
+    """The images of a split whose variant (``NAME_TAG.png``) is in ``text`` (comma-separated
+    tags of accuracy_images.variants, or ``crops`` for the four corner crops); all when None.
+    A reporting breakdown only: nothing may be chosen on a subset of ``test`` either."""
+    if not text:
+        return data
+    tags = set()
+    for t in text.split(","):
+        tags.update(VARIANTS[2:] if t == "crops" else [t])
+    bad = tags - set(VARIANTS)
+    if bad:
+        raise SystemExit(f"--variants: unknown {sorted(bad)} (known: {', '.join(VARIANTS)}, crops)")
+    return [d for d in data if os.path.splitext(d[0])[0].rsplit("_", 1)[-1] in tags]
+
+
 def calib_inputs(network, sets: str, crops: bool = False):
     """Letterboxed inputs of the calibration photos and their mirror images (``crops``: also
     the four 75 % corner crops of accuracy_images.variants, six inputs per photo)."""
@@ -106,6 +125,9 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="test", choices=("val", "test", "val,test"),
                     help="val,test: each model (built once) evaluated on both")
     ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--variants", default=None, metavar="TAG,...",
+                    help="report only these variants of each photo (orig, flip, tl, tr, bl, br, or crops): "
+                         "a breakdown of the same split, not a different one")
     ap.add_argument("--method", default="recipe", choices=("recipe", "old", "gptq", "adaround", "nearest-data"),
                     help="recipe: the shipped recipe (routes unified, shipped decisions); old: before the bias "
                          "fixes; gptq / adaround: decisions, GPTQ / AdaRound weights and empirical bias correction "
@@ -129,6 +151,10 @@ def main(argv=None) -> int:
                     help="data-driven methods: the calib photos' four corner crops as well (66 inputs instead of "
                          "22) for the weight rounding, the empirical bias and the head shifts (not for the format "
                          "search, which --search-cache may reuse)")
+    ap.add_argument("--align", choices=("max", "mse", "output"), default=None,
+                    help="data-driven methods: mantissa alignment (mdfi.quant.align) of the float network first, "
+                         "recalibrated on the calib photos; the format search then runs on the aligned network")
+    ap.add_argument("--align-direction", choices=("fit", "keep", "nearest", "down"), default="fit")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -174,7 +200,8 @@ def main(argv=None) -> int:
         return 0
 
     splits = args.split.split(",")
-    datas = {sp: float_split(network, names, args.sets, sp, args.cache) for sp in splits}
+    datas = {sp: keep_variants(float_split(network, names, args.sets, sp, args.cache), args.variants)
+             for sp in splits}
     float_bytes = 4 * network.num_params()
     rows = {}
     for sp, data in datas.items():
@@ -184,8 +211,12 @@ def main(argv=None) -> int:
           f"{'|dconf|':>7} {'size':>6} {'quant s':>7}")
     for w, a in parse_bits_list(args.configs):
         tag = f"w{w}a{a}" + ("+" if wide else "") + ("".join(f"/w{b}@{i}" for i, b in sorted(lw.items())))
+        if args.align:
+            tag += f"/al-{args.align}-{args.align_direction}"
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
         t0 = time.perf_counter()
+        if args.align and args.method not in ("gptq", "adaround", "nearest-data"):
+            raise SystemExit("--align: with --method gptq, adaround or nearest-data only")
         if args.method in ("gptq", "adaround", "nearest-data"):
             from mdfi.quant.formats import choose_decisions
             xs = calib_inputs(network, args.sets, crops=args.calib_crops)
@@ -193,7 +224,12 @@ def main(argv=None) -> int:
                          bias_correction="empirical", calib_inputs=xs)
             if args.method == "adaround":
                 final["adaround"] = adaround_settings(args.adaround)
-            skey = f"{w}/{a}/{sorted(lw.items())}"
+            al = None
+            if args.align:
+                from mdfi.quant.align import prepare
+                al = prepare(network, args.align, direction=args.align_direction, wbits=w, layer_wbits=lw, abits=a,
+                             layer_abits=wide, per_channel=opts["per_channel"], inputs=xs, progress=True)
+            skey = f"{w}/{a}/{sorted(lw.items())}" + (f"/align={args.align}/{args.align_direction}" if al else "")
             spath = os.path.join(args.cache, "searched-formats.json")
             known = {}
             if args.search_cache and os.path.exists(spath):
@@ -201,7 +237,8 @@ def main(argv=None) -> int:
                     known = json.load(fh)
             d, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=opts["per_channel"],
                                      final=final, with_model=True, layer_abits=wide, layer_wbits=lw,
-                                     searched={int(k): v for k, v in known[skey].items()} if skey in known else None)
+                                     searched={int(k): v for k, v in known[skey].items()} if skey in known else None,
+                                     align=al)
             if args.search_cache and not wide and skey not in known:
                 known[skey] = d["act_fracs"]
                 os.makedirs(args.cache, exist_ok=True)
@@ -242,7 +279,8 @@ def main(argv=None) -> int:
           + (f"; + = activations of layers {args.layer_abits} wider" if wide else ""))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"split": args.split, "method": args.method, "adaround": adaround_settings(args.adaround),
+            json.dump({"split": args.split, "method": args.method, "align": args.align,
+                       "align_direction": args.align_direction, "adaround": adaround_settings(args.adaround),
                        "images": {sp: len(d) for sp, d in datas.items()}, "rows": rows}, fh, indent=1)
     return 0
 

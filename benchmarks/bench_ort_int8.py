@@ -87,18 +87,24 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="yolov3-tiny", choices=("yolov3-tiny", "yolov4-tiny-10c"))
     ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
     ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"))
+    ap.add_argument("--variants", default=None, metavar="TAG,...",
+                    help="report only these variants (as bench_accuracy.py --variants)")
     args = ap.parse_args(argv)
     if args.model == "yolov4-tiny-10c":
+        if args.variants:
+            ap.error("--variants: yolov3-tiny only")
         return v4tiny(args)
+    if args.split not in ("val", "test"):
+        ap.error(f"--split for yolov3-tiny: val or test, not {args.split!r}")
     import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
     from mdfi.eval import evaluate
     from mdfi.model import _float_network
     from mdfi.postprocess import postprocess
-    from bench_accuracy import calib_inputs, float_split
+    from bench_accuracy import calib_inputs, float_split, keep_variants
 
     network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
-    data = float_split(network, names, args.sets, args.split, args.cache)
+    data = keep_variants(float_split(network, names, args.sets, args.split, args.cache), args.variants)
     tmp = tempfile.mkdtemp(prefix="mdfi-ort-")
     fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
     heads = export(network, fp32)

@@ -149,18 +149,18 @@ static int amx_usable(int32_t c, int32_t ks, int32_t stride)
 
 static const q8_kernel kerns_amx[] = {{32, 2, 16, amx_tile_32x32}};
 const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_amx, 1, amx_usable,
-                                &mdfi_q8_ops_vnni512, 1, 1};
+                                &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2};
 static const q8_kernel kerns_sim[] = {{32, 2, 16, amxsim_tile_32x32}};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_sim, 1, amx_usable,
-                                   &mdfi_q8_ops_vnni512, 1, 1};
+                                   &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2};
 
 int mdfi_q8_have_amx_build(void) { return 1; }
 
 #elif MDFI_CONV_X86
 
-const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0};
+const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0, NULL};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL,
-                                   &mdfi_q8_ops_vnni512, 0, 0};
+                                   &mdfi_q8_ops_vnni512, 0, 0, NULL};
 int mdfi_q8_have_amx_build(void) { return 0; }
 
 #else

@@ -269,7 +269,7 @@ static void tile_ref(const q8_ctx *ctx, int32_t m0, int32_t t)
 }
 
 static const q8_kernel kerns_ref[] = {{4, 1, 8, tile_ref}};
-const q8_ops mdfi_q8_ops_ref = {"scalar8", 0, mdfi_q8_x4_ref, mdfi_q8_pack_ref, kerns_ref, 1, NULL, NULL, 0, 0};
+const q8_ops mdfi_q8_ops_ref = {"scalar8", 0, mdfi_q8_x4_ref, mdfi_q8_pack_ref, kerns_ref, 1, NULL, NULL, 0, 0, NULL};
 
 /* ---------------------------------------------------------------------------------------
  * Driver
@@ -376,12 +376,15 @@ static void q8_worker(void *arg, int tid)
     q8_job *job = (q8_job *)arg;
     const q8_ctx *ctx = job->ctx;
     const q8_ops *ops = ctx->ops;
-    const int64_t rows = (int64_t)ctx->c4 * ctx->stride * ctx->stride * ctx->hps;
-    const int64_t rb = (int64_t)ctx->wps * 4;
+    /* X4 rows: one per (channel quad, phase, plane row), or with x4_s2 one per (channel quad,
+     * phase row, plane row) covering both column phases */
+    const int pairs = ctx->stride == 2 && ops->x4_s2 != NULL;
+    const int64_t rows = (int64_t)ctx->c4 * ctx->stride * (pairs ? 1 : ctx->stride) * ctx->hps;
+    const int64_t rb = (int64_t)ctx->wps * 4 * (pairs ? 2 : 1);
     const int64_t per = rb >= X4_ITEM_BYTES ? 1 : X4_ITEM_BYTES / rb;
     const int64_t nx = (rows + per - 1) / per;
     for (int64_t i; (i = mdfi_pool_next(&job->x4)) < nx;) {
-        ops->x4(ctx, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
+        (pairs ? ops->x4_s2 : ops->x4)(ctx, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
         mdfi_pool_done(&job->x4_done, nx);
     }
     mdfi_pool_wait(&job->x4_done, nx);

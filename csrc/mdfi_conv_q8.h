@@ -159,6 +159,8 @@ typedef struct q8_ops {
     const struct q8_ops *fallback;
     int32_t fast_epi;                 /* kernels use ctx->rowc / ctx->vinfo              */
     int32_t native_res;               /* kernels apply ctx->res when ctx->res_fast        */
+    /* optional, stride 2: X4 rows (cq * 2 + py) * Hps + pr, both column phases of each */
+    void (*x4_s2)(const q8_ctx *ctx, int64_t r0, int64_t r1);
 } q8_ops;
 
 /* The portable reference ops (mdfi_conv_q8.c) and the SIMD twins. */
@@ -172,6 +174,7 @@ extern const q8_ops mdfi_q8_ops_amxsim;        /* the AMX kernel on a C model of
 int mdfi_q8_have_avxvnni_build(void);          /* compiler could build the VEX variant   */
 void mdfi_q8_x4_avx2(const q8_ctx *ctx, int64_t r0, int64_t r1);
 void mdfi_q8_x4_avx512(const q8_ctx *ctx, int64_t r0, int64_t r1);   /* AVX-512BW */
+void mdfi_q8_x4_avx512_s2(const q8_ctx *ctx, int64_t r0, int64_t r1);
 void mdfi_q8_pack_avx512(const q8_ctx *ctx, int32_t t, uint8_t *dst);
 /* the zmm epilogue of `rows` rows x nrv vectors of 16 int32 sums (tmp [rows][nrv*16]); vi: the
  * tile's ctx->vinfo entries */

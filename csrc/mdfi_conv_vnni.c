@@ -209,6 +209,71 @@ X4_ATTR void mdfi_q8_x4_avx512(const q8_ctx *ctx, int64_t r0, int64_t r1)
     }
 }
 
+/* Stride 2: both column phases of an X4 row from one read of the input row.  Row r2 =
+ * (cq * 2 + py) * Hps + pr writes row pr of the planes (cq, py, px = 0) and (cq, py, px = 1):
+ * one phase reads input columns 0, 2, 4, ..., the other 1, 3, 5, ... (mdfi_q8_x4_row: x0 is 0
+ * or 1), so 128 input bytes give 64 positions of each, the even bytes and the odd ones. */
+X4_ATTR void mdfi_q8_x4_avx512_s2(const q8_ctx *ctx, int64_t r0, int64_t r1)
+{
+    const int32_t hps = ctx->hps, wps = ctx->wps, w = ctx->w;
+    const __m512i flip = _mm512_set1_epi8((char)ctx->flip), padv = _mm512_set1_epi8((char)ctx->padv);
+    const __m512i ff = _mm512_set1_epi16(0x00ff), perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t pr = r % hps, pp = r / hps;         /* pp = cq * 2 + py */
+        const uint8_t *src[4];
+        uint8_t *plane[2];
+        int64_t jlo[2], jhi[2], y = 0;
+        int32_t py = 0, px;
+        for (int32_t k = 0; k < 2; ++k) {                /* the plane of column phase k */
+            plane[k] = mdfi_q8_x4_plane(ctx, pp * 2 + k, src, &py, &px);
+            y = mdfi_q8_x4_row(ctx, pr, py, k, &jlo[k], &jhi[k]);
+        }
+        /* x0 = jlo*2 + px - pad: phase e (the one whose x0 is e) reads the columns of parity e */
+        int32_t par[2];                                   /* par[k]: parity of phase k's columns */
+        for (int32_t k = 0; k < 2; ++k) par[k] = (int32_t)((jlo[k] * 2 + k - ctx->pad) & 1);
+        const int64_t n[2] = {jhi[0] - jlo[0], jhi[1] - jlo[1]};
+        for (int32_t k = 0; k < 2; ++k) {
+            uint8_t *d = plane[k] + (size_t)pr * (size_t)wps * 4;
+            if (jlo[k] > 0) memset(d, ctx->padv, (size_t)jlo[k] * 4);
+            if (jhi[k] < wps) memset(d + 4 * jhi[k], ctx->padv, (size_t)(wps - jhi[k]) * 4);
+        }
+        if (n[0] > 0 || n[1] > 0) {
+            /* both phases start at input column 0 or 1 of row y: chunk i covers columns
+             * [128 i, 128 i + 128), positions i*64 .. of each phase */
+            const uint8_t *rs[4];
+            for (int e = 0; e < 4; ++e) rs[e] = src[e] ? src[e] + (size_t)y * (size_t)w : NULL;
+            const int64_t nmax = n[0] > n[1] ? n[0] : n[1];
+            for (int64_t j = 0; j < nmax; j += 64) {
+                const int64_t nb = (int64_t)w - 2 * j;           /* bytes left in the row (> 0) */
+                const __mmask64 m0 = nb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nb) - 1);
+                const __mmask64 m1 = nb >= 128 ? ~(__mmask64)0 : nb > 64 ? (((__mmask64)1 << (nb - 64)) - 1) : 0;
+                __m512i v[2][4];                                  /* [parity][channel] */
+                for (int e = 0; e < 4; ++e) {
+                    if (!rs[e]) {
+                        v[0][e] = v[1][e] = padv;
+                        continue;
+                    }
+                    const __m512i lo = _mm512_maskz_loadu_epi8(m0, (const void *)(rs[e] + 2 * j));
+                    const __m512i hi = _mm512_maskz_loadu_epi8(m1, (const void *)(rs[e] + 2 * j + 64));
+                    const __m512i ev = _mm512_packus_epi16(_mm512_and_si512(lo, ff), _mm512_and_si512(hi, ff));
+                    const __m512i od = _mm512_packus_epi16(_mm512_srli_epi16(lo, 8), _mm512_srli_epi16(hi, 8));
+                    v[0][e] = _mm512_xor_si512(_mm512_permutexvar_epi64(perm, ev), flip);
+                    v[1][e] = _mm512_xor_si512(_mm512_permutexvar_epi64(perm, od), flip);
+                }
+                for (int32_t k = 0; k < 2; ++k) {
+                    if (j >= n[k]) continue;
+                    const int32_t cnt = n[k] - j >= 64 ? 64 : (int32_t)(n[k] - j);
+                    const int32_t q = par[k];
+                    quads64(plane[k] + ((size_t)pr * (size_t)wps + (size_t)(jlo[k] + j)) * 4, v[q][0], v[q][1],
+                            v[q][2], v[q][3], cnt);
+                }
+            }
+        }
+        if (pr == hps - 1)
+            for (int32_t k = 0; k < 2; ++k) mdfi_q8_x4_slack(ctx, plane[k]);
+    }
+}
+
 /* ---------------------------------------------------------------------------------------
  * Packed B (small maps): masked loads instead of a copy per pixel run
  * ------------------------------------------------------------------------------------- */
@@ -353,16 +418,16 @@ void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nr
 const q8_kernel mdfi_q8_kerns_vnni512[] = {{8, 3, 16, vnni512_tile_8x3}, {16, 1, 16, vnni512_tile_16x1},
                                      {12, 2, 16, vnni512_tile_12x2}};
 const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, mdfi_q8_kerns_vnni512, 3, NULL, NULL,
-                                     1, 1};
+                                     1, 1, mdfi_q8_x4_avx512_s2};
 
 static const q8_kernel kerns256[] = {{4, 3, 8, vnni256_tile_4x3}, {8, 1, 8, vnni256_tile_8x1}};
-const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, pack_avx2, kerns256, 2, NULL, NULL, 1, 0};
+const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, pack_avx2, kerns256, 2, NULL, NULL, 1, 0, NULL};
 
 #if MDFI_HAVE_AVXVNNI_BUILD
 static const q8_kernel kernsvex[] = {{4, 3, 8, avxvnni_tile_4x3}, {8, 1, 8, avxvnni_tile_8x1}};
-const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, pack_avx2, kernsvex, 2, NULL, NULL, 1, 0};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, pack_avx2, kernsvex, 2, NULL, NULL, 1, 0, NULL};
 #else
-const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0, NULL, NULL, 0, 0};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0, NULL, NULL, 0, 0, NULL};
 #endif
 
 #else

@@ -218,6 +218,36 @@ QB_NAME(epi_row_regs)(const q8_ctx *ctx, int32_t m, const QB_VEC *accr, int32_t 
     QB_UNROLL for (int32_t v = 0; v < V; ++v) QB_NAME(epi_vec)(ctx, o, accr[v], &k, vi[v], act, 0);
 }
 
+/* Is every lane of the tile's V vectors an output, the outputs consecutive?  (Valid lanes
+ * map to consecutive output indices and a vector holds at most LANES of them, so a full first
+ * vector and a last one LANES*(V-1) outputs further imply it for every vector between.) */
+static inline int QB_NAME(tile_full)(const uint64_t *vi, int32_t V)
+{
+    const uint64_t full = (uint64_t)((1u << QB_LANES) - 1u) << 48;
+    return (vi[0] & ~(((uint64_t)1 << 48) - 1)) == full && vi[V - 1] == vi[0] + (uint64_t)(QB_LANES * (V - 1));
+}
+
+/* The epilogue of one fast row of a full tile (tile_full) with 8-bit output and no clamp (the
+ * narrowing saturates to the output range): no lane masks, no per-vector branches. */
+QB_ATTR static inline __attribute__((always_inline)) void
+QB_NAME(epi_row_full8)(const q8_ctx *ctx, int32_t m, const QB_VEC *accr, int32_t V, int8_t *dst,
+                       const int32_t act)
+{
+    const q8_rowc *rc = ctx->rowc + m;
+    const QB_VEC c = QB_SET1(rc->c), kd = QB_SET1(rc->kd);
+    const __m128i s = _mm_cvtsi32_si128(rc->s);
+    QB_UNROLL for (int32_t v = 0; v < V; ++v) {
+#if QB_WIDTH == 512
+        const __m512i r = mdfi_rqf16_avx512(accr[v], s, c, kd, act);
+        _mm_storeu_si128((__m128i *)(void *)(dst + 16 * v), _mm512_cvtsepi32_epi8(r));
+#else
+        const __m256i r = mdfi_rqf8_avx2(accr[v], s, c, kd, act);
+        const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+        _mm_storel_epi64((__m128i *)(void *)(dst + 8 * v), _mm_packs_epi16(w, w));
+#endif
+    }
+}
+
 /* The register tile MRV rows x NRVV vectors: the reduction (tile_..._t, inlined once per
  * activation), then the epilogue from the registers when every row is fast and no shortcut
  * is fused (ctx->regs_epi), else through tmp. */
@@ -256,6 +286,14 @@ QB_NAME(tile_##MRV##x##NRVV##_t)(const q8_ctx *ctx, int32_t m0, int32_t t, const
     }                                                                                             \
     const uint64_t *vi = ctx->vinfo + (size_t)t * V;                                              \
     if (ctx->regs_epi) {                                                                          \
+        if (ctx->otype == MDFI_CONV_S8 && !ctx->clamp && QB_NAME(tile_full)(vi, V)) {             \
+            int8_t *dst = (int8_t *)ctx->out + (size_t)m0 * (size_t)ctx->n +                      \
+                          (size_t)(vi[0] & (((uint64_t)1 << 48) - 1));                            \
+            QB_UNROLL for (int r = 0; r < R; ++r)                                                 \
+                if (m0 + r < ctx->m)                                                              \
+                    QB_NAME(epi_row_full8)(ctx, m0 + r, acc[r], V, dst + (size_t)r * (size_t)ctx->n, act); \
+            return;                                                                               \
+        }                                                                                         \
         QB_UNROLL for (int r = 0; r < R; ++r)                                                     \
             if (m0 + r < ctx->m) QB_NAME(epi_row_regs)(ctx, m0 + r, acc[r], V, vi, act);         \
         return;                                                                                   \

@@ -185,6 +185,72 @@ int mdfi_requantize_array(const int64_t *restrict acc, const int32_t *restrict s
 /* Typed max pool of one channel.  Border windows clip to the image (Darknet ignores taps
  * outside it); the 2x2 stride-2 interior -- most of YOLO's pooling work -- takes a
  * branch-free path the compiler vectorizes (as does 2x2 stride 1, YOLOv3-tiny's 13x13 pool). */
+/* 2x2 stride-2 windows of two 8-bit rows (r1 = r0: one row), outputs [0, n) with n <= w/2,
+ * 64 per step (AVX-512BW; the last step with masked loads and stores): the vertical max of
+ * 128 bytes of each row, then of each byte pair as 16-bit lanes (even bytes: the low one
+ * sign- or zero-extended, odd: the high one), packed back (the values fit, nothing
+ * saturates) and put back in order.  Reads only bytes < 2n of each row. */
+#if MDFI_KERNELS_X86
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+static void maxpool2_row8_avx512(const void *r0v, const void *r1v, void *ov, int32_t n, int is_signed)
+{
+    const uint8_t *r0 = (const uint8_t *)r0v, *r1 = (const uint8_t *)r1v;
+    uint8_t *o = (uint8_t *)ov;
+    const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), lo8 = _mm512_set1_epi16(0x00ff);
+    for (int32_t j = 0; j < n; j += 64) {
+        const int32_t cnt = n - j >= 64 ? 64 : n - j, nb = 2 * cnt;
+        const __mmask64 k0 = nb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nb) - 1);
+        const __mmask64 k1 = nb >= 128 ? ~(__mmask64)0 : nb > 64 ? (((__mmask64)1 << (nb - 64)) - 1) : 0;
+        const __m512i a0 = _mm512_maskz_loadu_epi8(k0, (const void *)(r0 + 2 * j));
+        const __m512i a1 = _mm512_maskz_loadu_epi8(k1, (const void *)(r0 + 2 * j + 64));
+        const __m512i b0 = _mm512_maskz_loadu_epi8(k0, (const void *)(r1 + 2 * j));
+        const __m512i b1 = _mm512_maskz_loadu_epi8(k1, (const void *)(r1 + 2 * j + 64));
+        __m512i p;
+        if (is_signed) {
+            const __m512i m0 = _mm512_max_epi8(a0, b0), m1 = _mm512_max_epi8(a1, b1);
+            const __m512i q0 = _mm512_max_epi16(_mm512_srai_epi16(_mm512_slli_epi16(m0, 8), 8), _mm512_srai_epi16(m0, 8));
+            const __m512i q1 = _mm512_max_epi16(_mm512_srai_epi16(_mm512_slli_epi16(m1, 8), 8), _mm512_srai_epi16(m1, 8));
+            p = _mm512_packs_epi16(q0, q1);
+        } else {
+            const __m512i m0 = _mm512_max_epu8(a0, b0), m1 = _mm512_max_epu8(a1, b1);
+            const __m512i q0 = _mm512_max_epu16(_mm512_and_si512(m0, lo8), _mm512_srli_epi16(m0, 8));
+            const __m512i q1 = _mm512_max_epu16(_mm512_and_si512(m1, lo8), _mm512_srli_epi16(m1, 8));
+            p = _mm512_packus_epi16(q0, q1);
+        }
+        const __mmask64 ks = cnt >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << cnt) - 1);
+        _mm512_mask_storeu_epi8((void *)(o + j), ks, _mm512_permutexvar_epi64(perm, p));
+    }
+}
+#endif
+
+#if MDFI_KERNELS_X86
+/* A 2x2 stride-2 pool (no offset) of one 8-bit plane with the AVX-512BW rows: every output
+ * row takes maxpool2_row8_avx512 for its whole windows (a last single input row as both rows),
+ * a last window cut by the right edge (odd W with padding) the window maximum in C. */
+#define MDFI_MAXPOOL2_PLANE8(T, NAME, SIGNED)                                                 \
+static void NAME(const T *restrict in, int32_t h, int32_t w, T *restrict out, int32_t oh, int32_t ow) \
+{                                                                                            \
+    for (int32_t i = 0; i < oh; ++i) {                                                       \
+        const int32_t ya = 2 * i, yb = ya + 2 > h ? h : ya + 2;                              \
+        T *restrict orow = out + (int64_t)i * ow;                                            \
+        const int32_t full = w / 2 < ow ? w / 2 : ow;                                        \
+        maxpool2_row8_avx512(in + (int64_t)ya * w, in + (int64_t)(yb - 1) * w, orow, full, SIGNED); \
+        for (int32_t j = full; j < ow; ++j) {                                                \
+            const int32_t xa = 2 * j, xb = xa + 2 > w ? w : xa + 2;                          \
+            T best = in[(int64_t)ya * w + xa];                                               \
+            for (int32_t y = ya; y < yb; ++y)                                                \
+                for (int32_t x = xa; x < xb; ++x) {                                          \
+                    const T v = in[(int64_t)y * w + x];                                      \
+                    best = v > best ? v : best;                                              \
+                }                                                                            \
+            orow[j] = best;                                                                  \
+        }                                                                                    \
+    }                                                                                        \
+}
+MDFI_MAXPOOL2_PLANE8(uint8_t, maxpool2_u8_avx512, 0)
+MDFI_MAXPOOL2_PLANE8(int8_t, maxpool2_s8_avx512, 1)
+#endif
+
 #define MDFI_MAXPOOL_PLANE(T, NAME)                                                          \
 static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32_t stride,   \
                  int32_t off, T *restrict out, int32_t oh, int32_t ow)                       \
@@ -339,12 +405,26 @@ typedef struct {
     const void *in;
     void *out;
     int32_t type, h, w, size, stride, off, oh, ow;
+    int simd;                     /* 2: the AVX-512BW 2x2 stride-2 rows of 8-bit types */
 } pool_ctx;
 
 static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
 {
     const pool_ctx *p = (const pool_ctx *)vctx;
     const int64_t in_plane = (int64_t)p->h * p->w, out_plane = (int64_t)p->oh * p->ow;
+#if MDFI_KERNELS_X86
+    if (p->simd == 2 && p->size == 2 && p->stride == 2 && p->off == 0 && p->type != MDFI_S16) {
+        for (int64_t k = k0; k < k1; ++k) {
+            if (p->type == MDFI_U8)
+                maxpool2_u8_avx512((const uint8_t *)p->in + k * in_plane, p->h, p->w,
+                                   (uint8_t *)p->out + k * out_plane, p->oh, p->ow);
+            else
+                maxpool2_s8_avx512((const int8_t *)p->in + k * in_plane, p->h, p->w,
+                                   (int8_t *)p->out + k * out_plane, p->oh, p->ow);
+        }
+        return;
+    }
+#endif
     for (int64_t k = k0; k < k1; ++k) {
         switch (p->type) {
         case MDFI_U8:
@@ -376,7 +456,8 @@ int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h,
         (pad + 1) / 2 > size - 1)
         return -2;
     /* C: -l.pad/2 truncates toward zero */
-    const pool_ctx p = {in, out, type, h, w, size, stride, -(pad / 2), oh, ow};
+    const pool_ctx p = {in, out, type, h, w, size, stride, -(pad / 2), oh, ow,
+                        opts->simd == 2 && have_avx512bw() ? 2 : 0};
     const int64_t grain = 1 + 16384 / ((int64_t)h * w);          /* >= ~16K input elements */
     par_for(opts, c, grain, maxpool_range, &p);
     return 0;
@@ -522,7 +603,9 @@ typedef struct {
     int32_t a_type, b_type, out_type, da, db, s, mode, bits, act;
     int64_t ma, mb;
     int32_t simd;                 /* 1: AVX2, the aligned sum provably fits int32; 2: AVX-512,
-                                     int8 + int8 -> int8 and a shift of 1..31 as well */
+                                     int8 + int8 -> int8 and a shift of 1..31 as well; 3:
+                                     AVX-512, int8 + int8 -> int8, not leaky, a shift <= 0 or
+                                     a shift of 1 with da, db <= 1 */
 } shortcut_ctx;
 
 #if MDFI_KERNELS_X86
@@ -577,6 +660,79 @@ MDFI_SHORTCUT_AVX512(shortcut_avx512_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
 MDFI_SHORTCUT_AVX512(shortcut_avx512_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
 MDFI_SHORTCUT_AVX512(shortcut_avx512_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
 MDFI_SHORTCUT_AVX512(shortcut_avx512_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
+
+/* int8 a, b -> int8 out, shift s <= 0, linear or relu (mdfi_requantize: sat(x * 2^-s) of the
+ * aligned sum x, |x| <= 2^24 after relu, clamped first to +-2^bits there).  The rounding mode
+ * plays no part.  da = db = s = 0: sat(a + b) is the saturating byte add (the sum lies in
+ * [-256, 254]; relu and the clamp to a narrower width commute with the saturation to 8 bits),
+ * 64 lanes per step.  Otherwise 16 int32 lanes: clamp to +-2^15 and shift left by min(-s, 15)
+ * -- every nonzero x that either clamp or the smaller shift changes saturates both ways, with
+ * the same sign, since |result| >= 2^15 > qmax(bits) for bits <= 16 -- then saturate. */
+/* s = 1 with da, db <= 1 (formats one bit apart), linear or relu: 64 byte lanes as well.
+ *   da = db = 0:  R((a + b) / 2): half_up floor((a + b + 1) / 2) is the unsigned byte average
+ *                 of a ^ 0x80 and b ^ 0x80, XOR 0x80; truncate subtracts 1 where a + b is odd
+ *                 ((a ^ b) & 1); both lie in [-128, 127].
+ *   db = 1:       R((a + 2b) / 2) = b + R(a / 2) (2b is even), R(a / 2) in [-64, 64] as above
+ *                 with b = 0; b + R(a / 2) in [-192, 191], saturated by the saturating add.
+ *   da = 1:       the same with a and b exchanged.
+ * relu: max(R(x / 2), 0) = R(max(x, 0) / 2); then the clamp to the output width. */
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+static void shortcut_avx512_half(const shortcut_ctx *k, int64_t i0, int64_t i1)
+{
+    const int8_t *a = (const int8_t *)(k->da == 1 ? k->b : k->a), *b = (const int8_t *)(k->da == 1 ? k->a : k->b);
+    const int both = k->da == 0 && k->db == 0;      /* else: b is the operand shifted by one */
+    const int trunc = k->mode == MDFI_ROUND_TRUNCATE, relu = k->act == MDFI_ACT_RELU;
+    int8_t *o = (int8_t *)k->out;
+    const __m512i lo = _mm512_set1_epi8((char)mdfi_qmin(k->bits)), hi = _mm512_set1_epi8((char)mdfi_qmax(k->bits));
+    const __m512i s80 = _mm512_set1_epi8((char)0x80), one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+    for (int64_t i = i0; i < i1; i += 64) {
+        const __mmask64 m = i1 - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (i1 - i)) - 1);
+        const __m512i va = _mm512_maskz_loadu_epi8(m, (const void *)(a + i));
+        const __m512i vb = _mm512_maskz_loadu_epi8(m, (const void *)(b + i));
+        const __m512i c = both ? vb : zero;           /* the averaged partner of a */
+        __m512i r = _mm512_xor_si512(_mm512_avg_epu8(_mm512_xor_si512(va, s80), _mm512_xor_si512(c, s80)), s80);
+        if (trunc) r = _mm512_sub_epi8(r, _mm512_and_si512(_mm512_xor_si512(va, c), one));
+        if (!both) r = _mm512_adds_epi8(r, vb);
+        if (relu) r = _mm512_max_epi8(r, zero);
+        r = _mm512_min_epi8(_mm512_max_epi8(r, lo), hi);
+        _mm512_mask_storeu_epi8((void *)(o + i), m, r);
+    }
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+static void shortcut_avx512_left(const shortcut_ctx *k, int64_t i0, int64_t i1)
+{
+    const int8_t *a = (const int8_t *)k->a, *b = (const int8_t *)k->b;
+    int8_t *o = (int8_t *)k->out;
+    const int relu = k->act == MDFI_ACT_RELU;
+    if (k->da == 0 && k->db == 0 && k->s == 0) {
+        const __m512i lo = _mm512_set1_epi8((char)mdfi_qmin(k->bits)), hi = _mm512_set1_epi8((char)mdfi_qmax(k->bits));
+        const __m512i zero = _mm512_setzero_si512();
+        for (int64_t i = i0; i < i1; i += 64) {
+            const __mmask64 m = i1 - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (i1 - i)) - 1);
+            __m512i r = _mm512_adds_epi8(_mm512_maskz_loadu_epi8(m, (const void *)(a + i)),
+                                         _mm512_maskz_loadu_epi8(m, (const void *)(b + i)));
+            if (relu) r = _mm512_max_epi8(r, zero);
+            r = _mm512_min_epi8(_mm512_max_epi8(r, lo), hi);
+            _mm512_mask_storeu_epi8((void *)(o + i), m, r);
+        }
+        return;
+    }
+    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);
+    const __m128i lsh = _mm_cvtsi32_si128(-k->s < 15 ? -k->s : 15);
+    const __m512i lim_lo = _mm512_set1_epi32(-(1 << 15)), lim_hi = _mm512_set1_epi32(1 << 15);
+    const __m512i qmin = _mm512_set1_epi32(mdfi_qmin(k->bits)), qmax = _mm512_set1_epi32(mdfi_qmax(k->bits));
+    for (int64_t i = i0; i < i1; i += 16) {
+        const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1u);
+        const __m512i va = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i)));
+        const __m512i vb = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i)));
+        __m512i x = _mm512_add_epi32(_mm512_sll_epi32(va, da), _mm512_sll_epi32(vb, db));
+        if (relu) x = _mm512_max_epi32(x, _mm512_setzero_si512());
+        x = _mm512_sll_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lim_lo), lim_hi), lsh);
+        x = _mm512_min_epi32(_mm512_max_epi32(x, qmin), qmax);
+        _mm_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi32_epi8(x));
+    }
+}
 #endif
 
 static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
@@ -584,6 +740,11 @@ static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
     const shortcut_ctx *k = (const shortcut_ctx *)vctx;
 #if MDFI_KERNELS_X86
     typedef void (*fn)(const shortcut_ctx *, int64_t, int64_t);
+    if (k->simd == 3) {
+        if (k->s == 1) shortcut_avx512_half(k, i0, i1);
+        else shortcut_avx512_left(k, i0, i1);
+        return;
+    }
     if (k->simd == 2) {
         static const fn f[6] = {shortcut_avx512_0, shortcut_avx512_1, shortcut_avx512_2,
                                 shortcut_avx512_3, shortcut_avx512_4, shortcut_avx512_5};
@@ -625,8 +786,10 @@ int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
     const int fits32 = type_max_abs(a_type) * ma + type_max_abs(b_type) * mb <= (int64_t)INT32_MAX;
     int32_t simd = use_avx2(opts) && fits32;
     if (simd && opts->simd == 2 && a_type == MDFI_S8 && b_type == MDFI_S8 && out_type == MDFI_S8 &&
-        s >= 1 && s <= 31 && have_avx512bw())
-        simd = 2;
+        have_avx512bw()) {
+        if (act != MDFI_ACT_LEAKY && (s <= 0 || (s == 1 && da <= 1 && db <= 1))) simd = 3;
+        else if (s >= 1 && s <= 31) simd = 2;
+    }
     const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb, simd};
     par_for(opts, n, 32768, shortcut_range, &k);
     return 0;
@@ -696,6 +859,27 @@ MDFI_HEAD_PLANE(int16_t, head_s16)
 static void head_range(const void *vctx, int64_t c0, int64_t c1)
 {
     const head_ctx *h = (const head_ctx *)vctx;
+    if (h->in_type == MDFI_U8 || h->in_type == MDFI_S8) {
+        /* 8-bit inputs: both tables re-indexed by the input byte once (the offset and the
+         * clamp of head_u8 / head_s8 folded in), then one table load per element */
+        int32_t t[2][256];
+        for (int32_t v = 0; v < 256; ++v) {
+            const int32_t x = h->in_type == MDFI_U8 || v < 128 ? v : v - 256;
+            int64_t idx = (int64_t)x - h->qmin;
+            idx = idx < 0 ? 0 : (idx >= h->table_len ? h->table_len - 1 : idx);
+            t[0][v] = (int32_t)h->logistic[idx];
+            t[1][v] = h->exp_tab[idx];
+        }
+        for (int64_t ch = c0; ch < c1; ++ch) {
+            const int sel = h->sel[ch];
+            if (sel == 2) continue;
+            const uint8_t *restrict in = (const uint8_t *)h->in + (size_t)(ch * h->plane);
+            int32_t *restrict out = h->out + ch * h->plane;
+            const int32_t *restrict tt = t[sel];
+            for (int64_t p = 0; p < h->plane; ++p) out[p] = tt[in[p]];
+        }
+        return;
+    }
     const size_t es = mdfi_type_size(h->in_type);
     for (int64_t ch = c0; ch < c1; ++ch) {
         const int sel = h->sel[ch];

@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - Python < 3.8
     Protocol = object  # type: ignore[assignment,misc]
 
 from .errors import DownloadError, PathLike
+from .progress import StatusLine
 
 try:  # POSIX
     import fcntl as _fcntl
@@ -317,15 +318,12 @@ class _Progress:
     def __init__(self, label: str, total: Optional[int], enabled: bool):
         self.label = label
         self.total = total
-        self.enabled = enabled
         self.done = 0
-        stream = sys.stderr
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.interval = 0.25 if self.tty else 5.0
-        self.last = time.monotonic()
+        self.line = StatusLine(enabled=enabled, interval_tty=0.25, interval_log=5.0)
+        self.line.last = self.line.clock()      # nothing before the first interval has passed
         self.shown = False
 
-    def _line(self) -> str:
+    def _text(self) -> str:
         mb = self.done / 1e6
         if self.total:
             return (f"mdfi: {self.label}  {mb:.1f} / {self.total / 1e6:.1f} MB "
@@ -334,21 +332,13 @@ class _Progress:
 
     def update(self, n: int) -> None:
         self.done += n
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self.last >= self.interval:
-            self.last = now
-            self._emit(final=False)
-
-    def _emit(self, final: bool) -> None:
-        end = "\n" if (final or not self.tty) else ""
-        print(("\r" if self.tty else "") + self._line(), end=end, file=sys.stderr, flush=True)
-        self.shown = True
+        if self.line.due():
+            self.line.write(self._text())
+            self.shown = True
 
     def close(self) -> None:
-        if self.enabled and (self.shown or self.tty):
-            self._emit(final=True)
+        if self.shown or self.line.tty:
+            self.line.write(self._text(), final=True)
 
 
 def _short(exc: BaseException) -> str:

@@ -93,6 +93,8 @@ SHAPES = [  # C, H, W, M, k, stride, pad
     (130, 3, 3, 18, 3, 1, 1), (2, 31, 2, 8, 3, 1, 1), (11, 2, 33, 12, 1, 2, 0),
     # rows of more than 64 positions (the AVX-512 input re-layout: 64 per step and a tail)
     (3, 4, 150, 9, 3, 2, 1), (6, 3, 133, 7, 1, 1, 0), (5, 3, 129, 8, 3, 1, 1), (2, 3, 257, 4, 3, 2, 0),
+    # stride 2 (both column phases from one read of a row): a 1x1 map, odd rows past 128 bytes, pad 2
+    (3, 1, 1, 5, 3, 2, 1), (5, 2, 131, 6, 2, 2, 0), (1, 3, 65, 4, 3, 2, 2),
 ]
 
 
@@ -142,6 +144,36 @@ def test_register_epilogue(path):
                     _conv._set_q8_override(kern, direct)
                     got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern) % 2, **kw)
                     assert np.array_equal(got, ref), (path, tiles[kern], direct, shape, kw)
+
+
+@pytest.mark.parametrize("path", Q8_PATHS)
+def test_full_tile_epilogue(path):
+    """8-bit outputs from the accumulator registers, tiles whose every lane is an output (the
+    branch-free store of the register epilogue) beside partial ones: 1x1 maps of whole and
+    partial tiles, a padded 3x3 grid, row counts that are not multiples of the tile's rows,
+    every activation, both roundings, random and extreme values."""
+    need(path)
+    tiles = _conv.q8_tiles(path)
+    rng = np.random.default_rng(23 + sum(map(ord, path)))
+    shapes = [(8, 6, 64, 16, 1, 1, 0), (9, 4, 97, 21, 1, 1, 0), (4, 48, 1, 8, 1, 1, 0), (3, 20, 46, 12, 3, 1, 1),
+              (12, 16, 16, 5, 1, 1, 0)]
+    for i, shape in enumerate(shapes):
+        for act in ACTS:
+            for rounding in ROUNDINGS:
+                style = ("random", "max", "alt", "edges")[(i + len(act)) % 4]
+                x, wt, _, _, kw = case(rng, *shape, xkind="u8" if i % 2 == 0 else "s8", style=style, wbits=8,
+                                       xbits=8)
+                m = shape[3]
+                typical = max((shape[0] * shape[4] ** 2 * 128 * 255).bit_length() - 8, 1)
+                shift = rng.choice([1, typical - 1, typical, typical + 2, 31], size=m).astype(np.int32)
+                bias = rng.integers(-3000, 3001, size=m).astype(np.int64)
+                kw.update(bits=8, rounding=rounding, act=act)
+                ref = reference(x, wt, bias, shift, **kw)
+                for kern in range(len(tiles)):
+                    for direct in (1, 0, 2):
+                        _conv._set_q8_override(kern, direct)
+                        got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern + direct) % 3, **kw)
+                        assert np.array_equal(got, ref), (path, tiles[kern], direct, shape, kw)
 
 
 @pytest.mark.parametrize("path", Q8_PATHS)

@@ -208,6 +208,35 @@ def test_shortcut_paths_and_threads(nthreads, simd, fa, fb, fo, bits):
             assert np.array_equal(out, fp.requantize(s, fm - fo, mode, bits, act)), (mode, act)
 
 
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_shortcut_int8_bodies_avx512(nthreads):
+    """int8 + int8 -> int8 with a shift <= 0 (yolov3's shortcuts: equal formats, shift 0) or
+    a shift of 1 with formats at most one bit apart on the AVX-512 bodies: the saturating byte
+    add (da = db = shift = 0), the byte average (shift 1), the 16-lane left shift, every output
+    width 2..8, both roundings, every activation (leaky takes the other bodies), full-range and
+    extreme inputs, lengths with tails of both loops."""
+    from mdfi._ext import _conv
+    if "avx512bw" not in _conv.cpu_features().split():
+        pytest.skip(f"needs x86-64 AVX-512 F/BW/VL/DQ; this CPU/build has: {_conv.cpu_features()}")
+    rng = np.random.default_rng(77 + nthreads)
+    for n in (1, 15, 17, 63, 64, 65, 130, 70001):
+        a = rng.integers(-128, 128, n).astype(np.int8)
+        b = rng.integers(-128, 128, n).astype(np.int8)
+        a[:n // 4], b[:n // 8] = 127, -128                       # extremes, both signs
+        b[n // 8:n // 4] = 127
+        for fa, fb, fo in [(3, 3, 3), (5, 5, 5), (3, 5, 6), (4, 2, 9), (1, 0, 30), (6, 6, 36), (0, 0, 1), (2, 2, 2),
+                           (0, 10, 26), (0, 16, 31), (16, 0, 20), (3, 3, 2), (4, 3, 3), (3, 4, 3), (5, 6, 5)]:
+            s, fm = fp.add_aligned(a, fa, b, fb)
+            for bits in range(2, 9):
+                for act in ACTS:
+                    for mode in MODES:
+                        out = np.empty(n, np.int8)
+                        K.shortcut(a, fa, b, fb, out, fo, fp.rounding_code(mode), bits, ACTS[act], nthreads=nthreads,
+                                   simd="avx512")
+                        assert np.array_equal(out, fp.requantize(s, fm - fo, mode, bits, act)), \
+                            (n, fa, fb, fo, bits, act, mode)
+
+
 @pytest.mark.parametrize("nthreads, simd", OPTS)
 @pytest.mark.parametrize("in_bits, out_bits, signed", [(8, 8, True), (8, 16, True), (16, 16, True), (8, 8, False),
                                                        (5, 12, True)])
@@ -218,6 +247,29 @@ def test_align_copy_paths_and_threads(nthreads, simd, in_bits, out_bits, signed)
             out = np.empty(x.shape, dtype_for(out_bits))
             K.align_copy(x, out, shift, fp.rounding_code(mode), out_bits, nthreads=nthreads, simd=simd)
             assert np.array_equal(out, fp.align(x, shift, 0, mode, out_bits)), (shift, mode)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_maxpool_2x2_8bit_avx512(nthreads):
+    """2x2 stride-2 max pools of 8-bit maps wide enough for the AVX-512BW rows (64 outputs per
+    step, masked tails, a last single row, the cut last window in portable C): int8 and uint8, random and
+    extreme values, widths with and without a tail, padding as Darknet sets it."""
+    from mdfi._ext import _conv
+    if "avx512bw" not in _conv.cpu_features().split():
+        pytest.skip(f"needs x86-64 AVX-512 F/BW/VL/DQ; this CPU/build has: {_conv.cpu_features()}")
+    rng = np.random.default_rng(31 + nthreads)
+    for c, h, w in [(3, 4, 128), (2, 5, 131), (4, 7, 416), (1, 2, 257), (5, 3, 255), (3, 6, 52), (2, 3, 2), (1, 1, 5),
+                    (2, 9, 129)]:
+        for signed in (True, False):
+            layer = pool_layer(c, h, w, 2, 2)
+            lo, hi = (-128, 128) if signed else (0, 256)
+            x = rng.integers(lo, hi, (c, h, w)).astype(np.int8 if signed else np.uint8)
+            x[0, 0, ::3] = lo
+            x[-1, -1, 1::5] = hi - 1
+            out = np.empty(layer.out_shape, x.dtype)
+            K.maxpool(x, out, layer.size, layer.stride, layer.padding, nthreads=nthreads, simd="avx512")
+            ref = QMaxpool(layer, fp.QFormat(8, 0, signed=signed)).forward_ref([x])
+            assert np.array_equal(out, ref), (c, h, w, signed)
 
 
 @pytest.mark.parametrize("nthreads, simd", OPTS)
@@ -319,6 +371,26 @@ def test_softmax_equals_reference(bits, frac):
 def test_wrappers_reject_bad_arguments(call):
     with pytest.raises(ShapeError):
         call()
+
+
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_head_lookup_every_byte(nthreads):
+    """8-bit head inputs (the byte-indexed tables of mdfi_kernels.c): every int8 and uint8
+    value, tables shorter and as long as the byte range (values outside clamp to the ends),
+    both tables and the untouched third selector, channels split over 1-3 threads."""
+    rng = np.random.default_rng(5 + nthreads)
+    for dt, qmin, tlen in [(np.int8, -128, 256), (np.int8, -8, 16), (np.int8, -20, 300), (np.uint8, 0, 256),
+                           (np.uint8, 3, 40), (np.int8, 100, 7)]:
+        lg = rng.integers(0, 2**16, tlen).astype(np.uint16)
+        ex = rng.integers(-2**31, 2**31, tlen).astype(np.int32)
+        vals = np.arange(256, dtype=np.int16) + (-128 if dt == np.int8 else 0)
+        x = np.stack([rng.permutation(vals) for _ in range(37)]).astype(dt)
+        sel = (np.arange(37) % 3).astype(np.uint8)
+        out = np.full(x.shape, 12345, np.int32)
+        K.head_lookup(x, qmin, lg, ex, sel, out, nthreads=nthreads)
+        idx = np.clip(x.astype(np.int64) - qmin, 0, tlen - 1)
+        ref = np.where(sel[:, None] == 0, lg[idx].astype(np.int32), np.where(sel[:, None] == 1, ex[idx], 12345))
+        assert np.array_equal(out, ref), (dt, qmin, tlen)
 
 
 def test_head_lookup_never_reads_outside_the_table():

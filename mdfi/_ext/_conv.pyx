@@ -104,6 +104,11 @@ cdef int32_t _resolve_path(name) except -1:
     return p if mdfi_conv_path_available(p) else best
 
 
+# dtype instances: comparing an array's dtype with these is an identity test, with np.int8
+# & co. (type objects) a dtype conversion per comparison (most of a small call's overhead)
+_U8, _I8, _I16, _I32, _I64 = (np.dtype(t) for t in (np.uint8, np.int8, np.int16, np.int32, np.int64))
+
+
 cdef int _check_int32(value, str what) except -1:
     if value < 0 or value > 2**31 - 1:
         raise ShapeError(f"conv: {what} {value} does not fit int32")
@@ -133,7 +138,8 @@ def _check_array(a, str what, int ndim, dtypes):
     for d in a.shape:
         if d < 1:
             raise ShapeError(f"conv: {what} is empty (shape {a.shape})")
-        _check_int32(d, f"{what} dimension")
+        if d > 2**31 - 1:               # the message is formatted only when it is raised
+            _check_int32(d, f"{what} dimension")
 
 
 def packed_size(m, c, ksize):
@@ -149,7 +155,7 @@ def pack_weights(w):
     """Pack (M, C, k, k) int8/int16 weights (Darknet order) into the kernel's opaque layout.
 
     Returns a 1-D uint8 array; pass it unchanged to :func:`conv2d`."""
-    _check_array(w, "weights", 4, (np.int8, np.int16))
+    _check_array(w, "weights", 4, (_I8, _I16))
     if w.shape[2] != w.shape[3]:
         raise ShapeError(f"conv: weights must be (M, C, k, k) with a square kernel, got {w.shape}")
     cdef int32_t m = w.shape[0], c = w.shape[1], ks = w.shape[2]
@@ -162,7 +168,7 @@ def pack_weights(w):
     cdef const int16_t[:, :, :, ::1] w16
     cdef const void *wp
     cdef int wtype
-    if w.dtype == np.int8:
+    if w.dtype == _I8:
         w8 = w
         wp = &w8[0, 0, 0, 0]
         wtype = MDFI_CONV_S8
@@ -180,7 +186,7 @@ def pack_weights(w):
 
 def packed_info(packed):
     """(M, C, k, weight dtype, max |w|) stored in a packed-weights buffer."""
-    _check_array(packed, "packed weights", 1, (np.uint8,))
+    _check_array(packed, "packed weights", 1, (_U8,))
     cdef const uint8_t[::1] pv = packed
     cdef int32_t m = 0, c = 0, ks = 0, wtype = 0, wmax = 0
     if mdfi_conv_packed_info(&pv[0], pv.shape[0], &m, &c, &ks, &wtype, &wmax) != 0:
@@ -219,8 +225,8 @@ cdef int _residual_arg(residual, out, mdfi_conv_residual *r) except -1:
     if not isinstance(residual, tuple) or len(residual) != 8:
         raise ShapeError("conv: residual must be (b, out, da, db, shift, rounding, bits, act)")
     b, o2, da, db, sh, rnd, bits, act = residual
-    _check_array(b, "residual input", 3, (np.int8, np.int16))
-    _check_array(o2, "residual output", 3, (np.int8, np.int16))
+    _check_array(b, "residual input", 3, (_I8, _I16))
+    _check_array(o2, "residual output", 3, (_I8, _I16))
     if b.shape != out.shape or o2.shape != out.shape:
         raise ShapeError(f"conv: residual arrays must have the output's shape {out.shape}, got {b.shape} and {o2.shape}")
     if not o2.flags.writeable:
@@ -233,7 +239,7 @@ cdef int _residual_arg(residual, out, mdfi_conv_residual *r) except -1:
         raise ShapeError(f"conv: residual alignment shifts {da}, {db} outside 0..16")
     if not MDFI_MIN_SHIFT <= sh <= MDFI_MAX_SHIFT:
         raise ShapeError(f"conv: residual shift {sh} outside [{MDFI_MIN_SHIFT}, {MDFI_MAX_SHIFT}]")
-    if not MIN_BITS <= bits <= MAX_BITS or (o2.dtype == np.int8 and bits > 8):
+    if not MIN_BITS <= bits <= MAX_BITS or (o2.dtype == _I8 and bits > 8):
         raise ShapeError(f"conv: residual bits {bits} do not fit a {o2.dtype} output")
     if rnd not in (MDFI_ROUND_HALF_UP, MDFI_ROUND_TRUNCATE) or act not in (MDFI_ACT_LINEAR, MDFI_ACT_LEAKY, MDFI_ACT_RELU):
         raise ShapeError("conv: unknown residual rounding or activation code")
@@ -241,7 +247,7 @@ cdef int _residual_arg(residual, out, mdfi_conv_residual *r) except -1:
     cdef const int16_t[:, :, ::1] b16
     cdef int8_t[:, :, ::1] o8
     cdef int16_t[:, :, ::1] o16
-    if b.dtype == np.int8:
+    if b.dtype == _I8:
         b8 = b
         r.b = &b8[0, 0, 0]
         r.b_type = MDFI_CONV_S8
@@ -249,7 +255,7 @@ cdef int _residual_arg(residual, out, mdfi_conv_residual *r) except -1:
         b16 = b
         r.b = &b16[0, 0, 0]
         r.b_type = MDFI_CONV_S16
-    if o2.dtype == np.int8:
+    if o2.dtype == _I8:
         o8 = o2
         r.out = &o8[0, 0, 0]
         r.out_type = MDFI_CONV_S8
@@ -298,7 +304,7 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
     cdef int32_t path = _resolve_path(simd)
 
     # -- packed weights ----------------------------------------------------------------
-    _check_array(packed, "packed weights", 1, (np.uint8,))
+    _check_array(packed, "packed weights", 1, (_U8,))
     cdef const uint8_t[::1] pv = packed
     cdef int32_t m = 0, c = 0, pk = 0, wtype = 0, wmax = 0
     if mdfi_conv_packed_info(&pv[0], pv.shape[0], &m, &c, &pk, &wtype, &wmax) != 0:
@@ -308,7 +314,7 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
         raise ShapeError(f"conv: ksize={ksize} but the packed weights are {pk}x{pk}")
 
     # -- input -------------------------------------------------------------------------
-    _check_array(x, "input", 3, (np.uint8, np.int8, np.int16))
+    _check_array(x, "input", 3, (_U8, _I8, _I16))
     if x.shape[0] != c:
         raise ShapeError(f"conv: input has {x.shape[0]} channels, the weights expect {c}")
     cdef int32_t h = x.shape[1], w = x.shape[2]
@@ -323,8 +329,8 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
                          f"gives an empty output")
 
     # -- bias, shift -------------------------------------------------------------------
-    _check_array(bias, "bias", 1, (np.int64,))
-    _check_array(shift, "shift", 1, (np.int32,))
+    _check_array(bias, "bias", 1, (_I64,))
+    _check_array(shift, "shift", 1, (_I32,))
     if bias.shape[0] != m:
         raise ShapeError(f"conv: bias has {bias.shape[0]} entries, the weights have {m} filters")
     if shift.shape[0] != m:
@@ -339,10 +345,10 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
             raise ShapeError(f"conv: |bias[{i}]| = {abs(bv[i])} exceeds 2**47")
 
     # -- output ------------------------------------------------------------------------
-    _check_array(out, "output", 3, (np.int8, np.int16))
+    _check_array(out, "output", 3, (_I8, _I16))
     if out.shape != (m, oh, ow):
         raise ShapeError(f"conv: output must have shape {(m, oh, ow)}, got {out.shape}")
-    if out.dtype == np.int8 and out_bits > 8:
+    if out.dtype == _I8 and out_bits > 8:
         raise ShapeError(f"conv: out_bits {out_bits} does not fit an int8 output (use int16)")
     if not out.flags.writeable:
         raise ShapeError("conv: output array is read-only")
@@ -354,7 +360,7 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
                          f"{ksize}x{ksize}, stride {stride}, pad {pad}")
     if scratch is None:
         scratch = np.empty(need, dtype=np.uint8)
-    _check_array(scratch, "scratch", 1, (np.uint8,))
+    _check_array(scratch, "scratch", 1, (_U8,))
     if scratch.shape[0] < need:
         raise ShapeError(f"conv: scratch has {scratch.shape[0]} bytes, needs {need} "
                          f"(see scratch_bytes)")
@@ -371,11 +377,11 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
     cdef const void *xp
     cdef void *op
     cdef int xtype, otype
-    if x.dtype == np.uint8:
+    if x.dtype == _U8:
         xu8 = x
         xp = &xu8[0, 0, 0]
         xtype = MDFI_CONV_U8
-    elif x.dtype == np.int8:
+    elif x.dtype == _I8:
         xs8 = x
         xp = &xs8[0, 0, 0]
         xtype = MDFI_CONV_S8
@@ -383,7 +389,7 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
         xs16 = x
         xp = &xs16[0, 0, 0]
         xtype = MDFI_CONV_S16
-    if out.dtype == np.int8:
+    if out.dtype == _I8:
         o8 = out
         op = &o8[0, 0, 0]
         otype = MDFI_CONV_S8

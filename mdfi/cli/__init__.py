@@ -69,6 +69,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                         "calibration images (--calib DIR)")
     if args.size_budget is not None and args.layer_wbits:
         raise MDFIError("give --size-budget (chooses the weight widths) or --layer-wbits, not both")
+    if args.align and not args.calib:
+        raise MDFIError("--align needs calibration images (--calib DIR): the rescaled network is calibrated again")
+    if args.align and args.size_budget is not None:
+        raise MDFIError("give --align or --size-budget, not both (the alignment depends on the weight widths)")
+    if args.align and args.per_channel is False:
+        raise MDFIError("--align needs per-channel weight formats (not --per-layer)")
     network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True,
                                                          args.darknet)
     # One default everywhere: the model's recipe, as `mdfi detect` and mdfi.load use it
@@ -97,7 +103,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     bias = {"auto": "auto", "empirical": "empirical", "on": True, "off": False}[args.bias_correction]
     data_methods = args.weight_rounding != "nearest" or bias == "empirical" or args.size_budget is not None
     kw = {}
-    if data_methods:
+    if args.align:
+        kw.update(align=args.align, align_direction=args.align_direction)
+    if data_methods or args.align:
         kw["calib_inputs"] = calibrate.load_inputs(network, args.calib)
     elif not (args.calib or args.calib_stats or args.method or args.layer_rounding or args.layer_wbits):
         # as `mdfi detect` quantizes (with --layer-abits: the wide layers' formats at their width)
@@ -117,7 +125,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         print(f"mdfi quantize: size budget {100 * args.size_budget:g}%: weight widths "
               f"{', '.join(f'{i}:{w}' for i, w in sorted(widths.items())) or 'unchanged'}", file=sys.stderr)
     qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
-                          progress=data_methods, **common, **kw)
+                          progress=data_methods or bool(args.align), **common, **kw)
     size = modelfile.save(qm, args.output, model_name=label)
     float_bytes = 20 + 4 * network.num_params()
     clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)
@@ -347,6 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--size-budget", type=percent_arg, default=None, metavar="P%",
                    help="mixed precision: narrow the least sensitive layers' weights (measured on the --calib "
                         "images) until the parameters are at most P%% of the float32 weights")
+    q.add_argument("--align", choices=("max", "mse", "output"), default=None,
+                   help="mantissa alignment (opt-in): rescale the float channels (real factors in [1/2, 2], the "
+                        "readers compensate) so that each channel's ideal weight step, by max-abs or least squared "
+                        "error, is a power of two (output: squared error weighted by the inputs' mean squares); "
+                        "needs --calib and per-channel weights (docs/quantization.md)")
+    q.add_argument("--align-direction", choices=("fit", "keep", "nearest", "down"), default="fit",
+                   help="with --align: fit (default) enlarges a channel where its range still fits the tensor's "
+                        "activation format, else shrinks it; keep: the same against the tensor's calibrated (mse) "
+                        "format; nearest: the nearer power of two; down: never enlarge")
     q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi", help="the quantized model file to write")
     q.set_defaults(func=cmd_quantize)
 

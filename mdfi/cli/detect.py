@@ -22,6 +22,7 @@ import numpy as np
 from .common import add_model_args, add_precision_args, check_model_args, load_model_from_args, \
     positive_int, precision_kwargs, unit_float
 from ..errors import ImageError, LimitError, MDFIError, OutputError, shown
+from ..progress import StatusLine
 from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Source, expand_sources
 
 __all__ = ["add_detect_parser", "cmd_detect"]
@@ -262,29 +263,26 @@ class Progress:
     terminal, else a line every few seconds."""
 
     def __init__(self, total: Optional[int], unit: str, enabled: bool):
-        self.total, self.unit, self.enabled = total, unit, enabled
+        self.total, self.unit = total, unit
         self.done = 0
-        self.t0 = self.last = time.perf_counter()
-        self.tty = sys.stderr.isatty()
+        self.line = StatusLine(enabled=enabled, interval_tty=0.5, interval_log=5.0, clock=time.perf_counter)
+        self.t0 = self.line.clock()
 
     def step(self) -> None:
         self.done += 1
-        now = time.perf_counter()
-        if self.enabled and (now - self.last >= (0.5 if self.tty else 5.0) or self.done == self.total):
-            self.last = now
-            self._show(now, final=self.done == self.total)
+        final = self.done == self.total
+        if final or self.line.due():
+            self.line.write(self._text(final), final=final)
 
     def rate(self) -> float:
-        return self.done / max(time.perf_counter() - self.t0, 1e-9)
+        return self.done / max(self.line.clock() - self.t0, 1e-9)
 
-    def _show(self, now: float, final: bool) -> None:
-        rate = self.done / max(now - self.t0, 1e-9)
+    def _text(self, final: bool) -> str:
+        rate = self.rate()
         text = f"mdfi: {self.done}{'/' + str(self.total) if self.total else ''} {self.unit}, {rate:.1f} {self.unit}/s"
         if self.total and not final and rate > 0:
             text += f", about {(self.total - self.done) / rate:.0f} s left"
-        end = "\n" if final or not self.tty else ""
-        print(("\r" if self.tty else "") + text + ("\033[K" if self.tty else ""), end=end, file=sys.stderr,
-              flush=True)
+        return text
 
 
 def parse_classes(text: Optional[str], names: List[str]) -> Optional[Set[int]]:

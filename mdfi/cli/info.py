@@ -27,7 +27,8 @@ def _method(ql) -> str:
         return "-"
     if not m:
         return "?"                       # a file written before MDFI recorded it
-    return f"{m.get('weights', '?')}/{m.get('bias', '?')}"
+    al = f" align {m['align']}" if m.get("align") else ""
+    return f"{m.get('weights', '?')}/{m.get('bias', '?')}{al}"
 
 
 def _afmt(ql) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import IO, Any, Optional
+
+from ..progress import StatusLine
 
 __all__ = ["Progress"]
 
@@ -22,19 +23,12 @@ class Progress:
                  min_interval: float = 0.1, clock=time.monotonic):
         self.total = total
         self.label = label
-        self.stream = sys.stderr if stream is None else stream
-        self.min_interval = float(min_interval)
+        self.line = StatusLine(stream, interval_tty=min_interval, interval_log=min_interval, clock=clock)
+        self.stream, self.tty = self.line.stream, self.line.tty
         self.count = 0
-        self._clock = clock
         self._start = clock()
-        self._last_write: Optional[float] = None
         self._pending: Optional[str] = None   # last text not written because of throttling
-        self._width = 0
         self._done = False
-        try:
-            self.tty = bool(self.stream.isatty())
-        except Exception:
-            self.tty = False
 
     def _text(self, name: str) -> str:
         total = "?" if self.total is None else str(self.total)
@@ -43,25 +37,13 @@ class Progress:
             name = "..." + name[-57:]
         return f"{self.label}: {self.count}/{total} {name}".rstrip()
 
-    def _write(self, text: str) -> None:
-        if self.tty:
-            pad = " " * max(0, self._width - len(text))
-            self.stream.write("\r" + text + pad)
-            self._width = len(text)
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-        self._last_write = self._clock()
-        self._pending = None
-
     def step(self, item_name: str = "") -> None:
         """Count one item and show it (subject to throttling)."""
         self.count += 1
         text = self._text(item_name)
-        now = self._clock()
-        last = self.count == self.total
-        if last or self._last_write is None or now - self._last_write >= self.min_interval:
-            self._write(text)
+        if self.count == self.total or self.line.due():
+            self.line.write(text)
+            self._pending = None
         else:
             self._pending = text
 
@@ -71,10 +53,10 @@ class Progress:
             return
         self._done = True
         if self._pending is not None:
-            self._write(self._pending)
-        elapsed = self._clock() - self._start
+            self.line.write(self._pending)
+        elapsed = self.line.clock() - self._start
         if self.tty:
-            self.stream.write(f"  ({elapsed:.1f} s)\n" if self._width else "")
+            self.stream.write(f"  ({elapsed:.1f} s)\n" if self.line.width else "")
         else:
             self.stream.write(f"{self.label}: done, {self.count} item(s) in {elapsed:.1f} s\n")
         self.stream.flush()

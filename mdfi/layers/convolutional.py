@@ -281,9 +281,13 @@ def parse_activation(sec, default: str, darknet: str = "pjreddie", layer_kind: s
 #: * ``bias``: ``nearest`` (the folded float bias rounded), ``analytic`` (minus the expected
 #:   shift of weight rounding from per-channel input means, Nagel et al. 2019) or
 #:   ``empirical`` (minus the measured mean output shift of the quantized network on
-#:   calibration images, :mod:`mdfi.quant.sequential`).
+#:   calibration images, :mod:`mdfi.quant.sequential`);
+#: * ``align`` (only on layers whose output channels were rescaled): mantissa alignment,
+#:   ``STEP/DIRECTION`` (:mod:`mdfi.quant.align`).
 METHOD_KEYS = {"weights": ("nearest", "gptq", "adaround"), "weight_format": ("max", "mse"),
-               "bias": ("nearest", "analytic", "empirical")}
+               "bias": ("nearest", "analytic", "empirical"),
+               "align": tuple(f"{s}/{d}" for s in ("max", "mse", "output")
+                         for d in ("fit", "keep", "nearest", "down"))}
 
 
 def check_method(method, index: int):

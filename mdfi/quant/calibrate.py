@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -38,6 +37,7 @@ from .calib_stats import (  # noqa: F401  (re-exported)
 )
 from ..errors import FormatError, MDFIError, ModelFileError, PathLike
 from ..limits import require_regular_file
+from ..progress import StatusLine
 
 __all__ = [
     "BINS_PER_OCTAVE", "LOG2_MIN", "LOG2_MAX", "NBINS", "SCHEMA", "SCHEMA_VERSION",
@@ -337,28 +337,14 @@ class _Progress:
 
     def __init__(self, total: Optional[int], enabled: bool):
         self.total = total
-        self.enabled = enabled
-        self.stream = sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.width = 0
+        self.line = StatusLine(enabled=enabled)
 
     def update(self, done: int, name: str) -> None:
-        if not self.enabled:
-            return
         of = f"/{self.total}" if self.total is not None else ""
-        line = f"calibrating: {done}{of} images, {name}"
-        if self.tty:
-            pad = " " * max(0, self.width - len(line))
-            self.width = len(line)
-            self.stream.write("\r" + line + pad)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        self.line.write(f"calibrating: {done}{of} images, {name}")
 
     def close(self) -> None:
-        if self.enabled and self.tty and self.width:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.line.end_line()
 
 
 def _image_name(src: Any, index: int) -> str:

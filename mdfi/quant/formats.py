@@ -164,7 +164,7 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
                      final: Optional[dict] = None, with_model: bool = False, search: bool = True,
                      clip_budget: Optional[float] = None, shift_strength: float = HEAD_SHIFT_STRENGTH,
                      layer_abits: Optional[Dict[int, int]] = None, searched: Optional[Dict[int, int]] = None,
-                     layer_wbits: Optional[Dict[int, int]] = None):
+                     layer_wbits: Optional[Dict[int, int]] = None, align=None):
     """The data-driven part of a recipe, as small JSON-able data: activation formats
     searched by their effect on the heads (:func:`search_formats`) and the head bias
     shifts (:func:`head_shifts`, times ``shift_strength``, default
@@ -179,18 +179,23 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
     runs at the uniform width (or ``searched`` gives its result, from an earlier call); the
     wide layers then get their histogram format (:func:`widen_formats`), and the head shifts
     are measured on that model.  The widths are recorded in the result.  ``layer_wbits``
-    ({layer: width}): per-layer weight widths, used throughout (search included)."""
+    ({layer: width}): per-layer weight widths, used throughout (search included).  ``align``:
+    an :class:`~mdfi.quant.align.Alignment` of ``network`` used by every model built (its
+    statistics replace ``calib``)."""
     from . import calibrate
     from .quantize import quantize_network, unify_route_formats
     layer_abits = {int(k): int(v) for k, v in (layer_abits or {}).items() if int(v) != abits}
     layer_wbits = {int(k): int(v) for k, v in (layer_wbits or {}).items() if int(v) != wbits}
     objective = HeadObjective(network, inputs)
     opts = {} if clip_budget is None else {"clip_budget": clip_budget}
+    al = {}
+    if align is not None:
+        calib, al = align.calib, {"align": align}
 
     def build(fr, shifts=None):
         return quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
                                 act_fracs=unify_route_formats(network, fr, {}, abits), bias_shifts=shifts,
-                                layer_wbits=layer_wbits)
+                                layer_wbits=layer_wbits, **al)
     if searched is None:
         base = unify_route_formats(network, calibrate.choose_formats(calib, network, abits, act_method, **opts),
                                    {}, abits)
@@ -201,7 +206,7 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
     if final or layer_abits:  # e.g. GPTQ + empirical bias correction: measure the shifts on it
         model = quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,
                                  act_fracs=fracs, progress=progress, layer_abits=layer_abits,
-                                 layer_wbits=layer_wbits, **(final or {}))
+                                 layer_wbits=layer_wbits, **dict(al, **(final or {})))
     else:
         model = build(fracs)
     shifts = head_shifts(model, objective)

@@ -145,7 +145,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      names: Optional[Sequence[str]] = None, progress: bool = False,
                      calib_inputs: Optional[Sequence[np.ndarray]] = None, weight_rounding: str = "nearest",
                      bias_shifts: Optional[Mapping[int, np.ndarray]] = None,
-                     unify_routes: bool = True, adaround: Optional[Mapping] = None) -> QuantizedModel:
+                     unify_routes: bool = True, adaround: Optional[Mapping] = None,
+                     align=None, align_direction: str = "fit") -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
@@ -177,6 +178,14 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     :class:`~mdfi.quant.adaround.AdaRoundSettings`); both need ``calib_inputs``.  Every
     convolution records the methods that produced its integers (``QConvolutional.method``,
     saved in the model file).
+
+    ``align`` (opt-in; ``"max"`` or ``"mse"``, or an :class:`~mdfi.quant.align.Alignment`
+    prepared for this network and these weight widths): mantissa alignment
+    (:mod:`mdfi.quant.align`), a real-valued rescaling of the float network that makes each
+    output channel's ideal weight step a power of two; ``align_direction`` is ``"fit"``,
+    ``"nearest"`` or ``"down"``.  It needs per-channel weights and ``calib_inputs``: the
+    model is quantized from the rescaled network, and ``calib`` is replaced by statistics
+    gathered again on it.
     """
     calibrate = None
 
@@ -209,6 +218,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         ada = settings_from(adaround)
     elif adaround:
         raise FormatError("adaround settings given but weight_rounding is not 'adaround'")
+    alignment = None
+    if align is not None:
+        from .align import resolve as resolve_alignment
+        alignment = resolve_alignment(network, align, direction=align_direction, wbits=wbits,
+                                      layer_wbits=layer_wbits, abits=abits, layer_abits=layer_abits,
+                                      per_channel=per_channel, inputs=calib_inputs, progress=progress)
+        network, calib = alignment.network, alignment.calib
     needs_data = bias_correction == "empirical" or weight_rounding != "nearest"
     if needs_data and not calib_inputs:
         raise FormatError(f"bias_correction={bias_correction!r} / weight_rounding={weight_rounding!r} "
@@ -259,6 +275,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
             in_scale = (1.0 / 255.0) if in_pixels[0] else 1.0
             ql = cls.quantize(layer, in_fmts[0], out, wbits=lw, rounding=mode, per_channel=per_channel,
                               weight_method=weight_method, input_scale=in_scale, input_mean=mean)
+            if alignment is not None and i in alignment.scales:
+                ql.method = dict(ql.method, align=alignment.record)
             if run is not None or (bias_shifts and i in bias_shifts):
                 ql = _refine_conv(layer, ql, run, in_scale, weight_rounding, bias_correction,
                                   None if not bias_shifts else bias_shifts.get(i), rounding=mode, adaround=ada)
@@ -290,6 +308,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                "darknet_reason": network.darknet_reason}
     if run is not None:
         options["calib_inputs"] = len(run)
+    if alignment is not None:
+        options["align"] = alignment.summary()
     if ada is not None:
         from dataclasses import asdict
         options["adaround"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(ada).items()}

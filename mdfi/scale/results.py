@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from typing import Any, Iterator, Mapping, Optional, Set
 
 from ..errors import JobError
+from ..progress import StatusLine
 
 __all__ = ["canonical", "ResultsFile", "RateProgress", "RESULTS_FORMAT", "RESULTS_VERSION"]
 
@@ -40,18 +40,13 @@ class RateProgress:
 
     def __init__(self, total: Optional[int], label: str, *, stream=None, unit: str = "images",
                  enabled: bool = True, log_interval: float = 5.0, clock=time.monotonic):
-        self.total, self.label, self.unit, self.enabled = total, label, unit, enabled
-        self.stream = sys.stderr if stream is None else stream
-        self.clock = clock
+        self.total, self.label, self.unit = total, label, unit
+        self.line = StatusLine(stream, enabled=enabled, interval_tty=0.2, interval_log=log_interval, clock=clock)
         self.start = clock()
         self.count = self.errors = self.skipped = 0
-        self._last = None
-        self._width = 0
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = 0.2 if self.tty else log_interval
 
     def text(self) -> str:
-        elapsed = max(self.clock() - self.start, 1e-9)
+        elapsed = max(self.line.clock() - self.start, 1e-9)
         rate = self.count / elapsed
         of = f"/{self.total}" if self.total is not None else ""
         line = f"{self.label}: {self.count + self.skipped}{of} {self.unit}, {rate:.2f} {self.unit}/s"
@@ -63,31 +58,18 @@ class RateProgress:
             line += f", {self.errors} error{'s' * (self.errors != 1)}"
         return line
 
-    def _write(self, line: str, end: str = "") -> None:
-        if not self.enabled:
-            return
-        if self.tty:
-            self.stream.write("\r" + line + " " * max(0, self._width - len(line)) + end)
-            self._width = len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
     def step(self, error: bool = False) -> None:
         self.count += 1
         self.errors += bool(error)
-        now = self.clock()
-        if self._last is None or now - self._last >= self.interval:
-            self._last = now
-            self._write(self.text())
+        self.line.update(self.text())
 
     def done(self) -> None:
-        elapsed = self.clock() - self.start
+        elapsed = self.line.clock() - self.start
         rate = self.count / max(elapsed, 1e-9)
         line = (f"{self.label}: {self.count} {self.unit} in {_duration(elapsed)} ({rate:.2f} {self.unit}/s)"
                 + (f", {self.skipped} done before" if self.skipped else "")
                 + (f", {self.errors} error{'s' * (self.errors != 1)}" if self.errors else ""))
-        self._write(line, "\n" if self.tty else "")
+        self.line.write(line, final=True)
 
 
 # ============================================================================ results journal
