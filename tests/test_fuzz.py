@@ -838,6 +838,21 @@ def test_model_targeted_header_mutations(work, model_files, what):
     assert isinstance(res, BaseException), f"{what}: accepted"
 
 
+@pytest.mark.parametrize("key, value", [
+    ("layer_abits", True), ("layer_wbits", [8]), ("layer_abits", {"x": 8}), ("layer_abits", {"3": "8"}),
+    ("layer_wbits", {"3": 99}), ("wbits", "8"), ("abits", True), ("rounding", "\x1b[2J"),
+    ("formats_source", 7),
+])
+def test_model_options_of_wrong_type_are_refused_at_load(work, model_files, key, value):
+    """The header's options are only a record, but reports read them (mdfi info, describe):
+    a value of the wrong type is a one-line load error, not a crash later (found by the
+    mutation fuzzer above: layer_abits = true loaded and broke describe())."""
+    header, blob = split_model(model_files["mini"])
+    header["options"][key] = value
+    res = check_model_bytes(work, join_model(header, blob))
+    assert isinstance(res, ModelFileError) and "options" in str(res), res
+
+
 @fuzz(400)
 @given(st.sampled_from(["mini", "region"]), st.data())
 def test_model_header_json_mutations(work, model_files, which, data):

@@ -212,6 +212,28 @@ def _text(value, limit: int = 60) -> str:
     return s if s.isprintable() and len(s) <= limit else repr(s[:limit])
 
 
+def _check_options(spath: str, options: dict) -> None:
+    """The header's ``options`` are a record of how the model was made (no integer depends on
+    them), but reports read some of them: those must have the types the quantizer writes."""
+    for key in ("wbits", "abits"):
+        v = options.get(key)
+        if v is not None and not (type(v) is int and 1 <= v <= 32):
+            raise _fail(spath, f"options: {key}={_text(repr(v))} is not a bit width")
+    for key in ("layer_wbits", "layer_abits"):
+        v = options.get(key)
+        if v is None:
+            continue
+        ok = isinstance(v, dict) and len(v) <= 10_000
+        for k, b in (v.items() if ok else ()):
+            ok = ok and isinstance(k, str) and k.isdigit() and len(k) <= 9 and type(b) is int and 1 <= b <= 32
+        if not ok:
+            raise _fail(spath, f"options: {key} is not a map of layer index to bit width")
+    for key in ("rounding", "formats_source", "darknet_reason"):
+        v = options.get(key)
+        if v is not None and not (isinstance(v, str) and v.isprintable() and len(v) <= 4096):
+            raise _fail(spath, f"options: {key} {_text(repr(v))} is not a printable text")
+
+
 def _tensor(spath: str, t: dict, data: bytes) -> np.ndarray:
     try:
         name, dtype, shape = _text(t["name"]), str(t["dtype"]), [int(s) for s in t["shape"]]
@@ -286,6 +308,7 @@ def loads(blob: bytes, name: str = "<bytes>") -> QuantizedModel:
     for what, value in (("cfg_name", cfg_name), ("model_name", model_name)):
         if not value.isprintable() or len(value) > 255:     # both appear in messages and reports
             raise _fail(spath, f"{what} {_text(value)} is not a printable name")
+    _check_options(spath, options)
     darknet = options.get("darknet")
     if darknet is not None and darknet not in ("pjreddie", "alexeyab"):
         raise _fail(spath, f"options: darknet={_text(repr(darknet))} is not pjreddie or alexeyab")
