@@ -223,6 +223,19 @@ static void maxpool2_row8_avx512(const void *r0v, const void *r1v, void *ov, int
 }
 #endif
 
+/* dst = the maximum of the window rows ya..yb-1, columns xa..xb-1 of a plane of width w
+ * (a non-empty window; the portable pools and the AVX-512 pool's right edge). */
+#define MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, dst)                                       \
+    do {                                                                                     \
+        T best_ = (in)[(int64_t)(ya) * (w) + (xa)];                                          \
+        for (int32_t y_ = (ya); y_ < (yb); ++y_)                                             \
+            for (int32_t x_ = (xa); x_ < (xb); ++x_) {                                       \
+                const T v_ = (in)[(int64_t)y_ * (w) + x_];                                   \
+                best_ = v_ > best_ ? v_ : best_;                                             \
+            }                                                                                \
+        (dst) = best_;                                                                       \
+    } while (0)
+
 #if MDFI_KERNELS_X86
 /* A 2x2 stride-2 pool (no offset) of one 8-bit plane with the AVX-512BW rows: every output
  * row takes maxpool2_row8_avx512 for its whole windows (a last single input row as both rows),
@@ -237,13 +250,7 @@ static void NAME(const T *restrict in, int32_t h, int32_t w, T *restrict out, in
         maxpool2_row8_avx512(in + (int64_t)ya * w, in + (int64_t)(yb - 1) * w, orow, full, SIGNED); \
         for (int32_t j = full; j < ow; ++j) {                                                \
             const int32_t xa = 2 * j, xb = xa + 2 > w ? w : xa + 2;                          \
-            T best = in[(int64_t)ya * w + xa];                                               \
-            for (int32_t y = ya; y < yb; ++y)                                                \
-                for (int32_t x = xa; x < xb; ++x) {                                          \
-                    const T v = in[(int64_t)y * w + x];                                      \
-                    best = v > best ? v : best;                                              \
-                }                                                                            \
-            orow[j] = best;                                                                  \
+            MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, orow[j]);                              \
         }                                                                                    \
     }                                                                                        \
 }
@@ -283,13 +290,7 @@ static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32
             const int32_t xa = x0 < 0 ? 0 : x0;                                              \
             const int32_t xb = (x0 + size > w) ? w : x0 + size;                              \
             if (ya >= yb || xa >= xb) { orow[j] = 0; continue; } /* excluded by the checks */ \
-            T best = in[(int64_t)ya * w + xa];                                               \
-            for (int32_t y = ya; y < yb; ++y)                                                \
-                for (int32_t x = xa; x < xb; ++x) {                                          \
-                    const T v = in[(int64_t)y * w + x];                                      \
-                    best = v > best ? v : best;                                              \
-                }                                                                            \
-            orow[j] = best;                                                                  \
+            MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, orow[j]);                              \
         }                                                                                    \
     }                                                                                        \
 }
