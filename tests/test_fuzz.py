@@ -841,7 +841,8 @@ def test_model_targeted_header_mutations(work, model_files, what):
 @pytest.mark.parametrize("key, value", [
     ("layer_abits", True), ("layer_wbits", [8]), ("layer_abits", {"x": 8}), ("layer_abits", {"3": "8"}),
     ("layer_wbits", {"3": 99}), ("wbits", "8"), ("abits", True), ("rounding", "\x1b[2J"),
-    ("formats_source", 7),
+    ("formats_source", 7), ("act_options", {"clip budget": 1}), ("act_options", {"clip_budget": "x"}),
+    ("act_options", [1]),
 ])
 def test_model_options_of_wrong_type_are_refused_at_load(work, model_files, key, value):
     """The header's options are only a record, but reports read them (mdfi info, describe):

@@ -255,3 +255,37 @@ def test_eval_reports_agreement(tmp_path, capsys, tiny_weights_path):
     assert set(report["agreement"]) == {"w16a16", "w6a8"}
     assert report["agreement"]["w16a16"]["map"] == 1.0
     assert "eval: 2 images in" in out.err
+
+
+def test_act_options_clip_budget_is_recorded_and_monotone(tiny_model):
+    """``act_options`` reach the format choice: allowing more clipping never gives a layer a
+    coarser format (a larger clip budget can only move the mse choice to a finer frac), at least
+    one layer of yolov3-tiny gets finer at 1 %, and the options are recorded."""
+    from mdfi.quant import recipes
+    net = tiny_model.network
+    calib = recipes.shipped_calibration("yolov3-tiny")
+    fr = {}
+    for cb in (0.0, 0.01, 1.0):
+        qm = quantize_network(net, calib=calib, act_options={"clip_budget": cb}, unify_routes=False)
+        assert qm.options["act_options"] == {"clip_budget": cb}
+        fr[cb] = {ql.index: ql.out_fmt.frac for ql in qm.layers if ql.kind == "convolutional"}
+    assert all(fr[0.0][i] <= fr[0.01][i] <= fr[1.0][i] for i in fr[0.0])
+    assert any(fr[0.0][i] < fr[1.0][i] for i in fr[0.0])
+    assert "act_options" not in quantize_network(net, calib=calib).options
+    with pytest.raises(FormatError, match="act_options"):
+        quantize_network(net, act_fracs={0: 4}, act_options={"clip_budget": 0.03})
+    with pytest.raises(FormatError, match="clip_budget"):
+        quantize_network(net, calib=calib, act_options={"clip_budget": 100.0})
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--clip-budget", "0.03"], "needs calibration statistics"),
+    (["--clip-budget", "0.03", "--calib-stats", "X", "--method", "max"], "applies to mse formats"),
+    (["--clip-budget", "150", "--calib-stats", "X"], "a percentage in [0, 100)"),
+])
+def test_cli_clip_budget_refusals(tmp_path, capsys, extra, words):
+    extra = [str(tmp_path / "c.json") if a == "X" else a for a in extra]
+    (tmp_path / "c.json").write_text("{}")
+    rc = main(["quantize", "--model", "yolov3-tiny", "-o", str(tmp_path / "m.mdfi")] + extra)
+    err = capsys.readouterr().err
+    assert rc != 0 and words in err and "Traceback" not in err, err

@@ -69,6 +69,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                         "calibration images (--calib DIR)")
     if args.size_budget is not None and args.layer_wbits:
         raise MDFIError("give --size-budget (chooses the weight widths) or --layer-wbits, not both")
+    if args.clip_budget is not None:
+        if not (args.calib or args.calib_stats):
+            raise MDFIError("--clip-budget needs calibration statistics (--calib DIR or --calib-stats FILE)")
+        if args.method not in (None, "mse"):
+            raise MDFIError(f"--clip-budget applies to mse formats, not --method {args.method}")
+        if not 0.0 <= args.clip_budget < 100.0:
+            raise MDFIError(f"--clip-budget {args.clip_budget:g}: a percentage in [0, 100)")
     if args.align and not args.calib:
         raise MDFIError("--align needs calibration images (--calib DIR): the rescaled network is calibrated again")
     if args.align and args.size_budget is not None:
@@ -115,6 +122,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                   rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                   weight_method=opts["weight_method"], layer_rounding=args.layer_rounding,
                   layer_abits=args.layer_abits, layer_wbits=args.layer_wbits, cfg_text=cfg_text, names=names)
+    if args.clip_budget is not None:
+        common["act_options"] = {"clip_budget": args.clip_budget}
     if args.size_budget is not None:
         from ..quant.formats import HeadObjective
         from ..quant.mixed import choose_widths
@@ -346,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
                    help="how activation formats are chosen from the statistics (default: the recipe's; "
                         "mse for calibration images, max for the batch-norm estimate)")
+    q.add_argument("--clip-budget", type=float, default=None, metavar="PCT",
+                   help="with --calib/--calib-stats and mse formats: at most PCT %% of the calibration values may "
+                        "clip (default 0.01; docs/quantization.md, yolov4-tiny: 0.03)")
     q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround"), default="nearest",
                    help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
                         "up/down rounding learned per layer on them (minutes each; docs/quantization.md)")

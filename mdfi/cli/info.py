@@ -70,7 +70,9 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
                  f"{f' beta {beta:g}' if nms == 'diounms' else ''}")
     lines.append(f"quantization: weights {o.get('wbits')} bits "
                  f"({'per channel' if o.get('per_channel') else 'per layer'}), activations {o.get('abits')} bits, "
-                 f"rounding {o.get('rounding')}, input {qm.input_fmt.ap_type()}; formats: {o.get('formats_source')}")
+                 f"rounding {o.get('rounding')}, input {qm.input_fmt.ap_type()}; formats: {o.get('formats_source')}"
+                 + "".join(f", {k.replace('_', ' ')} {v:g}{' %' if k == 'clip_budget' else ''}"
+                           for k, v in sorted((o.get("act_options") or {}).items())))
     widths = sorted({ql.wbits for ql in qm.layers if ql.kind == "convolutional"})
     if len(widths) > 1:
         lines.append("mixed precision: weight widths " + ", ".join(

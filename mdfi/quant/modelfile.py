@@ -228,6 +228,11 @@ def _check_options(spath: str, options: dict) -> None:
             ok = ok and isinstance(k, str) and k.isdigit() and len(k) <= 9 and type(b) is int and 1 <= b <= 32
         if not ok:
             raise _fail(spath, f"options: {key} is not a map of layer index to bit width")
+    ao = options.get("act_options")
+    if ao is not None and not (isinstance(ao, dict) and len(ao) <= 8 and all(
+            isinstance(k, str) and k.isidentifier() and len(k) <= 40 and type(v) in (int, float)
+            for k, v in ao.items())):
+        raise _fail(spath, "options: act_options is not a map of option name to number")
     for key in ("rounding", "formats_source", "darknet_reason"):
         v = options.get(key)
         if v is not None and not (isinstance(v, str) and v.isprintable() and len(v) <= 4096):

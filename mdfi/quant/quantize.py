@@ -9,7 +9,7 @@ tables) happens here; :meth:`QuantizedModel.forward_ref` is integer-only.
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -146,7 +146,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      calib_inputs: Optional[Sequence[np.ndarray]] = None, weight_rounding: str = "nearest",
                      bias_shifts: Optional[Mapping[int, np.ndarray]] = None,
                      unify_routes: bool = True, adaround: Optional[Mapping] = None,
-                     align=None, align_direction: str = "fit") -> QuantizedModel:
+                     align=None, align_direction: str = "fit",
+                     act_options: Optional[Mapping[str, Any]] = None) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
@@ -186,6 +187,10 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     ``"nearest"`` or ``"down"``.  It needs per-channel weights and ``calib_inputs``: the
     model is quantized from the rescaled network, and ``calib`` is replaced by statistics
     gathered again on it.
+
+    ``act_options``: options of ``act_method`` when formats are chosen from statistics
+    (:func:`mdfi.quant.calibrate.choose_frac`, e.g. ``{"clip_budget": 0.03}`` for ``"mse"``);
+    recorded in the model's options.
     """
     calibrate = None
 
@@ -234,16 +239,19 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         from .sequential import CalibRun
         run = CalibRun(network, calib_inputs, progress=progress)
     source = "given"
+    act_options = dict(act_options or {})
+    if act_options and act_fracs is not None:
+        raise FormatError("act_options apply when formats are chosen from statistics, not with act_fracs given")
     if act_fracs is None:
         from . import calibrate
         if calib is None:
             calib = calibrate.estimate_from_batchnorm(network)
         if act_method is None:
             act_method = "max" if calib.meta.get("method") == "batchnorm-estimate" else "mse"
-        act_fracs = calibrate.choose_formats(calib, network, abits, act_method)
+        act_fracs = calibrate.choose_formats(calib, network, abits, act_method, **act_options)
         for i, b in layer_abits.items():
             if i in calib:
-                act_fracs[i] = calibrate.choose_frac(calib[i], b, act_method)
+                act_fracs[i] = calibrate.choose_frac(calib[i], b, act_method, **act_options)
         source = calib.meta.get("method", "images") if hasattr(calib, "meta") else "images"
         if unify_routes:
             act_fracs = unify_route_formats(network, act_fracs, layer_abits, abits)
@@ -306,6 +314,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                "bias_correction": bias_correction, "weight_rounding": weight_rounding,
                "unify_routes": bool(unify_routes), "darknet": network.darknet,
                "darknet_reason": network.darknet_reason}
+    if act_options:
+        options["act_options"] = act_options
     if run is not None:
         options["calib_inputs"] = len(run)
     if alignment is not None:
