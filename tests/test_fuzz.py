@@ -16,6 +16,7 @@ count for a deeper local run.
 from __future__ import annotations
 
 import io
+import copy
 import json
 import os
 import pickle
@@ -754,7 +755,10 @@ def json_paths(obj, prefix=()):
 
 
 def mutate_json(obj, path, op, value):
-    """Apply one structural mutation at ``path`` (in place)."""
+    """Apply one structural mutation at ``path`` (in place).  ``value`` is copied: the
+    strategy's sampled lists and dicts must not be changed by later mutations of the header
+    (hypothesis would see the strategy itself change: FlakyStrategyDefinition)."""
+    value = copy.deepcopy(value)
     parent = obj
     for k in path[:-1]:
         parent = parent[k]
