@@ -196,22 +196,11 @@ def alignment_scales(network, *, wbits: int, layer_wbits: Optional[Dict[int, int
 def collect_inputs(network, inputs: Sequence[np.ndarray], source: str = "calibration inputs"):
     """Activation statistics (:class:`~mdfi.quant.calibrate.CalibStats`) of ``network`` over
     float ``inputs`` (as :func:`mdfi.quant.calibrate.collect` gathers them from images)."""
-    import os
-    from .calibrate import CalibStats
-    from .calib_stats import TensorStats
-    layer_stats = {l.index: TensorStats() for l in network.layers}
-    input_stats = TensorStats()
-
-    def hook(i, out):
-        layer_stats[i].update(out)
-        layer_stats[i].update_channels(out)
+    from .calibrate import StatsGatherer
+    gather = StatsGatherer(network)
     for x in inputs:
-        input_stats.update(x)
-        input_stats.update_channels(x)
-        network.forward_float(x, keep="needed", hook=hook)
-    return CalibStats(layer_stats, source=source, num_images=len(inputs),
-                      input_size=(network.width, network.height), cfg=os.path.basename(network.path),
-                      method="images", layer_kinds=[l.kind for l in network.layers], input=input_stats)
+        gather.add(x)
+    return gather.stats(source, len(inputs))
 
 
 @dataclass

@@ -347,6 +347,31 @@ class _Progress:
         self.line.end_line()
 
 
+class StatsGatherer:
+    """Per-layer and input statistics of float forward passes over letterboxed inputs (what
+    :func:`collect` gathers from images, and :mod:`mdfi.quant.align` from inputs)."""
+
+    def __init__(self, network):
+        self.network = network
+        self.layers: Dict[int, TensorStats] = {l.index: TensorStats() for l in network.layers}
+        self.input = TensorStats()
+
+    def _hook(self, i: int, out: np.ndarray) -> None:
+        self.layers[i].update(out)
+        self.layers[i].update_channels(out)
+
+    def add(self, x: np.ndarray) -> None:
+        self.input.update(x)
+        self.input.update_channels(x)
+        self.network.forward_float(x, keep="needed", hook=self._hook)
+
+    def stats(self, source: str, num_images: int, **meta: Any) -> CalibStats:
+        net = self.network
+        return CalibStats(self.layers, source=source, num_images=num_images, input_size=(net.width, net.height),
+                          cfg=os.path.basename(net.path), method="images", layer_kinds=[l.kind for l in net.layers],
+                          input=self.input, **meta)
+
+
 def _image_name(src: Any, index: int) -> str:
     if isinstance(src, (str, os.PathLike)):
         return os.path.basename(os.fspath(src)) or os.fspath(src)
@@ -386,13 +411,7 @@ def collect(network, images: Iterable[Any], *, progress: bool = True, augment: b
     from ..preprocess import network_input
 
     total = len(images) if hasattr(images, "__len__") else None  # type: ignore[arg-type]
-    layer_stats: Dict[int, TensorStats] = {l.index: TensorStats() for l in network.layers}
-    input_stats = TensorStats()
-
-    def hook(i: int, out: np.ndarray) -> None:
-        layer_stats[i].update(out)
-        layer_stats[i].update_channels(out)
-
+    gather = StatsGatherer(network)
     bar = _Progress(total, progress)
     names: List[str] = []
     try:
@@ -401,20 +420,14 @@ def collect(network, images: Iterable[Any], *, progress: bool = True, augment: b
             rgb = load_image(src)
             variants = [rgb, rgb[:, ::-1]] if augment else [rgb]
             for img in variants:
-                x = network_input(np.ascontiguousarray(img), network)
-                input_stats.update(x)
-                input_stats.update_channels(x)
-                network.forward_float(x, keep="needed", hook=hook)
+                gather.add(network_input(np.ascontiguousarray(img), network))
             names.append(name)
             bar.update(n, name)
     finally:
         bar.close()
     if not names:
         raise MDFIError("calibration needs at least one image, none were given")
-    return CalibStats(layer_stats, source=source if source is not None else _describe_sources(names),
-                      num_images=len(names), input_size=(network.width, network.height),
-                      cfg=os.path.basename(network.path), method="images", augment=augment,
-                      layer_kinds=[l.kind for l in network.layers], input=input_stats)
+    return gather.stats(source if source is not None else _describe_sources(names), len(names), augment=augment)
 
 
 def list_images(folder: PathLike) -> List[str]:
