@@ -9,11 +9,16 @@
     python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
     python benchmarks/bench_accuracy.py --method adaround --configs w4a8 --layer-wbits 0=8
     python benchmarks/bench_accuracy.py --method gptq --align max --configs w4a8 --layer-wbits 0=8
+    python benchmarks/bench_accuracy.py --method gptq --configs w4a8 --layer-wbits 0=8 --search-cache \
+        --calib-extra DIR/calib4 --calib-crops --split val,val4 --model-dir M   # 168 calibration inputs
+    python benchmarks/bench_accuracy.py ...the same... --split test               # the chosen model, once
 
 Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / val / test,
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
 never used to calibrate or to choose anything) unless ``--split val`` (or ``val,test``: each
-model built once, evaluated on both).  ``--make-decisions``
+model built once, evaluated on both).  ``val4`` (person_images.py, ``--person-sets``) is a
+second selection set (people photos); ``--calib-extra DIR`` (its ``calib4``) adds calibration
+photos to the data-driven methods.  ``--make-decisions``
 derives the recipe's shipped decisions (formats searched by their effect on the heads,
 head bias shifts) from the ``calib`` photos only.
 
@@ -81,9 +86,10 @@ def keep_variants(data, text):
     return [d for d in data if os.path.splitext(d[0])[0].rsplit("_", 1)[-1] in tags]
 
 
-def calib_inputs(network, sets: str, crops: bool = False):
+def calib_inputs(network, sets: str, crops: bool = False, extra=()):
     """Letterboxed inputs of the calibration photos and their mirror images (``crops``: also
-    the four 75 % corner crops of accuracy_images.variants, six inputs per photo)."""
+    the four 75 % corner crops of accuracy_images.variants, six inputs per photo).  ``extra``:
+    more calibration folders (e.g. person_images.py's ``calib4``), each photo treated the same."""
     import numpy as np
     from PIL import Image
     from mdfi.quant import calibrate
@@ -91,13 +97,14 @@ def calib_inputs(network, sets: str, crops: bool = False):
     from mdfi.preprocess import image_to_input
     import accuracy_images
     xs = []
-    for p in calibrate.list_images(os.path.join(sets, "calib")):
-        rgb = load_image(p)
-        vs = [rgb, rgb[:, ::-1]]
-        if crops:
-            vs = [np.asarray(im.convert("RGB")) for _, im in accuracy_images.variants(Image.fromarray(rgb))]
-        for v in vs:
-            xs.append(image_to_input(np.ascontiguousarray(v), network.width, network.height))
+    for d in [os.path.join(sets, "calib"), *extra]:
+        for p in calibrate.list_images(d):
+            rgb = load_image(p)
+            vs = [rgb, rgb[:, ::-1]]
+            if crops:
+                vs = [np.asarray(im.convert("RGB")) for _, im in accuracy_images.variants(Image.fromarray(rgb))]
+            for v in vs:
+                xs.append(image_to_input(np.ascontiguousarray(v), network.width, network.height))
     return xs
 
 
@@ -117,13 +124,108 @@ def adaround_settings(text):
     return out
 
 
+def model_key(args, tag, extra_dirs, wide) -> str:
+    """Everything that makes a benchmark model what it is (for --model-dir)."""
+    return json.dumps({"tag": tag, "method": args.method, "layer_abits": args.layer_abits,
+                       "calib_extra": [os.path.abspath(d) for d in extra_dirs], "calib_crops": args.calib_crops,
+                       "adaround": adaround_settings(args.adaround) if args.method == "adaround" else None,
+                       "search_cache": args.search_cache, "sets": os.path.abspath(args.sets), "wide": bool(wide)},
+                      sort_keys=True)
+
+
+_OBJECTIVES = {}
+
+
+def refine_heads(qm, network, xs, strength: float, thresh: float):
+    """``qm`` with ``strength`` times the mean head-logit error that remains at the object cells
+    (float objectness > ``thresh``) of the calibration inputs ``xs`` added to the head
+    convolutions' biases (:func:`mdfi.quant.formats.head_shifts` on the built model)."""
+    import numpy as np
+    from mdfi.quant.formats import HeadObjective, head_shifts
+    from mdfi.quant.quantize import shift_biases
+    if id(xs) not in _OBJECTIVES:
+        _OBJECTIVES[id(xs)] = HeadObjective(network, xs)
+    obj = _OBJECTIVES[id(xs)]
+    cells = obj.cells
+    obj.cells = [[tuple(t[m] for t in p) for p, m in ((p, 1.0 / (1.0 + np.exp(-p[4])) > thresh) for p in per)]
+                 for per in cells]
+    try:
+        sh = head_shifts(qm, obj)
+    finally:
+        obj.cells = cells
+    for s, v in sh.items():
+        print(f"head refine: layer {s}: objectness {strength * v[4]:+.3f}, classes {strength * v[5]:+.3f}",
+              file=sys.stderr)
+        qm.layers[s] = shift_biases(qm.layers[s], strength * v)
+    return qm
+
+
+def build_model(args, network, names, calib, xs, w, a, wide, lw, opts):
+    """(QuantizedModel, decisions used) of one width pair and ``args.method``.  The data-driven
+    methods round and correct on ``xs``; their format search runs on the calib photos and their
+    mirror images only (or comes from ``--search-cache``, which is keyed by that)."""
+    from mdfi.quant.quantize import quantize_network
+    from mdfi.quant import recipes
+    if args.method in ("gptq", "adaround", "nearest-data"):
+        from mdfi.quant.formats import choose_decisions
+        final = dict(weight_rounding=args.method if args.method != "nearest-data" else "nearest",
+                     bias_correction="empirical", calib_inputs=xs)
+        if args.method == "adaround":
+            final["adaround"] = adaround_settings(args.adaround)
+        al = None
+        if args.align:
+            from mdfi.quant.align import prepare
+            al = prepare(network, args.align, direction=args.align_direction, wbits=w, layer_wbits=lw, abits=a,
+                         layer_abits=wide, per_channel=opts["per_channel"], inputs=xs, progress=True)
+        skey = f"{w}/{a}/{sorted(lw.items())}" + (f"/align={args.align}/{args.align_direction}" if al else "")
+        spath = os.path.join(args.cache, "searched-formats.json")
+        known = {}
+        if args.search_cache and os.path.exists(spath):
+            with open(spath) as fh:
+                known = json.load(fh)
+        searched = {int(k): v for k, v in known[skey].items()} if skey in known else None
+        base_only = not args.calib_crops and not args.calib_extra
+        if searched is None and not base_only:      # the search on the calib photos and mirrors alone
+            searched = choose_decisions(network, calib, calib_inputs(network, args.sets), wbits=w, abits=a,
+                                        per_channel=opts["per_channel"], layer_wbits=lw, align=al)["act_fracs"]
+            searched = {int(k): v for k, v in searched.items()}
+        d, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=opts["per_channel"],
+                                 final=final, with_model=True, layer_abits=wide, layer_wbits=lw,
+                                 searched=searched, align=al)
+        if args.search_cache and skey not in known and (not wide or not base_only):
+            known[skey] = d["act_fracs"] if base_only else {str(k): v for k, v in searched.items()}
+            os.makedirs(args.cache, exist_ok=True)
+            with open(spath, "w") as fh:
+                json.dump(known, fh)
+        return qm, {args.method: True}
+    extra = recipes.shipped_decisions("yolov3-tiny", network, opts, layer_abits=wide, calib=calib) \
+        if args.method == "recipe" else {}
+    if wide and args.method == "recipe" and not extra:
+        print(f"w{w}a{a}: no shipped decisions for these widths", file=sys.stderr)
+    if lw and args.method == "recipe":
+        raise SystemExit("--layer-wbits: no shipped decisions for per-layer weight widths (use --method "
+                         "gptq, adaround, nearest-data or old)")
+    kw = dict(extra)
+    kw.setdefault("layer_abits", wide)
+    kw["layer_wbits"] = lw
+    qm = quantize_network(network, wbits=w, abits=a, per_channel=opts["per_channel"], calib=calib,
+                          act_method=opts["act_method"], weight_method=opts["weight_method"], names=names,
+                          unify_routes=args.method == "recipe", **kw)
+    return qm, extra
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"),
                     help="where the photo sets are (built by accuracy_images.py if absent)")
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"), help="float-path cache")
-    ap.add_argument("--split", default="test", choices=("val", "test", "val,test"),
-                    help="val,test: each model (built once) evaluated on both")
+    ap.add_argument("--split", default="test", metavar="SPLIT[,SPLIT...]",
+                    help="test (default), val, val4 (person_images.py's people photos, selection only) or several "
+                         "joined by commas (val,val4,test): each model built once and evaluated on each; with val "
+                         "and val4 also their pooled row val+val4")
+    ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"),
+                    help="where person_images.py's val4 (and calib4) are (built there if val4 is asked for and "
+                         "absent)")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--variants", default=None, metavar="TAG,...",
                     help="report only these variants of each photo (orig, flip, tl, tr, bl, br, or crops): "
@@ -151,6 +253,21 @@ def main(argv=None) -> int:
                     help="data-driven methods: the calib photos' four corner crops as well (66 inputs instead of "
                          "22) for the weight rounding, the empirical bias and the head shifts (not for the format "
                          "search, which --search-cache may reuse)")
+    ap.add_argument("--calib-extra", default=None, metavar="DIR[,DIR...]",
+                    help="data-driven methods: more calibration photo folders besides "
+                         "SETS/calib, e.g. person_images.py's calib4, each photo with its mirror image (and its "
+                         "corner crops with --calib-crops) for the weight rounding, the empirical bias and the "
+                         "head shifts; the format search stays on the calib photos and their mirror images")
+    ap.add_argument("--model-dir", default=None, metavar="DIR",
+                    help="save every model built here (a .mdfi named by the method, widths and calibration "
+                         "options) and load it instead of building it again when it is there, e.g. to evaluate "
+                         "on test, once, the model chosen on val/val4")
+    ap.add_argument("--head-refine", default=None, metavar="S[@T]",
+                    help="data-driven methods: after building (or loading) each model, measure again the mean "
+                         "error of the objectness and best-class logits at the calibration inputs' object cells "
+                         "(float objectness > T, default 0.1) and add S times it to the head convolutions' "
+                         "biases (a second head shift, e.g. 1@0.25: all of the remaining error where the "
+                         "detections are)")
     ap.add_argument("--align", choices=("max", "mse", "output"), default=None,
                     help="data-driven methods: mantissa alignment (mdfi.quant.align) of the float network first, "
                          "recalibrated on the calib photos; the format search then runs on the aligned network")
@@ -164,9 +281,27 @@ def main(argv=None) -> int:
     from mdfi.fixedpoint import parse_bits_list
     from mdfi.engine import FixedEngine
     from mdfi.model import Model, _float_network
-    from mdfi.quant.quantize import quantize_network
     import accuracy_images
     from mdfi.cli.common import layer_bits_arg
+    splits = args.split.split(",")
+    if not splits or any(sp not in ("val", "val4", "test") for sp in splits) or len(set(splits)) != len(splits):
+        ap.error(f"--split: val, val4, test or several of them joined by commas, not {args.split!r}")
+    extra_dirs = [d for d in (args.calib_extra or "").split(",") if d]
+    for d in extra_dirs:
+        if not os.path.isdir(d):
+            ap.error(f"--calib-extra: {d}: not a folder")
+    if (extra_dirs or args.calib_crops) and (args.method not in ("gptq", "adaround", "nearest-data")
+                                             or args.make_decisions):
+        ap.error("--calib-extra / --calib-crops: with --method gptq, adaround or nearest-data only")
+    refine = None
+    if args.head_refine:
+        if args.method not in ("gptq", "adaround", "nearest-data"):
+            ap.error("--head-refine: with --method gptq, adaround or nearest-data only")
+        st, _, th = args.head_refine.partition("@")
+        try:
+            refine = (float(st), float(th) if th else 0.1)
+        except ValueError:
+            ap.error(f"--head-refine: S[@T] (numbers), not {args.head_refine!r}")
     wide = layer_bits_arg(args.layer_abits) if args.layer_abits else {}
     lw = layer_bits_arg(args.layer_wbits) if args.layer_wbits else {}
 
@@ -199,14 +334,23 @@ def main(argv=None) -> int:
         print(f"wrote {args.make_decisions}", file=sys.stderr)
         return 0
 
-    splits = args.split.split(",")
-    datas = {sp: keep_variants(float_split(network, names, args.sets, sp, args.cache), args.variants)
+    if "val4" in splits and not os.path.isdir(os.path.join(args.person_sets, "val4")):
+        import person_images
+        person_images.main([args.person_sets])
+    datas = {sp: keep_variants(float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp,
+                                           args.cache), args.variants)
              for sp in splits}
+    pooled = "val" in datas and "val4" in datas
     float_bytes = 4 * network.num_params()
     rows = {}
+    xs = None
+    if args.method in ("gptq", "adaround", "nearest-data"):
+        xs = calib_inputs(network, args.sets, crops=args.calib_crops, extra=extra_dirs)
     for sp, data in datas.items():
         print(f"yolov3-tiny on the {sp} photos: {len(data)} images, "
-              f"{sum(len(d[2]) for d in data)} float detections at 0.25; method {args.method}")
+              f"{sum(len(d[2]) for d in data)} float detections at 0.25; method {args.method}"
+              + (f", {len(xs)} calibration inputs (calib{''.join(' + ' + os.path.basename(os.path.normpath(d)) for d in extra_dirs)}"
+                 f"{', mirrors and crops' if args.calib_crops else ', mirrors'})" if xs is not None else ""))
     print(f"{'config':<8} {'mAP@.5':>7} {'kept':>12} {'extra':>10} {'dconf@.25':>9} {'bias':>8} {'lower':>6} "
           f"{'|dconf|':>7} {'size':>6} {'quant s':>7}")
     for w, a in parse_bits_list(args.configs):
@@ -214,58 +358,50 @@ def main(argv=None) -> int:
         if args.align:
             tag += f"/al-{args.align}-{args.align_direction}"
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
-        t0 = time.perf_counter()
         if args.align and args.method not in ("gptq", "adaround", "nearest-data"):
             raise SystemExit("--align: with --method gptq, adaround or nearest-data only")
-        if args.method in ("gptq", "adaround", "nearest-data"):
-            from mdfi.quant.formats import choose_decisions
-            xs = calib_inputs(network, args.sets, crops=args.calib_crops)
-            final = dict(weight_rounding=args.method if args.method != "nearest-data" else "nearest",
-                         bias_correction="empirical", calib_inputs=xs)
-            if args.method == "adaround":
-                final["adaround"] = adaround_settings(args.adaround)
-            al = None
-            if args.align:
-                from mdfi.quant.align import prepare
-                al = prepare(network, args.align, direction=args.align_direction, wbits=w, layer_wbits=lw, abits=a,
-                             layer_abits=wide, per_channel=opts["per_channel"], inputs=xs, progress=True)
-            skey = f"{w}/{a}/{sorted(lw.items())}" + (f"/align={args.align}/{args.align_direction}" if al else "")
-            spath = os.path.join(args.cache, "searched-formats.json")
-            known = {}
-            if args.search_cache and os.path.exists(spath):
-                with open(spath) as fh:
-                    known = json.load(fh)
-            d, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=opts["per_channel"],
-                                     final=final, with_model=True, layer_abits=wide, layer_wbits=lw,
-                                     searched={int(k): v for k, v in known[skey].items()} if skey in known else None,
-                                     align=al)
-            if args.search_cache and not wide and skey not in known:
-                known[skey] = d["act_fracs"]
-                os.makedirs(args.cache, exist_ok=True)
-                with open(spath, "w") as fh:
-                    json.dump(known, fh)
-            extra = {args.method: True}
+        mkey = model_key(args, tag, extra_dirs, wide)
+        mpath = None
+        if args.model_dir:
+            import hashlib
+            mpath = os.path.join(args.model_dir, args.method + "-" + tag.replace("/", "_").replace("+", "p") + "-"
+                                 + hashlib.sha256(mkey.encode()).hexdigest()[:10] + ".mdfi")
+        t0 = time.perf_counter()
+        if mpath and os.path.exists(mpath) and os.path.exists(mpath + ".json"):
+            from mdfi.quant import modelfile
+            qm = modelfile.load(mpath)
+            with open(mpath + ".json") as fh:
+                side = json.load(fh)
+            if side.get("key") != mkey:
+                raise SystemExit(f"{mpath}: built with other options ({side.get('key')!r})")
+            tq = side["quantize_seconds"]
+            extra = {args.method: True} if args.method != "recipe" or side.get("decisions") else {}
+            print(f"{tag}: loaded {mpath} (built in {tq:.0f} s)", file=sys.stderr)
         else:
-            extra = recipes.shipped_decisions("yolov3-tiny", network, opts, layer_abits=wide, calib=calib) \
-                if args.method == "recipe" else {}
-            if wide and args.method == "recipe" and not extra:
-                print(f"{tag}: no shipped decisions for these widths", file=sys.stderr)
-            if lw and args.method == "recipe":
-                raise SystemExit("--layer-wbits: no shipped decisions for per-layer weight widths (use --method "
-                                 "gptq, adaround, nearest-data or old)")
-            kw = dict(extra)
-            kw.setdefault("layer_abits", wide)
-            kw["layer_wbits"] = lw
-            qm = quantize_network(network, wbits=w, abits=a, per_channel=opts["per_channel"], calib=calib,
-                                  act_method=opts["act_method"], weight_method=opts["weight_method"], names=names,
-                                  unify_routes=args.method == "recipe", **kw)
-        tq = time.perf_counter() - t0
+            qm, extra = build_model(args, network, names, calib, xs, w, a, wide, lw, opts)
+            tq = time.perf_counter() - t0
+            if mpath:
+                from mdfi.quant import modelfile
+                os.makedirs(args.model_dir, exist_ok=True)
+                modelfile.save(qm, mpath, model_name="yolov3-tiny")
+                with open(mpath + ".json", "w") as fh:
+                    json.dump({"key": mkey, "quantize_seconds": tq, "decisions": bool(extra)}, fh)
+        if refine:
+            qm = refine_heads(qm, network, xs, *refine)
+            tag += f"/hr{refine[0]:g}@{refine[1]:g}"
         fixed = Model(network, names, FixedEngine(qm, "c"))
-        for sp, data in datas.items():
-            # as mdfi eval: the most confident MAX_EVAL_DETECTIONS per image (w2a2 finds tens of thousands)
-            dets = [imagejobs.top_detections(fixed.detect(d[1], thresh=0.005))[0] for d in data]
-            r = evaluate.agreement([d[2] for d in data], dets)
-            size = qm.param_bytes() / float_bytes
+        size = qm.param_bytes() / float_bytes
+        allf, alld = [], []
+        for sp, data in list(datas.items()) + ([("val+val4", None)] if pooled else []):
+            if data is None:        # the two selection sets pooled: one AP over all their detections
+                fl, dets = allf, alld
+            else:
+                # as mdfi eval: the most confident MAX_EVAL_DETECTIONS per image (w2a2 finds tens of thousands)
+                fl = [d[2] for d in data]
+                dets = [imagejobs.top_detections(fixed.detect(d[1], thresh=0.005))[0] for d in data]
+                if sp in ("val", "val4"):
+                    allf, alld = allf + fl, alld + dets
+            r = evaluate.agreement(fl, dets)
             key = tag if len(splits) == 1 else f"{tag} {sp}"
             rows[key] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq,
                              decisions=bool(extra), model=qm.describe(), split=sp)

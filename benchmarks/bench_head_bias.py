@@ -1,0 +1,129 @@
+"""Where the low-width confidence bias comes from: yolov3-tiny fixed point vs float, layer by
+layer and at the heads' object cells, on the selection photos only.
+
+    python benchmarks/bench_head_bias.py M/gptq-w4a8_w8@0-*.mdfi --split val,val4
+
+MODEL: ``.mdfi`` files of yolov3-tiny, e.g. those ``bench_accuracy.py --model-dir M`` saves.
+For each model:
+
+* **heads**: at the float network's object cells (objectness > 0.1, as
+  :class:`mdfi.quant.formats.HeadObjective`), by float objectness bucket, the mean error
+  (fixed - float) of the objectness and best-class logits, and the least-squares slope of the
+  fixed logit on the float one (1 = no attenuation, < 1 = the fixed point shrinks the logits,
+  which a mean shift cannot undo);
+* **layers**: per convolution output (after the activation), over every position of the
+  images, the mean error relative to the float RMS and the slope of fixed on float, and the
+  same at the positions where the float output is in its channel's top 1 % (the large
+  activations that carry detections).
+
+Photo sets as bench_accuracy.py (``--sets``, ``--person-sets``, float cache ``--cache``).
+``test`` is refused: this is for choosing a fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+BUCKETS = ((0.1, 0.25), (0.25, 0.5), (0.5, 1.01))
+
+
+def slope(x, y) -> float:
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    v = x.var()
+    return float(((x - x.mean()) * (y - y.mean())).mean() / v) if v > 0 else float("nan")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", metavar="MODEL.mdfi")
+    ap.add_argument("--split", default="val,val4", help="val and/or val4 (comma-separated); never test")
+    ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
+    ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
+    ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
+    ap.add_argument("--every", type=int, default=3, help="layer statistics on every N-th image (default 3)")
+    args = ap.parse_args(argv)
+    splits = args.split.split(",")
+    if any(sp not in ("val", "val4") for sp in splits):
+        ap.error("--split: val and/or val4 only (test is never used to choose)")
+
+    from mdfi.engine import FixedEngine
+    from mdfi.model import _float_network
+    from mdfi.quant import modelfile
+    from mdfi.quant.formats import HeadObjective
+    import bench_accuracy as ba
+
+    network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
+    xs = []
+    for sp in splits:
+        data = ba.float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp, args.cache)
+        xs += [d[1].tensor for d in data]
+    obj = HeadObjective(network, xs)
+    convs = [l.index for l in network.layers if l.kind == "convolutional"]
+    print(f"{'+'.join(splits)}: {len(xs)} images, {obj.n_cells} object cells")
+    for path in args.models:
+        qm = modelfile.load(path)
+        eng = FixedEngine(qm, "c", threads=1)
+        cells = {b: [[], [], [], []] for b in BUCKETS}       # float obj, fixed obj, float cls, fixed cls
+        lay = {i: [[], [], [], []] for i in convs}           # (float, fixed) samples, the same at the top 1 %
+        for n, (x, u8, per) in enumerate(zip(xs, obj.u8, obj.cells)):
+            outs = eng.run(u8, keep="all")
+            for (a, r, c, k, zo, zc), l, s in zip(per, obj.heads, obj.srcs):
+                if a.size == 0:
+                    continue
+                zq = np.asarray(outs[s], np.float64) * 2.0 ** -qm.layers[s].out_fmt.frac
+                zq = zq.reshape(l.n, l.entries, *zq.shape[1:])
+                p = 1.0 / (1.0 + np.exp(-zo))
+                for lo, hi in BUCKETS:
+                    m = (p > lo) & (p <= hi)
+                    cells[(lo, hi)][0].append(zo[m])
+                    cells[(lo, hi)][1].append(zq[a, 4, r, c][m])
+                    cells[(lo, hi)][2].append(zc[m])
+                    cells[(lo, hi)][3].append(zq[a, 5 + k, r, c][m])
+            if n % args.every:
+                continue
+            fl = {}
+            network.forward_float(x, keep="needed", hook=lambda i, o: fl.__setitem__(i, o) if i in lay else None)
+            for i in convs:
+                f = fl[i].astype(np.float64)
+                q = np.asarray(outs[i], np.float64) * 2.0 ** -qm.layers[i].out_fmt.frac
+                st = lay[i]
+                idx = np.random.default_rng(n).integers(0, f.size, 20000)
+                st[0].append(f.reshape(-1)[idx])
+                st[1].append(q.reshape(-1)[idx])
+                fc = f.reshape(f.shape[0], -1)
+                top = fc >= np.quantile(fc, 0.99, axis=1, keepdims=True)
+                st[2].append(fc[top])
+                st[3].append(q.reshape(fc.shape)[top])
+            print(f"{os.path.basename(path)}: {n + 1}/{len(xs)}", file=sys.stderr, flush=True)
+        print(f"\n{os.path.basename(path)}  ({qm.describe() if hasattr(qm, 'describe') else ''})")
+        print(f"{'float objectness':<18} {'cells':>6} {'d obj':>7} {'slope obj':>9} {'d cls':>7} {'slope cls':>9}")
+        allc = [[], [], [], []]
+        for (lo, hi), v in cells.items():
+            v = [np.concatenate(t) if t else np.zeros(0) for t in v]
+            for j in range(4):
+                allc[j].append(v[j])
+            if v[0].size:
+                print(f"({lo:.2f}, {min(hi, 1):.2f}]{'':<6} {v[0].size:>6} {np.mean(v[1] - v[0]):>+7.3f} "
+                      f"{slope(v[0], v[1]):>9.3f} {np.mean(v[3] - v[2]):>+7.3f} {slope(v[2], v[3]):>9.3f}")
+        allc = [np.concatenate(t) for t in allc]
+        print(f"{'all object cells':<18} {allc[0].size:>6} {np.mean(allc[1] - allc[0]):>+7.3f} "
+              f"{slope(allc[0], allc[1]):>9.3f} {np.mean(allc[3] - allc[2]):>+7.3f} {slope(allc[2], allc[3]):>9.3f}")
+        print(f"{'layer':>5} {'mean d / rms f':>14} {'slope':>7} {'top1% d/rms':>11} {'top1% slope':>11}")
+        for i in convs:
+            f, q, tf, tq = (np.concatenate(t) for t in lay[i])
+            rms = np.sqrt(np.mean(f ** 2))
+            print(f"{i:>5} {np.mean(q - f) / rms:>+14.4f} {slope(f, q):>7.3f} {np.mean(tq - tf) / rms:>+11.4f} "
+                  f"{slope(tf, tq):>11.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""benchmarks/bench_accuracy.py's calibration options without the photo sets or the network:
+extra calibration folders add their photos' mirror images (and corner crops), and the options
+that would break the split are refused before any heavy work."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import bench_accuracy  # noqa: E402
+
+
+def _photos(d: Path, n: int, seed: int) -> None:
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(d / f"p{i}.png")
+
+
+def test_calib_inputs_extra_folders(tmp_path):
+    _photos(tmp_path / "sets" / "calib", 2, 0)
+    _photos(tmp_path / "calib4", 3, 1)
+    net = SimpleNamespace(width=32, height=32)
+    sets = str(tmp_path / "sets")
+    base = bench_accuracy.calib_inputs(net, sets)
+    assert len(base) == 2 * 2                                  # each photo and its mirror image
+    more = bench_accuracy.calib_inputs(net, sets, extra=[str(tmp_path / "calib4")])
+    assert len(more) == (2 + 3) * 2
+    for a, b in zip(base, more):                               # the calib photos come first, unchanged
+        assert np.array_equal(a, b)
+    crops = bench_accuracy.calib_inputs(net, sets, crops=True, extra=[str(tmp_path / "calib4")])
+    assert len(crops) == (2 + 3) * 6                           # original, mirror, four corner crops
+    # the mirror of an extra photo is its left-right flip (letterboxing is symmetric here)
+    x, xm = more[4], more[5]
+    assert x.shape == (3, 32, 32)
+    assert np.allclose(x[:, :, ::-1], xm)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--split", "val,train"], "--split"),
+    (["--split", "val,val"], "--split"),
+    (["--calib-extra", "/nonexistent-calib4", "--method", "gptq"], "not a folder"),
+    (["--calib-extra", "{tmp}", "--method", "recipe"], "--calib-extra"),
+    (["--calib-crops", "--make-decisions", "x.json"], "--calib-extra"),
+    (["--head-refine", "1@x", "--method", "gptq"], "--head-refine"),
+    (["--head-refine", "1", "--method", "recipe"], "--head-refine"),
+])
+def test_refused_before_work(tmp_path, capsys, argv, msg):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        bench_accuracy.main(argv + ["--sets", str(tmp_path / "nosets"), "--cache", str(tmp_path / "c")])
+    assert exc.value.code == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "nosets").exists() and not (tmp_path / "c").exists()
