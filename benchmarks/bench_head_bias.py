@@ -14,7 +14,10 @@ For each model:
 * **layers**: per convolution output (after the activation), over every position of the
   images, the mean error relative to the float RMS and the slope of fixed on float, and the
   same at the positions where the float output is in its channel's top 1 % (the large
-  activations that carry detections).
+  activations that carry detections); and of the weights, the fraction outside the
+  channel's format (clipped) and the median over output channels of the *gain* of the
+  quantized weights along the float ones (``<w_q, w> / <w, w>``: 1 = unbiased, < 1 = the
+  channel's response shrinks, and the shrinkage compounds from layer to layer).
 
 Photo sets as bench_accuracy.py (``--sets``, ``--person-sets``, float cache ``--cache``).
 ``test`` is refused: this is for choosing a fix.
@@ -39,6 +42,20 @@ def slope(x, y) -> float:
     y = np.asarray(y, np.float64)
     v = x.var()
     return float(((x - x.mean()) * (y - y.mean())).mean() / v) if v > 0 else float("nan")
+
+
+def weight_gain(layer, ql):
+    """(fraction of the float weights outside their channel's format, median over output
+    channels of <w_q, w> / <w, w>) of a quantized convolution."""
+    w, _ = layer.folded_float_params()
+    w = np.asarray(w, np.float64).reshape(layer.filters, -1)
+    if layer.inputs == [-1]:                 # the first layer's integers multiply 8-bit pixels
+        w = w / 255.0
+    step = 2.0 ** -np.asarray(ql.w_frac, np.float64).reshape(-1, 1)
+    wq = np.asarray(ql.weights, np.float64).reshape(layer.filters, -1) * step
+    lo, hi = -(2 ** (ql.wbits - 1)), 2 ** (ql.wbits - 1) - 1      # the integer range of the format
+    clipped = (w > (hi + 0.5) * step) | (w < (lo - 0.5) * step)
+    return float(clipped.mean()), float(np.median((wq * w).sum(1) / (w * w).sum(1)))
 
 
 def main(argv=None) -> int:
@@ -116,12 +133,14 @@ def main(argv=None) -> int:
         allc = [np.concatenate(t) for t in allc]
         print(f"{'all object cells':<18} {allc[0].size:>6} {np.mean(allc[1] - allc[0]):>+7.3f} "
               f"{slope(allc[0], allc[1]):>9.3f} {np.mean(allc[3] - allc[2]):>+7.3f} {slope(allc[2], allc[3]):>9.3f}")
-        print(f"{'layer':>5} {'mean d / rms f':>14} {'slope':>7} {'top1% d/rms':>11} {'top1% slope':>11}")
+        print(f"{'layer':>5} {'mean d / rms f':>14} {'slope':>7} {'top1% d/rms':>11} {'top1% slope':>11} "
+              f"{'w clipped':>9} {'w gain':>7}")
         for i in convs:
             f, q, tf, tq = (np.concatenate(t) for t in lay[i])
             rms = np.sqrt(np.mean(f ** 2))
+            clip, gain = weight_gain(network.layers[i], qm.layers[i])
             print(f"{i:>5} {np.mean(q - f) / rms:>+14.4f} {slope(f, q):>7.3f} {np.mean(tq - tf) / rms:>+11.4f} "
-                  f"{slope(tf, tq):>11.3f}")
+                  f"{slope(tf, tq):>11.3f} {100 * clip:>8.2f}% {gain:>7.3f}")
     return 0
 
 
