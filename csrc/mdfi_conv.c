@@ -629,7 +629,7 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
             if (need >= 0 && scratch_size >= need + ALIGN)
                 return mdfi_wino_conv(ops, x, xtype, c, h, w,
                                       (const int16_t *)(const void *)((const unsigned char *)packed + pg.wino_off),
-                                      bias, shift, m, out, otype, pad, rounding, out_bits, act, nthreads, s);
+                                      bias, shift, m, out, otype, pad, rounding, out_bits, act, kvol * wx, nthreads, s);
         }
     }
 #else

@@ -178,7 +178,7 @@ int32_t mdfi_wino_pack(const void *w, int wtype, int32_t m, int32_t c, int16_t *
 int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int32_t nthreads);
 int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
                    const int64_t *bias, const int32_t *shift, int32_t m, void *out, int otype, int32_t pad,
-                   int32_t rounding, int32_t bits, int32_t act, int32_t nthreads, void *scratch);
+                   int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch);
 extern int mdfi_conv_winograd;
 #define MDFI_WINO_MIN_C 32        /* fewer input channels: the transforms cost more than they save */
 

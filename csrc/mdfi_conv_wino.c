@@ -97,6 +97,7 @@ typedef struct {
     void *out;
     int otype;
     int32_t rounding, bits, act;
+    int64_t bound;                              /* K*max|w|*max|x| >= |S|             */
     ukr32_fn ukr;
     int32_t msplit, pgroup, nbitem;
     int16_t *x2;
@@ -105,26 +106,42 @@ typedef struct {
     size_t tbytes, vbytes;                      /* per thread; one V block            */
 } wino_ctx;
 
-/* X2 rows r0..r1-1 (row = cc*(Hp+1) + y), zero padding, one extra zero row/column. */
+/* X2 rows r0..r1-1 (row = cc*(Hp+1) + y), zero padding, one extra zero row/column: the two
+ * channel rows widened to int16 and interleaved, 16 pixels per step. */
 AVX2 static void wino_x2(const wino_ctx *k, int64_t r0, int64_t r1)
 {
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t cc = r / k->hp1, y = r % k->hp1;
         int16_t *d = k->x2 + ((size_t)cc * (size_t)k->plane + (size_t)y * (size_t)k->wp1) * 2;
-        memset(d, 0, (size_t)k->wp1 * 4);
         const int64_t iy = y - k->pad;
-        if (iy < 0 || iy >= k->h) continue;
-        for (int e = 0; e < 2; ++e) {
-            const int64_t ch = 2 * cc + e;
-            if (ch >= k->c) break;
-            const size_t row = ((size_t)ch * (size_t)k->h + (size_t)iy) * (size_t)k->w;
-            int16_t *di = d + (size_t)k->pad * 2 + (size_t)e;
+        if (iy < 0 || iy >= k->h) {
+            memset(d, 0, (size_t)k->wp1 * 4);
+            continue;
+        }
+        memset(d, 0, (size_t)k->pad * 4);
+        memset(d + ((size_t)k->pad + (size_t)k->w) * 2, 0, (size_t)(k->wp1 - k->pad - k->w) * 4);
+        const int has1 = 2 * cc + 1 < k->c;
+        const size_t row0 = ((size_t)(2 * cc) * (size_t)k->h + (size_t)iy) * (size_t)k->w;
+        const size_t row1 = has1 ? row0 + (size_t)k->h * (size_t)k->w : row0;
+        int16_t *di = d + (size_t)k->pad * 2;
+        int32_t i = 0;
+        for (; i + 16 <= k->w; i += 16) {
+            const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)((const int8_t *)k->x + row0 + (size_t)i));
+            const __m128i b = has1 ? _mm_loadu_si128((const __m128i *)(const void *)((const int8_t *)k->x + row1 + (size_t)i))
+                                   : _mm_setzero_si128();
+            const __m256i e = k->xtype == MDFI_CONV_U8 ? _mm256_cvtepu8_epi16(a) : _mm256_cvtepi8_epi16(a);
+            const __m256i o = k->xtype == MDFI_CONV_U8 ? _mm256_cvtepu8_epi16(b) : _mm256_cvtepi8_epi16(b);
+            const __m256i lo = _mm256_unpacklo_epi16(e, o), hi = _mm256_unpackhi_epi16(e, o);
+            _mm256_storeu_si256((__m256i *)(void *)(di + 2 * (size_t)i), _mm256_permute2x128_si256(lo, hi, 0x20));
+            _mm256_storeu_si256((__m256i *)(void *)(di + 2 * (size_t)i + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
+        }
+        for (; i < k->w; ++i) {
             if (k->xtype == MDFI_CONV_U8) {
-                const uint8_t *s = (const uint8_t *)k->x + row;
-                for (int32_t i = 0; i < k->w; ++i) di[2 * (size_t)i] = s[i];
+                di[2 * (size_t)i] = ((const uint8_t *)k->x)[row0 + (size_t)i];
+                di[2 * (size_t)i + 1] = has1 ? ((const uint8_t *)k->x)[row1 + (size_t)i] : 0;
             } else {
-                const int8_t *s = (const int8_t *)k->x + row;
-                for (int32_t i = 0; i < k->w; ++i) di[2 * (size_t)i] = s[i];
+                di[2 * (size_t)i] = ((const int8_t *)k->x)[row0 + (size_t)i];
+                di[2 * (size_t)i + 1] = has1 ? ((const int8_t *)k->x)[row1 + (size_t)i] : 0;
             }
         }
     }
@@ -183,23 +200,49 @@ AVX2 static void wino_vblock(const wino_ctx *k, int32_t blk, int16_t *restrict v
     }
 }
 
-/* Output transform of one panel and block, bias, requantize, store. */
+/* Output transform of one panel and block, bias, requantize, store.
+ *
+ * Rows whose shift is 1..31 and whose bound |S| + |bias| + half fits int32 (k->bound is
+ * K*max|w|*max|x| >= |S|) use the folded int32 form of mdfi_fixedpoint.h (mdfi_rqf_init,
+ * mdfi_rqf8_avx2): t = S + (bias + half), R = t >> s, leaky as max(R, n) with n from two
+ * vpmaddwd; saturation by the narrowing (clamped first when the format is narrower than the
+ * output type).  Other rows take mdfi_requantize8_avx2 (saturating).  The 16 tiles' results
+ * of output row a of the tile are interleaved in registers (even columns from point a0, odd
+ * from a1) into the 32 consecutive output columns of the block's tiles, then stored by runs
+ * of tiles of one tile row (one run when the block lies in one tile row). */
+typedef struct {
+    int32_t j0, n, oy, ox;                      /* first tile, columns, tile row, column    */
+} wino_run;
+
 AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t m0, int32_t mv, int32_t blk)
 {
-    int32_t ty[NB], tx[NB];
-    for (int j = 0; j < NB; ++j) {
+    /* runs of consecutive tiles in one tile row: [j0, j0 + n/2 tiles), n output columns */
+    wino_run runs[NB];
+    int32_t nruns = 0;
+    for (int j = 0; j < NB;) {
         const int64_t t = (int64_t)blk * NB + j;
-        ty[j] = t < k->ntiles ? (int32_t)(t / k->tw) : -1;
-        tx[j] = t < k->ntiles ? (int32_t)(t % k->tw) : -1;
+        if (t >= k->ntiles) break;
+        const int32_t ty = (int32_t)(t / k->tw), tx = (int32_t)(t % k->tw);
+        int32_t len = k->tw - tx < NB - j ? k->tw - tx : NB - j;
+        if ((int64_t)len > k->ntiles - t) len = (int32_t)(k->ntiles - t);
+        const int32_t ox = 2 * tx, ncol = k->ow - ox < 2 * len ? k->ow - ox : 2 * len;
+        runs[nruns++] = (wino_run){j, ncol, 2 * ty, ox};
+        j += len;
     }
-    /* all 16 tiles in one tile row: two output rows of 32 consecutive columns */
-    const int row = ty[NB - 1] == ty[0] && ty[0] >= 0;
+    const int s8 = k->otype == MDFI_CONV_S8;
+    const int clamp = !((s8 && k->bits == 8) || k->bits == 16);
+    const __m256i qmin = _mm256_set1_epi32(mdfi_qmin(k->bits)), qmax = _mm256_set1_epi32(mdfi_qmax(k->bits));
     for (int32_t r = 0; r < mv; ++r) {
-        const int32_t mm = m0 + r;
+        const int32_t mm = m0 + r, sh = k->shift[mm];
+        const int64_t ab = k->bias[mm] < 0 ? -k->bias[mm] : k->bias[mm];
+        const mdfi_rqf f = mdfi_rqf_init(sh >= 1 && sh <= 31 ? sh : 1, k->rounding);
+        const int fast = sh >= 1 && sh <= 31 && k->bound + ab + f.half <= (int64_t)INT32_MAX;
         mdfi_rq8_avx2 q;
-        mdfi_rq8_init_avx2(&q, k->shift[mm], k->rounding, k->bits, k->act);
-        const __m256i b = _mm256_set1_epi32((int32_t)k->bias[mm]);
-        int32_t res[4][NB];
+        if (!fast) mdfi_rq8_init_avx2(&q, sh, k->rounding, k->bits, k->act);
+        const __m256i b = _mm256_set1_epi32((int32_t)(fast ? k->bias[mm] + f.half : k->bias[mm]));
+        const __m128i vs = _mm_cvtsi32_si128(sh);
+        const __m256i vc = _mm256_set1_epi32(f.c), vkd = _mm256_set1_epi32(f.kd);
+        __m256i res[4][2];                       /* [point a][tiles 8hh..8hh+7], int32 */
         for (int hh = 0; hh < 2; ++hh) {
             __m256i mx[16];
             for (int xi = 0; xi < 16; ++xi)
@@ -213,36 +256,50 @@ AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t
             y[1] = _mm256_sub_epi32(_mm256_sub_epi32(u0[1], u0[2]), u0[3]);
             y[2] = _mm256_add_epi32(_mm256_add_epi32(u1[0], u1[1]), u1[2]);
             y[3] = _mm256_sub_epi32(_mm256_sub_epi32(u1[1], u1[2]), u1[3]);
-            for (int a = 0; a < 4; ++a)           /* Y = 4 S exactly: S = Y >> 2 */
-                _mm256_storeu_si256((__m256i *)(void *)&res[a][8 * hh],
-                                    mdfi_requantize8_avx2(_mm256_add_epi32(_mm256_srai_epi32(y[a], 2), b), &q,
-                                                          k->rounding, k->act));
-        }
-        if (row) {
-            for (int a = 0; a < 2; ++a) {
-                const int32_t oy = 2 * ty[0] + a;
-                if (oy >= k->oh) break;
-                const int32_t ox0 = 2 * tx[0];
-                const int32_t n = k->ow - ox0 < 2 * NB ? k->ow - ox0 : 2 * NB;
-                const size_t o = ((size_t)mm * (size_t)k->oh + (size_t)oy) * (size_t)k->ow + (size_t)ox0;
-                if (k->otype == MDFI_CONV_S8) {
-                    int8_t *d = (int8_t *)k->out + o;
-                    for (int i = 0; i < n; ++i) d[i] = (int8_t)res[2 * a + (i & 1)][i >> 1];
+            for (int a = 0; a < 4; ++a) {         /* Y = 4 S exactly: S = Y >> 2 */
+                const __m256i t = _mm256_add_epi32(_mm256_srai_epi32(y[a], 2), b);
+                __m256i v;
+                if (fast) {
+                    v = k->act == MDFI_ACT_LEAKY ? mdfi_rqf8_avx2(t, vs, vc, vkd, MDFI_ACT_LEAKY)
+                      : k->act == MDFI_ACT_RELU ? mdfi_rqf8_avx2(t, vs, vc, vkd, MDFI_ACT_RELU)
+                      : mdfi_rqf8_avx2(t, vs, vc, vkd, MDFI_ACT_LINEAR);
+                    if (clamp) v = _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
                 } else {
-                    int16_t *d = (int16_t *)k->out + o;
-                    for (int i = 0; i < n; ++i) d[i] = (int16_t)res[2 * a + (i & 1)][i >> 1];
+                    v = mdfi_requantize8_avx2(t, &q, k->rounding, k->act);
                 }
+                res[a][hh] = v;
             }
-            continue;
         }
-        for (int j = 0; j < NB; ++j) {
-            if (ty[j] < 0) continue;
-            for (int a = 0; a < 4; ++a) {
-                const int32_t oy = 2 * ty[j] + a / 2, ox = 2 * tx[j] + a % 2;
-                if (oy >= k->oh || ox >= k->ow) continue;
-                const size_t o = ((size_t)mm * (size_t)k->oh + (size_t)oy) * (size_t)k->ow + (size_t)ox;
-                if (k->otype == MDFI_CONV_S8) ((int8_t *)k->out)[o] = (int8_t)res[a][j];
-                else ((int16_t *)k->out)[o] = (int16_t)res[a][j];
+        for (int a2 = 0; a2 < 2; ++a2) {
+            /* columns 0..31 of the block's tiles: (even, odd) = points (2 a2, 2 a2 + 1) */
+            __m256i w16[2];
+            for (int hh = 0; hh < 2; ++hh) {
+                const __m256i e = res[2 * a2][hh], o = res[2 * a2 + 1][hh];
+                w16[hh] = _mm256_packs_epi32(_mm256_unpacklo_epi32(e, o), _mm256_unpackhi_epi32(e, o));
+            }
+            if (s8) {
+                const __m256i w8 = _mm256_permute4x64_epi64(_mm256_packs_epi16(w16[0], w16[1]), 0xD8);
+                int8_t tmp[2 * NB];
+                _mm256_storeu_si256((__m256i *)(void *)tmp, w8);
+                for (int32_t ri = 0; ri < nruns; ++ri) {
+                    const wino_run *u = &runs[ri];
+                    const int32_t oy = u->oy + a2;
+                    if (oy >= k->oh) continue;
+                    int8_t *d = (int8_t *)k->out + ((size_t)mm * (size_t)k->oh + (size_t)oy) * (size_t)k->ow + (size_t)u->ox;
+                    if (u->n == 2 * NB) _mm256_storeu_si256((__m256i *)(void *)d, w8);
+                    else memcpy(d, tmp + 2 * u->j0, (size_t)u->n);
+                }
+            } else {
+                int16_t tmp[2 * NB];
+                _mm256_storeu_si256((__m256i *)(void *)tmp, w16[0]);
+                _mm256_storeu_si256((__m256i *)(void *)(tmp + NB), w16[1]);
+                for (int32_t ri = 0; ri < nruns; ++ri) {
+                    const wino_run *u = &runs[ri];
+                    const int32_t oy = u->oy + a2;
+                    if (oy >= k->oh) continue;
+                    int16_t *d = (int16_t *)k->out + ((size_t)mm * (size_t)k->oh + (size_t)oy) * (size_t)k->ow + (size_t)u->ox;
+                    memcpy(d, tmp + 2 * u->j0, (size_t)u->n * 2);
+                }
             }
         }
     }
@@ -330,7 +387,7 @@ int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int
 
 int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
                    const int64_t *bias, const int32_t *shift, int32_t m, void *out, int otype, int32_t pad,
-                   int32_t rounding, int32_t bits, int32_t act, int32_t nthreads, void *scratch)
+                   int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch)
 {
     wino_ctx k;
     memset(&k, 0, sizeof k);
@@ -344,7 +401,7 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
     k.ntiles = (int64_t)k.th * k.tw;
     k.nblk = (int32_t)((k.ntiles + NB - 1) / NB);
     k.u = u; k.bias = bias; k.shift = shift; k.out = out; k.otype = otype;
-    k.rounding = rounding; k.bits = bits; k.act = act;
+    k.rounding = rounding; k.bits = bits; k.act = act; k.bound = bound;
     k.ukr = ops->ukr32;
     k.msplit = nthreads > 1 && (int64_t)k.nblk < 4 * (int64_t)nthreads && k.np >= 2 * nthreads;
     k.pgroup = (int32_t)((k.np + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
