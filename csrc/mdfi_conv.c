@@ -430,7 +430,7 @@ EPI_SCALAR(mdfi_conv_epi32_scalar, int32_t)
 EPI_SCALAR(mdfi_conv_epi64_scalar, int64_t)
 
 const conv_ops mdfi_conv_ops_scalar = {ukr32_scalar, mdfi_conv_pack_scalar, mdfi_conv_x2_scalar, mdfi_conv_epi32_scalar,
-                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL};
+                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL, NULL};
 
 void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
 
@@ -472,6 +472,29 @@ typedef struct {
     mdfi_counter x2, x2_done, pack, pack_done, item;
 } conv_work;
 
+/* The register epilogue's constants of panel rows m0..m0+mv-1 (conv_rows); 0 when a row
+ * needs the general epilogue (shift outside 1..31, or |sum| + |bias| + half might leave
+ * int32).  Rows past mv start at 0 and are not stored. */
+static int panel_rows(const conv_ctx *ctx, int32_t m0, int32_t mv, conv_rows *rows)
+{
+    if (!ctx->sum32) return 0;
+    for (int32_t r = 0; r < MR; ++r) {
+        rows->bh[r] = rows->c[r] = rows->kd[r] = 0;
+        rows->s[r] = 1;
+        if (r >= mv) continue;
+        const int32_t s = ctx->shift[m0 + r];
+        if (s < 1 || s > 31) return 0;
+        const mdfi_rqf k = mdfi_rqf_init(s, ctx->rounding);
+        const int64_t b = ctx->bias[m0 + r], ab = b < 0 ? -b : b;
+        if (ctx->bound + ab + k.half > (int64_t)INT32_MAX) return 0;
+        rows->bh[r] = (int32_t)(b + k.half);
+        rows->s[r] = s;
+        rows->c[r] = k.c;
+        rows->kd[r] = k.kd;
+    }
+    return 1;
+}
+
 /* Panels [p0,p1) x tiles [t0,t1).  B comes from ctx->bshared (msplit) or is packed here. */
 static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p0, int32_t p1,
                     int32_t t0, int32_t t1)
@@ -499,6 +522,8 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
                 const int16_t *ap = ctx->a + ((size_t)p * k2 + kc0) * MR * 2;
                 const int32_t m0 = p * MR;
                 const int32_t mv = (ctx->m - m0) < MR ? (ctx->m - m0) : MR;
+                conv_rows rows;
+                const int fused = last && ops->ukr32e != NULL && !ctx->acc64 && panel_rows(ctx, m0, mv, &rows);
                 for (int32_t t = 0; t < nb; ++t) {
                     const int32_t tt = tb0 + t;
 #define BPTR(T, TT) (ctx->direct ? ctx->x2 + ((size_t)kc0 * (size_t)ctx->plane + (size_t)(TT) * NR) * 2     \
@@ -522,6 +547,11 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
                         continue;
                     }
 #undef BPTR
+                    if (fused) {
+                        const int32_t *cin = first ? NULL : (const int32_t *)(const void *)part + slot;
+                        ops->ukr32e(kcl, ap, bp, bstride, cin, &rows, ctx, m0, mv, px0, nv);
+                        continue;
+                    }
                     if (!ctx->acc64) {
                         int32_t *ct = nkc > 1 ? (int32_t *)(void *)part + slot : tile32;
                         ops->ukr32(kcl, ap, bp, bstride, ct, !first);
@@ -639,6 +669,7 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
     ctx.x = x; ctx.xtype = xtype;
     ctx.a = (const int16_t *)(const void *)((const unsigned char *)packed + MDFI_CONV_HDR);
     ctx.wmax = wmax;
+    ctx.bound = (int64_t)c * ks * ks * wx;
     ctx.bias = bias; ctx.shift = shift; ctx.out = out; ctx.otype = otype;
     ctx.rounding = rounding; ctx.bits = out_bits; ctx.act = act; ctx.acc64 = acc64;
     /* acc64: K-pairs whose int32 sum cannot overflow: chunk * 2*wmax*xmax <= 2^31 - 1. */

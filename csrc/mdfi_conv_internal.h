@@ -91,6 +91,7 @@ typedef struct conv_ctx {
     int32_t rounding, bits, act, acc64;
     int32_t sum32;                /* 1: K*max|w|*max|x| + max|bias| < 2^31, so every sum and
                                      sum + bias is an exact int32 (int32-lane epilogue)  */
+    int64_t bound;                /* K*max|w|*max|x| (>= |sum|)                     */
     /* geometry */
     int32_t oh, ow, hp, wp;
     int64_t n;                    /* OH*OW                                         */
@@ -135,6 +136,19 @@ typedef void (*widen_fn)(int64_t *restrict c64, const int32_t *restrict c32);
 typedef void (*ukr32x2_fn)(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b0,
                            const int16_t *restrict b1, size_t bstride, int32_t *restrict c, int accumulate);
 
+/* Per-row constants of a panel for the register epilogue (ukr32e): the folded int32 form of
+ * mdfi_fixedpoint.h (mdfi_rqf_init) -- accumulators start at bh = bias + half, R = t >> s,
+ * leaky with c and kd.  Only for panels whose every row has 1 <= s <= 31 and
+ * bound + |bias| + half <= INT32_MAX (mdfi_conv.c, panel_rows). */
+typedef struct {
+    int32_t bh[MR], s[MR], c[MR], kd[MR];
+} conv_rows;
+/* C[MR][NR] = (cin ? cin : 0) + bh + A[kcl][MR][2] . B[kcl][NR][2], then requantized from the
+ * registers into out: rows m0..m0+mv-1, pixels p0..p0+nv-1 (the last K block of a tile). */
+typedef void (*ukr32e_fn)(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                          const int32_t *restrict cin, const conv_rows *rows, const conv_ctx *ctx, int32_t m0,
+                          int32_t mv, int64_t p0, int32_t nv);
+
 typedef struct conv_ops {
     ukr32_fn ukr32;
     pack_fn pack;
@@ -143,6 +157,7 @@ typedef struct conv_ops {
     epi64_fn epi64;
     widen_fn widen;
     ukr32x2_fn ukr32x2;           /* NULL: one tile per call */
+    ukr32e_fn ukr32e;             /* NULL: ukr32 then epi32 */
 } conv_ops;
 
 extern const conv_ops mdfi_conv_ops_scalar;
