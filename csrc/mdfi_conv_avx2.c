@@ -67,6 +67,14 @@ AVX2 static void ukr32_avx2(int32_t kcl, const int16_t *restrict a, const int16_
 #undef ST
 }
 
+/* Pairs 0, 2, 4, ..., 14 of the 16 pairs at p (int16 units; bit moves only). */
+AVX2 static inline __m256i even_pairs(const int16_t *p)
+{
+    const __m256 a = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
+    const __m256 b = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p + 16)));
+    return _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88)), 0xD8);
+}
+
 /* ---- B packing: B[i][j] = X2[cc][off_j + ky*Wp + kx] (pairs moved as int32) ---------- */
 AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
                            int16_t *restrict dst)
@@ -81,6 +89,25 @@ AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t 
     const __m256i m0 = _mm256_cmpgt_epi32(vjb, lane);        /* j < jb: first run  */
     const __m256i m1 = _mm256_cmpgt_epi32(vjb, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
     const size_t o = 2 * (size_t)off[0], o2 = 2 * ((size_t)off[0] + (size_t)gap);
+    /* stride 2: pixels two pairs apart, in one run or two (a tile crossing an output row):
+     * every other pair of 32 consecutive pairs (no gather).  Lanes of run 2 are read from
+     * off[jb] - 2 jb on, which is >= off[0] (each step is >= 2 pairs); the last pair read,
+     * one past lane 15's, lies inside X2 (its NR pairs of slack after the last plane). */
+    int s2 = 0;
+    int32_t jb2 = NR;
+    if (kind == 0 && ctx->stride == 2 && (int64_t)t * NR + NR <= ctx->n) {
+        s2 = 1;
+        for (int j = 1; j < NR; ++j) {
+            if (off[j] == off[j - 1] + 2) continue;
+            if (jb2 == NR && off[j] > off[j - 1] + 2) { jb2 = j; continue; }
+            s2 = 0;
+            break;
+        }
+    }
+    const size_t q1 = 2 * (size_t)off[0], q2 = jb2 < NR ? 2 * ((size_t)off[jb2] - 2 * (size_t)jb2) : q1;
+    const __m256i vjb2 = _mm256_set1_epi32(jb2);
+    const __m256i n0 = _mm256_cmpgt_epi32(vjb2, lane);        /* j < jb2: first run */
+    const __m256i n1 = _mm256_cmpgt_epi32(vjb2, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
     int32_t tap = kc0 / ctx->c2, cc = kc0 % ctx->c2;
     int32_t ky = tap / ctx->ks, kx = tap % ctx->ks;
     for (int32_t i = 0; i < kcl; ++i) {
@@ -96,6 +123,13 @@ AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t 
                                     _mm256_loadu_si256((const __m256i *)(src + o)), m0);
             v1 = _mm256_blendv_epi8(_mm256_loadu_si256((const __m256i *)(src + o2 + 16)),
                                     _mm256_loadu_si256((const __m256i *)(src + o + 16)), m1);
+        } else if (s2) {
+            v0 = even_pairs(src + q1);
+            v1 = even_pairs(src + q1 + 32);
+            if (jb2 < NR) {
+                v0 = _mm256_blendv_epi8(even_pairs(src + q2), v0, n0);
+                v1 = _mm256_blendv_epi8(even_pairs(src + q2 + 32), v1, n1);
+            }
         } else {
             v0 = _mm256_i32gather_epi32((const int *)(const void *)src, o0, 4);
             v1 = _mm256_i32gather_epi32((const int *)(const void *)src, o1, 4);
