@@ -195,7 +195,8 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
                    const int64_t *bias, const int32_t *shift, int32_t m, void *out, int otype, int32_t pad,
                    int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch);
 extern int mdfi_conv_winograd;
-#define MDFI_WINO_MIN_C 32        /* fewer input channels: the transforms cost more than they save */
+#define MDFI_WINO_MIN_C 16        /* fewer input channels: the transforms cost more than they save
+                                     (16: yolov3-tiny layer 2, 16x208x208 -> 32, 0.88x on AVX2) */
 
 /* The fused shortcut of one element (mdfi_conv.h): exact, int64. */
 static inline int32_t mdfi_conv_res_value(const mdfi_conv_residual *r, int32_t a, int32_t b)
