@@ -169,34 +169,30 @@ AVX2 static void wino_vblock(const wino_ctx *k, int32_t blk, int16_t *restrict v
     }
     const __m256i o0 = _mm256_loadu_si256((const __m256i *)(const void *)off);
     const __m256i o1 = _mm256_loadu_si256((const __m256i *)(const void *)(off + 8));
-    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
     const int nh = k->ntiles - (int64_t)blk * NB <= 8 ? 1 : 2;   /* tiles 8..15 unused (wino_ukr8) */
     for (int32_t cc = 0; cc < k->c2; ++cc) {
         const int32_t *pl = (const int32_t *)(const void *)(k->x2 + (size_t)cc * (size_t)k->plane * 2);
-        __m256i d[4][4][2];                      /* d[row i][col j][half]: 8 tiles each */
-        for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) {
-                const int32_t *p = pl + (size_t)i * (size_t)k->wp1 + (size_t)j;
-                if (consecutive) {
-                    /* tiles 2 pairs apart: take every other pair of 32 consecutive pairs */
-                    const int32_t *q = p + off[0];
-                    for (int hh = 0; hh < nh; ++hh) {
-                        const __m256i a = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(q + 16 * hh)), even);
-                        const __m256i b = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(q + 16 * hh + 8)), even);
-                        d[i][j][hh] = _mm256_permute2x128_si256(a, b, 0x20);
-                    }
-                } else {
-                    d[i][j][0] = _mm256_i32gather_epi32((const int *)(const void *)p, o0, 4);
-                    d[i][j][1] = nh == 2 ? _mm256_i32gather_epi32((const int *)(const void *)p, o1, 4) : d[i][j][0];
-                }
-            }
         for (int hh = 0; hh < nh; ++hh) {
+            /* one half (8 tiles) at a time, a column of d at a time: fewer live registers */
             __m256i t[4][4];
-            for (int j = 0; j < 4; ++j) {         /* rows: B^T d */
-                t[0][j] = _mm256_sub_epi16(d[0][j][hh], d[2][j][hh]);
-                t[1][j] = _mm256_add_epi16(d[1][j][hh], d[2][j][hh]);
-                t[2][j] = _mm256_sub_epi16(d[2][j][hh], d[1][j][hh]);
-                t[3][j] = _mm256_sub_epi16(d[1][j][hh], d[3][j][hh]);
+            for (int j = 0; j < 4; ++j) {
+                __m256i d[4];                    /* d[row i], column j: 8 tiles */
+                for (int i = 0; i < 4; ++i) {
+                    const int32_t *p = pl + (size_t)i * (size_t)k->wp1 + (size_t)j;
+                    if (consecutive) {
+                        /* tiles 2 pairs apart: every other pair of 16 consecutive pairs */
+                        const int32_t *q = p + off[0] + 16 * hh;
+                        const __m256 a = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(const void *)q));
+                        const __m256 b = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(const void *)(q + 8)));
+                        d[i] = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88)), 0xD8);
+                    } else {
+                        d[i] = _mm256_i32gather_epi32((const int *)(const void *)p, hh ? o1 : o0, 4);
+                    }
+                }
+                t[0][j] = _mm256_sub_epi16(d[0], d[2]);      /* rows: B^T d */
+                t[1][j] = _mm256_add_epi16(d[1], d[2]);
+                t[2][j] = _mm256_sub_epi16(d[2], d[1]);
+                t[3][j] = _mm256_sub_epi16(d[1], d[3]);
             }
             for (int i = 0; i < 4; ++i) {         /* columns: (B^T d) B */
                 const __m256i r[4] = {_mm256_sub_epi16(t[i][0], t[i][2]), _mm256_add_epi16(t[i][1], t[i][2]),
