@@ -386,6 +386,13 @@ static void wino_compute_all(const wino_ctx *k, int tid, int32_t p0, int32_t p1)
             for (int xi = 0; xi < 16; ++xi)
                 for (int32_t p = g0; p < g1; ++p) {
                     const int16_t *a = k->u + (((size_t)xi * (size_t)k->np + (size_t)p) * (size_t)k->c2 + (size_t)c0) * MR * 2;
+                    {   /* the next panel in this loop's order, into L2 (U comes from memory; the same
+                         * prefetch in wino_compute, whose U mostly stays in L3, gave nothing) */
+                        const int nxi = p + 1 < g1 ? xi : (xi + 1) % 16;
+                        const int32_t np_ = p + 1 < g1 ? p + 1 : (xi + 1 < 16 ? g0 : (g1 < p1 ? g1 : g0));
+                        const char *pa = (const char *)(k->u + (((size_t)nxi * (size_t)k->np + (size_t)np_) * (size_t)k->c2 + (size_t)c0) * MR * 2);
+                        for (size_t o = 0; o < (size_t)kcl * MR * 4; o += 64) __builtin_prefetch(pa + o, 0, 2);
+                    }
                     for (int32_t b = 0; b < nb; ++b) {
                         const int16_t *bv = k->vshared + (size_t)b * (k->vbytes / 2) + ((size_t)xi * (size_t)k->c2 + (size_t)c0) * NB * 2;
                         const ukr32_fn ukr = k->ntiles - (int64_t)b * NB <= 8 ? wino_ukr8 : k->ukr;
