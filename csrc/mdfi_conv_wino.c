@@ -214,6 +214,15 @@ AVX2 static void wino_vblock(const wino_ctx *k, int32_t blk, int16_t *restrict v
  * of output row a of the tile are interleaved in registers (even columns from point a0, odd
  * from a1) into the 32 consecutive output columns of the block's tiles, then stored by runs
  * of tiles of one tile row (one run when the block lies in one tile row). */
+/* The rows outside the folded form (shift outside 1..31, or a bound beyond int32): the common
+ * requantize twin on t = S + bias (rare rows: the constants are set up per call). */
+AVX2 __attribute__((noinline)) static __m256i wino_rq_general(const wino_ctx *k, int32_t sh, __m256i t)
+{
+    mdfi_rq8_avx2 q;
+    mdfi_rq8_init_avx2(&q, sh, k->rounding, k->bits, k->act);
+    return mdfi_requantize8_avx2(t, &q, k->rounding, k->act);
+}
+
 typedef struct {
     int32_t j0, n, oy, ox;                      /* first tile, columns, tile row, column    */
 } wino_run;
@@ -242,8 +251,6 @@ AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t
         const int64_t ab = k->bias[mm] < 0 ? -k->bias[mm] : k->bias[mm];
         const mdfi_rqf f = mdfi_rqf_init(sh >= 1 && sh <= 31 ? sh : 1, k->rounding);
         const int fast = sh >= 1 && sh <= 31 && k->bound + ab + f.half <= (int64_t)INT32_MAX;
-        mdfi_rq8_avx2 q;
-        if (!fast) mdfi_rq8_init_avx2(&q, sh, k->rounding, k->bits, k->act);
         const __m256i b = _mm256_set1_epi32((int32_t)(fast ? k->bias[mm] + f.half : k->bias[mm]));
         const __m128i vs = _mm_cvtsi32_si128(sh);
         const __m256i vc = _mm256_set1_epi32(f.c), vkd = _mm256_set1_epi32(f.kd);
@@ -271,7 +278,7 @@ AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t
                       : mdfi_rqf8_avx2(t, vs, vc, vkd, MDFI_ACT_LINEAR);
                     if (clamp) v = _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
                 } else {
-                    v = mdfi_requantize8_avx2(t, &q, k->rounding, k->act);
+                    v = wino_rq_general(k, sh, t);
                 }
                 res[a][hh] = v;
             }
