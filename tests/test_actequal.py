@@ -101,3 +101,17 @@ def test_bad_settings_are_refused():
     from mdfi.layers.convolutional import check_method
     with pytest.raises(FormatError, match="unknown actequal method"):
         check_method({"actequal": "fit"}, 3)
+
+
+def test_cli_refuses_bad_act_equalize_before_heavy_work(tmp_path, capsys):
+    from mdfi.cli import main
+    out = tmp_path / "m.mdfi"
+    rc = main(["quantize", "--model", "yolov3-tiny", "--act-equalize", "-o", str(out)])
+    assert rc == 2 and "--act-equalize needs calibration images (--calib DIR)" in capsys.readouterr().err
+    rc = main(["quantize", "--model", "yolov3-tiny", "--act-equalize", "headroom=x", "--calib", str(tmp_path),
+               "-o", str(out)])
+    assert rc == 2 and "act_equalize: headroom='x' is not a number" in capsys.readouterr().err
+    rc = main(["quantize", "--model", "yolov3-tiny", "--act-equalize", "--align", "mse", "--calib", str(tmp_path),
+               "-o", str(out)])
+    assert rc == 2 and "not both" in capsys.readouterr().err
+    assert not out.exists()
