@@ -16,7 +16,7 @@ from mdfi.quant.quantize import input_to_u8, quantize_network
 from test_align import GRAPH, HEAD, _inputs, _net, _same_function
 
 
-@pytest.mark.parametrize("settings", ["", "bound=mse,headroom=2,max_scale=16"])
+@pytest.mark.parametrize("settings", ["", "bound=max,headroom=2,max_scale=16"])
 def test_equalized_network_computes_the_same_function(settings):
     net = _net(HEAD + GRAPH)
     xs = _inputs()
@@ -29,16 +29,21 @@ def test_equalized_network_computes_the_same_function(settings):
     assert _same_function(net, eq.network, _inputs(2, seed=9)) < 1e-5
 
 
-def test_enlarged_channels_stay_inside_the_bound():
+@pytest.mark.parametrize("bound", ["max", "mse"])
+def test_enlarged_channels_stay_inside_the_bound(bound):
+    from mdfi.quant.calibrate import choose_frac
     net = _net(HEAD + GRAPH, seed=5)
     xs = _inputs(3, seed=2)
+    stats = align.collect_inputs(net, xs)
     for headroom in (1.0, 2.0):
-        eq = actequal.prepare(net, {"headroom": headroom, "max_scale": 64}, wbits=6, abits=6, inputs=xs)
+        eq = actequal.prepare(net, {"bound": bound, "headroom": headroom, "max_scale": 64}, wbits=6, abits=6,
+                              inputs=xs)
         absmax = align.channel_absmax(net, xs)
         for i, s in eq.scales.items():
             r = absmax[i]
-            # the top of the 6-bit format holding the tensor's largest calibration value
-            f = fp.max_frac(0.0, float(r.max()), 6)
+            # the top of the 6-bit format holding the tensor's largest calibration value (max), or
+            # of the format the mse calibration chose for the original tensor (mse)
+            f = fp.max_frac(0.0, float(r.max()), 6) if bound == "max" else choose_frac(stats[i], 6, "mse")
             top = fp.qmax(6) * 2.0 ** -f
             up = s > 1.0
             assert np.all(s[up] * r[up] <= top / headroom * (1 + 1e-9)), i
@@ -51,7 +56,7 @@ def test_enlarged_channels_stay_inside_the_bound():
 def test_record_in_the_model_file_and_c_equals_reference(tmp_path):
     net = _net(HEAD + GRAPH, seed=4)
     xs = _inputs(2)
-    qm = quantize_network(net, wbits=6, abits=6, per_channel=True, act_equalize="bound=mse", calib_inputs=xs,
+    qm = quantize_network(net, wbits=6, abits=6, per_channel=True, act_equalize=True, calib_inputs=xs,
                           cfg_text=HEAD + GRAPH, layer_wbits={0: 8})
     recs = {i: ql.method["actequal"] for i, ql in enumerate(qm.layers)
             if (getattr(ql, "method", None) or {}).get("actequal")}

@@ -34,9 +34,9 @@ order, by the expected squared error it causes at the outputs of the convolution
 Each channel's factor minimizes the sum over a geometric grid (``steps_per_octave`` per
 octave) in ``[min_scale, upper_c]``, ``upper_c = min(max_scale, max(1, T / (headroom *
 r_c)))``: ``r_c`` the channel's largest |value| on the calibration inputs and ``T`` the
-top of the tensor's format (``bound="max"``: the format that holds the tensor's largest
-calibration value, which the factors then keep; ``"mse"``: the format the ``mse``
-calibration chose, clip budget included), so that no channel clips on the calibration
+top of the tensor's format (``bound="mse"``, the default: the format the ``mse``
+calibration chose for the original tensor, clip budget included; ``"max"``: the format
+that holds the tensor's largest calibration value, which the factors then keep), so that no channel clips on the calibration
 inputs where it did not and ``headroom`` leaves room for unseen photos.  The readers' steps
 depend on all factors through their row maxima: a few sweeps re-estimate them, and the
 sweep of least total expected error is kept.  Activation statistics are then gathered
@@ -65,8 +65,9 @@ POW2_WASTE = 3.0 / np.log(4.0)
 
 @dataclass(frozen=True)
 class ActEqualSettings:
-    """Settings of :func:`prepare` (see the module docstring)."""
-    bound: str = "max"
+    """Settings of :func:`prepare` (see the module docstring); the defaults are the
+    setting chosen on the ``val`` photos at w6a6 (docs/quantization.md, round 5)."""
+    bound: str = "mse"
     headroom: float = 1.0
     max_scale: float = 4.0
     min_scale: float = 0.5
