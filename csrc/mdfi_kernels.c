@@ -221,6 +221,46 @@ static void maxpool2_row8_avx512(const void *r0v, const void *r1v, void *ov, int
         _mm512_mask_storeu_epi8((void *)(o + j), ks, _mm512_permutexvar_epi64(perm, p));
     }
 }
+
+/* The AVX2 twin (simd 1): 32 outputs per step from 64 bytes of each row, the same vertical
+ * then pairwise maximum, packed back and put in order (vpermq); a last partial step is
+ * redone as the 32 outputs ending at n (overlapping outputs get the same values again).
+ * Rows of fewer than 32 outputs: returns 0 and the caller does the row in C.  Reads only
+ * bytes < 2n. */
+__attribute__((target("avx2")))
+static inline void maxpool2_step8_avx2(const uint8_t *r0, const uint8_t *r1, uint8_t *o, int is_signed)
+{
+    const __m256i a0 = _mm256_loadu_si256((const __m256i *)(const void *)r0);
+    const __m256i a1 = _mm256_loadu_si256((const __m256i *)(const void *)(r0 + 32));
+    const __m256i b0 = _mm256_loadu_si256((const __m256i *)(const void *)r1);
+    const __m256i b1 = _mm256_loadu_si256((const __m256i *)(const void *)(r1 + 32));
+    __m256i p;
+    if (is_signed) {
+        const __m256i m0 = _mm256_max_epi8(a0, b0), m1 = _mm256_max_epi8(a1, b1);
+        const __m256i q0 = _mm256_max_epi16(_mm256_srai_epi16(_mm256_slli_epi16(m0, 8), 8), _mm256_srai_epi16(m0, 8));
+        const __m256i q1 = _mm256_max_epi16(_mm256_srai_epi16(_mm256_slli_epi16(m1, 8), 8), _mm256_srai_epi16(m1, 8));
+        p = _mm256_packs_epi16(q0, q1);
+    } else {
+        const __m256i lo8 = _mm256_set1_epi16(0x00ff);
+        const __m256i m0 = _mm256_max_epu8(a0, b0), m1 = _mm256_max_epu8(a1, b1);
+        const __m256i q0 = _mm256_max_epu16(_mm256_and_si256(m0, lo8), _mm256_srli_epi16(m0, 8));
+        const __m256i q1 = _mm256_max_epu16(_mm256_and_si256(m1, lo8), _mm256_srli_epi16(m1, 8));
+        p = _mm256_packus_epi16(q0, q1);
+    }
+    _mm256_storeu_si256((__m256i *)(void *)o, _mm256_permute4x64_epi64(p, 0xD8));
+}
+
+__attribute__((target("avx2")))
+static int32_t maxpool2_row8_avx2(const void *r0v, const void *r1v, void *ov, int32_t n, int is_signed)
+{
+    const uint8_t *r0 = (const uint8_t *)r0v, *r1 = (const uint8_t *)r1v;
+    uint8_t *o = (uint8_t *)ov;
+    if (n < 32) return 0;
+    int32_t j = 0;
+    for (; j + 32 <= n; j += 32) maxpool2_step8_avx2(r0 + 2 * j, r1 + 2 * j, o + j, is_signed);
+    if (j < n) maxpool2_step8_avx2(r0 + 2 * (n - 32), r1 + 2 * (n - 32), o + n - 32, is_signed);
+    return n;
+}
 #endif
 
 /* dst = the maximum of the window rows ya..yb-1, columns xa..xb-1 of a plane of width w
@@ -256,6 +296,31 @@ static void NAME(const T *restrict in, int32_t h, int32_t w, T *restrict out, in
 }
 MDFI_MAXPOOL2_PLANE8(uint8_t, maxpool2_u8_avx512, 0)
 MDFI_MAXPOOL2_PLANE8(int8_t, maxpool2_s8_avx512, 1)
+
+/* The same with the AVX2 rows (simd 1): 32 outputs per step, the rest of each row in C (full
+ * windows pairwise as in MDFI_MAXPOOL_PLANE, r1 = r0 for a last single row; a cut last window). */
+#define MDFI_MAXPOOL2_PLANE8_AVX2(T, NAME, SIGNED)                                            \
+static void NAME(const T *restrict in, int32_t h, int32_t w, T *restrict out, int32_t oh, int32_t ow) \
+{                                                                                            \
+    for (int32_t i = 0; i < oh; ++i) {                                                       \
+        const int32_t ya = 2 * i, yb = ya + 2 > h ? h : ya + 2;                              \
+        T *restrict orow = out + (int64_t)i * ow;                                            \
+        const int32_t full = w / 2 < ow ? w / 2 : ow;                                        \
+        const T *restrict r0 = in + (int64_t)ya * w, *restrict r1 = in + (int64_t)(yb - 1) * w; \
+        int32_t j = maxpool2_row8_avx2(r0, r1, orow, full, SIGNED);                          \
+        for (; j < full; ++j) {                                                              \
+            const T a = r0[2 * j] > r0[2 * j + 1] ? r0[2 * j] : r0[2 * j + 1];               \
+            const T b = r1[2 * j] > r1[2 * j + 1] ? r1[2 * j] : r1[2 * j + 1];               \
+            orow[j] = a > b ? a : b;                                                         \
+        }                                                                                    \
+        for (; j < ow; ++j) {                                                                \
+            const int32_t xa = 2 * j, xb = xa + 2 > w ? w : xa + 2;                          \
+            MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, orow[j]);                              \
+        }                                                                                    \
+    }                                                                                        \
+}
+MDFI_MAXPOOL2_PLANE8_AVX2(uint8_t, maxpool2_u8_avx2, 0)
+MDFI_MAXPOOL2_PLANE8_AVX2(int8_t, maxpool2_s8_avx2, 1)
 #endif
 
 #define MDFI_MAXPOOL_PLANE(T, NAME)                                                          \
@@ -406,7 +471,7 @@ typedef struct {
     const void *in;
     void *out;
     int32_t type, h, w, size, stride, off, oh, ow;
-    int simd;                     /* 2: the AVX-512BW 2x2 stride-2 rows of 8-bit types */
+    int simd;                     /* 2: the AVX-512BW 2x2 stride-2 rows of 8-bit types, 1: AVX2 */
 } pool_ctx;
 
 static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
@@ -422,6 +487,19 @@ static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
             else
                 maxpool2_s8_avx512((const int8_t *)p->in + k * in_plane, p->h, p->w,
                                    (int8_t *)p->out + k * out_plane, p->oh, p->ow);
+        }
+        return;
+    }
+    /* AVX2 rows when a row has at least 32 windows (shorter rows: the portable plane, which GCC
+     * vectorizes; 16x416x416 0.106 -> 0.050 ms, 32x208x208 0.086 -> 0.031, 64x104x104 0.044 -> 0.022) */
+    if (p->simd == 1 && p->size == 2 && p->stride == 2 && p->off == 0 && p->type != MDFI_S16 && p->w >= 64) {
+        for (int64_t k = k0; k < k1; ++k) {
+            if (p->type == MDFI_U8)
+                maxpool2_u8_avx2((const uint8_t *)p->in + k * in_plane, p->h, p->w,
+                                 (uint8_t *)p->out + k * out_plane, p->oh, p->ow);
+            else
+                maxpool2_s8_avx2((const int8_t *)p->in + k * in_plane, p->h, p->w,
+                                 (int8_t *)p->out + k * out_plane, p->oh, p->ow);
         }
         return;
     }
@@ -458,7 +536,7 @@ int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h,
         return -2;
     /* C: -l.pad/2 truncates toward zero */
     const pool_ctx p = {in, out, type, h, w, size, stride, -(pad / 2), oh, ow,
-                        opts->simd == 2 && have_avx512bw() ? 2 : 0};
+                        opts->simd == 2 && have_avx512bw() ? 2 : use_avx2(opts) ? 1 : 0};
     const int64_t grain = 1 + 16384 / ((int64_t)h * w);          /* >= ~16K input elements */
     par_for(opts, c, grain, maxpool_range, &p);
     return 0;
