@@ -9,6 +9,7 @@
     python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
     python benchmarks/bench_accuracy.py --method adaround --configs w4a8 --layer-wbits 0=8
     python benchmarks/bench_accuracy.py --method gptq --align max --configs w4a8 --layer-wbits 0=8
+    python benchmarks/bench_accuracy.py --method nearest-data --act-equalize --configs w6a6 --layer-wbits 0=8
 
 Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / val / test,
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
@@ -155,6 +156,10 @@ def main(argv=None) -> int:
                     help="data-driven methods: mantissa alignment (mdfi.quant.align) of the float network first, "
                          "recalibrated on the calib photos; the format search then runs on the aligned network")
     ap.add_argument("--align-direction", choices=("fit", "keep", "nearest", "down"), default="fit")
+    ap.add_argument("--act-equalize", nargs="?", const="", default=None, metavar="KEY=VALUE,...",
+                    help="data-driven methods: activation-range equalization (mdfi.quant.actequal) of the float "
+                         "network first (settings of ActEqualSettings, e.g. bound=mse,headroom=2,max_scale=8; none: "
+                         "the defaults), recalibrated on the calib photos; the format search runs on the result")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -213,10 +218,14 @@ def main(argv=None) -> int:
         tag = f"w{w}a{a}" + ("+" if wide else "") + ("".join(f"/w{b}@{i}" for i, b in sorted(lw.items())))
         if args.align:
             tag += f"/al-{args.align}-{args.align_direction}"
+        if args.act_equalize is not None:
+            tag += "/ae"
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
         t0 = time.perf_counter()
-        if args.align and args.method not in ("gptq", "adaround", "nearest-data"):
-            raise SystemExit("--align: with --method gptq, adaround or nearest-data only")
+        if (args.align or args.act_equalize is not None) and args.method not in ("gptq", "adaround", "nearest-data"):
+            raise SystemExit("--align, --act-equalize: with --method gptq, adaround or nearest-data only")
+        if args.align and args.act_equalize is not None:
+            raise SystemExit("give --align or --act-equalize, not both")
         if args.method in ("gptq", "adaround", "nearest-data"):
             from mdfi.quant.formats import choose_decisions
             xs = calib_inputs(network, args.sets, crops=args.calib_crops)
@@ -230,6 +239,11 @@ def main(argv=None) -> int:
                 al = prepare(network, args.align, direction=args.align_direction, wbits=w, layer_wbits=lw, abits=a,
                              layer_abits=wide, per_channel=opts["per_channel"], inputs=xs, progress=True)
             skey = f"{w}/{a}/{sorted(lw.items())}" + (f"/align={args.align}/{args.align_direction}" if al else "")
+            if args.act_equalize is not None:
+                from mdfi.quant import actequal
+                al = actequal.prepare(network, args.act_equalize, wbits=w, layer_wbits=lw, abits=a, layer_abits=wide,
+                                      per_channel=opts["per_channel"], inputs=xs, progress=True)
+                skey += f"/actequal={al.settings.label()}" + ("/crops" if args.calib_crops else "")
             spath = os.path.join(args.cache, "searched-formats.json")
             known = {}
             if args.search_cache and os.path.exists(spath):
@@ -280,7 +294,8 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"split": args.split, "method": args.method, "align": args.align,
-                       "align_direction": args.align_direction, "adaround": adaround_settings(args.adaround),
+                       "align_direction": args.align_direction, "act_equalize": args.act_equalize,
+                       "adaround": adaround_settings(args.adaround),
                        "images": {sp: len(d) for sp, d in datas.items()}, "rows": rows}, fh, indent=1)
     return 0
 
