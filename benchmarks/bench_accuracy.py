@@ -9,6 +9,7 @@
     python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
     python benchmarks/bench_accuracy.py --method adaround --configs w4a8 --layer-wbits 0=8
     python benchmarks/bench_accuracy.py --method gptq --align max --configs w4a8 --layer-wbits 0=8
+    python benchmarks/bench_accuracy.py --method nearest-data --act-equalize --configs w6a6 --layer-wbits 0=8
     python benchmarks/bench_accuracy.py --method gptq --configs w4a8 --layer-wbits 0=8 --search-cache \
         --calib-extra DIR/calib4 --calib-crops --split val,val4 --model-dir M   # 168 calibration inputs
     python benchmarks/bench_accuracy.py ...the same... --split test               # the chosen model, once
@@ -126,7 +127,8 @@ def adaround_settings(text):
 
 def model_key(args, tag, extra_dirs, wide) -> str:
     """Everything that makes a benchmark model what it is (for --model-dir)."""
-    return json.dumps({"tag": tag, "method": args.method, "layer_abits": args.layer_abits,
+    return json.dumps({"tag": tag, "method": args.method, "layer_abits": args.layer_abits, "align": args.align,
+                       "align_direction": args.align_direction, "act_equalize": args.act_equalize,
                        "calib_extra": [os.path.abspath(d) for d in extra_dirs], "calib_crops": args.calib_crops,
                        "adaround": adaround_settings(args.adaround) if args.method == "adaround" else None,
                        "search_cache": args.search_cache, "sets": os.path.abspath(args.sets), "wide": bool(wide)},
@@ -178,13 +180,19 @@ def build_model(args, network, names, calib, xs, w, a, wide, lw, opts):
             al = prepare(network, args.align, direction=args.align_direction, wbits=w, layer_wbits=lw, abits=a,
                          layer_abits=wide, per_channel=opts["per_channel"], inputs=xs, progress=True)
         skey = f"{w}/{a}/{sorted(lw.items())}" + (f"/align={args.align}/{args.align_direction}" if al else "")
+        if args.act_equalize is not None:      # its search runs on all the calibration inputs, keyed by them
+            from mdfi.quant import actequal
+            al = actequal.prepare(network, args.act_equalize, wbits=w, layer_wbits=lw, abits=a, layer_abits=wide,
+                                  per_channel=opts["per_channel"], inputs=xs, progress=True)
+            skey += f"/actequal={al.settings.label()}" + ("/crops" if args.calib_crops else "") \
+                + "".join(f"/+{os.path.abspath(d)}" for d in (args.calib_extra or "").split(",") if d)
         spath = os.path.join(args.cache, "searched-formats.json")
         known = {}
         if args.search_cache and os.path.exists(spath):
             with open(spath) as fh:
                 known = json.load(fh)
         searched = {int(k): v for k, v in known[skey].items()} if skey in known else None
-        base_only = not args.calib_crops and not args.calib_extra
+        base_only = (not args.calib_crops and not args.calib_extra) or args.act_equalize is not None
         if searched is None and not base_only:      # the search on the calib photos and mirrors alone
             searched = choose_decisions(network, calib, calib_inputs(network, args.sets), wbits=w, abits=a,
                                         per_channel=opts["per_channel"], layer_wbits=lw, align=al)["act_fracs"]
@@ -272,6 +280,10 @@ def main(argv=None) -> int:
                     help="data-driven methods: mantissa alignment (mdfi.quant.align) of the float network first, "
                          "recalibrated on the calib photos; the format search then runs on the aligned network")
     ap.add_argument("--align-direction", choices=("fit", "keep", "nearest", "down"), default="fit")
+    ap.add_argument("--act-equalize", nargs="?", const="", default=None, metavar="KEY=VALUE,...",
+                    help="data-driven methods: activation-range equalization (mdfi.quant.actequal) of the float "
+                         "network first (settings of ActEqualSettings, e.g. bound=mse,headroom=2,max_scale=8; none: "
+                         "the defaults), recalibrated on the calib photos; the format search runs on the result")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -357,9 +369,13 @@ def main(argv=None) -> int:
         tag = f"w{w}a{a}" + ("+" if wide else "") + ("".join(f"/w{b}@{i}" for i, b in sorted(lw.items())))
         if args.align:
             tag += f"/al-{args.align}-{args.align_direction}"
+        if args.act_equalize is not None:
+            tag += "/ae"
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
-        if args.align and args.method not in ("gptq", "adaround", "nearest-data"):
-            raise SystemExit("--align: with --method gptq, adaround or nearest-data only")
+        if (args.align or args.act_equalize is not None) and args.method not in ("gptq", "adaround", "nearest-data"):
+            raise SystemExit("--align, --act-equalize: with --method gptq, adaround or nearest-data only")
+        if args.align and args.act_equalize is not None:
+            raise SystemExit("give --align or --act-equalize, not both")
         mkey = model_key(args, tag, extra_dirs, wide)
         mpath = None
         if args.model_dir:
@@ -416,7 +432,8 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"split": args.split, "method": args.method, "align": args.align,
-                       "align_direction": args.align_direction, "adaround": adaround_settings(args.adaround),
+                       "align_direction": args.align_direction, "act_equalize": args.act_equalize,
+                       "adaround": adaround_settings(args.adaround),
                        "images": {sp: len(d) for sp, d in datas.items()}, "rows": rows}, fh, indent=1)
     return 0
 

@@ -67,6 +67,14 @@ AVX2 static void ukr32_avx2(int32_t kcl, const int16_t *restrict a, const int16_
 #undef ST
 }
 
+/* Pairs 0, 2, 4, ..., 14 of the 16 pairs at p (int16 units; bit moves only). */
+AVX2 static inline __m256i even_pairs(const int16_t *p)
+{
+    const __m256 a = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
+    const __m256 b = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p + 16)));
+    return _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88)), 0xD8);
+}
+
 /* ---- B packing: B[i][j] = X2[cc][off_j + ky*Wp + kx] (pairs moved as int32) ---------- */
 AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
                            int16_t *restrict dst)
@@ -81,6 +89,25 @@ AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t 
     const __m256i m0 = _mm256_cmpgt_epi32(vjb, lane);        /* j < jb: first run  */
     const __m256i m1 = _mm256_cmpgt_epi32(vjb, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
     const size_t o = 2 * (size_t)off[0], o2 = 2 * ((size_t)off[0] + (size_t)gap);
+    /* stride 2: pixels two pairs apart, in one run or two (a tile crossing an output row):
+     * every other pair of 32 consecutive pairs (no gather).  Lanes of run 2 are read from
+     * off[jb] - 2 jb on, which is >= off[0] (each step is >= 2 pairs); the last pair read,
+     * one past lane 15's, lies inside X2 (its NR pairs of slack after the last plane). */
+    int s2 = 0;
+    int32_t jb2 = NR;
+    if (kind == 0 && ctx->stride == 2 && (int64_t)t * NR + NR <= ctx->n) {
+        s2 = 1;
+        for (int j = 1; j < NR; ++j) {
+            if (off[j] == off[j - 1] + 2) continue;
+            if (jb2 == NR && off[j] > off[j - 1] + 2) { jb2 = j; continue; }
+            s2 = 0;
+            break;
+        }
+    }
+    const size_t q1 = 2 * (size_t)off[0], q2 = jb2 < NR ? 2 * ((size_t)off[jb2] - 2 * (size_t)jb2) : q1;
+    const __m256i vjb2 = _mm256_set1_epi32(jb2);
+    const __m256i n0 = _mm256_cmpgt_epi32(vjb2, lane);        /* j < jb2: first run */
+    const __m256i n1 = _mm256_cmpgt_epi32(vjb2, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
     int32_t tap = kc0 / ctx->c2, cc = kc0 % ctx->c2;
     int32_t ky = tap / ctx->ks, kx = tap % ctx->ks;
     for (int32_t i = 0; i < kcl; ++i) {
@@ -96,6 +123,13 @@ AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t 
                                     _mm256_loadu_si256((const __m256i *)(src + o)), m0);
             v1 = _mm256_blendv_epi8(_mm256_loadu_si256((const __m256i *)(src + o2 + 16)),
                                     _mm256_loadu_si256((const __m256i *)(src + o + 16)), m1);
+        } else if (s2) {
+            v0 = even_pairs(src + q1);
+            v1 = even_pairs(src + q1 + 32);
+            if (jb2 < NR) {
+                v0 = _mm256_blendv_epi8(even_pairs(src + q2), v0, n0);
+                v1 = _mm256_blendv_epi8(even_pairs(src + q2 + 32), v1, n1);
+            }
         } else {
             v0 = _mm256_i32gather_epi32((const int *)(const void *)src, o0, 4);
             v1 = _mm256_i32gather_epi32((const int *)(const void *)src, o1, 4);
@@ -271,11 +305,84 @@ static void epi64_avx2(const conv_ctx *ctx, const int64_t *restrict c, int32_t m
     f[ctx->rounding * 3 + ctx->act](ctx, c, m0, mv, p0, nv);
 }
 
+/* ---- register epilogue: C = cin + bh + A . B, requantized from the registers ---------
+ * The accumulators start at bh = bias + half (cin added for a tile whose earlier K blocks
+ * were summed into memory), so after the loop each lane holds t = S + bias + half exactly
+ * (conv_rows: |S| + |bias| + half <= INT32_MAX; the sums are exact modulo 2^32 as above),
+ * and mdfi_rqf8_avx2 gives the activated R((S + bias) / 2^s) (mdfi_fixedpoint.h, the folded
+ * form); the narrowing saturates (after a clamp when the format is narrower than the output
+ * type).  Saves the C tile's store and reload, and mdfi_rq8_init's per-row constants. */
+AVX2 static inline __attribute__((always_inline)) void epi_row_regs(const conv_ctx *ctx, const conv_rows *rows,
+                                                                    int r, __m256i v0, __m256i v1, int32_t m0,
+                                                                    int64_t p0, int32_t nv, int32_t act)
+{
+    const __m128i s = _mm_cvtsi32_si128(rows->s[r]);
+    const __m256i c = _mm256_set1_epi32(rows->c[r]), kd = _mm256_set1_epi32(rows->kd[r]);
+    __m256i r0 = mdfi_rqf8_avx2(v0, s, c, kd, act), r1 = mdfi_rqf8_avx2(v1, s, c, kd, act);
+    const int s8 = ctx->otype == MDFI_CONV_S8;
+    if (!((s8 && ctx->bits == 8) || ctx->bits == 16)) {
+        const __m256i lo = _mm256_set1_epi32(mdfi_qmin(ctx->bits)), hi = _mm256_set1_epi32(mdfi_qmax(ctx->bits));
+        r0 = _mm256_min_epi32(_mm256_max_epi32(r0, lo), hi);
+        r1 = _mm256_min_epi32(_mm256_max_epi32(r1, lo), hi);
+    }
+    store_row(ctx, (size_t)(m0 + r) * (size_t)ctx->n + (size_t)p0, r0, r1, nv);
+}
+
+#define UKR32E_T(NAME, ACT)                                                                   \
+AVX2 static void NAME(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride, \
+                      const int32_t *restrict cin, const conv_rows *rows, const conv_ctx *ctx, int32_t m0, \
+                      int32_t mv, int64_t p0, int32_t nv)                                     \
+{                                                                                             \
+    __m256i c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;                       \
+    {                                                                                         \
+        const __m256i b0_ = _mm256_set1_epi32(rows->bh[0]), b1_ = _mm256_set1_epi32(rows->bh[1]); \
+        const __m256i b2_ = _mm256_set1_epi32(rows->bh[2]), b3_ = _mm256_set1_epi32(rows->bh[3]); \
+        const __m256i b4_ = _mm256_set1_epi32(rows->bh[4]), b5_ = _mm256_set1_epi32(rows->bh[5]); \
+        c00 = c01 = b0_; c10 = c11 = b1_; c20 = c21 = b2_;                                    \
+        c30 = c31 = b3_; c40 = c41 = b4_; c50 = c51 = b5_;                                    \
+    }                                                                                         \
+    if (cin != NULL) {                                                                        \
+        UKE_LD(0) UKE_LD(1) UKE_LD(2) UKE_LD(3) UKE_LD(4) UKE_LD(5)                           \
+    }                                                                                         \
+    for (int32_t i = 0; i < kcl; ++i) {                                                       \
+        const __m256i b0 = _mm256_loadu_si256((const __m256i *)b);                            \
+        const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 16));                     \
+        __m256i av;                                                                           \
+        UKE_ROW(0) UKE_ROW(1) UKE_ROW(2) UKE_ROW(3) UKE_ROW(4) UKE_ROW(5)                     \
+        a += MR * 2;                                                                          \
+        b += bstride;                                                                         \
+    }                                                                                         \
+    epi_row_regs(ctx, rows, 0, c00, c01, m0, p0, nv, ACT);                                    \
+    if (mv > 1) epi_row_regs(ctx, rows, 1, c10, c11, m0, p0, nv, ACT);                        \
+    if (mv > 2) epi_row_regs(ctx, rows, 2, c20, c21, m0, p0, nv, ACT);                        \
+    if (mv > 3) epi_row_regs(ctx, rows, 3, c30, c31, m0, p0, nv, ACT);                        \
+    if (mv > 4) epi_row_regs(ctx, rows, 4, c40, c41, m0, p0, nv, ACT);                        \
+    if (mv > 5) epi_row_regs(ctx, rows, 5, c50, c51, m0, p0, nv, ACT);                        \
+}
+#define UKE_LD(r) c##r##0 = _mm256_add_epi32(c##r##0, _mm256_loadu_si256((const __m256i *)(cin + (r) * NR))); \
+                  c##r##1 = _mm256_add_epi32(c##r##1, _mm256_loadu_si256((const __m256i *)(cin + (r) * NR + 8)));
+#define UKE_ROW(r) av = _mm256_set1_epi32(ld32(a + 2 * (r)));                       \
+                   c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, b0));  \
+                   c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, b1));
+UKR32E_T(ukr32e_lin, MDFI_ACT_LINEAR)
+UKR32E_T(ukr32e_leaky, MDFI_ACT_LEAKY)
+UKR32E_T(ukr32e_relu, MDFI_ACT_RELU)
+#undef UKE_LD
+#undef UKE_ROW
+
+static void ukr32e_avx2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                        const int32_t *restrict cin, const conv_rows *rows, const conv_ctx *ctx, int32_t m0,
+                        int32_t mv, int64_t p0, int32_t nv)
+{
+    (ctx->act == MDFI_ACT_LEAKY ? ukr32e_leaky : ctx->act == MDFI_ACT_RELU ? ukr32e_relu : ukr32e_lin)(
+        kcl, a, b, bstride, cin, rows, ctx, m0, mv, p0, nv);
+}
+
 const conv_ops mdfi_conv_ops_avx2 = {ukr32_avx2, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
-                                     widen_avx2, NULL};
+                                     widen_avx2, NULL, ukr32e_avx2};
 /* AVX-512BW: zmm micro-kernels (mdfi_conv_avx512.c), the rest from AVX2 */
 const conv_ops mdfi_conv_ops_avx512 = {mdfi_conv_avx512_ukr32, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
-                                       widen_avx2, mdfi_conv_avx512_ukr32x2};
+                                       widen_avx2, mdfi_conv_avx512_ukr32x2, NULL};
 
 #else
 /* ISO C forbids an empty translation unit. */

@@ -91,6 +91,7 @@ typedef struct conv_ctx {
     int32_t rounding, bits, act, acc64;
     int32_t sum32;                /* 1: K*max|w|*max|x| + max|bias| < 2^31, so every sum and
                                      sum + bias is an exact int32 (int32-lane epilogue)  */
+    int64_t bound;                /* K*max|w|*max|x| (>= |sum|)                     */
     /* geometry */
     int32_t oh, ow, hp, wp;
     int64_t n;                    /* OH*OW                                         */
@@ -135,6 +136,19 @@ typedef void (*widen_fn)(int64_t *restrict c64, const int32_t *restrict c32);
 typedef void (*ukr32x2_fn)(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b0,
                            const int16_t *restrict b1, size_t bstride, int32_t *restrict c, int accumulate);
 
+/* Per-row constants of a panel for the register epilogue (ukr32e): the folded int32 form of
+ * mdfi_fixedpoint.h (mdfi_rqf_init) -- accumulators start at bh = bias + half, R = t >> s,
+ * leaky with c and kd.  Only for panels whose every row has 1 <= s <= 31 and
+ * bound + |bias| + half <= INT32_MAX (mdfi_conv.c, panel_rows). */
+typedef struct {
+    int32_t bh[MR], s[MR], c[MR], kd[MR];
+} conv_rows;
+/* C[MR][NR] = (cin ? cin : 0) + bh + A[kcl][MR][2] . B[kcl][NR][2], then requantized from the
+ * registers into out: rows m0..m0+mv-1, pixels p0..p0+nv-1 (the last K block of a tile). */
+typedef void (*ukr32e_fn)(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                          const int32_t *restrict cin, const conv_rows *rows, const conv_ctx *ctx, int32_t m0,
+                          int32_t mv, int64_t p0, int32_t nv);
+
 typedef struct conv_ops {
     ukr32_fn ukr32;
     pack_fn pack;
@@ -143,6 +157,7 @@ typedef struct conv_ops {
     epi64_fn epi64;
     widen_fn widen;
     ukr32x2_fn ukr32x2;           /* NULL: one tile per call */
+    ukr32e_fn ukr32e;             /* NULL: ukr32 then epi32 */
 } conv_ops;
 
 extern const conv_ops mdfi_conv_ops_scalar;
@@ -178,9 +193,10 @@ int32_t mdfi_wino_pack(const void *w, int wtype, int32_t m, int32_t c, int16_t *
 int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int32_t nthreads);
 int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
                    const int64_t *bias, const int32_t *shift, int32_t m, void *out, int otype, int32_t pad,
-                   int32_t rounding, int32_t bits, int32_t act, int32_t nthreads, void *scratch);
+                   int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch);
 extern int mdfi_conv_winograd;
-#define MDFI_WINO_MIN_C 32        /* fewer input channels: the transforms cost more than they save */
+#define MDFI_WINO_MIN_C 16        /* fewer input channels: the transforms cost more than they save
+                                     (16: yolov3-tiny layer 2, 16x208x208 -> 32, 0.88x on AVX2) */
 
 /* The fused shortcut of one element (mdfi_conv.h): exact, int64. */
 static inline int32_t mdfi_conv_res_value(const mdfi_conv_residual *r, int32_t a, int32_t b)

@@ -7,7 +7,7 @@
  * Portable C (exact int64, mdfi_conv_res_value), and an AVX2 twin for 8-bit a and b, whose
  * aligned sums (|.| <= 2 * 128 * 2^16 = 2^24) are exact int32 lanes requantized by
  * mdfi_requantize8_avx2 (mdfi_fixedpoint_avx2.h: every shift, tested equal to the scalar
- * function) -- the arithmetic of the separate shortcut kernel (mdfi_kernels.c).  Threads split
+ * function) -- the arithmetic of the separate shortcut kernel (mdfi_kernels_shortcut.c).  Threads split
  * the elements (every element computed by one thread).  Also the entry point
  * mdfi_conv2d_res and the check of its shortcut arguments.
  */

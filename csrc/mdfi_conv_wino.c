@@ -83,6 +83,12 @@ int32_t mdfi_wino_pack(const void *w, int wtype, int32_t m, int32_t c, int16_t *
 #define NB 16                                   /* tiles per block = NR */
 #define PG 8                                    /* panels per group */
 #define KC 256                                  /* channel pairs per K block */
+#ifndef PGA
+#define PGA 2                                   /* panels per step of wino_compute_all */
+#endif
+#define ALLB 4                                  /* at most this many blocks: wino_compute_all */
+#define ALLB_BYTES ((int64_t)8 << 20)           /* ... and U at least this large             */
+#define CT_TILES (PG * 16 > PGA * ALLB * 16 ? PG * 16 : PGA * ALLB * 16)   /* C tiles per thread */
 
 typedef struct {
     const void *x;
@@ -97,34 +103,52 @@ typedef struct {
     void *out;
     int otype;
     int32_t rounding, bits, act;
+    int64_t bound;                              /* K*max|w|*max|x| >= |S|             */
     ukr32_fn ukr;
     int32_t msplit, pgroup, nbitem;
+    int32_t allb;                               /* 1: wino_compute_all (nblk <= ALLB)    */
     int16_t *x2;
     int16_t *vshared;                           /* msplit: [nblk] V blocks            */
     unsigned char *tbase;
     size_t tbytes, vbytes;                      /* per thread; one V block            */
 } wino_ctx;
 
-/* X2 rows r0..r1-1 (row = cc*(Hp+1) + y), zero padding, one extra zero row/column. */
+/* X2 rows r0..r1-1 (row = cc*(Hp+1) + y), zero padding, one extra zero row/column: the two
+ * channel rows widened to int16 and interleaved, 16 pixels per step. */
 AVX2 static void wino_x2(const wino_ctx *k, int64_t r0, int64_t r1)
 {
     for (int64_t r = r0; r < r1; ++r) {
         const int64_t cc = r / k->hp1, y = r % k->hp1;
         int16_t *d = k->x2 + ((size_t)cc * (size_t)k->plane + (size_t)y * (size_t)k->wp1) * 2;
-        memset(d, 0, (size_t)k->wp1 * 4);
         const int64_t iy = y - k->pad;
-        if (iy < 0 || iy >= k->h) continue;
-        for (int e = 0; e < 2; ++e) {
-            const int64_t ch = 2 * cc + e;
-            if (ch >= k->c) break;
-            const size_t row = ((size_t)ch * (size_t)k->h + (size_t)iy) * (size_t)k->w;
-            int16_t *di = d + (size_t)k->pad * 2 + (size_t)e;
+        if (iy < 0 || iy >= k->h) {
+            memset(d, 0, (size_t)k->wp1 * 4);
+            continue;
+        }
+        memset(d, 0, (size_t)k->pad * 4);
+        memset(d + ((size_t)k->pad + (size_t)k->w) * 2, 0, (size_t)(k->wp1 - k->pad - k->w) * 4);
+        const int has1 = 2 * cc + 1 < k->c;
+        const size_t row0 = ((size_t)(2 * cc) * (size_t)k->h + (size_t)iy) * (size_t)k->w;
+        const size_t row1 = has1 ? row0 + (size_t)k->h * (size_t)k->w : row0;
+        int16_t *di = d + (size_t)k->pad * 2;
+        int32_t i = 0;
+        for (; i + 16 <= k->w; i += 16) {
+            const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)((const int8_t *)k->x + row0 + (size_t)i));
+            const __m128i b = has1 ? _mm_loadu_si128((const __m128i *)(const void *)((const int8_t *)k->x + row1 + (size_t)i))
+                                   : _mm_setzero_si128();
+            const __m256i e = k->xtype == MDFI_CONV_U8 ? _mm256_cvtepu8_epi16(a) : _mm256_cvtepi8_epi16(a);
+            const __m256i o = k->xtype == MDFI_CONV_U8 ? _mm256_cvtepu8_epi16(b) : _mm256_cvtepi8_epi16(b);
+            const __m256i lo = _mm256_unpacklo_epi16(e, o), hi = _mm256_unpackhi_epi16(e, o);
+            _mm256_storeu_si256((__m256i *)(void *)(di + 2 * (size_t)i), _mm256_permute2x128_si256(lo, hi, 0x20));
+            _mm256_storeu_si256((__m256i *)(void *)(di + 2 * (size_t)i + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
+        }
+        for (; i < k->w; ++i) {
             if (k->xtype == MDFI_CONV_U8) {
-                const uint8_t *s = (const uint8_t *)k->x + row;
-                for (int32_t i = 0; i < k->w; ++i) di[2 * (size_t)i] = s[i];
+                di[2 * (size_t)i] = ((const uint8_t *)k->x)[row0 + (size_t)i];
+                di[2 * (size_t)i + 1] = has1 ? ((const uint8_t *)k->x)[row1 + (size_t)i] : 0;
             } else {
-                const int8_t *s = (const int8_t *)k->x + row;
-                for (int32_t i = 0; i < k->w; ++i) di[2 * (size_t)i] = s[i];
+                di[2 * (size_t)i] = ((const int8_t *)k->x)[row0 + (size_t)i];
+                di[2 * (size_t)i + 1] = has1 ? ((const int8_t *)k->x)[row1 + (size_t)i] : 0;
             }
         }
     }
@@ -145,33 +169,30 @@ AVX2 static void wino_vblock(const wino_ctx *k, int32_t blk, int16_t *restrict v
     }
     const __m256i o0 = _mm256_loadu_si256((const __m256i *)(const void *)off);
     const __m256i o1 = _mm256_loadu_si256((const __m256i *)(const void *)(off + 8));
-    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const int nh = k->ntiles - (int64_t)blk * NB <= 8 ? 1 : 2;   /* tiles 8..15 unused (wino_ukr8) */
     for (int32_t cc = 0; cc < k->c2; ++cc) {
         const int32_t *pl = (const int32_t *)(const void *)(k->x2 + (size_t)cc * (size_t)k->plane * 2);
-        __m256i d[4][4][2];                      /* d[row i][col j][half]: 8 tiles each */
-        for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) {
-                const int32_t *p = pl + (size_t)i * (size_t)k->wp1 + (size_t)j;
-                if (consecutive) {
-                    /* tiles 2 pairs apart: take every other pair of 32 consecutive pairs */
-                    const int32_t *q = p + off[0];
-                    for (int hh = 0; hh < 2; ++hh) {
-                        const __m256i a = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(q + 16 * hh)), even);
-                        const __m256i b = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(q + 16 * hh + 8)), even);
-                        d[i][j][hh] = _mm256_permute2x128_si256(a, b, 0x20);
-                    }
-                } else {
-                    d[i][j][0] = _mm256_i32gather_epi32((const int *)(const void *)p, o0, 4);
-                    d[i][j][1] = _mm256_i32gather_epi32((const int *)(const void *)p, o1, 4);
-                }
-            }
-        for (int hh = 0; hh < 2; ++hh) {
+        for (int hh = 0; hh < nh; ++hh) {
+            /* one half (8 tiles) at a time, a column of d at a time: fewer live registers */
             __m256i t[4][4];
-            for (int j = 0; j < 4; ++j) {         /* rows: B^T d */
-                t[0][j] = _mm256_sub_epi16(d[0][j][hh], d[2][j][hh]);
-                t[1][j] = _mm256_add_epi16(d[1][j][hh], d[2][j][hh]);
-                t[2][j] = _mm256_sub_epi16(d[2][j][hh], d[1][j][hh]);
-                t[3][j] = _mm256_sub_epi16(d[1][j][hh], d[3][j][hh]);
+            for (int j = 0; j < 4; ++j) {
+                __m256i d[4];                    /* d[row i], column j: 8 tiles */
+                for (int i = 0; i < 4; ++i) {
+                    const int32_t *p = pl + (size_t)i * (size_t)k->wp1 + (size_t)j;
+                    if (consecutive) {
+                        /* tiles 2 pairs apart: every other pair of 16 consecutive pairs */
+                        const int32_t *q = p + off[0] + 16 * hh;
+                        const __m256 a = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(const void *)q));
+                        const __m256 b = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(const void *)(q + 8)));
+                        d[i] = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88)), 0xD8);
+                    } else {
+                        d[i] = _mm256_i32gather_epi32((const int *)(const void *)p, hh ? o1 : o0, 4);
+                    }
+                }
+                t[0][j] = _mm256_sub_epi16(d[0], d[2]);      /* rows: B^T d */
+                t[1][j] = _mm256_add_epi16(d[1], d[2]);
+                t[2][j] = _mm256_sub_epi16(d[2], d[1]);
+                t[3][j] = _mm256_sub_epi16(d[1], d[3]);
             }
             for (int i = 0; i < 4; ++i) {         /* columns: (B^T d) B */
                 const __m256i r[4] = {_mm256_sub_epi16(t[i][0], t[i][2]), _mm256_add_epi16(t[i][1], t[i][2]),
@@ -183,24 +204,59 @@ AVX2 static void wino_vblock(const wino_ctx *k, int32_t blk, int16_t *restrict v
     }
 }
 
-/* Output transform of one panel and block, bias, requantize, store. */
+/* Output transform of one panel and block, bias, requantize, store.
+ *
+ * Rows whose shift is 1..31 and whose bound |S| + |bias| + half fits int32 (k->bound is
+ * K*max|w|*max|x| >= |S|) use the folded int32 form of mdfi_fixedpoint.h (mdfi_rqf_init,
+ * mdfi_rqf8_avx2): t = S + (bias + half), R = t >> s, leaky as max(R, n) with n from two
+ * vpmaddwd; saturation by the narrowing (clamped first when the format is narrower than the
+ * output type).  Other rows take mdfi_requantize8_avx2 (saturating).  The 16 tiles' results
+ * of output row a of the tile are interleaved in registers (even columns from point a0, odd
+ * from a1) into the 32 consecutive output columns of the block's tiles, then stored by runs
+ * of tiles of one tile row (one run when the block lies in one tile row). */
+/* The rows outside the folded form (shift outside 1..31, or a bound beyond int32): the common
+ * requantize twin on t = S + bias (rare rows: the constants are set up per call). */
+AVX2 __attribute__((noinline)) static __m256i wino_rq_general(const wino_ctx *k, int32_t sh, __m256i t)
+{
+    mdfi_rq8_avx2 q;
+    mdfi_rq8_init_avx2(&q, sh, k->rounding, k->bits, k->act);
+    return mdfi_requantize8_avx2(t, &q, k->rounding, k->act);
+}
+
+typedef struct {
+    int32_t j0, n, oy, ox;                      /* first tile, columns, tile row, column    */
+} wino_run;
+
 AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t m0, int32_t mv, int32_t blk)
 {
-    int32_t ty[NB], tx[NB];
-    for (int j = 0; j < NB; ++j) {
+    /* runs of consecutive tiles in one tile row: [j0, j0 + n/2 tiles), n output columns */
+    wino_run runs[NB];
+    int32_t nruns = 0;
+    for (int j = 0; j < NB;) {
         const int64_t t = (int64_t)blk * NB + j;
-        ty[j] = t < k->ntiles ? (int32_t)(t / k->tw) : -1;
-        tx[j] = t < k->ntiles ? (int32_t)(t % k->tw) : -1;
+        if (t >= k->ntiles) break;
+        const int32_t ty = (int32_t)(t / k->tw), tx = (int32_t)(t % k->tw);
+        int32_t len = k->tw - tx < NB - j ? k->tw - tx : NB - j;
+        if ((int64_t)len > k->ntiles - t) len = (int32_t)(k->ntiles - t);
+        const int32_t ox = 2 * tx, ncol = k->ow - ox < 2 * len ? k->ow - ox : 2 * len;
+        runs[nruns++] = (wino_run){j, ncol, 2 * ty, ox};
+        j += len;
     }
-    /* all 16 tiles in one tile row: two output rows of 32 consecutive columns */
-    const int row = ty[NB - 1] == ty[0] && ty[0] >= 0;
+    const int nh = k->ntiles - (int64_t)blk * NB <= 8 ? 1 : 2;   /* tiles 8..15 computed (wino_ukr8) */
+    const int s8 = k->otype == MDFI_CONV_S8;
+    const int clamp = !((s8 && k->bits == 8) || k->bits == 16);
+    const __m256i qmin = _mm256_set1_epi32(mdfi_qmin(k->bits)), qmax = _mm256_set1_epi32(mdfi_qmax(k->bits));
     for (int32_t r = 0; r < mv; ++r) {
-        const int32_t mm = m0 + r;
-        mdfi_rq8_avx2 q;
-        mdfi_rq8_init_avx2(&q, k->shift[mm], k->rounding, k->bits, k->act);
-        const __m256i b = _mm256_set1_epi32((int32_t)k->bias[mm]);
-        int32_t res[4][NB];
-        for (int hh = 0; hh < 2; ++hh) {
+        const int32_t mm = m0 + r, sh = k->shift[mm];
+        const int64_t ab = k->bias[mm] < 0 ? -k->bias[mm] : k->bias[mm];
+        const mdfi_rqf f = mdfi_rqf_init(sh >= 1 && sh <= 31 ? sh : 1, k->rounding);
+        const int fast = sh >= 1 && sh <= 31 && k->bound + ab + f.half <= (int64_t)INT32_MAX;
+        const __m256i b = _mm256_set1_epi32((int32_t)(fast ? k->bias[mm] + f.half : k->bias[mm]));
+        const __m128i vs = _mm_cvtsi32_si128(sh);
+        const __m256i vc = _mm256_set1_epi32(f.c), vkd = _mm256_set1_epi32(f.kd);
+        __m256i res[4][2];                       /* [point a][tiles 8hh..8hh+7], int32 */
+        res[0][1] = res[1][1] = res[2][1] = res[3][1] = _mm256_setzero_si256();
+        for (int hh = 0; hh < nh; ++hh) {
             __m256i mx[16];
             for (int xi = 0; xi < 16; ++xi)
                 mx[xi] = _mm256_loadu_si256((const __m256i *)(const void *)(ct + ((size_t)xi * MR + (size_t)r) * NR + 8 * hh));
@@ -213,39 +269,88 @@ AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t
             y[1] = _mm256_sub_epi32(_mm256_sub_epi32(u0[1], u0[2]), u0[3]);
             y[2] = _mm256_add_epi32(_mm256_add_epi32(u1[0], u1[1]), u1[2]);
             y[3] = _mm256_sub_epi32(_mm256_sub_epi32(u1[1], u1[2]), u1[3]);
-            for (int a = 0; a < 4; ++a)           /* Y = 4 S exactly: S = Y >> 2 */
-                _mm256_storeu_si256((__m256i *)(void *)&res[a][8 * hh],
-                                    mdfi_requantize8_avx2(_mm256_add_epi32(_mm256_srai_epi32(y[a], 2), b), &q,
-                                                          k->rounding, k->act));
-        }
-        if (row) {
-            for (int a = 0; a < 2; ++a) {
-                const int32_t oy = 2 * ty[0] + a;
-                if (oy >= k->oh) break;
-                const int32_t ox0 = 2 * tx[0];
-                const int32_t n = k->ow - ox0 < 2 * NB ? k->ow - ox0 : 2 * NB;
-                const size_t o = ((size_t)mm * (size_t)k->oh + (size_t)oy) * (size_t)k->ow + (size_t)ox0;
-                if (k->otype == MDFI_CONV_S8) {
-                    int8_t *d = (int8_t *)k->out + o;
-                    for (int i = 0; i < n; ++i) d[i] = (int8_t)res[2 * a + (i & 1)][i >> 1];
+            for (int a = 0; a < 4; ++a) {         /* Y = 4 S exactly: S = Y >> 2 */
+                const __m256i t = _mm256_add_epi32(_mm256_srai_epi32(y[a], 2), b);
+                __m256i v;
+                if (fast) {
+                    v = k->act == MDFI_ACT_LEAKY ? mdfi_rqf8_avx2(t, vs, vc, vkd, MDFI_ACT_LEAKY)
+                      : k->act == MDFI_ACT_RELU ? mdfi_rqf8_avx2(t, vs, vc, vkd, MDFI_ACT_RELU)
+                      : mdfi_rqf8_avx2(t, vs, vc, vkd, MDFI_ACT_LINEAR);
+                    if (clamp) v = _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
                 } else {
-                    int16_t *d = (int16_t *)k->out + o;
-                    for (int i = 0; i < n; ++i) d[i] = (int16_t)res[2 * a + (i & 1)][i >> 1];
+                    v = wino_rq_general(k, sh, t);
                 }
+                res[a][hh] = v;
             }
-            continue;
         }
-        for (int j = 0; j < NB; ++j) {
-            if (ty[j] < 0) continue;
-            for (int a = 0; a < 4; ++a) {
-                const int32_t oy = 2 * ty[j] + a / 2, ox = 2 * tx[j] + a % 2;
-                if (oy >= k->oh || ox >= k->ow) continue;
-                const size_t o = ((size_t)mm * (size_t)k->oh + (size_t)oy) * (size_t)k->ow + (size_t)ox;
-                if (k->otype == MDFI_CONV_S8) ((int8_t *)k->out)[o] = (int8_t)res[a][j];
-                else ((int16_t *)k->out)[o] = (int16_t)res[a][j];
+        for (int a2 = 0; a2 < 2; ++a2) {
+            /* columns 0..31 of the block's tiles: (even, odd) = points (2 a2, 2 a2 + 1) */
+            __m256i w16[2];
+            for (int hh = 0; hh < 2; ++hh) {
+                const __m256i e = res[2 * a2][hh], o = res[2 * a2 + 1][hh];
+                w16[hh] = _mm256_packs_epi32(_mm256_unpacklo_epi32(e, o), _mm256_unpackhi_epi32(e, o));
+            }
+            if (s8) {
+                const __m256i w8 = _mm256_permute4x64_epi64(_mm256_packs_epi16(w16[0], w16[1]), 0xD8);
+                int8_t tmp[2 * NB];
+                _mm256_storeu_si256((__m256i *)(void *)tmp, w8);
+                for (int32_t ri = 0; ri < nruns; ++ri) {
+                    const wino_run *u = &runs[ri];
+                    const int32_t oy = u->oy + a2;
+                    if (oy >= k->oh) continue;
+                    int8_t *d = (int8_t *)k->out + ((size_t)mm * (size_t)k->oh + (size_t)oy) * (size_t)k->ow + (size_t)u->ox;
+                    if (u->n == 2 * NB) _mm256_storeu_si256((__m256i *)(void *)d, w8);
+                    else memcpy(d, tmp + 2 * u->j0, (size_t)u->n);
+                }
+            } else {
+                int16_t tmp[2 * NB];
+                _mm256_storeu_si256((__m256i *)(void *)tmp, w16[0]);
+                _mm256_storeu_si256((__m256i *)(void *)(tmp + NB), w16[1]);
+                for (int32_t ri = 0; ri < nruns; ++ri) {
+                    const wino_run *u = &runs[ri];
+                    const int32_t oy = u->oy + a2;
+                    if (oy >= k->oh) continue;
+                    int16_t *d = (int16_t *)k->out + ((size_t)mm * (size_t)k->oh + (size_t)oy) * (size_t)k->ow + (size_t)u->ox;
+                    memcpy(d, tmp + 2 * u->j0, (size_t)u->n * 2);
+                }
             }
         }
     }
+}
+
+/* C[6][0..7] (+)= A[kcl][6][2] . B[kcl][0..7][2] (B rows of NB pairs): the first 8 tiles of a
+ * block only, for a last block of at most 8 tiles (13x13 maps: 49 tiles = 3 blocks + 1).
+ * Columns 8..15 of C are not written; the output transform does not read them then.  The
+ * same exact int32 arithmetic modulo 2^32 as the 16-wide kernels (mdfi_conv_avx2.c). */
+AVX2 static void wino_ukr8(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                           int32_t *restrict c, int accumulate)
+{
+    __m256i c0, c1, c2, c3, c4, c5;
+    if (accumulate) {
+        c0 = _mm256_loadu_si256((const __m256i *)(const void *)(c + 0 * NR));
+        c1 = _mm256_loadu_si256((const __m256i *)(const void *)(c + 1 * NR));
+        c2 = _mm256_loadu_si256((const __m256i *)(const void *)(c + 2 * NR));
+        c3 = _mm256_loadu_si256((const __m256i *)(const void *)(c + 3 * NR));
+        c4 = _mm256_loadu_si256((const __m256i *)(const void *)(c + 4 * NR));
+        c5 = _mm256_loadu_si256((const __m256i *)(const void *)(c + 5 * NR));
+    } else {
+        c0 = c1 = c2 = c3 = c4 = c5 = _mm256_setzero_si256();
+    }
+    for (int32_t i = 0; i < kcl; ++i) {
+        const __m256i b0 = _mm256_loadu_si256((const __m256i *)(const void *)b);
+#define WROW(r, acc) { int32_t av; memcpy(&av, a + 2 * (r), sizeof av); \
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_set1_epi32(av), b0)); }
+        WROW(0, c0) WROW(1, c1) WROW(2, c2) WROW(3, c3) WROW(4, c4) WROW(5, c5)
+#undef WROW
+        a += MR * 2;
+        b += bstride;
+    }
+    _mm256_storeu_si256((__m256i *)(void *)(c + 0 * NR), c0);
+    _mm256_storeu_si256((__m256i *)(void *)(c + 1 * NR), c1);
+    _mm256_storeu_si256((__m256i *)(void *)(c + 2 * NR), c2);
+    _mm256_storeu_si256((__m256i *)(void *)(c + 3 * NR), c3);
+    _mm256_storeu_si256((__m256i *)(void *)(c + 4 * NR), c4);
+    _mm256_storeu_si256((__m256i *)(void *)(c + 5 * NR), c5);
 }
 
 /* Panels [p0, p1) of V block blk (at vb), PG panels at a time: each V_xi (C2 x NB pairs) is
@@ -253,6 +358,7 @@ AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t
 static void wino_compute(const wino_ctx *k, int tid, int32_t p0, int32_t p1, int32_t blk, const int16_t *vb)
 {
     int32_t *ct0 = (int32_t *)(void *)(k->tbase + (size_t)tid * k->tbytes);
+    const ukr32_fn ukr = k->ntiles - (int64_t)blk * NB <= 8 ? wino_ukr8 : k->ukr;
     for (int32_t g0 = p0; g0 < p1; g0 += PG) {
         const int32_t g1 = g0 + PG < p1 ? g0 + PG : p1;
         for (int32_t c0 = 0; c0 < k->c2; c0 += KC) {
@@ -261,13 +367,50 @@ static void wino_compute(const wino_ctx *k, int tid, int32_t p0, int32_t p1, int
                 const int16_t *bv = vb + ((size_t)xi * (size_t)k->c2 + (size_t)c0) * NB * 2;
                 for (int32_t p = g0; p < g1; ++p) {
                     const int16_t *a = k->u + (((size_t)xi * (size_t)k->np + (size_t)p) * (size_t)k->c2 + (size_t)c0) * MR * 2;
-                    k->ukr(kcl, a, bv, NB * 2, ct0 + ((size_t)(p - g0) * 16 + (size_t)xi) * MR * NR, c0 > 0);
+                    ukr(kcl, a, bv, NB * 2, ct0 + ((size_t)(p - g0) * 16 + (size_t)xi) * MR * NR, c0 > 0);
                 }
             }
         }
         for (int32_t p = g0; p < g1; ++p) {
             const int32_t m0 = p * MR, mv = (k->m - m0) < MR ? (k->m - m0) : MR;
             wino_out(k, ct0 + (size_t)(p - g0) * 16 * MR * NR, m0, mv, blk);
+        }
+    }
+}
+
+/* Panels [p0, p1) of every block at once (k->allb: few blocks, e.g. 13x13 maps): the blocks
+ * are the innermost loop, so each transformed-weight panel U_xi is read once per call (from
+ * memory: 16 MB for 1024 x 512 channels) instead of once per block; the V blocks come from
+ * the shared area (L2).  PGA panels at a time: C tiles [PGA][nblk][16][MR][NR]. */
+static void wino_compute_all(const wino_ctx *k, int tid, int32_t p0, int32_t p1)
+{
+    int32_t *ct0 = (int32_t *)(void *)(k->tbase + (size_t)tid * k->tbytes);
+    const int32_t nb = k->nblk;
+    for (int32_t g0 = p0; g0 < p1; g0 += PGA) {
+        const int32_t g1 = g0 + PGA < p1 ? g0 + PGA : p1;
+        for (int32_t c0 = 0; c0 < k->c2; c0 += KC) {
+            const int32_t kcl = (k->c2 - c0) < KC ? (k->c2 - c0) : KC;
+            for (int xi = 0; xi < 16; ++xi)
+                for (int32_t p = g0; p < g1; ++p) {
+                    const int16_t *a = k->u + (((size_t)xi * (size_t)k->np + (size_t)p) * (size_t)k->c2 + (size_t)c0) * MR * 2;
+                    {   /* the next panel in this loop's order, into L2 (U comes from memory; the same
+                         * prefetch in wino_compute, whose U mostly stays in L3, gave nothing) */
+                        const int nxi = p + 1 < g1 ? xi : (xi + 1) % 16;
+                        const int32_t np_ = p + 1 < g1 ? p + 1 : (xi + 1 < 16 ? g0 : (g1 < p1 ? g1 : g0));
+                        const char *pa = (const char *)(k->u + (((size_t)nxi * (size_t)k->np + (size_t)np_) * (size_t)k->c2 + (size_t)c0) * MR * 2);
+                        for (size_t o = 0; o < (size_t)kcl * MR * 4; o += 64) __builtin_prefetch(pa + o, 0, 2);
+                    }
+                    for (int32_t b = 0; b < nb; ++b) {
+                        const int16_t *bv = k->vshared + (size_t)b * (k->vbytes / 2) + ((size_t)xi * (size_t)k->c2 + (size_t)c0) * NB * 2;
+                        const ukr32_fn ukr = k->ntiles - (int64_t)b * NB <= 8 ? wino_ukr8 : k->ukr;
+                        ukr(kcl, a, bv, NB * 2, ct0 + (((size_t)(p - g0) * (size_t)nb + (size_t)b) * 16 + (size_t)xi) * MR * NR, c0 > 0);
+                    }
+                }
+        }
+        for (int32_t p = g0; p < g1; ++p) {
+            const int32_t m0 = p * MR, mv = (k->m - m0) < MR ? (k->m - m0) : MR;
+            for (int32_t b = 0; b < nb; ++b)
+                wino_out(k, ct0 + ((size_t)(p - g0) * (size_t)nb + (size_t)b) * 16 * MR * NR, m0, mv, b);
         }
     }
 }
@@ -289,7 +432,7 @@ static void wino_worker(void *arg, int tid)
         mdfi_pool_done(&job->x2_done, nx);
     }
     mdfi_pool_wait(&job->x2_done, nx);
-    if (k->msplit) {
+    if (k->msplit || k->allb) {
         for (int64_t b; (b = mdfi_pool_next(&job->vb)) < k->nblk;) {
             wino_vblock(k, (int32_t)b, k->vshared + (size_t)b * (k->vbytes / 2));
             mdfi_pool_done(&job->vb_done, k->nblk);
@@ -298,11 +441,15 @@ static void wino_worker(void *arg, int tid)
         for (int64_t g; (g = mdfi_pool_next(&job->item)) * k->pgroup < k->np;) {
             const int32_t p0 = (int32_t)(g * k->pgroup);
             const int32_t p1 = p0 + k->pgroup < k->np ? p0 + k->pgroup : k->np;
+            if (k->allb) {
+                wino_compute_all(k, tid, p0, p1);
+                continue;
+            }
             for (int32_t b = 0; b < k->nblk; ++b)
                 wino_compute(k, tid, p0, p1, b, k->vshared + (size_t)b * (k->vbytes / 2));
         }
     } else {
-        int16_t *vb = (int16_t *)(void *)(k->tbase + (size_t)tid * k->tbytes + (size_t)PG * 16 * MR * NR * 4);
+        int16_t *vb = (int16_t *)(void *)(k->tbase + (size_t)tid * k->tbytes + (size_t)CT_TILES * MR * NR * 4);
         for (int64_t b; (b = mdfi_pool_next(&job->item)) < k->nblk;) {
             wino_vblock(k, (int32_t)b, vb);
             wino_compute(k, tid, 0, k->np, (int32_t)b, vb);
@@ -323,14 +470,14 @@ int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int
     const uint64_t x2 = (uint64_t)(c2 * hp1 * wp1) * 4u;
     const uint64_t vblk = 16u * (uint64_t)c2 * NB * 4u;
     const uint64_t shared = vblk * (uint64_t)nblk;
-    const uint64_t per = align_up((size_t)(PG * 16 * MR * NR * 4)) + align_up((size_t)vblk);
+    const uint64_t per = align_up((size_t)(CT_TILES * MR * NR * 4)) + align_up((size_t)vblk);
     const uint64_t total = ALIGN + align_up((size_t)x2) + align_up((size_t)shared) + per * (uint64_t)nthreads;
     return total > (uint64_t)INT64_MAX / 4 ? -1 : (int64_t)total;
 }
 
 int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
                    const int64_t *bias, const int32_t *shift, int32_t m, void *out, int otype, int32_t pad,
-                   int32_t rounding, int32_t bits, int32_t act, int32_t nthreads, void *scratch)
+                   int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch)
 {
     wino_ctx k;
     memset(&k, 0, sizeof k);
@@ -344,13 +491,17 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
     k.ntiles = (int64_t)k.th * k.tw;
     k.nblk = (int32_t)((k.ntiles + NB - 1) / NB);
     k.u = u; k.bias = bias; k.shift = shift; k.out = out; k.otype = otype;
-    k.rounding = rounding; k.bits = bits; k.act = act;
+    k.rounding = rounding; k.bits = bits; k.act = act; k.bound = bound;
     k.ukr = ops->ukr32;
     k.msplit = nthreads > 1 && (int64_t)k.nblk < 4 * (int64_t)nthreads && k.np >= 2 * nthreads;
     k.pgroup = (int32_t)((k.np + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
     if (k.pgroup < 1) k.pgroup = 1;
+    /* measured (yolov3-tiny, 13x13, one thread): U of 16.8 MB 0.93x, U of 4.2 MB 1.12x (its V
+     * blocks then come from L2 instead of L1, and U stays in L3 anyway) */
+    k.allb = k.nblk > 1 && k.nblk <= ALLB && mdfi_wino_packed_bytes(m, c) >= ALLB_BYTES;
+    if (k.allb && !k.msplit) k.pgroup = k.np;
     k.vbytes = (size_t)16 * (size_t)k.c2 * NB * 4;
-    k.tbytes = align_up((size_t)(PG * 16 * MR * NR * 4)) + align_up(k.vbytes);
+    k.tbytes = align_up((size_t)(CT_TILES * MR * NR * 4)) + align_up(k.vbytes);
     unsigned char *s = (unsigned char *)scratch;
     k.x2 = (int16_t *)(void *)s;
     s += align_up((size_t)k.c2 * (size_t)k.plane * 4);

@@ -1,17 +1,8 @@
-/* mdfi_kernels.c -- see mdfi_kernels.h.  Integer only; arithmetic via mdfi_fixedpoint.h. */
-#include "mdfi_kernels.h"
-
-#include <string.h>
-
-#include "mdfi_fixedpoint.h"
-
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define MDFI_KERNELS_X86 1
-#include "mdfi_fixedpoint_avx2.h"
-#include "mdfi_fixedpoint_avx512.h"
-#else
-#define MDFI_KERNELS_X86 0
-#endif
+/* mdfi_kernels.c -- see mdfi_kernels.h: requantize, the work splitting, route alignment,
+ * reorg, head tables, lookup tables, softmax.  The max pool and upsample are in
+ * mdfi_kernels_pool.c, the shortcut in mdfi_kernels_shortcut.c; shared helpers in
+ * mdfi_kernels_impl.h.  Integer only; arithmetic via mdfi_fixedpoint.h. */
+#include "mdfi_kernels_impl.h"
 
 int mdfi_kernels_have_avx2(void)
 {
@@ -23,8 +14,7 @@ int mdfi_kernels_have_avx2(void)
 #endif
 }
 
-/* AVX-512 F/BW/VL/DQ (the shortcut's 16-lane body with simd == 2). */
-static int have_avx512bw(void)
+int mdfi_kernels_have_avx512bw(void)
 {
 #if MDFI_KERNELS_X86
     __builtin_cpu_init();
@@ -47,45 +37,6 @@ size_t mdfi_type_size(int32_t type)
     }
 }
 
-/* Element access by type code.  The switch is loop-invariant; compilers unswitch it. */
-static inline int64_t load(const void *p, int32_t type, int64_t i)
-{
-    switch (type) {
-    case MDFI_U8: return ((const uint8_t *)p)[i];
-    case MDFI_S8: return ((const int8_t *)p)[i];
-    case MDFI_S16: return ((const int16_t *)p)[i];
-    default: return ((const int32_t *)p)[i];
-    }
-}
-
-/* Store a value already saturated to the output width (so the narrowing is exact). */
-static inline void store(void *p, int32_t type, int64_t i, int32_t v)
-{
-    switch (type) {
-    case MDFI_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
-    case MDFI_S8: ((int8_t *)p)[i] = (int8_t)v; break;
-    case MDFI_S16: ((int16_t *)p)[i] = (int16_t)v; break;
-    default: ((int32_t *)p)[i] = v; break;
-    }
-}
-
-/* Can a signed `bits`-wide value be stored in `type`? */
-static int fits(int32_t type, int32_t bits)
-{
-    if (bits < 2 || bits > 32) return 0;
-    switch (type) {
-    case MDFI_S8: return bits <= 8;
-    case MDFI_S16: return bits <= 16;
-    case MDFI_S32: return 1;
-    default: return 0;
-    }
-}
-
-static int valid_mode_act(int32_t mode, int32_t act)
-{
-    return (mode == MDFI_ROUND_HALF_UP || mode == MDFI_ROUND_TRUNCATE) &&
-           (act == MDFI_ACT_LINEAR || act == MDFI_ACT_LEAKY || act == MDFI_ACT_RELU);
-}
 
 #if MDFI_KERNELS_X86
 /* The same loop through the AVX2 twin (four lanes, scalar tail). */
@@ -182,122 +133,6 @@ int mdfi_requantize_array(const int64_t *restrict acc, const int32_t *restrict s
     return 0;
 }
 
-/* Typed max pool of one channel.  Border windows clip to the image (Darknet ignores taps
- * outside it); the 2x2 stride-2 interior -- most of YOLO's pooling work -- takes a
- * branch-free path the compiler vectorizes (as does 2x2 stride 1, YOLOv3-tiny's 13x13 pool). */
-/* 2x2 stride-2 windows of two 8-bit rows (r1 = r0: one row), outputs [0, n) with n <= w/2,
- * 64 per step (AVX-512BW; the last step with masked loads and stores): the vertical max of
- * 128 bytes of each row, then of each byte pair as 16-bit lanes (even bytes: the low one
- * sign- or zero-extended, odd: the high one), packed back (the values fit, nothing
- * saturates) and put back in order.  Reads only bytes < 2n of each row. */
-#if MDFI_KERNELS_X86
-__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
-static void maxpool2_row8_avx512(const void *r0v, const void *r1v, void *ov, int32_t n, int is_signed)
-{
-    const uint8_t *r0 = (const uint8_t *)r0v, *r1 = (const uint8_t *)r1v;
-    uint8_t *o = (uint8_t *)ov;
-    const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), lo8 = _mm512_set1_epi16(0x00ff);
-    for (int32_t j = 0; j < n; j += 64) {
-        const int32_t cnt = n - j >= 64 ? 64 : n - j, nb = 2 * cnt;
-        const __mmask64 k0 = nb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nb) - 1);
-        const __mmask64 k1 = nb >= 128 ? ~(__mmask64)0 : nb > 64 ? (((__mmask64)1 << (nb - 64)) - 1) : 0;
-        const __m512i a0 = _mm512_maskz_loadu_epi8(k0, (const void *)(r0 + 2 * j));
-        const __m512i a1 = _mm512_maskz_loadu_epi8(k1, (const void *)(r0 + 2 * j + 64));
-        const __m512i b0 = _mm512_maskz_loadu_epi8(k0, (const void *)(r1 + 2 * j));
-        const __m512i b1 = _mm512_maskz_loadu_epi8(k1, (const void *)(r1 + 2 * j + 64));
-        __m512i p;
-        if (is_signed) {
-            const __m512i m0 = _mm512_max_epi8(a0, b0), m1 = _mm512_max_epi8(a1, b1);
-            const __m512i q0 = _mm512_max_epi16(_mm512_srai_epi16(_mm512_slli_epi16(m0, 8), 8), _mm512_srai_epi16(m0, 8));
-            const __m512i q1 = _mm512_max_epi16(_mm512_srai_epi16(_mm512_slli_epi16(m1, 8), 8), _mm512_srai_epi16(m1, 8));
-            p = _mm512_packs_epi16(q0, q1);
-        } else {
-            const __m512i m0 = _mm512_max_epu8(a0, b0), m1 = _mm512_max_epu8(a1, b1);
-            const __m512i q0 = _mm512_max_epu16(_mm512_and_si512(m0, lo8), _mm512_srli_epi16(m0, 8));
-            const __m512i q1 = _mm512_max_epu16(_mm512_and_si512(m1, lo8), _mm512_srli_epi16(m1, 8));
-            p = _mm512_packus_epi16(q0, q1);
-        }
-        const __mmask64 ks = cnt >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << cnt) - 1);
-        _mm512_mask_storeu_epi8((void *)(o + j), ks, _mm512_permutexvar_epi64(perm, p));
-    }
-}
-#endif
-
-/* dst = the maximum of the window rows ya..yb-1, columns xa..xb-1 of a plane of width w
- * (a non-empty window; the portable pools and the AVX-512 pool's right edge). */
-#define MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, dst)                                       \
-    do {                                                                                     \
-        T best_ = (in)[(int64_t)(ya) * (w) + (xa)];                                          \
-        for (int32_t y_ = (ya); y_ < (yb); ++y_)                                             \
-            for (int32_t x_ = (xa); x_ < (xb); ++x_) {                                       \
-                const T v_ = (in)[(int64_t)y_ * (w) + x_];                                   \
-                best_ = v_ > best_ ? v_ : best_;                                             \
-            }                                                                                \
-        (dst) = best_;                                                                       \
-    } while (0)
-
-#if MDFI_KERNELS_X86
-/* A 2x2 stride-2 pool (no offset) of one 8-bit plane with the AVX-512BW rows: every output
- * row takes maxpool2_row8_avx512 for its whole windows (a last single input row as both rows),
- * a last window cut by the right edge (odd W with padding) the window maximum in C. */
-#define MDFI_MAXPOOL2_PLANE8(T, NAME, SIGNED)                                                 \
-static void NAME(const T *restrict in, int32_t h, int32_t w, T *restrict out, int32_t oh, int32_t ow) \
-{                                                                                            \
-    for (int32_t i = 0; i < oh; ++i) {                                                       \
-        const int32_t ya = 2 * i, yb = ya + 2 > h ? h : ya + 2;                              \
-        T *restrict orow = out + (int64_t)i * ow;                                            \
-        const int32_t full = w / 2 < ow ? w / 2 : ow;                                        \
-        maxpool2_row8_avx512(in + (int64_t)ya * w, in + (int64_t)(yb - 1) * w, orow, full, SIGNED); \
-        for (int32_t j = full; j < ow; ++j) {                                                \
-            const int32_t xa = 2 * j, xb = xa + 2 > w ? w : xa + 2;                          \
-            MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, orow[j]);                              \
-        }                                                                                    \
-    }                                                                                        \
-}
-MDFI_MAXPOOL2_PLANE8(uint8_t, maxpool2_u8_avx512, 0)
-MDFI_MAXPOOL2_PLANE8(int8_t, maxpool2_s8_avx512, 1)
-#endif
-
-#define MDFI_MAXPOOL_PLANE(T, NAME)                                                          \
-static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32_t stride,   \
-                 int32_t off, T *restrict out, int32_t oh, int32_t ow)                       \
-{                                                                                            \
-    for (int32_t i = 0; i < oh; ++i) {                                                       \
-        const int32_t y0 = off + i * stride;                                                 \
-        const int32_t ya = y0 < 0 ? 0 : y0;                                                  \
-        const int32_t yb = (y0 + size > h) ? h : y0 + size;                                  \
-        T *restrict orow = out + (int64_t)i * ow;                                            \
-        int32_t j = 0;                                                                       \
-        if (size == 2 && stride == 2 && off == 0 && yb - ya == 2) {                         \
-            const T *restrict r0 = in + (int64_t)ya * w, *restrict r1 = r0 + w;             \
-            const int32_t full = w / 2 < ow ? w / 2 : ow;                                    \
-            for (; j < full; ++j) {                                                          \
-                const T a = r0[2 * j] > r0[2 * j + 1] ? r0[2 * j] : r0[2 * j + 1];           \
-                const T b = r1[2 * j] > r1[2 * j + 1] ? r1[2 * j] : r1[2 * j + 1];           \
-                orow[j] = a > b ? a : b;                                                     \
-            }                                                                                \
-        } else if (size == 2 && stride == 1 && off == 0 && yb - ya == 2) {                  \
-            const T *restrict r0 = in + (int64_t)ya * w, *restrict r1 = r0 + w;             \
-            const int32_t full = w - 1 < ow ? w - 1 : ow;                                    \
-            for (; j < full; ++j) {                                                          \
-                const T a = r0[j] > r0[j + 1] ? r0[j] : r0[j + 1];                           \
-                const T b = r1[j] > r1[j + 1] ? r1[j] : r1[j + 1];                           \
-                orow[j] = a > b ? a : b;                                                     \
-            }                                                                                \
-        }                                                                                    \
-        for (; j < ow; ++j) {                                                                \
-            const int32_t x0 = off + j * stride;                                             \
-            const int32_t xa = x0 < 0 ? 0 : x0;                                              \
-            const int32_t xb = (x0 + size > w) ? w : x0 + size;                              \
-            if (ya >= yb || xa >= xb) { orow[j] = 0; continue; } /* excluded by the checks */ \
-            MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, orow[j]);                              \
-        }                                                                                    \
-    }                                                                                        \
-}
-MDFI_MAXPOOL_PLANE(uint8_t, maxpool_u8)
-MDFI_MAXPOOL_PLANE(int8_t, maxpool_s8)
-MDFI_MAXPOOL_PLANE(int16_t, maxpool_s16)
-
 /* ---------------------------------------------------------------------------------------
  * Work splitting: ranges of items on the threads of opts->pool (see mdfi_kopts)
  * ------------------------------------------------------------------------------------- */
@@ -309,8 +144,6 @@ typedef _Atomic int64_t kcounter;
 #define MDFI_KATOMIC 0
 typedef int64_t kcounter;
 #endif
-
-typedef void (*range_fn)(const void *ctx, int64_t i0, int64_t i1);
 
 typedef struct {
     range_fn fn;
@@ -335,11 +168,9 @@ static void par_worker(void *arg, int tid)
     }
 }
 
-static const mdfi_kopts kopts_default = MDFI_KOPTS_DEFAULT;
+const mdfi_kopts mdfi_kopts_default = MDFI_KOPTS_DEFAULT;
 
-/* fn(ctx, i0, i1) over the items [0, n), in ranges of at least `grain` items, on up to
- * opts->nthreads threads (about four ranges per thread, handed out dynamically). */
-static void par_for(const mdfi_kopts *o, int64_t n, int64_t grain, range_fn fn, const void *ctx)
+void mdfi_kpar_for(const mdfi_kopts *o, int64_t n, int64_t grain, range_fn fn, const void *ctx)
 {
     const int64_t nt = o->nthreads;
     if (n <= 0) return;
@@ -351,182 +182,6 @@ static void par_for(const mdfi_kopts *o, int64_t n, int64_t grain, range_fn fn, 
     if (chunk < grain) chunk = grain;
     par_job j = {fn, ctx, n, chunk, (n + chunk - 1) / chunk, 0};
     o->pool(par_worker, &j, (int)nt);
-}
-
-static int use_avx2(const mdfi_kopts *o)
-{
-#if MDFI_KERNELS_X86
-    return o->simd != 0 && mdfi_kernels_have_avx2();
-#else
-    (void)o;
-    return 0;
-#endif
-}
-
-static int valid_opts(const mdfi_kopts *o)
-{
-    return o->nthreads >= 1 && o->simd >= 0 && o->simd <= 2;
-}
-
-/* ---------------------------------------------------------------------------------------
- * AVX2 helpers: eight elements as int32 lanes, and requantizing them through the twin
- * ------------------------------------------------------------------------------------- */
-#if MDFI_KERNELS_X86
-#define KAVX2 __attribute__((target("avx2")))
-#define KAVX2_INLINE static inline __attribute__((target("avx2"), always_inline))
-
-/* Elements i..i+7 of an U8/S8/S16 buffer, widened exactly. */
-KAVX2_INLINE __m256i ld8(const void *p, int32_t t, int64_t i)
-{
-    switch (t) {
-    case MDFI_U8: return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)((const uint8_t *)p + i)));
-    case MDFI_S8: return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)p + i)));
-    default: return _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)((const int16_t *)p + i)));
-    }
-}
-
-/* Store eight int32 lanes whose values fit the S8/S16/S32 type (the packs never saturate). */
-KAVX2_INLINE void st8(void *p, int32_t t, int64_t i, __m256i v)
-{
-    if (t == MDFI_S32) {
-        _mm256_storeu_si256((__m256i *)((int32_t *)p + i), v);
-        return;
-    }
-    const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    if (t == MDFI_S16) _mm_storeu_si128((__m128i *)((int16_t *)p + i), w16);
-    else _mm_storel_epi64((__m128i *)((int8_t *)p + i), _mm_packs_epi16(w16, w16));
-}
-
-#endif
-
-/* ---------------------------------------------------------------------------------------
- * Max pool: ranges of channels
- * ------------------------------------------------------------------------------------- */
-typedef struct {
-    const void *in;
-    void *out;
-    int32_t type, h, w, size, stride, off, oh, ow;
-    int simd;                     /* 2: the AVX-512BW 2x2 stride-2 rows of 8-bit types */
-} pool_ctx;
-
-static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
-{
-    const pool_ctx *p = (const pool_ctx *)vctx;
-    const int64_t in_plane = (int64_t)p->h * p->w, out_plane = (int64_t)p->oh * p->ow;
-#if MDFI_KERNELS_X86
-    if (p->simd == 2 && p->size == 2 && p->stride == 2 && p->off == 0 && p->type != MDFI_S16) {
-        for (int64_t k = k0; k < k1; ++k) {
-            if (p->type == MDFI_U8)
-                maxpool2_u8_avx512((const uint8_t *)p->in + k * in_plane, p->h, p->w,
-                                   (uint8_t *)p->out + k * out_plane, p->oh, p->ow);
-            else
-                maxpool2_s8_avx512((const int8_t *)p->in + k * in_plane, p->h, p->w,
-                                   (int8_t *)p->out + k * out_plane, p->oh, p->ow);
-        }
-        return;
-    }
-#endif
-    for (int64_t k = k0; k < k1; ++k) {
-        switch (p->type) {
-        case MDFI_U8:
-            maxpool_u8((const uint8_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
-                       (uint8_t *)p->out + k * out_plane, p->oh, p->ow);
-            break;
-        case MDFI_S8:
-            maxpool_s8((const int8_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
-                       (int8_t *)p->out + k * out_plane, p->oh, p->ow);
-            break;
-        default:
-            maxpool_s16((const int16_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
-                        (int16_t *)p->out + k * out_plane, p->oh, p->ow);
-            break;
-        }
-    }
-}
-
-int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
-                    int32_t size, int32_t stride, int32_t pad,
-                    void *restrict out, int32_t oh, int32_t ow, const mdfi_kopts *opts)
-{
-    if (opts == NULL) opts = &kopts_default;
-    if (mdfi_type_size(type) == 0 || type == MDFI_S32 || c < 1 || h < 1 || w < 1 || size < 1 ||
-        stride < 1 || pad < 0 || !valid_opts(opts))
-        return -1;
-    /* Darknet: out = (w + pad - size)/stride + 1; every window must hold a real tap. */
-    if (oh != (h + pad - size) / stride + 1 || ow != (w + pad - size) / stride + 1 || oh < 1 || ow < 1 ||
-        (pad + 1) / 2 > size - 1)
-        return -2;
-    /* C: -l.pad/2 truncates toward zero */
-    const pool_ctx p = {in, out, type, h, w, size, stride, -(pad / 2), oh, ow,
-                        opts->simd == 2 && have_avx512bw() ? 2 : 0};
-    const int64_t grain = 1 + 16384 / ((int64_t)h * w);          /* >= ~16K input elements */
-    par_for(opts, c, grain, maxpool_range, &p);
-    return 0;
-}
-
-int mdfi_maxpool(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
-                 int32_t size, int32_t stride, int32_t pad,
-                 void *restrict out, int32_t oh, int32_t ow)
-{
-    return mdfi_maxpool_ex(in, type, c, h, w, size, stride, pad, out, oh, ow, NULL);
-}
-
-/* ---------------------------------------------------------------------------------------
- * Upsample: ranges of input rows (channel * h + y); each becomes `stride` output rows
- * ------------------------------------------------------------------------------------- */
-typedef struct {
-    const void *in;
-    void *out;
-    int32_t type, w, stride;
-} up_ctx;
-
-#define MDFI_UPSAMPLE_ROWS(T, NAME)                                                          \
-static void NAME(const T *restrict in, T *restrict out, int64_t r0, int64_t r1, int32_t w,    \
-                 int32_t stride)                                                             \
-{                                                                                            \
-    const int64_t ow = (int64_t)w * stride;                                                  \
-    for (int64_t r = r0; r < r1; ++r) {                                                      \
-        const T *restrict src = in + r * w;                                                  \
-        T *restrict dst = out + r * stride * ow;                                             \
-        if (stride == 2) {                                                                   \
-            for (int32_t x = 0; x < w; ++x) { dst[2 * x] = src[x]; dst[2 * x + 1] = src[x]; } \
-        } else {                                                                             \
-            for (int64_t x = 0; x < ow; ++x) dst[x] = src[x / stride];                       \
-        }                                                                                    \
-        for (int32_t k = 1; k < stride; ++k) memcpy(dst + k * ow, dst, (size_t)ow * sizeof(T)); \
-    }                                                                                        \
-}
-MDFI_UPSAMPLE_ROWS(uint8_t, upsample_u8)
-MDFI_UPSAMPLE_ROWS(int8_t, upsample_s8)
-MDFI_UPSAMPLE_ROWS(int16_t, upsample_s16)
-MDFI_UPSAMPLE_ROWS(int32_t, upsample_s32)
-
-static void upsample_range(const void *vctx, int64_t r0, int64_t r1)
-{
-    const up_ctx *u = (const up_ctx *)vctx;
-    switch (u->type) {
-    case MDFI_U8: upsample_u8(u->in, u->out, r0, r1, u->w, u->stride); break;
-    case MDFI_S8: upsample_s8(u->in, u->out, r0, r1, u->w, u->stride); break;
-    case MDFI_S16: upsample_s16(u->in, u->out, r0, r1, u->w, u->stride); break;
-    default: upsample_s32(u->in, u->out, r0, r1, u->w, u->stride); break;
-    }
-}
-
-int mdfi_upsample_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
-                     int32_t stride, void *restrict out, const mdfi_kopts *opts)
-{
-    if (opts == NULL) opts = &kopts_default;
-    if (mdfi_type_size(type) == 0 || c < 1 || h < 1 || w < 1 || stride < 1 || !valid_opts(opts))
-        return -1;
-    const up_ctx u = {in, out, type, w, stride};
-    par_for(opts, (int64_t)c * h, 1 + 8192 / ((int64_t)w * stride * stride), upsample_range, &u);
-    return 0;
-}
-
-int mdfi_upsample(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
-                  int32_t stride, void *restrict out)
-{
-    return mdfi_upsample_ex(in, type, c, h, w, stride, out, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -579,13 +234,13 @@ int mdfi_align_copy_ex(const void *restrict in, int32_t in_type, int64_t n, int3
                        int32_t mode, int32_t bits, void *restrict out, int32_t out_type,
                        const mdfi_kopts *opts)
 {
-    if (opts == NULL) opts = &kopts_default;
+    if (opts == NULL) opts = &mdfi_kopts_default;
     if (mdfi_type_size(in_type) == 0 || in_type == MDFI_S32 || !fits(out_type, bits) || bits > 16 ||
         n < 0 || shift < 0 || shift > MDFI_MAX_SHIFT || !valid_mode_act(mode, MDFI_ACT_LINEAR) ||
         !valid_opts(opts))
         return -1;
     const align_ctx a = {in, out, in_type, out_type, shift, mode, bits, use_avx2(opts)};
-    par_for(opts, n, 32768, align_range, &a);
+    mdfi_kpar_for(opts, n, 32768, align_range, &a);
     return 0;
 }
 
@@ -595,215 +250,6 @@ int mdfi_align_copy(const void *restrict in, int32_t in_type, int64_t n, int32_t
     return mdfi_align_copy_ex(in, in_type, n, shift, mode, bits, out, out_type, NULL);
 }
 
-/* ---------------------------------------------------------------------------------------
- * Shortcut: ranges of elements
- * ------------------------------------------------------------------------------------- */
-typedef struct {
-    const void *a, *b;
-    void *out;
-    int32_t a_type, b_type, out_type, da, db, s, mode, bits, act;
-    int64_t ma, mb;
-    int32_t simd;                 /* 1: AVX2, the aligned sum provably fits int32; 2: AVX-512,
-                                     int8 + int8 -> int8 and a shift of 1..31 as well; 3:
-                                     AVX-512, int8 + int8 -> int8, not leaky, a shift <= 0 or
-                                     a shift of 1 with da, db <= 1 */
-} shortcut_ctx;
-
-#if MDFI_KERNELS_X86
-/* s = (a << da) + (b << db) on int32 lanes: exact, the caller checked that it fits. */
-#define MDFI_SHORTCUT_AVX2(NAME, MODE, ACT)                                                  \
-KAVX2 static void NAME(const shortcut_ctx *k, int64_t i0, int64_t i1)                        \
-{                                                                                            \
-    mdfi_rq8_avx2 q;                                                                         \
-    mdfi_rq8_init_avx2(&q, k->s, MODE, k->bits, ACT);                                        \
-    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);              \
-    int64_t i = i0;                                                                          \
-    for (; i + 8 <= i1; i += 8) {                                                            \
-        const __m256i sum = _mm256_add_epi32(_mm256_sll_epi32(ld8(k->a, k->a_type, i), da),  \
-                                             _mm256_sll_epi32(ld8(k->b, k->b_type, i), db)); \
-        st8(k->out, k->out_type, i, mdfi_requantize8_avx2(sum, &q, MODE, ACT));              \
-    }                                                                                        \
-    for (; i < i1; ++i) {                                                                    \
-        const int64_t sum = load(k->a, k->a_type, i) * k->ma + load(k->b, k->b_type, i) * k->mb; \
-        store(k->out, k->out_type, i, mdfi_requantize(sum, k->s, MODE, k->bits, ACT));       \
-    }                                                                                        \
-}
-MDFI_SHORTCUT_AVX2(shortcut_avx2_0, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
-MDFI_SHORTCUT_AVX2(shortcut_avx2_1, MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY)
-MDFI_SHORTCUT_AVX2(shortcut_avx2_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
-MDFI_SHORTCUT_AVX2(shortcut_avx2_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
-MDFI_SHORTCUT_AVX2(shortcut_avx2_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
-MDFI_SHORTCUT_AVX2(shortcut_avx2_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
-
-/* int8 a, b -> int8 out on sixteen int32 lanes (mdfi_requantize16_i32_avx512: the formulas of
- * the AVX2 twin), the tail with masked loads and stores. */
-#define MDFI_SHORTCUT_AVX512(NAME, MODE, ACT)                                                \
-__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))                       \
-static void NAME(const shortcut_ctx *k, int64_t i0, int64_t i1)                              \
-{                                                                                            \
-    mdfi_rq32_avx512 q;                                                                      \
-    mdfi_rq32_init_avx512(&q, k->s, MODE, k->bits);                                          \
-    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);              \
-    const int8_t *a = (const int8_t *)k->a, *b = (const int8_t *)k->b;                       \
-    int8_t *o = (int8_t *)k->out;                                                            \
-    for (int64_t i = i0; i < i1; i += 16) {                                                  \
-        const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1u); \
-        const __m512i va = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i))); \
-        const __m512i vb = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i))); \
-        const __m512i sum = _mm512_add_epi32(_mm512_sll_epi32(va, da), _mm512_sll_epi32(vb, db)); \
-        const __m512i r = mdfi_requantize16_i32_avx512(sum, &q, MODE, ACT);                  \
-        _mm_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi32_epi8(r));                   \
-    }                                                                                        \
-}
-MDFI_SHORTCUT_AVX512(shortcut_avx512_0, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
-MDFI_SHORTCUT_AVX512(shortcut_avx512_1, MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY)
-MDFI_SHORTCUT_AVX512(shortcut_avx512_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
-MDFI_SHORTCUT_AVX512(shortcut_avx512_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
-MDFI_SHORTCUT_AVX512(shortcut_avx512_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
-MDFI_SHORTCUT_AVX512(shortcut_avx512_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
-
-/* int8 a, b -> int8 out, shift s <= 0, linear or relu (mdfi_requantize: sat(x * 2^-s) of the
- * aligned sum x, |x| <= 2^24 after relu, clamped first to +-2^bits there).  The rounding mode
- * plays no part.  da = db = s = 0: sat(a + b) is the saturating byte add (the sum lies in
- * [-256, 254]; relu and the clamp to a narrower width commute with the saturation to 8 bits),
- * 64 lanes per step.  Otherwise 16 int32 lanes: clamp to +-2^15 and shift left by min(-s, 15)
- * -- every nonzero x that either clamp or the smaller shift changes saturates both ways, with
- * the same sign, since |result| >= 2^15 > qmax(bits) for bits <= 16 -- then saturate. */
-/* s = 1 with da, db <= 1 (formats one bit apart), linear or relu: 64 byte lanes as well.
- *   da = db = 0:  R((a + b) / 2): half_up floor((a + b + 1) / 2) is the unsigned byte average
- *                 of a ^ 0x80 and b ^ 0x80, XOR 0x80; truncate subtracts 1 where a + b is odd
- *                 ((a ^ b) & 1); both lie in [-128, 127].
- *   db = 1:       R((a + 2b) / 2) = b + R(a / 2) (2b is even), R(a / 2) in [-64, 64] as above
- *                 with b = 0; b + R(a / 2) in [-192, 191], saturated by the saturating add.
- *   da = 1:       the same with a and b exchanged.
- * relu: max(R(x / 2), 0) = R(max(x, 0) / 2); then the clamp to the output width. */
-__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
-static void shortcut_avx512_half(const shortcut_ctx *k, int64_t i0, int64_t i1)
-{
-    const int8_t *a = (const int8_t *)(k->da == 1 ? k->b : k->a), *b = (const int8_t *)(k->da == 1 ? k->a : k->b);
-    const int both = k->da == 0 && k->db == 0;      /* else: b is the operand shifted by one */
-    const int trunc = k->mode == MDFI_ROUND_TRUNCATE, relu = k->act == MDFI_ACT_RELU;
-    int8_t *o = (int8_t *)k->out;
-    const __m512i lo = _mm512_set1_epi8((char)mdfi_qmin(k->bits)), hi = _mm512_set1_epi8((char)mdfi_qmax(k->bits));
-    const __m512i s80 = _mm512_set1_epi8((char)0x80), one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
-    for (int64_t i = i0; i < i1; i += 64) {
-        const __mmask64 m = i1 - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (i1 - i)) - 1);
-        const __m512i va = _mm512_maskz_loadu_epi8(m, (const void *)(a + i));
-        const __m512i vb = _mm512_maskz_loadu_epi8(m, (const void *)(b + i));
-        const __m512i c = both ? vb : zero;           /* the averaged partner of a */
-        __m512i r = _mm512_xor_si512(_mm512_avg_epu8(_mm512_xor_si512(va, s80), _mm512_xor_si512(c, s80)), s80);
-        if (trunc) r = _mm512_sub_epi8(r, _mm512_and_si512(_mm512_xor_si512(va, c), one));
-        if (!both) r = _mm512_adds_epi8(r, vb);
-        if (relu) r = _mm512_max_epi8(r, zero);
-        r = _mm512_min_epi8(_mm512_max_epi8(r, lo), hi);
-        _mm512_mask_storeu_epi8((void *)(o + i), m, r);
-    }
-}
-
-__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
-static void shortcut_avx512_left(const shortcut_ctx *k, int64_t i0, int64_t i1)
-{
-    const int8_t *a = (const int8_t *)k->a, *b = (const int8_t *)k->b;
-    int8_t *o = (int8_t *)k->out;
-    const int relu = k->act == MDFI_ACT_RELU;
-    if (k->da == 0 && k->db == 0 && k->s == 0) {
-        const __m512i lo = _mm512_set1_epi8((char)mdfi_qmin(k->bits)), hi = _mm512_set1_epi8((char)mdfi_qmax(k->bits));
-        const __m512i zero = _mm512_setzero_si512();
-        for (int64_t i = i0; i < i1; i += 64) {
-            const __mmask64 m = i1 - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (i1 - i)) - 1);
-            __m512i r = _mm512_adds_epi8(_mm512_maskz_loadu_epi8(m, (const void *)(a + i)),
-                                         _mm512_maskz_loadu_epi8(m, (const void *)(b + i)));
-            if (relu) r = _mm512_max_epi8(r, zero);
-            r = _mm512_min_epi8(_mm512_max_epi8(r, lo), hi);
-            _mm512_mask_storeu_epi8((void *)(o + i), m, r);
-        }
-        return;
-    }
-    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);
-    const __m128i lsh = _mm_cvtsi32_si128(-k->s < 15 ? -k->s : 15);
-    const __m512i lim_lo = _mm512_set1_epi32(-(1 << 15)), lim_hi = _mm512_set1_epi32(1 << 15);
-    const __m512i qmin = _mm512_set1_epi32(mdfi_qmin(k->bits)), qmax = _mm512_set1_epi32(mdfi_qmax(k->bits));
-    for (int64_t i = i0; i < i1; i += 16) {
-        const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1u);
-        const __m512i va = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i)));
-        const __m512i vb = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i)));
-        __m512i x = _mm512_add_epi32(_mm512_sll_epi32(va, da), _mm512_sll_epi32(vb, db));
-        if (relu) x = _mm512_max_epi32(x, _mm512_setzero_si512());
-        x = _mm512_sll_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lim_lo), lim_hi), lsh);
-        x = _mm512_min_epi32(_mm512_max_epi32(x, qmin), qmax);
-        _mm_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi32_epi8(x));
-    }
-}
-#endif
-
-static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
-{
-    const shortcut_ctx *k = (const shortcut_ctx *)vctx;
-#if MDFI_KERNELS_X86
-    typedef void (*fn)(const shortcut_ctx *, int64_t, int64_t);
-    if (k->simd == 3) {
-        if (k->s == 1) shortcut_avx512_half(k, i0, i1);
-        else shortcut_avx512_left(k, i0, i1);
-        return;
-    }
-    if (k->simd == 2) {
-        static const fn f[6] = {shortcut_avx512_0, shortcut_avx512_1, shortcut_avx512_2,
-                                shortcut_avx512_3, shortcut_avx512_4, shortcut_avx512_5};
-        f[k->mode * 3 + k->act](k, i0, i1);
-        return;
-    }
-    if (k->simd) {
-        static const fn f[6] = {shortcut_avx2_0, shortcut_avx2_1, shortcut_avx2_2,
-                                shortcut_avx2_3, shortcut_avx2_4, shortcut_avx2_5};
-        f[k->mode * 3 + k->act](k, i0, i1);
-        return;
-    }
-#endif
-    for (int64_t i = i0; i < i1; ++i) {
-        const int64_t sum = load(k->a, k->a_type, i) * k->ma + load(k->b, k->b_type, i) * k->mb;
-        store(k->out, k->out_type, i, mdfi_requantize(sum, k->s, k->mode, k->bits, k->act));
-    }
-}
-
-static int64_t type_max_abs(int32_t t)
-{
-    return t == MDFI_U8 ? 255 : (t == MDFI_S8 ? 128 : 32768);
-}
-
-int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
-                     const void *restrict b, int32_t b_type, int32_t fb, int64_t n,
-                     int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
-                     void *restrict out, int32_t out_type, const mdfi_kopts *opts)
-{
-    if (opts == NULL) opts = &kopts_default;
-    if (mdfi_type_size(a_type) == 0 || mdfi_type_size(b_type) == 0 || a_type == MDFI_S32 ||
-        b_type == MDFI_S32 || !fits(out_type, bits) || bits > 16 || n < 0 || !valid_mode_act(mode, act) ||
-        !valid_opts(opts))
-        return -1;
-    const int32_t fm = fa > fb ? fa : fb;
-    const int32_t da = fm - fa, db = fm - fb, s = fm - out_frac;
-    if (da > 16 || db > 16 || s < MDFI_MIN_SHIFT || s > MDFI_MAX_SHIFT) return -2;
-    const int64_t ma = (int64_t)1 << da, mb = (int64_t)1 << db;   /* exact alignment factors */
-    const int fits32 = type_max_abs(a_type) * ma + type_max_abs(b_type) * mb <= (int64_t)INT32_MAX;
-    int32_t simd = use_avx2(opts) && fits32;
-    if (simd && opts->simd == 2 && a_type == MDFI_S8 && b_type == MDFI_S8 && out_type == MDFI_S8 &&
-        have_avx512bw()) {
-        if (act != MDFI_ACT_LEAKY && (s <= 0 || (s == 1 && da <= 1 && db <= 1))) simd = 3;
-        else if (s >= 1 && s <= 31) simd = 2;
-    }
-    const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb, simd};
-    par_for(opts, n, 32768, shortcut_range, &k);
-    return 0;
-}
-
-int mdfi_shortcut(const void *restrict a, int32_t a_type, int32_t fa,
-                  const void *restrict b, int32_t b_type, int32_t fb, int64_t n,
-                  int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
-                  void *restrict out, int32_t out_type)
-{
-    return mdfi_shortcut_ex(a, a_type, fa, b, b_type, fb, n, out_frac, mode, bits, act, out, out_type,
-                            NULL);
-}
 
 int mdfi_reorg(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
                int32_t stride, void *restrict out)
@@ -901,12 +347,12 @@ int mdfi_head_lookup_ex(const void *restrict in, int32_t in_type, int32_t c, int
                         const uint8_t *restrict table_sel, int32_t *restrict out,
                         const mdfi_kopts *opts)
 {
-    if (opts == NULL) opts = &kopts_default;
+    if (opts == NULL) opts = &mdfi_kopts_default;
     if (mdfi_type_size(in_type) == 0 || in_type == MDFI_S32 || c < 0 || plane < 0 || table_len < 1 ||
         !valid_opts(opts))
         return -1;
     const head_ctx h = {in, out, in_type, qmin, table_len, plane, logistic, exp_tab, table_sel};
-    par_for(opts, c, 1 + 8192 / (plane > 0 ? plane : 1), head_range, &h);
+    mdfi_kpar_for(opts, c, 1 + 8192 / (plane > 0 ? plane : 1), head_range, &h);
     return 0;
 }
 
@@ -963,7 +409,7 @@ int mdfi_lut_ex(const void *restrict in, int32_t in_type, int64_t n, int32_t qmi
                 const int32_t *restrict table, int32_t table_len, void *restrict out, int32_t out_type,
                 const mdfi_kopts *opts)
 {
-    if (opts == NULL) opts = &kopts_default;
+    if (opts == NULL) opts = &mdfi_kopts_default;
     if (mdfi_type_size(in_type) == 0 || in_type == MDFI_S32 || mdfi_type_size(out_type) == 0 ||
         out_type == MDFI_U8 || n < 0 || table_len < 1 || !valid_opts(opts))
         return -1;
@@ -972,7 +418,7 @@ int mdfi_lut_ex(const void *restrict in, int32_t in_type, int64_t n, int32_t qmi
     for (int32_t i = 0; i < table_len; ++i)
         if (table[i] < lo || table[i] > hi) return -2;
     const lut_ctx k = {in, out, table, in_type, out_type, qmin, table_len};
-    par_for(opts, n, 32768, lut_range, &k);
+    mdfi_kpar_for(opts, n, 32768, lut_range, &k);
     return 0;
 }
 

@@ -457,7 +457,8 @@ def test_winograd_3x3_exact(path, winograd):
         rng = np.random.default_rng(77 + winograd)
         for i, (c, h, w, m, p) in enumerate([(32, 13, 13, 7, 1), (33, 1, 1, 6, 1), (64, 2, 3, 13, 1),
                                              (40, 5, 26, 1, 0), (35, 17, 9, 33, 2), (100, 26, 26, 16, 1),
-                                             (32, 31, 34, 12, 1), (48, 3, 3, 5, 2)]):
+                                             (32, 31, 34, 12, 1), (48, 3, 3, 5, 2), (16, 21, 18, 32, 1),
+                                             (19, 9, 30, 5, 1)]):
             xkind = "u8" if i % 3 == 0 else "s8"
             xlo, xhi, xdt = (0, 255, np.uint8) if xkind == "u8" else (-128, 127, np.int8)
             x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "max", "min", "alt"][i % 5], xdt)
@@ -474,3 +475,28 @@ def test_winograd_3x3_exact(path, winograd):
                     assert np.array_equal(out, ref), (path, winograd, i, bits, rounding, act, nthreads)
     finally:
         _conv._set_winograd(True)
+
+
+@pytest.mark.parametrize("path", WINO_PATHS or ["avx2"])
+def test_winograd_large_weights_all_blocks(path):
+    """Winograd layers whose transformed weights exceed 8 MB on maps of 2-4 tile blocks
+    (mdfi_conv_wino.c, wino_compute_all: the blocks innermost, the narrow kernel for a last
+    block of at most 8 tiles), 1-3 threads, both roundings, every activation, uint8/int8."""
+    if path not in PATHS:
+        pytest.skip(f"{path} not available on this CPU ({_conv.cpu_features()})")
+    rng = np.random.default_rng(123)
+    for i, (c, h, w, m) in enumerate([(511, 11, 11, 520), (512, 9, 11, 515), (513, 13, 13, 512)]):
+        xkind = "u8" if i == 1 else "s8"
+        xlo, xhi, xdt = (0, 255, np.uint8) if xkind == "u8" else (-128, 127, np.int8)
+        x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "alt"][i], xdt)
+        wt = fill(rng, (m, c, 3, 3), -128, 127, ["edges", "random", "random"][i], np.int8)
+        pmax = c * 9 * 128 * max(-xlo, xhi)
+        bias = rng.integers(-pmax, pmax + 1, size=m).astype(np.int64)
+        shift = rng.choice([12, 16, 20, 1, 0, -2, 33], size=m).astype(np.int32)
+        packed = _conv.pack_weights(wt)
+        for bits, rounding, act in ((8, "half_up", "leaky"), (6, "truncate", "relu"), (16, "truncate", "linear")):
+            kw = dict(k=3, s=1, p=1, rounding=rounding, bits=bits, act=act)
+            ref = reference(x, wt, bias, shift, **kw)
+            for nthreads in (1, 2, 3):
+                out = run_kernel(x, wt, bias, shift, acc64=0, nthreads=nthreads, simd=path, packed=packed, **kw)
+                assert np.array_equal(out, ref), (path, i, bits, rounding, act, nthreads)

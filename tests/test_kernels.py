@@ -249,17 +249,20 @@ def test_align_copy_paths_and_threads(nthreads, simd, in_bits, out_bits, signed)
             assert np.array_equal(out, fp.align(x, shift, 0, mode, out_bits)), (shift, mode)
 
 
+@pytest.mark.parametrize("simd", ["avx512", "avx2"])
 @pytest.mark.parametrize("nthreads", [1, 2, 3])
-def test_maxpool_2x2_8bit_avx512(nthreads):
+def test_maxpool_2x2_8bit_avx512(nthreads, simd):
     """2x2 stride-2 max pools of 8-bit maps wide enough for the AVX-512BW rows (64 outputs per
-    step, masked tails, a last single row, the cut last window in portable C): int8 and uint8, random and
-    extreme values, widths with and without a tail, padding as Darknet sets it."""
+    step, masked tails, a last single row, the cut last window in portable C) and the AVX2 rows
+    (32 outputs per step, the rest of each row in C): int8 and uint8, random and extreme values,
+    widths with and without a tail, padding as Darknet sets it."""
     from mdfi._ext import _conv
-    if "avx512bw" not in _conv.cpu_features().split():
-        pytest.skip(f"needs x86-64 AVX-512 F/BW/VL/DQ; this CPU/build has: {_conv.cpu_features()}")
+    need = "avx512bw" if simd == "avx512" else "avx2"
+    if need not in _conv.cpu_features().split():
+        pytest.skip(f"needs x86-64 {need}; this CPU/build has: {_conv.cpu_features()}")
     rng = np.random.default_rng(31 + nthreads)
     for c, h, w in [(3, 4, 128), (2, 5, 131), (4, 7, 416), (1, 2, 257), (5, 3, 255), (3, 6, 52), (2, 3, 2), (1, 1, 5),
-                    (2, 9, 129)]:
+                    (2, 9, 129), (2, 3, 64), (1, 4, 65), (2, 5, 95), (1, 2, 26)]:
         for signed in (True, False):
             layer = pool_layer(c, h, w, 2, 2)
             lo, hi = (-128, 128) if signed else (0, 256)
@@ -267,7 +270,8 @@ def test_maxpool_2x2_8bit_avx512(nthreads):
             x[0, 0, ::3] = lo
             x[-1, -1, 1::5] = hi - 1
             out = np.empty(layer.out_shape, x.dtype)
-            K.maxpool(x, out, layer.size, layer.stride, layer.padding, nthreads=nthreads, simd="avx512")
+            K.maxpool(x, out, layer.size, layer.stride, layer.padding, nthreads=nthreads,
+                      simd="avx512" if simd == "avx512" else True)
             ref = QMaxpool(layer, fp.QFormat(8, 0, signed=signed)).forward_ref([x])
             assert np.array_equal(out, ref), (c, h, w, signed)
 

@@ -82,6 +82,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         raise MDFIError("give --align or --size-budget, not both (the alignment depends on the weight widths)")
     if args.align and args.per_channel is False:
         raise MDFIError("--align needs per-channel weight formats (not --per-layer)")
+    if args.act_equalize is not None:
+        from ..quant.actequal import settings_from
+        if args.align:
+            raise MDFIError("give --align or --act-equalize, not both (each rescales the float network)")
+        if not args.calib:
+            raise MDFIError("--act-equalize needs calibration images (--calib DIR): the channels' ranges come from "
+                            "them and the rescaled network is calibrated again")
+        if args.size_budget is not None:
+            raise MDFIError("give --act-equalize or --size-budget, not both (the factors depend on the weight widths)")
+        if args.per_channel is False:
+            raise MDFIError("--act-equalize needs per-channel weight formats (not --per-layer)")
+        settings_from(args.act_equalize)           # bad settings refused before any heavy work
     network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True,
                                                          args.darknet)
     # One default everywhere: the model's recipe, as `mdfi detect` and mdfi.load use it
@@ -112,7 +124,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     kw = {}
     if args.align:
         kw.update(align=args.align, align_direction=args.align_direction)
-    if data_methods or args.align:
+    if args.act_equalize is not None:
+        kw["act_equalize"] = args.act_equalize
+    rescale = bool(args.align) or args.act_equalize is not None
+    if data_methods or rescale:
         kw["calib_inputs"] = calibrate.load_inputs(network, args.calib)
     elif not (args.calib or args.calib_stats or args.method or args.layer_rounding or args.layer_wbits):
         # as `mdfi detect` quantizes (with --layer-abits: the wide layers' formats at their width)
@@ -134,7 +149,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         print(f"mdfi quantize: size budget {100 * args.size_budget:g}%: weight widths "
               f"{', '.join(f'{i}:{w}' for i, w in sorted(widths.items())) or 'unchanged'}", file=sys.stderr)
     qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
-                          progress=data_methods or bool(args.align), **common, **kw)
+                          progress=data_methods or rescale, **common, **kw)
     size = modelfile.save(qm, args.output, model_name=label)
     float_bytes = 20 + 4 * network.num_params()
     clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)
@@ -376,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --align: fit (default) enlarges a channel where its range still fits the tensor's "
                         "activation format, else shrinks it; keep: the same against the tensor's calibrated (mse) "
                         "format; nearest: the nearer power of two; down: never enlarge")
+    q.add_argument("--act-equalize", nargs="?", const="", default=None, metavar="KEY=VALUE,...",
+                   help="activation-range equalization (opt-in, for narrow activations such as --abits 6): rescale "
+                        "the float channels (the readers compensate) to lower the expected output error of "
+                        "per-tensor activation rounding and of both layers' weight rounding, bounded by the tensor's "
+                        "format; settings e.g. bound=mse,headroom=2,max_scale=8 (mdfi.quant.actequal); needs --calib "
+                        "and per-channel weights (docs/quantization.md)")
     q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi", help="the quantized model file to write")
     q.set_defaults(func=cmd_quantize)
 

@@ -28,6 +28,7 @@ def _method(ql) -> str:
     if not m:
         return "?"                       # a file written before MDFI recorded it
     al = f" align {m['align']}" if m.get("align") else ""
+    al += f" actequal {m['actequal']}" if m.get("actequal") else ""
     return f"{m.get('weights', '?')}/{m.get('bias', '?')}{al}"
 
 

@@ -283,11 +283,15 @@ def parse_activation(sec, default: str, darknet: str = "pjreddie", layer_kind: s
 #:   ``empirical`` (minus the measured mean output shift of the quantized network on
 #:   calibration images, :mod:`mdfi.quant.sequential`);
 #: * ``align`` (only on layers whose output channels were rescaled): mantissa alignment,
-#:   ``STEP/DIRECTION`` (:mod:`mdfi.quant.align`).
+#:   ``STEP/DIRECTION`` (:mod:`mdfi.quant.align`);
+#: * ``actequal`` (likewise): activation-range equalization, the tensor format that bounded
+#:   the channels' ranges, ``max`` or ``mse`` (:mod:`mdfi.quant.actequal`; its settings are in
+#:   the model options).
 METHOD_KEYS = {"weights": ("nearest", "gptq", "adaround"), "weight_format": ("max", "mse"),
                "bias": ("nearest", "analytic", "empirical"),
                "align": tuple(f"{s}/{d}" for s in ("max", "mse", "output")
-                         for d in ("fit", "keep", "nearest", "down"))}
+                         for d in ("fit", "keep", "nearest", "down")),
+               "actequal": ("max", "mse")}
 
 
 def check_method(method, index: int):

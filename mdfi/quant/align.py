@@ -207,7 +207,9 @@ def collect_inputs(network, inputs: Sequence[np.ndarray], source: str = "calibra
 class Alignment:
     """A rescaled copy of a network (``network``) computing the same function as
     ``source``, the factors (``scales``), the settings, and the activation statistics of
-    the rescaled network on the calibration inputs (``calib``)."""
+    the rescaled network on the calibration inputs (``calib``).  ``kind``: the key of the
+    per-layer method record and of the model options (subclasses have their own)."""
+    kind = "align"
     source: object
     network: object
     scales: Dict[int, np.ndarray]
@@ -275,7 +277,7 @@ def resolve(network, align, *, direction: str, wbits: int, layer_wbits, abits: i
                 {k: v for k, v in lw.items() if v != int(wbits)}:
             raise FormatError("align: this Alignment was prepared for other weight widths")
         if not per_channel:
-            check_settings(align.step, align.direction, per_channel)
+            raise FormatError(f"{align.kind} needs per-channel weight formats (per_channel=True, --per-channel)")
         return align
     return prepare(network, align, direction=direction, wbits=wbits, layer_wbits=lw, abits=abits,
                    layer_abits=layer_abits, per_channel=per_channel, inputs=inputs, progress=progress)

@@ -146,7 +146,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      calib_inputs: Optional[Sequence[np.ndarray]] = None, weight_rounding: str = "nearest",
                      bias_shifts: Optional[Mapping[int, np.ndarray]] = None,
                      unify_routes: bool = True, adaround: Optional[Mapping] = None,
-                     align=None, align_direction: str = "fit",
+                     align=None, align_direction: str = "fit", act_equalize=None,
                      act_options: Optional[Mapping[str, Any]] = None) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
@@ -188,6 +188,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     model is quantized from the rescaled network, and ``calib`` is replaced by statistics
     gathered again on it.
 
+    ``act_equalize`` (opt-in; settings of :class:`~mdfi.quant.actequal.ActEqualSettings` as
+    a mapping or ``"KEY=VALUE,..."`` text, True for the defaults, or a prepared
+    :class:`~mdfi.quant.actequal.ActEqualization`): activation-range equalization
+    (:mod:`mdfi.quant.actequal`), a real-valued rescaling of the float network chosen for
+    narrow per-tensor activation formats; the same requirements and effects as ``align``
+    (not both).
+
     ``act_options``: options of ``act_method`` when formats are chosen from statistics
     (:func:`mdfi.quant.calibrate.choose_frac`, e.g. ``{"clip_budget": 0.03}`` for ``"mse"``);
     recorded in the model's options.
@@ -224,11 +231,20 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     elif adaround:
         raise FormatError("adaround settings given but weight_rounding is not 'adaround'")
     alignment = None
-    if align is not None:
-        from .align import resolve as resolve_alignment
-        alignment = resolve_alignment(network, align, direction=align_direction, wbits=wbits,
-                                      layer_wbits=layer_wbits, abits=abits, layer_abits=layer_abits,
-                                      per_channel=per_channel, inputs=calib_inputs, progress=progress)
+    if align is not None and act_equalize is not None:
+        raise FormatError("give align or act_equalize, not both (each rescales the float network)")
+    if align is not None or act_equalize is not None:
+        from .align import Alignment, resolve as resolve_alignment
+        if act_equalize is not None and not isinstance(act_equalize, Alignment):
+            from .actequal import prepare as prepare_equalization
+            alignment = prepare_equalization(network, act_equalize, wbits=wbits, layer_wbits=layer_wbits,
+                                             abits=abits, layer_abits=layer_abits, per_channel=per_channel,
+                                             inputs=calib_inputs, progress=progress)
+        else:
+            alignment = resolve_alignment(network, align if align is not None else act_equalize,
+                                          direction=align_direction, wbits=wbits, layer_wbits=layer_wbits,
+                                          abits=abits, layer_abits=layer_abits, per_channel=per_channel,
+                                          inputs=calib_inputs, progress=progress)
         network, calib = alignment.network, alignment.calib
     needs_data = bias_correction == "empirical" or weight_rounding != "nearest"
     if needs_data and not calib_inputs:
@@ -284,7 +300,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
             ql = cls.quantize(layer, in_fmts[0], out, wbits=lw, rounding=mode, per_channel=per_channel,
                               weight_method=weight_method, input_scale=in_scale, input_mean=mean)
             if alignment is not None and i in alignment.scales:
-                ql.method = dict(ql.method, align=alignment.record)
+                ql.method = dict(ql.method, **{alignment.kind: alignment.record})
             if run is not None or (bias_shifts and i in bias_shifts):
                 ql = _refine_conv(layer, ql, run, in_scale, weight_rounding, bias_correction,
                                   None if not bias_shifts else bias_shifts.get(i), rounding=mode, adaround=ada)
@@ -319,7 +335,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     if run is not None:
         options["calib_inputs"] = len(run)
     if alignment is not None:
-        options["align"] = alignment.summary()
+        options[alignment.kind] = alignment.summary()
     if ada is not None:
         from dataclasses import asdict
         options["adaround"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(ada).items()}

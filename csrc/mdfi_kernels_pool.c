@@ -1,0 +1,330 @@
+/* mdfi_kernels_pool.c -- the max pool and the upsample of mdfi_kernels.h (portable C, with
+ * AVX2 and AVX-512BW rows for 2x2 stride-2 pools of 8-bit maps, chosen at run time).
+ * Integer only; shared helpers in mdfi_kernels_impl.h. */
+#include "mdfi_kernels_impl.h"
+
+
+/* Typed max pool of one channel.  Border windows clip to the image (Darknet ignores taps
+ * outside it); the 2x2 stride-2 interior -- most of YOLO's pooling work -- takes a
+ * branch-free path the compiler vectorizes (as does 2x2 stride 1, YOLOv3-tiny's 13x13 pool). */
+/* 2x2 stride-2 windows of two 8-bit rows (r1 = r0: one row), outputs [0, n) with n <= w/2,
+ * 64 per step (AVX-512BW; the last step with masked loads and stores): the vertical max of
+ * 128 bytes of each row, then of each byte pair as 16-bit lanes (even bytes: the low one
+ * sign- or zero-extended, odd: the high one), packed back (the values fit, nothing
+ * saturates) and put back in order.  Reads only bytes < 2n of each row. */
+#if MDFI_KERNELS_X86
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+static void maxpool2_row8_avx512(const void *r0v, const void *r1v, void *ov, int32_t n, int is_signed)
+{
+    const uint8_t *r0 = (const uint8_t *)r0v, *r1 = (const uint8_t *)r1v;
+    uint8_t *o = (uint8_t *)ov;
+    const __m512i perm = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), lo8 = _mm512_set1_epi16(0x00ff);
+    for (int32_t j = 0; j < n; j += 64) {
+        const int32_t cnt = n - j >= 64 ? 64 : n - j, nb = 2 * cnt;
+        const __mmask64 k0 = nb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << nb) - 1);
+        const __mmask64 k1 = nb >= 128 ? ~(__mmask64)0 : nb > 64 ? (((__mmask64)1 << (nb - 64)) - 1) : 0;
+        const __m512i a0 = _mm512_maskz_loadu_epi8(k0, (const void *)(r0 + 2 * j));
+        const __m512i a1 = _mm512_maskz_loadu_epi8(k1, (const void *)(r0 + 2 * j + 64));
+        const __m512i b0 = _mm512_maskz_loadu_epi8(k0, (const void *)(r1 + 2 * j));
+        const __m512i b1 = _mm512_maskz_loadu_epi8(k1, (const void *)(r1 + 2 * j + 64));
+        __m512i p;
+        if (is_signed) {
+            const __m512i m0 = _mm512_max_epi8(a0, b0), m1 = _mm512_max_epi8(a1, b1);
+            const __m512i q0 = _mm512_max_epi16(_mm512_srai_epi16(_mm512_slli_epi16(m0, 8), 8), _mm512_srai_epi16(m0, 8));
+            const __m512i q1 = _mm512_max_epi16(_mm512_srai_epi16(_mm512_slli_epi16(m1, 8), 8), _mm512_srai_epi16(m1, 8));
+            p = _mm512_packs_epi16(q0, q1);
+        } else {
+            const __m512i m0 = _mm512_max_epu8(a0, b0), m1 = _mm512_max_epu8(a1, b1);
+            const __m512i q0 = _mm512_max_epu16(_mm512_and_si512(m0, lo8), _mm512_srli_epi16(m0, 8));
+            const __m512i q1 = _mm512_max_epu16(_mm512_and_si512(m1, lo8), _mm512_srli_epi16(m1, 8));
+            p = _mm512_packus_epi16(q0, q1);
+        }
+        const __mmask64 ks = cnt >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << cnt) - 1);
+        _mm512_mask_storeu_epi8((void *)(o + j), ks, _mm512_permutexvar_epi64(perm, p));
+    }
+}
+
+/* The AVX2 twin (simd 1): 32 outputs per step from 64 bytes of each row, the same vertical
+ * then pairwise maximum, packed back and put in order (vpermq); a last partial step is
+ * redone as the 32 outputs ending at n (overlapping outputs get the same values again).
+ * Rows of fewer than 32 outputs: returns 0 and the caller does the row in C.  Reads only
+ * bytes < 2n. */
+__attribute__((target("avx2")))
+static inline void maxpool2_step8_avx2(const uint8_t *r0, const uint8_t *r1, uint8_t *o, int is_signed)
+{
+    const __m256i a0 = _mm256_loadu_si256((const __m256i *)(const void *)r0);
+    const __m256i a1 = _mm256_loadu_si256((const __m256i *)(const void *)(r0 + 32));
+    const __m256i b0 = _mm256_loadu_si256((const __m256i *)(const void *)r1);
+    const __m256i b1 = _mm256_loadu_si256((const __m256i *)(const void *)(r1 + 32));
+    __m256i p;
+    if (is_signed) {
+        const __m256i m0 = _mm256_max_epi8(a0, b0), m1 = _mm256_max_epi8(a1, b1);
+        const __m256i q0 = _mm256_max_epi16(_mm256_srai_epi16(_mm256_slli_epi16(m0, 8), 8), _mm256_srai_epi16(m0, 8));
+        const __m256i q1 = _mm256_max_epi16(_mm256_srai_epi16(_mm256_slli_epi16(m1, 8), 8), _mm256_srai_epi16(m1, 8));
+        p = _mm256_packs_epi16(q0, q1);
+    } else {
+        const __m256i lo8 = _mm256_set1_epi16(0x00ff);
+        const __m256i m0 = _mm256_max_epu8(a0, b0), m1 = _mm256_max_epu8(a1, b1);
+        const __m256i q0 = _mm256_max_epu16(_mm256_and_si256(m0, lo8), _mm256_srli_epi16(m0, 8));
+        const __m256i q1 = _mm256_max_epu16(_mm256_and_si256(m1, lo8), _mm256_srli_epi16(m1, 8));
+        p = _mm256_packus_epi16(q0, q1);
+    }
+    _mm256_storeu_si256((__m256i *)(void *)o, _mm256_permute4x64_epi64(p, 0xD8));
+}
+
+__attribute__((target("avx2")))
+static int32_t maxpool2_row8_avx2(const void *r0v, const void *r1v, void *ov, int32_t n, int is_signed)
+{
+    const uint8_t *r0 = (const uint8_t *)r0v, *r1 = (const uint8_t *)r1v;
+    uint8_t *o = (uint8_t *)ov;
+    if (n < 32) return 0;
+    int32_t j = 0;
+    for (; j + 32 <= n; j += 32) maxpool2_step8_avx2(r0 + 2 * j, r1 + 2 * j, o + j, is_signed);
+    if (j < n) maxpool2_step8_avx2(r0 + 2 * (n - 32), r1 + 2 * (n - 32), o + n - 32, is_signed);
+    return n;
+}
+#endif
+
+/* dst = the maximum of the window rows ya..yb-1, columns xa..xb-1 of a plane of width w
+ * (a non-empty window; the portable pools and the AVX-512 pool's right edge). */
+#define MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, dst)                                       \
+    do {                                                                                     \
+        T best_ = (in)[(int64_t)(ya) * (w) + (xa)];                                          \
+        for (int32_t y_ = (ya); y_ < (yb); ++y_)                                             \
+            for (int32_t x_ = (xa); x_ < (xb); ++x_) {                                       \
+                const T v_ = (in)[(int64_t)y_ * (w) + x_];                                   \
+                best_ = v_ > best_ ? v_ : best_;                                             \
+            }                                                                                \
+        (dst) = best_;                                                                       \
+    } while (0)
+
+#if MDFI_KERNELS_X86
+/* A 2x2 stride-2 pool (no offset) of one 8-bit plane with the AVX-512BW rows: every output
+ * row takes maxpool2_row8_avx512 for its whole windows (a last single input row as both rows),
+ * a last window cut by the right edge (odd W with padding) the window maximum in C. */
+#define MDFI_MAXPOOL2_PLANE8(T, NAME, SIGNED)                                                 \
+static void NAME(const T *restrict in, int32_t h, int32_t w, T *restrict out, int32_t oh, int32_t ow) \
+{                                                                                            \
+    for (int32_t i = 0; i < oh; ++i) {                                                       \
+        const int32_t ya = 2 * i, yb = ya + 2 > h ? h : ya + 2;                              \
+        T *restrict orow = out + (int64_t)i * ow;                                            \
+        const int32_t full = w / 2 < ow ? w / 2 : ow;                                        \
+        maxpool2_row8_avx512(in + (int64_t)ya * w, in + (int64_t)(yb - 1) * w, orow, full, SIGNED); \
+        for (int32_t j = full; j < ow; ++j) {                                                \
+            const int32_t xa = 2 * j, xb = xa + 2 > w ? w : xa + 2;                          \
+            MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, orow[j]);                              \
+        }                                                                                    \
+    }                                                                                        \
+}
+MDFI_MAXPOOL2_PLANE8(uint8_t, maxpool2_u8_avx512, 0)
+MDFI_MAXPOOL2_PLANE8(int8_t, maxpool2_s8_avx512, 1)
+
+/* The same with the AVX2 rows (simd 1): 32 outputs per step, the rest of each row in C (full
+ * windows pairwise as in MDFI_MAXPOOL_PLANE, r1 = r0 for a last single row; a cut last window). */
+#define MDFI_MAXPOOL2_PLANE8_AVX2(T, NAME, SIGNED)                                            \
+static void NAME(const T *restrict in, int32_t h, int32_t w, T *restrict out, int32_t oh, int32_t ow) \
+{                                                                                            \
+    for (int32_t i = 0; i < oh; ++i) {                                                       \
+        const int32_t ya = 2 * i, yb = ya + 2 > h ? h : ya + 2;                              \
+        T *restrict orow = out + (int64_t)i * ow;                                            \
+        const int32_t full = w / 2 < ow ? w / 2 : ow;                                        \
+        const T *restrict r0 = in + (int64_t)ya * w, *restrict r1 = in + (int64_t)(yb - 1) * w; \
+        int32_t j = maxpool2_row8_avx2(r0, r1, orow, full, SIGNED);                          \
+        for (; j < full; ++j) {                                                              \
+            const T a = r0[2 * j] > r0[2 * j + 1] ? r0[2 * j] : r0[2 * j + 1];               \
+            const T b = r1[2 * j] > r1[2 * j + 1] ? r1[2 * j] : r1[2 * j + 1];               \
+            orow[j] = a > b ? a : b;                                                         \
+        }                                                                                    \
+        for (; j < ow; ++j) {                                                                \
+            const int32_t xa = 2 * j, xb = xa + 2 > w ? w : xa + 2;                          \
+            MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, orow[j]);                              \
+        }                                                                                    \
+    }                                                                                        \
+}
+MDFI_MAXPOOL2_PLANE8_AVX2(uint8_t, maxpool2_u8_avx2, 0)
+MDFI_MAXPOOL2_PLANE8_AVX2(int8_t, maxpool2_s8_avx2, 1)
+#endif
+
+#define MDFI_MAXPOOL_PLANE(T, NAME)                                                          \
+static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32_t stride,   \
+                 int32_t off, T *restrict out, int32_t oh, int32_t ow)                       \
+{                                                                                            \
+    for (int32_t i = 0; i < oh; ++i) {                                                       \
+        const int32_t y0 = off + i * stride;                                                 \
+        const int32_t ya = y0 < 0 ? 0 : y0;                                                  \
+        const int32_t yb = (y0 + size > h) ? h : y0 + size;                                  \
+        T *restrict orow = out + (int64_t)i * ow;                                            \
+        int32_t j = 0;                                                                       \
+        if (size == 2 && stride == 2 && off == 0 && yb - ya == 2) {                         \
+            const T *restrict r0 = in + (int64_t)ya * w, *restrict r1 = r0 + w;             \
+            const int32_t full = w / 2 < ow ? w / 2 : ow;                                    \
+            for (; j < full; ++j) {                                                          \
+                const T a = r0[2 * j] > r0[2 * j + 1] ? r0[2 * j] : r0[2 * j + 1];           \
+                const T b = r1[2 * j] > r1[2 * j + 1] ? r1[2 * j] : r1[2 * j + 1];           \
+                orow[j] = a > b ? a : b;                                                     \
+            }                                                                                \
+        } else if (size == 2 && stride == 1 && off == 0 && yb - ya == 2) {                  \
+            const T *restrict r0 = in + (int64_t)ya * w, *restrict r1 = r0 + w;             \
+            const int32_t full = w - 1 < ow ? w - 1 : ow;                                    \
+            for (; j < full; ++j) {                                                          \
+                const T a = r0[j] > r0[j + 1] ? r0[j] : r0[j + 1];                           \
+                const T b = r1[j] > r1[j + 1] ? r1[j] : r1[j + 1];                           \
+                orow[j] = a > b ? a : b;                                                     \
+            }                                                                                \
+        }                                                                                    \
+        for (; j < ow; ++j) {                                                                \
+            const int32_t x0 = off + j * stride;                                             \
+            const int32_t xa = x0 < 0 ? 0 : x0;                                              \
+            const int32_t xb = (x0 + size > w) ? w : x0 + size;                              \
+            if (ya >= yb || xa >= xb) { orow[j] = 0; continue; } /* excluded by the checks */ \
+            MDFI_WINDOW_MAX(T, in, w, ya, yb, xa, xb, orow[j]);                              \
+        }                                                                                    \
+    }                                                                                        \
+}
+MDFI_MAXPOOL_PLANE(uint8_t, maxpool_u8)
+MDFI_MAXPOOL_PLANE(int8_t, maxpool_s8)
+MDFI_MAXPOOL_PLANE(int16_t, maxpool_s16)
+
+
+/* ---------------------------------------------------------------------------------------
+ * Max pool: ranges of channels
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const void *in;
+    void *out;
+    int32_t type, h, w, size, stride, off, oh, ow;
+    int simd;                     /* 2: the AVX-512BW 2x2 stride-2 rows of 8-bit types, 1: AVX2 */
+} pool_ctx;
+
+static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
+{
+    const pool_ctx *p = (const pool_ctx *)vctx;
+    const int64_t in_plane = (int64_t)p->h * p->w, out_plane = (int64_t)p->oh * p->ow;
+#if MDFI_KERNELS_X86
+    if (p->simd == 2 && p->size == 2 && p->stride == 2 && p->off == 0 && p->type != MDFI_S16) {
+        for (int64_t k = k0; k < k1; ++k) {
+            if (p->type == MDFI_U8)
+                maxpool2_u8_avx512((const uint8_t *)p->in + k * in_plane, p->h, p->w,
+                                   (uint8_t *)p->out + k * out_plane, p->oh, p->ow);
+            else
+                maxpool2_s8_avx512((const int8_t *)p->in + k * in_plane, p->h, p->w,
+                                   (int8_t *)p->out + k * out_plane, p->oh, p->ow);
+        }
+        return;
+    }
+    /* AVX2 rows when a row has at least 32 windows (shorter rows: the portable plane, which GCC
+     * vectorizes; 16x416x416 0.106 -> 0.050 ms, 32x208x208 0.086 -> 0.031, 64x104x104 0.044 -> 0.022) */
+    if (p->simd == 1 && p->size == 2 && p->stride == 2 && p->off == 0 && p->type != MDFI_S16 && p->w >= 64) {
+        for (int64_t k = k0; k < k1; ++k) {
+            if (p->type == MDFI_U8)
+                maxpool2_u8_avx2((const uint8_t *)p->in + k * in_plane, p->h, p->w,
+                                 (uint8_t *)p->out + k * out_plane, p->oh, p->ow);
+            else
+                maxpool2_s8_avx2((const int8_t *)p->in + k * in_plane, p->h, p->w,
+                                 (int8_t *)p->out + k * out_plane, p->oh, p->ow);
+        }
+        return;
+    }
+#endif
+    for (int64_t k = k0; k < k1; ++k) {
+        switch (p->type) {
+        case MDFI_U8:
+            maxpool_u8((const uint8_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
+                       (uint8_t *)p->out + k * out_plane, p->oh, p->ow);
+            break;
+        case MDFI_S8:
+            maxpool_s8((const int8_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
+                       (int8_t *)p->out + k * out_plane, p->oh, p->ow);
+            break;
+        default:
+            maxpool_s16((const int16_t *)p->in + k * in_plane, p->h, p->w, p->size, p->stride, p->off,
+                        (int16_t *)p->out + k * out_plane, p->oh, p->ow);
+            break;
+        }
+    }
+}
+
+int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                    int32_t size, int32_t stride, int32_t pad,
+                    void *restrict out, int32_t oh, int32_t ow, const mdfi_kopts *opts)
+{
+    if (opts == NULL) opts = &mdfi_kopts_default;
+    if (mdfi_type_size(type) == 0 || type == MDFI_S32 || c < 1 || h < 1 || w < 1 || size < 1 ||
+        stride < 1 || pad < 0 || !valid_opts(opts))
+        return -1;
+    /* Darknet: out = (w + pad - size)/stride + 1; every window must hold a real tap. */
+    if (oh != (h + pad - size) / stride + 1 || ow != (w + pad - size) / stride + 1 || oh < 1 || ow < 1 ||
+        (pad + 1) / 2 > size - 1)
+        return -2;
+    /* C: -l.pad/2 truncates toward zero */
+    const pool_ctx p = {in, out, type, h, w, size, stride, -(pad / 2), oh, ow,
+                        opts->simd == 2 && mdfi_kernels_have_avx512bw() ? 2 : use_avx2(opts) ? 1 : 0};
+    const int64_t grain = 1 + 16384 / ((int64_t)h * w);          /* >= ~16K input elements */
+    mdfi_kpar_for(opts, c, grain, maxpool_range, &p);
+    return 0;
+}
+
+int mdfi_maxpool(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                 int32_t size, int32_t stride, int32_t pad,
+                 void *restrict out, int32_t oh, int32_t ow)
+{
+    return mdfi_maxpool_ex(in, type, c, h, w, size, stride, pad, out, oh, ow, NULL);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Upsample: ranges of input rows (channel * h + y); each becomes `stride` output rows
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const void *in;
+    void *out;
+    int32_t type, w, stride;
+} up_ctx;
+
+#define MDFI_UPSAMPLE_ROWS(T, NAME)                                                          \
+static void NAME(const T *restrict in, T *restrict out, int64_t r0, int64_t r1, int32_t w,    \
+                 int32_t stride)                                                             \
+{                                                                                            \
+    const int64_t ow = (int64_t)w * stride;                                                  \
+    for (int64_t r = r0; r < r1; ++r) {                                                      \
+        const T *restrict src = in + r * w;                                                  \
+        T *restrict dst = out + r * stride * ow;                                             \
+        if (stride == 2) {                                                                   \
+            for (int32_t x = 0; x < w; ++x) { dst[2 * x] = src[x]; dst[2 * x + 1] = src[x]; } \
+        } else {                                                                             \
+            for (int64_t x = 0; x < ow; ++x) dst[x] = src[x / stride];                       \
+        }                                                                                    \
+        for (int32_t k = 1; k < stride; ++k) memcpy(dst + k * ow, dst, (size_t)ow * sizeof(T)); \
+    }                                                                                        \
+}
+MDFI_UPSAMPLE_ROWS(uint8_t, upsample_u8)
+MDFI_UPSAMPLE_ROWS(int8_t, upsample_s8)
+MDFI_UPSAMPLE_ROWS(int16_t, upsample_s16)
+MDFI_UPSAMPLE_ROWS(int32_t, upsample_s32)
+
+static void upsample_range(const void *vctx, int64_t r0, int64_t r1)
+{
+    const up_ctx *u = (const up_ctx *)vctx;
+    switch (u->type) {
+    case MDFI_U8: upsample_u8(u->in, u->out, r0, r1, u->w, u->stride); break;
+    case MDFI_S8: upsample_s8(u->in, u->out, r0, r1, u->w, u->stride); break;
+    case MDFI_S16: upsample_s16(u->in, u->out, r0, r1, u->w, u->stride); break;
+    default: upsample_s32(u->in, u->out, r0, r1, u->w, u->stride); break;
+    }
+}
+
+int mdfi_upsample_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                     int32_t stride, void *restrict out, const mdfi_kopts *opts)
+{
+    if (opts == NULL) opts = &mdfi_kopts_default;
+    if (mdfi_type_size(type) == 0 || c < 1 || h < 1 || w < 1 || stride < 1 || !valid_opts(opts))
+        return -1;
+    const up_ctx u = {in, out, type, w, stride};
+    mdfi_kpar_for(opts, (int64_t)c * h, 1 + 8192 / ((int64_t)w * stride * stride), upsample_range, &u);
+    return 0;
+}
+
+int mdfi_upsample(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
+                  int32_t stride, void *restrict out)
+{
+    return mdfi_upsample_ex(in, type, c, h, w, stride, out, NULL);
+}

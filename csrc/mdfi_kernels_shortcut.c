@@ -1,0 +1,214 @@
+/* mdfi_kernels_shortcut.c -- the shortcut of mdfi_kernels.h (portable C, with AVX2 and
+ * AVX-512 bodies chosen at run time).  Integer only; arithmetic via mdfi_fixedpoint.h,
+ * shared helpers in mdfi_kernels_impl.h. */
+#include "mdfi_kernels_impl.h"
+
+/* ---------------------------------------------------------------------------------------
+ * Shortcut: ranges of elements
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const void *a, *b;
+    void *out;
+    int32_t a_type, b_type, out_type, da, db, s, mode, bits, act;
+    int64_t ma, mb;
+    int32_t simd;                 /* 1: AVX2, the aligned sum provably fits int32; 2: AVX-512,
+                                     int8 + int8 -> int8 and a shift of 1..31 as well; 3:
+                                     AVX-512, int8 + int8 -> int8, not leaky, a shift <= 0 or
+                                     a shift of 1 with da, db <= 1 */
+} shortcut_ctx;
+
+#if MDFI_KERNELS_X86
+/* s = (a << da) + (b << db) on int32 lanes: exact, the caller checked that it fits. */
+#define MDFI_SHORTCUT_AVX2(NAME, MODE, ACT)                                                  \
+KAVX2 static void NAME(const shortcut_ctx *k, int64_t i0, int64_t i1)                        \
+{                                                                                            \
+    mdfi_rq8_avx2 q;                                                                         \
+    mdfi_rq8_init_avx2(&q, k->s, MODE, k->bits, ACT);                                        \
+    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);              \
+    int64_t i = i0;                                                                          \
+    for (; i + 8 <= i1; i += 8) {                                                            \
+        const __m256i sum = _mm256_add_epi32(_mm256_sll_epi32(ld8(k->a, k->a_type, i), da),  \
+                                             _mm256_sll_epi32(ld8(k->b, k->b_type, i), db)); \
+        st8(k->out, k->out_type, i, mdfi_requantize8_avx2(sum, &q, MODE, ACT));              \
+    }                                                                                        \
+    for (; i < i1; ++i) {                                                                    \
+        const int64_t sum = load(k->a, k->a_type, i) * k->ma + load(k->b, k->b_type, i) * k->mb; \
+        store(k->out, k->out_type, i, mdfi_requantize(sum, k->s, MODE, k->bits, ACT));       \
+    }                                                                                        \
+}
+MDFI_SHORTCUT_AVX2(shortcut_avx2_0, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
+MDFI_SHORTCUT_AVX2(shortcut_avx2_1, MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY)
+MDFI_SHORTCUT_AVX2(shortcut_avx2_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
+MDFI_SHORTCUT_AVX2(shortcut_avx2_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
+MDFI_SHORTCUT_AVX2(shortcut_avx2_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
+MDFI_SHORTCUT_AVX2(shortcut_avx2_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
+
+/* int8 a, b -> int8 out on sixteen int32 lanes (mdfi_requantize16_i32_avx512: the formulas of
+ * the AVX2 twin), the tail with masked loads and stores. */
+#define MDFI_SHORTCUT_AVX512(NAME, MODE, ACT)                                                \
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))                       \
+static void NAME(const shortcut_ctx *k, int64_t i0, int64_t i1)                              \
+{                                                                                            \
+    mdfi_rq32_avx512 q;                                                                      \
+    mdfi_rq32_init_avx512(&q, k->s, MODE, k->bits);                                          \
+    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);              \
+    const int8_t *a = (const int8_t *)k->a, *b = (const int8_t *)k->b;                       \
+    int8_t *o = (int8_t *)k->out;                                                            \
+    for (int64_t i = i0; i < i1; i += 16) {                                                  \
+        const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1u); \
+        const __m512i va = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i))); \
+        const __m512i vb = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i))); \
+        const __m512i sum = _mm512_add_epi32(_mm512_sll_epi32(va, da), _mm512_sll_epi32(vb, db)); \
+        const __m512i r = mdfi_requantize16_i32_avx512(sum, &q, MODE, ACT);                  \
+        _mm_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi32_epi8(r));                   \
+    }                                                                                        \
+}
+MDFI_SHORTCUT_AVX512(shortcut_avx512_0, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
+MDFI_SHORTCUT_AVX512(shortcut_avx512_1, MDFI_ROUND_HALF_UP, MDFI_ACT_LEAKY)
+MDFI_SHORTCUT_AVX512(shortcut_avx512_2, MDFI_ROUND_HALF_UP, MDFI_ACT_RELU)
+MDFI_SHORTCUT_AVX512(shortcut_avx512_3, MDFI_ROUND_TRUNCATE, MDFI_ACT_LINEAR)
+MDFI_SHORTCUT_AVX512(shortcut_avx512_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
+MDFI_SHORTCUT_AVX512(shortcut_avx512_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
+
+/* int8 a, b -> int8 out, shift s <= 0, linear or relu (mdfi_requantize: sat(x * 2^-s) of the
+ * aligned sum x, |x| <= 2^24 after relu, clamped first to +-2^bits there).  The rounding mode
+ * plays no part.  da = db = s = 0: sat(a + b) is the saturating byte add (the sum lies in
+ * [-256, 254]; relu and the clamp to a narrower width commute with the saturation to 8 bits),
+ * 64 lanes per step.  Otherwise 16 int32 lanes: clamp to +-2^15 and shift left by min(-s, 15)
+ * -- every nonzero x that either clamp or the smaller shift changes saturates both ways, with
+ * the same sign, since |result| >= 2^15 > qmax(bits) for bits <= 16 -- then saturate. */
+/* s = 1 with da, db <= 1 (formats one bit apart), linear or relu: 64 byte lanes as well.
+ *   da = db = 0:  R((a + b) / 2): half_up floor((a + b + 1) / 2) is the unsigned byte average
+ *                 of a ^ 0x80 and b ^ 0x80, XOR 0x80; truncate subtracts 1 where a + b is odd
+ *                 ((a ^ b) & 1); both lie in [-128, 127].
+ *   db = 1:       R((a + 2b) / 2) = b + R(a / 2) (2b is even), R(a / 2) in [-64, 64] as above
+ *                 with b = 0; b + R(a / 2) in [-192, 191], saturated by the saturating add.
+ *   da = 1:       the same with a and b exchanged.
+ * relu: max(R(x / 2), 0) = R(max(x, 0) / 2); then the clamp to the output width. */
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+static void shortcut_avx512_half(const shortcut_ctx *k, int64_t i0, int64_t i1)
+{
+    const int8_t *a = (const int8_t *)(k->da == 1 ? k->b : k->a), *b = (const int8_t *)(k->da == 1 ? k->a : k->b);
+    const int both = k->da == 0 && k->db == 0;      /* else: b is the operand shifted by one */
+    const int trunc = k->mode == MDFI_ROUND_TRUNCATE, relu = k->act == MDFI_ACT_RELU;
+    int8_t *o = (int8_t *)k->out;
+    const __m512i lo = _mm512_set1_epi8((char)mdfi_qmin(k->bits)), hi = _mm512_set1_epi8((char)mdfi_qmax(k->bits));
+    const __m512i s80 = _mm512_set1_epi8((char)0x80), one = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+    for (int64_t i = i0; i < i1; i += 64) {
+        const __mmask64 m = i1 - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (i1 - i)) - 1);
+        const __m512i va = _mm512_maskz_loadu_epi8(m, (const void *)(a + i));
+        const __m512i vb = _mm512_maskz_loadu_epi8(m, (const void *)(b + i));
+        const __m512i c = both ? vb : zero;           /* the averaged partner of a */
+        __m512i r = _mm512_xor_si512(_mm512_avg_epu8(_mm512_xor_si512(va, s80), _mm512_xor_si512(c, s80)), s80);
+        if (trunc) r = _mm512_sub_epi8(r, _mm512_and_si512(_mm512_xor_si512(va, c), one));
+        if (!both) r = _mm512_adds_epi8(r, vb);
+        if (relu) r = _mm512_max_epi8(r, zero);
+        r = _mm512_min_epi8(_mm512_max_epi8(r, lo), hi);
+        _mm512_mask_storeu_epi8((void *)(o + i), m, r);
+    }
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+static void shortcut_avx512_left(const shortcut_ctx *k, int64_t i0, int64_t i1)
+{
+    const int8_t *a = (const int8_t *)k->a, *b = (const int8_t *)k->b;
+    int8_t *o = (int8_t *)k->out;
+    const int relu = k->act == MDFI_ACT_RELU;
+    if (k->da == 0 && k->db == 0 && k->s == 0) {
+        const __m512i lo = _mm512_set1_epi8((char)mdfi_qmin(k->bits)), hi = _mm512_set1_epi8((char)mdfi_qmax(k->bits));
+        const __m512i zero = _mm512_setzero_si512();
+        for (int64_t i = i0; i < i1; i += 64) {
+            const __mmask64 m = i1 - i >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (i1 - i)) - 1);
+            __m512i r = _mm512_adds_epi8(_mm512_maskz_loadu_epi8(m, (const void *)(a + i)),
+                                         _mm512_maskz_loadu_epi8(m, (const void *)(b + i)));
+            if (relu) r = _mm512_max_epi8(r, zero);
+            r = _mm512_min_epi8(_mm512_max_epi8(r, lo), hi);
+            _mm512_mask_storeu_epi8((void *)(o + i), m, r);
+        }
+        return;
+    }
+    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);
+    const __m128i lsh = _mm_cvtsi32_si128(-k->s < 15 ? -k->s : 15);
+    const __m512i lim_lo = _mm512_set1_epi32(-(1 << 15)), lim_hi = _mm512_set1_epi32(1 << 15);
+    const __m512i qmin = _mm512_set1_epi32(mdfi_qmin(k->bits)), qmax = _mm512_set1_epi32(mdfi_qmax(k->bits));
+    for (int64_t i = i0; i < i1; i += 16) {
+        const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1u);
+        const __m512i va = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i)));
+        const __m512i vb = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i)));
+        __m512i x = _mm512_add_epi32(_mm512_sll_epi32(va, da), _mm512_sll_epi32(vb, db));
+        if (relu) x = _mm512_max_epi32(x, _mm512_setzero_si512());
+        x = _mm512_sll_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lim_lo), lim_hi), lsh);
+        x = _mm512_min_epi32(_mm512_max_epi32(x, qmin), qmax);
+        _mm_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi32_epi8(x));
+    }
+}
+#endif
+
+static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
+{
+    const shortcut_ctx *k = (const shortcut_ctx *)vctx;
+#if MDFI_KERNELS_X86
+    typedef void (*fn)(const shortcut_ctx *, int64_t, int64_t);
+    if (k->simd == 3) {
+        if (k->s == 1) shortcut_avx512_half(k, i0, i1);
+        else shortcut_avx512_left(k, i0, i1);
+        return;
+    }
+    if (k->simd == 2) {
+        static const fn f[6] = {shortcut_avx512_0, shortcut_avx512_1, shortcut_avx512_2,
+                                shortcut_avx512_3, shortcut_avx512_4, shortcut_avx512_5};
+        f[k->mode * 3 + k->act](k, i0, i1);
+        return;
+    }
+    if (k->simd) {
+        static const fn f[6] = {shortcut_avx2_0, shortcut_avx2_1, shortcut_avx2_2,
+                                shortcut_avx2_3, shortcut_avx2_4, shortcut_avx2_5};
+        f[k->mode * 3 + k->act](k, i0, i1);
+        return;
+    }
+#endif
+    for (int64_t i = i0; i < i1; ++i) {
+        const int64_t sum = load(k->a, k->a_type, i) * k->ma + load(k->b, k->b_type, i) * k->mb;
+        store(k->out, k->out_type, i, mdfi_requantize(sum, k->s, k->mode, k->bits, k->act));
+    }
+}
+
+static int64_t type_max_abs(int32_t t)
+{
+    return t == MDFI_U8 ? 255 : (t == MDFI_S8 ? 128 : 32768);
+}
+
+int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
+                     const void *restrict b, int32_t b_type, int32_t fb, int64_t n,
+                     int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
+                     void *restrict out, int32_t out_type, const mdfi_kopts *opts)
+{
+    if (opts == NULL) opts = &mdfi_kopts_default;
+    if (mdfi_type_size(a_type) == 0 || mdfi_type_size(b_type) == 0 || a_type == MDFI_S32 ||
+        b_type == MDFI_S32 || !fits(out_type, bits) || bits > 16 || n < 0 || !valid_mode_act(mode, act) ||
+        !valid_opts(opts))
+        return -1;
+    const int32_t fm = fa > fb ? fa : fb;
+    const int32_t da = fm - fa, db = fm - fb, s = fm - out_frac;
+    if (da > 16 || db > 16 || s < MDFI_MIN_SHIFT || s > MDFI_MAX_SHIFT) return -2;
+    const int64_t ma = (int64_t)1 << da, mb = (int64_t)1 << db;   /* exact alignment factors */
+    const int fits32 = type_max_abs(a_type) * ma + type_max_abs(b_type) * mb <= (int64_t)INT32_MAX;
+    int32_t simd = use_avx2(opts) && fits32;
+    if (simd && opts->simd == 2 && a_type == MDFI_S8 && b_type == MDFI_S8 && out_type == MDFI_S8 &&
+        mdfi_kernels_have_avx512bw()) {
+        if (act != MDFI_ACT_LEAKY && (s <= 0 || (s == 1 && da <= 1 && db <= 1))) simd = 3;
+        else if (s >= 1 && s <= 31) simd = 2;
+    }
+    const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb, simd};
+    mdfi_kpar_for(opts, n, 32768, shortcut_range, &k);
+    return 0;
+}
+
+int mdfi_shortcut(const void *restrict a, int32_t a_type, int32_t fa,
+                  const void *restrict b, int32_t b_type, int32_t fb, int64_t n,
+                  int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
+                  void *restrict out, int32_t out_type)
+{
+    return mdfi_shortcut_ex(a, a_type, fa, b, b_type, fb, n, out_frac, mode, bits, act, out, out_type,
+                            NULL);
+}

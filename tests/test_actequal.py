@@ -1,0 +1,122 @@
+"""Activation-range equalization (mdfi/quant/actequal.py): the rescaled float network
+computes the same function, the factors respect their bounds, the method is recorded in
+the model file, the C engine equals the reference on the result, bad settings are refused.
+Small random networks only (no photos)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mdfi import fixedpoint as fp
+from mdfi.errors import FormatError
+from mdfi.quant import actequal, align, modelfile
+from mdfi.quant.quantize import input_to_u8, quantize_network
+
+from test_align import GRAPH, HEAD, _inputs, _net, _same_function
+
+
+@pytest.mark.parametrize("settings", ["", "bound=max,headroom=2,max_scale=16"])
+def test_equalized_network_computes_the_same_function(settings):
+    net = _net(HEAD + GRAPH)
+    xs = _inputs()
+    eq = actequal.prepare(net, settings, wbits=6, abits=6, inputs=xs)
+    assert sorted(eq.scales) == [0, 2, 4]                # layer 6 feeds the head: it keeps its scale
+    s = np.concatenate(list(eq.scales.values()))
+    st = eq.settings
+    assert np.all((s >= st.min_scale * (1 - 1e-9)) & (s <= st.max_scale * (1 + 1e-9)))
+    assert np.any(s > 1.05)                              # something was enlarged
+    assert _same_function(net, eq.network, _inputs(2, seed=9)) < 1e-5
+
+
+@pytest.mark.parametrize("bound", ["max", "mse"])
+def test_enlarged_channels_stay_inside_the_bound(bound):
+    from mdfi.quant.calibrate import choose_frac
+    net = _net(HEAD + GRAPH, seed=5)
+    xs = _inputs(3, seed=2)
+    stats = align.collect_inputs(net, xs)
+    for headroom in (1.0, 2.0):
+        eq = actequal.prepare(net, {"bound": bound, "headroom": headroom, "max_scale": 64}, wbits=6, abits=6,
+                              inputs=xs)
+        absmax = align.channel_absmax(net, xs)
+        for i, s in eq.scales.items():
+            r = absmax[i]
+            # the top of the 6-bit format holding the tensor's largest calibration value (max), or
+            # of the format the mse calibration chose for the original tensor (mse)
+            f = fp.max_frac(0.0, float(r.max()), 6) if bound == "max" else choose_frac(stats[i], 6, "mse")
+            top = fp.qmax(6) * 2.0 ** -f
+            up = s > 1.0
+            assert np.all(s[up] * r[up] <= top / headroom * (1 + 1e-9)), i
+        # the rescaled network's calibration maxima are the original ones times the factors
+        after = align.channel_absmax(eq.network, xs)
+        for i, s in eq.scales.items():
+            assert np.allclose(after[i], absmax[i] * s, rtol=1e-4), i
+
+
+def test_record_in_the_model_file_and_c_equals_reference(tmp_path):
+    net = _net(HEAD + GRAPH, seed=4)
+    xs = _inputs(2)
+    qm = quantize_network(net, wbits=6, abits=6, per_channel=True, act_equalize=True, calib_inputs=xs,
+                          cfg_text=HEAD + GRAPH, layer_wbits={0: 8})
+    recs = {i: ql.method["actequal"] for i, ql in enumerate(qm.layers)
+            if (getattr(ql, "method", None) or {}).get("actequal")}
+    assert recs == {0: "mse", 2: "mse", 4: "mse"}
+    modelfile.save(qm, tmp_path / "a.mdfi")
+    back = modelfile.load(tmp_path / "a.mdfi")
+    assert [getattr(ql, "method", None) for ql in back.layers] == [getattr(ql, "method", None) for ql in qm.layers]
+    opt = back.options["actequal"]
+    assert opt["bound"] == "mse" and opt["layers"] == [0, 2, 4] and opt["abits"] == 6
+    assert "align" not in back.options
+    from mdfi.cli.info import info_table
+    assert "actequal mse" in info_table(back)
+    x = input_to_u8(_inputs(1, seed=7)[0])
+    ref = qm.forward_ref(x)
+    from mdfi.engine import FixedEngine
+    try:
+        eng = FixedEngine(back, "c", threads=1)
+    except Exception as e:                                    # pragma: no cover - extension not built
+        pytest.skip(f"C engine not available: {e}")
+    out = eng.run(x)
+    for i in range(len(qm.layers)):
+        if out[i] is not None and qm.layers[i].kind != "yolo":
+            assert np.array_equal(out[i], ref[i]), i
+
+
+def test_bad_settings_are_refused():
+    net = _net(HEAD + GRAPH)
+    xs = _inputs(1)
+    kw = dict(wbits=6, abits=6, cfg_text="x", calib_inputs=xs)
+    with pytest.raises(FormatError, match="unknown settings"):
+        quantize_network(net, per_channel=True, act_equalize="headroom=2,colour=red", **kw)
+    with pytest.raises(FormatError, match="bound='median'"):
+        quantize_network(net, per_channel=True, act_equalize={"bound": "median"}, **kw)
+    with pytest.raises(FormatError, match="headroom >= 1"):
+        quantize_network(net, per_channel=True, act_equalize="headroom=0.5", **kw)
+    with pytest.raises(FormatError, match="not a number"):
+        quantize_network(net, per_channel=True, act_equalize="max_scale=big", **kw)
+    with pytest.raises(FormatError, match="per-channel"):
+        quantize_network(net, per_channel=False, act_equalize=True, **kw)
+    with pytest.raises(FormatError, match="calibration images"):
+        quantize_network(net, wbits=6, per_channel=True, act_equalize=True, cfg_text="x")
+    with pytest.raises(FormatError, match="not both"):
+        quantize_network(net, per_channel=True, act_equalize=True, align="mse", **kw)
+    eq = actequal.prepare(net, None, wbits=6, abits=6, inputs=xs)
+    with pytest.raises(FormatError, match="other weight widths"):
+        quantize_network(net, per_channel=True, act_equalize=eq, **dict(kw, wbits=4))
+    from mdfi.layers.convolutional import check_method
+    with pytest.raises(FormatError, match="unknown actequal method"):
+        check_method({"actequal": "fit"}, 3)
+
+
+def test_cli_refuses_bad_act_equalize_before_heavy_work(tmp_path, capsys):
+    from mdfi.cli import main
+    out = tmp_path / "m.mdfi"
+    rc = main(["quantize", "--model", "yolov3-tiny", "--act-equalize", "-o", str(out)])
+    assert rc == 2 and "--act-equalize needs calibration images (--calib DIR)" in capsys.readouterr().err
+    rc = main(["quantize", "--model", "yolov3-tiny", "--act-equalize", "headroom=x", "--calib", str(tmp_path),
+               "-o", str(out)])
+    assert rc == 2 and "act_equalize: headroom='x' is not a number" in capsys.readouterr().err
+    rc = main(["quantize", "--model", "yolov3-tiny", "--act-equalize", "--align", "mse", "--calib", str(tmp_path),
+               "-o", str(out)])
+    assert rc == 2 and "not both" in capsys.readouterr().err
+    assert not out.exists()
