@@ -245,16 +245,19 @@ def equalization_scales(network, *, wbits: int, layer_wbits=None, abits: int, la
             np.add.at(g, cs, rd.energy[qs])
             cols.append((rd, qs, cs))
         sg = grid[None, :]
-        act = np.minimum(step_a ** 2 / 12.0, sg ** 2 * mc[:, None]) / sg ** 2                 # (M, S)
-        p = np.exp2(np.ceil(np.log2(np.maximum(sg * np.where(live, t_own, 1.0)[:, None], 1e-300))))
-        own = (p / sg) ** 2 / 12.0 * power_in
-        fixed_cost = g[:, None] * (act + own)                                                 # (M, S)
+        t_live = np.where(live, t_own, 1.0)
+
+        def act_own(sv, mcv, tv):
+            """Per channel at factor ``sv``: activation rounding + L's own weight rounding
+            (original units, before the readers' column energy)."""
+            p = np.exp2(np.ceil(np.log2(np.maximum(sv * tv, 1e-300))))
+            return np.minimum(step_a ** 2 / 12.0, sv ** 2 * mcv) / sv ** 2 + (p / sv) ** 2 / 12.0 * power_in
+
+        fixed_cost = g[:, None] * act_own(sg, mc[:, None], t_live[:, None])                   # (M, S)
 
         def total(s):
             scales[i] = s
-            tot = float((g * (np.minimum(step_a ** 2 / 12.0, s ** 2 * mc) / s ** 2 +
-                              (np.exp2(np.ceil(np.log2(np.maximum(s * np.where(live, t_own, 1.0), 1e-300)))) / s) ** 2
-                              / 12.0 * power_in)).sum())
+            tot = float((g * act_own(s, mc, t_live)).sum())
             return tot + sum(rd.weight_noise(rd.factors(scales)) for rd in readers_of[i])
 
         s = np.ones(m)
