@@ -68,7 +68,11 @@ def test_record_in_the_model_file_and_c_equals_reference(tmp_path):
     assert opt["bound"] == "mse" and opt["layers"] == [0, 2, 4] and opt["abits"] == 6
     assert "align" not in back.options
     from mdfi.cli.info import info_table
-    assert "actequal mse" in info_table(back)
+    text = info_table(back)
+    assert "actequal mse" in text
+    line = [ln for ln in text.splitlines() if ln.startswith("cross-layer rescaling:")]
+    assert len(line) == 1 and "activation-range equalization (bound mse, headroom 1, max_scale 4" in line[0]
+    assert f"{opt['channels']} channels of 3 layers, {opt['channels_up']} enlarged" in line[0]
     x = input_to_u8(_inputs(1, seed=7)[0])
     ref = qm.forward_ref(x)
     from mdfi.engine import FixedEngine
@@ -120,3 +124,18 @@ def test_cli_refuses_bad_act_equalize_before_heavy_work(tmp_path, capsys):
                "-o", str(out)])
     assert rc == 2 and "not both" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("bad", [[1, 2], {"bound": ["x"]}, {"bound": "a\x1b[2J"}, {"bad key": 1},
+                                 {"scale_max": float("nan")}, {"layers": [0, "1"]}])
+def test_hostile_rescaling_summary_is_a_load_error(tmp_path, bad):
+    """`mdfi info` prints options.actequal / options.align: a header whose summary is not
+    names to numbers, printable texts or layer lists is refused at load with one line."""
+    net = _net(HEAD + GRAPH, seed=4)
+    qm = quantize_network(net, wbits=8, abits=8, per_channel=True, cfg_text=HEAD + GRAPH)
+    for key in ("actequal", "align"):
+        qm.options[key] = bad
+        modelfile.save(qm, tmp_path / "h.mdfi")
+        with pytest.raises(modelfile.ModelFileError, match=f"h.mdfi.*options: {key} is not a summary"):
+            modelfile.load(tmp_path / "h.mdfi")
+        del qm.options[key]

@@ -74,6 +74,16 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
                  f"rounding {o.get('rounding')}, input {qm.input_fmt.ap_type()}; formats: {o.get('formats_source')}"
                  + "".join(f", {k.replace('_', ' ')} {v:g}{' %' if k == 'clip_budget' else ''}"
                            for k, v in sorted((o.get("act_options") or {}).items())))
+    for kind, what in (("align", "mantissa alignment"), ("actequal", "activation-range equalization")):
+        d = o.get(kind)
+        if isinstance(d, dict):
+            layers = d.get("layers") if isinstance(d.get("layers"), list) else []
+            settings = ", ".join(f"{k} {v:g}" if type(v) in (int, float) else f"{k} {v}" for k, v in d.items()
+                                 if k not in ("layers", "channels", "channels_up", "channels_down")
+                                 and type(v) in (int, float, str))
+            lines.append(f"cross-layer rescaling: {what} ({settings}): {d.get('channels', '?')} channels of "
+                         f"{len(layers)} layers, {d.get('channels_up', '?')} enlarged, "
+                         f"{d.get('channels_down', '?')} reduced (folded into the float weights before quantization)")
     widths = sorted({ql.wbits for ql in qm.layers if ql.kind == "convolutional"})
     if len(widths) > 1:
         lines.append("mixed precision: weight widths " + ", ".join(

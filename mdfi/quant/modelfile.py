@@ -30,6 +30,7 @@ against the cfg before building anything, and reports problems as
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import zlib
@@ -233,6 +234,18 @@ def _check_options(spath: str, options: dict) -> None:
             isinstance(k, str) and k.isidentifier() and len(k) <= 40 and type(v) in (int, float)
             for k, v in ao.items())):
         raise _fail(spath, "options: act_options is not a map of option name to number")
+    for key in ("align", "actequal"):            # cross-layer rescaling summaries (mdfi info prints them)
+        v = options.get(key)
+        if v is None:
+            continue
+        ok = isinstance(v, dict) and len(v) <= 32
+        for k, x in (v.items() if ok else ()):
+            ok = ok and isinstance(k, str) and k.isidentifier() and len(k) <= 40 and (
+                (type(x) in (int, float) and math.isfinite(x))
+                or (isinstance(x, str) and x.isprintable() and len(x) <= 200)
+                or (isinstance(x, list) and len(x) <= 10_000 and all(type(i) is int for i in x)))
+        if not ok:
+            raise _fail(spath, f"options: {key} is not a summary of names to numbers, texts or layer lists")
     for key in ("rounding", "formats_source", "darknet_reason"):
         v = options.get(key)
         if v is not None and not (isinstance(v, str) and v.isprintable() and len(v) <= 4096):
