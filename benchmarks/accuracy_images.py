@@ -123,6 +123,24 @@ def variants(img: Image.Image):
         yield tag, img.crop(box).resize((w, h), Image.Resampling.BILINEAR)
 
 
+
+def calibration_photos(dirs, crops: bool = False):
+    """RGB arrays of every photo in ``dirs`` (calibrate.list_images order) with its mirror
+    image, or with ``crops`` all six :func:`variants` of it (mirror and four 75 % corner crops
+    scaled back up): the calibration inputs of the accuracy benchmarks, before each model's
+    own pre-processing."""
+    from mdfi.image import load_image
+    from mdfi.quant import calibrate
+    for d in dirs:
+        for p in calibrate.list_images(d):
+            rgb = load_image(p)
+            vs = [rgb, rgb[:, ::-1]]
+            if crops:
+                vs = [np.asarray(im.convert("RGB")) for _, im in variants(Image.fromarray(rgb))]
+            for v in vs:
+                yield np.ascontiguousarray(v)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:

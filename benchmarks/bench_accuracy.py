@@ -91,22 +91,10 @@ def calib_inputs(network, sets: str, crops: bool = False, extra=()):
     """Letterboxed inputs of the calibration photos and their mirror images (``crops``: also
     the four 75 % corner crops of accuracy_images.variants, six inputs per photo).  ``extra``:
     more calibration folders (e.g. person_images.py's ``calib4``), each photo treated the same."""
-    import numpy as np
-    from PIL import Image
-    from mdfi.quant import calibrate
-    from mdfi.image import load_image
     from mdfi.preprocess import image_to_input
     import accuracy_images
-    xs = []
-    for d in [os.path.join(sets, "calib"), *extra]:
-        for p in calibrate.list_images(d):
-            rgb = load_image(p)
-            vs = [rgb, rgb[:, ::-1]]
-            if crops:
-                vs = [np.asarray(im.convert("RGB")) for _, im in accuracy_images.variants(Image.fromarray(rgb))]
-            for v in vs:
-                xs.append(image_to_input(np.ascontiguousarray(v), network.width, network.height))
-    return xs
+    return [image_to_input(v, network.width, network.height)
+            for v in accuracy_images.calibration_photos([os.path.join(sets, "calib"), *extra], crops)]
 
 
 def adaround_settings(text):

@@ -99,24 +99,11 @@ def parse_config(tag: str):
 def calib_inputs(network, dirs, crops: bool = False):
     """Network inputs (as the model's Darknet makes them) of the calibration photos and their
     mirror images (``crops``: also the four 75 % corner crops)."""
-    import numpy as np
-    from PIL import Image
-    from mdfi.quant import calibrate
-    from mdfi.image import load_image
     from mdfi.preprocess import network_input
     import accuracy_images
     if isinstance(dirs, str):
         dirs = [dirs]
-    xs = []
-    for d in dirs:
-        for p in calibrate.list_images(d):
-            rgb = load_image(p)
-            vs = [rgb, rgb[:, ::-1]]
-            if crops:
-                vs = [np.asarray(im.convert("RGB")) for _, im in accuracy_images.variants(Image.fromarray(rgb))]
-            for v in vs:
-                xs.append(network_input(np.ascontiguousarray(v), network))
-    return xs
+    return [network_input(v, network) for v in accuracy_images.calibration_photos(dirs, crops)]
 
 
 def conv_macs(network) -> dict:
@@ -204,14 +191,13 @@ def main(argv=None) -> int:
     if (args.head_error or args.greedy_abits) and splits[0] == "test":
         ap.error("--head-error / --greedy-abits choose things: not on test")
 
-    import numpy as np
     from mdfi.quant import calibrate
     from mdfi.eval import evaluate
     from mdfi import zoo
     from mdfi.engine import FixedEngine
     from mdfi.model import Model
     from mdfi.darknet.network import Network
-    from mdfi.quant.formats import HeadObjective, choose_decisions, decisions_to_kwargs
+    from mdfi.quant.formats import HeadObjective, choose_decisions
     from mdfi.quant.quantize import quantize_network, input_to_u8
     from mdfi.darknet.weights import load_weights
     from mdfi.cli.common import layer_bits_arg
