@@ -11,9 +11,9 @@ import pytest
 from mdfi import fixedpoint as fp
 from mdfi.errors import FormatError
 from mdfi.quant import actequal, align, modelfile
-from mdfi.quant.quantize import input_to_u8, quantize_network
+from mdfi.quant.quantize import quantize_network
 
-from test_align import GRAPH, HEAD, _inputs, _net, _same_function
+from test_align import GRAPH, HEAD, _inputs, _net, _same_function, assert_c_equals_reference
 
 
 @pytest.mark.parametrize("settings", ["", "bound=max,headroom=2,max_scale=16"])
@@ -73,17 +73,7 @@ def test_record_in_the_model_file_and_c_equals_reference(tmp_path):
     line = [ln for ln in text.splitlines() if ln.startswith("cross-layer rescaling:")]
     assert len(line) == 1 and "activation-range equalization (bound mse, headroom 1, max_scale 4" in line[0]
     assert f"{opt['channels']} channels of 3 layers, {opt['channels_up']} enlarged" in line[0]
-    x = input_to_u8(_inputs(1, seed=7)[0])
-    ref = qm.forward_ref(x)
-    from mdfi.engine import FixedEngine
-    try:
-        eng = FixedEngine(back, "c", threads=1)
-    except Exception as e:                                    # pragma: no cover - extension not built
-        pytest.skip(f"C engine not available: {e}")
-    out = eng.run(x)
-    for i in range(len(qm.layers)):
-        if out[i] is not None and qm.layers[i].kind != "yolo":
-            assert np.array_equal(out[i], ref[i]), i
+    assert_c_equals_reference(qm, back)
 
 
 def test_bad_settings_are_refused():

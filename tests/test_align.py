@@ -146,6 +146,12 @@ def test_method_record_survives_save_load_and_c_equals_reference(tmp_path):
     assert back.options["align"]["step"] == "mse" and back.options["align"]["layers"] == [0, 2, 4]
     from mdfi.cli.info import info_table
     assert "align mse/fit" in info_table(back)
+    assert_c_equals_reference(qm, back)
+
+
+def assert_c_equals_reference(qm, back):
+    """The C engine on ``back`` (``qm`` saved and loaded) gives every layer of ``qm``'s NumPy
+    reference exactly, on one random photo-like input."""
     x = input_to_u8(_inputs(1, seed=7)[0])
     ref = qm.forward_ref(x)
     from mdfi.engine import FixedEngine
