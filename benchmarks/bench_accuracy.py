@@ -114,8 +114,10 @@ def adaround_settings(text):
 
 
 def model_key(args, tag, extra_dirs, wide) -> str:
-    """Everything that makes a benchmark model what it is (for --model-dir)."""
-    return json.dumps({"tag": tag, "method": args.method, "layer_abits": args.layer_abits, "align": args.align,
+    """Everything that makes a benchmark model what it is (for --model-dir).  Options added
+    later enter the key only when given, so the models saved before them keep their keys."""
+    later = {"gain_correction": args.gain_correction} if args.gain_correction else {}
+    return json.dumps({**later, "tag": tag, "method": args.method, "layer_abits": args.layer_abits, "align": args.align,
                        "align_direction": args.align_direction, "act_equalize": args.act_equalize,
                        "calib_extra": [os.path.abspath(d) for d in extra_dirs], "calib_crops": args.calib_crops,
                        "adaround": adaround_settings(args.adaround) if args.method == "adaround" else None,
@@ -162,6 +164,8 @@ def build_model(args, network, names, calib, xs, w, a, wide, lw, opts):
                      bias_correction="empirical", calib_inputs=xs)
         if args.method == "adaround":
             final["adaround"] = adaround_settings(args.adaround)
+        if args.gain_correction:
+            final["gain_correction"] = args.gain_correction
         al = None
         if args.align:
             from mdfi.quant.align import prepare
@@ -258,6 +262,9 @@ def main(argv=None) -> int:
                     help="save every model built here (a .mdfi named by the method, widths and calibration "
                          "options) and load it instead of building it again when it is there, e.g. to evaluate "
                          "on test, once, the model chosen on val/val4")
+    ap.add_argument("--gain-correction", choices=("asym", "gain"), default=None,
+                    help="gptq/nearest-data: round towards the float network's output from the quantized inputs "
+                         "(asym: least-squares weights, GPTAQ; gain: per-channel slope, re-round w/g)")
     ap.add_argument("--head-refine", default=None, metavar="S[@T]",
                     help="data-driven methods: after building (or loading) each model, measure again the mean "
                          "error of the objectness and best-class logits at the calibration inputs' object cells "
@@ -293,6 +300,8 @@ def main(argv=None) -> int:
     if (extra_dirs or args.calib_crops) and (args.method not in ("gptq", "adaround", "nearest-data")
                                              or args.make_decisions):
         ap.error("--calib-extra / --calib-crops: with --method gptq, adaround or nearest-data only")
+    if args.gain_correction and args.method not in ("gptq", "nearest-data"):
+        ap.error("--gain-correction: with --method gptq or nearest-data only")
     refine = None
     if args.head_refine:
         if args.method not in ("gptq", "adaround", "nearest-data"):
@@ -359,6 +368,8 @@ def main(argv=None) -> int:
             tag += f"/al-{args.align}-{args.align_direction}"
         if args.act_equalize is not None:
             tag += "/ae"
+        if args.gain_correction:
+            tag += f"/gc-{args.gain_correction}"
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
         if (args.align or args.act_equalize is not None) and args.method not in ("gptq", "adaround", "nearest-data"):
             raise SystemExit("--align, --act-equalize: with --method gptq, adaround or nearest-data only")

@@ -287,11 +287,14 @@ def parse_activation(sec, default: str, darknet: str = "pjreddie", layer_kind: s
 #: * ``actequal`` (likewise): activation-range equalization, the tensor format that bounded
 #:   the channels' ranges, ``max`` or ``mse`` (:mod:`mdfi.quant.actequal`; its settings are in
 #:   the model options).
+#: * ``gain`` (only on layers rounded with a gain correction, :mod:`mdfi.quant.gaincorr`):
+#:   ``asym`` (towards the least-squares weights that reproduce the float network's output
+#:   from the quantized inputs) or ``gain`` (``w / g``, ``g`` the channel's measured slope).
 METHOD_KEYS = {"weights": ("nearest", "gptq", "adaround"), "weight_format": ("max", "mse"),
                "bias": ("nearest", "analytic", "empirical"),
                "align": tuple(f"{s}/{d}" for s in ("max", "mse", "output")
                          for d in ("fit", "keep", "nearest", "down")),
-               "actequal": ("max", "mse")}
+               "actequal": ("max", "mse"), "gain": ("asym", "gain")}
 
 
 def check_method(method, index: int):

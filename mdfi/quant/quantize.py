@@ -147,7 +147,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      bias_shifts: Optional[Mapping[int, np.ndarray]] = None,
                      unify_routes: bool = True, adaround: Optional[Mapping] = None,
                      align=None, align_direction: str = "fit", act_equalize=None,
-                     act_options: Optional[Mapping[str, Any]] = None) -> QuantizedModel:
+                     act_options: Optional[Mapping[str, Any]] = None,
+                     gain_correction: Optional[str] = None) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
@@ -195,6 +196,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     narrow per-tensor activation formats; the same requirements and effects as ``align``
     (not both).
 
+    ``gain_correction`` (opt-in, needs ``calib_inputs``; with ``weight_rounding`` ``"nearest"``
+    or ``"gptq"``): ``"asym"`` rounds every convolution towards the least-squares weights
+    that reproduce the float network's output from the quantized network's inputs
+    (asymmetric calibration, GPTAQ), ``"gain"`` re-rounds ``w / g`` with ``g`` each output
+    channel's measured slope of quantized on float output (:mod:`mdfi.quant.gaincorr`).
+    Recorded per layer (``method["gain"]``) and in the options.
+
     ``act_options``: options of ``act_method`` when formats are chosen from statistics
     (:func:`mdfi.quant.calibrate.choose_frac`, e.g. ``{"clip_budget": 0.03}`` for ``"mse"``);
     recorded in the model's options.
@@ -224,6 +232,11 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         raise FormatError(f"bias_correction={bias_correction!r}: expected True, False, 'auto' or 'empirical'")
     if weight_rounding not in WEIGHT_ROUNDINGS:
         raise FormatError(f"weight_rounding={weight_rounding!r}: expected one of {', '.join(WEIGHT_ROUNDINGS)}")
+    from .gaincorr import check as check_gain
+    gain_correction = check_gain(gain_correction)
+    if gain_correction is not None and weight_rounding == "adaround":
+        raise FormatError("gain_correction with weight_rounding='adaround': AdaRound already targets the float "
+                          "network's output from the quantized inputs; use 'nearest' or 'gptq'")
     ada = None
     if weight_rounding == "adaround":
         from .adaround import settings_from
@@ -246,10 +259,10 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                                           abits=abits, layer_abits=layer_abits, per_channel=per_channel,
                                           inputs=calib_inputs, progress=progress)
         network, calib = alignment.network, alignment.calib
-    needs_data = bias_correction == "empirical" or weight_rounding != "nearest"
+    needs_data = bias_correction == "empirical" or weight_rounding != "nearest" or gain_correction is not None
     if needs_data and not calib_inputs:
         raise FormatError(f"bias_correction={bias_correction!r} / weight_rounding={weight_rounding!r} "
-                          f"need calibration images (calib_inputs)")
+                          f"/ gain_correction={gain_correction!r} need calibration images (calib_inputs)")
     run = None
     if needs_data:
         from .sequential import CalibRun
@@ -303,7 +316,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                 ql.method = dict(ql.method, **{alignment.kind: alignment.record})
             if run is not None or (bias_shifts and i in bias_shifts):
                 ql = _refine_conv(layer, ql, run, in_scale, weight_rounding, bias_correction,
-                                  None if not bias_shifts else bias_shifts.get(i), rounding=mode, adaround=ada)
+                                  None if not bias_shifts else bias_shifts.get(i), rounding=mode, adaround=ada,
+                                  gain_correction=gain_correction)
         elif layer.kind == "shortcut":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
@@ -334,6 +348,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         options["act_options"] = act_options
     if run is not None:
         options["calib_inputs"] = len(run)
+    if gain_correction is not None:
+        options["gain_correction"] = gain_correction
     if alignment is not None:
         options[alignment.kind] = alignment.summary()
     if ada is not None:
@@ -386,14 +402,28 @@ def unify_route_formats(network: Network, act_fracs: Mapping[int, int], layer_ab
 
 
 def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_correction,
-                 recorded_shift, *, rounding: str, adaround=None):
+                 recorded_shift, *, rounding: str, adaround=None, gain_correction=None):
     """Re-choose a convolution's integers on calibration data (``run``) or with recorded
-    bias shifts: GPTQ or AdaRound weight rounding, then empirical bias correction."""
+    bias shifts: GPTQ or AdaRound weight rounding (with a gain correction if asked), then
+    empirical bias correction."""
     w, b = layer.folded_float_params()
     m = layer.filters
     w = (w * in_scale).reshape(m, -1)
     w_q, method = ql.weights.reshape(m, -1), dict(ql.method or {})
-    if run is not None and weight_rounding == "gptq":
+    if run is not None and gain_correction is not None:
+        from .gaincorr import correct_layer, nearest_round
+        from .gptq import DAMP, gptq_round
+        if weight_rounding == "gptq":
+            def round_fn(t, h):
+                return gptq_round(t, ql.w_frac, ql.wbits, h)
+        else:
+            def round_fn(t, h):
+                return nearest_round(t, ql.w_frac, ql.wbits)
+        w_q = correct_layer(gain_correction, layer, run, w, ql.w_frac, ql.in_fmt.frac, 1.0 / in_scale, round_fn,
+                            damp=DAMP, progress=run.progress)
+        method["weights"] = weight_rounding
+        method["gain"] = gain_correction
+    elif run is not None and weight_rounding == "gptq":
         from .gptq import gptq_layer
         w_q = gptq_layer(layer, run, w, ql.w_frac, ql.wbits)
         method["weights"] = "gptq"
