@@ -67,6 +67,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             or args.size_budget is not None) and not args.calib:
         raise MDFIError("--weight-rounding gptq/adaround, --bias-correction empirical and --size-budget need "
                         "calibration images (--calib DIR)")
+    if args.gain_correction is not None:
+        if not args.calib:
+            raise MDFIError("--gain-correction needs calibration images (--calib DIR): the float and the quantized "
+                            "network are compared on them")
+        if args.weight_rounding == "adaround":
+            raise MDFIError("--gain-correction with --weight-rounding adaround: AdaRound already targets the float "
+                            "network's output (use nearest or gptq)")
     if args.size_budget is not None and args.layer_wbits:
         raise MDFIError("give --size-budget (chooses the weight widths) or --layer-wbits, not both")
     if args.clip_budget is not None:
@@ -120,12 +127,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     print(f"mdfi quantize: {how}", file=sys.stderr)
     cfg_text = read_cfg_text(network.path)
     bias = {"auto": "auto", "empirical": "empirical", "on": True, "off": False}[args.bias_correction]
-    data_methods = args.weight_rounding != "nearest" or bias == "empirical" or args.size_budget is not None
+    data_methods = (args.weight_rounding != "nearest" or bias == "empirical" or args.size_budget is not None
+                    or args.gain_correction is not None)
     kw = {}
     if args.align:
         kw.update(align=args.align, align_direction=args.align_direction)
     if args.act_equalize is not None:
         kw["act_equalize"] = args.act_equalize
+    if args.gain_correction is not None:
+        kw["gain_correction"] = args.gain_correction
     rescale = bool(args.align) or args.act_equalize is not None
     if data_methods or rescale:
         kw["calib_inputs"] = calibrate.load_inputs(network, args.calib)
@@ -376,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround"), default="nearest",
                    help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
                         "up/down rounding learned per layer on them (minutes each; docs/quantization.md)")
+    q.add_argument("--gain-correction", choices=("asym", "gain"), default=None,
+                   help="round every convolution towards the float network's output from the quantized network's "
+                        "inputs, so that the gain lost per layer does not compound (opt-in, needs --calib; with "
+                        "--weight-rounding nearest or gptq): asym: least-squares target weights (asymmetric "
+                        "calibration, GPTAQ); gain: per-channel measured slope, re-round w/g (docs/quantization.md)")
     q.add_argument("--bias-correction", choices=("auto", "empirical", "on", "off"), default="auto",
                    help="empirical: cancel the mean error per channel measured on the --calib images; "
                         "auto: the analytic correction for weights of 6 bits or fewer")

@@ -29,6 +29,7 @@ def _method(ql) -> str:
         return "?"                       # a file written before MDFI recorded it
     al = f" align {m['align']}" if m.get("align") else ""
     al += f" actequal {m['actequal']}" if m.get("actequal") else ""
+    al += f" gain {m['gain']}" if m.get("gain") else ""
     return f"{m.get('weights', '?')}/{m.get('bias', '?')}{al}"
 
 
@@ -97,6 +98,9 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
                      f"weights as listed): {qm.describe()}")
     lines.append("rounding/bias: how each layer's integers were chosen (nearest, gptq or adaround weights; bias nearest, "
                  "analytic or empirical correction; ? = not recorded)")
+    if o.get("gain_correction"):
+        lines.append(f"gain correction: {o['gain_correction']} (weights rounded towards the float network's output "
+                     f"from the quantized inputs; the layers marked 'gain {o['gain_correction']}')")
     size = f"parameters {param_bytes:,} bytes at their declared widths"
     if file_bytes is not None:
         size += f"; model file {file_bytes:,} bytes"

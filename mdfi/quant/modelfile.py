@@ -246,6 +246,11 @@ def _check_options(spath: str, options: dict) -> None:
                 or (isinstance(x, list) and len(x) <= 10_000 and all(type(i) is int for i in x)))
         if not ok:
             raise _fail(spath, f"options: {key} is not a summary of names to numbers, texts or layer lists")
+    gc = options.get("gain_correction")
+    if gc is not None:
+        from .gaincorr import GAIN_CORRECTIONS
+        if gc not in GAIN_CORRECTIONS:
+            raise _fail(spath, f"options: gain_correction {_text(repr(gc))} is not one of {', '.join(GAIN_CORRECTIONS)}")
     for key in ("rounding", "formats_source", "darknet_reason"):
         v = options.get(key)
         if v is not None and not (isinstance(v, str) and v.isprintable() and len(v) <= 4096):
