@@ -55,16 +55,16 @@ def check(value) -> Optional[str]:
     raise FormatError(f"gain_correction={str(value)[:40]!r}: expected None or one of {', '.join(GAIN_CORRECTIONS)}")
 
 
-def _columns(layer, run, in_frac: int, float_input_scale: float):
+def _columns(layer, run, in_frac: int, float_input_scale: float, step: int = 1):
     """Yield (X_q, X_f) per calibration input: (K, N) float64 im2col of the quantized
     network's dequantized input and of the float network's input of ``layer``, in the units
-    the float weights multiply."""
+    the float weights multiply (every ``step``-th output position)."""
     from .sequential import conv_columns
     deq = float(2.0 ** -in_frac)
     for xs_f, xs_q in zip(run.inputs(layer, "float"), run.inputs(layer, "fixed")):
-        cq = conv_columns(layer, xs_q[0])
+        cq = conv_columns(layer, xs_q[0], step)
         cq *= deq
-        cf = conv_columns(layer, xs_f[0])
+        cf = conv_columns(layer, xs_f[0], step)
         if float_input_scale != 1.0:
             cf *= float_input_scale
         yield cq, cf
@@ -106,17 +106,25 @@ def asym_target(w: np.ndarray, h: np.ndarray, c: np.ndarray, damp: float) -> np.
     return out
 
 
+#: The slopes are measured on at most about this many output positions per layer (every
+#: k-th position of every calibration input; a per-channel scalar needs no more).
+GAIN_POSITIONS = 1 << 18
+
+
 def channel_gains(layer, run, in_frac: int, float_input_scale: float, w: np.ndarray, q_deq: np.ndarray
                   ) -> np.ndarray:
     """Per output channel, the least-squares slope of ``q_deq X_q`` on ``w X_f`` (centred)
-    over all calibration positions; 1 where the float output does not vary."""
+    over the calibration positions (at most about :data:`GAIN_POSITIONS`, evenly spaced);
+    1 where the float output does not vary."""
     m = w.shape[0]
+    oh, ow = layer.out_shape[1:]
+    step = max(1, (len(run) * oh * ow) // GAIN_POSITIONS)
     s_f = np.zeros(m)
     s_q = np.zeros(m)
     s_ff = np.zeros(m)
     s_qf = np.zeros(m)
     n = 0
-    for cq, cf in _columns(layer, run, in_frac, float_input_scale):
+    for cq, cf in _columns(layer, run, in_frac, float_input_scale, step):
         zf = w @ cf
         zq = q_deq @ cq
         s_f += zf.sum(axis=1)
