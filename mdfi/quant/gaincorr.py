@@ -142,12 +142,13 @@ def channel_gains(layer, run, in_frac: int, float_input_scale: float, w: np.ndar
 
 def correct_layer(kind: str, layer, run, w: np.ndarray, w_frac: np.ndarray, in_frac: int,
                   float_input_scale: float, round_fn: Callable[[np.ndarray, Optional[np.ndarray]], np.ndarray],
-                  *, damp: float, progress: bool = False) -> np.ndarray:
+                  *, damp: float, progress: bool = False, hessian: bool = True) -> np.ndarray:
     """Integer weights (M, K) of ``layer`` with gain correction ``kind`` ("asym"/"gain").
 
     ``w`` (M, K): the folded float weights multiplying the dequantized integer input;
     ``round_fn(target, h)`` rounds a target (M, K) at the layer's formats, given the input
-    Hessian ``h`` (None when the rounding does not use it)."""
+    Hessian ``h`` (``hessian=False``: the rounding does not use it, and the ``"gain"``
+    correction passes None instead of measuring it)."""
     scale = np.exp2(-np.asarray(w_frac, np.float64)).reshape(-1, 1)
     label = f"gain correction: layer {layer.index} ({kind})"
     if kind == "asym":
@@ -160,7 +161,7 @@ def correct_layer(kind: str, layer, run, w: np.ndarray, w_frac: np.ndarray, in_f
         return q
     # "gain": per-channel slope, re-round w / g
     from .gptq import layer_hessian
-    h = layer_hessian(layer, run) * float(2.0 ** (-2 * in_frac))
+    h = layer_hessian(layer, run) * float(2.0 ** (-2 * in_frac)) if hessian else None
     q = round_fn(w, h)
     g = channel_gains(layer, run, in_frac, float_input_scale, w, q * scale)
     best_q, best_g = q, g

@@ -420,7 +420,7 @@ def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_cor
             def round_fn(t, h):
                 return nearest_round(t, ql.w_frac, ql.wbits)
         w_q = correct_layer(gain_correction, layer, run, w, ql.w_frac, ql.in_fmt.frac, 1.0 / in_scale, round_fn,
-                            damp=DAMP, progress=run.progress)
+                            damp=DAMP, progress=run.progress, hessian=weight_rounding == "gptq")
         method["weights"] = weight_rounding
         method["gain"] = gain_correction
     elif run is not None and weight_rounding == "gptq":
