@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdfi import fixedpoint as fp
 from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.darknet.network import Network
 from mdfi.darknet.weights import random_weights

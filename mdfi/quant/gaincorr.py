@@ -49,6 +49,7 @@ GAIN_BOUNDS = (0.5, 2.0)
 
 
 def check(value) -> Optional[str]:
+    """``value`` if it names a gain correction (or is None), else a FormatError."""
     from ..errors import FormatError
     if value is None or value in GAIN_CORRECTIONS:
         return value
@@ -89,13 +90,13 @@ def asym_target(w: np.ndarray, h: np.ndarray, c: np.ndarray, damp: float) -> np.
     """``w + w (C - H) (H + lambda I)^-1`` (M, K), ``lambda = damp * mean(diag H)``; dead
     input positions (zero diagonal) get no correction."""
     w = np.asarray(w, np.float64)
-    k = h.shape[0]
     live = np.diag(h) > 0
     out = w.copy()
     if not live.any():
         return out
     hl = h[np.ix_(live, live)].copy()
-    hl[np.diag_indices(hl.shape[0])] += damp * float(np.mean(np.diag(hl))) if damp > 0 else 0.0
+    if damp > 0:
+        hl[np.diag_indices(hl.shape[0])] += damp * float(np.mean(np.diag(hl)))
     d = (c - h)[np.ix_(live, live)]                  # (C - H) restricted to live positions
     rhs = w[:, live] @ d                             # (M, K_live)
     try:
