@@ -458,7 +458,10 @@ def test_winograd_3x3_exact(path, winograd):
         for i, (c, h, w, m, p) in enumerate([(32, 13, 13, 7, 1), (33, 1, 1, 6, 1), (64, 2, 3, 13, 1),
                                              (40, 5, 26, 1, 0), (35, 17, 9, 33, 2), (100, 26, 26, 16, 1),
                                              (32, 31, 34, 12, 1), (48, 3, 3, 5, 2), (16, 21, 18, 32, 1),
-                                             (19, 9, 30, 5, 1)]):
+                                             (19, 9, 30, 5, 1),
+                                             # 13 tile blocks, 7 panels: on 2 and 3 threads the
+                                             # (block, panel group) items (mdfi_conv_wino.c, ngrid)
+                                             (20, 28, 28, 40, 1)]):
             xkind = "u8" if i % 3 == 0 else "s8"
             xlo, xhi, xdt = (0, 255, np.uint8) if xkind == "u8" else (-128, 127, np.int8)
             x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "max", "min", "alt"][i % 5], xdt)
