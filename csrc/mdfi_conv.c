@@ -431,7 +431,7 @@ EPI_SCALAR(mdfi_conv_epi32_scalar, int32_t)
 EPI_SCALAR(mdfi_conv_epi64_scalar, int64_t)
 
 const conv_ops mdfi_conv_ops_scalar = {ukr32_scalar, mdfi_conv_pack_scalar, mdfi_conv_x2_scalar, mdfi_conv_epi32_scalar,
-                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL, NULL};
+                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL, NULL, NULL};
 
 void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
 
@@ -555,7 +555,8 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
                     }
                     if (!ctx->acc64) {
                         int32_t *ct = nkc > 1 ? (int32_t *)(void *)part + slot : tile32;
-                        ops->ukr32(kcl, ap, bp, bstride, ct, !first);
+                        (mv < MR && ops->ukr32_rows != NULL ? ops->ukr32_rows(mv) : ops->ukr32)(kcl, ap, bp, bstride,
+                                                                                             ct, !first);
                         if (last) ops->epi32(ctx, ct, m0, mv, px0, nv);
                     } else {
                         int64_t *ct = nkc > 1 ? (int64_t *)(void *)part + slot : tile64;

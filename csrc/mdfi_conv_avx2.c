@@ -67,6 +67,52 @@ AVX2 static void ukr32_avx2(int32_t kcl, const int16_t *restrict a, const int16_
 #undef ST
 }
 
+/* ---- the last panel of a layer whose M is not a multiple of 6: rows 0..NROWS-1 only ----
+ * C[NROWS][16] (+)= A[kcl][6][2] . B[kcl][16][2] (rows NROWS..5 of the panel are zero
+ * weights and of C are not written): NROWS = 2 or 4 instead of 6 rows of vpmaddwd (yolov3-tiny
+ * layer 2: 32 channels = 5 panels + 2 rows).  The same exact arithmetic as ukr32_avx2. */
+AVX2 static inline __attribute__((always_inline)) void ukr32_rows_body(int nrows, int32_t kcl,
+                                                                       const int16_t *restrict a,
+                                                                       const int16_t *restrict b, size_t bstride,
+                                                                       int32_t *restrict c, int accumulate)
+{
+    __m256i acc[4][2];
+    for (int r = 0; r < nrows; ++r) {
+        acc[r][0] = accumulate ? _mm256_loadu_si256((const __m256i *)(c + r * NR)) : _mm256_setzero_si256();
+        acc[r][1] = accumulate ? _mm256_loadu_si256((const __m256i *)(c + r * NR + 8)) : _mm256_setzero_si256();
+    }
+    for (int32_t i = 0; i < kcl; ++i) {
+        const __m256i b0 = _mm256_loadu_si256((const __m256i *)b);
+        const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 16));
+        for (int r = 0; r < nrows; ++r) {
+            const __m256i av = _mm256_set1_epi32(ld32(a + 2 * r));
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
+        }
+        a += MR * 2;
+        b += bstride;
+    }
+    for (int r = 0; r < nrows; ++r) {
+        _mm256_storeu_si256((__m256i *)(c + r * NR), acc[r][0]);
+        _mm256_storeu_si256((__m256i *)(c + r * NR + 8), acc[r][1]);
+    }
+}
+AVX2 static void ukr32_r2_avx2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                               int32_t *restrict c, int accumulate)
+{
+    ukr32_rows_body(2, kcl, a, b, bstride, c, accumulate);
+}
+AVX2 static void ukr32_r4_avx2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                               int32_t *restrict c, int accumulate)
+{
+    ukr32_rows_body(4, kcl, a, b, bstride, c, accumulate);
+}
+/* The kernel for the first mv rows of a panel (rows mv..5 of C are then not written). */
+static ukr32_fn ukr32_rows_avx2(int32_t mv)
+{
+    return mv <= 2 ? ukr32_r2_avx2 : mv <= 4 ? ukr32_r4_avx2 : ukr32_avx2;
+}
+
 /* Pairs 0, 2, 4, ..., 14 of the 16 pairs at p (int16 units; bit moves only). */
 AVX2 static inline __m256i even_pairs(const int16_t *p)
 {
@@ -370,19 +416,68 @@ UKR32E_T(ukr32e_relu, MDFI_ACT_RELU)
 #undef UKE_LD
 #undef UKE_ROW
 
+/* The same for the first NROWS (2 or 4) rows of a panel only (mv <= NROWS; see ukr32_rows_body). */
+AVX2 static inline __attribute__((always_inline)) void ukr32e_rows_body(int nrows, int32_t act, int32_t kcl,
+                                                                        const int16_t *restrict a,
+                                                                        const int16_t *restrict b, size_t bstride,
+                                                                        const int32_t *restrict cin,
+                                                                        const conv_rows *rows, const conv_ctx *ctx,
+                                                                        int32_t m0, int32_t mv, int64_t p0, int32_t nv)
+{
+    __m256i acc[4][2];
+    for (int r = 0; r < nrows; ++r) {
+        acc[r][0] = acc[r][1] = _mm256_set1_epi32(rows->bh[r]);
+        if (cin != NULL) {
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_loadu_si256((const __m256i *)(cin + r * NR)));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_loadu_si256((const __m256i *)(cin + r * NR + 8)));
+        }
+    }
+    for (int32_t i = 0; i < kcl; ++i) {
+        const __m256i b0 = _mm256_loadu_si256((const __m256i *)b);
+        const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 16));
+        for (int r = 0; r < nrows; ++r) {
+            const __m256i av = _mm256_set1_epi32(ld32(a + 2 * r));
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
+        }
+        a += MR * 2;
+        b += bstride;
+    }
+    for (int r = 0; r < nrows; ++r)
+        if (r < mv) epi_row_regs(ctx, rows, r, acc[r][0], acc[r][1], m0, p0, nv, act);
+}
+#define UKR32E_ROWS_T(NAME, NROWS, ACT)                                                       \
+AVX2 static void NAME(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride, \
+                      const int32_t *restrict cin, const conv_rows *rows, const conv_ctx *ctx, int32_t m0, \
+                      int32_t mv, int64_t p0, int32_t nv)                                     \
+{                                                                                             \
+    ukr32e_rows_body(NROWS, ACT, kcl, a, b, bstride, cin, rows, ctx, m0, mv, p0, nv);         \
+}
+UKR32E_ROWS_T(ukr32e_r2_lin, 2, MDFI_ACT_LINEAR)
+UKR32E_ROWS_T(ukr32e_r2_leaky, 2, MDFI_ACT_LEAKY)
+UKR32E_ROWS_T(ukr32e_r2_relu, 2, MDFI_ACT_RELU)
+UKR32E_ROWS_T(ukr32e_r4_lin, 4, MDFI_ACT_LINEAR)
+UKR32E_ROWS_T(ukr32e_r4_leaky, 4, MDFI_ACT_LEAKY)
+UKR32E_ROWS_T(ukr32e_r4_relu, 4, MDFI_ACT_RELU)
+#undef UKR32E_ROWS_T
+
 static void ukr32e_avx2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
                         const int32_t *restrict cin, const conv_rows *rows, const conv_ctx *ctx, int32_t m0,
                         int32_t mv, int64_t p0, int32_t nv)
 {
-    (ctx->act == MDFI_ACT_LEAKY ? ukr32e_leaky : ctx->act == MDFI_ACT_RELU ? ukr32e_relu : ukr32e_lin)(
-        kcl, a, b, bstride, cin, rows, ctx, m0, mv, p0, nv);
+    /* [rows: 2, 4, 6][act] */
+    static const ukr32e_fn f[3][3] = {{ukr32e_r2_lin, ukr32e_r2_leaky, ukr32e_r2_relu},
+                                      {ukr32e_r4_lin, ukr32e_r4_leaky, ukr32e_r4_relu},
+                                      {ukr32e_lin, ukr32e_leaky, ukr32e_relu}};
+    const int ai = ctx->act == MDFI_ACT_LEAKY ? 1 : ctx->act == MDFI_ACT_RELU ? 2 : 0;
+    f[mv <= 2 ? 0 : mv <= 4 ? 1 : 2][ai](kcl, a, b, bstride, cin, rows, ctx, m0, mv, p0, nv);
 }
 
 const conv_ops mdfi_conv_ops_avx2 = {ukr32_avx2, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
-                                     widen_avx2, NULL, ukr32e_avx2};
+                                     widen_avx2, NULL, ukr32e_avx2, ukr32_rows_avx2};
 /* AVX-512BW: zmm micro-kernels (mdfi_conv_avx512.c), the rest from AVX2 */
 const conv_ops mdfi_conv_ops_avx512 = {mdfi_conv_avx512_ukr32, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
-                                       widen_avx2, mdfi_conv_avx512_ukr32x2, NULL};
+                                       widen_avx2, mdfi_conv_avx512_ukr32x2, NULL, NULL};
 
 #else
 /* ISO C forbids an empty translation unit. */

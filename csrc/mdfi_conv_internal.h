@@ -158,6 +158,9 @@ typedef struct conv_ops {
     widen_fn widen;
     ukr32x2_fn ukr32x2;           /* NULL: one tile per call */
     ukr32e_fn ukr32e;             /* NULL: ukr32 then epi32 */
+    /* NULL, or the ukr32 for the first mv rows of a panel only (rows mv..MR-1 of C are then
+     * not written; for a last panel of fewer than MR rows, e.g. Winograd's) */
+    ukr32_fn (*ukr32_rows)(int32_t mv);
 } conv_ops;
 
 extern const conv_ops mdfi_conv_ops_scalar;

@@ -105,6 +105,7 @@ typedef struct {
     int32_t rounding, bits, act;
     int64_t bound;                              /* K*max|w|*max|x| >= |S|             */
     ukr32_fn ukr;
+    ukr32_fn ukr_last;                          /* the last panel's (its rows only, when fewer) */
     int32_t msplit, pgroup, nbitem;
     int32_t ngrid;                              /* > 0: items = (block, panel group), ngrid
                                                    groups per block, V blocks shared     */
@@ -416,7 +417,8 @@ static void wino_compute(const wino_ctx *k, int tid, int32_t p0, int32_t p1, int
                 const int16_t *bv = vb + ((size_t)xi * (size_t)k->c2 + (size_t)c0) * NB * 2;
                 for (int32_t p = g0; p < g1; ++p) {
                     const int16_t *a = k->u + (((size_t)xi * (size_t)k->np + (size_t)p) * (size_t)k->c2 + (size_t)c0) * MR * 2;
-                    ukr(kcl, a, bv, NB * 2, ct0 + ((size_t)(p - g0) * 16 + (size_t)xi) * MR * NR, c0 > 0);
+                    (ukr == k->ukr && p == k->np - 1 ? k->ukr_last : ukr)(
+                        kcl, a, bv, NB * 2, ct0 + ((size_t)(p - g0) * 16 + (size_t)xi) * MR * NR, c0 > 0);
                 }
             }
         }
@@ -558,6 +560,7 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
     k.u = u; k.bias = bias; k.shift = shift; k.out = out; k.otype = otype;
     k.rounding = rounding; k.bits = bits; k.act = act; k.bound = bound;
     k.ukr = ops->ukr32;
+    k.ukr_last = ops->ukr32_rows != NULL ? ops->ukr32_rows(m - (k.np - 1) * MR) : ops->ukr32;
     k.msplit = nthreads > 1 && (int64_t)k.nblk < 4 * (int64_t)nthreads && k.np >= 2 * nthreads;
     k.pgroup = (int32_t)((k.np + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
     if (k.pgroup < 1) k.pgroup = 1;

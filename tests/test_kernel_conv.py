@@ -461,7 +461,9 @@ def test_winograd_3x3_exact(path, winograd):
                                              (19, 9, 30, 5, 1),
                                              # 13 tile blocks, 7 panels: on 2 and 3 threads the
                                              # (block, panel group) items (mdfi_conv_wino.c, ngrid)
-                                             (20, 28, 28, 40, 1)]):
+                                             (20, 28, 28, 40, 1),
+                                             # two K blocks (260 channel pairs), a last panel of 4 rows
+                                             (520, 6, 6, 10, 1)]):
             xkind = "u8" if i % 3 == 0 else "s8"
             xlo, xhi, xdt = (0, 255, np.uint8) if xkind == "u8" else (-128, 127, np.int8)
             x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "max", "min", "alt"][i % 5], xdt)
