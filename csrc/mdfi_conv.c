@@ -284,7 +284,10 @@ static int geometry(conv_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m, int
     if (x2b > lim || bsh > lim || bpriv > lim || part > lim) return MDFI_CONV_E_DIM;
     const uint64_t tb = align_up((size_t)bpriv) + align_up((size_t)part) + tiles;
     if (tb > lim / (uint64_t)nthreads) return MDFI_CONV_E_DIM;
-    const uint64_t sum = ALIGN + align_up((size_t)x2b) + align_up((size_t)bsh) + tb * (uint64_t)nthreads;
+    /* 3-channel inputs: room for the tap-pair A panels (conv_int16) */
+    const uint64_t tpa = c == 3 ? (uint64_t)g->npanels * (uint64_t)(ks * ks + (ks * ks + 1) / 2) * MR * 4u : 0;
+    const uint64_t sum = ALIGN + align_up((size_t)x2b) + align_up((size_t)bsh) + align_up((size_t)tpa) +
+                         tb * (uint64_t)nthreads;
     if (sum > lim) return MDFI_CONV_E_DIM;
     g->bpriv_bytes = (size_t)bpriv;
     g->part_bytes = (size_t)part;
@@ -692,6 +695,32 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
     ctx.bshared = (int16_t *)(void *)s;
     if (ctx.msplit) s += align_up((size_t)ctx.ntiles * (size_t)ctx.k2 * NR * 4);
     ctx.tbase = s;
+#if MDFI_CONV_X86
+    /* 3-channel inputs (first layers) on the AVX2 packing: the tap-pair K order (ctx.tp), 14
+     * K-pairs instead of 18 for 3x3 (the pair (c2, 0) of each tap wastes half a vpmaddwd).
+     * The A panels are re-ordered into scratch (a few KB); integer sums are exact in any order. */
+    if ((ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512) && c == 3 && ks >= 2 && !ctx.direct &&
+        ctx.nkc == 1) {
+        const int32_t taps = ks * ks, k2t = taps + (taps + 1) / 2;
+        int16_t *at = (int16_t *)(void *)(ctx.tbase + ctx.tbytes * (size_t)nthreads);   /* geometry: tpa */
+        for (int32_t p = 0; p < ctx.npanels; ++p) {
+            const int16_t *src = ctx.a + (size_t)p * ctx.k2 * MR * 2;       /* [taps][C2 = 2][MR][2] */
+            int16_t *dst = at + (size_t)p * k2t * MR * 2;                   /* [k2t][MR][2]          */
+            for (int32_t t = 0; t < taps; ++t)
+                memcpy(dst + (size_t)t * MR * 2, src + (size_t)t * 2 * MR * 2, MR * 2 * sizeof(int16_t));
+            for (int32_t j = 0; j < (taps + 1) / 2; ++j)
+                for (int32_t r = 0; r < MR; ++r) {
+                    const int32_t ta = 2 * j, tb = 2 * j + 1;
+                    dst[((size_t)(taps + j) * MR + r) * 2] = src[((size_t)(ta * 2 + 1) * MR + r) * 2];
+                    dst[((size_t)(taps + j) * MR + r) * 2 + 1] = tb < taps ? src[((size_t)(tb * 2 + 1) * MR + r) * 2] : 0;
+                }
+        }
+        ctx.a = at;
+        ctx.k2 = k2t;
+        ctx.kc2 = k2t;
+        ctx.tp = 1;
+    }
+#endif
     conv_work work = {0, 0, 0, 0, 0};
     conv_job job = {&ctx, ops, &work};
     mdfi_pool_run(worker, &job, nthreads);

@@ -156,6 +156,57 @@ AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t 
     const __m256i n1 = _mm256_cmpgt_epi32(vjb2, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
     int32_t tap = kc0 / ctx->c2, cc = kc0 % ctx->c2;
     int32_t ky = tap / ctx->ks, kx = tap % ctx->ks;
+    /* the 16 pairs of the tile at src (one K-pair row of X2 at one tap) */
+#define PACK_LOAD(src, v0, v1)                                                                          \
+        if (kind == 1) {                                                                               \
+            v0 = _mm256_loadu_si256((const __m256i *)(src + o));                                        \
+            v1 = _mm256_loadu_si256((const __m256i *)(src + o + 16));                                   \
+        } else if (kind == 2) {                                                                        \
+            v0 = _mm256_blendv_epi8(_mm256_loadu_si256((const __m256i *)(src + o2)),                    \
+                                    _mm256_loadu_si256((const __m256i *)(src + o)), m0);                \
+            v1 = _mm256_blendv_epi8(_mm256_loadu_si256((const __m256i *)(src + o2 + 16)),               \
+                                    _mm256_loadu_si256((const __m256i *)(src + o + 16)), m1);           \
+        } else if (s2) {                                                                               \
+            v0 = even_pairs(src + q1);                                                                 \
+            v1 = even_pairs(src + q1 + 32);                                                            \
+            if (jb2 < NR) {                                                                            \
+                v0 = _mm256_blendv_epi8(even_pairs(src + q2), v0, n0);                                  \
+                v1 = _mm256_blendv_epi8(even_pairs(src + q2 + 32), v1, n1);                             \
+            }                                                                                          \
+        } else {                                                                                       \
+            v0 = _mm256_i32gather_epi32((const int *)(const void *)(src), o0, 4);                      \
+            v1 = _mm256_i32gather_epi32((const int *)(const void *)(src), o1, 4);                      \
+        }
+    if (ctx->tp) {
+        /* tap-pair order (3 channels, C2 = 2, one K block): rows 0..taps-1 are plane 0 (c0, c1)
+         * at tap i; row taps + j is (c2 at tap 2j, c2 at tap 2j + 1) from plane 1, whose pairs
+         * are (c2, 0): the second tap's pairs shifted up 16 bits and OR-ed in */
+        const int32_t taps = ctx->ks * ctx->ks;
+        for (int32_t i = 0; i < kcl; ++i) {
+            __m256i v0, v1;
+            if (i < taps) {
+                const int16_t *src = ctx->x2 + ((size_t)(i / ctx->ks) * (size_t)ctx->wp + (size_t)(i % ctx->ks)) * 2;
+                PACK_LOAD(src, v0, v1)
+            } else {
+                const int32_t ta = 2 * (i - taps), tb = ta + 1;
+                const int16_t *sa = ctx->x2 + ((size_t)ctx->plane + (size_t)(ta / ctx->ks) * (size_t)ctx->wp +
+                                               (size_t)(ta % ctx->ks)) * 2;
+                PACK_LOAD(sa, v0, v1)
+                if (tb < taps) {
+                    const int16_t *sb = ctx->x2 + ((size_t)ctx->plane + (size_t)(tb / ctx->ks) * (size_t)ctx->wp +
+                                                   (size_t)(tb % ctx->ks)) * 2;
+                    __m256i w0, w1;
+                    PACK_LOAD(sb, w0, w1)
+                    v0 = _mm256_or_si256(v0, _mm256_slli_epi32(w0, 16));
+                    v1 = _mm256_or_si256(v1, _mm256_slli_epi32(w1, 16));
+                }
+            }
+            _mm256_storeu_si256((__m256i *)(dst + (size_t)i * NR * 2), v0);
+            _mm256_storeu_si256((__m256i *)(dst + (size_t)i * NR * 2 + 16), v1);
+        }
+        return;
+    }
+#undef PACK_LOAD
     for (int32_t i = 0; i < kcl; ++i) {
         const int16_t *src = ctx->x2 + ((size_t)cc * (size_t)ctx->plane +
                                         (size_t)ky * (size_t)ctx->wp + (size_t)kx) * 2;

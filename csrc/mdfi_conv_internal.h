@@ -102,6 +102,10 @@ typedef struct conv_ctx {
     int32_t msplit;               /* 1: threads split M (panels), 0: split N       */
     int32_t pgroup;               /* panels per work item (M split)                */
     int32_t direct;               /* 1x1, stride 1, pad 0: B read from X2          */
+    int32_t tp;                   /* 1: 3-channel input, tap-pair K order (AVX2 packing,
+                                     mdfi_conv.c conv_int16): kp < taps is pair (c0, c1)
+                                     of tap kp, kp = taps + j is (c2 of tap 2j, c2 of tap
+                                     2j + 1): K2 = taps + ceil(taps/2) instead of 2 taps */
     int32_t chunk;                /* acc64: K-pairs summed in int32 before widening;
                                      0 = accumulate straight into int64            */
     int32_t path;
