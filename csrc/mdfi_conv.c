@@ -597,7 +597,7 @@ static void worker(void *arg, int tid)
     conv_work *work = ((const conv_job *)arg)->work;
     const int64_t rows = (int64_t)ctx->c2 * ctx->hp;
     const int64_t per = ctx->wp >= X2_ITEM_PAIRS ? 1 : X2_ITEM_PAIRS / ctx->wp;   /* rows */
-    const int64_t nx2 = (rows + per - 1) / per;
+    const int64_t nx2 = ctx->x1 ? 0 : (rows + per - 1) / per;
     for (int64_t i; (i = mdfi_pool_next(&work->x2)) < nx2;) {
         ops->x2(ctx, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
         mdfi_pool_done(&work->x2_done, nx2);
@@ -682,11 +682,16 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
     if (ctx.chunk > ctx.kc2) ctx.chunk = ctx.kc2;
 
 #if MDFI_CONV_X86
-    /* AVX2, 1x1 layers of at least 128 channels: packed B tiles (contiguous 64-byte rows) beat
+    /* AVX2, 1x1 layers of at least 32 channels: packed B tiles (contiguous 64-byte rows) beat
      * reading B from X2 (rows a plane apart): yolov3's 1x1 layers 0.81-0.93x, yolov3-tiny's
-     * 0.87-0.91x; with 64 channels direct stays faster (64x208x208 -> 32: 1.07-1.20x packed).
-     * Scratch is sized for both (geometry). */
-    if (ops == &mdfi_conv_ops_avx2 && ctx.direct && ctx.k2 >= 64) ctx.direct = 0;
+     * 0.87-0.91x (round 5, packed from X2); packed straight from x (ctx.x1, no X2 pass, which
+     * was 12% of these layers in a perf profile) 0.83-0.92x more, and then 64 channels too
+     * (64x208x208 -> 32: 0.93x; packed from X2 it was 1.07-1.20x).  Scratch is sized for both
+     * (geometry). */
+    if (ops == &mdfi_conv_ops_avx2 && ctx.direct && ctx.k2 >= 16) {
+        ctx.direct = 0;
+        ctx.x1 = 1;
+    }
 #endif
     ctx.x2 = (int16_t *)(void *)s;
     /* the NR pairs after the last plane are only read for discarded pixels; keep them 0 */

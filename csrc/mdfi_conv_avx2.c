@@ -122,9 +122,62 @@ AVX2 static inline __m256i even_pairs(const int16_t *p)
 }
 
 /* ---- B packing: B[i][j] = X2[cc][off_j + ky*Wp + kx] (pairs moved as int32) ---------- */
+/* ctx->x1 (1x1, stride 1, no padding): B[i][j] = (x[2cc][p], x[2cc+1][p]), cc = kc0 + i,
+ * p = t*NR + j (clamped to N-1): the channel rows widened to int16 and interleaved, as X2
+ * would hold them, straight into the tile. */
+AVX2 static inline void interleave_store(int16_t *d, __m256i e, __m256i o);
+AVX2 static void pack_x1_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl, int16_t *restrict dst)
+{
+    const int64_t n = ctx->n, p0 = (int64_t)t * NR;
+    const int full = p0 + NR <= n;
+    for (int32_t i = 0; i < kcl; ++i) {
+        const int64_t c0 = 2 * (int64_t)(kc0 + i), c1 = c0 + 1;
+        const int has1 = c1 < ctx->c;
+        int16_t *d = dst + (size_t)i * NR * 2;
+        if (full) {
+            __m256i e, o;
+            if (ctx->xtype == MDFI_CONV_S16) {
+                const int16_t *x = (const int16_t *)ctx->x;
+                e = _mm256_loadu_si256((const __m256i *)(x + (size_t)c0 * (size_t)n + (size_t)p0));
+                o = has1 ? _mm256_loadu_si256((const __m256i *)(x + (size_t)c1 * (size_t)n + (size_t)p0))
+                         : _mm256_setzero_si256();
+            } else {
+                const unsigned char *x = (const unsigned char *)ctx->x;
+                const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(x + (size_t)c0 * (size_t)n + (size_t)p0));
+                const __m128i b = has1 ? _mm_loadu_si128((const __m128i *)(const void *)(x + (size_t)c1 * (size_t)n + (size_t)p0))
+                                       : _mm_setzero_si128();
+                e = ctx->xtype == MDFI_CONV_U8 ? _mm256_cvtepu8_epi16(a) : _mm256_cvtepi8_epi16(a);
+                o = ctx->xtype == MDFI_CONV_U8 ? _mm256_cvtepu8_epi16(b) : _mm256_cvtepi8_epi16(b);
+            }
+            interleave_store(d, e, o);
+            continue;
+        }
+        for (int j = 0; j < NR; ++j) {
+            const size_t p = (size_t)(p0 + j < n ? p0 + j : n - 1);
+            int16_t v0, v1 = 0;
+            if (ctx->xtype == MDFI_CONV_S16) {
+                v0 = ((const int16_t *)ctx->x)[(size_t)c0 * (size_t)n + p];
+                if (has1) v1 = ((const int16_t *)ctx->x)[(size_t)c1 * (size_t)n + p];
+            } else if (ctx->xtype == MDFI_CONV_S8) {
+                v0 = ((const int8_t *)ctx->x)[(size_t)c0 * (size_t)n + p];
+                if (has1) v1 = ((const int8_t *)ctx->x)[(size_t)c1 * (size_t)n + p];
+            } else {
+                v0 = ((const uint8_t *)ctx->x)[(size_t)c0 * (size_t)n + p];
+                if (has1) v1 = ((const uint8_t *)ctx->x)[(size_t)c1 * (size_t)n + p];
+            }
+            d[2 * j] = v0;
+            d[2 * j + 1] = v1;
+        }
+    }
+}
+
 AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
                            int16_t *restrict dst)
 {
+    if (ctx->x1) {
+        pack_x1_avx2(ctx, t, kc0, kcl, dst);
+        return;
+    }
     int32_t off[NR], jb, gap;
     const int kind = mdfi_conv_tile_offsets(ctx, t, off, &jb, &gap);
     const __m256i o0 = _mm256_loadu_si256((const __m256i *)off);
@@ -242,7 +295,7 @@ AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t 
 
 /* ---- X2 rows: widen two channel rows to int16 and interleave them -------------------- */
 AVX2 static inline void interleave_store(int16_t *d, __m256i e, __m256i o)
-{
+{   /* d[2i] = e[i], d[2i+1] = o[i], i < 16 */
     const __m256i lo = _mm256_unpacklo_epi16(e, o);   /* pixels 0-3 | 8-11  */
     const __m256i hi = _mm256_unpackhi_epi16(e, o);   /* pixels 4-7 | 12-15 */
     _mm256_storeu_si256((__m256i *)d, _mm256_permute2x128_si256(lo, hi, 0x20));

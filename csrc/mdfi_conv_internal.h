@@ -102,6 +102,8 @@ typedef struct conv_ctx {
     int32_t msplit;               /* 1: threads split M (panels), 0: split N       */
     int32_t pgroup;               /* panels per work item (M split)                */
     int32_t direct;               /* 1x1, stride 1, pad 0: B read from X2          */
+    int32_t x1;                   /* 1x1, stride 1, pad 0, packed: the B tiles are packed
+                                     straight from x (no X2; AVX2 packing)          */
     int32_t tp;                   /* 1: 3-channel input, tap-pair K order (AVX2 packing,
                                      mdfi_conv.c conv_int16): kp < taps is pair (c0, c1)
                                      of tap kp, kp = taps + j is (c2 of tap 2j, c2 of tap

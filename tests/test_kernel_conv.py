@@ -99,6 +99,7 @@ SHAPES = [  # C, H, W, M, k, stride, pad
     (1, 18, 21, 3, 3, 2, 1), (5, 6, 6, 255, 3, 1, 1), (3, 11, 11, 7, 5, 2, 2),
     (16, 26, 26, 12, 1, 1, 0), (2, 3, 3, 1, 3, 1, 0), (7, 4, 33, 5, 1, 2, 1),
     (3, 20, 37, 9, 3, 2, 1),   # 3 channels, stride 2 (AVX2: tap-pair K order, gather-free packing)
+    (131, 5, 7, 9, 1, 1, 0), (801, 3, 6, 7, 1, 1, 0),   # 1x1 of >= 32 channels (AVX2: B packed from x), odd C, 2 K blocks
 ]
 
 
