@@ -101,6 +101,7 @@ typedef struct conv_ctx {
     int32_t nb;                   /* tiles per N block                             */
     int32_t msplit;               /* 1: threads split M (panels), 0: split N       */
     int32_t pgroup;               /* panels per work item (M split)                */
+    int64_t nitems;               /* work items (either split), equal to within one */
     int32_t direct;               /* 1x1, stride 1, pad 0: B read from X2          */
     int32_t x1;                   /* 1x1, stride 1, pad 0, packed: the B tiles are packed
                                      straight from x (no X2; AVX2 packing)          */
