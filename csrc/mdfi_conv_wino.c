@@ -370,6 +370,36 @@ AVX2 static void wino_ukr1(int32_t kcl, const int16_t *restrict a, const int16_t
     __m128i s03a = _mm_setzero_si128(), s45a = _mm_setzero_si128();
     __m128i s03b = _mm_setzero_si128(), s45b = _mm_setzero_si128();
     int32_t i = 0;
+    {
+        /* rows 0..5 of K-pairs k and k+1 as one ymm (rows 0-5 of k, 0-1 of k+1) and one xmm
+         * (rows 2-5 of k+1), times the pairs broadcast to the matching lanes */
+        __m256i y0 = _mm256_setzero_si256(), y1 = _mm256_setzero_si256();
+        __m128i x0 = _mm_setzero_si128(), x1 = _mm_setzero_si128();
+        for (; i + 4 <= kcl; i += 4) {
+            int32_t b0, b1, b2, b3;
+            memcpy(&b0, b, sizeof b0);
+            memcpy(&b1, b + bstride, sizeof b1);
+            memcpy(&b2, b + 2 * bstride, sizeof b2);
+            memcpy(&b3, b + 3 * bstride, sizeof b3);
+            const __m256i v01 = _mm256_blend_epi32(_mm256_set1_epi32(b0), _mm256_set1_epi32(b1), 0xC0);
+            const __m256i v23 = _mm256_blend_epi32(_mm256_set1_epi32(b2), _mm256_set1_epi32(b3), 0xC0);
+            y0 = _mm256_add_epi32(y0, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)a), v01));
+            x0 = _mm_add_epi32(x0, _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(const void *)(a + 16)), _mm_set1_epi32(b1)));
+            y1 = _mm256_add_epi32(y1, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(a + 24)), v23));
+            x1 = _mm_add_epi32(x1, _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(const void *)(a + 40)), _mm_set1_epi32(b3)));
+            a += 4 * MR * 2;
+            b += 4 * bstride;
+        }
+        /* fold: ymm lanes 0-5 = rows 0-5, lanes 6-7 = rows 0-1; xmm lanes 0-3 = rows 2-5 */
+        const __m256i y = _mm256_add_epi32(y0, y1);
+        const __m128i x = _mm_add_epi32(x0, x1);
+        const __m128i ylo = _mm256_castsi256_si128(y), yhi = _mm256_extracti128_si256(y, 1);
+        /* rows 0-3: ylo + (yhi lanes 2,3 -> lanes 0,1) + (x lanes 0,1 -> lanes 2,3) */
+        s03a = _mm_add_epi32(ylo, _mm_add_epi32(_mm_srli_si128(yhi, 8), _mm_slli_si128(x, 8)));
+        /* rows 4-5: yhi lanes 0,1 + x lanes 2,3 */
+        s45a = _mm_add_epi32(yhi, _mm_srli_si128(x, 8));
+        s45a = _mm_and_si128(s45a, _mm_set_epi32(0, 0, -1, -1));
+    }
     for (; i + 2 <= kcl; i += 2) {        /* two independent chains */
         int32_t b0, b1;
         memcpy(&b0, b, sizeof b0);

@@ -485,6 +485,27 @@ def test_winograd_3x3_exact(path, winograd):
 
 
 @pytest.mark.parametrize("path", WINO_PATHS or ["avx2"])
+def test_winograd_one_tile_block(path):
+    """A last block of one tile (mdfi_conv_wino.c, wino_ukr1: steps of 4, 2 and 1 channel
+    pairs): 2x2 maps (one tile) and 13x13 maps (49 tiles) with 17-27 input channels, random
+    data, 1 and 2 threads."""
+    if path not in PATHS:
+        pytest.skip(f"{path} not available on this CPU ({_conv.cpu_features()})")
+    rng = np.random.default_rng(5)
+    for c in range(17, 28):
+        for h in (2, 13):
+            x = rng.integers(-128, 128, size=(c, h, h)).astype(np.int8)
+            wt = rng.integers(-128, 128, size=(7, c, 3, 3)).astype(np.int8)
+            bias = rng.integers(-5000, 5000, size=7).astype(np.int64)
+            shift = rng.integers(9, 12, size=7).astype(np.int32)
+            kw = dict(k=3, s=1, p=1, rounding="half_up", bits=8, act="leaky")
+            ref = reference(x, wt, bias, shift, **kw)
+            for nthreads in (1, 2):
+                out = run_kernel(x, wt, bias, shift, acc64=0, nthreads=nthreads, simd=path, **kw)
+                assert np.array_equal(out, ref), (path, c, h, nthreads)
+
+
+@pytest.mark.parametrize("path", WINO_PATHS or ["avx2"])
 def test_winograd_large_weights_all_blocks(path):
     """Winograd layers whose transformed weights exceed 8 MB on maps of 2-4 tile blocks
     (mdfi_conv_wino.c, wino_compute_all: the blocks innermost, the narrow kernel for a last
