@@ -26,6 +26,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             or args.size_budget is not None) and not args.calib:
         raise MDFIError("--weight-rounding gptq/adaround, --bias-correction empirical and --size-budget need "
                         "calibration images (--calib DIR)")
+    uses_inputs = (args.weight_rounding != "nearest" or args.bias_correction == "empirical"
+                   or args.size_budget is not None or bool(args.align) or args.act_equalize is not None)
+    if (args.search or args.calib_crops) and not args.calib:
+        raise MDFIError("--search and --calib-crops need calibration images (--calib DIR)")
+    if args.calib_crops and not (uses_inputs or args.search):
+        raise MDFIError("--calib-crops adds inputs to the data-driven methods (--search, --weight-rounding "
+                        "gptq/adaround, --bias-correction empirical, --size-budget, --align, --act-equalize); "
+                        "the activation statistics of --calib are taken from the photos alone")
     if args.size_budget is not None and args.layer_wbits:
         raise MDFIError("give --size-budget (chooses the weight widths) or --layer-wbits, not both")
     if args.clip_budget is not None:
@@ -80,6 +88,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     cfg_text = read_cfg_text(network.path)
     bias = {"auto": "auto", "empirical": "empirical", "on": True, "off": False}[args.bias_correction]
     data_methods = args.weight_rounding != "nearest" or bias == "empirical" or args.size_budget is not None
+    inputs = (calibrate.load_inputs(network, args.calib, crops=args.calib_crops)
+              if args.calib and (uses_inputs or args.search) else None)
     kw = {}
     if args.align:
         kw.update(align=args.align, align_direction=args.align_direction)
@@ -87,7 +97,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         kw["act_equalize"] = args.act_equalize
     rescale = bool(args.align) or args.act_equalize is not None
     if data_methods or rescale:
-        kw["calib_inputs"] = calibrate.load_inputs(network, args.calib)
+        kw["calib_inputs"] = inputs
     elif not (args.calib or args.calib_stats or args.method or args.layer_rounding or args.layer_wbits):
         # as `mdfi detect` quantizes (with --layer-abits: the wide layers' formats at their width)
         kw = recipes.shipped_decisions(spec_name, network, opts, layer_abits=args.layer_abits, calib=calib)
@@ -107,8 +117,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         common["layer_wbits"] = widths
         print(f"mdfi quantize: size budget {100 * args.size_budget:g}%: weight widths "
               f"{', '.join(f'{i}:{w}' for i, w in sorted(widths.items())) or 'unchanged'}", file=sys.stderr)
-    qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
-                          progress=data_methods or rescale, **common, **kw)
+    if args.search:
+        qm = _searched_model(args, network, calib, inputs, common, kw, bias, data_methods)
+    else:
+        qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
+                              progress=data_methods or rescale, **common, **kw)
     size = modelfile.save(qm, args.output, model_name=label)
     float_bytes = 20 + 4 * network.num_params()
     clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)
@@ -116,6 +129,60 @@ def cmd_quantize(args: argparse.Namespace) -> int:
           f"{float_bytes:,}-byte float weights){f'; {clamped} biases clamped' if clamped else ''}",
           file=sys.stderr)
     return 0
+
+
+def _searched_model(args, network, calib, inputs, common: dict, kw: dict, bias, data_methods: bool):
+    """``mdfi quantize --search``: the activation formats searched by their effect on the
+    detection heads and the head biases shifted (:func:`mdfi.quant.formats.choose_decisions`,
+    as the shipped recipe's decisions and the benchmark's best models were made), then the
+    model built with the chosen weight rounding and bias correction.  With --calib-crops the
+    format search runs on the photos and their mirror images only (the benchmark's
+    pipeline, docs/quantization.md); rounding, bias correction and head shifts use all
+    inputs."""
+    from ..quant import calibrate
+    from ..quant.formats import HEAD_SHIFT_STRENGTH, choose_decisions
+    al = None
+    prep = dict(wbits=common["wbits"], layer_wbits=common["layer_wbits"], abits=common["abits"],
+                layer_abits=common["layer_abits"], per_channel=common["per_channel"], inputs=inputs, progress=True)
+    if args.align:
+        from ..quant.align import prepare
+        al = prepare(network, args.align, direction=args.align_direction, **prep)
+    elif args.act_equalize is not None:
+        from ..quant.actequal import prepare
+        al = prepare(network, args.act_equalize, **prep)
+    passed = {k: common[k] for k in ("rounding", "layer_rounding", "weight_method", "act_method", "cfg_text",
+                                     "names", "act_options") if k in common}
+    shared = dict(wbits=common["wbits"], abits=common["abits"], per_channel=common["per_channel"],
+                  act_method=common["act_method"] or "mse", clip_budget=args.clip_budget,
+                  layer_wbits=common["layer_wbits"], align=al, common=passed)
+    searched, search_inputs = None, inputs
+    if args.calib_crops:
+        search_inputs = calibrate.load_inputs(network, args.calib)
+        print(f"mdfi quantize: format search on {len(search_inputs)} inputs (photos and mirror images)",
+              file=sys.stderr)
+        searched = choose_decisions(network, calib, search_inputs, **shared)["act_fracs"]
+    final = {"weight_rounding": args.weight_rounding, "bias_correction": bias}
+    if data_methods:
+        final["calib_inputs"] = inputs
+    if data_methods or al is not None:          # the model the shifts were measured on, shifted (as the benchmark)
+        d, qm = choose_decisions(network, calib, inputs, final=final, with_model=True,
+                                 layer_abits=common["layer_abits"], searched=searched, **shared)
+    else:                                       # built again with the shifts in its biases, rounded once, as
+        from ..quant.formats import decisions_to_kwargs   # the shipped decisions are applied (seconds)
+        from ..quant.quantize import quantize_network
+        d = choose_decisions(network, calib, inputs, final=final, layer_abits=common["layer_abits"],
+                             searched=searched, **shared)
+        dk = decisions_to_kwargs(network, d)
+        dk.pop("layer_abits", None)
+        qm = quantize_network(network, bias_correction=bias, **common, **dk)
+    qm.options["formats_source"] = "searched by their effect on the detection heads (mdfi quantize --search)"
+    qm.options["search"] = {"inputs": len(inputs), "search_inputs": len(search_inputs),
+                            "object_cells": int(d["object_cells"]), "head_shift_strength": HEAD_SHIFT_STRENGTH,
+                            "heads": sorted(int(k) for k in d["head_shifts"])}
+    for k, v in sorted(d["head_shifts"].items(), key=lambda kv: int(kv[0])):
+        print(f"mdfi quantize: head layer {k}: biases shifted by objectness {v['objectness']:+.3f}, "
+              f"classes {v['classes']:+.3f}", file=sys.stderr)
+    return qm
 
 
 def percent_arg(text: str) -> float:
@@ -183,5 +250,14 @@ def add_quantize_parser(sub) -> None:
                         "per-tensor activation rounding and of both layers' weight rounding, bounded by the tensor's "
                         "format; settings e.g. bound=mse,headroom=2,max_scale=8 (mdfi.quant.actequal); needs --calib "
                         "and per-channel weights (docs/quantization.md)")
+    q.add_argument("--search", action="store_true",
+                   help="choose the activation formats by their effect on the detection heads and shift the "
+                        "head biases by half the remaining object-cell error, measured on the --calib images (as "
+                        "the shipped recipe's decisions and the best measured models were made; minutes; "
+                        "docs/quantization.md)")
+    q.add_argument("--calib-crops", action="store_true",
+                   help="the data-driven methods use each --calib photo's four 75%% corner crops as well as the "
+                        "photo and its mirror image (six inputs per photo; the format search of --search stays "
+                        "on the photos and mirror images)")
     q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi", help="the quantized model file to write")
     q.set_defaults(func=cmd_quantize)
