@@ -81,3 +81,24 @@ def test_search_options_are_checked_before_heavy_work(args, msg, calib_dir, tmp_
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_search_refuses_a_network_without_yolo_heads(calib_dir, tmp_path, capsys):
+    """--search measures the [yolo] heads' logits: a [region] (YOLOv2) model is refused before
+    the calibration pass."""
+    from mdfi.darknet.cfgfile import parse_cfg_text
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import random_weights, write_weights
+    text = ("[net]\nwidth=32\nheight=32\nchannels=3\n[convolutional]\nfilters=6\nsize=1\nstride=1\n"
+            "activation=linear\n[region]\nanchors=1,1\nclasses=1\nnum=1\ncoords=4\n")
+    cfg = tmp_path / "r.cfg"
+    cfg.write_text(text)
+    net = Network(parse_cfg_text(text, str(cfg)), str(cfg), warn=False)
+    random_weights(net, seed=1)
+    write_weights(net, tmp_path / "r.weights")
+    out = tmp_path / "r.mdfi"
+    assert main(["quantize", "--cfg", str(cfg), "--weights", str(tmp_path / "r.weights"), "--calib", str(calib_dir),
+                 "--search", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "has no [yolo] detection heads" in err and "calibrat" not in err.split("error:")[0]
+    assert not out.exists()

@@ -187,7 +187,13 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
     from .quantize import quantize_network, unify_route_formats
     layer_abits = {int(k): int(v) for k, v in (layer_abits or {}).items() if int(v) != abits}
     layer_wbits = {int(k): int(v) for k, v in (layer_wbits or {}).items() if int(v) != wbits}
+    from ..errors import FormatError
+    if not any(l.kind == "yolo" for l in network.output_layers()):
+        raise FormatError("the format search and head shifts need [yolo] detection heads; this network has none")
     objective = HeadObjective(network, inputs)
+    if objective.n_cells == 0:
+        raise FormatError(f"the format search found no object cells (float objectness > {OBJECT_THRESH:g}) in the "
+                          f"{len(inputs)} calibration inputs: give photos with objects the model detects")
     opts = {} if clip_budget is None else {"clip_budget": clip_budget}
     al = dict(common or {})
     if align is not None:
