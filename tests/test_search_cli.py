@@ -51,7 +51,7 @@ def test_search_lowers_the_head_error_and_is_recorded(calib_dir, tmp_path, capsy
     assert main(["quantize", *MODEL, "--calib", str(calib_dir), "--search", "--calib-crops", "-o",
                  str(searched)]) == 0
     err = capsys.readouterr().err
-    assert "format search on 2 inputs" in err and "biases shifted by objectness" in err
+    assert "format search on 6 inputs" in err and "biases shifted by objectness" in err
     from mdfi.darknet.network import Network
     from mdfi.darknet.weights import load_weights
     net = Network.from_cfg(DARKNET / "mini-yolov3.cfg")
@@ -62,11 +62,11 @@ def test_search_lowers_the_head_error_and_is_recorded(calib_dir, tmp_path, capsy
     e_plain, e_searched = objective(qp), objective(qs)
     assert e_searched < e_plain
     rec = qs.options["search"]
-    assert (rec["inputs"], rec["search_inputs"], rec["heads"]) == (6, 2, [19, 26, 33])
+    assert (rec["inputs"], rec["heads"]) == (6, [19, 26, 33]) and rec["object_cells"] == objective.n_cells
     assert "search" not in qp.options
     assert main(["info", str(searched)]) == 0
-    assert "format search: activation formats chosen by their effect on the heads over 2 calibration inputs" \
-        in capsys.readouterr().out
+    assert f"format search: activation formats chosen by their effect on the heads at {objective.n_cells} object " \
+        "cells of 6 calibration inputs" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, msg", [

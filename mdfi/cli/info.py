@@ -87,10 +87,9 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
     d = o.get("search")
     if isinstance(d, dict):
         heads = ", ".join(str(i) for i in d.get("heads", []) if type(i) is int) or "none"
-        lines.append(f"format search: activation formats chosen by their effect on the heads over "
-                     f"{d.get('search_inputs', '?')} calibration inputs; head biases at layers {heads} shifted by "
-                     f"{d.get('head_shift_strength', '?')} of the error left at {d.get('object_cells', '?')} object "
-                     f"cells of {d.get('inputs', '?')} inputs")
+        lines.append(f"format search: activation formats chosen by their effect on the heads at "
+                     f"{d.get('object_cells', '?')} object cells of {d.get('inputs', '?')} calibration inputs; head "
+                     f"biases at layers {heads} shifted by {d.get('head_shift_strength', '?')} of the error left there")
     widths = sorted({ql.wbits for ql in qm.layers if ql.kind == "convolutional"})
     if len(widths) > 1:
         lines.append("mixed precision: weight widths " + ", ".join(

@@ -137,11 +137,8 @@ def _searched_model(args, network, calib, inputs, common: dict, kw: dict, bias, 
     """``mdfi quantize --search``: the activation formats searched by their effect on the
     detection heads and the head biases shifted (:func:`mdfi.quant.formats.choose_decisions`,
     as the shipped recipe's decisions and the benchmark's best models were made), then the
-    model built with the chosen weight rounding and bias correction.  With --calib-crops the
-    format search runs on the photos and their mirror images only (the benchmark's
-    pipeline, docs/quantization.md); rounding, bias correction and head shifts use all
-    inputs."""
-    from ..quant import calibrate
+    model built with the chosen weight rounding and bias correction, all on the same inputs
+    (with --calib-crops: the photos, their mirror images and corner crops)."""
     from ..quant.formats import HEAD_SHIFT_STRENGTH, choose_decisions
     al = None
     prep = dict(wbits=common["wbits"], layer_wbits=common["layer_wbits"], abits=common["abits"],
@@ -157,28 +154,23 @@ def _searched_model(args, network, calib, inputs, common: dict, kw: dict, bias, 
     shared = dict(wbits=common["wbits"], abits=common["abits"], per_channel=common["per_channel"],
                   act_method=common["act_method"] or "mse", clip_budget=args.clip_budget,
                   layer_wbits=common["layer_wbits"], align=al, common=passed)
-    searched, search_inputs = None, inputs
-    if args.calib_crops:
-        search_inputs = calibrate.load_inputs(network, args.calib)
-        print(f"mdfi quantize: format search on {len(search_inputs)} inputs (photos and mirror images)",
-              file=sys.stderr)
-        searched = choose_decisions(network, calib, search_inputs, **shared)["act_fracs"]
+    print(f"mdfi quantize: format search on {len(inputs)} inputs", file=sys.stderr)
     final = {"weight_rounding": args.weight_rounding, "bias_correction": bias}
     if data_methods:
         final["calib_inputs"] = inputs
     if data_methods or al is not None:          # the model the shifts were measured on, shifted (as the benchmark)
         d, qm = choose_decisions(network, calib, inputs, final=final, with_model=True,
-                                 layer_abits=common["layer_abits"], searched=searched, **shared)
+                                 layer_abits=common["layer_abits"], **shared)
     else:                                       # built again with the shifts in its biases, rounded once, as
         from ..quant.formats import decisions_to_kwargs   # the shipped decisions are applied (seconds)
         from ..quant.quantize import quantize_network
         d = choose_decisions(network, calib, inputs, final=final, layer_abits=common["layer_abits"],
-                             searched=searched, **shared)
+                             **shared)
         dk = decisions_to_kwargs(network, d)
         dk.pop("layer_abits", None)
         qm = quantize_network(network, bias_correction=bias, **common, **dk)
     qm.options["formats_source"] = "searched by their effect on the detection heads (mdfi quantize --search)"
-    qm.options["search"] = {"inputs": len(inputs), "search_inputs": len(search_inputs),
+    qm.options["search"] = {"inputs": len(inputs),
                             "object_cells": int(d["object_cells"]), "head_shift_strength": HEAD_SHIFT_STRENGTH,
                             "heads": sorted(int(k) for k in d["head_shifts"])}
     for k, v in sorted(d["head_shifts"].items(), key=lambda kv: int(kv[0])):
@@ -259,7 +251,6 @@ def add_quantize_parser(sub) -> None:
                         "docs/quantization.md)")
     q.add_argument("--calib-crops", action="store_true",
                    help="the data-driven methods use each --calib photo's four 75%% corner crops as well as the "
-                        "photo and its mirror image (six inputs per photo; the format search of --search stays "
-                        "on the photos and mirror images)")
+                        "photo and its mirror image (six inputs per photo)")
     q.add_argument("-o", "--output", required=True, metavar="MODEL.mdfi", help="the quantized model file to write")
     q.set_defaults(func=cmd_quantize)
