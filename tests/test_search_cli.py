@@ -48,8 +48,8 @@ def test_search_lowers_the_head_error_and_is_recorded(calib_dir, tmp_path, capsy
     from mdfi.quant.formats import HeadObjective
     plain, searched = tmp_path / "plain.mdfi", tmp_path / "searched.mdfi"
     assert main(["quantize", *MODEL, "--calib", str(calib_dir), "-o", str(plain)]) == 0
-    assert main(["quantize", *MODEL, "--calib", str(calib_dir), "--search", "--calib-crops", "-o",
-                 str(searched)]) == 0
+    assert main(["quantize", *MODEL, "--calib", str(calib_dir), "--search", "--calib-crops", "--clip-budget", "0.03",
+                 "-o", str(searched)]) == 0
     err = capsys.readouterr().err
     assert "format search on 6 inputs" in err and "biases shifted by objectness" in err
     from mdfi.darknet.network import Network
@@ -63,7 +63,7 @@ def test_search_lowers_the_head_error_and_is_recorded(calib_dir, tmp_path, capsy
     assert e_searched < e_plain
     rec = qs.options["search"]
     assert (rec["inputs"], rec["heads"]) == (6, [19, 26, 33]) and rec["object_cells"] == objective.n_cells
-    assert "search" not in qp.options
+    assert "search" not in qp.options and qs.options["act_options"] == {"clip_budget": 0.03}
     assert main(["info", str(searched)]) == 0
     assert f"format search: activation formats chosen by their effect on the heads at {objective.n_cells} object " \
         "cells of 6 calibration inputs" in capsys.readouterr().out

@@ -150,7 +150,7 @@ def _searched_model(args, network, calib, inputs, common: dict, kw: dict, bias, 
         from ..quant.actequal import prepare
         al = prepare(network, args.act_equalize, **prep)
     passed = {k: common[k] for k in ("rounding", "layer_rounding", "weight_method", "act_method", "cfg_text",
-                                     "names", "act_options") if k in common}
+                                     "names")}
     shared = dict(wbits=common["wbits"], abits=common["abits"], per_channel=common["per_channel"],
                   act_method=common["act_method"] or "mse", clip_budget=args.clip_budget,
                   layer_wbits=common["layer_wbits"], align=al, common=passed)
@@ -168,8 +168,11 @@ def _searched_model(args, network, calib, inputs, common: dict, kw: dict, bias, 
                              **shared)
         dk = decisions_to_kwargs(network, d)
         dk.pop("layer_abits", None)
-        qm = quantize_network(network, bias_correction=bias, **common, **dk)
+        qm = quantize_network(network, bias_correction=bias, **dk,
+                              **{k: v for k, v in common.items() if k != "act_options"})
     qm.options["formats_source"] = "searched by their effect on the detection heads (mdfi quantize --search)"
+    if "act_options" in common:                 # the search's starting formats were chosen with them
+        qm.options["act_options"] = common["act_options"]
     qm.options["search"] = {"inputs": len(inputs),
                             "object_cells": int(d["object_cells"]), "head_shift_strength": HEAD_SHIFT_STRENGTH,
                             "heads": sorted(int(k) for k in d["head_shifts"])}
