@@ -45,7 +45,6 @@ SHARED_IMAGES = next((p for p in (os.path.join(HERE, "..", "..", "shared", "imag
                                   os.path.join(HERE, "..", "..", "..", "shared", "images"))
                       if os.path.isdir(p)), os.path.join(HERE, "..", "..", "shared", "images"))
 LABELME = "/usr/share/doc/labelme-examples/examples"
-CROPS = {"tl": (0.0, 0.0), "tr": (0.25, 0.0), "bl": (0.0, 0.25), "br": (0.25, 0.25)}
 
 
 def _skimage(name: str) -> Callable[[], Image.Image]:
@@ -115,30 +114,25 @@ def sources() -> Dict[str, List[Tuple[str, Callable[[], Image.Image]]]]:
 
 
 def variants(img: Image.Image):
-    w, h = img.size
-    yield "orig", img
-    yield "flip", img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    for tag, (fx, fy) in CROPS.items():
-        box = (round(fx * w), round(fy * h), round(fx * w + 0.75 * w), round(fy * h + 0.75 * h))
-        yield tag, img.crop(box).resize((w, h), Image.Resampling.BILINEAR)
-
+    """(tag, image) of the six variants of a photo: itself, its mirror image and its four 75 %
+    corner crops scaled back up (:func:`mdfi.quant.calibrate.calibration_variants`)."""
+    from mdfi.quant import calibrate
+    tags = ("orig", "flip", *calibrate.CORNER_CROPS)
+    for tag, v in zip(tags, calibrate.calibration_variants(np.asarray(img.convert("RGB")), crops=True)):
+        yield tag, Image.fromarray(v)
 
 
 def calibration_photos(dirs, crops: bool = False):
     """RGB arrays of every photo in ``dirs`` (calibrate.list_images order) with its mirror
-    image, or with ``crops`` all six :func:`variants` of it (mirror and four 75 % corner crops
-    scaled back up): the calibration inputs of the accuracy benchmarks, before each model's
-    own pre-processing."""
+    image, or with ``crops`` all six variants of it (mirror and four 75 % corner crops scaled
+    back up; :func:`mdfi.quant.calibrate.calibration_variants`, what ``mdfi quantize
+    --calib-crops`` uses): the calibration inputs of the accuracy benchmarks, before each
+    model's own pre-processing."""
     from mdfi.image import load_image
     from mdfi.quant import calibrate
     for d in dirs:
         for p in calibrate.list_images(d):
-            rgb = load_image(p)
-            vs = [rgb, rgb[:, ::-1]]
-            if crops:
-                vs = [np.asarray(im.convert("RGB")) for _, im in variants(Image.fromarray(rgb))]
-            for v in vs:
-                yield np.ascontiguousarray(v)
+            yield from calibrate.calibration_variants(load_image(p), crops=crops)
 
 
 def main(argv=None) -> int:

@@ -214,6 +214,39 @@ def build_model(args, network, names, calib, xs, w, a, wide, lw, opts):
     return qm, extra
 
 
+def evaluate_model(qm, tag, tq, extra, network, names, datas, rows, single: bool) -> None:
+    """Print and record (in ``rows``) the agreement of ``qm`` with the float detections on each
+    split of ``datas`` (and on the pooled ``val+val4`` when both are there)."""
+    from mdfi.engine import FixedEngine
+    from mdfi.eval import evaluate
+    from mdfi.model import Model
+    from mdfi.scale import imagejobs
+    pooled = "val" in datas and "val4" in datas
+    float_bytes = 4 * network.num_params()
+    fixed = Model(network, names, FixedEngine(qm, "c"))
+    size = qm.param_bytes() / float_bytes
+    allf, alld = [], []
+    for sp, data in list(datas.items()) + ([("val+val4", None)] if pooled else []):
+        if data is None:        # the two selection sets pooled: one AP over all their detections
+            fl, dets = allf, alld
+        else:
+            # as mdfi eval: the most confident MAX_EVAL_DETECTIONS per image (w2a2 finds tens of thousands)
+            fl = [d[2] for d in data]
+            dets = [imagejobs.top_detections(fixed.detect(d[1], thresh=0.005))[0] for d in data]
+            if sp in ("val", "val4"):
+                allf, alld = allf + fl, alld + dets
+        r = evaluate.agreement(fl, dets)
+        key = tag if single else f"{tag} {sp}"
+        rows[key] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq,
+                         decisions=bool(extra), model=qm.describe(), split=sp)
+        f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
+        print(f"{key:<8} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
+              f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "
+              f"{f(r.mean_dconf_ranked, '+.4f'):>8} {f(r.down_fraction_ranked, '.0f', 100):>5}% "
+              f"{f(r.mean_abs_dconf, '.4f'):>7} {100 * size:>5.1f}% {tq:>7.1f}{' *' if extra else ''}",
+              flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"),
@@ -279,15 +312,15 @@ def main(argv=None) -> int:
                     help="data-driven methods: activation-range equalization (mdfi.quant.actequal) of the float "
                          "network first (settings of ActEqualSettings, e.g. bound=mse,headroom=2,max_scale=8; none: "
                          "the defaults), recalibrated on the calib photos; the format search runs on the result")
+    ap.add_argument("--models", default=None, metavar="FILE.mdfi[,...]",
+                    help="evaluate these quantized models (e.g. written by `mdfi quantize`) instead of building "
+                         "--configs; each row is named by its file")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
-    from mdfi.eval import evaluate
-    from mdfi.scale import imagejobs
     from mdfi.quant import recipes
     from mdfi.fixedpoint import parse_bits_list
-    from mdfi.engine import FixedEngine
-    from mdfi.model import Model, _float_network
+    from mdfi.model import _float_network
     import accuracy_images
     from mdfi.cli.common import layer_bits_arg
     splits = args.split.split(",")
@@ -313,6 +346,10 @@ def main(argv=None) -> int:
             ap.error(f"--head-refine: S[@T] (numbers), not {args.head_refine!r}")
     wide = layer_bits_arg(args.layer_abits) if args.layer_abits else {}
     lw = layer_bits_arg(args.layer_wbits) if args.layer_wbits else {}
+    model_files = [m for m in (args.models or "").split(",") if m]
+    for m in model_files:
+        if not os.path.isfile(m):
+            ap.error(f"--models: {m}: no such file")
 
     if not os.path.isdir(os.path.join(args.sets, "test")):
         accuracy_images.main([args.sets])
@@ -349,8 +386,6 @@ def main(argv=None) -> int:
     datas = {sp: keep_variants(float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp,
                                            args.cache), args.variants)
              for sp in splits}
-    pooled = "val" in datas and "val4" in datas
-    float_bytes = 4 * network.num_params()
     rows = {}
     xs = None
     if args.method in ("gptq", "adaround", "nearest-data"):
@@ -362,7 +397,13 @@ def main(argv=None) -> int:
                  f"{', mirrors and crops' if args.calib_crops else ', mirrors'})" if xs is not None else ""))
     print(f"{'config':<8} {'mAP@.5':>7} {'kept':>12} {'extra':>10} {'dconf@.25':>9} {'bias':>8} {'lower':>6} "
           f"{'|dconf|':>7} {'size':>6} {'quant s':>7}")
-    for w, a in parse_bits_list(args.configs):
+    for path in model_files:
+        from mdfi.quant import modelfile
+        qm = modelfile.load(path)
+        if [(l.kind, l.out_shape) for l in qm.network.layers] != [(l.kind, l.out_shape) for l in network.layers]:
+            raise SystemExit(f"--models: {path} is not a yolov3-tiny model")
+        evaluate_model(qm, os.path.basename(path), 0.0, {}, network, names, datas, rows, len(splits) == 1)
+    for w, a in ([] if model_files else parse_bits_list(args.configs)):
         tag = f"w{w}a{a}" + ("+" if wide else "") + ("".join(f"/w{b}@{i}" for i, b in sorted(lw.items())))
         if args.align:
             tag += f"/al-{args.align}-{args.align_direction}"
@@ -404,28 +445,7 @@ def main(argv=None) -> int:
         if refine:
             qm = refine_heads(qm, network, xs, *refine)
             tag += f"/hr{refine[0]:g}@{refine[1]:g}"
-        fixed = Model(network, names, FixedEngine(qm, "c"))
-        size = qm.param_bytes() / float_bytes
-        allf, alld = [], []
-        for sp, data in list(datas.items()) + ([("val+val4", None)] if pooled else []):
-            if data is None:        # the two selection sets pooled: one AP over all their detections
-                fl, dets = allf, alld
-            else:
-                # as mdfi eval: the most confident MAX_EVAL_DETECTIONS per image (w2a2 finds tens of thousands)
-                fl = [d[2] for d in data]
-                dets = [imagejobs.top_detections(fixed.detect(d[1], thresh=0.005))[0] for d in data]
-                if sp in ("val", "val4"):
-                    allf, alld = allf + fl, alld + dets
-            r = evaluate.agreement(fl, dets)
-            key = tag if len(splits) == 1 else f"{tag} {sp}"
-            rows[key] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq,
-                             decisions=bool(extra), model=qm.describe(), split=sp)
-            f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
-            print(f"{key:<8} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
-                  f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "
-                  f"{f(r.mean_dconf_ranked, '+.4f'):>8} {f(r.down_fraction_ranked, '.0f', 100):>5}% "
-                  f"{f(r.mean_abs_dconf, '.4f'):>7} {100 * size:>5.1f}% {tq:>7.1f}{' *' if extra else ''}",
-                  flush=True)
+        evaluate_model(qm, tag, tq, extra, network, names, datas, rows, len(splits) == 1)
     print("size: parameters at their declared widths vs float32; * = shipped decisions used"
           + (f"; + = activations of layers {args.layer_abits} wider" if wide else ""))
     if args.json:

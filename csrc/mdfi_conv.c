@@ -272,6 +272,16 @@ static int geometry(conv_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m, int
     g->pgroup = nthreads > 1
         ? (int32_t)((g->npanels + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads))
         : g->npanels;
+    /* Work items of equal size (within one panel or tile; item g covers [U*g/I, U*(g+1)/I) of
+     * the U panels or tiles), as many as a multiple of the thread count: with fixed sizes a
+     * short last item left a thread idle (43 tiles in items of 6: 24 and 19 tiles on two
+     * threads, yolov3-tiny layer 22).  Never larger than pgroup / nb. */
+    {
+        const int64_t units = g->msplit ? g->npanels : g->ntiles, size = g->msplit ? g->pgroup : g->nb;
+        int64_t items = (units + size - 1) / size;
+        items = (items + nthreads - 1) / nthreads * nthreads;
+        g->nitems = items > units ? units : items;
+    }
 
     /* Scratch layout (byte sizes; checked against SIZE_MAX through uint64). */
     const uint64_t x2b = ((uint64_t)g->c2 * (uint64_t)g->plane + NR) * 4u;
@@ -284,7 +294,10 @@ static int geometry(conv_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m, int
     if (x2b > lim || bsh > lim || bpriv > lim || part > lim) return MDFI_CONV_E_DIM;
     const uint64_t tb = align_up((size_t)bpriv) + align_up((size_t)part) + tiles;
     if (tb > lim / (uint64_t)nthreads) return MDFI_CONV_E_DIM;
-    const uint64_t sum = ALIGN + align_up((size_t)x2b) + align_up((size_t)bsh) + tb * (uint64_t)nthreads;
+    /* 3-channel inputs: room for the tap-pair A panels (conv_int16) */
+    const uint64_t tpa = c == 3 ? (uint64_t)g->npanels * (uint64_t)(ks * ks + (ks * ks + 1) / 2) * MR * 4u : 0;
+    const uint64_t sum = ALIGN + align_up((size_t)x2b) + align_up((size_t)bsh) + align_up((size_t)tpa) +
+                         tb * (uint64_t)nthreads;
     if (sum > lim) return MDFI_CONV_E_DIM;
     g->bpriv_bytes = (size_t)bpriv;
     g->part_bytes = (size_t)part;
@@ -431,7 +444,7 @@ EPI_SCALAR(mdfi_conv_epi32_scalar, int32_t)
 EPI_SCALAR(mdfi_conv_epi64_scalar, int64_t)
 
 const conv_ops mdfi_conv_ops_scalar = {ukr32_scalar, mdfi_conv_pack_scalar, mdfi_conv_x2_scalar, mdfi_conv_epi32_scalar,
-                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL, NULL};
+                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL, NULL, NULL};
 
 void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
 
@@ -555,7 +568,8 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
                     }
                     if (!ctx->acc64) {
                         int32_t *ct = nkc > 1 ? (int32_t *)(void *)part + slot : tile32;
-                        ops->ukr32(kcl, ap, bp, bstride, ct, !first);
+                        (mv < MR && ops->ukr32_rows != NULL ? ops->ukr32_rows(mv) : ops->ukr32)(kcl, ap, bp, bstride,
+                                                                                             ct, !first);
                         if (last) ops->epi32(ctx, ct, m0, mv, px0, nv);
                     } else {
                         int64_t *ct = nkc > 1 ? (int64_t *)(void *)part + slot : tile64;
@@ -593,7 +607,7 @@ static void worker(void *arg, int tid)
     conv_work *work = ((const conv_job *)arg)->work;
     const int64_t rows = (int64_t)ctx->c2 * ctx->hp;
     const int64_t per = ctx->wp >= X2_ITEM_PAIRS ? 1 : X2_ITEM_PAIRS / ctx->wp;   /* rows */
-    const int64_t nx2 = (rows + per - 1) / per;
+    const int64_t nx2 = ctx->x1 ? 0 : (rows + per - 1) / per;
     for (int64_t i; (i = mdfi_pool_next(&work->x2)) < nx2;) {
         ops->x2(ctx, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
         mdfi_pool_done(&work->x2_done, nx2);
@@ -606,16 +620,14 @@ static void worker(void *arg, int tid)
             mdfi_pool_done(&work->pack_done, npack);
         }
         mdfi_pool_wait(&work->pack_done, npack);
-        for (int64_t g; (g = mdfi_pool_next(&work->item)) * ctx->pgroup < ctx->npanels;) {
-            const int64_t p0 = g * ctx->pgroup, p1 = p0 + ctx->pgroup;
-            compute(ctx, ops, tid, (int32_t)p0, (int32_t)(p1 < ctx->npanels ? p1 : ctx->npanels),
-                    0, ctx->ntiles);
+        for (int64_t g; (g = mdfi_pool_next(&work->item)) < ctx->nitems;) {
+            const int64_t p0 = (int64_t)ctx->npanels * g / ctx->nitems, p1 = (int64_t)ctx->npanels * (g + 1) / ctx->nitems;
+            compute(ctx, ops, tid, (int32_t)p0, (int32_t)p1, 0, ctx->ntiles);
         }
     } else {
-        for (int64_t g; (g = mdfi_pool_next(&work->item)) * ctx->nb < ctx->ntiles;) {
-            const int64_t t0 = g * ctx->nb, t1 = t0 + ctx->nb;
-            compute(ctx, ops, tid, 0, ctx->npanels, (int32_t)t0,
-                    (int32_t)(t1 < ctx->ntiles ? t1 : ctx->ntiles));
+        for (int64_t g; (g = mdfi_pool_next(&work->item)) < ctx->nitems;) {
+            const int64_t t0 = (int64_t)ctx->ntiles * g / ctx->nitems, t1 = (int64_t)ctx->ntiles * (g + 1) / ctx->nitems;
+            compute(ctx, ops, tid, 0, ctx->npanels, (int32_t)t0, (int32_t)t1);
         }
     }
 }
@@ -678,11 +690,16 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
     if (ctx.chunk > ctx.kc2) ctx.chunk = ctx.kc2;
 
 #if MDFI_CONV_X86
-    /* AVX2, 1x1 layers of at least 128 channels: packed B tiles (contiguous 64-byte rows) beat
+    /* AVX2, 1x1 layers of at least 32 channels: packed B tiles (contiguous 64-byte rows) beat
      * reading B from X2 (rows a plane apart): yolov3's 1x1 layers 0.81-0.93x, yolov3-tiny's
-     * 0.87-0.91x; with 64 channels direct stays faster (64x208x208 -> 32: 1.07-1.20x packed).
-     * Scratch is sized for both (geometry). */
-    if (ops == &mdfi_conv_ops_avx2 && ctx.direct && ctx.k2 >= 64) ctx.direct = 0;
+     * 0.87-0.91x (round 5, packed from X2); packed straight from x (ctx.x1, no X2 pass, which
+     * was 12% of these layers in a perf profile) 0.83-0.92x more, and then 64 channels too
+     * (64x208x208 -> 32: 0.93x; packed from X2 it was 1.07-1.20x).  Scratch is sized for both
+     * (geometry). */
+    if (ops == &mdfi_conv_ops_avx2 && ctx.direct && ctx.k2 >= 16) {
+        ctx.direct = 0;
+        ctx.x1 = 1;
+    }
 #endif
     ctx.x2 = (int16_t *)(void *)s;
     /* the NR pairs after the last plane are only read for discarded pixels; keep them 0 */
@@ -691,6 +708,32 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
     ctx.bshared = (int16_t *)(void *)s;
     if (ctx.msplit) s += align_up((size_t)ctx.ntiles * (size_t)ctx.k2 * NR * 4);
     ctx.tbase = s;
+#if MDFI_CONV_X86
+    /* 3-channel inputs (first layers) on the AVX2 packing: the tap-pair K order (ctx.tp), 14
+     * K-pairs instead of 18 for 3x3 (the pair (c2, 0) of each tap wastes half a vpmaddwd).
+     * The A panels are re-ordered into scratch (a few KB); integer sums are exact in any order. */
+    if ((ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512) && c == 3 && ks >= 2 && !ctx.direct &&
+        ctx.nkc == 1) {
+        const int32_t taps = ks * ks, k2t = taps + (taps + 1) / 2;
+        int16_t *at = (int16_t *)(void *)(ctx.tbase + ctx.tbytes * (size_t)nthreads);   /* geometry: tpa */
+        for (int32_t p = 0; p < ctx.npanels; ++p) {
+            const int16_t *src = ctx.a + (size_t)p * ctx.k2 * MR * 2;       /* [taps][C2 = 2][MR][2] */
+            int16_t *dst = at + (size_t)p * k2t * MR * 2;                   /* [k2t][MR][2]          */
+            for (int32_t t = 0; t < taps; ++t)
+                memcpy(dst + (size_t)t * MR * 2, src + (size_t)t * 2 * MR * 2, MR * 2 * sizeof(int16_t));
+            for (int32_t j = 0; j < (taps + 1) / 2; ++j)
+                for (int32_t r = 0; r < MR; ++r) {
+                    const int32_t ta = 2 * j, tb = 2 * j + 1;
+                    dst[((size_t)(taps + j) * MR + r) * 2] = src[((size_t)(ta * 2 + 1) * MR + r) * 2];
+                    dst[((size_t)(taps + j) * MR + r) * 2 + 1] = tb < taps ? src[((size_t)(tb * 2 + 1) * MR + r) * 2] : 0;
+                }
+        }
+        ctx.a = at;
+        ctx.k2 = k2t;
+        ctx.kc2 = k2t;
+        ctx.tp = 1;
+    }
+#endif
     conv_work work = {0, 0, 0, 0, 0};
     conv_job job = {&ctx, ops, &work};
     mdfi_pool_run(worker, &job, nthreads);

@@ -67,6 +67,52 @@ AVX2 static void ukr32_avx2(int32_t kcl, const int16_t *restrict a, const int16_
 #undef ST
 }
 
+/* ---- the last panel of a layer whose M is not a multiple of 6: rows 0..NROWS-1 only ----
+ * C[NROWS][16] (+)= A[kcl][6][2] . B[kcl][16][2] (rows NROWS..5 of the panel are zero
+ * weights and of C are not written): NROWS = 2 or 4 instead of 6 rows of vpmaddwd (yolov3-tiny
+ * layer 2: 32 channels = 5 panels + 2 rows).  The same exact arithmetic as ukr32_avx2. */
+AVX2 static inline __attribute__((always_inline)) void ukr32_rows_body(int nrows, int32_t kcl,
+                                                                       const int16_t *restrict a,
+                                                                       const int16_t *restrict b, size_t bstride,
+                                                                       int32_t *restrict c, int accumulate)
+{
+    __m256i acc[4][2];
+    for (int r = 0; r < nrows; ++r) {
+        acc[r][0] = accumulate ? _mm256_loadu_si256((const __m256i *)(c + r * NR)) : _mm256_setzero_si256();
+        acc[r][1] = accumulate ? _mm256_loadu_si256((const __m256i *)(c + r * NR + 8)) : _mm256_setzero_si256();
+    }
+    for (int32_t i = 0; i < kcl; ++i) {
+        const __m256i b0 = _mm256_loadu_si256((const __m256i *)b);
+        const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 16));
+        for (int r = 0; r < nrows; ++r) {
+            const __m256i av = _mm256_set1_epi32(ld32(a + 2 * r));
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
+        }
+        a += MR * 2;
+        b += bstride;
+    }
+    for (int r = 0; r < nrows; ++r) {
+        _mm256_storeu_si256((__m256i *)(c + r * NR), acc[r][0]);
+        _mm256_storeu_si256((__m256i *)(c + r * NR + 8), acc[r][1]);
+    }
+}
+AVX2 static void ukr32_r2_avx2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                               int32_t *restrict c, int accumulate)
+{
+    ukr32_rows_body(2, kcl, a, b, bstride, c, accumulate);
+}
+AVX2 static void ukr32_r4_avx2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                               int32_t *restrict c, int accumulate)
+{
+    ukr32_rows_body(4, kcl, a, b, bstride, c, accumulate);
+}
+/* The kernel for the first mv rows of a panel (rows mv..5 of C are then not written). */
+static ukr32_fn ukr32_rows_avx2(int32_t mv)
+{
+    return mv <= 2 ? ukr32_r2_avx2 : mv <= 4 ? ukr32_r4_avx2 : ukr32_avx2;
+}
+
 /* Pairs 0, 2, 4, ..., 14 of the 16 pairs at p (int16 units; bit moves only). */
 AVX2 static inline __m256i even_pairs(const int16_t *p)
 {
@@ -76,9 +122,62 @@ AVX2 static inline __m256i even_pairs(const int16_t *p)
 }
 
 /* ---- B packing: B[i][j] = X2[cc][off_j + ky*Wp + kx] (pairs moved as int32) ---------- */
+/* ctx->x1 (1x1, stride 1, no padding): B[i][j] = (x[2cc][p], x[2cc+1][p]), cc = kc0 + i,
+ * p = t*NR + j (clamped to N-1): the channel rows widened to int16 and interleaved, as X2
+ * would hold them, straight into the tile. */
+AVX2 static inline void interleave_store(int16_t *d, __m256i e, __m256i o);
+AVX2 static void pack_x1_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl, int16_t *restrict dst)
+{
+    const int64_t n = ctx->n, p0 = (int64_t)t * NR;
+    const int full = p0 + NR <= n;
+    for (int32_t i = 0; i < kcl; ++i) {
+        const int64_t c0 = 2 * (int64_t)(kc0 + i), c1 = c0 + 1;
+        const int has1 = c1 < ctx->c;
+        int16_t *d = dst + (size_t)i * NR * 2;
+        if (full) {
+            __m256i e, o;
+            if (ctx->xtype == MDFI_CONV_S16) {
+                const int16_t *x = (const int16_t *)ctx->x;
+                e = _mm256_loadu_si256((const __m256i *)(x + (size_t)c0 * (size_t)n + (size_t)p0));
+                o = has1 ? _mm256_loadu_si256((const __m256i *)(x + (size_t)c1 * (size_t)n + (size_t)p0))
+                         : _mm256_setzero_si256();
+            } else {
+                const unsigned char *x = (const unsigned char *)ctx->x;
+                const __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(x + (size_t)c0 * (size_t)n + (size_t)p0));
+                const __m128i b = has1 ? _mm_loadu_si128((const __m128i *)(const void *)(x + (size_t)c1 * (size_t)n + (size_t)p0))
+                                       : _mm_setzero_si128();
+                e = ctx->xtype == MDFI_CONV_U8 ? _mm256_cvtepu8_epi16(a) : _mm256_cvtepi8_epi16(a);
+                o = ctx->xtype == MDFI_CONV_U8 ? _mm256_cvtepu8_epi16(b) : _mm256_cvtepi8_epi16(b);
+            }
+            interleave_store(d, e, o);
+            continue;
+        }
+        for (int j = 0; j < NR; ++j) {
+            const size_t p = (size_t)(p0 + j < n ? p0 + j : n - 1);
+            int16_t v0, v1 = 0;
+            if (ctx->xtype == MDFI_CONV_S16) {
+                v0 = ((const int16_t *)ctx->x)[(size_t)c0 * (size_t)n + p];
+                if (has1) v1 = ((const int16_t *)ctx->x)[(size_t)c1 * (size_t)n + p];
+            } else if (ctx->xtype == MDFI_CONV_S8) {
+                v0 = ((const int8_t *)ctx->x)[(size_t)c0 * (size_t)n + p];
+                if (has1) v1 = ((const int8_t *)ctx->x)[(size_t)c1 * (size_t)n + p];
+            } else {
+                v0 = ((const uint8_t *)ctx->x)[(size_t)c0 * (size_t)n + p];
+                if (has1) v1 = ((const uint8_t *)ctx->x)[(size_t)c1 * (size_t)n + p];
+            }
+            d[2 * j] = v0;
+            d[2 * j + 1] = v1;
+        }
+    }
+}
+
 AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
                            int16_t *restrict dst)
 {
+    if (ctx->x1) {
+        pack_x1_avx2(ctx, t, kc0, kcl, dst);
+        return;
+    }
     int32_t off[NR], jb, gap;
     const int kind = mdfi_conv_tile_offsets(ctx, t, off, &jb, &gap);
     const __m256i o0 = _mm256_loadu_si256((const __m256i *)off);
@@ -110,6 +209,57 @@ AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t 
     const __m256i n1 = _mm256_cmpgt_epi32(vjb2, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
     int32_t tap = kc0 / ctx->c2, cc = kc0 % ctx->c2;
     int32_t ky = tap / ctx->ks, kx = tap % ctx->ks;
+    /* the 16 pairs of the tile at src (one K-pair row of X2 at one tap) */
+#define PACK_LOAD(src, v0, v1)                                                                          \
+        if (kind == 1) {                                                                               \
+            v0 = _mm256_loadu_si256((const __m256i *)(src + o));                                        \
+            v1 = _mm256_loadu_si256((const __m256i *)(src + o + 16));                                   \
+        } else if (kind == 2) {                                                                        \
+            v0 = _mm256_blendv_epi8(_mm256_loadu_si256((const __m256i *)(src + o2)),                    \
+                                    _mm256_loadu_si256((const __m256i *)(src + o)), m0);                \
+            v1 = _mm256_blendv_epi8(_mm256_loadu_si256((const __m256i *)(src + o2 + 16)),               \
+                                    _mm256_loadu_si256((const __m256i *)(src + o + 16)), m1);           \
+        } else if (s2) {                                                                               \
+            v0 = even_pairs(src + q1);                                                                 \
+            v1 = even_pairs(src + q1 + 32);                                                            \
+            if (jb2 < NR) {                                                                            \
+                v0 = _mm256_blendv_epi8(even_pairs(src + q2), v0, n0);                                  \
+                v1 = _mm256_blendv_epi8(even_pairs(src + q2 + 32), v1, n1);                             \
+            }                                                                                          \
+        } else {                                                                                       \
+            v0 = _mm256_i32gather_epi32((const int *)(const void *)(src), o0, 4);                      \
+            v1 = _mm256_i32gather_epi32((const int *)(const void *)(src), o1, 4);                      \
+        }
+    if (ctx->tp) {
+        /* tap-pair order (3 channels, C2 = 2, one K block): rows 0..taps-1 are plane 0 (c0, c1)
+         * at tap i; row taps + j is (c2 at tap 2j, c2 at tap 2j + 1) from plane 1, whose pairs
+         * are (c2, 0): the second tap's pairs shifted up 16 bits and OR-ed in */
+        const int32_t taps = ctx->ks * ctx->ks;
+        for (int32_t i = 0; i < kcl; ++i) {
+            __m256i v0, v1;
+            if (i < taps) {
+                const int16_t *src = ctx->x2 + ((size_t)(i / ctx->ks) * (size_t)ctx->wp + (size_t)(i % ctx->ks)) * 2;
+                PACK_LOAD(src, v0, v1)
+            } else {
+                const int32_t ta = 2 * (i - taps), tb = ta + 1;
+                const int16_t *sa = ctx->x2 + ((size_t)ctx->plane + (size_t)(ta / ctx->ks) * (size_t)ctx->wp +
+                                               (size_t)(ta % ctx->ks)) * 2;
+                PACK_LOAD(sa, v0, v1)
+                if (tb < taps) {
+                    const int16_t *sb = ctx->x2 + ((size_t)ctx->plane + (size_t)(tb / ctx->ks) * (size_t)ctx->wp +
+                                                   (size_t)(tb % ctx->ks)) * 2;
+                    __m256i w0, w1;
+                    PACK_LOAD(sb, w0, w1)
+                    v0 = _mm256_or_si256(v0, _mm256_slli_epi32(w0, 16));
+                    v1 = _mm256_or_si256(v1, _mm256_slli_epi32(w1, 16));
+                }
+            }
+            _mm256_storeu_si256((__m256i *)(dst + (size_t)i * NR * 2), v0);
+            _mm256_storeu_si256((__m256i *)(dst + (size_t)i * NR * 2 + 16), v1);
+        }
+        return;
+    }
+#undef PACK_LOAD
     for (int32_t i = 0; i < kcl; ++i) {
         const int16_t *src = ctx->x2 + ((size_t)cc * (size_t)ctx->plane +
                                         (size_t)ky * (size_t)ctx->wp + (size_t)kx) * 2;
@@ -145,7 +295,7 @@ AVX2 static void pack_avx2(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t 
 
 /* ---- X2 rows: widen two channel rows to int16 and interleave them -------------------- */
 AVX2 static inline void interleave_store(int16_t *d, __m256i e, __m256i o)
-{
+{   /* d[2i] = e[i], d[2i+1] = o[i], i < 16 */
     const __m256i lo = _mm256_unpacklo_epi16(e, o);   /* pixels 0-3 | 8-11  */
     const __m256i hi = _mm256_unpackhi_epi16(e, o);   /* pixels 4-7 | 12-15 */
     _mm256_storeu_si256((__m256i *)d, _mm256_permute2x128_si256(lo, hi, 0x20));
@@ -370,19 +520,68 @@ UKR32E_T(ukr32e_relu, MDFI_ACT_RELU)
 #undef UKE_LD
 #undef UKE_ROW
 
+/* The same for the first NROWS (2 or 4) rows of a panel only (mv <= NROWS; see ukr32_rows_body). */
+AVX2 static inline __attribute__((always_inline)) void ukr32e_rows_body(int nrows, int32_t act, int32_t kcl,
+                                                                        const int16_t *restrict a,
+                                                                        const int16_t *restrict b, size_t bstride,
+                                                                        const int32_t *restrict cin,
+                                                                        const conv_rows *rows, const conv_ctx *ctx,
+                                                                        int32_t m0, int32_t mv, int64_t p0, int32_t nv)
+{
+    __m256i acc[4][2];
+    for (int r = 0; r < nrows; ++r) {
+        acc[r][0] = acc[r][1] = _mm256_set1_epi32(rows->bh[r]);
+        if (cin != NULL) {
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_loadu_si256((const __m256i *)(cin + r * NR)));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_loadu_si256((const __m256i *)(cin + r * NR + 8)));
+        }
+    }
+    for (int32_t i = 0; i < kcl; ++i) {
+        const __m256i b0 = _mm256_loadu_si256((const __m256i *)b);
+        const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 16));
+        for (int r = 0; r < nrows; ++r) {
+            const __m256i av = _mm256_set1_epi32(ld32(a + 2 * r));
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
+        }
+        a += MR * 2;
+        b += bstride;
+    }
+    for (int r = 0; r < nrows; ++r)
+        if (r < mv) epi_row_regs(ctx, rows, r, acc[r][0], acc[r][1], m0, p0, nv, act);
+}
+#define UKR32E_ROWS_T(NAME, NROWS, ACT)                                                       \
+AVX2 static void NAME(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride, \
+                      const int32_t *restrict cin, const conv_rows *rows, const conv_ctx *ctx, int32_t m0, \
+                      int32_t mv, int64_t p0, int32_t nv)                                     \
+{                                                                                             \
+    ukr32e_rows_body(NROWS, ACT, kcl, a, b, bstride, cin, rows, ctx, m0, mv, p0, nv);         \
+}
+UKR32E_ROWS_T(ukr32e_r2_lin, 2, MDFI_ACT_LINEAR)
+UKR32E_ROWS_T(ukr32e_r2_leaky, 2, MDFI_ACT_LEAKY)
+UKR32E_ROWS_T(ukr32e_r2_relu, 2, MDFI_ACT_RELU)
+UKR32E_ROWS_T(ukr32e_r4_lin, 4, MDFI_ACT_LINEAR)
+UKR32E_ROWS_T(ukr32e_r4_leaky, 4, MDFI_ACT_LEAKY)
+UKR32E_ROWS_T(ukr32e_r4_relu, 4, MDFI_ACT_RELU)
+#undef UKR32E_ROWS_T
+
 static void ukr32e_avx2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
                         const int32_t *restrict cin, const conv_rows *rows, const conv_ctx *ctx, int32_t m0,
                         int32_t mv, int64_t p0, int32_t nv)
 {
-    (ctx->act == MDFI_ACT_LEAKY ? ukr32e_leaky : ctx->act == MDFI_ACT_RELU ? ukr32e_relu : ukr32e_lin)(
-        kcl, a, b, bstride, cin, rows, ctx, m0, mv, p0, nv);
+    /* [rows: 2, 4, 6][act] */
+    static const ukr32e_fn f[3][3] = {{ukr32e_r2_lin, ukr32e_r2_leaky, ukr32e_r2_relu},
+                                      {ukr32e_r4_lin, ukr32e_r4_leaky, ukr32e_r4_relu},
+                                      {ukr32e_lin, ukr32e_leaky, ukr32e_relu}};
+    const int ai = ctx->act == MDFI_ACT_LEAKY ? 1 : ctx->act == MDFI_ACT_RELU ? 2 : 0;
+    f[mv <= 2 ? 0 : mv <= 4 ? 1 : 2][ai](kcl, a, b, bstride, cin, rows, ctx, m0, mv, p0, nv);
 }
 
 const conv_ops mdfi_conv_ops_avx2 = {ukr32_avx2, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
-                                     widen_avx2, NULL, ukr32e_avx2};
+                                     widen_avx2, NULL, ukr32e_avx2, ukr32_rows_avx2};
 /* AVX-512BW: zmm micro-kernels (mdfi_conv_avx512.c), the rest from AVX2 */
 const conv_ops mdfi_conv_ops_avx512 = {mdfi_conv_avx512_ukr32, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
-                                       widen_avx2, mdfi_conv_avx512_ukr32x2, NULL};
+                                       widen_avx2, mdfi_conv_avx512_ukr32x2, NULL, NULL};
 
 #else
 /* ISO C forbids an empty translation unit. */

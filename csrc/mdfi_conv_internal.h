@@ -101,7 +101,14 @@ typedef struct conv_ctx {
     int32_t nb;                   /* tiles per N block                             */
     int32_t msplit;               /* 1: threads split M (panels), 0: split N       */
     int32_t pgroup;               /* panels per work item (M split)                */
+    int64_t nitems;               /* work items (either split), equal to within one */
     int32_t direct;               /* 1x1, stride 1, pad 0: B read from X2          */
+    int32_t x1;                   /* 1x1, stride 1, pad 0, packed: the B tiles are packed
+                                     straight from x (no X2; AVX2 packing)          */
+    int32_t tp;                   /* 1: 3-channel input, tap-pair K order (AVX2 packing,
+                                     mdfi_conv.c conv_int16): kp < taps is pair (c0, c1)
+                                     of tap kp, kp = taps + j is (c2 of tap 2j, c2 of tap
+                                     2j + 1): K2 = taps + ceil(taps/2) instead of 2 taps */
     int32_t chunk;                /* acc64: K-pairs summed in int32 before widening;
                                      0 = accumulate straight into int64            */
     int32_t path;
@@ -158,6 +165,9 @@ typedef struct conv_ops {
     widen_fn widen;
     ukr32x2_fn ukr32x2;           /* NULL: one tile per call */
     ukr32e_fn ukr32e;             /* NULL: ukr32 then epi32 */
+    /* NULL, or the ukr32 for the first mv rows of a panel only (rows mv..MR-1 of C are then
+     * not written; for a last panel of fewer than MR rows, e.g. Winograd's) */
+    ukr32_fn (*ukr32_rows)(int32_t mv);
 } conv_ops;
 
 extern const conv_ops mdfi_conv_ops_scalar;

@@ -105,7 +105,12 @@ typedef struct {
     int32_t rounding, bits, act;
     int64_t bound;                              /* K*max|w|*max|x| >= |S|             */
     ukr32_fn ukr;
+    ukr32_fn ukr_last;                          /* the last panel's (its rows only, when fewer) */
     int32_t msplit, pgroup, nbitem;
+    int32_t ngroups;                            /* msplit / allb: panel groups, equal to
+                                                   within one panel (np * g / ngroups)  */
+    int32_t ngrid;                              /* > 0: items = (block, panel group), ngrid
+                                                   groups per block, V blocks shared     */
     int32_t allb;                               /* 1: wino_compute_all (nblk <= ALLB)    */
     int16_t *x2;
     int16_t *vshared;                           /* msplit: [nblk] V blocks            */
@@ -353,12 +358,89 @@ AVX2 static void wino_ukr8(int32_t kcl, const int16_t *restrict a, const int16_t
     _mm256_storeu_si256((__m256i *)(void *)(c + 5 * NR), c5);
 }
 
+/* C[6][0] (+)= A[kcl][6][2] . B[kcl][0][2]: the first tile of a block only, for a last block of
+ * one tile (13x13 maps: 49 tiles = 3 blocks + 1).  The six rows of a K-pair are one xmm (rows
+ * 0..3) and one 64-bit load (rows 4..5) multiplied by the broadcast B pair: 2 vpmaddwd per
+ * K-pair instead of wino_ukr8's 6 ymm ones.  Columns 1..7 of C are written as 0 (the output
+ * transform reads them, and stores only the existing tiles).  The same exact int32 arithmetic
+ * modulo 2^32 as the other kernels (the order of the additions does not matter modulo 2^32). */
+AVX2 static void wino_ukr1(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                           int32_t *restrict c, int accumulate)
+{
+    __m128i s03a = _mm_setzero_si128(), s45a = _mm_setzero_si128();
+    __m128i s03b = _mm_setzero_si128(), s45b = _mm_setzero_si128();
+    int32_t i = 0;
+    {
+        /* rows 0..5 of K-pairs k and k+1 as one ymm (rows 0-5 of k, 0-1 of k+1) and one xmm
+         * (rows 2-5 of k+1), times the pairs broadcast to the matching lanes */
+        __m256i y0 = _mm256_setzero_si256(), y1 = _mm256_setzero_si256();
+        __m128i x0 = _mm_setzero_si128(), x1 = _mm_setzero_si128();
+        for (; i + 4 <= kcl; i += 4) {
+            int32_t b0, b1, b2, b3;
+            memcpy(&b0, b, sizeof b0);
+            memcpy(&b1, b + bstride, sizeof b1);
+            memcpy(&b2, b + 2 * bstride, sizeof b2);
+            memcpy(&b3, b + 3 * bstride, sizeof b3);
+            const __m256i v01 = _mm256_blend_epi32(_mm256_set1_epi32(b0), _mm256_set1_epi32(b1), 0xC0);
+            const __m256i v23 = _mm256_blend_epi32(_mm256_set1_epi32(b2), _mm256_set1_epi32(b3), 0xC0);
+            y0 = _mm256_add_epi32(y0, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)a), v01));
+            x0 = _mm_add_epi32(x0, _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(const void *)(a + 16)), _mm_set1_epi32(b1)));
+            y1 = _mm256_add_epi32(y1, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(a + 24)), v23));
+            x1 = _mm_add_epi32(x1, _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(const void *)(a + 40)), _mm_set1_epi32(b3)));
+            a += 4 * MR * 2;
+            b += 4 * bstride;
+        }
+        /* fold: ymm lanes 0-5 = rows 0-5, lanes 6-7 = rows 0-1; xmm lanes 0-3 = rows 2-5 */
+        const __m256i y = _mm256_add_epi32(y0, y1);
+        const __m128i x = _mm_add_epi32(x0, x1);
+        const __m128i ylo = _mm256_castsi256_si128(y), yhi = _mm256_extracti128_si256(y, 1);
+        /* rows 0-3: ylo + (yhi lanes 2,3 -> lanes 0,1) + (x lanes 0,1 -> lanes 2,3) */
+        s03a = _mm_add_epi32(ylo, _mm_add_epi32(_mm_srli_si128(yhi, 8), _mm_slli_si128(x, 8)));
+        /* rows 4-5: yhi lanes 0,1 + x lanes 2,3 */
+        s45a = _mm_add_epi32(yhi, _mm_srli_si128(x, 8));
+        s45a = _mm_and_si128(s45a, _mm_set_epi32(0, 0, -1, -1));
+    }
+    for (; i + 2 <= kcl; i += 2) {        /* two independent chains */
+        int32_t b0, b1;
+        memcpy(&b0, b, sizeof b0);
+        memcpy(&b1, b + bstride, sizeof b1);
+        const __m128i v0 = _mm_set1_epi32(b0), v1 = _mm_set1_epi32(b1);
+        s03a = _mm_add_epi32(s03a, _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(const void *)a), v0));
+        s45a = _mm_add_epi32(s45a, _mm_madd_epi16(_mm_loadl_epi64((const __m128i *)(const void *)(a + 8)), v0));
+        s03b = _mm_add_epi32(s03b, _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(const void *)(a + MR * 2)), v1));
+        s45b = _mm_add_epi32(s45b, _mm_madd_epi16(_mm_loadl_epi64((const __m128i *)(const void *)(a + MR * 2 + 8)), v1));
+        a += 2 * MR * 2;
+        b += 2 * bstride;
+    }
+    if (i < kcl) {
+        int32_t b0;
+        memcpy(&b0, b, sizeof b0);
+        const __m128i v0 = _mm_set1_epi32(b0);
+        s03a = _mm_add_epi32(s03a, _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(const void *)a), v0));
+        s45a = _mm_add_epi32(s45a, _mm_madd_epi16(_mm_loadl_epi64((const __m128i *)(const void *)(a + 8)), v0));
+    }
+    int32_t r[8];
+    _mm_storeu_si128((__m128i *)(void *)r, _mm_add_epi32(s03a, s03b));
+    _mm_storeu_si128((__m128i *)(void *)(r + 4), _mm_add_epi32(s45a, s45b));
+    for (int j = 0; j < MR; ++j) {
+        const uint32_t v = (uint32_t)r[j] + (accumulate ? (uint32_t)c[j * NR] : 0u);   /* modulo 2^32 */
+        _mm256_storeu_si256((__m256i *)(void *)(c + j * NR), _mm256_setzero_si256());
+        memcpy(c + j * NR, &v, sizeof v);
+    }
+}
+
+/* The kernel of a block with `rem` = ntiles - first tile tiles left. */
+static ukr32_fn wino_block_ukr(const wino_ctx *k, int64_t rem)
+{
+    return rem <= 1 ? wino_ukr1 : rem <= 8 ? wino_ukr8 : k->ukr;
+}
+
 /* Panels [p0, p1) of V block blk (at vb), PG panels at a time: each V_xi (C2 x NB pairs) is
  * then read from L1 by PG micro-kernel calls in a row. */
 static void wino_compute(const wino_ctx *k, int tid, int32_t p0, int32_t p1, int32_t blk, const int16_t *vb)
 {
     int32_t *ct0 = (int32_t *)(void *)(k->tbase + (size_t)tid * k->tbytes);
-    const ukr32_fn ukr = k->ntiles - (int64_t)blk * NB <= 8 ? wino_ukr8 : k->ukr;
+    const ukr32_fn ukr = wino_block_ukr(k, k->ntiles - (int64_t)blk * NB);
     for (int32_t g0 = p0; g0 < p1; g0 += PG) {
         const int32_t g1 = g0 + PG < p1 ? g0 + PG : p1;
         for (int32_t c0 = 0; c0 < k->c2; c0 += KC) {
@@ -367,7 +449,8 @@ static void wino_compute(const wino_ctx *k, int tid, int32_t p0, int32_t p1, int
                 const int16_t *bv = vb + ((size_t)xi * (size_t)k->c2 + (size_t)c0) * NB * 2;
                 for (int32_t p = g0; p < g1; ++p) {
                     const int16_t *a = k->u + (((size_t)xi * (size_t)k->np + (size_t)p) * (size_t)k->c2 + (size_t)c0) * MR * 2;
-                    ukr(kcl, a, bv, NB * 2, ct0 + ((size_t)(p - g0) * 16 + (size_t)xi) * MR * NR, c0 > 0);
+                    (ukr == k->ukr && p == k->np - 1 ? k->ukr_last : ukr)(
+                        kcl, a, bv, NB * 2, ct0 + ((size_t)(p - g0) * 16 + (size_t)xi) * MR * NR, c0 > 0);
                 }
             }
         }
@@ -402,7 +485,7 @@ static void wino_compute_all(const wino_ctx *k, int tid, int32_t p0, int32_t p1)
                     }
                     for (int32_t b = 0; b < nb; ++b) {
                         const int16_t *bv = k->vshared + (size_t)b * (k->vbytes / 2) + ((size_t)xi * (size_t)k->c2 + (size_t)c0) * NB * 2;
-                        const ukr32_fn ukr = k->ntiles - (int64_t)b * NB <= 8 ? wino_ukr8 : k->ukr;
+                        const ukr32_fn ukr = wino_block_ukr(k, k->ntiles - (int64_t)b * NB);
                         ukr(kcl, a, bv, NB * 2, ct0 + (((size_t)(p - g0) * (size_t)nb + (size_t)b) * 16 + (size_t)xi) * MR * NR, c0 > 0);
                     }
                 }
@@ -432,15 +515,31 @@ static void wino_worker(void *arg, int tid)
         mdfi_pool_done(&job->x2_done, nx);
     }
     mdfi_pool_wait(&job->x2_done, nx);
-    if (k->msplit || k->allb) {
+    if (k->ngrid > 0) {
+        /* few blocks on several threads: every V block once into the shared area, then
+         * items of (block, panel group), blocks outer, so that the threads share out the
+         * panels of a block instead of whole blocks (11 blocks on 2 threads: 6 and 5) */
         for (int64_t b; (b = mdfi_pool_next(&job->vb)) < k->nblk;) {
             wino_vblock(k, (int32_t)b, k->vshared + (size_t)b * (k->vbytes / 2));
             mdfi_pool_done(&job->vb_done, k->nblk);
         }
         mdfi_pool_wait(&job->vb_done, k->nblk);
-        for (int64_t g; (g = mdfi_pool_next(&job->item)) * k->pgroup < k->np;) {
-            const int32_t p0 = (int32_t)(g * k->pgroup);
-            const int32_t p1 = p0 + k->pgroup < k->np ? p0 + k->pgroup : k->np;
+        const int64_t items = (int64_t)k->nblk * k->ngrid;
+        for (int64_t g; (g = mdfi_pool_next(&job->item)) < items;) {
+            const int32_t b = (int32_t)(g / k->ngrid), q = (int32_t)(g % k->ngrid);
+            const int32_t p0 = (int32_t)((int64_t)k->np * q / k->ngrid);
+            const int32_t p1 = (int32_t)((int64_t)k->np * (q + 1) / k->ngrid);
+            wino_compute(k, tid, p0, p1, b, k->vshared + (size_t)b * (k->vbytes / 2));
+        }
+    } else if (k->msplit || k->allb) {
+        for (int64_t b; (b = mdfi_pool_next(&job->vb)) < k->nblk;) {
+            wino_vblock(k, (int32_t)b, k->vshared + (size_t)b * (k->vbytes / 2));
+            mdfi_pool_done(&job->vb_done, k->nblk);
+        }
+        mdfi_pool_wait(&job->vb_done, k->nblk);
+        for (int64_t g; (g = mdfi_pool_next(&job->item)) < k->ngroups;) {
+            const int32_t p0 = (int32_t)((int64_t)k->np * g / k->ngroups);
+            const int32_t p1 = (int32_t)((int64_t)k->np * (g + 1) / k->ngroups);
             if (k->allb) {
                 wino_compute_all(k, tid, p0, p1);
                 continue;
@@ -493,6 +592,7 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
     k.u = u; k.bias = bias; k.shift = shift; k.out = out; k.otype = otype;
     k.rounding = rounding; k.bits = bits; k.act = act; k.bound = bound;
     k.ukr = ops->ukr32;
+    k.ukr_last = ops->ukr32_rows != NULL ? ops->ukr32_rows(m - (k.np - 1) * MR) : ops->ukr32;
     k.msplit = nthreads > 1 && (int64_t)k.nblk < 4 * (int64_t)nthreads && k.np >= 2 * nthreads;
     k.pgroup = (int32_t)((k.np + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
     if (k.pgroup < 1) k.pgroup = 1;
@@ -500,6 +600,19 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
      * blocks then come from L2 instead of L1, and U stays in L3 anyway) */
     k.allb = k.nblk > 1 && k.nblk <= ALLB && mdfi_wino_packed_bytes(m, c) >= ALLB_BYTES;
     if (k.allb && !k.msplit) k.pgroup = k.np;
+    /* groups of equal size (within one panel), as many as a multiple of the thread count:
+     * 171 panels in groups of 11 gave 15 of 11 and one of 6, shared out 88 / 83 on 2 threads */
+    k.ngroups = (int32_t)((k.np + k.pgroup - 1) / k.pgroup);
+    if (k.msplit) {
+        k.ngroups = (k.ngroups + nthreads - 1) / nthreads * nthreads;
+        if (k.ngroups > k.np) k.ngroups = k.np;
+    }
+    /* N split with a block count that does not share out evenly (26x26: 11 blocks): panel
+     * groups of every block, ngrid per block, so that the item count is a multiple of the
+     * thread count (the V blocks are made once, in the shared area, as for msplit) */
+    if (nthreads > 1 && !k.msplit && !k.allb && k.nblk % nthreads != 0 && k.nblk < 32 * (int64_t)nthreads &&
+        k.np >= 2 * nthreads)
+        k.ngrid = nthreads;
     k.vbytes = (size_t)16 * (size_t)k.c2 * NB * 4;
     k.tbytes = align_up((size_t)(CT_TILES * MR * NR * 4)) + align_up(k.vbytes);
     unsigned char *s = (unsigned char *)scratch;

@@ -119,11 +119,11 @@ def test_cli_refuses_bad_act_equalize_before_heavy_work(tmp_path, capsys):
 @pytest.mark.parametrize("bad", [[1, 2], {"bound": ["x"]}, {"bound": "a\x1b[2J"}, {"bad key": 1},
                                  {"scale_max": float("nan")}, {"layers": [0, "1"]}])
 def test_hostile_rescaling_summary_is_a_load_error(tmp_path, bad):
-    """`mdfi info` prints options.actequal / options.align: a header whose summary is not
+    """`mdfi info` prints options.actequal / options.align / options.search: a header whose summary is not
     names to numbers, printable texts or layer lists is refused at load with one line."""
     net = _net(HEAD + GRAPH, seed=4)
     qm = quantize_network(net, wbits=8, abits=8, per_channel=True, cfg_text=HEAD + GRAPH)
-    for key in ("actequal", "align"):
+    for key in ("actequal", "align", "search"):
         qm.options[key] = bad
         modelfile.save(qm, tmp_path / "h.mdfi")
         with pytest.raises(modelfile.ModelFileError, match=f"h.mdfi.*options: {key} is not a summary"):

@@ -98,6 +98,8 @@ SHAPES = [  # C, H, W, M, k, stride, pad
     (3, 17, 16, 16, 3, 1, 1), (17, 8, 9, 7, 3, 2, 0), (33, 5, 7, 19, 3, 1, 2),
     (1, 18, 21, 3, 3, 2, 1), (5, 6, 6, 255, 3, 1, 1), (3, 11, 11, 7, 5, 2, 2),
     (16, 26, 26, 12, 1, 1, 0), (2, 3, 3, 1, 3, 1, 0), (7, 4, 33, 5, 1, 2, 1),
+    (3, 20, 37, 9, 3, 2, 1),   # 3 channels, stride 2 (AVX2: tap-pair K order, gather-free packing)
+    (131, 5, 7, 9, 1, 1, 0), (801, 3, 6, 7, 1, 1, 0),   # 1x1 of >= 32 channels (AVX2: B packed from x), odd C, 2 K blocks
 ]
 
 
@@ -458,7 +460,12 @@ def test_winograd_3x3_exact(path, winograd):
         for i, (c, h, w, m, p) in enumerate([(32, 13, 13, 7, 1), (33, 1, 1, 6, 1), (64, 2, 3, 13, 1),
                                              (40, 5, 26, 1, 0), (35, 17, 9, 33, 2), (100, 26, 26, 16, 1),
                                              (32, 31, 34, 12, 1), (48, 3, 3, 5, 2), (16, 21, 18, 32, 1),
-                                             (19, 9, 30, 5, 1)]):
+                                             (19, 9, 30, 5, 1),
+                                             # 13 tile blocks, 7 panels: on 2 and 3 threads the
+                                             # (block, panel group) items (mdfi_conv_wino.c, ngrid)
+                                             (20, 28, 28, 40, 1),
+                                             # two K blocks (260 channel pairs), a last panel of 4 rows
+                                             (520, 6, 6, 10, 1)]):
             xkind = "u8" if i % 3 == 0 else "s8"
             xlo, xhi, xdt = (0, 255, np.uint8) if xkind == "u8" else (-128, 127, np.int8)
             x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "max", "min", "alt"][i % 5], xdt)
@@ -475,6 +482,27 @@ def test_winograd_3x3_exact(path, winograd):
                     assert np.array_equal(out, ref), (path, winograd, i, bits, rounding, act, nthreads)
     finally:
         _conv._set_winograd(True)
+
+
+@pytest.mark.parametrize("path", WINO_PATHS or ["avx2"])
+def test_winograd_one_tile_block(path):
+    """A last block of one tile (mdfi_conv_wino.c, wino_ukr1: steps of 4, 2 and 1 channel
+    pairs): 2x2 maps (one tile) and 13x13 maps (49 tiles) with 17-27 input channels, random
+    data, 1 and 2 threads."""
+    if path not in PATHS:
+        pytest.skip(f"{path} not available on this CPU ({_conv.cpu_features()})")
+    rng = np.random.default_rng(5)
+    for c in range(17, 28):
+        for h in (2, 13):
+            x = rng.integers(-128, 128, size=(c, h, h)).astype(np.int8)
+            wt = rng.integers(-128, 128, size=(7, c, 3, 3)).astype(np.int8)
+            bias = rng.integers(-5000, 5000, size=7).astype(np.int64)
+            shift = rng.integers(9, 12, size=7).astype(np.int32)
+            kw = dict(k=3, s=1, p=1, rounding="half_up", bits=8, act="leaky")
+            ref = reference(x, wt, bias, shift, **kw)
+            for nthreads in (1, 2):
+                out = run_kernel(x, wt, bias, shift, acc64=0, nthreads=nthreads, simd=path, **kw)
+                assert np.array_equal(out, ref), (path, c, h, nthreads)
 
 
 @pytest.mark.parametrize("path", WINO_PATHS or ["avx2"])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Optional
 
-from ..errors import MDFIError, shown
+from ..errors import MDFIError, OutputError, shown
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -155,3 +156,14 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
     if args.bits is not None:
         kw["bits"] = args.bits
     return kw
+
+
+def refuse_overwrite(output: str, *inputs: Optional[str], opt: str = "-o") -> None:
+    """An output must not be one of the command's inputs (issue 9: `quantize -o` onto its own
+    --weights overwrote the float weights)."""
+    real = os.path.realpath(output)
+    for inp in inputs:
+        if inp and os.path.exists(inp) and (os.path.realpath(inp) == real or
+                                            (os.path.exists(output) and os.path.samefile(inp, output))):
+            raise OutputError(f"{opt} {output} is also an input ({inp}): it would be overwritten; "
+                              f"choose another output name")

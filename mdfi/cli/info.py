@@ -85,6 +85,12 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
             lines.append(f"cross-layer rescaling: {what} ({settings}): {d.get('channels', '?')} channels of "
                          f"{len(layers)} layers, {d.get('channels_up', '?')} enlarged, "
                          f"{d.get('channels_down', '?')} reduced (folded into the float weights before quantization)")
+    d = o.get("search")
+    if isinstance(d, dict):
+        heads = ", ".join(str(i) for i in d.get("heads", []) if type(i) is int) or "none"
+        lines.append(f"format search: activation formats chosen by their effect on the heads at "
+                     f"{d.get('object_cells', '?')} object cells of {d.get('inputs', '?')} calibration inputs; head "
+                     f"biases at layers {heads} shifted by {d.get('head_shift_strength', '?')} of the error left there")
     widths = sorted({ql.wbits for ql in qm.layers if ql.kind == "convolutional"})
     if len(widths) > 1:
         lines.append("mixed precision: weight widths " + ", ".join(

@@ -58,7 +58,11 @@ FRAC_METHODS: Dict[str, Dict[str, Any]] = {
     "mse": {"signed": True, "clip_budget": 0.01},
 }
 #: Extensions :func:`collect_from_dir` reads (case-insensitive).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm")
+# The calibration images and inputs (list_images, load_inputs, corner crops) live in
+# mdfi.quant.calib_inputs; re-exported here.
+from .calib_inputs import (  # noqa: E402,F401  (re-exported)
+    CORNER_CROPS, IMAGE_EXTENSIONS, calibration_variants, corner_crops, list_images, load_inputs,
+)
 
 #: Largest calibration file :meth:`CalibStats.from_json` reads (a real one is < 1 MB per
 #: hundred layers).
@@ -428,38 +432,6 @@ def collect(network, images: Iterable[Any], *, progress: bool = True, augment: b
     if not names:
         raise MDFIError("calibration needs at least one image, none were given")
     return gather.stats(source if source is not None else _describe_sources(names), len(names), augment=augment)
-
-
-def list_images(folder: PathLike) -> List[str]:
-    """Image files directly in ``folder`` (not recursive), sorted by name; extensions
-    :data:`IMAGE_EXTENSIONS`, case-insensitive."""
-    name = os.fspath(folder)
-    if not os.path.isdir(name):
-        raise MDFIError(f"{name}: calibration image folder not found (or not a directory)")
-    try:
-        entries = sorted(os.listdir(name))
-    except OSError as exc:
-        raise MDFIError(f"{name}: cannot list calibration images: {exc.strerror or exc}") from None
-    files = [os.path.join(name, e) for e in entries
-             if e.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(name, e))]
-    if not files:
-        raise MDFIError(f"{name}: no calibration images in this folder (looked for "
-                        f"{', '.join(x.lstrip('.') for x in IMAGE_EXTENSIONS)} files)")
-    return files
-
-
-def load_inputs(network, folder: PathLike, *, augment: bool = True) -> List[np.ndarray]:
-    """The float inputs of the images in ``folder`` (and of their mirror images with
-    ``augment``), made as the model's Darknet lineage makes them (letterbox or plain resize):
-    the calibration data of the data-driven methods (mdfi.quant)."""
-    from ..image import load_image
-    from ..preprocess import network_input
-    xs = []
-    for p in list_images(folder):
-        rgb = load_image(p)
-        for img in ([rgb, rgb[:, ::-1]] if augment else [rgb]):
-            xs.append(network_input(np.ascontiguousarray(img), network))
-    return xs
 
 
 def collect_from_dir(network, folder: PathLike, *, progress: bool = True, augment: bool = False) -> CalibStats:

@@ -164,7 +164,7 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
                      final: Optional[dict] = None, with_model: bool = False, search: bool = True,
                      clip_budget: Optional[float] = None, shift_strength: float = HEAD_SHIFT_STRENGTH,
                      layer_abits: Optional[Dict[int, int]] = None, searched: Optional[Dict[int, int]] = None,
-                     layer_wbits: Optional[Dict[int, int]] = None, align=None):
+                     layer_wbits: Optional[Dict[int, int]] = None, align=None, common: Optional[dict] = None):
     """The data-driven part of a recipe, as small JSON-able data: activation formats
     searched by their effect on the heads (:func:`search_formats`) and the head bias
     shifts (:func:`head_shifts`, times ``shift_strength``, default
@@ -181,16 +181,23 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
     are measured on that model.  The widths are recorded in the result.  ``layer_wbits``
     ({layer: width}): per-layer weight widths, used throughout (search included).  ``align``:
     an :class:`~mdfi.quant.align.Alignment` of ``network`` used by every model built (its
-    statistics replace ``calib``)."""
+    statistics replace ``calib``).  ``common``: more :func:`quantize_network` keyword arguments
+    for every model built (e.g. ``rounding``, ``layer_rounding``, ``names``, ``cfg_text``)."""
     from . import calibrate
     from .quantize import quantize_network, unify_route_formats
     layer_abits = {int(k): int(v) for k, v in (layer_abits or {}).items() if int(v) != abits}
     layer_wbits = {int(k): int(v) for k, v in (layer_wbits or {}).items() if int(v) != wbits}
+    from ..errors import FormatError
+    if not any(l.kind == "yolo" for l in network.output_layers()):
+        raise FormatError("the format search and head shifts need [yolo] detection heads; this network has none")
     objective = HeadObjective(network, inputs)
+    if objective.n_cells == 0:
+        raise FormatError(f"the format search found no object cells (float objectness > {OBJECT_THRESH:g}) in the "
+                          f"{len(inputs)} calibration inputs: give photos with objects the model detects")
     opts = {} if clip_budget is None else {"clip_budget": clip_budget}
-    al = {}
+    al = dict(common or {})
     if align is not None:
-        calib, al = align.calib, {"align": align}
+        calib, al["align"] = align.calib, align
 
     def build(fr, shifts=None):
         return quantize_network(network, wbits=wbits, abits=abits, per_channel=per_channel, calib=calib,

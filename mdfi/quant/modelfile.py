@@ -234,7 +234,7 @@ def _check_options(spath: str, options: dict) -> None:
             isinstance(k, str) and k.isidentifier() and len(k) <= 40 and type(v) in (int, float)
             for k, v in ao.items())):
         raise _fail(spath, "options: act_options is not a map of option name to number")
-    for key in ("align", "actequal"):            # cross-layer rescaling summaries (mdfi info prints them)
+    for key in ("align", "actequal", "search"):  # rescaling and format-search summaries (mdfi info prints them)
         v = options.get(key)
         if v is None:
             continue
