@@ -199,3 +199,26 @@ def test_cli_refuses_gain_correction_before_heavy_work(tmp_path, capsys):
                "--calib", str(tmp_path), "-o", str(out)])
     assert rc == 2 and "AdaRound already targets" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_writes_and_records_the_correction(tmp_path, capsys):
+    """`mdfi quantize --gain-correction` on the mini-yolov3 fixture, plain and with --search:
+    every convolution of the file says which correction chose its integers."""
+    from pathlib import Path
+    from PIL import Image
+    from skimage import data
+    from mdfi.cli import main
+    dk = Path(__file__).parent / "fixtures" / "darknet" / "mini-yolov3"
+    model = ["--cfg", str(dk / "mini-yolov3.cfg"), "--weights", str(dk / "mini-yolov3.weights")]
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    Image.fromarray(data.coffee()[::3, ::3]).save(cal / "coffee.png")
+    for kind, extra in (("gain", []), ("asym", ["--search"])):
+        out = tmp_path / f"{kind}.mdfi"
+        assert main(["quantize", *model, "--calib", str(cal), "--weight-rounding", "gptq", "--gain-correction", kind,
+                     *extra, "-o", str(out)]) == 0
+        qm = modelfile.load(out)
+        convs = [ql for ql in qm.layers if ql.kind == "convolutional"]
+        assert convs and all(ql.method.get("gain") == kind for ql in convs)
+        assert qm.options["gain_correction"] == kind
+    assert "gain correction: layer" in capsys.readouterr().err
