@@ -13,6 +13,7 @@
     python benchmarks/bench_accuracy.py --method gptq --configs w4a8 --layer-wbits 0=8 --search-cache \
         --calib-extra DIR/calib4 --calib-crops --split val,val4 --model-dir M   # 168 calibration inputs
     python benchmarks/bench_accuracy.py ...the same... --split test               # the chosen model, once
+    python benchmarks/bench_accuracy.py ...the same... --gain-correction gain      # round 6: gain correction
 
 Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / val / test,
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
