@@ -149,10 +149,11 @@ def test_method_record_survives_save_load_and_c_equals_reference(tmp_path):
     assert_c_equals_reference(qm, back)
 
 
-def assert_c_equals_reference(qm, back):
+def assert_c_equals_reference(qm, back, x=None):
     """The C engine on ``back`` (``qm`` saved and loaded) gives every layer of ``qm``'s NumPy
-    reference exactly, on one random photo-like input."""
-    x = input_to_u8(_inputs(1, seed=7)[0])
+    reference exactly, on ``x`` (8-bit input; default one random photo-like 32x32 input)."""
+    if x is None:
+        x = input_to_u8(_inputs(1, seed=7)[0])
     ref = qm.forward_ref(x)
     from mdfi.engine import FixedEngine
     try:

@@ -14,6 +14,8 @@ from mdfi.errors import FormatError
 from mdfi.quant import gaincorr, modelfile
 from mdfi.quant.quantize import input_to_u8, quantize_network
 
+from test_align import assert_c_equals_reference
+
 HEAD = "[net]\nwidth=16\nheight=16\nchannels=3\n"
 TOY = ("[convolutional]\nfilters=8\nsize=3\npad=1\nactivation=leaky\n"
        "[convolutional]\nfilters=16\nsize=3\npad=1\nactivation=leaky\n"
@@ -132,17 +134,6 @@ def test_gain_correction_moves_the_slopes_towards_one(rounding):
     assert np.mean(after) < 0.75 * np.mean(before), (before, after)
 
 
-def _c_equals_reference(qm, back, x):
-    from mdfi.engine import FixedEngine
-    ref = qm.forward_ref(x)
-    try:
-        eng = FixedEngine(back, "c", threads=1)
-    except Exception as e:                                    # pragma: no cover - extension not built
-        pytest.skip(f"C engine not available: {e}")
-    out = eng.run(x)
-    assert all(np.array_equal(out[i], ref[i]) for i in range(len(ref)))
-
-
 def test_record_round_trip_info_and_c_equals_reference(tmp_path):
     net = _net(seed=4)
     xs = _inputs(3)
@@ -160,7 +151,7 @@ def test_record_round_trip_info_and_c_equals_reference(tmp_path):
         text = info_table(back)
         assert f"gptq/empirical gain {kind}" in text
         assert any(ln.startswith(f"gain correction: {kind}") for ln in text.splitlines())
-        _c_equals_reference(qm, back, input_to_u8(_inputs(1, seed=7)[0]))
+        assert_c_equals_reference(qm, back, input_to_u8(_inputs(1, seed=7)[0]))
         for layer in back.layers:                   # the loaded integers are the built ones
             assert np.array_equal(layer.weights, qm.layers[layer.index].weights)
 
