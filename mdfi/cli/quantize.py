@@ -131,7 +131,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         print(f"mdfi quantize: size budget {100 * args.size_budget:g}%: weight widths "
               f"{', '.join(f'{i}:{w}' for i, w in sorted(widths.items())) or 'unchanged'}", file=sys.stderr)
     if args.search:
-        qm = _searched_model(args, network, calib, inputs, common, kw, bias, data_methods)
+        qm = _searched_model(args, network, calib, inputs, common, bias, data_methods)
     else:
         qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
                               progress=data_methods or rescale, **common, **kw)
@@ -144,7 +144,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _searched_model(args, network, calib, inputs, common: dict, kw: dict, bias, data_methods: bool):
+def _searched_model(args, network, calib, inputs, common: dict, bias, data_methods: bool):
     """``mdfi quantize --search``: the activation formats searched by their effect on the
     detection heads and the head biases shifted (:func:`mdfi.quant.formats.choose_decisions`,
     as the shipped recipe's decisions and the benchmark's best models were made), then the
