@@ -176,6 +176,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
                     help="also the spread of the agreement mAP over N resamplings of the photos (a photo's "
                          "variants together)")
+    ap.add_argument("--models", default=None, metavar="FILE.mdfi[,...]",
+                    help="evaluate these quantized models (e.g. written by `mdfi quantize`) instead of --configs")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
     configs = args.configs.split(",")
@@ -301,9 +303,17 @@ def main(argv=None) -> int:
               f"{'; activations ' + ','.join(f'{i}={b}' for i, b in sorted(wide.items())) if wide else ''}")
     print(f"{'config':<14} {'mAP@.5':>7} {'kept':>12} {'extra':>10} {'dconf@.25':>9} {'bias':>8} {'lower':>6} "
           f"{'|dconf|':>7} {'size':>6} {'quant s':>7}{'  head err' if objective else ''}")
-    for tag in configs:
+    model_files = [m for m in (args.models or "").split(",") if m]
+    for tag in (model_files or configs):
         t0 = time.perf_counter()
-        qm, dec = build(tag, wide)
+        if model_files:             # a model written elsewhere (mdfi quantize), evaluated as it is
+            from mdfi.quant import modelfile
+            qm, dec = modelfile.load(tag), None
+            if [(l.kind, l.out_shape) for l in qm.network.layers] != [(l.kind, l.out_shape) for l in network.layers]:
+                raise SystemExit(f"--models: {tag} is not a yolov4-tiny-10c model")
+            tag = os.path.basename(tag)
+        else:
+            qm, dec = build(tag, wide)
         tq = time.perf_counter() - t0
         herr = objective(qm) if objective else None
         fixed = Model(network, names, FixedEngine(qm, "c"))
