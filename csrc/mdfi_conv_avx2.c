@@ -67,6 +67,25 @@ AVX2 static void ukr32_avx2(int32_t kcl, const int16_t *restrict a, const int16_
 #undef ST
 }
 
+/* acc[r][0..1] += A[kcl][6][2] rows 0..nrows-1 . B[kcl][16][2]: the K loop of the 2- and 4-row
+ * kernels below (inlined with a constant nrows, so acc stays in registers). */
+AVX2 static inline __attribute__((always_inline)) void rows_kloop(int nrows, int32_t kcl, const int16_t *restrict a,
+                                                                  const int16_t *restrict b, size_t bstride,
+                                                                  __m256i acc[4][2])
+{
+    for (int32_t i = 0; i < kcl; ++i) {
+        const __m256i b0 = _mm256_loadu_si256((const __m256i *)b);
+        const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 16));
+        for (int r = 0; r < nrows; ++r) {
+            const __m256i av = _mm256_set1_epi32(ld32(a + 2 * r));
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
+        }
+        a += MR * 2;
+        b += bstride;
+    }
+}
+
 /* ---- the last panel of a layer whose M is not a multiple of 6: rows 0..NROWS-1 only ----
  * C[NROWS][16] (+)= A[kcl][6][2] . B[kcl][16][2] (rows NROWS..5 of the panel are zero
  * weights and of C are not written): NROWS = 2 or 4 instead of 6 rows of vpmaddwd (yolov3-tiny
@@ -81,17 +100,7 @@ AVX2 static inline __attribute__((always_inline)) void ukr32_rows_body(int nrows
         acc[r][0] = accumulate ? _mm256_loadu_si256((const __m256i *)(c + r * NR)) : _mm256_setzero_si256();
         acc[r][1] = accumulate ? _mm256_loadu_si256((const __m256i *)(c + r * NR + 8)) : _mm256_setzero_si256();
     }
-    for (int32_t i = 0; i < kcl; ++i) {
-        const __m256i b0 = _mm256_loadu_si256((const __m256i *)b);
-        const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 16));
-        for (int r = 0; r < nrows; ++r) {
-            const __m256i av = _mm256_set1_epi32(ld32(a + 2 * r));
-            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
-            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
-        }
-        a += MR * 2;
-        b += bstride;
-    }
+    rows_kloop(nrows, kcl, a, b, bstride, acc);
     for (int r = 0; r < nrows; ++r) {
         _mm256_storeu_si256((__m256i *)(c + r * NR), acc[r][0]);
         _mm256_storeu_si256((__m256i *)(c + r * NR + 8), acc[r][1]);
@@ -536,17 +545,7 @@ AVX2 static inline __attribute__((always_inline)) void ukr32e_rows_body(int nrow
             acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_loadu_si256((const __m256i *)(cin + r * NR + 8)));
         }
     }
-    for (int32_t i = 0; i < kcl; ++i) {
-        const __m256i b0 = _mm256_loadu_si256((const __m256i *)b);
-        const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b + 16));
-        for (int r = 0; r < nrows; ++r) {
-            const __m256i av = _mm256_set1_epi32(ld32(a + 2 * r));
-            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, b0));
-            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, b1));
-        }
-        a += MR * 2;
-        b += bstride;
-    }
+    rows_kloop(nrows, kcl, a, b, bstride, acc);
     for (int r = 0; r < nrows; ++r)
         if (r < mv) epi_row_regs(ctx, rows, r, acc[r][0], acc[r][1], m0, p0, nv, act);
 }
