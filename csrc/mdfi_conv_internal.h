@@ -69,6 +69,11 @@ int mdfi_pool_run(mdfi_job_fn fn, void *arg, int nthreads);
 void mdfi_pool_shutdown(void);
 /* Atomically return *counter and increment it (the next work item). */
 int64_t mdfi_pool_next(mdfi_counter *counter);
+/* Guided runs of consecutive items: atomically take [start, *end) from a counter of `total`
+ * items, the run max(minrun, left / parts) long (so that threads work on distant parts of a
+ * map, sharing no output cache lines but at the few run ends, and the runs shrink towards
+ * the end for balance).  Returns start (>= total: nothing left). */
+int64_t mdfi_pool_next_run(mdfi_counter *counter, int64_t total, int64_t parts, int64_t minrun, int64_t *end);
 /* A work item of a phase with `total` items is done / wait until all of them are done. */
 void mdfi_pool_done(mdfi_counter *counter, int64_t total);
 void mdfi_pool_wait(mdfi_counter *counter, int64_t total);

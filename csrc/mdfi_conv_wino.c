@@ -112,6 +112,7 @@ typedef struct {
     int32_t ngrid;                              /* > 0: items = (block, panel group), ngrid
                                                    groups per block, V blocks shared     */
     int32_t allb;                               /* 1: wino_compute_all (nblk <= ALLB)    */
+    int32_t nthr;                               /* threads asked for                     */
     int16_t *x2;
     int16_t *vshared;                           /* msplit: [nblk] V blocks            */
     unsigned char *tbase;
@@ -548,11 +549,14 @@ static void wino_worker(void *arg, int tid)
                 wino_compute(k, tid, p0, p1, b, k->vshared + (size_t)b * (k->vbytes / 2));
         }
     } else {
+        /* guided runs of consecutive blocks: threads taking alternate blocks wrote alternate
+         * 32-byte halves of the same output cache lines (false sharing) */
         int16_t *vb = (int16_t *)(void *)(k->tbase + (size_t)tid * k->tbytes + (size_t)CT_TILES * MR * NR * 4);
-        for (int64_t b; (b = mdfi_pool_next(&job->item)) < k->nblk;) {
-            wino_vblock(k, (int32_t)b, vb);
-            wino_compute(k, tid, 0, k->np, (int32_t)b, vb);
-        }
+        for (int64_t b0, b1; (b0 = mdfi_pool_next_run(&job->item, k->nblk, 2 * (int64_t)k->nthr, 2, &b1)) < k->nblk;)
+            for (int64_t b = b0; b < b1; ++b) {
+                wino_vblock(k, (int32_t)b, vb);
+                wino_compute(k, tid, 0, k->np, (int32_t)b, vb);
+            }
     }
 }
 
@@ -591,6 +595,7 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
     k.nblk = (int32_t)((k.ntiles + NB - 1) / NB);
     k.u = u; k.bias = bias; k.shift = shift; k.out = out; k.otype = otype;
     k.rounding = rounding; k.bits = bits; k.act = act; k.bound = bound;
+    k.nthr = nthreads;
     k.ukr = ops->ukr32;
     k.ukr_last = ops->ukr32_rows != NULL ? ops->ukr32_rows(m - (k.np - 1) * MR) : ops->ukr32;
     k.msplit = nthreads > 1 && (int64_t)k.nblk < 4 * (int64_t)nthreads && k.np >= 2 * nthreads;
