@@ -74,6 +74,13 @@ int64_t mdfi_pool_next(mdfi_counter *counter);
  * map, sharing no output cache lines but at the few run ends, and the runs shrink towards
  * the end for balance).  Returns start (>= total: nothing left). */
 int64_t mdfi_pool_next_run(mdfi_counter *counter, int64_t total, int64_t parts, int64_t minrun, int64_t *end);
+/* The same from both ends of [0, total) (total < 2^31; the counter starts at 0): `back` = 0
+ * takes runs from the front, 1 from the back.  Participants with even tids taking the front
+ * and odd ones the back give two threads the same halves of a map in every phase and layer
+ * (thread 0 the top, thread 1 the bottom), so that most of what a thread reads it wrote
+ * itself (in its own cache) instead of the other core. */
+int64_t mdfi_pool_next_end(mdfi_counter *counter, int64_t total, int back, int64_t parts, int64_t minrun,
+                           int64_t *end);
 /* A work item of a phase with `total` items is done / wait until all of them are done. */
 void mdfi_pool_done(mdfi_counter *counter, int64_t total);
 void mdfi_pool_wait(mdfi_counter *counter, int64_t total);

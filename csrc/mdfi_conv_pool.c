@@ -202,6 +202,29 @@ int64_t mdfi_pool_next_run(mdfi_counter *counter, int64_t total, int64_t parts, 
     }
 }
 
+int64_t mdfi_pool_next_end(mdfi_counter *counter, int64_t total, int back, int64_t parts, int64_t minrun,
+                           int64_t *end)
+{
+    int64_t v = atomic_load(counter);
+    for (;;) {
+        const int64_t lo = v & 0xffffffff, nb = (int64_t)((uint64_t)v >> 32), left = total - lo - nb;
+        if (left <= 0) {
+            *end = total;
+            return total;
+        }
+        int64_t n = left / (parts > 0 ? parts : 1);
+        if (n < minrun) n = minrun;
+        if (n < 1) n = 1;
+        if (n > left) n = left;
+        const int64_t nv = back ? (int64_t)((uint64_t)(nb + n) << 32 | (uint64_t)lo) : (int64_t)((uint64_t)nb << 32 | (uint64_t)(lo + n));
+        if (atomic_compare_exchange_weak(counter, &v, nv)) {
+            const int64_t s = back ? total - nb - n : lo;
+            *end = s + n;
+            return s;
+        }
+    }
+}
+
 void mdfi_pool_done(mdfi_counter *counter, int64_t total)
 {
     if (atomic_fetch_add(counter, 1) + 1 >= total) wake_all();
@@ -236,6 +259,17 @@ int64_t mdfi_pool_next(mdfi_counter *counter) { return (*counter)++; }
 
 int64_t mdfi_pool_next_run(mdfi_counter *counter, int64_t total, int64_t parts, int64_t minrun, int64_t *end)
 {
+    (void)parts;
+    (void)minrun;
+    const int64_t s = *counter;
+    *end = *counter = s < total ? total : s;
+    return s;
+}
+
+int64_t mdfi_pool_next_end(mdfi_counter *counter, int64_t total, int back, int64_t parts, int64_t minrun,
+                           int64_t *end)
+{
+    (void)back;
     (void)parts;
     (void)minrun;
     const int64_t s = *counter;

@@ -508,12 +508,15 @@ static void wino_worker(void *arg, int tid)
 {
     wino_job *job = (wino_job *)arg;
     const wino_ctx *k = job->k;
-    const int64_t rows = (int64_t)k->c2 * k->hp1;
-    const int64_t per = k->wp1 >= 8192 ? 1 : 8192 / k->wp1;
-    const int64_t nx = (rows + per - 1) / per;
-    for (int64_t i; (i = mdfi_pool_next(&job->x2)) < nx;) {
-        wino_x2(k, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
-        mdfi_pool_done(&job->x2_done, nx);
+    /* X2 by padded rows y of every channel pair, from both ends (thread 0 the top rows, which
+     * its blocks then read, thread 1 the bottom ones): done items count rows */
+    const int64_t rowpairs = (int64_t)k->c2 * k->wp1;
+    const int64_t per = rowpairs >= 8192 ? 1 : 8192 / rowpairs;
+    const int64_t nx = ((int64_t)k->hp1 + per - 1) / per;
+    for (int64_t i0, i1; (i0 = mdfi_pool_next_end(&job->x2, nx, tid & 1, 4, 1, &i1)) < nx;) {
+        const int64_t y0 = i0 * per, y1 = i1 * per < k->hp1 ? i1 * per : k->hp1;
+        for (int64_t cc = 0; cc < k->c2; ++cc) wino_x2(k, cc * k->hp1 + y0, cc * k->hp1 + y1);
+        for (int64_t i = i0; i < i1; ++i) mdfi_pool_done(&job->x2_done, nx);
     }
     mdfi_pool_wait(&job->x2_done, nx);
     if (k->ngrid > 0) {
@@ -552,7 +555,7 @@ static void wino_worker(void *arg, int tid)
         /* guided runs of consecutive blocks: threads taking alternate blocks wrote alternate
          * 32-byte halves of the same output cache lines (false sharing) */
         int16_t *vb = (int16_t *)(void *)(k->tbase + (size_t)tid * k->tbytes + (size_t)CT_TILES * MR * NR * 4);
-        for (int64_t b0, b1; (b0 = mdfi_pool_next_run(&job->item, k->nblk, 2 * (int64_t)k->nthr, 2, &b1)) < k->nblk;)
+        for (int64_t b0, b1; (b0 = mdfi_pool_next_end(&job->item, k->nblk, tid & 1, 2 * (int64_t)k->nthr, 1, &b1)) < k->nblk;)
             for (int64_t b = b0; b < b1; ++b) {
                 wino_vblock(k, (int32_t)b, vb);
                 wino_compute(k, tid, 0, k->np, (int32_t)b, vb);
