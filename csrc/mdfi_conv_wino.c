@@ -618,7 +618,7 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
     /* N split with a block count that does not share out evenly (26x26: 11 blocks): panel
      * groups of every block, ngrid per block, so that the item count is a multiple of the
      * thread count (the V blocks are made once, in the shared area, as for msplit) */
-    if (nthreads > 1 && !k.msplit && !k.allb && k.nblk % nthreads != 0 && k.nblk < 32 * (int64_t)nthreads &&
+    if (nthreads > 1 && !k.msplit && !k.allb && k.nblk % nthreads != 0 && k.nblk < 16 * (int64_t)nthreads &&
         k.np >= 2 * nthreads)
         k.ngrid = nthreads;
     k.vbytes = (size_t)16 * (size_t)k.c2 * NB * 4;

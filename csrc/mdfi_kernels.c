@@ -150,12 +150,44 @@ typedef struct {
     const void *ctx;
     int64_t n, chunk, nchunks;
     kcounter next;
+    int ends;                     /* runs from both ends (mdfi_kpar_for_ends) */
 } par_job;
+
+#if MDFI_KATOMIC
+/* Guided runs of at least j->chunk items from both ends of [0, n): the counter holds the items
+ * taken from the front (low 32 bits) and from the back (high 32 bits); even tids take the front,
+ * odd ones the back (the convolution pool's mdfi_pool_next_end, csrc/mdfi_conv_pool.c). */
+static void par_worker_ends(par_job *j, int tid)
+{
+    const int back = tid & 1;
+    int64_t v = atomic_load(&j->next);
+    for (;;) {
+        const int64_t lo = v & 0xffffffff, nb = (int64_t)((uint64_t)v >> 32), left = j->n - lo - nb;
+        if (left <= 0) return;
+        int64_t c = left / 4;
+        if (c < j->chunk) c = j->chunk;
+        if (c > left) c = left;
+        const int64_t nv = back ? (int64_t)((uint64_t)(nb + c) << 32 | (uint64_t)lo)
+                                : (int64_t)((uint64_t)nb << 32 | (uint64_t)(lo + c));
+        if (atomic_compare_exchange_weak(&j->next, &v, nv)) {
+            const int64_t i0 = back ? j->n - nb - c : lo;
+            j->fn(j->ctx, i0, i0 + c);
+            v = atomic_load(&j->next);
+        }
+    }
+}
+#endif
 
 static void par_worker(void *arg, int tid)
 {
     par_job *j = (par_job *)arg;
     (void)tid;
+#if MDFI_KATOMIC
+    if (j->ends) {
+        par_worker_ends(j, tid);
+        return;
+    }
+#endif
     for (;;) {
 #if MDFI_KATOMIC
         const int64_t k = atomic_fetch_add(&j->next, 1);
@@ -180,7 +212,19 @@ void mdfi_kpar_for(const mdfi_kopts *o, int64_t n, int64_t grain, range_fn fn, c
     }
     int64_t chunk = (n + 4 * nt - 1) / (4 * nt);
     if (chunk < grain) chunk = grain;
-    par_job j = {fn, ctx, n, chunk, (n + chunk - 1) / chunk, 0};
+    par_job j = {fn, ctx, n, chunk, (n + chunk - 1) / chunk, 0, 0};
+    o->pool(par_worker, &j, (int)nt);
+}
+
+void mdfi_kpar_for_ends(const mdfi_kopts *o, int64_t n, int64_t grain, range_fn fn, const void *ctx)
+{
+    const int64_t nt = o->nthreads;
+    if (n <= 0) return;
+    if (!MDFI_KATOMIC || o->pool == NULL || nt <= 1 || n <= grain || n >= ((int64_t)1 << 31)) {
+        fn(ctx, 0, n);
+        return;
+    }
+    par_job j = {fn, ctx, n, grain < 1 ? 1 : grain, 0, 0, 1};
     o->pool(par_worker, &j, (int)nt);
 }
 

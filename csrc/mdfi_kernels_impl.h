@@ -30,6 +30,10 @@ typedef void (*range_fn)(const void *ctx, int64_t i0, int64_t i1);
 /* fn(ctx, i0, i1) over the items [0, n), in ranges of at least `grain` items, on up to
  * opts->nthreads threads (about four ranges per thread, handed out dynamically). */
 void mdfi_kpar_for(const mdfi_kopts *o, int64_t n, int64_t grain, range_fn fn, const void *ctx);
+/* The same in guided runs of at least `grain` items from both ends: on two threads thread 0
+ * takes the first items and thread 1 the last ones (spatial halves of a map, as the
+ * convolutions' mdfi_pool_next_end). */
+void mdfi_kpar_for_ends(const mdfi_kopts *o, int64_t n, int64_t grain, range_fn fn, const void *ctx);
 
 /* Element access by type code.  The switch is loop-invariant; compilers unswitch it. */
 static inline int64_t load(const void *p, int32_t type, int64_t i)

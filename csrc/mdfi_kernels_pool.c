@@ -193,7 +193,8 @@ typedef struct {
     const void *in;
     void *out;
     int32_t type, h, w, size, stride, off, oh, ow;
-    int simd;                     /* 2: the AVX-512BW 2x2 stride-2 rows of 8-bit types, 1: AVX2 */
+    int simd;
+    int32_t c;                     /* 2: the AVX-512BW 2x2 stride-2 rows of 8-bit types, 1: AVX2 */
 } pool_ctx;
 
 static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
@@ -247,6 +248,42 @@ static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
     }
 }
 
+/* Output rows [r0, r1) of every channel of a 2x2 stride-2 pool without offset: the spatial
+ * split of mdfi_maxpool_ex, in the same halves as the convolutions around it (thread 0 the top
+ * rows, thread 1 the bottom ones; output row r reads input rows 2r and 2r + 1). */
+static void maxpool_rows(const void *vctx, int64_t r0, int64_t r1)
+{
+    const pool_ctx *p = (const pool_ctx *)vctx;
+    const int64_t in_plane = (int64_t)p->h * p->w, out_plane = (int64_t)p->oh * p->ow;
+    const int32_t ih = (int32_t)((2 * r1 < p->h ? 2 * r1 : p->h) - 2 * r0), oh = (int32_t)(r1 - r0);
+    const int64_t io = 2 * r0 * p->w, oo = r0 * p->ow;
+    for (int64_t k = 0; k < p->c; ++k) {
+        const int64_t i = k * in_plane + io, o = k * out_plane + oo;
+#if MDFI_KERNELS_X86
+        if (p->type != MDFI_S16 && (p->simd == 2 || (p->simd == 1 && p->w >= 64))) {
+            if (p->type == MDFI_U8)
+                (p->simd == 2 ? maxpool2_u8_avx512 : maxpool2_u8_avx2)((const uint8_t *)p->in + i, ih, p->w,
+                                                                      (uint8_t *)p->out + o, oh, p->ow);
+            else
+                (p->simd == 2 ? maxpool2_s8_avx512 : maxpool2_s8_avx2)((const int8_t *)p->in + i, ih, p->w,
+                                                                      (int8_t *)p->out + o, oh, p->ow);
+            continue;
+        }
+#endif
+        switch (p->type) {
+        case MDFI_U8:
+            maxpool_u8((const uint8_t *)p->in + i, ih, p->w, 2, 2, 0, (uint8_t *)p->out + o, oh, p->ow);
+            break;
+        case MDFI_S8:
+            maxpool_s8((const int8_t *)p->in + i, ih, p->w, 2, 2, 0, (int8_t *)p->out + o, oh, p->ow);
+            break;
+        default:
+            maxpool_s16((const int16_t *)p->in + i, ih, p->w, 2, 2, 0, (int16_t *)p->out + o, oh, p->ow);
+            break;
+        }
+    }
+}
+
 int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
                     int32_t size, int32_t stride, int32_t pad,
                     void *restrict out, int32_t oh, int32_t ow, const mdfi_kopts *opts)
@@ -261,7 +298,12 @@ int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h,
         return -2;
     /* C: -l.pad/2 truncates toward zero */
     const pool_ctx p = {in, out, type, h, w, size, stride, -(pad / 2), oh, ow,
-                        opts->simd == 2 && mdfi_kernels_have_avx512bw() ? 2 : use_avx2(opts) ? 1 : 0};
+                        opts->simd == 2 && mdfi_kernels_have_avx512bw() ? 2 : use_avx2(opts) ? 1 : 0, c};
+    if (size == 2 && stride == 2 && p.off == 0) {
+        /* by output rows of every channel, from both ends (see maxpool_rows) */
+        mdfi_kpar_for_ends(opts, oh, 1 + 8192 / ((int64_t)c * w), maxpool_rows, &p);
+        return 0;
+    }
     const int64_t grain = 1 + 16384 / ((int64_t)h * w);          /* >= ~16K input elements */
     mdfi_kpar_for(opts, c, grain, maxpool_range, &p);
     return 0;

@@ -255,14 +255,17 @@ def test_maxpool_2x2_8bit_avx512(nthreads, simd):
     """2x2 stride-2 max pools of 8-bit maps wide enough for the AVX-512BW rows (64 outputs per
     step, masked tails, a last single row, the cut last window in portable C) and the AVX2 rows
     (32 outputs per step, the rest of each row in C): int8 and uint8, random and extreme values,
-    widths with and without a tail, padding as Darknet sets it."""
+    widths with and without a tail, padding as Darknet sets it; maps tall enough for the split
+    by output rows (runs from both ends, odd heights with their last single row)."""
     from mdfi._ext import _conv
     need = "avx512bw" if simd == "avx512" else "avx2"
     if need not in _conv.cpu_features().split():
         pytest.skip(f"needs x86-64 {need}; this CPU/build has: {_conv.cpu_features()}")
     rng = np.random.default_rng(31 + nthreads)
     for c, h, w in [(3, 4, 128), (2, 5, 131), (4, 7, 416), (1, 2, 257), (5, 3, 255), (3, 6, 52), (2, 3, 2), (1, 1, 5),
-                    (2, 9, 129), (2, 3, 64), (1, 4, 65), (2, 5, 95), (1, 2, 26)]:
+                    (2, 9, 129), (2, 3, 64), (1, 4, 65), (2, 5, 95), (1, 2, 26),
+                    # tall enough to be split by output rows from both ends on 2-3 threads
+                    (4, 67, 130), (2, 201, 64), (3, 96, 416)]:
         for signed in (True, False):
             layer = pool_layer(c, h, w, 2, 2)
             lo, hi = (-128, 128) if signed else (0, 256)
