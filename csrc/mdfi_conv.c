@@ -607,15 +607,26 @@ static void worker(void *arg, int tid)
     conv_work *work = ((const conv_job *)arg)->work;
     /* X2 by padded rows y of every channel pair, from both ends (mdfi_pool_next_end: thread 0
      * the top rows, which its tiles then read, thread 1 the bottom ones) */
-    const int64_t rowpairs = (int64_t)ctx->c2 * ctx->wp;
-    const int64_t per = rowpairs >= X2_ITEM_PAIRS ? 1 : X2_ITEM_PAIRS / rowpairs;   /* rows */
-    const int64_t nx2 = ctx->x1 ? 0 : ((int64_t)ctx->hp + per - 1) / per;
-    for (int64_t i0, i1; (i0 = mdfi_pool_next_end(&work->x2, nx2, tid & 1, 4, 1, &i1)) < nx2;) {
-        const int64_t y0 = i0 * per, y1 = i1 * per < ctx->hp ? i1 * per : ctx->hp;
-        for (int64_t cc = 0; cc < ctx->c2; ++cc) ops->x2(ctx, cc * ctx->hp + y0, cc * ctx->hp + y1);
-        for (int64_t i = i0; i < i1; ++i) mdfi_pool_done(&work->x2_done, nx2);
+    if (ctx->hp >= SPATIAL_MIN_ROWS) {
+        const int64_t rowpairs = (int64_t)ctx->c2 * ctx->wp;
+        const int64_t per = rowpairs >= X2_ITEM_PAIRS ? 1 : X2_ITEM_PAIRS / rowpairs;   /* rows */
+        const int64_t nx2 = ctx->x1 ? 0 : ((int64_t)ctx->hp + per - 1) / per;
+        for (int64_t i0, i1; (i0 = mdfi_pool_next_end(&work->x2, nx2, tid & 1, 4, 1, &i1)) < nx2;) {
+            const int64_t y0 = i0 * per, y1 = i1 * per < ctx->hp ? i1 * per : ctx->hp;
+            for (int64_t cc = 0; cc < ctx->c2; ++cc) ops->x2(ctx, cc * ctx->hp + y0, cc * ctx->hp + y1);
+            for (int64_t i = i0; i < i1; ++i) mdfi_pool_done(&work->x2_done, nx2);
+        }
+        mdfi_pool_wait(&work->x2_done, nx2);
+    } else {                                    /* small maps: rows in channel order */
+        const int64_t rows = (int64_t)ctx->c2 * ctx->hp;
+        const int64_t per = ctx->wp >= X2_ITEM_PAIRS ? 1 : X2_ITEM_PAIRS / ctx->wp;   /* rows */
+        const int64_t nx2 = ctx->x1 ? 0 : (rows + per - 1) / per;
+        for (int64_t i; (i = mdfi_pool_next(&work->x2)) < nx2;) {
+            ops->x2(ctx, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
+            mdfi_pool_done(&work->x2_done, nx2);
+        }
+        mdfi_pool_wait(&work->x2_done, nx2);
     }
-    mdfi_pool_wait(&work->x2_done, nx2);
     if (ctx->msplit) {
         const int64_t npack = ctx->direct ? 0 : ctx->ntiles;
         for (int64_t t; (t = mdfi_pool_next(&work->pack)) < npack;) {

@@ -81,6 +81,9 @@ int64_t mdfi_pool_next_run(mdfi_counter *counter, int64_t total, int64_t parts, 
  * itself (in its own cache) instead of the other core. */
 int64_t mdfi_pool_next_end(mdfi_counter *counter, int64_t total, int back, int64_t parts, int64_t minrun,
                            int64_t *end);
+/* Re-layouts (X2, X4) split by plane rows from both ends from this many padded rows on
+ * (smaller maps: rows in channel order, fewer and longer calls). */
+#define SPATIAL_MIN_ROWS 32
 /* A work item of a phase with `total` items is done / wait until all of them are done. */
 void mdfi_pool_done(mdfi_counter *counter, int64_t total);
 void mdfi_pool_wait(mdfi_counter *counter, int64_t total);

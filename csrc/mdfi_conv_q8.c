@@ -372,22 +372,40 @@ static void compact_copy(const q8_ctx *ctx, int64_t item)
 
 static void q8_worker(void *arg, int tid)
 {
-    (void)tid;
     q8_job *job = (q8_job *)arg;
     const q8_ctx *ctx = job->ctx;
     const q8_ops *ops = ctx->ops;
     /* X4 rows: one per (channel quad, phase, plane row), or with x4_s2 one per (channel quad,
      * phase row, plane row) covering both column phases */
     const int pairs = ctx->stride == 2 && ops->x4_s2 != NULL;
-    const int64_t rows = (int64_t)ctx->c4 * ctx->stride * (pairs ? 1 : ctx->stride) * ctx->hps;
-    const int64_t rb = (int64_t)ctx->wps * 4 * (pairs ? 2 : 1);
-    const int64_t per = rb >= X4_ITEM_BYTES ? 1 : X4_ITEM_BYTES / rb;
-    const int64_t nx = (rows + per - 1) / per;
-    for (int64_t i; (i = mdfi_pool_next(&job->x4)) < nx;) {
-        (pairs ? ops->x4_s2 : ops->x4)(ctx, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
-        mdfi_pool_done(&job->x4_done, nx);
+    /* by plane rows y of every (channel quad, phase), from both ends (mdfi_pool_next_end:
+     * thread 0 the top rows, which its tiles then read, thread 1 the bottom ones); row
+     * r = prefix * hps + y in every x4 operation */
+    const int64_t prefixes = (int64_t)ctx->c4 * ctx->stride * (pairs ? 1 : ctx->stride);
+    if (ctx->hps >= SPATIAL_MIN_ROWS) {
+        const int64_t rb = (int64_t)ctx->wps * 4 * (pairs ? 2 : 1) * prefixes;
+        const int64_t per = rb >= X4_ITEM_BYTES ? 1 : X4_ITEM_BYTES / rb;
+        const int64_t nx = ((int64_t)ctx->hps + per - 1) / per;
+        for (int64_t i0, i1; (i0 = mdfi_pool_next_end(&job->x4, nx, tid & 1, 4, 1, &i1)) < nx;) {
+            const int64_t y0 = i0 * per, y1 = i1 * per < ctx->hps ? i1 * per : ctx->hps;
+            for (int64_t pl = 0; pl < prefixes; ++pl)
+                (pairs ? ops->x4_s2 : ops->x4)(ctx, pl * ctx->hps + y0, pl * ctx->hps + y1);
+            for (int64_t i = i0; i < i1; ++i) mdfi_pool_done(&job->x4_done, nx);
+        }
+        mdfi_pool_wait(&job->x4_done, nx);
+    } else {
+        /* small maps: rows in order (many short calls per channel quad cost more than the
+         * spatial split brings: 1x1 layers on 13x13 1.11x at one thread) */
+        const int64_t rows = prefixes * ctx->hps;
+        const int64_t rb = (int64_t)ctx->wps * 4 * (pairs ? 2 : 1);
+        const int64_t per = rb >= X4_ITEM_BYTES ? 1 : X4_ITEM_BYTES / rb;
+        const int64_t nx = (rows + per - 1) / per;
+        for (int64_t i; (i = mdfi_pool_next(&job->x4)) < nx;) {
+            (pairs ? ops->x4_s2 : ops->x4)(ctx, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
+            mdfi_pool_done(&job->x4_done, nx);
+        }
+        mdfi_pool_wait(&job->x4_done, nx);
     }
-    mdfi_pool_wait(&job->x4_done, nx);
     if (ctx->compact) {
         const int64_t ncopies = (int64_t)ctx->c4 * ctx->stride * ctx->ks;
         for (int64_t i; (i = mdfi_pool_next(&job->pack)) < ncopies;) {
@@ -396,10 +414,11 @@ static void q8_worker(void *arg, int tid)
         }
         mdfi_pool_wait(&job->pack_done, ncopies);
     } else if (!ctx->direct) {
-        for (int64_t t; (t = mdfi_pool_next(&job->pack)) < ctx->ntiles;) {
-            ops->pack(ctx, (int32_t)t, ctx->bpk + (size_t)t * ctx->tile_bytes);
-            mdfi_pool_done(&job->pack_done, ctx->ntiles);
-        }
+        for (int64_t t0, t1; (t0 = mdfi_pool_next_end(&job->pack, ctx->ntiles, tid & 1, 4, 1, &t1)) < ctx->ntiles;)
+            for (int64_t t = t0; t < t1; ++t) {
+                ops->pack(ctx, (int32_t)t, ctx->bpk + (size_t)t * ctx->tile_bytes);
+                mdfi_pool_done(&job->pack_done, ctx->ntiles);
+            }
         mdfi_pool_wait(&job->pack_done, ctx->ntiles);
     }
     const q8_tile_fn fn = ctx->kern->fn;
@@ -411,13 +430,15 @@ static void q8_worker(void *arg, int tid)
                 for (int32_t t = 0; t < ctx->ntiles; ++t) fn(ctx, mt * ctx->mr, t);
         }
     } else {
-        for (int64_t g; (g = mdfi_pool_next(&job->item)) < ctx->nitems;) {
-            /* item g: tiles [g*T/I, (g+1)*T/I), sizes differ by at most one tile */
-            const int32_t t0 = (int32_t)(g * ctx->ntiles / ctx->nitems);
-            const int32_t t1 = (int32_t)((g + 1) * ctx->ntiles / ctx->nitems);
-            for (int32_t mt = 0; mt < ctx->nmt; ++mt)
-                for (int32_t t = t0; t < t1; ++t) fn(ctx, mt * ctx->mr, t);
-        }
+        /* runs of items from both ends (thread 0 the top of the map, thread 1 the bottom) */
+        for (int64_t g0, g1; (g0 = mdfi_pool_next_end(&job->item, ctx->nitems, tid & 1, 4, 1, &g1)) < ctx->nitems;)
+            for (int64_t g = g0; g < g1; ++g) {
+                /* item g: tiles [g*T/I, (g+1)*T/I), sizes differ by at most one tile */
+                const int32_t t0 = (int32_t)(g * ctx->ntiles / ctx->nitems);
+                const int32_t t1 = (int32_t)((g + 1) * ctx->ntiles / ctx->nitems);
+                for (int32_t mt = 0; mt < ctx->nmt; ++mt)
+                    for (int32_t t = t0; t < t1; ++t) fn(ctx, mt * ctx->mr, t);
+            }
     }
 }
 

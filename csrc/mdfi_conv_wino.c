@@ -510,15 +510,26 @@ static void wino_worker(void *arg, int tid)
     const wino_ctx *k = job->k;
     /* X2 by padded rows y of every channel pair, from both ends (thread 0 the top rows, which
      * its blocks then read, thread 1 the bottom ones): done items count rows */
-    const int64_t rowpairs = (int64_t)k->c2 * k->wp1;
-    const int64_t per = rowpairs >= 8192 ? 1 : 8192 / rowpairs;
-    const int64_t nx = ((int64_t)k->hp1 + per - 1) / per;
-    for (int64_t i0, i1; (i0 = mdfi_pool_next_end(&job->x2, nx, tid & 1, 4, 1, &i1)) < nx;) {
-        const int64_t y0 = i0 * per, y1 = i1 * per < k->hp1 ? i1 * per : k->hp1;
-        for (int64_t cc = 0; cc < k->c2; ++cc) wino_x2(k, cc * k->hp1 + y0, cc * k->hp1 + y1);
-        for (int64_t i = i0; i < i1; ++i) mdfi_pool_done(&job->x2_done, nx);
+    if (k->hp1 >= SPATIAL_MIN_ROWS) {
+        const int64_t rowpairs = (int64_t)k->c2 * k->wp1;
+        const int64_t per = rowpairs >= 8192 ? 1 : 8192 / rowpairs;
+        const int64_t nx = ((int64_t)k->hp1 + per - 1) / per;
+        for (int64_t i0, i1; (i0 = mdfi_pool_next_end(&job->x2, nx, tid & 1, 4, 1, &i1)) < nx;) {
+            const int64_t y0 = i0 * per, y1 = i1 * per < k->hp1 ? i1 * per : k->hp1;
+            for (int64_t cc = 0; cc < k->c2; ++cc) wino_x2(k, cc * k->hp1 + y0, cc * k->hp1 + y1);
+            for (int64_t i = i0; i < i1; ++i) mdfi_pool_done(&job->x2_done, nx);
+        }
+        mdfi_pool_wait(&job->x2_done, nx);
+    } else {                                    /* small maps: rows in channel order */
+        const int64_t rows = (int64_t)k->c2 * k->hp1;
+        const int64_t per = k->wp1 >= 8192 ? 1 : 8192 / k->wp1;
+        const int64_t nx = (rows + per - 1) / per;
+        for (int64_t i; (i = mdfi_pool_next(&job->x2)) < nx;) {
+            wino_x2(k, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
+            mdfi_pool_done(&job->x2_done, nx);
+        }
+        mdfi_pool_wait(&job->x2_done, nx);
     }
-    mdfi_pool_wait(&job->x2_done, nx);
     if (k->ngrid > 0) {
         /* few blocks on several threads: every V block once into the shared area, then
          * items of (block, panel group), blocks outer, so that the threads share out the
