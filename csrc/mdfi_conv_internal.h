@@ -69,13 +69,10 @@ int mdfi_pool_run(mdfi_job_fn fn, void *arg, int nthreads);
 void mdfi_pool_shutdown(void);
 /* Atomically return *counter and increment it (the next work item). */
 int64_t mdfi_pool_next(mdfi_counter *counter);
-/* Guided runs of consecutive items: atomically take [start, *end) from a counter of `total`
- * items, the run max(minrun, left / parts) long (so that threads work on distant parts of a
- * map, sharing no output cache lines but at the few run ends, and the runs shrink towards
- * the end for balance).  Returns start (>= total: nothing left). */
-int64_t mdfi_pool_next_run(mdfi_counter *counter, int64_t total, int64_t parts, int64_t minrun, int64_t *end);
-/* The same from both ends of [0, total) (total < 2^31; the counter starts at 0): `back` = 0
- * takes runs from the front, 1 from the back.  Participants with even tids taking the front
+/* Guided runs of consecutive items from both ends of [0, total) (total < 2^31; the counter
+ * starts at 0): atomically take [start, *end), max(minrun, left / parts) items long, from the
+ * front (`back` = 0) or from the back (1); returns start (>= total: nothing left).  The runs
+ * shrink towards the end for balance.  Participants with even tids taking the front
  * and odd ones the back give two threads the same halves of a map in every phase and layer
  * (thread 0 the top, thread 1 the bottom), so that most of what a thread reads it wrote
  * itself (in its own cache) instead of the other core. */

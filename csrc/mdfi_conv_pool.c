@@ -183,25 +183,6 @@ void mdfi_pool_shutdown(void)
 
 int64_t mdfi_pool_next(mdfi_counter *counter) { return atomic_fetch_add(counter, 1); }
 
-int64_t mdfi_pool_next_run(mdfi_counter *counter, int64_t total, int64_t parts, int64_t minrun, int64_t *end)
-{
-    int64_t s = atomic_load(counter);
-    for (;;) {
-        if (s >= total) {
-            *end = s;
-            return s;
-        }
-        int64_t n = (total - s) / (parts > 0 ? parts : 1);
-        if (n < minrun) n = minrun;
-        if (n < 1) n = 1;
-        const int64_t e = total - s < n ? total : s + n;
-        if (atomic_compare_exchange_weak(counter, &s, e)) {
-            *end = e;
-            return s;
-        }
-    }
-}
-
 int64_t mdfi_pool_next_end(mdfi_counter *counter, int64_t total, int back, int64_t parts, int64_t minrun,
                            int64_t *end)
 {
@@ -256,15 +237,6 @@ int mdfi_pool_run(mdfi_job_fn fn, void *arg, int nthreads)
 }
 
 int64_t mdfi_pool_next(mdfi_counter *counter) { return (*counter)++; }
-
-int64_t mdfi_pool_next_run(mdfi_counter *counter, int64_t total, int64_t parts, int64_t minrun, int64_t *end)
-{
-    (void)parts;
-    (void)minrun;
-    const int64_t s = *counter;
-    *end = *counter = s < total ? total : s;
-    return s;
-}
 
 int64_t mdfi_pool_next_end(mdfi_counter *counter, int64_t total, int back, int64_t parts, int64_t minrun,
                            int64_t *end)

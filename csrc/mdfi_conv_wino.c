@@ -563,8 +563,9 @@ static void wino_worker(void *arg, int tid)
                 wino_compute(k, tid, p0, p1, b, k->vshared + (size_t)b * (k->vbytes / 2));
         }
     } else {
-        /* guided runs of consecutive blocks: threads taking alternate blocks wrote alternate
-         * 32-byte halves of the same output cache lines (false sharing) */
+        /* runs of consecutive blocks from both ends (thread 0 the top of the map, thread 1 the
+         * bottom): threads taking alternate blocks wrote alternate 32-byte halves of the same
+         * output cache lines, and read X2 rows the other thread had written */
         int16_t *vb = (int16_t *)(void *)(k->tbase + (size_t)tid * k->tbytes + (size_t)CT_TILES * MR * NR * 4);
         for (int64_t b0, b1; (b0 = mdfi_pool_next_end(&job->item, k->nblk, tid & 1, 2 * (int64_t)k->nthr, 1, &b1)) < k->nblk;)
             for (int64_t b = b0; b < b1; ++b) {
@@ -628,7 +629,9 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
     }
     /* N split with a block count that does not share out evenly (26x26: 11 blocks): panel
      * groups of every block, ngrid per block, so that the item count is a multiple of the
-     * thread count (the V blocks are made once, in the shared area, as for msplit) */
+     * thread count (the V blocks are made once, in the shared area, as for msplit).  From 16
+     * blocks per thread on (52x52: 43 blocks) the two-ended N split instead: runs of blocks
+     * end within a block or two of even, and each thread keeps its half of the map. */
     if (nthreads > 1 && !k.msplit && !k.allb && k.nblk % nthreads != 0 && k.nblk < 16 * (int64_t)nthreads &&
         k.np >= 2 * nthreads)
         k.ngrid = nthreads;
