@@ -1,6 +1,7 @@
 """Every convolution path this CPU runs, on whole networks at full size, against the NumPy
 integer reference: yolov3-tiny (official weights) and yolov3 (generated weights), 8-bit, on
-the timing photo, with 1, 2 and 3 threads; every layer's output must be equal.
+the timing photo, with 1, 2 and 3 threads; every layer's output must be equal (run(keep="all")),
+and the heads of run(keep="needed") as well.
 
     python benchmarks/check_networks.py [--models yolov3-tiny,yolov3] [--threads 1,2,3]
 
@@ -47,8 +48,13 @@ def main(argv=None) -> int:
         for p in paths:
             _conv.set_simd_path(p)
             for t in (int(v) for v in args.threads.split(",")):
-                out = CRunner(qm, t).run(x)
+                runner = CRunner(qm, t)
+                out = runner.run(x)
                 diff = [i for i, (a, b) in enumerate(zip(ref, out)) if not np.array_equal(a, b)]
+                # the detection path: planned buffers, pools that alone read their convolution
+                # written without it (CRunner.pool_only); the heads must be equal too
+                got = runner.run(x, keep="needed")
+                diff += [i for i, o in enumerate(got) if o is not None and not np.array_equal(o, ref[i])]
                 bad += bool(diff)
                 print(f"  {p:15s} {t} thr.: {'every layer equal' if not diff else f'LAYERS DIFFER: {diff}'}")
         _conv.set_simd_path(before)

@@ -666,7 +666,7 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
                       int32_t h, int32_t w, const void *packed, int32_t wmax, int64_t wx, const int64_t *bias,
                       const int32_t *shift, int32_t m, void *out, int otype, int32_t ks, int32_t stride, int32_t pad,
                       int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64, int32_t nthreads,
-                      unsigned char *s, int64_t scratch_size)
+                      unsigned char *s, int64_t scratch_size, void *pool, int32_t pool_only, int *pooled)
 {
     conv_ctx ctx = *pctx;
     ctx.path = ops == &mdfi_conv_ops_scalar ? MDFI_CONV_PATH_SCALAR : path;
@@ -685,14 +685,18 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
             c >= MDFI_WINO_MIN_C &&
             umax >= 0 && umax <= 32767 && 4 * kvol * wx <= (int64_t)INT32_MAX) {
             const int64_t need = mdfi_wino_scratch_size(c, h, w, pad, nthreads);
-            if (need >= 0 && scratch_size >= need + ALIGN)
-                return mdfi_wino_conv(ops, x, xtype, c, h, w,
-                                      (const int16_t *)(const void *)((const unsigned char *)packed + pg.wino_off),
-                                      bias, shift, m, out, otype, pad, rounding, out_bits, act, kvol * wx, nthreads, s);
+            if (need >= 0 && scratch_size >= need + ALIGN) {
+                const int p = mdfi_wino_conv(ops, x, xtype, c, h, w,
+                                             (const int16_t *)(const void *)((const unsigned char *)packed + pg.wino_off),
+                                             bias, shift, m, out, pool, pool_only, otype, pad, rounding, out_bits, act, kvol * wx,
+                                             nthreads, s);
+                if (pooled != NULL) *pooled = p;
+                return MDFI_CONV_OK;
+            }
         }
     }
 #else
-    (void)c; (void)h; (void)w; (void)m; (void)ks; (void)stride; (void)pad; (void)scratch_size;
+    (void)c; (void)h; (void)w; (void)m; (void)ks; (void)stride; (void)pad; (void)scratch_size; (void)pool; (void)pool_only; (void)pooled;
 #endif
 
     ctx.x = x; ctx.xtype = xtype;
@@ -756,12 +760,12 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
     return MDFI_CONV_OK;
 }
 
-int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
-                   const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
-                   int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
-                   int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
-                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
-                   const mdfi_conv_residual *res)
+static int conv2d_impl(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                       const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
+                       int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
+                       int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                       int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                       const mdfi_conv_residual *res, void *pool, int32_t pool_only, int *pooled)
 {
     conv_ctx ctx;
     size_t total;
@@ -822,8 +826,41 @@ int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, in
         return MDFI_CONV_OK;
     }
     rc = conv_int16(&ctx, ops, path, x, xtype, c, h, w, packed, wmax, wx, bias, shift, m, out, otype, ks,
-                    stride, pad, rounding, out_bits, act, acc64, nthreads, s, scratch_size);
+                    stride, pad, rounding, out_bits, act, acc64, nthreads, s, scratch_size, res == NULL ? pool : NULL,
+                    pool_only, pooled);
     if (rc == MDFI_CONV_OK && res != NULL)
         mdfi_conv_residual_pass(res, out, otype, out_count, ops != &mdfi_conv_ops_scalar, nthreads);
     return rc;
+}
+
+int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                   const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
+                   int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
+                   int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                   const mdfi_conv_residual *res)
+{
+    return conv2d_impl(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count, ks,
+                       stride, pad, rounding, out_bits, act, acc64, nthreads, path, scratch, scratch_size, res,
+                       NULL, 0, NULL);
+}
+
+int mdfi_conv2d_pool(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                     const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
+                     int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
+                     int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                     int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                     void *pool, int64_t pool_count, int32_t pool_only)
+{
+    int pooled = 0;
+    if (pool == NULL) return MDFI_CONV_E_DIM;
+    const int32_t oh = mdfi_conv_out_size(h, ks, stride, pad), ow = mdfi_conv_out_size(w, ks, stride, pad);
+    /* only a tile-aligned pool: even output sizes, windows at the origin */
+    void *p = oh > 0 && ow > 0 && oh % 2 == 0 && ow % 2 == 0 && pool_count == (int64_t)m * (oh / 2) * (ow / 2)
+            ? pool : NULL;
+    const int rc = conv2d_impl(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
+                               ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
+                               mdfi_conv_effective_path(path), scratch, scratch_size, NULL, p, pool_only != 0,
+                               &pooled);
+    return rc != MDFI_CONV_OK ? rc : pooled;
 }

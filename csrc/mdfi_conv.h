@@ -161,6 +161,21 @@ int mdfi_conv2d_res(const void *x, int xtype, int32_t c, int32_t h, int32_t w, i
                     int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
                     const mdfi_conv_residual *res);
 
+/* mdfi_conv2d, and the 2x2 stride-2 max pool of its output (windows at the origin, the pool of
+ * an output with even OH and OW: [M][OH/2][OW/2], otype, pool_count elements, not overlapping
+ * x or out) written in the same pass where the path can (the Winograd kernels of the
+ * int16-pair SIMD paths).  Returns 1 when `pool` was written, 0 when it was not (the caller
+ * then runs the pool), or a negative MDFI_CONV_E_* code.  `out` is written unless the pool was
+ * and `pool_only` is nonzero (for an output that nothing else reads). */
+int mdfi_conv2d_pool(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                     const void *packed, int64_t packed_size,
+                     const int64_t *bias, const int32_t *shift, int32_t m,
+                     void *out, int otype, int64_t out_count,
+                     int32_t ks, int32_t stride, int32_t pad,
+                     int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                     int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                     void *pool, int64_t pool_count, int32_t pool_only);
+
 /* Best path this CPU supports; the path MDFI_SIMD selects (a path the CPU lacks falls back
  * to the best one); a path's name ("scalar", "avx2", ...; "unknown"); the path of a name
  * (-1 if none); whether this CPU and build can run a path; the path a call with `path`

@@ -213,8 +213,12 @@ void mdfi_conv_path_ops(int32_t path, const conv_ops **pair, const struct q8_ops
 int64_t mdfi_wino_packed_bytes(int32_t m, int32_t c);
 int32_t mdfi_wino_pack(const void *w, int wtype, int32_t m, int32_t c, int16_t *u);
 int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int32_t nthreads);
+/* pool: NULL, or the [M][OH/2][OW/2] output (otype) of the 2x2 stride-2 max pool of the
+ * output, written as well (ignored unless OH and OW are even); pool_only: then out is not
+ * written.  Returns 1 when it wrote the pool, else 0 (and out). */
 int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
-                   const int64_t *bias, const int32_t *shift, int32_t m, void *out, int otype, int32_t pad,
+                   const int64_t *bias, const int32_t *shift, int32_t m, void *out, void *pool, int32_t pool_only,
+                   int otype, int32_t pad,
                    int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch);
 extern int mdfi_conv_winograd;
 #define MDFI_WINO_MIN_C 16        /* fewer input channels: the transforms cost more than they save

@@ -101,6 +101,10 @@ typedef struct {
     const int64_t *bias;
     const int32_t *shift;
     void *out;
+    void *pool;                                 /* NULL, or [M][OH/2][OW/2] of otype: the
+                                                   2x2 stride-2 max of every tile (OH, OW
+                                                   even, mdfi_conv2d_pool)              */
+    int32_t pool_only;                          /* 1: with pool, out is not written    */
     int otype;
     int32_t rounding, bits, act;
     int64_t bound;                              /* K*max|w|*max|x| >= |S|             */
@@ -233,7 +237,9 @@ typedef struct {
     int32_t j0, n, oy, ox;                      /* first tile, columns, tile row, column    */
 } wino_run;
 
-AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t m0, int32_t mv, int32_t blk)
+AVX2 static inline __attribute__((always_inline)) void wino_out_body(const wino_ctx *k, const int32_t *restrict ct,
+                                                                    int32_t m0, int32_t mv, int32_t blk, const int pooled,
+                                                                    const int write_out)
 {
     /* runs of consecutive tiles in one tile row: [j0, j0 + n/2 tiles), n output columns */
     wino_run runs[NB];
@@ -261,7 +267,8 @@ AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t
         const __m128i vs = _mm_cvtsi32_si128(sh);
         const __m256i vc = _mm256_set1_epi32(f.c), vkd = _mm256_set1_epi32(f.kd);
         __m256i res[4][2];                       /* [point a][tiles 8hh..8hh+7], int32 */
-        res[0][1] = res[1][1] = res[2][1] = res[3][1] = _mm256_setzero_si256();
+        __m256i pm[2];                           /* the tiles' max (fused pool)            */
+        res[0][1] = res[1][1] = res[2][1] = res[3][1] = pm[0] = pm[1] = _mm256_setzero_si256();
         for (int hh = 0; hh < nh; ++hh) {
             __m256i mx[16];
             for (int xi = 0; xi < 16; ++xi)
@@ -288,8 +295,40 @@ AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t
                 }
                 res[a][hh] = v;
             }
+            if (pooled)
+                pm[hh] = _mm256_max_epi32(_mm256_max_epi32(res[0][hh], res[1][hh]), _mm256_max_epi32(res[2][hh], res[3][hh]));
         }
-        for (int a2 = 0; a2 < 2; ++a2) {
+        if (pooled) {
+            /* the fused 2x2 stride-2 max pool: a tile's four outputs are one window (OH, OW
+             * even); the max of the int32 results before the saturating narrowing equals the
+             * max of the narrowed values (the narrowing is monotonic) */
+            const __m256i p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(pm[0], pm[1]), 0xD8);   /* tiles 0..15 */
+            /* the pool's [OH/2][OW/2] plane is the tiles' [TH][TW] grid: tile t at element t,
+             * so a block's pools are NB consecutive elements (fewer in the last block) */
+            const int64_t t0 = (int64_t)blk * NB, nt = k->ntiles - t0 < NB ? k->ntiles - t0 : NB;
+            const size_t o = (size_t)mm * (size_t)k->ntiles + (size_t)t0;
+            if (s8) {
+                const __m128i p8 = _mm_packs_epi16(_mm256_castsi256_si128(p16), _mm256_extracti128_si256(p16, 1));
+                int8_t *d = (int8_t *)k->pool + o;
+                if (nt == NB) {
+                    _mm_storeu_si128((__m128i *)(void *)d, p8);
+                } else {
+                    int8_t tmp[NB];
+                    _mm_storeu_si128((__m128i *)(void *)tmp, p8);
+                    memcpy(d, tmp, (size_t)nt);
+                }
+            } else {
+                int16_t *d = (int16_t *)k->pool + o;
+                if (nt == NB) {
+                    _mm256_storeu_si256((__m256i *)(void *)d, p16);
+                } else {
+                    int16_t tmp[NB];
+                    _mm256_storeu_si256((__m256i *)(void *)tmp, p16);
+                    memcpy(d, tmp, (size_t)nt * 2);
+                }
+            }
+        }
+        for (int a2 = 0; a2 < 2 * write_out; ++a2) {
             /* columns 0..31 of the block's tiles: (even, odd) = points (2 a2, 2 a2 + 1) */
             __m256i w16[2];
             for (int hh = 0; hh < 2; ++hh) {
@@ -322,6 +361,15 @@ AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t
             }
         }
     }
+}
+
+/* Two copies of the output step: without the fused pool exactly the plain epilogue (the
+ * compiler keeps its registers; a run-time test inside the loop cost 0.2 ms on 208x208). */
+AVX2 static void wino_out(const wino_ctx *k, const int32_t *restrict ct, int32_t m0, int32_t mv, int32_t blk)
+{
+    if (k->pool == NULL) wino_out_body(k, ct, m0, mv, blk, 0, 1);
+    else if (k->pool_only) wino_out_body(k, ct, m0, mv, blk, 1, 0);
+    else wino_out_body(k, ct, m0, mv, blk, 1, 1);
 }
 
 /* C[6][0..7] (+)= A[kcl][6][2] . B[kcl][0..7][2] (B rows of NB pairs): the first 8 tiles of a
@@ -594,7 +642,8 @@ int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int
 }
 
 int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
-                   const int64_t *bias, const int32_t *shift, int32_t m, void *out, int otype, int32_t pad,
+                   const int64_t *bias, const int32_t *shift, int32_t m, void *out, void *pool, int32_t pool_only,
+                   int otype, int32_t pad,
                    int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch)
 {
     wino_ctx k;
@@ -609,6 +658,8 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
     k.ntiles = (int64_t)k.th * k.tw;
     k.nblk = (int32_t)((k.ntiles + NB - 1) / NB);
     k.u = u; k.bias = bias; k.shift = shift; k.out = out; k.otype = otype;
+    k.pool = (k.oh % 2 == 0 && k.ow % 2 == 0) ? pool : NULL;
+    k.pool_only = k.pool != NULL && pool_only;
     k.rounding = rounding; k.bits = bits; k.act = act; k.bound = bound;
     k.nthr = nthreads;
     k.ukr = ops->ukr32;
@@ -647,7 +698,7 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
     memset(&job, 0, sizeof job);
     job.k = &k;
     mdfi_pool_run(wino_worker, &job, nthreads);
-    return 0;
+    return k.pool != NULL;
 }
 
 #endif /* MDFI_CONV_X86 */

@@ -34,13 +34,21 @@ def _dtype(fmt) -> np.dtype:
 class CRunner:
     """Runs a :class:`QuantizedModel` with the C kernels on ``threads`` threads."""
 
-    def __init__(self, qmodel: QuantizedModel, threads: int = 1, fuse: bool = False):
+    def __init__(self, qmodel: QuantizedModel, threads: int = 1, fuse: bool = False, fuse_pool: bool = True):
         self.qmodel = qmodel
         self.threads = int(threads)
         # convolution index -> the [shortcut] fused into it (``fuse=True``; off by default: it
         # measured no faster on the development machine, docs/performance.md)
         self.fused = self._plan_fusion() if fuse else {}
         self._fused_steps = {}
+        # convolution index -> the tile-aligned 2x2 stride-2 [maxpool] right after it, which
+        # the convolution writes in the same pass where its kernel can (_plan_pool_fusion)
+        self.pooled = self._plan_pool_fusion() if fuse_pool else {}
+        self._pool_steps = {}
+        # ... of which the pool is the only reader: run(keep="needed") without a hook lets the
+        # convolution write the pool alone (its own output buffer is then left stale)
+        readers = self.qmodel.network.consumers()
+        self.pool_only = {i for i, j in self.pooled.items() if readers.get(i) == [j]}
         self._lock = threading.Lock()
         self.steps: List[Callable] = []
         scratch = 0
@@ -88,6 +96,34 @@ class CRunner:
             fused[i] = i + 1
         return fused
 
+    def _plan_pool_fusion(self) -> dict:
+        """Convolutions followed directly by a [maxpool] reading only them whose windows are
+        exactly the 2x2 output tiles of the Winograd kernels: size 2, stride 2 (both ways), the
+        window origin at 0 (padding 0 or 1: offset -padding/2 = 0, maxpool.py) and an even
+        output height and width, so the pool's output is (M, OH/2, OW/2) and no window touches
+        the padding.  The convolution then also writes the pool's output
+        (``_conv.conv2d(pool=...)``, mdfi_conv2d_pool): the max of the same stored values,
+        equal to the separate pool kernel's; where its kernel cannot (other paths, other
+        layers), the step runs the pool kernel itself.  The convolution's own output is still
+        written (a route may read it: yolov3-tiny layer 8 -> route 20).  Table activations
+        (the output is a lookup after the convolution) and fused shortcuts are not fused."""
+        qls = self.qmodel.layers
+        readers = self.qmodel.network.consumers()
+        heads = {l.index for l in self.qmodel.network.output_layers()}
+        pooled = {}
+        for ql in qls[:-1]:
+            i, mp = ql.index, qls[ql.index + 1]
+            if ql.kind != "convolutional" or mp.kind != "maxpool" or getattr(ql, "lut", False) or \
+                    i in self.fused or i in heads or i + 1 not in readers.get(i, []) or list(mp.inputs) != [i]:
+                continue
+            l, p = ql.layer, mp.layer
+            m, oh, ow = l.out_shape
+            if p.depth or p.size != 2 or p.stride != 2 or p.stride_y != 2 or p.padding // 2 != 0 or \
+                    oh % 2 or ow % 2 or tuple(p.out_shape) != (m, oh // 2, ow // 2):
+                continue
+            pooled[i] = i + 1
+        return pooled
+
     def _out_dtypes(self) -> List[np.dtype]:
         """Storage dtype of every layer's output (pools and copies keep their input's)."""
         dts: List[np.dtype] = []
@@ -108,10 +144,10 @@ class CRunner:
         last = self.qmodel.network.last_use()
         self._heads = {l.index for l in self.qmodel.network.output_layers()}
         self._last = last
-        # a fused convolution writes its shortcut's output while it reads its own input: that
-        # input stays allocated until the shortcut's output has its buffer
+        # a fused convolution writes its shortcut's (or pool's) output while it reads its own
+        # input: that input stays allocated until the fused layer's output has its buffer
         last = dict(last)
-        for i, j in self.fused.items():
+        for i, j in list(self.fused.items()) + list(self.pooled.items()):
             for k in qls[i].inputs:
                 if last.get(k) == i:
                     last[k] = j
@@ -178,6 +214,15 @@ class CRunner:
                 _conv.conv2d(xs[0], packed, bias, shift, out, scratch=self.scratch, residual=(b, rout) + rargs,
                              **kw)
             self._fused_steps[ql.index] = fstep
+        j = self.pooled.get(ql.index)
+        if j is not None:
+            p, nt = self.qmodel.layers[j].layer, self.threads
+
+            def pstep(xs, out, pout, only=False):
+                if not _conv.conv2d(xs[0], packed, bias, shift, out, scratch=self.scratch, pool=pout, pool_only=only,
+                                    **kw):
+                    _kernels.maxpool(out, pout, p.size, p.stride, p.padding, nthreads=nt)
+            self._pool_steps[ql.index] = pstep
         return self._then_table(ql, step) if lut else step
 
     def _plan_maxpool(self, ql):
@@ -300,6 +345,7 @@ class CRunner:
         qls = self.qmodel.layers
         outs: List[Optional[np.ndarray]] = [None] * len(qls)
         fused, fsteps = self.fused, self._fused_steps
+        pooled, psteps, pool_only = self.pooled, self._pool_steps, self.pool_only
         if keep == "needed" and hook is None:
             views, heads = self._views, self._heads
             for ql, step in zip(qls, self.steps):
@@ -309,12 +355,17 @@ class CRunner:
                 out = self.new_output(i) if i in heads else views[i]
                 xs = [x if j == -1 else outs[j] for j in ql.inputs]
                 j = fused.get(i)
-                if j is None:
-                    step(xs, out)
-                else:
+                if j is not None:
                     rout = self.new_output(j) if j in heads else views[j]
                     fsteps[i](xs, out, outs[qls[j].inputs[1]], rout)
                     outs[j] = rout
+                elif i in pooled:
+                    j = pooled[i]
+                    pout = self.new_output(j) if j in heads else views[j]
+                    psteps[i](xs, out, pout, i in pool_only)
+                    outs[j] = pout
+                else:
+                    step(xs, out)
                 outs[i] = out
             return [o if i in heads else None for i, o in enumerate(outs)]
         net, last = self.qmodel.network, (self._last if keep == "needed" else {})
@@ -327,11 +378,14 @@ class CRunner:
                 out = self.new_output(i)
                 xs = [x if k == -1 else outs[k] for k in ql.inputs]
                 j = fused.get(i)
-                if j is None:
-                    step(xs, out)
-                else:
+                if j is not None:
                     pending[j] = self.new_output(j)
                     fsteps[i](xs, out, outs[qls[j].inputs[1]], pending[j])
+                elif i in pooled:
+                    pending[pooled[i]] = self.new_output(pooled[i])
+                    psteps[i](xs, out, pending[pooled[i]])
+                else:
+                    step(xs, out)
             outs[ql.index] = out
             if hook is not None:
                 hook(ql.index, out)

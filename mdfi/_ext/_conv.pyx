@@ -268,7 +268,7 @@ cdef int _residual_arg(residual, out, mdfi_conv_residual *r) except -1:
 
 
 def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bits, act,
-           acc64, nthreads=1, scratch=None, simd=None, residual=None):
+           acc64, nthreads=1, scratch=None, simd=None, residual=None, pool=None, pool_only=False):
     """Integer convolution + bias + requantize/activation/saturate, in place into ``out``.
 
     x: (C, H, W) uint8/int8/int16; packed: from :func:`pack_weights`; bias: (M,) int64;
@@ -281,6 +281,11 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
     shortcut fused into the convolution, ``(b, res_out, da, db, shift, rounding, bits, act)``:
     res_out (the output's shape, int8/int16) receives ``requantize(out * 2**da + b * 2**db,
     shift, ...)`` with ``out`` as stored (docs/fixed-point.md section 6); ``out`` is written too.
+    ``pool``: (M, OH/2, OW/2) of out's dtype, the 2x2 stride-2 max pool of ``out`` (windows at
+    the origin), written in the same pass where the path can (mdfi_conv2d_pool: the Winograd
+    kernels, OH and OW even); the call then returns True, else False (``pool`` untouched, the
+    caller runs the pool).  ``pool_only``: when the pool is written, ``out`` is not (its
+    contents are then undefined).  Not with ``residual``.
     """
     # -- codes -------------------------------------------------------------------------
     ksize = _as_int(ksize, "ksize")
@@ -406,16 +411,48 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
         if np.shares_memory(residual[1], x) or np.shares_memory(out, x):
             raise ShapeError("conv: outputs must not overlap the input")
 
+    cdef void *pp = NULL
+    cdef int8_t[:, :, ::1] p8
+    cdef int16_t[:, :, ::1] p16
+    cdef int64_t pool_count = 0
+    if pool is not None:
+        if residual is not None:
+            raise ShapeError("conv: pool and residual cannot be fused together")
+        _check_array(pool, "pool output", 3, (out.dtype,))
+        if pool.shape != (m, oh // 2, ow // 2):
+            raise ShapeError(f"conv: pool output must have shape {(m, oh // 2, ow // 2)}, got {pool.shape}")
+        if not pool.flags.writeable:
+            raise ShapeError("conv: pool output array is read-only")
+        if np.shares_memory(pool, x) or np.shares_memory(pool, out) or np.shares_memory(out, x):
+            raise ShapeError("conv: outputs must not overlap the input or each other")
+        if oh % 2 or ow % 2:
+            pool = None                 # not tile-aligned: the caller pools
+        elif out.dtype == _I8:
+            p8 = pool
+            pp = &p8[0, 0, 0]
+        else:
+            p16 = pool
+            pp = &p16[0, 0, 0]
+        pool_count = m * (oh // 2) * (ow // 2)
     cdef int64_t x_count = x.size, out_count = out.size, npacked = pv.shape[0]
     cdef int64_t nscratch = scv.shape[0]
     cdef int32_t iacc64 = acc64, iks = ksize, istride = stride, ipad = pad
     cdef int32_t iround = rounding, ibits = out_bits, iact = act, inth = nthreads
     cdef int rc
+    cdef bint want_pool = pp != NULL
+    cdef int32_t ionly = 1 if pool_only else 0
     with nogil:
-        rc = mdfi_conv2d_res(xp, xtype, c, h, w, x_count, &pv[0], npacked, &bv[0], &sv[0], m,
-                             op, otype, out_count, iks, istride, ipad, iround, ibits, iact,
-                             iacc64, inth, path, &scv[0], nscratch, resp)
-    if rc != 0:
+        if want_pool:
+            rc = mdfi_conv2d_pool(xp, xtype, c, h, w, x_count, &pv[0], npacked, &bv[0], &sv[0], m,
+                                  op, otype, out_count, iks, istride, ipad, iround, ibits, iact,
+                                  iacc64, inth, path, &scv[0], nscratch, pp, pool_count, ionly)
+        else:
+            rc = mdfi_conv2d_res(xp, xtype, c, h, w, x_count, &pv[0], npacked, &bv[0], &sv[0], m,
+                                 op, otype, out_count, iks, istride, ipad, iround, ibits, iact,
+                                 iacc64, inth, path, &scv[0], nscratch, resp)
+    if rc < 0:
         raise ShapeError(f"conv: {mdfi_conv_strerror(rc).decode()} (input {x.shape} "
                          f"{x.dtype}, weights {(m, c, pk, pk)} {'int8' if wtype == MDFI_CONV_S8 else 'int16'})")
+    if pool_count:
+        return rc == 1
     return out
