@@ -15,7 +15,6 @@ threshold.  docs/quantization.md, round 7.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -63,30 +62,19 @@ def cell_table(zf_all, zq_all):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", metavar="MODEL.mdfi")
-    ap.add_argument("--split", default="val,val4", help="val and/or val4 (comma-separated); never test")
-    ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
-    ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
-    ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
+    import bench_accuracy as ba
+    ap = ba.selection_parser(__doc__.split("\n\n")[0])
     args = ap.parse_args(argv)
-    splits = args.split.split(",")
-    if any(sp not in ("val", "val4") for sp in splits):
-        ap.error("--split: val and/or val4 only (test is never used to choose)")
 
     from mdfi.engine import FixedEngine
     from mdfi.model import _float_network
     from mdfi.quant import modelfile
     from mdfi.quant.quantize import input_to_u8
-    import bench_accuracy as ba
 
     network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
     heads = [l for l in network.output_layers() if l.kind == "yolo"]
     srcs = [l.inputs[0] for l in heads]
-    xs = []
-    for sp in splits:
-        data = ba.float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp, args.cache)
-        xs += [d[1].tensor for d in data]
+    splits, xs = ba.selection_tensors(args, network, names)
     zf_all = []
     for x in xs:
         keep = {}
