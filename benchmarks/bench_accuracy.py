@@ -70,6 +70,38 @@ def float_split(network, names, sets: str, split: str, cache: str):
     return data
 
 
+def _selection_splits(text: str):
+    import argparse
+    splits = text.split(",")
+    if any(sp not in ("val", "val4") for sp in splits):
+        raise argparse.ArgumentTypeError("val and/or val4 only (test is never used to choose)")
+    return splits
+
+
+def selection_parser(description: str):
+    """The argument parser of the diagnostics that read only the selection photos: model
+    files, ``--split`` (val and/or val4, never test), and where the photos and caches are."""
+    import argparse
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("models", nargs="+", metavar="MODEL.mdfi")
+    ap.add_argument("--split", type=_selection_splits, default="val,val4",
+                    help="val and/or val4 (comma-separated); never test")
+    ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
+    ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
+    ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
+    return ap
+
+
+def selection_tensors(args, network, names):
+    """(splits, input tensors) of the selection photos named by ``args.split`` (checked by
+    :func:`selection_parser`)."""
+    splits, xs = args.split, []
+    for sp in splits:
+        data = float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp, args.cache)
+        xs += [d[1].tensor for d in data]
+    return splits, xs
+
+
 VARIANTS = ("orig", "flip", "tl", "tr", "bl", "br")   # accuracy_images.variants: file name suffixes
 
 

@@ -25,7 +25,6 @@ Photo sets as bench_accuracy.py (``--sets``, ``--person-sets``, float cache ``--
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -59,29 +58,18 @@ def weight_gain(layer, ql):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", metavar="MODEL.mdfi")
-    ap.add_argument("--split", default="val,val4", help="val and/or val4 (comma-separated); never test")
-    ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
-    ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
-    ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
+    import bench_accuracy as ba
+    ap = ba.selection_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--every", type=int, default=3, help="layer statistics on every N-th image (default 3)")
     args = ap.parse_args(argv)
-    splits = args.split.split(",")
-    if any(sp not in ("val", "val4") for sp in splits):
-        ap.error("--split: val and/or val4 only (test is never used to choose)")
 
     from mdfi.engine import FixedEngine
     from mdfi.model import _float_network
     from mdfi.quant import modelfile
     from mdfi.quant.formats import HeadObjective
-    import bench_accuracy as ba
 
     network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
-    xs = []
-    for sp in splits:
-        data = ba.float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp, args.cache)
-        xs += [d[1].tensor for d in data]
+    splits, xs = ba.selection_tensors(args, network, names)
     obj = HeadObjective(network, xs)
     convs = [l.index for l in network.layers if l.kind == "convolutional"]
     print(f"{'+'.join(splits)}: {len(xs)} images, {obj.n_cells} object cells")

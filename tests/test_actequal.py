@@ -129,3 +129,36 @@ def test_hostile_rescaling_summary_is_a_load_error(tmp_path, bad):
         with pytest.raises(modelfile.ModelFileError, match=f"h.mdfi.*options: {key} is not a summary"):
             modelfile.load(tmp_path / "h.mdfi")
         del qm.options[key]
+
+
+def test_the_mse_bound_uses_the_models_clip_budget(tmp_path):
+    """With a clip budget (mdfi quantize --clip-budget), bound=mse keeps the format chosen with
+    that budget: a channel is never enlarged past the top of the finer format the model's
+    activations get, and the budget is recorded.  Without one, the calibrate default."""
+    from mdfi.quant.calibrate import choose_frac
+    net = _net(HEAD + GRAPH, seed=5)
+    xs = _inputs(3, seed=2)
+    stats = align.collect_inputs(net, xs)
+    absmax = align.channel_absmax(net, xs)
+    budget = 5.0                                      # percent: finer formats than the default 0.01 %
+    finer = [i for i in (0, 2, 4) if choose_frac(stats[i], 6, "mse", clip_budget=budget) > choose_frac(stats[i], 6)]
+    assert finer, "the budget must change a format for this test to mean anything"
+    st = {"max_scale": 64}
+    plain = actequal.prepare(net, st, wbits=6, abits=6, inputs=xs)
+    eq = actequal.prepare(net, st, wbits=6, abits=6, inputs=xs, clip_budget=budget)
+    for i, s in eq.scales.items():
+        top = fp.qmax(6) * 2.0 ** -choose_frac(stats[i], 6, "mse", clip_budget=budget)
+        up = s > 1.0
+        assert np.all(s[up] * absmax[i][up] <= top * (1 + 1e-9)), i
+    # where the budgeted format is finer, some channel the default bound enlarged past its top
+    assert any(np.any(plain.scales[i] * absmax[i] > fp.qmax(6) * 2.0 ** -choose_frac(stats[i], 6, "mse",
+                                                                                     clip_budget=budget) * (1 + 1e-9))
+               for i in finer)
+    assert eq.summary()["clip_budget"] == budget and "clip_budget" not in plain.summary()
+    # quantize_network passes act_options' budget on (the model records it)
+    qm = quantize_network(net, wbits=6, abits=6, per_channel=True, act_equalize=st, calib_inputs=xs,
+                          cfg_text=HEAD + GRAPH, act_options={"clip_budget": budget})
+    assert qm.options["actequal"]["clip_budget"] == budget
+    assert qm.options["actequal"]["scale_max"] == eq.summary()["scale_max"]
+    modelfile.save(qm, tmp_path / "b.mdfi")
+    assert modelfile.load(tmp_path / "b.mdfi").options["actequal"]["clip_budget"] == budget

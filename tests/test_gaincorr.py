@@ -7,31 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdfi.darknet.cfgfile import parse_cfg_text
-from mdfi.darknet.network import Network
-from mdfi.darknet.weights import random_weights
 from mdfi.errors import FormatError
 from mdfi.quant import gaincorr, modelfile
 from mdfi.quant.quantize import input_to_u8, quantize_network
 
 from test_align import assert_c_equals_reference
 
-HEAD = "[net]\nwidth=16\nheight=16\nchannels=3\n"
-TOY = ("[convolutional]\nfilters=8\nsize=3\npad=1\nactivation=leaky\n"
-       "[convolutional]\nfilters=16\nsize=3\npad=1\nactivation=leaky\n"
-       "[convolutional]\nfilters=4\nsize=1\nactivation=linear\n")
-FRACS = {0: 4, 1: 4, 2: 4}
-
-
-def _net(seed=3):
-    net = Network(parse_cfg_text(HEAD + TOY, "g.cfg"), "g.cfg", warn=False)
-    random_weights(net, seed)
-    return net
-
-
-def _inputs(n=6, seed=1):
-    rng = np.random.default_rng(seed)
-    return [rng.random((3, 16, 16)).astype(np.float32) for _ in range(n)]
+# the toy network and inputs of the AdaRound tests (three convolutions, 16x16x3)
+from test_adaround import FRACS, HEAD, TOY, _inputs, _net
 
 
 class _Run:

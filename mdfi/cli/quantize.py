@@ -159,7 +159,7 @@ def _searched_model(args, network, calib, inputs, common: dict, bias, data_metho
         al = prepare(network, args.align, direction=args.align_direction, **prep)
     elif args.act_equalize is not None:
         from ..quant.actequal import prepare
-        al = prepare(network, args.act_equalize, **prep)
+        al = prepare(network, args.act_equalize, clip_budget=args.clip_budget, **prep)
     passed = {k: common[k] for k in ("rounding", "layer_rounding", "weight_method", "act_method", "cfg_text",
                                      "names")}
     shared = dict(wbits=common["wbits"], abits=common["abits"], per_channel=common["per_channel"],

@@ -140,7 +140,9 @@ class ActEqualization(Alignment):
         d.pop("step")
         d.pop("direction")
         s = np.concatenate(list(self.scales.values())) if self.scales else np.ones(1)
+        budget = getattr(self, "clip_budget", None)
         return dict(asdict(self.settings), **d, abits=self.abits,
+                    **({} if budget is None else {"clip_budget": budget}),
                     scale_min=float(s.min()), scale_max=float(s.max()),
                     scale_median=float(np.median(s)))
 
@@ -280,9 +282,12 @@ def equalization_scales(network, *, wbits: int, layer_wbits=None, abits: int, la
 
 def prepare(network, settings=None, *, wbits: int, layer_wbits=None, abits: int = 8, layer_abits=None,
             per_channel: bool = True, inputs: Optional[Sequence[np.ndarray]] = None,
-            progress: bool = False) -> ActEqualization:
+            progress: bool = False, clip_budget: Optional[float] = None) -> ActEqualization:
     """Equalize ``network``'s activation ranges (module docstring) and recalibrate it on
-    ``inputs`` (float (C,H,W) calibration inputs; required)."""
+    ``inputs`` (float (C,H,W) calibration inputs; required).  ``clip_budget`` (percent, as
+    :func:`mdfi.quant.calibrate.choose_frac`; None: its default) is the budget of the ``mse``
+    formats that ``bound="mse"`` keeps: the one the model's formats will be chosen with, or
+    an enlarged channel may pass the top of a finer final format and clip."""
     import sys
     from .calibrate import choose_frac
     st = settings_from(settings)
@@ -297,13 +302,15 @@ def prepare(network, settings=None, *, wbits: int, layer_wbits=None, abits: int 
     meansq: Dict[int, np.ndarray] = {}
     absmax = channel_absmax(network, inputs, meansq)
     orig = collect_inputs(network, inputs)
-    fracs = {i: int(choose_frac(orig[i], layer_abits.get(i, abits), "mse")) for i in absmax}
+    budget = {} if clip_budget is None else {"clip_budget": float(clip_budget)}
+    fracs = {i: int(choose_frac(orig[i], layer_abits.get(i, abits), "mse", **budget)) for i in absmax}
     scales = equalization_scales(network, wbits=wbits, layer_wbits=layer_wbits, abits=abits,
                                  layer_abits=layer_abits, absmax=absmax, meansq=meansq, act_fracs=fracs,
                                  settings=st)
     net = apply_scales(network, scales)
     calib = collect_inputs(net, inputs, source=f"{len(inputs)} calibration inputs, activation-equalized network")
     eq = ActEqualization(network, net, scales, st, wbits, layer_wbits, calib, abits, layer_abits)
+    eq.clip_budget = None if clip_budget is None else float(clip_budget)
     if progress:
         sm = eq.summary()
         print(f"act_equalize {st.label()}: {sm['channels']} channels of {len(sm['layers'])} layers "

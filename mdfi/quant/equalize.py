@@ -12,7 +12,10 @@ format's top (``qmax * 2**-frac / headroom``) gives each channel the whole forma
 removes the up-to-one-bit waste of a power-of-two range at the same time.
 
 Tensors that reach a detection head, a shortcut, a reorg or the network output keep
-their scale (those consumers are not convolutions that could absorb ``1/s``).
+their scale (those consumers are not convolutions that could absorb ``1/s``), and so do the
+outputs of convolutions whose activation is not positively homogeneous (``f(s x) = s f(x)``
+for ``s > 0`` holds for linear, leaky and relu only: mish, swish, logistic, hard_mish and
+relu6 of a rescaled pre-activation are not the rescaled activation).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from .. import fixedpoint as fp
 
 #: Largest factor applied to one channel (nearly dead channels would otherwise be blown up).
 MAX_SCALE = 256.0
+#: Activations that commute with a positive per-channel factor (f(s x) = s f(x), s > 0).
+HOMOGENEOUS_ACTIVATIONS = frozenset(("linear", "leaky", "relu"))
 
 
 def channel_origins(network) -> Tuple[Dict[int, Optional[List[Tuple[int, int]]]], set]:
@@ -42,6 +47,8 @@ def channel_origins(network) -> Tuple[Dict[int, Optional[List[Tuple[int, int]]]]
         ins = [origin[i] for i in l.inputs]
         if l.kind == "convolutional":
             origin[l.index] = [(l.index, c) for c in range(l.filters)]
+            if getattr(l, "activation", "linear") not in HOMOGENEOUS_ACTIVATIONS:
+                frozen.add(l.index)             # its readers may still absorb its inputs' factors
         elif l.kind in ("maxpool", "upsample"):
             origin[l.index] = ins[0]
         elif l.kind == "route":

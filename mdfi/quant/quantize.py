@@ -252,7 +252,9 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
             from .actequal import prepare as prepare_equalization
             alignment = prepare_equalization(network, act_equalize, wbits=wbits, layer_wbits=layer_wbits,
                                              abits=abits, layer_abits=layer_abits, per_channel=per_channel,
-                                             inputs=calib_inputs, progress=progress)
+                                             inputs=calib_inputs, progress=progress,
+                                             clip_budget=(act_options or {}).get("clip_budget")
+                                             if act_method in (None, "mse") else None)
         else:
             alignment = resolve_alignment(network, align if align is not None else act_equalize,
                                           direction=align_direction, wbits=wbits, layer_wbits=layer_wbits,
