@@ -105,7 +105,8 @@ class CRunner:
         (``_conv.conv2d(pool=...)``, mdfi_conv2d_pool): the max of the same stored values,
         equal to the separate pool kernel's; where its kernel cannot (other paths, other
         layers), the step runs the pool kernel itself.  The convolution's own output is still
-        written (a route may read it: yolov3-tiny layer 8 -> route 20).  Table activations
+        written (a route may read it: yolov3-tiny layer 8 -> route 20), except where the pool
+        is its only reader and ``run(keep="needed")`` has no hook (``pool_only``).  Table activations
         (the output is a lookup after the convolution) and fused shortcuts are not fused."""
         qls = self.qmodel.layers
         readers = self.qmodel.network.consumers()
