@@ -31,7 +31,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             raise MDFIError("--gain-correction needs calibration images (--calib DIR): the float and the quantized "
                             "network are compared on them")
         if args.weight_rounding in ("adaround", "brecq"):
-            raise MDFIError(f"--gain-correction with --weight-rounding {args.weight_rounding}: it already targets the float "
+            raise MDFIError(f"--gain-correction with --weight-rounding {args.weight_rounding}: "
+                            f"{'AdaRound' if args.weight_rounding == 'adaround' else 'block reconstruction'} already targets the float "
                             "network's output (use nearest or gptq)")
     uses_inputs = (args.weight_rounding != "nearest" or args.bias_correction == "empirical"
                    or args.size_budget is not None or bool(args.align) or args.act_equalize is not None

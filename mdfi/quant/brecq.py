@@ -62,13 +62,15 @@ class BrecqSettings:
     """``iters`` Adam steps per block, ``batch`` crops per step of ``crop`` x ``crop`` input
     pixels, ``reg``/``lr``/``warmup``/``beta`` as AdaRound's, ``p_drop`` the probability that
     an activation inside the block keeps its float value (QDrop; 0 = always quantized, 1 =
-    never), ``convs`` the most convolutions per block (1 = per-layer reconstruction with the
+    never), ``reg`` 10 and ``lr`` 0.05 (AdaRound's 0.01 and 0.01 leave most rounding variables
+    undecided after a few hundred steps: the block's relaxed error is then far below its
+    rounded one), ``convs`` the most convolutions per block (1 = per-layer reconstruction with the
     quantized activations), ``eval_crops`` the crops of the normalisation and the final check."""
     iters: int = 300
     batch: int = 8
     crop: int = 64
-    reg: float = 0.01
-    lr: float = 1e-2
+    reg: float = 10.0
+    lr: float = 5e-2
     warmup: float = 0.2
     beta: tuple = (20.0, 2.0)
     p_drop: float = 0.5

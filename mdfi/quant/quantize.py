@@ -238,8 +238,9 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     from .gaincorr import check as check_gain
     gain_correction = check_gain(gain_correction)
     if gain_correction is not None and weight_rounding in ("adaround", "brecq"):
-        raise FormatError(f"gain_correction with weight_rounding={weight_rounding!r}: it already targets the float "
-                          "network's output from the quantized inputs; use 'nearest' or 'gptq'")
+        raise FormatError(f"gain_correction with weight_rounding={weight_rounding!r}: "
+                          f"{'AdaRound' if weight_rounding == 'adaround' else 'block reconstruction'} already targets "
+                          "the float network's output from the quantized inputs; use 'nearest' or 'gptq'")
     ada = None
     if weight_rounding == "adaround":
         from .adaround import settings_from
