@@ -87,8 +87,8 @@ def test_block_reconstruction_beats_nearest_and_per_layer_adaround():
     e_near = _block_error(net, br, *near, xs)
     e_ada = _block_error(net, br, ada.layers[0].weights, ada.layers[2].weights, xs)
     e_br = _block_error(net, br, br.layers[0].weights, br.layers[2].weights, xs)
-    assert e_br < 0.6 * e_near, (e_br / e_near, e_ada / e_near)
-    assert e_br < 0.9 * e_ada, (e_br / e_near, e_ada / e_near)
+    assert e_br < 0.3 * e_near, (e_br / e_near, e_ada / e_near)
+    assert e_br < 0.85 * e_ada, (e_br / e_near, e_ada / e_near)
 
 
 def test_integers_are_floor_or_ceil_inside_the_format():
@@ -117,7 +117,7 @@ def test_method_record_info_and_c_equals_reference(tmp_path):
     assert [ql.method for ql in convs] == [{"weights": "brecq", "weight_format": "mse", "bias": "empirical"}] * 3
     modelfile.save(qm, tmp_path / "m.mdfi")
     back = modelfile.load(tmp_path / "m.mdfi")
-    assert [ql.method for ql in back.layers] == [ql.method for ql in qm.layers]
+    assert [ql.method for ql in back.layers if ql.kind == "convolutional"] == [ql.method for ql in convs]
     assert back.options["weight_rounding"] == "brecq"
     assert back.options["brecq"]["p_drop"] == 0.25 and back.options["brecq"]["blocks"] == [[0, 1, 2], [3]]
     from mdfi.cli.info import info_table
@@ -125,7 +125,8 @@ def test_method_record_info_and_c_equals_reference(tmp_path):
     assert "brecq/empirical" in text
     assert "block reconstruction (brecq): blocks 0-1-2, 3; QDrop p=0.25, 40 steps per block" in text
     for layer in back.layers:
-        assert np.array_equal(layer.weights, qm.layers[layer.index].weights) if layer.kind == "convolutional" else True
+        if layer.kind == "convolutional":
+            assert np.array_equal(layer.weights, qm.layers[layer.index].weights)
     assert_c_equals_reference(qm, back, input_to_u8(_inputs(1, seed=7)[0]))
 
 
