@@ -63,21 +63,28 @@ class AdaRoundSettings:
 def settings_from(opts) -> AdaRoundSettings:
     """:class:`AdaRoundSettings` from a mapping of some of its fields (None: the defaults);
     unknown fields or values out of range are refused."""
-    from dataclasses import fields
     from ..errors import FormatError
-    opts = dict(opts or {})
-    known = {f.name for f in fields(AdaRoundSettings)}
-    bad = sorted(set(opts) - known)
-    if bad:
-        raise FormatError(f"adaround settings: unknown {', '.join(map(str, bad))} (known: {', '.join(sorted(known))})")
-    if "beta" in opts:
-        opts["beta"] = tuple(float(b) for b in opts["beta"])
-    st = AdaRoundSettings(**opts)
+    st = build_settings(AdaRoundSettings, opts, "adaround")
     if (int(st.iters) != st.iters or st.iters < 1 or int(st.batch) != st.batch or st.batch < 1 or st.reg < 0
             or st.lr <= 0 or not 0 <= st.warmup < 1 or len(st.beta) != 2 or min(st.beta) <= 1
             or st.mode not in ("post", "pre")):
         raise FormatError(f"adaround settings out of range: {st}")
     return st
+
+
+def build_settings(cls, opts, what: str):
+    """``cls`` (a settings dataclass) from a mapping of some of its fields (None: the
+    defaults); unknown fields are refused with one line, ``beta`` becomes a tuple."""
+    from dataclasses import fields
+    from ..errors import FormatError
+    opts = dict(opts or {})
+    known = {f.name for f in fields(cls)}
+    bad = sorted(set(opts) - known)
+    if bad:
+        raise FormatError(f"{what} settings: unknown {', '.join(map(str, bad))} (known: {', '.join(sorted(known))})")
+    if "beta" in opts:
+        opts["beta"] = tuple(float(b) for b in opts["beta"])
+    return cls(**opts)
 
 
 #: Output positions kept per layer (sampled evenly over the calibration inputs).

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -52,7 +52,7 @@ import numpy as np
 from .. import fixedpoint as fp
 from ..darknet.activations import LEAKY_SLOPE
 from ..errors import FormatError
-from .adaround import GAMMA, ZETA, beta_at, init_rounding, rect_sigmoid, reg_grad
+from .adaround import GAMMA, ZETA, beta_at, build_settings, init_rounding, rect_sigmoid, reg_grad
 
 ACTIVATIONS = ("leaky", "relu", "linear")
 
@@ -82,14 +82,7 @@ class BrecqSettings:
 def settings_from(opts) -> BrecqSettings:
     """:class:`BrecqSettings` from a mapping of some of its fields; unknown fields or values
     out of range are refused with one line."""
-    opts = dict(opts or {})
-    known = {f.name for f in fields(BrecqSettings)}
-    bad = sorted(set(opts) - known)
-    if bad:
-        raise FormatError(f"brecq settings: unknown {', '.join(map(str, bad))} (known: {', '.join(sorted(known))})")
-    if "beta" in opts:
-        opts["beta"] = tuple(float(b) for b in opts["beta"])
-    st = BrecqSettings(**opts)
+    st = build_settings(BrecqSettings, opts, "brecq")
     ints = (st.iters, st.batch, st.crop, st.convs, st.eval_crops)
     if (any(int(v) != v or v < 1 for v in ints) or st.crop < 4 or st.reg < 0 or st.lr <= 0
             or not 0 <= st.warmup < 1 or len(st.beta) != 2 or min(st.beta) <= 1 or not 0 <= st.p_drop <= 1):
@@ -220,6 +213,11 @@ class _Conv:
         h = rect_sigmoid(self.v).astype(np.float32)
         return ((self.base + self.free * h) * self.s32).astype(np.float32), h
 
+    def dh_dv(self, h: np.ndarray) -> np.ndarray:
+        """dh/dV where h is not clipped and the weight is free (0 elsewhere)."""
+        sig = 1.0 / (1.0 + np.exp(-self.v))
+        return (ZETA - GAMMA) * sig * (1.0 - sig) * ((h > 0) & (h < 1)) * self.free
+
     def adam(self, g: np.ndarray, it: int, lr: float) -> None:
         b1, b2 = 0.9, 0.999
         self.m1 = b1 * self.m1 + (1 - b1) * g
@@ -285,9 +283,7 @@ def _backward(g, caches):
         if len(grads) < sum(1 for q in caches if q[0] == "conv") - 1:
             wm = cv.weights("soft")[0]
             g = _col2im_batch(wm.T @ g2, cv.layer, xshape)
-        sig = 1.0 / (1.0 + np.exp(-cv.v))
-        dh = (ZETA - GAMMA) * sig * (1.0 - sig) * ((h > 0) & (h < 1)) * cv.free
-        grads.append((gw * cv.s32 * dh).astype(np.float32))
+        grads.append((gw * cv.s32 * cv.dh_dv(h)).astype(np.float32))
     return grads[::-1]
 
 
@@ -367,9 +363,7 @@ def reconstruct_block(net_layers, convs: Sequence[_Conv], xs_q, xs_f, settings: 
         for cv, gv in zip(convs, grads):
             if beta is not None:
                 h = rect_sigmoid(cv.v)
-                sig = 1.0 / (1.0 + np.exp(-cv.v))
-                dh = (ZETA - GAMMA) * sig * (1.0 - sig) * ((h > 0) & (h < 1)) * cv.free
-                gv = gv + (st.reg * mlast / cv.v.size) * reg_grad(h, beta) * dh
+                gv = gv + (st.reg * mlast / cv.v.size) * reg_grad(h, beta) * cv.dh_dv(h)
             cv.adam(gv.astype(np.float32), it, st.lr)
         if progress and (it + 1) % max(1, st.iters // 4) == 0:
             print(f"brecq: {label}step {it + 1}/{st.iters}, relaxed reconstruction {rec:.3f} of nearest's "
