@@ -154,3 +154,28 @@ def test_bad_settings_are_refused(tmp_path, capsys):
                "--calib", str(tmp_path), "-o", str(out)])
     assert rc == 2 and "block reconstruction already targets" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_cli_quantize_and_info(tmp_path, capsys):
+    """``mdfi quantize --weight-rounding brecq`` on a small network and photos; ``mdfi info``
+    names the method per layer and the blocks."""
+    from PIL import Image
+    from mdfi.cli import main
+    from mdfi.darknet.weights import write_weights
+    cfg = tmp_path / "b.cfg"
+    cfg.write_text(HEAD + TOY)
+    write_weights(_net(seed=6), tmp_path / "b.weights")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(2)
+    for n in range(2):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(photos / f"p{n}.png")
+    out = tmp_path / "b.mdfi"
+    assert main(["quantize", "--cfg", str(cfg), "--weights", str(tmp_path / "b.weights"), "--calib", str(photos),
+                 "--wbits", "4", "--weight-rounding", "brecq", "--bias-correction", "empirical", "-o", str(out)]) == 0
+    assert "brecq: block 0-1-2" in capsys.readouterr().err            # progress on stderr
+    qm = modelfile.load(out)
+    assert [ql.method["weights"] for ql in qm.layers if ql.kind == "convolutional"] == ["brecq"] * 3
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "brecq/empirical" in text and "block reconstruction (brecq): blocks 0-1-2, 3" in text
