@@ -8,6 +8,7 @@
         --layer-abits 0=16,10=16,14=16,21=16          # also the entry of the wide-activation variant
     python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
     python benchmarks/bench_accuracy.py --method adaround --configs w4a8 --layer-wbits 0=8
+    python benchmarks/bench_accuracy.py --method brecq --configs w4a8 --layer-wbits 0=8 --brecq iters=300,p_drop=0.5
     python benchmarks/bench_accuracy.py --method gptq --align max --configs w4a8 --layer-wbits 0=8
     python benchmarks/bench_accuracy.py --method nearest-data --act-equalize --configs w6a6 --layer-wbits 0=8
     python benchmarks/bench_accuracy.py --method gptq --configs w4a8 --layer-wbits 0=8 --search-cache \
@@ -372,13 +373,15 @@ def main(argv=None) -> int:
             ap.error(f"--calib-extra: {d}: not a folder")
     if (extra_dirs or args.calib_crops) and (args.method not in ("gptq", "adaround", "brecq", "nearest-data")
                                              or args.make_decisions):
-        ap.error("--calib-extra / --calib-crops: with --method gptq, adaround or nearest-data only")
+        ap.error("--calib-extra / --calib-crops: with --method gptq, adaround, brecq or nearest-data only")
+    if args.brecq and args.method != "brecq":
+        ap.error("--brecq: with --method brecq only")
     if args.gain_correction and args.method not in ("gptq", "nearest-data"):
         ap.error("--gain-correction: with --method gptq or nearest-data only")
     refine = None
     if args.head_refine:
         if args.method not in ("gptq", "adaround", "brecq", "nearest-data"):
-            ap.error("--head-refine: with --method gptq, adaround or nearest-data only")
+            ap.error("--head-refine: with --method gptq, adaround, brecq or nearest-data only")
         st, _, th = args.head_refine.partition("@")
         try:
             refine = (float(st), float(th) if th else 0.1)
@@ -453,7 +456,7 @@ def main(argv=None) -> int:
             tag += f"/gc-{args.gain_correction}"
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
         if (args.align or args.act_equalize is not None) and args.method not in ("gptq", "adaround", "brecq", "nearest-data"):
-            raise SystemExit("--align, --act-equalize: with --method gptq, adaround or nearest-data only")
+            raise SystemExit("--align, --act-equalize: with --method gptq, adaround, brecq or nearest-data only")
         if args.align and args.act_equalize is not None:
             raise SystemExit("give --align or --act-equalize, not both")
         mkey = model_key(args, tag, extra_dirs, wide)
