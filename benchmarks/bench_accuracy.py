@@ -19,7 +19,8 @@ Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / va
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
 never used to calibrate or to choose anything) unless ``--split val`` (or ``val,test``: each
 model built once, evaluated on both).  ``val4`` (person_images.py, ``--person-sets``) is a
-second selection set (people photos); ``--calib-extra DIR`` (its ``calib4``) adds calibration
+second selection set (people photos), ``test4`` (the same script, ``--splits test4``) a second
+held-out set, reported like ``test``; ``--calib-extra DIR`` (its ``calib4``) adds calibration
 photos to the data-driven methods.  ``--make-decisions``
 derives the recipe's shipped decisions (formats searched by their effect on the heads,
 head bias shifts) from the ``calib`` photos only.
@@ -286,9 +287,10 @@ def main(argv=None) -> int:
                     help="where the photo sets are (built by accuracy_images.py if absent)")
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"), help="float-path cache")
     ap.add_argument("--split", default="test", metavar="SPLIT[,SPLIT...]",
-                    help="test (default), val, val4 (person_images.py's people photos, selection only) or several "
-                         "joined by commas (val,val4,test): each model built once and evaluated on each; with val "
-                         "and val4 also their pooled row val+val4")
+                    help="test (default), val, val4 (person_images.py's people photos, selection only), test4 "
+                         "(person_images.py's second held-out set, report only) or several joined by commas "
+                         "(val,val4,test): each model built once and evaluated on each; with val and val4 also "
+                         "their pooled row val+val4")
     ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"),
                     help="where person_images.py's val4 (and calib4) are (built there if val4 is asked for and "
                          "absent)")
@@ -357,8 +359,8 @@ def main(argv=None) -> int:
     import accuracy_images
     from mdfi.cli.common import layer_bits_arg
     splits = args.split.split(",")
-    if not splits or any(sp not in ("val", "val4", "test") for sp in splits) or len(set(splits)) != len(splits):
-        ap.error(f"--split: val, val4, test or several of them joined by commas, not {args.split!r}")
+    if not splits or any(sp not in ("val", "val4", "test", "test4") for sp in splits) or len(set(splits)) != len(splits):
+        ap.error(f"--split: val, val4, test, test4 or several of them joined by commas, not {args.split!r}")
     extra_dirs = [d for d in (args.calib_extra or "").split(",") if d]
     for d in extra_dirs:
         if not os.path.isdir(d):
@@ -413,11 +415,11 @@ def main(argv=None) -> int:
         print(f"wrote {args.make_decisions}", file=sys.stderr)
         return 0
 
-    if "val4" in splits and not os.path.isdir(os.path.join(args.person_sets, "val4")):
-        import person_images
-        person_images.main([args.person_sets])
-    datas = {sp: keep_variants(float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp,
-                                           args.cache), args.variants)
+    import person_images
+    for sp in splits:
+        person_images.ensure_split(sp, args.person_sets)
+    datas = {sp: keep_variants(float_split(network, names, person_images.split_dir(sp, args.sets, args.person_sets),
+                                           sp, args.cache), args.variants)
              for sp in splits}
     rows = {}
     xs = None

@@ -15,7 +15,8 @@ benchmarks/bench_accuracy_v4tiny.py, exported by benchmarks/onnx_export.py (rout
 channel Slices; the yolo logistic and scale_x_y stay in float, excluded from quantization),
 calibrated on the same ``calib`` photos and mirror images as that benchmark (AlexeyAB's
 resize, no letterbox; ``--calib-set calib4`` adds person_images.py's calib4), and evaluated
-on ``--split test``, ``val`` or ``val4`` (comma-separated for several).
+on ``--split test``, ``val``, ``val4`` or ``test4`` (comma-separated for several).  ``--split test4``
+(person_images.py's second held-out set) works for both models.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
-    ap.add_argument("--split", default="test", help="val, test (yolov4-tiny-10c also val4), comma-separated")
+    ap.add_argument("--split", default="test",
+                    help="val, test, test4 (yolov4-tiny-10c also val4, comma-separated)")
     ap.add_argument("--model", default="yolov3-tiny", choices=("yolov3-tiny", "yolov4-tiny-10c"))
     ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
     ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"))
@@ -94,8 +96,8 @@ def main(argv=None) -> int:
         if args.variants:
             ap.error("--variants: yolov3-tiny only")
         return v4tiny(args)
-    if args.split not in ("val", "test"):
-        ap.error(f"--split for yolov3-tiny: val or test, not {args.split!r}")
+    if args.split not in ("val", "test", "test4"):
+        ap.error(f"--split for yolov3-tiny: val, test or test4, not {args.split!r}")
     import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
     from mdfi.eval import evaluate
@@ -103,8 +105,11 @@ def main(argv=None) -> int:
     from mdfi.postprocess import postprocess
     from bench_accuracy import calib_inputs, float_split, keep_variants
 
+    import person_images
     network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
-    data = keep_variants(float_split(network, names, args.sets, args.split, args.cache), args.variants)
+    person_images.ensure_split(args.split, args.person_sets)
+    data = keep_variants(float_split(network, names, person_images.split_dir(args.split, args.sets, args.person_sets),
+                                     args.split, args.cache), args.variants)
     tmp = tempfile.mkdtemp(prefix="mdfi-ort-")
     fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
     heads = export(network, fp32)
@@ -158,8 +163,11 @@ def v4tiny(args) -> int:
     load_weights(network, str(zoo.weights_path(zoo.ModelSpec(**v4.SPEC))))
     names = zoo.load_names(os.path.join(v4.FIXTURE, v4.SPEC["names"]))
     cache = os.path.join(args.cache, "yolov4-tiny-10c")
+    import person_images
     splits = args.split.split(",")
-    datas = {sp: float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp, cache)
+    for sp in splits:
+        person_images.ensure_split(sp, args.person_sets)
+    datas = {sp: float_split(network, names, person_images.split_dir(sp, args.sets, args.person_sets), sp, cache)
              for sp in splits}
     tmp = tempfile.mkdtemp(prefix="mdfi-ort-v4-")
     fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
