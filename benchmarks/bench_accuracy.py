@@ -248,9 +248,19 @@ def build_model(args, network, names, calib, xs, w, a, wide, lw, opts):
     return qm, extra
 
 
-def evaluate_model(qm, tag, tq, extra, network, names, datas, rows, single: bool) -> None:
+def photo_bootstrap(data, dets, n: int, key: str) -> float:
+    """The agreement's SD over ``n`` resamplings of the photos (bench_accuracy_v4tiny.bootstrap_sd),
+    printed on stderr."""
+    from bench_accuracy_v4tiny import bootstrap_sd
+    sd = bootstrap_sd(data, dets, n)
+    print(f"  {key}: agreement mAP over {n} resamplings of the photos: sd {sd:.4f}", file=sys.stderr, flush=True)
+    return sd
+
+
+def evaluate_model(qm, tag, tq, extra, network, names, datas, rows, single: bool, bootstrap: int = 0) -> None:
     """Print and record (in ``rows``) the agreement of ``qm`` with the float detections on each
-    split of ``datas`` (and on the pooled ``val+val4`` when both are there)."""
+    split of ``datas`` (and on the pooled ``val+val4`` when both are there); ``bootstrap``: also
+    the spread of the agreement over that many resamplings of each split's photos."""
     from mdfi.engine import FixedEngine
     from mdfi.eval import evaluate
     from mdfi.model import Model
@@ -273,6 +283,8 @@ def evaluate_model(qm, tag, tq, extra, network, names, datas, rows, single: bool
         key = tag if single else f"{tag} {sp}"
         rows[key] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq,
                          decisions=bool(extra), model=qm.describe(), split=sp)
+        if bootstrap and data is not None:
+            rows[key]["bootstrap_sd"] = photo_bootstrap(data, dets, bootstrap, key)
         f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
         print(f"{key:<8} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
               f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "
@@ -350,6 +362,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=None, metavar="FILE.mdfi[,...]",
                     help="evaluate these quantized models (e.g. written by `mdfi quantize`) instead of building "
                          "--configs; each row is named by its file")
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="also the spread of the agreement mAP over N resamplings of the photos (a photo's "
+                         "variants together)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -437,7 +452,8 @@ def main(argv=None) -> int:
         qm = modelfile.load(path)
         if [(l.kind, l.out_shape) for l in qm.network.layers] != [(l.kind, l.out_shape) for l in network.layers]:
             raise SystemExit(f"--models: {path} is not a yolov3-tiny model")
-        evaluate_model(qm, os.path.basename(path), 0.0, {}, network, names, datas, rows, len(splits) == 1)
+        evaluate_model(qm, os.path.basename(path), 0.0, {}, network, names, datas, rows, len(splits) == 1,
+                       args.bootstrap)
     for w, a in ([] if model_files else parse_bits_list(args.configs)):
         tag = f"w{w}a{a}" + ("+" if wide else "") + ("".join(f"/w{b}@{i}" for i, b in sorted(lw.items())))
         if args.align:
@@ -480,7 +496,7 @@ def main(argv=None) -> int:
         if refine:
             qm = refine_heads(qm, network, xs, *refine)
             tag += f"/hr{refine[0]:g}@{refine[1]:g}"
-        evaluate_model(qm, tag, tq, extra, network, names, datas, rows, len(splits) == 1)
+        evaluate_model(qm, tag, tq, extra, network, names, datas, rows, len(splits) == 1, args.bootstrap)
     print("size: parameters at their declared widths vs float32; * = shipped decisions used"
           + (f"; + = activations of layers {args.layer_abits} wider" if wide else ""))
     if args.json:

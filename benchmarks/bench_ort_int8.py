@@ -91,6 +91,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"))
     ap.add_argument("--variants", default=None, metavar="TAG,...",
                     help="report only these variants (as bench_accuracy.py --variants)")
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="also the spread of the agreement mAP over N resamplings of the photos")
     args = ap.parse_args(argv)
     if args.model == "yolov4-tiny-10c":
         if args.variants:
@@ -103,7 +105,7 @@ def main(argv=None) -> int:
     from mdfi.eval import evaluate
     from mdfi.model import _float_network
     from mdfi.postprocess import postprocess
-    from bench_accuracy import calib_inputs, float_split, keep_variants
+    from bench_accuracy import calib_inputs, float_split, keep_variants, photo_bootstrap
 
     import person_images
     network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
@@ -137,6 +139,8 @@ def main(argv=None) -> int:
             dets.append(postprocess(raws, prep.width, prep.height, network.width, network.height, 0.005, 0.45, names))
         r = evaluate.agreement([d[2] for d in data], dets)
         rows[tag] = r
+        if args.bootstrap:
+            photo_bootstrap(data, dets, args.bootstrap, tag)
         print(f"{tag:<9} mAP {r.map:.4f} kept {r.matched}/{r.n_float} ({100 * r.kept_fraction:.1f}%) extra {r.extra} "
               f"({100 * r.extra_fraction:.1f}%) dconf@.25 {r.mean_dconf:+.4f} bias {r.mean_dconf_ranked:+.4f} "
               f"lower {100 * r.down_fraction_ranked:.0f}% |dconf| {r.mean_abs_dconf:.4f}", flush=True)
@@ -157,7 +161,7 @@ def v4tiny(args) -> int:
     from mdfi.postprocess import postprocess, settings as post_settings
     import onnx_export
     import bench_accuracy_v4tiny as v4
-    from bench_accuracy import float_split
+    from bench_accuracy import float_split, photo_bootstrap
 
     network = Network.from_cfg(os.path.join(v4.FIXTURE, v4.SPEC["cfg"]), warn=False)
     load_weights(network, str(zoo.weights_path(zoo.ModelSpec(**v4.SPEC))))
@@ -204,6 +208,8 @@ def v4tiny(args) -> int:
                 dets.append(postprocess(raws, prep.width, prep.height, network.width, network.height, 0.005, 0.45,
                                         names, **post_settings(network)))
             r = evaluate.agreement([d[2] for d in data], dets)
+            if args.bootstrap:
+                photo_bootstrap(data, dets, args.bootstrap, f"{tag} {sp}")
             print(f"{tag:<9} {sp:<5} mAP {r.map:.4f} kept {r.matched}/{r.n_float} ({100 * r.kept_fraction:.1f}%) "
                   f"extra {r.extra} ({100 * r.extra_fraction:.1f}%) dconf@.25 {r.mean_dconf:+.4f} bias "
                   f"{r.mean_dconf_ranked:+.4f} lower {100 * r.down_fraction_ranked:.0f}% |dconf| "
