@@ -194,3 +194,37 @@ def test_real_model_heads_equal():
                 assert _key(got) == _key(pp.postprocess_ref(*args, correct=correct, nms_kind=kind))
             total += sum(len(r[0]) for r in raws)
     assert total > 150
+
+
+def test_alexeyab_models_heads_equal():
+    """AlexeyAB's integer heads -- yolov4-tiny (scale_x_y: signed x/y codes) and yolov7-tiny
+    (new_coords) with the fixtures' weights -- decoded and post-processed with each model's
+    own settings (greedynms / letter_box) and the other NMS kinds: C equals the reference."""
+    from alexeyab_data import V7, astronaut_input, random_params, tiny_network
+    from mdfi.cengine import CRunner
+    from mdfi.darknet.network import Network
+    from mdfi.postprocess import settings
+    from mdfi.quant.quantize import input_to_u8, quantize_network
+    v7 = Network.from_cfg(V7 / "yolov7-tiny-192.cfg", warn=False)
+    for i, v in random_params(V7 / "yolov7-tiny-192.cfg", [l.index for l in v7.layers if l.num_params()]).items():
+        v7.layers[i].set_params(v)
+    total = 0
+    # yolov4-tiny: ~30 candidates at 0.005, every case; yolov7-tiny's random heads: ~1,100
+    # candidates at 0.5, its own settings and two more cases (the reference is slow there)
+    for net, threshes, cases in ((tiny_network(), (0.005, 0.25), CASES), (v7, (0.5,), CASES[::3])):
+        qm = quantize_network(net, cfg_text="")
+        outs = CRunner(qm, 1).run(input_to_u8(astronaut_input(net)), keep="needed")
+        for thresh in threshes:
+            raws = []
+            for ql in qm.output_layers():
+                got, want = ql.decode_int(outs[ql.index], thresh), ql.decode_int_ref(outs[ql.index], thresh)
+                assert _same(got, want)
+                raws.append(want)
+            args = (raws, 512, 512, net.width, net.height, thresh, 0.45, [f"c{i}" for i in range(80)])
+            kw = settings(net)
+            assert _key(pp.postprocess(*args, **kw)) == _key(pp.postprocess_ref(*args, **kw))
+            for correct, kind in cases:
+                got = postprocess_c.postprocess(*args, correct=correct, nms_kind=kind, beta_nms=0.6)
+                assert _key(got) == _key(pp.postprocess_ref(*args, correct=correct, nms_kind=kind, beta_nms=0.6))
+            total += sum(len(r[0]) for r in raws)
+    assert total > 100
