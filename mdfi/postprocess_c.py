@@ -53,10 +53,7 @@ def decode_yolo_q(qlayer, out: np.ndarray, thresh: float):
     l = qlayer.layer
     _, lh, lw = l.out_shape
     t_obj, t_prob = heads.thresholds(thresh)
-    anchors = qlayer.__dict__.get("_anchors_f64")
-    if anchors is None:
-        anchors = np.ascontiguousarray(l.anchors[np.asarray(l.mask)].astype(np.float64))
-        qlayer.__dict__["_anchors_f64"] = anchors
+    anchors = np.ascontiguousarray(l.anchors[np.asarray(l.mask)], dtype=np.float64)   # read each call, as the reference
     p = np.ascontiguousarray(out).reshape(l.n, l.entries, lh * lw)
     return ext.yolo_q_decode(p, l.classes, lh, lw, anchors, l.net_w, l.net_h, t_obj, t_prob)
 
