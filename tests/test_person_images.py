@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -48,3 +49,37 @@ def test_half_crops_are_the_four_quadrants_and_the_centre():
     crops = dict(person_images.half_crops(img))
     assert list(crops) == ["htl", "htr", "hbl", "hbr", "hc"]
     assert all(c.size == img.size for c in crops.values())
+
+
+def test_test4_uses_packages_of_no_other_split_and_is_report_only_data():
+    own = {pkg for _, pkg, _ in person_images.PHOTOS["test4"]}
+    other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "test4" for _, pkg, _ in items}
+    assert own and not own & other
+    assert "test4" not in person_images.DEFAULT_SPLITS          # written only when asked for
+    assert person_images.split_dir("test4", "S", "P") == "P" and person_images.split_dir("test", "S", "P") == "S"
+
+
+def test_check_photo_refuses_small_photos_and_mirrored_copies_of_earlier_ones():
+    a, b = _photo(3), _photo(4)
+    refs = {}
+    person_images.add_thumbs(refs, "test4/a", a)
+    flipped = a.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((320, 210))
+    with pytest.raises(SystemExit, match="looks like test4/a \\(mirror\\)"):
+        person_images.check_photo("test4", "b", flipped, refs, 200)
+    c, k = person_images.check_photo("test4", "b", b, refs, 200)
+    assert c < person_images.DUPLICATE_CORR and k.startswith("test4/a")
+    with pytest.raises(SystemExit, match="300x199 pixels, smaller than 200"):
+        person_images.check_photo("test4", "small", b.resize((300, 199)), {}, 200)
+    assert person_images.check_photo("calib4", "small", b.resize((112, 112)), {}) == (0.0, "")
+
+
+def test_members_reads_zip_archives(tmp_path):
+    import zipfile
+    buf = io.BytesIO()
+    _photo(5).save(buf, "PNG")
+    path = tmp_path / "pkg-1.0.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("pkg-1.0/tests/images/a.png", buf.getvalue())
+        zf.writestr("pkg-1.0/setup.py", b"raise SystemExit('never run')")
+    got = person_images._members(str(path), ["pkg-1.0/tests/images/a.png"])
+    assert list(got) == ["pkg-1.0/tests/images/a.png"] and got["pkg-1.0/tests/images/a.png"] == buf.getvalue()

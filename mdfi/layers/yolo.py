@@ -237,6 +237,13 @@ class QYolo(heads.QHead):
                 f"xy Q.15 (scale_x_y {self.layer.scale_x_y:g})")
 
     def decode_int(self, out: np.ndarray, thresh: float):
+        """:meth:`decode_int_ref` in C (csrc/mdfi_post.c) where it can run (an int32
+        output), else the reference itself; the same arrays either way."""
+        from ..postprocess_c import decode_yolo_q
+        got = decode_yolo_q(self, out, thresh)
+        return self.decode_int_ref(out, thresh) if got is None else got
+
+    def decode_int_ref(self, out: np.ndarray, thresh: float):
         """Candidates with integer thresholds, then host-side float boxes (same order and
         semantics as :meth:`YoloLayer.decode`)."""
         l = self.layer
