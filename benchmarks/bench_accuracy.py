@@ -8,6 +8,7 @@
         --layer-abits 0=16,10=16,14=16,21=16          # also the entry of the wide-activation variant
     python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
     python benchmarks/bench_accuracy.py --method adaround --configs w4a8 --layer-wbits 0=8
+    python benchmarks/bench_accuracy.py --method brecq --configs w4a8 --layer-wbits 0=8 --brecq iters=300,p_drop=0.5
     python benchmarks/bench_accuracy.py --method gptq --align max --configs w4a8 --layer-wbits 0=8
     python benchmarks/bench_accuracy.py --method nearest-data --act-equalize --configs w6a6 --layer-wbits 0=8
     python benchmarks/bench_accuracy.py --method gptq --configs w4a8 --layer-wbits 0=8 --search-cache \
@@ -143,7 +144,7 @@ def adaround_settings(text):
         elif k == "beta":
             out[k] = [float(b) for b in v.split(":")]
         else:
-            out[k] = int(v) if k in ("iters", "batch", "seed") else float(v)
+            out[k] = int(v) if k in ("iters", "batch", "seed", "crop", "convs", "eval_crops") else float(v)
     return out
 
 
@@ -151,6 +152,8 @@ def model_key(args, tag, extra_dirs, wide) -> str:
     """Everything that makes a benchmark model what it is (for --model-dir).  Options added
     later enter the key only when given, so the models saved before them keep their keys."""
     later = {"gain_correction": args.gain_correction} if args.gain_correction else {}
+    if args.method == "brecq":
+        later["brecq"] = adaround_settings(args.brecq)
     return json.dumps({**later, "tag": tag, "method": args.method, "layer_abits": args.layer_abits, "align": args.align,
                        "align_direction": args.align_direction, "act_equalize": args.act_equalize,
                        "calib_extra": [os.path.abspath(d) for d in extra_dirs], "calib_crops": args.calib_crops,
@@ -192,12 +195,14 @@ def build_model(args, network, names, calib, xs, w, a, wide, lw, opts):
     mirror images only (or comes from ``--search-cache``, which is keyed by that)."""
     from mdfi.quant.quantize import quantize_network
     from mdfi.quant import recipes
-    if args.method in ("gptq", "adaround", "nearest-data"):
+    if args.method in ("gptq", "adaround", "brecq", "nearest-data"):
         from mdfi.quant.formats import choose_decisions
         final = dict(weight_rounding=args.method if args.method != "nearest-data" else "nearest",
                      bias_correction="empirical", calib_inputs=xs)
         if args.method == "adaround":
             final["adaround"] = adaround_settings(args.adaround)
+        if args.method == "brecq":
+            final["brecq"] = adaround_settings(args.brecq)
         if args.gain_correction:
             final["gain_correction"] = args.gain_correction
         al = None
@@ -310,11 +315,14 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=None, metavar="TAG,...",
                     help="report only these variants of each photo (orig, flip, tl, tr, bl, br, or crops): "
                          "a breakdown of the same split, not a different one")
-    ap.add_argument("--method", default="recipe", choices=("recipe", "old", "gptq", "adaround", "nearest-data"),
+    ap.add_argument("--method", default="recipe", choices=("recipe", "old", "gptq", "adaround", "brecq", "nearest-data"),
                     help="recipe: the shipped recipe (routes unified, shipped decisions); old: before the bias "
                          "fixes; gptq / adaround: decisions, GPTQ / AdaRound weights and empirical bias correction "
                          "made now from the calib photos (minutes per width); nearest-data: the same with "
                          "round-to-nearest weights (the peer of gptq and adaround)")
+    ap.add_argument("--brecq", default=None, metavar="KEY=VALUE,...",
+                    help="--method brecq: block reconstruction settings (mdfi.quant.brecq.BrecqSettings), "
+                         "e.g. iters=300,p_drop=0.5,convs=2")
     ap.add_argument("--adaround", default=None, metavar="KEY=VALUE,...",
                     help="AdaRound settings (mdfi.quant.adaround.AdaRoundSettings), e.g. iters=1000,reg=0.1,mode=pre")
     ap.add_argument("--search-cache", action="store_true",
@@ -380,15 +388,17 @@ def main(argv=None) -> int:
     for d in extra_dirs:
         if not os.path.isdir(d):
             ap.error(f"--calib-extra: {d}: not a folder")
-    if (extra_dirs or args.calib_crops) and (args.method not in ("gptq", "adaround", "nearest-data")
+    if (extra_dirs or args.calib_crops) and (args.method not in ("gptq", "adaround", "brecq", "nearest-data")
                                              or args.make_decisions):
-        ap.error("--calib-extra / --calib-crops: with --method gptq, adaround or nearest-data only")
+        ap.error("--calib-extra / --calib-crops: with --method gptq, adaround, brecq or nearest-data only")
+    if args.brecq and args.method != "brecq":
+        ap.error("--brecq: with --method brecq only")
     if args.gain_correction and args.method not in ("gptq", "nearest-data"):
         ap.error("--gain-correction: with --method gptq or nearest-data only")
     refine = None
     if args.head_refine:
-        if args.method not in ("gptq", "adaround", "nearest-data"):
-            ap.error("--head-refine: with --method gptq, adaround or nearest-data only")
+        if args.method not in ("gptq", "adaround", "brecq", "nearest-data"):
+            ap.error("--head-refine: with --method gptq, adaround, brecq or nearest-data only")
         st, _, th = args.head_refine.partition("@")
         try:
             refine = (float(st), float(th) if th else 0.1)
@@ -438,7 +448,7 @@ def main(argv=None) -> int:
              for sp in splits}
     rows = {}
     xs = None
-    if args.method in ("gptq", "adaround", "nearest-data"):
+    if args.method in ("gptq", "adaround", "brecq", "nearest-data"):
         xs = calib_inputs(network, args.sets, crops=args.calib_crops, extra=extra_dirs)
     for sp, data in datas.items():
         print(f"yolov3-tiny on the {sp} photos: {len(data)} images, "
@@ -463,8 +473,8 @@ def main(argv=None) -> int:
         if args.gain_correction:
             tag += f"/gc-{args.gain_correction}"
         opts = recipes.resolve("yolov3-tiny", wbits=w, abits=a)
-        if (args.align or args.act_equalize is not None) and args.method not in ("gptq", "adaround", "nearest-data"):
-            raise SystemExit("--align, --act-equalize: with --method gptq, adaround or nearest-data only")
+        if (args.align or args.act_equalize is not None) and args.method not in ("gptq", "adaround", "brecq", "nearest-data"):
+            raise SystemExit("--align, --act-equalize: with --method gptq, adaround, brecq or nearest-data only")
         if args.align and args.act_equalize is not None:
             raise SystemExit("give --align or --act-equalize, not both")
         mkey = model_key(args, tag, extra_dirs, wide)

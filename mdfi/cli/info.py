@@ -102,8 +102,13 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
         wide = [f"{i}:{b}" for i, b in abits.items() if b != base]
         lines.append(f"mixed precision: activation widths {', '.join(wide)} (the other layers {base} bits; "
                      f"weights as listed): {qm.describe()}")
-    lines.append("rounding/bias: how each layer's integers were chosen (nearest, gptq or adaround weights; bias nearest, "
+    lines.append("rounding/bias: how each layer's integers were chosen (nearest, gptq, adaround or brecq weights; bias "
+                 "nearest, "
                  "analytic or empirical correction; ? = not recorded)")
+    if o.get("brecq"):
+        lines.append("block reconstruction (brecq): blocks " + ", ".join("-".join(map(str, b)) for b in
+                     o["brecq"].get("blocks", [])) + f"; QDrop p={o['brecq'].get('p_drop')}, "
+                     f"{o['brecq'].get('iters')} steps per block")
     if o.get("gain_correction"):
         lines.append(f"gain correction: {o['gain_correction']} (weights rounded towards the float network's output "
                      f"from the quantized inputs; the layers marked 'gain {o['gain_correction']}')")

@@ -30,8 +30,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if not args.calib:
             raise MDFIError("--gain-correction needs calibration images (--calib DIR): the float and the quantized "
                             "network are compared on them")
-        if args.weight_rounding == "adaround":
-            raise MDFIError("--gain-correction with --weight-rounding adaround: AdaRound already targets the float "
+        if args.weight_rounding in ("adaround", "brecq"):
+            raise MDFIError(f"--gain-correction with --weight-rounding {args.weight_rounding}: "
+                            f"{'AdaRound' if args.weight_rounding == 'adaround' else 'block reconstruction'} already targets the float "
                             "network's output (use nearest or gptq)")
     uses_inputs = (args.weight_rounding != "nearest" or args.bias_correction == "empirical"
                    or args.size_budget is not None or bool(args.align) or args.act_equalize is not None
@@ -236,9 +237,10 @@ def add_quantize_parser(sub) -> None:
     q.add_argument("--clip-budget", type=float, default=None, metavar="PCT",
                    help="with --calib/--calib-stats and mse formats: at most PCT %% of the calibration values may "
                         "clip (default 0.01; docs/quantization.md, yolov4-tiny: 0.03)")
-    q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround"), default="nearest",
+    q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround", "brecq"), default="nearest",
                    help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
-                        "up/down rounding learned per layer on them (minutes each; docs/quantization.md)")
+                        "up/down rounding learned per layer on them; brecq: learned jointly over blocks of "
+                        "convolutions with quantized, randomly dropped activations (minutes each; docs/quantization.md)")
     q.add_argument("--gain-correction", choices=("asym", "gain"), default=None,
                    help="round every convolution towards the float network's output from the quantized network's "
                         "inputs, so that the gain lost per layer does not compound (opt-in, needs --calib; with "

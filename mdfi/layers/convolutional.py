@@ -276,7 +276,8 @@ def parse_activation(sec, default: str, darknet: str = "pjreddie", layer_kind: s
 #:
 #: * ``weights``: ``nearest`` (round half up at the channel's format), ``gptq``
 #:   (sequential rounding with error feedback on calibration data, :mod:`mdfi.quant.gptq`) or
-#:   ``adaround`` (up/down rounding learned on calibration data, :mod:`mdfi.quant.adaround`);
+#:   ``adaround`` (up/down rounding learned on calibration data, :mod:`mdfi.quant.adaround`)
+#:   or ``brecq`` (the same learned jointly over blocks of convolutions, :mod:`mdfi.quant.brecq`);
 #: * ``weight_format``: how ``w_frac`` was chosen (``max``, ``mse``);
 #: * ``bias``: ``nearest`` (the folded float bias rounded), ``analytic`` (minus the expected
 #:   shift of weight rounding from per-channel input means, Nagel et al. 2019) or
@@ -290,7 +291,7 @@ def parse_activation(sec, default: str, darknet: str = "pjreddie", layer_kind: s
 #: * ``gain`` (only on layers rounded with a gain correction, :mod:`mdfi.quant.gaincorr`):
 #:   ``asym`` (towards the least-squares weights that reproduce the float network's output
 #:   from the quantized inputs) or ``gain`` (``w / g``, ``g`` the channel's measured slope).
-METHOD_KEYS = {"weights": ("nearest", "gptq", "adaround"), "weight_format": ("max", "mse"),
+METHOD_KEYS = {"weights": ("nearest", "gptq", "adaround", "brecq"), "weight_format": ("max", "mse"),
                "bias": ("nearest", "analytic", "empirical"),
                "align": tuple(f"{s}/{d}" for s in ("max", "mse", "output")
                          for d in ("fit", "keep", "nearest", "down")),

@@ -18,6 +18,9 @@ Post-training quantization methods that use calibration images (data-driven).
   power-of-two formats MDFI uses.
 * :mod:`mdfi.quant.adaround` -- up/down rounding of each weight learned per layer on
   calibration data (AdaRound), at the same formats.
+* :mod:`mdfi.quant.brecq` -- the same up/down rounding learned jointly over blocks of
+  consecutive convolutions with their activations quantized and randomly dropped (BRECQ +
+  QDrop).
 * :mod:`mdfi.quant.align` and :mod:`mdfi.quant.actequal` -- real-valued cross-layer
   rescaling of the float network before quantization: mantissa alignment of the weight
   steps, and activation-range equalization for narrow per-tensor activation formats.

@@ -63,21 +63,28 @@ class AdaRoundSettings:
 def settings_from(opts) -> AdaRoundSettings:
     """:class:`AdaRoundSettings` from a mapping of some of its fields (None: the defaults);
     unknown fields or values out of range are refused."""
-    from dataclasses import fields
     from ..errors import FormatError
-    opts = dict(opts or {})
-    known = {f.name for f in fields(AdaRoundSettings)}
-    bad = sorted(set(opts) - known)
-    if bad:
-        raise FormatError(f"adaround settings: unknown {', '.join(map(str, bad))} (known: {', '.join(sorted(known))})")
-    if "beta" in opts:
-        opts["beta"] = tuple(float(b) for b in opts["beta"])
-    st = AdaRoundSettings(**opts)
+    st = build_settings(AdaRoundSettings, opts, "adaround")
     if (int(st.iters) != st.iters or st.iters < 1 or int(st.batch) != st.batch or st.batch < 1 or st.reg < 0
             or st.lr <= 0 or not 0 <= st.warmup < 1 or len(st.beta) != 2 or min(st.beta) <= 1
             or st.mode not in ("post", "pre")):
         raise FormatError(f"adaround settings out of range: {st}")
     return st
+
+
+def build_settings(cls, opts, what: str):
+    """``cls`` (a settings dataclass) from a mapping of some of its fields (None: the
+    defaults); unknown fields are refused with one line, ``beta`` becomes a tuple."""
+    from dataclasses import fields
+    from ..errors import FormatError
+    opts = dict(opts or {})
+    known = {f.name for f in fields(cls)}
+    bad = sorted(set(opts) - known)
+    if bad:
+        raise FormatError(f"{what} settings: unknown {', '.join(map(str, bad))} (known: {', '.join(sorted(known))})")
+    if "beta" in opts:
+        opts["beta"] = tuple(float(b) for b in opts["beta"])
+    return cls(**opts)
 
 
 #: Output positions kept per layer (sampled evenly over the calibration inputs).
@@ -88,6 +95,39 @@ POOL_BYTES = 256 << 20
 
 def rect_sigmoid(v: np.ndarray) -> np.ndarray:
     return np.clip(1.0 / (1.0 + np.exp(-v)) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+def init_rounding(w: np.ndarray, w_frac: np.ndarray, bits: int):
+    """(scale (M, 1), nearest (M, K), free (M, K) bool, base (M, K) float32, V (M, K) float32)
+    for float weights ``w`` (M, K) at ``Q(bits, w_frac[m])``: ``free`` where both the floor and
+    the ceiling of ``w / scale`` are in the format, ``base`` the floor (clipped elsewhere), and
+    ``V`` the rectified sigmoid's parameter that reproduces the float weight."""
+    w = np.asarray(w, np.float64)
+    scale = np.exp2(-np.asarray(w_frac, np.float64)).reshape(w.shape[0], 1)
+    lo, hi = fp.qmin(bits), fp.qmax(bits)
+    r = w / scale
+    fl = np.floor(r)
+    nearest = np.clip(fp.round_half_up_float(r), lo, hi)
+    free = (fl >= lo) & (fl < hi)                    # both floor and ceil are in the format
+    base = np.where(free, fl, np.clip(fl, lo, hi)).astype(np.float32)
+    rest = np.clip(r - fl, 1e-4, 1 - 1e-4)
+    v = np.where(free, -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0), 0.0).astype(np.float32)
+    return scale, nearest, free, base, v
+
+
+def reg_grad(h: np.ndarray, beta: float) -> np.ndarray:
+    """d/dh of ``1 - |2h - 1| ** beta`` (the regulariser per weight)."""
+    t = 2.0 * h - 1.0
+    return (-2.0 * beta) * np.copysign(np.abs(t) ** (beta - 1.0), t)
+
+
+def beta_at(st, it: int) -> Optional[float]:
+    """The regulariser's exponent at step ``it`` (None during the warm-up)."""
+    warm = int(st.warmup * st.iters)
+    if it < warm or st.reg <= 0:
+        return None
+    rel = (it - warm) / max(1, st.iters - warm)
+    return st.beta[1] + (st.beta[0] - st.beta[1]) * (1.0 - rel)
 
 
 def _act(z: np.ndarray, slope: Optional[float]) -> np.ndarray:
@@ -112,16 +152,9 @@ def adaround_round(w: np.ndarray, w_frac: np.ndarray, bits: int, x_q: np.ndarray
     x_q = np.ascontiguousarray(x_q, np.float32)
     x_f = x_q if x_f is None else np.ascontiguousarray(x_f, np.float32)
     b = np.zeros(m, np.float32) if bias is None else np.asarray(bias, np.float32)
-    scale = np.exp2(-np.asarray(w_frac, np.float64)).reshape(m, 1)
+    scale, nearest, free, base, v = init_rounding(w, w_frac, bits)
     lo, hi = fp.qmin(bits), fp.qmax(bits)
-    r = w / scale
-    fl = np.floor(r)
-    nearest = np.clip(fp.round_half_up_float(r), lo, hi)
-    free = (fl >= lo) & (fl < hi)                    # both floor and ceil are in the format
-    base = np.where(free, fl, np.clip(fl, lo, hi)).astype(np.float32)
     freef = free.astype(np.float32)
-    rest = np.clip(r - fl, 1e-4, 1 - 1e-4)
-    v = np.where(free, -np.log((ZETA - GAMMA) / (rest - GAMMA) - 1.0), 0.0).astype(np.float32)
     s32 = scale.astype(np.float32)
     wf = w.astype(np.float32)
     target = _act(x_f @ wf.T + b, slope)             # (N, M)

@@ -22,7 +22,7 @@ from ..darknet.network import Network
 ACT_METHODS = ("max", "percentile", "mse")
 WEIGHT_METHODS = ("max", "mse")
 #: How integer weights are chosen at their formats.
-WEIGHT_ROUNDINGS = ("nearest", "gptq", "adaround")
+WEIGHT_ROUNDINGS = ("nearest", "gptq", "adaround", "brecq")
 
 
 class QuantizedModel:
@@ -148,7 +148,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      unify_routes: bool = True, adaround: Optional[Mapping] = None,
                      align=None, align_direction: str = "fit", act_equalize=None,
                      act_options: Optional[Mapping[str, Any]] = None,
-                     gain_correction: Optional[str] = None) -> QuantizedModel:
+                     gain_correction: Optional[str] = None, brecq: Optional[Mapping] = None) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
@@ -177,7 +177,10 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     with error feedback on the calibration inputs, :mod:`mdfi.quant.gptq`) or
     ``"adaround"`` (up/down rounding learned per layer on the calibration inputs,
     :mod:`mdfi.quant.adaround`; ``adaround``: its settings, the fields of
-    :class:`~mdfi.quant.adaround.AdaRoundSettings`); both need ``calib_inputs``.  Every
+    :class:`~mdfi.quant.adaround.AdaRoundSettings`) or ``"brecq"`` (the same up/down
+    rounding learned jointly over blocks of consecutive convolutions with the activations
+    quantized and randomly dropped, :mod:`mdfi.quant.brecq`; ``brecq``: the fields of
+    :class:`~mdfi.quant.brecq.BrecqSettings`); all need ``calib_inputs``.  Every
     convolution records the methods that produced its integers (``QConvolutional.method``,
     saved in the model file).
 
@@ -234,15 +237,23 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         raise FormatError(f"weight_rounding={weight_rounding!r}: expected one of {', '.join(WEIGHT_ROUNDINGS)}")
     from .gaincorr import check as check_gain
     gain_correction = check_gain(gain_correction)
-    if gain_correction is not None and weight_rounding == "adaround":
-        raise FormatError("gain_correction with weight_rounding='adaround': AdaRound already targets the float "
-                          "network's output from the quantized inputs; use 'nearest' or 'gptq'")
+    if gain_correction is not None and weight_rounding in ("adaround", "brecq"):
+        raise FormatError(f"gain_correction with weight_rounding={weight_rounding!r}: "
+                          f"{'AdaRound' if weight_rounding == 'adaround' else 'block reconstruction'} already targets "
+                          "the float network's output from the quantized inputs; use 'nearest' or 'gptq'")
     ada = None
     if weight_rounding == "adaround":
         from .adaround import settings_from
         ada = settings_from(adaround)
     elif adaround:
         raise FormatError("adaround settings given but weight_rounding is not 'adaround'")
+    brq = None
+    if weight_rounding == "brecq":
+        from .brecq import check_network, settings_from as brecq_settings
+        brq = brecq_settings(brecq)
+        check_network(network)
+    elif brecq:
+        raise FormatError("brecq settings given but weight_rounding is not 'brecq'")
     alignment = None
     if align is not None and act_equalize is not None:
         raise FormatError("give align or act_equalize, not both (each rescales the float network)")
@@ -288,6 +299,11 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
             act_fracs = unify_route_formats(network, act_fracs, layer_abits, abits)
 
     fmts: Dict[int, fp.QFormat] = {-1: fp.INPUT_FORMAT}
+    block_of: Dict[int, List[int]] = {}
+    block_ints: Dict[int, np.ndarray] = {}
+    if brq is not None:
+        from .brecq import blocks
+        block_of = {blk[0]: blk for blk in blocks(network, brq.convs)}
     pixel_domain = {-1}          # outputs still in pixel units (Darknet's /255 not yet applied)
     qlayers: List[QLayer] = []
     for layer in network.layers:
@@ -316,10 +332,22 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                               weight_method=weight_method, input_scale=in_scale, input_mean=mean)
             if alignment is not None and i in alignment.scales:
                 ql.method = dict(ql.method, **{alignment.kind: alignment.record})
+            if i in block_of and run is not None:
+                from .brecq import brecq_block
+                qls = {i: ql}
+                f = ql.out_fmt
+                for j in block_of[i][1:]:
+                    lj = network.layers[j]
+                    if lj.kind == "convolutional":
+                        qls[j] = cls.quantize(lj, f, fp.QFormat(layer_abits.get(j, abits), int(act_fracs[j])),
+                                              wbits=layer_wbits.get(j, wbits), rounding=layer_rounding.get(j, rounding),
+                                              per_channel=per_channel, weight_method=weight_method)
+                        f = qls[j].out_fmt
+                block_ints.update(brecq_block(network, block_of[i], qls, run, in_scale, brq))
             if run is not None or (bias_shifts and i in bias_shifts):
                 ql = _refine_conv(layer, ql, run, in_scale, weight_rounding, bias_correction,
                                   None if not bias_shifts else bias_shifts.get(i), rounding=mode, adaround=ada,
-                                  gain_correction=gain_correction)
+                                  gain_correction=gain_correction, given=block_ints.pop(i, None))
         elif layer.kind == "shortcut":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
@@ -357,6 +385,11 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     if ada is not None:
         from dataclasses import asdict
         options["adaround"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(ada).items()}
+    if brq is not None:
+        from dataclasses import asdict
+        from .brecq import blocks
+        options["brecq"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(brq).items()}
+        options["brecq"]["blocks"] = [list(b) for b in blocks(network, brq.convs)]
     if cfg_text is None:
         with open(network.path, "r", encoding="utf-8") as fh:
             cfg_text = fh.read()
@@ -404,7 +437,7 @@ def unify_route_formats(network: Network, act_fracs: Mapping[int, int], layer_ab
 
 
 def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_correction,
-                 recorded_shift, *, rounding: str, adaround=None, gain_correction=None):
+                 recorded_shift, *, rounding: str, adaround=None, gain_correction=None, given=None):
     """Re-choose a convolution's integers on calibration data (``run``) or with recorded
     bias shifts: GPTQ or AdaRound weight rounding (with a gain correction if asked), then
     empirical bias correction."""
@@ -434,6 +467,9 @@ def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_cor
         w_q = adaround_layer(layer, run, w, b, ql.w_frac, ql.wbits, ql.in_fmt.frac,
                              float_input_scale=1.0 / in_scale, settings=adaround)
         method["weights"] = "adaround"
+    elif run is not None and weight_rounding == "brecq" and given is not None:
+        w_q = given
+        method["weights"] = "brecq"
     # The float bias b is re-rounded from scratch: an analytic correction made by
     # cls.quantize for round-to-nearest weights is replaced by the empirical one (or
     # dropped when the weights changed).
