@@ -332,7 +332,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
                    labels=not args.hide_labels, conf=not args.hide_conf)
     images = [s for s in sources if not s.is_video]
     progress = Progress(len(images), "images", len(images) > 1)
-    failed = 0
 
     def report(name: str, rgb, dets, ms: float, frame: Optional[int] = None) -> None:
         h, w = rgb.shape[:2]
@@ -356,6 +355,29 @@ def cmd_detect(args: argparse.Namespace) -> int:
             dets = type(dets)([d for d in dets if d.class_id in keep])
         return dets, stats
 
+    # decode image i+1 on one helper thread while image i runs (mdfi.readahead): results and
+    # errors arrive in input order, at most one image is decoded ahead
+    from ..image import load_image
+    from ..readahead import read_ahead, read_ahead_pays
+    decoded = read_ahead(images, lambda s: load_image(s.path, exif=args.exif),
+                         enabled=read_ahead_pays(getattr(model.engine, "threads", 1) or 1))
+    try:
+        failed = _image_loop(args, sources, plan, side, images, decoded, progress, run, report, draw_detections,
+                             draw_kw)
+    finally:
+        decoded.close()
+    if len(images) > 20 and plan.mode != "none":
+        print(f"wrote {len(images) - failed} annotated images to {plan.target}", file=sys.stderr)
+    if failed:
+        print(f"mdfi: error: {failed} of {len(images)} images could not be read", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _image_loop(args, sources, plan, side, images, decoded, progress, run, report, draw_detections,
+                draw_kw) -> int:
+    """Every source in order (``decoded`` yields the images' arrays in order); the failures."""
+    failed = 0
     for src in sources:
         stem = plan.stem_for(src)
         if src.is_video:
@@ -363,8 +385,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
             continue
         t0 = time.perf_counter()
         try:
-            from ..image import load_image
-            rgb = load_image(src.path, exif=args.exif)
+            got, ok, rgb = next(decoded)
+            assert got is src
+            if not ok:
+                raise rgb
             dets, stats = run(rgb)
         except (ImageError, LimitError) as exc:
             if len(sources) == 1:
@@ -388,12 +412,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 print(f"wrote {target}", file=sys.stderr)
         side.write(stem, rgb, dets)
         progress.step()
-    if len(images) > 20 and plan.mode != "none":
-        print(f"wrote {len(images) - failed} annotated images to {plan.target}", file=sys.stderr)
-    if failed:
-        print(f"mdfi: error: {failed} of {len(images)} images could not be read", file=sys.stderr)
-        return 2
-    return 0
+    return failed
 
 
 def _detect_video(src: Source, stem: str, plan: OutputPlan, side: SideOutputs, run, report, draw, draw_kw) -> None:
