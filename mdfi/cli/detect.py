@@ -417,9 +417,14 @@ def _image_loop(args, model, sources, plan, side, images, decoded, progress, run
                 def write(rgb=rgb, dets=dets, target=target) -> None:
                     annotated = draw_detections(rgb, dets, **draw_kw)
                     _write_atomic(target, lambda tmp: save_image(annotated, tmp))
-                writer.start(write, f"wrote {target}" if len(images) <= 20 else None)
             side.write(stem, rgb, dets)
-            progress.step()
+            if target is not None:
+                # "wrote" and this image's progress step come when the write is done
+                writer.start(write, f"wrote {target}" if len(images) <= 20 else None, progress.step)
+                if src is images[-1]:
+                    writer.finish()
+            else:
+                progress.step()
         writer.finish()
     finally:
         writer.close()
@@ -436,23 +441,28 @@ class _Writer:
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdfi-read-ahead-write")
         self.pending = None
 
-    def start(self, write, message: Optional[str]) -> None:
+    def start(self, write, message: Optional[str], then) -> None:
+        """Run ``write()``, then print ``message`` and call ``then()``."""
         self.finish()
         if self.pool is None:
             write()
-            if message:
-                print(message, file=sys.stderr)
+            self._done(message, then)
         else:
-            self.pending = (self.pool.submit(write), message)
+            self.pending = (self.pool.submit(write), message, then)
 
     def finish(self) -> None:
         """Wait for the pending write: its message, or its error (raised here)."""
         if self.pending is not None:
-            future, message = self.pending
+            future, message, then = self.pending
             self.pending = None
             future.result()
-            if message:
-                print(message, file=sys.stderr)
+            self._done(message, then)
+
+    @staticmethod
+    def _done(message: Optional[str], then) -> None:
+        if message:
+            print(message, file=sys.stderr)
+        then()
 
     def close(self) -> None:
         if self.pool is not None:
