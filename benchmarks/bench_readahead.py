@@ -50,6 +50,7 @@ def main() -> int:
     if a.make_folder:
         make_folder(a.folder, a.make_folder)
     import mdfi
+    import mdfi.model
     import mdfi.readahead as ra
     from mdfi.cli import main as cli_main
     paths = sorted(os.path.join(a.folder, f) for f in os.listdir(a.folder) if f.endswith(".jpg"))
@@ -63,7 +64,7 @@ def main() -> int:
         cli = {(o, m): [] for o in (False, True) for m in ("none", "jpg")}
         for run in range(a.runs):
             for on in ((False, True) if run % 2 == 0 else (True, False)):
-                ra.read_ahead_pays = lambda t, on=on: on
+                ra.read_ahead_pays = mdfi.model.read_ahead_pays = lambda t, on=on: on
                 t0 = time.perf_counter()
                 got = model.detect(paths)
                 rate[on].append(len(paths) / (time.perf_counter() - t0))
@@ -82,7 +83,7 @@ def main() -> int:
                         done = re.findall(r"(\d+)/\d+ images, ([\d.]+) images/s", sink.getvalue())
                         assert done and int(done[-1][0]) == len(paths), sink.getvalue()[-500:]
                         cli[(on, mode)].append(float(done[-1][1]))
-        ra.read_ahead_pays = real_pays
+        ra.read_ahead_pays = mdfi.model.read_ahead_pays = real_pays
         off, on = statistics.median(rate[False]), statistics.median(rate[True])
         print(f"threads {threads}: detect(list) off {off:.2f} img/s, on {on:.2f} img/s, on/off {on / off:.3f}x "
               f"(runs off {[round(r, 1) for r in rate[False]]}, on {[round(r, 1) for r in rate[True]]})")
