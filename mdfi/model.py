@@ -22,6 +22,7 @@ from .image import decode_image, load_image
 from .darknet.network import Network
 from .postprocess import Raw, postprocess, settings as post_settings
 from .preprocess import network_input, network_pixels
+from .readahead import read_ahead, read_ahead_pays
 from .darknet.weights import load_weights
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -100,18 +101,39 @@ class Model:
         nms = _check_unit("nms", nms)
         if stats is not None and not isinstance(stats, dict):
             raise ArgumentError(f"stats: expected a dict, got {type(stats).__name__}")
-        if isinstance(image, (list, tuple)):
-            return [self.detect(im, thresh=thresh, nms=nms, stats=stats, exif=exif) for im in image]
         if stats is not None and isinstance(self.engine, FloatEngine):
             raise MDFIError("saturation statistics exist for the fixed-point engine only")
-        if isinstance(image, Prepared) or isinstance(self.engine, FloatEngine):
-            prep = image if isinstance(image, Prepared) else self.prepare(image, exif=bool(exif))
-            x, width, height = prep.tensor, prep.width, prep.height
+        if isinstance(image, (list, tuple)) and any(isinstance(im, (list, tuple)) for im in image):
+            return [self.detect(im, thresh=thresh, nms=nms, stats=stats, exif=exif) for im in image]
+        if isinstance(image, (list, tuple)):
+            # decode image i+1 on one helper thread while image i runs (mdfi.readahead)
+            out = []
+            for im, ok, decoded in read_ahead(image, lambda im: self._decode(im, bool(exif)),
+                                              enabled=read_ahead_pays(_pixel_threads(self.engine))):
+                if not ok:
+                    raise decoded
+                out.append(self._detect_decoded(im, decoded, thresh, nms, stats, bool(exif)))
+            return out
+        return self._detect_decoded(image, self._decode(image, bool(exif)), thresh, nms, stats, bool(exif))
+
+    def _decode(self, image, exif: bool):
+        """The decoding half of :meth:`detect` (thread-safe, GIL released while Pillow decodes):
+        a :class:`Prepared` for the float engine, else the decoded RGB photo (array or Pillow)."""
+        if isinstance(image, Prepared):
+            return image
+        if isinstance(self.engine, FloatEngine):
+            return self.prepare(image, exif=exif)
+        return self._load_rgb(image, exif, decoded=True)
+
+    def _detect_decoded(self, image, decoded, thresh: float, nms: float, stats: Optional[dict], exif: bool):
+        """The rest of :meth:`detect` on ``decoded = self._decode(image, exif)``."""
+        if isinstance(decoded, Prepared):
+            x, width, height = decoded.tensor, decoded.width, decoded.height
         else:
             # the integer engine takes 8-bit pixels: letterbox (or resize) them in one C pass
             # (equal to input_to_u8(prepare(image).tensor), without the float image in between),
             # on the engine's threads, reading a decoded RGB photo where Pillow holds it
-            rgb = self._load_rgb(image, bool(exif), decoded=True)
+            rgb = decoded
             width, height = rgb.size if isinstance(rgb, Image.Image) else (rgb.shape[1], rgb.shape[0])
             try:
                 x = network_pixels(rgb, self.network, nthreads=_pixel_threads(self.engine))
@@ -121,7 +143,7 @@ class Model:
         raws = self.engine.heads(x, thresh, stats=stats) if stats is not None else self.engine.heads(x, thresh)
         dets = postprocess(raws, width, height, self.network.width, self.network.height, thresh, nms, self.names,
                            **post_settings(self.network))
-        return Detections(dets, None if isinstance(image, Prepared) else image, exif=bool(exif),
+        return Detections(dets, None if isinstance(image, Prepared) else image, exif=exif,
                           num_classes=len(self.names))
 
     def layer_outputs(self, x: np.ndarray) -> List[np.ndarray]:

@@ -332,7 +332,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
                    labels=not args.hide_labels, conf=not args.hide_conf)
     images = [s for s in sources if not s.is_video]
     progress = Progress(len(images), "images", len(images) > 1)
-    failed = 0
 
     def report(name: str, rgb, dets, ms: float, frame: Optional[int] = None) -> None:
         h, w = rgb.shape[:2]
@@ -356,44 +355,121 @@ def cmd_detect(args: argparse.Namespace) -> int:
             dets = type(dets)([d for d in dets if d.class_id in keep])
         return dets, stats
 
-    for src in sources:
-        stem = plan.stem_for(src)
-        if src.is_video:
-            _detect_video(src, stem, plan, side, run, report, draw_detections, draw_kw)
-            continue
-        t0 = time.perf_counter()
-        try:
-            from ..image import load_image
-            rgb = load_image(src.path, exif=args.exif)
-            dets, stats = run(rgb)
-        except (ImageError, LimitError) as exc:
-            if len(sources) == 1:
-                raise
-            failed += 1
-            print(f"mdfi: error: {exc}", file=sys.stderr)
-            progress.step()
-            continue
-        ms = (time.perf_counter() - t0) * 1e3
-        if stats is not None:
-            from ..quant.quantize import saturation_report
-            print(f"{src.path}: saturated outputs per layer (values the format could not hold, clamped):\n"
-                  f"{saturation_report(model.quantized, stats)}", file=sys.stderr)
-        report(src.path, rgb, dets, ms)
-        target = plan.image_target(stem)
-        if target is not None:
-            from ..image import save_image
-            annotated = draw_detections(rgb, dets, **draw_kw)
-            _write_atomic(target, lambda tmp: save_image(annotated, tmp))
-            if len(images) <= 20:
-                print(f"wrote {target}", file=sys.stderr)
-        side.write(stem, rgb, dets)
-        progress.step()
+    # decode image i+1 on one helper thread while image i runs (mdfi.readahead): results and
+    # errors arrive in input order, at most one image is decoded ahead
+    from ..image import load_image
+    from ..readahead import read_ahead, read_ahead_pays
+    overlap = read_ahead_pays(getattr(model.engine, "threads", 1) or 1)
+    decoded = read_ahead(images, lambda s: load_image(s.path, exif=args.exif), enabled=overlap)
+    try:
+        failed = _image_loop(args, model, sources, plan, side, images, decoded, progress, run, report,
+                             draw_detections, draw_kw, overlap and len(images) > 1)
+    finally:
+        decoded.close()
     if len(images) > 20 and plan.mode != "none":
         print(f"wrote {len(images) - failed} annotated images to {plan.target}", file=sys.stderr)
     if failed:
         print(f"mdfi: error: {failed} of {len(images)} images could not be read", file=sys.stderr)
         return 2
     return 0
+
+
+def _image_loop(args, model, sources, plan, side, images, decoded, progress, run, report, draw_detections,
+                draw_kw, overlap: bool) -> int:
+    """Every source in order (``decoded`` yields the images' arrays in order); the failures.
+    With ``overlap``, image i's annotated JPEG is drawn and written on a helper thread while
+    image i+1 runs; its "wrote" line and any error come before anything about image i+1."""
+    from ..image import save_image
+    writer = _Writer(overlap)
+    failed = 0
+    try:
+        for src in sources:
+            if src.is_video:
+                writer.finish()
+                _detect_video(src, plan.stem_for(src), plan, side, run, report, draw_detections, draw_kw)
+                continue
+            t0 = time.perf_counter()
+            try:
+                got, ok, rgb = next(decoded)
+                assert got is src
+                if not ok:
+                    raise rgb
+                dets, stats = run(rgb)
+            except (ImageError, LimitError) as exc:
+                if len(sources) == 1:
+                    raise
+                writer.finish()
+                plan.stem_for(src)
+                failed += 1
+                print(f"mdfi: error: {exc}", file=sys.stderr)
+                progress.step()
+                continue
+            ms = (time.perf_counter() - t0) * 1e3
+            writer.finish()
+            stem = plan.stem_for(src)
+            if stats is not None:
+                from ..quant.quantize import saturation_report
+                print(f"{src.path}: saturated outputs per layer (values the format could not hold, clamped):\n"
+                      f"{saturation_report(model.quantized, stats)}", file=sys.stderr)
+            report(src.path, rgb, dets, ms)
+            target = plan.image_target(stem)
+            if target is not None:
+                def write(rgb=rgb, dets=dets, target=target) -> None:
+                    annotated = draw_detections(rgb, dets, **draw_kw)
+                    _write_atomic(target, lambda tmp: save_image(annotated, tmp))
+            side.write(stem, rgb, dets)
+            if target is not None:
+                # "wrote" and this image's progress step come when the write is done
+                writer.start(write, f"wrote {target}" if len(images) <= 20 else None, progress.step)
+                if src is images[-1]:
+                    writer.finish()
+            else:
+                progress.step()
+        writer.finish()
+    finally:
+        writer.close()
+    return failed
+
+
+class _Writer:
+    """One annotated image written at a time: on a helper thread (``overlap``) or at once."""
+
+    def __init__(self, overlap: bool):
+        self.pool = None
+        if overlap:
+            from concurrent.futures import ThreadPoolExecutor
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdfi-read-ahead-write")
+        self.pending = None
+
+    def start(self, write, message: Optional[str], then) -> None:
+        """Run ``write()``, then print ``message`` and call ``then()``."""
+        self.finish()
+        if self.pool is None:
+            write()
+            self._done(message, then)
+        else:
+            self.pending = (self.pool.submit(write), message, then)
+
+    def finish(self) -> None:
+        """Wait for the pending write: its message, or its error (raised here)."""
+        if self.pending is not None:
+            future, message, then = self.pending
+            self.pending = None
+            future.result()
+            self._done(message, then)
+
+    @staticmethod
+    def _done(message: Optional[str], then) -> None:
+        if message:
+            print(message, file=sys.stderr)
+        then()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            if self.pending is not None:       # an error elsewhere: let the write end, quietly
+                self.pending[0].cancel()
+                self.pending = None
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _detect_video(src: Source, stem: str, plan: OutputPlan, side: SideOutputs, run, report, draw, draw_kw) -> None:
