@@ -3,7 +3,7 @@
 # as a CPU with the dot-product extension (-cpu max -> neondot) and without (-cpu cortex-a72 -> neon):
 #   1. csrc/tests/conv_check.c: every path against the portable scalar path;
 #   2. the standalone runner on a golden export of yolov3-tiny (the NumPy reference), byte for byte.
-# Needs: Debian packages gcc-aarch64-linux-gnu and qemu-user; the Python package built in place.
+# Needs: Debian packages gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user; the Python package built in place.
 #   tests/run_aarch64_qemu.sh [IMAGE]          (default image: the scikit-image astronaut)
 # tests/test_aarch64.py runs the same checks under pytest (and mini-yolov3 at 8 and 16 bits).
 set -euo pipefail

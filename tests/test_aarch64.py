@@ -9,7 +9,7 @@ it (``-cpu cortex-a72``: neon, the smlal path).
   output byte-identical, for yolov3-tiny (real weights) and mini-yolov3 at 8 and 16 bits.
 
 Skipped (with the reason) when the cross compiler or qemu-user is missing; .ci/run installs
-them with apt where it can (packages gcc-aarch64-linux-gnu, qemu-user).  The same steps as a
+them with apt where it can (packages gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user).  The same steps as a
 script: tests/run_aarch64_qemu.sh.
 """
 
@@ -31,6 +31,8 @@ CPUS = {"max": "neondot", "cortex-a72": "neon"}
 
 pytestmark = [
     pytest.mark.skipif(shutil.which(CROSS) is None, reason=f"{CROSS} (Debian gcc-aarch64-linux-gnu) not installed"),
+    pytest.mark.skipif(not os.path.exists(os.path.join(SYSROOT, "include", "stdint.h")),
+                       reason=f"the aarch64 C library headers are missing under {SYSROOT} (Debian libc6-dev-arm64-cross)"),
     pytest.mark.skipif(QEMU is None, reason="qemu-aarch64 (Debian qemu-user) not installed"),
     pytest.mark.skipif(shutil.which("make") is None, reason="make is not available"),
 ]
