@@ -95,7 +95,7 @@ static uint32_t detect(void) { return 0; }
 
 #if !defined(__STDC_NO_ATOMICS__)
 #include <stdatomic.h>
-static _Atomic uint32_t cached;          /* detected flags | 1u << 31, 0 = not yet */
+static _Atomic uint32_t cached;          /* detected flags | intel << 30 | 1u << 31, 0 = not yet */
 #define LOAD() atomic_load(&cached)
 #define STORE(v) atomic_store(&cached, (v))
 #else
@@ -104,14 +104,36 @@ static volatile uint32_t cached;
 #define STORE(v) (cached = (v))
 #endif
 
-uint32_t mdfi_cpu_features(void)
+/* CPUID vendor "GenuineIntel" */
+static uint32_t vendor_intel(void)
+{
+#if MDFI_CPU_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    return b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu;   /* "Genu" "ineI" "ntel" */
+#else
+    return 0;
+#endif
+}
+
+static uint32_t load_cached(void)
 {
     uint32_t v = LOAD();
     if (v == 0) {                        /* a race detects twice, with the same result */
-        v = detect() | (1u << 31);
+        v = detect() | vendor_intel() << 30 | (1u << 31);
         STORE(v);
     }
-    return v & ~(1u << 31);
+    return v;
+}
+
+uint32_t mdfi_cpu_features(void)
+{
+    return load_cached() & ~(3u << 30);
+}
+
+int mdfi_cpu_is_intel(void)
+{
+    return (int)((load_cached() >> 30) & 1u);
 }
 
 const char *mdfi_cpu_describe(void)

@@ -78,6 +78,23 @@ def _set_q8_override(kernel=-1, direct=-1):
     mdfi_conv_q8_override(int(kernel), int(direct))
 
 
+def _set_q8_tune(profile=-1):
+    """Testing / benchmarks: the 8-bit kernel-choice profile (-1 auto, 0 generic, 1 Intel
+    AVX512-VNNI on every path).  It changes which tile and B mode run, never the result."""
+    mdfi_conv_q8_tune(int(profile))
+
+
+def _q8_choice(name, c, h, w, m, ksize, stride, pad, nthreads=1):
+    """Testing / benchmarks: the 8-bit tile and B mode path `name` picks for a layer, as
+    (tile index into q8_tiles(name), "packed" | "direct" | "compact"), or None."""
+    if name not in PATHS:
+        raise ShapeError(f"unknown SIMD path {name!r}")
+    cdef int32_t r = mdfi_conv_q8_choice(PATHS.index(name), c, h, w, m, ksize, stride, pad, nthreads)
+    if r < 0:
+        return None
+    return (r // 4, ("packed", "direct", "compact")[r % 4])
+
+
 def _set_winograd(enable):
     """Testing only: turn the Winograd kernels of the int16-pair paths off (False) or on."""
     mdfi_conv_set_winograd(1 if enable else 0)
