@@ -96,12 +96,17 @@ static uint32_t detect(void) { return 0; }
 #if !defined(__STDC_NO_ATOMICS__)
 #include <stdatomic.h>
 static _Atomic uint32_t cached;          /* detected flags | intel << 30 | 1u << 31, 0 = not yet */
+static _Atomic uint32_t cached_l2;       /* L2 KB | 1u << 31, 0 = not yet                  */
 #define LOAD() atomic_load(&cached)
 #define STORE(v) atomic_store(&cached, (v))
+#define LOAD_L2() atomic_load(&cached_l2)
+#define STORE_L2(v) atomic_store(&cached_l2, (v))
 #else
-static volatile uint32_t cached;
+static volatile uint32_t cached, cached_l2;
 #define LOAD() cached
 #define STORE(v) (cached = (v))
+#define LOAD_L2() cached_l2
+#define STORE_L2(v) (cached_l2 = (v))
 #endif
 
 /* CPUID vendor "GenuineIntel" */
@@ -134,6 +139,36 @@ uint32_t mdfi_cpu_features(void)
 int mdfi_cpu_is_intel(void)
 {
     return (int)((load_cached() >> 30) & 1u);
+}
+
+/* CPUID leaf 4 (Intel's deterministic cache parameters): the level-2 data or unified cache */
+static uint32_t detect_l2_kb(void)
+{
+#if MDFI_CPU_X86
+    if (!vendor_intel() || __get_cpuid_max(0, NULL) < 4) return 0;
+    for (unsigned i = 0; i < 16; ++i) {
+        unsigned a, b, c, d;
+        __cpuid_count(4, i, a, b, c, d);
+        const unsigned type = a & 0x1f, level = (a >> 5) & 7;
+        if (type == 0) break;
+        if (level == 2 && (type == 1 || type == 3)) {
+            const uint64_t bytes = (uint64_t)((b >> 22) + 1) * (((b >> 12) & 0x3ff) + 1) * ((b & 0xfff) + 1) *
+                                   ((uint64_t)c + 1);
+            return bytes / 1024 < (1u << 30) ? (uint32_t)(bytes / 1024) : 0;
+        }
+    }
+#endif
+    return 0;
+}
+
+int64_t mdfi_cpu_l2_bytes(void)
+{
+    uint32_t v = LOAD_L2();
+    if (v == 0) {
+        v = detect_l2_kb() | (1u << 31);
+        STORE_L2(v);
+    }
+    return (int64_t)(v & ~(1u << 31)) * 1024;
 }
 
 const char *mdfi_cpu_describe(void)

@@ -36,6 +36,10 @@ uint32_t mdfi_cpu_features(void);
  * tile and B mode the 8-bit convolution prefers), never correctness. */
 int mdfi_cpu_is_intel(void);
 
+/* Bytes of one core's level-2 cache as CPUID leaf 4 reports it on Intel CPUs, else 0
+ * (unknown): tuning only. */
+int64_t mdfi_cpu_l2_bytes(void);
+
 /* "avx2 avx512bw ..." for messages (static storage). */
 const char *mdfi_cpu_describe(void);
 

@@ -269,6 +269,16 @@ def test_choice_profiles(path):
                 assert np.array_equal(got, ref), (path, profile, nthreads, shape, kw)
 
 
+def test_cpu_tuning_inputs():
+    """What the kernel choice reads about the CPU: the vendor flag, and the L2 size (CPUID leaf
+    4 on Intel: a plausible per-core size; 0 elsewhere, then the Intel profile assumes 2 MB)."""
+    intel, l2 = _conv._cpu_tuning()
+    assert isinstance(intel, bool)
+    assert l2 == 0 or 64 * 1024 <= l2 <= 1024 * 1024 * 1024, l2
+    if not intel:
+        assert l2 == 0
+
+
 def test_choice_intel_profile():
     """The Intel profile's choices (round 9, docs/performance.md) on yolov3's layer shapes: never
     the one-vector tile or compact mode; packed B on the deep 13x13 layers, direct on the big maps

@@ -64,6 +64,12 @@ def cpu_features():
     return mdfi_cpu_describe().decode("ascii")
 
 
+def _cpu_tuning():
+    """Testing / benchmarks: what the kernel choice reads about the CPU: (Intel vendor,
+    level-2 cache bytes from CPUID leaf 4 or 0)."""
+    return bool(mdfi_cpu_is_intel()), int(mdfi_cpu_l2_bytes())
+
+
 def set_simd_path(name):
     """Select the default code path (a name of PATHS or "auto"); returns the path in effect
     (a path the CPU lacks falls back to the best one it has)."""

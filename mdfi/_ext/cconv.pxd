@@ -81,3 +81,5 @@ cdef extern from "mdfi_fixedpoint.h" nogil:
 
 cdef extern from "mdfi_cpu.h" nogil:
     const char *mdfi_cpu_describe()
+    int mdfi_cpu_is_intel()
+    int64_t mdfi_cpu_l2_bytes()
