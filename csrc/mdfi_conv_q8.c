@@ -11,7 +11,9 @@
  *
  * Kernel choice.  Each path offers a few register tiles (MR rows x NRV vectors); the driver
  * picks the tile shape and B mode (direct / packed / compact) with the smallest estimated
- * cost: padded positions and rows, loads per dot product, epilogue, packing or copies (q8_cost).
+ * cost: padded positions and rows, loads per dot product, epilogue, packing or copies (q8_cost),
+ * under a profile chosen at run time (generic, or Intel for the zmm path on an Intel CPU:
+ * q8_tune).  The choice never changes the result, only the time.
  */
 #include "mdfi_conv_q8.h"
 #include "mdfi_cpu.h"
@@ -148,11 +150,11 @@ static q8_tune choose_tune(const q8_ops *ops, int32_t nthreads)
         const q8_tune t = {1, 1, 0.25, 1.0, 0.0, 0.0, nthreads};
         return t;
     }
-    /* L2 (CPUID; 2 MB per core on Sapphire / Emerald Rapids): packed B beyond that is written to and
-     * read back from L3 (yolov3's 52x52 3x3 layers at one thread: 3.1 MB, packed 4 % slower
+    /* L2 (CPUID; 2 MB per core on Sapphire / Emerald Rapids): packed B beyond that is written
+     * to and read back from L3 (yolov3's 52x52 3x3 layers at one thread: 3.1 MB, packed 4 % slower
      * than direct).  Under the output-channel split every core reads all of packed B, half of
-     * it packed by the other core: 1 MB then (yolov3's 26x26 3x3 layers, 1.6 MB: packed 15-20 %
-     * slower than direct at 2 threads, 2 % faster at one) */
+     * it packed by the other core: half an L2 then (yolov3's 26x26 3x3 layers, 1.6 MB: packed
+     * 15-20 % slower than direct at 2 threads, 2 % faster at one) */
     const int64_t l2 = mdfi_cpu_l2_bytes();        /* CPUID leaf 4; 2 MB if unknown or odd */
     const double l2b = l2 >= 256 * 1024 && l2 <= 64 * 1024 * 1024 ? (double)l2 : 2.0 * 1024 * 1024;
     const q8_tune t = {2, 0, nthreads > 1 ? 0.5 : 0.25, 1.1, l2b, 0.1, nthreads};
