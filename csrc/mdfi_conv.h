@@ -192,12 +192,21 @@ const char *mdfi_conv_strerror(int code);
  * clamped; -1 = automatic) and B mode (1 = direct, 0 = packed, 2 = compact for kernels of 2x2 and more, else packed, -1 = automatic) for every later
  * call in this process. */
 void mdfi_conv_q8_override(int32_t kernel, int32_t direct);
+/* Testing / benchmarks: the 8-bit kernel-choice profile (-1 auto: Intel on the AVX512-VNNI zmm
+ * path of an Intel CPU, else generic; 0 generic; 1 Intel on every path).  Choice only: every
+ * profile computes the same bits. */
+void mdfi_conv_q8_tune(int32_t profile);
 /* Testing only: 0 turns the Winograd F(2x2,3x3) kernels of the int16-pair paths off (the
  * direct kernels then run every layer), 1 (default) on. */
 void mdfi_conv_set_winograd(int32_t enable);
 /* The 8-bit register tiles of a path: writes up to `max` (rows, vectors, lanes) triples into
  * tiles[3*i..3*i+2] and returns how many the path has (0: no 8-bit kernels). */
 int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max);
+/* Testing / benchmarks: the tile and B mode the 8-bit convolution of a path picks for a layer
+ * (under the current profile and override): tile index * 4 + mode (0 packed, 1 direct,
+ * 2 compact), or -1 (no 8-bit kernels, or a geometry they cannot take). */
+int32_t mdfi_conv_q8_choice(int32_t path, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
+                            int32_t pad, int32_t nthreads);
 
 /* The convolution's thread pool, for other kernels (mdfi_kopts.pool in mdfi_kernels.h):
  * calls job(arg, tid) on up to nthreads threads -- the caller (tid 0) and the workers that

@@ -88,6 +88,16 @@ int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max)
     return q8->nkerns;
 }
 
+int32_t mdfi_conv_q8_choice(int32_t path, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
+                            int32_t pad, int32_t nthreads)
+{
+    if (path < 0 || path >= MDFI_CONV_NPATHS) return -1;
+    const conv_ops *pair;
+    const q8_ops *q8;
+    mdfi_conv_path_ops(path, &pair, &q8);
+    return q8 == NULL ? -1 : mdfi_q8_choice(q8, c, h, w, m, ks, stride, pad, nthreads);
+}
+
 /* Compiled into this build? */
 static int built(int32_t path)
 {

@@ -11,9 +11,12 @@
  *
  * Kernel choice.  Each path offers a few register tiles (MR rows x NRV vectors); the driver
  * picks the tile shape and B mode (direct / packed / compact) with the smallest estimated
- * cost: padded positions and rows, loads per dot product, epilogue, packing or copies (q8_cost).
+ * cost: padded positions and rows, loads per dot product, epilogue, packing or copies (q8_cost),
+ * under a profile chosen at run time (generic, or Intel for the zmm path on an Intel CPU:
+ * q8_tune).  The choice never changes the result, only the time.
  */
 #include "mdfi_conv_q8.h"
+#include "mdfi_cpu.h"
 #include "mdfi_fixedpoint.h"
 
 #include <string.h>
@@ -115,8 +118,62 @@ static void tile_geometry(q8_ctx *g, const q8_kernel *k, int mode)
     }
 }
 
+/* Kernel-choice profiles (q8_cost).  Generic: the model tuned on AMD Zen 4 (earlier rounds).
+ * Intel (AVX512-VNNI zmm on an Intel CPU; measured on a Xeon of the Emerald Rapids class,
+ * docs/performance.md, round 9): every tile of one vector per row (16x1) ran 10-30 % slower
+ * than 8x3 or 12x2 on every yolov3 3x3 shape, compact mode 5-25 % slower than the better of
+ * direct and packed (its kx copies lose the L1 reuse of the direct grid's neighbouring taps),
+ * direct mode at stride 2 about 10 % slower than packed (four phase planes), and packing costs
+ * more with several threads (a thread's tiles are packed partly by the other core). */
+typedef struct {
+    int32_t min_nrv;                  /* kernels with fewer vectors per row are skipped      */
+    int32_t compact;                  /* compact mode may replace packed mode at stride 1    */
+    double pack;                      /* packing cost per vector and channel quad x tap      */
+    double direct_s2;                 /* direct mode factor at stride >= 2                   */
+    double l2;                        /* packed B beyond these bytes per core (0: never) ...  */
+    double l2_excess;                 /* ... costs this much more per l2 of excess            */
+    int32_t nthreads;
+} q8_tune;
+static int32_t force_tune = -1;        /* mdfi_conv_q8_tune */
+
+void mdfi_conv_q8_tune(int32_t profile) { force_tune = profile; }
+
+static q8_tune choose_tune(const q8_ops *ops, int32_t nthreads)
+{
+    int intel = force_tune == 1;
+#if MDFI_CONV_X86
+    if (force_tune < 0) intel = ops == &mdfi_q8_ops_vnni512 && mdfi_cpu_is_intel();
+#else
+    (void)ops;
+#endif
+    if (!intel) {
+        const q8_tune t = {1, 1, 0.25, 1.0, 0.0, 0.0, nthreads};
+        return t;
+    }
+    /* L2 (CPUID; 2 MB per core on Sapphire / Emerald Rapids): packed B beyond that is written
+     * to and read back from L3 (yolov3's 52x52 3x3 layers at one thread: 3.1 MB, packed 4 % slower
+     * than direct).  Under the output-channel split every core reads all of packed B, half of
+     * it packed by the other core: half an L2 then (yolov3's 26x26 3x3 layers, 1.6 MB: packed
+     * 15-20 % slower than direct at 2 threads, 2 % faster at one) */
+    const int64_t l2 = mdfi_cpu_l2_bytes();        /* CPUID leaf 4; 2 MB if unknown or odd */
+    const double l2b = l2 >= 256 * 1024 && l2 <= 64 * 1024 * 1024 ? (double)l2 : 2.0 * 1024 * 1024;
+    const q8_tune t = {2, 0, nthreads > 1 ? 0.5 : 0.25, 1.1, l2b, 0.1, nthreads};
+    return t;
+}
+
+/* The work split (mdfi_q8_conv): split the output channels (each thread streams only its own
+ * weight panels, the shared input stays in cache) when the pixels give few tiles per thread,
+ * or when the weights outweigh the layer's input (the 13x13 and 26x26 layers of deep
+ * networks); else blocks of tiles. */
+static int use_msplit(const q8_ctx *g, int32_t nthreads)
+{
+    const double wbytes = (double)g->m * g->c4 * 4.0 * g->taps;
+    const double xbytes = (double)g->c4 * 4.0 * g->ntiles * g->nr;
+    return nthreads > 1 && g->nmt >= 2 * nthreads && ((int64_t)g->ntiles < 4 * (int64_t)nthreads || wbytes > xbytes);
+}
+
 /* Estimated cycles (in units of one dot-product instruction of the kernel's width). */
-static double q8_cost(q8_ctx *g, const q8_kernel *k, int mode)
+static double q8_cost(q8_ctx *g, const q8_kernel *k, int mode, const q8_tune *tu)
 {
     tile_geometry(g, k, mode);
     const double k4 = (double)g->taps * g->c4;
@@ -124,7 +181,13 @@ static double q8_cost(q8_ctx *g, const q8_kernel *k, int mode)
     const double loads = (double)(k->mr + k->nrv) / 2.0;           /* two loads per cycle */
     const double step = dots > loads ? dots : loads;
     double cost = (double)g->ntiles * g->nmt * (k4 * step + 4.0 + dots * 6.0);
-    if (mode == MODE_PACKED) cost += (double)g->ntiles * k4 * k->nrv * 0.25;     /* packing */
+    if (mode == MODE_DIRECT && g->stride >= 2) cost *= tu->direct_s2;
+    if (mode == MODE_PACKED && tu->l2 > 0.0) {
+        const double bytes = (double)g->ntiles * (double)g->tile_bytes;
+        const double l2 = use_msplit(g, tu->nthreads) ? tu->l2 / 2.0 : tu->l2 * tu->nthreads;
+        if (bytes > l2) cost *= 1.0 + tu->l2_excess * (bytes / l2 - 1.0);
+    }
+    if (mode == MODE_PACKED) cost += (double)g->ntiles * k4 * k->nrv * tu->pack;     /* packing */
     if (mode == MODE_COMPACT) cost += (double)g->c4 * g->stride * g->ks * g->hps * g->ow / 16.0 * COMPACT_COST;
     return cost;
 }
@@ -442,6 +505,53 @@ static void q8_worker(void *arg, int tid)
     }
 }
 
+/* The register tile and B mode of a layer (ctx: plane_geometry done): the smallest estimated
+ * cost under the CPU's profile, unless forced (mdfi_conv_q8_override). */
+static void choose(q8_ctx *g, const q8_ops *ops, int32_t nthreads, const q8_kernel **bestp, int *best_modep)
+{
+    const q8_kernel *best = &ops->kerns[0];
+    int best_mode = MODE_DIRECT;
+    double best_cost = -1.0;
+    /* stride 1: compact mode replaces packed mode, which it beat on every yolov3 layer shape
+     * measured on AMD; stride 2 keeps packed mode (compact was 1-2% slower there: S*ks copies
+     * and the X4 pass against ks*ks packed taps; docs/performance.md).  Forced compact mode
+     * runs at every stride (tests). */
+    const q8_tune tu = choose_tune(ops, nthreads);
+    const int modes[2] = {MODE_DIRECT, g->cplane && g->stride == 1 && tu.compact ? MODE_COMPACT : MODE_PACKED};
+    int32_t min_nrv = tu.min_nrv;
+    for (int32_t i = 0; i < ops->nkerns; ++i)                /* no kernel that wide: all of them */
+        if (ops->kerns[i].nrv >= min_nrv) break;
+        else if (i == ops->nkerns - 1) min_nrv = 1;
+    for (int32_t i = 0; i < ops->nkerns; ++i)
+        for (int j = 0; j < 2; ++j) {
+            if (ops->kerns[i].nrv < min_nrv) continue;
+            const double cost = q8_cost(g, &ops->kerns[i], modes[j], &tu);
+            if (best_cost < 0.0 || cost < best_cost * 0.97) {
+                best_cost = cost;
+                best = &ops->kerns[i];
+                best_mode = modes[j];
+            }
+        }
+    if (force_kernel >= 0) best = &ops->kerns[force_kernel < ops->nkerns ? force_kernel : ops->nkerns - 1];
+    if (force_direct >= 0)      /* 2 (compact) where the layer has no compact mode: packed */
+        best_mode = force_direct == 1 ? MODE_DIRECT : force_direct == 2 && g->cplane ? MODE_COMPACT : MODE_PACKED;
+    *bestp = best;
+    *best_modep = best_mode;
+}
+
+int32_t mdfi_q8_choice(const q8_ops *ops, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
+                       int32_t pad, int32_t nthreads)
+{
+    static q8_ctx zero;
+    q8_ctx g = zero;
+    if (ops == NULL || ops->nkerns < 1 || nthreads < 1 || plane_geometry(&g, c, h, w, m, ks, stride, pad) != 0)
+        return -1;
+    const q8_kernel *best;
+    int mode;
+    choose(&g, ops, nthreads, &best, &mode);
+    return (int32_t)(best - ops->kerns) * 4 + (mode == MODE_DIRECT ? 1 : mode == MODE_COMPACT ? 2 : 0);
+}
+
 void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w,
                   const int8_t *a4, const int8_t *at, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
                   void *out, int otype, int32_t ks, int32_t stride, int32_t pad, int32_t rounding,
@@ -476,37 +586,16 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     ctx.sum32 = sum32;
     ctx.bound = bound;
 
-    /* kernel and mode with the smallest estimated cost */
-    const q8_kernel *best = &ops->kerns[0];
-    int best_mode = MODE_DIRECT;
-    double best_cost = -1.0;
-    /* stride 1: compact mode replaces packed mode, which it beat on every yolov3 layer shape
-     * measured; stride 2 keeps packed mode (compact was 1-2% slower there: S*ks copies and the
-     * X4 pass against ks*ks packed taps; docs/performance.md).  Forced compact mode runs at
-     * every stride (tests). */
-    const int modes[2] = {MODE_DIRECT, ctx.cplane && stride == 1 ? MODE_COMPACT : MODE_PACKED};
-    for (int32_t i = 0; i < ops->nkerns; ++i)
-        for (int j = 0; j < 2; ++j) {
-            const double cost = q8_cost(&ctx, &ops->kerns[i], modes[j]);
-            if (best_cost < 0.0 || cost < best_cost * 0.97) {
-                best_cost = cost;
-                best = &ops->kerns[i];
-                best_mode = modes[j];
-            }
-        }
-    if (force_kernel >= 0) best = &ops->kerns[force_kernel < ops->nkerns ? force_kernel : ops->nkerns - 1];
-    if (force_direct >= 0)      /* 2 (compact) where the layer has no compact mode: packed */
-        best_mode = force_direct == 1 ? MODE_DIRECT : force_direct == 2 && ctx.cplane ? MODE_COMPACT : MODE_PACKED;
+    const q8_kernel *best;
+    int best_mode;
+    choose(&ctx, ops, nthreads, &best, &best_mode);
     tile_geometry(&ctx, best, best_mode);
 
     /* work split */
     /* split the output channels (each thread streams only its own weight panels, the shared
      * input stays in cache) when the pixels give few tiles per thread, or when the weights
      * outweigh the layer's input (the 13x13 and 26x26 layers of deep networks) */
-    const double wbytes = (double)ctx.m * ctx.c4 * 4.0 * ctx.taps;
-    const double xbytes = (double)ctx.c4 * 4.0 * ctx.ntiles * ctx.nr;
-    ctx.msplit = nthreads > 1 && ctx.nmt >= 2 * nthreads &&
-                 ((int64_t)ctx.ntiles < 4 * (int64_t)nthreads || wbytes > xbytes);
+    ctx.msplit = use_msplit(&ctx, nthreads);
     ctx.mgroup = (int32_t)((ctx.nmt + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
     if (ctx.mgroup < 1) ctx.mgroup = 1;
     const double per_tile = ctx.direct || ctx.compact ? (double)ctx.c4 * ctx.nr * 4.0 * (ctx.taps < 4 ? ctx.taps : 4)

@@ -200,6 +200,11 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
                   int32_t bits, int32_t act, int32_t sum32, int64_t bound, const mdfi_conv_residual *res,
                   int32_t nthreads, void *scratch);
 
+/* The tile and B mode mdfi_q8_conv would run for this layer: kernel index * 4 + mode (0 packed,
+ * 1 direct, 2 compact), -1 if unusable (testing and benchmarks: mdfi_conv_q8_choice). */
+int32_t mdfi_q8_choice(const q8_ops *ops, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
+                       int32_t pad, int32_t nthreads);
+
 /* Generic helpers shared by the kernels. */
 void mdfi_q8_x4_ref(const q8_ctx *ctx, int64_t r0, int64_t r1);
 void mdfi_q8_pack_ref(const q8_ctx *ctx, int32_t t, uint8_t *dst);

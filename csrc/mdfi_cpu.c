@@ -95,23 +95,80 @@ static uint32_t detect(void) { return 0; }
 
 #if !defined(__STDC_NO_ATOMICS__)
 #include <stdatomic.h>
-static _Atomic uint32_t cached;          /* detected flags | 1u << 31, 0 = not yet */
+static _Atomic uint32_t cached;          /* detected flags | intel << 30 | 1u << 31, 0 = not yet */
+static _Atomic uint32_t cached_l2;       /* L2 KB | 1u << 31, 0 = not yet                  */
 #define LOAD() atomic_load(&cached)
 #define STORE(v) atomic_store(&cached, (v))
+#define LOAD_L2() atomic_load(&cached_l2)
+#define STORE_L2(v) atomic_store(&cached_l2, (v))
 #else
-static volatile uint32_t cached;
+static volatile uint32_t cached, cached_l2;
 #define LOAD() cached
 #define STORE(v) (cached = (v))
+#define LOAD_L2() cached_l2
+#define STORE_L2(v) (cached_l2 = (v))
 #endif
 
-uint32_t mdfi_cpu_features(void)
+/* CPUID vendor "GenuineIntel" */
+static uint32_t vendor_intel(void)
+{
+#if MDFI_CPU_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    return b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu;   /* "Genu" "ineI" "ntel" */
+#else
+    return 0;
+#endif
+}
+
+static uint32_t load_cached(void)
 {
     uint32_t v = LOAD();
     if (v == 0) {                        /* a race detects twice, with the same result */
-        v = detect() | (1u << 31);
+        v = detect() | vendor_intel() << 30 | (1u << 31);
         STORE(v);
     }
-    return v & ~(1u << 31);
+    return v;
+}
+
+uint32_t mdfi_cpu_features(void)
+{
+    return load_cached() & ~(3u << 30);
+}
+
+int mdfi_cpu_is_intel(void)
+{
+    return (int)((load_cached() >> 30) & 1u);
+}
+
+/* CPUID leaf 4 (Intel's deterministic cache parameters): the level-2 data or unified cache */
+static uint32_t detect_l2_kb(void)
+{
+#if MDFI_CPU_X86
+    if (!vendor_intel() || __get_cpuid_max(0, NULL) < 4) return 0;
+    for (unsigned i = 0; i < 16; ++i) {
+        unsigned a, b, c, d;
+        __cpuid_count(4, i, a, b, c, d);
+        const unsigned type = a & 0x1f, level = (a >> 5) & 7;
+        if (type == 0) break;
+        if (level == 2 && (type == 1 || type == 3)) {
+            const uint64_t bytes = (uint64_t)((b >> 22) + 1) * (((b >> 12) & 0x3ff) + 1) * ((b & 0xfff) + 1) *
+                                   ((uint64_t)c + 1);
+            return bytes / 1024 < (1u << 30) ? (uint32_t)(bytes / 1024) : 0;
+        }
+    }
+#endif
+    return 0;
+}
+
+int64_t mdfi_cpu_l2_bytes(void)
+{
+    uint32_t v = LOAD_L2();
+    if (v == 0) {
+        v = detect_l2_kb() | (1u << 31);
+        STORE_L2(v);
+    }
+    return (int64_t)(v & ~(1u << 31)) * 1024;
 }
 
 const char *mdfi_cpu_describe(void)

@@ -32,6 +32,14 @@ enum {
 /* The MDFI_CPU_* flags of this CPU (detected once, thread-safe). */
 uint32_t mdfi_cpu_features(void);
 
+/* 1 on an Intel CPU (CPUID vendor "GenuineIntel"), else 0: tuning choices only (which register
+ * tile and B mode the 8-bit convolution prefers), never correctness. */
+int mdfi_cpu_is_intel(void);
+
+/* Bytes of one core's level-2 cache as CPUID leaf 4 reports it on Intel CPUs, else 0
+ * (unknown): tuning only. */
+int64_t mdfi_cpu_l2_bytes(void);
+
 /* "avx2 avx512bw ..." for messages (static storage). */
 const char *mdfi_cpu_describe(void);
 

@@ -42,6 +42,7 @@ def need(path):
 def _no_override():
     yield
     _conv._set_q8_override(-1, -1)
+    _conv._set_q8_tune(-1)
 
 
 def run(x, w, bias, shift, *, k, s, p, rounding, bits, act, simd, nthreads=1, acc64=0):
@@ -244,6 +245,70 @@ def test_path_runs_or_is_skipped(path):
     kw16 = dict(k=3, s=1, p=1, rounding="truncate", bits=16, act="leaky")
     assert np.array_equal(run(x16, w16, b16, s16, simd=path, nthreads=2, acc64=1, **kw16),
                           reference(x16, w16, b16, s16, **kw16))
+
+
+@pytest.mark.parametrize("path", Q8_PATHS)
+def test_choice_profiles(path):
+    """The automatic tile and B-mode choice under each profile (generic: the AMD-tuned model;
+    Intel: no 16x1 tile, no compact mode, dearer packing with threads and direct mode at stride
+    2) equals the reference: yolov3-like shapes at small sizes (deep K on 13x13 and 26x26-like
+    maps, strides 1 and 2, 1x1), row counts that are not multiples of any tile's rows, slow
+    rows, 1 and 2 threads."""
+    need(path)
+    rng = np.random.default_rng(31 + sum(map(ord, path)))
+    shapes = [(96, 13, 13, 40, 3, 1, 1), (64, 9, 9, 37, 3, 1, 1), (48, 26, 26, 20, 3, 1, 1),
+              (32, 26, 26, 29, 3, 2, 1), (40, 14, 13, 24, 3, 2, 1), (70, 13, 13, 51, 1, 1, 0),
+              (3, 40, 41, 16, 3, 1, 1), (20, 52, 52, 8, 1, 1, 0)]
+    for i, shape in enumerate(shapes):
+        x, wt, bias, shift, kw = case(rng, *shape, xkind="u8" if shape[0] == 3 else None)
+        ref = reference(x, wt, bias, shift, **kw)
+        for profile in (-1, 0, 1):
+            _conv._set_q8_tune(profile)
+            for nthreads in (1, 2):
+                got = run(x, wt, bias, shift, simd=path, nthreads=nthreads, **kw)
+                assert np.array_equal(got, ref), (path, profile, nthreads, shape, kw)
+
+
+def test_cpu_tuning_inputs():
+    """What the kernel choice reads about the CPU: the vendor flag, and the L2 size (CPUID leaf
+    4 on Intel: a plausible per-core size; 0 elsewhere, then the Intel profile assumes 2 MB)."""
+    intel, l2 = _conv._cpu_tuning()
+    assert isinstance(intel, bool)
+    assert l2 == 0 or 64 * 1024 <= l2 <= 1024 * 1024 * 1024, l2
+    if not intel:
+        assert l2 == 0
+
+
+def test_choice_intel_profile():
+    """The Intel profile's choices (round 9, docs/performance.md) on yolov3's layer shapes: never
+    the one-vector tile or compact mode; packed B on the deep 13x13 layers, direct on the big maps
+    and the 52x52 3x3 layers at one thread; the generic (AMD-tuned) profile keeps its choices."""
+    if "avx512vnni" not in _conv.PATHS:
+        pytest.skip("no avx512vnni path in this build")
+    tiles = _conv.q8_tiles("avx512vnni")
+    if not tiles:
+        pytest.skip("avx512vnni has no 8-bit tiles in this build")
+    yolov3 = [(3, 416, 32, 3, 1), (32, 416, 64, 3, 2), (64, 208, 128, 3, 2), (128, 104, 256, 3, 2),
+              (128, 52, 256, 3, 1), (256, 52, 512, 3, 2), (256, 26, 512, 3, 1), (512, 26, 1024, 3, 2),
+              (512, 13, 1024, 3, 1), (1024, 13, 512, 1, 1), (512, 26, 256, 1, 1), (1024, 13, 255, 1, 1)]
+    try:
+        _conv._set_q8_tune(1)
+        for nthreads in (1, 2, 3):
+            for c, hw, m, k, s in yolov3:
+                kern, mode = _conv._q8_choice("avx512vnni", c, hw, hw, m, k, s, k // 2, nthreads)
+                assert tiles[kern][1] >= 2 and mode != "compact", (c, hw, m, k, s, nthreads, tiles[kern], mode)
+        assert _conv._q8_choice("avx512vnni", 512, 13, 13, 1024, 3, 1, 1, 1)[1] == "packed"
+        assert _conv._q8_choice("avx512vnni", 512, 13, 13, 1024, 3, 1, 1, 2)[1] == "packed"
+        assert _conv._q8_choice("avx512vnni", 32, 416, 416, 64, 3, 2, 1, 1)[1] == "direct"
+        assert _conv._q8_choice("avx512vnni", 128, 52, 52, 256, 3, 1, 1, 1)[1] == "direct"
+        _conv._set_q8_tune(0)
+        assert _conv._q8_choice("avx512vnni", 512, 13, 13, 1024, 3, 1, 1, 1) == (1, "compact")
+        _conv._set_q8_override(0, 0)                  # an override wins over either profile
+        assert _conv._q8_choice("avx512vnni", 512, 13, 13, 1024, 3, 1, 1, 1) == (0, "packed")
+        assert _conv._q8_choice("scalar", 512, 13, 13, 1024, 3, 1, 1, 1) is None
+    finally:
+        _conv._set_q8_tune(-1)
+        _conv._set_q8_override(-1, -1)
 
 
 def test_self_check_failure_falls_back_with_one_line(tmp_path):

@@ -64,6 +64,12 @@ def cpu_features():
     return mdfi_cpu_describe().decode("ascii")
 
 
+def _cpu_tuning():
+    """Testing / benchmarks: what the kernel choice reads about the CPU: (Intel vendor,
+    level-2 cache bytes from CPUID leaf 4 or 0)."""
+    return bool(mdfi_cpu_is_intel()), int(mdfi_cpu_l2_bytes())
+
+
 def set_simd_path(name):
     """Select the default code path (a name of PATHS or "auto"); returns the path in effect
     (a path the CPU lacks falls back to the best one it has)."""
@@ -76,6 +82,23 @@ def _set_q8_override(kernel=-1, direct=-1):
     """Testing only: force the 8-bit kernels' register tile and B mode (direct 1, packed 0,
     compact 2: kernels of at least 2x2, else packed)."""
     mdfi_conv_q8_override(int(kernel), int(direct))
+
+
+def _set_q8_tune(profile=-1):
+    """Testing / benchmarks: the 8-bit kernel-choice profile (-1 auto, 0 generic, 1 Intel
+    AVX512-VNNI on every path).  It changes which tile and B mode run, never the result."""
+    mdfi_conv_q8_tune(int(profile))
+
+
+def _q8_choice(name, c, h, w, m, ksize, stride, pad, nthreads=1):
+    """Testing / benchmarks: the 8-bit tile and B mode path `name` picks for a layer, as
+    (tile index into q8_tiles(name), "packed" | "direct" | "compact"), or None."""
+    if name not in PATHS:
+        raise ShapeError(f"unknown SIMD path {name!r}")
+    cdef int32_t r = mdfi_conv_q8_choice(PATHS.index(name), c, h, w, m, ksize, stride, pad, nthreads)
+    if r < 0:
+        return None
+    return (r // 4, ("packed", "direct", "compact")[r % 4])
 
 
 def _set_winograd(enable):

@@ -61,6 +61,9 @@ cdef extern from "mdfi_conv.h" nogil:
     int mdfi_conv_path_available(int32_t path)
     int32_t mdfi_conv_effective_path(int32_t path)
     void mdfi_conv_q8_override(int32_t kernel, int32_t direct)
+    void mdfi_conv_q8_tune(int32_t profile)
+    int32_t mdfi_conv_q8_choice(int32_t path, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks,
+                                int32_t stride, int32_t pad, int32_t nthreads)
     int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max)
     void mdfi_conv_set_winograd(int32_t enable)
     const char *mdfi_conv_strerror(int code)
@@ -78,3 +81,5 @@ cdef extern from "mdfi_fixedpoint.h" nogil:
 
 cdef extern from "mdfi_cpu.h" nogil:
     const char *mdfi_cpu_describe()
+    int mdfi_cpu_is_intel()
+    int64_t mdfi_cpu_l2_bytes()

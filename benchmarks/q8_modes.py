@@ -1,0 +1,99 @@
+"""Every 8-bit register tile and B mode of the best path on a few yolov3 layer shapes, against
+the automatic choice under each kernel-choice profile, interleaved in one process.
+
+    python benchmarks/q8_modes.py                          # 1 thread, the default shapes
+    python benchmarks/q8_modes.py --threads 2 --shapes 13,26,52
+
+Each round runs every variant once (after one warm-up call) and times it by wall clock;
+the table gives the median per variant, GMAC/s and the time relative to the first variant
+(the automatic choice of the CPU's own profile).  Variants: "auto" (the CPU's profile),
+"generic" and "intel" (the profiles forced, mdfi._ext._conv._set_q8_tune), and each
+"tile/mode" forced (_set_q8_override).  All variants' outputs are checked to be equal.
+Round 9 of docs/performance.md was measured with this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_conv import make_case  # noqa: E402
+from mdfi._ext import _conv  # noqa: E402
+
+SHAPES = {  # yolov3 at 416 (C, H=W, M, k, stride)
+    "52": (128, 52, 256, 3, 1), "26": (256, 26, 512, 3, 1), "13": (512, 13, 1024, 3, 1),
+    "52s2": (256, 52, 512, 3, 2), "26s2": (512, 26, 1024, 3, 2), "104s2": (128, 104, 256, 3, 2),
+    "208s2": (64, 208, 128, 3, 2), "416s2": (32, 416, 64, 3, 2), "52x1": (256, 52, 128, 1, 1),
+    "26x1": (512, 26, 256, 1, 1), "13x1": (1024, 13, 512, 1, 1), "104": (64, 104, 128, 3, 1),
+    "208": (32, 208, 64, 3, 1),
+}
+MODES = ("packed", "direct", "compact")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default="52,26,13,52s2,26s2,52x1,26x1,13x1")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--simd", default=None, help="path name (default: the best one)")
+    args = ap.parse_args(argv)
+    path = args.simd or _conv.best_simd_path()
+    tiles = _conv.q8_tiles(path)
+    if not tiles:
+        sys.exit(f"{path} has no 8-bit tiles")
+    variants = [("auto", -1, None), ("generic", 0, None), ("intel", 1, None)]
+    variants += [(f"{t[0]}x{t[1]}/{MODES[d]}", -1, (k, d)) for k, t in enumerate(tiles) for d in (0, 1, 2)]
+    rng = np.random.default_rng(0)
+    print(f"path {path}, {args.threads} thread(s), medians of {args.runs} interleaved rounds; CPU: {_conv.cpu_features()}")
+    try:
+        for name in args.shapes.split(","):
+            c, hw, m, k, s = SHAPES[name]
+            L = dict(c=c, h=hw, w=hw, m=m, k=k, s=s, p=k // 2, act=1)
+            x, packed, bias, shift, out, scratch, macs = make_case(L, False, rng, args.threads)
+            kw = dict(ksize=k, stride=s, pad=k // 2, rounding=0, out_bits=8, act=1, acc64=0,
+                      nthreads=args.threads, scratch=scratch, simd=path)
+            times = {v[0]: [] for v in variants}
+            ref = None
+            for rep in range(args.runs):
+                for label, tune, force in variants:
+                    _conv._set_q8_tune(tune)
+                    _conv._set_q8_override(*(force or (-1, -1)))
+                    _conv.conv2d(x, packed, bias, shift, out, **kw)
+                    t0 = time.perf_counter()
+                    _conv.conv2d(x, packed, bias, shift, out, **kw)
+                    times[label].append(time.perf_counter() - t0)
+                    if ref is None:
+                        ref = out.copy()
+                    elif rep == 0 and not np.array_equal(ref, out):
+                        raise AssertionError(f"{name} {label}: output differs")
+            base = float(np.median(times["auto"]))
+            picks = {}
+            for tune in (-1, 0, 1):
+                _conv._set_q8_tune(tune)
+                _conv._set_q8_override(-1, -1)
+                kk, mode = _conv._q8_choice(path, c, hw, hw, m, k, s, k // 2, args.threads)
+                picks[tune] = f"{tiles[kk][0]}x{tiles[kk][1]}/{mode}"
+            print(f"{name}: C {c} {hw}x{hw} M {m} {k}x{k}/{s}  (auto picks {picks[-1]}, generic {picks[0]}, "
+                  f"intel {picks[1]})")
+            for label, _, _ in variants:
+                md = float(np.median(times[label]))
+                print(f"  {label:16s} {md * 1e3:8.3f} ms {macs / md / 1e9:7.1f} GMAC/s  {md / base:6.3f}")
+    finally:
+        _conv._set_q8_tune(-1)
+        _conv._set_q8_override(-1, -1)
+
+
+if __name__ == "__main__":
+    main()
