@@ -4,6 +4,7 @@
     python benchmarks/bench_grid.py --model yolov3-tiny --split val,test
     python benchmarks/bench_grid.py --model yolov4-tiny-10c --split val4,test,test4 --modes a-pot,a-float
     python benchmarks/bench_grid.py --model yolov3-tiny --split val,test --modes a-pot,a-float
+    python benchmarks/bench_grid.py --model yolov4-tiny-10c --split test4 --modes w-mdfi,w-float --paired 1000
 
 Question (issues 10/11): is it the power-of-two scales (shifts only) or 8 bits as such that
 keep MDFI's 8-bit models from the accuracy targets?  Every row runs the **float path**
@@ -11,7 +12,8 @@ keep MDFI's 8-bit models from the accuracy targets?  Every row runs the **float 
 to nearest, saturate, dequantize; everything else float) and is scored against the plain
 float path's detections with the metric of ``bench_accuracy.py`` (``mdfi.eval.evaluate``;
 agreement mAP@0.5, kept, extra, bias; ``--bootstrap N``: the photo-resampling SD of
-``bench_accuracy_v4tiny.bootstrap_sd``).  Photos: ``accuracy_images.py`` / ``person_images.py``;
+``bench_accuracy_v4tiny.bootstrap_sd``; ``--paired N``: the SD of each row's difference to the
+first mode over the same resamplings).  Photos: ``accuracy_images.py`` / ``person_images.py``;
 float detections are shared with the other benchmarks' caches.
 
 Weights (8 bits, per output channel, batch norm folded exactly as MDFI folds it:
@@ -98,6 +100,26 @@ def fake_weights(w: np.ndarray, mode: str) -> np.ndarray:
                 err = np.where(better, e, err)
         return best.reshape(w.shape)
     raise ValueError(mode)
+
+
+def paired_sd(data, dets_a, dets_b, n: int, seed: int = 0):
+    """Mean and SD of agreement(b) - agreement(a) over ``n`` resamplings of the photos (the
+    resampling of ``bench_accuracy_v4tiny.bootstrap_sd``, the same photos for both rows)."""
+    from mdfi.eval import evaluate
+    groups = {}
+    for k, d in enumerate(data):
+        groups.setdefault(d[0].rsplit("_", 1)[0], []).append(k)
+    keys = sorted(groups)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n):
+        idx = [k for g in rng.choice(len(keys), len(keys)) for k in groups[keys[g]]]
+        gt = [data[k][2] for k in idx]
+        ra = evaluate.agreement(gt, [dets_a[k] for k in idx])
+        rb = evaluate.agreement(gt, [dets_b[k] for k in idx])
+        if ra.map is not None and rb.map is not None:
+            diffs.append(rb.map - ra.map)
+    return float(np.mean(diffs)), float(np.std(diffs)), float(np.mean(np.asarray(diffs) > 0))
 
 
 def weight_network(network, mode: str, qm=None):
@@ -243,6 +265,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"),
                     help="yolov4-tiny activation statistics: calib, or calib + calib4")
     ap.add_argument("--bootstrap", type=int, default=0, metavar="N")
+    ap.add_argument("--paired", type=int, default=0, metavar="N",
+                    help="also each row's agreement minus the first mode's, over N paired photo resamplings")
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
@@ -287,6 +311,7 @@ def main(argv=None) -> int:
     print(f"{'mode':<12} {'split':<6} {'mAP@.5':>7} {'SD':>6} {'kept':>14} {'extra':>10} {'bias':>8} {'lower':>6} "
           f"{'|dconf|':>7} {'s':>5}")
     rows = {}
+    first = {}
     for mode in modes:
         t0 = time.perf_counter()
         if mode.startswith("a-"):
@@ -303,6 +328,12 @@ def main(argv=None) -> int:
             r = evaluate.agreement([d[2] for d in data], dets)
             sd = bootstrap_sd(data, dets, args.bootstrap) if args.bootstrap else None
             rows[f"{mode} {sp}"] = dict(evaluate.to_json_dict(r), bootstrap_sd=sd, mode=mode, split=sp)
+            first.setdefault(sp, (mode, dets))
+            if args.paired and first[sp][0] != mode:
+                md, sdd, pos = paired_sd(data, first[sp][1], dets, args.paired)
+                rows[f"{mode} {sp}"]["paired"] = dict(vs=first[sp][0], mean=md, sd=sdd, above=pos)
+                print(f"  {mode} - {first[sp][0]} on {sp}: {md:+.4f} sd {sdd:.4f} over {args.paired} paired "
+                      f"resamplings ({100 * pos:.0f} % above 0)", flush=True)
             f = lambda v, s, k=1.0: "n/a" if v is None else format(k * v, s)   # noqa: E731
             print(f"{mode:<12} {sp:<6} {f(r.map, '.4f'):>7} {f(sd, '.4f'):>6} {r.matched:>4}/{r.n_float} "
                   f"{f(r.kept_fraction, '.1f', 100):>5}% {r.extra:>3} {f(r.extra_fraction, '.1f', 100):>4}% "
