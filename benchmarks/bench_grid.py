@@ -5,6 +5,8 @@
     python benchmarks/bench_grid.py --model yolov4-tiny-10c --split val4,test,test4 --modes a-pot,a-float
     python benchmarks/bench_grid.py --model yolov3-tiny --split val,test --modes a-pot,a-float
     python benchmarks/bench_grid.py --model yolov4-tiny-10c --split test4 --modes w-mdfi,w-float --paired 1000
+    python benchmarks/bench_grid.py --model yolov4-tiny-10c --calib-set calib4 --split test4 \
+        --modes w-mdfi+a-pot,w-float+a-float-asym,w-float+a-float-mse --bootstrap 1000
 
 Question (issues 10/11): is it the power-of-two scales (shifts only) or 8 bits as such that
 keep MDFI's 8-bit models from the accuracy targets?  Every row runs the **float path**
@@ -42,6 +44,9 @@ pixels at 1/255 as MDFI's uint8 input; weights float):
 * ``a-float-mse``: MDFI's own ``mse`` criterion (expected squared error over the same
   histograms, at most 0.01 % clipped) with a continuous step instead of a power of two;
 * ``a-float-asym``: uint8 with a zero point over [min, max] (ONNX Runtime's MinMax activations).
+
+Both: ``W+A`` (e.g. ``w-mdfi+a-pot``, ``w-float+a-float-asym``): the weight mode and the
+activation mode together (activation formats from the float network's statistics).
 
 Routes: the float-scale modes quantize each tensor with its own scale (no route unification).
 Calibration: yolov3-tiny the shipped statistics (``calib`` photos); yolov4-tiny the ``calib``
@@ -271,7 +276,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
     splits = args.split.split(",")
-    if any(m not in WEIGHT_MODES + ACT_MODES for m in modes):
+    if any(p not in WEIGHT_MODES + ACT_MODES for m in modes for p in m.split("+")):
         ap.error(f"--modes: of {', '.join(WEIGHT_MODES + ACT_MODES)}")
     if any(sp not in ("val", "test", "val4", "test4") for sp in splits):
         ap.error("--split: val, test, val4, test4")
@@ -293,9 +298,9 @@ def main(argv=None) -> int:
     for sp, data in datas.items():
         print(f"{args.model} on {sp}: {len(data)} images, {sum(len(d[2]) for d in data)} float detections at 0.25")
     qw = quantize_network(network, wbits=8, abits=16, per_channel=True, calib=calib, names=names) \
-        if any(m.startswith("w-mdfi") for m in modes) else None
+        if any("w-mdfi" in m for m in modes) else None
     qa = qa_recipe = None
-    if any(m.startswith("a-") for m in modes):
+    if any("a-" in m for m in modes):
         # MDFI's default activation formats (mse, 0.01 % clip budget, routes unified), 8 bits
         qa = quantize_network(network, wbits=16, abits=8, per_channel=True, calib=calib, names=names)
         if "a-pot-recipe" in modes:
@@ -314,13 +319,14 @@ def main(argv=None) -> int:
     first = {}
     for mode in modes:
         t0 = time.perf_counter()
-        if mode.startswith("a-"):
-            hook, fqi, steps = act_quantizer(network, qa_recipe if mode == "a-pot-recipe" else qa, calib, mode)
+        wmode = next((p for p in mode.split("+") if p in WEIGHT_MODES), None)
+        amode = next((p for p in mode.split("+") if p in ACT_MODES), None)
+        net = weight_network(network, wmode, qw) if wmode else network
+        if amode:
+            hook, fqi, steps = act_quantizer(network, qa_recipe if amode == "a-pot-recipe" else qa, calib, amode)
             print(f"{mode} steps: " + " ".join(f"{i}:{v:.4g}" for i, v in steps.items()), file=sys.stderr)
-            eng = HookedFloatEngine(network, hook, fqi)
-            net = network
+            eng = HookedFloatEngine(net, hook, fqi)
         else:
-            net = weight_network(network, mode, qw)
             eng = HookedFloatEngine(net)
         model = Model(net, names, eng)
         for sp, data in datas.items():
