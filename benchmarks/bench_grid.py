@@ -177,7 +177,6 @@ def float_mse_step(stats, bits: int, signed: bool, clip_budget=0.01) -> float:
     from mdfi.quant import calibrate
     from mdfi.quant.calib_stats import bin_centres
     from mdfi import fixedpoint as fp
-    fmax = calibrate._range_frac(stats.min, stats.max, bits, signed)
     centres = bin_centres()
     rep_pos = np.minimum(centres, max(stats.max, 0.0))
     rep_neg = -np.minimum(centres, max(-stats.min, 0.0))
