@@ -138,19 +138,26 @@ def cpu_ratio(qm, base, x_u8, runs: int = 15) -> float:
     return statistics.median(te) / statistics.median(tb)
 
 
-def bootstrap_sd(data, dets, n: int, seed: int = 0) -> float:
-    """Standard deviation of the agreement mAP when the photos (each with all its variants:
-    the image name up to its last ``_``) are resampled with replacement ``n`` times."""
+def photo_resamples(data, n: int, seed: int = 0):
+    """``n`` resamplings with replacement of the photos of ``data`` (each photo with all its
+    variants: the image name up to its last ``_``), each as the list of image indices."""
     import numpy as np
-    from mdfi.eval import evaluate
     groups = {}
     for k, d in enumerate(data):
         groups.setdefault(d[0].rsplit("_", 1)[0], []).append(k)
     keys = sorted(groups)
     rng = np.random.default_rng(seed)
-    maps = []
     for _ in range(n):
-        idx = [k for g in rng.choice(len(keys), len(keys)) for k in groups[keys[g]]]
+        yield [k for g in rng.choice(len(keys), len(keys)) for k in groups[keys[g]]]
+
+
+def bootstrap_sd(data, dets, n: int, seed: int = 0) -> float:
+    """Standard deviation of the agreement mAP when the photos (each with all its variants)
+    are resampled with replacement ``n`` times (photo_resamples)."""
+    import numpy as np
+    from mdfi.eval import evaluate
+    maps = []
+    for idx in photo_resamples(data, n, seed):
         r = evaluate.agreement([data[k][2] for k in idx], [dets[k] for k in idx])
         if r.map is not None:
             maps.append(r.map)

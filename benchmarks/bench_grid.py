@@ -111,14 +111,9 @@ def paired_sd(data, dets_a, dets_b, n: int, seed: int = 0):
     """Mean and SD of agreement(b) - agreement(a) over ``n`` resamplings of the photos (the
     resampling of ``bench_accuracy_v4tiny.bootstrap_sd``, the same photos for both rows)."""
     from mdfi.eval import evaluate
-    groups = {}
-    for k, d in enumerate(data):
-        groups.setdefault(d[0].rsplit("_", 1)[0], []).append(k)
-    keys = sorted(groups)
-    rng = np.random.default_rng(seed)
+    from bench_accuracy_v4tiny import photo_resamples
     diffs = []
-    for _ in range(n):
-        idx = [k for g in rng.choice(len(keys), len(keys)) for k in groups[keys[g]]]
+    for idx in photo_resamples(data, n, seed):
         gt = [data[k][2] for k in idx]
         ra = evaluate.agreement(gt, [dets_a[k] for k in idx])
         rb = evaluate.agreement(gt, [dets_b[k] for k in idx])
