@@ -591,10 +591,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     choose(&ctx, ops, nthreads, &best, &best_mode);
     tile_geometry(&ctx, best, best_mode);
 
-    /* work split */
-    /* split the output channels (each thread streams only its own weight panels, the shared
-     * input stays in cache) when the pixels give few tiles per thread, or when the weights
-     * outweigh the layer's input (the 13x13 and 26x26 layers of deep networks) */
+    /* work split (use_msplit) */
     ctx.msplit = use_msplit(&ctx, nthreads);
     ctx.mgroup = (int32_t)((ctx.nmt + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
     if (ctx.mgroup < 1) ctx.mgroup = 1;
