@@ -38,6 +38,10 @@ SHAPES = {  # yolov3 at 416 (C, H=W, M, k, stride)
     "208s2": (64, 208, 128, 3, 2), "416s2": (32, 416, 64, 3, 2), "52x1": (256, 52, 128, 1, 1),
     "26x1": (512, 26, 256, 1, 1), "13x1": (1024, 13, 512, 1, 1), "104": (64, 104, 128, 3, 1),
     "208": (32, 208, 64, 3, 1),
+    # first layers (3 input channels, uint8 pixels): yolov3 and yolov3-tiny; tiny's next two;
+    # yolov3's 1x1 layers on the big maps
+    "416f": (3, 416, 32, 3, 1), "416ft": (3, 416, 16, 3, 1), "208t": (16, 208, 32, 3, 1),
+    "104t": (32, 104, 64, 3, 1), "208x1": (64, 208, 32, 1, 1), "104x1": (128, 104, 64, 1, 1),
 }
 MODES = ("packed", "direct", "compact")
 
@@ -61,7 +65,7 @@ def main(argv=None):
         for name in args.shapes.split(","):
             c, hw, m, k, s = SHAPES[name]
             L = dict(c=c, h=hw, w=hw, m=m, k=k, s=s, p=k // 2, act=1)
-            x, packed, bias, shift, out, scratch, macs = make_case(L, False, rng, args.threads)
+            x, packed, bias, shift, out, scratch, macs = make_case(L, c <= 4, rng, args.threads)
             kw = dict(ksize=k, stride=s, pad=k // 2, rounding=0, out_bits=8, act=1, acc64=0,
                       nthreads=args.threads, scratch=scratch, simd=path)
             times = {v[0]: [] for v in variants}

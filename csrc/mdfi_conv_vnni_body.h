@@ -65,8 +65,7 @@ static inline int32_t QB_NAME(ld32)(const int8_t *p)
  * and b give a * 2^da + b * 2^db (|.| <= 2^24), requantized the same way (or, for shifts
  * <= 0, clamped to +-2^15 and shifted left: see mdfi_requantize8_avx2). */
 typedef struct {
-    QB_VEC bq, c, kd;
-    __m128i s;
+    QB_VEC bq, c, kd, s;              /* s: the shift count in every lane (mdfi_rqf16v_avx512) */
 } QB_NAME(rowk);
 
 #if QB_WIDTH == 512
@@ -104,7 +103,7 @@ QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, 
     if (mask == 0) return;
     const size_t at = o + (size_t)(info & (((uint64_t)1 << 48) - 1));
 #if QB_WIDTH == 512
-    __m512i r = mdfi_rqf16_avx512(t, k->s, k->c, k->kd, act);
+    __m512i r = mdfi_rqf16v_avx512(t, k->s, k->c, k->kd, act);
     __mmask16 st = 0xffff;
     if (mask != 0xffffu) {
         r = _mm512_maskz_compress_epi32((__mmask16)mask, r);
@@ -123,7 +122,7 @@ QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, 
     if (withres && ctx->res_fast) QB_NAME(res_vec)(ctx, at, r, st);
 #else
     (void)withres;                        /* the fused shortcut runs in the zmm epilogue only */
-    __m256i r = mdfi_rqf8_avx2(t, k->s, k->c, k->kd, act);
+    __m256i r = mdfi_rqf8v_avx2(t, k->s, k->c, k->kd, act);
     if (ctx->clamp)
         r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(mdfi_qmin(ctx->bits))),
                              _mm256_set1_epi32(mdfi_qmax(ctx->bits)));
@@ -179,7 +178,7 @@ QB_NAME(epi_tmp_t)(const q8_ctx *ctx, int32_t m0, int32_t R, int32_t V, const in
         k.bq = QB_SET1(rc->bq);
         k.c = QB_SET1(rc->c);
         k.kd = QB_SET1(rc->kd);
-        k.s = _mm_cvtsi32_si128(rc->s);
+        k.s = QB_SET1(rc->s);
         const size_t o = (size_t)m * (size_t)ctx->n;
         for (int32_t v = 0; v < V; ++v) {
             QB_VEC t = QB_LOADU(row + v * QB_LANES);
@@ -213,7 +212,7 @@ QB_NAME(epi_row_regs)(const q8_ctx *ctx, int32_t m, const QB_VEC *accr, int32_t 
     QB_NAME(rowk) k;
     k.c = QB_SET1(rc->c);
     k.kd = QB_SET1(rc->kd);
-    k.s = _mm_cvtsi32_si128(rc->s);
+    k.s = QB_SET1(rc->s);
     const size_t o = (size_t)m * (size_t)ctx->n;
     QB_UNROLL for (int32_t v = 0; v < V; ++v) QB_NAME(epi_vec)(ctx, o, accr[v], &k, vi[v], act, 0);
 }
@@ -234,14 +233,13 @@ QB_NAME(epi_row_full8)(const q8_ctx *ctx, int32_t m, const QB_VEC *accr, int32_t
                        const int32_t act)
 {
     const q8_rowc *rc = ctx->rowc + m;
-    const QB_VEC c = QB_SET1(rc->c), kd = QB_SET1(rc->kd);
-    const __m128i s = _mm_cvtsi32_si128(rc->s);
+    const QB_VEC c = QB_SET1(rc->c), kd = QB_SET1(rc->kd), s = QB_SET1(rc->s);
     QB_UNROLL for (int32_t v = 0; v < V; ++v) {
 #if QB_WIDTH == 512
-        const __m512i r = mdfi_rqf16_avx512(accr[v], s, c, kd, act);
+        const __m512i r = mdfi_rqf16v_avx512(accr[v], s, c, kd, act);
         _mm_storeu_si128((__m128i *)(void *)(dst + 16 * v), _mm512_cvtsepi32_epi8(r));
 #else
-        const __m256i r = mdfi_rqf8_avx2(accr[v], s, c, kd, act);
+        const __m256i r = mdfi_rqf8v_avx2(accr[v], s, c, kd, act);
         const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
         _mm_storel_epi64((__m128i *)(void *)(dst + 8 * v), _mm_packs_epi16(w, w));
 #endif

@@ -220,17 +220,23 @@ MDFI_AVX2_FN __m256i mdfi_requantize8_avx2(__m256i v, const mdfi_rq8_avx2 *k, in
                               mdfi_requantize4_avx2(hi, &k->q64, mode, act));
 }
 /* The folded form of mdfi_fixedpoint.h (mdfi_rqf_init) on eight int32 lanes: t = a + half
- * exact, shift count s (1..31); returns the activated R(a / 2^s), not saturated. */
-MDFI_AVX2_FN __m256i mdfi_rqf8_avx2(__m256i t, __m128i s, __m256i c, __m256i kd, int32_t act)
+ * exact, shift count s (1..31) in every lane; returns the activated R(a / 2^s), not saturated.
+ * The per-lane shift vpsravd is one micro-op on Intel, where vpsrad by an xmm count is two. */
+MDFI_AVX2_FN __m256i mdfi_rqf8v_avx2(__m256i t, __m256i s, __m256i c, __m256i kd, int32_t act)
 {
-    __m256i r = _mm256_sra_epi32(t, s);
+    __m256i r = _mm256_srav_epi32(t, s);
     if (act == MDFI_ACT_RELU) return _mm256_max_epi32(r, _mm256_setzero_si256());
     if (act == MDFI_ACT_LEAKY) {
         const __m256i hi = _mm256_madd_epi16(t, _mm256_set1_epi32(2 * MDFI_LEAKY_MULT << 16));   /* 6554 th */
         const __m256i u = _mm256_xor_si256(_mm256_and_si256(t, _mm256_set1_epi32(0xffff)), _mm256_set1_epi32(0x18000));
         const __m256i lo = _mm256_srai_epi32(_mm256_madd_epi16(u, kd), 15);
-        r = _mm256_max_epi32(r, _mm256_sra_epi32(_mm256_add_epi32(_mm256_add_epi32(hi, c), lo), s));
+        r = _mm256_max_epi32(r, _mm256_srav_epi32(_mm256_add_epi32(_mm256_add_epi32(hi, c), lo), s));
     }
     return r;
+}
+/* The same with the count in the low lane of an xmm (callers that keep it there). */
+MDFI_AVX2_FN __m256i mdfi_rqf8_avx2(__m256i t, __m128i s, __m256i c, __m256i kd, int32_t act)
+{
+    return mdfi_rqf8v_avx2(t, _mm256_broadcastd_epi32(s), c, kd, act);
 }
 #endif

@@ -61,18 +61,25 @@ MDFI_AVX512_FN __m512i mdfi_requantize16_i32_avx512(__m512i a, const mdfi_rq32_a
     return _mm512_min_epi32(_mm512_max_epi32(r, q->qmin), q->qmax);
 }
 /* The folded form of mdfi_fixedpoint.h (mdfi_rqf_init): t = a + half exact, shift count s
- * (1..31), c and kd broadcast; returns the activated R(a / 2^s), not saturated. */
-MDFI_AVX512_FN __m512i mdfi_rqf16_avx512(__m512i t, __m128i s, __m512i c, __m512i kd, int32_t act)
+ * (1..31) in every lane, c and kd broadcast; returns the activated R(a / 2^s), not saturated.
+ * The per-lane shift vpsravd is one micro-op on Intel, where vpsrad by an xmm count is two
+ * (p0 + p5). */
+MDFI_AVX512_FN __m512i mdfi_rqf16v_avx512(__m512i t, __m512i s, __m512i c, __m512i kd, int32_t act)
 {
-    __m512i r = _mm512_sra_epi32(t, s);
+    __m512i r = _mm512_srav_epi32(t, s);
     if (act == MDFI_ACT_RELU) return _mm512_max_epi32(r, _mm512_setzero_si512());
     if (act == MDFI_ACT_LEAKY) {
         const __m512i hi = _mm512_madd_epi16(t, _mm512_set1_epi32(2 * MDFI_LEAKY_MULT << 16));   /* 6554 th */
         const __m512i u = _mm512_ternarylogic_epi32(t, _mm512_set1_epi32(0xffff), _mm512_set1_epi32(0x18000),
                                                     0x6A);     /* (t & 0xffff) ^ 0x18000: (tl', 1) */
         const __m512i lo = _mm512_srai_epi32(_mm512_madd_epi16(u, kd), 15);
-        r = _mm512_max_epi32(r, _mm512_sra_epi32(_mm512_add_epi32(_mm512_add_epi32(hi, c), lo), s));
+        r = _mm512_max_epi32(r, _mm512_srav_epi32(_mm512_add_epi32(_mm512_add_epi32(hi, c), lo), s));
     }
     return r;
+}
+/* The same with the count in the low lane of an xmm (callers that keep it there). */
+MDFI_AVX512_FN __m512i mdfi_rqf16_avx512(__m512i t, __m128i s, __m512i c, __m512i kd, int32_t act)
+{
+    return mdfi_rqf16v_avx512(t, _mm512_broadcastd_epi32(s), c, kd, act);
 }
 #endif
