@@ -127,9 +127,9 @@ def calib_inputs(network, sets: str, crops: bool = False, extra=()):
     them (letterboxed for yolov3-tiny; ``crops``: also the four 75 % corner crops of
     accuracy_images.variants, six inputs per photo).  ``extra``: more calibration folders
     (e.g. person_images.py's ``calib4``), each photo treated the same."""
-    from mdfi.preprocess import network_input
+    from mdfi.preprocess import image_to_input
     import accuracy_images
-    return [network_input(v, network)
+    return [image_to_input(v, network.width, network.height, getattr(network, "letter_box", True))
             for v in accuracy_images.calibration_photos([os.path.join(sets, "calib"), *extra], crops)]
 
 
@@ -144,11 +144,11 @@ def decision_options(text):
     for item in [t for t in (text or "").split(",") if t]:
         k, sep, v = item.partition("=")
         if not sep or k not in DECISION_OPTIONS:
-            raise SystemExit(f"--decision-options: KEY=VALUE with KEY in {', '.join(DECISION_OPTIONS)}, not {item!r}")
+            raise ValueError(f"--decision-options: KEY=VALUE with KEY in {', '.join(DECISION_OPTIONS)}, not {item!r}")
         try:
             out[k] = DECISION_OPTIONS[k](v)
         except (KeyError, ValueError):
-            raise SystemExit(f"--decision-options: bad value in {item!r}") from None
+            raise ValueError(f"--decision-options: bad value in {item!r}") from None
     return out
 
 
@@ -444,7 +444,10 @@ def main(argv=None) -> int:
                  f"evaluates it)")
     if (args.calib_stats or args.decision_options) and not args.make_decisions:
         ap.error("--calib-stats / --decision-options: with --make-decisions only")
-    dopts = decision_options(args.decision_options)
+    try:
+        dopts = decision_options(args.decision_options)
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.calib_stats and not os.path.isfile(args.calib_stats):
         ap.error(f"--calib-stats: {args.calib_stats}: no such file")
     if not os.path.isdir(os.path.join(args.sets, "test")):
