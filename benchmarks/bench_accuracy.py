@@ -6,6 +6,8 @@
     python benchmarks/bench_accuracy.py --method old         # before the bias fixes
     python benchmarks/bench_accuracy.py --make-decisions mdfi/data/yolov3-tiny.decisions.json \
         --layer-abits 0=16,10=16,14=16,21=16          # also the entry of the wide-activation variant
+    python benchmarks/bench_accuracy.py --model yolov4-tiny --make-decisions mdfi/data/yolov4-tiny.decisions.json \
+        --decision-options search=0,clip_budget=0.03,shift_strength=1    # the COCO yolov4-tiny recipe's
     python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
     python benchmarks/bench_accuracy.py --method adaround --configs w4a8 --layer-wbits 0=8
     python benchmarks/bench_accuracy.py --method brecq --configs w4a8 --layer-wbits 0=8 --brecq iters=300,p_drop=0.5
@@ -24,7 +26,10 @@ second selection set (people photos), ``test4`` (the same script, ``--splits tes
 held-out set, reported like ``test``; ``--calib-extra DIR`` (its ``calib4``) adds calibration
 photos to the data-driven methods.  ``--make-decisions``
 derives the recipe's shipped decisions (formats searched by their effect on the heads,
-head bias shifts) from the ``calib`` photos only.
+head bias shifts) from the ``calib`` photos only; ``--model yolov4-tiny`` (with
+``--make-decisions`` only) makes those of the official COCO yolov4-tiny, ``--calib-stats``
+takes statistics not yet shipped, ``--decision-options`` the settings of
+``mdfi.quant.formats.choose_decisions`` (search, clip budget, shift strength).
 
 Metric (as ``mdfi eval``): float detections with confidence >= 0.25 are the ground truth,
 fixed-point detections down to 0.005 ranked by confidence, all-point AP per class averaged
