@@ -6,6 +6,8 @@
     python benchmarks/bench_accuracy.py --method old         # before the bias fixes
     python benchmarks/bench_accuracy.py --make-decisions mdfi/data/yolov3-tiny.decisions.json \
         --layer-abits 0=16,10=16,14=16,21=16          # also the entry of the wide-activation variant
+    python benchmarks/bench_accuracy.py --model yolov4-tiny --make-decisions mdfi/data/yolov4-tiny.decisions.json \
+        --decision-options search=0,clip_budget=0.03,shift_strength=1    # the COCO yolov4-tiny recipe's
     python benchmarks/bench_accuracy.py --configs w8a8 --layer-abits 0=16,10=16,14=16,21=16
     python benchmarks/bench_accuracy.py --method adaround --configs w4a8 --layer-wbits 0=8
     python benchmarks/bench_accuracy.py --method brecq --configs w4a8 --layer-wbits 0=8 --brecq iters=300,p_drop=0.5
@@ -24,7 +26,10 @@ second selection set (people photos), ``test4`` (the same script, ``--splits tes
 held-out set, reported like ``test``; ``--calib-extra DIR`` (its ``calib4``) adds calibration
 photos to the data-driven methods.  ``--make-decisions``
 derives the recipe's shipped decisions (formats searched by their effect on the heads,
-head bias shifts) from the ``calib`` photos only.
+head bias shifts) from the ``calib`` photos only; ``--model yolov4-tiny`` (with
+``--make-decisions`` only) makes those of the official COCO yolov4-tiny, ``--calib-stats``
+takes statistics not yet shipped, ``--decision-options`` the settings of
+``mdfi.quant.formats.choose_decisions`` (search, clip budget, shift strength).
 
 Metric (as ``mdfi eval``): float detections with confidence >= 0.25 are the ground truth,
 fixed-point detections down to 0.005 ranked by confidence, all-point AP per class averaged
@@ -123,13 +128,33 @@ def keep_variants(data, text):
 
 
 def calib_inputs(network, sets: str, crops: bool = False, extra=()):
-    """Letterboxed inputs of the calibration photos and their mirror images (``crops``: also
-    the four 75 % corner crops of accuracy_images.variants, six inputs per photo).  ``extra``:
-    more calibration folders (e.g. person_images.py's ``calib4``), each photo treated the same."""
+    """Inputs of the calibration photos and their mirror images, as the model's Darknet makes
+    them (letterboxed for yolov3-tiny; ``crops``: also the four 75 % corner crops of
+    accuracy_images.variants, six inputs per photo).  ``extra``: more calibration folders
+    (e.g. person_images.py's ``calib4``), each photo treated the same."""
     from mdfi.preprocess import image_to_input
     import accuracy_images
-    return [image_to_input(v, network.width, network.height)
+    return [image_to_input(v, network.width, network.height, getattr(network, "letter_box", True))
             for v in accuracy_images.calibration_photos([os.path.join(sets, "calib"), *extra], crops)]
+
+
+#: --decision-options keys (mdfi.quant.formats.choose_decisions arguments) and their parsers.
+DECISION_OPTIONS = {"search": lambda v: {"1": True, "0": False, "true": True, "false": False}[v.lower()],
+                    "clip_budget": float, "shift_strength": float}
+
+
+def decision_options(text):
+    """'search=0,clip_budget=0.03,shift_strength=1' -> choose_decisions keyword arguments."""
+    out = {}
+    for item in [t for t in (text or "").split(",") if t]:
+        k, sep, v = item.partition("=")
+        if not sep or k not in DECISION_OPTIONS:
+            raise ValueError(f"--decision-options: KEY=VALUE with KEY in {', '.join(DECISION_OPTIONS)}, not {item!r}")
+        try:
+            out[k] = DECISION_OPTIONS[k](v)
+        except (KeyError, ValueError):
+            raise ValueError(f"--decision-options: bad value in {item!r}") from None
+    return out
 
 
 def adaround_settings(text):
@@ -331,6 +356,14 @@ def main(argv=None) -> int:
                          "gptq, adaround and nearest-data)")
     ap.add_argument("--make-decisions", metavar="OUT.json", help="derive the recipe decisions from the calib photos")
     ap.add_argument("--decision-configs", default="w8a8")
+    ap.add_argument("--model", default="yolov3-tiny", choices=("yolov3-tiny", "yolov4-tiny"),
+                    help="the zoo model (yolov4-tiny, the official COCO model: with --make-decisions only)")
+    ap.add_argument("--calib-stats", default=None, metavar="FILE",
+                    help="--make-decisions: statistics written by `mdfi calibrate` instead of the model's shipped "
+                         "ones (to make the decisions of a recipe before its statistics are shipped)")
+    ap.add_argument("--decision-options", default=None, metavar="KEY=VALUE,...",
+                    help="--make-decisions: choose_decisions settings search=0|1, clip_budget=PCT, "
+                         "shift_strength=S (default: formats searched, no clip budget, half shifts)")
     ap.add_argument("--layer-abits", default=None, metavar="I=BITS,...",
                     help="wider activations at these layers' outputs (e.g. 0=16,10=16,14=16,21=16); with "
                          "--make-decisions: also write the decisions entry of that variant")
@@ -411,27 +444,45 @@ def main(argv=None) -> int:
         if not os.path.isfile(m):
             ap.error(f"--models: {m}: no such file")
 
+    if args.model != "yolov3-tiny" and not args.make_decisions:
+        ap.error(f"--model {args.model}: with --make-decisions only (benchmarks/bench_accuracy_v4tiny.py --coco "
+                 f"evaluates it)")
+    if (args.calib_stats or args.decision_options) and not args.make_decisions:
+        ap.error("--calib-stats / --decision-options: with --make-decisions only")
+    try:
+        dopts = decision_options(args.decision_options)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.calib_stats and not os.path.isfile(args.calib_stats):
+        ap.error(f"--calib-stats: {args.calib_stats}: no such file")
     if not os.path.isdir(os.path.join(args.sets, "test")):
         accuracy_images.main([args.sets])
-    network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
-    calib = recipes.shipped_calibration("yolov3-tiny")
+    network, names, *_ = _float_network(args.model, None, None, None, True)
+    if args.calib_stats:
+        from mdfi.quant import calibrate
+        calib = calibrate.CalibStats.from_json(args.calib_stats)
+    else:
+        calib = recipes.shipped_calibration(args.model)
+        if calib is None:
+            ap.error(f"{args.model} has no shipped calibration statistics: give --calib-stats FILE")
 
     if args.make_decisions:
         from mdfi.quant.formats import choose_decisions
         xs = calib_inputs(network, args.sets)
+        print(f"{args.model}: decisions from {len(xs)} calibration inputs", file=sys.stderr, flush=True)
         configs = []
         for w, a in parse_bits_list(args.decision_configs):
             t0 = time.perf_counter()
-            d = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True)
+            d = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True, **dopts)
             d["seconds"] = round(time.perf_counter() - t0)
             configs.append(d)
             if wide:                # the searched formats are reused; wide formats and head shifts new
                 t0 = time.perf_counter()
                 d2 = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True, layer_abits=wide,
-                                      searched=d["act_fracs"])
+                                      searched=d["act_fracs"], **dopts)
                 d2["seconds"] = round(time.perf_counter() - t0)
                 configs.append(d2)
-        doc = {"format": "mdfi-recipe-decisions", "version": 1, "model": "yolov3-tiny",
+        doc = {"format": "mdfi-recipe-decisions", "version": 1, "model": args.model,
                "source": "benchmarks/bench_accuracy.py --make-decisions: calib photos of "
                          "benchmarks/accuracy_images.py and their mirror images", "configs": configs}
         with open(args.make_decisions, "w") as fh:

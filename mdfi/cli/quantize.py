@@ -136,6 +136,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     else:
         qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
                               progress=data_methods or rescale, **common, **kw)
+        if not (args.calib or args.calib_stats or args.method):     # the recipe's shipped files
+            how = recipes.describe_source(spec_name, "act_fracs" in kw)
+            if how:
+                qm.options["formats_source"] = how
     size = modelfile.save(qm, args.output, model_name=label)
     float_bytes = 20 + 4 * network.num_params()
     clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)

@@ -27,6 +27,11 @@ RECIPES = {
     "yolov3-tiny": {"calib": "yolov3-tiny.calib.json", "per_channel": True,
                     "act_method": "mse", "weight_method": "mse",
                     "decisions": "yolov3-tiny.decisions.json"},
+    # the official COCO model: mse formats with a 0.03 % clip budget and full head shifts
+    # (no format search), chosen on `val` by the rule committed first (docs/quantization.md)
+    "yolov4-tiny": {"calib": "yolov4-tiny.calib.json", "per_channel": True,
+                    "act_method": "mse", "weight_method": "mse",
+                    "decisions": "yolov4-tiny.decisions.json"},
 }
 DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": False,
             "act_method": None, "weight_method": "mse"}       # None: by statistics source
@@ -94,6 +99,18 @@ def shipped_decisions(spec_name: Optional[str], network: Network, opts: dict, la
                                     opts.get("act_method") or "mse")
     kw["layer_abits"] = want
     return kw
+
+
+def describe_source(spec_name: Optional[str], decisions_used: bool) -> Optional[str]:
+    """``formats_source`` of a model quantized with a recipe's shipped files (``mdfi info``
+    shows it), or None when the model has no shipped statistics."""
+    recipe = RECIPES.get(spec_name or "")
+    if not recipe or _calib_resource(spec_name) is None:
+        return None
+    how = f"recipe {spec_name}: shipped statistics mdfi/data/{recipe['calib']}"
+    if decisions_used:
+        how += f" and decisions mdfi/data/{recipe['decisions']}"
+    return how + " (docs/quantization.md)"
 
 
 def resolve(spec_name: Optional[str], **given) -> dict:
@@ -176,10 +193,13 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         print(f"note: no calibration statistics for {label}: activation formats are estimated from "
               f"batch-norm statistics (less accurate; `mdfi quantize --calib DIR` calibrates on images)",
               file=sys.stderr)
+    decided = shipped_decisions(spec_name, network, opts)
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
-                          weight_method=opts["weight_method"], cfg_text=cfg_text, names=names,
-                          **shipped_decisions(spec_name, network, opts))
+                          weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **decided)
+    how = describe_source(spec_name, bool(decided))
+    if how:
+        qm.options["formats_source"] = how
     qm.name = label
     qm.source = source
     if cache:

