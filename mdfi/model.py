@@ -325,6 +325,11 @@ def _resolve_files(model, cfg, weights, names, download):
         weights_file = weights if weights is not None else zoo.weights_path(spec_name, download=download)
         names_file = names if names is not None else zoo.names_path(spec_name)
         label = spec_name
+        if weights is not None:
+            # a zoo cfg with the user's weights: the recipe's shipped statistics and decisions
+            # were made for the official file and apply only to it
+            from .quant import recipes
+            spec_name = recipes.recipe_name(spec_name, weights_file)
     else:
         if model is not None:
             raise MDFIError("give either a model name or cfg=/weights=, not both")

@@ -122,3 +122,40 @@ def test_golden_export_and_verify(recipe_model, tmp_path):
     golden.export(recipe_model, str(files("mdfi.data").joinpath("sample.jpg")), str(gold), layers=layers,
                   formats=["hex"], thresh=0.25)
     assert main(["verify", str(gold), str(gold)]) == 0
+
+
+# -- a zoo cfg with other weights: the recipe's shipped statistics do not apply ---------------
+
+@pytest.fixture(scope="module")
+def retrained_v3tiny(tmp_path_factory):
+    """yolov3-tiny's cfg with generated weights (a stand-in for a user's retrained file)."""
+    from mdfi.darknet.weights import random_weights, write_weights
+    net = Network.from_cfg(zoo.cfg_path("yolov3-tiny"), warn=False)
+    random_weights(net, seed=7)
+    path = tmp_path_factory.mktemp("retrained") / "yolov3-tiny-retrained.weights"
+    write_weights(net, path)
+    return path
+
+
+def test_recipe_applies_only_to_the_official_weights(retrained_v3tiny, capsys):
+    assert recipes.recipe_name("yolov3-tiny", retrained_v3tiny) is None
+    err = capsys.readouterr().err
+    assert "is not the official yolov3-tiny weights file" in err and "--calib" in err
+    # a model without a recipe is not hashed at all (a missing file would raise otherwise)
+    assert recipes.recipe_name("yolov2-tiny", "/nonexistent/x.weights") == "yolov2-tiny"
+    assert recipes.recipe_name(None, "/nonexistent/x.weights") is None
+
+
+def test_official_weights_keep_the_recipe(tiny_weights_path, capsys):
+    assert recipes.recipe_name("yolov3-tiny", tiny_weights_path) == "yolov3-tiny"
+    assert capsys.readouterr().err == ""
+
+
+def test_load_with_other_weights_quantizes_without_the_recipe(retrained_v3tiny, tmp_path, monkeypatch, capsys):
+    import mdfi
+    monkeypatch.setenv("MDFI_HOME", str(tmp_path))        # an empty quantized-model cache
+    m = mdfi.load("yolov3-tiny", weights=retrained_v3tiny)
+    err = capsys.readouterr().err
+    assert "is not the official yolov3-tiny weights file" in err
+    assert "batch-norm statistics" in err                 # no shipped statistics were used
+    assert "recipe" not in m.engine.qmodel.options.get("formats_source", "")

@@ -136,6 +136,23 @@ def weights_digest(weights_file) -> str:
     return h.hexdigest()
 
 
+def recipe_name(spec_name: Optional[str], weights_file) -> Optional[str]:
+    """``spec_name`` when its recipe applies to ``weights_file``, else None (with a note on
+    stderr).  A recipe's shipped statistics and decisions were derived from the zoo's official
+    weights (its sha256); on other weights under the same cfg (a fine-tuned or retrained
+    model) they would be wrong formats, so such a model is quantized without the recipe."""
+    from .. import zoo
+    if spec_name not in RECIPES:
+        return spec_name
+    official = zoo.get_spec(spec_name).sha256
+    if official is None or weights_digest(weights_file) == official:
+        return spec_name
+    print(f"note: {os.fspath(weights_file)} is not the official {spec_name} weights file (sha256 differs): "
+          f"the {spec_name} recipe's shipped calibration does not apply to it (calibrate these weights "
+          f"on images: mdfi quantize --calib DIR)", file=sys.stderr)
+    return None
+
+
 def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     """(source record, cfg text, label) of a quantization: the record names everything the
     integer model depends on -- MDFI version, sha256 of the cfg text, of the weights file
