@@ -216,6 +216,8 @@ def main(argv=None) -> int:
                          "variants together)")
     ap.add_argument("--models", default=None, metavar="FILE.mdfi[,...]",
                     help="evaluate these quantized models (e.g. written by `mdfi quantize`) instead of --configs")
+    ap.add_argument("--save-dir", metavar="DIR", help="also write each model built to DIR/CONFIG.mdfi (evaluate it "
+                                                     "later with --models)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
     if args.cache is None:
@@ -230,6 +232,10 @@ def main(argv=None) -> int:
                      f"TOKEN+TOKEN with clipP, shiftS, search, emp, gptq, alignmse/alignmax/alignoutput)")
     if any(sp not in ("val", "test", "val4", "test4") for sp in splits):
         ap.error(f"--split: val, test, val4, test4 (comma-separated), not {args.split!r}")
+    if args.save_dir and not os.path.isdir(args.save_dir):
+        ap.error(f"--save-dir: no such folder {args.save_dir!r}")
+    if args.save_dir and args.models:
+        ap.error("--save-dir writes the models built from --configs, not --models")
     if args.calib_stats == "shipped" and not args.coco:
         ap.error("--calib-stats shipped: with --coco only (the zoo model's shipped statistics)")
     if args.calib_stats not in (None, "shipped") and not os.path.isfile(args.calib_stats):
@@ -377,11 +383,14 @@ def main(argv=None) -> int:
             from mdfi.quant import modelfile
             qm, dec = modelfile.load(tag), None
             if [(l.kind, l.out_shape) for l in qm.network.layers] != [(l.kind, l.out_shape) for l in network.layers]:
-                raise SystemExit(f"--models: {tag} is not a yolov4-tiny-10c model")
+                raise SystemExit(f"--models: {tag} is not a {model_label} model")
             tag = os.path.basename(tag)
         else:
             qm, dec = build(tag, wide)
         tq = time.perf_counter() - t0
+        if args.save_dir:
+            from mdfi.quant import modelfile
+            modelfile.save(qm, os.path.join(args.save_dir, tag + ".mdfi"), model_name=model_label)
         herr = objective(qm) if objective else None
         fixed = Model(network, names, FixedEngine(qm, "c"))
         for sp, data in datas.items():
