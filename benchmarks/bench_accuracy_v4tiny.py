@@ -33,7 +33,14 @@ without mirror images as ``mdfi eval --calib`` gathers them):
 * ``w16a16``, ``w8a16``, ``w16a8``, ``w10a10``: plain widths, ``default`` formats;
 * any w8a8 combination written ``TOKEN+TOKEN...``: ``clipP`` (clip budget P % of the
   calibration values), ``shiftS`` (head shifts of strength S), ``search`` (formats searched by
-  head effect), ``emp`` (empirical per-channel bias correction); e.g. ``clip0.03+emp+shift0.5``.
+  head effect), ``emp`` (empirical per-channel bias correction), ``gptq`` (GPTQ weight rounding
+  on the calibration inputs; the head shifts are measured on that model), ``alignmse`` /
+  ``alignmax`` / ``alignoutput`` (mantissa alignment with that step, direction ``fit``,
+  recalibrated on the calibration inputs); e.g. ``clip0.03+emp+shift0.5``, ``clip0.03+shift1+gptq``.
+
+``--calib-stats shipped`` (with ``--coco``): the recipe's shipped statistics
+(``mdfi/data/yolov4-tiny.calib.json``: the ``calib`` photos and their mirror images) instead of
+the ``calib`` photos alone, as the shipped 8-bit recipe was made.
 
 ``--split test4``: the second held-out set of ``person_images.py`` (33 photos, report only,
 like ``test``: refused wherever the script chooses something).
@@ -98,9 +105,18 @@ def parse_config(tag: str):
             opts["search"] = True
         elif tok == "emp":
             emp = True
+        elif tok == "gptq":
+            opts["weight_rounding"] = "gptq"
+        elif tok in ("alignmax", "alignmse", "alignoutput"):
+            opts["align"] = tok[5:]
         else:
             raise ValueError(tok)
     return 8, 8, opts, emp
+
+
+def data_methods(opts) -> dict:
+    """The weight methods of a config's options (``weight_rounding``, ``align``), removed from ``opts``."""
+    return {k: opts.pop(k) for k in ("weight_rounding", "align") if k in opts}
 
 
 def calib_inputs(network, dirs, crops: bool = False):
@@ -185,6 +201,9 @@ def main(argv=None) -> int:
                     help="val, test, val4, test4 (held out, report only) or several joined by commas (val4,test)")
     ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"),
                     help="calib4: the calib photos plus person_images.py's calib4 (statistics and data-driven inputs)")
+    ap.add_argument("--calib-stats", default=None, metavar="FILE|shipped",
+                    help="activation statistics from this file (`mdfi calibrate`), or `shipped` (with --coco: "
+                         "mdfi/data/yolov4-tiny.calib.json, the recipe's) instead of the calib photos")
     ap.add_argument("--calib-crops", action="store_true", help="data-driven inputs: the corner crops as well")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--layer-abits", default=None, metavar="I=BITS,...", help="wider activations at these layers")
@@ -197,6 +216,8 @@ def main(argv=None) -> int:
                          "variants together)")
     ap.add_argument("--models", default=None, metavar="FILE.mdfi[,...]",
                     help="evaluate these quantized models (e.g. written by `mdfi quantize`) instead of --configs")
+    ap.add_argument("--save-dir", metavar="DIR", help="also write each model built to DIR/CONFIG.mdfi (evaluate it "
+                                                     "later with --models)")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON")
     args = ap.parse_args(argv)
     if args.cache is None:
@@ -208,9 +229,19 @@ def main(argv=None) -> int:
             parse_config(c)
         except ValueError:
             ap.error(f"unknown config {c!r} (known: {', '.join(CONFIGS + list(VARIANTS))}, wXaY, "
-                     f"TOKEN+TOKEN with clipP, shiftS, search, emp)")
+                     f"TOKEN+TOKEN with clipP, shiftS, search, emp, gptq, alignmse/alignmax/alignoutput)")
     if any(sp not in ("val", "test", "val4", "test4") for sp in splits):
         ap.error(f"--split: val, test, val4, test4 (comma-separated), not {args.split!r}")
+    if args.save_dir and not os.path.isdir(args.save_dir):
+        ap.error(f"--save-dir: no such folder {args.save_dir!r}")
+    if args.save_dir and args.models:
+        ap.error("--save-dir writes the models built from --configs, not --models")
+    if args.calib_stats == "shipped" and not args.coco:
+        ap.error("--calib-stats shipped: with --coco only (the zoo model's shipped statistics)")
+    if args.calib_stats not in (None, "shipped") and not os.path.isfile(args.calib_stats):
+        ap.error(f"--calib-stats: no such file {args.calib_stats!r}")
+    if args.calib_stats and args.calib_set != "calib":
+        ap.error("give --calib-stats or --calib-set calib4, not both")
     if (args.head_error or args.greedy_abits) and splits[0] in ("test", "test4"):
         ap.error("--head-error / --greedy-abits choose things: not on test or test4")
 
@@ -245,7 +276,13 @@ def main(argv=None) -> int:
     cdirs = [os.path.join(args.sets, "calib")]
     if args.calib_set == "calib4":
         cdirs.append(os.path.join(args.person_sets, "calib4"))
-    calib = calibrate.collect(network, [p for d in cdirs for p in calibrate.list_images(d)])
+    if args.calib_stats == "shipped":
+        from mdfi.quant import recipes
+        calib = recipes.shipped_calibration("yolov4-tiny")
+    elif args.calib_stats:
+        calib = calibrate.CalibStats.from_json(args.calib_stats)
+    else:
+        calib = calibrate.collect(network, [p for d in cdirs for p in calibrate.list_images(d)])
     datas = {sp: float_split(network, names, person_images.split_dir(sp, args.sets, args.person_sets), sp, args.cache)
              for sp in splits}
     float_bytes = 4 * network.num_params()
@@ -265,7 +302,8 @@ def main(argv=None) -> int:
         nonlocal xs
         w, a, opts, emp = parse_config(tag)
         dec, extra = None, {}
-        if opts is not None and not (emp or opts["search"] or opts["shift_strength"]):
+        wm = data_methods(opts) if opts is not None else {}
+        if opts is not None and not (emp or wm or opts["search"] or opts["shift_strength"]):
             from mdfi.quant.formats import widen_formats      # formats only: no calibration inputs needed
             from mdfi.quant.quantize import unify_route_formats
             fr = calibrate.choose_formats(calib, network, a, "mse", clip_budget=opts["clip_budget"]) \
@@ -279,8 +317,15 @@ def main(argv=None) -> int:
             if xs is None:
                 xs = calib_inputs(network, cdirs, crops=args.calib_crops)
             final = dict(bias_correction="empirical", calib_inputs=xs) if emp else None
+            if wm.get("weight_rounding"):       # the shifts measured on the model with these weights
+                final = dict(final or {}, weight_rounding=wm["weight_rounding"], calib_inputs=xs)
+            al = None
+            if wm.get("align"):                 # mantissa alignment mse|max|output / fit, recalibrated on xs
+                from mdfi.quant.align import prepare
+                al = prepare(network, wm["align"], direction="fit", wbits=w, abits=a, layer_abits=wide,
+                             per_channel=True, inputs=xs)
             dec, qm = choose_decisions(network, calib, xs, wbits=w, abits=a, per_channel=True, layer_abits=wide,
-                                       final=final, with_model=True, progress=False, **opts)
+                                       final=final, with_model=True, progress=False, align=al, **opts)
             return qm, dec
         return quantize_network(network, wbits=w, abits=a, per_channel=True, calib=calib, names=names,
                                 layer_abits=wide, **extra), dec
@@ -325,7 +370,8 @@ def main(argv=None) -> int:
 
     for sp, data in datas.items():
         print(f"{model_label} ({network.darknet}) on the {sp} photos: {len(data)} images, "
-              f"{sum(len(d[2]) for d in data)} float detections at 0.25; calibration {args.calib_set}"
+              f"{sum(len(d[2]) for d in data)} float detections at 0.25; calibration "
+              f"{('statistics ' + args.calib_stats) if args.calib_stats else args.calib_set}"
               f"{' + crops' if args.calib_crops else ''}"
               f"{'; activations ' + ','.join(f'{i}={b}' for i, b in sorted(wide.items())) if wide else ''}")
     print(f"{'config':<14} {'mAP@.5':>7} {'kept':>12} {'extra':>10} {'dconf@.25':>9} {'bias':>8} {'lower':>6} "
@@ -337,11 +383,14 @@ def main(argv=None) -> int:
             from mdfi.quant import modelfile
             qm, dec = modelfile.load(tag), None
             if [(l.kind, l.out_shape) for l in qm.network.layers] != [(l.kind, l.out_shape) for l in network.layers]:
-                raise SystemExit(f"--models: {tag} is not a yolov4-tiny-10c model")
+                raise SystemExit(f"--models: {tag} is not a {model_label} model")
             tag = os.path.basename(tag)
         else:
             qm, dec = build(tag, wide)
         tq = time.perf_counter() - t0
+        if args.save_dir:
+            from mdfi.quant import modelfile
+            modelfile.save(qm, os.path.join(args.save_dir, tag + ".mdfi"), model_name=model_label)
         herr = objective(qm) if objective else None
         fixed = Model(network, names, FixedEngine(qm, "c"))
         for sp, data in datas.items():
@@ -364,7 +413,8 @@ def main(argv=None) -> int:
     print("size: parameters at their declared widths vs float32")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"model": "yolov4-tiny-10c", "split": args.split, "calib_set": args.calib_set,
+            json.dump({"model": model_label, "split": args.split, "calib_set": args.calib_set,
+                       "calib_stats": args.calib_stats,
                        "layer_abits": {str(k): v for k, v in wide.items()},
                        "images": {sp: len(d) for sp, d in datas.items()}, "rows": rows}, fh, indent=1)
     return 0

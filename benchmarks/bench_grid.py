@@ -2,6 +2,7 @@
 
     python benchmarks/bench_grid.py --model yolov4-tiny-10c --split val4,test,test4 --bootstrap 1000
     python benchmarks/bench_grid.py --model yolov3-tiny --split val,test
+    python benchmarks/bench_grid.py --model yolov4-tiny --split val,test,test4 --modes w-mdfi,w-float,w-float-mse
     python benchmarks/bench_grid.py --model yolov4-tiny-10c --split val4,test,test4 --modes a-pot,a-float
     python benchmarks/bench_grid.py --model yolov3-tiny --split val,test --modes a-pot,a-float
     python benchmarks/bench_grid.py --model yolov4-tiny-10c --split test4 --modes w-mdfi,w-float --paired 1000
@@ -38,7 +39,9 @@ pixels at 1/255 as MDFI's uint8 input; weights float):
 
 * ``a-pot``: the formats MDFI chooses by default (read from a w16a8 model built with the
   ``mse`` formats, 0.01 % clip budget, routes unified): ``Q(8, frac)``, step ``2**-frac``;
-* ``a-pot-recipe`` (yolov3-tiny): the shipped w8a8 recipe's formats (searched by head effect);
+* ``a-pot-recipe`` (yolov3-tiny, yolov4-tiny): the shipped w8a8 recipe's formats (yolov3-tiny:
+  searched by head effect; yolov4-tiny: ``mse`` with the 0.03 % clip budget; the head shifts
+  are not applied, the weights being float);
 * ``a-float``: float scale ``max|x| / 127`` from the same calibration statistics (MinMax,
   symmetric and signed like MDFI's formats, nothing clipped on the calibration photos);
 * ``a-float-mse``: MDFI's own ``mse`` criterion (expected squared error over the same
@@ -49,8 +52,9 @@ Both: ``W+A`` (e.g. ``w-mdfi+a-pot``, ``w-float+a-float-asym``): the weight mode
 activation mode together (activation formats from the float network's statistics).
 
 Routes: the float-scale modes quantize each tensor with its own scale (no route unification).
-Calibration: yolov3-tiny the shipped statistics (``calib`` photos); yolov4-tiny the ``calib``
-photos, plus ``calib4`` with ``--calib-set calib4``.  Nothing is chosen from these numbers.
+Calibration: yolov3-tiny and yolov4-tiny (the official COCO model of the zoo) their shipped
+statistics (``calib`` photos and their mirror images); yolov4-tiny-10c the ``calib`` photos, plus
+``calib4`` with ``--calib-set calib4``.  Nothing is chosen from these numbers.
 """
 
 from __future__ import annotations
@@ -70,6 +74,9 @@ sys.path.insert(0, HERE)
 
 WEIGHT_MODES = ["fold", "w-mdfi", "w-mdfi-fb", "w-pot", "w-float", "w-float-mse"]
 ACT_MODES = ["a-pot", "a-pot-recipe", "a-float", "a-float-mse", "a-float-asym"]
+#: zoo models: the official weights and their shipped statistics (and, for a-pot-recipe, decisions)
+ZOO_MODELS = ("yolov3-tiny", "yolov4-tiny")
+MODELS = ("yolov3-tiny", "yolov4-tiny", "yolov4-tiny-10c")
 DEFAULT_MODES = ["fold", "w-mdfi", "w-mdfi-fb", "w-pot", "w-float", "w-float-mse"]
 
 
@@ -231,12 +238,21 @@ def act_quantizer(network, qm, calib, mode: str):
 
 
 def load_model(name: str, args):
-    """(network, names, calib stats) of yolov3-tiny (zoo) or yolov4-tiny-10c (customyolov4 weights)."""
+    """(network, names, calib stats) of yolov3-tiny or yolov4-tiny (zoo; their shipped statistics)
+    or yolov4-tiny-10c (customyolov4 weights; statistics of the calib photos)."""
     from mdfi.quant import calibrate, recipes
-    if name == "yolov3-tiny":
+    if name in ZOO_MODELS:
         from mdfi.model import _float_network
-        network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
-        return network, names, recipes.shipped_calibration("yolov3-tiny")
+        if getattr(args, "weights", None):       # yolov4-tiny: a local copy of the official weights
+            from mdfi import zoo
+            from mdfi.darknet.network import Network
+            from mdfi.darknet.weights import load_weights
+            network = Network.from_cfg(zoo.cfg_path(name), warn=False)
+            load_weights(network, args.weights)
+            names = zoo.load_names(zoo.names_path(name))
+        else:
+            network, names, *_ = _float_network(name, None, None, None, True)
+        return network, names, recipes.shipped_calibration(name)
     from mdfi import zoo
     from mdfi.darknet.network import Network
     from mdfi.darknet.weights import load_weights
@@ -253,16 +269,21 @@ def load_model(name: str, args):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="yolov4-tiny-10c", choices=("yolov3-tiny", "yolov4-tiny-10c"))
+    ap.add_argument("--model", default="yolov4-tiny-10c", choices=MODELS,
+                    help="yolov3-tiny / yolov4-tiny: the zoo's official weights and shipped statistics "
+                         "(yolov4-tiny = the 80-class COCO model); yolov4-tiny-10c: customyolov4 weights")
     ap.add_argument("--split", default="test", help="val, test, val4, test4, comma-separated")
     ap.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"of {', '.join(WEIGHT_MODES + ACT_MODES)}")
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
     ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"),
-                    help="float-path cache (yolov4-tiny: its subfolder yolov4-tiny-10c, as bench_accuracy_v4tiny)")
-    ap.add_argument("--weights", help="yolov4-tiny: local yolov4-tiny-final.weights of customyolov4==2")
+                    help="float-path cache (yolov4-tiny / -10c: its subfolder yolov4-tiny-coco / yolov4-tiny-10c, "
+                         "as bench_accuracy_v4tiny)")
+    ap.add_argument("--weights", help="yolov4-tiny-10c: local yolov4-tiny-final.weights of customyolov4==2; "
+                                      "yolov4-tiny: a local copy of the official COCO weights")
     ap.add_argument("--calib-set", default="calib", choices=("calib", "calib4"),
-                    help="yolov4-tiny activation statistics: calib, or calib + calib4")
+                    help="yolov4-tiny-10c activation statistics: calib, or calib + calib4 (the zoo models "
+                         "use their shipped statistics)")
     ap.add_argument("--bootstrap", type=int, default=0, metavar="N")
     ap.add_argument("--paired", type=int, default=0, metavar="N",
                     help="also each row's agreement minus the first mode's, over N paired photo resamplings")
@@ -274,6 +295,14 @@ def main(argv=None) -> int:
         ap.error(f"--modes: of {', '.join(WEIGHT_MODES + ACT_MODES)}")
     if any(sp not in ("val", "test", "val4", "test4") for sp in splits):
         ap.error("--split: val, test, val4, test4")
+    if args.model in ZOO_MODELS and args.calib_set != "calib":
+        ap.error(f"--calib-set {args.calib_set}: yolov4-tiny-10c only ({args.model} uses its shipped statistics)")
+    if args.weights and args.model == "yolov3-tiny":
+        ap.error("--weights: yolov4-tiny or yolov4-tiny-10c only")
+    if args.weights and not os.path.isfile(args.weights):
+        ap.error(f"--weights: no such file {args.weights!r}")
+    if any("a-pot-recipe" in m.split("+") for m in modes) and args.model not in ZOO_MODELS:
+        ap.error("a-pot-recipe: yolov3-tiny or yolov4-tiny only (their shipped w8a8 decisions)")
 
     from mdfi.eval import evaluate
     from mdfi.model import Model
@@ -286,7 +315,8 @@ def main(argv=None) -> int:
         if sp in ("val4", "test4"):
             person_images.ensure_split(sp, args.person_sets)
     network, names, calib = load_model(args.model, args)
-    cache = args.cache if args.model == "yolov3-tiny" else os.path.join(args.cache, "yolov4-tiny-10c")
+    cache = args.cache if args.model == "yolov3-tiny" else \
+        os.path.join(args.cache, "yolov4-tiny-coco" if args.model == "yolov4-tiny" else "yolov4-tiny-10c")
     datas = {sp: float_split(network, names, person_images.split_dir(sp, args.sets, args.person_sets), sp, cache)
              for sp in splits}
     for sp, data in datas.items():
@@ -297,11 +327,9 @@ def main(argv=None) -> int:
     if any("a-" in m for m in modes):
         # MDFI's default activation formats (mse, 0.01 % clip budget, routes unified), 8 bits
         qa = quantize_network(network, wbits=16, abits=8, per_channel=True, calib=calib, names=names)
-        if "a-pot-recipe" in modes:
-            if args.model != "yolov3-tiny":
-                ap.error("a-pot-recipe: yolov3-tiny only (its shipped w8a8 decisions)")
+        if any("a-pot-recipe" in m.split("+") for m in modes):
             from mdfi.quant import recipes
-            extra = recipes.shipped_decisions("yolov3-tiny", network, dict(wbits=8, abits=8, per_channel=True),
+            extra = recipes.shipped_decisions(args.model, network, dict(wbits=8, abits=8, per_channel=True),
                                               calib=calib)
             qa_recipe = quantize_network(network, wbits=8, abits=8, per_channel=True, calib=calib, names=names,
                                          **extra)

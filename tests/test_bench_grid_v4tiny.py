@@ -1,0 +1,73 @@
+"""benchmarks/bench_grid.py's --model choices and benchmarks/bench_accuracy_v4tiny.py's weight-method
+tokens and statistics options, without the photo sets or the network: bad input is refused with
+one line before any heavy work (round 10, docs/quantization.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import bench_accuracy_v4tiny  # noqa: E402
+import bench_grid  # noqa: E402
+
+
+def test_grid_models():
+    assert "yolov4-tiny" in bench_grid.MODELS and "yolov4-tiny" in bench_grid.ZOO_MODELS
+    assert "yolov4-tiny-10c" not in bench_grid.ZOO_MODELS
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--model", "yolov5"], "invalid choice"),
+    (["--model", "yolov4-tiny", "--calib-set", "calib4"], "yolov4-tiny-10c only"),
+    (["--model", "yolov3-tiny", "--calib-set", "calib4"], "yolov4-tiny-10c only"),
+    (["--model", "yolov4-tiny", "--weights", "/nonexistent.weights"], "no such file"),
+    (["--model", "yolov3-tiny", "--weights", "{tmp}"], "--weights"),
+    (["--model", "yolov4-tiny-10c", "--modes", "a-pot-recipe"], "a-pot-recipe"),
+    (["--model", "yolov4-tiny-10c", "--modes", "w-float+a-pot-recipe"], "a-pot-recipe"),
+    (["--model", "yolov4-tiny", "--modes", "w-gptq"], "--modes"),
+    (["--model", "yolov4-tiny", "--split", "train"], "--split"),
+])
+def test_grid_refused_before_work(tmp_path, capsys, argv, msg):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        bench_grid.main(argv + ["--sets", str(tmp_path / "nosets"), "--person-sets", str(tmp_path / "nop"),
+                                "--cache", str(tmp_path / "c")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert msg in err and ": error: " in err.strip().splitlines()[-1]
+    assert not (tmp_path / "nosets").exists() and not (tmp_path / "c").exists()
+
+
+def test_v4tiny_weight_tokens():
+    w, a, opts, emp = bench_accuracy_v4tiny.parse_config("clip0.03+shift1+gptq+alignmse")
+    assert (w, a, emp) == (8, 8, False)
+    assert opts == dict(search=False, clip_budget=0.03, shift_strength=1.0, weight_rounding="gptq", align="mse")
+    wm = bench_accuracy_v4tiny.data_methods(opts)
+    assert wm == dict(weight_rounding="gptq", align="mse")
+    assert opts == dict(search=False, clip_budget=0.03, shift_strength=1.0)   # choose_decisions' options only
+    assert bench_accuracy_v4tiny.data_methods(bench_accuracy_v4tiny.parse_config("recipe")[2]) == {}
+    for bad in ("clip0.03+gptqx", "clip0.03+alignfoo"):
+        with pytest.raises(ValueError):
+            bench_accuracy_v4tiny.parse_config(bad)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--calib-stats", "shipped"], "with --coco only"),
+    (["--coco", "--calib-stats", "/nonexistent.json"], "no such file"),
+    (["--coco", "--calib-stats", "shipped", "--calib-set", "calib4"], "not both"),
+    (["--coco", "--configs", "clip0.03+gptqx"], "unknown config"),
+    (["--coco", "--save-dir", "/nonexistent-dir"], "no such folder"),
+    (["--coco", "--save-dir", "{tmp}", "--models", "x.mdfi"], "--save-dir"),
+])
+def test_v4tiny_refused_before_work(tmp_path, capsys, argv, msg):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        bench_accuracy_v4tiny.main(argv + ["--sets", str(tmp_path / "nosets"), "--person-sets",
+                                           str(tmp_path / "nop"), "--cache", str(tmp_path / "c")])
+    assert exc.value.code == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "nosets").exists() and not (tmp_path / "c").exists()
