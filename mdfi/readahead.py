@@ -17,7 +17,6 @@ image and exits.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, Tuple, TypeVar
 

@@ -74,7 +74,6 @@ class ShortcutLayer(Layer):
             if not ab:
                 c1, h1, w1 = shapes[1]
                 c2, h2, w2 = shapes[0]
-                stride, sample = max(w1 // w2, 1), max(w2 // w1, 1)
                 if w1 // w2 != h1 // h2 or w2 // w1 != h2 // h1:
                     raise sec.error(f"from: {w1}x{h1} -> {w2}x{h2} fails pjreddie's shortcut_cpu assertions "
                                     f"(src/blas.c:72-73)", "from")
