@@ -243,16 +243,14 @@ def load_model(name: str, args):
     from mdfi.quant import calibrate, recipes
     if name in ZOO_MODELS:
         from mdfi.model import _float_network
-        if getattr(args, "weights", None):       # yolov4-tiny: a local copy of the official weights
-            from mdfi import zoo
-            from mdfi.darknet.network import Network
-            from mdfi.darknet.weights import load_weights
-            network = Network.from_cfg(zoo.cfg_path(name), warn=False)
-            load_weights(network, args.weights)
-            names = zoo.load_names(zoo.names_path(name))
-        else:
-            network, names, *_ = _float_network(name, None, None, None, True)
-        return network, names, recipes.shipped_calibration(name)
+        # --weights (yolov4-tiny): a local copy of the official weights; the shipped statistics
+        # only if it is the official file (recipes.recipe_name, as mdfi.load)
+        network, names, _, spec, _ = _float_network(name, None, getattr(args, "weights", None), None, True)
+        calib = recipes.shipped_calibration(spec)
+        if calib is None:
+            raise SystemExit(f"bench_grid.py: {args.weights}: not the official {name} weights; its shipped "
+                             f"statistics do not apply")
+        return network, names, calib
     from mdfi import zoo
     from mdfi.darknet.network import Network
     from mdfi.darknet.weights import load_weights
