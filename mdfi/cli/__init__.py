@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--bits", default="8", metavar="LIST",
                    help="widths to evaluate: e.g. 16,12,10,8,6,4 or pairs w4a8 (default 8)")
     e.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
-                   help="per-channel weight formats (default: the model's recipe)")
+                   help="per-channel weight formats (the default)")
     e.add_argument("--per-layer", dest="per_channel", action="store_false",
                    help="one weight format per layer")
     e.add_argument("--calib", metavar="DIR", help="calibrate on these images (default: shipped statistics)")

@@ -221,10 +221,10 @@ def add_quantize_parser(sub) -> None:
     q.add_argument("--wbits", type=bits_arg, default=None, help="weight width 2..16 (default 8)")
     q.add_argument("--abits", type=bits_arg, default=None, help="activation width 2..16 (default 8)")
     q.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
-                   help="one weight format per output channel (default: the model's recipe, as "
-                        "`mdfi detect` uses it; per channel for the zoo models)")
+                   help="one weight format per output channel (the default, for every model)")
     q.add_argument("--per-layer", dest="per_channel", action="store_false",
-                   help="one weight format per layer")
+                   help="one weight format per layer (before round 11 the default of models "
+                        "without a recipe)")
     q.add_argument("--rounding", choices=("half_up", "truncate"), default=None,
                    help="rounding of every requantizing shift (default half_up)")
     q.add_argument("--layer-rounding", type=layer_rounding_arg, default=None, metavar="I=MODE,...",

@@ -33,7 +33,9 @@ RECIPES = {
                     "act_method": "mse", "weight_method": "mse",
                     "decisions": "yolov4-tiny.decisions.json"},
 }
-DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": False,
+# per-channel weights for every model: chosen for models without a recipe by the rule of
+# docs/quantization.md "Round 11" (yolov3-tiny, yolov4-tiny COCO and 10-class on val / val4)
+DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": True,
             "act_method": None, "weight_method": "mse"}       # None: by statistics source
 
 
