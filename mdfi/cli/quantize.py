@@ -37,6 +37,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     uses_inputs = (args.weight_rounding != "nearest" or args.bias_correction == "empirical"
                    or args.size_budget is not None or bool(args.align) or args.act_equalize is not None
                    or args.gain_correction is not None)
+    if args.bn_estimate and (args.calib or args.calib_stats):
+        raise MDFIError("give --bn-estimate or calibration statistics (--calib / --calib-stats), not both")
     if (args.search or args.calib_crops) and not args.calib:
         raise MDFIError("--search and --calib-crops need calibration images (--calib DIR)")
     if args.calib_crops and not (uses_inputs or args.search):
@@ -85,15 +87,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     elif args.calib_stats:
         calib = calibrate.CalibStats.from_json(args.calib_stats)
         how = f"calibration statistics from {args.calib_stats}"
+    elif args.bn_estimate:
+        calib = calibrate.estimate_from_batchnorm(network)
+        how = "--bn-estimate: activation formats estimated from batch-norm statistics (no photos)"
     else:
-        calib = recipes.shipped_calibration(spec_name)
-        if calib is not None:
-            how = f"shipped calibration statistics of {spec_name} (docs/quantization.md)"
-        else:
-            calib = calibrate.estimate_from_batchnorm(network)
-            how = ("no calibration images: activation formats estimated from batch-norm statistics "
-                   "(pass --calib DIR for better accuracy)")
-    if (args.calib or args.calib_stats) and args.method is None:
+        calib, how = recipes.default_calibration(spec_name, network)
+    if (args.calib or args.calib_stats or args.bn_estimate) and args.method is None:
         opts["act_method"] = None              # chosen by the statistics' source (mse for images)
     print(f"mdfi quantize: {how}", file=sys.stderr)
     cfg_text = read_cfg_text(network.path)
@@ -136,10 +135,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     else:
         qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
                               progress=data_methods or rescale, **common, **kw)
-        if not (args.calib or args.calib_stats or args.method):     # the recipe's shipped files
-            how = recipes.describe_source(spec_name, "act_fracs" in kw)
-            if how:
-                qm.options["formats_source"] = how
+        if not (args.calib or args.calib_stats or args.method or args.bn_estimate):   # shipped files
+            qm.options["formats_source"] = recipes.describe_source(spec_name, "act_fracs" in kw)
     size = modelfile.save(qm, args.output, model_name=label)
     float_bytes = 20 + 4 * network.num_params()
     clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)
@@ -218,6 +215,10 @@ def add_quantize_parser(sub) -> None:
     add_model_args(q)
     q.add_argument("--calib", metavar="DIR", help="calibrate activation formats on these images")
     q.add_argument("--calib-stats", metavar="FILE", help="use statistics saved by `mdfi calibrate`")
+    q.add_argument("--bn-estimate", action="store_true",
+                   help="no photos at all: activation formats estimated from batch-norm statistics "
+                        "(default without --calib: the recipe's statistics, else the shipped sample "
+                        "photo's; docs/quantization.md round 11)")
     q.add_argument("--wbits", type=bits_arg, default=None, help="weight width 2..16 (default 8)")
     q.add_argument("--abits", type=bits_arg, default=None, help="activation width 2..16 (default 8)")
     q.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,

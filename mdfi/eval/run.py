@@ -50,7 +50,7 @@ def scale_options(args: argparse.Namespace) -> dict:
 
 
 def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
-    from ..quant import calibrate, modelfile, recipes
+    from ..quant import modelfile, recipes
     from . import evaluate
     from ..scale import imagejobs
     from ..fixedpoint import parse_bits_list
@@ -75,12 +75,12 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
                                            cluster=scale["cluster"], ship=scale["ship"])
         calib_src = args.calib
     else:
-        calib = recipes.shipped_calibration(spec_name)
-        calib_src = "shipped statistics" if calib is not None else None
-        if calib is None:
-            calib = calibrate.estimate_from_batchnorm(network)
-            calib_src = "batch-norm estimate (no calibration images)"
-            print("note: no calibration statistics: activation formats estimated from batch norm", file=sys.stderr)
+        calib, how = recipes.default_calibration(spec_name, network)
+        if recipes.has_shipped_calibration(spec_name):
+            calib_src = "shipped statistics"
+        else:
+            calib_src = f"shipped sample photo mdfi/data/{recipes.SAMPLE_PHOTO} and its mirror image"
+            print(f"note: {how}", file=sys.stderr)
     engine = args.engine or DEFAULT_ENGINE
     with open(network.path, "r", encoding="utf-8") as fh:
         cfg_text = fh.read()

@@ -47,11 +47,50 @@ def _calib_resource(spec_name: Optional[str]):
     return res if res.is_file() else None
 
 
+def has_shipped_calibration(spec_name: Optional[str]) -> bool:
+    """Whether ``spec_name`` is a recipe with shipped calibration statistics."""
+    return _calib_resource(spec_name) is not None
+
+
 def shipped_calibration(spec_name: Optional[str]):
     """The shipped :class:`~mdfi.quant.calibrate.CalibStats` of a zoo model, or None."""
     from . import calibrate
     res = _calib_resource(spec_name)
     return None if res is None else calibrate.CalibStats.from_json(res)
+
+
+#: The photo a model without a recipe is calibrated on when the user gives none (with its mirror
+#: image): chosen over the batch-norm estimate by docs/quantization.md "Round 11".
+SAMPLE_PHOTO = "sample.jpg"
+
+
+def sample_calibration(network: Network):
+    """Statistics of the shipped sample photo (``mdfi/data/sample.jpg``) and its mirror image
+    through ``network``'s float forward pass: what a model without a recipe is calibrated on
+    when no calibration photos are given (two forward passes; docs/quantization.md, round 11)."""
+    from . import calibrate
+    res = files("mdfi.data").joinpath(SAMPLE_PHOTO)
+    with res.open("rb") as fh:
+        from PIL import Image
+        with Image.open(fh) as im:
+            im.load()
+            photo = im.copy()
+    stats = calibrate.collect(network, [photo], progress=False, augment=True,
+                              source=f"mdfi/data/{SAMPLE_PHOTO} and its mirror image")
+    return stats
+
+
+def default_calibration(spec_name: Optional[str], network: Network):
+    """(statistics, one-line description) when the user gives no calibration photos: the
+    recipe's shipped statistics, else those of the shipped sample photo
+    (:func:`sample_calibration`)."""
+    calib = shipped_calibration(spec_name)
+    if calib is not None:
+        return calib, f"shipped calibration statistics of {spec_name} (docs/quantization.md)"
+    return sample_calibration(network), (
+        f"no calibration photos given: activation formats from the shipped sample photo "
+        f"mdfi/data/{SAMPLE_PHOTO} and its mirror image (`--calib DIR` with photos of your "
+        f"own scenes is better)")
 
 
 def _decisions_resource(spec_name: Optional[str]):
@@ -103,12 +142,14 @@ def shipped_decisions(spec_name: Optional[str], network: Network, opts: dict, la
     return kw
 
 
-def describe_source(spec_name: Optional[str], decisions_used: bool) -> Optional[str]:
-    """``formats_source`` of a model quantized with a recipe's shipped files (``mdfi info``
-    shows it), or None when the model has no shipped statistics."""
+def describe_source(spec_name: Optional[str], decisions_used: bool) -> str:
+    """``formats_source`` of a model quantized without calibration photos given (``mdfi info``
+    shows it): the recipe's shipped files, or the shipped sample photo for a model without a
+    recipe (:func:`default_calibration`)."""
     recipe = RECIPES.get(spec_name or "")
     if not recipe or _calib_resource(spec_name) is None:
-        return None
+        return f"statistics of the shipped sample photo mdfi/data/{SAMPLE_PHOTO} and its mirror image " \
+               f"(no calibration photos given; docs/quantization.md round 11)"
     how = f"recipe {spec_name}: shipped statistics mdfi/data/{recipe['calib']}"
     if decisions_used:
         how += f" and decisions mdfi/data/{recipe['decisions']}"
@@ -163,8 +204,8 @@ def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     file is quantized again)."""
     from ..darknet.cfgfile import read_cfg_text
     cfg_text = read_cfg_text(cfg_file)                  # validated: regular file, size, UTF-8
-    res = _calib_resource(spec_name)
-    calib_sha = hashlib.sha256(res.read_bytes()).hexdigest() if res is not None else None
+    res = _calib_resource(spec_name) or files("mdfi.data").joinpath(SAMPLE_PHOTO)
+    calib_sha = hashlib.sha256(res.read_bytes()).hexdigest()
     dres = _decisions_resource(spec_name)
     if dres is not None:            # the recipe's shipped decisions are part of the calibration
         calib_sha = f"{calib_sha}+{hashlib.sha256(dres.read_bytes()).hexdigest()}"
@@ -207,18 +248,14 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         except ModelFileError:
             pass                        # damaged cache entry: quantize again below
     network = load_network()
-    calib = shipped_calibration(spec_name)
-    if calib is None:
-        print(f"note: no calibration statistics for {label}: activation formats are estimated from "
-              f"batch-norm statistics (less accurate; `mdfi quantize --calib DIR` calibrates on images)",
-              file=sys.stderr)
+    calib, how = default_calibration(spec_name, network)
+    if not has_shipped_calibration(spec_name):
+        print(f"note: {label}: {how}", file=sys.stderr)
     decided = shipped_decisions(spec_name, network, opts)
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                           weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **decided)
-    how = describe_source(spec_name, bool(decided))
-    if how:
-        qm.options["formats_source"] = how
+    qm.options["formats_source"] = describe_source(spec_name, bool(decided))
     qm.name = label
     qm.source = source
     if cache:
