@@ -319,3 +319,20 @@ def test_cli_clip_budget_refusals(tmp_path, capsys, extra, words):
     rc = main(["quantize", "--model", "yolov3-tiny", "-o", str(tmp_path / "m.mdfi")] + extra)
     err = capsys.readouterr().err
     assert rc != 0 and words in err and "Traceback" not in err, err
+
+
+def test_quantize_without_calibration_non_rgb_input_uses_the_estimate(tmp_path, capsys):
+    """The shipped sample photo is RGB: a network with another input channel count falls back
+    to the batch-norm estimate without photos, and says so."""
+    cfg = tmp_path / "gray.cfg"
+    text = (DARKNET / "mini-yolov3" / "mini-yolov3.cfg").read_text()
+    assert "channels=3" in text
+    cfg.write_text(text.replace("channels=3", "channels=1"))
+    net = Network.from_cfg(cfg)
+    random_weights(net, 1)
+    from mdfi.darknet.weights import write_weights
+    write_weights(net, tmp_path / "gray.weights")
+    assert main(["quantize", "--cfg", str(cfg), "--weights", str(tmp_path / "gray.weights"),
+                 "-o", str(tmp_path / "g.mdfi")]) == 0
+    assert "estimated from batch-norm statistics (the shipped sample photo is RGB" in capsys.readouterr().err
+    assert modelfile.load(tmp_path / "g.mdfi").options["formats_source"] == "batchnorm-estimate"

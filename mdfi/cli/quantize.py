@@ -136,7 +136,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
                               progress=data_methods or rescale, **common, **kw)
         if not (args.calib or args.calib_stats or args.method or args.bn_estimate):   # shipped files
-            qm.options["formats_source"] = recipes.describe_source(spec_name, "act_fracs" in kw)
+            how = recipes.describe_source(spec_name, "act_fracs" in kw, calib)
+            if how:
+                qm.options["formats_source"] = how
     size = modelfile.save(qm, args.output, model_name=label)
     float_bytes = 20 + 4 * network.num_params()
     clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)

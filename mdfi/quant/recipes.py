@@ -87,6 +87,11 @@ def default_calibration(spec_name: Optional[str], network: Network):
     calib = shipped_calibration(spec_name)
     if calib is not None:
         return calib, f"shipped calibration statistics of {spec_name} (docs/quantization.md)"
+    if network.channels != 3:                   # the sample photo is RGB
+        from . import calibrate
+        return calibrate.estimate_from_batchnorm(network), (
+            f"no calibration photos given: activation formats estimated from batch-norm statistics "
+            f"(the shipped sample photo is RGB; this network's input has {network.channels} channel(s))")
     return sample_calibration(network), (
         f"no calibration photos given: activation formats from the shipped sample photo "
         f"mdfi/data/{SAMPLE_PHOTO} and its mirror image (`--calib DIR` with photos of your "
@@ -142,12 +147,15 @@ def shipped_decisions(spec_name: Optional[str], network: Network, opts: dict, la
     return kw
 
 
-def describe_source(spec_name: Optional[str], decisions_used: bool) -> str:
+def describe_source(spec_name: Optional[str], decisions_used: bool, calib=None) -> Optional[str]:
     """``formats_source`` of a model quantized without calibration photos given (``mdfi info``
     shows it): the recipe's shipped files, or the shipped sample photo for a model without a
-    recipe (:func:`default_calibration`)."""
+    recipe (:func:`default_calibration`; None when ``calib``, the statistics used, is the
+    batch-norm estimate: the model records that itself)."""
     recipe = RECIPES.get(spec_name or "")
     if not recipe or _calib_resource(spec_name) is None:
+        if calib is not None and calib.meta.get("method") == "batchnorm-estimate":
+            return None
         return f"statistics of the shipped sample photo mdfi/data/{SAMPLE_PHOTO} and its mirror image " \
                f"(no calibration photos given; docs/quantization.md round 11)"
     how = f"recipe {spec_name}: shipped statistics mdfi/data/{recipe['calib']}"
@@ -255,7 +263,9 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                           weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **decided)
-    qm.options["formats_source"] = describe_source(spec_name, bool(decided))
+    how = describe_source(spec_name, bool(decided), calib)
+    if how:
+        qm.options["formats_source"] = how
     qm.name = label
     qm.source = source
     if cache:
