@@ -90,11 +90,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     elif args.bn_estimate:
         calib = calibrate.estimate_from_batchnorm(network)
         how = "--bn-estimate: activation formats estimated from batch-norm statistics (no photos)"
-    else:
-        calib, how = recipes.default_calibration(spec_name, network)
+    else:                       # said before the sample photo's forward passes (slow on big models)
+        calib, how = recipes.default_calibration(
+            spec_name, network, lambda text: print(f"mdfi quantize: {text}", file=sys.stderr, flush=True))
+        how = None
     if (args.calib or args.calib_stats or args.bn_estimate) and args.method is None:
         opts["act_method"] = None              # chosen by the statistics' source (mse for images)
-    print(f"mdfi quantize: {how}", file=sys.stderr)
+    if how:
+        print(f"mdfi quantize: {how}", file=sys.stderr)
     cfg_text = read_cfg_text(network.path)
     bias = {"auto": "auto", "empirical": "empirical", "on": True, "off": False}[args.bias_correction]
     data_methods = (args.weight_rounding != "nearest" or bias == "empirical" or args.size_budget is not None

@@ -75,12 +75,12 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
                                            cluster=scale["cluster"], ship=scale["ship"])
         calib_src = args.calib
     else:
-        calib, how = recipes.default_calibration(spec_name, network)
-        if recipes.has_shipped_calibration(spec_name):
-            calib_src = "shipped statistics"
-        else:
-            calib_src = f"shipped sample photo mdfi/data/{recipes.SAMPLE_PHOTO} and its mirror image"
-            print(f"note: {how}", file=sys.stderr)
+        shipped = recipes.has_shipped_calibration(spec_name)
+        calib, _ = recipes.default_calibration(
+            spec_name, network, None if shipped else lambda text: print(f"note: {text}", file=sys.stderr, flush=True))
+        calib_src = ("shipped statistics" if shipped else
+                     "batch-norm estimate (no calibration images)" if calib.method == "batchnorm-estimate" else
+                     f"shipped sample photo mdfi/data/{recipes.SAMPLE_PHOTO} and its mirror image")
     engine = args.engine or DEFAULT_ENGINE
     with open(network.path, "r", encoding="utf-8") as fh:
         cfg_text = fh.read()

@@ -80,22 +80,29 @@ def sample_calibration(network: Network):
     return stats
 
 
-def default_calibration(spec_name: Optional[str], network: Network):
+def default_calibration(spec_name: Optional[str], network: Network,
+                        announce: Optional[Callable[[str], None]] = None):
     """(statistics, one-line description) when the user gives no calibration photos: the
     recipe's shipped statistics, else those of the shipped sample photo
-    (:func:`sample_calibration`)."""
+    (:func:`sample_calibration`; the batch-norm estimate for a network whose input is not
+    RGB).  ``announce(description)`` is called before the statistics are gathered."""
+    say = announce or (lambda _text: None)
     calib = shipped_calibration(spec_name)
     if calib is not None:
-        return calib, f"shipped calibration statistics of {spec_name} (docs/quantization.md)"
+        how = f"shipped calibration statistics of {spec_name} (docs/quantization.md)"
+        say(how)
+        return calib, how
     if network.channels != 3:                   # the sample photo is RGB
         from . import calibrate
-        return calibrate.estimate_from_batchnorm(network), (
-            f"no calibration photos given: activation formats estimated from batch-norm statistics "
-            f"(the shipped sample photo is RGB; this network's input has {network.channels} channel(s))")
-    return sample_calibration(network), (
-        f"no calibration photos given: activation formats from the shipped sample photo "
-        f"mdfi/data/{SAMPLE_PHOTO} and its mirror image (`--calib DIR` with photos of your "
-        f"own scenes is better)")
+        how = (f"no calibration photos given: activation formats estimated from batch-norm statistics "
+               f"(the shipped sample photo is RGB; this network's input has {network.channels} channel(s))")
+        say(how)
+        return calibrate.estimate_from_batchnorm(network), how
+    how = (f"no calibration photos given: activation formats from the shipped sample photo "
+           f"mdfi/data/{SAMPLE_PHOTO} and its mirror image (`--calib DIR` with photos of your "
+           f"own scenes is better)")
+    say(how)
+    return sample_calibration(network), how
 
 
 def _decisions_resource(spec_name: Optional[str]):
@@ -256,9 +263,8 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         except ModelFileError:
             pass                        # damaged cache entry: quantize again below
     network = load_network()
-    calib, how = default_calibration(spec_name, network)
-    if not has_shipped_calibration(spec_name):
-        print(f"note: {label}: {how}", file=sys.stderr)
+    calib, _ = default_calibration(spec_name, network, None if has_shipped_calibration(spec_name) else
+                                   lambda how: print(f"note: {label}: {how}", file=sys.stderr, flush=True))
     decided = shipped_decisions(spec_name, network, opts)
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
