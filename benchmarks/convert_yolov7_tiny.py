@@ -344,7 +344,10 @@ def read_onnx(path: str) -> Source:
         from onnx import numpy_helper
     except ImportError:
         raise ConvertError("reading .onnx needs the 'onnx' package (pip install onnx)") from None
-    model = onnx.load(path)
+    try:
+        model = onnx.load(path)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ConvertError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})") from None
     g = model.graph
     consts: Dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     for n in g.node:
