@@ -18,7 +18,9 @@ Darknet ``.weights`` for AlexeyAB's ``cfg/yolov7-tiny.cfg``.
   identity batch norm (scale 1, mean 0, variance ``1 - 1e-5`` rounded to float32, for which
   ``sqrt(var + 1e-5)`` is exactly 1.0 in float32).  The anchors are read from the decode
   constants of a ``--grid`` export; a plain export holds none (then the cfg's anchors are
-  kept, or pass ``--anchors``).
+  kept, or pass ``--anchors``).  Exports of the unfused model (IDetect's ImplicitA ``Add`` /
+  ImplicitM ``Mul`` around the head convolutions, or ``BatchNormalization`` nodes) and fp16
+  exports (``Cast``) are read too.
 
 The layer correspondence is not hard-coded: both graphs are matched structurally from the
 input (same kind, kernel, stride, filters and matched inputs; equal candidates are told
@@ -362,6 +364,7 @@ def read_onnx(path: str) -> Source:
     producer: Dict[str, str] = {inputs[0]: "input"}       # tensor name -> node id
     nodes: Dict[str, Node] = {"input": Node("input", [], name=inputs[0], channels=3)}
     alias: Dict[str, str] = {}
+    implicit_a: Dict[str, Tuple[str, np.ndarray]] = {}
     anchors = []
 
     def src(t: str) -> str:
@@ -385,6 +388,17 @@ def read_onnx(path: str) -> Source:
             continue
         nid = n.name or f"{op}_{k}"
         if op == "Conv":
+            if n.input[0] in implicit_a:                  # conv(x + a) = W x + (b + W a), 1x1 only
+                xin, a = implicit_a[n.input[0]]
+                w0 = consts[n.input[1]]
+                if w0.shape[2:] != (1, 1):
+                    raise ConvertError(f"{nid}: a per-channel Add before a {w0.shape[2]}x{w0.shape[3]} conv")
+                b0 = consts[n.input[2]].astype(np.float64) if len(n.input) > 2 and n.input[2] else 0.0
+                consts[n.input[2] if len(n.input) > 2 and n.input[2] else f"{nid}.bias"] = \
+                    b0 + np.einsum("oi,i->o", w0[:, :, 0, 0].astype(np.float64), a)
+                if not (len(n.input) > 2 and n.input[2]):
+                    n.input.append(f"{nid}.bias")
+                n.input[0] = xin
             if int(attr(n, "group", 1)) != 1:
                 raise ConvertError(f"{nid}: grouped convolution is not in yolov7-tiny.cfg")
             w = consts[n.input[1]].astype(np.float32)
@@ -428,8 +442,37 @@ def read_onnx(path: str) -> Source:
                 continue
             nodes[nid] = Node("concat", ins, name=nid)
             producer[n.output[0]] = nid
-        elif op == "Identity":
+        elif op in ("Identity", "Cast"):
             alias[n.output[0]] = alias.get(n.input[0], n.input[0])
+        elif op == "BatchNormalization":            # an export without constant folding
+            p = src(n.input[0])
+            node = nodes[p]
+            if node.kind != "conv" or node.act != "linear" or node.bn is not None:
+                raise ConvertError(f"{nid}: BatchNormalization not directly after a convolution")
+            gamma, beta, mean, var = (consts[t].astype(np.float64) for t in n.input[1:5])
+            if node.bias is not None:                  # W x + b - mean
+                mean, node.bias = mean - node.bias, None
+            node.bn = (gamma, beta, mean, var, float(attr(n, "epsilon", 1e-5)))
+            producer[n.output[0]] = p
+        elif op in ("Add", "Mul") and any(t in consts for t in n.input):
+            # IDetect's ImplicitA (x + a before a head conv) and ImplicitM (m * conv) in an
+            # export of the unfused model
+            t = [t for t in n.input if t not in consts]
+            c = [consts[t] for t in n.input if t in consts]
+            if len(t) != 1 or c[0].ndim != 4 or c[0].shape[0] != 1 or c[0].shape[2:] != (1, 1):
+                continue                                   # decode arithmetic after the heads
+            vec = c[0].reshape(-1).astype(np.float64)
+            if op == "Add":
+                implicit_a[n.output[0]] = (alias.get(t[0], t[0]), vec)
+                producer[n.output[0]] = src(t[0])
+            else:
+                p = src(t[0])
+                node = nodes[p]
+                if node.kind != "conv" or node.act != "linear" or node.bn is not None or node.size != 1:
+                    raise ConvertError(f"{nid}: a per-channel Mul that is not IDetect's ImplicitM on a head conv")
+                node.weight = (node.weight.astype(np.float64) * vec[:, None, None, None]).astype(np.float32)
+                node.bias = (node.bias if node.bias is not None else np.zeros(vec.size)) * vec
+                producer[n.output[0]] = p
         else:
             continue                     # Reshape / Transpose / Sigmoid / decode: after the heads
     src_anchors = np.stack(anchors).astype(np.float64) if len(anchors) == 3 else None
@@ -620,7 +663,7 @@ def convert(src: Source, cfg: str, out: str, *, cfg_out: Optional[str] = None,
                                f"{os.path.basename(cfg)}'s {have.reshape(-1).tolist()}: pass --cfg-out NEW.cfg "
                                f"to write a cfg with the source's anchors")
         write_cfg_with_anchors(cfg, cfg_out, src_anchors)
-        anchors_note = f"source's, written to {cfg_out}"
+        anchors_note = f"{'given (--anchors)' if anchors is not None else 'source' + chr(39) + 's'}, written to {cfg_out}"
     elif src_anchors is None:
         log("the source holds no anchors (an ONNX export without --grid): the cfg's anchors are kept; pass "
             "--anchors if the model was trained with others")
