@@ -428,9 +428,11 @@ def read_onnx(path: str) -> Source:
             for t in n.input[1:]:
                 if t and t in consts and consts[t].size == 4 and consts[t].dtype.kind == "f":
                     sc = consts[t]
-            if attr(n, "mode", b"nearest") not in (b"nearest", "nearest") or sc is None or \
-                    list(np.asarray(sc, dtype=float).ravel()) != [1.0, 1.0, 2.0, 2.0]:
+            if attr(n, "mode", b"nearest") not in (b"nearest", "nearest") or (
+                    sc is not None and list(np.asarray(sc, dtype=float).ravel()) != [1.0, 1.0, 2.0, 2.0]):
                 raise ConvertError(f"{nid}: {op} is not a nearest x2 upsample (scales {sc})")
+            if sc is None:       # scales computed in the graph (no constant folding): taken as x2, the
+                log(f"{nid}: {op} scales are computed in the graph; taken as the cfg's x2")   # cfg's
             nodes[nid] = Node("upsample", [src(n.input[0])], name=nid, size=2, stride=2)
             producer[n.output[0]] = nid
         elif op == "Concat":
@@ -673,7 +675,7 @@ def convert(src: Source, cfg: str, out: str, *, cfg_out: Optional[str] = None,
         fh.write(np.asarray([0], dtype="<u8").tobytes())
         fh.write(values.astype("<f4").tobytes())
     log(f"wrote {out}: {values.size:,} parameters; input channels permuted in {nperm} convolutions; "
-        f"{identity_bn} identity batch norms (fused source); anchors: {anchors_note}")
+        f"{identity_bn} identity batch norms (batch norm fused in the source); anchors: {anchors_note}")
     return {"params": int(values.size), "permuted": nperm, "identity_bn": identity_bn,
             "anchors": (src_anchors if src_anchors is not None else have).tolist()}
 
