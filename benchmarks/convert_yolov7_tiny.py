@@ -159,6 +159,12 @@ def _rebuild_parameter(data, requires_grad=False, hooks=None, *rest):
     return data
 
 
+def _bound_method(obj, name):
+    """Stands for ``getattr(obj, name)`` in the pickle (a bound method stored as an attribute,
+    e.g. ``forward = fuseforward`` after YOLOv7's ``fuse()``): only the name is kept."""
+    return ("bound-method", str(name))
+
+
 class _PtUnpickler(pickle.Unpickler):
     def __init__(self, fh, zf: zipfile.ZipFile, prefix: str):
         super().__init__(fh)
@@ -178,6 +184,8 @@ class _PtUnpickler(pickle.Unpickler):
             return tuple
         if module == "torch" and name in ("float16", "float32", "float64", "int64", "int32", "bool"):
             return name
+        if module in ("builtins", "__builtin__") and name == "getattr":
+            return _bound_method          # a fused module's ``forward = fuseforward`` (not looked up)
         if module in ("builtins", "__builtin__") and name in ("set", "frozenset", "slice"):
             return {"set": set, "frozenset": frozenset, "slice": slice}[name]
         if module.startswith("torch.nn.modules.") or module.startswith("models.") or module == "__main__":
@@ -309,8 +317,10 @@ def read_pt(path: str) -> Source:
             nodes[nid] = Node("concat", ins, name=nid)
         elif cls in ("Detect", "IDetect"):
             convs = list(_mods(_mods(mod)["m"]).values())
-            ia = list(_mods(_mods(mod)["ia"]).values()) if cls == "IDetect" else [None] * len(convs)
-            im = list(_mods(_mods(mod)["im"]).values()) if cls == "IDetect" else [None] * len(convs)
+            # after IDetect.fuse() the implicit terms are already in the convs (forward = fuseforward)
+            implicit = cls == "IDetect" and getattr(mod, "forward", None) != ("bound-method", "fuseforward")
+            ia = list(_mods(_mods(mod)["ia"]).values()) if implicit else [None] * len(convs)
+            im = list(_mods(_mods(mod)["im"]).values()) if implicit else [None] * len(convs)
             for k, (c, a, m) in enumerate(zip(convs, ia, im)):
                 w = _param(c, "weight").astype(np.float64)
                 b = _param(c, "bias").astype(np.float64)
