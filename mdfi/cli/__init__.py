@@ -70,6 +70,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise MDFIError(f"--images {args.images}: no such folder, list file or image")
     if args.calib and not os.path.exists(args.calib):
         raise MDFIError(f"--calib {args.calib}: no such folder, list file or image")
+    if args.calib and args.bn_estimate:
+        raise MDFIError("give --bn-estimate or --calib, not both")
     if args.results:
         refuse_overwrite(args.results, args.cfg, args.weights, args.names, args.model, args.labels,
                          opt="--results")
@@ -240,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-channel weight formats (the default)")
     e.add_argument("--per-layer", dest="per_channel", action="store_false",
                    help="one weight format per layer")
-    e.add_argument("--calib", metavar="DIR", help="calibrate on these images (default: shipped statistics)")
+    e.add_argument("--calib", metavar="DIR", help="calibrate on these images (default: the recipe's shipped "
+                                                   "statistics, else the shipped sample photo's)")
+    e.add_argument("--bn-estimate", action="store_true",
+                   help="no photos at all: activation formats estimated from batch-norm statistics")
     e.add_argument("--method", choices=("mse", "max", "percentile"), default=None,
                    help="how activation formats are chosen from the statistics (default: the recipe's)")
     e.add_argument("--rounding", choices=("half_up", "truncate"), default=None,

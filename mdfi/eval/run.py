@@ -50,7 +50,7 @@ def scale_options(args: argparse.Namespace) -> dict:
 
 
 def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
-    from ..quant import modelfile, recipes
+    from ..quant import calibrate, modelfile, recipes
     from . import evaluate
     from ..scale import imagejobs
     from ..fixedpoint import parse_bits_list
@@ -74,6 +74,9 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         calib = imagejobs.calibrate_images(network, weights_file, args.calib, workers=scale["workers"],
                                            cluster=scale["cluster"], ship=scale["ship"])
         calib_src = args.calib
+    elif getattr(args, "bn_estimate", False):
+        calib = calibrate.estimate_from_batchnorm(network)
+        calib_src = "batch-norm estimate (--bn-estimate)"
     else:
         shipped = recipes.has_shipped_calibration(spec_name)
         calib, _ = recipes.default_calibration(
@@ -94,7 +97,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         opts = recipes.resolve(spec_name, wbits=wbits, abits=abits, per_channel=args.per_channel,
                                rounding=args.rounding, act_method=args.method)
         # The recipe's shipped decisions apply when the formats come from its statistics.
-        extra = {} if (args.calib or args.method) else recipes.shipped_decisions(spec_name, network, opts)
+        extra = {} if (args.calib or args.method or getattr(args, "bn_estimate", False)) \
+            else recipes.shipped_decisions(spec_name, network, opts)
         qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],
                               rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                               weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **extra)
