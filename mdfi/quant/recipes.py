@@ -99,8 +99,8 @@ def default_calibration(spec_name: Optional[str], network: Network,
         say(how)
         return calibrate.estimate_from_batchnorm(network), how
     how = (f"no calibration photos given: activation formats from the shipped sample photo "
-           f"mdfi/data/{SAMPLE_PHOTO} and its mirror image (`--calib DIR` with photos of your "
-           f"own scenes is better)")
+           f"mdfi/data/{SAMPLE_PHOTO} and its mirror image (`mdfi quantize --calib DIR` calibrates "
+           f"on photos of your own scenes)")
     say(how)
     return sample_calibration(network), how
 
