@@ -68,16 +68,22 @@ def sample_calibration(network: Network):
     """Statistics of the shipped sample photo (``mdfi/data/sample.jpg``) and its mirror image
     through ``network``'s float forward pass: what a model without a recipe is calibrated on
     when no calibration photos are given (two forward passes; docs/quantization.md, round 11)."""
+    import io
+    from PIL import Image
     from . import calibrate
-    res = files("mdfi.data").joinpath(SAMPLE_PHOTO)
-    with res.open("rb") as fh:
-        from PIL import Image
-        with Image.open(fh) as im:
-            im.load()
-            photo = im.copy()
-    stats = calibrate.collect(network, [photo], progress=False, augment=True,
-                              source=f"mdfi/data/{SAMPLE_PHOTO} and its mirror image")
-    return stats
+    with Image.open(io.BytesIO(_sample_bytes())) as im:
+        im.load()
+        photo = im.copy()
+    return calibrate.collect(network, [photo], progress=False, augment=True,
+                             source=f"mdfi/data/{SAMPLE_PHOTO} and its mirror image")
+
+
+def _sample_bytes() -> bytes:
+    try:
+        return files("mdfi.data").joinpath(SAMPLE_PHOTO).read_bytes()
+    except OSError as e:
+        raise ModelFileError(f"mdfi/data/{SAMPLE_PHOTO}: {e.strerror or e}: the installation is incomplete "
+                             f"(reinstall mdfi, or give calibration photos: --calib DIR)") from None
 
 
 def default_calibration(spec_name: Optional[str], network: Network,
@@ -219,8 +225,8 @@ def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     file is quantized again)."""
     from ..darknet.cfgfile import read_cfg_text
     cfg_text = read_cfg_text(cfg_file)                  # validated: regular file, size, UTF-8
-    res = _calib_resource(spec_name) or files("mdfi.data").joinpath(SAMPLE_PHOTO)
-    calib_sha = hashlib.sha256(res.read_bytes()).hexdigest()
+    res = _calib_resource(spec_name)
+    calib_sha = hashlib.sha256(res.read_bytes() if res is not None else _sample_bytes()).hexdigest()
     dres = _decisions_resource(spec_name)
     if dres is not None:            # the recipe's shipped decisions are part of the calibration
         calib_sha = f"{calib_sha}+{hashlib.sha256(dres.read_bytes()).hexdigest()}"
