@@ -244,7 +244,8 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
          precision: str = "fixed", bits: Optional[int] = None, wbits: Optional[int] = None,
          abits: Optional[int] = None, per_channel: Optional[bool] = None,
          rounding: Optional[str] = None, engine: Optional[str] = None, threads: Optional[int] = None,
-         download: bool = True, cache: bool = True, darknet: Optional[str] = None) -> Model:
+         download: bool = True, cache: bool = True, darknet: Optional[str] = None,
+         calib: Union[PathLike, Sequence[ImageLike], None] = None) -> Model:
     """Load a detector.
 
     * ``load()`` / ``load("yolov3-tiny")``: a zoo model in fixed point (8-bit, formats from
@@ -260,6 +261,11 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     ``names`` is a class-name file (one per line; default: COCO).
     ``darknet``: ``"pjreddie"`` or ``"alexeyab"``, the Darknet lineage whose semantics the
     model follows (default: detected from the cfg, :mod:`mdfi.darknet.lineage`).
+    ``calib``: calibration photos of your own scenes -- a folder, or a list of image paths,
+    HxWx3 uint8 arrays or Pillow images -- for the activation formats (as ``mdfi quantize
+    --calib DIR``; the result is cached under the images' digest).  Without it a zoo model
+    uses its recipe's shipped statistics and any other model the shipped sample photo's
+    (docs/quantization.md, round 11).
     """
     from .engine import FixedEngine
 
@@ -272,9 +278,9 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         if precision == "float":
             raise MDFIError(f"{os.fspath(model)} is a quantized model; the float path needs the "
                             f".cfg and .weights it came from")
-        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights, darknet)):
+        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights, darknet, calib)):
             raise MDFIError("a .mdfi file fixes its formats; quantize again with `mdfi quantize` "
-                            "to change widths or rounding")
+                            "to change widths, rounding or calibration")
         from .quant import modelfile
         qm = modelfile.load(model)
         class_names = (zoo.load_names(names) if names is not None else
@@ -291,16 +297,38 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         return network
 
     if precision == "float":
-        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding)):
-            raise MDFIError("bits/rounding/per-channel options apply to the fixed-point path only")
+        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, calib)):
+            raise MDFIError("bits/rounding/per-channel/calib options apply to the fixed-point path only")
         network = load_network()
         return Model(network, class_names, FloatEngine(network), name=label)
     from .quant import recipes
     _warn_low_bits(wbits or bits, abits or bits)
     qm = recipes.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
                                wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
-                               rounding=rounding, cache=cache, darknet=darknet)
+                               rounding=rounding, cache=cache, darknet=darknet,
+                               calib_images=_calib_images(calib))
     return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
+
+
+def _calib_images(calib) -> Optional[list]:
+    """``load(calib=...)`` as a list of images: a folder's image files (sorted), one image
+    file, or the given list."""
+    if calib is None:
+        return None
+    if isinstance(calib, (str, os.PathLike)):
+        if os.path.isdir(calib):
+            from .quant.calib_inputs import list_images
+            return list_images(calib)
+        if not os.path.isfile(calib):
+            raise MDFIError(f"calib={os.fspath(calib)!r}: no such folder or image file")
+        return [calib]
+    if isinstance(calib, (list, tuple)):
+        for item in calib:
+            if not isinstance(item, (str, os.PathLike, np.ndarray, Image.Image)):
+                raise ArgumentError(f"calib: {type(item).__name__} in the list; expected image paths, "
+                                    f"arrays or Pillow images")
+        return list(calib)
+    raise ArgumentError(f"calib={type(calib).__name__}: expected a folder, an image path or a list of images")
 
 
 def _is_mdfi_file(path: PathLike) -> bool:

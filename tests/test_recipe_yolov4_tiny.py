@@ -153,3 +153,45 @@ def test_load_with_other_weights_quantizes_without_the_recipe(retrained_v3tiny, 
     assert "shipped sample photo" in err                  # no shipped statistics were used
     src = m.engine.qmodel.options.get("formats_source", "")
     assert "recipe" not in src and "sample photo" in src
+
+
+def test_load_calibrates_on_given_photos(tmp_path, monkeypatch, capsys):
+    """``mdfi.load(cfg=, weights=, calib=)``: the model equals one quantized from statistics of
+    the same photos gathered independently here; it is cached under the photos' digest (a
+    second load does not calibrate again; other photos give another entry); bad values are
+    one-line errors."""
+    import mdfi
+    from mdfi.darknet.weights import load_weights
+    from mdfi.errors import MDFIError
+    from mdfi.quant import calibrate
+    from mdfi.quant.quantize import quantize_network
+    from conftest import DARKNET, skimage_image
+    monkeypatch.setenv("MDFI_HOME", str(tmp_path / "home"))
+    cfg, weights = DARKNET / "mini-yolov3" / "mini-yolov3.cfg", DARKNET / "mini-yolov3" / "mini-yolov3.weights"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    from PIL import Image
+    for name in ("coffee", "chelsea"):
+        Image.fromarray(skimage_image(f"{name}.png")).save(photos / f"{name}.png")
+    m = mdfi.load(cfg=str(cfg), weights=str(weights), calib=str(photos))
+    assert "calibrating" in capsys.readouterr().err
+    net = Network.from_cfg(cfg)
+    load_weights(net, weights)
+    want = quantize_network(net, per_channel=True, calib=calibrate.collect(
+        net, [skimage_image("chelsea.png"), skimage_image("coffee.png")], progress=False))   # sorted by name
+    got = m.engine.qmodel
+    assert [q.out_fmt for q in got.layers] == [q.out_fmt for q in want.layers]
+    assert "2 image(s) given to mdfi.load" in got.options["formats_source"]
+    default = mdfi.load(cfg=str(cfg), weights=str(weights)).engine.qmodel
+    assert [q.out_fmt for q in default.layers] != [q.out_fmt for q in got.layers]
+    capsys.readouterr()
+    again = mdfi.load(cfg=str(cfg), weights=str(weights), calib=str(photos))          # from the cache
+    assert "calibrating" not in capsys.readouterr().err
+    assert [q.out_fmt for q in again.engine.qmodel.layers] == [q.out_fmt for q in got.layers]
+    arrays = mdfi.load(cfg=str(cfg), weights=str(weights), calib=[skimage_image("chelsea.png")])
+    assert "calibrating" in capsys.readouterr().err and arrays.engine.qmodel.options["formats_source"] != ""
+    for bad in (str(tmp_path / "missing"), [3], 5, []):
+        with pytest.raises(MDFIError):
+            mdfi.load(cfg=str(cfg), weights=str(weights), calib=bad)
+    with pytest.raises(MDFIError, match="fixed-point path only"):
+        mdfi.load(cfg=str(cfg), weights=str(weights), calib=str(photos), precision="float")

@@ -246,17 +246,53 @@ def cache_path(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     return zoo.cache_dir() / "quantized" / f"{label}-{tag}-{key}.mdfi", source, cfg_text, label
 
 
+def calib_images_digest(images: Sequence) -> str:
+    """sha256 naming calibration images in order: each file's bytes, or an array's or a Pillow
+    image's pixels with their shape (the cache key of a model calibrated on them)."""
+    import numpy as np
+    from PIL import Image
+    from ..errors import ImageError
+    h = hashlib.sha256()
+    for item in images:
+        if isinstance(item, np.ndarray):
+            h.update(f"array {item.dtype.str} {item.shape}".encode())
+            h.update(np.ascontiguousarray(item).tobytes())
+        elif isinstance(item, Image.Image):
+            h.update(f"pil {item.mode} {item.size}".encode())
+            h.update(item.tobytes())
+        else:
+            name = os.fspath(item)
+            try:
+                with open(name, "rb") as fh:
+                    h.update(b"file ")
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+            except OSError as e:
+                raise ImageError(f"{name}: cannot read calibration image: {e.strerror or e}") from None
+    return h.hexdigest()
+
+
 def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Sequence[str],
                   load_network: Callable[[], Network], wbits=None, abits=None, per_channel=None,
-                  rounding=None, cache: bool = True, darknet=None) -> QuantizedModel:
+                  rounding=None, cache: bool = True, darknet=None,
+                  calib_images: Optional[Sequence] = None) -> QuantizedModel:
     """Quantize a model with its recipe, reusing a cached ``.mdfi`` when it matches.
 
     ``load_network()`` returns the float network with its weights; it is only called when
     the cache misses (reading a 35-250 MB weights file is most of a cold start).
+    ``calib_images`` (image paths, arrays or Pillow images): calibrate the activation formats
+    on these instead of the recipe's statistics or the sample photo (``mse`` formats, no
+    shipped decisions); the images' digest is part of the cache key.
     """
     from . import modelfile
     opts = resolve(spec_name, wbits=wbits, abits=abits, per_channel=per_channel, rounding=rounding)
     key_opts = dict(opts, darknet=darknet) if darknet is not None else opts
+    if calib_images is not None:
+        calib_images = list(calib_images)
+        if not calib_images:
+            from ..errors import MDFIError
+            raise MDFIError("calib: no calibration images given (an empty list)")
+        key_opts = dict(key_opts, calib_images=calib_images_digest(calib_images))
     path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
     if cache and path.is_file():
         try:
@@ -269,13 +305,21 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         except ModelFileError:
             pass                        # damaged cache entry: quantize again below
     network = load_network()
-    calib, _ = default_calibration(spec_name, network, None if has_shipped_calibration(spec_name) else
-                                   lambda how: print(f"note: {label}: {how}", file=sys.stderr, flush=True))
-    decided = shipped_decisions(spec_name, network, opts)
+    if calib_images is not None:
+        from . import calibrate
+        calib = calibrate.collect(network, calib_images, progress=True)
+        decided: dict = {}
+        how: Optional[str] = f"calibrated on the {len(calib_images)} image(s) given to mdfi.load(calib=...)"
+        act_method = None                       # mse for the statistics of images
+    else:
+        calib, _ = default_calibration(spec_name, network, None if has_shipped_calibration(spec_name) else
+                                       lambda text: print(f"note: {label}: {text}", file=sys.stderr, flush=True))
+        decided = shipped_decisions(spec_name, network, opts)
+        how = describe_source(spec_name, bool(decided), calib)
+        act_method = opts["act_method"]
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
-                          rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
+                          rounding=opts["rounding"], calib=calib, act_method=act_method,
                           weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **decided)
-    how = describe_source(spec_name, bool(decided), calib)
     if how:
         qm.options["formats_source"] = how
     qm.name = label
