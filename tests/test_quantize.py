@@ -336,3 +336,29 @@ def test_quantize_without_calibration_non_rgb_input_uses_the_estimate(tmp_path, 
                  "-o", str(tmp_path / "g.mdfi")]) == 0
     assert "estimated from batch-norm statistics (the shipped sample photo is RGB" in capsys.readouterr().err
     assert modelfile.load(tmp_path / "g.mdfi").options["formats_source"] == "batchnorm-estimate"
+
+
+def test_detect_calib_equals_quantize_calib(tmp_path, capsys, monkeypatch):
+    """`mdfi detect --calib DIR` (mdfi.load(calib=...)) gives the detections of the model
+    `mdfi quantize --calib DIR` writes; --calib with --float or a missing folder is refused."""
+    monkeypatch.setenv("MDFI_HOME", str(tmp_path / "home"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "coffee"):
+        Image.fromarray(skimage_image(f"{name}.png")).save(photos / f"{name}.png")
+    img = tmp_path / "chelsea.png"
+    Image.fromarray(skimage_image("chelsea.png")).save(img)
+    model = ["--cfg", str(DARKNET / "mini-yolov3" / "mini-yolov3.cfg"),
+             "--weights", str(DARKNET / "mini-yolov3" / "mini-yolov3.weights")]
+    assert main(["quantize", *model, "--calib", str(photos), "-o", str(tmp_path / "m.mdfi")]) == 0
+    capsys.readouterr()
+    run = ["detect", str(img), "--json", "--out", "none", "--thresh", "0.05"]
+    assert main(run + ["--model", str(tmp_path / "m.mdfi")]) == 0
+    want = json.loads(capsys.readouterr().out)["detections"]
+    assert main(run + model + ["--calib", str(photos)]) == 0
+    got = json.loads(capsys.readouterr().out)["detections"]
+    assert got == want and len(want) > 0
+    assert main(run + model + ["--calib", str(photos), "--float"]) == 2
+    assert "--calib applies to the fixed-point engine" in capsys.readouterr().err
+    assert main(run + model + ["--calib", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err

@@ -118,6 +118,9 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
                    help="fixed-point backend: c (fast kernels) or ref (NumPy reference); same integers")
     g.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="threads of the C kernels (default: MDFI_THREADS or all CPUs)")
+    g.add_argument("--calib", metavar="DIR", default=None,
+                   help="calibrate the fixed-point formats on the photos in DIR (cached; default: a zoo "
+                        "model's shipped statistics, else the shipped sample photo's)")
     g.add_argument("--stats", action="store_true",
                    help="print per-layer saturation counts (how many outputs each format clamped)")
 
@@ -148,13 +151,19 @@ def unit_float(name: str):
 
 def precision_kwargs(args: argparse.Namespace) -> dict:
     """--float / --bits / --engine -> keyword arguments of mdfi.load."""
+    calib = getattr(args, "calib", None)
     if args.float:
-        if args.bits is not None:
-            raise MDFIError("--bits applies to the fixed-point engine; drop --float")
+        if args.bits is not None or calib:
+            raise MDFIError(f"{'--bits' if args.bits is not None else '--calib'} applies to the fixed-point "
+                            f"engine; drop --float")
         return {"precision": "float"}
     kw = {"precision": "fixed", "engine": args.engine, "threads": getattr(args, "threads", None)}
     if args.bits is not None:
         kw["bits"] = args.bits
+    if calib:
+        if not os.path.isdir(calib):
+            raise MDFIError(f"--calib {calib}: no such folder")
+        kw["calib"] = calib
     return kw
 
 
