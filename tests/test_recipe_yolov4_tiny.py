@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from importlib.resources import files
 
 import numpy as np
@@ -190,7 +191,9 @@ def test_load_calibrates_on_given_photos(tmp_path, monkeypatch, capsys):
     assert [q.out_fmt for q in again.engine.qmodel.layers] == [q.out_fmt for q in got.layers]
     arrays = mdfi.load(cfg=str(cfg), weights=str(weights), calib=[skimage_image("chelsea.png")])
     assert "calibrating" in capsys.readouterr().err and arrays.engine.qmodel.options["formats_source"] != ""
-    for bad in (str(tmp_path / "missing"), [3], 5, []):
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    for bad in (str(tmp_path / "missing"), [3], 5, [], [str(fifo)], [str(tmp_path / "missing.png")]):
         with pytest.raises(MDFIError):
             mdfi.load(cfg=str(cfg), weights=str(weights), calib=bad)
     with pytest.raises(MDFIError, match="fixed-point path only"):

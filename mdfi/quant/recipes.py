@@ -262,6 +262,8 @@ def calib_images_digest(images: Sequence) -> str:
             h.update(item.tobytes())
         else:
             name = os.fspath(item)
+            if not os.path.isfile(name):        # a FIFO or device would block the read
+                raise ImageError(f"{name}: calibration image not found (or not a regular file)")
             try:
                 with open(name, "rb") as fh:
                     h.update(b"file ")
