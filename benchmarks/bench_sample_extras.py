@@ -4,6 +4,9 @@ full head bias shifts, both, empirical bias correction (docs/quantization.md, "R
 
     python benchmarks/bench_sample_extras.py --split sel      # val for the COCO models, val4 for 10c
     python benchmarks/bench_sample_extras.py --split test     # held out, report only (also test4)
+    python benchmarks/bench_sample_extras.py --split test --before-after --paired 1000
+        # the generic default before round 11 (per-layer, batch-norm estimate) against S, with
+        # the photo-resampling mean / SD of the difference (bench_grid.paired_sd)
 
 Models: yolov3-tiny and yolov4-tiny (the zoo's official weights, quantized *without* their
 recipes, as anyone's own weights are) and the 10-class yolov4-tiny of customyolov4==2.
@@ -56,6 +59,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default="/tmp/mdfi-accuracy-cache")
     ap.add_argument("--models", default="y3,v4c,10c")
     ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--before-after", action="store_true",
+                    help="only S and B0, the default before round 11 (per-layer, batch-norm estimate)")
+    ap.add_argument("--paired", type=int, default=0, metavar="N",
+                    help="with --before-after: mean / SD of S - B0 over N resamplings of the photos")
     args = ap.parse_args(argv)
     if args.split not in ("sel", "test", "test4"):
         ap.error("--split: sel, test or test4")
@@ -72,6 +79,8 @@ def main(argv=None) -> int:
     from bench_accuracy import float_split
     import person_images
 
+    from mdfi.quant import calibrate as calib_mod
+    variants = {"B0 before": (None, False), "S": (None, False)} if args.before_after else VARIANTS
     rows = {}
     for which in args.models.split(","):
         split = ("val4" if which == "10c" else "val") if args.split == "sel" else args.split
@@ -83,10 +92,14 @@ def main(argv=None) -> int:
         calib = recipes.sample_calibration(network)
         rgb = load_image(files("mdfi.data") / recipes.SAMPLE_PHOTO)
         xs = [network_input(v, network) for v in (rgb, rgb[:, ::-1].copy())]
-        for name, (opts, emp) in VARIANTS.items():
+        dets_of = {}
+        for name, (opts, emp) in variants.items():
             t0 = time.perf_counter()
             final = dict(bias_correction="empirical", calib_inputs=xs) if emp else None
-            if opts is None and final is None:
+            if name == "B0 before":
+                qm = quantize_network(network, per_channel=False, calib=calib_mod.estimate_from_batchnorm(network),
+                                      names=names)
+            elif opts is None and final is None:
                 qm = quantize_network(network, per_channel=True, calib=calib, names=names)
             elif opts is None:
                 qm = quantize_network(network, per_channel=True, calib=calib, names=names, **final)
@@ -95,13 +108,20 @@ def main(argv=None) -> int:
                                          with_model=True, progress=False, **opts)
             tq = time.perf_counter() - t0
             fixed = Model(network, names, FixedEngine(qm, "c"))
-            r = evaluate.agreement([d[2] for d in data], [fixed.detect(d[1], thresh=0.005) for d in data])
+            dets_of[name] = [fixed.detect(d[1], thresh=0.005) for d in data]
+            r = evaluate.agreement([d[2] for d in data], dets_of[name])
             rows[f"{which} {name}"] = dict(evaluate.to_json_dict(r), split=split, quantize_seconds=tq)
             print(f"{which:4} {split:6} {name:20} agreement {r.map:.4f} kept {100 * r.kept_fraction:5.1f}% "
                   f"({r.matched}/{r.n_float}) extra {100 * r.extra_fraction:5.1f}% bias {r.mean_dconf:+.4f} "
                   f"({tq:.1f} s)", flush=True)
+        if args.before_after and args.paired:
+            from bench_grid import paired_sd
+            mean, sd, up = paired_sd(data, dets_of["B0 before"], dets_of["S"], args.paired)
+            rows[f"{which} S"]["paired_vs_before"] = dict(mean=mean, sd=sd, p_up=up)
+            print(f"{which:4} {split:6} S - B0 over {args.paired} photo resamplings: mean {mean:+.4f}, sd {sd:.4f}, "
+                  f"S higher in {100 * up:.0f} %", flush=True)
     print("mean over the models:")
-    for name in VARIANTS:
+    for name in variants:
         sel = [v for k, v in rows.items() if k.split(" ", 1)[1] == name]
         print(f"  {name:20} agreement {sum(v['map'] for v in sel) / len(sel):.4f} kept "
               f"{100 * sum(v['kept_fraction'] for v in sel) / len(sel):5.1f}%")
