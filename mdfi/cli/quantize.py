@@ -91,9 +91,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         calib = calibrate.estimate_from_batchnorm(network)
         how = "--bn-estimate: activation formats estimated from batch-norm statistics (no photos)"
     else:                       # said before the sample photo's forward passes (slow on big models)
-        calib, how = recipes.default_calibration(
+        calib, _ = recipes.default_calibration(
             spec_name, network, lambda text: print(f"mdfi quantize: {text}", file=sys.stderr, flush=True))
-        how = None
+        how = None                              # already said
     if (args.calib or args.calib_stats or args.bn_estimate) and args.method is None:
         opts["act_method"] = None              # chosen by the statistics' source (mse for images)
     if how:

@@ -167,7 +167,7 @@ def describe_source(spec_name: Optional[str], decisions_used: bool, calib=None) 
     batch-norm estimate: the model records that itself)."""
     recipe = RECIPES.get(spec_name or "")
     if not recipe or _calib_resource(spec_name) is None:
-        if calib is not None and calib.meta.get("method") == "batchnorm-estimate":
+        if calib is not None and calib.method == "batchnorm-estimate":
             return None
         return f"statistics of the shipped sample photo mdfi/data/{SAMPLE_PHOTO} and its mirror image " \
                f"(no calibration photos given; docs/quantization.md round 11)"
