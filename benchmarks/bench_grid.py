@@ -47,6 +47,14 @@ pixels at 1/255 as MDFI's uint8 input; weights float):
 * ``a-float-mse``: MDFI's own ``mse`` criterion (expected squared error over the same
   histograms, at most 0.01 % clipped) with a continuous step instead of a power of two;
 * ``a-float-asym``: uint8 with a zero point over [min, max] (ONNX Runtime's MinMax activations).
+* ``a-pot-asym``: unsigned codes ``0 .. 2**bits - 1`` with an integer zero point and a
+  **power-of-two** step (what a shift-only engine could run: the zero point of a convolution's
+  input folds into its bias, ``-z * sum(w)``, and into its padding value): step and zero point
+  by MDFI's ``mse`` criterion over the same histograms (``frac`` among ``fmax - 2 .. fmax + 5``,
+  every zero point, smallest expected squared error), with the same 0.01 % clip budget.
+  Diagnostic only: MDFI's integer engine has no zero points (round 12, docs/quantization.md).
+
+``--abits N`` (default 8) runs every activation mode at N bits (``a-pot`` from a w16aN model).
 
 Both: ``W+A`` (e.g. ``w-mdfi+a-pot``, ``w-float+a-float-asym``): the weight mode and the
 activation mode together (activation formats from the float network's statistics).
@@ -73,7 +81,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 WEIGHT_MODES = ["fold", "w-mdfi", "w-mdfi-fb", "w-pot", "w-float", "w-float-mse"]
-ACT_MODES = ["a-pot", "a-pot-recipe", "a-float", "a-float-mse", "a-float-asym"]
+ACT_MODES = ["a-pot", "a-pot-recipe", "a-float", "a-float-mse", "a-float-asym", "a-pot-asym"]
 #: zoo models: the official weights and their shipped statistics (and, for a-pot-recipe, decisions)
 ZOO_MODELS = ("yolov3-tiny", "yolov4-tiny")
 MODELS = ("yolov3-tiny", "yolov4-tiny", "yolov4-tiny-10c")
@@ -198,6 +206,41 @@ def float_mse_step(stats, bits: int, signed: bool, clip_budget=0.01) -> float:
     return float(2.0 ** -best_f)
 
 
+def pot_asym_format(stats, bits: int, clip_budget=0.01):
+    """(step, zero point) of ``a-pot-asym``: unsigned ``bits``-wide codes, power-of-two step, integer
+    zero point, by MDFI's ``mse`` criterion (``calibrate._expected_sq_error`` with an asymmetric
+    range: a value inside costs ``min(step**2/12, v**2)``, one outside the squared distance to the
+    range's end), capped like ``choose_frac`` so that at most ``clip_budget`` % of the values clip."""
+    from mdfi.quant.calib_stats import bin_centres
+    levels = 2 ** bits - 1
+    if stats.min is None or stats.nonzero == 0:
+        return 1.0, 0.0
+    centres = bin_centres()
+    rep_pos = np.minimum(centres, max(stats.max, 0.0))
+    rep_neg = -np.minimum(centres, max(-stats.min, 0.0))
+    vals = np.concatenate([rep_pos[stats.pos > 0], rep_neg[stats.neg > 0]])
+    cnts = np.concatenate([stats.pos[stats.pos > 0], stats.neg[stats.neg > 0]]).astype(np.float64)
+    lo_obs, hi_obs = min(stats.min, 0.0), max(stats.max, 0.0)
+    t = stats.abs_percentile(100.0 - float(clip_budget)) if clip_budget is not None else np.inf
+    need_lo, need_hi = max(lo_obs, -t), min(hi_obs, t)          # must fit (the clip budget)
+    fmax = int(np.floor(np.log2(levels / max(hi_obs - lo_obs, 1e-30))))
+    zps = np.arange(levels + 1, dtype=np.float64)[:, None]
+    best = None
+    for f in range(fmax - 2, fmax + 6):
+        step = 2.0 ** -f
+        lo, hi = -zps * step, (levels - zps) * step
+        ok = ((lo - step / 2 <= need_lo) & (hi + step / 2 >= need_hi)).ravel()
+        if not ok.any():
+            continue
+        inside = np.minimum(step * step / 12.0, vals * vals)[None, :]
+        err = np.where(vals > hi, (vals - hi) ** 2, np.where(vals < lo, (vals - lo) ** 2, inside))
+        tot = np.where(ok, (err * cnts).sum(axis=1), np.inf)
+        z = int(np.argmin(tot))
+        if best is None or tot[z] < best[0] * (1 - 1e-12):
+            best = (tot[z], step, float(z))
+    return best[1], best[2]
+
+
 def act_quantizer(network, qm, calib, mode: str):
     """(hook, input quantizer) fake-quantizing every non-head layer output at 8 bits per tensor:
     ``a-pot`` / ``a-pot-recipe`` the power-of-two formats of ``qm``; ``a-float`` MinMax float
@@ -220,9 +263,12 @@ def act_quantizer(network, qm, calib, mode: str):
             step = float_mse_step(st, fmt.bits, fmt.signed)
         elif mode == "a-float-asym":
             mn, mx = min(st.min, 0.0), max(st.max, 0.0)
-            step = (mx - mn) / 255.0
+            lo, hi = 0, 2 ** fmt.bits - 1
+            step = (mx - mn) / hi
             zp = float(np.round(-mn / step))
-            lo, hi = 0, 255
+        elif mode == "a-pot-asym":
+            step, zp = pot_asym_format(st, fmt.bits)
+            lo, hi = 0, 2 ** fmt.bits - 1
         else:
             step = 2.0 ** -fmt.frac
         quant[ql.index] = (np.float32(step), np.float32(zp), lo, hi)
@@ -285,6 +331,7 @@ def main(argv=None) -> int:
     ap.add_argument("--bootstrap", type=int, default=0, metavar="N")
     ap.add_argument("--paired", type=int, default=0, metavar="N",
                     help="also each row's agreement minus the first mode's, over N paired photo resamplings")
+    ap.add_argument("--abits", type=int, default=8, help="activation width of every activation mode (default 8)")
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
@@ -299,6 +346,10 @@ def main(argv=None) -> int:
         ap.error("--weights: yolov4-tiny or yolov4-tiny-10c only")
     if args.weights and not os.path.isfile(args.weights):
         ap.error(f"--weights: no such file {args.weights!r}")
+    if not 2 <= args.abits <= 16:
+        ap.error("--abits: 2..16")
+    if args.abits != 8 and any("a-pot-recipe" in m.split("+") for m in modes):
+        ap.error("a-pot-recipe: 8-bit activations only (the shipped w8a8 decisions)")
     if any("a-pot-recipe" in m.split("+") for m in modes) and args.model not in ZOO_MODELS:
         ap.error("a-pot-recipe: yolov3-tiny or yolov4-tiny only (their shipped w8a8 decisions)")
 
@@ -324,7 +375,7 @@ def main(argv=None) -> int:
     qa = qa_recipe = None
     if any("a-" in m for m in modes):
         # MDFI's default activation formats (mse, 0.01 % clip budget, routes unified), 8 bits
-        qa = quantize_network(network, wbits=16, abits=8, per_channel=True, calib=calib, names=names)
+        qa = quantize_network(network, wbits=16, abits=args.abits, per_channel=True, calib=calib, names=names)
         if any("a-pot-recipe" in m.split("+") for m in modes):
             from mdfi.quant import recipes
             extra = recipes.shipped_decisions(args.model, network, dict(wbits=8, abits=8, per_channel=True),
@@ -367,7 +418,8 @@ def main(argv=None) -> int:
                   f"{f(r.mean_abs_dconf, '.4f'):>7} {time.perf_counter() - t0:>5.0f}", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"model": args.model, "splits": splits, "calib_set": args.calib_set, "rows": rows}, fh, indent=1)
+            json.dump({"model": args.model, "splits": splits, "calib_set": args.calib_set, "abits": args.abits,
+                       "rows": rows}, fh, indent=1)
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -30,6 +31,8 @@ def test_grid_models():
     (["--model", "yolov4-tiny-10c", "--modes", "w-float+a-pot-recipe"], "a-pot-recipe"),
     (["--model", "yolov4-tiny", "--modes", "w-gptq"], "--modes"),
     (["--model", "yolov4-tiny", "--split", "train"], "--split"),
+    (["--model", "yolov3-tiny", "--abits", "1"], "--abits"),
+    (["--model", "yolov3-tiny", "--abits", "6", "--modes", "a-pot-recipe"], "8-bit activations only"),
 ])
 def test_grid_refused_before_work(tmp_path, capsys, argv, msg):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
@@ -71,3 +74,29 @@ def test_v4tiny_refused_before_work(tmp_path, capsys, argv, msg):
     assert exc.value.code == 2
     assert msg in capsys.readouterr().err
     assert not (tmp_path / "nosets").exists() and not (tmp_path / "c").exists()
+
+
+def test_pot_asym_format_hand_cases():
+    """a-pot-asym (round 12): the power-of-two step and zero point, checked against values worked
+    out by hand.  Values spread over [-1, 14]: 15 units need 240 steps of 1/16 (<= 255 codes), so
+    the unsigned format keeps step 1/16 with a zero point near 16, one bit finer than the signed
+    symmetric format, which must hold 14 in 127 steps (step 1/8)."""
+    from mdfi.quant import calibrate
+    from mdfi.quant.calib_stats import TensorStats
+    x = np.concatenate([np.linspace(-1.0, 14.0, 20001), np.zeros(100)])
+    st = TensorStats.from_array(x)
+    step, zp = bench_grid.pot_asym_format(st, 8)
+    assert step == 1 / 16
+    assert zp == int(zp) and 0 <= zp <= 255
+    lo, hi = -zp * step, (255 - zp) * step
+    assert lo <= -1.0 + step / 2 and hi >= 14.0 - step / 2          # nothing beyond the clip budget clips
+    assert calibrate.choose_frac(st, 8, "mse") == 3                  # the symmetric signed format: 1/8
+    # a non-negative tensor: zero point 0 or close to it, and the whole [0, 255 * step] range used
+    st = TensorStats.from_array(np.linspace(0.0, 3.9, 5000))
+    step, zp = bench_grid.pot_asym_format(st, 8)
+    assert step == 1 / 64 and zp <= 6                                # 3.9 / (1/64) = 249.6 codes
+    # 4 bits: 15 codes over [-1, 14] -> step 1 (15 steps), zero point 1
+    step, zp = bench_grid.pot_asym_format(TensorStats.from_array(np.linspace(-1.0, 14.0, 20001)), 4)
+    assert (step, zp) == (1.0, 1.0)
+    # an all-zero tensor does not fail
+    assert bench_grid.pot_asym_format(TensorStats.from_array(np.zeros(10)), 8) == (1.0, 0.0)
