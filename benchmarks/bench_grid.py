@@ -53,6 +53,8 @@ pixels at 1/255 as MDFI's uint8 input; weights float):
   by MDFI's ``mse`` criterion over the same histograms (``frac`` among ``fmax - 2 .. fmax + 5``,
   every zero point, smallest expected squared error), with the same 0.01 % clip budget.
   Diagnostic only: MDFI's integer engine has no zero points (round 12, docs/quantization.md).
+* ``a-pot-asym-max``: the same with nothing clipped on the calibration photos (the finest
+  power-of-two step at which [min, max] fits with some zero point).
 
 ``--abits N`` (default 8) runs every activation mode at N bits (``a-pot`` from a w16aN model).
 
@@ -81,7 +83,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 WEIGHT_MODES = ["fold", "w-mdfi", "w-mdfi-fb", "w-pot", "w-float", "w-float-mse"]
-ACT_MODES = ["a-pot", "a-pot-recipe", "a-float", "a-float-mse", "a-float-asym", "a-pot-asym"]
+ACT_MODES = ["a-pot", "a-pot-recipe", "a-float", "a-float-mse", "a-float-asym", "a-pot-asym", "a-pot-asym-max"]
 #: zoo models: the official weights and their shipped statistics (and, for a-pot-recipe, decisions)
 ZOO_MODELS = ("yolov3-tiny", "yolov4-tiny")
 MODELS = ("yolov3-tiny", "yolov4-tiny", "yolov4-tiny-10c")
@@ -266,8 +268,8 @@ def act_quantizer(network, qm, calib, mode: str):
             lo, hi = 0, 2 ** fmt.bits - 1
             step = (mx - mn) / hi
             zp = float(np.round(-mn / step))
-        elif mode == "a-pot-asym":
-            step, zp = pot_asym_format(st, fmt.bits)
+        elif mode in ("a-pot-asym", "a-pot-asym-max"):
+            step, zp = pot_asym_format(st, fmt.bits, clip_budget=0.0 if mode == "a-pot-asym-max" else 0.01)
             lo, hi = 0, 2 ** fmt.bits - 1
         else:
             step = 2.0 ** -fmt.frac

@@ -98,5 +98,11 @@ def test_pot_asym_format_hand_cases():
     # 4 bits: 15 codes over [-1, 14] -> step 1 (15 steps), zero point 1
     step, zp = bench_grid.pot_asym_format(TensorStats.from_array(np.linspace(-1.0, 14.0, 20001)), 4)
     assert (step, zp) == (1.0, 1.0)
+    # nothing clipped (a-pot-asym-max): one rare value at 17 sets the step, 1/8 for [-1, 17]; with the
+    # budget, clipping it to 15.9 costs less squared error than the coarser step over all others
+    x = np.concatenate([np.linspace(-1.0, 14.0, 20001), [17.0]])
+    step, zp = bench_grid.pot_asym_format(TensorStats.from_array(x), 8, clip_budget=0.0)
+    assert step == 1 / 8 and -zp * step <= -1.0 and (255 - zp) * step >= 17.0
+    assert bench_grid.pot_asym_format(TensorStats.from_array(x), 8)[0] == 1 / 16   # the budget clips it
     # an all-zero tensor does not fail
     assert bench_grid.pot_asym_format(TensorStats.from_array(np.zeros(10)), 8) == (1.0, 0.0)
