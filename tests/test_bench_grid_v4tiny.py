@@ -32,6 +32,7 @@ def test_grid_models():
     (["--model", "yolov4-tiny", "--modes", "w-gptq"], "--modes"),
     (["--model", "yolov4-tiny", "--split", "train"], "--split"),
     (["--model", "yolov3-tiny", "--abits", "1"], "--abits"),
+    (["--model", "yolov3-tiny", "--wbits", "17"], "--wbits"),
     (["--model", "yolov3-tiny", "--abits", "6", "--modes", "a-pot-recipe"], "8-bit activations only"),
 ])
 def test_grid_refused_before_work(tmp_path, capsys, argv, msg):
