@@ -130,7 +130,7 @@ def shift_round(x: IntArray, shift: ShiftLike, mode: str) -> IntArray:
 
 
 def requantize(acc: IntArray, shift: ShiftLike, mode: str, bits: int, activation: str = "linear",
-               signed: bool = True, stats: Optional[dict] = None) -> IntArray:
+               signed: bool = True, stats: Optional[dict] = None, zero: int = 0) -> IntArray:
     """The fused requantize/activate/saturate step of a convolution or shortcut (sections 3-4).
 
     * ``linear``: ``sat(R(acc / 2**s))``
@@ -142,7 +142,8 @@ def requantize(acc: IntArray, shift: ShiftLike, mode: str, bits: int, activation
     Returns int32.  Left shifts (``s < 0``) first clamp ``acc`` to ``+-2**bits`` (any
     larger magnitude saturates anyway), so no intermediate can overflow int64.
     ``stats`` (a dict) accumulates ``saturated`` (results the saturation clamped) and
-    ``total``.
+    ``total``.  ``zero``: the output's zero point (section 1.1), added after the activation
+    and before the saturation: ``sat(R(...) + zero)``.
     """
     acc = np.asarray(acc, dtype=np.int64)
     acc, extra = pre_shift_activation(acc, activation)
@@ -151,6 +152,8 @@ def requantize(acc: IntArray, shift: ShiftLike, mode: str, bits: int, activation
         lim = np.int64(1) << np.int64(bits)
         acc = np.where(s < 0, np.clip(acc, -lim, lim), acc)
     unsat = shift_round(acc, s, mode)
+    if zero:
+        unsat = unsat + np.int64(zero)
     if stats is not None:
         # Overflow visibility (docs section 2): how many results the saturation clamped.
         stats["saturated"] = stats.get("saturated", 0) + int(np.count_nonzero(
@@ -180,9 +183,11 @@ def pre_shift_activation(acc: IntArray, activation: str):
 
 
 def align(x: IntArray, from_frac: int, to_frac: int, mode: str, bits: int,
-          stats: Optional[dict] = None) -> IntArray:
-    """Re-express ``Q(*, from_frac)`` values at ``to_frac`` (route inputs; section 5)."""
-    return requantize(np.asarray(x, dtype=np.int64), from_frac - to_frac, mode, bits, stats=stats)
+          stats: Optional[dict] = None, zero_in: int = 0, zero_out: int = 0) -> IntArray:
+    """Re-express ``Q(*, from_frac)`` values at ``to_frac`` (route inputs; section 5):
+    ``sat(R((x - zero_in) / 2**(from_frac - to_frac)) + zero_out)``."""
+    return requantize(np.asarray(x, dtype=np.int64) - np.int64(zero_in), from_frac - to_frac, mode, bits,
+                      stats=stats, zero=zero_out)
 
 
 def add_aligned(a: IntArray, fa: int, b: IntArray, fb: int) -> (IntArray, int):
@@ -231,21 +236,31 @@ def product_bound(wbits: int, in_bits: int, kernel_volume: int, in_signed: bool 
 class QFormat:
     """A fixed-point tensor format: ``bits`` wide, ``frac`` fractional bits, signed or not.
 
-    Value of an integer ``q``: ``q * 2**-frac``.  ``frac`` may be negative (coarser than
-    integers) or larger than ``bits`` (all fraction).
+    Value of an integer ``q``: ``(q - zero) * 2**-frac``.  ``frac`` may be negative (coarser
+    than integers) or larger than ``bits`` (all fraction).  ``zero`` (the zero point, 0 unless
+    chosen, docs/fixed-point.md section 1.1) is an integer code of the format: the code of
+    the real value 0, which padding writes.
     """
 
-    __slots__ = ("bits", "frac", "signed")
+    __slots__ = ("bits", "frac", "signed", "zero")
 
     #: Fractional bits MDFI accepts for activations (doc section 1).
     MIN_FRAC, MAX_FRAC = -24, 40
 
-    def __init__(self, bits: int, frac: int, signed: bool = True):
+    def __init__(self, bits: int, frac: int, signed: bool = True, zero: int = 0):
         self.bits = check_bits(bits)
         if not isinstance(frac, (int, np.integer)) or not self.MIN_FRAC <= frac <= self.MAX_FRAC:
             raise FormatError(f"fractional bits {frac!r} outside [{self.MIN_FRAC}, {self.MAX_FRAC}]")
         self.frac = int(frac)
         self.signed = bool(signed)
+        if not isinstance(zero, (int, np.integer)) or not qmin(self.bits, self.signed) <= zero <= qmax(self.bits, self.signed):
+            raise FormatError(f"zero point {zero!r} is not a code of a {self.bits}-bit "
+                              f"{'signed' if self.signed else 'unsigned'} format")
+        self.zero = int(zero)
+
+    def with_zero(self, zero: int) -> "QFormat":
+        """The same format with zero point ``zero``."""
+        return QFormat(self.bits, self.frac, self.signed, zero)
 
     @property
     def min(self) -> int:
@@ -260,8 +275,10 @@ class QFormat:
         return float(2.0 ** -self.frac)
 
     def ap_type(self) -> str:
-        """hls4ml / Vivado HLS spelling, e.g. ``ap_fixed<8,3>`` (3 integer bits incl. sign)."""
-        return f"ap_{'' if self.signed else 'u'}fixed<{self.bits},{self.bits - self.frac}>"
+        """hls4ml / Vivado HLS spelling, e.g. ``ap_fixed<8,3>`` (3 integer bits incl. sign);
+        a zero point is appended as ``-z``/``+z`` (``ap_fixed<8,3>-100``: value (q+100)*step)."""
+        z = "" if not self.zero else f"{-self.zero:+d}"
+        return f"ap_{'' if self.signed else 'u'}fixed<{self.bits},{self.bits - self.frac}>{z}"
 
     def q_notation(self) -> str:
         """TI-style ``Qm.n`` (m integer bits excluding the sign), ``UQm.n`` if unsigned."""
@@ -269,20 +286,27 @@ class QFormat:
         return f"{'' if self.signed else 'U'}Q{m}.{self.frac}"
 
     def to_dict(self) -> dict:
-        return {"bits": self.bits, "frac": self.frac, "signed": self.signed}
+        d = {"bits": self.bits, "frac": self.frac, "signed": self.signed}
+        if self.zero:                 # files of zero-free models stay as before round 13
+            d["zero"] = self.zero
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "QFormat":
-        return cls(int(d["bits"]), int(d["frac"]), bool(d.get("signed", True)))
+        return cls(int(d["bits"]), int(d["frac"]), bool(d.get("signed", True)), int(d.get("zero", 0)))
+
+    def _key(self):
+        return (self.bits, self.frac, self.signed, self.zero)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, QFormat) and (self.bits, self.frac, self.signed) == (other.bits, other.frac, other.signed)
+        return isinstance(other, QFormat) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.bits, self.frac, self.signed))
+        return hash(self._key())
 
     def __repr__(self) -> str:
-        return f"QFormat({self.bits}, {self.frac}{'' if self.signed else ', unsigned'})"
+        z = f", zero={self.zero}" if self.zero else ""
+        return f"QFormat({self.bits}, {self.frac}{'' if self.signed else ', unsigned'}{z})"
 
     def __str__(self) -> str:
         return f"{self.ap_type()} {self.q_notation()}"

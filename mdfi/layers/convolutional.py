@@ -46,9 +46,10 @@ def conv_out_size(n: int, size: int, stride: int, padding: int) -> int:
 
 
 def im2col(x: np.ndarray, size: int, stride: int, padding: int, *, stride_y: "int | None" = None,
-           dilation: int = 1) -> np.ndarray:
+           dilation: int = 1, pad_value: int = 0) -> np.ndarray:
     """Darknet's im2col_cpu / AlexeyAB's im2col_cpu_ext: (C,H,W) -> (C*size*size, OH*OW),
-    zero padding.
+    zero padding (``pad_value``: the input's zero point in the fixed-point reference, the
+    code of the real value 0, docs/fixed-point.md section 1.1).
 
     Row index is ``(c*size + ky)*size + kx``, the order of Darknet's weights.  ``stride`` is
     the horizontal stride (``stride_y`` defaults to it); with ``dilation`` the taps are
@@ -66,7 +67,7 @@ def im2col(x: np.ndarray, size: int, stride: int, padding: int, *, stride_y: "in
     ow = (w + 2 * pad - ext) // sx + 1
     if size == 1 and sx == 1 and sy == 1 and padding == 0:
         return x.reshape(c, h * w)
-    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad))) if pad else x
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)), constant_values=pad_value) if pad else x
     s0, s1, s2 = xp.strides
     view = np.lib.stride_tricks.as_strided(
         xp, shape=(c, size, size, oh, ow), strides=(s0, s1 * d, s2 * d, s1 * sy, s2 * sx),
@@ -339,19 +340,22 @@ def int_matmul(w: np.ndarray, cols: np.ndarray, *, exact_int64: bool = False) ->
 
 def conv2d_int_ref(x: np.ndarray, w: np.ndarray, bias: np.ndarray, shift: np.ndarray, *,
                    size: int, stride: int, padding: int, rounding: str, bits: int,
-                   activation: str, exact_int64: bool = False, stats=None) -> np.ndarray:
+                   activation: str, exact_int64: bool = False, stats=None, pad_value: int = 0,
+                   zero_out: int = 0) -> np.ndarray:
     """Integer convolution + bias + requantize/activation/saturate (docs sections 3-4).
 
     ``x``: (C,H,W) integers; ``w``: (M, C, k, k) integers; ``bias``: (M,) integers at the
-    accumulator scale; ``shift``: (M,) requantizing shifts.  Zero padding.  Returns (M,OH,OW)
-    int32 with ``out[m] = requantize(sum_k w[m,k]*col[k] + bias[m], shift[m])``.
+    accumulator scale; ``shift``: (M,) requantizing shifts.  The padding holds ``pad_value``
+    (the input's zero point; 0 without one).  Returns (M,OH,OW) int32 with
+    ``out[m] = requantize(sum_k w[m,k]*col[k] + bias[m], shift[m], zero=zero_out)``.
     """
     m = w.shape[0]
     _, h, wd = x.shape
     oh, ow = conv_out_size(h, size, stride, padding), conv_out_size(wd, size, stride, padding)
-    cols = im2col(np.asarray(x), size, stride, padding)
+    cols = im2col(np.asarray(x), size, stride, padding, pad_value=pad_value)
     acc = int_matmul(w.reshape(m, -1), cols, exact_int64=exact_int64) + np.asarray(bias, np.int64)[:, None]
-    out = fp.requantize(acc, np.asarray(shift, np.int64)[:, None], rounding, bits, activation, stats=stats)
+    out = fp.requantize(acc, np.asarray(shift, np.int64)[:, None], rounding, bits, activation, stats=stats,
+                        zero=zero_out)
     return out.reshape(m, oh, ow)
 
 
