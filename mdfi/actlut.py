@@ -84,11 +84,12 @@ def pre_format(act: str, out_fmt: "fp.QFormat") -> "fp.QFormat":
 
 
 def build_table(act: str, pre_fmt: "fp.QFormat", out_fmt: "fp.QFormat", rounding: str) -> np.ndarray:
-    """``T[i] = sat(R(f((qmin + i) * 2^-f_pre) * 2^f_out))`` (``2^P`` entries, int8 or int16)."""
+    """``T[i] = sat(R(f((qmin + i) * 2^-f_pre) * 2^f_out) + z_out)`` (``2^P`` entries, int8 or
+    int16; ``z_out`` the output's zero point, 0 without one; the pre code has none)."""
     q = np.arange(pre_fmt.min, pre_fmt.max + 1, dtype=np.float64)
     v = reference_float64(act, q * 2.0 ** -pre_fmt.frac) * 2.0 ** out_fmt.frac
     r = np.floor(v + 0.5) if fp.rounding_code(rounding) == fp.ROUND_HALF_UP else np.floor(v)
-    return np.clip(r, out_fmt.min, out_fmt.max).astype(fp.storage_dtype(out_fmt.bits))
+    return np.clip(r + out_fmt.zero, out_fmt.min, out_fmt.max).astype(fp.storage_dtype(out_fmt.bits))
 
 
 def check_table(table: np.ndarray, pre_fmt: "fp.QFormat", out_fmt: "fp.QFormat", where: str) -> np.ndarray:

@@ -91,7 +91,8 @@ class CRunner:
                     any(tuple(shp) != tuple(l.out_shape) for shp in l.in_shapes) or \
                     tuple(ql.layer.out_shape) != tuple(l.out_shape):
                 continue
-            if any(f.bits > 16 or not f.signed for f in list(sc.in_fmts) + [sc.out_fmt, ql.out_fmt]):
+            if any(f.bits > 16 or not f.signed or f.zero for f in list(sc.in_fmts) + [sc.out_fmt, ql.out_fmt,
+                                                                                       ql.in_fmt]):
                 continue
             fused[i] = i + 1
         return fused
@@ -201,6 +202,12 @@ class CRunner:
         kw = dict(ksize=l.size, stride=l.stride, pad=l.padding, rounding=fp.rounding_code(ql.rounding),
                   out_bits=ql.pre_fmt.bits if lut else ql.out_fmt.bits,
                   act=ACT_CODES["linear" if lut else l.activation], acc64=int(ql.acc64), nthreads=self.threads)
+        # zero points (docs/fixed-point.md 1.1): the padding holds the input's, the epilogue adds
+        # the output's (a table activation folds it into its table)
+        if ql.in_fmt.zero:
+            kw["pad_value"] = ql.in_fmt.zero
+        if not lut and ql.out_fmt.zero:
+            kw["zero_out"] = ql.out_fmt.zero
 
         def step(xs, out):
             _conv.conv2d(xs[0], packed, bias, shift, out, scratch=self.scratch, **kw)
@@ -256,11 +263,14 @@ class CRunner:
         bits = ql.out_fmt.bits
         slices = l.slices() if getattr(l, "groups", 1) > 1 else [(0, s[0]) for s in l.in_shapes]
 
+        zs = [dict(zero_in=f.zero, zero_out=ql.out_fmt.zero) if f.zero or ql.out_fmt.zero else {}
+              for f in ql.in_fmts]
+
         def step(xs, out):
             c0 = 0
-            for x, (a, b), shift in zip(xs, slices, ql.shifts):
+            for x, (a, b), shift, z in zip(xs, slices, ql.shifts, zs):
                 # a channel slice of a (C,H,W) tensor is contiguous
-                _kernels.align_copy(x[a:b], out[c0:c0 + b - a], shift, mode, bits, nthreads=nt)
+                _kernels.align_copy(x[a:b], out[c0:c0 + b - a], shift, mode, bits, nthreads=nt, **z)
                 c0 += b - a
         return step
 

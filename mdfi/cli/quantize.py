@@ -54,6 +54,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             raise MDFIError(f"--clip-budget applies to mse formats, not --method {args.method}")
         if not 0.0 <= args.clip_budget < 100.0:
             raise MDFIError(f"--clip-budget {args.clip_budget:g}: a percentage in [0, 100)")
+    if args.zero_points and args.search:
+        raise MDFIError("give --zero-points or --search, not both (the search chooses formats without zero points)")
+    if args.zero_points and args.method not in (None, "mse"):
+        raise MDFIError(f"--zero-points chooses formats by the mse criterion, not --method {args.method}")
     if args.align and not args.calib:
         raise MDFIError("--align needs calibration images (--calib DIR): the rescaled network is calibrated again")
     if args.align and args.size_budget is not None:
@@ -114,7 +118,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     rescale = bool(args.align) or args.act_equalize is not None
     if data_methods or rescale:
         kw["calib_inputs"] = inputs
-    elif not (args.calib or args.calib_stats or args.method or args.layer_rounding or args.layer_wbits):
+    elif not (args.calib or args.calib_stats or args.method or args.layer_rounding or args.layer_wbits
+              or args.zero_points):
         # as `mdfi detect` quantizes (with --layer-abits: the wide layers' formats at their width)
         kw = recipes.shipped_decisions(spec_name, network, opts, layer_abits=args.layer_abits, calib=calib)
         kw.pop("layer_abits", None)
@@ -124,6 +129,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                   layer_abits=args.layer_abits, layer_wbits=args.layer_wbits, cfg_text=cfg_text, names=names)
     if args.clip_budget is not None:
         common["act_options"] = {"clip_budget": args.clip_budget}
+    if args.zero_points:
+        common.update(zero_points=True, act_method="mse")
     if args.size_budget is not None:
         from ..quant.formats import HeadObjective
         from ..quant.mixed import choose_widths
@@ -247,6 +254,9 @@ def add_quantize_parser(sub) -> None:
     q.add_argument("--clip-budget", type=float, default=None, metavar="PCT",
                    help="with --calib/--calib-stats and mse formats: at most PCT %% of the calibration values may "
                         "clip (default 0.01; docs/quantization.md, yolov4-tiny: 0.03)")
+    q.add_argument("--zero-points", action="store_true",
+                   help="activation formats with a zero point (value (q - zero) * 2^-frac; docs/fixed-point.md 1.1): "
+                        "one bit finer for one-sided (leaky) tensors; not yet in golden exports")
     q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround", "brecq"), default="nearest",
                    help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
                         "up/down rounding learned per layer on them; brecq: learned jointly over blocks of "

@@ -402,6 +402,12 @@ def export(model, image, out_dir: str, *, layers: Optional[Iterable[int]] = None
     qm: QuantizedModel = getattr(model, "quantized", None)
     if qm is None:
         raise MDFIError("golden vectors need a fixed-point model (not the float path)")
+    zp = [ql.index for ql in qm.layers if any(f is not None and f.zero for f in
+                                             [ql.out_fmt, getattr(ql, "in_fmt", None)] + list(getattr(ql, "in_fmts", [])))]
+    if zp:
+        raise MDFIError(f"golden export: layers {zp[0]}.. use zero-point activations (quantize --zero-points), "
+                        f"which the golden format, the C runner and verify do not describe yet "
+                        f"(docs/fixed-point.md 1.1); export a model quantized without them")
     n = len(qm.layers)
     selected = set(range(n)) if layers is None else set(layers)
     formats = list(formats or DEFAULT_FORMATS)

@@ -497,9 +497,13 @@ class QConvolutional(QLayer):
         acc_bits = fp.accumulator_bits(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
         lim = (1 << (acc_bits - 1)) - 1 - fp.product_bound(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
         b_q = fp.round_half_up_float(np.asarray(bias_float, np.float64) * np.exp2((f + in_fmt.frac).astype(np.float64)))
+        w_q = np.asarray(w_q).reshape(layer.filters, layer.in_channels, layer.size, layer.size)
+        if in_fmt.zero:
+            # the input's zero point folded into the bias (section 3.1): sum w*(x - z) + b
+            # = sum w*x + (b - z*sum w), with the padding holding z
+            b_q = b_q - float(in_fmt.zero) * w_q.reshape(layer.filters, -1).astype(np.float64).sum(axis=1)
         clamped = int(np.count_nonzero(np.abs(b_q) > lim))
         b_q = np.clip(b_q, -lim, lim).astype(np.int64)
-        w_q = np.asarray(w_q).reshape(layer.filters, layer.in_channels, layer.size, layer.size)
         return cls(layer, in_fmt, out_fmt, w_q.astype(fp.storage_dtype(wbits)), f, b_q, wbits=wbits,
                    rounding=rounding, per_channel=per_channel, bias_clamped=clamped, method=method)
 
@@ -509,14 +513,14 @@ class QConvolutional(QLayer):
         ``act`` (the activation applied to the accumulator before the shift) and ``out``."""
         l = self.layer
         m, oh, ow = l.out_shape
-        cols = im2col(np.asarray(xs[0]), l.size, l.stride, l.padding)
+        cols = im2col(np.asarray(xs[0]), l.size, l.stride, l.padding, pad_value=self.in_fmt.zero)
         acc = (int_matmul(self.weights.reshape(m, -1), cols) + self.bias[:, None]).reshape(m, oh, ow)
         if self.lut:
             pre = fp.requantize(acc, self.shift[:, None, None].astype(np.int64), self.rounding, self.pre_fmt.bits)
             return {"acc": acc, "pre": pre, "out": actlut.lookup(self.act_lut, pre, self.pre_fmt)}
         act, _ = fp.pre_shift_activation(acc, l.activation)
         out = fp.requantize(acc, self.shift[:, None, None].astype(np.int64), self.rounding, self.out_fmt.bits,
-                            l.activation)
+                            l.activation, zero=self.out_fmt.zero)
         return {"acc": acc, "act": act, "out": out}
 
     def stage_formats(self) -> dict:
@@ -535,11 +539,19 @@ class QConvolutional(QLayer):
         if self.lut:
             pre = conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,
                                  padding=l.padding, rounding=self.rounding, bits=self.pre_fmt.bits,
-                                 activation="linear", stats=stats)
+                                 activation="linear", stats=stats, pad_value=self.in_fmt.zero)
             return actlut.lookup(self.act_lut, pre, self.pre_fmt)
         return conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,
                               padding=l.padding, rounding=self.rounding, bits=self.out_fmt.bits,
-                              activation=l.activation, stats=stats)
+                              activation=l.activation, stats=stats, pad_value=self.in_fmt.zero,
+                              zero_out=self.out_fmt.zero)
+
+    def bias_unfolded(self) -> np.ndarray:
+        """The bias before the input's zero point was folded in (section 3.1): ``bias + z_in *
+        sum w`` (int64; the bias itself without a zero point)."""
+        if not self.in_fmt.zero:
+            return self.bias.copy()
+        return self.bias + np.int64(self.in_fmt.zero) * self.weights.reshape(self.layer.filters, -1).astype(np.int64).sum(axis=1)
 
     # -- serialisation ---------------------------------------------------------------------
     def meta(self):

@@ -24,19 +24,25 @@ from ..errors import ShapeError
 from .base import QLayer, meta_format
 
 
+def code_values(in_fmt: "fp.QFormat") -> np.ndarray:
+    """The real value of every code of the input format, in table order (index ``q - qmin``):
+    ``(q - zero) * 2**-frac`` in float64 (a zero point is folded into the tables' contents;
+    the lookup itself never sees it)."""
+    return (np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64) - in_fmt.zero) * 2.0 ** -in_fmt.frac
+
+
 def logistic_table(in_fmt: "fp.QFormat") -> np.ndarray:
     """uint16 table of 2**bits entries, index ``q - qmin``."""
-    q = np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64)
+    t = code_values(in_fmt)
     with np.errstate(over="ignore"):                      # exp(+large) = inf -> v = 0
-        v = 1.0 / (1.0 + np.exp(-q * 2.0 ** -in_fmt.frac))
+        v = 1.0 / (1.0 + np.exp(-t))
     return np.clip(fp.round_half_up_float(v * fp.PROB_ONE), 0, fp.PROB_ONE).astype(np.uint16)
 
 
 def exp_table(in_fmt: "fp.QFormat") -> np.ndarray:
     """int32 table of 2**bits entries, index ``q - qmin``: exp in unsigned Q15.16, saturated."""
-    q = np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64)
     with np.errstate(over="ignore"):
-        v = np.exp(q * 2.0 ** -in_fmt.frac) * 2.0 ** fp.EXP_FRAC
+        v = np.exp(code_values(in_fmt)) * 2.0 ** fp.EXP_FRAC
     v = np.minimum(v, float(fp.EXP_MAX))            # saturate (also maps +inf)
     return fp.round_half_up_float(v).astype(np.int32)
 
@@ -44,14 +50,14 @@ def exp_table(in_fmt: "fp.QFormat") -> np.ndarray:
 def identity_prob_table(in_fmt: "fp.QFormat") -> np.ndarray:
     """``new_coords`` objectness/classes (already a logistic from the conv before):
     ``clip(round_half_up(q*2**-frac * 2**15), 0, 2**15)``, uint16 Q1.15."""
-    q = np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64)
-    return np.clip(fp.round_half_up_float(q * 2.0 ** (fp.PROB_FRAC - in_fmt.frac)), 0, fp.PROB_ONE).astype(np.uint16)
+    return np.clip(fp.round_half_up_float(code_values(in_fmt) * 2.0 ** fp.PROB_FRAC), 0,
+                   fp.PROB_ONE).astype(np.uint16)
 
 
 def square_table(in_fmt: "fp.QFormat") -> np.ndarray:
     """``new_coords`` w/h: ``min(round_half_up((2*t)**2 * 2**16), 2**31-1)`` with
     ``t = q*2**-frac``: int32 Q15.16 (AB get_yolo_box: ``tw*tw*4``, src/yolo_layer.c:140)."""
-    t = np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64) * 2.0 ** -in_fmt.frac
+    t = code_values(in_fmt)
     v = np.minimum(4.0 * t * t * 2.0 ** fp.EXP_FRAC, float(fp.EXP_MAX))
     return fp.round_half_up_float(v).astype(np.int32)
 
@@ -64,7 +70,7 @@ def xy_table(in_fmt: "fp.QFormat", scale: float, new_coords: bool) -> np.ndarray
     """x/y with AlexeyAB's ``scale_x_y`` (src/yolo_layer.c:680):
     ``round_half_up((g(q)*s - (s-1)/2) * 2**15)`` with ``g`` the logistic (or, with
     ``new_coords``, the identity ``q*2**-frac``), int32 signed Q.15, saturated."""
-    t = np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64) * 2.0 ** -in_fmt.frac
+    t = code_values(in_fmt)
     if not new_coords:
         with np.errstate(over="ignore"):
             t = 1.0 / (1.0 + np.exp(-t))

@@ -85,25 +85,32 @@ class RouteLayer(Layer):
 
 class QRoute(QLayer):
     """Integer route (docs/fixed-point.md section 5): the output takes the coarsest input
-    format (smallest frac, widest bits); every input (its channel slice, with AlexeyAB's
-    groups) is aligned to it by an explicit rounding right shift ``align(x, f_i, f_out)``.
-    Inputs already in the output format are copied unchanged, so a route of equal formats is
-    a pure concatenation (of slices)."""
+    format (smallest frac, widest bits) and the zero point of the first input with that frac;
+    every input (its channel slice, with AlexeyAB's groups) is aligned to it by an explicit
+    rounding right shift ``align(x, f_i, f_out, zero_in=z_i, zero_out=z_out)``.  Inputs
+    already in the output's frac and zero point are copied unchanged, so a route of equal
+    formats is a pure concatenation (of slices)."""
 
     kind = "route"
 
     def __init__(self, layer, in_fmts, rounding):
-        out = fp.QFormat(max(f.bits for f in in_fmts), min(f.frac for f in in_fmts),
-                         all(f.signed for f in in_fmts))
+        f_out = min(f.frac for f in in_fmts)
+        z_out = next(f.zero for f in in_fmts if f.frac == f_out)
+        out = fp.QFormat(max(f.bits for f in in_fmts), f_out, all(f.signed for f in in_fmts), z_out)
         super().__init__(layer, out, rounding)
         self.in_fmts = list(in_fmts)
         self.shifts = [f.frac - out.frac for f in self.in_fmts]
 
+    def copies(self):
+        """Per input: True when it is copied unchanged (same frac and zero point)."""
+        return [s == 0 and f.zero == self.out_fmt.zero for f, s in zip(self.in_fmts, self.shifts)]
+
     def forward_ref(self, xs, stats=None):
         xs = self.layer.select(xs)
-        parts = [np.asarray(x, np.int32) if s == 0 else fp.align(x, f.frac, self.out_fmt.frac, self.rounding,
-                                                                 self.out_fmt.bits, stats=stats)
-                 for x, f, s in zip(xs, self.in_fmts, self.shifts)]
+        parts = [np.asarray(x, np.int32) if copy else
+                 fp.align(x, f.frac, self.out_fmt.frac, self.rounding, self.out_fmt.bits, stats=stats,
+                          zero_in=f.zero, zero_out=self.out_fmt.zero)
+                 for x, f, copy in zip(xs, self.in_fmts, self.copies())]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     @classmethod

@@ -173,6 +173,9 @@ class QShortcut(QLayer):
             self.act_lut = (actlut.build_table(layer.activation, self.pre_fmt, out_fmt, rounding) if act_lut is None
                             else actlut.check_table(act_lut, self.pre_fmt, out_fmt, f"layer {layer.index}"))
         self.in_fmts = list(in_fmts)
+        if any(f.zero for f in self.in_fmts + [out_fmt]):
+            raise FormatError(f"layer {layer.index}: [shortcut] with zero-point activations has no fixed-point "
+                              f"kernel (docs/fixed-point.md section 1.1); quantize without zero points")
         fa, fb = (f.frac for f in self.in_fmts)
         if abs(fa - fb) > 16:
             raise FormatError(f"layer {layer.index}: shortcut inputs differ by {abs(fa - fb)} fractional bits "

@@ -229,9 +229,9 @@ def _quantize_act(a: np.ndarray, fmt, keep: Optional[np.ndarray]):
     """(value, straight-through gradient mask) of ``a`` quantized to ``fmt`` where ``keep``
     (QDrop's mask) is False."""
     sc = float(2.0 ** fmt.frac)
-    q = fp.round_half_up_float(a * sc)
+    q = fp.round_half_up_float(a * sc) + fmt.zero
     inside = (q >= fp.qmin(fmt.bits)) & (q <= fp.qmax(fmt.bits))
-    aq = (np.clip(q, fp.qmin(fmt.bits), fp.qmax(fmt.bits)) / sc).astype(np.float32)
+    aq = ((np.clip(q, fp.qmin(fmt.bits), fp.qmax(fmt.bits)) - fmt.zero) / sc).astype(np.float32)
     if keep is None:
         return aq, inside
     return np.where(keep, a, aq), keep | inside

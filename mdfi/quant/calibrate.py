@@ -527,11 +527,7 @@ def choose_frac(stats: TensorStats, bits: int, method: str = "mse", **options) -
         f = _range_frac(max(stats.min, -t), min(stats.max, t), bits, signed)
         return fmax if f is None else max(f, fmax)
     # mse
-    centres = bin_centres()
-    rep_pos = np.minimum(centres, max(stats.max, 0.0))
-    rep_neg = -np.minimum(centres, max(-stats.min, 0.0))
-    vals = np.concatenate([rep_pos[stats.pos > 0], rep_neg[stats.neg > 0]])
-    cnts = np.concatenate([stats.pos[stats.pos > 0], stats.neg[stats.neg > 0]]).astype(np.float64)
+    vals, cnts = hist_points(stats)
     best_f, best_err = fmax, None
     for f in range(fmax - 2, fmax + 5):
         if f != _clamp(f):
@@ -543,6 +539,17 @@ def choose_frac(stats: TensorStats, bits: int, method: str = "mse", **options) -
         best_f = min(best_f, choose_frac(stats, bits, "percentile", p=100.0 - float(opts["clip_budget"]),
                                          signed=signed))
     return int(best_f)
+
+
+def hist_points(stats: TensorStats):
+    """(values, counts) of the histograms as the ``mse`` criterion sees them: each non-empty
+    bin by its geometric centre, clamped to the observed range."""
+    centres = bin_centres()
+    rep_pos = np.minimum(centres, max(stats.max, 0.0))
+    rep_neg = -np.minimum(centres, max(-stats.min, 0.0))
+    vals = np.concatenate([rep_pos[stats.pos > 0], rep_neg[stats.neg > 0]])
+    cnts = np.concatenate([stats.pos[stats.pos > 0], stats.neg[stats.neg > 0]]).astype(np.float64)
+    return vals, cnts
 
 
 def _expected_sq_error(vals: np.ndarray, cnts: np.ndarray, frac: int, bits: int, signed: bool) -> float:

@@ -65,7 +65,7 @@ class HeadObjective:
                 if a.size == 0:
                     continue
                 fmt = qm.layers[s].out_fmt
-                zq = np.asarray(outs[s], np.float64)
+                zq = np.asarray(outs[s], np.float64) - fmt.zero
                 zq = zq.reshape(l.n, l.entries, *zq.shape[1:]) * 2.0 ** -fmt.frac
                 err += float(((zq[a, 4, r, c] - zo) ** 2).sum() + ((zq[a, 5 + k, r, c] - zc) ** 2).sum())
         return err
@@ -120,7 +120,7 @@ def head_shifts(qm, objective: HeadObjective, engine: str = "c") -> Dict[int, np
         for (a, r, c, k, zo, zc), l, s in zip(per, objective.heads, objective.srcs):
             if a.size == 0:
                 continue
-            zq = np.asarray(outs[s], np.float64)
+            zq = np.asarray(outs[s], np.float64) - qm.layers[s].out_fmt.zero
             zq = zq.reshape(l.n, l.entries, *zq.shape[1:]) * 2.0 ** -qm.layers[s].out_fmt.frac
             sums[s] += [float((zo - zq[a, 4, r, c]).sum()), a.size, float((zc - zq[a, 5 + k, r, c]).sum()), a.size]
     out = {}

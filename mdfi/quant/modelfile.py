@@ -53,6 +53,10 @@ MAGIC = b"\x89MDFI\r\n\x1a"
 CONTAINER_VERSION = 1
 FORMAT = "mdfi-quantized-model"
 FORMAT_VERSION = 1
+#: Files whose activation formats carry zero points (docs/fixed-point.md 1.1) are version 2,
+#: so that an MDFI before round 13, which would ignore the zero points, refuses them.
+FORMAT_VERSION_ZERO = 2
+READ_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_ZERO)
 ALIGN = 64
 PREFIX = struct.Struct("<8sIII")
 
@@ -147,7 +151,10 @@ def dumps(model: QuantizedModel, *, model_name: Optional[str] = None, source: Op
             blobs.append(data + b"\0" * pad)
             offset += len(data) + pad
     header = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "mdfi_version": __version__,
+        "format": FORMAT, "mdfi_version": __version__,
+        "format_version": FORMAT_VERSION_ZERO if any(
+            (f is not None and f.zero) for ql in model.layers for f in (ql.out_fmt, getattr(ql, "in_fmt", None))
+        ) else FORMAT_VERSION,
         "model_name": model_name or model.name, "cfg_name": model.cfg_name, "cfg": model.cfg_text,
         "names": model.names, "options": model.options, "input_fmt": model.input_fmt.to_dict(),
         "layers": [dict(index=ql.index, **ql.meta()) for ql in model.layers],
@@ -200,9 +207,9 @@ def _parse_container(blob: bytes, spath: str) -> Tuple[dict, bytes]:
     header = loads(hbytes, f"{spath}: header", error=ModelFileError, allow_constants=True)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _fail(spath, f"header does not describe an {FORMAT}")
-    if header.get("format_version") != FORMAT_VERSION:
+    if header.get("format_version") not in READ_VERSIONS:
         raise _fail(spath, f"format version {_text(repr(header.get('format_version')))} is not supported "
-                           f"(this MDFI reads {FORMAT_VERSION})")
+                           f"(this MDFI reads {' and '.join(map(str, READ_VERSIONS))})")
     data = blob[_align(PREFIX.size + hlen):]
     return header, data
 

@@ -148,7 +148,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      unify_routes: bool = True, adaround: Optional[Mapping] = None,
                      align=None, align_direction: str = "fit", act_equalize=None,
                      act_options: Optional[Mapping[str, Any]] = None,
-                     gain_correction: Optional[str] = None, brecq: Optional[Mapping] = None) -> QuantizedModel:
+                     gain_correction: Optional[str] = None, brecq: Optional[Mapping] = None,
+                     zero_points: bool = False, act_zeros: Optional[Mapping[int, int]] = None) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
@@ -205,6 +206,12 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     (asymmetric calibration, GPTAQ), ``"gain"`` re-rounds ``w / g`` with ``g`` each output
     channel's measured slope of quantized on float output (:mod:`mdfi.quant.gaincorr`).
     Recorded per layer (``method["gain"]``) and in the options.
+
+    ``zero_points`` (opt-in; formats chosen from statistics with ``act_method`` ``"mse"``):
+    activation formats with a zero point (docs/fixed-point.md 1.1), chosen by
+    :func:`mdfi.quant.zeropoint.choose_formats_zero` (which also unifies the formats of each
+    route's producers, so ``unify_routes`` is implied).  ``act_zeros`` ({layer: zero}) gives
+    them with ``act_fracs`` instead.
 
     ``act_options``: options of ``act_method`` when formats are chosen from statistics
     (:func:`mdfi.quant.calibrate.choose_frac`, e.g. ``{"clip_budget": 0.03}`` for ``"mse"``);
@@ -284,7 +291,21 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     act_options = dict(act_options or {})
     if act_options and act_fracs is not None:
         raise FormatError("act_options apply when formats are chosen from statistics, not with act_fracs given")
-    if act_fracs is None:
+    if act_zeros is not None and act_fracs is None:
+        raise FormatError("act_zeros are given with act_fracs (zero_points=True chooses both)")
+    act_zeros = {int(k): int(v) for k, v in (act_zeros or {}).items()}
+    if act_fracs is None and zero_points:
+        from . import calibrate
+        from .zeropoint import choose_formats_zero
+        if calib is None:
+            calib = calibrate.estimate_from_batchnorm(network)
+        if act_method not in (None, "mse") or set(act_options) - {"clip_budget"}:
+            raise FormatError("zero_points choose formats by the mse criterion (act_method 'mse', option clip_budget)")
+        act_method = "mse"
+        act_fracs, act_zeros = choose_formats_zero(calib, network, abits, layer_abits,
+                                                   act_options.get("clip_budget", 0.01))
+        source = calib.meta.get("method", "images") if hasattr(calib, "meta") else "images"
+    elif act_fracs is None:
         from . import calibrate
         if calib is None:
             calib = calibrate.estimate_from_batchnorm(network)
@@ -297,6 +318,9 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         source = calib.meta.get("method", "images") if hasattr(calib, "meta") else "images"
         if unify_routes:
             act_fracs = unify_route_formats(network, act_fracs, layer_abits, abits)
+
+    def out_format(i: int) -> fp.QFormat:
+        return fp.QFormat(layer_abits.get(i, abits), int(act_fracs[i]), zero=act_zeros.get(i, 0))
 
     fmts: Dict[int, fp.QFormat] = {-1: fp.INPUT_FORMAT}
     block_of: Dict[int, List[int]] = {}
@@ -320,7 +344,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         if layer.kind == "convolutional":
             if layer.num_params() and layer.weights is None:
                 raise ShapeError(f"layer {i}: no float weights loaded; cannot quantize")
-            out = fp.QFormat(layer_abits.get(i, abits), int(act_fracs[i]))
+            out = out_format(i)
             lw = layer_wbits.get(i, wbits)
             mean = None
             if bias_correction is True or (bias_correction == "auto" and lw <= BIAS_CORRECTION_AUTO_BITS):
@@ -339,7 +363,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                 for j in block_of[i][1:]:
                     lj = network.layers[j]
                     if lj.kind == "convolutional":
-                        qls[j] = cls.quantize(lj, f, fp.QFormat(layer_abits.get(j, abits), int(act_fracs[j])),
+                        qls[j] = cls.quantize(lj, f, out_format(j),
                                               wbits=layer_wbits.get(j, wbits), rounding=layer_rounding.get(j, rounding),
                                               per_channel=per_channel, weight_method=weight_method)
                         f = qls[j].out_fmt
@@ -351,7 +375,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         elif layer.kind == "shortcut":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
-            ql = cls.quantize(layer, in_fmts, fp.QFormat(layer_abits.get(i, abits), int(act_fracs[i])), mode)
+            ql = cls.quantize(layer, in_fmts, out_format(i), mode)
         elif layer.kind == "route":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a route of the raw pixel input is not supported in fixed point")
@@ -376,6 +400,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                "darknet_reason": network.darknet_reason}
     if act_options:
         options["act_options"] = act_options
+    if any(act_zeros.values()):
+        options["zero_points"] = True
     if run is not None:
         options["calib_inputs"] = len(run)
     if gain_correction is not None:
@@ -496,7 +522,7 @@ def shift_biases(ql, shift: np.ndarray):
     method = dict(ql.method or {})
     method["bias"] = "empirical"
     return type(ql).from_integers(ql.layer, ql.in_fmt, ql.out_fmt, ql.weights, ql.w_frac,
-                                  ql.bias.astype(np.float64) / acc + np.asarray(shift, np.float64),
+                                  ql.bias_unfolded().astype(np.float64) / acc + np.asarray(shift, np.float64),
                                   wbits=ql.wbits, rounding=ql.rounding, per_channel=ql.per_channel, method=method)
 
 

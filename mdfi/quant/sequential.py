@@ -49,13 +49,20 @@ class CalibRun:
         self.fx: List[Dict[int, np.ndarray]] = [{-1: input_to_u8(x).astype(np.int32)} for x in inputs]
         self.progress = progress
         self.t0 = time.perf_counter()
+        #: the zero point of every integer output so far (docs/fixed-point.md 1.1)
+        self.zeros: Dict[int, int] = {-1: 0}
 
     def __len__(self) -> int:
         return len(self.fl)
 
     def inputs(self, layer, which: str) -> List[List[np.ndarray]]:
-        src = self.fl if which == "float" else self.fx
-        return [[d[i] for i in layer.inputs] for d in src]
+        """The layer's inputs per image: float, or ``"fixed"``: the integer codes minus their
+        zero point (``x_q - z``, so ``(x_q - z) * 2**-frac`` is the value and zero padding
+        of these is the padding the engine applies)."""
+        if which == "float":
+            return [[d[i] for i in layer.inputs] for d in self.fl]
+        zs = [self.zeros.get(i, 0) for i in layer.inputs]
+        return [[d[i] - z if z else d[i] for i, z in zip(layer.inputs, zs)] for d in self.fx]
 
     def advance(self, layer, ql) -> None:
         """Run ``layer`` (float) and ``ql`` (integer reference) on every input."""
@@ -64,6 +71,8 @@ class CalibRun:
                 d_f[layer.index] = np.ascontiguousarray(layer.forward_float([d_f[i] for i in layer.inputs]),
                                                         dtype=np.float32)
                 d_q[layer.index] = ql.forward_ref([d_q[i] for i in layer.inputs])
+        if ql.out_fmt is not None:
+            self.zeros[layer.index] = ql.out_fmt.zero
             for i in layer.inputs:
                 if i >= 0 and self.last.get(i) == layer.index:
                     d_f.pop(i, None)
@@ -108,7 +117,7 @@ def empirical_bias_shift(layer, run: CalibRun, ql, w_float: np.ndarray, b_float:
     act = layer.activation
     for xs_f, xs_q in zip(run.inputs(layer, "float"), run.inputs(layer, "fixed")):
         z_f = w_float @ (conv_columns(layer, xs_f[0]) * float_input_scale) + b_float[:, None]
-        z_q = (w_q @ conv_columns(layer, xs_q[0]) + ql.bias[:, None]) * acc_scale
+        z_q = (w_q @ conv_columns(layer, xs_q[0]) + ql.bias_unfolded()[:, None]) * acc_scale
         sum_q += z_q.sum(axis=1)
         sum_f += z_f.sum(axis=1)
         if act == "leaky":
