@@ -4,7 +4,7 @@
  * the portable scalar path.  mdfi_conv_avx2.c supplies the AVX2 versions of the five inner
  * operations (micro-kernel, B packing, input re-layout, epilogue, widening).
  *
- * Driver.  Phase 1 re-lays the input out as X2 (zero-padded, channel pairs interleaved,
+ * Driver.  Phase 1 re-lays the input out as X2 (padded with pad_value, channel pairs interleaved,
  * int16).  Then, per work item (a block of nb tiles of NR pixels, or a group of panels):
  *     for each K-pair block (kc2 pairs; nkc blocks)
  *       pack B [nb][kcl][NR][2] from X2           (im2col fused with packing; 1x1 stride-1

@@ -57,10 +57,15 @@
  *                 with portable arithmetic.
  * "8-bit layers": int8/uint8 activations x int8 weights with int32 accumulation (acc64 == 0);
  * everything else (wider formats, acc64) takes the path's int16-pair kernels.  Every SIMD
- * path runs a small self-check against the scalar path on first use and falls back (one
- * line on stderr) if it differs.  mdfi_conv_env_path() reads MDFI_SIMD (a path name, "0" =
- * scalar, unset/"auto" = best available); the caller reads it once and passes the path to
- * every call.
+ * path runs a small self-check against the scalar path on first use (zero-free and with zero
+ * points) and falls back (one line on stderr) if it differs.  mdfi_conv_env_path() reads
+ * MDFI_SIMD (a path name, "0" = scalar, unset/"auto" = best available); the caller reads it
+ * once and passes the path to every call.
+ *
+ * Zero points (mdfi_conv2d_zp): the padding value goes into each path's padded copy of the
+ * input (X2, the Winograd X2, the 8-bit family's X4 as pad_value ^ flip); the SIMD epilogues
+ * clamp to [qmin - zero_out, qmax - zero_out] and add zero_out (the narrowing then cannot
+ * saturate); with both 0 every path runs exactly the zero-free code.
  *
  * Plain C11, no Python headers, no floating point, no allocation.
  */

@@ -14,7 +14,8 @@
  * Layouts (int16 units, row-major):
  *   packed A : header (MDFI_CONV_HDR bytes) + [P][K2][MR][2]   P = ceil(M/MR) panels;
  *              rows m >= M and channels >= C are zero.
- *   X2       : [C2][Hp][Wp][2]  the zero-padded input, channel pairs interleaved,
+ *   X2       : [C2][Hp][Wp][2]  the input padded with pad_value (ctx->padv; a missing odd
+ *              channel is 0 everywhere), channel pairs interleaved,
  *              Hp = H + 2*pad, Wp = W + 2*pad ("plane" = Hp*Wp pairs).
  *   B tile   : [kcl][NR][2]     pixels t*NR .. t*NR+NR-1 (clamped to N-1 at the end) of
  *              K-pairs kc0 .. kc0+kcl-1:  B[i][j] = X2[cc][off_j + ky*Wp + kx].
