@@ -1,0 +1,135 @@
+"""Zero-point models (docs/fixed-point.md 1.1) on the C engine: every layer of whole networks
+equal to the NumPy reference, on every code path this machine can run (the others are
+skipped, naming the missing feature), and through the model file and the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from mdfi import zoo
+from mdfi._ext import _conv
+from mdfi.cengine import CRunner
+from mdfi.darknet.cfgfile import parse_cfg_text
+from mdfi.darknet.network import Network
+from mdfi.darknet.weights import random_weights
+from mdfi.quant import calibrate
+from mdfi.quant.quantize import quantize_network
+
+from test_cengine import _on_path
+
+
+def _net(cfg_text, name, seed=0):
+    net = Network(parse_cfg_text(cfg_text, name), name, warn=False)
+    random_weights(net, seed)
+    return net
+
+
+def _calibrated(net, seed, n=2):
+    rng = np.random.default_rng(seed)
+    imgs = [rng.integers(0, 256, (net.height, net.width, 3)).astype(np.uint8) for _ in range(n)]
+    return calibrate.collect(net, imgs, progress=False)
+
+
+def _small_cfg(name, size):
+    text = zoo.cfg_path(name).read_text()
+    for key in ("width", "height"):
+        text = "\n".join(f"{key}={size}" if line.strip().startswith(f"{key}=") else line
+                         for line in text.splitlines())
+    return text
+
+
+@pytest.fixture(scope="module", params=[("yolov3-tiny", 96, 8), ("yolov4-tiny", 64, 8), ("yolov3-tiny", 64, 6)],
+                ids=["yolov3-tiny-a8", "yolov4-tiny-a8", "yolov3-tiny-a6"])
+def zp_model(request):
+    name, size, abits = request.param
+    text = _small_cfg(name, size)
+    net = _net(text, f"{name}-{size}.cfg", seed=5)
+    qm = quantize_network(net, per_channel=True, abits=abits, cfg_text=text, calib=_calibrated(net, 1),
+                          zero_points=True)
+    zeros = [ql.out_fmt.zero for ql in qm.layers if ql.out_fmt is not None]
+    assert sum(z != 0 for z in zeros) >= len(zeros) // 2, zeros      # the test exercises zero points
+    x = np.random.default_rng(3).integers(0, 256, net.input_shape).astype(np.uint8)
+    return qm, x, qm.forward_ref(x)
+
+
+@pytest.mark.parametrize("path", _conv.PATHS)
+def test_zero_point_networks_every_path(path, zp_model):
+    qm, x, ref = zp_model
+    out = _on_path(path, lambda: CRunner(qm, 2).run(x))
+    bad = [i for i, (a, b) in enumerate(zip(ref, out)) if not np.array_equal(a, b)]
+    assert not bad, f"{path}: layers differ: {bad}"
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_zero_point_network_threads(threads, zp_model):
+    qm, x, ref = zp_model
+    out = CRunner(qm, threads).run(x)
+    assert all(np.array_equal(a, b) for a, b in zip(ref, out))
+
+
+def test_zero_point_model_file_roundtrip(zp_model, tmp_path):
+    from mdfi.quant import modelfile
+    qm, x, ref = zp_model
+    modelfile.save(qm, tmp_path / "z.mdfi")
+    header, _ = modelfile.read_header(tmp_path / "z.mdfi")
+    assert header["format_version"] == modelfile.FORMAT_VERSION_ZERO
+    back = modelfile.load(tmp_path / "z.mdfi")
+    assert [q.out_fmt for q in back.layers] == [q.out_fmt for q in qm.layers]
+    assert all(np.array_equal(a, b) for a, b in zip(back.forward_ref(x), ref))
+
+
+def test_yolov3_tiny_real_weights_zero_points(tiny_net):
+    """Real weights, real photo statistics (the shipped calibration): the zero-point model's
+    C engine equals its reference on the dog photo, and its head inputs, read as
+    ``(q - zero) * 2^-frac``, are within the 8-bit error of Darknet's own float outputs
+    (the fixture; largest error measured 0.16 and 0.26 of the largest value, mean absolute
+    error 0.37 and 0.35, as without zero points; read without the zero point the mean
+    absolute error is the zero point's offset, 5.8 and 1.9)."""
+    from mdfi.quant import recipes
+    from mdfi.quant.quantize import input_to_u8
+    from conftest import DARKNET, rel_err
+    d = np.load(DARKNET / "yolov3-tiny" / "dog_heads.npz")
+    calib = recipes.shipped_calibration(zoo.get_spec("yolov3-tiny"))
+    qm = quantize_network(tiny_net, per_channel=True, calib=calib, zero_points=True,
+                          cfg_text=zoo.cfg_path("yolov3-tiny").read_text())
+    assert qm.options.get("zero_points") is True
+    x = input_to_u8(d["input"])
+    ref = qm.forward_ref(x)
+    out = CRunner(qm, 2).run(x)
+    assert all(np.array_equal(a, b) for a, b in zip(ref, out))
+    for i in (15, 22):
+        f = qm.layers[i].out_fmt
+        assert f.zero != 0
+        q = out[i].astype(np.float64)
+        assert rel_err((q - f.zero) * 2.0 ** -f.frac, d[f"layer{i}"]) < 0.3
+        assert np.abs((q - f.zero) * 2.0 ** -f.frac - d[f"layer{i}"]).mean() < 0.5
+        assert np.abs(q * 2.0 ** -f.frac - d[f"layer{i}"]).mean() > 1.0
+
+
+def test_cli_quantize_zero_points(tmp_path, capsys):
+    """`mdfi quantize --zero-points` writes a version-2 model whose formats carry zero points
+    (none on the tensors mini-yolov3's shortcut touches), which `mdfi detect` runs; the
+    options that choose formats another way are refused before any work."""
+    from mdfi.cli import main
+    from mdfi.quant import modelfile
+    from mdfi.quant.zeropoint import zero_point_blockers
+    from conftest import DARKNET
+    cfg = DARKNET / "mini-yolov3" / "mini-yolov3.cfg"
+    base = ["quantize", "--cfg", str(cfg), "--weights", str(DARKNET / "mini-yolov3" / "mini-yolov3.weights")]
+    assert main(base + ["--zero-points", "-o", str(tmp_path / "z.mdfi")]) == 0
+    qm = modelfile.load(tmp_path / "z.mdfi")
+    assert qm.options.get("zero_points") is True
+    blocked = zero_point_blockers(qm.network)
+    assert blocked and all(qm.layers[i].out_fmt.zero == 0 for i in blocked)
+    assert any(ql.out_fmt is not None and ql.out_fmt.zero for ql in qm.layers)
+    img = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3)).astype(np.uint8)).save(img)
+    capsys.readouterr()
+    assert main(["detect", str(img), "--model", str(tmp_path / "z.mdfi"), "--out", "none"]) == 0
+    for extra, msg in ((["--search", "--calib", str(tmp_path)], "--zero-points or --search"),
+                       (["--method", "max"], "mse criterion")):
+        assert main(base + ["--zero-points", *extra, "-o", str(tmp_path / "y.mdfi")]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "y.mdfi").exists()
