@@ -133,3 +133,24 @@ def test_cli_quantize_zero_points(tmp_path, capsys):
         assert main(base + ["--zero-points", *extra, "-o", str(tmp_path / "y.mdfi")]) == 2
         assert msg in capsys.readouterr().err
     assert not (tmp_path / "y.mdfi").exists()
+
+
+def test_cli_eval_zero_points(tmp_path, capsys):
+    """`mdfi eval --zero-points` measures zero-point models (the report names them); with
+    another format method it is refused before any work."""
+    import json
+    from mdfi.cli import main
+    from conftest import DARKNET
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3)).astype(np.uint8)).save(folder / f"{k}.png")
+    model = ["--cfg", str(DARKNET / "mini-yolov3" / "mini-yolov3.cfg"),
+             "--weights", str(DARKNET / "mini-yolov3" / "mini-yolov3.weights")]
+    assert main(["eval", "--images", str(folder), *model, "--bits", "8", "--zero-points", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["agreement"]) == {"w8a8"}
+    assert "zero points" in json.dumps(report)
+    assert main(["eval", "--images", str(folder), *model, "--zero-points", "--method", "max"]) == 2
+    assert "mse criterion" in capsys.readouterr().err

@@ -58,6 +58,9 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     from ..quant.quantize import quantize_network
 
     configs = parse_bits_list(args.bits)
+    if getattr(args, "zero_points", False) and args.method not in (None, "mse"):
+        from ..errors import MDFIError
+        raise MDFIError(f"--zero-points chooses formats by the mse criterion, not --method {args.method}")
     scale = scale_options(args)
     network, names, label, spec_name, weights_file = _float_network(args.model, args.cfg, args.weights,
                                                                     args.names, True, getattr(args, "darknet", None))
@@ -97,10 +100,17 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         opts = recipes.resolve(spec_name, wbits=wbits, abits=abits, per_channel=args.per_channel,
                                rounding=args.rounding, act_method=args.method)
         # The recipe's shipped decisions apply when the formats come from its statistics.
-        extra = {} if (args.calib or args.method or getattr(args, "bn_estimate", False)) \
+        zp = bool(getattr(args, "zero_points", False))
+        if zp:
+            opts = dict(opts, act_method="mse with zero points")
+        extra = {} if (args.calib or args.method or getattr(args, "bn_estimate", False) or zp) \
             else recipes.shipped_decisions(spec_name, network, opts)
+        if zp:
+            extra = dict(zero_points=True, act_method="mse")
+        else:
+            extra["act_method"] = opts["act_method"]
         qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],
-                              rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
+                              rounding=opts["rounding"], calib=calib,
                               weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **extra)
         sizes[tag] = qm.param_bytes()
         models[tag] = modelfile.dumps(qm, model_name=label)
