@@ -263,8 +263,9 @@ class CRunner:
         bits = ql.out_fmt.bits
         slices = l.slices() if getattr(l, "groups", 1) > 1 else [(0, s[0]) for s in l.in_shapes]
 
-        zs = [dict(zero_in=f.zero, zero_out=ql.out_fmt.zero) if f.zero or ql.out_fmt.zero else {}
-              for f in ql.in_fmts]
+        # an input in the output's frac and zero point is a plain copy (the kernel's fast path)
+        zs = [{} if copy else dict(zero_in=f.zero, zero_out=ql.out_fmt.zero)
+              for f, copy in zip(ql.in_fmts, ql.copies())]
 
         def step(xs, out):
             c0 = 0
