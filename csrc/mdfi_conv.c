@@ -4,7 +4,7 @@
  * the portable scalar path.  mdfi_conv_avx2.c supplies the AVX2 versions of the five inner
  * operations (micro-kernel, B packing, input re-layout, epilogue, widening).
  *
- * Driver.  Phase 1 re-lays the input out as X2 (zero-padded, channel pairs interleaved,
+ * Driver.  Phase 1 re-lays the input out as X2 (padded with pad_value, channel pairs interleaved,
  * int16).  Then, per work item (a block of nb tiles of NR pixels, or a group of panels):
  *     for each K-pair block (kc2 pairs; nkc blocks)
  *       pack B [nb][kcl][NR][2] from X2           (im2col fused with packing; 1x1 stride-1
@@ -404,11 +404,11 @@ void mdfi_conv_x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1)
         const int64_t cc = r / hp, y = r % hp;
         int16_t *d = ctx->x2 + ((size_t)cc * (size_t)ctx->plane + (size_t)y * (size_t)wp) * 2;
         if (y < pad || y >= (int64_t)pad + h) {
-            memset(d, 0, (size_t)wp * 4);
+            mdfi_conv_fill_pad(d, (size_t)wp, ctx->padv, 2 * cc + 1 < ctx->c);
             continue;
         }
-        memset(d, 0, (size_t)pad * 4);
-        memset(d + ((size_t)pad + (size_t)w) * 2, 0, (size_t)pad * 4);
+        mdfi_conv_fill_pad(d, (size_t)pad, ctx->padv, 2 * cc + 1 < ctx->c);
+        mdfi_conv_fill_pad(d + ((size_t)pad + (size_t)w) * 2, (size_t)pad, ctx->padv, 2 * cc + 1 < ctx->c);
         const int64_t c0 = 2 * cc, c1 = 2 * cc + 1;
         const size_t row0 = ((size_t)c0 * (size_t)h + (size_t)(y - pad)) * (size_t)w;
         const size_t row1 = ((size_t)c1 * (size_t)h + (size_t)(y - pad)) * (size_t)w;
@@ -433,8 +433,8 @@ void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int32_t mv,     
         const size_t o = (size_t)mm * (size_t)ctx->n + (size_t)p0;                            \
         const T *cr = c + r * NR;                                                             \
         for (int32_t j = 0; j < nv; ++j) {                                                    \
-            const int32_t v = mdfi_requantize((int64_t)cr[j] + b, s, ctx->rounding, ctx->bits, \
-                                              ctx->act);                                      \
+            const int32_t v = mdfi_requantize_zp((int64_t)cr[j] + b, s, ctx->rounding, ctx->bits, \
+                                                 ctx->act, ctx->zo);                          \
             if (ctx->otype == MDFI_CONV_S8) ((int8_t *)ctx->out)[o + (size_t)j] = (int8_t)v;  \
             else ((int16_t *)ctx->out)[o + (size_t)j] = (int16_t)v;                           \
         }                                                                                     \
@@ -471,6 +471,7 @@ const char *mdfi_conv_strerror(int code)
     case MDFI_CONV_E_RANGE: return "|bias| or K*max|w|*max|x| exceeds 2^47 (accumulator bound)";
     case MDFI_CONV_E_THREADS: return "nthreads must be >= 1";
     case MDFI_CONV_E_COUNT: return "buffer element count does not match the shapes";
+    case MDFI_CONV_E_ZERO: return "zero point outside the input type / output format, or not supported here";
     default: return "unknown error";
     }
 }
@@ -658,7 +659,21 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
 {
     return mdfi_conv2d_on(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
                           ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
-                          mdfi_conv_effective_path(path), scratch, scratch_size, NULL);
+                          mdfi_conv_effective_path(path), scratch, scratch_size, NULL, 0, 0);
+}
+
+int mdfi_conv2d_zp(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                   const void *packed, int64_t packed_size,
+                   const int64_t *bias, const int32_t *shift, int32_t m,
+                   void *out, int otype, int64_t out_count,
+                   int32_t ks, int32_t stride, int32_t pad,
+                   int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                   int32_t pad_value, int32_t zero_out)
+{
+    return mdfi_conv2d_on(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
+                          ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
+                          mdfi_conv_effective_path(path), scratch, scratch_size, NULL, pad_value, zero_out);
 }
 
 /* The int16-pair family (and its Winograd kernels) of mdfi_conv2d_on, arguments validated. */
@@ -689,7 +704,7 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
                 const int p = mdfi_wino_conv(ops, x, xtype, c, h, w,
                                              (const int16_t *)(const void *)((const unsigned char *)packed + pg.wino_off),
                                              bias, shift, m, out, pool, pool_only, otype, pad, rounding, out_bits, act, kvol * wx,
-                                             nthreads, s);
+                                             nthreads, s, ctx.padv, ctx.zo);
                 if (pooled != NULL) *pooled = p;
                 return MDFI_CONV_OK;
             }
@@ -765,7 +780,8 @@ static int conv2d_impl(const void *x, int xtype, int32_t c, int32_t h, int32_t w
                        int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
                        int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
                        int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
-                       const mdfi_conv_residual *res, void *pool, int32_t pool_only, int *pooled)
+                       const mdfi_conv_residual *res, void *pool, int32_t pool_only, int *pooled,
+                       int32_t pad_value, int32_t zero_out)
 {
     conv_ctx ctx;
     size_t total;
@@ -782,8 +798,18 @@ static int conv2d_impl(const void *x, int xtype, int32_t c, int32_t h, int32_t w
     if (acc64 != 0 && acc64 != 1) return MDFI_CONV_E_CODE;
     if (out_bits < 2 || out_bits > 16 || (otype == MDFI_CONV_S8 && out_bits > 8))
         return MDFI_CONV_E_BITS;
+    /* zero points: a value of the input type; inside the output format */
+    if (pad_value < (xtype == MDFI_CONV_U8 ? 0 : xtype == MDFI_CONV_S8 ? -128 : -32768) ||
+        pad_value > (xtype == MDFI_CONV_U8 ? 255 : xtype == MDFI_CONV_S8 ? 127 : 32767) ||
+        zero_out < mdfi_qmin(out_bits) || zero_out > mdfi_qmax(out_bits))
+        return MDFI_CONV_E_ZERO;
+    if (res != NULL && (pad_value != 0 || zero_out != 0)) return MDFI_CONV_E_ZERO;
     if ((rc = geometry(&ctx, c, h, w, m, ks, stride, pad, nthreads, &total)) != 0) return rc;
     if (res != NULL && (rc = mdfi_conv_check_residual(res)) != 0) return rc;
+    ctx.padv = pad_value;
+    ctx.zo = zero_out;
+    ctx.zlo = mdfi_qmin(out_bits) - zero_out;
+    ctx.zhi = mdfi_qmax(out_bits) - zero_out;
 
     int32_t pm, pc, pk, wtype, wmax;
     if (mdfi_conv_packed_info(packed, packed_size, &pm, &pc, &pk, &wtype, &wmax) != 0 ||
@@ -822,7 +848,7 @@ static int conv2d_impl(const void *x, int xtype, int32_t c, int32_t h, int32_t w
         mdfi_q8_conv(q8, x, xtype, c, h, w, (const int8_t *)(const void *)(pk + pg.a4_off),
                      PACK_AT ? (const int8_t *)(const void *)(pk + pg.at_off) : NULL,
                      (const int32_t *)(const void *)(pk + pg.wsum_off), bias, shift, m, out, otype, ks, stride,
-                     pad, rounding, out_bits, act, ctx.sum32, kvol * wx, res, nthreads, s);
+                     pad, rounding, out_bits, act, ctx.sum32, kvol * wx, res, nthreads, s, pad_value, zero_out);
         return MDFI_CONV_OK;
     }
     rc = conv_int16(&ctx, ops, path, x, xtype, c, h, w, packed, wmax, wx, bias, shift, m, out, otype, ks,
@@ -838,11 +864,11 @@ int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, in
                    int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
                    int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
                    int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
-                   const mdfi_conv_residual *res)
+                   const mdfi_conv_residual *res, int32_t pad_value, int32_t zero_out)
 {
     return conv2d_impl(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count, ks,
                        stride, pad, rounding, out_bits, act, acc64, nthreads, path, scratch, scratch_size, res,
-                       NULL, 0, NULL);
+                       NULL, 0, NULL, pad_value, zero_out);
 }
 
 int mdfi_conv2d_pool(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
@@ -851,6 +877,18 @@ int mdfi_conv2d_pool(const void *x, int xtype, int32_t c, int32_t h, int32_t w, 
                      int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
                      int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
                      void *pool, int64_t pool_count, int32_t pool_only)
+{
+    return mdfi_conv2d_pool_zp(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
+                               ks, stride, pad, rounding, out_bits, act, acc64, nthreads, path, scratch, scratch_size,
+                               pool, pool_count, pool_only, 0, 0);
+}
+
+int mdfi_conv2d_pool_zp(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                        const void *packed, int64_t packed_size, const int64_t *bias, const int32_t *shift,
+                        int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
+                        int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                        int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                        void *pool, int64_t pool_count, int32_t pool_only, int32_t pad_value, int32_t zero_out)
 {
     int pooled = 0;
     if (pool == NULL) return MDFI_CONV_E_DIM;
@@ -861,6 +899,6 @@ int mdfi_conv2d_pool(const void *x, int xtype, int32_t c, int32_t h, int32_t w, 
     const int rc = conv2d_impl(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
                                ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
                                mdfi_conv_effective_path(path), scratch, scratch_size, NULL, p, pool_only != 0,
-                               &pooled);
+                               &pooled, pad_value, zero_out);
     return rc != MDFI_CONV_OK ? rc : pooled;
 }

@@ -3,10 +3,14 @@
  * Executable specification: mdfi.layers.convolutional.conv2d_int_ref.  For every output
  * channel m and output pixel p:
  *
- *     out[m][p] = mdfi_requantize(sum_k W[m][k] * col[k][p] + bias[m], shift[m],
- *                                 rounding, out_bits, act)
+ *     out[m][p] = sat(R(act(sum_k W[m][k] * col[k][p] + bias[m]) / 2^shift[m]) + zero_out,
+ *                     out_bits)
+ *               = mdfi_requantize_zp(sum + bias[m], shift[m], rounding, out_bits, act, zero_out)
  *
- * with col = Darknet's im2col of the zero-padded input (k = (c*ks + ky)*ks + kx).  The
+ * with col = Darknet's im2col of the input padded with pad_value (the input's zero point;
+ * k = (c*ks + ky)*ks + kx).  A code q of a format with zero point z means (q - z) * 2^-frac.
+ * mdfi_conv2d / mdfi_conv2d_pool / mdfi_conv2d_res are the zero-free forms (pad_value =
+ * zero_out = 0); mdfi_conv2d_zp / mdfi_conv2d_pool_zp take both.  The
  * result is bit-identical to the reference for every input inside the accumulator contract
  * (below), on every code path (scalar, AVX2) and for every thread count.
  *
@@ -53,10 +57,15 @@
  *                 with portable arithmetic.
  * "8-bit layers": int8/uint8 activations x int8 weights with int32 accumulation (acc64 == 0);
  * everything else (wider formats, acc64) takes the path's int16-pair kernels.  Every SIMD
- * path runs a small self-check against the scalar path on first use and falls back (one
- * line on stderr) if it differs.  mdfi_conv_env_path() reads MDFI_SIMD (a path name, "0" =
- * scalar, unset/"auto" = best available); the caller reads it once and passes the path to
- * every call.
+ * path runs a small self-check against the scalar path on first use (zero-free and with zero
+ * points) and falls back (one line on stderr) if it differs.  mdfi_conv_env_path() reads
+ * MDFI_SIMD (a path name, "0" = scalar, unset/"auto" = best available); the caller reads it
+ * once and passes the path to every call.
+ *
+ * Zero points (mdfi_conv2d_zp): the padding value goes into each path's padded copy of the
+ * input (X2, the Winograd X2, the 8-bit family's X4 as pad_value ^ flip); the SIMD epilogues
+ * clamp to [qmin - zero_out, qmax - zero_out] and add zero_out (the narrowing then cannot
+ * saturate); with both 0 every path runs exactly the zero-free code.
  *
  * Plain C11, no Python headers, no floating point, no allocation.
  */
@@ -99,7 +108,10 @@ enum {
     MDFI_CONV_E_CODE = -6,     /* unknown rounding / activation / type / acc64 code      */
     MDFI_CONV_E_RANGE = -7,    /* |bias| or K*max|w|*max|x| above 2^47                   */
     MDFI_CONV_E_THREADS = -8,  /* nthreads < 1                                            */
-    MDFI_CONV_E_COUNT = -9     /* x / out element count does not match the shapes        */
+    MDFI_CONV_E_COUNT = -9,    /* x / out element count does not match the shapes        */
+    MDFI_CONV_E_ZERO = -10     /* pad_value outside the input type / zero_out outside
+                                  [qmin(out_bits), qmax(out_bits)] / zero points where the
+                                  call cannot take them (fused shortcut)                   */
 };
 
 /* Register tile of the GEMM: MR output channels x NR output pixels. */
@@ -134,6 +146,19 @@ int mdfi_conv2d(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64
                 int32_t ks, int32_t stride, int32_t pad,
                 int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
                 int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size);
+
+/* mdfi_conv2d with zero points: the padding holds pad_value (0..255 for U8 inputs, -128..127
+ * for S8, -32768..32767 for S16) and zero_out (in [qmin(out_bits), qmax(out_bits)]) is added
+ * to every output before the saturation (formula above); MDFI_CONV_E_ZERO otherwise.
+ * pad_value = zero_out = 0 is mdfi_conv2d, bit for bit. */
+int mdfi_conv2d_zp(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                   const void *packed, int64_t packed_size,
+                   const int64_t *bias, const int32_t *shift, int32_t m,
+                   void *out, int otype, int64_t out_count,
+                   int32_t ks, int32_t stride, int32_t pad,
+                   int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                   int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                   int32_t pad_value, int32_t zero_out);
 
 /* A shortcut fused into the convolution (mdfi_conv2d_res): with a = the convolution's output
  * element (as stored: out_bits wide) and b the element of `b` at the same [M][OH][OW] index,
@@ -175,6 +200,16 @@ int mdfi_conv2d_pool(const void *x, int xtype, int32_t c, int32_t h, int32_t w, 
                      int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
                      int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
                      void *pool, int64_t pool_count, int32_t pool_only);
+/* mdfi_conv2d_pool with zero points (mdfi_conv2d_zp); the pool of stored codes is unaffected. */
+int mdfi_conv2d_pool_zp(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                        const void *packed, int64_t packed_size,
+                        const int64_t *bias, const int32_t *shift, int32_t m,
+                        void *out, int otype, int64_t out_count,
+                        int32_t ks, int32_t stride, int32_t pad,
+                        int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                        int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                        void *pool, int64_t pool_count, int32_t pool_only,
+                        int32_t pad_value, int32_t zero_out);
 
 /* Best path this CPU supports; the path MDFI_SIMD selects (a path the CPU lacks falls back
  * to the best one); a path's name ("scalar", "avx2", ...; "unknown"); the path of a name

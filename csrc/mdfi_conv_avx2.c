@@ -318,11 +318,11 @@ AVX2 static void x2_avx2(const conv_ctx *ctx, int64_t r0, int64_t r1)
         const int64_t cc = r / hp, y = r % hp;
         int16_t *d = ctx->x2 + ((size_t)cc * (size_t)ctx->plane + (size_t)y * (size_t)wp) * 2;
         if (y < pad || y >= (int64_t)pad + h) {
-            memset(d, 0, (size_t)wp * 4);
+            mdfi_conv_fill_pad(d, (size_t)wp, ctx->padv, 2 * cc + 1 < ctx->c);
             continue;
         }
-        memset(d, 0, (size_t)pad * 4);
-        memset(d + ((size_t)pad + (size_t)w) * 2, 0, (size_t)pad * 4);
+        mdfi_conv_fill_pad(d, (size_t)pad, ctx->padv, 2 * cc + 1 < ctx->c);
+        mdfi_conv_fill_pad(d + ((size_t)pad + (size_t)w) * 2, (size_t)pad, ctx->padv, 2 * cc + 1 < ctx->c);
         const int64_t c0 = 2 * cc, c1 = 2 * cc + 1;
         const int has1 = c1 < ctx->c;
         const size_t row0 = ((size_t)c0 * (size_t)h + (size_t)(y - pad)) * (size_t)w;
@@ -398,13 +398,15 @@ AVX2 static void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int3
         const __m256i b = _mm256_set1_epi64x(ctx->bias[mm]);                                  \
         mdfi_rq_avx2 q;                                                                       \
         mdfi_rq_init_avx2(&q, ctx->shift[mm], MODE, ctx->bits, ACT);                          \
+        mdfi_rq_zp_avx2(&q, ctx->zo);                                                         \
+        const __m256i zo = _mm256_set1_epi32(ctx->zo);                                        \
         const T *cr = c + r * NR;                                                             \
         __m256i v[2];                                                                         \
         for (int g = 0; g < 2; ++g) {                                                         \
             const __m256i a0 = _mm256_add_epi64(LD4(cr + 8 * g), b);                          \
             const __m256i a1 = _mm256_add_epi64(LD4(cr + 8 * g + 4), b);                      \
-            v[g] = mdfi_pack64x8_avx2(mdfi_requantize4_avx2(a0, &q, MODE, ACT),               \
-                                      mdfi_requantize4_avx2(a1, &q, MODE, ACT));              \
+            v[g] = _mm256_add_epi32(mdfi_pack64x8_avx2(mdfi_requantize4_avx2(a0, &q, MODE, ACT), \
+                                                       mdfi_requantize4_avx2(a1, &q, MODE, ACT)), zo); \
         }                                                                                     \
         store_row(ctx, (size_t)mm * (size_t)ctx->n + (size_t)p0, v[0], v[1], nv);             \
     }                                                                                         \
@@ -424,12 +426,14 @@ AVX2 static void NAME(const conv_ctx *ctx, const int32_t *restrict c, int32_t m0
         const int32_t mm = m0 + r;                                                            \
         mdfi_rq8_avx2 q;                                                                     \
         mdfi_rq8_init_avx2(&q, ctx->shift[mm], MODE, ctx->bits, ACT);                        \
+        if (ctx->zo) mdfi_rq8_zp_avx2(&q, ctx->bits, ctx->zo);                               \
+        const __m256i zo = _mm256_set1_epi32(ctx->zo);                                        \
         const __m256i b = _mm256_set1_epi32((int32_t)ctx->bias[mm]);                         \
         const int32_t *cr = c + r * NR;                                                       \
-        const __m256i v0 = mdfi_requantize8_avx2(                                            \
-            _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)cr), b), &q, MODE, ACT);      \
-        const __m256i v1 = mdfi_requantize8_avx2(                                            \
-            _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(cr + 8)), b), &q, MODE, ACT); \
+        const __m256i v0 = _mm256_add_epi32(mdfi_requantize8_avx2(                           \
+            _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)cr), b), &q, MODE, ACT), zo); \
+        const __m256i v1 = _mm256_add_epi32(mdfi_requantize8_avx2(                           \
+            _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(cr + 8)), b), &q, MODE, ACT), zo); \
         store_row(ctx, (size_t)mm * (size_t)ctx->n + (size_t)p0, v0, v1, nv);                \
     }                                                                                         \
 }
@@ -479,10 +483,12 @@ AVX2 static inline __attribute__((always_inline)) void epi_row_regs(const conv_c
     const __m256i c = _mm256_set1_epi32(rows->c[r]), kd = _mm256_set1_epi32(rows->kd[r]);
     __m256i r0 = mdfi_rqf8_avx2(v0, s, c, kd, act), r1 = mdfi_rqf8_avx2(v1, s, c, kd, act);
     const int s8 = ctx->otype == MDFI_CONV_S8;
-    if (!((s8 && ctx->bits == 8) || ctx->bits == 16)) {
-        const __m256i lo = _mm256_set1_epi32(mdfi_qmin(ctx->bits)), hi = _mm256_set1_epi32(mdfi_qmax(ctx->bits));
-        r0 = _mm256_min_epi32(_mm256_max_epi32(r0, lo), hi);
-        r1 = _mm256_min_epi32(_mm256_max_epi32(r1, lo), hi);
+    if (!((s8 && ctx->bits == 8) || ctx->bits == 16) || ctx->zo) {
+        /* [qmin - zo, qmax - zo], then + zo (the output zero point) */
+        const __m256i lo = _mm256_set1_epi32(ctx->zlo), hi = _mm256_set1_epi32(ctx->zhi);
+        const __m256i zo = _mm256_set1_epi32(ctx->zo);
+        r0 = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(r0, lo), hi), zo);
+        r1 = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(r1, lo), hi), zo);
     }
     store_row(ctx, (size_t)(m0 + r) * (size_t)ctx->n + (size_t)p0, r0, r1, nv);
 }

@@ -14,7 +14,8 @@
  * Layouts (int16 units, row-major):
  *   packed A : header (MDFI_CONV_HDR bytes) + [P][K2][MR][2]   P = ceil(M/MR) panels;
  *              rows m >= M and channels >= C are zero.
- *   X2       : [C2][Hp][Wp][2]  the zero-padded input, channel pairs interleaved,
+ *   X2       : [C2][Hp][Wp][2]  the input padded with pad_value (ctx->padv; a missing odd
+ *              channel is 0 everywhere), channel pairs interleaved,
  *              Hp = H + 2*pad, Wp = W + 2*pad ("plane" = Hp*Wp pairs).
  *   B tile   : [kcl][NR][2]     pixels t*NR .. t*NR+NR-1 (clamped to N-1 at the end) of
  *              K-pairs kc0 .. kc0+kcl-1:  B[i][j] = X2[cc][off_j + ky*Wp + kx].
@@ -28,6 +29,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "mdfi_conv.h"
 #include "mdfi_fixedpoint.h"
@@ -101,6 +103,9 @@ typedef struct conv_ctx {
     void *out;                    /* [M][N] int8 or int16                          */
     int otype;
     int32_t rounding, bits, act, acc64;
+    int32_t padv;                 /* the padding value (the input's zero point)     */
+    int32_t zo, zlo, zhi;         /* the output zero point; the clamp bounds before it is
+                                     added: qmin(bits) - zo, qmax(bits) - zo           */
     int32_t sum32;                /* 1: K*max|w|*max|x| + max|bias| < 2^31, so every sum and
                                      sum + bias is an exact int32 (int32-lane epilogue)  */
     int64_t bound;                /* K*max|w|*max|x| (>= |sum|)                     */
@@ -219,7 +224,8 @@ int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int
 int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
                    const int64_t *bias, const int32_t *shift, int32_t m, void *out, void *pool, int32_t pool_only,
                    int otype, int32_t pad,
-                   int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch);
+                   int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch,
+                   int32_t pad_value, int32_t zero_out);
 extern int mdfi_conv_winograd;
 #define MDFI_WINO_MIN_C 16        /* fewer input channels: the transforms cost more than they save
                                      (16: yolov3-tiny layer 2, 16x208x208 -> 32, 0.88x on AVX2) */
@@ -245,7 +251,21 @@ int mdfi_conv2d_on(const void *x, int xtype, int32_t c, int32_t h, int32_t w, in
                    int32_t m, void *out, int otype, int64_t out_count, int32_t ks, int32_t stride,
                    int32_t pad, int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
                    int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
-                   const mdfi_conv_residual *res);
+                   const mdfi_conv_residual *res, int32_t pad_value, int32_t zero_out);
+
+/* Fill n pairs of X2 with the padding value v: (v, v), or (v, 0) when the pair has no odd
+ * channel (has1 = 0; that element stays 0 everywhere, as packings rely on). */
+static inline void mdfi_conv_fill_pad(int16_t *d, size_t npairs, int32_t v, int has1)
+{
+    if (v == 0) {
+        memset(d, 0, npairs * 4);
+        return;
+    }
+    for (size_t i = 0; i < npairs; ++i) {
+        d[2 * i] = (int16_t)v;
+        d[2 * i + 1] = has1 ? (int16_t)v : 0;
+    }
+}
 
 /* Pixel offsets (in pairs, relative to a channel plane of X2) of tile t.  Returns
  *   1 if they are consecutive: off[j] = off[0] + j;

@@ -37,16 +37,18 @@
  * Requantize, four int32 lanes
  * ------------------------------------------------------------------------------------- */
 typedef struct {
-    int32x4_t ns, qmin, qmax;       /* -s, saturation bounds */
+    int32x4_t ns, qmin, qmax, zo;   /* -s, saturation bounds (less the zero point), zero point */
     int64x2_t ns15;                 /* -(s + 15)             */
 } rq4;
 
-static inline void rq4_init(rq4 *q, int32_t shift, int32_t bits)
+/* zo: the output zero point, added after the clamp to [qmin - zo, qmax - zo]. */
+static inline void rq4_init(rq4 *q, int32_t shift, int32_t bits, int32_t zo)
 {
     q->ns = vdupq_n_s32(-shift);
     q->ns15 = vdupq_n_s64(-(int64_t)shift - MDFI_LEAKY_SHIFT);
-    q->qmin = vdupq_n_s32(mdfi_qmin(bits));
-    q->qmax = vdupq_n_s32(mdfi_qmax(bits));
+    q->qmin = vdupq_n_s32(mdfi_qmin(bits) - zo);
+    q->qmax = vdupq_n_s32(mdfi_qmax(bits) - zo);
+    q->zo = vdupq_n_s32(zo);
 }
 
 static inline __attribute__((always_inline)) int32x4_t rq4_apply(int32x4_t a, const rq4 *q, const int32_t mode,
@@ -61,7 +63,7 @@ static inline __attribute__((always_inline)) int32x4_t rq4_apply(int32x4_t a, co
         hi = mode == MDFI_ROUND_HALF_UP ? vrshlq_s64(hi, q->ns15) : vshlq_s64(hi, q->ns15);
         r = vmaxq_s32(r, vmovn_high_s64(vmovn_s64(lo), hi));
     }
-    return vminq_s32(vmaxq_s32(r, q->qmin), q->qmax);
+    return vaddq_s32(vminq_s32(vmaxq_s32(r, q->qmin), q->qmax), q->zo);
 }
 
 /* Store the first n (<= 4) lanes (values inside the output type) at out[o]. */
@@ -134,7 +136,7 @@ static inline __attribute__((always_inline)) void epi32_rows(const conv_ctx *ctx
             continue;
         }
         rq4 q;
-        rq4_init(&q, s, ctx->bits);
+        rq4_init(&q, s, ctx->bits, ctx->zo);
         const int32x4_t b = vdupq_n_s32((int32_t)ctx->bias[mm]);
         const size_t o = (size_t)mm * (size_t)ctx->n + (size_t)p0;
         for (int32_t v = 0; v * 4 < nv; ++v) {
@@ -229,7 +231,7 @@ static inline __attribute__((always_inline)) void q8_epi_rows(const q8_ctx *ctx,
             continue;
         }
         rq4 q;
-        rq4_init(&q, ctx->shift[m], ctx->bits);
+        rq4_init(&q, ctx->shift[m], ctx->bits, ctx->zo);
         const int32x4_t bq = vdupq_n_s32(ctx->bq[m]);
         const size_t o = (size_t)m * (size_t)ctx->n;
         for (int32_t v = 0; v < nrv; ++v) {

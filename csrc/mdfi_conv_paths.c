@@ -253,12 +253,27 @@ static int selfcheck(int32_t path)
             res2.out = r2;
             ok = ok && mdfi_conv2d_on(x, k->xtype, k->c, k->h, k->w, nx, pk, np, bias, shift, k->m, o1, k->otype, no,
                                       k->ks, k->stride, k->pad, k->rounding, k->bits, k->act, k->acc64, 1, path, sc,
-                                      ns, k->res ? &res1 : NULL) == MDFI_CONV_OK;
+                                      ns, k->res ? &res1 : NULL, 0, 0) == MDFI_CONV_OK;
             ok = ok && mdfi_conv2d_on(x, k->xtype, k->c, k->h, k->w, nx, pk, np, bias, shift, k->m, o2, k->otype, no,
                                       k->ks, k->stride, k->pad, k->rounding, k->bits, k->act, k->acc64, 1,
-                                      MDFI_CONV_PATH_SCALAR, sc, ns, k->res ? &res2 : NULL) == MDFI_CONV_OK;
+                                      MDFI_CONV_PATH_SCALAR, sc, ns, k->res ? &res2 : NULL, 0, 0) == MDFI_CONV_OK;
             ok = ok && memcmp(o1, o2, (size_t)no * os) == 0;
             ok = ok && (!k->res || memcmp(r1, r2, (size_t)no) == 0);
+            if (!k->res) {
+                /* zero points: a nonzero padding value near the type's extreme and an output
+                 * zero point near qmin or qmax (alternating with the case) */
+                const int32_t pv = k->xtype == MDFI_CONV_U8 ? 251 : k->xtype == MDFI_CONV_S8 ? -126 : 30001;
+                const int32_t zo = ci % 2 ? mdfi_qmax(k->bits) - 1 : mdfi_qmin(k->bits) + 2;
+                memset(o1, 0x5a, (size_t)no * os);
+                memset(o2, 0xa5, (size_t)no * os);
+                ok = ok && mdfi_conv2d_on(x, k->xtype, k->c, k->h, k->w, nx, pk, np, bias, shift, k->m, o1, k->otype,
+                                          no, k->ks, k->stride, k->pad, k->rounding, k->bits, k->act, k->acc64, 1,
+                                          path, sc, ns, NULL, pv, zo) == MDFI_CONV_OK;
+                ok = ok && mdfi_conv2d_on(x, k->xtype, k->c, k->h, k->w, nx, pk, np, bias, shift, k->m, o2, k->otype,
+                                          no, k->ks, k->stride, k->pad, k->rounding, k->bits, k->act, k->acc64, 1,
+                                          MDFI_CONV_PATH_SCALAR, sc, ns, NULL, pv, zo) == MDFI_CONV_OK;
+                ok = ok && memcmp(o1, o2, (size_t)no * os) == 0;
+            }
         }
         free(x); free(wt); free(pk); free(o1); free(o2); free(sc); free(bias); free(shift);
         free(rb); free(r1); free(r2);

@@ -127,7 +127,7 @@ int mdfi_conv2d_res(const void *x, int xtype, int32_t c, int32_t h, int32_t w, i
 {
     return mdfi_conv2d_on(x, xtype, c, h, w, x_count, packed, packed_size, bias, shift, m, out, otype, out_count,
                           ks, stride, pad, rounding, out_bits, act, acc64, nthreads,
-                          mdfi_conv_effective_path(path), scratch, scratch_size, res);
+                          mdfi_conv_effective_path(path), scratch, scratch_size, res, 0, 0);
 }
 
 int mdfi_conv_check_residual(const mdfi_conv_residual *r)

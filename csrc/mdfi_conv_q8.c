@@ -285,8 +285,8 @@ void mdfi_q8_store_one(const q8_ctx *ctx, int32_t m, int64_t idx, int32_t acc)
 {
     /* S = acc - delta*wsum modulo 2^32 (exact when S fits int32), then + bias in int64 */
     const int32_t s32 = mdfi_q8_wrap((uint32_t)acc - (uint32_t)ctx->delta * (uint32_t)ctx->wsum[m]);
-    const int32_t v = mdfi_requantize((int64_t)s32 + ctx->bias[m], ctx->shift[m], ctx->rounding, ctx->bits,
-                                      ctx->act);
+    const int32_t v = mdfi_requantize_zp((int64_t)s32 + ctx->bias[m], ctx->shift[m], ctx->rounding, ctx->bits,
+                                         ctx->act, ctx->zo);
     const size_t o = (size_t)m * (size_t)ctx->n + (size_t)idx;
     if (ctx->otype == MDFI_CONV_S8) ((int8_t *)ctx->out)[o] = (int8_t)v;
     else ((int16_t *)ctx->out)[o] = (int16_t)v;
@@ -556,7 +556,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
                   const int8_t *a4, const int8_t *at, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
                   void *out, int otype, int32_t ks, int32_t stride, int32_t pad, int32_t rounding,
                   int32_t bits, int32_t act, int32_t sum32, int64_t bound, const mdfi_conv_residual *res,
-                  int32_t nthreads, void *scratch)
+                  int32_t nthreads, void *scratch, int32_t pad_value, int32_t zero_out)
 {
     static q8_ctx zero;
     q8_ctx ctx = zero;
@@ -572,7 +572,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
         ctx.flip = unsigned_x ? 0 : 0x80;
         ctx.delta = unsigned_x ? 0 : 128;
     }
-    ctx.padv = ctx.flip;
+    ctx.padv = (uint8_t)((uint8_t)(pad_value & 0xff) ^ ctx.flip);
     ctx.a = a4;
     ctx.at = at;
     ctx.wsum = wsum;
@@ -585,6 +585,9 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     ctx.act = act;
     ctx.sum32 = sum32;
     ctx.bound = bound;
+    ctx.zo = zero_out;
+    ctx.zlo = mdfi_qmin(bits) - zero_out;
+    ctx.zhi = mdfi_qmax(bits) - zero_out;
 
     const q8_kernel *best;
     int best_mode;
@@ -635,7 +638,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
         ctx.vinfo = vi;
     }
     /* the epilogue's clamp: unless the narrowing saturates to the same range */
-    ctx.clamp = !((otype == MDFI_CONV_S8 && bits == 8) || bits == 16);
+    ctx.clamp = !((otype == MDFI_CONV_S8 && bits == 8) || bits == 16) || zero_out != 0;
     /* a fused shortcut: in the kernels' epilogue (8-bit a and b, shifts the int32 lanes take),
      * else as a pass over the output afterwards */
     ctx.res = res;

@@ -85,7 +85,7 @@ typedef struct q8_ctx {
     const void *x;
     int xtype;
     int32_t c, h, w;
-    uint8_t flip, padv;               /* stored byte = x ^ flip; padding = 0 ^ flip      */
+    uint8_t flip, padv;               /* stored byte = x ^ flip; padding = pad_value ^ flip */
     int32_t delta;                    /* value read by the instruction = x + delta       */
     /* weights */
     const int8_t *a;                  /* A4 [P16][taps][C4][16][4]                       */
@@ -99,6 +99,7 @@ typedef struct q8_ctx {
     void *out;                        /* [M][N] int8 or int16                            */
     int otype;
     int32_t rounding, bits, act, sum32;
+    int32_t zo, zlo, zhi;             /* output zero point; qmin - zo, qmax - zo          */
     /* geometry */
     int32_t oh, ow, hp, wp, hps, wps;
     int64_t plane;                    /* positions per phase plane, slack included       */
@@ -198,7 +199,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
                   const int8_t *a4, const int8_t *at, const int32_t *wsum, const int64_t *bias, const int32_t *shift, int32_t m,
                   void *out, int otype, int32_t ks, int32_t stride, int32_t pad, int32_t rounding,
                   int32_t bits, int32_t act, int32_t sum32, int64_t bound, const mdfi_conv_residual *res,
-                  int32_t nthreads, void *scratch);
+                  int32_t nthreads, void *scratch, int32_t pad_value, int32_t zero_out);
 
 /* The tile and B mode mdfi_q8_conv would run for this layer: kernel index * 4 + mode (0 packed,
  * 1 direct, 2 compact), -1 if unusable (testing and benchmarks: mdfi_conv_q8_choice). */

@@ -109,9 +109,9 @@ QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, 
         r = _mm512_maskz_compress_epi32((__mmask16)mask, r);
         st = (__mmask16)((1u << __builtin_popcount(mask)) - 1u);
     }
-    if (ctx->clamp)
-        r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(mdfi_qmin(ctx->bits))),
-                             _mm512_set1_epi32(mdfi_qmax(ctx->bits)));
+    if (ctx->clamp)               /* [qmin - zo, qmax - zo], then + zo (the output zero point) */
+        r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(ctx->zlo)),
+                                              _mm512_set1_epi32(ctx->zhi)), _mm512_set1_epi32(ctx->zo));
     if (ctx->otype == MDFI_CONV_S8) {
         if (st == 0xffff) _mm_storeu_si128((__m128i *)(void *)((int8_t *)ctx->out + at), _mm512_cvtsepi32_epi8(r));
         else _mm_mask_storeu_epi8((int8_t *)ctx->out + at, st, _mm512_cvtsepi32_epi8(r));
@@ -123,9 +123,9 @@ QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, 
 #else
     (void)withres;                        /* the fused shortcut runs in the zmm epilogue only */
     __m256i r = mdfi_rqf8v_avx2(t, k->s, k->c, k->kd, act);
-    if (ctx->clamp)
-        r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(mdfi_qmin(ctx->bits))),
-                             _mm256_set1_epi32(mdfi_qmax(ctx->bits)));
+    if (ctx->clamp)               /* [qmin - zo, qmax - zo], then + zo (the output zero point) */
+        r = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(ctx->zlo)),
+                                              _mm256_set1_epi32(ctx->zhi)), _mm256_set1_epi32(ctx->zo));
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
     if (mask == 0xffu) {
         if (ctx->otype == MDFI_CONV_S8) _mm_storel_epi64((__m128i *)(void *)((int8_t *)ctx->out + at), _mm_packs_epi16(w, w));

@@ -107,6 +107,8 @@ typedef struct {
     int32_t pool_only;                          /* 1: with pool, out is not written    */
     int otype;
     int32_t rounding, bits, act;
+    int32_t padv;                               /* the padding value (input zero point) */
+    int32_t zo, zlo, zhi;                       /* output zero point; qmin - zo, qmax - zo */
     int64_t bound;                              /* K*max|w|*max|x| >= |S|             */
     ukr32_fn ukr;
     ukr32_fn ukr_last;                          /* the last panel's (its rows only, when fewer) */
@@ -132,11 +134,11 @@ AVX2 static void wino_x2(const wino_ctx *k, int64_t r0, int64_t r1)
         int16_t *d = k->x2 + ((size_t)cc * (size_t)k->plane + (size_t)y * (size_t)k->wp1) * 2;
         const int64_t iy = y - k->pad;
         if (iy < 0 || iy >= k->h) {
-            memset(d, 0, (size_t)k->wp1 * 4);
+            mdfi_conv_fill_pad(d, (size_t)k->wp1, k->padv, 2 * cc + 1 < k->c);
             continue;
         }
-        memset(d, 0, (size_t)k->pad * 4);
-        memset(d + ((size_t)k->pad + (size_t)k->w) * 2, 0, (size_t)(k->wp1 - k->pad - k->w) * 4);
+        mdfi_conv_fill_pad(d, (size_t)k->pad, k->padv, 2 * cc + 1 < k->c);
+        mdfi_conv_fill_pad(d + ((size_t)k->pad + (size_t)k->w) * 2, (size_t)(k->wp1 - k->pad - k->w), k->padv, 2 * cc + 1 < k->c);
         const int has1 = 2 * cc + 1 < k->c;
         const size_t row0 = ((size_t)(2 * cc) * (size_t)k->h + (size_t)iy) * (size_t)k->w;
         const size_t row1 = has1 ? row0 + (size_t)k->h * (size_t)k->w : row0;
@@ -230,7 +232,8 @@ AVX2 __attribute__((noinline)) static __m256i wino_rq_general(const wino_ctx *k,
 {
     mdfi_rq8_avx2 q;
     mdfi_rq8_init_avx2(&q, sh, k->rounding, k->bits, k->act);
-    return mdfi_requantize8_avx2(t, &q, k->rounding, k->act);
+    if (k->zo) mdfi_rq8_zp_avx2(&q, k->bits, k->zo);
+    return _mm256_add_epi32(mdfi_requantize8_avx2(t, &q, k->rounding, k->act), _mm256_set1_epi32(k->zo));
 }
 
 typedef struct {
@@ -256,8 +259,11 @@ AVX2 static inline __attribute__((always_inline)) void wino_out_body(const wino_
     }
     const int nh = k->ntiles - (int64_t)blk * NB <= 8 ? 1 : 2;   /* tiles 8..15 computed (wino_ukr8) */
     const int s8 = k->otype == MDFI_CONV_S8;
-    const int clamp = !((s8 && k->bits == 8) || k->bits == 16);
-    const __m256i qmin = _mm256_set1_epi32(mdfi_qmin(k->bits)), qmax = _mm256_set1_epi32(mdfi_qmax(k->bits));
+    /* the clamp to [qmin - zo, qmax - zo] and + zo (output zero point zo), unless the
+     * narrowing saturates to the same range */
+    const int clamp = !((s8 && k->bits == 8) || k->bits == 16) || k->zo != 0;
+    const __m256i qmin = _mm256_set1_epi32(k->zlo), qmax = _mm256_set1_epi32(k->zhi);
+    const __m256i vzo = _mm256_set1_epi32(k->zo);
     for (int32_t r = 0; r < mv; ++r) {
         const int32_t mm = m0 + r, sh = k->shift[mm];
         const int64_t ab = k->bias[mm] < 0 ? -k->bias[mm] : k->bias[mm];
@@ -289,7 +295,7 @@ AVX2 static inline __attribute__((always_inline)) void wino_out_body(const wino_
                     v = k->act == MDFI_ACT_LEAKY ? mdfi_rqf8_avx2(t, vs, vc, vkd, MDFI_ACT_LEAKY)
                       : k->act == MDFI_ACT_RELU ? mdfi_rqf8_avx2(t, vs, vc, vkd, MDFI_ACT_RELU)
                       : mdfi_rqf8_avx2(t, vs, vc, vkd, MDFI_ACT_LINEAR);
-                    if (clamp) v = _mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax);
+                    if (clamp) v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, qmin), qmax), vzo);
                 } else {
                     v = wino_rq_general(k, sh, t);
                 }
@@ -644,7 +650,8 @@ int64_t mdfi_wino_scratch_size(int32_t c, int32_t h, int32_t w, int32_t pad, int
 int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w, const int16_t *u,
                    const int64_t *bias, const int32_t *shift, int32_t m, void *out, void *pool, int32_t pool_only,
                    int otype, int32_t pad,
-                   int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch)
+                   int32_t rounding, int32_t bits, int32_t act, int64_t bound, int32_t nthreads, void *scratch,
+                   int32_t pad_value, int32_t zero_out)
 {
     wino_ctx k;
     memset(&k, 0, sizeof k);
@@ -661,6 +668,8 @@ int mdfi_wino_conv(const conv_ops *ops, const void *x, int xtype, int32_t c, int
     k.pool = (k.oh % 2 == 0 && k.ow % 2 == 0) ? pool : NULL;
     k.pool_only = k.pool != NULL && pool_only;
     k.rounding = rounding; k.bits = bits; k.act = act; k.bound = bound;
+    k.padv = pad_value; k.zo = zero_out;
+    k.zlo = mdfi_qmin(bits) - zero_out; k.zhi = mdfi_qmax(bits) - zero_out;
     k.nthr = nthreads;
     k.ukr = ops->ukr32;
     k.ukr_last = ops->ukr32_rows != NULL ? ops->ukr32_rows(m - (k.np - 1) * MR) : ops->ukr32;

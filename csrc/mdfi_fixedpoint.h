@@ -91,6 +91,25 @@ static inline int32_t mdfi_requantize(int64_t acc, int32_t shift, int32_t mode, 
     return mdfi_saturate(mdfi_shift_round(acc, shift, mode), bits);
 }
 
+/* The same with an output zero point (value of a code q: (q - zero) * 2^-frac):
+ *   sat(R(act(acc) / 2^s) + zero)
+ * zero in [qmin(bits), qmax(bits)]; zero = 0 is mdfi_requantize.  For a left shift the clamp
+ * to +-2^bits still decides the saturation (|zero| <= 2^(bits-1)). */
+static inline int32_t mdfi_requantize_zp(int64_t acc, int32_t shift, int32_t mode, int32_t bits, int32_t act,
+                                         int32_t zero)
+{
+    if (act == MDFI_ACT_RELU && acc < 0) acc = 0;
+    if (act == MDFI_ACT_LEAKY && acc < 0) {
+        acc *= MDFI_LEAKY_MULT;
+        shift += MDFI_LEAKY_SHIFT;
+    }
+    if (shift < 0) {
+        const int64_t lim = ((int64_t)1) << bits;
+        acc = acc < -lim ? -lim : (acc > lim ? lim : acc);
+    }
+    return mdfi_saturate(mdfi_shift_round(acc, shift, mode) + zero, bits);
+}
+
 /* ---- the folded int32-lane form (SIMD epilogues) -----------------------------------------
  * For a shift 1 <= s <= 31 and an exact int32 t = a + half, where half = 2^(s-1) (half_up) or
  * 0 (truncate) -- the caller adds half to the bias once per channel, and checks that

@@ -46,9 +46,18 @@ MDFI_AVX2_FN void mdfi_rq_init_avx2(mdfi_rq_avx2 *q, int32_t shift, int32_t mode
     q->qmax = _mm256_set1_epi64x(mdfi_qmax(bits));
 }
 
-/* General lanes (any shift): mdfi_requantize on four int64 lanes (|acc| < 2^48). */
+/* An output zero point zo (mdfi_requantize_zp): the lanes are then clamped to
+ * [qmin - zo, qmax - zo]; the caller adds zo to the result. */
+MDFI_AVX2_FN void mdfi_rq_zp_avx2(mdfi_rq_avx2 *q, int32_t zo)
+{
+    q->qmin = _mm256_set1_epi64x((int64_t)mdfi_qmin(q->bits) - zo);
+    q->qmax = _mm256_set1_epi64x((int64_t)mdfi_qmax(q->bits) - zo);
+}
+
+/* General lanes (any shift): mdfi_requantize on four int64 lanes (|acc| < 2^48), saturated
+ * to [qmin, qmax] (mdfi_qmin(bits), mdfi_qmax(bits) less an output zero point). */
 MDFI_AVX2_FN __m256i mdfi_requantize4_general_avx2(__m256i acc, int32_t shift, int32_t mode,
-                                                    int32_t bits, int32_t act)
+                                                    int32_t bits, int32_t act, __m256i qmin, __m256i qmax)
 {
     const __m256i zero = _mm256_setzero_si256();
     const __m256i one = _mm256_set1_epi64x(1);
@@ -76,8 +85,8 @@ MDFI_AVX2_FN __m256i mdfi_requantize4_general_avx2(__m256i acc, int32_t shift, i
     const __m256i cl = mdfi_min64_avx2(mdfi_max64_avx2(acc, _mm256_sub_epi64(zero, lim)), lim);
     const __m256i l = _mm256_sllv_epi64(cl, _mm256_sub_epi64(zero, s));
     __m256i v = _mm256_blendv_epi8(l, r, right);
-    v = mdfi_max64_avx2(v, _mm256_set1_epi64x(mdfi_qmin(bits)));
-    return mdfi_min64_avx2(v, _mm256_set1_epi64x(mdfi_qmax(bits)));
+    v = mdfi_max64_avx2(v, qmin);
+    return mdfi_min64_avx2(v, qmax);
 }
 
 /* mdfi_requantize on four int64 lanes; `q` from mdfi_rq_init_avx2 (act, mode constant at
@@ -86,7 +95,7 @@ MDFI_AVX2_FN __m256i mdfi_requantize4_avx2(__m256i acc, const mdfi_rq_avx2 *q, i
                                             int32_t act)
 {
     if (q->shift <= 0)
-        return mdfi_requantize4_general_avx2(acc, q->shift, mode, q->bits, act);
+        return mdfi_requantize4_general_avx2(acc, q->shift, mode, q->bits, act, q->qmin, q->qmax);
     const __m256i zero = _mm256_setzero_si256();
     __m256i x, r;
     if (act == MDFI_ACT_LEAKY) {
@@ -202,6 +211,20 @@ MDFI_AVX2_FN void mdfi_rq8_init_avx2(mdfi_rq8_avx2 *k, int32_t shift, int32_t mo
     k->lsh = _mm_cvtsi32_si128(k->left ? (-shift < 15 ? -shift : 15) : 0);
     mdfi_rq32_init_avx2(&k->q32, k->left || !k->use32 ? 1 : shift, mode, bits);  /* qmin/qmax always */
     mdfi_rq_init_avx2(&k->q64, shift, mode, bits, act);   /* always: keeps k fully defined */
+}
+
+/* An output zero point zo: mdfi_requantize8_avx2 then clamps to [qmin - zo, qmax - zo] (the
+ * caller adds zo).  Shifts <= 0 then take the int64 lanes: the int32 lanes' clamp to +-2^15
+ * is exact only for the range [qmin, qmax] of at most 16 bits, not for a shifted one. */
+MDFI_AVX2_FN void mdfi_rq8_zp_avx2(mdfi_rq8_avx2 *k, int32_t bits, int32_t zo)
+{
+    if (k->left) {
+        k->left = 0;
+        k->use32 = 0;
+    }
+    k->q32.qmin = _mm256_set1_epi32(mdfi_qmin(bits) - zo);
+    k->q32.qmax = _mm256_set1_epi32(mdfi_qmax(bits) - zo);
+    mdfi_rq_zp_avx2(&k->q64, zo);
 }
 
 MDFI_AVX2_FN __m256i mdfi_requantize8_avx2(__m256i v, const mdfi_rq8_avx2 *k, int32_t mode, int32_t act)

@@ -235,6 +235,7 @@ typedef struct {
     const void *in;
     void *out;
     int32_t in_type, out_type, shift, mode, bits, simd;
+    int32_t zi, zo;                   /* input / output zero points */
 } align_ctx;
 
 #if MDFI_KERNELS_X86
@@ -244,11 +245,21 @@ KAVX2 static void NAME(const align_ctx *a, int64_t i0, int64_t i1)              
     mdfi_rq8_avx2 k;                                                                         \
     mdfi_rq8_init_avx2(&k, a->shift, MODE, a->bits, MDFI_ACT_LINEAR);                        \
     int64_t i = i0;                                                                          \
-    for (; i + 8 <= i1; i += 8)                                                              \
-        st8(a->out, a->out_type, i, mdfi_requantize8_avx2(ld8(a->in, a->in_type, i), &k, MODE, MDFI_ACT_LINEAR)); \
+    if (a->zi == 0 && a->zo == 0) {                                                          \
+        for (; i + 8 <= i1; i += 8)                                                          \
+            st8(a->out, a->out_type, i, mdfi_requantize8_avx2(ld8(a->in, a->in_type, i), &k, MODE, MDFI_ACT_LINEAR)); \
+    } else {                          /* sat(R((x - zi) / 2^s) + zo), x - zi exact in int32 */ \
+        if (a->zo) mdfi_rq8_zp_avx2(&k, a->bits, a->zo);                                     \
+        const __m256i zi = _mm256_set1_epi32(a->zi), zo = _mm256_set1_epi32(a->zo);          \
+        for (; i + 8 <= i1; i += 8)                                                          \
+            st8(a->out, a->out_type, i,                                                      \
+                _mm256_add_epi32(mdfi_requantize8_avx2(_mm256_sub_epi32(ld8(a->in, a->in_type, i), zi), &k, MODE, \
+                                                       MDFI_ACT_LINEAR), zo));               \
+    }                                                                                        \
     for (; i < i1; ++i)                                                                      \
         store(a->out, a->out_type, i,                                                        \
-              mdfi_requantize(load(a->in, a->in_type, i), a->shift, MODE, a->bits, MDFI_ACT_LINEAR)); \
+              mdfi_requantize_zp(load(a->in, a->in_type, i) - a->zi, a->shift, MODE, a->bits, MDFI_ACT_LINEAR, \
+                                 a->zo));                                                    \
 }
 MDFI_ALIGN_AVX2(align_avx2_half, MDFI_ROUND_HALF_UP)
 MDFI_ALIGN_AVX2(align_avx2_trunc, MDFI_ROUND_TRUNCATE)
@@ -257,7 +268,7 @@ MDFI_ALIGN_AVX2(align_avx2_trunc, MDFI_ROUND_TRUNCATE)
 static void align_range(const void *vctx, int64_t i0, int64_t i1)
 {
     const align_ctx *a = (const align_ctx *)vctx;
-    if (a->shift == 0 && a->in_type == a->out_type && a->in_type != MDFI_U8) {
+    if (a->shift == 0 && a->in_type == a->out_type && a->in_type != MDFI_U8 && a->zi == 0 && a->zo == 0) {
         const size_t es = mdfi_type_size(a->in_type);           /* same format: pure copy */
         memcpy((unsigned char *)a->out + (size_t)i0 * es, (const unsigned char *)a->in + (size_t)i0 * es,
                (size_t)(i1 - i0) * es);
@@ -271,19 +282,29 @@ static void align_range(const void *vctx, int64_t i0, int64_t i1)
 #endif
     for (int64_t i = i0; i < i1; ++i)
         store(a->out, a->out_type, i,
-              mdfi_requantize(load(a->in, a->in_type, i), a->shift, a->mode, a->bits, MDFI_ACT_LINEAR));
+              mdfi_requantize_zp(load(a->in, a->in_type, i) - a->zi, a->shift, a->mode, a->bits, MDFI_ACT_LINEAR,
+                                 a->zo));
 }
 
 int mdfi_align_copy_ex(const void *restrict in, int32_t in_type, int64_t n, int32_t shift,
                        int32_t mode, int32_t bits, void *restrict out, int32_t out_type,
                        const mdfi_kopts *opts)
 {
+    return mdfi_align_copy_zp(in, in_type, n, shift, mode, bits, out, out_type, 0, 0, opts);
+}
+
+int mdfi_align_copy_zp(const void *restrict in, int32_t in_type, int64_t n, int32_t shift,
+                       int32_t mode, int32_t bits, void *restrict out, int32_t out_type,
+                       int32_t zero_in, int32_t zero_out, const mdfi_kopts *opts)
+{
     if (opts == NULL) opts = &mdfi_kopts_default;
     if (mdfi_type_size(in_type) == 0 || in_type == MDFI_S32 || !fits(out_type, bits) || bits > 16 ||
         n < 0 || shift < 0 || shift > MDFI_MAX_SHIFT || !valid_mode_act(mode, MDFI_ACT_LINEAR) ||
         !valid_opts(opts))
         return -1;
-    const align_ctx a = {in, out, in_type, out_type, shift, mode, bits, use_avx2(opts)};
+    if (zero_in < -32768 || zero_in > 65535 || zero_out < mdfi_qmin(bits) || zero_out > mdfi_qmax(bits))
+        return -4;
+    const align_ctx a = {in, out, in_type, out_type, shift, mode, bits, use_avx2(opts), zero_in, zero_out};
     mdfi_kpar_for(opts, n, 32768, align_range, &a);
     return 0;
 }

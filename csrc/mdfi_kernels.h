@@ -82,6 +82,14 @@ int mdfi_upsample(const void *restrict in, int32_t type, int32_t c, int32_t h, i
 int mdfi_align_copy(const void *restrict in, int32_t in_type, int64_t n, int32_t shift,
                     int32_t mode, int32_t bits, void *restrict out, int32_t out_type);
 
+/* mdfi_align_copy_ex with zero points (fixedpoint.align): zero_in, a value in
+ * [-32768, 65535] (the input's zero point), and zero_out in [qmin(bits), qmax(bits)]:
+ *   out[i] = sat_bits(R((in[i] - zero_in) / 2^shift) + zero_out)
+ * -4 for a zero point out of range; zero_in = zero_out = 0 is mdfi_align_copy_ex. */
+int mdfi_align_copy_zp(const void *restrict in, int32_t in_type, int64_t n, int32_t shift,
+                       int32_t mode, int32_t bits, void *restrict out, int32_t out_type,
+                       int32_t zero_in, int32_t zero_out, const mdfi_kopts *opts);
+
 /* Shortcut (QShortcut.forward_ref):
  *   s = a * 2^(fm - fa) + b * 2^(fm - fb),  fm = max(fa, fb)   (exact, int64)
  *   out = mdfi_requantize(s, fm - out_frac, mode, bits, act)

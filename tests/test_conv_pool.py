@@ -216,3 +216,42 @@ def test_pool_fused_network(h, w, pooled):
                 assert not [i for i in range(len(ref)) if not np.array_equal(seen[i], ref[i])], (path, threads)
     finally:
         _conv.set_simd_path(before)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_conv_pool_kernel_zero_points(path):
+    """The fused pool with zero points: the convolution equals conv2d_int_ref(pad_value=,
+    zero_out=) and the pool (of stored codes) the windows' max of it."""
+    before = _conv.simd_path()
+    assert _conv.set_simd_path(path) == path
+    _conv.set_simd_path(before)
+    rng = np.random.default_rng(3 + sum(map(ord, path)))
+    for i, (c, h, w, m, p) in enumerate(KERNEL_CASES):
+        xlo, xhi, xdt = (0, 255, np.uint8) if i % 3 == 0 else (-128, 127, np.int8)
+        x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "max", "min", "alt"][i % 5], xdt)
+        wt = fill(rng, (m, c, 3, 3), -128, 127, ["random", "edges", "alt", "random", "min"][i % 5], np.int8)
+        pmax = c * 9 * 128 * max(-xlo, xhi)
+        bias = rng.integers(-pmax // 4, pmax // 4 + 1, size=m).astype(np.int64)
+        shift = rng.choice([12, 13, 14, 15, 16, 1, 0, -2, 33], size=m).astype(np.int32)
+        packed = _conv.pack_weights(wt)
+        for j, (bits, rounding, act) in enumerate(((8, "half_up", "leaky"), (5, "truncate", "relu"),
+                                                   (16, "half_up", "linear"), (8, "truncate", "relu"))):
+            pv = (xlo, xhi, (xlo + xhi) // 3)[(i + j) % 3]
+            zo = (fp.qmin(bits), fp.qmax(bits), -3)[(i + 2 * j) % 3]
+            kw = dict(k=3, s=1, p=p, rounding=rounding, bits=bits, act=act, pad_value=pv, zero_out=zo)
+            ref = reference(x, wt, bias, shift, **kw)
+            mo, oh, ow = ref.shape
+            aligned = oh % 2 == 0 and ow % 2 == 0
+            for nthreads in (1, 2):
+                out = np.full(ref.shape, 77, int_dtype(bits))
+                pool = np.full((mo, oh // 2, ow // 2), 55, int_dtype(bits))
+                done = _conv.conv2d(x, packed, bias, shift, out, ksize=3, stride=1, pad=p,
+                                    rounding=fp.rounding_code(rounding), out_bits=bits, act=ACTS.index(act),
+                                    acc64=0, nthreads=nthreads, simd=path, pool=pool, pad_value=pv, zero_out=zo)
+                where = (path, i, bits, rounding, act, pv, zo, nthreads)
+                assert np.array_equal(out, ref), where
+                assert done == (path in WINO_PATHS and aligned), where
+                if done:
+                    assert np.array_equal(pool, pool_ref(ref)), where
+                else:
+                    assert (pool == 55).all(), where

@@ -49,7 +49,7 @@ def fill(rng, shape, lo, hi, style, dtype):
 
 
 def run_kernel(x, w, bias, shift, *, k, s, p, rounding, bits, act, acc64, nthreads, simd,
-               out_dtype=None, packed=None):
+               out_dtype=None, packed=None, pad_value=0, zero_out=0):
     if packed is None:
         packed = _conv.pack_weights(w)
     m = w.shape[0]
@@ -58,13 +58,13 @@ def run_kernel(x, w, bias, shift, *, k, s, p, rounding, bits, act, acc64, nthrea
     out = np.full((m, oh, ow), 77, out_dtype or int_dtype(bits))
     _conv.conv2d(x, packed, bias, shift, out, ksize=k, stride=s, pad=p,
                  rounding=fp.rounding_code(rounding), out_bits=bits, act=ACTS.index(act),
-                 acc64=acc64, nthreads=nthreads, simd=simd)
+                 acc64=acc64, nthreads=nthreads, simd=simd, pad_value=pad_value, zero_out=zero_out)
     return out
 
 
-def reference(x, w, bias, shift, *, k, s, p, rounding, bits, act):
+def reference(x, w, bias, shift, *, k, s, p, rounding, bits, act, pad_value=0, zero_out=0):
     return conv2d_int_ref(x, w, bias, shift, size=k, stride=s, padding=p, rounding=rounding,
-                          bits=bits, activation=act)
+                          bits=bits, activation=act, pad_value=pad_value, zero_out=zero_out)
 
 
 def check_all_paths(x, w, bias, shift, *, threads=(1, 2, 3), acc64s=(0, 1), **kw):
@@ -84,10 +84,12 @@ def check_all_paths(x, w, bias, shift, *, threads=(1, 2, 3), acc64s=(0, 1), **kw
                         f"w {w.shape} {w.dtype}, {kw}")
 
 
-def int32_ok(x, w, bias):
-    """Does the quantizer's acc64 == 0 guarantee |sum| + |bias| < 2**31 hold?"""
+def int32_ok(x, w, bias, pad_value=0):
+    """Does the quantizer's acc64 == 0 guarantee |sum| + |bias| < 2**31 hold (the padding
+    value is summed too)?"""
     k = int(np.prod(w.shape[1:]))
-    pmax = k * int(np.abs(w.astype(np.int64)).max()) * int(np.abs(x.astype(np.int64)).max())
+    xmax = max(int(np.abs(x.astype(np.int64)).max()), abs(int(pad_value)))
+    pmax = k * int(np.abs(w.astype(np.int64)).max()) * xmax
     return pmax + int(np.abs(bias).max()) < 2**31
 
 
@@ -528,3 +530,129 @@ def test_winograd_large_weights_all_blocks(path):
             for nthreads in (1, 2, 3):
                 out = run_kernel(x, wt, bias, shift, acc64=0, nthreads=nthreads, simd=path, packed=packed, **kw)
                 assert np.array_equal(out, ref), (path, i, bits, rounding, act, nthreads)
+
+
+# -- zero points: padding = pad_value, out = sat(R(act(acc) / 2**s) + zero_out) ------------------
+def _pad_values(xdt):
+    info = np.iinfo(xdt)
+    return (info.min, info.max, info.min + 1, info.max - 1, 1, -1 if info.min < 0 else 128)
+
+
+def _zero_outs(bits):
+    return (fp.qmin(bits), fp.qmax(bits), fp.qmin(bits) + 1, fp.qmax(bits) - 1, 1, -1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_zero_points_random_shapes_exact(shape, seed):
+    """Every shape of the random test with a nonzero padding value (the input type's extremes
+    among others) and an output zero point (qmin and qmax among others), every path."""
+    rng = np.random.default_rng(5000 + 1000 * seed + SHAPES.index(shape))
+    x, wt, bias, shift, kw = _random_case(rng, shape)
+    pvs, zos = _pad_values(x.dtype), _zero_outs(kw["bits"])
+    kw["pad_value"] = int(pvs[(seed + SHAPES.index(shape)) % len(pvs)])
+    kw["zero_out"] = int(zos[(2 * seed + SHAPES.index(shape)) % len(zos)])
+    acc64s = (0, 1) if int32_ok(x, wt, bias, kw["pad_value"]) else (1,)
+    check_all_paths(x, wt, bias, shift, threads=(1 + seed % 3,), acc64s=acc64s, **kw)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("k,s,p", [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0), (3, 1, 0), (3, 2, 0), (1, 1, 1)])
+def test_zero_points_every_code_8bit(act, rounding, k, s, p):
+    """The 8-bit layers (the dot-product family) and 16-bit outputs: uint8 / int8 inputs with
+    the padding value at the type's extremes, the output zero point at qmin and qmax."""
+    rng = np.random.default_rng(11 + k + 3 * s + 7 * p)
+    for xdt in (np.uint8, np.int8):
+        info = np.iinfo(xdt)
+        x = rng.integers(info.min, info.max + 1, size=(37, 9, 11)).astype(xdt)
+        x[:, 0, :] = info.max                      # edge-heavy border rows
+        x[:, -1, :] = info.min
+        wt = rng.integers(-128, 128, size=(13, 37, k, k)).astype(np.int8)
+        bias = rng.integers(-40000, 40000, size=13).astype(np.int64)
+        shift = rng.integers(8, 14, size=13).astype(np.int32)
+        shift[:3] = [0, -2, 20]
+        for bits in (8, 5, 16):
+            for pv, zo in ((info.min, fp.qmin(bits)), (info.max, fp.qmax(bits)), (info.max, fp.qmin(bits)),
+                           (info.min + 3, fp.qmax(bits) // 3)):
+                check_all_paths(x, wt, bias, shift, threads=(1, 2), acc64s=(0,), k=k, s=s, p=p,
+                                rounding=rounding, bits=bits, act=act, pad_value=int(pv), zero_out=int(zo))
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_zero_points_exhaustive_epilogue(act, rounding):
+    """Every int16 accumulator through the epilogue with output zero points at both ends of
+    the range (every shift class: left, 0, 1..31, large)."""
+    x = np.arange(-32768, 32768, dtype=np.int64).astype(np.int16).reshape(1, 256, 256)
+    wt = np.array([1, -1, 1, 1, -1, 1, 1, 1], np.int16).reshape(8, 1, 1, 1)
+    shift = np.array([0, 1, 2, 5, 8, -1, 13, 16], np.int32)
+    for bias0, bits, zo in ((0, 8, -128), (3, 16, 32767), (-(1 << 15), 12, 1000), (1 << 20, 5, 15),
+                            (0, 16, -32768), (5, 8, 127)):
+        bias = np.array([bias0, -bias0, bias0 + 1, bias0, 7, 0, -bias0, bias0], np.int64)
+        check_all_paths(x, wt, bias, shift, threads=(1,), k=1, s=1, p=0, rounding=rounding,
+                        bits=bits, act=act, zero_out=zo)
+
+
+@pytest.mark.parametrize("path", WINO_PATHS or ["avx2"])
+def test_zero_points_winograd(path):
+    """The Winograd kernels (3x3 stride 1, >= 32 channels, 8-bit) with padding values and
+    output zero points, against the direct kernels switched off and the reference."""
+    if path not in PATHS:
+        pytest.skip(f"{path} not available on this CPU ({_conv.cpu_features()})")
+    rng = np.random.default_rng(99)
+    for i, (c, h, w, m, p) in enumerate([(32, 13, 13, 7, 1), (64, 2, 3, 13, 1), (35, 17, 9, 33, 2),
+                                         (48, 3, 3, 5, 2), (40, 10, 12, 12, 0), (33, 8, 8, 6, 1)]):
+        xdt = np.uint8 if i % 2 == 0 else np.int8
+        info = np.iinfo(xdt)
+        x = fill(rng, (c, h, w), info.min, info.max, ["random", "edges", "alt"][i % 3], xdt)
+        wt = fill(rng, (m, c, 3, 3), -128, 127, ["random", "edges"][i % 2], np.int8)
+        pmax = c * 9 * 128 * 255
+        bias = rng.integers(-pmax, pmax + 1, size=m).astype(np.int64)
+        shift = rng.choice([10, 12, 14, 16, 1, 0, -2, 33], size=m).astype(np.int32)
+        for bits, rounding, act in ((8, "half_up", "leaky"), (5, "truncate", "relu"), (16, "half_up", "linear"),
+                                    (8, "truncate", "relu")):
+            for pv, zo in ((info.max, fp.qmin(bits)), (info.min, fp.qmax(bits)), (info.min + 1, -1)):
+                kw = dict(k=3, s=1, p=p, rounding=rounding, bits=bits, act=act, pad_value=int(pv), zero_out=int(zo))
+                ref = reference(x, wt, bias, shift, **kw)
+                for nthreads in (1, 2):
+                    out = run_kernel(x, wt, bias, shift, acc64=0, nthreads=nthreads, simd=path, **kw)
+                    assert np.array_equal(out, ref), (path, i, bits, rounding, act, pv, zo, nthreads)
+
+
+def test_zero_points_zero_is_unchanged():
+    """pad_value = zero_out = 0 is the zero-free convolution, bit for bit."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-128, 128, size=(9, 7, 8)).astype(np.int8)
+    wt = rng.integers(-128, 128, size=(5, 9, 3, 3)).astype(np.int8)
+    bias = rng.integers(-9000, 9000, size=5).astype(np.int64)
+    shift = np.full(5, 9, np.int32)
+    kw = dict(k=3, s=1, p=1, rounding="half_up", bits=8, act="leaky", acc64=0, nthreads=1)
+    for simd in PATHS:
+        a = run_kernel(x, wt, bias, shift, simd=simd, **kw)
+        b = run_kernel(x, wt, bias, shift, simd=simd, pad_value=0, zero_out=0, **kw)
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("xdt,pv,bits,zo,msg", [
+    (np.uint8, -1, 8, 0, "pad_value"), (np.uint8, 256, 8, 0, "pad_value"), (np.int8, 128, 8, 0, "pad_value"),
+    (np.int8, -129, 8, 0, "pad_value"), (np.int16, 40000, 8, 0, "pad_value"), (np.int8, 0, 8, 128, "zero_out"),
+    (np.int8, 0, 5, -17, "zero_out"), (np.int8, 0, 16, 32768, "zero_out"), (np.int8, 1.5, 8, 0, "pad_value"),
+])
+def test_zero_points_bad_arguments(xdt, pv, bits, zo, msg):
+    x = np.zeros((2, 4, 4), xdt)
+    packed = _conv.pack_weights(np.ones((3, 2, 3, 3), np.int8))
+    out = np.zeros((3, 4, 4), np.int8 if bits <= 8 else np.int16)
+    with pytest.raises(ShapeError, match=msg):
+        _conv.conv2d(x, packed, np.zeros(3, np.int64), np.full(3, 4, np.int32), out, ksize=3, stride=1, pad=1,
+                     rounding=0, out_bits=bits, act=0, acc64=0, pad_value=pv, zero_out=zo)
+
+
+def test_zero_points_refused_with_a_fused_residual():
+    x = np.zeros((2, 4, 4), np.int8)
+    packed = _conv.pack_weights(np.ones((3, 2, 3, 3), np.int8))
+    out = np.zeros((3, 4, 4), np.int8)
+    res = (np.zeros((3, 4, 4), np.int8), np.zeros((3, 4, 4), np.int8), 0, 0, 1, 0, 8, 0)
+    with pytest.raises(ShapeError, match="residual"):
+        _conv.conv2d(x, packed, np.zeros(3, np.int64), np.full(3, 4, np.int32), out, ksize=3, stride=1, pad=1,
+                     rounding=0, out_bits=8, act=0, acc64=0, residual=res, zero_out=3)

@@ -45,13 +45,13 @@ def _no_override():
     _conv._set_q8_tune(-1)
 
 
-def run(x, w, bias, shift, *, k, s, p, rounding, bits, act, simd, nthreads=1, acc64=0):
+def run(x, w, bias, shift, *, k, s, p, rounding, bits, act, simd, nthreads=1, acc64=0, pad_value=0, zero_out=0):
     m = w.shape[0]
     out = np.full((m, _conv.out_size(x.shape[1], k, s, p), _conv.out_size(x.shape[2], k, s, p)), 77,
                   int_dtype(bits))
     _conv.conv2d(x, _conv.pack_weights(w), bias, shift, out, ksize=k, stride=s, pad=p,
                  rounding=fp.rounding_code(rounding), out_bits=bits, act=ACTS.index(act), acc64=acc64,
-                 nthreads=nthreads, simd=simd)
+                 nthreads=nthreads, simd=simd, pad_value=pad_value, zero_out=zero_out)
     return out
 
 
@@ -325,3 +325,61 @@ def test_self_check_failure_falls_back_with_one_line(tmp_path):
     lines = [l for l in res.stderr.splitlines() if "self-check" in l]
     assert len(lines) == 1 and best in lines[0], res.stderr
     assert res.stdout.strip() != best and res.stdout.strip() in _conv.PATHS
+
+
+# -- zero points: padding byte = pad_value ^ flip, out = sat(R(act(acc) / 2**s) + zero_out) ---------
+def _zp(rng, x, bits, i):
+    """A padding value inside x's range (its extremes first: the accumulator contract holds) and
+    an output zero point (qmin, qmax, then random)."""
+    lo, hi = int(x.min()), int(x.max())
+    pv = (lo, hi, int(rng.integers(lo, hi + 1)))[i % 3]
+    zo = (fp.qmin(bits), fp.qmax(bits), int(rng.integers(fp.qmin(bits), fp.qmax(bits) + 1)), -1)[i % 4]
+    return pv, zo
+
+
+@pytest.mark.parametrize("path", Q8_PATHS)
+def test_zero_points_every_tile_and_mode(path):
+    """Every register tile in every B mode with a padding value and an output zero point."""
+    need(path)
+    tiles = _conv.q8_tiles(path)
+    rng = np.random.default_rng(7 + sum(map(ord, path)))
+    for i, shape in enumerate(SHAPES):
+        x, wt, bias, shift, kw = case(rng, *shape, xkind="u8" if shape[0] == 3 else None)
+        kw["pad_value"], kw["zero_out"] = _zp(rng, x, kw["bits"], i)
+        ref = reference(x, wt, bias, shift, **kw)
+        for kern in range(len(tiles)):
+            for direct in (1, 0, 2):
+                _conv._set_q8_override(kern, direct)
+                got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern + direct) % 3, **kw)
+                if not np.array_equal(got, ref):
+                    bad = tuple(np.argwhere(got != ref)[0])
+                    raise AssertionError(f"{path} tile {tiles[kern]} {('packed', 'direct', 'compact')[direct]}: "
+                                         f"shape {shape} {kw} x {x.dtype}: at {bad} {got[bad]} != {ref[bad]}")
+
+
+@pytest.mark.parametrize("path", Q8_PATHS)
+def test_zero_points_register_epilogue(path):
+    """Rows on the int32 lanes (shifts 1..31) with output zero points at qmin / qmax: the clamp
+    to the shifted range and the add, for 8-bit outputs (otherwise saturated by the narrowing)
+    and narrower / wider ones, every activation."""
+    need(path)
+    tiles = _conv.q8_tiles(path)
+    rng = np.random.default_rng(23 + sum(map(ord, path)))
+    shapes = [(3, 9, 21, 7, 3, 1, 1), (5, 6, 40, 20, 1, 1, 0), (17, 7, 9, 13, 3, 2, 1), (40, 5, 5, 33, 3, 1, 1),
+              (8, 16, 16, 16, 3, 1, 1)]
+    for i, shape in enumerate(shapes):
+        for j, bits in enumerate((8, 16, 3, 5)):
+            x, wt, _, _, kw = case(rng, *shape, xkind="u8" if i % 2 == 0 else "s8", wbits=8, xbits=8)
+            m = shape[3]
+            pmax = shape[0] * shape[4] ** 2 * 128 * 255
+            typical = max(pmax.bit_length() - 8, 1)
+            shift = rng.choice([1, 2, typical - 1, typical, typical + 3, 31], size=m).astype(np.int32)
+            bias = rng.integers(-1000, 1001, size=m).astype(np.int64)
+            kw.update(bits=bits, rounding=ROUNDINGS[(i + j) % 2], act=ACTS[(i + j) % 3])
+            kw["pad_value"], kw["zero_out"] = _zp(rng, x, bits, i + j)
+            ref = reference(x, wt, bias, shift, **kw)
+            for kern in range(len(tiles)):
+                for direct in (1, 0, 2):
+                    _conv._set_q8_override(kern, direct)
+                    got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern) % 2, **kw)
+                    assert np.array_equal(got, ref), (path, tiles[kern], direct, shape, kw)

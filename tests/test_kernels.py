@@ -407,3 +407,27 @@ def test_head_lookup_never_reads_outside_the_table():
     out = np.empty(x.shape, np.int32)
     K.head_lookup(x, f.min, heads.logistic_table(f), heads.exp_table(f), np.zeros(1, np.uint8), out)
     assert out[0, 0] == heads.logistic_table(f)[0] and out[0, 1] == heads.logistic_table(f)[-1]
+
+
+# -- route alignment with zero points: sat(R((x - zero_in) / 2**shift) + zero_out) -----------------------
+@pytest.mark.parametrize("nthreads, simd", OPTS)
+@pytest.mark.parametrize("in_bits, out_bits, signed", [(8, 8, True), (8, 16, True), (16, 16, True), (8, 8, False),
+                                                       (5, 12, True), (16, 8, True)])
+def test_align_copy_zero_points(nthreads, simd, in_bits, out_bits, signed):
+    x = values(BIG, in_bits, np.random.default_rng(3 * in_bits + out_bits), signed=signed)
+    lo, hi = (fp.qmin(in_bits), fp.qmax(in_bits)) if signed else (0, 2**in_bits - 1)
+    for zi, zo in ((lo, fp.qmin(out_bits)), (hi, fp.qmax(out_bits)), (0, fp.qmax(out_bits)), (lo + 1, 0),
+                   (hi // 3, -1), (1, fp.qmin(out_bits) + 1)):
+        for shift in (0, 1, 3, 8, 31, 47):
+            for mode in MODES:
+                out = np.empty(x.shape, dtype_for(out_bits))
+                K.align_copy(x, out, shift, fp.rounding_code(mode), out_bits, nthreads=nthreads, simd=simd,
+                             zero_in=int(zi), zero_out=int(zo))
+                ref = fp.align(x, shift, 0, mode, out_bits, zero_in=int(zi), zero_out=int(zo))
+                assert np.array_equal(out, ref), (zi, zo, shift, mode)
+
+
+@pytest.mark.parametrize("zi, zo, bits", [(-40000, 0, 8), (70000, 0, 8), (0, 128, 8), (0, -9, 4), (0, 1.5, 8)])
+def test_align_copy_zero_points_checked(zi, zo, bits):
+    with pytest.raises(ShapeError, match="zero"):
+        K.align_copy(np.zeros(5, np.int16), np.zeros(5, np.int16), 1, 0, bits, zero_in=zi, zero_out=zo)

@@ -10,8 +10,9 @@
  * int8 / int16 activations, int8 / int16 weights of 2..16 bits with extreme values, odd
  * channel counts and map sizes, kernels 1..5, strides 1..4, padding 0..2, output widths
  * 2..16, both roundings, every activation, per-channel shifts (including <= 0 and > 31),
- * 1..3 threads, int32 or int64 accumulation; every 8-bit register tile in direct and packed
- * mode.  Exit status 0 when every output byte agrees, 1 otherwise (with the first case).
+ * 1..3 threads, int32 or int64 accumulation, zero points (half the cases: a padding value and
+ * an output zero point, a third of them the extremes of their range); every 8-bit register tile
+ * in direct and packed mode.  Exit status 0 when every output byte agrees, 1 otherwise (with the first case).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -42,7 +43,7 @@ static int32_t value(int bits)
 
 typedef struct {
     int xtype, wtype, otype;
-    int32_t c, h, w, m, ks, stride, pad, rounding, bits, act, acc64, threads;
+    int32_t c, h, w, m, ks, stride, pad, rounding, bits, act, acc64, threads, pad_value, zero_out;
     void *x, *wt, *packed, *scratch, *o1, *o2;
     int64_t *bias;
     int32_t *shift;
@@ -75,6 +76,10 @@ static int make_problem(problem *p)
     p->rounding = range(0, 1);
     p->act = range(0, 2);
     p->threads = range(1, 3);
+    if (range(0, 1)) {                 /* zero points (else 0, 0) */
+        p->pad_value = p->xtype == MDFI_CONV_U8 ? value(0) : value(p->xtype == MDFI_CONV_S8 ? 8 : 16);
+        p->zero_out = value(p->bits);
+    }
     const int32_t oh = mdfi_conv_out_size(p->h, p->ks, p->stride, p->pad);
     const int32_t ow = mdfi_conv_out_size(p->w, p->ks, p->stride, p->pad);
     if (oh < 1 || ow < 1) return 0;
@@ -125,9 +130,9 @@ static int make_problem(problem *p)
 
 static int run(problem *p, int32_t path, void *out)
 {
-    return mdfi_conv2d(p->x, p->xtype, p->c, p->h, p->w, p->nx, p->packed, p->npk, p->bias, p->shift, p->m, out,
-                       p->otype, p->no, p->ks, p->stride, p->pad, p->rounding, p->bits, p->act, p->acc64, p->threads,
-                       path, p->scratch, p->nsc);
+    return mdfi_conv2d_zp(p->x, p->xtype, p->c, p->h, p->w, p->nx, p->packed, p->npk, p->bias, p->shift, p->m, out,
+                          p->otype, p->no, p->ks, p->stride, p->pad, p->rounding, p->bits, p->act, p->acc64,
+                          p->threads, path, p->scratch, p->nsc, p->pad_value, p->zero_out);
 }
 
 int main(int argc, char **argv)
@@ -182,9 +187,11 @@ int main(int argc, char **argv)
                     ++convs;
                     if (rc != MDFI_CONV_OK || memcmp(p.o1, p.o2, ob) != 0) {
                         printf("  %-15s MISMATCH (rc %d) case %ld: x type %d, w type %d, c %d h %d w %d m %d k %d "
-                               "s %d p %d, bits %d, rounding %d, act %d, acc64 %d, threads %d, tile %d, direct %d\n",
+                               "s %d p %d, bits %d, rounding %d, act %d, acc64 %d, threads %d, tile %d, direct %d, "
+                               "pad value %d, zero out %d\n",
                                mdfi_conv_path_name(path), rc, ci, p.xtype, p.wtype, p.c, p.h, p.w, p.m, p.ks,
-                               p.stride, p.pad, p.bits, p.rounding, p.act, p.acc64, p.threads, k, d);
+                               p.stride, p.pad, p.bits, p.rounding, p.act, p.acc64, p.threads, k, d, p.pad_value,
+                               p.zero_out);
                         bad = 1;
                     }
                 }

@@ -291,7 +291,8 @@ cdef int _residual_arg(residual, out, mdfi_conv_residual *r) except -1:
 
 
 def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bits, act,
-           acc64, nthreads=1, scratch=None, simd=None, residual=None, pool=None, pool_only=False):
+           acc64, nthreads=1, scratch=None, simd=None, residual=None, pool=None, pool_only=False,
+           pad_value=0, zero_out=0):
     """Integer convolution + bias + requantize/activation/saturate, in place into ``out``.
 
     x: (C, H, W) uint8/int8/int16; packed: from :func:`pack_weights`; bias: (M,) int64;
@@ -309,6 +310,10 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
     kernels, OH and OW even); the call then returns True, else False (``pool`` untouched, the
     caller runs the pool).  ``pool_only``: when the pool is written, ``out`` is not (its
     contents are then undefined).  Not with ``residual``.
+    ``pad_value``: the padding value, the input's zero point (a value of x's dtype);
+    ``zero_out``: the output's zero point, added after the activation and before the
+    saturation (inside the out_bits range): ``out = sat(R(act(acc) / 2**s) + zero_out)``
+    (conv2d_int_ref(..., pad_value=, zero_out=)).  Not with ``residual``.
     """
     # -- codes -------------------------------------------------------------------------
     ksize = _as_int(ksize, "ksize")
@@ -319,8 +324,15 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
     act = _as_int(act, "activation code")
     acc64 = _as_int(acc64, "acc64")
     nthreads = _as_int(nthreads, "nthreads")
+    pad_value = _as_int(pad_value, "pad_value")
+    zero_out = _as_int(zero_out, "zero_out")
     if not MIN_BITS <= out_bits <= MAX_BITS:
         raise ShapeError(f"conv: out_bits {out_bits} outside {MIN_BITS}..{MAX_BITS}")
+    if not -(1 << (out_bits - 1)) <= zero_out <= (1 << (out_bits - 1)) - 1:
+        raise ShapeError(f"conv: zero_out {zero_out} outside the {out_bits}-bit range "
+                         f"[{-(1 << (out_bits - 1))}, {(1 << (out_bits - 1)) - 1}]")
+    if residual is not None and (pad_value != 0 or zero_out != 0):
+        raise ShapeError("conv: a fused residual cannot take zero points (pad_value, zero_out)")
     if rounding not in (MDFI_ROUND_HALF_UP, MDFI_ROUND_TRUNCATE):
         raise ShapeError(f"conv: unknown rounding code {rounding} (0 = half_up, 1 = truncate)")
     if act not in (MDFI_ACT_LINEAR, MDFI_ACT_LEAKY, MDFI_ACT_RELU):
@@ -346,6 +358,10 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
     if x.shape[0] != c:
         raise ShapeError(f"conv: input has {x.shape[0]} channels, the weights expect {c}")
     cdef int32_t h = x.shape[1], w = x.shape[2]
+    lo, hi = (0, 255) if x.dtype == _U8 else (-128, 127) if x.dtype == _I8 else (-32768, 32767)
+    if not lo <= pad_value <= hi:
+        raise ShapeError(f"conv: pad_value {pad_value} is not a value of the input's {x.dtype} "
+                         f"[{lo}, {hi}]")
     if stride < 1:
         raise ShapeError(f"conv: stride must be >= 1, got {stride}")
     if pad < 0:
@@ -464,11 +480,17 @@ def conv2d(x, packed, bias, shift, out, *, ksize, stride, pad, rounding, out_bit
     cdef int rc
     cdef bint want_pool = pp != NULL
     cdef int32_t ionly = 1 if pool_only else 0
+    cdef int32_t ipadv = pad_value, izo = zero_out
     with nogil:
         if want_pool:
-            rc = mdfi_conv2d_pool(xp, xtype, c, h, w, x_count, &pv[0], npacked, &bv[0], &sv[0], m,
-                                  op, otype, out_count, iks, istride, ipad, iround, ibits, iact,
-                                  iacc64, inth, path, &scv[0], nscratch, pp, pool_count, ionly)
+            rc = mdfi_conv2d_pool_zp(xp, xtype, c, h, w, x_count, &pv[0], npacked, &bv[0], &sv[0], m,
+                                     op, otype, out_count, iks, istride, ipad, iround, ibits, iact,
+                                     iacc64, inth, path, &scv[0], nscratch, pp, pool_count, ionly,
+                                     ipadv, izo)
+        elif resp == NULL:
+            rc = mdfi_conv2d_zp(xp, xtype, c, h, w, x_count, &pv[0], npacked, &bv[0], &sv[0], m,
+                                op, otype, out_count, iks, istride, ipad, iround, ibits, iact,
+                                iacc64, inth, path, &scv[0], nscratch, ipadv, izo)
         else:
             rc = mdfi_conv2d_res(xp, xtype, c, h, w, x_count, &pv[0], npacked, &bv[0], &sv[0], m,
                                  op, otype, out_count, iks, istride, ipad, iround, ibits, iact,

@@ -166,8 +166,10 @@ def upsample(inp, out, int stride, *, nthreads=1, simd=None):
     _rc(rc, "upsample")
 
 
-def align_copy(inp, out, int shift, int mode, int bits, *, nthreads=1, simd=None):
-    """out = sat(R(inp / 2**shift)) element-wise (route inputs); same element count."""
+def align_copy(inp, out, int shift, int mode, int bits, *, nthreads=1, simd=None, zero_in=0, zero_out=0):
+    """out = sat(R((inp - zero_in) / 2**shift) + zero_out) element-wise (route inputs; fixedpoint.align);
+    same element count.  zero_in: the input's zero point (-32768..65535); zero_out: the output's
+    (inside the ``bits`` range)."""
     cdef mdfi_kopts o = _opts(nthreads, simd)
     ic = _code(inp, "route input")
     oc = _out(out, "route output")
@@ -177,12 +179,21 @@ def align_copy(inp, out, int shift, int mode, int bits, *, nthreads=1, simd=None
     _check_mode_act(mode, 0)
     if not 0 <= shift <= MDFI_MAX_SHIFT:
         raise ShapeError(f"route: alignment shift {shift} outside [0, {MDFI_MAX_SHIFT}]")
+    if isinstance(zero_in, (bool, np.bool_)) or not isinstance(zero_in, (int, np.integer)):
+        raise ShapeError(f"route: zero_in must be an integer, got {zero_in!r}")
+    if isinstance(zero_out, (bool, np.bool_)) or not isinstance(zero_out, (int, np.integer)):
+        raise ShapeError(f"route: zero_out must be an integer, got {zero_out!r}")
+    if not -32768 <= zero_in <= 65535:
+        raise ShapeError(f"route: zero_in {zero_in} outside [-32768, 65535]")
+    if not -(1 << (bits - 1)) <= zero_out <= (1 << (bits - 1)) - 1:
+        raise ShapeError(f"route: zero_out {zero_out} outside the {bits}-bit range")
     cdef const void *ip = _ptr(inp)
     cdef void *op = _wptr(out)
     cdef int64_t n = inp.size
     cdef int rc, ict = ic, oct = oc
+    cdef int32_t izi = zero_in, izo = zero_out
     with nogil:
-        rc = mdfi_align_copy_ex(ip, ict, n, shift, mode, bits, op, oct, &o)
+        rc = mdfi_align_copy_zp(ip, ict, n, shift, mode, bits, op, oct, izi, izo, &o)
     _rc(rc, "route")
 
 

@@ -27,6 +27,23 @@ cdef extern from "mdfi_conv.h" nogil:
                     int32_t ks, int32_t stride, int32_t pad,
                     int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
                     int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size)
+    int mdfi_conv2d_zp(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                       const void *packed, int64_t packed_size,
+                       const int64_t *bias, const int32_t *shift, int32_t m,
+                       void *out, int otype, int64_t out_count,
+                       int32_t ks, int32_t stride, int32_t pad,
+                       int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                       int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                       int32_t pad_value, int32_t zero_out)
+    int mdfi_conv2d_pool_zp(const void *x, int xtype, int32_t c, int32_t h, int32_t w, int64_t x_count,
+                            const void *packed, int64_t packed_size,
+                            const int64_t *bias, const int32_t *shift, int32_t m,
+                            void *out, int otype, int64_t out_count,
+                            int32_t ks, int32_t stride, int32_t pad,
+                            int32_t rounding, int32_t out_bits, int32_t act, int32_t acc64,
+                            int32_t nthreads, int32_t path, void *scratch, int64_t scratch_size,
+                            void *pool, int64_t pool_count, int32_t pool_only,
+                            int32_t pad_value, int32_t zero_out)
     ctypedef struct mdfi_conv_residual:
         const void *b
         int32_t b_type
