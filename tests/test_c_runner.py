@@ -349,6 +349,10 @@ def assert_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
     ("layer 6 route", "in=5,3", "in=5,9", "in"),
     ("layer 8 region", "sel=0,0,1", "sel=0,2,1", "sel"),
     ("mdfi-model", "1", "2", "version"),
+    ("layer 2 conv", " act=leaky", " act=leaky pad_value=200", "pad_value"),       # not an s8 code
+    ("layer 2 conv", " act=leaky", " act=leaky zero_out=-129", "zero_out"),        # not an 8-bit code
+    ("layer 6 route", "in=5,3", "in=5,3 zero_in=1", "1 zero_in values for 2 inputs"),
+    ("layer 6 route", "in=5,3", "in=5,3 zero_in=1,300", "zero_in=300 is not a code of input 3"),
 ])
 def test_malformed_model_txt(runner, model_copy, tmp_path, prefix, old, new, words):
     line = _edit_line(model_copy / "model.txt", prefix, old, new)
