@@ -259,6 +259,8 @@ class Analyzer:
                             g["shift"] = f"{s}, {a}" if a not in (None, "linear") else f"{s}"
                         s_eff = s + (15 if leaky else 0)
                         g["exact"] = float(f"{int(act[i]) / 2.0 ** s_eff:.6g}")
+                if self.e.get("zero"):            # out = sat(R(act / 2^shift) + zero_out)
+                    g["zero_out"] = int(self.e["zero"])
         elif (self.stage == "acc" and self.kind == "convolutional"
               and "channel" in coords(i, self.shape, self.layout)):
             bias = self.gs.stage(self.layer, "bias")
