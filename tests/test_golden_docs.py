@@ -491,7 +491,8 @@ def test_zero_points_every_layer(exports):
             assert g.entry(i, "out").get("zero") == g.entry(i, "in0").get("zero")
         elif kind == "upsample":
             x, s = g.read(i, "in0"), int(model_line(g, i)["stride"])
-            assert np.array_equal(g.read(i, "out"), x[:, np.arange(x.shape[1] * s) // s][:, :, np.arange(x.shape[2] * s) // s])
+            up = x[:, np.arange(x.shape[1] * s) // s][:, :, np.arange(x.shape[2] * s) // s]
+            assert np.array_equal(g.read(i, "out"), up)
         elif kind == "route":
             check_route(g, i)
         else:

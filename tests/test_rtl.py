@@ -219,5 +219,6 @@ def test_zero_point_layers_are_refused(zero_golden, tmp_path):
     spec = importlib.util.spec_from_file_location("conv_tb_zero", RTL / "conv_tb.py")
     tb = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tb)
-    with pytest.raises(ValueError, match=r"layer 2: zero-point activations \(pad_value=-?\d+, zero_out=-?\d+\) are not"):
+    with pytest.raises(ValueError, match=r"layer 2: zero-point activations "
+                                         r"\(pad_value=-?\d+, zero_out=-?\d+\) are not"):
         tb.layer_config(str(zero_golden), 2)

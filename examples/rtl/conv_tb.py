@@ -46,8 +46,9 @@ def refuse_zero_points(ml: dict) -> None:
     (model.txt pad_value= / zero_out=, docs/golden-format.md "Zero points") is refused."""
     zs = {k: ml[k] for k in ("pad_value", "zero_out") if int(ml.get(k, 0))}
     if zs:
-        raise ValueError(f"layer {ml['index']}: zero-point activations ({', '.join(f'{k}={v}' for k, v in zs.items())}) "
-                         f"are not implemented by the RTL example; export a model quantized without --zero-points")
+        keys = ", ".join(f"{k}={v}" for k, v in zs.items())
+        raise ValueError(f"layer {ml['index']}: zero-point activations ({keys}) are not implemented by the RTL "
+                         f"example; export a model quantized without --zero-points")
 
 
 def layer_config(golden_dir: str, layer: int) -> dict:
