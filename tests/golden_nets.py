@@ -265,19 +265,25 @@ def alexeyab_cfg(nms: str = "greedynms", beta_nms: float = 0.6, letter_box: bool
                          nms=f"nms_kind={nms}\nbeta_nms={beta_nms}" if nms != "default" else "")
 
 
-def alexeyab_model(bits: int = 8, rounding: str = "half_up", seed: int = 4, layer_abits=None, **cfg):
+def alexeyab_model(bits: int = 8, rounding: str = "half_up", seed: int = 4, layer_abits=None, act_zeros=None,
+                   **cfg):
     """(model, quantized model) of :data:`AB_NET` (``cfg``: :func:`alexeyab_cfg`'s options).
     Formats from the batch-norm estimate, except layer 3's output, one bit finer than the
     other inputs of route 4, which therefore aligns it by a shift.  ``layer_abits``: output
-    widths per layer (mixed precision: int8 and int16 inputs of one route or shortcut)."""
+    widths per layer (mixed precision: int8 and int16 inputs of one route or shortcut).
+    ``act_zeros``: forced zero points per layer (docs/fixed-point.md 1.1; not on the
+    shortcuts' producers); layer 1 (so route 2) is then one bit finer than layer 0 as well,
+    so route 4 takes layer 0's format (zero point 0, shortcut 5 reads it) and aligns the others."""
     from mdfi.quant import calibrate
     from mdfi.quant.quantize import quantize_network
     text = alexeyab_cfg(**cfg)
     net = _net(text, "alexeyab.cfg", seed)
     fracs = calibrate.choose_formats(calibrate.estimate_from_batchnorm(net), net, bits, "max")
+    if act_zeros:
+        fracs[1] = fracs[2] = max(fracs[1], fracs[0] + 1)
     fracs[3] = max(fracs[0], fracs[1]) + 1
     for i, b in (layer_abits or {}).items():
         fracs[i] += b - bits
     qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, rounding=rounding, act_fracs=fracs,
-                          cfg_text=text, layer_abits=layer_abits)
+                          cfg_text=text, layer_abits=layer_abits, act_zeros=act_zeros)
     return _model(net, qm), qm

@@ -97,3 +97,17 @@ def test_runner_mini_yolov3(arm_build, mini_net, bits, tmp_path):
     qm = quantize_network(mini_net, wbits=bits, abits=bits, per_channel=True, cfg_text=text)
     _check_runner(arm_build, _gold(tmp_path, _fixed_model(mini_net, qm), _photo()), tmp_path)
     assert NAMES
+
+
+def test_runner_yolov3_tiny_zero_points(arm_build, tiny_net, tmp_path):
+    """Zero-point activations (pad_value=, zero_out=, route zero_in=) on the NEON paths."""
+    from mdfi.engine import FixedEngine
+    from mdfi.model import Model
+    from mdfi.quant import recipes
+    from mdfi.quant.quantize import quantize_network
+    from test_c_runner import NAMES, _photo
+    qm = quantize_network(tiny_net, wbits=8, abits=8, per_channel=True, act_method="mse", zero_points=True,
+                          calib=recipes.shipped_calibration("yolov3-tiny"))
+    gold = _gold(tmp_path, Model(tiny_net, NAMES, FixedEngine(qm, "ref", 1)), _photo())
+    assert " pad_value=" in (gold / "model.txt").read_text()
+    _check_runner(arm_build, gold, tmp_path)

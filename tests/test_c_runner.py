@@ -123,6 +123,34 @@ def test_yolov3_tiny_8bit(runner, tiny_weights_path, tmp_path):
     assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 24
 
 
+def test_yolov3_tiny_zero_points(runner, tiny_net, tmp_path):
+    """Zero-point activations (mdfi quantize --zero-points, docs/fixed-point.md 1.1): the
+    runner pads with pad_value= and adds zero_out=, bit-identical to the Python engine."""
+    from mdfi.quant import recipes
+    from mdfi.quant.quantize import quantize_network
+    qm = quantize_network(tiny_net, wbits=8, abits=8, per_channel=True, act_method="mse", zero_points=True,
+                          calib=recipes.shipped_calibration("yolov3-tiny"))
+    assert any(ql.out_fmt is not None and ql.out_fmt.zero for ql in qm.layers)
+    gold = _export(_fixed_model(tiny_net, qm), _photo(), tmp_path / "gold")
+    txt = (gold / "model.txt").read_text()
+    assert " pad_value=" in txt and " zero_out=" in txt and " zero_in=" in txt
+    assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 24
+
+
+def test_alexeyab_zero_points(runner, tmp_path):
+    """Forced zero points on a table activation (folded into act_lut: no zero_out=) and on
+    route inputs aligned by a shift (zero_in= / zero_out=)."""
+    from golden_nets import alexeyab_model
+    model, qm = alexeyab_model(act_zeros={1: -20, 2: -20, 3: 30})
+    gold = _export(model, _photo(), tmp_path / "gold")
+    lines = (gold / "model.txt").read_text().splitlines()
+    route4 = next(line for line in lines if line.startswith("layer 4 route"))
+    assert "shifts=2,1,0" in route4 and "zero_in=30,-20,0 zero_out=0" in route4
+    conv3 = next(line for line in lines if line.startswith("layer 3 conv"))
+    assert "pad_value=-20" in conv3 and "zero_out" not in conv3 and "lut=" in conv3
+    assert assert_identical(runner, gold, tmp_path, "--threads", "2") == len(qm.layers)
+
+
 def test_yolov4_tiny_coco_recipe_8bit(runner, tmp_path):
     """The official COCO yolov4-tiny with its shipped recipe (route groups, scale_x_y heads)."""
     import mdfi
@@ -321,6 +349,10 @@ def assert_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
     ("layer 6 route", "in=5,3", "in=5,9", "in"),
     ("layer 8 region", "sel=0,0,1", "sel=0,2,1", "sel"),
     ("mdfi-model", "1", "2", "version"),
+    ("layer 2 conv", " act=leaky", " act=leaky pad_value=200", "pad_value"),       # not an s8 code
+    ("layer 2 conv", " act=leaky", " act=leaky zero_out=-129", "zero_out"),        # not an 8-bit code
+    ("layer 6 route", "in=5,3", "in=5,3 zero_in=1", "1 zero_in values for 2 inputs"),
+    ("layer 6 route", "in=5,3", "in=5,3 zero_in=1,300", "zero_in=300 is not a code of input 3"),
 ])
 def test_malformed_model_txt(runner, model_copy, tmp_path, prefix, old, new, words):
     line = _edit_line(model_copy / "model.txt", prefix, old, new)

@@ -55,6 +55,10 @@ golden.export(m, photo, out + "/routes", layers=[20], stages=["in", "out"])
 mini = sys.argv[3] + "/fixtures/darknet/mini-yolov3/mini-yolov3"
 golden.export(mdfi.load(cfg=mini + ".cfg", weights=mini + ".weights", threads=1), photo, out + "/mini",
               layers=[4], thresh=0.99)
+import subprocess
+subprocess.run([sys.executable, "-m", "mdfi", "quantize", "--model", "yolov3-tiny", "--zero-points", "-o",
+                out + "/z.mdfi"], check=True, capture_output=True)
+golden.export(mdfi.load(out + "/z.mdfi", threads=2), photo, out + "/tinyz", thresh=0.05)
 """
 
 
@@ -77,7 +81,8 @@ def exports(tmp_path_factory):
     r = subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, str(work), str(photo), str(HERE)], cwd=str(work),
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    return {"photo": photo, **{k: gr.GoldenSet(str(work / k)) for k in ("tiny", "reorg", "shifts", "mini", "routes")}}
+    return {"photo": photo, **{k: gr.GoldenSet(str(work / k)) for k in ("tiny", "reorg", "shifts", "mini", "routes",
+                                                                          "tinyz")}}
 
 
 def test_imports_nothing_from_mdfi():
@@ -91,8 +96,9 @@ def test_imports_nothing_from_mdfi():
 
 # ------------------------------------------------------------------------------------------
 # docs/fixed-point.md sections 2-4: convolution and the requantizing step
-def requantize(act: np.ndarray, e, mode: str, bits: int) -> np.ndarray:
-    """Section 4: e > 0: R(act / 2^e); e <= 0: clamp(act, +-2^bits) * 2^-e; then saturate.
+def requantize(act: np.ndarray, e, mode: str, bits: int, zero: int = 0) -> np.ndarray:
+    """Section 4: e > 0: R(act / 2^e); e <= 0: clamp(act, +-2^bits) * 2^-e; then + zero (the
+    output's zero point, golden-format.md "Zero points"), then saturate.
     (int64 is enough: |act| < 2^60 and e <= 62 by the documented bounds.)"""
     act = np.asarray(act, np.int64)
     e = np.broadcast_to(np.asarray(e, np.int64), act.shape)
@@ -101,7 +107,7 @@ def requantize(act: np.ndarray, e, mode: str, bits: int) -> np.ndarray:
     pos = np.right_shift(act + (half if mode == "half_up" else 0), right)
     lim = np.int64(1) << bits
     neg = np.left_shift(np.clip(act, -lim, lim), np.maximum(-e, 0))
-    v = np.where(e > 0, pos, neg)
+    v = np.where(e > 0, pos, neg) + zero
     return np.clip(v, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
 
 
@@ -114,12 +120,13 @@ def pre_shift(acc: np.ndarray, activation: str):
     return acc, np.zeros_like(acc)
 
 
-def conv_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, stride: int, pad: int) -> np.ndarray:
-    """acc[m, oy, ox] = bias[m] + sum w[m, c, ky, kx] * x[c, oy*stride + ky - pad, ox*stride + kx - pad]."""
+def conv_acc(x: np.ndarray, w: np.ndarray, bias: np.ndarray, stride: int, pad: int, pad_value: int = 0) -> np.ndarray:
+    """acc[m, oy, ox] = bias[m] + sum w[m, c, ky, kx] * x[c, oy*stride + ky - pad, ox*stride + kx - pad],
+    taps outside the input = pad_value (model.txt's, 0 when absent)."""
     m, c, k, _ = w.shape
     _, h, wd = x.shape
     oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
-    xp = np.zeros((c, h + 2 * pad, wd + 2 * pad), np.float64)
+    xp = np.full((c, h + 2 * pad, wd + 2 * pad), pad_value, np.float64)
     xp[:, pad:pad + h, pad:pad + wd] = x
     cols = np.empty((c, k, k, oh, ow))
     for ky in range(k):
@@ -137,11 +144,12 @@ def check_conv(g, i: int, with_stages: bool) -> dict:
     L, ml = g.layer(i), model_line(g, i)
     assert L["kind"] == "convolutional" and ml["kind"] == "conv"
     x = g.read(i, "in0")
-    acc = conv_acc(x, g.read(i, "weights"), g.read(i, "bias"), int(ml["stride"]), int(ml["pad"]))
+    acc = conv_acc(x, g.read(i, "weights"), g.read(i, "bias"), int(ml["stride"]), int(ml["pad"]),
+                   int(ml.get("pad_value", 0)))
     shift = g.read(i, "shift")[:, None, None]
     act, extra = pre_shift(acc, ml["act"])
     e = shift + extra
-    out = requantize(act, e, ml["rounding"], int(ml["out_bits"]))
+    out = requantize(act, e, ml["rounding"], int(ml["out_bits"]), int(ml.get("zero_out", 0)))
     assert np.array_equal(out, g.read(i, "out")), i
     if with_stages:
         assert np.array_equal(acc, g.read(i, "acc")) and np.array_equal(act, g.read(i, "act")), i
@@ -236,15 +244,24 @@ def test_upsample_and_route(exports):
     assert np.array_equal(g.read(19, "out"), x[:, np.arange(x.shape[1] * s) // s][:, :, np.arange(x.shape[2] * s) // s])
     for gs, i in ((g, 17), (g, 20), (exports["routes"], 20)):
         ml = model_line(gs, i)
-        shifts = [int(v) for v in ml["shifts"].split(",")]
-        parts = []
-        for k, sh in enumerate(shifts):
-            xk = gs.read(i, f"in{k}")
-            parts.append(xk if sh == 0 else requantize(xk, sh, ml["rounding"], int(ml["out_bits"])))
-        assert np.array_equal(np.concatenate(parts), gs.read(i, "out")), i
+        check_route(gs, i)
     # The default recipe unifies route formats (no shift left); the export without it
     # exercises the alignment shift.
     assert model_line(exports["routes"], 20)["shifts"] == "1,0"
+
+
+def check_route(g, i: int) -> None:
+    """sat(R((x - zero_in_k) / 2^shift_k) + zero_out) per input (copied when shift 0 and the
+    zero points are equal), concatenated."""
+    ml = model_line(g, i)
+    shifts = [int(v) for v in ml["shifts"].split(",")]
+    zin = [int(v) for v in ml["zero_in"].split(",")] if "zero_in" in ml else [0] * len(shifts)
+    zout = int(ml.get("zero_out", 0))
+    parts = []
+    for k, (sh, z) in enumerate(zip(shifts, zin)):
+        xk = g.read(i, f"in{k}")
+        parts.append(xk if sh == 0 and z == zout else requantize(xk - z, sh, ml["rounding"], int(ml["out_bits"]), zout))
+    assert np.array_equal(np.concatenate(parts), g.read(i, "out")), i
 
 
 def test_reorg_index_formula(exports):
@@ -272,8 +289,9 @@ def test_reorg_index_formula(exports):
 
 # ------------------------------------------------------------------------------------------
 # docs/fixed-point.md section 7: heads
-def tables(qmin: int, bits: int, frac: int):
-    q = np.arange(qmin, qmin + (1 << bits), dtype=np.float64)
+def tables(qmin: int, bits: int, frac: int, zero: int = 0):
+    """Entry i for the value (qmin + i - zero) * 2^-frac (zero: the input's zero point)."""
+    q = np.arange(qmin, qmin + (1 << bits), dtype=np.float64) - zero
     with np.errstate(over="ignore"):
         logistic = np.clip(np.floor(1.0 / (1.0 + np.exp(-q * 2.0 ** -frac)) * 2 ** 15 + 0.5), 0, 2 ** 15)
         exp = np.floor(np.minimum(np.exp(q * 2.0 ** -frac) * 2.0 ** 16, 2 ** 31 - 1) + 0.5)
@@ -288,7 +306,8 @@ def check_head(g, i: int) -> None:
     fmt = L["meta"]["in_fmt"]
     qmin, bits = int(ml["qmin"]), int(ml["bits"])
     assert (qmin, bits) == (-(1 << (fmt["bits"] - 1)), fmt["bits"])
-    logistic, exp, expneg = tables(qmin, bits, fmt["frac"])
+    logistic, exp, expneg = tables(qmin, bits, fmt["frac"], fmt.get("zero", 0))
+    assert g.entry(i, "in0").get("zero", 0) == fmt.get("zero", 0)
     assert np.array_equal(logistic, g.read(i, "logistic_lut")) and np.array_equal(exp, g.read(i, "exp_lut"))
     assert g.entry(i, "exp_lut")["ap_type"] == "ap_ufixed<31,15>" and g.entry(i, "exp_lut")["q"] == "UQ15.16"
     x = g.read(i, "in0")
@@ -444,3 +463,47 @@ def test_input_quantization(exports):
     p64 = np.floor(255.0 * vals.astype(np.float64) + 0.5)
     p32 = np.floor(F32(255.0) * vals + F32(0.5))
     assert np.count_nonzero(p64 != p32) > 0
+
+
+# ------------------------------------------------------------------------------------------
+# docs/golden-format.md "Zero points": yolov3-tiny quantized with --zero-points
+def test_zero_points_every_layer(exports):
+    """Every layer of a zero-point export from the documented rules: convolutions padded with
+    pad_value= (acc and act too), zero_out= added before the saturation, maxpool and upsample
+    copying codes, routes, head tables for (q - z), and the detections."""
+    g = exports["tinyz"]
+    kinds = {}
+    for L in g.layers:
+        i, kind = L["index"], L["kind"]
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if kind == "convolutional":
+            check_conv(g, i, with_stages=True)
+            ml = model_line(g, i)
+            fin, fout = L["meta"]["in_fmt"], L["meta"]["out_fmt"]
+            assert int(ml.get("pad_value", 0)) == fin.get("zero", 0) == g.entry(i, "in0").get("zero", 0)
+            assert int(ml.get("zero_out", 0)) == fout.get("zero", 0) == g.entry(i, "out").get("zero", 0)
+            assert L["params"].get("pad_value", 0) == fin.get("zero", 0)
+            assert "zero" not in g.entry(i, "acc") and "zero" not in g.entry(i, "bias")
+        elif kind == "maxpool":
+            ml = model_line(g, i)
+            out = maxpool(g.read(i, "in0"), int(ml["size"]), int(ml["stride"]), int(ml["pad"]))
+            assert np.array_equal(out, g.read(i, "out"))
+            assert g.entry(i, "out").get("zero") == g.entry(i, "in0").get("zero")
+        elif kind == "upsample":
+            x, s = g.read(i, "in0"), int(model_line(g, i)["stride"])
+            up = x[:, np.arange(x.shape[1] * s) // s][:, :, np.arange(x.shape[2] * s) // s]
+            assert np.array_equal(g.read(i, "out"), up)
+        elif kind == "route":
+            check_route(g, i)
+        else:
+            check_head(g, i)
+    assert kinds == {"convolutional": 13, "maxpool": 6, "yolo": 2, "route": 2, "upsample": 1}
+    zs = [L["meta"]["out_fmt"].get("zero", 0) for L in g.layers if L["kind"] == "convolutional"]
+    assert sum(z != 0 for z in zs) >= 10, zs
+    # the padding matters: pad_value 0 would change the border of a padded convolution
+    ml = model_line(g, 2)
+    assert int(ml["pad_value"]) != 0
+    acc0 = conv_acc(g.read(2, "in0"), g.read(2, "weights"), g.read(2, "bias"), 1, 1, 0)
+    assert not np.array_equal(acc0, g.read(2, "acc"))
+    rec = g.detections()
+    assert len(rec["detections"]) >= 2 and rebuild_detections(g) == rec["detections"]

@@ -56,7 +56,8 @@ for name, kw, stages in (("ab", {}, None),
                          ("lb", {"letter_box": True}, ["out"]),
                          ("t12", {"bits": 12, "rounding": "truncate"}, None),
                          ("h16", {"bits": 16}, None),
-                         ("mix", {"layer_abits": {3: 12, 8: 12}}, None)):
+                         ("mix", {"layer_abits": {3: 12, 8: 12}}, None),
+                         ("zp", {"act_zeros": {1: -20, 2: -20, 3: 30}}, None)):
     m, _ = alexeyab_model(**kw)
     golden.export(m, photo, out + "/" + name, stages=stages, thresh=0.4)
 """
@@ -102,7 +103,8 @@ def exports(tmp_path_factory):
     # float32(1/float32(34/80)), differ in float32
     Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[30:103, 200:252, :3])).save(photo)
     _child(EXPORT_SCRIPT, str(work), str(photo), str(HERE), cwd=work)
-    return {"photo": photo, **{k: gr.GoldenSet(str(work / k)) for k in ("ab", "diou", "lb", "t12", "h16", "mix")}}
+    return {"photo": photo, **{k: gr.GoldenSet(str(work / k)) for k in ("ab", "diou", "lb", "t12", "h16", "mix",
+                                                                          "zp")}}
 
 
 @pytest.fixture(scope="module")
@@ -170,12 +172,13 @@ def pre_format(name: str, bits: int, f_out: int):
     return P, int(min(max(P - 1 - math.ceil(math.log2(R)), -24), 40))
 
 
-def act_table(name: str, P: int, f_pre: int, bits: int, f_out: int, rounding: str) -> np.ndarray:
-    """T[i] = sat_bits(R(f((qmin(P) + i) 2^-f_pre) 2^f_out))."""
+def act_table(name: str, P: int, f_pre: int, bits: int, f_out: int, rounding: str, zero: int = 0) -> np.ndarray:
+    """T[i] = sat_bits(R(f((qmin(P) + i) 2^-f_pre) 2^f_out) + zero) (zero: the output's zero
+    point, golden-format.md "Zero points")."""
     x = np.arange(-(1 << (P - 1)), 1 << (P - 1), dtype=np.float64) * 2.0 ** -f_pre
     v = f64(name, x) * 2.0 ** f_out
     r = np.floor(v + 0.5) if rounding == "half_up" else np.floor(v)
-    return np.clip(r, -(1 << (bits - 1)), (1 << (bits - 1)) - 1).astype(np.int64)
+    return np.clip(r + zero, -(1 << (bits - 1)), (1 << (bits - 1)) - 1).astype(np.int64)
 
 
 def check_table_layer(g, i: int, s: np.ndarray, shift, seen: set) -> None:
@@ -188,8 +191,12 @@ def check_table_layer(g, i: int, s: np.ndarray, shift, seen: set) -> None:
     tab = L["params"]["table"]
     assert (tab["pre_bits"], tab["pre_frac"], tab["qmin"], tab["entries"]) == (P, f_pre, -(1 << (P - 1)), 1 << P)
     assert ml["lut"] == tab["file"] + ".hex"
-    T = act_table(name, P, f_pre, bits, f_out, rounding)
+    zero = g.entry(i, "out").get("zero", 0)
+    assert "zero_out" not in ml and g.entry(i, "act_lut").get("zero", 0) == zero     # folded into the table
+    T = act_table(name, P, f_pre, bits, f_out, rounding, zero)
     assert np.array_equal(T, g.read(i, "act_lut")), (i, name)
+    if zero:
+        seen.add(("table with a zero point", L["kind"]))
     pre = requantize(s, shift, rounding, P)
     out = T[pre + (1 << (P - 1))]
     assert np.array_equal(out, g.read(i, "out")), (i, name)
@@ -204,7 +211,8 @@ def check_table_layer(g, i: int, s: np.ndarray, shift, seen: set) -> None:
 def rebuild_conv(g, i, seen):
     ml = g.model_line(i)
     x = g.read(i, "in0")
-    acc = conv_acc(x, g.read(i, "weights"), g.read(i, "bias"), int(ml["stride"]), int(ml["pad"]))
+    acc = conv_acc(x, g.read(i, "weights"), g.read(i, "bias"), int(ml["stride"]), int(ml["pad"]),
+                   int(ml.get("pad_value", 0)))
     if "acc" in g.stages(i):
         assert np.array_equal(acc, g.read(i, "acc")), i
     shift = g.read(i, "shift")[:, None, None]
@@ -212,7 +220,8 @@ def rebuild_conv(g, i, seen):
         check_table_layer(g, i, acc, shift, seen)
         return
     act, extra = pre_shift(acc, ml["act"])
-    assert np.array_equal(requantize(act, shift + extra, ml["rounding"], int(ml["out_bits"])), g.read(i, "out")), i
+    assert np.array_equal(requantize(act, shift + extra, ml["rounding"], int(ml["out_bits"]),
+                                     int(ml.get("zero_out", 0))), g.read(i, "out")), i
     seen.add(("convolutional", ml["act"], ml["rounding"], int(ml["out_bits"])))
 
 
@@ -248,24 +257,30 @@ def rebuild_route(g, i, seen):
     G, gid = int(ml.get("groups", 1)), int(ml.get("group_id", 0))
     assert (P["groups"], P["group_id"]) == (G, gid)
     shifts = [int(v) for v in ml["shifts"].split(",")]
+    zin = [int(v) for v in ml["zero_in"].split(",")] if "zero_in" in ml else [0] * len(shifts)
+    zout = int(ml.get("zero_out", 0))
     parts, slices = [], []
-    for k, sh in enumerate(shifts):
+    for k, (sh, z) in enumerate(zip(shifts, zin)):
         x = g.read(i, f"in{k}")
         C = x.shape[0]
         lo, hi = gid * C // G, (gid + 1) * C // G
         slices.append([lo, hi])
         part = x[lo:hi]
-        parts.append(part if sh == 0 else requantize(part, sh, ml["rounding"], int(ml["out_bits"])))
+        parts.append(part if sh == 0 and z == zout else
+                     requantize(part - z, sh, ml["rounding"], int(ml["out_bits"]), zout))
         if sh and G > 1:
             seen.add(("route group aligned",))
+        if sh and z:
+            seen.add(("route aligned with zero points",))
     assert P["slices"] == slices and P["shifts"] == shifts
     assert np.array_equal(np.concatenate(parts), g.read(i, "out")), i
     seen.add(("route", "groups" if G > 1 else "plain", "one input" if len(shifts) == 1 else "several inputs"))
 
 
-def yolo_tables(dec: dict, qmin: int, bits: int, frac: int) -> dict:
-    """docs/fixed-point.md section 7, classic and AlexeyAB tables."""
-    t = np.arange(qmin, qmin + (1 << bits), dtype=np.float64) * 2.0 ** -frac
+def yolo_tables(dec: dict, qmin: int, bits: int, frac: int, zero: int = 0) -> dict:
+    """docs/fixed-point.md section 7, classic and AlexeyAB tables (entry i for the value
+    (qmin + i - zero) 2^-frac)."""
+    t = (np.arange(qmin, qmin + (1 << bits), dtype=np.float64) - zero) * 2.0 ** -frac
     with np.errstate(over="ignore"):
         sig = 1.0 / (1.0 + np.exp(-t))
         tabs = {"logistic_lut": np.clip(np.floor(sig * 2 ** 15 + 0.5), 0, 2 ** 15),
@@ -285,7 +300,7 @@ def rebuild_yolo(g, i, seen):
     dec, fmt = L["decode"], L["meta"]["in_fmt"]
     qmin, bits = int(ml["qmin"]), int(ml["bits"])
     assert (qmin, bits) == (-(1 << (fmt["bits"] - 1)), fmt["bits"])
-    tabs = yolo_tables(dec, qmin, bits, fmt["frac"])
+    tabs = yolo_tables(dec, qmin, bits, fmt["frac"], fmt.get("zero", 0))
     scaled = "xy_lut" in tabs
     want = {"x": "xy_lut" if scaled else "logistic_lut", "w": "wh_lut" if dec["new_coords"] else "exp_lut",
             "objectness": "prob_lut" if dec["new_coords"] else "logistic_lut"}
@@ -356,6 +371,19 @@ def test_every_new_kind_from_the_docs(exports):
             ("route", "groups", "one input"), ("route", "groups", "several inputs"), ("route group aligned",),
             ("yolo", "new_coords"), ("yolo", "scale_x_y 1.05")}
     assert need <= seen, need - seen
+
+
+def test_zero_points_from_the_docs(exports):
+    """Forced zero points (docs/golden-format.md "Zero points"): a table activation with the
+    output's zero point folded into act_lut (no zero_out=), a conv reading a zero-point input
+    (pad_value=), and a grouped route aligning inputs of different zero points."""
+    seen: set = set()
+    g = exports["zp"]
+    assert rebuild_all(g, seen) == 17
+    assert {("table with a zero point", "convolutional"), ("route aligned with zero points",)} <= seen, seen
+    assert g.model_line(4)["zero_in"] == "30,-20,0" and g.model_line(3)["pad_value"] == "-20"
+    assert g.layer(4)["params"]["zero_in"] == [30, -20, 0] and g.entry(3, "act_lut")["zero"] == 30
+    assert detections(g) == g.detections()["detections"]
 
 
 def test_table_rounding_and_ties(exports):

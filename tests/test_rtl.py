@@ -185,3 +185,40 @@ def test_corner_cases(tmp_path, act):
             else:
                 want = fx.requantize(acc, s_all, rounding, o_bits, act)
             assert out.read_bytes() == vectors.to_hex_bytes(want, o_bits), (k, act, rounding)
+
+
+@pytest.fixture(scope="module")
+def zero_golden(tiny_net, tmp_path_factory) -> Path:
+    """yolov3-tiny quantized with zero points (docs/golden-format.md "Zero points"): layers 2
+    (3x3, pad_value and zero_out) and 13 (1x1, zero_out), every stage."""
+    from mdfi.engine import FixedEngine
+    from mdfi.hw import golden as gexp
+    from mdfi.model import Model
+    from mdfi.quant import recipes
+    from mdfi.quant.quantize import quantize_network
+    qm = quantize_network(tiny_net, wbits=8, abits=8, per_channel=True, act_method="mse", zero_points=True,
+                          calib=recipes.shipped_calibration("yolov3-tiny"))
+    out = tmp_path_factory.mktemp("rtl_zero") / "golden"
+    gexp.export(Model(tiny_net, [f"class{i}" for i in range(80)], FixedEngine(qm, "c", 2)),
+                np.random.default_rng(0).integers(0, 256, (120, 160, 3)).astype(np.uint8), str(out),
+                layers=[2, 13])
+    return out
+
+
+def test_zero_point_layers_are_refused(zero_golden, tmp_path):
+    """The RTL example implements no zero point: run.sh and the conv engine's bench refuse such
+    a layer with one message naming it (zero-free exports: test_run_sh above)."""
+    if shutil.which("bash") is None:
+        pytest.skip("bash not available")
+    env = dict(os.environ, MDFI_RTL_GOLDEN=str(zero_golden), MDFI_RTL_WORK=str(tmp_path / "work"),
+               PYTHON=sys.executable, MDFI_RTL_LAYERS="13", MDFI_RTL_CONV="none")
+    res = subprocess.run(["bash", str(RTL / "run.sh")], env=env, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "layer 13: zero-point activations (pad_value=" in res.stdout + res.stderr
+    assert "not implemented by the RTL example" in res.stdout + res.stderr
+    spec = importlib.util.spec_from_file_location("conv_tb_zero", RTL / "conv_tb.py")
+    tb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tb)
+    with pytest.raises(ValueError, match=r"layer 2: zero-point activations "
+                                         r"\(pad_value=-?\d+, zero_out=-?\d+\) are not"):
+        tb.layer_config(str(zero_golden), 2)

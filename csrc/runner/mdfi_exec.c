@@ -131,10 +131,11 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
     const int32_t kact = table ? MDFI_ACT_LINEAR : l->act;
     switch (l->kind) {
     case MDFI_K_CONV:
-        rc = mdfi_conv2d(xs[0], conv_type(in->type), in->c, in->h, in->w, mdfi_tensor_elems(in), l->packed,
-                         l->packed_size, l->bias, l->shift, l->m, dst, conv_type(dst_type), mdfi_tensor_elems(o), l->k,
-                         l->stride, l->pad, l->rounding, dst_bits, kact, l->acc64, plan->nthreads, plan->path,
-                         plan->scratch, plan->scratch_size);
+        /* zero points: the padding holds pad_value, the epilogue adds zero_out (both 0 without) */
+        rc = mdfi_conv2d_zp(xs[0], conv_type(in->type), in->c, in->h, in->w, mdfi_tensor_elems(in), l->packed,
+                            l->packed_size, l->bias, l->shift, l->m, dst, conv_type(dst_type), mdfi_tensor_elems(o),
+                            l->k, l->stride, l->pad, l->rounding, dst_bits, kact, l->acc64, plan->nthreads, plan->path,
+                            plan->scratch, plan->scratch_size, l->pad_value, l->zero_out);
         if (rc) return mdfi_fail(err, plan->model->txt, l->line, "layer %d: convolution failed: %s", (int)l->index,
                                  mdfi_conv_strerror(rc));
         if (table)
@@ -160,7 +161,8 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
             const int64_t n = mdfi_tensor_elems(ins[k]) / l->groups;
             const unsigned char *src = (const unsigned char *)xs[k] +
                                        (size_t)(n * l->group_id) * mdfi_type_size(ins[k]->type);
-            rc = mdfi_align_copy_ex(src, ins[k]->type, n, l->shifts[k], l->rounding, o->bits, d, o->type, &kopts);
+            rc = mdfi_align_copy_zp(src, ins[k]->type, n, l->shifts[k], l->rounding, o->bits, d, o->type,
+                                    l->zero_in[k], l->zero_out, &kopts);
             d += (size_t)n * es;
         }
         break;

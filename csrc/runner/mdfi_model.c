@@ -44,6 +44,13 @@ static const mdfi_tensor_desc *producer(const mdfi_model *m, int32_t i)
     return i < 0 ? &m->input : &m->layers[i].out;
 }
 
+/* The codes a tensor's storage holds: 0..255 for pixels, qmin..qmax(bits) otherwise. */
+static void code_range(const mdfi_tensor_desc *t, int64_t *lo, int64_t *hi)
+{
+    *lo = t->type == MDFI_U8 ? 0 : mdfi_qmin(t->bits);
+    *hi = t->type == MDFI_U8 ? 255 : mdfi_qmax(t->bits);
+}
+
 /* Optional c=/h=/w= keys must equal the input shape. */
 static int check_in_shape(kvline *kv, const mdfi_tensor_desc *in, mdfi_err *err)
 {
@@ -149,6 +156,17 @@ static int parse_conv(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
     if (l->act >= MDFI_RT_ACT_TABLE && l->pre_bits < l->out.bits)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: pre_bits=%d is narrower than out_bits=%d", (int)l->index,
                          (int)l->pre_bits, (int)l->out.bits);
+    /* zero points (optional, absent = 0): pad_value a code of the input, zero_out one of the
+       output; a table activation has the output's folded into its table (no zero_out=) */
+    int64_t plo, phi;
+    int have_zo;
+    code_range(in, &plo, &phi);
+    if (kv_int(kv, "pad_value", plo, phi, 0, &l->pad_value, NULL, err) ||
+        kv_int(kv, "zero_out", mdfi_qmin(l->out.bits), mdfi_qmax(l->out.bits), 0, &l->zero_out, &have_zo, err))
+        return -1;
+    if (have_zo && l->act >= MDFI_RT_ACT_TABLE)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: zero_out= with a table activation (the table holds "
+                         "the output's zero point)", (int)l->index);
     return set_out(kv, l, l->m, oh, ow, act_type(l->out.bits), l->out.bits, err);
 }
 
@@ -233,6 +251,25 @@ static int parse_route(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
     if (l->out.bits != widest)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: out_bits=%d but the widest input has %d bits",
                          (int)l->index, (int)l->out.bits, (int)widest);
+    /* zero points (optional, absent = 0): zero_in= one code per input, zero_out= one of the output */
+    int64_t nz = 0;
+    const char *zi = NULL;
+    if (kv_get(kv, "zero_in", 0, &zi, err)) return -1;
+    if (zi != NULL) {
+        if (kv_list(kv, "zero_in", -32768, 65535, MDFI_RT_MAX_INPUTS, l->zero_in, &nz, err)) return -1;
+        if (nz != l->nin)
+            return mdfi_fail(err, kv->file, kv->line, "layer %d: %lld zero_in values for %d inputs", (int)l->index,
+                             (long long)nz, (int)l->nin);
+        for (int32_t i = 0; i < l->nin; ++i) {
+            int64_t lo, hi;
+            code_range(producer(m, l->in[i]), &lo, &hi);
+            if (l->zero_in[i] < lo || l->zero_in[i] > hi)
+                return mdfi_fail(err, kv->file, kv->line, "layer %d: zero_in=%d is not a code of input %d",
+                                 (int)l->index, (int)l->zero_in[i], (int)l->in[i]);
+        }
+    }
+    if (kv_int(kv, "zero_out", mdfi_qmin(l->out.bits), mdfi_qmax(l->out.bits), 0, &l->zero_out, NULL, err))
+        return -1;
     return set_out(kv, l, c, first->h, first->w, act_type(l->out.bits), l->out.bits, err);
 }
 
@@ -325,11 +362,11 @@ typedef int (*parse_fn)(mdfi_model *, mdfi_layer *, kvline *, mdfi_err *);
 /* Keys each kind accepts (space-separated; c/h/w/oh/ow/in_type are optional checks). */
 static const char *const KIND_KEYS[MDFI_K_COUNT] = {
     " in c h w m k stride pad act rounding in_type wbits out_bits acc64 acc_bits oh ow weights bias shift "
-    "pre_bits pre_frac lut ",
+    "pre_bits pre_frac lut pad_value zero_out ",
     " in c h w size stride pad oh ow ",
     " in c h w stride ",
     " in c h w stride ",
-    " in shifts rounding out_bits groups group_id ",
+    " in shifts rounding out_bits groups group_id zero_in zero_out ",
     " in fa fb out_frac act rounding out_bits pre_bits pre_frac lut ",
     " in c h w qmin bits sel logistic exp xy ",
     " in c h w qmin bits sel softmax n entries classes logistic exp expneg "};

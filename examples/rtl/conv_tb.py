@@ -41,6 +41,16 @@ def _reader():
 gr = _reader()
 
 
+def refuse_zero_points(ml: dict) -> None:
+    """The example engine pads with 0 and adds no output zero point: a layer with zero points
+    (model.txt pad_value= / zero_out=, docs/golden-format.md "Zero points") is refused."""
+    zs = {k: ml[k] for k in ("pad_value", "zero_out") if int(ml.get(k, 0))}
+    if zs:
+        keys = ", ".join(f"{k}={v}" for k, v in zs.items())
+        raise ValueError(f"layer {ml['index']}: zero-point activations ({keys}) are not implemented by the RTL "
+                         f"example; export a model quantized without --zero-points")
+
+
 def layer_config(golden_dir: str, layer: int) -> dict:
     """Everything the bench needs about one conv layer, from the export."""
     g = gr.GoldenSet(golden_dir)
@@ -48,6 +58,7 @@ def layer_config(golden_dir: str, layer: int) -> dict:
     if L["kind"] != "convolutional":
         raise ValueError(f"layer {layer} is a {L['kind']} layer, not a convolution")
     ml = next(r for r in g.model_lines() if r["record"] == "layer" and r["index"] == layer)
+    refuse_zero_points(ml)
     c, h, w = L["in_shapes"][0]
     m, oh, ow = L["out_shape"]
     meta = L["meta"]

@@ -93,6 +93,10 @@ for lay in man["layers"]:
     i, meta = lay["index"], lay["meta"]
     if i not in want:
         continue
+    zs = [f"{k}={v}" for k, v in (lay.get("params") or {}).items() if k in ("pad_value", "zero_out") and v]
+    if zs:      # the example modules add no zero point (docs/golden-format.md "Zero points")
+        sys.exit(f"layer {i}: zero-point activations ({', '.join(zs)}) are not implemented by the RTL example; "
+                 f"export a model quantized without --zero-points")
     if lay["kind"] != "convolutional" or meta.get("activation") not in ("linear", "leaky", "relu") \
             or (i, "acc") not in bits:
         print(f"# layer {i} ({lay['kind']}) is not a conv layer with acc vectors: skipped",
@@ -101,7 +105,7 @@ for lay in man["layers"]:
     c, h, w = lay["out_shape"]
     print(i, c, h, w, bits[(i, "acc")], bits[(i, "out")], meta["activation"], meta["rounding"])
 PYEOF
-) || die "cannot read $GOLDEN/manifest.json"
+) || die "cannot use $GOLDEN/manifest.json (see above)"
 [ -n "$PLAN" ] || die "no convolutional layer among --layers $LAYERS"
 
 # mdfi verify, once the package has it; cmp is exact anyway (the .hex format is canonical)

@@ -88,10 +88,14 @@ def parse_stages(spec: Optional[str]) -> List[str]:
     return [t for t in TENSOR_STAGES if t in st]
 
 
-def _fmt_fields(bits: int, signed: bool, frac) -> dict:
+def _fmt_fields(bits: int, signed: bool, frac, zero: int = 0) -> dict:
+    """A file entry's format fields; ``zero`` (the zero point, docs/fixed-point.md 1.1) only
+    when nonzero, so exports of zero-free models are unchanged (docs/golden-format.md)."""
     d = {"bits": int(bits), "signed": bool(signed), "frac": frac, "ap_type": None, "q": None}
+    if zero:
+        d["zero"] = int(zero)
     if isinstance(frac, int) and fp.QFormat.MIN_FRAC <= frac <= fp.QFormat.MAX_FRAC and 2 <= bits <= 16:
-        f = fp.QFormat(bits, frac, signed)
+        f = fp.QFormat(bits, frac, signed, zero)
         d.update(ap_type=f.ap_type(), q=f.q_notation())
     elif isinstance(frac, int):
         d.update(ap_type=f"ap_{'' if signed else 'u'}fixed<{bits},{bits - frac}>",
@@ -123,6 +127,15 @@ def model_txt(qm: QuantizedModel) -> str:
         if not getattr(ql, "lut", False):
             return ""
         return f" pre_bits={ql.pre_fmt.bits} pre_frac={ql.pre_fmt.frac} lut=l{ql.index:03d}.act_lut.hex"
+    def conv_zero(ql) -> str:    # zero points (docs/golden-format.md): absent = 0
+        z_in, z_out = ql.in_fmt.zero, 0 if getattr(ql, "lut", False) else ql.out_fmt.zero
+        return (f" pad_value={z_in}" if z_in else "") + (f" zero_out={z_out}" if z_out else "")
+
+    def route_zero(ql) -> str:
+        zs = [f.zero for f in ql.in_fmts]
+        if not any(zs) and not ql.out_fmt.zero:
+            return ""
+        return f" zero_in={','.join(map(str, zs))} zero_out={ql.out_fmt.zero}"
     for ql in qm.layers:
         l = ql.layer
         ins = ",".join(str(i) for i in ql.inputs)
@@ -135,7 +148,7 @@ def model_txt(qm: QuantizedModel) -> str:
                          f"in_type={_type_name(fmts[ql.inputs[0]])} wbits={ql.wbits} out_bits={ql.out_fmt.bits} "
                          f"acc64={int(ql.acc64)} acc_bits={ql.acc_bits} oh={oh} ow={ow} "
                          f"weights=l{ql.index:03d}.weights.hex bias=l{ql.index:03d}.bias.hex "
-                         f"shift=l{ql.index:03d}.shift.hex{table(ql)}")
+                         f"shift=l{ql.index:03d}.shift.hex{table(ql)}{conv_zero(ql)}")
         elif ql.kind == "maxpool":
             _, oh, ow = l.out_shape
             lines.append(f"{tag} maxpool in={ins} c={c} h={h} w={w} size={l.size} stride={l.stride} "
@@ -147,7 +160,7 @@ def model_txt(qm: QuantizedModel) -> str:
         elif ql.kind == "route":
             groups = f" groups={l.groups} group_id={l.group_id}" if getattr(l, "groups", 1) > 1 else ""
             lines.append(f"{tag} route in={ins} shifts={','.join(map(str, ql.shifts))} rounding={ql.rounding} "
-                         f"out_bits={ql.out_fmt.bits}{groups}")
+                         f"out_bits={ql.out_fmt.bits}{groups}{route_zero(ql)}")
         elif ql.kind == "shortcut":
             fa, fb = (f.frac for f in ql.in_fmts)
             lines.append(f"{tag} shortcut in={ins} fa={fa} fb={fb} out_frac={ql.out_fmt.frac} "
@@ -189,6 +202,7 @@ class Planned:
     rounding: Optional[str] = None
     saturation: Optional[str] = None
     source: object = None          # an array (parameters) or a key resolved after the forward pass
+    zero: int = 0                  # the zero point of an activation format (docs/fixed-point.md 1.1)
 
     @property
     def count(self) -> int:
@@ -213,7 +227,7 @@ def _act_table(ql) -> List[Planned]:
         return []
     f = ql.out_fmt
     return [Planned(f"l{ql.index:03d}.act_lut", ql.index, "act_lut", list(ql.act_lut.shape), f.bits, True, f.frac,
-                    layout="TABLE", source=ql.act_lut)]
+                    layout="TABLE", source=ql.act_lut, zero=f.zero)]
 
 
 def _conv_and_table_params(ql) -> List[Planned]:
@@ -276,7 +290,7 @@ def plan(qm: QuantizedModel, layers: Optional[Iterable[int]] = None,
                     f = fmts[src]
                     bits, signed, frac = (32, True, None) if f is None else (f.bits, f.signed, f.frac)
                     files.append(Planned(f"{name}.in{k}", ql.index, f"in{k}", list(shp), bits, signed, frac,
-                                         source=("in", ql.index, k)))
+                                         source=("in", ql.index, k), zero=0 if f is None else f.zero))
             if hasattr(ql, "stages_ref") and hasattr(ql, "stage_formats"):
                 sf = ql.stage_formats()
                 for st in (k for k in sf if k != "out"):          # acc, act (pre: table activations)
@@ -291,7 +305,8 @@ def plan(qm: QuantizedModel, layers: Optional[Iterable[int]] = None,
                                          rounding=ql.rounding, source=("out", ql.index)))
                 else:
                     files.append(Planned(f"{name}.out", ql.index, "out", list(l.out_shape), f.bits, f.signed, f.frac,
-                                         rounding=ql.rounding, saturation="AP_SAT", source=("out", ql.index)))
+                                         rounding=ql.rounding, saturation="AP_SAT", source=("out", ql.index),
+                                         zero=f.zero))
         fmts[ql.index] = ql.out_fmt
     return files
 
@@ -372,7 +387,7 @@ class _Writer:
             with open(os.path.join(self.folder, path), "wb") as fh:
                 fh.write(data)
             entry = {"path": path, "layer": f.layer, "stage": f.stage, "format": fmt, "shape": list(arr.shape),
-                     "layout": f.layout, **_fmt_fields(f.bits, f.signed, f.frac),
+                     "layout": f.layout, **_fmt_fields(f.bits, f.signed, f.frac, f.zero),
                      "rounding": f.rounding, "saturation": f.saturation,
                      "sha256": hashlib.sha256(data).hexdigest()}
             self.files.append(entry)
@@ -402,12 +417,6 @@ def export(model, image, out_dir: str, *, layers: Optional[Iterable[int]] = None
     qm: QuantizedModel = getattr(model, "quantized", None)
     if qm is None:
         raise MDFIError("golden vectors need a fixed-point model (not the float path)")
-    zp = [ql.index for ql in qm.layers if any(f is not None and f.zero for f in
-                                             [ql.out_fmt, getattr(ql, "in_fmt", None)] + list(getattr(ql, "in_fmts", [])))]
-    if zp:
-        raise MDFIError(f"golden export: layers {zp[0]}.. use zero-point activations (quantize --zero-points), "
-                        f"which the golden format, the C runner and verify do not describe yet "
-                        f"(docs/fixed-point.md 1.1); export a model quantized without them")
     n = len(qm.layers)
     selected = set(range(n)) if layers is None else set(layers)
     formats = list(formats or DEFAULT_FORMATS)

@@ -81,16 +81,26 @@ def _table_params(ql) -> dict:
                       "index": "act_lut[pre - qmin]", "pre_ap_type": p.ap_type()}}
 
 
+def _conv_zero(ql) -> dict:
+    """Zero points (docs/fixed-point.md 1.1), only when nonzero (model.txt's ``pad_value=``,
+    ``zero_out=``): the padding value, and the output's zero point the epilogue adds (a table
+    activation has it folded into ``act_lut``: absent then)."""
+    z_in, z_out = int(ql.in_fmt.zero), 0 if getattr(ql, "lut", False) else int(ql.out_fmt.zero)
+    return {**({"pad_value": z_in} if z_in else {}), **({"zero_out": z_out} if z_out else {})}
+
+
 def _conv_geometry(ql) -> dict:
     l = ql.layer
     return {"filters": int(l.filters), "size": int(l.size), "stride": int(l.stride), "pad": int(l.padding),
-            "activation": l.activation, **_table_params(ql)}
+            "activation": l.activation, **_table_params(ql), **_conv_zero(ql)}
 
 
 def _route_geometry(ql) -> dict:
     l = ql.layer
+    zs = [int(f.zero) for f in ql.in_fmts]
+    zero = {"zero_in": zs, "zero_out": int(ql.out_fmt.zero)} if any(zs) or ql.out_fmt.zero else {}
     return {"groups": int(l.groups), "group_id": int(l.group_id),
-            "slices": [[int(a), int(b)] for a, b in l.slices()], "shifts": [int(v) for v in ql.shifts]}
+            "slices": [[int(a), int(b)] for a, b in l.slices()], "shifts": [int(v) for v in ql.shifts], **zero}
 
 
 def _shortcut_geometry(ql) -> dict:

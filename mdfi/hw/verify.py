@@ -148,6 +148,10 @@ def load_manifest(golden_dir: str) -> dict:
                 raise _fail(path, f"{where}: field '{key}' is missing")
             if not ok(e[key]):
                 raise _fail(path, f"{where}: field '{key}' must be {what}, got {_show(e[key])}")
+        z = e.get("zero", 0)           # the zero point (docs/golden-format.md "Zero points"), absent = 0
+        lo, hi = (-(1 << (e["bits"] - 1)), (1 << (e["bits"] - 1)) - 1) if e["signed"] else (0, (1 << e["bits"]) - 1)
+        if not isinstance(z, int) or isinstance(z, bool) or not lo <= z <= hi:
+            raise _fail(path, f"{where}: field 'zero' must be a code of the {e['bits']}-bit format, got {_show(z)}")
         if not p.endswith("." + e["format"]):
             raise _fail(path, f"{where}: name does not end in .{e['format']}")
         count = 1

@@ -38,7 +38,8 @@ import numpy as np
 
 from ..fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
 from .verify_rules import (_ISOLATED_MAX, _SAMPLE, Hyp, LutPipeline, Pipeline, acc_hyps, act_hyps, best,  # noqa: F401
-                           combo_hyps, exact, lut_hyps, out_hyps, qrange, round_shift, sign_note, wrap)
+                           combo_hyps, exact, lut_hyps, out_hyps, qrange, round_shift, sign_note, wrap,
+                           zero_text)
 
 #: Activations computed through a table (docs/fixed-point.md 4.1; mdfi.actlut.LUT_ACTIVATIONS).
 _TABLE_ACTS = ("logistic", "mish", "swish", "hard_mish", "relu6")
@@ -220,7 +221,8 @@ class Analyzer:
             return None
         # The layer's own mode (meta) first: it includes per-layer overrides (--layer-rounding).
         mode = self.meta.get("rounding") or self.e.get("rounding") or "half_up"
-        pl = Pipeline(acc, act, base, self._bias(), activation, mode, out_bits)
+        zero = self.e.get("zero", 0) if self.stage == "out" else 0      # validated by the manifest check
+        pl = Pipeline(acc, act, base, self._bias(), activation, mode, out_bits, zero)
         # The golden file must be what the golden rule gives, or no recomputation is meaningful.
         probe = self.mism if self.mism.size <= _SAMPLE else self.mism[:_SAMPLE]
         if pl.acc is None or not np.array_equal(pl.predict(self.stage, probe), self.gold[probe]):
@@ -257,6 +259,8 @@ class Analyzer:
                             g["shift"] = f"{s}, {a}" if a not in (None, "linear") else f"{s}"
                         s_eff = s + (15 if leaky else 0)
                         g["exact"] = float(f"{int(act[i]) / 2.0 ** s_eff:.6g}")
+                if self.e.get("zero"):            # out = sat(R(act / 2^shift) + zero_out)
+                    g["zero_out"] = int(self.e["zero"])
         elif (self.stage == "acc" and self.kind == "convolutional"
               and "channel" in coords(i, self.shape, self.layout)):
             bias = self.gs.stage(self.layer, "bias")
@@ -364,7 +368,7 @@ class Analyzer:
             return route
         pl = self.pipeline()
         if pl is None:
-            return []
+            return self.zero_forgotten()
         gold, dut, mism, n = self.gold, self.dut, self.mism, self.mism.size
         acc_bits = self.meta.get("acc_bits") if isinstance(self.meta.get("acc_bits"), int) else None
         stage = self._as(self.stage)
@@ -397,6 +401,20 @@ class Analyzer:
         if same:
             txt += f" (equally consistent with: {', '.join(h.label.replace('_', '-') for h in same[:3])})"
         return [Hint(top.kind, txt)]
+
+    def zero_forgotten(self) -> List[Hint]:
+        """Without the earlier stages: an output whose zero point the DUT did not add
+        (found = sat(golden - zero) at every mismatch, and exact where nothing saturated)."""
+        z = self.e.get("zero", 0)
+        if self.stage != "out" or not z or self.kind not in ("convolutional", "route") or not self.signed:
+            return []
+        lo, hi = qrange(self.bits, True)
+        g, d = self.gold[self.mism].astype(np.int64), self.dut[self.mism].astype(np.int64)
+        free = (g > lo) & (g < hi)                       # golden not saturated: found = golden - z exactly
+        if not np.all(d == np.clip(g - z, lo, hi)) or not np.any(free):
+            return []
+        n = self.mism.size
+        return [Hint("zero_point", zero_text(z, n, n))]
 
     # -- AlexeyAB's route groups -------------------------------------------------------------
     def _route_groups(self):
@@ -570,6 +588,10 @@ class Analyzer:
                     sides = [nm for nm, m in (("top row y 0", y == 0), (f"bottom row y {h - 1}", y == h - 1),
                                               ("left column x 0", x == 0), (f"right column x {w - 1}", x == w - 1))
                              if np.any(m)]
-                    out.append(Hint("border", f"all mismatches are on the tensor border ({', '.join(sides)}): "
-                                              f"padding or edge handling?"))
+                    pv = (self.L.get("params") or {}).get("pad_value", 0) if self.kind == "convolutional" else 0
+                    pv = pv if isinstance(pv, int) and not isinstance(pv, bool) and abs(pv) < 1 << 16 else 0
+                    why = (f"padding with 0 instead of pad_value = {pv}, the input's zero point (docs/golden-format.md "
+                           f"\"Zero points\")?" if pv and self.stage in ("acc", "act", "pre", "out")
+                           else "padding or edge handling?")
+                    out.append(Hint("border", f"all mismatches are on the tensor border ({', '.join(sides)}): {why}"))
         return out

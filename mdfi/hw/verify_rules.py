@@ -100,8 +100,9 @@ class Pipeline:
     sparse dump holds), from the golden stages; ``predict`` changes one or two rules."""
 
     def __init__(self, acc: Optional[np.ndarray], act: Optional[np.ndarray], base_shift: np.ndarray,
-                 bias: Optional[np.ndarray], activation: str, mode: str, bits: int):
+                 bias: Optional[np.ndarray], activation: str, mode: str, bits: int, zero: int = 0):
         self.base = base_shift            # per element, int64 (no leaky extra)
+        self.zero = int(zero)             # the output's zero point, added before the saturation
         self.bias = bias                  # per element, or None (shortcut, not exported)
         self.activation = activation
         self.mode = mode if isinstance(mode, str) and mode in _MODES else "half_up"
@@ -153,10 +154,13 @@ class Pipeline:
             s = s + np.where(neg, LEAKY_SHIFT, 0)
         return s
 
-    def _finish(self, q, wrap_out):
+    def _finish(self, q, wrap_out, zero=None):
+        q = q + np.int64(self.zero if zero is None else zero)
         return wrap(q, self.bits) if wrap_out else np.clip(q, self.lo, self.hi)
 
-    def out_at(self, idx, acc_mod=None, act_variant=None, mode=None, dshift=0, wrap_out=False) -> np.ndarray:
+    def out_at(self, idx, acc_mod=None, act_variant=None, mode=None, dshift=0, wrap_out=False,
+               zero=None) -> np.ndarray:
+        """``zero``: the output zero point added (None: the golden one)."""
         mode = mode or self.mode
         if act_variant in ("after", "float"):
             acc = self.acc_at(idx, acc_mod)
@@ -168,7 +172,7 @@ class Pipeline:
             else:
                 v = np.floor(acc * 0.1 / np.exp2(s0.astype(np.float64)) + 0.5).astype(np.int64)
                 q = np.where(neg, v, round_shift(acc, s0, self.mode))
-            return self._finish(q, wrap_out)
+            return self._finish(q, wrap_out, zero)
         a = self.act_at(idx, acc_mod, act_variant)
         s = self.eff_shift(idx, act_variant, a < 0) + dshift
         if wrap_out:
@@ -176,7 +180,7 @@ class Pipeline:
         else:
             lim = np.int64(1) << np.int64(self.bits)
             a = np.where(s < 0, np.clip(a, -lim, lim), a)
-        return self._finish(round_shift(a, s, mode), wrap_out)
+        return self._finish(round_shift(a, s, mode), wrap_out, zero)
 
     def predict(self, stage: str, idx, **change) -> np.ndarray:
         if stage == "acc":
@@ -379,7 +383,16 @@ def out_hyps(pl: Pipeline, n: int, mism: np.ndarray) -> List[Hyp]:
     for k in (1, -1, 2, -2, 3, -3, 4, -4):
         hyps.append(Hyp("shift", 1, f"shift{k:+d}", exact(lambda i, k=k: pl.out_at(i, dshift=k)), shift_text(k)))
     hyps.append(Hyp("wrap", 1, "wrap", exact(lambda i: pl.out_at(i, wrap_out=True)), wrap_text))
+    if pl.zero:
+        hyps.append(Hyp("zero_point", 1, "no-zero-out", exact(lambda i: pl.out_at(i, zero=0)),
+                         lambda h: zero_text(pl.zero, h.explained, n)))
     return hyps
+
+
+def zero_text(z: int, explained: int, n: int) -> str:
+    return (f"output zero point not added: found values equal the golden output without zero_out = {z} "
+            f"(found = golden {-z:+d} before the saturation; docs/golden-format.md \"Zero points\": out = "
+            f"sat(R(act/2^s) + zero_out)): {explained:,} of {n:,} mismatches explained")
 
 
 def combo_hyps(pl: Pipeline, n: int) -> List[Hyp]:
