@@ -637,8 +637,13 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
         prepare_vinfo(&ctx, best->lanes, vi);
         ctx.vinfo = vi;
     }
-    /* the epilogue's clamp: unless the narrowing saturates to the same range */
-    ctx.clamp = !((otype == MDFI_CONV_S8 && bits == 8) || bits == 16) || zero_out != 0;
+    /* the epilogue's clamp: unless the narrowing saturates to the same range; then an output
+     * zero point is one add before it (sat(r + zo): the fast rows' |r| <= 2^30, no wrap) */
+    {
+        const int narrow_sat = (otype == MDFI_CONV_S8 && bits == 8) || bits == 16;
+        ctx.clamp = !narrow_sat;
+        ctx.addz = narrow_sat && zero_out != 0;
+    }
     /* a fused shortcut: in the kernels' epilogue (8-bit a and b, shifts the int32 lanes take),
      * else as a pass over the output afterwards */
     ctx.res = res;
@@ -646,6 +651,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
         ((res->shift >= 1 && res->shift <= 31) || (res->shift <= 0 && res->act != MDFI_ACT_LEAKY))) {
         ctx.res_fast = 1;
         ctx.clamp = 1;                    /* a is the stored (saturated) value */
+        ctx.addz = 0;                     /* the clamp adds zo (a fused shortcut has none) */
         ctx.res_left = res->shift <= 0;
         ctx.res_lsh = ctx.res_left ? (-res->shift < 15 ? -res->shift : 15) : 0;
         if (!ctx.res_left) ctx.resk = mdfi_rqf_init(res->shift, res->rounding);

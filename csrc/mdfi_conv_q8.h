@@ -121,6 +121,7 @@ typedef struct q8_ctx {
     const q8_rowc *rowc;              /* [M]                                             */
     const uint64_t *vinfo;            /* [ntiles][NR / lanes]: output index | mask << 48  */
     int32_t clamp;                    /* 1: clamp to [qmin, qmax] before narrowing        */
+    int32_t addz;                     /* 1 (no clamp): + zo, then the saturating narrowing */
     int32_t regs_epi;                 /* 1: every row fast, no fused shortcut: the tiles'
                                          epilogue works on the accumulator registers      */
     int64_t bound;                    /* K * max|w| * max|x|                             */

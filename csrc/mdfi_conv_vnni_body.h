@@ -112,6 +112,8 @@ QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, 
     if (ctx->clamp)               /* [qmin - zo, qmax - zo], then + zo (the output zero point) */
         r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(ctx->zlo)),
                                               _mm512_set1_epi32(ctx->zhi)), _mm512_set1_epi32(ctx->zo));
+    else if (ctx->addz)           /* + zo, saturated by the narrowing */
+        r = _mm512_add_epi32(r, _mm512_set1_epi32(ctx->zo));
     if (ctx->otype == MDFI_CONV_S8) {
         if (st == 0xffff) _mm_storeu_si128((__m128i *)(void *)((int8_t *)ctx->out + at), _mm512_cvtsepi32_epi8(r));
         else _mm_mask_storeu_epi8((int8_t *)ctx->out + at, st, _mm512_cvtsepi32_epi8(r));
@@ -126,6 +128,8 @@ QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, 
     if (ctx->clamp)               /* [qmin - zo, qmax - zo], then + zo (the output zero point) */
         r = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(ctx->zlo)),
                                               _mm256_set1_epi32(ctx->zhi)), _mm256_set1_epi32(ctx->zo));
+    else if (ctx->addz)           /* + zo, saturated by the narrowing */
+        r = _mm256_add_epi32(r, _mm256_set1_epi32(ctx->zo));
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
     if (mask == 0xffu) {
         if (ctx->otype == MDFI_CONV_S8) _mm_storel_epi64((__m128i *)(void *)((int8_t *)ctx->out + at), _mm_packs_epi16(w, w));
@@ -227,13 +231,28 @@ static inline int QB_NAME(tile_full)(const uint64_t *vi, int32_t V)
 }
 
 /* The epilogue of one fast row of a full tile (tile_full) with 8-bit output and no clamp (the
- * narrowing saturates to the output range): no lane masks, no per-vector branches. */
+ * narrowing saturates to the output range; an output zero point zo is added before it,
+ * sat(r + zo), when ctx->addz): no lane masks, no per-vector branches. */
 QB_ATTR static inline __attribute__((always_inline)) void
 QB_NAME(epi_row_full8)(const q8_ctx *ctx, int32_t m, const QB_VEC *accr, int32_t V, int8_t *dst,
                        const int32_t act)
 {
     const q8_rowc *rc = ctx->rowc + m;
     const QB_VEC c = QB_SET1(rc->c), kd = QB_SET1(rc->kd), s = QB_SET1(rc->s);
+    const QB_VEC zo = QB_SET1(ctx->addz ? ctx->zo : 0);
+    if (ctx->addz) {
+        QB_UNROLL for (int32_t v = 0; v < V; ++v) {
+#if QB_WIDTH == 512
+            const __m512i r = _mm512_add_epi32(mdfi_rqf16v_avx512(accr[v], s, c, kd, act), zo);
+            _mm_storeu_si128((__m128i *)(void *)(dst + 16 * v), _mm512_cvtsepi32_epi8(r));
+#else
+            const __m256i r = _mm256_add_epi32(mdfi_rqf8v_avx2(accr[v], s, c, kd, act), zo);
+            const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+            _mm_storel_epi64((__m128i *)(void *)(dst + 8 * v), _mm_packs_epi16(w, w));
+#endif
+        }
+        return;
+    }
     QB_UNROLL for (int32_t v = 0; v < V; ++v) {
 #if QB_WIDTH == 512
         const __m512i r = mdfi_rqf16v_avx512(accr[v], s, c, kd, act);

@@ -256,7 +256,7 @@ def add_quantize_parser(sub) -> None:
                         "clip (default 0.01; docs/quantization.md, yolov4-tiny: 0.03)")
     q.add_argument("--zero-points", action="store_true",
                    help="activation formats with a zero point (value (q - zero) * 2^-frac; docs/fixed-point.md 1.1): "
-                        "one bit finer for one-sided (leaky) tensors; not yet in golden exports")
+                        "one bit finer for one-sided (leaky) tensors; opt-in (docs/quantization.md, round 13)")
     q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround", "brecq"), default="nearest",
                    help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
                         "up/down rounding learned per layer on them; brecq: learned jointly over blocks of "
