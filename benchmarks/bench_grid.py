@@ -186,15 +186,10 @@ class HookedFloatEngine:
 
 
 def _hist_points(stats):
-    """(values, counts) of the calibration histograms as ``calibrate.choose_frac``'s ``mse`` sees them:
-    each non-empty bin by its geometric centre, clamped to the observed range."""
-    from mdfi.quant.calib_stats import bin_centres
-    centres = bin_centres()
-    rep_pos = np.minimum(centres, max(stats.max, 0.0))
-    rep_neg = -np.minimum(centres, max(-stats.min, 0.0))
-    vals = np.concatenate([rep_pos[stats.pos > 0], rep_neg[stats.neg > 0]])
-    cnts = np.concatenate([stats.pos[stats.pos > 0], stats.neg[stats.neg > 0]]).astype(np.float64)
-    return vals, cnts
+    """(values, counts) of the calibration histograms as ``calibrate.choose_frac``'s ``mse`` sees them
+    (``calibrate.hist_points``)."""
+    from mdfi.quant.calibrate import hist_points
+    return hist_points(stats)
 
 
 def float_mse_step(stats, bits: int, signed: bool, clip_budget=0.01) -> float:
@@ -220,32 +215,15 @@ def float_mse_step(stats, bits: int, signed: bool, clip_budget=0.01) -> float:
 
 def pot_asym_format(stats, bits: int, clip_budget=0.01):
     """(step, zero point) of ``a-pot-asym``: unsigned ``bits``-wide codes, power-of-two step, integer
-    zero point, by MDFI's ``mse`` criterion (``calibrate._expected_sq_error`` with an asymmetric
-    range: a value inside costs ``min(step**2/12, v**2)``, one outside the squared distance to the
-    range's end), capped like ``choose_frac`` so that at most ``clip_budget`` % of the values clip."""
-    levels = 2 ** bits - 1
+    zero point, by MDFI's ``mse`` criterion with an asymmetric range, capped so that at most
+    ``clip_budget`` % of the values clip -- the engine's own choice since round 13
+    (``mdfi.quant.zeropoint.choose_frac_zero``, whose signed zero point is the unsigned one
+    minus ``2**(bits-1)``)."""
+    from mdfi.quant.zeropoint import choose_frac_zero
     if stats.min is None or stats.nonzero == 0:
         return 1.0, 0.0
-    vals, cnts = _hist_points(stats)
-    lo_obs, hi_obs = min(stats.min, 0.0), max(stats.max, 0.0)
-    t = stats.abs_percentile(100.0 - float(clip_budget)) if clip_budget is not None else np.inf
-    need_lo, need_hi = max(lo_obs, -t), min(hi_obs, t)          # must fit (the clip budget)
-    fmax = int(np.floor(np.log2(levels / max(hi_obs - lo_obs, 1e-30))))
-    zps = np.arange(levels + 1, dtype=np.float64)[:, None]
-    best = None
-    for f in range(fmax - 2, fmax + 6):
-        step = 2.0 ** -f
-        lo, hi = -zps * step, (levels - zps) * step
-        ok = ((lo - step / 2 <= need_lo) & (hi + step / 2 >= need_hi)).ravel()
-        if not ok.any():
-            continue
-        inside = np.minimum(step * step / 12.0, vals * vals)[None, :]
-        err = np.where(vals > hi, (vals - hi) ** 2, np.where(vals < lo, (vals - lo) ** 2, inside))
-        tot = np.where(ok, (err * cnts).sum(axis=1), np.inf)
-        z = int(np.argmin(tot))
-        if best is None or tot[z] < best[0] * (1 - 1e-12):
-            best = (tot[z], step, float(z))
-    return best[1], best[2]
+    f, z = choose_frac_zero(stats, bits, clip_budget)
+    return float(2.0 ** -f), float(z + (1 << (bits - 1)))
 
 
 def act_quantizer(network, qm, calib, mode: str):

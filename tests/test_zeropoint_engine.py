@@ -83,15 +83,16 @@ def test_zero_point_model_file_roundtrip(zp_model, tmp_path):
 def test_yolov3_tiny_real_weights_zero_points(tiny_net):
     """Real weights, real photo statistics (the shipped calibration): the zero-point model's
     C engine equals its reference on the dog photo, and its head inputs, read as
-    ``(q - zero) * 2^-frac``, are within the 8-bit error of Darknet's own float outputs
-    (the fixture; largest error measured 0.16 and 0.26 of the largest value, mean absolute
-    error 0.37 and 0.35, as without zero points; read without the zero point the mean
-    absolute error is the zero point's offset, 5.8 and 1.9)."""
+    ``(q - zero) * 2^-frac``, agree with Darknet's own float outputs (the fixture) as well as
+    without zero points (measured: largest error 0.18 and 0.14 of the largest value, mean
+    absolute error 0.31 and 0.30; without zero points 0.14 / 0.16 and 0.34 / 0.36); read
+    without the zero point the mean absolute error is the offset, 7.9 and 8.2."""
     from mdfi.quant import recipes
     from mdfi.quant.quantize import input_to_u8
     from conftest import DARKNET, rel_err
     d = np.load(DARKNET / "yolov3-tiny" / "dog_heads.npz")
-    calib = recipes.shipped_calibration(zoo.get_spec("yolov3-tiny"))
+    calib = recipes.shipped_calibration("yolov3-tiny")
+    assert calib is not None
     qm = quantize_network(tiny_net, per_channel=True, calib=calib, zero_points=True,
                           cfg_text=zoo.cfg_path("yolov3-tiny").read_text())
     assert qm.options.get("zero_points") is True
@@ -104,8 +105,8 @@ def test_yolov3_tiny_real_weights_zero_points(tiny_net):
         assert f.zero != 0
         q = out[i].astype(np.float64)
         assert rel_err((q - f.zero) * 2.0 ** -f.frac, d[f"layer{i}"]) < 0.3
-        assert np.abs((q - f.zero) * 2.0 ** -f.frac - d[f"layer{i}"]).mean() < 0.5
-        assert np.abs(q * 2.0 ** -f.frac - d[f"layer{i}"]).mean() > 1.0
+        assert np.abs((q - f.zero) * 2.0 ** -f.frac - d[f"layer{i}"]).mean() < 0.4
+        assert np.abs(q * 2.0 ** -f.frac - d[f"layer{i}"]).mean() > 4.0
 
 
 def test_cli_quantize_zero_points(tmp_path, capsys):

@@ -1,0 +1,83 @@
+"""Zero-point activations (docs/fixed-point.md 1.1, docs/quantization.md "Round 13") against the
+same model without them, on the integer engine, on a strict split.
+
+For each model: the generic quantization of a model without a recipe (per-channel weight
+formats, ``mse`` activation formats, bias correction ``auto``) built twice -- without and with
+``zero_points=True`` -- at the given widths, optionally with the data-driven refinements
+(``--method empirical``: empirical bias correction on the calibration photos; ``adaround``:
+AdaRound weights and empirical bias correction), and each evaluated against the cached
+float-path detections (bench_accuracy.py's metric and caches) on every split asked for.
+
+Statistics: yolov3-tiny and the COCO yolov4-tiny use their shipped statistics (of the ``calib``
+photos); yolov4-tiny-10c (customyolov4 weights, tests only) the ``calib`` photos
+(bench_grid.load_model).  Selection sets: ``val``, ``val4`` (and their pooled row); report
+sets: ``test``, ``test4``.  Example::
+
+    python benchmarks/bench_zeropoint.py --model yolov3-tiny --split val,val4,test,test4
+    python benchmarks/bench_zeropoint.py --model yolov4-tiny-10c --split val,val4,test,test4 --abits 6
+    python benchmarks/bench_zeropoint.py --model yolov3-tiny --split val,val4,test,test4 --method adaround
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import types
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_accuracy as ba  # noqa: E402
+import bench_grid as bg  # noqa: E402
+
+MODELS = ("yolov3-tiny", "yolov4-tiny", "yolov4-tiny-10c")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=MODELS, default="yolov3-tiny")
+    ap.add_argument("--split", default="val,val4,test,test4", metavar="SPLIT[,SPLIT...]")
+    ap.add_argument("--abits", type=int, default=8)
+    ap.add_argument("--wbits", type=int, default=8)
+    ap.add_argument("--method", choices=("nearest", "empirical", "adaround"), default="nearest")
+    ap.add_argument("--only-zero-points", action="store_true", help="skip the model without zero points")
+    ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets")
+    ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
+    ap.add_argument("--cache", default=None, help="float-path cache (default /tmp/mdfi-accuracy-cache[-MODEL])")
+    ap.add_argument("--weights", default=None, help="yolov4-tiny-10c: the customyolov4 weights (default: the zoo cache)")
+    ap.add_argument("--json", metavar="OUT")
+    args = ap.parse_args(argv)
+    from mdfi.quant.quantize import quantize_network
+    splits = [s for s in args.split.split(",") if s]
+    bad = [s for s in splits if s not in ("val", "val4", "test", "test4")]
+    if bad:
+        ap.error(f"--split: unknown {', '.join(bad)}")
+    network, names, calib = bg.load_model(args.model, types.SimpleNamespace(
+        weights=args.weights, sets=args.sets, person_sets=args.person_sets, calib_set="calib"))
+    cache = args.cache or ("/tmp/mdfi-accuracy-cache" if args.model == "yolov3-tiny"
+                           else f"/tmp/mdfi-accuracy-cache-{args.model}")
+    datas = {sp: ba.float_split(network, names, args.person_sets if sp.endswith("4") else args.sets, sp, cache)
+             for sp in splits}
+    kw = {}
+    if args.method != "nearest":
+        kw = dict(bias_correction="empirical", calib_inputs=ba.calib_inputs(network, args.sets), progress=True,
+                  weight_rounding="adaround" if args.method == "adaround" else "nearest")
+    rows = {}
+    print(f"{'model':<8} {'mAP@.5':>7} {'kept':>14} {'extra':>10} {'dconf':>9} {'bias':>8} {'lower':>6} "
+          f"{'|dconf|':>7} {'size':>6} {'s':>7}")
+    for tag, zp in (("plain", False), ("zp", True))[1 if args.only_zero_points else 0:]:
+        t0 = time.perf_counter()
+        qm = quantize_network(network, wbits=args.wbits, abits=args.abits, per_channel=True, calib=calib,
+                              names=names, zero_points=zp, **kw)
+        label = f"{tag}-w{args.wbits}a{args.abits}" + ("" if args.method == "nearest" else f"-{args.method}")
+        ba.evaluate_model(qm, label, time.perf_counter() - t0, False, network, names, datas, rows, False)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"model": args.model, "splits": splits, "method": args.method, "rows": rows}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
