@@ -129,6 +129,11 @@ def test_cli_quantize_zero_points(tmp_path, capsys):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3)).astype(np.uint8)).save(img)
     capsys.readouterr()
     assert main(["detect", str(img), "--model", str(tmp_path / "z.mdfi"), "--out", "none"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "z.mdfi")]) == 0
+    out = capsys.readouterr().out
+    import re
+    assert "with zero points" in out and re.search(r"ap_fixed<8,-?\d+>[+-]\d+ ", out)
     for extra, msg in ((["--search", "--calib", str(tmp_path)], "--zero-points or --search"),
                        (["--method", "max"], "mse criterion")):
         assert main(base + ["--zero-points", *extra, "-o", str(tmp_path / "y.mdfi")]) == 2

@@ -74,7 +74,9 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
                  f"({'per channel' if o.get('per_channel') else 'per layer'}), activations {o.get('abits')} bits, "
                  f"rounding {o.get('rounding')}, input {qm.input_fmt.ap_type()}; formats: {o.get('formats_source')}"
                  + "".join(f", {k.replace('_', ' ')} {v:g}{' %' if k == 'clip_budget' else ''}"
-                           for k, v in sorted((o.get("act_options") or {}).items())))
+                           for k, v in sorted((o.get("act_options") or {}).items()))
+                 + ("; with zero points (value (q - zero)*2^-frac, shown as ap_fixed<..>+z; docs/fixed-point.md 1.1)"
+                    if o.get("zero_points") else ""))
     for kind, what in (("align", "mantissa alignment"), ("actequal", "activation-range equalization")):
         d = o.get(kind)
         if isinstance(d, dict):
