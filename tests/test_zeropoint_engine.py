@@ -160,3 +160,22 @@ def test_cli_eval_zero_points(tmp_path, capsys):
     assert "zero points" in json.dumps(report)
     assert main(["eval", "--images", str(folder), *model, "--zero-points", "--method", "max"]) == 2
     assert "mse criterion" in capsys.readouterr().err
+
+
+def test_api_load_zero_points(tmp_path):
+    """mdfi.load(..., zero_points=True) quantizes with zero points (its own cache entry);
+    a .mdfi file or the float path refuses the option, a non-bool is a clear error."""
+    import mdfi
+    from mdfi.errors import MDFIError
+    from conftest import DARKNET
+    kw = dict(cfg=DARKNET / "mini-yolov3" / "mini-yolov3.cfg", weights=DARKNET / "mini-yolov3" / "mini-yolov3.weights",
+              cache=False)
+    m = mdfi.load(**kw, zero_points=True)
+    assert m.quantized.options.get("zero_points") is True
+    assert "zero_points" not in mdfi.load(**kw).quantized.options
+    img = np.random.default_rng(4).integers(0, 256, (40, 60, 3)).astype(np.uint8)
+    m.detect(img)
+    with pytest.raises(MDFIError, match="fixed-point path only"):
+        mdfi.load(**kw, precision="float", zero_points=True)
+    with pytest.raises(MDFIError):
+        mdfi.load(**kw, zero_points="yes")

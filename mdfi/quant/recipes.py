@@ -277,14 +277,15 @@ def calib_images_digest(images: Sequence) -> str:
 def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Sequence[str],
                   load_network: Callable[[], Network], wbits=None, abits=None, per_channel=None,
                   rounding=None, cache: bool = True, darknet=None,
-                  calib_images: Optional[Sequence] = None) -> QuantizedModel:
+                  calib_images: Optional[Sequence] = None, zero_points: bool = False) -> QuantizedModel:
     """Quantize a model with its recipe, reusing a cached ``.mdfi`` when it matches.
 
     ``load_network()`` returns the float network with its weights; it is only called when
     the cache misses (reading a 35-250 MB weights file is most of a cold start).
     ``calib_images`` (image paths, arrays or Pillow images): calibrate the activation formats
     on these instead of the recipe's statistics or the sample photo (``mse`` formats, no
-    shipped decisions); the images' digest is part of the cache key.
+    shipped decisions); the images' digest is part of the cache key.  ``zero_points``:
+    activation formats with zero points (``mse``, no shipped decisions; part of the key).
     """
     from . import modelfile
     opts = resolve(spec_name, wbits=wbits, abits=abits, per_channel=per_channel, rounding=rounding)
@@ -295,6 +296,8 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
             from ..errors import MDFIError
             raise MDFIError("calib: no calibration images given (an empty list)")
         key_opts = dict(key_opts, calib_images=calib_images_digest(calib_images))
+    if zero_points:
+        key_opts = dict(key_opts, zero_points=True)
     path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
     if cache and path.is_file():
         try:
@@ -319,6 +322,8 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         decided = shipped_decisions(spec_name, network, opts)
         how = describe_source(spec_name, bool(decided), calib)
         act_method = opts["act_method"]
+    if zero_points:
+        decided, act_method = {"zero_points": True}, "mse"
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=act_method,
                           weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **decided)
