@@ -70,31 +70,14 @@ static inline int32_t mdfi_saturate(int64_t x, int32_t bits)
     return (int32_t)(x < lo ? lo : (x > hi ? hi : x));
 }
 
-/* The fused requantize / activation / saturate step (sections 3-4):
- *   linear: sat(R(acc / 2^s))
- *   relu:   sat(R(max(acc,0) / 2^s))
- *   leaky:  acc >= 0: sat(R(acc / 2^s));  acc < 0: sat(R(acc * 3277 / 2^(s+15)))
+/* The fused requantize / activation / saturate step (sections 3-4), with an output zero point
+ * (value of a code q: (q - zero) * 2^-frac; section 1.1):
+ *   linear: sat(R(acc / 2^s) + zero)
+ *   relu:   sat(R(max(acc,0) / 2^s) + zero)
+ *   leaky:  acc >= 0: sat(R(acc / 2^s) + zero);  acc < 0: sat(R(acc * 3277 / 2^(s+15)) + zero)
  * |acc| < 2^47 (accumulator bound), so acc * 3277 < 2^59 fits int64.  For a left shift the
- * accumulator is first clamped to +-2^bits, beyond which the result saturates anyway. */
-static inline int32_t mdfi_requantize(int64_t acc, int32_t shift, int32_t mode, int32_t bits,
-                                      int32_t act)
-{
-    if (act == MDFI_ACT_RELU && acc < 0) acc = 0;
-    if (act == MDFI_ACT_LEAKY && acc < 0) {
-        acc *= MDFI_LEAKY_MULT;
-        shift += MDFI_LEAKY_SHIFT;
-    }
-    if (shift < 0) {
-        const int64_t lim = ((int64_t)1) << bits;
-        acc = acc < -lim ? -lim : (acc > lim ? lim : acc);
-    }
-    return mdfi_saturate(mdfi_shift_round(acc, shift, mode), bits);
-}
-
-/* The same with an output zero point (value of a code q: (q - zero) * 2^-frac):
- *   sat(R(act(acc) / 2^s) + zero)
- * zero in [qmin(bits), qmax(bits)]; zero = 0 is mdfi_requantize.  For a left shift the clamp
- * to +-2^bits still decides the saturation (|zero| <= 2^(bits-1)). */
+ * accumulator is first clamped to +-2^bits, beyond which the result saturates anyway (also
+ * after adding the zero point: zero in [qmin(bits), qmax(bits)], |zero| <= 2^(bits-1)). */
 static inline int32_t mdfi_requantize_zp(int64_t acc, int32_t shift, int32_t mode, int32_t bits, int32_t act,
                                          int32_t zero)
 {
@@ -108,6 +91,13 @@ static inline int32_t mdfi_requantize_zp(int64_t acc, int32_t shift, int32_t mod
         acc = acc < -lim ? -lim : (acc > lim ? lim : acc);
     }
     return mdfi_saturate(mdfi_shift_round(acc, shift, mode) + zero, bits);
+}
+
+/* Without a zero point (every zero-free format). */
+static inline int32_t mdfi_requantize(int64_t acc, int32_t shift, int32_t mode, int32_t bits,
+                                      int32_t act)
+{
+    return mdfi_requantize_zp(acc, shift, mode, bits, act, 0);
 }
 
 /* ---- the folded int32-lane form (SIMD epilogues) -----------------------------------------
