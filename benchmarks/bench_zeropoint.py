@@ -42,6 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--abits", type=int, default=8)
     ap.add_argument("--wbits", type=int, default=8)
     ap.add_argument("--method", choices=("nearest", "empirical", "adaround"), default="nearest")
+    ap.add_argument("--weight-method", choices=("mse", "max"), default="mse",
+                    help="per-channel weight formats: mse (the default of every model) or max (nothing clipped)")
     ap.add_argument("--only-zero-points", action="store_true", help="skip the model without zero points")
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets")
     ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
@@ -70,8 +72,9 @@ def main(argv=None) -> int:
     for tag, zp in (("plain", False), ("zp", True))[1 if args.only_zero_points else 0:]:
         t0 = time.perf_counter()
         qm = quantize_network(network, wbits=args.wbits, abits=args.abits, per_channel=True, calib=calib,
-                              names=names, zero_points=zp, **kw)
-        label = f"{tag}-w{args.wbits}a{args.abits}" + ("" if args.method == "nearest" else f"-{args.method}")
+                              names=names, zero_points=zp, weight_method=args.weight_method, **kw)
+        label = (f"{tag}-w{args.wbits}a{args.abits}" + ("" if args.method == "nearest" else f"-{args.method}")
+                 + ("" if args.weight_method == "mse" else f"-w{args.weight_method}"))
         ba.evaluate_model(qm, label, time.perf_counter() - t0, False, network, names, datas, rows, False)
     if args.json:
         with open(args.json, "w") as fh:
