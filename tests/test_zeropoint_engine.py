@@ -111,19 +111,19 @@ def test_yolov3_tiny_real_weights_zero_points(tiny_net):
 
 def test_cli_quantize_zero_points(tmp_path, capsys):
     """`mdfi quantize --zero-points` writes a version-2 model whose formats carry zero points
-    (none on the tensors mini-yolov3's shortcut touches), which `mdfi detect` runs; the
+    (on the tensors mini-yolov3's shortcuts read and write as well), which `mdfi detect` runs; the
     options that choose formats another way are refused before any work."""
     from mdfi.cli import main
     from mdfi.quant import modelfile
-    from mdfi.quant.zeropoint import zero_point_blockers
     from conftest import DARKNET
     cfg = DARKNET / "mini-yolov3" / "mini-yolov3.cfg"
     base = ["quantize", "--cfg", str(cfg), "--weights", str(DARKNET / "mini-yolov3" / "mini-yolov3.weights")]
     assert main(base + ["--zero-points", "-o", str(tmp_path / "z.mdfi")]) == 0
     qm = modelfile.load(tmp_path / "z.mdfi")
     assert qm.options.get("zero_points") is True
-    blocked = zero_point_blockers(qm.network)
-    assert blocked and all(qm.layers[i].out_fmt.zero == 0 for i in blocked)
+    shortcuts = [ql for ql in qm.layers if ql.kind == "shortcut"]
+    assert shortcuts and all(ql.out_fmt.zero and all(f.zero for f in ql.in_fmts) for ql in shortcuts), \
+        [(ql.out_fmt, ql.in_fmts) for ql in shortcuts]
     assert any(ql.out_fmt is not None and ql.out_fmt.zero for ql in qm.layers)
     img = tmp_path / "x.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3)).astype(np.uint8)).save(img)
