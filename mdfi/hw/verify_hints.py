@@ -443,13 +443,12 @@ class Analyzer:
                  if np.all(off != 0) and np.array_equal(d, g + off)]
         if match == ["zero_a", "zero_b"]:             # equal terms: the dump cannot tell which
             match = ["zero_a or zero_b, equal terms here"]
-        for what in match[:1]:
-                return [Hint("zero_point", f"shortcut input zero point not subtracted ({what}; zero_a = {za}, zero_b = {zb}): "
-                                           f"found "
-                                           f"= golden + zero_a·2^{fm - fa} + zero_b·2^{fm - fb} (zero_b on the first "
-                                           f"{added:,} elements; docs/fixed-point.md section 6: acc = (a − zero_a)·"
-                                           f"2^(fm−fa) + (b − zero_b)·2^(fm−fb)): {n:,} of {n:,} mismatches explained")]
-        return []
+        if not match:
+            return []
+        return [Hint("zero_point", f"shortcut input zero point not subtracted ({match[0]}; zero_a = {za}, zero_b = "
+                                   f"{zb}): found = golden + zero_a·2^{fm - fa} + zero_b·2^{fm - fb} (zero_b on the "
+                                   f"first {added:,} elements; docs/fixed-point.md section 6: acc = (a − zero_a)·"
+                                   f"2^(fm−fa) + (b − zero_b)·2^(fm−fb)): {n:,} of {n:,} mismatches explained")]
 
     # -- AlexeyAB's route groups -------------------------------------------------------------
     def _route_groups(self):
