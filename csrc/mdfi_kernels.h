@@ -99,6 +99,18 @@ int mdfi_shortcut(const void *restrict a, int32_t a_type, int32_t fa,
                   int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
                   void *restrict out, int32_t out_type);
 
+/* mdfi_shortcut_ex with zero points (QShortcut.forward_ref, docs/fixed-point.md section 6):
+ *   s = (a - za) * 2^(fm - fa) + (b - zb) * 2^(fm - fb)   (exact, int64)
+ *   out = mdfi_requantize_zp(s, fm - out_frac, mode, bits, act, zo)
+ * za, zb in [-32768, 65535], zo in [qmin(bits), qmax(bits)] (-4 otherwise).  b == NULL: b's
+ * real value is 0 everywhere (the term b - zb is 0; the elements of a beyond a shorter b).
+ * za = zb = zo = 0 with b != NULL is mdfi_shortcut_ex. */
+int mdfi_shortcut_zp(const void *restrict a, int32_t a_type, int32_t fa,
+                     const void *restrict b, int32_t b_type, int32_t fb, int64_t n,
+                     int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
+                     void *restrict out, int32_t out_type, int32_t za, int32_t zb, int32_t zo,
+                     const mdfi_kopts *opts);
+
 /* Darknet's reorg permutation (QReorg.forward_ref): out[k'] = in[perm(k')], see reorg.py.
  * in: [c][h][w] (input dims), out: c*h*w elements, same type. */
 int mdfi_reorg(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,

@@ -11,6 +11,7 @@ typedef struct {
     void *out;
     int32_t a_type, b_type, out_type, da, db, s, mode, bits, act;
     int64_t ma, mb;
+    int32_t za, zb, zo;           /* zero points of a, b and out (0 without) */
     int32_t simd;                 /* 1: AVX2, the aligned sum provably fits int32; 2: AVX-512,
                                      int8 + int8 -> int8 and a shift of 1..31 as well; 3:
                                      AVX-512, int8 + int8 -> int8, not leaky, a shift <= 0 or
@@ -24,16 +25,21 @@ KAVX2 static void NAME(const shortcut_ctx *k, int64_t i0, int64_t i1)           
 {                                                                                            \
     mdfi_rq8_avx2 q;                                                                         \
     mdfi_rq8_init_avx2(&q, k->s, MODE, k->bits, ACT);                                        \
+    if (k->zo) mdfi_rq8_zp_avx2(&q, k->bits, k->zo);       /* clamps to [qmin-zo, qmax-zo] */ \
     const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);              \
+    const __m256i za = _mm256_set1_epi32(k->za), zb = _mm256_set1_epi32(k->zb);              \
+    const __m256i zo = _mm256_set1_epi32(k->zo);                                             \
     int64_t i = i0;                                                                          \
     for (; i + 8 <= i1; i += 8) {                                                            \
-        const __m256i sum = _mm256_add_epi32(_mm256_sll_epi32(ld8(k->a, k->a_type, i), da),  \
-                                             _mm256_sll_epi32(ld8(k->b, k->b_type, i), db)); \
-        st8(k->out, k->out_type, i, mdfi_requantize8_avx2(sum, &q, MODE, ACT));              \
+        const __m256i sum = _mm256_add_epi32(                                                \
+            _mm256_sll_epi32(_mm256_sub_epi32(ld8(k->a, k->a_type, i), za), da),             \
+            _mm256_sll_epi32(_mm256_sub_epi32(ld8(k->b, k->b_type, i), zb), db));            \
+        st8(k->out, k->out_type, i, _mm256_add_epi32(mdfi_requantize8_avx2(sum, &q, MODE, ACT), zo)); \
     }                                                                                        \
     for (; i < i1; ++i) {                                                                    \
-        const int64_t sum = load(k->a, k->a_type, i) * k->ma + load(k->b, k->b_type, i) * k->mb; \
-        store(k->out, k->out_type, i, mdfi_requantize(sum, k->s, MODE, k->bits, ACT));       \
+        const int64_t sum = (load(k->a, k->a_type, i) - k->za) * k->ma +                     \
+                            (load(k->b, k->b_type, i) - k->zb) * k->mb;                      \
+        store(k->out, k->out_type, i, mdfi_requantize_zp(sum, k->s, MODE, k->bits, ACT, k->zo)); \
     }                                                                                        \
 }
 MDFI_SHORTCUT_AVX2(shortcut_avx2_0, MDFI_ROUND_HALF_UP, MDFI_ACT_LINEAR)
@@ -147,6 +153,13 @@ static void shortcut_avx512_left(const shortcut_ctx *k, int64_t i0, int64_t i1)
 static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
 {
     const shortcut_ctx *k = (const shortcut_ctx *)vctx;
+    if (k->b == NULL) {           /* b's real value is 0: the term b - zb is 0 */
+        for (int64_t i = i0; i < i1; ++i) {
+            const int64_t sum = (load(k->a, k->a_type, i) - k->za) * k->ma;
+            store(k->out, k->out_type, i, mdfi_requantize_zp(sum, k->s, k->mode, k->bits, k->act, k->zo));
+        }
+        return;
+    }
 #if MDFI_KERNELS_X86
     typedef void (*fn)(const shortcut_ctx *, int64_t, int64_t);
     if (k->simd == 3) {
@@ -168,8 +181,8 @@ static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
     }
 #endif
     for (int64_t i = i0; i < i1; ++i) {
-        const int64_t sum = load(k->a, k->a_type, i) * k->ma + load(k->b, k->b_type, i) * k->mb;
-        store(k->out, k->out_type, i, mdfi_requantize(sum, k->s, k->mode, k->bits, k->act));
+        const int64_t sum = (load(k->a, k->a_type, i) - k->za) * k->ma + (load(k->b, k->b_type, i) - k->zb) * k->mb;
+        store(k->out, k->out_type, i, mdfi_requantize_zp(sum, k->s, k->mode, k->bits, k->act, k->zo));
     }
 }
 
@@ -178,10 +191,16 @@ static int64_t type_max_abs(int32_t t)
     return t == MDFI_U8 ? 255 : (t == MDFI_S8 ? 128 : 32768);
 }
 
-int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
+static int64_t iabs64(int64_t v)
+{
+    return v < 0 ? -v : v;
+}
+
+int mdfi_shortcut_zp(const void *restrict a, int32_t a_type, int32_t fa,
                      const void *restrict b, int32_t b_type, int32_t fb, int64_t n,
                      int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
-                     void *restrict out, int32_t out_type, const mdfi_kopts *opts)
+                     void *restrict out, int32_t out_type, int32_t za, int32_t zb, int32_t zo,
+                     const mdfi_kopts *opts)
 {
     if (opts == NULL) opts = &mdfi_kopts_default;
     if (mdfi_type_size(a_type) == 0 || mdfi_type_size(b_type) == 0 || a_type == MDFI_S32 ||
@@ -191,17 +210,30 @@ int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
     const int32_t fm = fa > fb ? fa : fb;
     const int32_t da = fm - fa, db = fm - fb, s = fm - out_frac;
     if (da > 16 || db > 16 || s < MDFI_MIN_SHIFT || s > MDFI_MAX_SHIFT) return -2;
+    if (za < -32768 || za > 65535 || zb < -32768 || zb > 65535 || zo < mdfi_qmin(bits) || zo > mdfi_qmax(bits))
+        return -4;
     const int64_t ma = (int64_t)1 << da, mb = (int64_t)1 << db;   /* exact alignment factors */
-    const int fits32 = type_max_abs(a_type) * ma + type_max_abs(b_type) * mb <= (int64_t)INT32_MAX;
+    const int fits32 = (type_max_abs(a_type) + iabs64(za)) * ma + (type_max_abs(b_type) + iabs64(zb)) * mb <=
+                       (int64_t)INT32_MAX;
     int32_t simd = use_avx2(opts) && fits32;
     if (simd && opts->simd == 2 && a_type == MDFI_S8 && b_type == MDFI_S8 && out_type == MDFI_S8 &&
-        mdfi_kernels_have_avx512bw()) {
+        za == 0 && zb == 0 && zo == 0 && b != NULL && mdfi_kernels_have_avx512bw()) {
         if (act != MDFI_ACT_LEAKY && (s <= 0 || (s == 1 && da <= 1 && db <= 1))) simd = 3;
         else if (s >= 1 && s <= 31) simd = 2;
     }
-    const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb, simd};
+    const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb,
+                            za, zb, zo, simd};
     mdfi_kpar_for(opts, n, 32768, shortcut_range, &k);
     return 0;
+}
+
+int mdfi_shortcut_ex(const void *restrict a, int32_t a_type, int32_t fa,
+                     const void *restrict b, int32_t b_type, int32_t fb, int64_t n,
+                     int32_t out_frac, int32_t mode, int32_t bits, int32_t act,
+                     void *restrict out, int32_t out_type, const mdfi_kopts *opts)
+{
+    return mdfi_shortcut_zp(a, a_type, fa, b, b_type, fb, n, out_frac, mode, bits, act, out, out_type, 0, 0, 0,
+                            opts);
 }
 
 int mdfi_shortcut(const void *restrict a, int32_t a_type, int32_t fa,

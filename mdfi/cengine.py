@@ -284,17 +284,20 @@ class CRunner:
         args = (sf.frac, fp.rounding_code(ql.rounding), sf.bits, ACT_CODES["linear" if lut else l.activation])
         n_out = int(np.prod(l.out_shape))
         n_common = ql.common
-        # elements of the previous layer beyond the from layer take b = 0
-        zeros = np.zeros(max(n_out - n_common, 1), np.int8)
+        # zero points (docs/fixed-point.md section 6): subtracted from the inputs, the output's
+        # added before the saturation (a table folds it: the pre code has none)
+        za, zb = (f.zero for f in ql.in_fmts)
+        zs = dict(za=za, zb=zb, zo=0 if lut else ql.out_fmt.zero)
 
         def step(xs, out):
             if n_common == n_out and xs[1].size == n_out:
-                _kernels.shortcut(xs[0], fa, xs[1], fb, out, *args, nthreads=nt)
+                _kernels.shortcut(xs[0], fa, xs[1], fb, out, *args, nthreads=nt, **zs)
                 return
             a, b, o = xs[0].reshape(-1), xs[1].reshape(-1), out.reshape(-1)
-            _kernels.shortcut(a[:n_common], fa, b[:n_common], fb, o[:n_common], *args, nthreads=nt)
+            _kernels.shortcut(a[:n_common], fa, b[:n_common], fb, o[:n_common], *args, nthreads=nt, **zs)
             if n_out > n_common:
-                _kernels.shortcut(a[n_common:], fa, zeros, fb, o[n_common:], *args, nthreads=nt)
+                # elements of the previous layer beyond the from layer: b's real value is 0
+                _kernels.shortcut(a[n_common:], fa, None, fb, o[n_common:], *args, nthreads=nt, b_type=b.dtype, **zs)
         return self._then_table(ql, step) if lut else step
 
     def _plan_yolo(self, ql):

@@ -151,6 +151,33 @@ def test_alexeyab_zero_points(runner, tmp_path):
     assert assert_identical(runner, gold, tmp_path, "--threads", "2") == len(qm.layers)
 
 
+def ab_zero_points_everywhere():
+    """alexeyab_model with a forced zero point on every convolution and shortcut output, so
+    every shortcut reads and writes zero points (shortcut 7's from layer has fewer channels:
+    the rest of a takes b's real value 0; shortcut 10 has a table activation)."""
+    from golden_nets import alexeyab_model
+    _, qm = alexeyab_model()
+    zs = {l.index: (-1) ** l.index * (9 + 3 * l.index) for l in qm.network.layers
+          if l.kind in ("convolutional", "shortcut")}
+    return alexeyab_model(act_zeros=zs)
+
+
+def test_alexeyab_shortcut_zero_points(runner, tmp_path):
+    """Shortcuts with zero points (docs/fixed-point.md section 6): zero_a= zero_b= zero_out=
+    (no zero_out= with a table activation), bit-identical; a zero point outside its input's
+    codes is refused naming the key."""
+    model, qm = ab_zero_points_everywhere()
+    gold = _export(model, _photo(), tmp_path / "gold")
+    lines = (gold / "model.txt").read_text().splitlines()
+    sc = {int(line.split()[1]): line for line in lines if " shortcut " in line}
+    assert sorted(sc) == [5, 7, 9, 10]
+    assert " zero_a=27 zero_b=-24 zero_out=-30" in sc[7]
+    assert " zero_a=-36 zero_b=27" in sc[10] and "zero_out" not in sc[10] and "lut=" in sc[10]
+    assert assert_identical(runner, gold, tmp_path, "--threads", "2") == len(qm.layers)
+    line = _edit_line(gold / "model.txt", "layer 7 shortcut", "zero_b=-24", "zero_b=300")
+    assert_error(_run(runner, gold, tmp_path / "bad"), f"{gold / 'model.txt'}:{line}: ", "zero_b")
+
+
 def test_yolov4_tiny_coco_recipe_8bit(runner, tmp_path):
     """The official COCO yolov4-tiny with its shipped recipe (route groups, scale_x_y heads)."""
     import mdfi

@@ -12,7 +12,8 @@ detections from the head outputs -- and compares with the export bit for bit.
 Exports: yolov3-tiny on a 416x312 crop of a real photo (``in``/``out`` stages); a small
 random-weight network with reorg, a two-input route and a region head with softmax; one
 whose requantizing shifts are ``<= 0`` (forced formats, ``tests/golden_nets.py``); and
-mini-yolov3's layer 4 (a shortcut).
+mini-yolov3's layer 4 (a shortcut); yolov3-tiny and mini-yolov3 (its shortcuts included)
+quantized with zero points.
 """
 
 from __future__ import annotations
@@ -59,6 +60,18 @@ import subprocess
 subprocess.run([sys.executable, "-m", "mdfi", "quantize", "--model", "yolov3-tiny", "--zero-points", "-o",
                 out + "/z.mdfi"], check=True, capture_output=True)
 golden.export(mdfi.load(out + "/z.mdfi", threads=2), photo, out + "/tinyz", thresh=0.05)
+from mdfi.darknet.network import Network
+from mdfi.darknet.weights import load_weights
+from mdfi.quant import calibrate, modelfile
+from mdfi.quant.quantize import quantize_network
+net = Network.from_cfg(mini + ".cfg", warn=False)
+load_weights(net, mini + ".weights")
+rng = np.random.default_rng(4)
+calib = calibrate.collect(net, [rng.integers(0, 256, (net.height, net.width, 3)).astype(np.uint8) for _ in range(2)],
+                          progress=False)
+qm = quantize_network(net, per_channel=True, calib=calib, zero_points=True, cfg_text=open(mini + ".cfg").read())
+modelfile.save(qm, out + "/miniz.mdfi")
+golden.export(mdfi.load(out + "/miniz.mdfi", threads=1), photo, out + "/miniz", thresh=0.99)
 """
 
 
@@ -82,7 +95,7 @@ def exports(tmp_path_factory):
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     return {"photo": photo, **{k: gr.GoldenSet(str(work / k)) for k in ("tiny", "reorg", "shifts", "mini", "routes",
-                                                                          "tinyz")}}
+                                                                          "tinyz", "miniz")}}
 
 
 def test_imports_nothing_from_mdfi():
@@ -507,3 +520,57 @@ def test_zero_points_every_layer(exports):
     assert not np.array_equal(acc0, g.read(2, "acc"))
     rec = g.detections()
     assert len(rec["detections"]) >= 2 and rebuild_detections(g) == rec["detections"]
+
+
+# docs/fixed-point.md section 6, docs/golden-format.md "Zero points": shortcuts with zero points
+def check_shortcut(g, i: int) -> None:
+    """acc = (a - zero_a)*2^(fm-fa) + (b - zero_b)*2^(fm-fb), out = sat(R(act(acc)/2^s) + zero_out)."""
+    L, ml = g.layer(i), model_line(g, i)
+    fa, fb, fo = int(ml["fa"]), int(ml["fb"]), int(ml["out_frac"])
+    za, zb, zo = (int(ml.get(k, 0)) for k in ("zero_a", "zero_b", "zero_out"))
+    assert (za, zb) == (g.entry(i, "in0").get("zero", 0), g.entry(i, "in1").get("zero", 0))
+    assert zo == g.entry(i, "out").get("zero", 0) == L["meta"]["out_fmt"].get("zero", 0)
+    assert {k: L["params"].get(k, 0) for k in ("zero_a", "zero_b", "zero_out")} == \
+        {"zero_a": za, "zero_b": zb, "zero_out": zo}
+    fm = max(fa, fb)
+    a, b = g.read(i, "in0").astype(np.int64), g.read(i, "in1").astype(np.int64)
+    acc = ((a - za) << (fm - fa)) + ((b - zb) << (fm - fb))
+    assert np.array_equal(acc, g.read(i, "acc")) and "zero" not in g.entry(i, "acc")
+    act, extra = pre_shift(acc, ml["act"])
+    assert np.array_equal(act, g.read(i, "act"))
+    assert np.array_equal(requantize(act, fm - fo + extra, ml["rounding"], int(ml["out_bits"]), zo), g.read(i, "out"))
+    # the width the docs give the acc stage: max(bits + [zero != 0] + fm - f) + 1
+    bits = int(ml["out_bits"])
+    width = max(bits + (za != 0) + fm - fa, bits + (zb != 0) + fm - fb) + 1
+    assert np.abs(acc).max() < 2 ** (width - 1)
+
+
+def test_zero_points_shortcuts(exports):
+    """mini-yolov3 with zero points on every tensor (its shortcuts' inputs and outputs too):
+    every shortcut, convolution and route from the documented rules, and the detections."""
+    g = exports["miniz"]
+    shortcuts = [L["index"] for L in g.layers if L["kind"] == "shortcut"]
+    assert len(shortcuts) == 2
+    for L in g.layers:
+        i, kind = L["index"], L["kind"]
+        if kind == "shortcut":
+            check_shortcut(g, i)
+        elif kind == "convolutional":
+            check_conv(g, i, with_stages=True)
+        elif kind == "route":
+            check_route(g, i)
+        elif kind == "maxpool":
+            ml = model_line(g, i)
+            assert np.array_equal(maxpool(g.read(i, "in0"), int(ml["size"]), int(ml["stride"]), int(ml["pad"])),
+                                  g.read(i, "out"))
+        elif kind in ("yolo", "region"):
+            check_head(g, i)
+    for i in shortcuts:
+        ml = model_line(g, i)
+        assert all(int(ml[k]) != 0 for k in ("zero_a", "zero_b", "zero_out")), ml
+        # the zero points matter: the sum of the raw codes is not the exported accumulator
+        fa, fb = int(ml["fa"]), int(ml["fb"])
+        fm = max(fa, fb)
+        raw = (g.read(i, "in0").astype(np.int64) << (fm - fa)) + (g.read(i, "in1").astype(np.int64) << (fm - fb))
+        assert not np.array_equal(raw, g.read(i, "acc"))
+    assert rebuild_detections(g) == g.detections()["detections"]

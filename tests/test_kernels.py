@@ -431,3 +431,70 @@ def test_align_copy_zero_points(nthreads, simd, in_bits, out_bits, signed):
 def test_align_copy_zero_points_checked(zi, zo, bits):
     with pytest.raises(ShapeError, match="zero"):
         K.align_copy(np.zeros(5, np.int16), np.zeros(5, np.int16), 1, 0, bits, zero_in=zi, zero_out=zo)
+
+
+# -- shortcut with zero points: sat(R(act((a - za)*2^da + (b - zb)*2^db) / 2^s) + zo) ----------------
+def _shortcut_zp_ref(a, fa, b, fb, fo, mode, bits, act, za, zb, zo):
+    fm = max(fa, fb)
+    sa = (a.astype(np.int64) - za) << (fm - fa)
+    sb = 0 if b is None else (b.astype(np.int64) - zb) << (fm - fb)
+    return fp.requantize(sa + sb, fm - fo, mode, bits, act, zero=zo)
+
+
+@pytest.mark.parametrize("nthreads, simd", OPTS)
+@pytest.mark.parametrize("fa, fb, fo", [(3, 3, 3), (5, 3, 2), (3, 5, 6), (0, 16, 4), (7, 7, -30), (4, 2, 9),
+                                        (1, 0, 30)])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_shortcut_zero_points_paths(nthreads, simd, fa, fb, fo, bits):
+    """Every path (scalar, AVX2 int32/int64 lanes, the AVX-512 choice falling back), thread
+    count, rounding and activation; zero points at the extremes of the codes and both
+    inputs' zero points independent of the output's; b None (its real value 0)."""
+    rng = np.random.default_rng(fa * 100 + fb * 10 + bits + 5)
+    a, b = values(BIG, bits, rng), values(BIG, bits, rng)
+    b.reshape(-1)[-9:] = fp.qmin(bits)
+    a.reshape(-1)[-5:] = fp.qmax(bits)
+    lo, hi = fp.qmin(bits), fp.qmax(bits)
+    for za, zb, zo in ((lo, hi, lo), (hi, lo, hi), (0, 0, hi), (lo, 0, 0), (0, hi, -1), (hi // 3, lo + 1, 7),
+                       (-5, 17, lo + 1)):
+        for mode in MODES:
+            for act in ACTS:
+                out = np.empty(a.shape, dtype_for(bits))
+                K.shortcut(a, fa, b, fb, out, fo, fp.rounding_code(mode), bits, ACTS[act], nthreads=nthreads,
+                           simd=simd, za=int(za), zb=int(zb), zo=int(zo))
+                ref = _shortcut_zp_ref(a, fa, b, fb, fo, mode, bits, act, za, zb, zo)
+                assert np.array_equal(out, ref), (za, zb, zo, mode, act)
+        out = np.empty(a.shape, dtype_for(bits))
+        K.shortcut(a, fa, None, fb, out, fo, 0, bits, ACTS["leaky"], nthreads=nthreads, simd=simd,
+                   za=int(za), zb=int(zb), zo=int(zo), b_type=b.dtype)
+        assert np.array_equal(out, _shortcut_zp_ref(a, fa, None, fb, fo, "half_up", bits, "leaky", za, zb, zo))
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_shortcut_zero_points_int8_short_lengths(nthreads):
+    """int8 + int8 -> int8 (the case the AVX-512 bodies take without zero points), lengths
+    with tails, every width 2..8 (zero points inside the output width), mixed input types."""
+    rng = np.random.default_rng(91 + nthreads)
+    for n in (1, 7, 8, 9, 63, 65, 1001):
+        a = rng.integers(-128, 128, n).astype(np.int8)
+        b = rng.integers(-128, 128, n).astype(np.int8)
+        for fa, fb, fo in [(3, 3, 3), (0, 0, 1), (4, 3, 3), (0, 16, 31)]:
+            for bits in range(2, 9):
+                for za, zb, zo in ((-128, 127, fp.qmin(bits)), (127, -128, fp.qmax(bits)), (3, -3, 0)):
+                    for simd in (False, True, "avx512"):
+                        for act in ACTS:
+                            out = np.empty(n, np.int8)
+                            K.shortcut(a, fa, b, fb, out, fo, 1, bits, ACTS[act], nthreads=nthreads, simd=simd,
+                                       za=za, zb=zb, zo=zo)
+                            ref = _shortcut_zp_ref(a, fa, b, fb, fo, "truncate", bits, act, za, zb, zo)
+                            assert np.array_equal(out, ref), (n, fa, fb, fo, bits, za, zb, zo, simd, act)
+    a, b = values((2, 3, 3), 8), values((2, 3, 3), 16)
+    out = np.empty(a.shape, np.int16)
+    K.shortcut(a, 4, b, 9, out, 6, 0, 16, 0, za=-100, zb=30000, zo=-7)
+    assert np.array_equal(out, _shortcut_zp_ref(a, 4, b, 9, 6, "half_up", 16, "linear", -100, 30000, -7))
+
+
+@pytest.mark.parametrize("kw", [dict(za=-40000), dict(zb=70000), dict(zo=128), dict(zo=-129), dict(za=1.5),
+                                dict(zo=True)])
+def test_shortcut_zero_points_checked(kw):
+    with pytest.raises(ShapeError):
+        K.shortcut(np.zeros(4, np.int8), 0, np.zeros(4, np.int8), 0, np.zeros(4, np.int8), 0, 0, 8, 0, **kw)

@@ -152,15 +152,70 @@ def test_route_aligns_zero_points(tmp_path):
                                                       (60 + 1) // 2 - 100, (187 + 1) // 2 - 100]
 
 
-def test_shortcut_refuses_zero_points(tmp_path):
+def _shortcut_layer(tmp_path, route_first=False, activation="linear"):
     from mdfi.darknet.network import Network
-    from mdfi.layers.shortcut import QShortcut
     cfg = tmp_path / "s.cfg"
+    mid = "[route]\nlayers=-1,-1\n" if route_first else "[maxpool]\nsize=1\nstride=1\n"
     cfg.write_text("[net]\nwidth=4\nheight=4\nchannels=3\n\n[maxpool]\nsize=1\nstride=1\n\n"
-                   "[maxpool]\nsize=1\nstride=1\n\n[shortcut]\nfrom=-2\nactivation=linear\n")
-    layer = Network.from_cfg(cfg).layers[2]
-    with pytest.raises(FormatError, match="zero-point"):
-        QShortcut(layer, [fp.QFormat(8, 4, zero=-3), fp.QFormat(8, 4)], fp.QFormat(8, 4), "half_up")
+                   f"{mid}\n[shortcut]\nfrom=-2\nactivation={activation}\n")
+    return Network.from_cfg(cfg).layers[2]
+
+
+def test_shortcut_zero_points_hand_worked(tmp_path):
+    """s = (a - za)*2^(fm-fa) + (b - zb)*2^(fm-fb), out = sat(R(act(s)/2^shift) + zo)."""
+    from mdfi.layers.shortcut import QShortcut
+    layer = _shortcut_layer(tmp_path)
+    q = QShortcut(layer, [fp.QFormat(8, 4, zero=-100), fp.QFormat(8, 5, zero=20)], fp.QFormat(8, 3, zero=-50),
+                  "half_up")
+    assert (q.sum_frac, q.shift) == (5, 2)
+    a = np.full((3, 4, 4), -90)                  # a - za = 10 -> 20 at frac 5
+    b = np.full((3, 4, 4), 27)                   # b - zb = 7
+    a[0, 0, :] = [-128, 127, -100, -90]
+    b[0, 0, :] = [127, -128, 20, 29]
+    out = q.forward_ref([a, b])
+    # (2*(-28) + 107) = 51 -> R(51/4) = 13 -> -37; (2*227 - 148) = 306 -> 77 -> 27; 0 -> -50;
+    # 20 + 9 = 29 -> R(29/4) = 7 -> -43; elsewhere 27 -> R(27/4) = 7 -> -43
+    assert out[0, 0].tolist() == [-37, 27, -50, -43]
+    assert np.all(out[1:] == -43)
+    st = q.stages_ref([a, b])
+    assert st["acc"][0, 0].tolist() == [51, 306, 0, 29]
+    # the subtraction needs one more bit per input with a zero point: 8 + 1 + 1 (b at fm) ... + 1
+    assert q.stage_formats()["acc"][0] == max(8 + 1 + 1, 8 + 1 + 0) + 1
+
+
+@pytest.mark.parametrize("activation", ["linear", "leaky", "relu", "mish"])
+def test_shortcut_zero_points_equal_the_shifted_zero_free_layer(tmp_path, activation):
+    """Independent derivation: with zero points the layer computes what the zero-free layer
+    computes on the inputs with their zero points subtracted (16-bit, nothing saturates),
+    the output's zero point added before an 8-bit saturation (a table: folded in)."""
+    from mdfi.layers.shortcut import QShortcut
+    layer = _shortcut_layer(tmp_path, activation=activation)
+    rng = np.random.default_rng(5)
+    fa, fb, fo = fp.QFormat(8, 4, zero=-128), fp.QFormat(8, 6, zero=101), fp.QFormat(8, 4, zero=-77)
+    a = rng.integers(-128, 128, (3, 4, 4))
+    b = rng.integers(-128, 128, (3, 4, 4))
+    got = QShortcut(layer, [fa, fb], fo, "half_up").forward_ref([a, b])
+    if activation == "mish":
+        ref_q = QShortcut(layer, [fa.with_zero(0), fb.with_zero(0)], fo, "half_up")
+        ref_q = QShortcut(layer, [fp.QFormat(16, 4), fp.QFormat(16, 6)], fo, "half_up", pre_fmt=ref_q.pre_fmt)
+        assert np.array_equal(got, ref_q.forward_ref([a - fa.zero, b - fb.zero]))
+        return
+    wide = QShortcut(layer, [fp.QFormat(16, 4), fp.QFormat(16, 6)], fp.QFormat(16, 4), "half_up")
+    ref = np.clip(wide.forward_ref([a - fa.zero, b - fb.zero]).astype(np.int64) + fo.zero, -128, 127)
+    assert np.array_equal(got, ref)
+
+
+def test_shortcut_zero_points_short_b_contributes_zero(tmp_path):
+    """b with fewer channels: beyond them b's real value is 0 (b - zb = 0, not -zb)."""
+    from mdfi.layers.shortcut import QShortcut
+    layer = _shortcut_layer(tmp_path, route_first=True)       # a: 6 channels, b: 3
+    assert layer.in_shapes[0][0] == 6 and layer.in_shapes[1][0] == 3
+    q = QShortcut(layer, [fp.QFormat(8, 4, zero=-10), fp.QFormat(8, 4, zero=40)], fp.QFormat(8, 4, zero=5),
+                  "half_up")
+    a = np.full((6, 4, 4), 0)
+    b = np.full((3, 4, 4), 50)
+    out = q.forward_ref([a, b])
+    assert np.all(out[:3] == 10 + 10 + 5) and np.all(out[3:] == 10 + 5)
 
 
 def test_choose_frac_zero_hand_worked():

@@ -111,19 +111,19 @@ def test_yolov3_tiny_real_weights_zero_points(tiny_net):
 
 def test_cli_quantize_zero_points(tmp_path, capsys):
     """`mdfi quantize --zero-points` writes a version-2 model whose formats carry zero points
-    (none on the tensors mini-yolov3's shortcut touches), which `mdfi detect` runs; the
+    (on the tensors mini-yolov3's shortcuts read and write as well), which `mdfi detect` runs; the
     options that choose formats another way are refused before any work."""
     from mdfi.cli import main
     from mdfi.quant import modelfile
-    from mdfi.quant.zeropoint import zero_point_blockers
     from conftest import DARKNET
     cfg = DARKNET / "mini-yolov3" / "mini-yolov3.cfg"
     base = ["quantize", "--cfg", str(cfg), "--weights", str(DARKNET / "mini-yolov3" / "mini-yolov3.weights")]
     assert main(base + ["--zero-points", "-o", str(tmp_path / "z.mdfi")]) == 0
     qm = modelfile.load(tmp_path / "z.mdfi")
     assert qm.options.get("zero_points") is True
-    blocked = zero_point_blockers(qm.network)
-    assert blocked and all(qm.layers[i].out_fmt.zero == 0 for i in blocked)
+    shortcuts = [ql for ql in qm.layers if ql.kind == "shortcut"]
+    assert shortcuts and all(ql.out_fmt.zero and all(f.zero for f in ql.in_fmts) for ql in shortcuts), \
+        [(ql.out_fmt, ql.in_fmts) for ql in shortcuts]
     assert any(ql.out_fmt is not None and ql.out_fmt.zero for ql in qm.layers)
     img = tmp_path / "x.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3)).astype(np.uint8)).save(img)
@@ -179,3 +179,75 @@ def test_api_load_zero_points(tmp_path):
         mdfi.load(**kw, precision="float", zero_points=True)
     with pytest.raises(MDFIError):
         mdfi.load(**kw, zero_points="yes")
+
+
+# -- shortcuts with zero points (docs/fixed-point.md section 6) --------------------------------------
+@pytest.fixture(scope="module")
+def yolov3_zp():
+    """yolov3 (23 shortcuts, every channel count of the real network) at 64x64 with generated
+    weights, quantized with zero points from random-image statistics: every shortcut reads
+    and writes zero-point formats."""
+    text = _small_cfg("yolov3", 64)
+    net = _net(text, "yolov3-64.cfg", seed=1)
+    qm = quantize_network(net, per_channel=True, cfg_text=text, calib=_calibrated(net, 2), zero_points=True)
+    scs = [ql for ql in qm.layers if ql.kind == "shortcut"]
+    assert len(scs) == 23
+    assert sum(bool(ql.out_fmt.zero) for ql in scs) >= 20 and sum(bool(f.zero) for ql in scs for f in ql.in_fmts) >= 40
+    x = np.random.default_rng(3).integers(0, 256, net.input_shape).astype(np.uint8)
+    return net, qm, x, qm.forward_ref(x)
+
+
+@pytest.mark.parametrize("path", _conv.PATHS)
+def test_yolov3_zero_points_every_path(path, yolov3_zp):
+    _, qm, x, ref = yolov3_zp
+    out = _on_path(path, lambda: CRunner(qm, 2).run(x))
+    bad = [i for i, (a, b) in enumerate(zip(ref, out)) if not np.array_equal(a, b)]
+    assert not bad, f"{path}: layers differ: {bad}"
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_yolov3_zero_points_threads_and_fusion(threads, yolov3_zp):
+    """fuse=True fuses no shortcut with zero points (the conv epilogue has none) and still
+    gives the reference."""
+    _, qm, x, ref = yolov3_zp
+    runner = CRunner(qm, threads, fuse=True)
+    for i, j in runner.fused.items():
+        assert not any(f.zero for f in list(qm.layers[j].in_fmts) + [qm.layers[j].out_fmt, qm.layers[i].in_fmt])
+    assert len(runner.fused) < 23
+    out = runner.run(x)
+    assert all(np.array_equal(a, b) for a, b in zip(ref, out))
+
+
+def test_yolov3_zero_points_c_runner(yolov3_zp, tmp_path):
+    """The standalone C runner on the golden export (zero_a= zero_b= zero_out= on the
+    shortcuts) is bit-identical to the Python engine, every layer."""
+    from test_c_runner import _export, _fixed_model, assert_identical, _have_compiler
+    import shutil
+    import subprocess
+    if shutil.which("make") is None or not _have_compiler():
+        pytest.skip("make or a C compiler is not available")
+    from test_c_runner import CSRC
+    build = tmp_path / "build"
+    proc = subprocess.run(["make", "-C", str(CSRC), f"BUILD={build}", "-j2", "runner"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    net, qm, x, _ = yolov3_zp
+    img = np.random.default_rng(7).integers(0, 256, (50, 70, 3)).astype(np.uint8)
+    gold = _export(_fixed_model(net, qm), img, tmp_path / "gold")
+    txt = (gold / "model.txt").read_text()
+    sc = [line for line in txt.splitlines() if " shortcut " in line]
+    assert len(sc) == 23 and sum(" zero_a=" in s and " zero_b=" in s and " zero_out=" in s for s in sc) >= 15
+    assert assert_identical(build / "mdfi_run", gold, tmp_path, "--threads", "2") == len(qm.layers)
+
+
+@pytest.mark.parametrize("path", _conv.PATHS)
+def test_alexeyab_shortcut_zero_points_every_path(path):
+    """Shortcuts with zero points between equal, fewer (the rest of a: b's real value 0) and
+    more channels, leaky / linear / table activations, different input formats."""
+    from test_c_runner import ab_zero_points_everywhere
+    _, qm = ab_zero_points_everywhere()
+    x = np.random.default_rng(4).integers(0, 256, qm.network.input_shape).astype(np.uint8)
+    ref = qm.forward_ref(x)
+    for threads in (1, 2):
+        out = _on_path(path, lambda: CRunner(qm, threads).run(x))
+        bad = [i for i, (a, b) in enumerate(zip(ref, out)) if not np.array_equal(a, b)]
+        assert not bad, f"{path}: layers differ: {bad}"

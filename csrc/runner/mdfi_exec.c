@@ -168,20 +168,20 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
         break;
     }
     case MDFI_K_SHORTCUT: {
-        /* b is added to the first min(|a|, |b|) elements; the rest of a takes b = 0 */
-        static const int8_t zero8[4096] = {0};
+        /* b is added to the first min(|a|, |b|) elements; the rest of a takes b's real value 0
+           (b == NULL: the term b - zero_b is 0).  Zero points: zero_in[0], zero_in[1] (a, b)
+           subtracted, zero_out added before the saturation (0 without). */
         const int64_t na = mdfi_tensor_elems(o), nb = mdfi_tensor_elems(ins[1]);
         const int64_t nc = na < nb ? na : nb;
         const int32_t sf = table ? l->pre_frac : l->out_frac;
         const size_t ea = mdfi_type_size(ins[0]->type), eo = mdfi_type_size(dst_type);
-        rc = mdfi_shortcut_ex(xs[0], ins[0]->type, l->fa, xs[1], ins[1]->type, l->fb, nc, sf, l->rounding,
-                              dst_bits, kact, dst, dst_type, &kopts);
-        for (int64_t i = nc; i < na && rc == 0; i += 4096) {
-            const int64_t len = na - i < 4096 ? na - i : 4096;
-            rc = mdfi_shortcut_ex((const unsigned char *)xs[0] + (size_t)i * ea, ins[0]->type, l->fa, zero8, MDFI_S8,
-                                  l->fb, len, sf, l->rounding, dst_bits, kact, (unsigned char *)dst + (size_t)i * eo,
-                                  dst_type, &kopts);
-        }
+        rc = mdfi_shortcut_zp(xs[0], ins[0]->type, l->fa, xs[1], ins[1]->type, l->fb, nc, sf, l->rounding,
+                              dst_bits, kact, dst, dst_type, l->zero_in[0], l->zero_in[1], l->zero_out, &kopts);
+        if (rc == 0 && nc < na)
+            rc = mdfi_shortcut_zp((const unsigned char *)xs[0] + (size_t)nc * ea, ins[0]->type, l->fa, NULL,
+                                  ins[1]->type, l->fb, na - nc, sf, l->rounding, dst_bits, kact,
+                                  (unsigned char *)dst + (size_t)nc * eo, dst_type, l->zero_in[0], l->zero_in[1],
+                                  l->zero_out, &kopts);
         if (rc == 0 && table)
             rc = mdfi_lut_ex(dst, dst_type, na, mdfi_qmin(l->pre_bits), l->lut, (int32_t)1 << l->pre_bits, out,
                              o->type, &kopts);

@@ -297,6 +297,19 @@ static int parse_shortcut(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *er
     if (l->act >= MDFI_RT_ACT_TABLE && l->pre_bits < l->out.bits)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: pre_bits=%d is narrower than out_bits=%d", (int)l->index,
                          (int)l->pre_bits, (int)l->out.bits);
+    /* zero points (optional, absent = 0): zero_a, zero_b codes of the inputs, zero_out one of
+       the output; a table activation has the output's folded into its table (no zero_out=) */
+    int64_t alo, ahi, blo, bhi;
+    int have_zo;
+    code_range(a, &alo, &ahi);
+    code_range(b, &blo, &bhi);
+    if (kv_int(kv, "zero_a", alo, ahi, 0, &l->zero_in[0], NULL, err) ||
+        kv_int(kv, "zero_b", blo, bhi, 0, &l->zero_in[1], NULL, err) ||
+        kv_int(kv, "zero_out", mdfi_qmin(l->out.bits), mdfi_qmax(l->out.bits), 0, &l->zero_out, &have_zo, err))
+        return -1;
+    if (have_zo && l->act >= MDFI_RT_ACT_TABLE)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: zero_out= with a table activation (the table holds "
+                         "the output's zero point)", (int)l->index);
     return set_out(kv, l, a->c, a->h, a->w, act_type(l->out.bits), l->out.bits, err);
 }
 
@@ -367,7 +380,7 @@ static const char *const KIND_KEYS[MDFI_K_COUNT] = {
     " in c h w stride ",
     " in c h w stride ",
     " in shifts rounding out_bits groups group_id zero_in zero_out ",
-    " in fa fb out_frac act rounding out_bits pre_bits pre_frac lut ",
+    " in fa fb out_frac act rounding out_bits pre_bits pre_frac lut zero_a zero_b zero_out ",
     " in c h w qmin bits sel logistic exp xy ",
     " in c h w qmin bits sel softmax n entries classes logistic exp expneg "};
 

@@ -72,9 +72,10 @@ typedef struct mdfi_layer {
     int64_t packed_size;
     int64_t *bias;                      /* [M] biases at the accumulator scale         */
     int32_t *shift;                     /* [M] requantizing shifts                     */
-    /* zero points (docs/fixed-point.md 1.1; model.txt pad_value=, zero_out=, zero_in=;
+    /* zero points (docs/fixed-point.md 1.1; model.txt pad_value=, zero_out=, zero_in=, zero_a=, zero_b=;
        absent = 0): conv: the padding value (the input's zero point) and the output's zero
-       point added before the saturation; route: zero_in per input, zero_out */
+       point added before the saturation; route: zero_in per input, zero_out; shortcut:
+       zero_in[0], zero_in[1] (zero_a=, zero_b=), zero_out */
     int32_t pad_value, zero_out;
     int32_t zero_in[MDFI_RT_MAX_INPUTS];
     /* maxpool */

@@ -197,26 +197,44 @@ def align_copy(inp, out, int shift, int mode, int bits, *, nthreads=1, simd=None
     _rc(rc, "route")
 
 
-def shortcut(a, int fa, b, int fb, out, int out_frac, int mode, int bits, int act, *, nthreads=1,
-             simd=None):
+def shortcut(a, int fa, b, int fb, out, int out_frac, int mode, int bits, int act, *, za=0, zb=0, zo=0,
+             nthreads=1, simd=None, b_type=None):
+    """out = sat(R(act((a - za) * 2**(fm - fa) + (b - zb) * 2**(fm - fb)) / 2**(fm - out_frac)) + zo)
+    element-wise (QShortcut.forward_ref; docs/fixed-point.md section 6).  ``b`` None: its real
+    value is 0 everywhere (the term ``b - zb`` is 0); ``b_type`` then names its dtype (default
+    int8, only validated).  za, zb: the inputs' zero points (-32768..65535); zo: the output's
+    (inside the ``bits`` range)."""
     cdef mdfi_kopts o = _opts(nthreads, simd)
     ac = _code(a, "shortcut input a")
-    bc = _code(b, "shortcut input b")
+    if b is None:
+        bc = _code(np.zeros(1, np.int8 if b_type is None else b_type), "shortcut input b")
+    else:
+        bc = _code(b, "shortcut input b")
     oc = _out(out, "shortcut output")
-    if a.shape != b.shape or a.shape != out.shape:
-        raise ShapeError(f"shortcut: shapes {a.shape}, {b.shape} -> {out.shape} differ")
+    if (b is not None and a.shape != b.shape) or a.shape != out.shape:
+        raise ShapeError(f"shortcut: shapes {a.shape}, {None if b is None else b.shape} -> {out.shape} differ")
     _check_bits(bits, oc, "shortcut output")
     _check_mode_act(mode, act)
     fm = max(fa, fb)
     if fm - min(fa, fb) > 16 or not MDFI_MIN_SHIFT <= fm - out_frac <= MDFI_MAX_SHIFT:
         raise ShapeError(f"shortcut: formats {fa}, {fb} -> {out_frac} out of range")
+    for name, z in (("za", za), ("zb", zb), ("zo", zo)):
+        if isinstance(z, (bool, np.bool_)) or not isinstance(z, (int, np.integer)):
+            raise ShapeError(f"shortcut: {name} must be an integer, got {z!r}")
+    if not -32768 <= za <= 65535 or not -32768 <= zb <= 65535:
+        raise ShapeError(f"shortcut: input zero points {za}, {zb} outside [-32768, 65535]")
+    if not -(1 << (bits - 1)) <= zo <= (1 << (bits - 1)) - 1:
+        raise ShapeError(f"shortcut: zo {zo} outside the {bits}-bit range")
     cdef const void *ap = _ptr(a)
-    cdef const void *bp = _ptr(b)
+    cdef const void *bp = NULL
+    if b is not None:
+        bp = _ptr(b)
     cdef void *op = _wptr(out)
     cdef int64_t n = a.size
     cdef int rc, act_t = ac, bct = bc, oct = oc
+    cdef int32_t iza = za, izb = zb, izo = zo
     with nogil:
-        rc = mdfi_shortcut_ex(ap, act_t, fa, bp, bct, fb, n, out_frac, mode, bits, act, op, oct, &o)
+        rc = mdfi_shortcut_zp(ap, act_t, fa, bp, bct, fb, n, out_frac, mode, bits, act, op, oct, iza, izb, izo, &o)
     _rc(rc, "shortcut")
 
 

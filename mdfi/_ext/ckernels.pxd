@@ -39,6 +39,9 @@ cdef extern from "mdfi_kernels.h" nogil:
                            int32_t bits, void *out, int32_t out_type, const mdfi_kopts *opts)
     int mdfi_align_copy_zp(const void *inp, int32_t in_type, int64_t n, int32_t shift, int32_t mode,
                            int32_t bits, void *out, int32_t out_type, int32_t zero_in, int32_t zero_out, const mdfi_kopts *opts)
+    int mdfi_shortcut_zp(const void *a, int32_t a_type, int32_t fa, const void *b, int32_t b_type, int32_t fb,
+                         int64_t n, int32_t out_frac, int32_t mode, int32_t bits, int32_t act, void *out,
+                         int32_t out_type, int32_t za, int32_t zb, int32_t zo, const mdfi_kopts *opts)
     int mdfi_shortcut_ex(const void *a, int32_t a_type, int32_t fa, const void *b, int32_t b_type, int32_t fb,
                          int64_t n, int32_t out_frac, int32_t mode, int32_t bits, int32_t act, void *out,
                          int32_t out_type, const mdfi_kopts *opts)

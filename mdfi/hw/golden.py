@@ -136,6 +136,9 @@ def model_txt(qm: QuantizedModel) -> str:
         if not any(zs) and not ql.out_fmt.zero:
             return ""
         return f" zero_in={','.join(map(str, zs))} zero_out={ql.out_fmt.zero}"
+    def shortcut_zero(ql) -> str:   # zero points (docs/golden-format.md): absent = 0
+        from .golden_describe import _shortcut_zero
+        return "".join(f" {k}={v}" for k, v in _shortcut_zero(ql).items())
     for ql in qm.layers:
         l = ql.layer
         ins = ",".join(str(i) for i in ql.inputs)
@@ -164,7 +167,8 @@ def model_txt(qm: QuantizedModel) -> str:
         elif ql.kind == "shortcut":
             fa, fb = (f.frac for f in ql.in_fmts)
             lines.append(f"{tag} shortcut in={ins} fa={fa} fb={fb} out_frac={ql.out_fmt.frac} "
-                         f"act={act[l.activation]} rounding={ql.rounding} out_bits={ql.out_fmt.bits}{table(ql)}")
+                         f"act={act[l.activation]} rounding={ql.rounding} out_bits={ql.out_fmt.bits}{table(ql)}"
+                         f"{shortcut_zero(ql)}")
         elif ql.kind == "yolo":
             names = ql.table_names
             sel = ",".join(map(str, ql.table_select()))

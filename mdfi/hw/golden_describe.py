@@ -109,7 +109,17 @@ def _shortcut_geometry(ql) -> dict:
     nb = int(np.prod(l.in_shapes[1]))
     fa, fb = (int(f.frac) for f in ql.in_fmts)
     return {"activation": l.activation, "fa": fa, "fb": fb, "sum_frac": int(ql.sum_frac), "shift": int(ql.shift),
-            "a_elements": na, "b_elements": nb, "added_elements": min(na, nb), **_table_params(ql)}
+            "a_elements": na, "b_elements": nb, "added_elements": min(na, nb), **_table_params(ql),
+            **_shortcut_zero(ql)}
+
+
+def _shortcut_zero(ql) -> dict:
+    """Zero points (docs/fixed-point.md section 6), only when nonzero (model.txt's ``zero_a=``,
+    ``zero_b=``, ``zero_out=``): subtracted from the inputs, the output's added before the
+    saturation (a table activation has it folded into ``act_lut``: absent then)."""
+    za, zb = (int(f.zero) for f in ql.in_fmts)
+    zo = 0 if getattr(ql, "lut", False) else int(ql.out_fmt.zero)
+    return {k: v for k, v in (("zero_a", za), ("zero_b", zb), ("zero_out", zo)) if v}
 
 
 #: kind -> function(qlayer) -> the manifest's ``params`` of the layer: the settings that

@@ -366,6 +366,9 @@ class Analyzer:
         route = self.route_groups()
         if route:
             return route
+        zin = self.shortcut_zero_in()
+        if zin:
+            return zin
         pl = self.pipeline()
         if pl is None:
             return self.zero_forgotten()
@@ -406,7 +409,7 @@ class Analyzer:
         """Without the earlier stages: an output whose zero point the DUT did not add
         (found = sat(golden - zero) at every mismatch, and exact where nothing saturated)."""
         z = self.e.get("zero", 0)
-        if self.stage != "out" or not z or self.kind not in ("convolutional", "route") or not self.signed:
+        if self.stage != "out" or not z or self.kind not in ("convolutional", "route", "shortcut") or not self.signed:
             return []
         lo, hi = qrange(self.bits, True)
         g, d = self.gold[self.mism].astype(np.int64), self.dut[self.mism].astype(np.int64)
@@ -415,6 +418,37 @@ class Analyzer:
             return []
         n = self.mism.size
         return [Hint("zero_point", zero_text(z, n, n))]
+
+    def shortcut_zero_in(self) -> List[Hint]:
+        """A shortcut accumulator whose inputs' zero points the DUT did not subtract (one or
+        both): found = golden + zero_a*2^(fm-fa) (+ zero_b*2^(fm-fb) on the first
+        added_elements) at every mismatch (docs/fixed-point.md section 6)."""
+        p = self.L.get("params") or {}
+        za, zb = p.get("zero_a", 0), p.get("zero_b", 0)
+        if self.kind != "shortcut" or self.stage != "acc" or not (za or zb):
+            return []
+        try:
+            za, zb = int(za), int(zb)
+            fa, fb, fm, added = (int(p[k]) for k in ("fa", "fb", "sum_frac", "added_elements"))
+        except (KeyError, TypeError, ValueError):       # the manifest is data
+            return []
+        if not (0 <= fm - fa <= 16 and 0 <= fm - fb <= 16):
+            return []
+        idx = np.asarray(self.full(self.mism), dtype=np.int64)
+        g, d = self.gold[self.mism].astype(np.int64), self.dut[self.mism].astype(np.int64)
+        oa = np.full(idx.shape, za << (fm - fa), dtype=np.int64)
+        ob = np.where(idx < added, np.int64(zb << (fm - fb)), np.int64(0))
+        n = self.mism.size
+        match = [what for what, off in (("zero_a and zero_b", oa + ob), ("zero_a", oa), ("zero_b", ob))
+                 if np.all(off != 0) and np.array_equal(d, g + off)]
+        if match == ["zero_a", "zero_b"]:             # equal terms: the dump cannot tell which
+            match = ["zero_a or zero_b, equal terms here"]
+        if not match:
+            return []
+        return [Hint("zero_point", f"shortcut input zero point not subtracted ({match[0]}; zero_a = {za}, zero_b = "
+                                   f"{zb}): found = golden + zero_a·2^{fm - fa} + zero_b·2^{fm - fb} (zero_b on the "
+                                   f"first {added:,} elements; docs/fixed-point.md section 6: acc = (a − zero_a)·"
+                                   f"2^(fm−fa) + (b − zero_b)·2^(fm−fb)): {n:,} of {n:,} mismatches explained")]
 
     # -- AlexeyAB's route groups -------------------------------------------------------------
     def _route_groups(self):

@@ -149,11 +149,13 @@ class ShortcutLayer(Layer):
 class QShortcut(QLayer):
     """Integer shortcut (docs/fixed-point.md section 6)::
 
-        s   = a * 2**(fm - fa) + b * 2**(fm - fb)      exact, fm = max(fa, fb)
-        out = requantize(s, fm - f_out, rounding, bits, activation)   (saturates)
+        s   = (a - za) * 2**(fm - fa) + (b - zb) * 2**(fm - fb)      exact, fm = max(fa, fb)
+        out = sat(R(act(s) / 2**(fm - f_out)) + zo)                   (requantize, zero=zo)
 
-    ``a`` is the previous layer, ``b`` the ``from`` layer.  When ``b`` has fewer channels
-    (same H x W), the elements beyond it take ``b = 0`` (AlexeyAB's flat-index add and
+    ``a`` is the previous layer, ``b`` the ``from`` layer, ``za``, ``zb``, ``zo`` the zero
+    points of the inputs and the output (section 1.1; 0 without).  When ``b`` has fewer
+    channels (same H x W), the elements beyond it take the real value 0 for ``b`` (the term
+    ``b - zb`` is 0 there; AlexeyAB's flat-index add and
     pjreddie's common-channel add agree there); with more channels its extra ones are
     ignored.  Table activations (mish, swish, logistic, hard_mish, relu6) requantize ``s``
     linearly to the pre-activation code and look the output up (section 4.1).
@@ -173,9 +175,6 @@ class QShortcut(QLayer):
             self.act_lut = (actlut.build_table(layer.activation, self.pre_fmt, out_fmt, rounding) if act_lut is None
                             else actlut.check_table(act_lut, self.pre_fmt, out_fmt, f"layer {layer.index}"))
         self.in_fmts = list(in_fmts)
-        if any(f.zero for f in self.in_fmts + [out_fmt]):
-            raise FormatError(f"layer {layer.index}: [shortcut] with zero-point activations has no fixed-point "
-                              f"kernel (docs/fixed-point.md section 1.1); quantize without zero points")
         fa, fb = (f.frac for f in self.in_fmts)
         if abs(fa - fb) > 16:
             raise FormatError(f"layer {layer.index}: shortcut inputs differ by {abs(fa - fb)} fractional bits "
@@ -211,12 +210,12 @@ class QShortcut(QLayer):
         return min(int(np.prod(s)) for s in self.layer.in_shapes)
 
     def _sum(self, xs):
-        (fa, fb) = (f.frac for f in self.in_fmts)
-        a = np.asarray(xs[0])
-        b = np.zeros(a.size, np.int64)
+        fa, fb = self.in_fmts
+        a = np.asarray(xs[0], np.int64) - np.int64(fa.zero)
+        b = np.zeros(a.size, np.int64)          # beyond the common elements: b - zb = 0
         n = self.common
-        b[:n] = np.asarray(xs[1]).reshape(-1)[:n]
-        s, _ = fp.add_aligned(a, fa, b.reshape(a.shape), fb)
+        b[:n] = np.asarray(xs[1], np.int64).reshape(-1)[:n] - np.int64(fb.zero)
+        s, _ = fp.add_aligned(a, fa.frac, b.reshape(a.shape), fb.frac)
         return s
 
     def stages_ref(self, xs) -> dict:
@@ -231,7 +230,9 @@ class QShortcut(QLayer):
 
     def stage_formats(self) -> dict:
         fa, fb = (f for f in self.in_fmts)
-        acc_bits = max(fa.bits + self.sum_frac - fa.frac, fb.bits + self.sum_frac - fb.frac) + 1
+        # a - za needs one more bit than a when za != 0 (docs/fixed-point.md section 6)
+        acc_bits = max(fa.bits + (fa.zero != 0) + self.sum_frac - fa.frac,
+                       fb.bits + (fb.zero != 0) + self.sum_frac - fb.frac) + 1
         if self.lut:
             return {"acc": (acc_bits, True, self.sum_frac), "pre": (self.pre_fmt.bits, True, self.pre_fmt.frac),
                     "out": (self.out_fmt.bits, True, self.out_fmt.frac)}
@@ -244,7 +245,8 @@ class QShortcut(QLayer):
         if self.lut:
             pre = fp.requantize(s, self.shift, self.rounding, self.pre_fmt.bits, stats=stats)
             return actlut.lookup(self.act_lut, pre, self.pre_fmt)
-        return fp.requantize(s, self.shift, self.rounding, self.out_fmt.bits, self.layer.activation, stats=stats)
+        return fp.requantize(s, self.shift, self.rounding, self.out_fmt.bits, self.layer.activation, stats=stats,
+                             zero=self.out_fmt.zero)
 
     @classmethod
     def quantize(cls, layer, in_fmts, out_fmt, rounding):

@@ -62,30 +62,6 @@ def choose_frac_zero(stats: TensorStats, bits: int, clip_budget: Optional[float]
     return int(best[1]), int(best[2]) + fp.qmin(bits)
 
 
-def zero_point_blockers(network) -> set:
-    """Layers whose output must keep zero point 0: [shortcut] outputs and the outputs their
-    inputs come from (the shortcut kernel has no zero point), followed back through the
-    layers that keep their input's format (maxpool, upsample, reorg, single-input route)."""
-    keep = ("maxpool", "upsample", "reorg")
-    blocked = set()
-
-    def back(i):
-        while i >= 0:
-            blocked.add(i)
-            l = network.layers[i]
-            if l.kind in keep or (l.kind == "route" and len(l.inputs) == 1):
-                i = l.inputs[0]
-            else:
-                break
-
-    for l in network.layers:
-        if l.kind == "shortcut":
-            back(l.index)
-            for i in l.inputs:
-                back(i)
-    return blocked
-
-
 def choose_formats_zero(calib, network, bits: int, layer_abits: Optional[Mapping[int, int]] = None,
                         clip_budget: Optional[float] = 0.01) -> Tuple[Dict[int, int], Dict[int, int]]:
     """``({layer: frac}, {layer: zero})`` for every convolution with statistics in ``calib``.
@@ -93,8 +69,8 @@ def choose_formats_zero(calib, network, bits: int, layer_abits: Optional[Mapping
     The producers of a route's inputs (followed back through maxpool / upsample / reorg,
     transitively over routes of routes) that have one width form a group; the group gets
     one format chosen from the merged statistics of its members, so the route stays a pure
-    concatenation.  Producers that feed a [shortcut] (or a group holding one) keep zero 0
-    and the ``mse`` frac (:func:`zero_point_blockers`)."""
+    concatenation.  Every tensor may carry a zero point: the shortcut subtracts its inputs'
+    and adds its output's (docs/fixed-point.md section 6)."""
     layer_abits = {int(k): int(v) for k, v in (layer_abits or {}).items()}
     calib.check_network(network)
     layers = network.layers
@@ -124,7 +100,6 @@ def choose_formats_zero(calib, network, bits: int, layer_abits: Optional[Mapping
             for p in ps[1:]:
                 if layer_abits.get(p, bits) == layer_abits.get(ps[0], bits):
                     parent[find(p)] = find(ps[0])
-    blocked = zero_point_blockers(network)
     groups: Dict[int, list] = {}
     for i in calib.layers:
         if layers[i].kind in ("convolutional", "shortcut"):
@@ -136,10 +111,7 @@ def choose_formats_zero(calib, network, bits: int, layer_abits: Optional[Mapping
         st = TensorStats()
         for i in members:
             st.merge(calib.layers[i])
-        if any(i in blocked for i in members):
-            f, z = choose_frac(st, b, "mse", clip_budget=clip_budget), 0
-        else:
-            f, z = choose_frac_zero(st, b, clip_budget)
+        f, z = choose_frac_zero(st, b, clip_budget)
         for i in members:
             fracs[i], zeros[i] = f, z
     return fracs, zeros
