@@ -50,22 +50,30 @@ MDFI_SHORTCUT_AVX2(shortcut_avx2_4, MDFI_ROUND_TRUNCATE, MDFI_ACT_LEAKY)
 MDFI_SHORTCUT_AVX2(shortcut_avx2_5, MDFI_ROUND_TRUNCATE, MDFI_ACT_RELU)
 
 /* int8 a, b -> int8 out on sixteen int32 lanes (mdfi_requantize16_i32_avx512: the formulas of
- * the AVX2 twin), the tail with masked loads and stores. */
+ * the AVX2 twin), the tail with masked loads and stores; zero points: (a - za), (b - zb), and
+ * sat(r + zo) as a clamp to [qmin - zo, qmax - zo] and an add (|a - za|, |b - zb| <= 255, so
+ * the aligned sum fits int32: the caller's fits32). */
 #define MDFI_SHORTCUT_AVX512(NAME, MODE, ACT)                                                \
 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))                       \
 static void NAME(const shortcut_ctx *k, int64_t i0, int64_t i1)                              \
 {                                                                                            \
     mdfi_rq32_avx512 q;                                                                      \
     mdfi_rq32_init_avx512(&q, k->s, MODE, k->bits);                                          \
+    q.qmin = _mm512_set1_epi32(mdfi_qmin(k->bits) - k->zo);  /* sat(r + zo): clamp, then add */ \
+    q.qmax = _mm512_set1_epi32(mdfi_qmax(k->bits) - k->zo);                                  \
     const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);              \
+    const __m512i za = _mm512_set1_epi32(k->za), zb = _mm512_set1_epi32(k->zb);              \
+    const __m512i zo = _mm512_set1_epi32(k->zo);                                             \
     const int8_t *a = (const int8_t *)k->a, *b = (const int8_t *)k->b;                       \
     int8_t *o = (int8_t *)k->out;                                                            \
     for (int64_t i = i0; i < i1; i += 16) {                                                  \
         const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1u); \
-        const __m512i va = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i))); \
-        const __m512i vb = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i))); \
+        const __m512i va = _mm512_sub_epi32(                                                 \
+            _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i))), za);        \
+        const __m512i vb = _mm512_sub_epi32(                                                 \
+            _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i))), zb);        \
         const __m512i sum = _mm512_add_epi32(_mm512_sll_epi32(va, da), _mm512_sll_epi32(vb, db)); \
-        const __m512i r = mdfi_requantize16_i32_avx512(sum, &q, MODE, ACT);                  \
+        const __m512i r = _mm512_add_epi32(mdfi_requantize16_i32_avx512(sum, &q, MODE, ACT), zo); \
         _mm_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi32_epi8(r));                   \
     }                                                                                        \
 }
@@ -120,7 +128,7 @@ static void shortcut_avx512_left(const shortcut_ctx *k, int64_t i0, int64_t i1)
     const int8_t *a = (const int8_t *)k->a, *b = (const int8_t *)k->b;
     int8_t *o = (int8_t *)k->out;
     const int relu = k->act == MDFI_ACT_RELU;
-    if (k->da == 0 && k->db == 0 && k->s == 0) {
+    if (k->da == 0 && k->db == 0 && k->s == 0 && k->za == 0 && k->zb == 0 && k->zo == 0) {
         const __m512i lo = _mm512_set1_epi8((char)mdfi_qmin(k->bits)), hi = _mm512_set1_epi8((char)mdfi_qmax(k->bits));
         const __m512i zero = _mm512_setzero_si512();
         for (int64_t i = i0; i < i1; i += 64) {
@@ -136,15 +144,18 @@ static void shortcut_avx512_left(const shortcut_ctx *k, int64_t i0, int64_t i1)
     const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);
     const __m128i lsh = _mm_cvtsi32_si128(-k->s < 15 ? -k->s : 15);
     const __m512i lim_lo = _mm512_set1_epi32(-(1 << 15)), lim_hi = _mm512_set1_epi32(1 << 15);
-    const __m512i qmin = _mm512_set1_epi32(mdfi_qmin(k->bits)), qmax = _mm512_set1_epi32(mdfi_qmax(k->bits));
+    /* zero points: (a - za), (b - zb); sat(x + zo) as the clamp to [qmin - zo, qmax - zo] and an
+     * add (8-bit output: those bounds stay within +-2^8, so the +-2^15 argument above holds) */
+    const __m512i qmin = _mm512_set1_epi32(mdfi_qmin(k->bits) - k->zo), qmax = _mm512_set1_epi32(mdfi_qmax(k->bits) - k->zo);
+    const __m512i za = _mm512_set1_epi32(k->za), zb = _mm512_set1_epi32(k->zb), zo = _mm512_set1_epi32(k->zo);
     for (int64_t i = i0; i < i1; i += 16) {
         const __mmask16 m = i1 - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (i1 - i)) - 1u);
-        const __m512i va = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i)));
-        const __m512i vb = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i)));
+        const __m512i va = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(a + i))), za);
+        const __m512i vb = _mm512_sub_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, (const void *)(b + i))), zb);
         __m512i x = _mm512_add_epi32(_mm512_sll_epi32(va, da), _mm512_sll_epi32(vb, db));
         if (relu) x = _mm512_max_epi32(x, _mm512_setzero_si512());
         x = _mm512_sll_epi32(_mm512_min_epi32(_mm512_max_epi32(x, lim_lo), lim_hi), lsh);
-        x = _mm512_min_epi32(_mm512_max_epi32(x, qmin), qmax);
+        x = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(x, qmin), qmax), zo);
         _mm_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi32_epi8(x));
     }
 }
@@ -217,8 +228,9 @@ int mdfi_shortcut_zp(const void *restrict a, int32_t a_type, int32_t fa,
                        (int64_t)INT32_MAX;
     int32_t simd = use_avx2(opts) && fits32;
     if (simd && opts->simd == 2 && a_type == MDFI_S8 && b_type == MDFI_S8 && out_type == MDFI_S8 &&
-        za == 0 && zb == 0 && zo == 0 && b != NULL && mdfi_kernels_have_avx512bw()) {
-        if (act != MDFI_ACT_LEAKY && (s <= 0 || (s == 1 && da <= 1 && db <= 1))) simd = 3;
+        b != NULL && mdfi_kernels_have_avx512bw()) {
+        const int zp = za != 0 || zb != 0 || zo != 0;   /* the byte-lane bodies have none */
+        if (act != MDFI_ACT_LEAKY && (s <= 0 || (!zp && s == 1 && da <= 1 && db <= 1))) simd = 3;
         else if (s >= 1 && s <= 31) simd = 2;
     }
     const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb,
