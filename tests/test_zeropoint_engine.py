@@ -40,8 +40,9 @@ def _small_cfg(name, size):
     return text
 
 
-@pytest.fixture(scope="module", params=[("yolov3-tiny", 96, 8), ("yolov4-tiny", 64, 8), ("yolov3-tiny", 64, 6)],
-                ids=["yolov3-tiny-a8", "yolov4-tiny-a8", "yolov3-tiny-a6"])
+@pytest.fixture(scope="module", params=[("yolov3-tiny", 96, 8), ("yolov4-tiny", 64, 8), ("yolov3-tiny", 64, 6),
+                                        ("yolov7-tiny", 64, 8)],
+                ids=["yolov3-tiny-a8", "yolov4-tiny-a8", "yolov3-tiny-a6", "yolov7-tiny-a8"])
 def zp_model(request):
     name, size, abits = request.param
     text = _small_cfg(name, size)
