@@ -131,6 +131,12 @@ def test_cli_quantize_zero_points(tmp_path, capsys):
     capsys.readouterr()
     assert main(["detect", str(img), "--model", str(tmp_path / "z.mdfi"), "--out", "none"]) == 0
     capsys.readouterr()
+    cfgw = ["--cfg", str(cfg), "--weights", str(DARKNET / "mini-yolov3" / "mini-yolov3.weights")]
+    assert main(["detect", str(img), *cfgw, "--zero-points", "--out", "none", "--json"]) == 0
+    assert main(["detect", str(img), *cfgw, "--zero-points", "--float", "--out", "none"]) == 2
+    assert "--zero-points applies to the fixed-point engine" in capsys.readouterr().err
+    assert main(["detect", str(img), "--model", str(tmp_path / "z.mdfi"), "--zero-points", "--out", "none"]) == 2
+    assert "fixes its formats" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "z.mdfi")]) == 0
     out = capsys.readouterr().out
     import re

@@ -121,6 +121,9 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib", metavar="DIR", default=None,
                    help="calibrate the fixed-point formats on the photos in DIR (cached; default: a zoo "
                         "model's shipped statistics, else the shipped sample photo's)")
+    g.add_argument("--zero-points", action="store_true",
+                   help="activation formats with zero points (as mdfi quantize --zero-points; opt-in, "
+                        "docs/quantization.md round 13)")
     g.add_argument("--stats", action="store_true",
                    help="print per-layer saturation counts (how many outputs each format clamped)")
 
@@ -152,10 +155,11 @@ def unit_float(name: str):
 def precision_kwargs(args: argparse.Namespace) -> dict:
     """--float / --bits / --engine -> keyword arguments of mdfi.load."""
     calib = getattr(args, "calib", None)
+    zp = bool(getattr(args, "zero_points", False))
     if args.float:
-        if args.bits is not None or calib:
-            raise MDFIError(f"{'--bits' if args.bits is not None else '--calib'} applies to the fixed-point "
-                            f"engine; drop --float")
+        if args.bits is not None or calib or zp:
+            opt = '--bits' if args.bits is not None else '--calib' if calib else '--zero-points'
+            raise MDFIError(f"{opt} applies to the fixed-point engine; drop --float")
         return {"precision": "float"}
     kw = {"precision": "fixed", "engine": args.engine, "threads": getattr(args, "threads", None)}
     if args.bits is not None:
@@ -164,6 +168,8 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
         if not os.path.isdir(calib):
             raise MDFIError(f"--calib {calib}: no such folder")
         kw["calib"] = calib
+    if zp:
+        kw["zero_points"] = True
     return kw
 
 
