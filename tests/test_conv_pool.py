@@ -55,6 +55,18 @@ KERNEL_CASES = [  # C, H, W, M, pad
 ]
 
 
+def _kernel_case(rng, i, c, h, w, m):
+    """(xlo, xhi, x, weights, bias, shift, packed) of KERNEL_CASES[i]: uint8 or int8 input, fills
+    that cycle through random and edge-heavy patterns, shifts from -2 to 33."""
+    xlo, xhi, xdt = (0, 255, np.uint8) if i % 3 == 0 else (-128, 127, np.int8)
+    x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "max", "min", "alt"][i % 5], xdt)
+    wt = fill(rng, (m, c, 3, 3), -128, 127, ["random", "edges", "alt", "random", "min"][i % 5], np.int8)
+    pmax = c * 9 * 128 * max(-xlo, xhi)
+    bias = rng.integers(-pmax // 4, pmax // 4 + 1, size=m).astype(np.int64)
+    shift = rng.choice([12, 13, 14, 15, 16, 1, 0, -2, 33], size=m).astype(np.int32)
+    return xlo, xhi, x, wt, bias, shift, _conv.pack_weights(wt)
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_conv_pool_kernel(path):
     before = _conv.simd_path()
@@ -62,13 +74,7 @@ def test_conv_pool_kernel(path):
     _conv.set_simd_path(before)
     rng = np.random.default_rng(sum(map(ord, path)))
     for i, (c, h, w, m, p) in enumerate(KERNEL_CASES):
-        xlo, xhi, xdt = (0, 255, np.uint8) if i % 3 == 0 else (-128, 127, np.int8)
-        x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "max", "min", "alt"][i % 5], xdt)
-        wt = fill(rng, (m, c, 3, 3), -128, 127, ["random", "edges", "alt", "random", "min"][i % 5], np.int8)
-        pmax = c * 9 * 128 * max(-xlo, xhi)
-        bias = rng.integers(-pmax // 4, pmax // 4 + 1, size=m).astype(np.int64)
-        shift = rng.choice([12, 13, 14, 15, 16, 1, 0, -2, 33], size=m).astype(np.int32)
-        packed = _conv.pack_weights(wt)
+        xlo, xhi, x, wt, bias, shift, packed = _kernel_case(rng, i, c, h, w, m)
         for bits, rounding, act in ((8, "half_up", "leaky"), (5, "truncate", "relu"), (16, "half_up", "linear"),
                                     (12, "truncate", "leaky")):
             kw = dict(k=3, s=1, p=p, rounding=rounding, bits=bits, act=act)
@@ -227,13 +233,7 @@ def test_conv_pool_kernel_zero_points(path):
     _conv.set_simd_path(before)
     rng = np.random.default_rng(3 + sum(map(ord, path)))
     for i, (c, h, w, m, p) in enumerate(KERNEL_CASES):
-        xlo, xhi, xdt = (0, 255, np.uint8) if i % 3 == 0 else (-128, 127, np.int8)
-        x = fill(rng, (c, h, w), xlo, xhi, ["random", "edges", "max", "min", "alt"][i % 5], xdt)
-        wt = fill(rng, (m, c, 3, 3), -128, 127, ["random", "edges", "alt", "random", "min"][i % 5], np.int8)
-        pmax = c * 9 * 128 * max(-xlo, xhi)
-        bias = rng.integers(-pmax // 4, pmax // 4 + 1, size=m).astype(np.int64)
-        shift = rng.choice([12, 13, 14, 15, 16, 1, 0, -2, 33], size=m).astype(np.int32)
-        packed = _conv.pack_weights(wt)
+        xlo, xhi, x, wt, bias, shift, packed = _kernel_case(rng, i, c, h, w, m)
         for j, (bits, rounding, act) in enumerate(((8, "half_up", "leaky"), (5, "truncate", "relu"),
                                                    (16, "half_up", "linear"), (8, "truncate", "relu"))):
             pv = (xlo, xhi, (xlo + xhi) // 3)[(i + j) % 3]
