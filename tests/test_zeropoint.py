@@ -232,3 +232,21 @@ def test_choose_frac_zero_hand_worked():
     # and costs the same, and the first wins: 16, signed 16 - 128 = -112
     st = TensorStats.from_array(np.linspace(-0.5, 6.3, 10001))
     assert choose_frac_zero(st, 8, clip_budget=None) == (5, -112)
+
+
+def test_quantize_network_refuses_conflicting_zero_point_options():
+    """zero_points=True chooses the formats: with act_fracs given (whose zero points it would
+    not know) it is refused, as are act_zeros without act_fracs and another format method --
+    before any statistics are gathered."""
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import load_weights
+    from mdfi.quant.quantize import quantize_network
+    from conftest import DARKNET
+    net = Network.from_cfg(DARKNET / "mini-yolov3" / "mini-yolov3.cfg")
+    load_weights(net, DARKNET / "mini-yolov3" / "mini-yolov3.weights")
+    fracs = {l.index: 4 for l in net.layers}
+    for kw, msg in ((dict(zero_points=True, act_fracs=fracs), "act_zeros instead"),
+                    (dict(act_zeros={0: 3}), "given with act_fracs"),
+                    (dict(zero_points=True, act_method="max"), "mse criterion")):
+        with pytest.raises(FormatError, match=msg):
+            quantize_network(net, **kw)

@@ -238,6 +238,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                 raise FormatError(f"per-layer {what} for layer {i}: the network has layers 0..{len(network.layers) - 1}")
     for mode in layer_rounding.values():
         fp.rounding_code(mode)
+    if zero_points and act_fracs is not None:
+        raise FormatError("zero_points=True chooses the activation formats; with act_fracs given, give their "
+                          "zero points as act_zeros instead")
+    if act_zeros is not None and act_fracs is None:
+        raise FormatError("act_zeros are given with act_fracs (zero_points=True chooses both)")
+    if zero_points and (act_method not in (None, "mse") or set(act_options or {}) - {"clip_budget"}):
+        raise FormatError("zero_points choose formats by the mse criterion (act_method 'mse', option clip_budget)")
     if bias_correction not in (True, False, "auto", "empirical"):
         raise FormatError(f"bias_correction={bias_correction!r}: expected True, False, 'auto' or 'empirical'")
     if weight_rounding not in WEIGHT_ROUNDINGS:
@@ -291,33 +298,26 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     act_options = dict(act_options or {})
     if act_options and act_fracs is not None:
         raise FormatError("act_options apply when formats are chosen from statistics, not with act_fracs given")
-    if act_zeros is not None and act_fracs is None:
-        raise FormatError("act_zeros are given with act_fracs (zero_points=True chooses both)")
     act_zeros = {int(k): int(v) for k, v in (act_zeros or {}).items()}
-    if act_fracs is None and zero_points:
-        from . import calibrate
-        from .zeropoint import choose_formats_zero
-        if calib is None:
-            calib = calibrate.estimate_from_batchnorm(network)
-        if act_method not in (None, "mse") or set(act_options) - {"clip_budget"}:
-            raise FormatError("zero_points choose formats by the mse criterion (act_method 'mse', option clip_budget)")
-        act_method = "mse"
-        act_fracs, act_zeros = choose_formats_zero(calib, network, abits, layer_abits,
-                                                   act_options.get("clip_budget", 0.01))
-        source = calib.meta.get("method", "images") if hasattr(calib, "meta") else "images"
-    elif act_fracs is None:
+    if act_fracs is None:
         from . import calibrate
         if calib is None:
             calib = calibrate.estimate_from_batchnorm(network)
-        if act_method is None:
-            act_method = "max" if calib.meta.get("method") == "batchnorm-estimate" else "mse"
-        act_fracs = calibrate.choose_formats(calib, network, abits, act_method, **act_options)
-        for i, b in layer_abits.items():
-            if i in calib:
-                act_fracs[i] = calibrate.choose_frac(calib[i], b, act_method, **act_options)
         source = calib.meta.get("method", "images") if hasattr(calib, "meta") else "images"
-        if unify_routes:
-            act_fracs = unify_route_formats(network, act_fracs, layer_abits, abits)
+        if zero_points:
+            from .zeropoint import choose_formats_zero
+            act_method = "mse"
+            act_fracs, act_zeros = choose_formats_zero(calib, network, abits, layer_abits,
+                                                       act_options.get("clip_budget", 0.01))
+        else:
+            if act_method is None:
+                act_method = "max" if calib.meta.get("method") == "batchnorm-estimate" else "mse"
+            act_fracs = calibrate.choose_formats(calib, network, abits, act_method, **act_options)
+            for i, b in layer_abits.items():
+                if i in calib:
+                    act_fracs[i] = calibrate.choose_frac(calib[i], b, act_method, **act_options)
+            if unify_routes:
+                act_fracs = unify_route_formats(network, act_fracs, layer_abits, abits)
 
     def out_format(i: int) -> fp.QFormat:
         return fp.QFormat(layer_abits.get(i, abits), int(act_fracs[i]), zero=act_zeros.get(i, 0))
