@@ -5,8 +5,11 @@ entry goes through a lookup table indexed by the input code (``2**bits`` entries
 at quantize time in float64 and stored in the model file, so inference never computes a
 transcendental function):
 
-* logistic table: ``round_half_up(1/(1+exp(-q*2**-frac)) * 2**15)``, unsigned Q1.15 (1.0 == 32768);
-* exp table: ``min(round_half_up(exp(q*2**-frac) * 2**16), 2**31-1)``, unsigned Q15.16.
+* logistic table: ``round_half_up(1/(1+exp(-t)) * 2**15)``, unsigned Q1.15 (1.0 == 32768);
+* exp table: ``min(round_half_up(exp(t) * 2**16), 2**31-1)``, unsigned Q15.16;
+
+with ``t = (q - zero) * 2**-frac`` the value of the code ``q`` (``zero`` the input's zero
+point, 0 without one: :func:`code_values`).
 
 The integer datapath ends with the score threshold applied in integers:
 ``objectness_q > floor(thresh * 2**15)`` and ``objectness_q * class_q > floor(thresh * 2**30)``

@@ -109,6 +109,7 @@ def empirical_bias_shift(layer, run: CalibRun, ql, w_float: np.ndarray, b_float:
     m = layer.filters
     acc_scale = np.exp2(-(ql.w_frac.astype(np.float64) + ql.in_fmt.frac))[:, None]
     w_q = ql.weights.reshape(m, -1).astype(np.float64)
+    b_q = ql.bias_unfolded()[:, None]           # the inputs below are centred (x_q - z)
     sum_q = np.zeros(m)
     sum_f = np.zeros(m)
     sum_af = np.zeros(m)
@@ -117,7 +118,7 @@ def empirical_bias_shift(layer, run: CalibRun, ql, w_float: np.ndarray, b_float:
     act = layer.activation
     for xs_f, xs_q in zip(run.inputs(layer, "float"), run.inputs(layer, "fixed")):
         z_f = w_float @ (conv_columns(layer, xs_f[0]) * float_input_scale) + b_float[:, None]
-        z_q = (w_q @ conv_columns(layer, xs_q[0]) + ql.bias_unfolded()[:, None]) * acc_scale
+        z_q = (w_q @ conv_columns(layer, xs_q[0]) + b_q) * acc_scale
         sum_q += z_q.sum(axis=1)
         sum_f += z_f.sum(axis=1)
         if act == "leaky":
