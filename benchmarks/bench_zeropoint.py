@@ -10,8 +10,10 @@ float-path detections (bench_accuracy.py's metric and caches) on every split ask
 
 Statistics: yolov3-tiny and the COCO yolov4-tiny use their shipped statistics (of the ``calib``
 photos); yolov4-tiny-10c (customyolov4 weights, tests only) the ``calib`` photos
-(bench_grid.load_model).  Selection sets: ``val``, ``val4`` (and their pooled row); report
-sets: ``test``, ``test4``.  Example::
+(bench_grid.load_model); ``--stats sample``: every model the shipped sample photo's (what a model
+without a recipe gets when no photos are given).  Selection sets: ``val``, ``val4`` (round 13),
+``val5`` (round 14: fresh photos, benchmarks/person_images.py --splits val5); report sets:
+``test``, ``test4``.  Example::
 
     python benchmarks/bench_zeropoint.py --model yolov3-tiny --split val,val4,test,test4
     python benchmarks/bench_zeropoint.py --model yolov4-tiny-10c --split val,val4,test,test4 --abits 6
@@ -45,6 +47,10 @@ def main(argv=None) -> int:
     ap.add_argument("--weight-method", choices=("mse", "max"), default="mse",
                     help="per-channel weight formats: mse (the default of every model) or max (nothing clipped)")
     ap.add_argument("--only-zero-points", action="store_true", help="skip the model without zero points")
+    ap.add_argument("--stats", choices=("calib", "sample"), default="calib",
+                    help="activation statistics: calib = as above (a user's calibration photos); sample = the "
+                         "shipped sample photo and its mirror image (recipes.sample_calibration: what a model "
+                         "without a recipe gets when no photos are given)")
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets")
     ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
     ap.add_argument("--cache", default=None, help="float-path cache (default /tmp/mdfi-accuracy-cache[-MODEL])")
@@ -53,14 +59,18 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from mdfi.quant.quantize import quantize_network
     splits = [s for s in args.split.split(",") if s]
-    bad = [s for s in splits if s not in ("val", "val4", "test", "test4")]
+    bad = [s for s in splits if s not in ("val", "val4", "val5", "test", "test4")]
     if bad:
         ap.error(f"--split: unknown {', '.join(bad)}")
     network, names, calib = bg.load_model(args.model, types.SimpleNamespace(
         weights=args.weights, sets=args.sets, person_sets=args.person_sets, calib_set="calib"))
+    if args.stats == "sample":
+        from mdfi.quant import recipes
+        calib = recipes.sample_calibration(network)
     cache = args.cache or ("/tmp/mdfi-accuracy-cache" if args.model == "yolov3-tiny"
                            else f"/tmp/mdfi-accuracy-cache-{args.model}")
-    datas = {sp: ba.float_split(network, names, args.person_sets if sp.endswith("4") else args.sets, sp, cache)
+    datas = {sp: ba.float_split(network, names, args.person_sets if sp in ("val4", "val5", "test4") else args.sets,
+                               sp, cache)
              for sp in splits}
     kw = {}
     if args.method != "nearest":
@@ -74,11 +84,12 @@ def main(argv=None) -> int:
         qm = quantize_network(network, wbits=args.wbits, abits=args.abits, per_channel=True, calib=calib,
                               names=names, zero_points=zp, weight_method=args.weight_method, **kw)
         label = (f"{tag}-w{args.wbits}a{args.abits}" + ("" if args.method == "nearest" else f"-{args.method}")
-                 + ("" if args.weight_method == "mse" else f"-w{args.weight_method}"))
+                 + ("" if args.weight_method == "mse" else f"-w{args.weight_method}")
+                 + ("" if args.stats == "calib" else "-sample"))
         ba.evaluate_model(qm, label, time.perf_counter() - t0, False, network, names, datas, rows, False)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"model": args.model, "splits": splits, "method": args.method, "rows": rows}, fh, indent=1)
+            json.dump({"model": args.model, "splits": splits, "method": args.method, "stats": args.stats, "rows": rows}, fh, indent=1)
     return 0
 
 
