@@ -51,6 +51,10 @@ def main(argv=None) -> int:
                     help="activation statistics: calib = as above (a user's calibration photos); sample = the "
                          "shipped sample photo and its mirror image (recipes.sample_calibration: what a model "
                          "without a recipe gets when no photos are given)")
+    ap.add_argument("--recipe-candidates", action="store_true",
+                    help="zoo models: round 14's second rule -- R (the shipped recipe), Z (zero points, mse formats on "
+                         "the shipped statistics with the recipe's clip budget), ZH (Z + head bias shifts measured on "
+                         "the calib photos and their mirror images, at the recipe's strength)")
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets")
     ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
     ap.add_argument("--cache", default=None, help="float-path cache (default /tmp/mdfi-accuracy-cache[-MODEL])")
@@ -72,6 +76,11 @@ def main(argv=None) -> int:
     datas = {sp: ba.float_split(network, names, args.person_sets if sp in ("val4", "val5", "test4") else args.sets,
                                sp, cache)
              for sp in splits}
+    if args.recipe_candidates:
+        if args.model not in ("yolov3-tiny", "yolov4-tiny"):
+            ap.error("--recipe-candidates: the zoo models yolov3-tiny and yolov4-tiny have recipes")
+        recipe_candidates(args, network, names, calib, datas)
+        return 0
     kw = {}
     if args.method != "nearest":
         kw = dict(bias_correction="empirical", calib_inputs=ba.calib_inputs(network, args.sets), progress=True,
@@ -91,6 +100,39 @@ def main(argv=None) -> int:
         with open(args.json, "w") as fh:
             json.dump({"model": args.model, "splits": splits, "method": args.method, "stats": args.stats, "rows": rows}, fh, indent=1)
     return 0
+
+
+def recipe_candidates(args, network, names, calib, datas) -> None:
+    """Round 14's second rule: R, Z and ZH of a zoo model (docs/quantization.md "Round 14")."""
+    from mdfi.quant import formats, recipes
+    from mdfi.quant.quantize import quantize_network, shift_biases
+    opts = recipes.resolve(args.model)
+    dec = recipes.shipped_decisions(args.model, network, opts)
+    options = json.loads(recipes._decisions_resource(args.model).read_text())["configs"][0].get("options", {})
+    clip = options.get("clip_budget")
+    strength = options.get("shift_strength", formats.HEAD_SHIFT_STRENGTH)
+    common = dict(wbits=8, abits=8, per_channel=True, calib=calib, names=names, weight_method=opts["weight_method"])
+    rows = {}
+    t0 = time.perf_counter()
+    qm = quantize_network(network, act_method=opts["act_method"], **common, **dec)
+    ba.evaluate_model(qm, "R-recipe", time.perf_counter() - t0, False, network, names, datas, rows, False)
+    t0 = time.perf_counter()
+    zkw = dict(zero_points=True, act_method="mse", **({"act_options": {"clip_budget": clip}} if clip else {}))
+    qz = quantize_network(network, **common, **zkw)
+    ba.evaluate_model(qz, "Z-zp", time.perf_counter() - t0, False, network, names, datas, rows, False)
+    t0 = time.perf_counter()
+    objective = formats.HeadObjective(network, ba.calib_inputs(network, args.sets))
+    shifts = formats.head_shifts(qz, objective)
+    for i, v in shifts.items():
+        qz.layers[i] = shift_biases(qz.layers[i], strength * v)
+    print(f"ZH: head shifts x {strength} on {objective.n_cells} object cells: "
+          + ", ".join(f"{i}: obj {strength * v[4]:+.4f} cls {strength * v[5]:+.4f}" for i, v in shifts.items()),
+          file=sys.stderr)
+    ba.evaluate_model(qz, "ZH-zp-heads", time.perf_counter() - t0, False, network, names, datas, rows, False)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"model": args.model, "splits": list(datas), "recipe_candidates": True, "clip_budget": clip,
+                       "shift_strength": strength, "rows": rows}, fh, indent=1)
 
 
 if __name__ == "__main__":
