@@ -105,7 +105,7 @@ def main(argv=None) -> int:
 def recipe_candidates(args, network, names, calib, datas) -> None:
     """Round 14's second rule: R, Z and ZH of a zoo model (docs/quantization.md "Round 14")."""
     from mdfi.quant import formats, recipes
-    from mdfi.quant.quantize import quantize_network, shift_biases
+    from mdfi.quant.quantize import quantize_network
     opts = recipes.resolve(args.model)
     dec = recipes.shipped_decisions(args.model, network, opts)
     options = json.loads(recipes._decisions_resource(args.model).read_text())["configs"][0].get("options", {})
@@ -123,8 +123,8 @@ def recipe_candidates(args, network, names, calib, datas) -> None:
     t0 = time.perf_counter()
     objective = formats.HeadObjective(network, ba.calib_inputs(network, args.sets))
     shifts = formats.head_shifts(qz, objective)
-    for i, v in shifts.items():
-        qz.layers[i] = shift_biases(qz.layers[i], strength * v)
+    # as a shipped recipe applies them (quantize_network(bias_shifts=...), recipes.shipped_decisions)
+    qz = quantize_network(network, **common, **zkw, bias_shifts={i: strength * v for i, v in shifts.items()})
     print(f"ZH: head shifts x {strength} on {objective.n_cells} object cells: "
           + ", ".join(f"{i}: obj {strength * v[4]:+.4f} cls {strength * v[5]:+.4f}" for i, v in shifts.items()),
           file=sys.stderr)
