@@ -270,8 +270,9 @@ QB_NAME(epi_row_full8)(const q8_ctx *ctx, int32_t m, const QB_VEC *accr, int32_t
 /* The epilogue of one fast row of a tile that is not full (a direct-mode tile across a row's
  * junk columns, or the last tile), 8-bit output, no clamp (as epi_row_full8): every vector
  * compressed to its output lanes and stored under the mask of their count, without a branch
- * on the lane mask (whose pattern moves from tile to tile: the branches of epi_row_regs
- * mispredict).  A vector without output lanes stores nothing (mask 0; its start may be N). */
+ * on the lane mask, whose pattern moves from tile to tile (through epi_row_regs such a tile
+ * cost about 1.9x a full one; docs/performance.md, round 14).  A vector without output lanes
+ * stores nothing (mask 0; its start may be N). */
 QB_ATTR static inline __attribute__((always_inline)) void
 QB_NAME(epi_row_part8)(const q8_ctx *ctx, int32_t m, const __m512i *accr, int32_t V, const uint64_t *vi,
                        const int32_t act)
