@@ -54,6 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="engine threads; above 1 the clock is wall time (a quiet machine is needed)")
     ap.add_argument("--layers", action="store_true", help="print every convolution layer")
+    ap.add_argument("--fuse-base", action="store_true",
+                    help="the base build fuses max pools too (conv2d pool=, any build since round 8): both "
+                         "runners fuse them, so the layers compare like for like")
     args = ap.parse_args(argv)
 
     import mdfi.cengine as ce
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
     for name, mod in mods.items():
         ce._conv, ce._kernels = mod, kmods[name]
         # the base build's conv2d has no pool= (its runner runs every pool as a layer)
-        runners[name] = ce.CRunner(qm, args.threads, fuse_pool=name == "new")
+        runners[name] = ce.CRunner(qm, args.threads, fuse_pool=name == "new" or args.fuse_base)
         bufs[name] = [runners[name].new_output(ql.index) for ql in qm.layers]
     clock = time.thread_time if args.threads == 1 else time.perf_counter
     per_layer = {k: defaultdict(list) for k in mods}

@@ -26,6 +26,7 @@
 #undef QB_STOREU
 #undef QB_KERNEL
 #undef QB_UNROLL
+#undef QB_EPI_PART
 
 #if QB_WIDTH == 512
 #define QB_VEC __m512i
@@ -265,6 +266,46 @@ QB_NAME(epi_row_full8)(const q8_ctx *ctx, int32_t m, const QB_VEC *accr, int32_t
     }
 }
 
+#if QB_WIDTH == 512
+/* The epilogue of one fast row of a tile that is not full (a direct-mode tile across a row's
+ * junk columns, or the last tile), 8-bit output, no clamp (as epi_row_full8): every vector
+ * compressed to its output lanes and stored under the mask of their count, without a branch
+ * on the lane mask, whose pattern moves from tile to tile (through epi_row_regs such a tile
+ * cost about 1.9x a full one; docs/performance.md, round 14).  A vector without output lanes
+ * stores nothing (mask 0; its start may be N). */
+QB_ATTR static inline __attribute__((always_inline)) void
+QB_NAME(epi_row_part8)(const q8_ctx *ctx, int32_t m, const __m512i *accr, int32_t V, const uint64_t *vi,
+                       const int32_t act)
+{
+    const q8_rowc *rc = ctx->rowc + m;
+    const __m512i c = _mm512_set1_epi32(rc->c), kd = _mm512_set1_epi32(rc->kd), s = _mm512_set1_epi32(rc->s);
+    const __m512i zo = _mm512_set1_epi32(ctx->addz ? ctx->zo : 0);
+    int8_t *orow = (int8_t *)ctx->out + (size_t)m * (size_t)ctx->n;
+    const int addz = ctx->addz;
+    QB_UNROLL for (int32_t v = 0; v < V; ++v) {
+        const uint64_t info = vi[v];
+        const __mmask16 mask = (__mmask16)(info >> 48);
+        __m512i r = mdfi_rqf16v_avx512(accr[v], s, c, kd, act);
+        if (addz) r = _mm512_add_epi32(r, zo);
+        r = _mm512_maskz_compress_epi32(mask, r);
+        const __mmask16 st = (__mmask16)((1u << __builtin_popcount((uint32_t)mask)) - 1u);
+        _mm_mask_storeu_epi8(orow + (size_t)(info & (((uint64_t)1 << 48) - 1)), st, _mm512_cvtsepi32_epi8(r));
+    }
+}
+#endif
+
+/* A tile that is not full, 8-bit output without clamp: the branch-free rows (zmm only). */
+#if QB_WIDTH == 512
+#define QB_EPI_PART(R, V)                                                                         \
+        if (ctx->otype == MDFI_CONV_S8 && !ctx->clamp) {                                          \
+            QB_UNROLL for (int r = 0; r < R; ++r)                                                 \
+                if (m0 + r < ctx->m) QB_NAME(epi_row_part8)(ctx, m0 + r, acc[r], V, vi, act);    \
+            return;                                                                               \
+        }
+#else
+#define QB_EPI_PART(R, V)
+#endif
+
 /* The register tile MRV rows x NRVV vectors: the reduction (tile_..._t, inlined once per
  * activation), then the epilogue from the registers when every row is fast and no shortcut
  * is fused (ctx->regs_epi), else through tmp. */
@@ -311,6 +352,7 @@ QB_NAME(tile_##MRV##x##NRVV##_t)(const q8_ctx *ctx, int32_t m0, int32_t t, const
                     QB_NAME(epi_row_full8)(ctx, m0 + r, acc[r], V, dst + (size_t)r * (size_t)ctx->n, act); \
             return;                                                                               \
         }                                                                                         \
+        QB_EPI_PART(R, V)                                                                         \
         QB_UNROLL for (int r = 0; r < R; ++r)                                                     \
             if (m0 + r < ctx->m) QB_NAME(epi_row_regs)(ctx, m0 + r, acc[r], V, vi, act);         \
         return;                                                                                   \
