@@ -245,7 +245,8 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
          abits: Optional[int] = None, per_channel: Optional[bool] = None,
          rounding: Optional[str] = None, engine: Optional[str] = None, threads: Optional[int] = None,
          download: bool = True, cache: bool = True, darknet: Optional[str] = None,
-         calib: Union[PathLike, Sequence[ImageLike], None] = None, zero_points: bool = False) -> Model:
+         calib: Union[PathLike, Sequence[ImageLike], None] = None,
+         zero_points: Optional[bool] = None) -> Model:
     """Load a detector.
 
     * ``load()`` / ``load("yolov3-tiny")``: a zoo model in fixed point (8-bit, formats from
@@ -266,8 +267,11 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     --calib DIR``; the result is cached under the images' digest).  Without it a zoo model
     uses its recipe's shipped statistics and any other model the shipped sample photo's
     (docs/quantization.md, round 11).
-    ``zero_points=True``: activation formats with zero points (docs/fixed-point.md 1.1; as
-    ``mdfi quantize --zero-points``; without a recipe's decisions).
+    ``zero_points``: activation formats with zero points (docs/fixed-point.md 1.1; as
+    ``mdfi quantize --zero-points``; without a recipe's decisions) if True, without if False;
+    None (default): as the model's recipe says -- with them for the COCO yolov4-tiny at 8 bits
+    from its shipped statistics, without for every other model (docs/quantization.md "Round
+    14", :func:`mdfi.quant.recipes.default_zero_points`).
     """
     from .engine import FixedEngine
 
@@ -275,15 +279,15 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
                      engine, threads)
     if precision not in PRECISIONS:
         raise MDFIError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
-    if not isinstance(zero_points, bool):
-        raise ArgumentError(f"zero_points={zero_points!r}: expected True or False")
+    if zero_points is not None and not isinstance(zero_points, bool):
+        raise ArgumentError(f"zero_points={zero_points!r}: expected True, False or None")
     engine = engine or DEFAULT_ENGINE
     if model is not None and _is_mdfi_file(model):
         if precision == "float":
             raise MDFIError(f"{os.fspath(model)} is a quantized model; the float path needs the "
                             f".cfg and .weights it came from")
-        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights, darknet, calib)) \
-                or zero_points:
+        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights, darknet, calib,
+                                       zero_points)):
             raise MDFIError("a .mdfi file fixes its formats; quantize again with `mdfi quantize` "
                             "to change widths, rounding or calibration")
         from .quant import modelfile
@@ -311,7 +315,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     qm = recipes.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
                                wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
                                rounding=rounding, cache=cache, darknet=darknet,
-                               calib_images=_calib_images(calib), zero_points=bool(zero_points))
+                               calib_images=_calib_images(calib), zero_points=zero_points)
     return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
 
 

@@ -102,6 +102,63 @@ def test_load_and_quantize_use_the_recipe(recipe_model, tmp_path, capsys):
     assert "formats: recipe yolov4-tiny: shipped statistics" in capsys.readouterr().out
 
 
+def test_default_zero_points_follow_round_14():
+    """docs/quantization.md "Round 14": rule 2 chose zero points for the COCO yolov4-tiny's
+    recipe at 8 bits (its shipped statistics); rule 1 kept them opt-in for every model
+    without a recipe, whatever the statistics."""
+    assert recipes.default_zero_points("yolov4-tiny", "shipped") is True
+    for opts in (recipes.resolve("yolov4-tiny", abits=6), recipes.resolve("yolov4-tiny", wbits=6),
+                 recipes.resolve("yolov4-tiny", per_channel=False), recipes.resolve("yolov4-tiny", rounding="truncate")):
+        assert recipes.default_zero_points("yolov4-tiny", "shipped", opts) is False      # not measured
+    assert recipes.default_zero_points("yolov4-tiny", "photos") is False
+    assert recipes.default_zero_points("yolov3-tiny", "shipped") is False
+    for source in ("photos", "sample", "bn-estimate"):
+        assert recipes.default_zero_points(None, source) is False
+    assert recipes.zero_point_kwargs("yolov4-tiny", True) == {"zero_points": True, "act_method": "mse",
+                                                              "act_options": {"clip_budget": 0.03}}
+    assert recipes.zero_point_kwargs("yolov4-tiny", False) == {"zero_points": True, "act_method": "mse"}
+
+
+def _same_layers(qa, qb):
+    assert len(qa.layers) == len(qb.layers)
+    for la, lb in zip(qa.layers, qb.layers):
+        assert la.meta() == lb.meta(), la.index
+        for key, arr in la.arrays().items():
+            assert np.array_equal(arr, lb.arrays()[key]), (la.index, key)
+
+
+def test_default_is_zero_points_on_the_shipped_statistics(recipe_model, coco_v4tiny_weights):
+    """The default 8-bit model is the rule's Z: zero-point formats by mse on the shipped
+    statistics with the recipe's 0.03 % clip budget, no shipped decisions."""
+    from mdfi.darknet.weights import load_weights
+    from mdfi.quant.quantize import quantize_network
+    qm = recipe_model.quantized
+    assert qm.options.get("zero_points") and qm.options.get("act_options") == {"clip_budget": 0.03}
+    assert "zero points" in qm.options["formats_source"]
+    assert any(l.out_fmt.zero != 0 for l in qm.layers if hasattr(l, "out_fmt"))
+    net = _net()
+    load_weights(net, coco_v4tiny_weights)
+    ref = quantize_network(net, wbits=8, abits=8, per_channel=True, calib=recipes.shipped_calibration("yolov4-tiny"),
+                           act_method="mse", weight_method="mse", zero_points=True,
+                           act_options={"clip_budget": 0.03})
+    _same_layers(qm, ref)
+
+
+def test_no_zero_points_gives_the_decisions(coco_v4tiny_weights, tmp_path):
+    """zero_points=False / --no-zero-points: the recipe of rounds 10-13 (its shipped formats
+    and head shifts), from the API and the command line alike."""
+    import mdfi
+    from mdfi.cli import main
+    qm = mdfi.load("yolov4-tiny", zero_points=False, threads=1, cache=False).quantized
+    assert not qm.options.get("zero_points") and "decisions" in qm.options["formats_source"]
+    kw = recipes.shipped_decisions("yolov4-tiny", _net(), recipes.resolve("yolov4-tiny"))
+    for i, f in kw["act_fracs"].items():
+        assert (qm.layers[i].out_fmt.frac, qm.layers[i].out_fmt.zero) == (f, 0), i
+    out = tmp_path / "v4-nozp.mdfi"
+    assert main(["quantize", "--model", "yolov4-tiny", "--no-zero-points", "-o", str(out)]) == 0
+    _same_layers(qm, mdfi.load(out).quantized)
+
+
 def test_recipe_detects_like_the_float_model(recipe_model):
     from conftest import skimage_image
     dets = recipe_model.detect(skimage_image("astronaut.png"))

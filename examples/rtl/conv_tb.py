@@ -48,7 +48,7 @@ def refuse_zero_points(ml: dict) -> None:
     if zs:
         keys = ", ".join(f"{k}={v}" for k, v in zs.items())
         raise ValueError(f"layer {ml['index']}: zero-point activations ({keys}) are not implemented by the RTL "
-                         f"example; export a model quantized without --zero-points")
+                         f"example; export a model quantized without them (--no-zero-points)")
 
 
 def layer_config(golden_dir: str, layer: int) -> dict:

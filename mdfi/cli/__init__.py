@@ -250,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how activation formats are chosen from the statistics (default: the recipe's)")
     e.add_argument("--rounding", choices=("half_up", "truncate"), default=None,
                    help="rounding of every requantizing shift (default half_up)")
-    e.add_argument("--zero-points", action="store_true",
-                   help="activation formats with zero points (as mdfi quantize --zero-points; no recipe decisions)")
+    e.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
+                   help="activation formats with zero points, or --no-zero-points without (as mdfi quantize; "
+                        "default: with them for the COCO yolov4-tiny's recipe at 8 bits, else without)")
     e.add_argument("--labels", metavar="FILE|DIR", help="COCO JSON or VOC XML ground truth: also plain mAP@0.5")
     e.add_argument("--thresh", type=unit_float("--thresh"), default=0.25,
                    help="threshold of the float detections taken as ground truth (default 0.25)")

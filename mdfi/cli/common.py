@@ -121,9 +121,10 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib", metavar="DIR", default=None,
                    help="calibrate the fixed-point formats on the photos in DIR (cached; default: a zoo "
                         "model's shipped statistics, else the shipped sample photo's)")
-    g.add_argument("--zero-points", action="store_true",
-                   help="activation formats with zero points (as mdfi quantize --zero-points; opt-in, "
-                        "docs/quantization.md round 13)")
+    g.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
+                   help="activation formats with zero points, or --no-zero-points without (as mdfi quantize; "
+                        "default: the model's recipe -- with them for the COCO yolov4-tiny at 8 bits, else "
+                        "without; docs/quantization.md round 14)")
     g.add_argument("--stats", action="store_true",
                    help="print per-layer saturation counts (how many outputs each format clamped)")
 
@@ -155,7 +156,7 @@ def unit_float(name: str):
 def precision_kwargs(args: argparse.Namespace) -> dict:
     """--float / --bits / --engine -> keyword arguments of mdfi.load."""
     calib = getattr(args, "calib", None)
-    zp = bool(getattr(args, "zero_points", False))
+    zp = getattr(args, "zero_points", None)
     if args.float:
         if args.bits is not None or calib or zp:
             opt = '--bits' if args.bits is not None else '--calib' if calib else '--zero-points'
@@ -168,8 +169,8 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
         if not os.path.isdir(calib):
             raise MDFIError(f"--calib {calib}: no such folder")
         kw["calib"] = calib
-    if zp:
-        kw["zero_points"] = True
+    if zp is not None:
+        kw["zero_points"] = zp
     return kw
 
 

@@ -78,6 +78,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         settings_from(args.act_equalize)           # bad settings refused before any heavy work
     network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True,
                                                          args.darknet)
+
     if args.search and not any(l.kind == "yolo" for l in network.output_layers()):
         raise MDFIError(f"--search: {network.path} has no [yolo] detection heads to search the formats on")
     # One default everywhere: the model's recipe, as `mdfi detect` and mdfi.load use it
@@ -85,6 +86,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     opts = recipes.resolve(spec_name, wbits=args.wbits, abits=args.abits, per_channel=args.per_channel,
                            rounding=args.rounding, act_method=args.method)
     _warn_low_bits(opts["wbits"], opts["abits"])
+    shipped_stats = not (args.calib or args.calib_stats or args.bn_estimate) and recipes.has_shipped_calibration(spec_name)
+    if args.zero_points is None:        # the default: docs/quantization.md round 14
+        source = ("photos" if args.calib or args.calib_stats else "bn-estimate" if args.bn_estimate
+                  else "shipped" if shipped_stats else "sample")
+        args.zero_points = (recipes.default_zero_points(spec_name, source, opts) and network.channels == 3
+                            and not (args.search or args.align or args.layer_abits or args.layer_wbits
+                                     or args.layer_rounding or args.size_budget is not None)
+                            and args.method in (None, "mse") and args.act_equalize is None)
     if args.calib:
         calib = calibrate.collect_from_dir(network, args.calib, progress=True)
         how = f"calibrated on the images in {args.calib}"
@@ -130,7 +139,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if args.clip_budget is not None:
         common["act_options"] = {"clip_budget": args.clip_budget}
     if args.zero_points:
-        common.update(zero_points=True, act_method="mse")
+        common.update(recipes.zero_point_kwargs(spec_name, shipped_stats))
     if args.size_budget is not None:
         from ..quant.formats import HeadObjective
         from ..quant.mixed import choose_widths
@@ -147,6 +156,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                               progress=data_methods or rescale, **common, **kw)
         if not (args.calib or args.calib_stats or args.method or args.bn_estimate):   # shipped files
             how = recipes.describe_source(spec_name, "act_fracs" in kw, calib)
+            if how and args.zero_points and shipped_stats:
+                how += "; zero points (docs/quantization.md round 14)"
             if how:
                 qm.options["formats_source"] = how
     size = modelfile.save(qm, args.output, model_name=label)
@@ -254,9 +265,11 @@ def add_quantize_parser(sub) -> None:
     q.add_argument("--clip-budget", type=float, default=None, metavar="PCT",
                    help="with --calib/--calib-stats and mse formats: at most PCT %% of the calibration values may "
                         "clip (default 0.01; docs/quantization.md, yolov4-tiny: 0.03)")
-    q.add_argument("--zero-points", action="store_true",
+    q.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="activation formats with a zero point (value (q - zero) * 2^-frac; docs/fixed-point.md 1.1): "
-                        "one bit finer for one-sided (leaky) tensors; opt-in (docs/quantization.md, round 13)")
+                        "one bit finer for one-sided (leaky) tensors; --no-zero-points: without.  Default: the "
+                        "recipe's -- with them for the COCO yolov4-tiny at 8 bits from its shipped statistics and no "
+                        "other format option, else without (docs/quantization.md, rounds 13-14)")
     q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround", "brecq"), default="nearest",
                    help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
                         "up/down rounding learned per layer on them; brecq: learned jointly over blocks of "

@@ -58,7 +58,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     from ..quant.quantize import quantize_network
 
     configs = parse_bits_list(args.bits)
-    if getattr(args, "zero_points", False) and args.method not in (None, "mse"):
+    if getattr(args, "zero_points", None) and args.method not in (None, "mse"):
         from ..errors import MDFIError
         raise MDFIError(f"--zero-points chooses formats by the mse criterion, not --method {args.method}")
     scale = scale_options(args)
@@ -100,13 +100,18 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         opts = recipes.resolve(spec_name, wbits=wbits, abits=abits, per_channel=args.per_channel,
                                rounding=args.rounding, act_method=args.method)
         # The recipe's shipped decisions apply when the formats come from its statistics.
-        zp = bool(getattr(args, "zero_points", False))
+        zp = getattr(args, "zero_points", None)
+        shipped_stats = not (args.calib or getattr(args, "bn_estimate", False)) and recipes.has_shipped_calibration(spec_name)
+        if zp is None:                  # the default: docs/quantization.md round 14
+            zp = (recipes.default_zero_points(spec_name, "photos" if args.calib else "shipped" if shipped_stats else
+                                              "bn-estimate" if calib.method == "batchnorm-estimate" else "sample", opts)
+                  and args.method in (None, "mse"))
         if zp:
             opts = dict(opts, act_method="mse with zero points")
         extra = {} if (args.calib or args.method or getattr(args, "bn_estimate", False) or zp) \
             else recipes.shipped_decisions(spec_name, network, opts)
         if zp:
-            extra = dict(zero_points=True, act_method="mse")
+            extra = recipes.zero_point_kwargs(spec_name, shipped_stats)
         else:
             extra["act_method"] = opts["act_method"]
         qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],

@@ -99,7 +99,8 @@ class QuantizedModel:
         if mixed:
             mixed = " mixed" + mixed
         return (f"w{o.get('wbits')}a{o.get('abits')}{mixed}"
-                f"{' per-channel' if o.get('per_channel') else ''} {o.get('rounding')}")
+                f"{' per-channel' if o.get('per_channel') else ''}{' zero-points' if o.get('zero_points') else ''} "
+                f"{o.get('rounding')}")
 
 
 #: ``bias_correction="auto"`` applies to weights this narrow or narrower.

@@ -29,14 +29,49 @@ RECIPES = {
                     "decisions": "yolov3-tiny.decisions.json"},
     # the official COCO model: mse formats with a 0.03 % clip budget and full head shifts
     # (no format search), chosen on `val` by the rule committed first (docs/quantization.md)
+    # Round 14 (docs/quantization.md, rule 2 on `val5`): at 8 bits, zero-point formats by mse
+    # on the shipped statistics with the same clip budget replace the decisions by default
+    # (zero_points=False / --no-zero-points: the decisions, as before)
     "yolov4-tiny": {"calib": "yolov4-tiny.calib.json", "per_channel": True,
                     "act_method": "mse", "weight_method": "mse",
-                    "decisions": "yolov4-tiny.decisions.json"},
+                    "decisions": "yolov4-tiny.decisions.json",
+                    "zero_points": {"clip_budget": 0.03}},
 }
 # per-channel weights for every model: chosen for models without a recipe by the rule of
 # docs/quantization.md "Round 11" (yolov3-tiny, yolov4-tiny COCO and 10-class on val / val4)
 DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": True,
             "act_method": None, "weight_method": "mse"}       # None: by statistics source
+#: Whether a model without a recipe gets zero-point activation formats (docs/fixed-point.md 1.1)
+#: unless told otherwise, per source of its statistics: calibration photos (``--calib``,
+#: ``calib=``, ``--calib-stats``) or the shipped sample photo (no photos given).  Decided by the
+#: rule of docs/quantization.md "Round 14" on the selection set ``val5``: not for either (the
+#: 10-class yolov4-tiny lost kept detections and bias there), so zero points stay opt-in.
+ZERO_POINTS_DEFAULT = {"photos": False, "sample": False}
+
+
+def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[dict] = None) -> bool:
+    """Whether zero points are the default for ``spec_name`` whose statistics come from
+    ``source``: ``"shipped"`` (a recipe's statistics: the recipe's ``zero_points`` entry, at
+    the 8-bit per-channel widths it was measured at, ``opts`` from :func:`resolve`),
+    ``"photos"``, ``"sample"`` (:data:`ZERO_POINTS_DEFAULT`; a zoo model calibrated on photos
+    given: not measured, no) or ``"bn-estimate"`` (no)."""
+    if source == "shipped":
+        o = opts or resolve(spec_name)
+        return (bool(RECIPES.get(spec_name or "", {}).get("zero_points")) and o["wbits"] == 8 and o["abits"] == 8
+                and bool(o["per_channel"]) and o.get("rounding", "half_up") == "half_up")
+    if spec_name in RECIPES:
+        return False
+    return ZERO_POINTS_DEFAULT.get(source, False)
+
+
+def zero_point_kwargs(spec_name: Optional[str], shipped_stats: bool) -> dict:
+    """``quantize_network`` keyword arguments of zero-point formats: ``mse``, with the recipe's
+    options (its clip budget) when its shipped statistics are used."""
+    kw = {"zero_points": True, "act_method": "mse"}
+    zp = RECIPES.get(spec_name or "", {}).get("zero_points")
+    if shipped_stats and isinstance(zp, dict) and zp.get("clip_budget") is not None:
+        kw["act_options"] = {"clip_budget": float(zp["clip_budget"])}
+    return kw
 
 
 def _calib_resource(spec_name: Optional[str]):
@@ -277,7 +312,7 @@ def calib_images_digest(images: Sequence) -> str:
 def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Sequence[str],
                   load_network: Callable[[], Network], wbits=None, abits=None, per_channel=None,
                   rounding=None, cache: bool = True, darknet=None,
-                  calib_images: Optional[Sequence] = None, zero_points: bool = False) -> QuantizedModel:
+                  calib_images: Optional[Sequence] = None, zero_points: Optional[bool] = None) -> QuantizedModel:
     """Quantize a model with its recipe, reusing a cached ``.mdfi`` when it matches.
 
     ``load_network()`` returns the float network with its weights; it is only called when
@@ -285,7 +320,8 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     ``calib_images`` (image paths, arrays or Pillow images): calibrate the activation formats
     on these instead of the recipe's statistics or the sample photo (``mse`` formats, no
     shipped decisions); the images' digest is part of the cache key.  ``zero_points``:
-    activation formats with zero points (``mse``, no shipped decisions; part of the key).
+    activation formats with zero points (``mse``, no shipped decisions; part of the key);
+    None: :func:`default_zero_points`.
     """
     from . import modelfile
     opts = resolve(spec_name, wbits=wbits, abits=abits, per_channel=per_channel, rounding=rounding)
@@ -296,8 +332,14 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
             from ..errors import MDFIError
             raise MDFIError("calib: no calibration images given (an empty list)")
         key_opts = dict(key_opts, calib_images=calib_images_digest(calib_images))
-    if zero_points:
-        key_opts = dict(key_opts, zero_points=True)
+    shipped = calib_images is None and has_shipped_calibration(spec_name)
+    auto_zero = zero_points is None
+    if auto_zero:
+        zero_points = default_zero_points(spec_name, "photos" if calib_images is not None else
+                                          "shipped" if shipped else "sample", opts)
+    if zero_points:     # the recipe's zero-point options are part of the key (round 13's entries had none)
+        zkw = zero_point_kwargs(spec_name, shipped)
+        key_opts = dict(key_opts, zero_points=zkw.get("act_options", True))
     path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
     if cache and path.is_file():
         try:
@@ -319,11 +361,16 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     else:
         calib, _ = default_calibration(spec_name, network, None if has_shipped_calibration(spec_name) else
                                        lambda text: print(f"note: {label}: {text}", file=sys.stderr, flush=True))
-        decided = shipped_decisions(spec_name, network, opts)
+        if auto_zero and calib.method == "batchnorm-estimate":
+            zero_points = False             # a non-RGB network: the estimate, not the sample photo
+        decided = {} if zero_points else shipped_decisions(spec_name, network, opts)
         how = describe_source(spec_name, bool(decided), calib)
         act_method = opts["act_method"]
     if zero_points:
-        decided, act_method = {"zero_points": True}, "mse"
+        decided = zero_point_kwargs(spec_name, shipped)
+        act_method = decided.pop("act_method")
+        if how and shipped:
+            how += f"; zero points ({'the recipe default, ' if auto_zero else ''}docs/quantization.md round 14)"
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=act_method,
                           weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **decided)

@@ -38,7 +38,7 @@ def layer_descriptor(g, layer: int, rows) -> dict:
     zs = [f"{k}={ml[k]}" for k in ("pad_value", "zero_out") if int(ml.get(k, 0))]
     if zs:          # the engine pads with 0 and adds no output zero point (docs/golden-format.md "Zero points")
         raise ValueError(f"layer {layer}: zero-point activations ({', '.join(zs)}) are not implemented by the RTL "
-                         f"example; export a model quantized without --zero-points")
+                         f"example; export a model quantized without them (--no-zero-points)")
     c, h, w = L["in_shapes"][0]
     m, oh, ow = L["out_shape"]
     k, stride, pad = int(ml["k"]), int(ml["stride"]), int(ml["pad"])

@@ -45,7 +45,7 @@ def prepare(golden: str, layer: int, build: Path, tm: int = 8) -> dict:
     zs = [f"{k}={ml[k]}" for k in ("pad_value", "zero_out") if int(ml.get(k, 0))]
     if zs:          # the engine pads with 0 and adds no output zero point (docs/golden-format.md "Zero points")
         raise ValueError(f"layer {layer}: zero-point activations ({', '.join(zs)}) are not implemented by the RTL "
-                         f"example; export a model quantized without --zero-points")
+                         f"example; export a model quantized without them (--no-zero-points)")
     w = g.read(layer, "weights")                      # (M, C, K, K)
     bias, shift = g.read(layer, "bias"), g.read(layer, "shift")
     m = w.shape[0]
