@@ -117,6 +117,9 @@ def test_default_zero_points_follow_round_14():
     assert recipes.zero_point_kwargs("yolov4-tiny", True) == {"zero_points": True, "act_method": "mse",
                                                               "act_options": {"clip_budget": 0.03}}
     assert recipes.zero_point_kwargs("yolov4-tiny", False) == {"zero_points": True, "act_method": "mse"}
+    # --zero-points asked for at other widths: mse zero points without the recipe's clip budget
+    assert recipes.zero_point_kwargs("yolov4-tiny", True, recipes.resolve("yolov4-tiny", abits=6)) == \
+        {"zero_points": True, "act_method": "mse"}
 
 
 def _same_layers(qa, qb):

@@ -139,7 +139,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if args.clip_budget is not None:
         common["act_options"] = {"clip_budget": args.clip_budget}
     if args.zero_points:
-        common.update(recipes.zero_point_kwargs(spec_name, shipped_stats))
+        common.update(recipes.zero_point_kwargs(spec_name, shipped_stats, opts))
     if args.size_budget is not None:
         from ..quant.formats import HeadObjective
         from ..quant.mixed import choose_widths

@@ -111,7 +111,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         extra = {} if (args.calib or args.method or getattr(args, "bn_estimate", False) or zp) \
             else recipes.shipped_decisions(spec_name, network, opts)
         if zp:
-            extra = recipes.zero_point_kwargs(spec_name, shipped_stats)
+            extra = recipes.zero_point_kwargs(spec_name, shipped_stats, opts)
         else:
             extra["act_method"] = opts["act_method"]
         qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],

@@ -64,12 +64,14 @@ def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[di
     return ZERO_POINTS_DEFAULT.get(source, False)
 
 
-def zero_point_kwargs(spec_name: Optional[str], shipped_stats: bool) -> dict:
+def zero_point_kwargs(spec_name: Optional[str], shipped_stats: bool, opts: Optional[dict] = None) -> dict:
     """``quantize_network`` keyword arguments of zero-point formats: ``mse``, with the recipe's
-    options (its clip budget) when its shipped statistics are used."""
+    options (its clip budget) when its shipped statistics are used at the widths its zero
+    points were chosen for (:func:`default_zero_points`)."""
     kw = {"zero_points": True, "act_method": "mse"}
     zp = RECIPES.get(spec_name or "", {}).get("zero_points")
-    if shipped_stats and isinstance(zp, dict) and zp.get("clip_budget") is not None:
+    if shipped_stats and isinstance(zp, dict) and zp.get("clip_budget") is not None \
+            and default_zero_points(spec_name, "shipped", opts):
         kw["act_options"] = {"clip_budget": float(zp["clip_budget"])}
     return kw
 
@@ -338,7 +340,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         zero_points = default_zero_points(spec_name, "photos" if calib_images is not None else
                                           "shipped" if shipped else "sample", opts)
     if zero_points:     # the recipe's zero-point options are part of the key (round 13's entries had none)
-        zkw = zero_point_kwargs(spec_name, shipped)
+        zkw = zero_point_kwargs(spec_name, shipped, opts)
         key_opts = dict(key_opts, zero_points=zkw.get("act_options", True))
     path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
     if cache and path.is_file():
@@ -367,7 +369,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         how = describe_source(spec_name, bool(decided), calib)
         act_method = opts["act_method"]
     if zero_points:
-        decided = zero_point_kwargs(spec_name, shipped)
+        decided = zero_point_kwargs(spec_name, shipped, opts)
         act_method = decided.pop("act_method")
         if how and shipped:
             how += f"; zero points ({'the recipe default, ' if auto_zero else ''}docs/quantization.md round 14)"
