@@ -78,7 +78,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         settings_from(args.act_equalize)           # bad settings refused before any heavy work
     network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True,
                                                          args.darknet)
-
     if args.search and not any(l.kind == "yolo" for l in network.output_layers()):
         raise MDFIError(f"--search: {network.path} has no [yolo] detection heads to search the formats on")
     # One default everywhere: the model's recipe, as `mdfi detect` and mdfi.load use it
