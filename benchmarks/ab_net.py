@@ -68,9 +68,18 @@ def main(argv=None) -> int:
     kfiles = glob.glob(os.path.join(args.base, "_kernels*.so"))
     kmods = {"base": ce._kernels, "new": ce._kernels}
     if kfiles:
-        spec = importlib.util.spec_from_file_location("mdfi._ext._kernels", kfiles[0])
-        kmods["base"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(kmods["base"])
+        # the base _kernels runs on the thread pool of the _conv it imports (pool_capsule): the
+        # base one, so that each runner has one pool (with the tree's, the base runner's
+        # kernels and convolutions took turns with each other's spinning workers at two threads)
+        import mdfi._ext as ext_pkg
+        saved = sys.modules.get("mdfi._ext._conv"), ext_pkg._conv
+        sys.modules["mdfi._ext._conv"] = ext_pkg._conv = mods["base"]
+        try:
+            spec = importlib.util.spec_from_file_location("mdfi._ext._kernels", kfiles[0])
+            kmods["base"] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(kmods["base"])
+        finally:
+            sys.modules["mdfi._ext._conv"], ext_pkg._conv = saved
         print(f"base _kernels: {kfiles[0]}")
     qm = load_quantized(args.model)
     net = qm.network

@@ -3,11 +3,12 @@
  *
  * Driver.  Phase 1 builds X4 (channel quads interleaved, padded, phase-split, bytes x ^ flip)
  * in parallel rows.  Phase 2 (packed mode only) packs B for every tile.  Phase 3 hands out
- * work items: blocks of tiles (large maps; every thread loops over all row tiles), or groups
- * of row tiles (small maps such as 13x13, where a few tiles could not keep every thread
- * busy).  Each call of a kernel computes one MR x NR register tile over the whole reduction
- * (no K blocking: the accumulators stay in registers), then requantizes and stores it.  Every
- * output element is computed by one kernel call, whatever the thread count or schedule.
+ * work units: (block of tiles, row tile) pairs (large maps), or (row tile, tile) pairs under
+ * the output-channel split (small maps such as 13x13, where a few tiles could not keep every
+ * thread busy), in runs that shrink to single units at the end of the layer.  Each call of a
+ * kernel computes one MR x NR register tile over the whole reduction (no K blocking: the
+ * accumulators stay in registers), then requantizes and stores it.  Every output element is
+ * computed by one kernel call, whatever the thread count or schedule.
  *
  * Kernel choice.  Each path offers a few register tiles (MR rows x NRV vectors); the driver
  * picks the tile shape and B mode (direct / packed / compact) with the smallest estimated
@@ -485,23 +486,31 @@ static void q8_worker(void *arg, int tid)
         mdfi_pool_wait(&job->pack_done, ctx->ntiles);
     }
     const q8_tile_fn fn = ctx->kern->fn;
-    if (ctx->msplit) {
-        for (int64_t g; (g = mdfi_pool_next(&job->item)) * ctx->mgroup < ctx->nmt;) {
-            const int32_t mt0 = (int32_t)(g * ctx->mgroup);
-            const int32_t mt1 = mt0 + ctx->mgroup < ctx->nmt ? mt0 + ctx->mgroup : ctx->nmt;
-            for (int32_t mt = mt0; mt < mt1; ++mt)
-                for (int32_t t = 0; t < ctx->ntiles; ++t) fn(ctx, mt * ctx->mr, t);
-        }
-    } else {
-        /* runs of items from both ends (thread 0 the top of the map, thread 1 the bottom) */
-        for (int64_t g0, g1; (g0 = mdfi_pool_next_end(&job->item, ctx->nitems, tid & 1, 4, 1, &g1)) < ctx->nitems;)
-            for (int64_t g = g0; g < g1; ++g) {
-                /* item g: tiles [g*T/I, (g+1)*T/I), sizes differ by at most one tile */
-                const int32_t t0 = (int32_t)(g * ctx->ntiles / ctx->nitems);
-                const int32_t t1 = (int32_t)((g + 1) * ctx->ntiles / ctx->nitems);
-                for (int32_t mt = 0; mt < ctx->nmt; ++mt)
-                    for (int32_t t = t0; t < t1; ++t) fn(ctx, mt * ctx->mr, t);
+    /* Work units (output-channel tile mt, block of pixel tiles): under the output-channel
+     * split one unit per (mt, pixel tile), mt-major (each thread streams only the weight
+     * panels of its own mt); else one per (item g, mt), g-major (an item's tiles read the same
+     * X4 rows or packed B).  Runs of units from both ends (mdfi_pool_next_end: thread 0 the
+     * top, thread 1 the bottom), a quarter of what is left per claim: long runs first, single
+     * units at the end, so the threads finish within one unit of each other (items of whole
+     * output-channel groups left one thread idle for 5-15 % of a short layer at two threads). */
+    const int64_t outer = ctx->msplit ? ctx->nmt : ctx->nitems, inner = ctx->msplit ? ctx->ntiles : ctx->nmt;
+    const int64_t per = outer * inner < ((int64_t)1 << 30) ? 1 : inner;    /* units per claim step */
+    const int64_t units = outer * (inner / per);
+    for (int64_t u0, u1; (u0 = mdfi_pool_next_end(&job->item, units, tid & 1, 4, 1, &u1)) < units;) {
+        for (int64_t e = u0 * per, e1 = u1 * per; e < e1;) {
+            const int64_t o = e / inner, i0 = e % inner;
+            const int64_t i1 = e1 - (e - i0) < inner ? e1 - (e - i0) : inner;     /* o's units in the run */
+            if (ctx->msplit) {
+                for (int64_t t = i0; t < i1; ++t) fn(ctx, (int32_t)o * ctx->mr, (int32_t)t);
+            } else {
+                /* item o: tiles [o*T/I, (o+1)*T/I), sizes differ by at most one tile */
+                const int32_t t0 = (int32_t)(o * ctx->ntiles / ctx->nitems);
+                const int32_t t1 = (int32_t)((o + 1) * ctx->ntiles / ctx->nitems);
+                for (int64_t mt = i0; mt < i1; ++mt)
+                    for (int32_t t = t0; t < t1; ++t) fn(ctx, (int32_t)mt * ctx->mr, t);
             }
+            e += i1 - i0;
+        }
     }
 }
 
@@ -596,8 +605,6 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
 
     /* work split (use_msplit) */
     ctx.msplit = use_msplit(&ctx, nthreads);
-    ctx.mgroup = (int32_t)((ctx.nmt + 8 * (int64_t)nthreads - 1) / (8 * (int64_t)nthreads));
-    if (ctx.mgroup < 1) ctx.mgroup = 1;
     const double per_tile = ctx.direct || ctx.compact ? (double)ctx.c4 * ctx.nr * 4.0 * (ctx.taps < 4 ? ctx.taps : 4)
                                                       : (double)ctx.tile_bytes;
     int64_t nb = (int64_t)(L2_BUDGET / (per_tile > 1.0 ? per_tile : 1.0));

@@ -112,7 +112,7 @@ typedef struct q8_ctx {
     int32_t ntiles, nmt;              /* tiles of NR positions; row tiles of MR rows     */
     int32_t nb;                       /* tiles per work item (N split), at most          */
     int64_t nitems;                   /* work items of the N split                       */
-    int32_t msplit, mgroup;           /* M split: row tiles per work item                */
+    int32_t msplit;                   /* M split (use_msplit)                            */
     size_t bcs;                       /* bytes between channel quads in B                */
     int64_t toff[Q8_MAX_TAPS];        /* byte offset of tap t in B                       */
     size_t xcs;                       /* the same two for X4 itself (direct mode: equal) */
