@@ -162,6 +162,22 @@ def test_no_zero_points_gives_the_decisions(coco_v4tiny_weights, tmp_path):
     _same_layers(qm, mdfi.load(out).quantized)
 
 
+def test_eval_names_the_configs_with_zero_points(coco_v4tiny_weights, tmp_path, capsys):
+    """`mdfi eval --bits 6,8`: only the 8-bit model takes the recipe's zero points, and the
+    report says which (text and JSON)."""
+    import shutil
+    from mdfi.cli import main
+    (tmp_path / "img").mkdir()
+    shutil.copy(files("mdfi.data").joinpath("sample.jpg"), tmp_path / "img" / "sample.jpg")
+    assert main(["eval", "--images", str(tmp_path / "img"), "--model", "yolov4-tiny", "--bits", "6,8",
+                 "--no-stats", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["zero_points"] == ["w8a8"]
+    assert main(["eval", "--images", str(tmp_path / "img"), "--model", "yolov4-tiny", "--bits", "6,8",
+                 "--no-stats"]) == 0
+    assert "zero points at w8a8" in capsys.readouterr().out
+
+
 def test_recipe_detects_like_the_float_model(recipe_model):
     from conftest import skimage_image
     dets = recipe_model.detect(skimage_image("astronaut.png"))

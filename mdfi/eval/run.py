@@ -93,6 +93,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     models: Dict[str, bytes] = {}
     sizes: Dict[str, int] = {}
     opts: dict = {}
+    zero_tags = []                         # the configs quantized with zero points
     for wbits, abits in configs:
         tag = f"w{wbits}a{abits}"
         if tag in models:
@@ -108,6 +109,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
                   and args.method in (None, "mse"))
         if zp:
             opts = dict(opts, act_method="mse with zero points")
+            zero_tags.append(tag)
         extra = {} if (args.calib or args.method or getattr(args, "bn_estimate", False) or zp) \
             else recipes.shipped_decisions(spec_name, network, opts)
         if zp:
@@ -127,7 +129,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
                           darknet=darknet, gt_thresh=gt_thresh, **scale)
     return _report(run, {"label": label, "images": args.images, "calib_src": calib_src, "opts": opts,
                          "engine": engine, "results": args.results, "darknet": darknet, "gt_thresh": gt_thresh,
-                         "sizes": sizes, "float_bytes": float_bytes, "plot": getattr(args, "plot", None)})
+                         "sizes": sizes, "float_bytes": float_bytes, "plot": getattr(args, "plot", None),
+                         "zero_points": zero_tags})
 
 
 @dataclass
@@ -290,6 +293,10 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
             f"weights {'per channel' if opts['per_channel'] else 'per layer'}, "
             f"{opts['act_method'] or 'auto (mse for images, max for a batch-norm estimate)'} activations, "
             f"{opts['rounding']} rounding, {info['engine']} engine")
+    zero_tags = info.get("zero_points") or []
+    if zero_tags and len(zero_tags) < len(info["sizes"]):    # some configs only (a recipe's default)
+        head = head.replace("mse with zero points activations", "mse activations")
+        head += f"; zero points at {', '.join(zero_tags)}"
     text = head + "\n" + evaluate.format_agreement_table(results)
     for tag, d in sat.items():
         text += f"\n\nsaturated outputs per layer, {tag} (layers with none omitted):\n{d['table']}"
@@ -303,7 +310,7 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
     report = {"model": info["label"], "darknet": info["darknet"], "gt_thresh": info["gt_thresh"],
               "images": len(order), "calibration": info["calib_src"],
               "options": {k: v for k, v in opts.items() if k not in ("wbits", "abits")}, "engine": info["engine"],
-              "agreement": evaluate.to_json_dict(results)}
+              "agreement": evaluate.to_json_dict(results), "zero_points": zero_tags}
     sizes, float_bytes = info["sizes"], info["float_bytes"]
     report["param_bytes"] = sizes
     report["size_vs_float"] = {k: v / float_bytes for k, v in sizes.items()}
