@@ -85,10 +85,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     opts = recipes.resolve(spec_name, wbits=args.wbits, abits=args.abits, per_channel=args.per_channel,
                            rounding=args.rounding, act_method=args.method)
     _warn_low_bits(opts["wbits"], opts["abits"])
-    shipped_stats = not (args.calib or args.calib_stats or args.bn_estimate) and recipes.has_shipped_calibration(spec_name)
+    source = recipes.statistics_source(spec_name, photos=bool(args.calib or args.calib_stats),
+                                       bn_estimate=args.bn_estimate)
+    shipped_stats = source == "shipped"
     if args.zero_points is None:        # the default: docs/quantization.md round 14
-        source = ("photos" if args.calib or args.calib_stats else "bn-estimate" if args.bn_estimate
-                  else "shipped" if shipped_stats else "sample")
         args.zero_points = (recipes.default_zero_points(spec_name, source, opts) and network.channels == 3
                             and not (args.search or args.align or args.layer_abits or args.layer_wbits
                                      or args.layer_rounding or args.size_budget is not None)

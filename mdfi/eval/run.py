@@ -102,11 +102,11 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
                                rounding=args.rounding, act_method=args.method)
         # The recipe's shipped decisions apply when the formats come from its statistics.
         zp = getattr(args, "zero_points", None)
-        shipped_stats = not (args.calib or getattr(args, "bn_estimate", False)) and recipes.has_shipped_calibration(spec_name)
+        source = recipes.statistics_source(spec_name, photos=bool(args.calib),
+                                           bn_estimate=calib.method == "batchnorm-estimate")
+        shipped_stats = source == "shipped"
         if zp is None:                  # the default: docs/quantization.md round 14
-            zp = (recipes.default_zero_points(spec_name, "photos" if args.calib else "shipped" if shipped_stats else
-                                              "bn-estimate" if calib.method == "batchnorm-estimate" else "sample", opts)
-                  and args.method in (None, "mse"))
+            zp = recipes.default_zero_points(spec_name, source, opts) and args.method in (None, "mse")
         if zp:
             opts = dict(opts, act_method="mse with zero points")
             zero_tags.append(tag)

@@ -64,6 +64,17 @@ def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[di
     return ZERO_POINTS_DEFAULT.get(source, False)
 
 
+def statistics_source(spec_name: Optional[str], *, photos: bool, bn_estimate: bool = False) -> str:
+    """Where a quantization's activation statistics come from, as :func:`default_zero_points`
+    names it: calibration photos (or their statistics) given, the batch-norm estimate, the
+    recipe's shipped statistics, else the shipped sample photo."""
+    if photos:
+        return "photos"
+    if bn_estimate:
+        return "bn-estimate"
+    return "shipped" if has_shipped_calibration(spec_name) else "sample"
+
+
 def zero_point_kwargs(spec_name: Optional[str], shipped_stats: bool, opts: Optional[dict] = None) -> dict:
     """``quantize_network`` keyword arguments of zero-point formats: ``mse``, with the recipe's
     options (its clip budget) when its shipped statistics are used at the widths its zero
@@ -334,11 +345,11 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
             from ..errors import MDFIError
             raise MDFIError("calib: no calibration images given (an empty list)")
         key_opts = dict(key_opts, calib_images=calib_images_digest(calib_images))
-    shipped = calib_images is None and has_shipped_calibration(spec_name)
+    source = statistics_source(spec_name, photos=calib_images is not None)
+    shipped = source == "shipped"
     auto_zero = zero_points is None
     if auto_zero:
-        zero_points = default_zero_points(spec_name, "photos" if calib_images is not None else
-                                          "shipped" if shipped else "sample", opts)
+        zero_points = default_zero_points(spec_name, source, opts)
     if zero_points:     # the recipe's zero-point options are part of the key (round 13's entries had none)
         zkw = zero_point_kwargs(spec_name, shipped, opts)
         key_opts = dict(key_opts, zero_points=zkw.get("act_options", True))
