@@ -94,6 +94,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     sizes: Dict[str, int] = {}
     opts: dict = {}
     zero_tags = []                         # the configs quantized with zero points
+    source = recipes.statistics_source(spec_name, photos=bool(args.calib),
+                                       bn_estimate=calib.method == "batchnorm-estimate")
     for wbits, abits in configs:
         tag = f"w{wbits}a{abits}"
         if tag in models:
@@ -102,19 +104,16 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
                                rounding=args.rounding, act_method=args.method)
         # The recipe's shipped decisions apply when the formats come from its statistics.
         zp = getattr(args, "zero_points", None)
-        source = recipes.statistics_source(spec_name, photos=bool(args.calib),
-                                           bn_estimate=calib.method == "batchnorm-estimate")
-        shipped_stats = source == "shipped"
         if zp is None:                  # the default: docs/quantization.md round 14
             zp = recipes.default_zero_points(spec_name, source, opts) and args.method in (None, "mse")
         if zp:
-            opts = dict(opts, act_method="mse with zero points")
+            extra = recipes.zero_point_kwargs(spec_name, source == "shipped", opts)
+            opts = dict(opts, act_method=extra["act_method"])
             zero_tags.append(tag)
-        extra = {} if (args.calib or args.method or getattr(args, "bn_estimate", False) or zp) \
-            else recipes.shipped_decisions(spec_name, network, opts)
-        if zp:
-            extra = recipes.zero_point_kwargs(spec_name, shipped_stats, opts)
+        elif args.calib or args.method or getattr(args, "bn_estimate", False):
+            extra = {"act_method": opts["act_method"]}
         else:
+            extra = recipes.shipped_decisions(spec_name, network, opts)
             extra["act_method"] = opts["act_method"]
         qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],
                               rounding=opts["rounding"], calib=calib,
@@ -294,9 +293,9 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
             f"{opts['act_method'] or 'auto (mse for images, max for a batch-norm estimate)'} activations, "
             f"{opts['rounding']} rounding, {info['engine']} engine")
     zero_tags = info.get("zero_points") or []
-    if zero_tags and len(zero_tags) < len(info["sizes"]):    # some configs only (a recipe's default)
-        head = head.replace("mse with zero points activations", "mse activations")
-        head += f"; zero points at {', '.join(zero_tags)}"
+    if zero_tags:                          # all configs, or some (a recipe's default is 8-bit only)
+        head += ("; with zero points" if len(zero_tags) == len(info["sizes"])
+                 else f"; zero points at {', '.join(zero_tags)}")
     text = head + "\n" + evaluate.format_agreement_table(results)
     for tag, d in sat.items():
         text += f"\n\nsaturated outputs per layer, {tag} (layers with none omitted):\n{d['table']}"

@@ -41,27 +41,18 @@ RECIPES = {
 # docs/quantization.md "Round 11" (yolov3-tiny, yolov4-tiny COCO and 10-class on val / val4)
 DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": True,
             "act_method": None, "weight_method": "mse"}       # None: by statistics source
-#: Whether a model without a recipe gets zero-point activation formats (docs/fixed-point.md 1.1)
-#: unless told otherwise, per source of its statistics: calibration photos (``--calib``,
-#: ``calib=``, ``--calib-stats``) or the shipped sample photo (no photos given).  Decided by the
-#: rule of docs/quantization.md "Round 14" on the selection set ``val5``: not for either (the
-#: 10-class yolov4-tiny lost kept detections and bias there), so zero points stay opt-in.
-ZERO_POINTS_DEFAULT = {"photos": False, "sample": False}
-
-
 def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[dict] = None) -> bool:
     """Whether zero points are the default for ``spec_name`` whose statistics come from
-    ``source``: ``"shipped"`` (a recipe's statistics: the recipe's ``zero_points`` entry, at
-    the 8-bit per-channel widths it was measured at, ``opts`` from :func:`resolve`),
-    ``"photos"``, ``"sample"`` (:data:`ZERO_POINTS_DEFAULT`; a zoo model calibrated on photos
-    given: not measured, no) or ``"bn-estimate"`` (no)."""
-    if source == "shipped":
-        o = opts or resolve(spec_name)
-        return (bool(RECIPES.get(spec_name or "", {}).get("zero_points")) and o["wbits"] == 8 and o["abits"] == 8
-                and bool(o["per_channel"]) and o.get("rounding", "half_up") == "half_up")
-    if spec_name in RECIPES:
+    ``source`` (:func:`statistics_source`): only ``"shipped"`` -- a recipe's statistics, with
+    the recipe's ``zero_points`` entry, at the 8-bit per-channel widths it was measured at
+    (``opts`` from :func:`resolve`).  Calibration photos, the sample photo and the batch-norm
+    estimate: no -- docs/quantization.md "Round 14", rule 1 on ``val5`` (the 10-class
+    yolov4-tiny lost kept detections and bias with them), so they stay opt-in there."""
+    if source != "shipped":
         return False
-    return ZERO_POINTS_DEFAULT.get(source, False)
+    o = opts or resolve(spec_name)
+    return (bool(RECIPES.get(spec_name or "", {}).get("zero_points")) and o["wbits"] == 8 and o["abits"] == 8
+            and bool(o["per_channel"]) and o.get("rounding", "half_up") == "half_up")
 
 
 def statistics_source(spec_name: Optional[str], *, photos: bool, bn_estimate: bool = False) -> str:
@@ -345,13 +336,13 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
             from ..errors import MDFIError
             raise MDFIError("calib: no calibration images given (an empty list)")
         key_opts = dict(key_opts, calib_images=calib_images_digest(calib_images))
-    source = statistics_source(spec_name, photos=calib_images is not None)
-    shipped = source == "shipped"
+    stats_src = statistics_source(spec_name, photos=calib_images is not None)
+    shipped = stats_src == "shipped"
     auto_zero = zero_points is None
     if auto_zero:
-        zero_points = default_zero_points(spec_name, source, opts)
-    if zero_points:     # the recipe's zero-point options are part of the key (round 13's entries had none)
-        zkw = zero_point_kwargs(spec_name, shipped, opts)
+        zero_points = default_zero_points(spec_name, stats_src, opts)
+    zkw = zero_point_kwargs(spec_name, shipped, opts) if zero_points else {}
+    if zkw:             # the recipe's zero-point options are part of the key (round 13's entries had none)
         key_opts = dict(key_opts, zero_points=zkw.get("act_options", True))
     path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
     if cache and path.is_file():
@@ -380,7 +371,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         how = describe_source(spec_name, bool(decided), calib)
         act_method = opts["act_method"]
     if zero_points:
-        decided = zero_point_kwargs(spec_name, shipped, opts)
+        decided = dict(zkw)
         act_method = decided.pop("act_method")
         if how and shipped:
             how += f"; zero points ({'the recipe default, ' if auto_zero else ''}docs/quantization.md round 14)"
