@@ -150,7 +150,10 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      align=None, align_direction: str = "fit", act_equalize=None,
                      act_options: Optional[Mapping[str, Any]] = None,
                      gain_correction: Optional[str] = None, brecq: Optional[Mapping] = None,
-                     zero_points: bool = False, act_zeros: Optional[Mapping[int, int]] = None) -> QuantizedModel:
+                     zero_points: bool = False, act_zeros: Optional[Mapping[int, int]] = None,
+                     weight_deltas: Optional[Mapping[int, np.ndarray]] = None,
+                     weight_deltas_method: str = "adaround",
+                     refinements: Optional[dict] = None) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
@@ -217,6 +220,15 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     ``act_options``: options of ``act_method`` when formats are chosen from statistics
     (:func:`mdfi.quant.calibrate.choose_frac`, e.g. ``{"clip_budget": 0.03}`` for ``"mse"``);
     recorded in the model's options.
+
+    ``weight_deltas`` ({layer: integer array of the layer's weight shape}): recorded weight
+    rounding, each weight's integer minus its round-half-up integer (values -1, 0, 1): how a
+    recipe ships AdaRound's choices (``weight_deltas_method`` names what made them, recorded
+    as the layer's weight method) without shipping the calibration images, as
+    ``bias_shifts`` ships empirical bias corrections.  ``refinements`` (a dict, filled in):
+    for every convolution refined on calibration data, ``{layer: {"weight_delta": int8
+    array, "bias_shift": float64 array}}`` -- what ``weight_deltas`` and ``bias_shifts``
+    need to rebuild the same integers without the data (``benchmarks/make_rounding.py``).
     """
     calibrate = None
 
@@ -242,6 +254,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     if zero_points and act_fracs is not None:
         raise FormatError("zero_points=True chooses the activation formats; with act_fracs given, give their "
                           "zero points as act_zeros instead")
+    if weight_deltas and (weight_rounding != "nearest" or gain_correction is not None or brecq):
+        raise FormatError("weight_deltas record a weight rounding: give them with weight_rounding 'nearest' only")
+    if weight_deltas and weight_deltas_method not in ("adaround", "gptq", "brecq"):
+        raise FormatError(f"weight_deltas_method={weight_deltas_method!r}: expected adaround, gptq or brecq")
+    for i in (weight_deltas or {}):
+        if not (0 <= int(i) < len(network.layers) and network.layers[int(i)].kind == "convolutional"):
+            raise FormatError(f"weight_deltas for layer {i}: not a convolutional layer of {network.path}")
     if act_zeros is not None and act_fracs is None:
         raise FormatError("act_zeros are given with act_fracs (zero_points=True chooses both)")
     if zero_points and (act_method not in (None, "mse") or set(act_options or {}) - {"clip_budget"}):
@@ -369,10 +388,16 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                                               per_channel=per_channel, weight_method=weight_method)
                         f = qls[j].out_fmt
                 block_ints.update(brecq_block(network, block_of[i], qls, run, in_scale, brq))
-            if run is not None or (bias_shifts and i in bias_shifts):
+            if run is not None or (bias_shifts and i in bias_shifts) or (weight_deltas and i in weight_deltas):
+                nearest = ql
                 ql = _refine_conv(layer, ql, run, in_scale, weight_rounding, bias_correction,
                                   None if not bias_shifts else bias_shifts.get(i), rounding=mode, adaround=ada,
-                                  gain_correction=gain_correction, given=block_ints.pop(i, None))
+                                  gain_correction=gain_correction, given=block_ints.pop(i, None),
+                                  recorded_delta=None if not weight_deltas else weight_deltas.get(i),
+                                  recorded_method=weight_deltas_method, record=refinements, index=i)
+                if refinements is not None and run is not None:
+                    refinements[i]["weight_delta"] = (ql.weights.astype(np.int64)
+                                                      - nearest.weights.astype(np.int64)).astype(np.int8)
         elif layer.kind == "shortcut":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
@@ -405,6 +430,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         options["zero_points"] = True
     if run is not None:
         options["calib_inputs"] = len(run)
+    if weight_deltas:
+        options["recorded_rounding"] = weight_deltas_method
     if gain_correction is not None:
         options["gain_correction"] = gain_correction
     if alignment is not None:
@@ -464,14 +491,26 @@ def unify_route_formats(network: Network, act_fracs: Mapping[int, int], layer_ab
 
 
 def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_correction,
-                 recorded_shift, *, rounding: str, adaround=None, gain_correction=None, given=None):
+                 recorded_shift, *, rounding: str, adaround=None, gain_correction=None, given=None,
+                 recorded_delta=None, recorded_method: str = "adaround", record=None, index=None):
     """Re-choose a convolution's integers on calibration data (``run``) or with recorded
-    bias shifts: GPTQ or AdaRound weight rounding (with a gain correction if asked), then
-    empirical bias correction."""
+    weight deltas and bias shifts: GPTQ or AdaRound weight rounding (with a gain correction
+    if asked), then empirical bias correction."""
     w, b = layer.folded_float_params()
     m = layer.filters
     w = (w * in_scale).reshape(m, -1)
     w_q, method = ql.weights.reshape(m, -1), dict(ql.method or {})
+    if recorded_delta is not None:
+        if run is not None:
+            raise FormatError(f"layer {index}: recorded weight deltas and calibration inputs exclude each other")
+        d = np.asarray(recorded_delta)
+        if d.size != w_q.size or not np.issubdtype(d.dtype, np.integer) or (d.size and np.abs(d).max() > 1):
+            raise FormatError(f"layer {index}: recorded weight deltas: expected {w_q.size} integers in -1..1")
+        w_q = w_q.astype(np.int64) + d.reshape(m, -1).astype(np.int64)
+        lo, hi = -(1 << (ql.wbits - 1)), (1 << (ql.wbits - 1)) - 1
+        if w_q.size and (w_q.min() < lo or w_q.max() > hi):
+            raise FormatError(f"layer {index}: recorded weight deltas leave the {ql.wbits}-bit range")
+        method["weights"] = recorded_method
     if run is not None and gain_correction is not None:
         from .gaincorr import correct_layer, nearest_round
         from .gptq import DAMP, gptq_round
@@ -512,6 +551,8 @@ def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_cor
     if recorded_shift is not None:
         delta = delta + np.asarray(recorded_shift, np.float64)
         method["bias"] = "empirical"
+    if record is not None and run is not None:
+        record[index] = {"bias_shift": np.array(delta, np.float64)}
     return build(b + delta)
 
 
