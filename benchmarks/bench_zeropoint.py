@@ -55,6 +55,9 @@ def main(argv=None) -> int:
                     help="zoo models: round 14's second rule -- R (the shipped recipe), Z (zero points, mse formats on "
                          "the shipped statistics with the recipe's clip budget), ZH (Z + head bias shifts measured on "
                          "the calib photos and their mirror images, at the recipe's strength)")
+    ap.add_argument("--shipped-default", action="store_true",
+                    help="zoo models: the 8-bit default the recipe ships since round 15 (zero points with the shipped "
+                         "AdaRound rounding and bias shifts, recipes.zero_point_kwargs), beside R (--no-zero-points)")
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets")
     ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
     ap.add_argument("--cache", default=None, help="float-path cache (default /tmp/mdfi-accuracy-cache[-MODEL])")
@@ -76,9 +79,13 @@ def main(argv=None) -> int:
     datas = {sp: ba.float_split(network, names, args.person_sets if sp in ("val4", "val5", "test4") else args.sets,
                                sp, cache)
              for sp in splits}
-    if args.recipe_candidates:
+    if args.recipe_candidates or args.shipped_default:
         if args.model not in ("yolov3-tiny", "yolov4-tiny"):
-            ap.error("--recipe-candidates: the zoo models yolov3-tiny and yolov4-tiny have recipes")
+            ap.error("--recipe-candidates / --shipped-default: the zoo models yolov3-tiny and yolov4-tiny have recipes")
+    if args.shipped_default:
+        shipped_default(args, network, names, calib, datas)
+        return 0
+    if args.recipe_candidates:
         recipe_candidates(args, network, names, calib, datas)
         return 0
     kw = {}
@@ -100,6 +107,26 @@ def main(argv=None) -> int:
         with open(args.json, "w") as fh:
             json.dump({"model": args.model, "splits": splits, "method": args.method, "stats": args.stats, "rows": rows}, fh, indent=1)
     return 0
+
+
+def shipped_default(args, network, names, calib, datas) -> None:
+    """The recipe's 8-bit default (round 15) and R, its decisions (--no-zero-points)."""
+    from mdfi.quant import recipes
+    from mdfi.quant.quantize import quantize_network
+    opts = recipes.resolve(args.model)
+    common = dict(wbits=8, abits=8, per_channel=True, calib=calib, names=names, weight_method=opts["weight_method"])
+    rows = {}
+    t0 = time.perf_counter()
+    qm = quantize_network(network, act_method=opts["act_method"], **common,
+                          **recipes.shipped_decisions(args.model, network, opts))
+    ba.evaluate_model(qm, "R-recipe", time.perf_counter() - t0, False, network, names, datas, rows, False)
+    t0 = time.perf_counter()
+    qm = quantize_network(network, **common, **recipes.zero_point_kwargs(args.model, True, opts))
+    print(f"shipped default: integer digest {'matches' if recipes.integer_digest(qm) == recipes.shipped_rounding_meta(args.model)['integer_digest'] else 'DIFFERS from'} the rounding file's", file=sys.stderr)
+    ba.evaluate_model(qm, "A-shipped-default", time.perf_counter() - t0, False, network, names, datas, rows, False)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"model": args.model, "splits": list(datas), "shipped_default": True, "rows": rows}, fh, indent=1)
 
 
 def recipe_candidates(args, network, names, calib, datas) -> None:

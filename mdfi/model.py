@@ -269,9 +269,10 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     (docs/quantization.md, round 11).
     ``zero_points``: activation formats with zero points (docs/fixed-point.md 1.1; as
     ``mdfi quantize --zero-points``; without a recipe's decisions) if True, without if False;
-    None (default): as the model's recipe says -- with them for the COCO yolov4-tiny at 8 bits
-    from its shipped statistics, without for every other model (docs/quantization.md "Round
-    14", :func:`mdfi.quant.recipes.default_zero_points`).
+    None (default): as the model's recipe says -- for the zoo's yolov3-tiny and COCO yolov4-tiny
+    at 8 bits from their shipped statistics: zero points with the recipe's shipped AdaRound
+    weights and bias shifts (docs/quantization.md "Round 15"); without for every other model
+    ("Round 14", :func:`mdfi.quant.recipes.default_zero_points`).
     """
     from .engine import FixedEngine
 

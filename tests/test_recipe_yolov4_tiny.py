@@ -102,24 +102,26 @@ def test_load_and_quantize_use_the_recipe(recipe_model, tmp_path, capsys):
     assert "formats: recipe yolov4-tiny: shipped statistics" in capsys.readouterr().out
 
 
-def test_default_zero_points_follow_round_14():
+def test_default_zero_points_follow_rounds_14_and_15():
     """docs/quantization.md "Round 14": rule 2 chose zero points for the COCO yolov4-tiny's
     recipe at 8 bits (its shipped statistics); rule 1 kept them opt-in for every model
-    without a recipe, whatever the statistics."""
-    assert recipes.default_zero_points("yolov4-tiny", "shipped") is True
-    for opts in (recipes.resolve("yolov4-tiny", abits=6), recipes.resolve("yolov4-tiny", wbits=6),
-                 recipes.resolve("yolov4-tiny", per_channel=False), recipes.resolve("yolov4-tiny", rounding="truncate")):
-        assert recipes.default_zero_points("yolov4-tiny", "shipped", opts) is False      # not measured
-    assert recipes.default_zero_points("yolov4-tiny", "photos") is False
-    assert recipes.default_zero_points("yolov3-tiny", "shipped") is False
+    without a recipe, whatever the statistics.  "Round 15": both zoo recipes' 8-bit default
+    is zero points with the shipped AdaRound rounding and bias shifts (no clip budget)."""
+    for model in ("yolov4-tiny", "yolov3-tiny"):
+        assert recipes.default_zero_points(model, "shipped") is True
+        for opts in (recipes.resolve(model, abits=6), recipes.resolve(model, wbits=6),
+                     recipes.resolve(model, per_channel=False), recipes.resolve(model, rounding="truncate")):
+            assert recipes.default_zero_points(model, "shipped", opts) is False      # not measured
+            # --zero-points asked for at other widths: mse zero points, nothing shipped
+            assert recipes.zero_point_kwargs(model, True, opts) == {"zero_points": True, "act_method": "mse"}
+        assert recipes.default_zero_points(model, "photos") is False
+        kw = recipes.zero_point_kwargs(model, True)
+        assert set(kw) == {"zero_points", "act_method", "weight_deltas", "bias_shifts"} and kw["act_method"] == "mse"
+        # statistics not shipped, or options the rounding was not made for: plain zero points
+        assert recipes.zero_point_kwargs(model, False) == {"zero_points": True, "act_method": "mse"}
+        assert recipes.zero_point_kwargs(model, True, plain=False) == {"zero_points": True, "act_method": "mse"}
     for source in ("photos", "sample", "bn-estimate"):
         assert recipes.default_zero_points(None, source) is False
-    assert recipes.zero_point_kwargs("yolov4-tiny", True) == {"zero_points": True, "act_method": "mse",
-                                                              "act_options": {"clip_budget": 0.03}}
-    assert recipes.zero_point_kwargs("yolov4-tiny", False) == {"zero_points": True, "act_method": "mse"}
-    # --zero-points asked for at other widths: mse zero points without the recipe's clip budget
-    assert recipes.zero_point_kwargs("yolov4-tiny", True, recipes.resolve("yolov4-tiny", abits=6)) == \
-        {"zero_points": True, "act_method": "mse"}
 
 
 def _same_layers(qa, qb):
@@ -130,21 +132,29 @@ def _same_layers(qa, qb):
             assert np.array_equal(arr, lb.arrays()[key]), (la.index, key)
 
 
-def test_default_is_zero_points_on_the_shipped_statistics(recipe_model, coco_v4tiny_weights):
-    """The default 8-bit model is the rule's Z: zero-point formats by mse on the shipped
-    statistics with the recipe's 0.03 % clip budget, no shipped decisions."""
+def test_default_is_round_15s_model(recipe_model, coco_v4tiny_weights):
+    """The default 8-bit model is round 15's A: zero-point formats by mse on the shipped
+    statistics, the shipped AdaRound weights and empirical bias shifts, no shipped decisions;
+    its integers are the ones AdaRound made when the file was recorded (digest)."""
     from mdfi.darknet.weights import load_weights
     from mdfi.quant.quantize import quantize_network
     qm = recipe_model.quantized
-    assert qm.options.get("zero_points") and qm.options.get("act_options") == {"clip_budget": 0.03}
-    assert "zero points" in qm.options["formats_source"]
+    assert qm.options.get("zero_points") and not qm.options.get("act_options")
+    assert qm.options["recorded_rounding"] == "adaround"
+    assert "zero points, AdaRound weights" in qm.options["formats_source"]
     assert any(l.out_fmt.zero != 0 for l in qm.layers if hasattr(l, "out_fmt"))
+    assert recipes.integer_digest(qm) == recipes.shipped_rounding_meta("yolov4-tiny")["integer_digest"]
     net = _net()
     load_weights(net, coco_v4tiny_weights)
-    ref = quantize_network(net, wbits=8, abits=8, per_channel=True, calib=recipes.shipped_calibration("yolov4-tiny"),
-                           act_method="mse", weight_method="mse", zero_points=True,
-                           act_options={"clip_budget": 0.03})
+    calib = recipes.shipped_calibration("yolov4-tiny")
+    ref = quantize_network(net, wbits=8, abits=8, per_channel=True, calib=calib, act_method="mse",
+                           weight_method="mse", zero_points=True, **recipes.shipped_rounding("yolov4-tiny"))
     _same_layers(qm, ref)
+    near = quantize_network(net, wbits=8, abits=8, per_channel=True, calib=calib, act_method="mse",
+                            weight_method="mse", zero_points=True)
+    moved = [i for i, l in enumerate(qm.layers) if l.kind == "convolutional"
+             and not np.array_equal(l.weights, near.layers[i].weights)]
+    assert len(moved) == sum(l.kind == "convolutional" for l in qm.layers)   # AdaRound touched every layer
 
 
 def test_no_zero_points_gives_the_decisions(coco_v4tiny_weights, tmp_path):

@@ -70,11 +70,11 @@ Image.fromarray(np.ascontiguousarray(img[..., :3]).astype(np.uint8)).save(sys.ar
 PYEOF
     fi
     echo "[1] golden vectors: mdfi golden $IMAGE --model $MODEL --layers $LAYERS,18 --format hex"
-    "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$GOLDEN" --layers "$LAYERS,18" \
+    "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$GOLDEN" --layers "$LAYERS,18" --no-zero-points \
         --format hex || die "mdfi golden failed"
     if [ "${MDFI_RTL_CONV:-0,2,18}" != none ]; then
         echo "    mdfi golden $IMAGE --model $MODEL --layers 0,2 --stages in,out -o golden_conv"
-        "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$WORK/golden_conv" --layers 0,2 \
+        "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$WORK/golden_conv" --layers 0,2 --no-zero-points \
             --stages in,out --format hex >/dev/null 2>&1 || die "mdfi golden (conv layers) failed"
     fi
 fi

@@ -87,6 +87,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------
 # mdfi golden
+def _golden_model_kwargs(args: argparse.Namespace) -> dict:
+    kw = {"bits": args.bits} if args.bits is not None else {}
+    if args.zero_points is not None:
+        kw["zero_points"] = args.zero_points
+    return kw
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
     from ..hw import golden
     if (args.image is None) == (args.images is None):
@@ -99,8 +106,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     stages = golden.parse_stages(args.stages)
     if not args.dry_run:
         golden.check_output(args.output)            # before the (possibly slow) model load
-    model = load_model_from_args(args, precision="fixed", engine=args.engine,
-                                 **({"bits": args.bits} if args.bits is not None else {}))
+    model = load_model_from_args(args, precision="fixed", engine=args.engine, **_golden_model_kwargs(args))
     qm = getattr(model, "quantized", None)
     layers = golden.parse_layers(args.layers, len(model.network.layers))
     if args.dry_run:
@@ -127,8 +133,7 @@ def _golden_images(args: argparse.Namespace) -> int:
     stages = golden.parse_stages(args.stages)
     inputs = list_inputs(args.images)               # before the model load: a typo fails at once
     scale = scale_options(args)
-    model = load_model_from_args(args, precision="fixed", engine=args.engine,
-                                 **({"bits": args.bits} if args.bits is not None else {}))
+    model = load_model_from_args(args, precision="fixed", engine=args.engine, **_golden_model_kwargs(args))
     layers = golden.parse_layers(args.layers, len(model.network.layers))
     index = golden_images(model, inputs, args.output, layers=sorted(layers), formats=formats, stages=stages,
                           thresh=args.thresh, nms=args.nms, **scale)
@@ -252,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounding of every requantizing shift (default half_up)")
     e.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="activation formats with zero points, or --no-zero-points without (as mdfi quantize; "
-                        "default: with them for the COCO yolov4-tiny's recipe at 8 bits, else without)")
+                        "default: with them at 8 bits for the recipes of yolov3-tiny and the COCO yolov4-tiny, with "
+                        "their shipped AdaRound weights; else without)")
     e.add_argument("--labels", metavar="FILE|DIR", help="COCO JSON or VOC XML ground truth: also plain mAP@0.5")
     e.add_argument("--thresh", type=unit_float("--thresh"), default=0.25,
                    help="threshold of the float detections taken as ground truth (default 0.25)")
@@ -282,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "and OUT/index.json (docs/scale.md)")
     add_model_args(g)
     g.add_argument("--bits", type=bits_arg, default=None, metavar="N", help="width for a zoo model (default 8)")
+    g.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
+                   help="a zoo model quantized with zero-point activation formats, or --no-zero-points without "
+                        "(default: the model's recipe -- with them at 8 bits for yolov3-tiny and yolov4-tiny, "
+                        "docs/quantization.md round 15; examples/rtl's designs need --no-zero-points)")
     g.add_argument("--engine", choices=("c", "ref"), default=None,
                    help="fixed-point backend: c (fast kernels, default) or ref (NumPy reference); same integers")
     g.add_argument("-o", "--output", required=True, metavar="DIR",

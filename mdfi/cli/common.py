@@ -123,8 +123,8 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
                         "model's shipped statistics, else the shipped sample photo's)")
     g.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="activation formats with zero points, or --no-zero-points without (as mdfi quantize; "
-                        "default: the model's recipe -- with them for the COCO yolov4-tiny at 8 bits, else "
-                        "without; docs/quantization.md round 14)")
+                        "default: the model's recipe -- with them at 8 bits for the zoo's yolov3-tiny and "
+                        "yolov4-tiny, else without; docs/quantization.md rounds 14-15)")
     g.add_argument("--stats", action="store_true",
                    help="print per-layer saturation counts (how many outputs each format clamped)")
 

@@ -88,7 +88,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     source = recipes.statistics_source(spec_name, photos=bool(args.calib or args.calib_stats),
                                        bn_estimate=args.bn_estimate)
     shipped_stats = source == "shipped"
-    if args.zero_points is None:        # the default: docs/quantization.md round 14
+    if args.zero_points is None:        # the default: docs/quantization.md rounds 14-15
         args.zero_points = (recipes.default_zero_points(spec_name, source, opts) and network.channels == 3
                             and not (args.search or args.align or args.layer_abits or args.layer_wbits
                                      or args.layer_rounding or args.size_budget is not None)
@@ -137,8 +137,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                   layer_abits=args.layer_abits, layer_wbits=args.layer_wbits, cfg_text=cfg_text, names=names)
     if args.clip_budget is not None:
         common["act_options"] = {"clip_budget": args.clip_budget}
+    zkw = {}
     if args.zero_points:
-        common.update(recipes.zero_point_kwargs(spec_name, shipped_stats, opts))
+        # the recipe's shipped rounding (round 15) only where nothing changes what it was made for
+        plain = not (args.clip_budget is not None or args.layer_abits or args.layer_wbits or args.layer_rounding
+                     or args.size_budget is not None or args.align or args.act_equalize is not None
+                     or data_methods)
+        zkw = recipes.zero_point_kwargs(spec_name, shipped_stats, opts, plain=plain)
+        common.update(zkw)
     if args.size_budget is not None:
         from ..quant.formats import HeadObjective
         from ..quant.mixed import choose_widths
@@ -153,10 +159,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     else:
         qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
                               progress=data_methods or rescale, **common, **kw)
+        if "weight_deltas" in zkw:
+            recipes.check_rounding(spec_name, qm)
         if not (args.calib or args.calib_stats or args.method or args.bn_estimate):   # shipped files
             how = recipes.describe_source(spec_name, "act_fracs" in kw, calib)
             if how and args.zero_points and shipped_stats:
-                how += "; zero points (docs/quantization.md round 14)"
+                how += "; " + recipes.zero_point_story(spec_name, zkw, False)
             if how:
                 qm.options["formats_source"] = how
     size = modelfile.save(qm, args.output, model_name=label)
@@ -267,8 +275,9 @@ def add_quantize_parser(sub) -> None:
     q.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="activation formats with a zero point (value (q - zero) * 2^-frac; docs/fixed-point.md 1.1): "
                         "one bit finer for one-sided (leaky) tensors; --no-zero-points: without.  Default: the "
-                        "recipe's -- with them for the COCO yolov4-tiny at 8 bits from its shipped statistics and no "
-                        "other format option, else without (docs/quantization.md, rounds 13-14)")
+                        "recipe's -- for yolov3-tiny and the COCO yolov4-tiny at 8 bits from their shipped statistics "
+                        "and no other format option: with them and the recipe's shipped AdaRound weights and bias "
+                        "shifts; else without (docs/quantization.md, rounds 13-15)")
     q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround", "brecq"), default="nearest",
                    help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
                         "up/down rounding learned per layer on them; brecq: learned jointly over blocks of "

@@ -104,7 +104,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
                                rounding=args.rounding, act_method=args.method)
         # The recipe's shipped decisions apply when the formats come from its statistics.
         zp = getattr(args, "zero_points", None)
-        if zp is None:                  # the default: docs/quantization.md round 14
+        if zp is None:                  # the default: docs/quantization.md rounds 14-15
             zp = recipes.default_zero_points(spec_name, source, opts) and args.method in (None, "mse")
         if zp:
             extra = recipes.zero_point_kwargs(spec_name, source == "shipped", opts)

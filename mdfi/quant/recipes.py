@@ -24,18 +24,22 @@ from .quantize import QuantizedModel, quantize_network
 #: Per zoo model: shipped calibration statistics and the settings that meet the accuracy
 #: targets (docs/quantization.md has the measurements behind them).
 RECIPES = {
+    # Round 15 (docs/quantization.md, its rule on `val5`): at 8 bits, zero-point formats (mse on
+    # the shipped statistics) with AdaRound weights and empirical bias correction -- round 13's
+    # best 8-bit model -- are the default; the rounding ships as `rounding` (made by
+    # benchmarks/make_rounding.py).  zero_points=False / --no-zero-points: the recipe's decisions.
     "yolov3-tiny": {"calib": "yolov3-tiny.calib.json", "per_channel": True,
                     "act_method": "mse", "weight_method": "mse",
-                    "decisions": "yolov3-tiny.decisions.json"},
+                    "decisions": "yolov3-tiny.decisions.json",
+                    "zero_points": {"rounding": "yolov3-tiny.rounding.npz"}},
     # the official COCO model: mse formats with a 0.03 % clip budget and full head shifts
-    # (no format search), chosen on `val` by the rule committed first (docs/quantization.md)
-    # Round 14 (docs/quantization.md, rule 2 on `val5`): at 8 bits, zero-point formats by mse
-    # on the shipped statistics with the same clip budget replace the decisions by default
-    # (zero_points=False / --no-zero-points: the decisions, as before)
+    # (no format search), chosen on `val` by the rule committed first (docs/quantization.md);
+    # round 14 made zero points (same clip budget) its 8-bit default, round 15 the same as
+    # yolov3-tiny's above (no clip budget: round 13's model, as measured)
     "yolov4-tiny": {"calib": "yolov4-tiny.calib.json", "per_channel": True,
                     "act_method": "mse", "weight_method": "mse",
                     "decisions": "yolov4-tiny.decisions.json",
-                    "zero_points": {"clip_budget": 0.03}},
+                    "zero_points": {"rounding": "yolov4-tiny.rounding.npz"}},
 }
 # per-channel weights for every model: chosen for models without a recipe by the rule of
 # docs/quantization.md "Round 11" (yolov3-tiny, yolov4-tiny COCO and 10-class on val / val4)
@@ -66,16 +70,131 @@ def statistics_source(spec_name: Optional[str], *, photos: bool, bn_estimate: bo
     return "shipped" if has_shipped_calibration(spec_name) else "sample"
 
 
-def zero_point_kwargs(spec_name: Optional[str], shipped_stats: bool, opts: Optional[dict] = None) -> dict:
+def zero_point_kwargs(spec_name: Optional[str], shipped_stats: bool, opts: Optional[dict] = None,
+                      plain: bool = True) -> dict:
     """``quantize_network`` keyword arguments of zero-point formats: ``mse``, with the recipe's
-    options (its clip budget) when its shipped statistics are used at the widths its zero
-    points were chosen for (:func:`default_zero_points`)."""
+    options when its shipped statistics are used at the widths its zero points were chosen
+    for (:func:`default_zero_points`): its clip budget, and its shipped weight rounding and
+    bias shifts (:func:`shipped_rounding`) unless ``plain`` is False (the caller changes
+    formats or methods the rounding was not made for)."""
     kw = {"zero_points": True, "act_method": "mse"}
     zp = RECIPES.get(spec_name or "", {}).get("zero_points")
-    if shipped_stats and isinstance(zp, dict) and zp.get("clip_budget") is not None \
-            and default_zero_points(spec_name, "shipped", opts):
+    if not (shipped_stats and isinstance(zp, dict) and default_zero_points(spec_name, "shipped", opts)):
+        return kw
+    if zp.get("clip_budget") is not None:
         kw["act_options"] = {"clip_budget": float(zp["clip_budget"])}
+    if plain and zp.get("rounding"):
+        kw.update(shipped_rounding(spec_name))
     return kw
+
+
+def zero_point_story(spec_name: Optional[str], zkw: dict, default: bool = True) -> str:
+    """What ``formats_source`` adds for a recipe's zero-point model built with ``zkw``
+    (:func:`zero_point_kwargs`)."""
+    if "weight_deltas" in zkw:
+        name = RECIPES[spec_name]["zero_points"]["rounding"]
+        return (f"zero points, AdaRound weights and empirical bias shifts shipped in mdfi/data/{name} "
+                f"({'the recipe default, ' if default else ''}docs/quantization.md round 15)")
+    return f"zero points ({'the recipe default, ' if default else ''}docs/quantization.md round 14)"
+
+
+def _rounding_resource(spec_name: Optional[str]):
+    name = (RECIPES.get(spec_name or "", {}).get("zero_points") or {}).get("rounding")
+    if not name:
+        return None
+    res = files("mdfi.data").joinpath(name)
+    return res if res.is_file() else None
+
+
+ROUNDING_FORMAT = "mdfi-rounding"
+
+
+def write_rounding(path, refinements: dict, meta: dict) -> None:
+    """Write ``quantize_network(refinements=...)``'s record as a shipped rounding file: per
+    convolution the weights whose integer differs from round-half-up (a bit mask over the
+    weights in C order) and the sign of each difference (one bit per set mask bit), and the
+    empirical bias shifts (float64, exact); ``meta`` (JSON) names what made it and the
+    :func:`integer_digest` the file must reproduce."""
+    import numpy as np
+    arrays = {"meta": np.array(json.dumps(dict(meta, format=ROUNDING_FORMAT, version=1), sort_keys=True))}
+    for i, r in sorted(refinements.items()):
+        d = np.asarray(r["weight_delta"]).reshape(-1)
+        if d.size and np.abs(d).max() > 1:
+            raise ValueError(f"layer {i}: a weight moved by more than one step from round-half-up")
+        arrays[f"n{i}"] = np.array(d.size, np.int64)
+        arrays[f"mask{i}"] = np.packbits(d != 0)
+        arrays[f"sign{i}"] = np.packbits(d[d != 0] < 0)
+        arrays[f"shift{i}"] = np.asarray(r["bias_shift"], np.float64)
+    np.savez_compressed(path, **arrays)
+
+
+def read_rounding(source) -> tuple:
+    """(meta, weight_deltas, bias_shifts) of a rounding file (:func:`write_rounding`);
+    ``source`` a path or a resource."""
+    import io
+    import zipfile
+    import numpy as np
+    name = str(source)
+    try:
+        raw = source.read_bytes() if hasattr(source, "read_bytes") else open(source, "rb").read()
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != ROUNDING_FORMAT:
+                raise ValueError("not a rounding file")
+            deltas, shifts = {}, {}
+            for key in z.files:
+                if not key.startswith("n"):
+                    continue
+                i = int(key[1:])
+                n = int(z[key])
+                nz = np.unpackbits(z[f"mask{i}"], count=n).astype(bool)
+                neg = np.unpackbits(z[f"sign{i}"], count=int(nz.sum())).astype(bool)
+                d = nz.astype(np.int8)
+                d[np.flatnonzero(nz)[neg]] = -1
+                deltas[i] = d
+                shifts[i] = np.asarray(z[f"shift{i}"], np.float64)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        raise ModelFileError(f"{name}: damaged shipped rounding file ({e})") from None
+    return meta, deltas, shifts
+
+
+def shipped_rounding(spec_name: Optional[str]) -> dict:
+    """``quantize_network`` keyword arguments of a recipe's shipped weight rounding and bias
+    shifts (``weight_deltas``, ``bias_shifts``), or ``{}`` when it ships none."""
+    res = _rounding_resource(spec_name)
+    if res is None:
+        return {}
+    _meta, deltas, shifts = read_rounding(res)
+    return {"weight_deltas": deltas, "bias_shifts": shifts}
+
+
+def shipped_rounding_meta(spec_name: Optional[str]) -> Optional[dict]:
+    res = _rounding_resource(spec_name)
+    return None if res is None else read_rounding(res)[0]
+
+
+def integer_digest(qm) -> str:
+    """sha256 of a quantized model's convolution integers (weights, their fracs, biases) in
+    layer order: what a shipped rounding file must reproduce."""
+    import numpy as np
+    h = hashlib.sha256()
+    for i, ql in enumerate(qm.layers):
+        if getattr(ql, "kind", None) != "convolutional":
+            continue
+        h.update(f"{i}:".encode())
+        for a in (ql.weights, ql.w_frac, ql.bias):
+            h.update(np.ascontiguousarray(np.asarray(a, np.int64)).astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+def check_rounding(spec_name: Optional[str], qm) -> None:
+    """Refuse a model built with the recipe's shipped rounding whose integers differ from the
+    ones the rounding was recorded from (another MDFI's quantizer, or a damaged file)."""
+    meta = shipped_rounding_meta(spec_name)
+    if meta and meta.get("integer_digest") and integer_digest(qm) != meta["integer_digest"]:
+        raise ModelFileError(f"mdfi/data/{RECIPES[spec_name]['zero_points']['rounding']}: the shipped rounding "
+                             f"does not reproduce the integers it was recorded from (give --no-zero-points, or "
+                             f"quantize on your photos: --calib DIR)")
 
 
 def _calib_resource(spec_name: Optional[str]):
@@ -266,9 +385,9 @@ def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     cfg_text = read_cfg_text(cfg_file)                  # validated: regular file, size, UTF-8
     res = _calib_resource(spec_name)
     calib_sha = hashlib.sha256(res.read_bytes() if res is not None else _sample_bytes()).hexdigest()
-    dres = _decisions_resource(spec_name)
-    if dres is not None:            # the recipe's shipped decisions are part of the calibration
-        calib_sha = f"{calib_sha}+{hashlib.sha256(dres.read_bytes()).hexdigest()}"
+    for extra in (_decisions_resource(spec_name), _rounding_resource(spec_name)):
+        if extra is not None:       # the recipe's shipped decisions and rounding are part of the calibration
+            calib_sha = f"{calib_sha}+{hashlib.sha256(extra.read_bytes()).hexdigest()}"
     source = {"mdfi": __version__, "cfg_sha256": hashlib.sha256(cfg_text.encode("utf-8")).hexdigest(),
               "weights_sha256": weights_digest(weights_file), "calib_sha256": calib_sha,
               "opts": {k: opts[k] for k in sorted(opts)}}
@@ -344,6 +463,8 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     zkw = zero_point_kwargs(spec_name, shipped, opts) if zero_points else {}
     if zkw:             # the recipe's zero-point options are part of the key (round 13's entries had none)
         key_opts = dict(key_opts, zero_points=zkw.get("act_options", True))
+        if "weight_deltas" in zkw:
+            key_opts = dict(key_opts, rounding="shipped")
     path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
     if cache and path.is_file():
         try:
@@ -374,10 +495,12 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         decided = dict(zkw)
         act_method = decided.pop("act_method")
         if how and shipped:
-            how += f"; zero points ({'the recipe default, ' if auto_zero else ''}docs/quantization.md round 14)"
+            how += "; " + zero_point_story(spec_name, zkw, auto_zero)
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=act_method,
                           weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **decided)
+    if "weight_deltas" in decided:
+        check_rounding(spec_name, qm)
     if how:
         qm.options["formats_source"] = how
     qm.name = label

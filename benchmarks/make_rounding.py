@@ -1,0 +1,73 @@
+"""Make a zoo recipe's shipped 8-bit rounding (docs/quantization.md "Round 15").
+
+Builds round 13's best 8-bit model of a zoo model exactly as ``bench_zeropoint.py --method
+adaround --only-zero-points`` does -- zero-point activation formats (``mse`` on the shipped
+statistics), per-channel ``mse`` weight formats, AdaRound weight rounding and empirical bias
+correction on the ``calib`` photos and their mirror images -- and writes what its integers
+need beyond round-half-up (``mdfi/data/MODEL.rounding.npz``, :func:`mdfi.quant.recipes.
+write_rounding`): one bit per weight (moved off round-half-up or not), one sign bit per moved
+weight, and the empirical bias shifts, with the digest of the model's integers, which
+``mdfi.load`` checks when it applies the file.  2.5-3 min per model on one core::
+
+    python benchmarks/accuracy_images.py /tmp/mdfi-accuracy-sets      # the calib photos
+    python benchmarks/make_rounding.py --model yolov3-tiny --out mdfi/data/yolov3-tiny.rounding.npz
+    python benchmarks/make_rounding.py --model yolov4-tiny --out mdfi/data/yolov4-tiny.rounding.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import types
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_accuracy as ba  # noqa: E402
+import bench_grid as bg  # noqa: E402
+
+
+def build(model: str, sets: str, refinements=None):
+    """(network, names, calib, the quantized model) of round 13's best 8-bit model."""
+    from mdfi.quant.quantize import quantize_network
+    network, names, calib = bg.load_model(model, types.SimpleNamespace(
+        weights=None, sets=sets, person_sets=None, calib_set="calib"))
+    qm = quantize_network(network, wbits=8, abits=8, per_channel=True, calib=calib, names=names,
+                          zero_points=True, weight_method="mse", bias_correction="empirical",
+                          calib_inputs=ba.calib_inputs(network, sets), progress=True,
+                          weight_rounding="adaround", refinements=refinements)
+    return network, names, calib, qm
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=("yolov3-tiny", "yolov4-tiny"), required=True)
+    ap.add_argument("--out", required=True, help="the rounding file to write (.npz)")
+    ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets", help="accuracy_images.py's folder (its calib/)")
+    args = ap.parse_args(argv)
+    if os.path.exists(args.out):
+        ap.error(f"--out {args.out}: exists (remove it first; nothing is overwritten)")
+    from mdfi.quant import recipes
+    t0 = time.perf_counter()
+    refinements: dict = {}
+    _, _, _, qm = build(args.model, args.sets, refinements)
+    seconds = time.perf_counter() - t0
+    from mdfi import zoo
+    meta = {"model": args.model, "weights_sha256": zoo.get_spec(args.model).sha256,
+            "method": "zero points (mse, shipped statistics), per-channel mse weight formats, AdaRound weights "
+                      "and empirical bias correction on the calib photos and their mirror images",
+            "command": f"python benchmarks/make_rounding.py --model {args.model}",
+            "calib_inputs": qm.options.get("calib_inputs"), "adaround": qm.options.get("adaround"),
+            "seconds": round(seconds), "integer_digest": recipes.integer_digest(qm)}
+    recipes.write_rounding(args.out, refinements, meta)
+    moved = sum(int((r["weight_delta"] != 0).sum()) for r in refinements.values())
+    total = sum(r["weight_delta"].size for r in refinements.values())
+    print(f"{args.out}: {len(refinements)} convolutions, {moved:,} of {total:,} weights off round-half-up "
+          f"({100.0 * moved / max(total, 1):.1f} %), {os.path.getsize(args.out):,} bytes, {seconds:.0f} s",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
