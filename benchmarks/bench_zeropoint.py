@@ -110,19 +110,25 @@ def main(argv=None) -> int:
 
 
 def shipped_default(args, network, names, calib, datas) -> None:
-    """The recipe's 8-bit default (round 15) and R, its decisions (--no-zero-points)."""
+    """The recipe's default at --wbits/--abits (round 15) beside R, the recipe without zero
+    points (--no-zero-points: its decisions at 8 bits, round-half-up weights elsewhere)."""
     from mdfi.quant import recipes
     from mdfi.quant.quantize import quantize_network
-    opts = recipes.resolve(args.model)
-    common = dict(wbits=8, abits=8, per_channel=True, calib=calib, names=names, weight_method=opts["weight_method"])
+    opts = recipes.resolve(args.model, wbits=args.wbits, abits=args.abits)
+    common = dict(wbits=args.wbits, abits=args.abits, per_channel=True, calib=calib, names=names,
+                  weight_method=opts["weight_method"])
     rows = {}
     t0 = time.perf_counter()
     qm = quantize_network(network, act_method=opts["act_method"], **common,
                           **recipes.shipped_decisions(args.model, network, opts))
     ba.evaluate_model(qm, "R-recipe", time.perf_counter() - t0, False, network, names, datas, rows, False)
+    if not recipes.default_zero_points(args.model, "shipped", opts):
+        raise SystemExit(f"bench_zeropoint.py: {args.model} has no zero-point default at {recipes.width_tag(opts)}")
     t0 = time.perf_counter()
     qm = quantize_network(network, **common, **recipes.zero_point_kwargs(args.model, True, opts))
-    print(f"shipped default: integer digest {'matches' if recipes.integer_digest(qm) == recipes.shipped_rounding_meta(args.model)['integer_digest'] else 'DIFFERS from'} the rounding file's", file=sys.stderr)
+    meta = recipes.shipped_rounding_meta(args.model, recipes.width_tag(opts)) or {}
+    print(f"shipped default: integer digest {'matches' if recipes.integer_digest(qm) == meta.get('integer_digest') else 'DIFFERS from'} "
+          f"the rounding file's", file=sys.stderr)
     ba.evaluate_model(qm, "A-shipped-default", time.perf_counter() - t0, False, network, names, datas, rows, False)
     if args.json:
         with open(args.json, "w") as fh:

@@ -4,14 +4,15 @@ Builds round 13's best 8-bit model of a zoo model exactly as ``bench_zeropoint.p
 adaround --only-zero-points`` does -- zero-point activation formats (``mse`` on the shipped
 statistics), per-channel ``mse`` weight formats, AdaRound weight rounding and empirical bias
 correction on the ``calib`` photos and their mirror images -- and writes what its integers
-need beyond round-half-up (``mdfi/data/MODEL.rounding.npz``, :func:`mdfi.quant.recipes.
+need beyond round-half-up (``mdfi/data/MODEL.wWaA.rounding.npz``, :func:`mdfi.quant.recipes.
 write_rounding`): one bit per weight (moved off round-half-up or not), one sign bit per moved
 weight, and the empirical bias shifts, with the digest of the model's integers, which
 ``mdfi.load`` checks when it applies the file.  2.5-3 min per model on one core::
 
     python benchmarks/accuracy_images.py /tmp/mdfi-accuracy-sets      # the calib photos
-    python benchmarks/make_rounding.py --model yolov3-tiny --out mdfi/data/yolov3-tiny.rounding.npz
-    python benchmarks/make_rounding.py --model yolov4-tiny --out mdfi/data/yolov4-tiny.rounding.npz
+    python benchmarks/make_rounding.py --model yolov3-tiny --out mdfi/data/yolov3-tiny.w8a8.rounding.npz
+    python benchmarks/make_rounding.py --model yolov4-tiny --out mdfi/data/yolov4-tiny.w8a8.rounding.npz
+    python benchmarks/make_rounding.py --model yolov3-tiny --wbits 6 --abits 8 --out mdfi/data/yolov3-tiny.w6a8.rounding.npz
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ import bench_accuracy as ba  # noqa: E402
 import bench_grid as bg  # noqa: E402
 
 
-def build(model: str, sets: str, refinements=None):
-    """(network, names, calib, the quantized model) of round 13's best 8-bit model."""
+def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 8):
+    """(network, names, calib, the quantized model) of round 13's best 8-bit model's pipeline
+    at the widths given."""
     from mdfi.quant.quantize import quantize_network
     network, names, calib = bg.load_model(model, types.SimpleNamespace(
         weights=None, sets=sets, person_sets=None, calib_set="calib"))
-    qm = quantize_network(network, wbits=8, abits=8, per_channel=True, calib=calib, names=names,
+    qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=True, calib=calib, names=names,
                           zero_points=True, weight_method="mse", bias_correction="empirical",
                           calib_inputs=ba.calib_inputs(network, sets), progress=True,
                           weight_rounding="adaround", refinements=refinements)
@@ -44,6 +46,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=("yolov3-tiny", "yolov4-tiny"), required=True)
     ap.add_argument("--out", required=True, help="the rounding file to write (.npz)")
+    ap.add_argument("--wbits", type=int, default=8)
+    ap.add_argument("--abits", type=int, default=8)
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets", help="accuracy_images.py's folder (its calib/)")
     args = ap.parse_args(argv)
     if os.path.exists(args.out):
@@ -51,13 +55,15 @@ def main(argv=None) -> int:
     from mdfi.quant import recipes
     t0 = time.perf_counter()
     refinements: dict = {}
-    _, _, _, qm = build(args.model, args.sets, refinements)
+    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits)
     seconds = time.perf_counter() - t0
     from mdfi import zoo
     meta = {"model": args.model, "weights_sha256": zoo.get_spec(args.model).sha256,
+            "wbits": args.wbits, "abits": args.abits,
             "method": "zero points (mse, shipped statistics), per-channel mse weight formats, AdaRound weights "
                       "and empirical bias correction on the calib photos and their mirror images",
-            "command": f"python benchmarks/make_rounding.py --model {args.model}",
+            "command": f"python benchmarks/make_rounding.py --model {args.model} --wbits {args.wbits} "
+                       f"--abits {args.abits}",
             "calib_inputs": qm.options.get("calib_inputs"), "adaround": qm.options.get("adaround"),
             "seconds": round(seconds), "integer_digest": recipes.integer_digest(qm)}
     recipes.write_rounding(args.out, refinements, meta)

@@ -118,15 +118,24 @@ def test_damaged_rounding_file_is_a_one_line_error(tmp_path):
         recipes.read_rounding(tmp_path / "other.npz")
 
 
-@pytest.mark.parametrize("model", ["yolov3-tiny", "yolov4-tiny"])
-def test_zoo_recipes_ship_a_small_rounding_file(model):
+SHIPPED = [(m, t) for m in ("yolov3-tiny", "yolov4-tiny") for t in sorted(recipes.RECIPES[m]["zero_points"])]
+
+
+def test_both_zoo_recipes_ship_their_8_bit_rounding():
+    assert ("yolov3-tiny", "w8a8") in SHIPPED and ("yolov4-tiny", "w8a8") in SHIPPED
+
+
+@pytest.mark.parametrize("model,tag", SHIPPED)
+def test_zoo_recipes_ship_a_small_rounding_file(model, tag):
     from importlib.resources import files
     from mdfi import zoo
-    name = recipes.RECIPES[model]["zero_points"]["rounding"]
+    name = recipes.RECIPES[model]["zero_points"][tag]["rounding"]
+    assert name == f"{model}.{tag}.rounding.npz"
     res = files("mdfi.data").joinpath(name)
     assert len(res.read_bytes()) < 1_600_000
     meta, deltas, shifts = recipes.read_rounding(res)
     assert meta["model"] == model and meta["weights_sha256"] == zoo.get_spec(model).sha256
+    assert f"w{meta['wbits']}a{meta['abits']}" == tag
     net = Network.from_cfg(zoo.cfg_path(model), warn=False)
     convs = [l for l in net.layers if l.kind == "convolutional"]
     assert sorted(deltas) == [l.index for l in convs] == sorted(shifts)
@@ -145,7 +154,7 @@ def test_yolov3_tiny_default_is_round_15s_model(tiny_weights_path, tmp_path, cap
     from mdfi.cli import main
     qm = mdfi.load("yolov3-tiny", threads=1, cache=False).quantized
     assert qm.options.get("zero_points") and qm.options["recorded_rounding"] == "adaround"
-    assert "AdaRound weights and empirical bias shifts shipped in mdfi/data/yolov3-tiny.rounding.npz" \
+    assert "AdaRound weights and empirical bias shifts shipped in mdfi/data/yolov3-tiny.w8a8.rounding.npz" \
         in qm.options["formats_source"]
     assert recipes.integer_digest(qm) == recipes.shipped_rounding_meta("yolov3-tiny")["integer_digest"]
     out = tmp_path / "v3.mdfi"
@@ -163,6 +172,6 @@ def test_yolov3_tiny_default_is_round_15s_model(tiny_weights_path, tmp_path, cap
 def test_a_rounding_that_does_not_reproduce_its_integers_is_refused(tiny_weights_path, monkeypatch):
     import mdfi
     meta = dict(recipes.shipped_rounding_meta("yolov3-tiny"), integer_digest="0" * 64)
-    monkeypatch.setattr(recipes, "shipped_rounding_meta", lambda spec: meta)
+    monkeypatch.setattr(recipes, "shipped_rounding_meta", lambda spec, tag="w8a8": meta)
     with pytest.raises(ModelFileError, match="does not reproduce the integers"):
         mdfi.load("yolov3-tiny", threads=1, cache=False)

@@ -164,7 +164,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if not (args.calib or args.calib_stats or args.method or args.bn_estimate):   # shipped files
             how = recipes.describe_source(spec_name, "act_fracs" in kw, calib)
             if how and args.zero_points and shipped_stats:
-                how += "; " + recipes.zero_point_story(spec_name, zkw, False)
+                how += "; " + recipes.zero_point_story(spec_name, zkw, False, opts)
             if how:
                 qm.options["formats_source"] = how
     size = modelfile.save(qm, args.output, model_name=label)

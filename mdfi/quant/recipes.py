@@ -27,11 +27,11 @@ RECIPES = {
     # Round 15 (docs/quantization.md, its rule on `val5`): at 8 bits, zero-point formats (mse on
     # the shipped statistics) with AdaRound weights and empirical bias correction -- round 13's
     # best 8-bit model -- are the default; the rounding ships as `rounding` (made by
-    # benchmarks/make_rounding.py).  zero_points=False / --no-zero-points: the recipe's decisions.
+    # benchmarks/make_rounding.py).  `zero_points` is keyed by the widths it was chosen at.  zero_points=False / --no-zero-points: the recipe's decisions.
     "yolov3-tiny": {"calib": "yolov3-tiny.calib.json", "per_channel": True,
                     "act_method": "mse", "weight_method": "mse",
                     "decisions": "yolov3-tiny.decisions.json",
-                    "zero_points": {"rounding": "yolov3-tiny.rounding.npz"}},
+                    "zero_points": {"w8a8": {"rounding": "yolov3-tiny.w8a8.rounding.npz"}}},
     # the official COCO model: mse formats with a 0.03 % clip budget and full head shifts
     # (no format search), chosen on `val` by the rule committed first (docs/quantization.md);
     # round 14 made zero points (same clip budget) its 8-bit default, round 15 the same as
@@ -39,24 +39,35 @@ RECIPES = {
     "yolov4-tiny": {"calib": "yolov4-tiny.calib.json", "per_channel": True,
                     "act_method": "mse", "weight_method": "mse",
                     "decisions": "yolov4-tiny.decisions.json",
-                    "zero_points": {"rounding": "yolov4-tiny.rounding.npz"}},
+                    "zero_points": {"w8a8": {"rounding": "yolov4-tiny.w8a8.rounding.npz"}}},
 }
 # per-channel weights for every model: chosen for models without a recipe by the rule of
 # docs/quantization.md "Round 11" (yolov3-tiny, yolov4-tiny COCO and 10-class on val / val4)
 DEFAULTS = {"wbits": 8, "abits": 8, "rounding": "half_up", "per_channel": True,
             "act_method": None, "weight_method": "mse"}       # None: by statistics source
+def width_tag(opts: dict) -> str:
+    """``"w8a8"``: the weight and activation widths of ``opts`` (:func:`resolve`)."""
+    return f"w{opts['wbits']}a{opts['abits']}"
+
+
+def _zero_point_entry(spec_name: Optional[str], opts: Optional[dict] = None) -> Optional[dict]:
+    """The recipe's ``zero_points`` entry for the widths of ``opts`` (per-channel weights and
+    round-half-up requantization, as measured), or None."""
+    o = opts or resolve(spec_name)
+    if not (bool(o["per_channel"]) and o.get("rounding", "half_up") == "half_up"):
+        return None
+    entry = (RECIPES.get(spec_name or "", {}).get("zero_points") or {}).get(width_tag(o))
+    return entry if isinstance(entry, dict) else None
+
+
 def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[dict] = None) -> bool:
     """Whether zero points are the default for ``spec_name`` whose statistics come from
     ``source`` (:func:`statistics_source`): only ``"shipped"`` -- a recipe's statistics, with
-    the recipe's ``zero_points`` entry, at the 8-bit per-channel widths it was measured at
-    (``opts`` from :func:`resolve`).  Calibration photos, the sample photo and the batch-norm
-    estimate: no -- docs/quantization.md "Round 14", rule 1 on ``val5`` (the 10-class
-    yolov4-tiny lost kept detections and bias with them), so they stay opt-in there."""
-    if source != "shipped":
-        return False
-    o = opts or resolve(spec_name)
-    return (bool(RECIPES.get(spec_name or "", {}).get("zero_points")) and o["wbits"] == 8 and o["abits"] == 8
-            and bool(o["per_channel"]) and o.get("rounding", "half_up") == "half_up")
+    a recipe ``zero_points`` entry for the widths of ``opts`` (from :func:`resolve`;
+    per-channel, round-half-up, as measured).  Calibration photos, the sample photo and the
+    batch-norm estimate: no -- docs/quantization.md "Round 14", rule 1 on ``val5`` (the
+    10-class yolov4-tiny lost kept detections and bias with them), so they stay opt-in there."""
+    return source == "shipped" and _zero_point_entry(spec_name, opts) is not None
 
 
 def statistics_source(spec_name: Optional[str], *, photos: bool, bn_estimate: bool = False) -> str:
@@ -73,37 +84,43 @@ def statistics_source(spec_name: Optional[str], *, photos: bool, bn_estimate: bo
 def zero_point_kwargs(spec_name: Optional[str], shipped_stats: bool, opts: Optional[dict] = None,
                       plain: bool = True) -> dict:
     """``quantize_network`` keyword arguments of zero-point formats: ``mse``, with the recipe's
-    options when its shipped statistics are used at the widths its zero points were chosen
-    for (:func:`default_zero_points`): its clip budget, and its shipped weight rounding and
-    bias shifts (:func:`shipped_rounding`) unless ``plain`` is False (the caller changes
-    formats or methods the rounding was not made for)."""
+    options when its shipped statistics are used at widths it has a ``zero_points`` entry for
+    (:func:`default_zero_points`): its clip budget, and its shipped weight rounding and bias
+    shifts (:func:`shipped_rounding`) unless ``plain`` is False (the caller changes formats
+    or methods the rounding was not made for)."""
     kw = {"zero_points": True, "act_method": "mse"}
-    zp = RECIPES.get(spec_name or "", {}).get("zero_points")
-    if not (shipped_stats and isinstance(zp, dict) and default_zero_points(spec_name, "shipped", opts)):
+    o = opts or resolve(spec_name)
+    entry = _zero_point_entry(spec_name, o) if shipped_stats else None
+    if entry is None:
         return kw
-    if zp.get("clip_budget") is not None:
-        kw["act_options"] = {"clip_budget": float(zp["clip_budget"])}
-    if plain and zp.get("rounding"):
-        kw.update(shipped_rounding(spec_name))
+    if entry.get("clip_budget") is not None:
+        kw["act_options"] = {"clip_budget": float(entry["clip_budget"])}
+    if plain and entry.get("rounding"):
+        kw.update(shipped_rounding(spec_name, width_tag(o)))
     return kw
 
 
-def zero_point_story(spec_name: Optional[str], zkw: dict, default: bool = True) -> str:
+def zero_point_story(spec_name: Optional[str], zkw: dict, default: bool = True, opts: Optional[dict] = None) -> str:
     """What ``formats_source`` adds for a recipe's zero-point model built with ``zkw``
-    (:func:`zero_point_kwargs`)."""
-    if "weight_deltas" in zkw:
-        name = RECIPES[spec_name]["zero_points"]["rounding"]
-        return (f"zero points, AdaRound weights and empirical bias shifts shipped in mdfi/data/{name} "
+    (:func:`zero_point_kwargs`) at the widths of ``opts``."""
+    entry = _zero_point_entry(spec_name, opts) or {}
+    if "weight_deltas" in zkw and entry.get("rounding"):
+        return (f"zero points, AdaRound weights and empirical bias shifts shipped in mdfi/data/{entry['rounding']} "
                 f"({'the recipe default, ' if default else ''}docs/quantization.md round 15)")
     return f"zero points ({'the recipe default, ' if default else ''}docs/quantization.md round 14)"
 
 
-def _rounding_resource(spec_name: Optional[str]):
-    name = (RECIPES.get(spec_name or "", {}).get("zero_points") or {}).get("rounding")
-    if not name:
+def _rounding_resource(spec_name: Optional[str], tag: str = "w8a8"):
+    entry = (RECIPES.get(spec_name or "", {}).get("zero_points") or {}).get(tag) or {}
+    if not entry.get("rounding"):
         return None
-    res = files("mdfi.data").joinpath(name)
+    res = files("mdfi.data").joinpath(entry["rounding"])
     return res if res.is_file() else None
+
+
+def _rounding_resources(spec_name: Optional[str]) -> list:
+    return [r for r in (_rounding_resource(spec_name, t)
+                        for t in sorted(RECIPES.get(spec_name or "", {}).get("zero_points") or {})) if r is not None]
 
 
 ROUNDING_FORMAT = "mdfi-rounding"
@@ -158,18 +175,19 @@ def read_rounding(source) -> tuple:
     return meta, deltas, shifts
 
 
-def shipped_rounding(spec_name: Optional[str]) -> dict:
+def shipped_rounding(spec_name: Optional[str], tag: str = "w8a8") -> dict:
     """``quantize_network`` keyword arguments of a recipe's shipped weight rounding and bias
-    shifts (``weight_deltas``, ``bias_shifts``), or ``{}`` when it ships none."""
-    res = _rounding_resource(spec_name)
+    shifts at the widths ``tag`` (``weight_deltas``, ``bias_shifts``), or ``{}`` when it
+    ships none."""
+    res = _rounding_resource(spec_name, tag)
     if res is None:
         return {}
     _meta, deltas, shifts = read_rounding(res)
     return {"weight_deltas": deltas, "bias_shifts": shifts}
 
 
-def shipped_rounding_meta(spec_name: Optional[str]) -> Optional[dict]:
-    res = _rounding_resource(spec_name)
+def shipped_rounding_meta(spec_name: Optional[str], tag: str = "w8a8") -> Optional[dict]:
+    res = _rounding_resource(spec_name, tag)
     return None if res is None else read_rounding(res)[0]
 
 
@@ -190,9 +208,10 @@ def integer_digest(qm) -> str:
 def check_rounding(spec_name: Optional[str], qm) -> None:
     """Refuse a model built with the recipe's shipped rounding whose integers differ from the
     ones the rounding was recorded from (another MDFI's quantizer, or a damaged file)."""
-    meta = shipped_rounding_meta(spec_name)
+    tag = width_tag(qm.options)
+    meta = shipped_rounding_meta(spec_name, tag)
     if meta and meta.get("integer_digest") and integer_digest(qm) != meta["integer_digest"]:
-        raise ModelFileError(f"mdfi/data/{RECIPES[spec_name]['zero_points']['rounding']}: the shipped rounding "
+        raise ModelFileError(f"mdfi/data/{RECIPES[spec_name]['zero_points'][tag]['rounding']}: the shipped rounding "
                              f"does not reproduce the integers it was recorded from (give --no-zero-points, or "
                              f"quantize on your photos: --calib DIR)")
 
@@ -385,7 +404,7 @@ def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     cfg_text = read_cfg_text(cfg_file)                  # validated: regular file, size, UTF-8
     res = _calib_resource(spec_name)
     calib_sha = hashlib.sha256(res.read_bytes() if res is not None else _sample_bytes()).hexdigest()
-    for extra in (_decisions_resource(spec_name), _rounding_resource(spec_name)):
+    for extra in (_decisions_resource(spec_name), *_rounding_resources(spec_name)):
         if extra is not None:       # the recipe's shipped decisions and rounding are part of the calibration
             calib_sha = f"{calib_sha}+{hashlib.sha256(extra.read_bytes()).hexdigest()}"
     source = {"mdfi": __version__, "cfg_sha256": hashlib.sha256(cfg_text.encode("utf-8")).hexdigest(),
@@ -495,7 +514,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         decided = dict(zkw)
         act_method = decided.pop("act_method")
         if how and shipped:
-            how += "; " + zero_point_story(spec_name, zkw, auto_zero)
+            how += "; " + zero_point_story(spec_name, zkw, auto_zero, opts)
     qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                           rounding=opts["rounding"], calib=calib, act_method=act_method,
                           weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **decided)
