@@ -106,10 +106,14 @@ def test_default_zero_points_follow_rounds_14_and_15():
     """docs/quantization.md "Round 14": rule 2 chose zero points for the COCO yolov4-tiny's
     recipe at 8 bits (its shipped statistics); rule 1 kept them opt-in for every model
     without a recipe, whatever the statistics.  "Round 15": both zoo recipes' 8-bit default
-    is zero points with the shipped AdaRound rounding and bias shifts (no clip budget)."""
+    is zero points with the shipped AdaRound rounding and bias shifts (no clip budget);
+    "Round 15b": the same at w6a8, w6a6 and w4a8, nowhere else."""
     for model in ("yolov4-tiny", "yolov3-tiny"):
         assert recipes.default_zero_points(model, "shipped") is True
-        for opts in (recipes.resolve(model, abits=6), recipes.resolve(model, wbits=6),
+        for w, a in ((6, 8), (6, 6), (4, 8)):                                      # round 15b
+            assert recipes.default_zero_points(model, "shipped", recipes.resolve(model, wbits=w, abits=a)) is True
+        for opts in (recipes.resolve(model, wbits=8, abits=6), recipes.resolve(model, wbits=5),
+                     recipes.resolve(model, wbits=4, abits=4),
                      recipes.resolve(model, per_channel=False), recipes.resolve(model, rounding="truncate")):
             assert recipes.default_zero_points(model, "shipped", opts) is False      # not measured
             # --zero-points asked for at other widths: mse zero points, nothing shipped
@@ -173,17 +177,17 @@ def test_no_zero_points_gives_the_decisions(coco_v4tiny_weights, tmp_path):
 
 
 def test_eval_names_the_configs_with_zero_points(coco_v4tiny_weights, tmp_path, capsys):
-    """`mdfi eval --bits 6,8`: only the 8-bit model takes the recipe's zero points, and the
-    report says which (text and JSON)."""
+    """`mdfi eval --bits 5,6,8`: the widths with a shipped rounding (6 and 8, round 15b / 15)
+    take the recipe's zero points, 5 bits not, and the report says which (text and JSON)."""
     import shutil
     from mdfi.cli import main
     (tmp_path / "img").mkdir()
     shutil.copy(files("mdfi.data").joinpath("sample.jpg"), tmp_path / "img" / "sample.jpg")
-    assert main(["eval", "--images", str(tmp_path / "img"), "--model", "yolov4-tiny", "--bits", "6,8",
+    assert main(["eval", "--images", str(tmp_path / "img"), "--model", "yolov4-tiny", "--bits", "5,6,8",
                  "--no-stats", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
-    assert rep["zero_points"] == ["w8a8"]
-    assert main(["eval", "--images", str(tmp_path / "img"), "--model", "yolov4-tiny", "--bits", "6,8",
+    assert sorted(rep["zero_points"]) == sorted(rep["shipped_rounding"]) == ["w6a6", "w8a8"]
+    assert main(["eval", "--images", str(tmp_path / "img"), "--model", "yolov4-tiny", "--bits", "5,8",
                  "--no-stats"]) == 0
     assert "zero points at w8a8" in capsys.readouterr().out
 

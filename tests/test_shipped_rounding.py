@@ -175,3 +175,24 @@ def test_a_rounding_that_does_not_reproduce_its_integers_is_refused(tiny_weights
     monkeypatch.setattr(recipes, "shipped_rounding_meta", lambda spec, tag="w8a8": meta)
     with pytest.raises(ModelFileError, match="does not reproduce the integers"):
         mdfi.load("yolov3-tiny", threads=1, cache=False)
+
+
+@pytest.mark.parametrize("tag", [t for t in recipes.ZERO_POINT_WIDTHS if t != "w8a8"])
+def test_yolov3_tiny_low_widths_use_their_shipped_rounding(tiny_weights_path, tag):
+    """Round 15b: at w6a8, w6a6 and w4a8 the recipe's model is zero points with that width's
+    shipped AdaRound rounding and bias shifts, reproducing the recorded integers."""
+    import mdfi
+    w, a = (int(x) for x in tag[1:].split("a"))
+    qm = mdfi.load("yolov3-tiny", wbits=w, abits=a, threads=1, cache=False).quantized
+    assert (qm.options["wbits"], qm.options["abits"]) == (w, a)
+    assert qm.options.get("zero_points") and qm.options["recorded_rounding"] == "adaround"
+    assert f"mdfi/data/yolov3-tiny.{tag}.rounding.npz" in qm.options["formats_source"]
+    assert recipes.integer_digest(qm) == recipes.shipped_rounding_meta("yolov3-tiny", tag)["integer_digest"]
+
+
+def test_a_missing_rounding_file_is_refused(monkeypatch):
+    entry = dict(recipes.RECIPES["yolov3-tiny"], zero_points={"w8a8": {"rounding": "nowhere.w8a8.rounding.npz"}})
+    monkeypatch.setitem(recipes.RECIPES, "yolov3-tiny", entry)
+    with pytest.raises(ModelFileError, match="nowhere.w8a8.rounding.npz: missing: the installation is incomplete"):
+        recipes.zero_point_kwargs("yolov3-tiny", True)
+    assert recipes.zero_point_kwargs("yolov3-tiny", True, plain=False) == {"zero_points": True, "act_method": "mse"}

@@ -94,6 +94,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     sizes: Dict[str, int] = {}
     opts: dict = {}
     zero_tags = []                         # the configs quantized with zero points
+    rounded_tags = []                      # ... and with the recipe's shipped rounding (round 15)
     source = recipes.statistics_source(spec_name, photos=bool(args.calib),
                                        bn_estimate=calib.method == "batchnorm-estimate")
     for wbits, abits in configs:
@@ -110,6 +111,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
             extra = recipes.zero_point_kwargs(spec_name, source == "shipped", opts)
             opts = dict(opts, act_method=extra["act_method"])
             zero_tags.append(tag)
+            if "weight_deltas" in extra:
+                rounded_tags.append(tag)
         elif args.calib or args.method or getattr(args, "bn_estimate", False):
             extra = {"act_method": opts["act_method"]}
         else:
@@ -129,7 +132,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     return _report(run, {"label": label, "images": args.images, "calib_src": calib_src, "opts": opts,
                          "engine": engine, "results": args.results, "darknet": darknet, "gt_thresh": gt_thresh,
                          "sizes": sizes, "float_bytes": float_bytes, "plot": getattr(args, "plot", None),
-                         "zero_points": zero_tags})
+                         "zero_points": zero_tags, "shipped_rounding": rounded_tags})
 
 
 @dataclass
@@ -293,9 +296,11 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
             f"{opts['act_method'] or 'auto (mse for images, max for a batch-norm estimate)'} activations, "
             f"{opts['rounding']} rounding, {info['engine']} engine")
     zero_tags = info.get("zero_points") or []
-    if zero_tags:                          # all configs, or some (a recipe's default is 8-bit only)
+    if zero_tags:                          # all configs, or some (a recipe's widths with a shipped rounding)
         head += ("; with zero points" if len(zero_tags) == len(info["sizes"])
                  else f"; zero points at {', '.join(zero_tags)}")
+    if info.get("shipped_rounding"):
+        head += f"; the recipe's shipped AdaRound weights at {', '.join(info['shipped_rounding'])}"
     text = head + "\n" + evaluate.format_agreement_table(results)
     for tag, d in sat.items():
         text += f"\n\nsaturated outputs per layer, {tag} (layers with none omitted):\n{d['table']}"
@@ -309,7 +314,8 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
     report = {"model": info["label"], "darknet": info["darknet"], "gt_thresh": info["gt_thresh"],
               "images": len(order), "calibration": info["calib_src"],
               "options": {k: v for k, v in opts.items() if k not in ("wbits", "abits")}, "engine": info["engine"],
-              "agreement": evaluate.to_json_dict(results), "zero_points": zero_tags}
+              "agreement": evaluate.to_json_dict(results), "zero_points": zero_tags,
+              "shipped_rounding": info.get("shipped_rounding") or []}
     sizes, float_bytes = info["sizes"], info["float_bytes"]
     report["param_bytes"] = sizes
     report["size_vs_float"] = {k: v / float_bytes for k, v in sizes.items()}

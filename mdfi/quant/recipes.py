@@ -21,17 +21,22 @@ from ..errors import ModelFileError
 from ..darknet.network import Network
 from .quantize import QuantizedModel, quantize_network
 
+#: The widths whose recipe model is zero points with shipped AdaRound rounding: w8a8 by round 15's
+#: rule, w6a8 / w6a6 / w4a8 by round 15b's (docs/quantization.md), for both zoo recipes.
+ZERO_POINT_WIDTHS = ("w8a8", "w6a8", "w6a6", "w4a8")
 #: Per zoo model: shipped calibration statistics and the settings that meet the accuracy
 #: targets (docs/quantization.md has the measurements behind them).
 RECIPES = {
     # Round 15 (docs/quantization.md, its rule on `val5`): at 8 bits, zero-point formats (mse on
     # the shipped statistics) with AdaRound weights and empirical bias correction -- round 13's
     # best 8-bit model -- are the default; the rounding ships as `rounding` (made by
-    # benchmarks/make_rounding.py).  `zero_points` is keyed by the widths it was chosen at.  zero_points=False / --no-zero-points: the recipe's decisions.
+    # benchmarks/make_rounding.py); round 15b the same at w6a8, w6a6 and w4a8.  `zero_points` is
+    # keyed by the widths it was chosen at.  zero_points=False / --no-zero-points: the recipe's
+    # decisions at 8 bits, round-half-up weights elsewhere.
     "yolov3-tiny": {"calib": "yolov3-tiny.calib.json", "per_channel": True,
                     "act_method": "mse", "weight_method": "mse",
                     "decisions": "yolov3-tiny.decisions.json",
-                    "zero_points": {"w8a8": {"rounding": "yolov3-tiny.w8a8.rounding.npz"}}},
+                    "zero_points": {t: {"rounding": f"yolov3-tiny.{t}.rounding.npz"} for t in ZERO_POINT_WIDTHS}},
     # the official COCO model: mse formats with a 0.03 % clip budget and full head shifts
     # (no format search), chosen on `val` by the rule committed first (docs/quantization.md);
     # round 14 made zero points (same clip budget) its 8-bit default, round 15 the same as
@@ -39,7 +44,7 @@ RECIPES = {
     "yolov4-tiny": {"calib": "yolov4-tiny.calib.json", "per_channel": True,
                     "act_method": "mse", "weight_method": "mse",
                     "decisions": "yolov4-tiny.decisions.json",
-                    "zero_points": {"w8a8": {"rounding": "yolov4-tiny.w8a8.rounding.npz"}}},
+                    "zero_points": {t: {"rounding": f"yolov4-tiny.{t}.rounding.npz"} for t in ZERO_POINT_WIDTHS}},
 }
 # per-channel weights for every model: chosen for models without a recipe by the rule of
 # docs/quantization.md "Round 11" (yolov3-tiny, yolov4-tiny COCO and 10-class on val / val4)
@@ -178,9 +183,13 @@ def read_rounding(source) -> tuple:
 def shipped_rounding(spec_name: Optional[str], tag: str = "w8a8") -> dict:
     """``quantize_network`` keyword arguments of a recipe's shipped weight rounding and bias
     shifts at the widths ``tag`` (``weight_deltas``, ``bias_shifts``), or ``{}`` when it
-    ships none."""
+    ships none (a recipe entry whose file is missing: an incomplete installation, refused)."""
     res = _rounding_resource(spec_name, tag)
     if res is None:
+        name = ((RECIPES.get(spec_name or "", {}).get("zero_points") or {}).get(tag) or {}).get("rounding")
+        if name:
+            raise ModelFileError(f"mdfi/data/{name}: missing: the installation is incomplete (reinstall mdfi, "
+                                 f"or give --no-zero-points)")
         return {}
     _meta, deltas, shifts = read_rounding(res)
     return {"weight_deltas": deltas, "bias_shifts": shifts}
