@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--abits", type=int, default=8)
     ap.add_argument("--wbits", type=int, default=8)
     ap.add_argument("--method", choices=("nearest", "empirical", "adaround"), default="nearest")
+    ap.add_argument("--layer-wbits", default=None, metavar="I=BITS[,...]",
+                    help="per-layer weight widths, e.g. 0=8 (round 15c: the first layer at 8 bits in a w4a8 model)")
     ap.add_argument("--weight-method", choices=("mse", "max"), default="mse",
                     help="per-channel weight formats: mse (the default of every model) or max (nothing clipped)")
     ap.add_argument("--only-zero-points", action="store_true", help="skip the model without zero points")
@@ -89,8 +91,10 @@ def main(argv=None) -> int:
         recipe_candidates(args, network, names, calib, datas)
         return 0
     kw = {}
+    if args.layer_wbits:
+        kw["layer_wbits"] = {int(i): int(b) for i, b in (item.split("=") for item in args.layer_wbits.split(","))}
     if args.method != "nearest":
-        kw = dict(bias_correction="empirical", calib_inputs=ba.calib_inputs(network, args.sets), progress=True,
+        kw.update(bias_correction="empirical", calib_inputs=ba.calib_inputs(network, args.sets), progress=True,
                   weight_rounding="adaround" if args.method == "adaround" else "nearest")
     rows = {}
     print(f"{'model':<8} {'mAP@.5':>7} {'kept':>14} {'extra':>10} {'dconf':>9} {'bias':>8} {'lower':>6} "
@@ -101,7 +105,8 @@ def main(argv=None) -> int:
                               names=names, zero_points=zp, weight_method=args.weight_method, **kw)
         label = (f"{tag}-w{args.wbits}a{args.abits}" + ("" if args.method == "nearest" else f"-{args.method}")
                  + ("" if args.weight_method == "mse" else f"-w{args.weight_method}")
-                 + ("" if args.stats == "calib" else "-sample"))
+                 + ("" if args.stats == "calib" else "-sample")
+                 + ("" if not args.layer_wbits else f"-lw{args.layer_wbits}"))
         ba.evaluate_model(qm, label, time.perf_counter() - t0, False, network, names, datas, rows, False)
     if args.json:
         with open(args.json, "w") as fh:

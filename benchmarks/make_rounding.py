@@ -29,7 +29,7 @@ import bench_accuracy as ba  # noqa: E402
 import bench_grid as bg  # noqa: E402
 
 
-def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 8):
+def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 8, layer_wbits=None):
     """(network, names, calib, the quantized model) of round 13's best 8-bit model's pipeline
     at the widths given."""
     from mdfi.quant.quantize import quantize_network
@@ -38,7 +38,7 @@ def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 
     qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=True, calib=calib, names=names,
                           zero_points=True, weight_method="mse", bias_correction="empirical",
                           calib_inputs=ba.calib_inputs(network, sets), progress=True,
-                          weight_rounding="adaround", refinements=refinements)
+                          weight_rounding="adaround", refinements=refinements, layer_wbits=layer_wbits)
     return network, names, calib, qm
 
 
@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="the rounding file to write (.npz)")
     ap.add_argument("--wbits", type=int, default=8)
     ap.add_argument("--abits", type=int, default=8)
+    ap.add_argument("--layer-wbits", default=None, metavar="I=BITS[,...]", help="per-layer weight widths, e.g. 0=8")
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets", help="accuracy_images.py's folder (its calib/)")
     args = ap.parse_args(argv)
     if os.path.exists(args.out):
@@ -55,15 +56,18 @@ def main(argv=None) -> int:
     from mdfi.quant import recipes
     t0 = time.perf_counter()
     refinements: dict = {}
-    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits)
+    lw = ({int(i): int(b) for i, b in (item.split("=") for item in args.layer_wbits.split(","))}
+          if args.layer_wbits else None)
+    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits, lw)
     seconds = time.perf_counter() - t0
     from mdfi import zoo
     meta = {"model": args.model, "weights_sha256": zoo.get_spec(args.model).sha256,
             "wbits": args.wbits, "abits": args.abits,
+            "layer_wbits": {str(k): v for k, v in sorted((lw or {}).items())},
             "method": "zero points (mse, shipped statistics), per-channel mse weight formats, AdaRound weights "
                       "and empirical bias correction on the calib photos and their mirror images",
             "command": f"python benchmarks/make_rounding.py --model {args.model} --wbits {args.wbits} "
-                       f"--abits {args.abits}",
+                       f"--abits {args.abits}" + (f" --layer-wbits {args.layer_wbits}" if lw else ""),
             "calib_inputs": qm.options.get("calib_inputs"), "adaround": qm.options.get("adaround"),
             "seconds": round(seconds), "integer_digest": recipes.integer_digest(qm)}
     recipes.write_rounding(args.out, refinements, meta)

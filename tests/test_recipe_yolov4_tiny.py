@@ -288,3 +288,18 @@ def test_load_calibrates_on_given_photos(tmp_path, monkeypatch, capsys):
             mdfi.load(cfg=str(cfg), weights=str(weights), calib=bad)
     with pytest.raises(MDFIError, match="fixed-point path only"):
         mdfi.load(cfg=str(cfg), weights=str(weights), calib=str(photos), precision="float")
+
+
+def test_w4a8_keeps_the_first_layer_at_8_bits(coco_v4tiny_weights):
+    """Round 15c: the COCO yolov4-tiny's w4a8 recipe model has its first convolution's weights
+    at 8 bits (the rounding file was made so), every other convolution at 4."""
+    import warnings
+    import mdfi
+    from mdfi.errors import MDFIWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MDFIWarning)            # 4-bit weights warn (measured cost)
+        qm = mdfi.load("yolov4-tiny", wbits=4, abits=8, threads=1, cache=False).quantized
+    convs = [l for l in qm.layers if l.kind == "convolutional"]
+    assert convs[0].index == 0 and convs[0].wbits == 8 and {l.wbits for l in convs[1:]} == {4}
+    assert qm.options["recorded_rounding"] == "adaround"
+    assert recipes.integer_digest(qm) == recipes.shipped_rounding_meta("yolov4-tiny", "w4a8")["integer_digest"]

@@ -136,6 +136,9 @@ def test_zoo_recipes_ship_a_small_rounding_file(model, tag):
     meta, deltas, shifts = recipes.read_rounding(res)
     assert meta["model"] == model and meta["weights_sha256"] == zoo.get_spec(model).sha256
     assert f"w{meta['wbits']}a{meta['abits']}" == tag
+    # the per-layer widths it was made at are the ones the recipe applies (round 15c)
+    want = recipes.RECIPES[model]["zero_points"][tag].get("layer_wbits", {})
+    assert meta.get("layer_wbits", {}) == {str(k): v for k, v in want.items()}
     net = Network.from_cfg(zoo.cfg_path(model), warn=False)
     convs = [l for l in net.layers if l.kind == "convolutional"]
     assert sorted(deltas) == [l.index for l in convs] == sorted(shifts)
@@ -183,7 +186,11 @@ def test_yolov3_tiny_low_widths_use_their_shipped_rounding(tiny_weights_path, ta
     shipped AdaRound rounding and bias shifts, reproducing the recorded integers."""
     import mdfi
     w, a = (int(x) for x in tag[1:].split("a"))
-    qm = mdfi.load("yolov3-tiny", wbits=w, abits=a, threads=1, cache=False).quantized
+    import contextlib
+    from mdfi.errors import MDFIWarning
+    # 4-bit weights still warn, quoting the measured numbers of this model (mdfi.model.MEASURED_KEPT)
+    with pytest.warns(MDFIWarning, match=f"{tag} fixed point keeps") if w <= 4 else contextlib.nullcontext():
+        qm = mdfi.load("yolov3-tiny", wbits=w, abits=a, threads=1, cache=False).quantized
     assert (qm.options["wbits"], qm.options["abits"]) == (w, a)
     assert qm.options.get("zero_points") and qm.options["recorded_rounding"] == "adaround"
     assert f"mdfi/data/yolov3-tiny.{tag}.rounding.npz" in qm.options["formats_source"]

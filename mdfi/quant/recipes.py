@@ -44,7 +44,10 @@ RECIPES = {
     "yolov4-tiny": {"calib": "yolov4-tiny.calib.json", "per_channel": True,
                     "act_method": "mse", "weight_method": "mse",
                     "decisions": "yolov4-tiny.decisions.json",
-                    "zero_points": {t: {"rounding": f"yolov4-tiny.{t}.rounding.npz"} for t in ZERO_POINT_WIDTHS}},
+                    "zero_points": {t: {"rounding": f"yolov4-tiny.{t}.rounding.npz",
+                                        # round 15c: the first layer's weights at 8 bits in the 4-bit model
+                                        **({"layer_wbits": {0: 8}} if t == "w4a8" else {})}
+                                    for t in ZERO_POINT_WIDTHS}},
 }
 # per-channel weights for every model: chosen for models without a recipe by the rule of
 # docs/quantization.md "Round 11" (yolov3-tiny, yolov4-tiny COCO and 10-class on val / val4)
@@ -102,6 +105,8 @@ def zero_point_kwargs(spec_name: Optional[str], shipped_stats: bool, opts: Optio
         kw["act_options"] = {"clip_budget": float(entry["clip_budget"])}
     if plain and entry.get("rounding"):
         kw.update(shipped_rounding(spec_name, width_tag(o)))
+        if entry.get("layer_wbits"):            # the widths the rounding was made at (round 15c)
+            kw["layer_wbits"] = {int(k): int(v) for k, v in entry["layer_wbits"].items()}
     return kw
 
 
