@@ -2,8 +2,9 @@
 
 Runs Icarus Verilog on ``examples/rtl/tb_requant.v``: the correct ``mdfi_requant`` must
 reproduce ``lNNN.out.hex`` byte for byte on yolov3-tiny's layer 13 (1x1 conv, leaky) and
-layer 15 (1x1 conv, linear); the faulty ``mdfi_requant_trunc`` (truncates instead of rounding
-half up) must differ.  A corner-case test checks the module against the arithmetic reference
+layer 15 (1x1 conv, linear), of the default model (output zero points, which a module
+ignoring ``zero_out`` fails) and of a ``--no-zero-points`` export; the faulty
+``mdfi_requant_trunc`` (truncates instead of rounding half up) must differ.  A corner-case test checks the module against the arithmetic reference
 on every 8-bit shift, all activations and both rounding modes.  Skipped without ``iverilog``.
 """
 
@@ -144,6 +145,7 @@ def test_ignoring_zero_out_is_caught(golden, tmp_path, index):
     if HAVE_VERIFY:
         res = _mdfi_verify(golden, out.parent)
         assert res.returncode == 1, res.stdout + res.stderr
+        assert "output zero point not added" in res.stdout, res.stdout
 
 
 def test_run_sh(golden, tmp_path):
