@@ -97,19 +97,27 @@ module mdfi_requant #(
     wire signed [LW-1:0]       yl     = xl <<< sl;
 
     // ---- output zero point, then saturate -----------------------------------------------------
-    // R(..) + z, one bit wider so the add cannot wrap (docs/fixed-point.md 1.1: "after the
-    // activation and before the saturation"; csrc/mdfi_fixedpoint.h mdfi_requantize_zp)
+    // sat(R(..) + z) (docs/fixed-point.md 1.1: z is added after the activation and the rounding
+    // shift, before the saturation; csrc/mdfi_fixedpoint.h mdfi_requantize_zp).  The wide value is
+    // first clamped to OUT_BITS+1 bits: since |z| <= 2^(OUT_BITS-1), any value beyond that range
+    // saturates with or without z, so the add and the final clamp are only OUT_BITS+2 bits wide
+    // and the result is exact.
     wire signed [PW-1:0] yr_w = yr;
     wire signed [PW-1:0] yl_w = yl;
-    wire signed [PW-1:0] y0   = s_pos ? yr_w : yl_w;
-    wire signed [PW:0]   y    = $signed({y0[PW-1], y0}) + $signed(cfg_zero_out);
-    // fits iff bits PW .. OUT_BITS-1 are all equal (a sign extension)
-    wire hi_ones  =  &y[PW:OUT_BITS-1];
-    wire hi_zeros = ~|y[PW:OUT_BITS-1];
+    wire signed [PW-1:0] y    = s_pos ? yr_w : yl_w;
+    // y fits in OUT_BITS+1 bits iff bits PW-1 .. OUT_BITS are all equal (a sign extension)
+    wire hi_ones  =  &y[PW-1:OUT_BITS];
+    wire hi_zeros = ~|y[PW-1:OUT_BITS];
+    wire signed [OUT_BITS:0]   yc = (hi_ones | hi_zeros) ? y[OUT_BITS:0]
+                                  : (y[PW-1] ? {1'b1, {OUT_BITS{1'b0}}} : {1'b0, {OUT_BITS{1'b1}}});
+    wire signed [OUT_BITS+1:0] yz = yc + cfg_zero_out;     // both sign-extended: cannot wrap
+    // fits in OUT_BITS iff bits OUT_BITS+1 .. OUT_BITS-1 are all equal
+    wire z_ones  =  &yz[OUT_BITS+1:OUT_BITS-1];
+    wire z_zeros = ~|yz[OUT_BITS+1:OUT_BITS-1];
     wire [OUT_BITS-1:0] q_max = {1'b0, {(OUT_BITS-1){1'b1}}};
     wire [OUT_BITS-1:0] q_min = {1'b1, {(OUT_BITS-1){1'b0}}};
-    wire [OUT_BITS-1:0] q     = (hi_ones | hi_zeros) ? y[OUT_BITS-1:0]
-                                                     : (y[PW] ? q_min : q_max);
+    wire [OUT_BITS-1:0] q     = (z_ones | z_zeros) ? yz[OUT_BITS-1:0]
+                                                   : (yz[OUT_BITS+1] ? q_min : q_max);
 
     // ---- one register stage ----------------------------------------------------------------
     always @(posedge clk) begin
