@@ -71,6 +71,7 @@ def run(golden: str, layer: int, dut_dir: Path, rows=None, build: Path = None, n
     bits); returns {"passed": bool, "tests", "failed", "seconds", "out": path, "results": xml}."""
     from cocotb_tools.runner import get_results, get_runner
     build = Path(build or (Path(dut_dir).resolve().parent / f".cocotb_l{layer:03d}{'_narrow' if narrow else ''}"))
+    build = build.resolve()      # the simulator runs inside build_dir: relative memory-image paths would break
     prep = prepare(golden, layer, build)
     runner = get_runner("icarus")
     t0 = time.perf_counter()
