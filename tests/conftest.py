@@ -158,8 +158,9 @@ def _rtl_export(work: Path, name: str, *args: str) -> Path:
     if not image.exists():
         rtl_test_image(image)
     out = work / name
-    # the RTL designs implement no zero points (examples/rtl/README.md): the recipe without them
-    r = run_python(["-m", "mdfi", "golden", str(image), "-o", str(out), "--format", "hex", "--no-zero-points", *args],
+    # the model MDFI ships: the zoo's 8-bit default, with zero points (examples/rtl/README.md);
+    # pass "--no-zero-points" in args for the same recipe without them
+    r = run_python(["-m", "mdfi", "golden", str(image), "-o", str(out), "--format", "hex", *args],
                    cwd=work)
     assert r.returncode == 0, r.stderr
     return out
@@ -172,8 +173,15 @@ def rtl_work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def rtl_golden(rtl_work, tiny_weights_path) -> Path:
-    """yolov3-tiny layers 13, 15 (1x1 leaky / linear) and 18 (1x1 leaky): every stage."""
+    """yolov3-tiny (its default 8-bit model, zero points) layers 13, 15 (1x1 leaky / linear) and 18
+    (1x1 leaky): every stage."""
     return _rtl_export(rtl_work, "golden", "--layers", "13,15,18")
+
+
+@pytest.fixture(scope="session")
+def rtl_golden_nozp(rtl_work, tiny_weights_path) -> Path:
+    """The same layers 13, 15, 18 exported with --no-zero-points (zero-free layers must still work)."""
+    return _rtl_export(rtl_work, "golden_nozp", "--layers", "13,15,18", "--no-zero-points")
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,9 @@
 
 Runs Icarus Verilog on ``examples/rtl/tb_requant.v``: the correct ``mdfi_requant`` must
 reproduce ``lNNN.out.hex`` byte for byte on yolov3-tiny's layer 13 (1x1 conv, leaky) and
-layer 15 (1x1 conv, linear); the faulty ``mdfi_requant_trunc`` (truncates instead of rounding
-half up) must differ.  A corner-case test checks the module against the arithmetic reference
+layer 15 (1x1 conv, linear), of the default model (output zero points, which a module
+ignoring ``zero_out`` fails) and of a ``--no-zero-points`` export; the faulty
+``mdfi_requant_trunc`` (truncates instead of rounding half up) must differ.  A corner-case test checks the module against the arithmetic reference
 on every 8-bit shift, all activations and both rounding modes.  Skipped without ``iverilog``.
 """
 
@@ -46,11 +47,12 @@ def _layer(golden: Path, index: int) -> dict:
             if f["layer"] == index and f["format"] == "hex"}
     c, h, w = lay["out_shape"]
     return dict(c=c, h=h, w=w, acc_bits=bits["acc"], out_bits=bits["out"],
-                act=lay["meta"]["activation"], rounding=lay["meta"]["rounding"])
+                act=lay["meta"]["activation"], rounding=lay["meta"]["rounding"],
+                zero_out=int((lay.get("params") or {}).get("zero_out", 0)))
 
 
 def _simulate(build: Path, module: str, acc: Path, shift: Path, out: Path, *, acc_bits: int,
-              out_bits: int, c: int, hw: int, act: str, rounding: str) -> None:
+              out_bits: int, c: int, hw: int, act: str, rounding: str, zero_out: int = 0) -> None:
     """Compile tb_requant with ``module`` as the DUT and run it; writes ``out``."""
     build.mkdir(parents=True, exist_ok=True)
     vvp = build / f"{module}_{acc_bits}_{out_bits}_{c}_{hw}.vvp"
@@ -62,19 +64,20 @@ def _simulate(build: Path, module: str, acc: Path, shift: Path, out: Path, *, ac
                         str(RTL / "mdfi_requant_trunc.v")],
                        check=True, capture_output=True, text=True, timeout=60)
     res = subprocess.run(["vvp", "-n", str(vvp), f"+acc={acc}", f"+shift={shift}",
-                          f"+out={out}", f"+act={act}", f"+rounding={rounding}"],
+                          f"+out={out}", f"+act={act}", f"+rounding={rounding}", f"+zero_out={zero_out}"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "tb_requant: DONE" in res.stdout, res.stdout + res.stderr
 
 
-def _run_layer(golden: Path, work: Path, module: str, index: int) -> Path:
+def _run_layer(golden: Path, work: Path, module: str, index: int, zero_out=None) -> Path:
+    """``zero_out``: override the layer's output zero point (None: the export's)."""
     p = _layer(golden, index)
     out = work / module / f"l{index:03d}.out.hex"
     out.parent.mkdir(parents=True, exist_ok=True)
     _simulate(work / "build", module, golden / f"l{index:03d}.acc.hex",
               golden / f"l{index:03d}.shift.hex", out, acc_bits=p["acc_bits"],
               out_bits=p["out_bits"], c=p["c"], hw=p["h"] * p["w"], act=p["act"],
-              rounding=p["rounding"])
+              rounding=p["rounding"], zero_out=p["zero_out"] if zero_out is None else zero_out)
     return out
 
 
@@ -85,13 +88,20 @@ def _mdfi_verify(golden: Path, dut_dir: Path) -> subprocess.CompletedProcess:
     return run_python(["-m", "mdfi", "verify", str(golden), str(dut_dir)], cwd=dut_dir, timeout=120)
 
 
-def test_golden_layers_are_the_intended_ones(golden):
+def test_golden_layers_are_the_intended_ones(golden, rtl_golden_nozp):
     assert _layer(golden, 13)["act"] == "leaky"
     assert _layer(golden, 15)["act"] == "linear"
+    # the default model has output zero points on these layers (so the tests below cannot pass
+    # with a module that ignores zero_out); the --no-zero-points export has none
+    for i in LAYERS + (18,):
+        assert _layer(golden, i)["zero_out"] != 0, i
+        assert _layer(rtl_golden_nozp, i)["zero_out"] == 0, i
 
 
 @pytest.mark.parametrize("index", LAYERS)
-def test_correct_module_is_bit_exact(golden, tmp_path, index):
+@pytest.mark.parametrize("export", ["default", "nozp"])
+def test_correct_module_is_bit_exact(golden, rtl_golden_nozp, tmp_path, index, export):
+    golden = golden if export == "default" else rtl_golden_nozp
     out = _run_layer(golden, tmp_path, "mdfi_requant", index)
     p = _layer(golden, index)
     ref = golden / f"l{index:03d}.out.hex"
@@ -121,8 +131,25 @@ def test_faulty_module_is_caught(golden, tmp_path, index):
         assert "rounding" in res.stdout.lower(), res.stdout     # the rounding-mode hint
 
 
+@pytest.mark.parametrize("index", LAYERS)
+def test_ignoring_zero_out_is_caught(golden, tmp_path, index):
+    """A requantizer without the output zero point (zero_out forced to 0) fails the default
+    model's vectors, and mdfi verify says so (with its forgotten-zero-point hint)."""
+    p = _layer(golden, index)
+    assert p["zero_out"] != 0
+    out = _run_layer(golden, tmp_path, "mdfi_requant", index, zero_out=0)
+    n = p["c"] * p["h"] * p["w"]
+    got = vectors.read(out, "hex", p["out_bits"], True, n)
+    want = vectors.read(golden / f"l{index:03d}.out.hex", "hex", p["out_bits"], True, n)
+    assert (got != want).mean() > 0.5
+    if HAVE_VERIFY:
+        res = _mdfi_verify(golden, out.parent)
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "output zero point not added" in res.stdout, res.stdout
+
+
 def test_run_sh(golden, tmp_path):
-    """The example's one-shot script, on the vectors exported above."""
+    """The example's one-shot script, on the vectors exported above (the default model)."""
     if shutil.which("bash") is None:
         pytest.skip("bash not available")
     env = dict(os.environ, MDFI_RTL_GOLDEN=str(golden),
@@ -138,23 +165,39 @@ def test_run_sh(golden, tmp_path):
     assert "layer 0: not in the golden export(s): skipped" in res.stdout
     assert "PASS layer 18: mdfi_conv bit-exact" in res.stdout
     assert "PASS layer 18: narrow accumulator caught, with the accumulator-wrap hint" in res.stdout
+    assert f"zero_out {_layer(golden, 13)['zero_out']}" in res.stdout
 
 
-def _exact(acc: int, s: int, rounding: str, bits: int, act: str) -> int:
-    """docs/fixed-point.md section 4 with Python integers: exact for any shift."""
+def test_run_sh_without_zero_points(rtl_golden_nozp, tmp_path):
+    """run.sh on the --no-zero-points export: zero-free layers still work (requantizer only)."""
+    if shutil.which("bash") is None:
+        pytest.skip("bash not available")
+    env = dict(os.environ, MDFI_RTL_GOLDEN=str(rtl_golden_nozp), MDFI_RTL_WORK=str(tmp_path / "work"),
+               PYTHON=sys.executable, MDFI_RTL_CONV="none")
+    res = subprocess.run(["bash", str(RTL / "run.sh")], env=env, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for i in LAYERS:
+        assert f"PASS layer {i}: mdfi_requant bit-exact" in res.stdout
+        assert f"PASS layer {i}: fault caught" in res.stdout
+    assert "zero_out 0" in res.stdout
+
+
+def _exact(acc: int, s: int, rounding: str, bits: int, act: str, zero: int = 0) -> int:
+    """docs/fixed-point.md sections 1.1 and 4 with Python integers: exact for any shift."""
     if act == "relu" and acc < 0:
         acc = 0
     if act == "leaky" and acc < 0:
         acc, s = acc * fx.LEAKY_MULT, s + fx.LEAKY_SHIFT
     y = ((acc + ((1 << (s - 1)) if rounding == "half_up" else 0)) >> s) if s > 0 else acc << -s
-    return min(max(y, fx.qmin(bits)), fx.qmax(bits))
+    return min(max(y + zero, fx.qmin(bits)), fx.qmax(bits))
 
 
 @pytest.mark.parametrize("act", ["linear", "leaky", "relu"])
 def test_corner_cases(tmp_path, act):
     """Every 8-bit shift (including left shifts and shifts past the operand width), ties,
     saturation and the extreme accumulators, both rounding modes, against the exact
-    formula; and the 48-bit / 16-bit extreme configuration against mdfi.fixedpoint."""
+    formula; and the 48-bit / 16-bit extreme configuration against mdfi.fixedpoint.  Each with
+    output zero points at both ends of the output range (docs/fixed-point.md 1.1)."""
     rng = np.random.default_rng(7)
     # (a) ACC_BITS=12, OUT_BITS=5: every shift in [-128, 127]
     ab, ob = 12, 5
@@ -174,51 +217,32 @@ def test_corner_cases(tmp_path, act):
         (tmp_path / f"c{k}.acc.hex").write_bytes(vectors.to_hex_bytes(acc, a_bits))
         (tmp_path / f"c{k}.shift.hex").write_bytes(vectors.to_hex_bytes(sh, 8))
         s_all = np.repeat(sh, hw)
+        zeros = (0, fx.qmin(o_bits), fx.qmax(o_bits)) if k == 0 else (0, -12345)
         for rounding in ("half_up", "truncate"):
-            out = tmp_path / f"c{k}_{rounding}.out.hex"
-            _simulate(tmp_path / "build", "mdfi_requant", tmp_path / f"c{k}.acc.hex",
-                      tmp_path / f"c{k}.shift.hex", out, acc_bits=a_bits, out_bits=o_bits,
-                      c=sh.size, hw=hw, act=act, rounding=rounding)
-            if k == 0:
-                want = np.array([_exact(int(a), int(s), rounding, o_bits, act)
-                                 for a, s in zip(acc, s_all)])
-            else:
-                want = fx.requantize(acc, s_all, rounding, o_bits, act)
-            assert out.read_bytes() == vectors.to_hex_bytes(want, o_bits), (k, act, rounding)
+            for zero in zeros:
+                out = tmp_path / f"c{k}_{rounding}_{zero}.out.hex"
+                _simulate(tmp_path / "build", "mdfi_requant", tmp_path / f"c{k}.acc.hex",
+                          tmp_path / f"c{k}.shift.hex", out, acc_bits=a_bits, out_bits=o_bits,
+                          c=sh.size, hw=hw, act=act, rounding=rounding, zero_out=zero)
+                if k == 0:
+                    want = np.array([_exact(int(a), int(s), rounding, o_bits, act, zero)
+                                     for a, s in zip(acc, s_all)])
+                else:
+                    want = fx.requantize(acc, s_all, rounding, o_bits, act, zero=zero)
+                assert out.read_bytes() == vectors.to_hex_bytes(want, o_bits), (k, act, rounding, zero)
 
 
-@pytest.fixture(scope="module")
-def zero_golden(tiny_net, tmp_path_factory) -> Path:
-    """yolov3-tiny quantized with zero points (docs/golden-format.md "Zero points"): layers 2
-    (3x3, pad_value and zero_out) and 13 (1x1, zero_out), every stage."""
-    from mdfi.engine import FixedEngine
-    from mdfi.hw import golden as gexp
-    from mdfi.model import Model
-    from mdfi.quant import recipes
-    from mdfi.quant.quantize import quantize_network
-    qm = quantize_network(tiny_net, wbits=8, abits=8, per_channel=True, act_method="mse", zero_points=True,
-                          calib=recipes.shipped_calibration("yolov3-tiny"))
-    out = tmp_path_factory.mktemp("rtl_zero") / "golden"
-    gexp.export(Model(tiny_net, [f"class{i}" for i in range(80)], FixedEngine(qm, "c", 2)),
-                np.random.default_rng(0).integers(0, 256, (120, 160, 3)).astype(np.uint8), str(out),
-                layers=[2, 13])
-    return out
-
-
-def test_zero_point_layers_are_refused(zero_golden, tmp_path):
-    """The RTL example implements no zero point: run.sh and the conv engine's bench refuse such
-    a layer with one message naming it (zero-free exports: test_run_sh above)."""
-    if shutil.which("bash") is None:
-        pytest.skip("bash not available")
-    env = dict(os.environ, MDFI_RTL_GOLDEN=str(zero_golden), MDFI_RTL_WORK=str(tmp_path / "work"),
-               PYTHON=sys.executable, MDFI_RTL_LAYERS="13", MDFI_RTL_CONV="none")
-    res = subprocess.run(["bash", str(RTL / "run.sh")], env=env, capture_output=True, text=True, timeout=180)
-    assert res.returncode == 1, res.stdout + res.stderr
-    assert "layer 13: zero-point activations (pad_value=" in res.stdout + res.stderr
-    assert "not implemented by the RTL example" in res.stdout + res.stderr
-    spec = importlib.util.spec_from_file_location("conv_tb_zero", RTL / "conv_tb.py")
+def test_unsupported_layers_are_refused_naming_the_layer():
+    """What the engine still does not implement (a table activation, wider activations, an unknown
+    key) is refused with one message naming the layer; zero points are accepted."""
+    spec = importlib.util.spec_from_file_location("conv_tb_refuse", RTL / "conv_tb.py")
     tb = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tb)
-    with pytest.raises(ValueError, match=r"layer 2: zero-point activations "
-                                         r"\(pad_value=-?\d+, zero_out=-?\d+\) are not"):
-        tb.layer_config(str(zero_golden), 2)
+    base = dict(record="layer", index=7, kind="conv", act="leaky", in_type="s8", wbits="8",
+                pad_value="-105", zero_out="-39")
+    tb.check_supported(base)
+    assert tb.zero_points(base) == (-105, -39) and tb.zero_points(dict(base, pad_value="0", zero_out="0")) == (0, 0)
+    for bad, what in ((dict(act="mish", pre_bits="12", pre_frac="8", lut="l007.act_lut.hex"), "act=mish"),
+                      (dict(in_type="s16"), "in_type=s16"), (dict(groups="2"), "groups=2")):
+        with pytest.raises(ValueError, match=r"^layer 7: not implemented by the RTL example: .*" + what):
+            tb.check_supported(dict(base, **bad))

@@ -75,6 +75,40 @@ def test_engine_is_bit_exact_on_real_layers(request, tmp_path, fixture, layer, r
     assert {a // (cfg["oh"] * cfg["ow"]) for a in addr} == set(range(cfg["m"]))      # every channel
 
 
+def test_real_layers_have_zero_points(rtl_golden_conv, rtl_golden):
+    """The default model's layers run above carry zero points (so the engine's bit-exactness is not
+    vacuous): an output zero point on each, a nonzero padding value on the padded 3x3 layers."""
+    for golden, layer, padded in ((rtl_golden_conv, 0, False), (rtl_golden_conv, 2, True),
+                                  (rtl_golden_conv, 4, True), (rtl_golden, 18, False)):
+        cfg = tb.layer_config(str(golden), layer)
+        assert cfg["zero_out"] != 0, layer
+        assert (cfg["pad_value"] != 0 and cfg["pad"] > 0) == padded, (layer, cfg["pad_value"])
+
+
+@pytest.mark.parametrize("ignore", ["pad_value", "zero_out"])
+def test_ignoring_a_zero_point_is_caught(rtl_golden_conv, tmp_path, ignore):
+    """Layer 2 (3x3, pad 1) with the engine told pad_value=0 (or zero_out=0): the border rows
+    differ from golden, and mdfi verify reports the mismatch."""
+    layer, rows = 2, (0, 207, 2)
+    cfg = tb.layer_config(str(rtl_golden_conv), layer)
+    assert cfg[ignore] != 0
+    cfg = dict(cfg, **{ignore: 0})
+    vvp = tb.compile_tb(cfg, tmp_path / "build")
+    dut = tmp_path / "dut"
+    res = tb.simulate(cfg, vvp, dut / f"l{layer:03d}.out.hex", rows=rows)
+    gold = cfg["golden"].read(layer, "out").reshape(-1)
+    addr, vals = _read_sparse(res["out"], cfg["out_bits"])
+    bad = gold[addr] != vals
+    assert bad.sum() > 100, bad.sum()
+    if ignore == "pad_value":       # only the taps outside the image: the image border
+        x = addr % cfg["ow"]
+        edge = (x == 0) | (x == cfg["ow"] - 1) | (addr // cfg["ow"] % cfg["oh"] == 0) \
+            | (addr // cfg["ow"] % cfg["oh"] == cfg["oh"] - 1)
+        assert not bad[~edge].any()
+    status, rep = _verify(rtl_golden_conv, dut)
+    assert status == 1, rep
+
+
 def _read_sparse(path: Path, bits: int):
     addr, vals, pos = [], [], 0
     for line in path.read_text().split():
@@ -111,18 +145,18 @@ def test_narrow_accumulator_is_caught_with_the_wrap_hint(rtl_golden, tmp_path):
 
 # ------------------------------------------------------------------------------------------
 # beyond the golden layers: shapes yolov3-tiny does not have, and the declared width
-def _reference(x, w, bias, shift, stride, pad, act, rounding, out_bits):
+def _reference(x, w, bias, shift, stride, pad, act, rounding, out_bits, pad_value=0, zero_out=0):
     m, c, k, _ = w.shape
     _, h, wd = x.shape
     oh, ow = (h + 2 * pad - k) // stride + 1, (wd + 2 * pad - k) // stride + 1
-    xp = np.zeros((c, h + 2 * pad, wd + 2 * pad), np.int64)
+    xp = np.full((c, h + 2 * pad, wd + 2 * pad), pad_value, np.int64)
     xp[:, pad:pad + h, pad:pad + wd] = x
     acc = np.zeros((m, oh, ow), np.int64) + bias[:, None, None]
     for ky in range(k):
         for kx in range(k):
             patch = xp[:, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride]
             acc += np.einsum("mc,chw->mhw", w[:, :, ky, kx].astype(np.int64), patch)
-    return acc, fx.requantize(acc, shift[:, None, None], rounding, out_bits, act)
+    return acc, fx.requantize(acc, shift[:, None, None], rounding, out_bits, act, zero=zero_out)
 
 
 def _write_case(d: Path, x, w, bias, shift, acc_bits):
@@ -135,21 +169,25 @@ def _write_case(d: Path, x, w, bias, shift, acc_bits):
     return files
 
 
-@pytest.mark.parametrize("c, h, w, m, k, stride, pad, act, rounding, unsigned", [
-    (5, 11, 13, 11, 3, 2, 1, "leaky", "half_up", 1),     # stride 2, odd sizes, M not a multiple of 8
-    (3, 9, 10, 9, 5, 1, 2, "relu", "truncate", 0),       # 5x5, pad 2
-    (4, 7, 7, 3, 2, 2, 0, "linear", "half_up", 0),       # even kernel, no padding
+@pytest.mark.parametrize("c, h, w, m, k, stride, pad, act, rounding, unsigned, pad_value, zero_out", [
+    (5, 11, 13, 11, 3, 2, 1, "leaky", "half_up", 1, 0, 0),     # stride 2, odd sizes, M not a multiple of 8
+    (3, 9, 10, 9, 5, 1, 2, "relu", "truncate", 0, 0, 0),       # 5x5, pad 2
+    (4, 7, 7, 3, 2, 2, 0, "linear", "half_up", 0, 0, 0),       # even kernel, no padding
+    (4, 8, 9, 10, 3, 1, 1, "leaky", "half_up", 0, -105, -39),  # zero points (docs/fixed-point.md 1.1)
+    (3, 7, 6, 5, 5, 2, 2, "linear", "truncate", 1, 200, 127),  # unsigned pixels padded with 200, z = qmax
 ])
-def test_random_shapes_against_the_reference(tmp_path, c, h, w, m, k, stride, pad, act, rounding, unsigned):
+def test_random_shapes_against_the_reference(tmp_path, c, h, w, m, k, stride, pad, act, rounding, unsigned,
+                                             pad_value, zero_out):
     rng = np.random.default_rng(c * 100 + k)
     x = rng.integers(0, 256, (c, h, w)) if unsigned else rng.integers(-128, 128, (c, h, w))
     wt = rng.integers(-128, 128, (m, c, k, k))
     acc_bits = fx.accumulator_bits(8, 8, c * k * k, in_signed=not unsigned)
     bias = rng.integers(-(1 << (acc_bits - 4)), 1 << (acc_bits - 4), m)
     shift = rng.integers(-2, 14, m)
-    acc, out = _reference(x, wt, bias, shift, stride, pad, act, rounding, 8)
+    acc, out = _reference(x, wt, bias, shift, stride, pad, act, rounding, 8, pad_value, zero_out)
     cfg = dict(layer=0, c=c, h=h, w=w, m=m, k=k, stride=stride, pad=pad, act=act, rounding=rounding,
-               acc_bits=acc_bits, out_bits=8, in_unsigned=unsigned, oh=out.shape[1], ow=out.shape[2])
+               acc_bits=acc_bits, out_bits=8, in_unsigned=unsigned, oh=out.shape[1], ow=out.shape[2],
+               pad_value=pad_value, zero_out=zero_out)
     files = _write_case(tmp_path / "case", x, wt, bias, shift, acc_bits)
     vvp = tb.compile_tb(cfg, tmp_path / "build", tm=4, tp=4)
     res = tb.simulate(cfg, vvp, tmp_path / "dut.hex", files=files)

@@ -4,8 +4,8 @@
     python3 examples/rtl/conv_tb.py GOLDEN_DIR LAYER DUT_DIR [--rows FIRST:STEP:COUNT|edges|all] [--narrow BITS]
                                     [--narrow-auto] [--tm 8 --tp 8] [--build DIR]
 
-Reads the layer's shapes, widths, activation and rounding from GOLDEN_DIR/manifest.json
-and model.txt (through mdfi/hw/golden_reader.py, which needs only NumPy), compiles
+Reads the layer's shapes, widths, activation, rounding and zero points (``pad_value=``,
+``zero_out=``) from GOLDEN_DIR/manifest.json and model.txt (through mdfi/hw/golden_reader.py, which needs only NumPy), compiles
 tb_conv.v + mdfi_conv.v (+ mdfi_conv_narrow.v with ``--narrow``) with iverilog, runs it on
 the layer's golden ``in0``, ``weights``, ``bias`` and ``shift`` files, and leaves the
 engine's outputs in DUT_DIR/lNNN.out.hex (a sparse dump when only some rows are computed).
@@ -41,14 +41,34 @@ def _reader():
 gr = _reader()
 
 
-def refuse_zero_points(ml: dict) -> None:
-    """The example engine pads with 0 and adds no output zero point: a layer with zero points
-    (model.txt pad_value= / zero_out=, docs/golden-format.md "Zero points") is refused."""
-    zs = {k: ml[k] for k in ("pad_value", "zero_out") if int(ml.get(k, 0))}
-    if zs:
-        keys = ", ".join(f"{k}={v}" for k, v in zs.items())
-        raise ValueError(f"layer {ml['index']}: zero-point activations ({keys}) are not implemented by the RTL "
-                         f"example; export a model quantized without them (--no-zero-points)")
+#: the model.txt keys of a conv line the engine implements (docs/golden-format.md "model.txt");
+#: anything else (a table activation's pre_bits= pre_frac= lut=, a key of a later format) is refused
+CONV_KEYS = {"record", "index", "kind", "in", "c", "h", "w", "m", "k", "stride", "pad", "act", "rounding",
+             "in_type", "wbits", "out_bits", "acc64", "acc_bits", "oh", "ow", "weights", "bias", "shift",
+             "pad_value", "zero_out"}
+
+
+def check_supported(ml: dict) -> None:
+    """Refuse, with one message naming the layer, a conv line the engine does not implement.
+    Zero points are implemented: ``pad_value=`` (padded taps) and ``zero_out=`` (added after the
+    rounding shift, before the saturation), docs/golden-format.md "Zero points"."""
+    why = []
+    if ml.get("act") not in ("linear", "leaky", "relu"):
+        why.append(f"act={ml.get('act')} (the engine has linear, leaky, relu)")
+    if ml.get("in_type") not in ("u8", "s8"):
+        why.append(f"in_type={ml.get('in_type')} (8-bit activations only)")
+    if int(ml.get("wbits", 8)) > 8:
+        why.append(f"wbits={ml['wbits']} (8-bit weights only)")
+    extra = sorted(set(ml) - CONV_KEYS)
+    if extra:
+        why.append("keys " + ", ".join(f"{k}={ml[k]}" for k in extra))
+    if why:
+        raise ValueError(f"layer {ml['index']}: not implemented by the RTL example: {'; '.join(why)}")
+
+
+def zero_points(ml: dict) -> tuple:
+    """(pad_value, zero_out) of a conv line: 0 when absent (docs/golden-format.md "Zero points")."""
+    return int(ml.get("pad_value", 0)), int(ml.get("zero_out", 0))
 
 
 def layer_config(golden_dir: str, layer: int) -> dict:
@@ -58,7 +78,8 @@ def layer_config(golden_dir: str, layer: int) -> dict:
     if L["kind"] != "convolutional":
         raise ValueError(f"layer {layer} is a {L['kind']} layer, not a convolution")
     ml = next(r for r in g.model_lines() if r["record"] == "layer" and r["index"] == layer)
-    refuse_zero_points(ml)
+    check_supported(ml)
+    pad_value, zero_out = zero_points(ml)
     c, h, w = L["in_shapes"][0]
     m, oh, ow = L["out_shape"]
     meta = L["meta"]
@@ -66,7 +87,8 @@ def layer_config(golden_dir: str, layer: int) -> dict:
         raise ValueError(f"layer {layer}: the example engine takes 8-bit weights and activations")
     return dict(layer=layer, c=c, h=h, w=w, m=m, oh=oh, ow=ow, k=int(ml["k"]), stride=int(ml["stride"]),
                 pad=int(ml["pad"]), act=ml["act"], rounding=ml["rounding"], acc_bits=int(ml["acc_bits"]),
-                out_bits=int(ml["out_bits"]), in_unsigned=int(ml["in_type"] == "u8"), golden=g)
+                out_bits=int(ml["out_bits"]), in_unsigned=int(ml["in_type"] == "u8"), pad_value=pad_value,
+                zero_out=zero_out, golden=g)
 
 
 def needed_acc_bits(cfg: dict, rows=None) -> int:
@@ -114,7 +136,8 @@ def simulate(cfg: dict, vvp: Path, out: Path, files=None, rows=None, timeout: in
     args = ["vvp", "-n", str(vvp), f"+in={files['in']}", f"+weights={files['weights']}",
             f"+bias={files['bias']}", f"+shift={files['shift']}", f"+out={out}",
             f"+stride={cfg['stride']}", f"+pad={cfg['pad']}", f"+act={cfg['act']}", f"+rounding={cfg['rounding']}",
-            f"+in_unsigned={cfg['in_unsigned']}", f"+oy_first={first}", f"+oy_step={step}", f"+oy_count={count}"]
+            f"+in_unsigned={cfg['in_unsigned']}", f"+pad_value={cfg.get('pad_value', 0)}",
+            f"+zero_out={cfg.get('zero_out', 0)}", f"+oy_first={first}", f"+oy_step={step}", f"+oy_count={count}"]
     t0 = time.perf_counter()
     r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     dt = time.perf_counter() - t0
@@ -155,7 +178,8 @@ def main(argv=None) -> int:
     res = simulate(cfg, vvp, Path(a.dut) / f"l{a.layer:03d}.out.hex", rows=a.rows)
     rows = a.rows or (0, 1, cfg["oh"])
     print(f"layer {a.layer}: {cfg['c']}x{cfg['h']}x{cfg['w']} -> {cfg['m']}x{cfg['oh']}x{cfg['ow']}, "
-          f"{cfg['k']}x{cfg['k']}/{cfg['stride']} pad {cfg['pad']} {cfg['act']}, acc {cfg['acc_bits']} bits"
+          f"{cfg['k']}x{cfg['k']}/{cfg['stride']} pad {cfg['pad']} {cfg['act']}, pad_value {cfg['pad_value']}, "
+          f"zero_out {cfg['zero_out']}, acc {cfg['acc_bits']} bits"
           f"{f' (engine registers {narrow} bits: FAULTY)' if narrow else ''}; rows {rows[0]}+k*{rows[1]}, "
           f"k<{rows[2]}: {res['outputs']} outputs in {res['cycles']} cycles ({a.tm}x{a.tp} PEs), "
           f"{res['seconds']:.1f} s -> {res['out']}")

@@ -5,9 +5,14 @@
 // Each unit keeps its accumulator in place while the reduction streams past, one tap per clock:
 //
 //   acc[i][j] = bias[m0 + i] + sum over (c, ky, kx) of w[m0 + i][c][ky][kx] * x[c][iy][ix_j]
-//   iy = oy*stride + ky - pad,  ix_j = (ox0 + j)*stride + kx - pad,  x = 0 outside the image
+//   iy = oy*stride + ky - pad,  ix_j = (ox0 + j)*stride + kx - pad,
+//   x = cfg_pad_value outside the image (the input's zero point: the code of the real value 0)
 //
-// (docs/fixed-point.md section 3.1; the reduction order is Darknet's, c then ky then kx, which
+// (docs/fixed-point.md sections 3.1 and 1.1; docs/golden-format.md "Zero points": model.txt
+// pad_value= is the padded taps' code, and the exported bias already holds the folded
+// -pad_value*sum(w) term, so the engine sums the stored codes exactly as without a zero point;
+// the output zero point cfg_zero_out (model.txt zero_out=) goes to mdfi_requant, which adds it
+// after the rounding shift and before the saturation.  Both are 0 for a zero-free layer. the reduction order is Darknet's, c then ky then kx, which
 // for exact integer sums does not matter).  Per clock, one weight word (TM weights of the same
 // tap) is broadcast along the pixels and TP activations along the channels.  When a tile's last
 // tap is summed, its TM*TP accumulators are copied to a drain buffer, and the next tile starts
@@ -56,7 +61,10 @@ module mdfi_conv #(
     input  wire [DW-1:0]           cfg_m,          // output channels M
     input  wire [3:0]              cfg_k,          // kernel size K (1..15)
     input  wire [3:0]              cfg_stride,     // stride (1..15)
-    input  wire [3:0]              cfg_pad,        // zero padding per side
+    input  wire [3:0]              cfg_pad,        // padding per side (taps holding cfg_pad_value)
+    input  wire [ABITS-1:0]        cfg_pad_value,  // code of a padded tap: the input zero point
+                                                   // (model.txt pad_value=, as stored: ABITS bits,
+                                                   // signed or unsigned like the activations)
     input  wire [DW-1:0]           cfg_ow,         // output width OW
     input  wire [AW-1:0]           cfg_ohw,        // OH*OW
     input  wire [AW-1:0]           cfg_ckk,        // C*K*K (weight words per channel tile)
@@ -72,6 +80,7 @@ module mdfi_conv #(
     input  wire [1:0]              cfg_act,        // 0 linear, 1 leaky, 2 relu
     input  wire                    cfg_rnd,        // 0 half_up, 1 truncate
     input  wire                    cfg_in_unsigned,// 1: activations are unsigned (8-bit pixels)
+    input  wire signed [OUT_BITS-1:0] cfg_zero_out,// output zero point (model.txt zero_out=)
     // ---- control -----------------------------------------------------------------------------
     input  wire                    start,          // pulse while idle: run the descriptor
     output wire                    busy,
@@ -248,9 +257,10 @@ module mdfi_conv #(
             wire signed [ACC_BITS-1:0] bv = bias_rdata[gi*ACC_BITS +: ACC_BITS];
             for (gj = 0; gj < TP; gj = gj + 1) begin : g_pe
                 wire [ABITS-1:0] raw = act_rdata[gj*ABITS +: ABITS];
+                // a padded tap holds the input zero point (docs/golden-format.md "Zero points")
+                wire [ABITS-1:0] xq  = s1_lane_ok[gj] ? raw : cfg_pad_value;
                 // activation extended by one bit: zero (pixels) or sign (signed tensors)
-                wire signed [ABITS:0] av = s1_lane_ok[gj] ? {cfg_in_unsigned ? 1'b0 : raw[ABITS-1], raw}
-                                                          : {(ABITS+1){1'b0}};
+                wire signed [ABITS:0] av = {cfg_in_unsigned ? 1'b0 : xq[ABITS-1], xq};
                 wire signed [PW-1:0] prod = wv * av;
                 reg  signed [ACC_REG_BITS-1:0] acc;
                 // first tap: start from the bias; the sum wraps at ACC_REG_BITS (two's complement)
@@ -334,7 +344,7 @@ module mdfi_conv #(
     end
 
     mdfi_requant #(.ACC_BITS(ACC_BITS), .OUT_BITS(OUT_BITS)) u_requant (
-        .clk(clk), .rst_n(rst_n), .cfg_act(cfg_act), .cfg_rnd(cfg_rnd),
+        .clk(clk), .rst_n(rst_n), .cfg_act(cfg_act), .cfg_rnd(cfg_rnd), .cfg_zero_out(cfg_zero_out),
         .in_valid(f_valid), .in_acc(f_acc), .in_shift(f_shift),
         .out_valid(out_valid), .out_q(out_data)
     );

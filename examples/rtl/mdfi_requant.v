@@ -2,19 +2,25 @@
 //
 // One output value per accepted input, one register stage (latency 1, throughput 1/clock):
 //
-//   linear:  out = sat( R(acc / 2^s) )
-//   relu:    out = sat( R(max(acc, 0) / 2^s) )
-//   leaky:   out = sat( R(acc / 2^s) )                     if acc >= 0
-//            out = sat( R(acc * 3277 / 2^(s + 15)) )       if acc <  0
+//   linear:  out = sat( R(acc / 2^s) + z )
+//   relu:    out = sat( R(max(acc, 0) / 2^s) + z )
+//   leaky:   out = sat( R(acc / 2^s) + z )                     if acc >= 0
+//            out = sat( R(acc * 3277 / 2^(s + 15)) + z )       if acc <  0
+//
+//   z = cfg_zero_out, the output's zero point (docs/fixed-point.md section 1.1, docs/golden-format.md
+//   "Zero points": model.txt zero_out=, 0 when absent): added to the ROUNDED value, after the
+//   activation and the shift, before the saturation -- never to acc, never after sat.
 //
 //   R = half_up:  floor(x / 2^s + 1/2)   ties toward +inf for every sign (2.5 -> 3, -2.5 -> -2)
 //   R = truncate: floor(x / 2^s)         toward -inf (-2.5 -> -3)
 //   s <= 0:       x * 2^-s, exact, after clamping x to +-2^OUT_BITS (the result saturates
 //                 beyond that anyway)
-//   sat:          clamp to [-2^(OUT_BITS-1), 2^(OUT_BITS-1) - 1]
+//   sat:          clamp to [-2^(OUT_BITS-1), 2^(OUT_BITS-1) - 1], applied once, to R(..) + z
+//                 (the clamp of x for s <= 0 stays exact with z: |z| <= 2^(OUT_BITS-1), so
+//                 +-2^OUT_BITS + z still saturates)
 //
-// Bit-exact twin of mdfi_requantize() in csrc/mdfi_fixedpoint.h and requantize() in
-// mdfi/fixedpoint.py; specification: docs/fixed-point.md sections 2-4.  The leaky slope
+// Bit-exact twin of mdfi_requantize_zp() in csrc/mdfi_fixedpoint.h and requantize(..., zero=z)
+// in mdfi/fixedpoint.py; specification: docs/fixed-point.md sections 1.1 and 2-4.  The leaky slope
 // multiplies the wide accumulator BEFORE the single rounding shift (one rounding, not two).
 //
 // Shifts: the golden model keeps s in [-31, 47] (s + 15 <= 62 for leaky); this module
@@ -23,6 +29,7 @@
 //
 // Configuration inputs (cfg_*) are quasi-static per layer; they use the C enum codes:
 //   cfg_act: 0 linear, 1 leaky, 2 relu (3 behaves as linear)   cfg_rnd: 0 half_up, 1 truncate
+//   cfg_zero_out: the output zero point, OUT_BITS two's complement (0 for a zero-free layer)
 //
 // Synthesizable Verilog-2005: no initial blocks, no real types, no system functions, no loops.
 
@@ -36,6 +43,7 @@ module mdfi_requant #(
     input  wire                       rst_n,      // synchronous, active low (clears out_valid)
     input  wire [1:0]                 cfg_act,    // 0 linear, 1 leaky, 2 relu
     input  wire                       cfg_rnd,    // 0 half_up (AP_RND), 1 truncate (AP_TRN)
+    input  wire signed [OUT_BITS-1:0] cfg_zero_out, // output zero point z (model.txt zero_out=)
     input  wire                       in_valid,
     input  wire signed [ACC_BITS-1:0] in_acc,     // accumulator: sum(w*x) + bias
     input  wire signed [7:0]          in_shift,   // requantizing shift of this output channel
@@ -88,17 +96,28 @@ module mdfi_requant #(
     wire signed [LW-1:0]       xl     = xn;
     wire signed [LW-1:0]       yl     = xl <<< sl;
 
-    // ---- saturate --------------------------------------------------------------------------
+    // ---- output zero point, then saturate -----------------------------------------------------
+    // sat(R(..) + z) (docs/fixed-point.md 1.1: z is added after the activation and the rounding
+    // shift, before the saturation; csrc/mdfi_fixedpoint.h mdfi_requantize_zp).  The wide value is
+    // first clamped to OUT_BITS+1 bits: since |z| <= 2^(OUT_BITS-1), any value beyond that range
+    // saturates with or without z, so the add and the final clamp are only OUT_BITS+2 bits wide
+    // and the result is exact.
     wire signed [PW-1:0] yr_w = yr;
     wire signed [PW-1:0] yl_w = yl;
     wire signed [PW-1:0] y    = s_pos ? yr_w : yl_w;
-    // fits iff bits PW-1 .. OUT_BITS-1 are all equal (a sign extension)
-    wire hi_ones  =  &y[PW-1:OUT_BITS-1];
-    wire hi_zeros = ~|y[PW-1:OUT_BITS-1];
+    // y fits in OUT_BITS+1 bits iff bits PW-1 .. OUT_BITS are all equal (a sign extension)
+    wire hi_ones  =  &y[PW-1:OUT_BITS];
+    wire hi_zeros = ~|y[PW-1:OUT_BITS];
+    wire signed [OUT_BITS:0]   yc = (hi_ones | hi_zeros) ? y[OUT_BITS:0]
+                                  : (y[PW-1] ? {1'b1, {OUT_BITS{1'b0}}} : {1'b0, {OUT_BITS{1'b1}}});
+    wire signed [OUT_BITS+1:0] yz = yc + cfg_zero_out;     // both sign-extended: cannot wrap
+    // fits in OUT_BITS iff bits OUT_BITS+1 .. OUT_BITS-1 are all equal
+    wire z_ones  =  &yz[OUT_BITS+1:OUT_BITS-1];
+    wire z_zeros = ~|yz[OUT_BITS+1:OUT_BITS-1];
     wire [OUT_BITS-1:0] q_max = {1'b0, {(OUT_BITS-1){1'b1}}};
     wire [OUT_BITS-1:0] q_min = {1'b1, {(OUT_BITS-1){1'b0}}};
-    wire [OUT_BITS-1:0] q     = (hi_ones | hi_zeros) ? y[OUT_BITS-1:0]
-                                                     : (y[PW-1] ? q_min : q_max);
+    wire [OUT_BITS-1:0] q     = (z_ones | z_zeros) ? yz[OUT_BITS-1:0]
+                                                   : (yz[OUT_BITS+1] ? q_min : q_max);
 
     // ---- one register stage ----------------------------------------------------------------
     always @(posedge clk) begin

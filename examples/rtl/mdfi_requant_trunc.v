@@ -19,6 +19,7 @@ module mdfi_requant_trunc #(
     input  wire                       rst_n,
     input  wire [1:0]                 cfg_act,
     input  wire                       cfg_rnd,    // BUG: ignored
+    input  wire signed [OUT_BITS-1:0] cfg_zero_out,
     input  wire                       in_valid,
     input  wire signed [ACC_BITS-1:0] in_acc,
     input  wire signed [7:0]          in_shift,
@@ -29,6 +30,7 @@ module mdfi_requant_trunc #(
         .clk(clk), .rst_n(rst_n),
         .cfg_act(cfg_act),
         .cfg_rnd(1'b1),                           // BUG: always truncate
+        .cfg_zero_out(cfg_zero_out),              // (the zero point is handled correctly)
         .in_valid(in_valid), .in_acc(in_acc), .in_shift(in_shift),
         .out_valid(out_valid), .out_q(out_q)
     );

@@ -12,7 +12,8 @@
 #
 # Environment (all optional):
 #   MDFI_GOLDEN_IMAGE  image to run (default: a generated PNG, skimage's coffee photo)
-#   MDFI_RTL_MODEL     zoo model (default yolov3-tiny)
+#   MDFI_RTL_MODEL     zoo model (default yolov3-tiny: its default 8-bit model, with zero points)
+#   MDFI_RTL_NO_ZERO_POINTS=1  export with --no-zero-points (the same recipe without zero points)
 #   MDFI_RTL_LAYERS    requantizer layers (default 13,15: yolov3-tiny's leaky and linear 1x1 convs)
 #   MDFI_RTL_CONV      conv engine layers (default 0,2,18: 3x3 on pixels, 3x3, 1x1; "none" skips)
 #   MDFI_RTL_FULL=1    simulate every output row of the conv layers (default: first and last row)
@@ -69,18 +70,22 @@ except ImportError:                            # synthetic but structured fallba
 Image.fromarray(np.ascontiguousarray(img[..., :3]).astype(np.uint8)).save(sys.argv[1])
 PYEOF
     fi
-    echo "[1] golden vectors: mdfi golden $IMAGE --model $MODEL --layers $LAYERS,18 --format hex"
-    "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$GOLDEN" --layers "$LAYERS,18" --no-zero-points \
+    ZP=()       # the model MDFI ships (zero points on the zoo's 8-bit default), unless asked not to
+    [ "${MDFI_RTL_NO_ZERO_POINTS:-0}" = 1 ] && ZP=(--no-zero-points)
+    echo "[1] golden vectors: mdfi golden $IMAGE --model $MODEL --layers $LAYERS,18 --format hex ${ZP[*]:-}"
+    "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$GOLDEN" --layers "$LAYERS,18" ${ZP[@]+"${ZP[@]}"} \
         --format hex || die "mdfi golden failed"
     if [ "${MDFI_RTL_CONV:-0,2,18}" != none ]; then
-        echo "    mdfi golden $IMAGE --model $MODEL --layers 0,2 --stages in,out -o golden_conv"
-        "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$WORK/golden_conv" --layers 0,2 --no-zero-points \
+        echo "    mdfi golden $IMAGE --model $MODEL --layers 0,2 --stages in,out -o golden_conv ${ZP[*]:-}"
+        "$PY" -m mdfi golden "$IMAGE" --model "$MODEL" -o "$WORK/golden_conv" --layers 0,2 ${ZP[@]+"${ZP[@]}"} \
             --stages in,out --format hex >/dev/null 2>&1 || die "mdfi golden (conv layers) failed"
     fi
 fi
 [ -f "$GOLDEN/manifest.json" ] || die "$GOLDEN/manifest.json missing"
 
-# one line per chosen conv layer: index C H W acc_bits out_bits activation rounding
+# one line per chosen conv layer: index C H W acc_bits out_bits activation rounding zero_out
+# (zero_out: the output zero point, model.txt zero_out=, 0 when absent; the input's pad_value is
+# already folded into the exported acc, docs/golden-format.md "Zero points")
 PLAN=$("$PY" - "$GOLDEN/manifest.json" "$LAYERS" <<'PYEOF'
 import json, sys
 man = json.load(open(sys.argv[1]))
@@ -93,17 +98,16 @@ for lay in man["layers"]:
     i, meta = lay["index"], lay["meta"]
     if i not in want:
         continue
-    zs = [f"{k}={v}" for k, v in (lay.get("params") or {}).items() if k in ("pad_value", "zero_out") and v]
-    if zs:      # the example modules add no zero point (docs/golden-format.md "Zero points")
-        sys.exit(f"layer {i}: zero-point activations ({', '.join(zs)}) are not implemented by the RTL example; "
-                 f"export a model quantized without --zero-points")
-    if lay["kind"] != "convolutional" or meta.get("activation") not in ("linear", "leaky", "relu") \
-            or (i, "acc") not in bits:
+    if lay["kind"] != "convolutional" or (i, "acc") not in bits:
         print(f"# layer {i} ({lay['kind']}) is not a conv layer with acc vectors: skipped",
               file=sys.stderr)
         continue
+    if meta.get("activation") not in ("linear", "leaky", "relu"):
+        sys.exit(f"layer {i}: act={meta.get('activation')} is not implemented by the RTL example "
+                 f"(linear, leaky, relu)")
+    zero_out = int((lay.get("params") or {}).get("zero_out", 0))
     c, h, w = lay["out_shape"]
-    print(i, c, h, w, bits[(i, "acc")], bits[(i, "out")], meta["activation"], meta["rounding"])
+    print(i, c, h, w, bits[(i, "acc")], bits[(i, "out")], meta["activation"], meta["rounding"], zero_out)
 PYEOF
 ) || die "cannot use $GOLDEN/manifest.json (see above)"
 [ -n "$PLAN" ] || die "no convolutional layer among --layers $LAYERS"
@@ -133,8 +137,8 @@ PYEOF
 }
 
 # simulate one DUT module on one layer: sets SIM_OK
-simulate() {  # module outdir index C H W acc_bits out_bits act rounding
-    local mod=$1 out=$2 i=$3 c=$4 h=$5 w=$6 ab=$7 ob=$8 act=$9 rnd=${10}
+simulate() {  # module outdir index C H W acc_bits out_bits act rounding zero_out
+    local mod=$1 out=$2 i=$3 c=$4 h=$5 w=$6 ab=$7 ob=$8 act=$9 rnd=${10} zo=${11}
     local nnn; nnn=$(printf "l%03d" "$i")
     mkdir -p "$out" "$WORK/build"
     SIM_OK=0
@@ -145,7 +149,7 @@ simulate() {  # module outdir index C H W acc_bits out_bits act rounding
         "$HERE/tb_requant.v" "$HERE/mdfi_requant.v" "$HERE/mdfi_requant_trunc.v" \
         || { echo "    iverilog failed"; return; }
     vvp -n "$WORK/build/$mod.$nnn.vvp" +acc="$GOLDEN/$nnn.acc.hex" \
-        +shift="$GOLDEN/$nnn.shift.hex" +out="$out/$nnn.out.hex" +act="$act" +rounding="$rnd" \
+        +shift="$GOLDEN/$nnn.shift.hex" +out="$out/$nnn.out.hex" +act="$act" +rounding="$rnd" +zero_out="$zo" \
         | sed 's/^/    /'
     [ "${PIPESTATUS[0]}" = 0 ] && [ -f "$out/$nnn.out.hex" ] && SIM_OK=1
 }
@@ -170,9 +174,9 @@ verify_dir() {  # outdir -> VERIFY_RC (0 = match), or skip
 STATUS=0
 # ---- 2 + 3. correct module ----------------------------------------------------------------
 echo "[2] mdfi_requant (correct) vs golden"
-while read -r i c h w ab ob act rnd; do
-    echo "  layer $i: ${c}x${h}x${w}, acc $ab bits -> out $ob bits, $act, $rnd"
-    simulate mdfi_requant "$WORK/dut" "$i" "$c" "$h" "$w" "$ab" "$ob" "$act" "$rnd"
+while read -r i c h w ab ob act rnd zo; do
+    echo "  layer $i: ${c}x${h}x${w}, acc $ab bits -> out $ob bits, $act, $rnd, zero_out $zo"
+    simulate mdfi_requant "$WORK/dut" "$i" "$c" "$h" "$w" "$ab" "$ob" "$act" "$rnd" "$zo"
     if [ "$SIM_OK" != 1 ]; then echo "FAIL layer $i: simulation failed"; STATUS=1; continue; fi
     compare "$WORK/dut" "$i" "$h" "$w" "$ob"
     if [ "$SAME" = 1 ]; then
@@ -190,8 +194,8 @@ esac
 
 # ---- 4. faulty module ----------------------------------------------------------------------
 echo "[3] mdfi_requant_trunc (faulty: truncates instead of rounding half up) vs golden"
-while read -r i c h w ab ob act rnd; do
-    simulate mdfi_requant_trunc "$WORK/dut_trunc" "$i" "$c" "$h" "$w" "$ab" "$ob" "$act" "$rnd"
+while read -r i c h w ab ob act rnd zo; do
+    simulate mdfi_requant_trunc "$WORK/dut_trunc" "$i" "$c" "$h" "$w" "$ab" "$ob" "$act" "$rnd" "$zo"
     if [ "$SIM_OK" != 1 ]; then echo "FAIL layer $i: simulation failed"; STATUS=1; continue; fi
     compare "$WORK/dut_trunc" "$i" "$h" "$w" "$ob"
     if [ "$SAME" = 1 ]; then

@@ -12,6 +12,8 @@
 //                                    (OUT_BITS two's complement): what mdfi verify compares
 // Layer options: +stride=N +pad=N (per side) +act=linear|leaky|relu +rounding=half_up|truncate
 //   +in_unsigned=0|1 (1 for the 8-bit pixel input of the first layer)
+//   +pad_value=N +zero_out=N  the input and output zero points (model.txt pad_value=, zero_out=;
+//   decimal, default 0; docs/golden-format.md "Zero points"): padded taps hold N, the output adds N
 // Rows to compute: +oy_first=N +oy_step=N +oy_count=N (default: every output row)
 //
 // Compile-time parameters (they size the memories): C, H, W, M, K, ACC_BITS, OUT_BITS, TM, TP,
@@ -47,7 +49,7 @@ module tb_conv;
 
     reg  [8*1024-1:0] in_file, w_file, b_file, s_file, out_file;
     reg  [8*16-1:0]   act_name, rnd_name;
-    integer stride, pad, in_unsigned, oy_first, oy_step, oy_count, oh, ow;
+    integer stride, pad, in_unsigned, oy_first, oy_step, oy_count, oh, ow, pad_value, zero_out;
 
     reg clk = 1'b0, rst_n = 1'b0, start = 1'b0;
     always #5 clk = ~clk;
@@ -58,6 +60,8 @@ module tb_conv;
     reg signed [AW:0] cfg_iyw_first;
     reg [AW-1:0] cfg_ohw, cfg_iyw_step, cfg_oyw_first, cfg_oyw_step;
     reg [3:0] cfg_stride, cfg_pad;
+    reg [ABITS-1:0] cfg_pad_value;
+    reg signed [OUT_BITS-1:0] cfg_zero_out;
     reg [1:0] cfg_act;
     reg cfg_rnd, cfg_in_unsigned;
 
@@ -79,12 +83,13 @@ module tb_conv;
 `endif
         .clk(clk), .rst_n(rst_n),
         .cfg_c(C[DW-1:0]), .cfg_h(H[DW-1:0]), .cfg_w(W[DW-1:0]), .cfg_hw(HW_A), .cfg_m(M[DW-1:0]),
-        .cfg_k(K[3:0]), .cfg_stride(cfg_stride), .cfg_pad(cfg_pad), .cfg_ow(cfg_ow), .cfg_ohw(cfg_ohw),
+        .cfg_k(K[3:0]), .cfg_stride(cfg_stride), .cfg_pad(cfg_pad), .cfg_pad_value(cfg_pad_value),
+        .cfg_ow(cfg_ow), .cfg_ohw(cfg_ohw),
         .cfg_ckk(CKK_A), .cfg_oy_first(cfg_oy_first), .cfg_oy_step(cfg_oy_step), .cfg_oy_count(cfg_oy_count),
         .cfg_iy_first(cfg_iy_first), .cfg_iy_step(cfg_iy_step), .cfg_iyw_first(cfg_iyw_first),
         .cfg_iyw_step(cfg_iyw_step), .cfg_oyw_first(cfg_oyw_first), .cfg_oyw_step(cfg_oyw_step),
         .cfg_act(cfg_act), .cfg_rnd(cfg_rnd), .cfg_in_unsigned(cfg_in_unsigned),
-        .start(start), .busy(busy), .done(done),
+        .cfg_zero_out(cfg_zero_out), .start(start), .busy(busy), .done(done),
         .act_addr(act_addr), .act_rdata(act_rdata), .w_addr(w_addr), .w_rdata(w_rdata),
         .bs_addr(bs_addr), .bias_rdata(bias_rdata), .shift_rdata(shift_rdata),
         .out_valid(out_valid), .out_addr(out_addr), .out_data(out_data));
@@ -132,6 +137,16 @@ module tb_conv;
         if (!$value$plusargs("in_unsigned=%d", in_unsigned)) in_unsigned = 0;
         if (!$value$plusargs("act=%s", act_name)) act_name = "linear";
         if (!$value$plusargs("rounding=%s", rnd_name)) rnd_name = "half_up";
+        if (!$value$plusargs("pad_value=%d", pad_value)) pad_value = 0;
+        if (!$value$plusargs("zero_out=%d", zero_out)) zero_out = 0;
+        // zero points are codes of their formats (docs/fixed-point.md 1.1)
+        if (in_unsigned ? (pad_value < 0 || pad_value >= (1 << ABITS))
+                        : (pad_value < -(1 << (ABITS - 1)) || pad_value >= (1 << (ABITS - 1)))) begin
+            $display("tb_conv: ERROR: +pad_value=%0d is not a code of the input format", pad_value); `TB_FAIL;
+        end
+        if (zero_out < -(1 << (OUT_BITS - 1)) || zero_out >= (1 << (OUT_BITS - 1))) begin
+            $display("tb_conv: ERROR: +zero_out=%0d outside the %0d-bit output range", zero_out, OUT_BITS); `TB_FAIL;
+        end
         oh = (H + 2 * pad - K) / stride + 1;
         ow = (W + 2 * pad - K) / stride + 1;
         if (!$value$plusargs("oy_first=%d", oy_first)) oy_first = 0;
@@ -175,6 +190,7 @@ module tb_conv;
 
         // the layer descriptor (what a host driver computes)
         cfg_stride = stride; cfg_pad = pad; cfg_in_unsigned = in_unsigned;
+        cfg_pad_value = pad_value; cfg_zero_out = zero_out;          // two's complement / unsigned code
         cfg_ow = ow; cfg_ohw = oh * ow;
         cfg_oy_first = oy_first; cfg_oy_step = oy_step; cfg_oy_count = oy_count;
         cfg_iy_first = oy_first * stride - pad; cfg_iy_step = oy_step * stride;
@@ -204,8 +220,8 @@ module tb_conv;
                      oy_count, ow, M);
             `TB_FAIL;
         end
-        $display("tb_conv: DONE %0d outputs (%0d rows of %0dx%0d, %0d channels; C=%0d K=%0d stride=%0d pad=%0d %0s %0s) in %0d cycles, %0dx%0d PEs -> %0s",
-                 n_out, oy_count, oh, ow, M, C, K, stride, pad, act_name, rnd_name, cycles, TM, TP, out_file);
+        $display("tb_conv: DONE %0d outputs (%0d rows of %0dx%0d, %0d channels; C=%0d K=%0d stride=%0d pad=%0d pad_value=%0d zero_out=%0d %0s %0s) in %0d cycles, %0dx%0d PEs -> %0s",
+                 n_out, oy_count, oh, ow, M, C, K, stride, pad, pad_value, zero_out, act_name, rnd_name, cycles, TM, TP, out_file);
         $finish;
     end
 endmodule

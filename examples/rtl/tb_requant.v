@@ -11,6 +11,9 @@
 // Options:
 //   +act=linear|leaky|relu        (default linear)     the layer's activation
 //   +rounding=half_up|truncate    (default half_up)    the layer's rounding mode
+//   +zero_out=N                   (default 0)          the output zero point (model.txt zero_out=,
+//                                                      decimal, may be negative; docs/golden-format.md
+//                                                      "Zero points")
 //   +bubbles=N                    drop in_valid on about 1 cycle in N (default 5; 0 = never)
 //
 // Compile-time parameters (they size the memories): ACC_BITS, OUT_BITS, C, HW (= H*W).
@@ -18,7 +21,8 @@
 //
 //   iverilog -g2005 -DDUT=mdfi_requant -Ptb_requant.ACC_BITS=26 -Ptb_requant.OUT_BITS=8 \
 //            -Ptb_requant.C=256 -Ptb_requant.HW=169 -o tb.vvp tb_requant.v mdfi_requant.v
-//   vvp -n tb.vvp +acc=g/l013.acc.hex +shift=g/l013.shift.hex +out=dut/l013.out.hex +act=leaky
+//   vvp -n tb.vvp +acc=g/l013.acc.hex +shift=g/l013.shift.hex +out=dut/l013.out.hex +act=leaky \
+//       +zero_out=-83
 //
 // Prints "tb_requant: DONE ..." on success; "tb_requant: ERROR ..." and exit code 1 otherwise.
 
@@ -46,12 +50,13 @@ module tb_requant;
 
     reg  [8*1024-1:0] acc_file, shift_file, out_file;
     reg  [8*16-1:0]   act_name, rnd_name;
-    integer bubbles;
+    integer bubbles, zero_out;
 
     reg                       clk = 1'b0;
     reg                       rst_n = 1'b0;
     reg  [1:0]                cfg_act = 2'd0;
     reg                       cfg_rnd = 1'b0;
+    reg  signed [OUT_BITS-1:0] cfg_zero_out = 0;
     reg                       in_valid = 1'b0;
     reg  signed [ACC_BITS-1:0] in_acc = 0;
     reg  signed [7:0]          in_shift = 0;
@@ -59,7 +64,7 @@ module tb_requant;
     wire signed [OUT_BITS-1:0] out_q;
 
     `DUT #(.ACC_BITS(ACC_BITS), .OUT_BITS(OUT_BITS)) dut (
-        .clk(clk), .rst_n(rst_n), .cfg_act(cfg_act), .cfg_rnd(cfg_rnd),
+        .clk(clk), .rst_n(rst_n), .cfg_act(cfg_act), .cfg_rnd(cfg_rnd), .cfg_zero_out(cfg_zero_out),
         .in_valid(in_valid), .in_acc(in_acc), .in_shift(in_shift),
         .out_valid(out_valid), .out_q(out_q)
     );
@@ -87,6 +92,13 @@ module tb_requant;
         if (!$value$plusargs("act=%s", act_name)) act_name = "linear";
         if (!$value$plusargs("rounding=%s", rnd_name)) rnd_name = "half_up";
         if (!$value$plusargs("bubbles=%d", bubbles)) bubbles = 5;
+        if (!$value$plusargs("zero_out=%d", zero_out)) zero_out = 0;
+        // the zero point is a code of the output format (docs/fixed-point.md 1.1)
+        if (zero_out < -(1 << (OUT_BITS - 1)) || zero_out >= (1 << (OUT_BITS - 1))) begin
+            $display("tb_requant: ERROR: +zero_out=%0d outside the %0d-bit output range", zero_out, OUT_BITS);
+            `TB_FAIL;
+        end
+        cfg_zero_out = zero_out;
 
         if (act_name == "linear") cfg_act = 2'd0;
         else if (act_name == "leaky") cfg_act = 2'd1;
@@ -164,8 +176,8 @@ module tb_requant;
         for (i = 0; i < N; i = i + 1)
             $fwrite(fd, "%h\n", out_mem[i]);   // %h: zero-padded to ceil(OUT_BITS/4), lower case
         $fclose(fd);
-        $display("tb_requant: DONE %0d values (C=%0d, HW=%0d, ACC_BITS=%0d, OUT_BITS=%0d, act=%0s, rounding=%0s) -> %0s",
-                 N, C, HW, ACC_BITS, OUT_BITS, act_name, rnd_name, out_file);
+        $display("tb_requant: DONE %0d values (C=%0d, HW=%0d, ACC_BITS=%0d, OUT_BITS=%0d, act=%0s, rounding=%0s, zero_out=%0d) -> %0s",
+                 N, C, HW, ACC_BITS, OUT_BITS, act_name, rnd_name, zero_out, out_file);
         $finish;
     end
 endmodule

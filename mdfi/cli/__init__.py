@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="a zoo model quantized with zero-point activation formats, or --no-zero-points without "
                         "(default: the model's recipe -- with them at 8 bits for yolov3-tiny and yolov4-tiny, "
-                        "docs/quantization.md round 15; examples/rtl's designs need --no-zero-points)")
+                        "docs/quantization.md round 15; examples/rtl runs either)")
     g.add_argument("--engine", choices=("c", "ref"), default=None,
                    help="fixed-point backend: c (fast kernels, default) or ref (NumPy reference); same integers")
     g.add_argument("-o", "--output", required=True, metavar="DIR",

@@ -24,6 +24,9 @@ REPO = RTL.parent.parent
 _spec = importlib.util.spec_from_file_location("golden_reader", REPO / "mdfi" / "hw" / "golden_reader.py")
 gr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gr)
+_spec = importlib.util.spec_from_file_location("conv_tb", RTL / "conv_tb.py")
+_conv_tb = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_conv_tb)
 
 
 def _words(path: Path, rows, lane_bits: int) -> None:
@@ -42,10 +45,7 @@ def prepare(golden: str, layer: int, build: Path, tm: int = 8) -> dict:
     """Memory images and HDL parameters for ``layer``."""
     g = gr.GoldenSet(str(Path(golden).resolve()))
     ml = g.model_line(layer)
-    zs = [f"{k}={ml[k]}" for k in ("pad_value", "zero_out") if int(ml.get(k, 0))]
-    if zs:          # the engine pads with 0 and adds no output zero point (docs/golden-format.md "Zero points")
-        raise ValueError(f"layer {layer}: zero-point activations ({', '.join(zs)}) are not implemented by the RTL "
-                         f"example; export a model quantized without them (--no-zero-points)")
+    _conv_tb.check_supported(ml)     # zero points are implemented; refuses what the engine is not
     w = g.read(layer, "weights")                      # (M, C, K, K)
     bias, shift = g.read(layer, "bias"), g.read(layer, "shift")
     m = w.shape[0]
@@ -71,6 +71,7 @@ def run(golden: str, layer: int, dut_dir: Path, rows=None, build: Path = None, n
     bits); returns {"passed": bool, "tests", "failed", "seconds", "out": path, "results": xml}."""
     from cocotb_tools.runner import get_results, get_runner
     build = Path(build or (Path(dut_dir).resolve().parent / f".cocotb_l{layer:03d}{'_narrow' if narrow else ''}"))
+    build = build.resolve()      # the simulator runs inside build_dir: relative memory-image paths would break
     prep = prepare(golden, layer, build)
     runner = get_runner("icarus")
     t0 = time.perf_counter()

@@ -22,6 +22,8 @@ module tb_conv_top #(
     reg signed [DW:0] cfg_iy_first;
     reg signed [AW:0] cfg_iyw_first;
     reg [3:0] cfg_k, cfg_stride, cfg_pad;
+    reg [ABITS-1:0] cfg_pad_value;                     // input zero point (model.txt pad_value=)
+    reg signed [OUT_BITS-1:0] cfg_zero_out;            // output zero point (model.txt zero_out=)
     reg [1:0] cfg_act;
     reg cfg_rnd, cfg_in_unsigned;
 
@@ -61,12 +63,13 @@ module tb_conv_top #(
     mdfi_conv #(.TM(TM), .TP(TP), .ACC_BITS(ACC_BITS), .OUT_BITS(OUT_BITS), .AW(AW), .DW(DW)) dut (
 `endif
         .clk(clk), .rst_n(rst_n), .cfg_c(cfg_c), .cfg_h(cfg_h), .cfg_w(cfg_w), .cfg_hw(cfg_hw), .cfg_m(cfg_m),
-        .cfg_k(cfg_k), .cfg_stride(cfg_stride), .cfg_pad(cfg_pad), .cfg_ow(cfg_ow), .cfg_ohw(cfg_ohw),
+        .cfg_k(cfg_k), .cfg_stride(cfg_stride), .cfg_pad(cfg_pad), .cfg_pad_value(cfg_pad_value),
+        .cfg_ow(cfg_ow), .cfg_ohw(cfg_ohw),
         .cfg_ckk(cfg_ckk), .cfg_oy_first(cfg_oy_first), .cfg_oy_step(cfg_oy_step), .cfg_oy_count(cfg_oy_count),
         .cfg_iy_first(cfg_iy_first), .cfg_iy_step(cfg_iy_step), .cfg_iyw_first(cfg_iyw_first),
         .cfg_iyw_step(cfg_iyw_step), .cfg_oyw_first(cfg_oyw_first), .cfg_oyw_step(cfg_oyw_step),
         .cfg_act(cfg_act), .cfg_rnd(cfg_rnd), .cfg_in_unsigned(cfg_in_unsigned),
-        .start(start), .busy(busy), .done(done),
+        .cfg_zero_out(cfg_zero_out), .start(start), .busy(busy), .done(done),
         .act_addr(act_addr), .act_rdata(act_rdata), .w_addr(w_addr), .w_rdata(w_rdata),
         .bs_addr(bs_addr), .bias_rdata(bias_rdata), .shift_rdata(shift_rdata),
         .out_valid(out_valid), .out_addr(out_addr), .out_data(out_data));
