@@ -645,9 +645,11 @@ def test_sparse_dump_compares_only_its_values(gold, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------
 # issue 13 item 6: the sample report in docs/golden-format.md is a real one
-def test_the_documented_sample_report_is_real(rtl_golden, tmp_path, capsys):
-    """yolov3-tiny's layer 13 (a leaky 1x1 convolution) on skimage's coffee, requantized
-    with truncation: the report printed is the one docs/golden-format.md shows."""
+def test_the_documented_sample_report_is_real(rtl_golden_nozp, tmp_path, capsys):
+    """yolov3-tiny's layer 13 (a leaky 1x1 convolution) on skimage's coffee, exported with
+    --no-zero-points and requantized with truncation: the report printed is the one
+    docs/golden-format.md shows."""
+    rtl_golden = rtl_golden_nozp
     from conftest import REPO
     from mdfi.hw.golden_reader import GoldenSet, write_hex
     g = GoldenSet(str(rtl_golden))
