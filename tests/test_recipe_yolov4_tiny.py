@@ -71,6 +71,12 @@ def test_cache_key_follows_the_recipe(tmp_path, monkeypatch):
     cfg = zoo.cfg_path("yolov4-tiny")
     path, source, _, _ = recipes.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny"))
     assert "+" in source["calib_sha256"] and source["opts"]["per_channel"] is True
+    # ... and the shipped rounding of these widths only (round 15: one file per width)
+    digest = {t: hashlib.sha256(files("mdfi.data").joinpath(f"yolov4-tiny.{t}.rounding.npz").read_bytes()).hexdigest()
+              for t in ("w8a8", "w6a8")}
+    assert source["calib_sha256"].endswith("+" + digest["w8a8"]) and digest["w6a8"] not in source["calib_sha256"]
+    _, s6, _, _ = recipes.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny", wbits=6))
+    assert s6["calib_sha256"].endswith("+" + digest["w6a8"])
     monkeypatch.delitem(recipes.RECIPES, "yolov4-tiny")
     before, old, _, _ = recipes.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny"))
     # without the recipe: the shipped sample photo's statistics (round 11), named by its sha256

@@ -128,11 +128,6 @@ def _rounding_resource(spec_name: Optional[str], tag: str = "w8a8"):
     return res if res.is_file() else None
 
 
-def _rounding_resources(spec_name: Optional[str]) -> list:
-    return [r for r in (_rounding_resource(spec_name, t)
-                        for t in sorted(RECIPES.get(spec_name or "", {}).get("zero_points") or {})) if r is not None]
-
-
 ROUNDING_FORMAT = "mdfi-rounding"
 
 
@@ -418,8 +413,10 @@ def cache_source(cfg_file, weights_file, spec_name: Optional[str], opts: dict):
     cfg_text = read_cfg_text(cfg_file)                  # validated: regular file, size, UTF-8
     res = _calib_resource(spec_name)
     calib_sha = hashlib.sha256(res.read_bytes() if res is not None else _sample_bytes()).hexdigest()
-    for extra in (_decisions_resource(spec_name), *_rounding_resources(spec_name)):
-        if extra is not None:       # the recipe's shipped decisions and rounding are part of the calibration
+    # the recipe's shipped decisions and the rounding of these widths are part of the calibration
+    # (only this width's file is hashed: ~1 MB, not all 6.4 MB, on every load)
+    for extra in (_decisions_resource(spec_name), _rounding_resource(spec_name, width_tag(opts))):
+        if extra is not None:
             calib_sha = f"{calib_sha}+{hashlib.sha256(extra.read_bytes()).hexdigest()}"
     source = {"mdfi": __version__, "cfg_sha256": hashlib.sha256(cfg_text.encode("utf-8")).hexdigest(),
               "weights_sha256": weights_digest(weights_file), "calib_sha256": calib_sha,
