@@ -389,15 +389,11 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                         f = qls[j].out_fmt
                 block_ints.update(brecq_block(network, block_of[i], qls, run, in_scale, brq))
             if run is not None or (bias_shifts and i in bias_shifts) or (weight_deltas and i in weight_deltas):
-                nearest = ql
                 ql = _refine_conv(layer, ql, run, in_scale, weight_rounding, bias_correction,
                                   None if not bias_shifts else bias_shifts.get(i), rounding=mode, adaround=ada,
                                   gain_correction=gain_correction, given=block_ints.pop(i, None),
                                   recorded_delta=None if not weight_deltas else weight_deltas.get(i),
                                   recorded_method=weight_deltas_method, record=refinements, index=i)
-                if refinements is not None and run is not None:
-                    refinements[i]["weight_delta"] = (ql.weights.astype(np.int64)
-                                                      - nearest.weights.astype(np.int64)).astype(np.int8)
         elif layer.kind == "shortcut":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
@@ -551,9 +547,11 @@ def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_cor
     if recorded_shift is not None:
         delta = delta + np.asarray(recorded_shift, np.float64)
         method["bias"] = "empirical"
-    if record is not None and run is not None:
-        record[index] = {"bias_shift": np.array(delta, np.float64)}
-    return build(b + delta)
+    out = build(b + delta)
+    if record is not None and run is not None:     # what rebuilds `out` without the data
+        record[index] = {"bias_shift": np.array(delta, np.float64),
+                         "weight_delta": (out.weights.astype(np.int64) - ql.weights.astype(np.int64)).astype(np.int8)}
+    return out
 
 
 def shift_biases(ql, shift: np.ndarray):
