@@ -272,8 +272,9 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     ``zero_points``: activation formats with zero points (docs/fixed-point.md 1.1; as
     ``mdfi quantize --zero-points``; without a recipe's decisions) if True, without if False;
     None (default): as the model's recipe says -- for the zoo's yolov3-tiny and COCO yolov4-tiny
-    at 8 bits from their shipped statistics: zero points with the recipe's shipped AdaRound
-    weights and bias shifts (docs/quantization.md "Round 15"); without for every other model
+    at w8a8, w6a8, w6a6 and w4a8 from their shipped statistics: zero points with the recipe's
+    shipped AdaRound weights and bias shifts (docs/quantization.md "Round 15", "15b"); without
+    for every other model or width
     ("Round 14", :func:`mdfi.quant.recipes.default_zero_points`).
     """
     from .engine import FixedEngine

@@ -82,9 +82,6 @@ def layer_config(golden_dir: str, layer: int) -> dict:
     pad_value, zero_out = zero_points(ml)
     c, h, w = L["in_shapes"][0]
     m, oh, ow = L["out_shape"]
-    meta = L["meta"]
-    if meta["wbits"] > 8 or meta["in_fmt"]["bits"] > 8:
-        raise ValueError(f"layer {layer}: the example engine takes 8-bit weights and activations")
     return dict(layer=layer, c=c, h=h, w=w, m=m, oh=oh, ow=ow, k=int(ml["k"]), stride=int(ml["stride"]),
                 pad=int(ml["pad"]), act=ml["act"], rounding=ml["rounding"], acc_bits=int(ml["acc_bits"]),
                 out_bits=int(ml["out_bits"]), in_unsigned=int(ml["in_type"] == "u8"), pad_value=pad_value,

@@ -17,7 +17,7 @@ from ..errors import MDFIError, OutputError
 from .common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
                      layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
                      unit_float)
-from .common import refuse_overwrite  # noqa: F401
+from .common import ZERO_POINTS_DEFAULT, refuse_overwrite  # noqa: F401
 from .detect import add_detect_parser, cmd_detect  # noqa: F401
 from .quantize import add_quantize_parser, cmd_quantize, percent_arg  # noqa: F401
 
@@ -257,8 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounding of every requantizing shift (default half_up)")
     e.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="activation formats with zero points, or --no-zero-points without (as mdfi quantize; "
-                        "default: with them at 8 bits for the recipes of yolov3-tiny and the COCO yolov4-tiny, with "
-                        "their shipped AdaRound weights; else without)")
+                        + ZERO_POINTS_DEFAULT + ")")
     e.add_argument("--labels", metavar="FILE|DIR", help="COCO JSON or VOC XML ground truth: also plain mAP@0.5")
     e.add_argument("--thresh", type=unit_float("--thresh"), default=0.25,
                    help="threshold of the float detections taken as ground truth (default 0.25)")
@@ -290,8 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bits", type=bits_arg, default=None, metavar="N", help="width for a zoo model (default 8)")
     g.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="a zoo model quantized with zero-point activation formats, or --no-zero-points without "
-                        "(default: the model's recipe -- with them at 8 bits for yolov3-tiny and yolov4-tiny, "
-                        "docs/quantization.md round 15; examples/rtl runs either)")
+                        "(" + ZERO_POINTS_DEFAULT + "; examples/rtl runs either)")
     g.add_argument("--engine", choices=("c", "ref"), default=None,
                    help="fixed-point backend: c (fast kernels, default) or ref (NumPy reference); same integers")
     g.add_argument("-o", "--output", required=True, metavar="DIR",

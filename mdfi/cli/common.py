@@ -109,6 +109,12 @@ def layer_wbits_arg(text: str):
     return layer_bits_arg(text, "--layer-wbits", "weight width")
 
 
+#: The --zero-points default, as every command's help says it (mdfi.quant.recipes.default_zero_points).
+ZERO_POINTS_DEFAULT = ("default: the model's recipe -- with them, and the recipe's shipped AdaRound weights and bias "
+                       "shifts, for the zoo's yolov3-tiny and COCO yolov4-tiny at w8a8, w6a8, w6a6 and w4a8 from "
+                       "their shipped statistics; else without (docs/quantization.md, rounds 14-15)")
+
+
 def add_precision_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("precision")
     g.add_argument("--float", action="store_true", help="run the float32 reference path")
@@ -123,8 +129,7 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
                         "model's shipped statistics, else the shipped sample photo's)")
     g.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="activation formats with zero points, or --no-zero-points without (as mdfi quantize; "
-                        "default: the model's recipe -- with them at 8 bits for the zoo's yolov3-tiny and "
-                        "yolov4-tiny, else without; docs/quantization.md rounds 14-15)")
+                        + ZERO_POINTS_DEFAULT + ")")
     g.add_argument("--stats", action="store_true",
                    help="print per-layer saturation counts (how many outputs each format clamped)")
 

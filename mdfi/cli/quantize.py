@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..errors import MDFIError
-from .common import (add_model_args, bits_arg, check_model_args, layer_bits_arg, layer_rounding_arg,
+from .common import (ZERO_POINTS_DEFAULT, add_model_args, bits_arg, check_model_args, layer_bits_arg, layer_rounding_arg,
                      layer_wbits_arg, refuse_overwrite)
 
 
@@ -274,10 +274,8 @@ def add_quantize_parser(sub) -> None:
                         "clip (default 0.01; docs/quantization.md, yolov4-tiny: 0.03)")
     q.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="activation formats with a zero point (value (q - zero) * 2^-frac; docs/fixed-point.md 1.1): "
-                        "one bit finer for one-sided (leaky) tensors; --no-zero-points: without.  Default: the "
-                        "recipe's -- for yolov3-tiny and the COCO yolov4-tiny at 8 bits from their shipped statistics "
-                        "and no other format option: with them and the recipe's shipped AdaRound weights and bias "
-                        "shifts; else without (docs/quantization.md, rounds 13-15)")
+                        "one bit finer for one-sided (leaky) tensors; --no-zero-points: without.  "
+                        + "D" + ZERO_POINTS_DEFAULT[1:] + " (and with no other format option)")
     q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround", "brecq"), default="nearest",
                    help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
                         "up/down rounding learned per layer on them; brecq: learned jointly over blocks of "
