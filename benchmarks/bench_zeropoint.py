@@ -60,6 +60,10 @@ def main(argv=None) -> int:
     ap.add_argument("--shipped-default", action="store_true",
                     help="zoo models: the 8-bit default the recipe ships since round 15 (zero points with the shipped "
                          "AdaRound rounding and bias shifts, recipes.zero_point_kwargs), beside R (--no-zero-points)")
+    ap.add_argument("--candidate", default=None, metavar="FILE",
+                    help="with --shipped-default: also B, the default's pipeline with this rounding file (made by "
+                         "make_rounding.py, e.g. round 16's 168-input AdaRound) instead of the shipped one")
+    ap.add_argument("--no-recipe", action="store_true", help="with --shipped-default: skip R")
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets")
     ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
     ap.add_argument("--cache", default=None, help="float-path cache (default /tmp/mdfi-accuracy-cache[-MODEL])")
@@ -68,7 +72,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from mdfi.quant.quantize import quantize_network
     splits = [s for s in args.split.split(",") if s]
-    bad = [s for s in splits if s not in ("val", "val4", "val5", "test", "test4")]
+    bad = [s for s in splits if s not in ("val", "val4", "val5", "val6", "test", "test4")]
     if bad:
         ap.error(f"--split: unknown {', '.join(bad)}")
     network, names, calib = bg.load_model(args.model, types.SimpleNamespace(
@@ -78,7 +82,7 @@ def main(argv=None) -> int:
         calib = recipes.sample_calibration(network)
     cache = args.cache or ("/tmp/mdfi-accuracy-cache" if args.model == "yolov3-tiny"
                            else f"/tmp/mdfi-accuracy-cache-{args.model}")
-    datas = {sp: ba.float_split(network, names, args.person_sets if sp in ("val4", "val5", "test4") else args.sets,
+    datas = {sp: ba.float_split(network, names, args.person_sets if sp in ("val4", "val5", "val6", "test4") else args.sets,
                                sp, cache)
              for sp in splits}
     if args.recipe_candidates or args.shipped_default:
@@ -123,10 +127,11 @@ def shipped_default(args, network, names, calib, datas) -> None:
     common = dict(wbits=args.wbits, abits=args.abits, per_channel=True, calib=calib, names=names,
                   weight_method=opts["weight_method"])
     rows = {}
-    t0 = time.perf_counter()
-    qm = quantize_network(network, act_method=opts["act_method"], **common,
-                          **recipes.shipped_decisions(args.model, network, opts))
-    ba.evaluate_model(qm, "R-recipe", time.perf_counter() - t0, False, network, names, datas, rows, False)
+    if not args.no_recipe:
+        t0 = time.perf_counter()
+        qm = quantize_network(network, act_method=opts["act_method"], **common,
+                              **recipes.shipped_decisions(args.model, network, opts))
+        ba.evaluate_model(qm, "R-recipe", time.perf_counter() - t0, False, network, names, datas, rows, False)
     if not recipes.default_zero_points(args.model, "shipped", opts):
         raise SystemExit(f"bench_zeropoint.py: {args.model} has no zero-point default at {recipes.width_tag(opts)}")
     t0 = time.perf_counter()
@@ -135,9 +140,22 @@ def shipped_default(args, network, names, calib, datas) -> None:
     print(f"shipped default: integer digest {'matches' if recipes.integer_digest(qm) == meta.get('integer_digest') else 'DIFFERS from'} "
           f"the rounding file's", file=sys.stderr)
     ba.evaluate_model(qm, "A-shipped-default", time.perf_counter() - t0, False, network, names, datas, rows, False)
+    if args.candidate:
+        cmeta, deltas, shifts = recipes.read_rounding(args.candidate)
+        if (cmeta.get("model"), cmeta.get("wbits"), cmeta.get("abits")) != (args.model, args.wbits, args.abits):
+            raise SystemExit(f"{args.candidate}: made for {cmeta.get('model')} w{cmeta.get('wbits')}a{cmeta.get('abits')}, "
+                             f"not {args.model} w{args.wbits}a{args.abits}")
+        zkw = recipes.zero_point_kwargs(args.model, True, opts)
+        zkw.update(weight_deltas=deltas, bias_shifts=shifts)
+        t0 = time.perf_counter()
+        qb = quantize_network(network, **common, **zkw)
+        same = recipes.integer_digest(qb) == cmeta.get("integer_digest")
+        print(f"candidate: integer digest {'matches' if same else 'DIFFERS from'} {args.candidate}'s", file=sys.stderr)
+        ba.evaluate_model(qb, "B-candidate", time.perf_counter() - t0, False, network, names, datas, rows, False)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"model": args.model, "splits": list(datas), "shipped_default": True, "rows": rows}, fh, indent=1)
+            json.dump({"model": args.model, "splits": list(datas), "shipped_default": True,
+                       "candidate": args.candidate, "rows": rows}, fh, indent=1)
 
 
 def recipe_candidates(args, network, names, calib, datas) -> None:

@@ -29,15 +29,17 @@ import bench_accuracy as ba  # noqa: E402
 import bench_grid as bg  # noqa: E402
 
 
-def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 8, layer_wbits=None):
+def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 8, layer_wbits=None,
+          extra=(), crops: bool = False):
     """(network, names, calib, the quantized model) of round 13's best 8-bit model's pipeline
-    at the widths given."""
+    at the widths given; ``extra`` (more calibration folders) and ``crops`` (four corner crops
+    per photo) change only the inputs AdaRound and the empirical bias correction see (round 16)."""
     from mdfi.quant.quantize import quantize_network
     network, names, calib = bg.load_model(model, types.SimpleNamespace(
         weights=None, sets=sets, person_sets=None, calib_set="calib"))
     qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=True, calib=calib, names=names,
                           zero_points=True, weight_method="mse", bias_correction="empirical",
-                          calib_inputs=ba.calib_inputs(network, sets), progress=True,
+                          calib_inputs=ba.calib_inputs(network, sets, crops, extra), progress=True,
                           weight_rounding="adaround", refinements=refinements, layer_wbits=layer_wbits)
     return network, names, calib, qm
 
@@ -50,6 +52,11 @@ def main(argv=None) -> int:
     ap.add_argument("--abits", type=int, default=8)
     ap.add_argument("--layer-wbits", default=None, metavar="I=BITS[,...]", help="per-layer weight widths, e.g. 0=8")
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets", help="accuracy_images.py's folder (its calib/)")
+    ap.add_argument("--calib-extra", default=None, metavar="DIR[,DIR]",
+                    help="more calibration photo folders for AdaRound and the bias correction (round 16: "
+                         "person_images.py's calib4)")
+    ap.add_argument("--crops", action="store_true",
+                    help="also the four 75 %% corner crops of every calibration photo (six inputs per photo)")
     args = ap.parse_args(argv)
     if os.path.exists(args.out):
         ap.error(f"--out {args.out}: exists (remove it first; nothing is overwritten)")
@@ -58,16 +65,22 @@ def main(argv=None) -> int:
     refinements: dict = {}
     lw = ({int(i): int(b) for i, b in (item.split("=") for item in args.layer_wbits.split(","))}
           if args.layer_wbits else None)
-    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits, lw)
+    extra = [d for d in (args.calib_extra or "").split(",") if d]
+    missing = [d for d in extra if not os.path.isdir(d)]
+    if missing:
+        ap.error(f"--calib-extra: {', '.join(missing)}: not a folder")
+    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits, lw, extra, args.crops)
     seconds = time.perf_counter() - t0
     from mdfi import zoo
     meta = {"model": args.model, "weights_sha256": zoo.get_spec(args.model).sha256,
             "wbits": args.wbits, "abits": args.abits,
             "layer_wbits": {str(k): v for k, v in sorted((lw or {}).items())},
             "method": "zero points (mse, shipped statistics), per-channel mse weight formats, AdaRound weights "
-                      "and empirical bias correction on the calib photos and their mirror images",
+                      "and empirical bias correction on the calib photos" + "".join(f", {os.path.basename(d)}" for d in extra)
+                      + (", their mirror images and four corner crops" if args.crops else " and their mirror images"),
             "command": f"python benchmarks/make_rounding.py --model {args.model} --wbits {args.wbits} "
-                       f"--abits {args.abits}" + (f" --layer-wbits {args.layer_wbits}" if lw else ""),
+                       f"--abits {args.abits}" + (f" --layer-wbits {args.layer_wbits}" if lw else "")
+                       + (f" --calib-extra {','.join(extra)}" if extra else "") + (" --crops" if args.crops else ""),
             "calib_inputs": qm.options.get("calib_inputs"), "adaround": qm.options.get("adaround"),
             "seconds": round(seconds), "integer_digest": recipes.integer_digest(qm)}
     recipes.write_rounding(args.out, refinements, meta)
