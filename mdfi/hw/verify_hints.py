@@ -18,7 +18,10 @@ shift off by ±k        ``shift ± k``                            out
 wrap-around            the output wraps instead of saturating  out
 =====================  ======================================  =================
 
-(and two changes at once for the output step).  A table activation (docs/fixed-point.md
+(and two changes at once for the output step).  A convolution whose input has a zero point
+is tested for padding with 0 instead of ``pad_value``: the layer recomputed from its golden
+input at the compared positions only (so on sparse, border-only dumps too) must give every
+compared value (:meth:`Analyzer.zero_padding`).  A table activation (docs/fixed-point.md
 4.1) has the same changes in its pre-activation code (``pre`` dumps, and ``out`` dumps seen
 through the table) plus the table read at the wrong entry (index off by 1 or 2, or the
 code's two's complement used as the index); a route with AlexeyAB's groups is tested for
