@@ -92,6 +92,7 @@ def test_ignoring_a_zero_point_is_caught(rtl_golden_conv, tmp_path, ignore):
     layer, rows = 2, (0, 207, 2)
     cfg = tb.layer_config(str(rtl_golden_conv), layer)
     assert cfg[ignore] != 0
+    pad_value = cfg["pad_value"]
     cfg = dict(cfg, **{ignore: 0})
     vvp = tb.compile_tb(cfg, tmp_path / "build")
     dut = tmp_path / "dut"
@@ -107,6 +108,13 @@ def test_ignoring_a_zero_point_is_caught(rtl_golden_conv, tmp_path, ignore):
         assert not bad[~edge].any()
     status, rep = _verify(rtl_golden_conv, dut)
     assert status == 1, rep
+    # border rows only: the padding hypothesis is tested on the dumped values (recomputed with 0-padding)
+    hints = [h for f in rep["files"] if f["status"] == "mismatch" for h in f["hints"]]
+    named = [h for h in hints if h["kind"] == "padding"]
+    if ignore == "pad_value":
+        assert named and f"pad_value = {pad_value}" in named[0]["text"] and "sparse dump" in named[0]["text"], hints
+    else:
+        assert not named, hints
 
 
 def _read_sparse(path: Path, bits: int):

@@ -1,8 +1,8 @@
 """``mdfi verify`` on a zero-point export (yolov3-tiny quantized with --zero-points,
 docs/golden-format.md "Zero points"): a correct dump passes, a corrupted one fails, and the
 two faults a zero point invites are named -- the output zero point forgotten (found =
-golden - zero_out), and the padding written as 0 instead of the input's zero point
-(mismatches only on the border)."""
+golden - zero_out), and the padding written as 0 instead of the input's zero point (the
+layer recomputed with 0-padding at the dumped positions: dense, border rows only, sparse)."""
 
 from __future__ import annotations
 
@@ -91,26 +91,181 @@ def test_forgotten_output_zero_point_is_named(zgold, tmp_path, which):
     assert f"zero_out = {z}" in res.hints[0].text
 
 
-def test_padding_with_zero_instead_of_the_zero_point_is_on_the_border(zgold, tmp_path):
-    from mdfi.layers.convolutional import conv2d_int_ref
-    d, man = zgold
-    L = man["layers"][CONV]
-    x = _read(d / "all", f"l{CONV:03d}.in0.hex", _entry(man, f"l{CONV:03d}.in0.hex")).reshape(L["in_shapes"][0])
-    ws = _entry(man, f"l{CONV:03d}.weights.hex")
+def _conv_inputs(d, man, layer):
+    """Golden input, weights, bias and shifts of convolution ``layer`` (from the export's files)."""
+    L = man["layers"][layer]
+    name = f"l{layer:03d}"
+    x = _read(d / "all", f"{name}.in0.hex", _entry(man, f"{name}.in0.hex")).reshape(L["in_shapes"][0])
+    ws = _entry(man, f"{name}.weights.hex")
     w = _read(d / "all", ws["path"], ws).reshape(ws["shape"])
-    b = _read(d / "all", f"l{CONV:03d}.bias.hex", _entry(man, f"l{CONV:03d}.bias.hex"))
-    s = _read(d / "all", f"l{CONV:03d}.shift.hex", _entry(man, f"l{CONV:03d}.shift.hex"))
+    b = _read(d / "all", f"{name}.bias.hex", _entry(man, f"{name}.bias.hex"))
+    s = _read(d / "all", f"{name}.shift.hex", _entry(man, f"{name}.shift.hex"))
+    return x, w, b, s
+
+
+def _recomputed(d, man, layer, **changes):
+    """Layer ``layer``'s output by the reference convolution (conv2d_int_ref), the golden
+    arithmetic with ``changes`` (pad_value=0, rounding=...): the device's values, derived
+    independently of mdfi verify."""
+    from mdfi.layers.convolutional import conv2d_int_ref
+    L = man["layers"][layer]
+    p, meta = L["params"], L["meta"]
+    e = _entry(man, f"l{layer:03d}.out.hex")
+    kw = dict(size=p["size"], stride=p["stride"], padding=p["pad"], rounding=meta["rounding"], bits=e["bits"],
+              activation=p["activation"], zero_out=e.get("zero", 0), pad_value=p.get("pad_value", 0))
+    kw.update(changes)
+    return conv2d_int_ref(*_conv_inputs(d, man, layer), **kw).reshape(-1).astype(np.int64)
+
+
+def _positions(shape, which):
+    """Flat CHW indices a dump holds: every value, the top and bottom rows of every channel
+    (an RTL bench's ``--rows edges``), or a sparse set with border and interior values."""
+    c, h, w = shape
+    flat = np.arange(c * h * w)
+    y, x = flat // w % h, flat % w
+    if which == "dense":
+        return flat
+    if which == "border_rows":
+        return flat[(y == 0) | (y == h - 1)]
+    rng = np.random.default_rng(7)
+    border = flat[(y == 0) | (y == h - 1) | (x == 0) | (x == w - 1)]
+    interior = flat[(y > 0) & (y < h - 1) & (x > 0) & (x < w - 1)]
+    return np.sort(np.r_[rng.choice(border, 700, replace=False), rng.choice(interior, 2000, replace=False)])
+
+
+def _dump(dut, name, e, values, idx):
+    """Write ``values`` at positions ``idx`` (a plain file when dense, else a sparse $readmemh dump)."""
+    from mdfi.hw.golden_reader import write_hex
+    os.makedirs(dut, exist_ok=True)
+    n = int(np.prod(e["shape"]))
+    write_hex(os.path.join(dut, name), np.asarray(values)[idx], e["bits"], addresses=None if idx.size == n else idx)
+
+
+def _on_border(idx, shape):
+    _, h, w = shape
+    y, x = idx // w % h, idx % w
+    return (y == 0) | (y == h - 1) | (x == 0) | (x == w - 1)
+
+
+def test_zero_padding_dump_is_border_confined(zgold):
+    """The premise: padding with 0 instead of pad_value changes the border only, and not all of it."""
+    d, man = zgold
+    e = _entry(man, f"l{CONV:03d}.out.hex")
+    gold, bad = _read(d / "all", e["path"], e), _recomputed(d, man, CONV, pad_value=0)
+    assert np.array_equal(_recomputed(d, man, CONV), gold)
+    diff = np.flatnonzero(gold != bad)
+    assert diff.size > 1000 and np.all(_on_border(diff, e["shape"]))
+    assert diff.size < np.count_nonzero(_on_border(np.arange(gold.size), e["shape"]))
+
+
+@pytest.mark.parametrize("which", ["dense", "border_rows", "sparse"])
+def test_padding_with_zero_instead_of_the_zero_point_is_named(zgold, tmp_path, which):
+    """A device that pads with 0: named in a dense dump, a dump of the border rows only (where
+    confinement to the border says nothing), and a sparse dump of border and interior values."""
+    d, man = zgold
     name = f"l{CONV:03d}.out.hex"
     e = _entry(man, name)
-    kw = dict(size=3, stride=1, padding=1, rounding="half_up", bits=8, activation="leaky", zero_out=e["zero"])
-    good = conv2d_int_ref(x, w, b, s, pad_value=L["params"]["pad_value"], **kw)
-    assert np.array_equal(good.reshape(-1), _read(d / "all", name, e))
-    bad = conv2d_int_ref(x, w, b, s, pad_value=0, **kw)
-    _write(tmp_path, name, e, bad)
+    pv = man["layers"][CONV]["params"]["pad_value"]
+    idx = _positions(e["shape"], which)
+    bad = _recomputed(d, man, CONV, pad_value=0)
+    _dump(tmp_path, name, e, bad, idx)
+    res = verify.verify(str(d / "all"), str(tmp_path)).files[0]
+    gold = _read(d / "all", name, e)
+    assert res.status == "mismatch" and res.mismatches == np.count_nonzero(gold[idx] != bad[idx]) > 0
+    assert res.hints[0].kind == "padding", [h.text for h in res.hints]
+    assert f"pad_value = {pv}" in res.hints[0].text and f"{res.mismatches:,} of {res.mismatches:,}" in res.hints[0].text
+    assert ("sparse dump" in res.hints[0].text) == (which != "dense")
+    assert not any(h.kind == "border" for h in res.hints)          # said once, by the padding hint
+
+
+@pytest.mark.parametrize("stage", ["acc", "act"])
+def test_padding_with_zero_is_named_in_the_earlier_stages(zgold, tmp_path, stage):
+    """The accumulator (and leaky act) of the device padding with 0, border rows only: golden
+    acc minus pad_value times the weights the padding taps meet, recomputed independently."""
+    from mdfi.fixedpoint import pre_shift_activation
+    from mdfi.layers.convolutional import im2col
+    d, man = zgold
+    x, w, b, _ = _conv_inputs(d, man, CONV)
+    p = man["layers"][CONV]["params"]
+    acc = (w.reshape(w.shape[0], -1).astype(np.int64) @ im2col(x, 3, 1, 1, pad_value=0).astype(np.int64)
+           + b[:, None]).reshape(-1)
+    name = f"l{CONV:03d}.{stage}.hex"
+    e = _entry(man, name)
+    gold = _read(d / "all", name, e)
+    bad = acc if stage == "acc" else pre_shift_activation(acc, p["activation"])[0]
+    idx = _positions(e["shape"], "border_rows")
+    assert np.any(gold[idx] != bad[idx])
+    _dump(tmp_path, name, e, bad, idx)
+    res = verify.verify(str(d / "all"), str(tmp_path)).files[0]
+    assert res.hints[0].kind == "padding" and f"pad_value = {p['pad_value']}" in res.hints[0].text, \
+        [h.text for h in res.hints]
+
+
+@pytest.mark.parametrize("which", ["dense", "border_rows", "sparse"])
+@pytest.mark.parametrize("cause", ["zero_pad_plus_one", "golden_plus_one", "truncate"])
+def test_other_border_differences_are_not_named_zero_padding(zgold, tmp_path, which, cause):
+    """Negative controls on the same positions: the 0-padded dump with +1 on a few border values
+    (0-padding no longer explains every value), the golden values with +1 on some border values,
+    and a rounding change (truncation) on the border values -- all differences on the border,
+    none of them the padding."""
+    d, man = zgold
+    name = f"l{CONV:03d}.out.hex"
+    e = _entry(man, name)
+    shape = e["shape"]
+    gold = _read(d / "all", name, e).astype(np.int64)
+    idx = _positions(shape, which)
+    edge = idx[_on_border(idx, shape)]
+    if cause == "truncate":
+        bad = gold.copy()
+        bad[edge] = _recomputed(d, man, CONV, rounding="truncate")[edge]
+    else:
+        bad = _recomputed(d, man, CONV, pad_value=0) if cause == "zero_pad_plus_one" else gold.copy()
+        some = edge[::37]
+        bad[some] = np.where(bad[some] < 127, bad[some] + 1, bad[some] - 1)
+    assert np.any(bad[idx] != gold[idx])
+    _dump(tmp_path, name, e, bad, idx)
     res = verify.verify(str(d / "all"), str(tmp_path)).files[0]
     assert res.status == "mismatch"
+    texts = [h.text for h in res.hints]
+    assert not any(h.kind == "padding" for h in res.hints), texts
+    # the border hint may say what it is not, never suggest it
+    assert all("padding with 0" not in t or "(not padding with 0 instead of pad_value" in t for t in texts), texts
+
+
+def test_layer_without_zero_point_padding_is_not_named(zgold, tmp_path):
+    """Layer 0 (3x3, pad 1, unsigned pixels: pad_value 0): a dump differing on the border rows
+    (padded with 128 instead) is no zero-point padding fault, and the hint does not say one."""
+    d, man = zgold
+    L = man["layers"][0]
+    assert L["kind"] == "convolutional" and L["params"]["pad"] == 1 and not L["params"].get("pad_value")
+    name = "l000.out.hex"
+    e = _entry(man, name)
+    gold = _read(d / "all", name, e)
+    assert np.array_equal(_recomputed(d, man, 0, pad_value=0), gold)
+    bad = _recomputed(d, man, 0, pad_value=128)
+    for which in ("dense", "border_rows"):
+        idx = _positions(e["shape"], which)
+        assert np.any(bad[idx] != gold[idx])
+        _dump(tmp_path / which, name, e, bad, idx)
+        res = verify.verify(str(d / "all"), str(tmp_path / which)).files[0]
+        texts = [h.text for h in res.hints]
+        assert res.status == "mismatch" and not any(h.kind == "padding" for h in res.hints), texts
+        assert not any("pad_value" in t for t in texts), texts
+
+
+def test_zero_padding_without_the_golden_input_is_a_border_question(zgold, tmp_path):
+    """Exported with the outputs only (no in0, and the producer not exported): the padding
+    cannot be recomputed, and a dense dump still gets the border hint's question."""
+    d, man = zgold
+    name = f"l{CONV:03d}.out.hex"
+    e = _entry(man, name)
+    _dump(tmp_path, name, e, _recomputed(d, man, CONV, pad_value=0), _positions(e["shape"], "dense"))
+    res = verify.verify(str(d / "out"), str(tmp_path)).files[0]
+    assert not any(h.kind == "padding" for h in res.hints)
     border = [h for h in res.hints if h.kind == "border"]
-    assert border and f"pad_value = {L['params']['pad_value']}" in border[0].text, [h.text for h in res.hints]
+    pv = man["layers"][CONV]["params"]["pad_value"]
+    assert border and f"pad_value = {pv}" in border[0].text and border[0].text.endswith("?"), \
+        [h.text for h in res.hints]
 
 
 # -- shortcuts with zero points (docs/fixed-point.md section 6) ----------------------------------------
