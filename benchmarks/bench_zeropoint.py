@@ -12,7 +12,8 @@ Statistics: yolov3-tiny and the COCO yolov4-tiny use their shipped statistics (o
 photos); yolov4-tiny-10c (customyolov4 weights, tests only) the ``calib`` photos
 (bench_grid.load_model); ``--stats sample``: every model the shipped sample photo's (what a model
 without a recipe gets when no photos are given).  Selection sets: ``val``, ``val4`` (round 13),
-``val5`` (round 14: fresh photos, benchmarks/person_images.py --splits val5); report sets:
+``val5`` (round 14: fresh photos, benchmarks/person_images.py --splits val5), ``val6`` (fresh photos
+again: --splits val6); report sets:
 ``test``, ``test4``.  Example::
 
     python benchmarks/bench_zeropoint.py --model yolov3-tiny --split val,val4,test,test4
@@ -82,8 +83,8 @@ def main(argv=None) -> int:
         calib = recipes.sample_calibration(network)
     cache = args.cache or ("/tmp/mdfi-accuracy-cache" if args.model == "yolov3-tiny"
                            else f"/tmp/mdfi-accuracy-cache-{args.model}")
-    datas = {sp: ba.float_split(network, names, args.person_sets if sp in ("val4", "val5", "val6", "test4") else args.sets,
-                               sp, cache)
+    person = ("val4", "val5", "val6", "test4")         # benchmarks/person_images.py's splits
+    datas = {sp: ba.float_split(network, names, args.person_sets if sp in person else args.sets, sp, cache)
              for sp in splits}
     if args.recipe_candidates or args.shipped_default:
         if args.model not in ("yolov3-tiny", "yolov4-tiny"):
