@@ -200,7 +200,8 @@ PHOTOS: Dict[str, List[Tuple[str, str, List[str]]]] = {
         ("lom_kleiber", "lomiri-wallpapers-20.04", [f"{LOM}/Kleiber_by_Lukas_Baubkus.jpg"]),
         ("kde_bythewater", "plasma-workspace-wallpapers", [f"{KDE}/BytheWater/contents/images/2560x1600.jpg"]),
         ("kde_coldripple", "plasma-workspace-wallpapers", [f"{KDE}/ColdRipple/contents/images/2560x1600.jpg"]),
-        ("kde_colorfulcups", "plasma-workspace-wallpapers", [f"{KDE}/ColorfulCups/contents/images/2560x1600.jpg"]),
+        # ColorfulCups (rows of cups) left out: 173 of yolov3-tiny's 313 float detections on val6 in one
+        # photo; decided from the float counts, before any quantized model ran on val6 (round 16).
         ("kde_eveningglow", "plasma-workspace-wallpapers", [f"{KDE}/EveningGlow/contents/images/2560x1600.jpg"]),
         ("kde_fallenleaf", "plasma-workspace-wallpapers", [f"{KDE}/FallenLeaf/contents/images/2560x1600.jpg"]),
         ("kde_grey", "plasma-workspace-wallpapers", [f"{KDE}/Grey/contents/images/2560x1600.jpg"]),
