@@ -65,6 +65,12 @@ def main(argv=None) -> int:
                     help="with --shipped-default: also B, the default's pipeline with this rounding file (made by "
                          "make_rounding.py, e.g. round 16's 168-input AdaRound) instead of the shipped one")
     ap.add_argument("--no-recipe", action="store_true", help="with --shipped-default: skip R")
+    ap.add_argument("--heads", choices=("A", "B"), default=None,
+                    help="with --shipped-default: also H, model A (the shipped default) or B (--candidate) with head "
+                         "bias shifts (formats.head_shifts on the calib photos and their mirror images, times the "
+                         "recipe's shift strength) added to its bias shifts (round 16b); --heads-out FILE writes "
+                         "H's rounding file")
+    ap.add_argument("--heads-out", default=None, metavar="FILE")
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets")
     ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
     ap.add_argument("--cache", default=None, help="float-path cache (default /tmp/mdfi-accuracy-cache[-MODEL])")
@@ -141,6 +147,7 @@ def shipped_default(args, network, names, calib, datas) -> None:
     print(f"shipped default: integer digest {'matches' if recipes.integer_digest(qm) == meta.get('integer_digest') else 'DIFFERS from'} "
           f"the rounding file's", file=sys.stderr)
     ba.evaluate_model(qm, "A-shipped-default", time.perf_counter() - t0, False, network, names, datas, rows, False)
+    base = (qm, recipes.zero_point_kwargs(args.model, True, opts), meta)
     if args.candidate:
         cmeta, deltas, shifts = recipes.read_rounding(args.candidate)
         if (cmeta.get("model"), cmeta.get("wbits"), cmeta.get("abits")) != (args.model, args.wbits, args.abits):
@@ -153,10 +160,51 @@ def shipped_default(args, network, names, calib, datas) -> None:
         same = recipes.integer_digest(qb) == cmeta.get("integer_digest")
         print(f"candidate: integer digest {'matches' if same else 'DIFFERS from'} {args.candidate}'s", file=sys.stderr)
         ba.evaluate_model(qb, "B-candidate", time.perf_counter() - t0, False, network, names, datas, rows, False)
+        if args.heads == "B":
+            base = (qb, zkw, cmeta)
+    if args.heads:
+        if args.heads == "B" and not args.candidate:
+            raise SystemExit("--heads B needs --candidate")
+        with_heads(args, network, names, common, base, datas, rows)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"model": args.model, "splits": list(datas), "shipped_default": True,
                        "candidate": args.candidate, "rows": rows}, fh, indent=1)
+
+
+def with_heads(args, network, names, common, base, datas, rows) -> None:
+    """Round 16b's H: ``base`` (a quantized model, its quantize_network keywords, its rounding
+    file's meta) with the head bias shifts of rounds 2-14 measured on it added to its bias shifts."""
+    import numpy as np
+    from mdfi.quant import formats, recipes
+    from mdfi.quant.quantize import quantize_network
+    qb, zkw, bmeta = base
+    options = json.loads(recipes._decisions_resource(args.model).read_text())["configs"][0].get("options") or {}
+    strength = options.get("shift_strength", formats.HEAD_SHIFT_STRENGTH)
+    t0 = time.perf_counter()
+    objective = formats.HeadObjective(network, ba.calib_inputs(network, args.sets))
+    shifts = formats.head_shifts(qb, objective)
+    kw = dict(zkw)
+    kw["bias_shifts"] = {i: np.asarray(v, np.float64).copy() for i, v in zkw["bias_shifts"].items()}
+    for i, v in shifts.items():
+        kw["bias_shifts"][i] = kw["bias_shifts"].get(i, 0.0) + strength * v
+    qh = quantize_network(network, **common, **kw)
+    print(f"H: head shifts x {strength} on {objective.n_cells} object cells: "
+          + ", ".join(f"{i}: obj {strength * v[4]:+.4f} cls {strength * v[5]:+.4f}" for i, v in shifts.items()),
+          file=sys.stderr)
+    ba.evaluate_model(qh, f"H-{args.heads}-heads", time.perf_counter() - t0, False, network, names, datas, rows,
+                      False)
+    if args.heads_out:
+        if os.path.exists(args.heads_out):
+            raise SystemExit(f"--heads-out {args.heads_out}: exists (nothing is overwritten)")
+        refinements = {i: {"weight_delta": d, "bias_shift": kw["bias_shifts"][i]} for i, d in kw["weight_deltas"].items()}
+        meta = dict(bmeta, method=bmeta.get("method", "") + f"; head bias shifts x {strength} on the calib photos "
+                    "and their mirror images (round 16b)", integer_digest=recipes.integer_digest(qh),
+                    command=bmeta.get("command", "") + f"; bench_zeropoint.py --shipped-default --heads {args.heads} "
+                    f"--heads-out FILE")
+        meta.pop("format", None)
+        recipes.write_rounding(args.heads_out, refinements, meta)
+        print(f"{args.heads_out}: written", file=sys.stderr)
 
 
 def recipe_candidates(args, network, names, calib, datas) -> None:
