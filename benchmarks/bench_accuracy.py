@@ -46,6 +46,7 @@ import os
 import pickle
 import sys
 import time
+from typing import Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -287,10 +288,12 @@ def photo_bootstrap(data, dets, n: int, key: str) -> float:
     return sd
 
 
-def evaluate_model(qm, tag, tq, extra, network, names, datas, rows, single: bool, bootstrap: int = 0) -> None:
+def evaluate_model(qm, tag, tq, extra, network, names, datas, rows, single: bool, bootstrap: int = 0,
+                   keep: Optional[dict] = None) -> None:
     """Print and record (in ``rows``) the agreement of ``qm`` with the float detections on each
     split of ``datas`` (and on the pooled ``val+val4`` when both are there); ``bootstrap``: also
-    the spread of the agreement over that many resamplings of each split's photos."""
+    the spread of the agreement over that many resamplings of each split's photos; ``keep``: a
+    dict that receives the fixed-point detections per split (for paired comparisons)."""
     from mdfi.engine import FixedEngine
     from mdfi.eval import evaluate
     from mdfi.model import Model
@@ -307,6 +310,8 @@ def evaluate_model(qm, tag, tq, extra, network, names, datas, rows, single: bool
             # as mdfi eval: the most confident MAX_EVAL_DETECTIONS per image (w2a2 finds tens of thousands)
             fl = [d[2] for d in data]
             dets = [imagejobs.top_detections(fixed.detect(d[1], thresh=0.005))[0] for d in data]
+            if keep is not None:
+                keep[sp] = dets
             if sp in ("val", "val4"):
                 allf, alld = allf + fl, alld + dets
         r = evaluate.agreement(fl, dets)

@@ -71,6 +71,9 @@ def main(argv=None) -> int:
                          "recipe's shift strength) added to its bias shifts (round 16b); --heads-out FILE writes "
                          "H's rounding file")
     ap.add_argument("--heads-out", default=None, metavar="FILE")
+    ap.add_argument("--paired-bootstrap", type=int, default=0, metavar="N",
+                    help="with --shipped-default: B (or H) minus A on N resamplings of each split's photos (all "
+                         "variants of a photo together): the difference's 5th-95th percentiles and how often B leads")
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets")
     ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
     ap.add_argument("--cache", default=None, help="float-path cache (default /tmp/mdfi-accuracy-cache[-MODEL])")
@@ -146,7 +149,9 @@ def shipped_default(args, network, names, calib, datas) -> None:
     meta = recipes.shipped_rounding_meta(args.model, recipes.width_tag(opts)) or {}
     print(f"shipped default: integer digest {'matches' if recipes.integer_digest(qm) == meta.get('integer_digest') else 'DIFFERS from'} "
           f"the rounding file's", file=sys.stderr)
-    ba.evaluate_model(qm, "A-shipped-default", time.perf_counter() - t0, False, network, names, datas, rows, False)
+    kept: dict = {}
+    ba.evaluate_model(qm, "A-shipped-default", time.perf_counter() - t0, False, network, names, datas, rows, False,
+                      keep=kept.setdefault("A", {}))
     base = (qm, recipes.zero_point_kwargs(args.model, True, opts), meta)
     if args.candidate:
         cmeta, deltas, shifts = recipes.read_rounding(args.candidate)
@@ -159,20 +164,31 @@ def shipped_default(args, network, names, calib, datas) -> None:
         qb = quantize_network(network, **common, **zkw)
         same = recipes.integer_digest(qb) == cmeta.get("integer_digest")
         print(f"candidate: integer digest {'matches' if same else 'DIFFERS from'} {args.candidate}'s", file=sys.stderr)
-        ba.evaluate_model(qb, "B-candidate", time.perf_counter() - t0, False, network, names, datas, rows, False)
+        ba.evaluate_model(qb, "B-candidate", time.perf_counter() - t0, False, network, names, datas, rows, False,
+                          keep=kept.setdefault("B", {}))
         if args.heads == "B":
             base = (qb, zkw, cmeta)
     if args.heads:
         if args.heads == "B" and not args.candidate:
             raise SystemExit("--heads B needs --candidate")
-        with_heads(args, network, names, common, base, datas, rows)
+        with_heads(args, network, names, common, base, datas, rows, kept.setdefault("H", {}))
+    if args.paired_bootstrap:
+        from bench_accuracy_v4tiny import paired_bootstrap
+        for other in [k for k in ("B", "H") if k in kept]:
+            for sp, data in datas.items():
+                pb = paired_bootstrap(data, kept["A"][sp], kept[other][sp], args.paired_bootstrap)
+                rows[f"{other}-A paired {sp}"] = pb
+                m, k = pb["map"], pb["kept_minus_extra"]
+                print(f"{other} - A on {sp} ({pb['photos']} photos, {pb['n']} resamplings): agreement {m['diff']:+.4f} "
+                      f"[{m['p5']:+.4f}, {m['p95']:+.4f}] {other} ahead {100 * m['b_ahead']:.0f} %; kept - extra "
+                      f"{k['diff']:+d} [{k['p5']:+.0f}, {k['p95']:+.0f}] {other} ahead {100 * k['b_ahead']:.0f} %")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"model": args.model, "splits": list(datas), "shipped_default": True,
                        "candidate": args.candidate, "rows": rows}, fh, indent=1)
 
 
-def with_heads(args, network, names, common, base, datas, rows) -> None:
+def with_heads(args, network, names, common, base, datas, rows, keep=None) -> None:
     """Round 16b's H: ``base`` (a quantized model, its quantize_network keywords, its rounding
     file's meta) with the head bias shifts of rounds 2-14 measured on it added to its bias shifts."""
     import numpy as np
@@ -193,7 +209,7 @@ def with_heads(args, network, names, common, base, datas, rows) -> None:
           + ", ".join(f"{i}: obj {strength * v[4]:+.4f} cls {strength * v[5]:+.4f}" for i, v in shifts.items()),
           file=sys.stderr)
     ba.evaluate_model(qh, f"H-{args.heads}-heads", time.perf_counter() - t0, False, network, names, datas, rows,
-                      False)
+                      False, keep=keep)
     if args.heads_out:
         if os.path.exists(args.heads_out):
             raise SystemExit(f"--heads-out {args.heads_out}: exists (nothing is overwritten)")
