@@ -216,8 +216,8 @@ def with_heads(args, network, names, common, base, datas, rows, keep=None) -> No
         refinements = {i: {"weight_delta": d, "bias_shift": kw["bias_shifts"][i]} for i, d in kw["weight_deltas"].items()}
         meta = dict(bmeta, method=bmeta.get("method", "") + f"; head bias shifts x {strength} on the calib photos "
                     "and their mirror images (round 16b)", integer_digest=recipes.integer_digest(qh),
-                    command=bmeta.get("command", "") + f"; bench_zeropoint.py --shipped-default --heads {args.heads} "
-                    f"--heads-out FILE")
+                    command=bmeta.get("command", "") + f"; python benchmarks/bench_zeropoint.py --model {args.model} "
+                    f"--shipped-default --heads {args.heads} --heads-out FILE")
         meta.pop("format", None)
         recipes.write_rounding(args.heads_out, refinements, meta)
         print(f"{args.heads_out}: written", file=sys.stderr)
