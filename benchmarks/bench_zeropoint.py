@@ -85,6 +85,16 @@ def main(argv=None) -> int:
     bad = [s for s in splits if s not in ("val", "val4", "val5", "val6", "test", "test4")]
     if bad:
         ap.error(f"--split: unknown {', '.join(bad)}")
+    # checked before any model is built (the work below takes minutes)
+    if (args.candidate or args.heads or args.heads_out or args.paired_bootstrap) and not args.shipped_default:
+        ap.error("--candidate, --heads, --heads-out and --paired-bootstrap go with --shipped-default")
+    if args.candidate and not os.path.isfile(args.candidate):
+        ap.error(f"--candidate {args.candidate}: no such file")
+    if args.heads == "B" and not args.candidate:
+        ap.error("--heads B needs --candidate")
+    if args.heads_out and (not args.heads or os.path.exists(args.heads_out)):
+        ap.error(f"--heads-out {args.heads_out}: " + ("needs --heads" if not args.heads else
+                                                      "exists (remove it first; nothing is overwritten)"))
     network, names, calib = bg.load_model(args.model, types.SimpleNamespace(
         weights=args.weights, sets=args.sets, person_sets=args.person_sets, calib_set="calib"))
     if args.stats == "sample":
@@ -169,8 +179,6 @@ def shipped_default(args, network, names, calib, datas) -> None:
         if args.heads == "B":
             base = (qb, zkw, cmeta)
     if args.heads:
-        if args.heads == "B" and not args.candidate:
-            raise SystemExit("--heads B needs --candidate")
         with_heads(args, network, names, common, base, datas, rows, kept.setdefault("H", {}))
     if args.paired_bootstrap:
         from bench_accuracy_v4tiny import paired_bootstrap
@@ -211,8 +219,6 @@ def with_heads(args, network, names, common, base, datas, rows, keep=None) -> No
     ba.evaluate_model(qh, f"H-{args.heads}-heads", time.perf_counter() - t0, False, network, names, datas, rows,
                       False, keep=keep)
     if args.heads_out:
-        if os.path.exists(args.heads_out):
-            raise SystemExit(f"--heads-out {args.heads_out}: exists (nothing is overwritten)")
         refinements = {i: {"weight_delta": d, "bias_shift": kw["bias_shifts"][i]} for i, d in kw["weight_deltas"].items()}
         meta = dict(bmeta, method=bmeta.get("method", "") + f"; head bias shifts x {strength} on the calib photos "
                     "and their mirror images (round 16b)", integer_digest=recipes.integer_digest(qh),
