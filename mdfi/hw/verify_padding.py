@@ -2,7 +2,7 @@
 whose input has a zero point (``pad_value`` ≠ 0, docs/golden-format.md "Zero points") padded
 with 0 by the device.  Tested on the compared positions only, so sparse and border-only dumps
 (the RTL benches' border rows) are covered.  The functions take the :class:`~mdfi.hw.
-verify_hints.Analyzer` of one dumped file (``self``) and use its golden set, dump and
+verify_hints.Analyzer` of one dumped file (``an``) and use its golden set, dump and
 mismatches."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from ..fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
 from ..layers.convolutional import conv_out_size, im2col, int_matmul
 
 
-def pad_value(self) -> int:
+def pad_value(an) -> int:
     """The convolution's padding value (``params.pad_value``, the input's zero point; 0 without)."""
-    pv = (self.L.get("params") or {}).get("pad_value", 0) if self.kind == "convolutional" else 0
+    pv = (an.L.get("params") or {}).get("pad_value", 0) if an.kind == "convolutional" else 0
     return pv if isinstance(pv, int) and not isinstance(pv, bool) and abs(pv) < 1 << 16 else 0
 
 
-def zero_padding(self) -> Optional[str]:
+def zero_padding(an) -> Optional[str]:
     """A convolution whose input has a zero point (``pad_value`` ≠ 0) padded with 0 by the DUT.
 
     The layer is recomputed at the compared positions only (every value of a dense dump,
@@ -32,44 +32,44 @@ def zero_padding(self) -> Optional[str]:
     int_matmul, requantize), once with ``pad_value`` -- which must give the golden values,
     or the recomputation is not the golden rule here -- and once with 0, which must give
     the DUT's value at *every* compared position: each mismatch reproduced, no matching
-    value changed.  Returns the hint's text; sets ``pad_tested``: None (not testable: no zero point, no golden
-    input, ...), False (tested, refuted) or True (named)."""
-    self.pad_tested = None
-    pv = pad_value(self)
-    if (not pv or self.stage not in ("acc", "act", "pre", "out") or self.layout != "CHW"
-            or len(self.shape) != 3 or not self.signed):
+    value changed.  Returns the hint's text, and sets ``an.pad_tested``: None (not testable:
+    no zero point, no golden input, ...), False (tested, refuted) or True (named)."""
+    an.pad_tested = None
+    pv = pad_value(an)
+    if (not pv or an.stage not in ("acc", "act", "pre", "out") or an.layout != "CHW"
+            or len(an.shape) != 3 or not an.signed):
         return None
-    p = self.L.get("params") or {}
+    p = an.L.get("params") or {}
     size, stride, pad = (p.get(k) for k in ("size", "stride", "pad"))
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (size, stride, pad)) \
             or not (1 <= size <= 64 and 1 <= stride <= 64 and 1 <= pad <= 64):
         return None
-    m, oh, ow = self.shape
+    m, oh, ow = an.shape
     try:
-        c, h, w = (int(v) for v in (self.L.get("in_shapes") or [[]])[0])
+        c, h, w = (int(v) for v in (an.L.get("in_shapes") or [[]])[0])
     except (TypeError, ValueError):          # the manifest is data
         return None
     if min(c, h, w) < 1 or conv_out_size(h, size, stride, pad) != oh or conv_out_size(w, size, stride, pad) != ow:
         return None
-    pos = np.asarray(self.full(np.arange(self.gold.size)), dtype=np.int64)
+    pos = np.asarray(an.full(np.arange(an.gold.size)), dtype=np.int64)
     ch, sp = pos // (oh * ow), pos % (oh * ow)
 
     def reads_padding(o, n):                 # output rows/columns whose window reaches the padding
         return (o * stride - pad < 0) | (o * stride - pad + size > n)
 
     # Elsewhere 0 and pad_value give the same values: a mismatch there refutes it at once.
-    if not np.all((reads_padding(sp // ow, h) | reads_padding(sp % ow, w))[self.mism]):
-        self.pad_tested = False
+    if not np.all((reads_padding(sp // ow, h) | reads_padding(sp % ow, w))[an.mism]):
+        an.pad_tested = False
         return None
-    fmt = self.e.get("format")
-    wt, bias, shift = (self.gs.stage(self.layer, k) for k in ("weights", "bias", "shift"))
+    fmt = an.e.get("format")
+    wt, bias, shift = (an.gs.stage(an.layer, k) for k in ("weights", "bias", "shift"))
     if (wt is None or wt.size != m * c * size * size or bias is None or bias.size != m or shift is None
             or shift.size != m or not np.all((shift >= _MIN_SHIFT) & (shift <= _MAX_SHIFT))):
         return None
-    x = self.gs.stage(self.layer, "in0", fmt)
+    x = an.gs.stage(an.layer, "in0", fmt)
     if x is None or x.size != c * h * w:     # not exported: the producer's output is the same tensor
-        src = (self.L.get("inputs") or [None])[0]
-        x = self.gs.stage(src, "out", fmt) if isinstance(src, int) and not isinstance(src, bool) else None
+        src = (an.L.get("inputs") or [None])[0]
+        x = an.gs.stage(src, "out", fmt) if isinstance(src, int) and not isinstance(src, bool) else None
     if x is None or x.size != c * h * w:
         return None
     uniq, inv = np.unique(sp, return_inverse=True)
@@ -78,48 +78,48 @@ def zero_padding(self) -> Optional[str]:
     def recomputed(pad_value: int) -> Optional[np.ndarray]:
         cols = im2col(x3, size, stride, pad, pad_value=pad_value)[:, uniq]
         acc = (int_matmul(wm, cols) + bias.astype(np.int64)[:, None])[ch, inv]
-        return requantized(self, acc, s)
+        return requantized(an, acc, s)
 
     try:
         ref = recomputed(pv)
-        if ref is None or not np.array_equal(ref, self.gold):
+        if ref is None or not np.array_equal(ref, an.gold):
             return None
         alt = recomputed(0)
     except (MDFIError, ValueError, TypeError, IndexError, OverflowError):   # the manifest is data
         return None
-    self.pad_tested = bool(np.array_equal(alt, self.dut))
-    if not self.pad_tested:
+    an.pad_tested = bool(np.array_equal(alt, an.dut))
+    if not an.pad_tested:
         return None
-    n, k = self.mism.size, self.gold.size
-    at = f"the {k:,} dumped values (sparse dump)" if self.sel is not None else f"all {k:,} values"
+    n, k = an.mism.size, an.gold.size
+    at = f"the {k:,} dumped values (sparse dump)" if an.sel is not None else f"all {k:,} values"
     return (f"padding with 0 instead of pad_value = {pv}, the input's zero point (docs/golden-format.md "
             f"\"Zero points\"): the layer recomputed from its golden input padded with 0 gives the found value "
             f"at {at}: {n:,} of {n:,} mismatches explained, no matching value changed")
 
 
-def requantized(self, acc: np.ndarray, shift: np.ndarray) -> Optional[np.ndarray]:
+def requantized(an, acc: np.ndarray, shift: np.ndarray) -> Optional[np.ndarray]:
     """This file's stage computed from accumulators ``acc`` (shifts ``shift``) by the golden
     rule (fixedpoint.requantize, actlut.lookup); None when the stage is not one of these."""
-    if self.stage == "acc":
+    if an.stage == "acc":
         return acc
-    mode = self.meta.get("rounding") or self.e.get("rounding") or "half_up"
-    if self.table_act:
-        pre_fmt = self.meta.get("pre_fmt") or {}
+    mode = an.meta.get("rounding") or an.e.get("rounding") or "half_up"
+    if an.table_act:
+        pre_fmt = an.meta.get("pre_fmt") or {}
         bits, frac = pre_fmt.get("bits"), pre_fmt.get("frac", 0)
-        if not isinstance(bits, int) or not 2 <= bits <= 16 or self.stage not in ("pre", "out"):
+        if not isinstance(bits, int) or not 2 <= bits <= 16 or an.stage not in ("pre", "out"):
             return None
         pre = fp.requantize(acc, shift, mode, bits)
-        if self.stage == "pre":
+        if an.stage == "pre":
             return pre
-        table = self.gs.stage(self.layer, "act_lut")
+        table = an.gs.stage(an.layer, "act_lut")
         if table is None or table.size != 1 << bits:
             return None
         return actlut.lookup(table, pre, fp.QFormat(bits, frac))
-    activation = self.meta.get("activation", "linear")
+    activation = an.meta.get("activation", "linear")
     if activation not in ("linear", "leaky", "relu"):
         return None
-    if self.stage == "act":
+    if an.stage == "act":
         return fp.pre_shift_activation(acc, activation)[0]
-    if self.stage != "out" or not 2 <= self.bits <= 32:
+    if an.stage != "out" or not 2 <= an.bits <= 32:
         return None
-    return fp.requantize(acc, shift, mode, self.bits, activation, zero=int(self.e.get("zero", 0)))
+    return fp.requantize(acc, shift, mode, an.bits, activation, zero=int(an.e.get("zero", 0)))
