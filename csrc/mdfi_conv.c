@@ -1,8 +1,8 @@
 /* mdfi_conv.c -- see mdfi_conv.h (API) and mdfi_conv_internal.h (layouts).
  *
- * This file holds the validation, the weight packing, the blocked/threaded GEMM driver and
- * the portable scalar path.  mdfi_conv_avx2.c supplies the AVX2 versions of the five inner
- * operations (micro-kernel, B packing, input re-layout, epilogue, widening).
+ * This file holds the validation, the weight packing and the blocked/threaded GEMM driver;
+ * mdfi_conv_scalar.c the portable scalar path.  mdfi_conv_avx2.c supplies the AVX2 versions
+ * of the five inner operations (micro-kernel, B packing, input re-layout, epilogue, widening).
  *
  * Driver.  Phase 1 re-lays the input out as X2 (padded with pad_value, channel pairs interleaved,
  * int16).  Then, per work item (a block of nb tiles of NR pixels, or a group of panels):
@@ -47,13 +47,6 @@ static int32_t rd32(const unsigned char *p)
 static void wr32(unsigned char *p, int32_t v) { memcpy(p, &v, sizeof v); }
 
 static size_t align_up(size_t n) { return (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1); }
-
-/* uint32 -> int32 modulo 2^32, without implementation-defined conversions. */
-static int32_t wrap_i32(uint32_t u)
-{
-    return (u <= (uint32_t)INT32_MAX) ? (int32_t)u
-                                      : (int32_t)(u - 2147483648u) - INT32_MAX - 1;
-}
 
 static int32_t type_max_abs(int t)  /* max |value| of an element type */
 {
@@ -167,7 +160,7 @@ int mdfi_conv_pack_weights(const void *w, int wtype, int32_t m, int32_t c, int32
         for (int32_t mm = 0; mm < m; ++mm) {
             int64_t sum = 0;                       /* kept modulo 2^32, as it is used */
             for (int64_t k = 0; k < (int64_t)c * taps; ++k) sum += w8[(size_t)mm * (size_t)c * taps + (size_t)k];
-            wsum[mm] = wrap_i32((uint32_t)sum);
+            wsum[mm] = mdfi_wrap_i32((uint32_t)sum);
             for (int32_t ch = 0; ch < c; ++ch)
                 for (int32_t tap = 0; tap < taps; ++tap)
                 {
@@ -325,127 +318,6 @@ int64_t mdfi_conv_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32
     return best;
 }
 
-/* ---------------------------------------------------------------------------------------
- * Scalar path
- * ------------------------------------------------------------------------------------- */
-static void ukr32_scalar(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b,
-                         size_t bstride, int32_t *restrict c, int accumulate)
-{
-    uint32_t acc[MR * NR];
-    for (int i = 0; i < MR * NR; ++i) acc[i] = accumulate ? (uint32_t)c[i] : 0u;
-    for (int32_t i = 0; i < kcl; ++i) {
-        const int16_t *ai = a + (size_t)i * MR * 2;
-        const int16_t *bi = b + (size_t)i * bstride;
-        for (int r = 0; r < MR; ++r) {
-            const int32_t a0 = ai[2 * r], a1 = ai[2 * r + 1];
-            uint32_t *cr = acc + r * NR;
-            /* each product fits int32 (|.| <= 2^30); their sum is taken modulo 2^32 */
-            for (int j = 0; j < NR; ++j)
-                cr[j] += (uint32_t)(a0 * bi[2 * j]) + (uint32_t)(a1 * bi[2 * j + 1]);
-        }
-    }
-    for (int i = 0; i < MR * NR; ++i) c[i] = wrap_i32(acc[i]);
-}
-
-/* c64 += A . B in exact int64 (acc64 on the scalar path, and any path whose int32 chunks
- * could overflow). */
-static void ukr64_scalar(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b,
-                         size_t bstride, int64_t *restrict c)
-{
-    for (int32_t i = 0; i < kcl; ++i) {
-        const int16_t *ai = a + (size_t)i * MR * 2;
-        const int16_t *bi = b + (size_t)i * bstride;
-        for (int r = 0; r < MR; ++r) {
-            const int64_t a0 = ai[2 * r], a1 = ai[2 * r + 1];
-            int64_t *cr = c + r * NR;
-            for (int j = 0; j < NR; ++j) cr[j] += a0 * bi[2 * j] + a1 * bi[2 * j + 1];
-        }
-    }
-}
-
-void mdfi_conv_widen_scalar(int64_t *restrict c64, const int32_t *restrict c32)
-{
-    for (int i = 0; i < MR * NR; ++i) c64[i] += c32[i];
-}
-
-void mdfi_conv_pack_scalar(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
-                        int16_t *restrict dst)
-{
-    int32_t off[NR], jb, gap;
-    mdfi_conv_tile_offsets(ctx, t, off, &jb, &gap);
-    int32_t tap = kc0 / ctx->c2, cc = kc0 % ctx->c2;
-    int32_t ky = tap / ctx->ks, kx = tap % ctx->ks;
-    for (int32_t i = 0; i < kcl; ++i) {
-        const int16_t *src = ctx->x2 + ((size_t)cc * (size_t)ctx->plane +
-                                        (size_t)ky * (size_t)ctx->wp + (size_t)kx) * 2;
-        int16_t *d = dst + (size_t)i * NR * 2;
-        for (int j = 0; j < NR; ++j) {
-            d[2 * j] = src[2 * (size_t)off[j]];
-            d[2 * j + 1] = src[2 * (size_t)off[j] + 1];
-        }
-        if (++cc == ctx->c2) {
-            cc = 0;
-            if (++kx == ctx->ks) { kx = 0; ++ky; }
-        }
-    }
-}
-
-static int32_t load_x(const void *x, int t, size_t i)
-{
-    return t == MDFI_CONV_U8 ? ((const uint8_t *)x)[i]
-         : t == MDFI_CONV_S8 ? ((const int8_t *)x)[i] : ((const int16_t *)x)[i];
-}
-
-/* X2 rows r0..r1-1, row r = cc*Hp + y. */
-void mdfi_conv_x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1)
-{
-    const int32_t hp = ctx->hp, wp = ctx->wp, pad = ctx->pad, w = ctx->w, h = ctx->h;
-    for (int64_t r = r0; r < r1; ++r) {
-        const int64_t cc = r / hp, y = r % hp;
-        int16_t *d = ctx->x2 + ((size_t)cc * (size_t)ctx->plane + (size_t)y * (size_t)wp) * 2;
-        if (y < pad || y >= (int64_t)pad + h) {
-            mdfi_conv_fill_pad(d, (size_t)wp, ctx->padv, 2 * cc + 1 < ctx->c);
-            continue;
-        }
-        mdfi_conv_fill_pad(d, (size_t)pad, ctx->padv, 2 * cc + 1 < ctx->c);
-        mdfi_conv_fill_pad(d + ((size_t)pad + (size_t)w) * 2, (size_t)pad, ctx->padv, 2 * cc + 1 < ctx->c);
-        const int64_t c0 = 2 * cc, c1 = 2 * cc + 1;
-        const size_t row0 = ((size_t)c0 * (size_t)h + (size_t)(y - pad)) * (size_t)w;
-        const size_t row1 = ((size_t)c1 * (size_t)h + (size_t)(y - pad)) * (size_t)w;
-        int16_t *di = d + (size_t)pad * 2;
-        for (int32_t i = 0; i < w; ++i) {
-            di[2 * i] = (int16_t)load_x(ctx->x, ctx->xtype, row0 + (size_t)i);
-            di[2 * i + 1] = c1 < ctx->c ? (int16_t)load_x(ctx->x, ctx->xtype, row1 + (size_t)i) : 0;
-        }
-    }
-}
-
-/* Epilogue: C tile (element type T: int32 sums, or int64 on the exact path) + bias,
- * requantized into the S8/S16 output. */
-#define EPI_SCALAR(NAME, T)                                                                   \
-void NAME(const conv_ctx *ctx, const T *restrict c, int32_t m0, int32_t mv,            \
-                 int64_t p0, int32_t nv)                                                      \
-{                                                                                             \
-    for (int32_t r = 0; r < mv; ++r) {                                                        \
-        const int32_t mm = m0 + r;                                                            \
-        const int64_t b = ctx->bias[mm];                                                      \
-        const int32_t s = ctx->shift[mm];                                                     \
-        const size_t o = (size_t)mm * (size_t)ctx->n + (size_t)p0;                            \
-        const T *cr = c + r * NR;                                                             \
-        for (int32_t j = 0; j < nv; ++j) {                                                    \
-            const int32_t v = mdfi_requantize_zp((int64_t)cr[j] + b, s, ctx->rounding, ctx->bits, \
-                                                 ctx->act, ctx->zo);                          \
-            if (ctx->otype == MDFI_CONV_S8) ((int8_t *)ctx->out)[o + (size_t)j] = (int8_t)v;  \
-            else ((int16_t *)ctx->out)[o + (size_t)j] = (int16_t)v;                           \
-        }                                                                                     \
-    }                                                                                         \
-}
-EPI_SCALAR(mdfi_conv_epi32_scalar, int32_t)
-EPI_SCALAR(mdfi_conv_epi64_scalar, int64_t)
-
-const conv_ops mdfi_conv_ops_scalar = {ukr32_scalar, mdfi_conv_pack_scalar, mdfi_conv_x2_scalar, mdfi_conv_epi32_scalar,
-                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL, NULL, NULL};
-
 void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
 
 int mdfi_conv_winograd = 1;
@@ -583,7 +455,7 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
                                 ops->widen(ct, tmp32);
                             }
                         } else {
-                            ukr64_scalar(kcl, ap, bp, bstride, ct);
+                            mdfi_conv_ukr64_scalar(kcl, ap, bp, bstride, ct);
                         }
                         if (last) ops->epi64(ctx, ct, m0, mv, px0, nv);
                     }

@@ -1,5 +1,5 @@
-/* mdfi_conv_internal.h -- data layouts shared by mdfi_conv.c (driver, scalar path) and
- * mdfi_conv_avx2.c (AVX2 path).  Not part of the public API.
+/* mdfi_conv_internal.h -- data layouts shared by mdfi_conv.c (driver), mdfi_conv_scalar.c
+ * (scalar path) and mdfi_conv_avx2.c (AVX2 path).  Not part of the public API.
  *
  * GEMM view: out[M][N] = A[M][K] * B[K][N], N = OH*OW output pixels, K = C*ks*ks.
  *
@@ -187,7 +187,18 @@ typedef struct conv_ops {
     ukr32_fn (*ukr32_rows)(int32_t mv);
 } conv_ops;
 
+/* uint32 -> int32 modulo 2^32, without implementation-defined conversions. */
+static inline int32_t mdfi_wrap_i32(uint32_t u)
+{
+    return (u <= (uint32_t)INT32_MAX) ? (int32_t)u
+                                      : (int32_t)(u - 2147483648u) - INT32_MAX - 1;
+}
+
+/* mdfi_conv_scalar.c: the scalar path. */
 extern const conv_ops mdfi_conv_ops_scalar;
+/* c64 += A . B in exact int64 (the driver's acc64 layers without int32 chunks, any path). */
+void mdfi_conv_ukr64_scalar(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                            int64_t *restrict c);
 /* the portable operations, for paths that vectorise only some of them */
 void mdfi_conv_pack_scalar(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl, int16_t *restrict dst);
 void mdfi_conv_x2_scalar(const conv_ctx *ctx, int64_t r0, int64_t r1);

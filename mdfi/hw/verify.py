@@ -47,8 +47,9 @@ from .. import safejson
 from . import vectors
 from ..errors import GoldenError, MDFIError
 from ..limits import require_regular_file
-from .verify_hints import Analyzer, Hint, coords as _coords, round_shift, where as _where  # noqa: F401
+from .verify_hints import Analyzer, Hint, coords as _coords, where as _where  # noqa: F401
 from .verify_report import FileResult, Mismatch, Report, hex_at  # noqa: F401
+from .verify_rules import round_shift  # noqa: F401
 
 FORMAT = "mdfi-golden"
 FORMAT_VERSION = 1

@@ -25,7 +25,8 @@ compared value (:mod:`mdfi.hw.verify_padding`).  A table activation (docs/fixed-
 4.1) has the same changes in its pre-activation code (``pre`` dumps, and ``out`` dumps seen
 through the table) plus the table read at the wrong entry (index off by 1 or 2, or the
 code's two's complement used as the index); a route with AlexeyAB's groups is tested for
-the channel slice of another group (for all inputs or one) and for groups ignored.
+the channel slice of another group (for all inputs or one) and for groups ignored
+(:mod:`mdfi.hw.verify_route`).
 Files without an earlier golden stage,
 and other layers, get the generic hints (scaling, narrow register, saturation, off by
 one), addressing and layout hints, isolated values and bit flips, and confinement to a
@@ -40,9 +41,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
-from . import verify_padding
+from . import verify_padding, verify_route
 from .verify_rules import (_ISOLATED_MAX, _SAMPLE, Hyp, LutPipeline, Pipeline, acc_hyps, act_hyps, best,  # noqa: F401
-                           combo_hyps, exact, lut_hyps, out_hyps, qrange, round_shift, sign_note, wrap,
+                           combo_hyps, exact, lut_hyps, out_hyps, qrange, sign_note, wrap,
                            zero_text)
 
 #: Activations computed through a table (docs/fixed-point.md 4.1; mdfi.actlut.LUT_ACTIVATIONS).
@@ -281,7 +282,7 @@ class Analyzer:
             ch = coords(i, self.shape, self.layout)["channel"]
             hw = self.shape[1] * self.shape[2]
             start = 0
-            for k, (lo, hi) in enumerate(self._route_slices() or []):
+            for k, (lo, hi) in enumerate(verify_route.slices(self) or []):
                 if ch < start + hi - lo:
                     x = st(f"in{k}")
                     src = (self.L.get("inputs") or [None] * (k + 1))[k]
@@ -467,88 +468,11 @@ class Analyzer:
             self._pad = Hint("padding", text) if text else None
         return self._pad
 
-    # -- AlexeyAB's route groups -------------------------------------------------------------
-    def _route_groups(self):
-        p = self.L.get("params") or {}
-        g, gid = p.get("groups", 1), p.get("group_id", 0)
-        return (g, gid) if isinstance(g, int) and isinstance(gid, int) and 0 <= gid < g else (1, 0)
-
-    def _route_slices(self):
-        """Per input, the channels ``[first, end)`` the route takes (docs/fixed-point.md 5)."""
-        shapes = self.L.get("in_shapes") or []
-        g, gid = self._route_groups()
-        try:
-            return [(gid * int(s[0]) // g, (gid + 1) * int(s[0]) // g) for s in shapes]
-        except (TypeError, ValueError, IndexError):
-            return None
-
     def route_groups(self) -> List[Hint]:
-        """A route with groups: the DUT took another group's channel slice (from every input
-        or from one), or ignored the groups (the first channels of the whole inputs)."""
-        if self.kind != "route" or self.stage != "out" or self.layout != "CHW" or len(self.shape) != 3:
-            return []
-        G, gid = self._route_groups()
-        p = self.L.get("params") or {}
-        shifts = p.get("shifts") or (self.meta.get("shifts") or [])
-        shapes = self.L.get("in_shapes") or []
-        if G < 2 or len(shifts) != len(shapes):
-            return []
-        xs = [self.gs.stage(self.layer, f"in{k}", self.e.get("format")) for k in range(len(shapes))]
-        srcs = self.L.get("inputs") or []
-        for k, x in enumerate(xs):              # not exported: the producer's output is the same tensor
-            if x is None and k < len(srcs) and isinstance(srcs[k], int):
-                xs[k] = self.gs.stage(srcs[k], "out", self.e.get("format"))
-        if any(x is None or x.size != int(np.prod(s)) for x, s in zip(xs, shapes)):
-            return []
-        xs = [x.reshape(s) for x, s in zip(xs, shapes)]
-        mode = self.meta.get("rounding") or "half_up"
-        lo_q, hi_q = qrange(self.bits, True)
-
-        def aligned(x, k):
-            sh = int(shifts[k])
-            return x if sh == 0 else np.clip(round_shift(x, np.full(x.shape, sh, np.int64), mode), lo_q, hi_q)
-
-        def slice_of(k, grp):
-            c = shapes[k][0]
-            return aligned(xs[k][grp * c // G:(grp + 1) * c // G], k)
-
-        def at(full):
-            flat = full.reshape(-1)
-            return exact(lambda i: flat[self.full(i)] if self.sel is not None else flat[i])
-
-        n = self.mism.size
-        hyps: List[Hyp] = []
-        nin = len(shapes)
-        for grp in range(G):
-            if grp == gid:
-                continue
-            choices = [None] if nin == 1 else [None] + list(range(nin))
-            for only in choices:
-                parts = [slice_of(k, grp if only in (None, k) else gid) for k in range(nin)]
-                full = np.concatenate(parts)
-                if full.size != self.total:
-                    continue
-                if only is None:
-                    who = "of every input"
-                else:
-                    c = shapes[only][0]
-                    src = srcs[only] if only < len(srcs) else "?"
-                    who = (f"(channels {grp * c // G}..{(grp + 1) * c // G - 1}) of input {only} (layer {src}), "
-                           f"the other inputs right,")
-                hyps.append(Hyp("route_group", 1 if only is None else 2, f"group{grp}-{only}", at(full),
-                                 lambda h, grp=grp, who=who: (
-                                     f"route group slice taken from the wrong group: found values equal the channel "
-                                     f"slice of group {grp} of {G} {who} where golden takes group_id {gid}: "
-                                     f"{h.explained:,} of {n:,} mismatches explained (docs/fixed-point.md section 5)")))
-        whole = np.concatenate([aligned(x, k) for k, x in enumerate(xs)])[:self.shape[0]]
-        if whole.size == self.total:
-            hyps.append(Hyp("route_group", 1, "no-groups", at(whole),
-                             lambda h: (f"route groups ignored: found values equal the first {self.shape[0]} channels "
-                                        f"of the concatenated inputs, where golden takes the group_id {gid} slice of "
-                                        f"{G} from each input, {h.explained:,} of {n:,} mismatches explained "
-                                        f"(docs/fixed-point.md section 5)")))
-        ok = best(hyps, self.gold, self.dut, self.mism, self.rng)
-        return [Hint(ok[0].kind, ok[0].text(ok[0]))] if ok else []
+        """AlexeyAB's route groups (:func:`mdfi.hw.verify_route.route_groups`): another group's
+        slice taken, or the groups ignored."""
+        text = verify_route.route_groups(self)
+        return [Hint("route_group", text)] if text else []
 
     def generic(self) -> List[Hint]:
         gold, dut, mism, n = self.gold, self.dut, self.mism, self.mism.size
