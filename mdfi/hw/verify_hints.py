@@ -460,6 +460,18 @@ class Analyzer:
                                    f"first {added:,} elements; docs/fixed-point.md section 6: acc = (a − zero_a)·"
                                    f"2^(fm−fa) + (b − zero_b)·2^(fm−fb)): {n:,} of {n:,} mismatches explained")]
 
+    def golden_input(self, k: int, size: int) -> Optional[np.ndarray]:
+        """The layer's ``k``-th input as the golden export has it (flat): its own ``in{k}``
+        stage or, when that is not exported, its producer's ``out`` (the same tensor); None
+        when neither is there or it does not hold ``size`` values."""
+        fmt = self.e.get("format")
+        x = self.gs.stage(self.layer, f"in{k}", fmt)
+        if x is None:
+            srcs = self.L.get("inputs") or []
+            src = srcs[k] if k < len(srcs) else None
+            x = self.gs.stage(src, "out", fmt) if isinstance(src, int) and not isinstance(src, bool) else None
+        return x if x is not None and x.size == size else None
+
     def zero_padding(self) -> Optional[Hint]:
         """The zero-padding hypothesis (:func:`mdfi.hw.verify_padding.zero_padding`, once per
         file); sets ``pad_tested``."""

@@ -61,16 +61,12 @@ def zero_padding(an) -> Optional[str]:
     if not np.all((reads_padding(sp // ow, h) | reads_padding(sp % ow, w))[an.mism]):
         an.pad_tested = False
         return None
-    fmt = an.e.get("format")
     wt, bias, shift = (an.gs.stage(an.layer, k) for k in ("weights", "bias", "shift"))
     if (wt is None or wt.size != m * c * size * size or bias is None or bias.size != m or shift is None
             or shift.size != m or not np.all((shift >= _MIN_SHIFT) & (shift <= _MAX_SHIFT))):
         return None
-    x = an.gs.stage(an.layer, "in0", fmt)
-    if x is None or x.size != c * h * w:     # not exported: the producer's output is the same tensor
-        src = (an.L.get("inputs") or [None])[0]
-        x = an.gs.stage(src, "out", fmt) if isinstance(src, int) and not isinstance(src, bool) else None
-    if x is None or x.size != c * h * w:
+    x = an.golden_input(0, c * h * w)
+    if x is None:
         return None
     uniq, inv = np.unique(sp, return_inverse=True)
     wm, x3, s = wt.reshape(m, -1), x.reshape(c, h, w), shift.astype(np.int64)[ch]
