@@ -155,21 +155,21 @@ def shipped_default(args, network, names, calib, datas) -> None:
     if not recipes.default_zero_points(args.model, "shipped", opts):
         raise SystemExit(f"bench_zeropoint.py: {args.model} has no zero-point default at {recipes.width_tag(opts)}")
     t0 = time.perf_counter()
-    qm = quantize_network(network, **common, **recipes.zero_point_kwargs(args.model, True, opts))
+    zkw_a = recipes.zero_point_kwargs(args.model, True, opts)      # reads the shipped rounding file once
+    qm = quantize_network(network, **common, **zkw_a)
     meta = recipes.shipped_rounding_meta(args.model, recipes.width_tag(opts)) or {}
     print(f"shipped default: integer digest {'matches' if recipes.integer_digest(qm) == meta.get('integer_digest') else 'DIFFERS from'} "
           f"the rounding file's", file=sys.stderr)
     kept: dict = {}
     ba.evaluate_model(qm, "A-shipped-default", time.perf_counter() - t0, False, network, names, datas, rows, False,
                       keep=kept.setdefault("A", {}))
-    base = (qm, recipes.zero_point_kwargs(args.model, True, opts), meta)
+    base = (qm, zkw_a, meta)
     if args.candidate:
         cmeta, deltas, shifts = recipes.read_rounding(args.candidate)
         if (cmeta.get("model"), cmeta.get("wbits"), cmeta.get("abits")) != (args.model, args.wbits, args.abits):
             raise SystemExit(f"{args.candidate}: made for {cmeta.get('model')} w{cmeta.get('wbits')}a{cmeta.get('abits')}, "
                              f"not {args.model} w{args.wbits}a{args.abits}")
-        zkw = recipes.zero_point_kwargs(args.model, True, opts)
-        zkw.update(weight_deltas=deltas, bias_shifts=shifts)
+        zkw = dict(zkw_a, weight_deltas=deltas, bias_shifts=shifts)
         t0 = time.perf_counter()
         qb = quantize_network(network, **common, **zkw)
         same = recipes.integer_digest(qb) == cmeta.get("integer_digest")
