@@ -38,6 +38,29 @@ def run(threads: str = "1,2", seconds: float = 0.5, reps: int = 5) -> str:
                               check=True, capture_output=True, text=True).stdout
 
 
+class Probe:
+    """One instruction's ceiling, measured again on demand (``rate(threads)``): the profile of
+    ``bench_speed.py`` takes one short sample right before each of its rounds, so that a layer's
+    share of the ceiling compares two numbers from the same phase of the machine (a VM's
+    second vCPU comes and goes; a ceiling measured minutes apart moved the share by 10-20 points).
+    """
+
+    def __init__(self, only: str = "vpdpbusd zmm"):
+        self._tmp = tempfile.TemporaryDirectory(prefix="mdfi-ceiling-")
+        self.exe = build(self._tmp.name)
+        self.only = only
+
+    def rate(self, threads: int, seconds: float = 0.1):
+        """(wall GMAC/s, CPU-time GMAC/s) of one run, or None when the CPU lacks the instruction."""
+        text = subprocess.run([self.exe, "--threads", str(threads), "--seconds", str(seconds), "--reps", "1",
+                               "--only", self.only], check=True, capture_output=True, text=True).stdout
+        vals = list(parse(text).values())
+        return vals[0][0] if vals else None
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
 def parse(text: str) -> dict:
     """instruction -> list of (wall GMAC/s, CPU-time GMAC/s) per thread count."""
     out = {}

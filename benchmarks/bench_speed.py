@@ -114,24 +114,42 @@ def loadavg() -> str:
         return "?"
 
 
-def conv_profile(qm, x_u8, threads: int, runs: int, clock):
-    """Per convolution layer: (index, description, MACs, median seconds) inside a CRunner."""
+def conv_profile(qm, x_u8, threads: int, runs: int, clock, probe=None):
+    """Per convolution layer: (index, description, MACs, median seconds) inside a CRunner, and
+    per round the instruction ceiling sampled right before it (``probe``, bench_ceiling.Probe;
+    the round after the sample is a warm-up so the pool's workers are awake, as in a forward)
+    with the round's layer times: [(ceiling (wall, cpu) or None, {index: seconds})]."""
     from mdfi.cengine import CRunner
     runner = CRunner(qm, threads)
     bufs = [runner.new_output(ql.index) for ql in qm.layers]
     per = {ql.index: [] for ql in qm.layers}
-    for r in range(runs + 2):
+    rounds = []
+
+    def one_round():
         outs = [None] * len(qm.layers)
+        times = {}
         for ql, step in zip(qm.layers, runner.steps):
             xs = [x_u8 if i == -1 else outs[i] for i in ql.inputs]
             t0 = clock()
             step(xs, bufs[ql.index])
-            if r >= 2:
-                per[ql.index].append(clock() - t0)
+            times[ql.index] = clock() - t0
             outs[ql.index] = bufs[ql.index]
+        return times
+
+    for r in range(runs + 2):
+        ceil = None
+        if probe is not None and r >= 2:
+            ceil = probe.rate(threads)
+            one_round()
+        times = one_round()
+        if r >= 2:
+            for i, s in times.items():
+                per[i].append(s)
+            rounds.append((ceil, times))
     net = qm.network
-    return [(ql.index, net.layers[ql.index].describe(), net.layers[ql.index].macs, statistics.median(per[ql.index]))
+    rows = [(ql.index, net.layers[ql.index].describe(), net.layers[ql.index].macs, statistics.median(per[ql.index]))
             for ql in qm.layers if ql.kind == "convolutional"]
+    return rows, rounds
 
 
 def main(argv=None) -> int:
@@ -291,7 +309,14 @@ def main(argv=None) -> int:
                 detect_rows.append((name, t, 1e3 * med[det], 1e3 * med[f"MDFI 8-bit C [{paths[0]}]"]))
         if not args.no_profile:
             _conv.set_simd_path(best)
-            profiles[name] = {t: conv_profile(qm, x_u8, t, max(3, args.runs // 4), clock) for t in threads}
+            probe = None
+            if not args.no_ceiling:
+                import bench_ceiling
+                probe = bench_ceiling.Probe()
+            log(f"[{name}] per-layer profile ...")
+            profiles[name] = {t: conv_profile(qm, x_u8, t, max(5, args.runs // 2), clock, probe) for t in threads}
+            if probe is not None:
+                probe.close()
 
     print(f"\n# load average after: {loadavg()}")
     print(f"{'model':<12} {'engine':<32} {'thr':>3} {'median ms':>10} {'min ms':>8} {'GMAC/s':>7} "
@@ -333,7 +358,7 @@ def main(argv=None) -> int:
         print(f"\n# per-layer convolution time inside the forward (path {best}); big = 3x3 layers of >= 150 MMAC")
         for name, per_t in profiles.items():
             for ti, t in enumerate(threads):
-                rows = per_t[t]
+                rows, rounds = per_t[t]
                 big = [(i, d, mac, s) for i, d, mac, s in rows if " 3x3/" in d and mac >= 150e6]
                 tot = sum(s for *_, s in rows)
                 line = f"  {name} {t} thr.: conv layers {1e3 * tot:.1f} ms ({sum(m for _, _, m, _ in rows) / tot / 1e9:.0f} GMAC/s)"
@@ -344,6 +369,13 @@ def main(argv=None) -> int:
                         wall, cpu = ceiling[key][ti]
                         ref = cpu if args.cpu_time else wall
                         line += f" = {100 * bg / ref:.0f}% of the vpdpbusd zmm ceiling ({ref:.0f}; target >= 60%)"
+                    shares = [sum(m for _, _, m, _ in big) / sum(tm[i] for i, *_ in big) / 1e9
+                              / (c[1] if args.cpu_time else c[0]) for c, tm in rounds if c]
+                    if shares:
+                        shares.sort()
+                        line += (f"\n    same-phase share (each round / the ceiling sampled right before it, "
+                                 f"{len(shares)} rounds): median {100 * statistics.median(shares):.0f}% "
+                                 f"(range {100 * shares[0]:.0f}-{100 * shares[-1]:.0f}%; target >= 60%)")
                 print(line)
                 for i, d, mac, s in rows:
                     print(f"      {i:4d} {d:32s} {1e3 * s:7.2f} ms {mac / s / 1e9:7.1f} GMAC/s")

@@ -2,6 +2,7 @@
  * in GMAC/s (8-bit or 16-bit multiply-adds per second), with 1..N threads.
  *
  *   cc -O2 -pthread benchmarks/ceiling.c -o ceiling && ./ceiling [--threads 1,2] [--seconds 0.5]
+ *      [--reps 5] [--only "vpdpbusd zmm"]   (--only: the instructions whose name contains it)
  *   (benchmarks/bench_ceiling.py compiles and runs it)
  *
  * Each measurement runs a loop of 12 independent accumulator chains of one instruction (enough
@@ -174,12 +175,14 @@ int main(int argc, char **argv)
     char threads[64] = "1,2";
     double seconds = 0.5;
     int reps = 5;
+    const char *only = NULL;   /* measure only the instructions whose name contains this */
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) snprintf(threads, sizeof threads, "%s", argv[++i]);
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) seconds = atof(argv[++i]);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--threads 1,2] [--seconds S] [--reps N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads 1,2] [--seconds S] [--reps N] [--only NAME]\n", argv[0]);
             return 2;
         }
     }
@@ -192,6 +195,7 @@ int main(int argc, char **argv)
     printf("   GMAC/s by wall time (by thread CPU time)\n");
     for (size_t i = 0; i < sizeof INSTRS / sizeof INSTRS[0]; ++i) {
         const instr *in = &INSTRS[i];
+        if (only && !strstr(in->name, only)) continue;
         if ((f & in->need) != in->need) {
             printf("%-36s   not supported here\n", in->name);
             continue;
