@@ -1,7 +1,7 @@
 /* mdfi_conv.c -- see mdfi_conv.h (API) and mdfi_conv_internal.h (layouts).
  *
- * This file holds the validation, the weight packing and the blocked/threaded GEMM driver;
- * mdfi_conv_scalar.c the portable scalar path.  mdfi_conv_avx2.c supplies the AVX2 versions
+ * This file holds the validation and the blocked/threaded GEMM driver; mdfi_conv_pack.c the
+ * weight packing, mdfi_conv_scalar.c the portable scalar path.  mdfi_conv_avx2.c supplies the AVX2 versions
  * of the five inner operations (micro-kernel, B packing, input re-layout, epilogue, widening).
  *
  * Driver.  Phase 1 re-lays the input out as X2 (padded with pad_value, channel pairs interleaved,
@@ -32,26 +32,10 @@
 #define ALIGN 64
 #define LIM47 (((int64_t)1) << 47)
 
-static const char MAGIC[8] = {'M', 'D', 'F', 'I', 'c', 'v', '0', '2'};
-
 /* ---------------------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------------------- */
-static int32_t rd32(const unsigned char *p)
-{
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static void wr32(unsigned char *p, int32_t v) { memcpy(p, &v, sizeof v); }
-
 static size_t align_up(size_t n) { return (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1); }
-
-static int32_t type_max_abs(int t)  /* max |value| of an element type */
-{
-    return t == MDFI_CONV_U8 ? 255 : (t == MDFI_CONV_S8 ? 128 : 32768);
-}
 
 int32_t mdfi_conv_out_size(int32_t n, int32_t ks, int32_t stride, int32_t pad)
 {
@@ -60,158 +44,6 @@ int32_t mdfi_conv_out_size(int32_t n, int32_t ks, int32_t stride, int32_t pad)
     if (span < 0) return -1;
     const int64_t o = span / stride + 1;
     return o > INT32_MAX ? -1 : (int32_t)o;
-}
-
-/* Packed-weights geometry; 0 or -1.  Layout: header (MDFI_CONV_HDR bytes), the int16-pair
- * panels A [P][K2][MR][2], then (64-byte aligned) wsum [M] int32 and the 8-bit panels
- * A4 [P16][taps][C4][16][4] (mdfi_conv_q8.h), filled for int8 weights only; x86 builds add
- * the AMX tiles AT [P16][taps][C4B][16][16][4] (the same weights, 1 KB per tile). */
-#if MDFI_CONV_X86
-#define PACK_AT 1
-#else
-#define PACK_AT 0
-#endif
-typedef struct {
-    int32_t c2, k2, np, c4, c4b, np16;
-    int64_t wsum_off, a4_off, at_off, wino_off, bytes;
-} packed_geom;
-
-static int packed_geometry(int32_t m, int32_t c, int32_t ks, packed_geom *g)
-{
-    if (m < 1 || c < 1 || ks < 1) return -1;
-    const int64_t cc2 = ((int64_t)c + 1) / 2;
-    const int64_t kk2 = (int64_t)ks * ks * cc2;
-    const int64_t p = ((int64_t)m + MR - 1) / MR;
-    if (kk2 > INT32_MAX / 64) return -1;            /* K2*MR*2 elements per panel fit int32 */
-    const int64_t per_panel = kk2 * MR * 2 * 2;     /* bytes */
-    if (p > (INT64_MAX / 16) / per_panel) return -1;
-    const int64_t c4 = ((int64_t)c + 3) / 4, c4b = (c4 + 15) / 16, np16 = ((int64_t)m + 15) / 16;
-    const int64_t a4 = np16 * (int64_t)ks * ks * c4 * 64;   /* <= 4 * pair bytes */
-    const int64_t at = PACK_AT ? np16 * (int64_t)ks * ks * c4b * 1024 : 0;
-    const int64_t wsum_off = (MDFI_CONV_HDR + p * per_panel + 63) & ~(int64_t)63;
-    const int64_t a4_off = (wsum_off + (int64_t)m * 4 + 63) & ~(int64_t)63;
-    const int64_t at_off = (a4_off + a4 + 63) & ~(int64_t)63;
-    /* x86 builds, 3x3 kernels: the Winograd F(2x2,3x3) weights of the int16-pair paths */
-    const int64_t wino = PACK_AT && ks == 3 ? mdfi_wino_packed_bytes(m, c) : 0;
-    const int64_t wino_off = (at_off + at + 63) & ~(int64_t)63;
-    const int64_t total = wino_off + wino;
-    if ((uint64_t)total > (uint64_t)SIZE_MAX / 2 || total > INT64_MAX / 4) return -1;
-    g->c2 = (int32_t)cc2;
-    g->k2 = (int32_t)kk2;
-    g->np = (int32_t)p;
-    g->c4 = (int32_t)c4;
-    g->c4b = (int32_t)c4b;
-    g->np16 = (int32_t)np16;
-    g->wsum_off = wsum_off;
-    g->a4_off = a4_off;
-    g->at_off = PACK_AT ? at_off : 0;
-    g->wino_off = wino ? wino_off : 0;
-    g->bytes = total;
-    return 0;
-}
-
-int64_t mdfi_conv_packed_size(int32_t m, int32_t c, int32_t ks)
-{
-    packed_geom g;
-    return packed_geometry(m, c, ks, &g) ? -1 : g.bytes;
-}
-
-int mdfi_conv_pack_weights(const void *w, int wtype, int32_t m, int32_t c, int32_t ks,
-                           void *packed, int64_t packed_size)
-{
-    packed_geom g;
-    if (wtype != MDFI_CONV_S8 && wtype != MDFI_CONV_S16) return MDFI_CONV_E_CODE;
-    if (packed_geometry(m, c, ks, &g)) return MDFI_CONV_E_DIM;
-    if (packed_size != g.bytes) return MDFI_CONV_E_PACKED;
-    const int32_t c2 = g.c2, k2 = g.k2, np = g.np;
-
-    unsigned char *hdr = (unsigned char *)packed;
-    int16_t *a = (int16_t *)(void *)(hdr + MDFI_CONV_HDR);
-    const int8_t *w8 = (const int8_t *)w;
-    const int16_t *w16 = (const int16_t *)w;
-    const int32_t taps = ks * ks;
-    int32_t wmax = 0;
-    /* A[p][kp = tap*C2 + cc][r][e] = w[p*MR + r][2*cc + e][tap] */
-    for (int32_t p = 0; p < np; ++p) {
-        for (int32_t tap = 0; tap < taps; ++tap) {
-            for (int32_t cc = 0; cc < c2; ++cc) {
-                int16_t *dst = a + (((size_t)p * k2 + (size_t)tap * c2 + cc) * MR) * 2;
-                for (int32_t r = 0; r < MR; ++r) {
-                    for (int32_t e = 0; e < 2; ++e) {
-                        const int64_t mm = (int64_t)p * MR + r, ch = 2 * (int64_t)cc + e;
-                        int32_t v = 0;
-                        if (mm < m && ch < c) {
-                            const size_t idx = ((size_t)mm * c + (size_t)ch) * (size_t)taps + tap;
-                            v = wtype == MDFI_CONV_S8 ? w8[idx] : w16[idx];
-                        }
-                        const int32_t av = v < 0 ? -v : v;
-                        if (av > wmax) wmax = av;
-                        dst[r * 2 + e] = (int16_t)v;
-                    }
-                }
-            }
-        }
-    }
-    /* the 8-bit layout (int8 weights): wsum and A4, zero-padded */
-    int32_t *wsum = (int32_t *)(void *)(hdr + g.wsum_off);
-    int8_t *a4 = (int8_t *)(void *)(hdr + g.a4_off);
-    memset(hdr + g.wsum_off, 0, (size_t)(g.bytes - g.wsum_off));
-    if (wtype == MDFI_CONV_S8) {
-        for (int32_t mm = 0; mm < m; ++mm) {
-            int64_t sum = 0;                       /* kept modulo 2^32, as it is used */
-            for (int64_t k = 0; k < (int64_t)c * taps; ++k) sum += w8[(size_t)mm * (size_t)c * taps + (size_t)k];
-            wsum[mm] = mdfi_wrap_i32((uint32_t)sum);
-            for (int32_t ch = 0; ch < c; ++ch)
-                for (int32_t tap = 0; tap < taps; ++tap)
-                {
-                    const int8_t v = w8[((size_t)mm * c + (size_t)ch) * taps + tap];
-                    a4[((((size_t)(mm / 16) * taps + tap) * (size_t)g.c4 + (size_t)(ch / 4)) * 16 + (size_t)(mm % 16)) * 4 +
-                       (size_t)(ch % 4)] = v;
-                    if (PACK_AT)
-                        ((int8_t *)(void *)(hdr + g.at_off))[((((size_t)(mm / 16) * taps + tap) * (size_t)g.c4b +
-                                                               (size_t)(ch / 64)) * 16 + (size_t)(mm % 16)) * 64 +
-                                                             (size_t)(ch % 64)] = v;
-                }
-        }
-    }
-    int32_t umax = -1;                              /* no Winograd weights */
-    if (g.wino_off) umax = mdfi_wino_pack(w, wtype, m, c, (int16_t *)(void *)(hdr + g.wino_off));
-    memset(hdr, 0, MDFI_CONV_HDR);
-    memcpy(hdr, MAGIC, sizeof MAGIC);
-    wr32(hdr + 44, umax);
-    wr32(hdr + 8, m);
-    wr32(hdr + 12, c);
-    wr32(hdr + 16, ks);
-    wr32(hdr + 20, wtype);
-    wr32(hdr + 24, MR);
-    wr32(hdr + 28, c2);
-    wr32(hdr + 32, k2);
-    wr32(hdr + 36, np);
-    wr32(hdr + 40, wmax);
-    return MDFI_CONV_OK;
-}
-
-int mdfi_conv_packed_info(const void *packed, int64_t packed_size, int32_t *m, int32_t *c,
-                          int32_t *ks, int32_t *wtype, int32_t *wmax)
-{
-    const unsigned char *hdr = (const unsigned char *)packed;
-    packed_geom g;
-    if (packed == NULL || packed_size < MDFI_CONV_HDR) return MDFI_CONV_E_PACKED;
-    if (memcmp(hdr, MAGIC, sizeof MAGIC) != 0) return MDFI_CONV_E_PACKED;
-    const int32_t hm = rd32(hdr + 8), hc = rd32(hdr + 12), hk = rd32(hdr + 16);
-    const int32_t ht = rd32(hdr + 20), hw = rd32(hdr + 40);
-    if (packed_geometry(hm, hc, hk, &g)) return MDFI_CONV_E_PACKED;
-    if (g.bytes != packed_size || rd32(hdr + 24) != MR || rd32(hdr + 28) != g.c2 ||
-        rd32(hdr + 32) != g.k2 || rd32(hdr + 36) != g.np)
-        return MDFI_CONV_E_PACKED;
-    if ((ht != MDFI_CONV_S8 && ht != MDFI_CONV_S16) || hw < 0 || hw > type_max_abs(ht))
-        return MDFI_CONV_E_PACKED;
-    if (m) *m = hm;
-    if (c) *c = hc;
-    if (ks) *ks = hk;
-    if (wtype) *wtype = ht;
-    if (wmax) *wmax = hw;
-    return MDFI_CONV_OK;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -228,7 +60,7 @@ static int geometry(conv_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m, int
     const int32_t ow = mdfi_conv_out_size(w, ks, stride, pad);
     if (oh < 1 || ow < 1) return MDFI_CONV_E_DIM;
     packed_geom pg;
-    if (packed_geometry(m, c, ks, &pg)) return MDFI_CONV_E_DIM;
+    if (mdfi_conv_packed_geometry(m, c, ks, &pg)) return MDFI_CONV_E_DIM;
     g->c2 = pg.c2;
     g->k2 = pg.k2;
     g->npanels = pg.np;
@@ -565,8 +397,8 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
      * S + bias inside int32 */
     {
         packed_geom pg;
-        (void)packed_geometry(m, c, ks, &pg);
-        const int32_t umax = rd32((const unsigned char *)packed + 44);
+        (void)mdfi_conv_packed_geometry(m, c, ks, &pg);
+        const int32_t umax = mdfi_conv_rd32((const unsigned char *)packed + 44);
         if (mdfi_conv_winograd && (ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512) && pg.wino_off &&
             ks == 3 && stride == 1 && acc64 == 0 && ctx.sum32 && (xtype == MDFI_CONV_U8 || xtype == MDFI_CONV_S8) &&
             c >= MDFI_WINO_MIN_C &&
@@ -698,7 +530,7 @@ static int conv2d_impl(const void *x, int xtype, int32_t c, int32_t h, int32_t w
     }
     /* K * wmax * xmax <= 2^47 (so |sum + bias| <= 2^48, see mdfi_conv.h) */
     const int64_t kvol = (int64_t)c * ks * ks;
-    const int64_t wx = (int64_t)wmax * type_max_abs(xtype);       /* <= 2^30 */
+    const int64_t wx = (int64_t)wmax * mdfi_conv_type_max_abs(xtype);       /* <= 2^30 */
     if (wx > 0 && kvol > LIM47 / wx) return MDFI_CONV_E_RANGE;
     /* every partial sum, and sum + bias, provably inside int32 (<= 2^47 + 2^47 here) */
     ctx.sum32 = acc64 == 0 && kvol * wx + bmax <= (int64_t)INT32_MAX;
@@ -715,7 +547,7 @@ static int conv2d_impl(const void *x, int xtype, int32_t c, int32_t h, int32_t w
         const int64_t need = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
         if (need < 0 || scratch_size < need) return MDFI_CONV_E_SCRATCH;
         packed_geom pg;
-        (void)packed_geometry(m, c, ks, &pg);
+        (void)mdfi_conv_packed_geometry(m, c, ks, &pg);
         const unsigned char *pk = (const unsigned char *)packed;
         mdfi_q8_conv(q8, x, xtype, c, h, w, (const int8_t *)(const void *)(pk + pg.a4_off),
                      PACK_AT ? (const int8_t *)(const void *)(pk + pg.at_off) : NULL,

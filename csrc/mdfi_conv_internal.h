@@ -1,5 +1,6 @@
-/* mdfi_conv_internal.h -- data layouts shared by mdfi_conv.c (driver), mdfi_conv_scalar.c
- * (scalar path) and mdfi_conv_avx2.c (AVX2 path).  Not part of the public API.
+/* mdfi_conv_internal.h -- data layouts shared by mdfi_conv.c (driver), mdfi_conv_pack.c
+ * (weight packing), mdfi_conv_scalar.c (scalar path) and mdfi_conv_avx2.c (AVX2 path).  Not
+ * part of the public API.
  *
  * GEMM view: out[M][N] = A[M][K] * B[K][N], N = OH*OW output pixels, K = C*ks*ks.
  *
@@ -192,6 +193,33 @@ static inline int32_t mdfi_wrap_i32(uint32_t u)
 {
     return (u <= (uint32_t)INT32_MAX) ? (int32_t)u
                                       : (int32_t)(u - 2147483648u) - INT32_MAX - 1;
+}
+
+/* mdfi_conv_pack.c: packed-weights geometry; 0 or -1.  Layout: header (MDFI_CONV_HDR bytes), the int16-pair
+ * panels A [P][K2][MR][2], then (64-byte aligned) wsum [M] int32 and the 8-bit panels
+ * A4 [P16][taps][C4][16][4] (mdfi_conv_q8.h), filled for int8 weights only; x86 builds add
+ * the AMX tiles AT [P16][taps][C4B][16][16][4] (the same weights, 1 KB per tile). */
+#if MDFI_CONV_X86
+#define PACK_AT 1
+#else
+#define PACK_AT 0
+#endif
+typedef struct {
+    int32_t c2, k2, np, c4, c4b, np16;
+    int64_t wsum_off, a4_off, at_off, wino_off, bytes;
+} packed_geom;
+int mdfi_conv_packed_geometry(int32_t m, int32_t c, int32_t ks, packed_geom *g);
+
+/* An int32 of the packed-weights header (unaligned, host byte order). */
+static inline int32_t mdfi_conv_rd32(const unsigned char *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline int32_t mdfi_conv_type_max_abs(int t)  /* max |value| of an element type */
+{
+    return t == MDFI_CONV_U8 ? 255 : (t == MDFI_CONV_S8 ? 128 : 32768);
 }
 
 /* mdfi_conv_scalar.c: the scalar path. */

@@ -1,7 +1,7 @@
 /* mdfi_conv_q8.h -- the 8-bit dot-product convolution ("q8" family): layouts, context and
- * per-path operations shared by mdfi_conv_q8.c (driver, portable reference ops) and the
- * SIMD twins (mdfi_conv_vnni.c: AVX512-VNNI zmm / ymm, AVX-VNNI; mdfi_conv_amx.c: AMX;
- * mdfi_conv_neon.c: SDOT).  Not part of the public API.
+ * per-path operations shared by mdfi_conv_q8.c (driver), mdfi_conv_q8_ref.c (portable
+ * reference ops) and the SIMD twins (mdfi_conv_vnni.c: AVX512-VNNI zmm / ymm, AVX-VNNI;
+ * mdfi_conv_amx.c: AMX; mdfi_conv_neon.c: SDOT).  Not part of the public API.
  *
  * When.  Activations of at most 8 bits (uint8 pixels or int8) times int8 weights with
  * int32 accumulation (acc64 == 0); everything else takes the int16-pair family

@@ -1,4 +1,5 @@
-/* mdfi_model.c -- model.txt parser and parameter loader (see mdfi_model.h). */
+/* mdfi_model.c -- the model.txt parser: every line checked, every tensor's shape, type and width
+ * derived (see mdfi_model.h; the files themselves are read by mdfi_model_load.c). */
 #include "mdfi_model.h"
 
 #include <stdio.h>
@@ -8,7 +9,6 @@
 #include "../mdfi_conv.h"
 #include "../mdfi_fixedpoint.h"
 #include "../mdfi_kernels.h"
-#include "mdfi_hexio.h"
 #include "mdfi_kv.h"
 
 _Static_assert(MDFI_KV_MAX_NAME == MDFI_RT_MAX_NAME, "file name limits of mdfi_kv.h and mdfi_model.h");
@@ -463,7 +463,7 @@ static int parse_layer_line(mdfi_model *m, char **tokens, int ntok, kvline *kv, 
 }
 
 /* ---- model.txt ------------------------------------------------------------------------ */
-static int parse_model_txt(mdfi_model *m, char *text, int64_t len, mdfi_err *err)
+int mdfi_model_parse(mdfi_model *m, char *text, int64_t len, mdfi_err *err)
 {
     if (memchr(text, '\0', (size_t)len) != NULL) return mdfi_fail(err, m->txt, 0, "binary data, not a model.txt");
     kvline kv;
@@ -531,130 +531,4 @@ static int parse_model_txt(mdfi_model *m, char *text, int64_t len, mdfi_err *err
     if (!have_input) return mdfi_fail(err, m->txt, 0, "no 'input' line");
     if (m->nlayers == 0) return mdfi_fail(err, m->txt, 0, "no layers");
     return 0;
-}
-
-/* ---- parameters ----------------------------------------------------------------------- */
-static int load_conv(const mdfi_model *m, mdfi_layer *l, mdfi_err *err)
-{
-    const mdfi_tensor_desc *in = producer(m, l->in[0]);
-    char path[MDFI_PATH_LEN];
-    const int64_t nw = (int64_t)l->m * in->c * l->k * l->k;
-    const int wide = l->wbits > 8;
-    void *w = mdfi_alloc(nw, wide ? 2 : 1);     /* [M][C][k][k] int8 or int16, Darknet order */
-    if (w == NULL) return mdfi_fail(err, m->txt, l->line, "layer %d: out of memory", (int)l->index);
-    if (mdfi_join_path(path, m->dir, l->file[0], err) ||
-        mdfi_hex_read(path, nw, l->wbits, 1, w, wide ? MDFI_ELEM_I16 : MDFI_ELEM_I8, err)) {
-        free(w);
-        return -1;
-    }
-    l->packed_size = mdfi_conv_packed_size(l->m, in->c, l->k);
-    l->packed = l->packed_size > 0 ? mdfi_alloc(l->packed_size, 1) : NULL;
-    if (l->packed == NULL) {
-        free(w);
-        return mdfi_fail(err, m->txt, l->line, "layer %d: out of memory for the packed weights", (int)l->index);
-    }
-    const int rc = mdfi_conv_pack_weights(w, wide ? MDFI_CONV_S16 : MDFI_CONV_S8, l->m, in->c, l->k, l->packed,
-                                          l->packed_size);
-    free(w);
-    if (rc != MDFI_CONV_OK)
-        return mdfi_fail(err, m->txt, l->line, "layer %d: packing the weights failed: %s", (int)l->index,
-                         mdfi_conv_strerror(rc));
-    l->bias = mdfi_alloc(l->m, sizeof *l->bias);
-    l->shift = mdfi_alloc(l->m, sizeof *l->shift);
-    if (l->bias == NULL || l->shift == NULL) return mdfi_fail(err, m->txt, l->line, "out of memory");
-    if (mdfi_join_path(path, m->dir, l->file[1], err) ||
-        mdfi_hex_read(path, l->m, l->acc_bits, 1, l->bias, MDFI_ELEM_I64, err))
-        return -1;
-    if (mdfi_join_path(path, m->dir, l->file[2], err) ||
-        mdfi_hex_read(path, l->m, 8, 1, l->shift, MDFI_ELEM_I32, err))
-        return -1;
-    for (int32_t i = 0; i < l->m; ++i)
-        if (l->shift[i] < MDFI_MIN_SHIFT || l->shift[i] > MDFI_MAX_SHIFT)
-            return mdfi_fail(err, path, 0, "channel %d: shift %d outside [%d, %d]", (int)i, (int)l->shift[i],
-                             MDFI_MIN_SHIFT, MDFI_MAX_SHIFT);
-    return 0;
-}
-
-static int load_head(const mdfi_model *m, mdfi_layer *l, mdfi_err *err)
-{
-    char path[MDFI_PATH_LEN];
-    const int64_t len = (int64_t)1 << l->tbits;
-    l->logistic = mdfi_alloc(len, sizeof *l->logistic);
-    l->exp_tab = mdfi_alloc(len, sizeof *l->exp_tab);
-    if (l->logistic == NULL || l->exp_tab == NULL) return mdfi_fail(err, m->txt, l->line, "out of memory");
-    if (mdfi_join_path(path, m->dir, l->file[0], err) ||
-        mdfi_hex_read(path, len, 16, 0, l->logistic, MDFI_ELEM_U16, err) ||
-        mdfi_join_path(path, m->dir, l->file[1], err) ||
-        mdfi_hex_read(path, len, 32, 1, l->exp_tab, MDFI_ELEM_I32, err))
-        return -1;
-    if (l->kind == MDFI_K_REGION && l->softmax) {
-        l->expneg = mdfi_alloc(len, sizeof *l->expneg);
-        if (l->expneg == NULL) return mdfi_fail(err, m->txt, l->line, "out of memory");
-        if (mdfi_join_path(path, m->dir, l->file[2], err) ||
-            mdfi_hex_read(path, len, 32, 1, l->expneg, MDFI_ELEM_I32, err))
-            return -1;
-    }
-    if (l->kind == MDFI_K_YOLO && l->file[2][0] != '\0') {
-        l->xy_tab = mdfi_alloc(len, sizeof *l->xy_tab);
-        if (l->xy_tab == NULL) return mdfi_fail(err, m->txt, l->line, "out of memory");
-        if (mdfi_join_path(path, m->dir, l->file[2], err) ||
-            mdfi_hex_read(path, len, 32, 1, l->xy_tab, MDFI_ELEM_I32, err))
-            return -1;
-    }
-    return 0;
-}
-
-/* The activation table of a table activation: 2^pre_bits output codes of out.bits bits. */
-static int load_act_table(const mdfi_model *m, mdfi_layer *l, mdfi_err *err)
-{
-    char path[MDFI_PATH_LEN];
-    const int64_t len = (int64_t)1 << l->pre_bits;
-    l->lut = mdfi_alloc(len, sizeof *l->lut);
-    if (l->lut == NULL) return mdfi_fail(err, m->txt, l->line, "out of memory");
-    if (mdfi_join_path(path, m->dir, l->file[3], err) ||
-        mdfi_hex_read(path, len, l->out.bits, 1, l->lut, MDFI_ELEM_I32, err))
-        return -1;
-    return 0;
-}
-
-int mdfi_model_load(mdfi_model *model, const char *dir, int load_params, mdfi_err *err)
-{
-    memset(model, 0, sizeof *model);
-    const size_t nd = strlen(dir);
-    if (nd == 0 || nd >= sizeof model->dir) return mdfi_fail(err, dir, 0, "invalid model folder");
-    memcpy(model->dir, dir, nd + 1);
-    if (mdfi_join_path(model->txt, dir, "model.txt", err)) return -1;
-    char *text = NULL;
-    int64_t len = 0;
-    if (mdfi_read_file(model->txt, MDFI_RT_MAX_MODEL_TXT, &text, &len, err)) return -1;
-    int rc = parse_model_txt(model, text, len, err);
-    free(text);
-    for (int32_t i = 0; rc == 0 && load_params && i < model->nlayers; ++i) {
-        mdfi_layer *l = &model->layers[i];
-        if (l->kind == MDFI_K_CONV) rc = load_conv(model, l, err);
-        else if (l->kind == MDFI_K_YOLO || l->kind == MDFI_K_REGION) rc = load_head(model, l, err);
-        if (rc == 0 && (l->kind == MDFI_K_CONV || l->kind == MDFI_K_SHORTCUT) && l->act >= MDFI_RT_ACT_TABLE)
-            rc = load_act_table(model, l, err);
-    }
-    if (rc) mdfi_model_free(model);
-    return rc;
-}
-
-void mdfi_model_free(mdfi_model *model)
-{
-    for (int32_t i = 0; i < model->nlayers; ++i) {
-        mdfi_layer *l = &model->layers[i];
-        free(l->packed);
-        free(l->bias);
-        free(l->shift);
-        free(l->sel);
-        free(l->logistic);
-        free(l->exp_tab);
-        free(l->expneg);
-        free(l->xy_tab);
-        free(l->lut);
-    }
-    free(model->layers);
-    model->layers = NULL;
-    model->nlayers = 0;
 }

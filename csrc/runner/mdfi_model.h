@@ -117,6 +117,11 @@ int mdfi_model_load(mdfi_model *model, const char *dir, int load_params, mdfi_er
 /* Free what mdfi_model_load allocated (safe on a zeroed or failed model). */
 void mdfi_model_free(mdfi_model *model);
 
+/* mdfi_model.c: parse model.txt (text[0..len), model->dir and model->txt already set; named in
+ * the errors) into model->layers, every line validated, no parameter read (mdfi_model_load
+ * calls it, then loads the parameters). */
+int mdfi_model_parse(mdfi_model *model, char *text, int64_t len, mdfi_err *err);
+
 /* Elements of a tensor (c*h*w). */
 static inline int64_t mdfi_tensor_elems(const mdfi_tensor_desc *t)
 {
