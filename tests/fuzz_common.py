@@ -189,9 +189,11 @@ class _Blobs(dict):
         return f"<model files {sorted(self)}>"
 
 
-@pytest.fixture(scope="module")
-def model_files(work):
-    """Two small real model files: mini-yolov3 (at 32x32, same weights) and a [region] net."""
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory):
+    """Two small real model files: mini-yolov3 (at 32x32, same weights) and a [region] net
+    (built once per session: the tests only read them)."""
+    work = tmp_path_factory.mktemp("fuzz-models")
     out = _Blobs()
     text = MINI_CFG.read_text().replace("width=128", "width=32").replace("height=128", "height=32")
     net = Network(parse_cfg_text(text, "mini-yolov3.cfg"), "mini-yolov3.cfg", warn=False)
@@ -397,8 +399,10 @@ def image_bytes(kind: str) -> bytes:
 
 
 # -- golden vectors (test_fuzz_golden, test_fuzz_cli) --------------------------------------------
-@pytest.fixture(scope="module")
-def golden_dir(work):
+@pytest.fixture(scope="session")
+def golden_dir(tmp_path_factory):
+    """A golden export of mini-yolov3 (once per session: the tests only read it)."""
+    work = tmp_path_factory.mktemp("fuzz-golden")
     net = Network.from_cfg(MINI_CFG, warn=False)
     load_weights(net, MINI_WEIGHTS)
     qm = quantize_network(net, cfg_text=MINI_CFG.read_text())
