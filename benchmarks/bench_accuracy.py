@@ -78,22 +78,27 @@ def float_split(network, names, sets: str, split: str, cache: str):
     return data
 
 
+SELECTION_SPLITS = ("val", "val4", "val5", "val6")    # val4-val6: person_images.py's folder
+
+
 def _selection_splits(text: str):
     import argparse
     splits = text.split(",")
-    if any(sp not in ("val", "val4") for sp in splits):
-        raise argparse.ArgumentTypeError("val and/or val4 only (test is never used to choose)")
+    if any(sp not in SELECTION_SPLITS for sp in splits):
+        raise argparse.ArgumentTypeError(f"selection splits only: {', '.join(SELECTION_SPLITS)} "
+                                         "(test and test4 are never used to choose)")
     return splits
 
 
 def selection_parser(description: str):
     """The argument parser of the diagnostics that read only the selection photos: model
-    files, ``--split`` (val and/or val4, never test), and where the photos and caches are."""
+    files, ``--split`` (selection splits: val, val4, val5, val6; never test or test4), and where
+    the photos and caches are."""
     import argparse
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("models", nargs="+", metavar="MODEL.mdfi")
     ap.add_argument("--split", type=_selection_splits, default="val,val4",
-                    help="val and/or val4 (comma-separated); never test")
+                    help="selection splits, comma-separated: val, val4, val5, val6; never test or test4")
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
     ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))
@@ -105,7 +110,7 @@ def selection_tensors(args, network, names):
     :func:`selection_parser`)."""
     splits, xs = args.split, []
     for sp in splits:
-        data = float_split(network, names, args.person_sets if sp == "val4" else args.sets, sp, args.cache)
+        data = float_split(network, names, args.sets if sp == "val" else args.person_sets, sp, args.cache)
         xs += [d[1].tensor for d in data]
     return splits, xs
 

@@ -43,6 +43,12 @@ def slope(x, y) -> float:
     return float(((x - x.mean()) * (y - y.mean())).mean() / v) if v > 0 else float("nan")
 
 
+def value(q, fmt) -> np.ndarray:
+    """The real values of a layer's output codes: ``(q - zero) * 2**-frac`` (docs/fixed-point.md;
+    ``zero`` is 0 without zero points)."""
+    return (np.asarray(q, np.float64) - fmt.zero) * 2.0 ** -fmt.frac
+
+
 def weight_gain(layer, ql):
     """(fraction of the float weights outside their channel's format, median over output
     channels of <w_q, w> / <w, w>) of a quantized convolution."""
@@ -83,7 +89,7 @@ def main(argv=None) -> int:
             for (a, r, c, k, zo, zc), l, s in zip(per, obj.heads, obj.srcs):
                 if a.size == 0:
                     continue
-                zq = np.asarray(outs[s], np.float64) * 2.0 ** -qm.layers[s].out_fmt.frac
+                zq = value(outs[s], qm.layers[s].out_fmt)
                 zq = zq.reshape(l.n, l.entries, *zq.shape[1:])
                 p = 1.0 / (1.0 + np.exp(-zo))
                 for lo, hi in BUCKETS:
@@ -98,7 +104,7 @@ def main(argv=None) -> int:
             network.forward_float(x, keep="needed", hook=lambda i, o: fl.__setitem__(i, o) if i in lay else None)
             for i in convs:
                 f = fl[i].astype(np.float64)
-                q = np.asarray(outs[i], np.float64) * 2.0 ** -qm.layers[i].out_fmt.frac
+                q = value(outs[i], qm.layers[i].out_fmt)
                 st = lay[i]
                 idx = np.random.default_rng(n).integers(0, f.size, 20000)
                 st[0].append(f.reshape(-1)[idx])
