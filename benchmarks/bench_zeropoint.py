@@ -71,6 +71,14 @@ def main(argv=None) -> int:
                          "recipe's shift strength) added to its bias shifts (round 16b); --heads-out FILE writes "
                          "H's rounding file")
     ap.add_argument("--heads-out", default=None, metavar="FILE")
+    ap.add_argument("--heads-calib-extra", default=None, metavar="DIR[,DIR]",
+                    help="with --heads: measure the head shifts on these calibration folders too (round 17: "
+                         "person_images.py's calib4)")
+    ap.add_argument("--heads-crops", action="store_true",
+                    help="with --heads: also on the four 75 %% corner crops of every calibration photo")
+    ap.add_argument("--heads-strength", type=float, default=None, metavar="S",
+                    help="with --heads: the fraction of the measured shift applied (default: the recipe's, 0.5; "
+                         "round 17: 1.0)")
     ap.add_argument("--paired-bootstrap", type=int, default=0, metavar="N",
                     help="with --shipped-default: B (or H) minus A on N resamplings of each split's photos (all "
                          "variants of a photo together): the difference's 5th-95th percentiles and how often B leads")
@@ -92,6 +100,11 @@ def main(argv=None) -> int:
         ap.error(f"--candidate {args.candidate}: no such file")
     if args.heads == "B" and not args.candidate:
         ap.error("--heads B needs --candidate")
+    if (args.heads_calib_extra or args.heads_crops or args.heads_strength is not None) and not args.heads:
+        ap.error("--heads-calib-extra, --heads-crops and --heads-strength go with --heads")
+    missing = [d for d in (args.heads_calib_extra or "").split(",") if d and not os.path.isdir(d)]
+    if missing:
+        ap.error(f"--heads-calib-extra: {', '.join(missing)}: not a folder")
     if args.heads_out and (not args.heads or os.path.exists(args.heads_out)):
         ap.error(f"--heads-out {args.heads_out}: " + ("needs --heads" if not args.heads else
                                                       "exists (remove it first; nothing is overwritten)"))
@@ -186,10 +199,12 @@ def shipped_default(args, network, names, calib, datas) -> None:
             for sp, data in datas.items():
                 pb = paired_bootstrap(data, kept["A"][sp], kept[other][sp], args.paired_bootstrap)
                 rows[f"{other}-A paired {sp}"] = pb
-                m, k = pb["map"], pb["kept_minus_extra"]
+                m, k, b = pb["map"], pb["kept_minus_extra"], pb["abs_bias_reduction"]
                 print(f"{other} - A on {sp} ({pb['photos']} photos, {pb['n']} resamplings): agreement {m['diff']:+.4f} "
                       f"[{m['p5']:+.4f}, {m['p95']:+.4f}] {other} ahead {100 * m['b_ahead']:.0f} %; kept - extra "
-                      f"{k['diff']:+d} [{k['p5']:+.0f}, {k['p95']:+.0f}] {other} ahead {100 * k['b_ahead']:.0f} %")
+                      f"{k['diff']:+d} [{k['p5']:+.0f}, {k['p95']:+.0f}] {other} ahead {100 * k['b_ahead']:.0f} %; "
+                      f"|bias| A - {other} {b['diff']:+.4f} [{b['p5']:+.4f}, {b['p95']:+.4f}] {other} lower "
+                      f"{100 * b['b_ahead']:.0f} %")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"model": args.model, "splits": list(datas), "shipped_default": True,
@@ -204,9 +219,11 @@ def with_heads(args, network, names, common, base, datas, rows, keep=None) -> No
     from mdfi.quant.quantize import quantize_network
     qb, zkw, bmeta = base
     options = json.loads(recipes._decisions_resource(args.model).read_text())["configs"][0].get("options") or {}
-    strength = options.get("shift_strength", formats.HEAD_SHIFT_STRENGTH)
+    strength = (args.heads_strength if args.heads_strength is not None
+                else options.get("shift_strength", formats.HEAD_SHIFT_STRENGTH))
+    extra = [d for d in (args.heads_calib_extra or "").split(",") if d]
     t0 = time.perf_counter()
-    objective = formats.HeadObjective(network, ba.calib_inputs(network, args.sets))
+    objective = formats.HeadObjective(network, ba.calib_inputs(network, args.sets, args.heads_crops, extra))
     shifts = formats.head_shifts(qb, objective)
     kw = dict(zkw)
     kw["bias_shifts"] = {i: np.asarray(v, np.float64).copy() for i, v in zkw["bias_shifts"].items()}
@@ -220,10 +237,16 @@ def with_heads(args, network, names, common, base, datas, rows, keep=None) -> No
                       False, keep=keep)
     if args.heads_out:
         refinements = {i: {"weight_delta": d, "bias_shift": kw["bias_shifts"][i]} for i, d in kw["weight_deltas"].items()}
-        meta = dict(bmeta, method=bmeta.get("method", "") + f"; head bias shifts x {strength} on the calib photos "
-                    "and their mirror images (round 16b)", integer_digest=recipes.integer_digest(qh),
+        where = ("the calib photos" + "".join(f", {os.path.basename(d)}" for d in extra)
+                 + (", their mirror images and four corner crops" if args.heads_crops else " and their mirror images"))
+        opts = ("".join(f" --heads-calib-extra {','.join(extra)}" for _ in [0] if extra)
+                + (" --heads-crops" if args.heads_crops else "")
+                + (f" --heads-strength {args.heads_strength}" if args.heads_strength is not None else ""))
+        meta = dict(bmeta, method=bmeta.get("method", "") + f"; head bias shifts x {strength} on {where} "
+                    f"({objective.n_cells} object cells; {'round 17' if opts else 'round 16b'})",
+                    integer_digest=recipes.integer_digest(qh),
                     command=bmeta.get("command", "") + f"; python benchmarks/bench_zeropoint.py --model {args.model} "
-                    f"--shipped-default --heads {args.heads} --heads-out FILE")
+                    f"--shipped-default --heads {args.heads}{opts} --heads-out FILE")
         meta.pop("format", None)
         recipes.write_rounding(args.heads_out, refinements, meta)
         print(f"{args.heads_out}: written", file=sys.stderr)
