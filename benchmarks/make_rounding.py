@@ -30,7 +30,7 @@ import bench_grid as bg  # noqa: E402
 
 
 def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 8, layer_wbits=None,
-          extra=(), crops: bool = False):
+          extra=(), crops: bool = False, adaround=None):
     """(network, names, calib, the quantized model) of round 13's best 8-bit model's pipeline
     at the widths given; ``extra`` (more calibration folders) and ``crops`` (four corner crops
     per photo) change only the inputs AdaRound and the empirical bias correction see (round 16)."""
@@ -40,7 +40,8 @@ def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 
     qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=True, calib=calib, names=names,
                           zero_points=True, weight_method="mse", bias_correction="empirical",
                           calib_inputs=ba.calib_inputs(network, sets, crops, extra), progress=True,
-                          weight_rounding="adaround", refinements=refinements, layer_wbits=layer_wbits)
+                          weight_rounding="adaround", refinements=refinements, layer_wbits=layer_wbits,
+                          adaround=adaround)
     return network, names, calib, qm
 
 
@@ -55,6 +56,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-extra", default=None, metavar="DIR[,DIR]",
                     help="more calibration photo folders for AdaRound and the bias correction (round 16: "
                          "person_images.py's calib4)")
+    ap.add_argument("--adaround", default=None, metavar="KEY=VALUE[,...]",
+                    help="AdaRound settings (mdfi.quant.adaround.AdaRoundSettings), e.g. inputs=float (round 17)")
     ap.add_argument("--crops", action="store_true",
                     help="also the four 75 %% corner crops of every calibration photo (six inputs per photo)")
     args = ap.parse_args(argv)
@@ -69,7 +72,15 @@ def main(argv=None) -> int:
     missing = [d for d in extra if not os.path.isdir(d)]
     if missing:
         ap.error(f"--calib-extra: {', '.join(missing)}: not a folder")
-    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits, lw, extra, args.crops)
+    ada = dict(item.split("=", 1) for item in args.adaround.split(",")) if args.adaround else None
+    if ada:
+        from mdfi.quant.adaround import settings_from
+        from mdfi.errors import MDFIError
+        try:
+            settings_from(ada)
+        except MDFIError as e:
+            ap.error(f"--adaround: {e}")
+    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits, lw, extra, args.crops, ada)
     seconds = time.perf_counter() - t0
     from mdfi import zoo
     meta = {"model": args.model, "weights_sha256": zoo.get_spec(args.model).sha256,

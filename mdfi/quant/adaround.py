@@ -49,7 +49,11 @@ class AdaRoundSettings:
     """``iters`` Adam steps per layer, ``batch`` output positions per step, ``reg`` the
     regulariser's weight (per channel, relative to its normalised reconstruction error),
     ``lr`` Adam's step size, ``warmup`` the fraction of steps without the regulariser,
-    ``beta`` its start and end exponents, ``mode`` "post" (after the activation) or "pre"."""
+    ``beta`` its start and end exponents, ``mode`` "post" (after the activation) or "pre",
+    ``inputs`` what the layer is fed while its rounding is learned: "quantized" (what the
+    already quantized network feeds it: the paper's asymmetric reconstruction) or "float"
+    (the float network's input of the layer: the symmetric one, whose fit is not attenuated
+    by the input's quantization noise -- round 17's hypothesis, docs/quantization.md)."""
     iters: int = 300
     batch: int = 512
     reg: float = 0.01
@@ -58,6 +62,7 @@ class AdaRoundSettings:
     beta: tuple = (20.0, 2.0)
     mode: str = "post"
     seed: int = 0
+    inputs: str = "quantized"
 
 
 def settings_from(opts) -> AdaRoundSettings:
@@ -67,7 +72,7 @@ def settings_from(opts) -> AdaRoundSettings:
     st = build_settings(AdaRoundSettings, opts, "adaround")
     if (int(st.iters) != st.iters or st.iters < 1 or int(st.batch) != st.batch or st.batch < 1 or st.reg < 0
             or st.lr <= 0 or not 0 <= st.warmup < 1 or len(st.beta) != 2 or min(st.beta) <= 1
-            or st.mode not in ("post", "pre")):
+            or st.mode not in ("post", "pre") or st.inputs not in ("quantized", "float")):
         raise FormatError(f"adaround settings out of range: {st}")
     return st
 
@@ -274,6 +279,8 @@ def adaround_layer(layer, run, w_float: np.ndarray, b_float: np.ndarray, w_frac:
     ``float_input_scale`` times smaller (255 for the pixel input)."""
     st = settings or AdaRoundSettings()
     x_q, x_f = layer_pools(layer, run, float_input_scale, in_frac, seed=st.seed)
+    if st.inputs == "float":
+        x_q = x_f
     act = layer.activation
     slope = None
     if st.mode == "post" and act in ("leaky", "relu"):
