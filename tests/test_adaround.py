@@ -136,3 +136,26 @@ def test_adaround_settings_are_checked():
         quantize_network(net, weight_rounding="gptq", adaround={"iters": 5}, **kw)
     with pytest.raises(FormatError, match="need calibration images"):
         quantize_network(net, weight_rounding="adaround", act_fracs=FRACS, cfg_text="x")
+
+
+def test_adaround_inputs_float_feeds_the_float_networks_input(monkeypatch):
+    """inputs="float" (round 17b): every layer's rounding is learned on the float network's
+    input of the layer; by default ("quantized") on what the quantized network feeds it, which
+    differs from the float input after the first layer."""
+    from mdfi.quant import adaround
+    seen = {}
+    real = adaround.adaround_round
+
+    def spy(w_float, w_frac, wbits, x_q, x_f, *a, **k):
+        seen.setdefault(k.get("label"), []).append((np.array(x_q, copy=True), np.array(x_f, copy=True)))
+        return real(w_float, w_frac, wbits, x_q, x_f, *a, **k)
+
+    monkeypatch.setattr(adaround, "adaround_round", spy)
+    kw = dict(act_fracs=FRACS, cfg_text="x", calib_inputs=_inputs(2), weight_rounding="adaround")
+    quantize_network(_net(), adaround=dict(FAST, inputs="float"), **kw)
+    assert len(seen) == 3 and all(np.array_equal(q, f) for v in seen.values() for q, f in v)
+    seen.clear()
+    quantize_network(_net(), adaround=FAST, **kw)
+    assert len(seen) == 3 and not np.array_equal(*seen["layer 1 "][0])
+    with pytest.raises(FormatError, match="out of range"):
+        quantize_network(_net(), adaround={"inputs": "both"}, **kw)
