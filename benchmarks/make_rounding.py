@@ -30,7 +30,7 @@ import bench_grid as bg  # noqa: E402
 
 
 def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 8, layer_wbits=None,
-          extra=(), crops: bool = False, adaround=None):
+          extra=(), crops: bool = False, adaround=None, bias_mode: str = "post"):
     """(network, names, calib, the quantized model) of round 13's best 8-bit model's pipeline
     at the widths given; ``extra`` (more calibration folders) and ``crops`` (four corner crops
     per photo) change only the inputs AdaRound and the empirical bias correction see (round 16)."""
@@ -41,7 +41,7 @@ def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 
                           zero_points=True, weight_method="mse", bias_correction="empirical",
                           calib_inputs=ba.calib_inputs(network, sets, crops, extra), progress=True,
                           weight_rounding="adaround", refinements=refinements, layer_wbits=layer_wbits,
-                          adaround=adaround)
+                          adaround=adaround, bias_mode=bias_mode)
     return network, names, calib, qm
 
 
@@ -58,6 +58,9 @@ def main(argv=None) -> int:
                          "person_images.py's calib4)")
     ap.add_argument("--adaround", default=None, metavar="KEY=VALUE[,...]",
                     help="AdaRound settings (mdfi.quant.adaround.AdaRoundSettings), e.g. inputs=float (round 17)")
+    ap.add_argument("--bias-mode", choices=("post", "pre"), default="post",
+                    help="the empirical bias correction matches the means after the activation (post, default) or "
+                         "of the pre-activation sums (pre; round 17c)")
     ap.add_argument("--crops", action="store_true",
                     help="also the four 75 %% corner crops of every calibration photo (six inputs per photo)")
     args = ap.parse_args(argv)
@@ -80,7 +83,7 @@ def main(argv=None) -> int:
             settings_from(ada)
         except MDFIError as e:
             ap.error(f"--adaround: {e}")
-    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits, lw, extra, args.crops, ada)
+    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits, lw, extra, args.crops, ada, args.bias_mode)
     seconds = time.perf_counter() - t0
     from mdfi import zoo
     meta = {"model": args.model, "weights_sha256": zoo.get_spec(args.model).sha256,
@@ -88,10 +91,14 @@ def main(argv=None) -> int:
             "layer_wbits": {str(k): v for k, v in sorted((lw or {}).items())},
             "method": "zero points (mse, shipped statistics), per-channel mse weight formats, AdaRound weights "
                       "and empirical bias correction on the calib photos" + "".join(f", {os.path.basename(d)}" for d in extra)
-                      + (", their mirror images and four corner crops" if args.crops else " and their mirror images"),
+                      + (", their mirror images and four corner crops" if args.crops else " and their mirror images")
+                      + (f"; AdaRound {args.adaround}" if args.adaround else "")
+                      + ("; the bias correction matches pre-activation means" if args.bias_mode == "pre" else ""),
             "command": f"python benchmarks/make_rounding.py --model {args.model} --wbits {args.wbits} "
                        f"--abits {args.abits}" + (f" --layer-wbits {args.layer_wbits}" if lw else "")
-                       + (f" --calib-extra {','.join(extra)}" if extra else "") + (" --crops" if args.crops else ""),
+                       + (f" --calib-extra {','.join(extra)}" if extra else "") + (" --crops" if args.crops else "")
+                       + (f" --adaround {args.adaround}" if args.adaround else "")
+                       + (" --bias-mode pre" if args.bias_mode == "pre" else ""),
             "calib_inputs": qm.options.get("calib_inputs"), "adaround": qm.options.get("adaround"),
             "seconds": round(seconds), "integer_digest": recipes.integer_digest(qm)}
     recipes.write_rounding(args.out, refinements, meta)

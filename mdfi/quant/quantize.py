@@ -152,7 +152,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      gain_correction: Optional[str] = None, brecq: Optional[Mapping] = None,
                      zero_points: bool = False, act_zeros: Optional[Mapping[int, int]] = None,
                      weight_deltas: Optional[Mapping[int, np.ndarray]] = None,
-                     weight_deltas_method: str = "adaround",
+                     weight_deltas_method: str = "adaround", bias_mode: str = "post",
                      refinements: Optional[dict] = None) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
@@ -169,7 +169,10 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     ``"auto"``: for weights of 6 bits or fewer, where docs/quantization.md measured it to
     help), or ``"empirical"``: with ``calib_inputs`` (float (C,H,W) letterboxed inputs, the
     calibration images), quantize layer by layer on them and cancel the mean output error
-    the quantized network really makes, per channel (:mod:`mdfi.quant.sequential`).
+    the quantized network really makes, per channel (:mod:`mdfi.quant.sequential`);
+    ``bias_mode`` "post" (default) matches the means after the activation, "pre" those of
+    the pre-activation sums (round 17c, docs/quantization.md: matching after a convex leaky
+    moves every value by the noise's mean rise near zero, which lowers the large ones).
     ``bias_shifts`` ({layer: per-channel float}) adds recorded empirical corrections
     instead of measuring them (how a recipe ships them without shipping images).
 
@@ -265,6 +268,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         raise FormatError("act_zeros are given with act_fracs (zero_points=True chooses both)")
     if zero_points and (act_method not in (None, "mse") or set(act_options or {}) - {"clip_budget"}):
         raise FormatError("zero_points choose formats by the mse criterion (act_method 'mse', option clip_budget)")
+    if bias_mode not in ("post", "pre"):
+        raise FormatError(f"bias_mode={bias_mode!r}: expected 'post' or 'pre'")
     if bias_correction not in (True, False, "auto", "empirical"):
         raise FormatError(f"bias_correction={bias_correction!r}: expected True, False, 'auto' or 'empirical'")
     if weight_rounding not in WEIGHT_ROUNDINGS:
@@ -393,7 +398,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                                   None if not bias_shifts else bias_shifts.get(i), rounding=mode, adaround=ada,
                                   gain_correction=gain_correction, given=block_ints.pop(i, None),
                                   recorded_delta=None if not weight_deltas else weight_deltas.get(i),
-                                  recorded_method=weight_deltas_method, record=refinements, index=i)
+                                  recorded_method=weight_deltas_method, record=refinements, index=i,
+                                  bias_mode=bias_mode)
         elif layer.kind == "shortcut":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
@@ -418,6 +424,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                "layer_abits": {str(k): v for k, v in sorted(layer_abits.items())},
                "act_method": act_method, "weight_method": weight_method, "formats_source": source,
                "bias_correction": bias_correction, "weight_rounding": weight_rounding,
+               **({"bias_mode": bias_mode} if bias_mode != "post" else {}),
                "unify_routes": bool(unify_routes), "darknet": network.darknet,
                "darknet_reason": network.darknet_reason}
     if act_options:
@@ -488,7 +495,8 @@ def unify_route_formats(network: Network, act_fracs: Mapping[int, int], layer_ab
 
 def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_correction,
                  recorded_shift, *, rounding: str, adaround=None, gain_correction=None, given=None,
-                 recorded_delta=None, recorded_method: str = "adaround", record=None, index=None):
+                 recorded_delta=None, recorded_method: str = "adaround", record=None, index=None,
+                 bias_mode: str = "post"):
     """Re-choose a convolution's integers on calibration data (``run``) or with recorded
     weight deltas and bias shifts: GPTQ or AdaRound weight rounding (with a gain correction
     if asked), then empirical bias correction."""
@@ -542,7 +550,7 @@ def _refine_conv(layer, ql, run, in_scale: float, weight_rounding: str, bias_cor
     delta = np.zeros(m)
     if run is not None and bias_correction == "empirical":
         from .sequential import empirical_bias_shift
-        delta = empirical_bias_shift(layer, run, build(b), w, b, float_input_scale=1.0 / in_scale)
+        delta = empirical_bias_shift(layer, run, build(b), w, b, float_input_scale=1.0 / in_scale, mode=bias_mode)
         method["bias"] = "empirical"
     if recorded_shift is not None:
         delta = delta + np.asarray(recorded_shift, np.float64)
