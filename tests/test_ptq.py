@@ -241,3 +241,23 @@ def test_quantize_layer_wbits(tmp_path, capsys, tiny_weights_path):
     rc = main(["quantize", "--model", "yolov3-tiny", "--layer-wbits", "0=8", "--size-budget", "20%", "--calib",
                str(tmp_path), "-o", str(tmp_path / "x.mdfi")])
     assert rc == 2 and "not both" in capsys.readouterr().err
+
+
+def test_empirical_bias_mode_pre_matches_pre_activation_means():
+    """bias_mode="pre" (round 17c): the empirical correction matches pre-activation means;
+    for a linear layer that is the same as "post", for a leaky one it is not; recorded in the
+    options; unknown modes refused."""
+    net = small(TOY, seed=3)
+    xs = _inputs(6)
+    kw = dict(wbits=4, abits=5, per_channel=True, act_fracs={0: 3, 1: 3, 2: 3}, cfg_text="x",
+              bias_correction="empirical", calib_inputs=xs)
+    post = quantize_network(net, **kw)
+    pre = quantize_network(net, bias_mode="pre", **kw)
+    assert pre.options["bias_mode"] == "pre" and "bias_mode" not in post.options
+    assert not np.array_equal(pre.layers[0].bias, post.layers[0].bias)        # leaky: differs
+    solo = small("[convolutional]\nfilters=4\nsize=1\nactivation=linear\n", seed=3)   # one linear layer
+    kw1 = dict(kw, act_fracs={0: 3})
+    assert np.array_equal(quantize_network(solo, bias_mode="pre", **kw1).layers[0].bias,
+                          quantize_network(solo, **kw1).layers[0].bias)
+    with pytest.raises(FormatError, match="bias_mode"):
+        quantize_network(net, bias_mode="mid", **kw)
