@@ -76,6 +76,9 @@ def main(argv=None) -> int:
                          "person_images.py's calib4)")
     ap.add_argument("--heads-crops", action="store_true",
                     help="with --heads: also on the four 75 %% corner crops of every calibration photo")
+    ap.add_argument("--heads-split", default=None, metavar="SPLIT[,SPLIT]",
+                    help="with --heads: measure the head shifts on these selection splits' images instead of the "
+                         "calibration photos (round 17d: val4,val5; never test or test4, nor a split --split evaluates)")
     ap.add_argument("--heads-strength", type=float, default=None, metavar="S",
                     help="with --heads: the fraction of the measured shift applied (default: the recipe's, 0.5; "
                          "round 17: 1.0)")
@@ -100,8 +103,14 @@ def main(argv=None) -> int:
         ap.error(f"--candidate {args.candidate}: no such file")
     if args.heads == "B" and not args.candidate:
         ap.error("--heads B needs --candidate")
-    if (args.heads_calib_extra or args.heads_crops or args.heads_strength is not None) and not args.heads:
-        ap.error("--heads-calib-extra, --heads-crops and --heads-strength go with --heads")
+    if (args.heads_calib_extra or args.heads_crops or args.heads_strength is not None or args.heads_split) \
+            and not args.heads:
+        ap.error("--heads-calib-extra, --heads-crops, --heads-split and --heads-strength go with --heads")
+    hsplits = [h for h in (args.heads_split or "").split(",") if h]
+    if any(h not in ("val", "val4", "val5", "val6") or h in splits for h in hsplits):
+        ap.error("--heads-split: selection splits only (val, val4, val5, val6), none of those --split evaluates")
+    if hsplits and (args.heads_calib_extra or args.heads_crops):
+        ap.error("--heads-split excludes --heads-calib-extra and --heads-crops")
     missing = [d for d in (args.heads_calib_extra or "").split(",") if d and not os.path.isdir(d)]
     if missing:
         ap.error(f"--heads-calib-extra: {', '.join(missing)}: not a folder")
@@ -113,8 +122,8 @@ def main(argv=None) -> int:
     if args.stats == "sample":
         from mdfi.quant import recipes
         calib = recipes.sample_calibration(network)
-    cache = args.cache or ("/tmp/mdfi-accuracy-cache" if args.model == "yolov3-tiny"
-                           else f"/tmp/mdfi-accuracy-cache-{args.model}")
+    cache = args.cache = args.cache or ("/tmp/mdfi-accuracy-cache" if args.model == "yolov3-tiny"
+                                        else f"/tmp/mdfi-accuracy-cache-{args.model}")
     person = ("val4", "val5", "val6", "test4")         # benchmarks/person_images.py's splits
     datas = {sp: ba.float_split(network, names, args.person_sets if sp in person else args.sets, sp, cache)
              for sp in splits}
@@ -222,8 +231,14 @@ def with_heads(args, network, names, common, base, datas, rows, keep=None) -> No
     strength = (args.heads_strength if args.heads_strength is not None
                 else options.get("shift_strength", formats.HEAD_SHIFT_STRENGTH))
     extra = [d for d in (args.heads_calib_extra or "").split(",") if d]
+    hsplits = [h for h in (args.heads_split or "").split(",") if h]
     t0 = time.perf_counter()
-    objective = formats.HeadObjective(network, ba.calib_inputs(network, args.sets, args.heads_crops, extra))
+    if hsplits:
+        inputs = [d[1].tensor for h in hsplits for d in ba.float_split(
+            network, names, args.sets if h == "val" else args.person_sets, h, args.cache)]
+    else:
+        inputs = ba.calib_inputs(network, args.sets, args.heads_crops, extra)
+    objective = formats.HeadObjective(network, inputs)
     shifts = formats.head_shifts(qb, objective)
     kw = dict(zkw)
     kw["bias_shifts"] = {i: np.asarray(v, np.float64).copy() for i, v in zkw["bias_shifts"].items()}
@@ -239,7 +254,10 @@ def with_heads(args, network, names, common, base, datas, rows, keep=None) -> No
         refinements = {i: {"weight_delta": d, "bias_shift": kw["bias_shifts"][i]} for i, d in kw["weight_deltas"].items()}
         where = ("the calib photos" + "".join(f", {os.path.basename(d)}" for d in extra)
                  + (", their mirror images and four corner crops" if args.heads_crops else " and their mirror images"))
-        opts = ("".join(f" --heads-calib-extra {','.join(extra)}" for _ in [0] if extra)
+        if hsplits:
+            where = "the selection splits " + " and ".join(hsplits)
+        opts = ((f" --heads-split {','.join(hsplits)}" if hsplits else "")
+                + (f" --heads-calib-extra {','.join(extra)}" if extra else "")
                 + (" --heads-crops" if args.heads_crops else "")
                 + (f" --heads-strength {args.heads_strength}" if args.heads_strength is not None else ""))
         meta = dict(bmeta, method=bmeta.get("method", "") + f"; head bias shifts x {strength} on {where} "
