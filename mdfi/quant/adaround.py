@@ -52,8 +52,8 @@ class AdaRoundSettings:
     ``beta`` its start and end exponents, ``mode`` "post" (after the activation) or "pre",
     ``inputs`` what the layer is fed while its rounding is learned: "quantized" (what the
     already quantized network feeds it: the paper's asymmetric reconstruction) or "float"
-    (the float network's input of the layer: the symmetric one, whose fit is not attenuated
-    by the input's quantization noise -- round 17's hypothesis, docs/quantization.md)."""
+    (the float network's input of the layer: the symmetric one; it compensates nothing
+    upstream, and measured worse on yolov3-tiny -- round 17b, docs/quantization.md)."""
     iters: int = 300
     batch: int = 512
     reg: float = 0.01
