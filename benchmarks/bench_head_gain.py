@@ -48,14 +48,14 @@ class GainEngine:
         self.engine = FixedEngine(qm, "c", threads=2)
 
     def heads(self, x, thresh, stats=None):
+        from bench_head_bias import value
         from mdfi.quant.quantize import input_to_u8
         go, gc, co, cc = self.gain
         outs = self.engine.run(input_to_u8(x), keep="all")
         res = []
         for layer in self.network.output_layers():
             src = layer.inputs[0]
-            fmt = self.qm.layers[src].out_fmt
-            z = (np.asarray(outs[src], np.float64) - fmt.zero) * 2.0 ** -fmt.frac
+            z = value(outs[src], self.qm.layers[src].out_fmt)
             z = z.reshape(layer.n, layer.entries, *z.shape[1:])
             z[:, 4] = z[:, 4] * go + co
             z[:, 5:] = z[:, 5:] * gc + cc
