@@ -191,7 +191,8 @@ def shipped_default(args, network, names, calib, datas) -> None:
         if (cmeta.get("model"), cmeta.get("wbits"), cmeta.get("abits")) != (args.model, args.wbits, args.abits):
             raise SystemExit(f"{args.candidate}: made for {cmeta.get('model')} w{cmeta.get('wbits')}a{cmeta.get('abits')}, "
                              f"not {args.model} w{args.wbits}a{args.abits}")
-        zkw = dict(zkw_a, weight_deltas=deltas, bias_shifts=shifts)
+        zkw = {k: v for k, v in zkw_a.items() if k != "head_gains"}
+        zkw.update(recipes.rounding_kwargs(cmeta, deltas, shifts))
         t0 = time.perf_counter()
         qb = quantize_network(network, **common, **zkw)
         same = recipes.integer_digest(qb) == cmeta.get("integer_digest")

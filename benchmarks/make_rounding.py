@@ -13,6 +13,14 @@ weight, and the empirical bias shifts, with the digest of the model's integers, 
     python benchmarks/make_rounding.py --model yolov3-tiny --out mdfi/data/yolov3-tiny.w8a8.rounding.npz
     python benchmarks/make_rounding.py --model yolov4-tiny --out mdfi/data/yolov4-tiny.w8a8.rounding.npz
     python benchmarks/make_rounding.py --model yolov3-tiny --wbits 6 --abits 8 --out mdfi/data/yolov3-tiny.w6a8.rounding.npz
+
+``--from FILE --head-gains I=G[,...]`` (round 18) writes a copy of a rounding file with the
+heads' logit gains added to its meta (``quantize_network(head_gains=...)``: the [yolo] layers'
+objectness/class tables become ``sigmoid(G*t)``); the convolution integers and their digest are
+those of FILE, nothing is recomputed (a second)::
+
+    python benchmarks/make_rounding.py --model yolov3-tiny --from mdfi/data/yolov3-tiny.w8a8.rounding.npz \
+        --head-gains 16=1.05,23=1.05 --out /tmp/G18.npz
 """
 
 from __future__ import annotations
@@ -63,10 +71,18 @@ def main(argv=None) -> int:
                          "of the pre-activation sums (pre; round 17c)")
     ap.add_argument("--crops", action="store_true",
                     help="also the four 75 %% corner crops of every calibration photo (six inputs per photo)")
+    ap.add_argument("--from", dest="source", default=None, metavar="FILE",
+                    help="copy this rounding file instead of building one (with --head-gains)")
+    ap.add_argument("--head-gains", default=None, metavar="I=G[,...]",
+                    help="with --from: the logit gain G of [yolo] layer I (round 18)")
     args = ap.parse_args(argv)
     if os.path.exists(args.out):
         ap.error(f"--out {args.out}: exists (remove it first; nothing is overwritten)")
     from mdfi.quant import recipes
+    if args.source or args.head_gains:
+        if not (args.source and args.head_gains):
+            ap.error("--from and --head-gains go together")
+        return copy_with_gains(ap, args)
     t0 = time.perf_counter()
     refinements: dict = {}
     lw = ({int(i): int(b) for i, b in (item.split("=") for item in args.layer_wbits.split(","))}
@@ -107,6 +123,37 @@ def main(argv=None) -> int:
     print(f"{args.out}: {len(refinements)} convolutions, {moved:,} of {total:,} weights off round-half-up "
           f"({100.0 * moved / max(total, 1):.1f} %), {os.path.getsize(args.out):,} bytes, {seconds:.0f} s",
           file=sys.stderr)
+    return 0
+
+
+def copy_with_gains(ap, args) -> int:
+    """--from FILE --head-gains: FILE's rounding with the heads' logit gains in its meta."""
+    from mdfi import zoo
+    from mdfi.darknet.network import Network
+    from mdfi.errors import MDFIError
+    from mdfi.layers.yolo import LOGIT_GAIN_RANGE
+    from mdfi.quant import recipes
+    try:
+        meta, deltas, shifts = recipes.read_rounding(args.source)
+        gains = {int(i): float(g) for i, g in (item.split("=") for item in args.head_gains.split(","))}
+    except (MDFIError, ValueError) as e:
+        ap.error(str(e))
+    if meta.get("model") != args.model:
+        ap.error(f"--from {args.source}: made for {meta.get('model')}, not {args.model}")
+    heads = {L.index for L in Network.from_cfg(zoo.cfg_path(args.model), warn=False).output_layers() if L.kind == "yolo"}
+    bad = [i for i, g in gains.items() if i not in heads or not LOGIT_GAIN_RANGE[0] <= g <= LOGIT_GAIN_RANGE[1]]
+    if bad:
+        ap.error(f"--head-gains: layers {bad} are not [yolo] layers of {args.model} ({sorted(heads)}) or their gain "
+                 f"is outside {LOGIT_GAIN_RANGE[0]}..{LOGIT_GAIN_RANGE[1]}")
+    text = ",".join(f"{i}={g!r}" for i, g in sorted(gains.items()))
+    meta = dict(meta, head_gains={str(i): g for i, g in sorted(gains.items())},
+                method=f"{meta.get('method')}; logit gains {text} at the heads (round 18)",
+                command=f"{meta.get('command')}; python benchmarks/make_rounding.py --model {args.model} --from "
+                        f"{os.path.basename(args.source)} --head-gains {text}")
+    meta.pop("format", None)
+    meta.pop("version", None)
+    recipes.write_rounding(args.out, {i: {"weight_delta": d, "bias_shift": shifts[i]} for i, d in deltas.items()}, meta)
+    print(f"{args.out}: {args.source} with logit gains {text}", file=sys.stderr)
     return 0
 
 

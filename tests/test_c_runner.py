@@ -124,16 +124,18 @@ def test_yolov3_tiny_8bit(runner, tiny_weights_path, tmp_path):
 
 
 def test_yolov3_tiny_zero_points(runner, tiny_net, tmp_path):
-    """Zero-point activations (mdfi quantize --zero-points, docs/fixed-point.md 1.1): the
-    runner pads with pad_value= and adds zero_out=, bit-identical to the Python engine."""
+    """Zero-point activations (mdfi quantize --zero-points, docs/fixed-point.md 1.1) and logit
+    gains on both heads (section 7): the runner pads with pad_value=, adds zero_out= and reads
+    x/y from the xy table, bit-identical to the Python engine."""
     from mdfi.quant import recipes
     from mdfi.quant.quantize import quantize_network
     qm = quantize_network(tiny_net, wbits=8, abits=8, per_channel=True, act_method="mse", zero_points=True,
-                          calib=recipes.shipped_calibration("yolov3-tiny"))
+                          calib=recipes.shipped_calibration("yolov3-tiny"), head_gains={16: 1.05, 23: 1.0625})
     assert any(ql.out_fmt is not None and ql.out_fmt.zero for ql in qm.layers)
     gold = _export(_fixed_model(tiny_net, qm), _photo(), tmp_path / "gold")
     txt = (gold / "model.txt").read_text()
     assert " pad_value=" in txt and " zero_out=" in txt and " zero_in=" in txt
+    assert txt.count(" xy=") == 2                   # logit gains: x/y through the xy table (sel=2)
     assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 24
 
 

@@ -69,7 +69,8 @@ load_weights(net, mini + ".weights")
 rng = np.random.default_rng(4)
 calib = calibrate.collect(net, [rng.integers(0, 256, (net.height, net.width, 3)).astype(np.uint8) for _ in range(2)],
                           progress=False)
-qm = quantize_network(net, per_channel=True, calib=calib, zero_points=True, cfg_text=open(mini + ".cfg").read())
+qm = quantize_network(net, per_channel=True, calib=calib, zero_points=True, cfg_text=open(mini + ".cfg").read(),
+                      head_gains={L.index: 1.0625 + 0.03125 * k for k, L in enumerate(net.output_layers())})
 modelfile.save(qm, out + "/miniz.mdfi")
 golden.export(mdfi.load(out + "/miniz.mdfi", threads=1), photo, out + "/miniz", thresh=0.99)
 """
@@ -302,11 +303,12 @@ def test_reorg_index_formula(exports):
 
 # ------------------------------------------------------------------------------------------
 # docs/fixed-point.md section 7: heads
-def tables(qmin: int, bits: int, frac: int, zero: int = 0):
-    """Entry i for the value (qmin + i - zero) * 2^-frac (zero: the input's zero point)."""
+def tables(qmin: int, bits: int, frac: int, zero: int = 0, gain: float = 1.0):
+    """Entry i for the value (qmin + i - zero) * 2^-frac (zero: the input's zero point); the
+    logistic of gain * value (the head's logit gain, "Logit gain")."""
     q = np.arange(qmin, qmin + (1 << bits), dtype=np.float64) - zero
     with np.errstate(over="ignore"):
-        logistic = np.clip(np.floor(1.0 / (1.0 + np.exp(-q * 2.0 ** -frac)) * 2 ** 15 + 0.5), 0, 2 ** 15)
+        logistic = np.clip(np.floor(1.0 / (1.0 + np.exp(-(gain * (q * 2.0 ** -frac)))) * 2 ** 15 + 0.5), 0, 2 ** 15)
         exp = np.floor(np.minimum(np.exp(q * 2.0 ** -frac) * 2.0 ** 16, 2 ** 31 - 1) + 0.5)
     d = np.arange(0, 1 << bits, dtype=np.float64)
     expneg = np.floor(np.exp(-d * 2.0 ** -frac) * 2.0 ** 16 + 0.5)
@@ -319,7 +321,8 @@ def check_head(g, i: int) -> None:
     fmt = L["meta"]["in_fmt"]
     qmin, bits = int(ml["qmin"]), int(ml["bits"])
     assert (qmin, bits) == (-(1 << (fmt["bits"] - 1)), fmt["bits"])
-    logistic, exp, expneg = tables(qmin, bits, fmt["frac"], fmt.get("zero", 0))
+    gain = dec.get("logit_gain", 1.0) if dec["kind"] == "yolo" else 1.0
+    logistic, exp, expneg = tables(qmin, bits, fmt["frac"], fmt.get("zero", 0), gain)
     assert g.entry(i, "in0").get("zero", 0) == fmt.get("zero", 0)
     assert np.array_equal(logistic, g.read(i, "logistic_lut")) and np.array_equal(exp, g.read(i, "exp_lut"))
     assert g.entry(i, "exp_lut")["ap_type"] == "ap_ufixed<31,15>" and g.entry(i, "exp_lut")["q"] == "UQ15.16"
@@ -332,9 +335,16 @@ def check_head(g, i: int) -> None:
     want[:, 2:4] = 1
     if dec.get("softmax"):
         want[:, 5:] = 2
+    if gain != 1.0:             # x, y through the xy table: sigma(t) (scale 1), signed Q.15 in int32
+        want[:, 0:2] = 2
+        xy = tables(qmin, bits, fmt["frac"], fmt.get("zero", 0))[0]
+        assert model_line(g, i)["xy"] == f"l{i:03d}.xy_lut.hex" and np.array_equal(xy, g.read(i, "xy_lut"))
+        assert dec["tables"]["x"] == dec["tables"]["y"] == "xy_lut"
     assert np.array_equal(sel, want)
     xr = x.reshape(n, entries, *x.shape[1:])
     out = np.where(want[:, :, None, None] == 1, exp[xr - qmin], logistic[xr - qmin])
+    if gain != 1.0:
+        out[:, 0:2] = xy[xr[:, 0:2] - qmin]
     if dec.get("softmax"):
         assert np.array_equal(expneg, g.read(i, "expneg_lut"))
         cls = xr[:, 5:]
@@ -346,9 +356,11 @@ def check_head(g, i: int) -> None:
 
 def test_heads(exports):
     """Item 3: the heads' channel layout, sel=, and the tables, from the documented formulas."""
-    for g in (exports["tiny"], exports["reorg"]):
+    for g in (exports["tiny"], exports["reorg"], exports["miniz"]):
         for i in g.manifest["postprocess"]["heads"]:
             check_head(g, i)
+    gains = [exports["miniz"].layer(i)["decode"]["logit_gain"] for i in exports["miniz"].manifest["postprocess"]["heads"]]
+    assert gains == [1.0625, 1.09375, 1.125]          # the logit gain rule is exercised (3 heads)
 
 
 # ------------------------------------------------------------------------------------------

@@ -281,12 +281,13 @@ def yolo_tables(dec: dict, qmin: int, bits: int, frac: int, zero: int = 0) -> di
     """docs/fixed-point.md section 7, classic and AlexeyAB tables (entry i for the value
     (qmin + i - zero) 2^-frac)."""
     t = (np.arange(qmin, qmin + (1 << bits), dtype=np.float64) - zero) * 2.0 ** -frac
+    gain = dec.get("logit_gain", 1.0)               # "Logit gain": sigma(g*t) for objectness/classes
     with np.errstate(over="ignore"):
         sig = 1.0 / (1.0 + np.exp(-t))
-        tabs = {"logistic_lut": np.clip(np.floor(sig * 2 ** 15 + 0.5), 0, 2 ** 15),
+        tabs = {"logistic_lut": np.clip(np.floor(1.0 / (1.0 + np.exp(-(gain * t))) * 2 ** 15 + 0.5), 0, 2 ** 15),
                 "exp_lut": np.floor(np.minimum(np.exp(t) * 2.0 ** 16, 2 ** 31 - 1) + 0.5)}
     s = float(F32(dec["scale_x_y"]))
-    if s != 1.0 or dec["new_coords"]:
+    if s != 1.0 or dec["new_coords"] or gain != 1.0:
         gg = t if dec["new_coords"] else sig
         tabs["xy_lut"] = np.clip(np.floor((gg * s - 0.5 * (s - 1.0)) * 2.0 ** 15 + 0.5), -(2 ** 31 - 1), 2 ** 31 - 1)
     if dec["new_coords"]:

@@ -36,6 +36,9 @@ def _yolo_decode(ql, qm) -> dict:
             "anchor_units": "network input pixels",
             # AlexeyAB: x/y tables with scale_x_y folded in (signed Q.15), new_coords (2t)^2 for w/h
             "scale_x_y": float(np.float32(l.scale_x_y)), "new_coords": bool(l.new_coords),
+            # the quantizer's logit gain g of the objectness/class table, sigmoid(g*t) (1: none;
+            # g != 1 sends x/y through the x/y table, scale 1: docs/fixed-point.md section 7)
+            "logit_gain": float(getattr(ql, "logit_gain", 1.0)),
             **({"entry_formats": {"x": "Q16.15", "y": "Q16.15", "w": "UQ15.16", "h": "UQ15.16",
                                   "objectness": "UQ1.15", "classes": "UQ1.15"}} if ql.scaled else {}),
             # the exported table each entry goes through (model.txt sel=: 0 = first, 1 = second, 2 = third)

@@ -5,7 +5,9 @@ entry goes through a lookup table indexed by the input code (``2**bits`` entries
 at quantize time in float64 and stored in the model file, so inference never computes a
 transcendental function):
 
-* logistic table: ``round_half_up(1/(1+exp(-t)) * 2**15)``, unsigned Q1.15 (1.0 == 32768);
+* logistic table: ``round_half_up(1/(1+exp(-g*t)) * 2**15)``, unsigned Q1.15 (1.0 == 32768),
+  with ``g`` the head's logit gain (1 unless the quantizer chose one: a ``[yolo]`` head's
+  ``logit_gain``, docs/fixed-point.md section 7);
 * exp table: ``min(round_half_up(exp(t) * 2**16), 2**31-1)``, unsigned Q15.16;
 
 with ``t = (q - zero) * 2**-frac`` the value of the code ``q`` (``zero`` the input's zero
@@ -34,9 +36,12 @@ def code_values(in_fmt: "fp.QFormat") -> np.ndarray:
     return (np.arange(in_fmt.min, in_fmt.max + 1, dtype=np.float64) - in_fmt.zero) * 2.0 ** -in_fmt.frac
 
 
-def logistic_table(in_fmt: "fp.QFormat") -> np.ndarray:
-    """uint16 table of 2**bits entries, index ``q - qmin``."""
+def logistic_table(in_fmt: "fp.QFormat", gain: float = 1.0) -> np.ndarray:
+    """uint16 table of 2**bits entries, index ``q - qmin``: ``sigmoid(gain * t)`` (``gain * t``
+    one float64 product; gain 1 leaves ``t`` as it is)."""
     t = code_values(in_fmt)
+    if gain != 1.0:
+        t = float(gain) * t
     with np.errstate(over="ignore"):                      # exp(+large) = inf -> v = 0
         v = 1.0 / (1.0 + np.exp(-t))
     return np.clip(fp.round_half_up_float(v * fp.PROB_ONE), 0, fp.PROB_ONE).astype(np.uint16)

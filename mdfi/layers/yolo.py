@@ -35,6 +35,7 @@ import numpy as np
 from ..darknet import activations
 from . import heads
 from .. import fixedpoint as fp
+from ..errors import FormatError
 from ..limits import MAX_DIM
 from .base import Layer, meta_format
 
@@ -161,6 +162,24 @@ class YoloLayer(Layer):
         return f"yolo mask {','.join(map(str, self.mask))}{extra}"
 
 
+#: the logit gains a quantizer may give a [yolo] head's objectness/class table (a correction
+#: of a few per cent; anything outside is a damaged file or a mistake, refused)
+LOGIT_GAIN_RANGE = (0.5, 2.0)
+
+
+def check_gain(layer, gain) -> float:
+    """``gain`` as a float64 in :data:`LOGIT_GAIN_RANGE` (1 with ``new_coords``, whose
+    probabilities are the conv's own logistic outputs), else FormatError naming the layer."""
+    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.floating, np.integer)):
+        raise FormatError(f"layer {layer.index}: logit gain {str(gain)[:40]!r} is not a number")
+    g = float(gain)
+    if not LOGIT_GAIN_RANGE[0] <= g <= LOGIT_GAIN_RANGE[1]:
+        raise FormatError(f"layer {layer.index}: logit gain {g!r} outside {LOGIT_GAIN_RANGE[0]}..{LOGIT_GAIN_RANGE[1]}")
+    if g != 1.0 and layer.new_coords:
+        raise FormatError(f"layer {layer.index}: a logit gain on a new_coords head (its inputs are probabilities)")
+    return g
+
+
 class QYolo(heads.QHead):
     """Integer ``[yolo]``: logistic and exp through lookup tables (see :mod:`.heads`).
 
@@ -170,16 +189,24 @@ class QYolo(heads.QHead):
     in); with ``new_coords`` the objectness/class table is the identity (``prob_lut``,
     the conv before already applied the logistic) and the w/h table is ``(2t)^2``
     (``wh_lut``), docs/fixed-point.md section 7.
+
+    ``logit_gain`` g (a quantizer's choice, default 1): the objectness/class table is
+    ``sigmoid(g*t)`` -- it undoes an attenuation of the head's logits that the quantized
+    network makes (docs/quantization.md round 18) at no run-time cost; x and y then go
+    through the x/y table (``sigmoid(t)``, scale 1), so the boxes are unchanged.
     """
 
     kind = "yolo"
 
-    def __init__(self, layer, in_fmt, rounding, logistic=None, exp=None, xy=None):
+    def __init__(self, layer, in_fmt, rounding, logistic=None, exp=None, xy=None, logit_gain: float = 1.0):
+        self.logit_gain = check_gain(layer, logit_gain)
         if layer.new_coords:
             logistic = heads.identity_prob_table(in_fmt) if logistic is None else logistic
             exp = heads.square_table(in_fmt) if exp is None else exp
+        elif logistic is None and self.logit_gain != 1.0:
+            logistic = heads.logistic_table(in_fmt, self.logit_gain)
         super().__init__(layer, in_fmt, rounding, logistic, exp)
-        self.scaled = layer.scale_x_y != 1.0 or layer.new_coords
+        self.scaled = layer.scale_x_y != 1.0 or layer.new_coords or self.logit_gain != 1.0
         self.xy = None
         if self.scaled:
             self.xy = (heads.xy_table(in_fmt, layer.scale_x_y, layer.new_coords) if xy is None else np.asarray(xy))
@@ -214,10 +241,16 @@ class QYolo(heads.QHead):
         tabs = (self.logistic, self.exp, self.xy)
         return dict(zip(self.table_names, tabs))
 
+    @classmethod
+    def quantize(cls, layer, in_fmt, rounding, logit_gain: float = 1.0):
+        return cls(layer, in_fmt, rounding, logit_gain=logit_gain)
+
     def meta(self):
         d = super().meta()
         if self.scaled:
             d.update(scale_x_y=self.layer.scale_x_y, new_coords=bool(self.layer.new_coords))
+        if self.logit_gain != 1.0:
+            d.update(logit_gain=self.logit_gain)
         return d
 
     def param_bits(self) -> int:
@@ -225,16 +258,18 @@ class QYolo(heads.QHead):
 
     @classmethod
     def from_saved(cls, layer, meta, arrays):
-        scaled = layer.scale_x_y != 1.0 or layer.new_coords
+        gain = meta.get("logit_gain", 1.0)
+        scaled = layer.scale_x_y != 1.0 or layer.new_coords or gain != 1.0
         names = ("prob_lut", "wh_lut", "xy_lut") if layer.new_coords else ("logistic_lut", "exp_lut", "xy_lut")
         tabs = [arrays[n] for n in names[:3 if scaled else 2]]
-        return cls(layer, meta_format(meta, "in_fmt"), meta["rounding"], *tabs)
+        return cls(layer, meta_format(meta, "in_fmt"), meta["rounding"], *tabs, logit_gain=gain)
 
     def describe_formats(self) -> str:
         if not self.scaled:
             return super().describe_formats()
+        gain = f", logit gain {self.logit_gain:g}" if self.logit_gain != 1.0 else ""
         return (f"in {self.in_fmt.ap_type()} -> prob UQ1.15, {'(2t)^2' if self.layer.new_coords else 'exp'} UQ15.16, "
-                f"xy Q.15 (scale_x_y {self.layer.scale_x_y:g})")
+                f"xy Q.15 (scale_x_y {self.layer.scale_x_y:g}){gain}")
 
     def decode_int(self, out: np.ndarray, thresh: float):
         """:meth:`decode_int_ref` in C (csrc/mdfi_post.c) where it can run (an int32

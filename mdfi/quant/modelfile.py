@@ -56,7 +56,10 @@ FORMAT_VERSION = 1
 #: Files whose activation formats carry zero points (docs/fixed-point.md 1.1) are version 2,
 #: so that an MDFI before round 13, which would ignore the zero points, refuses them.
 FORMAT_VERSION_ZERO = 2
-READ_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_ZERO)
+#: Files with a head's logit gain (docs/fixed-point.md 7) are version 3: an MDFI before round 18
+#: would send x and y through the gained table.
+FORMAT_VERSION_GAIN = 3
+READ_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_ZERO, FORMAT_VERSION_GAIN)
 ALIGN = 64
 PREFIX = struct.Struct("<8sIII")
 
@@ -152,9 +155,7 @@ def dumps(model: QuantizedModel, *, model_name: Optional[str] = None, source: Op
             offset += len(data) + pad
     header = {
         "format": FORMAT, "mdfi_version": __version__,
-        "format_version": FORMAT_VERSION_ZERO if any(
-            (f is not None and f.zero) for ql in model.layers for f in (ql.out_fmt, getattr(ql, "in_fmt", None))
-        ) else FORMAT_VERSION,
+        "format_version": _format_version(model),
         "model_name": model_name or model.name, "cfg_name": model.cfg_name, "cfg": model.cfg_text,
         "names": model.names, "options": model.options, "input_fmt": model.input_fmt.to_dict(),
         "layers": [dict(index=ql.index, **ql.meta()) for ql in model.layers],
@@ -167,6 +168,16 @@ def dumps(model: QuantizedModel, *, model_name: Optional[str] = None, source: Op
     head = prefix + hbytes
     head += b"\0" * (_align(len(head)) - len(head))
     return b"".join([head, *blobs])
+
+
+def _format_version(model) -> int:
+    """The oldest format version that describes ``model`` (older readers must refuse what
+    they would misread)."""
+    if any(getattr(ql, "logit_gain", 1.0) != 1.0 for ql in model.layers):
+        return FORMAT_VERSION_GAIN
+    if any((f is not None and f.zero) for ql in model.layers for f in (ql.out_fmt, getattr(ql, "in_fmt", None))):
+        return FORMAT_VERSION_ZERO
+    return FORMAT_VERSION
 
 
 # -- load -------------------------------------------------------------------------------------------

@@ -153,7 +153,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      zero_points: bool = False, act_zeros: Optional[Mapping[int, int]] = None,
                      weight_deltas: Optional[Mapping[int, np.ndarray]] = None,
                      weight_deltas_method: str = "adaround", bias_mode: str = "post",
-                     refinements: Optional[dict] = None) -> QuantizedModel:
+                     refinements: Optional[dict] = None,
+                     head_gains: Optional[Mapping[int, float]] = None) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
@@ -233,6 +234,10 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     for every convolution refined on calibration data, ``{layer: {"weight_delta": int8
     array, "bias_shift": float64 array}}`` -- what ``weight_deltas`` and ``bias_shifts``
     need to rebuild the same integers without the data (``benchmarks/make_rounding.py``).
+
+    ``head_gains`` ({[yolo] layer: g}): the logit gain of each listed head's objectness/class
+    table (``sigmoid(g*t)``, :class:`mdfi.layers.yolo.QYolo`; docs/quantization.md round 18),
+    recorded in the layer's meta and in the options; 1 for heads not listed.
     """
     calibrate = None
 
@@ -255,6 +260,10 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                 raise FormatError(f"per-layer {what} for layer {i}: the network has layers 0..{len(network.layers) - 1}")
     for mode in layer_rounding.values():
         fp.rounding_code(mode)
+    head_gains = {int(k): v for k, v in (head_gains or {}).items()}
+    for i in head_gains:
+        if not 0 <= i < len(network.layers) or network.layers[i].kind != "yolo":
+            raise FormatError(f"head gain for layer {i}: not a [yolo] layer of {network.path}")
     if zero_points and act_fracs is not None:
         raise FormatError("zero_points=True chooses the activation formats; with act_fracs given, give their "
                           "zero points as act_zeros instead")
@@ -412,7 +421,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         else:
             if any(in_pixels) and layer.kind in ("yolo", "region"):
                 raise FormatError(f"layer {i}: a detection head directly on the pixel input is not supported")
-            ql = cls.quantize(layer, in_fmts[0], mode)
+            extra = {"logit_gain": head_gains[i]} if i in head_gains else {}
+            ql = cls.quantize(layer, in_fmts[0], mode, **extra)
             if any(in_pixels):
                 pixel_domain.add(i)
         fmts[i] = ql.out_fmt
@@ -438,6 +448,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         options["recorded_rounding"] = weight_deltas_method
     if gain_correction is not None:
         options["gain_correction"] = gain_correction
+    if head_gains:
+        options["head_gains"] = {str(k): float(v) for k, v in sorted(head_gains.items())}
     if alignment is not None:
         options[alignment.kind] = alignment.summary()
     if ada is not None:

@@ -175,14 +175,28 @@ def read_rounding(source) -> tuple:
                 d[np.flatnonzero(nz)[neg]] = -1
                 deltas[i] = d
                 shifts[i] = np.asarray(z[f"shift{i}"], np.float64)
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+            gains = meta.get("head_gains", {})
+            if not isinstance(gains, dict) or not all(
+                    k.isdigit() and isinstance(v, float) and 0.5 <= v <= 2.0 for k, v in gains.items()):
+                raise ValueError("head_gains must map layer numbers to gains in 0.5..2")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
         raise ModelFileError(f"{name}: damaged shipped rounding file ({e})") from None
     return meta, deltas, shifts
 
 
+def rounding_kwargs(meta: dict, deltas: dict, shifts: dict) -> dict:
+    """``quantize_network`` keyword arguments of a rounding file (:func:`read_rounding`):
+    ``weight_deltas``, ``bias_shifts`` and, when it records them (round 18), the heads'
+    logit gains ``head_gains``."""
+    kw = {"weight_deltas": deltas, "bias_shifts": shifts}
+    if meta.get("head_gains"):
+        kw["head_gains"] = {int(k): float(v) for k, v in meta["head_gains"].items()}
+    return kw
+
+
 def shipped_rounding(spec_name: Optional[str], tag: str = "w8a8") -> dict:
     """``quantize_network`` keyword arguments of a recipe's shipped weight rounding and bias
-    shifts at the widths ``tag`` (``weight_deltas``, ``bias_shifts``), or ``{}`` when it
+    shifts at the widths ``tag`` (:func:`rounding_kwargs`), or ``{}`` when it
     ships none (a recipe entry whose file is missing: an incomplete installation, refused)."""
     res = _rounding_resource(spec_name, tag)
     if res is None:
@@ -191,8 +205,7 @@ def shipped_rounding(spec_name: Optional[str], tag: str = "w8a8") -> dict:
             raise ModelFileError(f"mdfi/data/{name}: missing: the installation is incomplete (reinstall mdfi, "
                                  f"or give --no-zero-points)")
         return {}
-    _meta, deltas, shifts = read_rounding(res)
-    return {"weight_deltas": deltas, "bias_shifts": shifts}
+    return rounding_kwargs(*read_rounding(res))
 
 
 def shipped_rounding_meta(spec_name: Optional[str], tag: str = "w8a8") -> Optional[dict]:
