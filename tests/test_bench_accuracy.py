@@ -86,3 +86,27 @@ def test_bench_zeropoint_knows_val7_and_keeps_test_out_of_the_heads(tmp_path, ca
     assert exc.value.code == 2
     assert msg in capsys.readouterr().err
     assert not (tmp_path / "nosets").exists() and not (tmp_path / "c").exists()
+
+
+def test_bench_head_noise_redraws_the_error_only(tmp_path, capsys):
+    """bench_head_noise.py (round 18): ``shuffled`` keeps each channel's errors (a permutation),
+    ``gauss`` draws zero-mean noise of their spread; the held-out splits are refused."""
+    import bench_head_noise
+    eng = object.__new__(bench_head_noise.NoiseEngine)
+    rng = np.random.default_rng(1)
+    zf = rng.normal(0, 3, (4, 26, 26))
+    zq = zf + rng.normal(0.2, 0.5, zf.shape) * np.arange(1, 5)[:, None, None]
+    e = (zq - zf).reshape(4, -1)
+    for mode in ("shuffled", "gauss", "gauss-half"):
+        eng.mode, eng.rng = mode, np.random.default_rng(0)
+        got = (eng.noisy(zf, zq) - zf).reshape(4, -1)
+        assert not np.allclose(got, e)
+        if mode == "shuffled":
+            assert np.allclose(np.sort(got, axis=1), np.sort(e, axis=1), rtol=0, atol=1e-12)
+        else:
+            k = 0.5 if mode == "gauss-half" else 1.0
+            assert np.all(np.abs(got.mean(axis=1)) < 0.2 * k * e.std(axis=1))
+            assert np.allclose(got.std(axis=1), k * e.std(axis=1), rtol=0.1)
+    with pytest.raises(SystemExit):
+        bench_head_noise.main(["--split", "test4", "--cache", str(tmp_path / "c")])
+    assert "never used to choose" in capsys.readouterr().err and not (tmp_path / "c").exists()
