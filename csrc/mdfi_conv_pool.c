@@ -12,7 +12,12 @@
  *   - a job is joined through a gate: a worker that wakes up after the caller has finished
  *     the job never touches it (so the caller only waits for workers that joined, which
  *     are running);
- *   - idle workers spin briefly, then sleep on a condition variable;
+ *   - idle workers spin briefly (about a millisecond of wall time, whatever the CPU's pause
+ *     costs), then sleep on a condition variable; a spin yields the CPU every few
+ *     microseconds (a spinner that shares its CPU with the thread it waits for would keep
+ *     that thread off it: measured, jobs of 50 us took 1.3 ms, one whole spin);
+ *   - on Linux a sleeping worker is woken on another CPU than the caller's, and a worker
+ *     that finds itself on the caller's CPU moves off it (see place_sleepers);
  *   - the pool is created lazily and re-created in a forked child (pthread_atfork);
  *     mdfi_conv_shutdown() joins the workers (programs that want a clean exit call it);
  *   - one job runs at a time: a caller that finds the pool busy (another thread is
@@ -20,6 +25,10 @@
  * The caller is participant 0.  Without POSIX threads (Windows, or MDFI_NO_THREADS) every
  * job runs on the caller's thread.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE                 /* clock_gettime, sched_yield, and on Linux sched_getcpu and
+                                     * the CPU affinity calls, under -std=c11 */
+#endif
 #include "mdfi_conv_internal.h"
 
 #include <stddef.h>
@@ -27,6 +36,15 @@
 #if MDFI_POOL
 
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define MDFI_MOVE_OFF_CALLER 1
+#else
+#define MDFI_MOVE_OFF_CALLER 0
+#endif
 #if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
 #include <emmintrin.h>
 #define CPU_RELAX() _mm_pause()
@@ -34,7 +52,33 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-#define SPIN_ITERS 40000            /* ~1 ms of pause before sleeping */
+#define SPIN_NS 1000000             /* spin ~1 ms (wall time) before sleeping        */
+#define SPIN_STEP 128               /* pauses between a yield and a clock check      */
+
+/* A bounded busy-wait: `while (cond && spin_on(&s)) ;` pauses, and every SPIN_STEP pauses
+ * (a few microseconds) yields the CPU to a thread that shares it and reads the clock;
+ * returns 0 once SPIN_NS have passed since the first call (then the caller sleeps). */
+typedef struct {
+    int n;
+    int64_t t0;
+} spin_state;
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static int spin_on(spin_state *s)
+{
+    CPU_RELAX();
+    if (++s->n % SPIN_STEP) return 1;
+    sched_yield();
+    const int64_t t = now_ns();
+    if (s->n == SPIN_STEP) s->t0 = t;
+    return t - s->t0 < SPIN_NS;
+}
 
 /* Job gate, one 64-bit word: generation (high 32 bits) | open flag (bit 31) | number of
  * workers that joined (bits 0-30). */
@@ -54,6 +98,7 @@ static struct {
     void *arg;                      /*  a joined worker runs)                      */
     _Atomic int maxjoin;            /* workers allowed to join                     */
     _Atomic int quit;               /* set by mdfi_pool_shutdown                   */
+    _Atomic int caller_cpu;         /* the CPU the caller published the job on (-1) */
     pthread_t threads[MDFI_POOL_MAX_THREADS];   /* the workers, joined at shutdown  */
 } pool = {.busy = PTHREAD_MUTEX_INITIALIZER, .m = PTHREAD_MUTEX_INITIALIZER,
           .cv = PTHREAD_COND_INITIALIZER};
@@ -67,25 +112,87 @@ static void wake_all(void)
     pthread_mutex_unlock(&pool.m);
 }
 
-static void *worker_main(void *unused)
+#if MDFI_MOVE_OFF_CALLER
+/* Where a sleeping worker wakes.  Linux may wake a worker on the CPU of the thread that
+ * wakes it while another CPU is idle -- in a VM it skips a halted vCPU, which reports itself
+ * preempted -- and the worker then waits behind the caller, or shares its CPU, until the
+ * load balancer moves it some milliseconds later (measured on a 2-vCPU AMD EPYC VM: after
+ * 0.03-0.25 s idle, half of the 2-thread yolov3-tiny forwards ran their first layers on
+ * one CPU, 15 ms instead of 8.3).  So the caller, before it wakes the sleepers, gives each
+ * one its affinity without the caller's CPU (the kernel must then wake it elsewhere); the
+ * worker restores its affinity as soon as it runs.  Guarded by pool.m: a worker marks
+ * itself asleep under it and can only return from its wait holding it. */
+typedef struct {
+    pid_t tid;                      /* the worker's thread id (0: not started yet)    */
+    int asleep;                     /* waiting on pool.cv                              */
+    int pinned;                     /* its affinity was narrowed; `mask` restores it   */
+    cpu_set_t mask;
+} worker_place;
+static worker_place places[MDFI_POOL_MAX_THREADS];
+
+static void place_sleepers(int nworkers, int cpu)
 {
-    (void)unused;
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return;
+    for (int i = 0; i < nworkers; ++i) {
+        worker_place *p = &places[i];
+        if (!p->asleep || p->pinned || p->tid <= 0) continue;
+        if (sched_getaffinity(p->tid, sizeof p->mask, &p->mask) != 0 || !CPU_ISSET(cpu, &p->mask)) continue;
+        cpu_set_t other = p->mask;
+        CPU_CLR(cpu, &other);
+        if (CPU_COUNT(&other) > 0 && sched_setaffinity(p->tid, sizeof other, &other) == 0) p->pinned = 1;
+    }
+}
+
+/* A spinning worker that finds the caller on its own CPU (the caller moved there) moves off
+ * it: its affinity without that CPU (the kernel migrates it at once), then its affinity as it
+ * was -- the scheduler would otherwise let the two share one CPU for milliseconds. */
+static void move_off(int cpu)
+{
+    cpu_set_t mask, other;
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof mask, &mask) != 0) return;
+    other = mask;
+    CPU_CLR(cpu, &other);
+    if (CPU_COUNT(&other) == 0) return;
+    if (sched_setaffinity(0, sizeof other, &other) == 0) (void)sched_setaffinity(0, sizeof mask, &mask);
+}
+#endif
+
+static void *worker_main(void *slot)
+{
+#if MDFI_MOVE_OFF_CALLER
+    const int me = (int)(intptr_t)slot;
+    pthread_mutex_lock(&pool.m);
+    places[me].tid = (pid_t)syscall(SYS_gettid);
+    pthread_mutex_unlock(&pool.m);
+#else
+    (void)slot;
+#endif
     uint32_t seen = atomic_load(&pool.job_gen);
     for (;;) {
         /* wait for a new job: spin, then sleep */
         /* A worker may start late (after the job it was created for, or even after a
          * shutdown bumped the generation it then reads as `seen`), so `quit` is part of the
          * wait condition; shutdown sets it under pool.m, so it cannot be missed. */
-        int spin = 0;
-        while (atomic_load(&pool.job_gen) == seen && !atomic_load(&pool.quit) && spin < SPIN_ITERS) {
-            CPU_RELAX();
-            ++spin;
+        spin_state spin = {0, 0};
+        while (atomic_load(&pool.job_gen) == seen && !atomic_load(&pool.quit) && spin_on(&spin)) {
         }
         if (atomic_load(&pool.job_gen) == seen && !atomic_load(&pool.quit)) {
             pthread_mutex_lock(&pool.m);
+#if MDFI_MOVE_OFF_CALLER
+            places[me].asleep = 1;
+#endif
             while (atomic_load(&pool.job_gen) == seen && !atomic_load(&pool.quit))
                 pthread_cond_wait(&pool.cv, &pool.m);
+#if MDFI_MOVE_OFF_CALLER
+            places[me].asleep = 0;
+            const int restore = places[me].pinned;
+            places[me].pinned = 0;
+            const cpu_set_t mask = places[me].mask;
             pthread_mutex_unlock(&pool.m);
+            if (restore) (void)sched_setaffinity(0, sizeof mask, &mask);
+#else
+            pthread_mutex_unlock(&pool.m);
+#endif
         }
         if (atomic_load(&pool.quit)) return NULL;
         seen = atomic_load(&pool.job_gen);
@@ -99,6 +206,12 @@ static void *worker_main(void *unused)
             }
         }
         if (tid == 0) continue;
+#if MDFI_MOVE_OFF_CALLER
+        {
+            const int here = sched_getcpu(), caller = atomic_load(&pool.caller_cpu);
+            if (here >= 0 && here == caller) move_off(here);
+        }
+#endif
         pool.fn(pool.arg, tid);
         atomic_fetch_add(&pool.finished, 1);
         wake_all();
@@ -115,6 +228,9 @@ static void pool_atfork_child(void)
     pthread_cond_init(&pool.cv, NULL);
     pool.nworkers = 0;
     atomic_store(&pool.gate, (uint64_t)0);
+#if MDFI_MOVE_OFF_CALLER
+    memset(places, 0, sizeof places);
+#endif
 }
 
 static void pool_init_once(void) { (void)pthread_atfork(NULL, NULL, pool_atfork_child); }
@@ -132,17 +248,25 @@ int mdfi_pool_run(mdfi_job_fn fn, void *arg, int nthreads)
         return 1;
     }
     while (pool.nworkers < nthreads - 1) {
-        if (pthread_create(&pool.threads[pool.nworkers], NULL, worker_main, NULL) != 0) break;
+        if (pthread_create(&pool.threads[pool.nworkers], NULL, worker_main, (void *)(intptr_t)pool.nworkers) != 0)
+            break;
         pool.nworkers++;
     }
     /* publish: parameters, then an open gate for the new generation, then the generation */
     pool.fn = fn;
     pool.arg = arg;
+#if MDFI_MOVE_OFF_CALLER
+    const int cpu = sched_getcpu();
+    atomic_store(&pool.caller_cpu, cpu);
+#endif
     atomic_store(&pool.maxjoin, nthreads - 1);
     atomic_store(&pool.finished, 0);
     const uint32_t gen = atomic_load(&pool.job_gen) + 1;
     atomic_store(&pool.gate, ((uint64_t)gen << 32) | GATE_OPEN);
     pthread_mutex_lock(&pool.m);
+#if MDFI_MOVE_OFF_CALLER
+    place_sleepers(pool.nworkers, cpu);
+#endif
     atomic_store(&pool.job_gen, gen);
     pthread_cond_broadcast(&pool.cv);
     pthread_mutex_unlock(&pool.m);
@@ -153,10 +277,8 @@ int mdfi_pool_run(mdfi_job_fn fn, void *arg, int nthreads)
     const uint64_t closed = atomic_fetch_and(&pool.gate, ~GATE_OPEN);
     const int joined = GATE_COUNT(closed);
     if (atomic_load(&pool.finished) < joined) {
-        int spin = 0;
-        while (atomic_load(&pool.finished) < joined && spin < SPIN_ITERS) {
-            CPU_RELAX();
-            ++spin;
+        spin_state spin = {0, 0};
+        while (atomic_load(&pool.finished) < joined && spin_on(&spin)) {
         }
         pthread_mutex_lock(&pool.m);
         while (atomic_load(&pool.finished) < joined) pthread_cond_wait(&pool.cv, &pool.m);
@@ -213,12 +335,9 @@ void mdfi_pool_done(mdfi_counter *counter, int64_t total)
 
 void mdfi_pool_wait(mdfi_counter *counter, int64_t total)
 {
-    int spin = 0;
+    spin_state spin = {0, 0};
     while (atomic_load(counter) < total) {
-        if (++spin < SPIN_ITERS) {
-            CPU_RELAX();
-            continue;
-        }
+        if (spin_on(&spin)) continue;
         pthread_mutex_lock(&pool.m);
         while (atomic_load(counter) < total) pthread_cond_wait(&pool.cv, &pool.m);
         pthread_mutex_unlock(&pool.m);
