@@ -64,6 +64,25 @@ class GainEngine:
         return res
 
 
+def run_engine(network, names, engine, data, progress: str = ""):
+    """``mdfi eval``'s agreement of ``engine``'s detections with the float ones on ``data``
+    (bench_accuracy.float_split's images), and the row this script prints for it;
+    ``progress``: a label for per-image progress on stderr."""
+    from mdfi.eval import evaluate
+    from mdfi.model import Model
+    from mdfi.scale import imagejobs
+    model = Model(network, names, engine)
+    dets = []
+    for n, d in enumerate(data):
+        dets.append(imagejobs.top_detections(model.detect(d[1], thresh=0.005))[0])
+        if progress:
+            print(f"{progress}: {n + 1}/{len(data)}", file=sys.stderr, flush=True)
+    r = evaluate.agreement([d[2] for d in data], dets)
+    return r, (f"agreement {r.map:.4f}  kept {r.matched}/{r.n_float} ({100 * r.kept_fraction:.1f} %)  extra {r.extra} "
+               f"({100 * r.extra_fraction:.1f} %)  bias {r.mean_dconf_ranked:+.4f} "
+               f"({100 * r.down_fraction_ranked:.0f} % lower)")
+
+
 def main(argv=None) -> int:
     import bench_accuracy as ba
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -77,21 +96,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import mdfi
-    from mdfi.eval import evaluate
-    from mdfi.model import Model, _float_network
-    from mdfi.scale import imagejobs
+    from mdfi.model import _float_network
     network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
     qm = mdfi.load("yolov3-tiny").quantized
     for sp in args.split:
         data = ba.float_split(network, names, args.sets if sp == "val" else args.person_sets, sp, args.cache)
         for gain in [(1.0, 1.0, 0.0, 0.0)] + list(args.gains):
-            model = Model(network, names, GainEngine(network, qm, gain))
-            dets = [imagejobs.top_detections(model.detect(d[1], thresh=0.005))[0] for d in data]
-            r = evaluate.agreement([d[2] for d in data], dets)
-            print(f"{sp:<5} g {gain[0]:.3f}/{gain[1]:.3f} c {gain[2]:+.3f}/{gain[3]:+.3f}: agreement {r.map:.4f}  "
-                  f"kept {r.matched}/{r.n_float} ({100 * r.kept_fraction:.1f} %)  extra {r.extra} "
-                  f"({100 * r.extra_fraction:.1f} %)  bias {r.mean_dconf_ranked:+.4f} "
-                  f"({100 * r.down_fraction_ranked:.0f} % lower)", flush=True)
+            _, row = run_engine(network, names, GainEngine(network, qm, gain), data)
+            print(f"{sp:<5} g {gain[0]:.3f}/{gain[1]:.3f} c {gain[2]:+.3f}/{gain[3]:+.3f}: {row}", flush=True)
     return 0
 
 

@@ -90,24 +90,15 @@ def main(argv=None) -> int:
         ap.error(f"--modes: of {', '.join(MODES)}")
 
     import mdfi
-    from mdfi.eval import evaluate
-    from mdfi.model import Model, _float_network
-    from mdfi.scale import imagejobs
+    from bench_head_gain import run_engine
+    from mdfi.model import _float_network
     network, names, *_ = _float_network("yolov3-tiny", None, None, None, True)
     qm = mdfi.load("yolov3-tiny").quantized
     for sp in args.split:
         data = ba.float_split(network, names, args.sets if sp == "val" else args.person_sets, sp, args.cache)
         for mode in modes:
-            model = Model(network, names, NoiseEngine(network, qm, mode, args.seed))
-            dets = []
-            for n, d in enumerate(data):
-                dets.append(imagejobs.top_detections(model.detect(d[1], thresh=0.005))[0])
-                print(f"{sp} {mode}: {n + 1}/{len(data)}", file=sys.stderr, flush=True)
-            r = evaluate.agreement([d[2] for d in data], dets)
-            print(f"{sp:<5} {mode:<10}: agreement {r.map:.4f}  kept {r.matched}/{r.n_float} "
-                  f"({100 * r.kept_fraction:.1f} %)  extra {r.extra} ({100 * r.extra_fraction:.1f} %)  "
-                  f"bias {r.mean_dconf_ranked:+.4f} ({100 * r.down_fraction_ranked:.0f} % lower)  "
-                  f"mean |d conf| {r.mean_abs_dconf:.4f}", flush=True)
+            r, row = run_engine(network, names, NoiseEngine(network, qm, mode, args.seed), data, f"{sp} {mode}")
+            print(f"{sp:<5} {mode:<10}: {row}  mean |d conf| {r.mean_abs_dconf:.4f}", flush=True)
     return 0
 
 
