@@ -98,7 +98,7 @@ static struct {
     void *arg;                      /*  a joined worker runs)                      */
     _Atomic int maxjoin;            /* workers allowed to join                     */
     _Atomic int quit;               /* set by mdfi_pool_shutdown                   */
-    _Atomic int caller_cpu;         /* the CPU the caller published the job on (-1) */
+    _Atomic int caller_cpu;         /* the CPU the caller published the job on (Linux) */
     pthread_t threads[MDFI_POOL_MAX_THREADS];   /* the workers, joined at shutdown  */
 } pool = {.busy = PTHREAD_MUTEX_INITIALIZER, .m = PTHREAD_MUTEX_INITIALIZER,
           .cv = PTHREAD_COND_INITIALIZER};
