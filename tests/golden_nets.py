@@ -266,14 +266,16 @@ def alexeyab_cfg(nms: str = "greedynms", beta_nms: float = 0.6, letter_box: bool
 
 
 def alexeyab_model(bits: int = 8, rounding: str = "half_up", seed: int = 4, layer_abits=None, act_zeros=None,
-                   **cfg):
+                   head_gains=None, **cfg):
     """(model, quantized model) of :data:`AB_NET` (``cfg``: :func:`alexeyab_cfg`'s options).
     Formats from the batch-norm estimate, except layer 3's output, one bit finer than the
     other inputs of route 4, which therefore aligns it by a shift.  ``layer_abits``: output
     widths per layer (mixed precision: int8 and int16 inputs of one route or shortcut).
     ``act_zeros``: forced zero points per layer (docs/fixed-point.md 1.1; not on the
     shortcuts' producers); layer 1 (so route 2) is then one bit finer than layer 0 as well,
-    so route 4 takes layer 0's format (zero point 0, shortcut 5 reads it) and aligns the others."""
+    so route 4 takes layer 0's format (zero point 0, shortcut 5 reads it) and aligns the others.
+    ``head_gains``: logit gains of [yolo] heads (docs/fixed-point.md 7; the scale_x_y head is
+    layer 16)."""
     from mdfi.quant import calibrate
     from mdfi.quant.quantize import quantize_network
     text = alexeyab_cfg(**cfg)
@@ -285,5 +287,5 @@ def alexeyab_model(bits: int = 8, rounding: str = "half_up", seed: int = 4, laye
     for i, b in (layer_abits or {}).items():
         fracs[i] += b - bits
     qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, rounding=rounding, act_fracs=fracs,
-                          cfg_text=text, layer_abits=layer_abits, act_zeros=act_zeros)
+                          cfg_text=text, layer_abits=layer_abits, act_zeros=act_zeros, head_gains=head_gains)
     return _model(net, qm), qm

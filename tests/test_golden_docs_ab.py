@@ -57,7 +57,8 @@ for name, kw, stages in (("ab", {}, None),
                          ("t12", {"bits": 12, "rounding": "truncate"}, None),
                          ("h16", {"bits": 16}, None),
                          ("mix", {"layer_abits": {3: 12, 8: 12}}, None),
-                         ("zp", {"act_zeros": {1: -20, 2: -20, 3: 30}}, None)):
+                         ("zp", {"act_zeros": {1: -20, 2: -20, 3: 30}}, None),
+                         ("gain", {"head_gains": {16: 1.125}}, None)):
     m, _ = alexeyab_model(**kw)
     golden.export(m, photo, out + "/" + name, stages=stages, thresh=0.4)
 """
@@ -104,7 +105,7 @@ def exports(tmp_path_factory):
     Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[30:103, 200:252, :3])).save(photo)
     _child(EXPORT_SCRIPT, str(work), str(photo), str(HERE), cwd=work)
     return {"photo": photo, **{k: gr.GoldenSet(str(work / k)) for k in ("ab", "diou", "lb", "t12", "h16", "mix",
-                                                                          "zp")}}
+                                                                          "zp", "gain")}}
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +325,8 @@ def rebuild_yolo(g, i, seen):
     for c, sel in enumerate(per.reshape(-1)):
         out[c] = by_sel[sel][idx[c]]
     assert np.array_equal(out, g.read(i, "out")), i
-    seen.add(("yolo", "new_coords" if dec["new_coords"] else f"scale_x_y {dec['scale_x_y']:.2f}"))
+    seen.add(("yolo", "new_coords" if dec["new_coords"] else f"scale_x_y {dec['scale_x_y']:.2f}")
+             + ((f"logit gain {dec['logit_gain']}",) if dec.get("logit_gain", 1.0) != 1.0 else ()))
 
 
 def rebuild_all(g, seen: set) -> int:
@@ -358,8 +360,9 @@ def test_every_new_kind_from_the_docs(exports):
     """Table activations (all five, on convolutions and shortcuts, both roundings, 8/12/16
     bits), route groups, shortcut channel alignment, AlexeyAB heads: every layer."""
     seen: set = set()
-    for name in ("ab", "t12", "h16", "mix"):
+    for name in ("ab", "t12", "h16", "mix", "gain"):
         assert rebuild_all(exports[name], seen) == 17, name
+    assert ("yolo", "scale_x_y 1.05", "logit gain 1.125") in seen     # a gain on an AlexeyAB head
     mix = exports["mix"]                         # a 12-bit input in an 8-bit route: the route is 12-bit
     assert [mix.entry(i, "out")["bits"] for i in (2, 3, 4)] == [8, 12, 12]
     for act in ACTIVATIONS:
