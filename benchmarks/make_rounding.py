@@ -38,7 +38,7 @@ import bench_grid as bg  # noqa: E402
 
 
 def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 8, layer_wbits=None,
-          extra=(), crops: bool = False, adaround=None, bias_mode: str = "post"):
+          extra=(), crops: bool = False, adaround=None, bias_mode: str = "post", layer_abits=None):
     """(network, names, calib, the quantized model) of round 13's best 8-bit model's pipeline
     at the widths given; ``extra`` (more calibration folders) and ``crops`` (four corner crops
     per photo) change only the inputs AdaRound and the empirical bias correction see (round 16)."""
@@ -49,7 +49,7 @@ def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 
                           zero_points=True, weight_method="mse", bias_correction="empirical",
                           calib_inputs=ba.calib_inputs(network, sets, crops, extra), progress=True,
                           weight_rounding="adaround", refinements=refinements, layer_wbits=layer_wbits,
-                          adaround=adaround, bias_mode=bias_mode)
+                          adaround=adaround, bias_mode=bias_mode, layer_abits=layer_abits)
     return network, names, calib, qm
 
 
@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     ap.add_argument("--wbits", type=int, default=8)
     ap.add_argument("--abits", type=int, default=8)
     ap.add_argument("--layer-wbits", default=None, metavar="I=BITS[,...]", help="per-layer weight widths, e.g. 0=8")
+    ap.add_argument("--layer-abits", default=None, metavar="I=BITS[,...]",
+                    help="per-layer output (activation) widths, e.g. 14=16,21=16 (round 18b); recorded in the file")
     ap.add_argument("--sets", default="/tmp/mdfi-accuracy-sets", help="accuracy_images.py's folder (its calib/)")
     ap.add_argument("--calib-extra", default=None, metavar="DIR[,DIR]",
                     help="more calibration photo folders for AdaRound and the bias correction (round 16: "
@@ -87,6 +89,8 @@ def main(argv=None) -> int:
     refinements: dict = {}
     lw = ({int(i): int(b) for i, b in (item.split("=") for item in args.layer_wbits.split(","))}
           if args.layer_wbits else None)
+    la = ({int(i): int(b) for i, b in (item.split("=") for item in args.layer_abits.split(","))}
+          if args.layer_abits else None)
     extra = [d for d in (args.calib_extra or "").split(",") if d]
     missing = [d for d in extra if not os.path.isdir(d)]
     if missing:
@@ -99,12 +103,14 @@ def main(argv=None) -> int:
             settings_from(ada)
         except MDFIError as e:
             ap.error(f"--adaround: {e}")
-    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits, lw, extra, args.crops, ada, args.bias_mode)
+    _, _, _, qm = build(args.model, args.sets, refinements, args.wbits, args.abits, lw, extra, args.crops, ada, args.bias_mode,
+                        la)
     seconds = time.perf_counter() - t0
     from mdfi import zoo
     meta = {"model": args.model, "weights_sha256": zoo.get_spec(args.model).sha256,
             "wbits": args.wbits, "abits": args.abits,
             "layer_wbits": {str(k): v for k, v in sorted((lw or {}).items())},
+            **({"layer_abits": {str(k): v for k, v in sorted(la.items())}} if la else {}),
             "method": "zero points (mse, shipped statistics), per-channel mse weight formats, AdaRound weights "
                       "and empirical bias correction on the calib photos" + "".join(f", {os.path.basename(d)}" for d in extra)
                       + (", their mirror images and four corner crops" if args.crops else " and their mirror images")
@@ -112,6 +118,7 @@ def main(argv=None) -> int:
                       + ("; the bias correction matches pre-activation means" if args.bias_mode == "pre" else ""),
             "command": f"python benchmarks/make_rounding.py --model {args.model} --wbits {args.wbits} "
                        f"--abits {args.abits}" + (f" --layer-wbits {args.layer_wbits}" if lw else "")
+                       + (f" --layer-abits {args.layer_abits}" if la else "")
                        + (f" --calib-extra {','.join(extra)}" if extra else "") + (" --crops" if args.crops else "")
                        + (f" --adaround {args.adaround}" if args.adaround else "")
                        + (" --bias-mode pre" if args.bias_mode == "pre" else ""),

@@ -179,6 +179,10 @@ def read_rounding(source) -> tuple:
             if not isinstance(gains, dict) or not all(
                     k.isdigit() and isinstance(v, float) and 0.5 <= v <= 2.0 for k, v in gains.items()):
                 raise ValueError("head_gains must map layer numbers to gains in 0.5..2")
+            widths = meta.get("layer_abits", {})
+            if not isinstance(widths, dict) or not all(
+                    k.isdigit() and type(v) is int and 2 <= v <= 16 for k, v in widths.items()):
+                raise ValueError("layer_abits must map layer numbers to widths in 2..16")
     except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as e:
         raise ModelFileError(f"{name}: damaged shipped rounding file ({e})") from None
     return meta, deltas, shifts
@@ -187,10 +191,12 @@ def read_rounding(source) -> tuple:
 def rounding_kwargs(meta: dict, deltas: dict, shifts: dict) -> dict:
     """``quantize_network`` keyword arguments of a rounding file (:func:`read_rounding`):
     ``weight_deltas``, ``bias_shifts`` and, when it records them (round 18), the heads'
-    logit gains ``head_gains``."""
+    logit gains ``head_gains`` and per-layer output widths ``layer_abits``."""
     kw = {"weight_deltas": deltas, "bias_shifts": shifts}
     if meta.get("head_gains"):
         kw["head_gains"] = {int(k): float(v) for k, v in meta["head_gains"].items()}
+    if meta.get("layer_abits"):             # the output widths the rounding was made at (round 18b)
+        kw["layer_abits"] = {int(k): int(v) for k, v in meta["layer_abits"].items()}
     return kw
 
 
