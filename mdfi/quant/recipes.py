@@ -115,8 +115,11 @@ def zero_point_story(spec_name: Optional[str], zkw: dict, default: bool = True, 
     (:func:`zero_point_kwargs`) at the widths of ``opts``."""
     entry = _zero_point_entry(spec_name, opts) or {}
     if "weight_deltas" in zkw and entry.get("rounding"):
+        wide = zkw.get("layer_abits") or {}
+        extra = (f"; {'/'.join(sorted({str(b) for b in wide.values()}))}-bit outputs at layers "
+                 f"{', '.join(map(str, sorted(wide)))} (round 18b)") if wide else ""
         return (f"zero points, AdaRound weights and empirical bias shifts shipped in mdfi/data/{entry['rounding']} "
-                f"({'the recipe default, ' if default else ''}docs/quantization.md round 15)")
+                f"({'the recipe default, ' if default else ''}docs/quantization.md round 15){extra}")
     return f"zero points ({'the recipe default, ' if default else ''}docs/quantization.md round 14)"
 
 
