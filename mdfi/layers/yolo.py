@@ -180,6 +180,16 @@ def check_gain(layer, gain) -> float:
     return g
 
 
+def yolo_gains(network, gains) -> dict:
+    """``quantize_network(head_gains=)`` with integer keys, each a ``[yolo]`` layer of
+    ``network`` (else FormatError; the gains themselves are checked by :func:`check_gain`)."""
+    out = {int(k): v for k, v in (gains or {}).items()}
+    for i in out:
+        if not 0 <= i < len(network.layers) or network.layers[i].kind != "yolo":
+            raise FormatError(f"head gain for layer {i}: not a [yolo] layer of {network.path}")
+    return out
+
+
 class QYolo(heads.QHead):
     """Integer ``[yolo]``: logistic and exp through lookup tables (see :mod:`.heads`).
 

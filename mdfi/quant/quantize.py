@@ -16,6 +16,7 @@ import numpy as np
 from .. import fixedpoint as fp
 from ..errors import FormatError, ShapeError
 from ..layers import QREGISTRY, QLayer
+from ..layers.yolo import yolo_gains
 from ..darknet.network import Network
 
 #: Methods that choose activation formats from calibration statistics.
@@ -235,9 +236,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     array, "bias_shift": float64 array}}`` -- what ``weight_deltas`` and ``bias_shifts``
     need to rebuild the same integers without the data (``benchmarks/make_rounding.py``).
 
-    ``head_gains`` ({[yolo] layer: g}): the logit gain of each listed head's objectness/class
-    table (``sigmoid(g*t)``, :class:`mdfi.layers.yolo.QYolo`; docs/quantization.md round 18),
-    recorded in the layer's meta and in the options; 1 for heads not listed.
+    ``head_gains`` ({[yolo] layer: g}): logit gains of heads' objectness/class tables
+    (:class:`mdfi.layers.yolo.QYolo`), recorded in the layer meta and the options.
     """
     calibrate = None
 
@@ -260,10 +260,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                 raise FormatError(f"per-layer {what} for layer {i}: the network has layers 0..{len(network.layers) - 1}")
     for mode in layer_rounding.values():
         fp.rounding_code(mode)
-    head_gains = {int(k): v for k, v in (head_gains or {}).items()}
-    for i in head_gains:
-        if not 0 <= i < len(network.layers) or network.layers[i].kind != "yolo":
-            raise FormatError(f"head gain for layer {i}: not a [yolo] layer of {network.path}")
+    head_gains = yolo_gains(network, head_gains)
     if zero_points and act_fracs is not None:
         raise FormatError("zero_points=True chooses the activation formats; with act_fracs given, give their "
                           "zero points as act_zeros instead")
