@@ -56,8 +56,12 @@ def test_model_size_against_float(tiny_q8, tmp_path):
 
 
 def test_every_conv_uses_int32_accumulator_at_8_bits(tiny_q8):
+    """Every convolution of 8-bit inputs fits int32; since round 18b the default's two head
+    convolutions read 16-bit inputs (layers 14 and 21 are 16-bit) and need 33 bits."""
+    wide = {ql.index for ql in tiny_q8.layers if ql.kind == "convolutional" and ql.in_fmt.bits > 8}
+    assert wide == {15, 22}
     for ql in tiny_q8.layers:
-        if ql.kind == "convolutional":
+        if ql.kind == "convolutional" and ql.index not in wide:
             assert ql.acc_bits <= 32 and not ql.acc64 and ql.bias_clamped == 0
             # the proof: worst-case |sum| + |bias| fits acc_bits
             pmax = fp.product_bound(ql.wbits, ql.in_fmt.bits, ql.layer.kernel_volume, ql.in_fmt.signed)
