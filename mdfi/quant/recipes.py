@@ -159,6 +159,7 @@ def read_rounding(source) -> tuple:
     import io
     import zipfile
     import numpy as np
+    from ..layers.yolo import LOGIT_GAIN_RANGE
     name = str(source)
     try:
         raw = source.read_bytes() if hasattr(source, "read_bytes") else open(source, "rb").read()
@@ -178,10 +179,10 @@ def read_rounding(source) -> tuple:
                 d[np.flatnonzero(nz)[neg]] = -1
                 deltas[i] = d
                 shifts[i] = np.asarray(z[f"shift{i}"], np.float64)
-            gains = meta.get("head_gains", {})
+            gains, (lo, hi) = meta.get("head_gains", {}), LOGIT_GAIN_RANGE
             if not isinstance(gains, dict) or not all(
-                    k.isdigit() and isinstance(v, float) and 0.5 <= v <= 2.0 for k, v in gains.items()):
-                raise ValueError("head_gains must map layer numbers to gains in 0.5..2")
+                    k.isdigit() and isinstance(v, float) and lo <= v <= hi for k, v in gains.items()):
+                raise ValueError(f"head_gains must map layer numbers to gains in {lo}..{hi}")
             widths = meta.get("layer_abits", {})
             if not isinstance(widths, dict) or not all(
                     k.isdigit() and type(v) is int and 2 <= v <= 16 for k, v in widths.items()):
