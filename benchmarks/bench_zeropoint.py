@@ -191,7 +191,9 @@ def shipped_default(args, network, names, calib, datas) -> None:
         if (cmeta.get("model"), cmeta.get("wbits"), cmeta.get("abits")) != (args.model, args.wbits, args.abits):
             raise SystemExit(f"{args.candidate}: made for {cmeta.get('model')} w{cmeta.get('wbits')}a{cmeta.get('abits')}, "
                              f"not {args.model} w{args.wbits}a{args.abits}")
-        zkw = {k: v for k, v in zkw_a.items() if k != "head_gains"}
+        # everything A's rounding file set is replaced by what the candidate's sets (a candidate
+        # without 16-bit layers must not inherit A's layer_abits)
+        zkw = {k: v for k, v in zkw_a.items() if k not in recipes.ROUNDING_KWARGS}
         zkw.update(recipes.rounding_kwargs(cmeta, deltas, shifts))
         t0 = time.perf_counter()
         qb = quantize_network(network, **common, **zkw)

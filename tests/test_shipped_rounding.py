@@ -203,3 +203,12 @@ def test_a_missing_rounding_file_is_refused(monkeypatch):
     with pytest.raises(ModelFileError, match="nowhere.w8a8.rounding.npz: missing: the installation is incomplete"):
         recipes.zero_point_kwargs("yolov3-tiny", True)
     assert recipes.zero_point_kwargs("yolov3-tiny", True, plain=False) == {"zero_points": True, "act_method": "mse"}
+
+
+def test_rounding_kwargs_names_every_key_it_can_set():
+    """recipes.ROUNDING_KWARGS is what a benchmark drops before applying another rounding file
+    (bench_zeropoint.py --candidate): every key rounding_kwargs can return, nothing else."""
+    full = recipes.rounding_kwargs({"head_gains": {"16": 1.05}, "layer_abits": {"14": 16}}, {}, {})
+    assert set(full) == set(recipes.ROUNDING_KWARGS)
+    assert full["head_gains"] == {16: 1.05} and full["layer_abits"] == {14: 16}
+    assert set(recipes.rounding_kwargs({}, {}, {})) == {"weight_deltas", "bias_shifts"}

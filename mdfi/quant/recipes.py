@@ -192,6 +192,10 @@ def read_rounding(source) -> tuple:
     return meta, deltas, shifts
 
 
+#: the ``quantize_network`` keyword arguments a rounding file may set (:func:`rounding_kwargs`)
+ROUNDING_KWARGS = ("weight_deltas", "bias_shifts", "head_gains", "layer_abits")
+
+
 def rounding_kwargs(meta: dict, deltas: dict, shifts: dict) -> dict:
     """``quantize_network`` keyword arguments of a rounding file (:func:`read_rounding`):
     ``weight_deltas``, ``bias_shifts`` and, when it records them (round 18), the heads'
