@@ -53,6 +53,17 @@ def build(model: str, sets: str, refinements=None, wbits: int = 8, abits: int = 
     return network, names, calib, qm
 
 
+def layer_map(ap, option: str, text, cast):
+    """``I=V[,...]`` (``--layer-wbits``, ``--layer-abits``, ``--head-gains``) as {int: cast(V)},
+    None when not given; anything else is a one-line usage error."""
+    if not text:
+        return None
+    try:
+        return {int(i): cast(v) for i, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        ap.error(f"{option} {text!r}: expected I=VALUE[,I=VALUE...]")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=("yolov3-tiny", "yolov4-tiny"), required=True)
@@ -87,10 +98,8 @@ def main(argv=None) -> int:
         return copy_with_gains(ap, args)
     t0 = time.perf_counter()
     refinements: dict = {}
-    lw = ({int(i): int(b) for i, b in (item.split("=") for item in args.layer_wbits.split(","))}
-          if args.layer_wbits else None)
-    la = ({int(i): int(b) for i, b in (item.split("=") for item in args.layer_abits.split(","))}
-          if args.layer_abits else None)
+    lw = layer_map(ap, "--layer-wbits", args.layer_wbits, int)
+    la = layer_map(ap, "--layer-abits", args.layer_abits, int)
     extra = [d for d in (args.calib_extra or "").split(",") if d]
     missing = [d for d in extra if not os.path.isdir(d)]
     if missing:
@@ -138,20 +147,18 @@ def copy_with_gains(ap, args) -> int:
     from mdfi import zoo
     from mdfi.darknet.network import Network
     from mdfi.errors import MDFIError
-    from mdfi.layers.yolo import LOGIT_GAIN_RANGE
+    from mdfi.layers.yolo import check_gain, yolo_gains
     from mdfi.quant import recipes
+    gains = layer_map(ap, "--head-gains", args.head_gains, float)
     try:
         meta, deltas, shifts = recipes.read_rounding(args.source)
-        gains = {int(i): float(g) for i, g in (item.split("=") for item in args.head_gains.split(","))}
-    except (MDFIError, ValueError) as e:
-        ap.error(str(e))
+        network = Network.from_cfg(zoo.cfg_path(args.model), warn=False)
+        for i, g in yolo_gains(network, gains).items():      # quantize_network's own checks
+            check_gain(network.layers[i], g)
+    except MDFIError as e:
+        ap.error(f"--from/--head-gains: {e}")
     if meta.get("model") != args.model:
         ap.error(f"--from {args.source}: made for {meta.get('model')}, not {args.model}")
-    heads = {L.index for L in Network.from_cfg(zoo.cfg_path(args.model), warn=False).output_layers() if L.kind == "yolo"}
-    bad = [i for i, g in gains.items() if i not in heads or not LOGIT_GAIN_RANGE[0] <= g <= LOGIT_GAIN_RANGE[1]]
-    if bad:
-        ap.error(f"--head-gains: layers {bad} are not [yolo] layers of {args.model} ({sorted(heads)}) or their gain "
-                 f"is outside {LOGIT_GAIN_RANGE[0]}..{LOGIT_GAIN_RANGE[1]}")
     text = ",".join(f"{i}={g!r}" for i, g in sorted(gains.items()))
     meta = dict(meta, head_gains={str(i): g for i, g in sorted(gains.items())},
                 method=f"{meta.get('method')}; logit gains {text} at the heads (round 18)",
