@@ -208,7 +208,8 @@ def test_a_missing_rounding_file_is_refused(monkeypatch):
 def test_rounding_kwargs_names_every_key_it_can_set():
     """recipes.ROUNDING_KWARGS is what a benchmark drops before applying another rounding file
     (bench_zeropoint.py --candidate): every key rounding_kwargs can return, nothing else."""
-    full = recipes.rounding_kwargs({"head_gains": {"16": 1.05}, "layer_abits": {"14": 16}}, {}, {})
+    full = recipes.rounding_kwargs({"head_gains": {"16": 1.05}, "layer_abits": {"14": 16}, "layer_wbits": {"0": 8}},
+                                   {}, {})
     assert set(full) == set(recipes.ROUNDING_KWARGS)
-    assert full["head_gains"] == {16: 1.05} and full["layer_abits"] == {14: 16}
+    assert full["head_gains"] == {16: 1.05} and full["layer_abits"] == {14: 16} and full["layer_wbits"] == {0: 8}
     assert set(recipes.rounding_kwargs({}, {}, {})) == {"weight_deltas", "bias_shifts"}

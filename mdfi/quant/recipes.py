@@ -44,10 +44,8 @@ RECIPES = {
     "yolov4-tiny": {"calib": "yolov4-tiny.calib.json", "per_channel": True,
                     "act_method": "mse", "weight_method": "mse",
                     "decisions": "yolov4-tiny.decisions.json",
-                    "zero_points": {t: {"rounding": f"yolov4-tiny.{t}.rounding.npz",
-                                        # round 15c: the first layer's weights at 8 bits in the 4-bit model
-                                        **({"layer_wbits": {0: 8}} if t == "w4a8" else {})}
-                                    for t in ZERO_POINT_WIDTHS}},
+                    # (round 15c: the 4-bit model's first-layer weights at 8 bits, recorded in its rounding file)
+                    "zero_points": {t: {"rounding": f"yolov4-tiny.{t}.rounding.npz"} for t in ZERO_POINT_WIDTHS}},
 }
 # per-channel weights for every model: chosen for models without a recipe by the rule of
 # docs/quantization.md "Round 11" (yolov3-tiny, yolov4-tiny COCO and 10-class on val / val4)
@@ -104,9 +102,7 @@ def zero_point_kwargs(spec_name: Optional[str], shipped_stats: bool, opts: Optio
     if entry.get("clip_budget") is not None:
         kw["act_options"] = {"clip_budget": float(entry["clip_budget"])}
     if plain and entry.get("rounding"):
-        kw.update(shipped_rounding(spec_name, width_tag(o)))
-        if entry.get("layer_wbits"):            # the widths the rounding was made at (round 15c)
-            kw["layer_wbits"] = {int(k): int(v) for k, v in entry["layer_wbits"].items()}
+        kw.update(shipped_rounding(spec_name, width_tag(o)))      # with the layer widths it was made at
     return kw
 
 
@@ -193,14 +189,17 @@ def read_rounding(source) -> tuple:
 
 
 #: the ``quantize_network`` keyword arguments a rounding file may set (:func:`rounding_kwargs`)
-ROUNDING_KWARGS = ("weight_deltas", "bias_shifts", "head_gains", "layer_abits")
+ROUNDING_KWARGS = ("weight_deltas", "bias_shifts", "layer_wbits", "head_gains", "layer_abits")
 
 
 def rounding_kwargs(meta: dict, deltas: dict, shifts: dict) -> dict:
     """``quantize_network`` keyword arguments of a rounding file (:func:`read_rounding`):
-    ``weight_deltas``, ``bias_shifts`` and, when it records them (round 18), the heads'
-    logit gains ``head_gains`` and per-layer output widths ``layer_abits``."""
+    ``weight_deltas``, ``bias_shifts`` and, when it records them, the per-layer weight widths
+    it was made at ``layer_wbits`` (round 15c, 21), the heads' logit gains ``head_gains`` and
+    per-layer output widths ``layer_abits`` (round 18)."""
     kw = {"weight_deltas": deltas, "bias_shifts": shifts}
+    if meta.get("layer_wbits"):             # the weight widths the rounding was made at
+        kw["layer_wbits"] = {int(k): int(v) for k, v in meta["layer_wbits"].items()}
     if meta.get("head_gains"):
         kw["head_gains"] = {int(k): float(v) for k, v in meta["head_gains"].items()}
     if meta.get("layer_abits"):             # the output widths the rounding was made at (round 18b)
