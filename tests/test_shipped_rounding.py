@@ -136,11 +136,13 @@ def test_zoo_recipes_ship_a_small_rounding_file(model, tag):
     meta, deltas, shifts = recipes.read_rounding(res)
     assert meta["model"] == model and meta["weights_sha256"] == zoo.get_spec(model).sha256
     assert f"w{meta['wbits']}a{meta['abits']}" == tag
-    # the per-layer widths it was made at are the ones the recipe applies (round 15c)
-    want = recipes.RECIPES[model]["zero_points"][tag].get("layer_wbits", {})
-    assert meta.get("layer_wbits", {}) == {str(k): v for k, v in want.items()}
     net = Network.from_cfg(zoo.cfg_path(model), warn=False)
     convs = [l for l in net.layers if l.kind == "convolutional"]
+    # the per-layer weight widths it was made at (rounds 15c, 21, 21b) are the ones loading
+    # applies: rounding_kwargs passes them on, wider than the file's width, on convolutions
+    lw = {int(k): int(v) for k, v in (meta.get("layer_wbits") or {}).items()}
+    assert recipes.rounding_kwargs(meta, deltas, shifts).get("layer_wbits", {}) == lw
+    assert set(lw) <= {l.index for l in convs} and all(v == 8 > meta["wbits"] for v in lw.values())
     assert sorted(deltas) == [l.index for l in convs] == sorted(shifts)
     for l in convs:
         assert deltas[l.index].size == l.filters * l.kernel_volume
@@ -195,6 +197,11 @@ def test_yolov3_tiny_low_widths_use_their_shipped_rounding(tiny_weights_path, ta
     assert qm.options.get("zero_points") and qm.options["recorded_rounding"] == "adaround"
     assert f"mdfi/data/yolov3-tiny.{tag}.rounding.npz" in qm.options["formats_source"]
     assert recipes.integer_digest(qm) == recipes.shipped_rounding_meta("yolov3-tiny", tag)["integer_digest"]
+    # round 21: the w4a8 model keeps 8-bit weights in layers 0, 2, 4, 6, 13, 15 and 22 (its
+    # rounding file records them); the other widths are uniform
+    wide = {0, 2, 4, 6, 13, 15, 22} if tag == "w4a8" else set()
+    convs = [l for l in qm.layers if l.kind == "convolutional"]
+    assert {l.index for l in convs if l.wbits != w} == wide and all(l.wbits == 8 for l in convs if l.index in wide)
 
 
 def test_a_missing_rounding_file_is_refused(monkeypatch):
