@@ -73,12 +73,17 @@ typedef struct {
 /* mdfi_rqf16v_avx512 with the leaky product's constant folded in by vpdpwssd (AVX512-VNNI):
  * c + 6554 th in one instruction instead of vpmaddwd + vpaddd (the same int32 lanes: both
  * wrap, and |c + 6554 th| < 2^31 by the bounds in mdfi_fixedpoint.h). */
+/* The constants come from memory (mdfi_q8_rqk: loads, or memory operands) rather than a
+ * general register broadcast: under the register pressure of a tile's epilogue the compiler
+ * re-creates known constants per row, and vpbroadcastd zmm, r32 costs vector pipe slots that
+ * a load does not (a writable global, so the compiler cannot see its values). */
 QB_ATTR static inline __attribute__((always_inline)) __m512i
 QB_NAME(rqf)(__m512i t, __m512i s, __m512i c, __m512i kd, int32_t act)
 {
     if (act == MDFI_ACT_LEAKY) {
-        const __m512i hic = _mm512_dpwssd_epi32(c, t, _mm512_set1_epi32(2 * MDFI_LEAKY_MULT << 16));
-        const __m512i u = _mm512_ternarylogic_epi32(t, _mm512_set1_epi32(0xffff), _mm512_set1_epi32(0x18000), 0x6A);
+        const __m512i hic = _mm512_dpwssd_epi32(c, t, _mm512_load_si512((const void *)mdfi_q8_rqk[2]));
+        const __m512i u = _mm512_ternarylogic_epi32(t, _mm512_load_si512((const void *)mdfi_q8_rqk[0]),
+                                                    _mm512_load_si512((const void *)mdfi_q8_rqk[1]), 0x6A);
         const __m512i lo = _mm512_srai_epi32(_mm512_madd_epi16(u, kd), 15);
         return _mm512_srav_epi32(_mm512_max_epi32(t, _mm512_add_epi32(hic, lo)), s);
     }
@@ -331,7 +336,7 @@ QB_NAME(tile_##MRV##x##NRVV##_t)(const q8_ctx *ctx, int32_t m0, int32_t t, const
     enum { R = MRV, V = NRVV, G = MRV / 4 };                                                      \
     QB_VEC acc[R][V];                                                                             \
     QB_UNROLL for (int r = 0; r < R; ++r) {                                                       \
-        const QB_VEC bq0 = QB_SET1(m0 + r < ctx->m ? ctx->rowc[m0 + r].bq : 0);                   \
+        const QB_VEC bq0 = QB_SET1(ctx->rowc[m0 + r].bq);      /* rows >= M: 0 (padding) */      \
         QB_UNROLL for (int v = 0; v < V; ++v) acc[r][v] = bq0;                                    \
     }                                                                                             \
     const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \
