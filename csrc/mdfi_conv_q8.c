@@ -204,7 +204,7 @@ int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t
     uint64_t packed = ((uint64_t)g.n + Q8_MAX_NR) * (uint64_t)g.taps * (uint64_t)g.c4 * 4u;
     if (compact_bytes(&g) > packed) packed = compact_bytes(&g);     /* the same buffer */
     const uint64_t bq = (uint64_t)m * 4u;
-    const uint64_t rowc = (uint64_t)m * sizeof(q8_rowc);
+    const uint64_t rowc = ((uint64_t)m + Q8_PANEL) * sizeof(q8_rowc);      /* + rows past M: zero */
     /* lane info: one entry per vector of >= 8 lanes over the grid (direct) or N (packed) */
     const uint64_t grid = (uint64_t)g.oh * (uint64_t)g.wps > (uint64_t)g.n ? (uint64_t)g.oh * (uint64_t)g.wps
                                                                             : (uint64_t)g.n;
@@ -516,7 +516,9 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     s += align_up((size_t)m * 4);
     if (ops->fast_epi) {
         q8_rowc *rowc = (q8_rowc *)(void *)s;
-        s += align_up((size_t)m * sizeof(q8_rowc));
+        s += align_up(((size_t)m + Q8_PANEL) * sizeof(q8_rowc));
+        /* the rows a register tile runs past M read bq 0 from here (no branch per row) */
+        memset(rowc + m, 0, Q8_PANEL * sizeof(q8_rowc));
         ctx.regs_epi = prepare_rows(&ctx, rowc);
         ctx.rowc = rowc;
         uint64_t *vi = (uint64_t *)(void *)s;

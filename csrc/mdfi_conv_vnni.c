@@ -365,6 +365,18 @@ AVX2_ATTR static void pack_avx2(const q8_ctx *ctx, int32_t t, uint8_t *dst)
  * Register tiles
  * ------------------------------------------------------------------------------------- */
 /* zmm, AVX512-VNNI */
+/* The leaky epilogue's lane constants (mdfi_conv_vnni_body.h, rqf): 0xffff, 0x18000 and the
+ * vpmaddwd pair (0, 6554), 16 lanes each; writable and global so that the tiles load them. */
+__attribute__((visibility("hidden"), aligned(64))) int32_t mdfi_q8_rqk[3][16] = {
+    {0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+     0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff},
+    {0x18000, 0x18000, 0x18000, 0x18000, 0x18000, 0x18000, 0x18000, 0x18000,
+     0x18000, 0x18000, 0x18000, 0x18000, 0x18000, 0x18000, 0x18000, 0x18000},
+    {2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16,
+     2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16,
+     2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16,
+     2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16, 2 * MDFI_LEAKY_MULT << 16}};
+
 #define QB_ATTR __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 #define QB_NAME(x) vnni512_##x
 #define QB_WIDTH 512

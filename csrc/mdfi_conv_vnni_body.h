@@ -70,6 +70,26 @@ typedef struct {
 } QB_NAME(rowk);
 
 #if QB_WIDTH == 512
+/* mdfi_rqf16v_avx512 with the leaky product's constant folded in by vpdpwssd (AVX512-VNNI):
+ * c + 6554 th in one instruction instead of vpmaddwd + vpaddd (the same int32 lanes: both
+ * wrap, and |c + 6554 th| < 2^31 by the bounds in mdfi_fixedpoint.h). */
+/* The constants come from memory (mdfi_q8_rqk: loads, or memory operands) rather than a
+ * general register broadcast: under the register pressure of a tile's epilogue the compiler
+ * re-creates known constants per row, and vpbroadcastd zmm, r32 costs vector pipe slots that
+ * a load does not (a writable global, so the compiler cannot see its values). */
+QB_ATTR static inline __attribute__((always_inline)) __m512i
+QB_NAME(rqf)(__m512i t, __m512i s, __m512i c, __m512i kd, int32_t act)
+{
+    if (act == MDFI_ACT_LEAKY) {
+        const __m512i hic = _mm512_dpwssd_epi32(c, t, _mm512_load_si512((const void *)mdfi_q8_rqk[2]));
+        const __m512i u = _mm512_ternarylogic_epi32(t, _mm512_load_si512((const void *)mdfi_q8_rqk[0]),
+                                                    _mm512_load_si512((const void *)mdfi_q8_rqk[1]), 0x6A);
+        const __m512i lo = _mm512_srai_epi32(_mm512_madd_epi16(u, kd), 15);
+        return _mm512_srav_epi32(_mm512_max_epi32(t, _mm512_add_epi32(hic, lo)), s);
+    }
+    return mdfi_rqf16v_avx512(t, s, c, kd, act);
+}
+
 QB_ATTR static inline __attribute__((always_inline)) void
 QB_NAME(res_vec)(const q8_ctx *ctx, size_t at, __m512i a, __mmask16 st)
 {
@@ -104,7 +124,7 @@ QB_NAME(epi_vec)(const q8_ctx *ctx, size_t o, QB_VEC t, const QB_NAME(rowk) *k, 
     if (mask == 0) return;
     const size_t at = o + (size_t)(info & (((uint64_t)1 << 48) - 1));
 #if QB_WIDTH == 512
-    __m512i r = mdfi_rqf16v_avx512(t, k->s, k->c, k->kd, act);
+    __m512i r = QB_NAME(rqf)(t, k->s, k->c, k->kd, act);
     __mmask16 st = 0xffff;
     if (mask != 0xffffu) {
         r = _mm512_maskz_compress_epi32((__mmask16)mask, r);
@@ -244,7 +264,7 @@ QB_NAME(epi_row_full8)(const q8_ctx *ctx, int32_t m, const QB_VEC *accr, int32_t
     if (ctx->addz) {
         QB_UNROLL for (int32_t v = 0; v < V; ++v) {
 #if QB_WIDTH == 512
-            const __m512i r = _mm512_add_epi32(mdfi_rqf16v_avx512(accr[v], s, c, kd, act), zo);
+            const __m512i r = _mm512_add_epi32(QB_NAME(rqf)(accr[v], s, c, kd, act), zo);
             _mm_storeu_si128((__m128i *)(void *)(dst + 16 * v), _mm512_cvtsepi32_epi8(r));
 #else
             const __m256i r = _mm256_add_epi32(mdfi_rqf8v_avx2(accr[v], s, c, kd, act), zo);
@@ -256,7 +276,7 @@ QB_NAME(epi_row_full8)(const q8_ctx *ctx, int32_t m, const QB_VEC *accr, int32_t
     }
     QB_UNROLL for (int32_t v = 0; v < V; ++v) {
 #if QB_WIDTH == 512
-        const __m512i r = mdfi_rqf16v_avx512(accr[v], s, c, kd, act);
+        const __m512i r = QB_NAME(rqf)(accr[v], s, c, kd, act);
         _mm_storeu_si128((__m128i *)(void *)(dst + 16 * v), _mm512_cvtsepi32_epi8(r));
 #else
         const __m256i r = mdfi_rqf8v_avx2(accr[v], s, c, kd, act);
@@ -285,7 +305,7 @@ QB_NAME(epi_row_part8)(const q8_ctx *ctx, int32_t m, const __m512i *accr, int32_
     QB_UNROLL for (int32_t v = 0; v < V; ++v) {
         const uint64_t info = vi[v];
         const __mmask16 mask = (__mmask16)(info >> 48);
-        __m512i r = mdfi_rqf16v_avx512(accr[v], s, c, kd, act);
+        __m512i r = QB_NAME(rqf)(accr[v], s, c, kd, act);
         if (addz) r = _mm512_add_epi32(r, zo);
         r = _mm512_maskz_compress_epi32(mask, r);
         const __mmask16 st = (__mmask16)((1u << __builtin_popcount((uint32_t)mask)) - 1u);
@@ -316,7 +336,7 @@ QB_NAME(tile_##MRV##x##NRVV##_t)(const q8_ctx *ctx, int32_t m0, int32_t t, const
     enum { R = MRV, V = NRVV, G = MRV / 4 };                                                      \
     QB_VEC acc[R][V];                                                                             \
     QB_UNROLL for (int r = 0; r < R; ++r) {                                                       \
-        const QB_VEC bq0 = QB_SET1(m0 + r < ctx->m ? ctx->rowc[m0 + r].bq : 0);                   \
+        const QB_VEC bq0 = QB_SET1(ctx->rowc[m0 + r].bq);      /* rows >= M: 0 (padding) */      \
         QB_UNROLL for (int v = 0; v < V; ++v) acc[r][v] = bq0;                                    \
     }                                                                                             \
     const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \

@@ -247,14 +247,14 @@ MDFI_AVX2_FN __m256i mdfi_requantize8_avx2(__m256i v, const mdfi_rq8_avx2 *k, in
  * The per-lane shift vpsravd is one micro-op on Intel, where vpsrad by an xmm count is two. */
 MDFI_AVX2_FN __m256i mdfi_rqf8v_avx2(__m256i t, __m256i s, __m256i c, __m256i kd, int32_t act)
 {
-    __m256i r = _mm256_srav_epi32(t, s);
-    if (act == MDFI_ACT_RELU) return _mm256_max_epi32(r, _mm256_setzero_si256());
-    if (act == MDFI_ACT_LEAKY) {
+    if (act == MDFI_ACT_LEAKY) {      /* max(t >> s, n' >> s) == max(t, n') >> s: one shift */
         const __m256i hi = _mm256_madd_epi16(t, _mm256_set1_epi32(2 * MDFI_LEAKY_MULT << 16));   /* 6554 th */
         const __m256i u = _mm256_xor_si256(_mm256_and_si256(t, _mm256_set1_epi32(0xffff)), _mm256_set1_epi32(0x18000));
         const __m256i lo = _mm256_srai_epi32(_mm256_madd_epi16(u, kd), 15);
-        r = _mm256_max_epi32(r, _mm256_srav_epi32(_mm256_add_epi32(_mm256_add_epi32(hi, c), lo), s));
+        return _mm256_srav_epi32(_mm256_max_epi32(t, _mm256_add_epi32(_mm256_add_epi32(hi, c), lo)), s);
     }
+    const __m256i r = _mm256_srav_epi32(t, s);
+    if (act == MDFI_ACT_RELU) return _mm256_max_epi32(r, _mm256_setzero_si256());
     return r;
 }
 /* The same with the count in the low lane of an xmm (callers that keep it there). */
