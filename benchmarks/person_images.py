@@ -311,7 +311,8 @@ covers), python-sphinx-gallery-doc (plots), python3-psd-tools-doc, python-imagei
 golang-github-fogleman-gg-dev, libjs-blazy, libjs-jquery-reflection, node-imagemagick, jbigkit-testdata,
 rawtherapee-data, flowblade (help figures), openshot-qt (transition masks), parley, kdeedu-data,
 gthumb-data (screenshots), geeqie-common, webcamoid-data, darkslide, python-landslide, enlightenment-data,
-budgie-desktop-view, dvd-slideshow, libjs-slick and lxqt-themes (nature wallpapers without COCO objects);
+budgie-desktop-view, dvd-slideshow, libjs-slick, libimage-seek-perl, ulcc (clip-art drawings) and lxqt-themes
+(nature wallpapers without COCO objects);
 the sdists of blurhash-python (one 314x176 photo), anylabeling, backgroundremover, colorgram.py,
 colorthief, extcolors, haishoku, img2vec_pytorch, invisible-watermark, keras-retinanet, object_detection,
 tensorflow-object-detection-api, pytorch_msssim, sam2, transparent-background, SimpleCV 1.3, imageai,
