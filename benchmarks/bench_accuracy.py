@@ -78,7 +78,7 @@ def float_split(network, names, sets: str, split: str, cache: str):
     return data
 
 
-SELECTION_SPLITS = ("val", "val4", "val5", "val6", "val7", "val8")    # val4-val8: person_images.py's folder
+SELECTION_SPLITS = ("val", "val4", "val5", "val6", "val7", "val8", "val9")    # val4-val9: person_images.py's folder
 
 
 def _selection_splits(text: str):
@@ -92,13 +92,13 @@ def _selection_splits(text: str):
 
 def selection_parser(description: str):
     """The argument parser of the diagnostics that read only the selection photos: model
-    files, ``--split`` (selection splits: val, val4, val5, val6, val7, val8; never test or test4), and where
+    files, ``--split`` (selection splits: val, val4-val9; never test or test4), and where
     the photos and caches are."""
     import argparse
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("models", nargs="+", metavar="MODEL.mdfi")
     ap.add_argument("--split", type=_selection_splits, default="val,val4",
-                    help="selection splits, comma-separated: val, val4, val5, val6, val7, val8; never test or test4")
+                    help="selection splits, comma-separated: val, val4-val9; never test or test4")
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))
     ap.add_argument("--person-sets", default=os.path.join("/tmp", "mdfi-person-sets"))
     ap.add_argument("--cache", default=os.path.join("/tmp", "mdfi-accuracy-cache"))

@@ -10,7 +10,7 @@ the float yolo layer and the usual decode and NMS make the detections, compared 
 detections as ``mdfi eval`` does.  With ``1/1`` it reproduces the fixed-point model's aggregate
 row (its tables differ from the float logistic by less than their Q1.15 step).  Nothing here
 changes the integer model: it measures a candidate before anyone builds it.  Selection splits
-only (``val``, ``val4``-``val8``); ``test`` and ``test4`` are refused.
+only (``val``, ``val4``-``val9``); ``test`` and ``test4`` are refused.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     import bench_accuracy as ba
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", type=ba._selection_splits, default="val4,val5",
-                    help="selection splits, comma-separated: val, val4, val5, val6, val7, val8; never test or test4")
+                    help="selection splits, comma-separated: val, val4-val9; never test or test4")
     ap.add_argument("--gains", nargs="+", type=parse_gain, default=[(1.04, 1.06, 0.0, 0.0)],
                     metavar="G_OBJ/G_CLS[+C_OBJ/C_CLS]", help="the row 1/1 (the default itself) is always printed first")
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))

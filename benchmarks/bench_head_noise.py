@@ -19,7 +19,7 @@ and each is compared with the float detections as ``mdfi eval`` does.  If the no
 bias is the curvature of the logistic under noise (E[sigma(t + n)] < sigma(t) where sigma is
 concave, t > 0; a detection's confidence is the product of two logistics, mostly in their
 concave parts), which no shift or gain of the logits removes without raising other
-confidences.  Selection splits only (``val``, ``val4``-``val8``); ``test`` and ``test4`` are
+confidences.  Selection splits only (``val``, ``val4``-``val9``); ``test`` and ``test4`` are
 refused.
 """
 
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     import bench_accuracy as ba
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", type=ba._selection_splits, default="val5,val7",
-                    help="selection splits, comma-separated (val, val4-val8); never test or test4")
+                    help="selection splits, comma-separated (val, val4-val9); never test or test4")
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sets", default=os.path.join("/tmp", "mdfi-accuracy-sets"))

@@ -13,8 +13,8 @@ photos); yolov4-tiny-10c (customyolov4 weights, tests only) the ``calib`` photos
 (bench_grid.load_model); ``--stats sample``: every model the shipped sample photo's (what a model
 without a recipe gets when no photos are given).  Selection sets: ``val``, ``val4`` (round 13),
 ``val5`` (round 14: fresh photos, benchmarks/person_images.py --splits val5), ``val6`` (fresh photos
-again: --splits val6), ``val7`` (and again: --splits val7), ``val8`` (--splits val8); report sets:
-``test``, ``test4``.  Example::
+again: --splits val6), ``val7`` (and again: --splits val7), ``val8`` (--splits val8), ``val9``
+(--splits val9); report sets: ``test``, ``test4``.  Example::
 
     python benchmarks/bench_zeropoint.py --model yolov3-tiny --split val,val4,test,test4
     python benchmarks/bench_zeropoint.py --model yolov4-tiny-10c --split val,val4,test,test4 --abits 6
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from mdfi.quant.quantize import quantize_network
     splits = [s for s in args.split.split(",") if s]
-    bad = [s for s in splits if s not in ("val", "val4", "val5", "val6", "val7", "val8", "test", "test4")]
+    bad = [s for s in splits if s not in ("val", "val4", "val5", "val6", "val7", "val8", "val9", "test", "test4")]
     if bad:
         ap.error(f"--split: unknown {', '.join(bad)}")
     # checked before any model is built (the work below takes minutes)
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         ap.error("--heads-calib-extra, --heads-crops, --heads-split and --heads-strength go with --heads")
     hsplits = [h for h in (args.heads_split or "").split(",") if h]
     if any(h not in ba.SELECTION_SPLITS or h in splits for h in hsplits):
-        ap.error("--heads-split: selection splits only (val, val4-val8), none of those --split evaluates")
+        ap.error("--heads-split: selection splits only (val, val4-val9), none of those --split evaluates")
     if hsplits and (args.heads_calib_extra or args.heads_crops):
         ap.error("--heads-split excludes --heads-calib-extra and --heads-crops")
     missing = [d for d in (args.heads_calib_extra or "").split(",") if d and not os.path.isdir(d)]
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         calib = recipes.sample_calibration(network)
     cache = args.cache = args.cache or ("/tmp/mdfi-accuracy-cache" if args.model == "yolov3-tiny"
                                         else f"/tmp/mdfi-accuracy-cache-{args.model}")
-    person = ("val4", "val5", "val6", "val7", "val8", "test4")         # benchmarks/person_images.py's splits
+    person = ("val4", "val5", "val6", "val7", "val8", "val9", "test4")       # benchmarks/person_images.py's splits
     datas = {sp: ba.float_split(network, names, args.person_sets if sp in person else args.sets, sp, cache)
              for sp in splits}
     if args.recipe_candidates or args.shipped_default:

