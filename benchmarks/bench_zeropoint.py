@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from mdfi.quant.quantize import quantize_network
     splits = [s for s in args.split.split(",") if s]
-    bad = [s for s in splits if s not in ("val", "val4", "val5", "val6", "val7", "val8", "val9", "test", "test4")]
+    bad = [s for s in splits if s not in ba.SELECTION_SPLITS + ("test", "test4")]
     if bad:
         ap.error(f"--split: unknown {', '.join(bad)}")
     # checked before any model is built (the work below takes minutes)
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         calib = recipes.sample_calibration(network)
     cache = args.cache = args.cache or ("/tmp/mdfi-accuracy-cache" if args.model == "yolov3-tiny"
                                         else f"/tmp/mdfi-accuracy-cache-{args.model}")
-    person = ("val4", "val5", "val6", "val7", "val8", "val9", "test4")       # benchmarks/person_images.py's splits
+    person = [sp for sp in ba.SELECTION_SPLITS + ("test4",) if sp != "val"]     # benchmarks/person_images.py's splits
     datas = {sp: ba.float_split(network, names, args.person_sets if sp in person else args.sets, sp, cache)
              for sp in splits}
     if args.recipe_candidates or args.shipped_default:
