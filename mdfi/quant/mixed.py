@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 #: Widths a layer's weights may take below the base width.
 CANDIDATE_WIDTHS = (6, 5, 4)
@@ -65,3 +65,53 @@ def choose_widths(network, build: Callable[[Dict[int, int]], object], objective,
             break
         widths[best[1]] = best[2]
     return {i: w for i, w in widths.items() if w != base_bits}
+
+
+#: Models without a recipe, at these (weight, activation) widths: the weights of the layers
+#: the sensitivity method picks stay at 8 bits, in a budget of the uniform model's size plus
+#: this fraction of the float32 size (docs/quantization.md "Round 24").
+SAMPLE_MIXED_EXTRA: Dict[tuple, float] = {}
+
+
+def sample_inputs(network):
+    """The shipped sample photo and its mirror image as ``network``'s float inputs (what a
+    model without a recipe is calibrated on when no photos are given)."""
+    import io
+    from PIL import Image
+    import numpy as np
+    from ..preprocess import network_input
+    from .recipes import _sample_bytes
+    with Image.open(io.BytesIO(_sample_bytes())) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    return [network_input(v, network) for v in (rgb, np.ascontiguousarray(rgb[:, ::-1]))]
+
+
+def sample_mixed_widths(network, build: Callable[[Dict[int, int]], object], wbits: int, abits: int, *,
+                        extra: Optional[float] = None, progress: bool = True) -> Dict[int, int]:
+    """``{layer: 8}`` for the convolutions whose weights stay at 8 bits in a ``wbits``-bit
+    model without a recipe: :func:`choose_widths` from a base of 8-bit weights with the one
+    candidate ``wbits``, the head error measured on the shipped sample photo and its mirror
+    image, under a budget of the uniform ``wbits`` model's size plus ``extra`` (default
+    :data:`SAMPLE_MIXED_EXTRA`) of the float32 size.  ``{}`` when no extra is set for these
+    widths.  ``build(layer_wbits)`` quantizes with the base width 8 and those layer widths."""
+    if extra is None:
+        extra = SAMPLE_MIXED_EXTRA.get((wbits, abits))
+    if not extra or wbits >= 8:
+        return {}
+    from .formats import HeadObjective
+    convs = [l.index for l in network.layers if l.kind == "convolutional"]
+    uniform = build({i: wbits for i in convs}).param_bytes()
+    float_bytes = 4 * network.num_params()
+    budget = (uniform + extra * float_bytes) / float_bytes
+    t0 = time.perf_counter()
+    if progress:
+        print(f"mixed widths: which layers keep 8-bit weights at a {100 * budget:.1f} % budget "
+              f"(sensitivity on the sample photo and its mirror image)", file=sys.stderr, flush=True)
+    objective = HeadObjective(network, sample_inputs(network))
+    narrowed = choose_widths(network, build, objective, base_bits=8, budget=budget, candidates=(wbits,),
+                             progress=False)
+    keep = {i: 8 for i in convs if i not in narrowed}
+    if progress:
+        print(f"mixed widths: 8-bit weights in layers {','.join(map(str, keep)) or 'none'} "
+              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return keep
