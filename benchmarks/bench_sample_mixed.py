@@ -39,6 +39,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="y3,v4c,10c")
     ap.add_argument("--wbits", type=int, default=4)
     ap.add_argument("--abits", type=int, default=8)
+    ap.add_argument("--extra", type=float, default=EXTRA, metavar="FRACTION",
+                    help=f"budget: the uniform size + this fraction of the float size (default {EXTRA})")
     ap.add_argument("--paired", type=int, default=0, metavar="N")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
                                     rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                                     weight_method=opts["weight_method"], names=names, layer_wbits=layer_wbits)
         t0 = time.perf_counter()
-        keep = sample_mixed_widths(network, lambda lw: build(lw, 8), args.wbits, args.abits, extra=EXTRA)
+        keep = sample_mixed_widths(network, lambda lw: build(lw, 8), args.wbits, args.abits, extra=args.extra)
         tw = time.perf_counter() - t0
         dets_of = {}
         for name, lw in (("U", {}), ("M", keep)):
