@@ -218,6 +218,9 @@ MEASURED_KEPT = {(16, 16): (99.4, 0.3), (12, 12): (98.4, 1.6), (10, 10): (98.7, 
                  (3, 3): (0.0, 286.3), (6, 8): (93.3, 7.3), (5, 8): (71.7, 11.1),
                  (4, 8): (74.2, 5.4), (3, 8): (1.9, 0.0), (2, 8): (0.6, 26610.5), (8, 4): (0.0, 0.0),
                  (8, 3): (1.0, 18417.2), (8, 2): (27.1, 32457.0)}
+#: The same photos, yolov3-tiny's weights quantized as anyone's own (no recipe, the sample photo;
+#: w4a8 with round 24's mixed widths): `benchmarks/bench_sample_mixed.py --split test`.
+MEASURED_KEPT_NO_RECIPE = {(4, 8): (56.7, 3.2)}
 
 
 def _warn_low_bits(wbits: Optional[int], abits: Optional[int]) -> None:
@@ -230,6 +233,9 @@ def _warn_low_bits(wbits: Optional[int], abits: Optional[int]) -> None:
     if (w, a) in MEASURED_KEPT:
         kept, extra = MEASURED_KEPT[(w, a)]
         cost = f"keeps {kept:g} % of the float path's detections ({extra:,.0f} % extra)"
+        if (w, a) in MEASURED_KEPT_NO_RECIPE:
+            kept, extra = MEASURED_KEPT_NO_RECIPE[(w, a)]
+            cost += f" with its shipped recipe, {kept:g} % ({extra:,.0f} % extra) as weights without a recipe"
     else:
         cost = "was not measured; its neighbours keep almost none of the float path's detections"
     warnings.warn(f"w{w}a{a} fixed point {cost} (yolov3-tiny, 102 held-out images, docs/quantization.md): "

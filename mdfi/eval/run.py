@@ -118,9 +118,14 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         else:
             extra = recipes.shipped_decisions(spec_name, network, opts)
             extra["act_method"] = opts["act_method"]
-        qm = quantize_network(network, wbits=wbits, abits=abits, per_channel=opts["per_channel"],
-                              rounding=opts["rounding"], calib=calib,
-                              weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **extra)
+        qkw = dict(wbits=wbits, abits=abits, per_channel=opts["per_channel"], rounding=opts["rounding"],
+                   calib=calib, weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **extra)
+        if "layer_wbits" not in qkw:          # round 24: a model without a recipe at w4a8
+            mixed = recipes.sample_mixed_layer_wbits(
+                spec_name, network, opts, lambda lw: quantize_network(network, **dict(qkw, wbits=8, layer_wbits=lw)))
+            if mixed:
+                qkw["layer_wbits"] = mixed
+        qm = quantize_network(network, **qkw)
         sizes[tag] = qm.param_bytes()
         models[tag] = modelfile.dumps(qm, model_name=label)
         del qm

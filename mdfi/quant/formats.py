@@ -28,13 +28,17 @@ class HeadObjective:
     """Squared error of the objectness and best-class logits at the float network's object
     cells, summed over the calibration inputs (the quantity :func:`search_formats` lowers)."""
 
-    def __init__(self, network, inputs: Sequence[np.ndarray]):
+    def __init__(self, network, inputs: Sequence[np.ndarray], min_cells: int = 0):
+        """``min_cells``: when fewer cells than this exceed :data:`OBJECT_THRESH` over all
+        inputs (a photo without the model's classes), the ``min_cells`` cells of highest float
+        objectness are the object cells instead (ties at the cut included)."""
         from .quantize import input_to_u8
         self.network = network
         self.heads = [l for l in network.output_layers() if l.kind == "yolo"]
         self.srcs = [l.inputs[0] for l in self.heads]
         self.u8 = [input_to_u8(x) for x in inputs]
         self.cells = []                  # per input, per head: (idx obj, idx cls, float obj, float cls)
+        outs = []
         for x in inputs:
             keep = {}
 
@@ -42,11 +46,20 @@ class HeadObjective:
                 if i in self.srcs:
                     keep[i] = o.astype(np.float64)
             network.forward_float(x, keep="needed", hook=hook)
+            outs.append(keep)
+        objs = [[1.0 / (1.0 + np.exp(-keep[s].reshape(l.n, l.entries, *keep[s].shape[1:])[:, 4]))
+                 for l, s in zip(self.heads, self.srcs)] for keep in outs]
+        thresh = OBJECT_THRESH
+        flat = np.concatenate([o.ravel() for per in objs for o in per]) if objs and objs[0] else np.zeros(0)
+        if min_cells > 0 and np.count_nonzero(flat > thresh) < min_cells and flat.size:
+            top = np.sort(flat)[::-1][min(min_cells, flat.size) - 1]
+            thresh = np.nextafter(top, -np.inf)          # obj > thresh <=> obj >= top
+        self.thresh = float(thresh)
+        for keep, per_obj in zip(outs, objs):
             per = []
-            for l, s in zip(self.heads, self.srcs):
+            for l, s, obj in zip(self.heads, self.srcs, per_obj):
                 z = keep[s].reshape(l.n, l.entries, *keep[s].shape[1:])
-                obj = 1.0 / (1.0 + np.exp(-z[:, 4]))
-                a, r, c = np.nonzero(obj > OBJECT_THRESH)
+                a, r, c = np.nonzero(obj > thresh)
                 k = np.argmax(z[a, 5:, r, c], axis=1) if a.size else np.zeros(0, int)
                 per.append((a, r, c, k, z[a, 4, r, c], z[a, 5 + k, r, c]))
             self.cells.append(per)

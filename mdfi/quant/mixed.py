@@ -70,7 +70,10 @@ def choose_widths(network, build: Callable[[Dict[int, int]], object], objective,
 #: Models without a recipe, at these (weight, activation) widths: the weights of the layers
 #: the sensitivity method picks stay at 8 bits, in a budget of the uniform model's size plus
 #: this fraction of the float32 size (docs/quantization.md "Round 24").
-SAMPLE_MIXED_EXTRA: Dict[tuple, float] = {}
+SAMPLE_MIXED_EXTRA: Dict[tuple, float] = {(4, 8): 0.009}
+#: A model whose classes are not in the sample photo (fewer object cells than this): its
+#: sensitivity is measured at the cells of highest float objectness instead.
+SAMPLE_MIN_CELLS = 16
 
 
 def sample_inputs(network):
@@ -99,6 +102,8 @@ def sample_mixed_widths(network, build: Callable[[Dict[int, int]], object], wbit
     if not extra or wbits >= 8:
         return {}
     from .formats import HeadObjective
+    if not any(l.kind == "yolo" for l in network.output_layers()):
+        return {}                                   # ([region] heads: no head error to measure)
     convs = [l.index for l in network.layers if l.kind == "convolutional"]
     uniform = build({i: wbits for i in convs}).param_bytes()
     float_bytes = 4 * network.num_params()
@@ -107,7 +112,7 @@ def sample_mixed_widths(network, build: Callable[[Dict[int, int]], object], wbit
     if progress:
         print(f"mixed widths: which layers keep 8-bit weights at a {100 * budget:.1f} % budget "
               f"(sensitivity on the sample photo and its mirror image)", file=sys.stderr, flush=True)
-    objective = HeadObjective(network, sample_inputs(network))
+    objective = HeadObjective(network, sample_inputs(network), min_cells=SAMPLE_MIN_CELLS)
     narrowed = choose_widths(network, build, objective, base_bits=8, budget=budget, candidates=(wbits,),
                              progress=False)
     keep = {i: 8 for i in convs if i not in narrowed}

@@ -323,6 +323,25 @@ def default_calibration(spec_name: Optional[str], network: Network,
     return sample_calibration(network), how
 
 
+def sample_mixed_applies(spec_name: Optional[str], opts: dict) -> bool:
+    """Whether a model quantized with ``opts`` gets round 24's mixed weight widths by default
+    (:func:`sample_mixed_layer_wbits`): no recipe, and widths the rule was decided at."""
+    from .mixed import SAMPLE_MIXED_EXTRA
+    return spec_name not in RECIPES and (opts["wbits"], opts["abits"]) in SAMPLE_MIXED_EXTRA
+
+
+def sample_mixed_layer_wbits(spec_name: Optional[str], network: Network, opts: dict,
+                             build: Callable[[dict], QuantizedModel]) -> dict:
+    """``{layer: 8}`` of a model without a recipe at the widths of round 24's rule (the layers
+    whose weights stay at 8 bits, chosen on the shipped sample photo and its mirror image:
+    :func:`mdfi.quant.mixed.sample_mixed_widths`), else ``{}``.  ``build(layer_wbits)``
+    quantizes as the caller will, with base weight width 8 and those layer widths."""
+    if not sample_mixed_applies(spec_name, opts) or network.channels != 3:     # the photo is RGB
+        return {}
+    from .mixed import sample_mixed_widths
+    return sample_mixed_widths(network, build, opts["wbits"], opts["abits"])
+
+
 def _decisions_resource(spec_name: Optional[str]):
     name = RECIPES.get(spec_name or "", {}).get("decisions")
     if not name:
@@ -521,6 +540,8 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         key_opts = dict(key_opts, zero_points=zkw.get("act_options", True))
         if "weight_deltas" in zkw:
             key_opts = dict(key_opts, rounding="shipped")
+    if sample_mixed_applies(spec_name, opts):       # round 24's default widths are part of the key
+        key_opts = dict(key_opts, layer_wbits="sample-photo-sensitivity")
     path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
     if cache and path.is_file():
         try:
@@ -552,9 +573,15 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         act_method = decided.pop("act_method")
         if how and shipped:
             how += "; " + zero_point_story(spec_name, zkw, auto_zero, opts)
-    qm = quantize_network(network, wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
-                          rounding=opts["rounding"], calib=calib, act_method=act_method,
-                          weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **decided)
+    qkw = dict(wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"], rounding=opts["rounding"],
+               calib=calib, act_method=act_method, weight_method=opts["weight_method"], cfg_text=cfg_text,
+               names=names, **decided)
+    if "layer_wbits" not in qkw:              # round 24: a model without a recipe at w4a8
+        mixed = sample_mixed_layer_wbits(spec_name, network, opts,
+                                         lambda lw: quantize_network(network, **dict(qkw, wbits=8, layer_wbits=lw)))
+        if mixed:
+            qkw["layer_wbits"] = mixed
+    qm = quantize_network(network, **qkw)
     if "weight_deltas" in decided:
         check_rounding(spec_name, qm)
     if how:
