@@ -7,6 +7,9 @@ uniform size + 0.9 % of the float size).
     python benchmarks/bench_sample_mixed.py --split val7,val8          # selection (the rule)
     python benchmarks/bench_sample_mixed.py --split test               # held out, report only
     python benchmarks/bench_sample_mixed.py --split test4 --paired 1000
+    python benchmarks/bench_sample_mixed.py --compare zero-points --wbits 8 --split val6,val7,val8,val9
+        # round 25: the 8-bit model of a model without a recipe (U) against the same with zero
+        # points (Z: recipes.zero_point_kwargs, what --zero-points gives it)
 
 Models: yolov3-tiny and yolov4-tiny (the zoo's official weights quantized *without* their
 recipes, as anyone's own weights are) and the 10-class yolov4-tiny of customyolov4==2.  Several
@@ -37,6 +40,8 @@ def main(argv=None) -> int:
     ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
     ap.add_argument("--cache", default="/tmp/mdfi-accuracy-cache")
     ap.add_argument("--models", default="y3,v4c,10c")
+    ap.add_argument("--compare", choices=("mixed", "zero-points"), default="mixed",
+                    help="mixed: U against M (round 24); zero-points: U against Z (round 25)")
     ap.add_argument("--wbits", type=int, default=4)
     ap.add_argument("--abits", type=int, default=8)
     ap.add_argument("--extra", type=float, default=EXTRA, metavar="FRACTION",
@@ -75,11 +80,19 @@ def main(argv=None) -> int:
                                     rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                                     weight_method=opts["weight_method"], names=names, layer_wbits=layer_wbits)
         t0 = time.perf_counter()
-        keep = sample_mixed_widths(network, lambda lw: build(lw, 8), args.wbits, args.abits, extra=args.extra)
+        if args.compare == "mixed":
+            keep = sample_mixed_widths(network, lambda lw: build(lw, 8), args.wbits, args.abits, extra=args.extra)
+            variants = (("U", {}, {}), ("M", keep, {}))
+        else:
+            # the product's zero-point kwargs (mdfi.load(zero_points=True) for a model without a recipe)
+            zkw = recipes.zero_point_kwargs(None, False, opts)
+            variants = (("U", {}, {}), ("Z", {}, zkw))
         tw = time.perf_counter() - t0
         dets_of = {}
-        for name, lw in (("U", {}), ("M", keep)):
-            qm = build(lw)
+        for name, lw, zkw in variants:
+            qm = build(lw) if not zkw else quantize_network(
+                network, wbits=args.wbits, abits=opts["abits"], per_channel=True, rounding=opts["rounding"],
+                calib=calib, weight_method=opts["weight_method"], names=names, **zkw)
             fixed = Model(network, names, FixedEngine(qm, "c"))
             dets_of[name] = [fixed.detect(d[1], thresh=0.005) for d in data]
             r = evaluate.agreement([d[2] for d in data], dets_of[name])
@@ -88,15 +101,17 @@ def main(argv=None) -> int:
                                            layer_wbits=lw, widths_seconds=tw)
             print(f"{which:4} {args.split:9} {name} agreement {r.map:.4f} kept {100 * r.kept_fraction:5.1f}% "
                   f"({r.matched}/{r.n_float}) extra {100 * r.extra_fraction:5.1f}% bias {r.mean_dconf:+.4f} "
+                  f"(ranked {r.mean_dconf_ranked:+.4f}) "
                   f"size {size:.2f}%{' w8@' + ','.join(map(str, lw)) if lw else ''}", flush=True)
         if args.paired:
             from bench_grid import paired_sd
-            mean, sd, up = paired_sd(data, dets_of["U"], dets_of["M"], args.paired)
-            rows[f"{which} M"]["paired_vs_U"] = dict(mean=mean, sd=sd, p_up=up)
-            print(f"{which:4} {args.split:9} M - U over {args.paired} photo resamplings: mean {mean:+.4f}, "
-                  f"sd {sd:.4f}, M ahead in {100 * up:.0f} %", flush=True)
+            cand = variants[1][0]
+            mean, sd, up = paired_sd(data, dets_of["U"], dets_of[cand], args.paired)
+            rows[f"{which} {cand}"]["paired_vs_U"] = dict(mean=mean, sd=sd, p_up=up)
+            print(f"{which:4} {args.split:9} {cand} - U over {args.paired} photo resamplings: mean {mean:+.4f}, "
+                  f"sd {sd:.4f}, {cand} ahead in {100 * up:.0f} %", flush=True)
     print("mean over the models:")
-    for name in ("U", "M"):
+    for name in ("U", "M" if args.compare == "mixed" else "Z"):
         sel = [v for k, v in rows.items() if k.split(" ", 1)[1] == name]
         print(f"  {name} agreement {sum(v['map'] for v in sel) / len(sel):.4f} kept "
               f"{100 * sum(v['kept_fraction'] for v in sel) / len(sel):5.1f}% extra "
