@@ -74,35 +74,41 @@ def test_head_objective_min_cells_takes_the_top_objectness_cells(tiny_net):
 
 # --- the default, through every entry point ---------------------------------------------------
 
-@pytest.fixture(scope="module")
-def mini_w4(tmp_path_factory):
+def _quantize(tmp_path_factory, wbits: int):
     from mdfi.cli import main
     from mdfi.quant import modelfile
-    out = tmp_path_factory.mktemp("w4") / "mini-w4.mdfi"
-    assert main(["quantize", "--cfg", str(CFG), "--weights", str(WEIGHTS), "--wbits", "4", "-o", str(out)]) == 0
+    out = tmp_path_factory.mktemp(f"w{wbits}") / f"mini-w{wbits}.mdfi"
+    assert main(["quantize", "--cfg", str(CFG), "--weights", str(WEIGHTS), "--wbits", str(wbits), "-o", str(out)]) == 0
     return modelfile.load(out)
+
+
+@pytest.fixture(scope="module")
+def mini_w4(tmp_path_factory):
+    return _quantize(tmp_path_factory, 4)
 
 
 def _conv_widths(qm):
     return {ql.index: ql.wbits for ql in qm.layers if ql.kind == "convolutional"}
 
 
-def test_quantize_w4a8_without_recipe_keeps_8bit_layers_within_the_budget(mini_w4, mini_net):
+@pytest.mark.parametrize("wbits", [4, 6])
+def test_quantize_without_recipe_keeps_8bit_layers_within_the_budget(wbits, mini_w4, mini_net, tmp_path_factory):
     from mdfi.quant.mixed import SAMPLE_MIXED_EXTRA
-    widths = _conv_widths(mini_w4)
+    qm = mini_w4 if wbits == 4 else _quantize(tmp_path_factory, wbits)
+    widths = _conv_widths(qm)
     eight = sorted(i for i, w in widths.items() if w == 8)
-    assert eight and set(widths.values()) == {4, 8}
-    assert {int(k): int(v) for k, v in mini_w4.options["layer_wbits"].items()} == {i: 8 for i in eight}
+    assert eight and set(widths.values()) == {wbits, 8}
+    assert {int(k): int(v) for k, v in qm.options["layer_wbits"].items()} == {i: 8 for i in eight}
     # the budget: uniform 4-bit size + 0.9 % of the float size, and used (the greedy stopped as
     # soon as the size fit)
     float_bytes = 4 * mini_net.num_params()
     convs = {l.index: l for l in mini_net.layers if l.kind == "convolutional"}
     weights_bits = lambda ws: sum(convs[i].filters * convs[i].kernel_volume * w for i, w in ws.items())   # noqa
-    extra = weights_bits(widths) - weights_bits({i: 4 for i in widths})
-    budget = SAMPLE_MIXED_EXTRA[(4, 8)] * float_bytes * 8
+    extra = weights_bits(widths) - weights_bits({i: wbits for i in widths})
+    budget = SAMPLE_MIXED_EXTRA[(wbits, 8)] * float_bytes * 8
     assert 0 < extra <= budget
-    largest_four = max(convs[i].filters * convs[i].kernel_volume for i, w in widths.items() if w == 4)
-    assert extra + 4 * largest_four > budget        # (true of the last layer narrowed)
+    largest = max(convs[i].filters * convs[i].kernel_volume for i, w in widths.items() if w == wbits)
+    assert extra + (8 - wbits) * largest > budget        # (true of the last layer narrowed)
 
 
 def test_explicit_widths_other_widths_and_api_agree(mini_w4, tmp_path, capsys, monkeypatch):
@@ -117,12 +123,13 @@ def test_explicit_widths_other_widths_and_api_agree(mini_w4, tmp_path, capsys, m
         if a.kind == "convolutional":
             assert np.array_equal(a.weights, b.weights) and np.array_equal(a.bias, b.bias)
     # other activation widths and explicit widths: unchanged behaviour
-    for extra, expect in ((["--abits", "6"], None), (["--layer-wbits", "0=8"], {0: 8})):
+    for wbits, extra, expect in ((4, ["--abits", "6"], None), (4, ["--layer-wbits", "0=8"], {0: 8}),
+                                 (6, ["--abits", "6"], None)):          # w6a6: round 24b failed there
         out = tmp_path / "x.mdfi"
-        assert main(["quantize", "--cfg", str(CFG), "--weights", str(WEIGHTS), "--wbits", "4", *extra,
+        assert main(["quantize", "--cfg", str(CFG), "--weights", str(WEIGHTS), "--wbits", str(wbits), *extra,
                      "-o", str(out)]) == 0
         widths = _conv_widths(modelfile.load(out))
-        assert {i: w for i, w in widths.items() if w != 4} == (expect or {})
+        assert {i: w for i, w in widths.items() if w != wbits} == (expect or {})
         out.unlink()
     capsys.readouterr()
 

@@ -69,8 +69,9 @@ def choose_widths(network, build: Callable[[Dict[int, int]], object], objective,
 
 #: Models without a recipe, at these (weight, activation) widths: the weights of the layers
 #: the sensitivity method picks stay at 8 bits, in a budget of the uniform model's size plus
-#: this fraction of the float32 size (docs/quantization.md "Round 24").
-SAMPLE_MIXED_EXTRA: Dict[tuple, float] = {(4, 8): 0.009}
+#: this fraction of the float32 size (docs/quantization.md "Round 24": w4a8; "Round 24b": w6a8 --
+#: not w6a6, where the rule failed).
+SAMPLE_MIXED_EXTRA: Dict[tuple, float] = {(4, 8): 0.009, (6, 8): 0.0035}
 #: A model whose classes are not in the sample photo (fewer object cells than this): its
 #: sensitivity is measured at the cells of highest float objectness instead.
 SAMPLE_MIN_CELLS = 16

@@ -576,7 +576,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     qkw = dict(wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"], rounding=opts["rounding"],
                calib=calib, act_method=act_method, weight_method=opts["weight_method"], cfg_text=cfg_text,
                names=names, **decided)
-    if "layer_wbits" not in qkw:              # round 24: a model without a recipe at w4a8
+    if "layer_wbits" not in qkw:              # round 24: a model without a recipe at w4a8 / w6a8
         mixed = sample_mixed_layer_wbits(spec_name, network, opts,
                                          lambda lw: quantize_network(network, **dict(qkw, wbits=8, layer_wbits=lw)))
         if mixed:
