@@ -111,7 +111,8 @@ def test_load_and_quantize_use_the_recipe(recipe_model, tmp_path, capsys):
 def test_default_zero_points_follow_rounds_14_and_15():
     """docs/quantization.md "Round 14": rule 2 chose zero points for the COCO yolov4-tiny's
     recipe at 8 bits (its shipped statistics); rule 1 kept them opt-in for every model
-    without a recipe, whatever the statistics.  "Round 15": both zoo recipes' 8-bit default
+    without a recipe, whatever the statistics -- until round 25 made them the 8-bit default of
+    such a model on the sample photo.  "Round 15": both zoo recipes' 8-bit default
     is zero points with the shipped AdaRound rounding and bias shifts (no clip budget);
     "Round 15b": the same at w6a8, w6a6 and w4a8, nowhere else."""
     for model in ("yolov4-tiny", "yolov3-tiny"):
@@ -132,8 +133,14 @@ def test_default_zero_points_follow_rounds_14_and_15():
         # statistics not shipped, or options the rounding was not made for: plain zero points
         assert recipes.zero_point_kwargs(model, False) == {"zero_points": True, "act_method": "mse"}
         assert recipes.zero_point_kwargs(model, True, plain=False) == {"zero_points": True, "act_method": "mse"}
-    for source in ("photos", "sample", "bn-estimate"):
+    for source in ("photos", "bn-estimate"):
         assert recipes.default_zero_points(None, source) is False
+    # round 25: a model without a recipe on the sample photo, at 8 bits only (as measured)
+    assert recipes.default_zero_points(None, "sample") is True
+    for opts in (recipes.resolve(None, wbits=6, abits=6), recipes.resolve(None, wbits=4, abits=8),
+                 recipes.resolve(None, wbits=6, abits=8), recipes.resolve(None, per_channel=False),
+                 recipes.resolve(None, rounding="truncate")):
+        assert recipes.default_zero_points(None, "sample", opts) is False
 
 
 def _same_layers(qa, qb):

@@ -66,13 +66,24 @@ def _zero_point_entry(spec_name: Optional[str], opts: Optional[dict] = None) -> 
     return entry if isinstance(entry, dict) else None
 
 
+#: Widths at which a model without a recipe calibrated on the shipped sample photo gets zero
+#: points by default (docs/quantization.md "Round 25": rule 25 on val6-val9 pooled; per-channel
+#: weights and round-half-up requantization, as measured).
+SAMPLE_ZERO_POINT_WIDTHS = ("w8a8",)
+
+
 def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[dict] = None) -> bool:
     """Whether zero points are the default for ``spec_name`` whose statistics come from
-    ``source`` (:func:`statistics_source`): only ``"shipped"`` -- a recipe's statistics, with
-    a recipe ``zero_points`` entry for the widths of ``opts`` (from :func:`resolve`;
-    per-channel, round-half-up, as measured).  Calibration photos, the sample photo and the
-    batch-norm estimate: no -- docs/quantization.md "Round 14", rule 1 on ``val5`` (the
-    10-class yolov4-tiny lost kept detections and bias with them), so they stay opt-in there."""
+    ``source`` (:func:`statistics_source`): ``"shipped"`` -- a recipe's statistics, with a
+    recipe ``zero_points`` entry for the widths of ``opts`` (from :func:`resolve`;
+    per-channel, round-half-up, as measured); ``"sample"`` -- a model without a recipe on the
+    shipped sample photo, at :data:`SAMPLE_ZERO_POINT_WIDTHS` (round 25, a second trial of
+    round 14's rule on more photos).  Calibration photos and the batch-norm estimate: no --
+    docs/quantization.md "Round 14", rule 1 on ``val5`` (not tried again for photos)."""
+    if source == "sample":
+        o = opts or resolve(spec_name)
+        return (spec_name not in RECIPES and bool(o["per_channel"]) and o.get("rounding", "half_up") == "half_up"
+                and width_tag(o) in SAMPLE_ZERO_POINT_WIDTHS)
     return source == "shipped" and _zero_point_entry(spec_name, opts) is not None
 
 
