@@ -10,6 +10,8 @@ uniform size + 0.9 % of the float size).
     python benchmarks/bench_sample_mixed.py --compare zero-points --wbits 8 --split val6,val7,val8,val9
         # round 25: the 8-bit model of a model without a recipe (U) against the same with zero
         # points (Z: recipes.zero_point_kwargs, what --zero-points gives it)
+    python benchmarks/bench_sample_mixed.py --compare mixed-zero-points --wbits 4 --split val6,val7,val8,val9
+        # round 26: round 24's mixed model (M) against the same with zero points (MZ)
 
 Models: yolov3-tiny and yolov4-tiny (the zoo's official weights quantized *without* their
 recipes, as anyone's own weights are) and the 10-class yolov4-tiny of customyolov4==2.  Several
@@ -40,8 +42,9 @@ def main(argv=None) -> int:
     ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
     ap.add_argument("--cache", default="/tmp/mdfi-accuracy-cache")
     ap.add_argument("--models", default="y3,v4c,10c")
-    ap.add_argument("--compare", choices=("mixed", "zero-points"), default="mixed",
-                    help="mixed: U against M (round 24); zero-points: U against Z (round 25)")
+    ap.add_argument("--compare", choices=("mixed", "zero-points", "mixed-zero-points"), default="mixed",
+                    help="mixed: U against M (round 24); zero-points: U against Z (round 25); mixed-zero-points: "
+                         "M against MZ, M with zero points and its widths chosen with them (round 26)")
     ap.add_argument("--wbits", type=int, default=4)
     ap.add_argument("--abits", type=int, default=8)
     ap.add_argument("--extra", type=float, default=EXTRA, metavar="FRACTION",
@@ -75,24 +78,28 @@ def main(argv=None) -> int:
         calib = recipes.sample_calibration(network)
         opts = recipes.resolve(None, wbits=args.wbits, abits=args.abits, per_channel=True)
 
-        def build(layer_wbits, wbits=args.wbits):
+        def build(layer_wbits, wbits=args.wbits, zkw=None):
+            kw = dict(zkw) if zkw else dict(act_method=opts["act_method"])
             return quantize_network(network, wbits=wbits, abits=opts["abits"], per_channel=True,
-                                    rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
-                                    weight_method=opts["weight_method"], names=names, layer_wbits=layer_wbits)
+                                    rounding=opts["rounding"], calib=calib, weight_method=opts["weight_method"],
+                                    names=names, layer_wbits=layer_wbits, **kw)
+        # the product's zero-point kwargs (mdfi.load(zero_points=True) for a model without a recipe)
+        zkw = recipes.zero_point_kwargs(None, False, opts)
         t0 = time.perf_counter()
         if args.compare == "mixed":
             keep = sample_mixed_widths(network, lambda lw: build(lw, 8), args.wbits, args.abits, extra=args.extra)
-            variants = (("U", {}, {}), ("M", keep, {}))
-        else:
-            # the product's zero-point kwargs (mdfi.load(zero_points=True) for a model without a recipe)
-            zkw = recipes.zero_point_kwargs(None, False, opts)
-            variants = (("U", {}, {}), ("Z", {}, zkw))
+            variants = (("U", {}, None), ("M", keep, None))
+        elif args.compare == "zero-points":
+            variants = (("U", {}, None), ("Z", {}, zkw))
+        else:           # round 26: round 24's mixed model against the same with zero points (widths chosen with them)
+            keep = sample_mixed_widths(network, lambda lw: build(lw, 8), args.wbits, args.abits, extra=args.extra)
+            keepz = sample_mixed_widths(network, lambda lw: build(lw, 8, zkw), args.wbits, args.abits,
+                                        extra=args.extra)
+            variants = (("M", keep, None), ("MZ", keepz, zkw))
         tw = time.perf_counter() - t0
         dets_of = {}
-        for name, lw, zkw in variants:
-            qm = build(lw) if not zkw else quantize_network(
-                network, wbits=args.wbits, abits=opts["abits"], per_channel=True, rounding=opts["rounding"],
-                calib=calib, weight_method=opts["weight_method"], names=names, **zkw)
+        for name, lw, vz in variants:
+            qm = build(lw, zkw=vz)
             fixed = Model(network, names, FixedEngine(qm, "c"))
             dets_of[name] = [fixed.detect(d[1], thresh=0.005) for d in data]
             r = evaluate.agreement([d[2] for d in data], dets_of[name])
@@ -105,13 +112,13 @@ def main(argv=None) -> int:
                   f"size {size:.2f}%{' w8@' + ','.join(map(str, lw)) if lw else ''}", flush=True)
         if args.paired:
             from bench_grid import paired_sd
-            cand = variants[1][0]
-            mean, sd, up = paired_sd(data, dets_of["U"], dets_of[cand], args.paired)
-            rows[f"{which} {cand}"]["paired_vs_U"] = dict(mean=mean, sd=sd, p_up=up)
-            print(f"{which:4} {args.split:9} {cand} - U over {args.paired} photo resamplings: mean {mean:+.4f}, "
+            base, cand = variants[0][0], variants[1][0]
+            mean, sd, up = paired_sd(data, dets_of[base], dets_of[cand], args.paired)
+            rows[f"{which} {cand}"]["paired_vs_base"] = dict(mean=mean, sd=sd, p_up=up)
+            print(f"{which:4} {args.split:9} {cand} - {base} over {args.paired} photo resamplings: mean {mean:+.4f}, "
                   f"sd {sd:.4f}, {cand} ahead in {100 * up:.0f} %", flush=True)
     print("mean over the models:")
-    for name in ("U", "M" if args.compare == "mixed" else "Z"):
+    for name in {"mixed": ("U", "M"), "zero-points": ("U", "Z"), "mixed-zero-points": ("M", "MZ")}[args.compare]:
         sel = [v for k, v in rows.items() if k.split(" ", 1)[1] == name]
         print(f"  {name} agreement {sum(v['map'] for v in sel) / len(sel):.4f} kept "
               f"{100 * sum(v['kept_fraction'] for v in sel) / len(sel):5.1f}% extra "
