@@ -54,7 +54,7 @@ golden.export(m, np.random.default_rng(0).integers(0, 256, (30, 40, 3)).astype(n
 m, _ = route_shift_model()
 golden.export(m, photo, out + "/routes", layers=[20], stages=["in", "out"])
 mini = sys.argv[3] + "/fixtures/darknet/mini-yolov3/mini-yolov3"
-golden.export(mdfi.load(cfg=mini + ".cfg", weights=mini + ".weights", threads=1), photo, out + "/mini",
+golden.export(mdfi.load(cfg=mini + ".cfg", weights=mini + ".weights", threads=1, zero_points=False), photo, out + "/mini",
               layers=[4], thresh=0.99)
 import subprocess
 subprocess.run([sys.executable, "-m", "mdfi", "quantize", "--model", "yolov3-tiny", "--zero-points", "-o",

@@ -254,13 +254,17 @@ def test_quantize_without_calibration_says_so(tmp_path, capsys):
     load_weights(net, weights)
     with Image.open(files("mdfi.data") / "sample.jpg") as im:
         rgb = np.asarray(im.convert("RGB"))
-    want = quantize_network(net, per_channel=True, calib=calibrate.collect(net, [rgb, rgb[:, ::-1].copy()],
-                                                                          progress=False))
-    assert [q.out_fmt for q in qm.layers] == [q.out_fmt for q in want.layers]
-    for a, b in zip(qm.layers, want.layers):
-        for name in ("weights", "bias", "w_frac"):
-            if hasattr(a, name):
-                assert np.array_equal(getattr(a, name), getattr(b, name))
+    stats = calibrate.collect(net, [rgb, rgb[:, ::-1].copy()], progress=False)
+    # at 8 bits with zero points (round 25); --no-zero-points: the model of round 11
+    assert main(base + ["--no-zero-points", "-o", str(tmp_path / "n.mdfi")]) == 0
+    capsys.readouterr()
+    for got, want in ((qm, quantize_network(net, per_channel=True, calib=stats, zero_points=True, act_method="mse")),
+                      (modelfile.load(tmp_path / "n.mdfi"), quantize_network(net, per_channel=True, calib=stats))):
+        assert [q.out_fmt for q in got.layers] == [q.out_fmt for q in want.layers]
+        for a, b in zip(got.layers, want.layers):
+            for name in ("weights", "bias", "w_frac"):
+                if hasattr(a, name):
+                    assert np.array_equal(getattr(a, name), getattr(b, name))
 
     assert main(base + ["--bn-estimate", "-o", str(tmp_path / "e.mdfi")]) == 0
     assert "estimated from batch-norm statistics" in capsys.readouterr().err

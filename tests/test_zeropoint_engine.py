@@ -179,7 +179,10 @@ def test_api_load_zero_points(tmp_path):
               cache=False)
     m = mdfi.load(**kw, zero_points=True)
     assert m.quantized.options.get("zero_points") is True
-    assert "zero_points" not in mdfi.load(**kw).quantized.options
+    assert "zero_points" not in mdfi.load(**kw, zero_points=False).quantized.options
+    # round 25: the default of a model without a recipe on the sample photo, at 8 bits only
+    assert mdfi.load(**kw).quantized.options.get("zero_points") is True
+    assert "zero_points" not in mdfi.load(**kw, wbits=6, abits=6).quantized.options
     img = np.random.default_rng(4).integers(0, 256, (40, 60, 3)).astype(np.uint8)
     m.detect(img)
     with pytest.raises(MDFIError, match="fixed-point path only"):
