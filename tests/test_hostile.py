@@ -430,3 +430,27 @@ def test_detect_argument_types(tiny_weights_path):
     for kw in ({"thresh": "0.5"}, {"nms": None}, {"thresh": True}, {"thresh": 2}):
         with pytest.raises(ArgumentError):
             model.detect(np.zeros((8, 8, 3), np.uint8), **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# audit 24: inputs of the features added since issue 9
+def test_calib_stats_without_a_convolution_is_one_line(tmp_path, capsys):
+    """`mdfi quantize --calib-stats` of a file missing a convolution's statistics (edited, or
+    another network with the same first layers) was a KeyError traceback."""
+    from mdfi.quant.calibrate import CalibStats, estimate_from_batchnorm
+    good = tmp_path / "good.json"
+    estimate_from_batchnorm(mini_net()).to_json(good)
+    calib = CalibStats.from_json(good)
+    conv = max(i for i in calib.layers if mini_net().layers[i].kind == "convolutional")
+    del calib.layers[conv]
+    bad = tmp_path / "bad.json"
+    calib.to_json(bad)
+    out = tmp_path / "q.mdfi"
+    for zp in ("--zero-points", "--no-zero-points"):
+        assert main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--calib-stats", str(bad),
+                     zp, "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        errors = [l for l in err.splitlines() if l.startswith("mdfi: error:")]
+        assert "Traceback" not in err and len(errors) == 1, err
+        assert f"bad.json: no statistics for layer {conv} (convolutional)" in errors[0]
+        assert not out.exists()

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .. import fixedpoint as fp
-from ..errors import FormatError, ShapeError
+from ..errors import FormatError, ModelFileError, ShapeError
 from ..layers import QREGISTRY, QLayer
 from ..layers.yolo import yolo_gains
 from ..darknet.network import Network
@@ -350,6 +350,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                     act_fracs[i] = calibrate.choose_frac(calib[i], b, act_method, **act_options)
             if unify_routes:
                 act_fracs = unify_route_formats(network, act_fracs, layer_abits, abits)
+        missing = [l.index for l in network.layers
+                   if l.kind in ("convolutional", "shortcut") and l.index not in act_fracs]
+        if missing:
+            where = getattr(calib, "path", None) or "the calibration statistics"
+            raise ModelFileError(f"{where}: no statistics for layer {missing[0]} ({network.layers[missing[0]].kind}) "
+                                 f"of {network.path}{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}: "
+                                 f"gathered on another network, or edited")
 
     def out_format(i: int) -> fp.QFormat:
         return fp.QFormat(layer_abits.get(i, abits), int(act_fracs[i]), zero=act_zeros.get(i, 0))
