@@ -454,3 +454,23 @@ def test_calib_stats_without_a_convolution_is_one_line(tmp_path, capsys):
         assert "Traceback" not in err and len(errors) == 1, err
         assert f"bad.json: no statistics for layer {conv} (convolutional)" in errors[0]
         assert not out.exists()
+
+
+@pytest.mark.parametrize("option, spec, words", [
+    ("--layer-wbits", "11=4", "layer 11 of .* is a maxpool layer; only convolutional layers have weights"),
+    ("--layer-wbits", "4=4", "layer 4 of .* is a shortcut layer"),
+    ("--layer-abits", "20=16", "layer 20 of .* is a yolo layer; only convolutional and shortcut layers"),
+    ("--layer-abits", "12=16", "layer 12 of .* is a route layer"),
+])
+def test_layer_widths_of_layers_without_them_are_refused(option, spec, words, tmp_path, capsys):
+    """A per-layer width for a layer that has no weights (or no output format of its own) was
+    recorded in the model and shown (`mixed w4@11`) while changing nothing."""
+    out = tmp_path / "q.mdfi"
+    assert main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), option, spec, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("mdfi: error:") == 1 and not out.exists()
+    import re
+    assert re.search(words, err), err
+    from mdfi.quant.quantize import quantize_network
+    with pytest.raises(FormatError):
+        quantize_network(mini_net(), **{option[2:].replace("-", "_"): {int(spec.split("=")[0]): 4}})

@@ -258,6 +258,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         for i in table:
             if not 0 <= i < len(network.layers):
                 raise FormatError(f"per-layer {what} for layer {i}: the network has layers 0..{len(network.layers) - 1}")
+    for what, table, kinds in (("weight width", layer_wbits, ("convolutional",)),
+                               ("activation width", layer_abits, ("convolutional", "shortcut"))):
+        for i in sorted(table):
+            if network.layers[i].kind not in kinds:     # would be recorded and shown, and change nothing
+                raise FormatError(f"per-layer {what} for layer {i}: layer {i} of {network.path} is a "
+                                  f"{network.layers[i].kind} layer; only {' and '.join(kinds)} layers have "
+                                  f"{'weights' if what == 'weight width' else 'an output format of their own'}")
     for mode in layer_rounding.values():
         fp.rounding_code(mode)
     head_gains = yolo_gains(network, head_gains)
