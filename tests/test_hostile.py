@@ -474,3 +474,14 @@ def test_layer_widths_of_layers_without_them_are_refused(option, spec, words, tm
     from mdfi.quant.quantize import quantize_network
     with pytest.raises(FormatError):
         quantize_network(mini_net(), **{option[2:].replace("-", "_"): {int(spec.split("=")[0]): 4}})
+
+
+@pytest.mark.parametrize("option, spec", [("--layer-wbits", "0=8,0=4"), ("--layer-abits", "3=16,03=12"),
+                                          ("--layer-rounding", "5=truncate,5=half_up")])
+def test_layer_given_twice_is_refused(option, spec, tmp_path, capsys):
+    """`--layer-wbits 0=8,0=4` silently kept the last width."""
+    out = tmp_path / "q.mdfi"
+    with pytest.raises(SystemExit) as ei:
+        main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), option, spec, "-o", str(out)])
+    assert ei.value.code == 2 and not out.exists()
+    assert "is given twice" in capsys.readouterr().err

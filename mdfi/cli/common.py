@@ -79,6 +79,8 @@ def layer_rounding_arg(text: str):
     for item in filter(None, text.split(",")):
         try:
             idx, mode = item.split("=", 1)
+            if int(idx) in out:
+                raise ValueError(f"layer {int(idx)} is given twice")
             out[int(idx)] = mode.strip()
             rounding_code(out[int(idx)])
         except (ValueError, MDFIError) as exc:
@@ -96,6 +98,8 @@ def layer_bits_arg(text: str, opt: str = "--layer-abits", what: str = "activatio
             idx, bits = item.split("=", 1)
             if int(idx) < 0:
                 raise ValueError("negative layer index")
+            if int(idx) in out:
+                raise ValueError(f"layer {int(idx)} is given twice")
             out[int(idx)] = check_bits(int(bits), what)
         except (ValueError, MDFIError) as exc:
             raise argparse.ArgumentTypeError(f"{opt} expects INDEX=BITS[,INDEX=BITS...] with BITS "
