@@ -485,3 +485,44 @@ def test_layer_given_twice_is_refused(option, spec, tmp_path, capsys):
         main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), option, spec, "-o", str(out)])
     assert ei.value.code == 2 and not out.exists()
     assert "is given twice" in capsys.readouterr().err
+
+
+def test_outputs_never_replace_implied_inputs(tmp_path, monkeypatch, capsys):
+    """`quantize -o` onto the zoo's cached weights (an input the model name implies) and
+    `calibrate -o` / `--results` onto one of the --images replaced them."""
+    from mdfi import zoo
+    monkeypatch.setenv("MDFI_HOME", str(tmp_path / "home"))
+    cached = zoo.cache_dir() / zoo.get_spec("yolov3-tiny").weights
+    cached.write_bytes(b"the zoo's weights")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32)).save(photos / "a.jpg")
+    before = (photos / "a.jpg").read_bytes()
+    for argv in (["quantize", "-o", str(cached)], ["quantize", "-o", str(zoo.cfg_path("yolov3-tiny"))],
+                 ["quantize", "--calib", str(photos), "-o", str(photos / "a.jpg")],
+                 ["calibrate", "--images", str(photos), "-o", str(photos / "a.jpg")],
+                 ["calibrate", "--images", str(photos), "-o", str(tmp_path / "s.json"), "--results",
+                  str(photos / "a.jpg")],
+                 ["eval", "--images", str(photos), "--results", str(photos / "a.jpg")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "is also an input" in err and err.count("\n") == 1, err
+    assert cached.read_bytes() == b"the zoo's weights" and (photos / "a.jpg").read_bytes() == before
+
+
+def test_output_files_are_checked_before_any_work(tmp_path, monkeypatch, capsys):
+    """`quantize -o missing/m.mdfi` (or a folder) failed only after quantizing (minutes with
+    --search); `calibrate -o s.json --results s.json` wrote both into one file."""
+    import mdfi.quant.quantize as Q
+    monkeypatch.setattr(Q, "quantize_network", lambda *a, **k: pytest.fail("quantized before the check"))
+    model = ["--cfg", str(MINI_CFG), "--weights", str(MINI_W)]
+    (tmp_path / "folder").mkdir()
+    for out, words in ((tmp_path / "missing" / "m.mdfi", "no such folder"),
+                       (tmp_path / "folder", "is a folder"), ("", "empty file name")):
+        assert main(["quantize", *model, "-o", str(out)]) == 2
+        assert words in capsys.readouterr().err
+    same = str(tmp_path / "s.json")
+    assert main(["calibrate", *model, "--images", str(REPO / "mdfi" / "data" / "sample.jpg"), "-o", same,
+                 "--results", same]) == 2
+    assert "is also the -o file" in capsys.readouterr().err and not os.path.exists(same)
+

@@ -17,7 +17,7 @@ from ..errors import MDFIError, OutputError
 from .common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
                      layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
                      unit_float)
-from .common import ZERO_POINTS_DEFAULT, refuse_overwrite  # noqa: F401
+from .common import ZERO_POINTS_DEFAULT, check_output_file, image_inputs, model_inputs, refuse_overwrite  # noqa: F401
 from .detect import add_detect_parser, cmd_detect  # noqa: F401
 from .quantize import add_quantize_parser, cmd_quantize, percent_arg  # noqa: F401
 
@@ -29,10 +29,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..scale.imagejobs import calibrate_images
     from ..model import _float_network
     check_model_args(args)
-    refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model)
+    inputs = model_inputs(args) + image_inputs(args.images)
+    check_output_file(args.output, *inputs, make_folder=True)
     if args.results:
-        refuse_overwrite(args.results, args.cfg, args.weights, args.names, args.model, args.output,
-                         opt="--results")
+        check_output_file(args.results, *inputs, args.output, opt="--results", make_folder=True,
+                          other=("-o", args.output))
     scale = scale_options(args)
     network, _, _, _, weights_file = _float_network(args.model, args.cfg, args.weights, args.names, True,
                                                     args.darknet)
@@ -72,9 +73,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise MDFIError(f"--calib {args.calib}: no such folder, list file or image")
     if args.calib and args.bn_estimate:
         raise MDFIError("give --bn-estimate or --calib, not both")
+    inputs = model_inputs(args) + [args.labels] + image_inputs(args.images) + image_inputs(args.calib)
     if args.results:
-        refuse_overwrite(args.results, args.cfg, args.weights, args.names, args.model, args.labels,
-                         opt="--results")
+        check_output_file(args.results, *inputs, opt="--results", make_folder=True)
     if args.labels and not (os.path.isdir(args.labels) or os.access(args.labels, os.R_OK)):
         raise MDFIError(f"--labels {args.labels}: no such file or folder (COCO JSON or a VOC XML folder)")
     report, text = run_eval(args)

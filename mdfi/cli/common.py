@@ -186,9 +186,61 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
 def refuse_overwrite(output: str, *inputs: Optional[str], opt: str = "-o") -> None:
     """An output must not be one of the command's inputs (issue 9: `quantize -o` onto its own
     --weights overwrote the float weights)."""
-    real = os.path.realpath(output)
+    try:
+        out = os.stat(output)                   # follows a symbolic link to an input, as a write would
+    except (OSError, ValueError):
+        return                                  # nothing there: nothing to overwrite
     for inp in inputs:
-        if inp and os.path.exists(inp) and (os.path.realpath(inp) == real or
-                                            (os.path.exists(output) and os.path.samefile(inp, output))):
-            raise OutputError(f"{opt} {output} is also an input ({inp}): it would be overwritten; "
-                              f"choose another output name")
+        try:
+            st = os.stat(inp) if inp else None
+        except (OSError, ValueError):
+            continue
+        if st is not None and (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+            raise OutputError(f"{opt} {shown(output, 200)} is also an input ({shown(os.fspath(inp), 200)}): it would be "
+                              f"overwritten; choose another output name")
+
+
+def model_inputs(args: argparse.Namespace) -> list:
+    """The files the model options name, and those a zoo model name implies: its shipped cfg
+    and names and its cached weights (`quantize -o ~/.cache/mdfi/yolov3-tiny.weights`
+    replaced the zoo's weights)."""
+    found = [getattr(args, k, None) for k in ("cfg", "weights", "names", "model")]
+    model = getattr(args, "model", None)
+    if not getattr(args, "cfg", None) and not (model and (model.endswith(".mdfi") or os.sep in model
+                                                          or os.path.isfile(model))):
+        from .. import zoo
+        try:
+            spec = zoo.get_spec(model or zoo.DEFAULT_MODEL)
+            found += [str(zoo.cfg_path(spec)), str(zoo.names_path(spec)), str(zoo.cache_dir() / spec.weights)]
+        except MDFIError:
+            pass
+    return found
+
+
+def image_inputs(spec: Optional[str]) -> list:
+    """The files an ``--images``/``--calib`` folder, list file or image names (the list file
+    too); nothing when it cannot be listed (the command reports that itself)."""
+    if not spec:
+        return []
+    from ..scale.imagejobs import list_inputs
+    try:
+        return [spec] + [p for _, p in list_inputs(spec)]
+    except MDFIError:
+        return [spec]
+
+
+def check_output_file(output: str, *inputs: Optional[str], opt: str = "-o", make_folder: bool = False,
+                      other: Optional[tuple] = None) -> None:
+    """Before any work: ``output`` is a file name (not a folder) in an existing folder (or one
+    the command creates, ``make_folder``), none of ``inputs`` and not the command's ``other``
+    output ``(option, path)``."""
+    if not output:
+        raise OutputError(f"{opt}: empty file name")
+    if other and other[1] and os.path.realpath(other[1]) == os.path.realpath(output):
+        raise OutputError(f"{opt} {shown(output, 200)} is also the {other[0]} file; give two names")
+    if os.path.isdir(output):
+        raise OutputError(f"{opt} {shown(output, 200)}: is a folder; give a file name")
+    parent = os.path.dirname(output) or "."
+    if not make_folder and not os.path.isdir(parent):
+        raise OutputError(f"{opt} {shown(output, 200)}: no such folder {shown(parent, 200)}")
+    refuse_overwrite(output, *inputs, opt=opt)

@@ -8,7 +8,7 @@ import sys
 
 from ..errors import MDFIError
 from .common import (ZERO_POINTS_DEFAULT, add_model_args, bits_arg, check_model_args, layer_bits_arg, layer_rounding_arg,
-                     layer_wbits_arg, refuse_overwrite)
+                     layer_wbits_arg, check_output_file, image_inputs, model_inputs)
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -17,7 +17,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from ..model import _float_network, _warn_low_bits
     from ..quant.quantize import quantize_network
     check_model_args(args)
-    refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model, args.calib_stats)
+    check_output_file(args.output, *model_inputs(args), args.calib_stats, *image_inputs(args.calib))
     if args.calib and args.calib_stats:
         raise MDFIError("give --calib DIR or --calib-stats FILE, not both")
     if args.calib and not os.path.isdir(args.calib):
