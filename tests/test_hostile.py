@@ -526,3 +526,25 @@ def test_output_files_are_checked_before_any_work(tmp_path, monkeypatch, capsys)
                  "--results", same]) == 2
     assert "is also the -o file" in capsys.readouterr().err and not os.path.exists(same)
 
+
+def test_eval_plot_path_is_checked_before_the_evaluation(tmp_path, capsys):
+    """`eval --plot p.xyz` was a matplotlib ValueError traceback after the whole evaluation,
+    `--plot out` wrote out.png and said `wrote out`, `--plot` onto one of the --images
+    replaced it, and `--plot r.svg --results r.svg` wrote the plot over the results."""
+    pytest.importorskip("matplotlib")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32)).save(photos / "a.jpg")
+    before = (photos / "a.jpg").read_bytes()
+    model = ["--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--images", str(photos), "--workers", "1"]
+    for extra, words in ((["--plot", str(tmp_path / "p.xyz")], "matplotlib cannot write .xyz files"),
+                         (["--plot", str(tmp_path / "p")], "no file extension"),
+                         (["--plot", str(photos / "a.jpg")], "is also an input"),
+                         (["--plot", str(tmp_path / "r.svg"), "--results", str(tmp_path / "r.svg")],
+                          "is also the --results file")):
+        t0 = time.monotonic()
+        assert main(["eval", *model, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1 and "eval:" not in err, err
+        assert time.monotonic() - t0 < 5
+    assert (photos / "a.jpg").read_bytes() == before and sorted(os.listdir(tmp_path)) == ["photos"]

@@ -76,6 +76,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     inputs = model_inputs(args) + [args.labels] + image_inputs(args.images) + image_inputs(args.calib)
     if args.results:
         check_output_file(args.results, *inputs, opt="--results", make_folder=True)
+    if args.plot:
+        from ..eval.plot import check_plot_path
+        check_output_file(args.plot, *inputs, args.results, opt="--plot", other=("--results", args.results))
+        check_plot_path(args.plot)
     if args.labels and not (os.path.isdir(args.labels) or os.access(args.labels, os.R_OK)):
         raise MDFIError(f"--labels {args.labels}: no such file or folder (COCO JSON or a VOC XML folder)")
     report, text = run_eval(args)
