@@ -548,3 +548,19 @@ def test_eval_plot_path_is_checked_before_the_evaluation(tmp_path, capsys):
         assert words in err and err.count("\n") == 1 and "eval:" not in err, err
         assert time.monotonic() - t0 < 5
     assert (photos / "a.jpg").read_bytes() == before and sorted(os.listdir(tmp_path)) == ["photos"]
+
+
+@pytest.mark.parametrize("command", ["quantize", "calibrate", "eval"])
+def test_quantized_model_where_the_float_network_is_needed(command, mini_mdfi, tmp_path, capsys):
+    """`mdfi eval --model m.mdfi` said `unknown model 'm.mdfi' ... a quantized model is a
+    FILE.mdfi`, while its help offered --model NAME|FILE.mdfi."""
+    argv = {"quantize": ["-o", str(tmp_path / "q.mdfi")],
+            "calibrate": ["--images", str(REPO / "mdfi" / "data" / "sample.jpg"), "-o", str(tmp_path / "s.json")],
+            "eval": ["--images", str(REPO / "mdfi" / "data" / "sample.jpg")]}[command]
+    assert main([command, "--model", str(mini_mdfi), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mini.mdfi is a quantized model" in err and "unknown model" not in err, err
+    from mdfi.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert "FILE.mdfi" not in sub.choices[command].format_help()
+    assert "FILE.mdfi" in sub.choices["detect"].format_help() and "FILE.mdfi" in sub.choices["golden"].format_help()

@@ -17,7 +17,7 @@ from ..errors import MDFIError, OutputError
 from .common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
                      layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
                      unit_float)
-from .common import ZERO_POINTS_DEFAULT, check_output_file, image_inputs, model_inputs, refuse_overwrite  # noqa: F401
+from .common import ZERO_POINTS_DEFAULT, check_output_file, image_inputs, model_inputs, refuse_overwrite, refuse_quantized_model  # noqa: F401
 from .detect import add_detect_parser, cmd_detect  # noqa: F401
 from .quantize import add_quantize_parser, cmd_quantize, percent_arg  # noqa: F401
 
@@ -29,6 +29,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..scale.imagejobs import calibrate_images
     from ..model import _float_network
     check_model_args(args)
+    refuse_quantized_model(args, "mdfi calibrate runs the float network")
     inputs = model_inputs(args) + image_inputs(args.images)
     check_output_file(args.output, *inputs, make_folder=True)
     if args.results:
@@ -67,6 +68,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..eval.run import run_eval
     check_model_args(args)
+    refuse_quantized_model(args, "mdfi eval compares fixed point with the float path")
     if not os.path.exists(args.images):
         raise MDFIError(f"--images {args.images}: no such folder, list file or image")
     if args.calib and not os.path.exists(args.calib):
@@ -221,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="record activation statistics on a folder of images",
                        description="Run the float network on every image of a folder and save per-layer "
                                    "activation statistics (input of `mdfi quantize --calib-stats`).")
-    add_model_args(c)
+    add_model_args(c, quantized=False)
     c.add_argument("--images", required=True, metavar="DIR|LIST",
                    help="calibration images: a folder, or a text file with one image path per line")
     c.add_argument("--augment", action="store_true", help="also use horizontally flipped copies")
@@ -245,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(agreement mAP@0.5: float detections >= 0.25 are the ground truth).")
     e.add_argument("--images", required=True, metavar="DIR|LIST",
                    help="images to compare on: a folder, or a text file with one image path per line")
-    add_model_args(e)
+    add_model_args(e, quantized=False)
     e.add_argument("--bits", default="8", metavar="LIST",
                    help="widths to evaluate: e.g. 16,12,10,8,6,4 or pairs w4a8 (default 8)")
     e.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,

@@ -9,11 +9,13 @@ from typing import Optional
 from ..errors import MDFIError, OutputError, shown
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, quantized: bool = True) -> None:
+    """The model options; ``quantized=False``: the command needs the float network, --model
+    takes no .mdfi file."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", metavar="NAME|FILE.mdfi",
-                   help="a zoo model name (default yolov3-tiny; see `mdfi models`) or a quantized "
-                        ".mdfi file written by `mdfi quantize`")
+    g.add_argument("--model", metavar="NAME|FILE.mdfi" if quantized else "NAME",
+                   help="a zoo model name (default yolov3-tiny; see `mdfi models`)" + (
+                        " or a quantized .mdfi file written by `mdfi quantize`" if quantized else ""))
     g.add_argument("--cfg", metavar="FILE", help="Darknet .cfg (with --weights) instead of a zoo model")
     g.add_argument("--weights", metavar="FILE", help="Darknet .weights file")
     g.add_argument("--names", metavar="FILE", help="class names, one per line (default: COCO)")
@@ -39,6 +41,17 @@ def check_model_args(args: argparse.Namespace) -> None:
     elif model:
         from .. import zoo
         zoo.get_spec(model)                 # unknown name: "did you mean ...?" now, not later
+
+
+def refuse_quantized_model(args: argparse.Namespace, why: str) -> None:
+    """``--model FILE.mdfi`` where the command needs the float network (quantize, calibrate,
+    eval): one line saying why, not `unknown model 'm.mdfi' ... a quantized model is a FILE.mdfi`."""
+    model = getattr(args, "model", None)
+    if model:
+        from ..model import _is_mdfi_file
+        if _is_mdfi_file(model):
+            raise MDFIError(f"--model {shown(model, 200)} is a quantized model: {why}, which needs the .cfg and "
+                            f".weights it was made from (--model NAME or --cfg FILE --weights FILE)")
 
 
 def _check_input_file(path: str, opt: str) -> None:

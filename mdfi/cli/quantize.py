@@ -8,7 +8,7 @@ import sys
 
 from ..errors import MDFIError
 from .common import (ZERO_POINTS_DEFAULT, add_model_args, bits_arg, check_model_args, layer_bits_arg, layer_rounding_arg,
-                     layer_wbits_arg, check_output_file, image_inputs, model_inputs)
+                     layer_wbits_arg, check_output_file, image_inputs, model_inputs, refuse_quantized_model)
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -17,6 +17,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from ..model import _float_network, _warn_low_bits
     from ..quant.quantize import quantize_network
     check_model_args(args)
+    refuse_quantized_model(args, "mdfi quantize quantizes the float network")
     check_output_file(args.output, *model_inputs(args), args.calib_stats, *image_inputs(args.calib))
     if args.calib and args.calib_stats:
         raise MDFIError("give --calib DIR or --calib-stats FILE, not both")
@@ -242,7 +243,7 @@ def percent_arg(text: str) -> float:
 def add_quantize_parser(sub) -> None:
     q = sub.add_parser("quantize", help="write a fixed-point .mdfi model",
                        description="Quantize a Darknet model to power-of-two fixed point (docs/fixed-point.md).")
-    add_model_args(q)
+    add_model_args(q, quantized=False)
     q.add_argument("--calib", metavar="DIR", help="calibrate activation formats on these images")
     q.add_argument("--calib-stats", metavar="FILE", help="use statistics saved by `mdfi calibrate`")
     q.add_argument("--bn-estimate", action="store_true",
