@@ -564,3 +564,19 @@ def test_quantized_model_where_the_float_network_is_needed(command, mini_mdfi, t
     sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
     assert "FILE.mdfi" not in sub.choices[command].format_help()
     assert "FILE.mdfi" in sub.choices["detect"].format_help() and "FILE.mdfi" in sub.choices["golden"].format_help()
+
+
+def test_classes_id_beyond_the_model_is_refused(tmp_path, capsys):
+    """`mdfi detect --classes 80` on an 80-class model kept nothing, silently (-1 was refused)."""
+    from mdfi.cli.detect import parse_classes
+    names = [f"c{i}" for i in range(3)]
+    assert parse_classes("2,c0", names) == {0, 2}
+    with pytest.raises(MDFIError, match=r"3 is not a class id of this model \(it has classes 0\.\.2\)"):
+        parse_classes("3", names)
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(img)
+    heads = [l.classes for l in mini_net().layers if l.kind == "yolo"]
+    assert main(["detect", str(img), "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--float", "--out", "none",
+                 "--classes", str(max(heads))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--classes: {max(heads)} is not a class id" in err, err
