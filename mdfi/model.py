@@ -196,8 +196,9 @@ def _check_load_args(model, cfg, weights, names, precision, bits, wbits, abits, 
     for what, v in (("bits", bits), ("wbits", wbits), ("abits", abits), ("threads", threads)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
             raise ArgumentError(f"{what}={v!r}: expected an integer")
-    if threads is not None and not 1 <= int(threads) <= 1024:
-        raise ArgumentError(f"threads={threads}: expected 1..1024")
+    from .engine import MAX_THREADS
+    if threads is not None and not 1 <= int(threads) <= MAX_THREADS:
+        raise ArgumentError(f"threads={threads}: expected 1..{MAX_THREADS}")
     for what, v in (("precision", precision), ("rounding", rounding), ("engine", engine)):
         if v is not None and not isinstance(v, str):
             raise ArgumentError(f"{what}={v!r}: expected a string")

@@ -580,3 +580,20 @@ def test_classes_id_beyond_the_model_is_refused(tmp_path, capsys):
                  "--classes", str(max(heads))]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--classes: {max(heads)} is not a class id" in err, err
+
+
+def test_thread_counts_beyond_the_kernels_limit(monkeypatch):
+    """`MDFI_THREADS=100000` and `load(threads=1000)` were `ShapeError: conv: nthreads must be in
+    1..256` from the kernel (load's own check said 1..1024); a machine with more than 256 CPUs
+    would have hit it by default."""
+    from mdfi import engine
+    from mdfi._ext import _conv, _image, _kernels
+    assert engine.MAX_THREADS == _conv.MAX_THREADS == _image.MAX_THREADS == _kernels.MAX_THREADS
+    monkeypatch.setenv("MDFI_THREADS", "100000")
+    with pytest.raises(MDFIError, match=r"MDFI_THREADS='100000': expected 1\.\.256"):
+        engine.default_threads()
+    monkeypatch.delenv("MDFI_THREADS")
+    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: set(range(300)))
+    assert engine.default_threads() == 256
+    with pytest.raises(ArgumentError, match=r"threads=1000: expected 1\.\.256"):
+        mdfi.load(cfg=MINI_CFG, weights=MINI_W, threads=1000)
