@@ -597,3 +597,15 @@ def test_thread_counts_beyond_the_kernels_limit(monkeypatch):
     assert engine.default_threads() == 256
     with pytest.raises(ArgumentError, match=r"threads=1000: expected 1\.\.256"):
         mdfi.load(cfg=MINI_CFG, weights=MINI_W, threads=1000)
+
+
+def test_detect_calib_file_and_float_engine(tmp_path, capsys):
+    """`detect --calib photo.jpg` said `no such folder` of an existing file; `--float --engine
+    ref` ignored --engine silently (--bits, --calib and --zero-points are refused with --float)."""
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(img)
+    model = ["--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--out", "none"]
+    assert main(["detect", str(img), *model, "--calib", str(img)]) == 2
+    assert "a.png: not a folder (give a folder of photos)" in capsys.readouterr().err
+    assert main(["detect", str(img), *model, "--float", "--engine", "ref"]) == 2
+    assert "--engine applies to the fixed-point engine; drop --float" in capsys.readouterr().err

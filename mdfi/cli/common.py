@@ -180,8 +180,9 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
     calib = getattr(args, "calib", None)
     zp = getattr(args, "zero_points", None)
     if args.float:
-        if args.bits is not None or calib or zp:
-            opt = '--bits' if args.bits is not None else '--calib' if calib else '--zero-points'
+        if args.bits is not None or calib or zp or args.engine is not None:
+            opt = ('--bits' if args.bits is not None else '--calib' if calib else '--engine' if args.engine else
+                   '--zero-points')
             raise MDFIError(f"{opt} applies to the fixed-point engine; drop --float")
         return {"precision": "float"}
     kw = {"precision": "fixed", "engine": args.engine, "threads": getattr(args, "threads", None)}
@@ -189,7 +190,8 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
         kw["bits"] = args.bits
     if calib:
         if not os.path.isdir(calib):
-            raise MDFIError(f"--calib {calib}: no such folder")
+            raise MDFIError(f"--calib {shown(calib, 200)}: "
+                            f"{'not a folder (give a folder of photos)' if os.path.exists(calib) else 'no such folder'}")
         kw["calib"] = calib
     if zp is not None:
         kw["zero_points"] = zp
