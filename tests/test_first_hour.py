@@ -337,3 +337,17 @@ def test_python_dash_m_sample_and_detect(tmp_path, tiny_weights_path):
     r = run_python(["-m", "mdfi", "sample"], cwd=tmp_path)
     assert r.returncode == 2 and "exists; pass --force" in r.stderr
     assert (tmp_path / "image.jpg").read_bytes() == b"my own photo"
+
+
+def test_sample_to_a_fifo_or_a_name_that_is_not_a_jpeg(tmp_path, capsys, monkeypatch):
+    """`mdfi sample f.jpg` on a FIFO hung (comparing it with the sample); `mdfi sample x.txt`
+    wrote a JPEG and suggested `mdfi detect x.txt`, which reads x.txt as a list of images."""
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("f.jpg")
+    r = run_python(["-m", "mdfi", "sample", "f.jpg"], cwd=tmp_path, timeout=30)   # hung before
+    assert r.returncode == 2 and "not a regular file" in r.stderr
+    for name in ("x.txt", "x.png", ""):
+        assert main(["sample", name]) == 2
+        assert "give a name ending in .jpg" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["f.jpg"]
+    assert main(["sample", "X.JPEG"]) == 0

@@ -13,7 +13,7 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..errors import MDFIError, OutputError
+from ..errors import MDFIError, OutputError, shown
 from .common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
                      layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
                      unit_float)
@@ -181,9 +181,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     import shutil
     from .. import sample_image
+    import stat
     target = args.path
     if os.path.isdir(target):
         target = os.path.join(target, "image.jpg")
+    if not target.lower().endswith((".jpg", ".jpeg")):      # `sample x.txt` then `detect x.txt` read a list
+        raise OutputError(f"{shown(target, 200)}: the sample photo is a JPEG; give a name ending in .jpg")
+    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):     # a FIFO blocked the comparison
+        raise OutputError(f"{shown(target, 200)}: exists and is not a regular file (a device, FIFO or socket)")
     if os.path.exists(target) and not args.force:
         try:
             with open(target, "rb") as a, open(sample_image(), "rb") as b:
