@@ -609,3 +609,12 @@ def test_detect_calib_file_and_float_engine(tmp_path, capsys):
     assert "a.png: not a folder (give a folder of photos)" in capsys.readouterr().err
     assert main(["detect", str(img), *model, "--float", "--engine", "ref"]) == 2
     assert "--engine applies to the fixed-point engine; drop --float" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["quantize", "eval"])
+def test_per_channel_and_per_layer_together_are_refused(command, tmp_path, capsys):
+    """`--per-layer --per-channel` silently kept the last one."""
+    argv = ["-o", str(tmp_path / "q.mdfi")] if command == "quantize" else ["--images", str(tmp_path)]
+    with pytest.raises(SystemExit) as ei:
+        main([command, "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--per-layer", "--per-channel", *argv])
+    assert ei.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

@@ -255,10 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(e, quantized=False)
     e.add_argument("--bits", default="8", metavar="LIST",
                    help="widths to evaluate: e.g. 16,12,10,8,6,4 or pairs w4a8 (default 8)")
-    e.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
-                   help="per-channel weight formats (the default)")
-    e.add_argument("--per-layer", dest="per_channel", action="store_false",
-                   help="one weight format per layer")
+    pc = e.add_mutually_exclusive_group()          # both: the last one silently won
+    pc.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
+                    help="per-channel weight formats (the default)")
+    pc.add_argument("--per-layer", dest="per_channel", action="store_false",
+                    help="one weight format per layer")
     e.add_argument("--calib", metavar="DIR", help="calibrate on these images (default: the recipe's shipped "
                                                    "statistics, else the shipped sample photo's)")
     e.add_argument("--bn-estimate", action="store_true",

@@ -252,11 +252,12 @@ def add_quantize_parser(sub) -> None:
                         "photo's; docs/quantization.md round 11)")
     q.add_argument("--wbits", type=bits_arg, default=None, help="weight width 2..16 (default 8)")
     q.add_argument("--abits", type=bits_arg, default=None, help="activation width 2..16 (default 8)")
-    q.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
-                   help="one weight format per output channel (the default, for every model)")
-    q.add_argument("--per-layer", dest="per_channel", action="store_false",
-                   help="one weight format per layer (before round 11 the default of models "
-                        "without a recipe)")
+    pc = q.add_mutually_exclusive_group()          # both: the last one silently won
+    pc.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
+                    help="one weight format per output channel (the default, for every model)")
+    pc.add_argument("--per-layer", dest="per_channel", action="store_false",
+                    help="one weight format per layer (before round 11 the default of models "
+                         "without a recipe)")
     q.add_argument("--rounding", choices=("half_up", "truncate"), default=None,
                    help="rounding of every requantizing shift (default half_up)")
     q.add_argument("--layer-rounding", type=layer_rounding_arg, default=None, metavar="I=MODE,...",
