@@ -118,6 +118,42 @@ def test_damaged_rounding_file_is_a_one_line_error(tmp_path):
         recipes.read_rounding(tmp_path / "other.npz")
 
 
+def _rewritten(tmp_path, change) -> str:
+    """The shipped yolov3-tiny w8a8 rounding file with ``change(arrays)`` applied."""
+    from importlib.resources import files
+    with np.load(str(files("mdfi.data").joinpath("yolov3-tiny.w8a8.rounding.npz")), allow_pickle=False) as z:
+        arrays = dict(z)
+    change(arrays)
+    out = tmp_path / "bad.npz"
+    np.savez(out, **arrays)
+    return str(out)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda a: a.update(n0=np.array(10 ** 12)), "a mask of 54 bytes for 1000000000000 weights"),   # was 931 GiB
+    (lambda a: a.update(n0=np.array(-5)), "for -5 weights"),
+    (lambda a: a.update(sign0=a["sign0"][:-1]), "bytes of signs for"),
+    (lambda a: a.update(shift0=np.full(16, np.nan)), "bias shifts must be finite"),
+    (lambda a: a.update(meta=np.array("[" * 5000 + "]" * 5000)), "nested deeper than 64 levels"),   # RecursionError
+])
+def test_damaged_rounding_file_contents(tmp_path, change, words):
+    with pytest.raises(ModelFileError, match="damaged shipped rounding file") as ei:
+        recipes.read_rounding(_rewritten(tmp_path, change))
+    assert words in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_bias_shifts_are_checked():
+    """A bias shift of the wrong length was a NumPy broadcasting ValueError."""
+    net = _net()
+    kw = dict(wbits=8, abits=8, per_channel=True, cfg_text=HEAD + TOY)
+    with pytest.raises(FormatError, match="expected 8 finite numbers"):
+        quantize_network(net, bias_shifts={0: np.zeros(3)}, **kw)
+    with pytest.raises(FormatError, match="expected 8 finite numbers"):
+        quantize_network(net, bias_shifts={0: np.full(8, np.inf)}, **kw)
+    with pytest.raises(FormatError, match="not a convolutional layer"):
+        quantize_network(net, bias_shifts={1: np.zeros(8)}, **kw)
+
+
 SHIPPED = [(m, t) for m in ("yolov3-tiny", "yolov4-tiny") for t in sorted(recipes.RECIPES[m]["zero_points"])]
 
 

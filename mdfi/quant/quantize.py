@@ -278,6 +278,14 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     for i in (weight_deltas or {}):
         if not (0 <= int(i) < len(network.layers) and network.layers[int(i)].kind == "convolutional"):
             raise FormatError(f"weight_deltas for layer {i}: not a convolutional layer of {network.path}")
+    for i, v in (bias_shifts or {}).items():
+        L = network.layers[int(i)] if 0 <= int(i) < len(network.layers) else None
+        if L is None or L.kind != "convolutional":
+            raise FormatError(f"bias_shifts for layer {i}: not a convolutional layer of {network.path}")
+        v = np.asarray(v)
+        if v.shape != (L.filters,) or v.dtype.kind not in "fiu" or not np.isfinite(v).all():
+            raise FormatError(f"bias_shifts for layer {i}: expected {L.filters} finite numbers (one per filter), "
+                              f"found shape {v.shape} of {v.dtype}")
     if act_zeros is not None and act_fracs is None:
         raise FormatError("act_zeros are given with act_fracs (zero_points=True chooses both)")
     if zero_points and (act_method not in (None, "mse") or set(act_options or {}) - {"clip_budget"}):

@@ -160,8 +160,9 @@ def read_rounding(source) -> tuple:
     try:
         raw = source.read_bytes() if hasattr(source, "read_bytes") else open(source, "rb").read()
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != ROUNDING_FORMAT:
+            from ..safejson import parse
+            meta = parse(str(z["meta"]))          # depth- and digit-limited (a RecursionError before)
+            if not isinstance(meta, dict) or meta.get("format") != ROUNDING_FORMAT:
                 raise ValueError("not a rounding file")
             deltas, shifts = {}, {}
             for key in z.files:
@@ -169,12 +170,21 @@ def read_rounding(source) -> tuple:
                     continue
                 i = int(key[1:])
                 n = int(z[key])
-                nz = np.unpackbits(z[f"mask{i}"], count=n).astype(bool)
-                neg = np.unpackbits(z[f"sign{i}"], count=int(nz.sum())).astype(bool)
+                mask, sign = z[f"mask{i}"], z[f"sign{i}"]
+                # the bit counts before unpacking: n = 10**12 asked for 931 GiB
+                if n < 0 or mask.ndim != 1 or mask.size != (n + 7) // 8:
+                    raise ValueError(f"layer {i}: a mask of {mask.size} bytes for {n} weights")
+                nz = np.unpackbits(mask, count=n).astype(bool)
+                k = int(nz.sum())
+                if sign.ndim != 1 or sign.size != (k + 7) // 8:
+                    raise ValueError(f"layer {i}: {sign.size} bytes of signs for {k} moved weights")
+                neg = np.unpackbits(sign, count=k).astype(bool)
                 d = nz.astype(np.int8)
                 d[np.flatnonzero(nz)[neg]] = -1
                 deltas[i] = d
                 shifts[i] = np.asarray(z[f"shift{i}"], np.float64)
+                if shifts[i].ndim != 1 or not np.isfinite(shifts[i]).all():
+                    raise ValueError(f"layer {i}: bias shifts must be finite per-channel numbers")
             gains, (lo, hi) = meta.get("head_gains", {}), LOGIT_GAIN_RANGE
             if not isinstance(gains, dict) or not all(
                     k.isdigit() and isinstance(v, float) and lo <= v <= hi for k, v in gains.items()):
