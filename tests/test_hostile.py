@@ -618,3 +618,17 @@ def test_per_channel_and_per_layer_together_are_refused(command, tmp_path, capsy
     with pytest.raises(SystemExit) as ei:
         main([command, "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--per-layer", "--per-channel", *argv])
     assert ei.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_unreachable_size_budget_is_refused_before_measuring(tmp_path, capsys):
+    """`quantize --size-budget 10%` measured every layer at every width (minutes), then wrote a
+    model of 12.6% with every layer at 4 bits, silently over the budget."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 64), (90, 120, 30)).save(photos / "a.png")
+    out = tmp_path / "q.mdfi"
+    assert main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--calib", str(photos),
+                 "--size-budget", "1%", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "size budget 1% cannot be met: with every convolution's weights at 4 bits" in err, err
+    assert "mixed precision: layer" not in err and not out.exists()
