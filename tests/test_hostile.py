@@ -632,3 +632,22 @@ def test_unreachable_size_budget_is_refused_before_measuring(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "size budget 1% cannot be met: with every convolution's weights at 4 bits" in err, err
     assert "mixed precision: layer" not in err and not out.exists()
+
+
+def test_darknet_files_given_as_the_model_say_so(tmp_path, capsys):
+    """`--model my.cfg` said `my.cfg: file not found (looked in .../cfg/my.cfg); reinstall mdfi`
+    (`./my.cfg`: `not a plain file name of the mdfi.cfg package data`), `mdfi info x.json`
+    `unknown model ... a quantized model is a FILE.mdfi`."""
+    cfg = tmp_path / "my.cfg"
+    shutil.copy(MINI_CFG, cfg)
+    other = tmp_path / "notes.json"
+    other.write_text("{}")
+    for model, words in ((cfg, "is a Darknet .cfg file: give it with its weights"),
+                         (MINI_W, "is a Darknet .weights file: give it with its cfg"),
+                         (other, "notes.json: not an MDFI model file (no MDFI magic bytes)")):
+        with pytest.raises(MDFIError) as ei:
+            mdfi.load(str(model))
+        assert words in one_line(ei.value, model.name)
+        assert main(["info", str(model)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, err
