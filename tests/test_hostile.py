@@ -651,3 +651,25 @@ def test_darknet_files_given_as_the_model_say_so(tmp_path, capsys):
         assert main(["info", str(model)]) == 2
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1, err
+
+
+def test_results_file_of_another_image_folder_is_refused(tmp_path, capsys):
+    """`eval --images X --results r.jsonl`, then `eval --images Y --results r.jsonl` took X's
+    results for Y's files of the same name (a black image reported X's photo's detections)."""
+    x, y = tmp_path / "X", tmp_path / "Y"
+    x.mkdir()
+    y.mkdir()
+    shutil.copy(REPO / "mdfi" / "data" / "sample.jpg", x / "a.jpg")
+    Image.new("RGB", (64, 64)).save(y / "a.jpg")
+    model = ["--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--workers", "1"]
+    res = tmp_path / "r.jsonl"
+    assert main(["eval", "--images", str(x), *model, "--no-stats", "--results", str(res)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--images", str(y), *model, "--no-stats", "--results", str(res)]) == 2
+    assert "results of images in other folders" in capsys.readouterr().err
+    assert main(["eval", "--images", str(x), *model, "--no-stats", "--results", str(res)]) == 0    # resumes
+    cal = tmp_path / "c.jsonl"
+    assert main(["calibrate", "--images", str(x), *model, "-o", str(tmp_path / "c.json"), "--results", str(cal)]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", "--images", str(y), *model, "-o", str(tmp_path / "c.json"), "--results", str(cal)]) == 2
+    assert "results of images in other folders" in capsys.readouterr().err
