@@ -673,3 +673,17 @@ def test_results_file_of_another_image_folder_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["calibrate", "--images", str(y), *model, "-o", str(tmp_path / "c.json"), "--results", str(cal)]) == 2
     assert "results of images in other folders" in capsys.readouterr().err
+
+
+def test_list_file_naming_a_device_or_a_folder_says_so(tmp_path, capsys):
+    """`mdfi detect list.txt` whose line is /dev/zero said `/dev/zero: no such image file`."""
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(img)
+    (tmp_path / "sub").mkdir()
+    for line, words in (("/dev/zero", "not a regular file"), ("sub", "is a folder"),
+                        ("gone.png", "no such image file")):
+        lst = tmp_path / "list.txt"
+        lst.write_text(f"a.png\n{line}\n")
+        assert main(["detect", str(lst), "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--out", "none"]) == 2
+        err = capsys.readouterr().err
+        assert f"list.txt:2: {line}: {words}" in err and err.count("\n") == 1, err
