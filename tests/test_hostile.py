@@ -687,3 +687,22 @@ def test_list_file_naming_a_device_or_a_folder_says_so(tmp_path, capsys):
         assert main(["detect", str(lst), "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--out", "none"]) == 2
         err = capsys.readouterr().err
         assert f"list.txt:2: {line}: {words}" in err and err.count("\n") == 1, err
+
+
+def test_calib_stats_channel_means_of_another_shape_are_refused(tmp_path, capsys):
+    """Channel means of the wrong length (another network with the same layer kinds, or an
+    edited file) were skipped silently: the bias correction they feed was not applied."""
+    from mdfi.quant.calibrate import CalibStats, collect
+    net = mini_net()
+    calib = collect(net, [np.zeros((32, 32, 3), np.uint8)], source="unit test")
+    calib.check_network(net)
+    bad = tmp_path / "bad.json"
+    calib.to_json(bad)
+    import json
+    d = json.loads(bad.read_text())
+    d["layers"]["0"]["channel_mean"] = [0.0] * 3
+    bad.write_text(json.dumps(d))
+    assert main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--calib-stats", str(bad),
+                 "--wbits", "4", "-o", str(tmp_path / "q.mdfi")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json: do not match the network" in err and "layer 0 has" in err and "channel means 3" in err, err
