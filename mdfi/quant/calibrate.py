@@ -330,6 +330,8 @@ class CalibStats:
             if kinds is not None and i >= len(kinds):
                 raise ValueError(f"layers: layer {i} is outside the network's {len(kinds)} layers")
             layers[i] = TensorStats.from_dict(v, f"layer {i}")
+            if m["method"] == "images":          # gathered from values (an estimate's max is analytic)
+                layers[i].check_extremes(f"layer {i}")
         inp = d.get("input")
         calib = cls(layers, method=m["method"],
                     input=None if inp is None else TensorStats.from_dict(inp, "input"))
