@@ -706,3 +706,22 @@ def test_calib_stats_channel_means_of_another_shape_are_refused(tmp_path, capsys
                  "--wbits", "4", "-o", str(tmp_path / "q.mdfi")]) == 2
     err = capsys.readouterr().err
     assert "bad.json: do not match the network" in err and "layer 0 has" in err and "channel means 3" in err, err
+
+
+def test_outputs_never_replace_a_device_or_fifo(tmp_path, capsys):
+    """`mdfi quantize -o /dev/null` (and `calibrate -o`, `detect --out`) wrote a temporary file
+    and renamed it over the path: as root that replaced the /dev/null device node with a
+    regular file.  Checked here with FIFOs (never a real device)."""
+    import stat
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(img)
+    model = ["--cfg", str(MINI_CFG), "--weights", str(MINI_W)]
+    for name, argv in (("q.mdfi", ["quantize", *model, "-o"]),
+                       ("s.json", ["calibrate", *model, "--images", str(img), "--workers", "1", "-o"]),
+                       ("p.jpg", ["detect", str(img), *model, "--float", "--out"])):
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        assert main([*argv, str(fifo)]) == 2, name
+        err = capsys.readouterr().err
+        assert "not a regular file (a device, FIFO or socket)" in err and err.count("\n") == 1, err
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)

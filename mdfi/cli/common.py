@@ -244,6 +244,19 @@ def image_inputs(spec: Optional[str]) -> list:
         return [spec]
 
 
+def refuse_special_output(output: str, opt: str) -> None:
+    """Outputs are written to a temporary file renamed into place: over a device or FIFO
+    (`-o /dev/null`) the rename replaced the device node itself (as root)."""
+    import stat
+    try:
+        st = os.stat(output)
+    except (OSError, ValueError):
+        return
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise OutputError(f"{opt} {shown(output, 200)}: not a regular file (a device, FIFO or socket); outputs are "
+                          f"written to a new file renamed into place, which would replace it")
+
+
 def check_output_file(output: str, *inputs: Optional[str], opt: str = "-o", make_folder: bool = False,
                       other: Optional[tuple] = None) -> None:
     """Before any work: ``output`` is a file name (not a folder) in an existing folder (or one
@@ -255,6 +268,7 @@ def check_output_file(output: str, *inputs: Optional[str], opt: str = "-o", make
         raise OutputError(f"{opt} {shown(output, 200)} is also the {other[0]} file; give two names")
     if os.path.isdir(output):
         raise OutputError(f"{opt} {shown(output, 200)}: is a folder; give a file name")
+    refuse_special_output(output, opt)
     parent = os.path.dirname(output) or "."
     if not make_folder and not os.path.isdir(parent):
         raise OutputError(f"{opt} {shown(output, 200)}: no such folder {shown(parent, 200)}")

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Set
 import numpy as np
 
 from .common import add_model_args, add_precision_args, check_model_args, load_model_from_args, \
-    positive_int, precision_kwargs, unit_float
+    positive_int, precision_kwargs, refuse_special_output, unit_float
 from ..errors import ImageError, LimitError, MDFIError, OutputError, shown
 from ..progress import StatusLine
 from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Source, expand_sources
@@ -179,6 +179,7 @@ def plan_outputs(sources: List[Source], out: Optional[str], side: bool) -> Outpu
         if _real(target) in inputs:
             raise OutputError(f"--out {shown(target, 200)} is the input itself: it would be overwritten; "
                               f"choose another output name")
+        refuse_special_output(target, "--out")
         _check_writable_folder(os.path.dirname(target) or ".", "--out")
         return OutputPlan("file", target, inputs)
     folder = out or "predictions"
