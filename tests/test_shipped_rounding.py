@@ -218,6 +218,14 @@ def test_a_rounding_that_does_not_reproduce_its_integers_is_refused(tiny_weights
         mdfi.load("yolov3-tiny", threads=1, cache=False)
 
 
+def test_a_forced_lineage_is_named_not_the_rounding_file(tiny_weights_path):
+    """`--model yolov3-tiny --darknet alexeyab` said the shipped rounding file does not
+    reproduce its integers (blaming the file), not that the recipe is for another lineage."""
+    import mdfi
+    with pytest.raises(FormatError, match="--darknet alexeyab: yolov3-tiny's shipped recipe .* does not apply"):
+        mdfi.load("yolov3-tiny", darknet="alexeyab", threads=1, cache=False)
+
+
 @pytest.mark.parametrize("tag", [t for t in recipes.ZERO_POINT_WIDTHS if t != "w8a8"])
 def test_yolov3_tiny_low_widths_use_their_shipped_rounding(tiny_weights_path, tag):
     """Round 15b: at w6a8, w6a6 and w4a8 the recipe's model is zero points with that width's

@@ -161,7 +161,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
                               progress=data_methods or rescale, **common, **kw)
         if "weight_deltas" in zkw:
-            recipes.check_rounding(spec_name, qm)
+            recipes.check_rounding(spec_name, qm, args.darknet)
         if not (args.calib or args.calib_stats or args.method or args.bn_estimate):   # shipped files
             how = recipes.describe_source(spec_name, "act_fracs" in kw, calib)
             if how and args.zero_points and shipped_stats:

@@ -17,7 +17,7 @@ from importlib.resources import files
 from typing import Callable, Optional, Sequence
 
 from .. import __version__
-from ..errors import ModelFileError
+from ..errors import FormatError, ModelFileError
 from ..darknet.network import Network
 from .quantize import QuantizedModel, quantize_network
 
@@ -250,13 +250,19 @@ def integer_digest(qm) -> str:
     return h.hexdigest()
 
 
-def check_rounding(spec_name: Optional[str], qm) -> None:
+def check_rounding(spec_name: Optional[str], qm, darknet: Optional[str] = None) -> None:
     """Refuse a model built with the recipe's shipped rounding whose integers differ from the
-    ones the rounding was recorded from (another MDFI's quantizer, or a damaged file)."""
+    ones the rounding was recorded from (another MDFI's quantizer, or a damaged file; or the
+    lineage forced with ``darknet``, named then: it was blamed on the file)."""
     tag = width_tag(qm.options)
     meta = shipped_rounding_meta(spec_name, tag)
     if meta and meta.get("integer_digest") and integer_digest(qm) != meta["integer_digest"]:
-        raise ModelFileError(f"mdfi/data/{RECIPES[spec_name]['zero_points'][tag]['rounding']}: the shipped rounding "
+        name = f"mdfi/data/{RECIPES[spec_name]['zero_points'][tag]['rounding']}"
+        if darknet is not None:
+            raise FormatError(f"--darknet {darknet}: {spec_name}'s shipped recipe ({name}) was made in the model's "
+                              f"own Darknet lineage and does not apply in this one (drop --darknet, or give "
+                              f"--no-zero-points, or quantize on your photos: --calib DIR)")
+        raise ModelFileError(f"{name}: the shipped rounding "
                              f"does not reproduce the integers it was recorded from (give --no-zero-points, or "
                              f"quantize on your photos: --calib DIR)")
 
@@ -566,7 +572,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
                           rounding=opts["rounding"], calib=calib, act_method=act_method,
                           weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **decided)
     if "weight_deltas" in decided:
-        check_rounding(spec_name, qm)
+        check_rounding(spec_name, qm, darknet)
     if how:
         qm.options["formats_source"] = how
     qm.name = label
