@@ -351,3 +351,14 @@ def test_sample_to_a_fifo_or_a_name_that_is_not_a_jpeg(tmp_path, capsys, monkeyp
         assert "give a name ending in .jpg" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["f.jpg"]
     assert main(["sample", "X.JPEG"]) == 0
+
+
+def test_detect_out_with_a_trailing_slash_is_a_folder(tmp_path, monkeypatch, capsys):
+    """`mdfi detect image.jpg --out o/` said `cannot tell the image format: the file name has
+    no extension`: the slash says it is a folder."""
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (32, 32)).save("a.png")
+    assert main(["detect", "a.png", "--cfg", str(DARKNET / "mini-yolov3" / "mini-yolov3.cfg"), "--weights",
+                 str(DARKNET / "mini-yolov3" / "mini-yolov3.weights"), "--float", "--thresh", "0.999",
+                 "--out", "o/"]) == 0
+    assert os.listdir(tmp_path / "o") == ["a.jpg"]

@@ -164,7 +164,7 @@ def plan_outputs(sources: List[Source], out: Optional[str], side: bool) -> Outpu
     if not many:
         src = sources[0]
         target = out or ("predictions.mp4" if video else "predictions.jpg")
-        if os.path.isdir(target):
+        if os.path.isdir(target) or target.endswith(("/", os.sep)):     # `--out o/`: a folder, made below
             stem = _safe_name(os.path.splitext(os.path.basename(src.path))[0])
             target = os.path.join(target, stem + (".mp4" if video else ".jpg"))
         ext = os.path.splitext(target)[1].lower()
