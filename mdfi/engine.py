@@ -19,6 +19,9 @@ from .quant.quantize import QuantizedModel, input_to_u8
 
 BACKENDS = ("c", "ref")
 
+#: Most threads the C kernels take (``MAX_THREADS`` of ``mdfi/_ext``).
+MAX_THREADS = 256
+
 
 def default_threads() -> int:
     """``MDFI_THREADS`` if set, else the number of CPUs available to this process."""
@@ -30,11 +33,13 @@ def default_threads() -> int:
             raise MDFIError(f"MDFI_THREADS={raw!r}: expected a positive integer") from None
         if n < 1:
             raise MDFIError(f"MDFI_THREADS={raw!r}: expected a positive integer")
+        if n > MAX_THREADS:
+            raise MDFIError(f"MDFI_THREADS={raw!r}: expected 1..{MAX_THREADS}")
         return n
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        return max(1, min(len(os.sched_getaffinity(0)), MAX_THREADS))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        return max(1, min(os.cpu_count() or 1, MAX_THREADS))
 
 
 class FixedEngine:

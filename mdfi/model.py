@@ -17,7 +17,7 @@ from PIL import Image
 
 from . import zoo
 from .detection import Detections
-from .errors import ArgumentError, LimitError, MDFIError, MDFIWarning, ShapeError
+from .errors import ArgumentError, LimitError, MDFIError, MDFIWarning, ShapeError, shown
 from .image import decode_image, load_image
 from .darknet.network import Network
 from .postprocess import Raw, postprocess, settings as post_settings
@@ -196,8 +196,9 @@ def _check_load_args(model, cfg, weights, names, precision, bits, wbits, abits, 
     for what, v in (("bits", bits), ("wbits", wbits), ("abits", abits), ("threads", threads)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
             raise ArgumentError(f"{what}={v!r}: expected an integer")
-    if threads is not None and not 1 <= int(threads) <= 1024:
-        raise ArgumentError(f"threads={threads}: expected 1..1024")
+    from .engine import MAX_THREADS
+    if threads is not None and not 1 <= int(threads) <= MAX_THREADS:
+        raise ArgumentError(f"threads={threads}: expected 1..{MAX_THREADS}")
     for what, v in (("precision", precision), ("rounding", rounding), ("engine", engine)):
         if v is not None and not isinstance(v, str):
             raise ArgumentError(f"{what}={v!r}: expected a string")
@@ -370,6 +371,7 @@ def _resolve_files(model, cfg, weights, names, download):
     """(cfg file, weights file, names file, label, zoo name or None)."""
     if cfg is None:
         spec_name = os.fspath(model) if model is not None else zoo.DEFAULT_MODEL
+        _check_model_name(spec_name)
         cfg_file = zoo.cfg_path(spec_name)
         weights_file = weights if weights is not None else zoo.weights_path(spec_name, download=download)
         names_file = names if names is not None else zoo.names_path(spec_name)
@@ -389,6 +391,23 @@ def _resolve_files(model, cfg, weights, names, download):
         names_file = names if names is not None else zoo.names_path(zoo.DEFAULT_MODEL)
         label = os.path.splitext(os.path.basename(os.fspath(cfg)))[0]
     return cfg_file, weights_file, names_file, label, spec_name
+
+
+def _check_model_name(name: str) -> None:
+    """A Darknet file given as the model (`--model my.cfg`) said `my.cfg: file not found (looked
+    in .../cfg/my.cfg); reinstall mdfi` or `not a plain file name of the mdfi.cfg package data`."""
+    if name in zoo.MODELS:
+        return
+    shown_name = shown(name, 200)
+    if name.lower().endswith(".cfg"):
+        raise MDFIError(f"model {shown_name!r} is a Darknet .cfg file: give it with its weights (CLI: --cfg "
+                        f"{shown_name} --weights FILE; Python: cfg=, weights=)")
+    if name.lower().endswith(".weights"):
+        raise MDFIError(f"model {shown_name!r} is a Darknet .weights file: give it with its cfg (CLI: --cfg FILE "
+                        f"--weights {shown_name}, or --model NAME --weights {shown_name} for a zoo model's cfg)")
+    if os.path.isfile(name):
+        raise MDFIError(f"{shown_name}: not an MDFI model file (no MDFI magic bytes); --model takes a zoo model "
+                        f"name (`mdfi models`) or a FILE.mdfi written by `mdfi quantize`")
 
 
 def _float_network(model, cfg, weights, names, download, darknet=None):

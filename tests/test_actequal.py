@@ -88,6 +88,8 @@ def test_bad_settings_are_refused():
         quantize_network(net, per_channel=True, act_equalize="headroom=0.5", **kw)
     with pytest.raises(FormatError, match="not a number"):
         quantize_network(net, per_channel=True, act_equalize="max_scale=big", **kw)
+    with pytest.raises(FormatError, match="bound is given twice"):       # the last one silently won
+        actequal.settings_from("bound=mse,bound=max")
     with pytest.raises(FormatError, match="per-channel"):
         quantize_network(net, per_channel=False, act_equalize=True, **kw)
     with pytest.raises(FormatError, match="calibration images"):

@@ -222,6 +222,22 @@ def test_calibstats_min_max_must_match_histograms(tmp_path):
         C.CalibStats.from_json(path)
 
 
+def test_calibstats_max_far_above_the_histograms_is_refused(tmp_path):
+    """An edited max of 1e300 was accepted: every --method max format took its widest range."""
+    path = tmp_path / "c.json"
+    _calib().to_json(path)
+    d = json.loads(path.read_text())
+    d["layers"]["1"]["max"] = 1e300
+    path.write_text(json.dumps(d))
+    with pytest.raises(ModelFileError, match="max 1e\\+300 lies above every value"):
+        C.CalibStats.from_json(path)
+    d["layers"]["1"]["max"] = json.loads(json.dumps(_calib().to_dict()))["layers"]["1"]["max"]
+    d["layers"]["2"]["min"] = -1e300
+    path.write_text(json.dumps(d))
+    with pytest.raises(ModelFileError, match="lies below every value"):
+        C.CalibStats.from_json(path)
+
+
 # -- choose_frac ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("lo, hi, bits, expected", [
     (0.0, 3.0, 8, 5),              # 3*32 = 96 <= 127; 3*64 = 192 > 127

@@ -337,3 +337,28 @@ def test_python_dash_m_sample_and_detect(tmp_path, tiny_weights_path):
     r = run_python(["-m", "mdfi", "sample"], cwd=tmp_path)
     assert r.returncode == 2 and "exists; pass --force" in r.stderr
     assert (tmp_path / "image.jpg").read_bytes() == b"my own photo"
+
+
+def test_sample_to_a_fifo_or_a_name_that_is_not_a_jpeg(tmp_path, capsys, monkeypatch):
+    """`mdfi sample f.jpg` on a FIFO hung (comparing it with the sample); `mdfi sample x.txt`
+    wrote a JPEG and suggested `mdfi detect x.txt`, which reads x.txt as a list of images."""
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("f.jpg")
+    r = run_python(["-m", "mdfi", "sample", "f.jpg"], cwd=tmp_path, timeout=30)   # hung before
+    assert r.returncode == 2 and "not a regular file" in r.stderr
+    for name in ("x.txt", "x.png", ""):
+        assert main(["sample", name]) == 2
+        assert "give a name ending in .jpg" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["f.jpg"]
+    assert main(["sample", "X.JPEG"]) == 0
+
+
+def test_detect_out_with_a_trailing_slash_is_a_folder(tmp_path, monkeypatch, capsys):
+    """`mdfi detect image.jpg --out o/` said `cannot tell the image format: the file name has
+    no extension`: the slash says it is a folder."""
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (32, 32)).save("a.png")
+    assert main(["detect", "a.png", "--cfg", str(DARKNET / "mini-yolov3" / "mini-yolov3.cfg"), "--weights",
+                 str(DARKNET / "mini-yolov3" / "mini-yolov3.weights"), "--float", "--thresh", "0.999",
+                 "--out", "o/"]) == 0
+    assert os.listdir(tmp_path / "o") == ["a.jpg"]

@@ -121,6 +121,8 @@ def test_layer_and_format_selection(mini, tmp_path):
     assert not any(n.endswith(".npy") for n in names)
     with pytest.raises(MDFIError, match="outside the model's layers"):
         golden.parse_layers("3,40", 35)
+    with pytest.raises(MDFIError, match=r"'5-2' runs backwards \(write 2-5\)"):
+        golden.parse_layers("5-2", 35)
     with pytest.raises(MDFIError, match="--format"):
         golden.parse_formats("hex,bin")
 

@@ -430,3 +430,298 @@ def test_detect_argument_types(tiny_weights_path):
     for kw in ({"thresh": "0.5"}, {"nms": None}, {"thresh": True}, {"thresh": 2}):
         with pytest.raises(ArgumentError):
             model.detect(np.zeros((8, 8, 3), np.uint8), **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# audit 24: inputs of the features added since issue 9
+def test_calib_stats_without_a_convolution_is_one_line(tmp_path, capsys):
+    """`mdfi quantize --calib-stats` of a file missing a convolution's statistics (edited, or
+    another network with the same first layers) was a KeyError traceback."""
+    from mdfi.quant.calibrate import CalibStats, estimate_from_batchnorm
+    good = tmp_path / "good.json"
+    estimate_from_batchnorm(mini_net()).to_json(good)
+    calib = CalibStats.from_json(good)
+    conv = max(i for i in calib.layers if mini_net().layers[i].kind == "convolutional")
+    del calib.layers[conv]
+    bad = tmp_path / "bad.json"
+    calib.to_json(bad)
+    out = tmp_path / "q.mdfi"
+    for zp in ("--zero-points", "--no-zero-points"):
+        assert main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--calib-stats", str(bad),
+                     zp, "-o", str(out)]) == 2
+        err = capsys.readouterr().err
+        errors = [l for l in err.splitlines() if l.startswith("mdfi: error:")]
+        assert "Traceback" not in err and len(errors) == 1, err
+        assert f"bad.json: no statistics for layer {conv} (convolutional)" in errors[0]
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("option, spec, words", [
+    ("--layer-wbits", "11=4", "layer 11 of .* is a maxpool layer; only convolutional layers have weights"),
+    ("--layer-wbits", "4=4", "layer 4 of .* is a shortcut layer"),
+    ("--layer-abits", "20=16", "layer 20 of .* is a yolo layer; only convolutional and shortcut layers"),
+    ("--layer-abits", "12=16", "layer 12 of .* is a route layer"),
+])
+def test_layer_widths_of_layers_without_them_are_refused(option, spec, words, tmp_path, capsys):
+    """A per-layer width for a layer that has no weights (or no output format of its own) was
+    recorded in the model and shown (`mixed w4@11`) while changing nothing."""
+    out = tmp_path / "q.mdfi"
+    assert main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), option, spec, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("mdfi: error:") == 1 and not out.exists()
+    import re
+    assert re.search(words, err), err
+    from mdfi.quant.quantize import quantize_network
+    with pytest.raises(FormatError):
+        quantize_network(mini_net(), **{option[2:].replace("-", "_"): {int(spec.split("=")[0]): 4}})
+
+
+@pytest.mark.parametrize("option, spec", [("--layer-wbits", "0=8,0=4"), ("--layer-abits", "3=16,03=12"),
+                                          ("--layer-rounding", "5=truncate,5=half_up")])
+def test_layer_given_twice_is_refused(option, spec, tmp_path, capsys):
+    """`--layer-wbits 0=8,0=4` silently kept the last width."""
+    out = tmp_path / "q.mdfi"
+    with pytest.raises(SystemExit) as ei:
+        main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), option, spec, "-o", str(out)])
+    assert ei.value.code == 2 and not out.exists()
+    assert "is given twice" in capsys.readouterr().err
+
+
+def test_outputs_never_replace_implied_inputs(tmp_path, monkeypatch, capsys):
+    """`quantize -o` onto the zoo's cached weights (an input the model name implies) and
+    `calibrate -o` / `--results` onto one of the --images replaced them."""
+    from mdfi import zoo
+    monkeypatch.setenv("MDFI_HOME", str(tmp_path / "home"))
+    cached = zoo.cache_dir() / zoo.get_spec("yolov3-tiny").weights
+    cached.write_bytes(b"the zoo's weights")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32)).save(photos / "a.jpg")
+    before = (photos / "a.jpg").read_bytes()
+    for argv in (["quantize", "-o", str(cached)], ["quantize", "-o", str(zoo.cfg_path("yolov3-tiny"))],
+                 ["quantize", "--calib", str(photos), "-o", str(photos / "a.jpg")],
+                 ["calibrate", "--images", str(photos), "-o", str(photos / "a.jpg")],
+                 ["calibrate", "--images", str(photos), "-o", str(tmp_path / "s.json"), "--results",
+                  str(photos / "a.jpg")],
+                 ["eval", "--images", str(photos), "--results", str(photos / "a.jpg")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "is also an input" in err and err.count("\n") == 1, err
+    assert cached.read_bytes() == b"the zoo's weights" and (photos / "a.jpg").read_bytes() == before
+
+
+def test_output_files_are_checked_before_any_work(tmp_path, monkeypatch, capsys):
+    """`quantize -o missing/m.mdfi` (or a folder) failed only after quantizing (minutes with
+    --search); `calibrate -o s.json --results s.json` wrote both into one file."""
+    import mdfi.quant.quantize as Q
+    monkeypatch.setattr(Q, "quantize_network", lambda *a, **k: pytest.fail("quantized before the check"))
+    model = ["--cfg", str(MINI_CFG), "--weights", str(MINI_W)]
+    (tmp_path / "folder").mkdir()
+    for out, words in ((tmp_path / "missing" / "m.mdfi", "no such folder"),
+                       (tmp_path / "folder", "is a folder"), ("", "empty file name")):
+        assert main(["quantize", *model, "-o", str(out)]) == 2
+        assert words in capsys.readouterr().err
+    same = str(tmp_path / "s.json")
+    assert main(["calibrate", *model, "--images", str(REPO / "mdfi" / "data" / "sample.jpg"), "-o", same,
+                 "--results", same]) == 2
+    assert "is also the -o file" in capsys.readouterr().err and not os.path.exists(same)
+
+
+def test_eval_plot_path_is_checked_before_the_evaluation(tmp_path, capsys):
+    """`eval --plot p.xyz` was a matplotlib ValueError traceback after the whole evaluation,
+    `--plot out` wrote out.png and said `wrote out`, `--plot` onto one of the --images
+    replaced it, and `--plot r.svg --results r.svg` wrote the plot over the results."""
+    pytest.importorskip("matplotlib")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (32, 32)).save(photos / "a.jpg")
+    before = (photos / "a.jpg").read_bytes()
+    model = ["--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--images", str(photos), "--workers", "1"]
+    for extra, words in ((["--plot", str(tmp_path / "p.xyz")], "matplotlib cannot write .xyz files"),
+                         (["--plot", str(tmp_path / "p")], "no file extension"),
+                         (["--plot", str(photos / "a.jpg")], "is also an input"),
+                         (["--plot", str(tmp_path / "r.svg"), "--results", str(tmp_path / "r.svg")],
+                          "is also the --results file")):
+        t0 = time.monotonic()
+        assert main(["eval", *model, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1 and "eval:" not in err, err
+        assert time.monotonic() - t0 < 5
+    assert (photos / "a.jpg").read_bytes() == before and sorted(os.listdir(tmp_path)) == ["photos"]
+
+
+@pytest.mark.parametrize("command", ["quantize", "calibrate", "eval"])
+def test_quantized_model_where_the_float_network_is_needed(command, mini_mdfi, tmp_path, capsys):
+    """`mdfi eval --model m.mdfi` said `unknown model 'm.mdfi' ... a quantized model is a
+    FILE.mdfi`, while its help offered --model NAME|FILE.mdfi."""
+    argv = {"quantize": ["-o", str(tmp_path / "q.mdfi")],
+            "calibrate": ["--images", str(REPO / "mdfi" / "data" / "sample.jpg"), "-o", str(tmp_path / "s.json")],
+            "eval": ["--images", str(REPO / "mdfi" / "data" / "sample.jpg")]}[command]
+    assert main([command, "--model", str(mini_mdfi), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mini.mdfi is a quantized model" in err and "unknown model" not in err, err
+    from mdfi.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert "FILE.mdfi" not in sub.choices[command].format_help()
+    assert "FILE.mdfi" in sub.choices["detect"].format_help() and "FILE.mdfi" in sub.choices["golden"].format_help()
+
+
+def test_classes_id_beyond_the_model_is_refused(tmp_path, capsys):
+    """`mdfi detect --classes 80` on an 80-class model kept nothing, silently (-1 was refused)."""
+    from mdfi.cli.detect import parse_classes
+    names = [f"c{i}" for i in range(3)]
+    assert parse_classes("2,c0", names) == {0, 2}
+    with pytest.raises(MDFIError, match=r"3 is not a class id of this model \(it has classes 0\.\.2\)"):
+        parse_classes("3", names)
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(img)
+    heads = [l.classes for l in mini_net().layers if l.kind == "yolo"]
+    assert main(["detect", str(img), "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--float", "--out", "none",
+                 "--classes", str(max(heads))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--classes: {max(heads)} is not a class id" in err, err
+
+
+def test_thread_counts_beyond_the_kernels_limit(monkeypatch):
+    """`MDFI_THREADS=100000` and `load(threads=1000)` were `ShapeError: conv: nthreads must be in
+    1..256` from the kernel (load's own check said 1..1024); a machine with more than 256 CPUs
+    would have hit it by default."""
+    from mdfi import engine
+    from mdfi._ext import _conv, _image, _kernels
+    assert engine.MAX_THREADS == _conv.MAX_THREADS == _image.MAX_THREADS == _kernels.MAX_THREADS
+    monkeypatch.setenv("MDFI_THREADS", "100000")
+    with pytest.raises(MDFIError, match=r"MDFI_THREADS='100000': expected 1\.\.256"):
+        engine.default_threads()
+    monkeypatch.delenv("MDFI_THREADS")
+    monkeypatch.setattr(engine.os, "sched_getaffinity", lambda pid: set(range(300)))
+    assert engine.default_threads() == 256
+    with pytest.raises(ArgumentError, match=r"threads=1000: expected 1\.\.256"):
+        mdfi.load(cfg=MINI_CFG, weights=MINI_W, threads=1000)
+
+
+def test_detect_calib_file_and_float_engine(tmp_path, capsys):
+    """`detect --calib photo.jpg` said `no such folder` of an existing file; `--float --engine
+    ref` ignored --engine silently (--bits, --calib and --zero-points are refused with --float)."""
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(img)
+    model = ["--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--out", "none"]
+    assert main(["detect", str(img), *model, "--calib", str(img)]) == 2
+    assert "a.png: not a folder (give a folder of photos)" in capsys.readouterr().err
+    assert main(["detect", str(img), *model, "--float", "--engine", "ref"]) == 2
+    assert "--engine applies to the fixed-point engine; drop --float" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["quantize", "eval"])
+def test_per_channel_and_per_layer_together_are_refused(command, tmp_path, capsys):
+    """`--per-layer --per-channel` silently kept the last one."""
+    argv = ["-o", str(tmp_path / "q.mdfi")] if command == "quantize" else ["--images", str(tmp_path)]
+    with pytest.raises(SystemExit) as ei:
+        main([command, "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--per-layer", "--per-channel", *argv])
+    assert ei.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_unreachable_size_budget_is_refused_before_measuring(tmp_path, capsys):
+    """`quantize --size-budget 10%` measured every layer at every width (minutes), then wrote a
+    model of 12.6% with every layer at 4 bits, silently over the budget."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (64, 64), (90, 120, 30)).save(photos / "a.png")
+    out = tmp_path / "q.mdfi"
+    assert main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--calib", str(photos),
+                 "--size-budget", "1%", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "size budget 1% cannot be met: with every convolution's weights at 4 bits" in err, err
+    assert "mixed precision: layer" not in err and not out.exists()
+
+
+def test_darknet_files_given_as_the_model_say_so(tmp_path, capsys):
+    """`--model my.cfg` said `my.cfg: file not found (looked in .../cfg/my.cfg); reinstall mdfi`
+    (`./my.cfg`: `not a plain file name of the mdfi.cfg package data`), `mdfi info x.json`
+    `unknown model ... a quantized model is a FILE.mdfi`."""
+    cfg = tmp_path / "my.cfg"
+    shutil.copy(MINI_CFG, cfg)
+    other = tmp_path / "notes.json"
+    other.write_text("{}")
+    for model, words in ((cfg, "is a Darknet .cfg file: give it with its weights"),
+                         (MINI_W, "is a Darknet .weights file: give it with its cfg"),
+                         (other, "notes.json: not an MDFI model file (no MDFI magic bytes)")):
+        with pytest.raises(MDFIError) as ei:
+            mdfi.load(str(model))
+        assert words in one_line(ei.value, model.name)
+        assert main(["info", str(model)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, err
+
+
+def test_results_file_of_another_image_folder_is_refused(tmp_path, capsys):
+    """`eval --images X --results r.jsonl`, then `eval --images Y --results r.jsonl` took X's
+    results for Y's files of the same name (a black image reported X's photo's detections)."""
+    x, y = tmp_path / "X", tmp_path / "Y"
+    x.mkdir()
+    y.mkdir()
+    shutil.copy(REPO / "mdfi" / "data" / "sample.jpg", x / "a.jpg")
+    Image.new("RGB", (64, 64)).save(y / "a.jpg")
+    model = ["--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--workers", "1"]
+    res = tmp_path / "r.jsonl"
+    assert main(["eval", "--images", str(x), *model, "--no-stats", "--results", str(res)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--images", str(y), *model, "--no-stats", "--results", str(res)]) == 2
+    assert "results of images in other folders" in capsys.readouterr().err
+    assert main(["eval", "--images", str(x), *model, "--no-stats", "--results", str(res)]) == 0    # resumes
+    cal = tmp_path / "c.jsonl"
+    assert main(["calibrate", "--images", str(x), *model, "-o", str(tmp_path / "c.json"), "--results", str(cal)]) == 0
+    capsys.readouterr()
+    assert main(["calibrate", "--images", str(y), *model, "-o", str(tmp_path / "c.json"), "--results", str(cal)]) == 2
+    assert "results of images in other folders" in capsys.readouterr().err
+
+
+def test_list_file_naming_a_device_or_a_folder_says_so(tmp_path, capsys):
+    """`mdfi detect list.txt` whose line is /dev/zero said `/dev/zero: no such image file`."""
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(img)
+    (tmp_path / "sub").mkdir()
+    for line, words in (("/dev/zero", "not a regular file"), ("sub", "is a folder"),
+                        ("gone.png", "no such image file")):
+        lst = tmp_path / "list.txt"
+        lst.write_text(f"a.png\n{line}\n")
+        assert main(["detect", str(lst), "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--out", "none"]) == 2
+        err = capsys.readouterr().err
+        assert f"list.txt:2: {line}: {words}" in err and err.count("\n") == 1, err
+
+
+def test_calib_stats_channel_means_of_another_shape_are_refused(tmp_path, capsys):
+    """Channel means of the wrong length (another network with the same layer kinds, or an
+    edited file) were skipped silently: the bias correction they feed was not applied."""
+    from mdfi.quant.calibrate import CalibStats, collect
+    net = mini_net()
+    calib = collect(net, [np.zeros((32, 32, 3), np.uint8)], source="unit test")
+    calib.check_network(net)
+    bad = tmp_path / "bad.json"
+    calib.to_json(bad)
+    import json
+    d = json.loads(bad.read_text())
+    d["layers"]["0"]["channel_mean"] = [0.0] * 3
+    bad.write_text(json.dumps(d))
+    assert main(["quantize", "--cfg", str(MINI_CFG), "--weights", str(MINI_W), "--calib-stats", str(bad),
+                 "--wbits", "4", "-o", str(tmp_path / "q.mdfi")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json: do not match the network" in err and "layer 0 has" in err and "channel means 3" in err, err
+
+
+def test_outputs_never_replace_a_device_or_fifo(tmp_path, capsys):
+    """`mdfi quantize -o /dev/null` (and `calibrate -o`, `detect --out`) wrote a temporary file
+    and renamed it over the path: as root that replaced the /dev/null device node with a
+    regular file.  Checked here with FIFOs (never a real device)."""
+    import stat
+    img = tmp_path / "a.png"
+    Image.new("RGB", (32, 32)).save(img)
+    model = ["--cfg", str(MINI_CFG), "--weights", str(MINI_W)]
+    for name, argv in (("q.mdfi", ["quantize", *model, "-o"]),
+                       ("s.json", ["calibrate", *model, "--images", str(img), "--workers", "1", "-o"]),
+                       ("p.jpg", ["detect", str(img), *model, "--float", "--out"])):
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        assert main([*argv, str(fifo)]) == 2, name
+        err = capsys.readouterr().err
+        assert "not a regular file (a device, FIFO or socket)" in err and err.count("\n") == 1, err
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)

@@ -118,6 +118,42 @@ def test_damaged_rounding_file_is_a_one_line_error(tmp_path):
         recipes.read_rounding(tmp_path / "other.npz")
 
 
+def _rewritten(tmp_path, change) -> str:
+    """The shipped yolov3-tiny w8a8 rounding file with ``change(arrays)`` applied."""
+    from importlib.resources import files
+    with np.load(str(files("mdfi.data").joinpath("yolov3-tiny.w8a8.rounding.npz")), allow_pickle=False) as z:
+        arrays = dict(z)
+    change(arrays)
+    out = tmp_path / "bad.npz"
+    np.savez(out, **arrays)
+    return str(out)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda a: a.update(n0=np.array(10 ** 12)), "a mask of 54 bytes for 1000000000000 weights"),   # was 931 GiB
+    (lambda a: a.update(n0=np.array(-5)), "for -5 weights"),
+    (lambda a: a.update(sign0=a["sign0"][:-1]), "bytes of signs for"),
+    (lambda a: a.update(shift0=np.full(16, np.nan)), "bias shifts must be finite"),
+    (lambda a: a.update(meta=np.array("[" * 5000 + "]" * 5000)), "nested deeper than 64 levels"),   # RecursionError
+])
+def test_damaged_rounding_file_contents(tmp_path, change, words):
+    with pytest.raises(ModelFileError, match="damaged shipped rounding file") as ei:
+        recipes.read_rounding(_rewritten(tmp_path, change))
+    assert words in str(ei.value) and "\n" not in str(ei.value)
+
+
+def test_bias_shifts_are_checked():
+    """A bias shift of the wrong length was a NumPy broadcasting ValueError."""
+    net = _net()
+    kw = dict(wbits=8, abits=8, per_channel=True, cfg_text=HEAD + TOY)
+    with pytest.raises(FormatError, match="expected 8 finite numbers"):
+        quantize_network(net, bias_shifts={0: np.zeros(3)}, **kw)
+    with pytest.raises(FormatError, match="expected 8 finite numbers"):
+        quantize_network(net, bias_shifts={0: np.full(8, np.inf)}, **kw)
+    with pytest.raises(FormatError, match="not a convolutional layer"):
+        quantize_network(net, bias_shifts={1: np.zeros(8)}, **kw)
+
+
 SHIPPED = [(m, t) for m in ("yolov3-tiny", "yolov4-tiny") for t in sorted(recipes.RECIPES[m]["zero_points"])]
 
 
@@ -180,6 +216,14 @@ def test_a_rounding_that_does_not_reproduce_its_integers_is_refused(tiny_weights
     monkeypatch.setattr(recipes, "shipped_rounding_meta", lambda spec, tag="w8a8": meta)
     with pytest.raises(ModelFileError, match="does not reproduce the integers"):
         mdfi.load("yolov3-tiny", threads=1, cache=False)
+
+
+def test_a_forced_lineage_is_named_not_the_rounding_file(tiny_weights_path):
+    """`--model yolov3-tiny --darknet alexeyab` said the shipped rounding file does not
+    reproduce its integers (blaming the file), not that the recipe is for another lineage."""
+    import mdfi
+    with pytest.raises(FormatError, match="--darknet alexeyab: yolov3-tiny's shipped recipe .* does not apply"):
+        mdfi.load("yolov3-tiny", darknet="alexeyab", threads=1, cache=False)
 
 
 @pytest.mark.parametrize("tag", [t for t in recipes.ZERO_POINT_WIDTHS if t != "w8a8"])

@@ -560,6 +560,21 @@ def test_symlinks_in_the_dut_folder(gold, tmp_path, capsys):
     assert {n for n, _ in rep.ignored} == {"notes.txt", "real.bin"}
 
 
+def test_earliest_failure_counts_files_not_read(gold, tmp_path, capsys):
+    """A later layer's file that could not be read (a link leading outside, a FIFO) was named
+    `earliest failure in dataflow order` before an earlier layer's wrong values."""
+    dut = tmp_path / "dut"
+    wrong = gold.read(CONV, "out").copy()
+    wrong.flat[0] ^= 1
+    gold.write(dut, CONV, "out", wrong)
+    os.symlink("/etc/passwd", dut / f"l{CONV + 1:03d}.out.hex")     # a later layer
+    rep = verify.verify(gold.dir, dut)
+    assert [f.file for f in rep.files] == [f"l{CONV:03d}.out.hex", f"l{CONV + 1:03d}.out.hex"]
+    assert rep.earliest_failure().file == f"l{CONV:03d}.out.hex"
+    assert main(["verify", gold.dir, str(dut)]) == 1
+    assert f"earliest failure in dataflow order: l{CONV:03d}.out.hex" in capsys.readouterr().out
+
+
 def test_every_name_is_accounted_for(gold, tmp_path, capsys):
     dut = tmp_path / "dut"
     gold.write(dut, CONV, "out", gold.read(CONV, "out"))

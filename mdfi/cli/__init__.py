@@ -13,11 +13,11 @@ import sys
 from typing import Optional, Sequence
 
 from .. import __version__
-from ..errors import MDFIError, OutputError
+from ..errors import MDFIError, OutputError, shown
 from .common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
                      layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
                      unit_float)
-from .common import ZERO_POINTS_DEFAULT, refuse_overwrite  # noqa: F401
+from .common import ZERO_POINTS_DEFAULT, check_output_file, image_inputs, model_inputs, refuse_overwrite, refuse_quantized_model  # noqa: F401
 from .detect import add_detect_parser, cmd_detect  # noqa: F401
 from .quantize import add_quantize_parser, cmd_quantize, percent_arg  # noqa: F401
 
@@ -29,10 +29,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..scale.imagejobs import calibrate_images
     from ..model import _float_network
     check_model_args(args)
-    refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model)
+    refuse_quantized_model(args, "mdfi calibrate runs the float network")
+    inputs = model_inputs(args) + image_inputs(args.images)
+    check_output_file(args.output, *inputs, make_folder=True)
     if args.results:
-        refuse_overwrite(args.results, args.cfg, args.weights, args.names, args.model, args.output,
-                         opt="--results")
+        check_output_file(args.results, *inputs, args.output, opt="--results", make_folder=True,
+                          other=("-o", args.output))
     scale = scale_options(args)
     network, _, _, _, weights_file = _float_network(args.model, args.cfg, args.weights, args.names, True,
                                                     args.darknet)
@@ -66,15 +68,20 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..eval.run import run_eval
     check_model_args(args)
+    refuse_quantized_model(args, "mdfi eval compares fixed point with the float path")
     if not os.path.exists(args.images):
         raise MDFIError(f"--images {args.images}: no such folder, list file or image")
     if args.calib and not os.path.exists(args.calib):
         raise MDFIError(f"--calib {args.calib}: no such folder, list file or image")
     if args.calib and args.bn_estimate:
         raise MDFIError("give --bn-estimate or --calib, not both")
+    inputs = model_inputs(args) + [args.labels] + image_inputs(args.images) + image_inputs(args.calib)
     if args.results:
-        refuse_overwrite(args.results, args.cfg, args.weights, args.names, args.model, args.labels,
-                         opt="--results")
+        check_output_file(args.results, *inputs, opt="--results", make_folder=True)
+    if args.plot:
+        from ..eval.plot import check_plot_path
+        check_output_file(args.plot, *inputs, args.results, opt="--plot", other=("--results", args.results))
+        check_plot_path(args.plot)
     if args.labels and not (os.path.isdir(args.labels) or os.access(args.labels, os.R_OK)):
         raise MDFIError(f"--labels {args.labels}: no such file or folder (COCO JSON or a VOC XML folder)")
     report, text = run_eval(args)
@@ -174,9 +181,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     import shutil
     from .. import sample_image
+    import stat
     target = args.path
     if os.path.isdir(target):
         target = os.path.join(target, "image.jpg")
+    if not target.lower().endswith((".jpg", ".jpeg")):      # `sample x.txt` then `detect x.txt` read a list
+        raise OutputError(f"{shown(target, 200)}: the sample photo is a JPEG; give a name ending in .jpg")
+    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):     # a FIFO blocked the comparison
+        raise OutputError(f"{shown(target, 200)}: exists and is not a regular file (a device, FIFO or socket)")
     if os.path.exists(target) and not args.force:
         try:
             with open(target, "rb") as a, open(sample_image(), "rb") as b:
@@ -216,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate", help="record activation statistics on a folder of images",
                        description="Run the float network on every image of a folder and save per-layer "
                                    "activation statistics (input of `mdfi quantize --calib-stats`).")
-    add_model_args(c)
+    add_model_args(c, quantized=False)
     c.add_argument("--images", required=True, metavar="DIR|LIST",
                    help="calibration images: a folder, or a text file with one image path per line")
     c.add_argument("--augment", action="store_true", help="also use horizontally flipped copies")
@@ -240,13 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(agreement mAP@0.5: float detections >= 0.25 are the ground truth).")
     e.add_argument("--images", required=True, metavar="DIR|LIST",
                    help="images to compare on: a folder, or a text file with one image path per line")
-    add_model_args(e)
+    add_model_args(e, quantized=False)
     e.add_argument("--bits", default="8", metavar="LIST",
                    help="widths to evaluate: e.g. 16,12,10,8,6,4 or pairs w4a8 (default 8)")
-    e.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
-                   help="per-channel weight formats (the default)")
-    e.add_argument("--per-layer", dest="per_channel", action="store_false",
-                   help="one weight format per layer")
+    pc = e.add_mutually_exclusive_group()          # both: the last one silently won
+    pc.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
+                    help="per-channel weight formats (the default)")
+    pc.add_argument("--per-layer", dest="per_channel", action="store_false",
+                    help="one weight format per layer")
     e.add_argument("--calib", metavar="DIR", help="calibrate on these images (default: the recipe's shipped "
                                                    "statistics, else the shipped sample photo's)")
     e.add_argument("--bn-estimate", action="store_true",

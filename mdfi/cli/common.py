@@ -9,11 +9,13 @@ from typing import Optional
 from ..errors import MDFIError, OutputError, shown
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, quantized: bool = True) -> None:
+    """The model options; ``quantized=False``: the command needs the float network, --model
+    takes no .mdfi file."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", metavar="NAME|FILE.mdfi",
-                   help="a zoo model name (default yolov3-tiny; see `mdfi models`) or a quantized "
-                        ".mdfi file written by `mdfi quantize`")
+    g.add_argument("--model", metavar="NAME|FILE.mdfi" if quantized else "NAME",
+                   help="a zoo model name (default yolov3-tiny; see `mdfi models`)" + (
+                        " or a quantized .mdfi file written by `mdfi quantize`" if quantized else ""))
     g.add_argument("--cfg", metavar="FILE", help="Darknet .cfg (with --weights) instead of a zoo model")
     g.add_argument("--weights", metavar="FILE", help="Darknet .weights file")
     g.add_argument("--names", metavar="FILE", help="class names, one per line (default: COCO)")
@@ -39,6 +41,17 @@ def check_model_args(args: argparse.Namespace) -> None:
     elif model:
         from .. import zoo
         zoo.get_spec(model)                 # unknown name: "did you mean ...?" now, not later
+
+
+def refuse_quantized_model(args: argparse.Namespace, why: str) -> None:
+    """``--model FILE.mdfi`` where the command needs the float network (quantize, calibrate,
+    eval): one line saying why, not `unknown model 'm.mdfi' ... a quantized model is a FILE.mdfi`."""
+    model = getattr(args, "model", None)
+    if model:
+        from ..model import _is_mdfi_file
+        if _is_mdfi_file(model):
+            raise MDFIError(f"--model {shown(model, 200)} is a quantized model: {why}, which needs the .cfg and "
+                            f".weights it was made from (--model NAME or --cfg FILE --weights FILE)")
 
 
 def _check_input_file(path: str, opt: str) -> None:
@@ -79,6 +92,8 @@ def layer_rounding_arg(text: str):
     for item in filter(None, text.split(",")):
         try:
             idx, mode = item.split("=", 1)
+            if int(idx) in out:
+                raise ValueError(f"layer {int(idx)} is given twice")
             out[int(idx)] = mode.strip()
             rounding_code(out[int(idx)])
         except (ValueError, MDFIError) as exc:
@@ -96,6 +111,8 @@ def layer_bits_arg(text: str, opt: str = "--layer-abits", what: str = "activatio
             idx, bits = item.split("=", 1)
             if int(idx) < 0:
                 raise ValueError("negative layer index")
+            if int(idx) in out:
+                raise ValueError(f"layer {int(idx)} is given twice")
             out[int(idx)] = check_bits(int(bits), what)
         except (ValueError, MDFIError) as exc:
             raise argparse.ArgumentTypeError(f"{opt} expects INDEX=BITS[,INDEX=BITS...] with BITS "
@@ -165,8 +182,9 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
     calib = getattr(args, "calib", None)
     zp = getattr(args, "zero_points", None)
     if args.float:
-        if args.bits is not None or calib or zp:
-            opt = '--bits' if args.bits is not None else '--calib' if calib else '--zero-points'
+        if args.bits is not None or calib or zp or args.engine is not None:
+            opt = ('--bits' if args.bits is not None else '--calib' if calib else '--engine' if args.engine else
+                   '--zero-points')
             raise MDFIError(f"{opt} applies to the fixed-point engine; drop --float")
         return {"precision": "float"}
     kw = {"precision": "fixed", "engine": args.engine, "threads": getattr(args, "threads", None)}
@@ -174,7 +192,8 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
         kw["bits"] = args.bits
     if calib:
         if not os.path.isdir(calib):
-            raise MDFIError(f"--calib {calib}: no such folder")
+            raise MDFIError(f"--calib {shown(calib, 200)}: "
+                            f"{'not a folder (give a folder of photos)' if os.path.exists(calib) else 'no such folder'}")
         kw["calib"] = calib
     if zp is not None:
         kw["zero_points"] = zp
@@ -184,9 +203,75 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
 def refuse_overwrite(output: str, *inputs: Optional[str], opt: str = "-o") -> None:
     """An output must not be one of the command's inputs (issue 9: `quantize -o` onto its own
     --weights overwrote the float weights)."""
-    real = os.path.realpath(output)
+    try:
+        out = os.stat(output)                   # follows a symbolic link to an input, as a write would
+    except (OSError, ValueError):
+        return                                  # nothing there: nothing to overwrite
     for inp in inputs:
-        if inp and os.path.exists(inp) and (os.path.realpath(inp) == real or
-                                            (os.path.exists(output) and os.path.samefile(inp, output))):
-            raise OutputError(f"{opt} {output} is also an input ({inp}): it would be overwritten; "
-                              f"choose another output name")
+        try:
+            st = os.stat(inp) if inp else None
+        except (OSError, ValueError):
+            continue
+        if st is not None and (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+            raise OutputError(f"{opt} {shown(output, 200)} is also an input ({shown(os.fspath(inp), 200)}): it would be "
+                              f"overwritten; choose another output name")
+
+
+def model_inputs(args: argparse.Namespace) -> list:
+    """The files the model options name, and those a zoo model name implies: its shipped cfg
+    and names and its cached weights (`quantize -o ~/.cache/mdfi/yolov3-tiny.weights`
+    replaced the zoo's weights)."""
+    found = [getattr(args, k, None) for k in ("cfg", "weights", "names", "model")]
+    model = getattr(args, "model", None)
+    if not getattr(args, "cfg", None) and not (model and (model.endswith(".mdfi") or os.sep in model
+                                                          or os.path.isfile(model))):
+        from .. import zoo
+        try:
+            spec = zoo.get_spec(model or zoo.DEFAULT_MODEL)
+            found += [str(zoo.cfg_path(spec)), str(zoo.names_path(spec)), str(zoo.cache_dir() / spec.weights)]
+        except MDFIError:
+            pass
+    return found
+
+
+def image_inputs(spec: Optional[str]) -> list:
+    """The files an ``--images``/``--calib`` folder, list file or image names (the list file
+    too); nothing when it cannot be listed (the command reports that itself)."""
+    if not spec:
+        return []
+    from ..scale.imagejobs import list_inputs
+    try:
+        return [spec] + [p for _, p in list_inputs(spec)]
+    except MDFIError:
+        return [spec]
+
+
+def refuse_special_output(output: str, opt: str) -> None:
+    """Outputs are written to a temporary file renamed into place: over a device or FIFO
+    (`-o /dev/null`) the rename replaced the device node itself (as root)."""
+    import stat
+    try:
+        st = os.stat(output)
+    except (OSError, ValueError):
+        return
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise OutputError(f"{opt} {shown(output, 200)}: not a regular file (a device, FIFO or socket); outputs are "
+                          f"written to a new file renamed into place, which would replace it")
+
+
+def check_output_file(output: str, *inputs: Optional[str], opt: str = "-o", make_folder: bool = False,
+                      other: Optional[tuple] = None) -> None:
+    """Before any work: ``output`` is a file name (not a folder) in an existing folder (or one
+    the command creates, ``make_folder``), none of ``inputs`` and not the command's ``other``
+    output ``(option, path)``."""
+    if not output:
+        raise OutputError(f"{opt}: empty file name")
+    if other and other[1] and os.path.realpath(other[1]) == os.path.realpath(output):
+        raise OutputError(f"{opt} {shown(output, 200)} is also the {other[0]} file; give two names")
+    if os.path.isdir(output):
+        raise OutputError(f"{opt} {shown(output, 200)}: is a folder; give a file name")
+    refuse_special_output(output, opt)
+    parent = os.path.dirname(output) or "."
+    if not make_folder and not os.path.isdir(parent):
+        raise OutputError(f"{opt} {shown(output, 200)}: no such folder {shown(parent, 200)}")
+    refuse_overwrite(output, *inputs, opt=opt)

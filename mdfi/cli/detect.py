@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Set
 import numpy as np
 
 from .common import add_model_args, add_precision_args, check_model_args, load_model_from_args, \
-    positive_int, precision_kwargs, unit_float
+    positive_int, precision_kwargs, refuse_special_output, unit_float
 from ..errors import ImageError, LimitError, MDFIError, OutputError, shown
 from ..progress import StatusLine
 from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Source, expand_sources
@@ -164,7 +164,7 @@ def plan_outputs(sources: List[Source], out: Optional[str], side: bool) -> Outpu
     if not many:
         src = sources[0]
         target = out or ("predictions.mp4" if video else "predictions.jpg")
-        if os.path.isdir(target):
+        if os.path.isdir(target) or target.endswith(("/", os.sep)):     # `--out o/`: a folder, made below
             stem = _safe_name(os.path.splitext(os.path.basename(src.path))[0])
             target = os.path.join(target, stem + (".mp4" if video else ".jpg"))
         ext = os.path.splitext(target)[1].lower()
@@ -179,6 +179,7 @@ def plan_outputs(sources: List[Source], out: Optional[str], side: bool) -> Outpu
         if _real(target) in inputs:
             raise OutputError(f"--out {shown(target, 200)} is the input itself: it would be overwritten; "
                               f"choose another output name")
+        refuse_special_output(target, "--out")
         _check_writable_folder(os.path.dirname(target) or ".", "--out")
         return OutputPlan("file", target, inputs)
     folder = out or "predictions"
@@ -285,16 +286,21 @@ class Progress:
         return text
 
 
-def parse_classes(text: Optional[str], names: List[str]) -> Optional[Set[int]]:
-    """``--classes 0,2,person`` -> class ids (names matched case-insensitively)."""
+def parse_classes(text: Optional[str], names: List[str], num_classes: Optional[int] = None) -> Optional[Set[int]]:
+    """``--classes 0,2,person`` -> class ids (names matched case-insensitively); an id must be
+    below ``num_classes`` (the model's heads' class count; default: the number of names)."""
     if not text:
         return None
+    num_classes = len(names) if num_classes is None else num_classes
     lower = {n.lower(): i for i, n in reversed(list(enumerate(names)))}
     out: Set[int] = set()
     for tok in (t.strip() for t in text.split(",")):
         if not tok:
             continue
         if tok.isdigit():
+            if int(tok) >= num_classes:             # would keep nothing, silently
+                raise MDFIError(f"--classes: {shown(tok)} is not a class id of this model (it has classes "
+                                f"0..{num_classes - 1})")
             out.add(int(tok))
         elif tok.lower() in lower:
             out.add(lower[tok.lower()])
@@ -327,7 +333,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     # 2. the model (may download and quantize)
     model = load_model_from_args(args, **kw)
-    keep = parse_classes(args.classes, model.names)
+    heads = [l.classes for l in model.network.layers if l.kind in ("yolo", "region")]
+    keep = parse_classes(args.classes, model.names, max(heads) if heads else len(model.names))
     draw_kw = dict(num_classes=max(len(model.names), 1), line_width=args.line_width,
                    labels=not args.hide_labels, conf=not args.hide_conf)
     images = [s for s in sources if not s.is_video]

@@ -8,7 +8,7 @@ import sys
 
 from ..errors import MDFIError
 from .common import (ZERO_POINTS_DEFAULT, add_model_args, bits_arg, check_model_args, layer_bits_arg, layer_rounding_arg,
-                     layer_wbits_arg, refuse_overwrite)
+                     layer_wbits_arg, check_output_file, image_inputs, model_inputs, refuse_quantized_model)
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -17,7 +17,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from ..model import _float_network, _warn_low_bits
     from ..quant.quantize import quantize_network
     check_model_args(args)
-    refuse_overwrite(args.output, args.cfg, args.weights, args.names, args.model, args.calib_stats)
+    refuse_quantized_model(args, "mdfi quantize quantizes the float network")
+    check_output_file(args.output, *model_inputs(args), args.calib_stats, *image_inputs(args.calib))
     if args.calib and args.calib_stats:
         raise MDFIError("give --calib DIR or --calib-stats FILE, not both")
     if args.calib and not os.path.isdir(args.calib):
@@ -165,7 +166,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         qm = quantize_network(network, weight_rounding=args.weight_rounding, bias_correction=bias,
                               progress=data_methods or rescale, **common, **kw)
         if "weight_deltas" in zkw:
-            recipes.check_rounding(spec_name, qm)
+            recipes.check_rounding(spec_name, qm, args.darknet)
         if not (args.calib or args.calib_stats or args.method or args.bn_estimate):   # shipped files
             how = recipes.describe_source(spec_name, "act_fracs" in kw, calib)
             if how and args.zero_points and shipped_stats:
@@ -247,7 +248,7 @@ def percent_arg(text: str) -> float:
 def add_quantize_parser(sub) -> None:
     q = sub.add_parser("quantize", help="write a fixed-point .mdfi model",
                        description="Quantize a Darknet model to power-of-two fixed point (docs/fixed-point.md).")
-    add_model_args(q)
+    add_model_args(q, quantized=False)
     q.add_argument("--calib", metavar="DIR", help="calibrate activation formats on these images")
     q.add_argument("--calib-stats", metavar="FILE", help="use statistics saved by `mdfi calibrate`")
     q.add_argument("--bn-estimate", action="store_true",
@@ -256,11 +257,12 @@ def add_quantize_parser(sub) -> None:
                         "photo's; docs/quantization.md round 11)")
     q.add_argument("--wbits", type=bits_arg, default=None, help="weight width 2..16 (default 8)")
     q.add_argument("--abits", type=bits_arg, default=None, help="activation width 2..16 (default 8)")
-    q.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
-                   help="one weight format per output channel (the default, for every model)")
-    q.add_argument("--per-layer", dest="per_channel", action="store_false",
-                   help="one weight format per layer (before round 11 the default of models "
-                        "without a recipe)")
+    pc = q.add_mutually_exclusive_group()          # both: the last one silently won
+    pc.add_argument("--per-channel", dest="per_channel", action="store_true", default=None,
+                    help="one weight format per output channel (the default, for every model)")
+    pc.add_argument("--per-layer", dest="per_channel", action="store_false",
+                    help="one weight format per layer (before round 11 the default of models "
+                         "without a recipe)")
     q.add_argument("--rounding", choices=("half_up", "truncate"), default=None,
                    help="rounding of every requantizing shift (default half_up)")
     q.add_argument("--layer-rounding", type=layer_rounding_arg, default=None, metavar="I=MODE,...",

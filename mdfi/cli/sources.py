@@ -82,7 +82,9 @@ def _list_file(path: str) -> List[str]:
         if not os.path.isabs(line) and not os.path.exists(cand) and os.path.exists(line):
             cand = line
         if not os.path.isfile(cand):
-            raise ImageError(f"{path}:{lineno}: {shown(line)}: no such image file")
+            why = ("is a folder" if os.path.isdir(cand) else
+                   "not a regular file (a device, FIFO or socket)" if os.path.exists(cand) else "no such image file")
+            raise ImageError(f"{path}:{lineno}: {shown(line)}: {why}")
         out.append(cand)
     if not out:
         raise ImageError(f"{path}: the list names no image (one path per line)")

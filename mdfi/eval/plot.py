@@ -8,16 +8,33 @@ from typing import Mapping
 from ..errors import MDFIError
 
 
-def write_plot(path: str, results: Mapping[str, object], size_vs_float: Mapping[str, float], *,
-               title: str = "") -> None:
-    """One PNG with three panels over the configurations (x: parameters vs float32, %):
-    agreement mAP@0.5, float detections kept at 0.25 (%), and the confidence bias."""
+def _pyplot():
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise MDFIError("--plot needs matplotlib (pip install mdfi[plots])") from None
+    return plt
+
+
+def check_plot_path(path: str) -> None:
+    """Before the evaluation runs: matplotlib is there and writes ``path``'s format (a name
+    without one would get ``.png`` appended, a name it does not know was a traceback)."""
+    plt = _pyplot()
+    kinds = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    if ext not in kinds:
+        raise MDFIError(f"--plot {path}: {'no file extension' if not ext else f'matplotlib cannot write .{ext} files'} "
+                        f"(give FILE.png; also {', '.join(sorted(k for k in kinds if k != 'png'))})")
+
+
+def write_plot(path: str, results: Mapping[str, object], size_vs_float: Mapping[str, float], *,
+               title: str = "") -> None:
+    """One PNG with three panels over the configurations (x: parameters vs float32, %):
+    agreement mAP@0.5, float detections kept at 0.25 (%), and the confidence bias."""
+    plt = _pyplot()
     tags = list(results)
     x = [100.0 * size_vs_float[t] for t in tags]
     panels = [("agreement mAP@0.5", [results[t].map for t in tags]),

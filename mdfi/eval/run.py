@@ -202,7 +202,8 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
         tmpdir = tempfile.mkdtemp(prefix="mdfi-eval-")
         path = os.path.join(tmpdir, "results.jsonl")
     try:
-        journal = pipeline.ResultsFile(path, {"job": "eval", "digest": job.digest})
+        journal = pipeline.ResultsFile(path, {"job": "eval", "digest": job.digest,
+                                              "images": imagejobs.images_identity(inputs)})
         keys = [k for k, _ in inputs]
         prog = pipeline.RateProgress(len(inputs), "eval", enabled=progress)
         prog.skipped = len(journal.done & set(keys))

@@ -57,7 +57,9 @@ def parse_layers(spec: Optional[str], n: int) -> Set[int]:
         if not m:
             raise MDFIError(f"--layers: {item!r} is not an index or a range like 5-7")
         a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        if a > b or b >= n:
+        if a > b:                           # said "outside the model's layers" of 5-2
+            raise MDFIError(f"--layers: {item!r} runs backwards (write {b}-{a})")
+        if b >= n:
             raise MDFIError(f"--layers: {item!r} is outside the model's layers 0..{n - 1}")
         out.update(range(a, b + 1))
     return out

@@ -427,7 +427,7 @@ def verify(golden_dir, dut_dir, *, layers: Optional[str] = None, stages: Optiona
         raise GoldenError(f"{dut_dir}: cannot list: {exc.strerror or exc}") from None
     root = os.path.realpath(dut_dir)
     todo = []
-    errors: List[FileResult] = []
+    errors: List[Tuple[str, FileResult]] = []
     for name in names:
         full = os.path.join(dut_dir, name)
         shown = _shown(name)
@@ -444,22 +444,23 @@ def verify(golden_dir, dut_dir, *, layers: Optional[str] = None, stages: Optiona
                 why = None
             if why is not None:
                 if vector_name:
-                    errors.append(FileResult(file=shown, status="error", error=f"{full}: {why}"))
+                    errors.append((name, FileResult(file=shown, status="error", error=f"{full}: {why}")))
                 else:
                     rep.ignored.append((shown, why.split(":")[0]))
                 continue
         try:
             st = os.stat(full)
         except OSError as exc:
-            errors.append(FileResult(file=shown, status="error", error=f"{full}: cannot read: {exc.strerror or exc}"))
+            errors.append((name, FileResult(file=shown, status="error",
+                                            error=f"{full}: cannot read: {exc.strerror or exc}")))
             continue
         if _stat.S_ISDIR(st.st_mode):
             rep.ignored.append((shown, "a folder"))
             continue
         if not _stat.S_ISREG(st.st_mode):
             if vector_name:
-                errors.append(FileResult(file=shown, status="error",
-                                         error=f"{full}: not a regular file (a device, FIFO or socket): not read"))
+                errors.append((name, FileResult(file=shown, status="error",
+                                                error=f"{full}: not a regular file (a device, FIFO or socket): not read")))
             else:
                 rep.ignored.append((shown, "not a regular file"))
             continue
@@ -477,8 +478,12 @@ def verify(golden_dir, dut_dir, *, layers: Optional[str] = None, stages: Optiona
             rep.skipped.append(shown)
             continue
         todo.append((_stage_order(entry["layer"], entry["stage"]), name, entry, full, ext))
-    todo.sort(key=lambda t: (t[0], t[1]))
-    rep.files.extend(errors)
-    for _, name, entry, full, ext in todo:
-        rep.files.append(compare_file(gs, entry, full, ext, max_report))
+    results = []
+    for name, res in errors:             # not read: placed by their stage too (the earliest failure)
+        entry = _match(gs, name)[0]
+        results.append(((0,) if entry is None else (1, _stage_order(entry["layer"], entry["stage"])), name, res))
+    for order, name, entry, full, ext in todo:
+        results.append(((1, order), name, compare_file(gs, entry, full, ext, max_report)))
+    results.sort(key=lambda t: (t[0], t[1]))
+    rep.files.extend(res for _, _, res in results)
     return rep

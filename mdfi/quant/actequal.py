@@ -94,6 +94,8 @@ def settings_from(value) -> ActEqualSettings:
                     k, eq, v = part.partition("=")
                     if not eq:
                         raise FormatError(f"act_equalize: expected KEY=VALUE, got {part!r}")
+                    if k.strip() in kv:             # the last one silently won
+                        raise FormatError(f"act_equalize: {k.strip()} is given twice")
                     kv[k.strip()] = v.strip()
             value = kv
         if not isinstance(value, Mapping):

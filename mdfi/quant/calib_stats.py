@@ -391,6 +391,17 @@ class TensorStats:
         s.min, s.max = lo, hi
         return s
 
+    def check_extremes(self, where: str = "statistics") -> None:
+        """Statistics gathered from values (not estimated): max (min) lies in, or next to, the
+        last non-empty bin of the histogram (an edited max of 1e300 gave every format of the
+        --method max model its widest range, silently).  Raises ValueError."""
+        if self.max is not None and self.max > 0 and \
+                int(_bin_index(np.array([self.max]))[0]) > int(np.flatnonzero(self.pos)[-1]) + 1:
+            raise ValueError(f"{where}: max {self.max!r} lies above every value of the positive histogram")
+        if self.min is not None and self.min < 0 and \
+                int(_bin_index(np.array([-self.min]))[0]) > int(np.flatnonzero(self.neg)[-1]) + 1:
+            raise ValueError(f"{where}: min {self.min!r} lies below every value of the negative histogram")
+
     # -- comparison --------------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TensorStats):

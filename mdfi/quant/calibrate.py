@@ -178,6 +178,12 @@ class CalibStats:
         if bad:
             raise ModelFileError(f"{where}: layer index {bad[0]} is outside the network's "
                                  f"layers 0..{len(kinds) - 1}")
+        for i, st in sorted(self.layers.items()) + [(-1, self.input)]:
+            mean = None if st is None else st.channel_mean
+            if mean is not None and len(mean) != network.shape_of(i)[0]:     # bias correction skipped them, silently
+                raise ModelFileError(f"{where}: do not match the network {network.path}: "
+                                     f"{'the input' if i == -1 else f'layer {i}'} has {network.shape_of(i)[0]} "
+                                     f"channels, the statistics' channel means {len(mean)}")
 
     # -- JSON -------------------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -324,6 +330,8 @@ class CalibStats:
             if kinds is not None and i >= len(kinds):
                 raise ValueError(f"layers: layer {i} is outside the network's {len(kinds)} layers")
             layers[i] = TensorStats.from_dict(v, f"layer {i}")
+            if m["method"] == "images":          # gathered from values (an estimate's max is analytic)
+                layers[i].check_extremes(f"layer {i}")
         inp = d.get("input")
         calib = cls(layers, method=m["method"],
                     input=None if inp is None else TensorStats.from_dict(inp, "input"))

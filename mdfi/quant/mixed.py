@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Callable, Dict, Optional, Sequence
 
+from ..errors import FormatError
+
 #: Widths a layer's weights may take below the base width.
 CANDIDATE_WIDTHS = (6, 5, 4)
 
@@ -33,6 +35,14 @@ def choose_widths(network, build: Callable[[Dict[int, int]], object], objective,
     base_model = build({})
     base_err = objective(base_model)
     acc = {l.index: base_model.layers[l.index].acc_bits for l in convs}
+    narrowest = min([b for b in candidates if b < base_bits], default=base_bits)
+    least = base_model.param_bytes() + sum(      # a lower bound: the accumulators narrow with the weights
+        (conv_param_bits(l, narrowest, acc[l.index] - (base_bits - narrowest))
+         - conv_param_bits(l, base_bits, acc[l.index])) / 8 for l in convs)
+    if least > budget * float_bytes:     # refused before measuring every layer at every width (minutes)
+        raise FormatError(f"size budget {100 * budget:g}% cannot be met: with every convolution's weights at "
+                          f"{narrowest} bits the parameters take {100 * least / float_bytes:.1f}% of the float32 "
+                          f"weights")
     cost: Dict[tuple, float] = {}
     for l in convs:
         for b in candidates:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .. import fixedpoint as fp
-from ..errors import FormatError, ShapeError
+from ..errors import FormatError, ModelFileError, ShapeError
 from ..layers import QREGISTRY, QLayer
 from ..layers.yolo import yolo_gains
 from ..darknet.network import Network
@@ -258,6 +258,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         for i in table:
             if not 0 <= i < len(network.layers):
                 raise FormatError(f"per-layer {what} for layer {i}: the network has layers 0..{len(network.layers) - 1}")
+    for what, table, kinds in (("weight width", layer_wbits, ("convolutional",)),
+                               ("activation width", layer_abits, ("convolutional", "shortcut"))):
+        for i in sorted(table):
+            if network.layers[i].kind not in kinds:     # would be recorded and shown, and change nothing
+                raise FormatError(f"per-layer {what} for layer {i}: layer {i} of {network.path} is a "
+                                  f"{network.layers[i].kind} layer; only {' and '.join(kinds)} layers have "
+                                  f"{'weights' if what == 'weight width' else 'an output format of their own'}")
     for mode in layer_rounding.values():
         fp.rounding_code(mode)
     head_gains = yolo_gains(network, head_gains)
@@ -271,6 +278,14 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     for i in (weight_deltas or {}):
         if not (0 <= int(i) < len(network.layers) and network.layers[int(i)].kind == "convolutional"):
             raise FormatError(f"weight_deltas for layer {i}: not a convolutional layer of {network.path}")
+    for i, v in (bias_shifts or {}).items():
+        L = network.layers[int(i)] if 0 <= int(i) < len(network.layers) else None
+        if L is None or L.kind != "convolutional":
+            raise FormatError(f"bias_shifts for layer {i}: not a convolutional layer of {network.path}")
+        v = np.asarray(v)
+        if v.shape != (L.filters,) or v.dtype.kind not in "fiu" or not np.isfinite(v).all():
+            raise FormatError(f"bias_shifts for layer {i}: expected {L.filters} finite numbers (one per filter), "
+                              f"found shape {v.shape} of {v.dtype}")
     if act_zeros is not None and act_fracs is None:
         raise FormatError("act_zeros are given with act_fracs (zero_points=True chooses both)")
     if zero_points and (act_method not in (None, "mse") or set(act_options or {}) - {"clip_budget"}):
@@ -350,6 +365,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                     act_fracs[i] = calibrate.choose_frac(calib[i], b, act_method, **act_options)
             if unify_routes:
                 act_fracs = unify_route_formats(network, act_fracs, layer_abits, abits)
+        missing = [l.index for l in network.layers
+                   if l.kind in ("convolutional", "shortcut") and l.index not in act_fracs]
+        if missing:
+            where = getattr(calib, "path", None) or "the calibration statistics"
+            raise ModelFileError(f"{where}: no statistics for layer {missing[0]} ({network.layers[missing[0]].kind}) "
+                                 f"of {network.path}{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}: "
+                                 f"gathered on another network, or edited")
 
     def out_format(i: int) -> fp.QFormat:
         return fp.QFormat(layer_abits.get(i, abits), int(act_fracs[i]), zero=act_zeros.get(i, 0))

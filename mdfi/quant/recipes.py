@@ -17,7 +17,7 @@ from importlib.resources import files
 from typing import Callable, Optional, Sequence
 
 from .. import __version__
-from ..errors import ModelFileError
+from ..errors import FormatError, ModelFileError
 from ..darknet.network import Network
 from .quantize import QuantizedModel, quantize_network
 
@@ -171,8 +171,9 @@ def read_rounding(source) -> tuple:
     try:
         raw = source.read_bytes() if hasattr(source, "read_bytes") else open(source, "rb").read()
         with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != ROUNDING_FORMAT:
+            from ..safejson import parse
+            meta = parse(str(z["meta"]))          # depth- and digit-limited (a RecursionError before)
+            if not isinstance(meta, dict) or meta.get("format") != ROUNDING_FORMAT:
                 raise ValueError("not a rounding file")
             deltas, shifts = {}, {}
             for key in z.files:
@@ -180,12 +181,21 @@ def read_rounding(source) -> tuple:
                     continue
                 i = int(key[1:])
                 n = int(z[key])
-                nz = np.unpackbits(z[f"mask{i}"], count=n).astype(bool)
-                neg = np.unpackbits(z[f"sign{i}"], count=int(nz.sum())).astype(bool)
+                mask, sign = z[f"mask{i}"], z[f"sign{i}"]
+                # the bit counts before unpacking: n = 10**12 asked for 931 GiB
+                if n < 0 or mask.ndim != 1 or mask.size != (n + 7) // 8:
+                    raise ValueError(f"layer {i}: a mask of {mask.size} bytes for {n} weights")
+                nz = np.unpackbits(mask, count=n).astype(bool)
+                k = int(nz.sum())
+                if sign.ndim != 1 or sign.size != (k + 7) // 8:
+                    raise ValueError(f"layer {i}: {sign.size} bytes of signs for {k} moved weights")
+                neg = np.unpackbits(sign, count=k).astype(bool)
                 d = nz.astype(np.int8)
                 d[np.flatnonzero(nz)[neg]] = -1
                 deltas[i] = d
                 shifts[i] = np.asarray(z[f"shift{i}"], np.float64)
+                if shifts[i].ndim != 1 or not np.isfinite(shifts[i]).all():
+                    raise ValueError(f"layer {i}: bias shifts must be finite per-channel numbers")
             gains, (lo, hi) = meta.get("head_gains", {}), LOGIT_GAIN_RANGE
             if not isinstance(gains, dict) or not all(
                     k.isdigit() and isinstance(v, float) and lo <= v <= hi for k, v in gains.items()):
@@ -251,13 +261,19 @@ def integer_digest(qm) -> str:
     return h.hexdigest()
 
 
-def check_rounding(spec_name: Optional[str], qm) -> None:
+def check_rounding(spec_name: Optional[str], qm, darknet: Optional[str] = None) -> None:
     """Refuse a model built with the recipe's shipped rounding whose integers differ from the
-    ones the rounding was recorded from (another MDFI's quantizer, or a damaged file)."""
+    ones the rounding was recorded from (another MDFI's quantizer, or a damaged file; or the
+    lineage forced with ``darknet``, named then: it was blamed on the file)."""
     tag = width_tag(qm.options)
     meta = shipped_rounding_meta(spec_name, tag)
     if meta and meta.get("integer_digest") and integer_digest(qm) != meta["integer_digest"]:
-        raise ModelFileError(f"mdfi/data/{RECIPES[spec_name]['zero_points'][tag]['rounding']}: the shipped rounding "
+        name = f"mdfi/data/{RECIPES[spec_name]['zero_points'][tag]['rounding']}"
+        if darknet is not None:
+            raise FormatError(f"--darknet {darknet}: {spec_name}'s shipped recipe ({name}) was made in the model's "
+                              f"own Darknet lineage and does not apply in this one (drop --darknet, or give "
+                              f"--no-zero-points, or quantize on your photos: --calib DIR)")
+        raise ModelFileError(f"{name}: the shipped rounding "
                              f"does not reproduce the integers it was recorded from (give --no-zero-points, or "
                              f"quantize on your photos: --calib DIR)")
 
@@ -594,7 +610,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
             qkw["layer_wbits"] = mixed
     qm = quantize_network(network, **qkw)
     if "weight_deltas" in decided:
-        check_rounding(spec_name, qm)
+        check_rounding(spec_name, qm, darknet)
     if how:
         qm.options["formats_source"] = how
     qm.name = label

@@ -83,6 +83,15 @@ def list_inputs(spec: str) -> List[Tuple[str, str]]:
     return out
 
 
+def images_identity(inputs: Sequence[Tuple[str, str]]) -> str:
+    """sha256 of the folders the images of ``inputs`` lie in (real paths): a results file
+    records it, so that a rerun on another folder whose files share names is refused instead
+    of reusing the other folder's results for them."""
+    import hashlib
+    folders = sorted({os.path.dirname(os.path.realpath(p)) for _, p in inputs})
+    return hashlib.sha256("\n".join(folders).encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def make_items(inputs: Sequence[Tuple[str, str]], *, skip: Sequence[str] = (), ship: bool = False,
                extra: Optional[Callable[[str], Mapping[str, Any]]] = None) -> Iterator[dict]:
     """Items for :func:`mdfi.scale.pipeline.execute`, read lazily: ``{"key", "path"}``, or with
@@ -322,7 +331,8 @@ def calibrate_images(network, weights_file, images: str, *, augment: bool = Fals
 
     journal = None
     if results:
-        journal = pipeline.ResultsFile(results, {"job": "calibrate", "digest": job.digest})
+        journal = pipeline.ResultsFile(results, {"job": "calibrate", "digest": job.digest,
+                                                 "images": images_identity(inputs)})
         for rec in journal.records():
             merge(pipeline.canonical(rec))
 
@@ -473,8 +483,8 @@ def golden_images(model, images, out_dir: str, *, layers: Optional[Sequence[int]
         os.makedirs(out, exist_ok=True)
     except OSError as exc:
         raise MDFIError(f"{out_dir}: cannot create the output folder: {exc.strerror or exc}") from None
-    journal = pipeline.ResultsFile(journal_path, {"job": "golden", "digest": job.digest},
-                                   what="output folder")
+    journal = pipeline.ResultsFile(journal_path, {"job": "golden", "digest": job.digest,
+                                                  "images": images_identity(inputs)}, what="output folder")
     records: Dict[str, dict] = {r["image"]: r for r in journal.records()}
     names = folder_names([k for k, _ in inputs])
     names.update({k: r["folder"] for k, r in records.items() if "folder" in r})

@@ -107,14 +107,21 @@ class ResultsFile:
         except OSError as exc:
             raise JobError(f"{self.path}: cannot open the results file: {exc.strerror or exc}") from None
         first = fh.readline()
-        if first.rstrip(b"\n").decode("utf-8", "replace") != head_text:
+        try:
+            other = json.loads(first)
+        except ValueError:
+            other = None
+        mine = {k: v for k, v in self.header.items() if k != "images"}
+        legacy = isinstance(other, dict) and "images" not in other and canonical(mine) == canonical(other)
+        if first.rstrip(b"\n").decode("utf-8", "replace") != head_text and not legacy:   # legacy: before "images"
             fh.close()
-            try:
-                other = json.loads(first)
-                what = f"a {other.get('job', '?')} job with other models or options" \
-                    if other.get("format") == RESULTS_FORMAT else "not an MDFI results file"
-            except ValueError:
+            if not isinstance(other, dict) or other.get("format") != RESULTS_FORMAT:
                 what = "not an MDFI results file"
+            elif canonical({k: v for k, v in other.items() if k != "images"}) == canonical(mine):
+                what = (f"the {other.get('job', '?')} results of images in other folders (files of the same "
+                        f"name would be taken for these)")
+            else:
+                what = f"a {other.get('job', '?')} job with other models or options"
             raise JobError(f"{self.path}: exists and holds {what}; give another {self.what} "
                            f"(or delete it to start again)")
         good = fh.tell()
