@@ -135,10 +135,11 @@ def test_default_zero_points_follow_rounds_14_and_15():
         assert recipes.zero_point_kwargs(model, True, plain=False) == {"zero_points": True, "act_method": "mse"}
     for source in ("photos", "bn-estimate"):
         assert recipes.default_zero_points(None, source) is False
-    # round 25: a model without a recipe on the sample photo, at 8 bits only (as measured)
+    # rounds 25-26: a model without a recipe on the sample photo, at w8a8 and w6a8 only (as measured)
     assert recipes.default_zero_points(None, "sample") is True
+    assert recipes.default_zero_points(None, "sample", recipes.resolve(None, wbits=6, abits=8)) is True
     for opts in (recipes.resolve(None, wbits=6, abits=6), recipes.resolve(None, wbits=4, abits=8),
-                 recipes.resolve(None, wbits=6, abits=8), recipes.resolve(None, per_channel=False),
+                 recipes.resolve(None, per_channel=False),
                  recipes.resolve(None, rounding="truncate")):
         assert recipes.default_zero_points(None, "sample", opts) is False
 

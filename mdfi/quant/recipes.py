@@ -67,9 +67,10 @@ def _zero_point_entry(spec_name: Optional[str], opts: Optional[dict] = None) -> 
 
 
 #: Widths at which a model without a recipe calibrated on the shipped sample photo gets zero
-#: points by default (docs/quantization.md "Round 25": rule 25 on val6-val9 pooled; per-channel
-#: weights and round-half-up requantization, as measured).
-SAMPLE_ZERO_POINT_WIDTHS = ("w8a8",)
+#: points by default (docs/quantization.md "Round 25": rule 25 on val6-val9 pooled; "Round 26":
+#: w6a8, with round 24b's mixed widths chosen on the zero-point build; per-channel weights and
+#: round-half-up requantization, as measured).
+SAMPLE_ZERO_POINT_WIDTHS = ("w8a8", "w6a8")
 
 
 def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[dict] = None) -> bool:
@@ -77,8 +78,8 @@ def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[di
     ``source`` (:func:`statistics_source`): ``"shipped"`` -- a recipe's statistics, with a
     recipe ``zero_points`` entry for the widths of ``opts`` (from :func:`resolve`;
     per-channel, round-half-up, as measured); ``"sample"`` -- a model without a recipe on the
-    shipped sample photo, at :data:`SAMPLE_ZERO_POINT_WIDTHS` (round 25, a second trial of
-    round 14's rule on more photos).  Calibration photos and the batch-norm estimate: no --
+    shipped sample photo, at :data:`SAMPLE_ZERO_POINT_WIDTHS` (rounds 25-26; round 25 a second
+    trial of round 14's rule on more photos).  Calibration photos and the batch-norm estimate: no --
     docs/quantization.md "Round 14", rule 1 on ``val5`` (not tried again for photos)."""
     if source == "sample":
         o = opts or resolve(spec_name)
