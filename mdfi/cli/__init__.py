@@ -57,6 +57,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         file_bytes = os.path.getsize(args.model_or_file)
     else:
         from ..model import load
+        if str(args.model_or_file).lower().endswith((".cfg", ".weights")):     # info takes no --cfg/--weights
+            raise MDFIError(f"mdfi info takes a FILE.mdfi or a zoo model name, not the Darknet file "
+                            f"{shown(str(args.model_or_file), 200)!r}: quantize it first (mdfi quantize --cfg FILE "
+                            f"--weights FILE -o model.mdfi) and give model.mdfi")
         qm = load(args.model_or_file, bits=args.bits, engine="ref", darknet=args.darknet).quantized
         file_bytes = None
     print(info_table(qm, file_bytes=file_bytes))
