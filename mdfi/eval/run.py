@@ -122,7 +122,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
                    calib=calib, weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **extra)
         if "layer_wbits" not in qkw:          # round 24: a model without a recipe at w4a8 / w6a8
             mixed = recipes.sample_mixed_layer_wbits(
-                spec_name, network, opts, lambda lw: quantize_network(network, **dict(qkw, wbits=8, layer_wbits=lw)))
+                spec_name, network, opts, lambda lw, net=network: quantize_network(net, **dict(qkw, wbits=8, layer_wbits=lw)))
             if mixed:
                 qkw["layer_wbits"] = mixed
         qm = quantize_network(network, **qkw)
