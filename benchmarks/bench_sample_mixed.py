@@ -12,6 +12,8 @@ uniform size + 0.9 % of the float size).
         # points (Z: recipes.zero_point_kwargs, what --zero-points gives it)
     python benchmarks/bench_sample_mixed.py --compare mixed-zero-points --wbits 4 --split val6,val7,val8,val9
         # round 26: round 24's mixed model (M) against the same with zero points (MZ)
+    python benchmarks/bench_sample_mixed.py --compare zero-points --wbits 8 --stats calib --split val6,val7,val8,val9
+        # round 27: the same as round 25 with the `calib` photos as the user's --calib folder
 
 Models: yolov3-tiny and yolov4-tiny (the zoo's official weights quantized *without* their
 recipes, as anyone's own weights are) and the 10-class yolov4-tiny of customyolov4==2.  Several
@@ -49,6 +51,9 @@ def main(argv=None) -> int:
     ap.add_argument("--abits", type=int, default=8)
     ap.add_argument("--extra", type=float, default=EXTRA, metavar="FRACTION",
                     help=f"budget: the uniform size + this fraction of the float size (default {EXTRA})")
+    ap.add_argument("--stats", choices=("sample", "calib"), default="sample",
+                    help="activation statistics: the shipped sample photo and its mirror image (no photos given), "
+                         "or the `calib` photos as a user's --calib folder (round 27)")
     ap.add_argument("--paired", type=int, default=0, metavar="N")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
@@ -75,7 +80,11 @@ def main(argv=None) -> int:
             if sets == args.person_sets:
                 person_images.ensure_split(split, args.person_sets)
             data += float_split(network, names, sets, split, args.cache + CACHES[which])
-        calib = recipes.sample_calibration(network)
+        if args.stats == "sample":
+            calib = recipes.sample_calibration(network)
+        else:                   # a user's photos: what `mdfi quantize --calib DIR` collects
+            from mdfi.quant import calibrate
+            calib = calibrate.collect_from_dir(network, os.path.join(args.sets, "calib"), progress=False)
         opts = recipes.resolve(None, wbits=args.wbits, abits=args.abits, per_channel=True)
 
         def build(layer_wbits, wbits=args.wbits, zkw=None):
