@@ -120,15 +120,22 @@ def main(argv=None) -> int:
             rows[f"{which} S"]["paired_vs_before"] = dict(mean=mean, sd=sd, p_up=up)
             print(f"{which:4} {split:6} S - B0 over {args.paired} photo resamplings: mean {mean:+.4f}, sd {sd:.4f}, "
                   f"S higher in {100 * up:.0f} %", flush=True)
+    finish(rows, variants, args.json)
+    return 0
+
+
+def finish(rows: dict, names, json_path=None) -> None:
+    """Print each variant's mean agreement / kept / extra over the models (``rows`` keyed
+    "MODEL VARIANT"), and write the rows as JSON when asked."""
     print("mean over the models:")
-    for name in variants:
+    for name in names:
         sel = [v for k, v in rows.items() if k.split(" ", 1)[1] == name]
         print(f"  {name:20} agreement {sum(v['map'] for v in sel) / len(sel):.4f} kept "
-              f"{100 * sum(v['kept_fraction'] for v in sel) / len(sel):5.1f}%")
-    if args.json:
-        with open(args.json, "w") as fh:
+              f"{100 * sum(v['kept_fraction'] for v in sel) / len(sel):5.1f}% extra "
+              f"{100 * sum(v['extra_fraction'] for v in sel) / len(sel):5.1f}%")
+    if json_path:
+        with open(json_path, "w") as fh:
             json.dump(rows, fh, indent=1)
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ resamplings of the photos, and the share of resamplings where M is ahead.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -68,7 +67,7 @@ def main(argv=None) -> int:
     from mdfi.quant.mixed import sample_mixed_widths
     from mdfi.quant.quantize import quantize_network
     from bench_accuracy import float_split
-    from bench_sample_extras import load_model
+    from bench_sample_extras import finish, load_model
     import person_images
 
     rows = {}
@@ -126,15 +125,8 @@ def main(argv=None) -> int:
             rows[f"{which} {cand}"]["paired_vs_base"] = dict(mean=mean, sd=sd, p_up=up)
             print(f"{which:4} {args.split:9} {cand} - {base} over {args.paired} photo resamplings: mean {mean:+.4f}, "
                   f"sd {sd:.4f}, {cand} ahead in {100 * up:.0f} %", flush=True)
-    print("mean over the models:")
-    for name in {"mixed": ("U", "M"), "zero-points": ("U", "Z"), "mixed-zero-points": ("M", "MZ")}[args.compare]:
-        sel = [v for k, v in rows.items() if k.split(" ", 1)[1] == name]
-        print(f"  {name} agreement {sum(v['map'] for v in sel) / len(sel):.4f} kept "
-              f"{100 * sum(v['kept_fraction'] for v in sel) / len(sel):5.1f}% extra "
-              f"{100 * sum(v['extra_fraction'] for v in sel) / len(sel):5.1f}%")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+    finish(rows, {"mixed": ("U", "M"), "zero-points": ("U", "Z"), "mixed-zero-points": ("M", "MZ")}[args.compare],
+           args.json)
     return 0
 
 
