@@ -73,6 +73,9 @@ def _zero_point_entry(spec_name: Optional[str], opts: Optional[dict] = None) -> 
 #: w6a8, with round 24b's mixed widths chosen on the zero-point build; per-channel weights and
 #: round-half-up requantization, as measured).
 SAMPLE_ZERO_POINT_WIDTHS = ("w8a8", "w6a8")
+#: The same with the user's calibration photos (``--calib DIR``, ``mdfi.load(calib=...)``,
+#: statistics gathered from photos): docs/quantization.md "Round 27".
+PHOTO_ZERO_POINT_WIDTHS = ("w8a8",)
 
 
 def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[dict] = None) -> bool:
@@ -81,12 +84,14 @@ def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[di
     recipe ``zero_points`` entry for the widths of ``opts`` (from :func:`resolve`;
     per-channel, round-half-up, as measured); ``"sample"`` -- a model without a recipe on the
     shipped sample photo, at :data:`SAMPLE_ZERO_POINT_WIDTHS` (rounds 25-26; round 25 a second
-    trial of round 14's rule on more photos).  Calibration photos and the batch-norm estimate: no --
-    docs/quantization.md "Round 14", rule 1 on ``val5`` (not tried again for photos)."""
-    if source == "sample":
+    trial of round 14's rule on more photos); ``"photos"`` -- a model without a recipe on the
+    user's photos, at :data:`PHOTO_ZERO_POINT_WIDTHS` (round 27).  The batch-norm estimate: no
+    (docs/quantization.md "Round 14")."""
+    if source in ("sample", "photos"):
         o = opts or resolve(spec_name)
+        widths = SAMPLE_ZERO_POINT_WIDTHS if source == "sample" else PHOTO_ZERO_POINT_WIDTHS
         return (spec_name not in RECIPES and bool(o["per_channel"]) and o.get("rounding", "half_up") == "half_up"
-                and width_tag(o) in SAMPLE_ZERO_POINT_WIDTHS)
+                and width_tag(o) in widths)
     return source == "shipped" and _zero_point_entry(spec_name, opts) is not None
 
 
