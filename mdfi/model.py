@@ -282,8 +282,8 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     None (default): as the model's recipe says -- for the zoo's yolov3-tiny and COCO yolov4-tiny
     at w8a8, w6a8, w6a6 and w4a8 from their shipped statistics: zero points with the recipe's
     shipped AdaRound weights and bias shifts (docs/quantization.md "Round 15", "15b"); for a
-    model without a recipe at w8a8, calibrated on the shipped sample photo or on ``calib``,
-    and at w6a8 on the sample photo: plain zero points ("Round 25"-"Round 27"); without for every other model, width or calibration
+    model without a recipe at w8a8 or w6a8, calibrated on the shipped sample photo or on
+    ``calib``: plain zero points ("Round 25"-"Round 27"); without for every other model, width or calibration
     ("Round 14", :func:`mdfi.quant.recipes.default_zero_points`).
     """
     from .engine import FixedEngine

@@ -134,8 +134,9 @@ def test_default_zero_points_follow_rounds_14_and_15():
         assert recipes.zero_point_kwargs(model, False) == {"zero_points": True, "act_method": "mse"}
         assert recipes.zero_point_kwargs(model, True, plain=False) == {"zero_points": True, "act_method": "mse"}
     assert recipes.default_zero_points(None, "bn-estimate") is False
-    # round 27: with the user's photos, at w8a8
+    # round 27: with the user's photos, at w8a8 and w6a8
     assert recipes.default_zero_points(None, "photos") is True
+    assert recipes.default_zero_points(None, "photos", recipes.resolve(None, wbits=6, abits=8)) is True
     assert recipes.default_zero_points(None, "photos", recipes.resolve(None, wbits=6, abits=6)) is False
     # rounds 25-26: a model without a recipe on the sample photo, at w8a8 and w6a8 only (as measured)
     assert recipes.default_zero_points(None, "sample") is True

@@ -129,8 +129,8 @@ def layer_wbits_arg(text: str):
 #: The --zero-points default, as every command's help says it (mdfi.quant.recipes.default_zero_points).
 ZERO_POINTS_DEFAULT = ("default: the model's recipe -- with them, and the recipe's shipped AdaRound weights and bias "
                        "shifts, for the zoo's yolov3-tiny and COCO yolov4-tiny at w8a8, w6a8, w6a6 and w4a8 from "
-                       "their shipped statistics; with plain zero points for a model without a recipe at w8a8 (and "
-                       "w6a8 on the shipped sample photo, without --calib); else without (docs/quantization.md, "
+                       "their shipped statistics; with plain zero points for a model without a recipe at w8a8 and "
+                       "w6a8 (on the shipped sample photo or --calib photos); else without (docs/quantization.md, "
                        "rounds 14, 15, 25-27)")
 
 

@@ -74,8 +74,8 @@ def _zero_point_entry(spec_name: Optional[str], opts: Optional[dict] = None) -> 
 #: round-half-up requantization, as measured).
 SAMPLE_ZERO_POINT_WIDTHS = ("w8a8", "w6a8")
 #: The same with the user's calibration photos (``--calib DIR``, ``mdfi.load(calib=...)``,
-#: statistics gathered from photos): docs/quantization.md "Round 27".
-PHOTO_ZERO_POINT_WIDTHS = ("w8a8",)
+#: statistics gathered from photos): docs/quantization.md "Round 27" (w8a8, w6a8).
+PHOTO_ZERO_POINT_WIDTHS = ("w8a8", "w6a8")
 
 
 def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[dict] = None) -> bool:
