@@ -155,11 +155,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         common["layer_wbits"] = widths
         print(f"mdfi quantize: size budget {100 * args.size_budget:g}%: weight widths "
               f"{', '.join(f'{i}:{w}' for i, w in sorted(widths.items())) or 'unchanged'}", file=sys.stderr)
-    elif not common["layer_wbits"]:             # round 24: a model without a recipe at w4a8 / w6a8
-        mixed = recipes.sample_mixed_layer_wbits(
-            spec_name, network, opts, lambda lw: quantize_network(network, **dict(common, wbits=8, layer_wbits=lw)))
-        if mixed:
-            common["layer_wbits"] = mixed
+    else:                                       # round 24: a model without a recipe at w4a8 / w6a8
+        common = recipes.with_sample_mixed_widths(spec_name, network, opts, common)
     if args.search:
         qm = _searched_model(args, network, calib, inputs, common, bias, data_methods)
     else:

@@ -120,11 +120,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
             extra["act_method"] = opts["act_method"]
         qkw = dict(wbits=wbits, abits=abits, per_channel=opts["per_channel"], rounding=opts["rounding"],
                    calib=calib, weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **extra)
-        if "layer_wbits" not in qkw:          # round 24: a model without a recipe at w4a8 / w6a8
-            mixed = recipes.sample_mixed_layer_wbits(
-                spec_name, network, opts, lambda lw, net=network: quantize_network(net, **dict(qkw, wbits=8, layer_wbits=lw)))
-            if mixed:
-                qkw["layer_wbits"] = mixed
+        qkw = recipes.with_sample_mixed_widths(spec_name, network, opts, qkw)   # round 24: w4a8 / w6a8
         qm = quantize_network(network, **qkw)
         sizes[tag] = qm.param_bytes()
         models[tag] = modelfile.dumps(qm, model_name=label)

@@ -90,13 +90,10 @@ SAMPLE_MIN_CELLS = 16
 def sample_inputs(network):
     """The shipped sample photo and its mirror image as ``network``'s float inputs (what a
     model without a recipe is calibrated on when no photos are given)."""
-    import io
-    from PIL import Image
     import numpy as np
     from ..preprocess import network_input
-    from .recipes import _sample_bytes
-    with Image.open(io.BytesIO(_sample_bytes())) as im:
-        rgb = np.asarray(im.convert("RGB"))
+    from .recipes import sample_rgb
+    rgb = sample_rgb()
     return [network_input(v, network) for v in (rgb, np.ascontiguousarray(rgb[:, ::-1]))]
 
 

@@ -211,14 +211,18 @@ def sample_calibration(network: Network):
     """Statistics of the shipped sample photo (``mdfi/data/sample.jpg``) and its mirror image
     through ``network``'s float forward pass: what a model without a recipe is calibrated on
     when no calibration photos are given (two forward passes; docs/quantization.md, round 11)."""
-    import io
-    from PIL import Image
     from . import calibrate
-    with Image.open(io.BytesIO(_sample_bytes())) as im:
-        im.load()
-        photo = im.copy()
-    return calibrate.collect(network, [photo], progress=False, augment=True,
+    return calibrate.collect(network, [sample_rgb()], progress=False, augment=True,
                              source=f"mdfi/data/{SAMPLE_PHOTO} and its mirror image")
+
+
+def sample_rgb():
+    """The shipped sample photo as an ``(H, W, 3)`` uint8 RGB array."""
+    import io
+    import numpy as np
+    from PIL import Image
+    with Image.open(io.BytesIO(_sample_bytes())) as im:
+        return np.ascontiguousarray(np.asarray(im.convert("RGB")))
 
 
 def _sample_bytes() -> bytes:
@@ -256,21 +260,23 @@ def default_calibration(spec_name: Optional[str], network: Network,
 
 def sample_mixed_applies(spec_name: Optional[str], opts: dict) -> bool:
     """Whether a model quantized with ``opts`` gets round 24's mixed weight widths by default
-    (:func:`sample_mixed_layer_wbits`): no recipe, and widths the rule was decided at."""
+    (:func:`with_sample_mixed_widths`): no recipe, and widths the rule was decided at."""
     from .mixed import SAMPLE_MIXED_EXTRA
     return spec_name not in RECIPES and (opts["wbits"], opts["abits"]) in SAMPLE_MIXED_EXTRA
 
 
-def sample_mixed_layer_wbits(spec_name: Optional[str], network: Network, opts: dict,
-                             build: Callable[[dict], QuantizedModel]) -> dict:
-    """``{layer: 8}`` of a model without a recipe at the widths of round 24's rule (the layers
-    whose weights stay at 8 bits, chosen on the shipped sample photo and its mirror image:
-    :func:`mdfi.quant.mixed.sample_mixed_widths`), else ``{}``.  ``build(layer_wbits)``
-    quantizes as the caller will, with base weight width 8 and those layer widths."""
-    if not sample_mixed_applies(spec_name, opts) or network.channels != 3:     # the photo is RGB
-        return {}
+def with_sample_mixed_widths(spec_name: Optional[str], network: Network, opts: dict, qkw: dict) -> dict:
+    """``qkw`` (the ``quantize_network`` keyword arguments a caller is about to use) with round
+    24's ``layer_wbits`` added when a model without a recipe is quantized at the widths of its
+    rule and no widths are given: the layers whose weights stay at 8 bits, chosen on the
+    shipped sample photo and its mirror image (:func:`mdfi.quant.mixed.sample_mixed_widths`,
+    each candidate built as ``qkw`` with base weight width 8).  Else ``qkw`` unchanged."""
+    if qkw.get("layer_wbits") or not sample_mixed_applies(spec_name, opts) or network.channels != 3:
+        return qkw                                          # (the sample photo is RGB)
     from .mixed import sample_mixed_widths
-    return sample_mixed_widths(network, build, opts["wbits"], opts["abits"])
+    mixed = sample_mixed_widths(network, lambda lw: quantize_network(network, **dict(qkw, wbits=8, layer_wbits=lw)),
+                                opts["wbits"], opts["abits"])
+    return dict(qkw, layer_wbits=mixed) if mixed else qkw
 
 
 def _decisions_resource(spec_name: Optional[str]):
@@ -507,11 +513,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     qkw = dict(wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"], rounding=opts["rounding"],
                calib=calib, act_method=act_method, weight_method=opts["weight_method"], cfg_text=cfg_text,
                names=names, **decided)
-    if "layer_wbits" not in qkw:              # round 24: a model without a recipe at w4a8 / w6a8
-        mixed = sample_mixed_layer_wbits(spec_name, network, opts,
-                                         lambda lw: quantize_network(network, **dict(qkw, wbits=8, layer_wbits=lw)))
-        if mixed:
-            qkw["layer_wbits"] = mixed
+    qkw = with_sample_mixed_widths(spec_name, network, opts, qkw)     # round 24: w4a8 / w6a8 without a recipe
     qm = quantize_network(network, **qkw)
     if "weight_deltas" in decided:
         check_rounding(spec_name, qm, darknet)
