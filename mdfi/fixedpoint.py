@@ -25,7 +25,7 @@ Saturation (``AP_SAT``): values beyond the format's range become its minimum or 
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -91,6 +91,15 @@ def parse_bits_list(text: str):
     if not out:
         raise FormatError("--bits: empty list")
     return out
+
+
+def parse_width(text: str) -> Tuple[int, int]:
+    """One width as ``mdfi eval --bits`` writes it: '8' -> (8, 8), 'w4a8' -> (4, 8)
+    (weight bits, activation bits)."""
+    out = parse_bits_list(text) if isinstance(text, str) and "," not in text else None
+    if not out or len(out) != 1:
+        raise FormatError(f"{text!r} is not a width (8) or a pair (w4a8)")
+    return out[0]
 
 
 def qmin(bits: int, signed: bool = True) -> int:

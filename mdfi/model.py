@@ -251,7 +251,7 @@ PRECISIONS = ("fixed", "float")
 
 def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
          weights: Optional[PathLike] = None, names: Optional[PathLike] = None,
-         precision: str = "fixed", bits: Optional[int] = None, wbits: Optional[int] = None,
+         precision: str = "fixed", bits: Union[int, str, None] = None, wbits: Optional[int] = None,
          abits: Optional[int] = None, per_channel: Optional[bool] = None,
          rounding: Optional[str] = None, engine: Optional[str] = None, threads: Optional[int] = None,
          download: bool = True, cache: bool = True, darknet: Optional[str] = None,
@@ -265,7 +265,8 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     * ``load("model.mdfi")``: a quantized model written by ``mdfi quantize``.
     * ``load(cfg="my.cfg", weights="my.weights")``: any Darknet model.
     * ``precision="float"``: Darknet's float32 path instead of fixed point.
-    * ``bits`` (or ``wbits``/``abits``): fixed-point widths 2..16 (default 8).
+    * ``bits`` (or ``wbits``/``abits``): fixed-point widths 2..16 (default 8); ``bits="w4a8"``
+      names both (weight bits, activation bits) as ``mdfi eval --bits`` does.
     * ``engine``: ``"c"`` (fast kernels) or ``"ref"`` (NumPy integer reference); both give
       identical integers.  ``threads`` defaults to ``MDFI_THREADS`` or all CPUs.
 
@@ -288,6 +289,15 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     """
     from .engine import FixedEngine
 
+    if isinstance(bits, str):                     # "w4a8", as `mdfi eval --bits` and the recipes name widths
+        from .fixedpoint import parse_width
+        try:
+            pair = parse_width(bits)
+        except MDFIError:
+            raise ArgumentError(f"bits={bits!r}: expected an integer 2..16 or a pair such as 'w4a8'") from None
+        if wbits is not None or abits is not None:
+            raise ArgumentError(f"bits={bits!r}: give bits, or wbits/abits, not both")
+        bits, (wbits, abits) = None, pair
     _check_load_args(model, cfg, weights, names, precision, bits, wbits, abits, per_channel, rounding,
                      engine, threads)
     if precision not in PRECISIONS:

@@ -143,3 +143,46 @@ def test_unbuilt_source_checkout_uses_the_built_copy(tmp_path):
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).resolve() == (src / "__init__.py").resolve()
+
+
+# --- widths written as eval writes them (w4a8) in detect, info, golden, quantize and load -------------------
+
+@pytest.mark.parametrize("text, pair", [("8", (8, 8)), ("w4a8", (4, 8)), ("w6a6", (6, 6)), ("16", (16, 16))])
+def test_width_arg_reads_n_and_pairs(text, pair):
+    from mdfi.cli.common import width_arg
+    assert width_arg(text) == pair
+
+
+@pytest.mark.parametrize("text", ["w4a", "4,8", "w1a8", "w4a17", "a8", "", "w4a8,w6a8", "eight"])
+def test_width_arg_refuses_other_text(text):
+    import argparse
+    from mdfi.cli.common import width_arg
+    with pytest.raises(argparse.ArgumentTypeError, match="wNaM"):
+        width_arg(text)
+
+
+def test_detect_bits_pair_is_the_api_model(coffee, capsys, tiny_weights_path):
+    import mdfi
+    assert main(["detect", str(coffee), "--json", "--out", "none", "--bits", "w6a8", "--engine", "ref"]) == 0
+    got = json.loads(capsys.readouterr().out)["detections"]
+    model = mdfi.load("yolov3-tiny", wbits=6, abits=8, engine="ref")
+    assert "w6a8" in repr(model)
+    want = [(d.label, round(d.confidence, 4), [round(v, 2) for v in d.box]) for d in model.detect(str(coffee))]
+    assert [(d["label"], round(d["confidence"], 4), [round(v, 2) for v in d["box"]]) for d in got] == want
+    assert repr(mdfi.load("yolov3-tiny", bits="w6a8", engine="ref")) == repr(model)
+
+
+def test_bits_pair_errors(capsys, tmp_path):
+    import mdfi
+    assert main(["quantize", "--bits", "w6a8", "--wbits", "6", "-o", str(tmp_path / "m.mdfi")]) == 2
+    assert "not both" in capsys.readouterr().err
+    with pytest.raises(mdfi.MDFIError, match="w4a"):
+        mdfi.load("yolov3-tiny", bits="w4a")
+    with pytest.raises(mdfi.MDFIError, match="not both"):
+        mdfi.load("yolov3-tiny", bits="w4a8", wbits=4)
+
+
+def test_info_bits_pair(capsys, tiny_weights_path):
+    assert main(["info", "yolov3-tiny", "--bits", "w6a8"]) == 0
+    out = capsys.readouterr().out
+    assert "weights 6 bits (per channel), activations 8 bits" in out

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 from .. import __version__
 from ..errors import MDFIError, OutputError, shown
-from .common import (add_model_args, add_precision_args, bits_arg, check_model_args,  # noqa: F401
+from .common import (add_model_args, add_precision_args, bits_arg, check_model_args, width_arg,  # noqa: F401
                      layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
                      unit_float)
 from .common import ZERO_POINTS_DEFAULT, check_output_file, image_inputs, model_inputs, refuse_overwrite, refuse_quantized_model  # noqa: F401
@@ -61,7 +61,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             raise MDFIError(f"mdfi info takes a FILE.mdfi or a zoo model name, not the Darknet file "
                             f"{shown(str(args.model_or_file), 200)!r}: quantize it first (mdfi quantize --cfg FILE "
                             f"--weights FILE -o model.mdfi) and give model.mdfi")
-        qm = load(args.model_or_file, bits=args.bits, engine="ref", darknet=args.darknet).quantized
+        wbits, abits = args.bits if args.bits is not None else (None, None)
+        qm = load(args.model_or_file, wbits=wbits, abits=abits, engine="ref", darknet=args.darknet).quantized
         file_bytes = None
     print(info_table(qm, file_bytes=file_bytes))
     return 0
@@ -99,7 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------
 # mdfi golden
 def _golden_model_kwargs(args: argparse.Namespace) -> dict:
-    kw = {"bits": args.bits} if args.bits is not None else {}
+    kw = dict(zip(("wbits", "abits"), args.bits)) if args.bits is not None else {}
     if args.zero_points is not None:
         kw["zero_points"] = args.zero_points
     return kw
@@ -245,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="per-layer formats, MACs and sizes of a model",
                        description="MODEL is a .mdfi file or a zoo model name (quantized with its recipe).")
     i.add_argument("model_or_file", metavar="MODEL", help="a .mdfi file or a zoo model name (`mdfi models`)")
-    i.add_argument("--bits", type=bits_arg, default=None,
-                   help="width for a zoo model (default 8); a .mdfi file has its widths fixed")
+    i.add_argument("--bits", type=width_arg, default=None, metavar="N|wNaM",
+                   help="width for a zoo model (default 8), or a pair such as w4a8; a .mdfi file has its widths "
+                        "fixed")
     i.add_argument("--darknet", choices=("pjreddie", "alexeyab"), default=None,
                    help="lineage of a zoo model (default: detected from its cfg)")
     i.set_defaults(func=cmd_info)
@@ -303,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of IMAGE, every image of a folder or list file: one sub-folder per image "
                         "and OUT/index.json (docs/scale.md)")
     add_model_args(g)
-    g.add_argument("--bits", type=bits_arg, default=None, metavar="N", help="width for a zoo model (default 8)")
+    g.add_argument("--bits", type=width_arg, default=None, metavar="N|wNaM",
+                   help="width for a zoo model (default 8), or a pair such as w4a8")
     g.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="a zoo model quantized with zero-point activation formats, or --no-zero-points without "
                         "(" + ZERO_POINTS_DEFAULT + "; examples/rtl runs either)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 from ..errors import MDFIError, OutputError, shown
 
@@ -85,6 +85,17 @@ def bits_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def width_arg(text: str) -> Tuple[int, int]:
+    """``--bits`` of detect, info and golden: ``8`` -> (8, 8), ``w4a8`` -> (4, 8), as ``mdfi eval
+    --bits`` and the recipes name widths."""
+    from ..fixedpoint import parse_width
+    try:
+        return parse_width(text)
+    except MDFIError:
+        raise argparse.ArgumentTypeError(f"width must be N (2..16, weights and activations) or a pair wNaM "
+                                         f"such as w4a8 or w6a8, got {text!r}") from None
+
+
 def layer_rounding_arg(text: str):
     """``3=truncate,7=half_up`` -> {3: "truncate", 7: "half_up"}."""
     from ..fixedpoint import rounding_code
@@ -137,8 +148,9 @@ ZERO_POINTS_DEFAULT = ("default: the model's recipe -- with them, and the recipe
 def add_precision_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("precision")
     g.add_argument("--float", action="store_true", help="run the float32 reference path")
-    g.add_argument("--bits", type=bits_arg, default=None, metavar="N",
-                   help="fixed-point width 2..16 for weights and activations (default 8)")
+    g.add_argument("--bits", type=width_arg, default=None, metavar="N|wNaM",
+                   help="fixed-point width 2..16 for weights and activations (default 8), or a pair such as "
+                        "w4a8 or w6a8 (weight bits, activation bits; `mdfi eval` measures each)")
     g.add_argument("--engine", choices=("c", "ref"), default=None,
                    help="fixed-point backend: c (fast kernels) or ref (NumPy reference); same integers")
     g.add_argument("--threads", type=positive_int, default=None, metavar="N",
@@ -189,7 +201,7 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
         return {"precision": "float"}
     kw = {"precision": "fixed", "engine": args.engine, "threads": getattr(args, "threads", None)}
     if args.bits is not None:
-        kw["bits"] = args.bits
+        kw["wbits"], kw["abits"] = args.bits
     if calib:
         if not os.path.isdir(calib):
             raise MDFIError(f"--calib {shown(calib, 200)}: "

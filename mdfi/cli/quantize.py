@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..errors import MDFIError
-from .common import (ZERO_POINTS_DEFAULT, add_model_args, bits_arg, check_model_args, layer_bits_arg, layer_rounding_arg,
+from .common import (ZERO_POINTS_DEFAULT, add_model_args, bits_arg, width_arg, check_model_args, layer_bits_arg, layer_rounding_arg,
                      layer_wbits_arg, check_output_file, image_inputs, model_inputs, refuse_quantized_model)
 
 
@@ -17,6 +17,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from ..model import _float_network, _warn_low_bits
     from ..quant.quantize import quantize_network
     check_model_args(args)
+    if args.bits is not None:
+        if args.wbits is not None or args.abits is not None:
+            raise MDFIError("give --bits, or --wbits/--abits, not both")
+        args.wbits, args.abits = args.bits
     refuse_quantized_model(args, "mdfi quantize quantizes the float network")
     check_output_file(args.output, *model_inputs(args), args.calib_stats, *image_inputs(args.calib))
     if args.calib and args.calib_stats:
@@ -252,6 +256,8 @@ def add_quantize_parser(sub) -> None:
                    help="no photos at all: activation formats estimated from batch-norm statistics "
                         "(default without --calib: the recipe's statistics, else the shipped sample "
                         "photo's; docs/quantization.md round 11)")
+    q.add_argument("--bits", type=width_arg, default=None, metavar="N|wNaM",
+                   help="both widths at once: N, or a pair such as w4a8 (as detect, info and eval write them)")
     q.add_argument("--wbits", type=bits_arg, default=None, help="weight width 2..16 (default 8)")
     q.add_argument("--abits", type=bits_arg, default=None, help="activation width 2..16 (default 8)")
     pc = q.add_mutually_exclusive_group()          # both: the last one silently won
