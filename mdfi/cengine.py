@@ -22,7 +22,7 @@ import numpy as np
 
 from . import fixedpoint as fp
 from ._ext import _conv, _kernels
-from .quant.quantize import QuantizedModel
+from .quant.qmodel import QuantizedModel
 
 ACT_CODES = {"linear": 0, "leaky": 1, "relu": 2}
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import MDFIError
 from .postprocess import Raw
-from .quant.quantize import QuantizedModel, input_to_u8
+from .quant.qmodel import QuantizedModel, input_to_u8
 
 BACKENDS = ("c", "ref")
 

@@ -415,7 +415,7 @@ def _image_loop(args, model, sources, plan, side, images, decoded, progress, run
             writer.finish()
             stem = plan.stem_for(src)
             if stats is not None:
-                from ..quant.quantize import saturation_report
+                from ..quant.qmodel import saturation_report
                 print(f"{src.path}: saturated outputs per layer (values the format could not hold, clamped):\n"
                       f"{saturation_report(model.quantized, stats)}", file=sys.stderr)
             report(src.path, rgb, dets, ms)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .. import fixedpoint as fp
-from ..quant.quantize import QuantizedModel
+from ..quant.qmodel import QuantizedModel
 
 
 def _shape(s) -> str:

@@ -276,7 +276,7 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
     from ..scale import imagejobs
     from ..quant import modelfile
     from ..errors import MDFIError
-    from ..quant.quantize import saturation_report
+    from ..quant.qmodel import saturation_report
 
     results, plain = run.agreement, run.map50
     sat = {}

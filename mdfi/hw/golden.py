@@ -33,7 +33,7 @@ from .exportdir import ExportFolder
 from .golden_describe import HEAD_DECODERS, LAYER_PARAMS
 from ..postprocess import postprocess, settings as post_settings
 from ..preprocess import letterbox_geometry
-from ..quant.quantize import QuantizedModel, input_to_u8
+from ..quant.qmodel import QuantizedModel, input_to_u8
 
 FORMAT = "mdfi-golden"
 FORMAT_VERSION = 1

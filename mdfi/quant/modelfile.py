@@ -45,7 +45,7 @@ from ..errors import CfgError, LimitError, MDFIError, ModelFileError
 from ..layers import QREGISTRY
 from ..limits import Limit
 from ..darknet.network import Network
-from .quantize import QuantizedModel
+from .qmodel import QuantizedModel
 
 PathLike = Union[str, "os.PathLike[str]"]
 
