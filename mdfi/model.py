@@ -292,6 +292,8 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     if isinstance(bits, str):                     # "w4a8", as `mdfi eval --bits` and the recipes name widths
         from .fixedpoint import parse_width
         try:
+            if not bits.startswith("w"):        # "8" stays a type error: an integer is written 8
+                raise MDFIError(bits)
             pair = parse_width(bits)
         except MDFIError:
             raise ArgumentError(f"bits={bits!r}: expected an integer 2..16 or a pair such as 'w4a8'") from None

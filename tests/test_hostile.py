@@ -383,6 +383,22 @@ def test_swapped_or_stale_cache_entries_are_not_used(tmp_path, monkeypatch, caps
     assert b.quantized.options["wbits"] == 6
 
 
+def test_first_use_quantization_says_so_once(tmp_path, monkeypatch, capsys):
+    """A cache miss quantizes for seconds to a minute (yolov3: ~10 s) with nothing else on
+    stderr: one line says so in a log (whole lines, not a terminal); a cache hit says nothing."""
+    monkeypatch.setenv("MDFI_HOME", str(tmp_path / "home"))
+    w = tmp_path / "m.weights"
+    shutil.copyfile(MINI_W, w)
+    mdfi.load(cfg=MINI_CFG, weights=w)
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("quantizing ")]
+    assert len(lines) == 1 and "to w8a8 (first use; cached in " in lines[0] and str(tmp_path / "home") in lines[0]
+    mdfi.load(cfg=MINI_CFG, weights=w)
+    assert "quantizing" not in capsys.readouterr().err
+    mdfi.load(cfg=MINI_CFG, weights=w, bits="w6a8", cache=False)
+    (line,) = [l for l in capsys.readouterr().err.splitlines() if l.startswith("quantizing ")]
+    assert "to w6a8 (first use)" in line
+
+
 # ---------------------------------------------------------------------------------------------
 # item 14: messages
 def test_huge_values_are_clipped_in_messages(tmp_path, capsys):

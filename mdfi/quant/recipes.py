@@ -490,16 +490,19 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
                   f"quantizing again", file=sys.stderr)
         except ModelFileError:
             pass                        # damaged cache entry: quantize again below
-    network = load_network()
+    network = load_network()            # (its errors are one line: no status before them)
+    progress = _FirstUse(label, opts, path if cache else None)
     if calib_images is not None:
         from . import calibrate
+        progress.end()                  # calibrate.collect shows its own progress
         calib = calibrate.collect(network, calib_images, progress=True)
         decided: dict = {}
         how: Optional[str] = f"calibrated on the {len(calib_images)} image(s) given to mdfi.load(calib=...)"
         act_method = None                       # mse for the statistics of images
     else:
+        progress.stage("activation statistics")
         calib, _ = default_calibration(spec_name, network, None if has_shipped_calibration(spec_name) else
-                                       lambda text: print(f"note: {label}: {text}", file=sys.stderr, flush=True))
+                                       lambda text: (progress.end(), print(f"note: {label}: {text}", file=sys.stderr, flush=True)))
         if auto_zero and calib.method == "batchnorm-estimate":
             zero_points = False             # a non-RGB network: the estimate, not the sample photo
         decided = {} if zero_points else shipped_decisions(spec_name, network, opts)
@@ -513,7 +516,10 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     qkw = dict(wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"], rounding=opts["rounding"],
                calib=calib, act_method=act_method, weight_method=opts["weight_method"], cfg_text=cfg_text,
                names=names, **decided)
+    if sample_mixed_applies(spec_name, opts):
+        progress.stage("choosing the layers whose weights stay 8-bit")
     qkw = with_sample_mixed_widths(spec_name, network, opts, qkw)     # round 24: w4a8 / w6a8 without a recipe
+    progress.stage("integer weights and formats")
     qm = quantize_network(network, **qkw)
     if "weight_deltas" in decided:
         check_rounding(spec_name, qm, darknet)
@@ -522,9 +528,38 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     qm.name = label
     qm.source = source
     if cache:
+        progress.stage("saving it to the cache")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             modelfile.save(qm, path, model_name=label, source=source)
         except (OSError, ModelFileError):
             pass                        # a read-only cache only costs speed
+    progress.done()
     return qm
+
+
+class _FirstUse:
+    """The status of a cache miss in :func:`quantized_for` (seconds to a minute for big
+    models; nothing else is printed meanwhile): on a terminal one line rewritten per stage and
+    a closing line with the time; in a log one line when it starts."""
+
+    def __init__(self, label: str, opts: dict, path) -> None:
+        import time
+        from ..progress import StatusLine
+        self.clock = time.monotonic
+        self.t0 = self.clock()
+        self.line = StatusLine(interval_log=float("inf"))
+        self.head = (f"quantizing {label} to w{opts['wbits']}a{opts['abits']} (first use"
+                     + (f"; cached in {path.parent}" if path is not None else "") + ")")
+        self.shown = False
+
+    def stage(self, what: str) -> None:
+        self.line.update(f"{self.head}: {what} ...")
+        self.shown = True
+
+    def end(self) -> None:
+        self.line.end_line()
+
+    def done(self) -> None:
+        if self.shown and self.line.tty:
+            self.line.write(f"{self.head}: done in {self.clock() - self.t0:.1f} s", final=True)
