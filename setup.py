@@ -57,6 +57,6 @@ setup(
     packages=find_packages(include=["mdfi", "mdfi.*"]) + ["mdfi.cfg"],
     # The shipped Darknet cfgs live in the top-level cfg/ folder and install as mdfi.cfg.
     package_dir={"mdfi.cfg": "cfg"},
-    package_data={"mdfi.cfg": ["*.cfg", "*.names"], "mdfi.data": ["*.json", "*.jpg", "*.npz"]},
+    package_data={"mdfi": ["py.typed"], "mdfi.cfg": ["*.cfg", "*.names"], "mdfi.data": ["*.json", "*.jpg", "*.npz"]},
     ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}),
 )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def detections_to_json(image: str, width: int, height: int, dets: List[Detection
             "detections": [d.to_dict() for d in dets]}
 
 
-class Detections(list):
+class Detections(List[Detection]):
     """What :meth:`mdfi.Model.detect` returns: a list of :class:`Detection` (highest
     confidence first) that also knows its image, so it can draw itself::
 
@@ -65,7 +69,7 @@ class Detections(list):
         self.num_classes = max(int(num_classes), 1)
 
     def plot(self, image: Optional[Any] = None, *, line_width: Optional[int] = None, labels: bool = True,
-             conf: bool = True):
+             conf: bool = True) -> "Image.Image":
         """The annotated image (RGB ``PIL.Image.Image``) of these detections on ``image``
         (default: the image they were detected on); see :func:`mdfi.draw.draw_detections`."""
         from .draw import draw_detections
@@ -78,7 +82,7 @@ class Detections(list):
         return draw_detections(rgb, self, num_classes=self.num_classes, line_width=line_width,
                                labels=labels, conf=conf)
 
-    def save(self, path, **kw) -> None:
+    def save(self, path: "str | os.PathLike[str]", **kw: Any) -> None:
         """Write :meth:`plot` to ``path`` (format from the extension, e.g. ``.jpg``)."""
         from .image import save_image
         save_image(self.plot(**kw), path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 from PIL import Image
@@ -25,8 +25,13 @@ from .preprocess import network_input, network_pixels
 from .readahead import read_ahead, read_ahead_pays
 from .darknet.weights import load_weights
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .quant.qmodel import QuantizedModel
+
 PathLike = Union[str, "os.PathLike[str]"]
-ImageLike = Union[PathLike, np.ndarray, "PIL.Image.Image"]  # noqa: F821
+#: What :meth:`Model.detect` takes: a file path, a Pillow image or an HxWx3 uint8 array
+#: (:func:`mdfi.image.load_image` lists the accepted arrays).
+ImageLike = Union[PathLike, np.ndarray, Image.Image]
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ class Model:
 
     # -- input -------------------------------------------------------------------------
     @property
-    def input_size(self):
+    def input_size(self) -> Tuple[int, int]:
         """(width, height) of the network input."""
         return self.network.width, self.network.height
 
@@ -85,8 +90,16 @@ class Model:
         return rgb
 
     # -- inference -----------------------------------------------------------------------
+    @overload
+    def detect(self, image: ImageLike, *, thresh: float = ..., nms: float = ...,
+               stats: Optional[dict] = ..., exif: bool = ...) -> Detections: ...
+
+    @overload
+    def detect(self, image: Union[List[ImageLike], Tuple[ImageLike, ...]], *, thresh: float = ..., nms: float = ...,
+               stats: Optional[dict] = ..., exif: bool = ...) -> List[Detections]: ...
+
     def detect(self, image: Union[ImageLike, Sequence[ImageLike]], *, thresh: float = 0.25, nms: float = 0.45,
-               stats: Optional[dict] = None, exif: bool = False):
+               stats: Optional[dict] = None, exif: bool = False) -> Union[Detections, List[Detections]]:
         """Detections on one image, highest confidence first (a :class:`~mdfi.Detections`
         list, which can draw itself: ``.plot()``); for a list or tuple of images, a list of
         those, one per image.
@@ -159,7 +172,7 @@ class Model:
         return self.engine.run(x if x.dtype == np.uint8 else input_to_u8(x), keep="all")
 
     @property
-    def quantized(self):
+    def quantized(self) -> Optional["QuantizedModel"]:
         """The :class:`~mdfi.quant.quantize.QuantizedModel` of a fixed-point model (else None)."""
         return getattr(self.engine, "qmodel", None)
 
