@@ -318,6 +318,8 @@ def test_eval_resumes_after_an_interruption(images, tiny160, eval_reference, tmp
     # a rerun has nothing left to do: the file does not change, the report is the same
     before = out.read_bytes()
     report2, err2 = _run_eval(images, tiny160, out, ["--workers", "2"], capsys)
+    assert "time_ms" not in report2                 # nothing was run, so nothing was timed
+    report.pop("time_ms", None)                     # (times differ from run to run)
     assert out.read_bytes() == before and report2 == report and "4 done before" in err2
     # other options: refused, the file is left alone
     assert main(["eval", "--images", str(images), *tiny160, "--bits", "8", "--results", str(out)]) == 2
@@ -493,3 +495,21 @@ def test_eval_record_reports_dropped_detections(monkeypatch, tmp_path):
     rec = imagejobs.eval_infer(ctx, {"key": "a.jpg"}, SimpleNamespace(width=10, height=10))
     assert [d[1] for d in rec["fixed"]["w2a2"]] == [0.8, 0.6]
     assert rec["dropped"] == {"w2a2": 1} and len(rec["float"]) == 1
+
+
+def test_eval_reports_the_time_of_each_width(images, tiny160, tmp_path, capsys):
+    """`mdfi eval` says what each width costs in time on this machine (median per image, the
+    ratio to w8a8, the CPU, engine, SIMD path and threads), and keeps the times out of the
+    results file (its bytes do not depend on the run)."""
+    from mdfi._ext import _conv
+    capsys.readouterr()
+    out = tmp_path / "r.jsonl"
+    report, _ = _run_eval(images, tiny160, out, ["--workers", "1", "--no-stats"], capsys, bits="8,w4a8")
+    med = report["time_ms"]["median"]
+    assert set(med) == {"w8a8", "w4a8"} and all(v > 0 for v in med.values())
+    (machine,) = report["time_ms"]["machines"]
+    assert machine["engine"] == "c" and machine["path"] == _conv.simd_path() and machine["threads"] >= 1
+    assert '"ms"' not in out.read_text() and '"machine"' not in out.read_text()
+    assert main(["eval", "--images", str(images), *tiny160, "--bits", "8,w4a8", "--no-stats"]) == 0
+    line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("time per image")][0]
+    assert "median of 3" in line and f"({machine['path']})" in line and "x w8a8)" in line

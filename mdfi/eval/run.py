@@ -11,11 +11,12 @@ that file at the end, one width at a time, with the metrics of :mod:`mdfi.eval.e
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 
@@ -150,6 +151,10 @@ class EvalRun:
     errors: List[Tuple[str, str]]
     keys: List[str]
     models: Dict[str, bytes]
+    #: per tag, the milliseconds of each image's fixed-point ``detect`` on its letterboxed input
+    #: (forward, heads, NMS); ``machines``: where they were timed (CPU, engine, SIMD path, threads)
+    times: Dict[str, List[float]] = field(default_factory=dict)
+    machines: List[dict] = field(default_factory=list)
 
 
 def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images, *,
@@ -203,14 +208,34 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
         keys = [k for k, _ in inputs]
         prog = pipeline.RateProgress(len(inputs), "eval", enabled=progress)
         prog.skipped = len(journal.done & set(keys))
+        timing: Dict[str, list] = {"times": [], "machines": []}
+
+        def keep(key, text: str) -> None:
+            # the times stay out of the results file, whose bytes do not depend on how the
+            # images were split (docs/scale.md); a resumed run times the images it runs
+            if '"ms":' in text:
+                from ..scale.results import canonical
+                rec = json.loads(text)
+                timing["times"].append(rec.pop("ms", None) or {})
+                machine = rec.pop("machine", None)
+                if machine and machine not in timing["machines"]:
+                    timing["machines"].append(machine)
+                text = canonical(rec)
+            journal.write(text)
+
         try:
-            pipeline.execute(job, imagejobs.make_items(inputs, skip=journal.done, ship=ship),
-                             lambda key, text: journal.write(text), workers=workers, cluster=cluster,
-                             progress=prog)
+            pipeline.execute(job, imagejobs.make_items(inputs, skip=journal.done, ship=ship), keep,
+                             workers=workers, cluster=cluster, progress=prog)
         finally:
             journal.close()
         prog.done()
-        return _aggregate(journal, keys, list(models), names, labels, job, stats)
+        run = _aggregate(journal, keys, list(models), names, labels, job, stats)
+        for tag in models:
+            got = [t[tag] for t in timing["times"] if tag in t]
+            if got:
+                run.times[tag] = got
+        run.machines = timing["machines"]
+        return run
     finally:
         if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -237,6 +262,7 @@ def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], 
             floats[k] = [_Det(r, names) for r in rec["float"]]
             for tag in rec.get("dropped", {}):
                 capped[tag] = capped.get(tag, 0) + 1
+
     for tag, n in sorted(capped.items()):
         print(f"eval: {tag}: {n} image(s) had more than {imagejobs.MAX_EVAL_DETECTIONS} detections; "
               f"the most confident {imagejobs.MAX_EVAL_DETECTIONS} of each were evaluated", file=sys.stderr)
@@ -268,6 +294,28 @@ def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], 
         plain["float"] = evaluate.evaluate_map(float_dets, gt)
     return EvalRun(results, plain, sat, [(k, errors[k]) for k in keys if k in errors], order,
                    {t: job.shared(t) for t in tags} if want_stats else {})
+
+
+def _time_report(run: EvalRun) -> Optional[Tuple[dict, str]]:
+    """The median time of each width's ``detect`` per image and its ratio to w8a8's (else
+    the first width's), measured in the same run on the same letterboxed inputs, with where it ran --
+    what a width costs in time on this machine (narrower weights run on the same 8-bit dot
+    products: docs/performance.md).  None when nothing was timed (results files of older
+    versions)."""
+    import statistics
+    med = {t: statistics.median(v) for t, v in run.times.items() if v}
+    if not med:
+        return None
+    base_tag = "w8a8" if "w8a8" in med else next(iter(med))      # ratios to the default width
+    where = "; ".join(f"{m.get('cpu') or '?'}, {m.get('engine')} engine"
+                      + (f" ({m['path']})" if m.get("path") else "") + f", {m.get('threads')} thread(s)"
+                      for m in run.machines) or "?"
+    workers = " per worker, timed while the other workers ran" if len(run.machines) > 1 else ""
+    line = (f"time per image (median of {min(len(v) for v in run.times.values())}; fixed-point detect on the "
+            f"letterboxed input: forward, heads, NMS; {where}{workers}): "
+            + ", ".join(f"{t} {ms:.1f} ms" + ("" if t == base_tag else f" ({ms / med[base_tag]:.2f}x {base_tag})")
+                        for t, ms in med.items()))
+    return {"median": med, "machines": run.machines}, line
 
 
 def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
@@ -322,6 +370,10 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
     report["param_bytes"] = sizes
     report["size_vs_float"] = {k: v / float_bytes for k, v in sizes.items()}
     text += "\nparameters vs float32: " + ", ".join(f"{k} {100 * v / float_bytes:.1f}%" for k, v in sizes.items())
+    cost = _time_report(run)
+    if cost:
+        report["time_ms"], line = cost
+        text += "\n" + line
     if info.get("plot"):
         from .plot import write_plot
         write_plot(info["plot"], results, report["size_vs_float"], title=f"{info['label']}: {len(order)} images")

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -216,7 +217,31 @@ def eval_setup(shared: Mapping[str, bytes], params: Mapping[str, Any], threads: 
         qm = modelfile.loads(shared[tag], f"{params['label']}-{tag}.mdfi")
         fixed[tag] = Model(qm.network, names, FixedEngine(qm, params["engine"], threads), name=params["label"])
     return {"float": Model(net, names, FloatEngine(net), name=params["label"]), "fixed": fixed,
-            "params": dict(params)}
+            "params": dict(params), "machine": machine_record(params["engine"], threads)}
+
+
+def machine_record(engine: str, threads: int) -> Dict[str, Any]:
+    """Where an eval worker timed its models: CPU, fixed-point engine (the C engine's SIMD
+    path) and threads -- ``mdfi eval`` prints the times with it."""
+    import platform
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    path = ""
+    if engine == "c":
+        try:
+            from .._ext import _conv
+            path = _conv.simd_path()
+        except Exception:   # noqa: BLE001 - a description only
+            path = ""
+    return {"cpu": cpu or platform.processor() or platform.machine(), "engine": engine, "path": path,
+            "threads": int(threads)}
 
 
 def eval_prepare(params: Mapping[str, Any], item: Mapping[str, Any]):
@@ -251,15 +276,24 @@ def eval_infer(ctx, item: Mapping[str, Any], prep) -> dict:
     rec["float"] = dets_json(kept)
     if p["stats"]:
         rec["saturation"] = {}
+    times: Dict[str, float] = {}
     for tag, model in ctx["fixed"].items():
         stats: Optional[dict] = {} if p["stats"] else None
-        kept, dropped[tag] = top_detections(model.detect(prep, thresh=p["min_thresh"], nms=p["nms"], stats=stats))
+        t0 = time.perf_counter()
+        found = model.detect(prep, thresh=p["min_thresh"], nms=p["nms"], stats=stats)
+        if stats is not None:           # the counts ran the NumPy reference: time the engine itself
+            t0 = time.perf_counter()
+            model.detect(prep, thresh=p["min_thresh"], nms=p["nms"])
+        times[tag] = round((time.perf_counter() - t0) * 1e3, 3)
+        kept, dropped[tag] = top_detections(found)
         rec["fixed"][tag] = dets_json(kept)
         if stats is not None:
             rec["saturation"][tag] = [[i, int(v["saturated"]), int(v["total"])]
                                       for i, v in sorted(stats.items()) if v]
     if any(dropped.values()):
         rec["dropped"] = {k: v for k, v in dropped.items() if v}
+    rec["ms"] = times
+    rec["machine"] = ctx.get("machine")
     return rec
 
 
