@@ -189,8 +189,9 @@ def _tree(d):
 def test_size_is_printed_before_writing_and_default_is_hex(photo, tmp_path, capsys):
     out = tmp_path / "g"
     assert _golden_cli(photo, out, "--dry-run") == 0
-    # (a "note:" on how the model is calibrated comes first when it is not cached yet)
-    err = "\n".join(x for x in capsys.readouterr().err.splitlines() if not x.startswith("note: "))
+    # (a "note:" on how the model is calibrated, and the first-use "quantizing ..." line, come
+    # first when it is not cached yet)
+    err = "\n".join(x for x in capsys.readouterr().err.splitlines() if not x.startswith(("note: ", "quantizing ")))
     assert "mdfi golden:" in err and "files, about" in err and "MB" in err and not out.exists()
     assert _golden_cli(photo, out) == 0
     err2 = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("note: ")]
