@@ -175,3 +175,29 @@ def test_paths_tested_here():
     """Which SIMD paths this machine ran the split tests on (the others are skipped)."""
     if not SIMD:
         pytest.skip(f"no SIMD path on this CPU/build ({_conv.cpu_features()}): the split path is not used")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_split_whole_network_every_path(mini_net, threads):
+    """mini-yolov3 at w16a16 (stride-2 convolutions, 1x1 and 3x3, shortcut, route, three heads):
+    every layer equal to the NumPy reference on every path, and the SIMD paths split."""
+    from mdfi.cengine import CRunner
+    from mdfi.quant.quantize import input_to_u8, quantize_network
+    from conftest import DARKNET
+    text = (DARKNET / "mini-yolov3" / "mini-yolov3.cfg").read_text()
+    qm = quantize_network(mini_net, wbits=16, abits=16, per_channel=True, rounding="half_up", cfg_text=text,
+                          layer_rounding={5: "truncate"})
+    x = input_to_u8(np.load(DARKNET / "mini-yolov3" / "astronaut_heads.npz")["input"])
+    ref = qm.forward_ref(x)
+    before = _conv.simd_path()
+    try:
+        for path in PATHS:
+            assert _conv.set_simd_path(path) == path
+            n0 = _conv._split_calls()
+            out = CRunner(qm, threads).run(x)
+            took = _conv._split_calls() - n0
+            assert (took == 0) if path in ("scalar", "scalar8") else (took > 0), (path, took)
+            bad = [i for i, (a, b) in enumerate(zip(ref, out)) if a.shape != b.shape or not np.array_equal(a, b)]
+            assert not bad, f"{path}, {threads} threads: layers differ: {bad}"
+    finally:
+        _conv.set_simd_path(before)
