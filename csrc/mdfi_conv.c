@@ -12,6 +12,9 @@
  *       for each panel (MR output channels)
  *         for each tile of the block: C tile (+)= A panel . B tile   (micro-kernel)
  *                                     last K block -> requantize into out (epilogue)
+ * acc64 layers sum K-pairs in int32 chunks that provably cannot overflow and widen each chunk
+ * into an int64 tile; with int16 activations and short chunks the activations are split
+ * x = 256*hi + lo after packing and both halves summed that way (ctx->split, conv_int16).
  * Large maps are split by pixels (each thread packs its own B blocks); small maps (fewer
  * than 8 tiles per thread, e.g. 13x13) by output channels, sharing one B packed by all
  * threads.  Items are handed out dynamically (mdfi_conv_pool.c), but each output element

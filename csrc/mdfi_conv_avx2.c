@@ -16,7 +16,10 @@
  * bit for bit in every case.  For acc64 == 1 the driver only sums `chunk` K-pairs in int32
  * (chunk * 2*max|w|*max|x| <= 2^31 - 1, so no pair sum nor partial sum can wrap) before
  * widening into int64; vpmaddwd's wrap case is then impossible too (it would need
- * 2*max|w|*max|x| = 2^31 > 2^31 - 1).  No saturating instruction (vpmaddubsw) is used.
+ * 2*max|w|*max|x| = 2^31 > 2^31 - 1).  Where those chunks are too short (16-bit weights
+ * and activations: 0-1 pairs) the driver splits the activations x = 256 hi + lo (split_avx2)
+ * and sums each half in chunks of >= 128 pairs (pair sums <= 2*max|w|*255), then adds
+ * lo + 256 hi to the int64 tile (widen2_avx2).  No saturating instruction (vpmaddubsw) is used.
  */
 #include "mdfi_conv_internal.h"
 #include "mdfi_fixedpoint.h"
