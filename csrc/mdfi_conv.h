@@ -29,7 +29,9 @@
  *               so the dot products are accumulated in int32 (arithmetic modulo 2^32 on every
  *               path, so the result is exact whenever the guarantee holds, and identical
  *               across paths even when it does not); the bias is added in int64.
- *   acc64 == 1: the sums are exact int64 (slower path, used for widths > 8).
+ *   acc64 == 1: the sums are exact int64 (slower path, used for widths > 8; on the SIMD
+ *               paths int32 chunks that cannot overflow, int16 activations split into
+ *               two bytes when those chunks would be short, mdfi_conv.c).
  *   Always: |bias| <= 2^47 and K * max|W| * max|x-type| <= 2^47 (K = C*ks*ks), so the
  *   accumulator handed to mdfi_requantize stays below 2^48 (checked: MDFI_CONV_E_RANGE).
  *
