@@ -12,6 +12,9 @@
  *       for each panel (MR output channels)
  *         for each tile of the block: C tile (+)= A panel . B tile   (micro-kernel)
  *                                     last K block -> requantize into out (epilogue)
+ * acc64 layers sum K-pairs in int32 chunks that provably cannot overflow and widen each chunk
+ * into an int64 tile; with int16 activations and short chunks the activations are split
+ * x = 256*hi + lo after packing and both halves summed that way (ctx->split, conv_int16).
  * Large maps are split by pixels (each thread packs its own B blocks); small maps (fewer
  * than 8 tiles per thread, e.g. 13x13) by output channels, sharing one B packed by all
  * threads.  Items are handed out dynamically (mdfi_conv_pool.c), but each output element
@@ -31,6 +34,12 @@
 #define NB_MAX 64
 #define ALIGN 64
 #define LIM47 (((int64_t)1) << 47)
+/* acc64 layers with int16 inputs whose plain int32 chunks are shorter than this many K-pairs
+ * take the split path (conv_int16).  Measured on a 3x3 384 -> 256 layer at 26x26, 16-bit
+ * activations, one thread, AMD EPYC Zen 4 (avx2 / avx512bw): chunks of 16 pairs 9.7 / 9.4 ms,
+ * 8 pairs 12.3 / 11.4, 4 pairs 18.5 / 18.7, 2 pairs 42.5 / 42.7, 0 (scalar int64) 195 ms;
+ * split 14.3 / 13.6 ms whatever the weights' width. */
+#define SPLIT_BELOW 7
 
 /* ---------------------------------------------------------------------------------------
  * Small helpers
@@ -111,13 +120,15 @@ static int geometry(conv_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m, int
     /* Scratch layout (byte sizes; checked against SIZE_MAX through uint64). */
     const uint64_t x2b = ((uint64_t)g->c2 * (uint64_t)g->plane + NR) * 4u;
     /* (also for direct layers: a path may pack them anyway, see conv_int16) */
-    const uint64_t bsh = g->msplit ? (uint64_t)g->ntiles * (uint64_t)g->k2 * NR * 4u : 0;
+    /* (twice: the hi halves of the split acc64 path, conv_int16) */
+    const uint64_t bsh = g->msplit ? 2u * (uint64_t)g->ntiles * (uint64_t)g->k2 * NR * 4u : 0;
     const uint64_t bpriv = g->msplit ? 0 : (uint64_t)g->nb * (uint64_t)g->kc2 * NR * 4u;
     const uint64_t part = nkc > 1 ? (uint64_t)g->npanels * (uint64_t)g->nb * MR * NR * 8u : 0;
     const uint64_t tiles = 3u * MR * NR * 8u;      /* tile32, tmp32, tile64 */
     const uint64_t lim = (uint64_t)(SIZE_MAX / 4 < INT64_MAX / 4 ? SIZE_MAX / 4 : INT64_MAX / 4);
     if (x2b > lim || bsh > lim || bpriv > lim || part > lim) return MDFI_CONV_E_DIM;
-    const uint64_t tb = align_up((size_t)bpriv) + align_up((size_t)part) + tiles;
+    /* per thread: B block, its hi halves (split acc64 path), partial C tiles, tiles */
+    const uint64_t tb = 2u * align_up((size_t)bpriv) + align_up((size_t)part) + tiles;
     if (tb > lim / (uint64_t)nthreads) return MDFI_CONV_E_DIM;
     /* 3-channel inputs: room for the tap-pair A panels (conv_int16) */
     const uint64_t tpa = c == 3 ? (uint64_t)g->npanels * (uint64_t)(ks * ks + (ks * ks + 1) / 2) * MR * 4u : 0;
@@ -153,6 +164,19 @@ int64_t mdfi_conv_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32
 void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
 
 int mdfi_conv_winograd = 1;
+int mdfi_conv_split_mode = -1;
+static mdfi_counter split_calls;       /* convolutions that took the split path (testing) */
+
+void mdfi_conv_set_split(int32_t mode) { mdfi_conv_split_mode = mode < 0 ? -1 : mode > 0 ? 1 : 0; }
+
+int64_t mdfi_conv_split_calls(void)
+{
+#if MDFI_POOL
+    return atomic_load(&split_calls);
+#else
+    return split_calls;
+#endif
+}
 
 void mdfi_conv_set_winograd(int32_t enable) { mdfi_conv_winograd = enable != 0; }
 
@@ -220,7 +244,8 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
 {
     unsigned char *tb = ctx->tbase + (size_t)tid * ctx->tbytes;
     int16_t *bpriv = (int16_t *)(void *)tb;
-    unsigned char *part = tb + align_up(ctx->bpriv_bytes);
+    int16_t *bpriv_hi = (int16_t *)(void *)(tb + align_up(ctx->bpriv_bytes));
+    unsigned char *part = tb + 2 * align_up(ctx->bpriv_bytes);
     int32_t *tile32 = (int32_t *)(void *)(part + align_up(ctx->part_bytes));
     int32_t *tmp32 = tile32 + 2 * MR * NR;           /* spaced as int64 slots */
     int64_t *tile64 = (int64_t *)(void *)(tile32 + 4 * MR * NR);
@@ -233,9 +258,12 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
             const int32_t kc0 = kci * ctx->kc2;
             const int32_t kcl = (k2 - kc0) < ctx->kc2 ? (k2 - kc0) : ctx->kc2;
             const int first = kci == 0, last = kci == nkc - 1;
-            if (!ctx->msplit && !ctx->direct)
+            if (!ctx->msplit && !ctx->direct) {
                 for (int32_t t = 0; t < nb; ++t)
                     ops->pack(ctx, tb0 + t, kc0, kcl, bpriv + (size_t)t * kcl * NR * 2);
+                if (ctx->split)
+                    (ops->split ? ops->split : mdfi_conv_split_scalar)(bpriv, bpriv_hi, (size_t)nb * kcl * NR * 2);
+            }
             const size_t bstride = ctx->direct ? (size_t)ctx->plane * 2 : (size_t)NR * 2;
             for (int32_t p = p0; p < p1; ++p) {
                 const int16_t *ap = ctx->a + ((size_t)p * k2 + kc0) * MR * 2;
@@ -279,7 +307,25 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
                     } else {
                         int64_t *ct = nkc > 1 ? (int64_t *)(void *)part + slot : tile64;
                         if (first) memset(ct, 0, sizeof(int64_t) * MR * NR);
-                        if (simd && ctx->chunk > 0) {
+                        if (ctx->split) {
+                            /* x = 256 hi + lo: sum w x = 256 sum w hi + sum w lo, each half
+                             * summed exactly in int32 for schunk K-pairs (conv_int16) */
+                            const int16_t *bh = ctx->msplit ? ctx->bshared_hi + ((size_t)tt * k2 + kc0) * NR * 2
+                                                            : bpriv_hi + (size_t)t * kcl * NR * 2;
+                            int32_t *lo = tmp32, *hi = tmp32 + MR * NR;
+                            for (int32_t i = 0; i < kcl; i += ctx->schunk) {
+                                const int32_t len = (kcl - i) < ctx->schunk ? (kcl - i) : ctx->schunk;
+                                const int16_t *ai = ap + (size_t)i * MR * 2;
+                                if (ops->ukr32x2 != NULL) {
+                                    ops->ukr32x2(len, ai, bp + (size_t)i * bstride, bh + (size_t)i * bstride, bstride,
+                                                 lo, 0);
+                                } else {
+                                    ops->ukr32(len, ai, bp + (size_t)i * bstride, bstride, lo, 0);
+                                    ops->ukr32(len, ai, bh + (size_t)i * bstride, bstride, hi, 0);
+                                }
+                                (ops->widen2 ? ops->widen2 : mdfi_conv_widen2_scalar)(ct, lo, hi);
+                            }
+                        } else if (simd && ctx->chunk > 0) {
                             for (int32_t i = 0; i < kcl; i += ctx->chunk) {
                                 const int32_t len = (kcl - i) < ctx->chunk ? (kcl - i) : ctx->chunk;
                                 ops->ukr32(len, ap + (size_t)i * MR * 2, bp + (size_t)i * bstride,
@@ -336,6 +382,10 @@ static void worker(void *arg, int tid)
         const int64_t npack = ctx->direct ? 0 : ctx->ntiles;
         for (int64_t t; (t = mdfi_pool_next(&work->pack)) < npack;) {
             ops->pack(ctx, (int32_t)t, 0, ctx->k2, ctx->bshared + (size_t)t * ctx->k2 * NR * 2);
+            if (ctx->split)
+                (ops->split ? ops->split : mdfi_conv_split_scalar)(ctx->bshared + (size_t)t * ctx->k2 * NR * 2,
+                                                                   ctx->bshared_hi + (size_t)t * ctx->k2 * NR * 2,
+                                                                   (size_t)ctx->k2 * NR * 2);
             mdfi_pool_done(&work->pack_done, npack);
         }
         mdfi_pool_wait(&work->pack_done, npack);
@@ -427,6 +477,28 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
     /* acc64: K-pairs whose int32 sum cannot overflow: chunk * 2*wmax*xmax <= 2^31 - 1. */
     ctx.chunk = wx == 0 ? ctx.kc2 : (int32_t)((int64_t)INT32_MAX / (2 * wx));
     if (ctx.chunk > ctx.kc2) ctx.chunk = ctx.kc2;
+    /* acc64 with int16 inputs on a SIMD path: split the activations (after padding, so the
+     * padding value is split too), x = 256 hi + lo, lo = x & 255 in [0, 255], hi = x >> 8 in
+     * [-128, 127]; then sum w x = 256 sum w hi + sum w lo exactly.  Either half's pair sum is
+     * at most 2*wmax*255 (never the vpmaddwd wrap case, which needs -32768 on both sides), so
+     * schunk K-pairs with schunk * 2*wmax*255 <= 2^31 - 1 sum exactly in int32 (>= 128 for
+     * wmax <= 32768), and the int64 tile gets lo + 256 hi (widen2).  Two passes of the int32
+     * kernels instead of chunks of 0-1 pairs (16-bit weights and activations) or the scalar
+     * int64 kernel; taken when the plain chunks are shorter than SPLIT_BELOW pairs. */
+    ctx.split = 0;
+    if (acc64 && ctx.path != MDFI_CONV_PATH_SCALAR && xtype == MDFI_CONV_S16 && mdfi_conv_split_mode != 0) {
+        const int64_t sc = wmax == 0 ? ctx.kc2 : (int64_t)INT32_MAX / (2 * (int64_t)wmax * 255);
+        ctx.schunk = sc > ctx.kc2 ? ctx.kc2 : (int32_t)sc;
+        ctx.split = ctx.schunk >= 1 && (mdfi_conv_split_mode == 1 || ctx.chunk < SPLIT_BELOW);
+        if (ctx.split) {
+            ctx.direct = 0;                     /* B is packed (and split) for every layout */
+#if MDFI_POOL
+            atomic_fetch_add(&split_calls, 1);
+#else
+            ++split_calls;
+#endif
+        }
+    }
 
 #if MDFI_CONV_X86
     /* AVX2, 1x1 layers of at least 32 channels: packed B tiles (contiguous 64-byte rows) beat
@@ -445,7 +517,8 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
     memset(ctx.x2 + (size_t)ctx.c2 * (size_t)ctx.plane * 2, 0, NR * 4);
     s += align_up(((size_t)ctx.c2 * (size_t)ctx.plane + NR) * 4);
     ctx.bshared = (int16_t *)(void *)s;
-    if (ctx.msplit) s += align_up((size_t)ctx.ntiles * (size_t)ctx.k2 * NR * 4);
+    ctx.bshared_hi = ctx.bshared + (size_t)ctx.ntiles * (size_t)ctx.k2 * NR * 2;
+    if (ctx.msplit) s += align_up(2 * (size_t)ctx.ntiles * (size_t)ctx.k2 * NR * 4);
     ctx.tbase = s;
 #if MDFI_CONV_X86
     /* 3-channel inputs (first layers) on the AVX2 packing: the tap-pair K order (ctx.tp), 14

@@ -29,7 +29,9 @@
  *               so the dot products are accumulated in int32 (arithmetic modulo 2^32 on every
  *               path, so the result is exact whenever the guarantee holds, and identical
  *               across paths even when it does not); the bias is added in int64.
- *   acc64 == 1: the sums are exact int64 (slower path, used for widths > 8).
+ *   acc64 == 1: the sums are exact int64 (slower path, used for widths > 8; on the SIMD
+ *               paths int32 chunks that cannot overflow, int16 activations split into
+ *               two bytes when those chunks would be short, mdfi_conv.c).
  *   Always: |bias| <= 2^47 and K * max|W| * max|x-type| <= 2^47 (K = C*ks*ks), so the
  *   accumulator handed to mdfi_requantize stays below 2^48 (checked: MDFI_CONV_E_RANGE).
  *
@@ -234,6 +236,11 @@ void mdfi_conv_q8_tune(int32_t profile);
 /* Testing only: 0 turns the Winograd F(2x2,3x3) kernels of the int16-pair paths off (the
  * direct kernels then run every layer), 1 (default) on. */
 void mdfi_conv_set_winograd(int32_t enable);
+/* Testing / benchmarks: the split path of acc64 layers with int16 inputs on the SIMD paths
+ * (mdfi_conv.c, conv_int16): -1 automatic (default), 0 never, 1 whenever it applies. */
+void mdfi_conv_set_split(int32_t mode);
+/* Testing: how many convolutions of this process took that split path. */
+int64_t mdfi_conv_split_calls(void);
 /* The 8-bit register tiles of a path: writes up to `max` (rows, vectors, lanes) triples into
  * tiles[3*i..3*i+2] and returns how many the path has (0: no 8-bit kernels). */
 int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max);

@@ -16,7 +16,10 @@
  * bit for bit in every case.  For acc64 == 1 the driver only sums `chunk` K-pairs in int32
  * (chunk * 2*max|w|*max|x| <= 2^31 - 1, so no pair sum nor partial sum can wrap) before
  * widening into int64; vpmaddwd's wrap case is then impossible too (it would need
- * 2*max|w|*max|x| = 2^31 > 2^31 - 1).  No saturating instruction (vpmaddubsw) is used.
+ * 2*max|w|*max|x| = 2^31 > 2^31 - 1).  Where those chunks are too short (16-bit weights
+ * and activations: 0-1 pairs) the driver splits the activations x = 256 hi + lo (split_avx2)
+ * and sums each half in chunks of >= 128 pairs (pair sums <= 2*max|w|*255), then adds
+ * lo + 256 hi to the int64 tile (widen2_avx2).  No saturating instruction (vpmaddubsw) is used.
  */
 #include "mdfi_conv_internal.h"
 #include "mdfi_fixedpoint.h"
@@ -368,6 +371,31 @@ AVX2 static void widen_avx2(int64_t *restrict c64, const int32_t *restrict c32)
     }
 }
 
+/* ---- the split acc64 path (mdfi_conv.c): c64 += lo + 256 hi; b -> (b & 255, b >> 8) --- */
+AVX2 static void widen2_avx2(int64_t *restrict c64, const int32_t *restrict lo, const int32_t *restrict hi)
+{
+    for (int i = 0; i < MR * NR; i += 4) {
+        const __m256i l = _mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(lo + i)));
+        const __m256i h = _mm256_slli_epi64(_mm256_cvtepi32_epi64(_mm_loadu_si128((const __m128i *)(hi + i))), 8);
+        const __m256i s = _mm256_loadu_si256((const __m256i *)(c64 + i));
+        _mm256_storeu_si256((__m256i *)(c64 + i), _mm256_add_epi64(s, _mm256_add_epi64(l, h)));
+    }
+}
+
+/* vpsraw by 8 is floor(b / 256) and vpand 255 is b - 256 floor(b / 256) (two's complement
+ * lanes): the same values as mdfi_conv_split_scalar. */
+AVX2 static void split_avx2(int16_t *restrict b, int16_t *restrict hi, size_t n)
+{
+    const __m256i m = _mm256_set1_epi16(255);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(b + i));
+        _mm256_storeu_si256((__m256i *)(hi + i), _mm256_srai_epi16(v, 8));
+        _mm256_storeu_si256((__m256i *)(b + i), _mm256_and_si256(v, m));
+    }
+    if (i < n) mdfi_conv_split_scalar(b + i, hi + i, n - i);
+}
+
 /* ---- epilogue (PROTOTYPE: vector requantize from mdfi_fixedpoint_avx2.h) ---- */
 #include "mdfi_fixedpoint_avx2.h"
 
@@ -583,10 +611,11 @@ static void ukr32e_avx2(int32_t kcl, const int16_t *restrict a, const int16_t *r
 }
 
 const conv_ops mdfi_conv_ops_avx2 = {ukr32_avx2, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
-                                     widen_avx2, NULL, ukr32e_avx2, ukr32_rows_avx2};
+                                     widen_avx2, NULL, ukr32e_avx2, ukr32_rows_avx2, split_avx2, widen2_avx2};
 /* AVX-512BW: zmm micro-kernels (mdfi_conv_avx512.c), the rest from AVX2 */
 const conv_ops mdfi_conv_ops_avx512 = {mdfi_conv_avx512_ukr32, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
-                                       widen_avx2, mdfi_conv_avx512_ukr32x2, NULL, NULL};
+                                       widen_avx2, mdfi_conv_avx512_ukr32x2, NULL, NULL, split_avx2,
+                                       widen2_avx2};
 
 #else
 /* ISO C forbids an empty translation unit. */

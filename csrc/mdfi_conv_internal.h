@@ -129,10 +129,16 @@ typedef struct conv_ctx {
                                      2j + 1): K2 = taps + ceil(taps/2) instead of 2 taps */
     int32_t chunk;                /* acc64: K-pairs summed in int32 before widening;
                                      0 = accumulate straight into int64            */
+    int32_t split;                /* acc64, int16 inputs, SIMD: the B data are split into
+                                     lo = x & 255 and hi = x >> 8 (x = 256 hi + lo) and
+                                     each half is summed in int32 for schunk K-pairs
+                                     (mdfi_conv.c, conv_int16; never on the scalar path) */
+    int32_t schunk;               /* split: K-pairs per int32 chunk of either half    */
     int32_t path;
     /* scratch */
     int16_t *x2;                  /* [C2][Hp][Wp][2]                               */
     int16_t *bshared;             /* msplit: [ntiles][K2][NR][2]                   */
+    int16_t *bshared_hi;          /* msplit and split: the hi halves, same layout    */
     unsigned char *tbase;         /* per-thread areas, tbytes each                 */
     size_t tbytes;
     size_t bpriv_bytes;           /* private B block [nb][kc2][NR][2] (N split)    */
@@ -157,6 +163,11 @@ typedef void (*epi64_fn)(const conv_ctx *ctx, const int64_t *restrict c, int32_t
                          int32_t mv, int64_t p0, int32_t nv);
 /* c64[MR*NR] += c32[MR*NR] */
 typedef void (*widen_fn)(int64_t *restrict c64, const int32_t *restrict c32);
+/* c64[MR*NR] += lo[MR*NR] + 256 * hi[MR*NR] (exact in int64) */
+typedef void (*widen2_fn)(int64_t *restrict c64, const int32_t *restrict lo, const int32_t *restrict hi);
+/* The split of n int16 values: hi[i] = b[i] >> 8 (arithmetic, -128..127), then
+ * b[i] = b[i] & 255 (0..255), so that the old b[i] = 256 * hi[i] + b[i]. */
+typedef void (*split_fn)(int16_t *restrict b, int16_t *restrict hi, size_t n);
 /* Two tiles at once (optional): C[2][MR][NR] (=|+=) A . B0 and A . B1. */
 typedef void (*ukr32x2_fn)(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b0,
                            const int16_t *restrict b1, size_t bstride, int32_t *restrict c, int accumulate);
@@ -186,6 +197,9 @@ typedef struct conv_ops {
     /* NULL, or the ukr32 for the first mv rows of a panel only (rows mv..MR-1 of C are then
      * not written; for a last panel of fewer than MR rows, e.g. Winograd's) */
     ukr32_fn (*ukr32_rows)(int32_t mv);
+    /* the split acc64 path (ctx->split); NULL: the scalar versions */
+    split_fn split;
+    widen2_fn widen2;
 } conv_ops;
 
 /* uint32 -> int32 modulo 2^32, without implementation-defined conversions. */
@@ -235,6 +249,10 @@ void mdfi_conv_epi32_scalar(const conv_ctx *ctx, const int32_t *restrict c, int3
 void mdfi_conv_epi64_scalar(const conv_ctx *ctx, const int64_t *restrict c, int32_t m0, int32_t mv, int64_t p0,
                             int32_t nv);
 void mdfi_conv_widen_scalar(int64_t *restrict c64, const int32_t *restrict c32);
+void mdfi_conv_widen2_scalar(int64_t *restrict c64, const int32_t *restrict lo, const int32_t *restrict hi);
+void mdfi_conv_split_scalar(int16_t *restrict b, int16_t *restrict hi, size_t n);
+/* mdfi_conv.c: the split acc64 path: -1 automatic (default), 0 never, 1 whenever it applies */
+extern int mdfi_conv_split_mode;
 #if MDFI_CONV_X86
 extern const conv_ops mdfi_conv_ops_avx2;
 extern const conv_ops mdfi_conv_ops_avx512;

@@ -161,7 +161,8 @@ static void epi32_neon(const conv_ctx *ctx, const int32_t *restrict c, int32_t m
 }
 
 const conv_ops mdfi_conv_ops_neon = {ukr32_neon, mdfi_conv_pack_scalar, mdfi_conv_x2_scalar, epi32_neon,
-                                     mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL, NULL, NULL};
+                                     mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL, NULL, NULL,
+                                     mdfi_conv_split_scalar, mdfi_conv_widen2_scalar};
 
 /* ---------------------------------------------------------------------------------------
  * 8-bit family: X4 rows (LD2 / ST4)

@@ -51,6 +51,24 @@ void mdfi_conv_widen_scalar(int64_t *restrict c64, const int32_t *restrict c32)
     for (int i = 0; i < MR * NR; ++i) c64[i] += c32[i];
 }
 
+/* c64 += lo + 256 * hi: |lo|, |hi| < 2^31, so every term and the sum are exact in int64. */
+void mdfi_conv_widen2_scalar(int64_t *restrict c64, const int32_t *restrict lo, const int32_t *restrict hi)
+{
+    for (int i = 0; i < MR * NR; ++i) c64[i] += (int64_t)lo[i] + (int64_t)hi[i] * 256;
+}
+
+/* hi = floor(b / 256) (-128..127), b = b - 256 * hi (0..255): b = 256 * hi + lo exactly
+ * (written without shifts of negative values, which C leaves to the implementation). */
+void mdfi_conv_split_scalar(int16_t *restrict b, int16_t *restrict hi, size_t n)
+{
+    for (size_t i = 0; i < n; ++i) {
+        const int32_t v = b[i];
+        const int32_t q = v >= 0 ? v / 256 : -((255 - v) / 256);
+        hi[i] = (int16_t)q;
+        b[i] = (int16_t)(v - 256 * q);
+    }
+}
+
 void mdfi_conv_pack_scalar(const conv_ctx *ctx, int32_t t, int32_t kc0, int32_t kcl,
                         int16_t *restrict dst)
 {
@@ -127,4 +145,5 @@ EPI_SCALAR(mdfi_conv_epi32_scalar, int32_t)
 EPI_SCALAR(mdfi_conv_epi64_scalar, int64_t)
 
 const conv_ops mdfi_conv_ops_scalar = {ukr32_scalar, mdfi_conv_pack_scalar, mdfi_conv_x2_scalar, mdfi_conv_epi32_scalar,
-                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL, NULL, NULL};
+                                       mdfi_conv_epi64_scalar, mdfi_conv_widen_scalar, NULL, NULL, NULL,
+                                       mdfi_conv_split_scalar, mdfi_conv_widen2_scalar};

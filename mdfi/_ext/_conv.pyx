@@ -106,6 +106,17 @@ def _set_winograd(enable):
     mdfi_conv_set_winograd(1 if enable else 0)
 
 
+def _set_split(mode):
+    """Testing / benchmarks: the split path of acc64 layers with int16 inputs on the SIMD
+    paths: -1 automatic (default), 0 never, 1 whenever it applies."""
+    mdfi_conv_set_split(int(mode))
+
+
+def _split_calls():
+    """Testing: how many convolutions of this process took the split path."""
+    return mdfi_conv_split_calls()
+
+
 def q8_tiles(name):
     """The 8-bit register tiles (rows, vectors, lanes) of a path ([] if it has none)."""
     if name not in PATHS:
