@@ -11,37 +11,67 @@ it (``-cpu cortex-a72``: neon, the smlal path).
 Skipped (with the reason) when the cross compiler or qemu-user is missing; .ci/run installs
 them with apt where it can (packages gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user).  The same steps as a
 script: tests/run_aarch64_qemu.sh.
+
+On an aarch64 Linux host the same programs are built by the host's compiler (``cc``) and run
+natively, on the path that CPU has (the one ``mdfi._ext._conv.best_simd_path()`` names), and
+also under qemu-aarch64 as both CPUs above when qemu-user is installed (``-L /``).  Environment:
+``MDFI_AARCH64_CC`` (compiler), ``MDFI_AARCH64_SYSROOT`` (qemu's ``-L``), ``MDFI_AARCH64_RUN``
+(the command prefix of a native run; tests/run_aarch64_python.sh sets it to qemu, which stands
+for the CPU of its emulated Python).
 """
 
 from __future__ import annotations
 
 import os
+import platform
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import DARKNET, REPO
 
-CROSS = os.environ.get("MDFI_AARCH64_CC", "aarch64-linux-gnu-gcc")
+#: an aarch64 Linux host: build with its own compiler, run natively (and under qemu if present)
+NATIVE = sys.platform.startswith("linux") and platform.machine().lower() in ("aarch64", "arm64")
+CROSS = os.environ.get("MDFI_AARCH64_CC", "cc" if NATIVE else "aarch64-linux-gnu-gcc")
 QEMU = shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static")
-SYSROOT = os.environ.get("MDFI_AARCH64_SYSROOT", "/usr/aarch64-linux-gnu")
+SYSROOT = os.environ.get("MDFI_AARCH64_SYSROOT", "/" if NATIVE else "/usr/aarch64-linux-gnu")
 CPUS = {"max": "neondot", "cortex-a72": "neon"}
+HEADERS = NATIVE or os.path.exists(os.path.join(SYSROOT, "include", "stdint.h"))
+
+#: label -> command prefix; the path each run must report is RUN_PATHS (native: the host CPU's)
+RUNS: dict[str, list[str]] = {}
+if NATIVE:
+    RUNS["native"] = shlex.split(os.environ.get("MDFI_AARCH64_RUN", ""))
+if QEMU is not None and HEADERS:
+    RUNS.update({cpu: [QEMU, "-L", SYSROOT, "-cpu", cpu] for cpu in CPUS})
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which(CROSS) is None, reason=f"{CROSS} (Debian gcc-aarch64-linux-gnu) not installed"),
-    pytest.mark.skipif(not os.path.exists(os.path.join(SYSROOT, "include", "stdint.h")),
+    pytest.mark.skipif(shutil.which(CROSS) is None,
+                       reason=f"{CROSS} (the host's C compiler) not found" if NATIVE
+                       else f"{CROSS} (Debian gcc-aarch64-linux-gnu) not installed"),
+    pytest.mark.skipif(not HEADERS,
                        reason=f"the aarch64 C library headers are missing under {SYSROOT} (Debian libc6-dev-arm64-cross)"),
-    pytest.mark.skipif(QEMU is None, reason="qemu-aarch64 (Debian qemu-user) not installed"),
+    pytest.mark.skipif(not NATIVE and QEMU is None, reason="qemu-aarch64 (Debian qemu-user) not installed"),
     pytest.mark.skipif(shutil.which("make") is None, reason="make is not available"),
 ]
+
+
+def expected_path(run: str) -> str:
+    """The best path a run must report: the emulated CPU's, or the host's (as the package sees it)."""
+    if run in CPUS:
+        return CPUS[run]
+    from mdfi._ext import _conv
+    return _conv.best_simd_path()
 
 
 @pytest.fixture(scope="module")
 def arm_build(tmp_path_factory) -> Path:
     build = tmp_path_factory.mktemp("aarch64_build")
-    prefix = CROSS[:-len("gcc")] if CROSS.endswith("gcc") else "aarch64-linux-gnu-"
+    prefix = CROSS[:-len("gcc")] if CROSS.endswith("gcc") else "" if NATIVE else "aarch64-linux-gnu-"
     proc = subprocess.run(["make", "-C", str(REPO / "csrc"), f"BUILD={build}", "-j4", f"CC={CROSS}",
                            f"AR={prefix}ar", f"STRIP={prefix}strip", "runner", str(build / "conv_check")],
                           capture_output=True, text=True, timeout=900)
@@ -50,19 +80,20 @@ def arm_build(tmp_path_factory) -> Path:
     return build
 
 
-def qemu(cpu: str, *args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([QEMU, "-L", SYSROOT, "-cpu", cpu, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+def run_on(run: str, *args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([*RUNS[run], *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("cpu", list(CPUS))
-def test_conv_paths_equal_scalar(arm_build, cpu):
-    res = qemu(cpu, arm_build / "conv_check", "--cases", "80")
+@pytest.mark.parametrize("run", list(RUNS))
+def test_conv_paths_equal_scalar(arm_build, run):
+    res = run_on(run, arm_build / "conv_check", "--cases", "80")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert f"best path: {CPUS[cpu]}" in res.stdout, res.stdout
+    path = expected_path(run)
+    assert path in ("neon", "neondot"), path
+    assert f"best path: {path}" in res.stdout, res.stdout
     assert "conv_check: ok" in res.stdout and "identical" in res.stdout, res.stdout
     tested = [l.split()[0] for l in res.stdout.splitlines() if "identical to the scalar path" in l]
-    assert CPUS[cpu] in tested and "neon" in tested, res.stdout
+    assert path in tested and "neon" in tested, res.stdout
 
 
 def _gold(tmp_path: Path, model, image) -> Path:
@@ -73,14 +104,14 @@ def _gold(tmp_path: Path, model, image) -> Path:
 
 
 def _check_runner(arm_build: Path, gold: Path, tmp_path: Path):
-    for cpu in CPUS:
-        out = tmp_path / f"out-{cpu}"
-        res = qemu(cpu, arm_build / "mdfi_run", gold, out, "--threads", "2")
+    for run in RUNS:
+        out = tmp_path / f"out-{run}"
+        res = run_on(run, arm_build / "mdfi_run", gold, out, "--threads", "2")
         assert res.returncode == 0, res.stderr
         golden_files = sorted(p.name for p in gold.glob("l*.out.hex"))
         assert golden_files and sorted(p.name for p in out.glob("l*.out.hex")) == golden_files
         differ = [n for n in golden_files if (out / n).read_bytes() != (gold / n).read_bytes()]
-        assert not differ, f"{cpu}: outputs differ from the NumPy reference: {differ}"
+        assert not differ, f"{run}: outputs differ from the NumPy reference: {differ}"
 
 
 def test_runner_yolov3_tiny(arm_build, tiny_weights_path, tmp_path):
