@@ -59,8 +59,15 @@ def test_public_api_types_reach_mypy(tmp_path):
     assert (here / "py.typed").is_file(), here
     user = tmp_path / "user.py"
     user.write_text(SNIPPET)
-    env = dict(os.environ, MYPYPATH=str(here.parent))
+    env = dict(os.environ)
+    if here.parent == REPO:             # a source checkout (PYTHONPATH=.): mypy reads it from there
+        env["MYPYPATH"] = str(REPO)
+    else:
+        # the installed copy (site-packages, which mypy refuses in MYPYPATH): mypy finds it
+        # through this interpreter, and only because mdfi/py.typed was installed beside it
+        env.pop("PYTHONPATH", None)
     r = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", "--follow-imports=silent",
+                        "--python-executable", sys.executable,
                         "--ignore-missing-imports", "--no-error-summary", "--hide-error-context",
                         "--cache-dir", str(tmp_path / "cache"), str(user)],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
