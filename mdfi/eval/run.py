@@ -157,6 +157,10 @@ class EvalRun:
     machines: List[dict] = field(default_factory=list)
 
 
+#: Images whose times :func:`evaluate_models` keeps for the median (memory stays bounded).
+MAX_TIMED = 10000
+
+
 def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images, *,
                     names: Optional[Sequence[str]] = None, label: str = "", labels: Optional[dict] = None,
                     stats: bool = False, engine: str = "c", workers: Optional[int] = None,
@@ -208,18 +212,23 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
         keys = [k for k, _ in inputs]
         prog = pipeline.RateProgress(len(inputs), "eval", enabled=progress)
         prog.skipped = len(journal.done & set(keys))
-        timing: Dict[str, list] = {"times": [], "machines": []}
+        times: Dict[str, List[float]] = {}
+        machines: List[dict] = []
 
         def keep(key, text: str) -> None:
             # the times stay out of the results file, whose bytes do not depend on how the
-            # images were split (docs/scale.md); a resumed run times the images it runs
+            # images were split (docs/scale.md); a resumed run times the images it runs; memory
+            # stays bounded: the first MAX_TIMED images' times are kept
             if '"ms":' in text:
                 from ..scale.results import canonical
                 rec = json.loads(text)
-                timing["times"].append(rec.pop("ms", None) or {})
+                for tag, ms in (rec.pop("ms", None) or {}).items():
+                    got = times.setdefault(tag, [])
+                    if len(got) < MAX_TIMED:
+                        got.append(float(ms))
                 machine = rec.pop("machine", None)
-                if machine and machine not in timing["machines"]:
-                    timing["machines"].append(machine)
+                if machine and machine not in machines and len(machines) < 64:
+                    machines.append(machine)
                 text = canonical(rec)
             journal.write(text)
 
@@ -230,11 +239,8 @@ def evaluate_models(cfg_file, weights_file, models: Mapping[str, object], images
             journal.close()
         prog.done()
         run = _aggregate(journal, keys, list(models), names, labels, job, stats)
-        for tag in models:
-            got = [t[tag] for t in timing["times"] if tag in t]
-            if got:
-                run.times[tag] = got
-        run.machines = timing["machines"]
+        run.times = {t: times[t] for t in models if times.get(t)}
+        run.machines = machines
         return run
     finally:
         if tmpdir is not None:
@@ -262,7 +268,6 @@ def _aggregate(journal, keys: List[str], tags: List[str], names: Sequence[str], 
             floats[k] = [_Det(r, names) for r in rec["float"]]
             for tag in rec.get("dropped", {}):
                 capped[tag] = capped.get(tag, 0) + 1
-
     for tag, n in sorted(capped.items()):
         print(f"eval: {tag}: {n} image(s) had more than {imagejobs.MAX_EVAL_DETECTIONS} detections; "
               f"the most confident {imagejobs.MAX_EVAL_DETECTIONS} of each were evaluated", file=sys.stderr)
@@ -311,7 +316,8 @@ def _time_report(run: EvalRun) -> Optional[Tuple[dict, str]]:
                       + (f" ({m['path']})" if m.get("path") else "") + f", {m.get('threads')} thread(s)"
                       for m in run.machines) or "?"
     workers = " per worker, timed while the other workers ran" if len(run.machines) > 1 else ""
-    line = (f"time per image (median of {min(len(v) for v in run.times.values())}; fixed-point detect on the "
+    n = min(len(v) for v in run.times.values())
+    line = (f"time per image (median of {n}{' (the first timed)' if n >= MAX_TIMED else ''}; fixed-point detect on the "
             f"letterboxed input: forward, heads, NMS; {where}{workers}): "
             + ", ".join(f"{t} {ms:.1f} ms" + ("" if t == base_tag else f" ({ms / med[base_tag]:.2f}x {base_tag})")
                         for t, ms in med.items()))
