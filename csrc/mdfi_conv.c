@@ -449,7 +449,7 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
         packed_geom pg;
         (void)mdfi_conv_packed_geometry(m, c, ks, &pg);
         const int32_t umax = mdfi_conv_rd32((const unsigned char *)packed + 44);
-        if (mdfi_conv_winograd && (ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512) && pg.wino_off &&
+        if (mdfi_conv_winograd && (ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512 || ops == &mdfi_conv_ops_vnni16) && pg.wino_off &&
             ks == 3 && stride == 1 && acc64 == 0 && ctx.sum32 && (xtype == MDFI_CONV_U8 || xtype == MDFI_CONV_S8) &&
             c >= MDFI_WINO_MIN_C &&
             umax >= 0 && umax <= 32767 && 4 * kvol * wx <= (int64_t)INT32_MAX) {
@@ -524,7 +524,7 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
     /* 3-channel inputs (first layers) on the AVX2 packing: the tap-pair K order (ctx.tp), 14
      * K-pairs instead of 18 for 3x3 (the pair (c2, 0) of each tap wastes half a vpmaddwd).
      * The A panels are re-ordered into scratch (a few KB); integer sums are exact in any order. */
-    if ((ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512) && c == 3 && ks >= 2 && !ctx.direct &&
+    if ((ops == &mdfi_conv_ops_avx2 || ops == &mdfi_conv_ops_avx512 || ops == &mdfi_conv_ops_vnni16) && c == 3 && ks >= 2 && !ctx.direct &&
         ctx.nkc == 1) {
         const int32_t taps = ks * ks, k2t = taps + (taps + 1) / 2;
         int16_t *at = (int16_t *)(void *)(ctx.tbase + ctx.tbytes * (size_t)nthreads);   /* geometry: tpa */

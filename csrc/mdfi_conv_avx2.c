@@ -616,6 +616,10 @@ const conv_ops mdfi_conv_ops_avx2 = {ukr32_avx2, pack_avx2, x2_avx2, epi32_avx2,
 const conv_ops mdfi_conv_ops_avx512 = {mdfi_conv_avx512_ukr32, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
                                        widen_avx2, mdfi_conv_avx512_ukr32x2, NULL, NULL, split_avx2,
                                        widen2_avx2};
+/* AVX512-VNNI: the same with the fused vpdpwssd micro-kernels (mdfi_conv_avx512.c) */
+const conv_ops mdfi_conv_ops_vnni16 = {mdfi_conv_vnni16_ukr32, pack_avx2, x2_avx2, epi32_avx2, epi64_avx2,
+                                       widen_avx2, mdfi_conv_vnni16_ukr32x2, NULL, NULL, split_avx2,
+                                       widen2_avx2};
 
 #else
 /* ISO C forbids an empty translation unit. */

@@ -256,6 +256,11 @@ extern int mdfi_conv_split_mode;
 #if MDFI_CONV_X86
 extern const conv_ops mdfi_conv_ops_avx2;
 extern const conv_ops mdfi_conv_ops_avx512;
+extern const conv_ops mdfi_conv_ops_vnni16;     /* mdfi_conv_ops_avx512 with vpdpwssd kernels */
+void mdfi_conv_vnni16_ukr32(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
+                            int32_t *restrict c, int accumulate);
+void mdfi_conv_vnni16_ukr32x2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b0,
+                              const int16_t *restrict b1, size_t bstride, int32_t *restrict c, int accumulate);
 void mdfi_conv_avx512_ukr32(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b, size_t bstride,
                             int32_t *restrict c, int accumulate);
 void mdfi_conv_avx512_ukr32x2(int32_t kcl, const int16_t *restrict a, const int16_t *restrict b0,
