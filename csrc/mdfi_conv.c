@@ -262,7 +262,7 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
                 for (int32_t t = 0; t < nb; ++t)
                     ops->pack(ctx, tb0 + t, kc0, kcl, bpriv + (size_t)t * kcl * NR * 2);
                 if (ctx->split)
-                    (ops->split ? ops->split : mdfi_conv_split_scalar)(bpriv, bpriv_hi, (size_t)nb * kcl * NR * 2);
+                    ops->split(bpriv, bpriv_hi, (size_t)nb * kcl * NR * 2);
             }
             const size_t bstride = ctx->direct ? (size_t)ctx->plane * 2 : (size_t)NR * 2;
             for (int32_t p = p0; p < p1; ++p) {
@@ -323,7 +323,7 @@ static void compute(const conv_ctx *ctx, const conv_ops *ops, int tid, int32_t p
                                     ops->ukr32(len, ai, bp + (size_t)i * bstride, bstride, lo, 0);
                                     ops->ukr32(len, ai, bh + (size_t)i * bstride, bstride, hi, 0);
                                 }
-                                (ops->widen2 ? ops->widen2 : mdfi_conv_widen2_scalar)(ct, lo, hi);
+                                ops->widen2(ct, lo, hi);
                             }
                         } else if (simd && ctx->chunk > 0) {
                             for (int32_t i = 0; i < kcl; i += ctx->chunk) {
@@ -383,9 +383,8 @@ static void worker(void *arg, int tid)
         for (int64_t t; (t = mdfi_pool_next(&work->pack)) < npack;) {
             ops->pack(ctx, (int32_t)t, 0, ctx->k2, ctx->bshared + (size_t)t * ctx->k2 * NR * 2);
             if (ctx->split)
-                (ops->split ? ops->split : mdfi_conv_split_scalar)(ctx->bshared + (size_t)t * ctx->k2 * NR * 2,
-                                                                   ctx->bshared_hi + (size_t)t * ctx->k2 * NR * 2,
-                                                                   (size_t)ctx->k2 * NR * 2);
+                ops->split(ctx->bshared + (size_t)t * ctx->k2 * NR * 2, ctx->bshared_hi + (size_t)t * ctx->k2 * NR * 2,
+                           (size_t)ctx->k2 * NR * 2);
             mdfi_pool_done(&work->pack_done, npack);
         }
         mdfi_pool_wait(&work->pack_done, npack);

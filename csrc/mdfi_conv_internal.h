@@ -197,7 +197,8 @@ typedef struct conv_ops {
     /* NULL, or the ukr32 for the first mv rows of a panel only (rows mv..MR-1 of C are then
      * not written; for a last panel of fewer than MR rows, e.g. Winograd's) */
     ukr32_fn (*ukr32_rows)(int32_t mv);
-    /* the split acc64 path (ctx->split); NULL: the scalar versions */
+    /* the split acc64 path (ctx->split); every table sets both (the portable ones in
+     * mdfi_conv_scalar.c where a path has no vector twin) */
     split_fn split;
     widen2_fn widen2;
 } conv_ops;
