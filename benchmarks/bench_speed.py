@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -98,13 +97,8 @@ def check_image(net) -> np.ndarray:
 
 
 def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from mdfi.scale.imagejobs import cpu_name as name      # the one reader (mdfi eval prints it too)
+    return name()
 
 
 def loadavg() -> str:

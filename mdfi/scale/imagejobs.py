@@ -220,19 +220,22 @@ def eval_setup(shared: Mapping[str, bytes], params: Mapping[str, Any], threads: 
             "params": dict(params), "machine": machine_record(params["engine"], threads)}
 
 
-def machine_record(engine: str, threads: int) -> Dict[str, Any]:
-    """Where an eval worker timed its models: CPU, fixed-point engine (the C engine's SIMD
-    path) and threads -- ``mdfi eval`` prints the times with it."""
+def cpu_name() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` knows."""
     import platform
-    cpu = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine_record(engine: str, threads: int) -> Dict[str, Any]:
+    """Where an eval worker timed its models: CPU, fixed-point engine (the C engine's SIMD
+    path) and threads -- ``mdfi eval`` prints the times with it."""
     path = ""
     if engine == "c":
         try:
@@ -240,8 +243,7 @@ def machine_record(engine: str, threads: int) -> Dict[str, Any]:
             path = _conv.simd_path()
         except Exception:   # noqa: BLE001 - a description only
             path = ""
-    return {"cpu": cpu or platform.processor() or platform.machine(), "engine": engine, "path": path,
-            "threads": int(threads)}
+    return {"cpu": cpu_name(), "engine": engine, "path": path, "threads": int(threads)}
 
 
 def eval_prepare(params: Mapping[str, Any], item: Mapping[str, Any]):
