@@ -146,6 +146,12 @@ def conv_profile(qm, x_u8, threads: int, runs: int, clock, probe=None):
     return rows, rounds
 
 
+def on_amx(net, index: int) -> bool:
+    """The layer runs on AMX tiles when the path is amx: input channels a multiple of 64
+    (csrc/mdfi_conv_amx.c amx_usable; the others take the avx512vnni kernels)."""
+    return net.layers[index].in_shape[0] % 64 == 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="MDFI vs ONNX Runtime and OpenCV DNN forward time")
     ap.add_argument("--runs", type=int, default=20)
@@ -222,6 +228,7 @@ def main(argv=None) -> int:
     img_path = os.path.join(tmp, "timing.jpg")
     from PIL import Image
     Image.fromarray(rgb).save(img_path, quality=95)
+    nets = {}
     profiles = {}
     for name in args.models.split(","):
         log(f"[{name}] loading and quantizing ...")
@@ -306,9 +313,10 @@ def main(argv=None) -> int:
             probe = None
             if not args.no_ceiling:
                 import bench_ceiling
-                probe = bench_ceiling.Probe()
+                probe = bench_ceiling.Probe("tdpbusd" if best == "amx" else "vpdpbusd zmm")
             log(f"[{name}] per-layer profile ...")
             profiles[name] = {t: conv_profile(qm, x_u8, t, max(5, args.runs // 2), clock, probe) for t in threads}
+            nets[name] = qm.network
             if probe is not None:
                 probe.close()
 
@@ -348,26 +356,41 @@ def main(argv=None) -> int:
         print(text.rstrip())
         ceiling = bench_ceiling.parse(text)
     if profiles:
-        key = next((k for k in (ceiling or {}) if k.startswith("vpdpbusd zmm")), None)
+        def key_of(prefix):
+            return next((k for k in (ceiling or {}) if k.startswith(prefix)), None)
+
         print(f"\n# per-layer convolution time inside the forward (path {best}); big = 3x3 layers of >= 150 MMAC")
         for name, per_t in profiles.items():
+            net = nets[name]
             for ti, t in enumerate(threads):
                 rows, rounds = per_t[t]
                 big = [(i, d, mac, s) for i, d, mac, s in rows if " 3x3/" in d and mac >= 150e6]
                 tot = sum(s for *_, s in rows)
                 line = f"  {name} {t} thr.: conv layers {1e3 * tot:.1f} ms ({sum(m for _, _, m, _ in rows) / tot / 1e9:.0f} GMAC/s)"
-                if big:
-                    bg = sum(m for _, _, m, _ in big) / sum(s for *_, s in big) / 1e9
-                    line += f"; big 3x3 layers {bg:.0f} GMAC/s"
+                # the big layers by the instruction they ran on: AMX tiles (path amx, channels a
+                # multiple of 64) against the tdpbusd ceiling, the others against vpdpbusd zmm's;
+                # the probe sampled the ceiling of the path's own instruction before each round
+                groups = [("", big, "vpdpbusd zmm")]
+                if best == "amx":
+                    groups = [(" on AMX tiles", [b for b in big if on_amx(net, b[0])], "tdpbusd"),
+                              (" on the avx512vnni fallback (C % 64 != 0)",
+                               [b for b in big if not on_amx(net, b[0])], "vpdpbusd zmm")]
+                for label, grp, instr in groups:
+                    if not grp:
+                        continue
+                    bg = sum(m for _, _, m, _ in grp) / sum(s for *_, s in grp) / 1e9
+                    line += f"\n    big 3x3 layers{label}: {bg:.0f} GMAC/s"
+                    key = key_of(instr)
                     if key and ti < len(ceiling[key]):
                         wall, cpu = ceiling[key][ti]
                         ref = cpu if args.cpu_time else wall
-                        line += f" = {100 * bg / ref:.0f}% of the vpdpbusd zmm ceiling ({ref:.0f}; target >= 60%)"
-                    shares = [sum(m for _, _, m, _ in big) / sum(tm[i] for i, *_ in big) / 1e9
-                              / (c[1] if args.cpu_time else c[0]) for c, tm in rounds if c]
+                        line += f" = {100 * bg / ref:.0f}% of the {instr} ceiling ({ref:.0f}; target >= 60%)"
+                    sampled = "tdpbusd" if best == "amx" else "vpdpbusd zmm"
+                    shares = [sum(m for _, _, m, _ in grp) / sum(tm[i] for i, *_ in grp) / 1e9
+                              / (c[1] if args.cpu_time else c[0]) for c, tm in rounds if c and instr == sampled]
                     if shares:
                         shares.sort()
-                        line += (f"\n    same-phase share (each round / the ceiling sampled right before it, "
+                        line += (f"\n      same-phase share (each round / the ceiling sampled right before it, "
                                  f"{len(shares)} rounds): median {100 * statistics.median(shares):.0f}% "
                                  f"(range {100 * shares[0]:.0f}-{100 * shares[-1]:.0f}%; target >= 60%)")
                 print(line)

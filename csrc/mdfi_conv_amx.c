@@ -3,8 +3,8 @@
  * Register tile: 32 output channels x 32 output positions = four int32 C tiles (tmm0-3),
  * two weight tiles (tmm4-5: 16 channels x 16 channel quads, from the AT layout of the packed
  * weights, one 1 KB block each) and two activation tiles (tmm6-7: 16 channel quads x 16
- * positions, loaded straight from X4 -- or the packed B -- with the quad stride as the row
- * stride).  TDPBSUD multiplies the signed weight bytes by the unsigned activation bytes and
+ * positions, loaded from the packed B -- or straight from X4 for 1x1 stride-1 layers -- with
+ * the quad stride as the row stride); a call runs 1 or 4 such register tiles (below).  TDPBSUD multiplies the signed weight bytes by the unsigned activation bytes and
  * adds four products per int32 lane with wrap-around, like vpdpbusd (so the X4 bytes, delta
  * and the exactness argument are those of the VNNI kernels, mdfi_conv_q8.h).  The C tiles are
  * stored to a stack buffer (rows = channels) and go through the zmm epilogue (with a fused
@@ -15,9 +15,9 @@
  * each kernel call and released at its end (no AMX state outlives a call).  The kernel runs
  * only after mdfi_cpu_features() reported AMX-TILE + AMX-INT8 with the OS tile state and the
  * Linux permission (arch_prctl), and after the path's start-up self-check
- * (mdfi_conv_paths.c).  This project's development machine has no AMX: the kernel's source is
- * shared with "amx-sim" (the same text on a C model of the tile instructions, tested like
- * every path), and the self-check vouches for the real instructions where they run.
+ * (mdfi_conv_paths.c).  The kernel's source is shared with "amx-sim" (the same text on a C
+ * model of the tile instructions, tested like every path on any AVX512-VNNI machine); on a
+ * machine with AMX (an Intel Xeon, stop 35) the real instructions run the same tests.
  */
 #include "mdfi_conv_q8.h"
 
@@ -50,42 +50,73 @@ static inline const int8_t *at_panel(const q8_ctx *ctx, int32_t r)
     return ctx->at + (size_t)(r / Q8_PANEL) * (size_t)ctx->taps * (size_t)ctx->c4b * 1024;
 }
 
+/* Steps of the K loop: step s = tap * C4B + blk reads the A blocks at s * 1 KB of the rows'
+ * panels and the B rows at toff[tap] + blk * 16 * bcs.  A call covers J register tiles of
+ * 32 rows (MR = 32 * J) on one tile of 32 positions: the K loop runs in chunks of AMX_KC
+ * steps, and every register tile of the call runs a chunk in turn, so the chunk's B rows
+ * (AMX_KC * 2 KB) are read from L2 once and from L1 by the other register tiles, whose C
+ * tiles wait in `cb` (stored after a chunk, loaded before the next).  A layer whose whole K
+ * fits one chunk stores each C tile once.  Every sum is the one of a single register tile
+ * (same K order; modulo 2^32 anyway).  The driver (choose, mdfi_conv_q8.c) takes J = 4
+ * except for 1x1 layers of one chunk (J = 1), and packed B (rows on cache lines: a tile row
+ * across two lines costs two) except for 1x1 stride-1 layers, whose direct rows are aligned. */
+#define AMX_KC 8
+#define AMX_KC_ONE 12                /* up to this many steps: one chunk (choose() knows it) */
+
 /* The kernel, written once over tile operations (STATE, ZERO, LOAD, DP, STORE, RELEASE) and
  * compiled twice: on the AMX instructions, and on a C model of them (Intel's pseudo-code of
  * TILELOADD / TDPBSUD / TILESTORED), the test path "amx-sim" that checks this file's
  * addressing and layouts on any AVX512-VNNI machine. */
-#define AMX_KERNEL(NAME, ATTR, STATE, CONFIG, ZERO, LOAD, DP, STORE, RELEASE)                     \
+#define AMX_KERNEL(NAME, J, ATTR, STATE, CONFIG, ZERO, LOAD, DP, STORE, RELEASE)                     \
 ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                                   \
 {                                                                                                 \
     STATE;                                                                                        \
     CONFIG;                                                                                       \
-    ZERO(0); ZERO(1); ZERO(2); ZERO(3);                                                           \
+    int32_t cb[J][32][32] __attribute__((aligned(64)));    /* C tiles of the register tiles */\
     const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \
-    const int8_t *a0 = at_panel(ctx, m0), *a1 = at_panel(ctx, m0 + 16);                           \
     const size_t bcs = ctx->bcs;                                                                  \
-    const int32_t c4b = ctx->c4b;                                                                 \
-    for (int32_t tap = 0; tap < ctx->taps; ++tap) {                                               \
-        const uint8_t *bt = b + ctx->toff[tap];                                                   \
-        for (int32_t blk = 0; blk < c4b; ++blk) {                                                 \
-            const size_t ao = ((size_t)tap * (size_t)c4b + (size_t)blk) * 1024;                   \
-            const uint8_t *bb = bt + (size_t)blk * 16 * bcs;                                      \
-            LOAD(4, a0 + ao, 64);                                                                 \
-            LOAD(5, a1 + ao, 64);                                                                 \
-            LOAD(6, bb, bcs);                                                                     \
-            LOAD(7, bb + 64, bcs);                                                                \
-            DP(0, 4, 6);                                                                          \
-            DP(1, 4, 7);                                                                          \
-            DP(2, 5, 6);                                                                          \
-            DP(3, 5, 7);                                                                          \
+    const int32_t c4b = ctx->c4b, steps = ctx->taps * c4b;                                        \
+    const int32_t kc = steps <= AMX_KC_ONE ? steps : AMX_KC;                                      \
+    int32_t nj = (ctx->m - m0 + 31) / 32;                      /* register tiles with rows < M */ \
+    if (nj > J) nj = J;                                                                                                              \
+    for (int32_t s0 = 0; s0 < steps; s0 += kc) {                                                  \
+        const int32_t s1 = s0 + kc < steps ? s0 + kc : steps;                                     \
+        for (int32_t j = 0; j < nj; ++j) {                                                        \
+            const int8_t *a0 = at_panel(ctx, m0 + 32 * j), *a1 = at_panel(ctx, m0 + 32 * j + 16);   \
+            if (s0 == 0) {                                                                        \
+                ZERO(0); ZERO(1); ZERO(2); ZERO(3);                                               \
+            } else {                                                                              \
+                LOAD(0, &cb[j][0][0], 128);                                                       \
+                LOAD(1, &cb[j][0][16], 128);                                                      \
+                LOAD(2, &cb[j][16][0], 128);                                                      \
+                LOAD(3, &cb[j][16][16], 128);                                                     \
+            }                                                                                     \
+            int32_t tap = s0 / c4b, blk = s0 % c4b;                                               \
+            for (int32_t st = s0; st < s1; ++st) {                                                \
+                const size_t ao = (size_t)st * 1024;                                              \
+                const uint8_t *bb = b + ctx->toff[tap] + (size_t)blk * 16 * bcs;                   \
+                LOAD(4, a0 + ao, 64);                                                             \
+                LOAD(5, a1 + ao, 64);                                                             \
+                LOAD(6, bb, bcs);                                                                 \
+                LOAD(7, bb + 64, bcs);                                                            \
+                DP(0, 4, 6);                                                                      \
+                DP(1, 4, 7);                                                                      \
+                DP(2, 5, 6);                                                                      \
+                DP(3, 5, 7);                                                                      \
+                if (++blk == c4b) {                                                               \
+                    blk = 0;                                                                      \
+                    ++tap;                                                                        \
+                }                                                                                 \
+            }                                                                                     \
+            STORE(0, &cb[j][0][0], 128);                                                          \
+            STORE(1, &cb[j][0][16], 128);                                                         \
+            STORE(2, &cb[j][16][0], 128);                                                         \
+            STORE(3, &cb[j][16][16], 128);                                                        \
         }                                                                                         \
     }                                                                                             \
-    int32_t tmp[32][32] __attribute__((aligned(64)));                                             \
-    STORE(0, &tmp[0][0], 128);                                                                    \
-    STORE(1, &tmp[0][16], 128);                                                                   \
-    STORE(2, &tmp[16][0], 128);                                                                   \
-    STORE(3, &tmp[16][16], 128);                                                                  \
     RELEASE;                                                                                      \
-    mdfi_q8_epi_vnni512(ctx, m0, 32, 2, &tmp[0][0], ctx->vinfo + (size_t)t * 2);                   \
+    for (int32_t j = 0; j < nj; ++j)                                                              \
+        mdfi_q8_epi_vnni512(ctx, m0 + 32 * j, 32, 2, &cb[j][0][0], ctx->vinfo + (size_t)t * 2);  \
 }
 
 /* the AMX instructions: every tile 16 rows x 64 bytes */
@@ -100,7 +131,9 @@ static inline __attribute__((always_inline)) void amx_config(tilecfg *cfg)
 }
 #define HW_STATE tilecfg cfg_
 #define HW_CONFIG (amx_config(&cfg_), _tile_loadconfig(&cfg_))
-AMX_KERNEL(amx_tile_32x32, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbsud, _tile_stored,
+AMX_KERNEL(amx_tile_128x32, 4, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbsud, _tile_stored,
+           _tile_release())
+AMX_KERNEL(amx_tile_32x32, 1, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbsud, _tile_stored,
            _tile_release())
 
 /* the C model (Intel SDM pseudo-code, tiles 16 x 64 bytes) */
@@ -137,7 +170,8 @@ static void sim_dpbsud(simtile *dst, const simtile *a, const simtile *b)
 #define SIM_LOAD(i, base, stride) sim_load(&tiles_[i], (base), (stride))
 #define SIM_DP(d, a, b) sim_dpbsud(&tiles_[d], &tiles_[a], &tiles_[b])
 #define SIM_STORE(i, base, stride) sim_store(&tiles_[i], (base), (stride))
-AMX_KERNEL(amxsim_tile_32x32, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DP, SIM_STORE, ((void)0))
+AMX_KERNEL(amxsim_tile_128x32, 4, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DP, SIM_STORE, ((void)0))
+AMX_KERNEL(amxsim_tile_32x32, 1, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DP, SIM_STORE, ((void)0))
 
 /* whole K tiles: channel quads a multiple of 16 */
 static int amx_usable(int32_t c, int32_t ks, int32_t stride)
@@ -147,20 +181,20 @@ static int amx_usable(int32_t c, int32_t ks, int32_t stride)
     return c % 64 == 0;
 }
 
-static const q8_kernel kerns_amx[] = {{32, 2, 16, amx_tile_32x32}};
-const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_amx, 1, amx_usable,
-                                &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2};
-static const q8_kernel kerns_sim[] = {{32, 2, 16, amxsim_tile_32x32}};
-const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_sim, 1, amx_usable,
-                                   &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2};
+static const q8_kernel kerns_amx[] = {{128, 2, 16, amx_tile_128x32}, {32, 2, 16, amx_tile_32x32}};
+const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_amx, 2, amx_usable,
+                                &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1};
+static const q8_kernel kerns_sim[] = {{128, 2, 16, amxsim_tile_128x32}, {32, 2, 16, amxsim_tile_32x32}};
+const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_sim, 2, amx_usable,
+                                   &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1};
 
 int mdfi_q8_have_amx_build(void) { return 1; }
 
 #elif MDFI_CONV_X86
 
-const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0, NULL};
+const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0, NULL, 0};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL,
-                                   &mdfi_q8_ops_vnni512, 0, 0, NULL};
+                                   &mdfi_q8_ops_vnni512, 0, 0, NULL, 0};
 int mdfi_q8_have_amx_build(void) { return 0; }
 
 #else

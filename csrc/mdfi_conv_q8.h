@@ -163,6 +163,10 @@ typedef struct q8_ops {
     int32_t native_res;               /* kernels apply ctx->res when ctx->res_fast        */
     /* optional, stride 2: X4 rows (cq * 2 + py) * Hps + pr, both column phases of each */
     void (*x4_s2)(const q8_ctx *ctx, int64_t r0, int64_t r1);
+    /* 1: the kernels read whole 64-byte B rows best on cache lines (AMX tile loads: a row
+     * across two lines costs two): packed mode, unless direct mode's rows are aligned
+     * (1x1 stride 1, no padding: tiles start at multiples of NR, planes at 16 positions) */
+    int32_t b_aligned;
 } q8_ops;
 
 /* The portable reference ops (mdfi_conv_q8.c) and the SIMD twins. */

@@ -251,6 +251,33 @@ def test_path_runs_or_is_skipped(path):
                           reference(x16, w16, b16, s16, **kw16))
 
 
+@pytest.mark.parametrize("path", [p for p in ("amx", "amx-sim") if p in Q8_PATHS])
+def test_amx_chunks_and_row_groups(path):
+    """The AMX kernels (csrc/mdfi_conv_amx.c) where their structure shows: K in several chunks
+    of AMX_KC = 8 steps of 64 channels (C tiles stored and reloaded between chunks; 3x3 with
+    C = 128, 192: 18, 27 steps; 1x1 with C = 1024: 16), one chunk (C = 64 3x3, 768 1x1: 9, 12
+    steps), four register tiles per call with output-channel counts that leave 1-3 of them
+    past M (M = 129, 150, 200, 255) or a single one (M = 16), strides 1 and 2, both kernels in
+    every B mode and the automatic choice, 1-3 threads, random and extreme values."""
+    need(path)
+    tiles = _conv.q8_tiles(path)
+    assert len(tiles) == 2
+    rng = np.random.default_rng(41)
+    shapes = [(128, 6, 7, 150, 3, 1, 1), (192, 5, 4, 129, 3, 2, 1), (1024, 3, 5, 200, 1, 1, 0),
+              (64, 9, 8, 255, 3, 1, 1), (768, 4, 4, 16, 1, 1, 0), (128, 11, 9, 40, 3, 2, 1)]
+    for i, shape in enumerate(shapes):
+        style = ("random", "max", "edges")[i % 3]
+        x, wt, bias, shift, kw = case(rng, *shape, style=style)
+        ref = reference(x, wt, bias, shift, **kw)
+        for kern, direct in [(-1, -1)] + [(k, d) for k in range(len(tiles)) for d in (1, 0, 2)]:
+            _conv._set_q8_override(kern, direct)
+            try:
+                got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern + direct) % 3, **kw)
+            finally:
+                _conv._set_q8_override(-1, -1)
+            assert np.array_equal(got, ref), (path, kern, direct, shape, style)
+
+
 @pytest.mark.parametrize("path", Q8_PATHS)
 def test_choice_profiles(path):
     """The automatic tile and B-mode choice under each profile (generic: the AMD-tuned model;
