@@ -251,6 +251,19 @@ def test_path_runs_or_is_skipped(path):
                           reference(x16, w16, b16, s16, **kw16))
 
 
+def test_packed_weights_on_cache_lines():
+    """pack_weights returns its buffer on a 64-byte boundary (NumPy aligns to 16), so that the
+    AMX kernels' 64-byte weight rows each sit on one cache line (the packed layout aligns its
+    sections to 64 bytes from the start): yolov3's big layers ran 1.2x slower on AMX from a
+    16-byte-aligned buffer."""
+    rng = np.random.default_rng(5)
+    for shape in [(1, 1, 1, 1), (40, 64, 3, 3), (255, 256, 1, 1), (7, 3, 3, 3)]:
+        for _ in range(4):
+            packed = _conv.pack_weights(rng.integers(-128, 128, size=shape, dtype=np.int8))
+            assert packed.ctypes.data % 64 == 0, shape
+            assert packed.flags.c_contiguous and packed.size == _conv.packed_size(shape[0], shape[1], shape[2])
+
+
 @pytest.mark.parametrize("path", [p for p in ("amx", "amx-sim") if p in Q8_PATHS])
 def test_amx_chunks_and_row_groups(path):
     """The AMX kernels (csrc/mdfi_conv_amx.c) where their structure shows: K in several chunks

@@ -32,7 +32,7 @@ static int load_conv(const mdfi_model *m, mdfi_layer *l, mdfi_err *err)
         return -1;
     }
     l->packed_size = mdfi_conv_packed_size(l->m, in->c, l->k);
-    l->packed = l->packed_size > 0 ? mdfi_alloc(l->packed_size, 1) : NULL;
+    l->packed = l->packed_size > 0 ? mdfi_alloc64(l->packed_size) : NULL;
     if (l->packed == NULL) {
         free(w);
         return mdfi_fail(err, m->txt, l->line, "layer %d: out of memory for the packed weights", (int)l->index);

@@ -48,6 +48,17 @@ void *mdfi_alloc(int64_t count, size_t size)
     return malloc(bytes > 0 ? bytes : 1);
 }
 
+void *mdfi_alloc64(int64_t bytes)
+{
+    if (bytes < 0 || (uint64_t)bytes > (uint64_t)SIZE_MAX - 64) return NULL;
+    const size_t n = ((size_t)bytes + 63) & ~(size_t)63;
+#if defined(_WIN32)
+    return malloc(n > 0 ? n : 1);      /* MSVC has no aligned_alloc that free() releases */
+#else
+    return aligned_alloc(64, n > 0 ? n : 64);
+#endif
+}
+
 int mdfi_read_file(const char *path, int64_t max_bytes, char **data, int64_t *len, mdfi_err *err)
 {
     *data = NULL;

@@ -41,6 +41,10 @@ int mdfi_join_path(char *out, const char *dir, const char *name, mdfi_err *err);
  * (allocates 1 byte instead).  NULL if the size overflows or memory is exhausted. */
 void *mdfi_alloc(int64_t count, size_t size);
 
+/* bytes on a 64-byte boundary (released with free): packed weights, whose 64-byte rows the
+ * AMX kernels load (a row across two cache lines costs two) */
+void *mdfi_alloc64(int64_t bytes);
+
 /* Read a whole file into a NUL-terminated buffer (*data, *len bytes excluding the NUL).
  * Files larger than max_bytes are refused.  The caller frees *data. */
 int mdfi_read_file(const char *path, int64_t max_bytes, char **data, int64_t *len, mdfi_err *err);

@@ -196,7 +196,11 @@ def pack_weights(w):
     cdef int64_t n = mdfi_conv_packed_size(m, c, ks)
     if n < 0:
         raise ShapeError(f"conv: weight shape {w.shape} is too large")
-    packed = np.empty(n, dtype=np.uint8)
+    # on a 64-byte boundary: the AMX kernels load 64-byte rows of the packed weights, and a
+    # row across two cache lines costs two (NumPy aligns to 16 bytes)
+    buf = np.empty(n + 64, dtype=np.uint8)
+    cdef int64_t off = (-<int64_t>buf.ctypes.data) % 64
+    packed = buf[off:off + n]
     cdef uint8_t[::1] pv = packed
     cdef const int8_t[:, :, :, ::1] w8
     cdef const int16_t[:, :, :, ::1] w16
