@@ -10,8 +10,9 @@
  * stored to a stack buffer (rows = channels) and go through the zmm epilogue (with a fused
  * shortcut, if any).
  *
- * Used for layers whose channel count is a multiple of 64 (whole K tiles); other layers take
- * the AVX512-VNNI kernels (q8_ops.fallback).  The tile state is configured at the start of
+ * Used for layers whose channel count is a multiple of 64 (whole K tiles) or 29-63 (one
+ * partial K tile per tap, amx_usable); other layers take the AVX512-VNNI kernels
+ * (q8_ops.fallback).  The tile state is configured at the start of
  * each kernel call and released at its end (no AMX state outlives a call).  The kernel runs
  * only after mdfi_cpu_features() reported AMX-TILE + AMX-INT8 with the OS tile state and the
  * Linux permission (arch_prctl), and after the path's start-up self-check
@@ -71,6 +72,7 @@ static inline const int8_t *at_panel(const q8_ctx *ctx, int32_t r)
 ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                                   \
 {                                                                                                 \
     STATE;                                                                                        \
+    const int32_t kq = ctx->c4 < 16 ? ctx->c4 : 16;   /* channel quads per K step (amx_usable) */ \
     CONFIG;                                                                                       \
     int32_t cb[J][32][32] __attribute__((aligned(64)));    /* C tiles of the register tiles */\
     const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \
@@ -119,66 +121,94 @@ ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                 
         mdfi_q8_epi_vnni512(ctx, m0 + 32 * j, 32, 2, &cb[j][0][0], ctx->vinfo + (size_t)t * 2);  \
 }
 
-/* the AMX instructions: every tile 16 rows x 64 bytes */
-static inline __attribute__((always_inline)) void amx_config(tilecfg *cfg)
+/* The tile shapes of a layer with kq channel quads per K step (16, or C4 < 16 for layers of
+ * 29-63 channels): C tiles 0-3 16 x 64 bytes (16 x 16 int32), A tiles 4-5 16 rows x 4*kq bytes
+ * (16 output channels x kq quads), B tiles 6-7 kq rows x 64 bytes (kq quads x 16 positions).
+ * TDPBSUD then sums kq quads per lane; the A and B rows past them are neither read nor used. */
+static inline __attribute__((always_inline)) void amx_shapes(int32_t kq, uint16_t colsb[8], uint8_t rows[8])
+{
+    for (int i = 0; i < 8; ++i) {
+        colsb[i] = i == 4 || i == 5 ? (uint16_t)(4 * kq) : 64;
+        rows[i] = i == 6 || i == 7 ? (uint8_t)kq : 16;
+    }
+}
+
+/* the AMX instructions */
+static inline __attribute__((always_inline)) void amx_config(tilecfg *cfg, int32_t kq)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->palette = 1;
-    for (int i = 0; i < 8; ++i) {
-        cfg->colsb[i] = 64;
-        cfg->rows[i] = 16;
-    }
+    amx_shapes(kq, cfg->colsb, cfg->rows);
 }
 #define HW_STATE tilecfg cfg_
-#define HW_CONFIG (amx_config(&cfg_), _tile_loadconfig(&cfg_))
+#define HW_CONFIG (amx_config(&cfg_, kq), _tile_loadconfig(&cfg_))
 AMX_KERNEL(amx_tile_128x32, 4, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbsud, _tile_stored,
            _tile_release())
 AMX_KERNEL(amx_tile_32x32, 1, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbsud, _tile_stored,
            _tile_release())
 
-/* the C model (Intel SDM pseudo-code, tiles 16 x 64 bytes) */
+/* the C model (Intel SDM pseudo-code): a tile of rows x colsb bytes as configured, the
+ * rest of its 16 x 64 bytes zero */
 typedef struct {
     uint8_t d[16][64];
+    uint16_t colsb;
+    uint8_t rows;
 } simtile;
 
 static void sim_load(simtile *t, const void *base, size_t stride)
 {
-    for (int r = 0; r < 16; ++r) memcpy(t->d[r], (const uint8_t *)base + (size_t)r * stride, 64);
+    memset(t->d, 0, sizeof t->d);
+    for (int r = 0; r < t->rows; ++r) memcpy(t->d[r], (const uint8_t *)base + (size_t)r * stride, t->colsb);
 }
 
 static void sim_store(const simtile *t, void *base, size_t stride)
 {
-    for (int r = 0; r < 16; ++r) memcpy((uint8_t *)base + (size_t)r * stride, t->d[r], 64);
+    for (int r = 0; r < t->rows; ++r) memcpy((uint8_t *)base + (size_t)r * stride, t->d[r], t->colsb);
 }
 
-/* TDPBSUD: dst.dword[m][n] += sum_k sum_e s8(a[m][4k+e]) * u8(b[k][4n+e]), modulo 2^32 */
+/* TDPBSUD: dst.dword[m][n] += sum_{k < a.colsb/4} sum_e s8(a[m][4k+e]) * u8(b[k][4n+e]),
+ * modulo 2^32, m < dst.rows, n < dst.colsb/4 */
 static void sim_dpbsud(simtile *dst, const simtile *a, const simtile *b)
 {
-    for (int m = 0; m < 16; ++m)
-        for (int n = 0; n < 16; ++n) {
+    for (int m = 0; m < dst->rows; ++m)
+        for (int n = 0; n < dst->colsb / 4; ++n) {
             uint32_t acc;
             memcpy(&acc, &dst->d[m][4 * n], 4);
-            for (int k = 0; k < 16; ++k)
+            for (int k = 0; k < a->colsb / 4; ++k)
                 for (int e = 0; e < 4; ++e)
                     acc += (uint32_t)((int32_t)(int8_t)a->d[m][4 * k + e] * (int32_t)b->d[k][4 * n + e]);
             memcpy(&dst->d[m][4 * n], &acc, 4);
         }
 }
+
+static void sim_config(simtile *tiles, int32_t kq)
+{
+    uint16_t colsb[8];
+    uint8_t rows[8];
+    amx_shapes(kq, colsb, rows);
+    for (int i = 0; i < 8; ++i) {
+        tiles[i].colsb = colsb[i];
+        tiles[i].rows = rows[i];
+    }
+}
 #define SIM_STATE simtile tiles_[8]
-#define SIM_CONFIG ((void)0)
-#define SIM_ZERO(i) memset(&tiles_[i], 0, sizeof tiles_[i])
+#define SIM_CONFIG sim_config(tiles_, kq)
+#define SIM_ZERO(i) memset(tiles_[i].d, 0, sizeof tiles_[i].d)
 #define SIM_LOAD(i, base, stride) sim_load(&tiles_[i], (base), (stride))
 #define SIM_DP(d, a, b) sim_dpbsud(&tiles_[d], &tiles_[a], &tiles_[b])
 #define SIM_STORE(i, base, stride) sim_store(&tiles_[i], (base), (stride))
 AMX_KERNEL(amxsim_tile_128x32, 4, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DP, SIM_STORE, ((void)0))
 AMX_KERNEL(amxsim_tile_32x32, 1, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DP, SIM_STORE, ((void)0))
 
-/* whole K tiles: channel quads a multiple of 16 */
+/* whole K tiles (channels a multiple of 64), or one partial K tile per tap: 8-15 channel
+ * quads (29-63 channels; the AT blocks are zero past C, the A tiles read 4*C4 bytes of each
+ * row, the B tiles C4 rows).  Fewer quads would waste more than half of each TDPBSUD. */
 static int amx_usable(int32_t c, int32_t ks, int32_t stride)
 {
     (void)ks;
     (void)stride;
-    return c % 64 == 0;
+    const int32_t c4 = (c + 3) / 4;
+    return c % 64 == 0 || (c4 >= 8 && c4 < 16);
 }
 
 static const q8_kernel kerns_amx[] = {{128, 2, 16, amx_tile_128x32}, {32, 2, 16, amx_tile_32x32}};

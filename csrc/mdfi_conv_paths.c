@@ -177,6 +177,8 @@ static const check_case CASES[] = {
     /* small map, many channels (packed tiles; AMX-sized channel blocks) */
     {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S8, 128, 3, 4, 40, 3, 1, 1, MDFI_ROUND_HALF_UP, 8, MDFI_ACT_LEAKY, 0, 1},
     {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S8, 64, 6, 7, 33, 3, 1, 1, MDFI_ROUND_TRUNCATE, 8, MDFI_ACT_LEAKY, 0, 2},
+    /* AMX: one partial K tile per tap (10 channel quads), two row groups of register tiles */
+    {MDFI_CONV_S8, MDFI_CONV_S8, MDFI_CONV_S8, 40, 5, 6, 150, 3, 1, 1, MDFI_ROUND_HALF_UP, 8, MDFI_ACT_LEAKY, 0, 0},
     /* int16 operands: the int16-pair kernels, int64 accumulation */
     {MDFI_CONV_S16, MDFI_CONV_S16, MDFI_CONV_S16, 5, 6, 5, 7, 3, 1, 1, MDFI_ROUND_HALF_UP, 16, MDFI_ACT_LEAKY, 1, 0},
     {MDFI_CONV_S16, MDFI_CONV_S8, MDFI_CONV_S16, 6, 5, 9, 13, 3, 1, 1, MDFI_ROUND_TRUNCATE, 10, MDFI_ACT_RELU, 0, 0},

@@ -266,7 +266,8 @@ def test_packed_weights_on_cache_lines():
 
 @pytest.mark.parametrize("path", [p for p in ("amx", "amx-sim") if p in Q8_PATHS])
 def test_amx_chunks_and_row_groups(path):
-    """The AMX kernels (csrc/mdfi_conv_amx.c) where their structure shows: K in several chunks
+    """The AMX kernels (csrc/mdfi_conv_amx.c) where their structure shows: one partial K tile
+    per tap (29-63 channels: A tiles of 4*C4 bytes a row, B tiles of C4 rows), K in several chunks
     of AMX_KC = 8 steps of 64 channels (C tiles stored and reloaded between chunks; 3x3 with
     C = 128, 192: 18, 27 steps; 1x1 with C = 1024: 16), one chunk (C = 64 3x3, 768 1x1: 9, 12
     steps), four register tiles per call with output-channel counts that leave 1-3 of them
@@ -277,7 +278,9 @@ def test_amx_chunks_and_row_groups(path):
     assert len(tiles) == 2
     rng = np.random.default_rng(41)
     shapes = [(128, 6, 7, 150, 3, 1, 1), (192, 5, 4, 129, 3, 2, 1), (1024, 3, 5, 200, 1, 1, 0),
-              (64, 9, 8, 255, 3, 1, 1), (768, 4, 4, 16, 1, 1, 0), (128, 11, 9, 40, 3, 2, 1)]
+              (64, 9, 8, 255, 3, 1, 1), (768, 4, 4, 16, 1, 1, 0), (128, 11, 9, 40, 3, 2, 1),
+              # one partial K tile per tap (29-63 channels: 8-15 quads)
+              (32, 9, 10, 64, 3, 2, 1), (63, 5, 6, 130, 3, 1, 1), (29, 4, 7, 33, 1, 1, 0), (48, 7, 5, 20, 3, 1, 1)]
     for i, shape in enumerate(shapes):
         style = ("random", "max", "edges")[i % 3]
         x, wt, bias, shift, kw = case(rng, *shape, style=style)
