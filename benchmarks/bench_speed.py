@@ -147,9 +147,11 @@ def conv_profile(qm, x_u8, threads: int, runs: int, clock, probe=None):
 
 
 def on_amx(net, index: int) -> bool:
-    """The layer runs on AMX tiles when the path is amx: input channels a multiple of 64
-    (csrc/mdfi_conv_amx.c amx_usable; the others take the avx512vnni kernels)."""
-    return net.layers[index].in_shape[0] % 64 == 0
+    """The layer runs on AMX tiles when the path is amx: input channels a multiple of 64, or
+    29-63 (8-15 channel quads; csrc/mdfi_conv_amx.c amx_usable); the others take the
+    avx512vnni kernels."""
+    c = net.layers[index].in_shape[0]
+    return c % 64 == 0 or 8 <= (c + 3) // 4 < 16
 
 
 def main(argv=None) -> int:
@@ -373,7 +375,7 @@ def main(argv=None) -> int:
                 groups = [("", big, "vpdpbusd zmm")]
                 if best == "amx":
                     groups = [(" on AMX tiles", [b for b in big if on_amx(net, b[0])], "tdpbusd"),
-                              (" on the avx512vnni fallback (C % 64 != 0)",
+                              (" on the avx512vnni fallback (C < 29 or > 63 and not a multiple of 64)",
                                [b for b in big if not on_amx(net, b[0])], "vpdpbusd zmm")]
                 for label, grp, instr in groups:
                     if not grp:
