@@ -4,16 +4,17 @@
  * two weight tiles (tmm4-5: 16 channels x 16 channel quads, from the AT layout of the packed
  * weights, one 1 KB block each) and two activation tiles (tmm6-7: 16 channel quads x 16
  * positions, loaded from the packed B -- or straight from X4 for 1x1 stride-1 layers -- with
- * the quad stride as the row stride); a call runs 1 or 4 such register tiles (below).  TDPBSUD multiplies the signed weight bytes by the unsigned activation bytes and
- * adds four products per int32 lane with wrap-around, like vpdpbusd (so the X4 bytes, delta
+ * the quad stride as the row stride); a call runs 1 or 4 such register tiles (below).
+ * TDPBSUD multiplies the signed weight bytes by the unsigned activation bytes and adds four
+ * products per int32 lane with wrap-around, like vpdpbusd (so the X4 bytes, delta
  * and the exactness argument are those of the VNNI kernels, mdfi_conv_q8.h).  The C tiles are
  * stored to a stack buffer (rows = channels) and go through the zmm epilogue (with a fused
  * shortcut, if any).
  *
  * Used for layers whose channel count is a multiple of 64 (whole K tiles) or 29-63 (one
  * partial K tile per tap, amx_usable); other layers take the AVX512-VNNI kernels
- * (q8_ops.fallback).  The tile state is configured at the start of
- * each kernel call and released at its end (no AMX state outlives a call).  The kernel runs
+ * (q8_ops.fallback).  The tile state is configured at the start of each kernel call and
+ * released at its end (no AMX state outlives a call).  The kernel runs
  * only after mdfi_cpu_features() reported AMX-TILE + AMX-INT8 with the OS tile state and the
  * Linux permission (arch_prctl), and after the path's start-up self-check
  * (mdfi_conv_paths.c).  The kernel's source is shared with "amx-sim" (the same text on a C
@@ -68,19 +69,19 @@ static inline const int8_t *at_panel(const q8_ctx *ctx, int32_t r)
  * compiled twice: on the AMX instructions, and on a C model of them (Intel's pseudo-code of
  * TILELOADD / TDPBSUD / TILESTORED), the test path "amx-sim" that checks this file's
  * addressing and layouts on any AVX512-VNNI machine. */
-#define AMX_KERNEL(NAME, J, ATTR, STATE, CONFIG, ZERO, LOAD, DP, STORE, RELEASE)                     \
+#define AMX_KERNEL(NAME, J, ATTR, STATE, CONFIG, ZERO, LOAD, DP, STORE, RELEASE)                  \
 ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                                   \
 {                                                                                                 \
     STATE;                                                                                        \
     const int32_t kq = ctx->c4 < 16 ? ctx->c4 : 16;   /* channel quads per K step (amx_usable) */ \
     CONFIG;                                                                                       \
-    int32_t cb[J][32][32] __attribute__((aligned(64)));    /* C tiles of the register tiles */\
+    int32_t cb[J][32][32] __attribute__((aligned(64)));   /* C tiles of the register tiles */ \
     const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \
     const size_t bcs = ctx->bcs;                                                                  \
     const int32_t c4b = ctx->c4b, steps = ctx->taps * c4b;                                        \
     const int32_t kc = steps <= AMX_KC_ONE ? steps : AMX_KC;                                      \
     int32_t nj = (ctx->m - m0 + 31) / 32;                      /* register tiles with rows < M */ \
-    if (nj > J) nj = J;                                                                                                              \
+    if (nj > J) nj = J;                                                                           \
     for (int32_t s0 = 0; s0 < steps; s0 += kc) {                                                  \
         const int32_t s1 = s0 + kc < steps ? s0 + kc : steps;                                     \
         for (int32_t j = 0; j < nj; ++j) {                                                        \
