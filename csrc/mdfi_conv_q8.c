@@ -501,11 +501,7 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     ctx.msplit = use_msplit(&ctx, nthreads);
     const double per_tile = ctx.direct || ctx.compact ? (double)ctx.c4 * ctx.nr * 4.0 * (ctx.taps < 4 ? ctx.taps : 4)
                                                       : (double)ctx.tile_bytes;
-#ifndef AMX_BUDGET_DIV
-#define AMX_BUDGET_DIV 2
-#endif
-    const double budget = ops->b_aligned ? (double)mdfi_cpu_l2_bytes() / AMX_BUDGET_DIV : (double)L2_BUDGET;
-    int64_t nb = (int64_t)(budget / (per_tile > 1.0 ? per_tile : 1.0));
+    int64_t nb = (int64_t)(L2_BUDGET / (per_tile > 1.0 ? per_tile : 1.0));
     if (nb < 1) nb = 1;
     if (nthreads > 1) {
         const int64_t cap = (ctx.ntiles + 4 * (int64_t)nthreads - 1) / (4 * (int64_t)nthreads);
