@@ -205,6 +205,7 @@ def main(argv=None) -> int:
     threads = [int(t) for t in args.threads.split(",")]
     avail = _conv.available_simd_paths()
     best = _conv.simd_path()
+    probe_instr = "tdpbusd" if best == "amx" else "vpdpbusd zmm"     # the ceiling of best's 8-bit layers
     paths = args.mdfi_paths.split(",") if args.mdfi_paths else \
         [best] + (["avx2"] if best != "avx2" and "avx2" in avail and not args.only_detect else [])
     for p in paths:
@@ -315,7 +316,7 @@ def main(argv=None) -> int:
             probe = None
             if not args.no_ceiling:
                 import bench_ceiling
-                probe = bench_ceiling.Probe("tdpbusd" if best == "amx" else "vpdpbusd zmm")
+                probe = bench_ceiling.Probe(probe_instr)
             log(f"[{name}] per-layer profile ...")
             profiles[name] = {t: conv_profile(qm, x_u8, t, max(5, args.runs // 2), clock, probe) for t in threads}
             nets[name] = qm.network
@@ -369,9 +370,9 @@ def main(argv=None) -> int:
                 big = [(i, d, mac, s) for i, d, mac, s in rows if " 3x3/" in d and mac >= 150e6]
                 tot = sum(s for *_, s in rows)
                 line = f"  {name} {t} thr.: conv layers {1e3 * tot:.1f} ms ({sum(m for _, _, m, _ in rows) / tot / 1e9:.0f} GMAC/s)"
-                # the big layers by the instruction they ran on: AMX tiles (path amx, channels a
-                # multiple of 64) against the tdpbusd ceiling, the others against vpdpbusd zmm's;
-                # the probe sampled the ceiling of the path's own instruction before each round
+                # the big layers by the instruction they ran on: AMX tiles (path amx, on_amx)
+                # against the tdpbusd ceiling, the others against vpdpbusd zmm's; the probe
+                # sampled probe_instr's ceiling before each round
                 groups = [("", big, "vpdpbusd zmm")]
                 if best == "amx":
                     groups = [(" on AMX tiles", [b for b in big if on_amx(net, b[0])], "tdpbusd"),
@@ -387,9 +388,8 @@ def main(argv=None) -> int:
                         wall, cpu = ceiling[key][ti]
                         ref = cpu if args.cpu_time else wall
                         line += f" = {100 * bg / ref:.0f}% of the {instr} ceiling ({ref:.0f}; target >= 60%)"
-                    sampled = "tdpbusd" if best == "amx" else "vpdpbusd zmm"
                     shares = [sum(m for _, _, m, _ in grp) / sum(tm[i] for i, *_ in grp) / 1e9
-                              / (c[1] if args.cpu_time else c[0]) for c, tm in rounds if c and instr == sampled]
+                              / (c[1] if args.cpu_time else c[0]) for c, tm in rounds if c and instr == probe_instr]
                     if shares:
                         shares.sort()
                         line += (f"\n      same-phase share (each round / the ceiling sampled right before it, "
