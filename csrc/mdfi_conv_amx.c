@@ -63,7 +63,6 @@ static inline const int8_t *at_panel(const q8_ctx *ctx, int32_t r)
  * except for 1x1 layers of one chunk (J = 1), and packed B (rows on cache lines: a tile row
  * across two lines costs two) except for 1x1 stride-1 layers, whose direct rows are aligned. */
 #define AMX_KC 8
-#define AMX_KC_ONE 12                /* up to this many steps: one chunk (choose() knows it) */
 
 /* The kernel, written once over tile operations (STATE, ZERO, LOAD, DP, STORE, RELEASE) and
  * compiled twice: on the AMX instructions, and on a C model of them (Intel's pseudo-code of
@@ -79,7 +78,7 @@ ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                 
     const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \
     const size_t bcs = ctx->bcs;                                                                  \
     const int32_t c4b = ctx->c4b, steps = ctx->taps * c4b;                                        \
-    const int32_t kc = steps <= AMX_KC_ONE ? steps : AMX_KC;                                      \
+    const int32_t kc = steps <= Q8_AMX_KC_ONE ? steps : AMX_KC;                                   \
     int32_t nj = (ctx->m - m0 + 31) / 32;                      /* register tiles with rows < M */ \
     if (nj > J) nj = J;                                                                           \
     for (int32_t s0 = 0; s0 < steps; s0 += kc) {                                                  \

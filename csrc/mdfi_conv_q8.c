@@ -430,10 +430,10 @@ static void choose(q8_ctx *g, const q8_ops *ops, int32_t nthreads, const q8_kern
     if (ops->b_aligned) {
         /* AMX (docs/performance.md "AMX on real hardware", measured per layer): B rows on cache
          * lines; kernel 0 (4 register tiles sharing B from L1) except for 1x1 layers whose K
-         * is one chunk (at most AMX_KC_ONE steps of 64 channels), where kernel 1 (one register
-         * tile) was faster */
+         * is one chunk (at most Q8_AMX_KC_ONE steps of 64 channels), where kernel 1 (one
+         * register tile) was faster */
         best_mode = g->ks == 1 && g->stride == 1 && g->pad == 0 ? MODE_DIRECT : MODE_PACKED;
-        best = &ops->kerns[ops->nkerns > 1 && g->ks == 1 && (int64_t)g->c4 <= 16 * 12 ? 1 : 0];
+        best = &ops->kerns[ops->nkerns > 1 && g->ks == 1 && (g->c4 + 15) / 16 <= Q8_AMX_KC_ONE ? 1 : 0];
     }
     if (force_kernel >= 0) best = &ops->kerns[force_kernel < ops->nkerns ? force_kernel : ops->nkerns - 1];
     if (force_direct >= 0)      /* 2 (compact) where the layer has no compact mode: packed */

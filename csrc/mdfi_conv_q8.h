@@ -66,6 +66,8 @@
 #define Q8_MAX_STRIDE 4
 #define Q8_MAX_NR 128                /* widest register tile (positions)  */
 #define Q8_PANEL 16                  /* rows per A4 panel                 */
+#define Q8_AMX_KC_ONE 12             /* AMX: K steps (64 channels each) run as one chunk, at most
+                                        (mdfi_conv_amx.c; choose() in mdfi_conv_q8.c) */
 
 struct q8_ops;
 struct q8_kernel;
