@@ -31,6 +31,7 @@ import numpy as np
 
 from ..darknet import activations
 from .. import actlut
+from ..blas import one_thread as one_blas_thread
 from .. import fixedpoint as fp
 from ..errors import FormatError, ShapeError
 from ..limits import MAX_DIM, MAX_KERNEL
@@ -232,10 +233,12 @@ class ConvolutionalLayer(Layer):
         cols = im2col(x, self.size, self.stride, self.padding, stride_y=self.stride_y, dilation=self.dilation)
         if self.darknet == "alexeyab":
             w, b = self.fused_params()
-            out = w.reshape(n, -1) @ cols               # float32 GEMM
+            with one_blas_thread():                     # floats independent of BLAS threads (mdfi/blas.py)
+                out = w.reshape(n, -1) @ cols           # float32 GEMM
             out += b[:, None]                            # add_bias
             return activations.apply_float(self.activation, out.reshape(n, oh, ow), self.darknet)
-        out = self.weights.reshape(n, -1) @ cols  # float32 GEMM, like Darknet's gemm()
+        with one_blas_thread():
+            out = self.weights.reshape(n, -1) @ cols  # float32 GEMM, like Darknet's gemm()
         if self.batch_normalize:
             # normalize_cpu computes in double: (x - mean) / (sqrt((double)var) + 1e-6f).
             denom = np.sqrt(self.rolling_variance.astype(np.float64)) + np.float64(BN_EPS)
