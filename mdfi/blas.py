@@ -24,7 +24,7 @@ import os
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 _PREFIXES = ("scipy_openblas", "openblas")
 _SUFFIXES = ("64_", "")
@@ -32,7 +32,7 @@ _SUFFIXES = ("64_", "")
 _lock = threading.Lock()
 _depth = 0
 _saved: List[int] = []
-_libs: Optional[List[Tuple[object, object]]] = None      # (set_num_threads, get_num_threads)
+_libs: Optional[List[Tuple[Any, Any]]] = None      # (set_num_threads, get_num_threads)
 _tpc = None                                              # threadpoolctl's controller, if used
 _tpc_ctx: list = []                                      # its active limit
 
@@ -49,7 +49,7 @@ def _openblas_paths() -> List[str]:
     return sorted(p for p in found if p.startswith("/") and ".so" in p)
 
 
-def _find() -> List[Tuple[object, object]]:
+def _find() -> List[Tuple[Any, Any]]:
     """The set/get thread-count functions of every OpenBLAS loaded in this process."""
     out = []
     mode = getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LOCAL", 0)
@@ -121,4 +121,4 @@ def blas_threads() -> List[int]:
     """The thread count of every OpenBLAS found in this process (for tests and reports)."""
     with _lock:
         _init()
-        return [int(get()) for _, get in _libs]
+        return [int(get()) for _, get in _libs or ()]
