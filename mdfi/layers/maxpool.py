@@ -24,6 +24,8 @@ from ..errors import FormatError
 from ..limits import MAX_KERNEL
 from .base import Layer, QLayer, check_positive_shape, meta_format
 
+FLT_MAX_NEG = -np.finfo(np.float32).max       # Darknet's -FLT_MAX: the start of every window's max
+
 
 class MaxpoolLayer(Layer):
     kind = "maxpool"
@@ -81,13 +83,27 @@ class MaxpoolLayer(Layer):
             xp, shape=(c, oh, ow, self.size, self.size),
             strides=(s0, s1 * self.stride_y, s2 * self.stride, s1, s2), writeable=False)
 
+    def window_max(self, x: np.ndarray, fill, lowest) -> np.ndarray:
+        """(C, OH, OW) max of each window of ``x`` padded with ``fill``, as Darknet computes it
+        (forward_maxpool_layer: ``max = lowest; for each tap, row by row: max = (val > max) ?
+        val : max``; pjreddie src/maxpool_layer.c, AlexeyAB src/maxpool_layer.c:243-320 with
+        lowest = -FLT_MAX; a tie keeps the earlier tap, so -0.0 before 0.0 stays -0.0).  One
+        vectorised step per tap over the whole map: NumPy's reduction over the window view's
+        two short trailing axes took 120 of yolov3-tiny's 290 ms float forward."""
+        v = self.window_view(x, fill)
+        out = np.full(v.shape[:3], lowest, dtype=x.dtype)
+        for i in range(self.size):
+            for j in range(self.size):
+                tap = v[..., i, j]
+                np.copyto(out, tap, where=tap > out)
+        return out
+
     def forward_float(self, xs: List[np.ndarray]) -> np.ndarray:
         if self.depth:
             x = xs[0]
             k = self.out_channels
             return np.stack([x[g::k].max(axis=0) for g in range(k)]).astype(np.float32)
-        v = self.window_view(xs[0], -np.inf)
-        return v.max(axis=(3, 4)).astype(np.float32)
+        return self.window_max(np.asarray(xs[0], np.float32), -np.inf, FLT_MAX_NEG)
 
     def describe(self) -> str:
         if self.depth:
@@ -103,7 +119,8 @@ class QMaxpool(QLayer):
     kind = "maxpool"
 
     def forward_ref(self, xs, stats=None):
-        return self.layer.window_view(np.asarray(xs[0], np.int32), np.iinfo(np.int32).min).max(axis=(3, 4))
+        lo = np.iinfo(np.int32).min
+        return self.layer.window_max(np.asarray(xs[0], np.int32), lo, lo)
 
     @staticmethod
     def refusal(layer) -> str:
