@@ -8,7 +8,8 @@ does not keep the floats of a product when its thread count changes: on an AVX2-
 differed in the last bits between one and two threads (up to 1e-4), while the AVX-512 kernels
 of the machines before happened to agree.  So the float path's products always run on one BLAS
 thread (``one_thread()``); the float forward's time is mostly im2col and NumPy element-wise
-work, so this costs little (yolov3-tiny: 260-300 ms either way on that CPU).
+work, so this costs little (yolov3-tiny: 270-290 ms either way on that CPU, measured before
+the max pool change of the same stop).
 
 How: the OpenBLAS that NumPy loaded (found in ``/proc/self/maps`` on Linux: NumPy's wheels
 bundle ``libscipy_openblas64_``) is told ``openblas_set_num_threads(1)`` for the duration and
