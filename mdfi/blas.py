@@ -13,7 +13,9 @@ the max pool change of the same stop).
 
 How: the OpenBLAS that NumPy loaded (found in ``/proc/self/maps`` on Linux: NumPy's wheels
 bundle ``libscipy_openblas64_``) is told ``openblas_set_num_threads(1)`` for the duration and
-restored afterwards; the first thread in sets it, the last one out restores it.  Elsewhere
+restored afterwards; the first thread in sets it, the last one out restores it.  The setting
+is the library's, not the thread's: while a float layer's product runs, products of other
+Python threads of the process run on one BLAS thread too (slower, never different).  Elsewhere
 (macOS, Windows, MKL, BLIS) ``threadpoolctl`` does the same when it is installed; without it
 the floats of a product may depend on the BLAS's thread count there (docs/scale.md).  The
 integer paths never use BLAS.
