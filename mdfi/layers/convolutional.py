@@ -76,6 +76,31 @@ def im2col(x: np.ndarray, size: int, stride: int, padding: int, *, stride_y: "in
     return view.reshape(c * size * size, oh * ow)
 
 
+#: Elements per block of the float convolution's element-wise tail (batch norm, bias,
+#: activation): temporaries that stay in cache.  On whole maps NumPy's temporaries of tens of
+#: MB (float64 for the batch norm and the leaky slope) cost more than the arithmetic:
+#: yolov3-tiny layer 0 (16 x 173,056) 82 -> 23 ms on the AVX2-only AMD EPYC of stop 36.
+FLOAT_BLOCK = 65536
+
+
+def _by_blocks(out: np.ndarray, post) -> np.ndarray:
+    """``post(block, r0, r1)`` (element-wise, with per-row constants of rows r0..r1) over
+    (rows, columns) blocks of the (N, P) float32 ``out`` of a GEMM, in a new array: the same
+    values as ``post(out, 0, N)`` (every step is element-wise)."""
+    n, p = out.shape
+    if out.size <= 4 * FLOAT_BLOCK:
+        return np.asarray(post(out, 0, n), dtype=np.float32)
+    res = np.empty((n, p), dtype=np.float32)
+    rows = max(1, FLOAT_BLOCK // p)
+    cols = min(p, FLOAT_BLOCK)
+    for r0 in range(0, n, rows):
+        r1 = min(n, r0 + rows)
+        for c0 in range(0, p, cols):
+            c1 = min(p, c0 + cols)
+            res[r0:r1, c0:c1] = post(out[r0:r1, c0:c1], r0, r1)
+    return res
+
+
 class ConvolutionalLayer(Layer):
     kind = "convolutional"
 
@@ -235,17 +260,25 @@ class ConvolutionalLayer(Layer):
             w, b = self.fused_params()
             with one_blas_thread():                     # floats independent of BLAS threads (mdfi/blas.py)
                 out = w.reshape(n, -1) @ cols           # float32 GEMM
-            out += b[:, None]                            # add_bias
-            return activations.apply_float(self.activation, out.reshape(n, oh, ow), self.darknet)
+
+            def post(blk, r0, r1):
+                blk += b[r0:r1, None]                    # add_bias
+                return activations.apply_float(self.activation, blk, self.darknet)
+            return _by_blocks(out, post).reshape(n, oh, ow)
         with one_blas_thread():
             out = self.weights.reshape(n, -1) @ cols  # float32 GEMM, like Darknet's gemm()
         if self.batch_normalize:
-            # normalize_cpu computes in double: (x - mean) / (sqrt((double)var) + 1e-6f).
             denom = np.sqrt(self.rolling_variance.astype(np.float64)) + np.float64(BN_EPS)
-            out = ((out - self.rolling_mean[:, None]).astype(np.float64) / denom[:, None]).astype(np.float32)
-            out *= self.scales[:, None]
-        out += self.biases[:, None]
-        return activations.apply_float(self.activation, out.reshape(n, oh, ow), self.darknet)
+
+        def post_pj(blk, r0, r1):
+            if self.batch_normalize:
+                # normalize_cpu computes in double: (x - mean) / (sqrt((double)var) + 1e-6f).
+                blk = ((blk - self.rolling_mean[r0:r1, None]).astype(np.float64)
+                       / denom[r0:r1, None]).astype(np.float32)
+                blk *= self.scales[r0:r1, None]
+            blk += self.biases[r0:r1, None]
+            return activations.apply_float(self.activation, blk, self.darknet)
+        return _by_blocks(out, post_pj).reshape(n, oh, ow)
 
     def describe(self) -> str:
         st = f"{self.stride}" if self.stride == self.stride_y else f"{self.stride_y}x{self.stride}"

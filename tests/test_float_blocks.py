@@ -1,0 +1,30 @@
+"""The float convolution's element-wise tail (batch norm, bias, activation) runs over cache-sized
+blocks (mdfi/layers/convolutional.py, FLOAT_BLOCK): the same bytes as on the whole map, for
+both lineages' tails (pjreddie's double-precision normalize, AlexeyAB's fused weights with
+mish / swish / logistic heads), with block sizes that leave partial row and column blocks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mdfi.darknet.network import Network
+from mdfi.darknet.weights import random_weights
+from mdfi.layers import convolutional
+
+
+def _outputs(net, x, block, monkeypatch):
+    monkeypatch.setattr(convolutional, "FLOAT_BLOCK", block)
+    return net.forward_float(x, keep="all")
+
+
+@pytest.mark.parametrize("cfg", ["yolov3-tiny", "yolov4-tiny", "yolov7-tiny"])
+def test_blocks_give_the_bytes_of_the_whole_map(cfg, monkeypatch):
+    from mdfi import zoo
+    net = Network.from_cfg(zoo.cfg_path(cfg), warn=False)
+    random_weights(net, seed=7)
+    x = np.random.default_rng(2).random(net.input_shape, dtype=np.float32)
+    whole = _outputs(net, x, 1 << 40, monkeypatch)
+    for block in (4099, 65536):
+        parts = _outputs(net, x, block, monkeypatch)
+        for a, b in zip(whole, parts):
+            assert a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
