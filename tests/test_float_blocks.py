@@ -28,3 +28,21 @@ def test_blocks_give_the_bytes_of_the_whole_map(cfg, monkeypatch):
         parts = _outputs(net, x, block, monkeypatch)
         for a, b in zip(whole, parts):
             assert a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_integer_reference_blocks_give_the_same_integers_and_counts(monkeypatch):
+    """The NumPy integer reference's requantize (conv2d_int_ref) runs over the same blocks: the
+    same integers and the same saturation counts as on the whole map."""
+    import mdfi
+    from mdfi.quant.qmodel import input_to_u8
+    q = mdfi.load("yolov3-tiny", bits=8).quantized
+    x = input_to_u8(np.random.default_rng(4).random(q.network.input_shape, dtype=np.float32))
+    runs = []
+    for block in (1 << 40, 20011):
+        monkeypatch.setattr(convolutional, "FLOAT_BLOCK", block)
+        stats: dict = {}
+        runs.append((q.forward_ref(x, keep="all", stats=stats), stats))
+    (a, sa), (b, sb) = runs
+    assert sa == sb and any(v for v in sa.values())
+    for u, v in zip(a, b):
+        assert (u is None and v is None) or np.array_equal(u, v)

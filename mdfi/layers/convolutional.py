@@ -83,14 +83,14 @@ def im2col(x: np.ndarray, size: int, stride: int, padding: int, *, stride_y: "in
 FLOAT_BLOCK = 65536
 
 
-def _by_blocks(out: np.ndarray, post) -> np.ndarray:
+def _by_blocks(out: np.ndarray, post, dtype=np.float32) -> np.ndarray:
     """``post(block, r0, r1)`` (element-wise, with per-row constants of rows r0..r1) over
-    (rows, columns) blocks of the (N, P) float32 ``out`` of a GEMM, in a new array: the same
+    (rows, columns) blocks of the (N, P) ``out`` of a GEMM, in a new ``dtype`` array: the same
     values as ``post(out, 0, N)`` (every step is element-wise)."""
     n, p = out.shape
     if out.size <= 4 * FLOAT_BLOCK:
-        return np.asarray(post(out, 0, n), dtype=np.float32)
-    res = np.empty((n, p), dtype=np.float32)
+        return np.asarray(post(out, 0, n), dtype=dtype)
+    res = np.empty((n, p), dtype=dtype)
     rows = max(1, FLOAT_BLOCK // p)
     cols = min(p, FLOAT_BLOCK)
     for r0 in range(0, n, rows):
@@ -389,10 +389,13 @@ def conv2d_int_ref(x: np.ndarray, w: np.ndarray, bias: np.ndarray, shift: np.nda
     _, h, wd = x.shape
     oh, ow = conv_out_size(h, size, stride, padding), conv_out_size(wd, size, stride, padding)
     cols = im2col(np.asarray(x), size, stride, padding, pad_value=pad_value)
-    acc = int_matmul(w.reshape(m, -1), cols, exact_int64=exact_int64) + np.asarray(bias, np.int64)[:, None]
-    out = fp.requantize(acc, np.asarray(shift, np.int64)[:, None], rounding, bits, activation, stats=stats,
-                        zero=zero_out)
-    return out.reshape(m, oh, ow)
+    acc = int_matmul(w.reshape(m, -1), cols, exact_int64=exact_int64)
+    bias64, shift64 = np.asarray(bias, np.int64), np.asarray(shift, np.int64)
+
+    def post(blk, r0, r1):       # element-wise: in cache-sized blocks (FLOAT_BLOCK), the same integers
+        return fp.requantize(blk + bias64[r0:r1, None], shift64[r0:r1, None], rounding, bits, activation,
+                             stats=stats, zero=zero_out)
+    return _by_blocks(acc, post, np.int32).reshape(m, oh, ow)
 
 
 class QConvolutional(QLayer):
