@@ -76,11 +76,12 @@ def im2col(x: np.ndarray, size: int, stride: int, padding: int, *, stride_y: "in
     return view.reshape(c * size * size, oh * ow)
 
 
-#: Elements per block of the float convolution's element-wise tail (batch norm, bias,
-#: activation): temporaries that stay in cache.  On whole maps NumPy's temporaries of tens of
-#: MB (float64 for the batch norm and the leaky slope) cost more than the arithmetic:
-#: yolov3-tiny layer 0 (16 x 173,056) 82 -> 23 ms on the AVX2-only AMD EPYC of stop 36.
-FLOAT_BLOCK = 65536
+#: Elements per block of a convolution's element-wise tail (float: batch norm, bias,
+#: activation; integer reference: requantize): temporaries that stay in cache.  On whole maps
+#: NumPy's temporaries of tens of MB (float64 for the batch norm and the leaky slope) cost more
+#: than the arithmetic: yolov3-tiny layer 0 (16 x 173,056) 82 -> 23 ms on the AVX2-only AMD
+#: EPYC of stop 36.
+TAIL_BLOCK = 65536
 
 
 def _by_blocks(out: np.ndarray, post, dtype=np.float32) -> np.ndarray:
@@ -88,11 +89,11 @@ def _by_blocks(out: np.ndarray, post, dtype=np.float32) -> np.ndarray:
     (rows, columns) blocks of the (N, P) ``out`` of a GEMM, in a new ``dtype`` array: the same
     values as ``post(out, 0, N)`` (every step is element-wise)."""
     n, p = out.shape
-    if out.size <= 4 * FLOAT_BLOCK:
+    if out.size <= 4 * TAIL_BLOCK:
         return np.asarray(post(out, 0, n), dtype=dtype)
     res = np.empty((n, p), dtype=dtype)
-    rows = max(1, FLOAT_BLOCK // p)
-    cols = min(p, FLOAT_BLOCK)
+    rows = max(1, TAIL_BLOCK // p)
+    cols = min(p, TAIL_BLOCK)
     for r0 in range(0, n, rows):
         r1 = min(n, r0 + rows)
         for c0 in range(0, p, cols):
@@ -392,7 +393,7 @@ def conv2d_int_ref(x: np.ndarray, w: np.ndarray, bias: np.ndarray, shift: np.nda
     acc = int_matmul(w.reshape(m, -1), cols, exact_int64=exact_int64)
     bias64, shift64 = np.asarray(bias, np.int64), np.asarray(shift, np.int64)
 
-    def post(blk, r0, r1):       # element-wise: in cache-sized blocks (FLOAT_BLOCK), the same integers
+    def post(blk, r0, r1):       # element-wise: in cache-sized blocks (TAIL_BLOCK): the same integers
         return fp.requantize(blk + bias64[r0:r1, None], shift64[r0:r1, None], rounding, bits, activation,
                              stats=stats, zero=zero_out)
     return _by_blocks(acc, post, np.int32).reshape(m, oh, ow)

@@ -1,7 +1,8 @@
-"""The float convolution's element-wise tail (batch norm, bias, activation) runs over cache-sized
-blocks (mdfi/layers/convolutional.py, FLOAT_BLOCK): the same bytes as on the whole map, for
-both lineages' tails (pjreddie's double-precision normalize, AlexeyAB's fused weights with
-mish / swish / logistic heads), with block sizes that leave partial row and column blocks."""
+"""A convolution's element-wise tail runs over cache-sized blocks (mdfi/layers/convolutional.py,
+TAIL_BLOCK): in the float path (batch norm, bias, activation) the same bytes as on the whole
+map, for both lineages' tails (pjreddie's double-precision normalize, AlexeyAB's fused weights
+with mish / swish / logistic heads); in the NumPy integer reference (requantize) the same
+integers and saturation counts; with block sizes that leave partial row and column blocks."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ from mdfi.layers import convolutional
 
 
 def _outputs(net, x, block, monkeypatch):
-    monkeypatch.setattr(convolutional, "FLOAT_BLOCK", block)
+    monkeypatch.setattr(convolutional, "TAIL_BLOCK", block)
     return net.forward_float(x, keep="all")
 
 
@@ -39,7 +40,7 @@ def test_integer_reference_blocks_give_the_same_integers_and_counts(monkeypatch)
     x = input_to_u8(np.random.default_rng(4).random(q.network.input_shape, dtype=np.float32))
     runs = []
     for block in (1 << 40, 20011):
-        monkeypatch.setattr(convolutional, "FLOAT_BLOCK", block)
+        monkeypatch.setattr(convolutional, "TAIL_BLOCK", block)
         stats: dict = {}
         runs.append((q.forward_ref(x, keep="all", stats=stats), stats))
     (a, sa), (b, sb) = runs
