@@ -16,7 +16,6 @@ from mdfi import blas
 def _openblas():
     if not blas.blas_threads():
         pytest.skip("no OpenBLAS found in this process (NumPy built on another BLAS)")
-    return blas._libs
 
 
 def _set_all(n):

@@ -1,5 +1,5 @@
-"""The max pool's window max (mdfi/layers/maxpool.py: one np.maximum per tap for windows up to
-3x3, NumPy's reduction beyond) against Darknet's loop written out element by element
+"""The max pool's window max (mdfi/layers/maxpool.py: one vectorised step per tap, ``val > max``
+for floats and np.maximum for integers) against Darknet's loop written out element by element
 (pjreddie src/maxpool_layer.c forward_maxpool_layer; AlexeyAB :243-320 with stride_x/stride_y):
 ``max = -FLT_MAX; for n, m: val = valid ? x : -FLT_MAX; max = (val > max) ? val : max``.
 Bit for bit (signed zeros, infinities), float and int32 (the integer reference), every size,

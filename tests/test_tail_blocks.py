@@ -1,13 +1,16 @@
 """A convolution's element-wise tail runs over cache-sized blocks (mdfi/layers/convolutional.py,
 TAIL_BLOCK): in the float path (batch norm, bias, activation) the same bytes as on the whole
-map, for both lineages' tails (pjreddie's double-precision normalize, AlexeyAB's fused weights
-with mish / swish / logistic heads); in the NumPy integer reference (requantize) the same
-integers and saturation counts; with block sizes that leave partial row and column blocks."""
+map, for both lineages' tails (pjreddie's double-precision normalize; AlexeyAB's fused weights
+with leaky, linear and logistic in yolov4-tiny / yolov7-tiny, and every other AlexeyAB float
+activation in a small network of its own); in the NumPy integer reference (requantize) the
+same integers and saturation counts; with block sizes that leave partial row and column
+blocks."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.darknet.network import Network
 from mdfi.darknet.weights import random_weights
 from mdfi.layers import convolutional
@@ -29,6 +32,20 @@ def test_blocks_give_the_bytes_of_the_whole_map(cfg, monkeypatch):
         parts = _outputs(net, x, block, monkeypatch)
         for a, b in zip(whole, parts):
             assert a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def test_blocks_every_alexeyab_activation(monkeypatch):
+    convs = "".join(f"[convolutional]\nbatch_normalize={i % 2}\nfilters={5 + i}\nsize=3\nstride=1\npad=1\n"
+                    f"activation={act}\n" for i, act in
+                    enumerate(["mish", "swish", "hard_mish", "relu6", "logistic", "relu", "leaky", "linear"]))
+    text = "[net]\nwidth=96\nheight=80\nchannels=3\n" + convs
+    net = Network(parse_cfg_text(text, "t.cfg"), "t.cfg", warn=False, darknet="alexeyab")
+    random_weights(net, seed=11)
+    x = np.random.default_rng(6).random(net.input_shape, dtype=np.float32)
+    whole = _outputs(net, x, 1 << 40, monkeypatch)
+    parts = _outputs(net, x, 997, monkeypatch)
+    for a, b in zip(whole, parts):
+        assert a.shape == b.shape and np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
 def test_integer_reference_blocks_give_the_same_integers_and_counts(monkeypatch):
