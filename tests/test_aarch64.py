@@ -6,7 +6,9 @@ it (``-cpu cortex-a72``: neon, the smlal path).
   and packed) against the portable scalar path, which the x86 tests prove equal to the NumPy
   reference;
 * the standalone runner on golden exports (NumPy reference, `mdfi golden`): every layer
-  output byte-identical, for yolov3-tiny (real weights) and mini-yolov3 at 8 and 16 bits.
+  output byte-identical, for yolov3-tiny (real weights), mini-yolov3 at 8 and 16 bits, and the
+  AlexeyAB lineage: yolov4-tiny (real 10-class weights, zero points), yolov7-tiny (seeded random
+  weights), mini-alexeyab at 16 bits and golden_nets' every-kind network with 8/12-bit layers.
 
 Skipped (with the reason) when the cross compiler or qemu-user is missing; .ci/run installs
 them with apt where it can (packages gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user).  The same steps as a
@@ -142,3 +144,56 @@ def test_runner_yolov3_tiny_zero_points(arm_build, tiny_net, tmp_path):
     gold = _gold(tmp_path, Model(tiny_net, NAMES, FixedEngine(qm, "ref", 1)), _photo())
     assert " pad_value=" in (gold / "model.txt").read_text()
     _check_runner(arm_build, gold, tmp_path)
+
+
+def _v4tiny_256_zero_points():
+    """yolov4-tiny with its real 10-class weights at 256x256 (the same layers as at 416, a
+    third of the emulated time), 8-bit with zero points."""
+    from alexeyab_data import TINY, tiny_weights
+    from mdfi.darknet.cfgfile import parse_cfg_text
+    from mdfi.darknet.network import Network
+    from mdfi.darknet.weights import load_weights
+    from mdfi.quant.quantize import quantize_network
+    from test_c_runner import _fixed_model
+    text = "\n".join("width=256" if l.startswith("width=") else "height=256" if l.startswith("height=") else l
+                     for l in (TINY / "yolov4-tiny-10c.cfg").read_text().splitlines())
+    net = Network(parse_cfg_text(text, "yolov4-tiny-10c-256.cfg"), "yolov4-tiny-10c-256.cfg", warn=False)
+    assert net.input_shape == (3, 256, 256)
+    load_weights(net, tiny_weights())
+    qm = quantize_network(net, per_channel=True, cfg_text="", act_method="mse", zero_points=True)
+    return _fixed_model(net, qm)
+
+
+def _v7tiny_192():
+    from alexeyab_data import V7, random_params
+    from mdfi.darknet.network import Network
+    from mdfi.quant.quantize import quantize_network
+    from test_c_runner import _fixed_model
+    net = Network.from_cfg(V7 / "yolov7-tiny-192.cfg", warn=False)
+    for i, v in random_params(V7 / "yolov7-tiny-192.cfg", [l.index for l in net.layers if l.num_params()]).items():
+        net.layers[i].set_params(v)
+    return _fixed_model(net, quantize_network(net, cfg_text=""))
+
+
+def _mini_alexeyab_16():
+    from mdfi.quant.quantize import quantize_network
+    from test_c_runner import _fixed_model, _random_net
+    text = (REPO / "tests" / "fixtures" / "darknet-alexeyab" / "mini-alexeyab.cfg").read_text()
+    net = _random_net(text, "mini-alexeyab.cfg", 16)
+    return _fixed_model(net, quantize_network(net, wbits=16, abits=16, per_channel=True, cfg_text=text))
+
+
+def _every_kind_mixed():
+    from golden_nets import alexeyab_model
+    return alexeyab_model(bits=8, rounding="truncate", layer_abits={3: 12, 8: 12})[0]
+
+
+@pytest.mark.parametrize("build", [_v4tiny_256_zero_points, _v7tiny_192, _mini_alexeyab_16, _every_kind_mixed],
+                         ids=["yolov4-tiny-10c-zp", "yolov7-tiny", "mini-alexeyab-16", "every-kind-8-12"])
+def test_runner_alexeyab_models(arm_build, build, tmp_path):
+    """The AlexeyAB lineage on the NEON paths (issue 12: "... and the newer models as they
+    land"): route groups, table activations (mish, swish, logistic, ...), shortcuts between
+    channel counts, new_coords / scale_x_y heads, zero points, 16-bit and mixed 8/12-bit layers;
+    every layer output byte-identical to the NumPy reference's golden export."""
+    from test_c_runner import _photo
+    _check_runner(arm_build, _gold(tmp_path, build(), _photo()), tmp_path)
