@@ -4,6 +4,8 @@ the timing photo, with 1, 2 and 3 threads; every layer's output must be equal (r
 and the heads of run(keep="needed") as well.
 
     python benchmarks/check_networks.py [--models yolov3-tiny,yolov3] [--threads 1,2,3]
+    python benchmarks/check_networks.py --models yolov4-tiny,yolov7-tiny    # the AlexeyAB lineage
+                                        # (generated weights, the default w8a8 with zero points)
     python benchmarks/check_networks.py --models yolov3-tiny --bits 16        # w16a16 (any --bits of mdfi.load)
     python benchmarks/check_networks.py --models none --mdfi mixed.mdfi       # a model `mdfi quantize` wrote,
                                         # e.g. --layer-abits 14=16,21=16 --layer-wbits 15=16,22=16
