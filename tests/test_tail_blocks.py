@@ -1,4 +1,4 @@
-"""A convolution's element-wise tail runs over cache-sized blocks (mdfi/layers/convolutional.py,
+"""A convolution's element-wise tail runs over cache-sized blocks (mdfi/layers/conv_arith.py,
 TAIL_BLOCK): in the float path (batch norm, bias, activation) the same bytes as on the whole
 map, for both lineages' tails (pjreddie's double-precision normalize; AlexeyAB's fused weights
 with leaky, linear and logistic in yolov4-tiny / yolov7-tiny, and every other AlexeyAB float
@@ -13,11 +13,11 @@ import pytest
 from mdfi.darknet.cfgfile import parse_cfg_text
 from mdfi.darknet.network import Network
 from mdfi.darknet.weights import random_weights
-from mdfi.layers import convolutional
+from mdfi.layers import conv_arith
 
 
 def _outputs(net, x, block, monkeypatch):
-    monkeypatch.setattr(convolutional, "TAIL_BLOCK", block)
+    monkeypatch.setattr(conv_arith, "TAIL_BLOCK", block)
     return net.forward_float(x, keep="all")
 
 
@@ -57,7 +57,7 @@ def test_integer_reference_blocks_give_the_same_integers_and_counts(monkeypatch)
     x = input_to_u8(np.random.default_rng(4).random(q.network.input_shape, dtype=np.float32))
     runs = []
     for block in (1 << 40, 20011):
-        monkeypatch.setattr(convolutional, "TAIL_BLOCK", block)
+        monkeypatch.setattr(conv_arith, "TAIL_BLOCK", block)
         stats: dict = {}
         runs.append((q.forward_ref(x, keep="all", stats=stats), stats))
     (a, sa), (b, sb) = runs
