@@ -145,10 +145,69 @@ MDFI_MAXPOOL2_PLANE8_AVX2(uint8_t, maxpool2_u8_avx2, 0)
 MDFI_MAXPOOL2_PLANE8_AVX2(int8_t, maxpool2_s8_avx2, 1)
 #endif
 
+/* Windows of size >= 3 (SPP's 5x5, 9x9, 13x13 stride-1 pools): separably.  Each input row's
+ * maxima over the windows' columns are computed once and kept for the last `size` rows (a ring
+ * of size x ow elements, at most MDFI_POOL_RING), then each output is the maximum of its
+ * window's rows there: the same elements as MDFI_WINDOW_MAX (the window clipped to the image),
+ * so the same integer maximum, with about 2 size instead of size^2 comparisons per output.
+ * The columns of windows inside the image run as `size` vectorizable passes. */
+#define MDFI_POOL_RING 8192
+#define MDFI_MAXPOOL_SEPARABLE(T, NAME)                                                      \
+static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32_t stride,   \
+                 int32_t off, T *restrict out, int32_t oh, int32_t ow)                       \
+{                                                                                            \
+    T ring[MDFI_POOL_RING];                                                                  \
+    /* output columns whose window lies inside the row: [jlo, jhi) */                       \
+    int32_t jlo = off < 0 ? (-off + stride - 1) / stride : 0;                                \
+    int32_t jhi = w - size - off < 0 ? 0 : (w - size - off) / stride + 1;                    \
+    if (jhi > ow) jhi = ow;                                                                  \
+    if (jlo > jhi) jlo = jhi;                                                                \
+    int32_t have = -1;                      /* the last input row in the ring */             \
+    for (int32_t i = 0; i < oh; ++i) {                                                       \
+        const int32_t y0 = off + i * stride;                                                 \
+        const int32_t ya = y0 < 0 ? 0 : y0;                                                  \
+        const int32_t yb = (y0 + size > h) ? h : y0 + size;                                  \
+        T *restrict orow = out + (int64_t)i * ow;                                            \
+        if (ya >= yb) { for (int32_t j = 0; j < ow; ++j) orow[j] = 0; continue; } /* excluded by the checks */ \
+        for (int32_t r = have + 1 > ya ? have + 1 : ya; r < yb; ++r) {                       \
+            const T *restrict row = in + (int64_t)r * w;                                     \
+            T *restrict hm = ring + (int64_t)(r % size) * ow;                                \
+            for (int32_t j = jlo; j < jhi; ++j) hm[j] = row[off + j * stride];               \
+            for (int32_t t = 1; t < size; ++t)                                               \
+                for (int32_t j = jlo; j < jhi; ++j) {                                        \
+                    const T v = row[off + j * stride + t];                                   \
+                    hm[j] = v > hm[j] ? v : hm[j];                                           \
+                }                                                                            \
+            for (int32_t j = jlo == 0 ? jhi : 0; j < ow; j = (j + 1 == jlo) ? jhi : j + 1) { \
+                if (j >= jlo && j < jhi) continue;  /* never: the interior is skipped */      \
+                const int32_t x0 = off + j * stride;                                         \
+                const int32_t xa = x0 < 0 ? 0 : x0, xb = (x0 + size > w) ? w : x0 + size;    \
+                T best = xa < xb ? row[xa] : 0;                                              \
+                for (int32_t x = xa + 1; x < xb; ++x) best = row[x] > best ? row[x] : best;  \
+                hm[j] = best;                                                                \
+            }                                                                                \
+            have = r;                                                                        \
+        }                                                                                    \
+        const T *restrict first = ring + (int64_t)(ya % size) * ow;                          \
+        for (int32_t j = 0; j < ow; ++j) orow[j] = first[j];                                 \
+        for (int32_t r = ya + 1; r < yb; ++r) {                                              \
+            const T *restrict hm = ring + (int64_t)(r % size) * ow;                          \
+            for (int32_t j = 0; j < ow; ++j) orow[j] = hm[j] > orow[j] ? hm[j] : orow[j];    \
+        }                                                                                    \
+    }                                                                                        \
+}
+MDFI_MAXPOOL_SEPARABLE(uint8_t, maxpool_u8_sep)
+MDFI_MAXPOOL_SEPARABLE(int8_t, maxpool_s8_sep)
+MDFI_MAXPOOL_SEPARABLE(int16_t, maxpool_s16_sep)
+
 #define MDFI_MAXPOOL_PLANE(T, NAME)                                                          \
 static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32_t stride,   \
                  int32_t off, T *restrict out, int32_t oh, int32_t ow)                       \
 {                                                                                            \
+    if (size >= 3 && (int64_t)size * ow <= MDFI_POOL_RING) {                                 \
+        NAME##_sep(in, h, w, size, stride, off, out, oh, ow);                                \
+        return;                                                                              \
+    }                                                                                        \
     for (int32_t i = 0; i < oh; ++i) {                                                       \
         const int32_t y0 = off + i * stride;                                                 \
         const int32_t ya = y0 < 0 ? 0 : y0;                                                  \

@@ -144,6 +144,26 @@ def test_maxpool_equals_reference(c, h, w, size, stride, padding, bits, signed):
     assert np.array_equal(out, ref)
 
 
+@pytest.mark.parametrize("c, h, w, size, stride, padding", [
+    (8, 13, 13, 13, 1, None), (8, 13, 13, 9, 1, None), (8, 13, 13, 5, 1, None),   # yolov7-tiny's / SPP's pools
+    (3, 26, 40, 5, 2, None), (2, 17, 23, 7, 3, 2), (2, 15, 15, 3, 5, None),        # stride > size: rows skipped
+    (2, 9, 11, 4, 1, 6), (1, 3, 700, 13, 1, None), (1, 4, 3000, 5, 1, None),       # size x ow > the ring: C loop
+    (2, 40, 3, 6, 1, None), (1, 20, 20, 3, 1, 0), (1, 11, 11, 11, 2, 10),
+])
+@pytest.mark.parametrize("bits, signed", [(8, False), (8, True), (16, True)])
+@pytest.mark.parametrize("nthreads", [1, 3])
+def test_maxpool_large_windows_equal_reference(c, h, w, size, stride, padding, bits, signed, nthreads):
+    """Windows of size >= 3 run separably (row maxima kept for the window's rows, then their
+    maximum; csrc/mdfi_kernels_pool.c): every output equal to the NumPy reference, also at the
+    borders, with strides larger than the window and rows too long for the ring."""
+    layer = pool_layer(c, h, w, size, stride, padding)
+    x = values((c, h, w), bits, signed=signed, rng=np.random.default_rng(size * 100 + w))
+    out = np.empty(layer.out_shape, x.dtype)
+    K.maxpool(x, out, layer.size, layer.stride, layer.padding, nthreads=nthreads)
+    ref = QMaxpool(layer, fp.QFormat(bits, 0, signed)).forward_ref([x])
+    assert np.array_equal(out, ref)
+
+
 @pytest.mark.parametrize("shape, stride, bits", [((3, 5, 7), 2, 8), ((1, 1, 1), 3, 16), ((4, 13, 13), 2, 6)])
 def test_upsample_equals_reference(shape, stride, bits):
     c, h, w = shape
