@@ -139,9 +139,51 @@ class CRunner:
                 dts.append(_dtype(ql.out_fmt))
         return dts
 
+    def _plan_inplace_routes(self):
+        """Routes that run(keep="needed") without a hook need not copy (docs/performance.md,
+        stop 37).  A [route] input in the route's own format and storage type (a plain copy) is
+        *placed*: its producer writes straight into the route's buffer at the input's channel
+        offset (a channel slice of a (C,H,W) array is contiguous), so the concatenation is
+        already there; a one-input route of such an input (with or without groups) is a *view* of
+        its channels.  Each tensor has at most one home: an input already placed (yolov4-tiny's
+        layer 23 feeds routes 24 and 34), the network input, heads and inputs in another format
+        are still copied.  Returns (parent, placed): tensor -> (home tensor, first, last channel)
+        and route -> positions of its inputs that need no copy."""
+        qls = self.qmodel.layers
+        heads = self._heads
+        parent: dict = {}
+        placed: dict = {}
+        for ql in qls:
+            if ql.kind != "route":
+                continue
+            r, l = ql.index, ql.layer
+            dt = self.out_dtypes[r]
+            ok = [copy and i != -1 and i not in heads and self.out_dtypes[i] == dt
+                  for i, copy in zip(ql.inputs, ql.copies())]
+            if len(ql.inputs) == 1:
+                if ok[0]:
+                    a, b = l.slices()[0] if getattr(l, "groups", 1) > 1 else (0, l.in_shapes[0][0])
+                    parent[r] = (ql.inputs[0], a, b)
+                    placed[r] = {0}
+                continue
+            if getattr(l, "groups", 1) > 1:
+                continue
+            c0, pos = 0, set()
+            for k, (i, shape) in enumerate(zip(ql.inputs, l.in_shapes)):
+                if ok[k] and i not in parent and i not in ql.inputs[:k]:
+                    parent[i] = (r, c0, c0 + shape[0])
+                    pos.add(k)
+                c0 += shape[0]
+            if pos:
+                placed[r] = pos
+        return parent, placed
+
     def _plan_buffers(self) -> None:
         """Buffers of run(keep="needed"): one view per non-head layer into a shared pool of
-        byte buffers; a buffer returns to the pool after the last consumer of its tensor."""
+        byte buffers.  A tensor placed in a route (or a route that is a view of its input,
+        _plan_inplace_routes) is a channel slice of its home's view; each home and the tensors
+        in it share one buffer, taken when the first of them is computed and returned to the
+        pool after the last read of any of them."""
         qls = self.qmodel.layers
         last = self.qmodel.network.last_use()
         self._heads = {l.index for l in self.qmodel.network.output_layers()}
@@ -153,12 +195,26 @@ class CRunner:
             for k in qls[i].inputs:
                 if last.get(k) == i:
                     last[k] = j
-        free: List[np.ndarray] = []
-        bufs: List[Optional[np.ndarray]] = [None] * len(qls)
-        self._views: List[Optional[np.ndarray]] = [None] * len(qls)
+        parent, self._placed = self._plan_inplace_routes()
+
+        def root(t):
+            while t in parent:
+                t = parent[t][0]
+            return t
+        start: dict = {}
+        end: dict = {}
         for ql in qls:
-            shape, dt = ql.layer.out_shape, self.out_dtypes[ql.index]
-            if ql.index not in self._heads:
+            t = ql.index
+            if t in self._heads:
+                continue
+            g = root(t)
+            start[g] = min(start.get(g, t), t)
+            end[g] = max(end.get(g, t), t if last.get(t) is None else last[t])
+        free: List[np.ndarray] = []
+        bufs: dict = {}
+        for ql in qls:
+            for grp in [h for h, s in start.items() if s == ql.index]:
+                shape, dt = qls[grp].layer.out_shape, self.out_dtypes[grp]
                 nbytes = int(np.prod(shape)) * dt.itemsize
                 fits = [b for b in free if b.size >= nbytes]
                 if fits:
@@ -166,13 +222,27 @@ class CRunner:
                     free = [b for b in free if b is not buf]
                 else:
                     buf = np.empty(max(nbytes, 1), np.uint8)
-                bufs[ql.index] = buf
-                self._views[ql.index] = buf[:nbytes].view(dt).reshape(shape)
-                if last.get(ql.index) is None:          # nobody reads it: reusable at once
-                    free.append(buf)
-            for i in set(ql.inputs):
-                if i >= 0 and last.get(i) == ql.index and i not in self._heads:
-                    free.append(bufs[i])
+                bufs[grp] = buf
+            for grp in [h for h, e in end.items() if e == ql.index]:
+                free.append(bufs[grp])
+        views: List[Optional[np.ndarray]] = [None] * len(qls)
+
+        def view(t):
+            if views[t] is None:
+                shape, dt = qls[t].layer.out_shape, self.out_dtypes[t]
+                if t in parent:
+                    p, a, b = parent[t]
+                    views[t] = view(p)[a:b]
+                    assert views[t].shape == tuple(shape) and views[t].dtype == dt, (t, views[t].shape, shape)
+                else:
+                    views[t] = bufs[t][:int(np.prod(shape)) * dt.itemsize].view(dt).reshape(shape)
+            return views[t]
+        for ql in qls:
+            if ql.index not in self._heads:
+                view(ql.index)
+        self._views = views
+        # the copies a route still makes (its placed inputs are already in place)
+        self._route_steps = {i: self._route_step(qls[i], skip) for i, skip in self._placed.items()}
 
     # -- planning: one closure per layer ----------------------------------------------------------
     def _pre_view(self, ql):
@@ -257,6 +327,11 @@ class CRunner:
         return step
 
     def _plan_route(self, ql):
+        return self._route_step(ql)
+
+    def _route_step(self, ql, skip=frozenset()):
+        """The route's copies (and alignments), except of the inputs at positions ``skip``
+        (placed in its buffer already: _plan_inplace_routes); None when nothing is left."""
         l = ql.layer
         nt = self.threads
         mode = fp.rounding_code(ql.rounding)
@@ -266,13 +341,18 @@ class CRunner:
         # an input in the output's frac and zero point is a plain copy (the kernel's fast path)
         zs = [{} if copy else dict(zero_in=f.zero, zero_out=ql.out_fmt.zero)
               for f, copy in zip(ql.in_fmts, ql.copies())]
+        parts, c0 = [], 0
+        for k, ((a, b), shift, z) in enumerate(zip(slices, ql.shifts, zs)):
+            if k not in skip:
+                parts.append((k, a, b, c0, shift, z))
+            c0 += b - a
+        if not parts:
+            return None
 
         def step(xs, out):
-            c0 = 0
-            for x, (a, b), shift, z in zip(xs, slices, ql.shifts, zs):
+            for k, a, b, o0, shift, z in parts:
                 # a channel slice of a (C,H,W) tensor is contiguous
-                _kernels.align_copy(x[a:b], out[c0:c0 + b - a], shift, mode, bits, nthreads=nt, **z)
-                c0 += b - a
+                _kernels.align_copy(xs[k][a:b], out[o0:o0 + b - a], shift, mode, bits, nthreads=nt, **z)
         return step
 
     def _plan_shortcut(self, ql):
@@ -362,7 +442,7 @@ class CRunner:
         fused, fsteps = self.fused, self._fused_steps
         pooled, psteps, pool_only = self.pooled, self._pool_steps, self.pool_only
         if keep == "needed" and hook is None:
-            views, heads = self._views, self._heads
+            views, heads, rsteps = self._views, self._heads, self._route_steps
             for ql, step in zip(qls, self.steps):
                 i = ql.index
                 if outs[i] is not None:             # a shortcut its convolution computed
@@ -379,6 +459,10 @@ class CRunner:
                     pout = self.new_output(j) if j in heads else views[j]
                     psteps[i](xs, out, pout, i in pool_only)
                     outs[j] = pout
+                elif i in rsteps:
+                    rstep = rsteps[i]
+                    if rstep is not None:          # the inputs not placed in its buffer
+                        rstep(xs, out)
                 else:
                     step(xs, out)
                 outs[i] = out
