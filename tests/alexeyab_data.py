@@ -16,7 +16,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 import pytest
@@ -86,10 +86,13 @@ def random_params(cfg: Path, wanted: Iterable[int]) -> Dict[int, np.ndarray]:
     return out
 
 
-def random_network(folder: Path, cfg_name: str, layers: Iterable[int]):
-    """The fixture network with the random parameters of ``layers`` set."""
+def random_network(folder: Path, cfg_name: str, layers: Optional[Iterable[int]] = None):
+    """The fixture network with the random parameters of ``layers`` set (None: every layer
+    that has parameters)."""
     from mdfi.darknet.network import Network
     net = Network.from_cfg(folder / cfg_name, warn=False)
+    if layers is None:
+        layers = [l.index for l in net.layers if l.num_params()]
     for i, v in random_params(folder / cfg_name, layers).items():
         net.layers[i].set_params(v)
     return net

@@ -165,13 +165,10 @@ def _v4tiny_256_zero_points():
 
 
 def _v7tiny_192():
-    from alexeyab_data import V7, random_params
-    from mdfi.darknet.network import Network
+    from alexeyab_data import V7, random_network
     from mdfi.quant.quantize import quantize_network
     from test_c_runner import _fixed_model
-    net = Network.from_cfg(V7 / "yolov7-tiny-192.cfg", warn=False)
-    for i, v in random_params(V7 / "yolov7-tiny-192.cfg", [l.index for l in net.layers if l.num_params()]).items():
-        net.layers[i].set_params(v)
+    net = random_network(V7, "yolov7-tiny-192.cfg")
     return _fixed_model(net, quantize_network(net, cfg_text=""))
 
 

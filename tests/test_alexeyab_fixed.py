@@ -223,11 +223,7 @@ def test_batchnorm_estimate_covers_groups_and_new_activations(mini):
 def test_yolov7_tiny_random_8bit_c_equals_reference(tmp_path):
     """yolov7-tiny (logistic head convs, new_coords) at 8 bits, all 99 layers, with the
     fixture's regenerated random weights (docs: the random networks cannot measure accuracy)."""
-    from alexeyab_data import darknet_cfg, random_params
-    net = Network.from_cfg(V7 / "yolov7-tiny-192.cfg", warn=False)
-    params = random_params(V7 / "yolov7-tiny-192.cfg", [l.index for l in net.layers if l.num_params()])
-    for i, v in params.items():
-        net.layers[i].set_params(v)
+    net = random_network(V7, "yolov7-tiny-192.cfg")
     qm = quantize_network(net, cfg_text="")
     assert [i for i, ql in enumerate(qm.layers) if getattr(ql, "lut", False)] == [89, 93, 97]
     _assert_c_equals_ref(qm, input_to_u8(astronaut_input(net)))

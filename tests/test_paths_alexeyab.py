@@ -25,10 +25,9 @@ import pytest
 
 from mdfi._ext import _conv
 from mdfi.cengine import CRunner
-from mdfi.darknet.network import Network
 from mdfi.quant.quantize import input_to_u8, quantize_network
 
-from alexeyab_data import AB, V7, astronaut_input, random_params, tiny_network
+from alexeyab_data import AB, V7, astronaut_input, random_network, tiny_network
 from test_cengine import _on_path
 
 MINI = AB / "mini-alexeyab.cfg"
@@ -60,20 +59,16 @@ def _v4tiny(zero_points: bool):
 
 
 def _v7tiny():
-    net = Network.from_cfg(V7 / "yolov7-tiny-192.cfg", warn=False)
-    for i, v in random_params(V7 / "yolov7-tiny-192.cfg", [l.index for l in net.layers if l.num_params()]).items():
-        net.layers[i].set_params(v)
+    net = random_network(V7, "yolov7-tiny-192.cfg")
     qm = quantize_network(net, cfg_text="")
     assert sum(bool(getattr(ql, "lut", False)) for ql in qm.layers) == 3
     return _case(qm, input_to_u8(astronaut_input(net)))
 
 
 def _mini(bits: int, rounding: str):
-    from mdfi.darknet.cfgfile import parse_cfg_text
-    from mdfi.darknet.weights import random_weights
+    from test_c_runner import _random_net
     text = MINI.read_text()
-    net = Network(parse_cfg_text(text, MINI.name), MINI.name, warn=False)
-    random_weights(net, bits)
+    net = _random_net(text, MINI.name, bits)
     qm = quantize_network(net, wbits=bits, abits=bits, per_channel=True, rounding=rounding, cfg_text=text)
     x = np.random.default_rng(bits).integers(0, 256, net.input_shape).astype(np.uint8)
     return _case(qm, x)

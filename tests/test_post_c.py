@@ -200,14 +200,11 @@ def test_alexeyab_models_heads_equal():
     """AlexeyAB's integer heads -- yolov4-tiny (scale_x_y: signed x/y codes) and yolov7-tiny
     (new_coords) with the fixtures' weights -- decoded and post-processed with each model's
     own settings (greedynms / letter_box) and the other NMS kinds: C equals the reference."""
-    from alexeyab_data import V7, astronaut_input, random_params, tiny_network
+    from alexeyab_data import V7, astronaut_input, random_network, tiny_network
     from mdfi.cengine import CRunner
-    from mdfi.darknet.network import Network
     from mdfi.postprocess import settings
     from mdfi.quant.quantize import input_to_u8, quantize_network
-    v7 = Network.from_cfg(V7 / "yolov7-tiny-192.cfg", warn=False)
-    for i, v in random_params(V7 / "yolov7-tiny-192.cfg", [l.index for l in v7.layers if l.num_params()]).items():
-        v7.layers[i].set_params(v)
+    v7 = random_network(V7, "yolov7-tiny-192.cfg")
     total = 0
     # yolov4-tiny: ~30 candidates at 0.005, every case; yolov7-tiny's random heads: ~1,100
     # candidates at 0.5, its own settings and two more cases (the reference is slow there)
