@@ -178,14 +178,14 @@ static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32
                     const T v = row[off + j * stride + t];                                   \
                     hm[j] = v > hm[j] ? v : hm[j];                                           \
                 }                                                                            \
-            for (int32_t j = jlo == 0 ? jhi : 0; j < ow; j = (j + 1 == jlo) ? jhi : j + 1) { \
-                if (j >= jlo && j < jhi) continue;  /* never: the interior is skipped */      \
-                const int32_t x0 = off + j * stride;                                         \
-                const int32_t xa = x0 < 0 ? 0 : x0, xb = (x0 + size > w) ? w : x0 + size;    \
-                T best = xa < xb ? row[xa] : 0;                                              \
-                for (int32_t x = xa + 1; x < xb; ++x) best = row[x] > best ? row[x] : best;  \
-                hm[j] = best;                                                                \
-            }                                                                                \
+            for (int32_t side = 0; side < 2; ++side)      /* border columns: [0, jlo), [jhi, ow) */ \
+                for (int32_t j = side ? jhi : 0; j < (side ? ow : jlo); ++j) {               \
+                    const int32_t x0 = off + j * stride;                                     \
+                    const int32_t xa = x0 < 0 ? 0 : x0, xb = (x0 + size > w) ? w : x0 + size; \
+                    T best = xa < xb ? row[xa] : 0;                                          \
+                    for (int32_t x = xa + 1; x < xb; ++x) best = row[x] > best ? row[x] : best; \
+                    hm[j] = best;                                                            \
+                }                                                                            \
             have = r;                                                                        \
         }                                                                                    \
         const T *restrict first = ring + (int64_t)(ya % size) * ow;                          \

@@ -210,10 +210,15 @@ class CRunner:
             g = root(t)
             start[g] = min(start.get(g, t), t)
             end[g] = max(end.get(g, t), t if last.get(t) is None else last[t])
+        starting: dict = {}
+        ending: dict = {}
+        for g in start:
+            starting.setdefault(start[g], []).append(g)
+            ending.setdefault(end[g], []).append(g)
         free: List[np.ndarray] = []
         bufs: dict = {}
         for ql in qls:
-            for grp in [h for h, s in start.items() if s == ql.index]:
+            for grp in starting.get(ql.index, ()):
                 shape, dt = qls[grp].layer.out_shape, self.out_dtypes[grp]
                 nbytes = int(np.prod(shape)) * dt.itemsize
                 fits = [b for b in free if b.size >= nbytes]
@@ -223,7 +228,7 @@ class CRunner:
                 else:
                     buf = np.empty(max(nbytes, 1), np.uint8)
                 bufs[grp] = buf
-            for grp in [h for h, e in end.items() if e == ql.index]:
+            for grp in ending.get(ql.index, ()):
                 free.append(bufs[grp])
         views: List[Optional[np.ndarray]] = [None] * len(qls)
 
