@@ -49,7 +49,7 @@ def export(network, path: str) -> list:
             conv_out = out if l.activation == "linear" else f"c{i}"
             nodes.append(helper.make_node("Conv", [ins[0], f"w{i}", f"b{i}"], [conv_out],
                                           kernel_shape=[l.size, l.size], strides=[l.stride, l.stride],
-                                          pads=[l.padding] * 4))
+                                          pads=[l.padding] * 4, group=l.groups))
             if l.activation == "leaky":
                 nodes.append(helper.make_node("LeakyRelu", [conv_out], [out], alpha=0.1))
             elif l.activation != "linear":

@@ -94,7 +94,7 @@ def to_onnx(net, opset: int = 13):
             nodes.append(helper.make_node(
                 "Conv", [x, const(f"{base}_w", w.astype(np.float32)), const(f"{base}_b", b.astype(np.float32))],
                 [y], name=y, kernel_shape=[l.size, l.size], strides=[l.stride, l.stride],
-                pads=[l.padding] * 4))
+                pads=[l.padding] * 4, group=l.groups))
             names.append(_act(nodes, base, y, l.activation))
         elif l.kind == "maxpool":
             c, h, w = l.in_shape

@@ -56,8 +56,8 @@ class CRunner:
             if ql.kind == "convolutional":
                 l = ql.layer
                 c, h, w = l.in_shape
-                scratch = max(scratch, _conv.scratch_bytes(c, h, w, l.filters, l.size, l.stride, l.padding,
-                                                           self.threads))
+                scratch = max(scratch, _conv.scratch_bytes(c // l.groups, h, w, l.filters // l.groups, l.size,
+                                                           l.stride, l.padding, self.threads))   # one group's call
         self.scratch = np.empty(max(scratch, 1), np.uint8)
         # pre-activation codes of the table activations (docs/fixed-point.md 4.1): one buffer,
         # used by one layer at a time (runs hold the lock)
@@ -84,7 +84,7 @@ class CRunner:
             i = ql.index
             sc = qls[i + 1]
             if ql.kind != "convolutional" or sc.kind != "shortcut" or getattr(ql, "lut", False) or \
-                    getattr(sc, "lut", False) or i in heads or readers.get(i) != [i + 1]:
+                    ql.layer.groups > 1 or getattr(sc, "lut", False) or i in heads or readers.get(i) != [i + 1]:
                 continue
             l = sc.layer
             if list(sc.inputs[:1]) != [i] or len(sc.inputs) != 2 or sc.inputs[1] in (i, -1) or \
@@ -116,7 +116,7 @@ class CRunner:
         for ql in qls[:-1]:
             i, mp = ql.index, qls[ql.index + 1]
             if ql.kind != "convolutional" or mp.kind != "maxpool" or getattr(ql, "lut", False) or \
-                    i in self.fused or i in heads or i + 1 not in readers.get(i, []) or list(mp.inputs) != [i]:
+                    ql.layer.groups > 1 or i in self.fused or i in heads or i + 1 not in readers.get(i, []) or list(mp.inputs) != [i]:
                 continue
             l, p = ql.layer, mp.layer
             m, oh, ow = l.out_shape
@@ -270,7 +270,7 @@ class CRunner:
 
     def _plan_convolutional(self, ql):
         l = ql.layer
-        packed = _conv.pack_weights(np.ascontiguousarray(ql.weights))
+        packed = _conv.pack_weights(np.ascontiguousarray(ql.weights)) if l.groups == 1 else None   # else per group
         bias = np.ascontiguousarray(ql.bias, dtype=np.int64)
         shift = np.ascontiguousarray(ql.shift, dtype=np.int32)
         lut = getattr(ql, "lut", False)
@@ -284,8 +284,9 @@ class CRunner:
         if not lut and ql.out_fmt.zero:
             kw["zero_out"] = ql.out_fmt.zero
 
-        def step(xs, out):
+        def whole(xs, out):
             _conv.conv2d(xs[0], packed, bias, shift, out, scratch=self.scratch, **kw)
+        step = self._grouped_step(ql, kw) if l.groups > 1 else whole
         j = self.fused.get(ql.index)
         if j is not None:
             sc = self.qmodel.layers[j]
@@ -307,6 +308,24 @@ class CRunner:
                     _kernels.maxpool(out, pout, p.size, p.stride, p.padding, nthreads=nt)
             self._pool_steps[ql.index] = pstep
         return self._then_table(ql, step) if lut else step
+
+    def _grouped_step(self, ql, kw):
+        """A grouped convolution (docs/fixed-point.md 3.6) as one kernel call per group: group j
+        reads input channels [j*C/g, (j+1)*C/g) and writes output channels [j*M/g, (j+1)*M/g),
+        contiguous (C,H,W) slices of the layer's input and output (never fused: _plan_fusion,
+        _plan_pool_fusion)."""
+        g, m = ql.layer.groups, ql.layer.filters
+        cg, mg = ql.layer.group_channels, m // g
+        w = np.ascontiguousarray(ql.weights)
+        parts = [(slice(j * cg, (j + 1) * cg), slice(j * mg, (j + 1) * mg)) for j in range(g)]
+        packs = [(_conv.pack_weights(np.ascontiguousarray(w[o])),
+                  np.ascontiguousarray(ql.bias[o], dtype=np.int64), np.ascontiguousarray(ql.shift[o], dtype=np.int32))
+                 for _, o in parts]
+
+        def step(xs, out):
+            for (i, o), (packed, bias, shift) in zip(parts, packs):
+                _conv.conv2d(xs[0][i], packed, bias, shift, out[o], scratch=self.scratch, **kw)
+        return step
 
     def _plan_maxpool(self, ql):
         l = ql.layer

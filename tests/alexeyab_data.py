@@ -27,6 +27,7 @@ AB = FIXTURES / "darknet-alexeyab"
 TINY = AB / "yolov4-tiny-10c"
 V7 = AB / "yolov7-tiny-random"
 V4 = AB / "yolov4-random"
+GROUPED = AB / "grouped-random"
 SEED = 2025
 
 TINY_SPEC = dict(
@@ -86,11 +87,12 @@ def random_params(cfg: Path, wanted: Iterable[int]) -> Dict[int, np.ndarray]:
     return out
 
 
-def random_network(folder: Path, cfg_name: str, layers: Optional[Iterable[int]] = None):
+def random_network(folder: Path, cfg_name: str, layers: Optional[Iterable[int]] = None,
+                   darknet: Optional[str] = None):
     """The fixture network with the random parameters of ``layers`` set (None: every layer
-    that has parameters)."""
+    that has parameters); ``darknet`` as in :meth:`Network.from_cfg`."""
     from mdfi.darknet.network import Network
-    net = Network.from_cfg(folder / cfg_name, warn=False)
+    net = Network.from_cfg(folder / cfg_name, warn=False, darknet=darknet)
     if layers is None:
         layers = [l.index for l in net.layers if l.num_params()]
     for i, v in random_params(folder / cfg_name, layers).items():

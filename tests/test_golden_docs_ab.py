@@ -620,3 +620,46 @@ def test_yolov4_tiny_10c_from_the_docs(tiny):
     stats: dict = {}
     assert rec and detections(g, stats=stats) == rec
     assert gr.decode_detections(g) == rec
+
+
+GROUPED_SCRIPT = r"""
+import sys
+import mdfi
+from mdfi.hw import golden
+cfg, weights = sys.argv[3] + "/mini-grouped.cfg", sys.argv[3] + "/mini-grouped.weights"
+golden.export(mdfi.load(cfg=cfg, weights=weights), sys.argv[2], sys.argv[1], thresh=1.0)
+"""
+
+
+def test_grouped_convolutions_from_the_docs(tmp_path):
+    """golden-format.md ``groups=G`` on a conv line: output channels [j*m/G, (j+1)*m/G) are the
+    convolution of input channels [j*c/G, (j+1)*c/G) with weights [m][c/G][k][k]; rebuilt from
+    those words for every grouped layer of tests/fixtures/.../mini-grouped.cfg (groups 8, 4, 32
+    and depthwise; the default 8-bit model of a cfg without recipe, with zero points): the
+    accumulators of all, and the outputs of the leaky and linear ones."""
+    pytest.importorskip("skimage")
+    import skimage.data
+    photo = tmp_path / "a.png"
+    Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[::8, ::8, :3])).save(photo)
+    _child(GROUPED_SCRIPT, str(tmp_path / "grp"), str(photo), str(HERE / "fixtures" / "darknet-alexeyab" /
+                                                                 "grouped-random"), cwd=tmp_path)
+    g = gr.GoldenSet(str(tmp_path / "grp"))
+    seen = []
+    for r in g.model_lines():
+        if r["record"] != "layer" or r["kind"] != "conv" or "groups" not in r:
+            continue
+        i, G = r["index"], int(r["groups"])
+        x, w, b = g.read(i, "in0"), g.read(i, "weights"), g.read(i, "bias")
+        m, c = int(r["m"]), int(r["c"])
+        assert w.shape == (m, c // G, int(r["k"]), int(r["k"]))
+        acc = np.concatenate([conv_acc(x[j * c // G:(j + 1) * c // G], w[j * m // G:(j + 1) * m // G],
+                                       b[j * m // G:(j + 1) * m // G], int(r["stride"]), int(r["pad"]),
+                                       int(r.get("pad_value", 0))) for j in range(G)])
+        assert np.array_equal(acc, g.read(i, "acc")), i
+        if r["act"] in ("leaky", "linear"):
+            act, extra = pre_shift(acc, r["act"])
+            out = requantize(act, g.read(i, "shift")[:, None, None] + extra, r["rounding"], int(r["out_bits"]),
+                             int(r.get("zero_out", 0)))
+            assert np.array_equal(out, g.read(i, "out")), i
+        seen.append((i, G, r["act"]))
+    assert seen == [(1, 8, "leaky"), (2, 64, "swish"), (3, 4, "linear"), (6, 32, "mish")], seen

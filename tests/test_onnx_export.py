@@ -115,3 +115,69 @@ def test_route_slices_are_the_group_id_th_of_groups_equal_chunks(tmp_path):
     conv0, route4 = onnx_export.session(str(path), 1).run(["l000_leaky", "l004_slice0"], {"input": x})
     assert conv0.shape[1] == 12
     np.testing.assert_array_equal(route4, conv0[:, 8:12])                 # groups=3, group_id=2
+
+
+GROUPED_CFG = """
+[net]
+width=24
+height=24
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=2
+pad=1
+groups=4
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=1
+pad=1
+groups=32
+activation=relu
+
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=14
+groups=2
+activation=linear
+
+[yolo]
+mask=0,1
+anchors=10,14, 23,27
+classes=2
+num=2
+"""
+
+
+@pytest.mark.parametrize("darknet", ["pjreddie", "alexeyab"])
+def test_grouped_convolutions_equal_onnx_runtime(tmp_path, darknet):
+    """Grouped convolutions (groups 4, depthwise 32 of 32, a grouped 1x1 head) against ONNX
+    Runtime's Conv with ``group=`` (an implementation independent of MDFI's)."""
+    import onnx
+    net = Network(parse_cfg_text(GROUPED_CFG, "grouped.cfg"), "grouped.cfg", warn=False, darknet=darknet)
+    random_weights(net, seed=8)
+    assert [l.groups for l in net.layers if l.kind == "convolutional"] == [1, 4, 32, 2]
+    model = onnx_export.to_onnx(net)
+    assert [a.i for n in model.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"] == \
+        [1, 4, 32, 2]
+    path = tmp_path / "grouped.onnx"
+    onnx.save(model, str(path))
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        assert onnx_export.check_float(net, str(path), rng.random((3, 24, 24)).astype(np.float32)) <= 1e-5

@@ -13,7 +13,9 @@ skipped, naming the missing feature, where the CPU lacks it), every layer compar
   convolutions, new_coords heads, SPP max pools);
 * mini-alexeyab (every table activation, shortcuts between channel counts) at 8, 16 (acc64, the
   split path of 16-bit layers) and 5 bits, and golden_nets' every-kind network with mixed
-  8/12-bit layers.
+  8/12-bit layers;
+* mini-grouped (grouped convolutions: groups 8, 4, 32 and depthwise, strided, 1x1, with swish
+  and mish tables; tests/test_grouped.py) at 8 bits with and without zero points, 16 and 5 bits.
 
 The aarch64 twin (NEON, neondot, under qemu): tests/test_aarch64.py's runner tests.
 """
@@ -81,6 +83,14 @@ def _every_kind():
     return _case(qm, x)
 
 
+def _grouped(**kw):
+    from test_grouped import mini_network
+    net = mini_network()
+    qm = quantize_network(net, per_channel=True, cfg_text="", **kw)
+    x = np.random.default_rng(5).integers(0, 256, net.input_shape).astype(np.uint8)
+    return _case(qm, x)
+
+
 BUILDERS = {
     "yolov4-tiny-10c": lambda: _v4tiny(False),
     "yolov4-tiny-10c-zp": lambda: _v4tiny(True),
@@ -89,6 +99,10 @@ BUILDERS = {
     "mini-alexeyab-16": lambda: _mini(16, "half_up"),
     "mini-alexeyab-5": lambda: _mini(5, "truncate"),
     "every-kind-8-12": _every_kind,
+    "mini-grouped-8": lambda: _grouped(),
+    "mini-grouped-zp": lambda: _grouped(act_method="mse", zero_points=True),
+    "mini-grouped-16": lambda: _grouped(wbits=16, abits=16),
+    "mini-grouped-5": lambda: _grouped(wbits=5, abits=5, rounding="truncate"),
 }
 
 

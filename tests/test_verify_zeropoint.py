@@ -112,7 +112,8 @@ def _recomputed(d, man, layer, **changes):
     p, meta = L["params"], L["meta"]
     e = _entry(man, f"l{layer:03d}.out.hex")
     kw = dict(size=p["size"], stride=p["stride"], padding=p["pad"], rounding=meta["rounding"], bits=e["bits"],
-              activation=p["activation"], zero_out=e.get("zero", 0), pad_value=p.get("pad_value", 0))
+              activation=p["activation"], zero_out=e.get("zero", 0), pad_value=p.get("pad_value", 0),
+              groups=p.get("groups", 1))
     kw.update(changes)
     return conv2d_int_ref(*_conv_inputs(d, man, layer), **kw).reshape(-1).astype(np.int64)
 

@@ -78,7 +78,8 @@ int mdfi_plan_init(mdfi_plan *plan, const mdfi_model *model, const uint8_t *sele
         }
         if (l->kind == MDFI_K_CONV) {
             const mdfi_tensor_desc *in = producer(model, l->in[0]);
-            const int64_t s = mdfi_conv_scratch_size(in->c, in->h, in->w, l->m, l->k, l->stride, l->pad, nthreads);
+            const int64_t s = mdfi_conv_scratch_size(in->c / l->groups, in->h, in->w, l->m / l->groups, l->k, l->stride,
+                                                     l->pad, nthreads);     /* one group's call */
             if (s < 0) {
                 mdfi_plan_free(plan);
                 return mdfi_fail(err, model->txt, l->line, "layer %d: convolution too large for the kernel",
@@ -132,10 +133,17 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
     switch (l->kind) {
     case MDFI_K_CONV:
         /* zero points: the padding holds pad_value, the epilogue adds zero_out (both 0 without) */
-        rc = mdfi_conv2d_zp(xs[0], conv_type(in->type), in->c, in->h, in->w, mdfi_tensor_elems(in), l->packed,
-                            l->packed_size, l->bias, l->shift, l->m, dst, conv_type(dst_type), mdfi_tensor_elems(o),
-                            l->k, l->stride, l->pad, l->rounding, dst_bits, kact, l->acc64, plan->nthreads, plan->path,
-                            plan->scratch, plan->scratch_size, l->pad_value, l->zero_out);
+        /* grouped (docs/fixed-point.md 3.6): group j convolves input channels [j*C/g, (j+1)*C/g)
+           into output channels [j*M/g, (j+1)*M/g), contiguous slices of both tensors */
+        for (int32_t j = 0, g = l->groups, cg = in->c / g, mg = l->m / g; j < g && !rc; ++j) {
+            const int64_t xe = (int64_t)cg * in->h * in->w, oe = (int64_t)mg * o->h * o->w;
+            rc = mdfi_conv2d_zp((const char *)xs[0] + j * xe * (int64_t)mdfi_elem_size(elem_of(in->type)), conv_type(in->type),
+                                cg, in->h, in->w, xe, (const char *)l->packed + j * l->packed_stride,
+                                l->packed_size, l->bias + (int64_t)j * mg, l->shift + (int64_t)j * mg, mg,
+                                (char *)dst + j * oe * (int64_t)mdfi_elem_size(elem_of(dst_type)), conv_type(dst_type), oe,
+                                l->k, l->stride, l->pad, l->rounding, dst_bits, kact, l->acc64, plan->nthreads,
+                                plan->path, plan->scratch, plan->scratch_size, l->pad_value, l->zero_out);
+        }
         if (rc) return mdfi_fail(err, plan->model->txt, l->line, "layer %d: convolution failed: %s", (int)l->index,
                                  mdfi_conv_strerror(rc));
         if (table)

@@ -107,7 +107,9 @@ static int parse_conv(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
     const mdfi_tensor_desc *in = producer(m, l->in[0]);
     int32_t in_type = 0;
     int have_type;
+    l->groups = 1;                                      /* grouped convolution: absent = 1 */
     if (check_in_shape(kv, in, err) || kv_int(kv, "m", 1, MDFI_RT_MAX_DIM, 1, &l->m, NULL, err) ||
+        kv_int(kv, "groups", 1, MDFI_RT_MAX_DIM, 0, &l->groups, NULL, err) ||
         kv_int(kv, "k", 1, MDFI_RT_MAX_KPARAM, 1, &l->k, NULL, err) ||
         kv_int(kv, "stride", 1, MDFI_RT_MAX_KPARAM, 1, &l->stride, NULL, err) ||
         kv_int(kv, "pad", 0, MDFI_RT_MAX_KPARAM, 1, &l->pad, NULL, err) ||
@@ -123,12 +125,15 @@ static int parse_conv(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
     if (have_type && in_type != in->type)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: in_type=%s but the input is stored as %s", (int)l->index,
                          TYPE_NAMES[in_type], TYPE_NAMES[in->type]);
+    if (in->c % l->groups || l->m % l->groups)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: groups=%d must divide c=%d and m=%d", (int)l->index,
+                         (int)l->groups, (int)in->c, (int)l->m);
     const int32_t oh = mdfi_conv_out_size(in->h, l->k, l->stride, l->pad);
     const int32_t ow = mdfi_conv_out_size(in->w, l->k, l->stride, l->pad);
     if (oh < 1 || ow < 1)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: kernel %d does not fit the padded %dx%d input",
                          (int)l->index, (int)l->k, (int)in->h, (int)in->w);
-    const int64_t kvol = (int64_t)in->c * l->k * l->k;     /* <= 2^44: no overflow */
+    const int64_t kvol = (int64_t)(in->c / l->groups) * l->k * l->k;     /* <= 2^44: no overflow */
     if (kvol > MDFI_RT_MAX_ELEMS / l->m)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: more than 2^31 weights", (int)l->index);
     l->acc_bits = l->wbits + (in->type == MDFI_U8 ? in->bits + 1 : in->bits) + ceil_log2(kvol);
@@ -151,7 +156,7 @@ static int parse_conv(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
     if ((have_oh && eoh != oh) || (have_ow && eow != ow))
         return mdfi_fail(err, kv->file, kv->line, "layer %d: oh/ow=%dx%d but the convolution gives %dx%d",
                          (int)l->index, (int)(have_oh ? eoh : oh), (int)(have_ow ? eow : ow), (int)oh, (int)ow);
-    if (mdfi_conv_packed_size(l->m, in->c, l->k) < 0)
+    if (mdfi_conv_packed_size(l->m / l->groups, in->c / l->groups, l->k) < 0)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: weights too large", (int)l->index);
     if (l->act >= MDFI_RT_ACT_TABLE && l->pre_bits < l->out.bits)
         return mdfi_fail(err, kv->file, kv->line, "layer %d: pre_bits=%d is narrower than out_bits=%d", (int)l->index,
@@ -375,7 +380,7 @@ typedef int (*parse_fn)(mdfi_model *, mdfi_layer *, kvline *, mdfi_err *);
 /* Keys each kind accepts (space-separated; c/h/w/oh/ow/in_type are optional checks). */
 static const char *const KIND_KEYS[MDFI_K_COUNT] = {
     " in c h w m k stride pad act rounding in_type wbits out_bits acc64 acc_bits oh ow weights bias shift "
-    "pre_bits pre_frac lut pad_value zero_out ",
+    "pre_bits pre_frac lut pad_value zero_out groups ",
     " in c h w size stride pad oh ow ",
     " in c h w stride ",
     " in c h w stride ",

@@ -67,9 +67,11 @@ typedef struct mdfi_layer {
     int32_t *lut;                       /* [2^pre_bits] output codes (int32 copy)         */
     /* conv */
     int32_t m, k, wbits, acc64, acc_bits;
-    void *packed;                       /* mdfi_conv_pack_weights() of the [M][C][k][k]
-                                           weights; packed_size bytes                  */
-    int64_t packed_size;
+    void *packed;                       /* mdfi_conv_pack_weights() of each group's
+                                           [M/groups][C/groups][k][k] weights: groups
+                                           blocks of packed_size bytes, packed_stride
+                                           apart (conv groups: see route below)        */
+    int64_t packed_size, packed_stride;
     int64_t *bias;                      /* [M] biases at the accumulator scale         */
     int32_t *shift;                     /* [M] requantizing shifts                     */
     /* zero points (docs/fixed-point.md 1.1; model.txt pad_value=, zero_out=, zero_in=, zero_a=, zero_b=;
@@ -83,7 +85,8 @@ typedef struct mdfi_layer {
     /* route */
     int32_t shifts[MDFI_RT_MAX_INPUTS]; /* alignment right shift of each input         */
     int32_t groups, group_id;           /* AlexeyAB: copy channel slice group_id of
-                                           groups of every input (1, 0: whole inputs)  */
+                                           groups of every input (1, 0: whole inputs);
+                                           conv: groups of a grouped convolution       */
     /* shortcut */
     int32_t fa, fb, out_frac;
     /* yolo / region */

@@ -22,23 +22,30 @@ static int load_conv(const mdfi_model *m, mdfi_layer *l, mdfi_err *err)
 {
     const mdfi_tensor_desc *in = producer(m, l->in[0]);
     char path[MDFI_PATH_LEN];
-    const int64_t nw = (int64_t)l->m * in->c * l->k * l->k;
+    const int32_t g = l->groups, mg = l->m / g, cg = in->c / g;
+    const int64_t nw = (int64_t)l->m * cg * l->k * l->k;
     const int wide = l->wbits > 8;
-    void *w = mdfi_alloc(nw, wide ? 2 : 1);     /* [M][C][k][k] int8 or int16, Darknet order */
+    void *w = mdfi_alloc(nw, wide ? 2 : 1);     /* [M][C/groups][k][k] int8 or int16, Darknet order */
     if (w == NULL) return mdfi_fail(err, m->txt, l->line, "layer %d: out of memory", (int)l->index);
     if (mdfi_join_path(path, m->dir, l->file[0], err) ||
         mdfi_hex_read(path, nw, l->wbits, 1, w, wide ? MDFI_ELEM_I16 : MDFI_ELEM_I8, err)) {
         free(w);
         return -1;
     }
-    l->packed_size = mdfi_conv_packed_size(l->m, in->c, l->k);
-    l->packed = l->packed_size > 0 ? mdfi_alloc64(l->packed_size) : NULL;
+    /* one packed block per group (groups = 1: the whole layer), each on a 64-byte boundary */
+    const int64_t psz = mdfi_conv_packed_size(mg, cg, l->k);
+    l->packed_size = psz;
+    l->packed_stride = psz > 0 ? (psz + 63) / 64 * 64 : 0;
+    l->packed = psz > 0 && l->packed_stride <= INT64_MAX / g ? mdfi_alloc64(l->packed_stride * g) : NULL;
     if (l->packed == NULL) {
         free(w);
         return mdfi_fail(err, m->txt, l->line, "layer %d: out of memory for the packed weights", (int)l->index);
     }
-    const int rc = mdfi_conv_pack_weights(w, wide ? MDFI_CONV_S16 : MDFI_CONV_S8, l->m, in->c, l->k, l->packed,
-                                          l->packed_size);
+    int rc = MDFI_CONV_OK;
+    for (int32_t j = 0; j < g && rc == MDFI_CONV_OK; ++j)
+        rc = mdfi_conv_pack_weights((const char *)w + (size_t)j * mg * cg * l->k * l->k * (wide ? 2 : 1),
+                                    wide ? MDFI_CONV_S16 : MDFI_CONV_S8, mg, cg, l->k,
+                                    (char *)l->packed + j * l->packed_stride, psz);
     free(w);
     if (rc != MDFI_CONV_OK)
         return mdfi_fail(err, m->txt, l->line, "layer %d: packing the weights failed: %s", (int)l->index,

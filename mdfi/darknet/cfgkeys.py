@@ -143,7 +143,7 @@ convolutional padding used 190 185 - | explicit padding
 convolutional activation used 193 189 - | see docs/darknet.md, activations
 convolutional batch_normalize used 209 198 - | batch norm (lineage epsilon, AB fuses it)
 convolutional cbn used 210 - 0 | AB cross-iteration batch norm: batch_normalize=2, which differs from 1 only in training (src/batchnorm_layer.c:269)
-convolutional groups refuse 172 186 1 | grouped convolution (weights of c/groups channels per filter) is not implemented
+convolutional groups used 172 186 1 | grouped convolution: filter group j reads input channels j*c/g..(j+1)*c/g - 1 (AB src/convolutional_layer.c:1222-1235, PJ :458-469); c and filters must be multiples of it
 convolutional antialiasing refuse 187 - 0 | adds a fixed blur depthwise convolution after the layer (AB src/convolutional_layer.c:801, :1413)
 convolutional share_index refuse 198 - - | the layer shares another layer's weights and reads none from the file (AB src/parser.c:2280)
 convolutional binary refuse 212 199 0 | binarized weights (XNOR-net)

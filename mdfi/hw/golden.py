@@ -153,7 +153,8 @@ def model_txt(qm: QuantizedModel) -> str:
                          f"in_type={_type_name(fmts[ql.inputs[0]])} wbits={ql.wbits} out_bits={ql.out_fmt.bits} "
                          f"acc64={int(ql.acc64)} acc_bits={ql.acc_bits} oh={oh} ow={ow} "
                          f"weights=l{ql.index:03d}.weights.hex bias=l{ql.index:03d}.bias.hex "
-                         f"shift=l{ql.index:03d}.shift.hex{table(ql)}{conv_zero(ql)}")
+                         f"shift=l{ql.index:03d}.shift.hex{table(ql)}{conv_zero(ql)}"
+                         f"{f' groups={l.groups}' if l.groups > 1 else ''}")
         elif ql.kind == "maxpool":
             _, oh, ow = l.out_shape
             lines.append(f"{tag} maxpool in={ins} c={c} h={h} w={w} size={l.size} stride={l.stride} "

@@ -95,7 +95,8 @@ def _conv_zero(ql) -> dict:
 def _conv_geometry(ql) -> dict:
     l = ql.layer
     return {"filters": int(l.filters), "size": int(l.size), "stride": int(l.stride), "pad": int(l.padding),
-            "activation": l.activation, **_table_params(ql), **_conv_zero(ql)}
+            "activation": l.activation, **_table_params(ql), **_conv_zero(ql),
+            **({"groups": int(l.groups)} if l.groups > 1 else {})}
 
 
 def _route_geometry(ql) -> dict:

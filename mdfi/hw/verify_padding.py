@@ -14,7 +14,7 @@ import numpy as np
 from .. import actlut, fixedpoint as fp
 from ..errors import MDFIError
 from ..fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
-from ..layers.convolutional import conv_out_size, im2col, int_matmul
+from ..layers.convolutional import conv_out_size, group_matmul, im2col, int_matmul
 
 
 def pad_value(an) -> int:
@@ -61,8 +61,11 @@ def zero_padding(an) -> Optional[str]:
     if not np.all((reads_padding(sp // ow, h) | reads_padding(sp % ow, w))[an.mism]):
         an.pad_tested = False
         return None
+    g = p.get("groups", 1)                   # grouped convolution (docs/fixed-point.md 3.6)
+    if not isinstance(g, int) or isinstance(g, bool) or g < 1 or c % g or m % g:
+        return None
     wt, bias, shift = (an.gs.stage(an.layer, k) for k in ("weights", "bias", "shift"))
-    if (wt is None or wt.size != m * c * size * size or bias is None or bias.size != m or shift is None
+    if (wt is None or wt.size != m * (c // g) * size * size or bias is None or bias.size != m or shift is None
             or shift.size != m or not np.all((shift >= _MIN_SHIFT) & (shift <= _MAX_SHIFT))):
         return None
     x = an.golden_input(0, c * h * w)
@@ -73,7 +76,7 @@ def zero_padding(an) -> Optional[str]:
 
     def recomputed(pad_value: int) -> Optional[np.ndarray]:
         cols = im2col(x3, size, stride, pad, pad_value=pad_value)[:, uniq]
-        acc = (int_matmul(wm, cols) + bias.astype(np.int64)[:, None])[ch, inv]
+        acc = (group_matmul(wm, cols, g, int_matmul) + bias.astype(np.int64)[:, None])[ch, inv]
         return requantized(an, acc, s)
 
     try:

@@ -87,22 +87,37 @@ def int_matmul(w: np.ndarray, cols: np.ndarray, *, exact_int64: bool = False) ->
     return (np.asarray(w, dtype=np.float64) @ np.asarray(cols, dtype=np.float64)).astype(np.int64)
 
 
+def group_matmul(w: np.ndarray, cols: np.ndarray, groups: int, matmul=np.matmul) -> np.ndarray:
+    """``w @ cols`` of a grouped convolution: ``w`` (M, K/groups), ``cols`` (K, P) the
+    im2col of all C input channels (K = C*size*size, rows of one channel together, so
+    group j's rows are the j-th K/groups block); filters [j*M/g, (j+1)*M/g) multiply group
+    j's rows (Darknet's forward_convolutional_layer loops over the groups the same way).
+    ``matmul`` is any (batched) product, e.g. :func:`int_matmul`."""
+    if groups == 1:
+        return matmul(w, cols)
+    m, kg = w.shape
+    out = matmul(w.reshape(groups, m // groups, kg), cols.reshape(groups, kg, cols.shape[-1]))
+    return out.reshape(m, cols.shape[-1])
+
+
 def conv2d_int_ref(x: np.ndarray, w: np.ndarray, bias: np.ndarray, shift: np.ndarray, *,
                    size: int, stride: int, padding: int, rounding: str, bits: int,
                    activation: str, exact_int64: bool = False, stats=None, pad_value: int = 0,
-                   zero_out: int = 0) -> np.ndarray:
+                   zero_out: int = 0, groups: int = 1) -> np.ndarray:
     """Integer convolution + bias + requantize/activation/saturate (docs sections 3-4).
 
-    ``x``: (C,H,W) integers; ``w``: (M, C, k, k) integers; ``bias``: (M,) integers at the
-    accumulator scale; ``shift``: (M,) requantizing shifts.  The padding holds ``pad_value``
-    (the input's zero point; 0 without one).  Returns (M,OH,OW) int32 with
-    ``out[m] = requantize(sum_k w[m,k]*col[k] + bias[m], shift[m], zero=zero_out)``.
+    ``x``: (C,H,W) integers; ``w``: (M, C/groups, k, k) integers; ``bias``: (M,) integers at
+    the accumulator scale; ``shift``: (M,) requantizing shifts.  The padding holds
+    ``pad_value`` (the input's zero point; 0 without one).  Returns (M,OH,OW) int32 with
+    ``out[m] = requantize(sum_k w[m,k]*col[k] + bias[m], shift[m], zero=zero_out)``, the
+    sum over the input channels of filter m's group (section 3.6).
     """
     m = w.shape[0]
     _, h, wd = x.shape
     oh, ow = conv_out_size(h, size, stride, padding), conv_out_size(wd, size, stride, padding)
     cols = im2col(np.asarray(x), size, stride, padding, pad_value=pad_value)
-    acc = int_matmul(w.reshape(m, -1), cols, exact_int64=exact_int64)
+    acc = group_matmul(w.reshape(m, -1), cols, groups,
+                       lambda a, b: int_matmul(a, b, exact_int64=exact_int64))
     bias64, shift64 = np.asarray(bias, np.int64), np.asarray(shift, np.int64)
 
     def post(blk, r0, r1):       # element-wise: in cache-sized blocks (TAIL_BLOCK): the same integers

@@ -36,7 +36,7 @@ from .. import fixedpoint as fp
 from ..errors import FormatError, ShapeError
 from ..limits import MAX_DIM, MAX_KERNEL
 from .base import Layer, QLayer, check_positive_shape, meta_format
-from .conv_arith import by_blocks, conv2d_int_ref, conv_out_size, im2col, int_matmul  # noqa: F401 (re-exported)
+from .conv_arith import by_blocks, conv2d_int_ref, conv_out_size, group_matmul, im2col, int_matmul  # noqa: F401 (re-exported)
 
 BN_EPS = np.float32(0.000001)  # pjreddie normalize_cpu: sqrt(variance) + .000001f
 AB_BN_EPS = 0.00001            # AlexeyAB fuse_conv_batchnorm: sqrt((double)variance + .00001)
@@ -44,6 +44,7 @@ AB_BN_EPS = 0.00001            # AlexeyAB fuse_conv_batchnorm: sqrt((double)vari
 
 class ConvolutionalLayer(Layer):
     kind = "convolutional"
+    groups = 1
 
     @classmethod
     def from_section(cls, index, section, net):
@@ -84,9 +85,20 @@ class ConvolutionalLayer(Layer):
             layer.padding = layer.size // 2
         # The forward pads the input: an absurd padding would allocate an absurd tensor.
         MAX_KERNEL.check(layer.padding * layer.dilation, f"{sec.path}:{sec.line}: [convolutional] padding")
+        # Grouped convolution (pj src/convolutional_layer.c:458-469, AB src/convolutional_layer.c:
+        # 1222-1235, 1364-1380): group j convolves input channels [j*c/g, (j+1)*c/g) with filters
+        # [j*n/g, (j+1)*n/g); the file holds n*(c/g)*size*size weights (pj :195, AB :543).
         groups = sec.get_int("groups", 1)
-        if groups > 1:
-            raise sec.error(f"groups={groups}: grouped convolutions are not supported by MDFI", "groups")
+        if groups < 1:
+            if not ab:                                   # pj divides by it (a crash); AB resets it to 1
+                raise sec.error(f"groups={groups}: must be >= 1 (pjreddie's Darknet divides by it, "
+                                f"src/convolutional_layer.c:195)", "groups")
+            groups = 1                                   # AB src/convolutional_layer.c:511
+        if groups > 1 and (c % groups or layer.filters % groups):
+            raise sec.error(f"groups={groups} does not divide the {c} input channels and {layer.filters} filters: "
+                            f"Darknet's integer divisions (src/convolutional_layer.c: c/groups, n/groups) would "
+                            f"leave channels or filters out; not a trainable model", "groups")
+        layer.groups = groups
         for key in ("binary", "xnor"):
             if sec.has(key) and sec.get_int(key, 0):
                 raise sec.error(f"{key}=1: binary/XNOR convolutions are not supported by MDFI", key)
@@ -131,8 +143,13 @@ class ConvolutionalLayer(Layer):
         return self.in_shape[0]
 
     @property
+    def group_channels(self) -> int:
+        """Input channels each filter reads (``c/groups``)."""
+        return self.in_channels // self.groups
+
+    @property
     def kernel_volume(self) -> int:
-        return self.in_channels * self.size * self.size
+        return self.group_channels * self.size * self.size
 
     def num_params(self) -> int:
         n = self.filters
@@ -153,7 +170,7 @@ class ConvolutionalLayer(Layer):
             self.scales = take(n)
             self.rolling_mean = take(n)
             self.rolling_variance = take(n)
-        self.weights = take(n * self.kernel_volume).reshape(n, self.in_channels, self.size, self.size)
+        self.weights = take(n * self.kernel_volume).reshape(n, self.group_channels, self.size, self.size)
         self._fused = None
 
     @property
@@ -200,14 +217,14 @@ class ConvolutionalLayer(Layer):
         if self.darknet == "alexeyab":
             w, b = self.fused_params()
             with one_blas_thread():                     # floats independent of BLAS threads (mdfi/blas.py)
-                out = w.reshape(n, -1) @ cols           # float32 GEMM
+                out = group_matmul(w.reshape(n, -1), cols, self.groups)   # float32 GEMM per group
 
             def post(blk, r0, r1):
                 blk += b[r0:r1, None]                    # add_bias
                 return activations.apply_float(self.activation, blk, self.darknet)
             return by_blocks(out, post).reshape(n, oh, ow)
         with one_blas_thread():
-            out = self.weights.reshape(n, -1) @ cols  # float32 GEMM, like Darknet's gemm()
+            out = group_matmul(self.weights.reshape(n, -1), cols, self.groups)  # float32, Darknet's gemm() per group
         if self.batch_normalize:
             denom = np.sqrt(self.rolling_variance.astype(np.float64)) + np.float64(BN_EPS)
 
@@ -224,7 +241,8 @@ class ConvolutionalLayer(Layer):
     def describe(self) -> str:
         st = f"{self.stride}" if self.stride == self.stride_y else f"{self.stride_y}x{self.stride}"
         dil = f" d{self.dilation}" if self.dilation > 1 else ""
-        return (f"conv {self.filters} {self.size}x{self.size}/{st}{dil}"
+        grp = f" g{self.groups}" if self.groups > 1 else ""
+        return (f"conv {self.filters}{grp} {self.size}x{self.size}/{st}{dil}"
                 f"{' bn' if self.batch_normalize else ''} {self.activation}")
 
 
@@ -289,15 +307,17 @@ def check_method(method, index: int):
     return dict(method)
 
 
-def weight_rounding_shift(w_q: np.ndarray, w_frac: np.ndarray, w_float: np.ndarray, input_mean) -> np.ndarray:
+def weight_rounding_shift(w_q: np.ndarray, w_frac: np.ndarray, w_float: np.ndarray, input_mean,
+                          groups: int = 1) -> np.ndarray:
     """Expected output shift of weight rounding per output channel,
     ``sum_k (w_q - w)[m,k] * E[x_k]`` with ``E[x]`` per input channel (bias correction,
-    Nagel et al. 2019, "Data-Free Quantization", section 4.2)."""
+    Nagel et al. 2019, "Data-Free Quantization", section 4.2); with ``groups``, filter ``m``
+    reads the input channels of its group only."""
     m = w_q.shape[0]
     mean = np.asarray(input_mean, dtype=np.float64)
     w_deq = np.asarray(w_q, np.float64).reshape(m, -1) * np.exp2(-np.asarray(w_frac, np.float64))[:, None]
-    dw = (w_deq - np.asarray(w_float, np.float64).reshape(m, -1)).reshape(m, mean.size, -1).sum(axis=2)
-    return dw @ mean
+    dw = (w_deq - np.asarray(w_float, np.float64).reshape(m, -1)).reshape(m, mean.size // groups, -1).sum(axis=2)
+    return group_matmul(dw, mean[:, None], groups)[:, 0]
 
 
 class QConvolutional(QLayer):
@@ -333,9 +353,9 @@ class QConvolutional(QLayer):
         self.per_channel = bool(per_channel)
         self.bias_clamped = int(bias_clamped)
         m = layer.filters
-        if self.weights.shape != (m, layer.in_channels, layer.size, layer.size):
+        if self.weights.shape != (m, layer.group_channels, layer.size, layer.size):
             raise ShapeError(f"layer {layer.index}: weights have shape {self.weights.shape}, "
-                             f"expected {(m, layer.in_channels, layer.size, layer.size)}")
+                             f"expected {(m, layer.group_channels, layer.size, layer.size)}")
         if self.w_frac.shape != (m,) or self.bias.shape != (m,):
             raise ShapeError(f"layer {layer.index}: w_frac/bias must have {m} entries")
         if self.weights.size and (self.weights.min() < fp.qmin(wbits) or self.weights.max() > fp.qmax(wbits)):
@@ -423,7 +443,7 @@ class QConvolutional(QLayer):
         w_q = fp.quantize_float(flat, f[:, None], wbits).reshape(w.shape)
         method = {"weights": "nearest", "weight_format": weight_method, "bias": "nearest"}
         if input_mean is not None:
-            b = b - weight_rounding_shift(w_q, f, flat, input_mean)
+            b = b - weight_rounding_shift(w_q, f, flat, input_mean, layer.groups)
             method["bias"] = "analytic"
         return cls.from_integers(layer, in_fmt, out_fmt, w_q, f, b, wbits=wbits, rounding=rounding,
                                  per_channel=per_channel, method=method)
@@ -438,7 +458,7 @@ class QConvolutional(QLayer):
         acc_bits = fp.accumulator_bits(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
         lim = (1 << (acc_bits - 1)) - 1 - fp.product_bound(wbits, in_fmt.bits, layer.kernel_volume, in_fmt.signed)
         b_q = fp.round_half_up_float(np.asarray(bias_float, np.float64) * np.exp2((f + in_fmt.frac).astype(np.float64)))
-        w_q = np.asarray(w_q).reshape(layer.filters, layer.in_channels, layer.size, layer.size)
+        w_q = np.asarray(w_q).reshape(layer.filters, layer.group_channels, layer.size, layer.size)
         if in_fmt.zero:
             # the input's zero point folded into the bias (section 3.1): sum w*(x - z) + b
             # = sum w*x + (b - z*sum w), with the padding holding z
@@ -455,7 +475,8 @@ class QConvolutional(QLayer):
         l = self.layer
         m, oh, ow = l.out_shape
         cols = im2col(np.asarray(xs[0]), l.size, l.stride, l.padding, pad_value=self.in_fmt.zero)
-        acc = (int_matmul(self.weights.reshape(m, -1), cols) + self.bias[:, None]).reshape(m, oh, ow)
+        acc = (group_matmul(self.weights.reshape(m, -1), cols, l.groups, int_matmul)
+               + self.bias[:, None]).reshape(m, oh, ow)
         if self.lut:
             pre = fp.requantize(acc, self.shift[:, None, None].astype(np.int64), self.rounding, self.pre_fmt.bits)
             return {"acc": acc, "pre": pre, "out": actlut.lookup(self.act_lut, pre, self.pre_fmt)}
@@ -480,12 +501,12 @@ class QConvolutional(QLayer):
         if self.lut:
             pre = conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,
                                  padding=l.padding, rounding=self.rounding, bits=self.pre_fmt.bits,
-                                 activation="linear", stats=stats, pad_value=self.in_fmt.zero)
+                                 activation="linear", stats=stats, pad_value=self.in_fmt.zero, groups=l.groups)
             return actlut.lookup(self.act_lut, pre, self.pre_fmt)
         return conv2d_int_ref(xs[0], self.weights, self.bias, self.shift, size=l.size, stride=l.stride,
                               padding=l.padding, rounding=self.rounding, bits=self.out_fmt.bits,
                               activation=l.activation, stats=stats, pad_value=self.in_fmt.zero,
-                              zero_out=self.out_fmt.zero)
+                              zero_out=self.out_fmt.zero, groups=l.groups)
 
     def bias_unfolded(self) -> np.ndarray:
         """The bias before the input's zero point was folded in (section 3.1): ``bias + z_in *

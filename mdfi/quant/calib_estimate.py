@@ -274,8 +274,9 @@ def _estimate_layer(layer, ins: List[_Dist]) -> _Dist:
             return _Dist(layer.biases, np.abs(layer.scales), code)
         m, e2 = ins[0].moments()
         w = layer.weights.astype(np.float64)
-        wsq = (w * w).sum(axis=(2, 3))                 # (M, C): ||w_{m,c}||^2
-        std = np.sqrt(wsq @ e2)                        # ||w_m|| * rms(input), per input channel
+        wsq = (w * w).sum(axis=(2, 3))                 # (M, C/groups): ||w_{m,c}||^2
+        g = layer.groups                               # filter m reads the channels of its group
+        std = np.sqrt((wsq.reshape(g, -1, wsq.shape[1]) @ e2.reshape(g, -1, 1)).reshape(-1))
         return _Dist(layer.biases, std, code)
     if kind == "maxpool" and getattr(layer, "depth", False):
         d = ins[0]                                     # max over C/out_channels channels

@@ -215,6 +215,15 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         raise FormatError(f"gain_correction with weight_rounding={weight_rounding!r}: "
                           f"{'AdaRound' if weight_rounding == 'adaround' else 'block reconstruction'} already targets "
                           "the float network's output from the quantized inputs; use 'nearest' or 'gptq'")
+    grouped = [l for l in network.layers if l.kind == "convolutional" and l.groups > 1]
+    chosen = [what for what, on in ((f"weight_rounding={weight_rounding!r}", weight_rounding != "nearest"),
+                                    ("gain_correction", gain_correction is not None), ("align", align is not None),
+                                    ("act_equalize", act_equalize is not None), ("weight_deltas", bool(weight_deltas)))
+              if on]
+    if grouped and chosen:
+        raise FormatError(f"{network.path}: layer {grouped[0].index} is a grouped convolution "
+                          f"(groups={grouped[0].groups}); {', '.join(chosen)} are not implemented for grouped "
+                          f"convolutions (round to nearest with analytic or empirical bias correction is)")
     ada = None
     if weight_rounding == "adaround":
         from .adaround import settings_from

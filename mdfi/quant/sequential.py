@@ -106,7 +106,9 @@ def empirical_bias_shift(layer, run: CalibRun, ql, w_float: np.ndarray, b_float:
     matches pre-activation means; ``"post"`` (default) matches the means after the
     activation (leaky/relu; identical to ``"pre"`` for linear layers).
     """
+    from ..layers.conv_arith import group_matmul
     m = layer.filters
+    w_float = np.asarray(w_float, np.float64).reshape(m, -1)
     acc_scale = np.exp2(-(ql.w_frac.astype(np.float64) + ql.in_fmt.frac))[:, None]
     w_q = ql.weights.reshape(m, -1).astype(np.float64)
     b_q = ql.bias_unfolded()[:, None]           # the inputs below are centred (x_q - z)
@@ -117,8 +119,8 @@ def empirical_bias_shift(layer, run: CalibRun, ql, w_float: np.ndarray, b_float:
     samples: List[np.ndarray] = []
     act = layer.activation
     for xs_f, xs_q in zip(run.inputs(layer, "float"), run.inputs(layer, "fixed")):
-        z_f = w_float @ (conv_columns(layer, xs_f[0]) * float_input_scale) + b_float[:, None]
-        z_q = (w_q @ conv_columns(layer, xs_q[0]) + b_q) * acc_scale
+        z_f = group_matmul(w_float, conv_columns(layer, xs_f[0]) * float_input_scale, layer.groups) + b_float[:, None]
+        z_q = (group_matmul(w_q, conv_columns(layer, xs_q[0]), layer.groups) + b_q) * acc_scale
         sum_q += z_q.sum(axis=1)
         sum_f += z_f.sum(axis=1)
         if act == "leaky":
