@@ -136,11 +136,10 @@ def calibration_photos(dirs, crops: bool = False):
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python benchmarks/accuracy_images.py OUT_DIR", file=sys.stderr)
-        return 2
-    out = argv[0]
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out_dir", metavar="OUT_DIR", help="writes OUT_DIR/{calib,val,test}/ and split.json")
+    out = ap.parse_args(sys.argv[1:] if argv is None else argv).out_dir
     manifest = {}
     for split, items in sources().items():
         d = os.path.join(out, split)

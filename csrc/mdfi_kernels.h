@@ -151,6 +151,24 @@ int mdfi_lut_ex(const void *restrict in, int32_t in_type, int64_t n, int32_t qmi
 
 /* The same kernels with explicit options (threads through opts->pool, SIMD path).  Same
  * arguments and results as the plain functions above; opts == NULL means the defaults. */
+/* Grouped convolution computed directly (mdfi_kernels_grouped.c; docs/fixed-point.md 3.6): for
+ * output channel m of group j = m / (M/G), acc = bias[m] + sum over input channels
+ * [j*C/G, (j+1)*C/G) and the k x k taps of w * x (padded taps = pad_value), exact in int64;
+ * out[m] = mdfi_requantize_zp(acc, shift[m], rounding, bits, act, zero_out).
+ *   in      : [C][H][W] of in_type (U8/S8/S16)
+ *   weights : [M][C/G][k][k] int16 (any weights of <= 16 bits)
+ *   bias    : [M] int64; shift: [M] int32 in [MDFI_MIN_SHIFT, MDFI_MAX_SHIFT]
+ *   out     : [M][OH][OW] of out_type (S8 with bits <= 8, S16), OH = (H + 2 pad - k)/stride + 1
+ * The accumulator bound (section 3.2, K = (C/G) k k) keeps every sum below 2^47, and below 2^31
+ * when acc32 is set (the layer's acc_bits <= 32: then int32 sums; -1 if a bias does not fit int32).  Threads split
+ * the output channels.  Returns 0, -1 (bad argument), -2 (bad output size), -3 (no memory). */
+int mdfi_conv_grouped_ex(const void *restrict in, int32_t in_type, int32_t c, int32_t h, int32_t w,
+                         const int16_t *restrict weights, const int64_t *restrict bias,
+                         const int32_t *restrict shift, int32_t m, int32_t groups, int32_t k, int32_t stride,
+                         int32_t pad, int32_t pad_value, int32_t rounding, int32_t bits, int32_t act,
+                         int32_t zero_out, int32_t acc32, void *restrict out, int32_t out_type, int32_t oh,
+                         int32_t ow, const mdfi_kopts *opts);
+
 int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
                     int32_t size, int32_t stride, int32_t pad,
                     void *restrict out, int32_t oh, int32_t ow, const mdfi_kopts *opts);

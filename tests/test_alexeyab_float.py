@@ -83,23 +83,10 @@ def test_yolov4_random_layer_by_layer():
 def test_yolov7_random_weights_regenerate_bit_identically(tmp_path):
     """The fixture's generator (darknet_cfg.py + the BN statistics) reproduces the weights
     file whose sha256 the fixture README records; MDFI reads it at its exact size."""
-    from alexeyab_data import darknet_cfg
+    from alexeyab_data import random_weights_file
     from mdfi.darknet.weights import load_weights
-    out = tmp_path / "w.weights"
-    size = darknet_cfg().random_weights(str(V7 / "yolov7-tiny-192.cfg"), str(out), seed=2025)
-    raw = out.read_bytes()
-    w = np.frombuffer(raw[20:], "<f4").copy()
-    st = np.load(V7 / "yolov7-tiny-192.bnstats.npz")
-    off = 0
-    for l in darknet_cfg().layers(str(V7 / "yolov7-tiny-192.cfg"))[1]:
-        for name, n in l["params"]:
-            key = "layer%03d" % l["index"]
-            if name == "rolling_mean" and key + "_mean" in st.files:
-                w[off:off + n] = st[key + "_mean"]
-            if name == "rolling_variance" and key + "_var" in st.files:
-                w[off:off + n] = st[key + "_var"]
-            off += n
-    out.write_bytes(raw[:20] + w.astype("<f4").tobytes())
+    out = random_weights_file(V7, "yolov7-tiny-192.cfg", tmp_path / "w.weights")
+    size = out.stat().st_size
     assert size == 24_967_560
     assert hashlib.sha256(out.read_bytes()).hexdigest() == \
         "9a2622d4585677a9112402b9e128bac243389e198b0426122eca31cefea6dbda"

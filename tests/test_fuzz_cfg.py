@@ -37,7 +37,7 @@ model_files = fuzz_common.model_files
 CFG_SOURCES = {p.name: p.read_text() for p in sorted((REPO / "cfg").glob("*.cfg"))}
 CFG_SOURCES["mini-yolov3.cfg"] = MINI_CFG.read_text()
 CFG_NAMES = sorted(CFG_SOURCES)
-assert len(CFG_NAMES) == 8, CFG_NAMES        # the shipped cfgs (pjreddie + AlexeyAB) and mini-yolov3
+assert len(CFG_NAMES) == 10, CFG_NAMES       # the shipped cfgs (pjreddie, AlexeyAB, Yolo-Fastest) and mini-yolov3
 
 #: CfgError reasons that are about the whole file, not one line.
 WHOLE_FILE = ("file not found", "is a directory", "cannot read", "file is larger than",

@@ -624,10 +624,13 @@ def test_yolov4_tiny_10c_from_the_docs(tiny):
 
 GROUPED_SCRIPT = r"""
 import sys
+sys.path.insert(0, sys.argv[3])
 import mdfi
 from mdfi.hw import golden
-cfg, weights = sys.argv[3] + "/mini-grouped.cfg", sys.argv[3] + "/mini-grouped.weights"
-golden.export(mdfi.load(cfg=cfg, weights=weights), sys.argv[2], sys.argv[1], thresh=1.0)
+from alexeyab_data import GROUPED, random_weights_file
+weights = random_weights_file(GROUPED, "mini-grouped.cfg", sys.argv[1] + ".weights")
+golden.export(mdfi.load(cfg=str(GROUPED / "mini-grouped.cfg"), weights=str(weights)), sys.argv[2], sys.argv[1],
+              thresh=1.0)
 """
 
 
@@ -641,8 +644,7 @@ def test_grouped_convolutions_from_the_docs(tmp_path):
     import skimage.data
     photo = tmp_path / "a.png"
     Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[::8, ::8, :3])).save(photo)
-    _child(GROUPED_SCRIPT, str(tmp_path / "grp"), str(photo), str(HERE / "fixtures" / "darknet-alexeyab" /
-                                                                 "grouped-random"), cwd=tmp_path)
+    _child(GROUPED_SCRIPT, str(tmp_path / "grp"), str(photo), str(HERE), cwd=tmp_path)
     g = gr.GoldenSet(str(tmp_path / "grp"))
     seen = []
     for r in g.model_lines():

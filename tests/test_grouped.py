@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from alexeyab_data import GROUPED, load_json, match_detections, random_network, rel_err
+from alexeyab_data import random_weights_file as random_weights
 from test_c_runner import c_build, runner  # noqa: F401 (fixtures)
 from mdfi import fixedpoint as fp
 from mdfi.darknet.network import Network
@@ -37,9 +38,22 @@ CSX = "csresnext50-panet-spp-96.cfg"
 
 
 def mini_network(darknet=None):
-    net = Network.from_cfg(MINI, warn=False, darknet=darknet)
-    load_weights(net, GROUPED / "mini-grouped.weights")
-    return net
+    """The mini network with the fixture's seeded random weights (regenerated, as Darknet ran them)."""
+    return random_network(GROUPED, MINI.name, darknet=darknet)
+
+
+def test_mini_weights_are_the_ones_darknet_ran(tmp_path):
+    """The generator reproduces the weights file Darknet ran (sha256 in the fixture README), of
+    the size the cfg needs: n * c/groups * k*k weights per layer (pj :195, AB :543)."""
+    import hashlib
+    out = random_weights(GROUPED, MINI.name, tmp_path / "w.weights")
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == \
+        "7ec21502598558c4bc2493460860bd4274d51ccda70d89e889510fc7b91b173f"
+    net = Network.from_cfg(MINI, warn=False)
+    assert out.stat().st_size == 46_324 == 20 + 4 * net.num_params()
+    load_weights(net, out)
+    assert all(np.array_equal(a.weights, b.weights) for a, b in zip(net.layers, mini_network().layers)
+               if a.kind == "convolutional")
 
 
 def test_mini_is_grouped_as_darknet_parsed_it():
@@ -48,8 +62,6 @@ def test_mini_is_grouped_as_darknet_parsed_it():
     assert net.darknet == "alexeyab"          # scale_x_y, swish, mish: AlexeyAB's
     assert [getattr(l, "groups", 1) for l in net.layers if l.kind == "convolutional"] == [1, 8, 64, 4, 32, 1]
     assert (net.width, net.height) == (meta["net_w"], meta["net_h"])
-    # the file holds n * c/groups * k*k weights per layer (pj :195, AB :543): 46,324 bytes in all
-    assert 20 + 4 * net.num_params() == (GROUPED / "mini-grouped.weights").stat().st_size
 
 
 def test_mini_every_layer_equals_alexeyab_darknet():
@@ -94,6 +106,65 @@ def test_csresnext50_panet_spp_layers_equal_alexeyab_darknet():
         worst[t] = rel_err(l.forward_float([z["layer%03d" % i] for i in l.inputs]), z["layer%03d" % t])
     print("csresnext50-panet-spp", {k: f"{v:.1e}" for k, v in worst.items()})
     assert max(worst.values()) <= TOL, worst
+
+
+def test_yolo_fastest_layers_equal_alexeyab_darknet():
+    """Yolo-Fastest 1.1 (dog-qiuqiu/Yolo-Fastest, the edge model of the AlexeyAB lineage: depthwise
+    3x3 and 5x5 layers, [dropout] before every shortcut) at 160x160 with seeded random weights, one
+    layer at a time from Darknet's stored inputs: depthwise layers of stride 1 and 2, a dropout
+    (the identity at inference: bit-exact), a shortcut, both heads."""
+    z = np.load(GROUPED / "yolo-fastest-1.1-160_astronaut_selected_layers.npz")
+    targets = [5, 6, 7, 8, 10, 11, 126, 127, 120, 121, 129, 130]
+    net = random_network(GROUPED, "yolo-fastest-1.1-160.cfg")
+    assert net.darknet == "alexeyab" and net.layers[7].describe().startswith("dropout")
+    assert [net.layers[t].groups for t in (5, 10, 127)] == [8, 24, 120]
+    worst = {}
+    for t in targets:
+        l = net.layers[t]
+        worst[t] = rel_err(l.forward_float([z["layer%03d" % i] for i in l.inputs]), z["layer%03d" % t])
+    print("yolo-fastest-1.1", {k: f"{v:.1e}" for k, v in worst.items()})
+    assert max(worst.values()) <= TOL and worst[7] == 0.0, worst
+
+
+def test_dropout_first_is_refused(tmp_path):
+    cfg = tmp_path / "d.cfg"
+    cfg.write_text("[net]\nwidth=8\nheight=8\nchannels=3\n\n[dropout]\nprobability=.2\n\n[convolutional]\n"
+                   "filters=4\nsize=1\nactivation=linear\n")
+    with pytest.raises(CfgError, match=r"\[dropout\]: the first layer: .* does not exist") as exc:
+        Network.from_cfg(cfg)
+    assert f"{cfg}:6" in str(exc.value)
+
+
+def test_dropout_is_the_identity_in_every_engine():
+    """[dropout] between a convolution and its readers: float output = its input, and the fixed
+    model's integers equal those of the same network with the dropout removed (indices shifted)."""
+    from mdfi.cengine import CRunner
+    from mdfi.darknet.cfgfile import parse_cfg_text
+    from mdfi.darknet.weights import random_weights as fill
+    base = ("[net]\nwidth=16\nheight=16\nchannels=3\n\n[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\n"
+            "pad=1\nactivation=leaky\n\n")
+    tail = "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\npad=1\ngroups=8\nactivation=leaky\n\n" \
+           "[shortcut]\nfrom={}\nactivation=linear\n"
+    with_d = Network(parse_cfg_text(base + "[dropout]\nprobability=.5\n\n" + tail.format(-2), "d.cfg"), "d.cfg")
+    without = Network(parse_cfg_text(base + tail.format(-2), "n.cfg"), "n.cfg")
+    fill(without, 3)
+    with_d.layers[0].set_params(np.concatenate([without.layers[0].biases, without.layers[0].scales,
+                                                without.layers[0].rolling_mean, without.layers[0].rolling_variance,
+                                                without.layers[0].weights.ravel()]))
+    w1 = without.layers[1]
+    with_d.layers[2].set_params(np.concatenate([w1.biases, w1.scales, w1.rolling_mean, w1.rolling_variance,
+                                                w1.weights.ravel()]))
+    x = np.random.default_rng(0).random((3, 16, 16)).astype(np.float32)
+    fd, fn = with_d.forward_float(x), without.forward_float(x)
+    assert np.array_equal(fd[1], fd[0]) and np.array_equal(fd[3], fn[2])
+    calib = [x]
+    qd = quantize_network(with_d, cfg_text="", calib_inputs=calib, per_channel=True)
+    qn = quantize_network(without, cfg_text="", calib_inputs=calib, per_channel=True)
+    xu = input_to_u8(x)
+    rd, rn = qd.forward_ref(xu), qn.forward_ref(xu)
+    assert np.array_equal(rd[1], rd[0]) and np.array_equal(rd[3], rn[2])
+    cd = CRunner(qd, 2).run(xu)
+    assert all(np.array_equal(a, b) for a, b in zip(cd, rd))
 
 
 def _dense(w, groups):

@@ -24,7 +24,8 @@ FIXTURE_CFGS = sorted(FIXTURES.rglob("*.cfg"))
 EXPECTED = {"yolov4-tiny": "alexeyab", "yolov4": "alexeyab", "yolov7-tiny": "alexeyab", "yolov3-tiny": "pjreddie",
             "yolov3": "pjreddie", "yolov3-spp": "pjreddie", "yolov2-tiny": "pjreddie", "mini-yolov3": "pjreddie",
             "yolov4-tiny-10c": "alexeyab", "yolov7-tiny-192": "alexeyab", "yolov4-192": "alexeyab",
-            "mini-alexeyab": "alexeyab", "mini-grouped": "alexeyab",
+            "mini-alexeyab": "alexeyab", "mini-grouped": "alexeyab", "yolo-fastest-1.1": "alexeyab",
+            "yolo-fastest-1.1-xl": "alexeyab", "yolo-fastest-1.1-160": "alexeyab",
             # AlexeyAB's cfg without an AlexeyAB-only key: detected as pjreddie (docs/darknet.md)
             "csresnext50-panet-spp-96": "pjreddie"}
 
@@ -45,6 +46,11 @@ def test_shipped_alexeyab_cfgs_are_the_80_class_coco_models():
         assert {l.classes for l in net.output_layers()} == {80}
         assert net.nms_settings()[0] == kind
     from mdfi import zoo
+    for name in ("yolo-fastest-1.1", "yolo-fastest-1.1-xl"):     # depthwise convolutions, [dropout]
+        net = Network.from_cfg(zoo.cfg_path(name), warn=False)
+        assert zoo.get_spec(name).size == 20 + 4 * net.num_params() and zoo.get_spec(name).sha256
+        assert {l.groups for l in net.layers if l.kind == "convolutional"} > {1}
+        assert sum(l.describe().startswith("dropout") for l in net.layers) >= 18
     for name in ("yolov4-tiny", "yolov4", "yolov7-tiny"):
         spec = zoo.get_spec(name)
         net = Network.from_cfg(zoo.cfg_path(name), warn=False)

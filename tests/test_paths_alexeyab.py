@@ -15,7 +15,9 @@ skipped, naming the missing feature, where the CPU lacks it), every layer compar
   split path of 16-bit layers) and 5 bits, and golden_nets' every-kind network with mixed
   8/12-bit layers;
 * mini-grouped (grouped convolutions: groups 8, 4, 32 and depthwise, strided, 1x1, with swish
-  and mish tables; tests/test_grouped.py) at 8 bits with and without zero points, 16 and 5 bits.
+  and mish tables; tests/test_grouped.py) at 8 bits with and without zero points, 16 and 5 bits;
+* Yolo-Fastest 1.1 at 160x160 (seeded random weights; depthwise 3x3 and 5x5 layers, [dropout]) at
+  8 bits with zero points.
 
 The aarch64 twin (NEON, neondot, under qemu): tests/test_aarch64.py's runner tests.
 """
@@ -91,6 +93,13 @@ def _grouped(**kw):
     return _case(qm, x)
 
 
+def _yolo_fastest():
+    from alexeyab_data import GROUPED
+    net = random_network(GROUPED, "yolo-fastest-1.1-160.cfg")
+    qm = quantize_network(net, per_channel=True, cfg_text="", act_method="mse", zero_points=True)
+    return _case(qm, input_to_u8(astronaut_input(net)))
+
+
 BUILDERS = {
     "yolov4-tiny-10c": lambda: _v4tiny(False),
     "yolov4-tiny-10c-zp": lambda: _v4tiny(True),
@@ -103,6 +112,7 @@ BUILDERS = {
     "mini-grouped-zp": lambda: _grouped(act_method="mse", zero_points=True),
     "mini-grouped-16": lambda: _grouped(wbits=16, abits=16),
     "mini-grouped-5": lambda: _grouped(wbits=5, abits=5, rounding="truncate"),
+    "yolo-fastest-160-zp": _yolo_fastest,
 }
 
 

@@ -9,7 +9,7 @@ No arithmetic happens here beyond computing the sizes to check.
 import numpy as np
 
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t
 from mdfi._ext.ckernels cimport *
 from mdfi._ext import _conv
 from mdfi.errors import ShapeError
@@ -304,6 +304,40 @@ def softmax_int(inp, int n, int stride_anchor, int first, int classes, expneg, o
     with nogil:
         rc = mdfi_softmax_int(ip, ict, n, stride_anchor, first, classes, plane, &e[0], tl, &o[0, 0])
     _rc(rc, "softmax")
+
+
+def conv_grouped(inp, weights, bias, shift, out, int groups, int k, int stride, int pad, int pad_value,
+                 int rounding, int bits, int act, int zero_out, int acc32, *, nthreads=1):
+    """A grouped convolution computed directly (csrc/mdfi_kernels_grouped.c): inp (C,H,W)
+    uint8/int8/int16, weights (M, C/groups, k, k) int16, bias (M,) int64, shift (M,) int32,
+    out (M, OH, OW) int8/int16; acc32: every sum fits int32 (the layer's accumulator bound,
+    docs/fixed-point.md 3.2), else int64."""
+    cdef mdfi_kopts o = _opts(nthreads, None)
+    ic = _code(inp, "grouped convolution input")
+    oc = _out(out, "grouped convolution output")
+    if inp.ndim != 3 or out.ndim != 3:
+        raise ShapeError("grouped convolution: input and output must be (C, H, W)")
+    c, h, w = inp.shape
+    m, oh, ow = out.shape
+    if not (isinstance(weights, np.ndarray) and weights.dtype == np.int16 and weights.flags.c_contiguous
+            and groups >= 1 and weights.shape == (m, c // groups, k, k)):
+        raise ShapeError(f"grouped convolution: weights must be contiguous int16 of shape "
+                         f"({m}, {c // max(groups, 1)}, {k}, {k})")
+    _check_bits(bits, oc, "grouped convolution output")
+    _check_mode_act(rounding, act)
+    for a, dt, what in ((bias, np.int64, "bias"), (shift, np.int32, "shift")):
+        if not (isinstance(a, np.ndarray) and a.dtype == dt and a.shape == (m,) and a.flags.c_contiguous):
+            raise ShapeError(f"grouped convolution: {what} must be contiguous {np.dtype(dt)} of {m} entries")
+    cdef const void *ip = _ptr(inp)
+    cdef void *op = _wptr(out)
+    cdef const int16_t[:, :, :, ::1] wv = weights
+    cdef const int64_t[::1] bv = bias
+    cdef const int32_t[::1] sv = shift
+    cdef int rc, ict = ic, oct = oc, ci = c, hi = h, wi = w, mi = m, ohi = oh, owi = ow
+    with nogil:
+        rc = mdfi_conv_grouped_ex(ip, ict, ci, hi, wi, &wv[0, 0, 0, 0], &bv[0], &sv[0], mi, groups, k, stride, pad,
+                                  pad_value, rounding, bits, act, zero_out, acc32, op, oct, ohi, owi, &o)
+    _rc(rc, "grouped convolution")
 
 
 def lut(inp, int qmin, table, out, *, nthreads=1, simd=None):

@@ -1,5 +1,5 @@
 # C declarations of csrc/mdfi_kernels.h and csrc/mdfi_fixedpoint.h (no code here).
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t
 
 cdef extern from "mdfi_fixedpoint.h" nogil:
     int MDFI_MIN_SHIFT
@@ -31,6 +31,11 @@ cdef extern from "mdfi_kernels.h" nogil:
     int mdfi_softmax_int(const void *inp, int32_t in_type, int32_t n, int32_t stride_anchor, int32_t first,
                          int32_t classes, int64_t plane, const int32_t *expneg, int32_t table_len,
                          int32_t *out)
+    int mdfi_conv_grouped_ex(const void *inp, int32_t in_type, int32_t c, int32_t h, int32_t w,
+                             const int16_t *weights, const int64_t *bias, const int32_t *shift, int32_t m,
+                             int32_t groups, int32_t k, int32_t stride, int32_t pad, int32_t pad_value,
+                             int32_t rounding, int32_t bits, int32_t act, int32_t zero_out, int32_t acc32, void *out,
+                             int32_t out_type, int32_t oh, int32_t ow, const mdfi_kopts *opts)
     int mdfi_maxpool_ex(const void *inp, int32_t type, int32_t c, int32_t h, int32_t w, int32_t size,
                         int32_t stride, int32_t pad, void *out, int32_t oh, int32_t ow, const mdfi_kopts *opts)
     int mdfi_upsample_ex(const void *inp, int32_t type, int32_t c, int32_t h, int32_t w, int32_t stride,

@@ -171,6 +171,10 @@ maxpool antialiasing refuse 846 - 0 | adds a fixed blur depthwise convolution af
 maxpool maxpool_zero_nonmax train 857 - - | parsed, never read by the forward pass
 upsample stride used 1063 595 - | nearest-neighbour factor (negative: sum-pooling downsample)
 upsample scale used 1065 597 - | output multiplier
+dropout probability train 876 515 - | dropout rate: training only (the forward returns when not training: AB src/dropout_layer.c:70, PJ :41)
+dropout dropblock train 877 - - | AB: DropBlock, training only (as probability)
+dropout dropblock_size_rel train 878 - - | AB: DropBlock size, training only
+dropout dropblock_size_abs train 879 - - | AB: DropBlock size, training only
 route layers used 1071 603 - | inputs, concatenated along channels
 route groups used 1091 - 1 | AB: keep the group_id-th of groups channel slices of every input (src/route_layer.c:80-96)
 route group_id used 1092 - 0 | AB: see groups

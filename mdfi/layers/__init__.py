@@ -9,6 +9,7 @@ from typing import Dict, Type
 
 from .base import Layer, QLayer, Shape
 from .convolutional import ConvolutionalLayer, QConvolutional
+from .dropout import DropoutLayer
 from .maxpool import MaxpoolLayer, QMaxpool
 from .region import QRegion, RegionLayer
 from .reorg import QReorg, ReorgLayer
@@ -28,6 +29,7 @@ REGISTRY: Dict[str, Type[Layer]] = {
     "yolo": YoloLayer,
     "region": RegionLayer,
     "reorg": ReorgLayer,
+    "dropout": DropoutLayer,      # the identity at inference: a one-input route (dropout.py)
 }
 
 #: Layer kind -> its fixed-point class (same module as the float layer).
@@ -45,7 +47,7 @@ QREGISTRY: Dict[str, Type[QLayer]] = {
 #: Sections Darknet knows that MDFI does not implement (a clearer error than "unknown").
 DARKNET_ONLY = frozenset("""
 crop cost detection local deconv deconvolutional activation logistic l2norm crnn gru lstm
-rnn conn connected avg avgpool dropout lrn normalization batchnorm soft softmax
+rnn conn connected avg avgpool lrn normalization batchnorm soft softmax
 scale_channels sam gaussian_yolo local_avg local_avgpool reorg3d empty silence implicit
 implicit_add implicit_mul contrastive conv_lstm history
 """.split())

@@ -1,0 +1,88 @@
+"""csrc/mdfi_kernels_grouped.c (the direct grouped convolution, docs/fixed-point.md 3.6) against
+its specification, the NumPy integer reference conv2d_int_ref(groups=): array_equal on seeded
+random layers -- groups, channels per group, filters per group, kernel sizes 1/3/5, strides 1/2,
+paddings, widths 2-16, both roundings, every activation, zero points, u8/s8/s16 inputs, int32
+and int64 sums -- and on edge values (the extremes of every range), on the portable and AVX2
+bodies this CPU runs, at 1-3 threads.  The engine uses it for groups of <= GROUPED_DIRECT_MAX
+channels (tests/test_paths_alexeyab.py runs whole grouped networks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mdfi import fixedpoint as fp
+from mdfi._ext import _conv, _kernels
+from mdfi.errors import ShapeError
+from mdfi.layers.conv_arith import conv2d_int_ref
+
+ACTS = ("linear", "leaky", "relu")
+SIMD = [p for p in ("scalar", "avx2") if p in _conv.available_simd_paths()]
+
+
+def _case(rng, edge: bool):
+    g = int(rng.choice([1, 2, 3, 8]))
+    cg, mg = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+    k = int(rng.choice([1, 3, 5]))
+    it = str(rng.choice(["u8", "s8", "s16"]))
+    bits = int(rng.integers(2, 17))
+    in_bits = 8 if it != "s16" else 16
+    lo, hi = (0, 255) if it == "u8" else (fp.qmin(in_bits), fp.qmax(in_bits))
+    shape = (g * cg, int(rng.integers(k, 18)), int(rng.integers(k, 18)))
+    wbits = int(rng.choice([4, 8, 12]))
+    if edge:
+        x = rng.choice([lo, hi, 0], shape)
+        w = rng.choice([fp.qmin(wbits), fp.qmax(wbits), 0], (g * mg, cg, k, k))
+    else:
+        x = rng.integers(lo, hi + 1, shape)
+        w = rng.integers(fp.qmin(wbits), fp.qmax(wbits) + 1, (g * mg, cg, k, k))
+    x = x.astype({"u8": np.uint8, "s8": np.int8, "s16": np.int16}[it])
+    kvol = cg * k * k
+    acc_bits = fp.accumulator_bits(wbits, in_bits + (it == "u8"), kvol, it != "u8")
+    lim = (1 << (acc_bits - 1)) - 1 - fp.product_bound(wbits, in_bits + (it == "u8"), kvol, it != "u8")
+    bias = rng.integers(-min(lim, 10**6), min(lim, 10**6) + 1, g * mg)
+    return dict(x=x, w=w.astype(np.int16), bias=bias.astype(np.int64), g=g, k=k, it=it, bits=bits, lo=lo, hi=hi,
+                acc32=int(acc_bits <= 32), stride=int(rng.choice([1, 2])), pad=int(rng.integers(0, k)),
+                shift=rng.integers(fp.MIN_SHIFT if edge else -2, 24 if edge else 14, g * mg).astype(np.int32),
+                act=int(rng.integers(0, 3)), mode=int(rng.integers(0, 2)))
+
+
+@pytest.mark.parametrize("simd", SIMD)
+@pytest.mark.parametrize("edge", [False, True], ids=["random", "edges"])
+def test_direct_grouped_convolution_equals_the_reference(simd, edge):
+    rng = np.random.default_rng(11 + edge)
+    old = _conv.simd_path()
+    _conv.set_simd_path(simd)
+    try:
+        for n in range(150):
+            c = _case(rng, edge)
+            bits = c["bits"]
+            pad_value = int(rng.integers(c["lo"], c["hi"] + 1)) if n % 3 == 0 else 0
+            zero_out = int(rng.integers(fp.qmin(bits), fp.qmax(bits) + 1)) if n % 4 == 0 else 0
+            ref = conv2d_int_ref(c["x"], c["w"], c["bias"], c["shift"], size=c["k"], stride=c["stride"],
+                                 padding=c["pad"], rounding=("half_up", "truncate")[c["mode"]], bits=bits,
+                                 activation=ACTS[c["act"]], pad_value=pad_value, zero_out=zero_out, groups=c["g"])
+            for threads in (1, 2, 3):
+                out = np.full(ref.shape, 77, np.int8 if bits <= 8 else np.int16)
+                _kernels.conv_grouped(c["x"], c["w"], c["bias"], c["shift"], out, c["g"], c["k"], c["stride"],
+                                      c["pad"], pad_value, c["mode"], bits, c["act"], zero_out, c["acc32"],
+                                      nthreads=threads)
+                assert np.array_equal(out, ref), (n, threads, {k: v for k, v in c.items() if k not in "xw"})
+    finally:
+        _conv.set_simd_path(old)
+
+
+def test_direct_grouped_convolution_refuses_bad_arguments():
+    x = np.zeros((4, 5, 5), np.int8)
+    w = np.zeros((4, 2, 3, 3), np.int16)
+    b, s = np.zeros(4, np.int64), np.full(4, 3, np.int32)
+    out = np.zeros((4, 5, 5), np.int8)
+    _kernels.conv_grouped(x, w, b, s, out, 2, 3, 1, 1, 0, 0, 8, 0, 0, 1)
+    with pytest.raises(ShapeError, match="weights must be contiguous int16 of shape"):
+        _kernels.conv_grouped(x, w, b, s, out, 4, 3, 1, 1, 0, 0, 8, 0, 0, 1)       # 4 groups: (4, 1, 3, 3)
+    with pytest.raises(ShapeError, match="code -2"):
+        _kernels.conv_grouped(x, w, b, s, out, 2, 3, 2, 1, 0, 0, 8, 0, 0, 1)       # stride 2: 3x3 output
+    with pytest.raises(ShapeError, match="code -1"):                             # a bias beyond int32 with acc32
+        _kernels.conv_grouped(x, w, np.array([2**31, 0, 0, 0], np.int64), s, out, 2, 3, 1, 1, 0, 0, 8, 0, 0, 1)
+    with pytest.raises(ShapeError, match="bits"):
+        _kernels.conv_grouped(x, w, b, s, out, 2, 3, 1, 1, 0, 0, 12, 0, 0, 1)      # 12 bits into int8
