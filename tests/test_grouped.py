@@ -280,3 +280,21 @@ def test_groups_zero_is_one_in_alexeyab(tmp_path):
     cfg.write_text("[net]\nwidth=16\nheight=16\nchannels=3\n\n[convolutional]\nfilters=8\nsize=3\npad=1\n"
                    "groups=0\nactivation=leaky\n")
     assert Network.from_cfg(cfg, darknet="alexeyab").layers[0].groups == 1
+
+
+def test_analytic_bias_correction_reads_the_group_means():
+    """Bias correction's expected shift (Nagel et al. 2019) of a grouped layer: filter m's weight
+    rounding error times the means of its own group's channels -- the dense block-diagonal
+    layer's shift."""
+    from mdfi.layers.convolutional import weight_rounding_shift
+    rng = np.random.default_rng(4)
+    g, m, cg, k = 4, 8, 3, 3
+    w = rng.normal(0, 0.3, (m, cg, k, k))
+    frac = rng.integers(4, 7, m)
+    w_q = np.round(w * np.exp2(frac)[:, None, None, None]).astype(np.int64)
+    mean = rng.uniform(0, 2, g * cg)
+    got = weight_rounding_shift(w_q, frac, w, mean, g)
+    want = weight_rounding_shift(_dense(w_q, g), frac, _dense(w, g), mean, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    assert not np.allclose(got, weight_rounding_shift(np.tile(w_q, (1, g, 1, 1)), frac, np.tile(w, (1, g, 1, 1)),
+                                                      mean, 1))
