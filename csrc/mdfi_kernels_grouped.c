@@ -76,14 +76,17 @@ static void pad_channel(const struct grouped_ctx *g, int64_t ch, int16_t *restri
     }
 }
 
-/* out[off + i] = mdfi_requantize_zp(acc[i], ...) for i < n: int32 sums. */
-static void requant32(const int32_t *restrict acc, int64_t n, int32_t shift, const struct grouped_ctx *g,
-                      int64_t off)
-{
-    for (int64_t i = 0; i < n; ++i)
-        store(g->out, g->out_type, off + i, mdfi_requantize_zp(acc[i], shift, g->rounding, g->bits, g->act,
-                                                               g->zero_out));
-}
+/* out[off + i] = mdfi_requantize_zp(acc[i], ...) for i < n: int32 or int64 sums. */
+#define REQUANT(NAME, ACC)                                                                      \
+    static void NAME(const ACC *restrict acc, int64_t n, int32_t shift, const struct grouped_ctx *g, \
+                     int64_t off)                                                               \
+    {                                                                                           \
+        for (int64_t i = 0; i < n; ++i)                                                         \
+            store(g->out, g->out_type, off + i,                                                 \
+                  mdfi_requantize_zp(acc[i], shift, g->rounding, g->bits, g->act, g->zero_out)); \
+    }
+REQUANT(requant32, int32_t)
+REQUANT(requant64, int64_t)
 
 #if MDFI_KERNELS_X86
 /* The same with the AVX2 twin of the requantize step (mdfi_fixedpoint_avx2.h, exact for
@@ -127,12 +130,10 @@ static void grouped_range(const void *vctx, int64_t m0, int64_t m1)
     int64_t cur = -1;                                           /* the channel held in xp  */
     for (int64_t mm = m0; mm < m1; ++mm) {
         const int64_t j = mm / mg;
-        for (int64_t p = 0; p < plane; ++p) {
-            if (g->acc32)
-                acc32[p] = (int32_t)g->bias[mm];
-            else
-                acc[p] = g->bias[mm];
-        }
+        if (g->acc32)
+            for (int64_t p = 0; p < plane; ++p) acc32[p] = (int32_t)g->bias[mm];
+        else
+            for (int64_t p = 0; p < plane; ++p) acc[p] = g->bias[mm];
         for (int32_t cl = 0; cl < cg; ++cl) {
             const int64_t ch = j * cg + cl;
             if (ch != cur) {
@@ -149,11 +150,8 @@ static void grouped_range(const void *vctx, int64_t m0, int64_t m1)
             else
                 taps32(acc32, xp, wk, k, g->stride, wp, g->oh, g->ow);
         }
-        if (!g->acc32) {
-            for (int64_t p = 0; p < plane; ++p)
-                store(g->out, g->out_type, mm * plane + p,
-                      mdfi_requantize_zp(acc[p], g->shift[mm], g->rounding, g->bits, g->act, g->zero_out));
-        }
+        if (!g->acc32)
+            requant64(acc, plane, g->shift[mm], g, mm * plane);
 #if MDFI_KERNELS_X86
         else if (g->avx2)
             requant32_avx2(acc32, plane, g->shift[mm], g, mm * plane);
