@@ -291,7 +291,8 @@ METHOD_KEYS = {"weights": ("nearest", "gptq", "adaround", "brecq"), "weight_form
                "bias": ("nearest", "analytic", "empirical"),
                "align": tuple(f"{s}/{d}" for s in ("max", "mse", "output")
                          for d in ("fit", "keep", "nearest", "down")),
-               "actequal": ("max", "mse"), "gain": ("asym", "gain")}
+               "actequal": ("max", "mse"), "gain": ("asym", "gain"),
+               "dw_equalize": ("pow2/max8",)}     # mdfi/quant/dwequal.py (MAX_SHIFT = 8)
 
 
 def check_method(method, index: int):

@@ -127,7 +127,10 @@ def apply_scales(network, scales: Dict[int, np.ndarray]):
         src = origin[l.inputs[0]]
         if src is not None:
             inv = np.array([1.0 / scales[k][c] if k in scales else 1.0 for k, c in src])
-            w = w * inv[None, :, None, None]
+            # weights (M, C/G, k, k): output channel m of group j = m // (M/G) reads the input
+            # channels j*C/G .. (j+1)*C/G - 1 (groups = 1: every input channel)
+            g, cg = l.groups, w.shape[1]
+            w = w * inv.reshape(g, 1, cg).repeat(w.shape[0] // g, axis=0).reshape(w.shape[0], cg)[:, :, None, None]
         s = scales.get(l.index)
         if s is not None:
             if l.batch_normalize:

@@ -68,7 +68,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
                      weight_deltas: Optional[Mapping[int, np.ndarray]] = None,
                      weight_deltas_method: str = "adaround", bias_mode: str = "post",
                      refinements: Optional[dict] = None,
-                     head_gains: Optional[Mapping[int, float]] = None) -> QuantizedModel:
+                     head_gains: Optional[Mapping[int, float]] = None,
+                     dw_equalize: bool = False) -> QuantizedModel:
     """Quantize every layer of ``network`` (which must have its float weights loaded).
 
     Activation formats come from ``act_fracs`` if given, else from calibration statistics
@@ -122,6 +123,13 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     (:mod:`mdfi.quant.actequal`), a real-valued rescaling of the float network chosen for
     narrow per-tensor activation formats; the same requirements and effects as ``align``
     (not both).
+
+    ``dw_equalize``: power-of-two factors on the tensors only depthwise convolutions read
+    (:mod:`mdfi.quant.dwequal`; exact in float, absorbed by the per-channel weight formats):
+    each channel of such a tensor gets about the tensor's range in its one format.  Needs
+    per-channel weights and ``calib_inputs`` (the factors come from them, and ``calib`` is
+    replaced by statistics gathered again on the rescaled network); not with ``align`` or
+    ``act_equalize``.  A network without such tensors is quantized as without it.
 
     ``gain_correction`` (opt-in, needs ``calib_inputs``; with ``weight_rounding`` ``"nearest"``
     or ``"gptq"``): ``"asym"`` rounds every convolution towards the least-squares weights
@@ -240,7 +248,14 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
     alignment = None
     if align is not None and act_equalize is not None:
         raise FormatError("give align or act_equalize, not both (each rescales the float network)")
-    if align is not None or act_equalize is not None:
+    if dw_equalize and (align is not None or act_equalize is not None):
+        raise FormatError("give dw_equalize or align / act_equalize, not both (each rescales the float network)")
+    if dw_equalize:
+        from .dwequal import prepare as prepare_dw
+        alignment = prepare_dw(network, calib_inputs or [], per_channel=per_channel, wbits=wbits, progress=progress)
+        if alignment is not None:
+            network, calib = alignment.network, alignment.calib
+    elif align is not None or act_equalize is not None:
         from .align import Alignment, resolve as resolve_alignment
         if act_equalize is not None and not isinstance(act_equalize, Alignment):
             from .actequal import prepare as prepare_equalization
