@@ -24,7 +24,7 @@ from alexeyab_data import ENET, load_json, match_detections, random_network, rel
 from alexeyab_data import random_weights_file as random_weights
 from mdfi.darknet.network import Network
 from mdfi.darknet.weights import load_weights
-from mdfi.errors import CfgError
+from mdfi.errors import CfgError, FormatError
 from mdfi.postprocess import postprocess, settings
 
 TOL = 1e-4
@@ -172,3 +172,151 @@ def test_avgpool_alias_and_float_activations(tmp_path):
     p = (s * x).astype(np.float32)
     assert rel_err(net.layers[1].forward_float([x]), x.astype(np.float64).mean(axis=(1, 2)).reshape(8, 1, 1)) < 1e-6
     assert np.array_equal(net.layers[2].forward_float([s, x]), np.where(p > 0, p, np.float32(0.1) * p))
+
+
+# -- the integer specification (docs/fixed-point.md section 9) -------------------------------
+from fractions import Fraction  # noqa: E402
+import math  # noqa: E402
+
+from mdfi import fixedpoint as fp  # noqa: E402
+from mdfi.fixedpoint import QFormat  # noqa: E402
+from mdfi.layers.avgpool import QAvgpool  # noqa: E402
+from mdfi.layers.scale_channels import QScaleChannels  # noqa: E402
+
+
+def _net(tmp_path, body, w=16, h=16):
+    cfg = tmp_path / "n.cfg"
+    cfg.write_text(HEAD.replace("width=16\nheight=16", f"width={w}\nheight={h}") + body)
+    return Network.from_cfg(cfg, warn=False)
+
+
+def _oracle_round(v: Fraction, mode: str) -> int:
+    """floor(v + 1/2) (half_up) or floor(v) (truncate), exactly (Fractions)."""
+    return math.floor(v + Fraction(1, 2)) if mode == "half_up" else math.floor(v)
+
+
+def test_div_round_is_floor_half_up_for_every_sign():
+    """7/2 -> 4, -7/2 -> -3 (ties toward +infinity, as every shift), -7/3 -> -2; truncate is
+    floor (-7/2 -> -4), not C's truncation toward zero (-3); den = 2**s is shift_round."""
+    assert fp.div_round(np.array([7, -7, -7, 5, -5, 0]), np.array([2, 2, 3, 3, 3, 9]), "half_up").tolist() == \
+        [4, -3, -2, 2, -2, 0]
+    assert fp.div_round(np.array([7, -7, -7, -1]), np.array([2, 2, 3, 9]), "truncate").tolist() == [3, -4, -3, -1]
+    x = np.random.default_rng(1).integers(-2 ** 40, 2 ** 40, 5000)
+    for s in (1, 5, 17):
+        for mode in ("half_up", "truncate"):
+            assert np.array_equal(fp.div_round(x, np.int64(1 << s), mode), fp.shift_round(x, s, mode))
+
+
+@pytest.mark.parametrize("d", [-3, 0, 2])
+@pytest.mark.parametrize("mode", ["half_up", "truncate"])
+def test_avgpool_reference_against_exact_fractions(tmp_path, d, mode):
+    net = _net(tmp_path, "[avgpool]\n", 5, 3)           # n = 15: not a power of two
+    rng = np.random.default_rng(d + 7)
+    fin = QFormat(8, 4, zero=-5)
+    q = QAvgpool(net.layers[1], fin, QFormat(8, 4 + d, zero=3), mode)
+    x = rng.integers(-128, 128, (8, 3, 5)).astype(np.int32)
+    x[0] = 127
+    x[1] = -128
+    got = q.forward_ref([x]).reshape(-1)
+    for c in range(8):
+        mean = Fraction(int((x[c].astype(np.int64) - fin.zero).sum()), 15)      # in input steps
+        want = _oracle_round(mean * 2 ** d, mode) + 3
+        assert got[c] == max(-128, min(127, want)), (c, got[c], want)
+
+
+@pytest.mark.parametrize("value", [-128, -37, 0, 1, 126, 127])
+def test_avgpool_of_a_constant_map_is_the_constant(tmp_path, value):
+    net = _net(tmp_path, "[avgpool]\n", 7, 9)
+    q = QAvgpool(net.layers[1], QFormat(8, 3), QFormat(8, 3), "half_up")
+    x = np.full((8, 9, 7), value, np.int32)
+    assert np.array_equal(q.forward_ref([x]), np.full((8, 1, 1), value))
+    q16 = QAvgpool(net.layers[1], QFormat(8, 3), QFormat(16, 7), "truncate")    # finer output: exact * 16
+    assert np.array_equal(q16.forward_ref([x]), np.full((8, 1, 1), value * 16))
+
+
+@pytest.mark.parametrize("mode", ["half_up", "truncate"])
+@pytest.mark.parametrize("sec,shape", [("[scale_channels]\nfrom=-2\n", (8, 1, 1)),
+                                       ("[scale_channels]\nfrom=-2\nscale_wh=1\n", (1, 16, 16)),
+                                       ("[sam]\nfrom=-2\n", (8, 16, 16))])
+def test_scale_reference_against_exact_fractions(tmp_path, mode, sec, shape):
+    scale = {(8, 1, 1): "[avgpool]\n\n", (1, 16, 16): "[convolutional]\nfilters=1\nsize=1\nactivation=logistic\n\n",
+             (8, 16, 16): "[convolutional]\nfilters=8\nsize=1\nactivation=logistic\n\n"}[shape]
+    net = _net(tmp_path, scale + sec)
+    l = net.layers[2]
+    fa, fb, fo = QFormat(8, 7, zero=-128), QFormat(8, 4, zero=6), QFormat(8, 5, zero=-2)
+    q = QScaleChannels(l, [fa, fb], fo, mode)
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, shape).astype(np.int32)
+    b = rng.integers(-128, 128, (8, 16, 16)).astype(np.int32)
+    got = q.forward_ref([a, b])
+    ab = np.broadcast_to(a, b.shape)
+    for idx in [(0, 0, 0), (3, 5, 7), (7, 15, 15), (2, 9, 1)] + [tuple(rng.integers(0, [8, 16, 16])) for _ in range(40)]:
+        real = Fraction(int(ab[idx]) - fa.zero, 2 ** fa.frac) * Fraction(int(b[idx]) - fb.zero, 2 ** fb.frac)
+        want = _oracle_round(real * 2 ** fo.frac, mode) + fo.zero
+        assert got[idx] == max(-128, min(127, want)), idx
+
+
+def test_scale_by_one_is_the_requantized_identity(tmp_path):
+    """A scale of exactly 1.0 (code 2**fa) gives the input re-expressed in the output format:
+    fp.align's shift of (fb - fo) with the same rounding and saturation."""
+    net = _net(tmp_path, "[avgpool]\n\n[scale_channels]\nfrom=-2\n")
+    for fo in (2, 4, 9):
+        q = QScaleChannels(net.layers[2], [QFormat(8, 6), QFormat(8, 4)], QFormat(8, fo), "half_up")
+        b = np.arange(-128, 128, dtype=np.int32).reshape(1, 16, 16).repeat(8, axis=0)
+        got = q.forward_ref([np.full((8, 1, 1), 64, np.int32), b])
+        assert np.array_equal(got, fp.align(b, 4, fo, "half_up", 8))
+
+
+def _edge_ints(rng, shape, bits):
+    lo, hi = fp.qmin(bits), fp.qmax(bits)
+    x = rng.integers(lo, hi + 1, shape)
+    flat = x.reshape(-1)
+    k = flat.size // 4
+    flat[rng.integers(0, flat.size, k)] = rng.choice([lo, hi, 0, -1, 1], k)
+    return x.astype(np.int8 if bits <= 8 else np.int16)
+
+
+@pytest.mark.parametrize("bits", [8, 16, 5])
+@pytest.mark.parametrize("mode", ["half_up", "truncate"])
+def test_c_kernels_equal_the_reference_on_edge_inputs(tmp_path, bits, mode):
+    """csrc/mdfi_kernels_scale.c == the NumPy reference (array_equal) over random and extreme
+    codes, zero points at their extremes, output formats finer and coarser, every activation,
+    planes of 1 to 4096 positions."""
+    from mdfi._ext import _kernels
+    from mdfi.cengine import ACT_CODES
+    rng = np.random.default_rng(bits)
+    dt = np.int8 if bits <= 8 else np.int16
+    lo, hi = fp.qmin(bits), fp.qmax(bits)
+    for (w, h) in ((1, 1), (3, 5), (64, 64), (7, 4)):
+        net = _net(tmp_path, "[avgpool]\n", w, h)
+        for d in (-24, -3, 0, 1, 7, 20):
+            for zi, zo in ((0, 0), (lo, hi), (hi, lo), (3, -2)):
+                fin = QFormat(bits, 5, zero=zi)
+                q = QAvgpool(net.layers[1], fin, QFormat(bits, 5 + d, zero=zo), mode)
+                x = _edge_ints(rng, (8, h, w), bits)
+                out = np.zeros((8, 1, 1), dt)
+                _kernels.avgpool(x, zi, q.d, fp.rounding_code(mode), bits, zo, out)
+                assert np.array_equal(out, q.forward_ref([x])), (w, h, d, zi, zo)
+    ran = 0
+    for sec, mode_name in (("[avgpool]\n\n[scale_channels]\nfrom=-2\n", "channels"),
+                           ("[convolutional]\nfilters=1\nsize=1\nactivation=logistic\n\n[scale_channels]\nfrom=-2\n"
+                            "scale_wh=1\n", "spatial"),
+                           ("[convolutional]\nfilters=8\nsize=1\nactivation=logistic\n\n[sam]\nfrom=-2\n", "elementwise")):
+        for act in ("linear", "leaky", "relu"):
+            net = _net(tmp_path, sec.replace("from=-2\n", f"from=-2\nactivation={act}\n"))
+            l = net.layers[2]
+            for fa, fb, fo in ((7, 4, 5), (0, 0, 9), (12, 10, -8), (3, 2, 5 - 31 + 5), (15, 15, 0)):
+                for za, zb, zo in ((0, 0, 0), (lo, hi, lo), (hi, lo, hi), (-1, 2, 1)):
+                    try:
+                        q = QScaleChannels(l, [QFormat(bits, fa, zero=za), QFormat(bits, fb, zero=zb)],
+                                           QFormat(bits, fo, zero=zo), mode)
+                    except FormatError:
+                        continue            # a shift outside [-31, 47]
+                    ran += 1
+                    a = _edge_ints(rng, l.scale_view(np.zeros(l.in_shapes[0])).shape, bits)
+                    b = _edge_ints(rng, l.out_shape, bits)
+                    out = np.zeros(l.out_shape, dt)
+                    _kernels.scale_channels(a, za, b, zb, l.mode, q.shift, fp.rounding_code(mode), bits,
+                                            ACT_CODES[act], zo, out)
+                    assert np.array_equal(out, q.forward_ref([a, b])), (mode_name, act, fa, fb, fo, za, zb, zo)
+    assert ran >= 150, ran

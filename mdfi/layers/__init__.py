@@ -52,6 +52,10 @@ QREGISTRY: Dict[str, Type[QLayer]] = {
     "scale_channels": QScaleChannels,
 }
 
+#: Layer kinds whose output format is chosen from their own statistics (the others copy or
+#: align their inputs' codes, or end the integer datapath).
+OWN_FORMAT_KINDS = ("convolutional", "shortcut", "avgpool", "scale_channels")
+
 #: Sections Darknet knows that MDFI does not implement (a clearer error than "unknown").
 DARKNET_ONLY = frozenset("""
 crop cost detection local deconv deconvolutional activation logistic l2norm crnn gru lstm
@@ -62,6 +66,6 @@ implicit_add implicit_mul contrastive conv_lstm history
 
 NET_SECTIONS = ("net", "network")
 
-__all__ = ["REGISTRY", "QREGISTRY", "QLayer", "DARKNET_ONLY", "NET_SECTIONS", "Layer", "Shape", "ConvolutionalLayer",
+__all__ = ["REGISTRY", "QREGISTRY", "OWN_FORMAT_KINDS", "QLayer", "DARKNET_ONLY", "NET_SECTIONS", "Layer", "Shape", "ConvolutionalLayer",
            "MaxpoolLayer", "UpsampleLayer", "RouteLayer", "ShortcutLayer", "YoloLayer",
            "RegionLayer", "ReorgLayer", "AvgpoolLayer", "ScaleChannelsLayer"]
