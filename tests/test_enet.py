@@ -320,3 +320,135 @@ def test_c_kernels_equal_the_reference_on_edge_inputs(tmp_path, bits, mode):
                                             ACT_CODES[act], zo, out)
                     assert np.array_equal(out, q.forward_ref([a, b])), (mode_name, act, fa, fb, fo, za, zb, zo)
     assert ran >= 150, ran
+
+
+# -- golden model and the standalone runner -----------------------------------------------------
+from test_c_runner import c_build, runner  # noqa: E402,F401 (fixtures)
+from mdfi.quant.quantize import input_to_u8, quantize_network  # noqa: E402
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(act_method="mse", zero_points=True), dict(wbits=16, abits=16),
+                                dict(wbits=5, abits=5, rounding="truncate")],
+                         ids=["w8a8", "w8a8-zero-points", "w16a16", "w5a5-truncate"])
+def test_golden_export_and_the_standalone_runner(runner, tmp_path, kw):
+    """model.txt's ``avgpool`` and ``scale_channels`` lines (docs/golden-format.md) rebuilt by the
+    standalone C runner byte for byte, every layer of mini-enet."""
+    from test_c_runner import _export, _fixed_model, _photo, assert_identical
+    net = mini_network()
+    gold = _export(_fixed_model(net, quantize_network(net, per_channel=True, cfg_text="", **kw)), _photo(),
+                   tmp_path / "gold")
+    txt = (gold / "model.txt").read_text()
+    assert txt.count(" avgpool in=") == 2 and txt.count(" scale_channels in=") == 4
+    assert " mode=spatial " in txt and " mode=elementwise " in txt
+    assert assert_identical(runner, gold, tmp_path, "--threads", "2") == 19      # every layer
+
+
+@pytest.mark.parametrize("edit,msg", [
+    (lambda t: t.replace(" mode=spatial", " mode=channels", 1), "mode=channels needs a 16x1x1 scale"),
+    (lambda t: t.replace(" d=", " d=99 x=", 1), "unknown key 'x'"),
+    (lambda t: t.replace(" avgpool in=1 ", " avgpool in=1,0 ", 1), "takes 1 input"),
+])
+def test_runner_refuses_inconsistent_lines(runner, tmp_path, edit, msg):
+    from test_c_runner import _export, _fixed_model, _photo, _run
+    net = mini_network()
+    gold = _export(_fixed_model(net, quantize_network(net, per_channel=True, cfg_text="")), _photo(), tmp_path / "g")
+    (gold / "model.txt").write_text(edit((gold / "model.txt").read_text()))
+    proc = _run(runner, gold, tmp_path / "out")
+    assert proc.returncode != 0 and msg in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+# -- mdfi verify ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gold_enet(tmp_path_factory):
+    from mdfi.hw import golden
+    from mdfi.hw import golden_reader as gr
+    from test_c_runner import _fixed_model, _photo
+    net = mini_network()
+    d = tmp_path_factory.mktemp("gold_enet")
+    golden.export(_fixed_model(net, quantize_network(net, per_channel=True, cfg_text="", zero_points=True,
+                                                     act_method="mse")), _photo(), str(d), formats=["hex"],
+                  thresh=1.0)
+    return gr.GoldenSet(str(d))
+
+
+def _verify_one(g, dut, layer, stage, values):
+    from mdfi.hw import golden_reader as gr
+    from mdfi.hw import verify
+    e = g.entry(layer, stage)
+    dut.mkdir(exist_ok=True)
+    gr.write_hex(str(dut / e["path"]), np.asarray(values).reshape(-1), e["bits"])
+    rep = verify.verify(g.folder, str(dut))
+    assert len(rep.files) == 1
+    return rep.files[0]
+
+
+AVG_NET = """[net]
+width=12
+height=12
+channels=3
+
+[convolutional]
+filters=8
+size=3
+stride=1
+pad=1
+activation=linear
+
+[avgpool]
+
+[convolutional]
+filters=24
+size=1
+stride=1
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58
+classes=3
+num=3
+"""
+
+
+@pytest.mark.parametrize("zero_points", [False, True])
+def test_verify_names_the_division_rule_of_an_average_pool(tmp_path, zero_points):
+    """A device that divides with C's ``/`` (toward zero) or a shift instead of the division
+    by h*w is named (mdfi/hw/verify_avgpool.py), tested on the whole tensor; a linear layer
+    before the pool gives negative sums, where the rules differ."""
+    from mdfi.hw import golden
+    from mdfi.hw import golden_reader as gr
+    from test_c_runner import _fixed_model, _photo, _random_net
+    net = _random_net(AVG_NET, "avg.cfg", 3)
+    kw = dict(zero_points=True, act_method="mse") if zero_points else {}
+    golden.export(_fixed_model(net, quantize_network(net, per_channel=True, cfg_text="", **kw)), _photo(),
+                  str(tmp_path / "g"), formats=["hex"], thresh=1.0)
+    g = gr.GoldenSet(str(tmp_path / "g"))
+    assert _verify_one(g, tmp_path / "ok", 1, "out", g.read(1, "out")).status == "ok"
+    P = g.layer(1)["params"]
+    s = g.read(1, "acc").astype(np.int64)
+    num, den = (s << P["d"], P["divisor"]) if P["d"] >= 0 else (s, P["divisor"])
+    assert np.any((num < 0) & (num % den != 0)) and den == 144
+    zo = P.get("zero_out", 0)
+    good = g.read(1, "out")
+    c_div = np.clip(np.trunc(num / den).astype(np.int64) + zo, -128, 127)     # exact: |num| < 2^40
+    assert np.count_nonzero(c_div != good) > 0
+    res = _verify_one(g, tmp_path / "dut", 1, "out", c_div)
+    assert res.status == "mismatch"
+    assert res.hints[0].kind == "avgpool" and "'toward zero (C's / operator)'" in res.hints[0].text, res.hints
+    k = int(np.ceil(np.log2(den)))
+    shifted = np.clip((2 * num + (1 << k)) // (2 << k) + zo, -128, 127)
+    res = _verify_one(g, tmp_path / "dut2", 1, "out", shifted)
+    assert res.hints[0].kind == "avgpool" and f"divided by 2^{k} = {1 << k} (a shift)" in res.hints[0].text, res.hints
+
+
+def test_verify_names_a_shift_error_in_a_scale_layer(gold_enet, tmp_path):
+    """The conv/shortcut datapath hints apply to [scale_channels] (acc = the exact product)."""
+    from mdfi.hw.verify_rules import round_shift  # noqa: F401 (the module the hints use)
+    g = gold_enet
+    line = [r for r in g.model_lines() if r["record"] == "layer" and r["index"] == 5][0]
+    acc = g.read(5, "acc").astype(np.int64)
+    s, zo = int(line["shift"]) + 1, int(line.get("zero_out", 0))
+    dut = np.clip(((acc + (1 << (s - 1))) >> s) + zo, -128, 127)
+    res = _verify_one(g, tmp_path / "dut", 5, "out", dut)
+    assert res.status == "mismatch" and res.hints[0].kind == "shift", res.hints
