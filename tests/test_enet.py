@@ -452,3 +452,37 @@ def test_verify_names_a_shift_error_in_a_scale_layer(gold_enet, tmp_path):
     dut = np.clip(((acc + (1 << (s - 1))) >> s) + zo, -128, 127)
     res = _verify_one(g, tmp_path / "dut", 5, "out", dut)
     assert res.status == "mismatch" and res.hints[0].kind == "shift", res.hints
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_fixed_point_layers_stay_within_their_rounding_of_darknet(bits):
+    """Each [avgpool] / [scale_channels] layer of enet-coco at 128x128, fed Darknet's stored
+    inputs rounded to formats that hold them, against Darknet's own float output: the error is
+    at most what the roundings allow (docs/fixed-point.md 9: one output rounding, plus the
+    inputs' roundings carried through the mean / the product), at 8 and 16 bits."""
+    z = np.load(ENET / "enet-coco-128_astronaut_selected_layers.npz")
+    net = Network.from_cfg(ENET / ENET128, warn=False)
+
+    def fmt(v):
+        return QFormat(bits, fp.max_frac(float(v.min()), float(v.max()), bits))
+
+    def q(v, f):
+        return fp.quantize_float(v, f.frac, bits).astype(np.int32)
+    for t in (3, 10, 92, 13, 95, 129):
+        l = net.layers[t]
+        xs = [z["layer%03d" % i] for i in l.inputs]
+        ref = z["layer%03d" % t].astype(np.float64)
+        fin = [fmt(x) for x in xs]
+        fo = fmt(ref)
+        ql = (QAvgpool(l, fin[0], fo, "half_up") if l.kind == "avgpool"
+              else QScaleChannels(l, fin, fo, "half_up"))
+        got = ql.forward_ref([q(x, f) for x, f in zip(xs, fin)]) * 2.0 ** -fo.frac
+        so, s0 = 2.0 ** -fo.frac, 2.0 ** -fin[0].frac
+        if l.kind == "avgpool":
+            bound = so / 2 + s0 / 2
+        else:
+            s1 = 2.0 ** -fin[1].frac
+            a = np.abs(l.scale_view(xs[0].astype(np.float64)))
+            bound = so / 2 + a * s1 / 2 + np.abs(xs[1]) * s0 / 2 + s0 * s1 / 4
+        err = np.abs(got - ref)
+        assert np.all(err <= bound * (1 + 1e-6) + 1e-7), (t, float(err.max()), float(np.max(bound)))
