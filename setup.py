@@ -45,7 +45,7 @@ extensions = [
     ext("_image", "_image.pyx", ["mdfi_image.c"]),
     ext("_post", "_post.pyx", ["mdfi_post.c"]),
     ext("_kernels", "_kernels.pyx", ["mdfi_kernels.c", "mdfi_kernels_pool.c", "mdfi_kernels_shortcut.c",
-                                         "mdfi_kernels_grouped.c"]),
+                                         "mdfi_kernels_grouped.c", "mdfi_kernels_scale.c"]),
     ext("_conv", "_conv.pyx", ["mdfi_conv.c", "mdfi_conv_pack.c", "mdfi_conv_scalar.c", "mdfi_conv_paths.c",
                                "mdfi_conv_pool.c", "mdfi_conv_avx2.c", "mdfi_conv_avx512.c", "mdfi_conv_q8.c",
                                "mdfi_conv_q8_ref.c", "mdfi_conv_vnni.c", "mdfi_conv_amx.c", "mdfi_conv_neon.c",

@@ -63,6 +63,23 @@ static inline int64_t mdfi_shift_round(int64_t x, int32_t s, int32_t mode)
     return x * (((int64_t)1) << (-s));
 }
 
+/* floor(n / d) for d > 0 (mathematical floor division; C's `/` truncates toward 0). */
+static inline int64_t mdfi_floor_div(int64_t n, int64_t d)
+{
+    const int64_t q = n / d;
+    return (n % d != 0 && n < 0) ? q - 1 : q;
+}
+
+/* R(num / den) for den > 0 (mdfi.fixedpoint.div_round, the average pool, section 9.1):
+ *   half_up:  floor((2 num + den) / (2 den))   (ties toward +infinity for every sign)
+ *   truncate: floor(num / den)
+ * The caller bounds |2 num + den| < 2^63. */
+static inline int64_t mdfi_div_round(int64_t num, int64_t den, int32_t mode)
+{
+    if (mode == MDFI_ROUND_HALF_UP) return mdfi_floor_div(2 * num + den, 2 * den);
+    return mdfi_floor_div(num, den);
+}
+
 /* Clamp to a signed `bits`-wide integer (AP_SAT). */
 static inline int32_t mdfi_saturate(int64_t x, int32_t bits)
 {

@@ -116,6 +116,24 @@ int mdfi_shortcut_zp(const void *restrict a, int32_t a_type, int32_t fa,
 int mdfi_reorg(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
                int32_t stride, void *restrict out);
 
+/* Global average pool (QAvgpool.forward_ref, docs/fixed-point.md section 9.1; mdfi_kernels_scale.c):
+ *   S = sum over p of (in[ch][p] - zi)          (exact, int64)
+ *   out[ch] = sat(mdfi_div_round(S * 2^d, plane) + zo)        d >= 0
+ *   out[ch] = sat(mdfi_div_round(S, plane * 2^-d) + zo)       d < 0
+ * in: [c][plane] (U8/S8/S16), out: [c] (S8/S16, bits <= 16); 1 <= plane <= 2^24, -24 <= d <= 20. */
+int mdfi_avgpool(const void *restrict in, int32_t in_type, int32_t zi, int32_t c, int64_t plane, int32_t d,
+                 int32_t mode, int32_t bits, int32_t zo, void *restrict out, int32_t out_type);
+
+/* Product of a scale and a tensor (QScaleChannels.forward_ref, section 9.2): for ch < c, p < plane
+ *   P = (a[ch * a_cstride + p * a_pstride] - za) * (b[ch][p] - zb)          (exact, int64)
+ *   out[ch][p] = mdfi_requantize_zp(P, shift, mode, bits, act, zo)
+ * Strides (1, 0): [scale_channels] one scale per channel; (0, 1): scale_wh=1, one per position;
+ * (plane, 1): [sam], one per element.  b, out: [c][plane]. */
+int mdfi_scale_channels(const void *restrict a, int32_t a_type, int32_t za, int64_t a_cstride, int64_t a_pstride,
+                        const void *restrict b, int32_t b_type, int32_t zb, int32_t c, int64_t plane,
+                        int32_t shift, int32_t mode, int32_t bits, int32_t act, int32_t zo,
+                        void *restrict out, int32_t out_type);
+
 /* Detection-head lookup stage (QYolo / QRegion forward_ref, docs section 7):
  *   for every channel ch and pixel: q = in[ch][p];
  *     table_sel[ch] == 0: out = logistic[q - qmin]     (uint16 Q1.15)

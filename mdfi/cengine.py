@@ -367,6 +367,27 @@ class CRunner:
             _kernels.reorg(xs[0], out, l.stride)
         return step
 
+    def _plan_avgpool(self, ql):
+        """The global average pool (docs/fixed-point.md 9.1; csrc/mdfi_kernels_scale.c)."""
+        args = (ql.in_fmt.zero, ql.d, fp.rounding_code(ql.rounding), ql.out_fmt.bits, ql.out_fmt.zero)
+
+        def step(xs, out):
+            _kernels.avgpool(xs[0], args[0], args[1], args[2], args[3], args[4], out)
+        return step
+
+    def _plan_scale_channels(self, ql):
+        """[scale_channels] / [sam] (docs/fixed-point.md 9.2; csrc/mdfi_kernels_scale.c)."""
+        l = ql.layer
+        fa, fb = ql.in_fmts
+        c, h, w = l.out_shape
+        shape = {"channels": (c, 1, 1), "spatial": (1, h, w), "elementwise": (c, h, w)}[l.mode]
+        args = (l.mode, ql.shift, fp.rounding_code(ql.rounding), ql.out_fmt.bits, ACT_CODES[l.activation],
+                ql.out_fmt.zero)
+
+        def step(xs, out):
+            _kernels.scale_channels(xs[0].reshape(shape), fa.zero, xs[1], fb.zero, *args, out)
+        return step
+
     def _plan_route(self, ql):
         return self._route_step(ql)
 

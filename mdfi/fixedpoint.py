@@ -191,6 +191,26 @@ def pre_shift_activation(acc: IntArray, activation: str):
     raise FormatError(f"activation {activation!r} has no integer implementation")
 
 
+def div_round(num: IntArray, den: IntArray, mode: str) -> IntArray:
+    """``R(num / den)`` for int64 ``num`` and a positive integer ``den`` (the average pool's
+    division, doc section 9.1), with the rounding mode's tie rule:
+
+    * ``half_up``: ``floor((2*num + den) / (2*den))`` = ``floor(num/den + 1/2)``: ties toward
+      +infinity for every sign (7/2 -> 4, -7/2 -> -3), as :func:`shift_round`;
+    * ``truncate``: ``floor(num / den)`` (toward -infinity: -7/2 -> -4), as ``x >> s``.
+
+    Floor division is the mathematical one (Python's ``//``), not C's truncation toward 0;
+    callers bound ``|2*num + den| < 2**63``.  ``den = 2**s`` gives :func:`shift_round`.
+    """
+    num = np.asarray(num, dtype=np.int64)
+    den = np.asarray(den, dtype=np.int64)
+    if np.any(den <= 0):
+        raise FormatError("div_round: the divisor must be positive")
+    if rounding_code(mode) == ROUND_HALF_UP:
+        return np.floor_divide(2 * num + den, 2 * den)
+    return np.floor_divide(num, den)
+
+
 def align(x: IntArray, from_frac: int, to_frac: int, mode: str, bits: int,
           stats: Optional[dict] = None, zero_in: int = 0, zero_out: int = 0) -> IntArray:
     """Re-express ``Q(*, from_frac)`` values at ``to_frac`` (route inputs; section 5):

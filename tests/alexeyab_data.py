@@ -28,6 +28,7 @@ TINY = AB / "yolov4-tiny-10c"
 V7 = AB / "yolov7-tiny-random"
 V4 = AB / "yolov4-random"
 GROUPED = AB / "grouped-random"
+ENET = AB / "enet-random"
 SEED = 2025
 
 TINY_SPEC = dict(

@@ -193,15 +193,23 @@ def _mini_grouped_zero_points():
     return _fixed_model(net, quantize_network(net, per_channel=True, cfg_text="", act_method="mse", zero_points=True))
 
 
+def _mini_enet_zero_points():
+    from mdfi.quant.quantize import quantize_network
+    from test_c_runner import _fixed_model
+    from test_enet import mini_network
+    net = mini_network()
+    return _fixed_model(net, quantize_network(net, per_channel=True, cfg_text="", act_method="mse", zero_points=True))
+
+
 @pytest.mark.parametrize("build", [_v4tiny_256_zero_points, _v7tiny_192, _mini_alexeyab_16, _every_kind_mixed,
-                                   _mini_grouped_zero_points],
+                                   _mini_grouped_zero_points, _mini_enet_zero_points],
                          ids=["yolov4-tiny-10c-zp", "yolov7-tiny", "mini-alexeyab-16", "every-kind-8-12",
-                              "mini-grouped-zp"])
+                              "mini-grouped-zp", "mini-enet-zp"])
 def test_runner_alexeyab_models(arm_build, build, tmp_path):
     """The AlexeyAB lineage on the NEON paths (issue 12: "... and the newer models as they
     land"): route groups, table activations (mish, swish, logistic, ...), shortcuts between
     channel counts, new_coords / scale_x_y heads, zero points, 16-bit and mixed 8/12-bit layers,
-    grouped and depthwise convolutions;
+    grouped and depthwise convolutions, [avgpool] and [scale_channels] / [sam];
     every layer output byte-identical to the NumPy reference's golden export."""
     from test_c_runner import _photo
     _check_runner(arm_build, _gold(tmp_path, build(), _photo()), tmp_path)

@@ -291,6 +291,9 @@ _LAYER_KEYS = {
     "reorg": ["stride", "reverse"],
     "yolo": ["classes", "num", "mask", "anchors"],
     "region": ["classes", "num", "coords", "softmax", "anchors", "background"],
+    "avgpool": ["stride"],          # reads no key (AB src/parser.c:861-872): the audit warns
+    "scale_channels": ["from", "scale_wh", "activation"],
+    "sam": ["from", "activation"],
 }
 _SMALL_VALUES = st.one_of(st.sampled_from(["0", "1", "2", "3", "4", "5", "-1", "-2", "-3", "1,-2", "0,1",
                                            "leaky", "linear", "relu", "logistic", "1,2,3,4", "0.5"]),
@@ -313,7 +316,7 @@ def small_cfg(draw):
         keys = draw(st.lists(st.sampled_from(_LAYER_KEYS[kind]), max_size=4, unique=True))
         for key in keys:
             lines.append(f"{key}={draw(_SMALL_VALUES)}")
-        required = {"route": "layers", "shortcut": "from"}.get(kind)
+        required = {"route": "layers", "shortcut": "from", "scale_channels": "from", "sam": "from"}.get(kind)
         if required and required not in keys:
             lines.append(f"{required}=-{draw(st.integers(1, 3))}")
     return "\n".join(lines) + "\n"

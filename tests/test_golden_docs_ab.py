@@ -665,3 +665,66 @@ def test_grouped_convolutions_from_the_docs(tmp_path):
             assert np.array_equal(out, g.read(i, "out")), i
         seen.append((i, G, r["act"]))
     assert seen == [(1, 8, "leaky"), (2, 64, "swish"), (3, 4, "linear"), (6, 32, "mish")], seen
+
+
+ENET_SCRIPT = r"""
+import sys
+import mdfi
+from mdfi.hw import golden
+sys.path.insert(0, sys.argv[3])
+from alexeyab_data import ENET, random_weights_file
+weights = random_weights_file(ENET, "mini-enet.cfg", sys.argv[1] + ".weights")
+for name, kw in (("h8", {}), ("zp", {"zero_points": True}), ("t16", {"bits": 16, "rounding": "truncate"})):
+    m = mdfi.load(cfg=str(ENET / "mini-enet.cfg"), weights=str(weights), **kw)
+    golden.export(m, sys.argv[2], sys.argv[1] + "/" + name, thresh=1.0)
+"""
+
+
+def div_round(num: np.ndarray, den: int, mode: str) -> np.ndarray:
+    """docs/fixed-point.md 9.1: floor((2N + D) / (2D)) (half_up) or floor(N / D) (truncate),
+    the mathematical floor (Python's //)."""
+    return (2 * num + den) // (2 * den) if mode == "half_up" else num // den
+
+
+def test_avgpool_and_scale_channels_from_the_docs(tmp_path):
+    """golden-format.md's ``avgpool`` and ``scale_channels`` lines and docs/fixed-point.md 9:
+    every such layer of tests/fixtures/.../enet-random/mini-enet.cfg (SE blocks, scale_wh=1,
+    [sam]) rebuilt from its golden inputs at 8 bits, with zero points, and 16 bits truncate:
+    the accumulators (exact sum, exact product) and the outputs."""
+    pytest.importorskip("skimage")
+    import skimage.data
+    photo = tmp_path / "a.png"
+    Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[::8, ::8, :3])).save(photo)
+    _child(ENET_SCRIPT, str(tmp_path / "e"), str(photo), str(HERE), cwd=tmp_path)
+    seen = set()
+    for name in ("h8", "zp", "t16"):
+        g = gr.GoldenSet(str(tmp_path / "e" / name))
+        for r in g.model_lines():
+            if r["record"] != "layer" or r["kind"] not in ("avgpool", "scale_channels"):
+                continue
+            i, mode, bits = r["index"], r["rounding"], int(r["out_bits"])
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+            P = g.layer(i)["params"]
+            if r["kind"] == "avgpool":
+                x = g.read(i, "in0").astype(np.int64)
+                c, n, d = int(r["c"]), int(r["h"]) * int(r["w"]), int(r["d"])
+                s = (x - int(r.get("zero_in", 0))).reshape(c, -1).sum(axis=1).reshape(c, 1, 1)
+                assert np.array_equal(s, g.read(i, "acc")), i
+                num, den = (s << d, n) if d >= 0 else (s, n << -d)
+                assert P["divisor"] == den and P["plane"] == n
+                out = np.clip(div_round(num, den, mode) + int(r.get("zero_out", 0)), lo, hi)
+                assert np.array_equal(out, g.read(i, "out")), i
+                seen.add(("avgpool", name, d >= 0))
+                continue
+            a, b = g.read(i, "in0").astype(np.int64), g.read(i, "in1").astype(np.int64)
+            c, h, w = (int(r[k]) for k in "chw")
+            shape = {"channels": (c, 1, 1), "spatial": (1, h, w), "elementwise": (c, h, w)}[r["mode"]]
+            assert a.shape == shape and b.shape == (c, h, w)
+            p = (a - int(r.get("zero_a", 0))) * (b - int(r.get("zero_b", 0)))
+            assert np.array_equal(p, g.read(i, "acc")), i
+            act, extra = pre_shift(p, r["act"])
+            out = requantize(act, int(r["shift"]) + extra, mode, bits, int(r.get("zero_out", 0)))
+            assert np.array_equal(out, g.read(i, "out")), i
+            seen.add(("scale", name, r["mode"]))
+    assert len([s for s in seen if s[0] == "scale"]) == 9 and {s[1] for s in seen if s[0] == "avgpool"} == \
+        {"h8", "zp", "t16"}, seen

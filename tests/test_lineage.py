@@ -26,6 +26,7 @@ EXPECTED = {"yolov4-tiny": "alexeyab", "yolov4": "alexeyab", "yolov7-tiny": "ale
             "yolov4-tiny-10c": "alexeyab", "yolov7-tiny-192": "alexeyab", "yolov4-192": "alexeyab",
             "mini-alexeyab": "alexeyab", "mini-grouped": "alexeyab", "yolo-fastest-1.1": "alexeyab",
             "yolo-fastest-1.1-xl": "alexeyab", "yolo-fastest-1.1-160": "alexeyab",
+            "mini-enet": "alexeyab", "enet-coco-128": "alexeyab",
             # AlexeyAB's cfg without an AlexeyAB-only key: detected as pjreddie (docs/darknet.md)
             "csresnext50-panet-spp-96": "pjreddie"}
 

@@ -17,7 +17,10 @@ skipped, naming the missing feature, where the CPU lacks it), every layer compar
 * mini-grouped (grouped convolutions: groups 8, 4, 32 and depthwise, strided, 1x1, with swish
   and mish tables; tests/test_grouped.py) at 8 bits with and without zero points, 16 and 5 bits;
 * Yolo-Fastest 1.1 at 160x160 (seeded random weights; depthwise 3x3 and 5x5 layers, [dropout]) at
-  8 bits with zero points.
+  8 bits with zero points;
+* mini-enet ([avgpool], [scale_channels] per channel and per position, [sam]; tests/test_enet.py)
+  at 8 bits with and without zero points, 16 and 5 bits, and AlexeyAB's enet-coco.cfg
+  (EfficientNet-B0 + YOLOv3 head: 16 squeeze-and-excitation blocks) at 128x128 at 8 bits.
 
 The aarch64 twin (NEON, neondot, under qemu): tests/test_aarch64.py's runner tests.
 """
@@ -100,6 +103,14 @@ def _yolo_fastest():
     return _case(qm, input_to_u8(astronaut_input(net)))
 
 
+def _enet(cfg="mini-enet.cfg", seed=11, **kw):
+    from alexeyab_data import ENET
+    net = random_network(ENET, cfg)
+    qm = quantize_network(net, per_channel=True, cfg_text="", **kw)
+    x = np.random.default_rng(seed).integers(0, 256, net.input_shape).astype(np.uint8)
+    return _case(qm, x)
+
+
 BUILDERS = {
     "yolov4-tiny-10c": lambda: _v4tiny(False),
     "yolov4-tiny-10c-zp": lambda: _v4tiny(True),
@@ -113,6 +124,11 @@ BUILDERS = {
     "mini-grouped-16": lambda: _grouped(wbits=16, abits=16),
     "mini-grouped-5": lambda: _grouped(wbits=5, abits=5, rounding="truncate"),
     "yolo-fastest-160-zp": _yolo_fastest,
+    "mini-enet-8": lambda: _enet(),
+    "mini-enet-zp": lambda: _enet(act_method="mse", zero_points=True),
+    "mini-enet-16": lambda: _enet(wbits=16, abits=16),
+    "mini-enet-5": lambda: _enet(wbits=5, abits=5, rounding="truncate"),
+    "enet-coco-128": lambda: _enet("enet-coco-128.cfg", 12),
 }
 
 

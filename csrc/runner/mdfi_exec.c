@@ -195,6 +195,18 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
                              o->type, &kopts);
         break;
     }
+    case MDFI_K_AVGPOOL:
+        rc = mdfi_avgpool(xs[0], in->type, l->zero_in[0], in->c, in_plane, l->d, l->rounding, o->bits, l->zero_out,
+                          out, o->type);
+        break;
+    case MDFI_K_SCALE: {
+        /* the scale of element (ch, p): a[ch] (channels), a[p] (spatial) or a[ch][p] (elementwise) */
+        const int64_t plane = (int64_t)o->h * o->w;
+        const int64_t cs = l->mode == 0 ? 1 : (l->mode == 1 ? 0 : plane), ps = l->mode == 0 ? 0 : 1;
+        rc = mdfi_scale_channels(xs[0], ins[0]->type, l->zero_in[0], cs, ps, xs[1], ins[1]->type, l->zero_in[1],
+                                 o->c, plane, l->rshift, l->rounding, o->bits, l->act, l->zero_out, out, o->type);
+        break;
+    }
     case MDFI_K_YOLO:
     case MDFI_K_REGION: {
         const int32_t len = (int32_t)1 << l->tbits;

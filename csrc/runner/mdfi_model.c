@@ -15,7 +15,7 @@ _Static_assert(MDFI_KV_MAX_NAME == MDFI_RT_MAX_NAME, "file name limits of mdfi_k
 
 
 static const char *const KIND_NAMES[MDFI_K_COUNT] = {
-    "conv", "maxpool", "upsample", "reorg", "route", "shortcut", "yolo", "region"};
+    "conv", "maxpool", "upsample", "reorg", "route", "shortcut", "yolo", "region", "avgpool", "scale_channels"};
 
 const char *mdfi_kind_name(int32_t kind)
 {
@@ -318,6 +318,53 @@ static int parse_shortcut(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *er
     return set_out(kv, l, a->c, a->h, a->w, act_type(l->out.bits), l->out.bits, err);
 }
 
+/* avgpool (docs/fixed-point.md 9.1): c/h/w of the input (optional checks), d = out_frac - in_frac,
+ * zero_in= / zero_out= (absent = 0); output [c][1][1]. */
+static int parse_avgpool(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
+{
+    const mdfi_tensor_desc *in = producer(m, l->in[0]);
+    if (check_in_shape(kv, in, err) || kv_int(kv, "d", -24, 20, 1, &l->d, NULL, err) ||
+        kv_enum(kv, "rounding", ROUND_NAMES, 2, &l->rounding, 1, NULL, err) ||
+        kv_int(kv, "out_bits", 2, 16, 1, &l->out.bits, NULL, err))
+        return -1;
+    if ((int64_t)in->h * in->w > ((int64_t)1 << 24))
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: an average over %lld positions (at most 2^24)",
+                         (int)l->index, (long long)in->h * in->w);
+    int64_t lo, hi;
+    code_range(in, &lo, &hi);
+    if (kv_int(kv, "zero_in", lo, hi, 0, &l->zero_in[0], NULL, err) ||
+        kv_int(kv, "zero_out", mdfi_qmin(l->out.bits), mdfi_qmax(l->out.bits), 0, &l->zero_out, NULL, err))
+        return -1;
+    return set_out(kv, l, in->c, 1, 1, act_type(l->out.bits), l->out.bits, err);
+}
+
+/* scale_channels (9.2): in=SCALE,FROM; c/h/w of the output (the from layer's shape; optional
+ * checks); mode channels (scale [c][1][1]), spatial ([1][h][w]) or elementwise ([c][h][w]). */
+static int parse_scale(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
+{
+    static const char *const MODES[] = {"channels", "spatial", "elementwise"};
+    const mdfi_tensor_desc *a = producer(m, l->in[0]), *b = producer(m, l->in[1]);
+    if (check_in_shape(kv, b, err) || kv_enum(kv, "mode", MODES, 3, &l->mode, 1, NULL, err) ||
+        kv_int(kv, "shift", MDFI_MIN_SHIFT, MDFI_MAX_SHIFT, 1, &l->rshift, NULL, err) ||
+        kv_enum(kv, "act", ACT_NAMES, 3, &l->act, 1, NULL, err) ||
+        kv_enum(kv, "rounding", ROUND_NAMES, 2, &l->rounding, 1, NULL, err) ||
+        kv_int(kv, "out_bits", 2, 16, 1, &l->out.bits, NULL, err))
+        return -1;
+    const int32_t wc = l->mode == 1 ? 1 : b->c, wh = l->mode == 0 ? 1 : b->h, ww = l->mode == 0 ? 1 : b->w;
+    if (a->c != wc || a->h != wh || a->w != ww)
+        return mdfi_fail(err, kv->file, kv->line, "layer %d: mode=%s needs a %dx%dx%d scale, input %d is %dx%dx%d",
+                         (int)l->index, MODES[l->mode], (int)wc, (int)wh, (int)ww, (int)l->in[0], (int)a->c,
+                         (int)a->h, (int)a->w);
+    int64_t alo, ahi, blo, bhi;
+    code_range(a, &alo, &ahi);
+    code_range(b, &blo, &bhi);
+    if (kv_int(kv, "zero_a", alo, ahi, 0, &l->zero_in[0], NULL, err) ||
+        kv_int(kv, "zero_b", blo, bhi, 0, &l->zero_in[1], NULL, err) ||
+        kv_int(kv, "zero_out", mdfi_qmin(l->out.bits), mdfi_qmax(l->out.bits), 0, &l->zero_out, NULL, err))
+        return -1;
+    return set_out(kv, l, b->c, b->h, b->w, act_type(l->out.bits), l->out.bits, err);
+}
+
 static int parse_head(mdfi_model *m, mdfi_layer *l, kvline *kv, mdfi_err *err)
 {
     const mdfi_tensor_desc *in = producer(m, l->in[0]);
@@ -387,7 +434,9 @@ static const char *const KIND_KEYS[MDFI_K_COUNT] = {
     " in shifts rounding out_bits groups group_id zero_in zero_out ",
     " in fa fb out_frac act rounding out_bits pre_bits pre_frac lut zero_a zero_b zero_out ",
     " in c h w qmin bits sel logistic exp xy ",
-    " in c h w qmin bits sel softmax n entries classes logistic exp expneg "};
+    " in c h w qmin bits sel softmax n entries classes logistic exp expneg ",
+    " in c h w d rounding out_bits zero_in zero_out ",
+    " in c h w mode shift act rounding out_bits zero_a zero_b zero_out "};
 
 /* A key the kind does not know is reported before anything else (typos). */
 static int check_known_keys(const kvline *kv, int32_t kind, mdfi_err *err)
@@ -411,7 +460,8 @@ static int check_known_keys(const kvline *kv, int32_t kind, mdfi_err *err)
 static int parse_layer_line(mdfi_model *m, char **tokens, int ntok, kvline *kv, mdfi_err *err)
 {
     static const parse_fn PARSERS[MDFI_K_COUNT] = {parse_conv, parse_maxpool, parse_upsample, parse_reorg,
-                                                   parse_route, parse_shortcut, parse_head, parse_head};
+                                                   parse_route, parse_shortcut, parse_head, parse_head,
+                                                   parse_avgpool, parse_scale};
     int64_t idx;
     if (ntok < 3) return mdfi_fail(err, kv->file, kv->line, "expected 'layer INDEX KIND key=value ...'");
     if (mdfi_parse_int(tokens[1], 0, MDFI_RT_MAX_LAYERS - 1, &idx))
@@ -443,14 +493,14 @@ static int parse_layer_line(mdfi_model *m, char **tokens, int ntok, kvline *kv, 
     int64_t nin = 0;
     if (kv_list(kv, "in", -1, idx - 1, MDFI_RT_MAX_INPUTS, l->in, &nin, err)) return -1;
     l->nin = (int32_t)nin;
-    const int64_t want = kind == MDFI_K_ROUTE ? -1 : (kind == MDFI_K_SHORTCUT ? 2 : 1);
+    const int64_t want = kind == MDFI_K_ROUTE ? -1 : (kind == MDFI_K_SHORTCUT || kind == MDFI_K_SCALE ? 2 : 1);
     if (want > 0 && nin != want)
         return mdfi_fail(err, kv->file, kv->line, "layer %lld: a %s layer takes %lld input%s, got %lld", (long long)idx,
                          KIND_NAMES[kind], (long long)want, want > 1 ? "s" : "", (long long)nin);
     /* Like the quantizer: routes, shortcuts and heads take activations, not pixel-domain
      * (uint8) data; nothing consumes a head's output. */
     const int needs_act = kind == MDFI_K_ROUTE || kind == MDFI_K_SHORTCUT || kind == MDFI_K_YOLO ||
-                          kind == MDFI_K_REGION;
+                          kind == MDFI_K_REGION || kind == MDFI_K_AVGPOOL || kind == MDFI_K_SCALE;
     for (int32_t i = 0; i < l->nin; ++i) {
         const int32_t t = producer(m, l->in[i])->type;
         if (t == MDFI_S32)

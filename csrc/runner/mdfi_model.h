@@ -33,7 +33,7 @@ enum { MDFI_RT_ACT_TABLE = 3, MDFI_RT_ACT_COUNT = 8 };
 
 enum mdfi_kind {
     MDFI_K_CONV = 0, MDFI_K_MAXPOOL, MDFI_K_UPSAMPLE, MDFI_K_REORG, MDFI_K_ROUTE,
-    MDFI_K_SHORTCUT, MDFI_K_YOLO, MDFI_K_REGION, MDFI_K_COUNT
+    MDFI_K_SHORTCUT, MDFI_K_YOLO, MDFI_K_REGION, MDFI_K_AVGPOOL, MDFI_K_SCALE, MDFI_K_COUNT
 };
 
 /* Name of a kind as model.txt spells it. */
@@ -89,6 +89,10 @@ typedef struct mdfi_layer {
                                            conv: groups of a grouped convolution       */
     /* shortcut */
     int32_t fa, fb, out_frac;
+    /* avgpool (docs/fixed-point.md 9.1): d = out_frac - in_frac; zero_in[0] = zero_in=, zero_out.
+       scale_channels (9.2): mode (0 channels, 1 spatial, 2 elementwise), requantizing shift;
+       zero_in[0], zero_in[1] (zero_a=, zero_b=), zero_out */
+    int32_t d, mode, rshift;
     /* yolo / region */
     int32_t qmin, tbits;                /* input code range start, table index width   */
     int32_t softmax, n, entries, classes;

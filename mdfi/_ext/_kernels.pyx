@@ -257,6 +257,50 @@ def reorg(inp, out, int stride):
     _rc(rc, "reorg")
 
 
+def avgpool(inp, int zi, int d, int mode, int bits, int zo, out):
+    """QAvgpool.forward_ref (csrc/mdfi_kernels_scale.c): inp (C,H,W) U8/S8/S16, out (C,1,1) S8/S16."""
+    code = _code(inp, "avgpool input")
+    oc = _out(out, "avgpool output")
+    if inp.ndim != 3 or out.shape != (inp.shape[0], 1, 1):
+        raise ShapeError(f"avgpool: input {inp.shape} cannot produce {out.shape}")
+    cdef const void *ip = _ptr(inp)
+    cdef void *op = _wptr(out)
+    cdef int rc, tc = code, toc = oc
+    cdef int32_t c = inp.shape[0]
+    cdef int64_t plane = inp.shape[1] * inp.shape[2]
+    with nogil:
+        rc = mdfi_avgpool(ip, tc, zi, c, plane, d, mode, bits, zo, op, toc)
+    _rc(rc, "avgpool")
+
+
+_SCALE_MODES = {"channels": 0, "spatial": 1, "elementwise": 2}
+
+
+def scale_channels(a, int za, b, int zb, str scale_mode, int shift, int mode, int bits, int act, int zo, out):
+    """QScaleChannels.forward_ref (csrc/mdfi_kernels_scale.c): b and out (C,H,W); a (C,1,1)
+    (scale_mode 'channels'), (1,H,W) ('spatial') or (C,H,W) ('elementwise')."""
+    ac = _code(a, "scale_channels scale")
+    bc = _code(b, "scale_channels input")
+    oc = _out(out, "scale_channels output")
+    if scale_mode not in _SCALE_MODES or b.ndim != 3 or out.shape != b.shape:
+        raise ShapeError(f"scale_channels: mode {scale_mode!r}, input {b.shape}, output {out.shape}")
+    c, h, w = b.shape
+    want = {"channels": (c, 1, 1), "spatial": (1, h, w), "elementwise": (c, h, w)}[scale_mode]
+    if a.shape != want:
+        raise ShapeError(f"scale_channels: scale {a.shape}, expected {want} for mode {scale_mode}")
+    cdef int64_t plane = h * w
+    cdef int64_t cs = {"channels": 1, "spatial": 0, "elementwise": plane}[scale_mode]
+    cdef int64_t ps = {"channels": 0, "spatial": 1, "elementwise": 1}[scale_mode]
+    cdef const void *ap = _ptr(a)
+    cdef const void *bp = _ptr(b)
+    cdef void *op = _wptr(out)
+    cdef int rc, tac = ac, tbc = bc, toc = oc
+    cdef int32_t ci = c
+    with nogil:
+        rc = mdfi_scale_channels(ap, tac, za, cs, ps, bp, tbc, zb, ci, plane, shift, mode, bits, act, zo, op, toc)
+    _rc(rc, "scale_channels")
+
+
 def head_lookup(inp, int qmin, logistic, exp_tab, table_sel, out, *, nthreads=1, simd=None):
     """Detection-head tables: out[c] = logistic[inp[c]-qmin] or exp[...] by table_sel[c]."""
     cdef mdfi_kopts o = _opts(nthreads, simd)

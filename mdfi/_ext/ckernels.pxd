@@ -24,6 +24,12 @@ cdef extern from "mdfi_kernels.h" nogil:
     int mdfi_shortcut(const void *a, int32_t a_type, int32_t fa, const void *b, int32_t b_type, int32_t fb,
                       int64_t n, int32_t out_frac, int32_t mode, int32_t bits, int32_t act, void *out,
                       int32_t out_type)
+    int mdfi_avgpool(const void *inp, int32_t in_type, int32_t zi, int32_t c, int64_t plane, int32_t d,
+                     int32_t mode, int32_t bits, int32_t zo, void *out, int32_t out_type)
+    int mdfi_scale_channels(const void *a, int32_t a_type, int32_t za, int64_t a_cstride, int64_t a_pstride,
+                            const void *b, int32_t b_type, int32_t zb, int32_t c, int64_t plane,
+                            int32_t shift, int32_t mode, int32_t bits, int32_t act, int32_t zo,
+                            void *out, int32_t out_type)
     int mdfi_reorg(const void *inp, int32_t type, int32_t c, int32_t h, int32_t w, int32_t stride, void *out)
     int mdfi_head_lookup(const void *inp, int32_t in_type, int32_t c, int64_t plane, int32_t qmin,
                          const uint16_t *logistic, const int32_t *exp_tab, int32_t table_len,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .. import fixedpoint as fp
+from ..layers import OWN_FORMAT_KINDS
 from ..quant.qmodel import QuantizedModel
 
 
@@ -98,7 +99,7 @@ def info_table(qm: QuantizedModel, *, file_bytes: Optional[int] = None) -> str:
         lines.append("mixed precision: weight widths " + ", ".join(
             f"{ql.index}:{ql.wbits}" for ql in qm.layers if ql.kind == "convolutional"))
     abits = {ql.index: ql.out_fmt.bits for ql in qm.layers
-             if ql.kind in ("convolutional", "shortcut") and ql.out_fmt is not None}
+             if ql.kind in OWN_FORMAT_KINDS and ql.out_fmt is not None}
     if len(set(abits.values())) > 1:
         base = o.get("abits")
         wide = [f"{i}:{b}" for i, b in abits.items() if b != base]

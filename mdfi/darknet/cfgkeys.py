@@ -171,6 +171,11 @@ maxpool antialiasing refuse 846 - 0 | adds a fixed blur depthwise convolution af
 maxpool maxpool_zero_nonmax train 857 - - | parsed, never read by the forward pass
 upsample stride used 1063 595 - | nearest-neighbour factor (negative: sum-pooling downsample)
 upsample scale used 1065 597 - | output multiplier
+scale_channels from used 992 - - | the layer whose output is scaled (atoi: one index, relative when negative, :993-994); the previous layer holds the scales
+scale_channels scale_wh used 995 - 0 | 0: one scale per channel (a C x 1 x 1 previous layer); 1: one per position (a 1 x H x W one), src/scale_channels_layer.c:72-87
+scale_channels activation used 1002 - linear | activate_array after the product (src/scale_channels_layer.c:89): linear, leaky (.1f), relu, logistic; swish/mish/hard_mish/relu6 refused (activate() returns 0, src/activations.c:112)
+sam from used 1013 - - | the layer multiplied elementwise by the previous one (src/sam_layer.c:61-74; equal shapes, :21-22)
+sam activation used 1022 - linear | as [scale_channels] (src/sam_layer.c:73)
 dropout probability train 876 515 - | dropout rate: training only (the forward returns when not training: AB src/dropout_layer.c:70, PJ :41)
 dropout dropblock train 877 - - | AB: DropBlock, training only (as probability)
 dropout dropblock_size_rel train 878 - - | AB: DropBlock size, training only
@@ -264,7 +269,7 @@ def _parse_table(text: str) -> Dict[str, Dict[str, Key]]:
 
 AUDIT: Dict[str, Dict[str, Key]] = _parse_table(_TABLE)
 #: Section aliases (Darknet's string_to_layer_type).
-ALIASES = {"network": "net", "conv": "convolutional", "max": "maxpool"}
+ALIASES = {"network": "net", "conv": "convolutional", "max": "maxpool", "avg": "avgpool"}
 
 
 def lookup(section: str, key: str) -> Optional[Key]:

@@ -172,6 +172,17 @@ def model_txt(qm: QuantizedModel) -> str:
             lines.append(f"{tag} shortcut in={ins} fa={fa} fb={fb} out_frac={ql.out_fmt.frac} "
                          f"act={act[l.activation]} rounding={ql.rounding} out_bits={ql.out_fmt.bits}{table(ql)}"
                          f"{shortcut_zero(ql)}")
+        elif ql.kind == "avgpool":
+            from .golden_describe import _avgpool_zero
+            zs = "".join(f" {k}={v}" for k, v in _avgpool_zero(ql).items())
+            lines.append(f"{tag} avgpool in={ins} c={c} h={h} w={w} d={ql.d} rounding={ql.rounding} "
+                         f"out_bits={ql.out_fmt.bits}{zs}")
+        elif ql.kind == "scale_channels":
+            from .golden_describe import _shortcut_zero
+            oc, oh, ow = l.out_shape
+            zs = "".join(f" {k}={v}" for k, v in _shortcut_zero(ql).items())
+            lines.append(f"{tag} scale_channels in={ins} c={oc} h={oh} w={ow} mode={l.mode} shift={ql.shift} "
+                         f"act={act[l.activation]} rounding={ql.rounding} out_bits={ql.out_fmt.bits}{zs}")
         elif ql.kind == "yolo":
             names = ql.table_names
             sel = ",".join(map(str, ql.table_select()))

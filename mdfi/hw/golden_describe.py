@@ -126,6 +126,24 @@ def _shortcut_zero(ql) -> dict:
     return {k: v for k, v in (("zero_a", za), ("zero_b", zb), ("zero_out", zo)) if v}
 
 
+def _avgpool_zero(ql) -> dict:
+    """Zero points of an average pool (docs/fixed-point.md 9.1), only when nonzero (model.txt's
+    ``zero_in=``, ``zero_out=``)."""
+    zi, zo = int(ql.in_fmt.zero), int(ql.out_fmt.zero)
+    return {k: v for k, v in (("zero_in", zi), ("zero_out", zo)) if v}
+
+
+def _avgpool_params(ql) -> dict:
+    return {"plane": int(ql.layer.plane), "in_frac": int(ql.in_fmt.frac), "d": int(ql.d),
+            "divisor": int(ql.layer.plane) << max(-int(ql.d), 0), **_avgpool_zero(ql)}
+
+
+def _scale_params(ql) -> dict:
+    fa, fb = (int(f.frac) for f in ql.in_fmts)
+    return {"mode": ql.layer.mode, "activation": ql.layer.activation, "fa": fa, "fb": fb,
+            "prod_frac": int(ql.prod_frac), "shift": int(ql.shift), **_shortcut_zero(ql)}
+
+
 #: kind -> function(qlayer) -> the manifest's ``params`` of the layer: the settings that
 #: determine its arithmetic (docs/golden-format.md, manifest.json).  A new layer kind adds
 #: its entry here, its keys to model_txt(), and both to docs/golden-format.md.
@@ -137,4 +155,6 @@ LAYER_PARAMS: Dict[str, Callable] = {
     "reorg": lambda ql: {"stride": int(ql.layer.stride)},
     "route": _route_geometry,
     "shortcut": _shortcut_geometry,
+    "avgpool": _avgpool_params,
+    "scale_channels": _scale_params,
 }

@@ -26,7 +26,9 @@ compared value (:mod:`mdfi.hw.verify_padding`).  A table activation (docs/fixed-
 through the table) plus the table read at the wrong entry (index off by 1 or 2, or the
 code's two's complement used as the index); a route with AlexeyAB's groups is tested for
 the channel slice of another group (for all inputs or one) and for groups ignored
-(:mod:`mdfi.hw.verify_route`).
+(:mod:`mdfi.hw.verify_route`); an average pool for another division rule (C's truncation
+toward zero, floor, half away from zero or to even, a shift instead of the division) and
+forgotten zero points (:mod:`mdfi.hw.verify_avgpool`).
 Files without an earlier golden stage,
 and other layers, get the generic hints (scaling, narrow register, saturation, off by
 one), addressing and layout hints, isolated values and bit flips, and confinement to a
@@ -41,7 +43,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..fixedpoint import MAX_SHIFT as _MAX_SHIFT, MIN_SHIFT as _MIN_SHIFT
-from . import verify_padding, verify_route
+from . import verify_avgpool, verify_padding, verify_route
 from .verify_rules import (_ISOLATED_MAX, _SAMPLE, Hyp, LutPipeline, Pipeline, acc_hyps, act_hyps, best,  # noqa: F401
                            combo_hyps, exact, lut_hyps, out_hyps, qrange, sign_note, wrap,
                            zero_text)
@@ -81,7 +83,7 @@ def where(layer: int, stage: str, c: Dict[str, int], idx: int) -> str:
 
 @dataclass
 class Hint:
-    kind: str      # rounding, shift, wrap, activation, acc_wrap, bias, combined, lut_index, route_group,
+    kind: str      # rounding, shift, wrap, activation, acc_wrap, bias, combined, lut_index, route_group, avgpool,
                    # addressing, layout, narrow, scale, saturation, off_by_one, isolated, bitflip, channels,
                    # border, padding, unknown
     text: str
@@ -156,7 +158,7 @@ class Analyzer:
                 return None
             return np.repeat(sh.astype(np.int64), h * w)
         shift = self.meta.get("shift")
-        if self.kind == "shortcut" and isinstance(shift, int) and _MIN_SHIFT <= shift <= _MAX_SHIFT:
+        if self.kind in ("shortcut", "scale_channels") and isinstance(shift, int) and _MIN_SHIFT <= shift <= _MAX_SHIFT:
             return np.full(n, shift, dtype=np.int64)
         return None
 
@@ -203,7 +205,8 @@ class Analyzer:
         if self._pl is not False:
             return self._pl
         self._pl = None
-        if self.stage not in ("acc", "act", "pre", "out") or self.kind not in ("convolutional", "shortcut") \
+        if self.stage not in ("acc", "act", "pre", "out") or \
+                self.kind not in ("convolutional", "shortcut", "scale_channels") \
                 or not self.signed:
             return None
         if self.table_act:
@@ -241,7 +244,7 @@ class Analyzer:
         """Golden values of the earlier stages at flat tensor index ``i``."""
         g: Dict[str, object] = {}
         st = lambda s: self.gs.stage(self.layer, s, self.e.get("format"))   # noqa: E731
-        if self.stage in ("out", "act") and self.kind in ("convolutional", "shortcut"):
+        if self.stage in ("out", "act") and self.kind in ("convolutional", "shortcut", "scale_channels", "avgpool"):
             acc = st("acc")
             if acc is not None and acc.size == self.total:
                 g["acc"] = int(acc[i])
@@ -373,6 +376,9 @@ class Analyzer:
         route = self.route_groups()
         if route:
             return route
+        text = verify_avgpool.avgpool_division(self)
+        if text:
+            return [Hint("avgpool", text)]
         zin = self.shortcut_zero_in()
         if zin:
             return zin

@@ -313,6 +313,20 @@ def _estimate_layer(layer, ins: List[_Dist]) -> _Dist:
             mu[:k] += layer.beta * mb[:k]
             var[:k] += (layer.beta * sb[:k]) ** 2
         return _Dist(mu, np.sqrt(var), _ACTS.index(layer.activation))
+    if kind == "avgpool":
+        # the mean of h*w values: the channel's mean; its spread is kept (not divided by
+        # sqrt(h*w)): real maps are spatially correlated, and a wide range cannot saturate
+        m, sd = ins[0].as_gaussian()
+        return _Dist(m, sd, _LIN)
+    if kind == "scale_channels":
+        # product of independent factors: E = ma mb, Var = (sa^2 + ma^2)(sb^2 + mb^2) - ma^2 mb^2
+        ma, sa = ins[0].as_gaussian()
+        mb, sb = ins[1].as_gaussian()
+        if layer.mode == "spatial":                    # one scale map for every channel
+            ma, sa = np.full_like(mb, float(np.mean(ma))), np.full_like(sb, float(np.sqrt(np.mean(sa ** 2))))
+        mu = ma * mb
+        var = (sa ** 2 + ma ** 2) * (sb ** 2 + mb ** 2) - mu ** 2
+        return _Dist(mu, np.sqrt(np.maximum(var, 0.0)), _ACTS.index(layer.activation))
     if kind == "yolo":
         return _with_activation(ins[0], layer.logistic_mask())
     if kind == "region":
@@ -351,7 +365,8 @@ def estimate_from_batchnorm(network) -> CalibStats:
     * maxpool: the max of ``size**2`` independent normals (moment-matched); upsample: same
       values (times ``scale``); reorg: same values; route: union of its inputs; shortcut:
       normal with the summed means and variances of its inputs (moment-matched), then its
-      activation; [yolo]/[region]: the logistic (softmax approximated per class) of the
+      activation; avgpool: the input's mean and spread; scale_channels / sam: the moments of a
+      product of independent factors, then its activation; [yolo]/[region]: the logistic (softmax approximated per class) of the
       input.
 
     Histograms are integrated from the normal CDF per channel over the bins; they hold

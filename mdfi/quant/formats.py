@@ -20,6 +20,8 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
+from ..layers import OWN_FORMAT_KINDS
+
 #: A cell counts as an object cell when the float objectness exceeds this.
 OBJECT_THRESH = 0.1
 
@@ -237,7 +239,7 @@ def choose_decisions(network, calib, inputs: Sequence[np.ndarray], *, wbits: int
         v = shifts[l.inputs[0]].reshape(l.n, l.entries)
         heads[str(l.inputs[0])] = {"objectness": shift_strength * float(v[0, 4]),
                                    "classes": shift_strength * float(v[0, 5])}
-    conv = {l.index for l in network.layers if l.kind in ("convolutional", "shortcut")}
+    conv = {l.index for l in network.layers if l.kind in OWN_FORMAT_KINDS}
     d = {"wbits": wbits, "abits": abits, "per_channel": bool(per_channel),
          "act_fracs": {str(k): int(v) for k, v in sorted(fracs.items()) if k in conv},
          **({"layer_abits": {str(k): v for k, v in sorted(layer_abits.items())}} if layer_abits else {}),
@@ -272,7 +274,7 @@ def decisions_to_kwargs(network, d: dict) -> dict:
             shifts[i] = v.reshape(-1)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FormatError(f"recipe decisions do not fit the network: {exc}") from None
-    missing = [l.index for l in network.layers if l.kind in ("convolutional", "shortcut") and l.index not in fracs]
+    missing = [l.index for l in network.layers if l.kind in OWN_FORMAT_KINDS and l.index not in fracs]
     if missing:
         raise FormatError(f"recipe decisions lack formats of layers {missing[:5]}")
     out = {"act_fracs": fracs, "bias_shifts": shifts}

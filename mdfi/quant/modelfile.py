@@ -398,7 +398,7 @@ def _check_chain(spath: str, network: Network, qlayers) -> None:
         ins = [fmts.get(i) for i in ql.inputs]
         if ql.kind in ("maxpool", "upsample", "reorg"):
             declared, ok = ins[:1], ql.out_fmt == ins[0]
-        elif ql.kind in ("route", "shortcut"):
+        elif ql.kind in ("route", "shortcut", "scale_channels"):
             declared = list(ql.in_fmts)
             ok = declared == ins
         else:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import fixedpoint as fp
 from ..errors import FormatError, ModelFileError, ShapeError
-from ..layers import QREGISTRY, QLayer
+from ..layers import OWN_FORMAT_KINDS, QREGISTRY, QLayer
 from ..layers.yolo import yolo_gains
 from ..darknet.network import Network
 from .qmodel import QuantizedModel, input_to_u8, saturation_report  # noqa: F401 (re-exported)
@@ -180,7 +180,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
             if not 0 <= i < len(network.layers):
                 raise FormatError(f"per-layer {what} for layer {i}: the network has layers 0..{len(network.layers) - 1}")
     for what, table, kinds in (("weight width", layer_wbits, ("convolutional",)),
-                               ("activation width", layer_abits, ("convolutional", "shortcut"))):
+                               ("activation width", layer_abits, OWN_FORMAT_KINDS)):
         for i in sorted(table):
             if network.layers[i].kind not in kinds:     # would be recorded and shown, and change nothing
                 raise FormatError(f"per-layer {what} for layer {i}: layer {i} of {network.path} is a "
@@ -303,7 +303,7 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
             if unify_routes:
                 act_fracs = unify_route_formats(network, act_fracs, layer_abits, abits)
         missing = [l.index for l in network.layers
-                   if l.kind in ("convolutional", "shortcut") and l.index not in act_fracs]
+                   if l.kind in OWN_FORMAT_KINDS and l.index not in act_fracs]
         if missing:
             where = getattr(calib, "path", None) or "the calibration statistics"
             raise ModelFileError(f"{where}: no statistics for layer {missing[0]} ({network.layers[missing[0]].kind}) "
@@ -370,6 +370,11 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a shortcut on the raw pixel input is not supported in fixed point")
             ql = cls.quantize(layer, in_fmts, out_format(i), mode)
+        elif layer.kind in ("avgpool", "scale_channels"):
+            if any(in_pixels):
+                raise FormatError(f"layer {i}: [{layer.section.name}] on the raw pixel input is not supported in "
+                                  f"fixed point")
+            ql = cls.quantize(layer, in_fmts[0] if layer.kind == "avgpool" else in_fmts, out_format(i), mode)
         elif layer.kind == "route":
             if any(in_pixels):
                 raise FormatError(f"layer {i}: a route of the raw pixel input is not supported in fixed point")

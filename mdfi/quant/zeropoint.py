@@ -17,6 +17,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from .. import fixedpoint as fp
+from ..layers import OWN_FORMAT_KINDS
 from .calib_stats import TensorStats
 from .calibrate import _clamp, choose_frac, hist_points
 
@@ -92,7 +93,7 @@ def choose_formats_zero(calib, network, bits: int, layer_abits: Optional[Mapping
             return producers(l.inputs[0], seen)
         if l.kind == "route":
             return [p for j in l.inputs for p in producers(j, seen)]
-        return [i] if l.kind in ("convolutional", "shortcut") and i in parent else []
+        return [i] if l.kind in OWN_FORMAT_KINDS and i in parent else []
 
     for l in layers:
         if l.kind == "route":
@@ -102,7 +103,7 @@ def choose_formats_zero(calib, network, bits: int, layer_abits: Optional[Mapping
                     parent[find(p)] = find(ps[0])
     groups: Dict[int, list] = {}
     for i in calib.layers:
-        if layers[i].kind in ("convolutional", "shortcut"):
+        if layers[i].kind in OWN_FORMAT_KINDS:
             groups.setdefault(find(i), []).append(i)
     fracs: Dict[int, int] = {}
     zeros: Dict[int, int] = {}
