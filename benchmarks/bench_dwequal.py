@@ -10,7 +10,8 @@ Rows (integer C engine, one thread; scored against the float path's detections a
 (w8a8, per-channel weights, zero points, ``mse`` formats) and **E** = A with ``dw_equalize``,
 calibrated on the shipped sample photo and its mirror (``sample``: what ``mdfi.load`` does
 without photos) and on the ``calib`` photos and their mirrors (``calib``: a user's ``--calib``
-photos); A checked equal to ``mdfi.load``'s default model for ``sample``.  ``--paired N``: E - A
+photos); each ``sample`` row is compared with ``mdfi.load``'s default model (A's integers, or E's
+where the zoo's recipe equalizes: yolo-fastest-1.1-xl since round 29c).  ``--paired N``: E - A
 agreement over N paired photo resamplings (``bench_grid.paired_sd``).  Photos:
 accuracy_images.py (``/tmp/mdfi-accuracy-sets``) and person_images.py (``/tmp/mdfi-person-sets``).
 """
@@ -75,11 +76,12 @@ def main(argv=None) -> int:
             for row, dw in (("A", False), ("E", True)):
                 t0 = time.perf_counter()
                 qm = quantized(net, names, cm, args.sets, dw)
-                if cm == "sample" and not dw:
+                if cm == "sample":
                     ref = mdfi.load(args.model).engine.qmodel
                     same = all(np.array_equal(a.weights, b.weights) and np.array_equal(a.shift, b.shift)
+                               and np.array_equal(a.bias, b.bias)
                                for a, b in zip(ref.layers, qm.layers) if a.kind == "convolutional")
-                    print(f"  A (sample) equals mdfi.load's default model: {same}", flush=True)
+                    print(f"  {row} (sample) equals mdfi.load's default model: {same}", flush=True)
                 model = Model(net, names, FixedEngine(qm, backend="c", threads=1))
                 dets[row] = [model.detect(d[1], thresh=0.005) for d in data]
                 r = evaluate.agreement([d[2] for d in data], dets[row])

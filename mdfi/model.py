@@ -269,7 +269,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
          rounding: Optional[str] = None, engine: Optional[str] = None, threads: Optional[int] = None,
          download: bool = True, cache: bool = True, darknet: Optional[str] = None,
          calib: Union[PathLike, Sequence[ImageLike], None] = None,
-         zero_points: Optional[bool] = None) -> Model:
+         zero_points: Optional[bool] = None, dw_equalize: Optional[bool] = None) -> Model:
     """Load a detector.
 
     * ``load()`` / ``load("yolov3-tiny")``: a zoo model in fixed point (8-bit, formats from
@@ -299,6 +299,10 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     model without a recipe at w8a8 or w6a8, calibrated on the shipped sample photo or on
     ``calib``: plain zero points ("Round 25"-"Round 27"); without for every other model, width or calibration
     ("Round 14", :func:`mdfi.quant.recipes.default_zero_points`).
+    ``dw_equalize``: power-of-two equalization of the tensors only depthwise convolutions read
+    (:mod:`mdfi.quant.dwequal`; as ``mdfi quantize --dw-equalize``) if True, without if False;
+    None (default): as the model's recipe says -- on for the zoo's yolo-fastest-1.1-xl at w8a8
+    without photos ("Round 29c"), else off.
     """
     from .engine import FixedEngine
 
@@ -319,13 +323,15 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         raise MDFIError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
     if zero_points is not None and not isinstance(zero_points, bool):
         raise ArgumentError(f"zero_points={zero_points!r}: expected True, False or None")
+    if dw_equalize is not None and not isinstance(dw_equalize, bool):
+        raise ArgumentError(f"dw_equalize={dw_equalize!r}: expected True, False or None")
     engine = engine or DEFAULT_ENGINE
     if model is not None and _is_mdfi_file(model):
         if precision == "float":
             raise MDFIError(f"{os.fspath(model)} is a quantized model; the float path needs the "
                             f".cfg and .weights it came from")
         if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights, darknet, calib,
-                                       zero_points)):
+                                       zero_points, dw_equalize)):
             raise MDFIError("a .mdfi file fixes its formats; quantize again with `mdfi quantize` "
                             "to change widths, rounding or calibration")
         from .quant import modelfile
@@ -344,8 +350,9 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         return network
 
     if precision == "float":
-        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, calib)) or zero_points:
-            raise MDFIError("bits/rounding/per-channel/calib/zero_points options apply to the fixed-point path only")
+        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, calib)) or zero_points or dw_equalize:
+            raise MDFIError("bits/rounding/per-channel/calib/zero_points/dw_equalize options apply to the fixed-point "
+                            "path only")
         network = load_network()
         return Model(network, class_names, FloatEngine(network), name=label)
     from .quant import recipes
@@ -353,7 +360,7 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     qm = recipes.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
                                wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
                                rounding=rounding, cache=cache, darknet=darknet,
-                               calib_images=_calib_images(calib), zero_points=zero_points)
+                               calib_images=_calib_images(calib), zero_points=zero_points, dw_equalize=dw_equalize)
     return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
 
 

@@ -145,6 +145,11 @@ ZERO_POINTS_DEFAULT = ("default: the model's recipe -- with them, and the recipe
                        "rounds 14, 15, 25-27)")
 
 
+#: The --dw-equalize default, as every command's help says it (mdfi.quant.recipes.default_dw_equalize).
+DW_EQUALIZE_DEFAULT = ("default: on for the zoo's yolo-fastest-1.1-xl at w8a8 without --calib photos, else off; "
+                       "docs/quantization.md round 29")
+
+
 def add_precision_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("precision")
     g.add_argument("--float", action="store_true", help="run the float32 reference path")
@@ -161,6 +166,9 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
                    help="activation formats with zero points, or --no-zero-points without (as mdfi quantize; "
                         + ZERO_POINTS_DEFAULT + ")")
+    g.add_argument("--dw-equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="equalize the tensors only depthwise convolutions read by powers of two, or "
+                        "--no-dw-equalize (as mdfi quantize; " + DW_EQUALIZE_DEFAULT + ")")
     g.add_argument("--stats", action="store_true",
                    help="print per-layer saturation counts (how many outputs each format clamped)")
 
@@ -193,10 +201,11 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
     """--float / --bits / --engine -> keyword arguments of mdfi.load."""
     calib = getattr(args, "calib", None)
     zp = getattr(args, "zero_points", None)
+    dw = getattr(args, "dw_equalize", None)
     if args.float:
-        if args.bits is not None or calib or zp or args.engine is not None:
+        if args.bits is not None or calib or zp or dw or args.engine is not None:
             opt = ('--bits' if args.bits is not None else '--calib' if calib else '--engine' if args.engine else
-                   '--zero-points')
+                   '--zero-points' if zp else '--dw-equalize')
             raise MDFIError(f"{opt} applies to the fixed-point engine; drop --float")
         return {"precision": "float"}
     kw = {"precision": "fixed", "engine": args.engine, "threads": getattr(args, "threads", None)}
@@ -209,6 +218,8 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
         kw["calib"] = calib
     if zp is not None:
         kw["zero_points"] = zp
+    if dw is not None:
+        kw["dw_equalize"] = dw
     return kw
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..errors import MDFIError
-from .common import (ZERO_POINTS_DEFAULT, add_model_args, bits_arg, width_arg, check_model_args, layer_bits_arg, layer_rounding_arg,
+from .common import (DW_EQUALIZE_DEFAULT, ZERO_POINTS_DEFAULT, add_model_args, bits_arg, width_arg, check_model_args, layer_bits_arg, layer_rounding_arg,
                      layer_wbits_arg, check_output_file, image_inputs, model_inputs, refuse_quantized_model)
 
 
@@ -81,6 +81,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if args.per_channel is False:
             raise MDFIError("--act-equalize needs per-channel weight formats (not --per-layer)")
         settings_from(args.act_equalize)           # bad settings refused before any heavy work
+    if args.dw_equalize and (args.align or args.act_equalize is not None):
+        raise MDFIError("give --dw-equalize or --align / --act-equalize, not both (each rescales the float network)")
+    if args.dw_equalize and args.search:
+        raise MDFIError("give --dw-equalize or --search, not both (the search chooses formats on the network as it is)")
+    if args.dw_equalize and args.per_channel is False:
+        raise MDFIError("--dw-equalize needs per-channel weight formats (not --per-layer)")
+    if args.dw_equalize and args.calib_stats:
+        raise MDFIError("--dw-equalize needs calibration images (--calib DIR) or the shipped sample photo, not "
+                        "--calib-stats: the channels' ranges come from the photos and the rescaled network is "
+                        "calibrated again")
     network, names, label, spec_name, _ = _float_network(args.model, args.cfg, args.weights, args.names, True,
                                                          args.darknet)
     if args.search and not any(l.kind == "yolo" for l in network.output_layers()):
@@ -136,6 +146,20 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         # as `mdfi detect` quantizes (with --layer-abits: the wide layers' formats at their width)
         kw = recipes.shipped_decisions(spec_name, network, opts, layer_abits=args.layer_abits, calib=calib)
         kw.pop("layer_abits", None)
+    dw = args.dw_equalize
+    if dw is None:                              # round 29c
+        dw = (recipes.default_dw_equalize(spec_name, source, opts, args.zero_points) and not rescale
+              and not (args.layer_abits or args.layer_wbits or args.layer_rounding or args.size_budget is not None
+                       or args.search or args.clip_budget is not None or data_methods))
+    if dw:
+        from ..quant.dwequal import eligible
+        if not eligible(network):
+            print(f"mdfi quantize: note: {network.path} has no tensor that only depthwise convolutions read: "
+                  f"--dw-equalize changes nothing", file=sys.stderr)
+        dkw = recipes.dw_equalize_kwargs(network, True, calibrate.list_images(args.calib) if args.calib else None)
+        if kw.get("calib_inputs") is not None:
+            dkw.pop("calib_inputs")             # the data-driven methods' inputs (with --calib-crops) serve both
+        kw.update(dkw)
     common = dict(wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                   rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                   weight_method=opts["weight_method"], layer_rounding=args.layer_rounding,
@@ -174,6 +198,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 how += "; " + recipes.zero_point_story(spec_name, zkw, False, opts)
             if how:
                 qm.options["formats_source"] = how
+        if dw and "dw_equalize" in qm.options:
+            src = qm.options.get("formats_source")
+            qm.options["formats_source"] = f"{src}; {recipes.DW_EQUALIZE_STORY}" if src else recipes.DW_EQUALIZE_STORY
     size = modelfile.save(qm, args.output, model_name=label)
     float_bytes = 20 + 4 * network.num_params()
     clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)
@@ -286,6 +313,12 @@ def add_quantize_parser(sub) -> None:
                    help="activation formats with a zero point (value (q - zero) * 2^-frac; docs/fixed-point.md 1.1): "
                         "one bit finer for one-sided (leaky) tensors; --no-zero-points: without.  "
                         + "D" + ZERO_POINTS_DEFAULT[1:] + " (and with no other format option)")
+    q.add_argument("--dw-equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="multiply each channel of a tensor that only depthwise convolutions read by a power of two "
+                        "(and divide the depthwise weights by it): the same float network, the same integer weights, "
+                        "channels of similar range in the tensor's one format (docs/quantization.md round 29); "
+                        "--no-dw-equalize: without.  " + "D" + DW_EQUALIZE_DEFAULT[1:] + " (and with no other "
+                        "rescaling option)")
     q.add_argument("--weight-rounding", choices=("nearest", "gptq", "adaround", "brecq"), default="nearest",
                    help="gptq: sequential rounding with error feedback on the --calib images; adaround: "
                         "up/down rounding learned per layer on them; brecq: learned jointly over blocks of "

@@ -122,6 +122,10 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         qkw = dict(wbits=wbits, abits=abits, per_channel=opts["per_channel"], rounding=opts["rounding"],
                    calib=calib, weight_method=opts["weight_method"], cfg_text=cfg_text, names=names, **extra)
         qkw = recipes.with_sample_mixed_widths(spec_name, network, opts, qkw)   # round 24: w4a8 / w6a8
+        dw = getattr(args, "dw_equalize", None)
+        if dw is None:                  # round 29c
+            dw = recipes.default_dw_equalize(spec_name, source, opts, zp)
+        qkw.update(recipes.dw_equalize_kwargs(network, dw, calibrate.list_images(args.calib) if args.calib else None))
         qm = quantize_network(network, **qkw)
         sizes[tag] = qm.param_bytes()
         models[tag] = modelfile.dumps(qm, model_name=label)

@@ -95,6 +95,35 @@ def default_zero_points(spec_name: Optional[str], source: str, opts: Optional[di
     return source == "shipped" and _zero_point_entry(spec_name, opts) is not None
 
 
+#: Zoo models whose default integer model equalizes its depthwise inputs by powers of two
+#: (:mod:`mdfi.quant.dwequal`), at these widths, when calibrated on the shipped sample photo with
+#: zero points: docs/quantization.md round 29c (Yolo-Fastest 1.1-xl, chosen on ``val8``).
+DW_EQUALIZE = {"yolo-fastest-1.1-xl": ("w8a8",)}
+
+
+def default_dw_equalize(spec_name: Optional[str], source: str, opts: dict, zero_points: bool) -> bool:
+    """Whether a model is quantized with ``dw_equalize`` unless told otherwise (:data:`DW_EQUALIZE`)."""
+    return source == "sample" and bool(zero_points) and width_tag(opts) in DW_EQUALIZE.get(spec_name or "", ())
+
+
+def dw_equalize_kwargs(network: Network, on: bool, images: Optional[Sequence] = None) -> dict:
+    """``quantize_network`` keyword arguments of ``dw_equalize``: the float network inputs of
+    ``images`` (the calibration photos), else of the shipped sample photo and its mirror image
+    (what the statistics of a model without photos come from); ``{}`` when ``on`` is false."""
+    if not on:
+        return {}
+    import numpy as np
+    from ..image import load_image
+    from ..preprocess import network_input
+    rgbs = [load_image(i) for i in images] if images is not None else [sample_rgb()]
+    views = [(r,) if images is not None else (r, r[:, ::-1]) for r in rgbs]
+    return {"dw_equalize": True,
+            "calib_inputs": [network_input(np.ascontiguousarray(v), network) for vs in views for v in vs]}
+
+
+DW_EQUALIZE_STORY = "depthwise inputs equalized by powers of two (docs/quantization.md round 29)"
+
+
 def statistics_source(spec_name: Optional[str], *, photos: bool, bn_estimate: bool = False) -> str:
     """Where a quantization's activation statistics come from, as :func:`default_zero_points`
     names it: calibration photos (or their statistics) given, the batch-norm estimate, the
@@ -447,7 +476,8 @@ def calib_images_digest(images: Sequence) -> str:
 def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Sequence[str],
                   load_network: Callable[[], Network], wbits=None, abits=None, per_channel=None,
                   rounding=None, cache: bool = True, darknet=None,
-                  calib_images: Optional[Sequence] = None, zero_points: Optional[bool] = None) -> QuantizedModel:
+                  calib_images: Optional[Sequence] = None, zero_points: Optional[bool] = None,
+                  dw_equalize: Optional[bool] = None) -> QuantizedModel:
     """Quantize a model with its recipe, reusing a cached ``.mdfi`` when it matches.
 
     ``load_network()`` returns the float network with its weights; it is only called when
@@ -456,7 +486,9 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     on these instead of the recipe's statistics or the sample photo (``mse`` formats, no
     shipped decisions); the images' digest is part of the cache key.  ``zero_points``:
     activation formats with zero points (``mse``, no shipped decisions; part of the key);
-    None: :func:`default_zero_points`.
+    None: :func:`default_zero_points`.  ``dw_equalize``: power-of-two equalization of the
+    depthwise inputs (:mod:`mdfi.quant.dwequal`; part of the key); None:
+    :func:`default_dw_equalize`.
     """
     from . import modelfile
     opts = resolve(spec_name, wbits=wbits, abits=abits, per_channel=per_channel, rounding=rounding)
@@ -477,6 +509,10 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         key_opts = dict(key_opts, zero_points=zkw.get("act_options", True))
         if "weight_deltas" in zkw:
             key_opts = dict(key_opts, rounding="shipped")
+    if dw_equalize is None:
+        dw_equalize = default_dw_equalize(spec_name, stats_src, opts, zero_points)
+    if dw_equalize:
+        key_opts = dict(key_opts, dw_equalize=True)
     if sample_mixed_applies(spec_name, opts):       # round 24's default widths are part of the key
         key_opts = dict(key_opts, layer_wbits="sample-photo-sensitivity")
     path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
@@ -519,6 +555,9 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     if sample_mixed_applies(spec_name, opts):
         progress.stage("choosing the layers whose weights stay 8-bit")
     qkw = with_sample_mixed_widths(spec_name, network, opts, qkw)     # round 24: w4a8 / w6a8 without a recipe
+    qkw.update(dw_equalize_kwargs(network, dw_equalize, calib_images))
+    if dw_equalize:
+        how = f"{how}; {DW_EQUALIZE_STORY}" if how else DW_EQUALIZE_STORY
     progress.stage("integer weights and formats")
     qm = quantize_network(network, **qkw)
     if "weight_deltas" in decided:
