@@ -213,3 +213,81 @@ def test_refusals(kw, match):
     kw.setdefault("per_channel", True)
     with pytest.raises(FormatError, match=match):
         quantize_network(net, cfg_text="", dw_equalize=True, **kw)
+
+
+def test_recipe_default_is_the_xl_model_at_w8a8_without_photos():
+    from mdfi.quant import recipes
+    w8a8 = recipes.resolve(None)
+    w6a8 = recipes.resolve(None, wbits=6)
+    d = recipes.default_dw_equalize
+    assert d("yolo-fastest-1.1-xl", "sample", w8a8, True)
+    assert not d("yolo-fastest-1.1-xl", "photos", w8a8, True)      # rule 29c decided without photos
+    assert not d("yolo-fastest-1.1-xl", "sample", w6a8, True)
+    assert not d("yolo-fastest-1.1-xl", "sample", w8a8, False)     # ... with zero points
+    assert not d("yolo-fastest-1.1", "sample", w8a8, True)          # rule 29 failed
+    assert not d(None, "sample", w8a8, True)
+
+
+@pytest.fixture(scope="module")
+def dw_model(tmp_path_factory):
+    from mdfi.darknet.weights import write_weights
+    d = tmp_path_factory.mktemp("dw")
+    (d / "dw.cfg").write_text(CFG)
+    write_weights(_net(), d / "dw.weights")
+    return d
+
+
+def test_load_and_quantize_cli_equalize_on_request(dw_model, tmp_path, capsys):
+    """mdfi.load(dw_equalize=True) and `mdfi quantize --dw-equalize` build the model quantize_network
+    builds from the shipped sample photo and its mirror; without the option a model without a recipe
+    is not equalized."""
+    import mdfi
+    from mdfi.cli import main
+    from mdfi.quant import modelfile, recipes
+    cfg, weights = dw_model / "dw.cfg", dw_model / "dw.weights"
+    on = mdfi.load(cfg=cfg, weights=weights, dw_equalize=True, cache=False).engine.qmodel
+    off = mdfi.load(cfg=cfg, weights=weights, cache=False).engine.qmodel
+    assert on.options["dw_equalize"]["layers"] == [0, 2] and "dw_equalize" not in off.options
+    assert "round 29" in on.options["formats_source"]
+    net = _net()
+    want = quantize_network(net, per_channel=True, cfg_text=CFG, calib=recipes.sample_calibration(net),
+                            zero_points=True, act_method="mse", **recipes.dw_equalize_kwargs(net, True))
+    for a, b in zip(on.layers, want.layers):
+        if a.kind == "convolutional":
+            assert np.array_equal(a.weights, b.weights) and np.array_equal(a.shift, b.shift) and \
+                np.array_equal(a.bias, b.bias)
+    assert main(["quantize", "--cfg", str(cfg), "--weights", str(weights), "--dw-equalize", "-o",
+                 str(tmp_path / "m.mdfi")]) == 0
+    q = modelfile.load(tmp_path / "m.mdfi")
+    assert q.options["dw_equalize"] == on.options["dw_equalize"]
+    for a, b in zip(on.layers, q.layers):
+        if a.kind == "convolutional":
+            assert np.array_equal(a.shift, b.shift) and np.array_equal(a.bias, b.bias)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--float", "--dw-equalize"], "--dw-equalize applies to the fixed-point engine"),
+])
+def test_detect_refuses_dw_equalize_with_float(dw_model, tmp_path, capsys, argv, match):
+    from mdfi.cli import main
+    from PIL import Image
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(img)
+    rc = main(["detect", str(img), "--cfg", str(dw_model / "dw.cfg"), "--weights", str(dw_model / "dw.weights"),
+               "--out", str(tmp_path / "o.jpg"), *argv])
+    err = capsys.readouterr().err
+    assert rc != 0 and match in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--dw-equalize", "--search", "--calib", "."], "--dw-equalize or --search"),
+    (["--dw-equalize", "--per-layer"], "per-channel weight formats"),
+    (["--dw-equalize", "--align", "max", "--calib", "."], "--dw-equalize or --align"),
+])
+def test_quantize_refusals(dw_model, tmp_path, capsys, argv, match):
+    from mdfi.cli import main
+    rc = main(["quantize", "--cfg", str(dw_model / "dw.cfg"), "--weights", str(dw_model / "dw.weights"), "-o",
+               str(tmp_path / "m.mdfi"), *argv])
+    err = capsys.readouterr().err
+    assert rc != 0 and match in err, err
+    assert not (tmp_path / "m.mdfi").exists()
