@@ -23,7 +23,7 @@ typedef struct grouped_ctx {
     int32_t in_type, out_type, c, h, w, m, groups, k, stride, pad, pad_value;
     int32_t rounding, bits, act, zero_out, oh, ow;
     int32_t acc32;                  /* 1: every sum fits int32 (the layer's acc_bits <= 32)   */
-    int32_t avx2;                   /* 1: the AVX2 twin of the tap loop                      */
+    int32_t avx2;                   /* 1: the AVX2 bodies, 2: AVX2 and the AVX-512 ones        */
     int *failed;                    /* set when a range could not allocate its scratch        */
 } grouped_ctx;
 
@@ -112,9 +112,262 @@ __attribute__((target("avx2"))) static void requant32_avx2(const int32_t *restri
 }
 #endif
 
+/* ---------------------------------------------------------------------------------------
+ * The pair-plane kernel (acc32 layers of stride 1 or 2): the same sums, reordered (int32
+ * additions in any order give the same exact sum when it fits int32, which acc32 proves for
+ * every partial sum).  Each input channel of the group is copied once into S = stride "pair
+ * planes" of int16 pairs: plane a, row r, pair j holds the padded elements
+ *     (xp[S*r + a][e], xp[S*r + a][e + 1]),  e = S == 1 ? j : 2*j
+ * (elements outside the padded map, never met with a nonzero weight by a valid output, hold
+ * pad_value too).  Output (oy, ox) is flat index q = oy*rs + ox of a grid with rs >= OW pairs
+ * per row; tap pair p of row ky (taps kx = 2p and 2p + 1, the second weight 0 when 2p + 1 = k)
+ * is then pair q + off with off = (ky % S)*plane + (ky / S)*rs + (S == 1 ? 2p : p): one
+ * contiguous run of pairs for every tap pair, so a vector of consecutive q is one unaligned
+ * load and one vpmaddwd (w[2p]*x0 + w[2p+1]*x1, exact int32) per tap pair.  The columns
+ * ox >= OW of the grid are computed and dropped.  Rows are done in blocks whose sums stay in
+ * L1, then requantized row by row. */
+typedef struct dw_tap {
+    int64_t off;                    /* pair offset of the tap pair from q                     */
+    int32_t wpair;                  /* (uint16)w0 | (uint16)w1 << 16, the vpmaddwd multiplier  */
+    int32_t w0, w1;                 /* the two weights (portable body)                         */
+} dw_tap;
+
+typedef struct dw_geom {
+    int32_t s, npairs;              /* stride (1 or 2), tap pairs per kernel row (k + 1) / 2  */
+    int64_t rs, nrow, plane, chan;  /* pairs per grid row, rows per plane, pairs per plane,
+                                       pairs per channel (S planes)                          */
+    int64_t rows_blk;               /* output rows per block                                  */
+} dw_geom;
+
+#define DW_SLACK 80                 /* zeroed pairs after the planes: vector overrun + taps    */
+#define DW_BLK 2048                 /* sums per block (8 KiB of int32)                         */
+
+static dw_geom dw_geometry(const struct grouped_ctx *g)
+{
+    dw_geom d;
+    const int64_t wp = (int64_t)g->w + 2 * g->pad;
+    d.s = g->stride;
+    d.npairs = (g->k + 1) / 2;
+    d.rs = d.s == 1 ? wp : (int64_t)g->ow + d.npairs - 1;
+    d.nrow = (int64_t)g->oh + (g->k - 1) / d.s;
+    d.plane = d.nrow * d.rs;
+    d.chan = d.s * d.plane;
+    d.rows_blk = DW_BLK / d.rs > 0 ? DW_BLK / d.rs : 1;
+    return d;
+}
+
+/* dst = the S pair planes of input channel ch ([S][nrow][rs][2] int16). */
+#define DW_BUILD(T)                                                                            \
+    for (int32_t a = 0; a < d->s; ++a)                                                         \
+        for (int64_t r = 0; r < d->nrow; ++r) {                                                \
+            int16_t *restrict row = dst + 2 * (a * d->plane + r * d->rs);                      \
+            const int64_t y = d->s * r + a - g->pad;          /* input row, when in range */  \
+            if (y < 0 || y >= g->h) {                                                          \
+                for (int64_t i = 0; i < 2 * d->rs; ++i) row[i] = pv;                           \
+                continue;                                                                      \
+            }                                                                                  \
+            const T *restrict src = (const T *)g->in + ch * in_plane + y * g->w;              \
+            /* pairs whose two elements are input columns: j in [jlo, jhi) */                  \
+            int64_t jlo = d->s == 1 ? g->pad : (g->pad + 1) / 2;                               \
+            int64_t jhi = d->s == 1 ? (int64_t)g->pad + g->w - 1 : ((int64_t)g->pad + g->w) / 2; \
+            if (jhi > d->rs) jhi = d->rs;                                                      \
+            if (jlo > jhi) jlo = jhi;                                                          \
+            for (int64_t j = 0; j < jlo; ++j) DW_EDGE(j)                                       \
+            if (d->s == 1)                                                                     \
+                for (int64_t j = jlo; j < jhi; ++j) {                                          \
+                    row[2 * j] = (int16_t)src[j - g->pad];                                     \
+                    row[2 * j + 1] = (int16_t)src[j + 1 - g->pad];                             \
+                }                                                                              \
+            else                                                                               \
+                for (int64_t i = 2 * jlo; i < 2 * jhi; ++i) row[i] = (int16_t)src[i - g->pad]; \
+            for (int64_t j = jhi; j < d->rs; ++j) DW_EDGE(j)                                   \
+        }
+
+/* pair j of a row from the element getter (columns outside the input: pad_value) */
+#define DW_EDGE(j)                                                                             \
+    {                                                                                          \
+        const int64_t e = (d->s == 1 ? (j) : 2 * (j)) - g->pad;                                \
+        row[2 * (j)] = e >= 0 && e < g->w ? (int16_t)src[e] : pv;                              \
+        row[2 * (j) + 1] = e + 1 >= 0 && e + 1 < g->w ? (int16_t)src[e + 1] : pv;              \
+    }
+
+#define DW_BUILD_FN(NAME, ATTR)                                                                \
+    ATTR static void NAME(const struct grouped_ctx *g, const dw_geom *d, int64_t ch,            \
+                          int16_t *restrict dst)                                               \
+    {                                                                                          \
+        const int64_t in_plane = (int64_t)g->h * g->w;                                         \
+        const int16_t pv = (int16_t)g->pad_value;                                              \
+        switch (g->in_type) {                                                                  \
+        case MDFI_U8: DW_BUILD(uint8_t) break;                                                 \
+        case MDFI_S8: DW_BUILD(int8_t) break;                                                  \
+        default: DW_BUILD(int16_t) break;                                                      \
+        }                                                                                      \
+    }
+DW_BUILD_FN(dw_build, )
+#if MDFI_KERNELS_X86
+DW_BUILD_FN(dw_build_avx2, __attribute__((target("avx2"))))
+DW_BUILD_FN(dw_build_avx512, __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq"))))
+#endif
+
+/* acc[i] = bias + sum over the taps of w0*x0 + w1*x1 of pair q0 + i + off, i < n: the
+ * portable body, tap by tap over the block. */
+static void dw_sums(int32_t *restrict acc, const int16_t *restrict pl, const dw_tap *restrict tp, int32_t nt,
+                    int32_t bias, int64_t q0, int64_t n)
+{
+    for (int64_t i = 0; i < n; ++i) acc[i] = bias;
+    for (int32_t t = 0; t < nt; ++t) {
+        const int16_t *restrict p = pl + 2 * (q0 + tp[t].off);
+        const int32_t w0 = tp[t].w0, w1 = tp[t].w1;
+        for (int64_t i = 0; i < n; ++i) acc[i] += w0 * (int32_t)p[2 * i] + w1 * (int32_t)p[2 * i + 1];
+    }
+}
+
+#if MDFI_KERNELS_X86
+/* The same, L lanes per vector, four vectors per pass (acc has room for n rounded up to L). */
+#define DW_SUMS_SIMD(NAME, ATTR, VEC, L, SET1, LOADU, STOREU, ADD, MADD)                        \
+    ATTR static void NAME(int32_t *restrict acc, const int16_t *restrict pl, const dw_tap *restrict tp, \
+                          int32_t nt, int32_t bias, int64_t q0, int64_t n)                      \
+    {                                                                                          \
+        const VEC b = SET1(bias);                                                              \
+        int64_t i = 0;                                                                         \
+        for (; i + 4 * (L) <= n; i += 4 * (L)) {                                               \
+            VEC a0 = b, a1 = b, a2 = b, a3 = b;                                                \
+            const int16_t *base = pl + 2 * (q0 + i);                                           \
+            for (int32_t t = 0; t < nt; ++t) {                                                 \
+                const int16_t *p = base + 2 * tp[t].off;                                       \
+                const VEC w = SET1(tp[t].wpair);                                               \
+                a0 = ADD(a0, MADD(LOADU((const VEC *)p), w));                                  \
+                a1 = ADD(a1, MADD(LOADU((const VEC *)(p + 2 * (L))), w));                      \
+                a2 = ADD(a2, MADD(LOADU((const VEC *)(p + 4 * (L))), w));                      \
+                a3 = ADD(a3, MADD(LOADU((const VEC *)(p + 6 * (L))), w));                      \
+            }                                                                                  \
+            STOREU((VEC *)(acc + i), a0);                                                      \
+            STOREU((VEC *)(acc + i + (L)), a1);                                                \
+            STOREU((VEC *)(acc + i + 2 * (L)), a2);                                            \
+            STOREU((VEC *)(acc + i + 3 * (L)), a3);                                            \
+        }                                                                                      \
+        for (; i < n; i += (L)) {                                                              \
+            VEC a0 = b;                                                                        \
+            const int16_t *base = pl + 2 * (q0 + i);                                           \
+            for (int32_t t = 0; t < nt; ++t)                                                   \
+                a0 = ADD(a0, MADD(LOADU((const VEC *)(base + 2 * tp[t].off)), SET1(tp[t].wpair))); \
+            STOREU((VEC *)(acc + i), a0);                                                      \
+        }                                                                                      \
+    }
+DW_SUMS_SIMD(dw_sums_avx2, __attribute__((target("avx2"))), __m256i, 8, _mm256_set1_epi32, _mm256_loadu_si256,
+             _mm256_storeu_si256, _mm256_add_epi32, _mm256_madd_epi16)
+DW_SUMS_SIMD(dw_sums_avx512, __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq"))), __m512i, 16,
+             _mm512_set1_epi32, _mm512_loadu_si512, _mm512_storeu_si512, _mm512_add_epi32, _mm512_madd_epi16)
+
+/* requant32 on sixteen int32 lanes (mdfi_requantize16_i32_avx512, shift 1..31; the output zero
+ * point as a clamp to [qmin - zo, qmax - zo] and an add, mdfi_rq8_zp_avx2), the tail masked;
+ * other shifts through requant32_avx2. */
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+static void requant32_avx512(const int32_t *restrict acc, int64_t n, int32_t shift, const struct grouped_ctx *g,
+                             int64_t off)
+{
+    if (!mdfi_rq32_ok(shift)) {
+        requant32_avx2(acc, n, shift, g, off);
+        return;
+    }
+    mdfi_rq32_avx512 q;
+    mdfi_rq32_init_avx512(&q, shift, g->rounding, g->bits);
+    q.qmin = _mm512_set1_epi32(mdfi_qmin(g->bits) - g->zero_out);
+    q.qmax = _mm512_set1_epi32(mdfi_qmax(g->bits) - g->zero_out);
+    const __m512i zo = _mm512_set1_epi32(g->zero_out);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512i v = _mm512_maskz_loadu_epi32(m, acc + i);
+        const __m512i r = _mm512_add_epi32(mdfi_requantize16_i32_avx512(v, &q, g->rounding, g->act), zo);
+        if (g->out_type == MDFI_S8) _mm512_mask_cvtepi32_storeu_epi8((int8_t *)g->out + off + i, m, r);
+        else _mm512_mask_cvtepi32_storeu_epi16((int16_t *)g->out + off + i, m, r);
+    }
+}
+#endif
+
+/* Output channels [m0, m1) of an acc32 layer of stride 1 or 2 (see above); body 0 portable,
+ * 1 AVX2, 2 AVX-512. */
+static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
+{
+    const int32_t cg = g->c / g->groups, mg = g->m / g->groups, k = g->k;
+    const dw_geom d = dw_geometry(g);
+    const int32_t ntap_max = cg * k * d.npairs;
+    const int64_t nbuf = cg * d.chan + DW_SLACK;
+    int16_t *pl = malloc(sizeof *pl * (size_t)(2 * nbuf));                  /* [cg][S][nrow][rs][2] */
+    int32_t *acc = malloc(sizeof *acc * (size_t)(d.rows_blk * d.rs + 16));  /* [rows_blk][rs] sums  */
+    dw_tap *tp = malloc(sizeof *tp * (size_t)ntap_max);                     /* [cg*k*npairs]       */
+    if (pl == NULL || acc == NULL || tp == NULL) {
+        free(pl);
+        free(acc);
+        free(tp);
+        *g->failed = 1;
+        return;
+    }
+    memset(pl + 2 * cg * d.chan, 0, sizeof *pl * 2 * DW_SLACK);
+    const int64_t plane = (int64_t)g->oh * g->ow;
+    int64_t cur = -1;                                           /* the group held in pl */
+    for (int64_t mm = m0; mm < m1; ++mm) {
+        const int64_t j = mm / mg;
+        if (j != cur) {
+            for (int32_t cl = 0; cl < cg; ++cl) {
+#if MDFI_KERNELS_X86
+                if (g->avx2 == 2) dw_build_avx512(g, &d, j * cg + cl, pl + 2 * cl * d.chan);
+                else if (g->avx2) dw_build_avx2(g, &d, j * cg + cl, pl + 2 * cl * d.chan);
+                else
+#endif
+                    dw_build(g, &d, j * cg + cl, pl + 2 * cl * d.chan);
+            }
+            cur = j;
+        }
+        int32_t nt = 0;                                         /* the nonzero tap pairs */
+        for (int32_t cl = 0; cl < cg; ++cl)
+            for (int32_t ky = 0; ky < k; ++ky)
+                for (int32_t p = 0; p < d.npairs; ++p) {
+                    const int16_t *wk = g->wt + ((mm * cg + cl) * k + ky) * k;
+                    const int32_t w0 = wk[2 * p], w1 = 2 * p + 1 < k ? wk[2 * p + 1] : 0;
+                    if (w0 == 0 && w1 == 0) continue;
+                    tp[nt].off = cl * d.chan + (ky % d.s) * d.plane + (ky / d.s) * d.rs + (d.s == 1 ? 2 * p : p);
+                    tp[nt].wpair = (int32_t)((uint32_t)(uint16_t)w0 | (uint32_t)(uint16_t)w1 << 16);
+                    tp[nt].w0 = w0;
+                    tp[nt].w1 = w1;
+                    ++nt;
+                }
+        const int32_t bias = (int32_t)g->bias[mm], shift = g->shift[mm];
+        for (int64_t oy0 = 0; oy0 < g->oh; oy0 += d.rows_blk) {
+            const int64_t oy1 = oy0 + d.rows_blk < g->oh ? oy0 + d.rows_blk : g->oh;
+            /* the block's last row needs only its OW valid sums */
+            const int64_t n = (oy1 - oy0 - 1) * d.rs + g->ow;
+#if MDFI_KERNELS_X86
+            if (g->avx2 == 2) {
+                dw_sums_avx512(acc, pl, tp, nt, bias, oy0 * d.rs, n);
+                for (int64_t oy = oy0; oy < oy1; ++oy)
+                    requant32_avx512(acc + (oy - oy0) * d.rs, g->ow, shift, g, mm * plane + oy * g->ow);
+                continue;
+            }
+            if (g->avx2) {
+                dw_sums_avx2(acc, pl, tp, nt, bias, oy0 * d.rs, n);
+                for (int64_t oy = oy0; oy < oy1; ++oy)
+                    requant32_avx2(acc + (oy - oy0) * d.rs, g->ow, shift, g, mm * plane + oy * g->ow);
+                continue;
+            }
+#endif
+            dw_sums(acc, pl, tp, nt, bias, oy0 * d.rs, n);
+            for (int64_t oy = oy0; oy < oy1; ++oy)
+                requant32(acc + (oy - oy0) * d.rs, g->ow, shift, g, mm * plane + oy * g->ow);
+        }
+    }
+    free(pl);
+    free(acc);
+    free(tp);
+}
+
 static void grouped_range(const void *vctx, int64_t m0, int64_t m1)
 {
     const grouped_ctx *g = (const grouped_ctx *)vctx;
+    if (g->acc32 && (g->stride == 1 || g->stride == 2)) {
+        dw_range(g, m0, m1);
+        return;
+    }
     const int32_t cg = g->c / g->groups, mg = g->m / g->groups, k = g->k;
     const int64_t hp = (int64_t)g->h + 2 * g->pad, wp = (int64_t)g->w + 2 * g->pad;
     const int64_t plane = (int64_t)g->oh * g->ow;
@@ -185,8 +438,10 @@ int mdfi_conv_grouped_ex(const void *restrict in, int32_t in_type, int32_t c, in
     if (acc32)                      /* the caller's bound: every bias fits int32 too */
         for (int32_t i = 0; i < m; ++i)
             if (bias[i] < INT32_MIN || bias[i] > INT32_MAX) return -1;
+    /* 2: the AVX-512 bodies (MDFI_SIMD on an AVX-512 path and the CPU has AVX-512 F/BW/VL/DQ) */
+    const int32_t body = use_avx2(opts) ? (opts->simd == 2 && mdfi_kernels_have_avx512bw() ? 2 : 1) : 0;
     const grouped_ctx g = {in, weights, bias, shift, out, in_type, out_type, c, h, w, m, groups, k, stride, pad,
-                           pad_value, rounding, bits, act, zero_out, oh, ow, acc32 != 0, use_avx2(opts), &failed};
+                           pad_value, rounding, bits, act, zero_out, oh, ow, acc32 != 0, body, &failed};
     mdfi_kpar_for(opts, m, 1, grouped_range, &g);
     return failed ? -3 : 0;
 }
