@@ -168,6 +168,9 @@ int mdfi_conv_grouped_ex(const void *restrict in, int32_t in_type, int32_t c, in
                          int32_t pad, int32_t pad_value, int32_t rounding, int32_t bits, int32_t act,
                          int32_t zero_out, int32_t acc32, void *restrict out, int32_t out_type, int32_t oh,
                          int32_t ow, const mdfi_kopts *opts);
+/* Testing: 0 keeps the grouped kernel's AVX-512 body off VNNI (vpmaddwd + vpaddd instead of
+ * vpdpwssd) on a VNNI CPU, 1 (default) lets it use VNNI. */
+void mdfi_grouped_set_vnni(int allowed);
 
 int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
                     int32_t size, int32_t stride, int32_t pad,

@@ -191,6 +191,15 @@ static dw_geom dw_geometry(const struct grouped_ctx *g)
         row[2 * (j) + 1] = e + 1 >= 0 && e + 1 < g->w ? (int16_t)src[e + 1] : pv;              \
     }
 
+/* pair j of a row whose input row is src (any type): DW_EDGE as a function */
+static inline void dw_edge(const struct grouped_ctx *g, const dw_geom *d, const void *src, int16_t *restrict row,
+                           int64_t j, int16_t pv)
+{
+    const int64_t e = (d->s == 1 ? j : 2 * j) - g->pad;
+    row[2 * j] = e >= 0 && e < g->w ? (int16_t)load(src, g->in_type, e) : pv;
+    row[2 * j + 1] = e + 1 >= 0 && e + 1 < g->w ? (int16_t)load(src, g->in_type, e + 1) : pv;
+}
+
 #define DW_BUILD_FN(NAME, ATTR)                                                                \
     ATTR static void NAME(const struct grouped_ctx *g, const dw_geom *d, int64_t ch,            \
                           int16_t *restrict dst)                                               \
@@ -206,7 +215,84 @@ static dw_geom dw_geometry(const struct grouped_ctx *g)
 DW_BUILD_FN(dw_build, )
 #if MDFI_KERNELS_X86
 DW_BUILD_FN(dw_build_avx2, __attribute__((target("avx2"))))
-DW_BUILD_FN(dw_build_avx512, __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq"))))
+#endif
+
+#if MDFI_KERNELS_X86
+#define KAVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+
+/* Elements e..e+n-1 (n <= 32) of an U8/S8/S16 row as int16 lanes, the others 0; reads no
+ * further. */
+static inline __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq"), always_inline)) __m512i
+dw_ld32_avx512(const void *src, int32_t t, int64_t e, int64_t n)
+{
+    const __mmask32 m = n >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << n) - 1);
+    switch (t) {
+    case MDFI_U8: return _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, (const uint8_t *)src + e));
+    case MDFI_S8: return _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, (const int8_t *)src + e));
+    default: return _mm512_maskz_loadu_epi16(m, (const int16_t *)src + e);
+    }
+}
+
+static inline __mmask32 dw_mask32(int64_t n)
+{
+    return n >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << n) - 1);
+}
+
+/* dw_build with AVX-512 BW, no scalar edges: lane l of a block of 16 pairs holds padded
+ * element e0 + l (e0 = S * first pair), loaded where it is an input column (a masked load
+ * reads nothing else) and pad_value elsewhere; stride 1 pairs them by one vpermw, stride 2
+ * stores them as they are.  The masks depend on the block only: computed once for up to
+ * DW_NB blocks, then every row. */
+#define DW_NB 64
+#define DW_BUILD_AVX512(LOADCVT)                                                               \
+    for (int64_t jb0 = 0; jb0 < nb; jb0 += DW_NB) {                                            \
+        const int64_t jb1 = jb0 + DW_NB < nb ? jb0 + DW_NB : nb;                               \
+        __mmask32 lm[DW_NB], sm[DW_NB];   /* input lanes, stored lanes (16 pairs or the rest) */ \
+        for (int64_t jb = jb0; jb < jb1; ++jb) {                                               \
+            const int64_t e0 = d->s * 16 * jb;                                                 \
+            const int64_t l0 = g->pad - e0 > 0 ? g->pad - e0 : 0;                              \
+            int64_t l1 = (int64_t)g->pad + g->w - e0;                                          \
+            if (l1 > 32) l1 = 32;                                                              \
+            lm[jb - jb0] = l1 > l0 ? dw_mask32(l1) & ~dw_mask32(l0) : 0;                       \
+            sm[jb - jb0] = dw_mask32(2 * (d->rs - 16 * jb));                                   \
+        }                                                                                      \
+        for (int32_t a = 0; a < d->s; ++a)                                                     \
+            for (int64_t r = 0; r < d->nrow; ++r) {                                            \
+                int16_t *restrict row = dst + 2 * (a * d->plane + r * d->rs);                  \
+                const int64_t y = d->s * r + a - g->pad;                                       \
+                if (y < 0 || y >= g->h) {                                                      \
+                    for (int64_t jb = jb0; jb < jb1; ++jb)                                     \
+                        _mm512_mask_storeu_epi16(row + 32 * jb, sm[jb - jb0], pvv);            \
+                    continue;                                                                  \
+                }                                                                              \
+                /* lane 0 of block jb is column 16 S jb - pad (maybe outside: masked off) */  \
+                const char *src = (const char *)g->in + (ch * in_plane + y * g->w - g->pad) * tsz; \
+                for (int64_t jb = jb0; jb < jb1; ++jb) {                                       \
+                    const __mmask32 m = lm[jb - jb0];                                          \
+                    __m512i v = _mm512_mask_mov_epi16(pvv, m, LOADCVT(m, src + d->s * 16 * jb * tsz)); \
+                    if (d->s == 1) v = _mm512_permutexvar_epi16(idx, v);                       \
+                    _mm512_mask_storeu_epi16(row + 32 * jb, sm[jb - jb0], v);                  \
+                }                                                                              \
+            }                                                                                  \
+    }
+#define DW_LD_U8(M, P) _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(M, P))
+#define DW_LD_S8(M, P) _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(M, P))
+#define DW_LD_S16(M, P) _mm512_maskz_loadu_epi16(M, P)
+
+KAVX512 static void dw_build_avx512(const struct grouped_ctx *g, const dw_geom *d, int64_t ch, int16_t *restrict dst)
+{
+    const int64_t in_plane = (int64_t)g->h * g->w, tsz = (int64_t)mdfi_type_size(g->in_type);
+    const int64_t nb = (d->rs + 15) / 16;                       /* blocks of 16 pairs per row */
+    const __m512i pvv = _mm512_set1_epi16((int16_t)g->pad_value);
+    /* lanes 2i, 2i + 1 <- elements i, i + 1 */
+    const __m512i idx = _mm512_set_epi16(16, 15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8, 7, 7, 6, 6,
+                                         5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0);
+    switch (g->in_type) {
+    case MDFI_U8: DW_BUILD_AVX512(DW_LD_U8) break;
+    case MDFI_S8: DW_BUILD_AVX512(DW_LD_S8) break;
+    default: DW_BUILD_AVX512(DW_LD_S16) break;
+    }
+}
 #endif
 
 /* acc[i] = bias + sum over the taps of w0*x0 + w1*x1 of pair q0 + i + off, i < n: the
@@ -285,6 +371,125 @@ static void requant32_avx512(const int32_t *restrict acc, int64_t n, int32_t shi
 }
 #endif
 
+/* Where the sums of grid vector v (positions 16v .. 16v + 15) go: the mask of its valid
+ * lanes (ox < OW, q < nq), the output index of its first valid lane, and the store mask of
+ * its valid count -- the same for every channel of the layer. */
+typedef struct dw_vmap {
+    int64_t start;                  /* outputs before the vector                             */
+    uint16_t valid, store;          /* valid lanes; (1 << popcount(valid)) - 1                 */
+} dw_vmap;
+
+static void dw_vmaps(const struct grouped_ctx *g, const dw_geom *d, dw_vmap *restrict vm, int64_t nvec)
+{
+    const int64_t nq = ((int64_t)g->oh - 1) * d->rs + g->ow;
+    int64_t done = 0, col = 0;                      /* col = q mod rs */
+    for (int64_t v = 0; v < nvec; ++v) {
+        uint32_t valid = 0, n = 0;
+        for (int32_t l = 0; l < 16; ++l) {
+            if (16 * v + l < nq && col < g->ow) {
+                valid |= 1u << l;
+                ++n;
+            }
+            if (++col == d->rs) col = 0;
+        }
+        vm[v].start = done;
+        vm[v].valid = (uint16_t)valid;
+        vm[v].store = (uint16_t)((1u << n) - 1);
+        done += n;
+    }
+}
+
+#if MDFI_KERNELS_X86
+/* One output channel on AVX-512, sums and requantize fused (shift 1..31): for every 16 grid
+ * positions q, the sums (four vectors per pass over the taps), mdfi_requantize of each lane
+ * (FOLDED: mdfi_rqf16v_avx512 with t0 = bias + half, used when every |sum| + half fits int32;
+ * else mdfi_requantize16_i32_noclamp_avx512 with t0 = bias), the clamp to [qmin - zo,
+ * qmax - zo] and + zo (mdfi_rq8_zp_avx2); the valid lanes (vm) are compressed to the front --
+ * the valid positions of the grid are consecutive outputs -- and stored.  MADD_ADD(a, x, w)
+ * is a + vpmaddwd(x, w) (VNNI: one vpdpwssd). */
+#define DW_CHAN_AVX512(NAME, ATTR, MADD_ADD)                                                   \
+    static inline ATTR __attribute__((always_inline)) void NAME(                              \
+        const struct grouped_ctx *g, const dw_vmap *restrict vm, int64_t nvec, const int16_t *restrict pl, \
+        const dw_tap *restrict tp, int32_t nt, int32_t t0, int32_t shift, int32_t folded, int32_t act, int64_t off) \
+    {                                                                                          \
+        const int32_t mode = g->rounding;                                                      \
+        const mdfi_rqf f = mdfi_rqf_init(shift, mode);                                         \
+        const __m512i sv = _mm512_set1_epi32(shift), c = _mm512_set1_epi32(f.c), kd = _mm512_set1_epi32(f.kd); \
+        mdfi_rq32_avx512 q;                                                                    \
+        mdfi_rq32_init_avx512(&q, shift, mode, g->bits);                                       \
+        const __m512i lo = _mm512_set1_epi32(mdfi_qmin(g->bits) - g->zero_out);                \
+        const __m512i hi = _mm512_set1_epi32(mdfi_qmax(g->bits) - g->zero_out);                \
+        const __m512i zo = _mm512_set1_epi32(g->zero_out), b = _mm512_set1_epi32(t0);          \
+        const int s8 = g->out_type == MDFI_S8;                                                 \
+        int8_t *o8 = (int8_t *)g->out + off;                                                   \
+        int16_t *o16 = (int16_t *)g->out + off;                                                \
+        int64_t v = 0;                                                                         \
+        for (; v + 4 <= nvec; v += 4) {                                                        \
+            __m512i a0 = b, a1 = b, a2 = b, a3 = b;                                            \
+            const int16_t *base = pl + 32 * v;                                                 \
+            for (int32_t t = 0; t < nt; ++t) {                                                 \
+                const int16_t *p = base + 2 * tp[t].off;                                       \
+                const __m512i w = _mm512_set1_epi32(tp[t].wpair);                              \
+                a0 = MADD_ADD(a0, _mm512_loadu_si512((const void *)p), w);                     \
+                a1 = MADD_ADD(a1, _mm512_loadu_si512((const void *)(p + 32)), w);              \
+                a2 = MADD_ADD(a2, _mm512_loadu_si512((const void *)(p + 64)), w);              \
+                a3 = MADD_ADD(a3, _mm512_loadu_si512((const void *)(p + 96)), w);              \
+            }                                                                                  \
+            DW_EMIT(a0, v) DW_EMIT(a1, v + 1) DW_EMIT(a2, v + 2) DW_EMIT(a3, v + 3)            \
+        }                                                                                      \
+        for (; v < nvec; ++v) {                                                                \
+            __m512i a0 = b;                                                                    \
+            const int16_t *base = pl + 32 * v;                                                 \
+            for (int32_t t = 0; t < nt; ++t)                                                   \
+                a0 = MADD_ADD(a0, _mm512_loadu_si512((const void *)(base + 2 * tp[t].off)),   \
+                              _mm512_set1_epi32(tp[t].wpair));                                 \
+            DW_EMIT(a0, v)                                                                     \
+        }                                                                                      \
+    }
+#define DW_EMIT(A, V)                                                                          \
+    {                                                                                          \
+        __m512i r = folded ? mdfi_rqf16v_avx512(A, sv, c, kd, act)                              \
+                           : mdfi_requantize16_i32_noclamp_avx512(A, &q, mode, act);           \
+        r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, lo), hi), zo);               \
+        r = _mm512_maskz_compress_epi32(vm[V].valid, r);                                       \
+        if (s8) _mm512_mask_cvtepi32_storeu_epi8(o8 + vm[V].start, vm[V].store, r);            \
+        else _mm512_mask_cvtepi32_storeu_epi16(o16 + vm[V].start, vm[V].store, r);             \
+    }
+#define DW_MADD_ADD_BW(A, X, W) _mm512_add_epi32(A, _mm512_madd_epi16(X, W))
+#define DW_MADD_ADD_VNNI(A, X, W) _mm512_dpwssd_epi32(A, X, W)
+DW_CHAN_AVX512(dw_chan_avx512_body, KAVX512, DW_MADD_ADD_BW)
+DW_CHAN_AVX512(dw_chan_vnni_body, __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"))),
+               DW_MADD_ADD_VNNI)
+#undef DW_EMIT
+
+/* The bodies with folded and act compile-time constants for the folded forms (the layers'
+ * common case), run-time otherwise. */
+#define DW_CHAN_ENTRY(NAME, BODY, ATTR)                                                        \
+    ATTR static void NAME(const struct grouped_ctx *g, const dw_vmap *restrict vm, int64_t nvec, \
+                          const int16_t *restrict pl, const dw_tap *restrict tp, int32_t nt, int32_t t0, \
+                          int32_t shift, int32_t folded, int64_t off)                           \
+    {                                                                                          \
+        if (!folded) BODY(g, vm, nvec, pl, tp, nt, t0, shift, 0, g->act, off);                  \
+        else if (g->act == MDFI_ACT_LEAKY) BODY(g, vm, nvec, pl, tp, nt, t0, shift, 1, MDFI_ACT_LEAKY, off); \
+        else if (g->act == MDFI_ACT_RELU) BODY(g, vm, nvec, pl, tp, nt, t0, shift, 1, MDFI_ACT_RELU, off); \
+        else BODY(g, vm, nvec, pl, tp, nt, t0, shift, 1, MDFI_ACT_LINEAR, off);                \
+    }
+DW_CHAN_ENTRY(dw_chan_avx512, dw_chan_avx512_body, KAVX512)
+DW_CHAN_ENTRY(dw_chan_vnni, dw_chan_vnni_body,
+              __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"))))
+
+/* 1 when the AVX-512 body may use VNNI (the CPU has it; tests clear it to run the BW body). */
+static int dw_vnni_allowed = 1;
+void mdfi_grouped_set_vnni(int allowed) { dw_vnni_allowed = allowed != 0; }
+static int dw_have_vnni(void)
+{
+    __builtin_cpu_init();
+    return dw_vnni_allowed && __builtin_cpu_supports("avx512vnni");
+}
+#else
+void mdfi_grouped_set_vnni(int allowed) { (void)allowed; }
+#endif
+
 /* Output channels [m0, m1) of an acc32 layer of stride 1 or 2 (see above); body 0 portable,
  * 1 AVX2, 2 AVX-512. */
 static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
@@ -296,15 +501,27 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
     int16_t *pl = malloc(sizeof *pl * (size_t)(2 * nbuf));                  /* [cg][S][nrow][rs][2] */
     int32_t *acc = malloc(sizeof *acc * (size_t)(d.rows_blk * d.rs + 16));  /* [rows_blk][rs] sums  */
     dw_tap *tp = malloc(sizeof *tp * (size_t)ntap_max);                     /* [cg*k*npairs]       */
-    if (pl == NULL || acc == NULL || tp == NULL) {
+    const int64_t nvec = (((int64_t)g->oh - 1) * d.rs + g->ow + 15) / 16;   /* grid vectors of 16  */
+    dw_vmap *vm = g->avx2 == 2 ? malloc(sizeof *vm * (size_t)nvec) : NULL;  /* [nvec]              */
+    if (pl == NULL || acc == NULL || tp == NULL || (g->avx2 == 2 && vm == NULL)) {
         free(pl);
         free(acc);
         free(tp);
+        free(vm);
         *g->failed = 1;
         return;
     }
     memset(pl + 2 * cg * d.chan, 0, sizeof *pl * 2 * DW_SLACK);
     const int64_t plane = (int64_t)g->oh * g->ow;
+    /* the largest |code| of the planes: the input type's range and the pad value */
+    const int64_t pva = g->pad_value < 0 ? -(int64_t)g->pad_value : g->pad_value;
+    const int64_t tmax = g->in_type == MDFI_U8 ? 255 : (g->in_type == MDFI_S8 ? 128 : 32768);
+    const int64_t xmax = pva > tmax ? pva : tmax;
+    (void)xmax;
+#if MDFI_KERNELS_X86
+    const int vnni = g->avx2 == 2 && dw_have_vnni();
+    if (g->avx2 == 2) dw_vmaps(g, &d, vm, nvec);
+#endif
     int64_t cur = -1;                                           /* the group held in pl */
     for (int64_t mm = m0; mm < m1; ++mm) {
         const int64_t j = mm / mg;
@@ -333,6 +550,20 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
                     ++nt;
                 }
         const int32_t bias = (int32_t)g->bias[mm], shift = g->shift[mm];
+#if MDFI_KERNELS_X86
+        if (g->avx2 == 2 && mdfi_rq32_ok(shift)) {
+            /* the folded requantize when |bias| + half + sum |w| * max|x| <= INT32_MAX */
+            const int64_t half = g->rounding == MDFI_ROUND_HALF_UP ? (int64_t)1 << (shift - 1) : 0;
+            int64_t bound = (bias < 0 ? -(int64_t)bias : bias) + half;
+            for (int32_t t = 0; t < nt; ++t) bound += ((int64_t)abs(tp[t].w0) + abs(tp[t].w1)) * xmax;
+            const int32_t folded = bound <= INT32_MAX;
+            if (vnni) dw_chan_vnni(g, vm, nvec, pl, tp, nt, folded ? (int32_t)(bias + half) : bias, shift, folded,
+                                   mm * plane);
+            else dw_chan_avx512(g, vm, nvec, pl, tp, nt, folded ? (int32_t)(bias + half) : bias, shift, folded,
+                                mm * plane);
+            continue;
+        }
+#endif
         for (int64_t oy0 = 0; oy0 < g->oh; oy0 += d.rows_blk) {
             const int64_t oy1 = oy0 + d.rows_blk < g->oh ? oy0 + d.rows_blk : g->oh;
             /* the block's last row needs only its OW valid sums */
@@ -359,6 +590,7 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
     free(pl);
     free(acc);
     free(tp);
+    free(vm);
 }
 
 static void grouped_range(const void *vctx, int64_t m0, int64_t m1)

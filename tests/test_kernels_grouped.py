@@ -20,7 +20,25 @@ from mdfi.layers.conv_arith import conv2d_int_ref
 
 ACTS = ("linear", "leaky", "relu")
 # the AVX-512 path name selects the kernel's AVX-512 bodies (mdfi/_ext/_kernels.pyx _opts)
+# (avx512bw-novnni: the same with the VNNI twin of its tap loop turned off)
 SIMD = [p for p in ("scalar", "avx2", "avx512bw") if p in _conv.available_simd_paths()]
+SIMD += ["avx512bw-novnni"] if "avx512bw" in SIMD and "avx512vnni" in _conv.cpu_features().split() else []
+
+
+class _path:
+    """Select a SIMD path of SIMD for the block (and VNNI off for avx512bw-novnni)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.old = _conv.simd_path()
+        _conv.set_simd_path(self.name.replace("-novnni", ""))
+        _kernels._set_grouped_vnni(not self.name.endswith("-novnni"))
+
+    def __exit__(self, *exc):
+        _conv.set_simd_path(self.old)
+        _kernels._set_grouped_vnni(True)
 
 
 def _case(rng, edge: bool, tiny: bool = False):
@@ -66,9 +84,7 @@ def _case(rng, edge: bool, tiny: bool = False):
 @pytest.mark.parametrize("edge", [0, 1, 2], ids=["random", "edges", "tiny"])
 def test_direct_grouped_convolution_equals_the_reference(simd, edge):
     rng = np.random.default_rng(11 + edge)
-    old = _conv.simd_path()
-    _conv.set_simd_path(simd)
-    try:
+    with _path(simd):
         for n in range(150):
             c = _case(rng, edge == 1, tiny=edge == 2)
             bits = c["bits"]
@@ -89,8 +105,6 @@ def test_direct_grouped_convolution_equals_the_reference(simd, edge):
                                           nthreads=threads)
                     assert np.array_equal(out64, ref), (n, threads, "acc64")
                 assert np.array_equal(out, ref), (n, threads, {k: v for k, v in c.items() if k not in "xw"})
-    finally:
-        _conv.set_simd_path(old)
 
 
 def test_direct_grouped_convolution_refuses_bad_arguments():
@@ -114,9 +128,7 @@ def test_direct_grouped_convolution_small_maps(simd):
     """Every map of 1..5 x 1..6 with k 3 and 5, strides 1 and 2, each valid pad: depthwise
     layers (2 channels per group in one of three), int8 and int16 inputs, zero points."""
     rng = np.random.default_rng(5)
-    old = _conv.simd_path()
-    _conv.set_simd_path(simd)
-    try:
+    with _path(simd):
         n = 0
         for k in (3, 5):
             for h in range(1, 6):
@@ -144,5 +156,3 @@ def test_direct_grouped_convolution_small_maps(simd):
                                                       act, zero_out, 1, nthreads=threads)
                                 assert np.array_equal(out, ref), (k, h, w, stride, pad, cg, it, threads)
         assert n > 300
-    finally:
-        _conv.set_simd_path(old)
