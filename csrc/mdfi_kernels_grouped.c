@@ -139,7 +139,7 @@ typedef struct dw_geom {
     int64_t rows_blk;               /* output rows per block                                  */
 } dw_geom;
 
-#define DW_SLACK 80                 /* zeroed pairs after the planes: vector overrun + taps    */
+#define DW_SLACK 80                 /* zeroed pairs after the planes: vector overrun (< 64)    */
 #define DW_BLK 2048                 /* sums per block (8 KiB of int32)                         */
 
 static dw_geom dw_geometry(const struct grouped_ctx *g)
@@ -345,30 +345,6 @@ DW_SUMS_SIMD(dw_sums_avx2, __attribute__((target("avx2"))), __m256i, 8, _mm256_s
 DW_SUMS_SIMD(dw_sums_avx512, __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq"))), __m512i, 16,
              _mm512_set1_epi32, _mm512_loadu_si512, _mm512_storeu_si512, _mm512_add_epi32, _mm512_madd_epi16)
 
-/* requant32 on sixteen int32 lanes (mdfi_requantize16_i32_avx512, shift 1..31; the output zero
- * point as a clamp to [qmin - zo, qmax - zo] and an add, mdfi_rq8_zp_avx2), the tail masked;
- * other shifts through requant32_avx2. */
-__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
-static void requant32_avx512(const int32_t *restrict acc, int64_t n, int32_t shift, const struct grouped_ctx *g,
-                             int64_t off)
-{
-    if (!mdfi_rq32_ok(shift)) {
-        requant32_avx2(acc, n, shift, g, off);
-        return;
-    }
-    mdfi_rq32_avx512 q;
-    mdfi_rq32_init_avx512(&q, shift, g->rounding, g->bits);
-    q.qmin = _mm512_set1_epi32(mdfi_qmin(g->bits) - g->zero_out);
-    q.qmax = _mm512_set1_epi32(mdfi_qmax(g->bits) - g->zero_out);
-    const __m512i zo = _mm512_set1_epi32(g->zero_out);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        const __m512i v = _mm512_maskz_loadu_epi32(m, acc + i);
-        const __m512i r = _mm512_add_epi32(mdfi_requantize16_i32_avx512(v, &q, g->rounding, g->act), zo);
-        if (g->out_type == MDFI_S8) _mm512_mask_cvtepi32_storeu_epi8((int8_t *)g->out + off + i, m, r);
-        else _mm512_mask_cvtepi32_storeu_epi16((int16_t *)g->out + off + i, m, r);
-    }
-}
 #endif
 
 /* Where the sums of grid vector v (positions 16v .. 16v + 15) go: the mask of its valid
@@ -490,6 +466,99 @@ static int dw_have_vnni(void)
 void mdfi_grouped_set_vnni(int allowed) { (void)allowed; }
 #endif
 
+/* The folded requantize of mdfi_fixedpoint.h (mdfi_rqf_init) on one int32 t = sum + half
+ * (shift s in 1..31, every |sum| + half inside int32): the activated R(sum / 2^s), not
+ * saturated -- the formulas of mdfi_rqf16v_avx512 lane by lane, int32 operations only (>> of
+ * a negative int32 is arithmetic on every compiler the build supports), so loops of it
+ * vectorize. */
+static inline int32_t dw_rqf(int32_t t, int32_t s, int32_t c, int32_t d, int32_t act)
+{
+    if (act == MDFI_ACT_LEAKY) {
+        const int32_t th = t >> 16, tl = (t & 0xffff) - 0x8000;             /* t = th 2^16 + tl + 2^15 */
+        const int32_t n = 2 * MDFI_LEAKY_MULT * th + c + ((MDFI_LEAKY_MULT * tl + d) >> 15);
+        return (t > n ? t : n) >> s;
+    }
+    const int32_t r = t >> s;
+    return act == MDFI_ACT_RELU && r < 0 ? 0 : r;
+}
+
+/* Rows [0, nrows) of a block of folded sums acc (row stride rs) -> out[off + row * OW + ox]:
+ * dw_rqf, the clamp to [qmin - zo, qmax - zo], + zo.  One body per activation (ACT constant). */
+#define DW_RQ_ROWS(NAME, ATTR, ACT)                                                            \
+    ATTR static void NAME(const int32_t *restrict acc, int64_t rs, int64_t nrows, int32_t shift, \
+                          const struct grouped_ctx *g, int64_t off)                            \
+    {                                                                                          \
+        const mdfi_rqf f = mdfi_rqf_init(shift, g->rounding);                                  \
+        const int32_t d = (int32_t)((uint32_t)f.kd >> 16), zo = g->zero_out;                   \
+        const int32_t lo = mdfi_qmin(g->bits) - zo, hi = mdfi_qmax(g->bits) - zo;              \
+        for (int64_t r = 0; r < nrows; ++r) {                                                  \
+            const int32_t *restrict a = acc + r * rs;                                          \
+            if (g->out_type == MDFI_S8) {                                                      \
+                int8_t *restrict o = (int8_t *)g->out + off + r * g->ow;                       \
+                for (int64_t i = 0; i < g->ow; ++i) {                                          \
+                    const int32_t v = dw_rqf(a[i], shift, f.c, d, ACT);                        \
+                    o[i] = (int8_t)((v < lo ? lo : (v > hi ? hi : v)) + zo);                   \
+                }                                                                              \
+            } else {                                                                           \
+                int16_t *restrict o = (int16_t *)g->out + off + r * g->ow;                     \
+                for (int64_t i = 0; i < g->ow; ++i) {                                          \
+                    const int32_t v = dw_rqf(a[i], shift, f.c, d, ACT);                        \
+                    o[i] = (int16_t)((v < lo ? lo : (v > hi ? hi : v)) + zo);                  \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+DW_RQ_ROWS(dw_rq_rows_linear, , MDFI_ACT_LINEAR)
+DW_RQ_ROWS(dw_rq_rows_leaky, , MDFI_ACT_LEAKY)
+DW_RQ_ROWS(dw_rq_rows_relu, , MDFI_ACT_RELU)
+
+static void dw_rq_rows(const int32_t *restrict acc, int64_t rs, int64_t nrows, int32_t shift,
+                       const struct grouped_ctx *g, int64_t off)
+{
+    if (g->act == MDFI_ACT_LEAKY) dw_rq_rows_leaky(acc, rs, nrows, shift, g, off);
+    else if (g->act == MDFI_ACT_RELU) dw_rq_rows_relu(acc, rs, nrows, shift, g, off);
+    else dw_rq_rows_linear(acc, rs, nrows, shift, g, off);
+}
+
+#if MDFI_KERNELS_X86
+/* The same on AVX2 (mdfi_rqf8v_avx2), eight outputs at a time; a row's last vector ends at OW
+ * (it recomputes a few outputs, with the same values), rows of fewer than 8 outputs by dw_rqf. */
+#define DW_RQ_ROWS_AVX2(NAME, ACT)                                                             \
+    __attribute__((target("avx2"))) static void NAME(const int32_t *restrict acc, int64_t rs, int64_t nrows, \
+                                                      int32_t shift, const struct grouped_ctx *g, int64_t off) \
+    {                                                                                          \
+        const int64_t ow = g->ow;                                                              \
+        if (ow < 8) {                                                                          \
+            dw_rq_rows(acc, rs, nrows, shift, g, off);                                         \
+            return;                                                                            \
+        }                                                                                      \
+        const mdfi_rqf f = mdfi_rqf_init(shift, g->rounding);                                  \
+        const __m256i sv = _mm256_set1_epi32(shift), c = _mm256_set1_epi32(f.c), kd = _mm256_set1_epi32(f.kd); \
+        const __m256i lo = _mm256_set1_epi32(mdfi_qmin(g->bits) - g->zero_out);                \
+        const __m256i hi = _mm256_set1_epi32(mdfi_qmax(g->bits) - g->zero_out);                \
+        const __m256i zo = _mm256_set1_epi32(g->zero_out);                                     \
+        for (int64_t r = 0; r < nrows; ++r)                                                    \
+            for (int64_t i = 0; i < ow; i += 8) {                                              \
+                const int64_t x = i + 8 <= ow ? i : ow - 8;                                    \
+                const __m256i t = _mm256_loadu_si256((const __m256i *)(acc + r * rs + x));     \
+                const __m256i v = mdfi_rqf8v_avx2(t, sv, c, kd, ACT);                          \
+                st8(g->out, g->out_type, off + r * ow + x,                                     \
+                    _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(v, lo), hi), zo));      \
+            }                                                                                  \
+    }
+DW_RQ_ROWS_AVX2(dw_rq_rows_avx2_linear, MDFI_ACT_LINEAR)
+DW_RQ_ROWS_AVX2(dw_rq_rows_avx2_leaky, MDFI_ACT_LEAKY)
+DW_RQ_ROWS_AVX2(dw_rq_rows_avx2_relu, MDFI_ACT_RELU)
+
+static void dw_rq_rows_avx2(const int32_t *restrict acc, int64_t rs, int64_t nrows, int32_t shift,
+                            const struct grouped_ctx *g, int64_t off)
+{
+    if (g->act == MDFI_ACT_LEAKY) dw_rq_rows_avx2_leaky(acc, rs, nrows, shift, g, off);
+    else if (g->act == MDFI_ACT_RELU) dw_rq_rows_avx2_relu(acc, rs, nrows, shift, g, off);
+    else dw_rq_rows_avx2_linear(acc, rs, nrows, shift, g, off);
+}
+#endif
+
 /* Output channels [m0, m1) of an acc32 layer of stride 1 or 2 (see above); body 0 portable,
  * 1 AVX2, 2 AVX-512. */
 static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
@@ -501,7 +570,9 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
     int16_t *pl = malloc(sizeof *pl * (size_t)(2 * nbuf));                  /* [cg][S][nrow][rs][2] */
     int32_t *acc = malloc(sizeof *acc * (size_t)(d.rows_blk * d.rs + 16));  /* [rows_blk][rs] sums  */
     dw_tap *tp = malloc(sizeof *tp * (size_t)ntap_max);                     /* [cg*k*npairs]       */
-    const int64_t nvec = (((int64_t)g->oh - 1) * d.rs + g->ow + 15) / 16;   /* grid vectors of 16  */
+    /* grid vectors of 16 positions, rounded up to whole passes of four (the extra ones store
+     * nothing and read at most 63 pairs past the planes: DW_SLACK) */
+    const int64_t nvec = ((((int64_t)g->oh - 1) * d.rs + g->ow + 15) / 16 + 3) / 4 * 4;
     dw_vmap *vm = g->avx2 == 2 ? malloc(sizeof *vm * (size_t)nvec) : NULL;  /* [nvec]              */
     if (pl == NULL || acc == NULL || tp == NULL || (g->avx2 == 2 && vm == NULL)) {
         free(pl);
@@ -550,41 +621,43 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
                     ++nt;
                 }
         const int32_t bias = (int32_t)g->bias[mm], shift = g->shift[mm];
-#if MDFI_KERNELS_X86
-        if (g->avx2 == 2 && mdfi_rq32_ok(shift)) {
-            /* the folded requantize when |bias| + half + sum |w| * max|x| <= INT32_MAX */
+        /* the folded requantize (sums start at bias + half) when the shift is 1..31 and
+         * |bias| + half + sum |w| * max|x| <= INT32_MAX */
+        int32_t folded = 0, t0 = bias;
+        if (mdfi_rq32_ok(shift)) {
             const int64_t half = g->rounding == MDFI_ROUND_HALF_UP ? (int64_t)1 << (shift - 1) : 0;
             int64_t bound = (bias < 0 ? -(int64_t)bias : bias) + half;
             for (int32_t t = 0; t < nt; ++t) bound += ((int64_t)abs(tp[t].w0) + abs(tp[t].w1)) * xmax;
-            const int32_t folded = bound <= INT32_MAX;
-            if (vnni) dw_chan_vnni(g, vm, nvec, pl, tp, nt, folded ? (int32_t)(bias + half) : bias, shift, folded,
-                                   mm * plane);
-            else dw_chan_avx512(g, vm, nvec, pl, tp, nt, folded ? (int32_t)(bias + half) : bias, shift, folded,
-                                mm * plane);
+            folded = bound <= INT32_MAX;
+            if (folded) t0 = (int32_t)(bias + half);
+        }
+#if MDFI_KERNELS_X86
+        if (g->avx2 == 2 && mdfi_rq32_ok(shift)) {
+            if (vnni) dw_chan_vnni(g, vm, nvec, pl, tp, nt, t0, shift, folded, mm * plane);
+            else dw_chan_avx512(g, vm, nvec, pl, tp, nt, t0, shift, folded, mm * plane);
             continue;
         }
 #endif
         for (int64_t oy0 = 0; oy0 < g->oh; oy0 += d.rows_blk) {
             const int64_t oy1 = oy0 + d.rows_blk < g->oh ? oy0 + d.rows_blk : g->oh;
             /* the block's last row needs only its OW valid sums */
-            const int64_t n = (oy1 - oy0 - 1) * d.rs + g->ow;
+            const int64_t n = (oy1 - oy0 - 1) * d.rs + g->ow, off = mm * plane + oy0 * g->ow;
 #if MDFI_KERNELS_X86
-            if (g->avx2 == 2) {
-                dw_sums_avx512(acc, pl, tp, nt, bias, oy0 * d.rs, n);
-                for (int64_t oy = oy0; oy < oy1; ++oy)
-                    requant32_avx512(acc + (oy - oy0) * d.rs, g->ow, shift, g, mm * plane + oy * g->ow);
-                continue;
-            }
             if (g->avx2) {
-                dw_sums_avx2(acc, pl, tp, nt, bias, oy0 * d.rs, n);
-                for (int64_t oy = oy0; oy < oy1; ++oy)
-                    requant32_avx2(acc + (oy - oy0) * d.rs, g->ow, shift, g, mm * plane + oy * g->ow);
+                if (g->avx2 == 2) dw_sums_avx512(acc, pl, tp, nt, t0, oy0 * d.rs, n);
+                else dw_sums_avx2(acc, pl, tp, nt, t0, oy0 * d.rs, n);
+                if (folded) dw_rq_rows_avx2(acc, d.rs, oy1 - oy0, shift, g, off);
+                else
+                    for (int64_t oy = oy0; oy < oy1; ++oy)
+                        requant32_avx2(acc + (oy - oy0) * d.rs, g->ow, shift, g, mm * plane + oy * g->ow);
                 continue;
             }
 #endif
-            dw_sums(acc, pl, tp, nt, bias, oy0 * d.rs, n);
-            for (int64_t oy = oy0; oy < oy1; ++oy)
-                requant32(acc + (oy - oy0) * d.rs, g->ow, shift, g, mm * plane + oy * g->ow);
+            dw_sums(acc, pl, tp, nt, t0, oy0 * d.rs, n);
+            if (folded) dw_rq_rows(acc, d.rs, oy1 - oy0, shift, g, off);
+            else
+                for (int64_t oy = oy0; oy < oy1; ++oy)
+                    requant32(acc + (oy - oy0) * d.rs, g->ow, shift, g, mm * plane + oy * g->ow);
         }
     }
     free(pl);
