@@ -129,7 +129,7 @@ __attribute__((target("avx2"))) static void requant32_avx2(const int32_t *restri
 typedef struct dw_tap {
     int64_t off;                    /* pair offset of the tap pair from q                     */
     int32_t wpair;                  /* (uint16)w0 | (uint16)w1 << 16, the vpmaddwd multiplier  */
-    int32_t w0, w1;                 /* the two weights (portable body)                         */
+    int16_t w0, w1;                 /* the two weights (portable body: int16 x int16 products)  */
 } dw_tap;
 
 typedef struct dw_geom {
@@ -296,15 +296,15 @@ KAVX512 static void dw_build_avx512(const struct grouped_ctx *g, const dw_geom *
 #endif
 
 /* acc[i] = bias + sum over the taps of w0*x0 + w1*x1 of pair q0 + i + off, i < n: the
- * portable body, tap by tap over the block. */
+ * portable body, tap by tap over the block (int16 x int16 products: widening multiplies). */
 static void dw_sums(int32_t *restrict acc, const int16_t *restrict pl, const dw_tap *restrict tp, int32_t nt,
                     int32_t bias, int64_t q0, int64_t n)
 {
     for (int64_t i = 0; i < n; ++i) acc[i] = bias;
     for (int32_t t = 0; t < nt; ++t) {
         const int16_t *restrict p = pl + 2 * (q0 + tp[t].off);
-        const int32_t w0 = tp[t].w0, w1 = tp[t].w1;
-        for (int64_t i = 0; i < n; ++i) acc[i] += w0 * (int32_t)p[2 * i] + w1 * (int32_t)p[2 * i + 1];
+        const int16_t w0 = tp[t].w0, w1 = tp[t].w1;
+        for (int64_t i = 0; i < n; ++i) acc[i] += w0 * p[2 * i] + w1 * p[2 * i + 1];
     }
 }
 
@@ -616,8 +616,8 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
                     if (w0 == 0 && w1 == 0) continue;
                     tp[nt].off = cl * d.chan + (ky % d.s) * d.plane + (ky / d.s) * d.rs + (d.s == 1 ? 2 * p : p);
                     tp[nt].wpair = (int32_t)((uint32_t)(uint16_t)w0 | (uint32_t)(uint16_t)w1 << 16);
-                    tp[nt].w0 = w0;
-                    tp[nt].w1 = w1;
+                    tp[nt].w0 = (int16_t)w0;
+                    tp[nt].w1 = (int16_t)w1;
                     ++nt;
                 }
         const int32_t bias = (int32_t)g->bias[mm], shift = g->shift[mm];
