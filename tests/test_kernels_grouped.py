@@ -156,3 +156,33 @@ def test_direct_grouped_convolution_small_maps(simd):
                                                       act, zero_out, 1, nthreads=threads)
                                 assert np.array_equal(out, ref), (k, h, w, stride, pad, cg, it, threads)
         assert n > 300
+
+
+@pytest.mark.parametrize("simd", SIMD)
+def test_direct_grouped_convolution_near_the_int32_bound(simd):
+    """int16 inputs at their extremes and weights whose sum |w| * 32768 is just inside int32:
+    the sums fit int32 (acc32), |sum| + half does not (the requantize's unfolded forms); and
+    maps wider than 1024 columns (the AVX-512 plane build's masks in several chunks)."""
+    rng = np.random.default_rng(7)
+    with _path(simd):
+        for n in range(24):
+            k, stride = (3, 5)[n % 2], 1 + (n // 2) % 2
+            kk = k * k
+            wmax = (2**31 - 2**18) // (32768 * kk)          # sum |w| * 32768 < 2^31 - 2^18
+            wide = n >= 18
+            h, w = (3, 1100 + n) if wide else (int(rng.integers(1, 30)), int(rng.integers(1, 30)))
+            pad = int(rng.integers((k + 1) // 2, k))
+            x = rng.choice(np.array([-32768, 32767], np.int16), (3, h, w))
+            wt = (rng.choice([-1, 1], (3, 1, k, k)) * wmax).astype(np.int16)
+            bias = rng.integers(-2**17, 2**17, 3).astype(np.int64)
+            shift = rng.integers(15, 23, 3).astype(np.int32)
+            bits = (8, 16)[n % 3 == 0]
+            pad_value, zero_out = (-32768, 32767, 0)[n % 3], (0, 5)[n % 4 == 1]
+            mode, act = (n // 3) % 2, n % 3
+            ref = conv2d_int_ref(x, wt, bias, shift, size=k, stride=stride, padding=pad,
+                                 rounding=("half_up", "truncate")[mode], bits=bits, activation=ACTS[act],
+                                 pad_value=pad_value, zero_out=zero_out, groups=3)
+            out = np.full(ref.shape, 77, np.int8 if bits <= 8 else np.int16)
+            _kernels.conv_grouped(x, wt, bias, shift, out, 3, k, stride, pad, pad_value, mode, bits, act, zero_out,
+                                  1, nthreads=1 + n % 2)
+            assert np.array_equal(out, ref), (n, k, stride, h, w, pad, mode, act)
