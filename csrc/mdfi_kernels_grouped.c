@@ -244,34 +244,34 @@ static inline __mmask32 dw_mask32(int64_t n)
  * stores them as they are.  The masks depend on the block only: computed once for up to
  * DW_NB blocks, then every row. */
 #define DW_NB 64
-#define DW_BUILD_AVX512(LOADCVT)                                                               \
+#define DW_BUILD_AVX512(LOADCVT, S)                                                            \
     for (int64_t jb0 = 0; jb0 < nb; jb0 += DW_NB) {                                            \
         const int64_t jb1 = jb0 + DW_NB < nb ? jb0 + DW_NB : nb;                               \
         __mmask32 lm[DW_NB], sm[DW_NB];   /* input lanes, stored lanes (16 pairs or the rest) */ \
         for (int64_t jb = jb0; jb < jb1; ++jb) {                                               \
-            const int64_t e0 = d->s * 16 * jb;                                                 \
-            const int64_t l0 = g->pad - e0 > 0 ? g->pad - e0 : 0;                              \
-            int64_t l1 = (int64_t)g->pad + g->w - e0;                                          \
+            const int64_t e0 = (S) * 16 * jb;                                                  \
+            const int64_t l0 = pad - e0 > 0 ? pad - e0 : 0;                                    \
+            int64_t l1 = pad + w - e0;                                                         \
             if (l1 > 32) l1 = 32;                                                              \
             lm[jb - jb0] = l1 > l0 ? dw_mask32(l1) & ~dw_mask32(l0) : 0;                       \
-            sm[jb - jb0] = dw_mask32(2 * (d->rs - 16 * jb));                                   \
+            sm[jb - jb0] = dw_mask32(2 * (rs - 16 * jb));                                      \
         }                                                                                      \
-        for (int32_t a = 0; a < d->s; ++a)                                                     \
-            for (int64_t r = 0; r < d->nrow; ++r) {                                            \
-                int16_t *restrict row = dst + 2 * (a * d->plane + r * d->rs);                  \
-                const int64_t y = d->s * r + a - g->pad;                                       \
-                if (y < 0 || y >= g->h) {                                                      \
-                    for (int64_t jb = jb0; jb < jb1; ++jb)                                     \
-                        _mm512_mask_storeu_epi16(row + 32 * jb, sm[jb - jb0], pvv);            \
+        for (int32_t a = 0; a < (S); ++a)                                                      \
+            for (int64_t r = 0; r < nrow; ++r) {                                               \
+                int16_t *restrict row = dst + 2 * (a * plane + r * rs) + 32 * jb0;             \
+                const int64_t y = (S) * r + a - pad;                                           \
+                if (y < 0 || y >= h) {                                                         \
+                    for (int64_t jb = 0; jb < jb1 - jb0; ++jb)                                 \
+                        _mm512_mask_storeu_epi16(row + 32 * jb, sm[jb], pvv);                  \
                     continue;                                                                  \
                 }                                                                              \
                 /* lane 0 of block jb is column 16 S jb - pad (maybe outside: masked off) */  \
-                const char *src = (const char *)g->in + (ch * in_plane + y * g->w - g->pad) * tsz; \
-                for (int64_t jb = jb0; jb < jb1; ++jb) {                                       \
-                    const __mmask32 m = lm[jb - jb0];                                          \
-                    __m512i v = _mm512_mask_mov_epi16(pvv, m, LOADCVT(m, src + d->s * 16 * jb * tsz)); \
-                    if (d->s == 1) v = _mm512_permutexvar_epi16(idx, v);                       \
-                    _mm512_mask_storeu_epi16(row + 32 * jb, sm[jb - jb0], v);                  \
+                const char *src = (const char *)g->in + (ch * in_plane + y * w - pad + (S) * 16 * jb0) * tsz; \
+                for (int64_t jb = 0; jb < jb1 - jb0; ++jb) {                                   \
+                    const __mmask32 m = lm[jb];                                                \
+                    __m512i v = _mm512_mask_mov_epi16(pvv, m, LOADCVT(m, src + (S) * 16 * tsz * jb)); \
+                    if ((S) == 1) v = _mm512_permutexvar_epi16(idx, v);                        \
+                    _mm512_mask_storeu_epi16(row + 32 * jb, sm[jb], v);                        \
                 }                                                                              \
             }                                                                                  \
     }
@@ -287,10 +287,15 @@ KAVX512 static void dw_build_avx512(const struct grouped_ctx *g, const dw_geom *
     /* lanes 2i, 2i + 1 <- elements i, i + 1 */
     const __m512i idx = _mm512_set_epi16(16, 15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8, 7, 7, 6, 6,
                                          5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0);
-    switch (g->in_type) {
-    case MDFI_U8: DW_BUILD_AVX512(DW_LD_U8) break;
-    case MDFI_S8: DW_BUILD_AVX512(DW_LD_S8) break;
-    default: DW_BUILD_AVX512(DW_LD_S16) break;
+    const int64_t pad = g->pad, h = g->h, w = g->w, rs = d->rs, nrow = d->nrow, plane = d->plane;
+    const int two = d->s == 2;
+    switch (g->in_type * 2 + two) {
+    case MDFI_U8 * 2: DW_BUILD_AVX512(DW_LD_U8, 1) break;
+    case MDFI_U8 * 2 + 1: DW_BUILD_AVX512(DW_LD_U8, 2) break;
+    case MDFI_S8 * 2: DW_BUILD_AVX512(DW_LD_S8, 1) break;
+    case MDFI_S8 * 2 + 1: DW_BUILD_AVX512(DW_LD_S8, 2) break;
+    case MDFI_S16 * 2: DW_BUILD_AVX512(DW_LD_S16, 1) break;
+    default: DW_BUILD_AVX512(DW_LD_S16, 2) break;
     }
 }
 #endif
