@@ -24,6 +24,8 @@ typedef struct grouped_ctx {
     int32_t rounding, bits, act, zero_out, oh, ow;
     int32_t acc32;                  /* 1: every sum fits int32 (the layer's acc_bits <= 32)   */
     int32_t avx2;                   /* 1: the AVX2 bodies, 2: AVX2 and the AVX-512 ones        */
+    const struct dw_vmap *vm;       /* [nvec] the AVX-512 pair-plane kernel's lane map, or NULL */
+    int64_t nvec;
     int *failed;                    /* set when a range could not allocate its scratch        */
 } grouped_ctx;
 
@@ -360,23 +362,32 @@ typedef struct dw_vmap {
     uint16_t valid, store;          /* valid lanes; (1 << popcount(valid)) - 1                 */
 } dw_vmap;
 
+/* bits [a, b) of 16 */
+static inline uint32_t dw_bits16(int64_t a, int64_t b)
+{
+    if (a < 0) a = 0;
+    if (b > 16) b = 16;
+    return b > a ? ((1u << b) - 1) & ~((1u << a) - 1) : 0;
+}
+
 static void dw_vmaps(const struct grouped_ctx *g, const dw_geom *d, dw_vmap *restrict vm, int64_t nvec)
 {
-    const int64_t nq = ((int64_t)g->oh - 1) * d->rs + g->ow;
-    int64_t done = 0, col = 0;                      /* col = q mod rs */
+    const int64_t nq = ((int64_t)g->oh - 1) * d->rs + g->ow, rs = d->rs, ow = g->ow;
+    int64_t done = 0, col = 0;                      /* col = 16 v mod rs */
     for (int64_t v = 0; v < nvec; ++v) {
-        uint32_t valid = 0, n = 0;
-        for (int32_t l = 0; l < 16; ++l) {
-            if (16 * v + l < nq && col < g->ow) {
-                valid |= 1u << l;
-                ++n;
-            }
-            if (++col == d->rs) col = 0;
-        }
+        uint32_t valid = 0;
+        if (rs >= 16)                               /* lanes of this row, then of the next one */
+            valid = dw_bits16(0, ow - col) | (rs - col < 16 ? dw_bits16(rs - col, rs - col + ow) : 0);
+        else
+            for (int64_t l = 0, c = col; l < 16; ++l, c = c + 1 == rs ? 0 : c + 1)
+                if (c < ow) valid |= 1u << l;
+        valid &= dw_bits16(0, nq - 16 * v);
+        const int n = __builtin_popcount(valid);
         vm[v].start = done;
         vm[v].valid = (uint16_t)valid;
         vm[v].store = (uint16_t)((1u << n) - 1);
         done += n;
+        col = (col + 16) % rs;
     }
 }
 
@@ -575,15 +586,12 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
     int16_t *pl = malloc(sizeof *pl * (size_t)(2 * nbuf));                  /* [cg][S][nrow][rs][2] */
     int32_t *acc = malloc(sizeof *acc * (size_t)(d.rows_blk * d.rs + 16));  /* [rows_blk][rs] sums  */
     dw_tap *tp = malloc(sizeof *tp * (size_t)ntap_max);                     /* [cg*k*npairs]       */
-    /* grid vectors of 16 positions, rounded up to whole passes of four (the extra ones store
-     * nothing and read at most 63 pairs past the planes: DW_SLACK) */
-    const int64_t nvec = ((((int64_t)g->oh - 1) * d.rs + g->ow + 15) / 16 + 3) / 4 * 4;
-    dw_vmap *vm = g->avx2 == 2 ? malloc(sizeof *vm * (size_t)nvec) : NULL;  /* [nvec]              */
-    if (pl == NULL || acc == NULL || tp == NULL || (g->avx2 == 2 && vm == NULL)) {
+    const dw_vmap *vm = g->vm;
+    const int64_t nvec = g->nvec;
+    if (pl == NULL || acc == NULL || tp == NULL) {
         free(pl);
         free(acc);
         free(tp);
-        free(vm);
         *g->failed = 1;
         return;
     }
@@ -596,7 +604,6 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
     (void)xmax;
 #if MDFI_KERNELS_X86
     const int vnni = g->avx2 == 2 && dw_have_vnni();
-    if (g->avx2 == 2) dw_vmaps(g, &d, vm, nvec);
 #endif
     int64_t cur = -1;                                           /* the group held in pl */
     for (int64_t mm = m0; mm < m1; ++mm) {
@@ -637,7 +644,7 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
             if (folded) t0 = (int32_t)(bias + half);
         }
 #if MDFI_KERNELS_X86
-        if (g->avx2 == 2 && mdfi_rq32_ok(shift)) {
+        if (vm != NULL && mdfi_rq32_ok(shift)) {
             if (vnni) dw_chan_vnni(g, vm, nvec, pl, tp, nt, t0, shift, folded, mm * plane);
             else dw_chan_avx512(g, vm, nvec, pl, tp, nt, t0, shift, folded, mm * plane);
             continue;
@@ -668,7 +675,6 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
     free(pl);
     free(acc);
     free(tp);
-    free(vm);
 }
 
 static void grouped_range(const void *vctx, int64_t m0, int64_t m1)
@@ -750,8 +756,21 @@ int mdfi_conv_grouped_ex(const void *restrict in, int32_t in_type, int32_t c, in
             if (bias[i] < INT32_MIN || bias[i] > INT32_MAX) return -1;
     /* 2: the AVX-512 bodies (MDFI_SIMD on an AVX-512 path and the CPU has AVX-512 F/BW/VL/DQ) */
     const int32_t body = use_avx2(opts) ? (opts->simd == 2 && mdfi_kernels_have_avx512bw() ? 2 : 1) : 0;
-    const grouped_ctx g = {in, weights, bias, shift, out, in_type, out_type, c, h, w, m, groups, k, stride, pad,
-                           pad_value, rounding, bits, act, zero_out, oh, ow, acc32 != 0, body, &failed};
+    grouped_ctx g = {in, weights, bias, shift, out, in_type, out_type, c, h, w, m, groups, k, stride, pad,
+                           pad_value, rounding, bits, act, zero_out, oh, ow, acc32 != 0, body, NULL, 0, &failed};
+    dw_vmap *vm = NULL;
+    if (body == 2 && acc32 && (stride == 1 || stride == 2)) {
+        /* the AVX-512 kernel's lane map, shared by every range: grid vectors of 16 positions,
+         * rounded up to whole passes of four (the extra ones store nothing and read at most 63
+         * pairs past the planes: DW_SLACK) */
+        const dw_geom d = dw_geometry(&g);
+        g.nvec = ((((int64_t)oh - 1) * d.rs + ow + 15) / 16 + 3) / 4 * 4;
+        vm = malloc(sizeof *vm * (size_t)g.nvec);                            /* [nvec] */
+        if (vm == NULL) return -3;
+        dw_vmaps(&g, &d, vm, g.nvec);
+        g.vm = vm;
+    }
     mdfi_kpar_for(opts, m, 1, grouped_range, &g);
+    free(vm);
     return failed ? -3 : 0;
 }
