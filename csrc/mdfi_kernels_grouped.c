@@ -9,7 +9,15 @@
  * (mdfi/layers/conv_arith.py conv2d_int_ref with groups), so every thread count gives the
  * same integers.  The GEMM kernels of mdfi_conv.c compute the same sums but cost a call per
  * group, which dominates when a group has one or a few channels (csrc/../docs/performance.md
- * "Grouped convolutions"). */
+ * "Grouped convolutions").
+ *
+ * Two kernels.  acc32 layers of stride 1 or 2 (every depthwise layer of Yolo-Fastest) take the
+ * pair-plane kernel (dw_range): tap pairs as vpmaddwd over a flat grid of output rows, in a
+ * portable body, an AVX2 body, and an AVX-512 BW body (with a VNNI twin of its tap loop) that
+ * requantizes in registers; the bodies follow opts->simd (0 portable, 1 AVX2, 2 AVX-512 where
+ * the CPU has AVX-512 F/BW/VL/DQ) and the CPU features detected at run time.  The other layers
+ * (int64 sums, strides above 2) take the general kernel (grouped_range's tail): a padded int16
+ * copy of each input channel and its taps row by row. */
 #include "mdfi_kernels_impl.h"
 
 #include <stdlib.h>
@@ -29,9 +37,10 @@ typedef struct grouped_ctx {
     int *failed;                    /* set when a range could not allocate its scratch        */
 } grouped_ctx;
 
-/* acc[oy][ox] += w[ky][kx] * xp[(oy*s + ky)*wp + kx + ox*s] over the k x k taps of one padded
- * input channel xp (int16 codes; the products are exact in int32, and the sums in ACC by the
- * caller's choice).  One body, compiled portably and for AVX2 (auto-vectorized). */
+/* The general kernel.  acc[oy][ox] += w[ky][kx] * xp[(oy*s + ky)*wp + kx + ox*s] over the k x k
+ * taps of one padded input channel xp (int16 codes; the products are exact in int32, and the
+ * sums in ACC by the caller's choice).  One body, compiled portably and for AVX2
+ * (auto-vectorized). */
 #define TAPS_BODY(ACC)                                                                        \
     for (int32_t ky = 0; ky < k; ++ky)                                                        \
         for (int32_t kx = 0; kx < k; ++kx) {                                                  \
@@ -126,8 +135,9 @@ __attribute__((target("avx2"))) static void requant32_avx2(const int32_t *restri
  * is then pair q + off with off = (ky % S)*plane + (ky / S)*rs + (S == 1 ? 2p : p): one
  * contiguous run of pairs for every tap pair, so a vector of consecutive q is one unaligned
  * load and one vpmaddwd (w[2p]*x0 + w[2p+1]*x1, exact int32) per tap pair.  The columns
- * ox >= OW of the grid are computed and dropped.  Rows are done in blocks whose sums stay in
- * L1, then requantized row by row. */
+ * ox >= OW of the grid are computed and dropped.  The portable and AVX2 bodies sum blocks of
+ * rows whose sums stay in L1, then requantize them row by row; the AVX-512 body requantizes
+ * every 16 sums in registers (dw_chan_avx512). */
 typedef struct dw_tap {
     int64_t off;                    /* pair offset of the tap pair from q                     */
     int32_t wpair;                  /* (uint16)w0 | (uint16)w1 << 16, the vpmaddwd multiplier  */
@@ -193,15 +203,6 @@ static dw_geom dw_geometry(const struct grouped_ctx *g)
         row[2 * (j) + 1] = e + 1 >= 0 && e + 1 < g->w ? (int16_t)src[e + 1] : pv;              \
     }
 
-/* pair j of a row whose input row is src (any type): DW_EDGE as a function */
-static inline void dw_edge(const struct grouped_ctx *g, const dw_geom *d, const void *src, int16_t *restrict row,
-                           int64_t j, int16_t pv)
-{
-    const int64_t e = (d->s == 1 ? j : 2 * j) - g->pad;
-    row[2 * j] = e >= 0 && e < g->w ? (int16_t)load(src, g->in_type, e) : pv;
-    row[2 * j + 1] = e + 1 >= 0 && e + 1 < g->w ? (int16_t)load(src, g->in_type, e + 1) : pv;
-}
-
 #define DW_BUILD_FN(NAME, ATTR)                                                                \
     ATTR static void NAME(const struct grouped_ctx *g, const dw_geom *d, int64_t ch,            \
                           int16_t *restrict dst)                                               \
@@ -221,19 +222,6 @@ DW_BUILD_FN(dw_build_avx2, __attribute__((target("avx2"))))
 
 #if MDFI_KERNELS_X86
 #define KAVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
-
-/* Elements e..e+n-1 (n <= 32) of an U8/S8/S16 row as int16 lanes, the others 0; reads no
- * further. */
-static inline __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq"), always_inline)) __m512i
-dw_ld32_avx512(const void *src, int32_t t, int64_t e, int64_t n)
-{
-    const __mmask32 m = n >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << n) - 1);
-    switch (t) {
-    case MDFI_U8: return _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, (const uint8_t *)src + e));
-    case MDFI_S8: return _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, (const int8_t *)src + e));
-    default: return _mm512_maskz_loadu_epi16(m, (const int16_t *)src + e);
-    }
-}
 
 static inline __mmask32 dw_mask32(int64_t n)
 {
