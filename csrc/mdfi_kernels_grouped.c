@@ -574,8 +574,10 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
     int16_t *pl = malloc(sizeof *pl * (size_t)(2 * nbuf));                  /* [cg][S][nrow][rs][2] */
     int32_t *acc = malloc(sizeof *acc * (size_t)(d.rows_blk * d.rs + 16));  /* [rows_blk][rs] sums  */
     dw_tap *tp = malloc(sizeof *tp * (size_t)ntap_max);                     /* [cg*k*npairs]       */
-    const dw_vmap *vm = g->vm;
+    const dw_vmap *vm = g->vm;                                  /* NULL unless AVX-512 */
     const int64_t nvec = g->nvec;
+    (void)vm;
+    (void)nvec;
     if (pl == NULL || acc == NULL || tp == NULL) {
         free(pl);
         free(acc);
@@ -624,7 +626,7 @@ static void dw_range(const struct grouped_ctx *g, int64_t m0, int64_t m1)
         /* the folded requantize (sums start at bias + half) when the shift is 1..31 and
          * |bias| + half + sum |w| * max|x| <= INT32_MAX */
         int32_t folded = 0, t0 = bias;
-        if (mdfi_rq32_ok(shift)) {
+        if (shift >= 1 && shift <= 31) {           /* mdfi_rq32_ok (the AVX2 header's) */
             const int64_t half = g->rounding == MDFI_ROUND_HALF_UP ? (int64_t)1 << (shift - 1) : 0;
             int64_t bound = (bias < 0 ? -(int64_t)bias : bias) + half;
             for (int32_t t = 0; t < nt; ++t) bound += ((int64_t)abs(tp[t].w0) + abs(tp[t].w1)) * xmax;
