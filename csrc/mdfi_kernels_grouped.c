@@ -168,7 +168,12 @@ static dw_geom dw_geometry(const struct grouped_ctx *g)
     return d;
 }
 
-/* dst = the S pair planes of input channel ch ([S][nrow][rs][2] int16). */
+/* dst = the S pair planes of input channel ch ([S][nrow][rs][2] int16), row by row.  Stride 2:
+ * the plane row's 2 rs int16 are the padded row's elements 0 .. 2 rs - 1 (pad_value outside
+ * the input columns), written in three plain runs.  Stride 1: pairs j whose two elements are
+ * input columns (j in [jlo, jhi)) straight from the input -- not from a just-written padded
+ * row, whose unaligned re-reads would stall on store forwarding --, the few others by DW_EDGE.
+ * Loops the compiler vectorizes. */
 #define DW_BUILD(T)                                                                            \
     for (int32_t a = 0; a < d->s; ++a)                                                         \
         for (int64_t r = 0; r < d->nrow; ++r) {                                                \
@@ -179,26 +184,30 @@ static dw_geom dw_geometry(const struct grouped_ctx *g)
                 continue;                                                                      \
             }                                                                                  \
             const T *restrict src = (const T *)g->in + ch * in_plane + y * g->w;              \
-            /* pairs whose two elements are input columns: j in [jlo, jhi) */                  \
-            int64_t jlo = d->s == 1 ? g->pad : (g->pad + 1) / 2;                               \
-            int64_t jhi = d->s == 1 ? (int64_t)g->pad + g->w - 1 : ((int64_t)g->pad + g->w) / 2; \
+            if (d->s == 2) {                                                                   \
+                const int64_t ne = 2 * d->rs;                                                  \
+                const int64_t x0 = g->pad < ne ? g->pad : ne;            /* input columns */  \
+                const int64_t x1 = (int64_t)g->pad + g->w < ne ? (int64_t)g->pad + g->w : ne;  \
+                for (int64_t i = 0; i < x0; ++i) row[i] = pv;                                  \
+                for (int64_t i = x0; i < x1; ++i) row[i] = (int16_t)src[i - g->pad];           \
+                for (int64_t i = x1; i < ne; ++i) row[i] = pv;                                 \
+                continue;                                                                      \
+            }                                                                                  \
+            int64_t jlo = g->pad, jhi = (int64_t)g->pad + g->w - 1;                            \
             if (jhi > d->rs) jhi = d->rs;                                                      \
             if (jlo > jhi) jlo = jhi;                                                          \
             for (int64_t j = 0; j < jlo; ++j) DW_EDGE(j)                                       \
-            if (d->s == 1)                                                                     \
-                for (int64_t j = jlo; j < jhi; ++j) {                                          \
-                    row[2 * j] = (int16_t)src[j - g->pad];                                     \
-                    row[2 * j + 1] = (int16_t)src[j + 1 - g->pad];                             \
-                }                                                                              \
-            else                                                                               \
-                for (int64_t i = 2 * jlo; i < 2 * jhi; ++i) row[i] = (int16_t)src[i - g->pad]; \
+            for (int64_t j = jlo; j < jhi; ++j) {                                              \
+                row[2 * j] = (int16_t)src[j - g->pad];                                         \
+                row[2 * j + 1] = (int16_t)src[j + 1 - g->pad];                                 \
+            }                                                                                  \
             for (int64_t j = jhi; j < d->rs; ++j) DW_EDGE(j)                                   \
         }
 
-/* pair j of a row from the element getter (columns outside the input: pad_value) */
+/* stride 1: pair j of a row (columns outside the input: pad_value) */
 #define DW_EDGE(j)                                                                             \
     {                                                                                          \
-        const int64_t e = (d->s == 1 ? (j) : 2 * (j)) - g->pad;                                \
+        const int64_t e = (j) - g->pad;                                                        \
         row[2 * (j)] = e >= 0 && e < g->w ? (int16_t)src[e] : pv;                              \
         row[2 * (j) + 1] = e + 1 >= 0 && e + 1 < g->w ? (int16_t)src[e + 1] : pv;              \
     }
