@@ -410,6 +410,7 @@ static void dw_vmaps(const struct grouped_ctx *g, const dw_geom *d, dw_vmap *res
         const __m512i hi = _mm512_set1_epi32(mdfi_qmax(g->bits) - g->zero_out);                \
         const __m512i zo = _mm512_set1_epi32(g->zero_out), b = _mm512_set1_epi32(t0);          \
         const int s8 = g->out_type == MDFI_S8;                                                 \
+        const int64_t nout = (int64_t)g->oh * g->ow;                                           \
         int8_t *o8 = (int8_t *)g->out + off;                                                   \
         int16_t *o16 = (int16_t *)g->out + off;                                                \
         int64_t v = 0;                                                                         \
@@ -441,8 +442,13 @@ static void dw_vmaps(const struct grouped_ctx *g, const dw_geom *d, dw_vmap *res
                            : mdfi_requantize16_i32_noclamp_avx512(A, &q, mode, act);           \
         r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, lo), hi), zo);               \
         r = _mm512_maskz_compress_epi32(vm[V].valid, r);                                       \
-        if (s8) _mm512_mask_cvtepi32_storeu_epi8(o8 + vm[V].start, vm[V].store, r);            \
-        else _mm512_mask_cvtepi32_storeu_epi16(o16 + vm[V].start, vm[V].store, r);             \
+        const int64_t st = vm[V].start;                                                        \
+        if (st + 16 <= nout) {      /* a whole store: its lanes past the valid ones are        \
+                                       outputs of the next vectors, stored after it */         \
+            if (s8) _mm_storeu_si128((__m128i *)(o8 + st), _mm512_cvtepi32_epi8(r));           \
+            else _mm256_storeu_si256((__m256i *)(o16 + st), _mm512_cvtepi32_epi16(r));         \
+        } else if (s8) _mm512_mask_cvtepi32_storeu_epi8(o8 + st, vm[V].store, r);              \
+        else _mm512_mask_cvtepi32_storeu_epi16(o16 + st, vm[V].store, r);                      \
     }
 #define DW_MADD_ADD_BW(A, X, W) _mm512_add_epi32(A, _mm512_madd_epi16(X, W))
 #define DW_MADD_ADD_VNNI(A, X, W) _mm512_dpwssd_epi32(A, X, W)

@@ -94,7 +94,9 @@ def test_direct_grouped_convolution_equals_the_reference(simd, edge):
                                  padding=c["pad"], rounding=("half_up", "truncate")[c["mode"]], bits=bits,
                                  activation=ACTS[c["act"]], pad_value=pad_value, zero_out=zero_out, groups=c["g"])
             for threads in (1, 2, 3):
-                out = np.full(ref.shape, 77, np.int8 if bits <= 8 else np.int16)
+                # the output is the head of a longer buffer: nothing may be written past it
+                buf = np.full(ref.size + 64, 77, np.int8 if bits <= 8 else np.int16)
+                out = buf[:ref.size].reshape(ref.shape)
                 _kernels.conv_grouped(c["x"], c["w"], c["bias"], c["shift"], out, c["g"], c["k"], c["stride"],
                                       c["pad"], pad_value, c["mode"], bits, c["act"], zero_out, c["acc32"],
                                       nthreads=threads)
@@ -105,6 +107,7 @@ def test_direct_grouped_convolution_equals_the_reference(simd, edge):
                                           nthreads=threads)
                     assert np.array_equal(out64, ref), (n, threads, "acc64")
                 assert np.array_equal(out, ref), (n, threads, {k: v for k, v in c.items() if k not in "xw"})
+                assert (buf[ref.size:] == 77).all(), (n, threads, "written past the output")
 
 
 def test_direct_grouped_convolution_refuses_bad_arguments():
@@ -151,10 +154,12 @@ def test_direct_grouped_convolution_small_maps(simd):
                                                  activation=ACTS[act], pad_value=pad_value, zero_out=zero_out,
                                                  groups=4)
                             for threads in (1, 2):
-                                out = np.full(ref.shape, 77, np.int8)
+                                buf = np.full(ref.size + 64, 77, np.int8)
+                                out = buf[:ref.size].reshape(ref.shape)
                                 _kernels.conv_grouped(x, wt, bias, shift, out, 4, k, stride, pad, pad_value, mode, 8,
                                                       act, zero_out, 1, nthreads=threads)
                                 assert np.array_equal(out, ref), (k, h, w, stride, pad, cg, it, threads)
+                                assert (buf[ref.size:] == 77).all(), (k, h, w, stride, pad, "past the output")
         assert n > 300
 
 
