@@ -308,7 +308,10 @@ static void dw_sums(int32_t *restrict acc, const int16_t *restrict pl, const dw_
     for (int32_t t = 0; t < nt; ++t) {
         const int16_t *restrict p = pl + 2 * (q0 + tp[t].off);
         const int16_t w0 = tp[t].w0, w1 = tp[t].w1;
-        for (int64_t i = 0; i < n; ++i) acc[i] += w0 * p[2 * i] + w1 * p[2 * i + 1];
+        if (w1 == 0)                                    /* the odd tap of a row (k odd) */
+            for (int64_t i = 0; i < n; ++i) acc[i] += w0 * p[2 * i];
+        else
+            for (int64_t i = 0; i < n; ++i) acc[i] += w0 * p[2 * i] + w1 * p[2 * i + 1];
     }
 }
 
