@@ -36,7 +36,7 @@ enum mdfi_type { MDFI_U8 = 0, MDFI_S8 = 1, MDFI_S16 = 2, MDFI_S32 = 3 };
  *   nthreads : threads to use (>= 1)
  *   simd     : 0 = portable C, 1 = the AVX2 paths where the CPU has AVX2, 2 = as 1, and
  *              the AVX-512 bodies where the CPU has AVX-512 F/BW/VL/DQ (today: the int8
- *              shortcut)
+ *              shortcut and the direct grouped convolution)
  * Work is split into ranges of whole elements/channels, each computed by one thread with the
  * same integer operations: results never depend on the thread count or the path. */
 typedef int (*mdfi_pool_fn)(void (*job)(void *arg, int tid), void *arg, int nthreads);
@@ -179,13 +179,16 @@ int mdfi_lut_ex(const void *restrict in, int32_t in_type, int64_t n, int32_t qmi
  *   out     : [M][OH][OW] of out_type (S8 with bits <= 8, S16), OH = (H + 2 pad - k)/stride + 1
  * The accumulator bound (section 3.2, K = (C/G) k k) keeps every sum below 2^47, and below 2^31
  * when acc32 is set (the layer's acc_bits <= 32: then int32 sums; -1 if a bias does not fit int32).  Threads split
- * the output channels.  Returns 0, -1 (bad argument), -2 (bad output size), -3 (no memory). */
+ * the output channels.  Bodies by opts->simd: portable, AVX2, AVX-512 BW (+ VNNI where the CPU has it).  Returns 0, -1 (bad argument), -2 (bad output size), -3 (no memory). */
 int mdfi_conv_grouped_ex(const void *restrict in, int32_t in_type, int32_t c, int32_t h, int32_t w,
                          const int16_t *restrict weights, const int64_t *restrict bias,
                          const int32_t *restrict shift, int32_t m, int32_t groups, int32_t k, int32_t stride,
                          int32_t pad, int32_t pad_value, int32_t rounding, int32_t bits, int32_t act,
                          int32_t zero_out, int32_t acc32, void *restrict out, int32_t out_type, int32_t oh,
                          int32_t ow, const mdfi_kopts *opts);
+/* Testing: 0 keeps the grouped kernel's AVX-512 body off VNNI (vpmaddwd + vpaddd instead of
+ * vpdpwssd) on a VNNI CPU, 1 (default) lets it use VNNI. */
+void mdfi_grouped_set_vnni(int allowed);
 
 int mdfi_maxpool_ex(const void *restrict in, int32_t type, int32_t c, int32_t h, int32_t w,
                     int32_t size, int32_t stride, int32_t pad,

@@ -384,6 +384,12 @@ def conv_grouped(inp, weights, bias, shift, out, int groups, int k, int stride, 
     _rc(rc, "grouped convolution")
 
 
+def _set_grouped_vnni(allowed):
+    """Testing only: False keeps conv_grouped's AVX-512 body off VNNI on a VNNI CPU (the
+    AVX-512 BW body), True (default) lets it use VNNI."""
+    mdfi_grouped_set_vnni(1 if allowed else 0)
+
+
 def lut(inp, int qmin, table, out, *, nthreads=1, simd=None):
     """out.flat[i] = table[inp.flat[i] - qmin] (clamped index); table int32; out int8/int16/int32
     with the same number of elements (table activations and single head tables)."""

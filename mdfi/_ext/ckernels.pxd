@@ -42,6 +42,7 @@ cdef extern from "mdfi_kernels.h" nogil:
                              int32_t groups, int32_t k, int32_t stride, int32_t pad, int32_t pad_value,
                              int32_t rounding, int32_t bits, int32_t act, int32_t zero_out, int32_t acc32, void *out,
                              int32_t out_type, int32_t oh, int32_t ow, const mdfi_kopts *opts)
+    void mdfi_grouped_set_vnni(int allowed)
     int mdfi_maxpool_ex(const void *inp, int32_t type, int32_t c, int32_t h, int32_t w, int32_t size,
                         int32_t stride, int32_t pad, void *out, int32_t oh, int32_t ow, const mdfi_kopts *opts)
     int mdfi_upsample_ex(const void *inp, int32_t type, int32_t c, int32_t h, int32_t w, int32_t stride,
