@@ -475,7 +475,7 @@ def test_calib_stats_without_a_convolution_is_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("option, spec, words", [
     ("--layer-wbits", "11=4", "layer 11 of .* is a maxpool layer; only convolutional layers have weights"),
     ("--layer-wbits", "4=4", "layer 4 of .* is a shortcut layer"),
-    ("--layer-abits", "20=16", "layer 20 of .* is a yolo layer; only convolutional and shortcut layers"),
+    ("--layer-abits", "20=16", "layer 20 of .* is a yolo layer; only convolutional, shortcut, avgpool and scale_channels layers"),
     ("--layer-abits", "12=16", "layer 12 of .* is a route layer"),
 ])
 def test_layer_widths_of_layers_without_them_are_refused(option, spec, words, tmp_path, capsys):

@@ -184,7 +184,8 @@ def quantize_network(network: Network, *, wbits: int = 8, abits: int = 8, per_ch
         for i in sorted(table):
             if network.layers[i].kind not in kinds:     # would be recorded and shown, and change nothing
                 raise FormatError(f"per-layer {what} for layer {i}: layer {i} of {network.path} is a "
-                                  f"{network.layers[i].kind} layer; only {' and '.join(kinds)} layers have "
+                                  f"{network.layers[i].kind} layer; only {', '.join(kinds[:-1]) + ' and ' if len(kinds) > 1 else ''}"
+                                  f"{kinds[-1]} layers have "
                                   f"{'weights' if what == 'weight width' else 'an output format of their own'}")
     for mode in layer_rounding.values():
         fp.rounding_code(mode)
