@@ -201,3 +201,17 @@ def match_detections(dets, records: List[dict], width: int, height: int, *, min_
             problems.append(f"{d.label}: prob {d.confidence:.5f} vs Darknet {best['prob']:.5f}")
     problems += [f"missing {r['class_name']} {r['prob']:.4f}" for r in left]
     return problems
+
+
+def detection_mismatches(net, folder: Path, stem: str, classes=("a", "b", "c")):
+    """(AlexeyAB's test_detector detections, the mismatches of MDFI's float detections to them)
+    on a fixture's input: ``folder/stem_layers.npz`` ("input") and ``folder/stem_detections.json``."""
+    from mdfi.postprocess import postprocess, settings
+    z = np.load(folder / f"{stem}_layers.npz")
+    rec = load_json(folder / f"{stem}_detections.json")
+    outs = net.forward_float(z["input"])
+    raws = [l.decode(outs[l.index], rec["thresh"]) for l in net.output_layers()]
+    dets = postprocess(raws, rec["image_w"], rec["image_h"], net.width, net.height, rec["thresh"], rec["nms"],
+                       list(classes), **settings(net))
+    want = rec["detections_test_detector"]
+    return want, match_detections(dets, want, rec["image_w"], rec["image_h"])

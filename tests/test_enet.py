@@ -20,7 +20,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from alexeyab_data import ENET, load_json, match_detections, random_network, rel_err
+from alexeyab_data import ENET, detection_mismatches, load_json, match_detections, random_network, rel_err
 from alexeyab_data import random_weights_file as random_weights
 from mdfi.darknet.network import Network
 from mdfi.darknet.weights import load_weights
@@ -76,16 +76,8 @@ def test_mini_every_layer_equals_alexeyab_darknet():
 
 
 def test_mini_detections_equal_alexeyab_darknet():
-    net = mini_network()
-    z = np.load(ENET / "mini-enet_astronaut_layers.npz")
-    rec = load_json(ENET / "mini-enet_astronaut_detections.json")
-    outs = net.forward_float(z["input"])
-    raws = [l.decode(outs[l.index], rec["thresh"]) for l in net.output_layers()]
-    dets = postprocess(raws, rec["image_w"], rec["image_h"], net.width, net.height, rec["thresh"], rec["nms"],
-                       ["a", "b", "c"], **settings(net))
-    assert len(rec["detections_test_detector"]) == 2
-    problems = match_detections(dets, rec["detections_test_detector"], rec["image_w"], rec["image_h"])
-    assert not problems, problems[:5]
+    want, problems = detection_mismatches(mini_network(), ENET, "mini-enet_astronaut")
+    assert len(want) == 2 and not problems, problems[:5]
 
 
 def test_enet_coco_layers_equal_alexeyab_darknet():
@@ -324,7 +316,7 @@ def test_c_kernels_equal_the_reference_on_edge_inputs(tmp_path, bits, mode):
 
 # -- golden model and the standalone runner -----------------------------------------------------
 from test_c_runner import c_build, runner  # noqa: E402,F401 (fixtures)
-from mdfi.quant.quantize import input_to_u8, quantize_network  # noqa: E402
+from mdfi.quant.quantize import quantize_network  # noqa: E402
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(act_method="mse", zero_points=True), dict(wbits=16, abits=16),
@@ -444,7 +436,6 @@ def test_verify_names_the_division_rule_of_an_average_pool(tmp_path, zero_points
 
 def test_verify_names_a_shift_error_in_a_scale_layer(gold_enet, tmp_path):
     """The conv/shortcut datapath hints apply to [scale_channels] (acc = the exact product)."""
-    from mdfi.hw.verify_rules import round_shift  # noqa: F401 (the module the hints use)
     g = gold_enet
     line = [r for r in g.model_lines() if r["record"] == "layer" and r["index"] == 5][0]
     acc = g.read(5, "acc").astype(np.int64)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alexeyab_data import GROUPED, load_json, match_detections, random_network, rel_err
+from alexeyab_data import GROUPED, detection_mismatches, load_json, random_network, rel_err
 from alexeyab_data import random_weights_file as random_weights
 from test_c_runner import c_build, runner  # noqa: F401 (fixtures)
 from mdfi import fixedpoint as fp
@@ -29,7 +29,6 @@ from mdfi.darknet.network import Network
 from mdfi.darknet.weights import load_weights
 from mdfi.errors import CfgError, FormatError
 from mdfi.layers.conv_arith import conv2d_int_ref
-from mdfi.postprocess import postprocess, settings
 from mdfi.quant.quantize import input_to_u8, quantize_network
 
 TOL = 1e-4
@@ -79,16 +78,8 @@ def test_mini_every_layer_equals_alexeyab_darknet():
 
 
 def test_mini_detections_equal_alexeyab_darknet():
-    net = mini_network()
-    z = np.load(GROUPED / "mini-grouped_astronaut_layers.npz")
-    rec = load_json(GROUPED / "mini-grouped_astronaut_detections.json")
-    outs = net.forward_float(z["input"])
-    raws = [l.decode(outs[l.index], rec["thresh"]) for l in net.output_layers()]
-    dets = postprocess(raws, rec["image_w"], rec["image_h"], net.width, net.height, rec["thresh"], rec["nms"],
-                       ["a", "b", "c"], **settings(net))
-    assert len(rec["detections_test_detector"]) == 16
-    problems = match_detections(dets, rec["detections_test_detector"], rec["image_w"], rec["image_h"])
-    assert not problems, problems[:5]
+    want, problems = detection_mismatches(mini_network(), GROUPED, "mini-grouped_astronaut")
+    assert len(want) == 16 and not problems, problems[:5]
 
 
 def test_csresnext50_panet_spp_layers_equal_alexeyab_darknet():
