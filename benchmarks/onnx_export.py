@@ -64,6 +64,13 @@ def _act(nodes, name: str, x: str, act: str) -> str:
         nodes.append(helper.make_node("Relu", [x], [y], name=y))
     elif act == "logistic":
         nodes.append(helper.make_node("Sigmoid", [x], [y], name=y))
+    elif act == "swish":                    # x * logistic(x) (AB src/activations.c:143)
+        nodes.append(helper.make_node("Sigmoid", [x], [f"{y}_s"], name=f"{y}_s"))
+        nodes.append(helper.make_node("Mul", [x, f"{y}_s"], [y], name=y))
+    elif act == "mish":                     # x * tanh(softplus(x)); AB's softplus threshold 20 moves
+        nodes.append(helper.make_node("Softplus", [x], [f"{y}_sp"], name=f"{y}_sp"))     # nothing in float32
+        nodes.append(helper.make_node("Tanh", [f"{y}_sp"], [f"{y}_t"], name=f"{y}_t"))
+        nodes.append(helper.make_node("Mul", [x, f"{y}_t"], [y], name=y))
     else:
         raise ExportError(f"activation {act!r} has no ONNX export here")
     return y
@@ -137,8 +144,45 @@ def to_onnx(net, opset: int = 13):
         elif l.kind == "shortcut":
             if l.alpha != 1.0 or l.beta != 1.0:
                 raise ExportError(f"layer {l.index}: shortcut alpha/beta other than 1")
+            if len(l.inputs) != 2:
+                raise ExportError(f"layer {l.index}: shortcut of {len(l.inputs) - 1} from-layers")
+            (cp, hp, wp), (cf, hf, wf) = [net.layers[i].out_shape for i in l.inputs]
+            if (hp, wp) != (hf, wf):
+                raise ExportError(f"layer {l.index}: shortcut between maps of different sizes")
             y = f"{base}_add"
-            nodes.append(helper.make_node("Add", [inp(l.inputs[0]), inp(l.inputs[1])], [y], name=y))
+            prev, frm = inp(l.inputs[0]), inp(l.inputs[1])
+
+            def channels(src, a, b, tag):
+                out = f"{base}_{tag}"
+                nodes.append(helper.make_node(
+                    "Slice", [src, const(f"{out}_starts", np.array([a], np.int64)),
+                              const(f"{out}_ends", np.array([b], np.int64)),
+                              const(f"{out}_axes", np.array([1], np.int64))], [out], name=out))
+                return out
+            # AlexeyAB adds by flat index over the common channels and keeps the previous layer's
+            # shape (src/blas.c shortcut_multilayer_cpu; mdfi/layers/shortcut.py)
+            if cf > cp:
+                frm = channels(frm, 0, cp, "from_head")
+            if cf < cp:
+                nodes.append(helper.make_node("Add", [channels(prev, 0, cf, "prev_head"), frm], [f"{y}_head"],
+                                              name=f"{y}_head"))
+                nodes.append(helper.make_node("Concat", [f"{y}_head", channels(prev, cf, cp, "prev_tail")], [y],
+                                              name=y, axis=1))
+            else:
+                nodes.append(helper.make_node("Add", [prev, frm], [y], name=y))
+            names.append(_act(nodes, base, y, l.activation))
+        elif l.kind == "avgpool":               # AB src/avgpool_layer.c: the mean of each channel
+            y = f"{base}_avgpool"
+            nodes.append(helper.make_node("GlobalAveragePool", [inp(l.inputs[0])], [y], name=y))
+            names.append(y)
+        elif l.kind == "scale_channels":        # [scale_channels] / [sam]: previous layer x from layer
+            a, b = inp(l.inputs[0]), inp(l.inputs[1])
+            if l.mode == "spatial":             # the previous layer is C=1 x H x W already
+                pass
+            elif l.mode == "channels" and tuple(net.layers[l.inputs[0]].out_shape[1:]) != (1, 1):
+                raise ExportError(f"layer {l.index}: a channel scale of shape {net.layers[l.inputs[0]].out_shape}")
+            y = f"{base}_scale"
+            nodes.append(helper.make_node("Mul", [b, a], [y], name=y))
             names.append(_act(nodes, base, y, l.activation))
         elif l.kind == "yolo":
             c = l.out_shape[0]

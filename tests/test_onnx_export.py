@@ -181,3 +181,21 @@ def test_grouped_convolutions_equal_onnx_runtime(tmp_path, darknet):
     rng = np.random.default_rng(3)
     for _ in range(3):
         assert onnx_export.check_float(net, str(path), rng.random((3, 24, 24)).astype(np.float32)) <= 1e-5
+
+
+@pytest.mark.parametrize("cfg,npz,tol", [("mini-enet.cfg", "mini-enet_astronaut_layers.npz", 1e-5),
+                                         ("enet-coco-128.cfg", "enet-coco-128_astronaut_selected_layers.npz", 1e-4)])
+def test_enet_layers_equal_onnx_runtime(tmp_path, cfg, npz, tol):
+    """[avgpool] (GlobalAveragePool), [scale_channels] / [sam] (Mul with broadcasting), swish and
+    mish, and AlexeyAB's shortcut over the common channels of maps with different channel counts
+    (enet-coco's layer 140: 128 + the first 128 of 576; Slice and Add) against ONNX Runtime."""
+    import onnx
+    sys.path.insert(0, str(Path(__file__).parent))
+    from alexeyab_data import ENET, random_network
+    net = random_network(ENET, cfg, darknet="alexeyab")
+    model = onnx_export.to_onnx(net)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"GlobalAveragePool", "Mul", "Sigmoid"} <= ops
+    path = tmp_path / "enet.onnx"
+    onnx.save(model, str(path))
+    assert onnx_export.check_float(net, str(path), np.load(ENET / npz)["input"]) <= tol
