@@ -135,7 +135,14 @@ static int run_layer(const mdfi_plan *plan, const mdfi_layer *l, const void *con
         /* zero points: the padding holds pad_value, the epilogue adds zero_out (both 0 without) */
         /* grouped (docs/fixed-point.md 3.6): group j convolves input channels [j*C/g, (j+1)*C/g)
            into output channels [j*M/g, (j+1)*M/g), contiguous slices of both tensors */
-        for (int32_t j = 0, g = l->groups, cg = in->c / g, mg = l->m / g; j < g && !rc; ++j) {
+        if (l->w16 != NULL) {       /* depthwise and the like: the direct kernel (same integers) */
+            rc = mdfi_conv_grouped_ex(xs[0], in->type, in->c, in->h, in->w, l->w16, l->bias, l->shift, l->m,
+                                      l->groups, l->k, l->stride, l->pad, l->pad_value, l->rounding, dst_bits, kact,
+                                      l->zero_out, !l->acc64, dst, dst_type, o->h, o->w, &kopts);
+            if (rc) return mdfi_fail(err, plan->model->txt, l->line, "layer %d: grouped convolution failed (%d)",
+                                     (int)l->index, rc);
+        }
+        for (int32_t j = 0, g = l->groups, cg = in->c / g, mg = l->m / g; j < g && !rc && l->w16 == NULL; ++j) {
             const int64_t xe = (int64_t)cg * in->h * in->w, oe = (int64_t)mg * o->h * o->w;
             rc = mdfi_conv2d_zp((const char *)xs[0] + j * xe * (int64_t)mdfi_elem_size(elem_of(in->type)), conv_type(in->type),
                                 cg, in->h, in->w, xe, (const char *)l->packed + j * l->packed_stride,

@@ -14,6 +14,11 @@
 
 #include "mdfi_rt_util.h"
 
+/* Grouped layers with at most this many input channels per group (depthwise) run on the direct
+ * kernel of csrc/mdfi_kernels_grouped.c, as in the Python engine (mdfi/cengine.py
+ * GROUPED_DIRECT_MAX); wider groups one GEMM call per group.  Same integers either way. */
+#define MDFI_RT_GROUPED_DIRECT_MAX 2
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -72,6 +77,9 @@ typedef struct mdfi_layer {
                                            blocks of packed_size bytes, packed_stride
                                            apart (conv groups: see route below)        */
     int64_t packed_size, packed_stride;
+    int16_t *w16;                       /* [M][C/groups][k][k] int16 weights of a grouped layer
+                                           of <= MDFI_RT_GROUPED_DIRECT_MAX channels per group
+                                           (the direct kernel, mdfi_conv_grouped_ex), else NULL */
     int64_t *bias;                      /* [M] biases at the accumulator scale         */
     int32_t *shift;                     /* [M] requantizing shifts                     */
     /* zero points (docs/fixed-point.md 1.1; model.txt pad_value=, zero_out=, zero_in=, zero_a=, zero_b=;

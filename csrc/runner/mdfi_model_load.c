@@ -41,6 +41,14 @@ static int load_conv(const mdfi_model *m, mdfi_layer *l, mdfi_err *err)
         free(w);
         return mdfi_fail(err, m->txt, l->line, "layer %d: out of memory for the packed weights", (int)l->index);
     }
+    if (g > 1 && cg <= MDFI_RT_GROUPED_DIRECT_MAX) {
+        l->w16 = mdfi_alloc(nw, sizeof *l->w16);
+        if (l->w16 == NULL) {
+            free(w);
+            return mdfi_fail(err, m->txt, l->line, "layer %d: out of memory", (int)l->index);
+        }
+        for (int64_t i = 0; i < nw; ++i) l->w16[i] = wide ? ((const int16_t *)w)[i] : ((const int8_t *)w)[i];
+    }
     int rc = MDFI_CONV_OK;
     for (int32_t j = 0; j < g && rc == MDFI_CONV_OK; ++j)
         rc = mdfi_conv_pack_weights((const char *)w + (size_t)j * mg * cg * l->k * l->k * (wide ? 2 : 1),
@@ -136,6 +144,7 @@ void mdfi_model_free(mdfi_model *model)
     for (int32_t i = 0; i < model->nlayers; ++i) {
         mdfi_layer *l = &model->layers[i];
         free(l->packed);
+        free(l->w16);
         free(l->bias);
         free(l->shift);
         free(l->sel);
