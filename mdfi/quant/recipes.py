@@ -527,6 +527,11 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         except ModelFileError:
             pass                        # damaged cache entry: quantize again below
     network = load_network()            # (its errors are one line: no status before them)
+    if dw_equalize:
+        from .dwequal import eligible
+        if not eligible(network):
+            print(f"note: {label}: no tensor that only depthwise convolutions read: dw_equalize changes nothing",
+                  file=sys.stderr, flush=True)
     progress = _FirstUse(label, opts, path if cache else None)
     if calib_images is not None:
         from . import calibrate
