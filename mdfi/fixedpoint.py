@@ -163,11 +163,17 @@ def requantize(acc: IntArray, shift: ShiftLike, mode: str, bits: int, activation
     unsat = shift_round(acc, s, mode)
     if zero:
         unsat = unsat + np.int64(zero)
+    return saturate_counted(unsat, bits, signed, stats)
+
+
+def saturate_counted(unsat: IntArray, bits: int, signed: bool = True, stats: Optional[dict] = None) -> IntArray:
+    """``saturate(unsat, bits)`` as int32; ``stats`` (a dict), if given, accumulates
+    ``saturated`` (results the saturation clamped: overflow visibility, docs section 2) and
+    ``total``."""
     if stats is not None:
-        # Overflow visibility (docs section 2): how many results the saturation clamped.
         stats["saturated"] = stats.get("saturated", 0) + int(np.count_nonzero(
             (unsat < qmin(bits, signed)) | (unsat > qmax(bits, signed))))
-        stats["total"] = stats.get("total", 0) + int(unsat.size)
+        stats["total"] = stats.get("total", 0) + int(np.size(unsat))
     return saturate(unsat, bits, signed).astype(np.int32)
 
 

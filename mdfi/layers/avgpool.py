@@ -99,11 +99,7 @@ class QAvgpool(QLayer):
     def forward_ref(self, xs, stats=None):
         num, den = self.num_den(self.sums(xs))
         unsat = fp.div_round(num, den, self.rounding) + np.int64(self.out_fmt.zero)
-        if stats is not None:
-            stats["saturated"] = stats.get("saturated", 0) + int(np.count_nonzero(
-                (unsat < self.out_fmt.min) | (unsat > self.out_fmt.max)))
-            stats["total"] = stats.get("total", 0) + int(unsat.size)
-        return fp.saturate(unsat, self.out_fmt.bits).astype(np.int32)
+        return fp.saturate_counted(unsat, self.out_fmt.bits, stats=stats)
 
     def stages_ref(self, xs) -> dict:
         """Golden stages: ``acc`` (the exact sum S) and ``out``."""
