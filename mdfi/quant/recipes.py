@@ -112,13 +112,13 @@ def dw_equalize_kwargs(network: Network, on: bool, images: Optional[Sequence] = 
     (what the statistics of a model without photos come from); ``{}`` when ``on`` is false."""
     if not on:
         return {}
-    import numpy as np
     from ..image import load_image
     from ..preprocess import network_input
+    from .calib_inputs import calibration_variants
     rgbs = [load_image(i) for i in images] if images is not None else [sample_rgb()]
-    views = [(r,) if images is not None else (r, r[:, ::-1]) for r in rgbs]
     return {"dw_equalize": True,
-            "calib_inputs": [network_input(np.ascontiguousarray(v), network) for vs in views for v in vs]}
+            "calib_inputs": [network_input(v, network) for r in rgbs
+                             for v in calibration_variants(r, augment=images is None)]}
 
 
 DW_EQUALIZE_STORY = "depthwise inputs equalized by powers of two (docs/quantization.md round 29)"
