@@ -25,6 +25,7 @@
 
 #define ALIGN 64
 #define L2_BUDGET (256 * 1024)        /* B bytes per work item */
+#define AMX_DIRECT_OW 104             /* AMX: strided layers this wide read B in direct mode   */
 #define COMPACT_COST 0.25             /* cost units per 16 positions of a compact copy */
 
 static size_t align_up(size_t n) { return (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 1); }
@@ -428,12 +429,17 @@ static void choose(q8_ctx *g, const q8_ops *ops, int32_t nthreads, const q8_kern
             }
         }
     if (ops->b_aligned) {
-        /* AMX (docs/performance.md "AMX on real hardware", measured per layer): B rows on cache
-         * lines; kernel 0 (4 register tiles sharing B from L1) except for 1x1 layers whose K
-         * is one chunk (at most Q8_AMX_KC_ONE steps of 64 channels), where kernel 1 (one
-         * register tile) was faster */
-        best_mode = g->ks == 1 && g->stride == 1 && g->pad == 0 ? MODE_DIRECT : MODE_PACKED;
-        best = &ops->kerns[ops->nkerns > 1 && g->ks == 1 && (g->c4 + 15) / 16 <= Q8_AMX_KC_ONE ? 1 : 0];
+        /* AMX (docs/performance.md "AMX on real hardware" and "Direct mode on AMX", measured
+         * per layer): 1x1 layers read B straight from X4 (stride 1, no padding: rows on cache
+         * lines), kernel 1 (one register tile) when K is one chunk (at most Q8_AMX_KC_ONE steps
+         * of 64 channels), else kernel 0 (4 register tiles sharing B from L1).  Larger kernels:
+         * direct mode with one register tile at stride 1 and on wide strided maps (stop 40:
+         * 0.67-0.93x the time of packed B on yolov3's shapes at 1 and 2 threads, although its
+         * tile rows cross cache lines), else packed B (rows on lines) with 4 register tiles. */
+        const int direct = g->ks == 1 ? g->stride == 1 && g->pad == 0 : g->stride == 1 || g->ow >= AMX_DIRECT_OW;
+        best_mode = direct ? MODE_DIRECT : MODE_PACKED;
+        best = &ops->kerns[ops->nkerns > 1 && ((g->ks == 1 && (g->c4 + 15) / 16 <= Q8_AMX_KC_ONE) || (direct && g->ks > 1))
+                                ? 1 : 0];
     }
     if (force_kernel >= 0) best = &ops->kerns[force_kernel < ops->nkerns ? force_kernel : ops->nkerns - 1];
     if (force_direct >= 0)      /* 2 (compact) where the layer has no compact mode: packed */
