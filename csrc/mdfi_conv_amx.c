@@ -13,8 +13,9 @@
  *
  * Used for layers whose channel count is a multiple of 64 (whole K tiles) or 29-63 (one
  * partial K tile per tap, amx_usable); other layers take the AVX512-VNNI kernels
- * (q8_ops.fallback).  The tile state is configured at the start of each kernel call and
- * released at its end (no AMX state outlives a call).  The kernel runs
+ * (q8_ops.fallback).  The tile state is configured by a thread's first kernel call of a
+ * layer and released at the end of the layer (amx_finish: no AMX state outlives a layer).
+ * The kernel runs
  * only after mdfi_cpu_features() reported AMX-TILE + AMX-INT8 with the OS tile state and the
  * Linux permission (arch_prctl), and after the path's start-up self-check
  * (mdfi_conv_paths.c).  The kernel's source is shared with "amx-sim" (the same text on a C
@@ -140,12 +141,33 @@ static inline __attribute__((always_inline)) void amx_config(tilecfg *cfg, int32
     cfg->palette = 1;
     amx_shapes(kq, cfg->colsb, cfg->rows);
 }
+/* The tile configuration is loaded by a thread's first call of a layer (or when the layer's
+ * shapes differ from the loaded ones) and released by amx_finish at the end of the layer
+ * (q8_ops.finish, run by every thread of the layer): no tile state outlives a layer.  Loading
+ * and releasing it around every call cost 24 % of a 3x3 layer's tile loop with one register
+ * tile per call (stop 40, a micro-benchmark; docs/performance.md "Direct mode on AMX"). */
+static __thread int32_t amx_loaded_kq;        /* kq of the loaded configuration, 0: none */
 #define HW_STATE tilecfg cfg_
-#define HW_CONFIG (amx_config(&cfg_, kq), _tile_loadconfig(&cfg_))
+#define HW_CONFIG                                                                                 \
+    do {                                                                                          \
+        if (amx_loaded_kq != kq) {                                                                \
+            amx_config(&cfg_, kq);                                                                \
+            _tile_loadconfig(&cfg_);                                                              \
+            amx_loaded_kq = kq;                                                                   \
+        }                                                                                         \
+    } while (0)
 AMX_KERNEL(amx_tile_128x32, 4, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbsud, _tile_stored,
-           _tile_release())
+           ((void)0))
 AMX_KERNEL(amx_tile_32x32, 1, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbsud, _tile_stored,
-           _tile_release())
+           ((void)0))
+
+AMX static void amx_finish(void)
+{
+    if (amx_loaded_kq != 0) {
+        _tile_release();
+        amx_loaded_kq = 0;
+    }
+}
 
 /* the C model (Intel SDM pseudo-code): a tile of rows x colsb bytes as configured, the
  * rest of its 16 x 64 bytes zero */
@@ -213,18 +235,18 @@ static int amx_usable(int32_t c, int32_t ks, int32_t stride)
 
 static const q8_kernel kerns_amx[] = {{128, 2, 16, amx_tile_128x32}, {32, 2, 16, amx_tile_32x32}};
 const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_amx, 2, amx_usable,
-                                &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1};
+                                &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1, amx_finish};
 static const q8_kernel kerns_sim[] = {{128, 2, 16, amxsim_tile_128x32}, {32, 2, 16, amxsim_tile_32x32}};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_sim, 2, amx_usable,
-                                   &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1};
+                                   &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1, NULL};
 
 int mdfi_q8_have_amx_build(void) { return 1; }
 
 #elif MDFI_CONV_X86
 
-const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0, NULL, 0};
+const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0, NULL, 0, NULL};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL,
-                                   &mdfi_q8_ops_vnni512, 0, 0, NULL, 0};
+                                   &mdfi_q8_ops_vnni512, 0, 0, NULL, 0, NULL};
 int mdfi_q8_have_amx_build(void) { return 0; }
 
 #else

@@ -399,6 +399,7 @@ static void q8_worker(void *arg, int tid)
             e += i1 - i0;
         }
     }
+    if (ops->finish != NULL) ops->finish();
 }
 
 /* The register tile and B mode of a layer (ctx: plane_geometry done): the smallest estimated

@@ -169,6 +169,9 @@ typedef struct q8_ops {
      * across two lines costs two): packed mode, unless direct mode's rows are aligned
      * (1x1 stride 1, no padding: tiles start at multiples of NR, planes at 16 positions) */
     int32_t b_aligned;
+    /* optional: run by every thread at the end of a layer (AMX: release the tile state the
+     * kernels configured once per thread and layer) */
+    void (*finish)(void);
 } q8_ops;
 
 /* The portable reference ops (mdfi_conv_q8.c) and the SIMD twins. */
