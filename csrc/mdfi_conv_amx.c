@@ -60,9 +60,11 @@ static inline const int8_t *at_panel(const q8_ctx *ctx, int32_t r)
  * (AMX_KC * 2 KB) are read from L2 once and from L1 by the other register tiles, whose C
  * tiles wait in `cb` (stored after a chunk, loaded before the next).  A layer whose whole K
  * fits one chunk stores each C tile once.  Every sum is the one of a single register tile
- * (same K order; modulo 2^32 anyway).  The driver (choose, mdfi_conv_q8.c) takes J = 4
- * except for 1x1 layers of one chunk (J = 1), and packed B (rows on cache lines: a tile row
- * across two lines costs two) except for 1x1 stride-1 layers, whose direct rows are aligned. */
+ * (same K order; modulo 2^32 anyway).  The driver (choose, mdfi_conv_q8.c) takes direct mode
+ * with J = 1 for kernels of 2x2 and more at stride 1 and on wide strided maps (stop 40: faster
+ * than packed B although its tile rows cross cache lines), packed B (rows on cache lines) with
+ * J = 4 on the narrower strided maps, and for 1x1 stride-1 layers direct mode (aligned rows)
+ * with J = 1 when K is one chunk, else J = 4. */
 #define AMX_KC 8
 
 /* The kernel, written once over tile operations (STATE, ZERO, LOAD, DP, STORE, RELEASE) and
