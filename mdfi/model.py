@@ -269,7 +269,8 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
          rounding: Optional[str] = None, engine: Optional[str] = None, threads: Optional[int] = None,
          download: bool = True, cache: bool = True, darknet: Optional[str] = None,
          calib: Union[PathLike, Sequence[ImageLike], None] = None,
-         zero_points: Optional[bool] = None, dw_equalize: Optional[bool] = None) -> Model:
+         zero_points: Optional[bool] = None, dw_equalize: Optional[bool] = None,
+         empirical_bias: Optional[bool] = None) -> Model:
     """Load a detector.
 
     * ``load()`` / ``load("yolov3-tiny")``: a zoo model in fixed point (8-bit, formats from
@@ -303,6 +304,11 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     (:mod:`mdfi.quant.dwequal`; as ``mdfi quantize --dw-equalize``) if True, without if False;
     None (default): as the model's recipe says -- on for the zoo's yolo-fastest-1.1-xl at w8a8
     without photos ("Round 29c"), else off.
+    ``empirical_bias``: cancel, per output channel, the mean error the quantized network makes
+    on the calibration inputs (the shipped sample photo and its mirror, or ``calib``; as
+    ``mdfi quantize --bias-correction empirical``) if True, without if False; None (default): as
+    the model's recipe says -- on for the zoo's yolo-fastest-1.1 and yolo-fastest-1.1-xl at w8a8
+    without photos ("Round 30"), else off.
     """
     from .engine import FixedEngine
 
@@ -325,13 +331,15 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         raise ArgumentError(f"zero_points={zero_points!r}: expected True, False or None")
     if dw_equalize is not None and not isinstance(dw_equalize, bool):
         raise ArgumentError(f"dw_equalize={dw_equalize!r}: expected True, False or None")
+    if empirical_bias is not None and not isinstance(empirical_bias, bool):
+        raise ArgumentError(f"empirical_bias={empirical_bias!r}: expected True, False or None")
     engine = engine or DEFAULT_ENGINE
     if model is not None and _is_mdfi_file(model):
         if precision == "float":
             raise MDFIError(f"{os.fspath(model)} is a quantized model; the float path needs the "
                             f".cfg and .weights it came from")
         if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, cfg, weights, darknet, calib,
-                                       zero_points, dw_equalize)):
+                                       zero_points, dw_equalize, empirical_bias)):
             raise MDFIError("a .mdfi file fixes its formats; quantize again with `mdfi quantize` "
                             "to change widths, rounding or calibration")
         from .quant import modelfile
@@ -350,9 +358,10 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
         return network
 
     if precision == "float":
-        if any(v is not None for v in (bits, wbits, abits, per_channel, rounding, calib)) or zero_points or dw_equalize:
-            raise MDFIError("bits/rounding/per-channel/calib/zero_points/dw_equalize options apply to the fixed-point "
-                            "path only")
+        if (any(v is not None for v in (bits, wbits, abits, per_channel, rounding, calib)) or zero_points
+                or dw_equalize or empirical_bias):
+            raise MDFIError("bits/rounding/per-channel/calib/zero_points/dw_equalize/empirical_bias options apply to "
+                            "the fixed-point path only")
         network = load_network()
         return Model(network, class_names, FloatEngine(network), name=label)
     from .quant import recipes
@@ -360,7 +369,8 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     qm = recipes.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
                                wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
                                rounding=rounding, cache=cache, darknet=darknet,
-                               calib_images=_calib_images(calib), zero_points=zero_points, dw_equalize=dw_equalize)
+                               calib_images=_calib_images(calib), zero_points=zero_points, dw_equalize=dw_equalize,
+                               empirical_bias=empirical_bias)
     return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
 
 

@@ -150,6 +150,11 @@ DW_EQUALIZE_DEFAULT = ("default: on for the zoo's yolo-fastest-1.1-xl at w8a8 wi
                        "docs/quantization.md round 29")
 
 
+#: The --empirical-bias default, as every command's help says it (mdfi.quant.recipes.default_empirical_bias).
+EMPIRICAL_BIAS_DEFAULT = ("default: on for the zoo's yolo-fastest-1.1 and yolo-fastest-1.1-xl at w8a8 without --calib "
+                          "photos, else off; docs/quantization.md round 30")
+
+
 def add_precision_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("precision")
     g.add_argument("--float", action="store_true", help="run the float32 reference path")
@@ -169,6 +174,10 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dw-equalize", action=argparse.BooleanOptionalAction, default=None,
                    help="equalize the tensors only depthwise convolutions read by powers of two, or "
                         "--no-dw-equalize (as mdfi quantize; " + DW_EQUALIZE_DEFAULT + ")")
+    g.add_argument("--empirical-bias", action=argparse.BooleanOptionalAction, default=None,
+                   help="cancel the mean error per channel measured on the calibration inputs (the sample photo and "
+                        "its mirror, or --calib), or --no-empirical-bias (as mdfi quantize --bias-correction "
+                        "empirical; " + EMPIRICAL_BIAS_DEFAULT + ")")
     g.add_argument("--stats", action="store_true",
                    help="print per-layer saturation counts (how many outputs each format clamped)")
 
@@ -202,10 +211,11 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
     calib = getattr(args, "calib", None)
     zp = getattr(args, "zero_points", None)
     dw = getattr(args, "dw_equalize", None)
+    eb = getattr(args, "empirical_bias", None)
     if args.float:
-        if args.bits is not None or calib or zp or dw or args.engine is not None:
+        if args.bits is not None or calib or zp or dw or eb or args.engine is not None:
             opt = ('--bits' if args.bits is not None else '--calib' if calib else '--engine' if args.engine else
-                   '--zero-points' if zp else '--dw-equalize')
+                   '--zero-points' if zp else '--dw-equalize' if dw else '--empirical-bias')
             raise MDFIError(f"{opt} applies to the fixed-point engine; drop --float")
         return {"precision": "float"}
     kw = {"precision": "fixed", "engine": args.engine, "threads": getattr(args, "threads", None)}
@@ -220,6 +230,8 @@ def precision_kwargs(args: argparse.Namespace) -> dict:
         kw["zero_points"] = zp
     if dw is not None:
         kw["dw_equalize"] = dw
+    if eb is not None:
+        kw["empirical_bias"] = eb
     return kw
 
 

@@ -126,7 +126,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if how:
         print(f"mdfi quantize: {how}", file=sys.stderr)
     cfg_text = read_cfg_text(network.path)
-    bias = {"auto": "auto", "empirical": "empirical", "on": True, "off": False}[args.bias_correction]
+    bias = {"auto": "auto", "empirical": "empirical", "on": True, "off": False}[args.bias_correction or "auto"]
     data_methods = (args.weight_rounding != "nearest" or bias == "empirical" or args.size_budget is not None
                     or args.gain_correction is not None)
     inputs = (calibrate.load_inputs(network, args.calib, crops=args.calib_crops)
@@ -160,6 +160,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if kw.get("calib_inputs") is not None:
             dkw.pop("calib_inputs")             # the data-driven methods' inputs (with --calib-crops) serve both
         kw.update(dkw)
+    # round 30: the recipe's empirical bias correction on the sample photo (as mdfi.load's default)
+    auto_bias = (args.bias_correction is None and recipes.default_empirical_bias(spec_name, source, opts, args.zero_points)
+                 and not (rescale or data_methods or args.layer_abits or args.layer_wbits or args.layer_rounding
+                          or args.search or args.clip_budget is not None))
+    if auto_bias:
+        bias = "empirical"
+        if kw.get("calib_inputs") is None:
+            kw["calib_inputs"] = recipes.calibration_inputs(network)
     common = dict(wbits=opts["wbits"], abits=opts["abits"], per_channel=opts["per_channel"],
                   rounding=opts["rounding"], calib=calib, act_method=opts["act_method"],
                   weight_method=opts["weight_method"], layer_rounding=args.layer_rounding,
@@ -201,6 +209,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if dw and "dw_equalize" in qm.options:
             src = qm.options.get("formats_source")
             qm.options["formats_source"] = f"{src}; {recipes.DW_EQUALIZE_STORY}" if src else recipes.DW_EQUALIZE_STORY
+        if auto_bias:
+            src = qm.options.get("formats_source")
+            qm.options["formats_source"] = (f"{src}; {recipes.EMPIRICAL_BIAS_STORY}" if src
+                                            else recipes.EMPIRICAL_BIAS_STORY)
     size = modelfile.save(qm, args.output, model_name=label)
     float_bytes = 20 + 4 * network.num_params()
     clamped = sum(getattr(q, "bias_clamped", 0) for q in qm.layers)
@@ -328,9 +340,12 @@ def add_quantize_parser(sub) -> None:
                         "inputs, so that the gain lost per layer does not compound (opt-in, needs --calib; with "
                         "--weight-rounding nearest or gptq): asym: least-squares target weights (asymmetric "
                         "calibration, GPTAQ); gain: per-channel measured slope, re-round w/g (docs/quantization.md)")
-    q.add_argument("--bias-correction", choices=("auto", "empirical", "on", "off"), default="auto",
+    q.add_argument("--bias-correction", choices=("auto", "empirical", "on", "off"), default=None,
                    help="empirical: cancel the mean error per channel measured on the --calib images; "
-                        "auto: the analytic correction for weights of 6 bits or fewer")
+                        "auto: the analytic correction for weights of 6 bits or fewer (default: auto, and empirical "
+                        "on the shipped sample photo for the zoo's yolo-fastest-1.1 and yolo-fastest-1.1-xl at w8a8 "
+                        "without --calib and without options that change what it was chosen for; "
+                        "docs/quantization.md round 30)")
     q.add_argument("--size-budget", type=percent_arg, default=None, metavar="P%",
                    help="mixed precision: narrow the least sensitive layers' weights (measured on the --calib "
                         "images) until the parameters are at most P%% of the float32 weights")

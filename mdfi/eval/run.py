@@ -97,6 +97,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     zero_tags = []                         # the configs quantized with zero points
     rounded_tags = []                      # ... and with the recipe's shipped rounding (round 15)
     dw_tags = []                           # the configs whose depthwise inputs were equalized (round 29)
+    eb_tags = []                           # the configs with the empirical bias correction (round 30)
     source = recipes.statistics_source(spec_name, photos=bool(args.calib),
                                        bn_estimate=calib.method == "batchnorm-estimate")
     for wbits, abits in configs:
@@ -126,10 +127,17 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         dw = getattr(args, "dw_equalize", None)
         if dw is None:                  # round 29c
             dw = recipes.default_dw_equalize(spec_name, source, opts, zp)
-        qkw.update(recipes.dw_equalize_kwargs(network, dw, calibrate.list_images(args.calib) if args.calib else None))
+        images = calibrate.list_images(args.calib) if args.calib else None
+        qkw.update(recipes.dw_equalize_kwargs(network, dw, images))
+        eb = getattr(args, "empirical_bias", None)
+        if eb is None:                  # round 30
+            eb = recipes.default_empirical_bias(spec_name, source, opts, zp)
+        qkw.update(recipes.empirical_bias_kwargs(network, eb, qkw, images, what="--empirical-bias"))
         qm = quantize_network(network, **qkw)
         if "dw_equalize" in qm.options:
             dw_tags.append(tag)
+        if eb:
+            eb_tags.append(tag)
         sizes[tag] = qm.param_bytes()
         models[tag] = modelfile.dumps(qm, model_name=label)
         del qm
@@ -141,7 +149,8 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     return _report(run, {"label": label, "images": args.images, "calib_src": calib_src, "opts": opts,
                          "engine": engine, "results": args.results, "darknet": darknet, "gt_thresh": gt_thresh,
                          "sizes": sizes, "float_bytes": float_bytes, "plot": getattr(args, "plot", None),
-                         "zero_points": zero_tags, "shipped_rounding": rounded_tags, "dw_equalize": dw_tags})
+                         "zero_points": zero_tags, "shipped_rounding": rounded_tags, "dw_equalize": dw_tags,
+                         "empirical_bias": eb_tags})
 
 
 @dataclass
@@ -366,6 +375,9 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
         head += f"; the recipe's shipped AdaRound weights at {', '.join(info['shipped_rounding'])}"
     if info.get("dw_equalize"):
         head += f"; depthwise inputs equalized (docs/quantization.md round 29) at {', '.join(info['dw_equalize'])}"
+    if info.get("empirical_bias"):
+        head += (f"; biases corrected for the mean error on the calibration inputs (docs/quantization.md round 30) "
+                 f"at {', '.join(info['empirical_bias'])}")
     text = head + "\n" + evaluate.format_agreement_table(results)
     for tag, d in sat.items():
         text += f"\n\nsaturated outputs per layer, {tag} (layers with none omitted):\n{d['table']}"
@@ -380,7 +392,8 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
               "images": len(order), "calibration": info["calib_src"],
               "options": {k: v for k, v in opts.items() if k not in ("wbits", "abits")}, "engine": info["engine"],
               "agreement": evaluate.to_json_dict(results), "zero_points": zero_tags,
-              "shipped_rounding": info.get("shipped_rounding") or [], "dw_equalize": info.get("dw_equalize") or []}
+              "shipped_rounding": info.get("shipped_rounding") or [], "dw_equalize": info.get("dw_equalize") or [],
+              "empirical_bias": info.get("empirical_bias") or []}
     sizes, float_bytes = info["sizes"], info["float_bytes"]
     report["param_bytes"] = sizes
     report["size_vs_float"] = {k: v / float_bytes for k, v in sizes.items()}

@@ -106,22 +106,65 @@ def default_dw_equalize(spec_name: Optional[str], source: str, opts: dict, zero_
     return source == "sample" and bool(zero_points) and width_tag(opts) in DW_EQUALIZE.get(spec_name or "", ())
 
 
-def dw_equalize_kwargs(network: Network, on: bool, images: Optional[Sequence] = None) -> dict:
-    """``quantize_network`` keyword arguments of ``dw_equalize``: the float network inputs of
-    ``images`` (the calibration photos), else of the shipped sample photo and its mirror image
-    (what the statistics of a model without photos come from); ``{}`` when ``on`` is false."""
-    if not on:
-        return {}
+def calibration_inputs(network: Network, images: Optional[Sequence] = None) -> list:
+    """The float network inputs of ``images`` (the calibration photos), else of the shipped
+    sample photo and its mirror image (what the statistics of a model without photos come
+    from): the inputs of ``dw_equalize`` and of the empirical bias correction by default."""
     from ..image import load_image
     from ..preprocess import network_input
     from .calib_inputs import calibration_variants
     rgbs = [load_image(i) for i in images] if images is not None else [sample_rgb()]
-    return {"dw_equalize": True,
-            "calib_inputs": [network_input(v, network) for r in rgbs
-                             for v in calibration_variants(r, augment=images is None)]}
+    return [network_input(v, network) for r in rgbs for v in calibration_variants(r, augment=images is None)]
+
+
+def dw_equalize_kwargs(network: Network, on: bool, images: Optional[Sequence] = None) -> dict:
+    """``quantize_network`` keyword arguments of ``dw_equalize`` (its inputs:
+    :func:`calibration_inputs`); ``{}`` when ``on`` is false."""
+    if not on:
+        return {}
+    return {"dw_equalize": True, "calib_inputs": calibration_inputs(network, images)}
 
 
 DW_EQUALIZE_STORY = "depthwise inputs equalized by powers of two (docs/quantization.md round 29)"
+
+#: Zoo models whose default at these widths cancels, per output channel, the mean error the
+#: quantized network makes on the inputs its formats come from (``bias_correction="empirical"``
+#: on the shipped sample photo and its mirror; no photos, no shipped data), with zero points:
+#: docs/quantization.md round 30 (Yolo-Fastest 1.1 and 1.1-xl, chosen on ``val6`` + ``val7``).
+EMPIRICAL_BIAS = {"yolo-fastest-1.1": ("w8a8",), "yolo-fastest-1.1-xl": ("w8a8",)}
+
+
+def default_empirical_bias(spec_name: Optional[str], source: str, opts: dict, zero_points: bool) -> bool:
+    """Whether a model is quantized with the empirical bias correction unless told otherwise
+    (:data:`EMPIRICAL_BIAS`: without photos, with zero points)."""
+    return source == "sample" and bool(zero_points) and width_tag(opts) in EMPIRICAL_BIAS.get(spec_name or "", ())
+
+
+def check_empirical_bias(qkw: dict, what: str = "empirical_bias") -> None:
+    """A recipe's shipped rounding (``weight_deltas`` / ``bias_shifts`` in ``qkw``) carries its own
+    bias shifts: refused together with the empirical bias correction (one line)."""
+    if "weight_deltas" in qkw or "bias_shifts" in qkw:
+        from ..errors import MDFIError
+        raise MDFIError(f"{what}: this recipe's shipped rounding carries its own bias shifts; "
+                        "turn its zero points off (zero_points=False / --no-zero-points) to measure new ones")
+
+
+def empirical_bias_kwargs(network: Network, on: bool, qkw: dict, images: Optional[Sequence] = None,
+                          what: str = "empirical_bias") -> dict:
+    """``quantize_network`` keyword arguments of the empirical bias correction, to update ``qkw``
+    (the other arguments) with: ``bias_correction="empirical"`` and, unless ``qkw`` has them,
+    :func:`calibration_inputs`; ``{}`` when ``on`` is false.  A recipe's shipped rounding
+    carries its own bias shifts: the two are refused together (one line)."""
+    if not on:
+        return {}
+    check_empirical_bias(qkw, what)
+    kw: dict = {"bias_correction": "empirical"}
+    if qkw.get("calib_inputs") is None:
+        kw["calib_inputs"] = calibration_inputs(network, images)
+    return kw
+
+
+EMPIRICAL_BIAS_STORY = "biases corrected for the mean error measured on the same inputs (docs/quantization.md round 30)"
 
 
 def statistics_source(spec_name: Optional[str], *, photos: bool, bn_estimate: bool = False) -> str:
@@ -477,7 +520,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
                   load_network: Callable[[], Network], wbits=None, abits=None, per_channel=None,
                   rounding=None, cache: bool = True, darknet=None,
                   calib_images: Optional[Sequence] = None, zero_points: Optional[bool] = None,
-                  dw_equalize: Optional[bool] = None) -> QuantizedModel:
+                  dw_equalize: Optional[bool] = None, empirical_bias: Optional[bool] = None) -> QuantizedModel:
     """Quantize a model with its recipe, reusing a cached ``.mdfi`` when it matches.
 
     ``load_network()`` returns the float network with its weights; it is only called when
@@ -488,7 +531,9 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     activation formats with zero points (``mse``, no shipped decisions; part of the key);
     None: :func:`default_zero_points`.  ``dw_equalize``: power-of-two equalization of the
     depthwise inputs (:mod:`mdfi.quant.dwequal`; part of the key); None:
-    :func:`default_dw_equalize`.
+    :func:`default_dw_equalize`.  ``empirical_bias``: the empirical bias correction on the
+    calibration inputs (:func:`empirical_bias_kwargs`; part of the key); None:
+    :func:`default_empirical_bias`.
     """
     from . import modelfile
     opts = resolve(spec_name, wbits=wbits, abits=abits, per_channel=per_channel, rounding=rounding)
@@ -513,6 +558,11 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         dw_equalize = default_dw_equalize(spec_name, stats_src, opts, zero_points)
     if dw_equalize:
         key_opts = dict(key_opts, dw_equalize=True)
+    if empirical_bias is None:
+        empirical_bias = default_empirical_bias(spec_name, stats_src, opts, zero_points)
+    if empirical_bias:
+        check_empirical_bias(zkw)               # before any heavy work
+        key_opts = dict(key_opts, empirical_bias=True)
     if sample_mixed_applies(spec_name, opts):       # round 24's default widths are part of the key
         key_opts = dict(key_opts, layer_wbits="sample-photo-sensitivity")
     path, source, cfg_text, label = cache_path(cfg_file, weights_file, spec_name, key_opts)
@@ -563,6 +613,9 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     qkw.update(dw_equalize_kwargs(network, dw_equalize, calib_images))
     if dw_equalize:
         how = f"{how}; {DW_EQUALIZE_STORY}" if how else DW_EQUALIZE_STORY
+    qkw.update(empirical_bias_kwargs(network, empirical_bias, qkw, calib_images))
+    if empirical_bias:
+        how = f"{how}; {EMPIRICAL_BIAS_STORY}" if how else EMPIRICAL_BIAS_STORY
     progress.stage("integer weights and formats")
     qm = quantize_network(network, **qkw)
     if "weight_deltas" in decided:

@@ -1,0 +1,113 @@
+"""The empirical bias correction as a recipe default (docs/quantization.md round 30): which models
+and widths get it, and that mdfi.load, `mdfi quantize` and `mdfi eval` build the same integers as
+quantize_network(bias_correction="empirical") on the shipped sample photo and its mirror."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mdfi.quant import recipes
+from mdfi.quant.quantize import quantize_network
+from test_dwequal import CFG, _net
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(x.weights, y.weights) and np.array_equal(x.shift, y.shift)
+               and np.array_equal(x.bias, y.bias) for x, y in zip(a.layers, b.layers) if x.kind == "convolutional")
+
+
+def test_recipe_default_is_yolo_fastest_at_w8a8_without_photos():
+    w8a8, w6a8 = recipes.resolve(None), recipes.resolve(None, wbits=6)
+    d = recipes.default_empirical_bias
+    for name in ("yolo-fastest-1.1", "yolo-fastest-1.1-xl"):
+        assert d(name, "sample", w8a8, True)
+        assert not d(name, "photos", w8a8, True)        # rule 30 decided without photos
+        assert not d(name, "sample", w6a8, True)
+        assert not d(name, "sample", w8a8, False)       # ... with zero points
+    assert not d("yolov3-tiny", "shipped", w8a8, True)
+    assert not d(None, "sample", w8a8, True)
+
+
+@pytest.fixture(scope="module")
+def dw_model(tmp_path_factory):
+    from mdfi.darknet.weights import write_weights
+    d = tmp_path_factory.mktemp("eb")
+    (d / "dw.cfg").write_text(CFG)
+    write_weights(_net(), d / "dw.weights")
+    return d
+
+
+def _want(dw: bool = False):
+    net = _net()
+    qkw = dict(per_channel=True, cfg_text=CFG, calib=recipes.sample_calibration(net), zero_points=True,
+               act_method="mse", **recipes.dw_equalize_kwargs(net, dw))
+    plain = quantize_network(net, **qkw)
+    qkw.update(recipes.empirical_bias_kwargs(net, True, qkw))
+    return plain, quantize_network(net, **qkw)
+
+
+def test_load_quantize_and_eval_agree(dw_model, tmp_path, monkeypatch, capsys):
+    """The default (a model made a recipe model by monkeypatching EMPIRICAL_BIAS) and the explicit
+    option build quantize_network's empirical model in all three entry points; the biases move,
+    the weights and formats do not; the model file and `mdfi eval` say so."""
+    import mdfi
+    from mdfi.cli import main
+    from mdfi.quant import modelfile
+    cfg, weights = dw_model / "dw.cfg", dw_model / "dw.weights"
+    plain, want = _want()
+    assert not _same(plain, want)
+    moved = [a.index for a, b in zip(plain.layers, want.layers)
+             if a.kind == "convolutional" and not np.array_equal(a.bias, b.bias)]
+    assert moved and all(np.array_equal(a.weights, b.weights) and np.array_equal(a.shift, b.shift)
+                         for a, b in zip(plain.layers, want.layers) if a.kind == "convolutional")
+    on = mdfi.load(cfg=cfg, weights=weights, empirical_bias=True, cache=False).engine.qmodel
+    off = mdfi.load(cfg=cfg, weights=weights, cache=False).engine.qmodel
+    assert _same(on, want) and _same(off, plain)
+    assert "round 30" in on.options["formats_source"] and "round 30" not in (off.options.get("formats_source") or "")
+    monkeypatch.setitem(recipes.EMPIRICAL_BIAS, "", ("w8a8",))        # spec_name None: "" in the table
+    assert _same(mdfi.load(cfg=cfg, weights=weights, cache=False).engine.qmodel, want)
+    assert _same(mdfi.load(cfg=cfg, weights=weights, empirical_bias=False, cache=False).engine.qmodel, plain)
+    assert main(["quantize", "--cfg", str(cfg), "--weights", str(weights), "-o", str(tmp_path / "m.mdfi")]) == 0
+    q = modelfile.load(tmp_path / "m.mdfi")
+    assert _same(q, want) and "round 30" in q.options["formats_source"]
+    assert main(["quantize", "--cfg", str(cfg), "--weights", str(weights), "--bias-correction", "auto", "-o",
+                 str(tmp_path / "p.mdfi")]) == 0
+    assert _same(modelfile.load(tmp_path / "p.mdfi"), plain)
+    capsys.readouterr()
+    from PIL import Image
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
+    assert main(["eval", "--cfg", str(cfg), "--weights", str(weights), "--images", str(imgs), "--bits", "8",
+                 "--json", "--workers", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["empirical_bias"] == ["w8a8"]
+
+
+def test_with_the_equalization_the_inputs_are_shared(dw_model):
+    """With dw_equalize too, the correction is measured on the equalization's inputs (the sample
+    photo and its mirror), as Yolo-Fastest 1.1-xl's default."""
+    import mdfi
+    _, want = _want(dw=True)
+    got = mdfi.load(cfg=dw_model / "dw.cfg", weights=dw_model / "dw.weights", dw_equalize=True,
+                    empirical_bias=True, cache=False).engine.qmodel
+    assert _same(got, want) and "dw_equalize" in got.options
+
+
+def test_refused_with_a_shipped_rounding_and_with_float(dw_model, tmp_path, capsys):
+    from mdfi.cli import main
+    from mdfi.errors import MDFIError
+    with pytest.raises(MDFIError, match="shipped rounding carries its own bias shifts"):
+        recipes.check_empirical_bias({"weight_deltas": {}})
+    from PIL import Image
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(img)
+    rc = main(["detect", str(img), "--cfg", str(dw_model / "dw.cfg"), "--weights", str(dw_model / "dw.weights"),
+               "--out", str(tmp_path / "o.jpg"), "--float", "--empirical-bias"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "--empirical-bias applies to the fixed-point engine" in err and err.count("\n") == 1
