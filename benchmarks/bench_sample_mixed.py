@@ -14,6 +14,9 @@ uniform size + 0.9 % of the float size).
         # round 26: round 24's mixed model (M) against the same with zero points (MZ)
     python benchmarks/bench_sample_mixed.py --compare zero-points --wbits 8 --stats calib --split val6,val7,val8,val9
         # round 27: the same as round 25 with the `calib` photos as the user's --calib folder
+    python benchmarks/bench_sample_mixed.py --compare empirical-bias --wbits 8 --split val
+        # stop 40: the 8-bit default with zero points (Z) against the same with the empirical bias
+        # correction on the sample photo and its mirror (ZB)
 
 Models: yolov3-tiny and yolov4-tiny (the zoo's official weights quantized *without* their
 recipes, as anyone's own weights are) and the 10-class yolov4-tiny of customyolov4==2.  Several
@@ -43,9 +46,12 @@ def main(argv=None) -> int:
     ap.add_argument("--person-sets", default="/tmp/mdfi-person-sets")
     ap.add_argument("--cache", default="/tmp/mdfi-accuracy-cache")
     ap.add_argument("--models", default="y3,v4c,10c")
-    ap.add_argument("--compare", choices=("mixed", "zero-points", "mixed-zero-points"), default="mixed",
+    ap.add_argument("--compare", choices=("mixed", "zero-points", "mixed-zero-points", "empirical-bias"),
+                    default="mixed",
                     help="mixed: U against M (round 24); zero-points: U against Z (round 25); mixed-zero-points: "
-                         "M against MZ, M with zero points and its widths chosen with them (round 26)")
+                         "M against MZ, M with zero points and its widths chosen with them (round 26); "
+                         "empirical-bias: Z against ZB, Z with the empirical bias correction on the sample photo "
+                         "and its mirror (stop 40, recipes.empirical_bias_kwargs)")
     ap.add_argument("--wbits", type=int, default=4)
     ap.add_argument("--abits", type=int, default=8)
     ap.add_argument("--extra", type=float, default=EXTRA, metavar="FRACTION",
@@ -99,6 +105,8 @@ def main(argv=None) -> int:
             variants = (("U", {}, None), ("M", keep, None))
         elif args.compare == "zero-points":
             variants = (("U", {}, None), ("Z", {}, zkw))
+        elif args.compare == "empirical-bias":
+            variants = (("Z", {}, zkw), ("ZB", {}, dict(zkw, **recipes.empirical_bias_kwargs(network, True, zkw))))
         else:           # round 26: round 24's mixed model against the same with zero points (widths chosen with them)
             keep = sample_mixed_widths(network, lambda lw: build(lw, 8), args.wbits, args.abits, extra=args.extra)
             keepz = sample_mixed_widths(network, lambda lw: build(lw, 8, zkw), args.wbits, args.abits,
@@ -125,7 +133,8 @@ def main(argv=None) -> int:
             rows[f"{which} {cand}"]["paired_vs_base"] = dict(mean=mean, sd=sd, p_up=up)
             print(f"{which:4} {args.split:9} {cand} - {base} over {args.paired} photo resamplings: mean {mean:+.4f}, "
                   f"sd {sd:.4f}, {cand} ahead in {100 * up:.0f} %", flush=True)
-    finish(rows, {"mixed": ("U", "M"), "zero-points": ("U", "Z"), "mixed-zero-points": ("M", "MZ")}[args.compare],
+    finish(rows, {"mixed": ("U", "M"), "zero-points": ("U", "Z"), "mixed-zero-points": ("M", "MZ"),
+                  "empirical-bias": ("Z", "ZB")}[args.compare],
            args.json)
     return 0
 
