@@ -1,20 +1,26 @@
-"""Stop 40 (docs/quantization.md "Empirical bias correction on Yolo-Fastest"): the default of a
-depthwise zoo model without a recipe, with and without empirical bias correction -- an
-exploration on `val` (which decided round 28 for this model: no rule, nothing chosen).
+"""Rounds 30-31 (docs/quantization.md): the default of a depthwise model without photos, with and
+without the empirical bias correction -- first explored on `val` (which decided round 28 for
+Yolo-Fastest 1.1: those numbers decide nothing), then rules 30 and 31 and their held-out reports.
 
     python benchmarks/bench_dwbias.py --split val                       # bias from the sample photo
     python benchmarks/bench_dwbias.py --split val --bias-inputs calib   # from the `calib` photos
+    python benchmarks/bench_dwbias.py --split val6,val7 --pool          # round 30's rule (and -xl)
+    python benchmarks/bench_dwbias.py --split test,test4                # held out, once (and -xl)
+    python benchmarks/bench_dwbias.py --split val4,val5 --pool --as-own # round 31's rule (and -xl)
+    python benchmarks/bench_dwbias.py --split test4 --as-own            # held out, once (and -xl)
 
 Rows (integer C engine, one thread; scored against the float path's detections at 0.25 with
 ``mdfi.eval.evaluate``, as bench_accuracy.py): **A** the model's default without photos (w8a8,
 per-channel weights, zero points, ``mse`` formats from the shipped sample photo and its mirror;
-Yolo-Fastest 1.1-xl with ``dw_equalize`` since round 29c) -- checked equal to ``mdfi.load``'s
-default model -- and **B** = A with ``bias_correction="empirical"`` on the same two inputs (the
+Yolo-Fastest 1.1-xl with ``dw_equalize`` since round 29c) -- compared with ``mdfi.load``'s
+default model (A's integers before round 30, B's after) -- and **B** = A with ``bias_correction="empirical"`` on the same two inputs (the
 mean output error of the quantized network, layer by layer, cancelled per channel:
 ``mdfi.quant.sequential``; Nagel et al. 2019 measure it on depthwise networks), and with
 ``--bias-inputs calib`` on the ``calib`` photos and their mirrors instead (Yolo-Fastest 1.1 only:
 the xl model's equalization factors would then come from those photos too); ``--bias-mode pre``
-matches the pre-activation means (round 17c).  ``--pool``: the splits as one set.  ``--paired N``: B - A agreement over N paired photo resamplings (``bench_grid.paired_sd``).
+matches the pre-activation means (round 17c); ``--as-own``: the model's cfg and weights as anyone's
+own (no recipe: the default of round 31's rule).  ``--pool``: the splits as one set.  ``--paired
+N``: B - A agreement over N paired photo resamplings (``bench_grid.paired_sd``).
 Photos: accuracy_images.py (``/tmp/mdfi-accuracy-sets``) and person_images.py
 (``/tmp/mdfi-person-sets``).
 """
@@ -71,6 +77,8 @@ def main(argv=None) -> int:
     ap.add_argument("--paired", type=int, default=200, metavar="N")
     ap.add_argument("--bias-inputs", choices=("sample", "calib"), default="sample")
     ap.add_argument("--bias-mode", choices=("post", "pre"), default="post")
+    ap.add_argument("--as-own", action="store_true",
+                    help="the zoo model's cfg and weights as anyone's own (no recipe: round 31)")
     args = ap.parse_args(argv)
 
     import mdfi
@@ -82,12 +90,18 @@ def main(argv=None) -> int:
     import person_images
 
     net, names, *_ = _float_network(args.model, None, None, None, True)
-    default = mdfi.load(args.model).engine.qmodel
+    spec = None if args.as_own else args.model
+    if args.as_own:
+        from mdfi import zoo
+        default = mdfi.load(cfg=net.path, weights=zoo.weights_path(args.model)).engine.qmodel
+    else:
+        default = mdfi.load(args.model).engine.qmodel
     models = {}
     for row, bias in (("A", False), ("B", True)):
         t0 = time.perf_counter()
-        qm = quantized(net, names, args.model, bias, args.bias_inputs, args.sets, args.bias_mode)
-        print(f"{args.model} {row}: quantized in {time.perf_counter() - t0:.1f} s; equals mdfi.load's default "
+        qm = quantized(net, names, spec, bias, args.bias_inputs, args.sets, args.bias_mode)
+        own = " (as own weights)" if args.as_own else ""
+        print(f"{args.model}{own} {row}: quantized in {time.perf_counter() - t0:.1f} s; equals mdfi.load's default "
               f"model: {same_integers(default, qm)}", flush=True)
         models[row] = Model(net, names, FixedEngine(qm, backend="c", threads=1))
     splits = args.split.split(",")

@@ -1,6 +1,8 @@
-"""The empirical bias correction as a recipe default (docs/quantization.md round 30): which models
-and widths get it, and that mdfi.load, `mdfi quantize` and `mdfi eval` build the same integers as
-quantize_network(bias_correction="empirical") on the shipped sample photo and its mirror."""
+"""The empirical bias correction as a default (docs/quantization.md rounds 30-31: the zoo's
+Yolo-Fastest models and every model without a recipe that has depthwise convolutions): which
+models and widths get it, and that mdfi.load, `mdfi quantize` and `mdfi eval` build the same
+integers as quantize_network(bias_correction="empirical") on the shipped sample photo and its
+mirror."""
 
 from __future__ import annotations
 
@@ -12,6 +14,33 @@ import pytest
 from mdfi.quant import recipes
 from mdfi.quant.quantize import quantize_network
 from test_dwequal import CFG, _net
+
+# the same kind of network without a depthwise layer (groups of two channels at most)
+PLAIN_CFG = """[net]
+width=24
+height=24
+channels=3
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+pad=1
+activation=leaky
+
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+pad=1
+groups=4
+activation=leaky
+
+[convolutional]
+size=1
+filters=4
+activation=linear
+"""
 
 
 def _same(a, b) -> bool:
@@ -28,7 +57,17 @@ def test_recipe_default_is_yolo_fastest_at_w8a8_without_photos():
         assert not d(name, "sample", w6a8, True)
         assert not d(name, "sample", w8a8, False)       # ... with zero points
     assert not d("yolov3-tiny", "shipped", w8a8, True)
-    assert not d(None, "sample", w8a8, True)
+    assert not d("yolov3-tiny", "sample", w8a8, True, True)          # a recipe model: its recipe decides
+    assert not d(None, "sample", w8a8, True)                          # no depthwise layer
+    assert d(None, "sample", w8a8, True, True)                        # round 31
+    assert d(None, "sample", w8a8, True, lambda: True)
+    assert not d(None, "sample", w6a8, True, True)
+    assert not d(None, "photos", w8a8, True, True)
+    assert not d(None, "sample", w8a8, False, True)
+    called = []
+    assert not d(None, "photos", w8a8, True, lambda: called.append(1) or True) and not called   # only when needed
+    assert recipes.has_depthwise(_net())
+    assert not recipes.has_depthwise(_net(cfg=PLAIN_CFG))
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +88,11 @@ def _want(dw: bool = False):
     return plain, quantize_network(net, **qkw)
 
 
-def test_load_quantize_and_eval_agree(dw_model, tmp_path, monkeypatch, capsys):
-    """The default (a model made a recipe model by monkeypatching EMPIRICAL_BIAS) and the explicit
+def test_load_quantize_and_eval_agree(dw_model, tmp_path, capsys):
+    """The default of a model without a recipe with depthwise layers (round 31) and the explicit
     option build quantize_network's empirical model in all three entry points; the biases move,
-    the weights and formats do not; the model file and `mdfi eval` say so."""
+    the weights and formats do not; the model file and `mdfi eval` say so; False / --bias-correction
+    auto give the plain model."""
     import mdfi
     from mdfi.cli import main
     from mdfi.quant import modelfile
@@ -64,15 +104,14 @@ def test_load_quantize_and_eval_agree(dw_model, tmp_path, monkeypatch, capsys):
     assert moved and all(np.array_equal(a.weights, b.weights) and np.array_equal(a.shift, b.shift)
                          for a, b in zip(plain.layers, want.layers) if a.kind == "convolutional")
     on = mdfi.load(cfg=cfg, weights=weights, empirical_bias=True, cache=False).engine.qmodel
-    off = mdfi.load(cfg=cfg, weights=weights, cache=False).engine.qmodel
-    assert _same(on, want) and _same(off, plain)
-    assert "round 30" in on.options["formats_source"] and "round 30" not in (off.options.get("formats_source") or "")
-    monkeypatch.setitem(recipes.EMPIRICAL_BIAS, "", ("w8a8",))        # spec_name None: "" in the table
-    assert _same(mdfi.load(cfg=cfg, weights=weights, cache=False).engine.qmodel, want)
-    assert _same(mdfi.load(cfg=cfg, weights=weights, empirical_bias=False, cache=False).engine.qmodel, plain)
+    off = mdfi.load(cfg=cfg, weights=weights, empirical_bias=False, cache=False).engine.qmodel
+    default = mdfi.load(cfg=cfg, weights=weights, cache=False).engine.qmodel
+    assert _same(on, want) and _same(off, plain) and _same(default, want)
+    assert "rounds 30-31" in on.options["formats_source"]
+    assert "rounds 30-31" not in (off.options.get("formats_source") or "")
     assert main(["quantize", "--cfg", str(cfg), "--weights", str(weights), "-o", str(tmp_path / "m.mdfi")]) == 0
     q = modelfile.load(tmp_path / "m.mdfi")
-    assert _same(q, want) and "round 30" in q.options["formats_source"]
+    assert _same(q, want) and "rounds 30-31" in q.options["formats_source"]
     assert main(["quantize", "--cfg", str(cfg), "--weights", str(weights), "--bias-correction", "auto", "-o",
                  str(tmp_path / "p.mdfi")]) == 0
     assert _same(modelfile.load(tmp_path / "p.mdfi"), plain)
@@ -87,6 +126,18 @@ def test_load_quantize_and_eval_agree(dw_model, tmp_path, monkeypatch, capsys):
                  "--json", "--workers", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["empirical_bias"] == ["w8a8"]
+
+
+def test_not_the_default_without_depthwise_layers(tmp_path):
+    import mdfi
+    from mdfi.darknet.weights import write_weights
+    (tmp_path / "p.cfg").write_text(PLAIN_CFG)
+    net = _net(cfg=PLAIN_CFG)
+    write_weights(net, tmp_path / "p.weights")
+    got = mdfi.load(cfg=tmp_path / "p.cfg", weights=tmp_path / "p.weights", cache=False).engine.qmodel
+    want = quantize_network(net, per_channel=True, cfg_text=PLAIN_CFG, calib=recipes.sample_calibration(net),
+                            zero_points=True, act_method="mse")
+    assert _same(got, want) and "rounds 30-31" not in (got.options.get("formats_source") or "")
 
 
 def test_with_the_equalization_the_inputs_are_shared(dw_model):

@@ -160,8 +160,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if kw.get("calib_inputs") is not None:
             dkw.pop("calib_inputs")             # the data-driven methods' inputs (with --calib-crops) serve both
         kw.update(dkw)
-    # round 30: the recipe's empirical bias correction on the sample photo (as mdfi.load's default)
-    auto_bias = (args.bias_correction is None and recipes.default_empirical_bias(spec_name, source, opts, args.zero_points)
+    # rounds 30-31: the empirical bias correction on the sample photo (as mdfi.load's default)
+    auto_bias = (args.bias_correction is None
+                 and recipes.default_empirical_bias(spec_name, source, opts, args.zero_points,
+                                                    recipes.has_depthwise(network))
                  and not (rescale or data_methods or args.layer_abits or args.layer_wbits or args.layer_rounding
                           or args.search or args.clip_budget is not None))
     if auto_bias:
@@ -343,9 +345,9 @@ def add_quantize_parser(sub) -> None:
     q.add_argument("--bias-correction", choices=("auto", "empirical", "on", "off"), default=None,
                    help="empirical: cancel the mean error per channel measured on the --calib images; "
                         "auto: the analytic correction for weights of 6 bits or fewer (default: auto, and empirical "
-                        "on the shipped sample photo for the zoo's yolo-fastest-1.1 and yolo-fastest-1.1-xl at w8a8 "
-                        "without --calib and without options that change what it was chosen for; "
-                        "docs/quantization.md round 30)")
+                        "on the shipped sample photo at w8a8 without --calib and without options that change what it "
+                        "was chosen for, for the zoo's yolo-fastest-1.1 and yolo-fastest-1.1-xl and every model "
+                        "without a recipe that has depthwise convolutions; docs/quantization.md rounds 30-31)")
     q.add_argument("--size-budget", type=percent_arg, default=None, metavar="P%",
                    help="mixed precision: narrow the least sensitive layers' weights (measured on the --calib "
                         "images) until the parameters are at most P%% of the float32 weights")

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from importlib.resources import files
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 from .. import __version__
 from ..errors import FormatError, ModelFileError
@@ -134,10 +134,30 @@ DW_EQUALIZE_STORY = "depthwise inputs equalized by powers of two (docs/quantizat
 EMPIRICAL_BIAS = {"yolo-fastest-1.1": ("w8a8",), "yolo-fastest-1.1-xl": ("w8a8",)}
 
 
-def default_empirical_bias(spec_name: Optional[str], source: str, opts: dict, zero_points: bool) -> bool:
-    """Whether a model is quantized with the empirical bias correction unless told otherwise
-    (:data:`EMPIRICAL_BIAS`: without photos, with zero points)."""
-    return source == "sample" and bool(zero_points) and width_tag(opts) in EMPIRICAL_BIAS.get(spec_name or "", ())
+#: ... and every model without a recipe that has a depthwise convolution, at these widths:
+#: docs/quantization.md round 31 (both Yolo-Fastest models as anyone's own weights, ``val4`` + ``val5``).
+EMPIRICAL_BIAS_DEPTHWISE = ("w8a8",)
+
+
+def has_depthwise(network: Network) -> bool:
+    """Whether a convolution of ``network`` reads one input channel per group (groups > 1)."""
+    return any(l.kind == "convolutional" and l.groups > 1 and l.group_channels == 1 for l in network.layers)
+
+
+def default_empirical_bias(spec_name: Optional[str], source: str, opts: dict, zero_points: bool,
+                           depthwise: Union[bool, Callable[[], bool]] = False) -> bool:
+    """Whether a model is quantized with the empirical bias correction unless told otherwise,
+    without photos and with zero points: :data:`EMPIRICAL_BIAS` for the zoo models it names,
+    :data:`EMPIRICAL_BIAS_DEPTHWISE` for models without a recipe whose network has a depthwise
+    convolution (``depthwise``: that fact, or a function telling it, called only when needed)."""
+    if source != "sample" or not zero_points:
+        return False
+    tag = width_tag(opts)
+    if (spec_name or "") in EMPIRICAL_BIAS:
+        return tag in EMPIRICAL_BIAS[spec_name or ""]
+    if spec_name in RECIPES or tag not in EMPIRICAL_BIAS_DEPTHWISE:
+        return False
+    return bool(depthwise() if callable(depthwise) else depthwise)
 
 
 def check_empirical_bias(qkw: dict, what: str = "empirical_bias") -> None:
@@ -164,7 +184,8 @@ def empirical_bias_kwargs(network: Network, on: bool, qkw: dict, images: Optiona
     return kw
 
 
-EMPIRICAL_BIAS_STORY = "biases corrected for the mean error measured on the same inputs (docs/quantization.md round 30)"
+EMPIRICAL_BIAS_STORY = ("biases corrected for the mean error measured on the same inputs "
+                        "(docs/quantization.md rounds 30-31)")
 
 
 def statistics_source(spec_name: Optional[str], *, photos: bool, bn_estimate: bool = False) -> str:
@@ -558,8 +579,10 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         dw_equalize = default_dw_equalize(spec_name, stats_src, opts, zero_points)
     if dw_equalize:
         key_opts = dict(key_opts, dw_equalize=True)
-    if empirical_bias is None:
-        empirical_bias = default_empirical_bias(spec_name, stats_src, opts, zero_points)
+    if empirical_bias is None:          # (the cfg alone says whether a layer is depthwise: no weights read)
+        empirical_bias = default_empirical_bias(
+            spec_name, stats_src, opts, zero_points,
+            lambda: has_depthwise(Network.from_cfg(cfg_file, darknet=darknet)))
     if empirical_bias:
         check_empirical_bias(zkw)               # before any heavy work
         key_opts = dict(key_opts, empirical_bias=True)
