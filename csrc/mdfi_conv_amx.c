@@ -246,7 +246,8 @@ int mdfi_q8_have_amx_build(void) { return 1; }
 
 #elif MDFI_CONV_X86
 
-const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0, NULL, 0, NULL};
+const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0,
+                                NULL, 0, NULL};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL,
                                    &mdfi_q8_ops_vnni512, 0, 0, NULL, 0, NULL};
 int mdfi_q8_have_amx_build(void) { return 0; }

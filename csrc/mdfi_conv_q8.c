@@ -439,8 +439,8 @@ static void choose(q8_ctx *g, const q8_ops *ops, int32_t nthreads, const q8_kern
          * tile rows cross cache lines), else packed B (rows on lines) with 4 register tiles. */
         const int direct = g->ks == 1 ? g->stride == 1 && g->pad == 0 : g->stride == 1 || g->ow >= AMX_DIRECT_OW;
         best_mode = direct ? MODE_DIRECT : MODE_PACKED;
-        best = &ops->kerns[ops->nkerns > 1 && ((g->ks == 1 && (g->c4 + 15) / 16 <= Q8_AMX_KC_ONE) || (direct && g->ks > 1))
-                                ? 1 : 0];
+        const int one_tile = (g->ks == 1 && (g->c4 + 15) / 16 <= Q8_AMX_KC_ONE) || (direct && g->ks > 1);
+        best = &ops->kerns[ops->nkerns > 1 && one_tile ? 1 : 0];
     }
     if (force_kernel >= 0) best = &ops->kerns[force_kernel < ops->nkerns ? force_kernel : ops->nkerns - 1];
     if (force_direct >= 0)      /* 2 (compact) where the layer has no compact mode: packed */

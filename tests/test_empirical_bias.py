@@ -66,8 +66,10 @@ def test_recipe_default_is_yolo_fastest_at_w8a8_without_photos():
     assert not d(None, "sample", w8a8, False, True)
     called = []
     assert not d(None, "photos", w8a8, True, lambda: called.append(1) or True) and not called   # only when needed
-    assert recipes.has_depthwise(_net())
+    assert recipes.has_depthwise(_net()) and recipes.rgb_depthwise(_net())
     assert not recipes.has_depthwise(_net(cfg=PLAIN_CFG))
+    gray = _net(cfg=CFG.replace("channels=3", "channels=1"))
+    assert recipes.has_depthwise(gray) and not recipes.rgb_depthwise(gray)   # no sample photo for it
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +140,18 @@ def test_not_the_default_without_depthwise_layers(tmp_path):
     want = quantize_network(net, per_channel=True, cfg_text=PLAIN_CFG, calib=recipes.sample_calibration(net),
                             zero_points=True, act_method="mse")
     assert _same(got, want) and "rounds 30-31" not in (got.options.get("formats_source") or "")
+
+
+def test_not_the_default_of_a_non_rgb_network(tmp_path):
+    """A depthwise network of one input channel takes the batch-norm estimate (no sample photo to
+    measure the correction on): the default stays off and loading works."""
+    import mdfi
+    from mdfi.darknet.weights import write_weights
+    cfg = CFG.replace("channels=3", "channels=1")
+    (tmp_path / "g.cfg").write_text(cfg)
+    write_weights(_net(cfg=cfg), tmp_path / "g.weights")
+    got = mdfi.load(cfg=tmp_path / "g.cfg", weights=tmp_path / "g.weights", cache=False).engine.qmodel
+    assert "rounds 30-31" not in (got.options.get("formats_source") or "")
 
 
 def test_with_the_equalization_the_inputs_are_shared(dw_model):

@@ -163,7 +163,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     # rounds 30-31: the empirical bias correction on the sample photo (as mdfi.load's default)
     auto_bias = (args.bias_correction is None
                  and recipes.default_empirical_bias(spec_name, source, opts, args.zero_points,
-                                                    recipes.has_depthwise(network))
+                                                    recipes.rgb_depthwise(network))
                  and not (rescale or data_methods or args.layer_abits or args.layer_wbits or args.layer_rounding
                           or args.search or args.clip_budget is not None))
     if auto_bias:

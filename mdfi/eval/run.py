@@ -131,7 +131,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         qkw.update(recipes.dw_equalize_kwargs(network, dw, images))
         eb = getattr(args, "empirical_bias", None)
         if eb is None:                  # rounds 30-31
-            eb = recipes.default_empirical_bias(spec_name, source, opts, zp, recipes.has_depthwise(network))
+            eb = recipes.default_empirical_bias(spec_name, source, opts, zp, recipes.rgb_depthwise(network))
         qkw.update(recipes.empirical_bias_kwargs(network, eb, qkw, images, what="--empirical-bias"))
         qm = quantize_network(network, **qkw)
         if "dw_equalize" in qm.options:

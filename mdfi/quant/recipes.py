@@ -144,6 +144,12 @@ def has_depthwise(network: Network) -> bool:
     return any(l.kind == "convolutional" and l.groups > 1 and l.group_channels == 1 for l in network.layers)
 
 
+def rgb_depthwise(network: Network) -> bool:
+    """Round 31's condition on the network: depthwise layers, and RGB input (the sample photo's;
+    a network of other channels takes the batch-norm estimate, no photo)."""
+    return network.channels == 3 and has_depthwise(network)
+
+
 def default_empirical_bias(spec_name: Optional[str], source: str, opts: dict, zero_points: bool,
                            depthwise: Union[bool, Callable[[], bool]] = False) -> bool:
     """Whether a model is quantized with the empirical bias correction unless told otherwise,
@@ -580,9 +586,8 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     if dw_equalize:
         key_opts = dict(key_opts, dw_equalize=True)
     if empirical_bias is None:          # (the cfg alone says whether a layer is depthwise: no weights read)
-        empirical_bias = default_empirical_bias(
-            spec_name, stats_src, opts, zero_points,
-            lambda: has_depthwise(Network.from_cfg(cfg_file, darknet=darknet)))
+        empirical_bias = default_empirical_bias(spec_name, stats_src, opts, zero_points,
+                                                lambda: rgb_depthwise(Network.from_cfg(cfg_file, darknet=darknet)))
     if empirical_bias:
         check_empirical_bias(zkw)               # before any heavy work
         key_opts = dict(key_opts, empirical_bias=True)
