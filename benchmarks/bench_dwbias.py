@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     from mdfi.eval import evaluate
     from mdfi.model import Model, _float_network
     from bench_accuracy import float_split
-    from bench_grid import paired_sd
+    from bench_grid import agreement_line, paired_line
     import person_images
 
     net, names, *_ = _float_network(args.model, None, None, None, True)
@@ -119,13 +119,9 @@ def main(argv=None) -> int:
         for row, model in models.items():
             dets[row] = [model.detect(d[1], thresh=0.005) for d in data]
             r = evaluate.agreement([d[2] for d in data], dets[row])
-            print(f"  {row} {label:<10} agreement {r.map:.4f}  kept {r.matched}/{r.n_float} "
-                  f"{100 * r.kept_fraction:.1f} %  extra {r.extra} {100 * r.extra_fraction:.1f} %  "
-                  f"bias {r.mean_dconf_ranked:+.4f} ({100 * r.down_fraction_ranked:.0f} % lower)", flush=True)
+            print(f"  {row} {label:<10} {agreement_line(r)}", flush=True)
         if args.paired:
-            md, sd, above = paired_sd(data, dets["A"], dets["B"], args.paired)
-            print(f"  B - A ({label}): agreement {md:+.4f} sd {sd:.4f}, B ahead in {100 * above:.0f} % of "
-                  f"{args.paired} paired resamplings", flush=True)
+            print(f"  {paired_line(data, dets['A'], dets['B'], args.paired, 'A', 'B', label)}", flush=True)
     return 0
 
 

@@ -11,7 +11,8 @@ Rows (integer C engine, one thread; scored against the float path's detections a
 calibrated on the shipped sample photo and its mirror (``sample``: what ``mdfi.load`` does
 without photos) and on the ``calib`` photos and their mirrors (``calib``: a user's ``--calib``
 photos); each ``sample`` row is compared with ``mdfi.load``'s default model (A's integers, or E's
-where the zoo's recipe equalizes: yolo-fastest-1.1-xl since round 29c).  ``--paired N``: E - A
+where the zoo's recipe equalizes: yolo-fastest-1.1-xl since round 29c; since rounds 30-31 the
+defaults add the empirical bias correction, so neither row equals them: bench_dwbias.py).  ``--paired N``: E - A
 agreement over N paired photo resamplings (``bench_grid.paired_sd``).  Photos:
 accuracy_images.py (``/tmp/mdfi-accuracy-sets``) and person_images.py (``/tmp/mdfi-person-sets``).
 """
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     from mdfi.eval import evaluate
     from mdfi.model import Model, _float_network
     from bench_accuracy import float_split
-    from bench_grid import paired_sd
+    from bench_grid import agreement_line, paired_line
     import person_images
 
     net, names, *_ = _float_network(args.model, None, None, None, True)
@@ -85,14 +86,10 @@ def main(argv=None) -> int:
                 model = Model(net, names, FixedEngine(qm, backend="c", threads=1))
                 dets[row] = [model.detect(d[1], thresh=0.005) for d in data]
                 r = evaluate.agreement([d[2] for d in data], dets[row])
-                print(f"  {row} {cm:<6} {sp:<6} agreement {r.map:.4f}  kept {r.matched}/{r.n_float} "
-                      f"{100 * r.kept_fraction:.1f} %  extra {r.extra} {100 * r.extra_fraction:.1f} %  "
-                      f"bias {r.mean_dconf_ranked:+.4f} ({100 * r.down_fraction_ranked:.0f} % lower)  "
-                      f"{time.perf_counter() - t0:.0f} s", flush=True)
+                print(f"  {row} {cm:<6} {sp:<6} {agreement_line(r)}  {time.perf_counter() - t0:.0f} s", flush=True)
             if args.paired:
-                md, sd, above = paired_sd(data, dets["A"], dets["E"], args.paired)
-                print(f"  E - A ({cm}, {sp}): agreement {md:+.4f} sd {sd:.4f}, E ahead in {100 * above:.0f} % of "
-                      f"{args.paired} paired resamplings", flush=True)
+                print(f"  {paired_line(data, dets['A'], dets['E'], args.paired, 'A', 'E', f'{cm}, {sp}')}",
+                      flush=True)
     return 0
 
 

@@ -141,6 +141,19 @@ def paired_sd(data, dets_a, dets_b, n: int, seed: int = 0):
     return float(np.mean(diffs)), float(np.std(diffs)), float(np.mean(np.asarray(diffs) > 0))
 
 
+def agreement_line(r) -> str:
+    """One row of ``mdfi.eval.evaluate.agreement``'s result as bench_dwequal / bench_dwbias print it."""
+    return (f"agreement {r.map:.4f}  kept {r.matched}/{r.n_float} {100 * r.kept_fraction:.1f} %  extra {r.extra} "
+            f"{100 * r.extra_fraction:.1f} %  bias {r.mean_dconf_ranked:+.4f} ({100 * r.down_fraction_ranked:.0f} % lower)")
+
+
+def paired_line(data, dets_a, dets_b, n: int, a: str, b: str, label: str) -> str:
+    """``b - a (label): agreement ... sd ..., b ahead in ...`` over ``n`` paired resamplings (:func:`paired_sd`)."""
+    md, sd, above = paired_sd(data, dets_a, dets_b, n)
+    return (f"{b} - {a} ({label}): agreement {md:+.4f} sd {sd:.4f}, {b} ahead in {100 * above:.0f} % of {n} "
+            "paired resamplings")
+
+
 def weight_network(network, mode: str, qm=None):
     """A copy of ``network`` whose convolutions carry folded (fake-quantized) weights and no batch norm."""
     net = copy.deepcopy(network)
