@@ -17,7 +17,7 @@ from ..errors import MDFIError, OutputError, shown
 from .common import (add_model_args, add_precision_args, bits_arg, check_model_args, width_arg,  # noqa: F401
                      layer_bits_arg, layer_rounding_arg, layer_wbits_arg, load_model_from_args, positive_int, precision_kwargs,
                      unit_float)
-from .common import DW_EQUALIZE_DEFAULT, EMPIRICAL_BIAS_DEFAULT, ZERO_POINTS_DEFAULT, check_output_file, image_inputs, model_inputs, refuse_overwrite, refuse_quantized_model  # noqa: F401
+from .common import ZERO_POINTS_DEFAULT, add_format_options, check_output_file, image_inputs, model_inputs, refuse_overwrite, refuse_quantized_model  # noqa: F401
 from .detect import add_detect_parser, cmd_detect  # noqa: F401
 from .quantize import add_quantize_parser, cmd_quantize, percent_arg  # noqa: F401
 
@@ -274,16 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how activation formats are chosen from the statistics (default: the recipe's)")
     e.add_argument("--rounding", choices=("half_up", "truncate"), default=None,
                    help="rounding of every requantizing shift (default half_up)")
-    e.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
-                   help="activation formats with zero points, or --no-zero-points without (as mdfi quantize; "
-                        + ZERO_POINTS_DEFAULT + ")")
-    e.add_argument("--dw-equalize", action=argparse.BooleanOptionalAction, default=None,
-                   help="equalize the tensors only depthwise convolutions read by powers of two, or "
-                        "--no-dw-equalize (as mdfi quantize; " + DW_EQUALIZE_DEFAULT + ")")
-    e.add_argument("--empirical-bias", action=argparse.BooleanOptionalAction, default=None,
-                   help="cancel the mean error per channel measured on the calibration inputs, or "
-                        "--no-empirical-bias (as mdfi quantize --bias-correction empirical; "
-                        + EMPIRICAL_BIAS_DEFAULT + ")")
+    add_format_options(e)
     e.add_argument("--labels", metavar="FILE|DIR", help="COCO JSON or VOC XML ground truth: also plain mAP@0.5")
     e.add_argument("--thresh", type=unit_float("--thresh"), default=0.25,
                    help="threshold of the float detections taken as ground truth (default 0.25)")

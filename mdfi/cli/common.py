@@ -156,6 +156,21 @@ EMPIRICAL_BIAS_DEFAULT = ("default: on at w8a8 without --calib photos for the zo
                           "else off; docs/quantization.md rounds 30-31")
 
 
+def add_format_options(g) -> None:
+    """--zero-points, --dw-equalize and --empirical-bias (mdfi detect / info / golden and mdfi eval):
+    the switches of the defaults mdfi.load applies by recipe (mdfi quantize has its own forms)."""
+    g.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
+                   help="activation formats with zero points, or --no-zero-points without (as mdfi quantize; "
+                        + ZERO_POINTS_DEFAULT + ")")
+    g.add_argument("--dw-equalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="equalize the tensors only depthwise convolutions read by powers of two, or "
+                        "--no-dw-equalize (as mdfi quantize; " + DW_EQUALIZE_DEFAULT + ")")
+    g.add_argument("--empirical-bias", action=argparse.BooleanOptionalAction, default=None,
+                   help="cancel the mean error per channel measured on the calibration inputs (the sample photo and "
+                        "its mirror, or --calib), or --no-empirical-bias (as mdfi quantize --bias-correction "
+                        "empirical; " + EMPIRICAL_BIAS_DEFAULT + ")")
+
+
 def add_precision_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("precision")
     g.add_argument("--float", action="store_true", help="run the float32 reference path")
@@ -169,16 +184,7 @@ def add_precision_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib", metavar="DIR", default=None,
                    help="calibrate the fixed-point formats on the photos in DIR (cached; default: a zoo "
                         "model's shipped statistics, else the shipped sample photo's)")
-    g.add_argument("--zero-points", action=argparse.BooleanOptionalAction, default=None,
-                   help="activation formats with zero points, or --no-zero-points without (as mdfi quantize; "
-                        + ZERO_POINTS_DEFAULT + ")")
-    g.add_argument("--dw-equalize", action=argparse.BooleanOptionalAction, default=None,
-                   help="equalize the tensors only depthwise convolutions read by powers of two, or "
-                        "--no-dw-equalize (as mdfi quantize; " + DW_EQUALIZE_DEFAULT + ")")
-    g.add_argument("--empirical-bias", action=argparse.BooleanOptionalAction, default=None,
-                   help="cancel the mean error per channel measured on the calibration inputs (the sample photo and "
-                        "its mirror, or --calib), or --no-empirical-bias (as mdfi quantize --bias-correction "
-                        "empirical; " + EMPIRICAL_BIAS_DEFAULT + ")")
+    add_format_options(g)
     g.add_argument("--stats", action="store_true",
                    help="print per-layer saturation counts (how many outputs each format clamped)")
 
