@@ -167,8 +167,10 @@ def test_with_the_equalization_the_inputs_are_shared(dw_model):
 def test_refused_with_a_shipped_rounding_and_with_float(dw_model, tmp_path, capsys):
     from mdfi.cli import main
     from mdfi.errors import MDFIError
-    with pytest.raises(MDFIError, match="shipped rounding carries its own bias shifts"):
-        recipes.check_empirical_bias({"weight_deltas": {}})
+    for qkw, shipped in (({"weight_deltas": {}}, False), ({"bias_shifts": {}}, False), ({}, True)):
+        with pytest.raises(MDFIError, match="recipe ships its own bias corrections"):
+            recipes.check_empirical_bias(qkw, shipped=shipped)
+    recipes.check_empirical_bias({})
     from PIL import Image
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(img)
@@ -176,3 +178,20 @@ def test_refused_with_a_shipped_rounding_and_with_float(dw_model, tmp_path, caps
                "--out", str(tmp_path / "o.jpg"), "--float", "--empirical-bias"])
     err = capsys.readouterr().err
     assert rc != 0 and "--empirical-bias applies to the fixed-point engine" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("zp", [[], ["--no-zero-points"]], ids=["zero-points", "no-zero-points"])
+def test_refused_for_a_recipe_model_before_any_work(tmp_path, zp):
+    """A recipe model with its shipped statistics (yolov3-tiny's recipe; with or without its zero
+    points) refuses the correction in one line, before its cfg or weights are read."""
+    from mdfi.errors import MDFIError
+    from mdfi.quant import recipes as rc
+    calls = []
+
+    def fail():
+        calls.append(1)
+        raise AssertionError("the weights were read")
+    with pytest.raises(MDFIError, match="recipe ships its own bias corrections"):
+        rc.quantized_for(tmp_path / "x.cfg", tmp_path / "x.weights", "yolov3-tiny", names=["a"], load_network=fail,
+                         zero_points=not zp, empirical_bias=True, cache=False)
+    assert not calls

@@ -166,24 +166,26 @@ def default_empirical_bias(spec_name: Optional[str], source: str, opts: dict, ze
     return bool(depthwise() if callable(depthwise) else depthwise)
 
 
-def check_empirical_bias(qkw: dict, what: str = "empirical_bias") -> None:
-    """A recipe's shipped rounding (``weight_deltas`` / ``bias_shifts`` in ``qkw``) carries its own
-    bias shifts: refused together with the empirical bias correction (one line)."""
-    if "weight_deltas" in qkw or "bias_shifts" in qkw:
+def check_empirical_bias(qkw: dict, what: str = "empirical_bias", shipped: bool = False) -> None:
+    """A recipe's shipped statistics come with its own bias corrections (its rounding files'
+    ``weight_deltas`` / ``bias_shifts``, its decisions' head shifts): refused together with the
+    empirical bias correction (one line), before any heavy work when ``shipped`` says so."""
+    if shipped or "weight_deltas" in qkw or "bias_shifts" in qkw:
         from ..errors import MDFIError
-        raise MDFIError(f"{what}: this recipe's shipped rounding carries its own bias shifts; "
-                        "turn its zero points off (zero_points=False / --no-zero-points) to measure new ones")
+        raise MDFIError(f"{what}: this model's recipe ships its own bias corrections with its statistics "
+                        "(docs/quantization.md rounds 15-16); give calibration photos (calib= / --calib) or load "
+                        "the weights as your own (--cfg / --weights) to measure new ones")
 
 
 def empirical_bias_kwargs(network: Network, on: bool, qkw: dict, images: Optional[Sequence] = None,
-                          what: str = "empirical_bias") -> dict:
+                          what: str = "empirical_bias", shipped: bool = False) -> dict:
     """``quantize_network`` keyword arguments of the empirical bias correction, to update ``qkw``
     (the other arguments) with: ``bias_correction="empirical"`` and, unless ``qkw`` has them,
-    :func:`calibration_inputs`; ``{}`` when ``on`` is false.  A recipe's shipped rounding
-    carries its own bias shifts: the two are refused together (one line)."""
+    :func:`calibration_inputs`; ``{}`` when ``on`` is false.  Refused with a recipe's shipped
+    statistics (``shipped``) and their bias corrections (:func:`check_empirical_bias`)."""
     if not on:
         return {}
-    check_empirical_bias(qkw, what)
+    check_empirical_bias(qkw, what, shipped)
     kw: dict = {"bias_correction": "empirical"}
     if qkw.get("calib_inputs") is None:
         kw["calib_inputs"] = calibration_inputs(network, images)
@@ -589,7 +591,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
         empirical_bias = default_empirical_bias(spec_name, stats_src, opts, zero_points,
                                                 lambda: rgb_depthwise(Network.from_cfg(cfg_file, darknet=darknet)))
     if empirical_bias:
-        check_empirical_bias(zkw)               # before any heavy work
+        check_empirical_bias(zkw, shipped=shipped)          # before any heavy work
         key_opts = dict(key_opts, empirical_bias=True)
     if sample_mixed_applies(spec_name, opts):       # round 24's default widths are part of the key
         key_opts = dict(key_opts, layer_wbits="sample-photo-sensitivity")
