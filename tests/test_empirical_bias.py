@@ -154,6 +154,29 @@ def test_not_the_default_of_a_non_rgb_network(tmp_path):
     assert "rounds 30-31" not in (got.options.get("formats_source") or "")
 
 
+def test_with_photos_load_equals_quantize(dw_model, tmp_path):
+    """mdfi.load(calib=DIR, empirical_bias=True) builds what `mdfi quantize --calib DIR
+    --bias-correction empirical` builds (the photos and their mirror images; with --dw-equalize
+    both read the same inputs)."""
+    import mdfi
+    from mdfi.cli import main
+    from mdfi.quant import modelfile
+    from PIL import Image
+    imgs = tmp_path / "photos"
+    imgs.mkdir()
+    rng = np.random.default_rng(9)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
+    cfg, weights = dw_model / "dw.cfg", dw_model / "dw.weights"
+    for dw in (False, True):
+        got = mdfi.load(cfg=cfg, weights=weights, calib=imgs, empirical_bias=True, dw_equalize=dw,
+                        zero_points=True, cache=False).engine.qmodel
+        out = tmp_path / f"q{dw}.mdfi"
+        assert main(["quantize", "--cfg", str(cfg), "--weights", str(weights), "--calib", str(imgs), "--zero-points",
+                     "--bias-correction", "empirical", *(["--dw-equalize"] if dw else []), "-o", str(out)]) == 0
+        assert _same(got, modelfile.load(out))
+
+
 def test_with_the_equalization_the_inputs_are_shared(dw_model):
     """With dw_equalize too, the correction is measured on the equalization's inputs (the sample
     photo and its mirror), as Yolo-Fastest 1.1-xl's default."""

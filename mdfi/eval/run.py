@@ -132,6 +132,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         eb = getattr(args, "empirical_bias", None)
         if eb is None:                  # rounds 30-31
             eb = recipes.default_empirical_bias(spec_name, source, opts, zp, recipes.rgb_depthwise(network))
+        qkw.update(recipes.photo_bias_inputs(network, eb, images))
         qkw.update(recipes.empirical_bias_kwargs(network, eb, qkw, images, what="--empirical-bias",
                                                  shipped=source == "shipped"))
         qm = quantize_network(network, **qkw)

@@ -106,15 +106,26 @@ def default_dw_equalize(spec_name: Optional[str], source: str, opts: dict, zero_
     return source == "sample" and bool(zero_points) and width_tag(opts) in DW_EQUALIZE.get(spec_name or "", ())
 
 
-def calibration_inputs(network: Network, images: Optional[Sequence] = None) -> list:
+def calibration_inputs(network: Network, images: Optional[Sequence] = None, augment: Optional[bool] = None) -> list:
     """The float network inputs of ``images`` (the calibration photos), else of the shipped
     sample photo and its mirror image (what the statistics of a model without photos come
-    from): the inputs of ``dw_equalize`` and of the empirical bias correction by default."""
+    from): the inputs of ``dw_equalize`` and of the empirical bias correction by default.
+    ``augment``: with the mirror images (default: for the sample photo only)."""
     from ..image import load_image
     from ..preprocess import network_input
     from .calib_inputs import calibration_variants
     rgbs = [load_image(i) for i in images] if images is not None else [sample_rgb()]
-    return [network_input(v, network) for r in rgbs for v in calibration_variants(r, augment=images is None)]
+    aug = images is None if augment is None else augment
+    return [network_input(v, network) for r in rgbs for v in calibration_variants(r, augment=aug)]
+
+
+def photo_bias_inputs(network: Network, on: bool, images: Optional[Sequence]) -> dict:
+    """With calibration photos and the empirical bias correction, the photos and their mirror
+    images serve it and ``dw_equalize`` alike, as ``mdfi quantize --calib DIR --bias-correction
+    empirical`` reads them (``calibrate.load_inputs``); ``{}`` otherwise."""
+    if not on or images is None:
+        return {}
+    return {"calib_inputs": calibration_inputs(network, images, augment=True)}
 
 
 def dw_equalize_kwargs(network: Network, on: bool, images: Optional[Sequence] = None) -> dict:
@@ -643,6 +654,7 @@ def quantized_for(cfg_file, weights_file, spec_name: Optional[str], *, names: Se
     qkw.update(dw_equalize_kwargs(network, dw_equalize, calib_images))
     if dw_equalize:
         how = f"{how}; {DW_EQUALIZE_STORY}" if how else DW_EQUALIZE_STORY
+    qkw.update(photo_bias_inputs(network, empirical_bias, calib_images))
     qkw.update(empirical_bias_kwargs(network, empirical_bias, qkw, calib_images))
     if empirical_bias:
         how = f"{how}; {EMPIRICAL_BIAS_STORY}" if how else EMPIRICAL_BIAS_STORY
