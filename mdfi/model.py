@@ -307,9 +307,9 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
     ``empirical_bias``: cancel, per output channel, the mean error the quantized network makes
     on the calibration inputs (the shipped sample photo and its mirror, or ``calib``; as
     ``mdfi quantize --bias-correction empirical``) if True, without if False; None (default): as
-    the model's recipe says -- on at w8a8 without photos for the zoo's yolo-fastest-1.1 and
-    yolo-fastest-1.1-xl ("Round 30") and for every model without a recipe that has depthwise
-    convolutions ("Round 31"), else off.
+    the model's recipe says -- on without photos for the zoo's yolo-fastest-1.1 at w8a8 and
+    yolo-fastest-1.1-xl at w8a8 and w6a8 ("Round 30", "Round 32") and for every model without a
+    recipe that has depthwise convolutions at w8a8 ("Round 31"), else off.
     """
     from .engine import FixedEngine
 

@@ -1,4 +1,4 @@
-"""The empirical bias correction as a default (docs/quantization.md rounds 30-31: the zoo's
+"""The empirical bias correction as a default (docs/quantization.md rounds 30-32: the zoo's
 Yolo-Fastest models and every model without a recipe that has depthwise convolutions): which
 models and widths get it, and that mdfi.load, `mdfi quantize` and `mdfi eval` build the same
 integers as quantize_network(bias_correction="empirical") on the shipped sample photo and its
@@ -54,8 +54,10 @@ def test_recipe_default_is_yolo_fastest_at_w8a8_without_photos():
     for name in ("yolo-fastest-1.1", "yolo-fastest-1.1-xl"):
         assert d(name, "sample", w8a8, True)
         assert not d(name, "photos", w8a8, True)        # rule 30 decided without photos
-        assert not d(name, "sample", w6a8, True)
         assert not d(name, "sample", w8a8, False)       # ... with zero points
+        assert not d(name, "sample", recipes.resolve(None, wbits=4), True)
+    assert d("yolo-fastest-1.1-xl", "sample", w6a8, True)             # rule 32
+    assert not d("yolo-fastest-1.1", "sample", w6a8, True)
     assert not d("yolov3-tiny", "shipped", w8a8, True)
     assert not d("yolov3-tiny", "sample", w8a8, True, True)          # a recipe model: its recipe decides
     assert not d(None, "sample", w8a8, True)                          # no depthwise layer
@@ -109,11 +111,11 @@ def test_load_quantize_and_eval_agree(dw_model, tmp_path, capsys):
     off = mdfi.load(cfg=cfg, weights=weights, empirical_bias=False, cache=False).engine.qmodel
     default = mdfi.load(cfg=cfg, weights=weights, cache=False).engine.qmodel
     assert _same(on, want) and _same(off, plain) and _same(default, want)
-    assert "rounds 30-31" in on.options["formats_source"]
-    assert "rounds 30-31" not in (off.options.get("formats_source") or "")
+    assert "rounds 30-32" in on.options["formats_source"]
+    assert "rounds 30-32" not in (off.options.get("formats_source") or "")
     assert main(["quantize", "--cfg", str(cfg), "--weights", str(weights), "-o", str(tmp_path / "m.mdfi")]) == 0
     q = modelfile.load(tmp_path / "m.mdfi")
-    assert _same(q, want) and "rounds 30-31" in q.options["formats_source"]
+    assert _same(q, want) and "rounds 30-32" in q.options["formats_source"]
     assert main(["quantize", "--cfg", str(cfg), "--weights", str(weights), "--bias-correction", "auto", "-o",
                  str(tmp_path / "p.mdfi")]) == 0
     assert _same(modelfile.load(tmp_path / "p.mdfi"), plain)
@@ -139,7 +141,7 @@ def test_not_the_default_without_depthwise_layers(tmp_path):
     got = mdfi.load(cfg=tmp_path / "p.cfg", weights=tmp_path / "p.weights", cache=False).engine.qmodel
     want = quantize_network(net, per_channel=True, cfg_text=PLAIN_CFG, calib=recipes.sample_calibration(net),
                             zero_points=True, act_method="mse")
-    assert _same(got, want) and "rounds 30-31" not in (got.options.get("formats_source") or "")
+    assert _same(got, want) and "rounds 30-32" not in (got.options.get("formats_source") or "")
 
 
 def test_not_the_default_of_a_non_rgb_network(tmp_path):
@@ -151,7 +153,7 @@ def test_not_the_default_of_a_non_rgb_network(tmp_path):
     (tmp_path / "g.cfg").write_text(cfg)
     write_weights(_net(cfg=cfg), tmp_path / "g.weights")
     got = mdfi.load(cfg=tmp_path / "g.cfg", weights=tmp_path / "g.weights", cache=False).engine.qmodel
-    assert "rounds 30-31" not in (got.options.get("formats_source") or "")
+    assert "rounds 30-32" not in (got.options.get("formats_source") or "")
 
 
 def test_with_photos_load_equals_quantize(dw_model, tmp_path):

@@ -151,9 +151,9 @@ DW_EQUALIZE_DEFAULT = ("default: on for the zoo's yolo-fastest-1.1-xl at w8a8 wi
 
 
 #: The --empirical-bias default, as every command's help says it (mdfi.quant.recipes.default_empirical_bias).
-EMPIRICAL_BIAS_DEFAULT = ("default: on at w8a8 without --calib photos for the zoo's yolo-fastest-1.1 and "
-                          "yolo-fastest-1.1-xl and for every model without a recipe that has depthwise convolutions, "
-                          "else off; docs/quantization.md rounds 30-31")
+EMPIRICAL_BIAS_DEFAULT = ("default: on without --calib photos for the zoo's yolo-fastest-1.1 (w8a8) and "
+                          "yolo-fastest-1.1-xl (w8a8, w6a8) and for every model without a recipe that has depthwise "
+                          "convolutions (w8a8), else off; docs/quantization.md rounds 30-32")
 
 
 def add_format_options(g) -> None:

@@ -160,7 +160,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         if kw.get("calib_inputs") is not None:
             dkw.pop("calib_inputs")             # the data-driven methods' inputs (with --calib-crops) serve both
         kw.update(dkw)
-    # rounds 30-31: the empirical bias correction on the sample photo (as mdfi.load's default)
+    # rounds 30-32: the empirical bias correction on the sample photo (as mdfi.load's default)
     auto_bias = (args.bias_correction is None
                  and recipes.default_empirical_bias(spec_name, source, opts, args.zero_points,
                                                     recipes.rgb_depthwise(network))
@@ -345,9 +345,10 @@ def add_quantize_parser(sub) -> None:
     q.add_argument("--bias-correction", choices=("auto", "empirical", "on", "off"), default=None,
                    help="empirical: cancel the mean error per channel measured on the --calib images; "
                         "auto: the analytic correction for weights of 6 bits or fewer (default: auto, and empirical "
-                        "on the shipped sample photo at w8a8 without --calib and without options that change what it "
-                        "was chosen for, for the zoo's yolo-fastest-1.1 and yolo-fastest-1.1-xl and every model "
-                        "without a recipe that has depthwise convolutions; docs/quantization.md rounds 30-31)")
+                        "on the shipped sample photo without --calib and without options that change what it was "
+                        "chosen for, for the zoo's yolo-fastest-1.1 (w8a8) and yolo-fastest-1.1-xl (w8a8, w6a8) and "
+                        "every model without a recipe that has depthwise convolutions (w8a8); docs/quantization.md "
+                        "rounds 30-32)")
     q.add_argument("--size-budget", type=percent_arg, default=None, metavar="P%",
                    help="mixed precision: narrow the least sensitive layers' weights (measured on the --calib "
                         "images) until the parameters are at most P%% of the float32 weights")

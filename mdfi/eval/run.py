@@ -97,7 +97,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
     zero_tags = []                         # the configs quantized with zero points
     rounded_tags = []                      # ... and with the recipe's shipped rounding (round 15)
     dw_tags = []                           # the configs whose depthwise inputs were equalized (round 29)
-    eb_tags = []                           # the configs with the empirical bias correction (rounds 30-31)
+    eb_tags = []                           # the configs with the empirical bias correction (rounds 30-32)
     source = recipes.statistics_source(spec_name, photos=bool(args.calib),
                                        bn_estimate=calib.method == "batchnorm-estimate")
     for wbits, abits in configs:
@@ -130,7 +130,7 @@ def run_eval(args: argparse.Namespace) -> Tuple[dict, str]:
         images = calibrate.list_images(args.calib) if args.calib else None
         qkw.update(recipes.dw_equalize_kwargs(network, dw, images))
         eb = getattr(args, "empirical_bias", None)
-        if eb is None:                  # rounds 30-31
+        if eb is None:                  # rounds 30-32
             eb = recipes.default_empirical_bias(spec_name, source, opts, zp, recipes.rgb_depthwise(network))
         qkw.update(recipes.photo_bias_inputs(network, eb, images))
         qkw.update(recipes.empirical_bias_kwargs(network, eb, qkw, images, what="--empirical-bias",
@@ -379,7 +379,7 @@ def _report(run: EvalRun, info: dict) -> Tuple[dict, str]:
         head += f"; depthwise inputs equalized (docs/quantization.md round 29) at {', '.join(info['dw_equalize'])}"
     if info.get("empirical_bias"):
         head += ("; biases corrected for the mean error on the calibration inputs (docs/quantization.md "
-                 f"rounds 30-31) at {', '.join(info['empirical_bias'])}")
+                 f"rounds 30-32) at {', '.join(info['empirical_bias'])}")
     text = head + "\n" + evaluate.format_agreement_table(results)
     for tag, d in sat.items():
         text += f"\n\nsaturated outputs per layer, {tag} (layers with none omitted):\n{d['table']}"

@@ -141,8 +141,9 @@ DW_EQUALIZE_STORY = "depthwise inputs equalized by powers of two (docs/quantizat
 #: Zoo models whose default at these widths cancels, per output channel, the mean error the
 #: quantized network makes on the inputs its formats come from (``bias_correction="empirical"``
 #: on the shipped sample photo and its mirror; no photos, no shipped data), with zero points:
-#: docs/quantization.md round 30 (Yolo-Fastest 1.1 and 1.1-xl, chosen on ``val6`` + ``val7``).
-EMPIRICAL_BIAS = {"yolo-fastest-1.1": ("w8a8",), "yolo-fastest-1.1-xl": ("w8a8",)}
+#: docs/quantization.md round 30 (Yolo-Fastest 1.1 and 1.1-xl at w8a8, chosen on ``val6`` + ``val7``)
+#: and round 32 (1.1-xl at w6a8, chosen on ``val9``).
+EMPIRICAL_BIAS = {"yolo-fastest-1.1": ("w8a8",), "yolo-fastest-1.1-xl": ("w8a8", "w6a8")}
 
 
 #: ... and every model without a recipe that has a depthwise convolution, at these widths:
@@ -204,7 +205,7 @@ def empirical_bias_kwargs(network: Network, on: bool, qkw: dict, images: Optiona
 
 
 EMPIRICAL_BIAS_STORY = ("biases corrected for the mean error measured on the same inputs "
-                        "(docs/quantization.md rounds 30-31)")
+                        "(docs/quantization.md rounds 30-32)")
 
 
 def statistics_source(spec_name: Optional[str], *, photos: bool, bn_estimate: bool = False) -> str:
