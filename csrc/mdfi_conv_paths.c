@@ -62,8 +62,8 @@ void mdfi_conv_path_ops(int32_t path, const conv_ops **pair, const struct q8_ops
     case MDFI_CONV_PATH_AVXVNNI: *pair = &mdfi_conv_ops_avx2; *q8 = &mdfi_q8_ops_avxvnni; break;
     case MDFI_CONV_PATH_AVX512VNNI: *pair = &mdfi_conv_ops_vnni16; *q8 = &mdfi_q8_ops_vnni512; break;
     case MDFI_CONV_PATH_AVX512VNNI_YMM: *pair = &mdfi_conv_ops_avx512; *q8 = &mdfi_q8_ops_vnni256; break;
-    case MDFI_CONV_PATH_AMX: *pair = &mdfi_conv_ops_avx512; *q8 = &mdfi_q8_ops_amx; break;
-    case MDFI_CONV_PATH_AMX_SIM: *pair = &mdfi_conv_ops_avx512; *q8 = &mdfi_q8_ops_amxsim; break;
+    case MDFI_CONV_PATH_AMX: *pair = &mdfi_conv_ops_vnni16; *q8 = &mdfi_q8_ops_amx; break;
+    case MDFI_CONV_PATH_AMX_SIM: *pair = &mdfi_conv_ops_vnni16; *q8 = &mdfi_q8_ops_amxsim; break;
 #endif
 #if MDFI_CONV_ARM
     case MDFI_CONV_PATH_NEON: *pair = &mdfi_conv_ops_neon; break;
