@@ -312,8 +312,8 @@ def main(argv=None) -> int:
     if args.calib_set == "calib4":
         cdirs.append(os.path.join(args.person_sets, "calib4"))
     if args.calib_stats == "shipped":
-        from mdfi.quant import recipes
-        if recipes.recipe_name("yolov4-tiny", weights) is None:     # made for the official file only
+        from mdfi.quant import recipes, zoo_cache
+        if zoo_cache.recipe_name("yolov4-tiny", weights) is None:     # made for the official file only
             ap.error(f"--calib-stats shipped: {weights} is not the official yolov4-tiny weights file")
         calib = recipes.shipped_calibration("yolov4-tiny")
     elif args.calib_stats:

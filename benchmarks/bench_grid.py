@@ -289,7 +289,7 @@ def load_model(name: str, args):
     if name in ZOO_MODELS:
         from mdfi.model import _float_network
         # --weights (yolov4-tiny): a local copy of the official weights; the shipped statistics
-        # only if it is the official file (recipes.recipe_name, as mdfi.load)
+        # only if it is the official file (zoo_cache.recipe_name, as mdfi.load)
         network, names, _, spec, _ = _float_network(name, None, getattr(args, "weights", None), None, True)
         calib = recipes.shipped_calibration(spec)
         if calib is None:

@@ -365,13 +365,13 @@ def load(model: Optional[PathLike] = None, *, cfg: Optional[PathLike] = None,
                             "the fixed-point path only")
         network = load_network()
         return Model(network, class_names, FloatEngine(network), name=label)
-    from .quant import recipes
+    from .quant import zoo_cache
     _warn_low_bits(wbits or bits, abits or bits)
-    qm = recipes.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
-                               wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
-                               rounding=rounding, cache=cache, darknet=darknet,
-                               calib_images=_calib_images(calib), zero_points=zero_points, dw_equalize=dw_equalize,
-                               empirical_bias=empirical_bias)
+    qm = zoo_cache.quantized_for(cfg_file, weights_file, spec_name, names=class_names, load_network=load_network,
+                                 wbits=wbits or bits, abits=abits or bits, per_channel=per_channel,
+                                 rounding=rounding, cache=cache, darknet=darknet,
+                                 calib_images=_calib_images(calib), zero_points=zero_points, dw_equalize=dw_equalize,
+                                 empirical_bias=empirical_bias)
     return Model(qm.network, class_names, FixedEngine(qm, engine, threads), name=label)
 
 
@@ -422,8 +422,8 @@ def _resolve_files(model, cfg, weights, names, download):
         if weights is not None:
             # a zoo cfg with the user's weights: the recipe's shipped statistics and decisions
             # were made for the official file and apply only to it
-            from .quant import recipes
-            spec_name = recipes.recipe_name(spec_name, weights_file)
+            from .quant import zoo_cache
+            spec_name = zoo_cache.recipe_name(spec_name, weights_file)
     else:
         if model is not None:
             raise MDFIError("give either a model name or cfg=/weights=, not both")

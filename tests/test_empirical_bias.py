@@ -210,7 +210,7 @@ def test_refused_for_a_recipe_model_before_any_work(tmp_path, zp):
     """A recipe model with its shipped statistics (yolov3-tiny's recipe; with or without its zero
     points) refuses the correction in one line, before its cfg or weights are read."""
     from mdfi.errors import MDFIError
-    from mdfi.quant import recipes as rc
+    from mdfi.quant import zoo_cache as rc
     calls = []
 
     def fail():

@@ -57,7 +57,7 @@ def mini_net():
 
 
 # ---------------------------------------------------------------------------------------------
-# item 1: the default fixed-point path validates --cfg before reading it (recipes.cache_path)
+# item 1: the default fixed-point path validates --cfg before reading it (zoo_cache.cache_path)
 def _bad_cfg(kind: str, tmp: Path) -> str:
     if kind in ("/dev/zero", "/dev/urandom"):
         return kind
@@ -85,7 +85,7 @@ def test_default_fixed_path_refuses_bad_cfg_before_reading(kind, words, tmp_path
     cfg = _bad_cfg(kind, tmp_path)
     tracemalloc.start()
     with pytest.raises(CfgError) as ei:
-        mdfi.load(cfg=cfg, weights=MINI_W)                    # fixed point: recipes.cache_path first
+        mdfi.load(cfg=cfg, weights=MINI_W)                    # fixed point: zoo_cache.cache_path first
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert words in one_line(ei.value, os.path.basename(cfg)) and peak < 8 << 20
@@ -356,7 +356,7 @@ def test_class_names_are_sanitised(mini_mdfi, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # item 12: the quantized cache is tied to the weights' digest and the recipe
 def test_swapped_or_stale_cache_entries_are_not_used(tmp_path, monkeypatch, capsys):
-    from mdfi.quant import recipes
+    from mdfi.quant import recipes, zoo_cache
     monkeypatch.setenv("MDFI_HOME", str(tmp_path / "home"))
     w = tmp_path / "m.weights"
     shutil.copyfile(MINI_W, w)
@@ -374,8 +374,8 @@ def test_swapped_or_stale_cache_entries_are_not_used(tmp_path, monkeypatch, caps
     data[-4:] = np.float32(0.125).tobytes()
     w.write_bytes(bytes(data))
     os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns))
-    path_before = recipes.cache_path(MINI_CFG, MINI_W, None, recipes.resolve(None))[0]
-    path_after = recipes.cache_path(MINI_CFG, w, None, recipes.resolve(None))[0]
+    path_before = zoo_cache.cache_path(MINI_CFG, MINI_W, None, recipes.resolve(None))[0]
+    path_after = zoo_cache.cache_path(MINI_CFG, w, None, recipes.resolve(None))[0]
     assert path_before != path_after
     d = mdfi.load(cfg=MINI_CFG, weights=w)
     assert not np.array_equal(d.quantized.layers[-2].arrays()["weights"], a.quantized.layers[-2].arrays()["weights"]) \

@@ -21,7 +21,7 @@ import pytest
 
 from mdfi import zoo
 from mdfi.darknet.network import Network
-from mdfi.quant import recipes
+from mdfi.quant import recipes, zoo_cache
 
 
 def _net():
@@ -69,16 +69,16 @@ def test_cache_key_follows_the_recipe(tmp_path, monkeypatch):
     w = tmp_path / "yolov4-tiny.weights"
     w.write_bytes(b"\0" * 64)                       # only hashed here
     cfg = zoo.cfg_path("yolov4-tiny")
-    path, source, _, _ = recipes.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny"))
+    path, source, _, _ = zoo_cache.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny"))
     assert "+" in source["calib_sha256"] and source["opts"]["per_channel"] is True
     # ... and the shipped rounding of these widths only (round 15: one file per width)
     digest = {t: hashlib.sha256(files("mdfi.data").joinpath(f"yolov4-tiny.{t}.rounding.npz").read_bytes()).hexdigest()
               for t in ("w8a8", "w6a8")}
     assert source["calib_sha256"].endswith("+" + digest["w8a8"]) and digest["w6a8"] not in source["calib_sha256"]
-    _, s6, _, _ = recipes.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny", wbits=6))
+    _, s6, _, _ = zoo_cache.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny", wbits=6))
     assert s6["calib_sha256"].endswith("+" + digest["w6a8"])
     monkeypatch.delitem(recipes.RECIPES, "yolov4-tiny")
-    before, old, _, _ = recipes.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny"))
+    before, old, _, _ = zoo_cache.cache_path(cfg, w, "yolov4-tiny", recipes.resolve("yolov4-tiny"))
     # without the recipe: the shipped sample photo's statistics (round 11), named by its sha256
     sample = hashlib.sha256((files("mdfi.data") / recipes.SAMPLE_PHOTO).read_bytes()).hexdigest()
     assert old["calib_sha256"] == sample and before != path
@@ -241,16 +241,16 @@ def retrained_v3tiny(tmp_path_factory):
 
 
 def test_recipe_applies_only_to_the_official_weights(retrained_v3tiny, capsys):
-    assert recipes.recipe_name("yolov3-tiny", retrained_v3tiny) is None
+    assert zoo_cache.recipe_name("yolov3-tiny", retrained_v3tiny) is None
     err = capsys.readouterr().err
     assert "is not the official yolov3-tiny weights file" in err and "--calib" in err
     # a model without a recipe is not hashed at all (a missing file would raise otherwise)
-    assert recipes.recipe_name("yolov2-tiny", "/nonexistent/x.weights") == "yolov2-tiny"
-    assert recipes.recipe_name(None, "/nonexistent/x.weights") is None
+    assert zoo_cache.recipe_name("yolov2-tiny", "/nonexistent/x.weights") == "yolov2-tiny"
+    assert zoo_cache.recipe_name(None, "/nonexistent/x.weights") is None
 
 
 def test_official_weights_keep_the_recipe(tiny_weights_path, capsys):
-    assert recipes.recipe_name("yolov3-tiny", tiny_weights_path) == "yolov3-tiny"
+    assert zoo_cache.recipe_name("yolov3-tiny", tiny_weights_path) == "yolov3-tiny"
     assert capsys.readouterr().err == ""
 
 

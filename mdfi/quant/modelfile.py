@@ -109,7 +109,7 @@ def save(model: QuantizedModel, path: PathLike, *, model_name: Optional[str] = N
     """Write ``model`` to ``path`` atomically.  Returns the file size in bytes.
 
     ``source``: what the model was quantized from (digests of cfg, weights, calibration and
-    the options; :func:`mdfi.quant.recipes.cache_source`), stored in the header so that the cache
+    the options; :func:`mdfi.quant.zoo_cache.cache_source`), stored in the header so that the cache
     can check a file belongs to its inputs."""
     spath = os.fspath(path)
     blob = dumps(model, model_name=model_name, source=source, name=spath)
