@@ -8,7 +8,7 @@ Each round runs every variant once (after one warm-up call) and times it by wall
 the table gives the median per variant, GMAC/s and the time relative to the first variant
 (the automatic choice of the CPU's own profile).  Variants: "auto" (the CPU's profile),
 "generic" and "intel" (the profiles forced, mdfi._ext._conv._set_q8_tune), and each
-"tile/mode" forced (_set_q8_override).  All variants' outputs are checked to be equal.
+"tile/mode" forced (_set_q8_override), and "channels-last" (AMX's kernel of that mode) where the path has one.  All variants' outputs are checked to be equal.
 Round 9 of docs/performance.md was measured with this.
 """
 
@@ -45,8 +45,10 @@ SHAPES = {  # yolov3 at 416 (C, H=W, M, k, stride)
     # yolov3-tiny's other big 3x3 layers (6, 8, 10, 12 = "13", 14 = "13t", 21)
     "52t": (64, 52, 128, 3, 1), "26t": (128, 26, 256, 3, 1), "13t": (256, 13, 512, 3, 1),
     "26t21": (384, 26, 256, 3, 1),
+    # yolov4-tiny's 64-channel 3x3 layers (2; 12, 13)
+    "104v4": (64, 104, 64, 3, 1), "52v4": (64, 52, 64, 3, 1),
 }
-MODES = ("packed", "direct", "compact")
+MODES = ("packed", "direct", "compact", "channels-last")
 
 
 def main(argv=None):
@@ -62,6 +64,10 @@ def main(argv=None):
         sys.exit(f"{path} has no 8-bit tiles")
     variants = [("auto", -1, None), ("generic", 0, None), ("intel", 1, None)]
     variants += [(f"{t[0]}x{t[1]}/{MODES[d]}", -1, (k, d)) for k, t in enumerate(tiles) for d in (0, 1, 2)]
+    _conv._set_q8_override(0, 3)              # a path with a channels-last kernel (AMX) takes it
+    if (_conv._q8_choice(path, 64, 8, 8, 32, 3, 1, 1) or (0, ""))[1] == "channels-last":
+        variants.append(("channels-last", -1, (0, 3)))
+    _conv._set_q8_override(-1, -1)
     rng = np.random.default_rng(0)
     print(f"path {path}, {args.threads} thread(s), medians of {args.runs} interleaved rounds; CPU: {_conv.cpu_features()}")
     try:
@@ -91,7 +97,7 @@ def main(argv=None):
                 _conv._set_q8_tune(tune)
                 _conv._set_q8_override(-1, -1)
                 kk, mode = _conv._q8_choice(path, c, hw, hw, m, k, s, k // 2, args.threads)
-                picks[tune] = f"{tiles[kk][0]}x{tiles[kk][1]}/{mode}"
+                picks[tune] = mode if kk >= len(tiles) else f"{tiles[kk][0]}x{tiles[kk][1]}/{mode}"
             print(f"{name}: C {c} {hw}x{hw} M {m} {k}x{k}/{s}  (auto picks {picks[-1]}, generic {picks[0]}, "
                   f"intel {picks[1]})")
             for label, _, _ in variants:

@@ -163,8 +163,11 @@ AMX_KERNEL(amx_tile_128x32, 4, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd
 AMX_KERNEL(amx_tile_32x32, 1, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbsud, _tile_stored,
            ((void)0))
 
+static void cl_flush(void);
+
 AMX static void amx_finish(void)
 {
+    cl_flush();
     if (amx_loaded_kq != 0) {
         _tile_release();
         amx_loaded_kq = 0;
@@ -224,6 +227,178 @@ static void sim_config(simtile *tiles, int32_t kq)
 AMX_KERNEL(amxsim_tile_128x32, 4, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DP, SIM_STORE, ((void)0))
 AMX_KERNEL(amxsim_tile_32x32, 1, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DP, SIM_STORE, ((void)0))
 
+/* ---------------------------------------------------------------------------------------
+ * Channels-last mode (MODE_CL; XL layout in mdfi_conv_q8.h), stop 41.  The activations are the
+ * A operand: an A tile row is one grid position's 64 channel bytes of a K step, read from XL at
+ * the tap's offset (whole positions: every row on a cache line, unlike direct mode's B rows);
+ * the B operand is the packed weights' own A4 block of the step (16 channel quads x 16 output
+ * channels x 4 bytes, 1 KB), so nothing else is packed.  TDPBUSD multiplies the unsigned
+ * activation bytes by the signed weights (the X4 bytes and delta of mdfi_conv_q8.h).  The sums
+ * come out [position][channel] and are transposed (16 x 16 dword blocks) into the usual
+ * epilogue -- software-pipelined: a call's C tiles go to a thread-local buffer, and their
+ * transposition and epilogue run in ten units spread over the thread's next call's K loop,
+ * while the TMUL unit works through that call's TDPBUSDs; the thread's last call of a layer is
+ * finished by cl_flush (q8_ops.finish).  Run after their own tile loop instead, transposition
+ * and epilogue took half of the 52x52 layer's time (docs/performance.md "Channels-last on
+ * AMX").  Every block's epilogue reads only its own sums, once, on the thread that computed
+ * them.
+ * ------------------------------------------------------------------------------------- */
+#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+
+/* dst row j = src column j of a 16 x 16 block of dwords (src rows at ss bytes, dst rows at ds
+ * bytes; src rows i >= nrows read as zero) */
+AVX512 static inline void tr16(const uint8_t *src, size_t ss, uint8_t *dst, size_t ds, int nrows)
+{
+    __m512i r[16], u[16];
+    for (int i = 0; i < 16; ++i)
+        r[i] = i < nrows ? _mm512_loadu_si512((const void *)(src + (size_t)i * ss)) : _mm512_setzero_si512();
+    for (int i = 0; i < 16; i += 2) {
+        u[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        u[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 4; ++g) {
+        r[4 * g + 0] = _mm512_unpacklo_epi64(u[4 * g], u[4 * g + 2]);
+        r[4 * g + 1] = _mm512_unpackhi_epi64(u[4 * g], u[4 * g + 2]);
+        r[4 * g + 2] = _mm512_unpacklo_epi64(u[4 * g + 1], u[4 * g + 3]);
+        r[4 * g + 3] = _mm512_unpackhi_epi64(u[4 * g + 1], u[4 * g + 3]);
+    }
+    for (int j = 0; j < 4; ++j) {
+        const __m512i va = _mm512_shuffle_i32x4(r[j], r[4 + j], _MM_SHUFFLE(2, 0, 2, 0));
+        const __m512i vb = _mm512_shuffle_i32x4(r[j], r[4 + j], _MM_SHUFFLE(3, 1, 3, 1));
+        const __m512i wa = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], _MM_SHUFFLE(2, 0, 2, 0));
+        const __m512i wb = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], _MM_SHUFFLE(3, 1, 3, 1));
+        _mm512_storeu_si512((void *)(dst + (size_t)(j + 0) * ds), _mm512_shuffle_i32x4(va, wa, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm512_storeu_si512((void *)(dst + (size_t)(j + 8) * ds), _mm512_shuffle_i32x4(va, wa, _MM_SHUFFLE(3, 1, 3, 1)));
+        _mm512_storeu_si512((void *)(dst + (size_t)(j + 4) * ds), _mm512_shuffle_i32x4(vb, wb, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm512_storeu_si512((void *)(dst + (size_t)(j + 12) * ds), _mm512_shuffle_i32x4(vb, wb, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+}
+
+/* cb [32 channels][32 positions] = the transpose of ct [32 positions][32 channels] */
+AVX512 static void tr32(const int32_t *ct, int32_t *cb)
+{
+    for (int bi = 0; bi < 2; ++bi)
+        for (int bj = 0; bj < 2; ++bj)
+            tr16((const uint8_t *)(ct + (size_t)(16 * bi) * 32 + 16 * bj), 128,
+                 (uint8_t *)(cb + (size_t)(16 * bj) * 32 + 16 * bi), 128, 16);
+}
+
+/* XL block `item`: 16 positions of one phase plane, every 16-quad group of their X4 bytes
+ * transposed to position-major (quads past C4 zero: their weights are zero too) */
+AVX512 static void amx_xl(const q8_ctx *ctx, int64_t item)
+{
+    const int64_t per = ctx->plane / 16, ph = item / per, pos0 = item % per * 16;
+    const int64_t ss = (int64_t)ctx->stride * ctx->stride;
+    for (int32_t g = 0; g < ctx->c4b; ++g) {
+        const int32_t q0 = 16 * g, nq = ctx->c4 - q0 < 16 ? ctx->c4 - q0 : 16;
+        const uint8_t *src = ctx->x4 + ((size_t)(q0 * ss + ph) * (size_t)ctx->plane + (size_t)pos0) * 4;
+        uint8_t *dst = ctx->bpk + ((size_t)ph * (size_t)ctx->plane + (size_t)pos0) * (size_t)ctx->cpb + (size_t)g * 64;
+        tr16(src, ctx->xcs, dst, (size_t)ctx->cpb, nq);
+    }
+}
+
+/* A4 panel of row r (rows past the packed panels read panel 0: dropped) */
+static inline const int8_t *a4_panel(const q8_ctx *ctx, int32_t r)
+{
+    if (r >= ctx->np16 * Q8_PANEL) r = 0;
+    return ctx->a + (size_t)(r / Q8_PANEL) * (size_t)ctx->taps * (size_t)ctx->c4 * 64;
+}
+
+#define CLSUB 2             /* blocks of 32 positions per call (the kernel's NR = 32 * CLSUB) */
+/* the previous call's C tiles and the units of their epilogue still to run (CLSUB x (one
+ * transposition + 4 x 8 rows)), drained during the next call's K loop */
+typedef struct {
+    const q8_ctx *ctx;
+    int32_t m0, t, buf, next;
+} cl_pending;
+static __thread cl_pending cl_pend;
+static __thread int32_t cl_ct[2][CLSUB][32][32] __attribute__((aligned(64)));
+static __thread int32_t cl_cb[32][32] __attribute__((aligned(64)));
+#define CL_UNITS (CLSUB * 5)
+
+AVX512 static void cl_unit(void)
+{
+    cl_pending *p = &cl_pend;
+    if (p->ctx == NULL || p->next >= CL_UNITS) return;
+    const int sub = p->next / 5, u = p->next % 5;
+    if (u == 0) {
+        tr32(&cl_ct[p->buf][sub][0][0], &cl_cb[0][0]);
+    } else {
+        const int32_t r0 = (u - 1) * 8;
+        if (p->m0 + r0 < p->ctx->m)
+            mdfi_q8_epi_vnni512(p->ctx, p->m0 + r0, 8, 2, &cl_cb[r0][0], p->ctx->vinfo + ((size_t)p->t * CLSUB + sub) * 2);
+    }
+    ++p->next;
+}
+
+static void cl_flush(void)
+{
+    while (cl_pend.ctx != NULL && cl_pend.next < CL_UNITS) cl_unit();
+    cl_pend.ctx = NULL;
+}
+
+#define AMX_CL_KERNEL(NAME, ATTR, STATE, CONFIG, ZERO, LOAD, DP, STORE, RELEASE)                 \
+ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                                   \
+{                                                                                                 \
+    STATE;                                                                                        \
+    const int32_t kq = ctx->c4 < 16 ? ctx->c4 : 16;                                               \
+    CONFIG;                                                                                       \
+    const int32_t cur = cl_pend.ctx != NULL ? cl_pend.buf ^ 1 : 0;                                \
+    const int32_t every0 = CLSUB * ctx->taps * ctx->c4b / (CL_UNITS + 1);                          \
+    const int32_t every = every0 > 0 ? every0 : 1;                                                \
+    int32_t stepc = 0;                                                                            \
+    const size_t cpb = (size_t)ctx->cpb, tapb = (size_t)ctx->c4 * 64;                             \
+    const int8_t *w0 = a4_panel(ctx, m0), *w1 = a4_panel(ctx, m0 + 16);                           \
+    for (int sub = 0; sub < CLSUB; ++sub) {                                                       \
+        const uint8_t *xl = ctx->bpk + ((size_t)t * CLSUB + sub) * 32 * cpb;                      \
+        ZERO(0); ZERO(1); ZERO(2); ZERO(3);                                                       \
+        for (int32_t tap = 0; tap < ctx->taps; ++tap) {                                           \
+            const uint8_t *a = xl + ctx->toff[tap];                                               \
+            const int8_t *b0 = w0 + (size_t)tap * tapb, *b1 = w1 + (size_t)tap * tapb;            \
+            for (int32_t blk = 0; blk < ctx->c4b; ++blk) {                                        \
+                LOAD(4, a + (size_t)blk * 64, cpb);                                               \
+                LOAD(5, a + 16 * cpb + (size_t)blk * 64, cpb);                                    \
+                LOAD(6, b0 + (size_t)blk * 1024, 64);                                             \
+                LOAD(7, b1 + (size_t)blk * 1024, 64);                                             \
+                DP(0, 4, 6);                                                                      \
+                DP(1, 4, 7);                                                                      \
+                DP(2, 5, 6);                                                                      \
+                DP(3, 5, 7);                                                                      \
+                if (++stepc % every == 0) cl_unit();                                              \
+            }                                                                                     \
+        }                                                                                         \
+        STORE(0, &cl_ct[cur][sub][0][0], 128);                                                    \
+        STORE(1, &cl_ct[cur][sub][0][16], 128);                                                   \
+        STORE(2, &cl_ct[cur][sub][16][0], 128);                                                   \
+        STORE(3, &cl_ct[cur][sub][16][16], 128);                                                  \
+    }                                                                                             \
+    RELEASE;                                                                                      \
+    while (cl_pend.ctx != NULL && cl_pend.next < CL_UNITS) cl_unit();                             \
+    cl_pend.ctx = ctx;                                                                            \
+    cl_pend.m0 = m0;                                                                              \
+    cl_pend.t = t;                                                                                \
+    cl_pend.buf = cur;                                                                            \
+    cl_pend.next = 0;                                                                             \
+}
+
+AMX_CL_KERNEL(amx_cl_32x32, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbusd, _tile_stored,
+              ((void)0))
+
+static void sim_dpbusd(simtile *dst, const simtile *a, const simtile *b)
+{
+    for (int m = 0; m < dst->rows; ++m)
+        for (int n = 0; n < dst->colsb / 4; ++n) {
+            uint32_t acc;
+            memcpy(&acc, &dst->d[m][4 * n], 4);
+            for (int k = 0; k < a->colsb / 4; ++k)
+                for (int e = 0; e < 4; ++e)
+                    acc += (uint32_t)((int32_t)a->d[m][4 * k + e] * (int32_t)(int8_t)b->d[k][4 * n + e]);
+            memcpy(&dst->d[m][4 * n], &acc, 4);
+        }
+}
+#define SIM_DPU(d, a, b) sim_dpbusd(&tiles_[d], &tiles_[a], &tiles_[b])
+AMX_CL_KERNEL(amxsim_cl_32x32, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DPU, SIM_STORE, ((void)0))
+
 /* whole K tiles (channels a multiple of 64), or one partial K tile per tap: 8-15 channel
  * quads (29-63 channels; the AT blocks are zero past C, the A tiles read 4*C4 bytes of each
  * row, the B tiles C4 rows).  Fewer quads would waste more than half of each TDPBSUD. */
@@ -235,21 +410,23 @@ static int amx_usable(int32_t c, int32_t ks, int32_t stride)
     return c % 64 == 0 || (c4 >= 8 && c4 < 16);
 }
 
-static const q8_kernel kerns_amx[] = {{128, 2, 16, amx_tile_128x32}, {32, 2, 16, amx_tile_32x32}};
+static const q8_kernel kerns_amx[] = {{128, 2, 16, amx_tile_128x32}, {32, 2, 16, amx_tile_32x32},
+                                      {32, 2 * CLSUB, 16, amx_cl_32x32}};
 const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_amx, 2, amx_usable,
-                                &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1, amx_finish};
-static const q8_kernel kerns_sim[] = {{128, 2, 16, amxsim_tile_128x32}, {32, 2, 16, amxsim_tile_32x32}};
+                                &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1, amx_finish, &kerns_amx[2], amx_xl};
+static const q8_kernel kerns_sim[] = {{128, 2, 16, amxsim_tile_128x32}, {32, 2, 16, amxsim_tile_32x32},
+                                      {32, 2 * CLSUB, 16, amxsim_cl_32x32}};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_sim, 2, amx_usable,
-                                   &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1, NULL};
+                                   &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1, cl_flush, &kerns_sim[2], amx_xl};
 
 int mdfi_q8_have_amx_build(void) { return 1; }
 
 #elif MDFI_CONV_X86
 
 const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0,
-                                NULL, 0, NULL};
+                                NULL, 0, NULL, NULL, NULL};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL,
-                                   &mdfi_q8_ops_vnni512, 0, 0, NULL, 0, NULL};
+                                   &mdfi_q8_ops_vnni512, 0, 0, NULL, 0, NULL, NULL, NULL};
 int mdfi_q8_have_amx_build(void) { return 0; }
 
 #else

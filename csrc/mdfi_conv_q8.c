@@ -86,12 +86,18 @@ static int plane_geometry(q8_ctx *g, int32_t c, int32_t h, int32_t w, int32_t m,
 static size_t x4_bytes(const q8_ctx *g) { return (size_t)g->c4 * g->xcs; }
 
 /* B modes */
-enum { MODE_PACKED = 0, MODE_DIRECT = 1, MODE_COMPACT = 2 };
+enum { MODE_PACKED = 0, MODE_DIRECT = 1, MODE_COMPACT = 2, MODE_CL = 3 };
 
 /* copies per channel quad: one per phase row py and kernel column kx */
 static size_t compact_bytes(const q8_ctx *g)
 {
     return (size_t)g->c4 * (size_t)g->stride * (size_t)g->ks * (size_t)g->cplane * 4;
+}
+
+/* channels-last copy of X4 (MODE_CL) */
+static size_t xl_bytes(const q8_ctx *g)
+{
+    return (size_t)g->stride * (size_t)g->stride * (size_t)g->plane * 64u * (size_t)g->c4b;
 }
 
 /* Tiles, mode and offsets for kernel k in B mode `mode` (compact only when g->cplane). */
@@ -100,13 +106,18 @@ static void tile_geometry(q8_ctx *g, const q8_kernel *k, int mode)
     g->kern = k;
     g->mr = k->mr;
     g->nr = k->nrv * k->lanes;
-    g->direct = mode == MODE_DIRECT;
+    g->direct = mode == MODE_DIRECT || mode == MODE_CL;
     g->compact = mode == MODE_COMPACT;
+    g->cl = mode == MODE_CL;
+    g->cpb = 64 * g->c4b;
     g->ngrid = g->direct ? (int64_t)g->oh * g->wps : g->n;
     g->ntiles = (int32_t)((g->ngrid + g->nr - 1) / g->nr);
     g->nmt = (g->m + g->mr - 1) / g->mr;
     g->tile_bytes = (size_t)g->taps * (size_t)g->c4 * (size_t)g->nr * 4;
-    if (g->direct) {
+    if (g->cl) {
+        g->bcs = (size_t)g->cpb;
+        for (int32_t t = 0; t < g->taps; ++t) g->toff[t] = g->xoff[t] / 4 * g->cpb;
+    } else if (g->direct) {
         g->bcs = g->xcs;
         memcpy(g->toff, g->xoff, sizeof(int64_t) * (size_t)g->taps);
     } else if (g->compact) {
@@ -211,6 +222,7 @@ int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t
     /* packed B for the widest tile: ceil(N / NR) * NR <= N + NR positions */
     uint64_t packed = ((uint64_t)g.n + Q8_MAX_NR) * (uint64_t)g.taps * (uint64_t)g.c4 * 4u;
     if (compact_bytes(&g) > packed) packed = compact_bytes(&g);     /* the same buffer */
+    if (xl_bytes(&g) > packed) packed = xl_bytes(&g);               /* and XL */
     const uint64_t bq = (uint64_t)m * 4u;
     const uint64_t rowc = ((uint64_t)m + Q8_PANEL) * sizeof(q8_rowc);      /* + rows past M: zero */
     /* lane info: one entry per vector of >= 8 lanes over the grid (direct) or N (packed) */
@@ -357,7 +369,15 @@ static void q8_worker(void *arg, int tid)
         }
         mdfi_pool_wait(&job->x4_done, nx);
     }
-    if (ctx->compact) {
+    if (ctx->cl) {
+        const int64_t nblk = (int64_t)ctx->stride * ctx->stride * (ctx->plane / 16);
+        for (int64_t b0, b1; (b0 = mdfi_pool_next_end(&job->pack, nblk, tid & 1, 4, 1, &b1)) < nblk;)
+            for (int64_t b = b0; b < b1; ++b) {
+                ops->xl(ctx, b);
+                mdfi_pool_done(&job->pack_done, nblk);
+            }
+        mdfi_pool_wait(&job->pack_done, nblk);
+    } else if (ctx->compact) {
         const int64_t ncopies = (int64_t)ctx->c4 * ctx->stride * ctx->ks;
         for (int64_t i; (i = mdfi_pool_next(&job->pack)) < ncopies;) {
             compact_copy(ctx, i);
@@ -441,10 +461,20 @@ static void choose(q8_ctx *g, const q8_ops *ops, int32_t nthreads, const q8_kern
         best_mode = direct ? MODE_DIRECT : MODE_PACKED;
         const int one_tile = (g->ks == 1 && (g->c4 + 15) / 16 <= Q8_AMX_KC_ONE) || (direct && g->ks > 1);
         best = &ops->kerns[ops->nkerns > 1 && one_tile ? 1 : 0];
+        /* stop 41: the channels-last kernel with its epilogue pipelined into the next call, for
+         * kernels of 2x2 and more at stride 1 on two or more whole K tiles per tap (yolov3's 3x3
+         * stride-1 layers of 128-1024 channels 0.71-0.96x the time of direct mode; at 64
+         * channels 0.98-1.08x: direct; docs/performance.md "Channels-last on AMX") */
+        if (ops->cl != NULL && g->stride == 1 && g->ks >= 2 && g->c % 64 == 0 && g->c >= 128) best_mode = MODE_CL;
     }
     if (force_kernel >= 0) best = &ops->kerns[force_kernel < ops->nkerns ? force_kernel : ops->nkerns - 1];
-    if (force_direct >= 0)      /* 2 (compact) where the layer has no compact mode: packed */
-        best_mode = force_direct == 1 ? MODE_DIRECT : force_direct == 2 && g->cplane ? MODE_COMPACT : MODE_PACKED;
+    /* 2 (compact) where the layer has no compact mode: packed; 3 (channels-last) where the
+     * ops have none: direct */
+    if (force_direct >= 0)
+        best_mode = force_direct == 1 || (force_direct == 3 && ops->cl == NULL) ? MODE_DIRECT
+                  : force_direct == 3 ? MODE_CL
+                  : force_direct == 2 && g->cplane ? MODE_COMPACT : MODE_PACKED;
+    if (best_mode == MODE_CL) best = ops->cl;
     *bestp = best;
     *best_modep = best_mode;
 }
@@ -459,7 +489,7 @@ int32_t mdfi_q8_choice(const q8_ops *ops, int32_t c, int32_t h, int32_t w, int32
     const q8_kernel *best;
     int mode;
     choose(&g, ops, nthreads, &best, &mode);
-    return (int32_t)(best - ops->kerns) * 4 + (mode == MODE_DIRECT ? 1 : mode == MODE_COMPACT ? 2 : 0);
+    return (int32_t)(best - ops->kerns) * 4 + mode;
 }
 
 void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w,
@@ -529,7 +559,8 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
     ctx.x4 = s;
     s += align_up(x4_bytes(&ctx));
     ctx.bpk = s;
-    if (ctx.compact) s += align_up(compact_bytes(&ctx));
+    if (ctx.cl) s += align_up(xl_bytes(&ctx));
+    else if (ctx.compact) s += align_up(compact_bytes(&ctx));
     else if (!ctx.direct) s += align_up((size_t)ctx.ntiles * ctx.tile_bytes);
     ctx.bq = (int32_t *)(void *)s;
     if (sum32)

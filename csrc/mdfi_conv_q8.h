@@ -48,7 +48,12 @@
  *                         q + (ky/S)*OW: contiguous per tap, like direct mode, but no lane is
  *                         spent on junk columns and the copies cost S*ks reads of X4 instead
  *                         of the taps of the im2col.
- * Every kernel reads B at  base + toff[t] + q4*bcs  for tap t and channel quad q4.
+ *   XL (channels-last mode, AMX): [S*S][plane][C4B][16][4] bytes, X4 position-major: phase ph,
+ *                         position p, quad 16g + i, byte e at ((ph*plane + p)*C4B + g)*64 +
+ *                         4i + e (quads past C4 zero).  Output q (direct grid) reads tap t at
+ *                         position q + toff[t]/(64*C4B), toff[t] = xoff[t]/4 * 64*C4B.
+ * Every kernel reads B at  base + toff[t] + q4*bcs  for tap t and channel quad q4 (the
+ * channels-last kernel its A rows, at  XL + q*64*C4B + toff[t] + g*64).
  */
 #ifndef MDFI_CONV_Q8_H
 #define MDFI_CONV_Q8_H
@@ -108,6 +113,8 @@ typedef struct q8_ctx {
     int64_t n;                        /* OH*OW                                           */
     int32_t direct;                   /* 1: B read from X4 on the output grid            */
     int32_t compact;                  /* 1 (direct 0): B read from the compact copies     */
+    int32_t cl;                       /* 1 (direct 1): channels-last mode, XL in bpk (AMX) */
+    int32_t cpb;                      /* XL bytes per position: 64 * C4B                  */
     int64_t cplane;                   /* compact: positions per copy (0: no compact mode) */
     int64_t ngrid;                    /* direct: OH*Wps; packed: N                       */
     int32_t mr, nr;                   /* register tile of the chosen kernel              */
@@ -172,6 +179,11 @@ typedef struct q8_ops {
     /* optional: run by every thread at the end of a layer (AMX: release the tile state the
      * kernels configured once per thread and layer) */
     void (*finish)(void);
+    /* optional (AMX): the channels-last mode (XL layout above): its kernel (not among
+     * `kerns`), and the pass that writes block `item` of XL from X4 (16 positions of one
+     * phase plane) */
+    const struct q8_kernel *cl;
+    void (*xl)(const q8_ctx *ctx, int64_t item);
 } q8_ops;
 
 /* The portable reference ops (mdfi_conv_q8.c) and the SIMD twins. */

@@ -74,7 +74,7 @@ def test_fused_shortcut_equals_reference(path):
         b, rkw = residual_case(rng, ref.shape, kw["bits"], b16=None if i % 3 == 2 else False)
         rref = shortcut_ref(ref, b, **rkw)
         for kern in range(ntiles):
-            for direct in (1, 0):
+            for direct in (1, 0, 3):
                 _conv._set_q8_override(kern, direct)
                 try:
                     out, rout = run_res(x, wt, bias, shift, b, rkw, simd=path,

@@ -102,7 +102,7 @@ SHAPES = [  # C, H, W, M, k, stride, pad
 @pytest.mark.parametrize("zp", [False, True], ids=["zero-free", "zero-points"])
 @pytest.mark.parametrize("path", Q8_PATHS)
 def test_every_tile_and_mode(path, zp):
-    """Every register tile in every B mode (direct, packed, compact) on the shapes above; with
+    """Every register tile in every B mode (direct, packed, compact, channels-last) on the shapes above; with
     ``zp`` a padding value and an output zero point too."""
     need(path)
     tiles = _conv.q8_tiles(path)
@@ -113,7 +113,7 @@ def test_every_tile_and_mode(path, zp):
             kw["pad_value"], kw["zero_out"] = _zp(rng, x, kw["bits"], i)
         ref = reference(x, wt, bias, shift, **kw)
         for kern in range(len(tiles)):
-            for direct in (1, 0, 2):
+            for direct in (1, 0, 2, 3):
                 _conv._set_q8_override(kern, direct)
                 got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern + direct) % 3, **kw)
                 if not np.array_equal(got, ref):
@@ -145,7 +145,7 @@ def test_register_epilogue(path):
             kw.update(bits=bits, rounding=ROUNDINGS[(i + j) % 2], act=ACTS[(i + j) % 3])
             ref = reference(x, wt, bias, shift, **kw)
             for kern in range(len(tiles)):
-                for direct in (1, 0, 2):
+                for direct in (1, 0, 2, 3):
                     _conv._set_q8_override(kern, direct)
                     got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern) % 2, **kw)
                     assert np.array_equal(got, ref), (path, tiles[kern], direct, shape, kw)
@@ -175,7 +175,7 @@ def test_full_tile_epilogue(path):
                 kw.update(bits=8, rounding=rounding, act=act)
                 ref = reference(x, wt, bias, shift, **kw)
                 for kern in range(len(tiles)):
-                    for direct in (1, 0, 2):
+                    for direct in (1, 0, 2, 3):
                         _conv._set_q8_override(kern, direct)
                         got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern + direct) % 3, **kw)
                         assert np.array_equal(got, ref), (path, tiles[kern], direct, shape, kw)
@@ -265,6 +265,32 @@ def test_packed_weights_on_cache_lines():
 
 
 @pytest.mark.parametrize("path", [p for p in ("amx", "amx-sim") if p in Q8_PATHS])
+def test_amx_channels_last_pipeline(path):
+    """AMX's channels-last mode (stop 41): chosen for kernels of 2x2 and more at stride 1 on
+    two or more whole K tiles per tap, and its epilogue, which runs during the thread's next kernel call and at the
+    end of the layer (cl_flush), lands in the right layer: layers of different shapes back to
+    back on the same pool threads (1-3 threads, one of them with fewer blocks than threads), each
+    equal to the reference, with a fused shortcut on one of them."""
+    need(path)
+    tiles = _conv.q8_tiles(path)
+    assert _conv._q8_choice(path, 128, 26, 26, 256, 3, 1, 1) == (len(tiles), "channels-last")
+    assert _conv._q8_choice(path, 128, 13, 13, 40, 2, 1, 0)[1] == "channels-last"
+    assert _conv._q8_choice(path, 64, 26, 26, 256, 3, 1, 1)[1] != "channels-last"      # one K tile
+    assert _conv._q8_choice(path, 128, 26, 26, 256, 3, 2, 1)[1] != "channels-last"     # stride 2
+    assert _conv._q8_choice(path, 96, 26, 26, 256, 3, 1, 1)[1] != "channels-last"      # partial K
+    assert _conv._q8_choice(path, 128, 26, 26, 256, 1, 1, 0)[1] != "channels-last"     # 1x1
+    rng = np.random.default_rng(57)
+    shapes = [(128, 9, 11, 70, 3, 1, 1), (128, 3, 2, 16, 3, 1, 1), (192, 6, 5, 129, 3, 1, 1),
+              (64, 12, 7, 33, 3, 1, 1), (128, 12, 7, 33, 2, 1, 0), (256, 1, 1, 5, 3, 1, 1)]
+    for rep in range(2):
+        for i, shape in enumerate(shapes):
+            x, wt, bias, shift, kw = case(rng, *shape, style=("random", "max", "edges")[(i + rep) % 3])
+            ref = reference(x, wt, bias, shift, **kw)
+            got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + rep) % 3, **kw)
+            assert np.array_equal(got, ref), (path, shape, rep)
+
+
+@pytest.mark.parametrize("path", [p for p in ("amx", "amx-sim") if p in Q8_PATHS])
 def test_amx_chunks_and_row_groups(path):
     """The AMX kernels (csrc/mdfi_conv_amx.c) where their structure shows: one partial K tile
     per tap (29-63 channels: A tiles of 4*C4 bytes a row, B tiles of C4 rows), K in several chunks
@@ -285,7 +311,7 @@ def test_amx_chunks_and_row_groups(path):
         style = ("random", "max", "edges")[i % 3]
         x, wt, bias, shift, kw = case(rng, *shape, style=style)
         ref = reference(x, wt, bias, shift, **kw)
-        for kern, direct in [(-1, -1)] + [(k, d) for k in range(len(tiles)) for d in (1, 0, 2)]:
+        for kern, direct in [(-1, -1)] + [(k, d) for k in range(len(tiles)) for d in (1, 0, 2, 3)]:
             _conv._set_q8_override(kern, direct)
             try:
                 got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern + direct) % 3, **kw)
@@ -406,7 +432,7 @@ def test_zero_points_register_epilogue(path):
             kw["pad_value"], kw["zero_out"] = _zp(rng, x, bits, i + j)
             ref = reference(x, wt, bias, shift, **kw)
             for kern in range(len(tiles)):
-                for direct in (1, 0, 2):
+                for direct in (1, 0, 2, 3):
                     _conv._set_q8_override(kern, direct)
                     got = run(x, wt, bias, shift, simd=path, nthreads=1 + (i + kern) % 2, **kw)
                     assert np.array_equal(got, ref), (path, tiles[kern], direct, shape, kw)

@@ -80,7 +80,8 @@ def set_simd_path(name):
 
 def _set_q8_override(kernel=-1, direct=-1):
     """Testing only: force the 8-bit kernels' register tile and B mode (direct 1, packed 0,
-    compact 2: kernels of at least 2x2, else packed)."""
+    compact 2: kernels of at least 2x2, else packed; channels-last 3: paths that have it (AMX),
+    with its own kernel, else direct)."""
     mdfi_conv_q8_override(int(kernel), int(direct))
 
 
@@ -92,13 +93,14 @@ def _set_q8_tune(profile=-1):
 
 def _q8_choice(name, c, h, w, m, ksize, stride, pad, nthreads=1):
     """Testing / benchmarks: the 8-bit tile and B mode path `name` picks for a layer, as
-    (tile index into q8_tiles(name), "packed" | "direct" | "compact"), or None."""
+    (tile index into q8_tiles(name), "packed" | "direct" | "compact"; for the channels-last
+    kernel (AMX), which is not among the tiles, (len(q8_tiles(name)), "channels-last")), or None."""
     if name not in PATHS:
         raise ShapeError(f"unknown SIMD path {name!r}")
     cdef int32_t r = mdfi_conv_q8_choice(PATHS.index(name), c, h, w, m, ksize, stride, pad, nthreads)
     if r < 0:
         return None
-    return (r // 4, ("packed", "direct", "compact")[r % 4])
+    return (r // 4, ("packed", "direct", "compact", "channels-last")[r % 4])
 
 
 def _set_winograd(enable):
