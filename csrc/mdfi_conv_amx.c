@@ -193,17 +193,20 @@ static void sim_store(const simtile *t, void *base, size_t stride)
     for (int r = 0; r < t->rows; ++r) memcpy((uint8_t *)base + (size_t)r * stride, t->d[r], t->colsb);
 }
 
-/* TDPBSUD: dst.dword[m][n] += sum_{k < a.colsb/4} sum_e s8(a[m][4k+e]) * u8(b[k][4n+e]),
- * modulo 2^32, m < dst.rows, n < dst.colsb/4 */
-static void sim_dpbsud(simtile *dst, const simtile *a, const simtile *b)
+/* TDPBSUD (a_signed) / TDPBUSD: dst.dword[m][n] += sum_{k < a.colsb/4} sum_e s8(a[m][4k+e]) *
+ * u8(b[k][4n+e])  (TDPBUSD: u8(a) * s8(b)), modulo 2^32, m < dst.rows, n < dst.colsb/4 */
+static void sim_dp(simtile *dst, const simtile *a, const simtile *b, int a_signed)
 {
     for (int m = 0; m < dst->rows; ++m)
         for (int n = 0; n < dst->colsb / 4; ++n) {
             uint32_t acc;
             memcpy(&acc, &dst->d[m][4 * n], 4);
             for (int k = 0; k < a->colsb / 4; ++k)
-                for (int e = 0; e < 4; ++e)
-                    acc += (uint32_t)((int32_t)(int8_t)a->d[m][4 * k + e] * (int32_t)b->d[k][4 * n + e]);
+                for (int e = 0; e < 4; ++e) {
+                    const uint8_t x = a->d[m][4 * k + e], y = b->d[k][4 * n + e];
+                    acc += a_signed ? (uint32_t)((int32_t)(int8_t)x * (int32_t)y)
+                                    : (uint32_t)((int32_t)x * (int32_t)(int8_t)y);
+                }
             memcpy(&dst->d[m][4 * n], &acc, 4);
         }
 }
@@ -222,7 +225,7 @@ static void sim_config(simtile *tiles, int32_t kq)
 #define SIM_CONFIG sim_config(tiles_, kq)
 #define SIM_ZERO(i) memset(tiles_[i].d, 0, sizeof tiles_[i].d)
 #define SIM_LOAD(i, base, stride) sim_load(&tiles_[i], (base), (stride))
-#define SIM_DP(d, a, b) sim_dpbsud(&tiles_[d], &tiles_[a], &tiles_[b])
+#define SIM_DP(d, a, b) sim_dp(&tiles_[d], &tiles_[a], &tiles_[b], 1)
 #define SIM_STORE(i, base, stride) sim_store(&tiles_[i], (base), (stride))
 AMX_KERNEL(amxsim_tile_128x32, 4, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DP, SIM_STORE, ((void)0))
 AMX_KERNEL(amxsim_tile_32x32, 1, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DP, SIM_STORE, ((void)0))
@@ -384,19 +387,7 @@ ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                 
 AMX_CL_KERNEL(amx_cl_32x32, AMX, HW_STATE, HW_CONFIG, _tile_zero, _tile_loadd, _tile_dpbusd, _tile_stored,
               ((void)0))
 
-static void sim_dpbusd(simtile *dst, const simtile *a, const simtile *b)
-{
-    for (int m = 0; m < dst->rows; ++m)
-        for (int n = 0; n < dst->colsb / 4; ++n) {
-            uint32_t acc;
-            memcpy(&acc, &dst->d[m][4 * n], 4);
-            for (int k = 0; k < a->colsb / 4; ++k)
-                for (int e = 0; e < 4; ++e)
-                    acc += (uint32_t)((int32_t)a->d[m][4 * k + e] * (int32_t)(int8_t)b->d[k][4 * n + e]);
-            memcpy(&dst->d[m][4 * n], &acc, 4);
-        }
-}
-#define SIM_DPU(d, a, b) sim_dpbusd(&tiles_[d], &tiles_[a], &tiles_[b])
+#define SIM_DPU(d, a, b) sim_dp(&tiles_[d], &tiles_[a], &tiles_[b], 0)
 AMX_CL_KERNEL(amxsim_cl_32x32, , SIM_STATE, SIM_CONFIG, SIM_ZERO, SIM_LOAD, SIM_DPU, SIM_STORE, ((void)0))
 
 /* whole K tiles (channels a multiple of 64), or one partial K tile per tap: 8-15 channel
