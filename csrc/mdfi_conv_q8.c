@@ -462,10 +462,14 @@ static void choose(q8_ctx *g, const q8_ops *ops, int32_t nthreads, const q8_kern
         const int one_tile = (g->ks == 1 && (g->c4 + 15) / 16 <= Q8_AMX_KC_ONE) || (direct && g->ks > 1);
         best = &ops->kerns[ops->nkerns > 1 && one_tile ? 1 : 0];
         /* stop 41: the channels-last kernel with its epilogue pipelined into the next call, for
-         * kernels of 2x2 and more at stride 1 on two or more whole K tiles per tap (yolov3's 3x3
-         * stride-1 layers of 128-1024 channels 0.71-0.96x the time of direct mode; at 64
-         * channels 0.98-1.08x: direct; docs/performance.md "Channels-last on AMX") */
-        if (ops->cl != NULL && g->stride == 1 && g->ks >= 2 && g->c % 64 == 0 && g->c >= 128) best_mode = MODE_CL;
+         * kernels of 2x2 and more at stride 1, or 2 with outputs at least 26 wide, on two or more
+         * whole K tiles per tap (yolov3's 3x3 stride-1 layers of 128-1024 channels 0.71-0.96x
+         * the time of direct mode, its 104x104 and 52x52 stride-2 ones 0.82-0.83x that of
+         * packed B; at 64 channels 0.98-1.08x, on the 26x26 stride-2 map 1.03x: not taken;
+         * docs/performance.md "Channels-last on AMX") */
+        if (ops->cl != NULL && (g->stride == 1 || (g->stride == 2 && g->ow >= 26)) && g->ks >= 2 && g->c % 64 == 0 &&
+            g->c >= 128)
+            best_mode = MODE_CL;
     }
     if (force_kernel >= 0) best = &ops->kerns[force_kernel < ops->nkerns ? force_kernel : ops->nkerns - 1];
     /* 2 (compact) where the layer has no compact mode: packed; 3 (channels-last) where the

@@ -266,8 +266,8 @@ def test_packed_weights_on_cache_lines():
 
 @pytest.mark.parametrize("path", [p for p in ("amx", "amx-sim") if p in Q8_PATHS])
 def test_amx_channels_last_pipeline(path):
-    """AMX's channels-last mode (stop 41): chosen for kernels of 2x2 and more at stride 1 on
-    two or more whole K tiles per tap, and its epilogue, which runs during the thread's next kernel call and at the
+    """AMX's channels-last mode (stop 41): chosen for kernels of 2x2 and more at stride 1 (or 2
+    with outputs at least 26 wide) on two or more whole K tiles per tap, and its epilogue, which runs during the thread's next kernel call and at the
     end of the layer (cl_flush), lands in the right layer: layers of different shapes back to
     back on the same pool threads (1-3 threads, one of them with fewer blocks than threads), each
     equal to the reference, with a fused shortcut on one of them."""
@@ -276,12 +276,14 @@ def test_amx_channels_last_pipeline(path):
     assert _conv._q8_choice(path, 128, 26, 26, 256, 3, 1, 1) == (len(tiles), "channels-last")
     assert _conv._q8_choice(path, 128, 13, 13, 40, 2, 1, 0)[1] == "channels-last"
     assert _conv._q8_choice(path, 64, 26, 26, 256, 3, 1, 1)[1] != "channels-last"      # one K tile
-    assert _conv._q8_choice(path, 128, 26, 26, 256, 3, 2, 1)[1] != "channels-last"     # stride 2
+    assert _conv._q8_choice(path, 128, 52, 52, 256, 3, 2, 1)[1] == "channels-last"     # stride 2, 26 wide
+    assert _conv._q8_choice(path, 128, 26, 26, 256, 3, 2, 1)[1] != "channels-last"     # stride 2, 13 wide
     assert _conv._q8_choice(path, 96, 26, 26, 256, 3, 1, 1)[1] != "channels-last"      # partial K
     assert _conv._q8_choice(path, 128, 26, 26, 256, 1, 1, 0)[1] != "channels-last"     # 1x1
     rng = np.random.default_rng(57)
     shapes = [(128, 9, 11, 70, 3, 1, 1), (128, 3, 2, 16, 3, 1, 1), (192, 6, 5, 129, 3, 1, 1),
-              (64, 12, 7, 33, 3, 1, 1), (128, 12, 7, 33, 2, 1, 0), (256, 1, 1, 5, 3, 1, 1)]
+              (64, 12, 7, 33, 3, 1, 1), (128, 12, 7, 33, 2, 1, 0), (128, 53, 52, 20, 3, 2, 1),
+              (256, 1, 1, 5, 3, 1, 1)]
     for rep in range(2):
         for i, shape in enumerate(shapes):
             x, wt, bias, shift, kw = case(rng, *shape, style=("random", "max", "edges")[(i + rep) % 3])
