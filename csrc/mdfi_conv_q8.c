@@ -100,6 +100,11 @@ static size_t xl_bytes(const q8_ctx *g)
     return (size_t)g->stride * (size_t)g->stride * (size_t)g->plane * 64u * (size_t)g->c4b;
 }
 
+/* Can the layer take channels-last mode (forced or chosen)?  Whole 16-quad K steps at most one
+ * quad short, so that XL (64 bytes per position and step) stays within about twice X4 and the
+ * scratch of other layers (3-channel first layers: 16x X4) does not grow for it. */
+static int cl_fits(const q8_ctx *g) { return g->c4 >= 16; }
+
 /* Tiles, mode and offsets for kernel k in B mode `mode` (compact only when g->cplane). */
 static void tile_geometry(q8_ctx *g, const q8_kernel *k, int mode)
 {
@@ -222,7 +227,7 @@ int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t
     /* packed B for the widest tile: ceil(N / NR) * NR <= N + NR positions */
     uint64_t packed = ((uint64_t)g.n + Q8_MAX_NR) * (uint64_t)g.taps * (uint64_t)g.c4 * 4u;
     if (compact_bytes(&g) > packed) packed = compact_bytes(&g);     /* the same buffer */
-    if (xl_bytes(&g) > packed) packed = xl_bytes(&g);               /* and XL */
+    if (cl_fits(&g) && xl_bytes(&g) > packed) packed = xl_bytes(&g);   /* and XL */
     const uint64_t bq = (uint64_t)m * 4u;
     const uint64_t rowc = ((uint64_t)m + Q8_PANEL) * sizeof(q8_rowc);      /* + rows past M: zero */
     /* lane info: one entry per vector of >= 8 lanes over the grid (direct) or N (packed) */
@@ -473,9 +478,9 @@ static void choose(q8_ctx *g, const q8_ops *ops, int32_t nthreads, const q8_kern
     }
     if (force_kernel >= 0) best = &ops->kerns[force_kernel < ops->nkerns ? force_kernel : ops->nkerns - 1];
     /* 2 (compact) where the layer has no compact mode: packed; 3 (channels-last) where the
-     * ops have none: direct */
+     * ops or the layer have none (cl_fits): direct */
     if (force_direct >= 0)
-        best_mode = force_direct == 1 || (force_direct == 3 && ops->cl == NULL) ? MODE_DIRECT
+        best_mode = force_direct == 1 || (force_direct == 3 && (ops->cl == NULL || !cl_fits(g))) ? MODE_DIRECT
                   : force_direct == 3 ? MODE_CL
                   : force_direct == 2 && g->cplane ? MODE_COMPACT : MODE_PACKED;
     if (best_mode == MODE_CL) best = ops->cl;
@@ -493,6 +498,7 @@ int32_t mdfi_q8_choice(const q8_ops *ops, int32_t c, int32_t h, int32_t w, int32
     const q8_kernel *best;
     int mode;
     choose(&g, ops, nthreads, &best, &mode);
+    if (mode == MODE_CL) return ops->nkerns * 4 + MODE_CL;      /* its kernel: one past `kerns` */
     return (int32_t)(best - ops->kerns) * 4 + mode;
 }
 

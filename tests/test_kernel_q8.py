@@ -280,6 +280,15 @@ def test_amx_channels_last_pipeline(path):
     assert _conv._q8_choice(path, 128, 26, 26, 256, 3, 2, 1)[1] != "channels-last"     # stride 2, 13 wide
     assert _conv._q8_choice(path, 96, 26, 26, 256, 3, 1, 1)[1] != "channels-last"      # partial K
     assert _conv._q8_choice(path, 128, 26, 26, 256, 1, 1, 0)[1] != "channels-last"     # 1x1
+    # forced, it needs 61+ channels (else direct mode), and the other layers' scratch does not
+    # grow for its 64-byte positions: a 3-channel first layer needs less than XL would (418^2 * 64)
+    _conv._set_q8_override(0, 3)
+    try:
+        assert _conv._q8_choice(path, 32, 26, 26, 64, 3, 1, 1)[1] == "direct"
+        assert _conv._q8_choice(path, 64, 26, 26, 64, 3, 1, 1)[1] == "channels-last"
+    finally:
+        _conv._set_q8_override(-1, -1)
+    assert _conv.scratch_bytes(3, 416, 416, 16, 3, 1, 1, 1) < 418 * 418 * 64
     rng = np.random.default_rng(57)
     shapes = [(128, 9, 11, 70, 3, 1, 1), (128, 3, 2, 16, 3, 1, 1), (192, 6, 5, 129, 3, 1, 1),
               (64, 12, 7, 33, 3, 1, 1), (128, 12, 7, 33, 2, 1, 0), (128, 53, 52, 20, 3, 2, 1),

@@ -81,7 +81,7 @@ def set_simd_path(name):
 def _set_q8_override(kernel=-1, direct=-1):
     """Testing only: force the 8-bit kernels' register tile and B mode (direct 1, packed 0,
     compact 2: kernels of at least 2x2, else packed; channels-last 3: paths that have it (AMX),
-    with its own kernel, else direct)."""
+    with its own kernel, on layers of 61 channels or more, else direct)."""
     mdfi_conv_q8_override(int(kernel), int(direct))
 
 
