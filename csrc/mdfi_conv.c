@@ -470,7 +470,7 @@ static int conv_int16(conv_ctx *pctx, const conv_ops *ops, int32_t path, const v
     ctx.x = x; ctx.xtype = xtype;
     ctx.a = (const int16_t *)(const void *)((const unsigned char *)packed + MDFI_CONV_HDR);
     ctx.wmax = wmax;
-    ctx.bound = (int64_t)c * ks * ks * wx;
+    /* ctx.bound: set by the caller (conv2d_impl: the layer's tight bound, packed header) */
     ctx.bias = bias; ctx.shift = shift; ctx.out = out; ctx.otype = otype;
     ctx.rounding = rounding; ctx.bits = out_bits; ctx.act = act; ctx.acc64 = acc64;
     /* acc64: K-pairs whose int32 sum cannot overflow: chunk * 2*wmax*xmax <= 2^31 - 1. */
@@ -604,8 +604,14 @@ static int conv2d_impl(const void *x, int xtype, int32_t c, int32_t h, int32_t w
     const int64_t kvol = (int64_t)c * ks * ks;
     const int64_t wx = (int64_t)wmax * mdfi_conv_type_max_abs(xtype);       /* <= 2^30 */
     if (wx > 0 && kvol > LIM47 / wx) return MDFI_CONV_E_RANGE;
+    /* |S| of every output channel (its partial sums too) is at most the layer's bound: K max|w|
+     * max|x|, or tighter max_m sum_k |w[m][k]| * max|x| from the packed header (the int32
+     * bound of a layer whose few large weights would fail K max|w| max|x|: 16-bit inputs) */
+    const int64_t rsum = mdfi_conv_rd64((const unsigned char *)packed + 48);
+    const int64_t xmax = mdfi_conv_type_max_abs(xtype);
+    ctx.bound = rsum * xmax < kvol * wx ? rsum * xmax : kvol * wx;   /* rsum <= kvol * wmax */
     /* every partial sum, and sum + bias, provably inside int32 (<= 2^47 + 2^47 here) */
-    ctx.sum32 = acc64 == 0 && kvol * wx + bmax <= (int64_t)INT32_MAX;
+    ctx.sum32 = acc64 == 0 && ctx.bound + bmax <= (int64_t)INT32_MAX;
 
     const conv_ops *ops;
     const q8_ops *q8;
@@ -624,7 +630,7 @@ static int conv2d_impl(const void *x, int xtype, int32_t c, int32_t h, int32_t w
         mdfi_q8_conv(q8, x, xtype, c, h, w, (const int8_t *)(const void *)(pk + pg.a4_off),
                      PACK_AT ? (const int8_t *)(const void *)(pk + pg.at_off) : NULL,
                      (const int32_t *)(const void *)(pk + pg.wsum_off), bias, shift, m, out, otype, ks, stride,
-                     pad, rounding, out_bits, act, ctx.sum32, kvol * wx, res, nthreads, s, pad_value, zero_out);
+                     pad, rounding, out_bits, act, ctx.sum32, ctx.bound, res, nthreads, s, pad_value, zero_out);
         return MDFI_CONV_OK;
     }
     rc = conv_int16(&ctx, ops, path, x, xtype, c, h, w, packed, wmax, wx, bias, shift, m, out, otype, ks,

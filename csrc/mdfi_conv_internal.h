@@ -38,6 +38,10 @@
 #define MR MDFI_CONV_MR
 #define NR MDFI_CONV_NR
 #define MDFI_CONV_HDR 64          /* bytes of the packed-weights header */
+/* Header (int32 at byte offsets, host byte order): 0 magic (8 bytes), 8 M, 12 C, 16 ks,
+ * 20 weight type, 24 MR, 28 C2, 32 K2, 36 P, 40 max|w|, 44 max |Winograd weight| (-1: none),
+ * 48 (int64) max over m of sum_k |w[m][k]|: with the input type's max|x| the tight bound of
+ * every (partial) sum of the layer (mdfi_conv_packed_rowsum). */
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64)) && !defined(MDFI_NO_SIMD)
 #define MDFI_CONV_X86 1
@@ -107,9 +111,10 @@ typedef struct conv_ctx {
     int32_t padv;                 /* the padding value (the input's zero point)     */
     int32_t zo, zlo, zhi;         /* the output zero point; the clamp bounds before it is
                                      added: qmin(bits) - zo, qmax(bits) - zo           */
-    int32_t sum32;                /* 1: K*max|w|*max|x| + max|bias| < 2^31, so every sum and
+    int32_t sum32;                /* 1: bound + max|bias| < 2^31, so every sum and
                                      sum + bias is an exact int32 (int32-lane epilogue)  */
-    int64_t bound;                /* K*max|w|*max|x| (>= |sum|)                     */
+    int64_t bound;                /* min(K*max|w|, max_m sum_k |w[m][k]|) * max|x|
+                                     (>= |sum| of every channel, partial sums too)    */
     /* geometry */
     int32_t oh, ow, hp, wp;
     int64_t n;                    /* OH*OW                                         */
@@ -229,6 +234,12 @@ int mdfi_conv_packed_geometry(int32_t m, int32_t c, int32_t ks, packed_geom *g);
 static inline int32_t mdfi_conv_rd32(const unsigned char *p)
 {
     int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline int64_t mdfi_conv_rd64(const unsigned char *p)
+{
+    int64_t v;
     memcpy(&v, p, sizeof v);
     return v;
 }

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-static const char MAGIC[8] = {'M', 'D', 'F', 'I', 'c', 'v', '0', '2'};
+static const char MAGIC[8] = {'M', 'D', 'F', 'I', 'c', 'v', '0', '3'};
 
 static void wr32(unsigned char *p, int32_t v) { memcpy(p, &v, sizeof v); }
 
@@ -114,6 +114,17 @@ int mdfi_conv_pack_weights(const void *w, int wtype, int32_t m, int32_t c, int32
                 }
         }
     }
+    /* max over m of sum_k |w[m][k]| (header offset 48): <= K * 32768 < 2^47 */
+    int64_t rsum = 0;
+    for (int32_t mm = 0; mm < m; ++mm) {
+        int64_t sum = 0;
+        for (int64_t k = 0; k < (int64_t)c * taps; ++k) {
+            const size_t idx = (size_t)mm * (size_t)c * taps + (size_t)k;
+            const int32_t v = wtype == MDFI_CONV_S8 ? w8[idx] : w16[idx];
+            sum += v < 0 ? -v : v;
+        }
+        if (sum > rsum) rsum = sum;
+    }
     int32_t umax = -1;                              /* no Winograd weights */
     if (g.wino_off) umax = mdfi_wino_pack(w, wtype, m, c, (int16_t *)(void *)(hdr + g.wino_off));
     memset(hdr, 0, MDFI_CONV_HDR);
@@ -128,6 +139,7 @@ int mdfi_conv_pack_weights(const void *w, int wtype, int32_t m, int32_t c, int32
     wr32(hdr + 32, k2);
     wr32(hdr + 36, np);
     wr32(hdr + 40, wmax);
+    memcpy(hdr + 48, &rsum, sizeof rsum);
     return MDFI_CONV_OK;
 }
 
@@ -146,6 +158,9 @@ int mdfi_conv_packed_info(const void *packed, int64_t packed_size, int32_t *m, i
         return MDFI_CONV_E_PACKED;
     if ((ht != MDFI_CONV_S8 && ht != MDFI_CONV_S16) || hw < 0 || hw > mdfi_conv_type_max_abs(ht))
         return MDFI_CONV_E_PACKED;
+    /* the row-sum bound lies between max|w| and K * max|w| (it is trusted for exactness) */
+    const int64_t rs = mdfi_conv_rd64(hdr + 48);
+    if (rs < hw || rs > (int64_t)hc * hk * hk * hw) return MDFI_CONV_E_PACKED;
     if (m) *m = hm;
     if (c) *c = hc;
     if (ks) *ks = hk;

@@ -17,7 +17,8 @@
  * so  sum_k w*value = S + delta*sum_k w,  and  S = acc - delta*wsum[m]  (wsum precomputed
  * when the weights are packed; a padded position stores 0 ^ flip, i.e. x = 0).  Modulo 2^32
  * this is exact; the int32 epilogue adds bq[m] = bias[m] - delta*wsum[m] (mod 2^32) when the
- * layer's bound K*max|w|*max|x| + max|bias| < 2^31 (sum32) proves every S + bias exact;
+ * layer's bound (K*max|w|*max|x|, or max_m sum_k |w[m][k]| * max|x| when smaller; mdfi_conv.c)
+ * + max|bias| < 2^31 (sum32) proves every S + bias exact;
  * otherwise S mod 2^32 is widened and the bias added in int64, like the scalar int16 path.
  *
  * Layouts (bytes, row-major):
@@ -80,7 +81,7 @@ struct q8_kernel;
 /* Per output channel constants of the int32-lane epilogue (mdfi_fixedpoint.h, folded form):
  *   bq = bias - delta*wsum + half (mod 2^32)     s = shift, or 0: the row takes the exact
  *   c, kd: mdfi_rqf_init(s, rounding)               scalar store (mdfi_q8_store_one)
- * A row is fast when sum32 holds, 1 <= s <= 31 and K*max|w|*max|x| + |bias| + half fits
+ * A row is fast when sum32 holds, 1 <= s <= 31 and the layer's bound + |bias| + half fits
  * int32, so that t = acc + bq is the exact value S + bias + half.  The register tiles start
  * their accumulators at bq (slow rows: 0), so they end holding t. */
 typedef struct {
@@ -133,7 +134,7 @@ typedef struct q8_ctx {
     int32_t addz;                     /* 1 (no clamp): + zo, then the saturating narrowing */
     int32_t regs_epi;                 /* 1: every row fast, no fused shortcut: the tiles'
                                          epilogue works on the accumulator registers      */
-    int64_t bound;                    /* K * max|w| * max|x|                             */
+    int64_t bound;                    /* the layer's bound of |S| (mdfi_conv.c: ctx.bound) */
     /* a fused shortcut (mdfi_conv2d_res), or NULL */
     const mdfi_conv_residual *res;
     int32_t res_fast;                 /* 1: the kernels' epilogue applies it              */

@@ -36,6 +36,31 @@ def _dtype(fmt) -> np.dtype:
     return np.dtype(np.int32) if fmt is None else fp.storage_dtype(fmt.bits, fmt.signed)
 
 
+def engine_acc64(ql) -> bool:
+    """Whether the C convolution of ``ql`` needs int64 sums.
+
+    ``ql.acc64`` is the documented accumulator (``acc_bits > 32``: the worst case over every
+    weight and input code the formats allow; the golden model's ``acc_bits``).  The layer's
+    own integers often prove more: every partial sum of output channel m is at most
+    ``sum_k |w[m, k]| * xmax`` (xmax = the largest magnitude of the input's storage type, the
+    padding value included), so when ``sum_k |w[m, k]| * xmax + |bias[m]| <= 2**31 - 1`` for
+    every m -- the int32 contract of ``_conv.conv2d(acc64=0)`` -- the int32 kernels compute the
+    same integers (yolov3-tiny's layer 15: 16-bit inputs, ``acc_bits`` 33, the bound 0.77e9).
+    For ``_conv.conv2d`` calls (dense layers, and grouped ones one group per call: each row's
+    bound holds within its group); the answer depends on the integers alone, never on the
+    input.  docs/fixed-point.md 3.5."""
+    if not ql.acc64:
+        return False
+    dt = _dtype(ql.in_fmt)
+    if dt.itemsize > 2:
+        return True
+    info = np.iinfo(dt)
+    xmax = max(-int(info.min), int(info.max))
+    w = np.abs(np.asarray(ql.weights, dtype=np.int64).reshape(len(ql.bias), -1)).sum(axis=1)
+    worst = w * xmax + np.abs(np.asarray(ql.bias, dtype=np.int64))
+    return bool(worst.max(initial=0) > np.iinfo(np.int32).max)
+
+
 class CRunner:
     """Runs a :class:`QuantizedModel` with the C kernels on ``threads`` threads."""
 
@@ -281,7 +306,8 @@ class CRunner:
         lut = getattr(ql, "lut", False)
         kw = dict(ksize=l.size, stride=l.stride, pad=l.padding, rounding=fp.rounding_code(ql.rounding),
                   out_bits=ql.pre_fmt.bits if lut else ql.out_fmt.bits,
-                  act=ACT_CODES["linear" if lut else l.activation], acc64=int(ql.acc64), nthreads=self.threads)
+                  act=ACT_CODES["linear" if lut else l.activation], acc64=int(engine_acc64(ql)),
+                  nthreads=self.threads)
         # zero points (docs/fixed-point.md 1.1): the padding holds the input's, the epilogue adds
         # the output's (a table activation folds it into its table)
         if ql.in_fmt.zero:
