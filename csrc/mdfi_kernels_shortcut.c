@@ -15,7 +15,9 @@ typedef struct {
     int32_t simd;                 /* 1: AVX2, the aligned sum provably fits int32; 2: AVX-512,
                                      int8 + int8 -> int8 and a shift of 1..31 as well; 3:
                                      AVX-512, int8 + int8 -> int8, not leaky, a shift <= 0 or
-                                     a shift of 1 with da, db <= 1 */
+                                     a shift of 1 with da, db <= 1; 4: AVX-512, int8 + int8 ->
+                                     int8, not leaky, a shift >= 0, the aligned sum provably
+                                     inside int16 (shortcut_avx512_w16) */
 } shortcut_ctx;
 
 #if MDFI_KERNELS_X86
@@ -159,6 +161,41 @@ static void shortcut_avx512_left(const shortcut_ctx *k, int64_t i0, int64_t i1)
         _mm_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi32_epi8(x));
     }
 }
+/* int8 a, b -> int8 out on 32 int16 lanes, linear or relu, a shift s >= 0, zero points or none:
+ * the caller proved (128 + |za|) 2^da + (128 + |zb|) 2^db <= 32767, so the aligned sum
+ *   x = (a - za) 2^da + (b - zb) 2^db
+ * is exact in int16 (the shifts move no bit out: |a - za| 2^da <= 32767).  Then, with
+ * arithmetic shifts (a count >= 16 fills the sign, which is floor(x / 2^s) for |x| < 2^15):
+ *   truncate  R(x / 2^s) = x >> s                     (floor)
+ *   half_up   R(x / 2^s) = floor((x + 2^(s-1)) / 2^s) = (x >> s) + ((x >> (s-1)) & 1), s >= 1
+ *             (bit s-1 of x is the carry the half adds into bit s; no int16 overflow)
+ *   relu      max(x, 0) first (R is monotonic with R(0) = 0)
+ * and sat(r + zo) as the clamp to [qmin - zo, qmax - zo] (|.| <= 255) and an add: the value in
+ * [qmin, qmax] narrows to int8 unchanged (vpmovwb).  Twice the lanes of the int32 bodies. */
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+static void shortcut_avx512_w16(const shortcut_ctx *k, int64_t i0, int64_t i1)
+{
+    const int8_t *a = (const int8_t *)k->a, *b = (const int8_t *)k->b;
+    int8_t *o = (int8_t *)k->out;
+    const int up = k->mode == MDFI_ROUND_HALF_UP && k->s >= 1, relu = k->act == MDFI_ACT_RELU;
+    const __m128i da = _mm_cvtsi32_si128(k->da), db = _mm_cvtsi32_si128(k->db);
+    const __m128i sh = _mm_cvtsi32_si128(k->s), sh1 = _mm_cvtsi32_si128(k->s >= 1 ? k->s - 1 : 0);
+    const __m512i za = _mm512_set1_epi16((short)k->za), zb = _mm512_set1_epi16((short)k->zb);
+    const __m512i zo = _mm512_set1_epi16((short)k->zo), one = _mm512_set1_epi16(1), zero = _mm512_setzero_si512();
+    const __m512i lo = _mm512_set1_epi16((short)(mdfi_qmin(k->bits) - k->zo));
+    const __m512i hi = _mm512_set1_epi16((short)(mdfi_qmax(k->bits) - k->zo));
+    for (int64_t i = i0; i < i1; i += 32) {
+        const __mmask32 m = i1 - i >= 32 ? ~(__mmask32)0 : (((__mmask32)1 << (i1 - i)) - 1);
+        const __m512i va = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, (const void *)(a + i))), za);
+        const __m512i vb = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, (const void *)(b + i))), zb);
+        __m512i x = _mm512_add_epi16(_mm512_sll_epi16(va, da), _mm512_sll_epi16(vb, db));
+        if (relu) x = _mm512_max_epi16(x, zero);
+        __m512i r = _mm512_sra_epi16(x, sh);
+        if (up) r = _mm512_add_epi16(r, _mm512_and_si512(_mm512_sra_epi16(x, sh1), one));
+        r = _mm512_add_epi16(_mm512_min_epi16(_mm512_max_epi16(r, lo), hi), zo);
+        _mm256_mask_storeu_epi8((void *)(o + i), m, _mm512_cvtepi16_epi8(r));
+    }
+}
 #endif
 
 static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
@@ -173,6 +210,10 @@ static void shortcut_range(const void *vctx, int64_t i0, int64_t i1)
     }
 #if MDFI_KERNELS_X86
     typedef void (*fn)(const shortcut_ctx *, int64_t, int64_t);
+    if (k->simd == 4) {
+        shortcut_avx512_w16(k, i0, i1);
+        return;
+    }
     if (k->simd == 3) {
         if (k->s == 1) shortcut_avx512_half(k, i0, i1);
         else shortcut_avx512_left(k, i0, i1);
@@ -232,6 +273,11 @@ int mdfi_shortcut_zp(const void *restrict a, int32_t a_type, int32_t fa,
         const int zp = za != 0 || zb != 0 || zo != 0;   /* the byte-lane bodies have none */
         if (act != MDFI_ACT_LEAKY && (s <= 0 || (!zp && s == 1 && da <= 1 && db <= 1))) simd = 3;
         else if (s >= 1 && s <= 31) simd = 2;
+        /* 32 int16 lanes where the byte-lane bodies (no zero points: s = 1 with formats at
+         * most a bit apart, or da = db = s = 0) do not apply and the aligned sum fits int16 */
+        const int bytes = !zp && ((s == 1 && da <= 1 && db <= 1) || (s == 0 && da == 0 && db == 0));
+        const int fits16 = (128 + iabs64(za)) * ma + (128 + iabs64(zb)) * mb <= 32767;
+        if (act != MDFI_ACT_LEAKY && s >= 0 && !bytes && fits16) simd = 4;
     }
     const shortcut_ctx k = {a, b, out, a_type, b_type, out_type, da, db, s, mode, bits, act, ma, mb,
                             za, zb, zo, simd};

@@ -490,6 +490,38 @@ def test_shortcut_zero_points_paths(nthreads, simd, fa, fb, fo, bits):
 
 
 @pytest.mark.parametrize("nthreads", [1, 2])
+def test_shortcut_int16_lanes_avx512(nthreads):
+    """int8 + int8 -> int8, linear or relu, shift >= 0, with or without zero points, where the
+    aligned sum provably fits int16 (csrc/mdfi_kernels_shortcut.c, shortcut_avx512_w16; yolov3's
+    zero-point shortcuts): shifts 0..20 (half_up's carry bit, counts past 15), alignments
+    0..7, zero points at the codes' extremes (some pairs just past the int16 bound, which must
+    take the int32 bodies), every output width 2..8, extreme inputs, lengths with tails."""
+    from mdfi._ext import _conv
+    if "avx512bw" not in _conv.cpu_features().split():
+        pytest.skip(f"needs x86-64 AVX-512 F/BW/VL/DQ; this CPU/build has: {_conv.cpu_features()}")
+    rng = np.random.default_rng(31 + nthreads)
+    zps = [(0, 0, 0), (-110, -113, -108), (-128, 127, 5), (127, -128, -128), (3, -2, 127), (-128, -128, 0)]
+    for n in (1, 31, 33, 64, 97, 5003):
+        a = rng.integers(-128, 128, n).astype(np.int8)
+        b = rng.integers(-128, 128, n).astype(np.int8)
+        a[:n // 4], b[:n // 8] = 127, -128
+        b[n // 8:n // 4] = 127
+        a[-3:], b[-2:] = -128, -128
+        for fa, fb, fo in [(4, 4, 4), (4, 5, 4), (5, 4, 3), (3, 3, 0), (7, 0, 7), (0, 7, 6), (2, 8, -6), (6, 6, 0),
+                           (4, 4, -12), (4, 5, -15), (1, 1, -15), (9, 2, -3)]:
+            for za, zb, zo in zps:
+                for bits in (2, 5, 8):
+                    zo_b = int(np.clip(zo, fp.qmin(bits), fp.qmax(bits)))
+                    for act in ("linear", "relu", "leaky"):
+                        for mode in MODES:
+                            out = np.empty(n, np.int8)
+                            K.shortcut(a, fa, b, fb, out, fo, fp.rounding_code(mode), bits, ACTS[act],
+                                       nthreads=nthreads, simd="avx512", za=za, zb=zb, zo=zo_b)
+                            ref = _shortcut_zp_ref(a, fa, b, fb, fo, mode, bits, act, za, zb, zo_b)
+                            assert np.array_equal(out, ref), (n, fa, fb, fo, za, zb, zo_b, bits, act, mode)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
 def test_shortcut_zero_points_int8_short_lengths(nthreads):
     """int8 + int8 -> int8 (the case the AVX-512 bodies take without zero points), lengths
     with tails, every width 2..8 (zero points inside the output width), mixed input types."""
