@@ -41,6 +41,8 @@ SHAPES = {  # yolov3 at 416 (C, H=W, M, k, stride)
     # first layers (3 input channels, uint8 pixels): yolov3 and yolov3-tiny; tiny's next two;
     # yolov3's 1x1 layers on the big maps
     "416f": (3, 416, 32, 3, 1), "416ft": (3, 416, 16, 3, 1), "208t": (16, 208, 32, 3, 1),
+    # stride-2 first layers (yolov4-tiny, yolov7-tiny; Yolo-Fastest 320) and the next one
+    "416fs2": (3, 416, 32, 3, 2), "320fs2": (3, 320, 8, 3, 2), "208v4s2": (32, 208, 64, 3, 2),
     "104t": (32, 104, 64, 3, 1), "208x1": (64, 208, 32, 1, 1), "104x1": (128, 104, 64, 1, 1),
     # yolov3-tiny's other big 3x3 layers (6, 8, 10, 12 = "13", 14 = "13t", 21)
     "52t": (64, 52, 128, 3, 1), "26t": (128, 26, 256, 3, 1), "13t": (256, 13, 512, 3, 1),

@@ -264,6 +264,20 @@ def test_packed_weights_on_cache_lines():
             assert packed.flags.c_contiguous and packed.size == _conv.packed_size(shape[0], shape[1], shape[2])
 
 
+@pytest.mark.parametrize("path", [p for p in ("avx512vnni", "amx") if p in Q8_PATHS])
+def test_intel_profile_first_layers_stride2_direct(path):
+    """The Intel kernel-choice profile (stop 42): a pixel-input layer (C <= 4) at stride 2 takes
+    direct mode, as on the generic profile (packed measured 1.6x slower there: its nine-tap K
+    cannot pay for the stride-2 packing); deeper stride-2 layers keep the profile's rule."""
+    need(path)
+    try:
+        for tune in (0, 1):
+            _conv._set_q8_tune(tune)
+            assert _conv._q8_choice(path, 3, 416, 416, 32, 3, 2, 1)[1] == "direct"
+            assert _conv._q8_choice(path, 3, 320, 320, 8, 3, 2, 1)[1] == "direct"
+    finally:
+        _conv._set_q8_tune(-1)
+
 @pytest.mark.parametrize("path", [p for p in ("amx", "amx-sim") if p in Q8_PATHS])
 def test_amx_channels_last_pipeline(path):
     """AMX's channels-last mode (stop 41): chosen for kernels of 2x2 and more at stride 1 (or 2
