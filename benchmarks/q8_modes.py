@@ -53,13 +53,40 @@ SHAPES = {  # yolov3 at 416 (C, H=W, M, k, stride)
 MODES = ("packed", "direct", "compact", "channels-last")
 
 
+def model_shapes(models):
+    """SHAPES entries for every distinct dense convolution of the shipped cfgs (name
+    "model:layer"), the 8-bit layers' shapes at the cfg's input size."""
+    from mdfi.darknet.network import Network
+    names, seen = [], set()
+    for model in models:
+        net = Network.from_cfg(REPO / "cfg" / f"{model}.cfg", warn=False)
+        for i, l in enumerate(net.layers):
+            if l.kind != "convolutional" or l.groups != 1:
+                continue
+            c, h, w = l.in_shape
+            key = (c, h, l.filters, l.size, l.stride)
+            if h != w or key in seen:
+                continue
+            seen.add(key)
+            SHAPES[f"{model}:{i}"] = key
+            names.append(f"{model}:{i}")
+    return names
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default="52,26,13,52s2,26s2,52x1,26x1,13x1")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--simd", default=None, help="path name (default: the best one)")
+    ap.add_argument("--models", default=None,
+                    help="audit: every distinct dense 3x3/1x1 layer shape of these shipped cfgs (e.g. "
+                         "yolov3-tiny,yolov4-tiny) instead of --shapes, then the shapes where a forced "
+                         "variant beat the automatic choice by more than --margin")
+    ap.add_argument("--margin", type=float, default=0.05)
     args = ap.parse_args(argv)
+    if args.models:
+        args.shapes = ",".join(model_shapes(args.models.split(",")))
     path = args.simd or _conv.best_simd_path()
     tiles = _conv.q8_tiles(path)
     if not tiles:
@@ -72,6 +99,7 @@ def main(argv=None):
     _conv._set_q8_override(-1, -1)
     rng = np.random.default_rng(0)
     print(f"path {path}, {args.threads} thread(s), medians of {args.runs} interleaved rounds; CPU: {_conv.cpu_features()}")
+    beaten = []
     try:
         for name in args.shapes.split(","):
             c, hw, m, k, s = SHAPES[name]
@@ -105,6 +133,15 @@ def main(argv=None):
             for label, _, _ in variants:
                 md = float(np.median(times[label]))
                 print(f"  {label:16s} {md * 1e3:8.3f} ms {macs / md / 1e9:7.1f} GMAC/s  {md / base:6.3f}")
+            best = min((float(np.median(v)), k) for k, v in times.items() if k not in ("auto", "generic", "intel"))
+            if best[0] < base * (1.0 - args.margin):
+                beaten.append(f"{name} (C {c} {hw}x{hw} M {m} {k}x{k}/{s}): auto {base * 1e3:.3f} ms, "
+                              f"{best[1]} {best[0] * 1e3:.3f} ms ({best[0] / base:.3f})")
+        if args.models:
+            print(f"shapes where a forced variant beat auto by more than {args.margin:.0%}: "
+                  f"{len(beaten)} of {len(args.shapes.split(','))}")
+            for line in beaten:
+                print("  " + line)
     finally:
         _conv._set_q8_tune(-1)
         _conv._set_q8_override(-1, -1)
