@@ -244,6 +244,64 @@ MDFI_MAXPOOL_PLANE(uint8_t, maxpool_u8)
 MDFI_MAXPOOL_PLANE(int8_t, maxpool_s8)
 MDFI_MAXPOOL_PLANE(int16_t, maxpool_s16)
 
+#if MDFI_KERNELS_X86
+/* Stride-1 windows of size >= 3 (every SPP block: 5x5, 9x9, 13x13 on 13x13 / 19x19 maps) with
+ * AVX2, MDFI_MAXPOOL_SEPARABLE's order of work on 32-byte vectors of columns: each input row
+ * is copied into a row padded with the type's minimum (pb[q] = row[q + off], the minimum
+ * outside the row), so an output column's horizontal maximum is the maximum of pb[j + t],
+ * t < size, `size` unaligned loads per vector; the minimum never wins over the window's real
+ * elements (there is one: mdfi_maxpool_ex's checks) -- the value of the clipped window, as
+ * MDFI_WINDOW_MAX.  Then the vertical maxima over the window's rows kept in the ring.  Columns
+ * past ow up to the vector are computed in padding and never stored.  256x13x13 int8, one
+ * thread: 5x5 0.174 -> 0.04 ms, 13x13 0.33 -> 0.06 ms (docs/performance.md, stop 42). */
+#define MDFI_POOL_VEC 32                                 /* bytes of a vector */
+#define MDFI_MAXPOOL_S1_AVX2(T, NAME, TMIN, VMAX)                                            \
+KAVX2 static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32_t off, \
+                       T *restrict out, int32_t oh, int32_t ow)                              \
+{                                                                                            \
+    enum { L = MDFI_POOL_VEC / (int)sizeof(T) };         /* lanes */                         \
+    T ring[MDFI_POOL_RING];                 /* [size][jw]: horizontal maxima of input rows */ \
+    T pb[MDFI_POOL_RING + 2 * L];           /* [jw + size - 1]: one padded input row         */ \
+    T tail[L];                                                                               \
+    const int32_t jw = (ow + L - 1) / L * L, np = jw + size - 1, lead = -off;                \
+    for (int32_t q = 0; q < np; ++q) pb[q] = (T)(TMIN);                                      \
+    const int32_t nreal = w < np - lead ? w : np - lead;   /* row elements pb holds */        \
+    int32_t have = -1;                      /* the last input row in the ring */             \
+    for (int32_t i = 0; i < oh; ++i) {                                                       \
+        const int32_t y0 = off + i;                                                          \
+        const int32_t ya = y0 < 0 ? 0 : y0;                                                  \
+        const int32_t yb = (y0 + size > h) ? h : y0 + size;                                  \
+        T *restrict orow = out + (int64_t)i * ow;                                            \
+        if (ya >= yb) { for (int32_t j = 0; j < ow; ++j) orow[j] = 0; continue; } /* excluded by the checks */ \
+        for (int32_t r = have + 1 > ya ? have + 1 : ya; r < yb; ++r) {                       \
+            memcpy(pb + lead, in + (int64_t)r * w, (size_t)nreal * sizeof(T));              \
+            T *restrict hm = ring + (int64_t)(r % size) * jw;                                \
+            for (int32_t j0 = 0; j0 < jw; j0 += L) {                                         \
+                __m256i acc = _mm256_loadu_si256((const __m256i *)(const void *)(pb + j0));  \
+                for (int32_t t = 1; t < size; ++t)                                           \
+                    acc = VMAX(acc, _mm256_loadu_si256((const __m256i *)(const void *)(pb + j0 + t))); \
+                _mm256_storeu_si256((__m256i *)(void *)(hm + j0), acc);                      \
+            }                                                                                \
+            have = r;                                                                        \
+        }                                                                                    \
+        for (int32_t j0 = 0; j0 < jw; j0 += L) {                                             \
+            __m256i acc = _mm256_loadu_si256((const __m256i *)(const void *)(ring + (int64_t)(ya % size) * jw + j0)); \
+            for (int32_t r = ya + 1; r < yb; ++r)                                            \
+                acc = VMAX(acc, _mm256_loadu_si256((const __m256i *)(const void *)(ring + (int64_t)(r % size) * jw + j0))); \
+            if (ow - j0 >= L) {                                                              \
+                _mm256_storeu_si256((__m256i *)(void *)(orow + j0), acc);                    \
+            } else {                                                                         \
+                _mm256_storeu_si256((__m256i *)(void *)tail, acc);                           \
+                memcpy(orow + j0, tail, (size_t)(ow - j0) * sizeof(T));                      \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+}
+MDFI_MAXPOOL_S1_AVX2(uint8_t, maxpool_u8_s1_avx2, 0, _mm256_max_epu8)
+MDFI_MAXPOOL_S1_AVX2(int8_t, maxpool_s8_s1_avx2, INT8_MIN, _mm256_max_epi8)
+MDFI_MAXPOOL_S1_AVX2(int16_t, maxpool_s16_s1_avx2, INT16_MIN, _mm256_max_epi16)
+#endif
+
 
 /* ---------------------------------------------------------------------------------------
  * Max pool: ranges of channels
@@ -285,6 +343,23 @@ static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
             else
                 fs((const int8_t *)p->in + k * in_plane, p->h, p->w, (int8_t *)p->out + k * out_plane, p->oh,
                    p->ow);
+        }
+        return;
+    }
+    /* stride-1 windows of 3 and more (SPP): the AVX2 planes while the ring holds them */
+    if (p->simd >= 1 && p->stride == 1 && p->size >= 3 && p->off <= 0 &&
+        (int64_t)p->size * (p->ow + MDFI_POOL_VEC) <= MDFI_POOL_RING) {
+        for (int64_t k = k0; k < k1; ++k) {
+            const int64_t i = k * in_plane, o = k * out_plane;
+            if (p->type == MDFI_U8)
+                maxpool_u8_s1_avx2((const uint8_t *)p->in + i, p->h, p->w, p->size, p->off, (uint8_t *)p->out + o,
+                                   p->oh, p->ow);
+            else if (p->type == MDFI_S8)
+                maxpool_s8_s1_avx2((const int8_t *)p->in + i, p->h, p->w, p->size, p->off, (int8_t *)p->out + o,
+                                   p->oh, p->ow);
+            else
+                maxpool_s16_s1_avx2((const int16_t *)p->in + i, p->h, p->w, p->size, p->off,
+                                    (int16_t *)p->out + o, p->oh, p->ow);
         }
         return;
     }

@@ -149,17 +149,24 @@ def test_maxpool_equals_reference(c, h, w, size, stride, padding, bits, signed):
     (3, 26, 40, 5, 2, None), (2, 17, 23, 7, 3, 2), (2, 15, 15, 3, 5, None),        # stride > size: rows skipped
     (2, 9, 11, 4, 1, 6), (1, 3, 700, 13, 1, None), (1, 4, 3000, 5, 1, None),       # size x ow > the ring: C loop
     (2, 40, 3, 6, 1, None), (1, 20, 20, 3, 1, 0), (1, 11, 11, 11, 2, 10),
+    (2, 9, 70, 5, 1, None), (2, 6, 33, 9, 1, None), (1, 19, 19, 13, 1, None),       # several vectors, tails
+    (2, 7, 64, 3, 1, 0), (1, 5, 31, 4, 1, None),                                   # no padding; even size
 ])
 @pytest.mark.parametrize("bits, signed", [(8, False), (8, True), (16, True)])
-@pytest.mark.parametrize("nthreads", [1, 3])
-def test_maxpool_large_windows_equal_reference(c, h, w, size, stride, padding, bits, signed, nthreads):
+@pytest.mark.parametrize("nthreads, simd", [(1, None), (3, None), (1, False), (2, "avx512")])
+def test_maxpool_large_windows_equal_reference(c, h, w, size, stride, padding, bits, signed, nthreads, simd):
     """Windows of size >= 3 run separably (row maxima kept for the window's rows, then their
-    maximum; csrc/mdfi_kernels_pool.c): every output equal to the NumPy reference, also at the
-    borders, with strides larger than the window and rows too long for the ring."""
+    maximum; csrc/mdfi_kernels_pool.c; at stride 1 on AVX2 vectors of columns, from rows padded
+    with the type's minimum): every output equal to the NumPy reference, also at the borders,
+    with strides larger than the window and rows too long for the ring; the portable C (simd
+    False) and the default path; half of the maps at the type's minimum, so whole windows of
+    minimum values meet the padding's minimum."""
     layer = pool_layer(c, h, w, size, stride, padding)
-    x = values((c, h, w), bits, signed=signed, rng=np.random.default_rng(size * 100 + w))
+    rng = np.random.default_rng(size * 100 + w)
+    x = values((c, h, w), bits, signed=signed, rng=rng)
+    x[:, : h // 2] = np.where(rng.random((c, h // 2, w)) < 0.9, fp.qmin(bits, signed), x[:, : h // 2])
     out = np.empty(layer.out_shape, x.dtype)
-    K.maxpool(x, out, layer.size, layer.stride, layer.padding, nthreads=nthreads)
+    K.maxpool(x, out, layer.size, layer.stride, layer.padding, nthreads=nthreads, simd=simd)
     ref = QMaxpool(layer, fp.QFormat(bits, 0, signed)).forward_ref([x])
     assert np.array_equal(out, ref)
 
