@@ -41,7 +41,7 @@
 /* Header (int32 at byte offsets, host byte order): 0 magic (8 bytes), 8 M, 12 C, 16 ks,
  * 20 weight type, 24 MR, 28 C2, 32 K2, 36 P, 40 max|w|, 44 max |Winograd weight| (-1: none),
  * 48 (int64) max over m of sum_k |w[m][k]|: with the input type's max|x| the tight bound of
- * every (partial) sum of the layer (mdfi_conv_packed_rowsum). */
+ * every (partial) sum of the layer (mdfi_conv.c, conv2d_impl: ctx.bound). */
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64)) && !defined(MDFI_NO_SIMD)
 #define MDFI_CONV_X86 1

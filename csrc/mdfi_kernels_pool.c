@@ -253,7 +253,7 @@ MDFI_MAXPOOL_PLANE(int16_t, maxpool_s16)
  * elements (there is one: mdfi_maxpool_ex's checks) -- the value of the clipped window, as
  * MDFI_WINDOW_MAX.  Then the vertical maxima over the window's rows kept in the ring.  Columns
  * past ow up to the vector are computed in padding and never stored.  256x13x13 int8, one
- * thread: 5x5 0.174 -> 0.04 ms, 13x13 0.33 -> 0.06 ms (docs/performance.md, stop 42). */
+ * thread: 5x5 0.174 -> 0.060 ms, 13x13 0.33 -> 0.083 ms (docs/performance.md, stop 42). */
 #define MDFI_POOL_VEC 32                                 /* bytes of a vector */
 #define MDFI_MAXPOOL_S1_AVX2(T, NAME, TMIN, VMAX)                                            \
 KAVX2 static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size, int32_t off, \
