@@ -300,6 +300,54 @@ KAVX2 static void NAME(const T *restrict in, int32_t h, int32_t w, int32_t size,
 MDFI_MAXPOOL_S1_AVX2(uint8_t, maxpool_u8_s1_avx2, 0, _mm256_max_epu8)
 MDFI_MAXPOOL_S1_AVX2(int8_t, maxpool_s8_s1_avx2, INT8_MIN, _mm256_max_epi8)
 MDFI_MAXPOOL_S1_AVX2(int16_t, maxpool_s16_s1_avx2, INT16_MIN, _mm256_max_epi16)
+
+/* 2x2 stride-1 windows with Darknet's padding of one (output H x W: the last row and column
+ * see the window cut by the edge; yolov3-tiny's 512x13x13 pool), on the flattened plane: a
+ * copy of the plane followed by rows of the type's minimum, hm[i] = max(x[i], x[i + 1]) but
+ * x[i] alone in the last column (lane mask `last`, bytes 0xff there, built once per call:
+ * MDFI_MAXPOOL2S1_LAST), then out[i] = max(hm[i], hm[i + W]) -- below the last row hm is the
+ * minimum, which never wins.  The elements of MDFI_WINDOW_MAX's clipped window, so its value.
+ * 32-byte vectors over the whole plane instead of 13-element rows. */
+#define MDFI_MAXPOOL2S1_AVX2(T, NAME, TMIN, VMAX)                                             \
+KAVX2 static void NAME(const T *restrict in, int32_t h, int32_t w, T *restrict out,          \
+                       const T *restrict last, T *restrict buf, T *restrict hm)              \
+{                                                                                            \
+    enum { L = MDFI_POOL_VEC / (int)sizeof(T) };                                             \
+    const int32_t n = h * w, nh = (n + w + L - 1) / L * L;  /* hm computed on [0, nh) */     \
+    memcpy(buf, in, (size_t)n * sizeof(T));                                                  \
+    for (int32_t q = n; q < nh + L; ++q) buf[q] = (T)(TMIN);                                 \
+    for (int32_t i = 0; i < nh; i += L) {                                                    \
+        const __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(buf + i));      \
+        const __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(buf + i + 1));  \
+        const __m256i k = _mm256_loadu_si256((const __m256i *)(const void *)(last + i));     \
+        _mm256_storeu_si256((__m256i *)(void *)(hm + i), _mm256_blendv_epi8(VMAX(a, b), a, k)); \
+    }                                                                                        \
+    int32_t i = 0;                                                                           \
+    for (; i + L <= n; i += L)                                                               \
+        _mm256_storeu_si256((__m256i *)(void *)(out + i),                                    \
+                            VMAX(_mm256_loadu_si256((const __m256i *)(const void *)(hm + i)), \
+                                 _mm256_loadu_si256((const __m256i *)(const void *)(hm + i + w)))); \
+    if (i < n) {                                                                             \
+        T tail[L];                                                                           \
+        _mm256_storeu_si256((__m256i *)(void *)tail,                                         \
+                            VMAX(_mm256_loadu_si256((const __m256i *)(const void *)(hm + i)), \
+                                 _mm256_loadu_si256((const __m256i *)(const void *)(hm + i + w)))); \
+        memcpy(out + i, tail, (size_t)(n - i) * sizeof(T));                                  \
+    }                                                                                        \
+}
+MDFI_MAXPOOL2S1_AVX2(uint8_t, maxpool2s1_u8_avx2, 0, _mm256_max_epu8)
+MDFI_MAXPOOL2S1_AVX2(int8_t, maxpool2s1_s8_avx2, INT8_MIN, _mm256_max_epi8)
+MDFI_MAXPOOL2S1_AVX2(int16_t, maxpool2s1_s16_avx2, INT16_MIN, _mm256_max_epi16)
+/* planes that fit: the copy, its minimum rows and the vector slack in MDFI_POOL_RING / 2 bytes
+ * (each of maxpool_range's three buffers) for elements of sz bytes */
+#define MDFI_MAXPOOL2S1_FITS(h, w, sz) \
+    (((int64_t)(h) * (w) + 2 * (int64_t)(w) + 4 * MDFI_POOL_VEC) * (sz) <= MDFI_POOL_RING / 2)
+/* the lane mask of the last column: element i of [0, nh) all ones where i % w == w - 1 */
+#define MDFI_MAXPOOL2S1_LAST(T, last, h, w)                                                  \
+    do {                                                                                     \
+        const int32_t nl = (int32_t)((int64_t)(h) * (w) + (w) + MDFI_POOL_VEC);              \
+        for (int32_t q = 0; q < nl; ++q) (last)[q] = (T)(q % (w) == (w) - 1 ? -1 : 0);       \
+    } while (0)
 #endif
 
 
@@ -343,6 +391,28 @@ static void maxpool_range(const void *vctx, int64_t k0, int64_t k1)
             else
                 fs((const int8_t *)p->in + k * in_plane, p->h, p->w, (int8_t *)p->out + k * out_plane, p->oh,
                    p->ow);
+        }
+        return;
+    }
+    /* 2x2 stride-1 windows with the padding of one (output = input size): flattened planes */
+    if (p->simd >= 1 && p->stride == 1 && p->size == 2 && p->off == 0 && p->oh == p->h && p->ow == p->w &&
+        MDFI_MAXPOOL2S1_FITS(p->h, p->w, mdfi_type_size(p->type))) {
+        union { uint8_t u8[MDFI_POOL_RING / 2]; int8_t s8[MDFI_POOL_RING / 2]; int16_t s16[MDFI_POOL_RING / 4]; }
+            last, buf, hm;
+        if (p->type == MDFI_U8) MDFI_MAXPOOL2S1_LAST(uint8_t, last.u8, p->h, p->w);
+        else if (p->type == MDFI_S8) MDFI_MAXPOOL2S1_LAST(int8_t, last.s8, p->h, p->w);
+        else MDFI_MAXPOOL2S1_LAST(int16_t, last.s16, p->h, p->w);
+        for (int64_t k = k0; k < k1; ++k) {
+            const int64_t i = k * in_plane, o = k * out_plane;
+            if (p->type == MDFI_U8)
+                maxpool2s1_u8_avx2((const uint8_t *)p->in + i, p->h, p->w, (uint8_t *)p->out + o, last.u8, buf.u8,
+                                   hm.u8);
+            else if (p->type == MDFI_S8)
+                maxpool2s1_s8_avx2((const int8_t *)p->in + i, p->h, p->w, (int8_t *)p->out + o, last.s8, buf.s8,
+                                   hm.s8);
+            else
+                maxpool2s1_s16_avx2((const int16_t *)p->in + i, p->h, p->w, (int16_t *)p->out + o, last.s16,
+                                    buf.s16, hm.s16);
         }
         return;
     }

@@ -151,13 +151,16 @@ def test_maxpool_equals_reference(c, h, w, size, stride, padding, bits, signed):
     (2, 40, 3, 6, 1, None), (1, 20, 20, 3, 1, 0), (1, 11, 11, 11, 2, 10),
     (2, 9, 70, 5, 1, None), (2, 6, 33, 9, 1, None), (1, 19, 19, 13, 1, None),       # several vectors, tails
     (2, 7, 64, 3, 1, 0), (1, 5, 31, 4, 1, None),                                   # no padding; even size
+    (4, 13, 13, 2, 1, None), (3, 40, 45, 2, 1, None), (2, 45, 45, 2, 1, None),     # 2x2/1 (yolov3-tiny's), flat
+    (2, 1, 7, 2, 1, None), (2, 6, 1, 2, 1, None), (2, 9, 9, 2, 1, 0),              # planes; one row / column
 ])
 @pytest.mark.parametrize("bits, signed", [(8, False), (8, True), (16, True)])
 @pytest.mark.parametrize("nthreads, simd", [(1, None), (3, None), (1, False), (2, "avx512")])
 def test_maxpool_large_windows_equal_reference(c, h, w, size, stride, padding, bits, signed, nthreads, simd):
     """Windows of size >= 3 run separably (row maxima kept for the window's rows, then their
     maximum; csrc/mdfi_kernels_pool.c; at stride 1 on AVX2 vectors of columns, from rows padded
-    with the type's minimum): every output equal to the NumPy reference, also at the borders,
+    with the type's minimum), 2x2 stride-1 ones with the padding of one on flattened planes
+    (AVX2): every output equal to the NumPy reference, also at the borders,
     with strides larger than the window and rows too long for the ring; the portable C (simd
     False) and the default path; half of the maps at the type's minimum, so whole windows of
     minimum values meet the padding's minimum."""
