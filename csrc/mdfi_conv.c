@@ -152,6 +152,11 @@ int64_t mdfi_conv_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32
     int64_t best = (int64_t)total;
     const int64_t q8 = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
     if (q8 > best) best = q8;
+    /* a 16-bit input split into bytes (mdfi_q8_split_ok; any x86 path may choose AMX) */
+    if (ks == 1 && stride == 1 && pad == 0 && c % 64 == 0 && c <= INT32_MAX / 2) {
+        const int64_t q8s = mdfi_q8_scratch_size(2 * c, h, w, m, ks, stride, pad, nthreads);
+        if (q8s > best) best = q8s;
+    }
 #if MDFI_CONV_X86
     if (ks == 3 && stride == 1) {
         const int64_t wn = mdfi_wino_scratch_size(c, h, w, pad, nthreads);
@@ -166,8 +171,18 @@ void mdfi_conv_shutdown(void) { mdfi_pool_shutdown(); }
 int mdfi_conv_winograd = 1;
 int mdfi_conv_split_mode = -1;
 static mdfi_counter split_calls;       /* convolutions that took the split path (testing) */
+static mdfi_counter q8_split_calls;    /* ... the AMX byte split of 16-bit inputs (testing) */
 
 void mdfi_conv_set_split(int32_t mode) { mdfi_conv_split_mode = mode < 0 ? -1 : mode > 0 ? 1 : 0; }
+
+int64_t mdfi_conv_q8_split_calls(void)
+{
+#if MDFI_POOL
+    return atomic_load(&q8_split_calls);
+#else
+    return q8_split_calls;
+#endif
+}
 
 int64_t mdfi_conv_split_calls(void)
 {
@@ -619,6 +634,27 @@ static int conv2d_impl(const void *x, int xtype, int32_t c, int32_t h, int32_t w
     uintptr_t base = (uintptr_t)scratch;
     unsigned char *s = (unsigned char *)scratch + ((ALIGN - (base % ALIGN)) % ALIGN);
 
+    /* 16-bit inputs, 8-bit weights on AMX: 8-bit products of a byte split (mdfi_q8_split_ok),
+     * when the layer's int32 bound holds (the halves' sums combine modulo 2^32) */
+    if (q8 != NULL && xtype == MDFI_CONV_S16 && wtype == MDFI_CONV_S8 && acc64 == 0 && ctx.sum32 && res == NULL &&
+        mdfi_q8_split_ok(q8, c, h, w, m, ks, stride, pad)) {
+        const int64_t need = mdfi_q8_scratch_size(2 * c, h, w, m, ks, stride, pad, nthreads);
+        if (need >= 0 && scratch_size >= need) {
+            packed_geom pg;
+            (void)mdfi_conv_packed_geometry(m, c, ks, &pg);
+            const unsigned char *pk = (const unsigned char *)packed;
+#if MDFI_POOL
+            atomic_fetch_add(&q8_split_calls, 1);
+#else
+            ++q8_split_calls;
+#endif
+            mdfi_q8_conv(q8, x, xtype, c, h, w, (const int8_t *)(const void *)(pk + pg.a4_off),
+                         PACK_AT ? (const int8_t *)(const void *)(pk + pg.at_off) : NULL,
+                         (const int32_t *)(const void *)(pk + pg.wsum_off), bias, shift, m, out, otype, ks, stride,
+                         pad, rounding, out_bits, act, ctx.sum32, ctx.bound, NULL, nthreads, s, pad_value, zero_out);
+            return MDFI_CONV_OK;
+        }
+    }
     /* 8-bit layers: the dot-product family (mdfi_conv_q8.c) */
     if (q8 != NULL && q8->usable != NULL && !q8->usable(c, ks, stride)) q8 = q8->fallback;
     if (q8 != NULL && mdfi_q8_usable(xtype, wtype, acc64, c, h, w, m, ks, stride, pad)) {

@@ -241,6 +241,8 @@ void mdfi_conv_set_winograd(int32_t enable);
 void mdfi_conv_set_split(int32_t mode);
 /* Testing: how many convolutions of this process took that split path. */
 int64_t mdfi_conv_split_calls(void);
+/* Testing: 16-bit-input convolutions run as AMX byte-split products (mdfi_q8_split_ok). */
+int64_t mdfi_conv_q8_split_calls(void);
 /* The 8-bit register tiles of a path: writes up to `max` (rows, vectors, lanes) triples into
  * tiles[3*i..3*i+2] and returns how many the path has (0: no 8-bit kernels). */
 int32_t mdfi_conv_q8_tiles(int32_t path, int32_t *tiles, int32_t max);

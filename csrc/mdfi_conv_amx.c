@@ -50,7 +50,8 @@ typedef struct {
 static inline const int8_t *at_panel(const q8_ctx *ctx, int32_t r)
 {
     if (r >= ctx->np16 * Q8_PANEL) r = 0;
-    return ctx->at + (size_t)(r / Q8_PANEL) * (size_t)ctx->taps * (size_t)ctx->c4b * 1024;
+    /* (a split 16-bit layer: the weights' own C4B, both halves of K read the same blocks) */
+    return ctx->at + (size_t)(r / Q8_PANEL) * (size_t)ctx->taps * (size_t)(ctx->split ? ctx->split : ctx->c4b) * 1024;
 }
 
 /* Steps of the K loop: step s = tap * C4B + blk reads the A blocks at s * 1 KB of the rows'
@@ -65,7 +66,7 @@ static inline const int8_t *at_panel(const q8_ctx *ctx, int32_t r)
  * than packed B although its tile rows cross cache lines), packed B (rows on cache lines) with
  * J = 4 on the narrower strided maps, and for 1x1 stride-1 layers direct mode (aligned rows)
  * with J = 1 when K is one chunk, else J = 4. */
-#define AMX_KC 8
+#define AMX_KC Q8_AMX_KC
 
 /* The kernel, written once over tile operations (STATE, ZERO, LOAD, DP, STORE, RELEASE) and
  * compiled twice: on the AMX instructions, and on a C model of them (Intel's pseudo-code of
@@ -81,7 +82,9 @@ ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                 
     const uint8_t *b = mdfi_q8_bbase(ctx, t);                                                     \
     const size_t bcs = ctx->bcs;                                                                  \
     const int32_t c4b = ctx->c4b, steps = ctx->taps * c4b;                                        \
-    const int32_t kc = steps <= Q8_AMX_KC_ONE ? steps : AMX_KC;                                   \
+    /* a split 16-bit layer (mdfi_q8_split_ok): chunks end where the lo half of K begins */      \
+    const int32_t kc = ctx->split ? (ctx->split < AMX_KC ? ctx->split : AMX_KC)                    \
+                                  : steps <= Q8_AMX_KC_ONE ? steps : AMX_KC;                       \
     int32_t nj = (ctx->m - m0 + 31) / 32;                      /* register tiles with rows < M */ \
     if (nj > J) nj = J;                                                                           \
     for (int32_t s0 = 0; s0 < steps; s0 += kc) {                                                  \
@@ -91,6 +94,10 @@ ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                 
             if (s0 == 0) {                                                                        \
                 ZERO(0); ZERO(1); ZERO(2); ZERO(3);                                               \
             } else {                                                                              \
+                if (s0 == ctx->split) {       /* the hi half done: its sums times 256, mod 2^32 */ \
+                    uint32_t *cu = (uint32_t *)(void *)&cb[j][0][0];                              \
+                    for (int32_t e = 0; e < 32 * 32; ++e) cu[e] <<= 8;                            \
+                }                                                                                 \
                 LOAD(0, &cb[j][0][0], 128);                                                       \
                 LOAD(1, &cb[j][0][16], 128);                                                      \
                 LOAD(2, &cb[j][16][0], 128);                                                      \
@@ -98,7 +105,7 @@ ATTR static void NAME(const q8_ctx *ctx, int32_t m0, int32_t t)                 
             }                                                                                     \
             int32_t tap = s0 / c4b, blk = s0 % c4b;                                               \
             for (int32_t st = s0; st < s1; ++st) {                                                \
-                const size_t ao = (size_t)st * 1024;                                              \
+                const size_t ao = (size_t)(ctx->split && st >= ctx->split ? st - ctx->split : st) * 1024; \
                 const uint8_t *bb = b + ctx->toff[tap] + (size_t)blk * 16 * bcs;                   \
                 LOAD(4, a0 + ao, 64);                                                             \
                 LOAD(5, a1 + ao, 64);                                                             \
@@ -403,21 +410,56 @@ static int amx_usable(int32_t c, int32_t ks, int32_t stride)
 
 static const q8_kernel kerns_amx[] = {{128, 2, 16, amx_tile_128x32}, {32, 2, 16, amx_tile_32x32},
                                       {32, 2 * CLSUB, 16, amx_cl_32x32}};
+/* X4 rows r0..r1-1 of a split 16-bit layer (mdfi_q8_split_ok: 1x1, stride 1, no padding, so a
+ * quad's plane is the image, row r = quad * H + y): quad q < C/4 holds the high bytes of
+ * channels 4q..4q+3 with the 0x80 flip, (x ^ 0x8000) >> 8 = (x >> 8) + 128 (the instruction
+ * reads hi + 128: delta 128 on the hi half, 256 * 128 = 32768 on the whole sum), quad C/4 + q
+ * the low bytes x & 255 (read as they are).  Sixteen positions per step: each channel's
+ * values zero-extended to int32 lanes after the flip of bit 15, the four bytes of a position
+ * assembled in its lane.  The last row of a plane fills the plane's slack with zeros. */
+AMX static void amx_x4_split(const q8_ctx *ctx, int64_t r0, int64_t r1)
+{
+    const int32_t h = ctx->h, w = ctx->w, half = ctx->c4 / 2;
+    const int64_t hw = (int64_t)h * w;
+    const int16_t *x = (const int16_t *)ctx->x;
+    const __m256i flip = _mm256_set1_epi16((short)0x8000);
+    const __m512i lo8 = _mm512_set1_epi32(0xff);
+    for (int64_t r = r0; r < r1; ++r) {
+        const int64_t q = r / h, y = r % h;
+        const int hi = q < half;
+        const int16_t *src = x + (size_t)(4 * (hi ? q : q - half)) * (size_t)hw + (size_t)y * (size_t)w;
+        uint8_t *plane = ctx->x4 + (size_t)q * ctx->xcs;
+        uint8_t *d = plane + (size_t)y * (size_t)w * 4;
+        for (int32_t j = 0; j < w; j += 16) {
+            const __mmask16 m = w - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (w - j)) - 1u);
+            __m512i v = _mm512_setzero_si512();
+            for (int e = 0; e < 4; ++e) {
+                const __m256i xe = _mm256_xor_si256(_mm256_maskz_loadu_epi16(m, src + (size_t)e * (size_t)hw + j), flip);
+                const __m512i u = _mm512_cvtepu16_epi32(xe);          /* x + 32768 in 0..65535 */
+                const __m512i b = hi ? _mm512_srli_epi32(u, 8) : _mm512_and_si512(u, lo8);
+                v = _mm512_or_si512(v, _mm512_slli_epi32(b, 8 * e));
+            }
+            _mm512_mask_storeu_epi32((void *)(d + (size_t)j * 4), m, v);
+        }
+        if (y == h - 1) memset(plane + (size_t)hw * 4, 0, ((size_t)ctx->plane - (size_t)hw) * 4);
+    }
+}
+
 const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_amx, 2, amx_usable,
-                                &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1, amx_finish, &kerns_amx[2], amx_xl};
+                                &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1, amx_finish, &kerns_amx[2], amx_xl, amx_x4_split};
 static const q8_kernel kerns_sim[] = {{128, 2, 16, amxsim_tile_128x32}, {32, 2, 16, amxsim_tile_32x32},
                                       {32, 2 * CLSUB, 16, amxsim_cl_32x32}};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, kerns_sim, 2, amx_usable,
-                                   &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1, cl_flush, &kerns_sim[2], amx_xl};
+                                   &mdfi_q8_ops_vnni512, 1, 1, mdfi_q8_x4_avx512_s2, 1, cl_flush, &kerns_sim[2], amx_xl, amx_x4_split};
 
 int mdfi_q8_have_amx_build(void) { return 1; }
 
 #elif MDFI_CONV_X86
 
 const q8_ops mdfi_q8_ops_amx = {"amx", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL, &mdfi_q8_ops_vnni512, 0, 0,
-                                NULL, 0, NULL, NULL, NULL};
+                                NULL, 0, NULL, NULL, NULL, NULL};
 const q8_ops mdfi_q8_ops_amxsim = {"amx-sim", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, NULL, 0, NULL,
-                                   &mdfi_q8_ops_vnni512, 0, 0, NULL, 0, NULL, NULL, NULL};
+                                   &mdfi_q8_ops_vnni512, 0, 0, NULL, 0, NULL, NULL, NULL, NULL};
 int mdfi_q8_have_amx_build(void) { return 0; }
 
 #else

@@ -315,7 +315,7 @@ NEON_KERNEL(16, 1)
 
 static const q8_kernel kerns_dot[] = {{8, 3, 4, neondot_tile_8x3}, {12, 2, 4, neondot_tile_12x2},
                                       {16, 1, 4, neondot_tile_16x1}};
-const q8_ops mdfi_q8_ops_neondot = {"neondot", 1, x4_neon, mdfi_q8_pack_ref, kerns_dot, 3, NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL};
+const q8_ops mdfi_q8_ops_neondot = {"neondot", 1, x4_neon, mdfi_q8_pack_ref, kerns_dot, 3, NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL};
 
 #else
 typedef int mdfi_conv_neon_unused;

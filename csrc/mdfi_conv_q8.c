@@ -33,6 +33,17 @@ static size_t align_up(size_t n) { return (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 
 /* ---------------------------------------------------------------------------------------
  * Geometry
  * ------------------------------------------------------------------------------------- */
+int mdfi_q8_split_ok(const q8_ops *ops, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
+                     int32_t pad)
+{
+    if (ops == NULL || ops->x4_split == NULL || ks != 1 || stride != 1 || pad != 0 || c < 64 || c % 64 != 0)
+        return 0;
+    const int32_t half = c / 64;                   /* K steps of each half */
+    if (half > Q8_AMX_KC && half % Q8_AMX_KC != 0) return 0;
+    if (ops->usable != NULL && !ops->usable(2 * c, ks, stride)) return 0;
+    return mdfi_q8_scratch_size(2 * c, h, w, m, ks, stride, pad, 1) >= 0;
+}
+
 int mdfi_q8_usable(int xtype, int wtype, int32_t acc64, int32_t c, int32_t h, int32_t w, int32_t m,
                    int32_t ks, int32_t stride, int32_t pad)
 {
@@ -360,7 +371,7 @@ static void q8_worker(void *arg, int tid)
         for (int64_t i0, i1; (i0 = mdfi_pool_next_end(&job->x4, nx, tid & 1, 4, 1, &i1)) < nx;) {
             const int64_t y0 = i0 * per, y1 = i1 * per < ctx->hps ? i1 * per : ctx->hps;
             for (int64_t pl = 0; pl < prefixes; ++pl)
-                (pairs ? ops->x4_s2 : ops->x4)(ctx, pl * ctx->hps + y0, pl * ctx->hps + y1);
+                (ctx->split ? ops->x4_split : pairs ? ops->x4_s2 : ops->x4)(ctx, pl * ctx->hps + y0, pl * ctx->hps + y1);
             for (int64_t i = i0; i < i1; ++i) mdfi_pool_done(&job->x4_done, nx);
         }
         mdfi_pool_wait(&job->x4_done, nx);
@@ -372,7 +383,8 @@ static void q8_worker(void *arg, int tid)
         const int64_t per = rb >= X4_ITEM_BYTES ? 1 : X4_ITEM_BYTES / rb;
         const int64_t nx = (rows + per - 1) / per;
         for (int64_t i; (i = mdfi_pool_next(&job->x4)) < nx;) {
-            (pairs ? ops->x4_s2 : ops->x4)(ctx, i * per, (i + 1) * per < rows ? (i + 1) * per : rows);
+            (ctx->split ? ops->x4_split : pairs ? ops->x4_s2 : ops->x4)(ctx, i * per,
+                                                                         (i + 1) * per < rows ? (i + 1) * per : rows);
             mdfi_pool_done(&job->x4_done, nx);
         }
         mdfi_pool_wait(&job->x4_done, nx);
@@ -513,12 +525,19 @@ void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_
 {
     static q8_ctx zero;
     q8_ctx ctx = zero;
-    (void)plane_geometry(&ctx, c, h, w, m, ks, stride, pad);      /* checked by mdfi_q8_usable */
+    /* a 16-bit input (mdfi_q8_split_ok) runs as 2C byte channels: the hi halves, then the lo */
+    const int split = xtype == MDFI_CONV_S16;
+    (void)plane_geometry(&ctx, split ? 2 * c : c, h, w, m, ks, stride, pad);   /* checked by the caller */
     ctx.ops = ops;
     ctx.x = x;
     ctx.xtype = xtype;
     const int unsigned_x = xtype == MDFI_CONV_U8;
-    if (ops->signed_dot) {
+    if (split) {
+        /* read: 256 (hi + 128) + lo = x + 32768 per position (amx_x4_split); no padding */
+        ctx.split = (c / 4 + 15) / 16;
+        ctx.flip = 0;
+        ctx.delta = 32768;
+    } else if (ops->signed_dot) {
         ctx.flip = unsigned_x ? 0x80 : 0;
         ctx.delta = unsigned_x ? -128 : 0;
     } else {

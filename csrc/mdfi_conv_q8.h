@@ -74,6 +74,7 @@
 #define Q8_PANEL 16                  /* rows per A4 panel                 */
 #define Q8_AMX_KC_ONE 12             /* AMX: K steps (64 channels each) run as one chunk, at most
                                         (mdfi_conv_amx.c; choose() in mdfi_conv_q8.c) */
+#define Q8_AMX_KC 8                  /* AMX: K steps per chunk otherwise (mdfi_conv_amx.c) */
 
 struct q8_ops;
 struct q8_kernel;
@@ -100,6 +101,8 @@ typedef struct q8_ctx {
     const int8_t *at;                 /* AT [P16][taps][C4B][16][16][4] (AMX) or NULL     */
     const int32_t *wsum;              /* [M]                                             */
     int32_t m, ks, stride, pad, taps, c4, c4b, np16;
+    int32_t split;                    /* 16-bit input as bytes (mdfi_q8_split_ok): K steps of the
+                                         hi half, = the weights' C4B; 0: 8-bit input      */
     /* epilogue */
     const int64_t *bias;              /* [M]                                             */
     const int32_t *shift;             /* [M]                                             */
@@ -185,6 +188,9 @@ typedef struct q8_ops {
      * phase plane) */
     const struct q8_kernel *cl;
     void (*xl)(const q8_ctx *ctx, int64_t item);
+    /* optional (AMX): X4 rows of a 16-bit input split into bytes (mdfi_q8_split_ok): quads
+     * q < C/4 the high bytes with the 0x80 flip, quads C/4 + q the low bytes */
+    void (*x4_split)(const q8_ctx *ctx, int64_t r0, int64_t r1);
 } q8_ops;
 
 /* The portable reference ops (mdfi_conv_q8.c) and the SIMD twins. */
@@ -216,6 +222,14 @@ extern const q8_ops mdfi_q8_ops_neondot;       /* aarch64 SDOT                  
  * arguments validated by mdfi_conv2d; scratch 64-byte aligned). */
 int mdfi_q8_usable(int xtype, int wtype, int32_t acc64, int32_t c, int32_t h, int32_t w, int32_t m,
                    int32_t ks, int32_t stride, int32_t pad);
+/* 16-bit inputs on these ops as 8-bit products of a byte split (x = 256 hi + lo, lo = x & 255,
+ * hi = x >> 8): sum w x = 256 sum w hi + sum w lo, the hi half of K first, its C tiles times
+ * 256 before the lo half; modulo 2^32, exact when the caller's int32 bound holds (sum32).
+ * 1x1 stride-1 unpadded layers of C % 64 == 0 on ops with x4_split (AMX), whose K chunks can
+ * end at the half (C / 64 <= Q8_AMX_KC or a multiple of it).  mdfi_q8_conv takes them with
+ * xtype MDFI_CONV_S16 and scratch for 2C channels (mdfi_q8_scratch_size(2C, ...)). */
+int mdfi_q8_split_ok(const q8_ops *ops, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
+                     int32_t pad);
 int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
                              int32_t pad, int32_t nthreads);
 void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w,

@@ -130,4 +130,4 @@ static void tile_ref(const q8_ctx *ctx, int32_t m0, int32_t t)
 }
 
 static const q8_kernel kerns_ref[] = {{4, 1, 8, tile_ref}};
-const q8_ops mdfi_q8_ops_ref = {"scalar8", 0, mdfi_q8_x4_ref, mdfi_q8_pack_ref, kerns_ref, 1, NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL};
+const q8_ops mdfi_q8_ops_ref = {"scalar8", 0, mdfi_q8_x4_ref, mdfi_q8_pack_ref, kerns_ref, 1, NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL};

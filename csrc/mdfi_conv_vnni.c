@@ -430,16 +430,16 @@ void mdfi_q8_epi_vnni512(const q8_ctx *ctx, int32_t m0, int32_t rows, int32_t nr
 const q8_kernel mdfi_q8_kerns_vnni512[] = {{8, 3, 16, vnni512_tile_8x3}, {16, 1, 16, vnni512_tile_16x1},
                                      {12, 2, 16, vnni512_tile_12x2}};
 const q8_ops mdfi_q8_ops_vnni512 = {"avx512vnni", 0, mdfi_q8_x4_avx512, mdfi_q8_pack_avx512, mdfi_q8_kerns_vnni512, 3, NULL, NULL,
-                                     1, 1, mdfi_q8_x4_avx512_s2, 0, NULL, NULL, NULL};
+                                     1, 1, mdfi_q8_x4_avx512_s2, 0, NULL, NULL, NULL, NULL};
 
 static const q8_kernel kerns256[] = {{4, 3, 8, vnni256_tile_4x3}, {8, 1, 8, vnni256_tile_8x1}};
-const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, pack_avx2, kerns256, 2, NULL, NULL, 1, 0, NULL, 0, NULL, NULL, NULL};
+const q8_ops mdfi_q8_ops_vnni256 = {"avx512vnni-ymm", 0, mdfi_q8_x4_avx2, pack_avx2, kerns256, 2, NULL, NULL, 1, 0, NULL, 0, NULL, NULL, NULL, NULL};
 
 #if MDFI_HAVE_AVXVNNI_BUILD
 static const q8_kernel kernsvex[] = {{4, 3, 8, avxvnni_tile_4x3}, {8, 1, 8, avxvnni_tile_8x1}};
-const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, pack_avx2, kernsvex, 2, NULL, NULL, 1, 0, NULL, 0, NULL, NULL, NULL};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, pack_avx2, kernsvex, 2, NULL, NULL, 1, 0, NULL, 0, NULL, NULL, NULL, NULL};
 #else
-const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0, NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL};
+const q8_ops mdfi_q8_ops_avxvnni = {"avxvnni", 0, mdfi_q8_x4_avx2, mdfi_q8_pack_ref, kerns256, 0, NULL, NULL, 0, 0, NULL, 0, NULL, NULL, NULL, NULL};
 #endif
 
 #else

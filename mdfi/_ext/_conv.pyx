@@ -119,6 +119,12 @@ def _split_calls():
     return mdfi_conv_split_calls()
 
 
+def _q8_split_calls():
+    """Testing: how many convolutions of this process ran a 16-bit input as AMX byte-split
+    products (csrc/mdfi_conv_q8.h, mdfi_q8_split_ok)."""
+    return mdfi_conv_q8_split_calls()
+
+
 def q8_tiles(name):
     """The 8-bit register tiles (rows, vectors, lanes) of a path ([] if it has none)."""
     if name not in PATHS:

@@ -85,6 +85,7 @@ cdef extern from "mdfi_conv.h" nogil:
     void mdfi_conv_set_winograd(int32_t enable)
     void mdfi_conv_set_split(int32_t mode)
     int64_t mdfi_conv_split_calls()
+    int64_t mdfi_conv_q8_split_calls()
     const char *mdfi_conv_strerror(int code)
     int mdfi_conv_pool_run(void (*job)(void *arg, int tid) noexcept nogil, void *arg, int nthreads)
 
