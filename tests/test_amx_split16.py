@@ -14,27 +14,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdfi import fixedpoint as fp
 from mdfi.layers.conv_arith import conv2d_int_ref
 
 _conv = pytest.importorskip("mdfi._ext._conv")
+from test_conv_bound import ACTS, INT32_MAX, run  # noqa: E402  (conv2d with acc64=0 on one path)
 
 PATHS = [p for p in ("amx", "amx-sim") if p in _conv.available_simd_paths()]
-ACTS = ("linear", "leaky", "relu")
-INT32_MAX = 2**31 - 1
 
 pytestmark = pytest.mark.skipif(not PATHS, reason="needs an AMX build (amx or amx-sim: x86-64 with AVX512-VNNI); "
                                                   f"this CPU/build has: {_conv.available_simd_paths()}")
-
-
-def run(x, wt, bias, shift, *, k, s, p, rounding, bits, act, path, nthreads, zero_out=0, pad_value=0):
-    m = wt.shape[0]
-    oh, ow = _conv.out_size(x.shape[1], k, s, p), _conv.out_size(x.shape[2], k, s, p)
-    out = np.full((m, oh, ow), 77, np.int8 if bits <= 8 else np.int16)
-    _conv.conv2d(x, _conv.pack_weights(wt), bias, shift, out, ksize=k, stride=s, pad=p,
-                 rounding=fp.rounding_code(rounding), out_bits=bits, act=ACTS.index(act), acc64=0,
-                 nthreads=nthreads, simd=path, zero_out=zero_out, pad_value=pad_value)
-    return out
 
 
 def case(rng, c, h, w, m, style):
