@@ -152,12 +152,12 @@ int64_t mdfi_conv_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32
     int64_t best = (int64_t)total;
     const int64_t q8 = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
     if (q8 > best) best = q8;
-    /* a 16-bit input split into bytes (mdfi_q8_split_ok; any x86 path may choose AMX) */
+#if MDFI_CONV_X86
+    /* a 16-bit input split into bytes (mdfi_q8_split_ok: the AMX paths) */
     if (ks == 1 && stride == 1 && pad == 0 && c % 64 == 0 && c <= INT32_MAX / 2) {
         const int64_t q8s = mdfi_q8_scratch_size(2 * c, h, w, m, ks, stride, pad, nthreads);
         if (q8s > best) best = q8s;
     }
-#if MDFI_CONV_X86
     if (ks == 3 && stride == 1) {
         const int64_t wn = mdfi_wino_scratch_size(c, h, w, pad, nthreads);
         if (wn >= 0 && wn + ALIGN > best) best = wn + ALIGN;
