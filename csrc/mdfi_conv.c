@@ -154,7 +154,7 @@ int64_t mdfi_conv_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32
     if (q8 > best) best = q8;
 #if MDFI_CONV_X86
     /* a 16-bit input split into bytes (mdfi_q8_split_ok: the AMX paths) */
-    if (ks == 1 && stride == 1 && pad == 0 && c % 64 == 0 && c <= INT32_MAX / 2) {
+    if (mdfi_q8_split_shape(c, ks, stride, pad)) {
         const int64_t q8s = mdfi_q8_scratch_size(2 * c, h, w, m, ks, stride, pad, nthreads);
         if (q8s > best) best = q8s;
     }
@@ -634,32 +634,28 @@ static int conv2d_impl(const void *x, int xtype, int32_t c, int32_t h, int32_t w
     uintptr_t base = (uintptr_t)scratch;
     unsigned char *s = (unsigned char *)scratch + ((ALIGN - (base % ALIGN)) % ALIGN);
 
-    /* 16-bit inputs, 8-bit weights on AMX: 8-bit products of a byte split (mdfi_q8_split_ok),
-     * when the layer's int32 bound holds (the halves' sums combine modulo 2^32) */
-    if (q8 != NULL && xtype == MDFI_CONV_S16 && wtype == MDFI_CONV_S8 && acc64 == 0 && ctx.sum32 && res == NULL &&
-        mdfi_q8_split_ok(q8, c, h, w, m, ks, stride, pad)) {
+    /* 16-bit inputs, 8-bit weights on AMX: 8-bit products of a byte split (mdfi_q8_split_ok,
+     * 2C byte channels), when the layer's int32 bound holds (the halves combine modulo 2^32)
+     * and the scratch holds them; else the int16 kernels */
+    int split = q8 != NULL && xtype == MDFI_CONV_S16 && wtype == MDFI_CONV_S8 && acc64 == 0 && ctx.sum32 &&
+                res == NULL && mdfi_q8_split_ok(q8, c, h, w, m, ks, stride, pad);
+    if (split) {
         const int64_t need = mdfi_q8_scratch_size(2 * c, h, w, m, ks, stride, pad, nthreads);
-        if (need >= 0 && scratch_size >= need) {
-            packed_geom pg;
-            (void)mdfi_conv_packed_geometry(m, c, ks, &pg);
-            const unsigned char *pk = (const unsigned char *)packed;
+        split = need >= 0 && scratch_size >= need;
+    }
+    /* 8-bit layers: the dot-product family (mdfi_conv_q8.c) */
+    if (!split && q8 != NULL && q8->usable != NULL && !q8->usable(c, ks, stride)) q8 = q8->fallback;
+    if (split || (q8 != NULL && mdfi_q8_usable(xtype, wtype, acc64, c, h, w, m, ks, stride, pad))) {
+        if (split) {
 #if MDFI_POOL
             atomic_fetch_add(&q8_split_calls, 1);
 #else
             ++q8_split_calls;
 #endif
-            mdfi_q8_conv(q8, x, xtype, c, h, w, (const int8_t *)(const void *)(pk + pg.a4_off),
-                         PACK_AT ? (const int8_t *)(const void *)(pk + pg.at_off) : NULL,
-                         (const int32_t *)(const void *)(pk + pg.wsum_off), bias, shift, m, out, otype, ks, stride,
-                         pad, rounding, out_bits, act, ctx.sum32, ctx.bound, NULL, nthreads, s, pad_value, zero_out);
-            return MDFI_CONV_OK;
+        } else {
+            const int64_t need = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
+            if (need < 0 || scratch_size < need) return MDFI_CONV_E_SCRATCH;
         }
-    }
-    /* 8-bit layers: the dot-product family (mdfi_conv_q8.c) */
-    if (q8 != NULL && q8->usable != NULL && !q8->usable(c, ks, stride)) q8 = q8->fallback;
-    if (q8 != NULL && mdfi_q8_usable(xtype, wtype, acc64, c, h, w, m, ks, stride, pad)) {
-        const int64_t need = mdfi_q8_scratch_size(c, h, w, m, ks, stride, pad, nthreads);
-        if (need < 0 || scratch_size < need) return MDFI_CONV_E_SCRATCH;
         packed_geom pg;
         (void)mdfi_conv_packed_geometry(m, c, ks, &pg);
         const unsigned char *pk = (const unsigned char *)packed;

@@ -33,13 +33,17 @@ static size_t align_up(size_t n) { return (n + (ALIGN - 1)) & ~(size_t)(ALIGN - 
 /* ---------------------------------------------------------------------------------------
  * Geometry
  * ------------------------------------------------------------------------------------- */
+int mdfi_q8_split_shape(int32_t c, int32_t ks, int32_t stride, int32_t pad)
+{
+    if (ks != 1 || stride != 1 || pad != 0 || c < 64 || c % 64 != 0 || c > INT32_MAX / 2) return 0;
+    const int32_t half = c / 64;                   /* K steps of each half */
+    return half <= Q8_AMX_KC || half % Q8_AMX_KC == 0;
+}
+
 int mdfi_q8_split_ok(const q8_ops *ops, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
                      int32_t pad)
 {
-    if (ops == NULL || ops->x4_split == NULL || ks != 1 || stride != 1 || pad != 0 || c < 64 || c % 64 != 0)
-        return 0;
-    const int32_t half = c / 64;                   /* K steps of each half */
-    if (half > Q8_AMX_KC && half % Q8_AMX_KC != 0) return 0;
+    if (ops == NULL || ops->x4_split == NULL || !mdfi_q8_split_shape(c, ks, stride, pad)) return 0;
     if (ops->usable != NULL && !ops->usable(2 * c, ks, stride)) return 0;
     return mdfi_q8_scratch_size(2 * c, h, w, m, ks, stride, pad, 1) >= 0;
 }

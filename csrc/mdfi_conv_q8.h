@@ -230,6 +230,8 @@ int mdfi_q8_usable(int xtype, int wtype, int32_t acc64, int32_t c, int32_t h, in
  * xtype MDFI_CONV_S16 and scratch for 2C channels (mdfi_q8_scratch_size(2C, ...)). */
 int mdfi_q8_split_ok(const q8_ops *ops, int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
                      int32_t pad);
+/* Its layer-shape part (no ops): the driver's scratch size reserves 2C channels for these. */
+int mdfi_q8_split_shape(int32_t c, int32_t ks, int32_t stride, int32_t pad);
 int64_t mdfi_q8_scratch_size(int32_t c, int32_t h, int32_t w, int32_t m, int32_t ks, int32_t stride,
                              int32_t pad, int32_t nthreads);
 void mdfi_q8_conv(const q8_ops *ops, const void *x, int xtype, int32_t c, int32_t h, int32_t w,
